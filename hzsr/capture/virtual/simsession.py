@@ -1,0 +1,250 @@
+"""Write a whole simulated session folder: ``hzsr sim session``.
+
+This is the renderer-only path (no ADB): it plays the part of both phones and the host, using the
+same clock, stream and camera models as the virtual phones, and writes what a real capture session
+would. Per capture it simulates the host's trigger, each phone's clock-domain conversion and sensor
+stream, then renders the three frames at the instants each was really exposed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from hzsr.capture.virtual.profiles import PhoneProfile, get_profile
+from hzsr.capture.virtual.render import layer_homography, true_flow
+from hzsr.capture.virtual.rig import SLOTS, RigGeometry, render_frame
+from hzsr.capture.virtual.scene import SCENE_KINDS, Scene, make_scene, photo
+from hzsr.capture.virtual.timing import LinkModel, PhoneClock, next_frame_ns, sntp_best_sample
+from hzsr.capture.virtual.truth import write_capture_truth, write_session_truth
+from hzsr.core import records as R
+from hzsr.core.fileio import atomic_write_bytes, sha256_bytes
+from hzsr.core.geometry import CropRect, tele_crop_rect
+from hzsr.core.journal import Journal
+from hzsr.core.schema import to_plain
+from hzsr.core.clock import fit_drift
+
+DEVICE_ROLES = ("main", "reference")
+
+
+@dataclass
+class SimFaults:
+    """Timing faults to inject, for testing the sync checks."""
+
+    clock_jump_before: int | None = None  # capture index before which the reference clock jumps
+    clock_jump_ms: float = 40.0
+    late_frame_at: list[int] = field(default_factory=list)  # captures whose ref_T is one period late
+    unknown_timestamp_source: bool = False  # reference phone reports SENSOR timestamps as UNKNOWN
+
+
+@dataclass
+class SimConfig:
+    """Options of ``hzsr sim session``; every default lives here."""
+
+    captures: int = 10
+    seed: int = 0
+    size: tuple[int, int] = (640, 480)  # every camera's output (width, height); full res 4000x3000
+    profile: str = "vphone-5x"
+    kinds: tuple[str, ...] = SCENE_KINDS  # cycled, one scene per ``captures_per_scene`` captures
+    captures_per_scene: int = 2
+    interval_s: float = 2.0  # host time between triggers
+    lead_ms: float = 500.0  # trigger this far in the future (libsoftwaresync's choice)
+    phase_align: bool = True
+    phase_residual_us: float = 40.0  # phase-alignment residual (uniform 0..this)
+    wt_offset_ms: float = 1.5  # W and T exposure starts differ by up to this (APPROXIMATE sync)
+    resync_every: int = 5  # a clock-sync round every N captures
+    link: LinkModel = field(default_factory=LinkModel)
+    drift_ppm_sigma: float = 8.0
+    truth: bool = False  # write ground truth beside the session (``<dir>.truth/``)
+    quality: int = 92
+    faults: SimFaults = field(default_factory=SimFaults)
+
+
+def _device_info(profile: PhoneProfile, serial: str, role: str, size: tuple[int, int],
+                 ts_source: str) -> R.DeviceInfo:
+    cams = []
+    for cam in profile.cameras:
+        k = cam.intrinsics(size)
+        cams.append(R.CameraInfo(
+            camera_id=cam.camera_id, role=cam.role, physical_id=cam.physical_id,
+            focal_length_mm=cam.focal_length_mm, f_number=cam.f_number,
+            pixel_size_um=cam.pixel_size_um * cam.native_size[0] / size[0],
+            width=size[0], height=size[1],
+            intrinsics=R.Intrinsics(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])),
+            timestamp_source=ts_source,
+        ))
+    return R.DeviceInfo(serial=serial, role=role, model=profile.model, build=profile.build_fingerprint,
+                        agent_version="sim", sync_type=profile.sync_type, cameras=cams)
+
+
+def _af_roi(rig: RigGeometry, slot: str, scene: Scene, t: float) -> list[int]:
+    """AF ROI: a box a fifth of the frame around where the subject's centre projects."""
+    lay = scene.layer(scene.subject)
+    h, w = photo(lay.photo).shape[:2]
+    pose = rig.pose(slot)
+    p = layer_homography(pose, lay, t) @ np.array([w / 2, h / 2, 1.0])
+    cx, cy = p[0] / p[2], p[1] / p[2]
+    bw, bh = rig.size[0] // 5, rig.size[1] // 5
+    x = int(np.clip(cx - bw / 2, 0, rig.size[0] - bw))
+    y = int(np.clip(cy - bh / 2, 0, rig.size[1] - bh))
+    return [x, y, bw, bh]
+
+
+def crop_rect(rig: RigGeometry) -> CropRect:
+    return tele_crop_rect(rig.pose("main_W").K, rig.pose("main_T").K, rig.size, rig.size)
+
+
+def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> Path:
+    """Render ``cfg.captures`` triplets into a new session folder at ``out``."""
+    out = Path(out)
+    if (out / "session.json").exists():
+        raise FileExistsError(f"{out}: a session already exists here; choose another --out")
+    rng = np.random.default_rng(cfg.seed)
+    profile = get_profile(cfg.profile)
+    rig = RigGeometry.random(profile, cfg.size, rng)
+    fx_t = profile.camera("T").fx_native()
+    period = profile.frame_period_ns
+
+    host_epoch = int(rng.uniform(2e12, 9e12))  # host CLOCK_MONOTONIC at session start
+    clocks = {r: PhoneClock(int(rng.uniform(-5e11, 5e11)), float(rng.normal(0, cfg.drift_ppm_sigma)),
+                            host_epoch) for r in DEVICE_ROLES}
+    phases = {r: float(rng.uniform(0, period)) for r in DEVICE_ROLES}
+    serials = {r: f"VPH5X{rng.integers(0, 16**6):06X}" for r in DEVICE_ROLES}
+    ts_src = {r: profile.timestamp_source for r in DEVICE_ROLES}
+    if cfg.faults.unknown_timestamp_source:
+        ts_src["reference"] = "UNKNOWN"
+    devices = {r: _device_info(profile, serials[r], r, cfg.size, ts_src[r]) for r in DEVICE_ROLES}
+
+    session = R.SessionRecord(
+        schema_version=R.SCHEMA_VERSION, session_id=out.name,
+        created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        source="sim", devices=list(devices.values()),
+        config={"sim": to_plain(cfg)},
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    journal = Journal(out / "journal.jsonl")
+    journal.append("session_started", source="sim", session_id=out.name)
+
+    def sync_round(host_ns: int) -> None:
+        for r in DEVICE_ROLES:
+            h, off, rtt = sntp_best_sample(clocks[r], host_ns, cfg.link, rng)
+            devices[r].clock.samples.append(R.ClockSample(h, off, rtt))
+            journal.append("clock_sync", device=serials[r], host_ns=h, offset_ns=off, rtt_ns=rtt)
+
+    def estimate_phone_ns(r: str, host_ns: int) -> float:
+        s = devices[r].clock.samples[-1]
+        drift = devices[r].clock.drift_ppm or 0.0
+        return host_ns + s.offset_ns + drift * 1e-6 * (host_ns - s.host_ns)
+
+    truth_captures = []
+    host_now = host_epoch + int(1e9)
+    scene: Scene | None = None
+    for k in tqdm(range(cfg.captures), desc="sim captures", disable=not progress):
+        if k % cfg.resync_every == 0:
+            sync_round(host_now)
+            for r in DEVICE_ROLES:
+                devices[r].clock.drift_ppm, devices[r].clock.drift_ppm_stderr = fit_drift(devices[r].clock.samples)
+        if cfg.faults.clock_jump_before == k:
+            # Lands after this capture's sync round (if any): the host cannot see it until the next.
+            clocks["reference"].jumps.append((host_now, int(cfg.faults.clock_jump_ms * 1e6)))
+        if k % cfg.captures_per_scene == 0:
+            kind = cfg.kinds[(k // cfg.captures_per_scene) % len(cfg.kinds)]
+            scene = make_scene(kind, k // cfg.captures_per_scene, rng, fx_t)
+        assert scene is not None
+        trigger_host = host_now + int(cfg.lead_ms * 1e6)
+        journal.append("trigger", capture_id=f"c{k:05d}", target_host_ns=trigger_host)
+
+        # Each phone converts the host target into its clock with its *estimated* offset; its
+        # stream then delivers the first frame at or after that instant.
+        frame_phone: dict[str, float] = {}
+        for r in DEVICE_ROLES:
+            target = estimate_phone_ns(r, trigger_host)
+            if cfg.phase_align:
+                phase = target + rng.uniform(0, cfg.phase_residual_us * 1e3)
+            else:
+                phase = phases[r]  # free-running stream, its own phase
+            frame_phone[r] = next_frame_ns(target, phase, period)
+        if k in cfg.faults.late_frame_at:
+            frame_phone["reference"] += period
+        true_host = {r: clocks[r].host_ns(frame_phone[r]) for r in DEVICE_ROLES}
+        wt = rng.uniform(-cfg.wt_offset_ms, cfg.wt_offset_ms) * 1e6
+        instants = {"main_W": true_host["main"], "main_T": true_host["main"] + wt,
+                    "ref_T": true_host["reference"]}
+        focus_true = {r: 1 / scene.layer(scene.subject).depth_m * (1 + rng.normal(0, 0.02))
+                      for r in DEVICE_ROLES}
+
+        cid = f"c{k:05d}"
+        cdir = out / "captures" / cid
+        frames = []
+        for slot, (role, cam_role) in SLOTS.items():
+            t_s = (instants[slot] - trigger_host) / 1e9
+            jpg, exp, _ = render_frame(rig, scene, slot, t_s, focus_true[role], rng, quality=cfg.quality)
+            atomic_write_bytes(cdir / f"{slot}.jpg", jpg)
+            stamp = frame_phone[role]
+            if profile.sync_type == "CALIBRATED" and slot == "main_T":
+                stamp += wt
+            if ts_src[role] == "UNKNOWN":
+                # Not boot time: some other clock, arbitrarily offset (here: since camera open).
+                stamp = stamp - clocks[role].offset_ns - 7.3e11
+            cam = devices[role].cameras[[c.role for c in devices[role].cameras].index(cam_role)]
+            frames.append(R.FrameRecord(
+                slot=slot, file=f"{slot}.jpg", device=serials[role], role=role, camera_role=cam_role,
+                camera_id=cam.camera_id, sensor_timestamp_ns=int(round(stamp)),
+                timestamp_source=ts_src[role], exposure_time_ns=exp.exposure_time_ns, iso=exp.iso,
+                focus_distance_diopters=round(float(focus_true[role] * (1 + rng.normal(0, 0.03))), 4),
+                focus_calibration="APPROXIMATE", af_state="FOCUSED_LOCKED",
+                af_roi=_af_roi(rig, slot, scene, t_s), intrinsics=cam.intrinsics,
+                width=cfg.size[0], height=cfg.size[1], sha256=sha256_bytes(jpg), size_bytes=len(jpg),
+                frame_number=int(frame_phone[role] // period),
+            ))
+            journal.append("verified", capture_id=cid, file=f"{slot}.jpg", sha256=frames[-1].sha256)
+        rec = R.CaptureRecord(schema_version=R.SCHEMA_VERSION, capture_id=cid, scene_id=scene.scene_id,
+                              scene_tags=list(scene.tags), frames=frames, trigger_host_ns=trigger_host)
+        rec.save(cdir)
+        journal.append("capture_complete", capture_id=cid)
+
+        cap_truth = {
+            "capture_id": cid, "scene_id": scene.scene_id, "trigger_host_ns": trigger_host,
+            "instants_host_ns": {s: int(v) for s, v in instants.items()},
+            "skew_ref_minus_main_ns": int(instants["ref_T"] - instants["main_W"]),
+            "wt_offset_ns": int(wt),
+            "focus_diopters": focus_true,
+            "poses": {s: rig.pose(s).to_json() for s in SLOTS},
+            "layers": [{"name": lay.name, "depth_m": lay.depth_m, "center_m": list(lay.center_m),
+                        "velocity_mps": list(lay.velocity_mps), "photo": lay.photo}
+                       for lay in scene.layers],
+            "subject": scene.subject,
+        }
+        arrays = None
+        if cfg.truth:
+            cr = crop_rect(rig)
+            src = rig.pose("main_W")
+            crop_pose = type(src)(cr.crop_intrinsics(src.K), src.R, src.C, cfg.size)
+            t_w = (instants["main_W"] - trigger_host) / 1e9
+            arrays = {}
+            for slot in ("main_T", "ref_T"):
+                f, v = true_flow(scene, crop_pose, t_w, rig.pose(slot), (instants[slot] - trigger_host) / 1e9)
+                arrays[f"flow_{slot}"] = f
+                arrays[f"valid_{slot}"] = v
+            cap_truth["crop_rect"] = to_plain(cr)
+            write_capture_truth(out, cid, cap_truth, arrays)
+        truth_captures.append(cap_truth)
+        host_now = trigger_host + int(cfg.interval_s * 1e9) - int(cfg.lead_ms * 1e6)
+
+    sync_round(host_now)
+    for r in DEVICE_ROLES:
+        devices[r].clock.drift_ppm, devices[r].clock.drift_ppm_stderr = fit_drift(devices[r].clock.samples)
+    session.save(out)
+    journal.append("session_stopped", captures=cfg.captures)
+    if cfg.truth:
+        write_session_truth(out, {
+            "clocks": {serials[r]: {"role": r, "offset_ns": c.offset_ns, "drift_ppm": c.drift_ppm,
+                                    "epoch_ns": c.epoch_ns, "jumps": c.jumps} for r, c in clocks.items()},
+            "phase_align": cfg.phase_align, "period_ns": period,
+            "captures": truth_captures,
+        })
+    return out

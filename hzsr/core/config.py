@@ -1,0 +1,42 @@
+"""YAML configs, validated into typed dataclasses.
+
+An unknown or mistyped key is a ``ConfigError`` naming the file and the key. Defaults live only in
+the dataclass definitions, so there is one place to read them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from hzsr.core.errors import ConfigError
+from hzsr.core.schema import parse_or_raise
+
+T = TypeVar("T")
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file; a missing file or a syntax error is a one-line ``ConfigError``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=path, field=where) from None
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    """Load ``path`` and validate it into the dataclass ``cls``."""
+    data = load_yaml(path)
+    if data is None:
+        data = {}
+    return parse_or_raise(cls, data, file=str(path), error=ConfigError)

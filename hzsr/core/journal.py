@@ -1,0 +1,101 @@
+"""The append-only session journal (``journal.jsonl``).
+
+Each event is one JSON line, fsync'd before ``append`` returns, so a crash loses at most the event
+being written. A torn last line (the process died mid-write) is reported by ``read`` and skipped,
+never fatal: everything before it is intact by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hzsr.core.errors import SessionFormatError
+
+#: Event kinds written by the capture stage. Other stages may add their own.
+EVENT_KINDS = (
+    "session_started",
+    "clock_sync",
+    "trigger",
+    "ack",
+    "file_ready",
+    "pulled",
+    "verified",
+    "capture_complete",
+    "capture_incomplete",
+    "capture_discarded",
+    "deleted",
+    "session_stopped",
+)
+
+
+@dataclass
+class JournalReadResult:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: 1-based line numbers that could not be parsed (a torn final line after a crash).
+    bad_lines: list[int] = field(default_factory=list)
+
+
+class Journal:
+    """Append-only, fsync'd JSON-lines journal.
+
+    Args:
+        path: the ``journal.jsonl`` file; created with its folder if missing.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one event and fsync. Returns the record written."""
+        record = {"event": event, "wall_time": time.time(), **fields}
+        line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
+        # O_APPEND makes each write land at the end even with several writers in one process.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return record
+
+    def read(self) -> JournalReadResult:
+        """Read every event; unparseable lines are listed, not raised."""
+        result = JournalReadResult()
+        if not self.path.exists():
+            return result
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    result.bad_lines.append(lineno)
+                    continue
+                if not isinstance(rec, dict) or "event" not in rec:
+                    result.bad_lines.append(lineno)
+                    continue
+                result.events.append(rec)
+        return result
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.read().events)
+
+    def require_clean(self) -> list[dict[str, Any]]:
+        """Events, raising if any line other than a torn last one is bad."""
+        res = self.read()
+        if res.bad_lines:
+            n_lines = sum(1 for _ in open(self.path, encoding="utf-8", errors="replace"))
+            interior = [n for n in res.bad_lines if n != n_lines]
+            if interior:
+                raise SessionFormatError(
+                    f"unparseable line {interior[0]}", file=self.path, field="journal"
+                )
+        return res.events

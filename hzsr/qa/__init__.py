@@ -1,0 +1,1 @@
+"""Registration and image quality, verdicts and reports (not built yet: see the open issues)."""

@@ -1,0 +1,1 @@
+"""Timing checks: map sensor timestamps to the host clock, measure skew, pair frames."""

@@ -1,0 +1,91 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hzsr.cli import main
+from hzsr.core.validate import validate_session
+
+
+def _errors(d):
+    return [f for f in validate_session(d) if f.severity == "error"]
+
+
+def test_clean_session_is_valid(sim_session, capsys):
+    assert _errors(sim_session) == []
+    assert main(["session", "validate", str(sim_session)]) == 0
+
+
+def _capture_json(d, cid="c00001"):
+    return d / "captures" / cid / "capture.json"
+
+
+def _mutate_json(path, fn):
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+
+
+CORRUPTIONS = {
+    "truncated_jpeg": (
+        lambda d: (d / "captures/c00001/main_T.jpg").write_bytes((d / "captures/c00001/main_T.jpg").read_bytes()[:5000]),
+        ["captures/c00001/main_T.jpg: frames[1].sha256", "truncated JPEG", "frames[1].size_bytes"],
+    ),
+    "flipped_byte": (
+        lambda d: _flip(d / "captures/c00002/ref_T.jpg", 3000),
+        ["captures/c00002/ref_T.jpg: frames[2].sha256: mismatch"],
+    ),
+    "missing_field": (
+        lambda d: _mutate_json(_capture_json(d), lambda j: j["frames"][0].pop("sensor_timestamp_ns")),
+        ["captures/c00001/capture.json: frames[0].sensor_timestamp_ns: missing required field"],
+    ),
+    "wrong_type": (
+        lambda d: _mutate_json(_capture_json(d), lambda j: j["frames"][1].__setitem__("width", "640")),
+        ["captures/c00001/capture.json: frames[1].width: expected integer, got str"],
+    ),
+    "missing_file": (
+        lambda d: (d / "captures/c00003/main_W.jpg").unlink(),
+        ["captures/c00003/main_W.jpg: frames[0].file: missing file"],
+    ),
+    "broken_json": (
+        lambda d: _capture_json(d).write_text('{"capture_id": "c00001", '),
+        ["captures/c00001/capture.json: line 1: invalid JSON"],
+    ),
+    "bad_session_json": (
+        lambda d: _mutate_json(d / "session.json", lambda j: j["devices"][0].__setitem__("serial", 5)),
+        ["session.json: devices[0].serial: expected str, got int"],
+    ),
+}
+
+
+def _flip(path, offset):
+    b = bytearray(path.read_bytes())
+    b[offset] ^= 0x40
+    path.write_bytes(bytes(b))
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_corruption_is_named_and_fails(sim_session, name):
+    corrupt, expected = CORRUPTIONS[name]
+    corrupt(sim_session)
+    proc = subprocess.run([sys.executable, "-m", "hzsr.cli", "session", "validate", str(sim_session)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    for needle in expected:
+        assert needle in proc.stderr, proc.stderr
+    # The other captures are still checked: only the corrupted one is reported.
+    assert "c00000" not in proc.stderr
+
+
+def test_declared_size_mismatch_named(sim_session):
+    _mutate_json(_capture_json(sim_session, "c00000"), lambda j: j["frames"][0].__setitem__("width", 321))
+    (f,) = _errors(sim_session)
+    assert f.field == "frames[0].width/height" and "declared 321x240" in f.message
+
+
+def test_missing_folder_is_one_line(tmp_path, capsys):
+    assert main(["session", "validate", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a folder" in err[0]
