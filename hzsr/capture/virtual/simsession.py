@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from hzsr.capture.virtual.profiles import PhoneProfile, get_profile
 from hzsr.capture.virtual.render import layer_homography, true_flow
-from hzsr.capture.virtual.rig import SLOTS, RigGeometry, render_frame
+from hzsr.capture.virtual.rig import SLOTS, FrameExposure, RigGeometry, render_frame
 from hzsr.capture.virtual.scene import SCENE_KINDS, Scene, make_scene, photo
 from hzsr.capture.virtual.timing import LinkModel, PhoneClock, next_frame_ns, sntp_best_sample
 from hzsr.capture.virtual.truth import write_capture_truth, write_session_truth
@@ -61,6 +61,7 @@ class SimConfig:
     drift_ppm_sigma: float = 8.0
     truth: bool = False  # write ground truth beside the session (``<dir>.truth/``)
     quality: int = 92
+    images: bool = True  # False: timing-only session (records, no image files) for sync tests
     faults: SimFaults = field(default_factory=SimFaults)
 
 
@@ -182,8 +183,12 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
         frames = []
         for slot, (role, cam_role) in SLOTS.items():
             t_s = (instants[slot] - trigger_host) / 1e9
-            jpg, exp, _ = render_frame(rig, scene, slot, t_s, focus_true[role], rng, quality=cfg.quality)
-            atomic_write_bytes(cdir / f"{slot}.jpg", jpg)
+            if cfg.images:
+                jpg, exp, _ = render_frame(rig, scene, slot, t_s, focus_true[role], rng, quality=cfg.quality)
+                atomic_write_bytes(cdir / f"{slot}.jpg", jpg)
+            else:
+                # Timing-only: no pixels, so no file; the record still names one (validate flags it).
+                jpg, exp = b"\0", FrameExposure(10_000_000, 100, 1.0)
             stamp = frame_phone[role]
             if profile.sync_type == "CALIBRATED" and slot == "main_T":
                 stamp += wt
