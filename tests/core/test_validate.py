@@ -29,7 +29,7 @@ def _mutate_json(path, fn):
 
 CORRUPTIONS = {
     "truncated_jpeg": (
-        lambda d: (d / "captures/c00001/main_T.jpg").write_bytes((d / "captures/c00001/main_T.jpg").read_bytes()[:5000]),
+        lambda d: _truncate(d / "captures/c00001/main_T.jpg", 5000),
         ["captures/c00001/main_T.jpg: frames[1].sha256", "truncated JPEG", "frames[1].size_bytes"],
     ),
     "flipped_byte": (
@@ -57,6 +57,10 @@ CORRUPTIONS = {
         ["session.json: devices[0].serial: expected str, got int"],
     ),
 }
+
+
+def _truncate(path, n):
+    path.write_bytes(path.read_bytes()[:n])
 
 
 def _flip(path, offset):

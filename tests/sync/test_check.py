@@ -149,5 +149,6 @@ def test_empty_session_and_unreadable_session(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hzsr.cli", "sync", "check", str(d)],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().endswith("session.json: line 1: invalid JSON: Expecting property name enclosed in double quotes")
+    assert proc.stderr.strip().endswith(
+        "session.json: line 1: invalid JSON: Expecting property name enclosed in double quotes")
     assert "Traceback" not in proc.stderr

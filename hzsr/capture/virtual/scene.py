@@ -10,7 +10,7 @@ detail HZSR transfers, so the simulator must have it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import cv2
 import numpy as np
@@ -28,7 +28,7 @@ def srgb_to_linear(img_u8: np.ndarray) -> np.ndarray:
     return lut[img_u8]
 
 
-@lru_cache(maxsize=None)
+@cache
 def photo(name: str) -> np.ndarray:
     """A colour photograph, linear RGB float32 in [0, 1]."""
     import skimage.data as data
@@ -50,7 +50,7 @@ def photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(srgb_to_linear(img[..., :3].astype(np.uint8)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def detail(name: str) -> np.ndarray:
     """Zero-mean, unit-std high-pass of a grey surface photograph (float32)."""
     import skimage.data as data
@@ -104,7 +104,7 @@ class Scene:
         return list(range(len(self.layers)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def alpha_mask(shape: str, h: int, w: int) -> np.ndarray:
     """Coverage of a layer over its texture grid, with a soft 2-texel edge."""
     if shape == "full":

@@ -22,11 +22,11 @@ from hzsr.capture.virtual.scene import SCENE_KINDS, Scene, make_scene, photo
 from hzsr.capture.virtual.timing import LinkModel, PhoneClock, next_frame_ns, sntp_best_sample
 from hzsr.capture.virtual.truth import write_capture_truth, write_session_truth
 from hzsr.core import records as R
+from hzsr.core.clock import fit_drift
 from hzsr.core.fileio import atomic_write_bytes, sha256_bytes
 from hzsr.core.geometry import CropRect, tele_crop_rect
 from hzsr.core.journal import Journal
 from hzsr.core.schema import to_plain
-from hzsr.core.clock import fit_drift
 
 DEVICE_ROLES = ("main", "reference")
 
