@@ -1,0 +1,65 @@
+"""Start and stop a private adb server (never the default port 5037).
+
+The binary is the one in the adbutils wheel (platform-tools 36.0.0), unless ``ADBUTILS_ADB_PATH``
+names another: the same order adbutils itself uses, except that an older ``adb`` on PATH is not
+picked silently.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from hzsr.core.errors import RigError
+
+
+def bundled_adb() -> str:
+    env = os.environ.get("ADBUTILS_ADB_PATH")
+    if env:
+        return env
+    import adbutils
+
+    path = Path(adbutils.__file__).parent / "binaries" / "adb"
+    if not path.exists():
+        raise RigError("the adbutils wheel ships no adb binary for this platform; set ADBUTILS_ADB_PATH",
+                       field="adb")
+    return str(path)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback outside 5555-5585, which adb scans for emulators."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not 5554 <= port <= 5585 and port != 5037:
+            return port
+
+
+@dataclass
+class AdbServer:
+    port: int
+    adb: str
+
+    @classmethod
+    def start(cls, port: int | None = None) -> AdbServer:
+        srv = cls(port or free_port(), bundled_adb())
+        if srv.port == 5037:
+            raise RigError("refusing the default adb port 5037; use a private one", field="port")
+        srv.run("start-server")
+        return srv
+
+    def run(self, *args: str, timeout: float = 20.0) -> subprocess.CompletedProcess:
+        return subprocess.run([self.adb, "-P", str(self.port), *args], capture_output=True, text=True,
+                              timeout=timeout)
+
+    def client(self):
+        import adbutils
+
+        return adbutils.AdbClient(host="127.0.0.1", port=self.port)
+
+    def stop(self) -> None:
+        self.run("kill-server")

@@ -1,0 +1,137 @@
+"""The virtual phone's ADB device side, driven by the real adb server (adbutils wheel) and adbutils."""
+
+import asyncio
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from hzsr.capture.adb_server import AdbServer
+from hzsr.capture.virtual.adb_device import A_CNXN, A_VERSION, A_WRTE, DeviceIdentity, pack, serve_device
+from hzsr.capture.virtual.profiles import VPHONE_5X
+from hzsr.capture.virtual.shell import VirtualShell
+
+pytestmark = pytest.mark.adb
+
+
+class VirtualPhone:
+    """One virtual phone serving the device protocol from a background event loop."""
+
+    def __init__(self, serial: str):
+        self.props = {"ro.product.name": VPHONE_5X.product, "ro.product.model": VPHONE_5X.model,
+                      "ro.product.device": VPHONE_5X.device, "ro.serialno": serial,
+                      "ro.build.fingerprint": VPHONE_5X.build_fingerprint}
+        self.loop = asyncio.new_event_loop()
+        self.server = self.loop.run_until_complete(
+            serve_device(DeviceIdentity(serial, self.props), VirtualShell(self.props).run))
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        async def _close():
+            self.server.close()
+            for t in asyncio.all_tasks():
+                if t is not asyncio.current_task():
+                    t.cancel()
+
+        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def _wait_state(client, serial, want, timeout=10.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        states = {d.serial: d.state for d in client.list()}
+        if states.get(serial) == want or (want is None and serial not in states):
+            return states.get(serial)
+        time.sleep(0.1)
+    return {d.serial: d.state for d in client.list()}.get(serial)
+
+
+@pytest.fixture(scope="module")
+def rig():
+    server = AdbServer.start()
+    phones = [VirtualPhone("VPH5XAAA001"), VirtualPhone("VPH5XAAA002")]
+    client = server.client()
+    serials = []
+    for p in phones:
+        out = server.run("connect", f"127.0.0.1:{p.port}")
+        assert "connected" in out.stdout, out
+        serials.append(f"127.0.0.1:{p.port}")
+        assert _wait_state(client, serials[-1], "device") == "device"
+    yield server, phones, serials
+    for p in phones:
+        p.stop()
+    server.stop()
+
+
+def test_list_shows_both_with_model(rig):
+    server, _, serials = rig
+    client = server.client()
+    assert {d.serial for d in client.list() if d.state == "device"} >= set(serials)
+    for s in serials:
+        assert client.device(s).prop.model == "HZSR Virtual 5x"
+
+
+def test_shell2_exit_codes_and_operators(rig):
+    server, _, serials = rig
+    d = server.client().device(serials[0])
+    assert d.shell2("false").returncode == 1
+    assert d.shell2("true").returncode == 0
+    r = d.shell2("false; echo $? && echo ok || echo never")
+    assert r.returncode == 0 and r.output == "1\nok\n"
+    assert d.shell2("nosuchcmd").returncode == 127
+    assert d.shell("getprop ro.serialno").strip() == "VPH5XAAA001"
+
+
+def test_adb_binary_shell_getprop(rig):
+    server, _, serials = rig
+    out = server.run("-s", serials[1], "shell", "getprop", "ro.product.model")
+    assert out.returncode == 0 and out.stdout.strip() == "HZSR Virtual 5x"
+
+
+def _raw(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(pack(A_CNXN, A_VERSION, 4096, b"host::\0"))
+    hdr = s.recv(24)
+    assert struct.unpack("<6I", hdr)[0] == A_CNXN
+    return s
+
+
+def _dropped(sock) -> bool:
+    sock.settimeout(5)
+    try:
+        while True:
+            if sock.recv(65536) == b"":
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
+@pytest.mark.parametrize("bad", ["magic", "oversized"])
+def test_malformed_packet_refused_others_keep_working(rig, bad):
+    server, phones, serials = rig
+    s = _raw(phones[0].port)
+    if bad == "magic":
+        s.sendall(struct.pack("<6I", A_WRTE, 1, 1, 0, 0, 0x12345678))
+    else:
+        s.sendall(struct.pack("<6I", A_WRTE, 1, 1, 8 * 1024 * 1024, 0, A_WRTE ^ 0xFFFFFFFF))
+    assert _dropped(s)
+    s.close()
+    d = server.client().device(serials[0])
+    assert d.shell("echo alive").strip() == "alive"
+
+
+def test_killed_phone_goes_offline(rig):
+    server, _, _ = rig
+    extra = VirtualPhone("VPH5XAAA003")
+    serial = f"127.0.0.1:{extra.port}"
+    assert "connected" in server.run("connect", serial).stdout
+    client = server.client()
+    assert _wait_state(client, serial, "device") == "device"
+    extra.stop()
+    assert _wait_state(client, serial, "offline") == "offline"
