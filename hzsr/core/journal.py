@@ -39,6 +39,11 @@ class JournalReadResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     #: 1-based line numbers that could not be parsed (a torn final line after a crash).
     bad_lines: list[int] = field(default_factory=list)
+    n_lines: int = 0
+
+    def torn_tail(self, lineno: int) -> bool:
+        """Whether bad line ``lineno`` is the last one: a crash mid-append, not corruption."""
+        return lineno == self.n_lines
 
 
 class Journal:
@@ -72,6 +77,7 @@ class Journal:
             return result
         with open(self.path, encoding="utf-8", errors="replace") as f:
             for lineno, line in enumerate(f, start=1):
+                result.n_lines = lineno
                 if not line.strip():
                     continue
                 try:
@@ -92,8 +98,7 @@ class Journal:
         """Events, raising if any line other than a torn last one is bad."""
         res = self.read()
         if res.bad_lines:
-            n_lines = sum(1 for _ in open(self.path, encoding="utf-8", errors="replace"))
-            interior = [n for n in res.bad_lines if n != n_lines]
+            interior = [n for n in res.bad_lines if not res.torn_tail(n)]
             if interior:
                 raise SessionFormatError(
                     f"unparseable line {interior[0]}", file=self.path, field="journal"

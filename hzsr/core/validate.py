@@ -72,9 +72,8 @@ def validate_session(session_dir: str | Path, *, check_pixels: bool = True) -> l
         out.append(Finding("journal.jsonl", "-", "missing", "warning"))
     else:
         res = jr.read()
-        n_lines = sum(1 for _ in open(jr.path, encoding="utf-8", errors="replace"))
         for ln in res.bad_lines:
-            torn_tail = ln == n_lines
+            torn_tail = res.torn_tail(ln)
             out.append(Finding("journal.jsonl", f"line {ln}", "torn last line (crash while writing)"
                                if torn_tail else "unparseable line", "warning" if torn_tail else "error"))
 

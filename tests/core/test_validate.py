@@ -93,3 +93,16 @@ def test_missing_folder_is_one_line(tmp_path, capsys):
     assert main(["session", "validate", str(tmp_path / "nope")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a folder" in err[0]
+
+
+def test_journal_torn_tail_warns_interior_corruption_errors(sim_session):
+    j = sim_session / "journal.jsonl"
+    with open(j, "a") as f:
+        f.write('{"event": "pulled", "capt')
+    found = validate_session(sim_session)
+    assert [(f.severity, f.file) for f in found] == [("warning", "journal.jsonl")]
+    lines = j.read_text().splitlines()
+    lines.insert(2, "garbage")
+    j.write_text("\n".join(lines) + "\n")
+    errs = _errors(sim_session)
+    assert [(f.file, f.field, f.message) for f in errs] == [("journal.jsonl", "line 3", "unparseable line")]

@@ -131,9 +131,12 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
     journal.append("session_started", source="sim", session_id=out.name)
 
     def sync_round(host_ns: int) -> None:
+        """Keep one best-rtt sample per phone, then refit its drift over all samples so far."""
         for r in DEVICE_ROLES:
             h, off, rtt = sntp_best_sample(clocks[r], host_ns, cfg.link, rng)
-            devices[r].clock.samples.append(R.ClockSample(h, off, rtt))
+            clock = devices[r].clock
+            clock.samples.append(R.ClockSample(h, off, rtt))
+            clock.drift_ppm, clock.drift_ppm_stderr = fit_drift(clock.samples)
             journal.append("clock_sync", device=serials[r], host_ns=h, offset_ns=off, rtt_ns=rtt)
 
     def estimate_phone_ns(r: str, host_ns: int) -> float:
@@ -147,8 +150,6 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
     for k in tqdm(range(cfg.captures), desc="sim captures", disable=not progress):
         if k % cfg.resync_every == 0:
             sync_round(host_now)
-            for r in DEVICE_ROLES:
-                devices[r].clock.drift_ppm, devices[r].clock.drift_ppm_stderr = fit_drift(devices[r].clock.samples)
         if cfg.faults.clock_jump_before == k:
             # Lands after this capture's sync round (if any): the host cannot see it until the next.
             clocks["reference"].jumps.append((host_now, int(cfg.faults.clock_jump_ms * 1e6)))
@@ -241,8 +242,6 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
         host_now = trigger_host + int(cfg.interval_s * 1e9) - int(cfg.lead_ms * 1e6)
 
     sync_round(host_now)
-    for r in DEVICE_ROLES:
-        devices[r].clock.drift_ppm, devices[r].clock.drift_ppm_stderr = fit_drift(devices[r].clock.samples)
     session.save(out)
     journal.append("session_stopped", captures=cfg.captures)
     if cfg.truth:
