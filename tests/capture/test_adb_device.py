@@ -1,45 +1,17 @@
 """The virtual phone's ADB device side, driven by the real adb server (adbutils wheel) and adbutils."""
 
-import asyncio
 import socket
 import struct
-import threading
 import time
 
 import pytest
 
 from hzsr.capture.adb_server import AdbServer
-from hzsr.capture.virtual.adb_device import A_CNXN, A_VERSION, A_WRTE, DeviceIdentity, pack, serve_device
+from hzsr.capture.virtual.adb_device import A_CNXN, A_VERSION, A_WRTE, pack
+from hzsr.capture.virtual.phone import VirtualPhone
 from hzsr.capture.virtual.profiles import VPHONE_5X
-from hzsr.capture.virtual.shell import VirtualShell
 
 pytestmark = pytest.mark.adb
-
-
-class VirtualPhone:
-    """One virtual phone serving the device protocol from a background event loop."""
-
-    def __init__(self, serial: str):
-        self.props = {"ro.product.name": VPHONE_5X.product, "ro.product.model": VPHONE_5X.model,
-                      "ro.product.device": VPHONE_5X.device, "ro.serialno": serial,
-                      "ro.build.fingerprint": VPHONE_5X.build_fingerprint}
-        self.loop = asyncio.new_event_loop()
-        self.server = self.loop.run_until_complete(
-            serve_device(DeviceIdentity(serial, self.props), VirtualShell(self.props).run))
-        self.port = self.server.sockets[0].getsockname()[1]
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        async def _close():
-            self.server.close()
-            for t in asyncio.all_tasks():
-                if t is not asyncio.current_task():
-                    t.cancel()
-
-        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 def _wait_state(client, serial, want, timeout=10.0):
@@ -55,7 +27,7 @@ def _wait_state(client, serial, want, timeout=10.0):
 @pytest.fixture(scope="module")
 def rig():
     server = AdbServer.start()
-    phones = [VirtualPhone("VPH5XAAA001"), VirtualPhone("VPH5XAAA002")]
+    phones = [VirtualPhone(VPHONE_5X, "VPH5XAAA001"), VirtualPhone(VPHONE_5X, "VPH5XAAA002")]
     client = server.client()
     serials = []
     for p in phones:
@@ -128,7 +100,7 @@ def test_malformed_packet_refused_others_keep_working(rig, bad):
 
 def test_killed_phone_goes_offline(rig):
     server, _, _ = rig
-    extra = VirtualPhone("VPH5XAAA003")
+    extra = VirtualPhone(VPHONE_5X, "VPH5XAAA003")
     serial = f"127.0.0.1:{extra.port}"
     assert "connected" in server.run("connect", serial).stdout
     client = server.client()

@@ -13,6 +13,7 @@ implemented, so adb falls back accordingly.
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,13 +128,12 @@ class AdbDeviceConnection:
             await s.acked.wait()  # one outstanding WRTE per stream
 
     async def _serve(self, s: _Stream, service: str) -> None:
+        # A service we do not implement gets no OKAY, only the CLSE below: adb reports "closed".
         if service.startswith("shell:"):
             self._send(A_OKAY, s.local_id, s.remote_id)
             out, _rc = await asyncio.to_thread(self.shell, service[len("shell:"):])
             if out:
                 await self._write(s, out)
-        else:
-            pass  # unknown service: refuse by closing at once (adb reports "closed")
         self._send(A_CLSE, s.local_id, s.remote_id)
         self.streams.pop(s.local_id, None)
         await self.writer.drain()
@@ -144,8 +144,6 @@ async def serve_device(identity: DeviceIdentity, shell: ShellHandler, port: int 
     """Start serving the device protocol on ``host:port`` (0 = any free port)."""
 
     async def on_conn(reader, writer):
-        import socket
-
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else ~40 ms per call
