@@ -61,5 +61,50 @@ class AdbServer:
 
         return adbutils.AdbClient(host="127.0.0.1", port=self.port)
 
+    def pid(self) -> int | None:
+        """PID of the server process (adb forks it as ``adb -L tcp:PORT fork-server server``)."""
+        return find_adb_server_pid(self.port)
+
     def stop(self) -> None:
-        self.run("kill-server")
+        """``kill-server``, then SIGKILL if it is still there: never leave a server behind."""
+        import signal
+        import time
+
+        pid = self.pid()
+        try:
+            self.run("kill-server", timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for _ in range(50):
+            if pid is None or not _alive(pid):
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def find_adb_server_pid(port: int) -> int | None:
+    """Find the adb server listening on ``port`` by its command line (Linux /proc)."""
+    want = f"tcp:{port}"
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv]
+        if "fork-server" in args and want in args:
+            return int(entry.name)
+    return None

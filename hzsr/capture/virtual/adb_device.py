@@ -6,17 +6,33 @@ sends CNXN; a device that answers CNXN with no AUTH goes online. A stream opens 
 0, "service\\0"), is accepted with OKAY(ours, theirs), carries WRTE each acknowledged by OKAY (at
 most one unacknowledged WRTE per direction per stream) and ends with CLSE.
 
-Implemented services: ``shell:CMD`` (v1, raw output). The banner advertises only what is
-implemented, so adb falls back accordingly.
+Services (each a coroutine over a ``StreamIO``):
+- ``shell:CMD`` (raw output) and ``shell,v2[,opts]:CMD`` (packets: id byte 1 stdout, 2 stderr,
+  3 exit, then a u32 length);
+- ``sync:`` (``file_sync_protocol.h``): STAT, STA2/LST2 (stat_v2), LIST, LIS2 (ls_v2), SEND,
+  RECV, QUIT; DATA chunks of at most 64 KiB;
+- ``tcp:PORT`` and ``localabstract:NAME``, to sockets the phone registers (the capture agent).
+
+The banner advertises exactly these: ``shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir``. Not
+``sendrecv_v2``: adb 36 switches ``push`` to SND2 when a device advertises it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
+import stat
 import struct
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hzsr.capture.virtual.shell import VirtualShell
+    from hzsr.capture.virtual.storage import PhoneStorage
 
 A_CNXN = 0x4E584E43
 A_OPEN = 0x4E45504F
@@ -24,9 +40,12 @@ A_OKAY = 0x59414B4F
 A_WRTE = 0x45545257
 A_CLSE = 0x45534C43
 A_AUTH = 0x48545541
+A_STLS = 0x534C5453
 A_VERSION = 0x01000001
 MAX_PAYLOAD = 1024 * 1024
+SYNC_DATA_MAX = 64 * 1024
 HEADER = struct.Struct("<6I")
+FEATURES = ("shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir")
 
 
 class ProtocolError(Exception):
@@ -42,7 +61,7 @@ def pack(command: int, arg0: int, arg1: int, data: bytes = b"") -> bytes:
 class DeviceIdentity:
     serial: str
     props: dict[str, str]
-    features: tuple[str, ...] = ()
+    features: tuple[str, ...] = FEATURES
 
     def banner(self) -> bytes:
         p = self.props
@@ -51,26 +70,103 @@ class DeviceIdentity:
 
 
 @dataclass
-class _Stream:
-    local_id: int
-    remote_id: int
-    acked: asyncio.Event = field(default_factory=asyncio.Event)
+class TransferFaults:
+    """Faults in the phone's USB link, each one-shot: it fires once, then clears itself."""
+
+    drop_after_bytes: int | None = None  # cut the whole connection once a pull has sent this much
+    flip_byte_next_pull: bool = False  # corrupt one byte in flight (the phone's copy stays good)
 
 
-ShellHandler = Callable[[str], tuple[bytes, int]]
+SocketHandler = Callable[["StreamIO"], Awaitable[None]]
+
+
+@dataclass
+class DeviceBackend:
+    """What one virtual phone offers its ADB connections."""
+
+    identity: DeviceIdentity
+    shell: VirtualShell
+    storage: PhoneStorage
+    sockets: dict[str, SocketHandler] = field(default_factory=dict)  # "localabstract:NAME", "tcp:PORT"
+    faults: TransferFaults = field(default_factory=TransferFaults)
+
+
+class StreamClosed(Exception):
+    pass
+
+
+class StreamIO:
+    """One ADB stream, seen by a service as a byte pipe with flow control."""
+
+    def __init__(self, conn: AdbDeviceConnection, local_id: int, remote_id: int):
+        self.conn = conn
+        self.local_id = local_id
+        self.remote_id = remote_id
+        self._buf = bytearray()
+        self._data = asyncio.Event()
+        self._acked = asyncio.Event()
+        self.closed = False
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+        self._data.set()
+
+    def remote_closed(self) -> None:
+        self.closed = True
+        self._data.set()
+        self._acked.set()
+
+    def acked(self) -> None:
+        self._acked.set()
+
+    async def read_exactly(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            if self.closed:
+                raise StreamClosed()
+            self._data.clear()
+            await self._data.wait()
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    async def read_some(self) -> bytes:
+        while not self._buf:
+            if self.closed:
+                return b""
+            self._data.clear()
+            await self._data.wait()
+        out = bytes(self._buf)
+        self._buf.clear()
+        return out
+
+    async def write(self, data: bytes) -> None:
+        step = self.conn.peer_max
+        for i in range(0, len(data), step):
+            if self.closed:
+                raise StreamClosed()
+            self._acked.clear()
+            self.conn.send(A_WRTE, self.local_id, self.remote_id, data[i : i + step])
+            await self.conn.drain()
+            await self._acked.wait()  # one outstanding WRTE per stream
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.conn.send(A_CLSE, self.local_id, self.remote_id)
+            await self.conn.drain()
+        self.conn.streams.pop(self.local_id, None)
 
 
 class AdbDeviceConnection:
     """One transport connection from the adb server."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, identity: DeviceIdentity,
-                 shell: ShellHandler):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, backend: DeviceBackend):
         self.reader, self.writer = reader, writer
-        self.identity = identity
-        self.shell = shell
-        self.streams: dict[int, _Stream] = {}
+        self.backend = backend
+        self.streams: dict[int, StreamIO] = {}
         self.next_id = 1
         self.peer_max = 4096
+        self.tasks: set[asyncio.Task] = set()
 
     async def run(self) -> None:
         try:
@@ -80,7 +176,15 @@ class AdbDeviceConnection:
         except (asyncio.IncompleteReadError, ConnectionError, ProtocolError):
             pass
         finally:
-            self.writer.close()
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection at once, as an unplugged cable does."""
+        for s in list(self.streams.values()):
+            s.remote_closed()
+        for t in self.tasks:
+            t.cancel()
+        self.writer.transport.abort()
 
     async def _read_packet(self) -> tuple[int, int, int, bytes]:
         cmd, a0, a1, length, _crc, magic = HEADER.unpack(await self.reader.readexactly(HEADER.size))
@@ -91,62 +195,269 @@ class AdbDeviceConnection:
         data = await self.reader.readexactly(length) if length else b""
         return cmd, a0, a1, data
 
-    def _send(self, command: int, a0: int, a1: int, data: bytes = b"") -> None:
-        self.writer.write(pack(command, a0, a1, data))
+    def send(self, command: int, a0: int, a1: int, data: bytes = b"") -> None:
+        if not self.writer.is_closing():
+            self.writer.write(pack(command, a0, a1, data))
+
+    async def drain(self) -> None:
+        try:
+            await self.writer.drain()
+        except ConnectionError:
+            pass
 
     async def _dispatch(self, cmd: int, a0: int, a1: int, data: bytes) -> None:
         if cmd == A_CNXN:
             self.peer_max = min(a1, MAX_PAYLOAD) or 4096
-            self._send(A_CNXN, A_VERSION, MAX_PAYLOAD, self.identity.banner())
+            self.send(A_CNXN, A_VERSION, MAX_PAYLOAD, self.backend.identity.banner())
         elif cmd == A_OPEN:
-            stream = _Stream(self.next_id, a0)
+            stream = StreamIO(self, self.next_id, a0)
             self.next_id += 1
             self.streams[stream.local_id] = stream
             service = data.rstrip(b"\0").decode("utf-8", "replace")
-            asyncio.get_running_loop().create_task(self._serve(stream, service))
+            task = asyncio.get_running_loop().create_task(self._serve(stream, service))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         elif cmd == A_OKAY:
             s = self.streams.get(a1)
             if s is not None:
-                s.acked.set()
+                s.acked()
         elif cmd == A_CLSE:
-            self.streams.pop(a1, None)
+            s = self.streams.pop(a1, None)
+            if s is not None:
+                s.remote_closed()
         elif cmd == A_WRTE:
             s = self.streams.get(a1)
             if s is not None:
-                self._send(A_OKAY, s.local_id, s.remote_id)
-        elif cmd == A_AUTH:
-            raise ProtocolError("AUTH is not supported: the virtual phone skips authentication")
+                s.feed(data)
+                self.send(A_OKAY, s.local_id, s.remote_id)
+        elif cmd in (A_AUTH, A_STLS):
+            raise ProtocolError("AUTH/TLS are not supported: the virtual phone skips authentication")
         else:
             raise ProtocolError(f"unknown command 0x{cmd:08x}")
-        await self.writer.drain()
+        await self.drain()
 
-    async def _write(self, s: _Stream, data: bytes) -> None:
-        for i in range(0, len(data), self.peer_max):
-            s.acked.clear()
-            self._send(A_WRTE, s.local_id, s.remote_id, data[i : i + self.peer_max])
-            await self.writer.drain()
-            await s.acked.wait()  # one outstanding WRTE per stream
+    async def _serve(self, s: StreamIO, service: str) -> None:
+        handler = self._route(service)
+        if handler is None:
+            # Refused: no OKAY, only CLSE; adb reports the service as closed.
+            await s.close()
+            return
+        self.send(A_OKAY, s.local_id, s.remote_id)
+        try:
+            await handler(s)
+        except StreamClosed:
+            pass
+        finally:
+            await s.close()
 
-    async def _serve(self, s: _Stream, service: str) -> None:
-        # A service we do not implement gets no OKAY, only the CLSE below: adb reports "closed".
+    def _route(self, service: str) -> SocketHandler | None:
+        b = self.backend
         if service.startswith("shell:"):
-            self._send(A_OKAY, s.local_id, s.remote_id)
-            out, _rc = await asyncio.to_thread(self.shell, service[len("shell:"):])
-            if out:
-                await self._write(s, out)
-        self._send(A_CLSE, s.local_id, s.remote_id)
-        self.streams.pop(s.local_id, None)
-        await self.writer.drain()
+            cmd = service[len("shell:"):]
+            return lambda s: self._shell_v1(s, cmd)
+        if service.startswith("shell,") and ":" in service:
+            cmd = service.split(":", 1)[1]
+            return lambda s: self._shell_v2(s, cmd)
+        if service == "sync:":
+            return self._sync
+        if service.startswith(("tcp:", "localabstract:")):
+            if service.startswith("tcp:") and service.count(":") > 1:
+                service = "tcp:" + service.rsplit(":", 1)[1]  # tcp:HOST:PORT -> tcp:PORT
+            return b.sockets.get(service)
+        return None
+
+    # -- shell ---------------------------------------------------------------------------
+    async def _shell_v1(self, s: StreamIO, cmd: str) -> None:
+        if not cmd.strip():
+            await s.write(b"interactive shells are not supported by the virtual phone\n")
+            return
+        res = await asyncio.to_thread(self.backend.shell.run, cmd)
+        if res.combined:
+            await s.write(res.combined)
+
+    async def _shell_v2(self, s: StreamIO, cmd: str) -> None:
+        res = await asyncio.to_thread(self.backend.shell.run, cmd)
+        out, err, rc = res.stdout, res.stderr, res.rc
+        packet = b""
+        if out:
+            packet += b"\x01" + struct.pack("<I", len(out)) + out
+        if err:
+            packet += b"\x02" + struct.pack("<I", len(err)) + err
+        packet += b"\x03" + struct.pack("<I", 1) + bytes([rc & 0xFF])
+        await s.write(packet)
+
+    # -- sync ----------------------------------------------------------------------------
+    async def _sync(self, s: StreamIO) -> None:
+        while True:
+            try:
+                head = await s.read_exactly(8)
+            except StreamClosed:
+                return
+            rid, length = head[:4], struct.unpack("<I", head[4:])[0]
+            if rid == b"QUIT":
+                return
+            if length > 1024:
+                await self._sync_fail(s, "path too long")
+                return
+            path = (await s.read_exactly(length)).decode("utf-8", "replace")
+            if rid == b"STAT":
+                await s.write(b"STAT" + self._stat_v1(path))
+            elif rid in (b"STA2", b"LST2"):
+                await s.write(rid + self._stat_v2(path, follow=rid == b"STA2"))
+            elif rid in (b"LIST", b"LIS2"):
+                await self._sync_list(s, path, v2=rid == b"LIS2")
+            elif rid == b"RECV":
+                await self._sync_recv(s, path)
+            elif rid == b"SEND":
+                await self._sync_send(s, path)
+            else:
+                await self._sync_fail(s, f"unknown sync request {rid!r}")
+                return
+
+    async def _sync_fail(self, s: StreamIO, msg: str) -> None:
+        m = msg.encode()
+        await s.write(b"FAIL" + struct.pack("<I", len(m)) + m)
+
+    def _lstat(self, path: str, follow: bool = True) -> os.stat_result | int:
+        try:
+            p = self.backend.storage.host_path(path)
+            return os.stat(p) if follow else os.lstat(p)
+        except OSError as exc:
+            return exc.errno or errno.EIO
+
+    def _stat_v1(self, path: str) -> bytes:
+        st = self._lstat(path)
+        if isinstance(st, int):
+            return struct.pack("<III", 0, 0, 0)
+        return struct.pack("<III", st.st_mode, st.st_size & 0xFFFFFFFF, int(st.st_mtime))
+
+    @staticmethod
+    def _v2_fields(st: os.stat_result | int) -> bytes:
+        if isinstance(st, int):
+            return struct.pack("<IQQIIIIQqqq", st, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        return struct.pack("<IQQIIIIQqqq", 0, st.st_dev, st.st_ino, st.st_mode, st.st_nlink, 10123, 1023,
+                           st.st_size, int(st.st_atime), int(st.st_mtime), int(st.st_ctime))
+
+    def _stat_v2(self, path: str, follow: bool) -> bytes:
+        return self._v2_fields(self._lstat(path, follow))
+
+    async def _sync_list(self, s: StreamIO, path: str, v2: bool) -> None:
+        try:
+            d = self.backend.storage.host_path(path)
+            names = sorted(os.listdir(d)) if d.is_dir() else []
+        except OSError:
+            names = []
+        buf = bytearray()
+        for name in [".", "..", *names]:
+            st = os.lstat(d / name) if name not in (".", "..") else os.lstat(d)
+            nb = name.encode()
+            if v2:
+                buf += b"DNT2" + self._v2_fields(st) + struct.pack("<I", len(nb)) + nb
+            else:
+                buf += b"DENT" + struct.pack("<IIII", st.st_mode, st.st_size & 0xFFFFFFFF, int(st.st_mtime),
+                                             len(nb)) + nb
+        buf += b"DONE" + bytes(72 if v2 else 16)
+        await s.write(bytes(buf))
+
+    async def _sync_recv(self, s: StreamIO, path: str) -> None:
+        faults = self.backend.faults
+        try:
+            p = self.backend.storage.host_path(path)
+            f = open(p, "rb")
+        except OSError as exc:
+            await self._sync_fail(s, f"open failed: {exc.strerror}")
+            return
+        sent = 0
+        with f:
+            while chunk := f.read(SYNC_DATA_MAX):
+                if faults.flip_byte_next_pull:
+                    faults.flip_byte_next_pull = False
+                    mid = len(chunk) // 2
+                    chunk = chunk[:mid] + bytes([chunk[mid] ^ 0x10]) + chunk[mid + 1 :]
+                if faults.drop_after_bytes is not None and sent + len(chunk) > faults.drop_after_bytes:
+                    cut = max(faults.drop_after_bytes - sent, 0)
+                    faults.drop_after_bytes = None
+                    if cut:
+                        await s.write(b"DATA" + struct.pack("<I", len(chunk)) + chunk[:cut])
+                    self.abort()
+                    raise StreamClosed()
+                await s.write(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
+                sent += len(chunk)
+        await s.write(b"DONE" + struct.pack("<I", 0))
+
+    async def _sync_send(self, s: StreamIO, spec: str) -> None:
+        path, _, mode_s = spec.rpartition(",")
+        if not path:
+            path, mode_s = spec, "33188"
+        storage = self.backend.storage
+        error = None
+        try:
+            p = storage.host_path(path)
+            if p.is_dir():
+                raise OSError(errno.EISDIR, "Is a directory")
+            p.parent.mkdir(parents=True, exist_ok=True)  # fixed_push_mkdir
+            tmp = p.with_name(f".{p.name}.adb-send")
+            f = open(tmp, "wb")
+        except OSError as exc:
+            error, f, tmp = f"couldn't create file: {exc.strerror}", None, None
+        written = 0
+        mtime = None
+        while True:
+            rid = await s.read_exactly(4)
+            n = struct.unpack("<I", await s.read_exactly(4))[0]
+            if rid == b"DATA":
+                if n > SYNC_DATA_MAX:
+                    error = error or "DATA chunk too large"
+                    break
+                data = await s.read_exactly(n)
+                if f is not None and error is None:
+                    written += n
+                    if storage.full or written > storage.free_bytes():
+                        error = "No space left on device"
+                    else:
+                        f.write(data)
+            elif rid == b"DONE":
+                mtime = n
+                break
+            else:
+                error = error or f"unexpected sync id {rid!r}"
+                break
+        if f is not None:
+            f.close()
+            if error is None:
+                os.replace(tmp, p)
+                try:
+                    os.chmod(p, int(mode_s) & 0o777 if mode_s.isdigit() else 0o644)
+                    if mtime:
+                        os.utime(p, (time.time(), mtime))
+                except OSError:
+                    pass
+            else:
+                tmp.unlink(missing_ok=True)
+        if error:
+            await self._sync_fail(s, error)
+        else:
+            await s.write(b"OKAY" + struct.pack("<I", 0))
 
 
-async def serve_device(identity: DeviceIdentity, shell: ShellHandler, port: int = 0,
-                       host: str = "127.0.0.1") -> asyncio.Server:
+async def serve_device(backend: DeviceBackend, port: int = 0, host: str = "127.0.0.1") -> asyncio.Server:
     """Start serving the device protocol on ``host:port`` (0 = any free port)."""
+    conns: set[AdbDeviceConnection] = set()
 
     async def on_conn(reader, writer):
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else ~40 ms per call
-        await AdbDeviceConnection(reader, writer, identity, shell).run()
+        conn = AdbDeviceConnection(reader, writer, backend)
+        conns.add(conn)
+        try:
+            await conn.run()
+        finally:
+            conns.discard(conn)
 
-    return await asyncio.start_server(on_conn, host, port)
+    server = await asyncio.start_server(on_conn, host, port)
+    server.hzsr_connections = conns  # type: ignore[attr-defined]
+    return server
+
+
+__all__ = ["DeviceBackend", "DeviceIdentity", "StreamIO", "TransferFaults", "serve_device", "stat"]

@@ -1,13 +1,30 @@
-"""One virtual phone: the ADB device side and its shell, served from a background event loop."""
+"""One virtual phone: ADB device side, shell, storage and capture agent, on a background loop.
+
+Faults are set through thread-safe methods here, so tests and ``hzsr rig up --faults`` drive the
+same code path.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from hzsr.capture.virtual.adb_device import DeviceIdentity, serve_device
+import numpy as np
+
+from hzsr.capture.virtual.adb_device import DeviceBackend, DeviceIdentity, TransferFaults, serve_device
+from hzsr.capture.virtual.agent import CaptureAgent
 from hzsr.capture.virtual.profiles import PhoneProfile
-from hzsr.capture.virtual.shell import VirtualShell
+from hzsr.capture.virtual.shell import DeviceState, VirtualShell
+from hzsr.capture.virtual.storage import PhoneStorage
+from hzsr.capture.virtual.timing import LinkModel, PhoneClock
+from hzsr.capture.virtual.world import VirtualWorld
+
+AGENT_SOCKET = "localabstract:hzsr_agent"
 
 
 def phone_props(profile: PhoneProfile, serial: str) -> dict[str, str]:
@@ -23,14 +40,42 @@ def phone_props(profile: PhoneProfile, serial: str) -> dict[str, str]:
 
 
 class VirtualPhone:
-    """Serves the ADB device protocol on 127.0.0.1 (``port`` 0 = a free one) until ``stop``."""
+    """Serves the ADB device protocol on 127.0.0.1 (``port`` 0 = a free one) until ``stop``.
 
-    def __init__(self, profile: PhoneProfile, serial: str, port: int = 0):
-        self.serial = serial
+    Args:
+        role: where the phone sits on the rig ("main" or "reference"); it decides what it sees.
+        storage_dir: host folder behind the phone's storage.
+        world: the shared scene; without one the phone has no camera agent.
+    """
+
+    def __init__(self, profile: PhoneProfile, serial: str, *, role: str = "main",
+                 storage_dir: str | Path | None = None, world: VirtualWorld | None = None,
+                 link: LinkModel | None = None, seed: int = 0, port: int = 0,
+                 timestamp_source: str | None = None):
+        import tempfile
+
+        self.profile, self.serial, self.role = profile, serial, role
         self.props = phone_props(profile, serial)
+        self._tmp = None
+        if storage_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"vphone-{serial}-")
+            storage_dir = self._tmp.name
+        self.storage = PhoneStorage(Path(storage_dir))
+        self.state = DeviceState()
+        self.shell = VirtualShell(self.props, self.storage, self.state)
+        self.transfer_faults = TransferFaults()
+        rng = np.random.default_rng([seed, zlib.crc32(serial.encode())])
+        self.clock = PhoneClock(int(rng.uniform(1e11, 9e11)), float(rng.normal(0, 8.0)), time.monotonic_ns())
         self.loop = asyncio.new_event_loop()
-        self.server = self.loop.run_until_complete(
-            serve_device(DeviceIdentity(serial, self.props), VirtualShell(self.props).run, port=port))
+        self.agent: CaptureAgent | None = None
+        backend = DeviceBackend(DeviceIdentity(serial, self.props), self.shell, self.storage,
+                                faults=self.transfer_faults)
+        if world is not None:
+            self.agent = CaptureAgent(serial, role, profile, world, self.storage, self.clock,
+                                      link or LinkModel(), int(rng.integers(2**31)), timestamp_source)
+            backend.sockets[AGENT_SOCKET] = self.agent.handle
+        self.backend = backend
+        self.server = self.loop.run_until_complete(serve_device(backend, port=port))
         self.port: int = self.server.sockets[0].getsockname()[1]
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"vphone-{serial}", daemon=True)
         self.thread.start()
@@ -40,15 +85,55 @@ class VirtualPhone:
         """What ``adb connect`` takes, and the serial adb then lists the phone under."""
         return f"127.0.0.1:{self.port}"
 
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the phone's event loop and return its result (thread-safe)."""
+
+        async def _run():
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(_run(), self.loop).result(10)
+
+    # -- faults ------------------------------------------------------------------------
+    def drop_after_bytes(self, n: int) -> None:
+        """Unplug: cut the USB connection once the next pull has sent ``n`` bytes."""
+        self.call(lambda: setattr(self.transfer_faults, "drop_after_bytes", n))
+
+    def flip_byte_next_pull(self) -> None:
+        self.call(lambda: setattr(self.transfer_faults, "flip_byte_next_pull", True))
+
+    def set_storage_full(self, full: bool = True) -> None:
+        self.call(lambda: setattr(self.storage, "full", full))
+
+    def stall_agent(self, stalled: bool = True) -> None:
+        self.call(lambda: self._need_agent().set_stall(stalled))
+
+    def fail_next_capture(self) -> None:
+        self.call(lambda: setattr(self._need_agent().faults, "fail_next_capture", True))
+
+    def jump_clock(self, jump_ms: float) -> None:
+        self.call(lambda: self._need_agent().jump_clock(int(jump_ms * 1e6)))
+
+    def _need_agent(self) -> CaptureAgent:
+        if self.agent is None:
+            raise RuntimeError(f"{self.serial}: this phone runs no capture agent")
+        return self.agent
+
     def stop(self) -> None:
         """Close the listener and every live connection, as a phone unplugged would."""
 
         async def _close() -> None:
             self.server.close()
+            for conn in list(getattr(self.server, "hzsr_connections", ())):
+                conn.abort()
+            await asyncio.sleep(0.05)  # let aborted connections unwind on their own
             for t in asyncio.all_tasks():
                 if t is not asyncio.current_task():
                     t.cancel()
+            await asyncio.sleep(0)
 
-        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        if self.thread.is_alive():
+            asyncio.run_coroutine_threadsafe(_close(), self.loop).result(5)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+        if self._tmp is not None:
+            self._tmp.cleanup()

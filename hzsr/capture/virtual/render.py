@@ -48,8 +48,12 @@ def layer_origin(layer: Layer, t: float) -> np.ndarray:
     """World position of texel (0, 0) at time ``t`` (seconds)."""
     h, w = photo(layer.photo).shape[:2]
     s = layer.texel_m
-    cx = layer.center_m[0] + layer.velocity_mps[0] * t
-    cy = layer.center_m[1] + layer.velocity_mps[1] * t
+    # Movers swing back and forth: velocity_mps at t = 0, amplitude v T / (2 pi), so a rig that
+    # runs for hours keeps them in view. Over the milliseconds between a triplet's frames this is
+    # the same as straight-line motion.
+    swing = layer.motion_period_s / (2 * np.pi) * np.sin(2 * np.pi * t / layer.motion_period_s)
+    cx = layer.center_m[0] + layer.velocity_mps[0] * swing
+    cy = layer.center_m[1] + layer.velocity_mps[1] * swing
     return np.array([cx - w / 2 * s, cy - h / 2 * s, layer.depth_m])
 
 

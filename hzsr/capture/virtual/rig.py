@@ -18,6 +18,12 @@ from hzsr.capture.virtual.render import ONE, CameraPose, expose, render_linear16
 from hzsr.capture.virtual.scene import Scene
 
 SLOTS = {"main_W": ("main", "W"), "main_T": ("main", "T"), "ref_T": ("reference", "T")}
+#: Every camera on the rig, including the reference phone's W, which a triplet does not use.
+CAMERAS = {**SLOTS, "ref_W": ("reference", "W")}
+
+
+def slot_of(role: str, cam_role: str) -> str:
+    return next(k for k, v in CAMERAS.items() if v == (role, cam_role))
 
 #: Exposure model: mean linear signal = radiance * exposure_s * ISO * K_EXPOSE.
 K_EXPOSE = 2.25
@@ -43,13 +49,14 @@ class RigGeometry:
         }
         wb = {r: tuple(float(v) for v in 1 + rng.normal(0, 0.02, 3)) for r in ("main", "reference")}
         bias = {r: float(np.exp(rng.normal(0, 0.04))) for r in ("main", "reference")}
+        rots["ref_W"] = rots["ref_T"] @ rotation_xyz(*rng.normal(0, 0.25 * deg, 3))
         return cls(profile, size, rotations=rots, wb=wb, exposure_bias=bias)
 
     def camera(self, slot: str) -> CameraModel:
-        return self.profile.camera(SLOTS[slot][1])
+        return self.profile.camera(CAMERAS[slot][1])
 
     def pose(self, slot: str) -> CameraPose:
-        role, cam_role = SLOTS[slot]
+        role, cam_role = CAMERAS[slot]
         cam = self.profile.camera(cam_role)
         c = np.array(cam.position_m, np.float64)
         if role == "reference":
@@ -80,7 +87,7 @@ def render_frame(rig: RigGeometry, scene: Scene, slot: str, t_s: float, focus_di
                  rng: np.random.Generator, *, optics: bool = True, noise: bool = True,
                  quality: int = 92) -> tuple[bytes, FrameExposure, np.ndarray]:
     """Render one JPEG of ``slot`` at scene time ``t_s``. Returns (jpeg, exposure, rgb uint8)."""
-    role, cam_role = SLOTS[slot]
+    role, cam_role = CAMERAS[slot]
     cam = rig.camera(slot)
     pose = rig.pose(slot)
     lin = render_linear16(scene, pose, cam, t_s, focus_diopters, optics=optics)
@@ -95,3 +102,18 @@ def render_frame(rig: RigGeometry, scene: Scene, slot: str, t_s: float, focus_di
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes(), exp, rgb
+
+
+def af_roi(rig: RigGeometry, slot: str, scene: Scene, t: float) -> list[int]:
+    """AF ROI: a box a fifth of the frame around where the subject's centre projects."""
+    from hzsr.capture.virtual.render import layer_homography
+    from hzsr.capture.virtual.scene import photo
+
+    lay = scene.layer(scene.subject)
+    h, w = photo(lay.photo).shape[:2]
+    p = layer_homography(rig.pose(slot), lay, t) @ np.array([w / 2, h / 2, 1.0])
+    cx, cy = p[0] / p[2], p[1] / p[2]
+    bw, bh = rig.size[0] // 5, rig.size[1] // 5
+    x = int(np.clip(cx - bw / 2, 0, rig.size[0] - bw))
+    y = int(np.clip(cy - bh / 2, 0, rig.size[1] - bh))
+    return [x, y, bw, bh]

@@ -77,9 +77,10 @@ class Layer:
     detail: str = "gravel"
     detail_gain: float = 0.25  # contrast of the fine surface detail
     detail_texel_m: float = 0.001  # size of one detail texel in the world
-    velocity_mps: tuple[float, float] = (0.0, 0.0)
+    velocity_mps: tuple[float, float] = (0.0, 0.0)  # at t = 0; movers oscillate (see render.layer_origin)
     gain: float = 1.0  # albedo multiplier
     tile: bool = False  # mirror-tile the photograph beyond its edges (large planes)
+    motion_period_s: float = 0.5  # movers oscillate with this period
 
     @property
     def texel_m(self) -> float:

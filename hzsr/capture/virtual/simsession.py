@@ -16,9 +16,9 @@ import numpy as np
 from tqdm import tqdm
 
 from hzsr.capture.virtual.profiles import PhoneProfile, get_profile
-from hzsr.capture.virtual.render import layer_homography, true_flow
-from hzsr.capture.virtual.rig import SLOTS, FrameExposure, RigGeometry, render_frame
-from hzsr.capture.virtual.scene import SCENE_KINDS, Scene, make_scene, photo
+from hzsr.capture.virtual.render import true_flow
+from hzsr.capture.virtual.rig import SLOTS, FrameExposure, RigGeometry, af_roi, render_frame
+from hzsr.capture.virtual.scene import SCENE_KINDS, Scene, make_scene
 from hzsr.capture.virtual.timing import LinkModel, PhoneClock, next_frame_ns, sntp_best_sample
 from hzsr.capture.virtual.truth import write_capture_truth, write_session_truth
 from hzsr.core import records as R
@@ -80,19 +80,6 @@ def _device_info(profile: PhoneProfile, serial: str, role: str, size: tuple[int,
         ))
     return R.DeviceInfo(serial=serial, role=role, model=profile.model, build=profile.build_fingerprint,
                         agent_version="sim", sync_type=profile.sync_type, cameras=cams)
-
-
-def _af_roi(rig: RigGeometry, slot: str, scene: Scene, t: float) -> list[int]:
-    """AF ROI: a box a fifth of the frame around where the subject's centre projects."""
-    lay = scene.layer(scene.subject)
-    h, w = photo(lay.photo).shape[:2]
-    pose = rig.pose(slot)
-    p = layer_homography(pose, lay, t) @ np.array([w / 2, h / 2, 1.0])
-    cx, cy = p[0] / p[2], p[1] / p[2]
-    bw, bh = rig.size[0] // 5, rig.size[1] // 5
-    x = int(np.clip(cx - bw / 2, 0, rig.size[0] - bw))
-    y = int(np.clip(cy - bh / 2, 0, rig.size[1] - bh))
-    return [x, y, bw, bh]
 
 
 def crop_rect(rig: RigGeometry) -> CropRect:
@@ -203,7 +190,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                 timestamp_source=ts_src[role], exposure_time_ns=exp.exposure_time_ns, iso=exp.iso,
                 focus_distance_diopters=round(float(focus_true[role] * (1 + rng.normal(0, 0.03))), 4),
                 focus_calibration="APPROXIMATE", af_state="FOCUSED_LOCKED",
-                af_roi=_af_roi(rig, slot, scene, t_s), intrinsics=cam.intrinsics,
+                af_roi=af_roi(rig, slot, scene, t_s), intrinsics=cam.intrinsics,
                 width=cfg.size[0], height=cfg.size[1], sha256=sha256_bytes(jpg), size_bytes=len(jpg),
                 frame_number=int(frame_phone[role] // period),
             ))

@@ -1,0 +1,269 @@
+"""The capture agent of a virtual phone: the JSON-lines protocol on ``localabstract:hzsr_agent``.
+
+``docs/agent-protocol.md`` is the reference; this module is its virtual implementation. The phone
+has a boot-time clock (``timing.PhoneClock`` over the host's CLOCK_MONOTONIC: an offset, a drift
+and any injected jumps), a link with one-way delays (``timing.LinkModel``, applied to ``time``
+exchanges, where they matter), and a sensor stream with a fixed period and its own phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hzsr.capture.virtual.adb_device import StreamIO
+from hzsr.capture.virtual.profiles import PhoneProfile
+from hzsr.capture.virtual.storage import AGENT_FILES, PhoneStorage, StorageError
+from hzsr.capture.virtual.timing import LinkModel, PhoneClock, next_frame_ns
+from hzsr.capture.virtual.world import VirtualWorld
+from hzsr.core.fileio import sha256_bytes
+
+AGENT_VERSION = "1.0.0"
+PROTOCOL_VERSION = 1
+MIN_LEAD_NS = 20_000_000  # a target closer than this cannot be scheduled
+PHASE_RESIDUAL_NS = 40_000  # phase alignment leaves frames this close to the goal (uniform)
+WT_OFFSET_NS = 1_500_000  # APPROXIMATE sync: W and T exposures differ by up to this
+
+
+@dataclass
+class AgentFaults:
+    stall: bool = False  # stop answering (requests are read, never replied to)
+    fail_next_capture: bool = False  # the next capture's done marker reports a camera error
+
+
+@dataclass
+class AgentState:
+    phase_ns: float  # sensor stream phase in the phone clock
+    frame_counter_base: int = 0
+    pending: dict[str, dict] = field(default_factory=dict)
+
+
+class AgentError(Exception):
+    def __init__(self, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.code, self.message, self.extra = code, message, extra
+
+
+class CaptureAgent:
+    def __init__(self, serial: str, role: str, profile: PhoneProfile, world: VirtualWorld,
+                 storage: PhoneStorage, clock: PhoneClock, link: LinkModel, seed: int,
+                 timestamp_source: str | None = None):
+        self.serial, self.role, self.profile = serial, role, profile
+        self.world, self.storage, self.clock, self.link = world, storage, clock, link
+        self.rng = np.random.default_rng(seed)
+        self.faults = AgentFaults()
+        self.timestamp_source = timestamp_source or profile.timestamp_source
+        self.state = AgentState(phase_ns=float(self.rng.uniform(0, profile.frame_period_ns)))
+        self._unstall = asyncio.Event()
+
+    # -- clock -------------------------------------------------------------------------
+    def boottime_ns(self) -> int:
+        return int(self.clock.phone_ns(time.monotonic_ns()))
+
+    def jump_clock(self, jump_ns: int) -> None:
+        self.clock.jumps.append((time.monotonic_ns(), int(jump_ns)))
+
+    def set_stall(self, stalled: bool) -> None:
+        self.faults.stall = stalled
+        if not stalled:
+            self._unstall.set()
+
+    # -- transport ---------------------------------------------------------------------
+    async def handle(self, s: StreamIO) -> None:
+        buf = b""
+        while True:
+            chunk = await s.read_some()
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                if self.faults.stall:
+                    self._unstall.clear()
+                    await self._unstall.wait()
+                reply = await self._reply(line)
+                await s.write(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
+
+    async def _reply(self, line: bytes) -> dict:
+        req_id = None
+        try:
+            req = json.loads(line)
+            if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+                raise AgentError("bad_request", "a request is a JSON object with a string 'cmd'")
+            req_id = req.get("id")
+            if req["cmd"] == "time":
+                out = await asyncio.to_thread(self._time)
+            else:
+                fn = {"hello": self._hello, "capture": self._capture, "status": self._status,
+                      "list": self._list, "delete": self._delete}.get(req["cmd"])
+                if fn is None:
+                    raise AgentError("unknown_cmd", f"unknown cmd {req['cmd']!r}")
+                out = fn(req)
+            return {"id": req_id, "ok": True, **out}
+        except json.JSONDecodeError as exc:
+            return {"id": None, "ok": False, "error": {"code": "bad_json", "message": exc.msg}}
+        except AgentError as exc:
+            return {"id": req_id, "ok": False, "error": {"code": exc.code, "message": exc.message, **exc.extra}}
+
+    # -- commands ----------------------------------------------------------------------
+    def _hello(self, req: dict) -> dict:
+        cams = []
+        for cam in self.profile.cameras:
+            k = cam.intrinsics(self.world.cfg.size)
+            cams.append({
+                "camera_id": cam.camera_id, "role": cam.role, "physical_id": cam.physical_id,
+                "focal_length_mm": cam.focal_length_mm, "f_number": cam.f_number,
+                "pixel_size_um": cam.pixel_size_um * cam.native_size[0] / self.world.cfg.size[0],
+                "width": self.world.cfg.size[0], "height": self.world.cfg.size[1],
+                "intrinsics": {"fx": k[0, 0], "fy": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]},
+                "timestamp_source": self.timestamp_source,
+            })
+        return {"protocol_version": PROTOCOL_VERSION, "agent_version": AGENT_VERSION,
+                "model": self.profile.model, "build": self.profile.build_fingerprint,
+                "serial": self.serial, "sync_type": self.profile.sync_type,
+                "frame_period_ns": self.profile.frame_period_ns, "cameras": cams}
+
+    def _time(self) -> dict:
+        """Runs in a worker thread: the one-way delays are slept where they would occur."""
+        link, rng = self.link, self.rng
+        time.sleep((link.asymmetry_us + rng.exponential(link.jitter_us)) * 1e-6)
+        t1 = self.boottime_ns()
+        t2 = self.boottime_ns()
+        time.sleep(rng.exponential(link.jitter_us) * 1e-6)
+        return {"t1_ns": t1, "t2_ns": t2}
+
+    def _status(self, req: dict) -> dict:
+        return {"boottime_ns": self.boottime_ns(), "frame_period_ns": self.profile.frame_period_ns,
+                "phase_ns": int(self.state.phase_ns % self.profile.frame_period_ns),
+                "pending": sorted(self.state.pending), "storage_free_bytes": self.storage.free_bytes()}
+
+    def _capture_dir(self, session: str, capture_id: str) -> str:
+        for name, v in (("session", session), ("capture_id", capture_id)):
+            if not isinstance(v, str) or not v or "/" in v or v.startswith("."):
+                raise AgentError("bad_request", f"{name} must be a plain, non-empty name")
+        return f"{AGENT_FILES}/{session}/{capture_id}"
+
+    def _capture(self, req: dict) -> dict:
+        d = self._capture_dir(req.get("session"), req.get("capture_id"))
+        target = req.get("target_ns")
+        if not isinstance(target, int):
+            raise AgentError("bad_request", "target_ns must be an integer (boot-time ns)")
+        cams = req.get("cameras", ["W", "T"])
+        if not isinstance(cams, list) or not cams or any(c not in ("W", "T") for c in cams):
+            raise AgentError("bad_request", "cameras must be a non-empty list of 'W' and 'T'")
+        now = self.boottime_ns()
+        if target < now + MIN_LEAD_NS:
+            raise AgentError("target_in_past", "target_ns is in the past or too close to schedule",
+                             now_ns=now, min_lead_ns=MIN_LEAD_NS)
+        if self.storage.host_path(d).exists() or req["capture_id"] in self.state.pending:
+            raise AgentError("exists", f"capture {req['capture_id']} already exists in {req['session']}")
+        need = 3 * 1024 * 1024 * len(cams) * max(1, self.world.cfg.size[0] * self.world.cfg.size[1] // 12_000_000)
+        if self.storage.full or self.storage.free_bytes() < need:
+            raise AgentError("storage_full", "not enough free storage for this capture",
+                             free_bytes=self.storage.free_bytes())
+        period = self.profile.frame_period_ns
+        if req.get("phase_align"):
+            # libsoftwaresync's phase alignment, by its outcome: the stream is steered so a frame
+            # starts just after the goal, and stays aligned for later captures.
+            self.state.phase_ns = target + float(self.rng.uniform(0, PHASE_RESIDUAL_NS))
+        frame_ts = int(next_frame_ns(target, self.state.phase_ns, period))
+        frame_number = int(frame_ts // period)
+        self.state.pending[req["capture_id"]] = {"dir": d, "frame_ts": frame_ts}
+        asyncio.get_running_loop().create_task(self._run_capture(req, d, cams, frame_ts, frame_number))
+        return {"capture_id": req["capture_id"], "frame_timestamp_ns": frame_ts, "frame_number": frame_number,
+                "dir": d}
+
+    async def _run_capture(self, req: dict, d: str, cams: list[str], frame_ts: int, frame_number: int) -> None:
+        true_host = self.clock.host_ns(frame_ts)
+        delay = (true_host - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            await asyncio.to_thread(self._make_frames, req, d, cams, frame_ts, frame_number, true_host)
+        finally:
+            self.state.pending.pop(req["capture_id"], None)
+
+    def _make_frames(self, req: dict, d: str, cams: list[str], frame_ts: int, frame_number: int,
+                     true_host: float) -> None:
+        if self.faults.fail_next_capture:
+            self.faults.fail_next_capture = False
+            self._done(d, {"status": "failed", "error": {"code": "camera_error",
+                                                        "message": "CameraDevice.onError: ERROR_CAMERA_DEVICE"}})
+            return
+        frames = []
+        wt = float(self.rng.uniform(-WT_OFFSET_NS, WT_OFFSET_NS))
+        try:
+            for cam_role in cams:
+                host_ns = true_host + (wt if cam_role == "T" else 0.0)
+                jpg, exp, scene, roi, t_scene = self.world.render(self.role, cam_role, host_ns, None, self.rng)
+                cam = self.profile.camera(cam_role)
+                focus = 1 / scene.layer(scene.subject).depth_m * float(1 + self.rng.normal(0, 0.03))
+                name = f"{cam_role}.jpg"
+                self.storage.write_atomic(f"{d}/{name}", jpg)
+                k = cam.intrinsics(self.world.cfg.size)
+                stamp = frame_ts if self.profile.sync_type == "APPROXIMATE" or cam_role == "W" else frame_ts + int(wt)
+                frames.append({
+                    "file": name, "camera_id": cam.camera_id, "physical_id": cam.physical_id, "role": cam_role,
+                    "sensor_timestamp_ns": stamp, "timestamp_source": self.timestamp_source,
+                    "frame_number": frame_number, "exposure_time_ns": exp.exposure_time_ns, "iso": exp.iso,
+                    "focus_distance_diopters": round(focus, 4), "focus_calibration": "APPROXIMATE",
+                    "af_state": "FOCUSED_LOCKED", "af_roi": req.get("af_roi") or roi,
+                    "intrinsics": {"fx": k[0, 0], "fy": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]},
+                    "width": self.world.cfg.size[0], "height": self.world.cfg.size[1],
+                    "sha256": sha256_bytes(jpg), "size_bytes": len(jpg),
+                })
+                self.world.record_truth(self.serial, {
+                    "session": req["session"], "capture_id": req["capture_id"], "role": self.role,
+                    "camera": cam_role, "sensor_timestamp_ns": stamp, "true_host_ns": int(host_ns),
+                    "scene_id": scene.scene_id, "scene_tags": scene.tags, "scene_time_s": t_scene,
+                })
+            meta = {"protocol_version": PROTOCOL_VERSION, "session": req["session"],
+                    "capture_id": req["capture_id"], "device_serial": self.serial, "frames": frames}
+            self.storage.write_atomic(f"{d}/meta.json", json.dumps(meta, indent=1).encode())
+            self._done(d, {"status": "ok", "files": [f["file"] for f in frames] + ["meta.json"]})
+        except StorageError as exc:
+            self._done(d, {"status": "failed", "error": {"code": "storage_full" if exc.errno == 28 else "io_error",
+                                                        "message": exc.strerror}})
+
+    def _done(self, d: str, body: dict) -> None:
+        data = json.dumps(body).encode()
+        try:
+            self.storage.write_atomic(f"{d}/done", data)
+        except StorageError:
+            # The marker must land even on a full phone: it is a few bytes, written last.
+            p = self.storage.host_path(f"{d}/done")
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+
+    def _list(self, req: dict) -> dict:
+        session = req.get("session")
+        base = self.storage.host_path(f"{AGENT_FILES}/{session}" if session else AGENT_FILES)
+        out = []
+        if base.is_dir():
+            if session:
+                dirs = [(session, p) for p in sorted(base.iterdir()) if p.is_dir()]
+            else:
+                dirs = [(s.name, p) for s in sorted(base.iterdir()) if s.is_dir() for p in sorted(s.iterdir())]
+            for sess, p in dirs:
+                done = p / "done"
+                status = json.loads(done.read_text()).get("status") if done.exists() else "pending"
+                out.append({"session": sess, "capture_id": p.name, "status": status,
+                            "files": sorted(f.name for f in p.iterdir() if not f.name.startswith("."))})
+        return {"captures": out}
+
+    def _delete(self, req: dict) -> dict:
+        d = self._capture_dir(req.get("session"), req.get("capture_id"))
+        if req["capture_id"] in self.state.pending:
+            raise AgentError("busy", "capture still in progress")
+        try:
+            self.storage.remove(d, recursive=True)
+        except StorageError as exc:
+            raise AgentError("not_found" if exc.errno == 2 else "io_error", exc.strerror) from None
+        return {"deleted": d}

@@ -1,0 +1,222 @@
+"""The virtual rig: a private adb server, a shared world and N virtual phones, attached over ADB.
+
+``hzsr rig up --virtual`` runs one of these until stopped; tests and benchmarks use it in-process.
+Phone 0 is the main phone, phone 1 the reference; any more are spares at the reference position.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hzsr.capture.adb_server import AdbServer
+from hzsr.capture.virtual.phone import VirtualPhone
+from hzsr.capture.virtual.profiles import get_profile
+from hzsr.capture.virtual.timing import LinkModel
+from hzsr.capture.virtual.world import VirtualWorld, WorldConfig
+from hzsr.core.errors import ConfigError, RigError
+from hzsr.core.fileio import atomic_write_bytes
+
+#: name -> (takes a value, what it does). Syntax: ``name[=value][@role]``, comma-separated.
+FAULTS = {
+    "drop_after_bytes": (True, "cut the USB connection once the next pull has sent N bytes"),
+    "flip_byte": (False, "corrupt one byte of the next pulled file in flight"),
+    "storage_full": (False, "every write on the phone fails with ENOSPC"),
+    "stall": (False, "the capture agent stops answering"),
+    "clock_jump_ms": (True, "step the phone's boot-time clock by X ms"),
+    "capture_failure": (False, "the next capture ends with a camera error"),
+    "kill_adb_server": (True, "kill the adb server S seconds after the rig is up"),
+}
+
+
+@dataclass
+class FaultSpec:
+    name: str
+    value: float | None
+    role: str | None  # None: every phone
+
+
+def parse_faults(spec: str) -> list[FaultSpec]:
+    """Parse ``--faults``; an unknown name or a bad value is a ConfigError naming it."""
+    out = []
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        body, _, role = item.partition("@")
+        name, eq, value = body.partition("=")
+        if name not in FAULTS:
+            raise ConfigError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}", field="--faults")
+        if FAULTS[name][0] != bool(eq):
+            need = "needs a value (name=VALUE)" if FAULTS[name][0] else "takes no value"
+            raise ConfigError(f"fault {name!r} {need}", field="--faults")
+        try:
+            v = float(value) if eq else None
+        except ValueError:
+            raise ConfigError(f"fault {name!r}: {value!r} is not a number", field="--faults") from None
+        if role and role not in ("main", "reference"):
+            raise ConfigError(f"fault {name!r}: role must be main or reference, got {role!r}", field="--faults")
+        out.append(FaultSpec(name, v, role or None))
+    return out
+
+
+@dataclass
+class VirtualRigConfig:
+    """Options of ``hzsr rig up --virtual``; every default lives here."""
+
+    phones: int = 2
+    profile: str = "vphone-5x"
+    seed: int = 0
+    size: tuple[int, int] = (640, 480)
+    faults: str = ""
+    link: LinkModel = field(default_factory=LinkModel)
+    scene_duration_s: float = 8.0
+    adb_port: int | None = None  # None: a free private port
+
+
+class VirtualRig:
+    def __init__(self, workdir: str | Path, cfg: VirtualRigConfig | None = None):
+        self.workdir = Path(workdir).resolve()
+        self.cfg = cfg or VirtualRigConfig()
+        if self.cfg.phones < 1:
+            raise ConfigError("must be >= 1", field="--phones")
+        self.faults = parse_faults(self.cfg.faults)
+        self.profile = get_profile(self.cfg.profile)
+        self.adb: AdbServer | None = None
+        self.world: VirtualWorld | None = None
+        self.phones: list[VirtualPhone] = []
+        self._timers: list[threading.Timer] = []
+
+    @property
+    def rig_yaml(self) -> Path:
+        return self.workdir / "rig.yaml"
+
+    @staticmethod
+    def role_of(i: int) -> str:
+        return "main" if i == 0 else "reference" if i == 1 else "spare"
+
+    def start(self) -> VirtualRig:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.adb = AdbServer.start(self.cfg.adb_port)
+        self.world = VirtualWorld(self.profile, WorldConfig(seed=self.cfg.seed, size=self.cfg.size,
+                                                            scene_duration_s=self.cfg.scene_duration_s),
+                                  self.workdir / "truth")
+        try:
+            for i in range(self.cfg.phones):
+                self.phones.append(self._make_phone(i))
+            for p in self.phones:
+                self._connect(p)
+            self._apply_faults()
+            self.write_rig_yaml()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _make_phone(self, i: int, port: int = 0) -> VirtualPhone:
+        serial = f"VPH5X{self.cfg.seed % 100:02d}{i:04d}"
+        role = self.role_of(i)
+        return VirtualPhone(self.profile, serial, role="reference" if role == "spare" else role,
+                            storage_dir=self.workdir / "phones" / serial, world=self.world,
+                            link=self.cfg.link, seed=self.cfg.seed, port=port)
+
+    def _connect(self, p: VirtualPhone, timeout: float = 15.0) -> None:
+        assert self.adb is not None
+        out = self.adb.run("connect", p.address)
+        if "connected" not in out.stdout:
+            raise RigError(f"adb connect failed: {out.stdout.strip() or out.stderr.strip()}", field=p.address)
+        if not self.wait_state(p.address, "device", timeout):
+            raise RigError(f"did not come online within {timeout:.0f} s", field=p.address)
+
+    def wait_state(self, serial: str, state: str | None, timeout: float = 15.0) -> bool:
+        """Wait until adb lists ``serial`` in ``state`` (None: not listed at all)."""
+        assert self.adb is not None
+        client = self.adb.client()
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            try:
+                states = {d.serial: d.state for d in client.list()}
+            except Exception:  # the server may be restarting
+                states = {}
+            if states.get(serial) == state:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def _apply_faults(self) -> None:
+        for f in self.faults:
+            targets = [p for p in self.phones if f.role is None or p.role == f.role]
+            for p in targets:
+                if f.name == "drop_after_bytes":
+                    p.drop_after_bytes(int(f.value))
+                elif f.name == "flip_byte":
+                    p.flip_byte_next_pull()
+                elif f.name == "storage_full":
+                    p.set_storage_full(True)
+                elif f.name == "stall":
+                    p.stall_agent(True)
+                elif f.name == "clock_jump_ms":
+                    p.jump_clock(f.value)
+                elif f.name == "capture_failure":
+                    p.fail_next_capture()
+            if f.name == "kill_adb_server":
+                t = threading.Timer(f.value, self.kill_adb_server)
+                t.daemon = True
+                t.start()
+                self._timers.append(t)
+
+    # -- the rig as a crew sees it --------------------------------------------------------
+    def phone(self, role: str) -> VirtualPhone:
+        return next(p for p in self.phones if p.role == role)
+
+    def write_rig_yaml(self) -> None:
+        assert self.adb is not None
+        doc = {
+            "adb": {"host": "127.0.0.1", "port": self.adb.port},
+            "phones": [{"serial": p.address, "role": self.role_of(i)} for i, p in enumerate(self.phones)],
+            "virtual": {"pid": os.getpid(), "adb_server_pid": self.adb.pid(), "workdir": str(self.workdir),
+                        "truth_dir": str(self.workdir / "truth"), "profile": self.cfg.profile},
+        }
+        atomic_write_bytes(self.rig_yaml, yaml.safe_dump(doc, sort_keys=False).encode())
+
+    def kill_adb_server(self) -> None:
+        """Fault: the adb server dies (SIGKILL), as when another tool kills it."""
+        assert self.adb is not None
+        pid = self.adb.pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+
+    def restart_adb_server(self) -> None:
+        """Bring the server back and re-attach every phone (what a crew does after a kill)."""
+        assert self.adb is not None
+        self.adb.run("start-server")
+        for p in self.phones:
+            self._connect(p)
+        self.write_rig_yaml()
+
+    def restart_phone(self, role: str) -> VirtualPhone:
+        """Stop a phone and start it again on the same port with the same storage (a reboot)."""
+        i, old = next((i, p) for i, p in enumerate(self.phones) if p.role == role)
+        port = old.port
+        old.stop()
+        self.phones[i] = self._make_phone(i, port=port)
+        return self.phones[i]
+
+    def stop(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        for p in self.phones:
+            p.stop()
+        self.phones = []
+        if self.adb is not None:
+            self.adb.stop()
+            self.adb = None
+
+    def __enter__(self) -> VirtualRig:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,70 @@
+"""The one world both virtual phones look at: the rig's geometry and a scene that changes.
+
+Scenes follow the host's clock: a new scene every ``scene_duration_s`` (a crew moving the rig),
+cycling through the scene kinds. Both phones render from the same scene object at the true host
+instant of their frame, so a skew between them shows up in the images as it would for real.
+
+Ground truth goes to ``truth_dir/<serial>.jsonl``, outside every phone's storage.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hzsr.capture.virtual.profiles import PhoneProfile
+from hzsr.capture.virtual.rig import RigGeometry, af_roi, render_frame, slot_of
+from hzsr.capture.virtual.scene import SCENE_KINDS, Scene, make_scene
+
+
+@dataclass
+class WorldConfig:
+    """Options of the virtual world; every default lives here."""
+
+    seed: int = 0
+    size: tuple[int, int] = (640, 480)  # every camera's output (width, height)
+    scene_duration_s: float = 8.0
+    kinds: tuple[str, ...] = SCENE_KINDS
+
+
+class VirtualWorld:
+    def __init__(self, profile: PhoneProfile, cfg: WorldConfig, truth_dir: str | Path):
+        self.profile = profile
+        self.cfg = cfg
+        self.rig = RigGeometry.random(profile, cfg.size, np.random.default_rng(cfg.seed))
+        self.epoch_ns = time.monotonic_ns()
+        self.truth_dir = Path(truth_dir)
+        self.truth_dir.mkdir(parents=True, exist_ok=True)
+        self._scenes: dict[int, Scene] = {}
+        self._lock = threading.Lock()
+
+    def scene_at(self, host_ns: float) -> tuple[Scene, float]:
+        """The scene at ``host_ns`` and its scene time in seconds (0 mid-way through it)."""
+        dur = self.cfg.scene_duration_s * 1e9
+        idx = int((host_ns - self.epoch_ns) // dur)
+        with self._lock:
+            if idx not in self._scenes:
+                rng = np.random.default_rng([self.cfg.seed, idx])
+                kind = self.cfg.kinds[idx % len(self.cfg.kinds)]
+                self._scenes[idx] = make_scene(kind, idx, rng, self.profile.camera("T").fx_native())
+        t = (host_ns - self.epoch_ns - (idx + 0.5) * dur) / 1e9
+        return self._scenes[idx], t
+
+    def render(self, role: str, cam_role: str, host_ns: float, focus_diopters: float | None,
+               rng: np.random.Generator, quality: int = 92):
+        """Render what ``role``'s ``cam_role`` camera sees at true host instant ``host_ns``."""
+        scene, t = self.scene_at(host_ns)
+        slot = slot_of(role, cam_role)
+        focus = focus_diopters if focus_diopters is not None else 1 / scene.layer(scene.subject).depth_m
+        jpg, exp, _ = render_frame(self.rig, scene, slot, t, focus, rng, quality=quality)
+        return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
+
+    def record_truth(self, serial: str, record: dict) -> None:
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self._lock, open(self.truth_dir / f"{serial}.jsonl", "a") as f:
+            f.write(line)
