@@ -49,6 +49,9 @@ class AdbServer:
         srv = cls(port or free_port(), bundled_adb())
         if srv.port == 5037:
             raise RigError("refusing the default adb port 5037; use a private one", field="port")
+        # adbutils 2.12 runs a bare `adb start-server` when it cannot reach the server, which
+        # would start one on 5037. adb honours ANDROID_ADB_SERVER_PORT, so point it here.
+        os.environ["ANDROID_ADB_SERVER_PORT"] = str(srv.port)
         srv.run("start-server")
         return srv
 

@@ -1,0 +1,77 @@
+"""The virtual phone's shell and storage, in-process (no adb)."""
+
+import os
+
+import pytest
+
+from hzsr.capture.virtual.shell import VirtualShell
+from hzsr.capture.virtual.storage import PhoneStorage, StorageError
+from hzsr.capture.virtual.virtual_rig import parse_faults
+from hzsr.core.errors import ConfigError
+
+
+@pytest.fixture
+def sh(tmp_path):
+    st = PhoneStorage(tmp_path / "phone")
+    return VirtualShell({"ro.product.model": "M", "ro.serialno": "S1"}, st)
+
+
+def test_operators_and_status(sh):
+    r = sh.run("false; echo $? && echo ok || echo never")
+    assert (r.stdout, r.rc) == (b"1\nok\n", 0)
+    r = sh.run("nosuch; echo X4EXIT:$?")
+    assert r.combined == b"/system/bin/sh: nosuch: inaccessible or not found\nX4EXIT:127\n"
+    assert sh.run("echo 'a;b' && true").stdout == b"a;b\n"
+
+
+def test_files(sh):
+    assert sh.run("mkdir -p /sdcard/x/y && echo made").stdout == b"made\n"
+    sh.storage.write_atomic("/sdcard/x/y/f.jpg", b"abc")
+    assert sh.run("cat /sdcard/x/y/f.jpg").stdout == b"abc"
+    assert sh.run("sha256sum /sdcard/x/y/f.jpg").stdout.split()[0] == (
+        b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    assert sh.run("ls /sdcard/x/y").stdout == b"f.jpg\n"
+    assert sh.run("rm /sdcard/x/y").rc == 1  # a folder needs -r
+    assert sh.run("rm -r /sdcard/x && ls /sdcard/x").rc == 1
+    assert sh.run("rm -f /sdcard/nothing").rc == 0
+
+
+def test_df_dumpsys_settings_getprop(sh):
+    assert b"/storage/emulated" in sh.run("df /sdcard").stdout
+    assert b"level: 87" in sh.run("dumpsys battery").stdout
+    assert sh.run("settings get system screen_off_timeout").stdout == b"600000\n"
+    assert sh.run("getprop ro.serialno").stdout == b"S1\n"
+    sh.storage.full = True
+    assert b" 0 100%" in sh.run("df").stdout or b" 0 " in sh.run("df").stdout
+
+
+def test_paths_never_escape(tmp_path):
+    st = PhoneStorage(tmp_path / "phone")
+    assert st.host_path("/sdcard/../../../etc/passwd") == st.root / "etc/passwd"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, st.root / "sdcard" / "link")
+    with pytest.raises(StorageError) as ei:
+        st.host_path("/sdcard/link/x")
+    assert ei.value.errno == 13
+    with pytest.raises(StorageError):
+        st.remove("/")
+
+
+def test_storage_full_refuses_writes(tmp_path):
+    st = PhoneStorage(tmp_path / "phone")
+    st.full = True
+    with pytest.raises(StorageError) as ei:
+        st.write_atomic("/sdcard/a", b"x")
+    assert ei.value.errno == 28
+
+
+def test_fault_spec():
+    fs = parse_faults("drop_after_bytes=1000@reference, stall@main,flip_byte")
+    assert [(f.name, f.value, f.role) for f in fs] == [
+        ("drop_after_bytes", 1000.0, "reference"), ("stall", None, "main"), ("flip_byte", None, None)]
+    for bad, msg in (("nosuch", "unknown fault 'nosuch'"), ("stall=3", "takes no value"),
+                     ("drop_after_bytes", "needs a value"), ("clock_jump_ms=x", "not a number"),
+                     ("stall@left", "role must be")):
+        with pytest.raises(ConfigError, match=msg):
+            parse_faults(bad)
