@@ -368,6 +368,10 @@ class AdbDeviceConnection:
             await self._sync_fail(s, f"open failed: {exc.strerror}")
             return
         sent = 0
+        batch = bytearray()
+        # DATA records are packed into WRTEs of up to the peer's max payload: one OKAY round trip
+        # per megabyte instead of one per 64 KiB, as adbd does.
+        limit = max(self.peer_max - 8, SYNC_DATA_MAX + 8)
         with f:
             while chunk := f.read(SYNC_DATA_MAX):
                 if faults.flip_byte_next_pull:
@@ -377,13 +381,16 @@ class AdbDeviceConnection:
                 if faults.drop_after_bytes is not None and sent + len(chunk) > faults.drop_after_bytes:
                     cut = max(faults.drop_after_bytes - sent, 0)
                     faults.drop_after_bytes = None
-                    if cut:
-                        await s.write(b"DATA" + struct.pack("<I", len(chunk)) + chunk[:cut])
+                    await s.write(bytes(batch) + b"DATA" + struct.pack("<I", len(chunk)) + chunk[:cut])
                     self.abort()
                     raise StreamClosed()
-                await s.write(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
+                record = b"DATA" + struct.pack("<I", len(chunk)) + chunk
+                if len(batch) + len(record) > limit:
+                    await s.write(bytes(batch))
+                    batch.clear()
+                batch += record
                 sent += len(chunk)
-        await s.write(b"DONE" + struct.pack("<I", 0))
+        await s.write(bytes(batch) + b"DONE" + struct.pack("<I", 0))
 
     async def _sync_send(self, s: StreamIO, spec: str) -> None:
         path, _, mode_s = spec.rpartition(",")

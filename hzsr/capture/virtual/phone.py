@@ -135,5 +135,7 @@ class VirtualPhone:
             asyncio.run_coroutine_threadsafe(_close(), self.loop).result(5)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
+        if not self.thread.is_alive() and not self.loop.is_closed():
+            self.loop.close()
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -39,7 +39,11 @@ class PhoneClock:
 
 @dataclass
 class LinkModel:
-    """One-way delays of the host<->phone link (forwarded socket over USB)."""
+    """One-way delays of the host<->phone link (forwarded socket over USB).
+
+    The renderer-only simulator uses all three. A virtual phone behind the real adb server already
+    has a real path with its own base delay, so its agent adds only the asymmetry and the jitter.
+    """
 
     delay_us: float = 150.0  # mean one-way delay
     jitter_us: float = 60.0  # exponential tail on each direction
