@@ -75,3 +75,13 @@ def test_fault_spec():
                      ("stall@left", "role must be")):
         with pytest.raises(ConfigError, match=msg):
             parse_faults(bad)
+
+
+def test_unknown_profile_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--dir", str(tmp_path),
+                        "--profile", "pixel99"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--profile: unknown phone profile 'pixel99'" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import yaml
-from adbutils import Network
+from adbutils import AdbError, Network
 
 from hzsr.capture.virtual.storage import AGENT_FILES
 from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
@@ -112,6 +112,17 @@ def test_forward_reaches_agent(rig):
     assert reply["ok"] and reply["id"] == 7 and reply["model"] == "HZSR Virtual 5x"
     assert {c["role"] for c in reply["cameras"]} == {"W", "T"}
     assert reply["sync_type"] == "APPROXIMATE" and reply["cameras"][0]["timestamp_source"] == "REALTIME"
+
+
+def test_tcp_forward_and_unknown_socket(rig):
+    d = _dev(rig, "reference")
+    port = d.forward_port("tcp:38765")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b'{"cmd": "status"}\n')
+        assert json.loads(s.makefile("rb").readline())["ok"]
+    with pytest.raises(AdbError, match="closed"):  # refused like adbd refuses an unknown service
+        d.create_connection(Network.LOCAL_ABSTRACT, "no_such_socket")
+    assert d.shell("echo alive").strip() == "alive"
 
 
 def test_path_traversal_refused_cleanly(rig, tmp_path):

@@ -239,8 +239,12 @@ class AdbDeviceConnection:
     async def _serve(self, s: StreamIO, service: str) -> None:
         handler = self._route(service)
         if handler is None:
-            # Refused: no OKAY, only CLSE; adb reports the service as closed.
-            await s.close()
+            # Refused: no OKAY, and CLSE with local-id 0, which is how the protocol says "OPEN
+            # failed" (a non-zero id would leave the server waiting for an OKAY).
+            s.closed = True
+            self.streams.pop(s.local_id, None)
+            self.send(A_CLSE, 0, s.remote_id)
+            await self.drain()
             return
         self.send(A_OKAY, s.local_id, s.remote_id)
         try:

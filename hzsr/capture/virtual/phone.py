@@ -25,6 +25,8 @@ from hzsr.capture.virtual.timing import LinkModel, PhoneClock
 from hzsr.capture.virtual.world import VirtualWorld
 
 AGENT_SOCKET = "localabstract:hzsr_agent"
+#: The agent also listens on this TCP port on the phone's loopback (``adb forward tcp:X tcp:38765``).
+AGENT_TCP_PORT = 38765
 
 
 def phone_props(profile: PhoneProfile, serial: str) -> dict[str, str]:
@@ -74,6 +76,7 @@ class VirtualPhone:
             self.agent = CaptureAgent(serial, role, profile, world, self.storage, self.clock,
                                       link or LinkModel(), int(rng.integers(2**31)), timestamp_source)
             backend.sockets[AGENT_SOCKET] = self.agent.handle
+            backend.sockets[f"tcp:{AGENT_TCP_PORT}"] = self.agent.handle
         self.backend = backend
         self.server = self.loop.run_until_complete(serve_device(backend, port=port))
         self.port: int = self.server.sockets[0].getsockname()[1]

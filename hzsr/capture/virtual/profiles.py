@@ -90,7 +90,10 @@ PROFILES: dict[str, PhoneProfile] = {p.name: p for p in (VPHONE_5X, VPHONE_5X_UN
 
 
 def get_profile(name: str) -> PhoneProfile:
+    from hzsr.core.errors import ConfigError
+
     try:
         return PROFILES[name]
     except KeyError:
-        raise KeyError(f"unknown phone profile {name!r}; known: {', '.join(PROFILES)}") from None
+        raise ConfigError(f"unknown phone profile {name!r}; known: {', '.join(PROFILES)}",
+                          field="--profile") from None
