@@ -102,7 +102,7 @@ class CaptureAgent:
                 out = await asyncio.to_thread(self._time)
             else:
                 fn = {"hello": self._hello, "capture": self._capture, "status": self._status,
-                      "list": self._list, "delete": self._delete}.get(req["cmd"])
+                      "list": self._list, "meta": self._meta, "delete": self._delete}.get(req["cmd"])
                 if fn is None:
                     raise AgentError("unknown_cmd", f"unknown cmd {req['cmd']!r}")
                 out = fn(req)
@@ -200,15 +200,19 @@ class CaptureAgent:
         frames = []
         wt = float(self.rng.uniform(-WT_OFFSET_NS, WT_OFFSET_NS))
         try:
+            # Only a request holding both W and T has the APPROXIMATE offset: the T exposure starts
+            # up to WT_OFFSET_NS away from the W frame whose timestamp both frames carry.
+            both = "W" in cams and "T" in cams
             for cam_role in cams:
-                host_ns = true_host + (wt if cam_role == "T" else 0.0)
+                host_ns = true_host + (wt if cam_role == "T" and both else 0.0)
                 jpg, exp, scene, roi, t_scene = self.world.render(self.role, cam_role, host_ns, None, self.rng)
                 cam = self.profile.camera(cam_role)
                 focus = 1 / scene.layer(scene.subject).depth_m * float(1 + self.rng.normal(0, 0.03))
                 name = f"{cam_role}.jpg"
                 self.storage.write_atomic(f"{d}/{name}", jpg)
                 k = cam.intrinsics(self.world.cfg.size)
-                stamp = frame_ts if self.profile.sync_type == "APPROXIMATE" or cam_role == "W" else frame_ts + int(wt)
+                calibrated = self.profile.sync_type == "CALIBRATED" and cam_role == "T" and both
+                stamp = frame_ts + int(wt) if calibrated else frame_ts
                 frames.append({
                     "file": name, "camera_id": cam.camera_id, "physical_id": cam.physical_id, "role": cam_role,
                     "sensor_timestamp_ns": stamp, "timestamp_source": self.timestamp_source,
@@ -257,6 +261,16 @@ class CaptureAgent:
                 out.append({"session": sess, "capture_id": p.name, "status": status,
                             "files": sorted(f.name for f in p.iterdir() if not f.name.startswith("."))})
         return {"captures": out}
+
+    def _meta(self, req: dict) -> dict:
+        d = self._capture_dir(req.get("session"), req.get("capture_id"))
+        done = self.storage.host_path(f"{d}/done")
+        if not done.exists():
+            code = "pending" if req["capture_id"] in self.state.pending else "not_found"
+            raise AgentError(code, "no done marker for this capture")
+        meta = self.storage.host_path(f"{d}/meta.json")
+        return {"done": json.loads(done.read_text()),
+                "meta": json.loads(meta.read_text()) if meta.exists() else None}
 
     def _delete(self, req: dict) -> dict:
         d = self._capture_dir(req.get("session"), req.get("capture_id"))

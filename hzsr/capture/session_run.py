@@ -1,0 +1,401 @@
+"""A capture session on a rig: sync clocks, trigger both phones at one instant, pull and verify.
+
+The journal is the source of truth for progress. ``trigger`` is written *before* the phones are
+told, each file is ``pulled`` then ``verified``, and a capture is ``capture_complete`` only once
+its folder has been moved into ``captures/`` by one rename. Frames are staged in
+``<session>/.incoming/<capture_id>/`` until then, so ``captures/`` never holds half a capture. A
+crash, Ctrl-C, a dead link or a stalled phone therefore leaves a session that ``resume`` can
+finish from the journal and the phones' own copies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hzsr.capture.clocksync import SyncConfig, add_sample, host_time, phone_time, sync_round
+from hzsr.capture.link import LINK_ERRORS, AgentError, RigLink
+from hzsr.capture.transfer import TransferError, phone_sha256, pull_verified
+from hzsr.core import records as R
+from hzsr.core.errors import CaptureError, RigError
+from hzsr.core.fileio import fsync_dir
+from hzsr.core.journal import Journal
+from hzsr.core.schema import to_plain
+
+AGENT_FILES = "/sdcard/Android/data/org.hzsr.agent/files"
+#: Which phone and camera each slot of a triplet comes from, and its file name on the phone.
+SLOT_SOURCES = {"main_W": ("main", "W"), "main_T": ("main", "T"), "ref_T": ("reference", "T")}
+CAMERAS_PER_ROLE = {"main": ["W", "T"], "reference": ["T"]}
+
+
+@dataclass
+class CaptureConfig:
+    """Options of ``hzsr capture``; every default lives here."""
+
+    lead_ms: float = 150.0  # least time between sending `capture` and the target instant
+    lead_factor: float = 4.0  # ... and at least this many times the slowest command round trip
+    phase_align: bool = True
+    keep_on_phone: bool = True  # delete phone copies only when the crew opts in (or `purge`)
+    warn_skew_us: float = 250.0  # libsoftwaresync's figure
+    max_skew_us: float = 1000.0  # above this (surely), the shot must be retaken
+    done_timeout_s: float = 60.0  # wait this long for a phone to finish writing a capture
+    pull_timeout_s: float = 30.0  # per socket wait during a pull
+    pull_tries: int = 3  # a hash mismatch is pulled again this many times in all
+    parallel_pull: bool = True
+    sync: SyncConfig = field(default_factory=SyncConfig)
+
+
+@dataclass
+class CaptureResult:
+    capture_id: str
+    status: str  # complete | incomplete
+    skew_us: float | None = None  # reference minus main, mapped to the host clock
+    bound_us: float | None = None  # clock-sync error bound of that skew
+    verdict: str = "pass"  # pass | warn | retake
+    reason: str = ""
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def line(self) -> str:
+        if self.status != "complete":
+            return f"{self.capture_id}: INCOMPLETE: {self.reason}"
+        return (f"{self.capture_id}: skew {self.skew_us:+.0f} us (bound +-{self.bound_us:.0f} us): "
+                f"{self.verdict.upper()}{': ' + self.reason if self.reason else ''}")
+
+
+def _now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class CaptureRun:
+    def __init__(self, session_dir: str | Path, link: RigLink, cfg: CaptureConfig | None = None,
+                 rig_path: str | None = None, say: Callable[[str], None] = print):
+        self.dir = Path(session_dir)
+        self.link = link
+        self.cfg = cfg or CaptureConfig()
+        self.say = say
+        self.rig_path = rig_path
+        self.journal = Journal(self.dir / "journal.jsonl")
+        self.session: R.SessionRecord | None = None
+        self.command_rtt_ns = 0
+        self.captures_since_full_sync = 0
+
+    @property
+    def session_id(self) -> str:
+        return self.dir.name
+
+    # -- setup ---------------------------------------------------------------------------
+    def open(self) -> None:
+        """Load the session or create it from the phones' ``hello``; then a full clock sync."""
+        if (self.dir / "session.json").exists():
+            self.session = R.SessionRecord.load(self.dir)
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            devices = []
+            for p in self.link.rig.phones:
+                if p.role == "spare":
+                    continue
+                h = self.link.retry(f"{p.serial} hello", lambda role=p.role: self.link.agent(role).request("hello"))
+                cams = [R.CameraInfo(camera_id=c["camera_id"], role=c["role"], physical_id=c["physical_id"],
+                                     focal_length_mm=c["focal_length_mm"], f_number=c["f_number"],
+                                     pixel_size_um=c["pixel_size_um"], width=c["width"], height=c["height"],
+                                     intrinsics=R.Intrinsics(**c["intrinsics"]),
+                                     timestamp_source=c["timestamp_source"]) for c in h["cameras"]]
+                devices.append(R.DeviceInfo(serial=p.serial, role=p.role, model=h["model"], build=h["build"],
+                                            agent_version=h["agent_version"], sync_type=h["sync_type"],
+                                            cameras=cams))
+            self.session = R.SessionRecord(
+                schema_version=R.SCHEMA_VERSION, session_id=self.session_id, created_utc=_now_utc(),
+                source="adb", devices=devices,
+                config={"capture": to_plain(self.cfg), "rig": to_plain(self.link.rig), "rig_path": self.rig_path})
+            self.journal.append("session_started", source="adb", session_id=self.session_id,
+                                devices=[d.serial for d in devices])
+            self.session.save(self.dir)
+        self.full_sync()
+
+    def device_info(self, role: str) -> R.DeviceInfo:
+        assert self.session is not None
+        return self.session.device(role)
+
+    def full_sync(self) -> None:
+        for role in ("main", "reference"):
+            self._sync(role, self.cfg.sync.max_exchanges)
+        self.captures_since_full_sync = 0
+        assert self.session is not None
+        self.session.save(self.dir)
+
+    def _sync(self, role: str, n: int) -> R.ClockSample:
+        dev = self.device_info(role)
+        s = self.link.retry(f"{dev.serial} clock sync",
+                            lambda: sync_round(self.link.agent(role), n, self.cfg.sync.good_rtt_us))
+        step = add_sample(dev.clock, s)
+        self.journal.append("clock_sync", device=dev.serial, host_ns=s.host_ns, offset_ns=s.offset_ns,
+                            rtt_ns=s.rtt_ns, exchanges=n)
+        if step is not None and abs(step) > max(1e6, 10 * s.rtt_ns):
+            self.journal.append("clock_jump", device=dev.serial, step_ns=int(step))
+            self.say(f"warning: {role} phone's clock stepped {step / 1e6:+.3f} ms since the last sync; "
+                     "captures since then may be skewed (hzsr sync check will flag them)")
+            # Drop the samples before the step so the drift fit and conversions use the new clock.
+            dev.clock.samples = [s]
+            dev.clock.drift_ppm = dev.clock.drift_ppm_stderr = None
+        return s
+
+    # -- one capture ---------------------------------------------------------------------
+    def next_capture_id(self) -> str:
+        used = {e.get("capture_id") for e in self.journal.read().events if e["event"] == "trigger"}
+        k = len(used)
+        while f"c{k:05d}" in used:
+            k += 1
+        return f"c{k:05d}"
+
+    def capture(self, scene_id: str, tags: list[str], notes: str = "") -> CaptureResult:
+        """Trigger, collect and verify one triplet."""
+        t_start = time.perf_counter()
+        if self.captures_since_full_sync >= self.cfg.sync.resync_every:
+            self.full_sync()
+        for role in ("main", "reference"):
+            self._sync(role, self.cfg.sync.quick_exchanges)
+        self.captures_since_full_sync += 1
+        assert self.session is not None
+        self.session.save(self.dir)
+        cid = self.next_capture_id()
+        lead_ns = max(int(self.cfg.lead_ms * 1e6), int(self.cfg.lead_factor * self.command_rtt_ns))
+        target_host = time.monotonic_ns() + lead_ns
+        targets = {r: phone_time(self.device_info(r).clock, target_host) for r in ("main", "reference")}
+        self.journal.append("trigger", capture_id=cid, target_host_ns=target_host,
+                            targets_ns=targets, scene_id=scene_id, scene_tags=tags, notes=notes,
+                            phase_align=self.cfg.phase_align)
+
+        def send(role: str) -> dict:
+            t0 = time.monotonic_ns()
+            ack = self.link.agent(role).request(
+                "capture", session=self.session_id, capture_id=cid, target_ns=targets[role],
+                cameras=CAMERAS_PER_ROLE[role], phase_align=self.cfg.phase_align)
+            self.command_rtt_ns = max(self.command_rtt_ns, time.monotonic_ns() - t0)
+            return ack
+
+        acks: dict[str, dict] = {}
+        errors: dict[str, Exception] = {}
+        with ThreadPoolExecutor(2) as ex:
+            futs = {r: ex.submit(send, r) for r in ("main", "reference")}
+            for r, f in futs.items():
+                try:
+                    acks[r] = f.result()
+                    self.journal.append("ack", capture_id=cid, device=self.device_info(r).serial,
+                                        frame_timestamp_ns=acks[r]["frame_timestamp_ns"],
+                                        frame_number=acks[r]["frame_number"], dir=acks[r]["dir"])
+                except (AgentError, RigError, *LINK_ERRORS) as exc:
+                    errors[r] = exc
+        t_triggered = time.perf_counter()
+        if errors:
+            role, exc = next(iter(errors.items()))
+            reason = f"{role} phone did not accept the capture: {exc}"
+            self._incomplete(cid, reason)
+            raise CaptureError(reason, field=cid)
+        skew_ns = (host_time(self.device_info("reference").clock, acks["reference"]["frame_timestamp_ns"])
+                   - host_time(self.device_info("main").clock, acks["main"]["frame_timestamp_ns"]))
+        bound_ns = (self.device_info("main").clock.samples[-1].rtt_ns
+                    + self.device_info("reference").clock.samples[-1].rtt_ns) / 2
+        res = self.collect(cid)
+        res.skew_us, res.bound_us = skew_ns / 1e3, bound_ns / 1e3
+        # The same rule as `hzsr sync check`, so the crew hears at once what curators see later.
+        a, b = abs(res.skew_us), res.bound_us
+        if a - b > self.cfg.max_skew_us:
+            res.verdict, res.reason = "retake", f"skew surely above {self.cfg.max_skew_us:.0f} us"
+        elif a + b > self.cfg.max_skew_us:
+            res.verdict, res.reason = "warn", f"skew may exceed {self.cfg.max_skew_us:.0f} us"
+        elif a > self.cfg.warn_skew_us:
+            res.verdict, res.reason = "warn", f"skew above {self.cfg.warn_skew_us:.0f} us"
+        res.timings_s.update(trigger=t_triggered - t_start, **res.timings_s)
+        self.journal.append("capture_verdict", capture_id=cid, skew_us=res.skew_us, bound_us=res.bound_us,
+                            verdict=res.verdict)
+        return res
+
+    # -- collecting ----------------------------------------------------------------------
+    def _wait_done(self, role: str, cid: str) -> dict:
+        """Wait for the phone's ``done`` marker, polling its agent; returns ``{done, meta}``."""
+        serial = self.device_info(role).serial
+        t_end = time.monotonic() + self.cfg.done_timeout_s
+
+        def ask():
+            try:
+                return self.link.agent(role).request("meta", session=self.session_id, capture_id=cid)
+            except AgentError as exc:
+                if exc.code == "pending":
+                    return None
+                raise
+            except LINK_ERRORS:
+                self.link.drop_agent(role)
+                raise
+
+        while time.monotonic() < t_end:
+            got = self.link.retry(f"{serial} wait done", ask)
+            if got is not None:
+                return got
+            time.sleep(0.01)
+        raise CaptureError(f"no done marker after {self.cfg.done_timeout_s:.0f} s", field=f"{role}:{cid}")
+
+    def _pull_role(self, role: str, cid: str, stage: Path) -> list[dict]:
+        serial = self.device_info(role).serial
+        got = self._wait_done(role, cid)
+        done, meta = got["done"], got["meta"]
+        if done.get("status") != "ok" or meta is None:
+            err = done.get("error", {})
+            raise CaptureError(f"{role} phone reports the capture failed: {err.get('code')}: {err.get('message')}",
+                               field=cid)
+        folder = f"{AGENT_FILES}/{self.session_id}/{cid}"
+        paths = [f"{folder}/{fr['file']}" for fr in meta["frames"]]
+        frames = []
+        for fr in meta["frames"]:
+            self.journal.append("file_ready", capture_id=cid, device=serial, file=fr["file"],
+                                size=fr["size_bytes"], sha256=fr["sha256"])
+        sums = self.link.retry(f"{serial} sha256sum", lambda: phone_sha256(self.link.device(role), paths))
+        for fr, path in zip(meta["frames"], paths, strict=True):
+            slot = next(s for s, (r, c) in SLOT_SOURCES.items() if r == role and c == fr["role"])
+            dest = stage / f"{slot}.jpg"
+            for attempt in range(1, self.cfg.pull_tries + 1):
+                try:
+                    pulled = self.link.retry(
+                        f"{serial} pull {fr['file']}",
+                        lambda fr=fr, dest=dest, path=path: pull_verified(
+                            self.link.device(role), path, dest, fr["sha256"], fr["size_bytes"],
+                            self.cfg.pull_timeout_s, on_phone=sums[path]))
+                    break
+                except TransferError as exc:
+                    self.journal.append("verify_failed", capture_id=cid, device=serial, file=fr["file"],
+                                        attempt=attempt, reason=exc.message)
+                    if attempt == self.cfg.pull_tries:
+                        raise
+            self.journal.append("pulled", capture_id=cid, device=serial, file=fr["file"], size=pulled.size)
+            self.journal.append("verified", capture_id=cid, device=serial, file=fr["file"], sha256=pulled.sha256)
+            frames.append({**fr, "slot": slot, "device": serial, "device_role": role})
+        return frames
+
+    def collect(self, cid: str) -> CaptureResult:
+        """Pull and verify every frame of ``cid``, then move it into ``captures/`` in one rename."""
+        t0 = time.perf_counter()
+        final = self.dir / "captures" / cid
+        if final.exists():
+            return CaptureResult(cid, "complete")
+        stage = self.dir / ".incoming" / cid
+        stage.mkdir(parents=True, exist_ok=True)
+        roles = ("main", "reference")
+        try:
+            if self.cfg.parallel_pull:
+                with ThreadPoolExecutor(2) as ex:
+                    parts = list(ex.map(lambda r: self._pull_role(r, cid, stage), roles))
+            else:
+                parts = [self._pull_role(r, cid, stage) for r in roles]
+        except (CaptureError, RigError) as exc:
+            self._incomplete(cid, exc.one_line())
+            raise
+        t_pulled = time.perf_counter()
+        trig = next(e for e in self.journal.read().events if e["event"] == "trigger" and e["capture_id"] == cid)
+        frames = []
+        for fr in [f for part in parts for f in part]:
+            frames.append(R.FrameRecord(
+                slot=fr["slot"], file=f"{fr['slot']}.jpg", device=fr["device"], role=fr["device_role"],
+                camera_role=fr["role"], camera_id=fr["camera_id"], sensor_timestamp_ns=fr["sensor_timestamp_ns"],
+                timestamp_source=fr["timestamp_source"], exposure_time_ns=fr["exposure_time_ns"], iso=fr["iso"],
+                focus_distance_diopters=fr["focus_distance_diopters"], focus_calibration=fr["focus_calibration"],
+                af_state=fr["af_state"], af_roi=list(fr["af_roi"]), intrinsics=R.Intrinsics(**fr["intrinsics"]),
+                width=fr["width"], height=fr["height"], sha256=fr["sha256"], size_bytes=fr["size_bytes"],
+                frame_number=fr.get("frame_number")))
+        frames.sort(key=lambda f: list(SLOT_SOURCES).index(f.slot))
+        rec = R.CaptureRecord(schema_version=R.SCHEMA_VERSION, capture_id=cid, scene_id=trig["scene_id"],
+                              scene_tags=list(trig["scene_tags"]), notes=trig.get("notes", ""), frames=frames,
+                              trigger_host_ns=trig["target_host_ns"])
+        rec.save(stage)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage, final)
+        fsync_dir(final.parent)
+        self.journal.append("capture_complete", capture_id=cid)
+        if not self.cfg.keep_on_phone:
+            self.delete_from_phones(cid)
+        return CaptureResult(cid, "complete", timings_s={"pull_verify": t_pulled - t0})
+
+    def _incomplete(self, cid: str, reason: str) -> None:
+        self.journal.append("capture_incomplete", capture_id=cid, reason=reason)
+
+    # -- after the fact ------------------------------------------------------------------
+    def delete_from_phones(self, cid: str) -> None:
+        """Delete a capture's phone copies; only ever after its verified folder is in place."""
+        rec = R.CaptureRecord.load(self.dir / "captures" / cid)  # raises unless complete on the host
+        from hzsr.core.fileio import sha256_file
+
+        for f in rec.frames:
+            if sha256_file(self.dir / "captures" / cid / f.file) != f.sha256:
+                raise CaptureError("host copy does not match its record; not deleting the phone's",
+                                   field=f"captures/{cid}/{f.file}")
+        for role in ("main", "reference"):
+            serial = self.device_info(role).serial
+            try:
+                self.link.retry(f"{serial} delete", lambda role=role: self.link.agent(role).request(
+                    "delete", session=self.session_id, capture_id=cid))
+            except AgentError as exc:
+                if exc.code != "not_found":
+                    raise
+            self.journal.append("deleted", capture_id=cid, device=serial)
+
+    def discard(self, cid: str, reason: str = "retake") -> None:
+        """Mark a capture discarded (kept on disk, excluded downstream)."""
+        path = self.dir / "captures" / cid
+        rec = R.CaptureRecord.load(path)
+        rec.status = "discarded"
+        rec.notes = (rec.notes + f" [discarded: {reason}]").strip()
+        rec.save(path)
+        self.journal.append("capture_discarded", capture_id=cid, reason=reason)
+
+
+def journal_state(journal: Journal) -> dict[str, str]:
+    """Last known state of each capture: triggered | complete | incomplete | discarded."""
+    state: dict[str, str] = {}
+    for e in journal.read().events:
+        cid = e.get("capture_id")
+        if not cid:
+            continue
+        kind = e["event"]
+        if kind == "trigger":
+            state[cid] = "triggered"
+        elif kind == "capture_complete":
+            state[cid] = "complete"
+        elif kind == "capture_incomplete" and state.get(cid) != "complete":
+            state[cid] = "incomplete"
+        elif kind == "capture_discarded":
+            state[cid] = "discarded"
+    return state
+
+
+def resume(run: CaptureRun) -> list[CaptureResult]:
+    """Finish every capture that was triggered but not completed (incomplete ones included)."""
+    out = []
+    for cid, st in journal_state(run.journal).items():
+        if st in ("triggered", "incomplete"):
+            if (run.dir / "captures" / cid).exists():
+                run.journal.append("capture_complete", capture_id=cid)
+                out.append(CaptureResult(cid, "complete"))
+                continue
+            try:
+                out.append(run.collect(cid))
+            except (CaptureError, RigError) as exc:
+                out.append(CaptureResult(cid, "incomplete", reason=exc.one_line()))
+    stale = run.dir / ".incoming"
+    if stale.exists() and not any(stale.iterdir()):
+        shutil.rmtree(stale)
+    return out
+
+
+def purge(run: CaptureRun) -> list[str]:
+    """Delete phone copies of every complete capture not yet deleted."""
+    deleted = {(e["capture_id"]) for e in run.journal.read().events if e["event"] == "deleted"}
+    done = []
+    for cid, st in journal_state(run.journal).items():
+        if st in ("complete", "discarded") and cid not in deleted:
+            run.delete_from_phones(cid)
+            done.append(cid)
+    return done
