@@ -94,10 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sim_session)
 
-    from hzsr.capture.cli import add_rig_parser
+    from hzsr.capture.cli import add_capture_parser, add_rig_parser
     from hzsr.sync.cli import add_sync_parser
 
     add_rig_parser(stages, _size)
+    add_capture_parser(stages)
     add_sync_parser(stages)
     return p
 

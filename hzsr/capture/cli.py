@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from hzsr.core.errors import ConfigError, RigError
+from hzsr.core.errors import CaptureError, ConfigError, RigError
 
 DEFAULT_DIR = ".hzsr-rig"
 
@@ -35,6 +35,7 @@ def add_rig_parser(stages, size_type) -> None:
     down = verbs.add_parser("down", help="stop what rig up started, by PID")
     down.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml")
     down.set_defaults(func=cmd_rig_down)
+    add_rig_checks(verbs)
 
 
 def _alive(pid: int | None) -> bool:
@@ -145,4 +146,213 @@ def cmd_rig_down(args: argparse.Namespace) -> int:
         stopped.append(adb_pid)
     path.unlink(missing_ok=True)
     print(json.dumps({"stopped_pids": stopped, "rig_yaml": str(path)}))
+    return 0
+
+
+# -- doctor, clock, capture ---------------------------------------------------------------
+def add_rig_checks(verbs) -> None:
+    d = verbs.add_parser("doctor", help="check the rig before a shoot (pass/warn/fail per check)")
+    d.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--planned-captures", type=int, default=None)
+    d.set_defaults(func=cmd_rig_doctor)
+    c = verbs.add_parser("clock", help="print each phone's clock offset, error bound and drift, live")
+    c.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml")
+    c.add_argument("--seconds", type=float, default=10.0)
+    c.add_argument("--every", type=float, default=1.0)
+    c.set_defaults(func=cmd_rig_clock)
+
+
+def _link(rig_path: str):
+    from hzsr.capture.link import RigLink
+    from hzsr.capture.rigfile import load_rig
+
+    return RigLink(load_rig(rig_path))
+
+
+def cmd_rig_doctor(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from hzsr.capture.doctor import DoctorConfig, run_doctor
+
+    cfg = DoctorConfig() if args.planned_captures is None else DoctorConfig(planned_captures=args.planned_captures)
+    link = _link(args.rig)
+    try:
+        rep = run_doctor(link, cfg)
+    finally:
+        link.close()
+    print(json.dumps([asdict(r) for r in rep.rows], indent=1) if args.json else rep.table())
+    return 1 if rep.failed else 0
+
+
+def cmd_rig_clock(args: argparse.Namespace) -> int:
+    from hzsr.capture.clocksync import add_sample, sync_round
+    from hzsr.core.records import DeviceClock
+
+    link = _link(args.rig)
+    clocks = {p.role: DeviceClock() for p in link.rig.phones if p.role != "spare"}
+    t_end = time.monotonic() + args.seconds
+    try:
+        while True:
+            row = {"t_s": round(args.seconds - (t_end - time.monotonic()), 2)}
+            for role, clock in clocks.items():
+                s = link.retry(f"{role} clock", lambda role=role: sync_round(link.agent(role), 100))
+                add_sample(clock, s)
+                row[role] = {"offset_ns": s.offset_ns, "bound_us": round(s.rtt_ns / 2e3, 1),
+                             "drift_ppm": None if clock.drift_ppm is None else round(clock.drift_ppm, 3)}
+            print(json.dumps(row), flush=True)
+            if time.monotonic() + args.every > t_end:
+                return 0
+            time.sleep(args.every)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        link.close()
+
+
+def add_capture_parser(stages) -> None:
+    cap = stages.add_parser("capture", help="synchronized captures on the rig, into a session folder")
+    cap.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml")
+    cap.add_argument("--session", help="session folder (created, or continued if it exists)")
+    cap.add_argument("--count", type=int, default=1)
+    cap.add_argument("--interval", type=float, default=2.0, help="seconds between captures")
+    cap.add_argument("--scene", default="scene-0000")
+    cap.add_argument("--tags", default="")
+    cap.add_argument("--notes", default="")
+    cap.add_argument("--interactive", action="store_true",
+                     help="Enter captures, t sets scene/tags, r discards the last (retake), q quits")
+    cap.add_argument("--delete-after-verify", action="store_true",
+                     help="delete phone copies once verified (default: keep them until purge)")
+    cap.add_argument("--no-phase-align", action="store_true")
+    cap.set_defaults(func=cmd_capture)
+    verbs = cap.add_subparsers(dest="verb", metavar="VERB")
+    r = verbs.add_parser("resume", help="finish every capture that was triggered but not verified")
+    r.add_argument("dir")
+    r.add_argument("--rig", dest="resume_rig", default=None, help="rig.yaml (default: the one the session used)")
+    r.set_defaults(func=cmd_capture_resume)
+    p = verbs.add_parser("purge", help="delete phone copies of verified captures")
+    p.add_argument("dir")
+    p.add_argument("--rig", dest="resume_rig", default=None)
+    p.set_defaults(func=cmd_capture_purge)
+
+
+def _run(session: str, rig_path: str, args: argparse.Namespace | None = None):
+    from hzsr.capture.session_run import CaptureConfig, CaptureRun
+
+    cfg = CaptureConfig()
+    if args is not None:
+        cfg.keep_on_phone = not args.delete_after_verify
+        cfg.phase_align = not args.no_phase_align
+    return CaptureRun(session, _link(rig_path), cfg, rig_path=str(Path(rig_path).resolve()),
+                      say=lambda m: print(m, file=sys.stderr, flush=True))
+
+
+def _session_rig(dir_: str, override: str | None) -> str:
+    if override:
+        return override
+    from hzsr.core.records import SessionRecord
+
+    rig = SessionRecord.load(dir_).config.get("rig_path")
+    if not rig:
+        raise ConfigError("the session does not record its rig.yaml; pass --rig", field="--rig")
+    return rig
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    if not args.session:
+        raise ConfigError("required: the session folder to write", field="--session")
+    if args.count < 1:
+        raise ConfigError("must be >= 1", field="--count")
+    run = _run(args.session, args.rig, args)
+    tags = [t for t in args.tags.split(",") if t]
+    results = []
+    try:
+        run.open()
+        if args.interactive:
+            return _interactive(run, args.scene, tags)
+        for k in range(args.count):
+            t0 = time.monotonic()
+            res = run.capture(args.scene, tags, args.notes)
+            results.append(res)
+            print(res.line(), file=sys.stderr, flush=True)
+            if k + 1 < args.count:
+                time.sleep(max(0.0, args.interval - (time.monotonic() - t0)))
+    except KeyboardInterrupt:
+        run.journal.append("session_stopped", interrupted=True)
+        print(f"hzsr: interrupted; finish with: hzsr capture resume {args.session}", file=sys.stderr)
+        return 130
+    except (RigError, CaptureError) as exc:
+        run.journal.append("session_stopped", error=exc.one_line())
+        print(f"hzsr: error: {exc.one_line()}\nhzsr: the session is resumable: hzsr capture resume {args.session}",
+              file=sys.stderr)
+        return 1
+    finally:
+        run.link.close()
+    run.journal.append("session_stopped", captures=len(results))
+    print(json.dumps({"session": args.session, "captures": [
+        {"capture_id": r.capture_id, "skew_us": r.skew_us, "bound_us": r.bound_us, "verdict": r.verdict}
+        for r in results]}))
+    return 0
+
+
+def _interactive(run, scene: str, tags: list[str]) -> int:
+    last = None
+    print("Enter: capture   t: set scene/tags   r: retake (discard last)   q: quit", file=sys.stderr, flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "q":
+            break
+        if cmd == "t":
+            print("scene id [tags,comma,separated]: ", end="", file=sys.stderr, flush=True)
+            parts = sys.stdin.readline().split()
+            if parts:
+                scene = parts[0]
+                tags = [t for t in (parts[1] if len(parts) > 1 else "").split(",") if t]
+            print(f"scene={scene} tags={','.join(tags)}", file=sys.stderr, flush=True)
+        elif cmd == "r":
+            if last is None:
+                print("nothing to retake yet", file=sys.stderr, flush=True)
+            else:
+                run.discard(last, "retake requested by crew")
+                print(f"{last}: discarded (kept on disk); capture again", file=sys.stderr, flush=True)
+                last = None
+        elif cmd == "":
+            try:
+                res = run.capture(scene, tags)
+                last = res.capture_id
+                print(res.line(), file=sys.stderr, flush=True)
+            except (RigError, CaptureError) as exc:
+                print(f"capture failed: {exc.one_line()}", file=sys.stderr, flush=True)
+        else:
+            print(f"unknown key {cmd!r}", file=sys.stderr, flush=True)
+    run.journal.append("session_stopped")
+    return 0
+
+
+def cmd_capture_resume(args: argparse.Namespace) -> int:
+    from hzsr.capture.session_run import resume
+
+    run = _run(args.dir, _session_rig(args.dir, args.resume_rig))
+    try:
+        run.open()
+        results = resume(run)
+    finally:
+        run.link.close()
+    for r in results:
+        print(r.line() if r.status != "complete" else f"{r.capture_id}: complete", file=sys.stderr)
+    print(json.dumps({"session": args.dir, "resumed": [{"capture_id": r.capture_id, "status": r.status,
+                                                        "reason": r.reason} for r in results]}))
+    return 0 if all(r.status == "complete" for r in results) else 1
+
+
+def cmd_capture_purge(args: argparse.Namespace) -> int:
+    from hzsr.capture.session_run import purge
+
+    run = _run(args.dir, _session_rig(args.dir, args.resume_rig))
+    try:
+        run.open()
+        done = purge(run)
+    finally:
+        run.link.close()
+    print(json.dumps({"session": args.dir, "deleted_from_phones": done}))
     return 0

@@ -195,7 +195,8 @@ class CaptureRun:
         if errors:
             role, exc = next(iter(errors.items()))
             reason = f"{role} phone did not accept the capture: {exc}"
-            self._incomplete(cid, reason)
+            # Nothing can complete a capture one phone never took: resume reports it, skips it.
+            self._incomplete(cid, reason, permanent=True)
             raise CaptureError(reason, field=cid)
         skew_ns = (host_time(self.device_info("reference").clock, acks["reference"]["frame_timestamp_ns"])
                    - host_time(self.device_info("main").clock, acks["main"]["frame_timestamp_ns"]))
@@ -319,8 +320,11 @@ class CaptureRun:
             self.delete_from_phones(cid)
         return CaptureResult(cid, "complete", timings_s={"pull_verify": t_pulled - t0})
 
-    def _incomplete(self, cid: str, reason: str) -> None:
-        self.journal.append("capture_incomplete", capture_id=cid, reason=reason)
+    def _incomplete(self, cid: str, reason: str, permanent: bool = False) -> None:
+        self.journal.append("capture_incomplete", capture_id=cid, reason=reason, permanent=permanent)
+        stage = self.dir / ".incoming" / cid
+        if stage.is_dir() and not any(stage.iterdir()):
+            stage.rmdir()
 
     # -- after the fact ------------------------------------------------------------------
     def delete_from_phones(self, cid: str) -> None:
@@ -353,7 +357,10 @@ class CaptureRun:
 
 
 def journal_state(journal: Journal) -> dict[str, str]:
-    """Last known state of each capture: triggered | complete | incomplete | discarded."""
+    """Last known state of each capture: triggered | complete | incomplete | failed | discarded.
+
+    ``failed`` is an incomplete capture that nothing can finish (a phone never took it).
+    """
     state: dict[str, str] = {}
     for e in journal.read().events:
         cid = e.get("capture_id")
@@ -365,7 +372,7 @@ def journal_state(journal: Journal) -> dict[str, str]:
         elif kind == "capture_complete":
             state[cid] = "complete"
         elif kind == "capture_incomplete" and state.get(cid) != "complete":
-            state[cid] = "incomplete"
+            state[cid] = "failed" if e.get("permanent") else "incomplete"
         elif kind == "capture_discarded":
             state[cid] = "discarded"
     return state
