@@ -84,6 +84,7 @@ class CaptureRun:
         self.session: R.SessionRecord | None = None
         self.command_rtt_ns = 0
         self.captures_since_full_sync = 0
+        self._done_at: dict[str, float] = {}  # perf_counter when each role's done marker was seen
 
     @property
     def session_id(self) -> str:
@@ -202,8 +203,15 @@ class CaptureRun:
                    - host_time(self.device_info("main").clock, acks["main"]["frame_timestamp_ns"]))
         bound_ns = (self.device_info("main").clock.samples[-1].rtt_ns
                     + self.device_info("reference").clock.samples[-1].rtt_ns) / 2
+        self._done_at.clear()
         res = self.collect(cid)
+        t_end = time.perf_counter()
         res.skew_us, res.bound_us = skew_ns / 1e3, bound_ns / 1e3
+        # Host overhead: the whole capture less the span in which a phone was still exposing and
+        # writing (trigger sent .. last done marker seen); the phone's own work is not the host's.
+        phone_span = max(self._done_at.values(), default=t_triggered) - t_triggered
+        res.timings_s.update(total=t_end - t_start, phone=phone_span,
+                             host_overhead=(t_end - t_start) - phone_span)
         # The same rule as `hzsr sync check`, so the crew hears at once what curators see later.
         a, b = abs(res.skew_us), res.bound_us
         if a - b > self.cfg.max_skew_us:
@@ -212,7 +220,7 @@ class CaptureRun:
             res.verdict, res.reason = "warn", f"skew may exceed {self.cfg.max_skew_us:.0f} us"
         elif a > self.cfg.warn_skew_us:
             res.verdict, res.reason = "warn", f"skew above {self.cfg.warn_skew_us:.0f} us"
-        res.timings_s.update(trigger=t_triggered - t_start, **res.timings_s)
+        res.timings_s["sync_and_trigger"] = t_triggered - t_start
         self.journal.append("capture_verdict", capture_id=cid, skew_us=res.skew_us, bound_us=res.bound_us,
                             verdict=res.verdict)
         return res
@@ -237,6 +245,7 @@ class CaptureRun:
         while time.monotonic() < t_end:
             got = self.link.retry(f"{serial} wait done", ask)
             if got is not None:
+                self._done_at[role] = time.perf_counter()
                 return got
             time.sleep(0.01)
         raise CaptureError(f"no done marker after {self.cfg.done_timeout_s:.0f} s", field=f"{role}:{cid}")

@@ -78,6 +78,7 @@ class VirtualPhone:
             backend.sockets[AGENT_SOCKET] = self.agent.handle
             backend.sockets[f"tcp:{AGENT_TCP_PORT}"] = self.agent.handle
         self.backend = backend
+        self._write_clock_truth()
         self.server = self.loop.run_until_complete(serve_device(backend, port=port))
         self.port: int = self.server.sockets[0].getsockname()[1]
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"vphone-{serial}", daemon=True)
@@ -115,6 +116,17 @@ class VirtualPhone:
 
     def jump_clock(self, jump_ms: float) -> None:
         self.call(lambda: self._need_agent().jump_clock(int(jump_ms * 1e6)))
+        self._write_clock_truth()
+
+    def _write_clock_truth(self) -> None:
+        """The phone clock's true parameters (host CLOCK_MONOTONIC based), for benchmarks only."""
+        if self.agent is None:
+            return
+
+        c = self.clock
+        doc = {"serial": self.serial, "offset_ns": c.offset_ns, "drift_ppm": c.drift_ppm,
+               "epoch_ns": c.epoch_ns, "jumps": c.jumps}
+        self.agent.world.record_truth(f"{self.serial}.clock", doc, append=False)
 
     def _need_agent(self) -> CaptureAgent:
         if self.agent is None:

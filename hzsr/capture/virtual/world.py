@@ -64,7 +64,12 @@ class VirtualWorld:
         jpg, exp, _ = render_frame(self.rig, scene, slot, t, focus, rng, quality=quality)
         return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
 
-    def record_truth(self, serial: str, record: dict) -> None:
-        line = json.dumps(record, sort_keys=True) + "\n"
-        with self._lock, open(self.truth_dir / f"{serial}.jsonl", "a") as f:
-            f.write(line)
+    def record_truth(self, name: str, record: dict, append: bool = True) -> None:
+        """Append a line to ``<name>.jsonl``, or (``append=False``) replace ``<name>.json``."""
+        text = json.dumps(record, sort_keys=True)
+        with self._lock:
+            if append:
+                with open(self.truth_dir / f"{name}.jsonl", "a") as f:
+                    f.write(text + "\n")
+            else:
+                (self.truth_dir / f"{name}.json").write_text(text)
