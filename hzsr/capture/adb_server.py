@@ -79,13 +79,14 @@ class AdbServer:
         except subprocess.TimeoutExpired:
             pass
         for _ in range(50):
-            if pid is None or not _alive(pid):
+            if pid is None or not pid_alive(pid):
                 return
             time.sleep(0.05)
         os.kill(pid, signal.SIGKILL)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

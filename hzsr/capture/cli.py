@@ -39,9 +39,9 @@ def add_rig_parser(stages, size_type) -> None:
 
 
 def _alive(pid: int | None) -> bool:
-    from hzsr.capture.adb_server import _alive as alive
+    from hzsr.capture.adb_server import pid_alive
 
-    return bool(pid) and alive(pid)
+    return bool(pid) and pid_alive(pid)
 
 
 def _read_rig(path: Path) -> dict:

@@ -20,11 +20,11 @@ import adbutils
 from adbutils import AdbError, Network
 
 from hzsr.capture.adb_server import bundled_adb
+from hzsr.capture.protocol import AGENT_SOCKET
 from hzsr.capture.rigfile import RigFile
 from hzsr.core.errors import RigError
 
 T = TypeVar("T")
-AGENT_SOCKET = "hzsr_agent"
 LINK_ERRORS = (AdbError, OSError, ConnectionError, socket.timeout, EOFError)
 
 

@@ -21,17 +21,14 @@ from pathlib import Path
 
 from hzsr.capture.clocksync import SyncConfig, add_sample, host_time, phone_time, sync_round
 from hzsr.capture.link import LINK_ERRORS, AgentError, RigLink
+from hzsr.capture.protocol import AGENT_FILES, CAMERAS_PER_ROLE
 from hzsr.capture.transfer import TransferError, phone_sha256, pull_verified
 from hzsr.core import records as R
 from hzsr.core.errors import CaptureError, RigError
 from hzsr.core.fileio import fsync_dir
 from hzsr.core.journal import Journal
+from hzsr.core.records import SLOT_SOURCES
 from hzsr.core.schema import to_plain
-
-AGENT_FILES = "/sdcard/Android/data/org.hzsr.agent/files"
-#: Which phone and camera each slot of a triplet comes from, and its file name on the phone.
-SLOT_SOURCES = {"main_W": ("main", "W"), "main_T": ("main", "T"), "ref_T": ("reference", "T")}
-CAMERAS_PER_ROLE = {"main": ["W", "T"], "reference": ["T"]}
 
 
 @dataclass

@@ -19,8 +19,10 @@ from hzsr.core.schema import Problem, parse_dataclass, parse_or_raise, to_plain
 #: Bumped on any incompatible change of session.json or capture.json.
 SCHEMA_VERSION = 1
 
-#: The three frames of a training triplet, named after where they come from.
-FRAME_SLOTS = ("main_W", "main_T", "ref_T")
+#: The three frames of a training triplet, named after where they come from: the phone's role on
+#: the rig and the camera. main_W is the source, main_T the target, ref_T the reference.
+SLOT_SOURCES = {"main_W": ("main", "W"), "main_T": ("main", "T"), "ref_T": ("reference", "T")}
+FRAME_SLOTS = tuple(SLOT_SOURCES)
 
 TimestampSource = Literal["REALTIME", "UNKNOWN"]
 SyncType = Literal["APPROXIMATE", "CALIBRATED"]

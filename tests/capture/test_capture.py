@@ -11,6 +11,7 @@ import time
 import pytest
 
 from hzsr.capture.link import Backoff, RigLink
+from hzsr.capture.protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun, journal_state, purge, resume
 from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
@@ -20,7 +21,7 @@ from hzsr.core.records import CaptureRecord
 from hzsr.core.validate import validate_session
 
 pytestmark = pytest.mark.adb
-AGENT_FILES = "sdcard/Android/data/org.hzsr.agent/files"
+AGENT_FILES = PROTOCOL_AGENT_FILES.lstrip("/")  # relative to a phone's storage root
 
 
 def _rig(tmp_path, **kw):

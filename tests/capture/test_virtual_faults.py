@@ -10,8 +10,8 @@ import time
 import pytest
 from adbutils import AdbError
 
-from hzsr.capture.adb_server import _alive
-from hzsr.capture.virtual.storage import AGENT_FILES
+from hzsr.capture.adb_server import pid_alive as _alive
+from hzsr.capture.protocol import AGENT_FILES
 from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
 
 from .test_virtual_rig import Agent, _dev, _wait_done

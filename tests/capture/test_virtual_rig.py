@@ -13,7 +13,7 @@ import pytest
 import yaml
 from adbutils import AdbError, Network
 
-from hzsr.capture.virtual.storage import AGENT_FILES
+from hzsr.capture.protocol import AGENT_FILES
 from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
 
 pytestmark = pytest.mark.adb

@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from hzsr.capture.protocol import AGENT_FILES, PROTOCOL_VERSION
 from hzsr.capture.virtual.adb_device import StreamIO
 from hzsr.capture.virtual.profiles import PhoneProfile
-from hzsr.capture.virtual.storage import AGENT_FILES, PhoneStorage, StorageError
+from hzsr.capture.virtual.storage import PhoneStorage, StorageError
 from hzsr.capture.virtual.timing import LinkModel, PhoneClock, next_frame_ns
 from hzsr.capture.virtual.world import VirtualWorld
 from hzsr.core.fileio import sha256_bytes
 
 AGENT_VERSION = "1.0.0"
-PROTOCOL_VERSION = 1
 MIN_LEAD_NS = 20_000_000  # a target closer than this cannot be scheduled
 PHASE_RESIDUAL_NS = 40_000  # phase alignment leaves frames this close to the goal (uniform)
 WT_OFFSET_NS = 1_500_000  # APPROXIMATE sync: W and T exposures differ by up to this

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from hzsr.capture.protocol import AGENT_SOCKET, AGENT_TCP_PORT
 from hzsr.capture.virtual.adb_device import DeviceBackend, DeviceIdentity, TransferFaults, serve_device
 from hzsr.capture.virtual.agent import CaptureAgent
 from hzsr.capture.virtual.profiles import PhoneProfile
@@ -23,10 +24,6 @@ from hzsr.capture.virtual.shell import DeviceState, VirtualShell
 from hzsr.capture.virtual.storage import PhoneStorage
 from hzsr.capture.virtual.timing import LinkModel, PhoneClock
 from hzsr.capture.virtual.world import VirtualWorld
-
-AGENT_SOCKET = "localabstract:hzsr_agent"
-#: The agent also listens on this TCP port on the phone's loopback (``adb forward tcp:X tcp:38765``).
-AGENT_TCP_PORT = 38765
 
 
 def phone_props(profile: PhoneProfile, serial: str) -> dict[str, str]:
@@ -75,7 +72,7 @@ class VirtualPhone:
         if world is not None:
             self.agent = CaptureAgent(serial, role, profile, world, self.storage, self.clock,
                                       link or LinkModel(), int(rng.integers(2**31)), timestamp_source)
-            backend.sockets[AGENT_SOCKET] = self.agent.handle
+            backend.sockets[f"localabstract:{AGENT_SOCKET}"] = self.agent.handle
             backend.sockets[f"tcp:{AGENT_TCP_PORT}"] = self.agent.handle
         self.backend = backend
         self._write_clock_truth()

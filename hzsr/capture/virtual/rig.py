@@ -16,8 +16,9 @@ import numpy as np
 from hzsr.capture.virtual.profiles import CameraModel, PhoneProfile
 from hzsr.capture.virtual.render import ONE, CameraPose, expose, render_linear16, rotation_xyz
 from hzsr.capture.virtual.scene import Scene
+from hzsr.core.records import SLOT_SOURCES
 
-SLOTS = {"main_W": ("main", "W"), "main_T": ("main", "T"), "ref_T": ("reference", "T")}
+SLOTS = SLOT_SOURCES
 #: Every camera on the rig, including the reference phone's W, which a triplet does not use.
 CAMERAS = {**SLOTS, "ref_W": ("reference", "W")}
 

@@ -13,8 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Where the capture agent keeps its files (Android's app-specific external storage).
-AGENT_FILES = "/sdcard/Android/data/org.hzsr.agent/files"
+from hzsr.capture.protocol import AGENT_FILES
 
 
 class StorageError(OSError):
