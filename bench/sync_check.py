@@ -7,31 +7,22 @@ the I/O the check cannot avoid. Figures are medians of 5 runs. Prints JSON.
 from __future__ import annotations
 
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from _timing import median_time
 
 from hzsr.capture.virtual.simsession import SimConfig, simulate_session
 from hzsr.sync.check import SyncThresholds, _load_captures, run_sync_check
-
-
-def _median_time(fn, repeats=5) -> float:
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def main() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         d = simulate_session(Path(tmp) / "s", SimConfig(captures=1000, images=False, size=(160, 120),
                                                       resync_every=20), progress=False)
-        base = _median_time(lambda: _load_captures(d))
-        no_plots = _median_time(lambda: run_sync_check(d, SyncThresholds(), plots=False))
-        full = _median_time(lambda: run_sync_check(d, SyncThresholds(), plots=True))
+        base = median_time(lambda: _load_captures(d))
+        no_plots = median_time(lambda: run_sync_check(d, SyncThresholds(), plots=False))
+        full = median_time(lambda: run_sync_check(d, SyncThresholds(), plots=True))
     return {
         "benchmark": "sync_check_1000_captures",
         "baseline_parse_capture_json_median_s": round(base, 3),

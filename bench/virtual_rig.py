@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _timing import median_time
 
 from hzsr.capture.virtual.profiles import FULL_RES, VPHONE_5X
 from hzsr.capture.virtual.rig import RigGeometry, render_frame
@@ -66,15 +67,6 @@ def _agent_rtt_us(port: int, n: int = 300) -> float:
     return statistics.median(ts) / 1e3
 
 
-def _median_s(fn, repeats: int = 5) -> float:
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
 def main() -> dict:
     rng = np.random.default_rng(0)
     geo = RigGeometry.random(VPHONE_5X, FULL_RES, rng)
@@ -95,18 +87,18 @@ def main() -> dict:
         out = Path(tmp) / "pulled"
         out.mkdir()
         big = jpgs["main_W"]
-        pull_s = _median_s(lambda: devs["main"].sync.pull("/sdcard/bench/main_W.jpg", out / "w.jpg"))
+        pull_s = median_time(lambda: devs["main"].sync.pull("/sdcard/bench/main_W.jpg", out / "w.jpg"))
         local = Path(tmp) / "w_local.jpg"
         local.write_bytes(big)
-        copy_s = _median_s(lambda: shutil.copyfile(local, out / "copy.jpg"))
+        copy_s = median_time(lambda: shutil.copyfile(local, out / "copy.jpg"))
 
         def pull_all(role):
             for slot in jpgs:
                 devs[role].sync.pull(f"/sdcard/bench/{slot}.jpg", out / f"{role}_{slot}.jpg")
 
-        seq = _median_s(lambda: [pull_all(r) for r in ("main", "reference")])
+        seq = median_time(lambda: [pull_all(r) for r in ("main", "reference")])
         with ThreadPoolExecutor(2) as ex:
-            par = _median_s(lambda: list(ex.map(pull_all, ("main", "reference"))))
+            par = median_time(lambda: list(ex.map(pull_all, ("main", "reference"))))
     mb = len(big) / 1e6
     return {
         "benchmark": "virtual_rig",

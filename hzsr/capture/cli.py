@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -329,15 +330,22 @@ def _interactive(run, scene: str, tags: list[str]) -> int:
     return 0
 
 
-def cmd_capture_resume(args: argparse.Namespace) -> int:
-    from hzsr.capture.session_run import resume
-
+@contextmanager
+def _existing_run(args: argparse.Namespace):
+    """The session's capture run, opened on its rig (or ``--rig``), closed afterwards."""
     run = _run(args.dir, _session_rig(args.dir, args.resume_rig))
     try:
         run.open()
-        results = resume(run)
+        yield run
     finally:
         run.link.close()
+
+
+def cmd_capture_resume(args: argparse.Namespace) -> int:
+    from hzsr.capture.session_run import resume
+
+    with _existing_run(args) as run:
+        results = resume(run)
     for r in results:
         print(r.line() if r.status != "complete" else f"{r.capture_id}: complete", file=sys.stderr)
     print(json.dumps({"session": args.dir, "resumed": [{"capture_id": r.capture_id, "status": r.status,
@@ -348,11 +356,7 @@ def cmd_capture_resume(args: argparse.Namespace) -> int:
 def cmd_capture_purge(args: argparse.Namespace) -> int:
     from hzsr.capture.session_run import purge
 
-    run = _run(args.dir, _session_rig(args.dir, args.resume_rig))
-    try:
-        run.open()
+    with _existing_run(args) as run:
         done = purge(run)
-    finally:
-        run.link.close()
     print(json.dumps({"session": args.dir, "deleted_from_phones": done}))
     return 0

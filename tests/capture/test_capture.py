@@ -24,8 +24,11 @@ pytestmark = pytest.mark.adb
 AGENT_FILES = PROTOCOL_AGENT_FILES.lstrip("/")  # relative to a phone's storage root
 
 
-def _rig(tmp_path, **kw):
-    return VirtualRig(tmp_path / "rig", VirtualRigConfig(size=(160, 120), **kw)).start()
+@pytest.fixture
+def rig(tmp_path):
+    r = VirtualRig(tmp_path / "rig", VirtualRigConfig(size=(160, 120))).start()
+    yield r
+    r.stop()
 
 
 def _run(rig, session, **cfg):
@@ -68,178 +71,142 @@ def test_rig_yaml_validation(tmp_path):
         assert str(p) in str(ei.value)
 
 
-def test_ten_capture_session_completes_and_validates(tmp_path):
-    rig = _rig(tmp_path)
-    try:
-        run = _run(rig, tmp_path / "s10")
-        run.open()
-        results = [run.capture("lobby", ["indoor"]) for _ in range(10)]
-        assert all(r.status == "complete" for r in results)
-        assert all(abs(r.skew_us) < 250 and r.bound_us < 1000 for r in results)
-        assert _assert_nothing_lost(rig, tmp_path / "s10") == 30
-        states = journal_state(Journal(tmp_path / "s10" / "journal.jsonl"))
-        assert set(states.values()) == {"complete"} and len(states) == 10
-        # Each capture's skew as reported agrees with the virtual phones' ground truth.
-        truth = {}
-        for f in (rig.workdir / "truth").glob("*.jsonl"):
-            for line in f.read_text().splitlines():
-                d = json.loads(line)
-                truth.setdefault(d["capture_id"], {})[(d["role"], d["camera"])] = d["true_host_ns"]
-        for r in results:
-            true_us = (truth[r.capture_id][("reference", "T")] - truth[r.capture_id][("main", "W")]) / 1e3
-            assert abs(r.skew_us - true_us) <= r.bound_us
-        run.link.close()
-    finally:
-        rig.stop()
+def test_ten_capture_session_completes_and_validates(tmp_path, rig):
+    run = _run(rig, tmp_path / "s10")
+    run.open()
+    results = [run.capture("lobby", ["indoor"]) for _ in range(10)]
+    assert all(r.status == "complete" for r in results)
+    assert all(abs(r.skew_us) < 250 and r.bound_us < 1000 for r in results)
+    assert _assert_nothing_lost(rig, tmp_path / "s10") == 30
+    states = journal_state(Journal(tmp_path / "s10" / "journal.jsonl"))
+    assert set(states.values()) == {"complete"} and len(states) == 10
+    # Each capture's skew as reported agrees with the virtual phones' ground truth.
+    truth = {}
+    for f in (rig.workdir / "truth").glob("*.jsonl"):
+        for line in f.read_text().splitlines():
+            d = json.loads(line)
+            truth.setdefault(d["capture_id"], {})[(d["role"], d["camera"])] = d["true_host_ns"]
+    for r in results:
+        true_us = (truth[r.capture_id][("reference", "T")] - truth[r.capture_id][("main", "W")]) / 1e3
+        assert abs(r.skew_us - true_us) <= r.bound_us
+    run.link.close()
 
 
-def test_dropped_connection_mid_pull_recovers(tmp_path):
-    rig = _rig(tmp_path)
+def test_dropped_connection_mid_pull_recovers(tmp_path, rig):
+    run = _run(rig, tmp_path / "s")
+    run.open()
+    rig.phone("reference").drop_after_bytes(1500)
+    res = run.capture("s", [])
+    assert res.status == "complete"
+    assert any("pull" in m for m in run.link.log)  # it retried
+    assert _assert_nothing_lost(rig, tmp_path / "s") == 3
+
+
+def test_flipped_byte_is_pulled_again(tmp_path, rig):
+    run = _run(rig, tmp_path / "s")
+    run.open()
+    rig.phone("main").flip_byte_next_pull()
+    assert run.capture("s", []).status == "complete"
+    events = [e["event"] for e in Journal(tmp_path / "s" / "journal.jsonl")]
+    assert "verify_failed" in events
+    _assert_nothing_lost(rig, tmp_path / "s")
+
+
+def test_adb_server_killed_mid_capture_recovers(tmp_path, rig):
+    run = _run(rig, tmp_path / "s")
+    run.open()
+    t = threading.Timer(0.15, rig.kill_adb_server)
+    t.start()
     try:
-        run = _run(rig, tmp_path / "s")
-        run.open()
-        rig.phone("reference").drop_after_bytes(1500)
         res = run.capture("s", [])
-        assert res.status == "complete"
-        assert any("pull" in m for m in run.link.log)  # it retried
-        assert _assert_nothing_lost(rig, tmp_path / "s") == 3
-    finally:
-        rig.stop()
-
-
-def test_flipped_byte_is_pulled_again(tmp_path):
-    rig = _rig(tmp_path)
-    try:
-        run = _run(rig, tmp_path / "s")
-        run.open()
-        rig.phone("main").flip_byte_next_pull()
-        assert run.capture("s", []).status == "complete"
-        events = [e["event"] for e in Journal(tmp_path / "s" / "journal.jsonl")]
-        assert "verify_failed" in events
-        _assert_nothing_lost(rig, tmp_path / "s")
-    finally:
-        rig.stop()
-
-
-def test_adb_server_killed_mid_capture_recovers(tmp_path):
-    rig = _rig(tmp_path)
-    try:
-        run = _run(rig, tmp_path / "s")
-        run.open()
-        t = threading.Timer(0.15, rig.kill_adb_server)
-        t.start()
-        try:
-            res = run.capture("s", [])
-        except (CaptureError, RigError):
-            t.join()
-            assert all(r.status == "complete" for r in resume(run))
-        else:
-            assert res.status == "complete"
+    except (CaptureError, RigError):
         t.join()
-        assert any("restarting" in m or "adb connect" in m for m in run.link.log)
-        assert run.capture("s", []).status == "complete"
-        _assert_nothing_lost(rig, tmp_path / "s")
-    finally:
-        rig.stop()
+        assert all(r.status == "complete" for r in resume(run))
+    else:
+        assert res.status == "complete"
+    t.join()
+    assert any("restarting" in m or "adb connect" in m for m in run.link.log)
+    assert run.capture("s", []).status == "complete"
+    _assert_nothing_lost(rig, tmp_path / "s")
 
 
-def test_storage_full_stops_cleanly_and_session_stays_valid(tmp_path):
-    rig = _rig(tmp_path)
-    try:
-        run = _run(rig, tmp_path / "s")
-        run.open()
-        assert run.capture("s", []).status == "complete"
-        rig.phone("reference").set_storage_full()
-        with pytest.raises(CaptureError, match="reference phone did not accept the capture: .*storage_full"):
-            run.capture("s", [])
-        assert resume(run) == []  # a capture one phone never took is not retried
-        states = journal_state(run.journal)
-        assert list(states.values()) == ["complete", "failed"]
-        assert _assert_nothing_lost(rig, tmp_path / "s") == 3
-    finally:
-        rig.stop()
-
-
-def test_stalled_agent_then_resume(tmp_path):
-    rig = _rig(tmp_path)
-    try:
-        run = _run(rig, tmp_path / "s")
-        run.link.backoff = Backoff(tries=2, base_s=0.1)
-        run.open()
-        stall = threading.Timer(0.05, lambda: rig.phone("main").stall_agent(True))
-        orig = run._wait_done
-
-        def stalled_wait(role, cid):  # the phone stalls once it has taken the capture
-            stall.start() if not stall.is_alive() and not stall.finished.is_set() else None
-            time.sleep(0.2)
-            return orig(role, cid)
-
-        run._wait_done = stalled_wait
-        with pytest.raises((RigError, CaptureError), match="did not answer"):
-            run.capture("s", [])
-        cid = next(iter(journal_state(run.journal)))
-        assert journal_state(run.journal)[cid] == "incomplete"
-        rig.phone("main").stall_agent(False)
-        run._wait_done = orig
-        run.link.close()
-        results = resume(run)
-        assert [(r.capture_id, r.status) for r in results] == [(cid, "complete")]
-        _assert_nothing_lost(rig, tmp_path / "s")
-    finally:
-        rig.stop()
-
-
-def test_clock_jump_detected_and_resynced(tmp_path):
-    rig = _rig(tmp_path)
-    try:
-        run = _run(rig, tmp_path / "s")
-        msgs = []
-        run.say = msgs.append
-        run.open()
-        assert run.capture("s", []).status == "complete"
-        rig.phone("reference").jump_clock(40.0)
-        res = run.capture("s", [])
-        assert res.status == "complete" and abs(res.skew_us) < 250  # re-synced before the trigger
-        assert any(e["event"] == "clock_jump" for e in run.journal)
-        import re
-
-        assert any(re.search(r"stepped \+(39|40)\.\d+ ms", m) for m in msgs), msgs
-        _assert_nothing_lost(rig, tmp_path / "s")
-    finally:
-        rig.stop()
-
-
-def test_capture_failure_is_incomplete_never_half_written(tmp_path):
-    rig = _rig(tmp_path)
-    try:
-        run = _run(rig, tmp_path / "s")
-        run.open()
-        rig.phone("main").fail_next_capture()
-        with pytest.raises(CaptureError, match="main phone reports the capture failed: camera_error"):
-            run.capture("s", [])
-        assert not (tmp_path / "s" / "captures").exists() or not any((tmp_path / "s" / "captures").iterdir())
-        assert list(journal_state(run.journal).values()) == ["incomplete"]
-        assert run.capture("s", []).status == "complete"
-    finally:
-        rig.stop()
-
-
-def test_purge_deletes_only_verified_copies(tmp_path):
-    rig = _rig(tmp_path)
-    try:
-        run = _run(rig, tmp_path / "s")
-        run.open()
+def test_storage_full_stops_cleanly_and_session_stays_valid(tmp_path, rig):
+    run = _run(rig, tmp_path / "s")
+    run.open()
+    assert run.capture("s", []).status == "complete"
+    rig.phone("reference").set_storage_full()
+    with pytest.raises(CaptureError, match="reference phone did not accept the capture: .*storage_full"):
         run.capture("s", [])
+    assert resume(run) == []  # a capture one phone never took is not retried
+    states = journal_state(run.journal)
+    assert list(states.values()) == ["complete", "failed"]
+    assert _assert_nothing_lost(rig, tmp_path / "s") == 3
+
+
+def test_stalled_agent_then_resume(tmp_path, rig):
+    run = _run(rig, tmp_path / "s")
+    run.link.backoff = Backoff(tries=2, base_s=0.1)
+    run.open()
+    stall = threading.Timer(0.05, lambda: rig.phone("main").stall_agent(True))
+    orig = run._wait_done
+
+    def stalled_wait(role, cid):  # the phone stalls once it has taken the capture
+        stall.start() if not stall.is_alive() and not stall.finished.is_set() else None
+        time.sleep(0.2)
+        return orig(role, cid)
+
+    run._wait_done = stalled_wait
+    with pytest.raises((RigError, CaptureError), match="did not answer"):
         run.capture("s", [])
-        phone_dir = rig.phone("main").storage.root / AGENT_FILES / "s"
-        assert len(list(phone_dir.iterdir())) == 2
-        (tmp_path / "s" / "captures" / "c00001" / "main_W.jpg").write_bytes(b"tampered")
-        with pytest.raises(CaptureError, match="host copy does not match"):
-            purge(run)
-        assert (phone_dir / "c00001").exists()  # the phone's copy survives a bad host copy
-        assert not (phone_dir / "c00000").exists()  # the good one was deleted
-    finally:
-        rig.stop()
+    cid = next(iter(journal_state(run.journal)))
+    assert journal_state(run.journal)[cid] == "incomplete"
+    rig.phone("main").stall_agent(False)
+    run._wait_done = orig
+    run.link.close()
+    results = resume(run)
+    assert [(r.capture_id, r.status) for r in results] == [(cid, "complete")]
+    _assert_nothing_lost(rig, tmp_path / "s")
+
+
+def test_clock_jump_detected_and_resynced(tmp_path, rig):
+    run = _run(rig, tmp_path / "s")
+    msgs = []
+    run.say = msgs.append
+    run.open()
+    assert run.capture("s", []).status == "complete"
+    rig.phone("reference").jump_clock(40.0)
+    res = run.capture("s", [])
+    assert res.status == "complete" and abs(res.skew_us) < 250  # re-synced before the trigger
+    assert any(e["event"] == "clock_jump" for e in run.journal)
+    import re
+
+    assert any(re.search(r"stepped \+(39|40)\.\d+ ms", m) for m in msgs), msgs
+    _assert_nothing_lost(rig, tmp_path / "s")
+
+
+def test_capture_failure_is_incomplete_never_half_written(tmp_path, rig):
+    run = _run(rig, tmp_path / "s")
+    run.open()
+    rig.phone("main").fail_next_capture()
+    with pytest.raises(CaptureError, match="main phone reports the capture failed: camera_error"):
+        run.capture("s", [])
+    assert not (tmp_path / "s" / "captures").exists() or not any((tmp_path / "s" / "captures").iterdir())
+    assert list(journal_state(run.journal).values()) == ["incomplete"]
+    assert run.capture("s", []).status == "complete"
+
+
+def test_purge_deletes_only_verified_copies(tmp_path, rig):
+    run = _run(rig, tmp_path / "s")
+    run.open()
+    run.capture("s", [])
+    run.capture("s", [])
+    phone_dir = rig.phone("main").storage.root / AGENT_FILES / "s"
+    assert len(list(phone_dir.iterdir())) == 2
+    (tmp_path / "s" / "captures" / "c00001" / "main_W.jpg").write_bytes(b"tampered")
+    with pytest.raises(CaptureError, match="host copy does not match"):
+        purge(run)
+    assert (phone_dir / "c00001").exists()  # the phone's copy survives a bad host copy
+    assert not (phone_dir / "c00000").exists()  # the good one was deleted
 
 
 def _cli(*args, **kw):
@@ -290,19 +257,15 @@ def test_interactive_capture_retake_and_tags(tmp_path, bg_rig):
     assert recs["c00002"].scene_id == "rooftop" and recs["c00002"].scene_tags == ["sky", "wide"]
 
 
-def test_doctor_passes_then_fails_on_storage_and_offline(tmp_path):
-    rig = _rig(tmp_path)
-    try:
-        ok = _cli("rig", "doctor", "--rig", str(rig.rig_yaml), timeout=120)
-        assert ok.returncode == 0, ok.stdout
-        assert "clock sync" in ok.stdout and "APPROXIMATE" in ok.stdout
-        rig.phone("reference").set_storage_full()
-        full = _cli("rig", "doctor", "--rig", str(rig.rig_yaml), "--json", timeout=120)
-        rows = json.loads(full.stdout)
-        assert full.returncode == 1
-        assert any(r["check"] == "storage" and r["status"] == "fail" for r in rows)
-        rig.phone("main").stop()
-        off = _cli("rig", "doctor", "--rig", str(rig.rig_yaml), timeout=120)
-        assert off.returncode == 1 and "FAIL" in off.stdout and "offline" in off.stdout
-    finally:
-        rig.stop()
+def test_doctor_passes_then_fails_on_storage_and_offline(tmp_path, rig):
+    ok = _cli("rig", "doctor", "--rig", str(rig.rig_yaml), timeout=120)
+    assert ok.returncode == 0, ok.stdout
+    assert "clock sync" in ok.stdout and "APPROXIMATE" in ok.stdout
+    rig.phone("reference").set_storage_full()
+    full = _cli("rig", "doctor", "--rig", str(rig.rig_yaml), "--json", timeout=120)
+    rows = json.loads(full.stdout)
+    assert full.returncode == 1
+    assert any(r["check"] == "storage" and r["status"] == "fail" for r in rows)
+    rig.phone("main").stop()
+    off = _cli("rig", "doctor", "--rig", str(rig.rig_yaml), timeout=120)
+    assert off.returncode == 1 and "FAIL" in off.stdout and "offline" in off.stdout

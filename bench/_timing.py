@@ -1,0 +1,17 @@
+"""Shared timing helper for the benchmarks (run as scripts, so imported by plain name)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def median_time(fn: Callable[[], object], repeats: int = 5) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs, in seconds."""
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
