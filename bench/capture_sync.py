@@ -29,7 +29,7 @@ from hzsr.capture.clocksync import sync_round
 from hzsr.capture.link import RigLink
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun
-from hzsr.capture.virtual.timing import PhoneClock
+from hzsr.sim.timing import PhoneClock
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

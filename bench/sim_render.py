@@ -13,9 +13,9 @@ import time
 import cv2
 import numpy as np
 
-from hzsr.capture.virtual.profiles import FULL_RES, VPHONE_5X
-from hzsr.capture.virtual.rig import RigGeometry, render_frame
-from hzsr.capture.virtual.scene import SCENE_KINDS, make_scene
+from hzsr.sim.profiles import FULL_RES, VPHONE_5X
+from hzsr.sim.rig import RigGeometry, render_frame
+from hzsr.sim.scene import SCENE_KINDS, make_scene
 
 
 def main(repeats: int = 5) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from _timing import median_time
 
-from hzsr.capture.virtual.simsession import SimConfig, simulate_session
+from hzsr.sim.simsession import SimConfig, simulate_session
 from hzsr.sync.check import SyncThresholds, _load_captures, run_sync_check
 
 

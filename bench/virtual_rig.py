@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from _timing import median_time
 
-from hzsr.capture.virtual.profiles import FULL_RES, VPHONE_5X
-from hzsr.capture.virtual.rig import RigGeometry, render_frame
-from hzsr.capture.virtual.scene import make_scene
+from hzsr.sim.profiles import FULL_RES, VPHONE_5X
+from hzsr.sim.rig import RigGeometry, render_frame
+from hzsr.sim.scene import make_scene
 from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
 
 

@@ -45,9 +45,9 @@ def cmd_session_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_session(args: argparse.Namespace) -> int:
-    from hzsr.capture.virtual.profiles import FULL_RES
-    from hzsr.capture.virtual.scene import SCENE_KINDS
-    from hzsr.capture.virtual.simsession import SimConfig, simulate_session
+    from hzsr.sim.profiles import FULL_RES
+    from hzsr.sim.scene import SCENE_KINDS
+    from hzsr.sim.simsession import SimConfig, simulate_session
     from hzsr.core.errors import ConfigError
 
     kinds = tuple(args.kinds.split(",")) if args.kinds else SCENE_KINDS

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from hzsr.capture.virtual.simsession import SimConfig, simulate_session
+from hzsr.sim.simsession import SimConfig, simulate_session
 
 
 @pytest.fixture(scope="session")

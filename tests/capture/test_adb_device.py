@@ -9,7 +9,7 @@ import pytest
 from hzsr.capture.adb_server import AdbServer
 from hzsr.capture.virtual.adb_device import A_CNXN, A_VERSION, A_WRTE, pack
 from hzsr.capture.virtual.phone import VirtualPhone
-from hzsr.capture.virtual.profiles import VPHONE_5X
+from hzsr.sim.profiles import VPHONE_5X
 
 pytestmark = pytest.mark.adb
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hzsr.capture.virtual.simsession import SimConfig, simulate_session
+from hzsr.sim.simsession import SimConfig, simulate_session
 from hzsr.core.records import CaptureRecord
 from hzsr.core.validate import validate_session
 

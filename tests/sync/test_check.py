@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hzsr.capture.virtual.simsession import SimConfig, SimFaults, simulate_session
-from hzsr.capture.virtual.timing import LinkModel
-from hzsr.capture.virtual.truth import load_session_truth
+from hzsr.sim.simsession import SimConfig, SimFaults, simulate_session
+from hzsr.sim.timing import LinkModel
+from hzsr.sim.truth import load_session_truth
 from hzsr.sync.check import SyncThresholds, run_sync_check
 
 

@@ -18,10 +18,10 @@ import numpy as np
 
 from hzsr.capture.protocol import AGENT_FILES, PROTOCOL_VERSION
 from hzsr.capture.virtual.adb_device import StreamIO
-from hzsr.capture.virtual.profiles import PhoneProfile
+from hzsr.sim.profiles import PhoneProfile
 from hzsr.capture.virtual.storage import PhoneStorage, StorageError
-from hzsr.capture.virtual.timing import LinkModel, PhoneClock, next_frame_ns
-from hzsr.capture.virtual.world import VirtualWorld
+from hzsr.sim.timing import LinkModel, PhoneClock, next_frame_ns
+from hzsr.sim.world import VirtualWorld
 from hzsr.core.fileio import sha256_bytes
 
 AGENT_VERSION = "1.0.0"

@@ -17,9 +17,9 @@ import yaml
 
 from hzsr.capture.adb_server import AdbServer
 from hzsr.capture.virtual.phone import VirtualPhone
-from hzsr.capture.virtual.profiles import get_profile
-from hzsr.capture.virtual.timing import LinkModel
-from hzsr.capture.virtual.world import VirtualWorld, WorldConfig
+from hzsr.sim.profiles import get_profile
+from hzsr.sim.timing import LinkModel
+from hzsr.sim.world import VirtualWorld, WorldConfig
 from hzsr.core.errors import ConfigError, RigError
 from hzsr.core.fileio import atomic_write_bytes
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from hzsr.capture.virtual.profiles import CameraModel, PhoneProfile
-from hzsr.capture.virtual.render import ONE, CameraPose, expose, render_linear16, rotation_xyz
-from hzsr.capture.virtual.scene import Scene
+from hzsr.sim.profiles import CameraModel, PhoneProfile
+from hzsr.sim.render import ONE, CameraPose, expose, render_linear16, rotation_xyz
+from hzsr.sim.scene import Scene
 from hzsr.core.records import SLOT_SOURCES
 
 SLOTS = SLOT_SOURCES
@@ -107,8 +107,8 @@ def render_frame(rig: RigGeometry, scene: Scene, slot: str, t_s: float, focus_di
 
 def af_roi(rig: RigGeometry, slot: str, scene: Scene, t: float) -> list[int]:
     """AF ROI: a box a fifth of the frame around where the subject's centre projects."""
-    from hzsr.capture.virtual.render import layer_homography
-    from hzsr.capture.virtual.scene import photo
+    from hzsr.sim.render import layer_homography
+    from hzsr.sim.scene import photo
 
     lay = scene.layer(scene.subject)
     h, w = photo(lay.photo).shape[:2]

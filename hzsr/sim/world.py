@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hzsr.capture.virtual.profiles import PhoneProfile
-from hzsr.capture.virtual.rig import RigGeometry, af_roi, render_frame, slot_of
-from hzsr.capture.virtual.scene import SCENE_KINDS, Scene, make_scene
+from hzsr.sim.profiles import PhoneProfile
+from hzsr.sim.rig import RigGeometry, af_roi, render_frame, slot_of
+from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
 
 
 @dataclass

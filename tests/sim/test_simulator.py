@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from hzsr.capture.virtual.profiles import VPHONE_5X
-from hzsr.capture.virtual.render import CameraPose, render_radiance, true_flow
-from hzsr.capture.virtual.rig import RigGeometry, render_frame
-from hzsr.capture.virtual.scene import SCENE_KINDS, make_scene
-from hzsr.capture.virtual.truth import load_capture_truth, load_session_truth
+from hzsr.sim.profiles import VPHONE_5X
+from hzsr.sim.render import CameraPose, render_radiance, true_flow
+from hzsr.sim.rig import RigGeometry, render_frame
+from hzsr.sim.scene import SCENE_KINDS, make_scene
+from hzsr.sim.truth import load_capture_truth, load_session_truth
 from hzsr.core.geometry import tele_crop_rect
 from hzsr.core.records import CaptureRecord
 
@@ -112,7 +112,7 @@ def test_tele_blurs_out_of_focus_planes_and_w_barely():
     fg = scene.layers.index(scene.layer("foreground"))
     for slot, max_ratio, min_ratio in (("main_T", 0.2, 0.0), ("main_W", 1.01, 0.5)):
         pose = rig.pose(slot)
-        from hzsr.capture.virtual.render import visible_layer_map
+        from hzsr.sim.render import visible_layer_map
 
         mask = cv2.erode((visible_layer_map(scene, pose, 0.0) == fg).astype(np.uint8), np.ones((15, 15))) > 0
         assert mask.sum() > 200, slot
@@ -157,7 +157,7 @@ def test_session_metadata_consistent_with_truth(sim_session):
 
 
 def test_night_scenes_have_high_iso_and_long_exposure(tmp_path):
-    from hzsr.capture.virtual.simsession import SimConfig, simulate_session
+    from hzsr.sim.simsession import SimConfig, simulate_session
 
     d = simulate_session(tmp_path / "n", SimConfig(captures=1, size=(160, 120), kinds=("night",)), progress=False)
     rec = CaptureRecord.load(d / "captures" / "c00000")

@@ -21,8 +21,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from hzsr.capture.virtual.profiles import CameraModel
-from hzsr.capture.virtual.scene import Layer, Scene, alpha_mask, detail, photo
+from hzsr.sim.profiles import CameraModel
+from hzsr.sim.scene import Layer, Scene, alpha_mask, detail, photo
 
 
 @dataclass

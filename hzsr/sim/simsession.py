@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from hzsr.capture.virtual.profiles import PhoneProfile, get_profile
-from hzsr.capture.virtual.render import true_flow
-from hzsr.capture.virtual.rig import SLOTS, FrameExposure, RigGeometry, af_roi, render_frame
-from hzsr.capture.virtual.scene import SCENE_KINDS, Scene, make_scene
-from hzsr.capture.virtual.timing import LinkModel, PhoneClock, next_frame_ns, sntp_best_sample
-from hzsr.capture.virtual.truth import write_capture_truth, write_session_truth
+from hzsr.sim.profiles import PhoneProfile, get_profile
+from hzsr.sim.render import true_flow
+from hzsr.sim.rig import SLOTS, FrameExposure, RigGeometry, af_roi, render_frame
+from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
+from hzsr.sim.timing import LinkModel, PhoneClock, next_frame_ns, sntp_best_sample
+from hzsr.sim.truth import write_capture_truth, write_session_truth
 from hzsr.core import records as R
 from hzsr.core.clock import fit_drift
 from hzsr.core.fileio import atomic_write_bytes, sha256_bytes
