@@ -45,10 +45,10 @@ def cmd_session_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_session(args: argparse.Namespace) -> int:
+    from hzsr.core.errors import ConfigError
     from hzsr.sim.profiles import FULL_RES
     from hzsr.sim.scene import SCENE_KINDS
     from hzsr.sim.simsession import SimConfig, simulate_session
-    from hzsr.core.errors import ConfigError
 
     kinds = tuple(args.kinds.split(",")) if args.kinds else SCENE_KINDS
     for k in kinds:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from hzsr.core.records import SLOT_SOURCES
 from hzsr.sim.profiles import CameraModel, PhoneProfile
 from hzsr.sim.render import ONE, CameraPose, expose, render_linear16, rotation_xyz
 from hzsr.sim.scene import Scene
-from hzsr.core.records import SLOT_SOURCES
 
 SLOTS = SLOT_SOURCES
 #: Every camera on the rig, including the reference phone's W, which a triplet does not use.

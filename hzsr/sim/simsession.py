@@ -15,18 +15,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from hzsr.sim.profiles import PhoneProfile, get_profile
-from hzsr.sim.render import true_flow
-from hzsr.sim.rig import SLOTS, FrameExposure, RigGeometry, af_roi, render_frame
-from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
-from hzsr.sim.timing import LinkModel, PhoneClock, next_frame_ns, sntp_best_sample
-from hzsr.sim.truth import write_capture_truth, write_session_truth
 from hzsr.core import records as R
 from hzsr.core.clock import fit_drift
 from hzsr.core.fileio import atomic_write_bytes, sha256_bytes
 from hzsr.core.geometry import CropRect, tele_crop_rect
 from hzsr.core.journal import Journal
 from hzsr.core.schema import to_plain
+from hzsr.sim.profiles import PhoneProfile, get_profile
+from hzsr.sim.render import true_flow
+from hzsr.sim.rig import SLOTS, FrameExposure, RigGeometry, af_roi, render_frame
+from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
+from hzsr.sim.timing import LinkModel, PhoneClock, next_frame_ns, sntp_best_sample
+from hzsr.sim.truth import write_capture_truth, write_session_truth
 
 DEVICE_ROLES = ("main", "reference")
 

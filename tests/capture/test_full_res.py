@@ -2,9 +2,9 @@
 
 import pytest
 
-from hzsr.sim.simsession import SimConfig, simulate_session
 from hzsr.core.records import CaptureRecord
 from hzsr.core.validate import validate_session
+from hzsr.sim.simsession import SimConfig, simulate_session
 
 
 @pytest.mark.slow

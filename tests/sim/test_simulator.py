@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
+from hzsr.core.geometry import tele_crop_rect
+from hzsr.core.records import CaptureRecord
 from hzsr.sim.profiles import VPHONE_5X
 from hzsr.sim.render import CameraPose, render_radiance, true_flow
 from hzsr.sim.rig import RigGeometry, render_frame
 from hzsr.sim.scene import SCENE_KINDS, make_scene
 from hzsr.sim.truth import load_capture_truth, load_session_truth
-from hzsr.core.geometry import tele_crop_rect
-from hzsr.core.records import CaptureRecord
 
 SIZE = (480, 360)
 FX_T = VPHONE_5X.camera("T").fx_native()

@@ -18,11 +18,11 @@ import numpy as np
 
 from hzsr.capture.protocol import AGENT_FILES, PROTOCOL_VERSION
 from hzsr.capture.virtual.adb_device import StreamIO
-from hzsr.sim.profiles import PhoneProfile
 from hzsr.capture.virtual.storage import PhoneStorage, StorageError
+from hzsr.core.fileio import sha256_bytes
+from hzsr.sim.profiles import PhoneProfile
 from hzsr.sim.timing import LinkModel, PhoneClock, next_frame_ns
 from hzsr.sim.world import VirtualWorld
-from hzsr.core.fileio import sha256_bytes
 
 AGENT_VERSION = "1.0.0"
 MIN_LEAD_NS = 20_000_000  # a target closer than this cannot be scheduled

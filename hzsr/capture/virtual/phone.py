@@ -19,9 +19,9 @@ import numpy as np
 from hzsr.capture.protocol import AGENT_SOCKET, AGENT_TCP_PORT
 from hzsr.capture.virtual.adb_device import DeviceBackend, DeviceIdentity, TransferFaults, serve_device
 from hzsr.capture.virtual.agent import CaptureAgent
-from hzsr.sim.profiles import PhoneProfile
 from hzsr.capture.virtual.shell import DeviceState, VirtualShell
 from hzsr.capture.virtual.storage import PhoneStorage
+from hzsr.sim.profiles import PhoneProfile
 from hzsr.sim.timing import LinkModel, PhoneClock
 from hzsr.sim.world import VirtualWorld
 

@@ -17,11 +17,11 @@ import yaml
 
 from hzsr.capture.adb_server import AdbServer
 from hzsr.capture.virtual.phone import VirtualPhone
+from hzsr.core.errors import ConfigError, RigError
+from hzsr.core.fileio import atomic_write_bytes
 from hzsr.sim.profiles import get_profile
 from hzsr.sim.timing import LinkModel
 from hzsr.sim.world import VirtualWorld, WorldConfig
-from hzsr.core.errors import ConfigError, RigError
-from hzsr.core.fileio import atomic_write_bytes
 
 #: name -> (takes a value, what it does). Syntax: ``name[=value][@role]``, comma-separated.
 FAULTS = {
