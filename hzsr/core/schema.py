@@ -61,6 +61,9 @@ def _convert(tp: Any, value: Any, where: str, problems: list[Problem]) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        real = [a for a in args if a is not type(None)]
+        if len(real) == 1:  # Optional[X]: X's own problems name the field best
+            return _convert(real[0], value, where, problems)
         for arg in args:
             if arg is type(None):
                 continue
