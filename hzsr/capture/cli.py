@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -11,8 +12,6 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-
-import yaml
 
 from hzsr.core.errors import CaptureError, ConfigError, RigError
 
@@ -39,22 +38,22 @@ def add_rig_parser(stages, size_type) -> None:
     add_rig_checks(verbs)
 
 
-def _alive(pid: int | None) -> bool:
-    from hzsr.capture.adb_server import pid_alive
+def _finite(name: str, value: float, low: float, low_ok: bool = True) -> float:
+    """An option that must be a finite number ``>= low`` (or ``> low``): else a ConfigError."""
+    if not math.isfinite(value) or value < low or (value == low and not low_ok):
+        raise ConfigError(f"must be a finite number {'>=' if low_ok else '>'} {low:g}, got {value}", field=name)
+    return value
 
-    return bool(pid) and pid_alive(pid)
 
+def _rig_owner(rig_yaml: Path):
+    """The recorded proof of the process that wrote ``rig_yaml`` (None if the file has none)."""
+    from hzsr.capture.rigfile import load_rig
 
-def _read_rig(path: Path) -> dict:
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("file not found (is a rig up?)", file=path) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file=path) from None
-    if not isinstance(doc, dict):
-        raise ConfigError("expected a mapping", file=path)
-    return doc
+    rig = load_rig(rig_yaml)
+    if rig.virtual is None:
+        return rig, None
+    own = rig.virtual.processes.get("rig")
+    return rig, (own.proof() if own is not None else None)
 
 
 def cmd_rig_up(args: argparse.Namespace) -> int:
@@ -63,10 +62,17 @@ def cmd_rig_up(args: argparse.Namespace) -> int:
                           "(docs/crew-guide.md)", field="--virtual")
     workdir = Path(args.dir).resolve()
     rig_yaml = workdir / "rig.yaml"
-    if rig_yaml.exists():
-        old = _read_rig(rig_yaml).get("virtual", {}) or {}
-        if _alive(old.get("pid")):
-            raise RigError(f"a rig is already running (pid {old['pid']}); run hzsr rig down first", file=rig_yaml)
+    if args.adb_port is not None and not (1024 <= args.adb_port <= 65535 and args.adb_port != 5037):
+        raise ConfigError("must be a free TCP port in 1024..65535 other than 5037", field="--adb-port")
+    if args.seed < 0:
+        raise ConfigError("must be >= 0", field="--seed")
+    if rig_yaml.is_file():
+        try:
+            _, proof = _rig_owner(rig_yaml)
+        except ConfigError:
+            proof = None  # an unreadable rig.yaml is replaced; it proves nothing is running
+        if proof is not None and proof.matches():
+            raise RigError(f"a rig is already running (pid {proof.pid}); run hzsr rig down first", file=rig_yaml)
         rig_yaml.unlink()
     if args.background:
         return _up_background(args, workdir, rig_yaml)
@@ -114,10 +120,12 @@ def _up_background(args: argparse.Namespace, workdir: Path, rig_yaml: Path) -> i
             tail = (workdir / "rig.log").read_text(errors="replace").strip().splitlines()[-1:]
             raise RigError(f"rig exited with {proc.returncode}: {' '.join(tail)}", file=workdir / "rig.log")
         if rig_yaml.exists():
-            doc = _read_rig(rig_yaml)
-            if (doc.get("virtual") or {}).get("pid") == proc.pid:
-                print(json.dumps({"rig_yaml": str(rig_yaml), "pid": proc.pid, "adb_port": doc["adb"]["port"],
-                                  "phones": doc["phones"]}))
+            from hzsr.capture.rigfile import load_rig
+
+            rig = load_rig(rig_yaml)
+            if rig.virtual is not None and rig.virtual.pid == proc.pid:
+                print(json.dumps({"rig_yaml": str(rig_yaml), "pid": proc.pid, "adb_port": rig.adb.port,
+                                  "phones": [{"serial": p.serial, "role": p.role} for p in rig.phones]}))
                 return 0
         time.sleep(0.1)
     proc.terminate()
@@ -125,25 +133,47 @@ def _up_background(args: argparse.Namespace, workdir: Path, rig_yaml: Path) -> i
 
 
 def cmd_rig_down(args: argparse.Namespace) -> int:
-    from hzsr.capture.adb_server import AdbServer, bundled_adb
+    """Stop what ``rig up`` started, and only that: each PID is checked against its recorded proof.
+
+    The rig process is signalled only while its PID still has the recorded start time and command
+    line; anything else (a reused PID, a hand-edited file, a rig.yaml of an older hzsr without
+    proof) is refused with one line. The adb server is stopped by its port (``adb kill-server``,
+    then its process, found by its command line ``fork-server ... tcp:PORT``), which also covers a
+    server that recovery restarted after ``rig up``.
+    """
+    from hzsr.capture.adb_server import AdbServer, bundled_adb, find_adb_server_pid, use_private_port
 
     path = Path(args.rig)
-    doc = _read_rig(path)
-    v = doc.get("virtual") or {}
-    pid, adb_pid = v.get("pid"), v.get("adb_server_pid")
+    rig, proof = _rig_owner(path)
+    if rig.virtual is None:
+        raise RigError("not written by hzsr rig up --virtual (no virtual section); nothing of ours to stop",
+                       file=path, field="virtual")
+    if proof is None:
+        raise RigError(f"no proof that pid {rig.virtual.pid} is the rig (virtual.processes.rig missing); "
+                       "not signalling it: stop it by hand if it is", file=path, field="virtual.processes")
+    if proof.pid != rig.virtual.pid:
+        raise RigError(f"virtual.pid {rig.virtual.pid} differs from the proven pid {proof.pid}; not signalling",
+                       file=path, field="virtual.pid")
+    why = proof.mismatch()
     stopped = []
-    if _alive(pid):
-        os.kill(pid, signal.SIGTERM)
+    if why is None:
+        os.kill(proof.pid, signal.SIGTERM)
         for _ in range(100):
-            if not _alive(pid):
+            if proof.mismatch() is not None:
                 break
             time.sleep(0.1)
         else:
-            os.kill(pid, signal.SIGKILL)
-        stopped.append(pid)
-    port = (doc.get("adb") or {}).get("port")
-    if port and _alive(adb_pid):
-        AdbServer(int(port), bundled_adb()).stop()
+            if proof.matches():
+                os.kill(proof.pid, signal.SIGKILL)
+        stopped.append(proof.pid)
+    elif why != "not running":
+        raise RigError(f"pid {proof.pid} is not this rig's process ({why}); not signalling it. The rig is "
+                       "gone: delete the file", file=path, field="virtual.processes.rig")
+    port = rig.adb.port
+    use_private_port(port)
+    adb_pid = find_adb_server_pid(port)
+    if adb_pid is not None:
+        AdbServer(port, bundled_adb()).stop()
         stopped.append(adb_pid)
     path.unlink(missing_ok=True)
     print(json.dumps({"stopped_pids": stopped, "rig_yaml": str(path)}))
@@ -165,6 +195,7 @@ def add_rig_checks(verbs) -> None:
 
 
 def _link(rig_path: str):
+    """The rig's link; creating it points adb at the rig's private port before any adb call."""
     from hzsr.capture.link import RigLink
     from hzsr.capture.rigfile import load_rig
 
@@ -176,6 +207,8 @@ def cmd_rig_doctor(args: argparse.Namespace) -> int:
 
     from hzsr.capture.doctor import DoctorConfig, run_doctor
 
+    if args.planned_captures is not None and args.planned_captures < 1:
+        raise ConfigError("must be >= 1", field="--planned-captures")
     cfg = DoctorConfig() if args.planned_captures is None else DoctorConfig(planned_captures=args.planned_captures)
     link = _link(args.rig)
     try:
@@ -190,6 +223,8 @@ def cmd_rig_clock(args: argparse.Namespace) -> int:
     from hzsr.capture.clocksync import add_sample, sync_round
     from hzsr.core.records import DeviceClock
 
+    _finite("--seconds", args.seconds, 0.0, low_ok=False)
+    _finite("--every", args.every, 0.0, low_ok=False)
     link = _link(args.rig)
     clocks = {p.role: DeviceClock() for p in link.rig.phones if p.role != "spare"}
     t_end = time.monotonic() + args.seconds
@@ -264,11 +299,19 @@ def cmd_capture(args: argparse.Namespace) -> int:
         raise ConfigError("required: the session folder to write", field="--session")
     if args.count < 1:
         raise ConfigError("must be >= 1", field="--count")
+    _finite("--interval", args.interval, 0.0)
+    sess = Path(args.session)
+    if sess.exists() and not sess.is_dir():
+        raise ConfigError("exists and is not a folder", file=sess, field="--session")
     run = _run(args.session, args.rig, args)
     tags = [t for t in args.tags.split(",") if t]
     results = []
     try:
-        run.open()
+        run.open()  # takes the session lock; a busy session raises before anything is written
+    except BaseException:
+        run.close()
+        raise
+    try:
         if args.interactive:
             return _interactive(run, args.scene, tags)
         for k in range(args.count):
@@ -284,11 +327,12 @@ def cmd_capture(args: argparse.Namespace) -> int:
         return 130
     except (RigError, CaptureError) as exc:
         run.journal.append("session_stopped", error=exc.one_line())
-        print(f"hzsr: error: {exc.one_line()}\nhzsr: the session is resumable: hzsr capture resume {args.session}",
-              file=sys.stderr)
+        print(f"hzsr: error: {exc.one_line()}", file=sys.stderr)
+        if (sess / "session.json").exists():
+            print(f"hzsr: the session is resumable: hzsr capture resume {args.session}", file=sys.stderr)
         return 1
     finally:
-        run.link.close()
+        run.close()
     run.journal.append("session_stopped", captures=len(results))
     print(json.dumps({"session": args.session, "captures": [
         {"capture_id": r.capture_id, "skew_us": r.skew_us, "bound_us": r.bound_us, "verdict": r.verdict}
@@ -332,13 +376,20 @@ def _interactive(run, scene: str, tags: list[str]) -> int:
 
 @contextmanager
 def _existing_run(args: argparse.Namespace):
-    """The session's capture run, opened on its rig (or ``--rig``), closed afterwards."""
-    run = _run(args.dir, _session_rig(args.dir, args.resume_rig))
+    """The session's capture run, opened on its rig (or ``--rig``), closed afterwards.
+
+    The session must exist (its session.json is read first): resume and purge create nothing.
+    """
+    rig = _session_rig(args.dir, args.resume_rig)
+    from hzsr.core.records import SessionRecord
+
+    SessionRecord.load(args.dir)
+    run = _run(args.dir, rig)
     try:
         run.open()
         yield run
     finally:
-        run.link.close()
+        run.close()
 
 
 def cmd_capture_resume(args: argparse.Namespace) -> int:
@@ -347,10 +398,11 @@ def cmd_capture_resume(args: argparse.Namespace) -> int:
     with _existing_run(args) as run:
         results = resume(run)
     for r in results:
-        print(r.line() if r.status != "complete" else f"{r.capture_id}: complete", file=sys.stderr)
+        print(r.line(), file=sys.stderr)
     print(json.dumps({"session": args.dir, "resumed": [{"capture_id": r.capture_id, "status": r.status,
                                                         "reason": r.reason} for r in results]}))
-    return 0 if all(r.status == "complete" for r in results) else 1
+    # Abandoned captures are finished business; only one the link could not reach stays open.
+    return 0 if all(r.status in ("complete", "abandoned") for r in results) else 1
 
 
 def cmd_capture_purge(args: argparse.Namespace) -> int:

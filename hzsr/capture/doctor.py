@@ -62,6 +62,11 @@ def _int_after(pattern: str, text: str) -> int | None:
 def run_doctor(link: RigLink, cfg: DoctorConfig | None = None) -> Report:
     cfg = cfg or DoctorConfig()
     rep = Report()
+    if not link._server_listening():
+        # Not even a connect: adbutils would start a bare server (no phones) and hide the fault.
+        rep.add("adb server", f"{link.rig.adb.host}:{link.rig.adb.port}", "fail",
+                f"not running; start the rig (hzsr rig up) or: adb -P {link.rig.adb.port} start-server")
+        return rep
     try:
         states = link.states()
     except LINK_ERRORS as exc:

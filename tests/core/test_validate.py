@@ -90,7 +90,7 @@ def test_declared_size_mismatch_named(sim_session):
 
 
 def test_missing_folder_is_one_line(tmp_path, capsys):
-    assert main(["session", "validate", str(tmp_path / "nope")]) == 1
+    assert main(["session", "validate", str(tmp_path / "nope")]) == 2  # could not be read
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a folder" in err[0]
 

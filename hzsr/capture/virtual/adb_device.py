@@ -75,6 +75,9 @@ class TransferFaults:
 
     drop_after_bytes: int | None = None  # cut the whole connection once a pull has sent this much
     flip_byte_next_pull: bool = False  # corrupt one byte in flight (the phone's copy stays good)
+    # Protocol-event hook for faults elsewhere in the rig: called with "packet" for each ADB
+    # packet received and "recv" as each pull starts (VirtualRig kills the adb server on one).
+    on_event: Callable[[str], None] | None = None
 
 
 SocketHandler = Callable[["StreamIO"], Awaitable[None]]
@@ -206,6 +209,8 @@ class AdbDeviceConnection:
             pass
 
     async def _dispatch(self, cmd: int, a0: int, a1: int, data: bytes) -> None:
+        if self.backend.faults.on_event is not None:
+            self.backend.faults.on_event("packet")
         if cmd == A_CNXN:
             self.peer_max = min(a1, MAX_PAYLOAD) or 4096
             self.send(A_CNXN, A_VERSION, MAX_PAYLOAD, self.backend.identity.banner())
@@ -371,6 +376,8 @@ class AdbDeviceConnection:
         except OSError as exc:
             await self._sync_fail(s, f"open failed: {exc.strerror}")
             return
+        if faults.on_event is not None:
+            faults.on_event("recv")
         sent = 0
         batch = bytearray()
         # DATA records are packed into WRTEs of up to the peer's max payload: one OKAY round trip
