@@ -225,6 +225,11 @@ def add_capture_parser(stages) -> None:
     cap.add_argument("--delete-after-verify", action="store_true",
                      help="delete phone copies once verified (default: keep them until purge)")
     cap.add_argument("--no-phase-align", action="store_true")
+    cap.add_argument("--af", default="auto", help="AF mode on every camera: auto, fixed:DIOPTERS or roi:x,y,w,h "
+                     "(default: %(default)s; agent protocol 2)")
+    cap.add_argument("--lock-3a", action="store_true", help="lock AE, AWB (and AF) on each phone before each capture")
+    cap.add_argument("--match-exposure", action="store_true",
+                     help="give the reference T the main T's locked exposure, ISO and white-balance gains")
     cap.set_defaults(func=cmd_capture)
     verbs = cap.add_subparsers(dest="verb", metavar="VERB")
     r = verbs.add_parser("resume", help="finish every capture that was triggered but not verified")
@@ -244,6 +249,10 @@ def _run(session: str, rig_path: str, args: argparse.Namespace | None = None):
     if args is not None:
         cfg.keep_on_phone = not args.delete_after_verify
         cfg.phase_align = not args.no_phase_align
+        from hzsr.capture.three_a import ThreeAConfig, parse_af
+
+        parse_af(args.af)  # a bad --af fails before any phone is touched
+        cfg.three_a = ThreeAConfig(af=args.af, lock_3a=args.lock_3a, match_exposure=args.match_exposure)
     return CaptureRun(session, _link(rig_path), cfg, rig_path=str(Path(rig_path).resolve()),
                       say=lambda m: print(m, file=sys.stderr, flush=True))
 
