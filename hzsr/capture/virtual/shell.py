@@ -813,7 +813,9 @@ class VirtualShell:
                 vals = {"n": a, "s": str(st.st_size), "Y": str(int(st.st_mtime)), "F": kind,
                         "a": f"{st.st_mode & 0o7777:o}", "A": _mode_string(st, p.is_dir()), "U": "shell",
                         "G": "shell", "u": "2000", "g": "2000", "i": str(st.st_ino), "h": str(st.st_nlink),
-                        "b": str(-(-st.st_size // 512)), "B": "512", "%": "%"}
+                        "b": str(-(-st.st_size // 512)), "B": "512", "%": "%",
+                        "y": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(st.st_mtime_ns // 10**9))
+                        + f".{st.st_mtime_ns % 10**9:09d} +0000"}
                 if fmt is not None:
                     out.append(re.sub(r"%(.)", lambda m, v=vals: v.get(m.group(1), "?"), fmt))
                 else:
