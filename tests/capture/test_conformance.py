@@ -83,3 +83,11 @@ def test_fault_names_and_bad_role(rig):
         "done_first", "time_outside_rtt", "ignore_3a", "protocol_v1"]
     r = _cli(rig, "--role", "left")
     assert r.returncode == 2 and "--role" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_rule_is_documented():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "agent-protocol.md").read_text()
+    assert {name for name, _ in RULES} <= set(re.findall(r"\[rule: ([a-z0-9_.]+)\]", doc))

@@ -199,3 +199,22 @@ def test_reverse_forward(rig):
     r = adb(rig, "reverse", "localabstract:foo", f"tcp:{port}")
     assert r.returncode == 1 and "models only tcp:PORT" in r.stderr
     host.close()
+
+
+def test_stdin_reaches_commands(rig):
+    import subprocess
+
+    server, phone, d = rig
+    base = [server.adb, "-P", str(server.port), "-s", phone.address]
+
+    def run(args, data):
+        return subprocess.run(base + args, input=data, capture_output=True, timeout=20)
+
+    assert run(["shell", "cat"], b"piped in\n").stdout == b"piped in\n"  # shell v2 stdin packets
+    assert run(["shell", "wc -c"], b"12345").stdout == b"5\n"
+    assert run(["shell", "sh"], b"echo from-script; getprop sys.boot_completed\n").stdout == b"from-script\n1\n"
+    blob = bytes(range(256)) * 4
+    assert run(["exec-in", "cat > /sdcard/in.bin"], blob).returncode == 0  # raw stdin
+    assert d.sync.read_bytes("/sdcard/in.bin") == blob
+    r = run(["shell"], b"")
+    assert r.returncode == 1 and b"interactive shells are not supported" in r.stderr

@@ -151,3 +151,15 @@ def test_af_option_errors(tmp_path):
                         "--session", str(tmp_path / "s"), "--af", "fixed:x"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "--af" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_validator_accepts_old_frames_and_checks_new_fields(sim_session):
+    import json
+
+    assert [f for f in validate_session(sim_session) if f.severity == "error"] == []  # no 3A fields
+    cap = next((sim_session / "captures").iterdir()) / "capture.json"
+    doc = json.loads(cap.read_text())
+    doc["frames"][0].update(wb_gains=[2.0, 1.0, 1.0], ae_state="LOCKED", ccm=[1.0] * 9)
+    cap.write_text(json.dumps(doc))
+    errors = [f.line() for f in validate_session(sim_session) if f.severity == "error"]
+    assert len(errors) == 1 and "wb_gains" in errors[0] and "expected 4 numbers" in errors[0], errors

@@ -35,6 +35,7 @@ import posixpath
 import socket
 import stat
 import struct
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -267,6 +268,45 @@ class StreamIO:
         self.conn.streams.pop(self.local_id, None)
 
 
+class _StdinPipe:
+    """A command's standard input, fed by the stream while the shell runs in a worker thread.
+
+    ``read`` blocks (in the worker) until the host closes stdin: shell v2's close-stdin packet
+    (id 4), or the end of a raw stream. Only commands that read stdin call it.
+    """
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.done = threading.Event()
+
+    def read(self) -> bytes:
+        self.done.wait()
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+    async def collect_v2(self, s: StreamIO) -> None:
+        try:
+            while True:
+                head = await s.read_exactly(5)
+                data = await s.read_exactly(struct.unpack("<I", head[1:])[0])
+                if head[0] == 0:  # kIdStdin
+                    self.buf += data
+                elif head[0] == 4:  # kIdCloseStdin
+                    break
+        except StreamClosed:
+            pass
+        finally:
+            self.done.set()
+
+    async def collect_raw(self, s: StreamIO) -> None:
+        try:
+            while data := await s.read_some():
+                self.buf += data
+        finally:
+            self.done.set()
+
+
 class AdbDeviceConnection:
     """One transport connection from the adb server."""
 
@@ -400,13 +440,17 @@ class AdbDeviceConnection:
         if not cmd.strip():
             await s.write(b"interactive shells are not supported by the virtual phone\n")
             return
-        res = await asyncio.to_thread(self.backend.shell.run, cmd)
-        if res.combined:
-            await s.write(res.combined)
+        await self._exec(s, cmd)
 
     async def _exec(self, s: StreamIO, cmd: str) -> None:
-        res = await asyncio.to_thread(self.backend.shell.run, cmd)
-        if res.combined:
+        # Raw services: stdin is whatever the host writes until it closes the stream (exec-in).
+        stdin = _StdinPipe()
+        task = asyncio.get_running_loop().create_task(stdin.collect_raw(s))
+        try:
+            res = await asyncio.to_thread(self.backend.shell.run, cmd, stdin.read)
+        finally:
+            task.cancel()
+        if res.combined and not s.closed:
             await s.write(res.combined)
 
     # -- reverse -------------------------------------------------------------------------
@@ -461,7 +505,16 @@ class AdbDeviceConnection:
         return stream
 
     async def _shell_v2(self, s: StreamIO, cmd: str) -> None:
-        res = await asyncio.to_thread(self.backend.shell.run, cmd)
+        if not cmd.strip():
+            msg = b"interactive shells are not supported by the virtual phone\n"
+            await s.write(b"\x02" + struct.pack("<I", len(msg)) + msg + b"\x03" + struct.pack("<I", 1) + b"\x01")
+            return
+        stdin = _StdinPipe()
+        task = asyncio.get_running_loop().create_task(stdin.collect_v2(s))
+        try:
+            res = await asyncio.to_thread(self.backend.shell.run, cmd, stdin.read)
+        finally:
+            task.cancel()
         out, err, rc = res.stdout, res.stderr, res.rc
         packet = b""
         if out:

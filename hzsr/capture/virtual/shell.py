@@ -288,8 +288,12 @@ class VirtualShell:
         }
 
     # -- the interpreter -------------------------------------------------------------------
-    def run(self, line: str, stdin: bytes = b"") -> ShellResult:
-        """Run a command line; ``rc`` is the exit status of the last pipeline run."""
+    def run(self, line: str, stdin: bytes | Callable[[], bytes] = b"") -> ShellResult:
+        """Run a command line; ``rc`` is the exit status of the last pipeline run.
+
+        ``stdin`` is the line's standard input: bytes, or a function that blocks until the host
+        has closed it and returns it all; it is called only if a command reads its stdin.
+        """
         o = _Out()
         try:
             lists = parse(line)
@@ -306,7 +310,7 @@ class VirtualShell:
             rc = ex.code
         return ShellResult(bytes(o.out), bytes(o.err), rc, bytes(o.both))
 
-    def _pipeline(self, pipe: list[_Cmd], rc: int, stdin: bytes, o: _Out) -> int:
+    def _pipeline(self, pipe: list[_Cmd], rc: int, stdin: bytes | Callable[[], bytes], o: _Out) -> int:
         data = stdin
         for k, cmd in enumerate(pipe):
             last = k == len(pipe) - 1
@@ -320,7 +324,7 @@ class VirtualShell:
             data = out
         return rc
 
-    def _simple(self, cmd: _Cmd, rc: int, stdin: bytes) -> Result:
+    def _simple(self, cmd: _Cmd, rc: int, stdin: bytes | Callable[[], bytes]) -> Result:
         try:
             argv = [f for w in cmd.words for f in self.expand(w, rc)]
             redirs = [(op, self._one_word(t, rc, op) if t else "") for op, t in cmd.redirs]
@@ -347,6 +351,8 @@ class VirtualShell:
             except (OSError, StorageError) as exc:
                 verb = "open" if op == "<" else "create"
                 return b"", f"{SH}: can't {verb} {target}: {exc.strerror}\n".encode(), 1
+        if callable(stdin):
+            stdin = stdin() if argv and _reads_stdin(argv) else b""
         if not argv:
             out, err, code = b"", b"", 0
         else:
@@ -437,7 +443,7 @@ class VirtualShell:
                 else:
                     split_in(text)
             else:
-                if c in "*?":
+                if c in "*?[" and raw != "[":
                     globby = True
                 add(c, False)
                 i += 1
@@ -1023,8 +1029,11 @@ class VirtualShell:
     def _sh(self, argv: list[str], stdin: bytes) -> Result:
         if len(argv) >= 3 and argv[1] == "-c":
             r = self.run(argv[2], stdin)
-            return r.stdout, r.stderr, r.rc
-        return _err(f"{SH}: interactive shells are not modelled by the virtual phone", 2)
+        elif len(argv) == 1:  # a script on stdin
+            r = self.run(stdin.decode("utf-8", "surrogateescape"))
+        else:
+            return _err(f"{SH}: running script files is not modelled by the virtual phone", 2)
+        return r.stdout, r.stderr, r.rc
 
     def _which(self, argv: list[str], stdin: bytes) -> Result:
         found = [f"/system/bin/{a}" for a in argv[1:] if a in self.commands]
@@ -1115,6 +1124,24 @@ class VirtualShell:
             self.state.settings[f"{argv[2]}/{argv[3]}"] = argv[4]
             return _ok()
         return _err("usage: settings get|put NAMESPACE KEY [VALUE]", 255)
+
+
+_STDIN_READERS = {"cat", "wc", "head", "tail", "sha256sum", "md5sum", "sha1sum", "grep", "sh"}
+
+
+def _reads_stdin(argv: list[str]) -> bool:
+    """Whether the command would read its standard input (no file operands, or ``-``)."""
+    name = argv[0].rsplit("/", 1)[-1]
+    if name not in _STDIN_READERS:
+        return False
+    operands = [a for a in argv[1:] if a == "-" or not a.startswith("-")]
+    if name == "sh":
+        return "-c" not in argv
+    if name == "grep":
+        operands = operands[1:]
+    if name in ("head", "tail"):
+        operands = [a for a in operands if not a.lstrip("+").isdigit()]
+    return not operands or "-" in operands
 
 
 def _unescape(text: str) -> tuple[str, bool]:
