@@ -192,6 +192,12 @@ def add_rig_checks(verbs) -> None:
     c.add_argument("--seconds", type=float, default=10.0)
     c.add_argument("--every", type=float, default=1.0)
     c.set_defaults(func=cmd_rig_clock)
+    k = verbs.add_parser("conformance", help="check a phone's capture agent against every rule of "
+                         "docs/agent-protocol.md (pass/fail per rule; exit 1 on any fail)")
+    k.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml", help="rig.yaml (default: %(default)s)")
+    k.add_argument("--role", default=None, help="main or reference (default: every phone of the rig)")
+    k.add_argument("--json", action="store_true", help="print the results as JSON")
+    k.set_defaults(func=cmd_rig_conformance)
 
 
 def _link(rig_path: str):
@@ -217,6 +223,33 @@ def cmd_rig_doctor(args: argparse.Namespace) -> int:
         link.close()
     print(json.dumps([asdict(r) for r in rep.rows], indent=1) if args.json else rep.table())
     return 1 if rep.failed else 0
+
+
+def cmd_rig_conformance(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from hzsr.capture.conformance import run_conformance
+
+    link = _link(args.rig)
+    roles = [p.role for p in link.rig.phones if p.role != "spare"]
+    if args.role is not None and args.role not in roles:
+        raise ConfigError(f"no phone with role {args.role!r} in the rig (roles: {', '.join(roles)})", field="--role")
+    results: dict[str, list] = {}
+    try:
+        for role in [args.role] if args.role else roles:
+            say = None if args.json else (lambda r, role=role: print(
+                f"{role:<9}  {r.status.upper():<4}  {r.rule:<30} {r.detail}", flush=True))
+            results[role] = run_conformance(link, role, on_result=say)
+    finally:
+        link.close()
+    failed = [f"{role}:{r.rule}" for role, rs in results.items() for r in rs if r.status == "fail"]
+    if args.json:
+        print(json.dumps({role: [asdict(r) for r in rs] for role, rs in results.items()}, indent=1))
+    else:
+        n = sum(len(rs) for rs in results.values())
+        print(f"{'FAIL' if failed else 'PASS'}: {n - len(failed)} of {n} rules hold"
+              + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 def cmd_rig_clock(args: argparse.Namespace) -> int:
@@ -260,6 +293,11 @@ def add_capture_parser(stages) -> None:
     cap.add_argument("--delete-after-verify", action="store_true",
                      help="delete phone copies once verified (default: keep them until purge)")
     cap.add_argument("--no-phase-align", action="store_true")
+    cap.add_argument("--af", default="auto", help="AF mode on every camera: auto, fixed:DIOPTERS or roi:x,y,w,h "
+                     "(default: %(default)s; agent protocol 2)")
+    cap.add_argument("--lock-3a", action="store_true", help="lock AE, AWB (and AF) on each phone before each capture")
+    cap.add_argument("--match-exposure", action="store_true",
+                     help="give the reference T the main T's locked exposure, ISO and white-balance gains")
     cap.set_defaults(func=cmd_capture)
     verbs = cap.add_subparsers(dest="verb", metavar="VERB")
     r = verbs.add_parser("resume", help="finish every capture that was triggered but not verified")
@@ -279,6 +317,10 @@ def _run(session: str, rig_path: str, args: argparse.Namespace | None = None):
     if args is not None:
         cfg.keep_on_phone = not args.delete_after_verify
         cfg.phase_align = not args.no_phase_align
+        from hzsr.capture.three_a import ThreeAConfig, parse_af
+
+        parse_af(args.af)  # a bad --af fails before any phone is touched
+        cfg.three_a = ThreeAConfig(af=args.af, lock_3a=args.lock_3a, match_exposure=args.match_exposure)
     return CaptureRun(session, _link(rig_path), cfg, rig_path=str(Path(rig_path).resolve()),
                       say=lambda m: print(m, file=sys.stderr, flush=True))
 

@@ -146,6 +146,10 @@ def run_doctor(link: RigLink, cfg: DoctorConfig | None = None) -> Report:
                     f"of {cfg.sync_exchanges})")
         except (AgentError, RigError, *LINK_ERRORS) as exc:
             rep.add("clock sync", p.serial, "fail", str(exc))
+    from hzsr.capture.three_a import check_t_settings
+
+    for row in check_t_settings(link, {p.role: hellos.get(p.serial) for p in link.rig.phones}):
+        rep.add(*row)
     if len(props) >= 2:
         models = {m for m, _ in props.values()}
         builds = {b for _, b in props.values()}

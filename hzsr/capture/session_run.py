@@ -26,7 +26,8 @@ from pathlib import Path
 
 from hzsr.capture.clocksync import SyncConfig, add_sample, host_time, phone_time, sync_round
 from hzsr.capture.link import LINK_ERRORS, AgentError, RigLink
-from hzsr.capture.protocol import AGENT_FILES, CAMERAS_PER_ROLE
+from hzsr.capture.protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS
+from hzsr.capture.three_a import ThreeAConfig, apply_3a
 from hzsr.capture.transfer import TransferError, phone_sha256, pull_verified
 from hzsr.core import records as R
 from hzsr.core.clock import fit_drift
@@ -53,6 +54,7 @@ class CaptureConfig:
     pull_tries: int = 3  # a hash mismatch is pulled again this many times in all
     parallel_pull: bool = True
     sync: SyncConfig = field(default_factory=SyncConfig)
+    three_a: ThreeAConfig = field(default_factory=ThreeAConfig)  # AF mode, 3A locks, exposure matching
 
 
 @dataclass
@@ -92,6 +94,7 @@ class CaptureRun:
         self.command_rtt_ns = 0
         self.captures_since_full_sync = 0
         self._done_at: dict[str, float] = {}  # perf_counter when each role's done marker was seen
+        self.agent_versions: dict[str, int] = {}  # protocol version per role, from hello
 
     @property
     def session_id(self) -> str:
@@ -193,6 +196,9 @@ class CaptureRun:
         assert self.session is not None
         self.session.save(self.dir)
         cid = self.next_capture_id()
+        set3a = apply_3a(self.link, self.cfg.three_a, self.agent_versions)
+        if set3a:
+            self.journal.append("three_a", capture_id=cid, **set3a)
         lead_ns = max(int(self.cfg.lead_ms * 1e6), int(self.cfg.lead_factor * self.command_rtt_ns))
         target_host = time.monotonic_ns() + lead_ns
         targets = {r: phone_time(self.device_info(r).clock, target_host) for r in ("main", "reference")}
@@ -346,7 +352,7 @@ class CaptureRun:
                 focus_distance_diopters=fr["focus_distance_diopters"], focus_calibration=fr["focus_calibration"],
                 af_state=fr["af_state"], af_roi=list(fr["af_roi"]), intrinsics=R.Intrinsics(**fr["intrinsics"]),
                 width=fr["width"], height=fr["height"], sha256=fr["sha256"], size_bytes=fr["size_bytes"],
-                frame_number=fr.get("frame_number")))
+                frame_number=fr.get("frame_number"), **{k: fr.get(k) for k in FRAME_3A_FIELDS}))
         frames.sort(key=lambda f: list(SLOT_SOURCES).index(f.slot))
         rec = R.CaptureRecord(schema_version=R.SCHEMA_VERSION, capture_id=cid, scene_id=trig["scene_id"],
                               scene_tags=list(trig["scene_tags"]), notes=trig.get("notes", ""), frames=frames,

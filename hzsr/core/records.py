@@ -197,9 +197,25 @@ class FrameRecord:
     sha256: str  # of the file, as computed on the phone
     size_bytes: int
     frame_number: int | None = None  # the agent's stream frame counter, if it has one
+    # 3A metadata (agent protocol 2; absent from sessions of protocol-1 agents). Camera2 names.
+    ae_mode: str | None = None  # CONTROL_AE_MODE: ON (auto, maybe locked) | OFF (manual)
+    ae_state: str | None = None  # CONTROL_AE_STATE: CONVERGED | LOCKED | INACTIVE (manual) | ...
+    awb_mode: str | None = None  # CONTROL_AWB_MODE: AUTO | OFF (manual gains)
+    awb_state: str | None = None  # CONTROL_AWB_STATE: CONVERGED | LOCKED | INACTIVE | ...
+    wb_gains: list[float] | None = None  # COLOR_CORRECTION_GAINS (R, G_even, G_odd, B)
+    ccm: list[float] | None = None  # COLOR_CORRECTION_TRANSFORM, 3x3 row-major
+    f_number: float | None = None  # LENS_APERTURE
+    focal_length_mm: float | None = None  # LENS_FOCAL_LENGTH
+    af_mode: str | None = None  # CONTROL_AF_MODE: AUTO (on af_roi) | OFF (fixed focus distance)
+    frame_duration_ns: int | None = None  # SENSOR_FRAME_DURATION
+    distortion: list[float] | None = None  # LENS_DISTORTION (k1, k2, k3, p1, p2), stored-image pixels
 
     def check(self) -> list[Problem]:
         out = []
+        for name, n in (("wb_gains", 4), ("ccm", 9), ("distortion", 5)):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                out.append(Problem(name, f"expected {n} numbers, got {len(v)}"))
         if self.slot not in FRAME_SLOTS:
             out.append(Problem("slot", f"expected one of {FRAME_SLOTS}, got {self.slot!r}"))
         if not _is_sha256(self.sha256):

@@ -33,6 +33,11 @@ FAULTS = {
     "clock_jump_ms": (True, "step the phone's boot-time clock by X ms"),
     "capture_failure": (False, "the next capture ends with a camera error"),
     "kill_adb_server": (True, "SIGKILL the adb server as the rig's phones start the pull of their Nth file"),
+    # Agent protocol violations, for `hzsr rig conformance` (docs/agent-protocol.md):
+    "done_first": (False, "the agent writes the done marker before the images"),
+    "time_outside_rtt": (False, "`time` replies carry a stale clock reading (from the previous request)"),
+    "ignore_3a": (False, "the agent accepts set_3a and reports its values, but renders with auto 3A"),
+    "protocol_v1": (False, "the agent speaks protocol 1 (no 3A control)"),
 }
 
 
@@ -170,6 +175,10 @@ class VirtualRig:
                     p.jump_clock(f.value)
                 elif f.name == "capture_failure":
                     p.fail_next_capture()
+                elif f.name in ("done_first", "time_outside_rtt", "ignore_3a"):
+                    p.call(lambda p=p, n=f.name: setattr(p._need_agent().faults, n, True))
+                elif f.name == "protocol_v1":
+                    p.call(lambda p=p: setattr(p._need_agent(), "protocol_version", 1))
             if f.name == "kill_adb_server":
                 self.kill_adb_server_on("recv", int(f.value))
 
