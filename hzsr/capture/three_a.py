@@ -15,7 +15,11 @@ and asking for 3A control of one is an error naming the phone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import cv2
+import numpy as np
 
 from hzsr.core.errors import CaptureError, ConfigError
 
@@ -120,3 +124,26 @@ def check_t_settings(link: Any, hellos: dict[str, dict | None]) -> list[tuple[st
         return [("T settings", "all", "warn", f"get_3a failed: {exc}")]
     status, detail = compare_t(states["main"], states["reference"])
     return [("T settings", "all", status, detail)]
+
+
+def overlap_brightness_difference(a_path: str | Path, b_path: str | Path) -> float:
+    """Relative difference of the mean brightness of two views of one scene over their overlap.
+
+    ``|m_a - m_b| / ((m_a + m_b) / 2)`` of the 8-bit grey means. The reference T sits a few cm
+    from the main T, so the views are offset by parallax; the offset is measured from the images
+    (phase correlation, Hann window) and only the overlapping rectangle is compared.
+    """
+    a = cv2.imread(str(a_path), cv2.IMREAD_GRAYSCALE)
+    b = cv2.imread(str(b_path), cv2.IMREAD_GRAYSCALE)
+    if a is None or b is None or a.shape != b.shape:
+        raise ValueError(f"need two decodable images of one size: {a_path}, {b_path}")
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    (dx, dy), _ = cv2.phaseCorrelate(a, b, cv2.createHanningWindow(a.shape[::-1], cv2.CV_64F))
+    dx, dy = int(round(dx)), int(round(dy))  # b(x + d) ~ a(x)
+    h, w = a.shape
+    hh, ww = h - abs(dy), w - abs(dx)
+    if hh < h // 2 or ww < w // 2:
+        raise ValueError(f"the views overlap by less than half (offset {dx}, {dy} px)")
+    ma = a[max(0, -dy):max(0, -dy) + hh, max(0, -dx):max(0, -dx) + ww].mean()
+    mb = b[max(0, dy):max(0, dy) + hh, max(0, dx):max(0, dx) + ww].mean()
+    return float(abs(ma - mb) / ((ma + mb) / 2))

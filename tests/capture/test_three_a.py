@@ -3,15 +3,13 @@
 import subprocess
 import sys
 
-import cv2
-import numpy as np
 import pytest
 
 from hzsr.capture.doctor import DoctorConfig, run_doctor
 from hzsr.capture.link import Backoff, RigLink
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun
-from hzsr.capture.three_a import ThreeAConfig, parse_af
+from hzsr.capture.three_a import ThreeAConfig, overlap_brightness_difference, parse_af
 from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
 from hzsr.core.errors import CaptureError, ConfigError
 from hzsr.core.records import CaptureRecord
@@ -33,27 +31,6 @@ def _run(rig, session, three_a=None):
     return CaptureRun(session, link, cfg, rig_path=str(rig.rig_yaml), say=lambda m: None)
 
 
-def overlap_brightness_diff(a_path, b_path) -> float:
-    """Relative difference of mean brightness of two views over their overlap.
-
-    The reference T sits 7 cm from the main T, so the two views are offset by parallax; the
-    offset is measured from the images (phase correlation) and only the overlap is compared.
-    """
-    a = cv2.imread(str(a_path), cv2.IMREAD_GRAYSCALE).astype(np.float64)
-    b = cv2.imread(str(b_path), cv2.IMREAD_GRAYSCALE).astype(np.float64)
-    win = cv2.createHanningWindow(a.shape[::-1], cv2.CV_64F)
-    (dx, dy), _ = cv2.phaseCorrelate(a, b, win)  # b(x + d) ~ a(x)
-    dx, dy = int(round(dx)), int(round(dy))
-    h, w = a.shape
-    ya, yb = max(0, -dy), max(0, dy)
-    xa, xb = max(0, -dx), max(0, dx)
-    hh, ww = h - abs(dy), w - abs(dx)
-    assert hh > h // 2 and ww > w // 2, (dx, dy)
-    ma = a[ya:ya + hh, xa:xa + ww].mean()
-    mb = b[yb:yb + hh, xb:xb + ww].mean()
-    return abs(ma - mb) / ((ma + mb) / 2)
-
-
 def test_locked_and_matched_session(rig, tmp_path):
     run = _run(rig, tmp_path / "s", ThreeAConfig(lock_3a=True, match_exposure=True))
     run.open()
@@ -71,7 +48,7 @@ def test_locked_and_matched_session(rig, tmp_path):
         for f in rec.frames:
             assert f.ccm is not None and len(f.ccm) == 9 and f.f_number and f.focal_length_mm
             assert f.frame_duration_ns == 33_333_333 and f.distortion == [0.0] * 5 and f.af_state
-        diffs.append(overlap_brightness_diff(cdir / "main_T.jpg", cdir / "ref_T.jpg"))
+        diffs.append(overlap_brightness_difference(cdir / "main_T.jpg", cdir / "ref_T.jpg"))
     print("overlap brightness difference, locked+matched:", [f"{d:.4f}" for d in diffs])
     assert max(diffs) <= 0.02
 
