@@ -20,7 +20,7 @@ pytestmark = pytest.mark.adb
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    r = VirtualRig(tmp_path_factory.mktemp("rig3a"), VirtualRigConfig(size=(320, 240), seed=3)).start()
+    r = VirtualRig(tmp_path_factory.mktemp("rig3a"), VirtualRigConfig(size=(320, 240), seed=1)).start()
     yield r
     r.stop()
 
@@ -48,9 +48,28 @@ def test_locked_and_matched_session(rig, tmp_path):
         for f in rec.frames:
             assert f.ccm is not None and len(f.ccm) == 9 and f.f_number and f.focal_length_mm
             assert f.frame_duration_ns == 33_333_333 and f.distortion == [0.0] * 5 and f.af_state
-        diffs.append(overlap_brightness_difference(cdir / "main_T.jpg", cdir / "ref_T.jpg"))
+        diff, share = overlap_brightness_difference(cdir / "main_T.jpg", cdir / "ref_T.jpg")
+        assert share > 0.3  # the measure covers a good part of the view
+        diffs.append(diff)
     print("overlap brightness difference, locked+matched:", [f"{d:.4f}" for d in diffs])
     assert max(diffs) <= 0.02
+    # The measure sees through metadata: a reference agent that reports the copied settings but
+    # renders with its own auto 3A (the ignore_3a fault) is caught by the images alone.
+    ref = rig.phone("reference")
+    ref.call(lambda: setattr(ref.agent.faults, "ignore_3a", True))
+    try:
+        run = _run(rig, tmp_path / "s", ThreeAConfig(lock_3a=True, match_exposure=True))
+        run.open()
+        cid = run.capture("lobby", []).capture_id
+        run.link.close()
+    finally:
+        ref.call(lambda: setattr(ref.agent.faults, "ignore_3a", False))
+    cdir = tmp_path / "s" / "captures" / cid
+    rec = CaptureRecord.load(cdir)
+    assert rec.frame("main_T").exposure_time_ns == rec.frame("ref_T").exposure_time_ns  # the lie
+    diff, _ = overlap_brightness_difference(cdir / "main_T.jpg", cdir / "ref_T.jpg")
+    print("with the reference ignoring the settings:", f"{diff:.4f}")
+    assert diff > 0.02
 
 
 def test_doctor_warns_on_differing_t_then_passes_when_matched(rig):
