@@ -295,9 +295,11 @@ def add_capture_parser(stages) -> None:
     cap.add_argument("--no-phase-align", action="store_true")
     cap.add_argument("--af", default="auto", help="AF mode on every camera: auto, fixed:DIOPTERS or roi:x,y,w,h "
                      "(default: %(default)s; agent protocol 2)")
-    cap.add_argument("--lock-3a", action="store_true", help="lock AE, AWB (and AF) on each phone before each capture")
+    cap.add_argument("--lock-3a", action="store_true",
+                     help="lock AE, AWB (and AF) on each phone before each capture (default: off, 3A runs free)")
     cap.add_argument("--match-exposure", action="store_true",
-                     help="give the reference T the main T's locked exposure, ISO and white-balance gains")
+                     help="give the reference T the main T's locked exposure, ISO and white-balance gains "
+                     "(default: off)")
     cap.set_defaults(func=cmd_capture)
     verbs = cap.add_subparsers(dest="verb", metavar="VERB")
     r = verbs.add_parser("resume", help="finish every capture that was triggered but not verified")

@@ -15,7 +15,11 @@ and asking for 3A control of one is an error naming the phone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import cv2
+import numpy as np
 
 from hzsr.core.errors import CaptureError, ConfigError
 
@@ -120,3 +124,39 @@ def check_t_settings(link: Any, hellos: dict[str, dict | None]) -> list[tuple[st
         return [("T settings", "all", "warn", f"get_3a failed: {exc}")]
     status, detail = compare_t(states["main"], states["reference"])
     return [("T settings", "all", status, detail)]
+
+
+def overlap_brightness_difference(a_path: str | Path, b_path: str | Path,
+                                  min_overlap: float = 0.05) -> tuple[float, float]:
+    """Relative difference of the mean brightness of two views of one scene over their overlap.
+
+    The reference T sits a few cm from the main T, so the views differ by parallax, which is
+    different for every depth in the scene. The views are aligned densely (OpenCV's DIS optical
+    flow, both ways), ``b`` is warped onto ``a``, and the overlap is the set of pixels whose
+    forward and backward flows agree to 0.5 px (seen alike by both views, not occluded in
+    either). Returns ``(|m_a - m_b| / ((m_a + m_b) / 2), overlap share of the image)``, the means
+    being 8-bit grey means over the overlap.
+
+    Raises:
+        ValueError: unreadable images, different sizes, or an overlap under ``min_overlap``.
+    """
+    a = cv2.imread(str(a_path), cv2.IMREAD_GRAYSCALE)
+    b = cv2.imread(str(b_path), cv2.IMREAD_GRAYSCALE)
+    if a is None or b is None or a.shape != b.shape:
+        raise ValueError(f"need two decodable images of one size: {a_path}, {b_path}")
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    f_ab = dis.calc(a, b, None)
+    f_ba = dis.calc(b, a, None)
+    h, w = a.shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    mx, my = gx + f_ab[..., 0], gy + f_ab[..., 1]
+    b_on_a = cv2.remap(b.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=-1.0)
+    back = cv2.remap(f_ba, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1e3)
+    consistent = np.hypot(f_ab[..., 0] + back[..., 0], f_ab[..., 1] + back[..., 1]) < 0.5
+    inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1) & (b_on_a >= 0)
+    overlap = cv2.erode((consistent & inside).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if overlap.mean() < min_overlap:
+        raise ValueError(f"the views overlap on only {overlap.mean():.0%} of the image")
+    ma, mb = float(a[overlap].mean()), float(b_on_a[overlap].mean())
+    return abs(ma - mb) / ((ma + mb) / 2), float(overlap.mean())

@@ -198,6 +198,19 @@ def test_reverse_forward(rig):
     assert phone.device_port(7777) is None
     r = adb(rig, "reverse", "localabstract:foo", f"tcp:{port}")
     assert r.returncode == 1 and "models only tcp:PORT" in r.stderr
+    # The same through adbutils.
+    d = rig[2]
+    threading.Thread(target=serve, daemon=True).start()
+    d.reverse("tcp:7778", f"tcp:{port}")
+    assert [(i.remote, i.local) for i in d.reverse_list()] == [("tcp:7778", f"tcp:{port}")]
+    with pytest.raises(AdbError, match="cannot rebind"):
+        d.reverse("tcp:7778", f"tcp:{port}", norebind=True)
+    app = socket.create_connection(("127.0.0.1", phone.device_port(7778)), timeout=5)
+    app.sendall(b"again")
+    assert app.recv(100) == b"host saw again"
+    app.close()
+    d.reverse_remove_all()
+    assert d.reverse_list() == [] and phone.device_port(7778) is None
     host.close()
 
 

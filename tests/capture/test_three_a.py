@@ -3,15 +3,13 @@
 import subprocess
 import sys
 
-import cv2
-import numpy as np
 import pytest
 
 from hzsr.capture.doctor import DoctorConfig, run_doctor
 from hzsr.capture.link import Backoff, RigLink
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun
-from hzsr.capture.three_a import ThreeAConfig, parse_af
+from hzsr.capture.three_a import ThreeAConfig, overlap_brightness_difference, parse_af
 from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
 from hzsr.core.errors import CaptureError, ConfigError
 from hzsr.core.records import CaptureRecord
@@ -22,7 +20,7 @@ pytestmark = pytest.mark.adb
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    r = VirtualRig(tmp_path_factory.mktemp("rig3a"), VirtualRigConfig(size=(320, 240), seed=3)).start()
+    r = VirtualRig(tmp_path_factory.mktemp("rig3a"), VirtualRigConfig(size=(320, 240), seed=1)).start()
     yield r
     r.stop()
 
@@ -31,27 +29,6 @@ def _run(rig, session, three_a=None):
     link = RigLink(load_rig(rig.rig_yaml), backoff=Backoff(tries=3, base_s=0.2), agent_timeout_s=5.0)
     cfg = CaptureConfig(three_a=three_a or ThreeAConfig())
     return CaptureRun(session, link, cfg, rig_path=str(rig.rig_yaml), say=lambda m: None)
-
-
-def overlap_brightness_diff(a_path, b_path) -> float:
-    """Relative difference of mean brightness of two views over their overlap.
-
-    The reference T sits 7 cm from the main T, so the two views are offset by parallax; the
-    offset is measured from the images (phase correlation) and only the overlap is compared.
-    """
-    a = cv2.imread(str(a_path), cv2.IMREAD_GRAYSCALE).astype(np.float64)
-    b = cv2.imread(str(b_path), cv2.IMREAD_GRAYSCALE).astype(np.float64)
-    win = cv2.createHanningWindow(a.shape[::-1], cv2.CV_64F)
-    (dx, dy), _ = cv2.phaseCorrelate(a, b, win)  # b(x + d) ~ a(x)
-    dx, dy = int(round(dx)), int(round(dy))
-    h, w = a.shape
-    ya, yb = max(0, -dy), max(0, dy)
-    xa, xb = max(0, -dx), max(0, dx)
-    hh, ww = h - abs(dy), w - abs(dx)
-    assert hh > h // 2 and ww > w // 2, (dx, dy)
-    ma = a[ya:ya + hh, xa:xa + ww].mean()
-    mb = b[yb:yb + hh, xb:xb + ww].mean()
-    return abs(ma - mb) / ((ma + mb) / 2)
 
 
 def test_locked_and_matched_session(rig, tmp_path):
@@ -71,9 +48,28 @@ def test_locked_and_matched_session(rig, tmp_path):
         for f in rec.frames:
             assert f.ccm is not None and len(f.ccm) == 9 and f.f_number and f.focal_length_mm
             assert f.frame_duration_ns == 33_333_333 and f.distortion == [0.0] * 5 and f.af_state
-        diffs.append(overlap_brightness_diff(cdir / "main_T.jpg", cdir / "ref_T.jpg"))
+        diff, share = overlap_brightness_difference(cdir / "main_T.jpg", cdir / "ref_T.jpg")
+        assert share > 0.3  # the measure covers a good part of the view
+        diffs.append(diff)
     print("overlap brightness difference, locked+matched:", [f"{d:.4f}" for d in diffs])
     assert max(diffs) <= 0.02
+    # The measure sees through metadata: a reference agent that reports the copied settings but
+    # renders with its own auto 3A (the ignore_3a fault) is caught by the images alone.
+    ref = rig.phone("reference")
+    ref.call(lambda: setattr(ref.agent.faults, "ignore_3a", True))
+    try:
+        run = _run(rig, tmp_path / "s", ThreeAConfig(lock_3a=True, match_exposure=True))
+        run.open()
+        cid = run.capture("lobby", []).capture_id
+        run.link.close()
+    finally:
+        ref.call(lambda: setattr(ref.agent.faults, "ignore_3a", False))
+    cdir = tmp_path / "s" / "captures" / cid
+    rec = CaptureRecord.load(cdir)
+    assert rec.frame("main_T").exposure_time_ns == rec.frame("ref_T").exposure_time_ns  # the lie
+    diff, _ = overlap_brightness_difference(cdir / "main_T.jpg", cdir / "ref_T.jpg")
+    print("with the reference ignoring the settings:", f"{diff:.4f}")
+    assert diff > 0.02
 
 
 def test_doctor_warns_on_differing_t_then_passes_when_matched(rig):

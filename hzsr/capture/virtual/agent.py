@@ -108,6 +108,9 @@ class CaptureAgent:
             req_id = req.get("id")
             if req["cmd"] == "time":
                 out = await asyncio.to_thread(self._time)
+            elif req["cmd"] in ("set_3a", "get_3a") and self.protocol_version >= 2:
+                # Metering renders; a camera does it off the thread that answers requests.
+                out = await asyncio.to_thread(self._set_3a if req["cmd"] == "set_3a" else self._get_3a, req)
             else:
                 fn = {"hello": self._hello, "capture": self._capture, "status": self._status,
                       "list": self._list, "meta": self._meta, "delete": self._delete}.get(req["cmd"])

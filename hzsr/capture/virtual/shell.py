@@ -652,6 +652,9 @@ class VirtualShell:
                         names = [".", "..", *names]
                     if multi:
                         out.append(f"{a}:")
+                    if long:  # toybox: 1 KiB blocks of the entries listed
+                        blocks = sum(-(-(p / x).stat().st_size // 4096) * 4 for x in names if x not in (".", ".."))
+                        out.append(f"total {blocks}")
                     for x in names:
                         out.append(self._ls_line(p / x if x not in (".", "..") else p, x, long))
                     if multi:
