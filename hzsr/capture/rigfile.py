@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hzsr.core.config import load_config
+from hzsr.core.records import ClockCalibration
 from hzsr.core.schema import Problem
 
 
@@ -29,6 +30,7 @@ class AdbEndpoint:
 class PhoneEntry:
     serial: str  # as `adb devices` lists it
     role: Literal["main", "reference", "spare"]
+    clock_calibration: ClockCalibration | None = None  # written by `hzsr sync calibrate`
 
 
 @dataclass

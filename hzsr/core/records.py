@@ -84,12 +84,23 @@ class ClockSample:
 
 
 @dataclass
+class ClockCalibration:
+    """A phone's link asymmetry, measured optically (``hzsr sync calibrate``; docs/sync.md)."""
+
+    offset_correction_ns: int  # subtracted from every SNTP offset estimate of this phone
+    base_half_rtt_ns: int  # least error bound seen while calibrating: the link's symmetric part
+    uncertainty_ns: int  # what the correction may leave (3 sigma of the calibration's residuals)
+    source: str = ""  # the sync-board session it came from
+
+
+@dataclass
 class DeviceClock:
     """Clock-sync results for one phone over a session."""
 
     samples: list[ClockSample] = field(default_factory=list)  # kept best-rtt sample per sync round
     drift_ppm: float | None = None  # fitted slope of offset over host time, parts per million
     drift_ppm_stderr: float | None = None  # standard error of that slope
+    calibration: ClockCalibration | None = None  # applied to the samples' offsets, when present
 
 
 @dataclass

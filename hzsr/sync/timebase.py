@@ -11,6 +11,11 @@ extrapolates, adding its standard error times the distance:
 
 A phone timestamp ``p`` maps to the host instant ``h`` with ``h + offset(h) = p`` (two fixed-point
 steps suffice: the offset changes by ppm over the step).
+
+``e_i = rtt_i / 2`` covers any asymmetry of the link. With a calibration (``hzsr sync calibrate``)
+the offsets were corrected for the measured asymmetry, and the error left is the jitter above the
+link's symmetric floor plus what the calibration may have missed:
+``e_i = max(rtt_i / 2 - base_half_rtt, 0) + uncertainty`` (docs/sync.md).
 """
 
 from __future__ import annotations
@@ -45,10 +50,14 @@ class Timebase:
         if not clock.samples:
             raise ValueError("no clock-sync samples")
         s = sorted(clock.samples, key=lambda x: x.host_ns)
+        e = np.array([x.rtt_ns / 2 for x in s], np.float64)
+        cal = clock.calibration
+        if cal is not None:
+            e = np.maximum(e - cal.base_half_rtt_ns, 0.0) + cal.uncertainty_ns
         return cls(
             np.array([x.host_ns for x in s], np.float64),
             np.array([x.offset_ns for x in s], np.float64),
-            np.array([x.rtt_ns / 2 for x in s], np.float64),
+            e,
             clock.drift_ppm or 0.0,
             clock.drift_ppm_stderr if clock.drift_ppm_stderr is not None else 5.0,
             wander_ppm,

@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -20,7 +20,7 @@ from hzsr.capture.virtual.phone import VirtualPhone
 from hzsr.core.errors import ConfigError, RigError
 from hzsr.core.fileio import atomic_write_bytes
 from hzsr.sim.profiles import get_profile
-from hzsr.sim.timing import LinkModel
+from hzsr.sim.timing import parse_link_spec
 from hzsr.sim.world import VirtualWorld, WorldConfig
 
 #: name -> (takes a value, what it does). Syntax: ``name[=value][@role]``, comma-separated.
@@ -32,6 +32,7 @@ FAULTS = {
     "clock_jump_ms": (True, "step the phone's boot-time clock by X ms"),
     "capture_failure": (False, "the next capture ends with a camera error"),
     "kill_adb_server": (True, "kill the adb server S seconds after the rig is up"),
+    "link_bias_us": (True, "2 X us more delay towards the phone: its SNTP offset reads X us ahead"),
 }
 
 
@@ -72,7 +73,8 @@ class VirtualRigConfig:
     seed: int = 0
     size: tuple[int, int] = (640, 480)
     faults: str = ""
-    link: LinkModel = field(default_factory=LinkModel)
+    link: str = "loopback"  # link profile(s): NAME, or main=NAME,reference=NAME (hzsr.sim.timing)
+    scene: str = ""  # only this scene kind (e.g. sync-board); empty: cycle through every kind
     scene_duration_s: float = 8.0
     adb_port: int | None = None  # None: a free private port
 
@@ -85,6 +87,7 @@ class VirtualRig:
             raise ConfigError("must be >= 1", field="--phones")
         self.faults = parse_faults(self.cfg.faults)
         self.profile = get_profile(self.cfg.profile)
+        self.links = parse_link_spec(self.cfg.link)
         self.adb: AdbServer | None = None
         self.world: VirtualWorld | None = None
         self.phones: list[VirtualPhone] = []
@@ -101,8 +104,10 @@ class VirtualRig:
     def start(self) -> VirtualRig:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.adb = AdbServer.start(self.cfg.adb_port)
-        self.world = VirtualWorld(self.profile, WorldConfig(seed=self.cfg.seed, size=self.cfg.size,
-                                                            scene_duration_s=self.cfg.scene_duration_s),
+        wcfg = WorldConfig(seed=self.cfg.seed, size=self.cfg.size, scene_duration_s=self.cfg.scene_duration_s)
+        if self.cfg.scene:
+            wcfg.kinds = (self.cfg.scene,)
+        self.world = VirtualWorld(self.profile, wcfg,
                                   self.workdir / "truth")
         try:
             for i in range(self.cfg.phones):
@@ -121,7 +126,8 @@ class VirtualRig:
         role = self.role_of(i)
         return VirtualPhone(self.profile, serial, role="reference" if role == "spare" else role,
                             storage_dir=self.workdir / "phones" / serial, world=self.world,
-                            link=self.cfg.link, seed=self.cfg.seed, port=port)
+                            link=self.links["main" if role == "main" else "reference"], seed=self.cfg.seed,
+                            port=port)
 
     def _connect(self, p: VirtualPhone, timeout: float = 15.0) -> None:
         assert self.adb is not None
@@ -160,6 +166,8 @@ class VirtualRig:
                     p.stall_agent(True)
                 elif f.name == "clock_jump_ms":
                     p.jump_clock(f.value)
+                elif f.name == "link_bias_us":
+                    p.bias_link(f.value)
                 elif f.name == "capture_failure":
                     p.fail_next_capture()
             if f.name == "kill_adb_server":
