@@ -36,8 +36,8 @@ class PhaseAlignConfig:
 
     threshold_ns: int = 10_000  # aligned once |phase error| is at most this (libsoftwaresync: 100 us)
     max_iterations: int = 10  # changes per alignment at most
-    average_frames: int = 3  # reported timestamps averaged per measurement
-    wait_frames: int = 6  # after a change: the HAL's max pipeline depth (3) + average_frames
+    average_frames: int = 2  # reported timestamps averaged per measurement
+    wait_frames: int = 5  # after a change: the HAL's max pipeline depth (3) + average_frames
 
 
 @dataclass
