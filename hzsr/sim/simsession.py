@@ -244,7 +244,9 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
             "subject": scene.subject,
         }
         arrays = None
-        if cfg.truth:
+        if cfg.truth and scene.kind == "sync-board":  # no texture to follow: timing truth only
+            write_capture_truth(out, cid, cap_truth, None)
+        elif cfg.truth:
             cr = crop_rect(rig)
             src = rig.pose("main_W")
             crop_pose = type(src)(cr.crop_intrinsics(src.K), src.R, src.C, cfg.size)

@@ -266,7 +266,7 @@ def board_scene(index: int, rng: np.random.Generator):
                                      float(rng.uniform(2.9, 3.1))),
                            clock_offset_us=float(rng.uniform(0, 1e9)), clock_ppm=float(rng.normal(0, 20)))
     spec = BoardSpec()
-    wall = Layer("board", "brick", place.centre_m[2], spec.width_m, "full")
+    wall = Layer("board", "brick", place.centre_m[2], (place.centre_m[0], place.centre_m[1]), spec.width_m, "full")
     return Scene(f"sync-board-{index:04d}", "sync-board", ["sync-board", "static"], [wall], "board", 1.0,
                  extra={"board": spec, "placement": place})
 

@@ -5,7 +5,7 @@ import pytest
 
 from hzsr.core.clock import sntp_estimate
 from hzsr.core.errors import ConfigError
-from hzsr.sim.phase_align import PhaseAligner, PhaseAlignConfig
+from hzsr.sim.phase_align import PhaseAlignConfig, PhaseAligner
 from hzsr.sim.sensor import SensorConfig, SensorStream
 from hzsr.sim.timing import LINK_PROFILES, PhoneClock, parse_link_spec, sntp_exchanges
 
