@@ -53,17 +53,20 @@ def cmd_sim_session(args: argparse.Namespace) -> int:
     from hzsr.sim.profiles import FULL_RES
     from hzsr.sim.scene import SCENE_KINDS
     from hzsr.sim.simsession import SimConfig, simulate_session
+    from hzsr.sim.timing import parse_link_spec
 
     kinds = tuple(args.kinds.split(",")) if args.kinds else SCENE_KINDS
     for k in kinds:
-        if k not in SCENE_KINDS:
-            raise ConfigError(f"unknown scene kind {k!r}; known: {', '.join(SCENE_KINDS)}", field="--kinds")
+        if k not in (*SCENE_KINDS, "sync-board"):
+            raise ConfigError(f"unknown scene kind {k!r}; known: {', '.join(SCENE_KINDS)}, sync-board",
+                              field="--kinds")
+    parse_link_spec(args.link)
     if args.captures < 1:
         raise ConfigError("must be >= 1", field="--captures")
     if not 0 <= args.seed < 2**63:
         raise ConfigError(f"must be in 0 .. 2^63-1, got {args.seed}", field="--seed")
     cfg = SimConfig(captures=args.captures, seed=args.seed, size=FULL_RES if args.full_res else args.size,
-                    kinds=kinds, truth=args.truth, phase_align=not args.no_phase_align)
+                    kinds=kinds, truth=args.truth, phase_align=not args.no_phase_align, link=args.link)
     try:
         out = simulate_session(args.out, cfg, progress=not args.quiet)
     except FileExistsError as exc:
@@ -99,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kinds", help="comma-separated scene kinds to cycle through")
     s.add_argument("--truth", action="store_true", help="write ground truth to <out>.truth/")
     s.add_argument("--no-phase-align", action="store_true")
+    s.add_argument("--link", default="loopback", help="link profile(s) of the simulated SNTP: loopback, usb2, "
+                   "usb2-hub, usb3, or main=usb2-hub,reference=usb3 (default: %(default)s)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sim_session)
 

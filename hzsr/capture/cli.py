@@ -29,6 +29,11 @@ def add_rig_parser(stages, size_type) -> None:
     up.add_argument("--dir", default=DEFAULT_DIR, help="rig folder: rig.yaml, phone storage, truth, log")
     up.add_argument("--size", type=size_type, default=(640, 480))
     up.add_argument("--seed", type=int, default=0)
+    up.add_argument("--link", default="loopback",
+                    help="link profile of both phones (loopback, usb2, usb2-hub, usb3), or per phone: "
+                         "main=usb2-hub,reference=usb3 (default: %(default)s)")
+    up.add_argument("--scene", default="", help="show only this scene kind, e.g. sync-board "
+                    "(default: cycle through every kind)")
     up.add_argument("--adb-port", type=int, default=None)
     up.add_argument("--background", action="store_true", help="detach; return once the rig is up")
     up.set_defaults(func=cmd_rig_up)
@@ -80,7 +85,7 @@ def cmd_rig_up(args: argparse.Namespace) -> int:
     from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
 
     cfg = VirtualRigConfig(phones=args.phones, profile=args.profile, seed=args.seed, size=tuple(args.size),
-                           faults=args.faults, adb_port=args.adb_port)
+                           faults=args.faults, adb_port=args.adb_port, link=args.link, scene=args.scene)
     rig = VirtualRig(workdir, cfg)
     stop = {"now": False}
 
@@ -109,7 +114,8 @@ def _up_background(args: argparse.Namespace, workdir: Path, rig_yaml: Path) -> i
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--phones", str(args.phones),
             "--profile", args.profile, "--faults", args.faults, "--dir", str(workdir),
-            "--size", f"{args.size[0]}x{args.size[1]}", "--seed", str(args.seed)]
+            "--size", f"{args.size[0]}x{args.size[1]}", "--seed", str(args.seed), "--link", args.link,
+            "--scene", args.scene]
     if args.adb_port:
         argv += ["--adb-port", str(args.adb_port)]
     log = open(workdir / "rig.log", "ab")

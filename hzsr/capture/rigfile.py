@@ -17,6 +17,7 @@ from typing import Literal
 
 from hzsr.core.config import load_config
 from hzsr.core.process import ProcessProof, valid_pid
+from hzsr.core.records import ClockCalibration
 from hzsr.core.schema import Problem
 
 
@@ -75,6 +76,7 @@ class VirtualSection:
 class PhoneEntry:
     serial: str  # as `adb devices` lists it
     role: Literal["main", "reference", "spare"]
+    clock_calibration: ClockCalibration | None = None  # written by `hzsr sync calibrate`
 
 
 @dataclass

@@ -98,6 +98,16 @@ class ClockSample:
 
 
 @dataclass
+class ClockCalibration:
+    """A phone's link asymmetry, measured optically (``hzsr sync calibrate``; docs/sync.md)."""
+
+    offset_correction_ns: int  # subtracted from every SNTP offset estimate of this phone
+    base_half_rtt_ns: int  # least error bound seen while calibrating: the link's symmetric part
+    uncertainty_ns: int  # what the correction may leave (3 sigma of the calibration's residuals)
+    source: str = ""  # the sync-board session it came from
+
+
+@dataclass
 class DeviceClock:
     """Clock-sync results for one phone over a session."""
 
@@ -107,6 +117,8 @@ class DeviceClock:
     # Indices into samples where the phone's clock stepped (a jump): sample k starts segment
     # i + 1. Each segment is mapped on its own; the drift is fitted with one intercept per segment.
     segment_starts: list[int] = field(default_factory=list)
+
+    calibration: ClockCalibration | None = None  # applied to the samples' offsets, when present
 
     def check(self) -> list[Problem]:
         n = len(self.samples)

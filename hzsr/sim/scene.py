@@ -130,7 +130,11 @@ def _t_texel(depth: float, fx_t_native: float) -> float:
 
 
 def make_scene(kind: str, index: int, rng: np.random.Generator, fx_t_native: float) -> Scene:
-    """Build a random scene of ``kind`` (one of ``SCENE_KINDS``)."""
+    """Build a random scene of ``kind`` (one of ``SCENE_KINDS``, or ``sync-board``)."""
+    if kind == "sync-board":
+        from hzsr.sim.syncboard import board_scene
+
+        return board_scene(index, rng)
     if kind not in SCENE_KINDS:
         raise ValueError(f"unknown scene kind {kind!r}; known: {', '.join(SCENE_KINDS)}")
     u = rng.uniform

@@ -2,8 +2,10 @@
 
 This is the renderer-only path (no ADB): it plays the part of both phones and the host, using the
 same clock, stream and camera models as the virtual phones, and writes what a real capture session
-would. Per capture it simulates the host's trigger, each phone's clock-domain conversion and sensor
-stream, then renders the three frames at the instants each was really exposed.
+would. Per capture it simulates the host's SNTP rounds over each phone's link profile
+(``timing.LinkProfile``), the host's trigger on the frame grid, each phone's clock-domain
+conversion, its camera HAL stream (``sensor``) steered by the phase-alignment algorithm
+(``phase_align``), then renders the three frames at the instants each was really exposed.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ import numpy as np
 from tqdm import tqdm
 
 from hzsr.core import records as R
-from hzsr.core.clock import fit_drift
+from hzsr.core.clock import fit_drift, sntp_estimate
 from hzsr.core.fileio import atomic_write_bytes, sha256_bytes
 from hzsr.core.geometry import CropRect, tele_crop_rect
 from hzsr.core.journal import Journal
 from hzsr.core.schema import to_plain
+from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile, get_profile
 from hzsr.sim.render import true_flow
 from hzsr.sim.rig import SLOTS, FrameExposure, RigGeometry, af_roi, render_frame
 from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
-from hzsr.sim.timing import LinkModel, PhoneClock, next_frame_ns, sntp_best_sample
+from hzsr.sim.sensor import SensorConfig, SensorStream
+from hzsr.sim.timing import SIM_LOOPBACK, PhoneClock, parse_link_spec, sntp_exchanges
 from hzsr.sim.truth import write_capture_truth, write_session_truth
 
 DEVICE_ROLES = ("main", "reference")
@@ -54,11 +58,15 @@ class SimConfig:
     interval_s: float = 2.0  # host time between triggers
     lead_ms: float = 500.0  # trigger this far in the future (libsoftwaresync's choice)
     phase_align: bool = True
-    phase_residual_us: float = 40.0  # phase-alignment residual (uniform 0..this)
     wt_offset_ms: float = 1.5  # W and T exposure starts differ by up to this (APPROXIMATE sync)
-    resync_every: int = 5  # a clock-sync round every N captures
-    link: LinkModel = field(default_factory=LinkModel)
+    resync_every: int = 5  # a full clock-sync round every N captures ...
+    quick_exchanges: int = 24  # ... and a quick one before each of the others (0: none), as `hzsr capture` does
+    link: str = "loopback"  # link profile(s): NAME or main=NAME,reference=NAME (hzsr.sim.timing)
+    link_bias_us: float = 0.0  # fault: the reference link reads its clock this far ahead (asymmetry)
+    exchanges: int = 200  # SNTP exchanges per sync round
+    calibration: dict[str, R.ClockCalibration] = field(default_factory=dict)  # by role, applied to sync
     drift_ppm_sigma: float = 8.0
+    wander_ppm_per_sqrt_s: float = 0.05  # random walk of each phone's frequency (temperature)
     truth: bool = False  # write ground truth beside the session (``<dir>.truth/``)
     quality: int = 92
     images: bool = True  # False: timing-only session (records, no image files) for sync tests
@@ -99,13 +107,20 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
 
     host_epoch = int(rng.uniform(2e12, 9e12))  # host CLOCK_MONOTONIC at session start
     clocks = {r: PhoneClock(int(rng.uniform(-5e11, 5e11)), float(rng.normal(0, cfg.drift_ppm_sigma)),
-                            host_epoch) for r in DEVICE_ROLES}
-    phases = {r: float(rng.uniform(0, period)) for r in DEVICE_ROLES}
+                            host_epoch, wander_ppm_per_sqrt_s=cfg.wander_ppm_per_sqrt_s,
+                            wander_seed=int(rng.integers(2**31))) for r in DEVICE_ROLES}
+    links = {r: (SIM_LOOPBACK if p.name == "loopback" else p) for r, p in parse_link_spec(cfg.link).items()}
+    links["reference"] = links["reference"].with_bias(cfg.link_bias_us)
+    streams = {r: SensorStream(SensorConfig(period_ns=period), clocks[r].phone_ns(host_epoch) + rng.uniform(0, period),
+                               int(rng.integers(2**31))) for r in DEVICE_ROLES}
+    aligners = {r: PhaseAligner(streams[r]) for r in DEVICE_ROLES}
     serials = {r: f"VPH5X{rng.integers(0, 16**6):06X}" for r in DEVICE_ROLES}
     ts_src = {r: profile.timestamp_source for r in DEVICE_ROLES}
     if cfg.faults.unknown_timestamp_source:
         ts_src["reference"] = "UNKNOWN"
     devices = {r: _device_info(profile, serials[r], r, cfg.size, ts_src[r]) for r in DEVICE_ROLES}
+    for r, cal in cfg.calibration.items():
+        devices[r].clock.calibration = cal
 
     session = R.SessionRecord(
         schema_version=R.SCHEMA_VERSION, session_id=out.name,
@@ -117,11 +132,15 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
     journal = Journal(out / "journal.jsonl")
     journal.append("session_started", source="sim", session_id=out.name)
 
-    def sync_round(host_ns: int) -> None:
+    def sync_round(host_ns: int, n: int = cfg.exchanges) -> None:
         """Keep one best-rtt sample per phone, then refit its drift over all samples so far."""
         for r in DEVICE_ROLES:
-            h, off, rtt = sntp_best_sample(clocks[r], host_ns, cfg.link, rng)
             clock = devices[r].clock
+            stamps = sntp_exchanges(clocks[r], host_ns, links[r], rng, n)
+            h, off, bound, _ = sntp_estimate(stamps, clock.drift_ppm)
+            if clock.calibration is not None:
+                off -= clock.calibration.offset_correction_ns
+            rtt = 2 * bound
             clock.samples.append(R.ClockSample(h, off, rtt))
             clock.drift_ppm, clock.drift_ppm_stderr = fit_drift(clock.samples)
             journal.append("clock_sync", device=serials[r], host_ns=h, offset_ns=off, rtt_ns=rtt)
@@ -137,6 +156,8 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
     for k in tqdm(range(cfg.captures), desc="sim captures", disable=not progress):
         if k % cfg.resync_every == 0:
             sync_round(host_now)
+        elif cfg.quick_exchanges:
+            sync_round(host_now, cfg.quick_exchanges)
         if cfg.faults.clock_jump_before == k:
             # Lands after this capture's sync round (if any): the host cannot see it until the next.
             clocks["reference"].jumps.append((host_now, int(cfg.faults.clock_jump_ms * 1e6)))
@@ -145,21 +166,25 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
             scene = make_scene(kind, k // cfg.captures_per_scene, rng, fx_t)
         assert scene is not None
         trigger_host = host_now + int(cfg.lead_ms * 1e6)
+        if cfg.phase_align:  # on the host's frame grid, so every capture asks for the same phase
+            trigger_host = int(np.ceil(trigger_host / period) * period)
         journal.append("trigger", capture_id=f"c{k:05d}", target_host_ns=trigger_host)
 
         # Each phone converts the host target into its clock with its *estimated* offset; its
         # stream then delivers the first frame at or after that instant.
         frame_phone: dict[str, float] = {}
+        frame_k: dict[str, int] = {}
         for r in DEVICE_ROLES:
             target = estimate_phone_ns(r, trigger_host)
             if cfg.phase_align:
-                phase = target + rng.uniform(0, cfg.phase_residual_us * 1e3)
+                aligners[r].align(clocks[r].phone_ns(host_now), target, target)
+                frame_k[r] = aligners[r].capture_frame(target)
             else:
-                phase = phases[r]  # free-running stream, its own phase
-            frame_phone[r] = next_frame_ns(target, phase, period)
+                frame_k[r] = streams[r].first_at_or_after(target)  # free-running: its own phase
         if k in cfg.faults.late_frame_at:
-            frame_phone["reference"] += period
-        true_host = {r: clocks[r].host_ns(frame_phone[r]) for r in DEVICE_ROLES}
+            frame_k["reference"] += 1
+        frame_phone = {r: streams[r].reported(frame_k[r]) for r in DEVICE_ROLES}
+        true_host = {r: clocks[r].host_ns(streams[r].start(frame_k[r])) for r in DEVICE_ROLES}
         wt = rng.uniform(-cfg.wt_offset_ms, cfg.wt_offset_ms) * 1e6
         instants = {"main_W": true_host["main"], "main_T": true_host["main"] + wt,
                     "ref_T": true_host["reference"]}
@@ -171,7 +196,13 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
         frames = []
         for slot, (role, cam_role) in SLOTS.items():
             t_s = (instants[slot] - trigger_host) / 1e9
-            if cfg.images:
+            if cfg.images and scene.kind == "sync-board":
+                from hzsr.sim.syncboard import render_board_slot
+
+                jpg, exp = render_board_slot(rig, scene, slot, instants[slot], rng, SensorConfig().readout_ns,
+                                             cfg.quality)
+                atomic_write_bytes(cdir / f"{slot}.jpg", jpg)
+            elif cfg.images:
                 jpg, exp, _ = render_frame(rig, scene, slot, t_s, focus_true[role], rng, quality=cfg.quality)
                 atomic_write_bytes(cdir / f"{slot}.jpg", jpg)
             else:
@@ -192,7 +223,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                 focus_calibration="APPROXIMATE", af_state="FOCUSED_LOCKED",
                 af_roi=af_roi(rig, slot, scene, t_s), intrinsics=cam.intrinsics,
                 width=cfg.size[0], height=cfg.size[1], sha256=sha256_bytes(jpg), size_bytes=len(jpg),
-                frame_number=int(frame_phone[role] // period),
+                frame_number=frame_k[role],
             ))
             journal.append("verified", capture_id=cid, file=f"{slot}.jpg", sha256=frames[-1].sha256)
         rec = R.CaptureRecord(schema_version=R.SCHEMA_VERSION, capture_id=cid, scene_id=scene.scene_id,
@@ -213,7 +244,9 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
             "subject": scene.subject,
         }
         arrays = None
-        if cfg.truth:
+        if cfg.truth and scene.kind == "sync-board":  # no texture to follow: timing truth only
+            write_capture_truth(out, cid, cap_truth, None)
+        elif cfg.truth:
             cr = crop_rect(rig)
             src = rig.pose("main_W")
             crop_pose = type(src)(cr.crop_intrinsics(src.K), src.R, src.C, cfg.size)
@@ -233,8 +266,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
     journal.append("session_stopped", captures=cfg.captures)
     if cfg.truth:
         write_session_truth(out, {
-            "clocks": {serials[r]: {"role": r, "offset_ns": c.offset_ns, "drift_ppm": c.drift_ppm,
-                                    "epoch_ns": c.epoch_ns, "jumps": c.jumps} for r, c in clocks.items()},
+            "clocks": {serials[r]: {"role": r, **c.truth(), "link": links[r].name} for r, c in clocks.items()},
             "phase_align": cfg.phase_align, "period_ns": period,
             "captures": truth_captures,
         })

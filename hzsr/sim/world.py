@@ -60,6 +60,12 @@ class VirtualWorld:
         """Render what ``role``'s ``cam_role`` camera sees at true host instant ``host_ns``."""
         scene, t = self.scene_at(host_ns)
         slot = slot_of(role, cam_role)
+        if scene.kind == "sync-board":  # rows exposed one by one: the board shows each row's time
+            from hzsr.sim.sensor import SensorConfig
+            from hzsr.sim.syncboard import render_board_slot
+
+            jpg, exp = render_board_slot(self.rig, scene, slot, host_ns, rng, SensorConfig().readout_ns, quality)
+            return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
         focus = focus_diopters if focus_diopters is not None else 1 / scene.layer(scene.subject).depth_m
         jpg, exp, _ = render_frame(self.rig, scene, slot, t, focus, rng, quality=quality, controls=controls)
         return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t

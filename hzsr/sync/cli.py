@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def add_sync_parser(stages) -> None:
@@ -15,6 +16,31 @@ def add_sync_parser(stages) -> None:
     c.add_argument("--no-plots", action="store_true")
     c.set_defaults(func=_cmd_check)
 
+    o = verbs.add_parser("optical", help="true skew per capture from photos of the sync board -> "
+                         "<session>/sync/optical.csv, optical.png")
+    o.add_argument("session")
+    o.add_argument("--board", default=None, help="board YAML (hzsr sync board writes one; default: the "
+                   "reference build in docs/sync-board.md)")
+    o.add_argument("--readout-ms", type=float, default=10.0,
+                   help="rolling-shutter readout, first to last row (default: %(default)s)")
+    o.add_argument("--no-plots", action="store_true", help="skip optical.png (default: %(default)s)")
+    o.add_argument("--json", action="store_true", help="print the summary as JSON (default: %(default)s)")
+    o.set_defaults(func=_cmd_optical)
+
+    k = verbs.add_parser("calibrate", help="fit the rig's link asymmetry from a sync-board session; store it "
+                         "in rig.yaml")
+    k.add_argument("session")
+    k.add_argument("--rig", required=True, help="rig.yaml to update (clock_calibration per phone)")
+    k.add_argument("--board", default=None, help="board YAML, if the session is not decoded yet (default: "
+                   "the reference build)")
+    k.add_argument("--json", action="store_true", help="print the result as JSON (default: %(default)s)")
+    k.set_defaults(func=_cmd_calibrate)
+
+    b = verbs.add_parser("board", help="write the sync board's kit: board.yaml, printable face.png, leds.csv")
+    b.add_argument("--out", required=True, help="folder to write the kit into")
+    b.add_argument("--board", default=None, help="start from this board YAML (default: the reference build)")
+    b.set_defaults(func=_cmd_board)
+
 
 def _cmd_check(args: argparse.Namespace) -> int:
     import math
@@ -26,7 +52,74 @@ def _cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"must be a finite number > 0, got {args.max_skew_us}", field="--max-skew-us")
     th = SyncThresholds() if args.max_skew_us is None else SyncThresholds(max_skew_us=args.max_skew_us)
     summary = run_sync_check(args.session, th, plots=not args.no_plots)
-    import json
-
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _bad_input(exc) -> int:
+    """A file that was read and is bad: exit 1; one that could not be read: exit 2."""
+    import sys
+
+    print(f"hzsr: error: {exc.one_line()}", file=sys.stderr)
+    unreadable = exc.message.startswith(("file not found", "cannot read", "not found"))
+    return 2 if unreadable else 1
+
+
+def _cmd_optical(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hzsr.core.errors import HzsrError
+    from hzsr.sync.optical import OpticalConfig, run_optical
+
+    if args.readout_ms <= 0:
+        from hzsr.core.errors import ConfigError
+
+        raise ConfigError("must be > 0", field="--readout-ms")
+    try:
+        s = run_optical(args.session, args.board, OpticalConfig(readout_ms=args.readout_ms), plots=not args.no_plots)
+    except HzsrError as exc:
+        return _bad_input(exc)
+    out = Path(args.session) / "sync"
+    if args.json:
+        print(json.dumps(s, indent=2, default=float))
+    else:
+        d = s["clock_minus_optical_us"]
+        print(f"{s['session_id']}: board decoded in {s['decoded']}/{s['captures']} captures; optical |skew| "
+              f"p50 {s['optical_skew_us']['p50']} us, p95 {s['optical_skew_us']['p95']} us; clock minus optical: "
+              f"median {d['median']} us, p95 |.| {d['p95_abs']} us; clock bound covers {s['clock_bound_covers']}")
+        plot = "" if args.no_plots else f", {out / 'optical.png'}"
+        print(f"wrote {out / 'optical.csv'}, {out / 'optical.json'}{plot}")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from hzsr.core.errors import HzsrError
+    from hzsr.sync.calibrate import run_calibrate
+
+    try:
+        r = run_calibrate(args.session, args.rig, args.board)
+    except HzsrError as exc:
+        return _bad_input(exc)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(f"{r['session_id']}: {r['captures_used']} captures; clock minus optical skew median "
+              f"{r['clock_minus_optical_us_median']} us (sigma {r['clock_minus_optical_us_sigma']} us)")
+        for serial, c in r["calibration"].items():
+            print(f"  {serial}: offset correction {c['offset_correction_ns'] / 1e3:+.1f} us, link floor "
+                  f"{c['base_half_rtt_ns'] / 1e3:.1f} us, uncertainty {c['uncertainty_ns'] / 1e3:.1f} us")
+        print(f"wrote {r['rig']}")
+    return 0
+
+
+def _cmd_board(args: argparse.Namespace) -> int:
+    from hzsr.core.config import load_config
+    from hzsr.sim.syncboard import BoardSpec
+    from hzsr.sync.boardkit import write_board_kit
+
+    spec = load_config(BoardSpec, args.board) if args.board else BoardSpec()
+    paths = write_board_kit(args.out, spec)
+    print(f"sync board kit: {spec.rows}x{spec.cols} LEDs at {spec.step_us:g} us, {spec.gray_bits}-bit Gray counter "
+          f"(time known modulo {spec.period_us / 1e6:.2f} s)")
+    print("wrote " + ", ".join(paths.values()))
     return 0

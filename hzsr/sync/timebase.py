@@ -18,6 +18,11 @@ with the drift, never across the step. An instant is mapped with the segment it 
 a host-time hint (the capture's trigger): the last segment that began at or before it. Between a
 segment's last sample and the next one's first, nobody knows on which side of the step an
 instant lies: ``hzsr sync check`` flags a capture there as ``clock_jump``.
+
+``e_i = rtt_i / 2`` covers any asymmetry of the link. With a calibration (``hzsr sync calibrate``)
+the offsets were corrected for the measured asymmetry, and the error left is the jitter above the
+link's symmetric floor plus what the calibration may have missed:
+``e_i = max(rtt_i / 2 - base_half_rtt, 0) + uncertainty`` (docs/sync.md).
 """
 
 from __future__ import annotations
@@ -57,10 +62,14 @@ class Timebase:
             seg[int(k):] += 1
         order = sorted(range(len(clock.samples)), key=lambda i: (seg[i], clock.samples[i].host_ns))
         s = [clock.samples[i] for i in order]
+        e = np.array([x.rtt_ns / 2 for x in s], np.float64)
+        cal = clock.calibration
+        if cal is not None:
+            e = np.maximum(e - cal.base_half_rtt_ns, 0.0) + cal.uncertainty_ns
         return cls(
             np.array([x.host_ns for x in s], np.float64),
             np.array([x.offset_ns for x in s], np.float64),
-            np.array([x.rtt_ns / 2 for x in s], np.float64),
+            e,
             clock.drift_ppm or 0.0,
             clock.drift_ppm_stderr if clock.drift_ppm_stderr is not None else 5.0,
             wander_ppm,

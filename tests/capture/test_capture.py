@@ -76,20 +76,46 @@ def test_ten_capture_session_completes_and_validates(tmp_path, rig):
     run.open()
     results = [run.capture("lobby", ["indoor"]) for _ in range(10)]
     assert all(r.status == "complete" for r in results)
-    assert all(abs(r.skew_us) < 250 and r.bound_us < 1000 for r in results)
     assert _assert_nothing_lost(rig, tmp_path / "s10") == 30
     states = journal_state(Journal(tmp_path / "s10" / "journal.jsonl"))
     assert set(states.values()) == {"complete"} and len(states) == 10
-    # Each capture's skew as reported agrees with the virtual phones' ground truth.
-    truth = {}
+    # Against the virtual phones' ground truth: the frames really were taken together (phase
+    # alignment reached its goal after the first capture), and each reported skew is within its bound.
+    true = _true_skews_us(rig)
+    assert all(abs(true[r.capture_id]) < 250 for r in results[1:])
+    for r in results:
+        assert abs(r.skew_us - true[r.capture_id]) <= r.bound_us < 3000
+        # The verdict is honest about the bound: pass only if even its edge is within the warn level.
+        assert (r.verdict == "pass") == (abs(r.skew_us) + r.bound_us <= 250)
+    run.link.close()
+
+
+def _true_skews_us(rig) -> dict[str, float]:
+    truth: dict = {}
     for f in (rig.workdir / "truth").glob("*.jsonl"):
         for line in f.read_text().splitlines():
             d = json.loads(line)
             truth.setdefault(d["capture_id"], {})[(d["role"], d["camera"])] = d["true_host_ns"]
-    for r in results:
-        true_us = (truth[r.capture_id][("reference", "T")] - truth[r.capture_id][("main", "W")]) / 1e3
-        assert abs(r.skew_us - true_us) <= r.bound_us
-    run.link.close()
+    return {c: (v[("reference", "T")] - v[("main", "W")]) / 1e3 for c, v in truth.items()}
+
+
+def test_link_bias_is_missed_by_the_clocks_but_covered_by_the_bound(tmp_path):
+    """100 us of link asymmetry injected on the reference phone: the phones really fire ~100 us
+    apart, the clocks cannot see it (reported ~0), and the bound still covers the truth."""
+    r = VirtualRig(tmp_path / "rig", VirtualRigConfig(size=(160, 120), faults="link_bias_us=100@reference")).start()
+    try:
+        run = _run(r, tmp_path / "s")
+        run.open()
+        results = [run.capture("s", []) for _ in range(5)]
+        run.link.close()
+        true = _true_skews_us(r)
+        for res in results[1:]:
+            assert 60 < true[res.capture_id] < 160  # the bias moved the real frame
+            assert abs(res.skew_us - true[res.capture_id]) > 50  # ... and the host did not see it
+        for res in results:
+            assert abs(res.skew_us - true[res.capture_id]) <= res.bound_us
+    finally:
+        r.stop()
 
 
 def test_dropped_connection_mid_pull_recovers(tmp_path, rig):
@@ -160,7 +186,9 @@ def test_clock_jump_detected_and_resynced(tmp_path, rig):
     assert run.capture("s", []).status == "complete"
     rig.phone("reference").jump_clock(40.0)
     res = run.capture("s", [])
-    assert res.status == "complete" and abs(res.skew_us) < 250  # re-synced before the trigger
+    assert res.status == "complete"
+    true = _true_skews_us(rig)[res.capture_id]
+    assert abs(true) < 250 and abs(res.skew_us - true) <= res.bound_us  # re-synced before the trigger
     assert any(e["event"] == "clock_jump" for e in run.journal)
     import re
 

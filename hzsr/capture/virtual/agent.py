@@ -1,9 +1,11 @@
 """The capture agent of a virtual phone: the JSON-lines protocol on ``localabstract:hzsr_agent``.
 
 ``docs/agent-protocol.md`` is the reference; this module is its virtual implementation. The phone
-has a boot-time clock (``timing.PhoneClock`` over the host's CLOCK_MONOTONIC: an offset, a drift
-and any injected jumps), a link with one-way delays (``timing.LinkModel``, applied to ``time``
-exchanges, where they matter), and a sensor stream with a fixed period and its own phase.
+has a boot-time clock (``timing.PhoneClock`` over the host's CLOCK_MONOTONIC: an offset, a
+wandering drift and any injected jumps), a link profile with one-way delays
+(``timing.LinkProfile``, slept around the clock read of ``time`` exchanges, where they matter),
+and a camera HAL stream (``sim.sensor``) that the app steers onto the goal phase with
+``sim.phase_align`` when a capture asks for ``phase_align``.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from hzsr.capture.virtual.adb_device import StreamIO
 from hzsr.capture.virtual.storage import PhoneStorage, StorageError
 from hzsr.capture.virtual.three_a import ThreeA, ThreeAError, frame_3a_meta
 from hzsr.core.fileio import sha256_bytes
+from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile
-from hzsr.sim.timing import LinkModel, PhoneClock, next_frame_ns
+from hzsr.sim.sensor import SensorConfig, SensorStream
+from hzsr.sim.timing import LinkProfile, PhoneClock, PhoneTiming
 from hzsr.sim.world import VirtualWorld
 
 AGENT_VERSION = "1.0.0"
 MIN_LEAD_NS = 20_000_000  # a target closer than this cannot be scheduled
-PHASE_RESIDUAL_NS = 40_000  # phase alignment leaves frames this close to the goal (uniform)
 WT_OFFSET_NS = 1_500_000  # APPROXIMATE sync: W and T exposures differ by up to this
 
 
@@ -56,14 +59,19 @@ class AgentError(Exception):
 
 class CaptureAgent:
     def __init__(self, serial: str, role: str, profile: PhoneProfile, world: VirtualWorld,
-                 storage: PhoneStorage, clock: PhoneClock, link: LinkModel, seed: int,
+                 storage: PhoneStorage, clock: PhoneClock, link: LinkProfile, seed: int,
                  timestamp_source: str | None = None):
         self.serial, self.role, self.profile = serial, role, profile
         self.world, self.storage, self.clock, self.link = world, storage, clock, link
         self.rng = np.random.default_rng(seed)
         self.faults = AgentFaults()
         self.timestamp_source = timestamp_source or profile.timestamp_source
-        self.state = AgentState(phase_ns=float(self.rng.uniform(0, profile.frame_period_ns)))
+        self.state = AgentState(phase_ns=0.0)
+        self.phone_timing = PhoneTiming()
+        # The camera opens now: the free-running phase depends on when, so it differs run to run.
+        self.stream = SensorStream(SensorConfig(period_ns=profile.frame_period_ns),
+                                   self.boottime_ns() + float(self.rng.uniform(0, 5e6)), int(self.rng.integers(2**31)))
+        self.aligner = PhaseAligner(self.stream)
         self._unstall = asyncio.Event()
         self.protocol_version = PROTOCOL_VERSION  # 1: behave as a v1 agent (no 3A control)
         self.three_a = ThreeA(role, world, world.cfg.size)
@@ -146,14 +154,14 @@ class CaptureAgent:
     def _time(self) -> dict:
         """Runs in a worker thread: the one-way delays are slept where they would occur."""
         link, rng = self.link, self.rng
-        time.sleep((link.asymmetry_us + rng.exponential(link.jitter_us)) * 1e-6)
+        time.sleep(link.sample_ns("up", rng) * 1e-9)
         t1 = self.boottime_ns()
-        t2 = self.boottime_ns()
+        t2 = t1
         if self.faults.time_outside_rtt:
             # A stale clock: the value read at the previous request, not at this one.
             stale, self._last_time_ns = self._last_time_ns, t2
             t1 = t2 = stale if stale is not None else t2
-        time.sleep(rng.exponential(link.jitter_us) * 1e-6)
+        time.sleep((self.phone_timing.reply_delay_ns(rng) + link.sample_ns("down", rng)) * 1e-9)
         return {"t1_ns": t1, "t2_ns": t2}
 
     def _set_3a(self, req: dict) -> dict:
@@ -168,7 +176,8 @@ class CaptureAgent:
 
     def _status(self, req: dict) -> dict:
         return {"boottime_ns": self.boottime_ns(), "frame_period_ns": self.profile.frame_period_ns,
-                "phase_ns": int(self.state.phase_ns % self.profile.frame_period_ns),
+                "phase_ns": int(self.stream.reported(self.stream.frame_at(self.boottime_ns()))
+                                % self.profile.frame_period_ns),
                 "pending": sorted(self.state.pending), "storage_free_bytes": self.storage.free_bytes()}
 
     def _capture_dir(self, session: str, capture_id: str) -> str:
@@ -195,20 +204,22 @@ class CaptureAgent:
         if self.storage.full or self.storage.free_bytes() < need:
             raise AgentError("storage_full", "not enough free storage for this capture",
                              free_bytes=self.storage.free_bytes())
-        period = self.profile.frame_period_ns
         if req.get("phase_align"):
-            # libsoftwaresync's phase alignment, by its outcome: the stream is steered so a frame
-            # starts just after the goal, and stays aligned for later captures.
-            self.state.phase_ns = target + float(self.rng.uniform(0, PHASE_RESIDUAL_NS))
-        frame_ts = int(next_frame_ns(target, self.state.phase_ns, period))
-        frame_number = int(frame_ts // period)
+            # The target is the goal phase: steer the stream onto it by frame-duration changes.
+            self.aligner.align(now, target, target)
+            k = self.aligner.capture_frame(target)
+        else:
+            k = self.stream.first_at_or_after(target)
+        frame_ts, frame_number = int(round(self.stream.reported(k))), k
         self.state.pending[req["capture_id"]] = {"dir": d, "frame_ts": frame_ts}
-        asyncio.get_running_loop().create_task(self._run_capture(req, d, cams, frame_ts, frame_number))
+        asyncio.get_running_loop().create_task(
+            self._run_capture(req, d, cams, frame_ts, frame_number, self.stream.start(k)))
         return {"capture_id": req["capture_id"], "frame_timestamp_ns": frame_ts, "frame_number": frame_number,
                 "dir": d}
 
-    async def _run_capture(self, req: dict, d: str, cams: list[str], frame_ts: int, frame_number: int) -> None:
-        true_host = self.clock.host_ns(frame_ts)
+    async def _run_capture(self, req: dict, d: str, cams: list[str], frame_ts: int, frame_number: int,
+                           true_start: float) -> None:
+        true_host = self.clock.host_ns(true_start)
         delay = (true_host - time.monotonic_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)

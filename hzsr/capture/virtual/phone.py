@@ -22,7 +22,7 @@ from hzsr.capture.virtual.agent import CaptureAgent
 from hzsr.capture.virtual.shell import DeviceState, VirtualShell
 from hzsr.capture.virtual.storage import PhoneStorage
 from hzsr.sim.profiles import PhoneProfile
-from hzsr.sim.timing import LinkModel, PhoneClock
+from hzsr.sim.timing import LINK_PROFILES, LinkProfile, PhoneClock
 from hzsr.sim.world import VirtualWorld
 
 
@@ -82,7 +82,7 @@ class VirtualPhone:
 
     def __init__(self, profile: PhoneProfile, serial: str, *, role: str = "main",
                  storage_dir: str | Path | None = None, world: VirtualWorld | None = None,
-                 link: LinkModel | None = None, seed: int = 0, port: int = 0,
+                 link: LinkProfile | None = None, seed: int = 0, port: int = 0,
                  timestamp_source: str | None = None):
         import tempfile
 
@@ -98,14 +98,16 @@ class VirtualPhone:
         self.shell = VirtualShell(self.props, self.storage, self.state)
         self.transfer_faults = TransferFaults()
         rng = np.random.default_rng([seed, zlib.crc32(serial.encode())])
-        self.clock = PhoneClock(int(rng.uniform(1e11, 9e11)), float(rng.normal(0, 8.0)), time.monotonic_ns())
+        # Wander: ~0.05 ppm/sqrt(s) is a phone warming under load (tenths of a ppm over minutes).
+        self.clock = PhoneClock(int(rng.uniform(1e11, 9e11)), float(rng.normal(0, 8.0)), time.monotonic_ns(),
+                                wander_ppm_per_sqrt_s=0.05, wander_seed=int(rng.integers(2**31)))
         self.loop = asyncio.new_event_loop()
         self.agent: CaptureAgent | None = None
         backend = DeviceBackend(DeviceIdentity(serial, self.props), self.shell, self.storage,
                                 faults=self.transfer_faults)
         if world is not None:
             self.agent = CaptureAgent(serial, role, profile, world, self.storage, self.clock,
-                                      link or LinkModel(), int(rng.integers(2**31)), timestamp_source)
+                                      link or LINK_PROFILES["loopback"], int(rng.integers(2**31)), timestamp_source)
             backend.sockets[f"localabstract:{AGENT_SOCKET}"] = self.agent.handle
             backend.sockets[f"tcp:{AGENT_TCP_PORT}"] = self.agent.handle
         self.backend = backend
@@ -149,6 +151,12 @@ class VirtualPhone:
     def fail_next_capture(self) -> None:
         self.call(lambda: setattr(self._need_agent().faults, "fail_next_capture", True))
 
+    def bias_link(self, bias_us: float) -> None:
+        """Fault: a constant extra delay towards the phone; SNTP reads its clock ``bias_us`` ahead."""
+        agent = self._need_agent()
+        self.call(lambda: setattr(agent, "link", agent.link.with_bias(bias_us)))
+        self._write_clock_truth()
+
     def jump_clock(self, jump_ms: float) -> None:
         self.call(lambda: self._need_agent().jump_clock(int(jump_ms * 1e6)))
         self._write_clock_truth()
@@ -158,9 +166,7 @@ class VirtualPhone:
         if self.agent is None:
             return
 
-        c = self.clock
-        doc = {"serial": self.serial, "offset_ns": c.offset_ns, "drift_ppm": c.drift_ppm,
-               "epoch_ns": c.epoch_ns, "jumps": c.jumps}
+        doc = {"serial": self.serial, **self.clock.truth(), "link": self.agent.link.name}
         self.agent.world.record_truth(f"{self.serial}.clock", doc, append=False)
 
     def _need_agent(self) -> CaptureAgent:

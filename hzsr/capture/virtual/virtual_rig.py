@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -21,7 +21,7 @@ from hzsr.core.errors import ConfigError, RigError
 from hzsr.core.fileio import atomic_write_bytes
 from hzsr.core.process import ProcessProof
 from hzsr.sim.profiles import get_profile
-from hzsr.sim.timing import LinkModel
+from hzsr.sim.timing import parse_link_spec
 from hzsr.sim.world import VirtualWorld, WorldConfig
 
 #: name -> (takes a value, what it does). Syntax: ``name[=value][@role]``, comma-separated.
@@ -38,6 +38,7 @@ FAULTS = {
     "time_outside_rtt": (False, "`time` replies carry a stale clock reading (from the previous request)"),
     "ignore_3a": (False, "the agent accepts set_3a and reports its values, but renders with auto 3A"),
     "protocol_v1": (False, "the agent speaks protocol 1 (no 3A control)"),
+    "link_bias_us": (True, "2 X us more delay towards the phone: its SNTP offset reads X us ahead"),
 }
 
 
@@ -80,7 +81,8 @@ class VirtualRigConfig:
     seed: int = 0
     size: tuple[int, int] = (640, 480)
     faults: str = ""
-    link: LinkModel = field(default_factory=LinkModel)
+    link: str = "loopback"  # link profile(s): NAME, or main=NAME,reference=NAME (hzsr.sim.timing)
+    scene: str = ""  # only this scene kind (e.g. sync-board); empty: cycle through every kind
     scene_duration_s: float = 8.0
     adb_port: int | None = None  # None: a free private port
 
@@ -93,6 +95,7 @@ class VirtualRig:
             raise ConfigError("must be >= 1", field="--phones")
         self.faults = parse_faults(self.cfg.faults)
         self.profile = get_profile(self.cfg.profile)
+        self.links = parse_link_spec(self.cfg.link)
         self.adb: AdbServer | None = None
         self.world: VirtualWorld | None = None
         self.phones: list[VirtualPhone] = []
@@ -112,8 +115,10 @@ class VirtualRig:
     def start(self) -> VirtualRig:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.adb = AdbServer.start(self.cfg.adb_port)
-        self.world = VirtualWorld(self.profile, WorldConfig(seed=self.cfg.seed, size=self.cfg.size,
-                                                            scene_duration_s=self.cfg.scene_duration_s),
+        wcfg = WorldConfig(seed=self.cfg.seed, size=self.cfg.size, scene_duration_s=self.cfg.scene_duration_s)
+        if self.cfg.scene:
+            wcfg.kinds = (self.cfg.scene,)
+        self.world = VirtualWorld(self.profile, wcfg,
                                   self.workdir / "truth")
         try:
             for i in range(self.cfg.phones):
@@ -132,7 +137,8 @@ class VirtualRig:
         role = self.role_of(i)
         phone = VirtualPhone(self.profile, serial, role="reference" if role == "spare" else role,
                              storage_dir=self.workdir / "phones" / serial, world=self.world,
-                             link=self.cfg.link, seed=self.cfg.seed, port=port)
+                             link=self.links["main" if role == "main" else "reference"], seed=self.cfg.seed,
+                             port=port)
         phone.transfer_faults.on_event = self._on_phone_event
         return phone
 
@@ -173,6 +179,8 @@ class VirtualRig:
                     p.stall_agent(True)
                 elif f.name == "clock_jump_ms":
                     p.jump_clock(f.value)
+                elif f.name == "link_bias_us":
+                    p.bias_link(f.value)
                 elif f.name == "capture_failure":
                     p.fail_next_capture()
                 elif f.name in ("done_first", "time_outside_rtt", "ignore_3a"):
