@@ -1,7 +1,8 @@
 """Benchmark: the rig's sync against the virtual phones' ground truth, per link profile (issue 10).
 
-One JSON object per profile (``--link``, repeatable; default: loopback, usb2-hub, usb3 and mixed
-= ``main=usb2-hub,reference=usb3``). Each runs its own virtual rig in its own process
+One JSON object per profile (``--link``, repeatable; default: loopback, usb2-hub, usb3, mixed
+= ``main=usb2-hub,reference=usb3``, and mixed+bias100 = mixed with 100 us of extra asymmetry on
+the reference link, ``--faults link_bias_us=100@reference``). Each runs its own virtual rig in its own process
 (``hzsr rig up --virtual --background --link ... --scene sync-board``, 1280x960 so W resolves the
 board), and measures, against the truth files the phones write outside their storage:
 
@@ -41,7 +42,10 @@ from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun
 from hzsr.sim.timing import PhoneClock
 
-PROFILES = {"loopback": "loopback", "usb2-hub": "usb2-hub", "usb3": "usb3", "mixed": "main=usb2-hub,reference=usb3"}
+PROFILES = {"loopback": "loopback", "usb2-hub": "usb2-hub", "usb3": "usb3", "mixed": "main=usb2-hub,reference=usb3",
+            "mixed+bias100": "main=usb2-hub,reference=usb3"}
+#: Profiles with a fault: 100 us of extra asymmetry on the reference link, which SNTP cannot see.
+FAULTS = {"mixed+bias100": ("link_bias_us=100@reference", 100.0)}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -49,10 +53,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 class Rig:
-    def __init__(self, tmp: Path, name: str, size: str, link: str = "loopback", scene: str = ""):
+    def __init__(self, tmp: Path, name: str, size: str, link: str = "loopback", scene: str = "", faults: str = ""):
         self.dir = tmp / name
         up = _cli("rig", "up", "--virtual", "--background", "--dir", str(self.dir), "--size", size,
-                  "--link", link, "--scene", scene)
+                  "--link", link, "--scene", scene, "--faults", faults)
         if up.returncode:
             raise SystemExit(up.stderr)
         self.yaml = self.dir / "rig.yaml"
@@ -116,14 +120,15 @@ def _coverage(df: pd.DataFrame) -> float:
     return round(float(((df["reported_us"] - df["true_us"]).abs() <= df["bound_us"]).mean()), 4)
 
 
-def sim_coverage(spec: str, tmp: Path, n: int, seed: int) -> dict:
+def sim_coverage(spec: str, tmp: Path, n: int, seed: int, bias_us: float = 0.0) -> dict:
     """The same link in ``hzsr sim session`` (timing only): many more captures, for the bound."""
     from hzsr.sim.simsession import SimConfig, simulate_session
     from hzsr.sim.truth import load_session_truth
     from hzsr.sync.check import run_sync_check
 
     d = simulate_session(tmp / f"sim-{seed}", SimConfig(captures=n, seed=seed, size=(64, 48), images=False,
-                                                        truth=True, link=spec), progress=False)
+                                                        truth=True, link=spec, link_bias_us=bias_us),
+                         progress=False)
     run_sync_check(d, plots=False)
     df = pd.read_csv(d / "sync" / "sync.csv")
     true = df["capture_id"].map({c["capture_id"]: c["skew_ref_minus_main_ns"] / 1e3
@@ -137,7 +142,8 @@ def sim_coverage(spec: str, tmp: Path, n: int, seed: int) -> dict:
 def bench_profile(name: str, spec: str, tmp: Path, n: int, rounds: int) -> dict:
     t0 = time.perf_counter()
     out: dict = {"benchmark": "capture_sync", "link": name, "link_spec": spec, "captures_per_set": n}
-    rig = Rig(tmp, name, "1280x960", spec, "sync-board")
+    faults, bias = FAULTS.get(name, ("", 0.0))
+    rig = Rig(tmp, name, "1280x960", spec, "sync-board", faults)
     try:
         errs = offset_errors(rig, rounds)
         out["clock_offset_error_us"] = {**_p50_p95(errs), "median_signed": round(float(np.median(errs)), 1)}
@@ -170,7 +176,7 @@ def bench_profile(name: str, spec: str, tmp: Path, n: int, rounds: int) -> dict:
         out["meets_coverage_goal"] = min(out["bound_coverage"], out["after_calibration_bound_coverage"]) >= 0.99
     finally:
         rig.down()
-    out["sim_session"] = sim_coverage(spec, tmp, 300, seed=len(name))
+    out["sim_session"] = sim_coverage(spec, tmp, 300, seed=len(name), bias_us=bias)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -218,7 +224,7 @@ def host_overhead(tmp: Path, n_full: int = 5) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--link", action="append", choices=list(PROFILES),
-                    help="profile to measure (repeatable; default: all four)")
+                    help="profile to measure (repeatable; default: all)")
     ap.add_argument("--captures", type=int, default=30, help="captures per set (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=20, help="SNTP rounds per phone (default: %(default)s)")
     ap.add_argument("--host-overhead", action="store_true", help="measure full-res host overhead instead")
