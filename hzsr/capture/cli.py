@@ -65,6 +65,13 @@ def cmd_rig_up(args: argparse.Namespace) -> int:
     if not args.virtual:
         raise ConfigError("only virtual rigs are started by rig up; real phones need only rig.yaml "
                           "(docs/crew-guide.md)", field="--virtual")
+    from hzsr.sim.scene import SCENE_KINDS
+    from hzsr.sim.timing import parse_link_spec
+
+    parse_link_spec(args.link)
+    if args.scene and args.scene not in (*SCENE_KINDS, "sync-board"):
+        raise ConfigError(f"unknown scene kind {args.scene!r}; known: {', '.join(SCENE_KINDS)}, sync-board",
+                          field="--scene")
     workdir = Path(args.dir).resolve()
     rig_yaml = workdir / "rig.yaml"
     if args.adb_port is not None and not (1024 <= args.adb_port <= 65535 and args.adb_port != 5037):

@@ -54,6 +54,7 @@ class CaptureConfig:
     lead_ms: float = 150.0  # least time between sending `capture` and the target instant
     lead_factor: float = 4.0  # ... and at least this many times the slowest command round trip
     phase_align: bool = True
+    align_lead_ms: float = 250.0  # least lead with phase_align: a change lands 3 frames on, plus one long frame
     keep_on_phone: bool = True  # delete phone copies only when the crew opts in (or `purge`)
     warn_skew_us: float = 250.0  # libsoftwaresync's figure
     max_skew_us: float = 1000.0  # above this (surely), the shot must be retaken
@@ -213,6 +214,8 @@ class CaptureRun:
         if set3a:
             self.journal.append("three_a", capture_id=cid, **set3a)
         lead_ns = max(int(self.cfg.lead_ms * 1e6), int(self.cfg.lead_factor * self.command_rtt_ns))
+        if self.cfg.phase_align:
+            lead_ns = max(lead_ns, int(self.cfg.align_lead_ms * 1e6))
         target_host = time.monotonic_ns() + lead_ns
         if self.cfg.phase_align:  # on the host's frame grid: every capture asks for the same phase
             period = self._frame_period_ns()

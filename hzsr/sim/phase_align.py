@@ -93,12 +93,12 @@ class PhaseAligner:
                 self._pending = None
             if abs(e) <= c.threshold_ns or it >= c.max_iterations:
                 break
-            lo, hi = s.cfg.latency_frames
-            if s.start(s.frame_at(t) + hi + 1) >= deadline_ns:
-                break  # too late for this capture; the next alignment starts from here
             extra = -e - self.overhead_est
             if p + extra < s.cfg.min_frame_ns:
                 extra += p
+            lo, hi = s.cfg.latency_frames
+            if s.start(s.frame_at(t) + hi + 1) + max(extra, 0.0) >= deadline_ns:
+                break  # the change could not take effect before the capture: leave it to the next
             s.request_duration(t, p + extra)
             # The app knows what it asked for, after the HAL's rounding (the line time is public).
             self._pending = (goal_ns, e, s.quantize(p + extra) - p)

@@ -70,7 +70,7 @@ class CaptureAgent:
         self.phone_timing = PhoneTiming()
         # The camera opens now: the free-running phase depends on when, so it differs run to run.
         self.stream = SensorStream(SensorConfig(period_ns=profile.frame_period_ns),
-                                   self.boottime_ns() + float(self.rng.uniform(0, 5e6)), int(self.rng.integers(2**31)))
+                                   self.boottime_ns() + float(self.rng.uniform(0, 3e8)), int(self.rng.integers(2**31)))
         self.aligner = PhaseAligner(self.stream)
         self._unstall = asyncio.Event()
         self.protocol_version = PROTOCOL_VERSION  # 1: behave as a v1 agent (no 3A control)
