@@ -96,7 +96,8 @@ def add_dataset_parser(stages) -> None:
     c = verbs.add_parser("curate", help="subset manifest by a query (no copying); flag near-duplicates",
                          formatter_class=fmt)
     c.add_argument("dir", help="data set folder")
-    c.add_argument("--query", required=True, help="pandas query, e.g. \"scene_kind == 'portrait' and verdict == 'pass'\"")
+    c.add_argument("--query", required=True,
+                   help="pandas query, e.g. \"scene_kind == 'portrait' and verdict == 'pass'\"")
     c.add_argument("--out", required=True, help="subset folder to create")
     c.add_argument("--dup-distance", type=int, default=6,
                    help="max Hamming distance of 64-bit pHashes of main_W to flag a near-duplicate")

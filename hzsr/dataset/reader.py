@@ -167,7 +167,7 @@ class ShardReader:
         return f
 
     def shard_of(self, capture_id: str) -> str:
-        self.manifest
+        _ = self.manifest  # loads the index
         assert self._shard_of is not None
         try:
             return self._shard_of[capture_id]
