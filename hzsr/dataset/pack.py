@@ -43,6 +43,7 @@ class PackConfig:
     compression: str = DEFAULT_CODEC  # one of CODECS; default chosen by bench/dataset.py
     workers: int = 1  # local processes writing shards in parallel
     scheduler: str | None = None  # dask.distributed scheduler address; one shard per task
+    scheduler_timeout_s: float = 10.0  # give up connecting to the scheduler after this long
     progress: bool = True
 
 
@@ -205,7 +206,7 @@ def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfi
               {s: sess[s] for s in {by_id[i].session_id for i in e["captures"]}}, cfg.compression) for e in todo]
     bar = tqdm(total=len(tasks), desc="pack shards", unit="shard", disable=not cfg.progress)
     if cfg.scheduler:
-        res.written = _run_dask(cfg.scheduler, tasks, bar)
+        res.written = _run_dask(cfg.scheduler, tasks, bar, cfg.scheduler_timeout_s)
     elif cfg.workers > 1 and len(tasks) > 1:
         import concurrent.futures as cf
         import multiprocessing as mp
@@ -226,14 +227,14 @@ def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfi
     return res
 
 
-def _run_dask(address: str, tasks: list, bar) -> list[str]:
+def _run_dask(address: str, tasks: list, bar, timeout_s: float) -> list[str]:
     try:
         from dask.distributed import Client, as_completed
     except ImportError:  # pragma: no cover
         raise ConfigError("dask.distributed is not installed (pip install 'dask[distributed]')",
                           field="--scheduler") from None
     try:
-        client = Client(address, timeout="10s")
+        client = Client(address, timeout=f"{timeout_s}s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise ConfigError(f"cannot reach scheduler {address!r}: {exc}", field="--scheduler") from None
     written = []
