@@ -19,6 +19,7 @@ import numpy as np
 
 from hzsr.core.fileio import fsync_dir
 from hzsr.dataset.codecs import CHUNK_HW, filter_kwargs, register_plugins
+from hzsr.dataset.phash import phash
 from hzsr.dataset.schema import (
     CAPTURE_STR_FIELDS,
     FORMAT,
@@ -90,6 +91,8 @@ def write_capture(h5, src: CaptureSource, codec: str) -> None:
             continue
         arr = decode_jpeg(path)
         fm = m["frames"][slot]
+        if fm.get("width") is None:  # ingested frames learn their size from the decoder
+            fm["width"], fm["height"] = int(arr.shape[1]), int(arr.shape[0])
         if arr.shape[:2] != (int(fm["height"]), int(fm["width"])):
             raise DatasetError(f"decodes to {arr.shape[1]}x{arr.shape[0]}, capture.json says "
                                f"{fm['width']}x{fm['height']}", file=path, field=f"frames.{slot}.width")
@@ -97,6 +100,8 @@ def write_capture(h5, src: CaptureSource, codec: str) -> None:
         d = g.create_dataset(slot, data=arr, chunks=chunks, **kw)
         put_attrs(d, _frame_attrs(fm))
         d.attrs["array_sha256"] = array_sha256(arr)
+        if slot == "main_W":
+            g.attrs["phash_main_W"] = phash(arr)
     for name in ("sync", "qa"):
         if m.get(name):
             put_attrs(g.create_group(name), m[name])
@@ -156,6 +161,7 @@ def read_meta(h5, capture_id: str, shard: str) -> dict[str, Any]:
     for name in ("sync", "qa"):
         meta[name] = get_attrs(g[name]) if name in g else None
     meta["shard"] = shard
+    meta["phash_main_W"] = a.get("phash_main_W")
     return meta
 
 
