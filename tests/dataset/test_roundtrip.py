@@ -100,7 +100,7 @@ def test_session_json_kept_verbatim(ds_sessions, packed):
         got = json.loads(h5["sessions"]["sA"].attrs["session_json"])
         cap = json.loads(h5["captures"]["sA/c00000"].attrs["capture_json"])
         assert h5.attrs["schema_version"] == 1
-        assert h5["captures"]["sA/c00000"]["main_W"].chunks == (120, 128, 3)
+        assert h5["captures"]["sA/c00000"]["main_W"].chunks == (120, 80, 3)  # 160 px in two tiles
     assert got == json.loads((ds_sessions[0] / "session.json").read_text())
     assert cap == json.loads((ds_sessions[0] / "captures" / "c00000" / "capture.json").read_text())
 
@@ -112,3 +112,14 @@ def test_read_patch_matches_full(packed):
     assert np.array_equal(r.read_patch(cid, "main_T", 10, 20, 50, 70), full[10:60, 20:90])
     with pytest.raises(ValueError):
         r.read_patch(cid, "main_T", 100, 0, 50, 10)
+
+
+def test_tiles_cover_frames_without_padding():
+    from hzsr.dataset.codecs import chunk_shape, tile
+
+    assert chunk_shape(3000, 4000) == (125, 125, 3)
+    assert tile(4032, 128) == 126 and tile(100, 128) == 100 and tile(129, 128) == 65
+    for n in (97, 128, 1000, 3000, 3024, 4000, 4032, 6000):
+        t = tile(n, 128)
+        k = -(-n // t)
+        assert t <= 128 and k * t - n < k  # fewer padded pixels than tiles
