@@ -69,7 +69,7 @@ def test_capture_fields(ds_sessions, packed, field):
         meta = r.meta(f"{sess.session_id}/{rec.capture_id}")
         assert meta[field] == getattr(rec, field)
         assert meta["source_capture_id"] == rec.capture_id and meta["session_id"] == sess.session_id
-        assert meta["scene_kind"] == rec.scene_tags[0]
+        assert meta["scene_kind"] == rec.scene_id.split("-")[0]  # the simulator's kind, night included
         assert meta["has_reference"] is True
 
 
@@ -123,3 +123,12 @@ def test_tiles_cover_frames_without_padding():
         t = tile(n, 128)
         k = -(-n // t)
         assert t <= 128 and k * t - n < k  # fewer padded pixels than tiles
+
+
+def test_scene_kind_rule():
+    from hzsr.dataset.schema import scene_kind
+
+    assert scene_kind("night-0003", ["moving", "dynamic", "night", "low-light"]) == "night"
+    assert scene_kind("lab-desk", ["portrait"]) == "portrait"
+    assert scene_kind("street-01", []) == "street"
+    assert scene_kind("IMG_20", []) == "untagged"
