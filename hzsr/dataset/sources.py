@@ -89,7 +89,8 @@ def frame_meta(frame: dict[str, Any], session: SessionRecord | None) -> dict[str
                     and c.role == frame.get("camera_role")), None)
         if cam is not None:
             for k in ("physical_id", "focal_length_mm", "f_number", "pixel_size_um"):
-                out[k] = getattr(cam, k)
+                if out.get(k) is None:  # the frame's own value (LENS_APERTURE, ...) wins over the camera's
+                    out[k] = getattr(cam, k)
     return out
 
 
