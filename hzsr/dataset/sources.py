@@ -94,6 +94,18 @@ def frame_meta(frame: dict[str, Any], session: SessionRecord | None) -> dict[str
     return out
 
 
+def _file_problem(capture_dir: Path, rec: CaptureRecord) -> str | None:
+    """A missing or resized frame file (cheap to see before packing): the reason, else None."""
+    for i, f in enumerate(rec.frames):
+        p = capture_dir / f.file
+        if not p.is_file():
+            return f"{p}: frames[{i}].file: missing; capture not packed"
+        if p.stat().st_size != f.size_bytes:
+            return (f"{p}: frames[{i}].size_bytes: file has {p.stat().st_size} bytes, capture.json says "
+                    f"{f.size_bytes}; capture not packed")
+    return None
+
+
 def session_sources(session_dir: str | Path) -> tuple[SessionSource, list[CaptureSource], list[str]]:
     """Every complete capture of a session folder; returns (session, captures, skipped reasons)."""
     root = Path(session_dir)
@@ -121,6 +133,10 @@ def session_sources(session_dir: str | Path) -> tuple[SessionSource, list[Captur
             continue
         if rec.status != "complete":
             skipped.append(f"{d / 'capture.json'}: status: {rec.status}, not packed")
+            continue
+        bad = _file_problem(d, rec)
+        if bad:
+            skipped.append(bad)
             continue
         caps.append(capture_source(root, session, rec, sync_rows.get(rec.capture_id), qa_rows.get(rec.capture_id)))
     return SessionSource(sid, sess_attrs), caps, skipped
