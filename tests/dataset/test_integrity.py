@@ -88,7 +88,7 @@ def _flip_byte_in(path, capture_id, slot):
         f.write(bytes([b[0] ^ 0x5A]))
 
 
-@pytest.mark.parametrize("codec", ["none", "blosc2-lz4", "gzip"])
+@pytest.mark.parametrize("codec", ["none", "blosc-lz4", "lz4", "gzip"])
 def test_flipped_byte_named(sessions, tmp_path, codec):
     ds = tmp_path / "ds"
     pack_dataset(sessions, ds, PackConfig(shard_size="3", compression=codec, progress=False))
