@@ -119,7 +119,8 @@ def _keypoints(y: np.ndarray, c: AlignConfig):
     return pts, desc
 
 
-def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None) -> GlobalShift:
+def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
+                       optical_scale: float = 1.0) -> GlobalShift:
     """One global translation ``REF(x + d) ~ SRC(x)`` from FAST keypoint matches, with RANSAC.
 
     FAST corners (strongest ``max_keypoints``) on the luminance, downscaled to
@@ -127,14 +128,21 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     ratio test. RANSAC: each hypothesis is one match's displacement; the one with most matches
     within ``ransac_threshold_px`` wins, and ``d`` is the median displacement of its inliers.
 
+    Args:
+        optical_scale: SRC's optical resolution over its grid's (``1 / k`` for a W crop
+            upsampled ``k`` times). Both images are then matched at two pixels per W pixel, where
+            a blurry upsampled W crop and a sharp T look alike to FAST and ORB.
+
     Returns ``GlobalShift(0, 0, 0, n)`` when fewer than two keypoints match (flat images): the
     inlier count, not an exception, says the shift is unreliable.
     """
     c = _align_cfg(cfg)
     _check_image(src, "src")
     _check_image(ref, "ref")
-    ys, s_src = _resize_long(_to_u8(to_luma(src)), c.keypoint_long_side)
-    yr, s_ref = _resize_long(_to_u8(to_luma(ref)), c.keypoint_long_side)
+    long_side = max(src.shape[:2])
+    kp_long = min(c.keypoint_long_side, max(64, int(round(2 * optical_scale * long_side))))
+    ys, s_src = _resize_long(_to_u8(to_luma(src)), kp_long)
+    yr, s_ref = _resize_long(_to_u8(to_luma(ref)), kp_long)
     p_src, d_src = _keypoints(ys, c)
     p_ref, d_ref = _keypoints(yr, c)
     if d_src is None or d_ref is None or len(p_src) < 2 or len(p_ref) < 2:

@@ -105,7 +105,7 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     if src.shape[:2] != ref.shape[:2]:
         raise ValueError(f"src {src.shape[1]}x{src.shape[0]} and ref {ref.shape[1]}x{ref.shape[0]} differ in size")
     h, w = src.shape[:2]
-    g_shift = shift if shift is not None else global_translation(src, ref, cfg)
+    g_shift = shift if shift is not None else global_translation(src, ref, cfg, optical_scale=optical_scale)
     ref_shifted = shift_image(ref, g_shift.dx, g_shift.dy)
     fwd_r, bwd_r, g = dense_flow_lowres(src, ref_shifted, cfg)
     d = np.array([g_shift.dx, g_shift.dy], np.float32) * g

@@ -94,7 +94,8 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
     rng = np.random.default_rng(cfg.seed)
     profile = get_profile(cfg.profile)
     rig = RigGeometry.random(profile, cfg.size, rng)
-    fx_t = profile.camera("T").fx_native()
+    # The simulated T sensor has cfg.size pixels: scenes are textured for that resolution.
+    fx_t = float(profile.camera("T").intrinsics(cfg.size)[0, 0])
     period = profile.frame_period_ns
 
     host_epoch = int(rng.uniform(2e12, 9e12))  # host CLOCK_MONOTONIC at session start
