@@ -208,9 +208,14 @@ def _dis(c: AlignConfig):
     return dis
 
 
-def dense_flow_lowres(src: np.ndarray, ref: np.ndarray,
-                      cfg: QAConfig | AlignConfig | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """Forward and backward DIS flow on the flow grid, in flow-grid pixels, and the grid scale."""
+def dense_flow_lowres(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
+                      optical_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
+    """Forward and backward DIS flow on the flow grid, in flow-grid pixels, and the grid scale.
+
+    With ``optical_scale < 1`` (SRC is an upsampled W crop) both images are first low-passed to
+    W's optical resolution (Gaussian, sigma ``optical_blur / optical_scale`` input px): DIS then
+    matches what both images show, not T's detail against W's blur.
+    """
     c = _align_cfg(cfg)
     _check_image(src, "src")
     _check_image(ref, "ref")
@@ -221,6 +226,10 @@ def dense_flow_lowres(src: np.ndarray, ref: np.ndarray,
     size = (max(8, round(w * s)), max(8, round(h * s)))
     ys = _to_u8(to_luma(src))
     yr = _to_u8(to_luma(ref))
+    if optical_scale < 1.0 and c.optical_blur > 0:
+        sigma = c.optical_blur / optical_scale
+        ys = cv2.GaussianBlur(ys, (0, 0), sigma)
+        yr = cv2.GaussianBlur(yr, (0, 0), sigma)
     if s < 1.0:
         ys = cv2.resize(ys, size, interpolation=cv2.INTER_AREA)
         yr = cv2.resize(yr, size, interpolation=cv2.INTER_AREA)
@@ -241,8 +250,8 @@ def upsample_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def dense_flow(src: np.ndarray, ref: np.ndarray,
-               cfg: QAConfig | AlignConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+def dense_flow(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
+               optical_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Forward and backward dense flow between two same-size images, at full resolution.
 
     DIS optical flow (``cv2.DISOpticalFlow``) on the luminance, downscaled to the flow grid
@@ -252,7 +261,7 @@ def dense_flow(src: np.ndarray, ref: np.ndarray,
         ``(flow_fwd, flow_bwd)``, float32 HxWx2, channels (dx, dy), in pixels of the input grid:
         ``REF(x + F_fwd(x)) ~ SRC(x)`` and ``SRC(x + F_bwd(x)) ~ REF(x)``.
     """
-    fwd, bwd, _ = dense_flow_lowres(src, ref, cfg)
+    fwd, bwd, _ = dense_flow_lowres(src, ref, cfg, optical_scale=optical_scale)
     size = (src.shape[1], src.shape[0])
     return upsample_flow(fwd, size), upsample_flow(bwd, size)
 

@@ -249,6 +249,19 @@ def render_linear16(scene: Scene, pose: CameraPose, cam: CameraModel, t: float,
     return acc
 
 
+def motion_blur(lin16: np.ndarray, length_px: float, angle_rad: float) -> np.ndarray:
+    """A straight-line motion blur (the camera turning during the exposure) of ``length_px``."""
+    if length_px < 1:
+        return lin16
+    n = int(np.ceil(length_px)) | 1
+    k = np.zeros((n, n), np.float32)
+    c = (n - 1) / 2
+    dx, dy = np.cos(angle_rad) * length_px / 2, np.sin(angle_rad) * length_px / 2
+    cv2.line(k, (round((c - dx) * 16), round((c - dy) * 16)), (round((c + dx) * 16), round((c + dy) * 16)),
+             1.0, 1, cv2.LINE_AA, shift=4)
+    return cv2.filter2D(lin16, -1, k / k.sum(), borderType=cv2.BORDER_REFLECT_101)
+
+
 def render_radiance(scene: Scene, pose: CameraPose, cam: CameraModel, t: float,
                     focus_diopters: float, optics: bool = True) -> np.ndarray:
     """``render_linear16`` as float32 linear light (1.0 = white). For tests and analysis."""

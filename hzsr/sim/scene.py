@@ -201,11 +201,11 @@ def make_scene(kind: str, index: int, rng: np.random.Generator, fx_t_native: flo
                       tile=True, detail_gain=0.2)
         d1 = u(2.5, 5.0)
         speed = u(0.8, 3.0) * rng.choice([-1, 1])
-        surface_layer("mover", "motorcycle", d1, d1 * u(0.3, 0.45), "roundrect",
+        surface_layer("mover", "motorcycle", d1, d1 * u(0.1, 0.16), "roundrect",  # about half of T's view
                       center=(u(-0.05, 0.05) * d1, u(-0.02, 0.04) * d1),
                       vel=(speed, u(-0.1, 0.1)))
         d2 = u(1.5, 2.4)
-        surface_layer("walker", "chelsea", d2, d2 * 0.2, "ellipse",
+        surface_layer("walker", "chelsea", d2, d2 * u(0.06, 0.1), "ellipse",
                       center=(u(-0.2, 0.2) * d2, u(0.0, 0.08) * d2),
                       vel=(u(-1.2, 1.2), 0.0))
         subject = "mover"
