@@ -274,7 +274,11 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
 
         g = global_translation(src, ref, cfg, optical_scale=o)
         af = roi_of(b, (g.dx, g.dy)) if a == "main_W" else None
-        regs[name] = register_pair(src, ref, cfg, af_roi=af, optical_scale=o, shift=g)
+        pcfg = cfg
+        if b == "ref_T":  # the reference's longer baseline: more parallax for the same blur
+            pcfg = replace(cfg, maps=replace(cfg.maps, defocus_gamma=cfg.maps.defocus_gamma_ref,
+                                             defocus_sigma_f=cfg.maps.defocus_sigma_f_ref))
+        regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g)
         for k, v in regs[name].stats.items():
             out.row[f"{name}_{k}"] = v
 
@@ -339,7 +343,8 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         _grade(out, "focus_mismatch", abs(fm - fr), th.warn_focus_mismatch_d, th.fail_focus_mismatch_d,
                f"AF metadata: main T focused at {fm:.2f} D, reference T at {fr:.2f} D; |difference|")
     blurrier = None
-    if "main_T" in quality and "ref_T" in quality and "tt" in regs and regs["tt"].stats["inliers"] >= th.fail_min_inliers:
+    tt_ok = "tt" in regs and regs["tt"].stats["inliers"] >= th.fail_min_inliers
+    if "main_T" in quality and "ref_T" in quality and tt_ok:
         # The same scene region in both Ts: main T's AF ROI, and where tt's flow takes it in ref T.
         r = regs["tt"]
         t_y = to_luma(srcs["main_T"])

@@ -43,8 +43,16 @@ class MapsConfig:
 
     occlusion_scale: float = 0.5  # s in M_occ = min(s * |FB error|, 1); FB error per flow-grid px
     defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
-    defocus_gamma: float = 4.0  # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2
-    defocus_sigma_f: float = 1.0  # sigma_f of the same sigmoid, flow-grid px^2
+    # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2, for W crop vs main T.
+    # Parallax |dF| off the focal plane and T's blur circle c relate as c = |dF| D / B (D: T's
+    # aperture, B: the baseline between the two cameras); the default marks c > ~2 px at a
+    # 640-wide T on the virtual rig (D = 4.5 mm, B = 15 mm): |dF| > 5.3 flow-grid px.
+    defocus_gamma: float = 28.0
+    defocus_sigma_f: float = 6.0  # sigma_f of the same sigmoid, flow-grid px^2
+    # The same for W crop vs reference T, whose baseline to the main W is ~5x longer (72 mm on
+    # the virtual rig): the same blur is ~5x more parallax.
+    defocus_gamma_ref: float = 650.0
+    defocus_sigma_f_ref: float = 140.0
     uncertainty_window: int = 7  # box window (flow-grid px) of the local flow standard deviation
     uncertainty_s_max: float = 2.0  # s_max in M_flow = min(S, s_max) / s_max; S in flow-grid px
     reject_patch: int = 5  # patch side of M_reject, in px at W's optical resolution
