@@ -358,7 +358,11 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
             row["focus_sharpness_ratio"] = ratio
             if ratio < th.warn_sharpness_ratio:
                 blurrier = "ref_T" if sr < sm else "main_T"
-            _grade(out, "focus_mismatch", ratio, th.warn_sharpness_ratio, th.fail_sharpness_ratio,
+            # Sharpness alone fails a capture only when the AF metadata cannot vouch for the focus
+            # (absent, or itself mismatched); where both phones report the same plane, a sharpness
+            # gap is more often noise, shake or parallax in the ROI: a warning.
+            meta_ok = "focus_mismatch_diopters" in row and row["focus_mismatch_diopters"] <= th.warn_focus_mismatch_d
+            _grade(out, "focus_mismatch", ratio, th.warn_sharpness_ratio, None if meta_ok else th.fail_sharpness_ratio,
                    f"AF ROI sharpness: {blurrier or 'one'} T has {ratio:.2f} of the other's", below=True)
     # Camera shake: a T's sharpness against the W crop, by direction, at W's optical resolution.
     for name, slot in (("wt", "main_T"), ("wr", "ref_T")):
@@ -380,9 +384,17 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
                f"{slot} is smeared along {180 * int(np.argmin(dirs)) / len(dirs):.0f} deg (directional sharpness "
                f"min/max {anis:.2f} against the W crop: shake or motion)", below=True)
     # Exposure and colour.
+    other = {"main_W": "ref_T", "main_T": "ref_T", "ref_T": "main_T"}
     for slot, q in quality.items():
-        _grade(out, "overexposed", q["clipped_frac"], th.warn_clipped_frac, th.fail_clipped_frac,
-               f"{slot}: clipped fraction {q['clipped_frac']:.2f}")
+        # A bright scene clips in both phones alike; an exposure fault makes one phone brighter.
+        # Fail above fail_clipped_frac when this frame is also the brighter one by more than
+        # warn_brightness_ratio, or above twice fail_clipped_frac regardless.
+        o = quality.get(other[slot])
+        brighter = o is not None and brightness_log_ratio(o, q) > th.warn_brightness_ratio
+        fail = th.fail_clipped_frac if brighter else 2 * th.fail_clipped_frac
+        _grade(out, "overexposed", q["clipped_frac"], th.warn_clipped_frac, fail,
+               f"{slot}: clipped fraction {q['clipped_frac']:.2f}" + (" (and brighter than the other phone)"
+                                                                       if brighter else ""))
         _grade(out, "underexposed", q["brightness"], th.warn_dark_mean, None,
                f"{slot}: mean luma {q['brightness']:.3f}", below=True)
     if "main_T" in quality and "ref_T" in quality:

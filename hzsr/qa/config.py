@@ -92,11 +92,11 @@ class Thresholds:
     warn_focus_mismatch_d: float = 0.15  # |focus main T - focus ref T| from AF metadata (diopters) above: warn
     fail_focus_mismatch_d: float = 0.3  # ... above: fail (second phone focused on another plane)
     warn_sharpness_ratio: float = 0.45  # AF-ROI sharpness of the blurrier T over the sharper T below: warn
-    fail_sharpness_ratio: float = 0.3  # ... below: fail
+    fail_sharpness_ratio: float = 0.3  # ... below: fail, unless the AF metadata says both focused alike
     warn_blur_anisotropy: float = 0.5  # min/max of a T's directional sharpness (vs the W crop) below: warn
     fail_blur_anisotropy: float = 0.62  # ... below this, on the blurrier T (AF-ROI ratio < warn): fail (shake)
     warn_clipped_frac: float = 0.1  # fraction of pixels at >= 250 in any channel, any frame, above: warn
-    fail_clipped_frac: float = 0.2  # ... above: fail (overexposed)
+    fail_clipped_frac: float = 0.2  # ... above, in the brighter phone (else above twice this): fail
     warn_dark_mean: float = 0.04  # mean luma (0..1) below: warn (underexposed)
     warn_brightness_ratio: float = 0.3  # |log ratio| of ref T / main T mean luma above: warn
     fail_brightness_ratio: float = 0.7  # ... above: fail
