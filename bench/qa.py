@@ -174,6 +174,7 @@ def verdicts(root: Path, captures: int, seed: int, size: tuple[int, int], worker
 def speed(root: Path, captures: int, seed: int) -> dict:
     """Full-resolution timings on one core, and the --workers 2 speed-up."""
     cv2.setNumThreads(1)
+    load0 = round(os.getloadavg()[0], 2)
     sess = simulate_session(root / "speed", SimConfig(captures=captures, seed=seed, size=(4000, 3000)),
                             progress=False)
     dirs = sorted((sess / "captures").iterdir())
@@ -187,18 +188,21 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         q = analyse_capture(d, cfg)
         _write_images(q, root / "speed_maps")
 
-    def timed(fn):
+    cpu: dict[str, list[float]] = {}
+
+    def timed(fn, name="x"):
         ts = []
         for d in dirs:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn(d)
             ts.append(time.perf_counter() - t0)
+            cpu.setdefault(name, []).append(time.process_time() - c0)
         return ts
 
     timed(full)  # warm-up: imports, caches
-    base = timed(decode_all)
-    t_full = timed(full)
-    t_quick = timed(lambda d: analyse_capture(d, cfg, quick=True, thumbs=False))
+    base = timed(decode_all, "decode")
+    t_full = timed(full, "full")
+    t_quick = timed(lambda d: analyse_capture(d, cfg, quick=True, thumbs=False), "quick")
     cv2.setNumThreads(0)
     w1 = w2 = None
     reps = []
@@ -217,6 +221,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         "full_qa_one_core_median_s": round(statistics.median(t_full), 3),
         "full_qa_min_s": round(min(t_full), 3), "full_qa_max_s": round(max(t_full), 3),
         "quick_one_core_median_s": round(statistics.median(t_quick), 3),
+        "cpu_seconds_median": {k: round(statistics.median(v), 3) for k, v in cpu.items() if k != "x"},
+        "load_average_1min_at_start": load0,
         "ratio_full_to_decode": round(statistics.median(t_full) / statistics.median(base), 2),
         "check_workers1_s": round(w1, 2), "check_workers2_s": round(w2, 2),
         "workers2_speedup_runs": [round(r, 2) for r in reps], "workers2_speedup_best": round(max(reps), 2),

@@ -187,8 +187,10 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             ft = frames["main_T"]
             cw = ft.width * f.intrinsics.fx / ft.intrinsics.fx  # W pixels across T's field of view
             t_w = ft.width / _reduction(max(ft.width, ft.height), target)
+            # W's crop needs most of T's analysis width (it is upsampled ~k times and
+            # compared at W's optical resolution): decode W with the DCT scaling that keeps that.
             r = 1
-            while r < 8 and cw / (2 * r) >= (0.5 if quick else 1.0) * min(cw, t_w):
+            while r < 8 and cw / (2 * r) >= (0.2 if quick else 0.7) * t_w:
                 r *= 2
         else:
             r = _reduction(long, target)
@@ -228,7 +230,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         if roi is None:
             h, w = img.shape[:2]
             roi = [w * 0.4, h * 0.4, w * 0.2, h * 0.2]
-        quality[slot] = frame_quality(img, roi)
+        small = _fit_long(img, target)  # W is decoded larger than the analysis grid: measure it there
+        quality[slot] = frame_quality(small, [v * small.shape[1] / img.shape[1] for v in roi])
         for k, v in quality[slot].items():
             out.row[f"{slot}_{k}"] = v
 

@@ -28,11 +28,12 @@ class AlignConfig:
     optical_blur: float = 0.5  # W-crop pairs: both images low-passed with sigma = this W pixels before DIS (0 = off)
     keypoint_long_side: int = 1024  # images are downscaled to this long side for FAST + ORB
     fast_threshold: int = 12  # FAST intensity threshold (0..255)
-    max_keypoints: int = 3000  # strongest FAST corners kept per image
+    max_keypoints: int = 1500  # strongest FAST corners kept per image
     orb_patch: int = 31  # ORB descriptor patch size (px at the keypoint scale)
     match_ratio: float = 0.85  # Lowe ratio test on the two nearest Hamming neighbours
     ransac_threshold_px: float = 3.0  # inlier distance of a match to the translation, px at full res
     ransac_iters: int = 500  # translation hypotheses tried (each one match)
+    ransac_tie_ratio: float = 0.8  # hypotheses within this share of the best inlier count tie; the smallest shift wins
     min_inliers: int = 12  # fewer inliers than this: the global translation is unreliable
     seed: int = 0  # RANSAC sampling seed (results are reproducible)
 
