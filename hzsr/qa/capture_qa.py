@@ -319,8 +319,12 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
         label = f"{b} vs {a.replace('main_W', 'main W crop')}"
         s = r.stats
         if s["inliers"] < th.fail_min_inliers:
-            out.add("fail", "no_overlap", f"{label}: {int(s['inliers'])} keypoint inliers "
-                    f"(< {th.fail_min_inliers}): no reliable overlap")
+            # Few keypoints agree (W's blur, flat or repetitive texture, or no overlap at all): the
+            # dense registration decides. Lined up (PSNR above warn_psnr_db) it is only a warning.
+            lined_up = np.isfinite(s["psnr_db"]) and s["psnr_db"] >= th.warn_psnr_db
+            out.add("warn" if lined_up else "fail", "no_overlap",
+                    f"{label}: {int(s['inliers'])} keypoint inliers (< {th.fail_min_inliers}), PSNR after "
+                    f"warping {s['psnr_db']:.1f} dB" + ("" if lined_up else ": no reliable overlap"))
             continue
         frac = s["shift_px"] / width
         _grade(out, "large_shift", frac, th.warn_shift_frac, th.fail_shift_frac,

@@ -79,7 +79,7 @@ class Thresholds:
     on others (``docs/qa.md``); tune them on your own rig's captures.
     """
 
-    fail_min_inliers: int = 12  # fewer global-translation inliers in any pairing: fail (no reliable overlap)
+    fail_min_inliers: int = 12  # fewer shift inliers in a pairing: fail (no overlap), or warn if the warp lines up
     warn_shift_frac: float = 0.2  # |global shift| above this fraction of the width: warn (rig bumped)
     fail_shift_frac: float = 0.25  # ... above this: fail (W crop and T barely overlap)
     warn_occluded_frac: float = 0.8  # occluded fraction (ref T vs W crop) above: warn
