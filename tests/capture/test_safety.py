@@ -162,6 +162,7 @@ def test_no_entry_point_uses_port_5037_when_the_private_server_is_down(tmp_path,
         outs = [p.communicate(timeout=120) for p in procs]
         for c, p, (_, err) in zip(cmds, procs, outs, strict=True):
             assert p.returncode == 1 and "Traceback" not in err, (c, err)
+            assert "resumable" not in err  # never promised for a session that has no session.json
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", 5037)) != 0, "an adb server was started on 5037"
         assert find_adb_server_pid(5037) is None
@@ -333,3 +334,24 @@ def test_capture_session_that_is_a_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError):
         load_rig(tmp_path / "none.yaml")
     assert time.time() > 0
+
+
+def test_retry_failure_names_the_phone_once(tmp_path):
+    p = _rig_yaml(tmp_path / "rig.yaml", None)
+    link = RigLink(load_rig(p), backoff=Backoff(tries=1))
+
+    def fail():
+        raise OSError("link down")
+
+    with pytest.raises(Exception) as ei:
+        link.retry("a:1 hello", fail)
+    assert str(ei.value) == "a:1 hello failed after 1 tries: link down"  # not "a:1: a:1 hello failed"
+
+
+def test_resume_with_a_deeply_nested_journal_line_is_one_line(sim_session, rig):
+    j = sim_session / "journal.jsonl"
+    lines = j.read_text().splitlines()
+    j.write_text("\n".join([lines[0], "[" * 100_000 + "]" * 100_000, *lines[1:]]) + "\n")
+    r = _cli("capture", "resume", str(sim_session), "--rig", str(rig.rig_yaml), timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().endswith("journal.jsonl: journal: unparseable line 2"), r.stderr
