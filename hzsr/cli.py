@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from hzsr.core.errors import HzsrError
 
@@ -29,12 +30,15 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def cmd_session_validate(args: argparse.Namespace) -> int:
+    from hzsr.core.errors import SessionFormatError
     from hzsr.core.validate import validate_session
 
+    if not Path(args.dir).is_dir():
+        raise SessionFormatError("not a folder", file=args.dir, unreadable=True)
     findings = validate_session(args.dir, check_pixels=not args.no_pixels)
     errors = [f for f in findings if f.severity == "error"]
     for f in findings:
-        print(f"{args.dir}/{f.line()}" if not f.file.startswith("/") else f.line(), file=sys.stderr)
+        print(f.line(args.dir), file=sys.stderr)
     if args.json:
         print(json.dumps({"session": str(args.dir), "errors": len(errors),
                           "warnings": len(findings) - len(errors),
@@ -59,12 +63,16 @@ def cmd_sim_session(args: argparse.Namespace) -> int:
     parse_link_spec(args.link)
     if args.captures < 1:
         raise ConfigError("must be >= 1", field="--captures")
+    if not 0 <= args.seed < 2**63:
+        raise ConfigError(f"must be in 0 .. 2^63-1, got {args.seed}", field="--seed")
     cfg = SimConfig(captures=args.captures, seed=args.seed, size=FULL_RES if args.full_res else args.size,
                     kinds=kinds, truth=args.truth, phase_align=not args.no_phase_align, link=args.link)
     try:
         out = simulate_session(args.out, cfg, progress=not args.quiet)
     except FileExistsError as exc:
         raise ConfigError(str(exc).split(": ", 1)[1], file=args.out, field="--out") from None
+    except OSError as exc:  # --out /proc/x, a read-only folder, a full disk
+        raise ConfigError(f"cannot write: {exc.strerror or exc}", file=args.out, field="--out") from None
     print(json.dumps({"session": str(out), "captures": cfg.captures, "size": list(cfg.size),
                       "truth": str(out.parent / (out.name + ".truth")) if cfg.truth else None}))
     return EXIT_OK
@@ -116,6 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except HzsrError as exc:
         print(f"hzsr: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except RecursionError:  # a reader missed a hostile nesting depth; still one line, not a traceback
+        print("hzsr: error: input nested too deeply to read", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a path the user named cannot be read or written (--out /proc/x)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"hzsr: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("hzsr: interrupted", file=sys.stderr)

@@ -3,6 +3,12 @@
 The binary is the one in the adbutils wheel (platform-tools 36.0.0), unless ``ADBUTILS_ADB_PATH``
 names another: the same order adbutils itself uses, except that an older ``adb`` on PATH is not
 picked silently.
+
+Every hzsr entry point that talks to adb calls ``use_private_port`` first: adbutils runs a bare
+``adb start-server`` whenever it cannot reach its server, and adb reads the port it starts on from
+``ANDROID_ADB_SERVER_PORT`` (else 5037). The same call sets ``ADB_MDNS=0``: otherwise the server
+binds UDP 5353 on every interface for mDNS discovery (adb 36 honours the variable; checked with
+``ss -ulpn``), and the rig needs no discovery.
 """
 
 from __future__ import annotations
@@ -29,6 +35,22 @@ def bundled_adb() -> str:
     return str(path)
 
 
+#: Environment for every adb process we start or adbutils starts: no mDNS (UDP 5353, all interfaces).
+ADB_ENV = {"ADB_MDNS": "0", "ADB_MDNS_OPENSCREEN": "0"}
+
+
+def use_private_port(port: int) -> None:
+    """Point adb and adbutils at ``port`` (never 5037) for this process and its children.
+
+    Call before the first adbutils call: adbutils' own fallback ``adb start-server`` then starts
+    the server on this port, with mDNS off, instead of on 5037.
+    """
+    if port == 5037:
+        raise RigError("refusing the default adb port 5037; use a private one", field="adb.port")
+    os.environ["ANDROID_ADB_SERVER_PORT"] = str(port)
+    os.environ.update(ADB_ENV)
+
+
 def free_port() -> int:
     """A free TCP port on loopback outside 5555-5585, which adb scans for emulators."""
     while True:
@@ -49,15 +71,15 @@ class AdbServer:
         srv = cls(port or free_port(), bundled_adb())
         if srv.port == 5037:
             raise RigError("refusing the default adb port 5037; use a private one", field="port")
-        # adbutils 2.12 runs a bare `adb start-server` when it cannot reach the server, which
-        # would start one on 5037. adb honours ANDROID_ADB_SERVER_PORT, so point it here.
-        os.environ["ANDROID_ADB_SERVER_PORT"] = str(srv.port)
+        use_private_port(srv.port)
         srv.run("start-server")
         return srv
 
     def run(self, *args: str, timeout: float = 20.0) -> subprocess.CompletedProcess:
+        """``adb -P PORT ARGS`` (never ``-H``: adb refuses to start a server "on a remote host")."""
+        env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(self.port), **ADB_ENV}
         return subprocess.run([self.adb, "-P", str(self.port), *args], capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, env=env)
 
     def client(self):
         import adbutils

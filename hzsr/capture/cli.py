@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -11,8 +12,6 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-
-import yaml
 
 from hzsr.core.errors import CaptureError, ConfigError, RigError
 
@@ -44,22 +43,22 @@ def add_rig_parser(stages, size_type) -> None:
     add_rig_checks(verbs)
 
 
-def _alive(pid: int | None) -> bool:
-    from hzsr.capture.adb_server import pid_alive
+def _finite(name: str, value: float, low: float, low_ok: bool = True) -> float:
+    """An option that must be a finite number ``>= low`` (or ``> low``): else a ConfigError."""
+    if not math.isfinite(value) or value < low or (value == low and not low_ok):
+        raise ConfigError(f"must be a finite number {'>=' if low_ok else '>'} {low:g}, got {value}", field=name)
+    return value
 
-    return bool(pid) and pid_alive(pid)
 
+def _rig_owner(rig_yaml: Path):
+    """The recorded proof of the process that wrote ``rig_yaml`` (None if the file has none)."""
+    from hzsr.capture.rigfile import load_rig
 
-def _read_rig(path: Path) -> dict:
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("file not found (is a rig up?)", file=path) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file=path) from None
-    if not isinstance(doc, dict):
-        raise ConfigError("expected a mapping", file=path)
-    return doc
+    rig = load_rig(rig_yaml)
+    if rig.virtual is None:
+        return rig, None
+    own = rig.virtual.processes.get("rig")
+    return rig, (own.proof() if own is not None else None)
 
 
 def cmd_rig_up(args: argparse.Namespace) -> int:
@@ -75,10 +74,17 @@ def cmd_rig_up(args: argparse.Namespace) -> int:
                           field="--scene")
     workdir = Path(args.dir).resolve()
     rig_yaml = workdir / "rig.yaml"
-    if rig_yaml.exists():
-        old = _read_rig(rig_yaml).get("virtual", {}) or {}
-        if _alive(old.get("pid")):
-            raise RigError(f"a rig is already running (pid {old['pid']}); run hzsr rig down first", file=rig_yaml)
+    if args.adb_port is not None and not (1024 <= args.adb_port <= 65535 and args.adb_port != 5037):
+        raise ConfigError("must be a free TCP port in 1024..65535 other than 5037", field="--adb-port")
+    if args.seed < 0:
+        raise ConfigError("must be >= 0", field="--seed")
+    if rig_yaml.is_file():
+        try:
+            _, proof = _rig_owner(rig_yaml)
+        except ConfigError:
+            proof = None  # an unreadable rig.yaml is replaced; it proves nothing is running
+        if proof is not None and proof.matches():
+            raise RigError(f"a rig is already running (pid {proof.pid}); run hzsr rig down first", file=rig_yaml)
         rig_yaml.unlink()
     if args.background:
         return _up_background(args, workdir, rig_yaml)
@@ -127,10 +133,12 @@ def _up_background(args: argparse.Namespace, workdir: Path, rig_yaml: Path) -> i
             tail = (workdir / "rig.log").read_text(errors="replace").strip().splitlines()[-1:]
             raise RigError(f"rig exited with {proc.returncode}: {' '.join(tail)}", file=workdir / "rig.log")
         if rig_yaml.exists():
-            doc = _read_rig(rig_yaml)
-            if (doc.get("virtual") or {}).get("pid") == proc.pid:
-                print(json.dumps({"rig_yaml": str(rig_yaml), "pid": proc.pid, "adb_port": doc["adb"]["port"],
-                                  "phones": doc["phones"]}))
+            from hzsr.capture.rigfile import load_rig
+
+            rig = load_rig(rig_yaml)
+            if rig.virtual is not None and rig.virtual.pid == proc.pid:
+                print(json.dumps({"rig_yaml": str(rig_yaml), "pid": proc.pid, "adb_port": rig.adb.port,
+                                  "phones": [{"serial": p.serial, "role": p.role} for p in rig.phones]}))
                 return 0
         time.sleep(0.1)
     proc.terminate()
@@ -138,25 +146,47 @@ def _up_background(args: argparse.Namespace, workdir: Path, rig_yaml: Path) -> i
 
 
 def cmd_rig_down(args: argparse.Namespace) -> int:
-    from hzsr.capture.adb_server import AdbServer, bundled_adb
+    """Stop what ``rig up`` started, and only that: each PID is checked against its recorded proof.
+
+    The rig process is signalled only while its PID still has the recorded start time and command
+    line; anything else (a reused PID, a hand-edited file, a rig.yaml of an older hzsr without
+    proof) is refused with one line. The adb server is stopped by its port (``adb kill-server``,
+    then its process, found by its command line ``fork-server ... tcp:PORT``), which also covers a
+    server that recovery restarted after ``rig up``.
+    """
+    from hzsr.capture.adb_server import AdbServer, bundled_adb, find_adb_server_pid, use_private_port
 
     path = Path(args.rig)
-    doc = _read_rig(path)
-    v = doc.get("virtual") or {}
-    pid, adb_pid = v.get("pid"), v.get("adb_server_pid")
+    rig, proof = _rig_owner(path)
+    if rig.virtual is None:
+        raise RigError("not written by hzsr rig up --virtual (no virtual section); nothing of ours to stop",
+                       file=path, field="virtual")
+    if proof is None:
+        raise RigError(f"no proof that pid {rig.virtual.pid} is the rig (virtual.processes.rig missing); "
+                       "not signalling it: stop it by hand if it is", file=path, field="virtual.processes")
+    if proof.pid != rig.virtual.pid:
+        raise RigError(f"virtual.pid {rig.virtual.pid} differs from the proven pid {proof.pid}; not signalling",
+                       file=path, field="virtual.pid")
+    why = proof.mismatch()
     stopped = []
-    if _alive(pid):
-        os.kill(pid, signal.SIGTERM)
+    if why is None:
+        os.kill(proof.pid, signal.SIGTERM)
         for _ in range(100):
-            if not _alive(pid):
+            if proof.mismatch() is not None:
                 break
             time.sleep(0.1)
         else:
-            os.kill(pid, signal.SIGKILL)
-        stopped.append(pid)
-    port = (doc.get("adb") or {}).get("port")
-    if port and _alive(adb_pid):
-        AdbServer(int(port), bundled_adb()).stop()
+            if proof.matches():
+                os.kill(proof.pid, signal.SIGKILL)
+        stopped.append(proof.pid)
+    elif why != "not running":
+        raise RigError(f"pid {proof.pid} is not this rig's process ({why}); not signalling it. The rig is "
+                       "gone: delete the file", file=path, field="virtual.processes.rig")
+    port = rig.adb.port
+    use_private_port(port)
+    adb_pid = find_adb_server_pid(port)
+    if adb_pid is not None:
+        AdbServer(port, bundled_adb()).stop()
         stopped.append(adb_pid)
     path.unlink(missing_ok=True)
     print(json.dumps({"stopped_pids": stopped, "rig_yaml": str(path)}))
@@ -175,9 +205,16 @@ def add_rig_checks(verbs) -> None:
     c.add_argument("--seconds", type=float, default=10.0)
     c.add_argument("--every", type=float, default=1.0)
     c.set_defaults(func=cmd_rig_clock)
+    k = verbs.add_parser("conformance", help="check a phone's capture agent against every rule of "
+                         "docs/agent-protocol.md (pass/fail per rule; exit 1 on any fail)")
+    k.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml", help="rig.yaml (default: %(default)s)")
+    k.add_argument("--role", default=None, help="main or reference (default: every phone of the rig)")
+    k.add_argument("--json", action="store_true", help="print the results as JSON")
+    k.set_defaults(func=cmd_rig_conformance)
 
 
 def _link(rig_path: str):
+    """The rig's link; creating it points adb at the rig's private port before any adb call."""
     from hzsr.capture.link import RigLink
     from hzsr.capture.rigfile import load_rig
 
@@ -189,6 +226,8 @@ def cmd_rig_doctor(args: argparse.Namespace) -> int:
 
     from hzsr.capture.doctor import DoctorConfig, run_doctor
 
+    if args.planned_captures is not None and args.planned_captures < 1:
+        raise ConfigError("must be >= 1", field="--planned-captures")
     cfg = DoctorConfig() if args.planned_captures is None else DoctorConfig(planned_captures=args.planned_captures)
     link = _link(args.rig)
     try:
@@ -199,10 +238,39 @@ def cmd_rig_doctor(args: argparse.Namespace) -> int:
     return 1 if rep.failed else 0
 
 
+def cmd_rig_conformance(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from hzsr.capture.conformance import run_conformance
+
+    link = _link(args.rig)
+    roles = [p.role for p in link.rig.phones if p.role != "spare"]
+    if args.role is not None and args.role not in roles:
+        raise ConfigError(f"no phone with role {args.role!r} in the rig (roles: {', '.join(roles)})", field="--role")
+    results: dict[str, list] = {}
+    try:
+        for role in [args.role] if args.role else roles:
+            say = None if args.json else (lambda r, role=role: print(
+                f"{role:<9}  {r.status.upper():<4}  {r.rule:<30} {r.detail}", flush=True))
+            results[role] = run_conformance(link, role, on_result=say)
+    finally:
+        link.close()
+    failed = [f"{role}:{r.rule}" for role, rs in results.items() for r in rs if r.status == "fail"]
+    if args.json:
+        print(json.dumps({role: [asdict(r) for r in rs] for role, rs in results.items()}, indent=1))
+    else:
+        n = sum(len(rs) for rs in results.values())
+        print(f"{'FAIL' if failed else 'PASS'}: {n - len(failed)} of {n} rules hold"
+              + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def cmd_rig_clock(args: argparse.Namespace) -> int:
     from hzsr.capture.clocksync import add_sample, sync_round
     from hzsr.core.records import DeviceClock
 
+    _finite("--seconds", args.seconds, 0.0, low_ok=False)
+    _finite("--every", args.every, 0.0, low_ok=False)
     link = _link(args.rig)
     clocks = {p.role: DeviceClock() for p in link.rig.phones if p.role != "spare"}
     t_end = time.monotonic() + args.seconds
@@ -238,6 +306,13 @@ def add_capture_parser(stages) -> None:
     cap.add_argument("--delete-after-verify", action="store_true",
                      help="delete phone copies once verified (default: keep them until purge)")
     cap.add_argument("--no-phase-align", action="store_true")
+    cap.add_argument("--af", default="auto", help="AF mode on every camera: auto, fixed:DIOPTERS or roi:x,y,w,h "
+                     "(default: %(default)s; agent protocol 2)")
+    cap.add_argument("--lock-3a", action="store_true",
+                     help="lock AE, AWB (and AF) on each phone before each capture (default: off, 3A runs free)")
+    cap.add_argument("--match-exposure", action="store_true",
+                     help="give the reference T the main T's locked exposure, ISO and white-balance gains "
+                     "(default: off)")
     cap.set_defaults(func=cmd_capture)
     verbs = cap.add_subparsers(dest="verb", metavar="VERB")
     r = verbs.add_parser("resume", help="finish every capture that was triggered but not verified")
@@ -257,6 +332,10 @@ def _run(session: str, rig_path: str, args: argparse.Namespace | None = None):
     if args is not None:
         cfg.keep_on_phone = not args.delete_after_verify
         cfg.phase_align = not args.no_phase_align
+        from hzsr.capture.three_a import ThreeAConfig, parse_af
+
+        parse_af(args.af)  # a bad --af fails before any phone is touched
+        cfg.three_a = ThreeAConfig(af=args.af, lock_3a=args.lock_3a, match_exposure=args.match_exposure)
     return CaptureRun(session, _link(rig_path), cfg, rig_path=str(Path(rig_path).resolve()),
                       say=lambda m: print(m, file=sys.stderr, flush=True))
 
@@ -277,11 +356,19 @@ def cmd_capture(args: argparse.Namespace) -> int:
         raise ConfigError("required: the session folder to write", field="--session")
     if args.count < 1:
         raise ConfigError("must be >= 1", field="--count")
+    _finite("--interval", args.interval, 0.0)
+    sess = Path(args.session)
+    if sess.exists() and not sess.is_dir():
+        raise ConfigError("exists and is not a folder", file=sess, field="--session")
     run = _run(args.session, args.rig, args)
     tags = [t for t in args.tags.split(",") if t]
     results = []
     try:
-        run.open()
+        run.open()  # takes the session lock; a busy session raises before anything is written
+    except BaseException:
+        run.close()
+        raise
+    try:
         if args.interactive:
             return _interactive(run, args.scene, tags)
         for k in range(args.count):
@@ -297,11 +384,12 @@ def cmd_capture(args: argparse.Namespace) -> int:
         return 130
     except (RigError, CaptureError) as exc:
         run.journal.append("session_stopped", error=exc.one_line())
-        print(f"hzsr: error: {exc.one_line()}\nhzsr: the session is resumable: hzsr capture resume {args.session}",
-              file=sys.stderr)
+        print(f"hzsr: error: {exc.one_line()}", file=sys.stderr)
+        if (sess / "session.json").exists():
+            print(f"hzsr: the session is resumable: hzsr capture resume {args.session}", file=sys.stderr)
         return 1
     finally:
-        run.link.close()
+        run.close()
     run.journal.append("session_stopped", captures=len(results))
     print(json.dumps({"session": args.session, "captures": [
         {"capture_id": r.capture_id, "skew_us": r.skew_us, "bound_us": r.bound_us, "verdict": r.verdict}
@@ -345,13 +433,20 @@ def _interactive(run, scene: str, tags: list[str]) -> int:
 
 @contextmanager
 def _existing_run(args: argparse.Namespace):
-    """The session's capture run, opened on its rig (or ``--rig``), closed afterwards."""
-    run = _run(args.dir, _session_rig(args.dir, args.resume_rig))
+    """The session's capture run, opened on its rig (or ``--rig``), closed afterwards.
+
+    The session must exist (its session.json is read first): resume and purge create nothing.
+    """
+    rig = _session_rig(args.dir, args.resume_rig)
+    from hzsr.core.records import SessionRecord
+
+    SessionRecord.load(args.dir)
+    run = _run(args.dir, rig)
     try:
         run.open()
         yield run
     finally:
-        run.link.close()
+        run.close()
 
 
 def cmd_capture_resume(args: argparse.Namespace) -> int:
@@ -360,10 +455,11 @@ def cmd_capture_resume(args: argparse.Namespace) -> int:
     with _existing_run(args) as run:
         results = resume(run)
     for r in results:
-        print(r.line() if r.status != "complete" else f"{r.capture_id}: complete", file=sys.stderr)
+        print(r.line(), file=sys.stderr)
     print(json.dumps({"session": args.dir, "resumed": [{"capture_id": r.capture_id, "status": r.status,
                                                         "reason": r.reason} for r in results]}))
-    return 0 if all(r.status == "complete" for r in results) else 1
+    # Abandoned captures are finished business; only one the link could not reach stays open.
+    return 0 if all(r.status in ("complete", "abandoned") for r in results) else 1
 
 
 def cmd_capture_purge(args: argparse.Namespace) -> int:

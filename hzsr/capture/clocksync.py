@@ -82,7 +82,7 @@ def add_sample(clock: DeviceClock, sample: ClockSample) -> float | None:
         predicted = phone_time(clock, sample.host_ns) - sample.host_ns
         step = sample.offset_ns - predicted
     clock.samples.append(sample)
-    clock.drift_ppm, clock.drift_ppm_stderr = fit_drift(clock.samples)
+    clock.drift_ppm, clock.drift_ppm_stderr = fit_drift(clock.samples, clock.segment_starts)
     return step
 
 

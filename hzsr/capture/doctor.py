@@ -62,6 +62,11 @@ def _int_after(pattern: str, text: str) -> int | None:
 def run_doctor(link: RigLink, cfg: DoctorConfig | None = None) -> Report:
     cfg = cfg or DoctorConfig()
     rep = Report()
+    if not link._server_listening():
+        # Not even a connect: adbutils would start a bare server (no phones) and hide the fault.
+        rep.add("adb server", f"{link.rig.adb.host}:{link.rig.adb.port}", "fail",
+                f"not running; start the rig (hzsr rig up) or: adb -P {link.rig.adb.port} start-server")
+        return rep
     try:
         states = link.states()
     except LINK_ERRORS as exc:
@@ -141,6 +146,10 @@ def run_doctor(link: RigLink, cfg: DoctorConfig | None = None) -> Report:
                     f"of {cfg.sync_exchanges})")
         except (AgentError, RigError, *LINK_ERRORS) as exc:
             rep.add("clock sync", p.serial, "fail", str(exc))
+    from hzsr.capture.three_a import check_t_settings
+
+    for row in check_t_settings(link, {p.role: hellos.get(p.serial) for p in link.rig.phones}):
+        rep.add(*row)
     if len(props) >= 2:
         models = {m for m, _ in props.values()}
         builds = {b for _, b in props.values()}

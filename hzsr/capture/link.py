@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import adbutils
 from adbutils import AdbError, Network
 
-from hzsr.capture.adb_server import bundled_adb
+from hzsr.capture.adb_server import AdbServer, bundled_adb, find_adb_server_pid, use_private_port
 from hzsr.capture.protocol import AGENT_SOCKET
 from hzsr.capture.rigfile import RigFile
 from hzsr.core.errors import RigError
@@ -108,15 +108,29 @@ class AgentClient:
 
 
 class RigLink:
-    """The adb server of a rig and its phones by role."""
+    """The adb server of a rig and its phones by role.
+
+    Creating one points adb and adbutils at the rig's private port (``use_private_port``), so no
+    later call can start a server on 5037.
+    """
 
     def __init__(self, rig: RigFile, backoff: Backoff | None = None, agent_timeout_s: float = 5.0):
         self.rig = rig
         self.backoff = backoff or Backoff()
         self.agent_timeout_s = agent_timeout_s
+        use_private_port(rig.adb.port)
         self.client = adbutils.AdbClient(host=rig.adb.host, port=rig.adb.port)
         self._agents: dict[str, AgentClient] = {}
         self.log: list[str] = []  # what recovery did, for the journal
+        self.server_restarts = 0  # times recover() found the server dead and started it again
+        self.reconnects = 0  # `adb connect` calls that brought a TCP phone back
+        #: Called with (action, detail) for each recovery step; CaptureRun journals them.
+        self.on_recover: Callable[[str, dict], None] | None = None
+        self._server_pid = find_adb_server_pid(rig.adb.port) if self._local else None
+
+    @property
+    def _local(self) -> bool:
+        return self.rig.adb.host in ("127.0.0.1", "localhost", "::1")
 
     # -- devices -----------------------------------------------------------------------
     def device(self, role: str) -> adbutils.AdbDevice:
@@ -140,14 +154,42 @@ class RigLink:
             self.drop_agent(role)
 
     # -- recovery ----------------------------------------------------------------------
-    def recover(self) -> None:
-        """Bring the server and every phone back: restart, reconnect TCP phones, wait online."""
-        adb = [bundled_adb(), "-H", self.rig.adb.host, "-P", str(self.rig.adb.port)]
+    def _server_listening(self) -> bool:
+        """Whether something accepts on the server's port (a raw connect: adbutils would start one)."""
         try:
-            self.client.list()
-        except LINK_ERRORS:
-            self.log.append("adb server unreachable: restarting it")
-            subprocess.run([*adb, "start-server"], capture_output=True, timeout=20)
+            with socket.create_connection((self.rig.adb.host, self.rig.adb.port), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def _note(self, action: str, **detail) -> None:
+        self.log.append(f"{action}: {detail}")
+        if self.on_recover is not None:
+            self.on_recover(action, detail)
+
+    def recover(self) -> None:
+        """Bring the server and every phone back: restart, reconnect TCP phones, wait online.
+
+        The server is restarted on its own port with ``adb -P PORT start-server`` (adb refuses
+        ``-H`` there: "cannot start server on remote host"), which only works for a server on
+        this host. A server restarted by adbutils' own fallback (it runs ``adb start-server``
+        when it cannot connect) is caught by its changed PID. A new server knows no TCP phones,
+        so each is ``adb connect``-ed again; USB phones come back by themselves.
+        """
+        adb = AdbServer(self.rig.adb.port, bundled_adb())
+        if not self._server_listening():
+            if not self._local:
+                raise RigError(f"the adb server at {self.rig.adb.host}:{self.rig.adb.port} is down and is "
+                               "not on this host; restart it there", field="adb")
+            out = adb.run("start-server")
+            self.server_restarts += 1
+            self._note("adb_server_restarted", port=self.rig.adb.port, rc=out.returncode,
+                       output=(out.stdout + out.stderr).strip()[-200:])
+        if self._local:
+            pid = find_adb_server_pid(self.rig.adb.port)
+            if pid != self._server_pid and self._server_pid is not None and pid is not None:
+                self._note("adb_server_replaced", old_pid=self._server_pid, new_pid=pid)
+            self._server_pid = pid
         states = {}
         try:
             states = self.states()
@@ -155,8 +197,10 @@ class RigLink:
             pass
         for p in self.rig.phones:
             if states.get(p.serial) != "device" and ":" in p.serial:
-                self.log.append(f"{p.serial}: {states.get(p.serial, 'absent')}: adb connect")
-                subprocess.run([*adb, "connect", p.serial], capture_output=True, timeout=20)
+                out = adb.run("connect", p.serial)
+                self.reconnects += "connected" in out.stdout
+                self._note("phone_reconnected", serial=p.serial, was=states.get(p.serial, "absent"),
+                           output=out.stdout.strip()[-200:])
         self.close()
 
     def retry(self, what: str, fn: Callable[[], T], retry_on: tuple = LINK_ERRORS) -> T:
@@ -177,4 +221,4 @@ class RigLink:
                     self.recover()
                 except LINK_ERRORS + (subprocess.TimeoutExpired,):
                     pass
-        raise RigError(f"{what} failed after {self.backoff.tries} tries: {last}", field=what.split(" ")[0])
+        raise RigError(f"{what} failed after {self.backoff.tries} tries: {last}")

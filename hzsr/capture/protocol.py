@@ -1,7 +1,13 @@
 """Constants of the capture-agent protocol (``docs/agent-protocol.md``), shared by the host side
 and the virtual phones so that neither can drift from the other."""
 
-PROTOCOL_VERSION = 1
+#: Version 2 adds 3A control (``set_3a``, ``get_3a``) and per-frame 3A metadata.
+PROTOCOL_VERSION = 2
+#: Versions the host can drive; a v1 agent works without 3A control.
+SUPPORTED_VERSIONS = (1, 2)
+#: Per-frame fields a v2 agent adds to ``meta.json`` (all optional in ``capture.json``).
+FRAME_3A_FIELDS = ("ae_mode", "ae_state", "awb_mode", "awb_state", "wb_gains", "ccm", "f_number",
+                   "focal_length_mm", "af_mode", "frame_duration_ns", "distortion")
 #: The abstract UNIX socket the agent serves; adb reaches it as ``localabstract:hzsr_agent``.
 AGENT_SOCKET = "hzsr_agent"
 #: The agent may also listen on this TCP port on the phone's loopback.

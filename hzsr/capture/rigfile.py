@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from hzsr.core.config import load_config
+from hzsr.core.process import ProcessProof, valid_pid
 from hzsr.core.records import ClockCalibration
 from hzsr.core.schema import Problem
 
@@ -24,6 +25,51 @@ from hzsr.core.schema import Problem
 class AdbEndpoint:
     host: str = "127.0.0.1"
     port: int = 5137  # a private adb server port; never 5037, which other tools share
+
+    def check(self) -> list[Problem]:
+        if not 1 <= self.port <= 65535:
+            return [Problem("port", f"{self.port} is not a TCP port (1..65535)")]
+        return []
+
+
+@dataclass
+class OwnedProcess:
+    """Proof that a PID is still the process ``rig up`` started (see ``hzsr.core.process``)."""
+
+    pid: int
+    start_ticks: int  # /proc/<pid>/stat field 22: when it started, in clock ticks since boot
+    cmdline: list[str]  # /proc/<pid>/cmdline
+
+    def check(self) -> list[Problem]:
+        out = []
+        if not valid_pid(self.pid):
+            out.append(Problem("pid", f"{self.pid} is not a process id (an integer above 1)"))
+        if self.start_ticks < 0:
+            out.append(Problem("start_ticks", "must be >= 0"))
+        return out
+
+    def proof(self) -> ProcessProof:
+        return ProcessProof(self.pid, self.start_ticks, list(self.cmdline))
+
+
+@dataclass
+class VirtualSection:
+    """Written by ``hzsr rig up --virtual``: what it started, with proof, and its folders."""
+
+    pid: int  # the `rig up` process
+    workdir: str
+    truth_dir: str
+    profile: str
+    adb_server_pid: int | None = None
+    processes: dict[str, OwnedProcess] = field(default_factory=dict)  # "rig", "adb_server"
+
+    def check(self) -> list[Problem]:
+        out = []
+        for name in ("pid", "adb_server_pid"):
+            v = getattr(self, name)
+            if v is not None and not valid_pid(v):
+                out.append(Problem(name, f"{v} is not a process id (an integer above 1)"))
+        return out
 
 
 @dataclass
@@ -37,7 +83,7 @@ class PhoneEntry:
 class RigFile:
     phones: list[PhoneEntry]
     adb: AdbEndpoint = field(default_factory=AdbEndpoint)
-    virtual: dict[str, Any] | None = None  # written by `hzsr rig up --virtual`: pids, folders
+    virtual: VirtualSection | None = None  # written by `hzsr rig up --virtual`: pids, folders
 
     def check(self) -> list[Problem]:
         out = []
@@ -65,4 +111,5 @@ class RigFile:
 
 
 def load_rig(path: str | Path) -> RigFile:
+    """Load and check ``rig.yaml``; a bad one is a one-line ``ConfigError`` naming the field."""
     return load_config(RigFile, path)

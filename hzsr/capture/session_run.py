@@ -6,6 +6,11 @@ its folder has been moved into ``captures/`` by one rename. Frames are staged in
 ``<session>/.incoming/<capture_id>/`` until then, so ``captures/`` never holds half a capture. A
 crash, Ctrl-C, a dead link or a stalled phone therefore leaves a session that ``resume`` can
 finish from the journal and the phones' own copies.
+
+One process writes a session at a time: ``open`` takes the session lock (``hzsr.core.lock``) and
+``close`` drops it. A capture that can never complete (a phone never took it, reports a camera
+error, or lost it) is retired by ``resume`` as ``abandoned``: journaled with the reason, its
+partial files moved to ``<session>/abandoned/<capture_id>/``, never into ``captures/``.
 """
 
 from __future__ import annotations
@@ -29,12 +34,15 @@ from hzsr.capture.clocksync import (
     sync_round,
 )
 from hzsr.capture.link import LINK_ERRORS, AgentError, RigLink
-from hzsr.capture.protocol import AGENT_FILES, CAMERAS_PER_ROLE
+from hzsr.capture.protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS
+from hzsr.capture.three_a import ThreeAConfig, apply_3a
 from hzsr.capture.transfer import TransferError, phone_sha256, pull_verified
 from hzsr.core import records as R
-from hzsr.core.errors import CaptureError, RigError
-from hzsr.core.fileio import fsync_dir
+from hzsr.core.clock import fit_drift
+from hzsr.core.errors import CaptureError, RigError, SessionFormatError
+from hzsr.core.fileio import atomic_write_json, fsync_dir
 from hzsr.core.journal import Journal
+from hzsr.core.lock import SessionLock
 from hzsr.core.records import SLOT_SOURCES
 from hzsr.core.schema import to_plain
 
@@ -55,12 +63,13 @@ class CaptureConfig:
     pull_tries: int = 3  # a hash mismatch is pulled again this many times in all
     parallel_pull: bool = True
     sync: SyncConfig = field(default_factory=SyncConfig)
+    three_a: ThreeAConfig = field(default_factory=ThreeAConfig)  # AF mode, 3A locks, exposure matching
 
 
 @dataclass
 class CaptureResult:
     capture_id: str
-    status: str  # complete | incomplete
+    status: str  # complete | incomplete | abandoned
     skew_us: float | None = None  # reference minus main, mapped to the host clock
     bound_us: float | None = None  # clock-sync error bound of that skew
     verdict: str = "pass"  # pass | warn | retake
@@ -69,7 +78,9 @@ class CaptureResult:
 
     def line(self) -> str:
         if self.status != "complete":
-            return f"{self.capture_id}: INCOMPLETE: {self.reason}"
+            return f"{self.capture_id}: {self.status.upper()}: {self.reason}"
+        if self.skew_us is None or self.bound_us is None:  # finished by resume: skew is sync check's job
+            return f"{self.capture_id}: complete"
         return (f"{self.capture_id}: skew {self.skew_us:+.0f} us (bound +-{self.bound_us:.0f} us): "
                 f"{self.verdict.upper()}{': ' + self.reason if self.reason else ''}")
 
@@ -87,10 +98,12 @@ class CaptureRun:
         self.say = say
         self.rig_path = rig_path
         self.journal = Journal(self.dir / "journal.jsonl")
+        self.lock = SessionLock(self.dir)
         self.session: R.SessionRecord | None = None
         self.command_rtt_ns = 0
         self.captures_since_full_sync = 0
         self._done_at: dict[str, float] = {}  # perf_counter when each role's done marker was seen
+        self.agent_versions: dict[str, int] = {}  # protocol version per role, from hello
 
     @property
     def session_id(self) -> str:
@@ -98,7 +111,18 @@ class CaptureRun:
 
     # -- setup ---------------------------------------------------------------------------
     def open(self) -> None:
-        """Load the session or create it from the phones' ``hello``; then a full clock sync."""
+        """Lock the session, load it or create it from the phones' ``hello``; then a full clock sync.
+
+        Raises:
+            SessionBusyError: another process holds the session (one line naming its PID).
+        """
+        if self.dir.exists() and not self.dir.is_dir():
+            raise CaptureError("exists and is not a folder", file=self.dir, field="--session")
+        self.lock.acquire()
+        if self.lock.took_over_from is not None:
+            self.journal.append("lock_taken_over", stale_pid=self.lock.took_over_from)
+        self.link.on_recover = lambda action, detail: self.journal.append(
+            "link_recovered", action=action, **detail)
         if (self.dir / "session.json").exists():
             self.session = R.SessionRecord.load(self.dir)
         else:
@@ -125,6 +149,13 @@ class CaptureRun:
             self.session.save(self.dir)
         self.full_sync()
 
+    def close(self) -> None:
+        """Close the link to the phones and drop the session lock."""
+        try:
+            self.link.close()
+        finally:
+            self.lock.release()
+
     def device_info(self, role: str) -> R.DeviceInfo:
         assert self.session is not None
         return self.session.device(role)
@@ -149,12 +180,15 @@ class CaptureRun:
         self.journal.append("clock_sync", device=dev.serial, host_ns=s.host_ns, offset_ns=s.offset_ns,
                             rtt_ns=s.rtt_ns, exchanges=n)
         if step is not None and abs(step) > max(1e6, 10 * s.rtt_ns):
-            self.journal.append("clock_jump", device=dev.serial, step_ns=int(step))
+            # Samples are never dropped: the step starts a new clock segment. Earlier captures
+            # keep mapping through the segment they were taken in (hzsr.sync.timebase); the drift
+            # is refitted with one intercept per segment, so the step does not bend it.
+            dev.clock.segment_starts.append(len(dev.clock.samples) - 1)
+            dev.clock.drift_ppm, dev.clock.drift_ppm_stderr = fit_drift(dev.clock.samples, dev.clock.segment_starts)
+            self.journal.append("clock_jump", device=dev.serial, step_ns=int(step),
+                                segment=len(dev.clock.segment_starts), sample_index=len(dev.clock.samples) - 1)
             self.say(f"warning: {role} phone's clock stepped {step / 1e6:+.3f} ms since the last sync; "
-                     "captures since then may be skewed (hzsr sync check will flag them)")
-            # Drop the samples before the step so the drift fit and conversions use the new clock.
-            dev.clock.samples = [s]
-            dev.clock.drift_ppm = dev.clock.drift_ppm_stderr = None
+                     "a new clock segment starts here (hzsr sync check flags captures near the step)")
         return s
 
     # -- one capture ---------------------------------------------------------------------
@@ -176,6 +210,9 @@ class CaptureRun:
         assert self.session is not None
         self.session.save(self.dir)
         cid = self.next_capture_id()
+        set3a = apply_3a(self.link, self.cfg.three_a, self.agent_versions)
+        if set3a:
+            self.journal.append("three_a", capture_id=cid, **set3a)
         lead_ns = max(int(self.cfg.lead_ms * 1e6), int(self.cfg.lead_factor * self.command_rtt_ns))
         if self.cfg.phase_align:
             lead_ns = max(lead_ns, int(self.cfg.align_lead_ms * 1e6))
@@ -266,6 +303,9 @@ class CaptureRun:
             except AgentError as exc:
                 if exc.code == "pending":
                     return None
+                if exc.code == "not_found":  # the phone never wrote it (it died or rebooted first)
+                    raise CaptureLost(f"{role} phone has no such capture: it was lost before the phone "
+                                      "wrote it", field=cid) from None
                 raise
             except LINK_ERRORS:
                 self.link.drop_agent(role)
@@ -285,8 +325,8 @@ class CaptureRun:
         done, meta = got["done"], got["meta"]
         if done.get("status") != "ok" or meta is None:
             err = done.get("error", {})
-            raise CaptureError(f"{role} phone reports the capture failed: {err.get('code')}: {err.get('message')}",
-                               field=cid)
+            raise CaptureLost(f"{role} phone reports the capture failed: {err.get('code')}: {err.get('message')}",
+                              field=cid)
         folder = f"{AGENT_FILES}/{self.session_id}/{cid}"
         paths = [f"{folder}/{fr['file']}" for fr in meta["frames"]]
         frames = []
@@ -331,10 +371,10 @@ class CaptureRun:
             else:
                 parts = [self._pull_role(r, cid, stage) for r in roles]
         except (CaptureError, RigError) as exc:
-            self._incomplete(cid, exc.one_line())
+            self._incomplete(cid, exc.one_line(), permanent=isinstance(exc, CaptureLost))
             raise
         t_pulled = time.perf_counter()
-        trig = next(e for e in self.journal.read().events if e["event"] == "trigger" and e["capture_id"] == cid)
+        trig = self._trigger(cid)
         frames = []
         for fr in [f for part in parts for f in part]:
             frames.append(R.FrameRecord(
@@ -344,7 +384,7 @@ class CaptureRun:
                 focus_distance_diopters=fr["focus_distance_diopters"], focus_calibration=fr["focus_calibration"],
                 af_state=fr["af_state"], af_roi=list(fr["af_roi"]), intrinsics=R.Intrinsics(**fr["intrinsics"]),
                 width=fr["width"], height=fr["height"], sha256=fr["sha256"], size_bytes=fr["size_bytes"],
-                frame_number=fr.get("frame_number")))
+                frame_number=fr.get("frame_number"), **{k: fr.get(k) for k in FRAME_3A_FIELDS}))
         frames.sort(key=lambda f: list(SLOT_SOURCES).index(f.slot))
         rec = R.CaptureRecord(schema_version=R.SCHEMA_VERSION, capture_id=cid, scene_id=trig["scene_id"],
                               scene_tags=list(trig["scene_tags"]), notes=trig.get("notes", ""), frames=frames,
@@ -358,6 +398,18 @@ class CaptureRun:
             self.delete_from_phones(cid)
         return CaptureResult(cid, "complete", timings_s={"pull_verify": t_pulled - t0})
 
+    def _trigger(self, cid: str) -> dict:
+        """The journal's ``trigger`` event of ``cid``, checked field by field."""
+        trig = next((e for e in self.journal.read().events if e["event"] == "trigger"
+                     and e.get("capture_id") == cid), None)
+        if trig is None:
+            raise SessionFormatError(f"no trigger event for {cid}", file=self.journal.path)
+        for name, tp in (("target_host_ns", int), ("scene_id", str), ("scene_tags", list), ("notes", str)):
+            v = trig.get(name, "" if name == "notes" else None)
+            if not isinstance(v, tp) or isinstance(v, bool) or (tp is list and not all(isinstance(t, str) for t in v)):
+                raise SessionFormatError(f"trigger of {cid}: bad or missing {name}", file=self.journal.path)
+        return trig
+
     def _incomplete(self, cid: str, reason: str, permanent: bool = False) -> None:
         self.journal.append("capture_incomplete", capture_id=cid, reason=reason, permanent=permanent)
         stage = self.dir / ".incoming" / cid
@@ -365,15 +417,20 @@ class CaptureRun:
             stage.rmdir()
 
     # -- after the fact ------------------------------------------------------------------
-    def delete_from_phones(self, cid: str) -> None:
-        """Delete a capture's phone copies; only ever after its verified folder is in place."""
-        rec = R.CaptureRecord.load(self.dir / "captures" / cid)  # raises unless complete on the host
-        from hzsr.core.fileio import sha256_file
+    def delete_from_phones(self, cid: str, verified: bool = True) -> None:
+        """Delete a capture's phone copies; only ever after its verified folder is in place.
 
-        for f in rec.frames:
-            if sha256_file(self.dir / "captures" / cid / f.file) != f.sha256:
-                raise CaptureError("host copy does not match its record; not deleting the phone's",
-                                   field=f"captures/{cid}/{f.file}")
+        ``verified=False`` is for an abandoned capture: what could be pulled is in
+        ``abandoned/<cid>/``, the rest can never make a triplet.
+        """
+        if verified:
+            rec = R.CaptureRecord.load(self.dir / "captures" / cid)  # raises unless complete on the host
+            from hzsr.core.fileio import sha256_file
+
+            for f in rec.frames:
+                if sha256_file(self.dir / "captures" / cid / f.file) != f.sha256:
+                    raise CaptureError("host copy does not match its record; not deleting the phone's",
+                                       field=f"captures/{cid}/{f.file}")
         for role in ("main", "reference"):
             serial = self.device_info(role).serial
             try:
@@ -383,6 +440,26 @@ class CaptureRun:
                 if exc.code != "not_found":
                     raise
             self.journal.append("deleted", capture_id=cid, device=serial)
+
+    def abandon(self, cid: str, reason: str) -> Path:
+        """Retire a capture that can never complete: partial files go to ``abandoned/<cid>/``.
+
+        The move is one rename, then ``abandoned.json`` (id and reason) is written beside the
+        files and the journal records ``capture_abandoned``; ``captures/`` is never touched.
+        Idempotent: a crash between the steps is finished by the next call.
+        """
+        stage = self.dir / ".incoming" / cid
+        dest = self.dir / "abandoned" / cid
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if stage.is_dir() and not dest.exists():
+            os.replace(stage, dest)
+            fsync_dir(dest.parent)
+        dest.mkdir(exist_ok=True)
+        kept = sorted(p.name for p in dest.iterdir() if p.name != "abandoned.json")
+        atomic_write_json(dest / "abandoned.json", {"capture_id": cid, "reason": reason, "kept_files": kept})
+        self.journal.append("capture_abandoned", capture_id=cid, reason=reason, kept_files=kept,
+                            dir=f"abandoned/{cid}")
+        return dest
 
     def discard(self, cid: str, reason: str = "retake") -> None:
         """Mark a capture discarded (kept on disk, excluded downstream)."""
@@ -394,10 +471,16 @@ class CaptureRun:
         self.journal.append("capture_discarded", capture_id=cid, reason=reason)
 
 
-def journal_state(journal: Journal) -> dict[str, str]:
-    """Last known state of each capture: triggered | complete | incomplete | failed | discarded.
+class CaptureLost(CaptureError):
+    """A capture that can never complete: a phone failed it, or has no trace of it."""
 
-    ``failed`` is an incomplete capture that nothing can finish (a phone never took it).
+
+def journal_state(journal: Journal) -> dict[str, str]:
+    """Last known state of each capture.
+
+    One of triggered | complete | incomplete | failed | abandoned | discarded. ``failed`` is an
+    incomplete capture that nothing can finish (a phone never took it, or failed it); ``resume``
+    turns it into ``abandoned``.
     """
     state: dict[str, str] = {}
     for e in journal.read().events:
@@ -413,20 +496,40 @@ def journal_state(journal: Journal) -> dict[str, str]:
             state[cid] = "failed" if e.get("permanent") else "incomplete"
         elif kind == "capture_discarded":
             state[cid] = "discarded"
+        elif kind == "capture_abandoned" and state.get(cid) != "complete":
+            state[cid] = "abandoned"
     return state
 
 
+def _last_reason(journal: Journal, cid: str) -> str:
+    reasons = [e.get("reason") for e in journal.read().events
+               if e["event"] == "capture_incomplete" and e.get("capture_id") == cid]
+    return str(reasons[-1]) if reasons and reasons[-1] else "a phone never took the capture"
+
+
 def resume(run: CaptureRun) -> list[CaptureResult]:
-    """Finish every capture that was triggered but not completed (incomplete ones included)."""
+    """Finish every capture that was triggered but not completed, or retire it as abandoned.
+
+    A capture whose files can still be pulled is finished (``complete``). One that can never be
+    (``failed`` in the journal, a phone reporting a camera error, a phone with no trace of it)
+    is ``abandoned``. Only a capture the link could not reach this time stays ``incomplete``.
+    """
+    run.journal.require_clean()
     out = []
     for cid, st in journal_state(run.journal).items():
-        if st in ("triggered", "incomplete"):
+        if st == "failed":
+            run.abandon(cid, _last_reason(run.journal, cid))
+            out.append(CaptureResult(cid, "abandoned", reason=_last_reason(run.journal, cid)))
+        elif st in ("triggered", "incomplete"):
             if (run.dir / "captures" / cid).exists():
                 run.journal.append("capture_complete", capture_id=cid)
                 out.append(CaptureResult(cid, "complete"))
                 continue
             try:
                 out.append(run.collect(cid))
+            except CaptureLost as exc:
+                run.abandon(cid, exc.one_line())
+                out.append(CaptureResult(cid, "abandoned", reason=exc.one_line()))
             except (CaptureError, RigError) as exc:
                 out.append(CaptureResult(cid, "incomplete", reason=exc.one_line()))
     stale = run.dir / ".incoming"
@@ -436,11 +539,19 @@ def resume(run: CaptureRun) -> list[CaptureResult]:
 
 
 def purge(run: CaptureRun) -> list[str]:
-    """Delete phone copies of every complete capture not yet deleted."""
+    """Delete phone copies of every complete, discarded or abandoned capture not yet deleted.
+
+    A complete capture's copies go only once its host copy matches its record; an abandoned
+    one's partial files were kept aside on the host by ``resume``.
+    """
+    run.journal.require_clean()
     deleted = {(e["capture_id"]) for e in run.journal.read().events if e["event"] == "deleted"}
     done = []
     for cid, st in journal_state(run.journal).items():
         if st in ("complete", "discarded") and cid not in deleted:
             run.delete_from_phones(cid)
+            done.append(cid)
+        elif st == "abandoned" and cid not in deleted:
+            run.delete_from_phones(cid, verified=False)
             done.append(cid)
     return done

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 import adbutils
 
 from hzsr.core.errors import CaptureError
-from hzsr.core.fileio import fsync_dir
+from hzsr.core.fileio import apply_umask, fsync_dir
 
 
 class TransferError(CaptureError):
@@ -34,13 +35,18 @@ class Pulled:
 
 
 def phone_sha256(device: adbutils.AdbDevice, paths: list[str]) -> dict[str, str]:
-    """The phone's own ``sha256sum`` of ``paths``, in one shell call (each call costs ~20 ms)."""
-    out = device.shell2("sha256sum " + " ".join(paths), timeout=30)
+    """The phone's own ``sha256sum`` of ``paths``, in one shell call (each call costs ~20 ms).
+
+    Every path is quoted for the phone's shell (``shlex.quote``): a session name is user input
+    and may hold spaces, quotes, ``;`` or ``$(...)``. The output is ``HASH  PATH`` per file; the
+    path is everything after the two spaces, so spaces in it survive.
+    """
+    out = device.shell2("sha256sum " + " ".join(shlex.quote(p) for p in paths), timeout=30)
     sums = {}
     for line in out.output.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and len(parts[0]) == 64:
-            sums[parts[1]] = parts[0]
+        digest, sep, name = line.partition("  ")
+        if sep and len(digest) == 64:
+            sums[name] = digest
     missing = [p for p in paths if p not in sums]
     if missing:
         raise TransferError(f"sha256sum failed on the phone: {out.output.strip()[:200]}", field=missing[0])
@@ -61,6 +67,7 @@ def pull_file(device: adbutils.AdbDevice, phone_path: str, dest: Path, timeout_s
     """RECV ``phone_path`` into ``dest`` atomically; every socket wait is bounded by ``timeout_s``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    apply_umask(fd)
     h = hashlib.sha256()
     size = 0
     try:

@@ -18,20 +18,31 @@ T = TypeVar("T")
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Read a YAML file; a missing file or a syntax error is a one-line ``ConfigError``."""
+    """Read a YAML file; anything that keeps it from being read is a one-line ``ConfigError``.
+
+    Missing, a folder, unreadable, not UTF-8, not YAML, or nested too deep for the parser: each
+    is ``unreadable`` (exit 2).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("file not found", file=path) from None
+        raise ConfigError("file not found", file=path, unreadable=True) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", file=path, unreadable=True) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path, unreadable=True) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=path, field=where) from None
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=path, field=where,
+                          unreadable=True) from None
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply", file=path, unreadable=True) from None
+    except ValueError as exc:  # e.g. a date-like scalar that is no date: `2024-13-45`
+        raise ConfigError(f"invalid YAML: {exc}", file=path, unreadable=True) from None
 
 
 def load_config(cls: type[T], path: str | Path) -> T:

@@ -1,7 +1,10 @@
 """The typed error hierarchy.
 
 Every error a user can cause carries the file and the field at fault, and renders as one line:
-``<file>: <field>: <message>``. The CLI prints that line and exits non-zero, with no traceback.
+``<file>: <field>: <message>``. The CLI prints that line and exits non-zero, with no traceback:
+``exit_code`` is 2 when the input could not be read (missing, not a file, not UTF-8, not YAML or
+JSON, nested too deep) or an option is wrong (the field is ``--name``), 1 when it was read and is
+bad (the README's rule).
 """
 
 from __future__ import annotations
@@ -16,13 +19,21 @@ class HzsrError(Exception):
         message: what is wrong, in the user's terms.
         file: the file at fault, if any.
         field: the dotted field path inside that file (``frames[1].iso``), if any.
+        unreadable: the input could not be read at all (exit 2), rather than read and found bad.
     """
 
-    def __init__(self, message: str, *, file: str | Path | None = None, field: str | None = None):
+    def __init__(self, message: str, *, file: str | Path | None = None, field: str | None = None,
+                 unreadable: bool = False):
         self.message = message
         self.file = str(file) if file is not None else None
         self.field = field
+        self.unreadable = unreadable
         super().__init__(self.one_line())
+
+    @property
+    def exit_code(self) -> int:
+        """2: unreadable input or a wrong option; 1: input read and found bad."""
+        return 2 if self.unreadable or (self.field or "").startswith("--") else 1
 
     def one_line(self) -> str:
         parts = [p for p in (self.file, self.field) if p]

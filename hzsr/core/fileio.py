@@ -26,12 +26,36 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process umask: from /proc (Linux 4.7+), else by setting it and back (racy in threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(fd: int) -> None:
+    """Give a file made by ``mkstemp`` (always 0600) the mode ``open`` would: 0666 & ~umask."""
+    os.fchmod(fd, 0o666 & ~current_umask())
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename, fsync folder)."""
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename, fsync folder).
+
+    The file gets the mode a plain ``open`` would give it (0666 less the umask, normally 0644), so
+    colleagues can read a crew member's data set.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        apply_umask(fd)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

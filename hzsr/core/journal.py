@@ -29,9 +29,22 @@ EVENT_KINDS = (
     "capture_complete",
     "capture_incomplete",
     "capture_discarded",
+    "capture_abandoned",
     "deleted",
+    "link_recovered",
+    "lock_taken_over",
+    "clock_jump",
     "session_stopped",
 )
+
+#: Every event's ``event`` is a string and its ``capture_id``, if any, a string; a line that breaks
+#: this is a bad line like an unparseable one. Fields of one kind are checked where they are used.
+
+
+def _well_formed(rec: Any) -> bool:
+    if not isinstance(rec, dict) or not isinstance(rec.get("event"), str):
+        return False
+    return "capture_id" not in rec or isinstance(rec["capture_id"], str)
 
 
 @dataclass
@@ -62,7 +75,7 @@ class Journal:
         record = {"event": event, "wall_time": time.time(), **fields}
         line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
         # O_APPEND makes each write land at the end even with several writers in one process.
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
         try:
             os.write(fd, line.encode("utf-8"))
             os.fsync(fd)
@@ -71,21 +84,29 @@ class Journal:
         return record
 
     def read(self) -> JournalReadResult:
-        """Read every event; unparseable lines are listed, not raised."""
+        """Read every event; unparseable or ill-typed lines are listed, not raised.
+
+        Raises:
+            SessionFormatError: the journal exists but cannot be opened (a folder, no permission).
+        """
         result = JournalReadResult()
         if not self.path.exists():
             return result
-        with open(self.path, encoding="utf-8", errors="replace") as f:
+        try:
+            f = open(self.path, encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise SessionFormatError(f"cannot read: {exc.strerror}", file=self.path, unreadable=True) from None
+        with f:
             for lineno, line in enumerate(f, start=1):
                 result.n_lines = lineno
                 if not line.strip():
                     continue
                 try:
                     rec = json.loads(line)
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # JSONDecodeError, a 5000-digit int, deep nesting
                     result.bad_lines.append(lineno)
                     continue
-                if not isinstance(rec, dict) or "event" not in rec:
+                if not _well_formed(rec):
                     result.bad_lines.append(lineno)
                     continue
                 result.events.append(rec)

@@ -19,6 +19,10 @@ from hzsr.core.schema import Problem, parse_dataclass, parse_or_raise, to_plain
 #: Bumped on any incompatible change of session.json or capture.json.
 SCHEMA_VERSION = 1
 
+#: Upper bound of any clock reading in ns (boot-time or monotonic): about 31 years of uptime.
+#: Larger values (1e30) are corrupt, and would lose all precision in float64 arithmetic.
+MAX_CLOCK_NS = 10**18
+
 #: The three frames of a training triplet, named after where they come from: the phone's role on
 #: the rig and the camera. main_W is the source, main_T the target, ref_T the reference.
 SLOT_SOURCES = {"main_W": ("main", "W"), "main_T": ("main", "T"), "ref_T": ("reference", "T")}
@@ -82,6 +86,16 @@ class ClockSample:
     offset_ns: int  # phone_boottime - host_monotonic
     rtt_ns: int  # round trip minus the phone's turnaround; rtt/2 bounds the offset error
 
+    def check(self) -> list[Problem]:
+        out = []
+        if not 0 <= self.host_ns < MAX_CLOCK_NS:
+            out.append(Problem("host_ns", f"outside 0 .. {MAX_CLOCK_NS:.0e} ns (about 31 years of uptime)"))
+        if abs(self.offset_ns) >= MAX_CLOCK_NS:
+            out.append(Problem("offset_ns", f"|offset| beyond {MAX_CLOCK_NS:.0e} ns"))
+        if not 0 <= self.rtt_ns < 60 * 10**9:
+            out.append(Problem("rtt_ns", "outside 0 .. 60 s"))
+        return out
+
 
 @dataclass
 class ClockCalibration:
@@ -97,10 +111,20 @@ class ClockCalibration:
 class DeviceClock:
     """Clock-sync results for one phone over a session."""
 
-    samples: list[ClockSample] = field(default_factory=list)  # kept best-rtt sample per sync round
+    samples: list[ClockSample] = field(default_factory=list)  # kept best-rtt sample per sync round; append-only
     drift_ppm: float | None = None  # fitted slope of offset over host time, parts per million
     drift_ppm_stderr: float | None = None  # standard error of that slope
+    # Indices into samples where the phone's clock stepped (a jump): sample k starts segment
+    # i + 1. Each segment is mapped on its own; the drift is fitted with one intercept per segment.
+    segment_starts: list[int] = field(default_factory=list)
+
     calibration: ClockCalibration | None = None  # applied to the samples' offsets, when present
+
+    def check(self) -> list[Problem]:
+        n = len(self.samples)
+        if any(not 0 < k < n for k in self.segment_starts) or self.segment_starts != sorted(set(self.segment_starts)):
+            return [Problem("segment_starts", f"expected increasing sample indices in 1..{n - 1}")]
+        return []
 
 
 @dataclass
@@ -185,9 +209,25 @@ class FrameRecord:
     sha256: str  # of the file, as computed on the phone
     size_bytes: int
     frame_number: int | None = None  # the agent's stream frame counter, if it has one
+    # 3A metadata (agent protocol 2; absent from sessions of protocol-1 agents). Camera2 names.
+    ae_mode: str | None = None  # CONTROL_AE_MODE: ON (auto, maybe locked) | OFF (manual)
+    ae_state: str | None = None  # CONTROL_AE_STATE: CONVERGED | LOCKED | INACTIVE (manual) | ...
+    awb_mode: str | None = None  # CONTROL_AWB_MODE: AUTO | OFF (manual gains)
+    awb_state: str | None = None  # CONTROL_AWB_STATE: CONVERGED | LOCKED | INACTIVE | ...
+    wb_gains: list[float] | None = None  # COLOR_CORRECTION_GAINS (R, G_even, G_odd, B)
+    ccm: list[float] | None = None  # COLOR_CORRECTION_TRANSFORM, 3x3 row-major
+    f_number: float | None = None  # LENS_APERTURE
+    focal_length_mm: float | None = None  # LENS_FOCAL_LENGTH
+    af_mode: str | None = None  # CONTROL_AF_MODE: AUTO (on af_roi) | OFF (fixed focus distance)
+    frame_duration_ns: int | None = None  # SENSOR_FRAME_DURATION
+    distortion: list[float] | None = None  # LENS_DISTORTION (k1, k2, k3, p1, p2), stored-image pixels
 
     def check(self) -> list[Problem]:
         out = []
+        for name, n in (("wb_gains", 4), ("ccm", 9), ("distortion", 5)):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                out.append(Problem(name, f"expected {n} numbers, got {len(v)}"))
         if self.slot not in FRAME_SLOTS:
             out.append(Problem("slot", f"expected one of {FRAME_SLOTS}, got {self.slot!r}"))
         if not _is_sha256(self.sha256):
@@ -197,6 +237,19 @@ class FrameRecord:
         for name in ("width", "height", "exposure_time_ns", "iso", "size_bytes"):
             if getattr(self, name) <= 0:
                 out.append(Problem(name, "must be > 0"))
+        # Ranges no camera leaves: beyond them a value is corrupt, not unusual.
+        for name, hi, what in (("sensor_timestamp_ns", MAX_CLOCK_NS, "about 31 years of uptime"),
+                               ("exposure_time_ns", 600 * 10**9, "10 minutes"),
+                               ("iso", 10**6, "ISO 1,000,000"),
+                               ("width", 100_000, "100,000 px"), ("height", 100_000, "100,000 px"),
+                               ("size_bytes", 2**40, "1 TiB"),
+                               ("focus_distance_diopters", 1000.0, "1000 diopters (1 mm)")):
+            if getattr(self, name) > hi:
+                out.append(Problem(name, f"{getattr(self, name):.4g} is beyond {what}"))
+        if self.sensor_timestamp_ns < 0:
+            out.append(Problem("sensor_timestamp_ns", "must be >= 0 (boot-time ns)"))
+        if self.frame_number is not None and not 0 <= self.frame_number < 2**63:
+            out.append(Problem("frame_number", "must be in 0 .. 2^63"))
         if self.focus_distance_diopters < 0:
             out.append(Problem("focus_distance_diopters", "must be >= 0"))
         if "/" in self.file or "\\" in self.file or self.file.startswith("."):
@@ -221,6 +274,8 @@ class CaptureRecord:
         out = []
         if self.schema_version != SCHEMA_VERSION:
             out.append(Problem("schema_version", f"unsupported {self.schema_version}, expected {SCHEMA_VERSION}"))
+        if self.trigger_host_ns is not None and not 0 <= self.trigger_host_ns < MAX_CLOCK_NS:
+            out.append(Problem("trigger_host_ns", f"outside 0 .. {MAX_CLOCK_NS:.0e} ns"))
         slots = [f.slot for f in self.frames]
         for s in FRAME_SLOTS:
             if slots.count(s) != 1 and self.status == "complete":
@@ -243,18 +298,34 @@ class CaptureRecord:
 
 
 def read_json(path: str | Path) -> Any:
-    """Read JSON; a missing or broken file is a one-line ``SessionFormatError``."""
+    """Read JSON; a missing or broken file is a one-line, ``unreadable`` ``SessionFormatError``.
+
+    Broken includes not UTF-8, nested deeper than the parser's recursion limit, and integers with
+    more digits than Python converts (``sys.get_int_max_str_digits``).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SessionFormatError("file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SessionFormatError(f"cannot read: {exc}", file=path) from None
+        raise SessionFormatError("file not found", file=path, unreadable=True) from None
+    except UnicodeDecodeError as exc:
+        raise SessionFormatError(f"not UTF-8 text (byte {exc.start})", file=path, unreadable=True) from None
+    except OSError as exc:
+        raise SessionFormatError(f"cannot read: {exc.strerror}", file=path, unreadable=True) from None
+    return parse_json_text(text, path)
+
+
+def parse_json_text(text: str, path: str | Path | None = None) -> Any:
+    """``json.loads`` whose every failure is a ``SessionFormatError`` (``unreadable``)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SessionFormatError(f"invalid JSON: {exc.msg}", file=path, field=f"line {exc.lineno}") from None
+        raise SessionFormatError(f"invalid JSON: {exc.msg}", file=path, field=f"line {exc.lineno}",
+                                 unreadable=True) from None
+    except RecursionError:
+        raise SessionFormatError("invalid JSON: nested too deeply", file=path, unreadable=True) from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise SessionFormatError(f"invalid JSON: {exc}", file=path, unreadable=True) from None
 
 
 def parse_record(cls: type, data: Any) -> tuple[Any, list[Problem]]:

@@ -8,6 +8,7 @@ all of them and a loader can raise the first one as a one-line error.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import MISSING, dataclass
@@ -28,6 +29,15 @@ def _join(prefix: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{prefix}[{key}]"
     return f"{prefix}.{key}" if prefix else key
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters, for messages about hostile values."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # a 5000-digit int, a list nested 10,000 deep
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _type_name(tp: Any) -> str:
@@ -51,6 +61,9 @@ def _convert(tp: Any, value: Any, where: str, problems: list[Problem]) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        real = [a for a in args if a is not type(None)]
+        if len(real) == 1:  # Optional[X]: X's own problems name the field best
+            return _convert(real[0], value, where, problems)
         for arg in args:
             if arg is type(None):
                 continue
@@ -62,7 +75,7 @@ def _convert(tp: Any, value: Any, where: str, problems: list[Problem]) -> Any:
         return None
     if origin is Literal:
         if value not in get_args(tp):
-            problems.append(Problem(where, f"expected one of {_type_name(tp)}, got {value!r}"))
+            problems.append(Problem(where, f"expected one of {_type_name(tp)}, got {_short(value)}"))
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -87,7 +100,14 @@ def _convert(tp: Any, value: Any, where: str, problems: list[Problem]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             problems.append(Problem(where, f"expected number, got {type(value).__name__}"))
             return None
-        return float(value)
+        try:
+            out = float(value)
+        except OverflowError:  # an int too large for a double
+            out = float("inf")
+        if not math.isfinite(out):  # JSON's NaN/Infinity extensions, YAML's .nan/.inf
+            problems.append(Problem(where, f"expected a finite number, got {out}"))
+            return None
+        return out
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             problems.append(Problem(where, f"expected integer, got {type(value).__name__}"))

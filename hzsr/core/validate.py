@@ -1,12 +1,19 @@
 """``hzsr session validate``: check a session folder against the format, reporting every problem.
 
-Checks: session.json and each capture.json parse and have the right fields and types; every
-referenced file exists; its size and sha256 match the record; each JPEG is complete (ends with the
-EOI marker) and decodes at its declared size; the journal has no corrupt line but a torn last one.
+Checks: session.json and each capture.json parse and have the right fields, types and ranges;
+every referenced file exists; its size and sha256 match the record; each JPEG is complete (ends
+with the EOI marker) and decodes at its declared size without a single libjpeg warning (a JPEG cut
+short and re-sealed with an EOI decodes, padded with grey, and libjpeg only warns); the journal
+has no corrupt line but a torn last one. Captures the journal left unfinished, and captures
+``resume`` abandoned, are warnings.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +31,10 @@ class Finding:
     message: str
     severity: str = "error"  # error | warning
 
-    def line(self) -> str:
-        return f"{self.severity}: {self.file}: {self.field}: {self.message}"
+    def line(self, root: str | Path | None = None) -> str:
+        """``severity: [ROOT/]file: field: message``: the path first, whole, after the severity."""
+        path = self.file if root is None or self.file.startswith("/") else f"{str(root).rstrip('/')}/{self.file}"
+        return f"{self.severity}: {path}: {self.field}: {self.message}"
 
 
 def _load(path: Path, cls, rel: str, out: list[Finding]):
@@ -39,23 +48,76 @@ def _load(path: Path, cls, rel: str, out: list[Finding]):
     return obj
 
 
-def check_image(path: Path, width: int, height: int) -> str | None:
-    """Why ``path`` is not a complete image of ``width`` x ``height``, or None if it is."""
+_STDERR_LOCK = threading.Lock()
+
+
+def _decode_capturing_warnings(data: bytes):
+    """``cv2.imdecode`` and whatever libjpeg wrote to stderr meanwhile (its warnings go there).
+
+    OpenCV does not expose libjpeg's warnings, so fd 2 is pointed at a temp file for the call.
+    """
     import cv2
     import numpy as np
 
+    with _STDERR_LOCK, tempfile.TemporaryFile() as cap:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(cap.fileno(), 2)
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        cap.seek(0)
+        return img, cap.read().decode(errors="replace").strip()
+
+
+def check_image(path: Path, width: int, height: int) -> str | None:
+    """Why ``path`` is not a complete image of ``width`` x ``height``, or None if it is."""
     data = path.read_bytes()
-    if path.suffix.lower() in (".jpg", ".jpeg"):
+    is_jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    if is_jpeg:
         if not data.startswith(b"\xff\xd8"):
             return "not a JPEG (no SOI marker)"
         if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
             return "truncated JPEG (no EOI marker)"
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    img, warnings = _decode_capturing_warnings(data)
     if img is None:
         return "does not decode"
+    if is_jpeg and warnings:
+        return f"corrupt JPEG: libjpeg says {warnings.splitlines()[0]!r}"
     if (img.shape[1], img.shape[0]) != (width, height):
         return f"decodes at {img.shape[1]}x{img.shape[0]}, declared {width}x{height}"
     return None
+
+
+def _unfinished(root: Path, events: list[dict]) -> list[Finding]:
+    """Warnings for captures that are not in ``captures/``: abandoned ones, and unfinished ones."""
+    out = []
+    state: dict[str, tuple[str, str]] = {}
+    for e in events:
+        cid = e.get("capture_id")
+        if not cid:
+            continue
+        kind = e["event"]
+        if kind == "trigger":
+            state.setdefault(cid, ("triggered", ""))
+        elif kind == "capture_complete":
+            state[cid] = ("complete", "")
+        elif kind == "capture_abandoned" and state.get(cid, ("",))[0] != "complete":
+            state[cid] = ("abandoned", str(e.get("reason", "")))
+    for cid, (st, reason) in state.items():
+        if st == "abandoned":
+            out.append(Finding(f"abandoned/{cid}", "-", f"capture abandoned by resume: {reason}", "warning"))
+        elif st == "triggered":
+            out.append(Finding(f".incoming/{cid}", "-", "capture triggered but never finished: run hzsr capture "
+                               "resume to finish or retire it", "warning"))
+    known = {cid for cid, (st, _) in state.items() if st == "abandoned"}
+    ab = root / "abandoned"
+    for d in sorted(ab.iterdir()) if ab.is_dir() else []:
+        if d.name not in known:
+            out.append(Finding(f"abandoned/{d.name}", "-", "abandoned capture the journal does not list", "warning"))
+    return out
 
 
 def validate_session(session_dir: str | Path, *, check_pixels: bool = True) -> list[Finding]:
@@ -68,14 +130,21 @@ def validate_session(session_dir: str | Path, *, check_pixels: bool = True) -> l
     serials = {d.serial for d in session.devices} if session else set()
 
     jr = Journal(root / "journal.jsonl")
+    events: list[dict] = []
     if not jr.path.exists():
         out.append(Finding("journal.jsonl", "-", "missing", "warning"))
     else:
-        res = jr.read()
-        for ln in res.bad_lines:
-            torn_tail = res.torn_tail(ln)
-            out.append(Finding("journal.jsonl", f"line {ln}", "torn last line (crash while writing)"
-                               if torn_tail else "unparseable line", "warning" if torn_tail else "error"))
+        try:
+            res = jr.read()
+        except SessionFormatError as exc:
+            out.append(Finding("journal.jsonl", "-", exc.message))
+        else:
+            events = res.events
+            for ln in res.bad_lines:
+                torn_tail = res.torn_tail(ln)
+                out.append(Finding("journal.jsonl", f"line {ln}", "torn last line (crash while writing)"
+                                   if torn_tail else "unparseable line", "warning" if torn_tail else "error"))
+    out.extend(_unfinished(root, events))
 
     cap_root = root / "captures"
     if not cap_root.is_dir():

@@ -8,6 +8,7 @@ which is what makes W-to-T coarse alignment necessary on real phones.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import cv2
@@ -70,6 +71,47 @@ class FrameExposure:
     exposure_time_ns: int
     iso: int
     gain: float
+    #: White-balance gains applied, Camera2 order (R, G_even, G_odd, B), in the calibrated space.
+    wb_gains: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    #: The unit's colour calibration the ISP applied (diagonal 3x3, row-major), raw -> calibrated.
+    ccm: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass
+class ExposureControls:
+    """Manual settings for one frame; ``None`` leaves that part to the camera's auto loop (AE/AWB)."""
+
+    exposure_time_ns: int | None = None
+    iso: int | None = None
+    wb_gains: tuple[float, float, float, float] | None = None  # (R, G_even, G_odd, B)
+
+
+#: Per-unit colour calibration residual: the factory measures each unit's response this well.
+CALIBRATION_RESIDUAL = 0.003
+#: Auto white balance estimates the illuminant to within this (per channel, per frame).
+AWB_ERROR = 0.01
+
+
+def illuminant(scene: Scene) -> tuple[float, float, float]:
+    """The scene light's colour (linear RGB, G = 1): warm to cool, fixed per scene."""
+    h = zlib.crc32(scene.scene_id.encode()) / 2**32
+    a = 0.25 * (2 * h - 1)  # -0.25 (cool) .. +0.25 (warm)
+    return (1.0 + a, 1.0, 1.0 - 0.8 * a)
+
+
+def calibration(rig: RigGeometry, role: str) -> tuple[float, float, float]:
+    """What the unit's factory calibration believes its response is (known to its ISP)."""
+    rng = np.random.default_rng(zlib.crc32(role.encode()))
+    return tuple(float(r * (1 + rng.normal(0, CALIBRATION_RESIDUAL))) for r in rig.wb[role])
+
+
+def auto_wb_gains(scene: Scene, rng: np.random.Generator | None) -> tuple[float, float, float, float]:
+    """AWB: gains that neutralise the estimated illuminant, in the calibrated space (G = 1)."""
+    ill = illuminant(scene)
+    err = rng.normal(0, AWB_ERROR, 3) if rng is not None else np.zeros(3)
+    r = ill[1] / ill[0] * (1 + err[0] - err[1])
+    b = ill[1] / ill[2] * (1 + err[2] - err[1])
+    return (round(float(r), 4), 1.0, 1.0, round(float(b), 4))
 
 
 def auto_exposure(radiance_mean: float, cam_role: str, bias: float) -> FrameExposure:
@@ -84,25 +126,69 @@ def auto_exposure(radiance_mean: float, cam_role: str, bias: float) -> FrameExpo
     return FrameExposure(int(t * 1e9), iso, t * iso * K_EXPOSE)
 
 
-def render_frame(rig: RigGeometry, scene: Scene, slot: str, t_s: float, focus_diopters: float,
-                 rng: np.random.Generator, *, optics: bool = True, noise: bool = True,
-                 quality: int = 92) -> tuple[bytes, FrameExposure, np.ndarray]:
-    """Render one JPEG of ``slot`` at scene time ``t_s``. Returns (jpeg, exposure, rgb uint8)."""
+def meter(rig: RigGeometry, scene: Scene, slot: str, t_s: float, focus_diopters: float,
+          rng: np.random.Generator | None = None, optics: bool = True) -> tuple[FrameExposure, np.ndarray]:
+    """What the camera's auto loops settle on for this view: AE exposure and AWB gains.
+
+    Returns the exposure (with the AWB gains and the unit's calibration) and the linear render.
+    """
     role, cam_role = CAMERAS[slot]
     cam = rig.camera(slot)
-    pose = rig.pose(slot)
-    lin = render_linear16(scene, pose, cam, t_s, focus_diopters, optics=optics)
+    lin = render_linear16(scene, rig.pose(slot), cam, t_s, focus_diopters, optics=optics)
     h, w = lin.shape[:2]
     centre = lin[h // 4 : 3 * h // 4 : 4, w // 4 : 3 * w // 4 : 4]
     radiance_mean = float(centre.mean()) / ONE * scene.illuminance
-    exp = auto_exposure(radiance_mean, cam_role, rig.exposure_bias[role] if noise else 1.0)
-    wb = rig.wb[role] if noise else (1.0, 1.0, 1.0)
+    exp = auto_exposure(radiance_mean, cam_role, rig.exposure_bias[role])
+    k = calibration(rig, role)
+    exp.wb_gains = auto_wb_gains(scene, rng)
+    exp.ccm = (1 / k[0], 0.0, 0.0, 0.0, 1 / k[1], 0.0, 0.0, 0.0, 1 / k[2])
+    return exp, lin
+
+
+def render_frame(rig: RigGeometry, scene: Scene, slot: str, t_s: float, focus_diopters: float,
+                 rng: np.random.Generator, *, optics: bool = True, noise: bool = True,
+                 quality: int = 92, controls: ExposureControls | None = None,
+                 ) -> tuple[bytes, FrameExposure, np.ndarray]:
+    """Render one JPEG of ``slot`` at scene time ``t_s``. Returns (jpeg, exposure, rgb uint8).
+
+    Colour: the sensor records ``L * E * r`` (scene radiance, illuminant colour, the unit's
+    response ``r``); the ISP applies its factory calibration ``1/k`` (``k = r`` up to
+    ``CALIBRATION_RESIDUAL``) and the white-balance gains ``g``, so a pixel comes out as
+    ``L * E * (r / k) * g * exposure``. AE picks exposure time and ISO, AWB picks ``g`` unless
+    ``controls`` fixes them; fixed values make two phones' output match to the calibration residual.
+    """
+    role, cam_role = CAMERAS[slot]
+    cam = rig.camera(slot)
+    if not noise:
+        lin = render_linear16(scene, rig.pose(slot), cam, t_s, focus_diopters, optics=optics)
+        exp = FrameExposure(*_ae_no_noise(lin, scene, cam_role))
+        colour = (1.0, 1.0, 1.0)
+    else:
+        exp, lin = meter(rig, scene, slot, t_s, focus_diopters, rng, optics=optics)
+        c = controls or ExposureControls()
+        t_ns = c.exposure_time_ns if c.exposure_time_ns is not None else exp.exposure_time_ns
+        iso = c.iso if c.iso is not None else exp.iso
+        exp.exposure_time_ns, exp.iso = int(t_ns), int(iso)
+        exp.gain = t_ns * 1e-9 * iso * K_EXPOSE
+        if c.wb_gains is not None:
+            exp.wb_gains = tuple(float(v) for v in c.wb_gains)
+        ill, r = illuminant(scene), rig.wb[role]
+        k = (1 / exp.ccm[0], 1 / exp.ccm[4], 1 / exp.ccm[8])
+        g = exp.wb_gains
+        colour = tuple(ill[i] * r[i] / k[i] * (g[0], (g[1] + g[2]) / 2, g[3])[i] for i in range(3))
     gain = exp.gain * scene.illuminance
-    rgb = expose(lin, exposure_gain=gain, wb=wb, iso=exp.iso, cam=cam, rng=rng, noise=noise)
+    rgb = expose(lin, exposure_gain=gain, wb=colour, iso=exp.iso, cam=cam, rng=rng, noise=noise)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes(), exp, rgb
+
+
+def _ae_no_noise(lin: np.ndarray, scene: Scene, cam_role: str) -> tuple[int, int, float]:
+    h, w = lin.shape[:2]
+    centre = lin[h // 4 : 3 * h // 4 : 4, w // 4 : 3 * w // 4 : 4]
+    e = auto_exposure(float(centre.mean()) / ONE * scene.illuminance, cam_role, 1.0)
+    return e.exposure_time_ns, e.iso, e.gain
 
 
 def af_roi(rig: RigGeometry, slot: str, scene: Scene, t: float) -> list[int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hzsr.sim.profiles import PhoneProfile
-from hzsr.sim.rig import RigGeometry, af_roi, render_frame, slot_of
+from hzsr.sim.rig import ExposureControls, FrameExposure, RigGeometry, af_roi, meter, render_frame, slot_of
 from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
 
 
@@ -56,7 +56,7 @@ class VirtualWorld:
         return self._scenes[idx], t
 
     def render(self, role: str, cam_role: str, host_ns: float, focus_diopters: float | None,
-               rng: np.random.Generator, quality: int = 92):
+               rng: np.random.Generator, quality: int = 92, controls: ExposureControls | None = None):
         """Render what ``role``'s ``cam_role`` camera sees at true host instant ``host_ns``."""
         scene, t = self.scene_at(host_ns)
         slot = slot_of(role, cam_role)
@@ -67,8 +67,31 @@ class VirtualWorld:
             jpg, exp = render_board_slot(self.rig, scene, slot, host_ns, rng, SensorConfig().readout_ns, quality)
             return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
         focus = focus_diopters if focus_diopters is not None else 1 / scene.layer(scene.subject).depth_m
-        jpg, exp, _ = render_frame(self.rig, scene, slot, t, focus, rng, quality=quality)
+        jpg, exp, _ = render_frame(self.rig, scene, slot, t, focus, rng, quality=quality, controls=controls)
         return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
+
+    def meter(self, role: str, cam_role: str, host_ns: float, rng: np.random.Generator | None = None
+              ) -> FrameExposure:
+        """What AE and AWB of ``role``'s ``cam_role`` settle on at ``host_ns`` (for a 3A lock)."""
+        scene, t = self.scene_at(host_ns)
+        focus = 1 / scene.layer(scene.subject).depth_m
+        return meter(self.rig, scene, slot_of(role, cam_role), t, focus, rng)[0]
+
+    def depth_at(self, role: str, cam_role: str, host_ns: float, region: list[int] | None) -> float:
+        """Depth in metres of the front-most layer at the centre of ``region`` ([x, y, w, h]),
+        or of the scene's subject when ``region`` is None: where contrast AF would focus."""
+        from hzsr.sim.render import visible_layer_map
+
+        scene, t = self.scene_at(host_ns)
+        if region is None:
+            return scene.layer(scene.subject).depth_m
+        label = visible_layer_map(scene, self.rig.pose(slot_of(role, cam_role)), t)
+        x, y, w, h = region
+        patch = label[max(y, 0):y + max(h, 1), max(x, 0):x + max(w, 1)]
+        ids = patch[patch >= 0]
+        if ids.size == 0:
+            return scene.layers[0].depth_m
+        return scene.layers[int(np.bincount(ids).argmax())].depth_m
 
     def record_truth(self, name: str, record: dict, append: bool = True) -> None:
         """Append a line to ``<name>.jsonl``, or (``append=False``) replace ``<name>.json``."""

@@ -83,7 +83,9 @@ def analyse(session: SessionRecord, recs: list[CaptureRecord], bad: list[dict[st
     jumps: dict[str, list] = {}
     for d in session.devices:
         try:
-            timebases[d.serial] = Timebase.from_clock(d.clock, th.wander_ppm)
+            # Segments: the jumps capture recorded, plus steps found in the samples.
+            timebases[d.serial] = Timebase.from_clock(d.clock, th.wander_ppm).with_detected_segments(
+                th.min_jump_us * 1e3)
             jumps[d.serial] = timebases[d.serial].jumps(th.min_jump_us * 1e3)
         except ValueError:
             timebases[d.serial] = None
@@ -125,7 +127,7 @@ def analyse(session: SessionRecord, recs: list[CaptureRecord], bad: list[dict[st
                 flags.append("no_clock_sync")
                 reasons.append(f"{f.slot}: device {f.device} has no clock-sync samples")
                 continue
-            h, b = tb.to_host(np.array([f.sensor_timestamp_ns]))
+            h, b = tb.to_host(np.array([f.sensor_timestamp_ns]), near_host_ns=r.trigger_host_ns)
             mapped[slot] = (float(h[0]), float(b[0]))
             when = r.trigger_host_ns if r.trigger_host_ns is not None else h[0]
             for j in jumps.get(f.device, []):
@@ -295,6 +297,19 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _abandoned(root: Path) -> dict[str, Any]:
+    """Captures ``capture resume`` retired (journal ``capture_abandoned``): never in captures/."""
+    from hzsr.core.errors import HzsrError
+    from hzsr.core.journal import Journal
+
+    try:
+        events = Journal(root / "journal.jsonl").read().events
+    except HzsrError:
+        events = []
+    ids = sorted({e["capture_id"] for e in events if e["event"] == "capture_abandoned" and "capture_id" in e})
+    return {"count": len(ids), "capture_ids": ids}
+
+
 def run_sync_check(session_dir: str | Path, th: SyncThresholds | None = None, plots: bool = True) -> dict:
     """Check ``session_dir`` and write ``sync/``; returns the summary."""
     th = th or SyncThresholds()
@@ -302,6 +317,7 @@ def run_sync_check(session_dir: str | Path, th: SyncThresholds | None = None, pl
     session = SessionRecord.load(root)
     recs, bad = _load_captures(root)
     df, summary = analyse(session, recs, bad, th)
+    summary["abandoned"] = _abandoned(root)
     out = root / "sync"
     csv = df.copy()
     csv["flags"] = csv["flags"].apply(";".join)

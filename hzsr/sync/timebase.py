@@ -12,6 +12,13 @@ extrapolates, adding its standard error times the distance:
 A phone timestamp ``p`` maps to the host instant ``h`` with ``h + offset(h) = p`` (two fixed-point
 steps suffice: the offset changes by ppm over the step).
 
+A clock jump splits the samples into segments (``DeviceClock.segment_starts``, recorded by
+capture, plus any step ``jumps`` finds): each segment is interpolated on its own and extrapolated
+with the drift, never across the step. An instant is mapped with the segment it falls in, given
+a host-time hint (the capture's trigger): the last segment that began at or before it. Between a
+segment's last sample and the next one's first, nobody knows on which side of the step an
+instant lies: ``hzsr sync check`` flags a capture there as ``clock_jump``.
+
 ``e_i = rtt_i / 2`` covers any asymmetry of the link. With a calibration (``hzsr sync calibrate``)
 the offsets were corrected for the measured asymmetry, and the error left is the jitter above the
 link's symmetric floor plus what the calibration may have missed:
@@ -44,12 +51,17 @@ class Timebase:
     drift_ppm: float
     drift_stderr_ppm: float
     wander_ppm: float = 0.5
+    segment: np.ndarray | None = None  # segment index of each sample (None: one segment)
 
     @classmethod
     def from_clock(cls, clock: DeviceClock, wander_ppm: float = 0.5) -> Timebase:
         if not clock.samples:
             raise ValueError("no clock-sync samples")
-        s = sorted(clock.samples, key=lambda x: x.host_ns)
+        seg = np.zeros(len(clock.samples), np.int64)
+        for k in clock.segment_starts:
+            seg[int(k):] += 1
+        order = sorted(range(len(clock.samples)), key=lambda i: (seg[i], clock.samples[i].host_ns))
+        s = [clock.samples[i] for i in order]
         e = np.array([x.rtt_ns / 2 for x in s], np.float64)
         cal = clock.calibration
         if cal is not None:
@@ -61,10 +73,44 @@ class Timebase:
             clock.drift_ppm or 0.0,
             clock.drift_ppm_stderr if clock.drift_ppm_stderr is not None else 5.0,
             wander_ppm,
+            seg[order],
         )
 
-    def offset_at(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Offset and its error bound at host instants ``h``."""
+    def with_detected_segments(self, min_jump_ns: float = 1e6) -> Timebase:
+        """A copy whose segments also split at every step ``jumps`` finds inside one segment."""
+        seg = self.segments()
+        starts = {int(np.argmax(seg == g)) for g in np.unique(seg) if g > 0}
+        for j in self._steps(min_jump_ns):
+            starts.add(int(np.searchsorted(self.host_ns, j.before_host_ns)))
+        new = np.zeros(len(self.host_ns), np.int64)
+        for k in sorted(starts):
+            new[k:] += 1
+        return Timebase(self.host_ns, self.offset_ns, self.bound_ns, self.drift_ppm, self.drift_stderr_ppm,
+                        self.wander_ppm, new)
+
+    def segments(self) -> np.ndarray:
+        return self.segment if self.segment is not None else np.zeros(len(self.host_ns), np.int64)
+
+    def segment_at(self, host_ns: float) -> int:
+        """The segment an instant belongs to: the last one whose first sample is at or before it."""
+        seg = self.segments()
+        out = int(seg[0])
+        for g in np.unique(seg):
+            if self.host_ns[seg == g][0] <= host_ns:
+                out = int(g)
+        return out
+
+    def _part(self, g: int | None) -> Timebase:
+        if g is None or self.segment is None:
+            return self
+        m = self.segment == g
+        return Timebase(self.host_ns[m], self.offset_ns[m], self.bound_ns[m], self.drift_ppm,
+                        self.drift_stderr_ppm, self.wander_ppm, None)
+
+    def offset_at(self, h: np.ndarray, segment: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Offset and its error bound at host instants ``h`` (within ``segment``, default the last)."""
+        if self.segment is not None:
+            return self._part(int(self.segment[-1]) if segment is None else segment).offset_at(h)
         h = np.asarray(h, np.float64)
         hs, off, e = self.host_ns, self.offset_ns, self.bound_ns
         drift = self.drift_ppm * 1e-6
@@ -82,17 +128,44 @@ class Timebase:
         bound = np.where(hi, e[-1] + k * (h - hs[-1]), bound)
         return out, bound
 
-    def to_host(self, phone_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Host instants and error bounds of phone boot-time instants."""
+    def to_host(self, phone_ns: np.ndarray, near_host_ns: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Host instants and error bounds of phone boot-time instants.
+
+        ``near_host_ns`` (a host instant close to them, e.g. the capture's trigger) picks the
+        clock segment; without it, the last segment is used.
+        """
+        g = None if near_host_ns is None or self.segment is None else self.segment_at(near_host_ns)
+        part = self._part(g if g is not None else (int(self.segment[-1]) if self.segment is not None else None))
         p = np.asarray(phone_ns, np.float64)
-        h = p - self.offset_ns[-1]
+        h = p - part.offset_ns[-1]
         for _ in range(2):
-            off, _ = self.offset_at(h)
+            off, _ = part.offset_at(h)
             h = p - off
-        _, bound = self.offset_at(h)
+        _, bound = part.offset_at(h)
         return h, bound
 
-    def jumps(self, min_jump_ns: float = 1e6, k_sigma: float = 5.0) -> list[ClockJump]:
+    def _robust_drift(self) -> float:
+        """Median slope of the intervals inside segments (see ``jumps``); the fit if too few."""
+        seg = self.segments()
+        dh_all = np.diff(self.host_ns)
+        same = (np.diff(seg) == 0) & (dh_all > 0)
+        if same.sum() >= 3:
+            return float(np.median(np.diff(self.offset_ns)[same] / dh_all[same]))
+        return self.drift_ppm * 1e-6
+
+    def boundaries(self) -> list[ClockJump]:
+        """Each step between consecutive segments, as a ``ClockJump`` (drift taken out)."""
+        out = []
+        seg = self.segments()
+        drift = self._robust_drift()
+        for i in range(len(seg) - 1):
+            if seg[i + 1] != seg[i]:
+                dh = self.host_ns[i + 1] - self.host_ns[i]
+                resid = self.offset_ns[i + 1] - self.offset_ns[i] - drift * dh
+                out.append(ClockJump(int(self.host_ns[i]), int(self.host_ns[i + 1]), float(resid)))
+        return out
+
+    def _steps(self, min_jump_ns: float = 1e6, k_sigma: float = 5.0) -> list[ClockJump]:
         """Steps in the offset between consecutive samples that drift cannot explain.
 
         Threshold: ``max(min_jump_ns, k_sigma (e_i + e_i+1) + 3 stderr |dh|)``. The drift used
@@ -101,12 +174,11 @@ class Timebase:
         cannot move a median of three or more intervals.
         """
         out = []
-        dh_all = np.diff(self.host_ns)
-        if len(dh_all) >= 3:
-            drift = float(np.median(np.diff(self.offset_ns) / dh_all))
-        else:
-            drift = self.drift_ppm * 1e-6
+        seg = self.segments()
+        drift = self._robust_drift()
         for i in range(len(self.host_ns) - 1):
+            if seg[i + 1] != seg[i]:
+                continue  # a recorded segment boundary, reported by boundaries()
             dh = self.host_ns[i + 1] - self.host_ns[i]
             resid = self.offset_ns[i + 1] - self.offset_ns[i] - drift * dh
             thresh = max(min_jump_ns, k_sigma * (self.bound_ns[i] + self.bound_ns[i + 1])
@@ -114,3 +186,8 @@ class Timebase:
             if abs(resid) > thresh:
                 out.append(ClockJump(int(self.host_ns[i]), int(self.host_ns[i + 1]), float(resid)))
         return out
+
+    def jumps(self, min_jump_ns: float = 1e6, k_sigma: float = 5.0) -> list[ClockJump]:
+        """Every clock step: recorded segment boundaries and steps found inside a segment."""
+        found = self._steps(min_jump_ns, k_sigma) + self.boundaries()
+        return sorted(found, key=lambda j: j.after_host_ns)

@@ -85,3 +85,56 @@ def test_unknown_profile_is_a_one_line_error(tmp_path):
                         "--profile", "pixel99"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--profile: unknown phone profile 'pixel99'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("line, out, rc", [
+    ("echo hi > /sdcard/f; echo more >> /sdcard/f; cat /sdcard/f | wc -l", b"2\n", 0),
+    ("echo -n a; echo -e 'b\\tc\\x41\\0101'; echo -e 'x\\cy'", b"ab\tcAA\nx", 0),
+    ("echo 'a  b;c' \"$?-\\$(x)\" $(echo 'sub   split') \"$(echo 'kept   spaces')\"",
+     b"a  b;c 0-$(x) sub split kept   spaces\n", 0),
+    ("false; echo $? && false || echo or", b"1\nor\n", 0),
+    ("ls /nope 2>&1 >/dev/null | grep -c nope", b"1\n", 0),
+    ("cat < /nope", b"", 1),
+    ("frob; echo $?", b"127\n", 0),
+    ("if true; then echo; fi", b"", 2),
+    ("echo a | | b", b"", 2),
+    ("echo 'open", b"", 2),
+    ("sleep 0 &", b"", 2),
+    ("[ \"$(getprop ro.serialno)\" = S1 ] && echo yes", b"yes\n", 0),
+    ("sh -c 'echo in; exit 3'; echo $?", b"in\n3\n", 0),
+    ("printf '%s=%d\\n' a 5", b"a=5\n", 0),
+])
+def test_shell_syntax(sh, line, out, rc):
+    r = sh.run(line)
+    assert (r.stdout, r.rc) == (out, rc), r
+
+
+def test_globs_redirect_errors_and_read_only(sh):
+    sh.run("mkdir -p /sdcard/g && touch /sdcard/g/a.jpg /sdcard/g/b.jpg /sdcard/g/c.txt")
+    assert sh.run("ls /sdcard/g/*.jpg").stdout == b"/sdcard/g/a.jpg\n/sdcard/g/b.jpg\n"
+    assert sh.run("echo /sdcard/g/*.png").stdout == b"/sdcard/g/*.png\n"  # no match: literal
+    assert sh.run("echo '/sdcard/g/*.jpg'").stdout == b"/sdcard/g/*.jpg\n"  # quoted: no glob
+    r = sh.run("rm /sdcard/g/a.jpg > /system/log")  # the redirect fails first: rm never runs
+    assert r.rc == 1 and r.stderr == b"/system/bin/sh: can't create /system/log: Read-only file system\n"
+    assert (sh.storage.root / "sdcard/g/a.jpg").exists()
+    for line in ("mkdir /system/x", "touch /vendor/x", "rm /system/build.prop", "cp /sdcard/g/c.txt /product/",
+                 "mv /sdcard/g/c.txt /system/bin/"):
+        r = sh.run(line)
+        assert r.rc == 1 and b"Read-only file system" in r.stderr, (line, r)
+    r = sh.run("ls /data")
+    assert r.rc == 1 and r.stderr == b"ls: /data: Permission denied\n"
+    assert sh.run("ls /data/local/tmp").rc == 0 and sh.run("touch /data/local/tmp/x").rc == 0
+    assert sh.run("setprop ro.serialno X").rc == 1 and sh.run("getprop ro.serialno").stdout == b"S1\n"
+
+
+def test_stdin_is_read_only_by_commands_that_want_it(sh):
+    calls = []
+
+    def stdin():
+        calls.append(1)
+        return b"l1\nl2\n"
+
+    assert sh.run("echo x; wc -l", stdin).stdout == b"x\n2\n"
+    assert sh.run("echo y", stdin).stdout == b"y\n"
+    assert sh.run("cat /system/build.prop > /dev/null; head -n 1 -", stdin).stdout == b"l1\n"
+    assert len(calls) == 2

@@ -90,7 +90,7 @@ def test_declared_size_mismatch_named(sim_session):
 
 
 def test_missing_folder_is_one_line(tmp_path, capsys):
-    assert main(["session", "validate", str(tmp_path / "nope")]) == 1
+    assert main(["session", "validate", str(tmp_path / "nope")]) == 2  # could not be read
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a folder" in err[0]
 
@@ -106,3 +106,52 @@ def test_journal_torn_tail_warns_interior_corruption_errors(sim_session):
     j.write_text("\n".join(lines) + "\n")
     errs = _errors(sim_session)
     assert [(f.file, f.field, f.message) for f in errs] == [("journal.jsonl", "line 3", "unparseable line")]
+
+
+def test_truncated_jpeg_resealed_is_an_error_naming_the_file(sim_session):
+    """Cut in half, EOI appended, sha256 and size re-sealed: libjpeg decodes it with a warning."""
+    from hzsr.core.fileio import sha256_file
+
+    cdir = sim_session / "captures" / "c00000"
+    img = cdir / "main_T.jpg"
+    data = img.read_bytes()
+    img.write_bytes(data[: len(data) // 2] + b"\xff\xd9")
+    _mutate_json(cdir / "capture.json", lambda j: [fr.update(sha256=sha256_file(img), size_bytes=img.stat().st_size)
+                                                  for fr in j["frames"] if fr["file"] == "main_T.jpg"])
+    (f,) = _errors(sim_session)
+    assert f.file == "captures/c00000/main_T.jpg" and "corrupt JPEG" in f.message
+
+
+@pytest.mark.parametrize("field, value, msg", [
+    ("sensor_timestamp_ns", -5, "must be >= 0"),
+    ("sensor_timestamp_ns", 10**30, "beyond about 31 years"),
+    ("sensor_timestamp_ns", 1e30, "expected integer, got float"),
+    ("exposure_time_ns", 10**15, "beyond 10 minutes"),
+    ("focus_distance_diopters", float("nan"), "expected a finite number"),
+])
+def test_absurd_numbers_are_errors(sim_session, field, value, msg):
+    _mutate_json(_capture_json(sim_session, "c00001"), lambda j: j["frames"][0].__setitem__(field, value))
+    (f,) = _errors(sim_session)
+    assert f.field == f"frames[0].{field}" and msg in f.message, f
+
+
+def test_validate_lines_put_the_path_first(sim_session, capsys):
+    img = sim_session / "captures" / "c00000" / "ref_T.jpg"
+    img.write_bytes(img.read_bytes()[:-100])
+    assert main(["session", "validate", str(sim_session)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err and all(line.startswith(f"error: {sim_session}/captures/c00000/ref_T.jpg: ") for line in err), err
+
+
+def test_files_follow_the_umask(tmp_path):
+    import os
+
+    from hzsr.core.fileio import atomic_write_bytes
+
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        old = os.umask(mask)
+        try:
+            atomic_write_bytes(tmp_path / f"f{mask}", b"x")
+        finally:
+            os.umask(old)
+        assert (tmp_path / f"f{mask}").stat().st_mode & 0o777 == mode

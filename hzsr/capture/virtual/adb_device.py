@@ -11,7 +11,16 @@ Services (each a coroutine over a ``StreamIO``):
   3 exit, then a u32 length);
 - ``sync:`` (``file_sync_protocol.h``): STAT, STA2/LST2 (stat_v2), LIST, LIS2 (ls_v2), SEND,
   RECV, QUIT; DATA chunks of at most 64 KiB;
-- ``tcp:PORT`` and ``localabstract:NAME``, to sockets the phone registers (the capture agent).
+- ``exec:CMD`` (raw: no pty, no exit status, stderr in the same stream, as ``adb exec-out``);
+- ``tcp:PORT`` and ``localabstract:NAME``, to sockets the phone registers (the capture agent);
+- ``reverse:forward:[norebind:]LOCAL;REMOTE``, ``reverse:killforward:LOCAL``,
+  ``reverse:killforward-all`` and ``reverse:list-forward`` (``adb reverse``): the phone listens
+  on ``tcp:PORT`` of its loopback (modelled as a host port, ``VirtualPhone.device_port``) and
+  opens a stream to the host for each connection, as adbd does.
+
+Sync answers as adbd does when a path is missing, a file, not listable or read-only: LIST/LIS2
+of anything opendir() refuses is a bare DONE, STAT of a missing path is all zeros, RECV and SEND
+fail with adbd's messages (``open failed: ...``, ``couldn't create file: Read-only file system``).
 
 The banner advertises exactly these: ``shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir``. Not
 ``sendrecv_v2``: adb 36 switches ``push`` to SND2 when a device advertises it.
@@ -22,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import posixpath
 import socket
 import stat
 import struct
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -75,9 +86,105 @@ class TransferFaults:
 
     drop_after_bytes: int | None = None  # cut the whole connection once a pull has sent this much
     flip_byte_next_pull: bool = False  # corrupt one byte in flight (the phone's copy stays good)
+    # Protocol-event hook for faults elsewhere in the rig: called with "packet" for each ADB
+    # packet received and "recv" as each pull starts (VirtualRig kills the adb server on one).
+    on_event: Callable[[str], None] | None = None
 
 
 SocketHandler = Callable[["StreamIO"], Awaitable[None]]
+
+
+@dataclass
+class _Listener:
+    remote: str
+    server: asyncio.Server
+    host_port: int
+    conn: AdbDeviceConnection
+
+
+class ReverseForwards:
+    """The phone's ``adb reverse`` listeners: device ``tcp:PORT`` -> a stream opened to the host.
+
+    The phone's loopback is modelled by host ports: an app on the phone connecting to
+    ``localhost:PORT`` is a host client connecting to ``host_port(PORT)``.
+    """
+
+    def __init__(self) -> None:
+        self.listeners: dict[str, _Listener] = {}
+
+    def listing(self) -> list[tuple[str, str]]:
+        return [(k, v.remote) for k, v in self.listeners.items()]
+
+    def host_port(self, device_port: int) -> int | None:
+        lst = self.listeners.get(f"tcp:{device_port}")
+        return None if lst is None else lst.host_port
+
+    async def add(self, local: str, remote: str, norebind: bool, conn: AdbDeviceConnection) -> int:
+        if not local.startswith("tcp:") or not local[4:].isdigit():
+            raise ValueError(f"cannot bind listener: the virtual phone models only tcp:PORT, not '{local}'")
+        if not remote.startswith(("tcp:", "localabstract:", "localfilesystem:", "localreserved:", "dev:")):
+            raise ValueError(f"unknown socket specification '{remote}'")
+        if local in self.listeners:
+            if norebind:
+                raise ValueError("cannot rebind existing socket")
+            self.listeners[local].remote = remote
+            self.listeners[local].conn = conn
+            return int(local[4:])
+
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            lst = self.listeners.get(key)
+            stream = None if lst is None else await lst.conn.open_to_host(lst.remote)
+            if stream is None:
+                writer.close()
+                return
+            await _pump(reader, writer, stream)
+
+        server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+        host_port = server.sockets[0].getsockname()[1]
+        key = local if local != "tcp:0" else f"tcp:{host_port}"
+        self.listeners[key] = _Listener(remote, server, host_port, conn)
+        return int(key[4:])
+
+    async def remove(self, local: str) -> bool:
+        lst = self.listeners.pop(local, None)
+        if lst is None:
+            return False
+        lst.server.close()
+        return True
+
+    async def remove_all(self) -> None:
+        for k in list(self.listeners):
+            await self.remove(k)
+
+    def drop_connection(self, conn: AdbDeviceConnection) -> None:
+        """adbd removes a transport's reverse forwards when that transport goes away."""
+        for k, v in list(self.listeners.items()):
+            if v.conn is conn:
+                v.server.close()
+                del self.listeners[k]
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: StreamIO) -> None:
+    """Copy bytes both ways between a phone-side socket and an ADB stream until either closes."""
+
+    async def up() -> None:
+        try:
+            while data := await reader.read(65536):
+                await stream.write(data)
+        except (StreamClosed, ConnectionError):
+            pass
+        await stream.close()
+
+    async def down() -> None:
+        try:
+            while data := await stream.read_some():
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    await asyncio.gather(up(), down())
 
 
 @dataclass
@@ -89,9 +196,14 @@ class DeviceBackend:
     storage: PhoneStorage
     sockets: dict[str, SocketHandler] = field(default_factory=dict)  # "localabstract:NAME", "tcp:PORT"
     faults: TransferFaults = field(default_factory=TransferFaults)
+    reverse: ReverseForwards = field(default_factory=ReverseForwards)
 
 
 class StreamClosed(Exception):
+    pass
+
+
+class _SendError(Exception):
     pass
 
 
@@ -105,6 +217,7 @@ class StreamIO:
         self._buf = bytearray()
         self._data = asyncio.Event()
         self._acked = asyncio.Event()
+        self.opened = asyncio.Event()  # for streams the phone opens (reverse): the host's OKAY
         self.closed = False
 
     def feed(self, data: bytes) -> None:
@@ -115,6 +228,7 @@ class StreamIO:
         self.closed = True
         self._data.set()
         self._acked.set()
+        self.opened.set()
 
     def acked(self) -> None:
         self._acked.set()
@@ -157,8 +271,49 @@ class StreamIO:
         self.conn.streams.pop(self.local_id, None)
 
 
+class _StdinPipe:
+    """A command's standard input, fed by the stream while the shell runs in a worker thread.
+
+    ``read`` blocks (in the worker) until the host closes stdin: shell v2's close-stdin packet
+    (id 4), or the end of a raw stream. Only commands that read stdin call it.
+    """
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.done = threading.Event()
+
+    def read(self) -> bytes:
+        self.done.wait()
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+    async def collect_v2(self, s: StreamIO) -> None:
+        try:
+            while True:
+                head = await s.read_exactly(5)
+                data = await s.read_exactly(struct.unpack("<I", head[1:])[0])
+                if head[0] == 0:  # kIdStdin
+                    self.buf += data
+                elif head[0] == 4:  # kIdCloseStdin
+                    break
+        except StreamClosed:
+            pass
+        finally:
+            self.done.set()
+
+    async def collect_raw(self, s: StreamIO) -> None:
+        try:
+            while data := await s.read_some():
+                self.buf += data
+        finally:
+            self.done.set()
+
+
 class AdbDeviceConnection:
     """One transport connection from the adb server."""
+
+    _count = 0
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, backend: DeviceBackend):
         self.reader, self.writer = reader, writer
@@ -167,6 +322,8 @@ class AdbDeviceConnection:
         self.next_id = 1
         self.peer_max = 4096
         self.tasks: set[asyncio.Task] = set()
+        AdbDeviceConnection._count += 1
+        self.conn_id = AdbDeviceConnection._count
 
     async def run(self) -> None:
         try:
@@ -184,6 +341,7 @@ class AdbDeviceConnection:
             s.remote_closed()
         for t in self.tasks:
             t.cancel()
+        self.backend.reverse.drop_connection(self)
         self.writer.transport.abort()
 
     async def _read_packet(self) -> tuple[int, int, int, bytes]:
@@ -206,6 +364,8 @@ class AdbDeviceConnection:
             pass
 
     async def _dispatch(self, cmd: int, a0: int, a1: int, data: bytes) -> None:
+        if self.backend.faults.on_event is not None:
+            self.backend.faults.on_event("packet")
         if cmd == A_CNXN:
             self.peer_max = min(a1, MAX_PAYLOAD) or 4096
             self.send(A_CNXN, A_VERSION, MAX_PAYLOAD, self.backend.identity.banner())
@@ -220,7 +380,11 @@ class AdbDeviceConnection:
         elif cmd == A_OKAY:
             s = self.streams.get(a1)
             if s is not None:
-                s.acked()
+                if s.remote_id == 0:  # the host accepted a stream the phone opened
+                    s.remote_id = a0
+                    s.opened.set()
+                else:
+                    s.acked()
         elif cmd == A_CLSE:
             s = self.streams.pop(a1, None)
             if s is not None:
@@ -264,6 +428,12 @@ class AdbDeviceConnection:
             return lambda s: self._shell_v2(s, cmd)
         if service == "sync:":
             return self._sync
+        if service.startswith("exec:"):
+            cmd = service[len("exec:"):]
+            return lambda s: self._exec(s, cmd)
+        if service.startswith("reverse:"):
+            req = service[len("reverse:"):]
+            return lambda s: self._reverse(s, req)
         if service.startswith(("tcp:", "localabstract:")):
             if service.startswith("tcp:") and service.count(":") > 1:
                 service = "tcp:" + service.rsplit(":", 1)[1]  # tcp:HOST:PORT -> tcp:PORT
@@ -275,12 +445,81 @@ class AdbDeviceConnection:
         if not cmd.strip():
             await s.write(b"interactive shells are not supported by the virtual phone\n")
             return
-        res = await asyncio.to_thread(self.backend.shell.run, cmd)
-        if res.combined:
+        await self._exec(s, cmd)
+
+    async def _exec(self, s: StreamIO, cmd: str) -> None:
+        # Raw services: stdin is whatever the host writes until it closes the stream (exec-in).
+        stdin = _StdinPipe()
+        task = asyncio.get_running_loop().create_task(stdin.collect_raw(s))
+        try:
+            res = await asyncio.to_thread(self.backend.shell.run, cmd, stdin.read)
+        finally:
+            task.cancel()
+        if res.combined and not s.closed:
             await s.write(res.combined)
 
+    # -- reverse -------------------------------------------------------------------------
+    async def _reverse(self, s: StreamIO, req: str) -> None:
+        rev = self.backend.reverse
+        ok = b"OKAY"
+
+        def fail(msg: str) -> bytes:
+            m = msg.encode()
+            return b"FAIL" + f"{len(m):04x}".encode() + m
+
+        if req == "list-forward":
+            # adbd names the transport the forward belongs to; over TCP that is "host-N".
+            # Unlike the other requests, the device sends no OKAY before the listing.
+            text = "".join(f"host-{self.conn_id} {local} {remote}\n" for local, remote in rev.listing())
+            await s.write(f"{len(text.encode()):04x}".encode() + text.encode())
+        elif req == "killforward-all":
+            await rev.remove_all()
+            await s.write(ok)
+        elif req.startswith("killforward:"):
+            local = req[len("killforward:"):]
+            await s.write(ok if await rev.remove(local) else fail(f"listener '{local}' not found"))
+        elif req.startswith("forward:"):
+            spec = req[len("forward:"):]
+            norebind = spec.startswith("norebind:")
+            if norebind:
+                spec = spec[len("norebind:"):]
+            local, _, remote = spec.partition(";")
+            try:
+                port = await rev.add(local, remote, norebind, self)
+            except ValueError as exc:
+                await s.write(fail(str(exc)))
+                return
+            reply = ok
+            if local == "tcp:0":
+                reply += f"{len(str(port)):04x}{port}".encode()
+            await s.write(reply)
+        else:
+            await s.write(fail(f"unsupported reverse request '{req}'"))
+
+    async def open_to_host(self, service: str) -> StreamIO | None:
+        """Open a stream from the phone to the host (``OPEN(local, 0, service)``); None if refused."""
+        stream = StreamIO(self, self.next_id, 0)
+        self.next_id += 1
+        self.streams[stream.local_id] = stream
+        self.send(A_OPEN, stream.local_id, 0, service.encode() + b"\0")
+        await self.drain()
+        await stream.opened.wait()
+        if stream.closed:
+            self.streams.pop(stream.local_id, None)
+            return None
+        return stream
+
     async def _shell_v2(self, s: StreamIO, cmd: str) -> None:
-        res = await asyncio.to_thread(self.backend.shell.run, cmd)
+        if not cmd.strip():
+            msg = b"interactive shells are not supported by the virtual phone\n"
+            await s.write(b"\x02" + struct.pack("<I", len(msg)) + msg + b"\x03" + struct.pack("<I", 1) + b"\x01")
+            return
+        stdin = _StdinPipe()
+        task = asyncio.get_running_loop().create_task(stdin.collect_v2(s))
+        try:
+            res = await asyncio.to_thread(self.backend.shell.run, cmd, stdin.read)
+        finally:
+            task.cancel()
         out, err, rc = res.stdout, res.stderr, res.rc
         packet = b""
         if out:
@@ -346,14 +585,24 @@ class AdbDeviceConnection:
         return self._v2_fields(self._lstat(path, follow))
 
     async def _sync_list(self, s: StreamIO, path: str, v2: bool) -> None:
+        # adbd: opendir() failing (missing, a file, EACCES) sends DONE and nothing else.
+        storage = self.backend.storage
+        entries: list[tuple[str, os.stat_result]] = []
         try:
-            d = self.backend.storage.host_path(path)
-            names = sorted(os.listdir(d)) if d.is_dir() else []
+            d = storage.host_path(path)
+            storage.check_list(path)
+            if d.is_dir():
+                names = sorted(os.listdir(d))
+                entries = [(".", os.lstat(d)), ("..", os.lstat(d.parent if d != storage.root else d))]
+                for name in names:
+                    try:
+                        entries.append((name, os.lstat(d / name)))
+                    except OSError:
+                        continue  # removed while listing
         except OSError:
-            names = []
+            entries = []
         buf = bytearray()
-        for name in [".", "..", *names]:
-            st = os.lstat(d / name) if name not in (".", "..") else os.lstat(d)
+        for name, st in entries:
             nb = name.encode()
             if v2:
                 buf += b"DNT2" + self._v2_fields(st) + struct.pack("<I", len(nb)) + nb
@@ -367,10 +616,17 @@ class AdbDeviceConnection:
         faults = self.backend.faults
         try:
             p = self.backend.storage.host_path(path)
+            self.backend.storage.check_read(path)
+            if p.is_dir():
+                # open(O_RDONLY) of a folder succeeds on Linux; the first read() fails.
+                await self._sync_fail(s, "read failed: Is a directory")
+                return
             f = open(p, "rb")
         except OSError as exc:
             await self._sync_fail(s, f"open failed: {exc.strerror}")
             return
+        if faults.on_event is not None:
+            faults.on_event("recv")
         sent = 0
         batch = bytearray()
         # DATA records are packed into WRTEs of up to the peer's max payload: one OKAY round trip
@@ -402,15 +658,24 @@ class AdbDeviceConnection:
             path, mode_s = spec, "33188"
         storage = self.backend.storage
         error = None
+        f = tmp = None
         try:
             p = storage.host_path(path)
+            if not p.parent.is_dir():
+                try:  # fixed_push_mkdir: adbd creates the parents first
+                    storage.check_write(posixpath.dirname(path))
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise _SendError(f"secure_mkdirs failed: {exc.strerror}") from None
             if p.is_dir():
                 raise OSError(errno.EISDIR, "Is a directory")
-            p.parent.mkdir(parents=True, exist_ok=True)  # fixed_push_mkdir
+            storage.check_write(path)
             tmp = p.with_name(f".{p.name}.adb-send")
             f = open(tmp, "wb")
+        except _SendError as exc:
+            error = str(exc)
         except OSError as exc:
-            error, f, tmp = f"couldn't create file: {exc.strerror}", None, None
+            error = f"couldn't create file: {exc.strerror}"
         written = 0
         mtime = None
         while True:
@@ -471,4 +736,4 @@ async def serve_device(backend: DeviceBackend, port: int = 0, host: str = "127.0
     return server
 
 
-__all__ = ["DeviceBackend", "DeviceIdentity", "StreamIO", "TransferFaults", "serve_device", "stat"]
+__all__ = ["DeviceBackend", "DeviceIdentity", "ReverseForwards", "StreamIO", "TransferFaults", "serve_device", "stat"]

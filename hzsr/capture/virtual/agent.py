@@ -21,6 +21,7 @@ import numpy as np
 from hzsr.capture.protocol import AGENT_FILES, PROTOCOL_VERSION
 from hzsr.capture.virtual.adb_device import StreamIO
 from hzsr.capture.virtual.storage import PhoneStorage, StorageError
+from hzsr.capture.virtual.three_a import ThreeA, ThreeAError, frame_3a_meta
 from hzsr.core.fileio import sha256_bytes
 from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile
@@ -37,6 +38,10 @@ WT_OFFSET_NS = 1_500_000  # APPROXIMATE sync: W and T exposures differ by up to 
 class AgentFaults:
     stall: bool = False  # stop answering (requests are read, never replied to)
     fail_next_capture: bool = False  # the next capture's done marker reports a camera error
+    # Protocol violations, for `hzsr rig conformance` to catch:
+    done_first: bool = False  # write the done marker before the images
+    time_outside_rtt: bool = False  # `time` replies carry the clock read at the previous request
+    ignore_3a: bool = False  # accept set_3a and report its values, but render with auto 3A
 
 
 @dataclass
@@ -68,6 +73,9 @@ class CaptureAgent:
                                    self.boottime_ns() + float(self.rng.uniform(0, 3e8)), int(self.rng.integers(2**31)))
         self.aligner = PhaseAligner(self.stream)
         self._unstall = asyncio.Event()
+        self.protocol_version = PROTOCOL_VERSION  # 1: behave as a v1 agent (no 3A control)
+        self.three_a = ThreeA(role, world, world.cfg.size)
+        self._last_time_ns: int | None = None
 
     # -- clock -------------------------------------------------------------------------
     def boottime_ns(self) -> int:
@@ -108,9 +116,14 @@ class CaptureAgent:
             req_id = req.get("id")
             if req["cmd"] == "time":
                 out = await asyncio.to_thread(self._time)
+            elif req["cmd"] in ("set_3a", "get_3a") and self.protocol_version >= 2:
+                # Metering renders; a camera does it off the thread that answers requests.
+                out = await asyncio.to_thread(self._set_3a if req["cmd"] == "set_3a" else self._get_3a, req)
             else:
                 fn = {"hello": self._hello, "capture": self._capture, "status": self._status,
                       "list": self._list, "meta": self._meta, "delete": self._delete}.get(req["cmd"])
+                if fn is None and self.protocol_version >= 2:
+                    fn = {"set_3a": self._set_3a, "get_3a": self._get_3a}.get(req["cmd"])
                 if fn is None:
                     raise AgentError("unknown_cmd", f"unknown cmd {req['cmd']!r}")
                 out = fn(req)
@@ -133,7 +146,7 @@ class CaptureAgent:
                 "intrinsics": {"fx": k[0, 0], "fy": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]},
                 "timestamp_source": self.timestamp_source,
             })
-        return {"protocol_version": PROTOCOL_VERSION, "agent_version": AGENT_VERSION,
+        return {"protocol_version": self.protocol_version, "agent_version": AGENT_VERSION,
                 "model": self.profile.model, "build": self.profile.build_fingerprint,
                 "serial": self.serial, "sync_type": self.profile.sync_type,
                 "frame_period_ns": self.profile.frame_period_ns, "cameras": cams}
@@ -143,8 +156,23 @@ class CaptureAgent:
         link, rng = self.link, self.rng
         time.sleep(link.sample_ns("up", rng) * 1e-9)
         t1 = self.boottime_ns()
+        t2 = t1
+        if self.faults.time_outside_rtt:
+            # A stale clock: the value read at the previous request, not at this one.
+            stale, self._last_time_ns = self._last_time_ns, t2
+            t1 = t2 = stale if stale is not None else t2
         time.sleep((self.phone_timing.reply_delay_ns(rng) + link.sample_ns("down", rng)) * 1e-9)
-        return {"t1_ns": t1, "t2_ns": t1}
+        return {"t1_ns": t1, "t2_ns": t2}
+
+    def _set_3a(self, req: dict) -> dict:
+        try:
+            return self.three_a.set(req, self.clock.host_ns(self.boottime_ns()), self.rng)
+        except ThreeAError as exc:
+            raise AgentError("bad_request", str(exc)) from None
+
+    def _get_3a(self, req: dict) -> dict:
+        host_ns = self.clock.host_ns(self.boottime_ns())
+        return {"cameras": {c: self.three_a.state(c, host_ns, self.rng) for c in ("W", "T")}}
 
     def _status(self, req: dict) -> dict:
         return {"boottime_ns": self.boottime_ns(), "frame_period_ns": self.profile.frame_period_ns,
@@ -209,15 +237,22 @@ class CaptureAgent:
             return
         frames = []
         wt = float(self.rng.uniform(-WT_OFFSET_NS, WT_OFFSET_NS))
+        if self.faults.done_first:
+            self._done(d, {"status": "ok", "files": [f"{c}.jpg" for c in cams] + ["meta.json"]})
         try:
             # Only a request holding both W and T has the APPROXIMATE offset: the T exposure starts
             # up to WT_OFFSET_NS away from the W frame whose timestamp both frames carry.
             both = "W" in cams and "T" in cams
             for cam_role in cams:
                 host_ns = true_host + (wt if cam_role == "T" and both else 0.0)
-                jpg, exp, scene, roi, t_scene = self.world.render(self.role, cam_role, host_ns, None, self.rng)
+                ctl, af_focus, af_region = self.three_a.frame_controls(cam_role, host_ns)
+                if self.faults.ignore_3a or self.protocol_version < 2:
+                    ctl, af_focus, af_region = None, None, None
+                jpg, exp, scene, roi, t_scene = self.world.render(self.role, cam_role, host_ns, af_focus,
+                                                                  self.rng, controls=ctl)
                 cam = self.profile.camera(cam_role)
-                focus = 1 / scene.layer(scene.subject).depth_m * float(1 + self.rng.normal(0, 0.03))
+                focus = (1 / scene.layer(scene.subject).depth_m * float(1 + self.rng.normal(0, 0.03))
+                         if af_focus is None else af_focus)
                 name = f"{cam_role}.jpg"
                 self.storage.write_atomic(f"{d}/{name}", jpg)
                 k = cam.intrinsics(self.world.cfg.size)
@@ -228,20 +263,24 @@ class CaptureAgent:
                     "sensor_timestamp_ns": stamp, "timestamp_source": self.timestamp_source,
                     "frame_number": frame_number, "exposure_time_ns": exp.exposure_time_ns, "iso": exp.iso,
                     "focus_distance_diopters": round(focus, 4), "focus_calibration": "APPROXIMATE",
-                    "af_state": "FOCUSED_LOCKED", "af_roi": req.get("af_roi") or roi,
+                    "af_state": "FOCUSED_LOCKED", "af_roi": af_region or req.get("af_roi") or roi,
                     "intrinsics": {"fx": k[0, 0], "fy": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]},
                     "width": self.world.cfg.size[0], "height": self.world.cfg.size[1],
                     "sha256": sha256_bytes(jpg), "size_bytes": len(jpg),
                 })
+                if self.protocol_version >= 2:
+                    frames[-1].update(frame_3a_meta(self.three_a, cam_role, cam, exp, self.profile.frame_period_ns,
+                                                    lying=self.faults.ignore_3a))
                 self.world.record_truth(self.serial, {
                     "session": req["session"], "capture_id": req["capture_id"], "role": self.role,
                     "camera": cam_role, "sensor_timestamp_ns": stamp, "true_host_ns": int(host_ns),
                     "scene_id": scene.scene_id, "scene_tags": scene.tags, "scene_time_s": t_scene,
                 })
-            meta = {"protocol_version": PROTOCOL_VERSION, "session": req["session"],
+            meta = {"protocol_version": self.protocol_version, "session": req["session"],
                     "capture_id": req["capture_id"], "device_serial": self.serial, "frames": frames}
             self.storage.write_atomic(f"{d}/meta.json", json.dumps(meta, indent=1).encode())
-            self._done(d, {"status": "ok", "files": [f["file"] for f in frames] + ["meta.json"]})
+            if not self.faults.done_first:
+                self._done(d, {"status": "ok", "files": [f["file"] for f in frames] + ["meta.json"]})
         except StorageError as exc:
             self._done(d, {"status": "failed", "error": {"code": "storage_full" if exc.errno == 28 else "io_error",
                                                         "message": exc.strerror}})

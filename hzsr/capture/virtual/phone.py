@@ -27,14 +27,47 @@ from hzsr.sim.world import VirtualWorld
 
 
 def phone_props(profile: PhoneProfile, serial: str) -> dict[str, str]:
-    """System properties of a phone of ``profile``; two phones differ only in the serial."""
+    """System properties of a phone of ``profile``; two phones differ only in the serial.
+
+    These are the ones host scripts read: build (fingerprint, release, SDK level, type), ABI,
+    boot completion, serial, manufacturer, model, device.
+    """
+    # fingerprint = brand/product/device:release/id/incremental:type/tags
+    head, release_part, tail = profile.build_fingerprint.split(":")
+    release, build_id, incremental = release_part.split("/")
+    build_type, tags = tail.split("/")
+    sdk = {"13": "33", "14": "34", "15": "35", "16": "36"}.get(release, "35")
     return {
         "ro.product.name": profile.product,
         "ro.product.model": profile.model,
         "ro.product.device": profile.device,
+        "ro.product.brand": head.split("/")[0],
         "ro.product.manufacturer": profile.manufacturer,
+        "ro.product.board": profile.device,
+        "ro.product.cpu.abi": "arm64-v8a",
+        "ro.product.cpu.abilist": "arm64-v8a,armeabi-v7a,armeabi",
+        "ro.product.cpu.abilist64": "arm64-v8a",
+        "ro.product.cpu.abilist32": "armeabi-v7a,armeabi",
         "ro.build.fingerprint": profile.build_fingerprint,
+        "ro.build.version.release": release,
+        "ro.build.version.release_or_codename": release,
+        "ro.build.version.sdk": sdk,
+        "ro.build.version.security_patch": "2025-01-05",
+        "ro.build.id": build_id,
+        "ro.build.version.incremental": incremental,
+        "ro.build.type": build_type,
+        "ro.build.tags": tags,
+        "ro.debuggable": "0",
+        "ro.secure": "1",
+        "ro.hardware": profile.device,
+        "ro.boot.serialno": serial,
         "ro.serialno": serial,
+        "sys.boot_completed": "1",
+        "dev.bootcomplete": "1",
+        "init.svc.adbd": "running",
+        "service.adb.root": "0",
+        "persist.sys.timezone": "UTC",
+        "ro.adb.secure": "1",
     }
 
 
@@ -59,7 +92,8 @@ class VirtualPhone:
         if storage_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix=f"vphone-{serial}-")
             storage_dir = self._tmp.name
-        self.storage = PhoneStorage(Path(storage_dir))
+        self.storage = PhoneStorage(Path(storage_dir), build_prop="".join(
+            f"{k}={v}\n" for k, v in sorted(self.props.items()) if k.startswith("ro.")))
         self.state = DeviceState()
         self.shell = VirtualShell(self.props, self.storage, self.state)
         self.transfer_faults = TransferFaults()
@@ -87,6 +121,10 @@ class VirtualPhone:
     def address(self) -> str:
         """What ``adb connect`` takes, and the serial adb then lists the phone under."""
         return f"127.0.0.1:{self.port}"
+
+    def device_port(self, port: int) -> int | None:
+        """The host port where an app on this phone reaches its ``localhost:port`` (adb reverse)."""
+        return self.call(lambda: self.backend.reverse.host_port(port))
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the phone's event loop and return its result (thread-safe)."""

@@ -3,10 +3,22 @@
 A device path is normalised as POSIX (``/sdcard/../../etc/passwd`` becomes ``/etc/passwd``) and
 then placed under the root, so ``..`` can never climb out. Symlinks are resolved and checked too,
 in case one is planted inside the root.
+
+The access rules are those the adb ``shell`` user (uid 2000) meets on an Android 13-15 user
+build, modelled in software because the host folder may belong to root:
+
+- ``/``, ``/system``, ``/vendor``, ``/product``, ``/system_ext`` and ``/odm`` are read-only
+  mounts (dm-verity): every write fails with ``EROFS`` (``Read-only file system``);
+- ``/data``, ``/data/local`` and ``/data/data`` may be crossed but not listed (``EACCES``), and
+  nothing may be created in them; ``/data/local/tmp`` is the shell user's own;
+- everything else (``/sdcard``, ``/storage/emulated/0``) is readable and writable.
+
+``/storage/emulated/0`` and ``/storage/self/primary`` are the same folder as ``/sdcard``.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import shutil
@@ -15,9 +27,32 @@ from pathlib import Path
 
 from hzsr.capture.protocol import AGENT_FILES
 
+#: Read-only mounts of a user build.
+READ_ONLY = ("/system", "/vendor", "/product", "/system_ext", "/odm")
+#: Folders the shell user may traverse but neither list nor write into.
+NO_LIST = ("/data", "/data/local", "/data/data", "/data/misc")
+#: Aliases of the primary shared storage, longest first.
+ALIASES = (("/storage/emulated/0", "/sdcard"), ("/storage/self/primary", "/sdcard"))
+
 
 class StorageError(OSError):
     """An errno-carrying failure, reported to the host as the phone would."""
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def canonical(device_path: str) -> str:
+    """The normalised absolute device path, aliases resolved (``/storage/emulated/0/x`` -> ``/sdcard/x``)."""
+    if not device_path.startswith("/"):
+        device_path = "/data/local/tmp/" + device_path  # adbd's sync cwd for relative names
+    p = posixpath.normpath(device_path)
+    p = "/" + p.lstrip("/")  # normpath keeps a leading "//"
+    for alias, real in ALIASES:
+        if _under(p, alias):
+            return real + p[len(alias):]
+    return p
 
 
 @dataclass
@@ -25,35 +60,73 @@ class PhoneStorage:
     root: Path
     capacity_bytes: int = 64 * 1024**3
     full: bool = False  # fault: every write fails with ENOSPC
+    build_prop: str = ""  # text of /system/build.prop
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
-        for d in ("sdcard/Download", AGENT_FILES.lstrip("/"), "data/local/tmp"):
+        for d in ("sdcard/Download", "sdcard/DCIM", canonical(AGENT_FILES).lstrip("/"),
+                  "data/local/tmp", "data/data", "data/misc", "system/bin", "vendor/etc", "product/etc",
+                  "proc", "dev"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
+        for name in ("sh", "toybox", "getprop", "settings", "dumpsys"):
+            f = self.root / "system/bin" / name
+            if not f.exists():
+                f.write_bytes(b"\x7fELF")
+        (self.root / "system/build.prop").write_text(self.build_prop)
 
     def host_path(self, device_path: str) -> Path:
         """The host path behind ``device_path``; raises EACCES if it would leave the root."""
-        if not device_path.startswith("/"):
-            device_path = "/data/local/tmp/" + device_path  # adbd's cwd for shell commands
-        norm = posixpath.normpath(device_path).lstrip("/")
-        p = (self.root / norm) if norm not in ("", ".") else self.root
+        norm = canonical(device_path).lstrip("/")
+        p = (self.root / norm) if norm else self.root
         real = Path(os.path.realpath(p))
         if real != self.root and self.root not in real.parents:
-            raise StorageError(13, "Permission denied", device_path)
+            raise StorageError(errno.EACCES, "Permission denied", device_path)
         return p
 
+    # -- the shell user's access rules -------------------------------------------------
+    def check_write(self, device_path: str) -> None:
+        """Raise as the phone would if the shell user may not create, change or remove ``device_path``."""
+        p = canonical(device_path)
+        parent = posixpath.dirname(p)
+        if p == "/" or parent == "/" or any(_under(p, m) for m in READ_ONLY):
+            raise StorageError(errno.EROFS, "Read-only file system", device_path)
+        if p in NO_LIST or parent in NO_LIST:
+            raise StorageError(errno.EACCES, "Permission denied", device_path)
+        if _under(p, "/data") and not _under(p, "/data/local/tmp"):
+            raise StorageError(errno.EACCES, "Permission denied", device_path)
+        if _under(p, "/proc") or _under(p, "/dev"):
+            raise StorageError(errno.EACCES, "Permission denied", device_path)
+
+    def check_list(self, device_path: str) -> None:
+        """Raise EACCES for a folder the shell user may not list."""
+        p = canonical(device_path)
+        if p in NO_LIST or (_under(p, "/data/data") and p != "/data/data"):
+            raise StorageError(errno.EACCES, "Permission denied", device_path)
+
+    def check_read(self, device_path: str) -> None:
+        """Raise EACCES for a file in another app's or the system's private data."""
+        p = canonical(device_path)
+        if _under(p, "/data") and not _under(p, "/data/local/tmp") and p not in NO_LIST:
+            raise StorageError(errno.EACCES, "Permission denied", device_path)
+
+    def read_only(self, device_path: str) -> bool:
+        p = canonical(device_path)
+        return p == "/" or any(_under(p, m) for m in READ_ONLY)
+
+    # -- space ---------------------------------------------------------------------------
     def used_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
+        return sum(f.stat().st_size for f in (self.root / "sdcard").rglob("*") if f.is_file())
 
     def free_bytes(self) -> int:
         return 0 if self.full else max(self.capacity_bytes - self.used_bytes(), 0)
 
     def check_space(self, n: int) -> None:
         if self.full or n > self.free_bytes():
-            raise StorageError(28, "No space left on device")
+            raise StorageError(errno.ENOSPC, "No space left on device")
 
     def write_atomic(self, device_path: str, data: bytes) -> None:
         """Write via a temp name and rename, as the agent does for its ``done`` marker."""
+        self.check_write(device_path)
         self.check_space(len(data))
         p = self.host_path(device_path)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -64,12 +137,13 @@ class PhoneStorage:
     def remove(self, device_path: str, recursive: bool = False) -> None:
         p = self.host_path(device_path)
         if p == self.root:
-            raise StorageError(13, "Permission denied", device_path)
+            raise StorageError(errno.EACCES, "Permission denied", device_path)
+        if not (p.exists() or p.is_symlink()):
+            raise StorageError(errno.ENOENT, "No such file or directory", device_path)
+        self.check_write(device_path)
         if p.is_dir() and not p.is_symlink():
             if not recursive:
-                raise StorageError(21, "Is a directory", device_path)
+                raise StorageError(errno.EISDIR, "Is a directory", device_path)
             shutil.rmtree(p)
-        elif p.exists() or p.is_symlink():
-            p.unlink()
         else:
-            raise StorageError(2, "No such file or directory", device_path)
+            p.unlink()

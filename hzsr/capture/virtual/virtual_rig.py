@@ -19,6 +19,7 @@ from hzsr.capture.adb_server import AdbServer
 from hzsr.capture.virtual.phone import VirtualPhone
 from hzsr.core.errors import ConfigError, RigError
 from hzsr.core.fileio import atomic_write_bytes
+from hzsr.core.process import ProcessProof
 from hzsr.sim.profiles import get_profile
 from hzsr.sim.timing import parse_link_spec
 from hzsr.sim.world import VirtualWorld, WorldConfig
@@ -31,7 +32,12 @@ FAULTS = {
     "stall": (False, "the capture agent stops answering"),
     "clock_jump_ms": (True, "step the phone's boot-time clock by X ms"),
     "capture_failure": (False, "the next capture ends with a camera error"),
-    "kill_adb_server": (True, "kill the adb server S seconds after the rig is up"),
+    "kill_adb_server": (True, "SIGKILL the adb server as the rig's phones start the pull of their Nth file"),
+    # Agent protocol violations, for `hzsr rig conformance` (docs/agent-protocol.md):
+    "done_first": (False, "the agent writes the done marker before the images"),
+    "time_outside_rtt": (False, "`time` replies carry a stale clock reading (from the previous request)"),
+    "ignore_3a": (False, "the agent accepts set_3a and reports its values, but renders with auto 3A"),
+    "protocol_v1": (False, "the agent speaks protocol 1 (no 3A control)"),
     "link_bias_us": (True, "2 X us more delay towards the phone: its SNTP offset reads X us ahead"),
 }
 
@@ -58,6 +64,8 @@ def parse_faults(spec: str) -> list[FaultSpec]:
             v = float(value) if eq else None
         except ValueError:
             raise ConfigError(f"fault {name!r}: {value!r} is not a number", field="--faults") from None
+        if name in ("drop_after_bytes", "kill_adb_server") and (v is None or not v >= 1 or v != int(v)):
+            raise ConfigError(f"fault {name!r}: {value!r} must be a whole number >= 1", field="--faults")
         if role and role not in ("main", "reference"):
             raise ConfigError(f"fault {name!r}: role must be main or reference, got {role!r}", field="--faults")
         out.append(FaultSpec(name, v, role or None))
@@ -91,7 +99,10 @@ class VirtualRig:
         self.adb: AdbServer | None = None
         self.world: VirtualWorld | None = None
         self.phones: list[VirtualPhone] = []
-        self._timers: list[threading.Timer] = []
+        self._kill_lock = threading.Lock()
+        self._kill_at: tuple[str, int] | None = None  # (event, count still to go) of an armed kill
+        #: Faults that fired, in order: what a test checks to know its fault really happened.
+        self.fired: list[dict] = []
 
     @property
     def rig_yaml(self) -> Path:
@@ -124,10 +135,12 @@ class VirtualRig:
     def _make_phone(self, i: int, port: int = 0) -> VirtualPhone:
         serial = f"VPH5X{self.cfg.seed % 100:02d}{i:04d}"
         role = self.role_of(i)
-        return VirtualPhone(self.profile, serial, role="reference" if role == "spare" else role,
-                            storage_dir=self.workdir / "phones" / serial, world=self.world,
-                            link=self.links["main" if role == "main" else "reference"], seed=self.cfg.seed,
-                            port=port)
+        phone = VirtualPhone(self.profile, serial, role="reference" if role == "spare" else role,
+                             storage_dir=self.workdir / "phones" / serial, world=self.world,
+                             link=self.links["main" if role == "main" else "reference"], seed=self.cfg.seed,
+                             port=port)
+        phone.transfer_faults.on_event = self._on_phone_event
+        return phone
 
     def _connect(self, p: VirtualPhone, timeout: float = 15.0) -> None:
         assert self.adb is not None
@@ -170,32 +183,66 @@ class VirtualRig:
                     p.bias_link(f.value)
                 elif f.name == "capture_failure":
                     p.fail_next_capture()
+                elif f.name in ("done_first", "time_outside_rtt", "ignore_3a"):
+                    p.call(lambda p=p, n=f.name: setattr(p._need_agent().faults, n, True))
+                elif f.name == "protocol_v1":
+                    p.call(lambda p=p: setattr(p._need_agent(), "protocol_version", 1))
             if f.name == "kill_adb_server":
-                t = threading.Timer(f.value, self.kill_adb_server)
-                t.daemon = True
-                t.start()
-                self._timers.append(t)
+                self.kill_adb_server_on("recv", int(f.value))
 
     # -- the rig as a crew sees it --------------------------------------------------------
     def phone(self, role: str) -> VirtualPhone:
         return next(p for p in self.phones if p.role == role)
 
     def write_rig_yaml(self) -> None:
+        """rig.yaml, with proof of the processes this rig owns so ``rig down`` signals only them."""
         assert self.adb is not None
+        adb_pid = self.adb.pid()
+        procs = {"rig": ProcessProof.me()}
+        adb_proof = ProcessProof.of(adb_pid) if adb_pid else None
+        if adb_proof is not None:
+            procs["adb_server"] = adb_proof
         doc = {
             "adb": {"host": "127.0.0.1", "port": self.adb.port},
             "phones": [{"serial": p.address, "role": self.role_of(i)} for i, p in enumerate(self.phones)],
-            "virtual": {"pid": os.getpid(), "adb_server_pid": self.adb.pid(), "workdir": str(self.workdir),
-                        "truth_dir": str(self.workdir / "truth"), "profile": self.cfg.profile},
+            "virtual": {"pid": os.getpid(), "adb_server_pid": adb_pid, "workdir": str(self.workdir),
+                        "truth_dir": str(self.workdir / "truth"), "profile": self.cfg.profile,
+                        "processes": {k: {"pid": v.pid, "start_ticks": v.start_ticks, "cmdline": v.cmdline}
+                                      for k, v in procs.items()}},
         }
         atomic_write_bytes(self.rig_yaml, yaml.safe_dump(doc, sort_keys=False).encode())
 
-    def kill_adb_server(self) -> None:
-        """Fault: the adb server dies (SIGKILL), as when another tool kills it."""
+    def kill_adb_server(self) -> int | None:
+        """Fault: the adb server dies (SIGKILL), as when another tool kills it. Returns its PID."""
         assert self.adb is not None
         pid = self.adb.pid()
         if pid:
             os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def kill_adb_server_on(self, event: str, n: int) -> None:
+        """Arm a one-shot fault: SIGKILL the adb server at the ``n``-th protocol ``event``.
+
+        Events are counted over all phones from now: ``"recv"`` is the start of a pull (so
+        ``n = 2`` kills the server during the pull of the second file), ``"packet"`` an ADB
+        packet a phone receives from the server. Firing on protocol events, never on a timer,
+        makes the fault land at the same point of a capture however loaded the machine is.
+        """
+        if event not in ("recv", "packet") or n < 1:
+            raise ValueError(f"bad fault trigger {event!r} {n}")
+        with self._kill_lock:
+            self._kill_at = (event, n)
+
+    def _on_phone_event(self, event: str) -> None:
+        with self._kill_lock:
+            if self._kill_at is None or self._kill_at[0] != event:
+                return
+            left = self._kill_at[1] - 1
+            self._kill_at = (event, left) if left > 0 else None
+            if left > 0:
+                return
+            pid = self.kill_adb_server()
+            self.fired.append({"fault": "kill_adb_server", "on": event, "pid": pid})
 
     def restart_adb_server(self) -> None:
         """Bring the server back and re-attach every phone (what a crew does after a kill)."""
@@ -214,8 +261,7 @@ class VirtualRig:
         return self.phones[i]
 
     def stop(self) -> None:
-        for t in self._timers:
-            t.cancel()
+        self._kill_at = None
         for p in self.phones:
             p.stop()
         self.phones = []

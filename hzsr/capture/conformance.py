@@ -1,0 +1,510 @@
+"""``hzsr rig conformance``: check a live capture agent against every rule of docs/agent-protocol.md.
+
+For the author of a phone-side agent (an Android app): run it against the phone on a rig.yaml and
+every rule prints pass, fail (with what was seen) or skip (not applicable, e.g. 3A rules on a
+protocol-1 agent). Each rule is a function named in ``RULES``; the rule ids are the headings the
+protocol page uses, so a failure points at the paragraph to read.
+
+The suite writes captures into a session named ``conformance-<time>`` on the phone and deletes
+them at the end; 3A settings are returned to auto.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from adbutils import Network
+
+from hzsr.capture.link import LINK_ERRORS, AgentClient, AgentError, RigLink
+from hzsr.capture.protocol import AGENT_FILES, AGENT_SOCKET, FRAME_3A_FIELDS, SUPPORTED_VERSIONS
+from hzsr.core.errors import RigError
+
+ERROR_CODES = {"bad_json", "bad_request", "unknown_cmd", "target_in_past", "exists", "storage_full", "busy",
+               "not_found", "io_error", "pending"}
+FRAME_FIELDS = ("file", "camera_id", "physical_id", "role", "sensor_timestamp_ns", "timestamp_source",
+                "frame_number", "exposure_time_ns", "iso", "focus_distance_diopters", "focus_calibration",
+                "af_state", "af_roi", "intrinsics", "width", "height", "sha256", "size_bytes")
+
+
+class RuleFailed(Exception):
+    """A rule's check did not hold; the message says what was seen."""
+
+
+class RuleSkipped(Exception):
+    """The rule does not apply to this agent (e.g. 3A rules for protocol 1)."""
+
+
+@dataclass
+class RuleResult:
+    rule: str
+    status: str  # pass | fail | skip
+    detail: str = ""
+
+
+@dataclass
+class ConformanceConfig:
+    """Options of ``hzsr rig conformance``; every default lives here."""
+
+    lead_ms: float = 300.0  # capture targets are this far ahead of the phone's clock
+    time_exchanges: int = 30  # `time` exchanges for the clock rules
+    drift_tolerance_us: float = 50.0  # clock drift allowed across the time exchanges
+    done_timeout_s: float = 30.0
+    brightness_ratio: tuple[float, float] = (1.4, 2.8)  # 2x exposure must brighten by this (linear)
+
+
+def expect(cond: bool, msg: str) -> None:
+    if not cond:
+        raise RuleFailed(msg)
+
+
+class RawConn:
+    """A bare connection to the agent: bytes in, lines out, for the framing rules."""
+
+    def __init__(self, link: RigLink, role: str, timeout_s: float = 5.0):
+        self.sock = link.device(role).create_connection(Network.LOCAL_ABSTRACT, AGENT_SOCKET)
+        self.sock.settimeout(timeout_s)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        while b"\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise RuleFailed("no reply line within the timeout") from None
+            if not chunk:
+                raise RuleFailed("the agent closed the connection")
+            self.buf += chunk
+        out, self.buf = self.buf.split(b"\n", 1)
+        return out
+
+    def reply(self) -> dict:
+        raw = self.line()
+        try:
+            r = json.loads(raw)
+        except json.JSONDecodeError:
+            raise RuleFailed(f"reply is not JSON: {raw[:80]!r}") from None
+        expect(isinstance(r, dict), f"reply is not a JSON object: {raw[:80]!r}")
+        return r
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class Suite:
+    link: RigLink
+    role: str
+    cfg: ConformanceConfig = field(default_factory=ConformanceConfig)
+    session: str = field(default_factory=lambda: f"conformance-{int(time.time())}")
+    hello: dict = field(default_factory=dict)
+    captures: dict[str, dict] = field(default_factory=dict)  # capture_id -> {ack, done, meta}
+    n: int = 0
+
+    # -- helpers -----------------------------------------------------------------------
+    @property
+    def agent(self) -> AgentClient:
+        return self.link.agent(self.role)
+
+    def req(self, cmd: str, **f: Any) -> dict:
+        return self.agent.request(cmd, **f)
+
+    def error_of(self, cmd: str, **f: Any) -> dict:
+        try:
+            r = self.req(cmd, **f)
+        except AgentError as exc:
+            return exc.reply
+        raise RuleFailed(f"{cmd} {f} was accepted ({json.dumps(r)[:120]}); an error reply was expected")
+
+    def v2(self) -> None:
+        if self.hello.get("protocol_version", 1) < 2:
+            raise RuleSkipped(f"protocol {self.hello.get('protocol_version')}: no 3A control")
+
+    def capture(self, cameras: list[str] | None = None) -> tuple[str, dict]:
+        """Capture and wait for its done marker; returns (capture_id, {ack, done, meta, target})."""
+        cid = f"c{self.n:03d}"
+        self.n += 1
+        now = self.req("status")["boottime_ns"]
+        target = now + int(self.cfg.lead_ms * 1e6)
+        ack = self.req("capture", session=self.session, capture_id=cid, target_ns=target,
+                       cameras=cameras or ["W", "T"], phase_align=True)
+        got = self.wait_done(cid)
+        expect(got.get("done", {}).get("status") == "ok" and isinstance(got.get("meta"), dict),
+               f"{cid}: done marker {got.get('done')} but meta.json {'missing' if not got.get('meta') else 'present'}")
+        self.captures[cid] = {"ack": ack, "target": target, **got}
+        return cid, self.captures[cid]
+
+    def wait_done(self, cid: str) -> dict:
+        t_end = time.monotonic() + self.cfg.done_timeout_s
+        while time.monotonic() < t_end:
+            try:
+                return self.req("meta", session=self.session, capture_id=cid)
+            except AgentError as exc:
+                if exc.code not in ("pending", "not_found"):
+                    raise
+            time.sleep(0.02)
+        raise RuleFailed(f"no done marker for {cid} after {self.cfg.done_timeout_s:.0f} s")
+
+    def image(self, cid: str, name: str) -> np.ndarray:
+        data = self.link.device(self.role).sync.read_bytes(f"{AGENT_FILES}/{self.session}/{cid}/{name}")
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        expect(img is not None, f"{cid}/{name} is not a decodable JPEG")
+        return img
+
+    # -- framing -------------------------------------------------------------------------
+    def rule_framing_one_line(self) -> str:
+        c = RawConn(self.link, self.role)
+        try:
+            c.send(b'{"cmd":"hello","id":1}\n')
+            r = c.reply()
+            expect(r.get("ok") is True and r.get("id") == 1, f"hello reply {r}")
+        finally:
+            c.close()
+        self.hello = r
+        return "hello answered with one JSON line"
+
+    def rule_framing_split_and_pipelined(self) -> str:
+        c = RawConn(self.link, self.role)
+        try:
+            c.send(b'{"cmd":"sta')
+            time.sleep(0.05)
+            c.send(b'tus","id":"split"}\n')
+            r = c.reply()
+            expect(r.get("id") == "split" and r.get("ok") is True, f"split request: {r}")
+            c.send(b'{"cmd":"status","id":"a"}\n{"cmd":"hello","id":"b"}\n')
+            ids = [c.reply().get("id"), c.reply().get("id")]
+            expect(ids == ["a", "b"], f"pipelined replies out of order: {ids}")
+        finally:
+            c.close()
+        return "a split request is reassembled; pipelined requests answered in order"
+
+    def rule_framing_id_echo(self) -> str:
+        c = RawConn(self.link, self.role)
+        try:
+            for rid in ("s", 7, {"k": [1, 2]}, None):
+                c.send(json.dumps({"cmd": "status", "id": rid}).encode() + b"\n")
+                r = c.reply()
+                expect(r.get("id") == rid, f"id {rid!r} came back as {r.get('id')!r}")
+        finally:
+            c.close()
+        return "string, number, object and null ids echoed"
+
+    def rule_framing_connections(self) -> str:
+        a, b = RawConn(self.link, self.role), RawConn(self.link, self.role)
+        try:
+            a.send(b'{"cmd":"hello","id":"a"}\n')
+            b.send(b'{"cmd":"hello","id":"b"}\n')
+            expect(b.reply().get("id") == "b" and a.reply().get("id") == "a", "two connections not both served")
+        finally:
+            a.close()
+            b.close()
+        return "two connections served at once"
+
+    # -- errors --------------------------------------------------------------------------
+    def rule_error_bad_json(self) -> str:
+        c = RawConn(self.link, self.role)
+        try:
+            c.send(b"this is not json\n")
+            r = c.reply()
+            expect(r.get("ok") is False and (r.get("error") or {}).get("code") == "bad_json" and "id" in r
+                   and r["id"] is None, f"reply to a non-JSON line: {r}")
+            c.send(b'{"cmd":"hello","id":2}\n')
+            expect(c.reply().get("id") == 2, "connection not usable after an error")
+        finally:
+            c.close()
+        return "bad_json with id null; the connection stays open"
+
+    def rule_error_unknown_cmd(self) -> str:
+        e = self.error_of("frobnicate")
+        expect(e["error"].get("code") == "unknown_cmd", f"got {e['error']}")
+        return "unknown_cmd"
+
+    def rule_error_bad_request(self) -> str:
+        e = self.error_of("capture", session=self.session, capture_id="x")
+        expect(e["error"].get("code") == "bad_request" and e["error"].get("message"), f"got {e['error']}")
+        e = self.error_of("capture", session="../etc", capture_id="x", target_ns=1)
+        expect(e["error"].get("code") == "bad_request", f"session '../etc': got {e['error']}")
+        return "missing target_ns and a session with '/' are bad_request"
+
+    def rule_error_target_in_past(self) -> str:
+        now = self.req("status")["boottime_ns"]
+        e = self.error_of("capture", session=self.session, capture_id="past", target_ns=now - 1_000_000)
+        err = e["error"]
+        expect(err.get("code") == "target_in_past" and isinstance(err.get("now_ns"), int)
+               and isinstance(err.get("min_lead_ns"), int), f"got {err}")
+        return f"target_in_past with now_ns, min_lead_ns={err['min_lead_ns']}"
+
+    def rule_error_shape(self) -> str:
+        e = self.error_of("frobnicate")
+        expect(set(e) >= {"id", "ok", "error"} and set(e["error"]) >= {"code", "message"}
+               and e["error"]["code"] in ERROR_CODES, f"error reply {e}")
+        return "error replies carry id, ok=false, error.code and error.message"
+
+    # -- hello, time, status ---------------------------------------------------------------
+    def rule_hello_fields(self) -> str:
+        h = self.req("hello")
+        self.hello = h
+        for k in ("protocol_version", "agent_version", "model", "build", "serial", "sync_type", "frame_period_ns",
+                  "cameras"):
+            expect(k in h, f"hello lacks {k!r}")
+        expect(h["protocol_version"] in SUPPORTED_VERSIONS, f"protocol_version {h['protocol_version']} "
+               f"not one of {SUPPORTED_VERSIONS}")
+        expect(h["sync_type"] in ("APPROXIMATE", "CALIBRATED"), f"sync_type {h['sync_type']!r}")
+        roles = sorted(c.get("role") for c in h["cameras"])
+        expect({"W", "T"} <= set(roles), f"cameras roles {roles}")
+        for c in h["cameras"]:
+            for k in ("camera_id", "physical_id", "focal_length_mm", "f_number", "pixel_size_um", "width",
+                      "height", "intrinsics", "timestamp_source"):
+                expect(k in c, f"camera {c.get('role')} lacks {k!r}")
+            expect(c["timestamp_source"] in ("REALTIME", "UNKNOWN"), f"timestamp_source {c['timestamp_source']!r}")
+            expect(set(c["intrinsics"]) >= {"fx", "fy", "cx", "cy"}, "intrinsics needs fx, fy, cx, cy")
+        return f"protocol {h['protocol_version']}, agent {h['agent_version']}"
+
+    def _exchanges(self) -> list[tuple[int, int, int, int]]:
+        out = []
+        for _ in range(self.cfg.time_exchanges):
+            out.append(self.agent.time_exchange())
+            time.sleep(0.005)
+        return out
+
+    def rule_time_turnaround(self) -> str:
+        ex = self._exchanges()
+        for t0, t1, t2, t3 in ex:
+            expect(t1 <= t2, f"t1 {t1} > t2 {t2}")
+            expect(t2 - t1 <= t3 - t0, f"the phone's turnaround {(t2 - t1) / 1e3:.0f} us exceeds the round trip "
+                   f"{(t3 - t0) / 1e3:.0f} us")
+        return f"t1 <= t2 and t2 - t1 <= t3 - t0 in {len(ex)} exchanges"
+
+    def rule_time_within_rtt(self) -> str:
+        ex = self._exchanges()
+        lo = max(t2 - t3 for t0, t1, t2, t3 in ex)  # offset >= this for every exchange
+        hi = min(t1 - t0 for t0, t1, t2, t3 in ex)  # offset <= this
+        slack = self.cfg.drift_tolerance_us * 1e3
+        expect(lo <= hi + slack, f"no single clock offset fits every exchange: the stamps fall outside their "
+               f"round trips by {(lo - hi) / 1e3:.0f} us (t1/t2 must be read while the request is being served)")
+        return f"one offset fits all {len(ex)} exchanges (margin {(hi - lo) / 1e3:.0f} us)"
+
+    def rule_status_fields(self) -> str:
+        a = self.req("status")
+        for k in ("boottime_ns", "frame_period_ns", "phase_ns", "pending", "storage_free_bytes"):
+            expect(k in a, f"status lacks {k!r}")
+        expect(0 <= a["phase_ns"] < a["frame_period_ns"], f"phase_ns {a['phase_ns']} outside [0, frame_period)")
+        b = self.req("status")
+        expect(b["boottime_ns"] > a["boottime_ns"], "boottime_ns did not increase between two status calls")
+        return "fields present; boottime_ns increases"
+
+    # -- capture ---------------------------------------------------------------------------
+    def rule_capture_ack(self) -> str:
+        cid, c = self.capture()
+        ack = c["ack"]
+        for k in ("capture_id", "frame_timestamp_ns", "frame_number", "dir"):
+            expect(k in ack, f"capture reply lacks {k!r}")
+        expect(ack["frame_timestamp_ns"] >= c["target"], "frame_timestamp_ns is before target_ns")
+        expect(ack["dir"].rstrip("/") == f"{AGENT_FILES}/{self.session}/{cid}", f"dir {ack['dir']!r}")
+        expect(c["done"].get("status") == "ok", f"done marker {c['done']}")
+        return f"frame {(ack['frame_timestamp_ns'] - c['target']) / 1e6:.3f} ms after the target"
+
+    def rule_capture_done_last(self) -> str:
+        cid, c = self.capture()
+        d = f"{AGENT_FILES}/{self.session}/{cid}"
+        out = self.link.device(self.role).shell(f"stat -c '%y|%n' {d}/*")
+        stamps = {}
+        for line in out.splitlines():
+            when, _, name = line.partition("|")
+            m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))?", when)
+            if m:
+                secs = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))
+                stamps[name.rsplit("/", 1)[-1]] = secs + float("0." + (m.group(2) or "0"))
+        expect("done" in stamps, f"stat of {d}/* shows no done: {out[:200]!r}")
+        files = c["done"].get("files", [])
+        missing = [f for f in files if f not in stamps]
+        expect(not missing, f"done lists files that are not there: {missing}")
+        later = [f for f in files if stamps[f] > stamps["done"]]
+        expect(not later, f"written after the done marker: {later}")
+        return f"done written after {', '.join(files)}"
+
+    def rule_capture_meta(self) -> str:
+        cid, c = self.capture()
+        meta = c["meta"]
+        expect(isinstance(meta, dict), "meta reply has no meta.json")
+        for k in ("protocol_version", "session", "capture_id", "device_serial", "frames"):
+            expect(k in meta, f"meta.json lacks {k!r}")
+        d = f"{AGENT_FILES}/{self.session}/{cid}"
+        dev = self.link.device(self.role)
+        for fr in meta["frames"]:
+            for k in FRAME_FIELDS:
+                expect(k in fr, f"frame {fr.get('file')} lacks {k!r}")
+            out = dev.shell(f"sha256sum {d}/{fr['file']}").split()
+            expect(out[:1] == [fr["sha256"]], f"{fr['file']}: sha256 {fr['sha256'][:12]} != phone's {out[:1]}")
+            expect(dev.sync.stat(f"{d}/{fr['file']}").size == fr["size_bytes"], f"{fr['file']}: size_bytes differs")
+        return f"{len(meta['frames'])} frames: fields, sizes and sha256 agree with the files"
+
+    def rule_capture_timestamps_monotonic(self) -> str:
+        acks = [self.capture()[1]["ack"] for _ in range(2)]
+        ts = [a["frame_timestamp_ns"] for a in acks]
+        fn = [a["frame_number"] for a in acks]
+        expect(ts[1] > ts[0], f"frame_timestamp_ns not increasing: {ts}")
+        expect(fn[1] > fn[0], f"frame_number not increasing: {fn}")
+        return f"{(ts[1] - ts[0]) / 1e6:.1f} ms and {fn[1] - fn[0]} frames apart"
+
+    def rule_capture_exists(self) -> str:
+        cid = next(iter(self.captures), None) or self.capture()[0]
+        now = self.req("status")["boottime_ns"]
+        e = self.error_of("capture", session=self.session, capture_id=cid, target_ns=now + int(self.cfg.lead_ms * 1e6))
+        expect(e["error"].get("code") == "exists", f"capture of an existing id: {e['error']}")
+        return "a second capture with the same id is refused with exists"
+
+    def rule_list(self) -> str:
+        got = self.req("list", session=self.session)["captures"]
+        ids = {c["capture_id"]: c for c in got}
+        for cid in self.captures:
+            expect(cid in ids, f"list lacks {cid}")
+            expect(ids[cid]["status"] == "ok", f"{cid} listed as {ids[cid]['status']}")
+        return f"{len(ids)} captures listed, all ok"
+
+    def rule_delete(self) -> str:
+        cid = next(iter(self.captures), None) or self.capture()[0]
+        r = self.req("delete", session=self.session, capture_id=cid)
+        expect("deleted" in r, f"delete reply {r}")
+        self.captures.pop(cid, None)
+        e = self.error_of("meta", session=self.session, capture_id=cid)
+        expect(e["error"].get("code") == "not_found", f"meta after delete: {e['error']}")
+        e = self.error_of("delete", session=self.session, capture_id=cid)
+        expect(e["error"].get("code") == "not_found", f"second delete: {e['error']}")
+        return "deleted; meta and a second delete answer not_found"
+
+    # -- 3A (protocol 2) --------------------------------------------------------------------
+    def rule_3a_metadata(self) -> str:
+        self.v2()
+        _, c = self.capture()
+        for fr in c["meta"]["frames"]:
+            missing = [k for k in FRAME_3A_FIELDS if k not in fr]
+            expect(not missing, f"frame {fr['file']} lacks {missing}")
+            expect(len(fr["wb_gains"]) == 4 and len(fr["ccm"]) == 9 and len(fr["distortion"]) == 5,
+                   "wb_gains, ccm, distortion must have 4, 9, 5 numbers")
+        return "every frame carries " + ", ".join(FRAME_3A_FIELDS)
+
+    def rule_3a_lock_honoured(self) -> str:
+        self.v2()
+        st = self.req("set_3a", cameras=["W", "T"], ae_lock=True, awb_lock=True)["cameras"]["T"]
+        frames = []
+        for _ in range(2):
+            _, c = self.capture(["T"])
+            frames.append(c["meta"]["frames"][0])
+        for fr in frames:
+            expect((fr["exposure_time_ns"], fr["iso"]) == (st["exposure_time_ns"], st["iso"]),
+                   f"locked AE {st['exposure_time_ns']} ns ISO {st['iso']}, frame has {fr['exposure_time_ns']} ns "
+                   f"ISO {fr['iso']}")
+            expect(all(math.isclose(a, b, rel_tol=1e-3) for a, b in zip(fr["wb_gains"], st["wb_gains"], strict=True)),
+                   f"locked AWB gains {st['wb_gains']}, frame has {fr['wb_gains']}")
+            expect(fr["ae_state"] == "LOCKED" and fr["awb_state"] == "LOCKED",
+                   f"ae_state {fr['ae_state']}, awb_state {fr['awb_state']}")
+        return f"two frames at the locked {st['exposure_time_ns'] / 1e6:.2f} ms ISO {st['iso']}"
+
+    def rule_3a_manual_honoured(self) -> str:
+        self.v2()
+        base = self.req("get_3a")["cameras"]["T"]
+        t0, iso = max(base["exposure_time_ns"] // 2, 200_000), base["iso"]
+        imgs, frames = [], []
+        for t in (t0, 2 * t0):
+            self.req("set_3a", cameras=["T"], exposure_time_ns=t, iso=iso, wb_gains=base["wb_gains"])
+            cid, c = self.capture(["T"])
+            fr = c["meta"]["frames"][0]
+            expect((fr["exposure_time_ns"], fr["iso"]) == (t, iso),
+                   f"asked {t} ns ISO {iso}, frame reports {fr['exposure_time_ns']} ns ISO {fr['iso']}")
+            expect(fr["ae_mode"] == "OFF", f"manual exposure reported ae_mode {fr['ae_mode']}")
+            frames.append(fr)
+            imgs.append(self.image(cid, fr["file"]).astype(np.float64))
+        dark, bright = imgs
+        mask = (bright > 20) & (bright < 225)
+        expect(mask.mean() > 0.2, "too few unclipped pixels to measure")
+        ratio = float(((bright[mask] / 255) ** 2.2).mean() / ((dark[mask] / 255) ** 2.2).mean())
+        lo, hi = self.cfg.brightness_ratio
+        expect(lo <= ratio <= hi, f"doubling the exposure changed linear brightness by x{ratio:.2f} "
+               f"(expected {lo}..{hi}): the images do not follow the settings")
+        return f"2x exposure -> x{ratio:.2f} linear brightness, values reported as set"
+
+    def rule_3a_af_fixed(self) -> str:
+        self.v2()
+        self.req("set_3a", cameras=["W", "T"], af_mode="fixed", focus_diopters=0.5)
+        _, c = self.capture()
+        for fr in c["meta"]["frames"]:
+            expect(abs(fr["focus_distance_diopters"] - 0.5) <= 0.01 and fr["af_mode"] == "OFF",
+                   f"fixed focus 0.5 D: frame {fr['file']} has {fr['focus_distance_diopters']} D, "
+                   f"af_mode {fr['af_mode']}")
+        return "fixed focus 0.5 D reported by every frame"
+
+    # -- running ---------------------------------------------------------------------------
+    def cleanup(self) -> None:
+        try:
+            if self.hello.get("protocol_version", 1) >= 2:
+                self.req("set_3a", cameras=["W", "T"], af_mode="auto", af_region=None, af_lock=False,
+                         ae_lock=False, awb_lock=False)
+            for c in self.req("list", session=self.session)["captures"]:
+                self.req("delete", session=self.session, capture_id=c["capture_id"])
+        except (AgentError, RigError, *LINK_ERRORS):
+            pass
+
+
+RULES: list[tuple[str, Callable[[Suite], str]]] = [
+    ("framing.one_json_line", Suite.rule_framing_one_line),
+    ("framing.split_and_pipelined", Suite.rule_framing_split_and_pipelined),
+    ("framing.id_echo", Suite.rule_framing_id_echo),
+    ("framing.connections", Suite.rule_framing_connections),
+    ("hello.fields", Suite.rule_hello_fields),
+    ("error.shape", Suite.rule_error_shape),
+    ("error.bad_json", Suite.rule_error_bad_json),
+    ("error.unknown_cmd", Suite.rule_error_unknown_cmd),
+    ("error.bad_request", Suite.rule_error_bad_request),
+    ("error.target_in_past", Suite.rule_error_target_in_past),
+    ("time.turnaround", Suite.rule_time_turnaround),
+    ("time.within_rtt", Suite.rule_time_within_rtt),
+    ("status.fields", Suite.rule_status_fields),
+    ("capture.ack", Suite.rule_capture_ack),
+    ("capture.done_last", Suite.rule_capture_done_last),
+    ("capture.meta", Suite.rule_capture_meta),
+    ("capture.timestamps_monotonic", Suite.rule_capture_timestamps_monotonic),
+    ("capture.exists", Suite.rule_capture_exists),
+    ("list", Suite.rule_list),
+    ("delete", Suite.rule_delete),
+    ("3a.metadata", Suite.rule_3a_metadata),
+    ("3a.lock_honoured", Suite.rule_3a_lock_honoured),
+    ("3a.manual_honoured", Suite.rule_3a_manual_honoured),
+    ("3a.af_fixed", Suite.rule_3a_af_fixed),
+]
+
+
+def run_conformance(link: RigLink, role: str, cfg: ConformanceConfig | None = None,
+                    on_result: Callable[[RuleResult], None] | None = None) -> list[RuleResult]:
+    """Run every rule against ``role``'s agent; a rule that raises is a fail naming the rule."""
+    suite = Suite(link, role, cfg or ConformanceConfig())
+    out = []
+    try:
+        for name, fn in RULES:
+            try:
+                res = RuleResult(name, "pass", fn(suite))
+            except RuleSkipped as exc:
+                res = RuleResult(name, "skip", str(exc))
+            except RuleFailed as exc:
+                res = RuleResult(name, "fail", str(exc))
+            except AgentError as exc:
+                res = RuleResult(name, "fail", f"unexpected error reply: {exc.code}: {exc.reply.get('error')}")
+            except (RigError, *LINK_ERRORS, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                res = RuleResult(name, "fail", f"{type(exc).__name__}: {exc}")
+                link.drop_agent(role)  # a broken connection must not fail the rules after it
+            out.append(res)
+            if on_result is not None:
+                on_result(res)
+    finally:
+        suite.cleanup()
+    return out

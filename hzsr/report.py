@@ -1,0 +1,302 @@
+"""The end-to-end report: one self-contained HTML page over every stage's outputs.
+
+Each section reads only what its stage wrote to disk (the session folder, ``sync/``, ``qa/``, the
+data set, the training run, the evaluation, the inference maps), so the page can be rebuilt at any
+time with ``hzsr demo report``. A stage that did not run shows as "not run", never as an error:
+the report is for reading a partial pipeline too.
+
+Images are embedded as base64 data URIs and the little JavaScript it has is inline, so the page
+opens from disk, from a mail attachment or from a CI artefact without a server.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hzsr.core.fileio import atomic_write_bytes
+
+
+@dataclass
+class ReportInputs:
+    """Where each stage's outputs are; any of them may be missing."""
+
+    title: str = "hzsr end-to-end run"
+    rig_yaml: Path | None = None  # the rig the session was captured with
+    doctor_json: Path | None = None  # `hzsr rig doctor --json` output, saved by the demo
+    session: Path | None = None  # the captured session folder (session.json, captures/, sync/, qa/)
+    dataset: Path | None = None  # the packed data set (manifest.csv, splits.csv)
+    run: Path | None = None  # the training run folder (log.csv, checkpoints)
+    eval_dir: Path | None = None  # the evaluation folder (metrics.csv, metrics.md, examples/)
+    infer_dir: Path | None = None  # `hzsr model infer --save-maps` output for one capture
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per demo step
+
+
+# -- small helpers --------------------------------------------------------------------------
+def _esc(v: Any) -> str:
+    return html.escape(str(v))
+
+
+def _png_uri(img: np.ndarray | Path, max_w: int = 320) -> str:
+    """A PNG data URI of an image array (RGB or grey, uint8 or float in [0, 1]) or image file."""
+    import cv2
+
+    if isinstance(img, Path):
+        arr = cv2.imread(str(img), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            return ""
+        if arr.ndim == 3:
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    else:
+        arr = img
+    if arr.dtype != np.uint8:
+        arr = np.clip(np.asarray(arr, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if arr.shape[1] > max_w:
+        h = max(1, round(arr.shape[0] * max_w / arr.shape[1]))
+        arr = cv2.resize(arr, (max_w, h), interpolation=cv2.INTER_AREA)
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    ok, buf = cv2.imencode(".png", arr)
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
+
+
+def _img(uri: str, alt: str, cls: str = "thumb") -> str:
+    return f'<img class="{cls}" alt="{_esc(alt)}" src="{uri}">' if uri else f'<span class="na">{_esc(alt)}: n/a</span>'
+
+
+def _fig_uri(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _table(df: pd.DataFrame, cls: str = "data", max_rows: int = 500) -> str:
+    if df.empty:
+        return '<p class="na">empty</p>'
+    df = df.head(max_rows)
+    head = "".join(f"<th>{_esc(c)}</th>" for c in df.columns)
+    rows = []
+    for _, r in df.iterrows():
+        cells = []
+        for c in df.columns:
+            v = r[c]
+            if isinstance(v, float):
+                v = "" if np.isnan(v) else f"{v:.4g}"
+            s = str(v)
+            if s.startswith("<img") or s.startswith("<span"):
+                cells.append(f"<td>{s}</td>")
+            elif c == "verdict":
+                cells.append(f'<td class="v-{_esc(s)}">{_esc(s)}</td>')
+            else:
+                cells.append(f"<td>{_esc(s)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _read_csv(path: Path | None) -> pd.DataFrame | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+
+
+def _read_json(path: Path | None) -> Any:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def _not_run(what: str) -> str:
+    return f'<p class="na">{_esc(what)} did not run (no outputs found).</p>'
+
+
+# -- sections -------------------------------------------------------------------------------
+def _section_rig(inp: ReportInputs) -> str:
+    parts = []
+    sess = _read_json(inp.session / "session.json") if inp.session else None
+    if sess:
+        rows = []
+        for d in sess.get("devices", []):
+            clock = d.get("clock") or {}
+            samples = clock.get("samples") or []
+            best = min((s.get("rtt_ns", 0) for s in samples), default=None)
+            rows.append({"role": d.get("role"), "serial": d.get("serial"), "model": d.get("model"),
+                         "build": d.get("build"), "agent": d.get("agent_version"), "sync type": d.get("sync_type"),
+                         "clock samples": len(samples),
+                         "best rtt/2 (us)": None if best is None else best / 2e3,
+                         "drift (ppm)": clock.get("drift_ppm")})
+        parts.append(_table(pd.DataFrame(rows)))
+    doctor = _read_json(inp.doctor_json)
+    if isinstance(doctor, list) and doctor:
+        parts.append("<h3>rig doctor</h3>" + _table(pd.DataFrame(doctor)))
+    return "".join(parts) or _not_run("capture")
+
+
+def _section_sync(inp: ReportInputs) -> str:
+    if not inp.session:
+        return _not_run("sync check")
+    sync = inp.session / "sync"
+    summary = _read_json(sync / "summary.json")
+    if summary is None:
+        return _not_run("sync check")
+    keep = {k: v for k, v in summary.items() if not isinstance(v, (list, dict))}
+    out = [_table(pd.DataFrame([keep]).T.reset_index().rename(columns={"index": "figure", 0: "value"}))]
+    for name in ("skew.png", "offset.png"):
+        if (sync / name).is_file():
+            out.append(_img(_png_uri(sync / name, 640), name, "plot"))
+    return "".join(out)
+
+
+def _section_qa(inp: ReportInputs) -> str:
+    if not inp.session:
+        return _not_run("qa check")
+    qa = _read_csv(inp.session / "qa" / "qa.csv")
+    if qa is None:
+        return _not_run("qa check")
+    cols = [c for c in ("capture_id", "scene_id", "scene_kind", "verdict", "reasons") if c in qa.columns]
+    num = [c for c in qa.columns if c not in cols and pd.api.types.is_numeric_dtype(qa[c])][:6]
+    view = qa[cols + num].copy()
+    thumbs = []
+    for cid in qa.get("capture_id", []):
+        cap = inp.session / "captures" / str(cid)
+        thumbs.append(_img(_png_uri(cap / "main_W.jpg", 160), "W") + _img(_png_uri(cap / "ref_T.jpg", 160), "ref T"))
+    view.insert(1, "thumbnails", thumbs)
+    counts = qa["verdict"].value_counts().to_dict() if "verdict" in qa.columns else {}
+    head = "<p>" + ", ".join(f"{_esc(k)}: {v}" for k, v in counts.items()) + "</p>"
+    link = ""
+    if (inp.session / "qa" / "report.html").is_file():
+        link = '<p>The full QA report with every map: <code>qa/report.html</code> in the session folder.</p>'
+    return head + link + _table(view, "data sortable")
+
+
+def _section_dataset(inp: ReportInputs) -> str:
+    if not inp.dataset:
+        return _not_run("dataset pack")
+    man = _read_csv(inp.dataset / "manifest.csv")
+    if man is None:
+        return _not_run("dataset pack")
+    out = [f"<p>{len(man)} captures in {man['shard'].nunique() if 'shard' in man else '?'} shard(s).</p>"]
+    splits = _read_csv(inp.dataset / "splits.csv")
+    if splits is not None and "split" in splits.columns:
+        by = [c for c in ("split", "scene_kind", "kind") if c in splits.columns][:2]
+        t = splits.groupby(by).size().rename("captures").reset_index()
+        out.append(_table(t))
+    return "".join(out)
+
+
+def _section_training(inp: ReportInputs) -> str:
+    log = _read_csv(inp.run / "log.csv") if inp.run else None
+    if log is None or log.empty:
+        return _not_run("training")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    step = log["step"] if "step" in log.columns else np.arange(len(log))
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for c in log.columns:
+        if "loss" in c and pd.api.types.is_numeric_dtype(log[c]):
+            ax.plot(step, log[c], label=c)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.set_title("training loss")
+    return _img(_fig_uri(fig), "training curve", "plot") + f"<p>{len(log)} logged steps.</p>"
+
+
+def _section_eval(inp: ReportInputs) -> str:
+    m = _read_csv(inp.eval_dir / "metrics.csv") if inp.eval_dir else None
+    if m is None:
+        return _not_run("evaluation")
+    out = []
+    if "method" in m.columns:
+        agg = m.groupby("method")[[c for c in ("psnr_y", "ssim_y", "psnr", "ssim") if c in m.columns]].mean()
+        out.append(_table(agg.reset_index()))
+    out.append("<details><summary>per capture</summary>" + _table(m) + "</details>")
+    return "".join(out)
+
+
+def _section_examples(inp: ReportInputs) -> str:
+    blocks = []
+    dirs = [inp.infer_dir] if inp.infer_dir else []
+    if inp.eval_dir:
+        dirs += sorted(inp.eval_dir.glob("examples/*"))
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        tiles = []
+        for name in ("bicubic", "reference", "fusion", "output", "target", "blend", "occlusion", "defocus",
+                     "flow_uncertainty", "reject"):
+            hits = sorted(d.glob(f"{name}*.png"))
+            if hits:
+                pic = _img(_png_uri(hits[0], 256), name)
+                tiles.append(f"<figure>{pic}<figcaption>{_esc(name)}</figcaption></figure>")
+        if tiles:
+            blocks.append(f"<h3>{_esc(d.name)}</h3><div class='row'>{''.join(tiles)}</div>")
+    return "".join(blocks) or _not_run("inference")
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+h2{border-bottom:1px solid #ccc;margin-top:1.6em}
+table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;padding:2px 6px;vertical-align:top}
+th{background:#f3f3f3;cursor:pointer}.thumb{max-width:160px;margin-right:2px}.plot{max-width:640px}
+.v-pass{background:#d9f2d9}.v-warn{background:#fff2cc}.v-fail{background:#f8d0d0}.na{color:#888}
+.row{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}figcaption{font-size:11px;text-align:center}
+"""
+
+_JS = """
+document.querySelectorAll('table.sortable th').forEach(function(th, i){
+  th.addEventListener('click', function(){
+    var tb = th.closest('table').tBodies[0];
+    var rows = Array.prototype.slice.call(tb.rows);
+    var asc = th.dataset.asc !== '1'; th.dataset.asc = asc ? '1' : '0';
+    rows.sort(function(a, b){
+      var x = a.cells[i].textContent, y = b.cells[i].textContent;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return asc ? c : -c;
+    });
+    rows.forEach(function(r){ tb.appendChild(r); });
+  });
+});
+"""
+
+
+def build_report(inp: ReportInputs, out: Path) -> Path:
+    """Write the report to ``out`` atomically and return its path."""
+    sections = [
+        ("Rig and clock sync", _section_rig(inp)),
+        ("Sync", _section_sync(inp)),
+        ("Quality (QA)", _section_qa(inp)),
+        ("Data set", _section_dataset(inp)),
+        ("Training", _section_training(inp)),
+        ("Evaluation (test split)", _section_eval(inp)),
+        ("Examples: bicubic / reference / output, with blend maps", _section_examples(inp)),
+    ]
+    if inp.timings:
+        t = pd.DataFrame([{"step": k, "seconds": round(v, 1)} for k, v in inp.timings.items()])
+        sections.append(("Timings", _table(t)))
+    body = "".join(f"<h2>{_esc(h)}</h2>{s}" for h, s in sections)
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_esc(inp.title)}</title>"
+            f"<link rel='icon' href='data:,'><style>{_CSS}</style></head><body><h1>{_esc(inp.title)}</h1>"
+            f"{body}<script>{_JS}</script></body></html>")
+    atomic_write_bytes(out, page.encode())
+    return out

@@ -1,0 +1,93 @@
+"""hzsr rig conformance: passes on the virtual phone, names the rule when the agent breaks one."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hzsr.capture.conformance import RULES, run_conformance
+from hzsr.capture.link import RigLink
+from hzsr.capture.rigfile import load_rig
+from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig, parse_faults
+
+pytestmark = pytest.mark.adb
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    r = VirtualRig(tmp_path_factory.mktemp("conf"), VirtualRigConfig(size=(320, 240), seed=5)).start()
+    yield r
+    r.stop()
+
+
+def _cli(rig, *args):
+    return subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "conformance", "--rig", str(rig.rig_yaml),
+                           *args], capture_output=True, text=True, timeout=240)
+
+
+def test_passes_on_the_virtual_phone(rig):
+    r = _cli(rig, "--role", "main", "--json")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    got = json.loads(r.stdout)["main"]
+    assert [x["rule"] for x in got] == [name for name, _ in RULES]
+    assert {x["status"] for x in got} == {"pass"}
+
+
+@pytest.mark.parametrize("fault, rules", [
+    ("done_first", {"capture.done_last", "capture.meta"}),
+    ("time_outside_rtt", {"time.within_rtt"}),
+    ("ignore_3a", {"3a.manual_honoured", "3a.af_fixed"}),
+])
+def test_injected_fault_fails_the_rule(rig, fault, rules):
+    phone = rig.phone("reference")
+    phone.call(lambda: setattr(phone.agent.faults, fault, True))
+    try:
+        link = RigLink(load_rig(rig.rig_yaml))
+        res = run_conformance(link, "reference")
+        link.close()
+    finally:
+        phone.call(lambda: setattr(phone.agent.faults, fault, False))
+    failed = {r.rule for r in res if r.status == "fail"}
+    assert rules <= failed, [(r.rule, r.status, r.detail) for r in res]
+    assert "framing.one_json_line" not in failed and "hello.fields" not in failed
+
+
+def test_cli_names_the_failed_rule_and_exits_1(rig):
+    phone = rig.phone("main")
+    phone.call(lambda: setattr(phone.agent.faults, "time_outside_rtt", True))
+    try:
+        r = _cli(rig, "--role", "main")
+    finally:
+        phone.call(lambda: setattr(phone.agent.faults, "time_outside_rtt", False))
+    assert r.returncode == 1
+    assert "FAIL  time.within_rtt" in r.stdout and "failed: main:time.within_rtt" in r.stdout
+    assert "PASS  framing.one_json_line" in r.stdout
+
+
+def test_v1_agent_skips_3a_rules(rig):
+    phone = rig.phone("main")
+    phone.call(lambda: setattr(phone.agent, "protocol_version", 1))
+    try:
+        link = RigLink(load_rig(rig.rig_yaml))
+        res = {r.rule: r.status for r in run_conformance(link, "main")}
+        link.close()
+    finally:
+        phone.call(lambda: setattr(phone.agent, "protocol_version", 2))
+    assert {v for k, v in res.items() if k.startswith("3a.")} == {"skip"}
+    assert "fail" not in res.values()
+
+
+def test_fault_names_and_bad_role(rig):
+    assert [f.name for f in parse_faults("done_first@main,time_outside_rtt,ignore_3a,protocol_v1")] == [
+        "done_first", "time_outside_rtt", "ignore_3a", "protocol_v1"]
+    r = _cli(rig, "--role", "left")
+    assert r.returncode == 2 and "--role" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_rule_is_documented():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "agent-protocol.md").read_text()
+    assert {name for name, _ in RULES} <= set(re.findall(r"\[rule: ([a-z0-9_.]+)\]", doc))
