@@ -110,9 +110,9 @@ def test_link_bias_is_missed_by_the_clocks_but_covered_by_the_bound(tmp_path):
         results = [run.capture("s", []) for _ in range(5)]
         run.link.close()
         true = _true_skews_us(r)
-        for res in results[1:]:
-            assert 60 < true[res.capture_id] < 160  # the bias moved the real frame
-            assert abs(res.skew_us - true[res.capture_id]) > 50  # ... and the host did not see it
+        later = results[1:]  # the first capture keeps the HAL's unlearned overhead
+        assert 60 < np.median([true[x.capture_id] for x in later]) < 160  # the bias moved the real frames
+        assert np.median([true[x.capture_id] - x.skew_us for x in later]) > 50  # ... and the host did not see it
         for res in results:
             assert abs(res.skew_us - true[res.capture_id]) <= res.bound_us
     finally:
