@@ -1,0 +1,165 @@
+"""Parsing of the virtual phone's shell lines: POSIX ``sh`` tokens, lists, pipelines, redirects.
+
+``lex`` splits a line into words (quotes kept; ``shell.VirtualShell.expand`` removes them when the
+command runs, so ``$?`` sees the status of the command before it) and operators. ``parse``
+groups them into ``[(connector, pipeline)]``. Compound commands (``if``, ``while``, ``for``,
+``case``, functions, ``{ }``, subshells) and background jobs (``&``) raise ``ShellSyntaxError``
+saying they are not modelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_OPS = ("2>&1", ">&2", "1>&2", "2>>", "&&", "||", ">>", "2>", "1>", ";;", ">", "<", "|", ";", "&", "(", ")")
+_WORD_END = " \t\n;&|<>()"
+_UNSUPPORTED = {"if", "then", "else", "elif", "fi", "while", "until", "for", "do", "done", "case", "esac",
+                "function", "select", "{", "}", "[[", "]]"}
+
+
+class ShellSyntaxError(Exception):
+    """The line cannot be parsed; mksh prints ``/system/bin/sh: <msg>`` and exits 2."""
+
+
+@dataclass
+class Cmd:
+    words: list[str] = field(default_factory=list)  # raw (still quoted) words
+    redirs: list[tuple[str, str]] = field(default_factory=list)  # (op, raw target or "")
+
+
+# -- parsing --------------------------------------------------------------------------------
+def end_single(s: str, i: int) -> int:
+    k = s.find("'", i + 1)
+    if k < 0:
+        raise ShellSyntaxError("unterminated quote (')")
+    return k + 1
+
+
+def end_double(s: str, i: int) -> int:
+    j = i + 1
+    while j < len(s):
+        c = s[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == '"':
+            return j + 1
+        if s.startswith("$(", j):
+            j = end_paren(s, j + 2)
+            continue
+        j += 1
+    raise ShellSyntaxError('unterminated quote (")')
+
+
+def end_paren(s: str, i: int) -> int:
+    """Index just past the ``)`` closing a ``$(`` whose body starts at ``i``."""
+    depth, j = 1, i
+    while j < len(s):
+        c = s[j]
+        if c == "'":
+            j = end_single(s, j)
+            continue
+        if c == '"':
+            j = end_double(s, j)
+            continue
+        if c == "\\":
+            j += 2
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        j += 1
+    raise ShellSyntaxError("unterminated $(")
+
+
+def lex(line: str) -> list[tuple[str, str]]:
+    """Split a line into ``("w", raw word)`` and ``("op", operator)`` tokens, quotes kept."""
+    toks: list[tuple[str, str]] = []
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c in " \t\r":
+            i += 1
+            continue
+        if c == "\n":
+            toks.append(("op", "\n"))
+            i += 1
+            continue
+        if c == "#":
+            nl = line.find("\n", i)
+            i = n if nl < 0 else nl
+            continue
+        op = next((o for o in _OPS if line.startswith(o, i)), None)
+        if op is not None:
+            toks.append(("op", op))
+            i += len(op)
+            continue
+        j = i
+        while j < n and line[j] not in _WORD_END:
+            if line[j] == "'":
+                j = end_single(line, j)
+            elif line[j] == '"':
+                j = end_double(line, j)
+            elif line[j] == "\\":
+                j += 2
+            elif line.startswith("$(", j):
+                j = end_paren(line, j + 2)
+            else:
+                j += 1
+        toks.append(("w", line[i:min(j, n)]))
+        i = j
+    return toks
+
+
+def parse(line: str) -> list[tuple[str, list[Cmd]]]:
+    """``[(connector, pipeline)]``: connector is how the pipeline joins the one before it."""
+    out: list[tuple[str, list[Cmd]]] = []
+    conn, pipe, cmd = ";", [], Cmd()
+    toks = lex(line)
+    need_cmd = False  # after a "|", "&&" or "||" a command must follow
+    k = 0
+    while k < len(toks):
+        kind, tok = toks[k]
+        if kind == "w":
+            if not cmd.words and tok in _UNSUPPORTED:
+                raise ShellSyntaxError(f"{tok}: compound commands are not modelled by the virtual phone")
+            cmd.words.append(tok)
+            need_cmd = False
+        elif tok in (">", ">>", "<", "2>", "2>>", "1>"):
+            if k + 1 >= len(toks) or toks[k + 1][0] != "w":
+                raise ShellSyntaxError(f"syntax error: '{tok}' unexpected")
+            cmd.redirs.append((">" if tok == "1>" else tok, toks[k + 1][1]))
+            need_cmd = False
+            k += 1
+        elif tok in ("2>&1", ">&2", "1>&2"):
+            cmd.redirs.append((">&2" if tok == "1>&2" else tok, ""))
+        elif tok == "|":
+            if not (cmd.words or cmd.redirs):
+                raise ShellSyntaxError("syntax error: '|' unexpected")
+            pipe.append(cmd)
+            cmd, need_cmd = Cmd(), True
+        elif tok in (";", "\n", "&&", "||"):
+            if cmd.words or cmd.redirs:
+                pipe.append(cmd)
+                cmd = Cmd()
+            elif need_cmd or (tok != "\n" and not pipe):
+                raise ShellSyntaxError(f"syntax error: '{tok}' unexpected")
+            if pipe:
+                out.append((conn, pipe))
+                conn, pipe = (";" if tok == "\n" else tok), []
+            need_cmd = tok in ("&&", "||")
+        elif tok == "&":
+            raise ShellSyntaxError("&: background jobs are not modelled by the virtual phone")
+        else:
+            raise ShellSyntaxError(f"{tok}: subshells and case are not modelled by the virtual phone")
+        k += 1
+    if cmd.words or cmd.redirs:
+        pipe.append(cmd)
+    elif need_cmd:
+        raise ShellSyntaxError("syntax error: unexpected end of line")
+    if pipe:
+        out.append((conn, pipe))
+    return out
