@@ -126,9 +126,8 @@ def sim_coverage(spec: str, tmp: Path, n: int, seed: int, bias_us: float = 0.0) 
     from hzsr.sim.truth import load_session_truth
     from hzsr.sync.check import run_sync_check
 
-    d = simulate_session(tmp / f"sim-{seed}", SimConfig(captures=n, seed=seed, size=(64, 48), images=False,
-                                                        truth=True, link=spec, link_bias_us=bias_us),
-                         progress=False)
+    cfg = SimConfig(captures=n, seed=seed, size=(64, 48), images=False, truth=True, link=spec, link_bias_us=bias_us)
+    d = simulate_session(tmp / f"sim-{seed}-{spec}-{bias_us:g}", cfg, progress=False)
     run_sync_check(d, plots=False)
     df = pd.read_csv(d / "sync" / "sync.csv")
     true = df["capture_id"].map({c["capture_id"]: c["skew_ref_minus_main_ns"] / 1e3

@@ -252,13 +252,21 @@ class CaptureRun:
             # Nothing can complete a capture one phone never took: resume reports it, skips it.
             self._incomplete(cid, reason, permanent=True)
             raise CaptureError(reason, field=cid)
-        skew_ns = (host_time(self.device_info("reference").clock, acks["reference"]["frame_timestamp_ns"])
-                   - host_time(self.device_info("main").clock, acks["main"]["frame_timestamp_ns"]))
-        bound_ns = sum(mapping_bound_ns(self.device_info(r).clock, target_host) for r in ("main", "reference"))
         self._done_at.clear()
         res = self.collect(cid)
+        # Map the frames with a clock sample taken after them, not the estimate that set the
+        # target: an error in that one moved the frames with it and would cancel (docs/sync.md).
+        try:
+            for role in ("main", "reference"):
+                self._sync(role, self.cfg.sync.quick_exchanges)
+            self.session.save(self.dir)
+        except (RigError, *LINK_ERRORS) as exc:
+            self.say(f"warning: clock sync after {cid} failed ({exc}); its skew uses the sync before it")
+        ts = {r: acks[r]["frame_timestamp_ns"] for r in ("main", "reference")}
+        host = {r: host_time(self.device_info(r).clock, ts[r]) for r in ts}
+        res.skew_us = (host["reference"] - host["main"]) / 1e3
+        res.bound_us = sum(mapping_bound_ns(self.device_info(r).clock, host[r]) for r in ts) / 1e3
         t_end = time.perf_counter()
-        res.skew_us, res.bound_us = skew_ns / 1e3, bound_ns / 1e3
         # Host overhead: the whole capture less the span in which a phone was still exposing and
         # writing (trigger sent .. last done marker seen); the phone's own work is not the host's.
         phone_span = max(self._done_at.values(), default=t_triggered) - t_triggered

@@ -5,6 +5,9 @@ clock estimate, that instant is a *goal* in the phone's clock, and the goal's gr
 is where the stream's frames should start. The app sees only its frames' reported timestamps, so
 it iterates:
 
+The goal is ``guard_ns`` after the target, so the aligned frame is the first at or after the target
+as the agent protocol promises, whatever the sign of the residual.
+
 1. **measure** the phase error ``e = wrap(ts - goal)`` into ``(-P/2, P/2]``, averaged over the
    last ``average_frames`` reported timestamps (timestamp jitter / sqrt(n));
 2. **learn** from the previous change, if any: the phase moved by ``e - e_prev``, the request
@@ -35,6 +38,8 @@ class PhaseAlignConfig:
     """The app's alignment settings; every default lives here."""
 
     threshold_ns: int = 10_000  # aligned once |phase error| is at most this (libsoftwaresync: 100 us)
+    guard_ns: int = 30_000  # aim this far after the target: the frame is then at or after it (the
+    # protocol's promise) despite the threshold, line rounding and timestamp jitter
     max_iterations: int = 10  # changes per alignment at most
     average_frames: int = 2  # reported timestamps averaged per measurement
     wait_frames: int = 5  # after a change: the HAL's max pipeline depth (3) + average_frames
@@ -71,12 +76,14 @@ class PhaseAligner:
         e0 = errs[-1]
         return float(np.mean([e0 + wrap(e - e0, p) for e in errs]))
 
-    def align(self, now_ns: float, goal_ns: float, deadline_ns: float) -> AlignResult:
-        """Iterate from phone time ``now_ns`` until aligned, out of changes, or out of time.
+    def align(self, now_ns: float, target_ns: float, deadline_ns: float) -> AlignResult:
+        """Iterate from phone time ``now_ns`` until frames start at ``target_ns + guard_ns`` (modulo
+        the period), out of changes, or out of time.
 
         A change is made only if it can land and be the capture's frame before ``deadline_ns``.
         """
         s, c, p = self.stream, self.cfg, self.stream.cfg.period_ns
+        goal_ns = target_ns + c.guard_ns
         t = now_ns
         errors: list[float] = []
         it = 0
@@ -107,7 +114,9 @@ class PhaseAligner:
         return AlignResult(it, abs(errors[-1]) <= c.threshold_ns, errors[-1], errors)
 
     def capture_frame(self, target_ns: float) -> int:
-        """The aligned frame for a target: the one whose reported timestamp is nearest to it."""
+        """The first frame whose reported timestamp is at or after the target (aligned: ``guard`` after it)."""
         s = self.stream
-        k = s.first_at_or_after(target_ns)
-        return min((k - 1, k), key=lambda j: abs(s.reported(j) - target_ns))
+        k = s.first_at_or_after(target_ns - 4 * s.cfg.timestamp_jitter_ns)
+        while s.reported(k) < target_ns:
+            k += 1
+        return k

@@ -235,11 +235,9 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
         frame_k: dict[str, int] = {}
         for r in DEVICE_ROLES:
             target = estimate_phone_ns(r, trigger_host)
-            if cfg.phase_align:
+            if cfg.phase_align:  # else free-running: the stream keeps its own phase
                 aligners[r].align(clocks[r].phone_ns(host_now), target, target)
-                frame_k[r] = aligners[r].capture_frame(target)
-            else:
-                frame_k[r] = streams[r].first_at_or_after(target)  # free-running: its own phase
+            frame_k[r] = aligners[r].capture_frame(target)
         if k in cfg.faults.late_frame_at:
             frame_k["reference"] += 1
         if defect == "moving_skew":

@@ -153,7 +153,8 @@ def test_session_metadata_consistent_with_truth(sim_session):
         assert arrays["flow_main_T"].shape == (240, 320, 2)
     # The truth's skew is the difference of the instants the frames were really exposed.
     for c in truth["captures"]:
-        assert c["skew_ref_minus_main_ns"] == c["instants_host_ns"]["ref_T"] - c["instants_host_ns"]["main_W"]
+        inst = c["instants_host_ns"]
+        assert abs(c["skew_ref_minus_main_ns"] - (inst["ref_T"] - inst["main_W"])) <= 1
 
 
 def test_night_scenes_have_high_iso_and_long_exposure(tmp_path):

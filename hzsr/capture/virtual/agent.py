@@ -207,9 +207,7 @@ class CaptureAgent:
         if req.get("phase_align"):
             # The target is the goal phase: steer the stream onto it by frame-duration changes.
             self.aligner.align(now, target, target)
-            k = self.aligner.capture_frame(target)
-        else:
-            k = self.stream.first_at_or_after(target)
+        k = self.aligner.capture_frame(target)  # the first frame stamped at or after the target
         frame_ts, frame_number = int(round(self.stream.reported(k))), k
         self.state.pending[req["capture_id"]] = {"dir": d, "frame_ts": frame_ts}
         asyncio.get_running_loop().create_task(
