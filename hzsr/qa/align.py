@@ -1,0 +1,291 @@
+"""Alignment primitives of HZSR (``/work/shared/HZSR_METHOD.md``, steps 1-2), torch-free.
+
+Conventions (``docs/qa.md``):
+
+- images are numpy arrays, ``HxW`` (grey) or ``HxWx3`` (RGB), uint8 or float32 in [0, 1];
+- pixel coordinates follow OpenCV: integer coordinates are pixel centres;
+- a flow ``F`` from SRC to REF is ``float32 HxWx2`` on SRC's grid, in SRC pixels, channels
+  ``(dx, dy)``, with ``REF(x + F(x)) ~ SRC(x)``; so ``warp(ref, F)`` looks like ``src``;
+- a global translation ``(dx, dy)`` is the constant flow with the same meaning:
+  ``REF(x + d) ~ SRC(x)``, and ``shift_image(ref, dx, dy)`` looks like ``src``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from hzsr.core.geometry import CropRect, tele_crop_rect
+from hzsr.qa.config import AlignConfig, QAConfig
+
+
+@dataclass(frozen=True)
+class GlobalShift:
+    """A global translation ``REF(x + (dx, dy)) ~ SRC(x)`` and its support."""
+
+    dx: float
+    dy: float
+    inliers: int  # matches within ``ransac_threshold_px`` of the translation
+    matches: int  # descriptor matches that passed the ratio test
+
+    @property
+    def magnitude(self) -> float:
+        return float(np.hypot(self.dx, self.dy))
+
+
+def _align_cfg(cfg: QAConfig | AlignConfig | None) -> AlignConfig:
+    if cfg is None:
+        return AlignConfig()
+    return cfg.align if isinstance(cfg, QAConfig) else cfg
+
+
+def _check_image(img: np.ndarray, name: str) -> None:
+    if not isinstance(img, np.ndarray) or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3)):
+        raise ValueError(f"{name}: expected an HxW or HxWx3 array, got shape {getattr(img, 'shape', None)}")
+    if img.shape[0] < 8 or img.shape[1] < 8:
+        raise ValueError(f"{name}: image {img.shape[1]}x{img.shape[0]} is too small (min 8x8)")
+
+
+def to_luma(rgb: np.ndarray) -> np.ndarray:
+    """Luminance ``Y = 0.299 R + 0.587 G + 0.114 B`` (BT.601), same dtype family as the input.
+
+    uint8 in gives uint8 out; float in gives float32 out. A grey image is returned as is.
+    """
+    if rgb.ndim == 2:
+        return rgb
+    if rgb.shape[2] == 1:
+        return rgb[..., 0]
+    if rgb.dtype == np.uint8:
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(np.ascontiguousarray(rgb, np.float32), cv2.COLOR_RGB2GRAY)
+
+
+def _to_u8(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img
+    return np.clip(np.asarray(img, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def crop_w_to_t(w_img: np.ndarray, k_w: np.ndarray, k_t: np.ndarray,
+                t_size: tuple[int, int]) -> tuple[np.ndarray, CropRect]:
+    """Crop W to T's field of view (from the intrinsics) and bicubic-resize it to ``t_size``.
+
+    The crop is ``cw = w_T fx_W / fx_T`` wide, centred on W's image centre
+    (``hzsr.core.geometry.tele_crop_rect``); it is resampled sub-pixel exactly with an affine
+    warp (``CropRect.crop_to_w``), so crop-grid pixel ``u`` shows W pixel ``crop_to_w @ u``.
+
+    Args:
+        w_img: the W frame (HxW or HxWx3).
+        k_w: W intrinsics (3x3), in the pixels of ``w_img``.
+        k_t: T intrinsics (3x3), in T's pixels.
+        t_size: T's image size (width, height).
+
+    Returns:
+        The crop resized to ``t_size``, same dtype as ``w_img``, and its ``CropRect``.
+    """
+    _check_image(w_img, "w_img")
+    rect = tele_crop_rect(np.asarray(k_w, np.float64), np.asarray(k_t, np.float64), tuple(t_size),
+                          (w_img.shape[1], w_img.shape[0]))
+    m = rect.crop_to_w()[:2]
+    # WARP_INVERSE_MAP: m maps output (crop grid) to input (W), which is what crop_to_w gives.
+    out = cv2.warpAffine(w_img, m, (int(t_size[0]), int(t_size[1])),
+                         flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return out, rect
+
+
+def _resize_long(img: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
+    h, w = img.shape[:2]
+    s = min(1.0, long_side / max(h, w))
+    if s >= 1.0:
+        return img, 1.0
+    out = cv2.resize(img, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
+    return out, out.shape[1] / w
+
+
+def _keypoints(y: np.ndarray, c: AlignConfig):
+    fast = cv2.FastFeatureDetector_create(threshold=c.fast_threshold, nonmaxSuppression=True)
+    kps = fast.detect(y, None)
+    border = c.orb_patch // 2 + 1
+    h, w = y.shape
+    kps = [k for k in kps if border <= k.pt[0] < w - border and border <= k.pt[1] < h - border]
+    kps = sorted(kps, key=lambda k: -k.response)[: c.max_keypoints]
+    orb = cv2.ORB_create(edgeThreshold=border, patchSize=c.orb_patch)
+    for k in kps:
+        k.size = float(c.orb_patch)
+    kps, desc = orb.compute(y, kps)
+    pts = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
+    return pts, desc
+
+
+def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
+                       optical_scale: float = 1.0) -> GlobalShift:
+    """One global translation ``REF(x + d) ~ SRC(x)`` from FAST keypoint matches, with RANSAC.
+
+    FAST corners (strongest ``max_keypoints``) on the luminance, downscaled to
+    ``keypoint_long_side``; ORB descriptors at those corners; nearest Hamming neighbours with a
+    ratio test. RANSAC: each hypothesis is one match's displacement; the one with most matches
+    within ``ransac_threshold_px`` wins, and ``d`` is the median displacement of its inliers.
+
+    Args:
+        optical_scale: SRC's optical resolution over its grid's (``1 / k`` for a W crop
+            upsampled ``k`` times). Both images are then matched at two pixels per W pixel, where
+            a blurry upsampled W crop and a sharp T look alike to FAST and ORB.
+
+    Returns ``GlobalShift(0, 0, 0, n)`` when fewer than two keypoints match (flat images): the
+    inlier count, not an exception, says the shift is unreliable.
+    """
+    c = _align_cfg(cfg)
+    _check_image(src, "src")
+    _check_image(ref, "ref")
+    long_side = max(src.shape[:2])
+    kp_long = min(c.keypoint_long_side, max(64, int(round(2 * optical_scale * long_side))))
+    ys, s_src = _resize_long(_to_u8(to_luma(src)), kp_long)
+    yr, s_ref = _resize_long(_to_u8(to_luma(ref)), kp_long)
+    p_src, d_src = _keypoints(ys, c)
+    p_ref, d_ref = _keypoints(yr, c)
+    if d_src is None or d_ref is None or len(p_src) < 2 or len(p_ref) < 2:
+        return GlobalShift(0.0, 0.0, 0, 0)
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    knn = matcher.knnMatch(d_src, d_ref, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < c.match_ratio * m[1].distance]
+    if len(good) < 2:
+        return GlobalShift(0.0, 0.0, 0, len(good))
+    a = p_src[[m.queryIdx for m in good]] / s_src
+    b = p_ref[[m.trainIdx for m in good]] / s_ref
+    disp = (b - a).astype(np.float64)  # in full-resolution pixels
+    rng = np.random.default_rng(c.seed)
+    n = len(disp)
+    hyp = disp if n <= c.ransac_iters else disp[rng.choice(n, c.ransac_iters, replace=False)]
+    # All hypotheses against all matches at once: (H, N) distances, a few MB at most.
+    dist2 = ((hyp[:, None, :] - disp[None, :, :]) ** 2).sum(-1)
+    thr2 = c.ransac_threshold_px**2
+    counts = (dist2 <= thr2).sum(1)
+    best = int(np.argmax(counts))
+    inl = dist2[best] <= thr2
+    d = np.median(disp[inl], axis=0)
+    # One refinement round around the median, which is closer to the truth than any one match.
+    inl = ((disp - d) ** 2).sum(1) <= thr2
+    if inl.sum() >= counts[best]:
+        d = np.median(disp[inl], axis=0)
+    return GlobalShift(float(d[0]), float(d[1]), int(inl.sum()), n)
+
+
+def shift_image(img: np.ndarray, dx: float, dy: float,
+                border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """``out(x) = img(x + (dx, dy))``, bilinear: a constant-flow ``warp``.
+
+    With ``d`` from ``global_translation(src, ref)``, ``shift_image(ref, d.dx, d.dy) ~ src``.
+    """
+    h, w = img.shape[:2]
+    m = np.array([[1, 0, dx], [0, 1, dy]], np.float64)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border)
+
+
+def flow_grid_scale(shape: tuple[int, ...], cfg: QAConfig | AlignConfig | None = None) -> float:
+    """Scale from an image of ``shape`` to its dense-flow grid (<= 1: never upsampled).
+
+    The grid is the largest size with the image's aspect ratio that fits ``flow_size``
+    (both orientations: a portrait image fits 384x512).
+    """
+    c = _align_cfg(cfg)
+    h, w = shape[:2]
+    fw, fh = c.flow_size
+    if (w >= h) != (fw >= fh):
+        fw, fh = fh, fw
+    return min(1.0, fw / w, fh / h)
+
+
+def _dis(c: AlignConfig):
+    presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+    if c.dis_preset not in presets:
+        raise ValueError(f"align.dis_preset: expected one of {', '.join(presets)}, got {c.dis_preset!r}")
+    dis = cv2.DISOpticalFlow_create(presets[c.dis_preset])
+    if c.dis_finest_scale:
+        dis.setFinestScale(c.dis_finest_scale)
+    return dis
+
+
+def dense_flow_lowres(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
+                      optical_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
+    """Forward and backward DIS flow on the flow grid, in flow-grid pixels, and the grid scale.
+
+    With ``optical_scale < 1`` (SRC is an upsampled W crop) both images are first low-passed to
+    W's optical resolution (Gaussian, sigma ``optical_blur / optical_scale`` input px): DIS then
+    matches what both images show, not T's detail against W's blur.
+    """
+    c = _align_cfg(cfg)
+    _check_image(src, "src")
+    _check_image(ref, "ref")
+    if src.shape[:2] != ref.shape[:2]:
+        raise ValueError(f"src {src.shape[1]}x{src.shape[0]} and ref {ref.shape[1]}x{ref.shape[0]} differ in size")
+    s = flow_grid_scale(src.shape, c)
+    h, w = src.shape[:2]
+    size = (max(8, round(w * s)), max(8, round(h * s)))
+    ys = _to_u8(to_luma(src))
+    yr = _to_u8(to_luma(ref))
+    if optical_scale < 1.0 and c.optical_blur > 0:
+        sigma = c.optical_blur / optical_scale
+        ys = cv2.GaussianBlur(ys, (0, 0), sigma)
+        yr = cv2.GaussianBlur(yr, (0, 0), sigma)
+    if s < 1.0:
+        ys = cv2.resize(ys, size, interpolation=cv2.INTER_AREA)
+        yr = cv2.resize(yr, size, interpolation=cv2.INTER_AREA)
+    dis = _dis(c)
+    fwd = dis.calc(ys, yr, None)
+    bwd = dis.calc(yr, ys, None)
+    return fwd, bwd, ys.shape[1] / w
+
+
+def upsample_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a flow field to ``size`` (width, height), scaling its vectors with the grid."""
+    h, w = flow.shape[:2]
+    if (w, h) == tuple(size):
+        return flow
+    out = cv2.resize(flow, tuple(size), interpolation=cv2.INTER_LINEAR)
+    out[..., 0] *= size[0] / w
+    out[..., 1] *= size[1] / h
+    return out
+
+
+def dense_flow(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
+               optical_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward dense flow between two same-size images, at full resolution.
+
+    DIS optical flow (``cv2.DISOpticalFlow``) on the luminance, downscaled to the flow grid
+    (``flow_size``, 512x384 by default), then bilinearly upsampled and scaled to the images' size.
+
+    Returns:
+        ``(flow_fwd, flow_bwd)``, float32 HxWx2, channels (dx, dy), in pixels of the input grid:
+        ``REF(x + F_fwd(x)) ~ SRC(x)`` and ``SRC(x + F_bwd(x)) ~ REF(x)``.
+    """
+    fwd, bwd, _ = dense_flow_lowres(src, ref, cfg, optical_scale=optical_scale)
+    size = (src.shape[1], src.shape[0])
+    return upsample_flow(fwd, size), upsample_flow(bwd, size)
+
+
+def warp(img: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """Bilinear backward warp: ``out(x) = img(x + flow(x))`` (``cv2.remap``).
+
+    ``img`` and ``flow`` may differ in size only if the flow was computed for a grid of that size;
+    the output has the flow's size. ``img`` may have any number of channels (flows too).
+    """
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow: expected HxWx2, got shape {flow.shape}")
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    map_x = gx + flow[..., 0]
+    map_y = gy + flow[..., 1]
+    return cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=border)
+
+
+def inframe_mask(flow: np.ndarray, ref_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Pixels whose flow target ``x + F(x)`` lies inside REF (size ``(w, h)``, default the flow's)."""
+    h, w = flow.shape[:2]
+    rw, rh = ref_size if ref_size is not None else (w, h)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    tx = gx + flow[..., 0]
+    ty = gy + flow[..., 1]
+    return (tx >= -0.5) & (tx <= rw - 0.5) & (ty >= -0.5) & (ty <= rh - 0.5)

@@ -1,0 +1,126 @@
+"""Every parameter of ``hzsr qa``, with its default, in one place.
+
+A YAML file (``--config qa.yaml``) overrides any subset of these, section by section; an unknown or
+mistyped key is a one-line ``ConfigError`` naming it (``hzsr.core.config``). ``hzsr qa config``
+prints the defaults as YAML.
+
+Pixel units: parameters "per flow-grid px" are measured on the dense-flow grid (``flow_size``,
+512x384 by default) whatever the image size, so one config fits 640x480 simulator output and
+4000x3000 photographs alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hzsr.core.config import load_config
+from hzsr.core.schema import to_plain
+
+
+@dataclass
+class AlignConfig:
+    """Coarse (global translation) and dense (DIS optical flow) alignment."""
+
+    flow_size: tuple[int, int] = (512, 384)  # (width, height) of the dense-flow grid; images are never upsampled to it
+    dis_preset: str = "medium"  # cv2.DISOpticalFlow preset: ultrafast | fast | medium
+    dis_finest_scale: int = 0  # finest pyramid level DIS refines (0 = the flow grid itself)
+    optical_blur: float = 0.5  # W-crop pairs: both images low-passed with sigma = this W pixels before DIS (0 = off)
+    keypoint_long_side: int = 1024  # images are downscaled to this long side for FAST + ORB
+    fast_threshold: int = 12  # FAST intensity threshold (0..255)
+    max_keypoints: int = 3000  # strongest FAST corners kept per image
+    orb_patch: int = 31  # ORB descriptor patch size (px at the keypoint scale)
+    match_ratio: float = 0.85  # Lowe ratio test on the two nearest Hamming neighbours
+    ransac_threshold_px: float = 3.0  # inlier distance of a match to the translation, px at full res
+    ransac_iters: int = 500  # translation hypotheses tried (each one match)
+    min_inliers: int = 12  # fewer inliers than this: the global translation is unreliable
+    seed: int = 0  # RANSAC sampling seed (results are reproducible)
+
+
+@dataclass
+class MapsConfig:
+    """The four maps of adaptive blending (``docs/qa.md`` has the formulas)."""
+
+    occlusion_scale: float = 0.5  # s in M_occ = min(s * |FB error|, 1); FB error per flow-grid px
+    defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
+    # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2, for W crop vs main T.
+    # Parallax |dF| off the focal plane and T's blur circle c relate as c = |dF| D / B (D: T's
+    # aperture, B: the baseline between the two cameras); the default marks c > ~2 px at a
+    # 640-wide T on the virtual rig (D = 4.5 mm, B = 15 mm): |dF| > 5.3 flow-grid px.
+    defocus_gamma: float = 28.0
+    defocus_sigma_f: float = 6.0  # sigma_f of the same sigmoid, flow-grid px^2
+    # The same for W crop vs reference T, whose baseline to the main W is ~5x longer (72 mm on
+    # the virtual rig): the same blur is ~5x more parallax.
+    defocus_gamma_ref: float = 650.0
+    defocus_sigma_f_ref: float = 140.0
+    uncertainty_window: int = 7  # box window (flow-grid px) of the local flow standard deviation
+    uncertainty_s_max: float = 2.0  # s_max in M_flow = min(S, s_max) / s_max; S in flow-grid px
+    reject_patch: int = 5  # patch side of M_reject, in px at W's optical resolution
+    reject_eps0: float = 4e-3  # eps0 in 1 - exp(-|P_delta|^2 / (sigma_src^2 + eps0)); luma in [0,1]
+    reject_noise_floor: float = 0.02  # luma noise std assumed in sigma_src^2 (per pixel, in [0,1])
+
+
+@dataclass
+class CheckConfig:
+    """How ``hzsr qa check`` reads and analyses a capture."""
+
+    analysis_long_side: int = 1024  # T frames are decoded (JPEG DCT scaling) and analysed at about this long side
+    quick_long_side: int = 384  # --quick analyses at about this long side, with the fast DIS preset
+    map_long_side: int = 512  # maps are written as PNG at this long side
+    write_maps: bool = True  # write qa/maps/<capture>/*.png
+
+
+@dataclass
+class Thresholds:
+    """Verdict thresholds: crossing a ``warn_*`` gives warn, a ``fail_*`` gives fail.
+
+    Defaults were set on simulated sessions (seed 101, 40 captures, half with defects) and checked
+    on others (``docs/qa.md``); tune them on your own rig's captures.
+    """
+
+    fail_min_inliers: int = 12  # fewer global-translation inliers in any pairing: fail (no reliable overlap)
+    warn_shift_frac: float = 0.2  # |global shift| above this fraction of the width: warn (rig bumped)
+    fail_shift_frac: float = 0.25  # ... above this: fail (W crop and T barely overlap)
+    warn_occluded_frac: float = 0.8  # occluded fraction (ref T vs W crop) above: warn
+    warn_rejected_frac: float = 0.45  # rejected fraction (ref T vs W crop) above: warn
+    fail_rejected_frac: float = 0.7  # ... above: fail
+    warn_psnr_db: float = 18.0  # PSNR of warped ref T vs W crop (valid px, at W's resolution) below: warn
+    fail_psnr_db: float = 14.0  # ... below: fail
+    warn_moving_frac: float = 0.05  # main T pixels whose flow to ref T is not parallax, above: warn
+    fail_moving_frac: float = 0.12  # ... above: fail (a moving subject and a sync skew)
+    moving_px: float = 2.0  # departure across the baseline (flow-grid px) that counts a pixel as moving
+    warn_focus_mismatch_d: float = 0.15  # |focus main T - focus ref T| from AF metadata (diopters) above: warn
+    fail_focus_mismatch_d: float = 0.3  # ... above: fail (second phone focused on another plane)
+    warn_sharpness_ratio: float = 0.45  # AF-ROI sharpness of the blurrier T over the sharper T below: warn
+    fail_sharpness_ratio: float = 0.3  # ... below: fail, unless the AF metadata says both focused alike
+    warn_blur_anisotropy: float = 0.5  # min/max of a T's directional sharpness (vs the W crop) below: warn
+    fail_blur_anisotropy: float = 0.62  # ... below this, on the blurrier T (AF-ROI ratio < warn): fail (shake)
+    warn_clipped_frac: float = 0.1  # fraction of pixels at >= 250 in any channel, any frame, above: warn
+    fail_clipped_frac: float = 0.2  # ... above, in the brighter phone (else above twice this): fail
+    warn_dark_mean: float = 0.04  # mean luma (0..1) below: warn (underexposed)
+    warn_brightness_ratio: float = 0.3  # |log ratio| of ref T / main T mean luma above: warn
+    fail_brightness_ratio: float = 0.7  # ... above: fail
+    warn_color_delta: float = 0.1  # max |log ratio| of grey-normalised channel means (ref vs main T): warn
+    warn_defocus_frac: float = 0.85  # defocused fraction of a T above: warn (little usable detail)
+    warn_skew_us: float = 250.0  # |sync skew| from sync/sync.csv above: warn
+    fail_skew_us: float = 1000.0  # ... above: fail
+
+
+@dataclass
+class QAConfig:
+    """The whole ``hzsr qa`` configuration."""
+
+    align: AlignConfig = field(default_factory=AlignConfig)
+    maps: MapsConfig = field(default_factory=MapsConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> QAConfig:
+        """Defaults, overridden by the YAML file at ``path`` (if given)."""
+        return cls() if path is None else load_config(cls, path)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(to_plain(self), sort_keys=False)

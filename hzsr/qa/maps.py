@@ -1,0 +1,167 @@
+"""The four maps of HZSR's adaptive blending, torch-free (``docs/qa.md`` has the formulas).
+
+All maps are float32 in [0, 1] on the grid of the flows (or images) they are given; 1 means "do
+not trust the reference here". Flow conventions as in ``hzsr.qa.align``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from hzsr.qa.align import flow_grid_scale, warp
+from hzsr.qa.config import MapsConfig, QAConfig
+
+
+def _maps_cfg(cfg: QAConfig | MapsConfig | None) -> MapsConfig:
+    if cfg is None:
+        return MapsConfig()
+    return cfg.maps if isinstance(cfg, QAConfig) else cfg
+
+
+def _check_flow(flow: np.ndarray, name: str) -> None:
+    if not isinstance(flow, np.ndarray) or flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"{name}: expected an HxWx2 flow, got shape {getattr(flow, 'shape', None)}")
+
+
+def fb_error(flow_fwd: np.ndarray, flow_bwd: np.ndarray) -> np.ndarray:
+    """Forward-backward round-trip error ``|F_fwd(x) + F_bwd(x + F_fwd(x))|`` in pixels (float32)."""
+    _check_flow(flow_fwd, "flow_fwd")
+    _check_flow(flow_bwd, "flow_bwd")
+    back = warp(flow_bwd.astype(np.float32, copy=False), flow_fwd)
+    d = flow_fwd + back
+    return np.sqrt(d[..., 0] ** 2 + d[..., 1] ** 2)
+
+
+def occlusion_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """``M_occ(x) = min(s |W(W(x; F_fwd); F_bwd) - x|, 1)``, forward-backward consistency.
+
+    ``W(x; F) = x + F(x)``, with ``F_bwd`` sampled bilinearly at ``x + F_fwd(x)``. A pixel seen in
+    SRC but hidden in REF maps to the occluder, whose backward flow does not bring it back.
+
+    Args:
+        flow_fwd: SRC -> REF flow (HxWx2).
+        flow_bwd: REF -> SRC flow (HxWx2, REF's grid; same size as ``flow_fwd``).
+        scale: ``s``, per pixel of the flows' grid. ``QAConfig.maps.occlusion_scale`` is per
+            flow-grid pixel; for flows upsampled by ``1 / g`` pass ``s * g``.
+    """
+    if flow_fwd.shape != flow_bwd.shape:
+        raise ValueError(f"flow_fwd {flow_fwd.shape} and flow_bwd {flow_bwd.shape} differ in shape")
+    return np.minimum(scale * fb_error(flow_fwd, flow_bwd), 1.0).astype(np.float32)
+
+
+def in_focus_flow(flow_fwd: np.ndarray, af_roi, k: int = 3, seed: int = 0) -> np.ndarray:
+    """Centre of the largest k-means cluster of the flow vectors inside ``af_roi`` ``[x, y, w, h]``.
+
+    The AF ROI mostly covers the subject autofocus locked on; its largest flow cluster is the
+    subject's parallax, and flow magnitude stands in for depth (W and T are nearly fronto-parallel).
+    """
+    _check_flow(flow_fwd, "flow_fwd")
+    h, w = flow_fwd.shape[:2]
+    x, y, rw, rh = (int(round(v)) for v in af_roi)
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(w, x + rw), min(h, y + rh)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise ValueError(f"af_roi {list(af_roi)} does not overlap the {w}x{h} flow")
+    vec = flow_fwd[y0:y1, x0:x1].reshape(-1, 2).astype(np.float32)
+    vec = vec[np.isfinite(vec).all(1)]
+    if len(vec) > 4000:  # k-means on a regular subsample: same centres, bounded cost
+        vec = vec[:: len(vec) // 4000 + 1]
+    k = max(1, min(k, len(vec)))
+    if k == 1:
+        return vec.mean(0)
+    cv2.setRNGSeed(seed)
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 30, 1e-3)
+    _, labels, centres = cv2.kmeans(vec, k, None, crit, 3, cv2.KMEANS_PP_CENTERS)
+    counts = np.bincount(labels.ravel(), minlength=k)
+    return centres[int(np.argmax(counts))]
+
+
+def defocus_map(flow_fwd: np.ndarray, af_roi, cfg: QAConfig | MapsConfig | None = None,
+                grid_scale: float | None = None) -> np.ndarray:
+    """``M_defocus(x) = sigmoid((|F(x) - F(x_f)|^2 - gamma) / sigma_f)``.
+
+    ``F(x_f)`` is the in-focus flow (``in_focus_flow``). T's depth of field is far shallower than
+    W's, so pixels whose parallax departs from the subject's are blurred in T.
+
+    Args:
+        flow_fwd: SRC (W crop) -> REF (a T frame) flow.
+        af_roi: ``[x, y, w, h]`` of the AF ROI in ``flow_fwd``'s pixels.
+        grid_scale: flow-grid pixels per pixel of ``flow_fwd`` (gamma and sigma_f are per
+            flow-grid px^2); default ``flow_grid_scale(flow_fwd.shape)``, right for full-size flows.
+    """
+    c = _maps_cfg(cfg)
+    if c.defocus_sigma_f <= 0:
+        raise ValueError("maps.defocus_sigma_f must be > 0")
+    g = flow_grid_scale(flow_fwd.shape) if grid_scale is None else grid_scale
+    f0 = in_focus_flow(flow_fwd, af_roi, c.defocus_k)
+    d = (flow_fwd - f0[None, None, :]) * g
+    z = ((d[..., 0] ** 2 + d[..., 1] ** 2) - c.defocus_gamma) / c.defocus_sigma_f
+    return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
+
+
+def flow_uncertainty_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsConfig | None = None,
+                         grid_scale: float | None = None) -> np.ndarray:
+    """``M_flow = min(S, s_max) / s_max`` with ``S = sqrt(e_fb^2 + var_x + var_y)``.
+
+    DIS gives no uncertainty, unlike the paper's flow network (which predicts Laplacian
+    log-variances). Its stand-in: the forward-backward error ``e_fb`` (where the two flows
+    disagree, at least one is wrong) plus the local variance of the flow in a
+    ``uncertainty_window`` box (where the flow changes fast, a small error in where the change is
+    makes a large one in the flow: motion boundaries, thin structures, aperture problems). Both are
+    in flow-grid pixels, like ``S`` in the paper.
+    """
+    c = _maps_cfg(cfg)
+    g = flow_grid_scale(flow_fwd.shape) if grid_scale is None else grid_scale
+    e = fb_error(flow_fwd, flow_bwd) * g
+    win = max(1, int(round(c.uncertainty_window / g)))
+    f = flow_fwd.astype(np.float32) * g
+    mean = cv2.blur(f, (win, win))
+    var = np.maximum(cv2.blur(f * f, (win, win)) - mean * mean, 0).sum(-1)
+    s = np.sqrt(e * e + var)
+    return (np.minimum(s, c.uncertainty_s_max) / c.uncertainty_s_max).astype(np.float32)
+
+
+def _as_unit_float(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 3:
+        raise ValueError(f"expected a luminance (HxW) image, got shape {img.shape}")
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    return img.astype(np.float32, copy=False)
+
+
+def reject_map(src_y: np.ndarray, warped_ref_y: np.ndarray, cfg: QAConfig | MapsConfig | None = None,
+               downscale: float = 1.0) -> np.ndarray:
+    """``M_reject = 1 - exp(-|P_delta|^2 / (sigma_src^2 + eps0))``, at W's optical resolution.
+
+    Both images are resampled by ``downscale`` (W's optical resolution over the grid's: about
+    ``1 / k`` for a W crop upsampled ``k`` times), where they should agree if aligned. For each
+    ``reject_patch`` square patch, ``P_delta = (P_src - mean_src) - (P_ref - mean_ref)``; mean
+    removal forgives brightness offsets. Per pixel of the patch (so the patch size does not move
+    the scale): ``|P_delta|^2 / n = mean(d^2) - mean(d)^2`` with ``d = src - ref``, and
+    ``sigma_src^2 = var(P_src) + noise_floor^2``. A misaligned textured patch gives about
+    ``2 var / var``; noise alone stays well under ``eps0``.
+
+    Returns:
+        float32 map on the input grid, upsampled bilinearly.
+    """
+    c = _maps_cfg(cfg)
+    a = _as_unit_float(src_y)
+    b = _as_unit_float(warped_ref_y)
+    if a.shape != b.shape:
+        raise ValueError(f"src_y {a.shape} and warped_ref_y {b.shape} differ in shape")
+    if not 0 < downscale <= 1:
+        raise ValueError(f"downscale must be in (0, 1], got {downscale}")
+    h, w = a.shape
+    if downscale < 1:
+        size = (max(4, round(w * downscale)), max(4, round(h * downscale)))
+        a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+        b = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
+    p = (c.reject_patch, c.reject_patch)
+    d = a - b
+    pd2 = np.maximum(cv2.blur(d * d, p) - cv2.blur(d, p) ** 2, 0)
+    var_src = np.maximum(cv2.blur(a * a, p) - cv2.blur(a, p) ** 2, 0)
+    m = 1.0 - np.exp(-pd2 / (var_src + c.reject_noise_floor**2 + c.reject_eps0))
+    if m.shape != (h, w):
+        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(m, 0, 1).astype(np.float32)

@@ -1,0 +1,164 @@
+"""One pair, registered: global shift, dense flows, warped reference, maps and residual figures.
+
+``register_pair(src, ref)`` is what ``hzsr qa align`` and each of ``hzsr qa check``'s three
+pairings run, and what ``hzsr.baseline_model`` reuses. Flows are computed on the flow grid (after
+removing the global shift, so DIS only refines a residual), then carried to the input grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from hzsr.qa.align import (
+    GlobalShift,
+    dense_flow_lowres,
+    global_translation,
+    inframe_mask,
+    shift_image,
+    to_luma,
+    upsample_flow,
+    warp,
+)
+from hzsr.qa.config import QAConfig
+from hzsr.qa.maps import defocus_map, flow_uncertainty_map, occlusion_map, reject_map
+
+
+@dataclass
+class Registration:
+    """Everything known about how REF maps onto SRC (flow convention of ``hzsr.qa.align``)."""
+
+    shift: GlobalShift  # coarse translation, input-grid pixels
+    flow_fwd: np.ndarray  # SRC -> REF, float32 HxWx2, input grid, includes the shift
+    flow_bwd: np.ndarray  # REF -> SRC, float32 HxWx2
+    warped_ref: np.ndarray  # REF warped onto SRC's grid: warp(ref, flow_fwd)
+    valid: np.ndarray  # bool HxW: x + F_fwd(x) lands inside REF
+    occlusion: np.ndarray  # M_occ, float32 [0, 1]
+    uncertainty: np.ndarray  # M_flow, float32 [0, 1]
+    reject: np.ndarray  # M_reject, float32 [0, 1]
+    defocus: np.ndarray | None  # M_defocus, float32 [0, 1]; None without an AF ROI
+    grid_scale: float  # flow-grid pixels per input pixel
+    stats: dict[str, float] = field(default_factory=dict)  # see ``residual_stats``
+
+    def maps(self) -> dict[str, np.ndarray]:
+        out = {"occlusion": self.occlusion, "uncertainty": self.uncertainty, "reject": self.reject}
+        if self.defocus is not None:
+            out["defocus"] = self.defocus
+        return out
+
+
+def _unit_luma(img: np.ndarray) -> np.ndarray:
+    y = to_luma(img)
+    return y.astype(np.float32) / 255.0 if y.dtype == np.uint8 else y.astype(np.float32)
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM (Wang et al. 2004; Gaussian window sigma 1.5, C1 = 0.01^2, C2 = 0.03^2) of images in [0, 1]."""
+    c1, c2 = 0.01**2, 0.03**2
+
+    def g(x):
+        return cv2.GaussianBlur(x, (11, 11), 1.5)
+
+    ma, mb = g(a), g(b)
+    va = g(a * a) - ma * ma
+    vb = g(b * b) - mb * mb
+    cov = g(a * b) - ma * mb
+    return ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+
+
+def residual_stats(src_y: np.ndarray, warped_y: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """PSNR, SSIM and mean absolute error of the warped reference in ``mask``.
+
+    The reference is first matched to the source in mean and variance over ``mask`` (HZSR's
+    colour match), so the figures measure alignment and detail, not exposure; brightness has its
+    own figures in ``hzsr.qa.quality``.
+    """
+    n = int(mask.sum())
+    if n < 16:
+        return {"psnr_db": float("nan"), "ssim": float("nan"), "mae": float("nan")}
+    a, b = src_y[mask], warped_y[mask]
+    gain = a.std() / max(b.std(), 1e-6)
+    matched = (warped_y - b.mean()) * gain + a.mean()
+    d = (src_y - matched)[mask]
+    mse = float(np.mean(d * d))
+    psnr = 10 * np.log10(1.0 / max(mse, 1e-10))
+    ssim = float(ssim_map(src_y, matched.astype(np.float32))[mask].mean())
+    return {"psnr_db": float(psnr), "ssim": ssim, "mae": float(np.mean(np.abs(d)))}
+
+
+def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None, *,
+                  af_roi=None, optical_scale: float = 1.0,
+                  shift: GlobalShift | None = None) -> Registration:
+    """Register REF onto SRC (same size): coarse shift, dense flow both ways, warp, maps, figures.
+
+    Args:
+        src: the source grid (the W crop, or main T), HxW or HxWx3, uint8 or float in [0, 1].
+        ref: the image to bring onto it, same size.
+        af_roi: ``[x, y, w, h]`` in SRC pixels; gives ``M_defocus`` (else None).
+        optical_scale: SRC's optical resolution over its grid's (``1 / k`` for a W crop upsampled
+            ``k`` times); ``M_reject`` compares at that resolution.
+        shift: a known global translation, to skip the keypoint search.
+    """
+    cfg = cfg or QAConfig()
+    if src.shape[:2] != ref.shape[:2]:
+        raise ValueError(f"src {src.shape[1]}x{src.shape[0]} and ref {ref.shape[1]}x{ref.shape[0]} differ in size")
+    h, w = src.shape[:2]
+    g_shift = shift if shift is not None else global_translation(src, ref, cfg, optical_scale=optical_scale)
+    ref_shifted = shift_image(ref, g_shift.dx, g_shift.dy)
+    fwd_r, bwd_r, g = dense_flow_lowres(src, ref_shifted, cfg, optical_scale=optical_scale)
+    d = np.array([g_shift.dx, g_shift.dy], np.float32) * g
+    # ref_shifted(y) = ref(y + d): add d to the forward flow; the backward flow lives on ref's grid,
+    # so move it by d as well (B(y) = B_r(y - d) - d).
+    fwd = fwd_r + d
+    bwd = shift_image(bwd_r, -float(d[0]), -float(d[1])) - d
+    m = cfg.maps
+    occ_g = occlusion_map(fwd, bwd, m.occlusion_scale)
+    unc_g = flow_uncertainty_map(fwd, bwd, m, grid_scale=1.0)
+    size = (w, h)
+    flow_fwd = upsample_flow(fwd, size)
+    flow_bwd = upsample_flow(bwd, size)
+    warped = warp(ref, flow_fwd)
+    # Where the shifted REF was padded (replicated border), DIS's residual flow is made up: a
+    # pixel is valid only if both the dense target and the global-shift target are in frame.
+    const = np.broadcast_to(np.array([g_shift.dx, g_shift.dy], np.float32), flow_fwd.shape)
+    valid = inframe_mask(flow_fwd) & inframe_mask(const)
+
+    def up(mp):
+        return mp if mp.shape == (h, w) else cv2.resize(mp, size, interpolation=cv2.INTER_LINEAR)
+
+    occ, unc = up(occ_g), up(unc_g)
+    defocus = None
+    if af_roi is not None:
+        roi_g = [v * g for v in af_roi]
+        defocus = up(defocus_map(fwd, roi_g, m, grid_scale=1.0))
+    src_y = _unit_luma(src)
+    warped_y = _unit_luma(warped)
+    rej = reject_map(src_y, warped_y, m, downscale=min(1.0, optical_scale))
+    rej[~valid] = 1.0
+    occ = occ.copy()
+    good = valid & (occ < 0.5)
+    stats = {
+        "shift_dx": g_shift.dx, "shift_dy": g_shift.dy, "shift_px": g_shift.magnitude,
+        "inliers": float(g_shift.inliers), "matches": float(g_shift.matches),
+        "valid_frac": float(valid.mean()),
+        "occluded_frac": float((occ[valid] >= 0.5).mean()) if valid.any() else 1.0,
+        "rejected_frac": float((rej[valid] >= 0.5).mean()) if valid.any() else 1.0,
+        "uncertain_frac": float((unc[valid] >= 0.5).mean()) if valid.any() else 1.0,
+    }
+    res = np.hypot(fwd_r[..., 0], fwd_r[..., 1]) / g  # dense flow beyond the global shift, input px
+    stats["flow_residual_median_px"] = float(np.median(res))
+    stats["flow_residual_p95_px"] = float(np.percentile(res, 95))
+    # PSNR/SSIM where the two should agree: at SRC's optical resolution (two px per W px).
+    rs = min(1.0, 2.0 * optical_scale)
+    if rs < 1.0:
+        small = (max(16, round(w * rs)), max(16, round(h * rs)))
+        stats.update(residual_stats(cv2.resize(src_y, small, interpolation=cv2.INTER_AREA),
+                                    cv2.resize(warped_y, small, interpolation=cv2.INTER_AREA),
+                                    cv2.resize(good.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0))
+    else:
+        stats.update(residual_stats(src_y, warped_y, good))
+    if defocus is not None:
+        stats["defocus_frac"] = float((defocus[valid] >= 0.5).mean()) if valid.any() else 0.0
+    return Registration(g_shift, flow_fwd, flow_bwd, warped, valid, occ, unc, rej, defocus, g, stats)
