@@ -1,0 +1,209 @@
+"""Write one shard crash-safely, and read a capture's metadata back from it.
+
+A shard is written under a hidden temp name in ``shards/``, flushed, fsync'd, then renamed to
+``shard-NNNNN.h5`` and the folder fsync'd; a reader therefore never sees a half-written shard
+(HDF5 files are not crash-safe themselves). A pack killed mid-shard leaves only a temp file,
+which the next pack deletes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import signal
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from hzsr.core.fileio import fsync_dir
+from hzsr.dataset.codecs import CHUNK_HW, chunk_shape, filter_kwargs, register_plugins
+from hzsr.dataset.phash import phash
+from hzsr.dataset.schema import (
+    CAPTURE_STR_FIELDS,
+    FORMAT,
+    SCHEMA_VERSION,
+    SLOTS,
+    dumps,
+    get_attrs,
+    plain,
+    put_attrs,
+)
+from hzsr.dataset.sources import CaptureSource, DatasetError, SessionSource
+
+#: Test hook: SIGKILL this process right after it has written this many captures (counted per
+#: process). Fires on an event, never a timer, so the crash test is deterministic.
+KILL_ENV = "HZSR_DATASET_KILL_AFTER_CAPTURES"
+_written_in_process = 0
+
+TMP_PREFIX = ".tmp-"
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.h5"
+
+
+def decode_jpeg(path: str | Path) -> np.ndarray:
+    """Decode a JPEG as OpenCV does, as RGB uint8 (H, W, 3); an unreadable file is an error."""
+    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
+    if data is None:
+        raise DatasetError("image file not found", file=path)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        raise DatasetError("cannot decode image", file=path)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def array_sha256(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).data).hexdigest()
+
+
+def _maybe_die() -> None:
+    global _written_in_process
+    _written_in_process += 1
+    at = os.environ.get(KILL_ENV)
+    if at and _written_in_process == int(at):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _frame_attrs(fm: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in fm.items() if k not in ("intrinsics", "af_roi")}
+    if fm.get("af_roi") is not None:
+        out["af_roi"] = [int(v) for v in fm["af_roi"]]
+    if fm.get("intrinsics") is not None:
+        k = fm["intrinsics"]
+        out["intrinsics"] = [float(k["fx"]), float(k["fy"]), float(k["cx"]), float(k["cy"])]
+    return out
+
+
+def _load_slot(path: str) -> tuple[np.ndarray, str, str]:
+    """Decode, hash and pHash one frame (runs in a worker thread: OpenCV and hashlib drop the GIL)."""
+    arr = decode_jpeg(path)
+    return arr, array_sha256(arr), phash(arr)
+
+
+def write_capture(h5, src: CaptureSource, codec: str,
+                  loaded: dict[str, tuple[np.ndarray, str, str]] | None = None) -> None:
+    """Write one capture's group: arrays (chunked, compressed, hashed) and typed attributes."""
+    m = src.meta
+    if loaded is None:
+        loaded = {s: _load_slot(p) for s, p in src.paths.items() if p is not None}
+    g = h5.require_group("captures").create_group(src.dataset_id)
+    put_attrs(g, {k: m.get(k) for k in CAPTURE_STR_FIELDS})
+    put_attrs(g, {"scene_tags": list(m["scene_tags"]), "trigger_host_ns": m.get("trigger_host_ns"),
+                  "has_reference": bool(m["has_reference"]), "capture_json": src.capture_json})
+    kw = filter_kwargs(codec)
+    for slot in SLOTS:
+        if slot not in loaded:
+            continue
+        arr, digest, ph = loaded[slot]
+        path = src.paths[slot]
+        fm = m["frames"][slot]
+        if fm.get("width") is None:  # ingested frames learn their size from the decoder
+            fm["width"], fm["height"] = int(arr.shape[1]), int(arr.shape[0])
+        if arr.shape[:2] != (int(fm["height"]), int(fm["width"])):
+            raise DatasetError(f"decodes to {arr.shape[1]}x{arr.shape[0]}, capture.json says "
+                               f"{fm['width']}x{fm['height']}", file=path, field=f"frames.{slot}.width")
+        d = g.create_dataset(slot, data=arr, chunks=chunk_shape(*arr.shape[:2]), **kw)
+        put_attrs(d, _frame_attrs(fm))
+        d.attrs["array_sha256"] = digest
+        if slot == "main_W":
+            g.attrs["phash_main_W"] = ph
+    for name in ("sync", "qa"):
+        if m.get(name):
+            put_attrs(g.create_group(name), m[name])
+    _maybe_die()
+
+
+def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[str, SessionSource],
+                codec: str, threads: int | None = None) -> Path:
+    """Write ``captures`` into a new shard at ``path`` atomically (temp, fsync, rename, fsync dir).
+
+    ``threads`` decode, hash and pHash the next captures' JPEGs while this one is compressed
+    and written (default: up to 4, one per core).
+    """
+    import h5py
+
+    register_plugins()
+    threads = threads or max(1, min(4, os.cpu_count() or 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as h5, ThreadPoolExecutor(threads) as pool:
+            put_attrs(h5, {"format": FORMAT, "schema_version": SCHEMA_VERSION, "shard": path.name,
+                           "compression": codec, "chunk": list(CHUNK_HW),
+                           "captures": [c.dataset_id for c in captures]})
+            for sid in sorted({c.session_id for c in captures}):
+                put_attrs(h5.require_group("sessions").create_group(sid), sessions[sid].attrs)
+
+            def submit(c: CaptureSource):
+                return c, {s: pool.submit(_load_slot, p) for s, p in c.paths.items() if p is not None}
+
+            todo = iter(captures)
+            ahead = deque(submit(c) for c in itertools.islice(todo, 2))  # bounded: two triplets in memory
+            while ahead:
+                c, futs = ahead.popleft()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    ahead.append(submit(nxt))
+                write_capture(h5, c, codec, {s: f.result() for s, f in futs.items()})
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+def read_meta(h5, capture_id: str, shard: str) -> dict[str, Any]:
+    """The metadata of one capture, in the shape of ``CaptureSource.meta``."""
+    g = h5["captures"][capture_id]
+    a = get_attrs(g)
+    meta: dict[str, Any] = {k: a.get(k) for k in CAPTURE_STR_FIELDS}
+    meta["scene_tags"] = [str(t) for t in a.get("scene_tags", [])]
+    meta["trigger_host_ns"] = a.get("trigger_host_ns")
+    meta["has_reference"] = bool(a.get("has_reference", "ref_T" in g))
+    frames = {}
+    for slot in SLOTS:
+        if slot not in g:
+            continue
+        fa = get_attrs(g[slot])
+        fa.pop("array_sha256", None)
+        if "intrinsics" in fa:
+            fx, fy, cx, cy = fa["intrinsics"]
+            fa["intrinsics"] = {"fx": fx, "fy": fy, "cx": cx, "cy": cy}
+        if "af_roi" in fa:
+            fa["af_roi"] = [int(v) for v in fa["af_roi"]]
+        fa.setdefault("frame_number", None)
+        frames[slot] = fa
+    meta["frames"] = frames
+    for name in ("sync", "qa"):
+        meta[name] = get_attrs(g[name]) if name in g else None
+    meta["shard"] = shard
+    meta["phash_main_W"] = a.get("phash_main_W")
+    return meta
+
+
+def shard_header(h5, path: Path) -> list[str]:
+    """Check a shard's format and schema; return its capture ids in order."""
+    a = h5.attrs
+    if plain(a.get("format")) != FORMAT:
+        raise DatasetError(f"not an hzsr shard (format {plain(a.get('format'))!r})", file=path, field="format")
+    if plain(a.get("schema_version")) != SCHEMA_VERSION:
+        raise DatasetError(f"unsupported schema {plain(a.get('schema_version'))}, expected {SCHEMA_VERSION}",
+                           file=path, field="schema_version")
+    return [str(x) for x in plain(a.get("captures", []))]
+
+
+def session_attrs(h5, session_id: str) -> dict[str, Any]:
+    return get_attrs(h5["sessions"][session_id])
+
+
+__all__ = ["write_shard", "read_meta", "shard_header", "decode_jpeg", "array_sha256", "shard_name", "dumps"]
