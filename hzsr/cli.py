@@ -95,11 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sim_session)
 
     from hzsr.capture.cli import add_capture_parser, add_rig_parser
+    from hzsr.dataset.cli import add_dataset_parser
     from hzsr.sync.cli import add_sync_parser
 
     add_rig_parser(stages, _size)
     add_capture_parser(stages)
     add_sync_parser(stages)
+    add_dataset_parser(stages)
     return p
 
 

@@ -1,0 +1,221 @@
+"""``hzsr dataset ...`` verbs: pack, verify, info, split, curate, ingest, export.
+
+Exit codes as everywhere in hzsr: 0 success; 1 the input was read and is bad (a corrupt shard,
+a manifest that disagrees, a bad session record); 2 it could not be read or the options are wrong
+(missing folder, bad --ratios, bad --query).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hzsr.core.errors import ConfigError, HzsrError, SessionFormatError
+from hzsr.dataset.codecs import CODECS, DEFAULT_CODEC
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _exit_code(exc: HzsrError) -> int:
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE
+    msg = exc.message.lower()
+    if "not found" in msg or "cannot read" in msg or "cannot open" in msg:
+        return EXIT_USAGE
+    return EXIT_PROBLEMS if isinstance(exc, (SessionFormatError, HzsrError)) else EXIT_USAGE
+
+
+def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except HzsrError as exc:
+            print(f"hzsr: error: {exc.one_line()}", file=sys.stderr)
+            return _exit_code(exc)
+    return run
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], human: list[str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print("\n".join(human))
+
+
+def add_dataset_parser(stages) -> None:
+    ds = stages.add_parser("dataset", help="HDF5 shards: pack, verify, info, split, curate, ingest, export")
+    verbs = ds.add_subparsers(dest="verb", required=True, metavar="VERB")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = verbs.add_parser("pack", help="session folders -> shards + manifest (resumable)", formatter_class=fmt)
+    p.add_argument("sessions", nargs="+", metavar="SESSION", help="session folders to pack")
+    p.add_argument("--out", required=True, help="data set folder to create or resume")
+    p.add_argument("--shard-size", default="1GiB",
+                   help="captures per shard (e.g. 64) or decoded bytes per shard (e.g. 1GiB, 500MB)")
+    p.add_argument("--filter", default=None,
+                   help="pandas query over manifest columns, e.g. \"verdict != 'fail' and scene_kind == 'night'\"")
+    p.add_argument("--compression", default=DEFAULT_CODEC, choices=CODECS,
+                   help="codec of the image arrays (default chosen by bench/dataset.py)")
+    p.add_argument("--workers", type=int, default=1, help="local processes writing shards in parallel")
+    p.add_argument("--scheduler", default=None,
+                   help="dask.distributed scheduler address (tcp://host:8786): one shard per task")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the machine-readable summary")
+    p.set_defaults(func=_guard(_cmd_pack))
+
+    v = verbs.add_parser("verify", help="open every shard, check every sha256, compare with the manifest",
+                         formatter_class=fmt)
+    v.add_argument("dir", help="data set folder")
+    v.add_argument("--repair", action="store_true", help="rebuild manifest.csv from the intact shards")
+    v.add_argument("--json", action="store_true", help="print the findings as JSON")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=_guard(_cmd_verify))
+
+    i = verbs.add_parser("info", help="counts and sizes by scene kind, tag, verdict and device", formatter_class=fmt)
+    i.add_argument("dir", help="data set (or subset) folder")
+    i.add_argument("--json", action="store_true", help="print the tables as JSON")
+    i.set_defaults(func=_guard(_cmd_info))
+
+    s = verbs.add_parser("split", help="group-aware, stratified, stable splits -> splits.csv", formatter_class=fmt)
+    s.add_argument("dir", help="data set folder")
+    s.add_argument("--by", default="scene", help="group column: scene, session, or any manifest column")
+    s.add_argument("--ratios", default="0.8,0.1,0.1", help="split fractions (train,val,test), summing to 1")
+    s.add_argument("--names", default=None, help="split names, comma-separated (default train,val,test)")
+    s.add_argument("--stratify", default="kind", help="balance this column across splits ('none' to turn off)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the group order")
+    s.add_argument("--reassign", action="store_true", help="ignore the existing splits.csv and assign afresh")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.set_defaults(func=_guard(_cmd_split))
+
+    c = verbs.add_parser("curate", help="subset manifest by a query (no copying); flag near-duplicates",
+                         formatter_class=fmt)
+    c.add_argument("dir", help="data set folder")
+    c.add_argument("--query", required=True,
+                   help="pandas query, e.g. \"scene_kind == 'portrait' and verdict == 'pass'\"")
+    c.add_argument("--out", required=True, help="subset folder to create")
+    c.add_argument("--dup-distance", type=int, default=6,
+                   help="max Hamming distance of 64-bit pHashes of main_W to flag a near-duplicate")
+    c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    c.set_defaults(func=_guard(_cmd_curate))
+
+    g = verbs.add_parser("ingest", help="import another data set's layout as a packed data set", formatter_class=fmt)
+    g.add_argument("folder", help="folder in the given layout")
+    g.add_argument("--layout", required=True, choices=("camerafusion",), help="source layout")
+    g.add_argument("--out", required=True, help="data set folder to create")
+    g.add_argument("--compression", default=DEFAULT_CODEC, choices=CODECS, help="codec of the arrays")
+    g.add_argument("--shard-size", default="1GiB", help="as for pack")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+    g.set_defaults(func=_guard(_cmd_ingest))
+
+    e = verbs.add_parser("export", help="write a split as paired PNG folders (BasicSR layout)", formatter_class=fmt)
+    e.add_argument("dir", help="data set folder")
+    e.add_argument("--split", default=None, help="split from splits.csv (default: every capture)")
+    e.add_argument("--format", default="folders", choices=("folders",), help="output layout")
+    e.add_argument("--out", required=True, help="folder to create")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--json", action="store_true", help="print the summary as JSON")
+    e.set_defaults(func=_guard(_cmd_export))
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from hzsr.dataset.pack import PackConfig, pack_dataset
+
+    cfg = PackConfig(shard_size=args.shard_size, filter=args.filter, compression=args.compression,
+                     workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    res = pack_dataset(args.sessions, args.out, cfg)
+    for s in res.skipped:
+        print(f"warning: {s}", file=sys.stderr)
+    data = {"out": str(res.out), "captures": res.captures, "new_captures": res.new_captures,
+            "filtered_out": res.filtered_out, "skipped": res.skipped, "shards_written": res.written,
+            "shards_kept": res.kept, "manifest": str(res.manifest), "compression": args.compression}
+    _emit(args, data, [
+        f"packed {res.new_captures} new captures into {len(res.written)} shards "
+        f"({len(res.kept)} complete shards kept, {res.filtered_out} filtered out, {len(res.skipped)} skipped); "
+        f"{res.captures} captures in {res.out}",
+        f"wrote {res.manifest}", *(f"wrote {Path(res.out) / 'shards' / n}" for n in res.written)])
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from hzsr.dataset.verify import verify_dataset
+
+    rep = verify_dataset(args.dir, repair=args.repair, progress=not args.quiet)
+    for p in rep.problems:
+        print(p, file=sys.stderr)
+    data = rep.to_json()
+    _emit(args, data, [f"{args.dir}: {rep.verdict}: {rep.shards_ok}/{rep.shards} shards intact, "
+                       f"{rep.captures_ok} captures verified, {len(rep.problems)} problems",
+                       *([f"wrote {rep.repaired}"] if rep.repaired else [])])
+    return EXIT_OK if not rep.problems or (args.repair and rep.repaired and not rep.unrepairable) else EXIT_PROBLEMS
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from hzsr.dataset.info import dataset_info, format_info
+
+    info = dataset_info(args.dir)
+    _emit(args, info, format_info(info))
+    return EXIT_OK
+
+
+def _cmd_split(args: argparse.Namespace) -> int:
+    from hzsr.dataset.manifest import load_manifest
+    from hzsr.dataset.reader import SPLITS
+    from hzsr.dataset.splits import SplitConfig, assign_splits, load_splits, parse_ratios, split_table, write_splits
+
+    names = tuple(args.names.split(",")) if args.names else None
+    ratios, names = parse_ratios(args.ratios, names)
+    strat = None if str(args.stratify).lower() == "none" else args.stratify
+    cfg = SplitConfig(by=args.by, ratios=ratios, names=names, stratify=strat, seed=args.seed,
+                      reassign=args.reassign)
+    root = Path(args.dir)
+    man = load_manifest(root)
+    path = root / SPLITS
+    existing = load_splits(path) if path.is_file() and not args.reassign else None
+    df = assign_splits(man, cfg, existing)
+    write_splits(path, df)
+    counts = df["split"].value_counts().reindex(list(names), fill_value=0)
+    groups = df.groupby("split")["group"].nunique().reindex(list(names), fill_value=0)
+    table = split_table(man, df, "scene_kind")
+    data = {"splits": str(path), "captures": {k: int(v) for k, v in counts.items()},
+            "groups": {k: int(v) for k, v in groups.items()},
+            "target": {k: r * len(df) for k, r in zip(names, ratios, strict=True)},
+            "by_kind": json.loads(table.to_json(orient="index")), "kept_existing": existing is not None}
+    _emit(args, data, [f"{k}: {int(counts[k])} captures in {int(groups[k])} groups "
+                       f"(target {r * len(df):.1f})" for k, r in zip(names, ratios, strict=True)]
+          + [table.to_string(), f"wrote {path}"])
+    return EXIT_OK
+
+
+def _cmd_curate(args: argparse.Namespace) -> int:
+    from hzsr.dataset.curate import curate
+
+    res = curate(args.dir, args.query, args.out, max_distance=args.dup_distance)
+    _emit(args, res, [f"selected {res['selected']} of {res['total']} captures; "
+                      f"{res['near_duplicates']} flagged as near-duplicates",
+                      f"wrote {res['manifest']}", f"wrote {res['subset']}"])
+    return EXIT_OK
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from hzsr.dataset.interop import ingest_camerafusion
+
+    res = ingest_camerafusion(args.folder, args.out, compression=args.compression, shard_size=args.shard_size,
+                              progress=not args.quiet)
+    _emit(args, res, [f"ingested {res['captures']} pairs ({res['without_reference']} without a reference phone) "
+                      f"from {args.folder}", f"wrote {res['manifest']}", f"wrote {res['splits']}"])
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from hzsr.dataset.interop import export_folders
+
+    res = export_folders(args.dir, args.out, split=args.split, progress=not args.quiet)
+    _emit(args, res, [f"exported {res['captures']} captures to {args.out}", f"wrote {res['meta_info']}"])
+    return EXIT_OK

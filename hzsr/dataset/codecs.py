@@ -1,0 +1,45 @@
+"""Compression codecs for the image arrays of a shard.
+
+``none``, ``lzf`` and ``gzip`` are built into h5py; ``blosc2-lz4`` and ``blosc2-zstd`` come from
+hdf5plugin, which registers its filters with HDF5 on import (readers import it too, so a shard
+written with a plugin codec opens anywhere hdf5plugin is installed). The default is what
+``bench/dataset.py`` measured best for patch reads per second per byte on disk
+(``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hzsr.core.errors import ConfigError
+
+CODECS = ("none", "lzf", "gzip", "blosc2-lz4", "blosc2-zstd")
+DEFAULT_CODEC = "blosc2-lz4"
+#: Chunk shape of an image array: 128x128 px tiles, so a random 256x256 patch touches 9 tiles
+#: (442 KiB decoded) rather than 4 whole rows of a row-chunked layout.
+CHUNK_HW = (128, 128)
+
+
+def filter_kwargs(name: str) -> dict[str, Any]:
+    """``h5py.Group.create_dataset`` keyword arguments for codec ``name``."""
+    if name == "none":
+        return {}
+    if name == "lzf":
+        return {"compression": "lzf"}
+    if name == "gzip":
+        return {"compression": "gzip", "compression_opts": 4}
+    if name in ("blosc2-lz4", "blosc2-zstd"):
+        import hdf5plugin
+
+        cname = name.split("-", 1)[1]
+        return dict(hdf5plugin.Blosc2(cname=cname, clevel=5 if cname == "lz4" else 3,
+                                      filters=hdf5plugin.Blosc2.SHUFFLE))
+    raise ConfigError(f"unknown codec {name!r}; known: {', '.join(CODECS)}", field="--compression")
+
+
+def register_plugins() -> None:
+    """Make plugin filters (Blosc2) readable; cheap after the first call."""
+    try:
+        import hdf5plugin  # noqa: F401
+    except ImportError:  # pragma: no cover - hdf5plugin is a dependency; only plugin codecs need it
+        pass

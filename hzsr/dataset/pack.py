@@ -1,0 +1,275 @@
+"""``hzsr dataset pack``: session folders -> HDF5 shards and a manifest, resumable and parallel.
+
+Plan, then write. The plan (``DIR/pack-plan.json``, written atomically before any shard) assigns
+every capture to a shard: captures sorted by id, cut into shards of ``shard_size`` captures or
+bytes. Each shard is then written independently (serially, by ``--workers`` processes, or as one
+dask task each) under a temp name and renamed when complete. A rerun keeps the plan, skips shards
+that exist, and plans captures it has not seen into new shards after the last one, so a killed
+pack resumes with nothing duplicated, and packing the same input twice changes nothing. The
+manifest is rebuilt from the shards last.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from hzsr.core.errors import ConfigError
+from hzsr.core.fileio import atomic_write_json
+from hzsr.core.records import read_json
+from hzsr.dataset.codecs import CODECS, DEFAULT_CODEC
+from hzsr.dataset.manifest import manifest_row, rows_to_frame, write_manifest
+from hzsr.dataset.shard import TMP_PREFIX, shard_name, write_shard
+from hzsr.dataset.sources import CaptureSource, DatasetError, SessionSource, session_sources
+
+PLAN = "pack-plan.json"
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+@dataclass
+class PackConfig:
+    """Options of ``hzsr dataset pack``; every default lives here."""
+
+    shard_size: str = "1GiB"  # captures per shard ("64") or decoded bytes per shard ("1GiB", "500MB")
+    filter: str | None = None  # pandas query over the manifest's columns, e.g. "verdict != 'fail'"
+    compression: str = DEFAULT_CODEC  # one of CODECS; default chosen by bench/dataset.py
+    workers: int = 1  # local processes writing shards in parallel
+    scheduler: str | None = None  # dask.distributed scheduler address; one shard per task
+    progress: bool = True
+
+
+@dataclass
+class PackResult:
+    out: Path
+    written: list[str] = field(default_factory=list)  # shards written by this run
+    kept: list[str] = field(default_factory=list)  # shards already complete, skipped
+    captures: int = 0  # captures in the data set after this run
+    new_captures: int = 0
+    filtered_out: int = 0
+    skipped: list[str] = field(default_factory=list)  # captures not packed, with the reason
+    manifest: Path | None = None
+
+
+def parse_shard_size(text: str) -> tuple[str, float]:
+    """``"64"`` -> ("captures", 64); ``"1GiB"`` -> ("bytes", 2**30)."""
+    m = _SIZE_RE.match(str(text))
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError(f"expected a capture count (64) or a size (1GiB, 500MB), got {text!r}",
+                          field="--shard-size")
+    if m.group(2) is None:
+        if float(m.group(1)) != int(float(m.group(1))):
+            raise ConfigError(f"a capture count must be whole, got {text!r}", field="--shard-size")
+        return "captures", int(float(m.group(1)))
+    return "bytes", float(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def _cut(caps: list[CaptureSource], size: tuple[str, float]) -> list[list[CaptureSource]]:
+    kind, limit = size
+    groups: list[list[CaptureSource]] = []
+    cur: list[CaptureSource] = []
+    acc = 0.0
+    for c in caps:
+        add = 1 if kind == "captures" else c.raw_bytes
+        if cur and acc + add > limit:
+            groups.append(cur)
+            cur, acc = [], 0.0
+        cur.append(c)
+        acc += add
+    if cur:
+        groups.append(cur)
+    return groups
+
+
+def candidate_table(caps: list[CaptureSource]) -> pd.DataFrame:
+    """The manifest rows these captures would get, for ``--filter``."""
+    return rows_to_frame([manifest_row(c.meta, None) for c in caps])
+
+
+def apply_filter(caps: list[CaptureSource], expr: str | None) -> tuple[list[CaptureSource], int]:
+    if not expr:
+        return caps, 0
+    df = candidate_table(caps)
+    try:
+        keep = set(df.query(expr, engine="python")["capture_id"])
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types for a bad expression
+        raise ConfigError(f"bad expression {expr!r}: {type(exc).__name__}: {exc}".splitlines()[0],
+                          field="--filter") from None
+    out = [c for c in caps if c.dataset_id in keep]
+    return out, len(caps) - len(out)
+
+
+def gather(sessions: Sequence[str | Path]) -> tuple[dict[str, SessionSource], list[CaptureSource], list[str]]:
+    if not sessions:
+        raise ConfigError("give at least one session folder", field="SESSION")
+    sess: dict[str, SessionSource] = {}
+    caps: list[CaptureSource] = []
+    skipped: list[str] = []
+    where: dict[str, Path] = {}
+    for s in sessions:
+        ss, cs, sk = session_sources(s)
+        if ss.session_id in sess:
+            raise DatasetError(f"session id {ss.session_id!r} also in {where[ss.session_id]}; "
+                               "session ids must be unique in a data set", file=Path(s) / "session.json",
+                               field="session_id")
+        sess[ss.session_id] = ss
+        where[ss.session_id] = Path(s)
+        caps.extend(cs)
+        skipped.extend(sk)
+    caps.sort(key=lambda c: c.dataset_id)
+    return sess, caps, skipped
+
+
+def _shard_ids(path: Path) -> list[str] | None:
+    """Capture ids of a complete shard, or None when it cannot be read."""
+    import h5py
+
+    from hzsr.dataset.shard import shard_header
+
+    try:
+        with h5py.File(path, "r") as h5:
+            return shard_header(h5, path)
+    except (OSError, DatasetError, KeyError):
+        return None
+
+
+def _load_plan(out: Path) -> list[dict[str, Any]]:
+    p = out / PLAN
+    if not p.is_file():
+        return []
+    data = read_json(p)
+    if not isinstance(data, dict) or not isinstance(data.get("shards"), list):
+        raise DatasetError("expected {'shards': [...]}", file=p, field="shards")
+    return data["shards"]
+
+
+def _task(args: tuple[str, list[CaptureSource], dict[str, SessionSource], str]) -> str:
+    path, caps, sess, codec = args
+    write_shard(path, caps, sess, codec)
+    return Path(path).name
+
+
+def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfig | None = None,
+                 log: Callable[[str], None] | None = None) -> PackResult:
+    """Pack ``sessions`` into the data set folder ``out`` (created or resumed)."""
+    cfg = cfg or PackConfig()
+    if cfg.compression not in CODECS:
+        raise ConfigError(f"unknown codec {cfg.compression!r}; known: {', '.join(CODECS)}", field="--compression")
+    if cfg.workers < 1:
+        raise ConfigError("must be >= 1", field="--workers")
+    size = parse_shard_size(cfg.shard_size)
+    out = Path(out)
+    sess, caps, skipped = gather(sessions)
+    caps, n_filtered = apply_filter(caps, cfg.filter)
+    shard_dir = out / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    for tmp in shard_dir.glob(f"{TMP_PREFIX}*"):
+        tmp.unlink()  # left by a killed pack; never visible as a shard
+
+    # What is already packed: complete shards are the truth, whatever the plan says.
+    existing: dict[str, list[str]] = {}
+    for p in sorted(shard_dir.glob("shard-*.h5")):
+        ids = _shard_ids(p)
+        if ids is None:
+            raise DatasetError("shard unreadable; run `hzsr dataset verify --repair` or remove it", file=p)
+        existing[p.name] = ids
+    packed = {i for ids in existing.values() for i in ids}
+    by_id = {c.dataset_id: c for c in caps}
+
+    plan = _load_plan(out)
+    kept_plan = []
+    for entry in plan:
+        name, ids = entry["shard"], list(entry["captures"])
+        if name in existing or all(i in by_id for i in ids):
+            kept_plan.append({"shard": name, "captures": existing.get(name, ids)})
+    planned = {i for e in kept_plan for i in e["captures"]}
+    fresh = [c for c in caps if c.dataset_id not in packed and c.dataset_id not in planned]
+    used = [int(n[6:11]) for n in [*existing, *(e["shard"] for e in kept_plan)]]
+    nxt = max(used) + 1 if used else 0
+    for k, group in enumerate(_cut(fresh, size)):
+        kept_plan.append({"shard": shard_name(nxt + k), "captures": [c.dataset_id for c in group]})
+    kept_plan.sort(key=lambda e: e["shard"])
+    atomic_write_json(out / PLAN, {"shards": kept_plan})
+
+    todo = [e for e in kept_plan if e["shard"] not in existing]
+    res = PackResult(out=out, kept=sorted(existing), skipped=skipped, filtered_out=n_filtered,
+                     new_captures=sum(len(e["captures"]) for e in todo))
+    tasks = [(str(shard_dir / e["shard"]), [by_id[i] for i in e["captures"]],
+              {s: sess[s] for s in {by_id[i].session_id for i in e["captures"]}}, cfg.compression) for e in todo]
+    bar = tqdm(total=len(tasks), desc="pack shards", unit="shard", disable=not cfg.progress)
+    if cfg.scheduler:
+        res.written = _run_dask(cfg.scheduler, tasks, bar)
+    elif cfg.workers > 1 and len(tasks) > 1:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        with cf.ProcessPoolExecutor(max_workers=min(cfg.workers, len(tasks)),
+                                    mp_context=mp.get_context("spawn")) as ex:
+            for name in ex.map(_task, tasks):
+                res.written.append(name)
+                bar.update()
+    else:
+        for t in tasks:
+            res.written.append(_task(t))
+            bar.update()
+    bar.close()
+    df = build_manifest(out)
+    res.manifest = write_manifest(out, df)
+    res.captures = len(df)
+    return res
+
+
+def _run_dask(address: str, tasks: list, bar) -> list[str]:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:  # pragma: no cover
+        raise ConfigError("dask.distributed is not installed (pip install 'dask[distributed]')",
+                          field="--scheduler") from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ConfigError(f"cannot reach scheduler {address!r}: {exc}", field="--scheduler") from None
+    written = []
+    try:
+        futures = client.map(_task, tasks, pure=False)
+        for fut in as_completed(futures):
+            written.append(fut.result())
+            bar.update()
+    finally:
+        client.close()
+    return sorted(written)
+
+
+def build_manifest(root: str | Path, on_error: Callable[[Path, str], None] | None = None) -> pd.DataFrame:
+    """Manifest rows for every capture of every readable shard (unreadable shards reported)."""
+    import h5py
+
+    from hzsr.dataset.codecs import register_plugins
+    from hzsr.dataset.shard import read_meta, shard_header
+
+    register_plugins()
+    rows = []
+    for p in sorted((Path(root) / "shards").glob("shard-*.h5")):
+        try:
+            with h5py.File(p, "r") as h5:
+                for cid in shard_header(h5, p):
+                    g = h5["captures"][cid]
+                    raw = sum(g[s].size for s in g if isinstance(g[s], h5py.Dataset))
+                    stored = sum(g[s].id.get_storage_size() for s in g if isinstance(g[s], h5py.Dataset))
+                    rows.append(manifest_row(read_meta(h5, cid, p.name), p.name, int(raw), int(stored)))
+        except (OSError, KeyError, DatasetError) as exc:
+            if on_error is None:
+                raise DatasetError(f"cannot read shard: {exc}".splitlines()[0], file=p) from None
+            on_error(p, str(exc).splitlines()[0])
+    return rows_to_frame(rows)
+
+
+def plan_summary(out: str | Path) -> dict[str, Any]:
+    return json.loads((Path(out) / PLAN).read_text())

@@ -1,0 +1,114 @@
+"""Pack then read back: pixels bit-identical to the decoded JPEGs, every metadata field equal."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from hzsr.core.records import CaptureRecord, SessionRecord
+from hzsr.dataset.reader import ShardReader
+from hzsr.dataset.schema import SLOTS
+
+FRAME_FIELDS = ["slot", "file", "device", "role", "camera_role", "camera_id", "sensor_timestamp_ns",
+                "timestamp_source", "exposure_time_ns", "iso", "focus_distance_diopters", "focus_calibration",
+                "af_state", "af_roi", "intrinsics", "width", "height", "sha256", "size_bytes", "frame_number"]
+CAMERA_FIELDS = ["physical_id", "focal_length_mm", "f_number", "pixel_size_um"]
+DEVICE_FIELDS = ["model", "build", "sync_type"]
+
+
+def _all_captures(sessions):
+    for s in sessions:
+        sess = SessionRecord.load(s)
+        for d in sorted((s / "captures").iterdir()):
+            yield s, sess, CaptureRecord.load(d)
+
+
+def test_pixels_bit_identical(ds_sessions, packed):
+    r = ShardReader(packed)
+    n = 0
+    for s, sess, rec in _all_captures(ds_sessions):
+        sample = r.read(f"{sess.session_id}/{rec.capture_id}")
+        for slot in SLOTS:
+            want = cv2.cvtColor(cv2.imread(str(s / "captures" / rec.capture_id / f"{slot}.jpg")), cv2.COLOR_BGR2RGB)
+            got = getattr(sample, slot)
+            assert got.dtype == np.uint8 and got.shape == want.shape
+            assert np.array_equal(got, want), (rec.capture_id, slot)
+        n += 1
+    assert n == len(r.ids()) == 8
+
+
+@pytest.mark.parametrize("field", FRAME_FIELDS)
+def test_frame_field_round_trip(ds_sessions, packed, field):
+    r = ShardReader(packed)
+    for _, sess, rec in _all_captures(ds_sessions):
+        meta = r.meta(f"{sess.session_id}/{rec.capture_id}")
+        for f in rec.frames:
+            want = getattr(f, field)
+            got = meta["frames"][f.slot][field]
+            if field == "intrinsics":
+                want = {"fx": want.fx, "fy": want.fy, "cx": want.cx, "cy": want.cy}
+            assert got == want and type(got) is type(want), (rec.capture_id, f.slot, field, got, want)
+
+
+@pytest.mark.parametrize("field", CAMERA_FIELDS + DEVICE_FIELDS)
+def test_camera_and_device_fields(ds_sessions, packed, field):
+    r = ShardReader(packed)
+    for _, sess, rec in _all_captures(ds_sessions):
+        meta = r.meta(f"{sess.session_id}/{rec.capture_id}")
+        for f in rec.frames:
+            dev = sess.device_by_serial(f.device)
+            obj = dev if field in DEVICE_FIELDS else next(c for c in dev.cameras if c.role == f.camera_role)
+            assert meta["frames"][f.slot][field] == getattr(obj, field)
+
+
+@pytest.mark.parametrize("field", ["scene_id", "scene_tags", "notes", "status", "trigger_host_ns"])
+def test_capture_fields(ds_sessions, packed, field):
+    r = ShardReader(packed)
+    for _, sess, rec in _all_captures(ds_sessions):
+        meta = r.meta(f"{sess.session_id}/{rec.capture_id}")
+        assert meta[field] == getattr(rec, field)
+        assert meta["source_capture_id"] == rec.capture_id and meta["session_id"] == sess.session_id
+        assert meta["scene_kind"] == rec.scene_tags[0]
+        assert meta["has_reference"] is True
+
+
+def test_sync_and_qa_rows(ds_sessions, packed):
+    import pandas as pd
+
+    r = ShardReader(packed)
+    sync = pd.read_csv(ds_sessions[0] / "sync" / "sync.csv").set_index("capture_id")
+    for cid, row in sync.iterrows():
+        m = r.meta(f"sA/{cid}")
+        assert m["sync"]["verdict"] == row["verdict"]
+        assert m["sync"]["skew_ref_main_us"] == row["skew_ref_main_us"]
+        assert m["sync"]["main_W_host_ns"] == row["main_W_host_ns"]
+        assert m["qa"] is None
+    m = r.meta("sB/c00002")
+    assert m["qa"] == {"capture_id": "c00002", "verdict": "fail", "reasons": "misaligned | blur", "ncc": 0.2,
+                       "flow_epe_px": 7.5}
+    assert m["sync"] is None
+    man = r.manifest.set_index("capture_id")
+    assert man.loc["sB/c00001", "verdict"] == "warn" and man.loc["sB/c00002", "qa_ncc"] == 0.2
+    assert man.loc["sA/c00000", "verdict"] == "pass"  # sync "ok" is pass
+
+
+def test_session_json_kept_verbatim(ds_sessions, packed):
+    import h5py
+
+    with h5py.File(packed / "shards" / "shard-00000.h5", "r") as h5:
+        got = json.loads(h5["sessions"]["sA"].attrs["session_json"])
+        cap = json.loads(h5["captures"]["sA/c00000"].attrs["capture_json"])
+        assert h5.attrs["schema_version"] == 1
+        assert h5["captures"]["sA/c00000"]["main_W"].chunks == (120, 128, 3)
+    assert got == json.loads((ds_sessions[0] / "session.json").read_text())
+    assert cap == json.loads((ds_sessions[0] / "captures" / "c00000" / "capture.json").read_text())
+
+
+def test_read_patch_matches_full(packed):
+    r = ShardReader(packed)
+    cid = r.ids()[3]
+    full = r.read(cid).main_T
+    assert np.array_equal(r.read_patch(cid, "main_T", 10, 20, 50, 70), full[10:60, 20:90])
+    with pytest.raises(ValueError):
+        r.read_patch(cid, "main_T", 100, 0, 50, 10)
