@@ -201,9 +201,10 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
         if not d.main:
             return
         payload = {**unet_payload(model), "pipeline": to_plain(cfg.pipeline), "train": to_plain(cfg)}
+        # Log first: a resume drops rows past the checkpoint's step, so a crash between the two is harmless.
+        _write_log(out / "log.csv", rows)
         save_checkpoint(last, {**payload, "step": step, "optimizer": opt.state_dict(),
                                "scheduler": sched.state_dict()})
-        _write_log(out / "log.csv", rows)
         if final:
             save_checkpoint(out / "model.pt", {**payload, "step": step})
 
