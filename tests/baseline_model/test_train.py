@@ -11,7 +11,7 @@ import torch
 
 from hzsr.baseline_model.checkpoint import read_checkpoint
 from hzsr.baseline_model.config import load_train_config
-from hzsr.baseline_model.train import hzsr_loss, gaussian_kernel, train
+from hzsr.baseline_model.train import gaussian_kernel, hzsr_loss, train
 from hzsr.core.errors import ConfigError
 
 from .conftest import TINY
