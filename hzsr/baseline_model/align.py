@@ -136,6 +136,7 @@ class Alignment:
     colour_gain: np.ndarray  # ref' = gain * ref + offset (RGB in [0, 1])
     colour_offset: np.ndarray
     maps: dict[str, np.ndarray]  # grid float32: occlusion, defocus, uncertainty, reject, valid, blend
+    overlap_ncc: float  # structure correlation of I_src and the warped reference (1 = same content)
     use_reference: bool  # False: the reference cannot be trusted anywhere (output = bicubic)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -166,7 +167,7 @@ def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: 
     crop_small, rect0 = crop_w_to_t(w_img, geom.k_w, k_ts, ts)
     shift = global_translation(crop_small, _grid(ref, small), cfg)
     shift = GlobalShift(shift.dx / small, shift.dy / small, shift.inliers, shift.matches)
-    k = t_size[0] / rect0.width * small  # T pixels per W pixel at full T size
+    k = t_size[0] / rect0.width  # T pixels per W pixel at full T size (the crop's width is in W pixels)
     # REF(x + d) ~ CROP(x), so I_src(x) = CROP(x - d): the rectangle moves by -d / k W pixels.
     rect = CropRect(rect0.x0 - shift.dx / k, rect0.y0 - shift.dy / k, rect0.width, rect0.height,
                     t_size[0], t_size[1])
@@ -178,7 +179,7 @@ def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: 
 
 def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QAConfig, *,
           flow_backend: str = "dis", colour: bool = True, use_maps: dict[str, bool] | None = None,
-          min_overlap: float = 0.2) -> Alignment:
+          min_overlap: float = 0.2, min_ncc: float = 0.4) -> Alignment:
     """Steps 1-3 and the maps of step 5 for one capture (see the module docstring)."""
     import time
 
@@ -230,18 +231,36 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     maps = {"occlusion": occ, "defocus": dfc, "uncertainty": unc, "reject": rej,
             "valid": valid.astype(np.float32), "blend": blend}
     trusted = float((blend > 0.5).mean())
-    min_inl = qa_cfg.thresholds.fail_min_inliers
+    ncc = structure_ncc(src_y, ref_y, valid)
     use_ref = True
-    if shift.inliers < min_inl:
+    if ncc < min_ncc:
         use_ref = False
-        warnings.append(f"the reference does not overlap the source ({shift.inliers} keypoint inliers < {min_inl}): "
-                        "output is the bicubic W crop")
+        warnings.append(f"the reference does not overlap the source (structure correlation {ncc:.2f} < {min_ncc:g}, "
+                        f"{shift.inliers} keypoint inliers): output is the bicubic W crop")
     elif trusted < min_overlap:
         use_ref = False
         warnings.append(f"the reference can be trusted on only {trusted:.0%} of the frame (< {min_overlap:.0%}): "
                         "output is the bicubic W crop")
     timings["maps"] = time.perf_counter() - t0
-    return Alignment(rect, src, ref, shift, g, fwd, bwd, gain, offset, maps, use_ref, warnings, timings)
+    return Alignment(rect, src, ref, shift, g, fwd, bwd, gain, offset, maps, ncc, use_ref, warnings, timings)
+
+
+def structure_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, sigma: float = 6.0) -> float:
+    """Normalised cross-correlation of the band-passed luminances over ``mask``.
+
+    Subtracting a ``sigma``-blurred copy removes shading and exposure, so the score measures
+    whether the two images show the same structures where they are aligned: about 0.8-1 for a
+    real reference, about 0 for one of another scene. It decides that a reference "does not
+    overlap" more robustly than the keypoint count, which is low on small or flat images.
+    """
+    if mask.sum() < 64:
+        return 0.0
+    ha = a - cv2.GaussianBlur(a, (0, 0), sigma)
+    hb = b - cv2.GaussianBlur(b, (0, 0), sigma)
+    x, y = ha[mask].astype(np.float64), hb[mask].astype(np.float64)
+    x -= x.mean()
+    y -= y.mean()
+    return float((x * y).sum() / max(np.sqrt((x * x).sum() * (y * y).sum()), 1e-12))
 
 
 def with_maps(al: Alignment, **maps: np.ndarray) -> Alignment:

@@ -49,8 +49,9 @@ def pipeline_qa_defaults() -> QAConfig:
     """
     cfg = QAConfig()
     m = cfg.maps
-    m.occlusion_scale = 0.25  # M_occ = 1 at 4 flow-grid px of forward-backward error
-    m.uncertainty_s_max = 6.0  # flow-grid px
+    m.occlusion_scale = 0.1  # M_occ = 1 at 10 flow-grid px of forward-backward error (0.5 at 5)
+    m.uncertainty_s_max = 20.0  # flow-grid px: only gross flow disorder (DIS has no real uncertainty)
+    m.reject_eps0 = 0.02  # qa's 4e-3 rejects real texture the W crop cannot show (grass, gravel)
     m.defocus_gamma = 6000.0  # T px^2 (see above)
     m.defocus_sigma_f = 1500.0  # T px^2
     return cfg
@@ -67,6 +68,7 @@ class PipelineConfig:
     use_flow: bool = True
     use_reject: bool = True
     min_overlap: float = 0.2  # below this fraction of trusted pixels the reference is not used
+    min_ncc: float = 0.4  # below this structure correlation the reference "does not overlap" (align.structure_ncc)
     tile: int = 768  # UNet tile core, T pixels
     halo: int = 32  # context around each tile core
     focal_ratio: float = 5.0  # assumed fx_T / fx_W when a capture has no intrinsics (the simulator's phone)

@@ -89,6 +89,12 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ConfigError("output must end in .png, .jpg or .jpeg", file=out, field="--out")
     t_all = time.perf_counter()
+    t0 = time.perf_counter()
+    w_img = read_rgb(source, "--source")
+    r_img = read_rgb(ref, "--ref")
+    capture = read_meta(meta)
+    t_decode = time.perf_counter() - t0
+    t0 = time.perf_counter()
     lc = load_model(ckpt)
     cfg = pipeline_config_of(lc.pipeline, str(lc.path))
     if tile is not None:
@@ -98,13 +104,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
     if halo is not None:
         cfg = dataclasses.replace(cfg, halo=max(0, halo))
     pipe = HZSRPipeline(lc.model, cfg, device)
-    t_load = time.perf_counter() - t_all
-
-    t0 = time.perf_counter()
-    w_img = read_rgb(source, "--source")
-    r_img = read_rgb(ref, "--ref")
-    capture = read_meta(meta)
-    t_decode = time.perf_counter() - t0
+    t_load = time.perf_counter() - t0
     if capture is None:
         capture = {}
     res = pipe.run(w_img, r_img, capture, extras=("warped_ref", "fusion") if save_maps else ())

@@ -109,7 +109,7 @@ class HZSRPipeline:
         geom = camera_geometry(meta, (w_img.shape[1], w_img.shape[0]), (ref.shape[1], ref.shape[0]), c.focal_ratio)
         return align(w_img, ref, geom, c.qa, flow_backend=c.flow_backend, colour=c.colour_match,
                      use_maps={"occ": c.use_occ, "defocus": c.use_defocus, "flow": c.use_flow,
-                               "reject": c.use_reject}, min_overlap=c.min_overlap)
+                               "reject": c.use_reject}, min_overlap=c.min_overlap, min_ncc=c.min_ncc)
 
     def fuse(self, al: Alignment, extras: tuple[str, ...] = ()) -> PipelineResult:
         """Fuse an aligned capture in tiles; ``extras`` names optional outputs from EXTRA_OUTPUTS."""
