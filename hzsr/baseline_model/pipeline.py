@@ -187,39 +187,49 @@ def zoom_affine(w_size: tuple[int, int], zoom: float) -> np.ndarray:
     return np.array([[1 / zoom, 0, cx - cx / zoom], [0, 1 / zoom, cy - cy / zoom], [0, 0, 1]], np.float64)
 
 
+def _warp_window(img: np.ndarray, m: np.ndarray, x0: int, y0: int, x1: int, y1: int, interp: int) -> np.ndarray:
+    """``img`` through the output->input affine ``m``, rendered only for output pixels [y0:y1, x0:x1]."""
+    shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
+    return cv2.warpAffine(img, (m @ shift)[:2], (x1 - x0, y1 - y0), flags=interp | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
 def uncrop(w_img: np.ndarray, fused: np.ndarray, rect: CropRect, zoom: float) -> np.ndarray:
     """Paste the fused T-field-of-view image into W digitally zoomed by ``zoom`` (W's size).
 
-    Output pixel ``u`` shows W at ``zoom_affine @ u`` (bicubic); where that falls inside ``rect``
-    the fused image is used instead, resampled through ``inv(crop_to_w) @ zoom_affine``, with a
-    one-pixel feathered edge so the seam does not ring.
+    Output pixel ``u`` shows W at ``zoom_affine @ u`` (bicubic); inside the rectangle the fused
+    image covers, it shows the fused image instead, through ``inv(crop_to_w) @ zoom_affine``
+    (area-averaged first when it is shown smaller). At ``zoom`` equal to the focal ratio the
+    output is T's field of view itself, so the fused image is returned as it is: resampling it by
+    the coarse shift's sub-pixel remainder would only blur the detail just transferred.
+    Only the pixels shown are rendered: the fused rectangle, and W in the strips around it.
     """
     hw, ww = w_img.shape[:2]
     k = rect.scale
     if not 1.0 <= zoom <= k * 1.0001:
         raise ValueError(f"zoom {zoom:g} must be between 1 and the focal ratio {k:.2f}")
+    if abs(zoom - k) <= 1e-4 * k and fused.shape[:2] == w_img.shape[:2]:
+        return fused.copy()
     a = zoom_affine((ww, hw), zoom)
-    out = cv2.warpAffine(w_img, a[:2], (ww, hw), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                         borderMode=cv2.BORDER_REPLICATE)
-    # Pre-shrink the fused image with area averaging when it is shown much smaller, against aliasing.
     pre = k / zoom  # fused pixels per output pixel
     f = fused
-    if pre >= 1.5:
+    if pre >= 1.5:  # area-average first against aliasing
         f = cv2.resize(fused, (max(1, round(fused.shape[1] / pre)), max(1, round(fused.shape[0] / pre))),
                        interpolation=cv2.INTER_AREA)
-    scale = np.diag([fused.shape[1] / f.shape[1], fused.shape[0] / f.shape[0], 1.0])
-    # f's pixel u_f -> fused pixel: (u_f + 0.5) * s - 0.5
-    f_to_c = np.array([[scale[0, 0], 0, 0.5 * scale[0, 0] - 0.5], [0, scale[1, 1], 0.5 * scale[1, 1] - 0.5],
-                       [0, 0, 1]])
+    sx, sy = fused.shape[1] / f.shape[1], fused.shape[0] / f.shape[0]
+    f_to_c = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
     m = np.linalg.inv(rect.crop_to_w() @ f_to_c) @ a  # output -> f pixels
-    pasted = cv2.warpAffine(f, m[:2], (ww, hw), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                            borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(np.ones(f.shape[:2], np.float32), m[:2], (ww, hw),
-                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
-    inside = alpha >= 0.999
-    edge = (alpha > 0.001) & ~inside
-    out[inside] = pasted[inside]
-    if edge.any():
-        a3 = alpha[edge][:, None]
-        out[edge] = np.clip(a3 * pasted[edge] + (1 - a3) * out[edge] + 0.5, 0, 255).astype(np.uint8)
+    # Output pixels whose whole bilinear footprint lies inside f: an axis-aligned box (the map is
+    # a scale and a translation).
+    inv = np.linalg.inv(m)
+    (ox0, oy0), (ox1, oy1) = ((inv @ np.array([x, y, 1.0]))[:2] for x, y in ((0, 0), (f.shape[1] - 1, f.shape[0] - 1)))
+    bx0, by0 = max(0, int(np.ceil(ox0))), max(0, int(np.ceil(oy0)))
+    bx1, by1 = min(ww, int(np.floor(ox1)) + 1), min(hw, int(np.floor(oy1)) + 1)
+    out = np.empty_like(w_img)
+    if bx1 <= bx0 or by1 <= by0:
+        return _warp_window(w_img, a, 0, 0, ww, hw, cv2.INTER_CUBIC)
+    out[by0:by1, bx0:bx1] = _warp_window(f, m, bx0, by0, bx1, by1, cv2.INTER_LINEAR)
+    for x0, y0, x1, y1 in ((0, 0, ww, by0), (0, by1, ww, hw), (0, by0, bx0, by1), (bx1, by0, ww, by1)):
+        if x1 > x0 and y1 > y0:
+            out[y0:y1, x0:x1] = _warp_window(w_img, a, x0, y0, x1, y1, cv2.INTER_CUBIC)
     return out

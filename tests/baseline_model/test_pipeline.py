@@ -100,19 +100,22 @@ def test_uncrop_pastes_the_crop_where_it_came_from(tiny_session, pipe):
     w, _, ref, meta = _capture(tiny_session)
     al = pipe.align(w, ref, meta)
     k = al.rect.scale
-    # Pasting the bicubic crop back at zoom k must look like W zoomed by k there.
-    out = uncrop(w, al.src, al.rect, k)
+    # At the focal ratio the output is T's field of view: the fused image itself.
+    assert np.array_equal(uncrop(w, al.src, al.rect, k), al.src)
+    # Below it, pasting the bicubic crop back must look like W zoomed there.
+    z = 0.9 * k
+    out = uncrop(w, al.src, al.rect, z)
     assert out.shape == w.shape
-    zoomed = uncrop(w, np.zeros_like(al.src), al.rect, k)  # where the crop lands, it is black
+    zoomed = uncrop(w, np.zeros_like(al.src), al.rect, z)  # where the crop lands, it is black
     inside = zoomed.max(-1) == 0
     assert inside.mean() > 0.5
-    a = zoom_affine((w.shape[1], w.shape[0]), k)
+    a = zoom_affine((w.shape[1], w.shape[0]), z)
     plain_zoom = cv2.warpAffine(w, a[:2], (w.shape[1], w.shape[0]), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_REPLICATE)
     diff = np.abs(out.astype(float) - plain_zoom.astype(float))
-    assert diff[inside].mean() < 1.5  # the same W pixels, resampled once through the crop instead
-    # A one-pixel misplacement of the paste would show: shift the crop and the error jumps.
-    shifted = uncrop(w, np.roll(al.src, 5, axis=1), al.rect, k)
+    assert diff[inside].mean() < 2.0  # the same W pixels, resampled through the crop instead
+    # A misplaced paste would show: shift the crop by 5 px and the error jumps.
+    shifted = uncrop(w, np.roll(al.src, 5, axis=1), al.rect, z)
     assert np.abs(shifted.astype(float) - plain_zoom)[inside].mean() > 3 * diff[inside].mean()
     with pytest.raises(ValueError, match="zoom"):
         uncrop(w, al.src, al.rect, 0.5)
