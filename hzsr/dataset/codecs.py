@@ -1,8 +1,9 @@
 """Compression codecs for the image arrays of a shard.
 
-``none``, ``lzf`` and ``gzip`` are built into h5py; ``blosc2-lz4`` and ``blosc2-zstd`` come from
-hdf5plugin, which registers its filters with HDF5 on import (readers import it too, so a shard
-written with a plugin codec opens anywhere hdf5plugin is installed). The default is what
+``none``, ``lzf`` and ``gzip`` are built into h5py; ``lz4`` (HDF5's registered LZ4 filter),
+``blosc-lz4``, ``blosc2-lz4`` and ``blosc2-zstd`` come from hdf5plugin, which registers its
+filters with HDF5 on import (readers import it too, so a shard written with a plugin codec opens
+anywhere hdf5plugin is installed). The default is what
 ``bench/dataset.py`` measured best for patch reads per second per byte on disk
 (``docs/benchmarks.md``).
 """
@@ -13,11 +14,27 @@ from typing import Any
 
 from hzsr.core.errors import ConfigError
 
-CODECS = ("none", "lzf", "gzip", "blosc2-lz4", "blosc2-zstd")
+CODECS = ("none", "lzf", "gzip", "lz4", "blosc-lz4", "blosc2-lz4", "blosc2-zstd")
 DEFAULT_CODEC = "blosc2-lz4"
-#: Chunk shape of an image array: 128x128 px tiles, so a random 256x256 patch touches 9 tiles
-#: (442 KiB decoded) rather than 4 whole rows of a row-chunked layout.
+#: Target tile of an image array: about 128x128 px, so a random 256x256 patch touches 9 tiles
+#: (442 KiB decoded) rather than whole rows of a row-chunked layout.
 CHUNK_HW = (128, 128)
+
+
+def tile(n: int, target: int) -> int:
+    """The tile length closest to ``target`` that covers ``n`` with the fewest padded pixels.
+
+    ``ceil(n / ceil(n / target))``: 3000 -> 125 (24 tiles, no padding) where 128 would pad the
+    last tile to 3072 and store 2.4% more bytes uncompressed.
+    """
+    if n <= target:
+        return max(n, 1)
+    k = -(-n // target)
+    return -(-n // k)
+
+
+def chunk_shape(h: int, w: int) -> tuple[int, int, int]:
+    return tile(h, CHUNK_HW[0]), tile(w, CHUNK_HW[1]), 3
 
 
 def filter_kwargs(name: str) -> dict[str, Any]:
@@ -28,12 +45,20 @@ def filter_kwargs(name: str) -> dict[str, Any]:
         return {"compression": "lzf"}
     if name == "gzip":
         return {"compression": "gzip", "compression_opts": 4}
+    if name == "lz4":
+        import hdf5plugin
+
+        return dict(hdf5plugin.LZ4())
+    if name == "blosc-lz4":
+        import hdf5plugin
+
+        return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.NOSHUFFLE))
     if name in ("blosc2-lz4", "blosc2-zstd"):
         import hdf5plugin
 
         cname = name.split("-", 1)[1]
         return dict(hdf5plugin.Blosc2(cname=cname, clevel=5 if cname == "lz4" else 3,
-                                      filters=hdf5plugin.Blosc2.SHUFFLE))
+                                      filters=hdf5plugin.Blosc2.NOFILTER))
     raise ConfigError(f"unknown codec {name!r}; known: {', '.join(CODECS)}", field="--compression")
 
 

@@ -22,6 +22,9 @@ from hzsr.dataset.sources import DatasetError, combined_verdict
 
 MANIFEST = "manifest.csv"
 REQUIRED_COLUMNS = ("capture_id", "shard", "session_id", "scene_id", "scene_kind")
+#: Columns read back as strings whatever they look like (a hex hash of digits only, an id "0001").
+STR_COLUMNS = {c: str for c in ("capture_id", "shard", "session_id", "scene_id", "source_capture_id", "scene_tags",
+                                "phash_main_W", "near_duplicate_of")}
 _SLOT_COLS = ("width", "height", "iso", "exposure_time_ns", "focus_distance_diopters", "device", "model")
 
 
@@ -43,6 +46,7 @@ def manifest_row(meta: dict[str, Any], shard: str | None, bytes_raw: int | None 
         for k, v in (meta.get(name) or {}).items():
             if k != "capture_id":
                 row[f"{name}_{k}"] = v
+    row["phash_main_W"] = meta.get("phash_main_W")
     row["bytes_raw"] = bytes_raw
     row["bytes_stored"] = bytes_stored
     return row
@@ -53,6 +57,16 @@ def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
     return df.sort_values("capture_id", kind="stable").reset_index(drop=True)
+
+
+def read_csv_text(text: str) -> pd.DataFrame:
+    """Parse manifest CSV text with the manifest's column types."""
+    import io
+
+    df = pd.read_csv(io.StringIO(text), dtype=STR_COLUMNS)
+    if "scene_tags" in df.columns:
+        df["scene_tags"] = df["scene_tags"].fillna("")
+    return df
 
 
 def write_manifest(root: str | Path, df: pd.DataFrame, name: str = MANIFEST) -> Path:
@@ -67,8 +81,7 @@ def load_manifest(root: str | Path, name: str = MANIFEST) -> pd.DataFrame:
     if not path.is_file():
         raise DatasetError("manifest not found (run `hzsr dataset pack` or `verify --repair`)", file=path)
     try:
-        df = pd.read_csv(path, dtype={"capture_id": str, "shard": str, "session_id": str, "scene_id": str,
-                                      "source_capture_id": str, "scene_tags": str})
+        df = pd.read_csv(path, dtype=STR_COLUMNS)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"cannot parse: {exc}".splitlines()[0], file=path) from None
     for c in REQUIRED_COLUMNS:

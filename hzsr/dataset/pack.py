@@ -12,6 +12,7 @@ manifest is rebuilt from the shards last.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,9 @@ class PackConfig:
     filter: str | None = None  # pandas query over the manifest's columns, e.g. "verdict != 'fail'"
     compression: str = DEFAULT_CODEC  # one of CODECS; default chosen by bench/dataset.py
     workers: int = 1  # local processes writing shards in parallel
+    threads: int | None = None  # decode/hash threads per process; default up to 4, cores shared by workers
     scheduler: str | None = None  # dask.distributed scheduler address; one shard per task
+    scheduler_timeout_s: float = 10.0  # give up connecting to the scheduler after this long
     progress: bool = True
 
 
@@ -150,9 +153,9 @@ def _load_plan(out: Path) -> list[dict[str, Any]]:
     return data["shards"]
 
 
-def _task(args: tuple[str, list[CaptureSource], dict[str, SessionSource], str]) -> str:
-    path, caps, sess, codec = args
-    write_shard(path, caps, sess, codec)
+def _task(args: tuple[str, list[CaptureSource], dict[str, SessionSource], str, int | None]) -> str:
+    path, caps, sess, codec, threads = args
+    write_shard(path, caps, sess, codec, threads)
     return Path(path).name
 
 
@@ -201,11 +204,15 @@ def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfi
     todo = [e for e in kept_plan if e["shard"] not in existing]
     res = PackResult(out=out, kept=sorted(existing), skipped=skipped, filtered_out=n_filtered,
                      new_captures=sum(len(e["captures"]) for e in todo))
+    threads = cfg.threads
+    if threads is None and cfg.workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // cfg.workers)
     tasks = [(str(shard_dir / e["shard"]), [by_id[i] for i in e["captures"]],
-              {s: sess[s] for s in {by_id[i].session_id for i in e["captures"]}}, cfg.compression) for e in todo]
+              {s: sess[s] for s in {by_id[i].session_id for i in e["captures"]}}, cfg.compression, threads)
+             for e in todo]
     bar = tqdm(total=len(tasks), desc="pack shards", unit="shard", disable=not cfg.progress)
     if cfg.scheduler:
-        res.written = _run_dask(cfg.scheduler, tasks, bar)
+        res.written = _run_dask(cfg.scheduler, tasks, bar, cfg.scheduler_timeout_s)
     elif cfg.workers > 1 and len(tasks) > 1:
         import concurrent.futures as cf
         import multiprocessing as mp
@@ -226,14 +233,14 @@ def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfi
     return res
 
 
-def _run_dask(address: str, tasks: list, bar) -> list[str]:
+def _run_dask(address: str, tasks: list, bar, timeout_s: float) -> list[str]:
     try:
         from dask.distributed import Client, as_completed
     except ImportError:  # pragma: no cover
         raise ConfigError("dask.distributed is not installed (pip install 'dask[distributed]')",
                           field="--scheduler") from None
     try:
-        client = Client(address, timeout="10s")
+        client = Client(address, timeout=f"{timeout_s}s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise ConfigError(f"cannot reach scheduler {address!r}: {exc}", field="--scheduler") from None
     written = []

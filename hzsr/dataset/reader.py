@@ -60,6 +60,7 @@ class ShardReader:
         self.root = Path(dataset_dir)
         self.chunk_cache_bytes = int(chunk_cache_bytes)
         self._files: dict[str, Any] = {}
+        self._dsets: dict[tuple[str, str], Any] = {}  # open dataset handles: lookups cost ~50 us each
         self._pid = os.getpid()
         self._manifest: pd.DataFrame | None = None
         self._shard_of: dict[str, str] | None = None
@@ -71,6 +72,7 @@ class ShardReader:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_files"] = {}
+        state["_dsets"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -84,6 +86,7 @@ class ShardReader:
             except Exception:  # noqa: BLE001 - closing a dead handle must not mask the caller's error
                 pass
         self._files = {}
+        self._dsets = {}
 
     def __enter__(self) -> ShardReader:
         return self
@@ -152,6 +155,7 @@ class ShardReader:
         if os.getpid() != self._pid:
             # Inherited through fork: the parent's HDF5 handles are not ours to use (or close).
             self._files = {}
+            self._dsets = {}
             self._pid = os.getpid()
         f = self._files.get(shard)
         if f is None:
@@ -207,10 +211,12 @@ class ShardReader:
         """Pixels ``[y:y+h, x:x+w]`` of one frame, reading only the chunks that cover them."""
         if slot not in SLOTS:
             raise ValueError(f"slot must be one of {SLOTS}, got {slot!r}")
-        g = self._group(capture_id)
-        if slot not in g:
-            raise DatasetError(f"capture {capture_id!r} has no {slot} frame", field=slot)
-        d = g[slot]
+        d = self._dsets.get((capture_id, slot)) if os.getpid() == self._pid else None
+        if d is None:
+            g = self._group(capture_id)
+            if slot not in g:
+                raise DatasetError(f"capture {capture_id!r} has no {slot} frame", field=slot)
+            d = self._dsets[(capture_id, slot)] = g[slot]
         H, W = d.shape[:2]
         if h <= 0 or w <= 0 or y < 0 or x < 0 or y + h > H or x + w > W:
             raise ValueError(f"patch y={y} x={x} h={h} w={w} outside {slot} of {W}x{H}")

@@ -44,15 +44,18 @@ CAPTURE_STR_FIELDS = ("capture_id", "session_id", "source_capture_id", "scene_id
 
 
 def scene_kind(scene_id: str, tags: list[str]) -> str:
-    """The scene kind used for stratified splits: the first scene tag (the crew's scene type).
+    """The scene kind used for stratified splits.
 
-    Falls back to the scene id's prefix before ``-`` (``portrait-0003``), then ``"untagged"``.
+    The scene id's prefix before ``-`` when it is also a tag (``night-0003`` tagged ``night``, even
+    if ``moving`` comes first), else the first tag (the crew's scene type), else the prefix, else
+    ``"untagged"``.
     """
+    prefix = scene_id.split("-", 1)[0] if "-" in scene_id else ""
+    if prefix and prefix in tags:
+        return prefix
     if tags:
         return str(tags[0])
-    if "-" in scene_id:
-        return scene_id.split("-", 1)[0]
-    return "untagged"
+    return prefix or "untagged"
 
 
 def _attr_value(v: Any) -> Any:

@@ -9,8 +9,11 @@ which the next pack deletes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import signal
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,8 @@ import cv2
 import numpy as np
 
 from hzsr.core.fileio import fsync_dir
-from hzsr.dataset.codecs import CHUNK_HW, filter_kwargs, register_plugins
+from hzsr.dataset.codecs import CHUNK_HW, chunk_shape, filter_kwargs, register_plugins
+from hzsr.dataset.phash import phash
 from hzsr.dataset.schema import (
     CAPTURE_STR_FIELDS,
     FORMAT,
@@ -76,27 +80,39 @@ def _frame_attrs(fm: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_capture(h5, src: CaptureSource, codec: str) -> None:
+def _load_slot(path: str) -> tuple[np.ndarray, str, str]:
+    """Decode, hash and pHash one frame (runs in a worker thread: OpenCV and hashlib drop the GIL)."""
+    arr = decode_jpeg(path)
+    return arr, array_sha256(arr), phash(arr)
+
+
+def write_capture(h5, src: CaptureSource, codec: str,
+                  loaded: dict[str, tuple[np.ndarray, str, str]] | None = None) -> None:
     """Write one capture's group: arrays (chunked, compressed, hashed) and typed attributes."""
     m = src.meta
+    if loaded is None:
+        loaded = {s: _load_slot(p) for s, p in src.paths.items() if p is not None}
     g = h5.require_group("captures").create_group(src.dataset_id)
     put_attrs(g, {k: m.get(k) for k in CAPTURE_STR_FIELDS})
     put_attrs(g, {"scene_tags": list(m["scene_tags"]), "trigger_host_ns": m.get("trigger_host_ns"),
                   "has_reference": bool(m["has_reference"]), "capture_json": src.capture_json})
     kw = filter_kwargs(codec)
     for slot in SLOTS:
-        path = src.paths.get(slot)
-        if path is None:
+        if slot not in loaded:
             continue
-        arr = decode_jpeg(path)
+        arr, digest, ph = loaded[slot]
+        path = src.paths[slot]
         fm = m["frames"][slot]
+        if fm.get("width") is None:  # ingested frames learn their size from the decoder
+            fm["width"], fm["height"] = int(arr.shape[1]), int(arr.shape[0])
         if arr.shape[:2] != (int(fm["height"]), int(fm["width"])):
             raise DatasetError(f"decodes to {arr.shape[1]}x{arr.shape[0]}, capture.json says "
                                f"{fm['width']}x{fm['height']}", file=path, field=f"frames.{slot}.width")
-        chunks = (min(CHUNK_HW[0], arr.shape[0]), min(CHUNK_HW[1], arr.shape[1]), 3)
-        d = g.create_dataset(slot, data=arr, chunks=chunks, **kw)
+        d = g.create_dataset(slot, data=arr, chunks=chunk_shape(*arr.shape[:2]), **kw)
         put_attrs(d, _frame_attrs(fm))
-        d.attrs["array_sha256"] = array_sha256(arr)
+        d.attrs["array_sha256"] = digest
+        if slot == "main_W":
+            g.attrs["phash_main_W"] = ph
     for name in ("sync", "qa"):
         if m.get(name):
             put_attrs(g.create_group(name), m[name])
@@ -104,23 +120,38 @@ def write_capture(h5, src: CaptureSource, codec: str) -> None:
 
 
 def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[str, SessionSource],
-                codec: str) -> Path:
-    """Write ``captures`` into a new shard at ``path`` atomically (temp, fsync, rename, fsync dir)."""
+                codec: str, threads: int | None = None) -> Path:
+    """Write ``captures`` into a new shard at ``path`` atomically (temp, fsync, rename, fsync dir).
+
+    ``threads`` decode, hash and pHash the next captures' JPEGs while this one is compressed
+    and written (default: up to 4, one per core).
+    """
     import h5py
 
     register_plugins()
+    threads = threads or max(1, min(4, os.cpu_count() or 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}"
     try:
-        with h5py.File(tmp, "w") as h5:
+        with h5py.File(tmp, "w") as h5, ThreadPoolExecutor(threads) as pool:
             put_attrs(h5, {"format": FORMAT, "schema_version": SCHEMA_VERSION, "shard": path.name,
                            "compression": codec, "chunk": list(CHUNK_HW),
                            "captures": [c.dataset_id for c in captures]})
             for sid in sorted({c.session_id for c in captures}):
                 put_attrs(h5.require_group("sessions").create_group(sid), sessions[sid].attrs)
-            for c in captures:
-                write_capture(h5, c, codec)
+
+            def submit(c: CaptureSource):
+                return c, {s: pool.submit(_load_slot, p) for s, p in c.paths.items() if p is not None}
+
+            todo = iter(captures)
+            ahead = deque(submit(c) for c in itertools.islice(todo, 2))  # bounded: two triplets in memory
+            while ahead:
+                c, futs = ahead.popleft()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    ahead.append(submit(nxt))
+                write_capture(h5, c, codec, {s: f.result() for s, f in futs.items()})
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -156,6 +187,7 @@ def read_meta(h5, capture_id: str, shard: str) -> dict[str, Any]:
     for name in ("sync", "qa"):
         meta[name] = get_attrs(g[name]) if name in g else None
     meta["shard"] = shard
+    meta["phash_main_W"] = a.get("phash_main_W")
     return meta
 
 

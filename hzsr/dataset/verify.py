@@ -8,7 +8,6 @@ intact ones; packing the same sessions again then rewrites the missing captures.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from hzsr.core.fileio import fsync_dir
-from hzsr.dataset.manifest import MANIFEST, manifest_row, rows_to_frame, write_manifest
+from hzsr.dataset.manifest import MANIFEST, manifest_row, read_csv_text, rows_to_frame, write_manifest
 from hzsr.dataset.schema import SLOTS
 from hzsr.dataset.shard import TMP_PREFIX, array_sha256, read_meta, shard_header
 from hzsr.dataset.sources import DatasetError
@@ -124,12 +123,7 @@ def _compare_manifest(root: Path, rebuilt: pd.DataFrame, damaged: set[str], rep:
         rep.manifest_problems.append(exc.one_line())
         return
     # Round-trip the rebuilt rows through CSV so both sides have the same types.
-    rb = pd.read_csv(io.StringIO(rebuilt.to_csv(index=False)), dtype={"capture_id": str, "shard": str,
-                                                                     "scene_tags": str, "scene_id": str,
-                                                                     "session_id": str, "source_capture_id": str})
-    if "scene_tags" in rb.columns:
-        rb["scene_tags"] = rb["scene_tags"].fillna("")
-    rb = rb.set_index("capture_id")
+    rb = read_csv_text(rebuilt.to_csv(index=False)).set_index("capture_id")
     mi = man.set_index("capture_id")
     name = root / MANIFEST
     for cid in sorted(set(mi.index) - set(rb.index)):

@@ -113,6 +113,9 @@ def test_repair_quarantines_and_pack_restores(sessions, tmp_path):
     pack_dataset(sessions, ds, PackConfig(shard_size="3", progress=False))
     p = ds / "shards" / "shard-00002.h5"
     p.write_bytes(p.read_bytes()[:1000])
+    r = hzsr("dataset", "pack", *sessions, "--out", ds, "--shard-size", "3", "--quiet")
+    assert r.returncode == 1 and r.stderr.strip() == (
+        f"hzsr: error: {p}: shard unreadable; run `hzsr dataset verify --repair` or remove it")
     r = hzsr("dataset", "verify", ds, "--repair", "--quiet")
     assert r.returncode == 1  # data was lost: repair fixed the manifest, not the captures
     assert (ds / "quarantine" / "shard-00002.h5").exists()

@@ -69,7 +69,7 @@ def test_capture_fields(ds_sessions, packed, field):
         meta = r.meta(f"{sess.session_id}/{rec.capture_id}")
         assert meta[field] == getattr(rec, field)
         assert meta["source_capture_id"] == rec.capture_id and meta["session_id"] == sess.session_id
-        assert meta["scene_kind"] == rec.scene_tags[0]
+        assert meta["scene_kind"] == rec.scene_id.split("-")[0]  # the simulator's kind, night included
         assert meta["has_reference"] is True
 
 
@@ -100,7 +100,7 @@ def test_session_json_kept_verbatim(ds_sessions, packed):
         got = json.loads(h5["sessions"]["sA"].attrs["session_json"])
         cap = json.loads(h5["captures"]["sA/c00000"].attrs["capture_json"])
         assert h5.attrs["schema_version"] == 1
-        assert h5["captures"]["sA/c00000"]["main_W"].chunks == (120, 128, 3)
+        assert h5["captures"]["sA/c00000"]["main_W"].chunks == (120, 80, 3)  # 160 px in two tiles
     assert got == json.loads((ds_sessions[0] / "session.json").read_text())
     assert cap == json.loads((ds_sessions[0] / "captures" / "c00000" / "capture.json").read_text())
 
@@ -112,3 +112,23 @@ def test_read_patch_matches_full(packed):
     assert np.array_equal(r.read_patch(cid, "main_T", 10, 20, 50, 70), full[10:60, 20:90])
     with pytest.raises(ValueError):
         r.read_patch(cid, "main_T", 100, 0, 50, 10)
+
+
+def test_tiles_cover_frames_without_padding():
+    from hzsr.dataset.codecs import chunk_shape, tile
+
+    assert chunk_shape(3000, 4000) == (125, 125, 3)
+    assert tile(4032, 128) == 126 and tile(100, 128) == 100 and tile(129, 128) == 65
+    for n in (97, 128, 1000, 3000, 3024, 4000, 4032, 6000):
+        t = tile(n, 128)
+        k = -(-n // t)
+        assert t <= 128 and k * t - n < k  # fewer padded pixels than tiles
+
+
+def test_scene_kind_rule():
+    from hzsr.dataset.schema import scene_kind
+
+    assert scene_kind("night-0003", ["moving", "dynamic", "night", "low-light"]) == "night"
+    assert scene_kind("lab-desk", ["portrait"]) == "portrait"
+    assert scene_kind("street-01", []) == "street"
+    assert scene_kind("IMG_20", []) == "untagged"

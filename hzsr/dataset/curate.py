@@ -1,0 +1,92 @@
+"""``hzsr dataset curate``: a subset by a pandas query, without copying data; near-duplicates flagged.
+
+``SUBSET/manifest.csv`` holds the selected rows plus ``near_duplicate_of`` (the first capture, in
+manifest order, of the near-duplicate cluster it belongs to; empty when unique) and
+``phash_distance`` (to its nearest other selected capture). ``SUBSET/subset.json`` points at
+the data set whose shards it reads, so ``ShardReader(SUBSET)`` works as on the full data set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hzsr.core.errors import ConfigError
+from hzsr.core.fileio import atomic_write_json, sha256_file
+from hzsr.dataset.manifest import MANIFEST, load_manifest, write_manifest
+from hzsr.dataset.phash import hamming_matrix, phash
+from hzsr.dataset.reader import SUBSET, ShardReader
+from hzsr.dataset.sources import DatasetError
+
+
+def query_manifest(df: pd.DataFrame, expr: str, option: str = "--query") -> pd.DataFrame:
+    """``df.query(expr)``; a bad expression is a one-line ``ConfigError`` naming the option."""
+    try:
+        out = df.query(expr, engine="python")
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types for a bad expression
+        msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise ConfigError(f"bad expression {expr!r}: {msg}", field=option) from None
+    if not isinstance(out, pd.DataFrame):
+        raise ConfigError(f"expression {expr!r} does not select rows", field=option)
+    return out
+
+
+def near_duplicates(ids: list[str], hashes: list[str], max_distance: int) -> tuple[list[str | None], list[float]]:
+    """Cluster by pHash distance (single link); each member points at its cluster's first id."""
+    n = len(ids)
+    if n == 0:
+        return [], []
+    d = hamming_matrix(hashes)
+    np.fill_diagonal(d, 99)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(d <= max_distance, 1)), strict=True):
+        a, b = find(int(i)), find(int(j))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    first = [find(i) for i in range(n)]
+    flag = [ids[first[i]] if (d[i] <= max_distance).any() else None for i in range(n)]
+    nearest = [float(d[i].min()) if n > 1 else float("nan") for i in range(n)]
+    return flag, nearest
+
+
+def curate(root: str | Path, query: str, out: str | Path, max_distance: int = 6) -> dict[str, Any]:
+    root, out = Path(root), Path(out)
+    if (out / MANIFEST).exists():
+        raise ConfigError("a subset already exists here; choose another --out", file=out, field="--out")
+    man = load_manifest(root)
+    sel = query_manifest(man, query).copy()
+    hashes = list(sel["phash_main_W"]) if "phash_main_W" in sel.columns else [None] * len(sel)
+    if any(not isinstance(h, str) for h in hashes):
+        # Shards from before pHashes were stored: hash the W frames now.
+        reader = ShardReader(root)
+        hashes = [h if isinstance(h, str) else phash(reader.read(c).main_W)
+                  for c, h in zip(sel["capture_id"], hashes, strict=True)]
+        sel["phash_main_W"] = hashes
+    flag, nearest = near_duplicates(sel["capture_id"].tolist(), hashes, max_distance)
+    sel["near_duplicate_of"] = flag
+    sel["phash_distance"] = nearest
+    out.mkdir(parents=True, exist_ok=True)
+    mpath = write_manifest(out, sel.reset_index(drop=True))
+    spath = out / SUBSET
+    src = ShardReader(root).shard_root.resolve()  # a subset of a subset reads the same shards
+    atomic_write_json(spath, {
+        "dataset": os.path.relpath(src, out.resolve()), "dataset_abs": str(src), "query": query,
+        "source_manifest_sha256": sha256_file(root / MANIFEST),
+        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "near_duplicate_max_distance": max_distance})
+    if len(sel) and not (src / "shards").is_dir():
+        raise DatasetError("no shards/ folder", file=src)
+    return {"total": int(len(man)), "selected": int(len(sel)),
+            "near_duplicates": int(sum(f is not None for f in flag)), "manifest": str(mpath), "subset": str(spath)}
