@@ -119,7 +119,8 @@ def _keypoints(y: np.ndarray, c: AlignConfig):
     return pts, desc
 
 
-def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None) -> GlobalShift:
+def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
+                       optical_scale: float = 1.0) -> GlobalShift:
     """One global translation ``REF(x + d) ~ SRC(x)`` from FAST keypoint matches, with RANSAC.
 
     FAST corners (strongest ``max_keypoints``) on the luminance, downscaled to
@@ -127,14 +128,21 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     ratio test. RANSAC: each hypothesis is one match's displacement; the one with most matches
     within ``ransac_threshold_px`` wins, and ``d`` is the median displacement of its inliers.
 
+    Args:
+        optical_scale: SRC's optical resolution over its grid's (``1 / k`` for a W crop
+            upsampled ``k`` times). Both images are then matched at two pixels per W pixel, where
+            a blurry upsampled W crop and a sharp T look alike to FAST and ORB.
+
     Returns ``GlobalShift(0, 0, 0, n)`` when fewer than two keypoints match (flat images): the
     inlier count, not an exception, says the shift is unreliable.
     """
     c = _align_cfg(cfg)
     _check_image(src, "src")
     _check_image(ref, "ref")
-    ys, s_src = _resize_long(_to_u8(to_luma(src)), c.keypoint_long_side)
-    yr, s_ref = _resize_long(_to_u8(to_luma(ref)), c.keypoint_long_side)
+    long_side = max(src.shape[:2])
+    kp_long = min(c.keypoint_long_side, max(64, int(round(2 * optical_scale * long_side))))
+    ys, s_src = _resize_long(_to_u8(to_luma(src)), kp_long)
+    yr, s_ref = _resize_long(_to_u8(to_luma(ref)), kp_long)
     p_src, d_src = _keypoints(ys, c)
     p_ref, d_ref = _keypoints(yr, c)
     if d_src is None or d_ref is None or len(p_src) < 2 or len(p_ref) < 2:
@@ -200,9 +208,14 @@ def _dis(c: AlignConfig):
     return dis
 
 
-def dense_flow_lowres(src: np.ndarray, ref: np.ndarray,
-                      cfg: QAConfig | AlignConfig | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """Forward and backward DIS flow on the flow grid, in flow-grid pixels, and the grid scale."""
+def dense_flow_lowres(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
+                      optical_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
+    """Forward and backward DIS flow on the flow grid, in flow-grid pixels, and the grid scale.
+
+    With ``optical_scale < 1`` (SRC is an upsampled W crop) both images are first low-passed to
+    W's optical resolution (Gaussian, sigma ``optical_blur / optical_scale`` input px): DIS then
+    matches what both images show, not T's detail against W's blur.
+    """
     c = _align_cfg(cfg)
     _check_image(src, "src")
     _check_image(ref, "ref")
@@ -213,6 +226,10 @@ def dense_flow_lowres(src: np.ndarray, ref: np.ndarray,
     size = (max(8, round(w * s)), max(8, round(h * s)))
     ys = _to_u8(to_luma(src))
     yr = _to_u8(to_luma(ref))
+    if optical_scale < 1.0 and c.optical_blur > 0:
+        sigma = c.optical_blur / optical_scale
+        ys = cv2.GaussianBlur(ys, (0, 0), sigma)
+        yr = cv2.GaussianBlur(yr, (0, 0), sigma)
     if s < 1.0:
         ys = cv2.resize(ys, size, interpolation=cv2.INTER_AREA)
         yr = cv2.resize(yr, size, interpolation=cv2.INTER_AREA)
@@ -233,8 +250,8 @@ def upsample_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def dense_flow(src: np.ndarray, ref: np.ndarray,
-               cfg: QAConfig | AlignConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+def dense_flow(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
+               optical_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Forward and backward dense flow between two same-size images, at full resolution.
 
     DIS optical flow (``cv2.DISOpticalFlow``) on the luminance, downscaled to the flow grid
@@ -244,7 +261,7 @@ def dense_flow(src: np.ndarray, ref: np.ndarray,
         ``(flow_fwd, flow_bwd)``, float32 HxWx2, channels (dx, dy), in pixels of the input grid:
         ``REF(x + F_fwd(x)) ~ SRC(x)`` and ``SRC(x + F_bwd(x)) ~ REF(x)``.
     """
-    fwd, bwd, _ = dense_flow_lowres(src, ref, cfg)
+    fwd, bwd, _ = dense_flow_lowres(src, ref, cfg, optical_scale=optical_scale)
     size = (src.shape[1], src.shape[0])
     return upsample_flow(fwd, size), upsample_flow(bwd, size)
 

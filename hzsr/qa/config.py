@@ -25,6 +25,7 @@ class AlignConfig:
     flow_size: tuple[int, int] = (512, 384)  # (width, height) of the dense-flow grid; images are never upsampled to it
     dis_preset: str = "medium"  # cv2.DISOpticalFlow preset: ultrafast | fast | medium
     dis_finest_scale: int = 0  # finest pyramid level DIS refines (0 = the flow grid itself)
+    optical_blur: float = 0.5  # W-crop pairs: both images low-passed with sigma = this W pixels before DIS (0 = off)
     keypoint_long_side: int = 1024  # images are downscaled to this long side for FAST + ORB
     fast_threshold: int = 12  # FAST intensity threshold (0..255)
     max_keypoints: int = 3000  # strongest FAST corners kept per image
@@ -40,7 +41,7 @@ class AlignConfig:
 class MapsConfig:
     """The four maps of adaptive blending (``docs/qa.md`` has the formulas)."""
 
-    occlusion_scale: float = 1.0  # s in M_occ = min(s * |FB error|, 1); FB error per flow-grid px
+    occlusion_scale: float = 0.5  # s in M_occ = min(s * |FB error|, 1); FB error per flow-grid px
     defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
     defocus_gamma: float = 4.0  # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2
     defocus_sigma_f: float = 1.0  # sigma_f of the same sigmoid, flow-grid px^2
@@ -63,34 +64,37 @@ class CheckConfig:
 
 @dataclass
 class Thresholds:
-    """Verdict thresholds: crossing a ``warn_*`` gives warn, a ``fail_*`` gives fail."""
+    """Verdict thresholds: crossing a ``warn_*`` gives warn, a ``fail_*`` gives fail.
 
-    fail_min_inliers: int = 12  # fewer global-translation inliers (W-crop vs T or ref vs T): fail (no overlap)
-    warn_shift_frac: float = 0.06  # |global shift| above this fraction of the image width: warn (rig bumped)
-    fail_shift_frac: float = 0.12  # ... above this: fail (W crop and T barely overlap)
-    warn_occluded_frac: float = 0.12  # occluded fraction (ref T vs main T) above: warn
-    fail_occluded_frac: float = 0.30  # ... above: fail (something moved, or a large parallax)
-    warn_rejected_frac: float = 0.15  # rejected fraction (ref T vs main T) above: warn
-    fail_rejected_frac: float = 0.35  # ... above: fail
-    warn_psnr_db: float = 26.0  # PSNR of warped ref T vs main T (valid px) below: warn
-    fail_psnr_db: float = 20.0  # ... below: fail
-    warn_moving_frac: float = 0.03  # pixels whose ref-vs-main flow departs from the W-crop-vs-main parallax: warn
-    fail_moving_frac: float = 0.08  # ... above: fail (a moving object and a sync skew)
-    moving_px: float = 1.5  # departure (flow-grid px) that counts a pixel as moving
-    warn_focus_mismatch_d: float = 0.25  # |1/Z_main - 1/Z_ref| from AF metadata (diopters) above: warn
-    fail_focus_mismatch_d: float = 0.6  # ... above: fail (second phone focused on another plane)
-    fail_sharpness_ratio: float = 0.55  # AF-ROI sharpness of the blurrier T over the sharper T below: fail
-    warn_sharpness_ratio: float = 0.75  # ... below: warn
-    fail_blur_ratio: float = 0.45  # T sharpness over the W-crop-predicted sharpness below: fail (motion blur)
-    warn_blur_ratio: float = 0.65  # ... below: warn
-    warn_clipped_frac: float = 0.02  # fraction of pixels at 255 in any channel above: warn
-    fail_clipped_frac: float = 0.08  # ... above: fail (overexposed)
-    warn_dark_mean: float = 0.06  # mean luma (0..1) below: warn (underexposed)
-    warn_brightness_ratio: float = 0.15  # |log ratio| of ref T / main T mean luma above: warn
-    fail_brightness_ratio: float = 0.35  # ... above: fail
-    warn_color_delta: float = 0.06  # max |log ratio| of per-channel means (ref vs main, grey-normalised): warn
-    warn_defocus_frac: float = 0.6  # defocused fraction of a T above: warn (little usable detail)
-    warn_skew_us: float = 250.0  # |sync skew| from sync/ above: warn
+    Defaults were set on simulated sessions (seed 101, 40 captures, half with defects) and checked
+    on others (``docs/qa.md``); tune them on your own rig's captures.
+    """
+
+    fail_min_inliers: int = 12  # fewer global-translation inliers in any pairing: fail (no reliable overlap)
+    warn_shift_frac: float = 0.2  # |global shift| above this fraction of the width: warn (rig bumped)
+    fail_shift_frac: float = 0.25  # ... above this: fail (W crop and T barely overlap)
+    warn_occluded_frac: float = 0.8  # occluded fraction (ref T vs W crop) above: warn
+    warn_rejected_frac: float = 0.45  # rejected fraction (ref T vs W crop) above: warn
+    fail_rejected_frac: float = 0.7  # ... above: fail
+    warn_psnr_db: float = 18.0  # PSNR of warped ref T vs W crop (valid px, at W's resolution) below: warn
+    fail_psnr_db: float = 14.0  # ... below: fail
+    warn_moving_frac: float = 0.05  # main T pixels whose flow to ref T is not parallax, above: warn
+    fail_moving_frac: float = 0.12  # ... above: fail (a moving subject and a sync skew)
+    moving_px: float = 2.0  # departure across the baseline (flow-grid px) that counts a pixel as moving
+    warn_focus_mismatch_d: float = 0.15  # |focus main T - focus ref T| from AF metadata (diopters) above: warn
+    fail_focus_mismatch_d: float = 0.3  # ... above: fail (second phone focused on another plane)
+    warn_sharpness_ratio: float = 0.45  # AF-ROI sharpness of the blurrier T over the sharper T below: warn
+    fail_sharpness_ratio: float = 0.3  # ... below: fail
+    warn_blur_anisotropy: float = 0.5  # min/max of a T's directional sharpness (vs the W crop) below: warn
+    fail_blur_anisotropy: float = 0.62  # ... below this, on the blurrier T (AF-ROI ratio < warn): fail (shake)
+    warn_clipped_frac: float = 0.1  # fraction of pixels at >= 250 in any channel, any frame, above: warn
+    fail_clipped_frac: float = 0.2  # ... above: fail (overexposed)
+    warn_dark_mean: float = 0.04  # mean luma (0..1) below: warn (underexposed)
+    warn_brightness_ratio: float = 0.3  # |log ratio| of ref T / main T mean luma above: warn
+    fail_brightness_ratio: float = 0.7  # ... above: fail
+    warn_color_delta: float = 0.1  # max |log ratio| of grey-normalised channel means (ref vs main T): warn
+    warn_defocus_frac: float = 0.85  # defocused fraction of a T above: warn (little usable detail)
+    warn_skew_us: float = 250.0  # |sync skew| from sync/sync.csv above: warn
     fail_skew_us: float = 1000.0  # ... above: fail
 
 

@@ -105,9 +105,9 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     if src.shape[:2] != ref.shape[:2]:
         raise ValueError(f"src {src.shape[1]}x{src.shape[0]} and ref {ref.shape[1]}x{ref.shape[0]} differ in size")
     h, w = src.shape[:2]
-    g_shift = shift if shift is not None else global_translation(src, ref, cfg)
+    g_shift = shift if shift is not None else global_translation(src, ref, cfg, optical_scale=optical_scale)
     ref_shifted = shift_image(ref, g_shift.dx, g_shift.dy)
-    fwd_r, bwd_r, g = dense_flow_lowres(src, ref_shifted, cfg)
+    fwd_r, bwd_r, g = dense_flow_lowres(src, ref_shifted, cfg, optical_scale=optical_scale)
     d = np.array([g_shift.dx, g_shift.dy], np.float32) * g
     # ref_shifted(y) = ref(y + d): add d to the forward flow; the backward flow lives on ref's grid,
     # so move it by d as well (B(y) = B_r(y - d) - d).
@@ -150,7 +150,15 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     res = np.hypot(fwd_r[..., 0], fwd_r[..., 1]) / g  # dense flow beyond the global shift, input px
     stats["flow_residual_median_px"] = float(np.median(res))
     stats["flow_residual_p95_px"] = float(np.percentile(res, 95))
-    stats.update(residual_stats(src_y, warped_y, good))
+    # PSNR/SSIM where the two should agree: at SRC's optical resolution (two px per W px).
+    rs = min(1.0, 2.0 * optical_scale)
+    if rs < 1.0:
+        small = (max(16, round(w * rs)), max(16, round(h * rs)))
+        stats.update(residual_stats(cv2.resize(src_y, small, interpolation=cv2.INTER_AREA),
+                                    cv2.resize(warped_y, small, interpolation=cv2.INTER_AREA),
+                                    cv2.resize(good.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0))
+    else:
+        stats.update(residual_stats(src_y, warped_y, good))
     if defocus is not None:
         stats["defocus_frac"] = float((defocus[valid] >= 0.5).mean()) if valid.any() else 0.0
     return Registration(g_shift, flow_fwd, flow_bwd, warped, valid, occ, unc, rej, defocus, g, stats)

@@ -89,19 +89,44 @@ def _layer_pyramids(photo_name: str, shape: str) -> tuple[list[np.ndarray], list
     return col, cov
 
 
+def _periodic_levels(img: np.ndarray) -> list[np.ndarray]:
+    """Pyramid of ``img`` mirror-tiled into one periodic texture, each level exactly periodic.
+
+    ``img`` is cropped to a multiple of 32 texels and laid out as ``[img | flip]`` over its
+    vertical flip: a tile of twice its size that repeats by plain wrapping. Each ``pyrDown`` level
+    is then exactly half the size and repeats with exactly half the period, so a repeated texture
+    sits at the same place at every mip level. (Reflect-101 tiling, whose period is ``2 (n - 1)``,
+    does not halve: its repeats drift by two texels per period and level, which shifts what a
+    minifying camera like W sees against what T sees.)
+    """
+    h, w = img.shape[:2]
+    img = img[: h - h % 32, : w - w % 32]
+    tile = np.concatenate([img, img[:, ::-1]], 1)
+    levels = [np.ascontiguousarray(np.concatenate([tile, tile[::-1]], 0))]
+    while min(levels[-1].shape[:2]) > 16 and levels[-1].shape[0] % 2 == 0 and levels[-1].shape[1] % 2 == 0:
+        pad = [(8, 8), (8, 8)] + [(0, 0)] * (img.ndim - 2)
+        levels.append(np.ascontiguousarray(cv2.pyrDown(np.pad(levels[-1], pad, mode="wrap"))[4:-4, 4:-4]))
+    return levels
+
+
+@lru_cache(maxsize=16)
+def _photo_pyramid(photo_name: str) -> list[np.ndarray]:
+    """Linear RGB (uint16, not premultiplied) periodic pyramid of a photograph (tiled layers)."""
+    return _periodic_levels(np.round(photo(photo_name) * ONE).astype(np.uint16))
+
+
 @lru_cache(maxsize=16)
 def _detail_pyramid(name: str) -> list[np.ndarray]:
-    levels = [detail(name)]
-    while min(levels[-1].shape[:2]) > 16:
-        levels.append(cv2.pyrDown(levels[-1]))
-    return levels
+    return _periodic_levels(detail(name))
 
 
 def _mip_level(n_levels: int, magnification: float) -> int:
     """The pyramid level whose texels are about one image pixel."""
     if magnification >= 1:
         return 0
-    return min(int(np.floor(np.log2(1 / magnification))), n_levels - 1)
+    # Rounded, not floored: a floored level leaves up to 2 texels per pixel, which aliases
+    # (moire) on repeated photographs and fools optical flow.
+    return min(int(np.round(np.log2(1 / magnification))), n_levels - 1)
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -135,28 +160,23 @@ def _bbox(h_mat: np.ndarray, tex_w: int, tex_h: int, size: tuple[int, int], marg
     return x0, y0, x1, y1
 
 
-def _warp_tiled(tex: np.ndarray, h_mat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``warpPerspective`` of ``tex`` mirror-tiled without end (BORDER_REFLECT_101).
+def _warp_wrapped(tex: np.ndarray, h_mat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``warpPerspective`` of a periodic texture (``_periodic_levels``) repeated without end.
 
-    OpenCV samples out-of-range coordinates on a slow path, and a tiled texture is mostly out of
-    range. Reflect-101 tiling is periodic (period ``2 (n - 1)``), so the homography is shifted by
-    whole periods to start near the origin, and the texture padded by numpy's equivalent
-    ``reflect`` mode to cover what the view needs; the warp then runs on its fast path.
+    The homography is moved by whole periods to start near the origin and the texture is
+    wrap-padded to cover the view, so the warp runs on OpenCV's fast in-range path.
     """
     w, h = size
     corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
     uv = cv2.perspectiveTransform(corners[None], np.linalg.inv(h_mat))[0]
     th, tw = tex.shape[:2]
-    pu, pv = 2 * (tw - 1), 2 * (th - 1)
     u0, v0 = np.floor(uv.min(0)).astype(int) - 2
     u1, v1 = np.ceil(uv.max(0)).astype(int) + 2
-    su, sv = (u0 // pu) * pu, (v0 // pv) * pv
-    u1, v1 = u1 - su, v1 - sv
-    pad = [(0, max(0, v1 - (th - 1))), (0, max(0, u1 - (tw - 1)))] + [(0, 0)] * (tex.ndim - 2)
-    big = np.pad(tex, pad, mode="reflect") if any(p[1] for p in pad) else tex
+    su, sv = (u0 // tw) * tw, (v0 // th) * th
+    pad = [(0, max(0, v1 - sv - th + 2)), (0, max(0, u1 - su - tw + 2))] + [(0, 0)] * (tex.ndim - 2)
+    big = np.pad(tex, pad, mode="wrap") if any(p[1] for p in pad) else tex
     shift = np.array([[1, 0, su], [0, 1, sv], [0, 0, 1]], np.float64)
-    return cv2.warpPerspective(big, h_mat @ shift, size, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT_101)
+    return cv2.warpPerspective(big, h_mat @ shift, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 
 
 def render_linear16(scene: Scene, pose: CameraPose, cam: CameraModel, t: float,
@@ -186,21 +206,28 @@ def render_linear16(scene: Scene, pose: CameraPose, cam: CameraModel, t: float,
         shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
         border = cv2.BORDER_REFLECT_101 if layer.tile else cv2.BORDER_CONSTANT
         roi_size = (x1 - x0, y1 - y0)
-        if layer.tile:
-            rgb = _warp_tiled(col[lvl], shift @ h_lvl, roi_size)
-        else:
-            rgb = cv2.warpPerspective(col[lvl], shift @ h_lvl, roi_size, flags=cv2.INTER_LINEAR,
-                                      borderMode=border)
         opaque = layer.tile and layer.shape == "full"
         a = None if opaque else cv2.warpPerspective(cov[lvl], shift @ h_lvl, roi_size,
                                                     flags=cv2.INTER_LINEAR, borderMode=border)
+        if layer.tile or layer.photo_repeat > 1:
+            # The photograph repeats across the layer (beyond its edges, or photo_repeat times
+            # within them): its own texel and mip level, tiled, then cut out by the coverage.
+            pyr = _photo_pyramid(layer.photo)
+            lvl_p = _mip_level(len(pyr), fx * layer.photo_texel_m / (layer.depth_m - pose.C[2]))
+            h_p = layer_homography(pose, layer, t, texel_m=layer.photo_texel_m, origin=p0)
+            rgb = _warp_wrapped(pyr[lvl_p], shift @ h_p @ np.diag([2.0**lvl_p, 2.0**lvl_p, 1.0]), roi_size)
+            if a is not None:
+                rgb = cv2.multiply(rgb, cv2.merge([a, a, a]), scale=1 / ONE)
+        else:
+            rgb = cv2.warpPerspective(col[lvl], shift @ h_lvl, roi_size, flags=cv2.INTER_LINEAR,
+                                      borderMode=border)
         scale = layer.gain
         if layer.detail_gain > 0:
             d_levels = _detail_pyramid(layer.detail)
             d_lvl = _mip_level(len(d_levels), fx * layer.detail_texel_m / (layer.depth_m - pose.C[2]))
             h_d = layer_homography(pose, layer, t, texel_m=layer.detail_texel_m, origin=p0)
             h_d = shift @ h_d @ np.diag([2.0**d_lvl, 2.0**d_lvl, 1.0])
-            d = _warp_tiled(d_levels[d_lvl], h_d, roi_size)
+            d = _warp_wrapped(d_levels[d_lvl], h_d, roi_size)
             # mod = gain * max(1 + g d, 0), as uint16 with 1.0 = 4096, applied with saturation.
             mod = cv2.max(d * np.float32(layer.detail_gain * scale) + np.float32(scale), 0.0)
             mod16 = (mod * 4096).astype(np.uint16)
@@ -220,6 +247,19 @@ def render_linear16(scene: Scene, pose: CameraPose, cam: CameraModel, t: float,
         lens = cam.lens_blur_px * w / cam.native_size[0]
         acc = _blur(acc, lens)
     return acc
+
+
+def motion_blur(lin16: np.ndarray, length_px: float, angle_rad: float) -> np.ndarray:
+    """A straight-line motion blur (the camera turning during the exposure) of ``length_px``."""
+    if length_px < 1:
+        return lin16
+    n = int(np.ceil(length_px)) | 1
+    k = np.zeros((n, n), np.float32)
+    c = (n - 1) / 2
+    dx, dy = np.cos(angle_rad) * length_px / 2, np.sin(angle_rad) * length_px / 2
+    cv2.line(k, (round((c - dx) * 16), round((c - dy) * 16)), (round((c + dx) * 16), round((c + dy) * 16)),
+             1.0, 1, cv2.LINE_AA, shift=4)
+    return cv2.filter2D(lin16, -1, k / k.sum(), borderType=cv2.BORDER_REFLECT_101)
 
 
 def render_radiance(scene: Scene, pose: CameraPose, cam: CameraModel, t: float,

@@ -19,6 +19,10 @@ SCENE_KINDS = ("portrait", "architecture", "landscape", "moving", "night")
 
 _COLOR_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hubble")
 _SURFACES = ("brick", "gravel", "grass")
+#: The surface whose fine detail lies on each photograph: what its material would show at T's
+#: resolution (fabric and paper ~ fine grain, fur ~ strands, a star field ~ nothing).
+_MATERIAL = {"astronaut": "gravel", "chelsea": "grass", "coffee": "gravel", "rocket": "gravel",
+             "motorcycle": "gravel", "hubble": None, "brick": "brick", "gravel": "gravel", "grass": "grass"}
 #: sRGB-ish tints for grey surface photographs, linear RGB multipliers.
 _SURFACE_TINT = {"brick": (0.55, 0.28, 0.2), "gravel": (0.45, 0.42, 0.38), "grass": (0.18, 0.36, 0.1)}
 
@@ -81,6 +85,12 @@ class Layer:
     gain: float = 1.0  # albedo multiplier
     tile: bool = False  # mirror-tile the photograph beyond its edges (large planes)
     motion_period_s: float = 0.5  # movers oscillate with this period
+    photo_repeat: int = 1  # the photograph is mirror-tiled this many times across the layer
+
+    @property
+    def photo_texel_m(self) -> float:
+        """World size of one texel of the colour photograph (``texel_m / photo_repeat``)."""
+        return self.texel_m / self.photo_repeat
 
     @property
     def texel_m(self) -> float:
@@ -139,10 +149,13 @@ def make_scene(kind: str, index: int, rng: np.random.Generator, fx_t_native: flo
 
     def surface_layer(name, photo_name, depth, width, shape, center=(0.0, 0.0), surface=None,
                       gain=1.0, tile=False, vel=(0.0, 0.0), detail_gain=0.25):
-        surf = surface or str(rng.choice(_SURFACES))
+        surf = surface or _MATERIAL[photo_name]
+        # A native T pixel must never see less than one photograph texel (else T shows blocks):
+        # past that, the photograph repeats across the layer instead of being magnified.
+        repeat = int(np.ceil(width / photo(photo_name).shape[1] / _t_texel(depth, fx_t_native)))
         layers.append(Layer(
-            name, photo_name, depth, center, width, shape, surf, detail_gain,
-            _t_texel(depth, fx_t_native) * u(0.8, 1.4), vel, gain, tile,
+            name, photo_name, depth, center, width, shape, surf or "gravel", detail_gain if surf else 0.0,
+            _t_texel(depth, fx_t_native) * u(0.8, 1.4), vel, gain, tile, photo_repeat=max(1, repeat),
         ))
 
     if base_kind == "portrait":
@@ -151,8 +164,7 @@ def make_scene(kind: str, index: int, rng: np.random.Generator, fx_t_native: flo
                       bg_d * 1.6, "full", tile=True, detail_gain=0.2)
         subj_d = u(1.8, 3.2)
         surface_layer("subject", "astronaut", subj_d, subj_d * u(0.28, 0.38), "ellipse",
-                      center=(u(-0.05, 0.05) * subj_d, u(-0.03, 0.03) * subj_d), surface="gravel",
-                      detail_gain=0.15)
+                      center=(u(-0.05, 0.05) * subj_d, u(-0.03, 0.03) * subj_d), detail_gain=0.15)
         fg_d = u(0.7, 1.1)
         side = rng.choice([-1, 1])
         surface_layer("foreground", "chelsea", fg_d, fg_d * 0.35, "roundrect",
@@ -161,15 +173,14 @@ def make_scene(kind: str, index: int, rng: np.random.Generator, fx_t_native: flo
         tags = ["portrait", "shallow-dof"]
     elif base_kind == "architecture":
         bg_d = u(60, 150)
-        surface_layer("sky", "hubble", bg_d, bg_d * 1.8, "full", tile=True, gain=0.6, surface="gravel",
-                      detail_gain=0.05)
+        surface_layer("sky", "hubble", bg_d, bg_d * 1.8, "full", tile=True, gain=0.6)
         fac_d = u(12, 35)
         surface_layer("facade", "rocket", fac_d, fac_d * u(1.0, 1.3), "roundrect",
-                      center=(u(-0.08, 0.08) * fac_d, u(0.0, 0.1) * fac_d), surface="brick",
+                      center=(u(-0.08, 0.08) * fac_d, u(0.0, 0.1) * fac_d), surface="brick",  # a mural
                       detail_gain=0.2)
         sign_d = fac_d * u(0.35, 0.6)
         surface_layer("sign", "coffee", sign_d, sign_d * u(0.12, 0.2), "roundrect",
-                      center=(u(-0.1, 0.1) * sign_d, u(-0.06, 0.06) * sign_d), surface="brick")
+                      center=(u(-0.1, 0.1) * sign_d, u(-0.06, 0.06) * sign_d))
         subject = "facade"
         tags = ["architecture", "static"]
     elif base_kind == "landscape":
@@ -190,12 +201,12 @@ def make_scene(kind: str, index: int, rng: np.random.Generator, fx_t_native: flo
                       tile=True, detail_gain=0.2)
         d1 = u(2.5, 5.0)
         speed = u(0.8, 3.0) * rng.choice([-1, 1])
-        surface_layer("mover", "motorcycle", d1, d1 * u(0.3, 0.45), "roundrect",
-                      center=(u(-0.05, 0.05) * d1, u(-0.02, 0.04) * d1), surface="gravel",
+        surface_layer("mover", "motorcycle", d1, d1 * u(0.1, 0.16), "roundrect",  # about half of T's view
+                      center=(u(-0.05, 0.05) * d1, u(-0.02, 0.04) * d1),
                       vel=(speed, u(-0.1, 0.1)))
         d2 = u(1.5, 2.4)
-        surface_layer("walker", "chelsea", d2, d2 * 0.2, "ellipse",
-                      center=(u(-0.2, 0.2) * d2, u(0.0, 0.08) * d2), surface="grass",
+        surface_layer("walker", "chelsea", d2, d2 * u(0.06, 0.1), "ellipse",
+                      center=(u(-0.2, 0.2) * d2, u(0.0, 0.08) * d2),
                       vel=(u(-1.2, 1.2), 0.0))
         subject = "mover"
         tags = ["moving", "dynamic"]

@@ -8,6 +8,7 @@ stream, then renders the three frames at the instants each was really exposed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,17 @@ from hzsr.core.geometry import CropRect, tele_crop_rect
 from hzsr.core.journal import Journal
 from hzsr.core.schema import to_plain
 from hzsr.sim.profiles import PhoneProfile, get_profile
-from hzsr.sim.render import true_flow
-from hzsr.sim.rig import SLOTS, FrameExposure, RigGeometry, af_roi, render_frame
+from hzsr.sim.render import (
+    ONE,
+    defocus_sigma_px,
+    expose,
+    motion_blur,
+    render_linear16,
+    rotation_xyz,
+    true_flow,
+    visible_layer_map,
+)
+from hzsr.sim.rig import CAMERAS, SLOTS, FrameExposure, RigGeometry, af_roi, auto_exposure, render_frame
 from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
 from hzsr.sim.timing import LinkModel, PhoneClock, next_frame_ns, sntp_best_sample
 from hzsr.sim.truth import write_capture_truth, write_session_truth
@@ -39,6 +49,15 @@ class SimFaults:
     clock_jump_ms: float = 40.0
     late_frame_at: list[int] = field(default_factory=list)  # captures whose ref_T is one period late
     unknown_timestamp_source: bool = False  # reference phone reports SENSOR timestamps as UNKNOWN
+
+
+#: Capture defects ``hzsr qa check`` must catch (``SimConfig.defects``):
+#: - refocus: the reference phone focused on another plane than the main phone's subject;
+#: - moving_skew: a scene with movers, and the reference frame 3-5 frame periods late;
+#: - motion_blur: the rig shook during main T's exposure (a line blur of 1-2 % of the width);
+#: - rig_bump: the reference phone knocked, turned by 30-50 % of T's field of view;
+#: - overexposure: the main phone's auto-exposure fooled, 2-3 stops too much on W and T.
+DEFECTS = ("refocus", "moving_skew", "motion_blur", "rig_bump", "overexposure")
 
 
 @dataclass
@@ -63,6 +82,7 @@ class SimConfig:
     quality: int = 92
     images: bool = True  # False: timing-only session (records, no image files) for sync tests
     faults: SimFaults = field(default_factory=SimFaults)
+    defects: dict[int, str] = field(default_factory=dict)  # capture index -> one of DEFECTS; truth only
 
 
 def _device_info(profile: PhoneProfile, serial: str, role: str, size: tuple[int, int],
@@ -82,6 +102,28 @@ def _device_info(profile: PhoneProfile, serial: str, role: str, size: tuple[int,
                         agent_version="sim", sync_type=profile.sync_type, cameras=cams)
 
 
+def render_defective(rig: RigGeometry, scene: Scene, slot: str, t_s: float, focus_diopters: float,
+                     rng: np.random.Generator, blur: tuple[float, float] | None = None, over_stops: float = 0.0,
+                     quality: int = 92):
+    """``rig.render_frame`` with a defect: the camera shaking during the exposure (a line blur of
+    ``blur = (length_px, angle_rad)`` in linear light, before noise), or auto-exposure fooled into
+    ``over_stops`` too much exposure (AE metered as usual, then the gain pushed)."""
+    import cv2
+
+    role, cam_role = CAMERAS[slot]
+    cam = rig.camera(slot)
+    lin = render_linear16(scene, rig.pose(slot), cam, t_s, focus_diopters)
+    if blur is not None:
+        lin = motion_blur(lin, *blur)
+    h, w = lin.shape[:2]
+    radiance_mean = float(lin[h // 4 : 3 * h // 4 : 4, w // 4 : 3 * w // 4 : 4].mean()) / ONE * scene.illuminance
+    exp = auto_exposure(radiance_mean, cam_role, rig.exposure_bias[role])
+    gain = exp.gain * scene.illuminance * 2**over_stops
+    rgb = expose(lin, exposure_gain=gain, wb=rig.wb[role], iso=exp.iso, cam=cam, rng=rng)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return buf.tobytes(), exp, rgb
+
+
 def crop_rect(rig: RigGeometry) -> CropRect:
     return tele_crop_rect(rig.pose("main_W").K, rig.pose("main_T").K, rig.size, rig.size)
 
@@ -94,7 +136,8 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
     rng = np.random.default_rng(cfg.seed)
     profile = get_profile(cfg.profile)
     rig = RigGeometry.random(profile, cfg.size, rng)
-    fx_t = profile.camera("T").fx_native()
+    # The simulated T sensor has cfg.size pixels: scenes are textured for that resolution.
+    fx_t = float(profile.camera("T").intrinsics(cfg.size)[0, 0])
     period = profile.frame_period_ns
 
     host_epoch = int(rng.uniform(2e12, 9e12))  # host CLOCK_MONOTONIC at session start
@@ -111,7 +154,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
         schema_version=R.SCHEMA_VERSION, session_id=out.name,
         created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         source="sim", devices=list(devices.values()),
-        config={"sim": to_plain(cfg)},
+        config={"sim": {k: v for k, v in to_plain(cfg).items() if k != "defects"}},  # defects: truth only
     )
     out.mkdir(parents=True, exist_ok=True)
     journal = Journal(out / "journal.jsonl")
@@ -144,6 +187,22 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
             kind = cfg.kinds[(k // cfg.captures_per_scene) % len(cfg.kinds)]
             scene = make_scene(kind, k // cfg.captures_per_scene, rng, fx_t)
         assert scene is not None
+        defect = cfg.defects.get(k)
+        if defect is not None and defect not in DEFECTS:
+            raise ValueError(f"defects[{k}]: unknown defect {defect!r}; known: {', '.join(DEFECTS)}")
+        # Defects draw from their own generator, so injecting one leaves every other capture as is.
+        drng = np.random.default_rng([cfg.seed, k, 1])
+        cap_scene, cap_rig, defect_truth = scene, rig, {}
+        if defect == "moving_skew":
+            cap_scene = make_scene("moving", 10000 + k, drng, fx_t)
+        elif defect == "rig_bump":
+            frac = drng.uniform(0.3, 0.5) * drng.choice([-1, 1])
+            yaw = np.arctan(frac * cfg.size[0] / rig.pose("ref_T").K[0, 0])
+            rot = rig.rotations["ref_T"] @ rotation_xyz(drng.normal(0, 0.002), yaw, 0.0)
+            cap_rig = dataclasses.replace(rig, rotations={**rig.rotations, "ref_T": rot})
+            defect_truth = {"bump_frac_of_width": float(frac)}
+        elif defect == "overexposure":
+            defect_truth = {"stops": float(drng.uniform(2.0, 3.0))}
         trigger_host = host_now + int(cfg.lead_ms * 1e6)
         journal.append("trigger", capture_id=f"c{k:05d}", target_host_ns=trigger_host)
 
@@ -159,12 +218,26 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
             frame_phone[r] = next_frame_ns(target, phase, period)
         if k in cfg.faults.late_frame_at:
             frame_phone["reference"] += period
+        if defect == "moving_skew":
+            n_late = int(drng.integers(3, 6))
+            frame_phone["reference"] += n_late * period
+            defect_truth = {"frames_late": n_late}
         true_host = {r: clocks[r].host_ns(frame_phone[r]) for r in DEVICE_ROLES}
         wt = rng.uniform(-cfg.wt_offset_ms, cfg.wt_offset_ms) * 1e6
         instants = {"main_W": true_host["main"], "main_T": true_host["main"] + wt,
                     "ref_T": true_host["reference"]}
-        focus_true = {r: 1 / scene.layer(scene.subject).depth_m * (1 + rng.normal(0, 0.02))
+        focus_true = {r: 1 / cap_scene.layer(cap_scene.subject).depth_m * (1 + rng.normal(0, 0.02))
                       for r in DEVICE_ROLES}
+        if defect == "refocus":
+            # The plane furthest from the subject in diopters: the background or a near object.
+            subj = 1 / cap_scene.layer(cap_scene.subject).depth_m
+            other = max(cap_scene.layers, key=lambda lay: abs(1 / lay.depth_m - subj))
+            focus_true["reference"] = 1 / other.depth_m
+            defect_truth = {"focused_layer": other.name}
+        blur = None
+        if defect == "motion_blur":
+            blur = (float(drng.uniform(0.012, 0.02) * cfg.size[0]), float(drng.uniform(0, np.pi)))
+            defect_truth = {"blur_px": blur[0], "angle_rad": blur[1]}
 
         cid = f"c{k:05d}"
         cdir = out / "captures" / cid
@@ -172,7 +245,13 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
         for slot, (role, cam_role) in SLOTS.items():
             t_s = (instants[slot] - trigger_host) / 1e9
             if cfg.images:
-                jpg, exp, _ = render_frame(rig, scene, slot, t_s, focus_true[role], rng, quality=cfg.quality)
+                if (blur is not None and slot == "main_T") or (defect == "overexposure" and role == "main"):
+                    jpg, exp, _ = render_defective(
+                        cap_rig, cap_scene, slot, t_s, focus_true[role], rng, blur if slot == "main_T" else None,
+                        defect_truth.get("stops", 0.0), quality=cfg.quality)
+                else:
+                    jpg, exp, _ = render_frame(cap_rig, cap_scene, slot, t_s, focus_true[role], rng,
+                                               quality=cfg.quality)
                 atomic_write_bytes(cdir / f"{slot}.jpg", jpg)
             else:
                 # Timing-only: no pixels, so no file; the record still names one (validate flags it).
@@ -190,39 +269,48 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                 timestamp_source=ts_src[role], exposure_time_ns=exp.exposure_time_ns, iso=exp.iso,
                 focus_distance_diopters=round(float(focus_true[role] * (1 + rng.normal(0, 0.03))), 4),
                 focus_calibration="APPROXIMATE", af_state="FOCUSED_LOCKED",
-                af_roi=af_roi(rig, slot, scene, t_s), intrinsics=cam.intrinsics,
+                af_roi=af_roi(cap_rig, slot, cap_scene, t_s), intrinsics=cam.intrinsics,
                 width=cfg.size[0], height=cfg.size[1], sha256=sha256_bytes(jpg), size_bytes=len(jpg),
                 frame_number=int(frame_phone[role] // period),
             ))
             journal.append("verified", capture_id=cid, file=f"{slot}.jpg", sha256=frames[-1].sha256)
-        rec = R.CaptureRecord(schema_version=R.SCHEMA_VERSION, capture_id=cid, scene_id=scene.scene_id,
-                              scene_tags=list(scene.tags), frames=frames, trigger_host_ns=trigger_host)
+        rec = R.CaptureRecord(schema_version=R.SCHEMA_VERSION, capture_id=cid, scene_id=cap_scene.scene_id,
+                              scene_tags=list(cap_scene.tags), frames=frames, trigger_host_ns=trigger_host)
         rec.save(cdir)
         journal.append("capture_complete", capture_id=cid)
 
         cap_truth = {
-            "capture_id": cid, "scene_id": scene.scene_id, "trigger_host_ns": trigger_host,
+            "capture_id": cid, "scene_id": cap_scene.scene_id, "trigger_host_ns": trigger_host,
+            "defect": defect, "defect_params": defect_truth,
             "instants_host_ns": {s: int(v) for s, v in instants.items()},
             "skew_ref_minus_main_ns": int(instants["ref_T"] - instants["main_W"]),
             "wt_offset_ns": int(wt),
             "focus_diopters": focus_true,
-            "poses": {s: rig.pose(s).to_json() for s in SLOTS},
+            "poses": {s: cap_rig.pose(s).to_json() for s in SLOTS},
             "layers": [{"name": lay.name, "depth_m": lay.depth_m, "center_m": list(lay.center_m),
-                        "velocity_mps": list(lay.velocity_mps), "photo": lay.photo}
-                       for lay in scene.layers],
-            "subject": scene.subject,
+                        "velocity_mps": list(lay.velocity_mps), "photo": lay.photo, "width_m": lay.width_m,
+                        "shape": lay.shape, "photo_repeat": lay.photo_repeat}
+                       for lay in cap_scene.layers],
+            "subject": cap_scene.subject,
         }
         arrays = None
         if cfg.truth:
-            cr = crop_rect(rig)
-            src = rig.pose("main_W")
+            cr = crop_rect(cap_rig)
+            src = cap_rig.pose("main_W")
             crop_pose = type(src)(cr.crop_intrinsics(src.K), src.R, src.C, cfg.size)
             t_w = (instants["main_W"] - trigger_host) / 1e9
             arrays = {}
+            label = visible_layer_map(cap_scene, crop_pose, t_w)
             for slot in ("main_T", "ref_T"):
-                f, v = true_flow(scene, crop_pose, t_w, rig.pose(slot), (instants[slot] - trigger_host) / 1e9)
+                pose = cap_rig.pose(slot)
+                f, v = true_flow(cap_scene, crop_pose, t_w, pose, (instants[slot] - trigger_host) / 1e9)
                 arrays[f"flow_{slot}"] = f
                 arrays[f"valid_{slot}"] = v
+                # Defocus blur (Gaussian sigma, T pixels) of the plane each crop pixel shows, in this T.
+                sig = [defocus_sigma_px(cap_rig.camera(slot), float(pose.K[0, 0]), lay.depth_m,
+                                        focus_true[SLOTS[slot][0]]) for lay in cap_scene.layers]
+                arrays[f"defocus_sigma_{slot}"] = np.where(label >= 0, np.float32(sig + [0.0])[label], 0).astype(
+                    np.float32)
             cap_truth["crop_rect"] = to_plain(cr)
             write_capture_truth(out, cid, cap_truth, arrays)
         truth_captures.append(cap_truth)

@@ -1,0 +1,420 @@
+"""QA of one capture: read its three frames, register the three pairings, measure, judge.
+
+A capture's problems (a missing or undecodable frame, mismatched sizes, absent AF metadata, a
+broken ``capture.json``) become reasons in its row; nothing here raises for bad data, so a
+session run always goes on to the next capture.
+
+Pairings (SRC grid first; the flow convention of ``hzsr.qa.align``):
+
+- ``wt``: main W crop vs main T (source vs target);
+- ``tt``: main T vs reference T;
+- ``wr``: main W crop vs reference T (the training pairing).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from hzsr.core.errors import HzsrError
+from hzsr.core.records import CaptureRecord, FrameRecord
+from hzsr.qa.align import crop_w_to_t, global_translation, to_luma
+from hzsr.qa.config import QAConfig
+from hzsr.qa.quality import (
+    band_sharpness_ratio,
+    brightness_log_ratio,
+    clip_roi,
+    colour_delta,
+    directional_sharpness_ratios,
+    frame_quality,
+    sharpness,
+)
+from hzsr.qa.register import Registration, register_pair
+
+PAIRINGS = {"wt": ("main_W", "main_T"), "tt": ("main_T", "ref_T"), "wr": ("main_W", "ref_T")}
+_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}
+
+@dataclass
+class Reason:
+    """One finding: ``level`` is warn or fail, ``code`` a stable name, ``message`` for people."""
+
+    level: str
+    code: str
+    message: str
+
+    def text(self) -> str:
+        return f"{self.code}: {self.message}"
+
+@dataclass
+class CaptureQA:
+    """The row of one capture, its reasons, and the images the report shows."""
+
+    capture_id: str
+    row: dict[str, Any] = field(default_factory=dict)
+    reasons: list[Reason] = field(default_factory=list)
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # thumbnails and maps, uint8
+    seconds: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        levels = {r.level for r in self.reasons}
+        return "fail" if "fail" in levels else ("warn" if "warn" in levels else "pass")
+
+    def add(self, level: str, code: str, message: str) -> None:
+        self.reasons.append(Reason(level, code, message))
+
+def _k(f: FrameRecord, sx: float, sy: float) -> np.ndarray:
+    """Intrinsics of ``f`` for its image resampled by (sx, sy) (pixel centres stay centres)."""
+    i = f.intrinsics
+    return np.array([[i.fx * sx, 0, (i.cx + 0.5) * sx - 0.5], [0, i.fy * sy, (i.cy + 0.5) * sy - 0.5], [0, 0, 1]])
+
+def _reduction(long_side: int, target: int) -> int:
+    """Largest JPEG DCT scaling (1, 2, 4, 8) that keeps the long side >= 3/4 of ``target``."""
+    r = 1
+    while r < 8 and long_side / (2 * r) >= 0.75 * target:
+        r *= 2
+    return r
+
+def _decode(path: Path, reduce: int) -> tuple[np.ndarray | None, str | None]:
+    """RGB uint8, or None and why. A JPEG without its end marker counts as undecodable."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}"
+    if data.size == 0:
+        return None, "empty file"
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
+        return None, "truncated JPEG (no end-of-image marker)"
+    img = cv2.imdecode(data, _REDUCED[reduce])
+    if img is None:
+        return None, "not a decodable image"
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), None
+
+def _fit_long(img: np.ndarray, target: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    if max(h, w) <= 1.25 * target:
+        return img
+    s = target / max(h, w)
+    return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+
+def _thumb(img: np.ndarray, long_side: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    s = min(1.0, long_side / max(h, w))
+    if s >= 1.0:
+        return img
+    return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+
+def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4) -> tuple[float, np.ndarray]:
+    """Fraction of main T whose flow to the reference T is not parallax, and the map.
+
+    The two T cameras have (nearly) the same orientation and a fixed baseline, so a static scene's
+    flow between them is a smooth rotation term plus parallax along one direction ``e`` (the
+    baseline's; taken as the principal direction of the flow's variation). Across ``e`` only the
+    smooth term remains: an affine fit (trimmed least squares) of the flow component along ``e⊥``
+    explains every static pixel. What moved between the two instants (a skew and a moving
+    subject) departs from it. Only forward-backward consistent pixels count. Departure in
+    flow-grid pixels; a pixel counts when it exceeds ``thresholds.moving_px``.
+    """
+    g = r_tt.grid_scale
+    f = r_tt.flow_fwd[::step, ::step].reshape(-1, 2).astype(np.float64) * g
+    h, w = r_tt.flow_fwd.shape[:2]
+    yy, xx = np.mgrid[0:h:step, 0:w:step]
+    ok = (r_tt.valid & (r_tt.occlusion < 0.5))[::step, ::step].ravel()
+    moving = np.zeros(len(f), bool)
+    if ok.sum() < 50:
+        return 0.0, moving.reshape(xx.shape)
+    d = f[ok] - np.median(f[ok], axis=0)
+    _, _, vt = np.linalg.svd(d - d.mean(0), full_matrices=False)
+    e_perp = np.array([-vt[0, 1], vt[0, 0]])
+    p = f @ e_perp
+    x = np.column_stack([xx.ravel() / w - 0.5, yy.ravel() / h - 0.5, np.ones(len(f))])
+    sel = ok.copy()
+    resid = np.zeros(len(f))
+    for _ in range(3):  # trimmed least squares: refit on the best 70 %
+        a, *_ = np.linalg.lstsq(x[sel], p[sel], rcond=None)
+        resid = np.abs(x @ a - p)
+        sel = ok & (resid <= np.percentile(resid[ok], 70))
+    moving = ok & (resid > cfg.thresholds.moving_px)
+    return float(moving[ok].mean()), moving.reshape(xx.shape)
+
+
+def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, quick: bool = False,
+                    thumbs: bool = True) -> CaptureQA:
+    """Everything ``hzsr qa check`` knows about one capture folder. Never raises for bad data."""
+    cfg = cfg or QAConfig()
+    t0 = time.perf_counter()
+    capture_dir = Path(capture_dir)
+    out = CaptureQA(capture_dir.name, {"capture_id": capture_dir.name})
+    th = cfg.thresholds
+    try:
+        rec = CaptureRecord.load(capture_dir)
+    except HzsrError as exc:
+        out.add("fail", "bad_record", exc.one_line())
+        out.seconds = time.perf_counter() - t0
+        return out
+    out.row["scene_id"] = rec.scene_id
+    out.row["scene_tags"] = ";".join(rec.scene_tags)
+    frames = {f.slot: f for f in rec.frames}
+    if quick:
+        target = cfg.check.quick_long_side
+        cfg = replace(cfg, align=replace(cfg.align, dis_preset="ultrafast",
+                                         flow_size=(min(cfg.align.flow_size[0], target),
+                                                    min(cfg.align.flow_size[1], target * 3 // 4))))
+    else:
+        target = cfg.check.analysis_long_side
+
+    imgs: dict[str, np.ndarray] = {}
+    for slot in PAIRINGS["wr"] + ("main_T",):
+        if slot in imgs:
+            continue
+        f = frames.get(slot)
+        if f is None:
+            out.add("fail", "missing_frame", f"no {slot} frame in capture.json")
+            continue
+        path = capture_dir / f.file
+        if not path.is_file():
+            out.add("fail", "missing_frame", f"{f.file}: file not found")
+            continue
+        long = max(f.width, f.height)
+        if slot == "main_W" and "main_T" in frames:
+            ft = frames["main_T"]
+            cw = ft.width * f.intrinsics.fx / ft.intrinsics.fx  # W pixels across T's field of view
+            t_w = ft.width / _reduction(max(ft.width, ft.height), target)
+            r = 1
+            while r < 8 and cw / (2 * r) >= (0.5 if quick else 1.0) * min(cw, t_w):
+                r *= 2
+        else:
+            r = _reduction(long, target)
+        img, why = _decode(path, r)
+        if img is None:
+            out.add("fail", "undecodable", f"{f.file}: {why}")
+            continue
+        exp_w, exp_h = math.ceil(f.width / r), math.ceil(f.height / r)
+        if abs(img.shape[1] - exp_w) > 1 or abs(img.shape[0] - exp_h) > 1:
+            out.add("fail", "size_mismatch", f"{f.file}: decodes to {img.shape[1] * r}x{img.shape[0] * r}, "
+                    f"capture.json says {f.width}x{f.height}")
+            continue
+        imgs[slot] = img if slot == "main_W" else _fit_long(img, target)
+
+    for slot in ("main_T", "ref_T"):
+        f = frames.get(slot)
+        if f is None:
+            continue
+        roi_ok = len(f.af_roi) == 4 and f.af_roi[2] > 0 and f.af_roi[3] > 0
+        if not roi_ok or f.af_state in ("INACTIVE", "NOT_FOCUSED_LOCKED") or f.focus_distance_diopters is None:
+            out.add("warn", "no_af_metadata", f"{slot}: AF state {f.af_state}, ROI {f.af_roi}: "
+                    "defocus and focus checks use the frame centre")
+
+    if "main_T" in imgs and "ref_T" in imgs and imgs["main_T"].shape != imgs["ref_T"].shape:
+        a, b = frames["main_T"], frames["ref_T"]
+        out.add("warn", "size_mismatch", f"main_T is {a.width}x{a.height}, ref_T {b.width}x{b.height}: "
+                "ref_T resampled to main_T's grid")
+        h, w = imgs["main_T"].shape[:2]
+        imgs["ref_T"] = cv2.resize(imgs["ref_T"], (w, h), interpolation=cv2.INTER_AREA)
+
+    # Quality of each frame, on what was decoded.
+    quality: dict[str, dict[str, float]] = {}
+    for slot, img in imgs.items():
+        f = frames[slot]
+        sx = img.shape[1] / f.width
+        roi = [v * sx for v in f.af_roi] if len(f.af_roi) == 4 and f.af_roi[2] > 0 else None
+        if roi is None:
+            h, w = img.shape[:2]
+            roi = [w * 0.4, h * 0.4, w * 0.2, h * 0.2]
+        quality[slot] = frame_quality(img, roi)
+        for k, v in quality[slot].items():
+            out.row[f"{slot}_{k}"] = v
+
+    if "main_T" not in imgs:
+        out.seconds = time.perf_counter() - t0
+        out.row["seconds"] = out.seconds
+        return out
+
+    t_img = imgs["main_T"]
+    th_, tw_ = t_img.shape[:2]
+    out.row["analysis_width"] = tw_
+    ft = frames["main_T"]
+    sx_t, sy_t = tw_ / ft.width, th_ / ft.height
+    crop = None
+    opt = 1.0
+    if "main_W" in imgs:
+        fw = frames["main_W"]
+        wi = imgs["main_W"]
+        try:
+            crop, rect = crop_w_to_t(wi, _k(fw, wi.shape[1] / fw.width, wi.shape[0] / fw.height),
+                                     _k(ft, sx_t, sy_t), (tw_, th_))
+            opt = min(1.0, 1.0 / rect.scale)
+            out.row["crop_scale"] = rect.scale
+        except ValueError as exc:
+            out.add("fail", "bad_intrinsics", f"main_W/main_T intrinsics: {exc}")
+
+    def roi_of(slot: str, shift=(0.0, 0.0)) -> list[float]:
+        f = frames[slot]
+        if len(f.af_roi) == 4 and f.af_roi[2] > 0:
+            s = th_ / f.height
+            x, y, w, h = (v * s for v in f.af_roi)
+        else:
+            x, y, w, h = tw_ * 0.4, th_ * 0.4, tw_ * 0.2, th_ * 0.2
+        return [x - shift[0], y - shift[1], w, h]
+
+    regs: dict[str, Registration] = {}
+    srcs = {"main_W": crop, "main_T": t_img, "ref_T": imgs.get("ref_T")}
+    for name, (a, b) in PAIRINGS.items():
+        src, ref = srcs[a], srcs[b]
+        if src is None or ref is None:
+            continue
+        o = opt if a == "main_W" else 1.0
+
+        g = global_translation(src, ref, cfg, optical_scale=o)
+        af = roi_of(b, (g.dx, g.dy)) if a == "main_W" else None
+        regs[name] = register_pair(src, ref, cfg, af_roi=af, optical_scale=o, shift=g)
+        for k, v in regs[name].stats.items():
+            out.row[f"{name}_{k}"] = v
+
+    _judge_registration(out, regs, tw_, cfg)
+    _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg)
+    if "tt" in regs and regs["tt"].stats["inliers"] >= th.fail_min_inliers:
+        frac, moving = motion_inconsistency(regs["tt"], cfg)
+        out.row["moving_frac"] = frac
+        _grade(out, "moving_object", frac, th.warn_moving_frac, th.fail_moving_frac,
+               "fraction of main T whose flow to ref T is not parallax (moved between the two instants: "
+               f"a moving subject and a sync skew) {frac:.2f}")
+        if thumbs:
+            out.images["map_moving"] = (moving * 255).astype(np.uint8)
+    if thumbs:
+        _collect_images(out, srcs, regs, cfg)
+    out.seconds = time.perf_counter() - t0
+    out.row["seconds"] = out.seconds
+    return out
+
+def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: float | None, what: str,
+           below: bool = False) -> None:
+    """Add a reason when ``value`` crosses ``fail`` (else ``warn``); ``below``: low values are bad."""
+    if value is None or not np.isfinite(value):
+        return
+    for level, limit in (("fail", fail), ("warn", warn)):
+        if limit is not None and (value < limit if below else value > limit):
+            out.add(level, code, f"{what} {'<' if below else '>'} {limit:g}")
+            return
+
+
+def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: int, cfg: QAConfig) -> None:
+    th = cfg.thresholds
+    for name, r in regs.items():
+        a, b = PAIRINGS[name]
+        label = f"{b} vs {a.replace('main_W', 'main W crop')}"
+        s = r.stats
+        if s["inliers"] < th.fail_min_inliers:
+            out.add("fail", "no_overlap", f"{label}: {int(s['inliers'])} keypoint inliers "
+                    f"(< {th.fail_min_inliers}): no reliable overlap")
+            continue
+        frac = s["shift_px"] / width
+        _grade(out, "large_shift", frac, th.warn_shift_frac, th.fail_shift_frac,
+               f"{label}: global shift {s['shift_px']:.0f} px = {frac:.2f} of the width (rig bumped?)")
+    r = regs.get("wr")
+    if r is not None and r.stats["inliers"] >= th.fail_min_inliers:
+        s = r.stats
+        _grade(out, "occluded", s["occluded_frac"], th.warn_occluded_frac, None,
+               f"ref_T vs main W crop: occluded fraction {s['occluded_frac']:.2f}")
+        _grade(out, "rejected", s["rejected_frac"], th.warn_rejected_frac, th.fail_rejected_frac,
+               f"ref_T vs main W crop: rejected fraction {s['rejected_frac']:.2f}")
+        _grade(out, "low_psnr", s["psnr_db"], th.warn_psnr_db, th.fail_psnr_db,
+               f"ref_T warped onto the main W crop: PSNR {s['psnr_db']:.1f} dB", below=True)
+
+
+def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg: QAConfig) -> None:
+    th = cfg.thresholds
+    row = out.row
+    # Focus: the phones' AF metadata, then sharpness in main T's AF ROI in both Ts.
+    if "main_T" in frames and "ref_T" in frames:
+        fm, fr = frames["main_T"].focus_distance_diopters, frames["ref_T"].focus_distance_diopters
+        row["focus_mismatch_diopters"] = abs(fm - fr)
+        _grade(out, "focus_mismatch", abs(fm - fr), th.warn_focus_mismatch_d, th.fail_focus_mismatch_d,
+               f"AF metadata: main T focused at {fm:.2f} D, reference T at {fr:.2f} D; |difference|")
+    blurrier = None
+    if "main_T" in quality and "ref_T" in quality and "tt" in regs and regs["tt"].stats["inliers"] >= th.fail_min_inliers:
+        # The same scene region in both Ts: main T's AF ROI, and where tt's flow takes it in ref T.
+        r = regs["tt"]
+        t_y = to_luma(srcs["main_T"])
+        ref_w = to_luma(r.warped_ref)
+        box = clip_roi(roi_of("main_T"), t_y.shape)
+        if box is not None:
+            x0, y0, x1, y1 = box
+            m = r.valid[y0:y1, x0:x1] & (r.occlusion[y0:y1, x0:x1] < 0.5)
+            sm, sr = sharpness(t_y[y0:y1, x0:x1], m), sharpness(ref_w[y0:y1, x0:x1], m)
+            ratio = min(sm, sr) / max(sm, sr, 1e-12)
+            row["focus_sharpness_ratio"] = ratio
+            if ratio < th.warn_sharpness_ratio:
+                blurrier = "ref_T" if sr < sm else "main_T"
+            _grade(out, "focus_mismatch", ratio, th.warn_sharpness_ratio, th.fail_sharpness_ratio,
+                   f"AF ROI sharpness: {blurrier or 'one'} T has {ratio:.2f} of the other's", below=True)
+    # Camera shake: a T's sharpness against the W crop, by direction, at W's optical resolution.
+    for name, slot in (("wt", "main_T"), ("wr", "ref_T")):
+        r = regs.get(name)
+        if r is None or r.stats["inliers"] < th.fail_min_inliers:
+            continue
+        m = r.valid & (r.occlusion < 0.5)
+        if r.defocus is not None:
+            m &= r.defocus < 0.5  # out-of-focus planes are blurred on purpose (depth of field)
+        t_y, w_y = to_luma(r.warped_ref), to_luma(srcs["main_W"])
+        row[f"{slot}_blur_ratio"] = band_sharpness_ratio(t_y, w_y, m, opt)
+        dirs = directional_sharpness_ratios(t_y, w_y, m, opt)
+        if not np.isfinite(dirs).all():
+            continue
+        anis = float(dirs.min() / max(dirs.max(), 1e-9))
+        row[f"{slot}_blur_anisotropy"] = anis
+        fail = th.fail_blur_anisotropy if blurrier == slot else None
+        _grade(out, "motion_blur", anis, th.warn_blur_anisotropy, fail,
+               f"{slot} is smeared along {180 * int(np.argmin(dirs)) / len(dirs):.0f} deg (directional sharpness "
+               f"min/max {anis:.2f} against the W crop: shake or motion)", below=True)
+    # Exposure and colour.
+    for slot, q in quality.items():
+        _grade(out, "overexposed", q["clipped_frac"], th.warn_clipped_frac, th.fail_clipped_frac,
+               f"{slot}: clipped fraction {q['clipped_frac']:.2f}")
+        _grade(out, "underexposed", q["brightness"], th.warn_dark_mean, None,
+               f"{slot}: mean luma {q['brightness']:.3f}", below=True)
+    if "main_T" in quality and "ref_T" in quality:
+        b = brightness_log_ratio(quality["main_T"], quality["ref_T"])
+        c = colour_delta(quality["main_T"], quality["ref_T"])
+        row["brightness_log_ratio"], row["colour_delta"] = b, c
+        _grade(out, "brightness_mismatch", abs(b), th.warn_brightness_ratio, th.fail_brightness_ratio,
+               f"ref_T/main_T mean luma: |log ratio| {abs(b):.2f}")
+        _grade(out, "colour_mismatch", c, th.warn_color_delta, None,
+               f"ref_T vs main_T white balance: max |log channel ratio| {c:.2f}")
+    for name, slot in (("wt", "main_T"), ("wr", "ref_T")):
+        r = regs.get(name)
+        if r is not None and "defocus_frac" in r.stats:
+            row[f"{slot}_defocus_frac"] = r.stats["defocus_frac"]
+            _grade(out, "defocused", r.stats["defocus_frac"], th.warn_defocus_frac, None,
+                   f"{slot}: fraction of the view off the focal plane {r.stats['defocus_frac']:.2f}")
+
+
+def _collect_images(out: CaptureQA, srcs, regs: dict[str, Registration], cfg: QAConfig) -> None:
+    n = cfg.check.map_long_side
+    for slot, img in srcs.items():
+        if img is not None:
+            out.images[f"img_{'main_W_crop' if slot == 'main_W' else slot}"] = _thumb(img, n)
+    for name, r in regs.items():
+        for k, m in r.maps().items():
+            out.images[f"map_{name}_{k}"] = _thumb((np.clip(m, 0, 1) * 255).astype(np.uint8), n)
+        out.images[f"img_{name}_warped"] = _thumb(r.warped_ref, n)
+    if "map_moving" in out.images:
+        h, w = out.images.get("img_main_T", out.images["map_moving"]).shape[:2]
+        out.images["map_moving"] = cv2.resize(out.images["map_moving"], (w, h), interpolation=cv2.INTER_NEAREST)
+
+def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[str, list[str]]:
+    """Low-resolution QA of one capture, for the crew's per-capture line: (verdict, reasons).
+
+    Decodes the JPEGs with DCT scaling to about ``check.quick_long_side`` and runs the same
+    measurements and thresholds as ``hzsr qa check`` with DIS's ultrafast preset; no files written.
+    """
+    q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False)
+    return q.verdict, [r.text() for r in q.reasons]
+

@@ -1,0 +1,136 @@
+"""Image-quality figures of one frame, and of one frame against another.
+
+All take uint8 RGB (or luma) arrays; figures are resolution-independent where they can be
+(fractions, ratios), since ``hzsr qa check`` analyses at a reduced grid.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from hzsr.qa.align import to_luma
+
+
+def clip_roi(roi, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """``[x, y, w, h]`` clipped to an image of ``shape``; None if nothing is left."""
+    h, w = shape[:2]
+    x, y, rw, rh = (int(round(v)) for v in roi)
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + rw), min(h, y + rh)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    return x0, y0, x1, y1
+
+
+def sharpness(y: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean squared Laplacian of the luminance (in [0, 1] units), a focus measure.
+
+    The image is lightly smoothed first (sigma 0.7) so JPEG and sensor noise weigh less than edges.
+    """
+    f = y.astype(np.float32) / (255.0 if y.dtype == np.uint8 else 1.0)
+    lap = cv2.Laplacian(cv2.GaussianBlur(f, (0, 0), 0.7), cv2.CV_32F, ksize=3)
+    v = lap * lap
+    return float(v[mask].mean()) if mask is not None and mask.any() else float(v.mean())
+
+
+def noise_sigma(y: np.ndarray) -> float:
+    """Noise standard deviation of a luma image in 0..255 units (Immerkaer 1996).
+
+    ``sigma = sqrt(pi / 2) / (6 (W - 2)(H - 2)) * sum |I * N|`` with the Laplacian-difference
+    kernel ``N = [[1, -2, 1], [-2, 4, -2], [1, -2, 1]]``, over pixels that are not edges (the
+    90 % with the weakest gradient), where texture would otherwise count as noise.
+    """
+    f = y.astype(np.float32)
+    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    r = np.abs(cv2.filter2D(f, -1, k))[1:-1, 1:-1]
+    g = np.hypot(cv2.Sobel(f, cv2.CV_32F, 1, 0), cv2.Sobel(f, cv2.CV_32F, 0, 1))[1:-1, 1:-1]
+    flat = g <= np.percentile(g, 90)
+    return float(np.sqrt(np.pi / 2) / 6 * r[flat].mean()) if flat.any() else float("nan")
+
+
+def frame_quality(rgb: np.ndarray, roi=None) -> dict[str, float]:
+    """Sharpness (whole frame and AF ROI), clipped fraction, noise, brightness and colour means."""
+    y = to_luma(rgb)
+    out = {
+        "sharpness": sharpness(y),
+        "clipped_frac": float((rgb >= 250).any(axis=-1).mean()) if rgb.ndim == 3 else float((y >= 250).mean()),
+        "dark_frac": float((y <= 5).mean()),
+        "noise_sigma": noise_sigma(y),
+        "brightness": float(y.mean()) / 255.0,
+    }
+    if rgb.ndim == 3:
+        means = rgb.reshape(-1, 3).mean(0) / 255.0
+        for c, m in zip("rgb", means, strict=True):
+            out[f"mean_{c}"] = float(m)
+    box = clip_roi(roi, y.shape) if roi is not None else None
+    if box is not None:
+        x0, y0, x1, y1 = box
+        out["roi_sharpness"] = sharpness(y[y0:y1, x0:x1])
+    else:
+        out["roi_sharpness"] = float("nan")
+    return out
+
+
+def brightness_log_ratio(a: dict, b: dict) -> float:
+    """``log(mean luma of b / mean luma of a)``: 0 when equal, ~0.69 for one stop."""
+    return float(np.log(max(b["brightness"], 1e-4) / max(a["brightness"], 1e-4)))
+
+
+def colour_delta(a: dict, b: dict) -> float:
+    """Largest per-channel ``|log|`` ratio of grey-normalised channel means: a white-balance mismatch."""
+    try:
+        ca = np.array([a["mean_r"], a["mean_g"], a["mean_b"]]) + 1e-4
+        cb = np.array([b["mean_r"], b["mean_g"], b["mean_b"]]) + 1e-4
+    except KeyError:
+        return float("nan")
+    ca, cb = ca / ca.mean(), cb / cb.mean()
+    return float(np.abs(np.log(cb / ca)).max())
+
+
+def band_sharpness_ratio(t_y: np.ndarray, w_y: np.ndarray, mask: np.ndarray, optical_scale: float) -> float:
+    """Sharpness of T over the W crop's, both seen at W's optical resolution, in ``mask``.
+
+    At W's resolution an in-focus, still T carries at least W's detail (its own optics are finer), so
+    the ratio sits near or above 1; a T blurred by camera shake or defocus by more than a W pixel
+    falls well below it. ``t_y`` must be registered onto ``w_y``'s grid (the warped T).
+    """
+    h, w = w_y.shape
+    s = min(1.0, max(optical_scale, 1e-3) * 1.5)
+    size = (max(16, round(w * s)), max(16, round(h * s)))
+    a = cv2.resize(t_y.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    b = cv2.resize(w_y.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    m = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    m = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if m.sum() < 32:
+        return float("nan")
+    st, sw = sharpness(a, m), sharpness(b, m)
+    return float(st / max(sw, 1e-12))
+
+
+def directional_sharpness_ratios(t_y: np.ndarray, w_y: np.ndarray, mask: np.ndarray, optical_scale: float,
+                                 n_dirs: int = 4) -> np.ndarray:
+    """T over W-crop gradient energy along ``n_dirs`` directions, at W's optical resolution.
+
+    ``E_theta = mean((cos theta Gx + sin theta Gy)^2)`` over ``mask`` (Sobel gradients). Camera
+    shake smears T along one direction: the ratio along it drops while the one across it does not,
+    unlike defocus, which is isotropic. ``t_y`` must be registered onto ``w_y``'s grid.
+    """
+    h, w = w_y.shape
+    s = min(1.0, max(optical_scale, 1e-3) * 1.5)
+    size = (max(16, round(w * s)), max(16, round(h * s)))
+    m = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    m = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if m.sum() < 32:
+        return np.full(n_dirs, np.nan)
+    out = []
+    grads = []
+    for img in (t_y, w_y):
+        a = cv2.resize(img.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        grads.append((cv2.Sobel(a, cv2.CV_32F, 1, 0)[m], cv2.Sobel(a, cv2.CV_32F, 0, 1)[m]))
+    for k in range(n_dirs):
+        th = np.pi * k / n_dirs
+        c, si = np.cos(th), np.sin(th)
+        et = np.mean((c * grads[0][0] + si * grads[0][1]) ** 2)
+        ew = np.mean((c * grads[1][0] + si * grads[1][1]) ** 2)
+        out.append(et / max(ew, 1e-9))
+    return np.array(out)

@@ -1,0 +1,149 @@
+"""hzsr qa check on simulated sessions: outputs, robustness to broken captures, sync join, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from hzsr.cli import main
+from hzsr.qa.capture_qa import quick_check
+from hzsr.qa.check import run_check
+from hzsr.qa.config import QAConfig
+
+
+def _reasons(df: pd.DataFrame, cid: str) -> str:
+    return str(df.set_index("capture_id").loc[cid, "reasons"])
+
+
+def test_check_writes_csv_maps_summary_and_a_self_contained_report(sim_session):
+    summary = run_check(sim_session, QAConfig(), progress=False)
+    qa = sim_session / "qa"
+    df = pd.read_csv(qa / "qa.csv")
+    caps = sorted(p.name for p in (sim_session / "captures").iterdir())
+    assert sorted(df["capture_id"]) == caps
+    for col in ("verdict", "reasons", "wt_shift_px", "wt_inliers", "tt_psnr_db", "wr_ssim", "wr_occluded_frac",
+                "wr_rejected_frac", "main_T_defocus_frac", "ref_T_defocus_frac", "focus_mismatch_diopters",
+                "focus_sharpness_ratio", "main_T_sharpness", "main_T_clipped_frac", "main_T_noise_sigma",
+                "brightness_log_ratio", "colour_delta", "wt_flow_residual_p95_px", "sync_skew_us"):
+        assert col in df, col
+    assert set(df["verdict"]) <= {"pass", "warn", "fail"}
+    assert summary["captures"] == len(caps) and sum(summary["verdicts"].values()) == len(caps)
+    for name in ("wt_occlusion.png", "wr_defocus.png", "wr_reject.png", "wr_uncertainty.png", "moving.png"):
+        m = cv2.imread(str(qa / "maps" / caps[0] / name), cv2.IMREAD_UNCHANGED)
+        assert m is not None and m.ndim == 2 and m.dtype == np.uint8, name
+    html = (qa / "report.html").read_text()
+    assert "<table" in html and html.count("data:image/jpeg;base64,") >= 4 * len(caps)
+    assert html.count("data:image/png;base64,") >= 5  # distribution plots
+    assert "http://" not in html and "https://" not in html  # nothing fetched from anywhere
+    json.loads((qa / "summary.json").read_text())
+    # A rerun replaces the outputs (idempotent), it does not fail on them.
+    run_check(sim_session, QAConfig(), progress=False, report=False)
+
+
+def test_broken_captures_become_reasons_and_the_run_goes_on(sim_session):
+    caps = sorted((sim_session / "captures").iterdir())
+    # 0: truncated main_T; 1: ref_T deleted; 2: main_W re-encoded at another size; 3: no AF metadata.
+    data = (caps[0] / "main_T.jpg").read_bytes()
+    (caps[0] / "main_T.jpg").write_bytes(data[: len(data) // 2])
+    (caps[1] / "ref_T.jpg").unlink()
+    w = cv2.imread(str(caps[2] / "main_W.jpg"))
+    cv2.imwrite(str(caps[2] / "main_W.jpg"), cv2.resize(w, (200, 150)))
+    rec = json.loads((caps[3] / "capture.json").read_text())
+    for f in rec["frames"]:
+        f["af_roi"] = [0, 0, 0, 0]
+        f["af_state"] = "INACTIVE"
+    (caps[3] / "capture.json").write_text(json.dumps(rec))
+    run_check(sim_session, QAConfig(), progress=False)
+    df = pd.read_csv(sim_session / "qa" / "qa.csv")
+    assert len(df) == 4
+    assert "undecodable: main_T.jpg: truncated JPEG" in _reasons(df, caps[0].name)
+    assert "missing_frame: ref_T.jpg: file not found" in _reasons(df, caps[1].name)
+    assert "size_mismatch: main_W.jpg: decodes to 200x150" in _reasons(df, caps[2].name)
+    assert "no_af_metadata" in _reasons(df, caps[3].name)
+    v = df.set_index("capture_id")["verdict"]
+    assert v[caps[0].name] == v[caps[1].name] == v[caps[2].name] == "fail"
+    # The capture without AF metadata was still measured (defocus from the frame centre).
+    assert np.isfinite(df.set_index("capture_id").loc[caps[3].name, "main_T_defocus_frac"])
+
+
+def test_broken_capture_json_is_a_reason(sim_session):
+    cap = sorted((sim_session / "captures").iterdir())[0]
+    (cap / "capture.json").write_text("{not json")
+    run_check(sim_session, QAConfig(), progress=False, report=False, maps=False)
+    df = pd.read_csv(sim_session / "qa" / "qa.csv")
+    assert "bad_record" in _reasons(df, cap.name) and len(df) == 4
+
+
+def test_sync_skew_is_joined_from_sync_csv(sim_session):
+    caps = sorted(p.name for p in (sim_session / "captures").iterdir())
+    (sim_session / "sync").mkdir()
+    pd.DataFrame({"capture_id": caps, "skew_ref_main_us": [30.0, -400.0, 66700.0, 10.0],
+                  "verdict": ["ok", "warn", "fail", "ok"]}).to_csv(sim_session / "sync" / "sync.csv", index=False)
+    run_check(sim_session, QAConfig(), progress=False, report=False, maps=False)
+    df = pd.read_csv(sim_session / "qa" / "qa.csv").set_index("capture_id")
+    assert df.loc[caps[2], "sync_skew_us"] == 66700.0
+    assert "fail: sync_skew" in df.loc[caps[2], "reasons"] and df.loc[caps[2], "verdict"] == "fail"
+    assert "warn: sync_skew" in df.loc[caps[1], "reasons"]
+    assert "sync_skew" not in str(df.loc[caps[0], "reasons"])
+
+
+def test_quick_check_gives_a_verdict_without_writing(sim_session):
+    cap = sorted((sim_session / "captures").iterdir())[0]
+    verdict, reasons = quick_check(cap, QAConfig())
+    assert verdict in ("pass", "warn", "fail") and isinstance(reasons, list)
+    assert not (sim_session / "qa").exists()
+    (cap / "main_T.jpg").unlink()
+    verdict, reasons = quick_check(cap)
+    assert verdict == "fail" and any(r.startswith("missing_frame") for r in reasons)
+
+
+def test_cli_check_and_bad_config(sim_session, tmp_path, capsys):
+    assert main(["qa", "check", str(sim_session), "--quiet", "--no-report", "--no-maps"]) == 0
+    out = capsys.readouterr().out
+    assert "4 captures:" in out and "qa.csv" in out
+    bad = tmp_path / "qa.yaml"
+    bad.write_text("thresholds:\n  fail_psnr: 3\n")
+    assert main(["qa", "check", str(sim_session), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"hzsr: error: {bad}: thresholds.fail_psnr: unknown key"]
+    assert main(["qa", "check", str(tmp_path / "nope")]) == 2
+    assert "session folder not found" in capsys.readouterr().err
+
+
+def test_cli_align_on_two_photographs_of_different_sizes(tmp_path, capsys):
+    import skimage.data as data
+
+    img = data.astronaut()
+    src = img[40:440, 30:470]
+    ref = cv2.resize(img[52:452, 22:462], (330, 300))  # another crop, and another size
+    cv2.imwrite(str(tmp_path / "src.png"), src[..., ::-1])
+    cv2.imwrite(str(tmp_path / "ref.jpg"), ref[..., ::-1])
+    out = tmp_path / "out"
+    assert main(["qa", "align", str(tmp_path / "src.png"), str(tmp_path / "ref.jpg"), "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    fwd = np.load(out / "flow_fwd.npy")
+    assert fwd.shape == (400, 440, 2) and fwd.dtype == np.float32
+    assert np.load(out / "flow_bwd.npy").shape == (400, 440, 2)
+    assert rep["ref_resampled_to_src_size"] is True
+    # src pixel x shows img x + 30; ref (after resampling back to 440 wide) shows img x + 22: dx = +8, dy = -12.
+    g = rep["global_translation"]
+    assert g["dx"] == pytest.approx(8, abs=1.0) and g["dy"] == pytest.approx(-12, abs=1.0)
+    assert np.median(fwd[100:300, 100:300, 0]) == pytest.approx(8, abs=0.7)
+    assert rep["residual"]["psnr_db"] > 25
+    assert cv2.imread(str(out / "occlusion.png"), cv2.IMREAD_UNCHANGED).shape == (400, 440)
+    assert "wrote" in capsys.readouterr().out
+    assert main(["qa", "align", str(tmp_path / "missing.png"), str(tmp_path / "ref.jpg"), "--out", str(out)]) == 2
+    assert "missing.png: SRC: file not found" in capsys.readouterr().err
+
+
+def test_cli_config_dump_is_loadable(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "hzsr.cli", "qa", "config"], capture_output=True, text=True, check=True)
+    p = tmp_path / "qa.yaml"
+    p.write_text(r.stdout)
+    assert QAConfig.load(p) == QAConfig()
