@@ -83,6 +83,18 @@ class PipelineConfig:
         return out
 
 
+def pipeline_payload(plain: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline config as stored in checkpoints: qa's ``align`` and ``maps`` only.
+
+    The pipeline uses no other part of ``QAConfig``; leaving qa's verdict thresholds out keeps
+    checkpoints readable when qa changes them.
+    """
+    out = dict(plain)
+    if isinstance(out.get("qa"), dict):
+        out["qa"] = {k: v for k, v in out["qa"].items() if k in ("align", "maps")}
+    return out
+
+
 @dataclass
 class DataConfig:
     """Which patches the network sees."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from hzsr.baseline_model.align import Alignment
 from hzsr.baseline_model.color import match_colour
-from hzsr.baseline_model.config import PipelineConfig
+from hzsr.baseline_model.config import PipelineConfig, pipeline_payload
 from hzsr.core.schema import to_plain
 
 CHANNELS = ("y_src", "y_ref", "m_occ", "y_tgt", "mask")
@@ -59,7 +59,7 @@ def make_target(al: Alignment, main_t: np.ndarray, cfg: PipelineConfig, focal_ra
 
 def config_key(cfg: PipelineConfig) -> str:
     """Short hash of everything in the pipeline config that changes the cached arrays."""
-    plain = to_plain(cfg)
+    plain = pipeline_payload(to_plain(cfg))
     for k in ("tile", "halo"):  # tiling does not change the alignment
         plain.pop(k, None)
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:12]

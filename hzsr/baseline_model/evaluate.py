@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hzsr.baseline_model.color import luma
+from hzsr.baseline_model.config import pipeline_payload
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 
 METHODS = ("bicubic", "warped_ref", "fusion", "full")
@@ -50,7 +51,7 @@ def pipeline_config_of(raw_pipeline: dict[str, Any] | None, file: str):
 
     if not raw_pipeline:
         return PipelineConfig()
-    cfg, problems = parse_dataclass(PipelineConfig, raw_pipeline)
+    cfg, problems = parse_dataclass(PipelineConfig, pipeline_payload(raw_pipeline))
     if problems:
         raise ModelError(problems[0].message, file=file, field=f"pipeline.{problems[0].field}")
     return cfg

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from hzsr.baseline_model.checkpoint import ModelError, read_checkpoint, save_checkpoint, unet_payload
-from hzsr.baseline_model.config import LossConfig, TrainConfig, dump_config
+from hzsr.baseline_model.config import LossConfig, TrainConfig, dump_config, pipeline_payload
 from hzsr.baseline_model.data import build_cache
 from hzsr.baseline_model.patches import IndexRangeSampler, PatchDataset
 from hzsr.baseline_model.unet import FusionUNet
@@ -200,7 +200,8 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     def checkpoint(final: bool) -> None:
         if not d.main:
             return
-        payload = {**unet_payload(model), "pipeline": to_plain(cfg.pipeline), "train": to_plain(cfg)}
+        payload = {**unet_payload(model), "pipeline": pipeline_payload(to_plain(cfg.pipeline)),
+                   "train": to_plain(cfg)}
         # Log first: a resume drops rows past the checkpoint's step, so a crash between the two is harmless.
         _write_log(out / "log.csv", rows)
         save_checkpoint(last, {**payload, "step": step, "optimizer": opt.state_dict(),
