@@ -107,9 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sim_session)
 
+    from hzsr.baseline_model.cli import add_model_parser
     from hzsr.capture.cli import add_capture_parser, add_rig_parser
-    from hzsr.qa.cli import add_qa_parser
     from hzsr.dataset.cli import add_dataset_parser
+    from hzsr.qa.cli import add_qa_parser
     from hzsr.sync.cli import add_sync_parser
 
     add_rig_parser(stages, _size)
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sync_parser(stages)
     add_qa_parser(stages)
     add_dataset_parser(stages)
+    add_model_parser(stages)
     return p
 
 
