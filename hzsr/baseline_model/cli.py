@@ -96,7 +96,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from hzsr.baseline_model.export import export_onnx
 
-    res = export_onnx(args.ckpt, args.onnx, check=not args.no_check, opset=args.opset)
+    res = export_onnx(args.ckpt, args.out, check=not args.no_check, opset=args.opset)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -114,7 +114,7 @@ def add_model_parser(stages) -> None:
     t = verbs.add_parser("train", help="train the fusion UNet on a packed data set (torchrun-ready)",
                          formatter_class=fmt)
     t.add_argument("--config", default=None, help="train.yaml (TrainConfig); defaults when omitted")
-    t.add_argument("--data", required=True, help="data set folder (hzsr dataset pack + split)")
+    t.add_argument("data", metavar="DATA", help="data set folder (hzsr dataset pack + split)")
     t.add_argument("--out", required=True, help="run folder to create")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set optim.steps=200 --set unet.widths=[8,16,24,32,48]")
@@ -126,12 +126,12 @@ def add_model_parser(stages) -> None:
 
     e = verbs.add_parser("eval", help="PSNR/SSIM on Y inside T's field of view: bicubic, warped reference, "
                          "fusion without blending, full pipeline", formatter_class=fmt)
-    e.add_argument("--ckpt", default=None, help="checkpoint (model.pt); the shipped one when omitted")
-    e.add_argument("--data", required=True, help="data set folder with splits.csv")
+    e.add_argument("--ckpt", default=None, help="checkpoint (model.pt) (default: the shipped one)")
+    e.add_argument("data", metavar="DATA", help="data set folder with splits.csv")
     e.add_argument("--split", default="test", help="split to evaluate")
     e.add_argument("--out", default=None, help="folder for metrics.csv, metrics.md, summary.json "
                    "(default: eval-<split> beside the checkpoint)")
-    e.add_argument("--limit", type=int, default=None, help="evaluate only the first N captures")
+    e.add_argument("--limit", type=int, default=None, help="evaluate only the first N captures (default: all)")
     e.add_argument("--device", default="cpu", help="cpu or cuda")
     e.add_argument("--strict", action="store_true", help="exit 1 when a quality check fails")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -140,25 +140,27 @@ def add_model_parser(stages) -> None:
 
     i = verbs.add_parser("infer", help="fuse one capture: W + reference T -> full-resolution image",
                          formatter_class=fmt)
-    i.add_argument("--ckpt", default=None, help="checkpoint; the shipped one when omitted")
-    i.add_argument("--source", required=True, help="the W image (JPEG/PNG)")
+    i.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
+    i.add_argument("source", metavar="SOURCE", help="the W image (JPEG/PNG)")
     i.add_argument("--ref", required=True, help="the reference T image")
     i.add_argument("--meta", default=None, help="capture.json (intrinsics, AF ROI); without it a focal ratio of 5 "
-                   "and a centred AF ROI are assumed, with a warning")
+                   "and a centred AF ROI are assumed, with a warning (default: none)")
     i.add_argument("--zoom", type=float, default=None, help="output zoom between 1 and the focal ratio "
                    "(default: the focal ratio, i.e. T's field of view)")
     i.add_argument("--out", required=True, help="output image (.png or .jpg); OUT.json gets timings and warnings")
-    i.add_argument("--save-maps", default=None, metavar="DIR", help="also write the maps and intermediate images")
+    i.add_argument("--save-maps", default=None, metavar="DIR",
+                   help="also write the maps and intermediate images to DIR (default: none)")
     i.add_argument("--tile", type=int, default=None, help="UNet tile size (default from the checkpoint)")
-    i.add_argument("--halo", type=int, default=None, help="context pixels around each tile")
+    i.add_argument("--halo", type=int, default=None,
+                   help="context pixels around each tile (default: from the checkpoint)")
     i.add_argument("--device", default="cpu", help="cpu or cuda")
     i.add_argument("--json", action="store_true", help="print the result as JSON")
     i.set_defaults(func=_guard(_cmd_infer))
 
     x = verbs.add_parser("export", help="export the fusion UNet to ONNX and check it with onnxruntime",
                          formatter_class=fmt)
-    x.add_argument("--ckpt", default=None, help="checkpoint; the shipped one when omitted")
-    x.add_argument("--onnx", required=True, help="output .onnx file")
+    x.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
+    x.add_argument("--out", required=True, help=".onnx file to create")
     x.add_argument("--opset", type=int, default=17, help="ONNX opset")
     x.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     x.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -40,7 +40,7 @@ def export_onnx(ckpt: str | Path | None, onnx_path: str | Path, *, check: bool =
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise ModelError("the onnx package is not installed; pip install 'hzsr[train]'", field="--onnx") from None
+        raise ModelError("the onnx package is not installed; pip install 'hzsr[train]'", field="--out") from None
     lc = load_model(ckpt)
     model = lc.model.eval()
     out = Path(onnx_path)

@@ -25,10 +25,10 @@ from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 def read_rgb(path: str | Path, what: str) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
-        raise ConfigError("file not found", file=p, field=what)
+        raise ConfigError("file not found", file=p, field=what, unreadable=True)
     img = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if img is None:
-        raise ConfigError("not a readable image", file=p, field=what)
+        raise ConfigError("not a readable image", file=p, field=what, unreadable=True)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -90,7 +90,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
         raise ConfigError("output must end in .png, .jpg or .jpeg", file=out, field="--out")
     t_all = time.perf_counter()
     t0 = time.perf_counter()
-    w_img = read_rgb(source, "--source")
+    w_img = read_rgb(source, "SOURCE")
     r_img = read_rgb(ref, "--ref")
     capture = read_meta(meta)
     t_decode = time.perf_counter() - t0

@@ -16,7 +16,7 @@ from hzsr.cli import main
 
 def test_eval_writes_metrics_and_a_table(tiny_run, tiny_dataset, tmp_path, capsys):
     out = tmp_path / "ev"
-    assert main(["model", "eval", "--ckpt", str(tiny_run / "model.pt"), "--data", str(tiny_dataset),
+    assert main(["model", "eval", str(tiny_dataset), "--ckpt", str(tiny_run / "model.pt"),
                  "--split", "test", "--out", str(out), "--quiet"]) == 0
     df = pd.read_csv(out / "metrics.csv")
     assert len(df) == 2 and set(df["scene_kind"]) == {"architecture"}  # the held-out scene only
@@ -38,7 +38,7 @@ def _capture_files(session, cid="c00002"):
 def test_infer_full_resolution_with_maps_and_timings(tiny_run, tiny_session, tmp_path, capsys):
     src, ref, meta = _capture_files(tiny_session)
     out = tmp_path / "out.png"
-    assert main(["model", "infer", "--ckpt", str(tiny_run / "model.pt"), "--source", str(src), "--ref", str(ref),
+    assert main(["model", "infer", str(src), "--ckpt", str(tiny_run / "model.pt"), "--ref", str(ref),
                  "--meta", str(meta), "--zoom", "3", "--out", str(out), "--save-maps", str(tmp_path / "maps"),
                  "--tile", "64"]) == 0
     img = cv2.imread(str(out))
@@ -56,7 +56,7 @@ def test_infer_full_resolution_with_maps_and_timings(tiny_run, tiny_session, tmp
 def test_infer_without_meta_warns_about_af_roi(tiny_run, tiny_session, tmp_path):
     src, ref, _ = _capture_files(tiny_session)
     out = tmp_path / "o.png"
-    assert main(["model", "infer", "--ckpt", str(tiny_run / "model.pt"), "--source", str(src), "--ref", str(ref),
+    assert main(["model", "infer", str(src), "--ckpt", str(tiny_run / "model.pt"), "--ref", str(ref),
                  "--out", str(out)]) == 0
     warnings = json.loads((tmp_path / "o.png.json").read_text())["warnings"]
     assert any("AF ROI" in w and "centre" in w for w in warnings)
@@ -66,7 +66,7 @@ def test_unreadable_inputs_are_one_line_errors(tiny_session, tmp_path, capsys):
     src, ref, meta = _capture_files(tiny_session)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint at all")
-    assert main(["model", "infer", "--ckpt", str(bad), "--source", str(src), "--ref", str(ref),
+    assert main(["model", "infer", str(src), "--ckpt", str(bad), "--ref", str(ref),
                  "--out", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(bad) in err and "checkpoint" in err
@@ -74,15 +74,15 @@ def test_unreadable_inputs_are_one_line_errors(tiny_session, tmp_path, capsys):
         load_model(tmp_path / "missing.pt")
     broken = tmp_path / "b.jpg"
     broken.write_bytes(b"\xff\xd8garbage")
-    assert main(["model", "infer", "--source", str(broken), "--ref", str(ref), "--out", str(tmp_path / "o.png")]) == 2
+    assert main(["model", "infer", str(broken), "--ref", str(ref), "--out", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "b.jpg" in err and "--source" in err
+    assert err.count("\n") == 0 and "b.jpg" in err and "SOURCE" in err
 
 
 def test_export_onnx_matches_torch(tiny_run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "unet.onnx"
-    assert main(["model", "export", "--ckpt", str(tiny_run / "model.pt"), "--onnx", str(out), "--json"]) == 0
+    assert main(["model", "export", "--ckpt", str(tiny_run / "model.pt"), "--out", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert out.is_file() and res["max_abs_diff"] <= 1e-4
     # The comparison is real: a perturbed model would not pass it.
@@ -103,7 +103,7 @@ def test_model_cli_without_torch_is_one_line(tmp_path):
     block.mkdir()
     (block / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
     env = {**os.environ, "PYTHONPATH": f"{block}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    r = subprocess.run([sys.executable, "-m", "hzsr.cli", "model", "export", "--onnx", str(tmp_path / "x.onnx")],
+    r = subprocess.run([sys.executable, "-m", "hzsr.cli", "model", "export", "--out", str(tmp_path / "x.onnx")],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "hzsr[train]" in r.stderr

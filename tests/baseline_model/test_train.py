@@ -129,7 +129,7 @@ def test_ddp_two_processes_stay_in_step(tiny_dataset, tmp_path):
     """torchrun, 2 CPU processes (gloo): each reads its own captures; parameters stay identical."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           "-m", "hzsr.cli", "model", "train", "--data", str(tiny_dataset), "--out", str(out), "--quiet"]
+           "-m", "hzsr.cli", "model", "train", str(tiny_dataset), "--out", str(out), "--quiet"]
     for s in TINY:
         cmd += ["--set", s]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HZSR_DDP_BACKEND": "gloo"}
