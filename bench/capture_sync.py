@@ -55,7 +55,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 class Rig:
     def __init__(self, tmp: Path, name: str, size: str, link: str = "loopback", scene: str = "", faults: str = ""):
         self.dir = tmp / name
-        up = _cli("rig", "up", "--virtual", "--background", "--dir", str(self.dir), "--size", size,
+        up = _cli("rig", "up", "--virtual", "--background", "--out", str(self.dir), "--size", size,
                   "--link", link, "--scene", scene, "--faults", faults)
         if up.returncode:
             raise SystemExit(up.stderr)

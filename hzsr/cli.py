@@ -1,5 +1,8 @@
-"""``hzsr <stage> <verb>``: the command line.
+"""hzsr: hybrid-zoom super-resolution data sets from a two-phone rig, and a reference model.
 
+``hzsr <stage> <verb> [FOLDER] [options]``. The folder a verb works on is its first positional
+argument; ``--out`` names only what a verb creates. Every verb prints a short summary and the paths
+it wrote (``--json``: the machine form instead); verdicts are ``pass``/``warn``/``fail``.
 A user's mistake (bad input, bad config, a broken session) ends with one line naming the file and
 field, and a non-zero exit; tracebacks are for bugs.
 """
@@ -33,18 +36,20 @@ def cmd_session_validate(args: argparse.Namespace) -> int:
     from hzsr.core.errors import SessionFormatError
     from hzsr.core.validate import validate_session
 
-    if not Path(args.dir).is_dir():
-        raise SessionFormatError("not a folder", file=args.dir, unreadable=True)
-    findings = validate_session(args.dir, check_pixels=not args.no_pixels)
+    if not Path(args.session).is_dir():
+        raise SessionFormatError("not a folder", file=args.session, unreadable=True)
+    findings = validate_session(args.session, check_pixels=not args.no_pixels)
     errors = [f for f in findings if f.severity == "error"]
     for f in findings:
-        print(f.line(args.dir), file=sys.stderr)
+        print(f.line(args.session), file=sys.stderr)
+    verdict = "fail" if errors else ("warn" if findings else "pass")
     if args.json:
-        print(json.dumps({"session": str(args.dir), "errors": len(errors),
+        print(json.dumps({"session": str(args.session), "verdict": verdict, "errors": len(errors),
                           "warnings": len(findings) - len(errors),
                           "findings": [f.__dict__ for f in findings]}, indent=2))
-    elif not errors:
-        print(f"{args.dir}: valid ({len(findings)} warnings)")
+    else:
+        print(f"{args.session}: {verdict}: {len(errors)} errors, {len(findings) - len(errors)} warnings"
+              + (" (listed above)" if findings else "") + "; wrote nothing")
     return EXIT_PROBLEMS if errors else EXIT_OK
 
 
@@ -73,57 +78,185 @@ def cmd_sim_session(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc).split(": ", 1)[1], file=args.out, field="--out") from None
     except OSError as exc:  # --out /proc/x, a read-only folder, a full disk
         raise ConfigError(f"cannot write: {exc.strerror or exc}", file=args.out, field="--out") from None
-    print(json.dumps({"session": str(out), "captures": cfg.captures, "size": list(cfg.size),
-                      "truth": str(out.parent / (out.name + ".truth")) if cfg.truth else None}))
+    truth = out.parent / (out.name + ".truth") if cfg.truth else None
+    if args.json:
+        print(json.dumps({"session": str(out), "captures": cfg.captures, "size": list(cfg.size),
+                          "truth": str(truth) if truth else None}))
+    else:
+        print(f"simulated {cfg.captures} captures at {cfg.size[0]}x{cfg.size[1]} (seed {cfg.seed}, "
+              f"kinds {','.join(kinds)})")
+        print(f"wrote {out}" + (f"\nwrote {truth}" if truth else ""))
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hzsr", description=__doc__.splitlines()[0])
-    stages = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
+DESCRIPTION = (
+    "Hybrid-zoom super-resolution data sets from a rig of two phones, and a reference model. "
+    "The folder a verb works on is its first positional argument; --out names only what a verb creates. "
+    "Every verb prints a short summary and the paths it wrote (--json: the machine form instead); "
+    "verdicts are pass, warn or fail."
+)
+EPILOG = (
+    "Stages are listed in workflow order. Rig verbs and `capture run` use the rig file "
+    ".hzsr-rig/rig.yaml unless --rig names another (`hzsr rig up --virtual` writes it there). "
+    "Help of a stage: hzsr STAGE --help; of a verb: hzsr STAGE VERB --help."
+)
 
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default (or that it is required) after its help text.
+
+    Like ``argparse.ArgumentDefaultsHelpFormatter``, but a help text that already speaks of its
+    default (``(default: the rig the session used)``) is left alone, so an option defaulting to
+    ``None`` explains what that means instead of printing ``None``; flags read ``off``.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS or "default" in text.lower():
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        if action.default is None:
+            return text  # tests/test_cli_language.py insists that such a help text explains it
+        if isinstance(action.default, (list, tuple)) and not action.default:
+            return f"{text} (default: none)"
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """Every parser of the tree, sub-parsers included (they inherit the class), shows defaults."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        fmt = kwargs.get("formatter_class")
+        if fmt is None or not issubclass(fmt, HelpFormatter):
+            kwargs["formatter_class"] = HelpFormatter
+        super().__init__(*args, **kwargs)
+
+
+def _add_session_parser(stages) -> None:
     session = stages.add_parser("session", help="inspect session folders")
     sv = session.add_subparsers(dest="verb", required=True, metavar="VERB")
     v = sv.add_parser("validate", help="check a session folder: fields, files, sha256, decodes")
-    v.add_argument("dir")
+    v.add_argument("session", metavar="SESSION", help="session folder")
     v.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
     v.add_argument("--no-pixels", action="store_true", help="skip decoding images (faster)")
     v.set_defaults(func=cmd_session_validate)
 
+
+def _add_sim_parser(stages) -> None:
     sim = stages.add_parser("sim", help="the scene and camera simulator (no ADB needed)")
     simv = sim.add_subparsers(dest="verb", required=True, metavar="VERB")
     s = simv.add_parser("session", help="render a session folder of W/T/reference triplets")
-    s.add_argument("--out", required=True)
-    s.add_argument("--captures", type=int, default=10)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="session folder to create (must not exist)")
+    s.add_argument("--captures", type=int, default=10, help="number of captures to render")
+    s.add_argument("--seed", type=int, default=0, help="seed of the scenes, poses and clocks (0 .. 2^63-1)")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--size", type=_size, default=(640, 480), help="every camera's size, WxH")
+    g.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="every camera's size, WxH "
+                   "(default: 640x480)")
     g.add_argument("--full-res", action="store_true", help="4000x3000, as the phones capture")
-    s.add_argument("--kinds", help="comma-separated scene kinds to cycle through")
+    s.add_argument("--kinds", help="comma-separated scene kinds to cycle through (default: every kind)")
     s.add_argument("--truth", action="store_true", help="write ground truth to <out>.truth/")
-    s.add_argument("--no-phase-align", action="store_true")
+    s.add_argument("--no-phase-align", action="store_true",
+                   help="trigger without aligning the phones' frame phases (libsoftwaresync's phase alignment)")
     s.add_argument("--link", default="loopback", help="link profile(s) of the simulated SNTP: loopback, usb2, "
                    "usb2-hub, usb3, or main=usb2-hub,reference=usb3 (default: %(default)s)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--json", action="store_true", help="print the result as JSON instead of the summary")
     s.set_defaults(func=cmd_sim_session)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="hzsr", description=DESCRIPTION, epilog=EPILOG)
+    stages = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
+
+    from hzsr.baseline_model.cli import add_model_parser
     from hzsr.capture.cli import add_capture_parser, add_rig_parser
     from hzsr.dataset.cli import add_dataset_parser
-
     from hzsr.qa.cli import add_qa_parser
     from hzsr.sync.cli import add_sync_parser
 
+    # Workflow order: `hzsr --help` lists the stages as a crew meets them.
     add_rig_parser(stages, _size)
     add_capture_parser(stages)
+    _add_session_parser(stages)
     add_sync_parser(stages)
-    add_dataset_parser(stages)
-
     add_qa_parser(stages)
+    add_dataset_parser(stages)
+    add_model_parser(stages)
+    _add_sim_parser(stages)
+    # -- demo: the lead adds `from hzsr.demo import add_demo_parser` and `add_demo_parser(stages)` here,
+    # -- last, so that `hzsr --help` ends with it.
     return p
+
+
+# Old spellings, kept for one release: (stage, verb) -> {old option: new spelling}. None moves the
+# option's value to the first positional slot after the verb; a string renames the option.
+DEPRECATED_OPTIONS: dict[tuple[str, str], dict[str, str | None]] = {
+    ("capture", "run"): {"--session": None},
+    ("rig", "up"): {"--dir": "--out"},
+    ("model", "train"): {"--data": None},
+    ("model", "eval"): {"--data": None},
+    ("model", "infer"): {"--source": None},
+    ("model", "export"): {"--onnx": "--out"},
+}
+CAPTURE_VERBS = ("run", "resume", "purge")
+
+
+def rewrite_deprecated(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Old spellings to new ones: returns the new argv and one warning per old spelling used.
+
+    ``hzsr capture --session D ...`` is ``hzsr capture run D ...`` (``capture`` took options before
+    it had verbs); ``rig up --dir D`` is ``rig up --out D``; ``model train|eval --data D`` is
+    ``model train|eval D``; ``model infer --source S`` is ``model infer S``; ``model export --onnx
+    F`` is ``model export --out F``.
+    """
+    argv = list(argv)
+    warnings: list[str] = []
+    if len(argv) >= 2 and argv[0] == "capture" and argv[1] not in (*CAPTURE_VERBS, "-h", "--help"):
+        argv.insert(1, "run")
+        if "--session" not in argv and not any(a.startswith("--session=") for a in argv):
+            warnings.append("'hzsr capture [options]' is deprecated; use 'hzsr capture run SESSION [options]'")
+    if len(argv) < 2 or (argv[0], argv[1]) not in DEPRECATED_OPTIONS:
+        return argv, warnings
+    head, rest = argv[:2], argv[2:]
+    table = DEPRECATED_OPTIONS[(head[0], head[1])]
+    first: list[str] = []
+    out: list[str] = []
+    i = 0
+    while i < len(rest):
+        a = rest[i]
+        if a == "--":
+            out += rest[i:]
+            break
+        name, eq, value = a.partition("=")
+        if not a.startswith("--") or name not in table:
+            out.append(a)
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(rest):  # no value: argparse says so in its own words
+                out.append(a)
+                break
+            value = rest[i + 1]
+            i += 1
+        i += 1
+        new = table[name]
+        if new is None:
+            first.append(value)
+            warnings.append(f"'{name} {value}' is deprecated; use 'hzsr {head[0]} {head[1]} {value} ...'")
+        else:
+            out += [new, value]
+            warnings.append(f"'{name} {value}' is deprecated; use '{new} {value}'")
+    return head + first + out, warnings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv, warnings = rewrite_deprecated(sys.argv[1:] if argv is None else list(argv))
+    for w in warnings:
+        print(f"hzsr: warning: {w}; the old spelling goes in the next release", file=sys.stderr)
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -18,27 +18,35 @@ from hzsr.core.errors import CaptureError, ConfigError, RigError
 DEFAULT_DIR = ".hzsr-rig"
 
 
+RIG_HELP = "rig.yaml (default: %(default)s, which hzsr rig up --virtual writes)"
+
+
 def add_rig_parser(stages, size_type) -> None:
-    rig = stages.add_parser("rig", help="the rig: start/stop the virtual rig")
+    rig = stages.add_parser("rig", help="the rig: start/stop the virtual rig, check it, watch its clocks")
     verbs = rig.add_subparsers(dest="verb", required=True, metavar="VERB")
     up = verbs.add_parser("up", help="start an adb server and virtual phones; write rig.yaml")
     up.add_argument("--virtual", action="store_true", help="virtual phones (the only kind rig up starts)")
-    up.add_argument("--phones", type=int, default=2)
-    up.add_argument("--profile", default="vphone-5x")
-    up.add_argument("--faults", default="", help="e.g. drop_after_bytes=200000@reference,stall@main")
-    up.add_argument("--dir", default=DEFAULT_DIR, help="rig folder: rig.yaml, phone storage, truth, log")
-    up.add_argument("--size", type=size_type, default=(640, 480))
-    up.add_argument("--seed", type=int, default=0)
+    up.add_argument("--phones", type=int, default=2, help="number of virtual phones: main, reference, then spares")
+    up.add_argument("--profile", default="vphone-5x", help="phone optics profile (hzsr.sim.profiles)")
+    up.add_argument("--faults", default="", help="injected faults, name[=value][@main|@reference], comma-separated, "
+                    "e.g. drop_after_bytes=200000@reference,stall@main (default: none)")
+    up.add_argument("--out", default=DEFAULT_DIR, help="rig folder to create: rig.yaml, phone storage, truth, log")
+    up.add_argument("--size", type=size_type, default=(640, 480), metavar="WxH",
+                    help="every camera's image size (default: 640x480)")
+    up.add_argument("--seed", type=int, default=0, help="seed of the world, clocks and faults")
     up.add_argument("--link", default="loopback",
                     help="link profile of both phones (loopback, usb2, usb2-hub, usb3), or per phone: "
                          "main=usb2-hub,reference=usb3 (default: %(default)s)")
     up.add_argument("--scene", default="", help="show only this scene kind, e.g. sync-board "
                     "(default: cycle through every kind)")
-    up.add_argument("--adb-port", type=int, default=None)
+    up.add_argument("--adb-port", type=int, default=None, help="the private adb server's port "
+                    "(default: a free port; never 5037)")
     up.add_argument("--background", action="store_true", help="detach; return once the rig is up")
+    up.add_argument("--json", action="store_true", help="print the rig (rig.yaml, pid, port, phones) as JSON")
     up.set_defaults(func=cmd_rig_up)
     down = verbs.add_parser("down", help="stop what rig up started, by PID")
-    down.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml")
+    down.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml", help=RIG_HELP)
+    down.add_argument("--json", action="store_true", help="print what was stopped as JSON")
     down.set_defaults(func=cmd_rig_down)
     add_rig_checks(verbs)
 
@@ -72,7 +80,7 @@ def cmd_rig_up(args: argparse.Namespace) -> int:
     if args.scene and args.scene not in (*SCENE_KINDS, "sync-board"):
         raise ConfigError(f"unknown scene kind {args.scene!r}; known: {', '.join(SCENE_KINDS)}, sync-board",
                           field="--scene")
-    workdir = Path(args.dir).resolve()
+    workdir = Path(args.out).resolve()
     rig_yaml = workdir / "rig.yaml"
     if args.adb_port is not None and not (1024 <= args.adb_port <= 65535 and args.adb_port != 5037):
         raise ConfigError("must be a free TCP port in 1024..65535 other than 5037", field="--adb-port")
@@ -104,8 +112,7 @@ def cmd_rig_up(args: argparse.Namespace) -> int:
     rig.start()
     try:
         assert rig.adb is not None
-        print(json.dumps({"rig_yaml": str(rig_yaml), "pid": os.getpid(), "adb_port": rig.adb.port,
-                          "phones": [{"serial": p.address, "role": p.role} for p in rig.phones]}), flush=True)
+        _say_up(args, rig_yaml, os.getpid(), rig.adb.port, [(p.address, p.role) for p in rig.phones])
         print(f"virtual rig up. Use it with:\n  {rig.adb.adb} -P {rig.adb.port} devices\n"
               f"  export ANDROID_ADB_SERVER_PORT={rig.adb.port}\n  hzsr rig down --rig {rig_yaml}",
               file=sys.stderr, flush=True)
@@ -117,10 +124,20 @@ def cmd_rig_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_up(args: argparse.Namespace, rig_yaml: Path, pid: int, port: int, phones: list[tuple[str, str]]) -> None:
+    if args.json:
+        print(json.dumps({"rig_yaml": str(rig_yaml), "pid": pid, "adb_port": port,
+                          "phones": [{"serial": s, "role": r} for s, r in phones]}), flush=True)
+    else:
+        print(f"virtual rig up: {len(phones)} phones ({', '.join(f'{r} {s}' for s, r in phones)}), adb server on "
+              f"port {port}, rig pid {pid}; stop it with: hzsr rig down --rig {rig_yaml}", flush=True)
+        print(f"wrote {rig_yaml}", flush=True)
+
+
 def _up_background(args: argparse.Namespace, workdir: Path, rig_yaml: Path) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--phones", str(args.phones),
-            "--profile", args.profile, "--faults", args.faults, "--dir", str(workdir),
+    argv = [sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--json", "--phones", str(args.phones),
+            "--profile", args.profile, "--faults", args.faults, "--out", str(workdir),
             "--size", f"{args.size[0]}x{args.size[1]}", "--seed", str(args.seed), "--link", args.link,
             "--scene", args.scene]
     if args.adb_port:
@@ -137,8 +154,9 @@ def _up_background(args: argparse.Namespace, workdir: Path, rig_yaml: Path) -> i
 
             rig = load_rig(rig_yaml)
             if rig.virtual is not None and rig.virtual.pid == proc.pid:
-                print(json.dumps({"rig_yaml": str(rig_yaml), "pid": proc.pid, "adb_port": rig.adb.port,
-                                  "phones": [{"serial": p.serial, "role": p.role} for p in rig.phones]}))
+                _say_up(args, rig_yaml, proc.pid, rig.adb.port, [(p.serial, p.role) for p in rig.phones])
+                if not args.json:
+                    print(f"wrote {workdir / 'rig.log'}")
                 return 0
         time.sleep(0.1)
     proc.terminate()
@@ -189,25 +207,32 @@ def cmd_rig_down(args: argparse.Namespace) -> int:
         AdbServer(port, bundled_adb()).stop()
         stopped.append(adb_pid)
     path.unlink(missing_ok=True)
-    print(json.dumps({"stopped_pids": stopped, "rig_yaml": str(path)}))
+    if args.json:
+        print(json.dumps({"stopped_pids": stopped, "rig_yaml": str(path)}))
+    else:
+        print(f"rig down: stopped {', '.join(f'pid {p}' for p in stopped) or 'nothing (already gone)'}; "
+              f"removed {path}")
     return 0
 
 
 # -- doctor, clock, capture ---------------------------------------------------------------
 def add_rig_checks(verbs) -> None:
     d = verbs.add_parser("doctor", help="check the rig before a shoot (pass/warn/fail per check)")
-    d.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml")
-    d.add_argument("--json", action="store_true")
-    d.add_argument("--planned-captures", type=int, default=None)
+    d.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml", help=RIG_HELP)
+    d.add_argument("--json", action="store_true", help="print the checks as JSON instead of the table")
+    d.add_argument("--planned-captures", type=int, default=None,
+                   help="captures planned for the shoot, to check the phones' free storage against "
+                   "(default: 200, DoctorConfig.planned_captures)")
     d.set_defaults(func=cmd_rig_doctor)
     c = verbs.add_parser("clock", help="print each phone's clock offset, error bound and drift, live")
-    c.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml")
-    c.add_argument("--seconds", type=float, default=10.0)
-    c.add_argument("--every", type=float, default=1.0)
+    c.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml", help=RIG_HELP)
+    c.add_argument("--seconds", type=float, default=10.0, help="how long to watch, seconds")
+    c.add_argument("--every", type=float, default=1.0, help="seconds between clock-sync rounds")
+    c.add_argument("--json", action="store_true", help="print one JSON object per round instead of a line")
     c.set_defaults(func=cmd_rig_clock)
     k = verbs.add_parser("conformance", help="check a phone's capture agent against every rule of "
                          "docs/agent-protocol.md (pass/fail per rule; exit 1 on any fail)")
-    k.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml", help="rig.yaml (default: %(default)s)")
+    k.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml", help=RIG_HELP)
     k.add_argument("--role", default=None, help="main or reference (default: every phone of the rig)")
     k.add_argument("--json", action="store_true", help="print the results as JSON")
     k.set_defaults(func=cmd_rig_conformance)
@@ -251,7 +276,7 @@ def cmd_rig_conformance(args: argparse.Namespace) -> int:
     try:
         for role in [args.role] if args.role else roles:
             say = None if args.json else (lambda r, role=role: print(
-                f"{role:<9}  {r.status.upper():<4}  {r.rule:<30} {r.detail}", flush=True))
+                f"{role:<9}  {r.status:<4}  {r.rule:<30} {r.detail}", flush=True))
             results[role] = run_conformance(link, role, on_result=say)
     finally:
         link.close()
@@ -260,7 +285,7 @@ def cmd_rig_conformance(args: argparse.Namespace) -> int:
         print(json.dumps({role: [asdict(r) for r in rs] for role, rs in results.items()}, indent=1))
     else:
         n = sum(len(rs) for rs in results.values())
-        print(f"{'FAIL' if failed else 'PASS'}: {n - len(failed)} of {n} rules hold"
+        print(f"{'fail' if failed else 'pass'}: {n - len(failed)} of {n} rules hold"
               + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
@@ -282,7 +307,13 @@ def cmd_rig_clock(args: argparse.Namespace) -> int:
                 add_sample(clock, s)
                 row[role] = {"offset_ns": s.offset_ns, "bound_us": round(s.rtt_ns / 2e3, 1),
                              "drift_ppm": None if clock.drift_ppm is None else round(clock.drift_ppm, 3)}
-            print(json.dumps(row), flush=True)
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                print(f"{row['t_s']:6.2f} s  " + "   ".join(
+                    f"{role}: offset {v['offset_ns'] / 1e3:+.1f} us +- {v['bound_us']:.1f} us, drift "
+                    + ("(needs 2 rounds)" if v["drift_ppm"] is None else f"{v['drift_ppm']:+.3f} ppm")
+                    for role, v in row.items() if role != "t_s"), flush=True)
             if time.monotonic() + args.every > t_end:
                 return 0
             time.sleep(args.every)
@@ -294,34 +325,39 @@ def cmd_rig_clock(args: argparse.Namespace) -> int:
 
 def add_capture_parser(stages) -> None:
     cap = stages.add_parser("capture", help="synchronized captures on the rig, into a session folder")
-    cap.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml")
-    cap.add_argument("--session", help="session folder (created, or continued if it exists)")
-    cap.add_argument("--count", type=int, default=1)
-    cap.add_argument("--interval", type=float, default=2.0, help="seconds between captures")
-    cap.add_argument("--scene", default="scene-0000")
-    cap.add_argument("--tags", default="")
-    cap.add_argument("--notes", default="")
-    cap.add_argument("--interactive", action="store_true",
+    verbs = cap.add_subparsers(dest="verb", required=True, metavar="VERB")
+    run = verbs.add_parser("run", help="take captures into SESSION (created, or continued if it exists)")
+    run.add_argument("session", metavar="SESSION", help="session folder (created, or continued if it exists)")
+    run.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml", help=RIG_HELP)
+    run.add_argument("--count", type=int, default=1, help="number of captures to take")
+    run.add_argument("--interval", type=float, default=2.0, help="seconds between captures")
+    run.add_argument("--scene", default="scene-0000", help="scene id recorded with every capture")
+    run.add_argument("--tags", default="", help="comma-separated scene tags, e.g. indoor,lowlight (default: none)")
+    run.add_argument("--notes", default="", help="free text recorded with every capture (default: none)")
+    run.add_argument("--interactive", action="store_true",
                      help="Enter captures, t sets scene/tags, r discards the last (retake), q quits")
-    cap.add_argument("--delete-after-verify", action="store_true",
-                     help="delete phone copies once verified (default: keep them until purge)")
-    cap.add_argument("--no-phase-align", action="store_true")
-    cap.add_argument("--af", default="auto", help="AF mode on every camera: auto, fixed:DIOPTERS or roi:x,y,w,h "
+    run.add_argument("--delete-after-verify", action="store_true",
+                     help="delete phone copies once verified (default: off, keep them until purge)")
+    run.add_argument("--no-phase-align", action="store_true",
+                     help="trigger without aligning the phones' frame phases first (default: off, align them)")
+    run.add_argument("--af", default="auto", help="AF mode on every camera: auto, fixed:DIOPTERS or roi:x,y,w,h "
                      "(default: %(default)s; agent protocol 2)")
-    cap.add_argument("--lock-3a", action="store_true",
+    run.add_argument("--lock-3a", action="store_true",
                      help="lock AE, AWB (and AF) on each phone before each capture (default: off, 3A runs free)")
-    cap.add_argument("--match-exposure", action="store_true",
+    run.add_argument("--match-exposure", action="store_true",
                      help="give the reference T the main T's locked exposure, ISO and white-balance gains "
                      "(default: off)")
-    cap.set_defaults(func=cmd_capture)
-    verbs = cap.add_subparsers(dest="verb", metavar="VERB")
+    run.add_argument("--json", action="store_true", help="print the captures as JSON instead of the summary")
+    run.set_defaults(func=cmd_capture)
     r = verbs.add_parser("resume", help="finish every capture that was triggered but not verified")
-    r.add_argument("dir")
-    r.add_argument("--rig", dest="resume_rig", default=None, help="rig.yaml (default: the one the session used)")
+    r.add_argument("session", metavar="SESSION", help="session folder")
+    r.add_argument("--rig", default=None, metavar="RIG", help="rig.yaml (default: the one the session used)")
+    r.add_argument("--json", action="store_true", help="print the resumed captures as JSON")
     r.set_defaults(func=cmd_capture_resume)
     p = verbs.add_parser("purge", help="delete phone copies of verified captures")
-    p.add_argument("dir")
-    p.add_argument("--rig", dest="resume_rig", default=None)
+    p.add_argument("session", metavar="SESSION", help="session folder")
+    p.add_argument("--rig", default=None, metavar="RIG", help="rig.yaml (default: the one the session used)")
+    p.add_argument("--json", action="store_true", help="print the purged captures as JSON")
     p.set_defaults(func=cmd_capture_purge)
 
 
@@ -351,33 +387,39 @@ def _session_rig(dir_: str, override: str | None) -> str:
     return rig
 
 
+SKEW_LEGEND = ("skew: reference T minus main W at capture time, +- the clock-sync error bound; pass, warn, or fail "
+               "(then retake). It uses the clock samples taken up to that capture; hzsr sync check refits each "
+               "phone's clock with all of the session's samples, before and after, so its figures differ a little.")
+
+
 def cmd_capture(args: argparse.Namespace) -> int:
-    if not args.session:
-        raise ConfigError("required: the session folder to write", field="--session")
     if args.count < 1:
         raise ConfigError("must be >= 1", field="--count")
     _finite("--interval", args.interval, 0.0)
     sess = Path(args.session)
     if sess.exists() and not sess.is_dir():
-        raise ConfigError("exists and is not a folder", file=sess, field="--session")
+        raise ConfigError("exists and is not a folder", file=sess, field="SESSION", unreadable=True)
     run = _run(args.session, args.rig, args)
     tags = [t for t in args.tags.split(",") if t]
-    results = []
+    results: list = []
     try:
         run.open()  # takes the session lock; a busy session raises before anything is written
     except BaseException:
         run.close()
         raise
     try:
+        if not args.json:
+            print(SKEW_LEGEND, file=sys.stderr, flush=True)
         if args.interactive:
-            return _interactive(run, args.scene, tags)
-        for k in range(args.count):
-            t0 = time.monotonic()
-            res = run.capture(args.scene, tags, args.notes)
-            results.append(res)
-            print(res.line(), file=sys.stderr, flush=True)
-            if k + 1 < args.count:
-                time.sleep(max(0.0, args.interval - (time.monotonic() - t0)))
+            _interactive(run, args.scene, tags, results)
+        else:
+            for k in range(args.count):
+                t0 = time.monotonic()
+                res = run.capture(args.scene, tags, args.notes)
+                results.append(res)
+                print(res.line(), file=sys.stderr, flush=True)
+                if k + 1 < args.count:
+                    time.sleep(max(0.0, args.interval - (time.monotonic() - t0)))
     except KeyboardInterrupt:
         run.journal.append("session_stopped", interrupted=True)
         print(f"hzsr: interrupted; finish with: hzsr capture resume {args.session}", file=sys.stderr)
@@ -391,13 +433,23 @@ def cmd_capture(args: argparse.Namespace) -> int:
     finally:
         run.close()
     run.journal.append("session_stopped", captures=len(results))
-    print(json.dumps({"session": args.session, "captures": [
-        {"capture_id": r.capture_id, "skew_us": r.skew_us, "bound_us": r.bound_us, "verdict": r.verdict}
-        for r in results]}))
+    if args.json:
+        print(json.dumps({"session": args.session, "captures": [
+            {"capture_id": r.capture_id, "skew_us": r.skew_us, "bound_us": r.bound_us, "verdict": r.verdict,
+             "reason": r.reason} for r in results]}))
+        return 0
+    counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "warn", "fail")}
+    print(f"{args.session}: {len(results)} captures: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+          + ("; retake the failed ones" if counts["fail"] else ""))
+    for r in results:
+        print(f"wrote {sess / 'captures' / r.capture_id}")
+    if results:
+        print(f"wrote {sess / 'session.json'}, {sess / 'journal.jsonl'}")
     return 0
 
 
-def _interactive(run, scene: str, tags: list[str]) -> int:
+def _interactive(run, scene: str, tags: list[str], results: list) -> None:
+    """Keys from stdin; appends each kept capture's result to ``results`` (a retake removes it)."""
     last = None
     print("Enter: capture   t: set scene/tags   r: retake (discard last)   q: quit", file=sys.stderr, flush=True)
     for line in sys.stdin:
@@ -416,19 +468,19 @@ def _interactive(run, scene: str, tags: list[str]) -> int:
                 print("nothing to retake yet", file=sys.stderr, flush=True)
             else:
                 run.discard(last, "retake requested by crew")
+                results[:] = [r for r in results if r.capture_id != last]
                 print(f"{last}: discarded (kept on disk); capture again", file=sys.stderr, flush=True)
                 last = None
         elif cmd == "":
             try:
                 res = run.capture(scene, tags)
                 last = res.capture_id
+                results.append(res)
                 print(res.line(), file=sys.stderr, flush=True)
             except (RigError, CaptureError) as exc:
                 print(f"capture failed: {exc.one_line()}", file=sys.stderr, flush=True)
         else:
             print(f"unknown key {cmd!r}", file=sys.stderr, flush=True)
-    run.journal.append("session_stopped")
-    return 0
 
 
 @contextmanager
@@ -437,11 +489,11 @@ def _existing_run(args: argparse.Namespace):
 
     The session must exist (its session.json is read first): resume and purge create nothing.
     """
-    rig = _session_rig(args.dir, args.resume_rig)
+    rig = _session_rig(args.session, args.rig)
     from hzsr.core.records import SessionRecord
 
-    SessionRecord.load(args.dir)
-    run = _run(args.dir, rig)
+    SessionRecord.load(args.session)
+    run = _run(args.session, rig)
     try:
         run.open()
         yield run
@@ -456,8 +508,16 @@ def cmd_capture_resume(args: argparse.Namespace) -> int:
         results = resume(run)
     for r in results:
         print(r.line(), file=sys.stderr)
-    print(json.dumps({"session": args.dir, "resumed": [{"capture_id": r.capture_id, "status": r.status,
-                                                        "reason": r.reason} for r in results]}))
+    if args.json:
+        print(json.dumps({"session": args.session, "resumed": [
+            {"capture_id": r.capture_id, "status": r.status, "reason": r.reason} for r in results]}))
+    else:
+        by = {s: [r.capture_id for r in results if r.status == s] for s in ("complete", "abandoned", "incomplete")}
+        print(f"{args.session}: resumed {len(results)} captures: " + ", ".join(f"{len(v)} {k}" for k, v in by.items())
+              + ("; run resume again once the rig is back" if by["incomplete"] else ""))
+        for cid in by["complete"]:
+            print(f"wrote {Path(args.session) / 'captures' / cid}")
+        print(f"wrote {Path(args.session) / 'journal.jsonl'}")
     # Abandoned captures are finished business; only one the link could not reach stays open.
     return 0 if all(r.status in ("complete", "abandoned") for r in results) else 1
 
@@ -467,5 +527,10 @@ def cmd_capture_purge(args: argparse.Namespace) -> int:
 
     with _existing_run(args) as run:
         done = purge(run)
-    print(json.dumps({"session": args.dir, "deleted_from_phones": done}))
+    if args.json:
+        print(json.dumps({"session": args.session, "deleted_from_phones": done}))
+    else:
+        print(f"{args.session}: deleted the phones' copies of {len(done)} captures"
+              + (f" ({', '.join(done)})" if done else ""))
+        print(f"wrote {Path(args.session) / 'journal.jsonl'}")
     return 0

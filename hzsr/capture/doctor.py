@@ -50,7 +50,7 @@ class Report:
              for k in ("check", "phone", "status")]
         lines = [f"{'check':<{w[0]}}  {'phone':<{w[1]}}  {'status':<{w[2]}}  detail"]
         for r in self.rows:
-            lines.append(f"{r.check:<{w[0]}}  {r.phone:<{w[1]}}  {r.status.upper():<{w[2]}}  {r.detail}")
+            lines.append(f"{r.check:<{w[0]}}  {r.phone:<{w[1]}}  {r.status:<{w[2]}}  {r.detail}")
         return "\n".join(lines)
 
 

@@ -49,7 +49,7 @@ from hzsr.core.schema import to_plain
 
 @dataclass
 class CaptureConfig:
-    """Options of ``hzsr capture``; every default lives here."""
+    """Options of ``hzsr capture run``; every default lives here."""
 
     lead_ms: float = 150.0  # least time between sending `capture` and the target instant
     lead_factor: float = 4.0  # ... and at least this many times the slowest command round trip
@@ -72,17 +72,18 @@ class CaptureResult:
     status: str  # complete | incomplete | abandoned
     skew_us: float | None = None  # reference minus main, mapped to the host clock
     bound_us: float | None = None  # clock-sync error bound of that skew
-    verdict: str = "pass"  # pass | warn | retake
+    verdict: str = "pass"  # pass | warn | fail (retake the shot)
     reason: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
         if self.status != "complete":
-            return f"{self.capture_id}: {self.status.upper()}: {self.reason}"
+            return f"{self.capture_id}: {self.status}: {self.reason}"
         if self.skew_us is None or self.bound_us is None:  # finished by resume: skew is sync check's job
             return f"{self.capture_id}: complete"
         return (f"{self.capture_id}: skew {self.skew_us:+.0f} us (bound +-{self.bound_us:.0f} us): "
-                f"{self.verdict.upper()}{': ' + self.reason if self.reason else ''}")
+                f"{self.verdict}{': ' + self.reason if self.reason else ''}"
+                f"{'; retake' if self.verdict == 'fail' else ''}")
 
 
 def _now_utc() -> str:
@@ -117,7 +118,7 @@ class CaptureRun:
             SessionBusyError: another process holds the session (one line naming its PID).
         """
         if self.dir.exists() and not self.dir.is_dir():
-            raise CaptureError("exists and is not a folder", file=self.dir, field="--session")
+            raise CaptureError("exists and is not a folder", file=self.dir, field="SESSION", unreadable=True)
         self.lock.acquire()
         if self.lock.took_over_from is not None:
             self.journal.append("lock_taken_over", stale_pid=self.lock.took_over_from)
@@ -275,7 +276,7 @@ class CaptureRun:
         # The same rule as `hzsr sync check`, so the crew hears at once what curators see later.
         a, b = abs(res.skew_us), res.bound_us
         if a - b > self.cfg.max_skew_us:
-            res.verdict, res.reason = "retake", f"skew surely above {self.cfg.max_skew_us:.0f} us"
+            res.verdict, res.reason = "fail", f"skew surely above {self.cfg.max_skew_us:.0f} us"
         elif a + b > self.cfg.max_skew_us:
             res.verdict, res.reason = "warn", f"skew may exceed {self.cfg.max_skew_us:.0f} us"
         elif a + b > self.cfg.warn_skew_us:  # pass only within the warn level at the bound's edge

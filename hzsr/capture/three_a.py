@@ -29,7 +29,7 @@ MATCH_TOLERANCE = 0.02
 
 @dataclass
 class ThreeAConfig:
-    """3A options of ``hzsr capture``; every default lives here."""
+    """3A options of ``hzsr capture run``; every default lives here."""
 
     af: str = "auto"  # auto | fixed:DIOPTERS | roi:x,y,w,h (AF region in output pixels)
     lock_3a: bool = False  # lock AE, AWB (and AF when auto) on each phone before each capture

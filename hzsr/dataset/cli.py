@@ -59,12 +59,14 @@ def add_dataset_parser(stages) -> None:
     p.add_argument("--shard-size", default="1GiB",
                    help="captures per shard (e.g. 64) or decoded bytes per shard (e.g. 1GiB, 500MB)")
     p.add_argument("--filter", default=None,
-                   help="pandas query over manifest columns, e.g. \"verdict != 'fail' and scene_kind == 'night'\"")
+                   help="pandas query over manifest columns, e.g. \"verdict != 'fail' and scene_kind == 'night'\" "
+                   "(default: every capture)")
     p.add_argument("--compression", default=DEFAULT_CODEC, choices=CODECS,
                    help="codec of the image arrays; the default is what bench/dataset.py measured best")
     p.add_argument("--workers", type=int, default=1, help="local processes writing shards in parallel")
     p.add_argument("--scheduler", default=None,
-                   help="dask.distributed scheduler address (tcp://host:8786): one shard per task")
+                   help="dask.distributed scheduler address (tcp://host:8786): one shard per task "
+                   "(default: none, local --workers)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the machine-readable summary")
     p.set_defaults(func=_guard(_cmd_pack))

@@ -29,7 +29,7 @@ VERDICT_RANK = {"pass": 0, "warn": 1, "fail": 2}
 
 
 def norm_verdict(v: Any) -> str | None:
-    """Verdicts as pass/warn/fail (sync writes ``ok`` for pass)."""
+    """Verdicts as pass/warn/fail (sessions checked by an older ``sync check`` say ``ok`` for pass)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
     v = str(v).strip().lower()

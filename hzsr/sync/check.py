@@ -22,6 +22,8 @@ from hzsr.core.schema import parse_dataclass
 from hzsr.sync.pairing import pair_frames
 from hzsr.sync.timebase import Timebase
 
+VERDICTS = ("pass", "warn", "fail")
+VERDICT_COLORS = {"pass": "tab:green", "warn": "tab:orange", "fail": "tab:red"}
 FAIL_FLAGS = {
     "bad_record", "timestamp_source_unknown", "no_clock_sync", "non_monotonic", "clock_jump",
     "skew_exceeds_max", "pairing_unmatched", "pairing_ambiguous", "pairing_contested",
@@ -148,7 +150,7 @@ def analyse(session: SessionRecord, recs: list[CaptureRecord], bad: list[dict[st
             elif abs(skew) + bound > th.max_skew_us:
                 flags.append("skew_may_exceed_max")
                 reasons.append(f"|skew| {abs(skew):.0f} +- {bound:.0f} us may exceed {th.max_skew_us:.0f} us")
-            elif abs(skew) + bound > warn_us:  # ok only if within the warn level at the bound's edge
+            elif abs(skew) + bound > warn_us:  # pass only if within the warn level at the bound's edge
                 flags.append("skew_high")
                 reasons.append(f"|skew| {abs(skew):.0f} +- {bound:.0f} us may exceed {warn_us:.0f} us")
             if bound > th.max_skew_us:
@@ -190,7 +192,7 @@ def analyse(session: SessionRecord, recs: list[CaptureRecord], bad: list[dict[st
     df["flags"] = df["flags"].apply(lambda fl: sorted(set(fl)))
     df["verdict"] = df["flags"].apply(
         lambda fl: "fail" if any(f in FAIL_FLAGS or f.startswith("off_by_") for f in fl)
-        else ("warn" if fl else "ok"))
+        else ("warn" if fl else "pass"))
     df = df.sort_values("capture_id").reset_index(drop=True)
     return df, _summary(session, df, th, jumps)
 
@@ -231,7 +233,7 @@ def _summary(session: SessionRecord, df: pd.DataFrame, th: SyncThresholds, jumps
     return {
         "session_id": session.session_id,
         "captures": int(len(df)),
-        "verdicts": {v: int((df["verdict"] == v).sum()) for v in ("ok", "warn", "fail")},
+        "verdicts": {v: int((df["verdict"] == v).sum()) for v in VERDICTS},
         "skew_abs_us": {"p50": _pct(skew, 50), "p95": _pct(skew, 95), "max": _pct(skew, 100),
                         "measured": int(len(skew))},
         "skew_bound_us": {"p50": _pct(bound, 50), "p95": _pct(bound, 95)},
@@ -254,12 +256,16 @@ def _plots(out: Path, session: SessionRecord, df: pd.DataFrame, th: SyncThreshol
 
     fig, ax = plt.subplots(figsize=(9, 4))
     d = df.dropna(subset=["skew_ref_main_us"])
-    colors = d["verdict"].map({"ok": "tab:green", "warn": "tab:orange", "fail": "tab:red"})
-    ax.errorbar(range(len(d)), d["skew_ref_main_us"], yerr=d["skew_bound_us"], fmt="none",
-                ecolor="0.6", elinewidth=1)
-    ax.scatter(range(len(d)), d["skew_ref_main_us"], c=list(colors), s=14, zorder=3)
-    for y in (th.max_skew_us, -th.max_skew_us):
-        ax.axhline(y, color="tab:red", lw=0.8, ls="--")
+    x = np.arange(len(d))
+    ax.errorbar(x, d["skew_ref_main_us"], yerr=d["skew_bound_us"], fmt="none",
+                ecolor="0.6", elinewidth=1, label="clock-sync error bound")
+    for v in VERDICTS:  # one scatter per verdict, so the legend names each colour
+        m = (d["verdict"] == v).to_numpy()
+        ax.scatter(x[m], d["skew_ref_main_us"][m], c=VERDICT_COLORS[v], s=14, zorder=3,
+                   label=f"{v} ({int(m.sum())})")
+    for k, y in enumerate((th.max_skew_us, -th.max_skew_us)):
+        ax.axhline(y, color="tab:red", lw=0.8, ls="--", label=f"+-max_skew_us ({th.max_skew_us:g})" if k == 0 else None)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xlabel("capture (in order)")
     ax.set_ylabel("ref_T - main_W skew (us)")
     ax.set_title(f"{session.session_id}: skew with error bound")
@@ -277,9 +283,10 @@ def _plots(out: Path, session: SessionRecord, df: pd.DataFrame, th: SyncThreshol
         o = np.array([x.offset_ns for x in s], np.float64)
         e = np.array([x.rtt_ns / 2 for x in s], np.float64)
         t = (h - h[0]) / 1e9
-        ax.errorbar(t, (o - o[0]) / 1e3, yerr=e / 1e3, fmt="o", ms=3, label=f"{dev.role} {dev.serial}")
-        if dev.clock.drift_ppm is not None:
-            ax.plot(t, dev.clock.drift_ppm * t, lw=1, label=f"fit {dev.clock.drift_ppm:+.2f} ppm")
+        pts = ax.errorbar(t, (o - o[0]) / 1e3, yerr=e / 1e3, fmt="o", ms=3, label=f"{dev.role} {dev.serial}")
+        if dev.clock.drift_ppm is not None:  # the fit in its points' colour, so each line reads as theirs
+            ax.plot(t, dev.clock.drift_ppm * t, lw=1, color=pts[0].get_color(),
+                    label=f"{dev.role} fit {dev.clock.drift_ppm:+.2f} ppm")
     ax.set_xlabel("session time (s)")
     ax.set_ylabel("offset change since first sync (us)")
     ax.set_title("clock offset vs time, with drift fit")

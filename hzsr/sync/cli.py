@@ -4,41 +4,44 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def add_sync_parser(stages) -> None:
     sync = stages.add_parser("sync", help="timestamp checks and cross-device pairing")
     verbs = sync.add_subparsers(dest="verb", required=True, metavar="VERB")
     c = verbs.add_parser("check", help="skew per capture, health flags, verdicts -> <session>/sync/")
-    c.add_argument("session")
+    c.add_argument("session", metavar="SESSION", help="session folder")
     c.add_argument("--max-skew-us", type=float, default=None,
-                   help="fail threshold for |skew|, us (default %(default)s: SyncThresholds' 1000)")
-    c.add_argument("--no-plots", action="store_true")
+                   help="fail threshold for |skew|, us (default: SyncThresholds.max_skew_us, 1000)")
+    c.add_argument("--no-plots", action="store_true", help="skip skew.png and offset.png")
+    c.add_argument("--json", action="store_true", help="print summary.json instead of the summary")
     c.set_defaults(func=_cmd_check)
 
     o = verbs.add_parser("optical", help="true skew per capture from photos of the sync board -> "
                          "<session>/sync/optical.csv, optical.png")
-    o.add_argument("session")
+    o.add_argument("session", metavar="SESSION", help="session folder with photos of the sync board")
     o.add_argument("--board", default=None, help="board YAML (hzsr sync board writes one; default: the "
                    "reference build in docs/sync-board.md)")
     o.add_argument("--readout-ms", type=float, default=10.0,
                    help="rolling-shutter readout, first to last row (default: %(default)s)")
-    o.add_argument("--no-plots", action="store_true", help="skip optical.png (default: %(default)s)")
-    o.add_argument("--json", action="store_true", help="print the summary as JSON (default: %(default)s)")
+    o.add_argument("--no-plots", action="store_true", help="skip optical.png")
+    o.add_argument("--json", action="store_true", help="print the summary as JSON")
     o.set_defaults(func=_cmd_optical)
 
     k = verbs.add_parser("calibrate", help="fit the rig's link asymmetry from a sync-board session; store it "
                          "in rig.yaml")
-    k.add_argument("session")
+    k.add_argument("session", metavar="SESSION", help="session folder shot of the sync board")
     k.add_argument("--rig", required=True, help="rig.yaml to update (clock_calibration per phone)")
     k.add_argument("--board", default=None, help="board YAML, if the session is not decoded yet (default: "
                    "the reference build)")
-    k.add_argument("--json", action="store_true", help="print the result as JSON (default: %(default)s)")
+    k.add_argument("--json", action="store_true", help="print the result as JSON")
     k.set_defaults(func=_cmd_calibrate)
 
     b = verbs.add_parser("board", help="write the sync board's kit: board.yaml, printable face.png, leds.csv")
     b.add_argument("--out", required=True, help="folder to write the kit into")
     b.add_argument("--board", default=None, help="start from this board YAML (default: the reference build)")
+    b.add_argument("--json", action="store_true", help="print the board and the files written as JSON")
     b.set_defaults(func=_cmd_board)
 
 
@@ -52,8 +55,40 @@ def _cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"must be a finite number > 0, got {args.max_skew_us}", field="--max-skew-us")
     th = SyncThresholds() if args.max_skew_us is None else SyncThresholds(max_skew_us=args.max_skew_us)
     summary = run_sync_check(args.session, th, plots=not args.no_plots)
-    print(json.dumps(summary, indent=2))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _say_check(Path(args.session) / "sync", summary, plots=not args.no_plots)
     return 0
+
+
+def _say_check(out: Path, s: dict, plots: bool, max_listed: int = 20) -> None:
+    """The human form of ``sync check``: verdicts, skew figures, each non-pass capture's reasons."""
+    import pandas as pd
+
+    v, sk, b = s["verdicts"], s["skew_abs_us"], s["skew_bound_us"]
+
+    def us(x) -> str:
+        return "-" if x is None else f"{x:.0f} us"
+
+    print(f"{s['session_id']}: {s['captures']} captures: {v['pass']} pass, {v['warn']} warn, {v['fail']} fail; "
+          f"|skew| p50 {us(sk['p50'])}, p95 {us(sk['p95'])}, max {us(sk['max'])}; error bound p50 {us(b['p50'])}")
+    for serial, d in s["devices"].items():
+        drift = "no drift fit" if d["drift_ppm"] is None else f"drift {d['drift_ppm']:+.2f} ppm"
+        jumps = f", {len(d['clock_jumps'])} clock jumps" if d["clock_jumps"] else ""
+        print(f"  {d['role']} {serial}: {drift} from {d['clock_samples']} clock samples{jumps}")
+    bad = pd.read_csv(out / "sync.csv", keep_default_na=False)
+    bad = bad[bad["verdict"] != "pass"]
+    for _, r in bad.head(max_listed).iterrows():
+        print(f"  {r['capture_id']}: {r['verdict']}: {r['reasons']}")
+    if len(bad) > max_listed:
+        print(f"  ... and {len(bad) - max_listed} more (sync.csv)")
+    if s["abandoned"]["count"]:
+        print(f"  {s['abandoned']['count']} captures abandoned during capture (never in captures/)")
+    print("  skews are refit with every clock sample of the session, before and after each capture, so they "
+          "differ a little from the live ones capture run printed")
+    files = ["sync.csv", "summary.json"] + (["skew.png", "offset.png"] if plots and s["captures"] else [])
+    print("wrote " + ", ".join(str(out / f) for f in files))
 
 
 def _bad_input(exc) -> int:
@@ -66,8 +101,6 @@ def _bad_input(exc) -> int:
 
 
 def _cmd_optical(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from hzsr.core.errors import HzsrError
     from hzsr.sync.optical import OpticalConfig, run_optical
 
@@ -119,6 +152,10 @@ def _cmd_board(args: argparse.Namespace) -> int:
 
     spec = load_config(BoardSpec, args.board) if args.board else BoardSpec()
     paths = write_board_kit(args.out, spec)
+    if args.json:
+        print(json.dumps({"rows": spec.rows, "cols": spec.cols, "step_us": spec.step_us, "gray_bits": spec.gray_bits,
+                          "period_us": spec.period_us, "files": paths}, indent=2))
+        return 0
     print(f"sync board kit: {spec.rows}x{spec.cols} LEDs at {spec.step_us:g} us, {spec.gray_bits}-bit Gray counter "
           f"(time known modulo {spec.period_us / 1e6:.2f} s)")
     print("wrote " + ", ".join(paths.values()))

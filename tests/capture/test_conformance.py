@@ -60,8 +60,8 @@ def test_cli_names_the_failed_rule_and_exits_1(rig):
     finally:
         phone.call(lambda: setattr(phone.agent.faults, "time_outside_rtt", False))
     assert r.returncode == 1
-    assert "FAIL  time.within_rtt" in r.stdout and "failed: main:time.within_rtt" in r.stdout
-    assert "PASS  framing.one_json_line" in r.stdout
+    assert "fail  time.within_rtt" in r.stdout and "failed: main:time.within_rtt" in r.stdout
+    assert "pass  framing.one_json_line" in r.stdout and "\nfail: " in r.stdout
 
 
 def test_v1_agent_skips_3a_rules(rig):

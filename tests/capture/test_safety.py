@@ -153,7 +153,7 @@ def test_no_entry_point_uses_port_5037_when_the_private_server_is_down(tmp_path,
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANDROID_ADB")}
     cmds = [["rig", "doctor", "--rig", str(rig_yaml)],
             ["rig", "clock", "--rig", str(rig_yaml), "--seconds", "0.1"],
-            ["capture", "--rig", str(rig_yaml), "--session", str(tmp_path / "new")],
+            ["capture", "run", str(tmp_path / "new"), "--rig", str(rig_yaml)],
             ["capture", "resume", str(sim_session), "--rig", str(rig_yaml)],
             ["capture", "purge", str(sim_session), "--rig", str(rig_yaml)]]
     try:
@@ -229,11 +229,11 @@ def test_unfinishable_captures_are_abandoned_kept_aside_counted_and_purged(tmp_p
     run.journal.append("trigger", capture_id="c00002", target_host_ns=1, targets_ns={}, scene_id="x",
                        scene_tags=[], notes="", phase_align=True)
     run.close()
-    r = _cli("capture", "resume", str(sess), timeout=120)
+    r = _cli("capture", "resume", str(sess), "--json", timeout=120)
     assert r.returncode == 0, r.stderr
     assert {x["capture_id"]: x["status"] for x in json.loads(r.stdout)["resumed"]} == {
         "c00001": "abandoned", "c00002": "abandoned"}
-    assert "c00001: ABANDONED: " in r.stderr and "camera_error" in r.stderr
+    assert "c00001: abandoned: " in r.stderr and "camera_error" in r.stderr
     states = journal_state(Journal(sess / "journal.jsonl"))
     assert states == {"c00000": "complete", "c00001": "abandoned", "c00002": "abandoned"}
     reasons = {e["capture_id"]: e["reason"] for e in Journal(sess / "journal.jsonl")
@@ -249,11 +249,11 @@ def test_unfinishable_captures_are_abandoned_kept_aside_counted_and_purged(tmp_p
     assert [f.file for f in found if f.severity == "warning"] == ["abandoned/c00001", "abandoned/c00002"]
     assert not [f for f in found if f.severity == "error"]
     v = _cli("session", "validate", str(sess))
-    assert v.returncode == 0 and "valid (2 warnings)" in v.stdout
+    assert v.returncode == 0 and "warn: 0 errors, 2 warnings" in v.stdout
     assert run_sync_check(sess, plots=False)["abandoned"] == {"count": 2, "capture_ids": ["c00001", "c00002"]}
-    again = _cli("capture", "resume", str(sess), timeout=120)
+    again = _cli("capture", "resume", str(sess), "--json", timeout=120)
     assert again.returncode == 0 and json.loads(again.stdout)["resumed"] == []  # nothing left to do
-    p = _cli("capture", "purge", str(sess), timeout=120)
+    p = _cli("capture", "purge", str(sess), "--json", timeout=120)
     assert p.returncode == 0 and sorted(json.loads(p.stdout)["deleted_from_phones"]) == ["c00000", "c00001", "c00002"]
     for ph in rig.phones:
         assert not any((ph.storage.root / AGENT_FILES / "s").iterdir())
@@ -323,10 +323,10 @@ def test_session_files_follow_the_umask(tmp_path, rig):
 def test_capture_session_that_is_a_file_is_one_line(tmp_path):
     f = tmp_path / "f"
     f.write_text("x")
-    r = _cli("capture", "--session", str(f), "--rig", str(tmp_path / "none.yaml"))
-    assert r.returncode == 2 and "--session: exists and is not a folder" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("capture", "run", str(f), "--rig", str(tmp_path / "none.yaml"))
+    assert r.returncode == 2 and "SESSION: exists and is not a folder" in r.stderr and "Traceback" not in r.stderr
     for bad in ("-5", "nan", "inf"):
-        r = _cli("capture", "--session", str(tmp_path / "s"), "--interval", bad)
+        r = _cli("capture", "run", str(tmp_path / "s"), "--interval", bad)
         assert r.returncode == 2 and "--interval: must be a finite number >= 0" in r.stderr, r.stderr
     with pytest.raises(ConfigError):
         load_rig(tmp_path / "none.yaml")

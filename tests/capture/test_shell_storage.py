@@ -81,7 +81,7 @@ def test_unknown_profile_is_a_one_line_error(tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--dir", str(tmp_path),
+    r = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--out", str(tmp_path),
                         "--profile", "pixel99"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--profile: unknown phone profile 'pixel99'" in r.stderr
     assert "Traceback" not in r.stderr

@@ -143,8 +143,8 @@ def test_v1_agent_still_captures_and_3a_needs_v2(rig, tmp_path):
 def test_af_option_errors(tmp_path):
     with pytest.raises(ConfigError, match="--af"):
         parse_af("roi:1,2,3")
-    r = subprocess.run([sys.executable, "-m", "hzsr.cli", "capture", "--rig", str(tmp_path / "no.yaml"),
-                        "--session", str(tmp_path / "s"), "--af", "fixed:x"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "hzsr.cli", "capture", "run", str(tmp_path / "s"),
+                        "--rig", str(tmp_path / "no.yaml"), "--af", "fixed:x"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "--af" in r.stderr and "Traceback" not in r.stderr
 

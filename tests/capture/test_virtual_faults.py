@@ -144,13 +144,13 @@ def test_killed_phone_offline_restarted_online(rig):
 def test_rig_up_down_leaves_nothing(tmp_path):
     d = tmp_path / "cli"
     up = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--background",
-                         "--dir", str(d), "--size", "160x120"], capture_output=True, text=True, timeout=90)
+                         "--out", str(d), "--size", "160x120", "--json"], capture_output=True, text=True, timeout=90)
     assert up.returncode == 0, up.stderr
     info = json.loads(up.stdout)
     doc = (d / "rig.yaml").read_text()
     adb_pid = int(doc.split("adb_server_pid:")[1].split()[0])
     assert _alive(info["pid"]) and _alive(adb_pid)
-    again = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--dir", str(d)],
+    again = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--out", str(d)],
                            capture_output=True, text=True, timeout=30)
     assert again.returncode == 1 and "already running" in again.stderr  # the rig's state, not an option
     down = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "down", "--rig", str(d / "rig.yaml")],
@@ -158,7 +158,7 @@ def test_rig_up_down_leaves_nothing(tmp_path):
     assert down.returncode == 0, down.stderr
     assert not _alive(info["pid"]) and not _alive(adb_pid)
     assert not (d / "rig.yaml").exists()
-    bad = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--dir", str(d),
+    bad = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--out", str(d),
                           "--faults", "unplug"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "--faults: unknown fault 'unplug'" in bad.stderr
 

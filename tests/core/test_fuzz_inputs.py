@@ -161,7 +161,7 @@ numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st
 @given(interval=numbers, count=numbers, seconds=numbers, skew=numbers, planned=numbers)
 def test_fuzz_cli_options(small_session, tmp_path, capsys, interval, count, seconds, skew, planned):
     none = str(tmp_path / "no-rig.yaml")  # every adb command stops at the missing rig.yaml at the latest
-    assert _call(["capture", "--rig", none, "--session", str(tmp_path / "x"), "--interval", interval,
+    assert _call(["capture", "run", str(tmp_path / "x"), "--rig", none, "--interval", interval,
                   "--count", count], capsys) in (1, 2)
     assert _call(["rig", "clock", "--rig", none, "--seconds", seconds, "--every", seconds], capsys) == 2
     assert _call(["rig", "doctor", "--rig", none, "--planned-captures", planned], capsys) == 2
@@ -178,10 +178,10 @@ def test_fuzz_cli_options(small_session, tmp_path, capsys, interval, count, seco
     (["sim", "session", "--out", "/proc/x", "--captures", "1", "--size", "64x48", "--quiet"], "--out: cannot write"),
     (["sync", "check", "SESS", "--max-skew-us", "-1"], "--max-skew-us: must be a finite number > 0"),
     (["sync", "check", "SESS", "--max-skew-us", "nan"], "--max-skew-us: must be a finite number > 0"),
-    (["capture", "--session", "S", "--interval", "-5"], "--interval: must be a finite number >= 0"),
-    (["capture", "--session", "S", "--interval", "nan"], "--interval: must be a finite number >= 0"),
-    (["rig", "up", "--virtual", "--adb-port", "5037", "--dir", "D"], "--adb-port"),
-    (["rig", "up", "--virtual", "--faults", "kill_adb_server=0", "--dir", "D"], "must be a whole number >= 1"),
+    (["capture", "run", "S", "--interval", "-5"], "--interval: must be a finite number >= 0"),
+    (["capture", "run", "S", "--interval", "nan"], "--interval: must be a finite number >= 0"),
+    (["rig", "up", "--virtual", "--adb-port", "5037", "--out", "D"], "--adb-port"),
+    (["rig", "up", "--virtual", "--faults", "kill_adb_server=0", "--out", "D"], "must be a whole number >= 1"),
 ])
 def test_listed_option_cases_are_one_line_exit_2(small_session, tmp_path, capsys, argv, text):
     argv = [a.replace("OUT", str(tmp_path / "o")).replace("SESS", str(small_session))

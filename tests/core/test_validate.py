@@ -15,6 +15,7 @@ def _errors(d):
 def test_clean_session_is_valid(sim_session, capsys):
     assert _errors(sim_session) == []
     assert main(["session", "validate", str(sim_session)]) == 0
+    assert capsys.readouterr().out == f"{sim_session}: pass: 0 errors, 0 warnings; wrote nothing\n"
 
 
 def _capture_json(d, cid="c00001"):

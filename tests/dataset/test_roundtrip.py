@@ -93,7 +93,7 @@ def test_sync_and_qa_rows(ds_sessions, packed):
     assert m["sync"] is None
     man = r.manifest.set_index("capture_id")
     assert man.loc["sB/c00001", "verdict"] == "warn" and man.loc["sB/c00002", "qa_ncc"] == 0.2
-    assert man.loc["sA/c00000", "verdict"] == "pass"  # sync "ok" is pass
+    assert man.loc["sA/c00000", "verdict"] == "pass"
 
 
 def test_session_json_kept_verbatim(ds_sessions, packed):

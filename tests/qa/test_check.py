@@ -84,7 +84,7 @@ def test_sync_skew_is_joined_from_sync_csv(sim_session):
     caps = sorted(p.name for p in (sim_session / "captures").iterdir())
     (sim_session / "sync").mkdir()
     pd.DataFrame({"capture_id": caps, "skew_ref_main_us": [30.0, -400.0, 66700.0, 10.0],
-                  "verdict": ["ok", "warn", "fail", "ok"]}).to_csv(sim_session / "sync" / "sync.csv", index=False)
+                  "verdict": ["pass", "warn", "fail", "pass"]}).to_csv(sim_session / "sync" / "sync.csv", index=False)
     run_check(sim_session, QAConfig(), progress=False, report=False, maps=False)
     df = pd.read_csv(sim_session / "qa" / "qa.csv").set_index("capture_id")
     assert df.loc[caps[2], "sync_skew_us"] == 66700.0

@@ -173,7 +173,9 @@ def test_cli_sim_session(tmp_path):
            "--seed", "1", "--size", "160x120", "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["captures"] == 2
+    assert proc.stdout.startswith("simulated 2 captures at 160x120") and f"\nwrote {out}\n" in proc.stdout
+    js = subprocess.run(cmd[:6] + [str(tmp_path / "js")] + cmd[7:] + ["--json"], capture_output=True, text=True)
+    assert json.loads(js.stdout)["captures"] == 2
     assert subprocess.run([sys.executable, "-m", "hzsr.cli", "session", "validate", str(out)]).returncode == 0
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 2 and "--out: a session already exists" in again.stderr

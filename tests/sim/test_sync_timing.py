@@ -120,9 +120,9 @@ def test_free_running_skew_varies_across_seeds_and_captures(tmp_path):
 def test_cli_rejects_unknown_link_and_scene(tmp_path, capsys):
     from hzsr.cli import main
 
-    assert main(["rig", "up", "--virtual", "--dir", str(tmp_path / "r"), "--link", "main=usb9"]) == 2
+    assert main(["rig", "up", "--virtual", "--out", str(tmp_path / "r"), "--link", "main=usb9"]) == 2
     assert "--link: unknown link profile 'usb9'" in capsys.readouterr().err
-    assert main(["rig", "up", "--virtual", "--dir", str(tmp_path / "r"), "--scene", "disco"]) == 2
+    assert main(["rig", "up", "--virtual", "--out", str(tmp_path / "r"), "--scene", "disco"]) == 2
     assert "--scene: unknown scene kind 'disco'" in capsys.readouterr().err
     assert main(["sim", "session", "--out", str(tmp_path / "s"), "--link", "wifi"]) == 2
     assert "--link" in capsys.readouterr().err

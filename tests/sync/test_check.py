@@ -78,7 +78,7 @@ def test_calibration_removes_bias_and_tightens_bound(tmp_path):
 def test_clean_session_has_no_flags(tmp_path):
     d = _timing_session(tmp_path, captures=60, seed=5)
     s = run_sync_check(d)
-    assert s["verdicts"] == {"ok": 60, "warn": 0, "fail": 0}
+    assert s["verdicts"] == {"pass": 60, "warn": 0, "fail": 0}
     assert s["flags"] == {}
     assert (d / "sync" / "skew.png").stat().st_size > 1000 and (d / "sync" / "offset.png").exists()
 
@@ -120,7 +120,7 @@ def test_frame_one_period_late_detected(tmp_path):
     assert "off_by_1_frames" in df.loc["c00004", "flags"]
     assert "skew_exceeds_max" in df.loc["c00004", "flags"]
     assert 30_000 < df.loc["c00004", "skew_ref_main_us"] < 37_000
-    assert (df.drop("c00004")["verdict"] == "ok").all()
+    assert (df.drop("c00004")["verdict"] == "pass").all()
 
 
 def test_wt_skew_not_measurable_with_approximate_sync(sim_session):
@@ -165,7 +165,15 @@ def test_bad_input_reported_per_capture_rest_checked(tmp_path):
     assert "frames[0].sensor_timestamp_ns: missing required field" in df.loc["c00001", "reasons"]
     assert "frames[2].sensor_timestamp_ns: expected integer, got str" in df.loc["c00002", "reasons"]
     assert df.loc[["c00001", "c00002"], "verdict"].eq("fail").all()
-    assert df.loc[["c00000", "c00003", "c00004"], "verdict"].eq("ok").all()
+    assert df.loc[["c00000", "c00003", "c00004"], "verdict"].eq("pass").all()
+    # The human summary: verdict counts, each failed capture with its reasons, the files written.
+    out = proc.stdout
+    assert ": 5 captures: 3 pass, 0 warn, 2 fail;" in out, out
+    assert "c00001: fail: capture.json: frames[0].sensor_timestamp_ns: missing required field" in out
+    assert "c00000:" not in out and f"wrote {d / 'sync' / 'sync.csv'}, {d / 'sync' / 'summary.json'}\n" in out
+    js = subprocess.run([sys.executable, "-m", "hzsr.cli", "sync", "check", str(d), "--no-plots", "--json"],
+                        capture_output=True, text=True)
+    assert json.loads(js.stdout)["verdicts"] == {"pass": 3, "warn": 0, "fail": 2}
 
 
 def test_empty_session_and_unreadable_session(tmp_path):
@@ -182,3 +190,25 @@ def test_empty_session_and_unreadable_session(tmp_path):
     assert proc.stderr.strip().endswith(
         "session.json: line 1: invalid JSON: Expecting property name enclosed in double quotes")
     assert "Traceback" not in proc.stderr
+
+
+def test_plots_fit_lines_match_their_points_and_skew_colours_have_a_legend(tmp_path, monkeypatch):
+    import matplotlib.colors as mcolors
+
+    import hzsr.sync.check as check
+
+    d = _timing_session(tmp_path, captures=6, seed=21, link="usb2-hub")
+    figs = {}
+    monkeypatch.setattr(check, "_save", lambda fig, path: figs.__setitem__(path.name, fig))
+    run_sync_check(d)
+    ax = figs["offset.png"].axes[0]
+    colour = {ln.get_label(): mcolors.to_hex(ln.get_color()) for ln in ax.lines}
+    points = {c.get_label().split()[0]: mcolors.to_hex(c.lines[0].get_color()) for c in ax.containers}
+    assert set(points) == {"main", "reference"} and points["main"] != points["reference"]
+    for role, c in points.items():  # each drift fit is drawn in its own phone's colour
+        fit = [v for k, v in colour.items() if k.startswith(f"{role} fit ")]
+        assert fit == [c]
+    ax = figs["skew.png"].axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {t.split()[0] for t in legend} >= {"pass", "warn", "fail"}
+    assert "warn (6)" in legend  # usb2-hub without calibration: every capture warns

@@ -1,0 +1,267 @@
+"""The pipeline's alignment stage: coarse alignment, dense flow and the four blending maps.
+
+HZSR_METHOD.md steps 1-3 and the maps of step 5, built from ``hzsr.qa``'s torch-free primitives
+(global translation, DIS flow, warps, map formulas); nothing here re-implements them. What this
+module adds is the arrangement that keeps a 12 MP capture cheap:
+
+1. **Coarse.** ``global_translation`` between a small W crop and a small reference gives ``d``
+   (``REF(x + d) ~ SRC(x)``). Rather than shift the source image, the W crop rectangle itself is
+   moved by ``-d / k`` W pixels, so ``I_src`` is W resampled once (bicubic) onto T's field of view
+   and ``uncrop`` is a plain paste at that rectangle.
+2. **Dense.** Everything after runs on the flow grid (``qa.align.flow_size``, 512x384): both
+   images are area-downscaled to it once, the flow backend computes forward and backward flow
+   there, and the maps are computed there. Full resolution is only touched tile by tile when the
+   fusion runs (``pipeline.py``), which samples flow and maps bilinearly per tile.
+3. **Maps.** ``M_occ`` (forward-backward), ``M_defocus`` (k-means in the AF ROI), ``M_flow``
+   (DIS has no uncertainty head: qa's stand-in from the forward-backward error and the local
+   flow variance; see docs/model.md) and ``M_reject`` (at W's optical resolution), then
+   ``M_blend = max(1 - sum, 0)``, zero wherever the reference has no pixel.
+
+The flow backend is pluggable: ``FLOW_BACKENDS[name](src_y, ref_y, qa_cfg) -> (fwd, bwd)`` on
+same-size grid images, flows in grid pixels with qa's convention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import cv2
+import numpy as np
+
+from hzsr.baseline_model.blend import blend_weight
+from hzsr.baseline_model.color import match_colour
+from hzsr.core.geometry import CropRect, intrinsics_matrix
+from hzsr.qa.align import (
+    GlobalShift,
+    crop_w_to_t,
+    dense_flow_lowres,
+    flow_grid_scale,
+    global_translation,
+    inframe_mask,
+    to_luma,
+    warp,
+)
+from hzsr.qa.config import QAConfig
+from hzsr.qa.maps import defocus_map, flow_uncertainty_map, occlusion_map, reject_map
+
+FlowBackend = Callable[[np.ndarray, np.ndarray, QAConfig], tuple[np.ndarray, np.ndarray]]
+
+
+def _dis_backend(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig) -> tuple[np.ndarray, np.ndarray]:
+    fwd, bwd, _ = dense_flow_lowres(src_y, ref_y, cfg)
+    return fwd, bwd
+
+
+FLOW_BACKENDS: dict[str, FlowBackend] = {"dis": _dis_backend}
+
+
+def register_flow_backend(name: str, fn: FlowBackend) -> None:
+    """Make ``fn`` available as ``pipeline.flow_backend: <name>`` (e.g. a learned flow net)."""
+    FLOW_BACKENDS[name] = fn
+
+
+@dataclass
+class CameraGeometry:
+    """What the pipeline needs to know about the two cameras, and where it came from."""
+
+    k_w: np.ndarray  # W intrinsics, pixels of the W image
+    k_t: np.ndarray  # T intrinsics, pixels of the reference image
+    af_roi: list[float] | None  # [x, y, w, h] in the reference's pixels, or None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def focal_ratio(self) -> float:
+        return float(self.k_t[0, 0] / self.k_w[0, 0])
+
+
+def _intrinsics(frame: dict[str, Any]) -> np.ndarray | None:
+    k = frame.get("intrinsics")
+    if isinstance(k, dict) and all(n in k for n in ("fx", "fy", "cx", "cy")):
+        return intrinsics_matrix(float(k["fx"]), float(k["fy"]), float(k["cx"]), float(k["cy"]))
+    if isinstance(k, list | tuple) and len(k) == 4:
+        return intrinsics_matrix(*(float(v) for v in k))
+    return None
+
+
+def frames_by_slot(meta: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """A capture's frames keyed by slot, from capture.json (a list) or a shard's meta (a dict)."""
+    frames = (meta or {}).get("frames") or {}
+    if isinstance(frames, list):
+        return {f.get("slot"): f for f in frames if isinstance(f, dict)}
+    return dict(frames)
+
+
+def camera_geometry(meta: dict[str, Any] | None, w_size: tuple[int, int], t_size: tuple[int, int],
+                    focal_ratio: float = 5.0, ref_slot: str = "ref_T") -> CameraGeometry:
+    """Intrinsics and AF ROI from capture metadata, with warned fallbacks.
+
+    Missing intrinsics: centred principal points and ``focal_ratio`` (the simulator's 5x phone).
+    Missing AF ROI: the centre fifth of the frame, as a phone's default AF region.
+    """
+    frames = frames_by_slot(meta)
+    warnings = []
+    w_frame, t_frame = frames.get("main_W", {}), frames.get(ref_slot) or frames.get("main_T", {})
+    k_w, k_t = _intrinsics(w_frame), _intrinsics(t_frame)
+    if k_w is None or k_t is None:
+        fx = 0.8 * w_size[0]
+        k_w = intrinsics_matrix(fx, fx, (w_size[0] - 1) / 2, (w_size[1] - 1) / 2)
+        ft = fx * focal_ratio * t_size[0] / w_size[0]
+        k_t = intrinsics_matrix(ft, ft, (t_size[0] - 1) / 2, (t_size[1] - 1) / 2)
+        warnings.append(f"no intrinsics in the metadata: assumed a focal ratio of {focal_ratio:g} and centred "
+                        "principal points")
+    roi = t_frame.get("af_roi")
+    if not (isinstance(roi, list | tuple) and len(roi) == 4 and roi[2] > 0 and roi[3] > 0):
+        roi = None
+        warnings.append("no AF ROI in the metadata: the defocus map uses the image centre")
+    return CameraGeometry(k_w, k_t, list(roi) if roi is not None else None, warnings)
+
+
+def centre_roi(width: int, height: int) -> list[float]:
+    return [width * 0.4, height * 0.4, width * 0.2, height * 0.2]
+
+
+@dataclass
+class Alignment:
+    """The source on T's field of view, the reference's flow onto it, and the maps (grid scale)."""
+
+    rect: CropRect  # the (shifted) W crop that ``src`` resamples
+    src: np.ndarray  # I_src: uint8 RGB, T's size
+    ref: np.ndarray  # the reference as given: uint8 RGB, T's size
+    shift: GlobalShift  # coarse translation, T pixels
+    grid_scale: float  # flow-grid pixels per T pixel
+    flow_fwd: np.ndarray  # I_src -> ref, grid HxWx2, grid pixels (residual after the shift)
+    flow_bwd: np.ndarray
+    colour_gain: np.ndarray  # ref' = gain * ref + offset (RGB in [0, 1])
+    colour_offset: np.ndarray
+    maps: dict[str, np.ndarray]  # grid float32: occlusion, defocus, uncertainty, reject, valid, blend
+    overlap_ncc: float  # structure correlation of I_src and the warped reference (1 = same content)
+    use_reference: bool  # False: the reference cannot be trusted anywhere (output = bicubic)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return self.flow_fwd.shape[:2]
+
+
+def _grid(img: np.ndarray, g: float) -> np.ndarray:
+    if g >= 1.0:
+        return img
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(8, round(w * g)), max(8, round(h * g))), interpolation=cv2.INTER_AREA)
+
+
+def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: QAConfig,
+                 ) -> tuple[np.ndarray, CropRect, GlobalShift]:
+    """Crop W onto the reference's field of view, shifted by the global translation.
+
+    The translation is estimated on a crop and a reference no larger than qa's
+    ``keypoint_long_side`` (``global_translation`` works at that size anyway).
+    """
+    t_size = (ref.shape[1], ref.shape[0])
+    small = min(1.0, cfg.align.keypoint_long_side / max(t_size))
+    ts = (max(8, round(t_size[0] * small)), max(8, round(t_size[1] * small)))
+    k_ts = np.diag([small, small, 1.0]) @ geom.k_t
+    crop_small, rect0 = crop_w_to_t(w_img, geom.k_w, k_ts, ts)
+    shift = global_translation(crop_small, _grid(ref, small), cfg)
+    shift = GlobalShift(shift.dx / small, shift.dy / small, shift.inliers, shift.matches)
+    k = t_size[0] / rect0.width  # T pixels per W pixel at full T size (the crop's width is in W pixels)
+    # REF(x + d) ~ CROP(x), so I_src(x) = CROP(x - d): the rectangle moves by -d / k W pixels.
+    rect = CropRect(rect0.x0 - shift.dx / k, rect0.y0 - shift.dy / k, rect0.width, rect0.height,
+                    t_size[0], t_size[1])
+    m = rect.crop_to_w()[:2]
+    src = cv2.warpAffine(w_img, m, t_size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return src, rect, shift
+
+
+def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QAConfig, *,
+          flow_backend: str = "dis", colour: bool = True, use_maps: dict[str, bool] | None = None,
+          min_overlap: float = 0.2, min_ncc: float = 0.4) -> Alignment:
+    """Steps 1-3 and the maps of step 5 for one capture (see the module docstring)."""
+    import time
+
+    if flow_backend not in FLOW_BACKENDS:
+        raise ValueError(f"unknown flow backend {flow_backend!r}; known: {', '.join(sorted(FLOW_BACKENDS))}")
+    timings: dict[str, float] = {}
+    warnings = list(geom.warnings)
+    t0 = time.perf_counter()
+    src, rect, shift = coarse_align(w_img, ref, geom, qa_cfg)
+    timings["coarse_align"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    g = flow_grid_scale(src.shape, qa_cfg)
+    src_g, ref_g = _grid(src, g), _grid(ref, g)
+    fwd, bwd = FLOW_BACKENDS[flow_backend](to_luma(src_g), to_luma(ref_g), qa_cfg)
+    timings["dense_flow"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    gh, gw = fwd.shape[:2]
+    valid = inframe_mask(fwd)
+    occ = occlusion_map(fwd, bwd, qa_cfg.maps.occlusion_scale)
+    warped_g = warp(ref_g, fwd)
+    good = valid & (occ < 0.5)
+    gain, offset = match_colour(warped_g, src_g, good) if colour else (np.ones(3, np.float32), np.zeros(3, np.float32))
+    warped_g = np.clip(warped_g.astype(np.float32) / 255.0 * gain + offset, 0, 1)
+    src_y = to_luma(src_g.astype(np.float32) / 255.0)
+    ref_y = to_luma(warped_g)
+    k = geom.focal_ratio  # T pixels per W pixel: each fx is in its own image's pixels
+    rej = reject_map(src_y, ref_y, qa_cfg, downscale=min(1.0, 1.0 / (k * g)))
+    unc = flow_uncertainty_map(fwd, bwd, qa_cfg, grid_scale=1.0)
+    roi = geom.af_roi
+    if roi is None:
+        roi_g = centre_roi(gw, gh)
+    else:
+        # The AF ROI is in the reference's pixels; after coarse alignment I_src and the reference
+        # differ only by the residual flow, a few pixels, much less than the ROI.
+        roi_g = [v * g for v in roi]
+    try:
+        # grid_scale 1 / g: the pipeline's gamma and sigma_f are in T pixels (config.pipeline_qa_defaults).
+        dfc = defocus_map(fwd, roi_g, qa_cfg, grid_scale=1.0 / g)
+    except ValueError:
+        dfc = defocus_map(fwd, centre_roi(gw, gh), qa_cfg, grid_scale=1.0 / g)
+        warnings.append(f"AF ROI {roi} lies outside the reference: the defocus map uses the image centre")
+    use = {"occ": True, "defocus": True, "flow": True, "reject": True, **(use_maps or {})}
+    blend = blend_weight(occ if use["occ"] else None, dfc if use["defocus"] else None,
+                         unc if use["flow"] else None, rej if use["reject"] else None) \
+        if any(use.values()) else np.ones_like(occ)
+    blend = np.where(valid, blend, 0.0).astype(np.float32)
+    maps = {"occlusion": occ, "defocus": dfc, "uncertainty": unc, "reject": rej,
+            "valid": valid.astype(np.float32), "blend": blend}
+    trusted = float((blend > 0.5).mean())
+    ncc = structure_ncc(src_y, ref_y, valid)
+    use_ref = True
+    if ncc < min_ncc:
+        use_ref = False
+        warnings.append(f"the reference does not overlap the source (structure correlation {ncc:.2f} < {min_ncc:g}, "
+                        f"{shift.inliers} keypoint inliers): output is the bicubic W crop")
+    elif trusted < min_overlap:
+        use_ref = False
+        warnings.append(f"the reference can be trusted on only {trusted:.0%} of the frame (< {min_overlap:.0%}): "
+                        "output is the bicubic W crop")
+    timings["maps"] = time.perf_counter() - t0
+    return Alignment(rect, src, ref, shift, g, fwd, bwd, gain, offset, maps, ncc, use_ref, warnings, timings)
+
+
+def structure_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, sigma: float = 6.0) -> float:
+    """Normalised cross-correlation of the band-passed luminances over ``mask``.
+
+    Subtracting a ``sigma``-blurred copy removes shading and exposure, so the score measures
+    whether the two images show the same structures where they are aligned: about 0.8-1 for a
+    real reference, about 0 for one of another scene. It decides that a reference "does not
+    overlap" more robustly than the keypoint count, which is low on small or flat images.
+    """
+    if mask.sum() < 64:
+        return 0.0
+    ha = a - cv2.GaussianBlur(a, (0, 0), sigma)
+    hb = b - cv2.GaussianBlur(b, (0, 0), sigma)
+    x, y = ha[mask].astype(np.float64), hb[mask].astype(np.float64)
+    x -= x.mean()
+    y -= y.mean()
+    return float((x * y).sum() / max(np.sqrt((x * x).sum() * (y * y).sum()), 1e-12))
+
+
+def with_maps(al: Alignment, **maps: np.ndarray) -> Alignment:
+    return replace(al, maps={**al.maps, **maps})

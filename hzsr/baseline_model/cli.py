@@ -1,0 +1,171 @@
+"""``hzsr model train|eval|infer|export``: the command line of the reference model.
+
+This module imports nothing heavy at the top: torch (extra ``[train]``) is imported inside each
+verb, and a missing torch is one line (``pip install 'hzsr[train]'``), exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _need_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        from hzsr.core.errors import ConfigError
+
+        raise ConfigError("PyTorch is not installed; install the extra: pip install 'hzsr[train]'",
+                          field="hzsr model") from None
+
+
+def _guard(func):
+    def run(args: argparse.Namespace) -> int:
+        _need_torch()
+        from hzsr.core.errors import HzsrError
+
+        try:
+            return func(args)
+        except HzsrError:
+            raise
+        except ValueError as exc:  # bad images or options found deep inside: still one line
+            from hzsr.core.errors import ConfigError
+
+            raise ConfigError(str(exc).splitlines()[0]) from None
+
+    return run
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from hzsr.baseline_model.config import load_train_config
+    from hzsr.baseline_model.train import train
+
+    cfg = load_train_config(args.config, args.set)
+    s = train(cfg, args.data, args.out, resume=args.resume, progress=not args.quiet, device=args.device)
+    if s.get("world_size", 1) > 1 and not Path(args.out, "summary.json").exists():
+        return EXIT_OK  # not rank 0
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"trained {s['steps']} steps ({s['patches_per_s']:.1f} patches/s on {s['world_size']} process(es)); "
+              f"final loss {s['final_loss']}")
+        for name in ("model.pt", "ckpt-last.pt", "log.csv", "summary.json", "config.yaml"):
+            print(f"wrote {Path(args.out) / name}")
+    return EXIT_OK
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from hzsr.baseline_model.evaluate import evaluate
+
+    res = evaluate(args.ckpt, args.data, args.split, args.out, progress=not args.quiet, limit=args.limit,
+                   device=args.device)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(res["table_md"])
+        for c in res["checks"]:
+            print(f"{c['verdict']}: {c['name']}: {c['detail']}")
+        for p in res["files"]:
+            print(f"wrote {p}")
+    return EXIT_PROBLEMS if any(c["verdict"] == "fail" for c in res["checks"]) and args.strict else EXIT_OK
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    from hzsr.baseline_model.infer import infer
+
+    res = infer(args.source, args.ref, args.out, ckpt=args.ckpt, meta=args.meta, zoom=args.zoom,
+                save_maps=args.save_maps, device=args.device, tile=args.tile, halo=args.halo)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        for w in res["warnings"]:
+            print(f"warn: {w}")
+        t = res["timings_s"]
+        print(f"{res['output_size'][0]}x{res['output_size'][1]} at zoom {res['zoom']:.2f} in {t['total']:.2f} s "
+              f"({res['tiles']} tiles): " + ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total"))
+        for p in res["files"]:
+            print(f"wrote {p}")
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from hzsr.baseline_model.export import export_onnx
+
+    res = export_onnx(args.ckpt, args.out, check=not args.no_check, opset=args.opset)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        if res.get("max_abs_diff") is not None:
+            print(f"onnxruntime vs torch: max |diff| {res['max_abs_diff']:.2e} on a {res['check_size']} input")
+        print(f"wrote {res['onnx']}")
+    return EXIT_OK
+
+
+def add_model_parser(stages) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    m = stages.add_parser("model", help="the HZSR reference model: train, eval, infer, export (extra [train])")
+    verbs = m.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    t = verbs.add_parser("train", help="train the fusion UNet on a packed data set (torchrun-ready)",
+                         formatter_class=fmt)
+    t.add_argument("--config", default=None, help="train.yaml (TrainConfig); defaults when omitted")
+    t.add_argument("data", metavar="DATA", help="data set folder (hzsr dataset pack + split)")
+    t.add_argument("--out", required=True, help="run folder to create")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set optim.steps=200 --set unet.widths=[8,16,24,32,48]")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from ckpt-last.pt")
+    t.add_argument("--device", default="cpu", help="cpu or cuda")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--json", action="store_true", help="print the summary as JSON")
+    t.set_defaults(func=_guard(_cmd_train))
+
+    e = verbs.add_parser("eval", help="PSNR/SSIM on Y inside T's field of view: bicubic, warped reference, "
+                         "fusion without blending, full pipeline", formatter_class=fmt)
+    e.add_argument("--ckpt", default=None, help="checkpoint (model.pt) (default: the shipped one)")
+    e.add_argument("data", metavar="DATA", help="data set folder with splits.csv")
+    e.add_argument("--split", default="test", help="split to evaluate")
+    e.add_argument("--out", default=None, help="folder for metrics.csv, metrics.md, summary.json "
+                   "(default: eval-<split> beside the checkpoint)")
+    e.add_argument("--limit", type=int, default=None, help="evaluate only the first N captures (default: all)")
+    e.add_argument("--device", default="cpu", help="cpu or cuda")
+    e.add_argument("--strict", action="store_true", help="exit 1 when a quality check fails")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--json", action="store_true", help="print the results as JSON")
+    e.set_defaults(func=_guard(_cmd_eval))
+
+    i = verbs.add_parser("infer", help="fuse one capture: W + reference T -> full-resolution image",
+                         formatter_class=fmt)
+    i.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
+    i.add_argument("source", metavar="SOURCE", help="the W image (JPEG/PNG)")
+    i.add_argument("--ref", required=True, help="the reference T image")
+    i.add_argument("--meta", default=None, help="capture.json (intrinsics, AF ROI); without it a focal ratio of 5 "
+                   "and a centred AF ROI are assumed, with a warning (default: none)")
+    i.add_argument("--zoom", type=float, default=None, help="output zoom between 1 and the focal ratio "
+                   "(default: the focal ratio, i.e. T's field of view)")
+    i.add_argument("--out", required=True, help="output image (.png or .jpg); OUT.json gets timings and warnings")
+    i.add_argument("--save-maps", default=None, metavar="DIR",
+                   help="also write the maps and intermediate images to DIR (default: none)")
+    i.add_argument("--tile", type=int, default=None, help="UNet tile size (default from the checkpoint)")
+    i.add_argument("--halo", type=int, default=None,
+                   help="context pixels around each tile (default: from the checkpoint)")
+    i.add_argument("--device", default="cpu", help="cpu or cuda")
+    i.add_argument("--json", action="store_true", help="print the result as JSON")
+    i.set_defaults(func=_guard(_cmd_infer))
+
+    x = verbs.add_parser("export", help="export the fusion UNet to ONNX and check it with onnxruntime",
+                         formatter_class=fmt)
+    x.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
+    x.add_argument("--out", required=True, help=".onnx file to create")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    x.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    x.add_argument("--json", action="store_true", help="print the result as JSON")
+    x.set_defaults(func=_guard(_cmd_export))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(1)

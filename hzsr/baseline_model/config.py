@@ -1,0 +1,202 @@
+"""Training configuration: YAML validated into dataclasses, with ``--set key.sub=value`` overrides.
+
+Every default lives here; a field's comment is its documentation. An unknown or mistyped key, in
+the file or in an override, is a one-line ``ConfigError`` naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hzsr.core.config import load_yaml
+from hzsr.core.errors import ConfigError
+from hzsr.core.schema import Problem, parse_or_raise, to_plain
+from hzsr.qa.config import QAConfig
+
+
+@dataclass
+class UNetConfig:
+    """Shape of the fusion UNet (``unet.FusionUNet``); the paper does not publish its widths."""
+
+    widths: list[int] = field(default_factory=lambda: [8, 12, 16, 24, 32])  # channels per level, 5 levels
+    in_channels: int = 3  # Y_src, warped Y_ref, M_occ
+
+    def check(self) -> list[Problem]:
+        out = []
+        if len(self.widths) != 5:
+            out.append(Problem("widths", f"the HZSR UNet has 5 levels; got {len(self.widths)} widths"))
+        if any(w < 1 for w in self.widths):
+            out.append(Problem("widths", "every width must be >= 1"))
+        if self.in_channels != 3:
+            out.append(Problem("in_channels", "the fusion UNet takes exactly 3 channels"))
+        return out
+
+
+def pipeline_qa_defaults() -> QAConfig:
+    """qa's parameters with the blending-map constants the pipeline uses (not published; docs/model.md).
+
+    qa flags pixels for a curator, so it is strict; blending must only drop the reference where
+    it is really wrong, or the fusion's gain is thrown away. ``defocus_gamma`` and
+    ``defocus_sigma_f`` are in **T pixels squared** here (the pipeline passes flows in T pixels):
+    T's defocus blur is ``|dp| * A_T / b`` for a parallax difference ``dp`` over baseline ``b``,
+    and it matters once it passes one W pixel (``k`` T pixels) at any resolution, so
+    ``|dp| > k b / A_T = 5 * 7 cm / 4.5 mm = 78`` T px on the simulator's rig: gamma = 78^2.
+    """
+    cfg = QAConfig()
+    m = cfg.maps
+    m.occlusion_scale = 0.1  # M_occ = 1 at 10 flow-grid px of forward-backward error (0.5 at 5)
+    m.uncertainty_s_max = 20.0  # flow-grid px: only gross flow disorder (DIS has no real uncertainty)
+    m.reject_eps0 = 0.02  # qa's 4e-3 rejects real texture the W crop cannot show (grass, gravel)
+    m.defocus_gamma = 6000.0  # T px^2 (see above)
+    m.defocus_sigma_f = 1500.0  # T px^2
+    return cfg
+
+
+@dataclass
+class PipelineConfig:
+    """How the pipeline around the UNet runs (alignment, maps, blending, tiling)."""
+
+    flow_backend: str = "dis"  # dense-flow backend, a name in ``align.FLOW_BACKENDS``
+    colour_match: bool = True  # per-channel mean/variance match of the reference to the source
+    use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
+    use_defocus: bool = True
+    use_flow: bool = True
+    use_reject: bool = True
+    min_overlap: float = 0.2  # below this fraction of trusted pixels the reference is not used
+    min_ncc: float = 0.4  # below this structure correlation the reference "does not overlap" (align.structure_ncc)
+    tile: int = 768  # UNet tile core, T pixels
+    halo: int = 32  # context around each tile core
+    focal_ratio: float = 5.0  # assumed fx_T / fx_W when a capture has no intrinsics (the simulator's phone)
+    qa: QAConfig = field(default_factory=lambda: pipeline_qa_defaults())  # alignment and map parameters
+
+    def check(self) -> list[Problem]:
+        out = []
+        if self.tile < 16 or self.tile % 16:
+            out.append(Problem("tile", "must be a multiple of 16"))
+        if self.halo < 0:
+            out.append(Problem("halo", "must be >= 0"))
+        return out
+
+
+def pipeline_payload(plain: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline config as stored in checkpoints: qa's ``align`` and ``maps`` only.
+
+    The pipeline uses no other part of ``QAConfig``; leaving qa's verdict thresholds out keeps
+    checkpoints readable when qa changes them.
+    """
+    out = dict(plain)
+    if isinstance(out.get("qa"), dict):
+        out["qa"] = {k: v for k, v in out["qa"].items() if k in ("align", "maps")}
+    return out
+
+
+@dataclass
+class DataConfig:
+    """Which patches the network sees."""
+
+    split: str = "train"  # the split of splits.csv to train on
+    patch: int = 96  # patch side, in T pixels (a multiple of 16)
+    patches_per_epoch: int = 2048  # random patches drawn per epoch (over all ranks)
+    batch_size: int = 16  # per rank
+    workers: int = 0  # DataLoader worker processes per rank (0 = in the main process)
+    min_valid: float = 0.6  # a patch needs this fraction of pixels where the loss mask is 1
+    cache_dir: str = ""  # where per-capture alignment is cached; "" = <run>/cache
+
+    def check(self) -> list[Problem]:
+        out = []
+        if self.patch < 16 or self.patch % 16:
+            out.append(Problem("patch", "must be a multiple of 16, >= 16"))
+        if self.batch_size < 1:
+            out.append(Problem("batch_size", "must be >= 1"))
+        if not 0 <= self.min_valid <= 1:
+            out.append(Problem("min_valid", "must be in [0, 1]"))
+        return out
+
+
+@dataclass
+class LossConfig:
+    """``L = w_l1 * mean(M |Y_fusion - Y_target|) + w_lowpass * mean(M |LP(Y_fusion) - LP(Y_src)|)``.
+
+    ``M`` is the alignment-validity mask (1 where the target's and the reference's alignment to
+    the source can be trusted), ``LP`` a Gaussian low-pass. The low-pass term ties the output's
+    brightness to the source's, so the network cannot take the target's exposure or the
+    reference's tone; colour comes from the source's chroma anyway.
+    """
+
+    w_l1: float = 1.0
+    w_lowpass: float = 0.5
+    lowpass_sigma: float = 4.0  # T pixels; about the W-to-T scale, so only what W resolves is tied
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-3  # Adam
+    weight_decay: float = 0.0
+    steps: int = 1500  # optimizer steps in total
+    lr_min_ratio: float = 0.05  # cosine decay to lr * this at the last step
+    grad_clip: float = 1.0  # max global grad norm; 0 = off
+
+
+@dataclass
+class TrainConfig:
+    """``hzsr model train --config train.yaml``."""
+
+    seed: int = 0  # seeds torch, numpy and patch sampling; same config + same data = same run
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    log_every: int = 10  # steps between CSV log rows
+    ckpt_every: int = 250  # steps between checkpoints (and one at the end)
+    threads: int = 0  # torch intra-op threads per rank; 0 = leave torch's default
+
+
+def _set_path(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    cur = data
+    for k in keys[:-1]:
+        nxt = cur.get(k)
+        if nxt is None:
+            nxt = cur[k] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{k!r} is not a section", field=f"--set {dotted}")
+        cur = nxt
+    cur[keys[-1]] = value
+
+
+def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML: ``8``, ``[8,16]``, ``true``)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"expected key=value, got {item!r}", field="--set")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"cannot parse value {text!r}", field=f"--set {key}") from None
+        _set_path(data, key.strip(), value)
+    return data
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Load a YAML train config (``None``: defaults) and apply CLI overrides."""
+    data = load_yaml(path) if path is not None else {}
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping at the top level", file=path)
+    apply_overrides(data, overrides)
+    return parse_or_raise(TrainConfig, data, file=str(path) if path else "<defaults>", error=ConfigError)
+
+
+def dump_config(cfg: Any) -> str:
+    return yaml.safe_dump(to_plain(cfg), sort_keys=False)
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    return dataclasses.replace(cfg, **changes)

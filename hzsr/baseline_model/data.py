@@ -1,0 +1,124 @@
+"""Training and evaluation data: per-capture alignment (cached once) and random patches.
+
+Pairing (HZSR_METHOD.md, step 6, as the issue fixes it):
+
+- **source** ``Y_src``: main W, cropped to T's field of view and coarse-aligned (``align.py``);
+- **reference** ``~Y_ref``: the second phone's T warped onto the source, colour-matched, exactly
+  as inference builds it (``pipeline.unet_inputs``), with ``M_occ``;
+- **target** ``Y_tgt``: the main phone's T registered onto the source with qa's
+  ``register_pair`` (its own global shift and DIS flow), then matched in per-channel mean and
+  variance to the source, so brightness and colour are the source's;
+- **loss mask**: where that registration can be trusted (``x + F`` inside main T,
+  ``M_occ < 0.5`` and ``M_reject < 0.5`` of the target against the source).
+
+Alignment runs once per capture and is cached as one float16 ``.npy`` (channels y_src, y_ref,
+m_occ, y_tgt, mask) that DataLoader workers memory-map, so a training step only slices arrays.
+The cache key includes a hash of the pipeline config: change the alignment and it is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hzsr.baseline_model.align import Alignment
+from hzsr.baseline_model.color import match_colour
+from hzsr.baseline_model.config import PipelineConfig, pipeline_payload
+from hzsr.core.schema import to_plain
+
+CHANNELS = ("y_src", "y_ref", "m_occ", "y_tgt", "mask")
+
+
+@dataclass
+class Target:
+    """The main T, registered onto I_src and colour-matched to it."""
+
+    rgb: np.ndarray  # uint8 HxWx3 on I_src's grid
+    y: np.ndarray  # float32 luminance in [0, 1]
+    mask: np.ndarray  # bool: the registration can be trusted here
+
+
+def make_target(al: Alignment, main_t: np.ndarray, cfg: PipelineConfig, focal_ratio: float) -> Target:
+    """Register ``main_t`` onto ``al.src`` (qa's ``register_pair``) and colour-match it to the source."""
+    from hzsr.baseline_model.color import luma, to_uint8
+    from hzsr.qa.register import register_pair
+
+    if main_t.shape != al.src.shape:
+        raise ValueError(f"main_T {main_t.shape} and the source grid {al.src.shape} differ in size")
+    reg = register_pair(al.src, main_t, cfg.qa, optical_scale=1.0 / max(focal_ratio, 1.0))
+    mask = reg.valid & (reg.occlusion < 0.5) & (reg.reject < 0.5)
+    gain, offset = match_colour(reg.warped_ref, al.src, mask)
+    rgb = to_uint8(reg.warped_ref.astype(np.float32) / 255.0 * gain + offset)
+    return Target(rgb, luma(rgb), mask)
+
+
+def config_key(cfg: PipelineConfig) -> str:
+    """Short hash of everything in the pipeline config that changes the cached arrays."""
+    plain = pipeline_payload(to_plain(cfg))
+    for k in ("tile", "halo"):  # tiling does not change the alignment
+        plain.pop(k, None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cache_name(capture_id: str) -> str:
+    return capture_id.replace("/", "__") + ".npy"
+
+
+def prepare_capture(sample: Any, cfg: PipelineConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    """Align one ``CaptureSample``; returns the 5xHxW float16 stack and facts for the cache index."""
+    from hzsr.baseline_model.align import align, camera_geometry
+    from hzsr.baseline_model.pipeline import unet_inputs
+
+    if sample.ref_T is None:
+        raise ValueError(f"{sample.capture_id}: no reference frame")
+    w_img, ref, main_t = sample.main_W, sample.ref_T, sample.main_T
+    geom = camera_geometry(sample.meta, (w_img.shape[1], w_img.shape[0]), (ref.shape[1], ref.shape[0]),
+                           cfg.focal_ratio)
+    al = align(w_img, ref, geom, cfg.qa, flow_backend=cfg.flow_backend, colour=cfg.colour_match,
+               use_maps={"occ": cfg.use_occ, "defocus": cfg.use_defocus, "flow": cfg.use_flow,
+                         "reject": cfg.use_reject}, min_overlap=cfg.min_overlap, min_ncc=cfg.min_ncc)
+    h, w = al.src.shape[:2]
+    x, _ = unet_inputs(al, 0, h, 0, w)
+    tgt = make_target(al, main_t, cfg, geom.focal_ratio)
+    stack = np.concatenate([x, tgt.y[None], tgt.mask[None].astype(np.float32)]).astype(np.float16)
+    info = {"capture_id": sample.capture_id, "height": h, "width": w, "valid_frac": float(tgt.mask.mean()),
+            "use_reference": al.use_reference, "warnings": al.warnings}
+    return stack, info
+
+
+def build_cache(reader: Any, ids: list[str], cfg: PipelineConfig, cache_dir: str | Path, *,
+                progress: bool = True) -> list[Path]:
+    """Make (or reuse) the cached arrays of ``ids``; returns their paths in order.
+
+    Idempotent and crash-safe: each file is written to a temp name and renamed, under a folder
+    named by ``config_key(cfg)``, so a half-built cache resumes and a changed config never reads
+    stale arrays.
+    """
+    import os
+    import tempfile
+
+    from tqdm import tqdm
+
+    root = Path(cache_dir) / config_key(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for cid in tqdm(ids, desc="align (cache)", disable=not progress, leave=False):
+        p = root / cache_name(cid)
+        if not p.exists():
+            stack, info = prepare_capture(reader.read(cid), cfg)
+            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=root)
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, stack)
+            os.replace(tmp, p)
+            (root / (p.stem + ".json")).write_text(json.dumps(info))
+        paths.append(p)
+    return paths
+
+
+def load_stack(path: str | Path) -> np.ndarray:
+    return np.load(path, mmap_mode="r")

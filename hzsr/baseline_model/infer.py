@@ -1,0 +1,143 @@
+"""``hzsr model infer``: one capture (W + reference T) to a full-resolution image.
+
+Stages, each timed: ``decode`` (both JPEGs), ``coarse_align``, ``dense_flow``, ``maps``,
+``fusion`` (warp + UNet + blend, tile by tile), ``uncrop`` (paste into the zoomed W frame),
+``encode``. ``OUT.json`` beside the image holds the timings, the warnings (missing AF ROI or
+intrinsics, a reference that does not overlap) and the geometry. Bad input is one line naming
+the file: an unreadable image or checkpoint, broken metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from hzsr.baseline_model.checkpoint import ModelError, load_model
+from hzsr.core.errors import ConfigError
+from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
+
+
+def read_rgb(path: str | Path, what: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("file not found", file=p, field=what, unreadable=True)
+    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ConfigError("not a readable image", file=p, field=what, unreadable=True)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_meta(path: str | Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    p = Path(path)
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=p, field="--meta") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"not readable JSON ({str(exc).splitlines()[0][:80]})", file=p, field="--meta") from None
+    if not isinstance(meta, dict):
+        raise ConfigError("expected a JSON object (capture.json)", file=p, field="--meta")
+    return meta
+
+
+def encode(path: Path, rgb: np.ndarray) -> None:
+    ext = path.suffix.lower()
+    if ext not in (".png", ".jpg", ".jpeg"):
+        raise ConfigError("output must end in .png, .jpg or .jpeg", file=path, field="--out")
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if ext == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ModelError("image encoding failed", file=path)
+    atomic_write_bytes(path, buf.tobytes())
+
+
+def save_maps(folder: Path, res: Any) -> list[str]:
+    """The four maps, M_blend and the validity mask (flow grid, 8-bit) and the intermediate images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, m in res.alignment.maps.items():
+        p = folder / f"{name}.png"
+        atomic_write_bytes(p, cv2.imencode(".png", np.clip(m * 255 + 0.5, 0, 255).astype(np.uint8))[1].tobytes())
+        written.append(str(p))
+    images = {"source_bicubic": res.alignment.src, "final": res.final, **res.extras}
+    for name, img in images.items():
+        if name == "bicubic":
+            continue
+        p = folder / f"{name}.png"
+        encode(p, img)
+        written.append(str(p))
+    return written
+
+
+def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | Path | None = None,
+          meta: str | Path | None = None, zoom: float | None = None, save_maps: str | Path | None = None,
+          device: str = "cpu", tile: int | None = None, halo: int | None = None) -> dict[str, Any]:
+    """Run the pipeline on one capture and write ``out`` and ``out``.json; returns what it wrote."""
+    import dataclasses
+
+    from hzsr.baseline_model.evaluate import pipeline_config_of
+    from hzsr.baseline_model.pipeline import HZSRPipeline, uncrop
+
+    out = Path(out)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ConfigError("output must end in .png, .jpg or .jpeg", file=out, field="--out")
+    t_all = time.perf_counter()
+    t0 = time.perf_counter()
+    w_img = read_rgb(source, "SOURCE")
+    r_img = read_rgb(ref, "--ref")
+    capture = read_meta(meta)
+    t_decode = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lc = load_model(ckpt)
+    cfg = pipeline_config_of(lc.pipeline, str(lc.path))
+    if tile is not None:
+        if tile < 16 or tile % 16:
+            raise ConfigError("must be a multiple of 16", field="--tile")
+        cfg = dataclasses.replace(cfg, tile=tile)
+    if halo is not None:
+        cfg = dataclasses.replace(cfg, halo=max(0, halo))
+    pipe = HZSRPipeline(lc.model, cfg, device)
+    t_load = time.perf_counter() - t0
+    if capture is None:
+        capture = {}
+    res = pipe.run(w_img, r_img, capture, extras=("warped_ref", "fusion") if save_maps else ())
+    al = res.alignment
+    k = al.rect.scale
+    z = k if zoom is None else float(zoom)
+    if not 1.0 <= z <= k * 1.0001:
+        raise ConfigError(f"zoom {z:g} must be between 1 and the focal ratio {k:.2f}", field="--zoom")
+    t0 = time.perf_counter()
+    final = uncrop(w_img, res.final, al.rect, z)
+    t_uncrop = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    encode(out, final)
+    t_encode = time.perf_counter() - t0
+    timings = {"load_model": t_load, "decode": t_decode, **res.timings, "uncrop": t_uncrop, "encode": t_encode}
+    timings["total"] = time.perf_counter() - t_all
+    files = [str(out)]
+    if save_maps:
+        files += save_maps_fn(Path(save_maps), res)
+    info = {
+        "source": str(source), "ref": str(ref), "meta": str(meta) if meta else None, "checkpoint": str(lc.path),
+        "output": str(out), "output_size": [int(final.shape[1]), int(final.shape[0])], "zoom": z,
+        "focal_ratio": k, "used_reference": al.use_reference, "warnings": res.warnings,
+        "shift_px": [al.shift.dx, al.shift.dy], "shift_inliers": al.shift.inliers,
+        "crop_rect_w_px": [al.rect.x0, al.rect.y0, al.rect.width, al.rect.height],
+        "tiles": res.tiles, "tile": cfg.tile, "halo": cfg.halo,
+        "blend_mean": float(al.maps["blend"].mean()), "timings_s": timings,
+    }
+    side = out.with_suffix(out.suffix + ".json")
+    atomic_write_json(side, info)
+    files.append(str(side))
+    return {**info, "files": files}
+
+
+save_maps_fn = save_maps

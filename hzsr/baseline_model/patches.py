@@ -1,0 +1,86 @@
+"""``PatchDataset``: random training patches from the cached per-capture arrays (``data.py``).
+
+Sample ``i`` is drawn by a generator seeded with ``(seed, rank, i)``, so the patch stream depends
+only on the config and the sample index: the same run is the same on a re-run, and a resumed run
+continues the stream exactly (``IndexRangeSampler`` starts where the checkpoint left off),
+whatever the number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from hzsr.baseline_model.data import load_stack
+
+
+class PatchDataset(Dataset):
+    """Random ``patch x patch`` crops; item = (x: 3xPxP, y_tgt: 1xPxP, mask: 1xPxP) float32.
+
+    Args:
+        paths: cached ``.npy`` stacks, one per capture (this rank's share of the split).
+        patch: side in pixels.
+        seed, rank: seed the per-sample generator.
+        min_valid: redraw (up to 8 times) a patch whose loss-mask coverage is below this.
+    """
+
+    def __init__(self, paths: list[Path], patch: int, seed: int, rank: int = 0, min_valid: float = 0.5):
+        if not paths:
+            raise ValueError("no captures to draw patches from")
+        self.paths = [str(p) for p in paths]
+        self.patch = int(patch)
+        self.seed, self.rank, self.min_valid = int(seed), int(rank), float(min_valid)
+        self._arrays: dict[int, np.ndarray] = {}  # memory maps, opened lazily in each worker
+
+    def __len__(self) -> int:
+        return 2**62  # an endless stream; the sampler decides which indices are drawn
+
+    def _array(self, k: int) -> np.ndarray:
+        a = self._arrays.get(k)
+        if a is None:
+            a = self._arrays[k] = load_stack(self.paths[k])
+        return a
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_arrays"] = {}
+        return state
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.rank, int(index)])
+        p = self.patch
+        best = None
+        for _ in range(8):
+            k = int(rng.integers(len(self.paths)))
+            a = self._array(k)
+            _, h, w = a.shape
+            if h < p or w < p:
+                raise ValueError(f"{self.paths[k]}: {w}x{h} is smaller than the {p}px patch")
+            y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+            crop = np.asarray(a[:, y : y + p, x : x + p], dtype=np.float32)
+            cover = float(crop[4].mean())
+            if best is None or cover > best[0]:
+                best = (cover, crop)
+            if cover >= self.min_valid:
+                break
+        crop = best[1]
+        if rng.random() < 0.5:
+            crop = crop[:, :, ::-1]
+        t = torch.from_numpy(np.ascontiguousarray(crop))
+        return t[:3], t[3:4], t[4:5]
+
+
+class IndexRangeSampler(Sampler[int]):
+    """Yields ``start, start + 1, ..., start + count - 1``: sample indices for a (resumed) run."""
+
+    def __init__(self, start: int, count: int):
+        self.start, self.count = int(start), int(count)
+
+    def __iter__(self):
+        return iter(range(self.start, self.start + self.count))
+
+    def __len__(self) -> int:
+        return self.count

@@ -1,0 +1,235 @@
+"""The whole HZSR pipeline on one capture: align, fuse in tiles, blend, uncrop.
+
+    I_src, flows, maps = align(W, T_ref)                      (align.py; qa's primitives)
+    per tile:  ~I_ref = colour_match(warp(T_ref, F_fwd))       bilinear, full resolution
+               Y_fusion = UNet(Y_src, ~Y_ref, M_occ)           (unet.py)
+               Y_final = M_blend * Y_fusion + (1 - M_blend) * Y_src
+               I_final = RGB(Y_final, U_src, V_src)            colour from the source
+    output = uncrop(I_final, W, zoom)                          pasted into the zoomed W frame
+
+Full-resolution float data exists only per tile: flow and maps live on the 512x384 flow grid and
+are sampled bilinearly for each tile, so peak memory is the uint8 images plus O(tile^2).
+Blending in Y alone is the same as blending RGB, since the chroma of fusion and source are equal.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from hzsr.baseline_model.align import Alignment, align, camera_geometry
+from hzsr.baseline_model.blend import blend
+from hzsr.baseline_model.color import RGB_TO_YUV, YUV_TO_RGB
+from hzsr.baseline_model.config import PipelineConfig
+from hzsr.baseline_model.tiling import n_tiles, run_tiled
+from hzsr.core.geometry import CropRect
+
+#: Optional outputs (besides ``final``), all on I_src's grid: what evaluation compares.
+EXTRA_OUTPUTS = ("bicubic", "warped_ref", "fusion")
+
+
+@dataclass
+class PipelineResult:
+    final: np.ndarray  # uint8 RGB on I_src's grid (T's field of view, T's size)
+    alignment: Alignment
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # see EXTRA_OUTPUTS
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    tiles: int = 0
+
+
+def sample_grid(arr: np.ndarray, full_shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Bilinearly sample a grid array (``cv2.resize`` geometry) at full-resolution pixels y0:y1, x0:x1."""
+    gh, gw = arr.shape[:2]
+    h, w = full_shape
+    xs = ((np.arange(x0, x1, dtype=np.float32) + 0.5) * (gw / w) - 0.5)
+    ys = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * (gh / h) - 0.5)
+    mx = np.broadcast_to(xs[None, :], (y1 - y0, x1 - x0))
+    my = np.broadcast_to(ys[:, None], (y1 - y0, x1 - x0))
+    return cv2.remap(arr, np.ascontiguousarray(mx), np.ascontiguousarray(my), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def _yuv(rgb_u8: np.ndarray) -> np.ndarray:
+    return cv2.transform(rgb_u8.astype(np.float32) * (1 / 255.0), RGB_TO_YUV)
+
+
+def _rgb_u8(yuv: np.ndarray) -> np.ndarray:
+    return np.clip(cv2.transform(yuv, YUV_TO_RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def unet_inputs(al: Alignment, wy0: int, wy1: int, wx0: int, wx1: int) -> tuple[np.ndarray, np.ndarray]:
+    """The UNet's input on window ``[wy0:wy1, wx0:wx1]`` of I_src's grid, and the warped reference.
+
+    Returns ``(x, ref)``: ``x`` is 3xhxw float32 (Y_src, colour-matched warped Y_ref, M_occ with 1
+    where the reference has no pixel); ``ref`` the colour-matched warped reference, hxwx3 in [0, 1].
+    Training (``data.py``) builds its inputs with this same function.
+    """
+    src = al.src
+    h, w = src.shape[:2]
+    gh, gw = al.grid_shape
+    flow_scale = np.array([w / gw, h / gh], np.float32)  # grid px -> T px
+    flow = sample_grid(al.flow_fwd, (h, w), wy0, wy1, wx0, wx1) * flow_scale
+    gx = np.arange(wx0, wx1, dtype=np.float32)[None, :]
+    gy = np.arange(wy0, wy1, dtype=np.float32)[:, None]
+    ref = cv2.remap(al.ref, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    ref_f = np.clip(ref.astype(np.float32) * (al.colour_gain / 255.0) + al.colour_offset, 0, 1)
+    y_src = _yuv(src[wy0:wy1, wx0:wx1])[..., 0]
+    y_ref = cv2.transform(ref_f, RGB_TO_YUV[:1]).reshape(y_src.shape)
+    m_in = np.maximum(al.maps["occlusion"], 1.0 - al.maps["valid"])  # no reference pixel = occluded
+    occ = sample_grid(m_in, (h, w), wy0, wy1, wx0, wx1)
+    return np.stack([y_src, y_ref, occ]), ref_f
+
+
+class HZSRPipeline:
+    """Run the HZSR pipeline with a fusion UNet.
+
+    Args:
+        model: a ``FusionUNet`` (or anything with its call signature and ``size_multiple``).
+        cfg: pipeline options; ``None`` for the defaults.
+        device: where the UNet runs (``"cpu"``, ``"cuda"``).
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: PipelineConfig | None = None, device: str = "cpu"):
+        self.cfg = cfg or PipelineConfig()
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+
+    def align(self, w_img: np.ndarray, ref: np.ndarray, meta: dict[str, Any] | None) -> Alignment:
+        c = self.cfg
+        for name, img in (("source", w_img), ("reference", ref)):
+            if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+                raise ValueError(f"{name}: expected an HxWx3 uint8 RGB image, got "
+                                 f"{getattr(img, 'dtype', None)} {getattr(img, 'shape', None)}")
+        geom = camera_geometry(meta, (w_img.shape[1], w_img.shape[0]), (ref.shape[1], ref.shape[0]), c.focal_ratio)
+        return align(w_img, ref, geom, c.qa, flow_backend=c.flow_backend, colour=c.colour_match,
+                     use_maps={"occ": c.use_occ, "defocus": c.use_defocus, "flow": c.use_flow,
+                               "reject": c.use_reject}, min_overlap=c.min_overlap, min_ncc=c.min_ncc)
+
+    def fuse(self, al: Alignment, extras: tuple[str, ...] = ()) -> PipelineResult:
+        """Fuse an aligned capture in tiles; ``extras`` names optional outputs from EXTRA_OUTPUTS."""
+        for e in extras:
+            if e not in EXTRA_OUTPUTS:
+                raise ValueError(f"unknown extra output {e!r}; known: {', '.join(EXTRA_OUTPUTS)}")
+        t0 = time.perf_counter()
+        src = al.src
+        h, w = src.shape[:2]
+        out: dict[str, np.ndarray] = {"bicubic": src} if "bicubic" in extras else {}
+        if not al.use_reference:
+            final = src.copy()
+            for e in extras:
+                out[e] = src
+            return PipelineResult(final, al, out, {**al.timings, "fusion": time.perf_counter() - t0},
+                                  list(al.warnings), 0)
+        final = np.empty_like(src)
+        if "fusion" in extras:
+            out["fusion"] = np.empty_like(src)
+        if "warped_ref" in extras:
+            out["warped_ref"] = np.empty_like(src)
+        cache: dict[tuple[int, int, int, int], np.ndarray] = {}
+
+        def make_input(wy0: int, wy1: int, wx0: int, wx1: int) -> np.ndarray:
+            x, ref_f = unet_inputs(al, wy0, wy1, wx0, wx1)
+            cache[(wy0, wy1, wx0, wx1)] = ref_f
+            return x
+
+        def consume(y0: int, y1: int, x0: int, x1: int, y_fus: np.ndarray, win: tuple[int, int, int, int]) -> None:
+            yuv = _yuv(src[y0:y1, x0:x1])
+            wb = sample_grid(al.maps["blend"], (h, w), y0, y1, x0, x1)
+            y_src = yuv[..., 0].copy()
+            if "fusion" in out:
+                yuv[..., 0] = y_fus
+                out["fusion"][y0:y1, x0:x1] = _rgb_u8(yuv)
+            yuv[..., 0] = blend(y_fus, y_src, wb)
+            final[y0:y1, x0:x1] = _rgb_u8(yuv)
+            ref_f = cache.pop(win)
+            if "warped_ref" in out:
+                ry, rx = y0 - win[0], x0 - win[2]
+                core = ref_f[ry : ry + (y1 - y0), rx : rx + (x1 - x0)]
+                valid = sample_grid(al.maps["valid"], (h, w), y0, y1, x0, x1)[..., None] > 0.5
+                out["warped_ref"][y0:y1, x0:x1] = np.where(valid, np.clip(core * 255 + 0.5, 0, 255).astype(np.uint8),
+                                                           src[y0:y1, x0:x1])
+
+        mult = getattr(self.model, "size_multiple", 16)
+
+        class _CL(torch.nn.Module):
+            def __init__(self, m: torch.nn.Module):
+                super().__init__()
+                self.m = m
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.m(x.contiguous(memory_format=torch.channels_last))
+
+        tiles = run_tiled(_CL(self.model), h, w, make_input, consume, tile=self.cfg.tile, halo=self.cfg.halo,
+                          multiple=mult, device=self.device)
+        if "bicubic" in extras:
+            out["bicubic"] = src
+        timings = {**al.timings, "fusion": time.perf_counter() - t0}
+        return PipelineResult(final, al, out, timings, list(al.warnings), tiles)
+
+    def run(self, w_img: np.ndarray, ref: np.ndarray, meta: dict[str, Any] | None = None,
+            extras: tuple[str, ...] = ()) -> PipelineResult:
+        return self.fuse(self.align(w_img, ref, meta), extras)
+
+    def expected_tiles(self, t_size: tuple[int, int]) -> int:
+        return n_tiles(t_size[1], t_size[0], self.cfg.tile)
+
+
+def zoom_affine(w_size: tuple[int, int], zoom: float) -> np.ndarray:
+    """3x3 affine taking output pixels to W pixels for a centred digital zoom of W at ``zoom``."""
+    ww, hw = w_size
+    cx, cy = (ww - 1) / 2, (hw - 1) / 2
+    return np.array([[1 / zoom, 0, cx - cx / zoom], [0, 1 / zoom, cy - cy / zoom], [0, 0, 1]], np.float64)
+
+
+def _warp_window(img: np.ndarray, m: np.ndarray, x0: int, y0: int, x1: int, y1: int, interp: int) -> np.ndarray:
+    """``img`` through the output->input affine ``m``, rendered only for output pixels [y0:y1, x0:x1]."""
+    shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
+    return cv2.warpAffine(img, (m @ shift)[:2], (x1 - x0, y1 - y0), flags=interp | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def uncrop(w_img: np.ndarray, fused: np.ndarray, rect: CropRect, zoom: float) -> np.ndarray:
+    """Paste the fused T-field-of-view image into W digitally zoomed by ``zoom`` (W's size).
+
+    Output pixel ``u`` shows W at ``zoom_affine @ u`` (bicubic); inside the rectangle the fused
+    image covers, it shows the fused image instead, through ``inv(crop_to_w) @ zoom_affine``
+    (area-averaged first when it is shown smaller). At ``zoom`` equal to the focal ratio the
+    output is T's field of view itself, so the fused image is returned as it is: resampling it by
+    the coarse shift's sub-pixel remainder would only blur the detail just transferred.
+    Only the pixels shown are rendered: the fused rectangle, and W in the strips around it.
+    """
+    hw, ww = w_img.shape[:2]
+    k = rect.scale
+    if not 1.0 <= zoom <= k * 1.0001:
+        raise ValueError(f"zoom {zoom:g} must be between 1 and the focal ratio {k:.2f}")
+    if abs(zoom - k) <= 1e-4 * k and fused.shape[:2] == w_img.shape[:2]:
+        return fused.copy()
+    a = zoom_affine((ww, hw), zoom)
+    pre = k / zoom  # fused pixels per output pixel
+    f = fused
+    if pre >= 1.5:  # area-average first against aliasing
+        f = cv2.resize(fused, (max(1, round(fused.shape[1] / pre)), max(1, round(fused.shape[0] / pre))),
+                       interpolation=cv2.INTER_AREA)
+    sx, sy = fused.shape[1] / f.shape[1], fused.shape[0] / f.shape[0]
+    f_to_c = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+    m = np.linalg.inv(rect.crop_to_w() @ f_to_c) @ a  # output -> f pixels
+    # Output pixels whose whole bilinear footprint lies inside f: an axis-aligned box (the map is
+    # a scale and a translation).
+    inv = np.linalg.inv(m)
+    (ox0, oy0), (ox1, oy1) = ((inv @ np.array([x, y, 1.0]))[:2] for x, y in ((0, 0), (f.shape[1] - 1, f.shape[0] - 1)))
+    bx0, by0 = max(0, int(np.ceil(ox0))), max(0, int(np.ceil(oy0)))
+    bx1, by1 = min(ww, int(np.floor(ox1)) + 1), min(hw, int(np.floor(oy1)) + 1)
+    out = np.empty_like(w_img)
+    if bx1 <= bx0 or by1 <= by0:
+        return _warp_window(w_img, a, 0, 0, ww, hw, cv2.INTER_CUBIC)
+    out[by0:by1, bx0:bx1] = _warp_window(f, m, bx0, by0, bx1, by1, cv2.INTER_LINEAR)
+    for x0, y0, x1, y1 in ((0, 0, ww, by0), (0, by1, ww, hw), (0, by0, bx0, by1), (bx1, by0, ww, by1)):
+        if x1 > x0 and y1 > y0:
+            out[y0:y1, x0:x1] = _warp_window(w_img, a, x0, y0, x1, y1, cv2.INTER_CUBIC)
+    return out

@@ -1,0 +1,260 @@
+"""``hzsr model train``: fit the fusion UNet on a packed data set, on one process or under torchrun.
+
+Run folder::
+
+    RUN/config.yaml        the resolved config (file + --set overrides)
+    RUN/cache/<key>/       per-capture alignment (data.build_cache), reused across runs with --data
+    RUN/ckpt-last.pt       model + optimizer + step, every ``ckpt_every`` steps (atomic)
+    RUN/model.pt           the final weights and the pipeline config: what eval/infer/export read
+    RUN/log.csv            step, epoch-free counters, losses, lr, patches/s, elapsed
+    RUN/summary.json       figures of the run (throughput, time, per-rank checks)
+
+Loss (``LossConfig``), with ``M`` the target's loss mask and ``G`` a Gaussian low-pass:
+
+    L = w_l1 * sum(M |Y - Y_tgt|) / sum(M) + w_lowpass * mean(|G * Y - G * Y_src|)
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each rank takes captures ``ids[rank::world]``
+of the split, builds their cache, and draws its own patches; DistributedDataParallel averages the
+gradients (gloo on CPU, NCCL on GPUs), so the ranks' parameters stay identical, which
+``summary.json`` records as one checksum per rank.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from hzsr.baseline_model.checkpoint import ModelError, read_checkpoint, save_checkpoint, unet_payload
+from hzsr.baseline_model.config import LossConfig, TrainConfig, dump_config, pipeline_payload
+from hzsr.baseline_model.data import build_cache
+from hzsr.baseline_model.patches import IndexRangeSampler, PatchDataset
+from hzsr.baseline_model.unet import FusionUNet
+from hzsr.core.errors import ConfigError
+from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
+from hzsr.core.schema import to_plain
+
+LOG_FIELDS = ("step", "samples", "loss", "l1", "lowpass", "lr", "patches_per_s", "elapsed_s")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Join the torchrun process group when ``WORLD_SIZE`` > 1 (gloo on CPU, NCCL with CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() and os.environ.get("HZSR_DDP_BACKEND") != "gloo" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    r = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
+def lowpass(y: torch.Tensor, k1: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur of Nx1xHxW with reflect padding."""
+    r = k1.numel() // 2
+    y = F.pad(y, (r, r, r, r), mode="reflect")
+    y = F.conv2d(y, k1.view(1, 1, 1, -1))
+    return F.conv2d(y, k1.view(1, 1, -1, 1))
+
+
+def hzsr_loss(y: torch.Tensor, y_tgt: torch.Tensor, mask: torch.Tensor, y_src: torch.Tensor, cfg: LossConfig,
+              k1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(total, l1, lowpass)`` of the module docstring's loss."""
+    l1 = (mask * (y - y_tgt).abs()).sum() / mask.sum().clamp(min=1.0)
+    lp = (lowpass(y, k1) - lowpass(y_src, k1)).abs().mean() if cfg.w_lowpass > 0 else y.new_zeros(())
+    return cfg.w_l1 * l1 + cfg.w_lowpass * lp, l1, lp
+
+
+def param_checksum(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for _, p in sorted(model.state_dict().items()):
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _lr_factor(step: int, total: int, min_ratio: float) -> float:
+    t = min(1.0, step / max(1, total))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= upto]
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume: bool = False,
+          progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Train; returns the summary (also written to ``RUN/summary.json`` by rank 0)."""
+    from tqdm import tqdm
+
+    from hzsr.dataset.reader import ShardReader
+
+    d = init_distributed()
+    out = Path(out_dir)
+    last = out / "ckpt-last.pt"
+    # Every rank checks (so every rank fails alike); only rank 0 writes, after all have looked.
+    if (out / "config.yaml").exists() and not resume:
+        raise ConfigError("a run already exists here; pass --resume to continue it, or choose another --out",
+                          file=out, field="--out")
+    if resume and not last.exists():
+        raise ConfigError("nothing to resume (no ckpt-last.pt)", file=out, field="--resume")
+    if d.world > 1:
+        torch.distributed.barrier()
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "config.yaml", dump_config(cfg).encode())
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dev = torch.device(device if device != "cuda" else f"cuda:{d.local_rank}")
+
+    # Data: each rank aligns and reads only its own part of the split.
+    reader = ShardReader(data_dir)
+    ids = reader.ids(cfg.data.split)
+    if len(ids) < d.world:
+        raise ConfigError(f"split {cfg.data.split!r} has {len(ids)} captures, fewer than {d.world} ranks",
+                          file=data_dir, field="data.split")
+    mine = ids[d.rank :: d.world]
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
+    t0 = time.perf_counter()
+    paths = build_cache(reader, mine, cfg.pipeline, cache_dir, progress=progress and d.main)
+    reader.close()
+    cache_s = time.perf_counter() - t0
+    if d.world > 1:
+        torch.distributed.barrier()
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    model = FusionUNet(cfg.unet).to(dev)
+    net: torch.nn.Module = model
+    if d.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[d.local_rank] if dev.type == "cuda" else None)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    total = cfg.optim.steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, cfg.optim.lr_min_ratio))
+    step = 0
+    if resume:
+        raw = read_checkpoint(last)
+        model.load_state_dict(raw["state_dict"])
+        opt.load_state_dict(raw["optimizer"])
+        sched.load_state_dict(raw["scheduler"])
+        step = int(raw["step"])
+        if raw.get("train") != to_plain(cfg):
+            raise ModelError("the config differs from the one the run started with; resume with the same config",
+                             file=last, field="train")
+    rows = _read_log(out / "log.csv", step) if d.main else []
+
+    bs = cfg.data.batch_size
+    ds = PatchDataset(paths, cfg.data.patch, cfg.seed, d.rank, cfg.data.min_valid)
+    loader = DataLoader(ds, batch_size=bs, sampler=IndexRangeSampler(step * bs, (total - step) * bs),
+                        num_workers=cfg.data.workers, drop_last=True,
+                        persistent_workers=False, pin_memory=dev.type == "cuda")
+    k1 = gaussian_kernel(cfg.loss.lowpass_sigma).to(dev)
+    bar = tqdm(total=total, initial=step, desc="train", disable=not (progress and d.main), unit="step")
+    t_train = time.perf_counter()
+    first_step = step
+    model.train()
+
+    def checkpoint(final: bool) -> None:
+        if not d.main:
+            return
+        payload = {**unet_payload(model), "pipeline": pipeline_payload(to_plain(cfg.pipeline)),
+                   "train": to_plain(cfg)}
+        # Log first: a resume drops rows past the checkpoint's step, so a crash between the two is harmless.
+        _write_log(out / "log.csv", rows)
+        save_checkpoint(last, {**payload, "step": step, "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict()})
+        if final:
+            save_checkpoint(out / "model.pt", {**payload, "step": step})
+
+    for x, y_tgt, mask in loader:
+        x, y_tgt, mask = x.to(dev), y_tgt.to(dev), mask.to(dev)
+        y = net(x)
+        loss, l1, lp = hzsr_loss(y, y_tgt, mask, x[:, :1], cfg.loss, k1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        bar.update(1)
+        if d.main and (step % cfg.log_every == 0 or step == total):
+            el = time.perf_counter() - t_train
+            rows.append({"step": step, "samples": step * bs * d.world, "loss": f"{loss.item():.6f}",
+                         "l1": f"{l1.item():.6f}", "lowpass": f"{lp.item():.6f}",
+                         "lr": f"{sched.get_last_lr()[0]:.3e}",
+                         "patches_per_s": f"{(step - first_step) * bs * d.world / max(el, 1e-9):.2f}",
+                         "elapsed_s": f"{el:.2f}"})
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % cfg.ckpt_every == 0 and step < total:
+            checkpoint(False)
+    bar.close()
+    train_s = time.perf_counter() - t_train
+    checkpoint(True)
+
+    checks = [param_checksum(model)]
+    rank_ids = [mine]
+    if d.world > 1:
+        gathered: list[Any] = [None] * d.world
+        torch.distributed.all_gather_object(gathered, (param_checksum(model), mine))
+        checks = [g[0] for g in gathered]
+        rank_ids = [g[1] for g in gathered]
+    done = step - first_step
+    summary = {
+        "run": str(out), "steps": step, "steps_this_call": done, "world_size": d.world,
+        "patch": cfg.data.patch, "batch_size_per_rank": bs,
+        "patches_per_s": done * bs * d.world / max(train_s, 1e-9),
+        "train_s": train_s, "cache_s": cache_s,
+        "final_loss": float(rows[-1]["loss"]) if rows else None,
+        "rank_param_checksums": checks, "rank_captures": rank_ids,
+        "model": str(out / "model.pt"),
+    }
+    if d.main:
+        atomic_write_json(out / "summary.json", summary)
+    if d.world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return summary

@@ -1,0 +1,61 @@
+"""The fusion network: a 5-level UNet on (Y_src, warped Y_ref, M_occ) -> Y_fusion.
+
+HZSR_METHOD.md, step 4. The channel widths are not published; they live in ``UNetConfig``. The
+network predicts a residual on the source's luminance, ``Y_fusion = Y_src + f(Y_src, ~Y_ref,
+M_occ)``, so an untrained or unsure network falls back to the source rather than to noise.
+
+Level ``l`` runs at ``1 / 2^l`` resolution with ``widths[l]`` channels; the encoder goes down with
+stride-2 convolutions and the decoder up with bilinear upsampling and skip concatenation. Inputs
+must have sides divisible by ``2^(levels - 1)`` (``size_multiple``); ``tiling.run_tiled`` pads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hzsr.baseline_model.config import UNetConfig
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.LeakyReLU(0.1, inplace=True))
+
+
+class FusionUNet(nn.Module):
+    """``forward(x: Nx3xHxW) -> Nx1xHxW`` luminance; channel 0 of ``x`` is Y_src."""
+
+    def __init__(self, cfg: UNetConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or UNetConfig()
+        w = list(self.cfg.widths)
+        self.levels = len(w)
+        self.enc = nn.ModuleList()
+        for lvl in range(self.levels):
+            cin = self.cfg.in_channels if lvl == 0 else w[lvl - 1]
+            self.enc.append(nn.Sequential(_conv(cin, w[lvl], stride=1 if lvl == 0 else 2), _conv(w[lvl], w[lvl])))
+        self.dec = nn.ModuleList()
+        for lvl in range(self.levels - 1):
+            self.dec.append(nn.Sequential(_conv(w[lvl] + w[lvl + 1], w[lvl]), _conv(w[lvl], w[lvl])))
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.head = nn.Conv2d(w[0], 1, 1)
+        # Start near the identity on Y_src: a small residual head (zero would stall the layers below it).
+        nn.init.normal_(self.head.weight, std=1e-3)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** (self.levels - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = x
+        for enc in self.enc:
+            h = enc(h)
+            skips.append(h)
+        for lvl in range(self.levels - 2, -1, -1):
+            h = self.dec[lvl](torch.cat([skips[lvl], self.up(h)], dim=1))
+        return x[:, :1] + self.head(h)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,109 @@
+"""eval, infer and export through the CLI, the shipped checkpoint, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from hzsr.baseline_model.checkpoint import ModelError, load_model
+from hzsr.cli import main
+
+
+def test_eval_writes_metrics_and_a_table(tiny_run, tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "ev"
+    assert main(["model", "eval", str(tiny_dataset), "--ckpt", str(tiny_run / "model.pt"),
+                 "--split", "test", "--out", str(out), "--quiet"]) == 0
+    df = pd.read_csv(out / "metrics.csv")
+    assert len(df) == 2 and set(df["scene_kind"]) == {"architecture"}  # the held-out scene only
+    for m in ("bicubic", "warped_ref", "fusion", "full"):
+        assert df[f"psnr_{m}"].between(10, 60).all() and df[f"ssim_{m}"].between(0, 1).all()
+    # The warped reference carries T's detail: it beats the bicubic W crop on this static scene.
+    assert (df["psnr_warped_ref"] > df["psnr_bicubic"] + 1).all()
+    md = (out / "metrics.md").read_text()
+    assert "| architecture | 2 |" in md and "full - bicubic" in md
+    printed = capsys.readouterr().out
+    assert "pass" in printed or "fail" in printed
+
+
+def _capture_files(session, cid="c00002"):
+    d = session / "captures" / cid
+    return d / "main_W.jpg", d / "ref_T.jpg", d / "capture.json"
+
+
+def test_infer_full_resolution_with_maps_and_timings(tiny_run, tiny_session, tmp_path, capsys):
+    src, ref, meta = _capture_files(tiny_session)
+    out = tmp_path / "out.png"
+    assert main(["model", "infer", str(src), "--ckpt", str(tiny_run / "model.pt"), "--ref", str(ref),
+                 "--meta", str(meta), "--zoom", "3", "--out", str(out), "--save-maps", str(tmp_path / "maps"),
+                 "--tile", "64"]) == 0
+    img = cv2.imread(str(out))
+    assert img.shape == (240, 320, 3)  # W's full resolution
+    info = json.loads((tmp_path / "out.png.json").read_text())
+    assert info["zoom"] == 3 and info["used_reference"] and info["tiles"] == 4 * 5
+    for stage in ("decode", "coarse_align", "dense_flow", "maps", "fusion", "uncrop", "encode", "total"):
+        assert info["timings_s"][stage] >= 0
+    assert not info["warnings"]
+    for name in ("occlusion", "defocus", "uncertainty", "reject", "blend", "warped_ref", "fusion", "final"):
+        assert (tmp_path / "maps" / f"{name}.png").is_file()
+    assert "coarse_align" in capsys.readouterr().out
+
+
+def test_infer_without_meta_warns_about_af_roi(tiny_run, tiny_session, tmp_path):
+    src, ref, _ = _capture_files(tiny_session)
+    out = tmp_path / "o.png"
+    assert main(["model", "infer", str(src), "--ckpt", str(tiny_run / "model.pt"), "--ref", str(ref),
+                 "--out", str(out)]) == 0
+    warnings = json.loads((tmp_path / "o.png.json").read_text())["warnings"]
+    assert any("AF ROI" in w and "centre" in w for w in warnings)
+
+
+def test_unreadable_inputs_are_one_line_errors(tiny_session, tmp_path, capsys):
+    src, ref, meta = _capture_files(tiny_session)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    assert main(["model", "infer", str(src), "--ckpt", str(bad), "--ref", str(ref),
+                 "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(bad) in err and "checkpoint" in err
+    with pytest.raises(ModelError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+    broken = tmp_path / "b.jpg"
+    broken.write_bytes(b"\xff\xd8garbage")
+    assert main(["model", "infer", str(broken), "--ref", str(ref), "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "b.jpg" in err and "SOURCE" in err
+
+
+def test_export_onnx_matches_torch(tiny_run, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "unet.onnx"
+    assert main(["model", "export", "--ckpt", str(tiny_run / "model.pt"), "--out", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert out.is_file() and res["max_abs_diff"] <= 1e-4
+    # The comparison is real: a perturbed model would not pass it.
+    import onnxruntime as ort
+    import torch
+
+    m = load_model(tiny_run / "model.pt").model
+    with torch.no_grad():
+        m.head.bias += 0.01
+    x = np.random.default_rng(0).random((1, 3, 48, 80), dtype=np.float32)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(got - m(torch.from_numpy(x)).detach().numpy()).max() > 1e-3
+
+
+def test_model_cli_without_torch_is_one_line(tmp_path):
+    """``hzsr model ...`` with torch missing: one line naming the extra, exit 2."""
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    env = {**os.environ, "PYTHONPATH": f"{block}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    r = subprocess.run([sys.executable, "-m", "hzsr.cli", "model", "export", "--out", str(tmp_path / "x.onnx")],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "hzsr[train]" in r.stderr

@@ -1,0 +1,124 @@
+"""The pipeline on simulated captures, checked against the simulator's ground truth."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from hzsr.baseline_model.align import camera_geometry
+from hzsr.baseline_model.pipeline import HZSRPipeline, uncrop, unet_inputs, zoom_affine
+from hzsr.baseline_model.unet import FusionUNet
+from hzsr.sim.truth import load_capture_truth
+
+
+def _read(path):
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def _capture(session, cid="c00002"):
+    d = session / "captures" / cid
+    return (_read(d / "main_W.jpg"), _read(d / "main_T.jpg"), _read(d / "ref_T.jpg"),
+            json.loads((d / "capture.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return HZSRPipeline(FusionUNet())
+
+
+def test_alignment_matches_the_simulators_true_flow(tiny_session, pipe):
+    w, _, ref, meta = _capture(tiny_session)
+    al = pipe.align(w, ref, meta)
+    truth, arrays = load_capture_truth(tiny_session, "c00002")
+    # The truth is on the unshifted centred crop; ours is shifted by the coarse translation d, so
+    # our flow should equal truth(x - d) - ... to first order: truth - d in the residual.
+    true_res = arrays["flow_ref_T"] - np.array([al.shift.dx, al.shift.dy], np.float32)
+    valid = arrays["valid_ref_T"] > 0
+    h, w_ = true_res.shape[:2]
+    ours = cv2.resize(al.flow_fwd, (w_, h)) * np.array([w_ / al.flow_fwd.shape[1], h / al.flow_fwd.shape[0]])
+    epe = np.linalg.norm(ours - true_res, axis=-1)[valid]
+    assert np.median(epe) < 1.5, np.median(epe)
+    assert al.use_reference and not al.warnings
+    # Maps are in range and M_blend follows the published formula where the reference has pixels.
+    m = al.maps
+    for k in ("occlusion", "defocus", "uncertainty", "reject", "blend"):
+        assert 0 <= m[k].min() and m[k].max() <= 1, k
+    want = np.clip(1 - m["occlusion"] - m["defocus"] - m["uncertainty"] - m["reject"], 0, None) * m["valid"]
+    assert np.allclose(m["blend"], want, atol=1e-6)
+
+
+def test_warped_reference_is_closer_to_the_target_than_bicubic(tiny_session, pipe):
+    from hzsr.baseline_model.data import make_target
+    from hzsr.baseline_model.evaluate import psnr
+
+    w, main_t, ref, meta = _capture(tiny_session)
+    res = pipe.run(w, ref, meta, extras=("bicubic", "warped_ref", "fusion"))
+    tgt = make_target(res.alignment, main_t, pipe.cfg, res.alignment.rect.scale)
+    from hzsr.baseline_model.color import luma
+
+    p_bic = psnr(luma(res.extras["bicubic"]), tgt.y, tgt.mask)
+    p_ref = psnr(luma(res.extras["warped_ref"]), tgt.y, tgt.mask)
+    assert p_ref > p_bic + 2, (p_ref, p_bic)
+    # The untrained UNet starts near the identity, so fusion ~ bicubic; colour is the source's.
+    yuv_f = cv2.cvtColor(res.extras["fusion"], cv2.COLOR_RGB2YCrCb).astype(int)
+    yuv_s = cv2.cvtColor(res.extras["bicubic"], cv2.COLOR_RGB2YCrCb).astype(int)
+    assert np.abs(yuv_f[..., 1:] - yuv_s[..., 1:]).mean() < 1.5
+
+
+def test_training_inputs_are_inference_inputs(tiny_session, pipe):
+    w, _, ref, meta = _capture(tiny_session)
+    al = pipe.align(w, ref, meta)
+    x_full, _ = unet_inputs(al, 0, al.src.shape[0], 0, al.src.shape[1])
+    x_win, _ = unet_inputs(al, 40, 104, 64, 160)
+    assert np.allclose(x_full[:, 40:104, 64:160], x_win, atol=1e-5)
+
+
+def test_missing_af_roi_falls_back_to_the_centre_with_a_warning(tiny_session, pipe):
+    w, _, ref, meta = _capture(tiny_session)
+    for f in meta["frames"]:
+        f.pop("af_roi", None)
+    res = pipe.run(w, ref, meta)
+    assert any("no AF ROI" in s and "centre" in s for s in res.warnings)
+    assert res.alignment.use_reference
+    geom = camera_geometry(meta, (320, 240), (320, 240))
+    assert geom.af_roi is None
+
+
+def test_non_overlapping_reference_gives_bicubic_and_a_warning(tiny_session, pipe):
+    w, _, _, meta = _capture(tiny_session)
+    # A reference of another scene entirely: an image the source never saw.
+    other = _read(tiny_session / "captures" / "c00004" / "ref_T.jpg")
+    other = cv2.flip(other, -1)
+    res = pipe.run(w, other, meta, extras=("bicubic",))
+    assert not res.alignment.use_reference
+    assert any("reference" in s and "bicubic" in s for s in res.warnings)
+    assert np.array_equal(res.final, res.extras["bicubic"])
+
+
+def test_uncrop_pastes_the_crop_where_it_came_from(tiny_session, pipe):
+    w, _, ref, meta = _capture(tiny_session)
+    al = pipe.align(w, ref, meta)
+    k = al.rect.scale
+    # At the focal ratio the output is T's field of view: the fused image itself.
+    assert np.array_equal(uncrop(w, al.src, al.rect, k), al.src)
+    # Below it, pasting the bicubic crop back must look like W zoomed there.
+    z = 0.9 * k
+    out = uncrop(w, al.src, al.rect, z)
+    assert out.shape == w.shape
+    zoomed = uncrop(w, np.zeros_like(al.src), al.rect, z)  # where the crop lands, it is black
+    inside = zoomed.max(-1) == 0
+    assert inside.mean() > 0.5
+    a = zoom_affine((w.shape[1], w.shape[0]), z)
+    plain_zoom = cv2.warpAffine(w, a[:2], (w.shape[1], w.shape[0]), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
+    diff = np.abs(out.astype(float) - plain_zoom.astype(float))
+    assert diff[inside].mean() < 2.0  # the same W pixels, resampled through the crop instead
+    # A misplaced paste would show: shift the crop by 5 px and the error jumps.
+    shifted = uncrop(w, np.roll(al.src, 5, axis=1), al.rect, z)
+    assert np.abs(shifted.astype(float) - plain_zoom)[inside].mean() > 3 * diff[inside].mean()
+    with pytest.raises(ValueError, match="zoom"):
+        uncrop(w, al.src, al.rect, 0.5)
+    # At zoom 1 the crop is a small patch of the full W frame.
+    z1 = uncrop(w, np.zeros_like(al.src), al.rect, 1.0)
+    assert 0.02 < (z1.max(-1) == 0).mean() < 0.06

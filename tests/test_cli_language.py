@@ -1,0 +1,140 @@
+"""One language across the commands: help and defaults on every option, workflow order, old spellings.
+
+Walks the whole parser tree, so a verb added later without help text fails here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import pytest
+
+from hzsr.cli import build_parser, main, rewrite_deprecated
+
+WORKFLOW = ["rig", "capture", "session", "sync", "qa", "dataset", "model", "sim", "demo"]
+
+
+def _verbs(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(path, parser) of every parser in the tree, the root included."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _verbs(sub, (*path, name))
+
+
+def _options(parser: argparse.ArgumentParser):
+    for a in parser._actions:
+        if a.option_strings and not isinstance(a, argparse._HelpAction):
+            yield a
+
+
+def test_every_option_has_help_and_shows_its_default():
+    parser = build_parser()
+    missing, no_default = [], []
+    for path, sub in _verbs(parser):
+        text = sub.format_help()
+        for a in _options(sub):
+            name = f"hzsr {' '.join(path)} {a.option_strings[-1]}"
+            if not (a.help or "").strip() or a.help is argparse.SUPPRESS:
+                missing.append(name)
+                continue
+            shown = sub._get_formatter()._expand_help(a) if "%(" in a.help else a.help
+            formatted = sub._get_formatter()._get_help_string(a)
+            if not re.search(r"default|required", formatted, re.I):
+                no_default.append(f"{name}: {shown!r}")
+        assert "%(default)" not in text  # every placeholder was expanded
+    assert not missing, f"options without help: {missing}"
+    assert not no_default, f"options whose help shows no default: {no_default}"
+
+
+def test_help_output_shows_defaults_and_metavars(capsys):
+    with pytest.raises(SystemExit):
+        main(["capture", "purge", "--help"])
+    out = capsys.readouterr().out
+    assert "RESUME_RIG" not in out and "--rig RIG" in out and "default: the one the session used" in out
+    with pytest.raises(SystemExit):
+        main(["capture", "run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--count COUNT number of captures to take (default: 1)" in out
+    assert "(default: .hzsr-rig/rig.yaml, which hzsr rig up --virtual writes)" in out
+    assert "--no-phase-align" in out and "(default: off, align them)" in out
+
+
+def test_top_help_is_plain_text_in_workflow_order(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "``" not in out and ":class:" not in out
+    listed = [m.group(1) for m in re.finditer(r"^    (\w+)\s{2,}", out, re.M)]
+    expected = [s for s in WORKFLOW if s in listed]
+    assert listed == expected and listed[:8] == WORKFLOW[:8]
+    assert ".hzsr-rig/rig.yaml" in out
+
+
+def test_verbs_work_on_a_positional_folder_and_out_only_creates():
+    """The folder a verb works on is a positional argument; ``--out`` is never required to exist."""
+    parser = build_parser()
+    for path, sub in _verbs(parser):
+        names = {s for a in _options(sub) for s in a.option_strings}
+        assert not names & {"--session", "--dir", "--data", "--source", "--onnx"}, (path, names)
+
+
+@pytest.mark.parametrize("old,new", [
+    (["capture", "--rig", "R", "--session", "S", "--count", "3"],
+     ["capture", "run", "S", "--rig", "R", "--count", "3"]),
+    (["capture", "--session=S", "--interactive"], ["capture", "run", "S", "--interactive"]),
+    (["rig", "up", "--virtual", "--dir", "D", "--background"],
+     ["rig", "up", "--virtual", "--out", "D", "--background"]),
+    (["rig", "up", "--virtual", "--dir=D"], ["rig", "up", "--virtual", "--out", "D"]),
+    (["model", "train", "--data", "DS", "--out", "RUN"], ["model", "train", "DS", "--out", "RUN"]),
+    (["model", "eval", "--ckpt", "m.pt", "--data", "DS"], ["model", "eval", "DS", "--ckpt", "m.pt"]),
+    (["model", "infer", "--source", "w.jpg", "--ref", "t.jpg", "--out", "o.png"],
+     ["model", "infer", "w.jpg", "--ref", "t.jpg", "--out", "o.png"]),
+    (["model", "export", "--onnx", "m.onnx"], ["model", "export", "--out", "m.onnx"]),
+])
+def test_old_spellings_are_rewritten_with_a_warning(old, new):
+    got, warnings = rewrite_deprecated(old)
+    assert got == new
+    assert len(warnings) == 1 and "deprecated" in warnings[0]
+    assert build_parser().parse_args(got)  # and the new spelling parses
+
+
+@pytest.mark.parametrize("argv", [
+    ["capture", "run", "S", "--rig", "R"], ["capture", "resume", "S"], ["capture", "purge", "S", "--rig", "R"],
+    ["rig", "up", "--virtual", "--out", "D"], ["sync", "check", "S", "--json"], ["capture", "--help"],
+    ["model", "infer", "--ref", "--source"],  # values that look like old options are left alone
+])
+def test_new_spellings_are_left_alone(argv):
+    assert rewrite_deprecated(argv) == (argv, [])
+
+
+def test_old_capture_spelling_runs_with_one_warning_line(tmp_path, capsys):
+    """``hzsr capture --session D`` still reaches ``capture run D``: same one-line error as the new one."""
+    rig = str(tmp_path / "none.yaml")
+    assert main(["capture", "--rig", rig, "--session", str(tmp_path / "s")]) == 2
+    old = capsys.readouterr().err.splitlines()
+    assert main(["capture", "run", str(tmp_path / "s"), "--rig", rig]) == 2
+    new = capsys.readouterr().err.splitlines()
+    assert len(old) == 2 and old[0].startswith("hzsr: warning: '--session ") and "capture run" in old[0]
+    assert old[1:] == new and len(new) == 1 and "none.yaml" in new[0]
+
+
+def test_old_rig_up_spelling_runs_with_one_warning_line(tmp_path, capsys):
+    assert main(["rig", "up", "--virtual", "--dir", str(tmp_path / "r"), "--scene", "disco"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("hzsr: warning: '--dir ") and "'--out " in err[0]
+    assert len(err) == 2 and "--scene" in err[1]
+
+
+def test_capture_line_speaks_pass_warn_fail_and_advises_a_retake():
+    from hzsr.capture.session_run import CaptureResult
+
+    def line(verdict, reason=""):
+        return CaptureResult("c00007", "complete", skew_us=1500.4, bound_us=60.0, verdict=verdict, reason=reason).line()
+
+    assert line("pass") == "c00007: skew +1500 us (bound +-60 us): pass"
+    assert line("fail", "skew surely above 1000 us") == \
+        "c00007: skew +1500 us (bound +-60 us): fail: skew surely above 1000 us; retake"
+    assert CaptureResult("c00008", "abandoned", reason="camera_error").line() == "c00008: abandoned: camera_error"
