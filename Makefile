@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_DIR ?= demo_out
+DEMO_DIR ?= demo-out
 
 .PHONY: demo test test-slow bench lint clean
 

@@ -1,77 +1,269 @@
-"""``make demo``: the main job, end to end, on the virtual rig.
+"""``make demo`` / ``hzsr demo``: the main job, end to end, on the virtual rig.
 
-1. bring up the virtual rig: a private adb server and two virtual phones that speak the real ADB
-   device protocol (``hzsr rig up --virtual``);
-2. check it as a crew would before a shoot (``hzsr rig doctor``);
-3. capture a session of synchronized triplets over adb: clock sync, trigger, verified pull
-   (``hzsr capture``);
-4. validate the session folder and check its timing (``hzsr session validate``, ``hzsr sync check``);
-5. take the rig down (``hzsr rig down``);
-6. the renderer-only path: a simulated session with ground truth (``hzsr sim session``).
+rig -> capture -> sync -> QA -> shards -> split -> train -> eval -> infer, then one report:
 
-Later stages (qa, dataset, model) append their steps here as they land.
+1. ``hzsr rig up --virtual``: a private adb server and two virtual phones that speak the real
+   ADB device protocol;
+2. ``hzsr rig doctor``: the crew's pre-shoot check;
+3. ``hzsr capture run``: synchronized captures over adb, two per scene across every scene kind.
+   The demo plays the crew: it moves the rig between scenes and spoils a few shots the way crews
+   do (the second phone focused elsewhere, a bump of the rig, a shaky hand, a fooled
+   auto-exposure; ``hzsr.sim.world.write_crew_action``). Nothing downstream is told which;
+4. ``hzsr session validate``, ``hzsr sync check`` and ``hzsr qa check``: timing and quality
+   verdicts for every capture;
+5. ``hzsr dataset pack`` of the captures QA did not fail, ``hzsr dataset split`` by scene;
+6. ``hzsr model train``: a short fine-tune of the shipped checkpoint on the train split;
+7. ``hzsr model eval`` on the test split (bicubic, warped reference, fusion, full pipeline);
+8. ``hzsr model infer`` on one test capture, with its maps;
+9. ``report.html``: one self-contained page over all of it (``hzsr.report``);
+10. ``hzsr rig down``, also on Ctrl-C or any failure: nothing is left running.
+
+Rerunning the demo into the same folder starts it afresh (the folder is the demo's own).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import shutil
+import signal
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from hzsr.cli import main as hzsr
+from hzsr.core.errors import ConfigError
+
+#: (scene index, capture number within the scene) -> the crew's mistake on that shot.
+BAD_SHOTS = {(1, 1): "refocus", (3, 1): "rig_bump", (5, 1): "motion_blur", (6, 0): "overexposure"}
 
 
-def run(out: Path, captures: int) -> int:
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    rig_yaml = out / "rig" / "rig.yaml"
-    session = out / "session"
-    sim = out / "sim"
-    steps = [
-        ["rig", "up", "--virtual", "--background", "--dir", str(out / "rig")],
-        ["rig", "doctor", "--rig", str(rig_yaml)],
-        ["capture", "--rig", str(rig_yaml), "--session", str(session), "--count", str(captures),
-         "--interval", "0.5", "--scene", "demo-lobby", "--tags", "indoor,demo"],
-        ["session", "validate", str(session)],
-        ["sync", "check", str(session)],
-        ["rig", "down", "--rig", str(rig_yaml)],
-        ["sim", "session", "--out", str(sim), "--captures", "5", "--seed", "1", "--truth", "--quiet"],
-        ["session", "validate", str(sim)],
-    ]
-    t0 = time.time()
+@dataclass
+class DemoConfig:
+    """Options of the demo; every default lives here."""
+
+    out: Path = Path("demo-out")  # the demo's own folder, recreated on every run
+    captures: int = 16  # about two per scene across every scene kind
+    per_scene: int = 2  # captures per scene (the split is by scene)
+    size: tuple[int, int] = (640, 480)  # every camera's output; --full-res for 4000x3000
+    train_steps: int = 120  # fine-tuning steps from the shipped checkpoint
+    train_patch: int = 64  # training patch side, T pixels
+    eval_limit: int | None = None  # evaluate at most this many test captures (None: all)
+    examples: int = 2  # test captures run through `hzsr model infer` for the report's side-by-sides
+    seed: int = 0
+    bad_shots: dict = field(default_factory=lambda: dict(BAD_SHOTS))
+
+
+class DemoStepFailed(RuntimeError):
+    pass
+
+
+def _hzsr(argv: Sequence[str], capture_stdout: bool = False) -> str:
+    """Run one ``hzsr`` verb in this process, as a user would type it; raise if it fails."""
+    from hzsr.cli import main as hzsr
+
+    print(f"\n$ hzsr {' '.join(argv)}", flush=True)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf) if capture_stdout else contextlib.nullcontext():
+        rc = hzsr(list(argv))
+    if rc != 0:
+        raise DemoStepFailed(f"hzsr {argv[0]} {argv[1]} exited with {rc}")
+    return buf.getvalue()
+
+
+class Demo:
+    def __init__(self, cfg: DemoConfig):
+        self.cfg = cfg
+        self.out = cfg.out.resolve()
+        self.rig_dir = self.out / "rig"
+        self.rig_yaml = self.rig_dir / "rig.yaml"
+        self.session = self.out / "session"
+        self.dataset = self.out / "dataset"
+        self.run_dir = self.out / "train"
+        self.eval_dir = self.out / "eval"
+        self.infer_dir = self.out / "infer"
+        self.timings: dict[str, float] = {}
+
+    # -- steps ---------------------------------------------------------------------------
+    def _step(self, name: str, fn) -> None:
+        print(f"\n=== {name}", flush=True)
+        t0 = time.perf_counter()
+        fn()
+        self.timings[name] = time.perf_counter() - t0
+
+    def rig_up(self) -> None:
+        w, h = self.cfg.size
+        _hzsr(["rig", "up", "--virtual", "--background", "--out", str(self.rig_dir), "--size", f"{w}x{h}",
+               "--seed", str(self.cfg.seed)])
+
+    def doctor(self) -> None:
+        from hzsr.cli import main as hzsr
+
+        _hzsr(["rig", "doctor", "--rig", str(self.rig_yaml), "--planned-captures", str(self.cfg.captures)])
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            hzsr(["rig", "doctor", "--rig", str(self.rig_yaml), "--json"])
+        (self.out / "doctor.json").write_text(buf.getvalue())
+
+    def capture(self) -> None:
+        from hzsr.sim.scene import SCENE_KINDS
+        from hzsr.sim.world import write_crew_action
+
+        n_scenes = -(-self.cfg.captures // self.cfg.per_scene)
+        done = 0
+        for scene in range(n_scenes):
+            kind = SCENE_KINDS[scene % len(SCENE_KINDS)]
+            for k in range(min(self.cfg.per_scene, self.cfg.captures - done)):
+                defect = self.cfg.bad_shots.get((scene, k))
+                # The crew walks the rig to the scene (and, sometimes, botches the shot).
+                write_crew_action(self.rig_dir, scene=scene, defect=defect)
+                if defect:
+                    print(f"(crew: {defect} on the next shot; nothing downstream is told)", flush=True)
+                _hzsr(["capture", "run", str(self.session), "--rig", str(self.rig_yaml), "--count", "1",
+                       "--scene", f"demo-{scene:02d}-{kind}", "--tags", f"{kind},demo"])
+                done += 1
+        write_crew_action(self.rig_dir, scene=None, defect=None)
+
+    def check(self) -> None:
+        _hzsr(["session", "validate", str(self.session)])
+        _hzsr(["sync", "check", str(self.session)])
+        _hzsr(["qa", "check", str(self.session)])
+
+    def pack(self) -> None:
+        _hzsr(["dataset", "pack", str(self.session), "--out", str(self.dataset), "--filter",
+               "verdict != 'fail'"])
+        _hzsr(["dataset", "split", str(self.dataset), "--by", "scene", "--ratios", "0.5,0.25,0.25",
+               "--stratify", "kind", "--seed", str(self.cfg.seed)])
+        _hzsr(["dataset", "verify", str(self.dataset)])
+
+    def train(self) -> None:
+        from hzsr.baseline_model.checkpoint import shipped_checkpoint_path
+
+        _hzsr(["model", "train", "--data", str(self.dataset), "--out", str(self.run_dir),
+               "--config", str(Path(__file__).parent / "baseline_model" / "configs" / "shipped.yaml"),
+               "--set", f"init={shipped_checkpoint_path()}", "--set", f"optim.steps={self.cfg.train_steps}",
+               "--set", "optim.lr=0.0005", "--set", f"data.patch={self.cfg.train_patch}",
+               "--set", "log_every=5", "--set", f"ckpt_every={self.cfg.train_steps}",
+               "--set", "data.patches_per_epoch=512"])
+
+    def evaluate(self) -> None:
+        argv = ["model", "eval", "--ckpt", str(self._ckpt()), "--data", str(self.dataset), "--split", "test",
+                "--out", str(self.eval_dir)]
+        if self.cfg.eval_limit:
+            argv += ["--limit", str(self.cfg.eval_limit)]
+        _hzsr(argv)
+
+    def infer(self) -> None:
+        """Full-resolution inference on a few test captures, each with its maps, for the report."""
+        import pandas as pd
+
+        splits = pd.read_csv(self.dataset / "splits.csv")
+        test = splits.loc[splits["split"] == "test", "capture_id"].tolist() or splits["capture_id"].tolist()
+        for cid in test[: self.cfg.examples]:
+            cap = self.session / "captures" / str(cid)
+            out = self.infer_dir / str(cid)
+            _hzsr(["model", "infer", "--ckpt", str(self._ckpt()), "--source", str(cap / "main_W.jpg"),
+                   "--ref", str(cap / "ref_T.jpg"), "--meta", str(cap / "capture.json"),
+                   "--out", str(out / "output.png"), "--save-maps", str(out)])
+
+    def report(self) -> Path:
+        from hzsr.report import ReportInputs, build_report
+
+        return build_report(ReportInputs(
+            title="hzsr demo: virtual rig to trained model", rig_yaml=self.rig_yaml,
+            doctor_json=self.out / "doctor.json", session=self.session, dataset=self.dataset,
+            run=self.run_dir, eval_dir=self.eval_dir, infer_dir=self.infer_dir, timings=self.timings,
+        ), self.out / "report.html")
+
+    def rig_down(self) -> None:
+        if self.rig_yaml.exists():
+            _hzsr(["rig", "down", "--rig", str(self.rig_yaml)])
+
+    def _ckpt(self) -> Path:
+        for name in ("model.pt", "ckpt-last.pt"):
+            if (self.run_dir / name).is_file():
+                return self.run_dir / name
+        raise DemoStepFailed(f"{self.run_dir}: training wrote no checkpoint")
+
+    # -- the whole run ---------------------------------------------------------------------
+    def run(self) -> int:
+        if self.out.exists():
+            # Only ever a folder the demo made: refuse to wipe anything else.
+            if any(self.out.iterdir()) and not (self.out / ".hzsr-demo").exists():
+                raise ConfigError("exists and was not made by hzsr demo; choose another --out", file=self.out,
+                                  field="--out")
+            stale = self.out / "rig" / "rig.yaml"
+            if stale.exists():  # a demo killed before its cleanup: stop what it left first
+                with contextlib.suppress(Exception):
+                    _hzsr(["rig", "down", "--rig", str(stale)])
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True)
+        (self.out / ".hzsr-demo").write_text("made by hzsr demo; rerunning the demo replaces this folder\n")
+        t0 = time.perf_counter()
+        # SIGTERM ends the demo as Ctrl-C does, so the rig is stopped either way.
+        old = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            self._step("rig up", self.rig_up)
+            self._step("rig doctor", self.doctor)
+            self._step("capture", self.capture)
+            self._step("validate, sync check, qa check", self.check)
+        finally:
+            with contextlib.suppress(Exception):
+                self._step("rig down", self.rig_down)
+            signal.signal(signal.SIGTERM, old)
+        self._step("pack and split", self.pack)
+        self._step("train", self.train)
+        self._step("eval", self.evaluate)
+        self._step("infer", self.infer)
+        report = self.report()
+        total = time.perf_counter() - t0
+        print(f"\ndemo finished in {total:.0f} s; the report: {report}")
+        print(json.dumps({"report": str(report), "session": str(self.session), "dataset": str(self.dataset),
+                          "train_run": str(self.run_dir), "eval": str(self.eval_dir),
+                          "infer": str(self.infer_dir), "seconds": round(total, 1)}, indent=2))
+        return 0
+
+
+# -- command line -------------------------------------------------------------------------------
+def _run_args(args: argparse.Namespace) -> int:
+    from hzsr.sim.profiles import FULL_RES
+
+    if args.captures < 2:
+        raise ConfigError("must be >= 2 (one scene for training, one for testing)", field="--captures")
+    if args.train_steps < 1:
+        raise ConfigError("must be >= 1", field="--train-steps")
+    cfg = DemoConfig(out=Path(args.out), captures=args.captures, seed=args.seed, train_steps=args.train_steps,
+                     size=FULL_RES if args.full_res else DemoConfig.size)
     try:
-        for argv in steps:
-            print(f"\n$ hzsr {' '.join(argv)}", flush=True)
-            rc = hzsr(argv)
-            if rc != 0:
-                print(f"demo: step failed with exit {rc}", file=sys.stderr)
-                return rc
-    finally:
-        if rig_yaml.exists():
-            hzsr(["rig", "down", "--rig", str(rig_yaml)])
-    print(f"\ndemo finished in {time.time() - t0:.1f} s")
-    print(json.dumps({
-        "captured_session": str(session),
-        "frames": str(session / "captures"),
-        "sync_report": str(session / "sync"),
-        "journal": str(session / "journal.jsonl"),
-        "phone_storage": str(out / "rig" / "phones"),
-        "simulated_session": str(sim),
-        "ground_truth": str(out / "sim.truth"),
-    }, indent=2))
-    return 0
+        return Demo(cfg).run()
+    except DemoStepFailed as exc:
+        print(f"hzsr demo: {exc}; outputs so far are in {cfg.out}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hzsr demo: interrupted; the rig was stopped", file=sys.stderr)
+        return 130
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="demo_out", type=Path)
-    p.add_argument("--captures", type=int, default=8)
-    a = p.parse_args()
-    return run(a.out.resolve(), a.captures)
+def add_demo_parser(stages) -> None:
+    d = stages.add_parser("demo", help="the whole path on the virtual rig, with one report",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("--out", default=str(DemoConfig.out), help="folder the demo creates (replaced on rerun)")
+    d.add_argument("--captures", type=int, default=DemoConfig.captures, help="captures to take, two per scene")
+    d.add_argument("--train-steps", type=int, default=DemoConfig.train_steps,
+                   help="fine-tuning steps from the shipped checkpoint")
+    d.add_argument("--seed", type=int, default=DemoConfig.seed, help="seed of the virtual rig and the split")
+    d.add_argument("--full-res", action="store_true", help="4000x3000 frames, as the phones capture (slow)")
+    d.set_defaults(func=_run_args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hzsr.demo [options]`` (what ``make demo`` runs) is ``hzsr demo [options]``."""
+    from hzsr.cli import main as hzsr
+
+    return hzsr(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -233,23 +233,35 @@ def _section_eval(inp: ReportInputs) -> str:
     return "".join(out)
 
 
+#: What `hzsr model infer --save-maps` writes, in the order a reader compares them.
+_EXAMPLE_IMAGES = (("source_bicubic", "bicubic W crop"), ("warped_ref", "reference, warped"),
+                   ("fusion", "fusion (no blending)"), ("final", "output (full pipeline)"))
+
+
 def _section_examples(inp: ReportInputs) -> str:
+    if not inp.infer_dir or not inp.infer_dir.is_dir():
+        return _not_run("inference")
+    dirs = sorted(d for d in inp.infer_dir.iterdir() if d.is_dir()) or [inp.infer_dir]
     blocks = []
-    dirs = [inp.infer_dir] if inp.infer_dir else []
-    if inp.eval_dir:
-        dirs += sorted(inp.eval_dir.glob("examples/*"))
     for d in dirs:
-        if not d.is_dir():
-            continue
-        tiles = []
-        for name in ("bicubic", "reference", "fusion", "output", "target", "blend", "occlusion", "defocus",
-                     "flow_uncertainty", "reject"):
-            hits = sorted(d.glob(f"{name}*.png"))
-            if hits:
-                pic = _img(_png_uri(hits[0], 256), name)
-                tiles.append(f"<figure>{pic}<figcaption>{_esc(name)}</figcaption></figure>")
-        if tiles:
-            blocks.append(f"<h3>{_esc(d.name)}</h3><div class='row'>{''.join(tiles)}</div>")
+        tiles, shown = [], set()
+        for name, caption in _EXAMPLE_IMAGES:
+            if (d / f"{name}.png").is_file():
+                shown.add(name)
+                pic = _img(_png_uri(d / f"{name}.png", 300), caption)
+                tiles.append(f"<figure>{pic}<figcaption>{_esc(caption)}</figcaption></figure>")
+        maps = []
+        for p in sorted(d.glob("*.png")):
+            if p.stem not in shown and p.stem != "output":
+                pic = _img(_png_uri(p, 150), p.stem)
+                maps.append(f"<figure>{pic}<figcaption>{_esc(p.stem)}</figcaption></figure>")
+        meta = _read_json(d / "output.json")
+        warn = ""
+        if isinstance(meta, dict) and meta.get("warnings"):
+            warn = "<p>warnings: " + _esc("; ".join(map(str, meta["warnings"]))) + "</p>"
+        if tiles or maps:
+            blocks.append(f"<h3>{_esc(d.name)}</h3>{warn}<div class='row'>{''.join(tiles)}</div>"
+                          f"<p>maps (white = 1):</p><div class='row'>{''.join(maps)}</div>")
     return "".join(blocks) or _not_run("inference")
 
 

@@ -64,6 +64,7 @@ class CaptureConfig:
     parallel_pull: bool = True
     sync: SyncConfig = field(default_factory=SyncConfig)
     three_a: ThreeAConfig = field(default_factory=ThreeAConfig)  # AF mode, 3A locks, exposure matching
+    post_capture_checks: bool = True  # after each shot, run the quick checks later stages offer (qa --quick)
 
 
 @dataclass
@@ -75,6 +76,11 @@ class CaptureResult:
     verdict: str = "pass"  # pass | warn | fail (retake the shot)
     reason: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # name -> (verdict, reasons)
+
+    def checks_text(self) -> str:
+        return "".join(f" | {name}: {v}" + (f" ({'; '.join(rs)})" if rs else "")
+                       for name, (v, rs) in self.checks.items())
 
     def line(self) -> str:
         if self.status != "complete":
@@ -83,7 +89,7 @@ class CaptureResult:
             return f"{self.capture_id}: complete"
         return (f"{self.capture_id}: skew {self.skew_us:+.0f} us (bound +-{self.bound_us:.0f} us): "
                 f"{self.verdict}{': ' + self.reason if self.reason else ''}"
-                f"{'; retake' if self.verdict == 'fail' else ''}")
+                f"{'; retake' if self.verdict == 'fail' else ''}{self.checks_text()}")
 
 
 def _now_utc() -> str:
@@ -284,6 +290,14 @@ class CaptureRun:
         res.timings_s["sync_and_trigger"] = t_triggered - t_start
         self.journal.append("capture_verdict", capture_id=cid, skew_us=res.skew_us, bound_us=res.bound_us,
                             verdict=res.verdict)
+        if self.cfg.post_capture_checks and res.status == "complete":
+            from hzsr.capture.hooks import run_checks
+
+            t0 = time.perf_counter()
+            res.checks = run_checks(self.dir / "captures" / cid)
+            res.timings_s["post_capture_checks"] = time.perf_counter() - t0
+            for name, (v, reasons) in res.checks.items():
+                self.journal.append("capture_check", capture_id=cid, check=name, verdict=v, reasons=reasons)
         return res
 
     def _frame_period_ns(self) -> int:

@@ -5,11 +5,20 @@ cycling through the scene kinds. Both phones render from the same scene object a
 instant of their frame, so a skew between them shows up in the images as it would for real.
 
 Ground truth goes to ``truth_dir/<serial>.jsonl``, outside every phone's storage.
+
+A script can also play the crew (``write_crew_action``): move the rig to a given scene and hold
+it there, or spoil the next shots the way crews do (the second phone focused elsewhere, a bump of
+the rig, a shaky hand, a fooled auto-exposure). The action is a small JSON file beside the rig
+that the world rereads when it changes; the phones and the host know nothing of it, so every
+stage downstream must find the bad shots from the images and metadata alone. What was done is
+recorded in the truth folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -18,8 +27,29 @@ from pathlib import Path
 import numpy as np
 
 from hzsr.sim.profiles import PhoneProfile
+from hzsr.sim.render import rotation_xyz
 from hzsr.sim.rig import ExposureControls, FrameExposure, RigGeometry, af_roi, meter, render_frame, slot_of
 from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
+
+#: The bad shots a crew action can cause, and the frames each one spoils.
+CREW_DEFECTS = {
+    "refocus": "the reference phone focuses on another plane than the main phone",
+    "rig_bump": "the reference phone is knocked sideways: its T barely overlaps the main T",
+    "motion_blur": "the main phone shakes during its T exposure",
+    "overexposure": "the main phone's auto-exposure is fooled 2.5 stops too bright",
+}
+
+
+def write_crew_action(rig_dir: str | Path, scene: int | None = None, defect: str | None = None) -> Path:
+    """Play the crew on a virtual rig: hold the rig on scene ``scene`` (an index; the kinds cycle)
+    and make the following shots suffer ``defect`` (one of ``CREW_DEFECTS``; None for none)."""
+    if defect is not None and defect not in CREW_DEFECTS:
+        raise ValueError(f"defect: unknown {defect!r}; known: {', '.join(CREW_DEFECTS)}")
+    path = Path(rig_dir) / "crew.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"scene": scene, "defect": defect, "since_ns": time.monotonic_ns()}))
+    os.replace(tmp, path)
+    return path
 
 
 @dataclass
@@ -42,16 +72,39 @@ class VirtualWorld:
         self.truth_dir.mkdir(parents=True, exist_ok=True)
         self._scenes: dict[int, Scene] = {}
         self._lock = threading.Lock()
+        self.crew_path = self.truth_dir.parent / "crew.json"
+        self._crew: tuple[float, dict] = (-1.0, {})
+
+    def crew_action(self) -> dict:
+        """The crew's current action (``write_crew_action``), reread when the file changes."""
+        try:
+            mtime = self.crew_path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return {}
+        if mtime != self._crew[0]:
+            try:
+                doc = json.loads(self.crew_path.read_text())
+            except (OSError, ValueError):
+                doc = {}
+            self._crew = (mtime, doc if isinstance(doc, dict) else {})
+        return self._crew[1]
 
     def scene_at(self, host_ns: float) -> tuple[Scene, float]:
         """The scene at ``host_ns`` and its scene time in seconds (0 mid-way through it)."""
         dur = self.cfg.scene_duration_s * 1e9
         idx = int((host_ns - self.epoch_ns) // dur)
+        held = self.crew_action().get("scene")
+        if isinstance(held, int) and not isinstance(held, bool) and held >= 0:
+            idx = held
         with self._lock:
             if idx not in self._scenes:
                 rng = np.random.default_rng([self.cfg.seed, idx])
                 kind = self.cfg.kinds[idx % len(self.cfg.kinds)]
                 self._scenes[idx] = make_scene(kind, idx, rng, self.profile.camera("T").fx_native())
+        if isinstance(held, int) and not isinstance(held, bool) and held >= 0:
+            # Held by the crew: scene time runs from the moment they set the rig down.
+            t = (host_ns - self.crew_action().get("since_ns", self.epoch_ns)) / 1e9 - 0.5 * self.cfg.scene_duration_s
+            return self._scenes[idx], t
         t = (host_ns - self.epoch_ns - (idx + 0.5) * dur) / 1e9
         return self._scenes[idx], t
 
@@ -67,8 +120,38 @@ class VirtualWorld:
             jpg, exp = render_board_slot(self.rig, scene, slot, host_ns, rng, SensorConfig().readout_ns, quality)
             return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
         focus = focus_diopters if focus_diopters is not None else 1 / scene.layer(scene.subject).depth_m
+        defect = self.crew_action().get("defect")
+        if defect in CREW_DEFECTS:
+            return self._render_defective(defect, scene, slot, t, focus, rng, quality, controls)
         jpg, exp, _ = render_frame(self.rig, scene, slot, t, focus, rng, quality=quality, controls=controls)
         return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
+
+    def _render_defective(self, defect: str, scene: Scene, slot: str, t: float, focus: float,
+                          rng: np.random.Generator, quality: int, controls: ExposureControls | None):
+        """``render`` spoiled by a crew ``defect``; frames the defect does not touch render as usual."""
+        from hzsr.sim.simsession import render_defective
+
+        rig = self.rig
+        if defect == "refocus" and slot == "ref_T":
+            others = [lay for lay in scene.layers if lay.name != scene.subject]
+            if others:  # the plane farthest in depth from the subject: the worst place to focus
+                subj = scene.layer(scene.subject).depth_m
+                focus = 1 / max(others, key=lambda lay: abs(1 / lay.depth_m - 1 / subj)).depth_m
+        elif defect == "rig_bump" and slot == "ref_T":
+            yaw = np.arctan(0.4 * rig.size[0] / rig.pose("ref_T").K[0, 0])
+            rig = dataclasses.replace(rig, rotations={**rig.rotations,
+                                                      "ref_T": rig.rotations["ref_T"] @ rotation_xyz(0.0, yaw, 0.0)})
+        elif (defect == "motion_blur" and slot == "main_T") or (defect == "overexposure" and slot.startswith("main")):
+            blur = (float(rng.uniform(12, 18)) * rig.size[0] / 640, float(rng.uniform(0, np.pi))) \
+                if defect == "motion_blur" else None
+            jpg, exp, _ = render_defective(rig, scene, slot, t, focus, rng, blur,
+                                           2.5 if defect == "overexposure" else 0.0, quality=quality)
+            self.record_truth("crew_defects", {"slot": slot, "defect": defect, "scene": scene.scene_id})
+            return jpg, exp, scene, af_roi(rig, slot, scene, t), t
+        jpg, exp, _ = render_frame(rig, scene, slot, t, focus, rng, quality=quality, controls=controls)
+        if slot == "ref_T" and defect in ("refocus", "rig_bump"):
+            self.record_truth("crew_defects", {"slot": slot, "defect": defect, "scene": scene.scene_id})
+        return jpg, exp, scene, af_roi(rig, slot, scene, t), t
 
     def meter(self, role: str, cam_role: str, host_ns: float, rng: np.random.Generator | None = None
               ) -> FrameExposure:

@@ -1,0 +1,124 @@
+"""The demo end to end at reduced size: every stage's outputs exist and agree; no leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from hzsr.capture.adb_server import pid_alive
+from hzsr.demo import Demo, DemoConfig
+
+pytestmark = pytest.mark.adb
+
+
+def _rig_pids(rig_yaml: Path) -> list[int]:
+    doc = yaml.safe_load(rig_yaml.read_text())
+    v = doc.get("virtual") or {}
+    return [int(p) for p in (v.get("pid"), v.get("adb_server_pid")) if p]
+
+
+def _interrupt_after_first_capture(out: Path) -> list[int]:
+    """Start ``python -m hzsr.demo`` and SIGINT it as soon as its first capture lands (an event,
+    not a timer); return the rig's PIDs, which must all be gone once the demo has exited."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hzsr.demo", "--out", str(out), "--captures", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    pids: list[int] = []
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            rig_yaml = out / "rig" / "rig.yaml"
+            if not pids and rig_yaml.exists():
+                try:
+                    pids = _rig_pids(rig_yaml)
+                except (yaml.YAMLError, TypeError, AttributeError, ValueError):
+                    pass
+            caps = out / "session" / "captures"
+            if pids and caps.is_dir() and any(caps.iterdir()):
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the demo never reached its first capture")
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output[-3000:]
+    assert "the rig was stopped" in output
+    return pids
+
+
+def test_demo_interrupted_then_rerun_every_stage_agrees(tmp_path):
+    out = tmp_path / "demo"
+    # Ctrl-C mid-capture stops the rig: no adb server or virtual phone is left running.
+    pids = _interrupt_after_first_capture(out)
+    assert pids and not any(pid_alive(p) for p in pids)
+    assert not (out / "rig" / "rig.yaml").exists()
+
+    # Rerunning into the same folder starts afresh and runs every stage.
+    cfg = DemoConfig(out=out, captures=6, size=(320, 240), train_steps=4, train_patch=48, examples=1,
+                     bad_shots={(1, 1): "rig_bump"})
+    demo = Demo(cfg)
+    seen_pids: list[int] = []
+    orig = demo.doctor
+
+    def doctor_and_note_pids():
+        seen_pids.extend(_rig_pids(demo.rig_yaml))
+        orig()
+
+    demo.doctor = doctor_and_note_pids
+    assert demo.run() == 0
+
+    # The rig is gone: its processes ended and rig.yaml removed.
+    assert seen_pids and not any(pid_alive(p) for p in seen_pids)
+    assert not demo.rig_yaml.exists()
+
+    caps = sorted(p.name for p in (out / "session" / "captures").iterdir())
+    assert len(caps) == 6
+    qa = pd.read_csv(out / "session" / "qa" / "qa.csv")
+    assert sorted(qa["capture_id"]) == caps
+    # The bumped shot is found by QA (from the images alone) and kept out of the data set.
+    manifest = pd.read_csv(out / "dataset" / "manifest.csv")
+    kept = set(qa.loc[qa["verdict"] != "fail", "capture_id"])
+    assert set(manifest["capture_id"]) == kept
+    assert (qa["verdict"] == "fail").sum() >= 1
+    sync = json.loads((out / "session" / "sync" / "summary.json").read_text())
+    assert sync["captures"] == 6 if "captures" in sync else True
+    splits = pd.read_csv(out / "dataset" / "splits.csv")
+    assert set(splits["capture_id"]) == kept
+    # No scene in two splits.
+    assert splits.groupby("scene_id")["split"].nunique().max() == 1 if "scene_id" in splits else True
+
+    log = pd.read_csv(out / "train" / "log.csv")
+    assert len(log) >= 1
+    metrics = pd.read_csv(out / "eval" / "metrics.csv")
+    assert metrics["method"].nunique() == 4
+    assert set(metrics["capture_id"]) <= set(splits.loc[splits["split"] == "test", "capture_id"])
+    infer_dirs = [d for d in (out / "infer").iterdir() if d.is_dir()]
+    assert infer_dirs and (infer_dirs[0] / "output.png").is_file()
+
+    page = (out / "report.html").read_text()
+    for heading in ("Rig and clock sync", "Sync", "Quality (QA)", "Data set", "Training", "Evaluation",
+                    "Examples"):
+        assert heading in page
+    assert "did not run" not in page  # every stage ran and the report found its outputs
+    assert page.count("data:image/png;base64,") >= 10
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    from hzsr.cli import main
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("do not delete")
+    assert main(["demo", "--out", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine" / "thesis.tex").exists()
