@@ -186,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_parser(stages)
     add_model_parser(stages)
     _add_sim_parser(stages)
-    # -- demo: the lead adds `from hzsr.demo import add_demo_parser` and `add_demo_parser(stages)` here,
-    # -- last, so that `hzsr --help` ends with it.
+    from hzsr.demo import add_demo_parser
+
+    add_demo_parser(stages)
     return p
 
 

@@ -142,7 +142,7 @@ class Demo:
     def train(self) -> None:
         from hzsr.baseline_model.checkpoint import shipped_checkpoint_path
 
-        _hzsr(["model", "train", "--data", str(self.dataset), "--out", str(self.run_dir),
+        _hzsr(["model", "train", str(self.dataset), "--out", str(self.run_dir),
                "--config", str(Path(__file__).parent / "baseline_model" / "configs" / "shipped.yaml"),
                "--set", f"init={shipped_checkpoint_path()}", "--set", f"optim.steps={self.cfg.train_steps}",
                "--set", "optim.lr=0.0005", "--set", f"data.patch={self.cfg.train_patch}",
@@ -150,7 +150,7 @@ class Demo:
                "--set", "data.patches_per_epoch=512"])
 
     def evaluate(self) -> None:
-        argv = ["model", "eval", "--ckpt", str(self._ckpt()), "--data", str(self.dataset), "--split", "test",
+        argv = ["model", "eval", str(self.dataset), "--ckpt", str(self._ckpt()), "--split", "test",
                 "--out", str(self.eval_dir)]
         if self.cfg.eval_limit:
             argv += ["--limit", str(self.cfg.eval_limit)]
@@ -165,7 +165,7 @@ class Demo:
         for cid in test[: self.cfg.examples]:
             cap = self.session / "captures" / str(cid)
             out = self.infer_dir / str(cid)
-            _hzsr(["model", "infer", "--ckpt", str(self._ckpt()), "--source", str(cap / "main_W.jpg"),
+            _hzsr(["model", "infer", str(cap / "main_W.jpg"), "--ckpt", str(self._ckpt()),
                    "--ref", str(cap / "ref_T.jpg"), "--meta", str(cap / "capture.json"),
                    "--out", str(out / "output.png"), "--save-maps", str(out)])
 
