@@ -91,27 +91,17 @@ def _say_check(out: Path, s: dict, plots: bool, max_listed: int = 20) -> None:
     print("wrote " + ", ".join(str(out / f) for f in files))
 
 
-def _bad_input(exc) -> int:
-    """A file that was read and is bad: exit 1; one that could not be read: exit 2."""
-    import sys
-
-    print(f"hzsr: error: {exc.one_line()}", file=sys.stderr)
-    unreadable = exc.message.startswith(("file not found", "cannot read", "not found"))
-    return 2 if unreadable else 1
-
-
 def _cmd_optical(args: argparse.Namespace) -> int:
-    from hzsr.core.errors import HzsrError
+    from pathlib import Path
+
     from hzsr.sync.optical import OpticalConfig, run_optical
 
     if args.readout_ms <= 0:
         from hzsr.core.errors import ConfigError
 
         raise ConfigError("must be > 0", field="--readout-ms")
-    try:
-        s = run_optical(args.session, args.board, OpticalConfig(readout_ms=args.readout_ms), plots=not args.no_plots)
-    except HzsrError as exc:
-        return _bad_input(exc)
+    # Bad input raises HzsrError: one line, exit 1 (read and bad) or 2 (unreadable), from hzsr.cli.
+    s = run_optical(args.session, args.board, OpticalConfig(readout_ms=args.readout_ms), plots=not args.no_plots)
     out = Path(args.session) / "sync"
     if args.json:
         print(json.dumps(s, indent=2, default=float))
@@ -126,13 +116,9 @@ def _cmd_optical(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from hzsr.core.errors import HzsrError
     from hzsr.sync.calibrate import run_calibrate
 
-    try:
-        r = run_calibrate(args.session, args.rig, args.board)
-    except HzsrError as exc:
-        return _bad_input(exc)
+    r = run_calibrate(args.session, args.rig, args.board)
     if args.json:
         print(json.dumps(r, indent=2))
     else:
