@@ -129,7 +129,7 @@ def _phase_shift(ys: np.ndarray, yr: np.ndarray, s_src: float, s_ref: float) -> 
 
 
 def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
-                       optical_scale: float = 1.0) -> GlobalShift:
+                       optical_scale: float = 1.0, hints=()) -> GlobalShift:
     """One global translation ``REF(x + d) ~ SRC(x)`` from FAST keypoint matches, with RANSAC.
 
     FAST corners (strongest ``max_keypoints``) on the luminance, downscaled to
@@ -141,6 +141,8 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
         optical_scale: SRC's optical resolution over its grid's (``1 / k`` for a W crop
             upsampled ``k`` times). Both images are then matched at two pixels per W pixel, where
             a blurry upsampled W crop and a sharp T look alike to FAST and ORB.
+        hints: extra ``(dx, dy)`` hypotheses (e.g. the composition of two other pairings'
+            shifts); like the phase-correlation one, a hint wins within 30 % of the best count.
 
     Returns ``GlobalShift(0, 0, 0, n)`` when fewer than two keypoints match (flat images): the
     inlier count, not an exception, says the shift is unreliable.
@@ -171,14 +173,17 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     # across W's blur and T's detail, wrong matches can outvote the right ones by chance; the
     # photometric consensus wins ties (within 30 % of the best count).
     pc = _phase_shift(ys, yr, s_src, s_ref)
-    hyp = np.vstack([hyp, pc[None]])
+    extra = np.vstack([pc[None]] + [np.asarray(h, np.float64).reshape(1, 2) for h in hints])
+    hyp = np.vstack([hyp, extra])
     # All hypotheses against all matches at once: (H, N) distances, a few MB at most.
     dist2 = ((hyp[:, None, :] - disp[None, :, :]) ** 2).sum(-1)
     thr2 = c.ransac_threshold_px**2
     counts = (dist2 <= thr2).sum(1)
     best = int(np.argmax(counts))
-    if counts[-1] >= max(2, 0.7 * counts[best]):
-        best = len(counts) - 1
+    n_extra = len(extra)
+    strong = [i for i in range(len(counts) - n_extra, len(counts)) if counts[i] >= max(2, 0.7 * counts[best])]
+    if strong:
+        best = max(strong, key=lambda i: counts[i])
     else:
         # Repetitive texture (tiles, windows, brick) makes several shifts almost equally good;
         # rigs mount their cameras to look the same way, so the smallest of those wins.
