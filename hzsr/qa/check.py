@@ -125,7 +125,7 @@ def _sync_rows(session: Path) -> dict[str, dict[str, Any]]:
     try:
         df = pd.read_csv(p)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise SessionFormatError(f"cannot read: {exc}", file=p) from None
+        raise SessionFormatError(f"cannot read: {exc}", file=p, unreadable=True) from None
     if "capture_id" not in df or "skew_ref_main_us" not in df:
         raise SessionFormatError("expected columns capture_id and skew_ref_main_us", file=p)
     return {str(r["capture_id"]): r for r in df.to_dict("records")}
@@ -154,7 +154,7 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
     session = Path(session_dir)
     cap_root = session / "captures"
     if not session.is_dir():
-        raise SessionFormatError("session folder not found", file=session)
+        raise SessionFormatError("session folder not found", file=session, unreadable=True)
     if not cap_root.is_dir():
         raise SessionFormatError("no captures/ folder", file=session)
     dirs = sorted(p for p in cap_root.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -67,7 +67,7 @@ def _read_image(path: str, name: str):
 
     p = Path(path)
     if not p.is_file():
-        raise ConfigError("file not found", file=p, field=name)
+        raise ConfigError("file not found", file=p, field=name, unreadable=True)
     img = cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise ConfigError("not a decodable image", file=p, field=name)

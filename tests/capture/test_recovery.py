@@ -111,14 +111,14 @@ def test_cli_capture_recovers_from_rig_up_fault_without_env(tmp_path):
     def cli(*a, **kw):
         return subprocess.run([sys.executable, "-m", "hzsr.cli", *a], capture_output=True, text=True, env=env, **kw)
 
-    up = cli("rig", "up", "--virtual", "--background", "--dir", str(d), "--size", "160x120",
-             "--faults", "kill_adb_server=2", timeout=90)
+    up = cli("rig", "up", "--virtual", "--background", "--out", str(d), "--size", "160x120",
+             "--faults", "kill_adb_server=2", "--json", timeout=90)
     assert up.returncode == 0, up.stderr
     try:
         old = json.loads(up.stdout)
         sess = tmp_path / "s"
-        r = cli("capture", "--rig", str(d / "rig.yaml"), "--session", str(sess), "--count", "2",
-                "--interval", "0", timeout=180)
+        r = cli("capture", "run", str(sess), "--rig", str(d / "rig.yaml"), "--count", "2",
+                "--interval", "0", "--json", timeout=180)
         assert r.returncode == 0, r.stderr
         assert [c["capture_id"] for c in json.loads(r.stdout)["captures"]] == ["c00000", "c00001"]
         rec = _recoveries(sess)

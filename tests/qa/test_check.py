@@ -109,7 +109,7 @@ def test_cli_check_and_bad_config(sim_session, tmp_path, capsys):
     assert "4 captures:" in out and "qa.csv" in out
     bad = tmp_path / "qa.yaml"
     bad.write_text("thresholds:\n  fail_psnr: 3\n")
-    assert main(["qa", "check", str(sim_session), "--config", str(bad)]) == 2
+    assert main(["qa", "check", str(sim_session), "--config", str(bad)]) == 1  # read, and bad
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"hzsr: error: {bad}: thresholds.fail_psnr: unknown key"]
     assert main(["qa", "check", str(tmp_path / "nope")]) == 2
