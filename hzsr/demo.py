@@ -123,7 +123,8 @@ class Demo:
                 if defect:
                     print(f"(crew: {defect} on the next shot; nothing downstream is told)", flush=True)
                 _hzsr(["capture", "run", str(self.session), "--rig", str(self.rig_yaml), "--count", "1",
-                       "--scene", f"demo-{scene:02d}-{kind}", "--tags", f"{kind},demo"])
+                       "--scene", f"demo-{scene:02d}-{kind}", "--tags", f"{kind},demo",
+                       "--lock-3a", "--match-exposure"])
                 done += 1
         write_crew_action(self.rig_dir, scene=None, defect=None)
 

@@ -44,16 +44,16 @@ def pipeline_qa_defaults() -> QAConfig:
     it is really wrong, or the fusion's gain is thrown away. ``defocus_gamma`` and
     ``defocus_sigma_f`` are in **T pixels squared** here (the pipeline passes flows in T pixels):
     T's defocus blur is ``|dp| * A_T / b`` for a parallax difference ``dp`` over baseline ``b``,
-    and it matters once it passes one W pixel (``k`` T pixels) at any resolution, so
-    ``|dp| > k b / A_T = 5 * 7 cm / 4.5 mm = 78`` T px on the simulator's rig: gamma = 78^2.
+    and it passes one W pixel (``k`` T pixels) at ``|dp| > k b / A_T = 5 * 7 cm / 4.5 mm = 78`` T px on
+    the simulator's rig, at any resolution; the pipeline falls back to W from two W pixels: gamma = 156^2.
     """
     cfg = QAConfig()
     m = cfg.maps
-    m.occlusion_scale = 0.1  # M_occ = 1 at 10 flow-grid px of forward-backward error (0.5 at 5)
-    m.uncertainty_s_max = 20.0  # flow-grid px: only gross flow disorder (DIS has no real uncertainty)
-    m.reject_eps0 = 0.02  # qa's 4e-3 rejects real texture the W crop cannot show (grass, gravel)
-    m.defocus_gamma = 6000.0  # T px^2 (see above)
-    m.defocus_sigma_f = 1500.0  # T px^2
+    m.occlusion_scale = 0.05  # M_occ = 1 at 20 flow-grid px of forward-backward error (0.5 at 10)
+    m.uncertainty_s_max = 40.0  # flow-grid px: only gross flow disorder (DIS has no real uncertainty)
+    m.reject_eps0 = 0.2  # qa's 4e-3 rejects real texture the W crop cannot show (grass, gravel)
+    m.defocus_gamma = 24000.0  # T px^2: a blur of 2 W pixels, (2 * 78)^2 (see above)
+    m.defocus_sigma_f = 6000.0  # T px^2
     return cfg
 
 

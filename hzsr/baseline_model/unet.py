@@ -37,8 +37,11 @@ class FusionUNet(nn.Module):
         for lvl in range(self.levels - 1):
             self.dec.append(nn.Sequential(_conv(w[lvl] + w[lvl + 1], w[lvl]), _conv(w[lvl], w[lvl])))
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
-        self.head = nn.Conv2d(w[0], 1, 1)
-        # Start near the identity on Y_src: a small residual head (zero would stall the layers below it).
+        # The head sees the inputs as well as the decoder's features: "take the reference's
+        # detail here" is then one linear step (weights -1, +1 on Y_src, ~Y_ref), which the
+        # stack of convolutions alone learns very slowly.
+        self.head = nn.Conv2d(w[0] + self.cfg.in_channels, 1, 3, padding=1)
+        # Start near the identity on Y_src: a small residual head.
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
 
@@ -47,14 +50,19 @@ class FusionUNet(nn.Module):
         return 2 ** (self.levels - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Re-express the inputs as (Y_src - 1/2, ~Y_ref - Y_src, M_occ): zero-centred, with the
+        # reference's extra detail as its own channel. Same information, far better conditioned:
+        # on raw luminances the "copy the detail" direction is a small difference of two large,
+        # correlated gradients, and Adam barely moves along it.
+        z = torch.cat([x[:, :1] - 0.5, x[:, 1:2] - x[:, :1], x[:, 2:]], dim=1)
         skips = []
-        h = x
+        h = z
         for enc in self.enc:
             h = enc(h)
             skips.append(h)
         for lvl in range(self.levels - 2, -1, -1):
             h = self.dec[lvl](torch.cat([skips[lvl], self.up(h)], dim=1))
-        return x[:, :1] + self.head(h)
+        return x[:, :1] + self.head(torch.cat([h, z], dim=1))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -76,13 +76,12 @@ def test_tiled_matches_whole_image_and_windows_stay_bounded():
     windows = []
     tiled = _tiled(m, x, tile=48, halo=32, windows=windows)
     assert not np.isnan(tiled).any()
-    err = np.abs(tiled - whole)
-    # Seams are invisible: inside the image, under one 8-bit level everywhere (at the image border
-    # the whole-image run pads differently, so only the mean is held there).
-    assert err.mean() < 0.25 / 255
-    assert err[16:-16, 16:-16].max() < 1 / 255
+    # Seams are invisible: away from the image border (where the tiles reflect the image and the
+    # whole-image run zero-pads), under one 8-bit level everywhere.
+    err = np.abs(tiled - whole)[16:-16, 16:-16]
+    assert err.max() < 1 / 255
     # Memory is bounded by the tile, not the image: no window exceeds tile + 2 halo.
     assert max(max(w) for w in windows) <= 48 + 2 * 32
     # Without a halo the seams are visible: the halo is what makes tiling exact enough.
     no_halo = _tiled(m, x, tile=48, halo=0)
-    assert np.abs(no_halo - whole).mean() > 3 * err.mean()
+    assert np.abs(no_halo - whole)[16:-16, 16:-16].max() > 3 / 255
