@@ -123,7 +123,7 @@ class Demo:
                 if defect:
                     print(f"(crew: {defect} on the next shot; nothing downstream is told)", flush=True)
                 _hzsr(["capture", "run", str(self.session), "--rig", str(self.rig_yaml), "--count", "1",
-                       "--scene", f"demo-{scene:02d}-{kind}", "--tags", f"{kind},demo",
+                       "--scene", f"{kind}-demo{scene:02d}", "--tags", f"{kind},demo",
                        "--lock-3a", "--match-exposure"])
                 done += 1
         write_crew_action(self.rig_dir, scene=None, defect=None)
@@ -141,11 +141,9 @@ class Demo:
         _hzsr(["dataset", "verify", str(self.dataset)])
 
     def train(self) -> None:
-        from hzsr.baseline_model.checkpoint import shipped_checkpoint_path
-
         _hzsr(["model", "train", str(self.dataset), "--out", str(self.run_dir),
                "--config", str(Path(__file__).parent / "baseline_model" / "configs" / "shipped.yaml"),
-               "--set", f"init={shipped_checkpoint_path()}", "--set", f"optim.steps={self.cfg.train_steps}",
+               "--set", "init=shipped", "--set", f"optim.steps={self.cfg.train_steps}",
                "--set", "optim.lr=0.0005", "--set", f"data.patch={self.cfg.train_patch}",
                "--set", "log_every=5", "--set", f"ckpt_every={self.cfg.train_steps}",
                "--set", "data.patches_per_epoch=512"])
@@ -162,10 +160,13 @@ class Demo:
         import pandas as pd
 
         splits = pd.read_csv(self.dataset / "splits.csv")
+        manifest = pd.read_csv(self.dataset / "manifest.csv").set_index("capture_id")
         test = splits.loc[splits["split"] == "test", "capture_id"].tolist() or splits["capture_id"].tolist()
         for cid in test[: self.cfg.examples]:
-            cap = self.session / "captures" / str(cid)
-            out = self.infer_dir / str(cid)
+            # Data-set ids are <session>/<capture>; the frames are in the session folder.
+            src_id = str(manifest.loc[cid, "source_capture_id"])
+            cap = self.session / "captures" / src_id
+            out = self.infer_dir / src_id
             _hzsr(["model", "infer", str(cap / "main_W.jpg"), "--ckpt", str(self._ckpt()),
                    "--ref", str(cap / "ref_T.jpg"), "--meta", str(cap / "capture.json"),
                    "--out", str(out / "output.png"), "--save-maps", str(out)])

@@ -155,6 +155,7 @@ class TrainConfig:
     log_every: int = 10  # steps between CSV log rows
     ckpt_every: int = 250  # steps between checkpoints (and one at the end)
     threads: int = 0  # torch intra-op threads per rank; 0 = leave torch's default
+    init: str = ""  # fine-tune from this checkpoint ("shipped": the packaged one); "" = random init
 
 
 def _set_path(data: dict, dotted: str, value: Any) -> None:

@@ -166,6 +166,15 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = FusionUNet(cfg.unet).to(dev)
+    if cfg.init and not resume:
+        # Fine-tuning: the UNet the init checkpoint describes must be the one this config builds.
+        from hzsr.baseline_model.checkpoint import load_model
+
+        init = load_model(None if cfg.init == "shipped" else cfg.init)
+        if to_plain(init.model.cfg) != to_plain(model.cfg):
+            raise ModelError("the init checkpoint's UNet differs from unet in the config", file=init.path,
+                             field="init")
+        model.load_state_dict(init.model.state_dict())
     net: torch.nn.Module = model
     if d.world > 1:
         from torch.nn.parallel import DistributedDataParallel
