@@ -105,22 +105,31 @@ def _resize_long(img: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
 
 
 def _keypoints(y: np.ndarray, c: AlignConfig):
-    fast = cv2.FastFeatureDetector_create(threshold=c.fast_threshold, nonmaxSuppression=True)
-    kps = fast.detect(y, None)
+    """FAST corners (the strongest ``max_keypoints`` by FAST score) with ORB descriptors.
+
+    OpenCV's ORB detector at one pyramid level with ``ORB_FAST_SCORE`` is exactly that, run in C++.
+    """
     border = c.orb_patch // 2 + 1
-    h, w = y.shape
-    kps = [k for k in kps if border <= k.pt[0] < w - border and border <= k.pt[1] < h - border]
-    kps = sorted(kps, key=lambda k: -k.response)[: c.max_keypoints]
-    orb = cv2.ORB_create(edgeThreshold=border, patchSize=c.orb_patch)
-    for k in kps:
-        k.size = float(c.orb_patch)
-    kps, desc = orb.compute(y, kps)
+    orb = cv2.ORB_create(nfeatures=c.max_keypoints, nlevels=1, edgeThreshold=border, patchSize=c.orb_patch,
+                         fastThreshold=c.fast_threshold, scoreType=cv2.ORB_FAST_SCORE)
+    kps, desc = orb.detectAndCompute(y, None)
     pts = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
     return pts, desc
 
 
+def _phase_shift(ys: np.ndarray, yr: np.ndarray, s_src: float, s_ref: float) -> np.ndarray:
+    """Translation ``REF(x + d) ~ SRC(x)`` by phase correlation (Hann window), full-res pixels."""
+    if ys.shape != yr.shape:
+        yr = cv2.resize(yr, (ys.shape[1], ys.shape[0]), interpolation=cv2.INTER_AREA)
+    a = ys.astype(np.float32)
+    b = yr.astype(np.float32)
+    win = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
+    (dx, dy), _ = cv2.phaseCorrelate(a - a.mean(), b - b.mean(), win)
+    return np.array([dx, dy], np.float64) / s_src
+
+
 def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
-                       optical_scale: float = 1.0) -> GlobalShift:
+                       optical_scale: float = 1.0, hints=()) -> GlobalShift:
     """One global translation ``REF(x + d) ~ SRC(x)`` from FAST keypoint matches, with RANSAC.
 
     FAST corners (strongest ``max_keypoints``) on the luminance, downscaled to
@@ -132,6 +141,8 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
         optical_scale: SRC's optical resolution over its grid's (``1 / k`` for a W crop
             upsampled ``k`` times). Both images are then matched at two pixels per W pixel, where
             a blurry upsampled W crop and a sharp T look alike to FAST and ORB.
+        hints: extra ``(dx, dy)`` hypotheses (e.g. the composition of two other pairings'
+            shifts); like the phase-correlation one, a hint wins within 30 % of the best count.
 
     Returns ``GlobalShift(0, 0, 0, n)`` when fewer than two keypoints match (flat images): the
     inlier count, not an exception, says the shift is unreliable.
@@ -158,11 +169,26 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     rng = np.random.default_rng(c.seed)
     n = len(disp)
     hyp = disp if n <= c.ransac_iters else disp[rng.choice(n, c.ransac_iters, replace=False)]
+    # One more hypothesis from phase correlation of the whole images: where few keypoints match
+    # across W's blur and T's detail, wrong matches can outvote the right ones by chance; the
+    # photometric consensus wins ties (within 30 % of the best count).
+    pc = _phase_shift(ys, yr, s_src, s_ref)
+    extra = np.vstack([pc[None]] + [np.asarray(h, np.float64).reshape(1, 2) for h in hints])
+    hyp = np.vstack([hyp, extra])
     # All hypotheses against all matches at once: (H, N) distances, a few MB at most.
     dist2 = ((hyp[:, None, :] - disp[None, :, :]) ** 2).sum(-1)
     thr2 = c.ransac_threshold_px**2
     counts = (dist2 <= thr2).sum(1)
     best = int(np.argmax(counts))
+    n_extra = len(extra)
+    strong = [i for i in range(len(counts) - n_extra, len(counts)) if counts[i] >= max(2, 0.7 * counts[best])]
+    if strong:
+        best = max(strong, key=lambda i: counts[i])
+    else:
+        # Repetitive texture (tiles, windows, brick) makes several shifts almost equally good;
+        # rigs mount their cameras to look the same way, so the smallest of those wins.
+        near = np.flatnonzero(counts >= c.ransac_tie_ratio * counts[best])
+        best = int(near[np.argmin(np.hypot(hyp[near, 0], hyp[near, 1]))])
     inl = dist2[best] <= thr2
     d = np.median(disp[inl], axis=0)
     # One refinement round around the median, which is closer to the truth than any one match.

@@ -12,6 +12,7 @@ Sync skew is joined from ``<session>/sync/sync.csv`` when ``hzsr sync check`` ha
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -105,6 +106,14 @@ def _work(args: tuple[str, QAConfig, bool, str | None]) -> tuple[dict[str, Any],
     return q.row, [(r.level, r.code, r.message) for r in q.reasons], thumbs
 
 
+def _mp_context():
+    """A fork server with QA preloaded: workers start fast, and never fork a process whose
+    OpenCV thread pool is running (a forked child would deadlock on its first parallel call)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["hzsr.qa.capture_qa"])
+    return ctx
+
+
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core: OpenCV's own threads would only contend
 
@@ -155,7 +164,7 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
     t0 = time.perf_counter()
     jobs = [(str(d), cfg, quick, str(maps_dir) if maps_dir else None) for d in dirs]
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(workers, initializer=_init_worker) as ex:
+        with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker) as ex:
             results = list(tqdm(ex.map(_work, jobs), total=len(jobs), desc="qa", disable=not progress))
     else:
         results = [_work(j) for j in tqdm(jobs, desc="qa", disable=not progress)]

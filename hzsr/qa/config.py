@@ -28,11 +28,12 @@ class AlignConfig:
     optical_blur: float = 0.5  # W-crop pairs: both images low-passed with sigma = this W pixels before DIS (0 = off)
     keypoint_long_side: int = 1024  # images are downscaled to this long side for FAST + ORB
     fast_threshold: int = 12  # FAST intensity threshold (0..255)
-    max_keypoints: int = 3000  # strongest FAST corners kept per image
+    max_keypoints: int = 1500  # strongest FAST corners kept per image
     orb_patch: int = 31  # ORB descriptor patch size (px at the keypoint scale)
     match_ratio: float = 0.85  # Lowe ratio test on the two nearest Hamming neighbours
     ransac_threshold_px: float = 3.0  # inlier distance of a match to the translation, px at full res
     ransac_iters: int = 500  # translation hypotheses tried (each one match)
+    ransac_tie_ratio: float = 0.8  # hypotheses within this share of the best inlier count tie; the smallest shift wins
     min_inliers: int = 12  # fewer inliers than this: the global translation is unreliable
     seed: int = 0  # RANSAC sampling seed (results are reproducible)
 
@@ -43,8 +44,16 @@ class MapsConfig:
 
     occlusion_scale: float = 0.5  # s in M_occ = min(s * |FB error|, 1); FB error per flow-grid px
     defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
-    defocus_gamma: float = 4.0  # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2
-    defocus_sigma_f: float = 1.0  # sigma_f of the same sigmoid, flow-grid px^2
+    # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2, for W crop vs main T.
+    # Parallax |dF| off the focal plane and T's blur circle c relate as c = |dF| D / B (D: T's
+    # aperture, B: the baseline between the two cameras); the default marks c > ~2 px at a
+    # 640-wide T on the virtual rig (D = 4.5 mm, B = 15 mm): |dF| > 5.3 flow-grid px.
+    defocus_gamma: float = 28.0
+    defocus_sigma_f: float = 6.0  # sigma_f of the same sigmoid, flow-grid px^2
+    # The same for W crop vs reference T, whose baseline to the main W is ~5x longer (72 mm on
+    # the virtual rig): the same blur is ~5x more parallax.
+    defocus_gamma_ref: float = 650.0
+    defocus_sigma_f_ref: float = 140.0
     uncertainty_window: int = 7  # box window (flow-grid px) of the local flow standard deviation
     uncertainty_s_max: float = 2.0  # s_max in M_flow = min(S, s_max) / s_max; S in flow-grid px
     reject_patch: int = 5  # patch side of M_reject, in px at W's optical resolution
@@ -70,7 +79,7 @@ class Thresholds:
     on others (``docs/qa.md``); tune them on your own rig's captures.
     """
 
-    fail_min_inliers: int = 12  # fewer global-translation inliers in any pairing: fail (no reliable overlap)
+    fail_min_inliers: int = 12  # fewer shift inliers in a pairing: fail (no overlap), or warn if the warp lines up
     warn_shift_frac: float = 0.2  # |global shift| above this fraction of the width: warn (rig bumped)
     fail_shift_frac: float = 0.25  # ... above this: fail (W crop and T barely overlap)
     warn_occluded_frac: float = 0.8  # occluded fraction (ref T vs W crop) above: warn
@@ -84,11 +93,11 @@ class Thresholds:
     warn_focus_mismatch_d: float = 0.15  # |focus main T - focus ref T| from AF metadata (diopters) above: warn
     fail_focus_mismatch_d: float = 0.3  # ... above: fail (second phone focused on another plane)
     warn_sharpness_ratio: float = 0.45  # AF-ROI sharpness of the blurrier T over the sharper T below: warn
-    fail_sharpness_ratio: float = 0.3  # ... below: fail
+    fail_sharpness_ratio: float = 0.3  # ... below: fail, unless the AF metadata says both focused alike
     warn_blur_anisotropy: float = 0.5  # min/max of a T's directional sharpness (vs the W crop) below: warn
     fail_blur_anisotropy: float = 0.62  # ... below this, on the blurrier T (AF-ROI ratio < warn): fail (shake)
     warn_clipped_frac: float = 0.1  # fraction of pixels at >= 250 in any channel, any frame, above: warn
-    fail_clipped_frac: float = 0.2  # ... above: fail (overexposed)
+    fail_clipped_frac: float = 0.2  # ... above, in the brighter phone (else above twice this): fail
     warn_dark_mean: float = 0.04  # mean luma (0..1) below: warn (underexposed)
     warn_brightness_ratio: float = 0.3  # |log ratio| of ref T / main T mean luma above: warn
     fail_brightness_ratio: float = 0.7  # ... above: fail

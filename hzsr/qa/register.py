@@ -23,7 +23,7 @@ from hzsr.qa.align import (
     warp,
 )
 from hzsr.qa.config import QAConfig
-from hzsr.qa.maps import defocus_map, flow_uncertainty_map, occlusion_map, reject_map
+from hzsr.qa.maps import defocus_map, flow_uncertainty_map, in_focus_flow, occlusion_map, reject_map
 
 
 @dataclass
@@ -130,9 +130,11 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
 
     occ, unc = up(occ_g), up(unc_g)
     defocus = None
+    subject = None
     if af_roi is not None:
         roi_g = [v * g for v in af_roi]
         defocus = up(defocus_map(fwd, roi_g, m, grid_scale=1.0))
+        subject = in_focus_flow(fwd, roi_g, m.defocus_k) / g  # the AF subject's displacement, input px
     src_y = _unit_luma(src)
     warped_y = _unit_luma(warped)
     rej = reject_map(src_y, warped_y, m, downscale=min(1.0, optical_scale))
@@ -159,6 +161,9 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
                                     cv2.resize(good.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0))
     else:
         stats.update(residual_stats(src_y, warped_y, good))
+    if subject is not None:
+        stats["subject_dx"], stats["subject_dy"] = float(subject[0]), float(subject[1])
+        stats["subject_shift_px"] = float(np.hypot(*subject))
     if defocus is not None:
         stats["defocus_frac"] = float((defocus[valid] >= 0.5).mean()) if valid.any() else 0.0
     return Registration(g_shift, flow_fwd, flow_bwd, warped, valid, occ, unc, rej, defocus, g, stats)
