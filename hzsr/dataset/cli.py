@@ -61,7 +61,7 @@ def add_dataset_parser(stages) -> None:
     p.add_argument("--filter", default=None,
                    help="pandas query over manifest columns, e.g. \"verdict != 'fail' and scene_kind == 'night'\"")
     p.add_argument("--compression", default=DEFAULT_CODEC, choices=CODECS,
-                   help="codec of the image arrays (default chosen by bench/dataset.py)")
+                   help="codec of the image arrays; the default is what bench/dataset.py measured best")
     p.add_argument("--workers", type=int, default=1, help="local processes writing shards in parallel")
     p.add_argument("--scheduler", default=None,
                    help="dask.distributed scheduler address (tcp://host:8786): one shard per task")

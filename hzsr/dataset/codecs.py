@@ -15,7 +15,7 @@ from typing import Any
 from hzsr.core.errors import ConfigError
 
 CODECS = ("none", "lzf", "gzip", "lz4", "blosc-lz4", "blosc2-lz4", "blosc2-zstd")
-DEFAULT_CODEC = "blosc2-lz4"
+DEFAULT_CODEC = "blosc-lz4"
 #: Target tile of an image array: about 128x128 px, so a random 256x256 patch touches 9 tiles
 #: (442 KiB decoded) rather than whole rows of a row-chunked layout.
 CHUNK_HW = (128, 128)

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from hzsr.core.errors import ConfigError
 from hzsr.core.fileio import atomic_write_bytes, sha256_file
+from hzsr.dataset.codecs import DEFAULT_CODEC
 from hzsr.dataset.manifest import write_manifest
 from hzsr.dataset.reader import SPLITS, ShardReader
 from hzsr.dataset.shard import shard_name, write_shard
@@ -104,7 +105,7 @@ def camerafusion_sources(folder: str | Path) -> tuple[SessionSource, list[Captur
     return sess, caps, pd.DataFrame(rows, columns=["capture_id", "split", "group", "stratum"]), skipped
 
 
-def ingest_camerafusion(folder: str | Path, out: str | Path, compression: str = "blosc2-lz4",
+def ingest_camerafusion(folder: str | Path, out: str | Path, compression: str = DEFAULT_CODEC,
                         shard_size: str = "1GiB", progress: bool = True) -> dict[str, Any]:
     """Pack a CameraFusion folder into a new data set at ``out`` (with its own splits)."""
     from hzsr.dataset.pack import _cut, build_manifest, parse_shard_size

@@ -31,6 +31,7 @@ from hzsr.dataset.shard import TMP_PREFIX, shard_name, write_shard
 from hzsr.dataset.sources import CaptureSource, DatasetError, SessionSource, session_sources
 
 PLAN = "pack-plan.json"
+_SHARD_RE = re.compile(r"^shard-(\d+)\.h5$")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -159,8 +160,7 @@ def _task(args: tuple[str, list[CaptureSource], dict[str, SessionSource], str, i
     return Path(path).name
 
 
-def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfig | None = None,
-                 log: Callable[[str], None] | None = None) -> PackResult:
+def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfig | None = None) -> PackResult:
     """Pack ``sessions`` into the data set folder ``out`` (created or resumed)."""
     cfg = cfg or PackConfig()
     if cfg.compression not in CODECS:
@@ -192,9 +192,11 @@ def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfi
         name, ids = entry["shard"], list(entry["captures"])
         if name in existing or all(i in by_id for i in ids):
             kept_plan.append({"shard": name, "captures": existing.get(name, ids)})
+    in_plan = {e["shard"] for e in kept_plan}
+    kept_plan += [{"shard": n, "captures": ids} for n, ids in existing.items() if n not in in_plan]
     planned = {i for e in kept_plan for i in e["captures"]}
     fresh = [c for c in caps if c.dataset_id not in packed and c.dataset_id not in planned]
-    used = [int(n[6:11]) for n in [*existing, *(e["shard"] for e in kept_plan)]]
+    used = [int(m.group(1)) for e in kept_plan if (m := _SHARD_RE.match(e["shard"]))]
     nxt = max(used) + 1 if used else 0
     for k, group in enumerate(_cut(fresh, size)):
         kept_plan.append({"shard": shard_name(nxt + k), "captures": [c.dataset_id for c in group]})

@@ -47,11 +47,18 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.h5"
 
 
-def decode_jpeg(path: str | Path) -> np.ndarray:
-    """Decode a JPEG as OpenCV does, as RGB uint8 (H, W, 3); an unreadable file is an error."""
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    if data is None:
+def decode_jpeg(path: str | Path, expect_sha256: str | None = None) -> np.ndarray:
+    """Decode a JPEG as OpenCV does, as RGB uint8 (H, W, 3); an unreadable file is an error.
+
+    With ``expect_sha256`` (capture.json's ``sha256``, computed on the phone) the file's bytes are
+    checked first, so a file damaged after capture is never packed as if it were good.
+    """
+    if not Path(path).is_file():
         raise DatasetError("image file not found", file=path)
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if expect_sha256 is not None and hashlib.sha256(data.data).hexdigest() != expect_sha256:
+        raise DatasetError("file changed since capture: its sha256 differs from capture.json's "
+                           "(run `hzsr session validate`)", file=path, field="sha256")
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise DatasetError("cannot decode image", file=path)
@@ -80,10 +87,14 @@ def _frame_attrs(fm: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _load_slot(path: str) -> tuple[np.ndarray, str, str]:
+def _load_slot(path: str, expect_sha256: str | None = None) -> tuple[np.ndarray, str, str]:
     """Decode, hash and pHash one frame (runs in a worker thread: OpenCV and hashlib drop the GIL)."""
-    arr = decode_jpeg(path)
+    arr = decode_jpeg(path, expect_sha256)
     return arr, array_sha256(arr), phash(arr)
+
+
+def _sha(src: CaptureSource, slot: str) -> str | None:
+    return (src.meta["frames"].get(slot) or {}).get("sha256")
 
 
 def write_capture(h5, src: CaptureSource, codec: str,
@@ -91,7 +102,7 @@ def write_capture(h5, src: CaptureSource, codec: str,
     """Write one capture's group: arrays (chunked, compressed, hashed) and typed attributes."""
     m = src.meta
     if loaded is None:
-        loaded = {s: _load_slot(p) for s, p in src.paths.items() if p is not None}
+        loaded = {s: _load_slot(p, _sha(src, s)) for s, p in src.paths.items() if p is not None}
     g = h5.require_group("captures").create_group(src.dataset_id)
     put_attrs(g, {k: m.get(k) for k in CAPTURE_STR_FIELDS})
     put_attrs(g, {"scene_tags": list(m["scene_tags"]), "trigger_host_ns": m.get("trigger_host_ns"),
@@ -142,7 +153,7 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
                 put_attrs(h5.require_group("sessions").create_group(sid), sessions[sid].attrs)
 
             def submit(c: CaptureSource):
-                return c, {s: pool.submit(_load_slot, p) for s, p in c.paths.items() if p is not None}
+                return c, {s: pool.submit(_load_slot, p, _sha(c, s)) for s, p in c.paths.items() if p is not None}
 
             todo = iter(captures)
             ahead = deque(submit(c) for c in itertools.islice(todo, 2))  # bounded: two triplets in memory

@@ -89,8 +89,21 @@ def frame_meta(frame: dict[str, Any], session: SessionRecord | None) -> dict[str
                     and c.role == frame.get("camera_role")), None)
         if cam is not None:
             for k in ("physical_id", "focal_length_mm", "f_number", "pixel_size_um"):
-                out[k] = getattr(cam, k)
+                if out.get(k) is None:  # the frame's own value (LENS_APERTURE, ...) wins over the camera's
+                    out[k] = getattr(cam, k)
     return out
+
+
+def _file_problem(capture_dir: Path, rec: CaptureRecord) -> str | None:
+    """A missing or resized frame file (cheap to see before packing): the reason, else None."""
+    for i, f in enumerate(rec.frames):
+        p = capture_dir / f.file
+        if not p.is_file():
+            return f"{p}: frames[{i}].file: missing; capture not packed"
+        if p.stat().st_size != f.size_bytes:
+            return (f"{p}: frames[{i}].size_bytes: file has {p.stat().st_size} bytes, capture.json says "
+                    f"{f.size_bytes}; capture not packed")
+    return None
 
 
 def session_sources(session_dir: str | Path) -> tuple[SessionSource, list[CaptureSource], list[str]]:
@@ -120,6 +133,10 @@ def session_sources(session_dir: str | Path) -> tuple[SessionSource, list[Captur
             continue
         if rec.status != "complete":
             skipped.append(f"{d / 'capture.json'}: status: {rec.status}, not packed")
+            continue
+        bad = _file_problem(d, rec)
+        if bad:
+            skipped.append(bad)
             continue
         caps.append(capture_source(root, session, rec, sync_rows.get(rec.capture_id), qa_rows.get(rec.capture_id)))
     return SessionSource(sid, sess_attrs), caps, skipped

@@ -68,3 +68,23 @@ def test_dataset_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_damaged_frames(sessions, tmp_path):
+    # A truncated JPEG is seen before packing: that capture is skipped, with the reason, the rest packed.
+    t = sessions[0] / "captures" / "c00001" / "main_T.jpg"
+    t.write_bytes(t.read_bytes()[:-100])
+    r = _cli("dataset", "pack", *sessions, "--out", tmp_path / "ds", "--quiet", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["captures"] == 7
+    assert f"warning: {t}: frames[1].size_bytes: file has" in r.stderr
+    # A flipped byte (same size) is caught by the phone's sha256 while packing: one line, exit 1.
+    w = sessions[1] / "captures" / "c00000" / "main_W.jpg"
+    data = bytearray(w.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    w.write_bytes(bytes(data))
+    r = _cli("dataset", "pack", *sessions, "--out", tmp_path / "ds2", "--quiet")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"hzsr: error: {w}: sha256: file changed since capture: its sha256 differs from capture.json's "
+        "(run `hzsr session validate`)")

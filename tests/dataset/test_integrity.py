@@ -1,5 +1,6 @@
 """Crash safety, resume, corruption, truncation, repair: through the CLI, as users run it."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -69,6 +70,11 @@ def test_adding_a_session_appends_shards(sessions, tmp_path):
     res = pack_dataset(sessions, ds, PackConfig(shard_size="3", progress=False))
     assert res.kept == first and res.new_captures == 3
     assert len(_all_shard_ids(ds)) == len(set(_all_shard_ids(ds))) == 8
+    # The shards, not the plan, are the truth: a lost plan changes nothing.
+    (ds / "pack-plan.json").unlink()
+    res = pack_dataset(sessions, ds, PackConfig(shard_size="3", progress=False))
+    assert res.new_captures == 0 and res.written == [] and len(_all_shard_ids(ds)) == 8
+    assert [e["shard"] for e in json.loads((ds / "pack-plan.json").read_text())["shards"]] == res.kept
 
 
 def _flip_byte_in(path, capture_id, slot):
@@ -82,7 +88,7 @@ def _flip_byte_in(path, capture_id, slot):
         f.write(bytes([b[0] ^ 0x5A]))
 
 
-@pytest.mark.parametrize("codec", ["none", "blosc2-lz4", "gzip"])
+@pytest.mark.parametrize("codec", ["none", "blosc-lz4", "lz4", "gzip"])
 def test_flipped_byte_named(sessions, tmp_path, codec):
     ds = tmp_path / "ds"
     pack_dataset(sessions, ds, PackConfig(shard_size="3", compression=codec, progress=False))
