@@ -78,7 +78,11 @@ def main() -> None:
         render_s = time.perf_counter() - t0
         data = root / "ds"
         pack_dataset([sess], data, PackConfig(progress=False))
-        hzsr_main(["dataset", "split", str(data), "--by", "scene", "--ratios", "0.75,0,0.25", "--stratify", "none"])
+        import contextlib
+        import sys
+
+        with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the JSON
+            hzsr_main(["dataset", "split", str(data), "--by", "scene", "--ratios", "0.75,0,0.25", "--stratify", "none"])
     cfg = load_train_config(shipped, [f"optim.steps={args.steps}", f"log_every={max(1, args.steps // 4)}",
                                       f"ckpt_every={args.steps}"])
     s = train(cfg, data, root / "run", progress=False)
