@@ -69,6 +69,8 @@ def _hzsr(argv: Sequence[str], capture_stdout: bool = False) -> str:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf) if capture_stdout else contextlib.nullcontext():
         rc = hzsr(list(argv))
+    if rc == 130:  # the verb caught Ctrl-C itself (capture does, to say how to resume): pass it on
+        raise KeyboardInterrupt
     if rc != 0:
         raise DemoStepFailed(f"hzsr {argv[0]} {argv[1]} exited with {rc}")
     return buf.getvalue()

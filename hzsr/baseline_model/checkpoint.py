@@ -75,12 +75,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint's dict; any problem is a one-line ``ModelError``."""
     path = Path(path)
     if not path.is_file():
-        raise ModelError("checkpoint not found", file=path)
+        raise ModelError("checkpoint not found", file=path, unreadable=True)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors all mean the same to a user
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"not a readable torch checkpoint ({msg[:120]})", file=path) from None
+        raise ModelError(f"not a readable torch checkpoint ({msg[:120]})", file=path, unreadable=True) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ModelError(f"not an hzsr fusion checkpoint (format must be {FORMAT!r})", file=path, field="format")
     if raw.get("version") != VERSION:

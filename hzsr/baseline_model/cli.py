@@ -20,8 +20,9 @@ def _need_torch() -> None:
     except ImportError:
         from hzsr.core.errors import ConfigError
 
+        # The command cannot run at all here (like an unreadable input): exit 2.
         raise ConfigError("PyTorch is not installed; install the extra: pip install 'hzsr[train]'",
-                          field="hzsr model") from None
+                          field="hzsr model", unreadable=True) from None
 
 
 def _guard(func):
