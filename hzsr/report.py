@@ -225,10 +225,14 @@ def _section_eval(inp: ReportInputs) -> str:
     m = _read_csv(inp.eval_dir / "metrics.csv") if inp.eval_dir else None
     if m is None:
         return _not_run("evaluation")
-    out = []
-    if "method" in m.columns:
-        agg = m.groupby("method")[[c for c in ("psnr_y", "ssim_y", "psnr", "ssim") if c in m.columns]].mean()
-        out.append(_table(agg.reset_index()))
+    # metrics.csv is wide: psnr_<method>, ssim_<method> per capture (hzsr model eval).
+    methods = [c[len("psnr_"):] for c in m.columns if c.startswith("psnr_")]
+    rows = [{"method": k, "captures": int(m[f"psnr_{k}"].notna().sum()), "PSNR on Y (dB)": m[f"psnr_{k}"].mean(),
+             "SSIM on Y": m[f"ssim_{k}"].mean() if f"ssim_{k}" in m else float("nan")} for k in methods]
+    out = [_table(pd.DataFrame(rows))]
+    summary = _read_json(inp.eval_dir / "summary.json")
+    if isinstance(summary, dict) and isinstance(summary.get("checks"), list):
+        out.append(_table(pd.DataFrame(summary["checks"])))
     out.append("<details><summary>per capture</summary>" + _table(m) + "</details>")
     return "".join(out)
 
@@ -275,6 +279,7 @@ th{background:#f3f3f3;cursor:pointer}.thumb{max-width:160px;margin-right:2px}.pl
 """
 
 _JS = """
+document.body.setAttribute('data-ready', document.querySelectorAll('table.sortable tbody tr').length);
 document.querySelectorAll('table.sortable th').forEach(function(th, i){
   th.addEventListener('click', function(){
     var tb = th.closest('table').tBodies[0];

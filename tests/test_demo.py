@@ -66,7 +66,7 @@ def test_demo_interrupted_then_rerun_every_stage_agrees(tmp_path):
     assert not (out / "rig" / "rig.yaml").exists()
 
     # Rerunning into the same folder starts afresh and runs every stage.
-    cfg = DemoConfig(out=out, captures=6, size=(320, 240), train_steps=4, train_patch=48, examples=1,
+    cfg = DemoConfig(out=out, captures=8, size=(320, 240), train_steps=4, train_patch=48, examples=1,
                      bad_shots={(1, 1): "rig_bump"})
     demo = Demo(cfg)
     seen_pids: list[int] = []
@@ -84,7 +84,7 @@ def test_demo_interrupted_then_rerun_every_stage_agrees(tmp_path):
     assert not demo.rig_yaml.exists()
 
     caps = sorted(p.name for p in (out / "session" / "captures").iterdir())
-    assert len(caps) == 6
+    assert len(caps) == 8
     qa = pd.read_csv(out / "session" / "qa" / "qa.csv")
     assert sorted(qa["capture_id"]) == caps
     # The bumped shot is found by QA (from the images alone) and kept out of the data set.
@@ -93,7 +93,7 @@ def test_demo_interrupted_then_rerun_every_stage_agrees(tmp_path):
     assert set(manifest["source_capture_id"]) == kept  # the manifest counts match the QA verdicts
     assert "c00003" not in kept  # the bumped shot
     sync = json.loads((out / "session" / "sync" / "summary.json").read_text())
-    assert sync["captures"] == 6 and sum(sync["verdicts"].values()) == 6
+    assert sync["captures"] == 8 and sum(sync["verdicts"].values()) == 8
     splits = pd.read_csv(out / "dataset" / "splits.csv")
     assert set(splits["capture_id"]) == set(manifest["capture_id"])
     assert splits.groupby("group")["split"].nunique().max() == 1  # no scene in two splits
@@ -102,7 +102,8 @@ def test_demo_interrupted_then_rerun_every_stage_agrees(tmp_path):
     log = pd.read_csv(out / "train" / "log.csv")
     assert len(log) >= 1
     metrics = pd.read_csv(out / "eval" / "metrics.csv")
-    assert metrics["method"].nunique() == 4
+    for method in ("bicubic", "warped_ref", "fusion", "full"):  # the eval table has all four methods
+        assert metrics[f"psnr_{method}"].notna().all() and metrics[f"ssim_{method}"].notna().all()
     assert set(metrics["capture_id"]) == set(splits.loc[splits["split"] == "test", "capture_id"])
     infer_dirs = [d for d in (out / "infer").iterdir() if d.is_dir()]
     assert infer_dirs and (infer_dirs[0] / "output.png").is_file()
@@ -113,6 +114,32 @@ def test_demo_interrupted_then_rerun_every_stage_agrees(tmp_path):
         assert heading in page
     assert "did not run" not in page  # every stage ran and the report found its outputs
     assert page.count("data:image/png;base64,") >= 10
+    _check_in_browser(out / "report.html", tmp_path, qa_rows=8)
+
+
+def _check_in_browser(report: Path, tmp_path: Path, qa_rows: int) -> None:
+    """The page in headless Chromium: no console errors, its script ran, and a screenshot shows the
+    tables with coloured verdict cells and the plots. Skipped (saying why) without chromium."""
+    import cv2
+    import numpy as np
+
+    from tests.qa.test_report_browser import CHROMIUM, _chromium, console_errors
+
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (apt-get install chromium; .ci/run installs it)")
+    r = _chromium(tmp_path, "--dump-dom", report.as_uri())
+    assert r.returncode == 0 and console_errors(r.stderr) == [], r.stderr[-2000:]
+    assert f'data-ready="{qa_rows}"' in r.stdout  # the script ran and found the QA rows
+    shot = tmp_path / "report.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1300,2600", "--hide-scrollbars", report.as_uri())
+    img = cv2.imread(str(shot))[..., ::-1].astype(int)
+
+    def share(rgb, tol=6):
+        return float((np.abs(img - np.array(rgb)).max(-1) <= tol).mean())
+
+    assert share((0xF3, 0xF3, 0xF3)) > 0.002  # table header rows
+    assert share((0xD9, 0xF2, 0xD9)) + share((0xF8, 0xD0, 0xD0)) + share((0xFF, 0xF2, 0xCC)) > 0.0005  # verdicts
+    assert share((0x1F, 0x77, 0xB4), 20) > 0.0002  # matplotlib's first colour: the sync plots' points and lines
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path):

@@ -186,7 +186,8 @@ class CaptureRun:
         step = add_sample(dev.clock, s)
         self.journal.append("clock_sync", device=dev.serial, host_ns=s.host_ns, offset_ns=s.offset_ns,
                             rtt_ns=s.rtt_ns, exchanges=n)
-        if step is not None and abs(step) > max(1e6, 10 * s.rtt_ns):
+        # Two samples whose error intervals (rtt/2 each) cannot both hold: the clock stepped.
+        if step is not None and abs(step) > max(1e6, 2 * s.rtt_ns):
             # Samples are never dropped: the step starts a new clock segment. Earlier captures
             # keep mapping through the segment they were taken in (hzsr.sync.timebase); the drift
             # is refitted with one intercept per segment, so the step does not bend it.
