@@ -14,8 +14,7 @@ checkpoint behind. Anything wrong on reading is one ``ModelError`` line naming t
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 
 from hzsr.core.errors import HzsrError
-from hzsr.core.fileio import fsync_dir
+from hzsr.core.fileio import atomic_write_bytes
 from hzsr.core.schema import parse_dataclass, to_plain
 
 FORMAT = "hzsr-fusion-unet"
@@ -53,21 +52,12 @@ def shipped_checkpoint_path() -> Path:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Atomically write ``payload`` (with ``format``/``version`` added) to ``path``."""
+    """Atomically write ``payload`` (with ``format``/``version`` added) to ``path``, with the
+    user's umask like every other file hzsr writes (``core.fileio.atomic_write_bytes``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, buf)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
