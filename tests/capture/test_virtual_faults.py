@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -149,15 +150,20 @@ def test_rig_up_down_leaves_nothing(tmp_path):
     info = json.loads(up.stdout)
     doc = (d / "rig.yaml").read_text()
     adb_pid = int(doc.split("adb_server_pid:")[1].split()[0])
-    assert _alive(info["pid"]) and _alive(adb_pid)
-    again = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--out", str(d)],
-                           capture_output=True, text=True, timeout=30)
-    assert again.returncode == 1 and "already running" in again.stderr  # the rig's state, not an option
-    down = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "down", "--rig", str(d / "rig.yaml")],
-                          capture_output=True, text=True, timeout=60)
-    assert down.returncode == 0, down.stderr
-    assert not _alive(info["pid"]) and not _alive(adb_pid)
-    assert not (d / "rig.yaml").exists()
+    try:
+        assert _alive(info["pid"]) and _alive(adb_pid)
+        again = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--out", str(d)],
+                               capture_output=True, text=True, timeout=30)
+        assert again.returncode == 1 and "already running" in again.stderr  # the rig's state, not an option
+        down = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "down", "--rig", str(d / "rig.yaml")],
+                              capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0, down.stderr
+        assert not _alive(info["pid"]) and not _alive(adb_pid)
+        assert not (d / "rig.yaml").exists()
+    finally:  # a failed assertion must not leave this test's rig running (these PIDs are its own)
+        for pid in (info["pid"], adb_pid):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
     bad = subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--out", str(d),
                           "--faults", "unplug"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "--faults: unknown fault 'unplug'" in bad.stderr
