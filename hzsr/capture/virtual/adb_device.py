@@ -447,14 +447,18 @@ class AdbDeviceConnection:
             return
         await self._exec(s, cmd)
 
-    async def _exec(self, s: StreamIO, cmd: str) -> None:
-        # Raw services: stdin is whatever the host writes until it closes the stream (exec-in).
+    async def _run_shell(self, cmd: str, collect: Callable[[_StdinPipe], Awaitable[None]]):
+        """Run ``cmd`` in the phone's shell off the event loop, its stdin pumped by ``collect``."""
         stdin = _StdinPipe()
-        task = asyncio.get_running_loop().create_task(stdin.collect_raw(s))
+        task = asyncio.get_running_loop().create_task(collect(stdin))
         try:
-            res = await asyncio.to_thread(self.backend.shell.run, cmd, stdin.read)
+            return await asyncio.to_thread(self.backend.shell.run, cmd, stdin.read)
         finally:
             task.cancel()
+
+    async def _exec(self, s: StreamIO, cmd: str) -> None:
+        # Raw services: stdin is whatever the host writes until it closes the stream (exec-in).
+        res = await self._run_shell(cmd, lambda pipe: pipe.collect_raw(s))
         if res.combined and not s.closed:
             await s.write(res.combined)
 
@@ -514,12 +518,7 @@ class AdbDeviceConnection:
             msg = b"interactive shells are not supported by the virtual phone\n"
             await s.write(b"\x02" + struct.pack("<I", len(msg)) + msg + b"\x03" + struct.pack("<I", 1) + b"\x01")
             return
-        stdin = _StdinPipe()
-        task = asyncio.get_running_loop().create_task(stdin.collect_v2(s))
-        try:
-            res = await asyncio.to_thread(self.backend.shell.run, cmd, stdin.read)
-        finally:
-            task.cancel()
+        res = await self._run_shell(cmd, lambda pipe: pipe.collect_v2(s))
         out, err, rc = res.stdout, res.stderr, res.rc
         packet = b""
         if out:
