@@ -102,13 +102,14 @@ class Demo:
                "--seed", str(self.cfg.seed)])
 
     def doctor(self) -> None:
-        from hzsr.cli import main as hzsr
+        """One doctor run (it syncs both clocks, so it is not cheap): its JSON for the report,
+        and the crew's table printed from the same rows."""
+        from hzsr.capture.doctor import Report, Row
 
-        _hzsr(["rig", "doctor", "--rig", str(self.rig_yaml), "--planned-captures", str(self.cfg.captures)])
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            hzsr(["rig", "doctor", "--rig", str(self.rig_yaml), "--json"])
-        (self.out / "doctor.json").write_text(buf.getvalue())
+        text = _hzsr(["rig", "doctor", "--rig", str(self.rig_yaml), "--planned-captures", str(self.cfg.captures),
+                      "--json"], capture_stdout=True)
+        (self.out / "doctor.json").write_text(text)
+        print(Report([Row(**r) for r in json.loads(text)]).table(), flush=True)
 
     def capture(self) -> None:
         from hzsr.sim.scene import SCENE_KINDS
