@@ -254,13 +254,13 @@ def rewrite_deprecated(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    argv, warnings = rewrite_deprecated(sys.argv[1:] if argv is None else list(argv))
-    for w in warnings:
-        print(f"hzsr: warning: {w}; the old spelling goes in the next release", file=sys.stderr)
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
+    try:  # Ctrl-C while the parser is built (it imports every stage) is an interrupt too, not a traceback
+        parser = build_parser()
+        argv, warnings = rewrite_deprecated(sys.argv[1:] if argv is None else list(argv))
+        for w in warnings:
+            print(f"hzsr: warning: {w}; the old spelling goes in the next release", file=sys.stderr)
+        args = parser.parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except HzsrError as exc:
         print(f"hzsr: error: {exc.one_line()}", file=sys.stderr)

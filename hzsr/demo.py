@@ -183,10 +183,6 @@ class Demo:
             run=self.run_dir, eval_dir=self.eval_dir, infer_dir=self.infer_dir, timings=self.timings,
         ), self.out / "report.html")
 
-    def rig_down(self) -> None:
-        if self.rig_yaml.exists():
-            _hzsr(["rig", "down", "--rig", str(self.rig_yaml)])
-
     def _ckpt(self) -> Path:
         for name in ("model.pt", "ckpt-last.pt"):
             if (self.run_dir / name).is_file():
@@ -195,6 +191,36 @@ class Demo:
 
     # -- the whole run ---------------------------------------------------------------------
     def run(self) -> int:
+        """Every step in order; the rig is stopped whatever ends the run (a failure, Ctrl-C, SIGTERM)."""
+        # SIGTERM ends the demo as Ctrl-C does, so the rig is stopped either way.
+        old = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            self._prepare_out()
+            t0 = time.perf_counter()
+            try:
+                self._step("rig up", self.rig_up)
+                self._step("rig doctor", self.doctor)
+                self._step("capture", self.capture)
+                self._step("validate, sync check, qa check", self.check)
+            finally:
+                with _interrupts_held():  # a Ctrl-C now waits until the rig is down
+                    self._step("rig down", self._rig_down)
+            self._step("pack and split", self.pack)
+            self._step("train", self.train)
+            self._step("eval", self.evaluate)
+            self._step("infer", self.infer)
+            self._step("report", self._write_report)
+            total = time.perf_counter() - t0
+            report = self.out / "report.html"
+            print(f"\ndemo finished in {total:.0f} s; the report: {report}")
+            print(json.dumps({"report": str(report), "session": str(self.session), "dataset": str(self.dataset),
+                              "train_run": str(self.run_dir), "eval": str(self.eval_dir),
+                              "infer": str(self.infer_dir), "seconds": round(total, 1)}, indent=2))
+            return 0
+        finally:
+            signal.signal(signal.SIGTERM, old)
+
+    def _prepare_out(self) -> None:
         if self.out.exists():
             # Only ever a folder the demo made: refuse to wipe anything else.
             if any(self.out.iterdir()) and not (self.out / ".hzsr-demo").exists():
@@ -202,34 +228,38 @@ class Demo:
                                   field="--out")
             stale = self.out / "rig" / "rig.yaml"
             if stale.exists():  # a demo killed before its cleanup: stop what it left first
-                with contextlib.suppress(Exception):
-                    _hzsr(["rig", "down", "--rig", str(stale)])
+                with _interrupts_held():
+                    self._rig_down(stale)
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True)
         (self.out / ".hzsr-demo").write_text("made by hzsr demo; rerunning the demo replaces this folder\n")
-        t0 = time.perf_counter()
-        # SIGTERM ends the demo as Ctrl-C does, so the rig is stopped either way.
-        old = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        try:
-            self._step("rig up", self.rig_up)
-            self._step("rig doctor", self.doctor)
-            self._step("capture", self.capture)
-            self._step("validate, sync check, qa check", self.check)
-        finally:
-            with contextlib.suppress(Exception):
-                self._step("rig down", self.rig_down)
-            signal.signal(signal.SIGTERM, old)
-        self._step("pack and split", self.pack)
-        self._step("train", self.train)
-        self._step("eval", self.evaluate)
-        self._step("infer", self.infer)
-        report = self.report()
-        total = time.perf_counter() - t0
-        print(f"\ndemo finished in {total:.0f} s; the report: {report}")
-        print(json.dumps({"report": str(report), "session": str(self.session), "dataset": str(self.dataset),
-                          "train_run": str(self.run_dir), "eval": str(self.eval_dir),
-                          "infer": str(self.infer_dir), "seconds": round(total, 1)}, indent=2))
-        return 0
+
+    def _write_report(self) -> None:
+        self.report()
+
+    def _rig_down(self, rig_yaml: Path | None = None) -> None:
+        rig_yaml = rig_yaml or self.rig_yaml
+        if rig_yaml.exists():
+            with contextlib.suppress(DemoStepFailed, ConfigError):  # it said why on stderr; carry on
+                _hzsr(["rig", "down", "--rig", str(rig_yaml)])
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold SIGINT and SIGTERM for the block; one that came meanwhile is raised when it ends."""
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            raise KeyboardInterrupt
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -265,10 +295,18 @@ def add_demo_parser(stages) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hzsr.demo [options]`` (what ``make demo`` runs) is ``hzsr demo [options]``."""
-    from hzsr.cli import main as hzsr
+    """``python -m hzsr.demo [options]`` (what ``make demo`` runs) is ``hzsr demo [options]``.
 
-    return hzsr(["demo", *(sys.argv[1:] if argv is None else argv)])
+    Ctrl-C at any point, the imports of start-up included, exits 130 (the shell's code for it)
+    instead of dying of the signal.
+    """
+    try:
+        from hzsr.cli import main as hzsr
+
+        return hzsr(["demo", *(sys.argv[1:] if argv is None else argv)])
+    except KeyboardInterrupt:
+        print("hzsr demo: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,3 +150,28 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "mine" / "thesis.tex").write_text("do not delete")
     assert main(["demo", "--out", str(tmp_path / "mine")]) == 2
     assert (tmp_path / "mine" / "thesis.tex").exists()
+
+
+STAGES = ["rig up", "rig doctor", "capture", "validate, sync check, qa check", "rig down", "pack and split",
+          "train", "eval", "infer", "report"]
+
+
+@pytest.mark.parametrize("event", ["start-up", *STAGES, "rig down twice"])
+def test_ctrl_c_at_every_stage_boundary_exits_130_and_stops_the_rig(tmp_path, event):
+    """SIGINT at the start of each stage (and while start-up imports every stage) exits 130 and
+    leaves no rig process; a second Ctrl-C during rig down waits until the rig is down."""
+    out = tmp_path / "demo"
+    real_rig = event in ("rig doctor", "capture", "validate, sync check, qa check", "rig down", "rig down twice")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DRIVER_REAL_RIG": "1" if real_rig else "0"}
+    driver = Path(__file__).with_name("demo_interrupt_driver.py")
+    r = subprocess.run([sys.executable, str(driver), event, str(out)], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 130, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    assert "driver: SIGINT at" in r.stdout and "interrupted" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    if real_rig:
+        assert "=== rig down" in r.stdout and "rig down: stopped pid" in r.stdout, r.stdout[-2000:]
+        assert not (out / "rig" / "rig.yaml").exists()
+        # Every process rig up started (the rig, its adb server) is gone.
+        pids = [int(x) for x in re.search(r"driver: rig pids (\d+) (\d+)", r.stdout).groups()]
+        assert not any(pid_alive(p) for p in pids), pids

@@ -28,7 +28,7 @@ from hzsr.capture.protocol import AGENT_FILES, AGENT_SOCKET, FRAME_3A_FIELDS, SU
 from hzsr.core.errors import RigError
 
 ERROR_CODES = {"bad_json", "bad_request", "unknown_cmd", "target_in_past", "exists", "storage_full", "busy",
-               "not_found", "io_error", "pending"}
+               "not_found", "io_error", "pending", "internal"}
 FRAME_FIELDS = ("file", "camera_id", "physical_id", "role", "sensor_timestamp_ns", "timestamp_source",
                 "frame_number", "exposure_time_ns", "iso", "focus_distance_diopters", "focus_calibration",
                 "af_state", "af_roi", "intrinsics", "width", "height", "sha256", "size_bytes")

@@ -5,6 +5,10 @@ file can name any process (``pid: 1``, or ``-1``, which ``kill`` reads as "every
 identifies a process on Linux is the triple (PID, start time in clock ticks since boot, command
 line), read from ``/proc/<pid>/stat`` field 22 and ``/proc/<pid>/cmdline``: a new process that
 reuses the PID starts later. ``ProcessProof.matches`` compares all three.
+
+A proof is recorded only once the process runs the command it will be checked against: ``rig up``
+records itself (``ProcessProof.me``) and finds its adb server by its exec'd command line; a child
+just started is read with ``once_running``, which waits for its exec.
 """
 
 from __future__ import annotations
@@ -59,6 +63,26 @@ class ProcessProof:
         if start is None or argv is None:
             return None
         return cls(pid, start, argv)
+
+    @classmethod
+    def once_running(cls, pid: int, argv: list[str], timeout_s: float = 10.0) -> ProcessProof | None:
+        """The proof of ``pid`` once it runs ``argv``; None if it ends or runs something else first.
+
+        Between ``fork`` and ``exec`` a child's ``/proc/<pid>/cmdline`` is still its parent's, so a
+        proof read right after ``Popen`` can record the wrong command, and the check made later
+        against the exec'd process fails. This waits for the exec (the event), not a set delay.
+        """
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            proof = cls.of(pid)
+            if proof is None:
+                return None
+            if proof.cmdline == list(argv):
+                return proof
+            time.sleep(0.005)
+        return None
 
     @classmethod
     def me(cls) -> ProcessProof:

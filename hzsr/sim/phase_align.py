@@ -19,6 +19,10 @@ as the agent protocol promises, whatever the sign of the residual.
    is below the sensor's shortest frame: phase is modulo ``P``), then wait ``wait_frames`` frames
    (the HAL's pipeline depth plus the frames to average) and measure again.
 
+The app measures only frames the stream has reported: right after the camera opens (or after
+the phone's clock stepped backwards past the stream's start) it first waits for ``average_frames``
+frames, and gives up alignment for this capture if that wait would pass the deadline.
+
 The residual is whatever this reaches against the HAL's granularity, latency, overhead and
 jitter (``hzsr.sim.sensor``); nothing draws it. Layering puts the module in ``hzsr.sim``:
 the renderer-only ``hzsr sim session`` runs the same algorithm as the virtual phones' agent.
@@ -69,10 +73,16 @@ class PhaseAligner:
         self._pending: tuple[float, float, float] | None = None  # (goal, error before, extra asked)
 
     def measure(self, now_ns: float, goal_ns: float) -> float:
-        """Mean phase error of the last ``average_frames`` frames started by ``now_ns``."""
+        """Mean phase error of the last ``average_frames`` frames started by ``now_ns``.
+
+        Raises:
+            ValueError: no frame has started by ``now_ns`` (nothing to measure yet).
+        """
         s, p = self.stream, self.stream.cfg.period_ns
         k = s.frame_at(now_ns)
-        errs = [wrap(s.reported(j) - goal_ns, p) for j in range(k - self.cfg.average_frames + 1, k + 1)]
+        if k < 0:
+            raise ValueError("no frame has been reported yet: measure after the stream's first frame")
+        errs = [wrap(s.reported(j) - goal_ns, p) for j in range(max(0, k - self.cfg.average_frames + 1), k + 1)]
         e0 = errs[-1]
         return float(np.mean([e0 + wrap(e - e0, p) for e in errs]))
 
@@ -84,7 +94,10 @@ class PhaseAligner:
         """
         s, c, p = self.stream, self.cfg, self.stream.cfg.period_ns
         goal_ns = target_ns + c.guard_ns
-        t = now_ns
+        # Measure only reported frames: wait for the first ``average_frames`` after the stream starts.
+        t = max(float(now_ns), s.start(c.average_frames - 1))
+        if t >= deadline_ns:
+            return AlignResult(0, False, float("nan"), [])
         errors: list[float] = []
         it = 0
         while True:
@@ -116,6 +129,7 @@ class PhaseAligner:
     def capture_frame(self, target_ns: float) -> int:
         """The first frame whose reported timestamp is at or after the target (aligned: ``guard`` after it)."""
         s = self.stream
+        # first_at_or_after never answers a frame before the stream's first (frame 0).
         k = s.first_at_or_after(target_ns - 4 * s.cfg.timestamp_jitter_ns)
         while s.reported(k) < target_ns:
             k += 1

@@ -17,6 +17,11 @@ request (``android.sensor.frameDuration``), and the HAL gives it what a sensor c
   time, ``s_k + N(0, timestamp_jitter_ns)``;
 - **rolling shutter:** row ``r`` (of ``rows``) starts exposing at ``s_k + r readout_ns / rows``.
 
+The stream has a first frame, ``k = 0`` at ``t0`` (the camera opened): before it there is no
+frame, whatever the phone's clock reads (a capture asked for right after the camera opens, or a
+clock stepped backwards). ``frame_at`` says so with ``-1``; ``reported`` refuses a frame that never
+existed; ``first_at_or_after`` never answers one.
+
 Nothing here knows about alignment: ``hzsr.capture.virtual.phase_align`` is the app-side
 algorithm that steers this stream.
 """
@@ -70,7 +75,9 @@ class SensorStream:
         return self.start(k + 1) - self.start(k)
 
     def frame_at(self, t: float) -> int:
-        """The frame in progress at ``t`` (the last one started at or before it)."""
+        """The frame in progress at ``t`` (the last one started at or before it); -1 before frame 0."""
+        if t < self.t0:
+            return -1
         p = self.cfg.period_ns
         k = int(np.floor((t - self.t0) / p))
         for _ in range(8):  # the extras are at most a few periods
@@ -85,11 +92,20 @@ class SensorStream:
         return k
 
     def first_at_or_after(self, t: float) -> int:
+        """The first frame that starts at or after ``t`` (frame 0 for any ``t`` before the stream)."""
         k = self.frame_at(t)
+        if k < 0:
+            return 0
         return k if self.start(k) >= t else k + 1
 
     def reported(self, k: int) -> float:
-        """The ``SENSOR_TIMESTAMP`` the HAL reports for frame ``k`` (same value every time)."""
+        """The ``SENSOR_TIMESTAMP`` the HAL reports for frame ``k`` (same value every time).
+
+        Raises:
+            ValueError: ``k`` is before the stream's first frame (no such frame was ever reported).
+        """
+        if k < 0:
+            raise ValueError(f"frame {k} precedes the stream's first frame (0): it has no timestamp")
         jit = np.random.default_rng([self.seed, 3, k]).normal(0.0, self.cfg.timestamp_jitter_ns)
         return self.start(k) + float(jit)
 
@@ -108,7 +124,8 @@ class SensorStream:
         The app does not learn that frame from the HAL; it is returned for tests only.
         """
         lo, hi = self.cfg.latency_frames
-        k = self.frame_at(now_ns) + int(self._rng.integers(lo, hi + 1))
+        # Before the stream runs, the request waits in the HAL's queue as if submitted during frame 0.
+        k = max(self.frame_at(now_ns), 0) + int(self._rng.integers(lo, hi + 1))
         d = self.quantize(duration_ns)
         extra = d - self.cfg.period_ns + (self.overhead_ns if d != self.cfg.period_ns else 0.0)
         i = bisect.bisect_left(self._idx, k)

@@ -65,9 +65,12 @@ def _virtual(pid, proof=None):
 
 
 def test_rig_down_refuses_a_process_that_is_not_the_rig(tmp_path):
-    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+    victim = subprocess.Popen(argv)
     try:
-        real = ProcessProof.of(victim.pid)
+        # Recorded as rig up records: once the process runs its command (after exec), not at fork.
+        real = ProcessProof.once_running(victim.pid, argv)
+        assert real is not None
         cases = {
             "no proof": _virtual(victim.pid),
             "pid reused": _virtual(victim.pid, ProcessProof(victim.pid, real.start_ticks - 1, real.cmdline)),

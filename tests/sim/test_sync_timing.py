@@ -127,3 +127,51 @@ def test_cli_rejects_unknown_link_and_scene(tmp_path, capsys):
     assert main(["sim", "session", "--out", str(tmp_path / "s"), "--link", "wifi"]) == 2
     assert "--link" in capsys.readouterr().err
     assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
+
+
+# -- the stream's first frames, and a clock stepped backwards (the agent once died here) -----------
+def test_no_frame_before_the_stream_starts():
+    s = SensorStream(SensorConfig(), 5e9, seed=1)
+    assert s.frame_at(5e9 - 1) == -1 and s.frame_at(5e9) == 0
+    assert s.first_at_or_after(1e9) == 0  # any instant before the stream: its first frame
+    with pytest.raises(ValueError, match="precedes the stream's first frame"):
+        s.reported(-1)
+    k = s.request_duration(1e9, P + 1_000_000)  # queued before the stream runs: lands on frame 2 or 3
+    assert k in (2, 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_alignment_asked_before_and_in_the_first_frames(seed):
+    """A capture asked right after the camera opens: nothing to measure yet, so the app waits for
+    its first frames; a capture whose target lies before the stream gets frame 0."""
+    t0 = 2e9
+    for now in (t0 - 3e8, t0 - 1, t0, t0 + 0.5 * P):  # before the stream, and inside its first frame
+        s = SensorStream(SensorConfig(), t0, seed=seed)
+        a = PhaseAligner(s)
+        goal = t0 + 1.5e9 + 777_777 * seed
+        res = a.align(now, goal, goal)
+        assert res.converged, (now, res)
+        k = a.capture_frame(goal)
+        assert k > 0 and s.reported(k) >= goal
+    s = SensorStream(SensorConfig(), t0, seed=seed)
+    a = PhaseAligner(s)
+    res = a.align(t0 - 3e8, t0 - 2e8, t0 - 2e8)  # deadline before the first frame: no alignment
+    assert res.iterations == 0 and not res.converged and res.errors_ns == []
+    assert a.capture_frame(t0 - 2e8) == 0
+    with pytest.raises(ValueError, match="no frame has been reported"):
+        a.measure(t0 - 1, t0)
+
+
+def test_alignment_after_the_clock_stepped_back():
+    """A phone clock stepped back past the stream's start: the next alignment measures from the
+    stream's first frames instead of asking for frames that never existed."""
+    s = SensorStream(SensorConfig(), 1e9, seed=7)
+    a = PhaseAligner(s)
+    goal = 4e9 + 3_333_333
+    assert a.align(2e9, goal, goal).converged
+    # The clock now reads 1.5 s earlier than before: "now" is before frame 0.
+    goal2 = 3e9 + 12_345_678
+    res = a.align(2e9 - 1.5e9, goal2, goal2)
+    assert res.iterations >= 0 and res.errors_ns  # it measured
+    k = a.capture_frame(goal2)
+    assert s.reported(k) >= goal2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from hzsr.sim.profiles import PhoneProfile
 from hzsr.sim.sensor import SensorConfig, SensorStream
 from hzsr.sim.timing import LinkProfile, PhoneClock, PhoneTiming
 from hzsr.sim.world import VirtualWorld
+
+log = logging.getLogger(__name__)
 
 AGENT_VERSION = "1.0.0"
 MIN_LEAD_NS = 20_000_000  # a target closer than this cannot be scheduled
@@ -132,6 +135,10 @@ class CaptureAgent:
             return {"id": None, "ok": False, "error": {"code": "bad_json", "message": exc.msg}}
         except AgentError as exc:
             return {"id": req_id, "ok": False, "error": {"code": exc.code, "message": exc.message, **exc.extra}}
+        except Exception as exc:  # a bug of the agent's own: say so in the reply and keep serving
+            log.exception("agent %s: request %r failed", self.serial, line[:200])
+            return {"id": req_id, "ok": False,
+                    "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"[:500]}}
 
     # -- commands ----------------------------------------------------------------------
     def _hello(self, req: dict) -> dict:
@@ -176,7 +183,8 @@ class CaptureAgent:
 
     def _status(self, req: dict) -> dict:
         return {"boottime_ns": self.boottime_ns(), "frame_period_ns": self.profile.frame_period_ns,
-                "phase_ns": int(self.stream.reported(self.stream.frame_at(self.boottime_ns()))
+                # Before the stream's first frame, the phase it will start with.
+                "phase_ns": int(self.stream.reported(max(0, self.stream.frame_at(self.boottime_ns())))
                                 % self.profile.frame_period_ns),
                 "pending": sorted(self.state.pending), "storage_free_bytes": self.storage.free_bytes()}
 
