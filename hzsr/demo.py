@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hzsr.core.errors import ConfigError
+from hzsr.core.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, DemoStepFailed
 
 #: (scene index, capture number within the scene) -> the crew's mistake on that shot.
 BAD_SHOTS = {(1, 1): "refocus", (3, 1): "rig_bump", (5, 1): "motion_blur", (6, 0): "overexposure"}
@@ -57,10 +57,6 @@ class DemoConfig:
     bad_shots: dict = field(default_factory=lambda: dict(BAD_SHOTS))
 
 
-class DemoStepFailed(RuntimeError):
-    pass
-
-
 def _hzsr(argv: Sequence[str], capture_stdout: bool = False) -> str:
     """Run one ``hzsr`` verb in this process, as a user would type it; raise if it fails."""
     from hzsr.cli import main as hzsr
@@ -69,7 +65,7 @@ def _hzsr(argv: Sequence[str], capture_stdout: bool = False) -> str:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf) if capture_stdout else contextlib.nullcontext():
         rc = hzsr(list(argv))
-    if rc == 130:  # the verb caught Ctrl-C itself (capture does, to say how to resume): pass it on
+    if rc == EXIT_INTERRUPTED:  # the verb caught Ctrl-C itself (capture does, to say how to resume): pass it on
         raise KeyboardInterrupt
     if rc != 0:
         raise DemoStepFailed(f"hzsr {argv[0]} {argv[1]} exited with {rc}")
@@ -216,7 +212,7 @@ class Demo:
             print(json.dumps({"report": str(report), "session": str(self.session), "dataset": str(self.dataset),
                               "train_run": str(self.run_dir), "eval": str(self.eval_dir),
                               "infer": str(self.infer_dir), "seconds": round(total, 1)}, indent=2))
-            return 0
+            return EXIT_OK
         finally:
             signal.signal(signal.SIGTERM, old)
 
@@ -276,10 +272,10 @@ def _run_args(args: argparse.Namespace) -> int:
         return Demo(cfg).run()
     except DemoStepFailed as exc:
         print(f"hzsr demo: {exc}; outputs so far are in {cfg.out}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         print("hzsr demo: interrupted; the rig was stopped", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def add_demo_parser(stages) -> None:
@@ -306,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return hzsr(["demo", *(sys.argv[1:] if argv is None else argv)])
     except KeyboardInterrupt:
         print("hzsr demo: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

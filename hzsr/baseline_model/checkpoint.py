@@ -22,17 +22,13 @@ from typing import Any
 
 import torch
 
-from hzsr.core.errors import HzsrError
+from hzsr.core.errors import ModelError
 from hzsr.core.fileio import atomic_write_bytes
 from hzsr.core.schema import parse_dataclass, to_plain
 
 FORMAT = "hzsr-fusion-unet"
 VERSION = 1
 SHIPPED = "shipped.pt"
-
-
-class ModelError(HzsrError):
-    """A checkpoint, model input or model option is unusable."""
 
 
 @dataclass

@@ -45,8 +45,8 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 
 def pipeline_config_of(raw_pipeline: dict[str, Any] | None, file: str):
-    from hzsr.baseline_model.checkpoint import ModelError
     from hzsr.baseline_model.config import PipelineConfig
+    from hzsr.core.errors import ModelError
     from hzsr.core.schema import parse_dataclass
 
     if not raw_pipeline:

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hzsr.baseline_model.checkpoint import ModelError, load_model
+from hzsr.baseline_model.checkpoint import load_model
+from hzsr.core.errors import ModelError
 
 TOLERANCE = 1e-4
 

@@ -17,8 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from hzsr.baseline_model.checkpoint import ModelError, load_model
-from hzsr.core.errors import ConfigError
+from hzsr.baseline_model.checkpoint import load_model
+from hzsr.core.errors import ConfigError, ModelError
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 
 

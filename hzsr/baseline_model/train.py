@@ -35,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from hzsr.baseline_model.checkpoint import ModelError, read_checkpoint, save_checkpoint, unet_payload
+from hzsr.baseline_model.checkpoint import read_checkpoint, save_checkpoint, unet_payload
 from hzsr.baseline_model.config import LossConfig, TrainConfig, dump_config, pipeline_payload
 from hzsr.baseline_model.data import build_cache
 from hzsr.baseline_model.patches import IndexRangeSampler, PatchDataset
 from hzsr.baseline_model.unet import FusionUNet
-from hzsr.core.errors import ConfigError
+from hzsr.core.errors import ConfigError, ModelError
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 from hzsr.core.schema import to_plain
 

@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 from adbutils import Network
 
-from hzsr.capture.link import LINK_ERRORS, AgentClient, AgentError, RigLink
+from hzsr.capture.link import LINK_ERRORS, AgentClient, RigLink
 from hzsr.capture.protocol import AGENT_FILES, AGENT_SOCKET, FRAME_3A_FIELDS, SUPPORTED_VERSIONS
-from hzsr.core.errors import RigError
+from hzsr.core.errors import AgentError, RigError
 
 ERROR_CODES = {"bad_json", "bad_request", "unknown_cmd", "target_in_past", "exists", "storage_full", "busy",
                "not_found", "io_error", "pending", "internal"}

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 
 from hzsr.capture.clocksync import sync_round
-from hzsr.capture.link import LINK_ERRORS, AgentError, RigLink
-from hzsr.core.errors import RigError
+from hzsr.capture.link import LINK_ERRORS, RigLink
+from hzsr.core.errors import AgentError, RigError
 
 
 @dataclass

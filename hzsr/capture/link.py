@@ -22,7 +22,7 @@ from adbutils import AdbError, Network
 from hzsr.capture.adb_server import AdbServer, bundled_adb, find_adb_server_pid, use_private_port
 from hzsr.capture.protocol import AGENT_SOCKET
 from hzsr.capture.rigfile import RigFile
-from hzsr.core.errors import RigError
+from hzsr.core.errors import AgentError, RigError
 
 T = TypeVar("T")
 LINK_ERRORS = (AdbError, OSError, ConnectionError, socket.timeout, EOFError)
@@ -39,14 +39,6 @@ class Backoff:
     def waits(self):
         for k in range(self.tries - 1):
             yield min(self.base_s * 2**k, self.max_s)
-
-
-class AgentError(RigError):
-    """The agent answered with an error reply."""
-
-    def __init__(self, serial: str, code: str, message: str, reply: dict):
-        super().__init__(f"{code}: {message}", field=serial)
-        self.code, self.reply = code, reply
 
 
 class AgentClient:

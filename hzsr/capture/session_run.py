@@ -33,13 +33,13 @@ from hzsr.capture.clocksync import (
     phone_time,
     sync_round,
 )
-from hzsr.capture.link import LINK_ERRORS, AgentError, RigLink
+from hzsr.capture.link import LINK_ERRORS, RigLink
 from hzsr.capture.protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS
 from hzsr.capture.three_a import ThreeAConfig, apply_3a
-from hzsr.capture.transfer import TransferError, phone_sha256, pull_verified
+from hzsr.capture.transfer import phone_sha256, pull_verified
 from hzsr.core import records as R
 from hzsr.core.clock import fit_drift
-from hzsr.core.errors import CaptureError, RigError, SessionFormatError
+from hzsr.core.errors import AgentError, CaptureError, CaptureLost, RigError, SessionFormatError, TransferError
 from hzsr.core.fileio import atomic_write_json, fsync_dir
 from hzsr.core.journal import Journal
 from hzsr.core.lock import SessionLock
@@ -485,10 +485,6 @@ class CaptureRun:
         rec.notes = (rec.notes + f" [discarded: {reason}]").strip()
         rec.save(path)
         self.journal.append("capture_discarded", capture_id=cid, reason=reason)
-
-
-class CaptureLost(CaptureError):
-    """A capture that can never complete: a phone failed it, or has no trace of it."""
 
 
 def journal_state(journal: Journal) -> dict[str, str]:

@@ -19,12 +19,8 @@ from pathlib import Path
 
 import adbutils
 
-from hzsr.core.errors import CaptureError
+from hzsr.core.errors import TransferError
 from hzsr.core.fileio import apply_umask, fsync_dir
-
-
-class TransferError(CaptureError):
-    """The pulled bytes do not match the phone's copy."""
 
 
 @dataclass

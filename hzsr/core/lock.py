@@ -15,13 +15,9 @@ import fcntl
 import os
 from pathlib import Path
 
-from hzsr.core.errors import HzsrError
+from hzsr.core.errors import SessionBusyError
 
 LOCK_NAME = ".hzsr.lock"
-
-
-class SessionBusyError(HzsrError):
-    """Another process holds the session's lock."""
 
 
 class SessionLock:

@@ -16,12 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hzsr.core.errors import ConfigError
+from hzsr.core.errors import ConfigError, DatasetError
 from hzsr.core.fileio import atomic_write_json, sha256_file
 from hzsr.dataset.manifest import MANIFEST, load_manifest, write_manifest
 from hzsr.dataset.phash import hamming_matrix, phash
 from hzsr.dataset.reader import SUBSET, ShardReader
-from hzsr.dataset.sources import DatasetError
 
 
 def query_manifest(df: pd.DataFrame, expr: str, option: str = "--query") -> pd.DataFrame:

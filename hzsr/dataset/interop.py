@@ -36,13 +36,13 @@ import cv2
 import pandas as pd
 from tqdm import tqdm
 
-from hzsr.core.errors import ConfigError
+from hzsr.core.errors import ConfigError, DatasetError
 from hzsr.core.fileio import atomic_write_bytes, sha256_file
 from hzsr.dataset.codecs import DEFAULT_CODEC
 from hzsr.dataset.manifest import write_manifest
 from hzsr.dataset.reader import SPLITS, ShardReader
 from hzsr.dataset.shard import shard_name, write_shard
-from hzsr.dataset.sources import CaptureSource, DatasetError, SessionSource
+from hzsr.dataset.sources import CaptureSource, SessionSource
 
 CF_SPLITS = ("train", "val", "test")
 _IMG_EXT = (".jpg", ".jpeg", ".png")

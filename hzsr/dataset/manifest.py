@@ -16,9 +16,10 @@ from typing import Any
 
 import pandas as pd
 
+from hzsr.core.errors import DatasetError
 from hzsr.core.fileio import atomic_write_bytes
 from hzsr.dataset.schema import SLOTS
-from hzsr.dataset.sources import DatasetError, combined_verdict
+from hzsr.dataset.sources import combined_verdict
 
 MANIFEST = "manifest.csv"
 REQUIRED_COLUMNS = ("capture_id", "shard", "session_id", "scene_id", "scene_kind")

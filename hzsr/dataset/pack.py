@@ -22,13 +22,13 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from hzsr.core.errors import ConfigError
+from hzsr.core.errors import ConfigError, DatasetError
 from hzsr.core.fileio import atomic_write_json
 from hzsr.core.records import read_json
 from hzsr.dataset.codecs import CODECS, DEFAULT_CODEC
 from hzsr.dataset.manifest import manifest_row, rows_to_frame, write_manifest
 from hzsr.dataset.shard import TMP_PREFIX, shard_name, write_shard
-from hzsr.dataset.sources import CaptureSource, DatasetError, SessionSource, session_sources
+from hzsr.dataset.sources import CaptureSource, SessionSource, session_sources
 
 PLAN = "pack-plan.json"
 _SHARD_RE = re.compile(r"^shard-(\d+)\.h5$")

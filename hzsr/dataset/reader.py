@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hzsr.core.errors import DatasetError
 from hzsr.core.records import read_json
 from hzsr.dataset.codecs import register_plugins
 from hzsr.dataset.manifest import MANIFEST, load_manifest
 from hzsr.dataset.schema import SLOTS
-from hzsr.dataset.sources import DatasetError
 
 SPLITS = "splits.csv"
 SUBSET = "subset.json"

@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from hzsr.core.errors import DatasetError
 from hzsr.core.fileio import fsync_dir
 from hzsr.dataset.codecs import CHUNK_HW, chunk_shape, filter_kwargs, register_plugins
 from hzsr.dataset.phash import phash
@@ -33,7 +34,7 @@ from hzsr.dataset.schema import (
     plain,
     put_attrs,
 )
-from hzsr.dataset.sources import CaptureSource, DatasetError, SessionSource
+from hzsr.dataset.sources import CaptureSource, SessionSource
 
 #: Test hook: SIGKILL this process right after it has written this many captures (counted per
 #: process). Fires on an event, never a timer, so the crash test is deterministic.

@@ -15,15 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from hzsr.core.errors import HzsrError, SessionFormatError
+from hzsr.core.errors import DatasetError, SessionFormatError
 from hzsr.core.records import CaptureRecord, SessionRecord, read_json
 from hzsr.core.schema import to_plain
 from hzsr.dataset.schema import SLOTS, scene_kind, table_row_attrs
-
-
-class DatasetError(HzsrError):
-    """A dataset folder, shard or manifest is unreadable or breaks the format."""
-
 
 VERDICT_RANK = {"pass": 0, "warn": 1, "fail": 2}
 

@@ -26,9 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hzsr.core.errors import ConfigError
+from hzsr.core.errors import ConfigError, DatasetError
 from hzsr.core.fileio import atomic_write_bytes
-from hzsr.dataset.sources import DatasetError
 
 SPLIT_COLUMNS = ("capture_id", "split", "group", "stratum")
 

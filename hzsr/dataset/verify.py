@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from hzsr.core.errors import DatasetError
 from hzsr.core.fileio import fsync_dir
 from hzsr.dataset.manifest import MANIFEST, manifest_row, read_csv_text, rows_to_frame, write_manifest
 from hzsr.dataset.schema import SLOTS
 from hzsr.dataset.shard import TMP_PREFIX, array_sha256, read_meta, shard_header
-from hzsr.dataset.sources import DatasetError
 
 QUARANTINE = "quarantine"
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from hzsr.core.config import load_config
+from hzsr.core.errors import BoardNotFound
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 from hzsr.core.records import SessionRecord
 from hzsr.sim.syncboard import BoardSpec, gray_to_int, lit_overlap_us
@@ -47,10 +48,6 @@ class OpticalConfig:
     readout_rel_uncertainty: float = 0.0  # relative error of readout_ms (0: it came from the HAL)
     grid_us: float = 2.0  # search step of the fit
     min_contrast: float = 20.0  # grey levels: a fit whose LED amplitude is below this is "no signal"
-
-
-class BoardNotFound(Exception):
-    pass
 
 
 @dataclass

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hzsr.baseline_model.checkpoint import ModelError, load_model
+from hzsr.baseline_model.checkpoint import load_model
 from hzsr.cli import main
+from hzsr.core.errors import ModelError
 
 
 def test_eval_writes_metrics_and_a_table(tiny_run, tiny_dataset, tmp_path, capsys):

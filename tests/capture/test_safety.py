@@ -19,9 +19,9 @@ from hzsr.capture.protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun, journal_state, purge, resume
 from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
-from hzsr.core.errors import CaptureError, ConfigError
+from hzsr.core.errors import CaptureError, ConfigError, SessionBusyError
 from hzsr.core.journal import Journal
-from hzsr.core.lock import SessionBusyError, SessionLock
+from hzsr.core.lock import SessionLock
 from hzsr.core.process import ProcessProof
 from hzsr.core.records import SessionRecord
 from hzsr.core.validate import validate_session

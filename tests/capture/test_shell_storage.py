@@ -5,9 +5,9 @@ import os
 import pytest
 
 from hzsr.capture.virtual.shell import VirtualShell
-from hzsr.capture.virtual.storage import PhoneStorage, StorageError
+from hzsr.capture.virtual.storage import PhoneStorage
 from hzsr.capture.virtual.virtual_rig import parse_faults
-from hzsr.core.errors import ConfigError
+from hzsr.core.errors import ConfigError, StorageError
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import pickle
 import numpy as np
 import pytest
 
+from hzsr.core.errors import DatasetError
 from hzsr.dataset.reader import ShardReader
-from hzsr.dataset.sources import DatasetError
 
 
 def _digest(reader: ShardReader, ids: list[str]) -> list[float]:

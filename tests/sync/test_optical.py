@@ -8,6 +8,7 @@ import yaml
 
 from hzsr.capture.rigfile import load_rig
 from hzsr.cli import main
+from hzsr.core.errors import BoardNotFound
 from hzsr.core.records import SessionRecord
 from hzsr.sim.profiles import get_profile
 from hzsr.sim.rig import RigGeometry
@@ -15,7 +16,7 @@ from hzsr.sim.simsession import SimConfig, simulate_session
 from hzsr.sim.syncboard import BoardPlacement, board_scene, render_board, render_board_slot
 from hzsr.sim.truth import load_session_truth
 from hzsr.sync.check import run_sync_check
-from hzsr.sync.optical import BoardNotFound, OpticalConfig, decode_frame, wrap_us
+from hzsr.sync.optical import OpticalConfig, decode_frame, wrap_us
 
 SIZE = (1280, 960)
 

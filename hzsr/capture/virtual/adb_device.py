@@ -41,6 +41,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hzsr.core.errors import AdbProtocolError, AdbStreamClosed, SyncSendError
+
 if TYPE_CHECKING:
     from hzsr.capture.virtual.shell import VirtualShell
     from hzsr.capture.virtual.storage import PhoneStorage
@@ -57,10 +59,6 @@ MAX_PAYLOAD = 1024 * 1024
 SYNC_DATA_MAX = 64 * 1024
 HEADER = struct.Struct("<6I")
 FEATURES = ("shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir")
-
-
-class ProtocolError(Exception):
-    """The peer broke the ADB protocol; the connection is dropped, the device keeps serving."""
 
 
 def pack(command: int, arg0: int, arg1: int, data: bytes = b"") -> bytes:
@@ -171,7 +169,7 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stre
         try:
             while data := await reader.read(65536):
                 await stream.write(data)
-        except (StreamClosed, ConnectionError):
+        except (AdbStreamClosed, ConnectionError):
             pass
         await stream.close()
 
@@ -197,14 +195,6 @@ class DeviceBackend:
     sockets: dict[str, SocketHandler] = field(default_factory=dict)  # "localabstract:NAME", "tcp:PORT"
     faults: TransferFaults = field(default_factory=TransferFaults)
     reverse: ReverseForwards = field(default_factory=ReverseForwards)
-
-
-class StreamClosed(Exception):
-    pass
-
-
-class _SendError(Exception):
-    pass
 
 
 class StreamIO:
@@ -236,7 +226,7 @@ class StreamIO:
     async def read_exactly(self, n: int) -> bytes:
         while len(self._buf) < n:
             if self.closed:
-                raise StreamClosed()
+                raise AdbStreamClosed()
             self._data.clear()
             await self._data.wait()
         out = bytes(self._buf[:n])
@@ -257,7 +247,7 @@ class StreamIO:
         step = self.conn.peer_max
         for i in range(0, len(data), step):
             if self.closed:
-                raise StreamClosed()
+                raise AdbStreamClosed()
             self._acked.clear()
             self.conn.send(A_WRTE, self.local_id, self.remote_id, data[i : i + step])
             await self.conn.drain()
@@ -297,7 +287,7 @@ class _StdinPipe:
                     self.buf += data
                 elif head[0] == 4:  # kIdCloseStdin
                     break
-        except StreamClosed:
+        except AdbStreamClosed:
             pass
         finally:
             self.done.set()
@@ -330,7 +320,7 @@ class AdbDeviceConnection:
             while True:
                 cmd, a0, a1, data = await self._read_packet()
                 await self._dispatch(cmd, a0, a1, data)
-        except (asyncio.IncompleteReadError, ConnectionError, ProtocolError):
+        except (asyncio.IncompleteReadError, ConnectionError, AdbProtocolError):
             pass
         finally:
             self.abort()
@@ -347,9 +337,9 @@ class AdbDeviceConnection:
     async def _read_packet(self) -> tuple[int, int, int, bytes]:
         cmd, a0, a1, length, _crc, magic = HEADER.unpack(await self.reader.readexactly(HEADER.size))
         if magic != cmd ^ 0xFFFFFFFF:
-            raise ProtocolError("bad magic")
+            raise AdbProtocolError("bad magic")
         if length > MAX_PAYLOAD:
-            raise ProtocolError(f"payload of {length} bytes exceeds max {MAX_PAYLOAD}")
+            raise AdbProtocolError(f"payload of {length} bytes exceeds max {MAX_PAYLOAD}")
         data = await self.reader.readexactly(length) if length else b""
         return cmd, a0, a1, data
 
@@ -395,9 +385,9 @@ class AdbDeviceConnection:
                 s.feed(data)
                 self.send(A_OKAY, s.local_id, s.remote_id)
         elif cmd in (A_AUTH, A_STLS):
-            raise ProtocolError("AUTH/TLS are not supported: the virtual phone skips authentication")
+            raise AdbProtocolError("AUTH/TLS are not supported: the virtual phone skips authentication")
         else:
-            raise ProtocolError(f"unknown command 0x{cmd:08x}")
+            raise AdbProtocolError(f"unknown command 0x{cmd:08x}")
         await self.drain()
 
     async def _serve(self, s: StreamIO, service: str) -> None:
@@ -413,7 +403,7 @@ class AdbDeviceConnection:
         self.send(A_OKAY, s.local_id, s.remote_id)
         try:
             await handler(s)
-        except StreamClosed:
+        except AdbStreamClosed:
             pass
         finally:
             await s.close()
@@ -533,7 +523,7 @@ class AdbDeviceConnection:
         while True:
             try:
                 head = await s.read_exactly(8)
-            except StreamClosed:
+            except AdbStreamClosed:
                 return
             rid, length = head[:4], struct.unpack("<I", head[4:])[0]
             if rid == b"QUIT":
@@ -642,7 +632,7 @@ class AdbDeviceConnection:
                     faults.drop_after_bytes = None
                     await s.write(bytes(batch) + b"DATA" + struct.pack("<I", len(chunk)) + chunk[:cut])
                     self.abort()
-                    raise StreamClosed()
+                    raise AdbStreamClosed()
                 record = b"DATA" + struct.pack("<I", len(chunk)) + chunk
                 if len(batch) + len(record) > limit:
                     await s.write(bytes(batch))
@@ -665,13 +655,13 @@ class AdbDeviceConnection:
                     storage.check_write(posixpath.dirname(path))
                     p.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
-                    raise _SendError(f"secure_mkdirs failed: {exc.strerror}") from None
+                    raise SyncSendError(f"secure_mkdirs failed: {exc.strerror}") from None
             if p.is_dir():
                 raise OSError(errno.EISDIR, "Is a directory")
             storage.check_write(path)
             tmp = p.with_name(f".{p.name}.adb-send")
             f = open(tmp, "wb")
-        except _SendError as exc:
+        except SyncSendError as exc:
             error = str(exc)
         except OSError as exc:
             error = f"couldn't create file: {exc.strerror}"

@@ -15,14 +15,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from hzsr.capture.protocol import AGENT_FILES, PROTOCOL_VERSION
 from hzsr.capture.virtual.adb_device import StreamIO
-from hzsr.capture.virtual.storage import PhoneStorage, StorageError
-from hzsr.capture.virtual.three_a import ThreeA, ThreeAError, frame_3a_meta
+from hzsr.capture.virtual.storage import PhoneStorage
+from hzsr.capture.virtual.three_a import ThreeA, frame_3a_meta
+from hzsr.core.errors import AgentRequestError, StorageError, ThreeAError
 from hzsr.core.fileio import sha256_bytes
 from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile
@@ -52,12 +52,6 @@ class AgentState:
     phase_ns: float  # sensor stream phase in the phone clock
     frame_counter_base: int = 0
     pending: dict[str, dict] = field(default_factory=dict)
-
-
-class AgentError(Exception):
-    def __init__(self, code: str, message: str, **extra: Any):
-        super().__init__(message)
-        self.code, self.message, self.extra = code, message, extra
 
 
 class CaptureAgent:
@@ -115,7 +109,7 @@ class CaptureAgent:
         try:
             req = json.loads(line)
             if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
-                raise AgentError("bad_request", "a request is a JSON object with a string 'cmd'")
+                raise AgentRequestError("bad_request", "a request is a JSON object with a string 'cmd'")
             req_id = req.get("id")
             if req["cmd"] == "time":
                 out = await asyncio.to_thread(self._time)
@@ -128,12 +122,12 @@ class CaptureAgent:
                 if fn is None and self.protocol_version >= 2:
                     fn = {"set_3a": self._set_3a, "get_3a": self._get_3a}.get(req["cmd"])
                 if fn is None:
-                    raise AgentError("unknown_cmd", f"unknown cmd {req['cmd']!r}")
+                    raise AgentRequestError("unknown_cmd", f"unknown cmd {req['cmd']!r}")
                 out = fn(req)
             return {"id": req_id, "ok": True, **out}
         except json.JSONDecodeError as exc:
             return {"id": None, "ok": False, "error": {"code": "bad_json", "message": exc.msg}}
-        except AgentError as exc:
+        except AgentRequestError as exc:
             return {"id": req_id, "ok": False, "error": {"code": exc.code, "message": exc.message, **exc.extra}}
         except Exception as exc:  # a bug of the agent's own: say so in the reply and keep serving
             log.exception("agent %s: request %r failed", self.serial, line[:200])
@@ -175,7 +169,7 @@ class CaptureAgent:
         try:
             return self.three_a.set(req, self.clock.host_ns(self.boottime_ns()), self.rng)
         except ThreeAError as exc:
-            raise AgentError("bad_request", str(exc)) from None
+            raise AgentRequestError("bad_request", str(exc)) from None
 
     def _get_3a(self, req: dict) -> dict:
         host_ns = self.clock.host_ns(self.boottime_ns())
@@ -191,26 +185,26 @@ class CaptureAgent:
     def _capture_dir(self, session: str, capture_id: str) -> str:
         for name, v in (("session", session), ("capture_id", capture_id)):
             if not isinstance(v, str) or not v or "/" in v or v.startswith("."):
-                raise AgentError("bad_request", f"{name} must be a plain, non-empty name")
+                raise AgentRequestError("bad_request", f"{name} must be a plain, non-empty name")
         return f"{AGENT_FILES}/{session}/{capture_id}"
 
     def _capture(self, req: dict) -> dict:
         d = self._capture_dir(req.get("session"), req.get("capture_id"))
         target = req.get("target_ns")
         if not isinstance(target, int):
-            raise AgentError("bad_request", "target_ns must be an integer (boot-time ns)")
+            raise AgentRequestError("bad_request", "target_ns must be an integer (boot-time ns)")
         cams = req.get("cameras", ["W", "T"])
         if not isinstance(cams, list) or not cams or any(c not in ("W", "T") for c in cams):
-            raise AgentError("bad_request", "cameras must be a non-empty list of 'W' and 'T'")
+            raise AgentRequestError("bad_request", "cameras must be a non-empty list of 'W' and 'T'")
         now = self.boottime_ns()
         if target < now + MIN_LEAD_NS:
-            raise AgentError("target_in_past", "target_ns is in the past or too close to schedule",
+            raise AgentRequestError("target_in_past", "target_ns is in the past or too close to schedule",
                              now_ns=now, min_lead_ns=MIN_LEAD_NS)
         if self.storage.host_path(d).exists() or req["capture_id"] in self.state.pending:
-            raise AgentError("exists", f"capture {req['capture_id']} already exists in {req['session']}")
+            raise AgentRequestError("exists", f"capture {req['capture_id']} already exists in {req['session']}")
         need = 3 * 1024 * 1024 * len(cams) * max(1, self.world.cfg.size[0] * self.world.cfg.size[1] // 12_000_000)
         if self.storage.full or self.storage.free_bytes() < need:
-            raise AgentError("storage_full", "not enough free storage for this capture",
+            raise AgentRequestError("storage_full", "not enough free storage for this capture",
                              free_bytes=self.storage.free_bytes())
         if req.get("phase_align"):
             # The target is the goal phase: steer the stream onto it by frame-duration changes.
@@ -322,7 +316,7 @@ class CaptureAgent:
         done = self.storage.host_path(f"{d}/done")
         if not done.exists():
             code = "pending" if req["capture_id"] in self.state.pending else "not_found"
-            raise AgentError(code, "no done marker for this capture")
+            raise AgentRequestError(code, "no done marker for this capture")
         meta = self.storage.host_path(f"{d}/meta.json")
         return {"done": json.loads(done.read_text()),
                 "meta": json.loads(meta.read_text()) if meta.exists() else None}
@@ -330,9 +324,9 @@ class CaptureAgent:
     def _delete(self, req: dict) -> dict:
         d = self._capture_dir(req.get("session"), req.get("capture_id"))
         if req["capture_id"] in self.state.pending:
-            raise AgentError("busy", "capture still in progress")
+            raise AgentRequestError("busy", "capture still in progress")
         try:
             self.storage.remove(d, recursive=True)
         except StorageError as exc:
-            raise AgentError("not_found" if exc.errno == 2 else "io_error", exc.strerror) from None
+            raise AgentRequestError("not_found" if exc.errno == 2 else "io_error", exc.strerror) from None
         return {"deleted": d}

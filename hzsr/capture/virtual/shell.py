@@ -30,11 +30,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hzsr.capture.virtual.shell_syntax import Cmd, ShellSyntaxError, end_double, end_paren, end_single, parse
-from hzsr.capture.virtual.storage import PhoneStorage, StorageError
+from hzsr.capture.virtual.shell_syntax import Cmd, end_double, end_paren, end_single, parse
+from hzsr.capture.virtual.storage import PhoneStorage
 from hzsr.capture.virtual.toybox import SH, Command, Result, ShellExit, ToyboxCommands, ok, reads_stdin
+from hzsr.core.errors import ShellSyntaxError, StorageError
 
-__all__ = ["DeviceState", "ShellResult", "ShellSyntaxError", "VirtualShell"]
+__all__ = ["DeviceState", "ShellResult", "VirtualShell"]
 
 
 @dataclass

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hzsr.core.errors import ShellSyntaxError
+
 _OPS = ("2>&1", ">&2", "1>&2", "2>>", "&&", "||", ">>", "2>", "1>", ";;", ">", "<", "|", ";", "&", "(", ")")
 _WORD_END = " \t\n;&|<>()"
 _UNSUPPORTED = {"if", "then", "else", "elif", "fi", "while", "until", "for", "do", "done", "case", "esac",
                 "function", "select", "{", "}", "[[", "]]"}
-
-
-class ShellSyntaxError(Exception):
-    """The line cannot be parsed; mksh prints ``/system/bin/sh: <msg>`` and exits 2."""
 
 
 @dataclass

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hzsr.capture.protocol import AGENT_FILES
+from hzsr.core.errors import StorageError
 
 #: Read-only mounts of a user build.
 READ_ONLY = ("/system", "/vendor", "/product", "/system_ext", "/odm")
@@ -33,10 +34,6 @@ READ_ONLY = ("/system", "/vendor", "/product", "/system_ext", "/odm")
 NO_LIST = ("/data", "/data/local", "/data/data", "/data/misc")
 #: Aliases of the primary shared storage, longest first.
 ALIASES = (("/storage/emulated/0", "/sdcard"), ("/storage/self/primary", "/sdcard"))
-
-
-class StorageError(OSError):
-    """An errno-carrying failure, reported to the host as the phone would."""
 
 
 def _under(path: str, prefix: str) -> bool:

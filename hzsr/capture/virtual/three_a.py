@@ -18,16 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from hzsr.core.errors import ThreeAError
 from hzsr.sim.rig import ExposureControls, FrameExposure
 from hzsr.sim.world import VirtualWorld
 
 MAX_ISO = 6400
 MIN_EXPOSURE_NS = 100_000
 MAX_EXPOSURE_NS = 250_000_000
-
-
-class ThreeAError(ValueError):
-    """A ``set_3a`` request the agent refuses (``bad_request``)."""
 
 
 @dataclass

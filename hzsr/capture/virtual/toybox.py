@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hzsr.capture.virtual.storage import PhoneStorage, StorageError, canonical
+from hzsr.capture.virtual.storage import PhoneStorage, canonical
+from hzsr.core.errors import StorageError
 
 Result = tuple[bytes, bytes, int]
 Command = Callable[[list[str], bytes], Result]
