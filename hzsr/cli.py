@@ -15,11 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hzsr.core.errors import HzsrError
-
-EXIT_OK = 0
-EXIT_PROBLEMS = 1  # the input was read, and it is bad
-EXIT_USAGE = 2  # the input could not be read or the options are wrong
+from hzsr.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, HzsrError
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -274,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("hzsr: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+from hzsr.core.errors import EXIT_OK, EXIT_PROBLEMS
 
 
 def _need_torch() -> None:
@@ -168,5 +168,5 @@ def add_model_parser(stages) -> None:
     x.set_defaults(func=_guard(_cmd_export))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(1)
+if __name__ == "__main__":  # pragma: no cover - not a program: the verbs run as `hzsr model ...`
+    sys.exit(EXIT_PROBLEMS)

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from hzsr.core.errors import CaptureError, ConfigError, RigError
+from hzsr.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, CaptureError, ConfigError, RigError
 
 DEFAULT_DIR = ".hzsr-rig"
 
@@ -121,7 +121,7 @@ def cmd_rig_up(args: argparse.Namespace) -> int:
     finally:
         rig.stop()
         rig_yaml.unlink(missing_ok=True)
-    return 0
+    return EXIT_OK
 
 
 def _say_up(args: argparse.Namespace, rig_yaml: Path, pid: int, port: int, phones: list[tuple[str, str]]) -> None:
@@ -157,7 +157,7 @@ def _up_background(args: argparse.Namespace, workdir: Path, rig_yaml: Path) -> i
                 _say_up(args, rig_yaml, proc.pid, rig.adb.port, [(p.serial, p.role) for p in rig.phones])
                 if not args.json:
                     print(f"wrote {workdir / 'rig.log'}")
-                return 0
+                return EXIT_OK
         time.sleep(0.1)
     proc.terminate()
     raise RigError("rig did not come up within 60 s", file=workdir / "rig.log")
@@ -212,7 +212,7 @@ def cmd_rig_down(args: argparse.Namespace) -> int:
     else:
         print(f"rig down: stopped {', '.join(f'pid {p}' for p in stopped) or 'nothing (already gone)'}; "
               f"removed {path}")
-    return 0
+    return EXIT_OK
 
 
 # -- doctor, clock, capture ---------------------------------------------------------------
@@ -260,7 +260,7 @@ def cmd_rig_doctor(args: argparse.Namespace) -> int:
     finally:
         link.close()
     print(json.dumps([asdict(r) for r in rep.rows], indent=1) if args.json else rep.table())
-    return 1 if rep.failed else 0
+    return EXIT_PROBLEMS if rep.failed else EXIT_OK
 
 
 def cmd_rig_conformance(args: argparse.Namespace) -> int:
@@ -287,7 +287,7 @@ def cmd_rig_conformance(args: argparse.Namespace) -> int:
         n = sum(len(rs) for rs in results.values())
         print(f"{'fail' if failed else 'pass'}: {n - len(failed)} of {n} rules hold"
               + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    return EXIT_PROBLEMS if failed else EXIT_OK
 
 
 def cmd_rig_clock(args: argparse.Namespace) -> int:
@@ -315,10 +315,10 @@ def cmd_rig_clock(args: argparse.Namespace) -> int:
                     + ("(needs 2 rounds)" if v["drift_ppm"] is None else f"{v['drift_ppm']:+.3f} ppm")
                     for role, v in row.items() if role != "t_s"), flush=True)
             if time.monotonic() + args.every > t_end:
-                return 0
+                return EXIT_OK
             time.sleep(args.every)
     except KeyboardInterrupt:
-        return 0
+        return EXIT_OK
     finally:
         link.close()
 
@@ -423,13 +423,13 @@ def cmd_capture(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         run.journal.append("session_stopped", interrupted=True)
         print(f"hzsr: interrupted; finish with: hzsr capture resume {args.session}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except (RigError, CaptureError) as exc:
         run.journal.append("session_stopped", error=exc.one_line())
         print(f"hzsr: error: {exc.one_line()}", file=sys.stderr)
         if (sess / "session.json").exists():
             print(f"hzsr: the session is resumable: hzsr capture resume {args.session}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     finally:
         run.close()
     run.journal.append("session_stopped", captures=len(results))
@@ -437,7 +437,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
         print(json.dumps({"session": args.session, "captures": [
             {"capture_id": r.capture_id, "skew_us": r.skew_us, "bound_us": r.bound_us, "verdict": r.verdict,
              "reason": r.reason} for r in results]}))
-        return 0
+        return EXIT_OK
     counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "warn", "fail")}
     print(f"{args.session}: {len(results)} captures: " + ", ".join(f"{n} {v}" for v, n in counts.items())
           + ("; retake the failed ones" if counts["fail"] else ""))
@@ -445,7 +445,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
         print(f"wrote {sess / 'captures' / r.capture_id}")
     if results:
         print(f"wrote {sess / 'session.json'}, {sess / 'journal.jsonl'}")
-    return 0
+    return EXIT_OK
 
 
 def _interactive(run, scene: str, tags: list[str], results: list) -> None:
@@ -519,7 +519,7 @@ def cmd_capture_resume(args: argparse.Namespace) -> int:
             print(f"wrote {Path(args.session) / 'captures' / cid}")
         print(f"wrote {Path(args.session) / 'journal.jsonl'}")
     # Abandoned captures are finished business; only one the link could not reach stays open.
-    return 0 if all(r.status in ("complete", "abandoned") for r in results) else 1
+    return EXIT_OK if all(r.status in ("complete", "abandoned") for r in results) else EXIT_PROBLEMS
 
 
 def cmd_capture_purge(args: argparse.Namespace) -> int:
@@ -533,4 +533,4 @@ def cmd_capture_purge(args: argparse.Namespace) -> int:
         print(f"{args.session}: deleted the phones' copies of {len(done)} captures"
               + (f" ({', '.join(done)})" if done else ""))
         print(f"wrote {Path(args.session) / 'journal.jsonl'}")
-    return 0
+    return EXIT_OK

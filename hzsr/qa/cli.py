@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+from hzsr.core.errors import EXIT_OK
 
 
 def add_qa_parser(stages) -> None:

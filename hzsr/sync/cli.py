@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from hzsr.core.errors import EXIT_OK
+
 
 def add_sync_parser(stages) -> None:
     sync = stages.add_parser("sync", help="timestamp checks and cross-device pairing")
@@ -59,7 +61,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         _say_check(Path(args.session) / "sync", summary, plots=not args.no_plots)
-    return 0
+    return EXIT_OK
 
 
 def _say_check(out: Path, s: dict, plots: bool, max_listed: int = 20) -> None:
@@ -112,7 +114,7 @@ def _cmd_optical(args: argparse.Namespace) -> int:
               f"median {d['median']} us, p95 |.| {d['p95_abs']} us; clock bound covers {s['clock_bound_covers']}")
         plot = "" if args.no_plots else f", {out / 'optical.png'}"
         print(f"wrote {out / 'optical.csv'}, {out / 'optical.json'}{plot}")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -128,7 +130,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             print(f"  {serial}: offset correction {c['offset_correction_ns'] / 1e3:+.1f} us, link floor "
                   f"{c['base_half_rtt_ns'] / 1e3:.1f} us, uncertainty {c['uncertainty_ns'] / 1e3:.1f} us")
         print(f"wrote {r['rig']}")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_board(args: argparse.Namespace) -> int:
@@ -141,8 +143,8 @@ def _cmd_board(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"rows": spec.rows, "cols": spec.cols, "step_us": spec.step_us, "gray_bits": spec.gray_bits,
                           "period_us": spec.period_us, "files": paths}, indent=2))
-        return 0
+        return EXIT_OK
     print(f"sync board kit: {spec.rows}x{spec.cols} LEDs at {spec.step_us:g} us, {spec.gray_bits}-bit Gray counter "
           f"(time known modulo {spec.period_us / 1e6:.2f} s)")
     print("wrote " + ", ".join(paths.values()))
-    return 0
+    return EXIT_OK
