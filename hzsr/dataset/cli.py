@@ -1,44 +1,21 @@
 """``hzsr dataset ...`` verbs: pack, verify, info, split, curate, ingest, export.
 
-Exit codes as everywhere in hzsr: 0 success; 1 the input was read and is bad (a corrupt shard,
-a manifest that disagrees, a bad session record); 2 it could not be read or the options are wrong
-(missing folder, bad --ratios, bad --query).
+Exit codes as everywhere in hzsr (``core/errors.py:EXIT_CODES``): 0 success; 1 the input was read
+and is bad (a corrupt shard, a manifest that disagrees, a bad session record); 2 it could not be
+read or the options are wrong (missing folder, bad --ratios, bad --query). Errors go up to
+``hzsr.cli.main``, which prints their one line and exits with their ``exit_code``.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hzsr.core.errors import ConfigError, HzsrError, SessionFormatError
+from hzsr.core.errors import EXIT_OK, EXIT_PROBLEMS
 from hzsr.dataset.codecs import CODECS, DEFAULT_CODEC
-
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
-
-
-def _exit_code(exc: HzsrError) -> int:
-    if isinstance(exc, ConfigError):
-        return EXIT_USAGE
-    msg = exc.message.lower()
-    if "not found" in msg or "cannot read" in msg or "cannot open" in msg:
-        return EXIT_USAGE
-    return EXIT_PROBLEMS if isinstance(exc, (SessionFormatError, HzsrError)) else EXIT_USAGE
-
-
-def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except HzsrError as exc:
-            print(f"hzsr: error: {exc.one_line()}", file=sys.stderr)
-            return _exit_code(exc)
-    return run
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], human: list[str]) -> None:
@@ -69,7 +46,7 @@ def add_dataset_parser(stages) -> None:
                    "(default: none, local --workers)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the machine-readable summary")
-    p.set_defaults(func=_guard(_cmd_pack))
+    p.set_defaults(func=_cmd_pack)
 
     v = verbs.add_parser("verify", help="open every shard, check every sha256, compare with the manifest",
                          formatter_class=fmt)
@@ -77,12 +54,12 @@ def add_dataset_parser(stages) -> None:
     v.add_argument("--repair", action="store_true", help="rebuild manifest.csv from the intact shards")
     v.add_argument("--json", action="store_true", help="print the findings as JSON")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
-    v.set_defaults(func=_guard(_cmd_verify))
+    v.set_defaults(func=_cmd_verify)
 
     i = verbs.add_parser("info", help="counts and sizes by scene kind, tag, verdict and device", formatter_class=fmt)
     i.add_argument("dir", help="data set (or subset) folder")
     i.add_argument("--json", action="store_true", help="print the tables as JSON")
-    i.set_defaults(func=_guard(_cmd_info))
+    i.set_defaults(func=_cmd_info)
 
     s = verbs.add_parser("split", help="group-aware, stratified, stable splits -> splits.csv", formatter_class=fmt)
     s.add_argument("dir", help="data set folder")
@@ -93,7 +70,7 @@ def add_dataset_parser(stages) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the group order")
     s.add_argument("--reassign", action="store_true", help="ignore the existing splits.csv and assign afresh")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
-    s.set_defaults(func=_guard(_cmd_split))
+    s.set_defaults(func=_cmd_split)
 
     c = verbs.add_parser("curate", help="subset manifest by a query (no copying); flag near-duplicates",
                          formatter_class=fmt)
@@ -104,7 +81,7 @@ def add_dataset_parser(stages) -> None:
     c.add_argument("--dup-distance", type=int, default=6,
                    help="max Hamming distance of 64-bit pHashes of main_W to flag a near-duplicate")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
-    c.set_defaults(func=_guard(_cmd_curate))
+    c.set_defaults(func=_cmd_curate)
 
     g = verbs.add_parser("ingest", help="import another data set's layout as a packed data set", formatter_class=fmt)
     g.add_argument("folder", help="folder in the given layout")
@@ -114,7 +91,7 @@ def add_dataset_parser(stages) -> None:
     g.add_argument("--shard-size", default="1GiB", help="as for pack")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
-    g.set_defaults(func=_guard(_cmd_ingest))
+    g.set_defaults(func=_cmd_ingest)
 
     e = verbs.add_parser("export", help="write a split as paired PNG folders (BasicSR layout)", formatter_class=fmt)
     e.add_argument("dir", help="data set folder")
@@ -123,7 +100,7 @@ def add_dataset_parser(stages) -> None:
     e.add_argument("--out", required=True, help="folder to create")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
-    e.set_defaults(func=_guard(_cmd_export))
+    e.set_defaults(func=_cmd_export)
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:

@@ -64,11 +64,10 @@ def camerafusion_sources(folder: str | Path) -> tuple[SessionSource, list[Captur
 
     root = Path(folder)
     if not root.is_dir():
-        raise DatasetError("folder not found", file=root)
+        raise DatasetError("folder not found", file=root, unreadable=True)
     found = [s for s in CF_SPLITS if (root / s).is_dir()]
     if not found:
-        raise DatasetError(f"no {'/'.join(CF_SPLITS)} folders: not the camerafusion layout", file=root,
-                           field="--layout")
+        raise DatasetError(f"no {'/'.join(CF_SPLITS)} folders: not the camerafusion layout", file=root)
     sid = root.name or "camerafusion"
     caps, rows, skipped = [], [], []
     for split in found:

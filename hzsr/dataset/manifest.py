@@ -80,7 +80,8 @@ def load_manifest(root: str | Path, name: str = MANIFEST) -> pd.DataFrame:
     """Read and check a manifest; a missing file or column is a one-line ``DatasetError``."""
     path = Path(root) / name
     if not path.is_file():
-        raise DatasetError("manifest not found (run `hzsr dataset pack` or `verify --repair`)", file=path)
+        raise DatasetError("manifest not found (run `hzsr dataset pack` or `verify --repair`)", file=path,
+                           unreadable=True)
     try:
         df = pd.read_csv(path, dtype=STR_COLUMNS)
     except (OSError, ValueError) as exc:

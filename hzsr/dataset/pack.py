@@ -275,7 +275,7 @@ def build_manifest(root: str | Path, on_error: Callable[[Path, str], None] | Non
                     rows.append(manifest_row(read_meta(h5, cid, p.name), p.name, int(raw), int(stored)))
         except (OSError, KeyError, DatasetError) as exc:
             if on_error is None:
-                raise DatasetError(f"cannot read shard: {exc}".splitlines()[0], file=p) from None
+                raise DatasetError(f"cannot read shard: {exc}".splitlines()[0], file=p, unreadable=True) from None
             on_error(p, str(exc).splitlines()[0])
     return rows_to_frame(rows)
 

@@ -164,9 +164,9 @@ class ShardReader:
             try:
                 f = h5py.File(path, "r", rdcc_nbytes=self.chunk_cache_bytes, rdcc_nslots=10007)
             except FileNotFoundError:
-                raise DatasetError("shard not found", file=path) from None
+                raise DatasetError("shard not found", file=path, unreadable=True) from None
             except OSError as exc:
-                raise DatasetError(f"cannot open shard: {exc}", file=path) from None
+                raise DatasetError(f"cannot open shard: {exc}", file=path, unreadable=True) from None
             self._files[shard] = f
         return f
 

@@ -55,7 +55,7 @@ def decode_jpeg(path: str | Path, expect_sha256: str | None = None) -> np.ndarra
     checked first, so a file damaged after capture is never packed as if it were good.
     """
     if not Path(path).is_file():
-        raise DatasetError("image file not found", file=path)
+        raise DatasetError("image file not found", file=path, unreadable=True)
     data = np.fromfile(str(path), dtype=np.uint8)
     if expect_sha256 is not None and hashlib.sha256(data.data).hexdigest() != expect_sha256:
         raise DatasetError("file changed since capture: its sha256 differs from capture.json's "

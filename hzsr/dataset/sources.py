@@ -58,7 +58,7 @@ def _read_table(path: Path) -> dict[str, dict[str, Any]]:
     try:
         df = pd.read_csv(path, keep_default_na=True)
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read: {exc}", file=path) from None
+        raise DatasetError(f"cannot read: {exc}", file=path, unreadable=True) from None
     if "capture_id" not in df.columns:
         raise DatasetError("missing column", file=path, field="capture_id")
     out = {}
@@ -105,7 +105,7 @@ def session_sources(session_dir: str | Path) -> tuple[SessionSource, list[Captur
     """Every complete capture of a session folder; returns (session, captures, skipped reasons)."""
     root = Path(session_dir)
     if not root.is_dir():
-        raise DatasetError("session folder not found", file=root)
+        raise DatasetError("session folder not found", file=root, unreadable=True)
     session = SessionRecord.load(root)
     sid = session.session_id
     sync_rows = _read_table(root / "sync" / "sync.csv")

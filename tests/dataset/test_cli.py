@@ -50,9 +50,10 @@ def test_one_line_errors(sessions, tmp_path, args, code, line):
 
 
 def test_bad_capture_json_is_one_line(sessions, tmp_path):
+    # A file that is not JSON could not be read: exit 2 (core/errors.py), as `sync check` exits on it.
     (sessions[0] / "session.json").write_text("{not json")
     r = _cli("dataset", "pack", sessions[0], "--out", tmp_path / "o")
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert r.stderr.startswith(f"hzsr: error: {sessions[0]}/session.json: line 1: invalid JSON")
     assert len(r.stderr.splitlines()) == 1
 
