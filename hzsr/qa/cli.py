@@ -70,7 +70,8 @@ def _read_image(path: str, name: str):
         raise ConfigError("file not found", file=p, field=name, unreadable=True)
     img = cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        raise ConfigError("not a decodable image", file=p, field=name)
+        # Unreadable, as for `hzsr model infer` and a file that is not JSON: exit 2 (core/errors.py).
+        raise ConfigError("not a decodable image", file=p, field=name, unreadable=True)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

@@ -140,6 +140,9 @@ def test_cli_align_on_two_photographs_of_different_sizes(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert main(["qa", "align", str(tmp_path / "missing.png"), str(tmp_path / "ref.jpg"), "--out", str(out)]) == 2
     assert "missing.png: SRC: file not found" in capsys.readouterr().err
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert main(["qa", "align", str(tmp_path / "bad.png"), str(tmp_path / "ref.jpg"), "--out", str(out)]) == 2
+    assert "bad.png: SRC: not a decodable image" in capsys.readouterr().err
 
 
 def test_cli_config_dump_is_loadable(tmp_path):
