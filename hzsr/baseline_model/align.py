@@ -1,6 +1,6 @@
 """The pipeline's alignment stage: coarse alignment, dense flow and the four blending maps.
 
-HZSR_METHOD.md steps 1-3 and the maps of step 5, built from ``hzsr.qa``'s torch-free primitives
+``docs/method.md`` steps 1-3 and the maps of step 5, built from ``hzsr.qa``'s torch-free primitives
 (global translation, DIS flow, warps, map formulas); nothing here re-implements them. What this
 module adds is the arrangement that keeps a 12 MP capture cheap:
 

@@ -1,4 +1,4 @@
-"""Adaptive blending (HZSR_METHOD.md, step 5), written once for numpy arrays and torch tensors.
+"""Adaptive blending (``docs/method.md``, step 5), written once for numpy arrays and torch tensors.
 
     M_blend = max(1 - M_occ - M_defocus - M_flow - M_reject, 0)
     I_final = M_blend * I_fusion + (1 - M_blend) * I_src

@@ -1,7 +1,7 @@
 """Colour handling: full-range BT.601 YCbCr (JPEG's), in numpy and in torch.
 
 The fusion network works on luminance only; colour comes from the source's chroma
-(HZSR_METHOD.md, step 4). With ``r, g, b`` in [0, 1]:
+(``docs/method.md``, step 4). With ``r, g, b`` in [0, 1]:
 
     Y  =  0.299 r + 0.587 g + 0.114 b
     U  = -0.168736 r - 0.331264 g + 0.5 b      (Cb - 0.5)
@@ -50,7 +50,7 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
 def match_colour(ref: np.ndarray, src: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel gain and offset that give ``ref`` the mean and standard deviation of ``src``.
 
-    ``ref' = (ref - mu_ref) * sd_src / sd_ref + mu_src`` per RGB channel (HZSR_METHOD.md, step 1),
+    ``ref' = (ref - mu_ref) * sd_src / sd_ref + mu_src`` per RGB channel (``docs/method.md``, step 1),
     returned as ``(gain, offset)`` so it can be applied tile by tile:
     ``ref' = gain * ref + offset``. Statistics are taken on (small) images of the same content,
     optionally only where ``mask`` is true.

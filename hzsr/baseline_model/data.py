@@ -1,6 +1,6 @@
 """Training and evaluation data: per-capture alignment (cached once) and random patches.
 
-Pairing (HZSR_METHOD.md, step 6, as the issue fixes it):
+Pairing (``docs/method.md``, step 6):
 
 - **source** ``Y_src``: main W, cropped to T's field of view and coarse-aligned (``align.py``);
 - **reference** ``~Y_ref``: the second phone's T warped onto the source, colour-matched, exactly

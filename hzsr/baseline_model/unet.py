@@ -1,6 +1,6 @@
 """The fusion network: a 5-level UNet on (Y_src, warped Y_ref, M_occ) -> Y_fusion.
 
-HZSR_METHOD.md, step 4. The channel widths are not published; they live in ``UNetConfig``. The
+``docs/method.md``, step 4. The channel widths are not published; they live in ``UNetConfig``. The
 network predicts a residual on the source's luminance, ``Y_fusion = Y_src + f(Y_src, ~Y_ref,
 M_occ)``, so an untrained or unsure network falls back to the source rather than to noise.
 

@@ -1,4 +1,4 @@
-"""Alignment primitives of HZSR (``/work/shared/HZSR_METHOD.md``, steps 1-2), torch-free.
+"""Alignment primitives of HZSR (``docs/method.md``, steps 1-2), torch-free.
 
 Conventions (``docs/qa.md``):
 

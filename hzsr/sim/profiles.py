@@ -2,7 +2,7 @@
 
 Values follow a current flagship with a 5x periscope: W is a 24 mm-equivalent f/1.85 camera, T a
 120 mm-equivalent f/3.5 camera. The equivalent focal ratio is 5 while the f-number ratio is 1.9,
-which is what gives T its far shallower depth of field (HZSR_METHOD.md, defocus map).
+which is what gives T its far shallower depth of field (docs/method.md, step 5: the defocus map).
 """
 
 from __future__ import annotations
