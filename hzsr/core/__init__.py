@@ -1,6 +1,9 @@
-"""Shared vocabulary for every stage: session/capture/frame records, errors, atomic I/O.
+"""Shared vocabulary for every stage: session/capture/frame records and their validation, the
+error hierarchy and exit codes, atomic I/O, the journal, the session lock, YAML configs, the W-crop
+geometry, the clock-drift fit and proofs of which process is ours (``process``).
 
-Nothing here imports torch, OpenCV or adbutils, so every stage can depend on it cheaply.
+Nothing here imports torch or adbutils, and OpenCV only inside the function of ``validate`` that
+decodes images, so every stage can depend on it cheaply.
 """
 
 from hzsr.core.errors import ConfigError, HzsrError, SessionFormatError
