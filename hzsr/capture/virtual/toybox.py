@@ -236,66 +236,73 @@ class ToyboxCommands:
         stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(st.st_mtime))
         return f"{_mode_string(st, p.is_dir())} 1 shell shell {st.st_size} {stamp} {name}"
 
+    def _each_path(self, paths: list[str], op: Callable[[str, str], None],
+                   message: Callable[[str, OSError], str]) -> Result:
+        """Run ``op(arg, device_path)`` on each path argument, as toybox's file commands do.
+
+        A failure does not stop the others: each ``OSError`` (``StorageError`` included) becomes
+        the line ``message(arg, exc)`` on stderr, and the status is 1 if any path failed.
+        """
+        err, rc = [], 0
+        for a in paths:
+            try:
+                op(a, posixpath.join("/", a))
+            except OSError as exc:
+                err.append(message(a, exc))
+                rc = 1
+        return b"", _lines(err), rc
+
     def _rm(self, argv: list[str], stdin: bytes) -> Result:
         opts, paths = _split_opts(argv, "rRfiv")
         recursive, force = bool(opts & {"r", "R"}), "f" in opts
         if not paths and not force:
             return _err("rm: Needs 1 argument", 1)
-        err, rc = [], 0
-        for a in paths:
+
+        def remove(a: str, dev: str) -> None:
             try:
-                self._st().remove(posixpath.join("/", a), recursive)
-            except (OSError, StorageError) as exc:
-                if force and exc.errno == errno.ENOENT:
-                    continue
-                err.append(f"rm: {a}: {exc.strerror}")
-                rc = 1
-        return b"", _lines(err), rc
+                self._st().remove(dev, recursive)
+            except OSError as exc:
+                if not (force and exc.errno == errno.ENOENT):  # -f: a missing path is no error
+                    raise
+
+        return self._each_path(paths, remove, lambda a, exc: f"rm: {a}: {exc.strerror}")
 
     def _mkdir(self, argv: list[str], stdin: bytes) -> Result:
         opts, paths = _split_opts(argv, "pvm")
         parents = "p" in opts
         if not paths:
             return _err("mkdir: Needs 1 argument")
-        err, rc = [], 0
-        for a in paths:
-            dev = posixpath.join("/", a)
-            try:
-                p = self._path(dev)
-                if p.exists():
-                    if parents and p.is_dir():
-                        continue
-                    raise StorageError(errno.EEXIST, "File exists", a)
-                self._st().check_write(dev)
-                if self._st().full:
-                    raise StorageError(errno.ENOSPC, "No space left on device", a)
-                p.mkdir(parents=parents)
-            except FileNotFoundError:
-                err.append(f"mkdir: '{a}': No such file or directory")
-                rc = 1
-            except (OSError, StorageError) as exc:
-                err.append(f"mkdir: '{a}': {exc.strerror}")
-                rc = 1
-        return b"", _lines(err), rc
+
+        def mkdir(a: str, dev: str) -> None:
+            p = self._path(dev)
+            if p.exists():
+                if parents and p.is_dir():
+                    return
+                raise StorageError(errno.EEXIST, "File exists", a)
+            self._st().check_write(dev)
+            if self._st().full:
+                raise StorageError(errno.ENOSPC, "No space left on device", a)
+            p.mkdir(parents=parents)
+
+        return self._each_path(paths, mkdir, lambda a, exc: f"mkdir: '{a}': {exc.strerror}")
 
     def _rmdir(self, argv: list[str], stdin: bytes) -> Result:
         _, paths = _split_opts(argv, "p")
-        err, rc = [], 0
-        for a in paths:
-            dev = posixpath.join("/", a)
-            try:
-                p = self._path(dev)
-                if not p.exists():
-                    raise StorageError(errno.ENOENT, "No such file or directory", a)
-                if not p.is_dir():
-                    raise StorageError(errno.ENOTDIR, "Not a directory", a)
-                self._st().check_write(dev)
-                p.rmdir()
-            except OSError as exc:
-                msg = "Directory not empty" if exc.errno == errno.ENOTEMPTY else exc.strerror
-                err.append(f"rmdir: {a}: {msg}")
-                rc = 1
-        return b"", _lines(err), rc
+
+        def rmdir(a: str, dev: str) -> None:
+            p = self._path(dev)
+            if not p.exists():
+                raise StorageError(errno.ENOENT, "No such file or directory", a)
+            if not p.is_dir():
+                raise StorageError(errno.ENOTDIR, "Not a directory", a)
+            self._st().check_write(dev)
+            p.rmdir()
+
+        def message(a: str, exc: OSError) -> str:
+            # toybox words ENOTEMPTY its own way, whatever the host's strerror says.
+            return f"rmdir: {a}: {'Directory not empty' if exc.errno == errno.ENOTEMPTY else exc.strerror}"
+
+        return self._each_path(paths, rmdir, message)
 
     def _copy_or_move(self, argv: list[str], move: bool) -> Result:
         name = "mv" if move else "cp"
@@ -350,22 +357,18 @@ class ToyboxCommands:
 
     def _touch(self, argv: list[str], stdin: bytes) -> Result:
         opts, paths = _split_opts(argv, "acm")
-        err, rc = [], 0
-        for a in paths:
-            dev = posixpath.join("/", a)
-            try:
-                p = self._path(dev)
-                if p.exists():
-                    if self._st().read_only(dev):
-                        raise StorageError(errno.EROFS, "Read-only file system", a)
-                    os.utime(p)
-                elif "c" not in opts:
-                    self._open_for_write(dev, append=True)
-                    p.touch()
-            except (OSError, StorageError) as exc:
-                err.append(f"touch: '{a}': {exc.strerror}")
-                rc = 1
-        return b"", _lines(err), rc
+
+        def touch(a: str, dev: str) -> None:
+            p = self._path(dev)
+            if p.exists():
+                if self._st().read_only(dev):
+                    raise StorageError(errno.EROFS, "Read-only file system", a)
+                os.utime(p)
+            elif "c" not in opts:
+                self._open_for_write(dev, append=True)
+                p.touch()
+
+        return self._each_path(paths, touch, lambda a, exc: f"touch: '{a}': {exc.strerror}")
 
     def _stat(self, argv: list[str], stdin: bytes) -> Result:
         fmt = None
@@ -442,26 +445,24 @@ class ToyboxCommands:
                 files.append(a)
         return n, from_start, files
 
-    def _head(self, argv: list[str], stdin: bytes) -> Result:
-        try:
-            n, _, files = self._count_arg(argv)
-        except ValueError:
-            return _err("head: bad -n")
-        got, err = self._inputs("head", files, stdin)
-        out = b"".join(b"".join(data.splitlines(keepends=True)[:n]) for _, data in got)
-        return out, _lines(err), 1 if err else 0
-
-    def _tail(self, argv: list[str], stdin: bytes) -> Result:
+    def _some_lines(self, name: str, argv: list[str], stdin: bytes,
+                    pick: Callable[[list[bytes], int, bool], list[bytes]]) -> Result:
+        """``head`` and ``tail``: ``pick(lines, n, from_start)`` of each input, in order."""
         try:
             n, from_start, files = self._count_arg(argv)
         except ValueError:
-            return _err("tail: bad -n")
-        got, err = self._inputs("tail", files, stdin)
-        out = bytearray()
-        for _, data in got:
-            lines = data.splitlines(keepends=True)
-            out += b"".join(lines[max(n - 1, 0):] if from_start else (lines[-n:] if n else []))
-        return bytes(out), _lines(err), 1 if err else 0
+            return _err(f"{name}: bad -n")
+        got, err = self._inputs(name, files, stdin)
+        out = b"".join(b"".join(pick(data.splitlines(keepends=True), n, from_start)) for _, data in got)
+        return out, _lines(err), 1 if err else 0
+
+    def _head(self, argv: list[str], stdin: bytes) -> Result:
+        return self._some_lines("head", argv, stdin, lambda lines, n, _: lines[:n])
+
+    def _tail(self, argv: list[str], stdin: bytes) -> Result:
+        # -n +N: from line N on; -n N: the last N (none for 0).
+        return self._some_lines("tail", argv, stdin, lambda lines, n, from_start: (
+            lines[max(n - 1, 0):] if from_start else (lines[-n:] if n else [])))
 
     def _grep(self, argv: list[str], stdin: bytes) -> Result:
         opts, rest = _split_opts(argv, "ivcqnFEwlho")
