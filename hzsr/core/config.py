@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import yaml
 
 from hzsr.core.errors import ConfigError
+from hzsr.core.fileio import read_text
 from hzsr.core.schema import parse_or_raise
 
 T = TypeVar("T")
@@ -24,14 +25,7 @@ def load_yaml(path: str | Path) -> Any:
     is ``unreadable`` (exit 2).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", file=path, unreadable=True) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text (byte {exc.start})", file=path, unreadable=True) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=path, unreadable=True) from None
+    text = read_text(path, ConfigError)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -1,4 +1,4 @@
-"""Crash-safe file writes and hashing.
+"""Crash-safe file writes, hashing, and reading a file a user named.
 
 A write goes to a temp file in the destination folder, is flushed and fsync'd, then renamed over
 the destination, and the folder is fsync'd so the rename itself survives a power cut. A reader
@@ -14,7 +14,26 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hzsr.core.errors import HzsrError
+
 _HASH_CHUNK = 1 << 20
+
+
+def read_text(path: str | Path, error: type[HzsrError]) -> str:
+    """The UTF-8 text of ``path``; anything that keeps it from being read is one ``error``.
+
+    Missing, a folder, no permission, not UTF-8: each raises ``error`` naming the file, marked
+    ``unreadable`` (exit 2), so a YAML config and a session's JSON fail with the same words.
+    """
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error("file not found", file=path, unreadable=True) from None
+    except UnicodeDecodeError as exc:
+        raise error(f"not UTF-8 text (byte {exc.start})", file=path, unreadable=True) from None
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror}", file=path, unreadable=True) from None
 
 
 def fsync_dir(path: str | Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hzsr.core.errors import SessionFormatError
-from hzsr.core.fileio import atomic_write_json
+from hzsr.core.fileio import atomic_write_json, read_text
 from hzsr.core.schema import Problem, parse_dataclass, parse_or_raise, to_plain
 
 #: Bumped on any incompatible change of session.json or capture.json.
@@ -304,15 +304,7 @@ def read_json(path: str | Path) -> Any:
     more digits than Python converts (``sys.get_int_max_str_digits``).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SessionFormatError("file not found", file=path, unreadable=True) from None
-    except UnicodeDecodeError as exc:
-        raise SessionFormatError(f"not UTF-8 text (byte {exc.start})", file=path, unreadable=True) from None
-    except OSError as exc:
-        raise SessionFormatError(f"cannot read: {exc.strerror}", file=path, unreadable=True) from None
-    return parse_json_text(text, path)
+    return parse_json_text(read_text(path, SessionFormatError), path)
 
 
 def parse_json_text(text: str, path: str | Path | None = None) -> Any:

@@ -148,6 +148,17 @@ class LinkProfile:
         return replace(self, name=f"{self.name}+bias{bias_us:g}us",
                        up=replace(self.up, base_us=self.up.base_us + 2 * bias_us))
 
+    @classmethod
+    def on_bus(cls, name: str, up: tuple[float, float], down: tuple[float, float], basis: str,
+               **bus: float | tuple[float, float]) -> LinkProfile:
+        """A link whose two directions differ only in ``(base_us, jitter_mean_us)``.
+
+        ``bus`` (``Direction`` fields: microframe wait, tails, stalls) applies both ways alike: the
+        bus, not the direction, causes them.
+        """
+        return cls(name, Direction(up[0], jitter_mean_us=up[1], **bus),
+                   Direction(down[0], jitter_mean_us=down[1], **bus), basis)
+
     @property
     def asymmetry_us(self) -> float:
         """Mean up minus mean down delay (without tails): twice the bias SNTP reads."""
@@ -159,43 +170,32 @@ class LinkProfile:
 #: The named profiles. In the virtual rig the socket already crosses a real loopback adb server,
 #: so a profile's delays are slept *on top of* that path; ``loopback`` adds nothing.
 LINK_PROFILES: dict[str, LinkProfile] = {p.name: p for p in (
-    LinkProfile(
-        "loopback",
-        Direction(base_us=0.0, jitter_mean_us=0.0),
-        Direction(base_us=0.0, jitter_mean_us=0.0),
+    LinkProfile.on_bus(
+        "loopback", (0.0, 0.0), (0.0, 0.0),
         "no delay added: the virtual rig's own loopback adb path only (renderer-only sessions: "
         "30 us each way). For quick tests.",
     ),
-    LinkProfile(
-        "usb3",
-        Direction(base_us=110.0, jitter_mean_us=25.0, tail_p=0.01, tail_scale_us=150.0,
-                  stall_p=0.0005, stall_ms=(1.0, 4.0)),
-        Direction(base_us=90.0, jitter_mean_us=20.0, tail_p=0.01, tail_scale_us=150.0,
-                  stall_p=0.0005, stall_ms=(1.0, 4.0)),
+    LinkProfile.on_bus(
+        "usb3", (110.0, 25.0), (90.0, 20.0),
         "USB 3 SuperSpeed port, no hub: no microframe wait on bulk transfers (asynchronous "
         "notifications); adbd's FunctionFS write and the host adb server hop dominate. Round trips "
         "of 0.2-0.4 ms for small adb-forwarded messages are typical of published adb latency "
         "measurements; the 20 us asymmetry stands for the request path's extra host-side hop.",
+        tail_p=0.01, tail_scale_us=150.0, stall_p=0.0005, stall_ms=(1.0, 4.0),
     ),
-    LinkProfile(
-        "usb2",
-        Direction(base_us=180.0, microframe_us=125.0, jitter_mean_us=50.0, tail_p=0.02,
-                  tail_scale_us=250.0, stall_p=0.001, stall_ms=(2.0, 6.0)),
-        Direction(base_us=150.0, microframe_us=125.0, jitter_mean_us=40.0, tail_p=0.02,
-                  tail_scale_us=250.0, stall_p=0.001, stall_ms=(2.0, 6.0)),
+    LinkProfile.on_bus(
+        "usb2", (180.0, 50.0), (150.0, 40.0),
         "USB 2.0 high-speed port: each bulk transfer waits for the next 125 us microframe (USB 2.0 "
         "spec 5.9), both ways; adb round trips of 0.4-1 ms.",
+        microframe_us=125.0, tail_p=0.02, tail_scale_us=250.0, stall_p=0.001, stall_ms=(2.0, 6.0),
     ),
-    LinkProfile(
-        "usb2-hub",
-        Direction(base_us=260.0, microframe_us=125.0, jitter_mean_us=70.0, tail_p=0.03,
-                  tail_scale_us=300.0, stall_p=0.002, stall_ms=(2.0, 8.0)),
-        Direction(base_us=170.0, microframe_us=125.0, jitter_mean_us=45.0, tail_p=0.03,
-                  tail_scale_us=300.0, stall_p=0.002, stall_ms=(2.0, 8.0)),
+    LinkProfile.on_bus(
+        "usb2-hub", (260.0, 70.0), (170.0, 45.0),
         "USB 2.0 through a shared hub (the usual rig: two phones, one hub): the hub adds a "
         "transaction-translator wait and the host controller batches OUT transfers behind IN "
         "polling, so the request direction is ~100 us slower than the reply; rare multi-ms stalls "
         "when the other phone's bulk pull holds the bus. Round trips 0.5-1.5 ms.",
+        microframe_us=125.0, tail_p=0.03, tail_scale_us=300.0, stall_p=0.002, stall_ms=(2.0, 8.0),
     ),
 )}
 
