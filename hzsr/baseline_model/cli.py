@@ -10,7 +10,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from hzsr.core.cliargs import add_folder, add_json, add_quiet, add_verb
 from hzsr.core.errors import EXIT_OK, EXIT_PROBLEMS
 
 
@@ -107,42 +109,44 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_model_parser(stages) -> None:
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
+def add_model_parser(stages: Any) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     m = stages.add_parser("model", help="the HZSR reference model: train, eval, infer, export (extra [train])")
     verbs = m.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    t = verbs.add_parser("train", help="train the fusion UNet on a packed data set (torchrun-ready)",
-                         formatter_class=fmt)
+    t = add_verb(verbs, "train", "train the fusion UNet on a packed data set (torchrun-ready)", _guard(_cmd_train),
+                 formatter_class=fmt)
     t.add_argument("--config", default=None, help="train.yaml (TrainConfig); defaults when omitted")
-    t.add_argument("data", metavar="DATA", help="data set folder (hzsr dataset pack + split)")
+    add_folder(t, "data", "data set folder (hzsr dataset pack + split)", metavar="DATA")
     t.add_argument("--out", required=True, help="run folder to create")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set optim.steps=200 --set unet.widths=[8,16,24,32,48]")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from ckpt-last.pt")
-    t.add_argument("--device", default="cpu", help="cpu or cuda")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--json", action="store_true", help="print the summary as JSON")
-    t.set_defaults(func=_guard(_cmd_train))
+    _add_device(t)
+    add_quiet(t)
+    add_json(t, "print the summary as JSON")
 
-    e = verbs.add_parser("eval", help="PSNR/SSIM on Y inside T's field of view: bicubic, warped reference, "
-                         "fusion without blending, full pipeline", formatter_class=fmt)
+    e = add_verb(verbs, "eval", "PSNR/SSIM on Y inside T's field of view: bicubic, warped reference, "
+                 "fusion without blending, full pipeline", _guard(_cmd_eval), formatter_class=fmt)
     e.add_argument("--ckpt", default=None, help="checkpoint (model.pt) (default: the shipped one)")
-    e.add_argument("data", metavar="DATA", help="data set folder with splits.csv")
+    add_folder(e, "data", "data set folder with splits.csv", metavar="DATA")
     e.add_argument("--split", default="test", help="split to evaluate")
     e.add_argument("--out", default=None, help="folder for metrics.csv, metrics.md, summary.json "
                    "(default: eval-<split> beside the checkpoint)")
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N captures (default: all)")
-    e.add_argument("--device", default="cpu", help="cpu or cuda")
+    _add_device(e)
     e.add_argument("--strict", action="store_true", help="exit 1 when a quality check fails")
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
-    e.add_argument("--json", action="store_true", help="print the results as JSON")
-    e.set_defaults(func=_guard(_cmd_eval))
+    add_quiet(e)
+    add_json(e, "print the results as JSON")
 
-    i = verbs.add_parser("infer", help="fuse one capture: W + reference T -> full-resolution image",
-                         formatter_class=fmt)
+    i = add_verb(verbs, "infer", "fuse one capture: W + reference T -> full-resolution image", _guard(_cmd_infer),
+                 formatter_class=fmt)
     i.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
-    i.add_argument("source", metavar="SOURCE", help="the W image (JPEG/PNG)")
+    add_folder(i, "source", "the W image (JPEG/PNG)", metavar="SOURCE")
     i.add_argument("--ref", required=True, help="the reference T image")
     i.add_argument("--meta", default=None, help="capture.json (intrinsics, AF ROI); without it a focal ratio of 5 "
                    "and a centred AF ROI are assumed, with a warning (default: none)")
@@ -154,18 +158,16 @@ def add_model_parser(stages) -> None:
     i.add_argument("--tile", type=int, default=None, help="UNet tile size (default from the checkpoint)")
     i.add_argument("--halo", type=int, default=None,
                    help="context pixels around each tile (default: from the checkpoint)")
-    i.add_argument("--device", default="cpu", help="cpu or cuda")
-    i.add_argument("--json", action="store_true", help="print the result as JSON")
-    i.set_defaults(func=_guard(_cmd_infer))
+    _add_device(i)
+    add_json(i)
 
-    x = verbs.add_parser("export", help="export the fusion UNet to ONNX and check it with onnxruntime",
-                         formatter_class=fmt)
+    x = add_verb(verbs, "export", "export the fusion UNet to ONNX and check it with onnxruntime", _guard(_cmd_export),
+                 formatter_class=fmt)
     x.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     x.add_argument("--out", required=True, help=".onnx file to create")
     x.add_argument("--opset", type=int, default=17, help="ONNX opset")
     x.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
-    x.add_argument("--json", action="store_true", help="print the result as JSON")
-    x.set_defaults(func=_guard(_cmd_export))
+    add_json(x)
 
 
 if __name__ == "__main__":  # pragma: no cover - not a program: the verbs run as `hzsr model ...`

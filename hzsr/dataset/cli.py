@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hzsr.core.cliargs import add_folder, add_json, add_quiet, add_verb
 from hzsr.core.errors import EXIT_OK, EXIT_PROBLEMS
 from hzsr.dataset.codecs import CODECS, DEFAULT_CODEC
 
@@ -25,12 +26,12 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], human: list[str]) -> N
         print("\n".join(human))
 
 
-def add_dataset_parser(stages) -> None:
+def add_dataset_parser(stages: Any) -> None:
     ds = stages.add_parser("dataset", help="HDF5 shards: pack, verify, info, split, curate, ingest, export")
     verbs = ds.add_subparsers(dest="verb", required=True, metavar="VERB")
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    p = verbs.add_parser("pack", help="session folders -> shards + manifest (resumable)", formatter_class=fmt)
+    p = add_verb(verbs, "pack", "session folders -> shards + manifest (resumable)", _cmd_pack, formatter_class=fmt)
     p.add_argument("sessions", nargs="+", metavar="SESSION", help="session folders to pack")
     p.add_argument("--out", required=True, help="data set folder to create or resume")
     p.add_argument("--shard-size", default="1GiB",
@@ -44,63 +45,60 @@ def add_dataset_parser(stages) -> None:
     p.add_argument("--scheduler", default=None,
                    help="dask.distributed scheduler address (tcp://host:8786): one shard per task "
                    "(default: none, local --workers)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the machine-readable summary")
-    p.set_defaults(func=_cmd_pack)
+    add_quiet(p)
+    add_json(p, "print the machine-readable summary")
 
-    v = verbs.add_parser("verify", help="open every shard, check every sha256, compare with the manifest",
-                         formatter_class=fmt)
-    v.add_argument("dir", help="data set folder")
+    v = add_verb(verbs, "verify", "open every shard, check every sha256, compare with the manifest", _cmd_verify,
+                 formatter_class=fmt)
+    add_folder(v, "dir", "data set folder")
     v.add_argument("--repair", action="store_true", help="rebuild manifest.csv from the intact shards")
-    v.add_argument("--json", action="store_true", help="print the findings as JSON")
-    v.add_argument("--quiet", action="store_true", help="no progress bar")
-    v.set_defaults(func=_cmd_verify)
+    add_json(v, "print the findings as JSON")
+    add_quiet(v)
 
-    i = verbs.add_parser("info", help="counts and sizes by scene kind, tag, verdict and device", formatter_class=fmt)
-    i.add_argument("dir", help="data set (or subset) folder")
-    i.add_argument("--json", action="store_true", help="print the tables as JSON")
-    i.set_defaults(func=_cmd_info)
+    i = add_verb(verbs, "info", "counts and sizes by scene kind, tag, verdict and device", _cmd_info,
+                 formatter_class=fmt)
+    add_folder(i, "dir", "data set (or subset) folder")
+    add_json(i, "print the tables as JSON")
 
-    s = verbs.add_parser("split", help="group-aware, stratified, stable splits -> splits.csv", formatter_class=fmt)
-    s.add_argument("dir", help="data set folder")
+    s = add_verb(verbs, "split", "group-aware, stratified, stable splits -> splits.csv", _cmd_split,
+                 formatter_class=fmt)
+    add_folder(s, "dir", "data set folder")
     s.add_argument("--by", default="scene", help="group column: scene, session, or any manifest column")
     s.add_argument("--ratios", default="0.8,0.1,0.1", help="split fractions (train,val,test), summing to 1")
     s.add_argument("--names", default=None, help="split names, comma-separated (default train,val,test)")
     s.add_argument("--stratify", default="kind", help="balance this column across splits ('none' to turn off)")
     s.add_argument("--seed", type=int, default=0, help="seed of the group order")
     s.add_argument("--reassign", action="store_true", help="ignore the existing splits.csv and assign afresh")
-    s.add_argument("--json", action="store_true", help="print the summary as JSON")
-    s.set_defaults(func=_cmd_split)
+    add_json(s, "print the summary as JSON")
 
-    c = verbs.add_parser("curate", help="subset manifest by a query (no copying); flag near-duplicates",
-                         formatter_class=fmt)
-    c.add_argument("dir", help="data set folder")
+    c = add_verb(verbs, "curate", "subset manifest by a query (no copying); flag near-duplicates", _cmd_curate,
+                 formatter_class=fmt)
+    add_folder(c, "dir", "data set folder")
     c.add_argument("--query", required=True,
                    help="pandas query, e.g. \"scene_kind == 'portrait' and verdict == 'pass'\"")
     c.add_argument("--out", required=True, help="subset folder to create")
     c.add_argument("--dup-distance", type=int, default=6,
                    help="max Hamming distance of 64-bit pHashes of main_W to flag a near-duplicate")
-    c.add_argument("--json", action="store_true", help="print the summary as JSON")
-    c.set_defaults(func=_cmd_curate)
+    add_json(c, "print the summary as JSON")
 
-    g = verbs.add_parser("ingest", help="import another data set's layout as a packed data set", formatter_class=fmt)
-    g.add_argument("folder", help="folder in the given layout")
+    g = add_verb(verbs, "ingest", "import another data set's layout as a packed data set", _cmd_ingest,
+                 formatter_class=fmt)
+    add_folder(g, "folder", "folder in the given layout")
     g.add_argument("--layout", required=True, choices=("camerafusion",), help="source layout")
     g.add_argument("--out", required=True, help="data set folder to create")
     g.add_argument("--compression", default=DEFAULT_CODEC, choices=CODECS, help="codec of the arrays")
     g.add_argument("--shard-size", default="1GiB", help="as for pack")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g.add_argument("--json", action="store_true", help="print the summary as JSON")
-    g.set_defaults(func=_cmd_ingest)
+    add_quiet(g)
+    add_json(g, "print the summary as JSON")
 
-    e = verbs.add_parser("export", help="write a split as paired PNG folders (BasicSR layout)", formatter_class=fmt)
-    e.add_argument("dir", help="data set folder")
+    e = add_verb(verbs, "export", "write a split as paired PNG folders (BasicSR layout)", _cmd_export,
+                 formatter_class=fmt)
+    add_folder(e, "dir", "data set folder")
     e.add_argument("--split", default=None, help="split from splits.csv (default: every capture)")
     e.add_argument("--format", default="folders", choices=("folders",), help="output layout")
     e.add_argument("--out", required=True, help="folder to create")
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
-    e.add_argument("--json", action="store_true", help="print the summary as JSON")
-    e.set_defaults(func=_cmd_export)
+    add_quiet(e)
+    add_json(e, "print the summary as JSON")
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:

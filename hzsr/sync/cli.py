@@ -5,46 +5,44 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
+from hzsr.core.cliargs import add_folder, add_json, add_verb
 from hzsr.core.errors import EXIT_OK
 
 
-def add_sync_parser(stages) -> None:
+def add_sync_parser(stages: Any) -> None:
     sync = stages.add_parser("sync", help="timestamp checks and cross-device pairing")
     verbs = sync.add_subparsers(dest="verb", required=True, metavar="VERB")
-    c = verbs.add_parser("check", help="skew per capture, health flags, verdicts -> <session>/sync/")
-    c.add_argument("session", metavar="SESSION", help="session folder")
+    c = add_verb(verbs, "check", "skew per capture, health flags, verdicts -> <session>/sync/", _cmd_check)
+    add_folder(c, "session", "session folder", metavar="SESSION")
     c.add_argument("--max-skew-us", type=float, default=None,
                    help="fail threshold for |skew|, us (default: SyncThresholds.max_skew_us, 1000)")
     c.add_argument("--no-plots", action="store_true", help="skip skew.png and offset.png")
-    c.add_argument("--json", action="store_true", help="print summary.json instead of the summary")
-    c.set_defaults(func=_cmd_check)
+    add_json(c, "print summary.json instead of the summary")
 
-    o = verbs.add_parser("optical", help="true skew per capture from photos of the sync board -> "
-                         "<session>/sync/optical.csv, optical.png")
-    o.add_argument("session", metavar="SESSION", help="session folder with photos of the sync board")
+    o = add_verb(verbs, "optical", "true skew per capture from photos of the sync board -> "
+                 "<session>/sync/optical.csv, optical.png", _cmd_optical)
+    add_folder(o, "session", "session folder with photos of the sync board", metavar="SESSION")
     o.add_argument("--board", default=None, help="board YAML (hzsr sync board writes one; default: the "
                    "reference build in docs/sync-board.md)")
     o.add_argument("--readout-ms", type=float, default=10.0,
                    help="rolling-shutter readout, first to last row (default: %(default)s)")
     o.add_argument("--no-plots", action="store_true", help="skip optical.png")
-    o.add_argument("--json", action="store_true", help="print the summary as JSON")
-    o.set_defaults(func=_cmd_optical)
+    add_json(o, "print the summary as JSON")
 
-    k = verbs.add_parser("calibrate", help="fit the rig's link asymmetry from a sync-board session; store it "
-                         "in rig.yaml")
-    k.add_argument("session", metavar="SESSION", help="session folder shot of the sync board")
+    k = add_verb(verbs, "calibrate", "fit the rig's link asymmetry from a sync-board session; store it in rig.yaml",
+                 _cmd_calibrate)
+    add_folder(k, "session", "session folder shot of the sync board", metavar="SESSION")
     k.add_argument("--rig", required=True, help="rig.yaml to update (clock_calibration per phone)")
     k.add_argument("--board", default=None, help="board YAML, if the session is not decoded yet (default: "
                    "the reference build)")
-    k.add_argument("--json", action="store_true", help="print the result as JSON")
-    k.set_defaults(func=_cmd_calibrate)
+    add_json(k)
 
-    b = verbs.add_parser("board", help="write the sync board's kit: board.yaml, printable face.png, leds.csv")
+    b = add_verb(verbs, "board", "write the sync board's kit: board.yaml, printable face.png, leds.csv", _cmd_board)
     b.add_argument("--out", required=True, help="folder to write the kit into")
     b.add_argument("--board", default=None, help="start from this board YAML (default: the reference build)")
-    b.add_argument("--json", action="store_true", help="print the board and the files written as JSON")
-    b.set_defaults(func=_cmd_board)
+    add_json(b, "print the board and the files written as JSON")
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
