@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from hzsr.core.errors import SessionFormatError
 from hzsr.core.fileio import atomic_write_json, read_text
@@ -43,6 +43,41 @@ AfState = Literal[
     "PASSIVE_UNFOCUSED",
 ]
 CaptureStatus = Literal["complete", "incomplete", "discarded"]
+
+
+R = TypeVar("R", bound="FolderRecord")
+
+
+class FolderRecord:
+    """A record kept as one JSON file (``FILE``) in its folder: load, save, schema version.
+
+    ``session.json`` and ``capture.json`` follow the same rules, so they are written once here.
+    """
+
+    FILE: str = ""  # the file name inside the folder; set by each record
+
+    def schema_problems(self) -> list[Problem]:
+        """The one schema rule: ``schema_version`` is the version this code reads."""
+        v = getattr(self, "schema_version", None)
+        return [] if v == SCHEMA_VERSION else [Problem("schema_version", f"unsupported {v}, expected {SCHEMA_VERSION}")]
+
+    @classmethod
+    def load(cls: type[R], folder: str | Path) -> R:
+        """Read ``<folder>/FILE``; a missing, unreadable or ill-typed file is a ``SessionFormatError``."""
+        path = Path(folder) / cls.FILE
+        return parse_or_raise(cls, read_json(path), file=str(path), error=SessionFormatError)
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``<folder>/FILE`` atomically."""
+        atomic_write_json(Path(folder) / self.FILE, to_plain(self))
+
+
+def _find(items: list[Any], key: str, value: Any) -> Any:
+    """The first item whose attribute ``key`` is ``value``; ``KeyError(value)`` if there is none."""
+    found = next((x for x in items if getattr(x, key) == value), None)
+    if found is None:
+        raise KeyError(value)
+    return found
 
 
 def _is_sha256(s: str) -> bool:
@@ -142,8 +177,10 @@ class DeviceInfo:
 
 
 @dataclass
-class SessionRecord:
+class SessionRecord(FolderRecord):
     """``session.json``: the rig, its clock sync and the config the session ran with."""
+
+    FILE = "session.json"
 
     schema_version: int
     session_id: str
@@ -154,9 +191,7 @@ class SessionRecord:
     config: dict[str, Any] = field(default_factory=dict)  # snapshot of the capture config
 
     def check(self) -> list[Problem]:
-        out = []
-        if self.schema_version != SCHEMA_VERSION:
-            out.append(Problem("schema_version", f"unsupported {self.schema_version}, expected {SCHEMA_VERSION}"))
+        out = self.schema_problems()
         roles = [d.role for d in self.devices]
         for role in set(roles):
             if roles.count(role) > 1:
@@ -167,22 +202,11 @@ class SessionRecord:
         return out
 
     def device(self, role: DeviceRole) -> DeviceInfo:
-        for d in self.devices:
-            if d.role == role:
-                return d
-        raise KeyError(role)
+        return _find(self.devices, "role", role)
 
     def device_by_serial(self, serial: str) -> DeviceInfo | None:
         return next((d for d in self.devices if d.serial == serial), None)
 
-    # -- I/O -------------------------------------------------------------------------------
-    @classmethod
-    def load(cls, session_dir: str | Path) -> SessionRecord:
-        path = Path(session_dir) / "session.json"
-        return parse_or_raise(cls, read_json(path), file=str(path), error=SessionFormatError)
-
-    def save(self, session_dir: str | Path) -> None:
-        atomic_write_json(Path(session_dir) / "session.json", to_plain(self))
 
 
 @dataclass
@@ -258,8 +282,10 @@ class FrameRecord:
 
 
 @dataclass
-class CaptureRecord:
+class CaptureRecord(FolderRecord):
     """``capture.json``: one synchronized triplet."""
+
+    FILE = "capture.json"
 
     schema_version: int
     capture_id: str
@@ -271,9 +297,7 @@ class CaptureRecord:
     trigger_host_ns: int | None = None  # host CLOCK_MONOTONIC instant the capture was aimed at
 
     def check(self) -> list[Problem]:
-        out = []
-        if self.schema_version != SCHEMA_VERSION:
-            out.append(Problem("schema_version", f"unsupported {self.schema_version}, expected {SCHEMA_VERSION}"))
+        out = self.schema_problems()
         if self.trigger_host_ns is not None and not 0 <= self.trigger_host_ns < MAX_CLOCK_NS:
             out.append(Problem("trigger_host_ns", f"outside 0 .. {MAX_CLOCK_NS:.0e} ns"))
         slots = [f.slot for f in self.frames]
@@ -283,18 +307,7 @@ class CaptureRecord:
         return out
 
     def frame(self, slot: str) -> FrameRecord:
-        for f in self.frames:
-            if f.slot == slot:
-                return f
-        raise KeyError(slot)
-
-    @classmethod
-    def load(cls, capture_dir: str | Path) -> CaptureRecord:
-        path = Path(capture_dir) / "capture.json"
-        return parse_or_raise(cls, read_json(path), file=str(path), error=SessionFormatError)
-
-    def save(self, capture_dir: str | Path) -> None:
-        atomic_write_json(Path(capture_dir) / "capture.json", to_plain(self))
+        return _find(self.frames, "slot", slot)
 
 
 def read_json(path: str | Path) -> Any:
