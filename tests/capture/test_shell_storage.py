@@ -72,7 +72,8 @@ def test_fault_spec():
         ("drop_after_bytes", 1000.0, "reference"), ("stall", None, "main"), ("flip_byte", None, None)]
     for bad, msg in (("nosuch", "unknown fault 'nosuch'"), ("stall=3", "takes no value"),
                      ("drop_after_bytes", "needs a value"), ("clock_jump_ms=x", "not a number"),
-                     ("stall@left", "role must be")):
+                     ("stall@left", "role must be"), ("drop_after_bytes=inf", "whole number"),
+                     ("kill_adb_server=2.5", "whole number")):
         with pytest.raises(ConfigError, match=msg):
             parse_faults(bad)
 

@@ -24,22 +24,37 @@ from hzsr.sim.profiles import get_profile
 from hzsr.sim.timing import parse_link_spec
 from hzsr.sim.world import VirtualWorld, WorldConfig
 
-#: name -> (takes a value, what it does). Syntax: ``name[=value][@role]``, comma-separated.
-FAULTS = {
-    "drop_after_bytes": (True, "cut the USB connection once the next pull has sent N bytes"),
-    "flip_byte": (False, "corrupt one byte of the next pulled file in flight"),
-    "storage_full": (False, "every write on the phone fails with ENOSPC"),
-    "stall": (False, "the capture agent stops answering"),
-    "clock_jump_ms": (True, "step the phone's boot-time clock by X ms"),
-    "capture_failure": (False, "the next capture ends with a camera error"),
-    "kill_adb_server": (True, "SIGKILL the adb server as the rig's phones start the pull of their Nth file"),
-    # Agent protocol violations, for `hzsr rig conformance` (docs/agent-protocol.md):
-    "done_first": (False, "the agent writes the done marker before the images"),
-    "time_outside_rtt": (False, "`time` replies carry a stale clock reading (from the previous request)"),
-    "ignore_3a": (False, "the agent accepts set_3a and reports its values, but renders with auto 3A"),
-    "protocol_v1": (False, "the agent speaks protocol 1 (no 3A control)"),
-    "link_bias_us": (True, "2 X us more delay towards the phone: its SNTP offset reads X us ahead"),
-}
+#: Every fault of ``--faults`` (``name[=value][@main|@reference]``, comma-separated), written as its
+#: syntax reads: ``name`` takes no value, ``name=N`` a whole number >= 1, ``name=X`` any number.
+#: done_first .. protocol_v1 are agent-protocol violations for ``hzsr rig conformance`` to catch
+#: (docs/agent-protocol.md).
+FAULT_TABLE = """
+drop_after_bytes=N  cut the USB connection once the next pull has sent N bytes
+flip_byte           corrupt one byte of the next pulled file in flight
+storage_full        every write on the phone fails with ENOSPC
+stall               the capture agent stops answering
+clock_jump_ms=X     step the phone's boot-time clock by X ms
+capture_failure     the next capture ends with a camera error
+kill_adb_server=N   SIGKILL the adb server as the rig's phones start the pull of their Nth file
+done_first          the agent writes the done marker before the images
+time_outside_rtt    `time` replies carry a stale clock reading (from the previous request)
+ignore_3a           the agent accepts set_3a and reports its values, but renders with auto 3A
+protocol_v1         the agent speaks protocol 1 (no 3A control)
+link_bias_us=X      2 X us more delay towards the phone: its SNTP offset reads X us ahead
+"""
+
+
+def _fault_table(text: str) -> dict[str, tuple[str, str]]:
+    """``name -> (value kind: "" none, "N" whole >= 1, "X" a number; what it does)``, in table order."""
+    out = {}
+    for line in filter(None, text.splitlines()):
+        syntax, what = line.split(None, 1)
+        name, _, kind = syntax.partition("=")
+        out[name] = (kind, what)
+    return out
+
+
+FAULTS = _fault_table(FAULT_TABLE)
 
 
 @dataclass
@@ -57,14 +72,16 @@ def parse_faults(spec: str) -> list[FaultSpec]:
         name, eq, value = body.partition("=")
         if name not in FAULTS:
             raise ConfigError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}", field="--faults")
-        if FAULTS[name][0] != bool(eq):
-            need = "needs a value (name=VALUE)" if FAULTS[name][0] else "takes no value"
+        kind = FAULTS[name][0]
+        if bool(kind) != bool(eq):
+            need = "needs a value (name=VALUE)" if kind else "takes no value"
             raise ConfigError(f"fault {name!r} {need}", field="--faults")
         try:
             v = float(value) if eq else None
         except ValueError:
             raise ConfigError(f"fault {name!r}: {value!r} is not a number", field="--faults") from None
-        if name in ("drop_after_bytes", "kill_adb_server") and (v is None or not v >= 1 or v != int(v)):
+        # is_integer(), not v == int(v): int() of inf raises, and inf is no count either.
+        if kind == "N" and not (v is not None and v >= 1 and v.is_integer()):
             raise ConfigError(f"fault {name!r}: {value!r} must be a whole number >= 1", field="--faults")
         if role and role not in ("main", "reference"):
             raise ConfigError(f"fault {name!r}: role must be main or reference, got {role!r}", field="--faults")
