@@ -7,6 +7,7 @@ the file or in an override, is a one-line ``ConfigError`` naming it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,16 @@ from hzsr.core.config import load_yaml
 from hzsr.core.errors import ConfigError
 from hzsr.core.schema import Problem, parse_or_raise, to_plain
 from hzsr.qa.config import QAConfig
+
+
+def _problems(cfg: Any, *rules: tuple[str, Callable[[Any], bool], str]) -> list[Problem]:
+    """A ``Problem(field, message)`` for each rule ``(field, holds, message)`` the value breaks."""
+    return [Problem(name, message) for name, holds, message in rules if not holds(getattr(cfg, name))]
+
+
+def _tile_side(v: int) -> bool:
+    """A side the UNet's 5 levels halve evenly (patches and tiles): a multiple of 16."""
+    return v >= 16 and v % 16 == 0
 
 
 @dataclass
@@ -75,12 +86,8 @@ class PipelineConfig:
     qa: QAConfig = field(default_factory=lambda: pipeline_qa_defaults())  # alignment and map parameters
 
     def check(self) -> list[Problem]:
-        out = []
-        if self.tile < 16 or self.tile % 16:
-            out.append(Problem("tile", "must be a multiple of 16"))
-        if self.halo < 0:
-            out.append(Problem("halo", "must be >= 0"))
-        return out
+        return _problems(self, ("tile", _tile_side, "must be a multiple of 16"),
+                         ("halo", lambda v: v >= 0, "must be >= 0"))
 
 
 def pipeline_payload(plain: dict[str, Any]) -> dict[str, Any]:
@@ -108,14 +115,9 @@ class DataConfig:
     cache_dir: str = ""  # where per-capture alignment is cached; "" = <run>/cache
 
     def check(self) -> list[Problem]:
-        out = []
-        if self.patch < 16 or self.patch % 16:
-            out.append(Problem("patch", "must be a multiple of 16, >= 16"))
-        if self.batch_size < 1:
-            out.append(Problem("batch_size", "must be >= 1"))
-        if not 0 <= self.min_valid <= 1:
-            out.append(Problem("min_valid", "must be in [0, 1]"))
-        return out
+        return _problems(self, ("patch", _tile_side, "must be a multiple of 16, >= 16"),
+                         ("batch_size", lambda v: v >= 1, "must be >= 1"),
+                         ("min_valid", lambda v: 0 <= v <= 1, "must be in [0, 1]"))
 
 
 @dataclass
