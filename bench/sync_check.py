@@ -13,14 +13,14 @@ from pathlib import Path
 from _timing import median_time
 
 from hzsr.sim.simsession import SimConfig, simulate_session
-from hzsr.sync.check import SyncThresholds, _load_captures, run_sync_check
+from hzsr.sync.check import SyncThresholds, load_captures, run_sync_check
 
 
 def main() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         d = simulate_session(Path(tmp) / "s", SimConfig(captures=1000, images=False, size=(160, 120),
                                                       resync_every=20), progress=False)
-        base = median_time(lambda: _load_captures(d))
+        base = median_time(lambda: load_captures(d))
         no_plots = median_time(lambda: run_sync_check(d, SyncThresholds(), plots=False))
         full = median_time(lambda: run_sync_check(d, SyncThresholds(), plots=True))
     return {

@@ -166,7 +166,15 @@ def _section_sync(inp: ReportInputs) -> str:
 def _section_qa(inp: ReportInputs) -> str:
     if not inp.session:
         return _not_run("qa check")
-    qa = _read_csv(inp.session / "qa" / "qa.csv")
+    from hzsr.core.errors import HzsrError
+    from hzsr.core.session import SessionPaths
+    from hzsr.core.tables import QA_TABLE
+
+    path = SessionPaths(inp.session).qa_csv
+    try:
+        qa = QA_TABLE.read_frame(path) if path.is_file() else None
+    except HzsrError:
+        qa = None
     if qa is None:
         return _not_run("qa check")
     cols = [c for c in ("capture_id", "scene_id", "scene_kind", "verdict", "reasons") if c in qa.columns]
@@ -174,7 +182,7 @@ def _section_qa(inp: ReportInputs) -> str:
     view = qa[cols + num].copy()
     thumbs = []
     for cid in qa.get("capture_id", []):
-        cap = inp.session / "captures" / str(cid)
+        cap = SessionPaths(inp.session).capture_dir(str(cid))
         thumbs.append(_img(_png_uri(cap / "main_W.jpg", 160), "W") + _img(_png_uri(cap / "ref_T.jpg", 160), "ref T"))
     view.insert(1, "thumbnails", thumbs)
     counts = qa["verdict"].value_counts().to_dict() if "verdict" in qa.columns else {}

@@ -45,6 +45,8 @@ from hzsr.core.journal import Journal
 from hzsr.core.lock import SessionLock
 from hzsr.core.records import SLOT_SOURCES
 from hzsr.core.schema import to_plain
+from hzsr.core.session import JournalState, journal_states
+from hzsr.core.verdict import SkewThresholds, Verdict, skew_reasons, verdict_of
 
 
 @dataclass
@@ -56,8 +58,7 @@ class CaptureConfig:
     phase_align: bool = True
     align_lead_ms: float = 250.0  # least lead with phase_align: a change lands 3 frames on, plus one long frame
     keep_on_phone: bool = True  # delete phone copies only when the crew opts in (or `purge`)
-    warn_skew_us: float = 250.0  # libsoftwaresync's figure
-    max_skew_us: float = 1000.0  # above this (surely), the shot must be retaken
+    skew: SkewThresholds = field(default_factory=SkewThresholds)  # the skew rule's levels (core/verdict.py)
     done_timeout_s: float = 60.0  # wait this long for a phone to finish writing a capture
     pull_timeout_s: float = 30.0  # per socket wait during a pull
     pull_tries: int = 3  # a hash mismatch is pulled again this many times in all
@@ -73,7 +74,7 @@ class CaptureResult:
     status: str  # complete | incomplete | abandoned
     skew_us: float | None = None  # reference minus main, mapped to the host clock
     bound_us: float | None = None  # clock-sync error bound of that skew
-    verdict: str = "pass"  # pass | warn | fail (retake the shot)
+    verdict: Verdict = Verdict.PASS  # fail: retake the shot
     reason: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
     checks: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # name -> (verdict, reasons)
@@ -280,17 +281,13 @@ class CaptureRun:
         phone_span = max(self._done_at.values(), default=t_triggered) - t_triggered
         res.timings_s.update(total=t_end - t_start, phone=phone_span,
                              host_overhead=(t_end - t_start) - phone_span)
-        # The same rule as `hzsr sync check`, so the crew hears at once what curators see later.
-        a, b = abs(res.skew_us), res.bound_us
-        if a - b > self.cfg.max_skew_us:
-            res.verdict, res.reason = "fail", f"skew surely above {self.cfg.max_skew_us:.0f} us"
-        elif a + b > self.cfg.max_skew_us:
-            res.verdict, res.reason = "warn", f"skew may exceed {self.cfg.max_skew_us:.0f} us"
-        elif a + b > self.cfg.warn_skew_us:  # pass only within the warn level at the bound's edge
-            res.verdict, res.reason = "warn", f"skew may exceed {self.cfg.warn_skew_us:.0f} us"
+        # The rule `hzsr sync check` applies, so the crew hears at once what curators see later.
+        reasons = skew_reasons(res.skew_us, res.bound_us, self.cfg.skew)
+        res.verdict = verdict_of(reasons)
+        res.reason = "; ".join(r.message for r in reasons)
         res.timings_s["sync_and_trigger"] = t_triggered - t_start
         self.journal.append("capture_verdict", capture_id=cid, skew_us=res.skew_us, bound_us=res.bound_us,
-                            verdict=res.verdict)
+                            verdict=res.verdict.value)
         if self.cfg.post_capture_checks and res.status == "complete":
             from hzsr.capture.hooks import run_checks
 
@@ -487,36 +484,9 @@ class CaptureRun:
         self.journal.append("capture_discarded", capture_id=cid, reason=reason)
 
 
-def journal_state(journal: Journal) -> dict[str, str]:
-    """Last known state of each capture.
-
-    One of triggered | complete | incomplete | failed | abandoned | discarded. ``failed`` is an
-    incomplete capture that nothing can finish (a phone never took it, or failed it); ``resume``
-    turns it into ``abandoned``.
-    """
-    state: dict[str, str] = {}
-    for e in journal.read().events:
-        cid = e.get("capture_id")
-        if not cid:
-            continue
-        kind = e["event"]
-        if kind == "trigger":
-            state[cid] = "triggered"
-        elif kind == "capture_complete":
-            state[cid] = "complete"
-        elif kind == "capture_incomplete" and state.get(cid) != "complete":
-            state[cid] = "failed" if e.get("permanent") else "incomplete"
-        elif kind == "capture_discarded":
-            state[cid] = "discarded"
-        elif kind == "capture_abandoned" and state.get(cid) != "complete":
-            state[cid] = "abandoned"
-    return state
-
-
-def _last_reason(journal: Journal, cid: str) -> str:
-    reasons = [e.get("reason") for e in journal.read().events
-               if e["event"] == "capture_incomplete" and e.get("capture_id") == cid]
-    return str(reasons[-1]) if reasons and reasons[-1] else "a phone never took the capture"
+def journal_state(journal: Journal) -> dict[str, JournalState]:
+    """Each capture's state in ``journal`` (``hzsr.core.session.journal_states``, the one state machine)."""
+    return {cid: e.state for cid, e in journal_states(journal.read().events).items()}
 
 
 def resume(run: CaptureRun) -> list[CaptureResult]:
@@ -528,11 +498,13 @@ def resume(run: CaptureRun) -> list[CaptureResult]:
     """
     run.journal.require_clean()
     out = []
-    for cid, st in journal_state(run.journal).items():
-        if st == "failed":
-            run.abandon(cid, _last_reason(run.journal, cid))
-            out.append(CaptureResult(cid, "abandoned", reason=_last_reason(run.journal, cid)))
-        elif st in ("triggered", "incomplete"):
+    for cid, entry in journal_states(run.journal.read().events).items():
+        st = entry.state
+        if st is JournalState.FAILED:
+            reason = entry.reason or "a phone never took the capture"
+            run.abandon(cid, reason)
+            out.append(CaptureResult(cid, "abandoned", reason=reason))
+        elif st in (JournalState.TRIGGERED, JournalState.INCOMPLETE):
             if (run.dir / "captures" / cid).exists():
                 run.journal.append("capture_complete", capture_id=cid)
                 out.append(CaptureResult(cid, "complete"))
@@ -560,10 +532,10 @@ def purge(run: CaptureRun) -> list[str]:
     deleted = {(e["capture_id"]) for e in run.journal.read().events if e["event"] == "deleted"}
     done = []
     for cid, st in journal_state(run.journal).items():
-        if st in ("complete", "discarded") and cid not in deleted:
+        if st in (JournalState.COMPLETE, JournalState.DISCARDED) and cid not in deleted:
             run.delete_from_phones(cid)
             done.append(cid)
-        elif st == "abandoned" and cid not in deleted:
+        elif st is JournalState.ABANDONED and cid not in deleted:
             run.delete_from_phones(cid, verified=False)
             done.append(cid)
     return done

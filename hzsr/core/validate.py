@@ -22,6 +22,7 @@ from hzsr.core.fileio import sha256_file
 from hzsr.core.journal import Journal
 from hzsr.core.records import CaptureRecord, SessionRecord, read_json
 from hzsr.core.schema import parse_dataclass
+from hzsr.core.session import CaptureState, SessionPaths, captures
 
 
 @dataclass(frozen=True)
@@ -91,32 +92,17 @@ def check_image(path: Path, width: int, height: int) -> str | None:
     return None
 
 
-def _unfinished(root: Path, events: list[dict]) -> list[Finding]:
-    """Warnings for captures that are not in ``captures/``: abandoned ones, and unfinished ones."""
+def _unfinished(root: Path) -> list[Finding]:
+    """Warnings for the captures not in ``captures/``: abandoned ones, and unfinished ones."""
     out = []
-    state: dict[str, tuple[str, str]] = {}
-    for e in events:
-        cid = e.get("capture_id")
-        if not cid:
-            continue
-        kind = e["event"]
-        if kind == "trigger":
-            state.setdefault(cid, ("triggered", ""))
-        elif kind == "capture_complete":
-            state[cid] = ("complete", "")
-        elif kind == "capture_abandoned" and state.get(cid, ("",))[0] != "complete":
-            state[cid] = ("abandoned", str(e.get("reason", "")))
-    for cid, (st, reason) in state.items():
-        if st == "abandoned":
-            out.append(Finding(f"abandoned/{cid}", "-", f"capture abandoned by resume: {reason}", "warning"))
-        elif st == "triggered":
-            out.append(Finding(f".incoming/{cid}", "-", "capture triggered but never finished: run hzsr capture "
-                               "resume to finish or retire it", "warning"))
-    known = {cid for cid, (st, _) in state.items() if st == "abandoned"}
-    ab = root / "abandoned"
-    for d in sorted(ab.iterdir()) if ab.is_dir() else []:
-        if d.name not in known:
-            out.append(Finding(f"abandoned/{d.name}", "-", "abandoned capture the journal does not list", "warning"))
+    for cap in captures(root, [CaptureState.ABANDONED, CaptureState.UNFINISHED]):
+        if cap.state is CaptureState.ABANDONED:
+            listed = cap.reason != "abandoned capture the journal does not list"
+            out.append(Finding(f"abandoned/{cap.capture_id}", "-", f"capture abandoned by resume: {cap.reason}"
+                               if listed else cap.reason, "warning"))
+        else:
+            out.append(Finding(f".incoming/{cap.capture_id}", "-", "capture triggered but never finished: run hzsr "
+                               "capture resume to finish or retire it", "warning"))
     return out
 
 
@@ -130,7 +116,6 @@ def validate_session(session_dir: str | Path, *, check_pixels: bool = True) -> l
     serials = {d.serial for d in session.devices} if session else set()
 
     jr = Journal(root / "journal.jsonl")
-    events: list[dict] = []
     if not jr.path.exists():
         out.append(Finding("journal.jsonl", "-", "missing", "warning"))
     else:
@@ -139,18 +124,17 @@ def validate_session(session_dir: str | Path, *, check_pixels: bool = True) -> l
         except SessionFormatError as exc:
             out.append(Finding("journal.jsonl", "-", exc.message))
         else:
-            events = res.events
             for ln in res.bad_lines:
                 torn_tail = res.torn_tail(ln)
                 out.append(Finding("journal.jsonl", f"line {ln}", "torn last line (crash while writing)"
                                    if torn_tail else "unparseable line", "warning" if torn_tail else "error"))
-    out.extend(_unfinished(root, events))
+    out.extend(_unfinished(root))
 
-    cap_root = root / "captures"
-    if not cap_root.is_dir():
+    if not SessionPaths(root).captures.is_dir():
         out.append(Finding("captures", "-", "missing folder"))
         return out
-    for cdir in sorted(p for p in cap_root.iterdir() if p.is_dir()):
+    for kept in captures(root, [CaptureState.COMPLETE, CaptureState.DISCARDED]):
+        cdir = kept.dir
         rel = f"captures/{cdir.name}"
         cap = _load(cdir / "capture.json", CaptureRecord, f"{rel}/capture.json", out)
         if cap is None:

@@ -7,10 +7,16 @@ it can never list a capture that no shard holds. Columns: id and place (``captur
 ``sync_*`` and ``qa_*`` (every column of those rows, prefixed), per-slot facts (``<slot>_width``,
 ``_height``, ``_iso``, ``_exposure_time_ns``, ``_focus_distance_diopters``, ``_device``,
 ``_model``), and sizes (``bytes_raw``: decoded arrays, ``bytes_stored``: compressed on disk).
+
+``ManifestRow`` types the columns every reader relies on; ``write_manifest`` is the one writer
+(it adds ``schema_version``) and ``load_manifest`` the one reader, which names the file, the row
+and the column of a bad value. A manifest without ``schema_version`` predates it and reads as
+version 1.
 """
 
 from __future__ import annotations
 
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +24,37 @@ import pandas as pd
 
 from hzsr.core.errors import DatasetError
 from hzsr.core.fileio import atomic_write_bytes
+from hzsr.core.tables import SCHEMA_COLUMN
+from hzsr.core.verdict import Verdict
 from hzsr.dataset.schema import SLOTS
 from hzsr.dataset.sources import combined_verdict
 
 MANIFEST = "manifest.csv"
-REQUIRED_COLUMNS = ("capture_id", "shard", "session_id", "scene_id", "scene_kind")
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class ManifestRow:
+    """The typed columns of a manifest row; the per-slot, sync_* and qa_* columns follow them."""
+
+    capture_id: str  # "<session_id>/<capture_id>", unique
+    shard: str | None  # shards/<name>.h5 that holds it (None while planning a pack)
+    session_id: str
+    scene_id: str
+    scene_kind: str  # portrait, landscape, ... (the split stratifies by it)
+    source_capture_id: str | None = None  # the capture's id in its session folder
+    scene_tags: str = ""  # joined by ";"
+    status: str | None = None
+    source: str | None = None
+    has_reference: bool | None = None
+    verdict: Verdict | None = None  # worst of sync and QA
+    phash_main_W: str | None = None
+    near_duplicate_of: str | None = None
+
+
+REQUIRED_COLUMNS = tuple(f.name for f in fields(ManifestRow) if f.default is MISSING)
 #: Columns read back as strings whatever they look like (a hex hash of digits only, an id "0001").
-STR_COLUMNS = {c: str for c in ("capture_id", "shard", "session_id", "scene_id", "source_capture_id", "scene_tags",
-                                "phash_main_W", "near_duplicate_of")}
+STR_COLUMNS = {f.name: str for f in fields(ManifestRow) if f.type in ("str", "str | None")}
 _SLOT_COLS = ("width", "height", "iso", "exposure_time_ns", "focus_distance_diopters", "device", "model")
 
 
@@ -71,9 +100,35 @@ def read_csv_text(text: str) -> pd.DataFrame:
 
 
 def write_manifest(root: str | Path, df: pd.DataFrame, name: str = MANIFEST) -> Path:
+    """Write ``df`` atomically as the manifest, with this version in its ``schema_version`` column."""
     path = Path(root) / name
-    atomic_write_bytes(path, df.to_csv(index=False).encode("utf-8"))
+    atomic_write_bytes(path, df.assign(**{SCHEMA_COLUMN: MANIFEST_VERSION}).to_csv(index=False).encode("utf-8"))
     return path
+
+
+def _check_types(df: pd.DataFrame, path: Path) -> None:
+    """Every typed column's values are of its type; the first bad one names its row (1-based)."""
+    def bad(col: str, mask: pd.Series, what: str) -> None:
+        if mask.any():
+            i = int(mask.to_numpy().argmax())
+            raise DatasetError(f"row {i + 1}: {df[col].iloc[i]!r} is not {what}", file=path, field=col)
+
+    if SCHEMA_COLUMN in df.columns:
+        ver = pd.to_numeric(df[SCHEMA_COLUMN], errors="coerce")
+        bad(SCHEMA_COLUMN, ver.isna(), "a version number")
+        newer = ver > MANIFEST_VERSION
+        if newer.any():
+            i = int(newer.to_numpy().argmax())
+            raise DatasetError(f"row {i + 1}: version {int(ver.iloc[i])} is newer than this hzsr reads "
+                               f"({MANIFEST_VERSION}); update hzsr or repack", file=path, field=SCHEMA_COLUMN)
+    if "has_reference" in df.columns:
+        v = df["has_reference"]
+        bad("has_reference", v.notna() & ~v.astype(str).isin(["True", "False", "true", "false", "1", "0"]),
+            "True or False")
+    if "verdict" in df.columns:
+        v = df["verdict"]
+        bad("verdict", v.notna() & ~v.astype(str).str.lower().isin([x.value for x in Verdict] + ["ok"]),
+            "a verdict (pass, warn or fail)")
 
 
 def load_manifest(root: str | Path, name: str = MANIFEST) -> pd.DataFrame:
@@ -89,11 +144,13 @@ def load_manifest(root: str | Path, name: str = MANIFEST) -> pd.DataFrame:
     for c in REQUIRED_COLUMNS:
         if c not in df.columns:
             raise DatasetError("missing column", file=path, field=c)
-    if df["capture_id"].isna().any():
-        raise DatasetError(f"empty capture_id in row {int(df['capture_id'].isna().idxmax()) + 2}",
-                           file=path, field="capture_id")
+    for c in REQUIRED_COLUMNS:
+        if c != "shard" and df[c].isna().any():
+            raise DatasetError(f"row {int(df[c].isna().to_numpy().argmax()) + 1}: empty", file=path, field=c)
     dup = df["capture_id"][df["capture_id"].duplicated()]
     if len(dup):
         raise DatasetError(f"capture {dup.iloc[0]!r} listed twice", file=path, field="capture_id")
+    _check_types(df, path)
+    df = df.drop(columns=[SCHEMA_COLUMN], errors="ignore")
     df["scene_tags"] = df["scene_tags"].fillna("") if "scene_tags" in df.columns else ""
     return df

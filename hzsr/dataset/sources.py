@@ -13,22 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from hzsr.core.errors import DatasetError, SessionFormatError
 from hzsr.core.records import CaptureRecord, SessionRecord, read_json
 from hzsr.core.schema import to_plain
+from hzsr.core.session import CaptureState, SessionPaths, captures
+from hzsr.core.tables import QA_TABLE, SYNC_TABLE, Table
+from hzsr.core.verdict import Verdict, worst
 from hzsr.dataset.schema import SLOTS, scene_kind, table_row_attrs
-
-VERDICT_RANK = {"pass": 0, "warn": 1, "fail": 2}
-
-
-def norm_verdict(v: Any) -> str | None:
-    """Verdicts as pass/warn/fail (sessions checked by an older ``sync check`` say ``ok`` for pass)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    v = str(v).strip().lower()
-    return {"ok": "pass", "pass": "pass", "warn": "warn", "fail": "fail"}.get(v, v)
 
 
 @dataclass
@@ -51,20 +42,15 @@ class SessionSource:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_table(path: Path) -> dict[str, dict[str, Any]]:
-    """Rows of a sync.csv / qa.csv keyed by capture_id; an unreadable table is an error."""
+def _read_table(table: Table, path: Path) -> dict[str, dict[str, Any]]:
+    """Rows of a sync.csv / qa.csv as shard attributes, keyed by capture_id; a bad table is an error."""
     if not path.is_file():
         return {}
     try:
-        df = pd.read_csv(path, keep_default_na=True)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read: {exc}", file=path, unreadable=True) from None
-    if "capture_id" not in df.columns:
-        raise DatasetError("missing column", file=path, field="capture_id")
-    out = {}
-    for row in df.to_dict("records"):
-        out[str(row["capture_id"])] = table_row_attrs(row)
-    return out
+        df = table.read_frame(path)
+    except SessionFormatError as exc:
+        raise DatasetError(exc.message, file=exc.file, field=exc.field, unreadable=exc.unreadable) from None
+    return {str(row["capture_id"]): table_row_attrs(row) for row in df.to_dict("records")}
 
 
 def _summary(path: Path) -> str | None:
@@ -106,10 +92,11 @@ def session_sources(session_dir: str | Path) -> tuple[SessionSource, list[Captur
     root = Path(session_dir)
     if not root.is_dir():
         raise DatasetError("session folder not found", file=root, unreadable=True)
+    paths = SessionPaths(root)
     session = SessionRecord.load(root)
     sid = session.session_id
-    sync_rows = _read_table(root / "sync" / "sync.csv")
-    qa_rows = _read_table(root / "qa" / "qa.csv")
+    sync_rows = _read_table(SYNC_TABLE, paths.sync_csv)
+    qa_rows = _read_table(QA_TABLE, paths.qa_csv)
     sess_attrs: dict[str, Any] = {
         "session_id": sid, "source": session.source, "created_utc": session.created_utc,
         "session_json": json.dumps(to_plain(session), sort_keys=True),
@@ -119,15 +106,15 @@ def session_sources(session_dir: str | Path) -> tuple[SessionSource, list[Captur
     }
     caps: list[CaptureSource] = []
     skipped: list[str] = []
-    cap_root = root / "captures"
-    for d in sorted(p for p in cap_root.iterdir() if p.is_dir()) if cap_root.is_dir() else []:
+    for cap in captures(root):
+        d = cap.dir
+        if cap.state is not CaptureState.COMPLETE:
+            skipped.append(f"{d}: {cap.state}: {cap.reason}; not packed")
+            continue
         try:
             rec = CaptureRecord.load(d)
         except SessionFormatError as exc:
             skipped.append(exc.one_line())
-            continue
-        if rec.status != "complete":
-            skipped.append(f"{d / 'capture.json'}: status: {rec.status}, not packed")
             continue
         bad = _file_problem(d, rec)
         if bad:
@@ -157,6 +144,13 @@ def capture_source(root: Path, session: SessionRecord, rec: CaptureRecord, sync:
 
 def combined_verdict(meta: dict[str, Any]) -> str | None:
     """The worst of the sync and QA verdicts (None when neither ran)."""
-    vs = [norm_verdict((meta.get(k) or {}).get("verdict")) for k in ("sync", "qa")]
-    vs = [v for v in vs if v in VERDICT_RANK]
-    return max(vs, key=VERDICT_RANK.__getitem__) if vs else None
+    v = worst(_verdict((meta.get(k) or {}).get("verdict")) for k in ("sync", "qa"))
+    return None if v is None else v.value
+
+
+def _verdict(v: Any) -> Verdict | None:
+    """A stored verdict, or None where it is missing or not one (an older or foreign table)."""
+    try:
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else Verdict.parse(v)
+    except SessionFormatError:
+        return None

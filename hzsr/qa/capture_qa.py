@@ -24,6 +24,7 @@ import numpy as np
 
 from hzsr.core.errors import HzsrError
 from hzsr.core.records import CaptureRecord, FrameRecord
+from hzsr.core.verdict import Reason, Verdict, verdict_of
 from hzsr.qa.align import crop_w_to_t, global_translation, to_luma
 from hzsr.qa.config import QAConfig
 from hzsr.qa.quality import (
@@ -42,17 +43,6 @@ _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_RE
             8: cv2.IMREAD_REDUCED_COLOR_8}
 
 @dataclass
-class Reason:
-    """One finding: ``level`` is warn or fail, ``code`` a stable name, ``message`` for people."""
-
-    level: str
-    code: str
-    message: str
-
-    def text(self) -> str:
-        return f"{self.code}: {self.message}"
-
-@dataclass
 class CaptureQA:
     """The row of one capture, its reasons, and the images the report shows."""
 
@@ -63,12 +53,11 @@ class CaptureQA:
     seconds: float = 0.0
 
     @property
-    def verdict(self) -> str:
-        levels = {r.level for r in self.reasons}
-        return "fail" if "fail" in levels else ("warn" if "warn" in levels else "pass")
+    def verdict(self) -> Verdict:
+        return verdict_of(self.reasons)
 
     def add(self, level: str, code: str, message: str) -> None:
-        self.reasons.append(Reason(level, code, message))
+        self.reasons.append(Reason(Verdict(level), code, message))
 
 def _k(f: FrameRecord, sx: float, sy: float) -> np.ndarray:
     """Intrinsics of ``f`` for its image resampled by (sx, sy) (pixel centres stay centres)."""
@@ -456,5 +445,5 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     measurements and thresholds as ``hzsr qa check`` with DIS's ultrafast preset; no files written.
     """
     q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False)
-    return q.verdict, [r.text() for r in q.reasons]
+    return q.verdict.value, [f"{r.code}: {r.message}" for r in q.reasons]
 

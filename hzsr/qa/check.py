@@ -7,7 +7,10 @@ Writes, under ``<session>/qa/`` (each file atomically; a rerun replaces them):
 - ``summary.json``: verdict counts, reason counts, medians, the config used;
 - ``report.html``: one self-contained page for curators (``hzsr.qa.report``).
 
-Sync skew is joined from ``<session>/sync/sync.csv`` when ``hzsr sync check`` has run.
+Only complete captures are checked (``hzsr.core.session.captures``): discarded, unfinished and
+abandoned ones are counted in the summary, never judged. Sync skew is joined from
+``<session>/sync/sync.csv`` when ``hzsr sync check`` has run, with sync's verdict of it: qa never
+judges skew again with numbers of its own.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from hzsr.core.errors import SessionFormatError
-from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
+from hzsr.core.fileio import atomic_write_json
 from hzsr.core.schema import to_plain
+from hzsr.core.session import CaptureState, SessionPaths, captures, count_states
+from hzsr.core.tables import QA_TABLE, SYNC_TABLE, QARow, SyncRow
+from hzsr.core.verdict import Reason, Verdict, verdict_of
 from hzsr.qa.capture_qa import CaptureQA, analyse_capture
 from hzsr.qa.config import QAConfig
-
-#: Columns first in qa.csv, in this order; every other measured figure follows, sorted.
-LEAD_COLUMNS = ["capture_id", "scene_id", "verdict", "reasons", "codes", "sync_skew_us", "sync_verdict"]
 
 
 def _encode(img: np.ndarray, ext: str, quality: int = 85) -> bytes:
@@ -118,33 +121,24 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core: OpenCV's own threads would only contend
 
 
-def _sync_rows(session: Path) -> dict[str, dict[str, Any]]:
-    p = session / "sync" / "sync.csv"
-    if not p.is_file():
-        return {}
-    try:
-        df = pd.read_csv(p)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise SessionFormatError(f"cannot read: {exc}", file=p, unreadable=True) from None
-    if "capture_id" not in df or "skew_ref_main_us" not in df:
-        raise SessionFormatError("expected columns capture_id and skew_ref_main_us", file=p)
-    return {str(r["capture_id"]): r for r in df.to_dict("records")}
+def _sync_rows(session: Path) -> dict[str, SyncRow]:
+    p = SessionPaths(session).sync_csv
+    return {r.capture_id: r for r in SYNC_TABLE.read(p)} if p.is_file() else {}
 
 
-def _join_sync(row: dict, reasons: list, sync: dict[str, Any] | None, cfg: QAConfig) -> None:
+def _join_sync(row: dict, reasons: list[Reason], sync: SyncRow | None) -> None:
+    """sync check's figures and verdict of this capture's skew, as a qa reason when not pass."""
     if sync is None:
         return
-    skew = sync.get("skew_ref_main_us")
-    row["sync_skew_us"] = skew
-    row["sync_verdict"] = sync.get("verdict")
-    if skew is None or not np.isfinite(skew):
+    row["sync_skew_us"] = sync.skew_ref_main_us
+    row["sync_verdict"] = sync.verdict
+    level = sync.skew_verdict
+    if level is None or level is Verdict.PASS:
         return
-    th = cfg.thresholds
-    for level, limit in (("fail", th.fail_skew_us), ("warn", th.warn_skew_us)):
-        if abs(skew) > limit:
-            reasons.append((level, "sync_skew", f"reference T {skew / 1e3:+.2f} ms from main W (sync/sync.csv); "
-                            f"|skew| > {limit:g} us"))
-            return
+    skew_msgs = [m for f, m in zip(sync.flags, sync.reasons, strict=False) if f.startswith(("skew_", "bound_"))]
+    detail = "; ".join(skew_msgs) or "see sync/sync.csv"
+    reasons.append(Reason(level, "sync_skew", f"reference T {sync.skew_ref_main_us / 1e3:+.2f} ms from main W "
+                          f"(sync/sync.csv: {detail})"))
 
 
 def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: int = 1, quick: bool = False,
@@ -152,13 +146,14 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
     """Run QA over a session folder; write ``<session>/qa/``; return the summary."""
     cfg = cfg or QAConfig()
     session = Path(session_dir)
-    cap_root = session / "captures"
+    paths = SessionPaths(session)
     if not session.is_dir():
         raise SessionFormatError("session folder not found", file=session, unreadable=True)
-    if not cap_root.is_dir():
+    if not paths.captures.is_dir():
         raise SessionFormatError("no captures/ folder", file=session)
-    dirs = sorted(p for p in cap_root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    out = session / "qa"
+    all_caps = list(captures(session))
+    dirs = [c.dir for c in all_caps if c.state is CaptureState.COMPLETE]
+    out = paths.qa_dir
     maps_dir = out / "maps" if (maps and cfg.check.write_maps) else None
     sync = _sync_rows(session)
     t0 = time.perf_counter()
@@ -172,21 +167,21 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
 
     rows, all_thumbs = [], {}
     for row, reasons, thumbs in results:
-        reasons = list(reasons)
-        _join_sync(row, reasons, sync.get(row["capture_id"]), cfg)
-        levels = {r[0] for r in reasons}
-        row["verdict"] = "fail" if "fail" in levels else ("warn" if "warn" in levels else "pass")
-        row["reasons"] = " | ".join(f"{lv}: {code}: {msg}" for lv, code, msg in reasons)
-        row["codes"] = ";".join(sorted({code for _, code, _ in reasons}))
-        rows.append(row)
-        all_thumbs[row["capture_id"]] = thumbs
-    df = pd.DataFrame(rows)
-    for c in LEAD_COLUMNS:
-        if c not in df:
-            df[c] = np.nan if c.startswith("sync_skew") else ""
-    df = df[LEAD_COLUMNS + sorted(c for c in df.columns if c not in LEAD_COLUMNS)]
-    atomic_write_bytes(out / "qa.csv", df.to_csv(index=False, float_format="%.6g").encode())
+        reasons = [Reason(Verdict(lv), code, msg) for lv, code, msg in reasons]
+        _join_sync(row, reasons, sync.get(row["capture_id"]))
+        row.pop("verdict", None)
+        rows.append(QARow(
+            capture_id=row.pop("capture_id"), scene_id=row.pop("scene_id", None), verdict=verdict_of(reasons),
+            reasons=[r.text() for r in reasons], codes=sorted({r.code for r in reasons}),
+            sync_skew_us=_finite(row.pop("sync_skew_us", None)), sync_verdict=row.pop("sync_verdict", None),
+            figures={k: v for k, v in row.items() if v is not None}))
+        all_thumbs[rows[-1].capture_id] = thumbs
+    QA_TABLE.write(paths.qa_csv, rows)
+    df = QA_TABLE.read_frame(paths.qa_csv)  # columns: QARow's fields in order, then every figure, sorted
     summary = summarise(df, cfg, session, wall, workers, quick, bool(sync))
+    summary["not_checked"] = {s.value: [c.capture_id for c in all_caps if c.state is s]
+                              for s in (CaptureState.DISCARDED, CaptureState.UNFINISHED, CaptureState.ABANDONED)}
+    summary["states"] = count_states(all_caps)
     atomic_write_json(out / "summary.json", summary)
     if report:
         from hzsr.qa.report import write_report
@@ -228,4 +223,9 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 
 def load_qa_csv(session_dir: str | Path) -> pd.DataFrame:
-    return pd.read_csv(Path(session_dir) / "qa" / "qa.csv")
+    """``qa.csv`` of a session as a DataFrame, read and checked by its one reader."""
+    return QA_TABLE.read_frame(SessionPaths(Path(session_dir)).qa_csv)
+
+
+def _finite(v: Any) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)

@@ -103,8 +103,7 @@ class Thresholds:
     fail_brightness_ratio: float = 0.7  # ... above: fail
     warn_color_delta: float = 0.1  # max |log ratio| of grey-normalised channel means (ref vs main T): warn
     warn_defocus_frac: float = 0.85  # defocused fraction of a T above: warn (little usable detail)
-    warn_skew_us: float = 250.0  # |sync skew| from sync/sync.csv above: warn
-    fail_skew_us: float = 1000.0  # ... above: fail
+    # Skew has no threshold here: qa takes sync check's verdict of it (hzsr.core.verdict.skew_reasons).
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from hzsr.core.fileio import atomic_write_bytes
+from hzsr.core.verdict import SkewThresholds
 from hzsr.qa.config import QAConfig
 
 #: (column, label, format, warn threshold attr, fail threshold attr) shown in the table and plots.
@@ -33,7 +34,7 @@ METRICS = [
     ("min_blur_anisotropy", "blur anisotropy", "{:.2f}", "warn_blur_anisotropy", "fail_blur_anisotropy"),
     ("max_clipped_frac", "clipped", "{:.3f}", "warn_clipped_frac", "fail_clipped_frac"),
     ("moving_frac", "moving", "{:.3f}", "warn_moving_frac", "fail_moving_frac"),
-    ("sync_skew_us", "sync skew (µs)", "{:.0f}", "warn_skew_us", "fail_skew_us"),
+    ("sync_skew_us", "sync skew (µs)", "{:.0f}", "warn_skew_us", "max_skew_us"),  # the skew rule's levels
 ]
 
 _CSS = """
@@ -113,9 +114,10 @@ def plot_distributions(df: pd.DataFrame, cfg: QAConfig) -> list[tuple[str, bytes
         v = df[col].dropna().astype(float).to_numpy()
         fig, ax = plt.subplots(figsize=(3.2, 2.1), dpi=100)
         ax.hist(v, bins=min(30, max(5, len(v) // 2)), color="#5b8def")
+        levels = SkewThresholds() if col == "sync_skew_us" else th  # skew is judged by sync's one rule
         for attr, colour in ((warn, "#e69500"), (fail, "#c00000")):
             if attr:
-                t = getattr(th, attr)
+                t = getattr(levels, attr)
                 for x in ((t, -t) if col == "sync_skew_us" else (t,)):
                     ax.axvline(x, color=colour, ls="--", lw=1.2)
         ax.set_title(label, fontsize=9)

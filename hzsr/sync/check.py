@@ -1,14 +1,15 @@
 """``hzsr sync check``: per-capture skew with error bounds, health flags and verdicts.
 
-Writes ``<session>/sync/sync.csv`` (one row per capture), ``sync/summary.json`` and two plots.
-Bad captures are verdicts, not errors: the command fails only when the session itself cannot be
-read.
+Writes ``<session>/sync/sync.csv`` (one ``SyncRow`` per complete capture), ``sync/summary.json``
+(with the discarded, unfinished and abandoned captures counted) and two plots. Skew is judged by
+the one skew rule (``hzsr.core.verdict.skew_reasons``). Bad captures are verdicts, not errors:
+the command fails only when the session itself cannot be read.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,15 @@ from hzsr.core.errors import SessionFormatError
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 from hzsr.core.records import CaptureRecord, SessionRecord, read_json
 from hzsr.core.schema import parse_dataclass
+from hzsr.core.session import CaptureState, SessionPaths, captures, count_states
+from hzsr.core.tables import SYNC_TABLE, SyncRow
+from hzsr.core.verdict import SkewThresholds, Verdict, skew_reasons
 from hzsr.sync.pairing import pair_frames
 from hzsr.sync.timebase import Timebase
 
-VERDICTS = ("pass", "warn", "fail")
+VERDICTS = tuple(v.value for v in Verdict)
 VERDICT_COLORS = {"pass": "tab:green", "warn": "tab:orange", "fail": "tab:red"}
+#: Flags that fail a capture; every other flag warns. The skew rule's own levels are in core/verdict.py.
 FAIL_FLAGS = {
     "bad_record", "timestamp_source_unknown", "no_clock_sync", "non_monotonic", "clock_jump",
     "skew_exceeds_max", "pairing_unmatched", "pairing_ambiguous", "pairing_contested",
@@ -35,30 +40,28 @@ FAIL_FLAGS = {
 class SyncThresholds:
     """Thresholds of ``hzsr sync check``; every default lives here."""
 
-    max_skew_us: float = 1000.0  # fail when |skew| is surely above this (|skew| - bound > max)
-    warn_skew_us: float = 250.0  # warn above this (libsoftwaresync's figure); capped at max
+    skew: SkewThresholds = field(default_factory=SkewThresholds)  # the one skew rule's levels
     max_drift_ppm: float = 100.0  # phone vs host; crystals are specified to tens of ppm
     min_jump_us: float = 1000.0  # smallest offset step reported as a clock jump
     wander_ppm: float = 0.5  # oscillator wander between syncs, for the mapping bound
     timestamp_jitter_us: float = 10.0  # per frame: SENSOR_TIMESTAMP vs the true exposure start (~3 sigma)
 
 
-def _load_captures(root: Path) -> tuple[list[CaptureRecord], list[dict[str, Any]]]:
+def load_captures(root: Path) -> tuple[list[CaptureRecord], list[dict[str, Any]]]:
+    """The session's complete captures: (parsed records, [{capture_id, reason}] of bad ones)."""
     good, bad = [], []
-    cap_root = root / "captures"
-    dirs = sorted(p for p in cap_root.iterdir() if p.is_dir()) if cap_root.is_dir() else []
-    for d in dirs:
-        path = d / "capture.json"
+    for cap in captures(root, [CaptureState.COMPLETE]):
+        path = cap.dir / "capture.json"
         try:
             data = read_json(path)
         except SessionFormatError as exc:
-            bad.append({"capture_id": d.name, "reason": f"capture.json: {exc.field or '-'}: {exc.message}"})
+            bad.append({"capture_id": cap.capture_id, "reason": f"capture.json: {exc.field or '-'}: {exc.message}"})
             continue
         rec, problems = parse_dataclass(CaptureRecord, data)
         if problems:
             p = problems[0]
             more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-            bad.append({"capture_id": d.name, "reason": f"capture.json: {p.field}: {p.message}{more}"})
+            bad.append({"capture_id": cap.capture_id, "reason": f"capture.json: {p.field}: {p.message}{more}"})
         else:
             good.append(rec)
     return good, bad
@@ -80,7 +83,6 @@ def _frame_period(recs: list[CaptureRecord], serial: str) -> float | None:
 def analyse(session: SessionRecord, recs: list[CaptureRecord], bad: list[dict[str, Any]],
             th: SyncThresholds) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Rows (one per capture) and the summary, without touching the disk."""
-    warn_us = min(th.warn_skew_us, th.max_skew_us)
     timebases: dict[str, Timebase | None] = {}
     jumps: dict[str, list] = {}
     for d in session.devices:
@@ -144,19 +146,9 @@ def analyse(session: SessionRecord, recs: list[CaptureRecord], bad: list[dict[st
             bound = (mapped["ref_T"][1] + mapped["main_W"][1]) / 1e3 + 2 * th.timestamp_jitter_us
             row["main_W_host_ns"] = int(mapped["main_W"][0])
             row["ref_T_host_ns"] = int(mapped["ref_T"][0])
-            if abs(skew) - bound > th.max_skew_us:
-                flags.append("skew_exceeds_max")
-                reasons.append(f"|skew| {abs(skew):.0f} us exceeds {th.max_skew_us:.0f} us even after its bound")
-            elif abs(skew) + bound > th.max_skew_us:
-                flags.append("skew_may_exceed_max")
-                reasons.append(f"|skew| {abs(skew):.0f} +- {bound:.0f} us may exceed {th.max_skew_us:.0f} us")
-            elif abs(skew) + bound > warn_us:  # pass only if within the warn level at the bound's edge
-                flags.append("skew_high")
-                reasons.append(f"|skew| {abs(skew):.0f} +- {bound:.0f} us may exceed {warn_us:.0f} us")
-            if bound > th.max_skew_us:
-                flags.append("bound_exceeds_threshold")
-                reasons.append(f"sync error bound {bound:.0f} us is larger than the {th.max_skew_us:.0f} us "
-                               "skew threshold: re-sync the clocks")
+            for reason in skew_reasons(skew, bound, th.skew):
+                flags.append(reason.code)
+                reasons.append(reason.message)
             ref_serial = frames["ref_T"].device
             period = periods.get(ref_serial)
             if period and abs(skew) * 1e3 > 0.5 * period:
@@ -188,7 +180,7 @@ def analyse(session: SessionRecord, recs: list[CaptureRecord], bad: list[dict[st
     df = pd.DataFrame(rows, columns=[
         "capture_id", "scene_id", "main_W_host_ns", "ref_T_host_ns", "skew_ref_main_us",
         "skew_bound_us", "skew_wt_us", "skew_wt_note", "flags", "reasons"])
-    _pairing_flags(df, th.max_skew_us * 1e3)
+    _pairing_flags(df, th.skew.max_skew_us * 1e3)
     df["flags"] = df["flags"].apply(lambda fl: sorted(set(fl)))
     df["verdict"] = df["flags"].apply(
         lambda fl: "fail" if any(f in FAIL_FLAGS or f.startswith("off_by_") for f in fl)
@@ -263,13 +255,14 @@ def _plots(out: Path, session: SessionRecord, df: pd.DataFrame, th: SyncThreshol
         m = (d["verdict"] == v).to_numpy()
         ax.scatter(x[m], d["skew_ref_main_us"][m], c=VERDICT_COLORS[v], s=14, zorder=3,
                    label=f"{v} ({int(m.sum())})")
-    for k, y in enumerate((th.max_skew_us, -th.max_skew_us)):
-        ax.axhline(y, color="tab:red", lw=0.8, ls="--", label=f"+-max_skew_us ({th.max_skew_us:g})" if k == 0 else None)
+    m = th.skew.max_skew_us
+    for k, y in enumerate((m, -m)):
+        ax.axhline(y, color="tab:red", lw=0.8, ls="--", label=f"+-max_skew_us ({m:g})" if k == 0 else None)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xlabel("capture (in order)")
     ax.set_ylabel("ref_T - main_W skew (us)")
     ax.set_title(f"{session.session_id}: skew with error bound")
-    ax.set_yscale("symlog", linthresh=max(th.warn_skew_us, 1.0))
+    ax.set_yscale("symlog", linthresh=max(th.skew.warn_skew_us, 1.0))
     fig.tight_layout()
     _save(fig, out / "skew.png")
     plt.close(fig)
@@ -304,33 +297,46 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _abandoned(root: Path) -> dict[str, Any]:
-    """Captures ``capture resume`` retired (journal ``capture_abandoned``): never in captures/."""
-    from hzsr.core.errors import HzsrError
-    from hzsr.core.journal import Journal
+def _not_checked(root: Path) -> dict[str, Any]:
+    """The captures sync check leaves out, by state: discarded, unfinished and abandoned."""
+    out: dict[str, Any] = {}
+    for state in (CaptureState.DISCARDED, CaptureState.UNFINISHED, CaptureState.ABANDONED):
+        ids = [c.capture_id for c in captures(root, [state])]
+        out[state.value] = {"count": len(ids), "capture_ids": ids}
+    return out
 
-    try:
-        events = Journal(root / "journal.jsonl").read().events
-    except HzsrError:
-        events = []
-    ids = sorted({e["capture_id"] for e in events if e["event"] == "capture_abandoned" and "capture_id" in e})
-    return {"count": len(ids), "capture_ids": ids}
+
+def _nan_none(v: Any) -> Any:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+
+
+def sync_rows(df: pd.DataFrame) -> list[SyncRow]:
+    """``analyse``'s frame as the table's typed rows."""
+    out = []
+    for r in df.to_dict("records"):
+        ints = {k: (None if _nan_none(r.get(k)) is None else int(r[k])) for k in ("main_W_host_ns", "ref_T_host_ns")}
+        out.append(SyncRow(
+            capture_id=str(r["capture_id"]), scene_id=_nan_none(r.get("scene_id")), **ints,
+            skew_ref_main_us=_nan_none(r.get("skew_ref_main_us")), skew_bound_us=_nan_none(r.get("skew_bound_us")),
+            skew_wt_us=_nan_none(r.get("skew_wt_us")), skew_wt_note=_nan_none(r.get("skew_wt_note")) or "",
+            flags=list(r["flags"]), reasons=list(r["reasons"]), verdict=Verdict(r["verdict"])))
+    return out
 
 
 def run_sync_check(session_dir: str | Path, th: SyncThresholds | None = None, plots: bool = True) -> dict:
     """Check ``session_dir`` and write ``sync/``; returns the summary."""
     th = th or SyncThresholds()
     root = Path(session_dir)
+    paths = SessionPaths(root)
     session = SessionRecord.load(root)
-    recs, bad = _load_captures(root)
+    recs, bad = load_captures(root)
     df, summary = analyse(session, recs, bad, th)
-    summary["abandoned"] = _abandoned(root)
-    out = root / "sync"
-    csv = df.copy()
-    csv["flags"] = csv["flags"].apply(";".join)
-    csv["reasons"] = csv["reasons"].apply(" | ".join)
-    atomic_write_bytes(out / "sync.csv", csv.to_csv(index=False).encode())
-    atomic_write_json(out / "summary.json", json.loads(json.dumps(summary, default=float)))
+    not_checked = _not_checked(root)
+    summary["abandoned"] = not_checked["abandoned"]
+    summary["not_checked"] = not_checked
+    summary["states"] = count_states(captures(root))
+    SYNC_TABLE.write(paths.sync_csv, sync_rows(df))
+    atomic_write_json(paths.sync_dir / "summary.json", json.loads(json.dumps(summary, default=float)))
     if plots and len(df):
-        _plots(out, session, df, th)
+        _plots(paths.sync_dir, session, df, th)
     return summary

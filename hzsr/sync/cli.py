@@ -17,7 +17,7 @@ def add_sync_parser(stages: Any) -> None:
     c = add_verb(verbs, "check", "skew per capture, health flags, verdicts -> <session>/sync/", _cmd_check)
     add_folder(c, "session", "session folder", metavar="SESSION")
     c.add_argument("--max-skew-us", type=float, default=None,
-                   help="fail threshold for |skew|, us (default: SyncThresholds.max_skew_us, 1000)")
+                   help="fail threshold for |skew|, us (default: SkewThresholds.max_skew_us, 1000)")
     c.add_argument("--no-plots", action="store_true", help="skip skew.png and offset.png")
     add_json(c, "print summary.json instead of the summary")
 
@@ -49,11 +49,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     import math
 
     from hzsr.core.errors import ConfigError
+    from hzsr.core.verdict import SkewThresholds
     from hzsr.sync.check import SyncThresholds, run_sync_check
 
     if args.max_skew_us is not None and not (math.isfinite(args.max_skew_us) and args.max_skew_us > 0):
         raise ConfigError(f"must be a finite number > 0, got {args.max_skew_us}", field="--max-skew-us")
-    th = SyncThresholds() if args.max_skew_us is None else SyncThresholds(max_skew_us=args.max_skew_us)
+    th = SyncThresholds()
+    if args.max_skew_us is not None:
+        th = SyncThresholds(skew=SkewThresholds(max_skew_us=args.max_skew_us))
     summary = run_sync_check(args.session, th, plots=not args.no_plots)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -64,7 +67,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _say_check(out: Path, s: dict, plots: bool, max_listed: int = 20) -> None:
     """The human form of ``sync check``: verdicts, skew figures, each non-pass capture's reasons."""
-    import pandas as pd
+    from hzsr.core.tables import SYNC_TABLE
+    from hzsr.core.verdict import Verdict
 
     v, sk, b = s["verdicts"], s["skew_abs_us"], s["skew_bound_us"]
 
@@ -77,14 +81,15 @@ def _say_check(out: Path, s: dict, plots: bool, max_listed: int = 20) -> None:
         drift = "no drift fit" if d["drift_ppm"] is None else f"drift {d['drift_ppm']:+.2f} ppm"
         jumps = f", {len(d['clock_jumps'])} clock jumps" if d["clock_jumps"] else ""
         print(f"  {d['role']} {serial}: {drift} from {d['clock_samples']} clock samples{jumps}")
-    bad = pd.read_csv(out / "sync.csv", keep_default_na=False)
-    bad = bad[bad["verdict"] != "pass"]
-    for _, r in bad.head(max_listed).iterrows():
-        print(f"  {r['capture_id']}: {r['verdict']}: {r['reasons']}")
+    bad = [r for r in SYNC_TABLE.read(out / "sync.csv") if r.verdict is not Verdict.PASS]
+    for r in bad[:max_listed]:
+        print(f"  {r.capture_id}: {r.verdict}: {' | '.join(r.reasons)}")
     if len(bad) > max_listed:
         print(f"  ... and {len(bad) - max_listed} more (sync.csv)")
-    if s["abandoned"]["count"]:
-        print(f"  {s['abandoned']['count']} captures abandoned during capture (never in captures/)")
+    for state, what in (("discarded", "discarded by the crew"), ("unfinished", "unfinished (run hzsr capture resume)"),
+                        ("abandoned", "abandoned during capture (never in captures/)")):
+        if s["not_checked"][state]["count"]:
+            print(f"  {s['not_checked'][state]['count']} captures {what}: not checked")
     print("  skews are refit with every clock sample of the session, before and after each capture, so they "
           "differ a little from the live ones capture run printed")
     files = ["sync.csv", "summary.json"] + (["skew.png", "offset.png"] if plots and s["captures"] else [])

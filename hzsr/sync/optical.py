@@ -185,13 +185,13 @@ def _grey(path: Path) -> np.ndarray:
 def run_optical(session_dir: str | Path, board: str | Path | None = None, cfg: OpticalConfig | None = None,
                 plots: bool = True) -> dict[str, Any]:
     """Decode every capture of a sync-board session; write ``sync/optical.csv`` (+ plot). Summary back."""
-    from hzsr.sync.check import SyncThresholds, _load_captures, analyse
+    from hzsr.sync.check import SyncThresholds, analyse, load_captures
 
     cfg = cfg or OpticalConfig()
     spec = load_config(BoardSpec, board) if board else BoardSpec()
     root = Path(session_dir)
     session = SessionRecord.load(root)
-    recs, bad = _load_captures(root)
+    recs, bad = load_captures(root)
     clock_df, _ = analyse(session, recs, bad, SyncThresholds())
     clock = clock_df.set_index("capture_id")
     rows = []

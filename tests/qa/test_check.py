@@ -81,16 +81,29 @@ def test_broken_capture_json_is_a_reason(sim_session):
 
 
 def test_sync_skew_is_joined_from_sync_csv(sim_session):
+    """qa takes sync check's verdict of the skew, bound included: it never judges skew again."""
+    from hzsr.core.tables import SYNC_TABLE, SyncRow
+    from hzsr.core.verdict import skew_reasons, verdict_of
+
     caps = sorted(p.name for p in (sim_session / "captures").iterdir())
-    (sim_session / "sync").mkdir()
-    pd.DataFrame({"capture_id": caps, "skew_ref_main_us": [30.0, -400.0, 66700.0, 10.0],
-                  "verdict": ["pass", "warn", "fail", "pass"]}).to_csv(sim_session / "sync" / "sync.csv", index=False)
+    # (skew, bound): pass; may exceed the warn level; surely above max; above max only with its bound.
+    figures = [(30.0, 20.0), (-400.0, 50.0), (66700.0, 50.0), (990.0, 40.0)]
+    rows = []
+    for cid, (skew, bound) in zip(caps, figures, strict=True):
+        rs = skew_reasons(skew, bound)
+        rows.append(SyncRow(cid, skew_ref_main_us=skew, skew_bound_us=bound, flags=[r.code for r in rs],
+                            reasons=[r.message for r in rs], verdict=verdict_of(rs)))
+    SYNC_TABLE.write(sim_session / "sync" / "sync.csv", rows)
     run_check(sim_session, QAConfig(), progress=False, report=False, maps=False)
     df = pd.read_csv(sim_session / "qa" / "qa.csv").set_index("capture_id")
     assert df.loc[caps[2], "sync_skew_us"] == 66700.0
     assert "fail: sync_skew" in df.loc[caps[2], "reasons"] and df.loc[caps[2], "verdict"] == "fail"
     assert "warn: sync_skew" in df.loc[caps[1], "reasons"]
     assert "sync_skew" not in str(df.loc[caps[0], "reasons"])
+    # 990 +- 40 us may exceed 1000 us: sync warns, and so does qa (the old qa rule passed it: it
+    # ignored the bound, a second rule with other numbers).
+    assert "warn: sync_skew" in df.loc[caps[3], "reasons"]
+    assert (df["sync_verdict"] == ["pass", "warn", "fail", "warn"]).all()
 
 
 def test_quick_check_gives_a_verdict_without_writing(sim_session):
@@ -150,3 +163,28 @@ def test_cli_config_dump_is_loadable(tmp_path):
     p = tmp_path / "qa.yaml"
     p.write_text(r.stdout)
     assert QAConfig.load(p) == QAConfig()
+
+
+def test_a_discarded_capture_is_judged_by_no_stage(sim_session):
+    """The crew's discard (``r`` on the capture line) keeps the files but takes the capture out of
+    every later stage: sync.csv, qa.csv and the data set (it once showed as ``pass`` in qa.csv)."""
+    from hzsr.core.journal import Journal
+    from hzsr.core.records import CaptureRecord
+    from hzsr.dataset.sources import session_sources
+    from hzsr.sync.check import run_sync_check
+
+    caps = sorted(p.name for p in (sim_session / "captures").iterdir())
+    gone = caps[1]
+    rec = CaptureRecord.load(sim_session / "captures" / gone)
+    rec.status = "discarded"
+    rec.save(sim_session / "captures" / gone)
+    Journal(sim_session / "journal.jsonl").append("capture_discarded", capture_id=gone, reason="retake")
+    sync = run_sync_check(sim_session, plots=False)
+    qa = run_check(sim_session, QAConfig(), progress=False, report=False, maps=False)
+    assert gone not in set(pd.read_csv(sim_session / "sync" / "sync.csv")["capture_id"])
+    assert gone not in set(pd.read_csv(sim_session / "qa" / "qa.csv")["capture_id"])
+    assert sync["captures"] == qa["captures"] == len(caps) - 1
+    assert sync["not_checked"]["discarded"]["capture_ids"] == [gone] and qa["not_checked"]["discarded"] == [gone]
+    _, sources, skipped = session_sources(sim_session)
+    assert gone not in {s.meta["source_capture_id"] for s in sources}
+    assert any(gone in s and "discarded" in s for s in skipped)

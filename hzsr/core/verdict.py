@@ -1,0 +1,136 @@
+"""Verdicts: ``pass``, ``warn`` or ``fail``, with reasons, and the one rule that judges skew.
+
+Every stage speaks the same verdict (the capture line, ``sync check``, ``qa check``, the data
+set's manifest), so a curator can compare them. A verdict is the worst level among its reasons:
+a capture with no reason passes.
+
+Skew is judged once, by ``skew_reasons``: the live capture line and ``hzsr sync check`` call it
+with their skew and its error bound, and later stages read the verdict ``sync check`` wrote
+instead of judging skew again with other numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from hzsr.core.errors import SessionFormatError
+
+
+class Verdict(str, Enum):
+    """What the crew or curator should do: keep (``pass``), look (``warn``), retake or drop (``fail``)."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def rank(self) -> int:
+        """0 for pass, 1 for warn, 2 for fail: ``worst`` is the highest rank."""
+        return _RANK[self]
+
+    @classmethod
+    def parse(cls, value: object, *, file: str | Path | None = None, field: str | None = None) -> Verdict:
+        """A verdict from a table cell or JSON value.
+
+        ``ok`` is read as ``pass``: sessions checked by ``sync check`` before verdicts were unified
+        wrote it.
+
+        Raises:
+            SessionFormatError: ``value`` is not a verdict (the message names the file and field).
+        """
+        text = str(value).strip().lower() if isinstance(value, str) else None
+        if text == "ok":
+            return cls.PASS
+        try:
+            return cls(text)
+        except ValueError:
+            raise SessionFormatError(f"{value!r} is not a verdict (pass, warn or fail)", file=file,
+                                     field=field) from None
+
+
+_RANK = {Verdict.PASS: 0, Verdict.WARN: 1, Verdict.FAIL: 2}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a verdict is not ``pass``: its level, a stable code for filters, and words for people."""
+
+    level: Verdict
+    code: str  # e.g. skew_may_exceed_max, large_shift: what curators filter on
+    message: str
+
+    def text(self) -> str:
+        """``level: code: message``, the form every table and line shows."""
+        return f"{self.level}: {self.code}: {self.message}"
+
+
+def worst(verdicts: Iterable[Verdict | str | None]) -> Verdict | None:
+    """The worst of ``verdicts`` (``fail`` > ``warn`` > ``pass``); None when there is none.
+
+    ``None`` and NaN entries (a stage that did not run) are skipped; strings are parsed with
+    ``Verdict.parse``.
+    """
+    out: Verdict | None = None
+    for v in verdicts:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        v = v if isinstance(v, Verdict) else Verdict.parse(v)
+        if out is None or v.rank > out.rank:
+            out = v
+    return out
+
+
+def verdict_of(reasons: Iterable[Reason]) -> Verdict:
+    """The verdict a list of reasons gives: the worst level among them, ``pass`` without any."""
+    return worst(r.level for r in reasons) or Verdict.PASS
+
+
+@dataclass(frozen=True)
+class SkewThresholds:
+    """The skew rule's two levels; every default lives here (docs/sync.md explains them)."""
+
+    warn_skew_us: float = 250.0  # warn when |skew| may be above this (libsoftwaresync's figure); capped at max
+    max_skew_us: float = 1000.0  # fail when |skew| is surely above this (|skew| - bound > max)
+
+
+#: Reason codes of the skew rule, each with the level it gives.
+SKEW_CODES = {"skew_exceeds_max": Verdict.FAIL, "skew_may_exceed_max": Verdict.WARN, "skew_high": Verdict.WARN,
+              "bound_exceeds_threshold": Verdict.WARN}
+
+
+def skew_reasons(skew_us: float, bound_us: float, th: SkewThresholds = SkewThresholds()) -> list[Reason]:
+    """Judge the reference-minus-main skew ``s`` with its error bound ``b`` (both in us).
+
+    With ``M = max_skew_us`` and ``W = min(warn_skew_us, M)``:
+
+    - ``|s| - b > M``: ``fail`` (the skew is surely above the maximum: retake);
+    - ``|s| + b > M``: ``warn`` (it may be above the maximum);
+    - ``|s| + b > W``: ``warn`` (it may be above the warn level): a capture passes only when
+      its whole interval ``[|s| - b, |s| + b]`` is within ``W``;
+    - and, whatever the skew, ``b > M`` warns that the bound itself is too wide to judge.
+
+    Returns:
+        The reasons (empty: ``pass``); ``verdict_of`` gives the verdict.
+    """
+    a, b, m = abs(skew_us), bound_us, th.max_skew_us
+    w = min(th.warn_skew_us, m)
+    out: list[Reason] = []
+    if a - b > m:
+        out.append(Reason(Verdict.FAIL, "skew_exceeds_max",
+                          f"|skew| {a:.0f} us exceeds {m:.0f} us even after its bound"))
+    elif a + b > m:
+        out.append(Reason(Verdict.WARN, "skew_may_exceed_max", f"|skew| {a:.0f} +- {b:.0f} us may exceed {m:.0f} us"))
+    elif a + b > w:
+        out.append(Reason(Verdict.WARN, "skew_high", f"|skew| {a:.0f} +- {b:.0f} us may exceed {w:.0f} us"))
+    if b > m:
+        out.append(Reason(Verdict.WARN, "bound_exceeds_threshold",
+                          f"sync error bound {b:.0f} us is larger than the {m:.0f} us skew threshold: "
+                          "re-sync the clocks"))
+    return out
