@@ -24,7 +24,7 @@ def test_sim_does_not_import_capture():
 
 
 def test_capture_does_not_import_downstream_stages():
-    code = ("import sys, hzsr.sim.simsession, hzsr.capture.virtual.virtual_rig, hzsr.capture.cli; "
+    code = ("import sys, hzsr.sim.simsession, hzsr.vphone.virtual_rig, hzsr.capture.cli; "
             "print(sorted(m for m in sys.modules if m.startswith(('hzsr.sync', 'hzsr.qa', 'hzsr.dataset', "
             "'hzsr.baseline_model'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -97,7 +97,7 @@ def cmd_rig_up(args: argparse.Namespace) -> int:
     if args.background:
         return _up_background(args, workdir, rig_yaml)
 
-    from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
+    from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
     cfg = VirtualRigConfig(phones=args.phones, profile=args.profile, seed=args.seed, size=tuple(args.size),
                            faults=args.faults, adb_port=args.adb_port, link=args.link, scene=args.scene)

@@ -6,6 +6,6 @@ places the cameras, ``timing`` models phone clocks (drift and wander) and USB li
 ``sensor`` a camera HAL's frame stream, ``phase_align`` the phone's phase-alignment algorithm,
 ``syncboard`` the LED sync board and its rolling-shutter rendering, ``world`` is the one
 scene both virtual phones look at, and ``simsession`` writes whole session folders
-(``hzsr sim session``) without any phone. ``capture.virtual`` (the virtual phones) and later
-stages' tests build on it; it imports nothing from ``capture`` or downstream.
+(``hzsr sim session``) without any phone. ``hzsr.vphone`` (the virtual phones) and later
+stages' tests build on it; it imports nothing from ``capture``, ``vphone`` or downstream.
 """

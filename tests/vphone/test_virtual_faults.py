@@ -13,7 +13,7 @@ from adbutils import AdbError
 
 from hzsr.capture.adb_server import pid_alive as _alive
 from hzsr.capture.protocol import AGENT_FILES
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 from .test_virtual_rig import Agent, _dev, _wait_done
 

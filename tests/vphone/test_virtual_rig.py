@@ -15,7 +15,7 @@ import yaml
 from adbutils import AdbError, Network
 
 from hzsr.capture.protocol import AGENT_FILES
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 pytestmark = pytest.mark.adb
 
