@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hzsr.capture.protocol import AGENT_FILES, PROTOCOL_VERSION
+from hzsr.core.agent_protocol import AGENT_FILES, PROTOCOL_VERSION
 from hzsr.core.fileio import sha256_bytes
 from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile

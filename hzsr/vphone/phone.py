@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hzsr.capture.protocol import AGENT_SOCKET, AGENT_TCP_PORT
+from hzsr.core.agent_protocol import AGENT_SOCKET, AGENT_TCP_PORT
 from hzsr.sim.profiles import PhoneProfile
 from hzsr.sim.timing import LINK_PROFILES, LinkProfile, PhoneClock
 from hzsr.sim.world import VirtualWorld

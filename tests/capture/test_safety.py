@@ -15,9 +15,9 @@ import yaml
 
 from hzsr.capture.adb_server import find_adb_server_pid, free_port
 from hzsr.capture.link import Backoff, RigLink
-from hzsr.capture.protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun, journal_state, purge, resume
+from hzsr.core.agent_protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.core.errors import CaptureError, ConfigError
 from hzsr.core.journal import Journal
 from hzsr.core.lock import SessionBusyError, SessionLock

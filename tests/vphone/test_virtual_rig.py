@@ -14,7 +14,7 @@ import pytest
 import yaml
 from adbutils import AdbError, Network
 
-from hzsr.capture.protocol import AGENT_FILES
+from hzsr.core.agent_protocol import AGENT_FILES
 from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 pytestmark = pytest.mark.adb
