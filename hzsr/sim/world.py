@@ -66,7 +66,7 @@ class VirtualWorld:
         self._lock = threading.Lock()
         self.crew_path = self.truth_dir.parent / "crew.json"
         self._crew: tuple[float, dict] = (-1.0, {})
-        self._defect: tuple[tuple, Defect] | None = None  # (the crew action it was drawn for, the draw)
+        self._defect: tuple[tuple[str, int], Defect] | None = None  # ((defect, held scene + 1), its draw)
 
     def crew_action(self) -> dict:
         """The crew's current action (``write_crew_action``), reread when the file changes."""
@@ -83,17 +83,18 @@ class VirtualWorld:
         return self._crew[1]
 
     def crew_defect(self) -> Defect | None:
-        """The defect the crew's current action causes, with its numbers: drawn once per action
-        (from the world's seed and the action's time), so every frame it spoils, on both phones,
-        suffers the same one."""
+        """The defect the crew's current action causes, with its numbers: drawn from the world's
+        seed, the held scene and the defect, so every frame it spoils (on both phones) suffers the
+        same one, and a rerun of a script draws the same numbers."""
         action = self.crew_action()
-        name, since = action.get("defect"), action.get("since_ns")
+        name, scene = action.get("defect"), action.get("scene")
         if name not in CREW_DEFECTS:
             return None
-        key = (name, since)
+        held = scene + 1 if isinstance(scene, int) and not isinstance(scene, bool) and scene >= 0 else 0
+        key = (name, held)
         if self._defect is None or self._defect[0] != key:  # two phones may race here: both draw the same
-            seed = since if isinstance(since, int) and not isinstance(since, bool) and since >= 0 else 0
-            self._defect = (key, draw(name, np.random.default_rng([self.cfg.seed, seed]), self.cfg.size[0]))
+            rng = np.random.default_rng([self.cfg.seed, held, list(CREW_DEFECTS).index(name)])
+            self._defect = (key, draw(name, rng, self.cfg.size[0]))
         return self._defect[1]
 
     def scene_at(self, host_ns: float) -> tuple[Scene, float]:
