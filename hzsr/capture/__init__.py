@@ -1,1 +1,1 @@
-"""Rig control over ADB, and (in ``capture.virtual``) the virtual phones and scene simulator."""
+"""Rig control over ADB: the host side of a capture (the virtual phones are ``hzsr.vphone``)."""

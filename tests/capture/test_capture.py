@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from hzsr.capture.link import Backoff, RigLink
-from hzsr.capture.protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun, journal_state, purge, resume
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
+from hzsr.core.agent_protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.core.errors import CaptureError, ConfigError, RigError
 from hzsr.core.journal import Journal
 from hzsr.core.records import CaptureRecord
 from hzsr.core.validate import validate_session
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 pytestmark = pytest.mark.adb
 AGENT_FILES = PROTOCOL_AGENT_FILES.lstrip("/")  # relative to a phone's storage root

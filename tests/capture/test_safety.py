@@ -15,10 +15,9 @@ import yaml
 
 from hzsr.capture.adb_server import find_adb_server_pid, free_port
 from hzsr.capture.link import Backoff, RigLink
-from hzsr.capture.protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun, journal_state, purge, resume
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
+from hzsr.core.agent_protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.core.errors import CaptureError, ConfigError
 from hzsr.core.journal import Journal
 from hzsr.core.lock import SessionBusyError, SessionLock
@@ -26,6 +25,7 @@ from hzsr.core.process import ProcessProof
 from hzsr.core.records import SessionRecord
 from hzsr.core.validate import validate_session
 from hzsr.sync.check import run_sync_check
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 from .test_capture import _assert_nothing_lost
 

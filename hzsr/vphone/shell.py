@@ -30,9 +30,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hzsr.capture.virtual.shell_syntax import Cmd, ShellSyntaxError, end_double, end_paren, end_single, parse
-from hzsr.capture.virtual.storage import PhoneStorage, StorageError
-from hzsr.capture.virtual.toybox import SH, Command, Result, ShellExit, ToyboxCommands, ok, reads_stdin
+from hzsr.vphone.shell_syntax import Cmd, ShellSyntaxError, end_double, end_paren, end_single, parse
+from hzsr.vphone.storage import PhoneStorage, StorageError
+from hzsr.vphone.toybox import SH, Command, Result, ShellExit, ToyboxCommands, ok, reads_stdin
 
 __all__ = ["DeviceState", "ShellResult", "ShellSyntaxError", "VirtualShell"]
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hzsr.capture.virtual.storage import PhoneStorage, StorageError, canonical
+from hzsr.vphone.storage import PhoneStorage, StorageError, canonical
 
 Result = tuple[bytes, bytes, int]
 Command = Callable[[list[str], bytes], Result]

@@ -19,16 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from hzsr.capture.protocol import AGENT_FILES, PROTOCOL_VERSION
-from hzsr.capture.virtual.adb_device import StreamIO
-from hzsr.capture.virtual.storage import PhoneStorage, StorageError
-from hzsr.capture.virtual.three_a import ThreeA, ThreeAError, frame_3a_meta
+from hzsr.core.agent_protocol import AGENT_FILES, PROTOCOL_VERSION
 from hzsr.core.fileio import sha256_bytes
 from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile
 from hzsr.sim.sensor import SensorConfig, SensorStream
 from hzsr.sim.timing import LinkProfile, PhoneClock, PhoneTiming
 from hzsr.sim.world import VirtualWorld
+from hzsr.vphone.adb_device import StreamIO
+from hzsr.vphone.storage import PhoneStorage, StorageError
+from hzsr.vphone.three_a import ThreeA, ThreeAError, frame_3a_meta
 
 log = logging.getLogger(__name__)
 
