@@ -40,7 +40,8 @@ from hzsr.qa.capture_qa import analyse_capture
 from hzsr.qa.check import _write_images, run_check
 from hzsr.qa.config import QAConfig
 from hzsr.qa.register import register_pair
-from hzsr.sim.simsession import DEFECTS, SimConfig, simulate_session
+from hzsr.sim.defects import DEFECTS
+from hzsr.sim.simsession import SimConfig, simulate_session
 from hzsr.sim.truth import load_capture_truth
 
 #: The defect each capture carries -> the reason codes that count as naming it.

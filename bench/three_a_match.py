@@ -20,8 +20,8 @@ from hzsr.capture.link import RigLink
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun
 from hzsr.capture.three_a import ThreeAConfig, overlap_brightness_difference
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
 from hzsr.core.records import CaptureRecord
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 MODES = {"auto": ThreeAConfig(), "locked": ThreeAConfig(lock_3a=True),
          "locked+matched": ThreeAConfig(lock_3a=True, match_exposure=True)}

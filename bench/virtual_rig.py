@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from _timing import median_time
 
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
 from hzsr.sim.profiles import FULL_RES, VPHONE_5X
 from hzsr.sim.rig import RigGeometry, render_frame
 from hzsr.sim.scene import make_scene
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 
 def _echo_rtt_us(n: int = 300) -> float:

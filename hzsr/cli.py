@@ -172,9 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     from hzsr.dataset.cli import add_dataset_parser
     from hzsr.qa.cli import add_qa_parser
     from hzsr.sync.cli import add_sync_parser
+    from hzsr.vphone.cli import add_rig_up_parser
 
     # Workflow order: `hzsr --help` lists the stages as a crew meets them.
-    add_rig_parser(stages, _size)
+    add_rig_parser(stages, lambda verbs: add_rig_up_parser(verbs, _size))
     add_capture_parser(stages)
     _add_session_parser(stages)
     add_sync_parser(stages)

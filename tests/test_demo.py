@@ -17,6 +17,7 @@ import yaml
 
 from hzsr.capture.adb_server import pid_alive
 from hzsr.demo import Demo, DemoConfig
+from tests.signals import ctrl_c_reaches_child
 
 pytestmark = pytest.mark.adb
 
@@ -32,7 +33,8 @@ def _interrupt_after_first_capture(out: Path) -> list[int]:
     not a timer); return the rig's PIDs, which must all be gone once the demo has exited."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "hzsr.demo", "--out", str(out), "--captures", "4"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=ctrl_c_reaches_child)
     pids: list[int] = []
     deadline = time.monotonic() + 240
     try:
@@ -164,8 +166,13 @@ def test_ctrl_c_at_every_stage_boundary_exits_130_and_stops_the_rig(tmp_path, ev
     real_rig = event in ("rig doctor", "capture", "validate, sync check, qa check", "rig down", "rig down twice")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DRIVER_REAL_RIG": "1" if real_rig else "0"}
     driver = Path(__file__).with_name("demo_interrupt_driver.py")
-    r = subprocess.run([sys.executable, str(driver), event, str(out)], capture_output=True, text=True, env=env,
-                       timeout=120)
+    try:
+        r = subprocess.run([sys.executable, str(driver), event, str(out)], capture_output=True, text=True, env=env,
+                           timeout=120, preexec_fn=ctrl_c_reaches_child)
+    finally:  # whatever the verdict, leave no rig behind for the next test
+        if (out / "rig" / "rig.yaml").exists():
+            subprocess.run([sys.executable, "-m", "hzsr.cli", "rig", "down", "--rig", str(out / "rig" / "rig.yaml")],
+                           capture_output=True, timeout=60)
     assert r.returncode == 130, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
     assert "driver: SIGINT at" in r.stdout and "interrupted" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr, r.stderr[-2000:]

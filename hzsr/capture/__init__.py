@@ -1,7 +1,7 @@
-"""Rig control over ADB: the private adb server, the phones' agents, clock sync, trigger and
-verified pull into a session folder, resume and purge, ``rig doctor`` and ``rig conformance``.
+"""Rig control over ADB: the host side of a capture.
 
-``capture.virtual`` holds the virtual phones that stand in for real ones (over ``hzsr.sim``'s
-world); the host code here talks to them exactly as it would to phones. See
-``docs/crew-guide.md``.
+The private adb server, the link to each phone's agent, clock sync, the synchronized trigger and
+verified pull into a session folder, resume and purge, ``rig doctor`` and ``rig conformance``.
+The virtual phones that stand in for real ones are ``hzsr.vphone``; the host code here reaches
+them only over ADB, exactly as it reaches phones. See ``docs/crew-guide.md``.
 """

@@ -1,4 +1,10 @@
-"""``hzsr rig up|down``: start and stop the virtual rig (adb server + virtual phones)."""
+"""``hzsr rig`` and ``hzsr capture``: the host's verbs over ``rig.yaml``.
+
+``rig down`` stops, by proven PID, what ``rig up --virtual`` started; ``rig doctor``, ``clock`` and
+``conformance`` check a rig; ``capture run|resume|purge`` make a session. ``rig up --virtual``
+itself starts virtual phones, so it lives with them (``hzsr.vphone.cli``): the host side never
+imports the virtual phones.
+"""
 
 from __future__ import annotations
 
@@ -7,43 +13,22 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+from hzsr.capture.rigfile import DEFAULT_DIR, rig_owner
 from hzsr.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, CaptureError, ConfigError, RigError
-
-DEFAULT_DIR = ".hzsr-rig"
-
 
 RIG_HELP = "rig.yaml (default: %(default)s, which hzsr rig up --virtual writes)"
 
 
-def add_rig_parser(stages, size_type) -> None:
+def add_rig_parser(stages, add_up: Callable[[argparse._SubParsersAction], None]) -> None:
     rig = stages.add_parser("rig", help="the rig: start/stop the virtual rig, check it, watch its clocks")
     verbs = rig.add_subparsers(dest="verb", required=True, metavar="VERB")
-    up = verbs.add_parser("up", help="start an adb server and virtual phones; write rig.yaml")
-    up.add_argument("--virtual", action="store_true", help="virtual phones (the only kind rig up starts)")
-    up.add_argument("--phones", type=int, default=2, help="number of virtual phones: main, reference, then spares")
-    up.add_argument("--profile", default="vphone-5x", help="phone optics profile (hzsr.sim.profiles)")
-    up.add_argument("--faults", default="", help="injected faults, name[=value][@main|@reference], comma-separated, "
-                    "e.g. drop_after_bytes=200000@reference,stall@main (default: none)")
-    up.add_argument("--out", default=DEFAULT_DIR, help="rig folder to create: rig.yaml, phone storage, truth, log")
-    up.add_argument("--size", type=size_type, default=(640, 480), metavar="WxH",
-                    help="every camera's image size (default: 640x480)")
-    up.add_argument("--seed", type=int, default=0, help="seed of the world, clocks and faults")
-    up.add_argument("--link", default="loopback",
-                    help="link profile of both phones (loopback, usb2, usb2-hub, usb3), or per phone: "
-                         "main=usb2-hub,reference=usb3 (default: %(default)s)")
-    up.add_argument("--scene", default="", help="show only this scene kind, e.g. sync-board "
-                    "(default: cycle through every kind)")
-    up.add_argument("--adb-port", type=int, default=None, help="the private adb server's port "
-                    "(default: a free port; never 5037)")
-    up.add_argument("--background", action="store_true", help="detach; return once the rig is up")
-    up.add_argument("--json", action="store_true", help="print the rig (rig.yaml, pid, port, phones) as JSON")
-    up.set_defaults(func=cmd_rig_up)
+    add_up(verbs)  # `rig up --virtual` starts virtual phones: hzsr.vphone.cli, wired in by hzsr.cli
     down = verbs.add_parser("down", help="stop what rig up started, by PID")
     down.add_argument("--rig", default=f"{DEFAULT_DIR}/rig.yaml", help=RIG_HELP)
     down.add_argument("--json", action="store_true", help="print what was stopped as JSON")
@@ -58,111 +43,6 @@ def _finite(name: str, value: float, low: float, low_ok: bool = True) -> float:
     return value
 
 
-def _rig_owner(rig_yaml: Path):
-    """The recorded proof of the process that wrote ``rig_yaml`` (None if the file has none)."""
-    from hzsr.capture.rigfile import load_rig
-
-    rig = load_rig(rig_yaml)
-    if rig.virtual is None:
-        return rig, None
-    own = rig.virtual.processes.get("rig")
-    return rig, (own.proof() if own is not None else None)
-
-
-def cmd_rig_up(args: argparse.Namespace) -> int:
-    if not args.virtual:
-        raise ConfigError("only virtual rigs are started by rig up; real phones need only rig.yaml "
-                          "(docs/crew-guide.md)", field="--virtual")
-    from hzsr.sim.scene import SCENE_KINDS
-    from hzsr.sim.timing import parse_link_spec
-
-    parse_link_spec(args.link)
-    if args.scene and args.scene not in (*SCENE_KINDS, "sync-board"):
-        raise ConfigError(f"unknown scene kind {args.scene!r}; known: {', '.join(SCENE_KINDS)}, sync-board",
-                          field="--scene")
-    workdir = Path(args.out).resolve()
-    rig_yaml = workdir / "rig.yaml"
-    if args.adb_port is not None and not (1024 <= args.adb_port <= 65535 and args.adb_port != 5037):
-        raise ConfigError("must be a free TCP port in 1024..65535 other than 5037", field="--adb-port")
-    if args.seed < 0:
-        raise ConfigError("must be >= 0", field="--seed")
-    if rig_yaml.is_file():
-        try:
-            _, proof = _rig_owner(rig_yaml)
-        except ConfigError:
-            proof = None  # an unreadable rig.yaml is replaced; it proves nothing is running
-        if proof is not None and proof.matches():
-            raise RigError(f"a rig is already running (pid {proof.pid}); run hzsr rig down first", file=rig_yaml)
-        rig_yaml.unlink()
-    if args.background:
-        return _up_background(args, workdir, rig_yaml)
-
-    from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
-
-    cfg = VirtualRigConfig(phones=args.phones, profile=args.profile, seed=args.seed, size=tuple(args.size),
-                           faults=args.faults, adb_port=args.adb_port, link=args.link, scene=args.scene)
-    rig = VirtualRig(workdir, cfg)
-    stop = {"now": False}
-
-    def on_signal(signum, frame):
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    rig.start()
-    try:
-        assert rig.adb is not None
-        _say_up(args, rig_yaml, os.getpid(), rig.adb.port, [(p.address, p.role) for p in rig.phones])
-        print(f"virtual rig up. Use it with:\n  {rig.adb.adb} -P {rig.adb.port} devices\n"
-              f"  export ANDROID_ADB_SERVER_PORT={rig.adb.port}\n  hzsr rig down --rig {rig_yaml}",
-              file=sys.stderr, flush=True)
-        while not stop["now"]:
-            time.sleep(0.2)
-    finally:
-        rig.stop()
-        rig_yaml.unlink(missing_ok=True)
-    return EXIT_OK
-
-
-def _say_up(args: argparse.Namespace, rig_yaml: Path, pid: int, port: int, phones: list[tuple[str, str]]) -> None:
-    if args.json:
-        print(json.dumps({"rig_yaml": str(rig_yaml), "pid": pid, "adb_port": port,
-                          "phones": [{"serial": s, "role": r} for s, r in phones]}), flush=True)
-    else:
-        print(f"virtual rig up: {len(phones)} phones ({', '.join(f'{r} {s}' for s, r in phones)}), adb server on "
-              f"port {port}, rig pid {pid}; stop it with: hzsr rig down --rig {rig_yaml}", flush=True)
-        print(f"wrote {rig_yaml}", flush=True)
-
-
-def _up_background(args: argparse.Namespace, workdir: Path, rig_yaml: Path) -> int:
-    workdir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "hzsr.cli", "rig", "up", "--virtual", "--json", "--phones", str(args.phones),
-            "--profile", args.profile, "--faults", args.faults, "--out", str(workdir),
-            "--size", f"{args.size[0]}x{args.size[1]}", "--seed", str(args.seed), "--link", args.link,
-            "--scene", args.scene]
-    if args.adb_port:
-        argv += ["--adb-port", str(args.adb_port)]
-    log = open(workdir / "rig.log", "ab")
-    proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-    t0 = time.time()
-    while time.time() - t0 < 60:
-        if proc.poll() is not None:
-            tail = (workdir / "rig.log").read_text(errors="replace").strip().splitlines()[-1:]
-            raise RigError(f"rig exited with {proc.returncode}: {' '.join(tail)}", file=workdir / "rig.log")
-        if rig_yaml.exists():
-            from hzsr.capture.rigfile import load_rig
-
-            rig = load_rig(rig_yaml)
-            if rig.virtual is not None and rig.virtual.pid == proc.pid:
-                _say_up(args, rig_yaml, proc.pid, rig.adb.port, [(p.serial, p.role) for p in rig.phones])
-                if not args.json:
-                    print(f"wrote {workdir / 'rig.log'}")
-                return EXIT_OK
-        time.sleep(0.1)
-    proc.terminate()
-    raise RigError("rig did not come up within 60 s", file=workdir / "rig.log")
-
-
 def cmd_rig_down(args: argparse.Namespace) -> int:
     """Stop what ``rig up`` started, and only that: each PID is checked against its recorded proof.
 
@@ -175,7 +55,7 @@ def cmd_rig_down(args: argparse.Namespace) -> int:
     from hzsr.capture.adb_server import AdbServer, bundled_adb, find_adb_server_pid, use_private_port
 
     path = Path(args.rig)
-    rig, proof = _rig_owner(path)
+    rig, proof = rig_owner(path)
     if rig.virtual is None:
         raise RigError("not written by hzsr rig up --virtual (no virtual section); nothing of ours to stop",
                        file=path, field="virtual")

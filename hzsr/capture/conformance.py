@@ -24,14 +24,21 @@ import numpy as np
 from adbutils import Network
 
 from hzsr.capture.link import LINK_ERRORS, AgentClient, RigLink
-from hzsr.capture.protocol import AGENT_FILES, AGENT_SOCKET, FRAME_3A_FIELDS, SUPPORTED_VERSIONS
+from hzsr.core.agent_protocol import (
+    AGENT_FILES,
+    AGENT_SOCKET,
+    CAMERA_FIELDS,
+    CAPTURE_ACK_FIELDS,
+    ERROR_CODES,
+    FRAME_3A_FIELDS,
+    FRAME_FIELDS,
+    HELLO_FIELDS,
+    STATUS_FIELDS,
+    SUPPORTED_VERSIONS,
+    SYNC_TYPES,
+    TIMESTAMP_SOURCES,
+)
 from hzsr.core.errors import AgentError, RigError
-
-ERROR_CODES = {"bad_json", "bad_request", "unknown_cmd", "target_in_past", "exists", "storage_full", "busy",
-               "not_found", "io_error", "pending", "internal"}
-FRAME_FIELDS = ("file", "camera_id", "physical_id", "role", "sensor_timestamp_ns", "timestamp_source",
-                "frame_number", "exposure_time_ns", "iso", "focus_distance_diopters", "focus_calibration",
-                "af_state", "af_roi", "intrinsics", "width", "height", "sha256", "size_bytes")
 
 
 class RuleFailed(Exception):
@@ -263,19 +270,17 @@ class Suite:
     def rule_hello_fields(self) -> str:
         h = self.req("hello")
         self.hello = h
-        for k in ("protocol_version", "agent_version", "model", "build", "serial", "sync_type", "frame_period_ns",
-                  "cameras"):
+        for k in HELLO_FIELDS:
             expect(k in h, f"hello lacks {k!r}")
         expect(h["protocol_version"] in SUPPORTED_VERSIONS, f"protocol_version {h['protocol_version']} "
                f"not one of {SUPPORTED_VERSIONS}")
-        expect(h["sync_type"] in ("APPROXIMATE", "CALIBRATED"), f"sync_type {h['sync_type']!r}")
+        expect(h["sync_type"] in SYNC_TYPES, f"sync_type {h['sync_type']!r}")
         roles = sorted(c.get("role") for c in h["cameras"])
         expect({"W", "T"} <= set(roles), f"cameras roles {roles}")
         for c in h["cameras"]:
-            for k in ("camera_id", "physical_id", "focal_length_mm", "f_number", "pixel_size_um", "width",
-                      "height", "intrinsics", "timestamp_source"):
+            for k in CAMERA_FIELDS:
                 expect(k in c, f"camera {c.get('role')} lacks {k!r}")
-            expect(c["timestamp_source"] in ("REALTIME", "UNKNOWN"), f"timestamp_source {c['timestamp_source']!r}")
+            expect(c["timestamp_source"] in TIMESTAMP_SOURCES, f"timestamp_source {c['timestamp_source']!r}")
             expect(set(c["intrinsics"]) >= {"fx", "fy", "cx", "cy"}, "intrinsics needs fx, fy, cx, cy")
         return f"protocol {h['protocol_version']}, agent {h['agent_version']}"
 
@@ -307,7 +312,7 @@ class Suite:
 
     def rule_status_fields(self) -> str:
         a = self.req("status")
-        for k in ("boottime_ns", "frame_period_ns", "phase_ns", "pending", "storage_free_bytes"):
+        for k in STATUS_FIELDS:
             expect(k in a, f"status lacks {k!r}")
         expect(0 <= a["phase_ns"] < a["frame_period_ns"], f"phase_ns {a['phase_ns']} outside [0, frame_period)")
         b = self.req("status")
@@ -318,7 +323,7 @@ class Suite:
     def rule_capture_ack(self) -> str:
         cid, c = self.capture()
         ack = c["ack"]
-        for k in ("capture_id", "frame_timestamp_ns", "frame_number", "dir"):
+        for k in CAPTURE_ACK_FIELDS:
             expect(k in ack, f"capture reply lacks {k!r}")
         expect(ack["frame_timestamp_ns"] >= c["target"], "frame_timestamp_ns is before target_ns")
         expect(ack["dir"].rstrip("/") == f"{AGENT_FILES}/{self.session}/{cid}", f"dir {ack['dir']!r}")

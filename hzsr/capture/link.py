@@ -20,8 +20,8 @@ import adbutils
 from adbutils import AdbError, Network
 
 from hzsr.capture.adb_server import AdbServer, bundled_adb, find_adb_server_pid, use_private_port
-from hzsr.capture.protocol import AGENT_SOCKET
 from hzsr.capture.rigfile import RigFile
+from hzsr.core.agent_protocol import AGENT_SOCKET
 from hzsr.core.errors import AgentError, RigError
 
 T = TypeVar("T")

@@ -20,6 +20,9 @@ from hzsr.core.process import ProcessProof, valid_pid
 from hzsr.core.records import ClockCalibration
 from hzsr.core.schema import Problem
 
+#: The folder ``hzsr rig up --virtual`` writes, and where every rig verb looks for ``rig.yaml``.
+DEFAULT_DIR = ".hzsr-rig"
+
 
 @dataclass
 class AdbEndpoint:
@@ -113,3 +116,12 @@ class RigFile:
 def load_rig(path: str | Path) -> RigFile:
     """Load and check ``rig.yaml``; a bad one is a one-line ``ConfigError`` naming the field."""
     return load_config(RigFile, path)
+
+
+def rig_owner(rig_yaml: str | Path) -> tuple[RigFile, ProcessProof | None]:
+    """``rig.yaml`` and the recorded proof of the process that wrote it (None if it has none)."""
+    rig = load_rig(rig_yaml)
+    if rig.virtual is None:
+        return rig, None
+    own = rig.virtual.processes.get("rig")
+    return rig, (own.proof() if own is not None else None)

@@ -34,10 +34,10 @@ from hzsr.capture.clocksync import (
     sync_round,
 )
 from hzsr.capture.link import LINK_ERRORS, RigLink
-from hzsr.capture.protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS
 from hzsr.capture.three_a import ThreeAConfig, apply_3a
 from hzsr.capture.transfer import phone_sha256, pull_verified
 from hzsr.core import records as R
+from hzsr.core.agent_protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS
 from hzsr.core.clock import fit_drift
 from hzsr.core.errors import AgentError, CaptureError, CaptureLost, RigError, SessionFormatError, TransferError
 from hzsr.core.fileio import atomic_write_json, fsync_dir

@@ -22,8 +22,8 @@ frame, whatever the phone's clock reads (a capture asked for right after the cam
 clock stepped backwards). ``frame_at`` says so with ``-1``; ``reported`` refuses a frame that never
 existed; ``first_at_or_after`` never answers one.
 
-Nothing here knows about alignment: ``hzsr.capture.virtual.phase_align`` is the app-side
-algorithm that steers this stream.
+Nothing here knows about alignment: ``hzsr.sim.phase_align`` is the app-side algorithm that
+steers this stream.
 """
 
 from __future__ import annotations

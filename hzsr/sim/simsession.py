@@ -10,7 +10,6 @@ conversion, its camera HAL stream (``sensor``) steered by the phase-alignment al
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,19 +23,11 @@ from hzsr.core.fileio import atomic_write_bytes, sha256_bytes
 from hzsr.core.geometry import CropRect, tele_crop_rect
 from hzsr.core.journal import Journal
 from hzsr.core.schema import to_plain
+from hzsr.sim.defects import DEFECTS, draw, render_spoiled
 from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile, get_profile
-from hzsr.sim.render import (
-    ONE,
-    defocus_sigma_px,
-    expose,
-    motion_blur,
-    render_linear16,
-    rotation_xyz,
-    true_flow,
-    visible_layer_map,
-)
-from hzsr.sim.rig import CAMERAS, SLOTS, FrameExposure, RigGeometry, af_roi, auto_exposure, render_frame
+from hzsr.sim.render import defocus_sigma_px, true_flow, visible_layer_map
+from hzsr.sim.rig import SLOTS, FrameExposure, RigGeometry, af_roi
 from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
 from hzsr.sim.sensor import SensorConfig, SensorStream
 from hzsr.sim.timing import SIM_LOOPBACK, PhoneClock, parse_link_spec, sntp_exchanges
@@ -53,15 +44,6 @@ class SimFaults:
     clock_jump_ms: float = 40.0
     late_frame_at: list[int] = field(default_factory=list)  # captures whose ref_T is one period late
     unknown_timestamp_source: bool = False  # reference phone reports SENSOR timestamps as UNKNOWN
-
-
-#: Capture defects ``hzsr qa check`` must catch (``SimConfig.defects``):
-#: - refocus: the reference phone focused on another plane than the main phone's subject;
-#: - moving_skew: a scene with movers, and the reference frame 3-5 frame periods late;
-#: - motion_blur: the rig shook during main T's exposure (a line blur of 1-2 % of the width);
-#: - rig_bump: the reference phone knocked, turned by 30-50 % of T's field of view;
-#: - overexposure: the main phone's auto-exposure fooled, 2-3 stops too much on W and T.
-DEFECTS = ("refocus", "moving_skew", "motion_blur", "rig_bump", "overexposure")
 
 
 @dataclass
@@ -90,7 +72,7 @@ class SimConfig:
     quality: int = 92
     images: bool = True  # False: timing-only session (records, no image files) for sync tests
     faults: SimFaults = field(default_factory=SimFaults)
-    defects: dict[int, str] = field(default_factory=dict)  # capture index -> one of DEFECTS; truth only
+    defects: dict[int, str] = field(default_factory=dict)  # capture index -> one of sim.defects.DEFECTS; truth only
 
 
 def _device_info(profile: PhoneProfile, serial: str, role: str, size: tuple[int, int],
@@ -108,28 +90,6 @@ def _device_info(profile: PhoneProfile, serial: str, role: str, size: tuple[int,
         ))
     return R.DeviceInfo(serial=serial, role=role, model=profile.model, build=profile.build_fingerprint,
                         agent_version="sim", sync_type=profile.sync_type, cameras=cams)
-
-
-def render_defective(rig: RigGeometry, scene: Scene, slot: str, t_s: float, focus_diopters: float,
-                     rng: np.random.Generator, blur: tuple[float, float] | None = None, over_stops: float = 0.0,
-                     quality: int = 92):
-    """``rig.render_frame`` with a defect: the camera shaking during the exposure (a line blur of
-    ``blur = (length_px, angle_rad)`` in linear light, before noise), or auto-exposure fooled into
-    ``over_stops`` too much exposure (AE metered as usual, then the gain pushed)."""
-    import cv2
-
-    role, cam_role = CAMERAS[slot]
-    cam = rig.camera(slot)
-    lin = render_linear16(scene, rig.pose(slot), cam, t_s, focus_diopters)
-    if blur is not None:
-        lin = motion_blur(lin, *blur)
-    h, w = lin.shape[:2]
-    radiance_mean = float(lin[h // 4 : 3 * h // 4 : 4, w // 4 : 3 * w // 4 : 4].mean()) / ONE * scene.illuminance
-    exp = auto_exposure(radiance_mean, cam_role, rig.exposure_bias[role])
-    gain = exp.gain * scene.illuminance * 2**over_stops
-    rgb = expose(lin, exposure_gain=gain, wb=rig.wb[role], iso=exp.iso, cam=cam, rng=rng)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return buf.tobytes(), exp, rgb
 
 
 def crop_rect(rig: RigGeometry) -> CropRect:
@@ -213,17 +173,12 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
             raise ValueError(f"defects[{k}]: unknown defect {defect!r}; known: {', '.join(DEFECTS)}")
         # Defects draw from their own generator, so injecting one leaves every other capture as is.
         drng = np.random.default_rng([cfg.seed, k, 1])
-        cap_scene, cap_rig, defect_truth = scene, rig, {}
+        cap_scene, spoil = scene, None
         if defect == "moving_skew":
             cap_scene = make_scene("moving", 10000 + k, drng, fx_t)
-        elif defect == "rig_bump":
-            frac = drng.uniform(0.3, 0.5) * drng.choice([-1, 1])
-            yaw = np.arctan(frac * cfg.size[0] / rig.pose("ref_T").K[0, 0])
-            rot = rig.rotations["ref_T"] @ rotation_xyz(drng.normal(0, 0.002), yaw, 0.0)
-            cap_rig = dataclasses.replace(rig, rotations={**rig.rotations, "ref_T": rot})
-            defect_truth = {"bump_frac_of_width": float(frac)}
-        elif defect == "overexposure":
-            defect_truth = {"stops": float(drng.uniform(2.0, 3.0))}
+        if defect is not None:
+            spoil = draw(defect, drng, cfg.size[0])
+        cap_rig = spoil.rig(rig) if spoil is not None else rig
         trigger_host = host_now + int(cfg.lead_ms * 1e6)
         if cfg.phase_align:  # on the host's frame grid, so every capture asks for the same phase
             trigger_host = int(np.ceil(trigger_host / period) * period)
@@ -240,10 +195,8 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
             frame_k[r] = aligners[r].capture_frame(target)
         if k in cfg.faults.late_frame_at:
             frame_k["reference"] += 1
-        if defect == "moving_skew":
-            n_late = int(drng.integers(3, 6))
-            frame_k["reference"] += n_late
-            defect_truth = {"frames_late": n_late}
+        if spoil is not None:
+            frame_k["reference"] += spoil.frames_late  # moving_skew
         frame_phone = {r: streams[r].reported(frame_k[r]) for r in DEVICE_ROLES}
         true_host = {r: clocks[r].host_ns(streams[r].start(frame_k[r])) for r in DEVICE_ROLES}
         wt = rng.uniform(-cfg.wt_offset_ms, cfg.wt_offset_ms) * 1e6
@@ -251,16 +204,8 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                     "ref_T": true_host["reference"]}
         focus_true = {r: 1 / cap_scene.layer(cap_scene.subject).depth_m * (1 + rng.normal(0, 0.02))
                       for r in DEVICE_ROLES}
-        if defect == "refocus":
-            # The plane furthest from the subject in diopters: the background or a near object.
-            subj = 1 / cap_scene.layer(cap_scene.subject).depth_m
-            other = max(cap_scene.layers, key=lambda lay: abs(1 / lay.depth_m - subj))
-            focus_true["reference"] = 1 / other.depth_m
-            defect_truth = {"focused_layer": other.name}
-        blur = None
-        if defect == "motion_blur":
-            blur = (float(drng.uniform(0.012, 0.02) * cfg.size[0]), float(drng.uniform(0, np.pi)))
-            defect_truth = {"blur_px": blur[0], "angle_rad": blur[1]}
+        if spoil is not None:  # refocus: the reference phone focuses elsewhere
+            focus_true["reference"] = spoil.focus_diopters(cap_scene, "ref_T", focus_true["reference"])
 
         cid = f"c{k:05d}"
         cdir = out / "captures" / cid
@@ -274,13 +219,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                                              cfg.quality)
                 atomic_write_bytes(cdir / f"{slot}.jpg", jpg)
             elif cfg.images:
-                if (blur is not None and slot == "main_T") or (defect == "overexposure" and role == "main"):
-                    jpg, exp, _ = render_defective(
-                        cap_rig, cap_scene, slot, t_s, focus_true[role], rng, blur if slot == "main_T" else None,
-                        defect_truth.get("stops", 0.0), quality=cfg.quality)
-                else:
-                    jpg, exp, _ = render_frame(cap_rig, cap_scene, slot, t_s, focus_true[role], rng,
-                                               quality=cfg.quality)
+                jpg, exp = render_spoiled(spoil, cap_rig, cap_scene, slot, t_s, focus_true[role], rng, cfg.quality)
                 atomic_write_bytes(cdir / f"{slot}.jpg", jpg)
             else:
                 # Timing-only: no pixels, so no file; the record still names one (validate flags it).
@@ -310,7 +249,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
 
         cap_truth = {
             "capture_id": cid, "scene_id": cap_scene.scene_id, "trigger_host_ns": trigger_host,
-            "defect": defect, "defect_params": defect_truth,
+            "defect": defect, "defect_params": spoil.truth(cap_scene) if spoil is not None else {},
             "instants_host_ns": {s: int(v) for s, v in instants.items()},
             "skew_ref_minus_main_ns": int(instants["ref_T"] - instants["main_W"]),
             "wt_offset_ns": int(wt),

@@ -8,15 +8,15 @@ Ground truth goes to ``truth_dir/<serial>.jsonl``, outside every phone's storage
 
 A script can also play the crew (``write_crew_action``): move the rig to a given scene and hold
 it there, or spoil the next shots the way crews do (the second phone focused elsewhere, a bump of
-the rig, a shaky hand, a fooled auto-exposure). The action is a small JSON file beside the rig
-that the world rereads when it changes; the phones and the host know nothing of it, so every
-stage downstream must find the bad shots from the images and metadata alone. What was done is
-recorded in the truth folder.
+the rig, a shaky hand, a fooled auto-exposure: ``hzsr.sim.defects``, the same defects with the
+same numbers as ``hzsr sim session``). The action is a small JSON file beside the rig that the
+world rereads when it changes; the phones and the host know nothing of it, so every stage
+downstream must find the bad shots from the images and metadata alone. What was done, with the
+defect's drawn numbers, is recorded in the truth folder.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
@@ -26,18 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hzsr.sim.defects import CREW_DEFECTS, Defect, draw, render_spoiled
 from hzsr.sim.profiles import PhoneProfile
-from hzsr.sim.render import rotation_xyz
 from hzsr.sim.rig import ExposureControls, FrameExposure, RigGeometry, af_roi, meter, render_frame, slot_of
 from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
-
-#: The bad shots a crew action can cause, and the frames each one spoils.
-CREW_DEFECTS = {
-    "refocus": "the reference phone focuses on another plane than the main phone",
-    "rig_bump": "the reference phone is knocked sideways: its T barely overlaps the main T",
-    "motion_blur": "the main phone shakes during its T exposure",
-    "overexposure": "the main phone's auto-exposure is fooled 2.5 stops too bright",
-}
 
 
 def write_crew_action(rig_dir: str | Path, scene: int | None = None, defect: str | None = None) -> Path:
@@ -74,6 +66,7 @@ class VirtualWorld:
         self._lock = threading.Lock()
         self.crew_path = self.truth_dir.parent / "crew.json"
         self._crew: tuple[float, dict] = (-1.0, {})
+        self._defect: tuple[tuple[str, int], Defect] | None = None  # ((defect, held scene + 1), its draw)
 
     def crew_action(self) -> dict:
         """The crew's current action (``write_crew_action``), reread when the file changes."""
@@ -88,6 +81,21 @@ class VirtualWorld:
                 doc = {}
             self._crew = (mtime, doc if isinstance(doc, dict) else {})
         return self._crew[1]
+
+    def crew_defect(self) -> Defect | None:
+        """The defect the crew's current action causes, with its numbers: drawn from the world's
+        seed, the held scene and the defect, so every frame it spoils (on both phones) suffers the
+        same one, and a rerun of a script draws the same numbers."""
+        action = self.crew_action()
+        name, scene = action.get("defect"), action.get("scene")
+        if name not in CREW_DEFECTS:
+            return None
+        held = scene + 1 if isinstance(scene, int) and not isinstance(scene, bool) and scene >= 0 else 0
+        key = (name, held)
+        if self._defect is None or self._defect[0] != key:  # two phones may race here: both draw the same
+            rng = np.random.default_rng([self.cfg.seed, held, list(CREW_DEFECTS).index(name)])
+            self._defect = (key, draw(name, rng, self.cfg.size[0]))
+        return self._defect[1]
 
     def scene_at(self, host_ns: float) -> tuple[Scene, float]:
         """The scene at ``host_ns`` and its scene time in seconds (0 mid-way through it)."""
@@ -120,37 +128,16 @@ class VirtualWorld:
             jpg, exp = render_board_slot(self.rig, scene, slot, host_ns, rng, SensorConfig().readout_ns, quality)
             return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
         focus = focus_diopters if focus_diopters is not None else 1 / scene.layer(scene.subject).depth_m
-        defect = self.crew_action().get("defect")
-        if defect in CREW_DEFECTS:
-            return self._render_defective(defect, scene, slot, t, focus, rng, quality, controls)
-        jpg, exp, _ = render_frame(self.rig, scene, slot, t, focus, rng, quality=quality, controls=controls)
-        return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
-
-    def _render_defective(self, defect: str, scene: Scene, slot: str, t: float, focus: float,
-                          rng: np.random.Generator, quality: int, controls: ExposureControls | None):
-        """``render`` spoiled by a crew ``defect``; frames the defect does not touch render as usual."""
-        from hzsr.sim.simsession import render_defective
-
-        rig = self.rig
-        if defect == "refocus" and slot == "ref_T":
-            others = [lay for lay in scene.layers if lay.name != scene.subject]
-            if others:  # the plane farthest in depth from the subject: the worst place to focus
-                subj = scene.layer(scene.subject).depth_m
-                focus = 1 / max(others, key=lambda lay: abs(1 / lay.depth_m - 1 / subj)).depth_m
-        elif defect == "rig_bump" and slot == "ref_T":
-            yaw = np.arctan(0.4 * rig.size[0] / rig.pose("ref_T").K[0, 0])
-            rig = dataclasses.replace(rig, rotations={**rig.rotations,
-                                                      "ref_T": rig.rotations["ref_T"] @ rotation_xyz(0.0, yaw, 0.0)})
-        elif (defect == "motion_blur" and slot == "main_T") or (defect == "overexposure" and slot.startswith("main")):
-            blur = (float(rng.uniform(12, 18)) * rig.size[0] / 640, float(rng.uniform(0, np.pi))) \
-                if defect == "motion_blur" else None
-            jpg, exp, _ = render_defective(rig, scene, slot, t, focus, rng, blur,
-                                           2.5 if defect == "overexposure" else 0.0, quality=quality)
-            self.record_truth("crew_defects", {"slot": slot, "defect": defect, "scene": scene.scene_id})
-            return jpg, exp, scene, af_roi(rig, slot, scene, t), t
-        jpg, exp, _ = render_frame(rig, scene, slot, t, focus, rng, quality=quality, controls=controls)
-        if slot == "ref_T" and defect in ("refocus", "rig_bump"):
-            self.record_truth("crew_defects", {"slot": slot, "defect": defect, "scene": scene.scene_id})
+        defect = self.crew_defect()
+        if defect is None:
+            jpg, exp, _ = render_frame(self.rig, scene, slot, t, focus, rng, quality=quality, controls=controls)
+            return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
+        rig = defect.rig(self.rig)
+        jpg, exp = render_spoiled(defect, rig, scene, slot, t, defect.focus_diopters(scene, slot, focus), rng,
+                                  quality, controls)
+        if defect.spoils(slot):
+            self.record_truth("crew_defects", {"slot": slot, "defect": defect.name, "scene": scene.scene_id,
+                                               "params": defect.truth(scene)})
         return jpg, exp, scene, af_roi(rig, slot, scene, t), t
 
     def meter(self, role: str, cam_role: str, host_ns: float, rng: np.random.Generator | None = None

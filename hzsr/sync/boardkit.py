@@ -2,7 +2,7 @@
 
 Writes into ``--out``:
 
-- ``board.yaml``: the spec the decoder reads (:class:`hzsr.sim.syncboard.BoardSpec`);
+- ``board.yaml``: the spec the decoder reads (:class:`hzsr.sync.board.BoardSpec`);
 - ``face.png``: the printable face at 1:1 scale (300 dpi; print without scaling and check the
   marker's side with a ruler): white face, the four ArUco markers, the black LED panel and strip
   with each LED's window outlined;
@@ -22,16 +22,17 @@ import yaml
 
 from hzsr.core.fileio import atomic_write_bytes
 from hzsr.core.schema import to_plain
-from hzsr.sim.syncboard import BoardSpec, _face_texture, spec_key
+from hzsr.sync.board import BoardSpec, face_texture
 
 DPI = 300
 
 
 def write_board_kit(out: str | Path, spec: BoardSpec | None = None) -> dict[str, str]:
+    """Write ``board.yaml``, ``face.png`` and ``leds.csv`` into ``out``; returns their paths by name."""
     spec = spec or BoardSpec()
     out = Path(out)
     mm_per_px = 25.4 / DPI
-    face = _face_texture(spec_key(spec), mm_per_px).copy()
+    face = face_texture(spec, mm_per_px).copy()
     px = 1000 / mm_per_px
     half = spec.led_size_m / 2
     for (x, y) in np.r_[spec.led_centres(), spec.gray_centres()]:

@@ -138,7 +138,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _cmd_board(args: argparse.Namespace) -> int:
     from hzsr.core.config import load_config
-    from hzsr.sim.syncboard import BoardSpec
+    from hzsr.sync.board import BoardSpec
     from hzsr.sync.boardkit import write_board_kit
 
     spec = load_config(BoardSpec, args.board) if args.board else BoardSpec()

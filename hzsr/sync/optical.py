@@ -1,6 +1,6 @@
 """``hzsr sync optical``: the rig's true skew, measured by photographing the sync board.
 
-For each frame (``docs/sync-board.md`` describes the board, :class:`hzsr.sim.syncboard.BoardSpec`
+For each frame (``docs/sync-board.md`` describes the board, :class:`hzsr.sync.board.BoardSpec`
 its YAML):
 
 1. **find** the board: the four ArUco markers (``cv2.aruco``) give the board-to-image homography
@@ -37,7 +37,7 @@ from hzsr.core.config import load_config
 from hzsr.core.errors import BoardNotFound
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 from hzsr.core.records import SessionRecord
-from hzsr.sim.syncboard import BoardSpec, gray_to_int, lit_overlap_us
+from hzsr.sync.board import BoardSpec, gray_to_int, lit_overlap_us
 
 
 @dataclass

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 
 from hzsr.capture.link import Backoff, RigLink
-from hzsr.capture.protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun, journal_state, purge, resume
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
+from hzsr.core.agent_protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.core.errors import CaptureError, ConfigError, RigError
 from hzsr.core.journal import Journal
 from hzsr.core.records import CaptureRecord
 from hzsr.core.validate import validate_session
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
+from tests.signals import ctrl_c_reaches_child
 
 pytestmark = pytest.mark.adb
 AGENT_FILES = PROTOCOL_AGENT_FILES.lstrip("/")  # relative to a phone's storage root
@@ -190,7 +191,10 @@ def test_clock_jump_detected_and_resynced(tmp_path, rig):
     res = run.capture("s", [])
     assert res.status == "complete"
     true = _true_skews_us(rig)[res.capture_id]
-    assert abs(true) < 250 and abs(res.skew_us - true) <= res.bound_us  # re-synced before the trigger
+    # Re-synced before the trigger: the 40 ms step is gone from the true skew (what is left is the
+    # quick sync's error, which load can make a few hundred us: judged by its bound, not here),
+    # and the skew reported is within its bound of the truth.
+    assert abs(true) < 5_000 and abs(res.skew_us - true) <= res.bound_us, (true, res.skew_us, res.bound_us)
     assert any(e["event"] == "clock_jump" for e in run.journal)
     import re
 
@@ -241,7 +245,7 @@ def test_killed_capture_process_resumes(tmp_path, bg_rig, sig):
     sess = tmp_path / "sk"
     proc = subprocess.Popen([sys.executable, "-m", "hzsr.cli", "capture", "run", str(sess), "--rig", str(bg_rig),
                              "--count", "40", "--interval", "0.05"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=ctrl_c_reaches_child)
     journal = sess / "journal.jsonl"
     t0 = time.time()
     while time.time() - t0 < 60:  # wait until a few captures are in

@@ -9,7 +9,7 @@ import pytest
 from hzsr.capture.conformance import RULES, run_conformance
 from hzsr.capture.link import RigLink
 from hzsr.capture.rigfile import load_rig
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig, parse_faults
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig, parse_faults
 
 pytestmark = pytest.mark.adb
 

@@ -19,8 +19,8 @@ from hzsr.capture.adb_server import find_adb_server_pid
 from hzsr.capture.link import Backoff, RigLink
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
 from hzsr.core.journal import Journal
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 from .test_capture import _assert_nothing_lost
 

@@ -15,10 +15,9 @@ import yaml
 
 from hzsr.capture.adb_server import find_adb_server_pid, free_port
 from hzsr.capture.link import Backoff, RigLink
-from hzsr.capture.protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun, journal_state, purge, resume
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
+from hzsr.core.agent_protocol import AGENT_FILES as PROTOCOL_AGENT_FILES
 from hzsr.core.errors import CaptureError, ConfigError, SessionBusyError
 from hzsr.core.journal import Journal
 from hzsr.core.lock import SessionLock
@@ -26,8 +25,9 @@ from hzsr.core.process import ProcessProof
 from hzsr.core.records import SessionRecord
 from hzsr.core.validate import validate_session
 from hzsr.sync.check import run_sync_check
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
-from .test_capture import _assert_nothing_lost
+from .test_capture import _assert_nothing_lost, _true_skews_us
 
 AGENT_FILES = PROTOCOL_AGENT_FILES.lstrip("/")
 
@@ -269,7 +269,7 @@ def test_clock_jump_keeps_earlier_captures_skew(tmp_path, rig):
     run.open()
     for _ in range(2):
         assert run.capture("x", []).status == "complete"
-    before = run_sync_check(sess, plots=False)
+    run_sync_check(sess, plots=False)
     import pandas as pd
 
     rows0 = pd.read_csv(sess / "sync" / "sync.csv").set_index("capture_id")
@@ -288,11 +288,17 @@ def test_clock_jump_keeps_earlier_captures_skew(tmp_path, rig):
     for cid in ("c00000", "c00001"):
         assert abs(rows.loc[cid, "skew_ref_main_us"] - rows0.loc[cid, "skew_ref_main_us"]) < 1
         assert "clock_jump" not in str(rows.loc[cid, "flags"])
-    for cid in ("c00002", "c00003"):  # after: mapped with the new segment
-        assert abs(rows.loc[cid, "skew_ref_main_us"]) < 250 and rows.loc[cid, "verdict"] != "fail"
-    assert before["verdicts"]["fail"] == 0
+    true = _true_skews_us(rig)
+    for cid in ("c00000", "c00001", "c00002", "c00003"):  # after the jump: mapped with the new segment
+        err = abs(rows.loc[cid, "skew_ref_main_us"] - true[cid])
+        assert err <= rows.loc[cid, "skew_bound_us"], (cid, err, rows.loc[cid, "skew_bound_us"])
+        assert "clock_jump" not in str(rows.loc[cid, "flags"])
     jumps = after["devices"][rig.phone("reference").address]["clock_jumps"]
-    assert len(jumps) == 1 and abs(jumps[0]["jump_ns"] - 40e6) < 1e6
+    # The step is measured between the last sample before it and the first after: each is off by
+    # at most its rtt/2, so that is the tolerance (a fixed 1 ms failed once under load: 41.2 ms).
+    s0, s1 = clock.samples[n0 - 1], clock.samples[n0]
+    tol = (s0.rtt_ns + s1.rtt_ns) / 2 + 50e3  # + drift and wander over the gap between them
+    assert len(jumps) == 1 and abs(jumps[0]["jump_ns"] - 40e6) <= tol, (jumps, tol)
 
 
 # -- 10. loopback only: no mDNS -------------------------------------------------------------------

@@ -10,10 +10,10 @@ from hzsr.capture.link import Backoff, RigLink
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun
 from hzsr.capture.three_a import ThreeAConfig, overlap_brightness_difference, parse_af
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
 from hzsr.core.errors import CaptureError, ConfigError
 from hzsr.core.records import CaptureRecord
 from hzsr.core.validate import validate_session
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 pytestmark = pytest.mark.adb
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from hzsr.sim import scene as scene_mod
+from hzsr.sim.defects import DEFECTS
 from hzsr.sim.profiles import VPHONE_5X
 from hzsr.sim.scene import SCENE_KINDS, make_scene, photo
-from hzsr.sim.simsession import DEFECTS, SimConfig, simulate_session
+from hzsr.sim.simsession import SimConfig, simulate_session
 from hzsr.sim.truth import load_session_truth
 
 

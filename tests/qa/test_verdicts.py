@@ -12,7 +12,8 @@ import pytest
 
 from hzsr.qa.check import run_check
 from hzsr.qa.config import QAConfig
-from hzsr.sim.simsession import DEFECTS, SimConfig, simulate_session
+from hzsr.sim.defects import DEFECTS
+from hzsr.sim.simsession import SimConfig, simulate_session
 from hzsr.sim.truth import load_session_truth
 from hzsr.sync.check import run_sync_check
 

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from hzsr.capture.adb_server import AdbServer
-from hzsr.capture.virtual.adb_device import A_CNXN, A_VERSION, A_WRTE, pack
-from hzsr.capture.virtual.phone import VirtualPhone
 from hzsr.sim.profiles import VPHONE_5X
+from hzsr.vphone.adb_device import A_CNXN, A_VERSION, A_WRTE, pack
+from hzsr.vphone.phone import VirtualPhone
 
 pytestmark = pytest.mark.adb
 

@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hzsr.capture.virtual.shell_syntax import Cmd, end_double, end_paren, end_single, parse
-from hzsr.capture.virtual.storage import PhoneStorage
-from hzsr.capture.virtual.toybox import SH, Command, Result, ShellExit, ToyboxCommands, ok, reads_stdin
 from hzsr.core.errors import ShellSyntaxError, StorageError
+from hzsr.vphone.shell_syntax import Cmd, end_double, end_paren, end_single, parse
+from hzsr.vphone.storage import PhoneStorage
+from hzsr.vphone.toybox import SH, Command, Result, ShellExit, ToyboxCommands, ok, reads_stdin
 
 __all__ = ["DeviceState", "ShellResult", "VirtualShell"]
 

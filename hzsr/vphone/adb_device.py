@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING
 from hzsr.core.errors import AdbProtocolError, AdbStreamClosed, SyncSendError
 
 if TYPE_CHECKING:
-    from hzsr.capture.virtual.shell import VirtualShell
-    from hzsr.capture.virtual.storage import PhoneStorage
+    from hzsr.vphone.shell import VirtualShell
+    from hzsr.vphone.storage import PhoneStorage
 
 A_CNXN = 0x4E584E43
 A_OPEN = 0x4E45504F

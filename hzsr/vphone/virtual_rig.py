@@ -16,13 +16,13 @@ from pathlib import Path
 import yaml
 
 from hzsr.capture.adb_server import AdbServer
-from hzsr.capture.virtual.phone import VirtualPhone
 from hzsr.core.errors import ConfigError, RigError
 from hzsr.core.fileio import atomic_write_bytes
 from hzsr.core.process import ProcessProof
 from hzsr.sim.profiles import get_profile
 from hzsr.sim.timing import parse_link_spec
 from hzsr.sim.world import VirtualWorld, WorldConfig
+from hzsr.vphone.phone import VirtualPhone
 
 #: Every fault of ``--faults`` (``name[=value][@main|@reference]``, comma-separated), written as its
 #: syntax reads: ``name`` takes no value, ``name=N`` a whole number >= 1, ``name=X`` any number.

@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from hzsr.capture.virtual.agent import CaptureAgent
-from hzsr.capture.virtual.storage import PhoneStorage
 from hzsr.sim.profiles import VPHONE_5X
 from hzsr.sim.timing import LINK_PROFILES, PhoneClock
 from hzsr.sim.world import VirtualWorld, WorldConfig
+from hzsr.vphone.agent import CaptureAgent
+from hzsr.vphone.storage import PhoneStorage
 
 
 class LineStream:

@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from hzsr.capture.virtual.shell import VirtualShell
-from hzsr.capture.virtual.storage import PhoneStorage
-from hzsr.capture.virtual.virtual_rig import parse_faults
 from hzsr.core.errors import ConfigError, StorageError
+from hzsr.vphone.shell import VirtualShell
+from hzsr.vphone.storage import PhoneStorage
+from hzsr.vphone.virtual_rig import parse_faults
 
 
 @pytest.fixture

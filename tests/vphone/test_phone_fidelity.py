@@ -9,8 +9,8 @@ import pytest
 from adbutils import AdbError
 
 from hzsr.capture.adb_server import AdbServer
-from hzsr.capture.virtual.phone import VirtualPhone
 from hzsr.sim.profiles import VPHONE_5X
+from hzsr.vphone.phone import VirtualPhone
 
 pytestmark = pytest.mark.adb
 

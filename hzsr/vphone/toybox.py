@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hzsr.capture.virtual.storage import PhoneStorage, canonical
 from hzsr.core.errors import StorageError
+from hzsr.vphone.storage import PhoneStorage, canonical
 
 Result = tuple[bytes, bytes, int]
 Command = Callable[[list[str], bytes], Result]

@@ -12,8 +12,8 @@ import pytest
 from adbutils import AdbError
 
 from hzsr.capture.adb_server import pid_alive as _alive
-from hzsr.capture.protocol import AGENT_FILES
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
+from hzsr.core.agent_protocol import AGENT_FILES
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 from .test_virtual_rig import Agent, _dev, _wait_done
 

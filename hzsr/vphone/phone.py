@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from hzsr.capture.protocol import AGENT_SOCKET, AGENT_TCP_PORT
-from hzsr.capture.virtual.adb_device import DeviceBackend, DeviceIdentity, TransferFaults, serve_device
-from hzsr.capture.virtual.agent import CaptureAgent
-from hzsr.capture.virtual.shell import DeviceState, VirtualShell
-from hzsr.capture.virtual.storage import PhoneStorage
+from hzsr.core.agent_protocol import AGENT_SOCKET, AGENT_TCP_PORT
 from hzsr.sim.profiles import PhoneProfile
 from hzsr.sim.timing import LINK_PROFILES, LinkProfile, PhoneClock
 from hzsr.sim.world import VirtualWorld
+from hzsr.vphone.adb_device import DeviceBackend, DeviceIdentity, TransferFaults, serve_device
+from hzsr.vphone.agent import CaptureAgent
+from hzsr.vphone.shell import DeviceState, VirtualShell
+from hzsr.vphone.storage import PhoneStorage
 
 
 def phone_props(profile: PhoneProfile, serial: str) -> dict[str, str]:

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from adbutils import AdbError, Network
 
-from hzsr.capture.protocol import AGENT_FILES
-from hzsr.capture.virtual.virtual_rig import VirtualRig, VirtualRigConfig
+from hzsr.core.agent_protocol import AGENT_FILES
+from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 pytestmark = pytest.mark.adb
 

@@ -25,7 +25,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from hzsr.capture.protocol import AGENT_FILES
+from hzsr.core.agent_protocol import AGENT_FILES
 from hzsr.core.errors import StorageError
 
 #: Read-only mounts of a user build.

@@ -18,10 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hzsr.capture.protocol import AGENT_FILES, PROTOCOL_VERSION
-from hzsr.capture.virtual.adb_device import StreamIO
-from hzsr.capture.virtual.storage import PhoneStorage
-from hzsr.capture.virtual.three_a import ThreeA, frame_3a_meta
+from hzsr.core.agent_protocol import AGENT_FILES, PROTOCOL_VERSION
 from hzsr.core.errors import AgentRequestError, StorageError, ThreeAError
 from hzsr.core.fileio import sha256_bytes
 from hzsr.sim.phase_align import PhaseAligner
@@ -29,6 +26,9 @@ from hzsr.sim.profiles import PhoneProfile
 from hzsr.sim.sensor import SensorConfig, SensorStream
 from hzsr.sim.timing import LinkProfile, PhoneClock, PhoneTiming
 from hzsr.sim.world import VirtualWorld
+from hzsr.vphone.adb_device import StreamIO
+from hzsr.vphone.storage import PhoneStorage
+from hzsr.vphone.three_a import ThreeA, frame_3a_meta
 
 log = logging.getLogger(__name__)
 
