@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from hzsr.core.errors import HzsrError
 from hzsr.core.journal import Journal
+from hzsr.core.verdict import Word
 
 
-class JournalState(str, Enum):
+class JournalState(Word):
     """A capture's state as its journal events leave it (finer than ``CaptureState``)."""
 
     TRIGGERED = "triggered"  # the phones were told; nothing after that yet
@@ -48,20 +48,14 @@ class JournalState(str, Enum):
     DISCARDED = "discarded"
     ABANDONED = "abandoned"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class CaptureState(str, Enum):
+class CaptureState(Word):
     """What a stage needs to know of a capture (module docstring)."""
 
     COMPLETE = "complete"
     DISCARDED = "discarded"
     UNFINISHED = "unfinished"
     ABANDONED = "abandoned"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass
@@ -98,48 +92,31 @@ def journal_states(events: Iterable[dict[str, Any]]) -> dict[str, JournalEntry]:
     return out
 
 
+def _at(relative: str) -> Any:
+    """A ``SessionPaths`` field: ``relative`` under the session folder."""
+    return field(init=False, repr=False, metadata={"at": relative})
+
+
 @dataclass(frozen=True)
 class SessionPaths:
     """Where everything of a session lives (docs/session-format.md)."""
 
     root: Path
+    session_json: Path = _at("session.json")
+    journal: Path = _at("journal.jsonl")
+    captures: Path = _at("captures")  # complete and discarded captures, one folder each
+    incoming: Path = _at(".incoming")  # frames being pulled, staged until the capture is complete
+    abandoned: Path = _at("abandoned")
+    sync_dir: Path = _at("sync")
+    sync_csv: Path = _at("sync/sync.csv")
+    qa_dir: Path = _at("qa")
+    qa_csv: Path = _at("qa/qa.csv")
 
-    @property
-    def session_json(self) -> Path:
-        return self.root / "session.json"
-
-    @property
-    def journal(self) -> Path:
-        return self.root / "journal.jsonl"
-
-    @property
-    def captures(self) -> Path:
-        return self.root / "captures"
-
-    @property
-    def incoming(self) -> Path:
-        """Frames being pulled, staged until the capture is complete."""
-        return self.root / ".incoming"
-
-    @property
-    def abandoned(self) -> Path:
-        return self.root / "abandoned"
-
-    @property
-    def sync_dir(self) -> Path:
-        return self.root / "sync"
-
-    @property
-    def sync_csv(self) -> Path:
-        return self.root / "sync" / "sync.csv"
-
-    @property
-    def qa_dir(self) -> Path:
-        return self.root / "qa"
-
-    @property
-    def qa_csv(self) -> Path:
-        return self.root / "qa" / "qa.csv"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+        for f in fields(self):
+            if "at" in f.metadata:
+                object.__setattr__(self, f.name, self.root / f.metadata["at"])
 
     def capture_dir(self, capture_id: str) -> Path:
         return self.captures / capture_id

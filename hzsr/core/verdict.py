@@ -20,15 +20,19 @@ from pathlib import Path
 from hzsr.core.errors import SessionFormatError
 
 
-class Verdict(str, Enum):
+class Word(str, Enum):
+    """An enum whose members are the words files and lines show: ``str(Verdict.PASS) == "pass"``."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Verdict(Word):
     """What the crew or curator should do: keep (``pass``), look (``warn``), retake or drop (``fail``)."""
 
     PASS = "pass"
     WARN = "warn"
     FAIL = "fail"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def rank(self) -> int:

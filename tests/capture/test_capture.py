@@ -36,6 +36,9 @@ def rig(tmp_path):
 
 def _run(rig, session, **cfg):
     link = RigLink(load_rig(rig.rig_yaml), backoff=Backoff(tries=5, base_s=0.2), agent_timeout_s=2.0)
+    # The trigger lead must outlast a command round trip on a machine under full CPU load (a
+    # target the phone gets too late is refused: `target_in_past`); timing is not under test here.
+    cfg.setdefault("lead_ms", 400)
     return CaptureRun(session, link, CaptureConfig(**cfg), rig_path=str(rig.rig_yaml), say=lambda m: None)
 
 
