@@ -163,12 +163,18 @@ def test_stalled_agent_then_resume(tmp_path, rig):
     run = _run(rig, tmp_path / "s")
     run.link.backoff = Backoff(tries=2, base_s=0.1)
     run.open()
-    stall = threading.Timer(0.05, lambda: rig.phone("main").stall_agent(True))
     orig = run._wait_done
+    once = threading.Lock()
+    stalled = threading.Event()
 
-    def stalled_wait(role, cid):  # the phone stalls once it has taken the capture
-        stall.start() if not stall.is_alive() and not stall.finished.is_set() else None
-        time.sleep(0.2)
+    def stalled_wait(role, cid):
+        # The event: both phones took the capture (the host now waits for their done markers).
+        # The main phone's agent stalls then, once, whichever pull thread gets here first (a timer
+        # here raced the two threads and was started twice).
+        with once:
+            if not stalled.is_set():
+                rig.phone("main").stall_agent(True)
+                stalled.set()
         return orig(role, cid)
 
     run._wait_done = stalled_wait
