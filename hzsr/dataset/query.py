@@ -12,7 +12,8 @@ Grammar (EBNF; lowest precedence first, as in Python)::
     or_expr    = and_expr { "or" and_expr } ;
     and_expr   = not_expr { "and" not_expr } ;
     not_expr   = "not" not_expr | comparison ;
-    comparison = operand [ { cmp_op operand } | [ "not" ] "in" list ] ;
+    comparison = operand { cmp_op operand }
+               | operand [ "not" ] "in" list ;
     cmp_op     = "==" | "!=" | "<" | "<=" | ">" | ">=" ;
     operand    = column | literal | call | "(" or_expr ")" ;
     column     = identifier | "`" { any character but "`" } "`" ;
@@ -22,6 +23,7 @@ Grammar (EBNF; lowest precedence first, as in Python)::
                | "(" [ literal { "," literal } [ "," ] ] ")" ;
     literal    = number | string | "True" | "true" | "False" | "false" | "None" | "null" ;
     number     = [ "-" ] ( digits [ "." [ digits ] ] | "." digits ) [ ( "e" | "E" ) [ "+" | "-" ] digits ] ;
+    digits     = ( "0" | ... | "9" ) { "0" | ... | "9" } ;           (ASCII digits)
     string     = "'" { character | escape } "'" | '"' { character | escape } '"' ;
     escape     = "\\\\" | "\\'" | '\\"' | "\\n" | "\\t" ;
 
@@ -48,7 +50,7 @@ Meaning, per row:
   numbers, true/false with true/false (``==`` and ``!=`` only; ``True == 1`` as in Python).
   Comparing a text column with a number, or any other mix, is an error rather than silently
   false: quote the number (``scene_id == '0003'``). Chains work as in Python:
-  ``0.5 < qa_ncc <= 0.9``. Column with column (``sync_skew_us < sync_bound_us``) works too.
+  ``0.5 < qa_wt_ssim <= 0.9``. Column with column works too: ``qa_tt_psnr_db > qa_wt_psnr_db``.
 - An empty cell (a capture with no QA verdict) makes ``==``, ``<``, ``<=``, ``>``, ``>=`` false
   and ``!=`` true, as pandas does: ``verdict != 'fail'`` keeps captures with no verdict.
   ``col == None`` is ``isnull(col)``, ``col != None`` is ``notnull(col)``.
@@ -107,7 +109,8 @@ _CMP_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
     ">=": operator.ge}
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-_NUMBER_RE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DIGITS = "0123456789"
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t"}
 _WHITESPACE = " \t\r\n"
@@ -266,7 +269,7 @@ def _scan_quoted(text: str, start: int) -> tuple[str, int]:
 
 def _number(digits: str, pos: int) -> int | float:
     """A number token's value; integers past int64 become floats, as a column of numbers holds them."""
-    if re.fullmatch(r"\d+", digits) and len(digits) <= 18:
+    if re.fullmatch(r"[0-9]+", digits) and len(digits) <= 18:
         return int(digits)
     try:
         return float(digits)
@@ -307,7 +310,7 @@ def _tokenize(text: str) -> list[Token]:
                 tokens.append(Token("name", word, word, i))
             i = m.end()
             continue
-        if c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()):
+        if c in _DIGITS or (c == "." and i + 1 < n and text[i + 1] in _DIGITS):
             m = _NUMBER_RE.match(text, i)
             assert m is not None
             end = m.end()
@@ -336,6 +339,8 @@ def _tokenize(text: str) -> list[Token]:
             tokens.append(Token("op", two, two, i))
             i += 2
             continue
+        if two in ("<<", ">>", "**", "//"):
+            raise _Fail(f"arithmetic ('{two}') is not supported", i)
         if c in "<>":
             tokens.append(Token("op", c, c, i))
             i += 1
@@ -348,8 +353,6 @@ def _tokenize(text: str) -> list[Token]:
             tokens.append(Token("minus", c, c, i))
             i += 1
             continue
-        if two in ("<<", ">>", "**", "//"):
-            raise _Fail(f"arithmetic ('{two}') is not supported", i)
         if c in _REFUSED_CHARS:
             raise _Fail(_REFUSED_CHARS[c], i)
         raise _Fail(f"unexpected character {c!r}", i)
@@ -360,7 +363,9 @@ def _tokenize(text: str) -> list[Token]:
 # -- parser -----------------------------------------------------------------------------------
 def _describe(tok: Token) -> str:
     """A token as an error message names it."""
-    return "the end" if tok.kind == "end" else repr(tok.text)
+    if tok.kind == "end":
+        return "the end"
+    return repr(tok.text) if len(tok.text) <= 40 else f"{tok.text[:40]!r}…"
 
 
 class _Parser:
@@ -402,7 +407,7 @@ class _Parser:
     def parse(self) -> Node:
         """``query``: the whole expression, and nothing after it."""
         if self.at("end"):
-            raise _Fail("empty expression", 0)
+            raise _Fail("empty expression", self.tok.pos)
         node = self.or_expr()
         if not self.at("end"):
             tok = self.tok
@@ -553,6 +558,8 @@ class _Parser:
                             f"found {_describe(t)}", t.pos)
             if self.at("punct", ","):
                 self.take()
+            elif self.at("end"):
+                raise _Fail(f"list opened with {tok.text!r} is never closed", tok.pos)
             elif not self.at("punct", close):
                 raise _Fail(f"expected ',' or {close!r} in the list, found {_describe(self.tok)}", self.tok.pos)
         self.take()
@@ -602,6 +609,17 @@ def _compatible(a: str, b: str, op: str) -> bool:
     if op in ("==", "!="):
         return a == b or {a, b} == {"bool", "number"} or "mixed" in (a, b)
     return a == b and a in ("text", "number")
+
+
+def _hint(kind: str, other: _Value) -> str:
+    """A hint for comparing a column of ``kind`` with the literal ``other``: quotes, or none."""
+    if other.series is not None:
+        return ""
+    if kind == "text" and other.kind == "number":
+        return " (quote the number to compare text)"
+    if kind == "number" and other.kind == "text":
+        return " (write a number without quotes)"
+    return ""
 
 
 class _Evaluator:
@@ -654,10 +672,10 @@ class _Evaluator:
                      else pd.isna(other.series).astype(bool))
             return empty if op == "==" else ~empty
         if not _compatible(a.kind, b.kind, op):
-            hint = " (quote the number to compare text)" if {a.kind, b.kind} == {"text", "number"} else ""
-            if op in ("==", "!=") or a.kind != b.kind:
-                raise _Fail(f"cannot compare {a.what} with {b.what}{hint}", pos)
-            raise _Fail(f"'{op}' cannot order {a.what}", pos)
+            unordered = [v for v in (a, b) if v.kind in ("bool", "mixed")]
+            if op not in ("==", "!=") and unordered:
+                raise _Fail(f"'{op}' cannot order {unordered[0].what}", pos)
+            raise _Fail(f"cannot compare {a.what} with {b.what}{_hint(a.kind, b)}", pos)
         fn = _CMP_OPS[op]
         if a.series is None:  # two constants
             return self.full(fn(a.const, b.const))
@@ -693,8 +711,7 @@ class _Evaluator:
             k = _literal_kind(it.value)
             if "null" not in (k, v.kind) and not _compatible(v.kind, k, "=="):
                 raise _Fail(f"cannot compare {v.what} with {it.value!r}"
-                            + (" (quote the number to compare text)" if {v.kind, k} == {"text", "number"}
-                               else ""), it.pos)
+                            f"{_hint(v.kind, _Value(k, repr(it.value), it.pos, const=it.value))}", it.pos)
         with_null = any(it.value is None for it in node.items)
         if v.series is None:
             hit = self.full(v.const is None and with_null or (v.const is not None and v.const in values))
