@@ -450,6 +450,10 @@ def _payloads(marker: Path) -> list[str]:
     touch = f"__import__('os').system('touch {m}')"
     return [
         f"@os.system('touch {m}') == 0",
+        f"verdict == verdict or @os.system('touch {m}') == 0",
+        f"@os.popen('touch {m}').read() == ''",
+        f"@Path('{m}').touch() == None",
+        f"@atomic_write_json('{m}', 1) == None",
         f"@pd.io.common.os.system('touch {m}') == 0",
         touch,
         f"verdict == 'x' or {touch}",
