@@ -4,7 +4,8 @@
 tiles laid out for patch reads, metadata, a sha256 per array; ``codecs`` their compression) with a
 ``manifest``; ``verify`` checks every shard and can rebuild the manifest; ``info`` counts what a
 data set holds; ``splits`` makes group-aware, stratified, leak-free splits; ``curate`` subsets by
-a query and flags near-duplicates (``phash``); ``interop`` ingests CameraFusion and exports
-BasicSR folders; ``reader.ShardReader`` serves captures and patches to training. See
-``docs/dataset.md``.
+a query and flags near-duplicates (``phash``); ``query`` is the language of ``pack --filter``
+and ``curate --query``, parsed and evaluated as data, never run as Python; ``interop`` ingests
+CameraFusion and exports BasicSR folders; ``reader.ShardReader`` serves captures and patches to
+training. See ``docs/dataset.md``.
 """

@@ -37,8 +37,8 @@ def add_dataset_parser(stages: Any) -> None:
     p.add_argument("--shard-size", default="1GiB",
                    help="captures per shard (e.g. 64) or decoded bytes per shard (e.g. 1GiB, 500MB)")
     p.add_argument("--filter", default=None,
-                   help="pandas query over manifest columns, e.g. \"verdict != 'fail' and scene_kind == 'night'\" "
-                   "(default: every capture)")
+                   help="query over manifest columns (grammar: docs/dataset.md, Queries; never run as Python), "
+                   "e.g. \"verdict != 'fail' and scene_kind == 'night'\" (default: every capture)")
     p.add_argument("--compression", default=DEFAULT_CODEC, choices=CODECS,
                    help="codec of the image arrays; the default is what bench/dataset.py measured best")
     p.add_argument("--workers", type=int, default=1, help="local processes writing shards in parallel")
@@ -75,7 +75,8 @@ def add_dataset_parser(stages: Any) -> None:
                  formatter_class=fmt)
     add_folder(c, "dir", "data set folder")
     c.add_argument("--query", required=True,
-                   help="pandas query, e.g. \"scene_kind == 'portrait' and verdict == 'pass'\"")
+                   help="query over manifest columns (grammar: docs/dataset.md, Queries; never run as Python), "
+                   "e.g. \"scene_kind == 'portrait' and verdict == 'pass'\"")
     c.add_argument("--out", required=True, help="subset folder to create")
     c.add_argument("--dup-distance", type=int, default=6,
                    help="max Hamming distance of 64-bit pHashes of main_W to flag a near-duplicate")

@@ -1,4 +1,7 @@
-"""``hzsr dataset curate``: a subset by a pandas query, without copying data; near-duplicates flagged.
+"""``hzsr dataset curate``: a subset by a query, without copying data; near-duplicates flagged.
+
+The query is parsed and evaluated by ``hzsr.dataset.query`` (a grammar of its own, never run as
+Python; ``docs/dataset.md`` describes it).
 
 ``SUBSET/manifest.csv`` holds the selected rows plus ``near_duplicate_of`` (the first capture, in
 manifest order, of the near-duplicate cluster it belongs to; empty when unique) and
@@ -20,19 +23,25 @@ from hzsr.core.errors import ConfigError, DatasetError
 from hzsr.core.fileio import atomic_write_json, sha256_file
 from hzsr.dataset.manifest import MANIFEST, load_manifest, write_manifest
 from hzsr.dataset.phash import hamming_matrix, phash
+from hzsr.dataset.query import parse_query, select_rows
 from hzsr.dataset.reader import SUBSET, ShardReader
 
 
 def query_manifest(df: pd.DataFrame, expr: str, option: str = "--query") -> pd.DataFrame:
-    """``df.query(expr)``; a bad expression is a one-line ``ConfigError`` naming the option."""
-    try:
-        out = df.query(expr, engine="python")
-    except Exception as exc:  # noqa: BLE001 - pandas raises many types for a bad expression
-        msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise ConfigError(f"bad expression {expr!r}: {msg}", field=option) from None
-    if not isinstance(out, pd.DataFrame):
-        raise ConfigError(f"expression {expr!r} does not select rows", field=option)
-    return out
+    """The manifest rows ``expr`` selects, in order.
+
+    Args:
+        df: the manifest.
+        expr: a query (``hzsr/dataset/query.py``); it is parsed, never run.
+        option: the option it came from, the field of its errors.
+
+    Returns:
+        The selected rows.
+
+    Raises:
+        DatasetError: a bad expression: one line naming ``option``, what is wrong and where (exit 2).
+    """
+    return select_rows(df, expr, option)
 
 
 def near_duplicates(ids: list[str], hashes: list[str], max_distance: int) -> tuple[list[str | None], list[float]]:
@@ -64,8 +73,9 @@ def curate(root: str | Path, query: str, out: str | Path, max_distance: int = 6)
     root, out = Path(root), Path(out)
     if (out / MANIFEST).exists():
         raise ConfigError("a subset already exists here; choose another --out", file=out, field="--out")
+    parsed = parse_query(query, "--query")  # a bad query is reported before the manifest is read
     man = load_manifest(root)
-    sel = query_manifest(man, query).copy()
+    sel = parsed.select(man).copy()
     hashes = list(sel["phash_main_W"]) if "phash_main_W" in sel.columns else [None] * len(sel)
     if any(not isinstance(h, str) for h in hashes):
         # Shards from before pHashes were stored: hash the W frames now.

@@ -27,6 +27,7 @@ from hzsr.core.fileio import atomic_write_json
 from hzsr.core.records import read_json
 from hzsr.dataset.codecs import CODECS, DEFAULT_CODEC
 from hzsr.dataset.manifest import manifest_row, rows_to_frame, write_manifest
+from hzsr.dataset.query import Query, parse_query
 from hzsr.dataset.shard import TMP_PREFIX, shard_name, write_shard
 from hzsr.dataset.sources import CaptureSource, SessionSource, session_sources
 
@@ -41,7 +42,7 @@ class PackConfig:
     """Options of ``hzsr dataset pack``; every default lives here."""
 
     shard_size: str = "1GiB"  # captures per shard ("64") or decoded bytes per shard ("1GiB", "500MB")
-    filter: str | None = None  # pandas query over the manifest's columns, e.g. "verdict != 'fail'"
+    filter: str | None = None  # a query (hzsr/dataset/query.py) over the manifest's columns: "verdict != 'fail'"
     compression: str = DEFAULT_CODEC  # one of CODECS; default chosen by bench/dataset.py
     workers: int = 1  # local processes writing shards in parallel
     threads: int | None = None  # decode/hash threads per process; default up to 4, cores shared by workers
@@ -97,15 +98,30 @@ def candidate_table(caps: list[CaptureSource]) -> pd.DataFrame:
     return rows_to_frame([manifest_row(c.meta, None) for c in caps])
 
 
-def apply_filter(caps: list[CaptureSource], expr: str | None) -> tuple[list[CaptureSource], int]:
+def apply_filter(caps: list[CaptureSource], expr: str | Query | None) -> tuple[list[CaptureSource], int]:
+    """The captures ``--filter`` keeps, and how many it dropped.
+
+    The expression is parsed by ``hzsr.dataset.query`` (never run as Python) first, so a syntax
+    error is reported even when there is nothing to filter; it is then evaluated over the manifest
+    rows these captures would get.
+
+    Args:
+        caps: the captures found in the sessions.
+        expr: the ``--filter`` expression, or it parsed; None or empty keeps every capture.
+
+    Returns:
+        The kept captures, in order, and the number filtered out.
+
+    Raises:
+        DatasetError: a bad expression (one line, field ``--filter``, exit 2).
+    """
     if not expr:
         return caps, 0
+    query = expr if isinstance(expr, Query) else parse_query(expr, option="--filter")
+    if not caps:
+        return caps, 0
     df = candidate_table(caps)
-    try:
-        keep = set(df.query(expr, engine="python")["capture_id"])
-    except Exception as exc:  # noqa: BLE001 - pandas raises many types for a bad expression
-        raise ConfigError(f"bad expression {expr!r}: {type(exc).__name__}: {exc}".splitlines()[0],
-                          field="--filter") from None
+    keep = set(df["capture_id"][query.mask(df).to_numpy()])
     out = [c for c in caps if c.dataset_id in keep]
     return out, len(caps) - len(out)
 
@@ -168,9 +184,10 @@ def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfi
     if cfg.workers < 1:
         raise ConfigError("must be >= 1", field="--workers")
     size = parse_shard_size(cfg.shard_size)
+    query = parse_query(cfg.filter, option="--filter") if cfg.filter else None  # before reading anything
     out = Path(out)
     sess, caps, skipped = gather(sessions)
-    caps, n_filtered = apply_filter(caps, cfg.filter)
+    caps, n_filtered = apply_filter(caps, query)
     shard_dir = out / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     for tmp in shard_dir.glob(f"{TMP_PREFIX}*"):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hzsr.core.errors import ConfigError
+from hzsr.core.errors import DatasetError
 from hzsr.core.fileio import sha256_bytes
 from hzsr.core.records import CaptureRecord
 from hzsr.dataset.curate import curate
@@ -44,8 +44,10 @@ def test_bad_query_one_line(packed, tmp_path):
     assert r.returncode == 2
     assert r.stderr.startswith("hzsr: error: --query: bad expression 'scene_kind =='") and "\n" == r.stderr[-1]
     assert len(r.stderr.splitlines()) == 1
-    with pytest.raises(ConfigError, match="--query"):
+    with pytest.raises(DatasetError, match="--query: bad expression 'no_such_column > 3': at character 1: "
+                       "unknown column 'no_such_column'"):
         curate(packed, "no_such_column > 3", tmp_path / "s2")
+    assert not (tmp_path / "s2").exists()
 
 
 def test_near_duplicates_flagged(ds_sessions, tmp_path):
