@@ -106,9 +106,8 @@ class Table(Generic[R]):
         return path
 
     # -- reading ------------------------------------------------------------------------
-    def _value(self, f, text: str, path: Path, i: int) -> Any:
-        hints = typing.get_type_hints(self.row_type)
-        tp, optional = _base_type(hints[f.name])
+    def _value(self, f, hint: Any, text: str, path: Path, i: int) -> Any:
+        tp, optional = _base_type(hint)
 
         def bad(msg: str) -> SessionFormatError:
             return SessionFormatError(f"row {i}: {msg}", file=path, field=f.name)
@@ -171,6 +170,7 @@ class Table(Generic[R]):
             if f.name not in header and f.default is MISSING and f.default_factory is MISSING:
                 raise SessionFormatError("missing column", file=path, field=f.name)
         col = {name: k for k, name in enumerate(header)}
+        hints = typing.get_type_hints(self.row_type)  # once per read, not per cell
         out: list[R] = []
         for i, cells in enumerate(body, start=1):
             if len(cells) != len(header):
@@ -185,7 +185,7 @@ class Table(Generic[R]):
             kw: dict[str, Any] = {}
             for f in named:
                 if f.name in col:
-                    kw[f.name] = self._value(f, cells[col[f.name]], path, i)
+                    kw[f.name] = self._value(f, hints[f.name], cells[col[f.name]], path, i)
             if ex:
                 known = {f.name for f in named} | {SCHEMA_COLUMN}
                 kw[ex] = {h: _loose(cells[k]) for h, k in col.items() if h not in known and cells[k] != ""}
