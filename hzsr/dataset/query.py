@@ -80,7 +80,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -154,61 +154,48 @@ class Token:
 
 
 # -- the tree ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Column:
-    """A column reference."""
-
+# One node type per construct; ``pos`` is where it starts in the expression (for error lines).
+#   Column(name, pos)                 a column reference
+#   Literal(value, pos)               a number, string, True/False or None
+#   Compare(operands, ops, op_pos)    operands[0] ops[0] operands[1] ... (a Python-style chain)
+#   InList(operand, items, negate, pos)   operand [not] in [items]
+#   BoolOp(op, operands)              operands joined by ``and`` or ``or``
+#   Not(operand, pos)                 not operand
+#   Call(func, column, arg, pos)      func(column[, string]), func one of FUNCTIONS
+class Column(NamedTuple):
     name: str
     pos: int
 
 
-@dataclass(frozen=True)
-class Literal:
-    """A number, string, True/False or None."""
-
+class Literal(NamedTuple):
     value: Any
     pos: int
 
 
-@dataclass(frozen=True)
-class Compare:
-    """``operands[0] ops[0] operands[1] ops[1] operands[2] ...`` (a Python-style chain)."""
-
-    operands: tuple[Node, ...]
+class Compare(NamedTuple):
+    operands: tuple
     ops: tuple[str, ...]
     op_pos: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class InList:
-    """``operand [not] in [items]``."""
-
-    operand: Node
-    items: tuple[Literal, ...]
+class InList(NamedTuple):
+    operand: Any
+    items: tuple
     negate: bool
     pos: int
 
 
-@dataclass(frozen=True)
-class BoolOp:
-    """``operands[0] and operands[1] and ...`` (``op`` is ``and`` or ``or``)."""
-
+class BoolOp(NamedTuple):
     op: str
-    operands: tuple[Node, ...]
+    operands: tuple
 
 
-@dataclass(frozen=True)
-class Not:
-    """``not operand``."""
-
-    operand: Node
+class Not(NamedTuple):
+    operand: Any
     pos: int
 
 
-@dataclass(frozen=True)
-class Call:
-    """``func(column[, string])``, ``func`` one of ``FUNCTIONS``."""
-
+class Call(NamedTuple):
     func: str
     column: Column
     arg: str | None
@@ -417,21 +404,21 @@ class _Parser:
                         "(missing 'and' / 'or'?)", tok.pos)
         return node
 
-    def or_expr(self) -> Node:
-        """``or_expr``: one ``BoolOp`` for any number of ``or`` (a flat tree, whatever its length)."""
-        parts = [self.and_expr()]
-        while self.at("kw", "or"):
+    def _joined(self, op: str, operand: Callable[[], Node]) -> Node:
+        """``operand { op operand }`` as one flat ``BoolOp`` (whatever its length: no deep tree)."""
+        parts = [operand()]
+        while self.at("kw", op):
             self.take()
-            parts.append(self.and_expr())
-        return parts[0] if len(parts) == 1 else BoolOp("or", tuple(parts))
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else BoolOp(op, tuple(parts))
+
+    def or_expr(self) -> Node:
+        """``or_expr``."""
+        return self._joined("or", self.and_expr)
 
     def and_expr(self) -> Node:
-        """``and_expr``: one flat ``BoolOp`` for any number of ``and``."""
-        parts = [self.not_expr()]
-        while self.at("kw", "and"):
-            self.take()
-            parts.append(self.not_expr())
-        return parts[0] if len(parts) == 1 else BoolOp("and", tuple(parts))
+        """``and_expr``."""
+        return self._joined("and", self.not_expr)
 
     def not_expr(self) -> Node:
         """``not_expr``."""
@@ -763,12 +750,9 @@ class _Evaluator:
             return out
         if isinstance(node, Not):
             return ~self.mask(node.operand)
-        if isinstance(node, Compare):
-            return self.chain(node)
-        if isinstance(node, InList):
-            return self.in_list(node)
-        if isinstance(node, Call):
-            return self.call(node)
+        direct = {Compare: self.chain, InList: self.in_list, Call: self.call}.get(type(node))
+        if direct is not None:
+            return direct(node)
         if isinstance(node, Column):
             s, kind = self.column(node)
             if kind not in ("bool", "empty"):
