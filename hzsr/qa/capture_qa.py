@@ -269,6 +269,13 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             hints.append((regs["wt"].shift.dx + regs["tt"].shift.dx, regs["wt"].shift.dy + regs["tt"].shift.dy))
         g = global_translation(src, ref, cfg, optical_scale=o, hints=hints)
         af = roi_of(b, (g.dx, g.dy)) if a == "main_W" else roi_of("main_T")  # tt: SRC is main T
+        if clip_roi(af, src.shape) is None:
+            # A shift of most of a frame (a bumped rig) carries the AF ROI off the source: there is
+            # no in-focus flow to measure, so no defocus map for this pairing (the shift itself is
+            # judged by large_shift / no_overlap).
+            out.add("warn", "af_roi_outside", f"{name}: the AF ROI, moved by the {g.dx:+.0f}, {g.dy:+.0f} px "
+                    f"shift, lies outside the {a} frame: no defocus map")
+            af = None
         pcfg = cfg
         if b == "ref_T":  # the reference's longer baseline: more parallax for the same blur
             pcfg = replace(cfg, maps=replace(cfg.maps, defocus_gamma=cfg.maps.defocus_gamma_ref,

@@ -188,3 +188,24 @@ def test_a_discarded_capture_is_judged_by_no_stage(sim_session):
     _, sources, skipped = session_sources(sim_session)
     assert gone not in {s.meta["source_capture_id"] for s in sources}
     assert any(gone in s and "discarded" in s for s in skipped)
+
+
+def test_an_af_roi_outside_the_frame_is_a_reason_not_a_crash(sim_session, monkeypatch):
+    """A rig bumped by half a frame carries the subject, and with it the AF ROI once shifted into
+    the W crop, off the frame (it crashed `qa check` in a demo run): QA says so, and judges the
+    capture and the others."""
+    import dataclasses
+
+    import hzsr.qa.capture_qa as cq
+
+    real = cq.global_translation
+
+    def bumped(src, ref, *a, **kw):  # the state a bump leaves: a shift of more than the frame
+        g = real(src, ref, *a, **kw)
+        return dataclasses.replace(g, dx=g.dx + 2.0 * src.shape[1], dy=g.dy + 2.0 * src.shape[0])
+
+    monkeypatch.setattr(cq, "global_translation", bumped)
+    run_check(sim_session, QAConfig(), progress=False, report=False, maps=False)
+    df = pd.read_csv(sim_session / "qa" / "qa.csv")
+    assert len(df) == 4
+    assert all("af_roi_outside" in str(c) for c in df["codes"]), df["reasons"].tolist()
