@@ -16,13 +16,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from hzsr.core.errors import ConfigError, DatasetError
 from hzsr.core.fileio import atomic_write_json, sha256_file
 from hzsr.dataset.manifest import MANIFEST, load_manifest, write_manifest
-from hzsr.dataset.phash import hamming_matrix, phash
+from hzsr.dataset.phash import near_pairs, phash
 from hzsr.dataset.query import parse_query, select_rows
 from hzsr.dataset.reader import SUBSET, ShardReader
 
@@ -49,8 +48,7 @@ def near_duplicates(ids: list[str], hashes: list[str], max_distance: int) -> tup
     n = len(ids)
     if n == 0:
         return [], []
-    d = hamming_matrix(hashes)
-    np.fill_diagonal(d, 99)
+    pi, pj, nearest = near_pairs(hashes, max_distance)
     parent = list(range(n))
 
     def find(i: int) -> int:
@@ -59,14 +57,13 @@ def near_duplicates(ids: list[str], hashes: list[str], max_distance: int) -> tup
             i = parent[i]
         return i
 
-    for i, j in zip(*np.nonzero(np.triu(d <= max_distance, 1)), strict=True):
-        a, b = find(int(i)), find(int(j))
+    for i, j in zip(pi.tolist(), pj.tolist(), strict=True):
+        a, b = find(i), find(j)
         if a != b:
             parent[max(a, b)] = min(a, b)
     first = [find(i) for i in range(n)]
-    flag = [ids[first[i]] if (d[i] <= max_distance).any() else None for i in range(n)]
-    nearest = [float(d[i].min()) if n > 1 else float("nan") for i in range(n)]
-    return flag, nearest
+    flag = [ids[first[i]] if nearest[i] <= max_distance else None for i in range(n)]
+    return flag, [float(x) for x in nearest]
 
 
 def curate(root: str | Path, query: str, out: str | Path, max_distance: int = 6) -> dict[str, Any]:
