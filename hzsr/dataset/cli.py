@@ -151,7 +151,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_split(args: argparse.Namespace) -> int:
     from hzsr.dataset.manifest import load_manifest
-    from hzsr.dataset.reader import SPLITS
+    from hzsr.dataset.labels import without_rejected
+    from hzsr.dataset.reader import SPLITS, ShardReader
     from hzsr.dataset.splits import SplitConfig, assign_splits, load_splits, parse_ratios, split_table, write_splits
 
     names = tuple(args.names.split(",")) if args.names else None
@@ -160,7 +161,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
     cfg = SplitConfig(by=args.by, ratios=ratios, names=names, stratify=strat, seed=args.seed,
                       reassign=args.reassign)
     root = Path(args.dir)
-    man = load_manifest(root)
+    man, rejected = without_rejected(load_manifest(root), ShardReader(root).shard_root)  # labels.csv
     path = root / SPLITS
     existing = load_splits(path) if path.is_file() and not args.reassign else None
     df = assign_splits(man, cfg, existing)
@@ -171,10 +172,12 @@ def _cmd_split(args: argparse.Namespace) -> int:
     data = {"splits": str(path), "captures": {k: int(v) for k, v in counts.items()},
             "groups": {k: int(v) for k, v in groups.items()},
             "target": {k: r * len(df) for k, r in zip(names, ratios, strict=True)},
-            "by_kind": json.loads(table.to_json(orient="index")), "kept_existing": existing is not None}
+            "by_kind": json.loads(table.to_json(orient="index")), "kept_existing": existing is not None,
+            "rejected": rejected}
     _emit(args, data, [f"{k}: {int(counts[k])} captures in {int(groups[k])} groups "
                        f"(target {r * len(df):.1f})" for k, r in zip(names, ratios, strict=True)]
-          + [table.to_string(), f"wrote {path}"])
+          + [table.to_string(), *([f"{rejected} captures rejected in labels.csv left out"] if rejected else []),
+             f"wrote {path}"])
     return EXIT_OK
 
 
@@ -182,7 +185,8 @@ def _cmd_curate(args: argparse.Namespace) -> int:
     from hzsr.dataset.curate import curate
 
     res = curate(args.dir, args.query, args.out, max_distance=args.dup_distance)
-    _emit(args, res, [f"selected {res['selected']} of {res['total']} captures; "
+    _emit(args, res, [f"selected {res['selected']} of {res['total']} captures ({res['rejected']} rejected in "
+                      "labels.csv left out); "
                       f"{res['near_duplicates']} flagged as near-duplicates",
                       f"wrote {res['manifest']}", f"wrote {res['subset']}"])
     return EXIT_OK
@@ -202,7 +206,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from hzsr.dataset.interop import export_folders
 
     res = export_folders(args.dir, args.out, split=args.split, progress=not args.quiet)
-    _emit(args, res, [f"exported {res['captures']} captures to {args.out}", f"wrote {res['meta_info']}"])
+    _emit(args, res, [f"exported {res['captures']} captures to {args.out} ({res['rejected']} rejected in "
+                      "labels.csv left out)", f"wrote {res['meta_info']}"])
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ Python; ``docs/dataset.md`` describes it).
 manifest order, of the near-duplicate cluster it belongs to; empty when unique) and
 ``phash_distance`` (to its nearest other selected capture). ``SUBSET/subset.json`` points at
 the data set whose shards it reads, so ``ShardReader(SUBSET)`` works as on the full data set.
+Captures a curator rejected (``labels.csv``, ``hzsr.dataset.labels``) are never selected.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 
 from hzsr.core.errors import ConfigError, DatasetError
 from hzsr.core.fileio import atomic_write_json, sha256_file
+from hzsr.dataset.labels import without_rejected
 from hzsr.dataset.manifest import MANIFEST, load_manifest, write_manifest
 from hzsr.dataset.phash import near_pairs, phash
 from hzsr.dataset.query import parse_query, select_rows
@@ -71,7 +73,7 @@ def curate(root: str | Path, query: str, out: str | Path, max_distance: int = 6)
     if (out / MANIFEST).exists():
         raise ConfigError("a subset already exists here; choose another --out", file=out, field="--out")
     parsed = parse_query(query, "--query")  # a bad query is reported before the manifest is read
-    man = load_manifest(root)
+    man, rejected = without_rejected(load_manifest(root), ShardReader(root).shard_root)  # labels.csv
     sel = parsed.select(man).copy()
     hashes = list(sel["phash_main_W"]) if "phash_main_W" in sel.columns else [None] * len(sel)
     if any(not isinstance(h, str) for h in hashes):
@@ -94,5 +96,5 @@ def curate(root: str | Path, query: str, out: str | Path, max_distance: int = 6)
         "near_duplicate_max_distance": max_distance})
     if len(sel) and not (src / "shards").is_dir():
         raise DatasetError("no shards/ folder", file=src)
-    return {"total": int(len(man)), "selected": int(len(sel)),
+    return {"total": int(len(man)) + rejected, "selected": int(len(sel)), "rejected": rejected,
             "near_duplicates": int(sum(f is not None for f in flag)), "manifest": str(mpath), "subset": str(spath)}

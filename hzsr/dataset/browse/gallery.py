@@ -100,7 +100,7 @@ class Gallery:
             sp = self._splits_path()
             split_of = dict(zip(*(load_splits(sp)[c] for c in ("capture_id", "split")), strict=True)) \
                 if sp.is_file() else {}
-            idx["split"] = idx["capture_id"].map(split_of).fillna("")
+            idx["split"] = idx["capture_id"].map(split_of).astype(object).fillna("")
             self._manifest, self._index, self._key, self._clusters = man, idx, key, None
         lkey = _file_key(self.data_root / "labels.csv")
         if lkey != self._labels_key:
@@ -112,8 +112,9 @@ class Gallery:
         with self._lock:
             self._refresh()
             lab = self._labels.set_index("capture_id")
-            idx = self._index.assign(label=self._index["capture_id"].map(lab["label"]).fillna(""),
-                                     label_reason=self._index["capture_id"].map(lab["reason"]).fillna(""))
+            cid = self._index["capture_id"]
+            idx = self._index.assign(label=cid.map(lab["label"]).astype(object).fillna(""),
+                                     label_reason=cid.map(lab["reason"]).astype(object).fillna(""))
             return idx, self._revision
 
     def revision(self) -> str:
@@ -168,8 +169,9 @@ class Gallery:
         limit = _int(params.get("limit"), "limit", 1, MAX_PAGE, 60)
         sel = idx[mask.to_numpy()]
         rows = sel.iloc[offset:offset + limit]
+        stale = int(((idx["label"] == "rejected") & (idx["split"] != "")).sum())
         return {"total": int(len(idx)), "matched": int(len(sel)), "offset": offset, "limit": limit,
-                "revision": rev, "facets": _facets(idx), "rows": rows.to_dict("records")}
+                "revision": rev, "rejected_in_splits": stale, "facets": _facets(idx), "rows": rows.to_dict("records")}
 
     def capture(self, capture_id: str) -> dict[str, Any]:
         """One capture's index row, manifest facts, reasons in words and near-duplicate cluster."""

@@ -46,7 +46,7 @@ GET_PARAMS: dict[str, set[str]] = {
     "/": set(), "/api/captures": _PAGE_PARAMS, "/api/capture": {"id"}, "/api/window": {"id", "x", "y"},
     "/api/revision": set(), "/img/thumb": {"id"}, "/img/window": {"id", "x", "y", "view"},
 }
-CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'; "
+CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
