@@ -28,6 +28,7 @@ import hashlib
 import io
 import threading
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,7 +149,7 @@ def without_rejected(manifest: pd.DataFrame, data_root: str | Path) -> tuple[pd.
 
 
 def set_label(data_root: str | Path, capture_id: str, label: str | None, reason: str = "",
-              known_ids: set[str] | None = None, curator: str | None = None) -> str:
+              known_ids: AbstractSet[str] | None = None, curator: str | None = None) -> str:
     """Label one capture (``label=None`` clears it), under the lock, atomically; return the new revision.
 
     Args:

@@ -80,6 +80,8 @@ class Gallery:
         self._labels = pd.DataFrame(columns=list(LABEL_COLUMNS))
         self._revision = "0"
         self._clusters: dict[str, list[str]] | None = None
+        self._snapshot: tuple[pd.DataFrame, str] | None = None  # index + labels, until either file changes
+        self._ids: frozenset[str] = frozenset()
 
     # -- loading --------------------------------------------------------------------------------
     def _splits_path(self) -> Path:
@@ -102,20 +104,29 @@ class Gallery:
                 if sp.is_file() else {}
             idx["split"] = idx["capture_id"].map(split_of).astype(object).fillna("")
             self._manifest, self._index, self._key, self._clusters = man, idx, key, None
+            self._ids, self._snapshot = frozenset(idx["capture_id"]), None
         lkey = _file_key(self.data_root / "labels.csv")
         if lkey != self._labels_key:
             self._labels, self._revision = read_labels(self.data_root)
-            self._labels_key = lkey
+            self._labels_key, self._snapshot = lkey, None
 
     def snapshot(self) -> tuple[pd.DataFrame, str]:
         """The index with each capture's ``label`` and ``label_reason``, and the labels' revision."""
         with self._lock:
             self._refresh()
-            lab = self._labels.set_index("capture_id")
-            cid = self._index["capture_id"]
-            idx = self._index.assign(label=cid.map(lab["label"]).astype(object).fillna(""),
-                                     label_reason=cid.map(lab["reason"]).astype(object).fillna(""))
-            return idx, self._revision
+            if self._snapshot is None:
+                lab = self._labels.set_index("capture_id")
+                cid = self._index["capture_id"]
+                idx = self._index.assign(label=cid.map(lab["label"]).astype(object).fillna(""),
+                                         label_reason=cid.map(lab["reason"]).astype(object).fillna(""))
+                self._snapshot = (idx, self._revision)
+            return self._snapshot
+
+    def has(self, capture_id: str) -> bool:
+        """Whether the manifest lists ``capture_id`` (read nothing for anything else)."""
+        with self._lock:
+            self._refresh()
+            return capture_id in self._ids
 
     def revision(self) -> str:
         with self._lock:
@@ -188,8 +199,8 @@ class Gallery:
 
     def label(self, capture_id: str, label: str | None, reason: str) -> str:
         """Write a curator's label (``labels.set_label``); return the new revision."""
-        idx, _ = self.snapshot()
-        return set_label(self.data_root, capture_id, label, reason, known_ids=set(idx["capture_id"]))
+        self.snapshot()
+        return set_label(self.data_root, capture_id, label, reason, known_ids=self._ids)
 
 
 def _int(text: str | None, name: str, lo: int, hi: int, default: int) -> int:

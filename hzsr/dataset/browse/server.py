@@ -68,8 +68,7 @@ class Browser:
 
     def known(self, cid: str | None) -> str:
         """``cid`` if the manifest lists it, else 404: no read happens for anything else."""
-        idx, _ = self.gallery.snapshot()
-        if not cid or cid not in set(idx["capture_id"]):
+        if not cid or not self.gallery.has(cid):
             raise BadRequest(HTTPStatus.NOT_FOUND, f"unknown capture {str(cid)[:80]!r}")
         return cid
 

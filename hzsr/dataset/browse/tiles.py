@@ -29,6 +29,7 @@ import numpy as np
 
 from hzsr.core.geometry import CropRect, intrinsics_matrix, tele_crop_rect
 from hzsr.dataset.reader import ShardReader
+from hzsr.dataset.schema import SLOTS
 
 
 @dataclass
@@ -63,6 +64,7 @@ class TileStore:
         self._io = threading.Lock()
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._cached_bytes = 0
+        self._metas: dict[str, dict[str, Any]] = {}
         self._cache_lock = threading.Lock()
         self.reads = 0  # patch reads so far (the benchmark reports them)
 
@@ -89,8 +91,25 @@ class TileStore:
             return self.reader.read_patch(cid, slot, y, x, h, w)
 
     def _meta(self, cid: str) -> dict[str, Any]:
-        with self._io:
-            return self.reader.meta(cid)
+        """What the gallery needs of a capture: per frame its size and intrinsics (a few attributes,
+        not ``ShardReader.meta``'s hundred-odd, which cost 30 ms a capture)."""
+        with self._cache_lock:
+            m = self._metas.get(cid)
+        if m is None:
+            with self._io:
+                g = self.reader._group(cid)
+                frames = {}
+                for slot in SLOTS:
+                    if slot in g:
+                        d = g[slot]
+                        k = d.attrs.get("intrinsics")
+                        frames[slot] = {"width": int(d.shape[1]), "height": int(d.shape[0]),
+                                        "intrinsics": dict(zip(("fx", "fy", "cx", "cy"), map(float, k), strict=True))
+                                        if k is not None and len(k) == 4 else None}
+            m = {"frames": frames, "has_reference": "ref_T" in frames}
+            with self._cache_lock:
+                self._metas[cid] = m
+        return m
 
     # -- geometry -------------------------------------------------------------------------------
     def crop_rect(self, cid: str) -> CropRect:
@@ -156,7 +175,7 @@ class TileStore:
 
             rect = self.crop_rect(cid)
             imgs = {"W": self._w_region(cid, rect, x, y, w, h), "T": self._patch(cid, "main_T", y, x, h, w)}
-            if self._meta(cid).get("has_reference") and "ref_T" in self._meta(cid)["frames"]:
+            if self._meta(cid)["has_reference"]:
                 ft = self._meta(cid)["frames"]["ref_T"]
                 if (int(ft["width"]), int(ft["height"])) >= (x + w, y + h):
                     imgs["R"] = self._patch(cid, "ref_T", y, x, h, w)
