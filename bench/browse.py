@@ -59,7 +59,7 @@ QA_KEYS = [f"{p}_{k}" for p in ("wt", "wr", "tt") for k in (
         "roi_sharpness")]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _photo(k: int) -> np.ndarray:
     from skimage import data
 
@@ -210,9 +210,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--keep", default=None, help="build (or reuse) the data set here instead of a temp folder")
     args = ap.parse_args()
+    load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="hzsr-bench-browse-") as tmp:
         root = Path(args.keep or tmp) / "ds"
-        built = build(root, args.captures, args.page) if not (root / "manifest.csv").is_file() else {"reused": str(root)}
+        reuse = (root / "manifest.csv").is_file()
+        built = {"reused": str(root)} if reuse else build(root, args.captures, args.page)
         tiled, naive = [], []
         for _ in range(args.rounds):
             tiled.append(first_page(root, False, args.page))
@@ -221,7 +223,7 @@ def main() -> None:
         med = statistics.median
         print(json.dumps({
             "bench": "browse_first_page", "dataset": built, "rounds": args.rounds, "cores": os.cpu_count(),
-            "loadavg": os.getloadavg(),
+            "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
             "tiled_first_page_s": round(med(t["first_page_s"] for t in tiled), 3),
             "tiled_index_s": round(med(t["index_s"] for t in tiled), 3),
             "naive_first_page_s": round(med(n["first_page_s"] for n in naive), 3),

@@ -150,8 +150,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
-    from hzsr.dataset.manifest import load_manifest
     from hzsr.dataset.labels import without_rejected
+    from hzsr.dataset.manifest import load_manifest
     from hzsr.dataset.reader import SPLITS, ShardReader
     from hzsr.dataset.splits import SplitConfig, assign_splits, load_splits, parse_ratios, split_table, write_splits
 

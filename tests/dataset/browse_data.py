@@ -19,8 +19,8 @@ def browse_dataset(tmp_path_factory) -> Path:
     QA checked, packed 3 per shard. Read-only: copy it (``copy_dataset``) before writing labels."""
     if "ds" not in _BUILT:
         root = tmp_path_factory.mktemp("browse")
-        s = simulate_session(root / "sA", SimConfig(captures=8, seed=5, size=(400, 300),
-                                                    defects={3: "refocus", 4: "motion_blur", 6: "rig_bump"}), progress=False)
+        cfg = SimConfig(captures=8, seed=5, size=(400, 300), defects={3: "refocus", 4: "motion_blur", 6: "rig_bump"})
+        s = simulate_session(root / "sA", cfg, progress=False)
         run_sync_check(s, plots=False)
         run_check(s, QAConfig(), progress=False)
         pack_dataset([s], root / "ds", PackConfig(shard_size="3", progress=False))

@@ -138,8 +138,9 @@ def test_curator_filters_opens_rejects_and_split_honours_it(chromium, served, tm
         assert str(srv.server_address[1]) in await a.eval("document.getElementById('port').textContent")
 
         # filters: verdict, then kind on top of it, then a query; each grid is what pandas selects
-        for fid, value, mask in (("f-verdict", "pass", man["verdict"] == "pass"),
-                                 ("f-kind", "portrait", (man["verdict"] == "pass") & (man["scene_kind"] == "portrait"))):
+        passed = man["verdict"] == "pass"
+        for fid, value, mask in (("f-verdict", "pass", passed),
+                                 ("f-kind", "portrait", passed & (man["scene_kind"] == "portrait"))):
             before = await a.eval("document.body.dataset.loaded")
             await a.eval(SET_FILTER.format(fid, value))
             await a.wait(f"document.body.dataset.loaded != {before!r}")

@@ -119,3 +119,47 @@ def test_split_curate_and_export_leave_rejected_captures_out(ds, tmp_path, capsy
     assert (out["captures"], out["rejected"]) == (len(ids) - 2, 2)
     names = {ln.split()[0] for ln in (tmp_path / "exp" / "meta_info.txt").read_text().splitlines()}
     assert names == {c.replace("/", "__") + ".png" for c in set(ids) - rej}
+
+
+def test_blocked_near_pairs_match_the_full_matrix():
+    """The gallery clusters 10,000 captures with ``near_pairs`` (blocks of rows); same answer as
+    ``hamming_matrix``, whatever the block size."""
+    import numpy as np
+
+    from hzsr.dataset.phash import hamming_matrix, near_pairs
+
+    rng = np.random.default_rng(0)
+    base = [int(x) for x in rng.integers(0, 2**63, 40)]
+    hashes = []
+    for k in range(300):
+        h = base[k % 40]
+        for _ in range(int(rng.integers(0, 8))):
+            h ^= 1 << int(rng.integers(0, 64))
+        hashes.append(f"{h:016x}")
+    d = hamming_matrix(hashes)
+    np.fill_diagonal(d, 99)
+    want = {(int(i), int(j)) for i, j in zip(*np.nonzero(np.triu(d <= 6, 1)), strict=True)}
+    for block in (1, 7, 512):
+        i, j, nearest = near_pairs(hashes, 6, block=block)
+        assert set(zip(i.tolist(), j.tolist(), strict=True)) == want and len(i) == len(want)
+        assert np.array_equal(nearest, d.min(1))
+    assert np.isnan(near_pairs(hashes[:1], 6)[2]).all()
+
+
+def test_labels_made_on_a_subset_are_the_data_sets(ds, tmp_path):
+    """Browsing a curated subset writes beside the shards, so `split` of the data set honours it."""
+    from hzsr.dataset.browse.gallery import Gallery
+
+    assert main(["dataset", "curate", str(ds), "--query", "session_id == 'sB'", "--out", str(tmp_path / "sub")]) == 0
+    g = Gallery(tmp_path / "sub")
+    sub_ids = g.snapshot()[0]["capture_id"].tolist()
+    g.label(sub_ids[0], "rejected", "out of focus")
+    assert not (tmp_path / "sub" / LABELS).exists() and rejected_ids(ds) == {sub_ids[0]}
+    with pytest.raises(DatasetError, match="unknown capture"):  # not in the subset
+        g.label("sA/c00000", "rejected", "x")
+
+
+def test_browse_a_missing_folder_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["dataset", "browse", str(tmp_path / "nope"), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "manifest not found" in err[0]

@@ -95,7 +95,8 @@ def test_bound_to_loopback_and_the_cli_shows_the_port(server, ds):
     ("reason=large_shift", lambda m: m["qa_codes"].fillna("").str.split(";").map(lambda t: "large_shift" in t)),
     ("split=(none)", lambda m: pd.Series(True, index=m.index)),
     ("kind=portrait&verdict=pass", lambda m: (m["scene_kind"] == "portrait") & (m["verdict"] == "pass")),
-    ("q=" + "scene_kind%20in%20%5B'landscape'%2C%20'moving'%5D", lambda m: m["scene_kind"].isin(["landscape", "moving"])),
+    ("q=" + "scene_kind%20in%20%5B'landscape'%2C%20'moving'%5D",
+     lambda m: m["scene_kind"].isin(["landscape", "moving"])),
 ])
 def test_filters_select_what_pandas_selects(server, ds, query, mask):
     man = pd.read_csv(ds / "manifest.csv")
@@ -179,7 +180,8 @@ TRAVERSAL = [
     "//etc/passwd", "/etc/passwd", "/static/../../secret.txt", "/index.html", "/manifest.csv", "/labels.csv",
     "/shards/shard-00000.h5", "/img/thumb?id=../secret.txt", "/img/thumb?id=..%2Fsecret.txt",
     "/img/thumb?id=%2Fetc%2Fpasswd", "/api/capture?id=../../secret.txt", "/img/window?id=sA/c00000&view=../../secret",
-    "/img/window?id=sA/c00000&view=%00", "/api/capture?id=sA%2F..%2F..%2Fsecret.txt", "/img/thumb?id=sA/../../secret.txt",
+    "/img/window?id=sA/c00000&view=%00", "/api/capture?id=sA%2F..%2F..%2Fsecret.txt",
+    "/img/thumb?id=sA/../../secret.txt",
     "/api/captures/../../secret.txt", "/%00", "/?x=1",
 ]
 

@@ -193,7 +193,8 @@ class TileStore:
                 out[pair] = _jpeg(overlay(imgs["W"], {k: (v * 255).astype(np.uint8) for k, v in maps.items()}),
                                   self.cfg.jpeg_quality)
                 s = reg.stats
-                notes[pair] = (f"shift {s['shift_dx']:+.1f},{s['shift_dy']:+.1f} px; occluded {s['occluded_frac']:.0%}, "
+                notes[pair] = (f"shift {s['shift_dx']:+.1f},{s['shift_dy']:+.1f} px; "
+                               f"occluded {s['occluded_frac']:.0%}, "
                                f"rejected {s['rejected_frac']:.0%}, uncertain {s['uncertain_frac']:.0%}")
             out["notes"] = notes
             out["origin"] = [x, y, w, h]
