@@ -20,6 +20,7 @@ q           a query in ``hzsr/dataset/query.py``'s language over the manifest's 
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ class Gallery:
         self._clusters: dict[str, list[str]] | None = None
         self._snapshot: tuple[pd.DataFrame, str] | None = None  # index + labels, until either file changes
         self._ids: frozenset[str] = frozenset()
+        self._facets: dict[str, dict[str, int]] = {}
 
     # -- loading --------------------------------------------------------------------------------
     def _splits_path(self) -> Path:
@@ -120,6 +122,7 @@ class Gallery:
                 idx = self._index.assign(label=cid.map(lab["label"]).astype(object).fillna(""),
                                          label_reason=cid.map(lab["reason"]).astype(object).fillna(""))
                 self._snapshot = (idx, self._revision)
+                self._facets = _facets(idx)
             return self._snapshot
 
     def has(self, capture_id: str) -> bool:
@@ -182,7 +185,8 @@ class Gallery:
         rows = sel.iloc[offset:offset + limit]
         stale = int(((idx["label"] == "rejected") & (idx["split"] != "")).sum())
         return {"total": int(len(idx)), "matched": int(len(sel)), "offset": offset, "limit": limit,
-                "revision": rev, "rejected_in_splits": stale, "facets": _facets(idx), "rows": rows.to_dict("records")}
+                "revision": rev, "rejected_in_splits": stale, "facets": self._facets,
+                "rows": rows.to_dict("records")}
 
     def capture(self, capture_id: str) -> dict[str, Any]:
         """One capture's index row, manifest facts, reasons in words and near-duplicate cluster."""
@@ -192,7 +196,7 @@ class Gallery:
             raise DatasetError(f"unknown capture {capture_id!r}", field="id")
         row = hit.iloc[0].to_dict()
         m = self._manifest.loc[hit.index[0]]
-        facts = {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in m.items()
+        facts = {k: _plain(v) for k, v in m.items()
                  if not k.startswith("qa_") or k in ("qa_reasons", "qa_wt_psnr_db", "qa_wt_ssim", "qa_tt_shift_px")}
         cluster = [c for c in self.clusters().get(capture_id, []) if c != capture_id]
         return {**row, "facts": facts, "cluster": cluster, "revision": rev}
@@ -201,6 +205,14 @@ class Gallery:
         """Write a curator's label (``labels.set_label``); return the new revision."""
         self.snapshot()
         return set_label(self.data_root, capture_id, label, reason, known_ids=self._ids)
+
+
+def _plain(v: Any) -> Any:
+    """A manifest cell as JSON can carry it: None for empty, NaN or infinite."""
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    v = v.item() if hasattr(v, "item") else v
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _int(text: str | None, name: str, lo: int, hi: int, default: int) -> int:
