@@ -12,7 +12,8 @@ kind        ``scene_kind``
 tag         one of ``scene_tags``
 split       the capture's split in ``splits.csv``
 label       the curator's label: accepted, rejected, ``(none)``
-dup         ``1``: only captures with a near-duplicate (pHash within ``dup_distance`` bits)
+dup         ``1``: only captures with a near-duplicate (pHash within ``dup_distance`` bits),
+            one cluster after another, so its members sit side by side
 q           a query in ``hzsr/dataset/query.py``'s language over the manifest's columns plus
             ``split``, ``label`` and ``label_reason`` (parsed, never run)
 ==========  ====================================================================
@@ -182,6 +183,11 @@ class Gallery:
         offset = _int(params.get("offset"), "offset", 0, 10**9, 0)
         limit = _int(params.get("limit"), "limit", 1, MAX_PAGE, 60)
         sel = idx[mask.to_numpy()]
+        if params.get("dup") == "1":  # clusters side by side: ordered by each cluster's first member
+            clusters = self.clusters()
+            sel = sel.assign(cluster=sel["capture_id"].map(lambda c: clusters[c][0]),
+                             cluster_size=sel["capture_id"].map(lambda c: len(clusters[c])))
+            sel = sel.sort_values(["cluster", "capture_id"], kind="stable")
         rows = sel.iloc[offset:offset + limit]
         stale = int(((idx["label"] == "rejected") & (idx["split"] != "")).sum())
         return {"total": int(len(idx)), "matched": int(len(sel)), "offset": offset, "limit": limit,

@@ -186,6 +186,7 @@ class Handler(BaseHTTPRequestHandler):
         self._guard(self._post)
 
     def _post(self) -> None:
+        self.close_connection = True  # a refused request's body may be left unread: never reuse the socket
         if urlsplit(self.path).path != "/api/label":
             raise BadRequest(HTTPStatus.NOT_FOUND, "no such page")
         port = self.server.server_address[1]
