@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hzsr.core.errors import ConfigError, DatasetError
@@ -46,12 +47,17 @@ def query_manifest(df: pd.DataFrame, expr: str, option: str = "--query") -> pd.D
 
 
 def near_duplicates(ids: list[str], hashes: list[str], max_distance: int) -> tuple[list[str | None], list[float]]:
-    """Cluster by pHash distance (single link); each member points at its cluster's first id."""
+    """Cluster by pHash distance (single link); each member points at its cluster's first id.
+
+    Identical hashes are merged before the pair search (``phash.near_pairs``), so a thousand
+    shots of one unchanging view cost one hash, not half a million pairs.
+    """
     n = len(ids)
     if n == 0:
         return [], []
-    pi, pj, nearest = near_pairs(hashes, max_distance)
-    parent = list(range(n))
+    uniq, inv, counts = np.unique(np.asarray(hashes, dtype=str), return_inverse=True, return_counts=True)
+    pi, pj, nearest_u = near_pairs(uniq.tolist(), max_distance)
+    parent = list(range(len(uniq)))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -63,8 +69,11 @@ def near_duplicates(ids: list[str], hashes: list[str], max_distance: int) -> tup
         a, b = find(i), find(j)
         if a != b:
             parent[max(a, b)] = min(a, b)
-    first = [find(i) for i in range(n)]
-    flag = [ids[first[i]] if nearest[i] <= max_distance else None for i in range(n)]
+    first: dict[int, int] = {}  # cluster root -> its first capture, in the given order
+    for k, u in enumerate(inv.tolist()):
+        first.setdefault(find(u), k)
+    nearest = np.where(counts[inv] > 1, 0.0, nearest_u[inv])
+    flag = [ids[first[find(u)]] if nearest[k] <= max_distance else None for k, u in enumerate(inv.tolist())]
     return flag, [float(x) for x in nearest]
 
 

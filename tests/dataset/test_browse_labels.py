@@ -146,6 +146,35 @@ def test_blocked_near_pairs_match_the_full_matrix():
     assert np.isnan(near_pairs(hashes[:1], 6)[2]).all()
 
 
+def test_near_duplicates_equal_single_link_on_the_full_matrix():
+    """``curate.near_duplicates`` (identical hashes merged first, then blocked pairs) gives what
+    single-link clustering of the full distance matrix gives: same first member, same nearest."""
+    import numpy as np
+
+    from hzsr.dataset.curate import near_duplicates
+    from hzsr.dataset.phash import hamming_matrix
+
+    rng = np.random.default_rng(1)
+    base = [int(x) for x in rng.integers(0, 2**63, 30)]
+    hashes = [f"{base[int(rng.integers(0, 30))] ^ (1 << int(rng.integers(0, 64))) * int(rng.integers(0, 2)):016x}"
+              for _ in range(200)] + [f"{base[0]:016x}"] * 5
+    ids = [f"c{k:04d}" for k in range(len(hashes))]
+    d = hamming_matrix(hashes).astype(float)
+    np.fill_diagonal(d, np.inf)
+    label = list(range(len(ids)))  # brute-force single link: merge until nothing changes
+    changed = True
+    while changed:
+        changed = False
+        for i, j in zip(*np.nonzero(d <= 6), strict=True):
+            if label[i] != label[j]:
+                label[i] = label[j] = min(label[i], label[j])
+                changed = True
+    want = [ids[min(k for k in range(len(ids)) if label[k] == label[i])] if d[i].min() <= 6 else None
+            for i in range(len(ids))]
+    flag, nearest = near_duplicates(ids, hashes, 6)
+    assert flag == want and nearest == d.min(1).tolist()
+
+
 def test_labels_made_on_a_subset_are_the_data_sets(ds, tmp_path):
     """Browsing a curated subset writes beside the shards, so `split` of the data set honours it."""
     from hzsr.dataset.browse.gallery import Gallery
