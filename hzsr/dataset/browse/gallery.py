@@ -43,6 +43,7 @@ FILTERS = {"verdict": "verdict", "reason": "reasons", "kind": "scene_kind", "tag
            "split": "split", "label": "label"}
 LIST_FILTERS = ("reason", "tag")
 MAX_PAGE = 500
+MAX_CLUSTER_SHOWN = 48  # a capture's near-duplicates listed (a thousand shots of one view are one cluster)
 
 
 def _file_key(path: Path) -> tuple[int, int] | None:
@@ -205,7 +206,8 @@ class Gallery:
         facts = {k: _plain(v) for k, v in m.items()
                  if not k.startswith("qa_") or k in ("qa_reasons", "qa_wt_psnr_db", "qa_wt_ssim", "qa_tt_shift_px")}
         cluster = [c for c in self.clusters().get(capture_id, []) if c != capture_id]
-        return {**row, "facts": facts, "cluster": cluster, "revision": rev}
+        return {**row, "facts": facts, "cluster": cluster[:MAX_CLUSTER_SHOWN], "cluster_others": len(cluster),
+                "revision": rev}
 
     def label(self, capture_id: str, label: str | None, reason: str) -> str:
         """Write a curator's label (``labels.set_label``); return the new revision."""
