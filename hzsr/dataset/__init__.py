@@ -7,5 +7,7 @@ data set holds; ``splits`` makes group-aware, stratified, leak-free splits; ``cu
 a query and flags near-duplicates (``phash``); ``query`` is the language of ``pack --filter``
 and ``curate --query``, parsed and evaluated as data, never run as Python; ``interop`` ingests
 CameraFusion and exports BasicSR folders; ``reader.ShardReader`` serves captures and patches to
-training. See ``docs/dataset.md``.
+training; ``labels`` owns the curation file (accept/reject with a reason) that ``split``,
+``curate`` and ``export`` honour, and ``browse`` is the curators' gallery that writes it. See
+``docs/dataset.md``.
 """

@@ -1,4 +1,4 @@
-"""``hzsr dataset ...`` verbs: pack, verify, info, split, curate, ingest, export.
+"""``hzsr dataset ...`` verbs: pack, verify, info, split, curate, ingest, export, browse.
 
 Exit codes as everywhere in hzsr (``core/errors.py:EXIT_CODES``): 0 success; 1 the input was read
 and is bad (a corrupt shard, a manifest that disagrees, a bad session record); 2 it could not be
@@ -27,7 +27,7 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], human: list[str]) -> N
 
 
 def add_dataset_parser(stages: Any) -> None:
-    ds = stages.add_parser("dataset", help="HDF5 shards: pack, verify, info, split, curate, ingest, export")
+    ds = stages.add_parser("dataset", help="HDF5 shards: pack, verify, info, split, curate, ingest, export, browse")
     verbs = ds.add_subparsers(dest="verb", required=True, metavar="VERB")
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
@@ -101,6 +101,13 @@ def add_dataset_parser(stages: Any) -> None:
     add_quiet(e)
     add_json(e, "print the summary as JSON")
 
+    b = add_verb(verbs, "browse", "a local web gallery: filter, view and accept/reject captures (labels.csv)",
+                 _cmd_browse, formatter_class=fmt)
+    add_folder(b, "dir", "data set (or subset) folder")
+    b.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
+    b.add_argument("--dup-distance", type=int, default=6, help="pHash bits for near-duplicate clusters, as curate")
+    b.add_argument("--verbose", action="store_true", help="log every request on stderr")
+
 
 def _cmd_pack(args: argparse.Namespace) -> int:
     from hzsr.dataset.pack import PackConfig, pack_dataset
@@ -143,8 +150,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
+    from hzsr.dataset.labels import without_rejected
     from hzsr.dataset.manifest import load_manifest
-    from hzsr.dataset.reader import SPLITS
+    from hzsr.dataset.reader import SPLITS, ShardReader
     from hzsr.dataset.splits import SplitConfig, assign_splits, load_splits, parse_ratios, split_table, write_splits
 
     names = tuple(args.names.split(",")) if args.names else None
@@ -153,7 +161,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
     cfg = SplitConfig(by=args.by, ratios=ratios, names=names, stratify=strat, seed=args.seed,
                       reassign=args.reassign)
     root = Path(args.dir)
-    man = load_manifest(root)
+    man, rejected = without_rejected(load_manifest(root), ShardReader(root).shard_root)  # labels.csv
     path = root / SPLITS
     existing = load_splits(path) if path.is_file() and not args.reassign else None
     df = assign_splits(man, cfg, existing)
@@ -164,10 +172,12 @@ def _cmd_split(args: argparse.Namespace) -> int:
     data = {"splits": str(path), "captures": {k: int(v) for k, v in counts.items()},
             "groups": {k: int(v) for k, v in groups.items()},
             "target": {k: r * len(df) for k, r in zip(names, ratios, strict=True)},
-            "by_kind": json.loads(table.to_json(orient="index")), "kept_existing": existing is not None}
+            "by_kind": json.loads(table.to_json(orient="index")), "kept_existing": existing is not None,
+            "rejected": rejected}
     _emit(args, data, [f"{k}: {int(counts[k])} captures in {int(groups[k])} groups "
                        f"(target {r * len(df):.1f})" for k, r in zip(names, ratios, strict=True)]
-          + [table.to_string(), f"wrote {path}"])
+          + [table.to_string(), *([f"{rejected} captures rejected in labels.csv left out"] if rejected else []),
+             f"wrote {path}"])
     return EXIT_OK
 
 
@@ -175,7 +185,8 @@ def _cmd_curate(args: argparse.Namespace) -> int:
     from hzsr.dataset.curate import curate
 
     res = curate(args.dir, args.query, args.out, max_distance=args.dup_distance)
-    _emit(args, res, [f"selected {res['selected']} of {res['total']} captures; "
+    _emit(args, res, [f"selected {res['selected']} of {res['total']} captures ({res['rejected']} rejected in "
+                      "labels.csv left out); "
                       f"{res['near_duplicates']} flagged as near-duplicates",
                       f"wrote {res['manifest']}", f"wrote {res['subset']}"])
     return EXIT_OK
@@ -195,5 +206,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from hzsr.dataset.interop import export_folders
 
     res = export_folders(args.dir, args.out, split=args.split, progress=not args.quiet)
-    _emit(args, res, [f"exported {res['captures']} captures to {args.out}", f"wrote {res['meta_info']}"])
+    _emit(args, res, [f"exported {res['captures']} captures to {args.out} ({res['rejected']} rejected in "
+                      "labels.csv left out)", f"wrote {res['meta_info']}"])
+    return EXIT_OK
+
+
+def _cmd_browse(args: argparse.Namespace) -> int:
+    from hzsr.core.errors import ConfigError
+    from hzsr.dataset.browse.server import Browser, BrowseServer
+
+    app = Browser(args.dir, dup_distance=args.dup_distance)
+    idx, _ = app.gallery.snapshot()  # a missing or bad manifest stops here, before the port opens
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"expected 0 to 65535, got {args.port}", field="--port")
+    try:
+        server = BrowseServer(app, args.port, verbose=args.verbose)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", field="--port") from None
+    print(f"serving {args.dir} ({len(idx)} captures) at {server.url}  (127.0.0.1 only; Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
     return EXIT_OK

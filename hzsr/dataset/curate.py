@@ -7,6 +7,7 @@ Python; ``docs/dataset.md`` describes it).
 manifest order, of the near-duplicate cluster it belongs to; empty when unique) and
 ``phash_distance`` (to its nearest other selected capture). ``SUBSET/subset.json`` points at
 the data set whose shards it reads, so ``ShardReader(SUBSET)`` works as on the full data set.
+Captures a curator rejected (``labels.csv``, ``hzsr.dataset.labels``) are never selected.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import pandas as pd
 
 from hzsr.core.errors import ConfigError, DatasetError
 from hzsr.core.fileio import atomic_write_json, sha256_file
+from hzsr.dataset.labels import without_rejected
 from hzsr.dataset.manifest import MANIFEST, load_manifest, write_manifest
-from hzsr.dataset.phash import hamming_matrix, phash
+from hzsr.dataset.phash import near_pairs, phash
 from hzsr.dataset.query import parse_query, select_rows
 from hzsr.dataset.reader import SUBSET, ShardReader
 
@@ -45,13 +47,17 @@ def query_manifest(df: pd.DataFrame, expr: str, option: str = "--query") -> pd.D
 
 
 def near_duplicates(ids: list[str], hashes: list[str], max_distance: int) -> tuple[list[str | None], list[float]]:
-    """Cluster by pHash distance (single link); each member points at its cluster's first id."""
+    """Cluster by pHash distance (single link); each member points at its cluster's first id.
+
+    Identical hashes are merged before the pair search (``phash.near_pairs``), so a thousand
+    shots of one unchanging view cost one hash, not half a million pairs.
+    """
     n = len(ids)
     if n == 0:
         return [], []
-    d = hamming_matrix(hashes)
-    np.fill_diagonal(d, 99)
-    parent = list(range(n))
+    uniq, inv, counts = np.unique(np.asarray(hashes, dtype=str), return_inverse=True, return_counts=True)
+    pi, pj, nearest_u = near_pairs(uniq.tolist(), max_distance)
+    parent = list(range(len(uniq)))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -59,14 +65,16 @@ def near_duplicates(ids: list[str], hashes: list[str], max_distance: int) -> tup
             i = parent[i]
         return i
 
-    for i, j in zip(*np.nonzero(np.triu(d <= max_distance, 1)), strict=True):
-        a, b = find(int(i)), find(int(j))
+    for i, j in zip(pi.tolist(), pj.tolist(), strict=True):
+        a, b = find(i), find(j)
         if a != b:
             parent[max(a, b)] = min(a, b)
-    first = [find(i) for i in range(n)]
-    flag = [ids[first[i]] if (d[i] <= max_distance).any() else None for i in range(n)]
-    nearest = [float(d[i].min()) if n > 1 else float("nan") for i in range(n)]
-    return flag, nearest
+    first: dict[int, int] = {}  # cluster root -> its first capture, in the given order
+    for k, u in enumerate(inv.tolist()):
+        first.setdefault(find(u), k)
+    nearest = np.where(counts[inv] > 1, 0.0, nearest_u[inv])
+    flag = [ids[first[find(u)]] if nearest[k] <= max_distance else None for k, u in enumerate(inv.tolist())]
+    return flag, [float(x) for x in nearest]
 
 
 def curate(root: str | Path, query: str, out: str | Path, max_distance: int = 6) -> dict[str, Any]:
@@ -74,7 +82,7 @@ def curate(root: str | Path, query: str, out: str | Path, max_distance: int = 6)
     if (out / MANIFEST).exists():
         raise ConfigError("a subset already exists here; choose another --out", file=out, field="--out")
     parsed = parse_query(query, "--query")  # a bad query is reported before the manifest is read
-    man = load_manifest(root)
+    man, rejected = without_rejected(load_manifest(root), ShardReader(root).shard_root)  # labels.csv
     sel = parsed.select(man).copy()
     hashes = list(sel["phash_main_W"]) if "phash_main_W" in sel.columns else [None] * len(sel)
     if any(not isinstance(h, str) for h in hashes):
@@ -97,5 +105,5 @@ def curate(root: str | Path, query: str, out: str | Path, max_distance: int = 6)
         "near_duplicate_max_distance": max_distance})
     if len(sel) and not (src / "shards").is_dir():
         raise DatasetError("no shards/ folder", file=src)
-    return {"total": int(len(man)), "selected": int(len(sel)),
+    return {"total": int(len(man)) + rejected, "selected": int(len(sel)), "rejected": rejected,
             "near_duplicates": int(sum(f is not None for f in flag)), "manifest": str(mpath), "subset": str(spath)}

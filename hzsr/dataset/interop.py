@@ -22,7 +22,8 @@ intrinsics) are absent, never zero: the reader returns no key for them.
 HR = main_T target, Ref = ref_T reference, when the capture has one) and ``OUT/meta_info.txt``
 with one ``<name>.png (H,W,C)`` line per pair as BasicSR's ``PairedImageDataset`` reads it. The
 frames are exported as captured (W and T are not aligned; alignment is the model's job). ``<name>``
-is the capture id with ``/`` replaced by ``__``.
+is the capture id with ``/`` replaced by ``__``. Captures a curator rejected (``labels.csv``,
+``hzsr.dataset.labels``) are not exported.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tqdm import tqdm
 from hzsr.core.errors import ConfigError, DatasetError
 from hzsr.core.fileio import atomic_write_bytes, sha256_file
 from hzsr.dataset.codecs import DEFAULT_CODEC
+from hzsr.dataset.labels import rejected_ids
 from hzsr.dataset.manifest import write_manifest
 from hzsr.dataset.reader import SPLITS, ShardReader
 from hzsr.dataset.shard import shard_name, write_shard
@@ -130,7 +132,8 @@ def export_folders(root: str | Path, out: str | Path, split: str | None = None,
     if (out / "meta_info.txt").exists():
         raise ConfigError("an export already exists here; choose another --out", file=out, field="--out")
     reader = ShardReader(root)
-    ids = reader.ids(split)
+    rejected = rejected_ids(reader.shard_root)  # labels.csv: a curator's rejections are not exported
+    ids = [i for i in reader.ids(split) if i not in rejected]
     lines, no_ref = [], 0
     png = [cv2.IMWRITE_PNG_COMPRESSION, 1]
     for cid in tqdm(ids, desc="export", unit="capture", disable=not progress):
@@ -150,4 +153,4 @@ def export_folders(root: str | Path, out: str | Path, split: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(meta, ("\n".join(lines) + ("\n" if lines else "")).encode())
     return {"out": str(out), "captures": len(ids), "without_reference": no_ref, "meta_info": str(meta),
-            "split": split}
+            "split": split, "rejected": len(rejected & set(reader.ids(split)))}

@@ -32,3 +32,43 @@ def hamming_matrix(hashes: list[str]) -> np.ndarray:
     v = np.array([int(h, 16) for h in hashes], dtype=np.uint64)
     x = v[:, None] ^ v[None, :]
     return np.unpackbits(x.view(np.uint8).reshape(len(v), len(v), 8), axis=-1).sum(-1)
+
+
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits per uint64, as uint8 (numpy 2's ``bitwise_count``; a byte table before it)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    return _POPCOUNT8[x.view(np.uint8)].reshape(x.shape + (8,)).sum(-1, dtype=np.uint8)
+
+
+def near_pairs(hashes: list[str], max_distance: int, block: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs ``i < j`` of hex pHashes within ``max_distance`` bits, and each hash's nearest other distance.
+
+    The same distances as ``hamming_matrix``, a block of rows at a time, so memory stays
+    ``O(block * n)`` (10,000 hashes: 40 MB, not the full matrix's 6 GB of unpacked bits).
+
+    Returns:
+        ``(i, j, nearest)``: the pairs' indices, and per hash the distance to its nearest other
+        (NaN when there is no other).
+    """
+    v = np.array([int(h, 16) for h in hashes], dtype=np.uint64)
+    n = len(v)
+    nearest = np.full(n, np.nan)
+    ii: list[np.ndarray] = []
+    jj: list[np.ndarray] = []
+    for a in range(0, n, block):
+        x = v[a:a + block, None] ^ v[None, :]
+        d = _popcount(x)
+        rows = np.arange(a, a + len(d))
+        d[rows - a, rows] = 99  # not its own neighbour
+        if n > 1:
+            nearest[a:a + len(d)] = d.min(1)
+        bi, bj = np.nonzero(d <= max_distance)
+        upper = bj > bi + a
+        ii.append(bi[upper] + a)
+        jj.append(bj[upper])
+    empty = np.zeros(0, np.int64)
+    return (np.concatenate(ii) if ii else empty), (np.concatenate(jj) if jj else empty), nearest

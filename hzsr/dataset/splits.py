@@ -16,6 +16,9 @@ largest group short would have fitted every group given elsewhere, which rule 1 
 Stability: groups already in ``splits.csv`` keep their split (new captures of a known group
 follow it); only unseen groups are assigned, against the counts so far. ``reassign=True``
 starts over.
+
+``hzsr dataset split`` leaves out the captures a curator rejected (``labels.csv``,
+``hzsr.dataset.labels``): they get no split, so training never sees them.
 """
 
 from __future__ import annotations
