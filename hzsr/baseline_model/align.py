@@ -70,6 +70,7 @@ class CameraGeometry:
     k_t: np.ndarray  # T intrinsics, pixels of the reference image
     af_roi: list[float] | None  # [x, y, w, h] in the reference's pixels, or None
     warnings: list[str] = field(default_factory=list)
+    source: str = "metadata"  # metadata | --focal-ratio | exif | estimated | assumed (geometry_source.py)
 
     @property
     def focal_ratio(self) -> float:
@@ -111,11 +112,14 @@ def camera_geometry(meta: dict[str, Any] | None, w_size: tuple[int, int], t_size
         k_t = intrinsics_matrix(ft, ft, (t_size[0] - 1) / 2, (t_size[1] - 1) / 2)
         warnings.append(f"no intrinsics in the metadata: assumed a focal ratio of {focal_ratio:g} and centred "
                         "principal points")
+        source = "assumed"
+    else:
+        source = "metadata"
     roi = t_frame.get("af_roi")
     if not (isinstance(roi, list | tuple) and len(roi) == 4 and roi[2] > 0 and roi[3] > 0):
         roi = None
         warnings.append("no AF ROI in the metadata: the defocus map uses the image centre")
-    return CameraGeometry(k_w, k_t, list(roi) if roi is not None else None, warnings)
+    return CameraGeometry(k_w, k_t, list(roi) if roi is not None else None, warnings, source)
 
 
 def centre_roi(width: int, height: int) -> list[float]:
@@ -140,6 +144,7 @@ class Alignment:
     use_reference: bool  # False: the reference cannot be trusted anywhere (output = bicubic)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    geometry_source: str = "metadata"  # CameraGeometry.source
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -288,7 +293,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
         warnings.append(f"the reference can be trusted on only {trusted:.0%} of the frame (< {min_overlap:.0%}): "
                         "output is the bicubic W crop")
     timings["maps"] = time.perf_counter() - t0
-    return Alignment(rect, src, ref, shift, g, fwd, bwd, gain, offset, maps, ncc, use_ref, warnings, timings)
+    return Alignment(rect, src, ref, shift, g, fwd, bwd, gain, offset, maps, ncc, use_ref, warnings, timings,
+                     geom.source)
 
 
 def structure_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, sigma: float = 6.0) -> float:
