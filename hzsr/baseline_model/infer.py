@@ -108,7 +108,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
     t_load = time.perf_counter() - t0
     if capture is None:
         capture = {}
-    from hzsr.baseline_model.geometry_source import exif_focal_35mm
+    from hzsr.qa.pair_geometry import exif_focal_35mm
 
     # EXIF is read only where the metadata has no intrinsics (geometry_source's order of trust).
     exif = (exif_focal_35mm(source), exif_focal_35mm(ref))

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hzsr.baseline_model.geometry_source import estimate_similarity, exif_focal_35mm, resolve_geometry
+from hzsr.baseline_model.geometry_source import resolve_geometry
+from hzsr.qa.pair_geometry import estimate_similarity, exif_focal_35mm
 from hzsr.cli import main
 
 X0, Y0 = 140, 100  # T's corner in the original photograph's pixels
