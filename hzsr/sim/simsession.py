@@ -24,6 +24,7 @@ from hzsr.core.geometry import CropRect, tele_crop_rect
 from hzsr.core.journal import Journal
 from hzsr.core.schema import to_plain
 from hzsr.sim.defects import DEFECTS, draw, render_spoiled
+from hzsr.sim.ideal import ideal_target
 from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile, get_profile
 from hzsr.sim.render import defocus_sigma_px, true_flow, visible_layer_map
@@ -281,6 +282,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                                         focus_true[SLOTS[slot][0]]) for lay in cap_scene.layers]
                 arrays[f"defocus_sigma_{slot}"] = np.where(label >= 0, np.float32(sig + [0.0])[label], 0).astype(
                     np.float32)
+            arrays["ideal_T"] = ideal_target(cap_rig, cap_scene, crop_pose, t_w)
             cap_truth["crop_rect"] = to_plain(cr)
             write_capture_truth(out, cid, cap_truth, arrays)
         truth_captures.append(cap_truth)
