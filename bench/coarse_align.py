@@ -18,9 +18,9 @@ layers has a range of right answers). Two variants run on the same captures, pai
 
 The intrinsics-only framing (``d = 0``) is the simplest alternative and is scored too.
 
-Usage: ``python bench/coarse_align.py SESSION [SESSION ...] [--tol-px 8] [--json OUT]``. The
-sessions in docs/model.md: ``hzsr sim session --out data/sNN --captures 24 --seed NN --truth``
-for NN in 11, 12, 13.
+Usage: ``python bench/coarse_align.py [SESSION ...] [--tol-px 8] [--json OUT]``. Without
+sessions it uses the pinned ones of docs/model.md (``bench/_data.py``: seeds 11-13, 24 captures,
+640x480, rendered with ``--truth`` on first use).
 """
 
 from __future__ import annotations
@@ -91,10 +91,14 @@ def run(sessions: list[Path], tol_px: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sessions", nargs="+", type=Path)
+    ap.add_argument("sessions", nargs="*", type=Path, help="simulated sessions with truth (default: the pinned ones)")
     ap.add_argument("--tol-px", type=float, default=8.0)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
+    if not a.sessions:
+        import _data
+
+        a.sessions = _data.sessions(_data.TRAIN_SEEDS)
     res = run(a.sessions, a.tol_px)
     summary = {k: v for k, v in res.items() if k != "rows"}
     print(json.dumps(summary, indent=1))

@@ -20,8 +20,10 @@ every method is scored in the source's photometry. Regions come from the truth, 
 
 Usage::
 
-    for s in 21 22 23; do hzsr sim session --out data/e$s --captures 24 --seed $s --truth --quiet; done
-    python bench/eval_truth.py data/e21 data/e22 data/e23 [--ckpt CKPT] [--ablation] [--json OUT]
+    python bench/eval_truth.py [SESSION ...] [--ckpt CKPT] [--ablation] [--json OUT]
+
+Without sessions it uses the pinned held-out ones (``bench/_data.py``: seeds 21-23, 24 captures,
+640x480, rendered with ``--truth`` on first use; no training scene comes from them).
 
 Prints per-scene-kind mean PSNR (dB) and the checks of issue 20 as JSON.
 """
@@ -43,6 +45,7 @@ from hzsr.baseline_model.color import luma, match_colour
 from hzsr.baseline_model.evaluate import pipeline_config_of, psnr
 from hzsr.baseline_model.pipeline import HZSRPipeline, sample_grid
 from hzsr.core.geometry import CropRect
+from hzsr.dataset.schema import scene_kind
 from hzsr.sim.truth import truth_dir
 
 ABLATIONS = {"no_occ": "use_occ", "no_defocus": "use_defocus", "no_flow": "use_flow", "no_reject": "use_reject"}
@@ -108,8 +111,7 @@ def run(sessions: list[Path], ckpt: str | None, ablation: bool) -> pd.DataFrame:
             t["crop_rect"] = json.loads((truth_dir(sess) / f"{cap.name}.json").read_text())["crop_rect"]
             meta = json.loads((cap / "capture.json").read_text())
             row = score_capture(pipes, cap, t, meta)
-            row["scene_kind"] = next((k for k in meta.get("scene_tags", []) if k in
-                                      ("portrait", "architecture", "landscape", "moving", "night")), "untagged")
+            row["scene_kind"] = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -136,11 +138,15 @@ def summarise(df: pd.DataFrame) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sessions", nargs="+", type=Path)
+    ap.add_argument("sessions", nargs="*", type=Path, help="simulated sessions with truth (default: the pinned ones)")
     ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     ap.add_argument("--ablation", action="store_true", help="also run with each map switched off")
     ap.add_argument("--json", type=Path, help="write the summary and per-capture rows here")
     a = ap.parse_args(argv)
+    if not a.sessions:
+        import _data
+
+        a.sessions = _data.sessions(_data.EVAL_SEEDS)
     df = run(a.sessions, a.ckpt, a.ablation)
     out = summarise(df)
     print(json.dumps(out, indent=1))

@@ -170,8 +170,9 @@ def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: 
     like a sharp T at T's scale, so FAST and ORB would match noise there.
 
     A shift with fewer than ``min_inliers`` (default ``cfg.align.min_inliers``) inliers is not
-    used as it is: it is kept only when the band-passed structure correlation of the shifted crop
-    and the reference (``structure_ncc``) reaches ``verify_ncc`` and beats the unshifted crop's by
+    used as it is: of it and the whole image's phase correlation, the one with the higher
+    band-passed structure correlation of the shifted crop and the reference (``structure_ncc``) is
+    kept if that correlation reaches ``verify_ncc`` and beats the unshifted crop's by
     ``verify_margin``; otherwise the framing falls back to the intrinsics' crop (``d = 0``), which
     is off by the rig's parallax only, and a warning says so. A wrong shift from a handful of
     chance matches can move the framing by a third of the frame and lose the reference.
@@ -192,14 +193,20 @@ def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: 
     gate = cfg.align.min_inliers if min_inliers is None else min_inliers
     if shift.inliers < gate:
         # Few inliers is common where W's blur leaves few corners (night, flat walls), and the
-        # estimate is then often right: keep it only if the images agree better under it than
-        # under the intrinsics' framing (a photometric check the chance matches cannot fake).
+        # estimate is then often right, or right for one layer only (a near foreground). Keep the
+        # candidate - the keypoints' shift or the whole image's phase correlation - under which
+        # the images' structures agree best, if they agree clearly better than under the
+        # intrinsics' framing: a photometric check that chance matches cannot fake.
         ref_small = _grid(ref, small)
-        ncc_d = _shifted_ncc(crop_small, ref_small, est.dx, est.dy, o)
         ncc_0 = _shifted_ncc(crop_small, ref_small, 0.0, 0.0, o)
-        if not (ncc_d >= verify_ncc and ncc_d >= ncc_0 + verify_margin):
+        cands = [(est.dx, est.dy), _phase_candidate(crop_small, ref_small, o)]
+        ncc_d, (dx, dy) = max(((_shifted_ncc(crop_small, ref_small, cx, cy, o), (cx, cy)) for cx, cy in cands),
+                              key=lambda t: t[0])
+        if ncc_d >= verify_ncc and ncc_d >= ncc_0 + verify_margin:
+            shift = GlobalShift(dx / small, dy / small, est.inliers, est.matches)
+        else:
             warnings.append(f"coarse alignment found {shift.inliers} keypoint inliers (< min_inliers {gate}) and "
-                            f"its shift does not make the images agree (structure correlation {ncc_d:.2f} vs "
+                            f"no shift makes the images agree (structure correlation {ncc_d:.2f} vs "
                             f"{ncc_0:.2f} unshifted): framed by the intrinsics alone")
             shift = GlobalShift(0.0, 0.0, est.inliers, est.matches)
     k = t_size[0] / rect0.width  # T pixels per W pixel at full T size (the crop's width is in W pixels)
@@ -210,6 +217,16 @@ def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: 
     src = cv2.warpAffine(w_img, m, t_size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_REPLICATE)
     return src, rect, shift, warnings
+
+
+def _phase_candidate(crop: np.ndarray, ref: np.ndarray, optical_scale: float) -> tuple[float, float]:
+    """``REF(x + d) ~ CROP(x)`` by phase correlation (Hann window) at two pixels per W pixel."""
+    g = min(1.0, 2.0 * optical_scale)
+    a = to_luma(_grid(crop, g).astype(np.float32) / 255.0)
+    b = to_luma(_grid(ref, g).astype(np.float32) / 255.0)
+    win = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
+    (dx, dy), _ = cv2.phaseCorrelate(a - a.mean(), b - b.mean(), win)
+    return dx / g, dy / g
 
 
 def _shifted_ncc(crop: np.ndarray, ref: np.ndarray, dx: float, dy: float, optical_scale: float = 1.0) -> float:
