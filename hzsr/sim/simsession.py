@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -103,6 +104,10 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
     if (out / "session.json").exists():
         raise FileExistsError(f"{out}: a session already exists here; choose another --out")
     rng = np.random.default_rng(cfg.seed)
+    # Sensor noise is drawn by OpenCV's RNG (cv2.randn, render.expose), which is process-global:
+    # reset it to its start-up state (seed 0 = OpenCV's default) so a session is the same whether
+    # it is the first render of a process or follows others, or a k-means (qa.maps) that reseeds it.
+    cv2.setRNGSeed(0)
     profile = get_profile(cfg.profile)
     rig = RigGeometry.random(profile, cfg.size, rng)
     # The simulated T sensor has cfg.size pixels: scenes are textured for that resolution.
