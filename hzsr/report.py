@@ -15,7 +15,8 @@ import base64
 import html
 import io
 import json
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ class ReportInputs:
     eval_dir: Path | None = None  # the evaluation folder (metrics.csv, metrics.md, examples/)
     infer_dir: Path | None = None  # `hzsr model infer --save-maps` output for one capture
     timings: dict[str, float] = field(default_factory=dict)  # seconds per demo step
+    report_dir: Path | None = None  # where the report is written (links are made relative to it)
 
 
 # -- small helpers --------------------------------------------------------------------------
@@ -175,8 +177,15 @@ def _section_qa(inp: ReportInputs) -> str:
         qa = QA_TABLE.read_frame(path) if path.is_file() else None
     except HzsrError:
         qa = None
+    link = ""
+    qa_report = inp.session / "qa" / "report.html"
+    if qa_report.is_file():
+        # Relative, so the link survives moving the whole output folder.
+        href = os.path.relpath(qa_report, inp.report_dir) if inp.report_dir else qa_report.resolve().as_uri()
+        link = (f'<p>The full QA report with every map: <a id="qa-report" href="{_esc(href)}">'
+                f'{_esc(qa_report.name)} of the session</a>.</p>')
     if qa is None:
-        return _not_run("qa check")
+        return link + _not_run("qa check")
     cols = [c for c in ("capture_id", "scene_id", "scene_kind", "verdict", "reasons") if c in qa.columns]
     num = [c for c in qa.columns if c not in cols and pd.api.types.is_numeric_dtype(qa[c])][:6]
     view = qa[cols + num].copy()
@@ -187,9 +196,6 @@ def _section_qa(inp: ReportInputs) -> str:
     view.insert(1, "thumbnails", thumbs)
     counts = qa["verdict"].value_counts().to_dict() if "verdict" in qa.columns else {}
     head = "<p>" + ", ".join(f"{_esc(k)}: {v}" for k, v in counts.items()) + "</p>"
-    link = ""
-    if (inp.session / "qa" / "report.html").is_file():
-        link = '<p>The full QA report with every map: <code>qa/report.html</code> in the session folder.</p>'
     return head + link + _table(view, "data sortable")
 
 
@@ -250,16 +256,71 @@ _EXAMPLE_IMAGES = (("source_bicubic", "bicubic W crop"), ("warped_ref", "referen
                    ("fusion", "fusion (no blending)"), ("final", "output (full pipeline)"))
 
 
+#: The side of the 1:1 detail windows (output pixels, never rescaled).
+DETAIL_PX = 192
+
+
+def _rgb_file(path: Path) -> np.ndarray | None:
+    import cv2
+
+    arr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if arr is None else cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+
+
+def detail_window(img: np.ndarray, side: int = DETAIL_PX) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` of the ``side``-pixel window with the most fine detail in ``img``.
+
+    Detail = the local mean of ``|Laplacian|`` of the luminance over the window: where the
+    reference's transferred detail, or its absence in bicubic, is easiest to see.
+    """
+    import cv2
+
+    h, w = img.shape[:2]
+    s = min(side, h, w)
+    y = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    energy = cv2.boxFilter(np.abs(cv2.Laplacian(y, cv2.CV_32F)), -1, (s, s), normalize=True)
+    half = s // 2
+    inner = energy[half:h - s + half + 1, half:w - s + half + 1]
+    iy, ix = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    return int(iy), int(iy) + s, int(ix), int(ix) + s
+
+
+def _detail_row(d: Path) -> str:
+    """The same window of bicubic, warped reference, fusion and output, at 1:1."""
+    imgs = {name: _rgb_file(d / f"{name}.png") for name, _ in _EXAMPLE_IMAGES}
+    base = imgs.get("warped_ref") if imgs.get("warped_ref") is not None else imgs.get("final")
+    if base is None:
+        return ""
+    y0, y1, x0, x1 = detail_window(base)
+    figs = []
+    for name, caption in _EXAMPLE_IMAGES:
+        img = imgs.get(name)
+        if img is None or img.shape[:2] != base.shape[:2]:
+            continue
+        crop = np.ascontiguousarray(img[y0:y1, x0:x1])
+        pic = (f'<img class="one2one" alt="{_esc(caption)} 1:1" width="{crop.shape[1]}" height="{crop.shape[0]}" '
+               f'src="{_png_uri(crop, max_w=crop.shape[1])}">')
+        figs.append(f"<figure>{pic}<figcaption>{_esc(caption)}</figcaption></figure>")
+    return (f"<p>1:1 detail (pixels {x0}-{x1} x {y0}-{y1} of T's field of view, not rescaled):</p>"
+            f"<div class='row'>{''.join(figs)}</div>")
+
+
 def _section_examples(inp: ReportInputs) -> str:
     if not inp.infer_dir or not inp.infer_dir.is_dir():
         return _not_run("inference")
     dirs = sorted(d for d in inp.infer_dir.iterdir() if d.is_dir()) or [inp.infer_dir]
     blocks = []
     for d in dirs:
+        # `model infer --out output.png` writes its facts beside the image as output.png.json.
+        meta = next((m for m in (_read_json(d / "output.png.json"), _read_json(d / "output.json"))
+                     if isinstance(m, dict)), {})
+        fallback = meta.get("used_reference") is False
         tiles, shown = [], set()
         for name, caption in _EXAMPLE_IMAGES:
             if (d / f"{name}.png").is_file():
                 shown.add(name)
+                if name == "final" and fallback:
+                    caption = "output = bicubic W crop (fallback: reference not used)"
                 pic = _img(_png_uri(d / f"{name}.png", 300), caption)
                 tiles.append(f"<figure>{pic}<figcaption>{_esc(caption)}</figcaption></figure>")
         maps = []
@@ -267,12 +328,16 @@ def _section_examples(inp: ReportInputs) -> str:
             if p.stem not in shown and p.stem != "output":
                 pic = _img(_png_uri(p, 150), p.stem)
                 maps.append(f"<figure>{pic}<figcaption>{_esc(p.stem)}</figcaption></figure>")
-        meta = _read_json(d / "output.json")
-        warn = ""
-        if isinstance(meta, dict) and meta.get("warnings"):
-            warn = "<p>warnings: " + _esc("; ".join(map(str, meta["warnings"]))) + "</p>"
+        head = ""
+        if fallback:
+            why = "; ".join(str(w) for w in meta.get("warnings", []) if "bicubic" in str(w)) or "see the warnings"
+            head = (f"<p class='fallback v-fail'><b>Bicubic fallback</b>: the model did not use the reference for "
+                    f"this capture, so the output is the bicubic W crop. Why: {_esc(why)}</p>")
+        if meta.get("warnings"):
+            head += "<p>warnings: " + _esc("; ".join(map(str, meta["warnings"]))) + "</p>"
         if tiles or maps:
-            blocks.append(f"<h3>{_esc(d.name)}</h3>{warn}<div class='row'>{''.join(tiles)}</div>"
+            detail = "" if fallback else _detail_row(d)
+            blocks.append(f"<h3>{_esc(d.name)}</h3>{head}<div class='row'>{''.join(tiles)}</div>{detail}"
                           f"<p>maps (white = 1):</p><div class='row'>{''.join(maps)}</div>")
     return "".join(blocks) or _not_run("inference")
 
@@ -284,6 +349,7 @@ table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;paddin
 th{background:#f3f3f3;cursor:pointer}.thumb{max-width:160px;margin-right:2px}.plot{max-width:640px}
 .v-pass{background:#d9f2d9}.v-warn{background:#fff2cc}.v-fail{background:#f8d0d0}.na{color:#888}
 .row{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}figcaption{font-size:11px;text-align:center}
+.one2one{image-rendering:pixelated;max-width:none}.fallback{padding:4px 8px}
 """
 
 _JS = """
@@ -307,6 +373,8 @@ document.querySelectorAll('table.sortable th').forEach(function(th, i){
 
 def build_report(inp: ReportInputs, out: Path) -> Path:
     """Write the report to ``out`` atomically and return its path."""
+    if inp.report_dir is None:
+        inp = replace(inp, report_dir=Path(out).parent)
     sections = [
         ("Rig and clock sync", _section_rig(inp)),
         ("Sync", _section_sync(inp)),

@@ -70,6 +70,7 @@ class CameraGeometry:
     k_t: np.ndarray  # T intrinsics, pixels of the reference image
     af_roi: list[float] | None  # [x, y, w, h] in the reference's pixels, or None
     warnings: list[str] = field(default_factory=list)
+    source: str = "metadata"  # metadata | --focal-ratio | exif | estimated | assumed (geometry_source.py)
 
     @property
     def focal_ratio(self) -> float:
@@ -111,11 +112,14 @@ def camera_geometry(meta: dict[str, Any] | None, w_size: tuple[int, int], t_size
         k_t = intrinsics_matrix(ft, ft, (t_size[0] - 1) / 2, (t_size[1] - 1) / 2)
         warnings.append(f"no intrinsics in the metadata: assumed a focal ratio of {focal_ratio:g} and centred "
                         "principal points")
+        source = "assumed"
+    else:
+        source = "metadata"
     roi = t_frame.get("af_roi")
     if not (isinstance(roi, list | tuple) and len(roi) == 4 and roi[2] > 0 and roi[3] > 0):
         roi = None
         warnings.append("no AF ROI in the metadata: the defocus map uses the image centre")
-    return CameraGeometry(k_w, k_t, list(roi) if roi is not None else None, warnings)
+    return CameraGeometry(k_w, k_t, list(roi) if roi is not None else None, warnings, source)
 
 
 def centre_roi(width: int, height: int) -> list[float]:
@@ -140,6 +144,7 @@ class Alignment:
     use_reference: bool  # False: the reference cannot be trusted anywhere (output = bicubic)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    geometry_source: str = "metadata"  # CameraGeometry.source
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -153,20 +158,57 @@ def _grid(img: np.ndarray, g: float) -> np.ndarray:
     return cv2.resize(img, (max(8, round(w * g)), max(8, round(h * g))), interpolation=cv2.INTER_AREA)
 
 
-def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: QAConfig,
-                 ) -> tuple[np.ndarray, CropRect, GlobalShift]:
+def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: QAConfig, *,
+                 optical: bool = True, min_inliers: int | None = None, verify_ncc: float = 0.4,
+                 verify_margin: float = 0.05) -> tuple[np.ndarray, CropRect, GlobalShift, list[str]]:
     """Crop W onto the reference's field of view, shifted by the global translation.
 
     The translation is estimated on a crop and a reference no larger than qa's
-    ``keypoint_long_side`` (``global_translation`` works at that size anyway).
+    ``keypoint_long_side`` (``global_translation`` works at that size anyway). With ``optical``
+    (the default) keypoints are matched at W's optical scale, ``o = rect.width / ts_width`` W
+    pixels per crop pixel (``docs/qa.md``): the crop is W upsampled ``k`` times and looks nothing
+    like a sharp T at T's scale, so FAST and ORB would match noise there.
+
+    A shift with fewer than ``min_inliers`` (default ``cfg.align.min_inliers``) inliers is not
+    used as it is: of it and the whole image's phase correlation, the one with the higher
+    band-passed structure correlation of the shifted crop and the reference (``structure_ncc``) is
+    kept if that correlation reaches ``verify_ncc`` and beats the unshifted crop's by
+    ``verify_margin``; otherwise the framing falls back to the intrinsics' crop (``d = 0``), which
+    is off by the rig's parallax only, and a warning says so. A wrong shift from a handful of
+    chance matches can move the framing by a third of the frame and lose the reference.
+
+    Returns:
+        ``(I_src, rect, shift, warnings)``; ``shift`` is the one applied (zero after a fallback)
+        and keeps the estimate's inlier and match counts.
     """
     t_size = (ref.shape[1], ref.shape[0])
     small = min(1.0, cfg.align.keypoint_long_side / max(t_size))
     ts = (max(8, round(t_size[0] * small)), max(8, round(t_size[1] * small)))
     k_ts = np.diag([small, small, 1.0]) @ geom.k_t
     crop_small, rect0 = crop_w_to_t(w_img, geom.k_w, k_ts, ts)
-    shift = global_translation(crop_small, _grid(ref, small), cfg)
-    shift = GlobalShift(shift.dx / small, shift.dy / small, shift.inliers, shift.matches)
+    o = min(1.0, rect0.width / ts[0]) if optical else 1.0
+    est = global_translation(crop_small, _grid(ref, small), cfg, optical_scale=o)
+    shift = GlobalShift(est.dx / small, est.dy / small, est.inliers, est.matches)
+    warnings: list[str] = []
+    gate = cfg.align.min_inliers if min_inliers is None else min_inliers
+    if shift.inliers < gate:
+        # Few inliers is common where W's blur leaves few corners (night, flat walls), and the
+        # estimate is then often right, or right for one layer only (a near foreground). Keep the
+        # candidate - the keypoints' shift or the whole image's phase correlation - under which
+        # the images' structures agree best, if they agree clearly better than under the
+        # intrinsics' framing: a photometric check that chance matches cannot fake.
+        ref_small = _grid(ref, small)
+        ncc_0 = _shifted_ncc(crop_small, ref_small, 0.0, 0.0, o)
+        cands = [(est.dx, est.dy), _phase_candidate(crop_small, ref_small, o)]
+        ncc_d, (dx, dy) = max(((_shifted_ncc(crop_small, ref_small, cx, cy, o), (cx, cy)) for cx, cy in cands),
+                              key=lambda t: t[0])
+        if ncc_d >= verify_ncc and ncc_d >= ncc_0 + verify_margin:
+            shift = GlobalShift(dx / small, dy / small, est.inliers, est.matches)
+        else:
+            warnings.append(f"coarse alignment found {shift.inliers} keypoint inliers (< min_inliers {gate}) and "
+                            f"no shift makes the images agree (structure correlation {ncc_d:.2f} vs "
+                            f"{ncc_0:.2f} unshifted): framed by the intrinsics alone")
+            shift = GlobalShift(0.0, 0.0, est.inliers, est.matches)
     k = t_size[0] / rect0.width  # T pixels per W pixel at full T size (the crop's width is in W pixels)
     # REF(x + d) ~ CROP(x), so I_src(x) = CROP(x - d): the rectangle moves by -d / k W pixels.
     rect = CropRect(rect0.x0 - shift.dx / k, rect0.y0 - shift.dy / k, rect0.width, rect0.height,
@@ -174,7 +216,32 @@ def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: 
     m = rect.crop_to_w()[:2]
     src = cv2.warpAffine(w_img, m, t_size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_REPLICATE)
-    return src, rect, shift
+    return src, rect, shift, warnings
+
+
+def _phase_candidate(crop: np.ndarray, ref: np.ndarray, optical_scale: float) -> tuple[float, float]:
+    """``REF(x + d) ~ CROP(x)`` by phase correlation (Hann window) at two pixels per W pixel."""
+    g = min(1.0, 2.0 * optical_scale)
+    a = to_luma(_grid(crop, g).astype(np.float32) / 255.0)
+    b = to_luma(_grid(ref, g).astype(np.float32) / 255.0)
+    win = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
+    (dx, dy), _ = cv2.phaseCorrelate(a - a.mean(), b - b.mean(), win)
+    return dx / g, dy / g
+
+
+def _shifted_ncc(crop: np.ndarray, ref: np.ndarray, dx: float, dy: float, optical_scale: float = 1.0) -> float:
+    """``structure_ncc`` of ``REF(x + d)`` and ``CROP(x)`` where both have pixels (same-size images).
+
+    Compared at two pixels per W pixel (``2 * optical_scale`` of the grid), like the keypoints:
+    at T's scale the band-pass would keep only detail the upsampled W crop does not have.
+    """
+    h, w = ref.shape[:2]
+    m = np.float32([[1, 0, -dx], [0, 1, -dy]])  # dst(x) = ref(x + d)
+    moved = cv2.warpAffine(ref, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    inside = cv2.warpAffine(np.ones((h, w), np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+    g = min(1.0, 2.0 * optical_scale)
+    a, b, inside = _grid(crop, g), _grid(moved, g), _grid(inside * 255, g) > 254
+    return structure_ncc(to_luma(a.astype(np.float32) / 255.0), to_luma(b.astype(np.float32) / 255.0), inside)
 
 
 def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QAConfig, *,
@@ -188,7 +255,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     timings: dict[str, float] = {}
     warnings = list(geom.warnings)
     t0 = time.perf_counter()
-    src, rect, shift = coarse_align(w_img, ref, geom, qa_cfg)
+    src, rect, shift, coarse_warnings = coarse_align(w_img, ref, geom, qa_cfg)
+    warnings += coarse_warnings
     timings["coarse_align"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -242,7 +310,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
         warnings.append(f"the reference can be trusted on only {trusted:.0%} of the frame (< {min_overlap:.0%}): "
                         "output is the bicubic W crop")
     timings["maps"] = time.perf_counter() - t0
-    return Alignment(rect, src, ref, shift, g, fwd, bwd, gain, offset, maps, ncc, use_ref, warnings, timings)
+    return Alignment(rect, src, ref, shift, g, fwd, bwd, gain, offset, maps, ncc, use_ref, warnings, timings,
+                     geom.source)
 
 
 def structure_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, sigma: float = 6.0) -> float:

@@ -95,6 +95,12 @@ def load_model(path: str | Path | None = None) -> LoadedCheckpoint:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"weights do not fit the UNet it describes ({first[:120]})", file=path,
                          field="state_dict") from None
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            # A diverged run saves NaN weights that infer to an all-black image with exit 0.
+            bad = int((~torch.isfinite(t)).sum())
+            raise ModelError(f"{bad} non-finite weight(s) (NaN or inf): the run that wrote it diverged",
+                             file=path, field=f"state_dict.{name}")
     model.eval()
     return LoadedCheckpoint(model, raw, path)
 

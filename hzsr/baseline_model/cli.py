@@ -82,7 +82,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     from hzsr.baseline_model.infer import infer
 
     res = infer(args.source, args.ref, args.out, ckpt=args.ckpt, meta=args.meta, zoom=args.zoom,
-                save_maps=args.save_maps, device=args.device, tile=args.tile, halo=args.halo)
+                save_maps=args.save_maps, device=args.device, tile=args.tile, halo=args.halo,
+                focal_ratio=args.focal_ratio)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -148,8 +149,12 @@ def add_model_parser(stages: Any) -> None:
     i.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     add_folder(i, "source", "the W image (JPEG/PNG)", metavar="SOURCE")
     i.add_argument("--ref", required=True, help="the reference T image")
-    i.add_argument("--meta", default=None, help="capture.json (intrinsics, AF ROI); without it a focal ratio of 5 "
-                   "and a centred AF ROI are assumed, with a warning (default: none)")
+    i.add_argument("--meta", default=None, help="capture.json (intrinsics, AF ROI); without it the focal ratio "
+                   "comes from EXIF FocalLengthIn35mmFilm, else is estimated from the images, and the AF ROI is "
+                   "the centre, with a warning (default: none)")
+    i.add_argument("--focal-ratio", type=float, default=None, metavar="R",
+                   help="force fx_T / fx_W (per frame width) with centred principal points, over --meta and EXIF "
+                   "(default: not forced)")
     i.add_argument("--zoom", type=float, default=None, help="output zoom between 1 and the focal ratio "
                    "(default: the focal ratio, i.e. T's field of view)")
     i.add_argument("--out", required=True, help="output image (.png or .jpg); OUT.json gets timings and warnings")

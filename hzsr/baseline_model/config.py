@@ -36,9 +36,15 @@ class UNetConfig:
 
     widths: list[int] = field(default_factory=lambda: [8, 12, 16, 24, 32])  # channels per level, 5 levels
     in_channels: int = 3  # Y_src, warped Y_ref, M_occ
+    # What the network outputs before it has learnt anything (its residual is added to it):
+    # "source" = Y_src; "reference" = Y_src + (1 - M_occ) (~Y_ref - Y_src), the reference wherever
+    # it is not occluded, so an untrained network already matches the no-network blend.
+    residual_on: str = "source"
 
     def check(self) -> list[Problem]:
         out = []
+        if self.residual_on not in ("source", "reference"):
+            out.append(Problem("residual_on", f"must be source or reference; got {self.residual_on!r}"))
         if len(self.widths) != 5:
             out.append(Problem("widths", f"the HZSR UNet has 5 levels; got {len(self.widths)} widths"))
         if any(w < 1 for w in self.widths):

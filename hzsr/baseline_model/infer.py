@@ -78,7 +78,8 @@ def save_maps(folder: Path, res: Any) -> list[str]:
 
 def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | Path | None = None,
           meta: str | Path | None = None, zoom: float | None = None, save_maps: str | Path | None = None,
-          device: str = "cpu", tile: int | None = None, halo: int | None = None) -> dict[str, Any]:
+          device: str = "cpu", tile: int | None = None, halo: int | None = None,
+          focal_ratio: float | None = None) -> dict[str, Any]:
     """Run the pipeline on one capture and write ``out`` and ``out``.json; returns what it wrote."""
     import dataclasses
 
@@ -107,7 +108,12 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
     t_load = time.perf_counter() - t0
     if capture is None:
         capture = {}
-    res = pipe.run(w_img, r_img, capture, extras=("warped_ref", "fusion") if save_maps else ())
+    from hzsr.qa.pair_geometry import exif_focal_35mm
+
+    # EXIF is read only where the metadata has no intrinsics (geometry_source's order of trust).
+    exif = (exif_focal_35mm(source), exif_focal_35mm(ref))
+    res = pipe.run(w_img, r_img, capture, extras=("warped_ref", "fusion") if save_maps else (),
+                   focal_ratio=focal_ratio, exif_35mm=exif)
     al = res.alignment
     k = al.rect.scale
     z = k if zoom is None else float(zoom)
@@ -129,6 +135,8 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
         "source": str(source), "ref": str(ref), "meta": str(meta) if meta else None, "checkpoint": str(lc.path),
         "output": str(out), "output_size": [int(final.shape[1]), int(final.shape[0])], "zoom": z,
         "focal_ratio": k, "used_reference": al.use_reference, "warnings": res.warnings,
+        "geometry": {"source": al.geometry_source, "focal_ratio": k,
+                     "exif_focal_35mm": {"source": exif[0], "ref": exif[1]}},
         "shift_px": [al.shift.dx, al.shift.dy], "shift_inliers": al.shift.inliers,
         "crop_rect_w_px": [al.rect.x0, al.rect.y0, al.rect.width, al.rect.height],
         "tiles": res.tiles, "tile": cfg.tile, "halo": cfg.halo,

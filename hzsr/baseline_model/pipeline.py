@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 import torch
 
-from hzsr.baseline_model.align import Alignment, align, camera_geometry
+from hzsr.baseline_model.align import Alignment, align
+from hzsr.baseline_model.geometry_source import resolve_geometry
 from hzsr.baseline_model.blend import blend
 from hzsr.baseline_model.color import RGB_TO_YUV, YUV_TO_RGB
 from hzsr.baseline_model.config import PipelineConfig
@@ -100,13 +101,17 @@ class HZSRPipeline:
         self.device = torch.device(device)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
 
-    def align(self, w_img: np.ndarray, ref: np.ndarray, meta: dict[str, Any] | None) -> Alignment:
+    def align(self, w_img: np.ndarray, ref: np.ndarray, meta: dict[str, Any] | None, *,
+              focal_ratio: float | None = None, exif_35mm: tuple[float | None, float | None] = (None, None),
+              ) -> Alignment:
+        """Steps 1-3 and the maps; the geometry comes from ``geometry_source.resolve_geometry``."""
         c = self.cfg
         for name, img in (("source", w_img), ("reference", ref)):
             if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 raise ValueError(f"{name}: expected an HxWx3 uint8 RGB image, got "
                                  f"{getattr(img, 'dtype', None)} {getattr(img, 'shape', None)}")
-        geom = camera_geometry(meta, (w_img.shape[1], w_img.shape[0]), (ref.shape[1], ref.shape[0]), c.focal_ratio)
+        geom = resolve_geometry(meta, w_img, ref, focal_ratio=focal_ratio, exif_35mm=exif_35mm,
+                                assumed_ratio=c.focal_ratio)
         return align(w_img, ref, geom, c.qa, flow_backend=c.flow_backend, colour=c.colour_match,
                      use_maps={"occ": c.use_occ, "defocus": c.use_defocus, "flow": c.use_flow,
                                "reject": c.use_reject}, min_overlap=c.min_overlap, min_ncc=c.min_ncc)
@@ -173,8 +178,9 @@ class HZSRPipeline:
         return PipelineResult(final, al, out, timings, list(al.warnings), tiles)
 
     def run(self, w_img: np.ndarray, ref: np.ndarray, meta: dict[str, Any] | None = None,
-            extras: tuple[str, ...] = ()) -> PipelineResult:
-        return self.fuse(self.align(w_img, ref, meta), extras)
+            extras: tuple[str, ...] = (), **geometry: Any) -> PipelineResult:
+        """Align and fuse; ``geometry`` (``focal_ratio``, ``exif_35mm``) goes to ``align``."""
+        return self.fuse(self.align(w_img, ref, meta, **geometry), extras)
 
     def expected_tiles(self, t_size: tuple[int, int]) -> int:
         return n_tiles(t_size[1], t_size[0], self.cfg.tile)

@@ -1,8 +1,10 @@
 """The fusion network: a 5-level UNet on (Y_src, warped Y_ref, M_occ) -> Y_fusion.
 
 ``docs/method.md``, step 4. The channel widths are not published; they live in ``UNetConfig``. The
-network predicts a residual on the source's luminance, ``Y_fusion = Y_src + f(Y_src, ~Y_ref,
-M_occ)``, so an untrained or unsure network falls back to the source rather than to noise.
+network predicts a residual, ``Y_fusion = B + f(Y_src, ~Y_ref, M_occ)``, on a base ``B`` that an
+untrained or unsure network falls back to rather than to noise: ``B = Y_src`` (``residual_on:
+source``, the original checkpoints) or ``B = Y_src + (1 - M_occ)(~Y_ref - Y_src)`` (``residual_on:
+reference``: the reference wherever it is not occluded, i.e. the no-network blend).
 
 Level ``l`` runs at ``1 / 2^l`` resolution with ``widths[l]`` channels; the encoder goes down with
 stride-2 convolutions and the decoder up with bilinear upsampling and skip concatenation. Inputs
@@ -62,7 +64,8 @@ class FusionUNet(nn.Module):
             skips.append(h)
         for lvl in range(self.levels - 2, -1, -1):
             h = self.dec[lvl](torch.cat([skips[lvl], self.up(h)], dim=1))
-        return x[:, :1] + self.head(torch.cat([h, z], dim=1))
+        base = x[:, :1] if self.cfg.residual_on == "source" else x[:, :1] + (1 - x[:, 2:3]) * z[:, 1:2]
+        return base + self.head(torch.cat([h, z], dim=1))
 
 
 def count_parameters(model: nn.Module) -> int:

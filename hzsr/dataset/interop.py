@@ -15,8 +15,12 @@ CameraFusion       hzsr slot                    why
 ``train/val/test`` ``splits.csv``               the data set's own split, kept as is
 =================  ===========================  =========================================
 
-Fields a JPEG folder cannot tell (exposure, ISO, AF ROI, focus distance, timestamps,
-intrinsics) are absent, never zero: the reader returns no key for them.
+Fields a JPEG folder cannot tell (exposure, ISO, AF ROI, focus distance, timestamps) are
+absent, never zero: the reader returns no key for them. Intrinsics come from the files as
+``model infer`` finds them without ``--meta`` (``hzsr.qa.pair_geometry``): EXIF
+``FocalLengthIn35mmFilm`` of both images, else a SIFT + RANSAC similarity of the two; each
+frame's ``intrinsics_source`` says which (``exif`` or ``estimated``), and when neither answers
+the intrinsics stay absent and the notes say so.
 
 ``export --format folders`` writes ``OUT/{LR,HR,Ref}/<name>.png`` (LR = main_W source,
 HR = main_T target, Ref = ref_T reference, when the capture has one) and ``OUT/meta_info.txt``
@@ -60,6 +64,26 @@ def _frame(path: Path, rel: str, slot: str, camera_role: str) -> dict[str, Any]:
             "frame_number": None}
 
 
+def _pair_intrinsics(wpath: Path, tpath: Path, w_size: tuple[int, int], t_size: tuple[int, int],
+                     ) -> tuple[dict[str, dict[str, float]] | None, str | None]:
+    """Both frames' intrinsics from EXIF or the pixels (module docstring), and where they came from."""
+    from hzsr.qa.pair_geometry import RATIO_RANGE, estimate_similarity, exif_focal_35mm, pinhole_pair
+
+    f_w, f_t = exif_focal_35mm(wpath), exif_focal_35mm(tpath)
+    if f_w and f_t and RATIO_RANGE[0] <= f_t / f_w <= RATIO_RANGE[1]:
+        k_w, k_t = pinhole_pair(w_size, t_size, ratio=f_t / f_w)
+        how = "exif"
+    else:
+        w_img, t_img = cv2.imread(str(wpath), cv2.IMREAD_COLOR), cv2.imread(str(tpath), cv2.IMREAD_COLOR)
+        est = estimate_similarity(w_img, t_img) if w_img is not None and t_img is not None else None
+        if est is None:
+            return None, None
+        k_w, k_t = pinhole_pair(w_size, t_size, similarity=est)
+        how = "estimated"
+    as_dict = lambda k: {"fx": float(k[0, 0]), "fy": float(k[1, 1]), "cx": float(k[0, 2]), "cy": float(k[1, 2])}  # noqa: E731
+    return {"main_W": as_dict(k_w), "main_T": as_dict(k_t)}, how
+
+
 def camerafusion_sources(folder: str | Path) -> tuple[SessionSource, list[CaptureSource], pd.DataFrame, list[str]]:
     """Captures of a CameraFusion folder, its split table, and the files skipped (with reasons)."""
     from PIL import Image
@@ -91,10 +115,18 @@ def camerafusion_sources(folder: str | Path) -> tuple[SessionSource, list[Captur
                     "scene_id": stem, "scene_kind": "untagged", "scene_tags": [], "notes": notes,
                     "status": "complete", "trigger_host_ns": None, "source": "ingest:camerafusion",
                     "has_reference": False, "frames": frames, "sync": None, "qa": None}
-            raw = 0
+            sizes = []
             for p in (wpath, tpath):
                 with Image.open(p) as im:
-                    raw += im.size[0] * im.size[1] * 3
+                    sizes.append(im.size)
+            raw = sum(w * h * 3 for w, h in sizes)
+            intrinsics, how = _pair_intrinsics(wpath, tpath, sizes[0], sizes[1])
+            if intrinsics is not None:
+                for slot, k in intrinsics.items():
+                    frames[slot]["intrinsics"] = k
+                    frames[slot]["intrinsics_source"] = how
+            else:
+                meta["notes"] += "; intrinsics unknown (no EXIF 35 mm focal lengths, too few SIFT matches)"
             caps.append(CaptureSource(cid, sid, {"main_W": str(wpath), "main_T": str(tpath), "ref_T": None},
                                       meta, json.dumps({"source": "camerafusion", "split": split, "name": stem}),
                                       raw))

@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -24,6 +25,7 @@ from hzsr.core.geometry import CropRect, tele_crop_rect
 from hzsr.core.journal import Journal
 from hzsr.core.schema import to_plain
 from hzsr.sim.defects import DEFECTS, draw, render_spoiled
+from hzsr.sim.ideal import ideal_target
 from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile, get_profile
 from hzsr.sim.render import defocus_sigma_px, true_flow, visible_layer_map
@@ -102,6 +104,10 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
     if (out / "session.json").exists():
         raise FileExistsError(f"{out}: a session already exists here; choose another --out")
     rng = np.random.default_rng(cfg.seed)
+    # Sensor noise is drawn by OpenCV's RNG (cv2.randn, render.expose), which is process-global:
+    # reset it to its start-up state (seed 0 = OpenCV's default) so a session is the same whether
+    # it is the first render of a process or follows others, or a k-means (qa.maps) that reseeds it.
+    cv2.setRNGSeed(0)
     profile = get_profile(cfg.profile)
     rig = RigGeometry.random(profile, cfg.size, rng)
     # The simulated T sensor has cfg.size pixels: scenes are textured for that resolution.
@@ -281,6 +287,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                                         focus_true[SLOTS[slot][0]]) for lay in cap_scene.layers]
                 arrays[f"defocus_sigma_{slot}"] = np.where(label >= 0, np.float32(sig + [0.0])[label], 0).astype(
                     np.float32)
+            arrays["ideal_T"] = ideal_target(cap_rig, cap_scene, crop_pose, t_w)
             cap_truth["crop_rect"] = to_plain(cr)
             write_capture_truth(out, cid, cap_truth, arrays)
         truth_captures.append(cap_truth)

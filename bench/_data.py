@@ -1,0 +1,46 @@
+"""Pinned simulated data for the model benchmarks (run as scripts, so imported by plain name).
+
+One recipe, so every table in docs/model.md comes from the same captures:
+
+- ``TRAIN_SEEDS`` (11-13): the data set the shipped model is trained and evaluated on
+  (``hzsr sim session --captures 24 --seed S``, 640x480, all five scene kinds), rendered with
+  ``--truth`` so the coarse-alignment bench can score against the true flow;
+- ``EVAL_SEEDS`` (21-23): held-out sessions for the ideal-target evaluation, never trained on.
+
+Sessions are rendered once into ``HZSR_BENCH_DATA`` (default ``bench/.data``) and reused; the
+renderer is deterministic per seed, so a cached session is the same as a fresh one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hzsr.sim.simsession import SimConfig, simulate_session
+from hzsr.sim.truth import truth_dir
+
+TRAIN_SEEDS = (11, 12, 13)
+EVAL_SEEDS = (21, 22, 23)
+CAPTURES = 24
+SIZE = (640, 480)
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("HZSR_BENCH_DATA", Path(__file__).resolve().parent / ".data"))
+
+
+def session(seed: int, captures: int = CAPTURES) -> Path:
+    """The pinned session of ``seed`` (with truth), rendered on first use."""
+    out = data_root() / f"s{seed}"
+    if not (out / "session.json").is_file() or not (truth_dir(out) / "truth.json").is_file():
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(truth_dir(out), ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        simulate_session(out, SimConfig(captures=captures, seed=seed, size=SIZE, truth=True), progress=False)
+    return out
+
+
+def sessions(seeds: tuple[int, ...]) -> list[Path]:
+    return [session(s) for s in seeds]

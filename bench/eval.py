@@ -1,0 +1,150 @@
+"""Regenerate every results table in docs/model.md from the pinned recipe (``make results``).
+
+Steps, each on the pinned data of ``bench/_data.py`` (rendered on first use, then cached):
+
+1. pack sessions 11-13 and split them by scene (``--by scene --ratios 0.7,0.1,0.2``), as the
+   shipped model's recipe does;
+2. ``model eval`` of the checkpoint on the test split (bicubic, warped reference, the no-network
+   blend, fusion, full pipeline) against the main-T target;
+3. ``bench/coarse_align.py`` on sessions 11-13 against the true flow;
+4. ``bench/eval_truth.py --ablation`` on the held-out sessions 21-23 against the ideal target.
+
+Each table replaces the block between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``
+in docs/model.md, with the command that made it; ``--check`` compares instead of writing and
+exits 1 when a PSNR moved by more than 0.1 dB.
+
+``--record`` also re-measures the shipped checkpoint's pinned figures and rewrites
+``hzsr/baseline_model/weights/shipped.json`` (``hzsr.baseline_model.record``) with its recipe.
+
+Usage: ``python bench/eval.py [--ckpt CKPT] [--check] [--record] [--doc docs/model.md]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import _data
+import coarse_align
+import eval_truth
+
+from hzsr.baseline_model.evaluate import evaluate
+from hzsr.cli import main as hzsr
+
+ROOT = Path(__file__).resolve().parents[1]
+TOLERANCE_DB = 0.1
+
+
+def dataset() -> Path:
+    ds = _data.data_root() / "ds"
+    if not (ds / "splits.csv").is_file():
+        import shutil
+
+        shutil.rmtree(ds, ignore_errors=True)
+        sess = [str(p) for p in _data.sessions(_data.TRAIN_SEEDS)]
+        if hzsr(["dataset", "pack", *sess, "--out", str(ds), "--quiet"]) != 0:
+            raise SystemExit("dataset pack failed")
+        if hzsr(["dataset", "split", str(ds), "--by", "scene", "--ratios", "0.7,0.1,0.2"]) != 0:
+            raise SystemExit("dataset split failed")
+    return ds
+
+
+def table_eval(ckpt: str | None) -> str:
+    res = evaluate(ckpt, dataset(), "test", _data.data_root() / "eval-test", progress=False)
+    checks = "\n".join(f"- **{c['verdict']}**: {c['name']}: {c['detail']}" for c in res["checks"])
+    return res["table_md"] + "\n" + checks + "\n"
+
+
+def table_coarse() -> str:
+    r = coarse_align.run(_data.sessions(_data.TRAIN_SEEDS), 8.0)
+    names = {"intrinsics": "intrinsics alone, no shift (the simplest alternative)",
+             "plain": "keypoints at T's scale, any shift used (before issue 20)",
+             "optical_only": "keypoints at W's optical scale, any shift",
+             "optical": "**shipped**: W's optical scale + inlier gate with the structure check"}
+    lines = [f"| coarse alignment ({r['captures']} captures, seeds {_data.TRAIN_SEEDS[0]}-{_data.TRAIN_SEEDS[-1]}) "
+             "| framed wrongly | median / max error |", "|---|---|---|"]
+    for k, label in names.items():
+        v = r[k]
+        lines.append(f"| {label} | {v['wrong']} | {v['median_err_px']:.1f} / {v['max_err_px']:.1f} px |")
+    return "\n".join(lines) + "\n"
+
+
+def table_truth(ckpt: str | None) -> str:
+    df = eval_truth.run(_data.sessions(_data.EVAL_SEEDS), ckpt, ablation=True)
+    s = eval_truth.summarise(df)
+    methods = ["bicubic", "warped_ref", "blend", "fusion", "full", *eval_truth.ABLATIONS]
+    lines = ["| scene kind | n | " + " | ".join(methods) + " | full - bicubic | full - blend |",
+             "|" + "---|" * (len(methods) + 4)]
+    counts = df.groupby("scene_kind").size().to_dict() | {"all": len(df)}
+    for kind, v in s["mean_psnr_y_db"].items():
+        lines.append(f"| {kind} | {counts[kind]} | " + " | ".join(f"{v[m]:.2f}" for m in methods)
+                     + f" | {v['full'] - v['bicubic']:+.2f} | {v['full'] - v['blend']:+.2f} |")
+    for region, v in s["truth_regions"].items():
+        lines.append(f"| truly {region} pixels | {v['captures']} | " + " | ".join(f"{v[m]:.2f}" for m in methods)
+                     + f" | {v['full'] - v['bicubic']:+.2f} | {v['full'] - v['blend']:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_shipped_record() -> None:
+    import torch
+
+    from hzsr.baseline_model import record
+    from hzsr.baseline_model.checkpoint import read_checkpoint, shipped_checkpoint_path
+
+    raw = read_checkpoint(shipped_checkpoint_path())
+    cfg = ROOT / "hzsr" / "baseline_model" / "configs" / "shipped.yaml"
+    seeds = " ".join(str(s) for s in _data.TRAIN_SEEDS)
+    recipe = {
+        "config": "hzsr/baseline_model/configs/shipped.yaml", "config_text": cfg.read_text(),
+        "data": f"hzsr sim session --captures {_data.CAPTURES} --size {_data.SIZE[0]}x{_data.SIZE[1]} "
+                f"--seed S for S in {seeds}; dataset pack; dataset split --by scene --ratios 0.7,0.1,0.2",
+        "commands": [f"for s in {seeds}; do hzsr sim session --out data/s$s --captures {_data.CAPTURES} --seed $s "
+                     "--quiet; done",
+                     "hzsr dataset pack data/s11 data/s12 data/s13 --out data/ds --quiet",
+                     "hzsr dataset split data/ds --by scene --ratios 0.7,0.1,0.2",
+                     "hzsr model train data/ds --config hzsr/baseline_model/configs/shipped.yaml --out runs/shipped"],
+        "trained_steps": raw.get("step"), "torch": torch.__version__,
+    }
+    pinned = record.PinnedSet()
+    figs = record.pinned_figures(None, pinned)
+    print(json.dumps({"record": str(record.write_record(recipe, figs, pinned)), "figures": figs}))
+
+
+def _psnrs(block: str) -> list[float]:
+    return [float(x) for x in re.findall(r"(?<![\d.])(\d{2}\.\d{2})(?![\d.])", block)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
+    ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "model.md")
+    ap.add_argument("--check", action="store_true", help="compare with the doc instead of writing it")
+    ap.add_argument("--record", action="store_true", help="rewrite weights/shipped.json (recipe, pinned figures)")
+    a = ap.parse_args(argv)
+    if a.record:
+        write_shipped_record()
+    cmd = "python bench/eval.py" + (f" --ckpt {a.ckpt}" if a.ckpt else "")
+    tables = {"eval-test": table_eval(a.ckpt), "coarse-align": table_coarse(), "truth": table_truth(a.ckpt)}
+    doc = a.doc.read_text()
+    moved = []
+    for name, body in tables.items():
+        pat = re.compile(rf"(<!-- results:{name} -->\n)(.*?)(<!-- /results:{name} -->)", re.S)
+        m = pat.search(doc)
+        if not m:
+            raise SystemExit(f"{a.doc}: no <!-- results:{name} --> block")
+        old, new = _psnrs(m.group(2)), _psnrs(body)
+        if len(old) != len(new) or any(abs(x - y) > TOLERANCE_DB for x, y in zip(old, new)):
+            moved.append(name)
+        doc = doc[:m.start(2)] + f"Made by `{cmd}`.\n\n{body}" + doc[m.start(3):]
+    print(json.dumps({"tables": list(tables), "moved_beyond_0.1_db": moved}))
+    if a.check:
+        return 1 if moved else 0
+    a.doc.write_text(doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

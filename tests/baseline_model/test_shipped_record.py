@@ -1,0 +1,26 @@
+"""The shipped checkpoint's recorded figures reproduce (issue 20, item 8).
+
+``weights/shipped.json`` names a small pinned simulated set and the mean Y PSNR of every
+``model eval`` method on it; re-rendering and re-evaluating must give them back within 0.1 dB.
+When a change moves them on purpose, `python bench/eval.py --record` (run from bench/) rewrites
+the record, and the diff shows by how much.
+"""
+
+import pytest
+
+from hzsr.baseline_model.evaluate import METHODS
+from hzsr.baseline_model.record import TOLERANCE_DB, PinnedSet, pinned_figures, read_record
+
+
+def test_recorded_figures_reproduce_within_tolerance(tmp_path):
+    rec = read_record()
+    assert {"config", "commands", "torch"} <= set(rec["recipe"])
+    pin = rec["pinned_eval"]
+    recorded = pin["mean_psnr_y_db"]
+    assert set(recorded) == set(METHODS)
+    got = pinned_figures(None, PinnedSet(**{**pin["set"], "size": tuple(pin["set"]["size"]),
+                                             "kinds": tuple(pin["set"]["kinds"])}), tmp_path)
+    for m in METHODS:
+        assert got[m] == pytest.approx(recorded[m], abs=TOLERANCE_DB), (m, got, recorded)
+    # Not a tautology: the figures separate the methods by more than the tolerance.
+    assert got["full"] - got["bicubic"] > 10 * TOLERANCE_DB
