@@ -37,7 +37,6 @@ from hzsr.baseline_model.align import camera_geometry, coarse_align
 from hzsr.qa.config import QAConfig
 from hzsr.sim.truth import truth_dir
 
-
 VARIANTS = {
     "plain": {"optical": False, "min_inliers": 0},  # before issue 20
     "optical_only": {"min_inliers": 0},  # W's optical scale, any shift used
@@ -82,7 +81,7 @@ def run(sessions: list[Path], tol_px: float) -> dict:
     out = {"tol_px": tol_px, "captures": len(rows)}
     for name in (*VARIANTS, "intrinsics"):
         errs = np.array([r[f"err_{name}"] for r in rows])
-        wrong = [r["capture"] for r, e in zip(rows, errs) if e > tol_px]
+        wrong = [r["capture"] for r, e in zip(rows, errs, strict=True) if e > tol_px]
         out[name] = {"wrong": len(wrong), "wrong_captures": wrong,
                      "median_err_px": float(np.nanmedian(errs)), "max_err_px": float(np.nanmax(errs))}
     out["rows"] = rows

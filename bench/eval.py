@@ -108,8 +108,17 @@ def write_shipped_record() -> None:
                      "hzsr model train data/ds --config hzsr/baseline_model/configs/shipped.yaml --out runs/shipped"],
         "trained_steps": raw.get("step"), "torch": torch.__version__,
     }
+    import tempfile
+
+    from hzsr.dataset.pack import PackConfig, pack_dataset
+    from hzsr.sim.simsession import SimConfig, simulate_session
+
     pinned = record.PinnedSet()
-    figs = record.pinned_figures(None, pinned)
+    with tempfile.TemporaryDirectory() as tmp:
+        sess = simulate_session(Path(tmp) / "sess", SimConfig(captures=pinned.captures, seed=pinned.seed,
+                                                              size=pinned.size, kinds=pinned.kinds), progress=False)
+        pack_dataset([sess], Path(tmp) / "ds", PackConfig(progress=False))
+        figs = record.pinned_figures(None, Path(tmp) / "ds")
     print(json.dumps({"record": str(record.write_record(recipe, figs, pinned)), "figures": figs}))
 
 
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         if not m:
             raise SystemExit(f"{a.doc}: no <!-- results:{name} --> block")
         old, new = _psnrs(m.group(2)), _psnrs(body)
-        if len(old) != len(new) or any(abs(x - y) > TOLERANCE_DB for x, y in zip(old, new)):
+        if len(old) != len(new) or any(abs(x - y) > TOLERANCE_DB for x, y in zip(old, new, strict=True)):
             moved.append(name)
         doc = doc[:m.start(2)] + f"Made by `{cmd}`.\n\n{body}" + doc[m.start(3):]
     print(json.dumps({"tables": list(tables), "moved_beyond_0.1_db": moved}))

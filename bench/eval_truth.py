@@ -131,8 +131,9 @@ def summarise(df: pd.DataFrame) -> dict:
         cols = {m: f"psnr_{m}_{region}" for m in methods}
         sub = df[df[cols["full"]].notna()]
         if len(sub):
+            worst = float((sub[cols["full"]] - sub[cols["fusion"]]).min())
             regions[region] = {"captures": len(sub), **{m: round(float(sub[c].mean()), 2) for m, c in cols.items()},
-                               "worst_full_minus_fusion_db": round(float((sub[cols["full"]] - sub[cols["fusion"]]).min()), 2)}
+                               "worst_full_minus_fusion_db": round(worst, 2)}
     return {"captures": len(df), "mean_psnr_y_db": by_kind, "gains": gains, "truth_regions": regions}
 
 

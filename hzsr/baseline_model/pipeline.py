@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from hzsr.baseline_model.align import Alignment, align
-from hzsr.baseline_model.geometry_source import resolve_geometry
 from hzsr.baseline_model.blend import blend
 from hzsr.baseline_model.color import RGB_TO_YUV, YUV_TO_RGB
 from hzsr.baseline_model.config import PipelineConfig
+from hzsr.baseline_model.geometry_source import resolve_geometry
 from hzsr.baseline_model.tiling import n_tiles, run_tiled
 from hzsr.core.geometry import CropRect
 

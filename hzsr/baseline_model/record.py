@@ -4,7 +4,8 @@
 
 - ``recipe``: the commands, seeds, config and torch build that trained it (docs/model.md,
   "Reproduce the shipped model");
-- ``pinned_eval``: a small simulated set (``PinnedSet``: a few seconds to render) and the mean Y
+- ``pinned_eval``: a small simulated set (``PinnedSet``: a few seconds to render; the caller renders
+  and packs it) and the mean Y
   PSNR of every ``model eval`` method on it. ``tests/baseline_model/test_shipped.py`` re-renders
   the set, re-evaluates the checkpoint and requires every figure within ``TOLERANCE_DB``: a change
   to the simulator, the alignment or the maps that moves the results cannot land silently; it
@@ -43,19 +44,16 @@ def read_record(path: Path | None = None) -> dict[str, Any]:
     return json.loads((path or record_path()).read_text())
 
 
-def pinned_figures(ckpt: str | Path | None, pinned: PinnedSet, work: Path | None = None) -> dict[str, float]:
-    """Render ``pinned``, pack it, and return the mean Y PSNR of each ``model eval`` method."""
+def pinned_figures(ckpt: str | Path | None, dataset: Path, work: Path | None = None) -> dict[str, float]:
+    """Mean Y PSNR of each ``model eval`` method over every capture of ``dataset``.
+
+    ``dataset`` is ``PinnedSet`` rendered (``hzsr sim session`` with its options) and packed; the
+    caller renders it, since this package may not import the simulator.
+    """
     from hzsr.baseline_model.evaluate import METHODS, evaluate
-    from hzsr.dataset.pack import PackConfig, pack_dataset
-    from hzsr.sim.simsession import SimConfig, simulate_session
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
-        root = Path(tmp)
-        sess = simulate_session(root / "sess", SimConfig(captures=pinned.captures, seed=pinned.seed,
-                                                         size=tuple(pinned.size), kinds=tuple(pinned.kinds)),
-                                progress=False)
-        pack_dataset([sess], root / "ds", PackConfig(progress=False))
-        res = evaluate(ckpt, root / "ds", None, root / "eval", progress=False)
+        res = evaluate(ckpt, dataset, None, Path(tmp) / "eval", progress=False)
     return {m: round(res["mean_psnr"][m], 3) for m in METHODS}
 
 

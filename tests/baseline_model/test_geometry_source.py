@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from hzsr.baseline_model.geometry_source import resolve_geometry
-from hzsr.qa.pair_geometry import estimate_similarity, exif_focal_35mm
 from hzsr.cli import main
+from hzsr.qa.pair_geometry import estimate_similarity, exif_focal_35mm
 
 X0, Y0 = 140, 100  # T's corner in the original photograph's pixels
 

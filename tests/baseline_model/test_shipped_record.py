@@ -10,6 +10,16 @@ import pytest
 
 from hzsr.baseline_model.evaluate import METHODS
 from hzsr.baseline_model.record import TOLERANCE_DB, PinnedSet, pinned_figures, read_record
+from hzsr.dataset.pack import PackConfig, pack_dataset
+from hzsr.sim.simsession import SimConfig, simulate_session
+
+
+def render_pinned(pinned: PinnedSet, root):
+    sess = simulate_session(root / "sess", SimConfig(captures=pinned.captures, seed=pinned.seed,
+                                                     size=tuple(pinned.size), kinds=tuple(pinned.kinds)),
+                            progress=False)
+    pack_dataset([sess], root / "ds", PackConfig(progress=False))
+    return root / "ds"
 
 
 def test_recorded_figures_reproduce_within_tolerance(tmp_path):
@@ -18,8 +28,8 @@ def test_recorded_figures_reproduce_within_tolerance(tmp_path):
     pin = rec["pinned_eval"]
     recorded = pin["mean_psnr_y_db"]
     assert set(recorded) == set(METHODS)
-    got = pinned_figures(None, PinnedSet(**{**pin["set"], "size": tuple(pin["set"]["size"]),
-                                             "kinds": tuple(pin["set"]["kinds"])}), tmp_path)
+    pinned = PinnedSet(**{**pin["set"], "size": tuple(pin["set"]["size"]), "kinds": tuple(pin["set"]["kinds"])})
+    got = pinned_figures(None, render_pinned(pinned, tmp_path), tmp_path)
     for m in METHODS:
         assert got[m] == pytest.approx(recorded[m], abs=TOLERANCE_DB), (m, got, recorded)
     # Not a tautology: the figures separate the methods by more than the tolerance.
