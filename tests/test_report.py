@@ -24,8 +24,9 @@ def _example(d: Path, used_reference: bool, rng) -> None:
     for name, img in (("source_bicubic", flat), ("warped_ref", textured), ("fusion", textured), ("final", textured)):
         _png(d / f"{name}.png", img)
     _png(d / "blend.png", np.full((h // 4, w // 4, 3), 255, np.uint8))
-    warnings = [] if used_reference else ["the reference does not overlap the source (structure correlation 0.05 < 0.4, "
-                                          "3 keypoint inliers): output is the bicubic W crop"]
+    fallback = ("the reference does not overlap the source (structure correlation 0.05 < 0.4, 3 keypoint inliers): "
+                "output is the bicubic W crop")
+    warnings = [] if used_reference else [fallback]
     (d / "output.png.json").write_text(json.dumps({"used_reference": used_reference, "warnings": warnings}))
 
 
