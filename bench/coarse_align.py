@@ -19,7 +19,7 @@ layers has a range of right answers). Two variants run on the same captures, pai
 The intrinsics-only framing (``d = 0``) is the simplest alternative and is scored too.
 
 Usage: ``python bench/coarse_align.py [SESSION ...] [--tol-px 8] [--json OUT]``. Without
-sessions it uses the pinned ones of docs/model.md (``bench/_data.py``: seeds 11-13, 24 captures,
+sessions it uses the pinned ones of docs/model.md (``bench/_data.py``: seeds 11-14, 24 captures,
 640x480, rendered with ``--truth`` on first use).
 """
 

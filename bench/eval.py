@@ -2,11 +2,11 @@
 
 Steps, each on the pinned data of ``bench/_data.py`` (rendered on first use, then cached):
 
-1. pack sessions 11-13 and split them by scene (``--by scene --ratios 0.7,0.1,0.2``), as the
+1. pack sessions 11-14 and split them by scene (``--by scene --ratios 0.7,0.1,0.2``), as the
    shipped model's recipe does;
 2. ``model eval`` of the checkpoint on the test split (bicubic, warped reference, the no-network
    blend, fusion, full pipeline) against the main-T target;
-3. ``bench/coarse_align.py`` on sessions 11-13 against the true flow;
+3. ``bench/coarse_align.py`` on sessions 11-14 against the true flow;
 4. ``bench/eval_truth.py --ablation`` on the held-out sessions 21-23 against the ideal target.
 
 Each table replaces the block between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``
@@ -103,7 +103,7 @@ def write_shipped_record() -> None:
                 f"--seed S for S in {seeds}; dataset pack; dataset split --by scene --ratios 0.7,0.1,0.2",
         "commands": [f"for s in {seeds}; do hzsr sim session --out data/s$s --captures {_data.CAPTURES} --seed $s "
                      "--quiet; done",
-                     "hzsr dataset pack data/s11 data/s12 data/s13 --out data/ds --quiet",
+                     "hzsr dataset pack " + " ".join(f"data/s{s}" for s in _data.TRAIN_SEEDS) + " --out data/ds --quiet",
                      "hzsr dataset split data/ds --by scene --ratios 0.7,0.1,0.2",
                      "hzsr model train data/ds --config hzsr/baseline_model/configs/shipped.yaml --out runs/shipped"],
         "trained_steps": raw.get("step"), "torch": torch.__version__,

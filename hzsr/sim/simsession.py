@@ -173,6 +173,9 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
         if k % cfg.captures_per_scene == 0:
             kind = cfg.kinds[(k // cfg.captures_per_scene) % len(cfg.kinds)]
             scene = make_scene(kind, k // cfg.captures_per_scene, rng, fx_t)
+            # Another seed draws another scene: its id says so, or sessions packed together would
+            # share scene ids (and split groups) between different scenes. The kind stays the prefix.
+            scene.scene_id = f"{kind}-s{cfg.seed}-{k // cfg.captures_per_scene:04d}"
         assert scene is not None
         defect = cfg.defects.get(k)
         if defect is not None and defect not in DEFECTS:
@@ -182,6 +185,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
         cap_scene, spoil = scene, None
         if defect == "moving_skew":
             cap_scene = make_scene("moving", 10000 + k, drng, fx_t)
+            cap_scene.scene_id = f"moving-s{cfg.seed}-{10000 + k:05d}"
         if defect is not None:
             spoil = draw(defect, drng, cfg.size[0])
         cap_rig = spoil.rig(rig) if spoil is not None else rig
