@@ -132,6 +132,10 @@ class DatasetError(HzsrError):
     """A dataset folder, shard or manifest is unreadable or breaks the format."""
 
 
+class DatasetBusyError(DatasetError):
+    """Another process is writing the data set (``core/lock.py:DatasetLock``)."""
+
+
 class ModelError(HzsrError):
     """A checkpoint, model input or model option is unusable."""
 

@@ -45,6 +45,8 @@ def add_dataset_parser(stages: Any) -> None:
     p.add_argument("--scheduler", default=None,
                    help="dask.distributed scheduler address (tcp://host:8786): one shard per task "
                    "(default: none, local --workers)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="if another process is writing --out, wait up to this long for it (0: refuse at once)")
     add_quiet(p)
     add_json(p, "print the machine-readable summary")
 
@@ -106,7 +108,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     from hzsr.dataset.pack import PackConfig, pack_dataset
 
     cfg = PackConfig(shard_size=args.shard_size, filter=args.filter, compression=args.compression,
-                     workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+                     workers=args.workers, scheduler=args.scheduler, wait_s=args.wait, progress=not args.quiet)
     res = pack_dataset(args.sessions, args.out, cfg)
     for s in res.skipped:
         print(f"warning: {s}", file=sys.stderr)
@@ -155,9 +157,12 @@ def _cmd_split(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     man = load_manifest(root)
     path = root / SPLITS
-    existing = load_splits(path) if path.is_file() and not args.reassign else None
-    df = assign_splits(man, cfg, existing)
-    write_splits(path, df)
+    from hzsr.core.lock import DatasetLock
+
+    with DatasetLock(root):  # read splits.csv and write it back as the data set's one writer
+        existing = load_splits(path) if path.is_file() and not args.reassign else None
+        df = assign_splits(man, cfg, existing)
+        write_splits(path, df)
     counts = df["split"].value_counts().reindex(list(names), fill_value=0)
     groups = df.groupby("split")["group"].nunique().reindex(list(names), fill_value=0)
     table = split_table(man, df, "scene_kind")

@@ -106,13 +106,23 @@ def camerafusion_sources(folder: str | Path) -> tuple[SessionSource, list[Captur
 
 def ingest_camerafusion(folder: str | Path, out: str | Path, compression: str = DEFAULT_CODEC,
                         shard_size: str = "1GiB", progress: bool = True) -> dict[str, Any]:
-    """Pack a CameraFusion folder into a new data set at ``out`` (with its own splits)."""
-    from hzsr.dataset.pack import _cut, build_manifest, parse_shard_size
+    """Pack a CameraFusion folder into a new data set at ``out`` (with its own splits), holding its lock."""
+    from hzsr.core.lock import DatasetLock
 
     out = Path(out)
     if (out / "shards").exists():
         raise ConfigError("a data set already exists here; choose another --out", file=out, field="--out")
     sess, caps, splits, skipped = camerafusion_sources(folder)
+    with DatasetLock(out):
+        if (out / "shards").exists():  # another ingest or pack got here first
+            raise ConfigError("a data set already exists here; choose another --out", file=out, field="--out")
+        return _ingest(out, sess, caps, splits, skipped, compression, shard_size, progress)
+
+
+def _ingest(out: Path, sess: SessionSource, caps: list[CaptureSource], splits: pd.DataFrame, skipped: list[str],
+            compression: str, shard_size: str, progress: bool) -> dict[str, Any]:
+    from hzsr.dataset.pack import _cut, build_manifest, parse_shard_size
+
     groups = _cut(caps, parse_shard_size(shard_size))
     for k, group in enumerate(tqdm(groups, desc="ingest shards", unit="shard", disable=not progress)):
         write_shard(out / "shards" / shard_name(k), group, {sess.session_id: sess}, compression)

@@ -150,7 +150,20 @@ def _compare_manifest(root: Path, rebuilt: pd.DataFrame, damaged: set[str], rep:
 
 
 def verify_dataset(root: str | Path, repair: bool = False, progress: bool = True) -> VerifyReport:
-    """Check ``root`` (see the module doc); with ``repair``, quarantine damage and rewrite the manifest."""
+    """Check ``root`` (see the module doc); with ``repair``, quarantine damage and rewrite the manifest.
+
+    With ``repair`` it holds the data set's lock (``core.lock.DatasetLock``), so it never moves a
+    shard a pack is writing; a plain verify only reads.
+    """
+    if repair and Path(root, "shards").is_dir():
+        from hzsr.core.lock import DatasetLock
+
+        with DatasetLock(root):
+            return _verify(root, repair, progress)
+    return _verify(root, repair, progress)
+
+
+def _verify(root: str | Path, repair: bool, progress: bool) -> VerifyReport:
     from hzsr.dataset.codecs import register_plugins
 
     register_plugins()
