@@ -114,11 +114,15 @@ def _cmd_pack(args: argparse.Namespace) -> int:
         print(f"warning: {s}", file=sys.stderr)
     data = {"out": str(res.out), "captures": res.captures, "new_captures": res.new_captures,
             "filtered_out": res.filtered_out, "skipped": res.skipped, "shards_written": res.written,
-            "shards_kept": res.kept, "manifest": str(res.manifest), "compression": args.compression}
+            "shards_kept": res.kept, "manifest": str(res.manifest), "compression": args.compression,
+            "refreshed": res.refreshed}
     _emit(args, data, [
         f"packed {res.new_captures} new captures into {len(res.written)} shards "
         f"({len(res.kept)} complete shards kept, {res.filtered_out} filtered out, {len(res.skipped)} skipped); "
         f"{res.captures} captures in {res.out}",
+        *([f"refreshed the sync/QA results or scene fields of {len(res.refreshed)} packed captures "
+           f"({', '.join(sorted({f for v in res.refreshed.values() for f in v}))}; pixels untouched)"]
+          if res.refreshed else []),
         f"wrote {res.manifest}", *(f"wrote {Path(res.out) / 'shards' / n}" for n in res.written)])
     return EXIT_OK
 

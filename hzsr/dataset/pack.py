@@ -61,6 +61,7 @@ class PackResult:
     new_captures: int = 0
     filtered_out: int = 0
     skipped: list[str] = field(default_factory=list)  # captures not packed, with the reason
+    refreshed: dict[str, list[str]] = field(default_factory=dict)  # packed capture -> results refreshed
     manifest: Path | None = None
 
 
@@ -228,6 +229,25 @@ def _session_locked(session_dir: Path):
     return lock
 
 
+def _refresh_stale(shard_dir: Path, existing: dict[str, list[str]], found: dict[str, CaptureSource],
+                   sess: dict[str, SessionSource]) -> dict[str, list[str]]:
+    """Rewrite the sync/QA results and scene fields of packed captures whose session changed them.
+
+    Pixels are not touched (``freshness.refresh_shard``). Returns capture id -> fields refreshed.
+    """
+    from hzsr.dataset.freshness import refresh_shard, stale_in_shard
+
+    done: dict[str, list[str]] = {}
+    for name, ids in sorted(existing.items()):
+        if not any(i in found for i in ids):
+            continue
+        stale = stale_in_shard(shard_dir / name, found)
+        if stale:
+            refresh_shard(shard_dir / name, [found[i] for i in sorted(stale)], sess)
+            done.update(stale)
+    return done
+
+
 def _check_config(cfg: PackConfig) -> None:
     if cfg.compression not in CODECS:
         raise ConfigError(f"unknown codec {cfg.compression!r}; known: {', '.join(CODECS)}", field="--compression")
@@ -246,6 +266,7 @@ def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackCon
     query = parse_query(cfg.filter, option="--filter") if cfg.filter else None  # before reading anything
     out = Path(out)
     sess, caps, skipped = gather(sessions)
+    found = {c.dataset_id: c for c in caps}  # before --filter: a packed capture's results refresh regardless
     caps, n_filtered = apply_filter(caps, query)
     shard_dir = out / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
@@ -261,6 +282,7 @@ def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackCon
         existing[p.name] = ids
     packed = {i for ids in existing.values() for i in ids}
     by_id = {c.dataset_id: c for c in caps}
+    refreshed = _refresh_stale(shard_dir, existing, found, sess)
 
     plan = _load_plan(out)
     kept_plan = []
@@ -281,7 +303,7 @@ def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackCon
 
     todo = [e for e in kept_plan if e["shard"] not in existing]
     res = PackResult(out=out, kept=sorted(existing), skipped=skipped, filtered_out=n_filtered,
-                     new_captures=sum(len(e["captures"]) for e in todo))
+                     new_captures=sum(len(e["captures"]) for e in todo), refreshed=refreshed)
     threads = cfg.threads
     if threads is None and cfg.workers > 1:
         threads = max(1, (os.cpu_count() or 1) // cfg.workers)
