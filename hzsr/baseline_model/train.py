@@ -192,9 +192,6 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     raw = check_run_folder(out, cfg, resume)
     if d.world > 1:
         torch.distributed.barrier()
-    if d.main and not resume:  # a resumed run's config.yaml is already the one it checked against
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / "config.yaml", dump_config(cfg).encode())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dev = torch.device(device if device != "cuda" else f"cuda:{d.local_rank}")
@@ -206,6 +203,9 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
         raise ConfigError(f"split {cfg.data.split!r} has {len(ids)} captures, fewer than {d.world} ranks",
                           file=data_dir, field="data.split")
     mine = ids[d.rank :: d.world]
+    if d.main and not resume:  # after the data is found; a resumed run's config.yaml is the one checked
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "config.yaml", dump_config(cfg).encode())
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
     t0 = time.perf_counter()
     paths = build_cache(reader, mine, cfg.pipeline, cache_dir, progress=progress and d.main)

@@ -172,8 +172,9 @@ def _verify(root: str | Path, repair: bool, progress: bool) -> VerifyReport:
     register_plugins()
     root = Path(root)
     shard_dir = root / "shards"
-    if not shard_dir.is_dir():
-        raise DatasetError("not a data set: no shards/ folder", file=root)
+    if not shard_dir.is_dir():  # nothing to read: exit 2, as every verb for a missing folder
+        raise DatasetError("not a data set: no shards/ folder" if root.is_dir() else "folder not found",
+                           file=root, unreadable=True)
     rep = VerifyReport(root)
     for tmp in sorted(shard_dir.glob(f"{TMP_PREFIX}*")):
         rep.warnings.append(f"shards/{tmp.name}: temp file of an interrupted pack; rerun pack to finish")
