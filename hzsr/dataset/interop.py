@@ -48,8 +48,24 @@ CF_SPLITS = ("train", "val", "test")
 _IMG_EXT = (".jpg", ".jpeg", ".png")
 
 
-def _images(d: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(d.iterdir()) if p.suffix.lower() in _IMG_EXT} if d.is_dir() else {}
+def _images(d: Path, root: Path, skipped: list[str]) -> dict[str, Path]:
+    """Image files of ``d`` by stem; a file (or folder) whose real path leaves ``root`` is skipped.
+
+    A symbolic link out of the folder being ingested (``LR/x1/a.jpg -> /home/me/private.jpg``)
+    would copy a file the user did not hand over into the data set; it is reported, not read.
+    """
+    if not d.is_dir():
+        return {}
+    inside = root.resolve()
+    out = {}
+    for p in sorted(d.iterdir()):
+        if p.suffix.lower() not in _IMG_EXT:
+            continue
+        if not p.resolve().is_relative_to(inside):
+            skipped.append(f"{p}: links outside {root} (to {p.resolve()}); skipped")
+            continue
+        out[p.stem] = p
+    return out
 
 
 def _frame(path: Path, rel: str, slot: str, camera_role: str) -> dict[str, Any]:
@@ -71,8 +87,8 @@ def camerafusion_sources(folder: str | Path) -> tuple[SessionSource, list[Captur
     sid = root.name or "camerafusion"
     caps, rows, skipped = [], [], []
     for split in found:
-        lr, ref, hr = (_images(root / split / "LR" / "x1"), _images(root / split / "Ref" / "x1"),
-                       _images(root / split / "HR"))
+        lr, ref, hr = (_images(root / split / "LR" / "x1", root, skipped),
+                       _images(root / split / "Ref" / "x1", root, skipped), _images(root / split / "HR", root, []))
         if not lr:
             raise DatasetError("no images", file=root / split / "LR" / "x1")
         for stem, wpath in lr.items():
