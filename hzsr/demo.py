@@ -262,8 +262,12 @@ def _interrupts_held():
 def _run_args(args: argparse.Namespace) -> int:
     from hzsr.sim.profiles import FULL_RES
 
-    if args.captures < 2:
-        raise ConfigError("must be >= 2 (one scene for training, one for testing)", field="--captures")
+    # The split is by scene (0.5, 0.25, 0.25) and eval reads the test split: three scenes of
+    # `per_scene` captures give train, val and test one scene each (4 captures left test empty).
+    least = 3 * DemoConfig.per_scene
+    if not least <= args.captures <= 1000:
+        raise ConfigError(f"must be in {least} .. 1000 (three scenes of {DemoConfig.per_scene} captures: one each for "
+                          f"the train, val and test splits), got {args.captures}", field="--captures")
     if args.train_steps < 1:
         raise ConfigError("must be >= 1", field="--train-steps")
     cfg = DemoConfig(out=Path(args.out), captures=args.captures, seed=args.seed, train_steps=args.train_steps,
@@ -282,7 +286,8 @@ def add_demo_parser(stages) -> None:
     d = stages.add_parser("demo", help="the whole path on the virtual rig, with one report",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d.add_argument("--out", default=str(DemoConfig.out), help="folder the demo creates (replaced on rerun)")
-    d.add_argument("--captures", type=int, default=DemoConfig.captures, help="captures to take, two per scene")
+    d.add_argument("--captures", type=int, default=DemoConfig.captures,
+                   help="captures to take, two per scene (at least 6: a scene each for train, val and test)")
     d.add_argument("--train-steps", type=int, default=DemoConfig.train_steps,
                    help="fine-tuning steps from the shipped checkpoint")
     d.add_argument("--seed", type=int, default=DemoConfig.seed, help="seed of the virtual rig and the split")

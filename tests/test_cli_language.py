@@ -182,3 +182,14 @@ def test_broken_pipe_is_silent(tmp_path):
             os.close(w)
         assert p.returncode == 0 and p.stderr == "", p.stderr
     assert (tmp_path / "s" / "session.json").is_file()  # the work was done; only its summary went nowhere
+
+
+@pytest.mark.parametrize("n", ["4", "0", "-3", "5000"])
+def test_demo_captures_is_validated_before_anything_runs(n, tmp_path, capsys):
+    from hzsr.cli import main
+
+    assert main(["demo", "--captures", n, "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"hzsr: error: --captures: must be in 6 .. 1000 (three scenes of 2 captures: one each for the "
+                   f"train, val and test splits), got {n}"]
+    assert not (tmp_path / "d").exists()
