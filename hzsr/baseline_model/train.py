@@ -243,7 +243,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     rows = _read_log(out / "log.csv", step) if d.main else []
 
     bs = cfg.data.batch_size
-    ds = PatchDataset(paths, cfg.data.patch, cfg.seed, d.rank, cfg.data.min_valid)
+    ds = PatchDataset(paths, cfg.data.patch, cfg.seed, d.rank, cfg.data.min_valid, cfg.data.patches_per_epoch)
     loader = DataLoader(ds, batch_size=bs, sampler=IndexRangeSampler(step * bs, (total - step) * bs),
                         num_workers=cfg.data.workers, drop_last=True,
                         persistent_workers=False, pin_memory=dev.type == "cuda")
