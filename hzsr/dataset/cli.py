@@ -94,11 +94,12 @@ def add_dataset_parser(stages: Any) -> None:
     add_quiet(g)
     add_json(g, "print the summary as JSON")
 
-    e = add_verb(verbs, "export", "write a split as paired PNG folders (BasicSR layout)", _cmd_export,
-                 formatter_class=fmt)
+    e = add_verb(verbs, "export", "write a split as paired PNG folders (BasicSR layout) or a Hugging Face "
+                 "datasets folder (Arrow)", _cmd_export, formatter_class=fmt)
     add_folder(e, "dir", "data set folder")
     e.add_argument("--split", default=None, help="split from splits.csv (default: every capture)")
-    e.add_argument("--format", default="folders", choices=("folders",), help="output layout")
+    e.add_argument("--format", default="folders", choices=("folders", "hf"),
+                   help="folders: LR/HR/Ref PNGs + meta_info.txt; hf: datasets.load_from_disk(OUT) (needs 'hzsr[hf]')")
     e.add_argument("--out", required=True, help="folder to create")
     add_quiet(e)
     add_json(e, "print the summary as JSON")
@@ -201,6 +202,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "hf":
+        from hzsr.dataset.hf_export import export_hf
+
+        res = export_hf(args.dir, args.out, split=args.split, progress=not args.quiet)
+        _emit(args, res, [f"exported {res['captures']} captures to {args.out} (load with {res['load_with']})",
+                          f"wrote {args.out}"])
+        return EXIT_OK
     from hzsr.dataset.interop import export_folders
 
     res = export_folders(args.dir, args.out, split=args.split, progress=not args.quiet)
