@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hzsr.dataset.codecs import DEFAULT_CODEC, chunk_shape, filter_kwargs, register_plugins
+from hzsr.dataset.codecs import DEFAULT_CODEC, _codec_kwargs, chunk_shape, register_plugins
 from hzsr.dataset.shard import array_sha256, decode_jpeg
 from hzsr.sim.profiles import FULL_RES
 from hzsr.sim.simsession import SimConfig, simulate_session
@@ -39,7 +39,7 @@ PATCH = 256
 def _write(path: Path, arrays: list[np.ndarray], fletcher32: bool) -> None:
     import h5py
 
-    kw = dict(filter_kwargs(DEFAULT_CODEC))
+    kw = _codec_kwargs(DEFAULT_CODEC)  # the codec alone; fletcher32 is the variable here
     with h5py.File(path, "w") as h5:
         for k, a in enumerate(arrays):
             h5.create_dataset(str(k), data=a, chunks=chunk_shape(*a.shape[:2]), fletcher32=fletcher32, **kw)
