@@ -66,3 +66,17 @@ def test_filter_does_not_keep_stale_results(sessions, tmp_path):
     assert list(res.refreshed) == ["sB/c00000"]
     man = pd.read_csv(ds / "manifest.csv").set_index("capture_id")
     assert man.at["sB/c00000", "verdict"] == "fail"
+
+
+def test_manifest_from_before_results_sha256(sessions, tmp_path):
+    """An older manifest (no results_sha256) verifies with a warning; info says freshness is unknown; repair adds it."""
+    ds = tmp_path / "ds"
+    pack_dataset(sessions, ds, PackConfig(shard_size="3", progress=False))
+    man = pd.read_csv(ds / "manifest.csv", dtype=str)
+    man.drop(columns=["results_sha256"]).to_csv(ds / "manifest.csv", index=False)
+    rep = verify_dataset(ds, progress=False)
+    assert rep.problems == [] and any("results_sha256 missing" in w for w in rep.warnings), rep.warnings
+    assert "unknown" in "\n".join(format_info(dataset_info(ds)))
+    verify_dataset(ds, repair=True, progress=False)
+    assert "results_sha256" in pd.read_csv(ds / "manifest.csv").columns
+    assert dataset_info(ds)["freshness"]["stale"] == []
