@@ -251,7 +251,7 @@ def _refresh_stale(shard_dir: Path, existing: dict[str, list[str]], found: dict[
 def _check_config(cfg: PackConfig) -> None:
     if cfg.compression not in CODECS:
         raise ConfigError(f"unknown codec {cfg.compression!r}; known: {', '.join(CODECS)}", field="--compression")
-    if cfg.workers < 1:
+    if cfg.workers is not None and cfg.workers < 1:
         raise ConfigError("must be >= 1", field="--workers")
     if not 0 <= cfg.wait_s <= 86400:
         raise ConfigError(f"must be in 0 .. 86400 seconds, got {cfg.wait_s:g}", field="--wait")
@@ -260,8 +260,13 @@ def _check_config(cfg: PackConfig) -> None:
         parse_query(cfg.filter, option="--filter")
 
 
-def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfig) -> PackResult:
-    """``pack_dataset``'s work, with the locks held."""
+def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfig | None = None) -> PackResult:
+    """Pack ``sessions`` into the data set folder ``out`` (created or resumed)."""
+    cfg = cfg or PackConfig()
+    if cfg.compression not in CODECS:
+        raise ConfigError(f"unknown codec {cfg.compression!r}; known: {', '.join(CODECS)}", field="--compression")
+    if cfg.workers < 1:
+        raise ConfigError("must be >= 1", field="--workers")
     size = parse_shard_size(cfg.shard_size)
     query = parse_query(cfg.filter, option="--filter") if cfg.filter else None  # before reading anything
     out = Path(out)
