@@ -308,7 +308,7 @@ def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackCon
 
     todo = [e for e in kept_plan if e["shard"] not in existing]
     res = PackResult(out=out, kept=sorted(existing), skipped=skipped, filtered_out=n_filtered,
-                     new_captures=sum(len(e["captures"]) for e in todo), refreshed=refreshed)
+                     new_captures=sum(len(e["captures"]) for e in todo))
     threads = cfg.threads
     if threads is None and cfg.workers > 1:
         threads = max(1, (os.cpu_count() or 1) // cfg.workers)
@@ -332,6 +332,7 @@ def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackCon
             res.written.append(_task(t))
             bar.update()
     bar.close()
+    res.refreshed = refreshed
     df = build_manifest(out)
     res.manifest = write_manifest(out, df)
     res.captures = len(df)
