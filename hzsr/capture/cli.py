@@ -21,7 +21,6 @@ from pathlib import Path
 
 from hzsr.capture.rigfile import DEFAULT_DIR, rig_owner
 from hzsr.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, CaptureError, ConfigError, RigError
-from hzsr.core.safepath import refuse_system_folder
 
 RIG_HELP = "rig.yaml (default: %(default)s, which hzsr rig up --virtual writes)"
 
@@ -308,6 +307,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise ConfigError("must be >= 1", field="--count")
     _finite("--interval", args.interval, 0.0)
+    from hzsr.core.safepath import refuse_system_folder
+
     sess = Path(args.session)
     refuse_system_folder(sess, "SESSION")
     if sess.exists() and not sess.is_dir():
