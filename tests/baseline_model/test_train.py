@@ -164,11 +164,25 @@ def test_resume_with_another_config_is_refused_before_writing(tiny_dataset, tiny
     assert s["steps"] == 6 and s["steps_this_call"] == 0
 
 
-def test_failed_first_run_blocks_nothing(tiny_dataset, tmp_path):
+def test_failed_first_run_blocks_nothing(tiny_dataset, tmp_path, monkeypatch):
+    import hzsr.baseline_model.train as T
+
     run = tmp_path / "run"
+    # Fails before the data is found: nothing is written at all.
     bad = load_train_config(None, [*TINY, "data.split=nosuchsplit"])
     with pytest.raises(Exception, match="nosuchsplit"):
         train(bad, tiny_dataset, run, progress=False)
+    assert not run.exists()
+    # Fails in the first step, after config.yaml and the cache: that blocks neither a fresh run nor
+    # says anything but the truth to --resume.
+    def boom(*a, **k):
+        raise RuntimeError("out of memory in the first step")
+
+    monkeypatch.setattr(T, "hzsr_loss", boom)
+    with pytest.raises(RuntimeError, match="first step"):
+        train(load_train_config(None, TINY), tiny_dataset, run, progress=False)
+    monkeypatch.undo()
+    assert (run / "config.yaml").is_file() and not (run / "ckpt-last.pt").exists()
     with pytest.raises(ConfigError, match="stopped before its first checkpoint; start it again without --resume"):
         train(load_train_config(None, TINY), tiny_dataset, run, resume=True, progress=False)
     s = train(load_train_config(None, TINY), tiny_dataset, run, progress=False)
