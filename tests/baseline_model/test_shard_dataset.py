@@ -62,3 +62,34 @@ def test_patch_dataset_has_a_finite_length_and_shuffles(tiny_run):
     assert len(ds) == 16
     xs = [x for x, _, _ in DataLoader(ds, batch_size=4, shuffle=True)]
     assert len(xs) == 4 and xs[0].shape == (4, 3, 32, 32)
+
+
+def test_eval_and_loader_stop_on_a_damaged_shard(tiny_run, tiny_dataset, tmp_path, capsys):
+    """A flipped byte in a test capture's frame: `model eval` and ShardDataset stop with one line naming it."""
+    import shutil
+
+    import h5py
+
+    from hzsr.cli import main
+    from hzsr.core.errors import DatasetError
+
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, ds)
+    r = ShardReader(ds)
+    cid = r.ids("test")[0]
+    shard = ds / "shards" / r.shard_of(cid)
+    with h5py.File(shard, "r") as h5:
+        info = h5["captures"][cid]["ref_T"].id.get_chunk_info(0)
+    with open(shard, "r+b") as f:
+        f.seek(info.byte_offset + info.size // 2)
+        b = f.read(1)
+        f.seek(info.byte_offset + info.size // 2)
+        f.write(bytes([b[0] ^ 0x5A]))
+    capsys.readouterr()
+    assert main(["model", "eval", str(ds), "--ckpt", str(tiny_run / "model.pt"), "--split", "test",
+                 "--out", str(tmp_path / "ev"), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"hzsr: error: {shard}: {cid}: ref_T: cannot read pixels"), err
+    loader = DataLoader(ShardDataset(ds, split="test", transform=CenterCrop(64)), batch_size=1, num_workers=1)
+    with pytest.raises(DatasetError, match=f"{cid}: ref_T: cannot read pixels"):
+        list(loader)

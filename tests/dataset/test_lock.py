@@ -92,3 +92,14 @@ def test_missing_session_leaves_no_dataset_folder(tmp_path):
     with pytest.raises(DatasetError, match="session folder not found"):
         pack_dataset([tmp_path / "nope"], tmp_path / "ds", PackConfig(progress=False))
     assert not (tmp_path / "ds").exists()
+
+
+def test_wait_gives_up_with_the_time_waited(sessions, tmp_path):
+    out = tmp_path / "ds"
+    with DatasetLock(out):
+        with pytest.raises(DatasetBusyError, match=r"in use by pid \d+ .*\(waited 0.3 s\)"):
+            pack_dataset(sessions[:1], out, PackConfig(wait_s=0.3, progress=False))
+    from hzsr.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--wait: must be in 0 .. 86400 seconds, got -1"):
+        pack_dataset(sessions[:1], out, PackConfig(wait_s=-1, progress=False))
