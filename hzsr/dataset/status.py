@@ -147,18 +147,28 @@ def dataset_status(root: Path) -> StatusReport:
         nxt.append(f"hzsr dataset pack SESSION... --out {root}  (the same sessions: it resumes)")
     if (root / MANIFEST).is_file():
         man = load_manifest(root)
-        if holder is None and not (temps or (shards and not (root / MANIFEST).is_file())):
+        if rep.kind == "subset":
+            from hzsr.dataset.reader import ShardReader
+
+            rep.stages.append(Stage("subset", "done", f"{len(man)} captures selected from "
+                                    f"{ShardReader(root).shard_root}"))
+        elif holder is None and not (temps or (shards and not (root / MANIFEST).is_file())):
             rep.stages.append(Stage("pack", "done", f"{len(man)} captures in {man['shard'].nunique()} shards, "
                                     f"{man['session_id'].nunique()} sessions"))
     elif rep.kind == "dataset" and not shards and holder is None:
         rep.stages.append(Stage("pack", "not run", "no shards, no manifest"))
         nxt.append(f"hzsr dataset pack SESSION... --out {root}")
     if man is not None:
-        split_path = root / SPLITS
+        from hzsr.dataset.reader import ShardReader
+
+        # A subset reads the data set's splits.csv when it has none of its own (as ShardReader does).
+        split_path = next((b / SPLITS for b in (root, ShardReader(root).shard_root) if (b / SPLITS).is_file()),
+                          root / SPLITS)
         if split_path.is_file():
             from hzsr.dataset.splits import load_splits
 
             sp = load_splits(split_path)
+            sp = sp[sp["capture_id"].isin(set(man["capture_id"]))]  # a subset counts its own captures
             new = sorted(set(man["capture_id"]) - set(sp["capture_id"]))
             rep.stages.append(Stage("split", "stale" if new else "done",
                                     f"{len(new)} captures packed after the split" if new else

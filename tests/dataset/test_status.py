@@ -58,3 +58,14 @@ def test_status_of_something_else_is_one_line(tmp_path, capsys):
     assert main(["status", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.strip() == (f"hzsr: error: {tmp_path / 'x'}: neither a session (no session.json) "
                                                "nor a data set (no shards/, manifest.csv)")
+
+
+def test_subset_status_reads_through_to_its_data_set(sessions, tmp_path):
+    ds = tmp_path / "ds"
+    pack_dataset(sessions, ds, PackConfig(shard_size="3", progress=False))
+    assert main(["dataset", "split", str(ds)]) == 0
+    assert main(["dataset", "curate", str(ds), "--query", "session_id == 'sA'", "--out", str(tmp_path / "sub")]) == 0
+    rep = status(tmp_path / "sub")
+    assert rep.kind == "subset"
+    assert _states(rep) == {"subset": "done", "split": "done", "results": "done", "verify": "n/a"}
+    assert rep.next_command == f"hzsr model train {tmp_path / 'sub'} --out RUN"
