@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import h5py
 import pytest
 
@@ -79,24 +75,22 @@ def test_newer_schema_refused_in_one_line(sessions, tmp_path):
     assert shard.exists()
 
 
-def test_export_and_train_stop_on_damage(sessions, tmp_path):
+def test_export_and_train_stop_on_damage(sessions, tmp_path, capsys):
+    from hzsr.cli import main
+
     ds = tmp_path / "ds"
     shard = _pack(sessions, ds)
     _flip_byte_in(shard, CID, SLOT)
-    env = {**os.environ}
-    r = subprocess.run([sys.executable, "-m", "hzsr.cli", "dataset", "export", str(ds), "--out",
-                        str(tmp_path / "exp"), "--quiet"], capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 1, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"shard-00001.h5: {CID}: {SLOT}: cannot read pixels" in lines[0], r.stderr
+    capsys.readouterr()
+    assert main(["dataset", "export", str(ds), "--out", str(tmp_path / "exp"), "--quiet"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"shard-00001.h5: {CID}: {SLOT}: cannot read pixels" in lines[0], lines
 
     pytest.importorskip("torch")
     from hzsr.baseline_model.config import load_train_config
     from hzsr.baseline_model.train import train
 
-    r = subprocess.run([sys.executable, "-m", "hzsr.cli", "dataset", "split", str(ds), "--ratios", "1,0,0"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    assert main(["dataset", "split", str(ds), "--ratios", "1,0,0"]) == 0
     cfg = load_train_config(None, ["optim.steps=2", "data.batch_size=2", "data.patch=32"])
     with pytest.raises(DatasetError, match=f"shard-00001.h5: {CID}: {SLOT}: cannot read pixels"):
         train(cfg, ds, tmp_path / "run", progress=False)
