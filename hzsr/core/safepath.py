@@ -35,8 +35,8 @@ def system_folder(path: str | Path) -> str | None:
 
 
 def refuse_system_folder(path: str | Path, field: str) -> None:
-    """Raise a one-line ``ConfigError`` (exit 2, a wrong argument) when ``path`` is a system folder (``system_folder``)."""
+    """Raise a one-line ``ConfigError`` (exit 2, a wrong argument) when ``path`` is a system folder."""
     why = system_folder(path)
     if why:
         raise ConfigError(f"{why}; give a folder of its own (e.g. sessions/2026-01-01-park)", file=path,
-                          field=field, unreadable=True)  # a wrong argument: exit 2, as a usage error
+                          field=field, unreadable=True)  # a wrong argument: exit 2

@@ -22,7 +22,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-
 from hzsr.core.errors import ConfigError
 from hzsr.dataset.reader import ShardReader
 

@@ -26,8 +26,8 @@ from hzsr.core.errors import DatasetError
 from hzsr.core.fileio import atomic_write_bytes
 from hzsr.core.tables import SCHEMA_COLUMN
 from hzsr.core.verdict import Verdict
-from hzsr.dataset.schema import SLOTS
 from hzsr.dataset.freshness import results_sha256
+from hzsr.dataset.schema import SLOTS
 from hzsr.dataset.sources import combined_verdict
 
 MANIFEST = "manifest.csv"

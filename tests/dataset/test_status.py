@@ -44,7 +44,8 @@ def test_dataset_status_names_what_is_left(sessions, tmp_path, capsys):
     (sessions[0] / "qa").mkdir()
     (sessions[0] / "qa" / "qa.csv").write_text("capture_id,verdict\nc00000,fail\n")
     rep = status(ds)
-    assert _states(rep)["results"] == "stale" and rep.next_command.startswith(f"hzsr dataset pack SESSION... --out {ds}")
+    assert _states(rep)["results"] == "stale"
+    assert rep.next_command.startswith(f"hzsr dataset pack SESSION... --out {ds}")
     with DatasetLock(ds):
         assert _states(status(ds))["pack"] == "running"
     capsys.readouterr()
