@@ -184,12 +184,24 @@ def test_broken_pipe_is_silent(tmp_path):
     assert (tmp_path / "s" / "session.json").is_file()  # the work was done; only its summary went nowhere
 
 
-@pytest.mark.parametrize("n", ["4", "0", "-3", "5000"])
+@pytest.mark.parametrize("n", ["1", "0", "-3", "5000"])
 def test_demo_captures_is_validated_before_anything_runs(n, tmp_path, capsys):
+    """Out-of-range counts are refused up front; 2 .. 5 captures get one scene each for train and test
+    (`Demo.split_ratios`; `hzsr demo --captures 4` once failed at eval with an empty test split)."""
     from hzsr.cli import main
 
     assert main(["demo", "--captures", n, "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"hzsr: error: --captures: must be in 6 .. 1000 (three scenes of 2 captures: one each for the "
-                   f"train, val and test splits), got {n}"]
+    assert err == [f"hzsr: error: --captures: must be in 2 .. 1000 (two scenes at least: one to train on, one to "
+                   f"test), got {n}"]
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("n, per_scene, ratios", [(2, 1, "0.5,0,0.5"), (3, 1, "0.5,0.25,0.25"),
+                                                  (4, 2, "0.5,0,0.5"), (6, 2, "0.5,0.25,0.25"),
+                                                  (16, 2, "0.5,0.25,0.25")])
+def test_small_demos_still_get_a_test_scene(n, per_scene, ratios, tmp_path):
+    from hzsr.demo import Demo, DemoConfig
+
+    d = Demo(DemoConfig(out=tmp_path / "d", captures=n))
+    assert (d.per_scene, d.split_ratios) == (per_scene, ratios)

@@ -313,6 +313,9 @@ def cmd_capture(args: argparse.Namespace) -> int:
     refuse_system_folder(sess, "SESSION")
     if sess.exists() and not sess.is_dir():
         raise ConfigError("exists and is not a folder", file=sess, field="SESSION", unreadable=True)
+    from hzsr.capture.three_a import parse_af
+
+    parse_af(args.af)  # a bad option is reported before the rig file is read
     _refuse_stopped_virtual_rig(args.rig)  # before anything is created or an adb server started
     run = _run(args.session, args.rig, args)
     tags = [t for t in args.tags.split(",") if t]
