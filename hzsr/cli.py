@@ -10,7 +10,11 @@ field, and a non-zero exit; tracebacks are for bugs.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import os
+import re
+import select
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -121,14 +125,73 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+#: Parsers in the order argparse entered them in this parse: the last is the deepest (the verb's).
+_ENTERED: list[argparse.ArgumentParser] = []
+
+
+def did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
+    """A ``; did you mean ...?`` for a misspelt option or choice in argparse's ``message``, else ``""``.
+
+    Options are looked up in ``parser`` (the verb whose options were given); choices are those the
+    message lists. Close means ``difflib``'s ratio >= 0.6, as git's suggestions feel.
+    """
+    m = re.match(r"unrecognized arguments: (.*)", message)
+    if m:
+        known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+        hints = []
+        for tok in m.group(1).split():
+            if tok.startswith("-"):
+                close = difflib.get_close_matches(tok.split("=", 1)[0], known, n=1, cutoff=0.6)
+                if close:
+                    hints.append(close[0])
+        return f"; did you mean {', '.join(hints)}?" if hints else ""
+    m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if m:
+        choices = re.findall(r"'([^']*)'", m.group(2))
+        close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6)
+        return f"; did you mean '{close[0]}'?" if close else ""
+    return ""
+
+
 class Parser(argparse.ArgumentParser):
-    """Every parser of the tree, sub-parsers included (they inherit the class), shows defaults."""
+    """Every parser of the tree, sub-parsers included (they inherit the class), shows defaults.
+
+    Its usage errors end with a "did you mean" for a misspelt option or choice.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         fmt = kwargs.get("formatter_class")
         if fmt is None or not issubclass(fmt, HelpFormatter):
             kwargs["formatter_class"] = HelpFormatter
         super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        _ENTERED.append(self)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):  # type: ignore[override]
+        # "unrecognized arguments" is raised by the top parser for the verb's leftovers.
+        super().error(message + did_you_mean(message, _ENTERED[-1] if _ENTERED else self))
+
+
+def _stdout_reader_gone() -> bool:
+    """The pipe on stdout has no reader any more (``hzsr ... | head`` after head exited)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLERR)
+        return any(ev & select.POLLERR for _, ev in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not complain either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _add_session_parser(stages) -> None:
@@ -186,7 +249,27 @@ def build_parser() -> argparse.ArgumentParser:
     from hzsr.demo import add_demo_parser
 
     add_demo_parser(stages)
+    _add_status_parser(stages)
     return p
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from hzsr.dataset.status import status
+
+    rep = status(args.path)
+    if args.json:
+        print(json.dumps(rep.to_json(), indent=2))
+    else:
+        print("\n".join(rep.lines()))
+    return EXIT_OK
+
+
+def _add_status_parser(stages) -> None:
+    s = stages.add_parser("status", help="a session's or data set's stages: done, stale, unfinished; the next "
+                          "command")
+    s.add_argument("path", metavar="PATH", help="session or data set folder")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=cmd_status)
 
 
 # Old spellings, kept for one release: (stage, verb) -> {old option: new spelling}. None moves the
@@ -251,6 +334,7 @@ def rewrite_deprecated(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _ENTERED.clear()
     try:  # Ctrl-C while the parser is built (it imports every stage) is an interrupt too, not a traceback
         parser = build_parser()
         argv, warnings = rewrite_deprecated(sys.argv[1:] if argv is None else list(argv))
@@ -266,6 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("hzsr: error: input nested too deeply to read", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # a path the user named cannot be read or written (--out /proc/x)
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
+            # `hzsr ... | head`: the reader has what it wanted; say nothing, as cat and grep do.
+            _silence_stdout()
+            return EXIT_OK
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"hzsr: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -107,15 +107,26 @@ class Demo:
         (self.out / "doctor.json").write_text(text)
         print(Report([Row(**r) for r in json.loads(text)]).table(), flush=True)
 
+    @property
+    def per_scene(self) -> int:
+        """Captures per scene: ``cfg.per_scene``, or 1 when that would leave fewer than two scenes."""
+        return self.cfg.per_scene if self.cfg.captures >= 2 * self.cfg.per_scene else 1
+
+    @property
+    def split_ratios(self) -> str:
+        """Train/val/test by scene; with two scenes, no val, so that test gets one (eval reads it)."""
+        return "0.5,0.25,0.25" if -(-self.cfg.captures // self.per_scene) >= 3 else "0.5,0,0.5"
+
     def capture(self) -> None:
         from hzsr.sim.scene import SCENE_KINDS
         from hzsr.sim.world import write_crew_action
 
-        n_scenes = -(-self.cfg.captures // self.cfg.per_scene)
+        per_scene = self.per_scene
+        n_scenes = -(-self.cfg.captures // per_scene)
         done = 0
         for scene in range(n_scenes):
             kind = SCENE_KINDS[scene % len(SCENE_KINDS)]
-            for k in range(min(self.cfg.per_scene, self.cfg.captures - done)):
+            for k in range(min(per_scene, self.cfg.captures - done)):
                 defect = self.cfg.bad_shots.get((scene, k))
                 # The crew walks the rig to the scene (and, sometimes, botches the shot).
                 write_crew_action(self.rig_dir, scene=scene, defect=defect)
@@ -135,7 +146,7 @@ class Demo:
     def pack(self) -> None:
         _hzsr(["dataset", "pack", str(self.session), "--out", str(self.dataset), "--filter",
                "verdict != 'fail'"])
-        _hzsr(["dataset", "split", str(self.dataset), "--by", "scene", "--ratios", "0.5,0.25,0.25",
+        _hzsr(["dataset", "split", str(self.dataset), "--by", "scene", "--ratios", self.split_ratios,
                "--stratify", "kind", "--seed", str(self.cfg.seed)])
         _hzsr(["dataset", "verify", str(self.dataset)])
 
@@ -262,8 +273,11 @@ def _interrupts_held():
 def _run_args(args: argparse.Namespace) -> int:
     from hzsr.sim.profiles import FULL_RES
 
-    if args.captures < 2:
-        raise ConfigError("must be >= 2 (one scene for training, one for testing)", field="--captures")
+    # The split is by scene and eval reads the test split: two scenes at least, one to train on and
+    # one to test (`Demo.per_scene`, `Demo.split_ratios`; 4 captures once left the test split empty).
+    if not 2 <= args.captures <= 1000:
+        raise ConfigError(f"must be in 2 .. 1000 (two scenes at least: one to train on, one to test), "
+                          f"got {args.captures}", field="--captures")
     if args.train_steps < 1:
         raise ConfigError("must be >= 1", field="--train-steps")
     cfg = DemoConfig(out=Path(args.out), captures=args.captures, seed=args.seed, train_steps=args.train_steps,
@@ -282,7 +296,8 @@ def add_demo_parser(stages) -> None:
     d = stages.add_parser("demo", help="the whole path on the virtual rig, with one report",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d.add_argument("--out", default=str(DemoConfig.out), help="folder the demo creates (replaced on rerun)")
-    d.add_argument("--captures", type=int, default=DemoConfig.captures, help="captures to take, two per scene")
+    d.add_argument("--captures", type=int, default=DemoConfig.captures,
+                   help="captures to take, two per scene (one per scene below 4, so that train and test each get one)")
     d.add_argument("--train-steps", type=int, default=DemoConfig.train_steps,
                    help="fine-tuning steps from the shipped checkpoint")
     d.add_argument("--seed", type=int, default=DemoConfig.seed, help="seed of the virtual rig and the split")

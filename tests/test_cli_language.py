@@ -12,7 +12,7 @@ import pytest
 
 from hzsr.cli import build_parser, main, rewrite_deprecated
 
-WORKFLOW = ["rig", "capture", "session", "sync", "qa", "dataset", "model", "sim", "demo"]
+WORKFLOW = ["rig", "capture", "session", "sync", "qa", "dataset", "model", "sim", "demo", "status"]
 
 
 def _verbs(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
@@ -138,3 +138,70 @@ def test_capture_line_speaks_pass_warn_fail_and_advises_a_retake():
     assert line("fail", "skew surely above 1000 us") == \
         "c00007: skew +1500 us (bound +-60 us): fail: skew surely above 1000 us; retake"
     assert CaptureResult("c00008", "abandoned", reason="camera_error").line() == "c00008: abandoned: camera_error"
+
+
+# -- issue 22: broken pipe, "did you mean" ------------------------------------------------------
+@pytest.mark.parametrize("argv, hint", [
+    (["dataset", "pack", "s", "--out", "o", "--shard-sise", "3"], "did you mean --shard-size?"),
+    (["dataset", "verify", "d", "--repiar"], "did you mean --repair?"),
+    (["datset", "info", "d"], "did you mean 'dataset'?"),
+    (["dataset", "verfy", "d"], "did you mean 'verify'?"),
+])
+def test_typos_get_did_you_mean(argv, hint, capsys):
+    from hzsr.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("hzsr") and err.endswith(hint), err
+
+
+def test_no_suggestion_for_a_far_typo(capsys):
+    from hzsr.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["dataset", "verify", "d", "--zzzzzz"])
+    assert "did you mean" not in capsys.readouterr().err
+
+
+def test_broken_pipe_is_silent(tmp_path):
+    """`hzsr ... | head`: the reader is gone before hzsr writes; hzsr says nothing and exits 0."""
+    import os
+    import subprocess
+    import sys
+
+    for argv in (["--help"], ["sim", "session", "--out", str(tmp_path / "s"), "--captures", "1", "--size", "64x48",
+                              "--quiet"]):
+        r, w = os.pipe()
+        os.close(r)  # the reader (head) has exited: every write to w fails with EPIPE
+        try:
+            p = subprocess.run([sys.executable, "-m", "hzsr.cli", *argv], stdout=w, stderr=subprocess.PIPE,
+                               text=True, timeout=120)
+        finally:
+            os.close(w)
+        assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert (tmp_path / "s" / "session.json").is_file()  # the work was done; only its summary went nowhere
+
+
+@pytest.mark.parametrize("n", ["1", "0", "-3", "5000"])
+def test_demo_captures_is_validated_before_anything_runs(n, tmp_path, capsys):
+    """Out-of-range counts are refused up front; 2 .. 5 captures get one scene each for train and test
+    (`Demo.split_ratios`; `hzsr demo --captures 4` once failed at eval with an empty test split)."""
+    from hzsr.cli import main
+
+    assert main(["demo", "--captures", n, "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"hzsr: error: --captures: must be in 2 .. 1000 (two scenes at least: one to train on, one to "
+                   f"test), got {n}"]
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("n, per_scene, ratios", [(2, 1, "0.5,0,0.5"), (3, 1, "0.5,0.25,0.25"),
+                                                  (4, 2, "0.5,0,0.5"), (6, 2, "0.5,0.25,0.25"),
+                                                  (16, 2, "0.5,0.25,0.25")])
+def test_small_demos_still_get_a_test_scene(n, per_scene, ratios, tmp_path):
+    from hzsr.demo import Demo, DemoConfig
+
+    d = Demo(DemoConfig(out=tmp_path / "d", captures=n))
+    assert (d.per_scene, d.split_ratios) == (per_scene, ratios)

@@ -83,3 +83,20 @@ def test_two_roots():
     phone = [c for c in vars(E).values() if isinstance(c, type) and issubclass(c, E.VirtualPhoneError)]
     assert not set(host) & set(phone)
     assert issubclass(E.StorageError, OSError) and issubclass(E.ThreeAError, ValueError)
+
+
+@pytest.mark.parametrize("argv", [
+    ["session", "validate", "{m}"], ["sync", "check", "{m}"], ["qa", "check", "{m}"],
+    ["dataset", "verify", "{m}"], ["dataset", "verify", "{m}", "--repair"], ["dataset", "info", "{m}"],
+    ["dataset", "split", "{m}"], ["dataset", "export", "{m}", "--out", "{t}/x"],
+    ["dataset", "curate", "{m}", "--query", "verdict == 'pass'", "--out", "{t}/c"],
+    ["dataset", "ingest", "{m}", "--layout", "camerafusion", "--out", "{t}/i"],
+    ["dataset", "pack", "{m}", "--out", "{t}/p"], ["capture", "resume", "{m}"], ["status", "{m}"],
+])
+def test_a_missing_folder_is_the_same_code_in_every_verb(argv, tmp_path, capsys):
+    """One error, one code: a folder that is not there could not be read, exit 2, in every verb."""
+    args = [a.format(m=tmp_path / "missing", t=tmp_path) for a in argv]
+    assert main(args) == E.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hzsr: error: ") and str(tmp_path / "missing") in err[0], err
+    assert not (tmp_path / "missing").exists()

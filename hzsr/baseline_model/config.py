@@ -25,6 +25,26 @@ def _problems(cfg: Any, *rules: tuple[str, Callable[[Any], bool], str]) -> list[
     return [Problem(name, message) for name, holds, message in rules if not holds(getattr(cfg, name))]
 
 
+def _in(name: str, lo: float, hi: float, *, lo_open: bool = False) -> tuple[str, Callable[[Any], bool], str]:
+    """A rule: ``name`` within ``lo .. hi`` (``lo`` excluded with ``lo_open``); the range is in the message."""
+    def fmt(v: float) -> str:
+        return f"{v:,}".replace(",", "_") if isinstance(v, int) and abs(v) >= 10**5 else f"{v:g}"
+
+    span = f"> {fmt(lo)} and <= {fmt(hi)}" if lo_open else f"in {fmt(lo)} .. {fmt(hi)}"
+    return name, (lambda v: (lo < v if lo_open else lo <= v) and v <= hi), f"must be {span}"
+
+
+def _ranged(cfg: Any, *rules: tuple[str, Callable[[Any], bool], str]) -> list[Problem]:
+    """``_problems`` whose message also shows the value given: ``must be in 1 .. 100_000_000, got -5``."""
+    return [Problem(p.field, f"{p.message}, got {getattr(cfg, p.field)!r}") for p in _problems(cfg, *rules)]
+
+
+#: Upper bounds that keep a typo from taking the machine down (``threads: 100000`` once left it unable to fork).
+MAX_THREADS = 256
+MAX_WORKERS = 64
+MAX_STEPS = 10**8
+
+
 def _tile_side(v: int) -> bool:
     """A side the UNet's 5 levels halve evenly (patches and tiles): a multiple of 16."""
     return v >= 16 and v % 16 == 0
@@ -47,8 +67,8 @@ class UNetConfig:
             out.append(Problem("residual_on", f"must be source or reference; got {self.residual_on!r}"))
         if len(self.widths) != 5:
             out.append(Problem("widths", f"the HZSR UNet has 5 levels; got {len(self.widths)} widths"))
-        if any(w < 1 for w in self.widths):
-            out.append(Problem("widths", "every width must be >= 1"))
+        if any(not 1 <= w <= 1024 for w in self.widths):
+            out.append(Problem("widths", f"every width must be in 1 .. 1024, got {self.widths}"))
         if self.in_channels != 3:
             out.append(Problem("in_channels", "the fusion UNet takes exactly 3 channels"))
         return out
@@ -92,8 +112,9 @@ class PipelineConfig:
     qa: QAConfig = field(default_factory=lambda: pipeline_qa_defaults())  # alignment and map parameters
 
     def check(self) -> list[Problem]:
-        return _problems(self, ("tile", _tile_side, "must be a multiple of 16"),
-                         ("halo", lambda v: v >= 0, "must be >= 0"))
+        return (_problems(self, ("tile", _tile_side, "must be a multiple of 16"))
+                + _ranged(self, _in("tile", 16, 8192), _in("halo", 0, 1024), _in("min_overlap", 0.0, 1.0),
+                          _in("min_ncc", -1.0, 1.0), _in("focal_ratio", 1.0, 50.0)))
 
 
 def pipeline_payload(plain: dict[str, Any]) -> dict[str, Any]:
@@ -121,9 +142,9 @@ class DataConfig:
     cache_dir: str = ""  # where per-capture alignment is cached; "" = <run>/cache
 
     def check(self) -> list[Problem]:
-        return _problems(self, ("patch", _tile_side, "must be a multiple of 16, >= 16"),
-                         ("batch_size", lambda v: v >= 1, "must be >= 1"),
-                         ("min_valid", lambda v: 0 <= v <= 1, "must be in [0, 1]"))
+        return (_problems(self, ("patch", _tile_side, "must be a multiple of 16, >= 16"))
+                + _ranged(self, _in("patch", 16, 4096), _in("patches_per_epoch", 1, 10**9),
+                          _in("batch_size", 1, 4096), _in("workers", 0, MAX_WORKERS), _in("min_valid", 0.0, 1.0)))
 
 
 @dataclass
@@ -140,6 +161,10 @@ class LossConfig:
     w_lowpass: float = 0.5
     lowpass_sigma: float = 4.0  # T pixels; about the W-to-T scale, so only what W resolves is tied
 
+    def check(self) -> list[Problem]:
+        return _ranged(self, _in("w_l1", 0.0, 1000.0), _in("w_lowpass", 0.0, 1000.0),
+                       _in("lowpass_sigma", 0.0, 100.0, lo_open=True))
+
 
 @dataclass
 class OptimConfig:
@@ -148,6 +173,10 @@ class OptimConfig:
     steps: int = 1500  # optimizer steps in total
     lr_min_ratio: float = 0.05  # cosine decay to lr * this at the last step
     grad_clip: float = 1.0  # max global grad norm; 0 = off
+
+    def check(self) -> list[Problem]:
+        return _ranged(self, _in("lr", 0.0, 1.0, lo_open=True), _in("weight_decay", 0.0, 1.0),
+                       _in("steps", 1, MAX_STEPS), _in("lr_min_ratio", 0.0, 1.0), _in("grad_clip", 0.0, 1e6))
 
 
 @dataclass
@@ -164,6 +193,10 @@ class TrainConfig:
     ckpt_every: int = 250  # steps between checkpoints (and one at the end)
     threads: int = 0  # torch intra-op threads per rank; 0 = leave torch's default
     init: str = ""  # fine-tune from this checkpoint ("shipped": the packaged one); "" = random init
+
+    def check(self) -> list[Problem]:
+        return _ranged(self, _in("seed", 0, 2**63 - 1), _in("log_every", 1, MAX_STEPS),
+                       _in("ckpt_every", 1, MAX_STEPS), _in("threads", 0, MAX_THREADS))
 
 
 def _set_path(data: dict, dotted: str, value: Any) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 from hzsr.baseline_model.align import Alignment
 from hzsr.baseline_model.color import match_colour
 from hzsr.baseline_model.config import PipelineConfig, pipeline_payload
+from hzsr.core.fileio import apply_umask
 from hzsr.core.schema import to_plain
 
 CHANNELS = ("y_src", "y_ref", "m_occ", "y_tgt", "mask")
@@ -112,6 +113,7 @@ def build_cache(reader: Any, ids: list[str], cfg: PipelineConfig, cache_dir: str
         if not p.exists():
             stack, info = prepare_capture(reader.read(cid), cfg)
             fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=root)
+            apply_umask(fd)  # mkstemp makes 0600; a shared cache must be readable as every hzsr file is
             with os.fdopen(fd, "wb") as fh:
                 np.save(fh, stack)
             os.replace(tmp, p)

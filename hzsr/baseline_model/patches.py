@@ -25,18 +25,26 @@ class PatchDataset(Dataset):
         patch: side in pixels.
         seed, rank: seed the per-sample generator.
         min_valid: redraw (up to 8 times) a patch whose loss-mask coverage is below this.
+        length: ``len()``, the patches of one epoch (``data.patches_per_epoch``), so ``shuffle=True``
+            works; any index is valid, and training draws past it with ``IndexRangeSampler``.
     """
 
-    def __init__(self, paths: list[Path], patch: int, seed: int, rank: int = 0, min_valid: float = 0.5):
+    def __init__(self, paths: list[Path], patch: int, seed: int, rank: int = 0, min_valid: float = 0.5,
+                 length: int = 2048):
         if not paths:
             raise ValueError("no captures to draw patches from")
         self.paths = [str(p) for p in paths]
         self.patch = int(patch)
         self.seed, self.rank, self.min_valid = int(seed), int(rank), float(min_valid)
+        if length < 1:
+            raise ValueError(f"length must be >= 1, got {length}")
+        self.length = int(length)
         self._arrays: dict[int, np.ndarray] = {}  # memory maps, opened lazily in each worker
 
     def __len__(self) -> int:
-        return 2**62  # an endless stream; the sampler decides which indices are drawn
+        # Finite, so DataLoader(shuffle=True) works (2**62 made its permutation crash); the training
+        # loop's sampler draws indices beyond it, each a patch of the same seeded stream.
+        return self.length
 
     def _array(self, k: int) -> np.ndarray:
         a = self._arrays.get(k)

@@ -123,6 +123,60 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
+def config_diff(run: Any, now: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain configs: ``optim.steps: run 6, now 8``."""
+    if isinstance(run, dict) and isinstance(now, dict):
+        out: list[str] = []
+        for k in sorted(set(run) | set(now)):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in run:
+                out.append(f"{key}: not in the run's config, now {now[k]!r}")
+            elif k not in now:
+                out.append(f"{key}: run {run[k]!r}, not in this config")
+            else:
+                out += config_diff(run[k], now[k], key)
+        return out
+    return [] if run == now else [f"{prefix}: run {run!r}, now {now!r}"]
+
+
+def check_run_folder(out: Path, cfg: TrainConfig, resume: bool) -> dict[str, Any] | None:
+    """Decide, before anything is written, whether a run may start or resume in ``out``.
+
+    A run exists once it has a checkpoint (``ckpt-last.pt`` or ``model.pt``); a first run that
+    failed before its first checkpoint left at most ``config.yaml``, a log and a cache, which a
+    fresh start overwrites (the cache is reused). ``--resume`` compares the config with the one
+    in the checkpoint and names every key that differs.
+
+    Returns:
+        The checkpoint to resume from, or None for a fresh run.
+
+    Raises:
+        ConfigError: a run exists and ``resume`` is off; nothing to resume; the config differs.
+    """
+    last = out / "ckpt-last.pt"
+    started = last.exists() or (out / "model.pt").exists()
+    if not resume:
+        if started:
+            raise ConfigError("a run already exists here; pass --resume to continue it, or choose another --out",
+                              file=out, field="--out")
+        return None
+    if not last.exists():
+        why = ("the run finished (model.pt) without a ckpt-last.pt" if (out / "model.pt").exists() else
+               "the first run stopped before its first checkpoint; start it again without --resume"
+               if (out / "config.yaml").exists() else "no run here")
+        raise ConfigError(f"nothing to resume (no ckpt-last.pt): {why}", file=out, field="--resume")
+    raw = read_checkpoint(last)
+    if not isinstance(raw.get("train"), dict):
+        raise ConfigError("the checkpoint holds no training config to compare with; start a new run",
+                          file=last, field="--resume")
+    diff = config_diff(raw["train"], to_plain(cfg))
+    if diff:
+        shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
+        raise ConfigError(f"the config differs from the run's in {len(diff)} key(s): {shown}; resume with the "
+                          f"run's config ({out / 'config.yaml'})", file=last, field="--resume")
+    return raw
+
+
 def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume: bool = False,
           progress: bool = True, device: str = "cpu") -> dict[str, Any]:
     """Train; returns the summary (also written to ``RUN/summary.json`` by rank 0)."""
@@ -133,17 +187,11 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     d = init_distributed()
     out = Path(out_dir)
     last = out / "ckpt-last.pt"
-    # Every rank checks (so every rank fails alike); only rank 0 writes, after all have looked.
-    if (out / "config.yaml").exists() and not resume:
-        raise ConfigError("a run already exists here; pass --resume to continue it, or choose another --out",
-                          file=out, field="--out")
-    if resume and not last.exists():
-        raise ConfigError("nothing to resume (no ckpt-last.pt)", file=out, field="--resume")
+    # Every rank checks (so every rank fails alike), before anything is written; only rank 0
+    # writes, after all have looked.
+    raw = check_run_folder(out, cfg, resume)
     if d.world > 1:
         torch.distributed.barrier()
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / "config.yaml", dump_config(cfg).encode())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dev = torch.device(device if device != "cuda" else f"cuda:{d.local_rank}")
@@ -155,6 +203,9 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
         raise ConfigError(f"split {cfg.data.split!r} has {len(ids)} captures, fewer than {d.world} ranks",
                           file=data_dir, field="data.split")
     mine = ids[d.rank :: d.world]
+    if d.main and not resume:  # after the data is found; a resumed run's config.yaml is the one checked
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "config.yaml", dump_config(cfg).encode())
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
     t0 = time.perf_counter()
     paths = build_cache(reader, mine, cfg.pipeline, cache_dir, progress=progress and d.main)
@@ -184,19 +235,15 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     total = cfg.optim.steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, cfg.optim.lr_min_ratio))
     step = 0
-    if resume:
-        raw = read_checkpoint(last)
+    if raw is not None:
         model.load_state_dict(raw["state_dict"])
         opt.load_state_dict(raw["optimizer"])
         sched.load_state_dict(raw["scheduler"])
         step = int(raw["step"])
-        if raw.get("train") != to_plain(cfg):
-            raise ModelError("the config differs from the one the run started with; resume with the same config",
-                             file=last, field="train")
     rows = _read_log(out / "log.csv", step) if d.main else []
 
     bs = cfg.data.batch_size
-    ds = PatchDataset(paths, cfg.data.patch, cfg.seed, d.rank, cfg.data.min_valid)
+    ds = PatchDataset(paths, cfg.data.patch, cfg.seed, d.rank, cfg.data.min_valid, cfg.data.patches_per_epoch)
     loader = DataLoader(ds, batch_size=bs, sampler=IndexRangeSampler(step * bs, (total - step) * bs),
                         num_workers=cfg.data.workers, drop_last=True,
                         persistent_workers=False, pin_memory=dev.type == "cuda")

@@ -256,6 +256,37 @@ def _run(session: str, rig_path: str, args: argparse.Namespace | None = None):
                       say=lambda m: print(m, file=sys.stderr, flush=True))
 
 
+def _refuse_stopped_virtual_rig(rig_path: str) -> None:
+    """A ``rig up --virtual`` rig whose process is gone: one line, before a folder or server exists.
+
+    Without this, ``capture run`` started an adb server, created the session folder, journaled ten
+    ``link_recovered`` events of "Connection refused" and failed, leaving all of it behind. A
+    real rig (no ``virtual`` section) is left to the link's recovery, whose failure ``CaptureRun``
+    cleans up after.
+    """
+    from hzsr.capture.rigfile import load_rig
+
+    rig = load_rig(rig_path)
+    v = rig.virtual
+    if v is None:
+        return
+    proof = v.processes.get("rig")
+    alive = proof.proof().matches() if proof is not None else _pid_alive(v.pid)
+    if not alive:
+        raise RigError(f"the virtual rig (pid {v.pid}) is not running; start it with `hzsr rig up --virtual`",
+                       file=rig_path, field="virtual.pid")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _session_rig(dir_: str, override: str | None) -> str:
     if override:
         return override
@@ -276,9 +307,16 @@ def cmd_capture(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise ConfigError("must be >= 1", field="--count")
     _finite("--interval", args.interval, 0.0)
+    from hzsr.core.safepath import refuse_system_folder
+
     sess = Path(args.session)
+    refuse_system_folder(sess, "SESSION")
     if sess.exists() and not sess.is_dir():
         raise ConfigError("exists and is not a folder", file=sess, field="SESSION", unreadable=True)
+    from hzsr.capture.three_a import parse_af
+
+    parse_af(args.af)  # a bad option is reported before the rig file is read
+    _refuse_stopped_virtual_rig(args.rig)  # before anything is created or an adb server started
     run = _run(args.session, args.rig, args)
     tags = [t for t in args.tags.split(",") if t]
     results: list = []

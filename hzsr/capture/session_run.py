@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -105,6 +106,8 @@ class CaptureRun:
         self.cfg = cfg or CaptureConfig()
         self.say = say
         self.rig_path = rig_path
+        self._new_dir = not self.dir.exists()  # before Journal() creates it: undone if setup fails
+        self._server_before = self._adb_server_pid()  # a server this run starts is stopped if setup fails
         self.journal = Journal(self.dir / "journal.jsonl")
         self.lock = SessionLock(self.dir)
         self.session: R.SessionRecord | None = None
@@ -121,9 +124,52 @@ class CaptureRun:
     def open(self) -> None:
         """Lock the session, load it or create it from the phones' ``hello``; then a full clock sync.
 
+        A new session whose setup fails before ``session.json`` is written (no rig, a phone that
+        never answers) leaves nothing behind: no folder, no journal, no lock file, and no adb
+        server that the link's recovery started for it.
+
         Raises:
             SessionBusyError: another process holds the session (one line naming its PID).
         """
+        try:
+            self._open()
+        except BaseException:
+            self._undo_new_session()
+            raise
+
+    def _adb_server_pid(self) -> int | None:
+        """PID of the local adb server on the rig's port; 0 when not knowable (a remote server)."""
+        from hzsr.capture.adb_server import find_adb_server_pid
+
+        adb = getattr(getattr(self.link, "rig", None), "adb", None)
+        if adb is None or not getattr(self.link, "_local", False):
+            return 0
+        return find_adb_server_pid(adb.port)
+
+    def _undo_new_session(self) -> None:
+        if not self._new_dir or (self.dir / "session.json").exists() or not self.lock.held:
+            return
+        try:
+            self.link.close()
+        finally:
+            self.lock.release()
+        if self._server_before is None and self._adb_server_pid() is not None:
+            # Started for this run only (by the link's recovery or adbutils' fallback): stop it.
+            from hzsr.capture.adb_server import AdbServer, bundled_adb
+
+            try:
+                AdbServer(self.link.rig.adb.port, bundled_adb()).stop()
+            except (OSError, subprocess.SubprocessError, RigError):
+                pass
+        # The folder is new (this run made it) and holds only what open() wrote: remove those.
+        for name in (self.journal.path.name, self.lock.path.name):
+            (self.dir / name).unlink(missing_ok=True)
+        try:
+            self.dir.rmdir()
+        except OSError:  # something else appeared in it meanwhile: keep it
+            pass
+
+    def _open(self) -> None:
         if self.dir.exists() and not self.dir.is_dir():
             raise CaptureError("exists and is not a folder", file=self.dir, field="SESSION", unreadable=True)
         self.lock.acquire()

@@ -38,7 +38,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_PROBLEMS: "the input was read and is bad, or the work found a failure: a check failed "
                    "(`session validate`, `rig doctor`, `rig conformance`, `dataset verify`, "
                    "`model eval --strict`), the rig failed during `capture run`, `capture resume` "
-                   "left a capture unfinished, a `demo` step failed",
+                   "left a capture unfinished, a `demo` step failed, another process is writing the session or "
+                   "data set (its lock is held)",
     EXIT_USAGE: "the input could not be read (missing, not a file, not UTF-8, not JSON or YAML, "
                 "nested too deep), or an option is wrong (argparse's own usage errors included)",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (128 + SIGINT, as a shell reports it); `capture run` "
@@ -130,6 +131,10 @@ class BoardNotFound(HzsrError):
 
 class DatasetError(HzsrError):
     """A dataset folder, shard or manifest is unreadable or breaks the format."""
+
+
+class DatasetBusyError(DatasetError):
+    """Another process is writing the data set (``core/lock.py:DatasetLock``)."""
 
 
 class ModelError(HzsrError):

@@ -7,6 +7,7 @@ never fatal: everything before it is intact by construction.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -74,8 +75,15 @@ class Journal:
         """Append one event and fsync. Returns the record written."""
         record = {"event": event, "wall_time": time.time(), **fields}
         line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
-        # O_APPEND makes each write land at the end even with several writers in one process.
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        # O_APPEND makes each write land at the end even with several writers in one process;
+        # O_NOFOLLOW refuses a journal that is a symbolic link (planted to write through it).
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SessionFormatError("is a symbolic link; refusing to write through it (remove it)",
+                                         file=self.path, unreadable=True) from None
+            raise
         try:
             os.write(fd, line.encode("utf-8"))
             os.fsync(fd)

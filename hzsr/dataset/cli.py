@@ -45,6 +45,8 @@ def add_dataset_parser(stages: Any) -> None:
     p.add_argument("--scheduler", default=None,
                    help="dask.distributed scheduler address (tcp://host:8786): one shard per task "
                    "(default: none, local --workers)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="if another process is writing --out, wait up to this long for it (0: refuse at once)")
     add_quiet(p)
     add_json(p, "print the machine-readable summary")
 
@@ -92,11 +94,12 @@ def add_dataset_parser(stages: Any) -> None:
     add_quiet(g)
     add_json(g, "print the summary as JSON")
 
-    e = add_verb(verbs, "export", "write a split as paired PNG folders (BasicSR layout)", _cmd_export,
-                 formatter_class=fmt)
+    e = add_verb(verbs, "export", "write a split as paired PNG folders (BasicSR layout) or a Hugging Face "
+                 "datasets folder (Arrow)", _cmd_export, formatter_class=fmt)
     add_folder(e, "dir", "data set folder")
     e.add_argument("--split", default=None, help="split from splits.csv (default: every capture)")
-    e.add_argument("--format", default="folders", choices=("folders",), help="output layout")
+    e.add_argument("--format", default="folders", choices=("folders", "hf"),
+                   help="folders: LR/HR/Ref PNGs + meta_info.txt; hf: datasets.load_from_disk(OUT) (needs 'hzsr[hf]')")
     e.add_argument("--out", required=True, help="folder to create")
     add_quiet(e)
     add_json(e, "print the summary as JSON")
@@ -113,17 +116,21 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     from hzsr.dataset.pack import PackConfig, pack_dataset
 
     cfg = PackConfig(shard_size=args.shard_size, filter=args.filter, compression=args.compression,
-                     workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+                     workers=args.workers, scheduler=args.scheduler, wait_s=args.wait, progress=not args.quiet)
     res = pack_dataset(args.sessions, args.out, cfg)
     for s in res.skipped:
         print(f"warning: {s}", file=sys.stderr)
     data = {"out": str(res.out), "captures": res.captures, "new_captures": res.new_captures,
             "filtered_out": res.filtered_out, "skipped": res.skipped, "shards_written": res.written,
-            "shards_kept": res.kept, "manifest": str(res.manifest), "compression": args.compression}
+            "shards_kept": res.kept, "manifest": str(res.manifest), "compression": args.compression,
+            "refreshed": res.refreshed}
     _emit(args, data, [
         f"packed {res.new_captures} new captures into {len(res.written)} shards "
         f"({len(res.kept)} complete shards kept, {res.filtered_out} filtered out, {len(res.skipped)} skipped); "
         f"{res.captures} captures in {res.out}",
+        *([f"refreshed the sync/QA results or scene fields of {len(res.refreshed)} packed captures "
+           f"({', '.join(sorted({f for v in res.refreshed.values() for f in v}))}; pixels untouched)"]
+          if res.refreshed else []),
         f"wrote {res.manifest}", *(f"wrote {Path(res.out) / 'shards' / n}" for n in res.written)])
     return EXIT_OK
 
@@ -163,9 +170,12 @@ def _cmd_split(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     man, rejected = without_rejected(load_manifest(root), ShardReader(root).shard_root)  # labels.csv
     path = root / SPLITS
-    existing = load_splits(path) if path.is_file() and not args.reassign else None
-    df = assign_splits(man, cfg, existing)
-    write_splits(path, df)
+    from hzsr.core.lock import DatasetLock
+
+    with DatasetLock(root):  # read splits.csv and write it back as the data set's one writer
+        existing = load_splits(path) if path.is_file() and not args.reassign else None
+        df = assign_splits(man, cfg, existing)
+        write_splits(path, df)
     counts = df["split"].value_counts().reindex(list(names), fill_value=0)
     groups = df.groupby("split")["group"].nunique().reindex(list(names), fill_value=0)
     table = split_table(man, df, "scene_kind")
@@ -203,6 +213,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "hf":
+        from hzsr.dataset.hf_export import export_hf
+
+        res = export_hf(args.dir, args.out, split=args.split, progress=not args.quiet)
+        _emit(args, res, [f"exported {res['captures']} captures to {args.out} (load with {res['load_with']})",
+                          f"wrote {args.out}"])
+        return EXIT_OK
     from hzsr.dataset.interop import export_folders
 
     res = export_folders(args.dir, args.out, split=args.split, progress=not args.quiet)

@@ -1,4 +1,9 @@
-"""``hzsr dataset info``: counts and sizes by scene kind, tag, verdict and device (from the manifest)."""
+"""``hzsr dataset info``: counts and sizes by scene kind, tag, verdict and device (from the manifest).
+
+It also flags stale captures: those whose session's ``sync.csv`` / ``qa.csv`` now hold other
+results than the ones they were packed with (``freshness.py``); packing the sessions again
+refreshes them without re-encoding pixels.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from hzsr.dataset.freshness import stale_report
 from hzsr.dataset.manifest import load_manifest
 
 
@@ -40,6 +46,7 @@ def dataset_info(root: str | Path) -> dict[str, Any]:
         "by_kind": _table(df, "scene_kind"), "by_tag": _table(tags, "tag"),
         "by_verdict": _table(df.assign(verdict=verdict.fillna("(none)")), "verdict"),
         "by_device": _table(dev, "device_model") if len(dev) else {},
+        "freshness": stale_report(root),
     }
 
 
@@ -52,4 +59,18 @@ def format_info(info: dict[str, Any]) -> list[str]:
         lines.append(f"by {title}:")
         for name, v in sorted(info[key].items()):
             lines.append(f"  {name:<24} {v['captures']:>6} captures {v['mb_stored']:>10.1f} MB")
+    fr = info.get("freshness") or {}
+    if fr.get("unknown"):
+        lines.append(f"freshness: unknown: {fr['unknown']}")
+    else:
+        stale = fr.get("stale", [])
+        lines.append(f"freshness: {len(stale)} of {fr.get('checked', 0)} captures stale"
+                     + (" (their session's sync/QA results changed since packing; pack the same sessions "
+                        f"into {info['dataset']} again to refresh them, pixels untouched)" if stale else ""))
+        for s in stale[:10]:
+            lines.append(f"  stale: {s['capture_id']}: {', '.join(s['changed'])} changed")
+        if len(stale) > 10:
+            lines.append(f"  ... and {len(stale) - 10} more (--json lists them all)")
+        for d in fr.get("sessions_missing", []):
+            lines.append(f"  not checked: session folder {d} is gone")
     return lines

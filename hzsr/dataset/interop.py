@@ -54,8 +54,24 @@ CF_SPLITS = ("train", "val", "test")
 _IMG_EXT = (".jpg", ".jpeg", ".png")
 
 
-def _images(d: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(d.iterdir()) if p.suffix.lower() in _IMG_EXT} if d.is_dir() else {}
+def _images(d: Path, root: Path, skipped: list[str]) -> dict[str, Path]:
+    """Image files of ``d`` by stem; a file (or folder) whose real path leaves ``root`` is skipped.
+
+    A symbolic link out of the folder being ingested (``LR/x1/a.jpg -> /home/me/private.jpg``)
+    would copy a file the user did not hand over into the data set; it is reported, not read.
+    """
+    if not d.is_dir():
+        return {}
+    inside = root.resolve()
+    out = {}
+    for p in sorted(d.iterdir()):
+        if p.suffix.lower() not in _IMG_EXT:
+            continue
+        if not p.resolve().is_relative_to(inside):
+            skipped.append(f"{p}: links outside {root} (to {p.resolve()}); skipped")
+            continue
+        out[p.stem] = p
+    return out
 
 
 def _frame(path: Path, rel: str, slot: str, camera_role: str) -> dict[str, Any]:
@@ -97,8 +113,8 @@ def camerafusion_sources(folder: str | Path) -> tuple[SessionSource, list[Captur
     sid = root.name or "camerafusion"
     caps, rows, skipped = [], [], []
     for split in found:
-        lr, ref, hr = (_images(root / split / "LR" / "x1"), _images(root / split / "Ref" / "x1"),
-                       _images(root / split / "HR"))
+        lr, ref, hr = (_images(root / split / "LR" / "x1", root, skipped),
+                       _images(root / split / "Ref" / "x1", root, skipped), _images(root / split / "HR", root, []))
         if not lr:
             raise DatasetError("no images", file=root / split / "LR" / "x1")
         for stem, wpath in lr.items():
@@ -140,13 +156,23 @@ def camerafusion_sources(folder: str | Path) -> tuple[SessionSource, list[Captur
 
 def ingest_camerafusion(folder: str | Path, out: str | Path, compression: str = DEFAULT_CODEC,
                         shard_size: str = "1GiB", progress: bool = True) -> dict[str, Any]:
-    """Pack a CameraFusion folder into a new data set at ``out`` (with its own splits)."""
-    from hzsr.dataset.pack import _cut, build_manifest, parse_shard_size
+    """Pack a CameraFusion folder into a new data set at ``out`` (with its own splits), holding its lock."""
+    from hzsr.core.lock import DatasetLock
 
     out = Path(out)
     if (out / "shards").exists():
         raise ConfigError("a data set already exists here; choose another --out", file=out, field="--out")
     sess, caps, splits, skipped = camerafusion_sources(folder)
+    with DatasetLock(out):
+        if (out / "shards").exists():  # another ingest or pack got here first
+            raise ConfigError("a data set already exists here; choose another --out", file=out, field="--out")
+        return _ingest(out, sess, caps, splits, skipped, compression, shard_size, progress)
+
+
+def _ingest(out: Path, sess: SessionSource, caps: list[CaptureSource], splits: pd.DataFrame, skipped: list[str],
+            compression: str, shard_size: str, progress: bool) -> dict[str, Any]:
+    from hzsr.dataset.pack import _cut, build_manifest, parse_shard_size
+
     groups = _cut(caps, parse_shard_size(shard_size))
     for k, group in enumerate(tqdm(groups, desc="ingest shards", unit="shard", disable=not progress)):
         write_shard(out / "shards" / shard_name(k), group, {sess.session_id: sess}, compression)

@@ -26,6 +26,7 @@ from hzsr.core.errors import DatasetError
 from hzsr.core.fileio import atomic_write_bytes
 from hzsr.core.tables import SCHEMA_COLUMN
 from hzsr.core.verdict import Verdict
+from hzsr.dataset.freshness import results_sha256
 from hzsr.dataset.schema import SLOTS
 from hzsr.dataset.sources import combined_verdict
 
@@ -48,6 +49,7 @@ class ManifestRow:
     source: str | None = None
     has_reference: bool | None = None
     verdict: Verdict | None = None  # worst of sync and QA
+    results_sha256: str | None = None  # hash of the sync/QA rows and scene fields packed with (freshness.py)
     phash_main_W: str | None = None
     near_duplicate_of: str | None = None
 
@@ -67,6 +69,7 @@ def manifest_row(meta: dict[str, Any], shard: str | None, bytes_raw: int | None 
         "scene_kind": meta["scene_kind"], "scene_tags": ";".join(meta.get("scene_tags") or []),
         "status": meta.get("status"), "source": meta.get("source"),
         "has_reference": bool(meta.get("has_reference")), "verdict": combined_verdict(meta),
+        "results_sha256": results_sha256(meta),  # the sync/QA results it was packed with (dataset/freshness.py)
     }
     for slot in SLOTS:
         fm = meta["frames"].get(slot) or {}

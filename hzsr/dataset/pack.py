@@ -48,6 +48,7 @@ class PackConfig:
     threads: int | None = None  # decode/hash threads per process; default up to 4, cores shared by workers
     scheduler: str | None = None  # dask.distributed scheduler address; one shard per task
     scheduler_timeout_s: float = 10.0  # give up connecting to the scheduler after this long
+    wait_s: float = 0.0  # wait this long for another writer of the data set to finish; 0 = refuse at once
     progress: bool = True
 
 
@@ -60,6 +61,7 @@ class PackResult:
     new_captures: int = 0
     filtered_out: int = 0
     skipped: list[str] = field(default_factory=list)  # captures not packed, with the reason
+    refreshed: dict[str, list[str]] = field(default_factory=dict)  # packed capture -> results refreshed
     manifest: Path | None = None
 
 
@@ -177,6 +179,88 @@ def _task(args: tuple[str, list[CaptureSource], dict[str, SessionSource], str, i
 
 
 def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfig | None = None) -> PackResult:
+    """Pack ``sessions`` into the data set folder ``out`` (created or resumed), as its one writer.
+
+    Holds the data set's lock (``DatasetLock``) for the whole pack, and each session's lock
+    (``SessionLock``) while it is read, so a second pack into ``out`` waits (``cfg.wait_s``) or is
+    refused, and a session that ``hzsr capture`` is still writing is refused.
+
+    Raises:
+        DatasetBusyError: another process writes ``out`` (one line naming its PID).
+        SessionBusyError: a session is being written by a capture.
+    """
+    from contextlib import ExitStack
+
+    from hzsr.core.lock import DatasetLock
+
+    cfg = cfg or PackConfig()
+    _check_config(cfg)
+    if not sessions:
+        raise ConfigError("give at least one session folder", field="SESSION")
+    for s in sessions:  # before the lock creates --out: a typo leaves nothing behind
+        if not Path(s).is_dir():
+            raise DatasetError("session folder not found", file=s, unreadable=True)
+    with ExitStack() as stack:
+        stack.enter_context(DatasetLock(out).acquire(cfg.wait_s))
+        for s in sessions:
+            stack.enter_context(_session_locked(Path(s)))
+        return _pack_unlocked(sessions, out, cfg)
+
+
+def _session_locked(session_dir: Path):
+    """The session's capture lock while it is packed; a session hzsr cannot lock (read-only) is read as is."""
+    from contextlib import nullcontext
+
+    from hzsr.core.errors import SessionBusyError
+    from hzsr.core.lock import SessionLock
+
+    lock = SessionLock(session_dir)
+    try:
+        lock.acquire()
+    except SessionBusyError as exc:
+        raise SessionBusyError(f"{exc.message.split(';')[0]}: a capture is still being written; pack it when "
+                               "the capture run has finished", file=session_dir) from None
+    except PermissionError:  # a read-only session (another user's, a mounted archive): no capture writes it
+        return nullcontext()
+    except OSError as exc:
+        if exc.errno == 30:  # EROFS
+            return nullcontext()
+        raise
+    return lock
+
+
+def _refresh_stale(shard_dir: Path, existing: dict[str, list[str]], found: dict[str, CaptureSource],
+                   sess: dict[str, SessionSource]) -> dict[str, list[str]]:
+    """Rewrite the sync/QA results and scene fields of packed captures whose session changed them.
+
+    Pixels are not touched (``freshness.refresh_shard``). Returns capture id -> fields refreshed.
+    """
+    from hzsr.dataset.freshness import refresh_shard, stale_in_shard
+
+    done: dict[str, list[str]] = {}
+    for name, ids in sorted(existing.items()):
+        if not any(i in found for i in ids):
+            continue
+        stale = stale_in_shard(shard_dir / name, found)
+        if stale:
+            refresh_shard(shard_dir / name, [found[i] for i in sorted(stale)], sess)
+            done.update(stale)
+    return done
+
+
+def _check_config(cfg: PackConfig) -> None:
+    if cfg.compression not in CODECS:
+        raise ConfigError(f"unknown codec {cfg.compression!r}; known: {', '.join(CODECS)}", field="--compression")
+    if cfg.workers is not None and cfg.workers < 1:
+        raise ConfigError("must be >= 1", field="--workers")
+    if not 0 <= cfg.wait_s <= 86400:
+        raise ConfigError(f"must be in 0 .. 86400 seconds, got {cfg.wait_s:g}", field="--wait")
+    parse_shard_size(cfg.shard_size)
+    if cfg.filter:
+        parse_query(cfg.filter, option="--filter")
+
+
+def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfig | None = None) -> PackResult:
     """Pack ``sessions`` into the data set folder ``out`` (created or resumed)."""
     cfg = cfg or PackConfig()
     if cfg.compression not in CODECS:
@@ -187,6 +271,7 @@ def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfi
     query = parse_query(cfg.filter, option="--filter") if cfg.filter else None  # before reading anything
     out = Path(out)
     sess, caps, skipped = gather(sessions)
+    found = {c.dataset_id: c for c in caps}  # before --filter: a packed capture's results refresh regardless
     caps, n_filtered = apply_filter(caps, query)
     shard_dir = out / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +287,7 @@ def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfi
         existing[p.name] = ids
     packed = {i for ids in existing.values() for i in ids}
     by_id = {c.dataset_id: c for c in caps}
+    refreshed = _refresh_stale(shard_dir, existing, found, sess)
 
     plan = _load_plan(out)
     kept_plan = []
@@ -246,6 +332,7 @@ def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfi
             res.written.append(_task(t))
             bar.update()
     bar.close()
+    res.refreshed = refreshed
     df = build_manifest(out)
     res.manifest = write_manifest(out, df)
     res.captures = len(df)

@@ -5,6 +5,11 @@ that finds itself in a new process (a forked DataLoader worker) drops the handle
 and opens its own. Pickling drops open handles, so a reader can be sent to spawned workers.
 Torch-free: the ``Dataset`` adapter lives in ``hzsr.baseline_model``.
 
+Every read of pixels is checked: in schema 2 shards by HDF5's per-chunk Fletcher-32 filter as
+each chunk is decoded (patch reads included), in schema 1 shards by comparing the array's sha256
+the first time the frame is read (a patch read then reads the whole frame once). Damage is a
+``DatasetError`` whose one line names the shard, the capture and the frame, never pixels.
+
 Example::
 
     r = ShardReader("data/hzsr-v1")
@@ -67,6 +72,7 @@ class ShardReader:
         self._splits: pd.DataFrame | None = None
         self._meta_cache: dict[str, dict[str, Any]] = {}
         self._shard_root: Path | None = None
+        self._verified: set[tuple[str, str]] = set()  # (capture, slot) whose sha256 matched (schema 1 shards)
 
     # -- pickling: never carry open HDF5 handles into another process ---------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -187,6 +193,11 @@ class ShardReader:
         except KeyError:
             raise DatasetError(f"capture {capture_id!r} not in shard", file=self.shard_root / "shards" / shard,
                                field="captures") from None
+        except (OSError, ValueError, RuntimeError) as exc:  # damaged HDF5 metadata
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DatasetError(f"cannot read the capture, the shard is damaged ({first}); run `hzsr dataset "
+                               f"verify {self.shard_root}`", file=self.shard_root / "shards" / shard,
+                               field=capture_id) from None
 
     # -- reads ----------------------------------------------------------------------------------
     def meta(self, capture_id: str) -> dict[str, Any]:
@@ -201,10 +212,47 @@ class ShardReader:
             self._meta_cache[capture_id] = m
         return m
 
+    def _damaged(self, capture_id: str, slot: str, what: str) -> DatasetError:
+        return DatasetError(f"{slot}: {what}; run `hzsr dataset verify {self.shard_root}`",
+                            file=self.shard_root / "shards" / self.shard_of(capture_id), field=capture_id)
+
+    def _read_checked(self, capture_id: str, slot: str, d: Any, sel: Any = ()) -> np.ndarray:
+        """``d[sel]``, with HDF5's read errors (a failed checksum or decode) as one ``DatasetError``."""
+        try:
+            return d[sel]
+        except (OSError, ValueError, RuntimeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise self._damaged(capture_id, slot, f"cannot read pixels, the shard is damaged ({first})") from None
+
+    def _check_whole(self, capture_id: str, slot: str, d: Any, arr: np.ndarray | None = None) -> np.ndarray | None:
+        """Schema 1 frames (no per-chunk checksum): compare the array's sha256 once per reader."""
+        if d.fletcher32 or (capture_id, slot) in self._verified:
+            return arr
+        from hzsr.dataset.shard import array_sha256
+
+        if arr is None:
+            arr = self._read_checked(capture_id, slot, d)
+        want = d.attrs.get("array_sha256")
+        want = want.decode() if isinstance(want, bytes) else want
+        if want is None or array_sha256(arr) != want:
+            raise self._damaged(capture_id, slot, "pixels differ from their sha256 (image data changed on disk)")
+        self._verified.add((capture_id, slot))
+        return arr
+
     def read(self, capture_id: str) -> CaptureSample:
-        """The whole triplet; ``ref_T`` is None when the capture has no reference frame."""
+        """The whole triplet; ``ref_T`` is None when the capture has no reference frame.
+
+        Raises:
+            DatasetError: a frame is damaged (one line naming shard, capture and frame).
+        """
         g = self._group(capture_id)
-        arrs = {s: (g[s][()] if s in g else None) for s in SLOTS}
+        arrs: dict[str, np.ndarray | None] = {}
+        for s in SLOTS:
+            if s not in g:
+                arrs[s] = None
+                continue
+            d = g[s]
+            arrs[s] = self._check_whole(capture_id, s, d, self._read_checked(capture_id, s, d))
         return CaptureSample(capture_id, arrs["main_W"], arrs["main_T"], arrs["ref_T"], self.meta(capture_id))
 
     def read_patch(self, capture_id: str, slot: str, y: int, x: int, h: int, w: int) -> np.ndarray:
@@ -216,11 +264,13 @@ class ShardReader:
             g = self._group(capture_id)
             if slot not in g:
                 raise DatasetError(f"capture {capture_id!r} has no {slot} frame", field=slot)
-            d = self._dsets[(capture_id, slot)] = g[slot]
+            d = g[slot]
+            self._check_whole(capture_id, slot, d)
+            self._dsets[(capture_id, slot)] = d
         H, W = d.shape[:2]
         if h <= 0 or w <= 0 or y < 0 or x < 0 or y + h > H or x + w > W:
             raise ValueError(f"patch y={y} x={x} h={h} w={w} outside {slot} of {W}x{H}")
-        return d[y:y + h, x:x + w]
+        return self._read_checked(capture_id, slot, d, np.s_[y:y + h, x:x + w])
 
     def shape(self, capture_id: str, slot: str) -> tuple[int, int, int]:
         return tuple(self._group(capture_id)[slot].shape)

@@ -1,4 +1,4 @@
-"""The shard layout (schema version 1) and the mapping between records and HDF5 attributes.
+"""The shard layout (schema version 2) and the mapping between records and HDF5 attributes.
 
 A shard ``shards/shard-NNNNN.h5`` holds many captures::
 
@@ -24,7 +24,10 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+#: 2: image arrays carry HDF5's per-chunk Fletcher-32 checksum (1: only the array's sha256).
+SCHEMA_VERSION = 2
+#: Shard schemas this hzsr reads: schema 1 shards are checked by their arrays' sha256 on first read.
+READABLE_SCHEMAS = (1, 2)
 FORMAT = "hzsr-shard"
 SLOTS = ("main_W", "main_T", "ref_T")
 

@@ -27,6 +27,7 @@ from hzsr.dataset.phash import phash
 from hzsr.dataset.schema import (
     CAPTURE_STR_FIELDS,
     FORMAT,
+    READABLE_SCHEMAS,
     SCHEMA_VERSION,
     SLOTS,
     dumps,
@@ -208,8 +209,9 @@ def shard_header(h5, path: Path) -> list[str]:
     a = h5.attrs
     if plain(a.get("format")) != FORMAT:
         raise DatasetError(f"not an hzsr shard (format {plain(a.get('format'))!r})", file=path, field="format")
-    if plain(a.get("schema_version")) != SCHEMA_VERSION:
-        raise DatasetError(f"unsupported schema {plain(a.get('schema_version'))}, expected {SCHEMA_VERSION}",
+    if plain(a.get("schema_version")) not in READABLE_SCHEMAS:
+        raise DatasetError(f"unsupported schema {plain(a.get('schema_version'))}; this hzsr reads "
+                           f"{', '.join(map(str, READABLE_SCHEMAS))} (update hzsr, or repack the sessions)",
                            file=path, field="schema_version")
     return [str(x) for x in plain(a.get("captures", []))]
 

@@ -135,6 +135,9 @@ def _compare_manifest(root: Path, rebuilt: pd.DataFrame, damaged: set[str], rep:
     common = sorted(set(mi.index) & set(rb.index))
     cols = [c for c in rb.columns if c in mi.columns]
     for c in [c for c in rb.columns if c not in mi.columns]:
+        if c == "results_sha256":  # added after the first data sets were packed: not damage
+            rep.warnings.append(f"{name}: column {c} missing (written by an older hzsr); `verify --repair` adds it")
+            continue
         rep.manifest_problems.append(f"{name}: column {c} missing")
     for cid in common:
         for c in cols:
@@ -150,14 +153,28 @@ def _compare_manifest(root: Path, rebuilt: pd.DataFrame, damaged: set[str], rep:
 
 
 def verify_dataset(root: str | Path, repair: bool = False, progress: bool = True) -> VerifyReport:
-    """Check ``root`` (see the module doc); with ``repair``, quarantine damage and rewrite the manifest."""
+    """Check ``root`` (see the module doc); with ``repair``, quarantine damage and rewrite the manifest.
+
+    With ``repair`` it holds the data set's lock (``core.lock.DatasetLock``), so it never moves a
+    shard a pack is writing; a plain verify only reads.
+    """
+    if repair and Path(root, "shards").is_dir():
+        from hzsr.core.lock import DatasetLock
+
+        with DatasetLock(root):
+            return _verify(root, repair, progress)
+    return _verify(root, repair, progress)
+
+
+def _verify(root: str | Path, repair: bool, progress: bool) -> VerifyReport:
     from hzsr.dataset.codecs import register_plugins
 
     register_plugins()
     root = Path(root)
     shard_dir = root / "shards"
-    if not shard_dir.is_dir():
-        raise DatasetError("not a data set: no shards/ folder", file=root)
+    if not shard_dir.is_dir():  # nothing to read: exit 2, as every verb for a missing folder
+        raise DatasetError("not a data set: no shards/ folder" if root.is_dir() else "folder not found",
+                           file=root, unreadable=True)
     rep = VerifyReport(root)
     for tmp in sorted(shard_dir.glob(f"{TMP_PREFIX}*")):
         rep.warnings.append(f"shards/{tmp.name}: temp file of an interrupted pack; rerun pack to finish")

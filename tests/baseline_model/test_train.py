@@ -144,3 +144,67 @@ def test_ddp_two_processes_stay_in_step(tiny_dataset, tmp_path):
     # And they really trained (equal, but not merely by never moving).
     raw = read_checkpoint(out / "model.pt")
     assert raw["step"] == 6 and _moved(raw["state_dict"])
+
+
+def test_resume_with_another_config_is_refused_before_writing(tiny_dataset, tiny_run, tmp_path):
+    """The refused --resume names the keys that differ and changes nothing, so the right config still resumes."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    other = load_train_config(None, [*TINY, "optim.steps=8", "data.patch=48"])
+    with pytest.raises(ConfigError) as ei:
+        train(other, tiny_dataset, run, resume=True, progress=False)
+    msg = ei.value.one_line()
+    assert "2 key(s)" in msg and "optim.steps: run 6, now 8" in msg and "data.patch: run 32, now 48" in msg, msg
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    # The run's own config still resumes (the run is finished: nothing left to do, nothing broken).
+    s = train(load_train_config(None, TINY), tiny_dataset, run, resume=True, progress=False)
+    assert s["steps"] == 6 and s["steps_this_call"] == 0
+
+
+def test_failed_first_run_blocks_nothing(tiny_dataset, tmp_path, monkeypatch):
+    import hzsr.baseline_model.train as T
+
+    run = tmp_path / "run"
+    # Fails before the data is found: nothing is written at all.
+    bad = load_train_config(None, [*TINY, "data.split=nosuchsplit"])
+    with pytest.raises(Exception, match="nosuchsplit"):
+        train(bad, tiny_dataset, run, progress=False)
+    assert not run.exists()
+    # Fails in the first step, after config.yaml and the cache: that blocks neither a fresh run nor
+    # says anything but the truth to --resume.
+    def boom(*a, **k):
+        raise RuntimeError("out of memory in the first step")
+
+    monkeypatch.setattr(T, "hzsr_loss", boom)
+    with pytest.raises(RuntimeError, match="first step"):
+        train(load_train_config(None, TINY), tiny_dataset, run, progress=False)
+    monkeypatch.undo()
+    assert (run / "config.yaml").is_file() and not (run / "ckpt-last.pt").exists()
+    with pytest.raises(ConfigError, match="stopped before its first checkpoint; start it again without --resume"):
+        train(load_train_config(None, TINY), tiny_dataset, run, resume=True, progress=False)
+    s = train(load_train_config(None, TINY), tiny_dataset, run, progress=False)
+    assert s["steps"] == 6 and (run / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.steps=-5", "optim.steps: must be in 1 .. 100_000_000, got -5"),
+    ("threads=100000", "threads: must be in 0 .. 256, got 100000"),
+    ("data.workers=-1", "data.workers: must be in 0 .. 64, got -1"),
+    ("optim.lr=0", "optim.lr: must be > 0 and <= 1, got 0"),
+    ("data.min_valid=1.5", "data.min_valid: must be in 0 .. 1, got 1.5"),
+    ("pipeline.halo=-1", "pipeline.halo: must be in 0 .. 1024, got -1"),
+])
+def test_config_values_are_range_checked(override, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_train_config(None, [override])
+
+
+def test_cache_files_follow_the_umask(tiny_run):
+    files = [p for p in (tiny_run / "cache").rglob("*.npy")]
+    assert files
+    old = os.umask(0)
+    os.umask(old)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~old for p in files), [oct(p.stat().st_mode) for p in files]

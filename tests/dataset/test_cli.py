@@ -38,7 +38,7 @@ def test_pack_summary_filter_and_info(sessions, tmp_path):
      "hzsr: error: --shard-size: expected a capture count (64) or a size (1GiB, 500MB), got 'big'"),
     (["pack", "{s0}", "--out", "{tmp}/o", "--filter", "verdict = 'fail'"], 2,
      "hzsr: error: --filter: bad expression \"verdict = 'fail'\": at character 9: '=' is not a comparison; use '=='"),
-    (["verify", "{tmp}"], 1, "hzsr: error: {tmp}: not a data set: no shards/ folder"),
+    (["verify", "{tmp}"], 2, "hzsr: error: {tmp}: not a data set: no shards/ folder"),
     (["split", "{tmp}", "--ratios", "0.5,0.6"], 2,
      "hzsr: error: --ratios: need two or more non-negative ratios summing to 1, got '0.5,0.6'"),
 ])

@@ -152,3 +152,18 @@ def test_ingest_wrong_layout(tmp_path):
     (tmp_path / "x").mkdir()
     r = _cli("dataset", "ingest", tmp_path / "x", "--layout", "camerafusion", "--out", tmp_path / "o")
     assert r.returncode == 1 and "not the camerafusion layout" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_ingest_stays_inside_its_folder(ds_sessions, tmp_path):
+    """A symbolic link out of the ingested folder is reported and not read (issue 22)."""
+    from hzsr.dataset.interop import camerafusion_sources
+
+    cf, _ = _camerafusion(tmp_path, ds_sessions)
+    outside = tmp_path / "private.jpg"
+    first = sorted((cf / "train" / "LR" / "x1").iterdir())[0]
+    outside.write_bytes(first.read_bytes())
+    (cf / "train" / "LR" / "x1" / "zz-leak.jpg").symlink_to(outside)
+    (cf / "train" / "Ref" / "x1" / "zz-leak.jpg").write_bytes(first.read_bytes())
+    _, caps, _, skipped = camerafusion_sources(cf)
+    assert not any("zz-leak" in c.dataset_id for c in caps)
+    assert any("zz-leak.jpg: links outside" in s for s in skipped), skipped

@@ -102,7 +102,7 @@ def test_session_json_kept_verbatim(ds_sessions, packed):
     with h5py.File(packed / "shards" / "shard-00000.h5", "r") as h5:
         got = json.loads(h5["sessions"]["sA"].attrs["session_json"])
         cap = json.loads(h5["captures"]["sA/c00000"].attrs["capture_json"])
-        assert h5.attrs["schema_version"] == 1
+        assert h5.attrs["schema_version"] == 2
         assert h5["captures"]["sA/c00000"]["main_W"].chunks == (120, 80, 3)  # 160 px in two tiles
     assert got == json.loads((ds_sessions[0] / "session.json").read_text())
     assert cap == json.loads((ds_sessions[0] / "captures" / "c00000" / "capture.json").read_text())

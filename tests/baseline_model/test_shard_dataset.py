@@ -1,0 +1,95 @@
+"""``ShardDataset``: finite, map-style, transforms hook, shuffle=True and workers under fork and spawn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from hzsr.baseline_model.patches import PatchDataset
+from hzsr.baseline_model.shard_dataset import CenterCrop, ShardDataset
+from hzsr.dataset.reader import ShardReader
+
+
+def test_items_are_the_captures_as_tensors(tiny_dataset):
+    ds = ShardDataset(tiny_dataset, split="train")
+    ids = ShardReader(tiny_dataset).ids("train")
+    assert len(ds) == len(ids) > 0
+    item = ds[0]
+    s = ShardReader(tiny_dataset).read(ids[0])
+    assert item["capture_id"] == ids[0]
+    for slot in ("main_W", "main_T", "ref_T"):
+        assert item[slot].dtype == torch.uint8 and item[slot].shape[0] == 3
+        assert np.array_equal(item[slot].permute(1, 2, 0).numpy(), getattr(s, slot))
+    assert item["meta"]["frames"]["main_W"]["width"] == s.main_W.shape[1]
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def _ids_of(batch_ids):
+    return sorted(i for b in batch_ids for i in b)
+
+
+@pytest.mark.parametrize("context", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
+def test_shuffled_loader_with_workers_sees_each_capture_once(tiny_dataset, context):
+    ds = ShardDataset(tiny_dataset, transform=CenterCrop(64))
+    loader = DataLoader(ds, batch_size=2, shuffle=True, num_workers=2, multiprocessing_context=context,
+                        generator=torch.Generator().manual_seed(0))
+    seen, orders = [], []
+    for _ in range(2):
+        got = []
+        for batch in loader:
+            assert batch["main_W"].shape[1:] == (3, 64, 64) and batch["main_W"].dtype == torch.uint8
+            got.append(list(batch["capture_id"]))
+        seen.append(_ids_of(got))
+        orders.append([i for b in got for i in b])
+    assert seen[0] == seen[1] == sorted(ShardReader(tiny_dataset).ids())
+    assert orders[0] != orders[1] or len(ds) < 3  # shuffled per epoch
+
+
+def test_transform_hook_gets_numpy_and_returns_anything(tiny_dataset):
+    def shapes(item):
+        return {k: v.shape for k, v in item.items() if isinstance(v, np.ndarray)}
+
+    ds = ShardDataset(tiny_dataset, slots=("main_W",), transform=shapes)
+    assert list(ds[0]) == ["main_W"] and len(ds[0]["main_W"]) == 3
+
+
+def test_patch_dataset_has_a_finite_length_and_shuffles(tiny_run):
+    paths = sorted((tiny_run / "cache").rglob("*.npy"))
+    ds = PatchDataset(paths, 32, seed=0, length=16)
+    assert len(ds) == 16
+    xs = [x for x, _, _ in DataLoader(ds, batch_size=4, shuffle=True)]
+    assert len(xs) == 4 and xs[0].shape == (4, 3, 32, 32)
+
+
+def test_eval_and_loader_stop_on_a_damaged_shard(tiny_run, tiny_dataset, tmp_path, capsys):
+    """A flipped byte in a test capture's frame: `model eval` and ShardDataset stop with one line naming it."""
+    import shutil
+
+    import h5py
+
+    from hzsr.cli import main
+    from hzsr.core.errors import DatasetError
+
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, ds)
+    r = ShardReader(ds)
+    cid = r.ids("test")[0]
+    shard = ds / "shards" / r.shard_of(cid)
+    with h5py.File(shard, "r") as h5:
+        info = h5["captures"][cid]["ref_T"].id.get_chunk_info(0)
+    with open(shard, "r+b") as f:
+        f.seek(info.byte_offset + info.size // 2)
+        b = f.read(1)
+        f.seek(info.byte_offset + info.size // 2)
+        f.write(bytes([b[0] ^ 0x5A]))
+    capsys.readouterr()
+    assert main(["model", "eval", str(ds), "--ckpt", str(tiny_run / "model.pt"), "--split", "test",
+                 "--out", str(tmp_path / "ev"), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"hzsr: error: {shard}: {cid}: ref_T: cannot read pixels"), err
+    loader = DataLoader(ShardDataset(ds, split="test", transform=CenterCrop(64)), batch_size=1, num_workers=1)
+    with pytest.raises(DatasetError, match=f"{cid}: ref_T: cannot read pixels"):
+        list(loader)
