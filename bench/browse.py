@@ -37,8 +37,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from hzsr.dataset.browse.server import Browser, BrowseServer
-from hzsr.dataset.browse.tiles import TileStore, _jpeg
+from hzsr.browse.server import Browser, BrowseServer
+from hzsr.browse.tiles import TileStore, _jpeg
 from hzsr.dataset.codecs import DEFAULT_CODEC, register_plugins
 from hzsr.dataset.labels import LABELS
 from hzsr.dataset.manifest import manifest_row, write_manifest

@@ -103,7 +103,7 @@ def write_shipped_record() -> None:
                 f"--seed S for S in {seeds}; dataset pack; dataset split --by scene --ratios 0.7,0.1,0.2",
         "commands": [f"for s in {seeds}; do hzsr sim session --out data/s$s --captures {_data.CAPTURES} --seed $s "
                      "--quiet; done",
-                     "hzsr dataset pack " + " ".join(f"data/s{s}" for s in _data.TRAIN_SEEDS) + " --out data/ds --quiet",
+                     f"hzsr dataset pack {' '.join(f'data/s{s}' for s in _data.TRAIN_SEEDS)} --out data/ds --quiet",
                      "hzsr dataset split data/ds --by scene --ratios 0.7,0.1,0.2",
                      "hzsr model train data/ds --config hzsr/baseline_model/configs/shipped.yaml --out runs/shipped"],
         "trained_steps": raw.get("step"), "torch": torch.__version__,

@@ -243,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_parser(stages)
     add_sync_parser(stages)
     add_qa_parser(stages)
-    add_dataset_parser(stages)
+    from hzsr.browse.cli import add_browse_verb
+
+    add_browse_verb(add_dataset_parser(stages))
     add_model_parser(stages)
     _add_sim_parser(stages)
     from hzsr.demo import add_demo_parser

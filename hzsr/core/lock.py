@@ -144,4 +144,4 @@ class DatasetLock(FolderLock):
 
     def __init__(self, dataset_dir: str | Path):
         super().__init__(dataset_dir, DATASET_LOCK_NAME, DatasetBusyError,
-                         "another hzsr dataset pack, verify --repair, split or ingest")
+                         "another hzsr dataset pack, verify --repair, split, ingest or a browse label")

@@ -1,4 +1,4 @@
-"""``hzsr dataset ...`` verbs: pack, verify, info, split, curate, ingest, export, browse.
+"""``hzsr dataset ...`` verbs: pack, verify, info, split, curate, ingest, export (``browse``: hzsr/browse/cli.py).
 
 Exit codes as everywhere in hzsr (``core/errors.py:EXIT_CODES``): 0 success; 1 the input was read
 and is bad (a corrupt shard, a manifest that disagrees, a bad session record); 2 it could not be
@@ -26,7 +26,8 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], human: list[str]) -> N
         print("\n".join(human))
 
 
-def add_dataset_parser(stages: Any) -> None:
+def add_dataset_parser(stages: Any) -> Any:
+    """``hzsr dataset``'s verbs; returns the verbs' subparsers (``browse`` adds itself there)."""
     ds = stages.add_parser("dataset", help="HDF5 shards: pack, verify, info, split, curate, ingest, export, browse")
     verbs = ds.add_subparsers(dest="verb", required=True, metavar="VERB")
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -103,13 +104,7 @@ def add_dataset_parser(stages: Any) -> None:
     e.add_argument("--out", required=True, help="folder to create")
     add_quiet(e)
     add_json(e, "print the summary as JSON")
-
-    b = add_verb(verbs, "browse", "a local web gallery: filter, view and accept/reject captures (labels.csv)",
-                 _cmd_browse, formatter_class=fmt)
-    add_folder(b, "dir", "data set (or subset) folder")
-    b.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
-    b.add_argument("--dup-distance", type=int, default=6, help="pHash bits for near-duplicate clusters, as curate")
-    b.add_argument("--verbose", action="store_true", help="log every request on stderr")
+    return verbs
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:
@@ -225,24 +220,4 @@ def _cmd_export(args: argparse.Namespace) -> int:
     res = export_folders(args.dir, args.out, split=args.split, progress=not args.quiet)
     _emit(args, res, [f"exported {res['captures']} captures to {args.out} ({res['rejected']} rejected in "
                       "labels.csv left out)", f"wrote {res['meta_info']}"])
-    return EXIT_OK
-
-
-def _cmd_browse(args: argparse.Namespace) -> int:
-    from hzsr.core.errors import ConfigError
-    from hzsr.dataset.browse.server import Browser, BrowseServer
-
-    app = Browser(args.dir, dup_distance=args.dup_distance)
-    idx, _ = app.gallery.snapshot()  # a missing or bad manifest stops here, before the port opens
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"expected 0 to 65535, got {args.port}", field="--port")
-    try:
-        server = BrowseServer(app, args.port, verbose=args.verbose)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", field="--port") from None
-    print(f"serving {args.dir} ({len(idx)} captures) at {server.url}  (127.0.0.1 only; Ctrl-C to stop)", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
     return EXIT_OK

@@ -13,7 +13,8 @@ per labelled capture, sorted by ``capture_id``)::
   control characters); optional for ``accepted``.
 - The file lives beside the shards: a subset folder's labels are its data set's, so a capture
   rejected while browsing a subset is rejected for the whole data set.
-- Every change is a read-modify-write under the data set's writer lock (``_dataset_lock``), and
+- Every change is a read-modify-write under the data set's writer lock (``_dataset_lock``:
+  ``core/lock.py:DatasetLock``, the lock pack, split, ingest and repair take), and
   the file is replaced atomically (temp file, fsync, rename): a reader sees the old or the new
   file, never half of one, and two curators never lose each other's labels.
 - ``revision`` (the first 16 hex digits of the file's sha256, ``"0"`` when there is none) tells a
@@ -35,9 +36,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from hzsr.core.errors import DatasetError, SessionBusyError
+from hzsr.core.errors import DatasetBusyError, DatasetError
 from hzsr.core.fileio import atomic_write_bytes
-from hzsr.core.lock import SessionLock
+from hzsr.core.lock import DatasetLock
 
 LABELS = "labels.csv"
 LABELS_VERSION = 1
@@ -64,17 +65,16 @@ class Label:
 
 @contextmanager
 def _dataset_lock(data_root: Path) -> Iterator[None]:
-    """The data set's one-writer lock, held while ``labels.csv`` is read, changed and replaced.
-
-    The one place that knows which lock that is (today the ``flock`` of ``core/lock.py`` on the
-    data set folder), so it can be switched to a dedicated data-set lock in one line.
+    """The data set's one-writer lock (``core/lock.py:DatasetLock``), held while ``labels.csv`` is
+    read, changed and replaced: a label waits for no pack, split or repair, it is refused in one
+    line (``DatasetBusyError``, naming the holder) and the file stays as it was.
     """
-    lock = SessionLock(data_root)
+    lock = DatasetLock(data_root)
     try:
         lock.acquire()
-    except SessionBusyError as exc:
-        raise DatasetError(f"data set is being written by another process ({exc.message.split(' (')[0]}); "
-                           "try again when it has finished", file=data_root) from None
+    except DatasetBusyError as exc:
+        raise DatasetBusyError(f"data set is being written by another process ({exc.message.split(' (')[0]}); "
+                               "try again when it has finished", file=data_root) from None
     try:
         yield
     finally:

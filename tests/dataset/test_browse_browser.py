@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hzsr.browse.server import Browser, BrowseServer
 from hzsr.cli import main
-from hzsr.dataset.browse.server import Browser, BrowseServer
 from tests.dataset.browse_data import browse_dataset, copy_dataset
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

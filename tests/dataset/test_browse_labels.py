@@ -11,7 +11,7 @@ import pytest
 
 from hzsr.cli import main
 from hzsr.core.errors import DatasetError
-from hzsr.core.lock import SessionLock
+from hzsr.core.lock import DatasetLock
 from hzsr.dataset.labels import LABELS, read_labels, rejected_ids, set_label
 
 
@@ -63,7 +63,7 @@ def test_label_refused_while_another_process_holds_the_lock(ds):
     ids = _ids(ds)
     set_label(ds, ids[1], "rejected", "first", set(ids))
     before = (ds / LABELS).read_bytes()
-    with SessionLock(ds):
+    with DatasetLock(ds):  # what dataset pack, split, ingest and verify --repair hold
         with pytest.raises(DatasetError, match="being written by another process"):
             set_label(ds, ids[2], "rejected", "second", set(ids))
     assert (ds / LABELS).read_bytes() == before
@@ -177,7 +177,7 @@ def test_near_duplicates_equal_single_link_on_the_full_matrix():
 
 def test_labels_made_on_a_subset_are_the_data_sets(ds, tmp_path):
     """Browsing a curated subset writes beside the shards, so `split` of the data set honours it."""
-    from hzsr.dataset.browse.gallery import Gallery
+    from hzsr.browse.gallery import Gallery
 
     assert main(["dataset", "curate", str(ds), "--query", "session_id == 'sB'", "--out", str(tmp_path / "sub")]) == 0
     g = Gallery(tmp_path / "sub")

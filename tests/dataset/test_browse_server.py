@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hzsr.dataset.browse.server import Browser, BrowseServer
-from hzsr.dataset.browse.tiles import TileConfig
+from hzsr.browse.server import Browser, BrowseServer
+from hzsr.browse.tiles import TileConfig
 from hzsr.dataset.labels import LABELS
 from hzsr.dataset.reader import ShardReader
 from tests.dataset.browse_data import browse_dataset, copy_dataset

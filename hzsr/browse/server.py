@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from hzsr.browse.gallery import FILTERS, Gallery
+from hzsr.browse.tiles import TileConfig, TileStore
 from hzsr.core.errors import DatasetError
-from hzsr.dataset.browse.gallery import FILTERS, Gallery
-from hzsr.dataset.browse.tiles import TileConfig, TileStore
 
 HOST = "127.0.0.1"
 MAX_PARAM = 4000
@@ -64,7 +64,7 @@ class Browser:
     def __init__(self, root: str | Path, tiles: TileConfig | None = None, dup_distance: int = 6):
         self.gallery = Gallery(root, dup_distance=dup_distance)
         self.tiles = TileStore(root, tiles)
-        self.page_html = resources.files("hzsr.dataset.browse").joinpath("static/index.html").read_bytes()
+        self.page_html = resources.files("hzsr.browse").joinpath("static/index.html").read_bytes()
 
     def known(self, cid: str | None) -> str:
         """``cid`` if the manifest lists it, else 404: no read happens for anything else."""
