@@ -22,10 +22,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from hzsr.core.errors import HzsrError
+from hzsr.core.errors import HzsrError, ImageRefused, ImageTooLarge
+from hzsr.core.imageio import check_image_size
 from hzsr.core.records import CaptureRecord, FrameRecord
 from hzsr.core.verdict import Reason, Verdict, verdict_of
-from hzsr.qa.align import crop_w_to_t, global_translation, to_luma
+from hzsr.qa.align import crop_w_to_t, gate_shift, global_translation, to_luma
 from hzsr.qa.config import QAConfig
 from hzsr.qa.quality import (
     band_sharpness_ratio,
@@ -183,6 +184,18 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
                 r *= 2
         else:
             r = _reduction(long, target)
+        # Size before decode: the header's size, checked against the cap and capture.json, costs a
+        # few bytes; a 752-byte JPEG declaring 20000x20000 would otherwise decode to 1.2 GB.
+        try:
+            hdr = check_image_size(path)
+        except ImageRefused as exc:
+            out.add("fail", "image_too_large" if isinstance(exc, ImageTooLarge) else "undecodable",
+                    f"{f.file}: {exc.message}")
+            continue
+        if (hdr.width, hdr.height) != (f.width, f.height):
+            out.add("fail", "size_mismatch", f"{f.file}: header declares {hdr.width}x{hdr.height}, "
+                    f"capture.json says {f.width}x{f.height}")
+            continue
         img, why = _decode(path, r)
         if img is None:
             out.add("fail", "undecodable", f"{f.file}: {why}")
@@ -267,7 +280,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         hints = []
         if name == "wr" and "wt" in regs and "tt" in regs:  # W -> main T -> ref T composes
             hints.append((regs["wt"].shift.dx + regs["tt"].shift.dx, regs["wt"].shift.dy + regs["tt"].shift.dy))
-        g = global_translation(src, ref, cfg, optical_scale=o, hints=hints)
+        found = global_translation(src, ref, cfg, optical_scale=o, hints=hints)
+        g, _ = gate_shift(found, cfg)  # the inlier gate: a shift from too few matches is not used
         af = roi_of(b, (g.dx, g.dy)) if a == "main_W" else roi_of("main_T")  # tt: SRC is main T
         if clip_roi(af, src.shape) is None:
             # A shift of most of a frame (a bumped rig) carries the AF ROI off the source: there is
@@ -325,13 +339,22 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
         a, b = PAIRINGS[name]
         label = f"{b} vs {a.replace('main_W', 'main W crop')}"
         s = r.stats
-        if s["inliers"] < th.fail_min_inliers:
-            # Few keypoints agree (W's blur, flat or repetitive texture, or no overlap at all): the
-            # dense registration decides. Lined up (PSNR above warn_psnr_db) it is only a warning.
-            lined_up = np.isfinite(s["psnr_db"]) and s["psnr_db"] >= th.warn_psnr_db
-            out.add("warn" if lined_up else "fail", "no_overlap",
+        lined_up = bool(np.isfinite(s["psnr_db"]) and s["psnr_db"] >= th.warn_psnr_db)
+        if not s.get("shift_used", 1.0):
+            # The inlier gate (align.min_inliers): the global shift was not used, the dense flow
+            # started from the rig's own alignment. Said always; only a warp that does not line
+            # up makes it a verdict (no_overlap below).
+            out.add("pass" if lined_up else "warn", "shift_not_used",
+                    f"{label}: global shift of {s.get('found_shift_px', 0):.0f} px from {int(s['inliers'])} keypoint "
+                    f"inliers (< align.min_inliers {cfg.align.min_inliers}) not used; dense flow from zero shift, "
+                    f"PSNR after warping {s['psnr_db']:.1f} dB")
+        if s["inliers"] < th.fail_min_inliers and not lined_up:
+            # Few keypoints agree and the dense warp does not line up either: no overlap. (Few
+            # keypoints with a warp that lines up is W's blur or flat texture, e.g. a landscape's
+            # sky and grass: no verdict; it once warned landscapes at 30-33 dB.)
+            out.add("fail", "no_overlap",
                     f"{label}: {int(s['inliers'])} keypoint inliers (< {th.fail_min_inliers}), PSNR after "
-                    f"warping {s['psnr_db']:.1f} dB" + ("" if lined_up else ": no reliable overlap"))
+                    f"warping {s['psnr_db']:.1f} dB: no reliable overlap")
             continue
         if name == "wr":
             continue  # wr composes wt and tt; a bump shows in tt (T vs T), which registers far better
