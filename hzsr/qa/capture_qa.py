@@ -52,10 +52,26 @@ class CaptureQA:
     reasons: list[Reason] = field(default_factory=list)
     images: dict[str, np.ndarray] = field(default_factory=dict)  # thumbnails and maps, uint8
     seconds: float = 0.0
+    # Per graded figure, the lowest and highest verdict rank it gives when moved by
+    # +-check.quick_margin of itself: what a coarser measurement could have said (``quick_check``).
+    spread: list[tuple[int, int]] = field(default_factory=list)
+    margin: float = 0.0  # the relative margin of ``spread`` (0: exact)
 
     @property
     def verdict(self) -> Verdict:
         return verdict_of(self.reasons)
+
+    def decided(self) -> Verdict | None:
+        """The verdict if every figure near a threshold gives it on either side; else None.
+
+        The verdict is the worst level: its lowest possible value is the worst of each reason's
+        lowest, its highest the worst of the highest. Reasons not from a graded figure (a missing
+        frame, no overlap) count at their level.
+        """
+        fixed = max((r.level.rank for r in self.reasons), default=0)
+        lo = max([fixed] + [a for a, _ in self.spread])
+        hi = max([fixed] + [b for _, b in self.spread])
+        return [Verdict.PASS, Verdict.WARN, Verdict.FAIL][lo] if lo == hi else None
 
     def add(self, level: str, code: str, message: str) -> None:
         self.reasons.append(Reason(Verdict(level), code, message))
@@ -141,7 +157,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     cfg = cfg or QAConfig()
     t0 = time.perf_counter()
     capture_dir = Path(capture_dir)
-    out = CaptureQA(capture_dir.name, {"capture_id": capture_dir.name})
+    out = CaptureQA(capture_dir.name, {"capture_id": capture_dir.name},
+                    margin=(cfg.check.quick_margin if quick else 0.0))
     th = cfg.thresholds
     try:
         rec = CaptureRecord.load(capture_dir)
@@ -270,6 +287,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         return [x - shift[0], y - shift[1], w, h]
 
     regs: dict[str, Registration] = {}
+    afs: dict[str, list[float] | None] = {}  # each pairing's AF ROI on its SRC grid
     srcs = {"main_W": crop, "main_T": t_img, "ref_T": imgs.get("ref_T")}
     for name, (a, b) in PAIRINGS.items():
         src, ref = srcs[a], srcs[b]
@@ -295,11 +313,23 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             pcfg = replace(cfg, maps=replace(cfg.maps, defocus_gamma=cfg.maps.defocus_gamma_ref,
                                              defocus_sigma_f=cfg.maps.defocus_sigma_f_ref))
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g)
+        afs[name] = af
         for k, v in regs[name].stats.items():
             out.row[f"{name}_{k}"] = v
 
-    _judge_registration(out, regs, tw_, cfg)
+    # The parallax the rig gives main T's focus plane: where the AF subject must be (large_shift).
+    fx_t = float(_k(ft, sx_t, sy_t)[0, 0])
+    diop = ft.focus_distance_diopters if ft.focus_distance_diopters is not None else 0.0
+    expected = {"wt": expected_parallax(fx_t, cfg.rig.wt_baseline_m, diop),
+                "tt": expected_parallax(fx_t, cfg.rig.ref_baseline_m, diop)}
+    _judge_registration(out, regs, tw_, cfg, expected)
+    _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg)
     _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg)
+    if any(r.code == "overexposed" and r.level is Verdict.FAIL for r in out.reasons):
+        # Clipped frames have few keypoints and a poor PSNR: the exposure explains the "no
+        # overlap", which stays a warning (it once failed half the overexposed captures twice).
+        out.reasons = [Reason(Verdict.WARN, r.code, r.message + " (overexposure explains it)")
+                       if r.code == "no_overlap" and r.level is Verdict.FAIL else r for r in out.reasons]
     if _reg_ok(regs.get("tt"), th):
         frac, moving = motion_inconsistency(regs["tt"], cfg)
         out.row["moving_frac"] = frac
@@ -327,13 +357,33 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
     """Add a reason when ``value`` crosses ``fail`` (else ``warn``); ``below``: low values are bad."""
     if value is None or not np.isfinite(value):
         return
+
+    def rank(v: float) -> int:
+        for r, limit in ((2, fail), (1, warn)):
+            if limit is not None and (v < limit if below else v > limit):
+                return r
+        return 0
+
+    if out.margin:
+        ranks = [rank(value * (1 - out.margin)), rank(value * (1 + out.margin))]
+        out.spread.append((min(ranks), max(ranks)))
     for level, limit in (("fail", fail), ("warn", warn)):
         if limit is not None and (value < limit if below else value > limit):
             out.add(level, code, f"{what} {'<' if below else '>'} {limit:g}")
             return
 
 
-def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: int, cfg: QAConfig) -> None:
+def expected_parallax(fx_px: float, baseline_m: tuple[float, float], diopters: float) -> np.ndarray:
+    """Flow ``(dx, dy)`` of a static point at ``1 / diopters`` metres between two cameras.
+
+    ``F = -f b D``: the second camera sits ``b`` (metres, image axes) from the first, so the
+    point's image moves the other way by ``f b / Z`` pixels (``f`` in pixels, ``D = 1 / Z``).
+    """
+    return -fx_px * np.asarray(baseline_m, np.float64) * max(float(diopters), 0.0)
+
+
+def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: int, cfg: QAConfig,
+                        expected: dict[str, np.ndarray] | None = None) -> None:
     th = cfg.thresholds
     for name, r in regs.items():
         a, b = PAIRINGS[name]
@@ -358,12 +408,22 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
             continue
         if name == "wr":
             continue  # wr composes wt and tt; a bump shows in tt (T vs T), which registers far better
-        # The AF subject's displacement, not the dominant keypoint cluster's: a near foreground
-        # seen from the reference phone's 7 cm baseline can legitimately move a third of the frame.
-        shift = s.get("subject_shift_px", s["shift_px"])
-        frac = shift / width
+        # The AF subject's displacement, not the dominant keypoint cluster's (a near foreground
+        # seen from the reference phone's 7 cm baseline can legitimately move a third of the
+        # frame), less the parallax the rig gives the focus plane (a near portrait's subject moves
+        # 0.15-0.3 of the width): what is left is what the rig did.
+        if "subject_dx" in s:
+            d = np.array([s["subject_dx"], s["subject_dy"]])
+        else:
+            d = np.array([s["shift_dx"], s["shift_dy"]])
+        e = expected.get(name, np.zeros(2)) if expected else np.zeros(2)
+        dep = float(np.hypot(*(d - e)))
+        out.row[f"{name}_expected_dx"], out.row[f"{name}_expected_dy"] = float(e[0]), float(e[1])
+        out.row[f"{name}_shift_departure_px"] = dep
+        frac = dep / width
         _grade(out, "large_shift", frac, th.warn_shift_frac, th.fail_shift_frac,
-               f"{label}: the AF subject moves {shift:.0f} px = {frac:.2f} of the width (rig bumped?)")
+               f"{label}: the AF subject is {dep:.0f} px = {frac:.2f} of the width from where the rig's parallax at "
+               f"the focus distance puts it (moved {np.hypot(*d):.0f} px, expected {np.hypot(*e):.0f}; rig bumped?)")
     r = regs.get("wr")
     if _reg_ok(r, th):
         s = r.stats
@@ -373,6 +433,43 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
                f"ref_T vs main W crop: rejected fraction {s['rejected_frac']:.2f}")
         _grade(out, "low_psnr", s["psnr_db"], th.warn_psnr_db, th.fail_psnr_db,
                f"ref_T warped onto the main W crop: PSNR {s['psnr_db']:.1f} dB", below=True)
+
+
+def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, srcs, opt: float, fx_t: float,
+                           diopters: float, cfg: QAConfig) -> None:
+    """Is the AF subject in focus in each T? Two figures, from the AF ROI.
+
+    - ``<T>_roi_blur_ratio``: the T's sharpness over the W crop's in the AF ROI, at W's optical
+      resolution (W's depth of field is deep: its subject is sharp; ``band_sharpness_ratio``).
+    - ``subject_depth_departure_d``: the depth-flow relation. The AF subject's parallax in ``tt``
+      along the mount's baseline ``b`` gives its distance, ``D = -F.u / (f |b|)``; minus main T's
+      focus distance from ``capture.json``: a focus on the wrong plane departs by its diopters.
+    """
+    th = cfg.thresholds
+    for name, slot in (("wt", "main_T"), ("wr", "ref_T")):
+        r, af = regs.get(name), afs.get(name)
+        if r is None or af is None or srcs.get("main_W") is None or not _reg_ok(r, th):
+            continue
+        box = clip_roi(af, r.valid.shape)
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        m = np.zeros(r.valid.shape, bool)
+        m[y0:y1, x0:x1] = r.valid[y0:y1, x0:x1] & (r.occlusion[y0:y1, x0:x1] < 0.5)
+        out.row[f"{slot}_roi_blur_ratio"] = band_sharpness_ratio(to_luma(r.warped_ref), to_luma(srcs["main_W"]), m,
+                                                                 opt)
+    s = regs["tt"].stats if "tt" in regs else {}
+    b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
+    if "subject_dx" in s and np.hypot(*b) > 0 and fx_t > 0:
+        u = b / np.hypot(*b)
+        d_flow = -(s["subject_dx"] * u[0] + s["subject_dy"] * u[1]) / (fx_t * np.hypot(*b))
+        dep = float(d_flow - diopters)
+        out.row["subject_depth_departure_d"] = dep
+        roi = afs.get("wt") or afs.get("tt")
+        where = f" (AF ROI {[round(v) for v in roi]})" if roi else ""
+        _grade(out, "defocused", abs(dep), th.warn_depth_departure_d, th.fail_depth_departure_d,
+               f"the AF subject's parallax puts it at {d_flow:.2f} D, main T focused at {diopters:.2f} D: the "
+               f"subject{where} is out of focus in T; |difference| (D)")
 
 
 def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg: QAConfig) -> None:
@@ -433,8 +530,11 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         # warn_brightness_ratio, or above twice fail_clipped_frac regardless.
         o = quality.get(other[slot])
         brighter = o is not None and brightness_log_ratio(o, q) > th.warn_brightness_ratio
+        # A scene that clips in both phones alike still gives a consistent pair: it warns only
+        # above fail_clipped_frac (clean bright scenes warned 1 in 6 at the old level).
         fail = th.fail_clipped_frac if brighter else 2 * th.fail_clipped_frac
-        _grade(out, "overexposed", q["clipped_frac"], th.warn_clipped_frac, fail,
+        warn = th.warn_clipped_frac if brighter else th.fail_clipped_frac
+        _grade(out, "overexposed", q["clipped_frac"], warn, fail,
                f"{slot}: clipped fraction {q['clipped_frac']:.2f}" + (" (and brighter than the other phone)"
                                                                        if brighter else ""))
         _grade(out, "underexposed", q["brightness"], th.warn_dark_mean, None,
@@ -468,12 +568,24 @@ def _collect_images(out: CaptureQA, srcs, regs: dict[str, Registration], cfg: QA
         h, w = out.images.get("img_main_T", out.images["map_moving"]).shape[:2]
         out.images["map_moving"] = cv2.resize(out.images["map_moving"], (w, h), interpolation=cv2.INTER_NEAREST)
 
+UNDECIDED = "undecided"  # the quick check's word where its coarser figures sit too near a threshold
+
+
 def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[str, list[str]]:
     """Low-resolution QA of one capture, for the crew's per-capture line: (verdict, reasons).
 
     Decodes the JPEGs with DCT scaling to about ``check.quick_long_side`` and runs the same
-    measurements and thresholds as ``hzsr qa check`` with DIS's ultrafast preset; no files written.
+    measurements, thresholds and verdict function (``hzsr.core.verdict.verdict_of``) as
+    ``hzsr qa check``, with DIS's ultrafast preset; no files written. Where a figure lies within
+    ``check.quick_margin`` of a threshold and the verdict would change across it, the answer is
+    ``undecided`` (``qa check`` decides), never a verdict that ``qa check`` may contradict.
     """
+    cfg = cfg or QAConfig()
     q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False)
-    return q.verdict.value, [f"{r.code}: {r.message}" for r in q.reasons]
+    reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
+    decided = q.decided()
+    if decided is None:
+        return UNDECIDED, reasons + [f"a figure within {cfg.check.quick_margin:.0%} of a threshold: "
+                                     "`hzsr qa check` decides"]
+    return decided.value, reasons
 

@@ -204,8 +204,9 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                     "ref_T": true_host["reference"]}
         focus_true = {r: 1 / cap_scene.layer(cap_scene.subject).depth_m * (1 + rng.normal(0, 0.02))
                       for r in DEVICE_ROLES}
-        if spoil is not None:  # refocus: the reference phone focuses elsewhere
+        if spoil is not None:  # refocus: the reference phone focuses elsewhere; wrong_depth: both
             focus_true["reference"] = spoil.focus_diopters(cap_scene, "ref_T", focus_true["reference"])
+            focus_true["main"] = spoil.focus_diopters(cap_scene, "main_T", focus_true["main"])
 
         cid = f"c{k:05d}"
         cdir = out / "captures" / cid
@@ -260,6 +261,10 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                         "shape": lay.shape, "photo_repeat": lay.photo_repeat}
                        for lay in cap_scene.layers],
             "subject": cap_scene.subject,
+            # Blur-circle diameter (px) of the AF subject in each T: a focus defect is visible where it is > 2 px.
+            "subject_blur_px": {s: float(2 * np.sqrt(2) * defocus_sigma_px(
+                cap_rig.camera(s), float(cap_rig.pose(s).K[0, 0]), cap_scene.layer(cap_scene.subject).depth_m,
+                focus_true[SLOTS[s][0]])) for s in ("main_T", "ref_T")},
         }
         arrays = None
         if cfg.truth and scene.kind == "sync-board":  # no texture to follow: timing truth only
