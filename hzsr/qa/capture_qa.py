@@ -418,12 +418,19 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
             d = np.array([s["shift_dx"], s["shift_dy"]])
         e = expected.get(name, np.zeros(2)) if expected else np.zeros(2)
         dep = float(np.hypot(*(d - e)))
+        b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
+        if name == "tt" and np.hypot(*b) > 0:
+            # Along the mount's baseline a departure is a depth: the subject nearer or further
+            # than the focus distance (``defocused`` judges that). Only the part across it is the rig.
+            n = np.array([-b[1], b[0]]) / np.hypot(*b)
+            dep = float(abs((d - e) @ n))
         out.row[f"{name}_expected_dx"], out.row[f"{name}_expected_dy"] = float(e[0]), float(e[1])
         out.row[f"{name}_shift_departure_px"] = dep
         frac = dep / width
         _grade(out, "large_shift", frac, th.warn_shift_frac, th.fail_shift_frac,
-               f"{label}: the AF subject is {dep:.0f} px = {frac:.2f} of the width from where the rig's parallax at "
-               f"the focus distance puts it (moved {np.hypot(*d):.0f} px, expected {np.hypot(*e):.0f}; rig bumped?)")
+               f"{label}: the AF subject is {dep:.0f} px = {frac:.2f} of the width"
+               f"{' across the baseline' if name == 'tt' else ''} from where the rig's parallax at the focus "
+               f"distance puts it (moved {np.hypot(*d):.0f} px, expected {np.hypot(*e):.0f}; rig bumped?)")
     r = regs.get("wr")
     if _reg_ok(r, th):
         s = r.stats

@@ -97,8 +97,9 @@ class Thresholds:
 
     fail_min_inliers: int = 12  # fewer shift inliers in a pairing: fail (no overlap), or warn if the warp lines up
     # large_shift: the AF subject's displacement minus the parallax the rig gives its focus
-    # distance (RigConfig), as a fraction of the width. Not the displacement itself: a near
-    # portrait's subject legitimately moves 0.15-0.3 of the width across the 7 cm mount.
+    # distance (RigConfig), as a fraction of the width; in tt, only its part across the mount's
+    # baseline (along it, a departure is a depth: ``defocused``). Not the displacement itself: a
+    # near portrait's subject legitimately moves 0.15-0.3 of the width across the 7 cm mount.
     warn_shift_frac: float = 0.2  # |departure from the expected parallax| above this fraction of the width: warn
     fail_shift_frac: float = 0.25  # ... above this: fail (rig bumped)
     warn_occluded_frac: float = 0.8  # occluded fraction (ref T vs W crop) above: warn
