@@ -224,17 +224,23 @@ def _labelled_rows(sess: Path, cfg: QAConfig, workers: int, quick: bool) -> list
         row = {"capture_id": c["capture_id"], "session": sess.name, "kind": c["scene_id"].split("-")[0],
                "defect": defect, "verdict": r["verdict"], "levels": levels, "subject_blur_px": blur}
         for col in ("wt_shift_departure_px", "tt_shift_departure_px", "tt_subject_shift_px", "wt_subject_shift_px",
-                    "tt_shift_px", "analysis_width", "subject_depth_departure_d", "main_T_roi_blur_ratio",
+                    "tt_shift_px", "analysis_width", "subject_depth_departure_d",
+                    "subject_depth_departure_calibrated_d",
+                    "main_T_roi_blur_ratio",
                     "ref_T_roi_blur_ratio", "main_T_blur_ratio", "ref_T_blur_ratio", "focus_sharpness_ratio",
                     "focus_mismatch_diopters", "main_T_defocus_frac"):
             if col in r and np.isfinite(r[col]):
                 row[col] = float(r[col])
         rows.append(row)
     if quick:
+        from hzsr.qa.capture_qa import analyse_capture as analyse
         from hzsr.qa.capture_qa import quick_check
 
         for row in rows:
             row["quick_verdict"] = quick_check(sess / "captures" / row["capture_id"], cfg)[0]
+            if row["quick_verdict"] == "undecided":
+                row["undecided_by"] = analyse(sess / "captures" / row["capture_id"], cfg, quick=True,
+                                              thumbs=False).undecided_by()
     return rows
 
 
@@ -305,8 +311,9 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
     fitted, spans = {}, {}
     for defect, fig, fail_name, warn_name in (
             ("rig_bump", lambda r: dep(r) if "analysis_width" in r else None, "fail_shift_frac", "warn_shift_frac"),
-            ("wrong_depth", lambda r: abs(r["subject_depth_departure_d"]) if "subject_depth_departure_d" in r
-             else None, "fail_depth_departure_d", "warn_depth_departure_d"),
+            ("wrong_depth", lambda r: abs(r["subject_depth_departure_calibrated_d"])
+             if "subject_depth_departure_calibrated_d" in r else None,
+             "fail_depth_departure_d", "warn_depth_departure_d"),
             ("refocus", lambda r: r.get("focus_mismatch_diopters"), "fail_focus_mismatch_d", "warn_focus_mismatch_d")):
         pos, neg = split(defect, fig)
         cut = _best_threshold(pos, neg)
@@ -354,13 +361,16 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
                                / max(len(quick), 1), 3),
                 "undecided": round(sum(r["quick_verdict"] == "undecided" for r in quick) / max(len(quick), 1), 3),
                 "contradicts": [(r["capture_id"], r["session"], r["quick_verdict"], r["qa_content_verdict"])
-                                for r in quick if r["quick_verdict"] not in ("undecided", r["qa_content_verdict"])]},
+                                for r in quick if r["quick_verdict"] not in ("undecided", r["qa_content_verdict"])],
+                "undecided_by": {c: sum(c in r.get("undecided_by", []) for r in quick)
+                                 for c in sorted({c for r in quick for c in r.get("undecided_by", [])})}},
         },
         "misjudged_held_out": [{k: r[k] for k in ("session", "capture_id", "kind", "defect", "verdict", "levels")}
                                for r in held if not r["defect"].endswith("_invisible") and (
-                                   (r["defect"] == "clean") == (r["verdict"] == "fail"))
-                               or (r["defect"] != "clean" and not any(
-                                   r["levels"].get(c) == "fail" for c, m in REASON_FOR.items() if r["defect"] in m))
+                                   (r["defect"] == "clean" and r["verdict"] == "fail")
+                                   or (r["defect"] != "clean" and not any(r["levels"].get(c) == "fail"
+                                                                          for c, m in REASON_FOR.items()
+                                                                          if r["defect"] in m)))
                                ][:40],
     }
 
@@ -471,10 +481,11 @@ def speed(root: Path, captures: int, seed: int) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=("accuracy", "middlebury", "verdicts", "labelled", "speed", "all"), default="all")
-    p.add_argument("--labelled-captures", type=int, default=60, help="captures per seed of the labelled set")
+    p.add_argument("--labelled-captures", type=int, default=50, help="captures per seed of the labelled set")
+    p.add_argument("--keep", default=None, help="write the simulated sessions here and keep them (default: a temp dir)")
     p.add_argument("--calibration-seeds", type=int, nargs=2, default=[1801, 1802])
     p.add_argument("--held-out-seeds", type=int, nargs=2, default=[1803, 1804])
-    p.add_argument("--labelled-size", type=int, nargs=2, default=[640, 480], help="frame width height")
+    p.add_argument("--labelled-size", type=int, nargs=2, default=[480, 360], help="frame width height")
     p.add_argument("--accuracy-captures", type=int, default=12)
     p.add_argument("--verdict-captures", type=int, default=100)
     p.add_argument("--speed-captures", type=int, default=6)
@@ -483,7 +494,7 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
     out: dict = {"benchmark": "qa"}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = Path(a.keep) if a.keep else Path(tmp)
         if a.part in ("accuracy", "all"):
             out["accuracy"] = accuracy(root, a.accuracy_captures, a.seed, (640, 480))
         if a.part in ("verdicts", "all"):

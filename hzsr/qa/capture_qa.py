@@ -54,12 +54,18 @@ class CaptureQA:
     seconds: float = 0.0
     # Per graded figure, the lowest and highest verdict rank it gives when moved by
     # +-check.quick_margin of itself: what a coarser measurement could have said (``quick_check``).
-    spread: list[tuple[int, int]] = field(default_factory=list)
+    spread: list[tuple[str, int, int]] = field(default_factory=list)  # (code, lowest rank, highest rank)
     margin: float = 0.0  # the relative margin of ``spread`` (0: exact)
 
     @property
     def verdict(self) -> Verdict:
         return verdict_of(self.reasons)
+
+    def undecided_by(self) -> list[str]:
+        """The codes whose figure could raise the verdict above its lowest possible value."""
+        fixed = max((r.level.rank for r in self.reasons), default=0)
+        lo = max([fixed] + [a for _, a, _ in self.spread])
+        return sorted({c for c, _, b in self.spread if b > lo})
 
     def decided(self) -> Verdict | None:
         """The verdict if every figure near a threshold gives it on either side; else None.
@@ -69,8 +75,8 @@ class CaptureQA:
         frame, no overlap) count at their level.
         """
         fixed = max((r.level.rank for r in self.reasons), default=0)
-        lo = max([fixed] + [a for a, _ in self.spread])
-        hi = max([fixed] + [b for _, b in self.spread])
+        lo = max([fixed] + [a for _, a, _ in self.spread])
+        hi = max([fixed] + [b for _, _, b in self.spread])
         return [Verdict.PASS, Verdict.WARN, Verdict.FAIL][lo] if lo == hi else None
 
     def add(self, level: str, code: str, message: str) -> None:
@@ -353,8 +359,11 @@ def _reg_ok(r: Registration | None, th) -> bool:
 
 
 def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: float | None, what: str,
-           below: bool = False) -> None:
-    """Add a reason when ``value`` crosses ``fail`` (else ``warn``); ``below``: low values are bad."""
+           below: bool = False, abs_margin: float = 0.0) -> None:
+    """Add a reason when ``value`` crosses ``fail`` (else ``warn``); ``below``: low values are bad.
+
+    ``abs_margin``: an uncertainty of the figure in its own units, added to ``out.margin``'s
+    relative one for ``spread`` (what a coarser or uncalibrated measurement could have said)."""
     if value is None or not np.isfinite(value):
         return
 
@@ -365,8 +374,9 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
         return 0
 
     if out.margin:
-        ranks = [rank(value * (1 - out.margin)), rank(value * (1 + out.margin))]
-        out.spread.append((min(ranks), max(ranks)))
+        lo, hi = value * (1 - out.margin) - abs_margin, value * (1 + out.margin) + abs_margin
+        ranks = [rank(lo), rank(hi)]
+        out.spread.append((code, min(ranks), max(ranks)))
     for level, limit in (("fail", fail), ("warn", warn)):
         if limit is not None and (value < limit if below else value > limit):
             out.add(level, code, f"{what} {'<' if below else '>'} {limit:g}")
@@ -470,13 +480,35 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
     if "subject_dx" in s and np.hypot(*b) > 0 and fx_t > 0:
         u = b / np.hypot(*b)
         d_flow = -(s["subject_dx"] * u[0] + s["subject_dy"] * u[1]) / (fx_t * np.hypot(*b))
-        dep = float(d_flow - diopters)
-        out.row["subject_depth_departure_d"] = dep
+        out.row["subject_depth_flow_d"] = float(d_flow)
+        out.row["main_T_focus_d"] = float(diopters)
+        out.row["subject_depth_departure_d"] = float(d_flow - diopters)
         roi = afs.get("wt") or afs.get("tt")
-        where = f" (AF ROI {[round(v) for v in roi]})" if roi else ""
-        _grade(out, "defocused", abs(dep), th.warn_depth_departure_d, th.fail_depth_departure_d,
-               f"the AF subject's parallax puts it at {d_flow:.2f} D, main T focused at {diopters:.2f} D: the "
-               f"subject{where} is out of focus in T; |difference| (D)")
+        out.row["af_roi_wt"] = ";".join(str(round(v)) for v in roi) if roi else ""
+        grade_depth(out, 0.0, cfg)
+
+
+def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig) -> None:
+    """``defocused`` from ``subject_depth_departure_d`` less the rig's own offset ``offset_d``.
+
+    The reference phone's small rotation on the mount adds a constant to every capture's parallax
+    (a few tenths of a degree: ~0.1-0.2 D); ``hzsr qa check`` removes it with the session's median
+    departure (most shots are focused on their subject) and grades again. A single capture (the
+    quick check) cannot: its spread counts that offset as uncertainty (``rig.depth_offset_d``).
+    """
+    th = cfg.thresholds
+    row = out.row
+    if "subject_depth_departure_d" not in row:
+        return
+    out.reasons = [r for r in out.reasons if not (r.code == "defocused" and "parallax" in r.message)]
+    dep = row["subject_depth_departure_d"] - offset_d
+    row["subject_depth_departure_calibrated_d"] = dep
+    roi = row.get("af_roi_wt") or ""
+    where = f" (AF ROI [{roi.replace(';', ', ')}])" if roi else ""
+    _grade(out, "defocused", abs(dep), th.warn_depth_departure_d, th.fail_depth_departure_d,
+           f"the AF subject's parallax puts it at {row['subject_depth_flow_d'] - offset_d:.2f} D, main T focused "
+           f"at {row['main_T_focus_d']:.2f} D: the subject{where} is out of focus in T; |difference| (D)",
+           abs_margin=0.0 if offset_d else cfg.rig.depth_offset_d)
 
 
 def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg: QAConfig) -> None:
@@ -592,7 +624,7 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
     decided = q.decided()
     if decided is None:
-        return UNDECIDED, reasons + [f"a figure within {cfg.check.quick_margin:.0%} of a threshold: "
-                                     "`hzsr qa check` decides"]
+        return UNDECIDED, reasons + [f"undecided: {', '.join(q.undecided_by())} within {cfg.check.quick_margin:.0%} "
+                                     "of a threshold: `hzsr qa check` decides"]
     return decided.value, reasons
 

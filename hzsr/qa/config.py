@@ -74,6 +74,10 @@ class RigConfig:
 
     wt_baseline_m: tuple[float, float] = (0.015, 0.0)  # main T's position minus main W's, on one phone
     ref_baseline_m: tuple[float, float] = (0.0, 0.07)  # reference T's position minus main T's (the mount)
+    # The mount's small rotations add a constant to the parallax, read as a depth offset: qa check
+    # removes the session's median; a lone capture (the quick check) counts up to this as uncertain.
+    depth_offset_d: float = 0.2
+    min_captures_for_offset: int = 5  # fewer complete captures with the figure: no session offset
 
 
 @dataclass
@@ -82,7 +86,7 @@ class CheckConfig:
 
     analysis_long_side: int = 1024  # T frames are decoded (JPEG DCT scaling) and analysed at about this long side
     quick_long_side: int = 384  # --quick analyses at about this long side, with the fast DIS preset
-    quick_margin: float = 0.25  # quick_check: a figure within this share of itself from a threshold -> undecided
+    quick_margin: float = 0.15  # quick_check: a figure within this share of itself from a threshold -> undecided
     map_long_side: int = 512  # maps are written as PNG at this long side
     write_maps: bool = True  # write qa/maps/<capture>/*.png
 
