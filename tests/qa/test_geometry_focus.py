@@ -36,6 +36,9 @@ def test_a_near_portrait_passes_large_shift_and_a_bump_fails_it(portrait_session
     clean, bump = df.loc["c00000"], df.loc["c00001"]
     # The clean subject moves far (parallax over the 7 cm mount), but where the rig says it must.
     assert clean["tt_subject_shift_px"] > 0.08 * 320
+    # Along the 7 cm mount (y), the subject is where f b D from capture.json puts it, within the
+    # mount's own small rotation; the old rule saw only the shift.
+    assert clean["tt_expected_dy"] < -20 and abs(clean["tt_subject_dy"] - clean["tt_expected_dy"]) < 10
     assert clean["tt_shift_departure_px"] < QAConfig().thresholds.warn_shift_frac * 320
     assert "large_shift" not in str(clean["codes"])
     assert bump["verdict"] == "fail" and "fail: large_shift" in bump["reasons"], bump["reasons"]

@@ -19,7 +19,7 @@ from hzsr.sync.check import run_sync_check
 
 RIGHT_REASON = {"refocus": {"focus_mismatch"}, "moving_skew": {"sync_skew", "moving_object"},
                 "motion_blur": {"motion_blur"}, "rig_bump": {"large_shift", "no_overlap"},
-                "overexposure": {"overexposed"}}
+                "overexposure": {"overexposed"}, "wrong_depth": {"defocused"}}
 
 
 def _run(tmp_path, captures: int, seed: int, workers: int = 1):
