@@ -214,7 +214,7 @@ def _labelled_rows(sess: Path, cfg: QAConfig, workers: int, quick: bool) -> list
             if len(parts) >= 2 and parts[0] in ("warn", "fail"):
                 levels[parts[1]] = max(levels.get(parts[1], "warn"), parts[0], key=("warn", "fail").index)
         defect = c["defect"] or "clean"
-        blur = c.get("subject_blur_px", {})
+        blur = c.get("af_layer_blur_px") or c.get("subject_blur_px", {})  # the plane the AF point shows
         # A focus defect the optics hide (the other plane within T's depth of field: a blur circle
         # of 2 px or less on the subject) is no defect to find: labelled apart, scored as neither.
         if defect == "wrong_depth" and blur.get("main_T", 99) <= OUT_OF_FOCUS_BLUR_PX:

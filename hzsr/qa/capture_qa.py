@@ -475,11 +475,20 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         m[y0:y1, x0:x1] = r.valid[y0:y1, x0:x1] & (r.occlusion[y0:y1, x0:x1] < 0.5)
         out.row[f"{slot}_roi_blur_ratio"] = band_sharpness_ratio(to_luma(r.warped_ref), to_luma(srcs["main_W"]), m,
                                                                  opt)
-    s = regs["tt"].stats if "tt" in regs else {}
     b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
-    if "subject_dx" in s and np.hypot(*b) > 0 and fx_t > 0:
+    r = regs.get("tt")
+    box = clip_roi(afs["tt"], r.flow_fwd.shape) if r is not None and afs.get("tt") is not None else None
+    if box is not None and np.hypot(*b) > 0 and fx_t > 0:
+        # The AF point is the ROI's centre: the median flow of its central third, not the ROI's
+        # largest flow cluster (a near foreground reaching into the ROI can outnumber the subject).
+        x0, y0, x1, y1 = box
+        cx0, cx1 = x0 + (x1 - x0) // 3, x1 - (x1 - x0) // 3
+        cy0, cy1 = y0 + (y1 - y0) // 3, y1 - (y1 - y0) // 3
+        centre = r.flow_fwd[cy0:max(cy1, cy0 + 1), cx0:max(cx1, cx0 + 1)].reshape(-1, 2)
+        f_c = np.median(centre, axis=0)
+        out.row["subject_centre_dx"], out.row["subject_centre_dy"] = float(f_c[0]), float(f_c[1])
         u = b / np.hypot(*b)
-        d_flow = -(s["subject_dx"] * u[0] + s["subject_dy"] * u[1]) / (fx_t * np.hypot(*b))
+        d_flow = -(f_c[0] * u[0] + f_c[1] * u[1]) / (fx_t * np.hypot(*b))
         out.row["subject_depth_flow_d"] = float(d_flow)
         out.row["main_T_focus_d"] = float(diopters)
         out.row["subject_depth_departure_d"] = float(d_flow - diopters)

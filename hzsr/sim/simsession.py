@@ -287,6 +287,18 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                 arrays[f"defocus_sigma_{slot}"] = np.where(label >= 0, np.float32(sig + [0.0])[label], 0).astype(
                     np.float32)
             cap_truth["crop_rect"] = to_plain(cr)
+            # The plane the AF point shows (the AF ROI's centre in main T): a near foreground may hide the
+            # subject there. Its blur-circle diameter (px) in each T is what a focus defect makes visible.
+            t_t = (instants["main_T"] - trigger_host) / 1e9
+            x, y, bw, bh = af_roi(cap_rig, "main_T", cap_scene, t_t)
+            lab_t = visible_layer_map(cap_scene, cap_rig.pose("main_T"), t_t)
+            li = int(lab_t[min(y + bh // 2, lab_t.shape[0] - 1), min(x + bw // 2, lab_t.shape[1] - 1)])
+            if li >= 0:
+                af_lay = cap_scene.layers[li]
+                cap_truth["af_layer"] = af_lay.name
+                cap_truth["af_layer_blur_px"] = {s: float(2 * np.sqrt(2) * defocus_sigma_px(
+                    cap_rig.camera(s), float(cap_rig.pose(s).K[0, 0]), af_lay.depth_m, focus_true[SLOTS[s][0]]))
+                    for s in ("main_T", "ref_T")}
             write_capture_truth(out, cid, cap_truth, arrays)
         truth_captures.append(cap_truth)
         host_now = trigger_host + int(cfg.interval_s * 1e9) - int(cfg.lead_ms * 1e6)
