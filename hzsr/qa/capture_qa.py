@@ -617,6 +617,9 @@ def _collect_images(out: CaptureQA, srcs, regs: dict[str, Registration], cfg: QA
         out.images["map_moving"] = cv2.resize(out.images["map_moving"], (w, h), interpolation=cv2.INTER_NEAREST)
 
 UNDECIDED = "undecided"  # the quick check's word where its coarser figures sit too near a threshold
+#: Per session folder, the depth departures the quick check has seen in this process (the capture
+#: line runs it once per shot): their median is the mount's offset, as qa check takes it (no file).
+_SESSION_DEPTHS: dict[str, dict[str, float]] = {}
 
 
 def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[str, list[str]]:
@@ -627,9 +630,17 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     ``hzsr qa check``, with DIS's ultrafast preset; no files written. Where a figure lies within
     ``check.quick_margin`` of a threshold and the verdict would change across it, the answer is
     ``undecided`` (``qa check`` decides), never a verdict that ``qa check`` may contradict.
+    ``defocused``'s depth check needs the mount's offset: from the session's fifth capture on
+    (``rig.min_captures_for_offset``), the median of what this process has seen of the session.
     """
     cfg = cfg or QAConfig()
     q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False)
+    dep = q.row.get("subject_depth_departure_d")
+    if dep is not None and np.isfinite(dep):
+        seen = _SESSION_DEPTHS.setdefault(str(Path(capture_dir).resolve().parent), {})
+        seen[Path(capture_dir).name] = float(dep)
+        if len(seen) >= cfg.rig.min_captures_for_offset:  # the session's offset so far, as qa check's
+            grade_depth(q, float(np.median(list(seen.values()))), cfg)
     reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
     decided = q.decided()
     if decided is None:

@@ -170,15 +170,16 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
     # is graded again (capture_qa.grade_depth).
     deps = [r["subject_depth_departure_d"] for r, _, _ in results
             if np.isfinite(r.get("subject_depth_departure_d", np.nan))]
-    offset = float(np.median(deps)) if len(deps) >= cfg.rig.min_captures_for_offset else 0.0
+    # Too few captures for a median: each keeps its own farthest-plane estimate (capture_qa).
+    offset = float(np.median(deps)) if len(deps) >= cfg.rig.min_captures_for_offset else None
     rows, all_thumbs = [], {}
     for row, reasons, thumbs in results:
         reasons = [Reason(Verdict(lv), code, msg) for lv, code, msg in reasons]
-        if offset:
+        if offset is not None:
             q = CaptureQA(row["capture_id"], row, reasons)
             grade_depth(q, offset, cfg)
             reasons = q.reasons
-        row["session_depth_offset_d"] = offset
+            row["session_depth_offset_d"] = offset
         _join_sync(row, reasons, sync.get(row["capture_id"]))
         row.pop("verdict", None)
         rows.append(QARow(
