@@ -359,7 +359,7 @@ def _reg_ok(r: Registration | None, th) -> bool:
 
 
 def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: float | None, what: str,
-           below: bool = False, abs_margin: float = 0.0) -> None:
+           below: bool = False, abs_margin: float = 0.0, tag: str | None = None) -> None:
     """Add a reason when ``value`` crosses ``fail`` (else ``warn``); ``below``: low values are bad.
 
     ``abs_margin``: an uncertainty of the figure in its own units, added to ``out.margin``'s
@@ -376,7 +376,7 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
     if out.margin:
         lo, hi = value * (1 - out.margin) - abs_margin, value * (1 + out.margin) + abs_margin
         ranks = [rank(lo), rank(hi)]
-        out.spread.append((code, min(ranks), max(ranks)))
+        out.spread.append((tag or code, min(ranks), max(ranks)))
     for level, limit in (("fail", fail), ("warn", warn)):
         if limit is not None and (value < limit if below else value > limit):
             out.add(level, code, f"{what} {'<' if below else '>'} {limit:g}")
@@ -494,22 +494,24 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         out.row["subject_depth_departure_d"] = float(d_flow - diopters)
         roi = afs.get("wt") or afs.get("tt")
         out.row["af_roi_wt"] = ";".join(str(round(v)) for v in roi) if roi else ""
-        grade_depth(out, 0.0, cfg)
+        grade_depth(out, 0.0, cfg, session=False)
 
 
-def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig) -> None:
+def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = True) -> None:
     """``defocused`` from ``subject_depth_departure_d`` less the rig's own offset ``offset_d``.
 
     The reference phone's small rotation on the mount adds a constant to every capture's parallax
     (a few tenths of a degree: ~0.1-0.2 D); ``hzsr qa check`` removes it with the session's median
-    departure (most shots are focused on their subject) and grades again. A single capture (the
-    quick check) cannot: its spread counts that offset as uncertainty (``rig.depth_offset_d``).
+    departure (most shots are focused on their subject) and grades again, and so does the quick
+    check with the captures of the session it has seen. Without such a median (``session=False``)
+    the figure is graded as it is, and the quick check counts ``rig.depth_offset_d`` of uncertainty.
     """
     th = cfg.thresholds
     row = out.row
     if "subject_depth_departure_d" not in row:
         return
     out.reasons = [r for r in out.reasons if not (r.code == "defocused" and "parallax" in r.message)]
+    out.spread = [sp for sp in out.spread if sp[0] != "defocused (depth)"]  # graded again below
     dep = row["subject_depth_departure_d"] - offset_d
     row["subject_depth_departure_calibrated_d"] = dep
     roi = row.get("af_roi_wt") or ""
@@ -517,7 +519,7 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig) -> None:
     _grade(out, "defocused", abs(dep), th.warn_depth_departure_d, th.fail_depth_departure_d,
            f"the AF subject's parallax puts it at {row['subject_depth_flow_d'] - offset_d:.2f} D, main T focused "
            f"at {row['main_T_focus_d']:.2f} D: the subject{where} is out of focus in T; |difference| (D)",
-           abs_margin=0.0 if offset_d else cfg.rig.depth_offset_d)
+           abs_margin=0.0 if session else cfg.rig.depth_offset_d, tag="defocused (depth)")
 
 
 def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg: QAConfig) -> None:
