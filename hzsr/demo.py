@@ -84,6 +84,7 @@ class Demo:
         self.eval_dir = self.out / "eval"
         self.infer_dir = self.out / "infer"
         self.timings: dict[str, float] = {}
+        self.crew: list[str | None] = []  # the crew's defect on each shot, in capture order (report's confusion)
 
     # -- steps ---------------------------------------------------------------------------
     def _step(self, name: str, fn) -> None:
@@ -135,6 +136,7 @@ class Demo:
                 _hzsr(["capture", "run", str(self.session), "--rig", str(self.rig_yaml), "--count", "1",
                        "--scene", f"{kind}-demo{scene:02d}", "--tags", f"{kind},demo",
                        "--lock-3a", "--match-exposure"])
+                self.crew.append(defect)
                 done += 1
         write_crew_action(self.rig_dir, scene=None, defect=None)
 
@@ -188,7 +190,14 @@ class Demo:
             title="hzsr demo: virtual rig to trained model", rig_yaml=self.rig_yaml,
             doctor_json=self.out / "doctor.json", session=self.session, dataset=self.dataset,
             run=self.run_dir, eval_dir=self.eval_dir, infer_dir=self.infer_dir, timings=self.timings,
+            crew_defects=self._crew_by_capture(),
         ), self.out / "report.html")
+
+    def _crew_by_capture(self) -> dict[str, str | None]:
+        """capture id -> the crew's defect on it: the demo shoots one capture per run, in order."""
+        d = self.session / "captures"
+        caps = sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+        return dict(zip(caps, self.crew, strict=False))
 
     def _ckpt(self) -> Path:
         for name in ("model.pt", "ckpt-last.pt"):

@@ -40,6 +40,7 @@ class ReportInputs:
     infer_dir: Path | None = None  # `hzsr model infer --save-maps` output for one capture
     timings: dict[str, float] = field(default_factory=dict)  # seconds per demo step
     report_dir: Path | None = None  # where the report is written (links are made relative to it)
+    crew_defects: dict[str, str | None] = field(default_factory=dict)  # capture id -> the demo crew's defect
 
 
 # -- small helpers --------------------------------------------------------------------------
@@ -196,7 +197,39 @@ def _section_qa(inp: ReportInputs) -> str:
     view.insert(1, "thumbnails", thumbs)
     counts = qa["verdict"].value_counts().to_dict() if "verdict" in qa.columns else {}
     head = "<p>" + ", ".join(f"{_esc(k)}: {v}" for k, v in counts.items()) + "</p>"
-    return head + link + _table(view, "data sortable")
+    return head + link + _crew_confusion(qa, inp.crew_defects) + _table(view, "data sortable")
+
+
+def _crew_confusion(qa: pd.DataFrame, crew: dict[str, str | None]) -> str:
+    """What QA caught and missed, as HTML (``crew_confusion``); empty when the run had no scripted crew."""
+    rows = crew_confusion(qa, crew)
+    if not rows:
+        return ""
+    return ("<h3>The crew's defects beside the verdicts</h3><p>Each shot the demo's crew spoiled (nothing "
+            "downstream is told which), and the clean ones (<code>none</code>): what QA caught and missed.</p>"
+            + _table(pd.DataFrame(rows), "data"))
+
+
+def crew_confusion(qa: pd.DataFrame, crew: dict[str, str | None]) -> list[dict[str, Any]]:
+    """The crew's injected defect (a row each, clean shots as ``none``, last) against QA's verdict
+    (a column each), with the reason codes that failed each."""
+    if not crew or "capture_id" not in qa.columns:
+        return []
+    rows: dict[str, dict[str, Any]] = {}
+    for _, r in qa.iterrows():
+        d = crew.get(str(r["capture_id"])) or "none"
+        row = rows.setdefault(d, {"injected": d, "captures": 0, "pass": 0, "warn": 0, "fail": 0, "failed by": {}})
+        row["captures"] += 1
+        v = str(r.get("verdict"))
+        if v in row:
+            row[v] += 1
+        for text in str(r.get("reasons") or "").split(" | "):
+            parts = text.split(": ")
+            if len(parts) >= 2 and parts[0] == "fail":
+                row["failed by"][parts[1]] = row["failed by"].get(parts[1], 0) + 1
+    for row in rows.values():
+        row["failed by"] = ", ".join(f"{k} x{n}" for k, n in sorted(row["failed by"].items())) or "-"
+    return [rows[d] for d in sorted(rows, key=lambda d: (d == "none", d))]
 
 
 def _section_dataset(inp: ReportInputs) -> str:

@@ -20,12 +20,14 @@ import numpy as np
 from hzsr.baseline_model.checkpoint import load_model
 from hzsr.core.errors import ConfigError, ModelError
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
+from hzsr.core.imageio import check_image_size
 
 
 def read_rgb(path: str | Path, what: str) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise ConfigError("file not found", file=p, field=what, unreadable=True)
+    check_image_size(p, field=what)  # size before decode (hzsr.core.imageio): a 400 MP header is refused, not decoded
     img = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if img is None:
         raise ConfigError("not a readable image", file=p, field=what, unreadable=True)

@@ -357,8 +357,14 @@ def cmd_capture(args: argparse.Namespace) -> int:
              "reason": r.reason} for r in results]}))
         return EXIT_OK
     counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "warn", "fail")}
+    # Sync and each post-capture check (qa's quick check) counted apart: one verdict never hides the other.
+    checks = sorted({name for r in results for name in r.checks})
+    per_check = "".join(
+        f"; {name}: " + ", ".join(f"{sum(r.checks.get(name, ('',))[0] == v for r in results)} {v}"
+                                  for v in ("pass", "warn", "fail", "undecided")) for name in checks)
+    failed = counts["fail"] or any(r.checks.get(n, ("",))[0] == "fail" for r in results for n in checks)
     print(f"{args.session}: {len(results)} captures: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-          + ("; retake the failed ones" if counts["fail"] else ""))
+          + " (sync)" + per_check + ("; retake the failed ones" if failed else ""))
     for r in results:
         print(f"wrote {sess / 'captures' / r.capture_id}")
     if results:

@@ -141,6 +141,15 @@ class ModelError(HzsrError):
     """A checkpoint, model input or model option is unusable."""
 
 
+class ImageRefused(HzsrError):
+    """An image is not taken in: its header declares too many pixels, or cannot be read
+    (``hzsr.core.imageio``: size before decode)."""
+
+
+class ImageTooLarge(ImageRefused):
+    """An image's header declares more pixels than hzsr decodes (``hzsr.core.imageio.MAX_PIXELS``)."""
+
+
 class DemoStepFailed(HzsrError):
     """A step of ``hzsr demo`` failed; it has already said why on stderr."""
 

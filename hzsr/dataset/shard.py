@@ -22,6 +22,7 @@ import numpy as np
 
 from hzsr.core.errors import DatasetError
 from hzsr.core.fileio import fsync_dir
+from hzsr.core.imageio import check_image_size
 from hzsr.dataset.codecs import CHUNK_HW, chunk_shape, filter_kwargs, register_plugins
 from hzsr.dataset.phash import phash
 from hzsr.dataset.schema import (
@@ -57,6 +58,7 @@ def decode_jpeg(path: str | Path, expect_sha256: str | None = None) -> np.ndarra
     """
     if not Path(path).is_file():
         raise DatasetError("image file not found", file=path, unreadable=True)
+    check_image_size(path)  # size before decode (hzsr.core.imageio): a 400 MP header is refused, not decoded
     data = np.fromfile(str(path), dtype=np.uint8)
     if expect_sha256 is not None and hashlib.sha256(data.data).hexdigest() != expect_sha256:
         raise DatasetError("file changed since capture: its sha256 differs from capture.json's "

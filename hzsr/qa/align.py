@@ -198,6 +198,23 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     return GlobalShift(float(d[0]), float(d[1]), int(inl.sum()), n)
 
 
+def gate_shift(shift: GlobalShift, cfg: QAConfig | AlignConfig | None = None) -> tuple[GlobalShift, bool]:
+    """The inlier gate: ``shift`` if at least ``align.min_inliers`` matches support it, else none.
+
+    A translation from a handful of matches is as likely chance agreement as the truth (a bumped
+    rig, W's blur, flat or repetitive texture); a wrong one would start the dense flow from the
+    wrong place, which is worse than starting it from the rig's own alignment (zero shift).
+
+    Returns:
+        The shift to use (``dx = dy = 0`` with the same support when refused) and whether it is
+        ``shift`` itself.
+    """
+    c = _align_cfg(cfg)
+    if shift.inliers >= c.min_inliers:
+        return shift, True
+    return GlobalShift(0.0, 0.0, shift.inliers, shift.matches), False
+
+
 def shift_image(img: np.ndarray, dx: float, dy: float,
                 border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
     """``out(x) = img(x + (dx, dy))``, bilinear: a constant-flow ``warp``.

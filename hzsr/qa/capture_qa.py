@@ -22,10 +22,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from hzsr.core.errors import HzsrError
+from hzsr.core.errors import HzsrError, ImageRefused, ImageTooLarge
+from hzsr.core.imageio import check_image_size
 from hzsr.core.records import CaptureRecord, FrameRecord
 from hzsr.core.verdict import Reason, Verdict, verdict_of
-from hzsr.qa.align import crop_w_to_t, global_translation, to_luma
+from hzsr.qa.align import crop_w_to_t, gate_shift, global_translation, to_luma
 from hzsr.qa.config import QAConfig
 from hzsr.qa.quality import (
     band_sharpness_ratio,
@@ -51,10 +52,32 @@ class CaptureQA:
     reasons: list[Reason] = field(default_factory=list)
     images: dict[str, np.ndarray] = field(default_factory=dict)  # thumbnails and maps, uint8
     seconds: float = 0.0
+    # Per graded figure, the lowest and highest verdict rank it gives when moved by
+    # +-check.quick_margin of itself: what a coarser measurement could have said (``quick_check``).
+    spread: list[tuple[str, int, int]] = field(default_factory=list)  # (code, lowest rank, highest rank)
+    margin: float = 0.0  # the relative margin of ``spread`` (0: exact)
 
     @property
     def verdict(self) -> Verdict:
         return verdict_of(self.reasons)
+
+    def undecided_by(self) -> list[str]:
+        """The codes whose figure could raise the verdict above its lowest possible value."""
+        fixed = max((r.level.rank for r in self.reasons), default=0)
+        lo = max([fixed] + [a for _, a, _ in self.spread])
+        return sorted({c for c, _, b in self.spread if b > lo})
+
+    def decided(self) -> Verdict | None:
+        """The verdict if every figure near a threshold gives it on either side; else None.
+
+        The verdict is the worst level: its lowest possible value is the worst of each reason's
+        lowest, its highest the worst of the highest. Reasons not from a graded figure (a missing
+        frame, no overlap) count at their level.
+        """
+        fixed = max((r.level.rank for r in self.reasons), default=0)
+        lo = max([fixed] + [a for _, a, _ in self.spread])
+        hi = max([fixed] + [b for _, _, b in self.spread])
+        return [Verdict.PASS, Verdict.WARN, Verdict.FAIL][lo] if lo == hi else None
 
     def add(self, level: str, code: str, message: str) -> None:
         self.reasons.append(Reason(Verdict(level), code, message))
@@ -140,7 +163,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     cfg = cfg or QAConfig()
     t0 = time.perf_counter()
     capture_dir = Path(capture_dir)
-    out = CaptureQA(capture_dir.name, {"capture_id": capture_dir.name})
+    out = CaptureQA(capture_dir.name, {"capture_id": capture_dir.name},
+                    margin=(cfg.check.quick_margin if quick else 0.0))
     th = cfg.thresholds
     try:
         rec = CaptureRecord.load(capture_dir)
@@ -183,6 +207,18 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
                 r *= 2
         else:
             r = _reduction(long, target)
+        # Size before decode: the header's size, checked against the cap and capture.json, costs a
+        # few bytes; a 752-byte JPEG declaring 20000x20000 would otherwise decode to 1.2 GB.
+        try:
+            hdr = check_image_size(path)
+        except ImageRefused as exc:
+            out.add("fail", "image_too_large" if isinstance(exc, ImageTooLarge) else "undecodable",
+                    f"{f.file}: {exc.message}")
+            continue
+        if (hdr.width, hdr.height) != (f.width, f.height):
+            out.add("fail", "size_mismatch", f"{f.file}: header declares {hdr.width}x{hdr.height}, "
+                    f"capture.json says {f.width}x{f.height}")
+            continue
         img, why = _decode(path, r)
         if img is None:
             out.add("fail", "undecodable", f"{f.file}: {why}")
@@ -257,6 +293,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         return [x - shift[0], y - shift[1], w, h]
 
     regs: dict[str, Registration] = {}
+    afs: dict[str, list[float] | None] = {}  # each pairing's AF ROI on its SRC grid
     srcs = {"main_W": crop, "main_T": t_img, "ref_T": imgs.get("ref_T")}
     for name, (a, b) in PAIRINGS.items():
         src, ref = srcs[a], srcs[b]
@@ -267,7 +304,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         hints = []
         if name == "wr" and "wt" in regs and "tt" in regs:  # W -> main T -> ref T composes
             hints.append((regs["wt"].shift.dx + regs["tt"].shift.dx, regs["wt"].shift.dy + regs["tt"].shift.dy))
-        g = global_translation(src, ref, cfg, optical_scale=o, hints=hints)
+        found = global_translation(src, ref, cfg, optical_scale=o, hints=hints)
+        g, _ = gate_shift(found, cfg)  # the inlier gate: a shift from too few matches is not used
         af = roi_of(b, (g.dx, g.dy)) if a == "main_W" else roi_of("main_T")  # tt: SRC is main T
         if clip_roi(af, src.shape) is None:
             # A shift of most of a frame (a bumped rig) carries the AF ROI off the source: there is
@@ -281,11 +319,23 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             pcfg = replace(cfg, maps=replace(cfg.maps, defocus_gamma=cfg.maps.defocus_gamma_ref,
                                              defocus_sigma_f=cfg.maps.defocus_sigma_f_ref))
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g)
+        afs[name] = af
         for k, v in regs[name].stats.items():
             out.row[f"{name}_{k}"] = v
 
-    _judge_registration(out, regs, tw_, cfg)
+    # The parallax the rig gives main T's focus plane: where the AF subject must be (large_shift).
+    fx_t = float(_k(ft, sx_t, sy_t)[0, 0])
+    diop = ft.focus_distance_diopters if ft.focus_distance_diopters is not None else 0.0
+    expected = {"wt": expected_parallax(fx_t, cfg.rig.wt_baseline_m, diop),
+                "tt": expected_parallax(fx_t, cfg.rig.ref_baseline_m, diop)}
+    _judge_registration(out, regs, tw_, cfg, expected)
+    _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg)
     _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg)
+    if any(r.code == "overexposed" and r.level is Verdict.FAIL for r in out.reasons):
+        # Clipped frames have few keypoints and a poor PSNR: the exposure explains the "no
+        # overlap", which stays a warning (it once failed half the overexposed captures twice).
+        out.reasons = [Reason(Verdict.WARN, r.code, r.message + " (overexposure explains it)")
+                       if r.code == "no_overlap" and r.level is Verdict.FAIL else r for r in out.reasons]
     if _reg_ok(regs.get("tt"), th):
         frac, moving = motion_inconsistency(regs["tt"], cfg)
         out.row["moving_frac"] = frac
@@ -309,38 +359,88 @@ def _reg_ok(r: Registration | None, th) -> bool:
 
 
 def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: float | None, what: str,
-           below: bool = False) -> None:
-    """Add a reason when ``value`` crosses ``fail`` (else ``warn``); ``below``: low values are bad."""
+           below: bool = False, abs_margin: float = 0.0, tag: str | None = None) -> None:
+    """Add a reason when ``value`` crosses ``fail`` (else ``warn``); ``below``: low values are bad.
+
+    ``abs_margin``: an uncertainty of the figure in its own units, added to ``out.margin``'s
+    relative one for ``spread`` (what a coarser or uncalibrated measurement could have said)."""
     if value is None or not np.isfinite(value):
         return
+
+    def rank(v: float) -> int:
+        for r, limit in ((2, fail), (1, warn)):
+            if limit is not None and (v < limit if below else v > limit):
+                return r
+        return 0
+
+    if out.margin:
+        lo, hi = value * (1 - out.margin) - abs_margin, value * (1 + out.margin) + abs_margin
+        ranks = [rank(lo), rank(hi)]
+        out.spread.append((tag or code, min(ranks), max(ranks)))
     for level, limit in (("fail", fail), ("warn", warn)):
         if limit is not None and (value < limit if below else value > limit):
             out.add(level, code, f"{what} {'<' if below else '>'} {limit:g}")
             return
 
 
-def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: int, cfg: QAConfig) -> None:
+def expected_parallax(fx_px: float, baseline_m: tuple[float, float], diopters: float) -> np.ndarray:
+    """Flow ``(dx, dy)`` of a static point at ``1 / diopters`` metres between two cameras.
+
+    ``F = -f b D``: the second camera sits ``b`` (metres, image axes) from the first, so the
+    point's image moves the other way by ``f b / Z`` pixels (``f`` in pixels, ``D = 1 / Z``).
+    """
+    return -fx_px * np.asarray(baseline_m, np.float64) * max(float(diopters), 0.0)
+
+
+def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: int, cfg: QAConfig,
+                        expected: dict[str, np.ndarray] | None = None) -> None:
     th = cfg.thresholds
     for name, r in regs.items():
         a, b = PAIRINGS[name]
         label = f"{b} vs {a.replace('main_W', 'main W crop')}"
         s = r.stats
-        if s["inliers"] < th.fail_min_inliers:
-            # Few keypoints agree (W's blur, flat or repetitive texture, or no overlap at all): the
-            # dense registration decides. Lined up (PSNR above warn_psnr_db) it is only a warning.
-            lined_up = np.isfinite(s["psnr_db"]) and s["psnr_db"] >= th.warn_psnr_db
-            out.add("warn" if lined_up else "fail", "no_overlap",
+        lined_up = bool(np.isfinite(s["psnr_db"]) and s["psnr_db"] >= th.warn_psnr_db)
+        if not s.get("shift_used", 1.0):
+            # The inlier gate (align.min_inliers): the global shift was not used, the dense flow
+            # started from the rig's own alignment. Said always; only a warp that does not line
+            # up makes it a verdict (no_overlap below).
+            out.add("pass" if lined_up else "warn", "shift_not_used",
+                    f"{label}: global shift of {s.get('found_shift_px', 0):.0f} px from {int(s['inliers'])} keypoint "
+                    f"inliers (< align.min_inliers {cfg.align.min_inliers}) not used; dense flow from zero shift, "
+                    f"PSNR after warping {s['psnr_db']:.1f} dB")
+        if s["inliers"] < th.fail_min_inliers and not lined_up:
+            # Few keypoints agree and the dense warp does not line up either: no overlap. (Few
+            # keypoints with a warp that lines up is W's blur or flat texture, e.g. a landscape's
+            # sky and grass: no verdict; it once warned landscapes at 30-33 dB.)
+            out.add("fail", "no_overlap",
                     f"{label}: {int(s['inliers'])} keypoint inliers (< {th.fail_min_inliers}), PSNR after "
-                    f"warping {s['psnr_db']:.1f} dB" + ("" if lined_up else ": no reliable overlap"))
+                    f"warping {s['psnr_db']:.1f} dB: no reliable overlap")
             continue
         if name == "wr":
             continue  # wr composes wt and tt; a bump shows in tt (T vs T), which registers far better
-        # The AF subject's displacement, not the dominant keypoint cluster's: a near foreground
-        # seen from the reference phone's 7 cm baseline can legitimately move a third of the frame.
-        shift = s.get("subject_shift_px", s["shift_px"])
-        frac = shift / width
+        # The AF subject's displacement, not the dominant keypoint cluster's (a near foreground
+        # seen from the reference phone's 7 cm baseline can legitimately move a third of the
+        # frame), less the parallax the rig gives the focus plane (a near portrait's subject moves
+        # 0.15-0.3 of the width): what is left is what the rig did.
+        if "subject_dx" in s:
+            d = np.array([s["subject_dx"], s["subject_dy"]])
+        else:
+            d = np.array([s["shift_dx"], s["shift_dy"]])
+        e = expected.get(name, np.zeros(2)) if expected else np.zeros(2)
+        dep = float(np.hypot(*(d - e)))
+        b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
+        if name == "tt" and np.hypot(*b) > 0:
+            # Along the mount's baseline a departure is a depth: the subject nearer or further
+            # than the focus distance (``defocused`` judges that). Only the part across it is the rig.
+            n = np.array([-b[1], b[0]]) / np.hypot(*b)
+            dep = float(abs((d - e) @ n))
+        out.row[f"{name}_expected_dx"], out.row[f"{name}_expected_dy"] = float(e[0]), float(e[1])
+        out.row[f"{name}_shift_departure_px"] = dep
+        frac = dep / width
         _grade(out, "large_shift", frac, th.warn_shift_frac, th.fail_shift_frac,
-               f"{label}: the AF subject moves {shift:.0f} px = {frac:.2f} of the width (rig bumped?)")
+               f"{label}: the AF subject is {dep:.0f} px = {frac:.2f} of the width"
+               f"{' across the baseline' if name == 'tt' else ''} from where the rig's parallax at the focus "
+               f"distance puts it (moved {np.hypot(*d):.0f} px, expected {np.hypot(*e):.0f}; rig bumped?)")
     r = regs.get("wr")
     if _reg_ok(r, th):
         s = r.stats
@@ -350,6 +450,76 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
                f"ref_T vs main W crop: rejected fraction {s['rejected_frac']:.2f}")
         _grade(out, "low_psnr", s["psnr_db"], th.warn_psnr_db, th.fail_psnr_db,
                f"ref_T warped onto the main W crop: PSNR {s['psnr_db']:.1f} dB", below=True)
+
+
+def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, srcs, opt: float, fx_t: float,
+                           diopters: float, cfg: QAConfig) -> None:
+    """Is the AF subject in focus in each T? Two figures, from the AF ROI.
+
+    - ``<T>_roi_blur_ratio``: the T's sharpness over the W crop's in the AF ROI, at W's optical
+      resolution (W's depth of field is deep: its subject is sharp; ``band_sharpness_ratio``).
+    - ``subject_depth_departure_d``: the depth-flow relation. The AF subject's parallax in ``tt``
+      along the mount's baseline ``b`` gives its distance, ``D = -F.u / (f |b|)``; minus main T's
+      focus distance from ``capture.json``: a focus on the wrong plane departs by its diopters.
+    """
+    th = cfg.thresholds
+    for name, slot in (("wt", "main_T"), ("wr", "ref_T")):
+        r, af = regs.get(name), afs.get(name)
+        if r is None or af is None or srcs.get("main_W") is None or not _reg_ok(r, th):
+            continue
+        box = clip_roi(af, r.valid.shape)
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        m = np.zeros(r.valid.shape, bool)
+        m[y0:y1, x0:x1] = r.valid[y0:y1, x0:x1] & (r.occlusion[y0:y1, x0:x1] < 0.5)
+        out.row[f"{slot}_roi_blur_ratio"] = band_sharpness_ratio(to_luma(r.warped_ref), to_luma(srcs["main_W"]), m,
+                                                                 opt)
+    b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
+    r = regs.get("tt")
+    box = clip_roi(afs["tt"], r.flow_fwd.shape) if r is not None and afs.get("tt") is not None else None
+    if box is not None and np.hypot(*b) > 0 and fx_t > 0:
+        # The AF point is the ROI's centre: the median flow of its central third, not the ROI's
+        # largest flow cluster (a near foreground reaching into the ROI can outnumber the subject).
+        x0, y0, x1, y1 = box
+        cx0, cx1 = x0 + (x1 - x0) // 3, x1 - (x1 - x0) // 3
+        cy0, cy1 = y0 + (y1 - y0) // 3, y1 - (y1 - y0) // 3
+        centre = r.flow_fwd[cy0:max(cy1, cy0 + 1), cx0:max(cx1, cx0 + 1)].reshape(-1, 2)
+        f_c = np.median(centre, axis=0)
+        out.row["subject_centre_dx"], out.row["subject_centre_dy"] = float(f_c[0]), float(f_c[1])
+        u = b / np.hypot(*b)
+        d_flow = -(f_c[0] * u[0] + f_c[1] * u[1]) / (fx_t * np.hypot(*b))
+        out.row["subject_depth_flow_d"] = float(d_flow)
+        out.row["main_T_focus_d"] = float(diopters)
+        out.row["subject_depth_departure_d"] = float(d_flow - diopters)
+        roi = afs.get("wt") or afs.get("tt")
+        out.row["af_roi_wt"] = ";".join(str(round(v)) for v in roi) if roi else ""
+        grade_depth(out, 0.0, cfg, session=False)
+
+
+def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = True) -> None:
+    """``defocused`` from ``subject_depth_departure_d`` less the rig's own offset ``offset_d``.
+
+    The reference phone's small rotation on the mount adds a constant to every capture's parallax
+    (a few tenths of a degree: ~0.1-0.2 D); ``hzsr qa check`` removes it with the session's median
+    departure (most shots are focused on their subject) and grades again, and so does the quick
+    check with the captures of the session it has seen. Without such a median (``session=False``)
+    the figure is graded as it is, and the quick check counts ``rig.depth_offset_d`` of uncertainty.
+    """
+    th = cfg.thresholds
+    row = out.row
+    if "subject_depth_departure_d" not in row:
+        return
+    out.reasons = [r for r in out.reasons if not (r.code == "defocused" and "parallax" in r.message)]
+    out.spread = [sp for sp in out.spread if sp[0] != "defocused (depth)"]  # graded again below
+    dep = row["subject_depth_departure_d"] - offset_d
+    row["subject_depth_departure_calibrated_d"] = dep
+    roi = row.get("af_roi_wt") or ""
+    where = f" (AF ROI [{roi.replace(';', ', ')}])" if roi else ""
+    _grade(out, "defocused", abs(dep), th.warn_depth_departure_d, th.fail_depth_departure_d,
+           f"the AF subject's parallax puts it at {row['subject_depth_flow_d'] - offset_d:.2f} D, main T focused "
+           f"at {row['main_T_focus_d']:.2f} D: the subject{where} is out of focus in T; |difference| (D)",
+           abs_margin=0.0 if session else cfg.rig.depth_offset_d, tag="defocused (depth)")
 
 
 def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg: QAConfig) -> None:
@@ -410,8 +580,11 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         # warn_brightness_ratio, or above twice fail_clipped_frac regardless.
         o = quality.get(other[slot])
         brighter = o is not None and brightness_log_ratio(o, q) > th.warn_brightness_ratio
+        # A scene that clips in both phones alike still gives a consistent pair: it warns only
+        # above fail_clipped_frac (clean bright scenes warned 1 in 6 at the old level).
         fail = th.fail_clipped_frac if brighter else 2 * th.fail_clipped_frac
-        _grade(out, "overexposed", q["clipped_frac"], th.warn_clipped_frac, fail,
+        warn = th.warn_clipped_frac if brighter else th.fail_clipped_frac
+        _grade(out, "overexposed", q["clipped_frac"], warn, fail,
                f"{slot}: clipped fraction {q['clipped_frac']:.2f}" + (" (and brighter than the other phone)"
                                                                        if brighter else ""))
         _grade(out, "underexposed", q["brightness"], th.warn_dark_mean, None,
@@ -445,12 +618,35 @@ def _collect_images(out: CaptureQA, srcs, regs: dict[str, Registration], cfg: QA
         h, w = out.images.get("img_main_T", out.images["map_moving"]).shape[:2]
         out.images["map_moving"] = cv2.resize(out.images["map_moving"], (w, h), interpolation=cv2.INTER_NEAREST)
 
+UNDECIDED = "undecided"  # the quick check's word where its coarser figures sit too near a threshold
+#: Per session folder, the depth departures the quick check has seen in this process (the capture
+#: line runs it once per shot): their median is the mount's offset, as qa check takes it (no file).
+_SESSION_DEPTHS: dict[str, dict[str, float]] = {}
+
+
 def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[str, list[str]]:
     """Low-resolution QA of one capture, for the crew's per-capture line: (verdict, reasons).
 
     Decodes the JPEGs with DCT scaling to about ``check.quick_long_side`` and runs the same
-    measurements and thresholds as ``hzsr qa check`` with DIS's ultrafast preset; no files written.
+    measurements, thresholds and verdict function (``hzsr.core.verdict.verdict_of``) as
+    ``hzsr qa check``, with DIS's ultrafast preset; no files written. Where a figure lies within
+    ``check.quick_margin`` of a threshold and the verdict would change across it, the answer is
+    ``undecided`` (``qa check`` decides), never a verdict that ``qa check`` may contradict.
+    ``defocused``'s depth check needs the mount's offset: from the session's fifth capture on
+    (``rig.min_captures_for_offset``), the median of what this process has seen of the session.
     """
+    cfg = cfg or QAConfig()
     q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False)
-    return q.verdict.value, [f"{r.code}: {r.message}" for r in q.reasons]
+    dep = q.row.get("subject_depth_departure_d")
+    if dep is not None and np.isfinite(dep):
+        seen = _SESSION_DEPTHS.setdefault(str(Path(capture_dir).resolve().parent), {})
+        seen[Path(capture_dir).name] = float(dep)
+        if len(seen) >= cfg.rig.min_captures_for_offset:  # the session's offset so far, as qa check's
+            grade_depth(q, float(np.median(list(seen.values()))), cfg)
+    reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
+    decided = q.decided()
+    if decided is None:
+        return UNDECIDED, reasons + [f"undecided: {', '.join(q.undecided_by())} within {cfg.check.quick_margin:.0%} "
+                                     "of a threshold: `hzsr qa check` decides"]
+    return decided.value, reasons
 

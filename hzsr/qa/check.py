@@ -33,7 +33,7 @@ from hzsr.core.schema import to_plain
 from hzsr.core.session import CaptureState, SessionPaths, captures, count_states
 from hzsr.core.tables import QA_TABLE, SYNC_TABLE, QARow, SyncRow
 from hzsr.core.verdict import Reason, Verdict, verdict_of
-from hzsr.qa.capture_qa import CaptureQA, analyse_capture
+from hzsr.qa.capture_qa import CaptureQA, analyse_capture, grade_depth
 from hzsr.qa.config import QAConfig
 
 
@@ -165,9 +165,21 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
         results = [_work(j) for j in tqdm(jobs, desc="qa", disable=not progress)]
     wall = time.perf_counter() - t0
 
+    # The mount's rotation reads as a depth offset shared by the whole session: its median over
+    # the session's captures (most are focused on their subject) is removed before `defocused`
+    # is graded again (capture_qa.grade_depth).
+    deps = [r["subject_depth_departure_d"] for r, _, _ in results
+            if np.isfinite(r.get("subject_depth_departure_d", np.nan))]
+    # Too few captures for a median: each keeps its own farthest-plane estimate (capture_qa).
+    offset = float(np.median(deps)) if len(deps) >= cfg.rig.min_captures_for_offset else None
     rows, all_thumbs = [], {}
     for row, reasons, thumbs in results:
         reasons = [Reason(Verdict(lv), code, msg) for lv, code, msg in reasons]
+        if offset is not None:
+            q = CaptureQA(row["capture_id"], row, reasons)
+            grade_depth(q, offset, cfg)
+            reasons = q.reasons
+            row["session_depth_offset_d"] = offset
         _join_sync(row, reasons, sync.get(row["capture_id"]))
         row.pop("verdict", None)
         rows.append(QARow(

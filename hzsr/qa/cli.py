@@ -64,10 +64,12 @@ def _read_image(path: str, name: str):
     import numpy as np
 
     from hzsr.core.errors import ConfigError
+    from hzsr.core.imageio import check_image_size
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError("file not found", file=p, field=name, unreadable=True)
+    check_image_size(p, field=name)  # size before decode: a header declaring 400 MP is refused in microseconds
     img = cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         # Unreadable, as for `hzsr model infer` and a file that is not JSON: exit 2 (core/errors.py).

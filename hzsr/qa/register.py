@@ -15,6 +15,7 @@ import numpy as np
 from hzsr.qa.align import (
     GlobalShift,
     dense_flow_lowres,
+    gate_shift,
     global_translation,
     inframe_mask,
     shift_image,
@@ -99,13 +100,16 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         af_roi: ``[x, y, w, h]`` in SRC pixels; gives ``M_defocus`` (else None).
         optical_scale: SRC's optical resolution over its grid's (``1 / k`` for a W crop upsampled
             ``k`` times); ``M_reject`` compares at that resolution.
-        shift: a known global translation, to skip the keypoint search.
+        shift: a known global translation, to skip the keypoint search. Either way, a shift
+            with fewer than ``align.min_inliers`` inliers is not used (``gate_shift``): the flow
+            starts from zero shift, and ``stats["shift_used"]`` is 0.
     """
     cfg = cfg or QAConfig()
     if src.shape[:2] != ref.shape[:2]:
         raise ValueError(f"src {src.shape[1]}x{src.shape[0]} and ref {ref.shape[1]}x{ref.shape[0]} differ in size")
     h, w = src.shape[:2]
-    g_shift = shift if shift is not None else global_translation(src, ref, cfg, optical_scale=optical_scale)
+    found = shift if shift is not None else global_translation(src, ref, cfg, optical_scale=optical_scale)
+    g_shift, used = gate_shift(found, cfg)  # fewer than align.min_inliers: not used
     ref_shifted = shift_image(ref, g_shift.dx, g_shift.dy)
     fwd_r, bwd_r, g = dense_flow_lowres(src, ref_shifted, cfg, optical_scale=optical_scale)
     d = np.array([g_shift.dx, g_shift.dy], np.float32) * g
@@ -143,7 +147,8 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     good = valid & (occ < 0.5)
     stats = {
         "shift_dx": g_shift.dx, "shift_dy": g_shift.dy, "shift_px": g_shift.magnitude,
-        "inliers": float(g_shift.inliers), "matches": float(g_shift.matches),
+        "inliers": float(g_shift.inliers), "matches": float(g_shift.matches), "shift_used": float(used),
+        "found_shift_px": found.magnitude,
         "valid_frac": float(valid.mean()),
         "occluded_frac": float((occ[valid] >= 0.5).mean()) if valid.any() else 1.0,
         "rejected_frac": float((rej[valid] >= 0.5).mean()) if valid.any() else 1.0,

@@ -26,7 +26,7 @@ METRICS = [
     ("wr_psnr_db", "PSNR ref→W (dB)", "{:.1f}", "warn_psnr_db", "fail_psnr_db"),
     ("wr_occluded_frac", "occluded", "{:.2f}", "warn_occluded_frac", None),
     ("wr_rejected_frac", "rejected", "{:.2f}", "warn_rejected_frac", "fail_rejected_frac"),
-    ("shift_frac", "max shift / width", "{:.2f}", "warn_shift_frac", "fail_shift_frac"),
+    ("shift_frac", "shift beyond parallax / width", "{:.2f}", "warn_shift_frac", "fail_shift_frac"),
     ("main_T_defocus_frac", "defocus main T", "{:.2f}", "warn_defocus_frac", None),
     ("ref_T_defocus_frac", "defocus ref T", "{:.2f}", "warn_defocus_frac", None),
     ("focus_sharpness_ratio", "AF-ROI sharpness ratio", "{:.2f}", "warn_sharpness_ratio", "fail_sharpness_ratio"),
@@ -87,7 +87,7 @@ def _b64(data: bytes, mime: str) -> str:
 
 def _derived(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
-    shifts = [c for c in ("wt_shift_px", "tt_shift_px", "wr_shift_px") if c in df]
+    shifts = [c for c in ("wt_shift_departure_px", "tt_shift_departure_px") if c in df]
     if shifts and "analysis_width" in df:
         df["shift_frac"] = df[shifts].max(axis=1) / df["analysis_width"]
     blur = [c for c in ("main_T_blur_anisotropy", "ref_T_blur_anisotropy") if c in df]

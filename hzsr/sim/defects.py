@@ -26,10 +26,11 @@ CREW_DEFECTS: dict[str, str] = {
     "rig_bump": "the reference phone is knocked sideways, turned by 30-50 % of T's field of view",
     "motion_blur": "the main phone shakes during its T exposure (a line blur of 1.2-2 % of the width)",
     "overexposure": "the main phone's auto-exposure is fooled, 2-3 stops too much on W and T",
+    "wrong_depth": "both phones focus on another plane than the subject the AF ROI marks (a tap on the wrong spot)",
 }
 #: Every defect ``hzsr sim session`` injects: the crew's, and ``moving_skew`` (a scene with movers,
 #: and the reference frame 3-5 frame periods late), which needs the session's timing model.
-DEFECTS: tuple[str, ...] = ("refocus", "moving_skew", "motion_blur", "rig_bump", "overexposure")
+DEFECTS: tuple[str, ...] = ("refocus", "moving_skew", "motion_blur", "rig_bump", "overexposure", "wrong_depth")
 #: The frames (slots) each defect spoils; the others render as usual.
 SPOILS: dict[str, tuple[str, ...]] = {
     "refocus": ("ref_T",),
@@ -37,6 +38,7 @@ SPOILS: dict[str, tuple[str, ...]] = {
     "motion_blur": ("main_T",),
     "rig_bump": ("ref_T",),
     "overexposure": ("main_W", "main_T"),
+    "wrong_depth": ("main_T", "ref_T"),
 }
 
 
@@ -78,14 +80,15 @@ class Defect:
         return dataclasses.replace(rig, rotations={**rig.rotations, "ref_T": rot})
 
     def focus_diopters(self, scene: Scene, slot: str, focus: float) -> float:
-        """Where ``slot`` focuses: ``refocus`` moves ref_T to ``refocus_layer``; else ``focus``."""
-        if self.name == "refocus" and self.spoils(slot):
+        """Where ``slot`` focuses: ``refocus`` moves ref_T, ``wrong_depth`` both Ts, to
+        ``refocus_layer``; else ``focus``."""
+        if self.name in ("refocus", "wrong_depth") and self.spoils(slot):
             return 1 / refocus_layer(scene).depth_m
         return focus
 
     def truth(self, scene: Scene) -> dict[str, float | int | str]:
         """What the ground truth records of this occurrence."""
-        if self.name == "refocus":
+        if self.name in ("refocus", "wrong_depth"):
             return {"focused_layer": refocus_layer(scene).name}
         if self.name == "rig_bump":
             return {"bump_frac_of_width": self.bump_frac_of_width}

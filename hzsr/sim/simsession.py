@@ -214,8 +214,9 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                     "ref_T": true_host["reference"]}
         focus_true = {r: 1 / cap_scene.layer(cap_scene.subject).depth_m * (1 + rng.normal(0, 0.02))
                       for r in DEVICE_ROLES}
-        if spoil is not None:  # refocus: the reference phone focuses elsewhere
+        if spoil is not None:  # refocus: the reference phone focuses elsewhere; wrong_depth: both
             focus_true["reference"] = spoil.focus_diopters(cap_scene, "ref_T", focus_true["reference"])
+            focus_true["main"] = spoil.focus_diopters(cap_scene, "main_T", focus_true["main"])
 
         cid = f"c{k:05d}"
         cdir = out / "captures" / cid
@@ -270,6 +271,10 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                         "shape": lay.shape, "photo_repeat": lay.photo_repeat}
                        for lay in cap_scene.layers],
             "subject": cap_scene.subject,
+            # Blur-circle diameter (px) of the AF subject in each T: a focus defect is visible where it is > 2 px.
+            "subject_blur_px": {s: float(2 * np.sqrt(2) * defocus_sigma_px(
+                cap_rig.camera(s), float(cap_rig.pose(s).K[0, 0]), cap_scene.layer(cap_scene.subject).depth_m,
+                focus_true[SLOTS[s][0]])) for s in ("main_T", "ref_T")},
         }
         arrays = None
         if cfg.truth and scene.kind == "sync-board":  # no texture to follow: timing truth only
@@ -293,6 +298,18 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                     np.float32)
             arrays["ideal_T"] = ideal_target(cap_rig, cap_scene, crop_pose, t_w)
             cap_truth["crop_rect"] = to_plain(cr)
+            # The plane the AF point shows (the AF ROI's centre in main T): a near foreground may hide the
+            # subject there. Its blur-circle diameter (px) in each T is what a focus defect makes visible.
+            t_t = (instants["main_T"] - trigger_host) / 1e9
+            x, y, bw, bh = af_roi(cap_rig, "main_T", cap_scene, t_t)
+            lab_t = visible_layer_map(cap_scene, cap_rig.pose("main_T"), t_t)
+            li = int(lab_t[min(y + bh // 2, lab_t.shape[0] - 1), min(x + bw // 2, lab_t.shape[1] - 1)])
+            if li >= 0:
+                af_lay = cap_scene.layers[li]
+                cap_truth["af_layer"] = af_lay.name
+                cap_truth["af_layer_blur_px"] = {s: float(2 * np.sqrt(2) * defocus_sigma_px(
+                    cap_rig.camera(s), float(cap_rig.pose(s).K[0, 0]), af_lay.depth_m, focus_true[SLOTS[s][0]]))
+                    for s in ("main_T", "ref_T")}
             write_capture_truth(out, cid, cap_truth, arrays)
         truth_captures.append(cap_truth)
         host_now = trigger_host + int(cfg.interval_s * 1e9) - int(cfg.lead_ms * 1e6)

@@ -19,11 +19,16 @@ from hzsr.sync.check import run_sync_check
 
 RIGHT_REASON = {"refocus": {"focus_mismatch"}, "moving_skew": {"sync_skew", "moving_object"},
                 "motion_blur": {"motion_blur"}, "rig_bump": {"large_shift", "no_overlap"},
-                "overexposure": {"overexposed"}}
+                "overexposure": {"overexposed"}, "wrong_depth": {"defocused"}}
+
+
+#: Issue 11's five defects. ``wrong_depth`` is often invisible (a far scene's planes all lie in T's
+#: depth of field): the labelled set of ``bench/qa.py --part labelled`` scores it by its visibility.
+FIVE = tuple(d for d in DEFECTS if d != "wrong_depth")
 
 
 def _run(tmp_path, captures: int, seed: int, workers: int = 1):
-    defects = {k: DEFECTS[(k // 2) % len(DEFECTS)] for k in range(1, captures, 2)}
+    defects = {k: FIVE[(k // 2) % len(FIVE)] for k in range(1, captures, 2)}
     sess = simulate_session(tmp_path / "s", SimConfig(captures=captures, seed=seed, truth=True, defects=defects),
                             progress=False)
     # Defects are in the truth only: nothing in the session says which capture carries one.

@@ -1,0 +1,74 @@
+"""Parallax-aware ``large_shift``, ``defocused`` from the depth-flow relation, and the quick
+check's ``undecided`` (issue 18, items 2, 3 and 5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hzsr.qa.capture_qa import UNDECIDED, CaptureQA, _grade, expected_parallax, quick_check
+from hzsr.qa.check import run_check
+from hzsr.qa.config import QAConfig
+from hzsr.sim.simsession import SimConfig, simulate_session
+from hzsr.sim.truth import load_session_truth
+
+
+def test_expected_parallax_is_minus_f_b_over_z():
+    # 7 cm mount along y, T at 2500 px focal, subject at 2 m: 87.5 px the other way.
+    assert expected_parallax(2500.0, (0.0, 0.07), 0.5) == pytest.approx([0.0, -87.5])
+    assert expected_parallax(2500.0, (0.015, 0.0), 0.0) == pytest.approx([0.0, 0.0])  # infinity
+
+
+@pytest.fixture(scope="module")
+def portrait_session(tmp_path_factory):
+    """One near portrait, shot clean, with the rig bumped, and focused on the wrong plane."""
+    root = tmp_path_factory.mktemp("portrait")
+    sess = simulate_session(root / "s", SimConfig(captures=3, seed=18, size=(320, 240), truth=True,
+                                                  kinds=("portrait",), captures_per_scene=3,
+                                                  defects={1: "rig_bump", 2: "wrong_depth"}), progress=False)
+    run_check(sess, QAConfig(), report=False, maps=False, progress=False)
+    return sess, pd.read_csv(sess / "qa" / "qa.csv").set_index("capture_id")
+
+
+def test_a_near_portrait_passes_large_shift_and_a_bump_fails_it(portrait_session):
+    sess, df = portrait_session
+    clean, bump = df.loc["c00000"], df.loc["c00001"]
+    # The clean subject moves far (parallax over the 7 cm mount), but where the rig says it must.
+    assert clean["tt_subject_shift_px"] > 0.08 * 320
+    # Along the 7 cm mount (y), the subject is where f b D from capture.json puts it, within the
+    # mount's own small rotation; the old rule saw only the shift.
+    assert clean["tt_expected_dy"] < -20 and abs(clean["tt_subject_dy"] - clean["tt_expected_dy"]) < 10
+    assert clean["tt_shift_departure_px"] < QAConfig().thresholds.warn_shift_frac * 320
+    assert "large_shift" not in str(clean["codes"])
+    assert bump["verdict"] == "fail" and "fail: large_shift" in bump["reasons"], bump["reasons"]
+
+
+def test_a_focus_on_the_wrong_plane_is_defocused_with_its_region(portrait_session):
+    sess, df = portrait_session
+    truth = {c["capture_id"]: c for c in load_session_truth(sess)["captures"]}
+    assert truth["c00002"]["defect"] == "wrong_depth" and truth["c00002"]["subject_blur_px"]["main_T"] > 2
+    row = df.loc["c00002"]
+    assert "fail: defocused" in row["reasons"] and "AF ROI [" in row["reasons"], row["reasons"]
+    assert "large_shift" not in row["codes"]  # its parallax is a depth, along the baseline: not the rig
+    assert abs(df.loc["c00000", "subject_depth_departure_d"]) < QAConfig().thresholds.warn_depth_departure_d
+
+
+def test_quick_check_says_undecided_only_where_a_figure_sits_near_a_threshold():
+    near, far = CaptureQA("c", margin=0.25), CaptureQA("c", margin=0.25)
+    _grade(near, "overexposed", 0.19, 0.1, 0.2, "clipped")  # warn now, fail within 25 %
+    _grade(far, "overexposed", 0.01, 0.1, 0.2, "clipped")
+    assert near.verdict.value == "warn" and near.decided() is None
+    assert far.decided().value == "pass"
+    # A fixed fail (a missing frame) decides whatever the figures near a threshold say.
+    near.add("fail", "missing_frame", "no ref_T")
+    assert near.decided().value == "fail"
+
+
+def test_quick_check_agrees_with_qa_check_or_says_undecided(portrait_session):
+    sess, df = portrait_session
+    for cid in df.index:
+        v, reasons = quick_check(sess / "captures" / cid)
+        assert v in (df.loc[cid, "verdict"], UNDECIDED), (cid, v, df.loc[cid, "verdict"], reasons)
+        assert isinstance(reasons, list) and all(isinstance(r, str) for r in reasons)
+    assert np.isfinite(df["tt_expected_dy"]).all()
