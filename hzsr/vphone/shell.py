@@ -26,6 +26,7 @@ import hashlib
 import os
 import posixpath
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,17 @@ from dataclasses import dataclass, field
 from hzsr.core.errors import ShellSyntaxError, StorageError
 from hzsr.vphone.shell_syntax import Cmd, end_double, end_paren, end_single, parse
 from hzsr.vphone.storage import PhoneStorage
-from hzsr.vphone.toybox import SH, Command, Result, ShellExit, ToyboxCommands, ok, reads_stdin
+from hzsr.vphone.toybox import (
+    HANGUP_STATUS,
+    SH,
+    Command,
+    Hangup,
+    Result,
+    ShellExit,
+    ToyboxCommands,
+    ok,
+    reads_stdin,
+)
 
 __all__ = ["DeviceState", "ShellResult", "VirtualShell"]
 
@@ -74,6 +85,9 @@ class VirtualShell(ToyboxCommands):
                  state: DeviceState | None = None):
         self.props = props
         self.storage = storage
+        # Per worker thread: the hang-up event of the line it runs (commands of one phone run
+        # at once on their own threads, each cancelled alone when its host stream closes).
+        self._tls = threading.local()
         self.state = state or DeviceState()
         self.env = {"HOME": "/", "PATH": "/product/bin:/apex/com.android.runtime/bin:/system/bin:/system/xbin",
                     "USER": "shell", "SHELL": SH, "TMPDIR": "/data/local/tmp", "EXTERNAL_STORAGE": "/sdcard",
@@ -94,12 +108,35 @@ class VirtualShell(ToyboxCommands):
         }
 
     # -- the interpreter -------------------------------------------------------------------
-    def run(self, line: str, stdin: bytes | Callable[[], bytes] = b"") -> ShellResult:
+    def hangup_event(self) -> threading.Event:
+        """The event that the host's close of this line's stream sets (a fresh one if none)."""
+        ev = getattr(self._tls, "hangup", None)
+        if ev is None:
+            ev = self._tls.hangup = threading.Event()
+        return ev
+
+    def run(self, line: str, stdin: bytes | Callable[[], bytes] = b"",
+            hangup: threading.Event | None = None) -> ShellResult:
         """Run a command line; ``rc`` is the exit status of the last pipeline run.
 
         ``stdin`` is the line's standard input: bytes, or a function that blocks until the host
         has closed it and returns it all; it is called only if a command reads its stdin.
+        ``hangup``, set by the ADB service when the host closes the stream, stops the line at
+        the next command (or at once in ``sleep``), with status 129 as SIGHUP would.
         """
+        if hangup is None:
+            return self._run(line, stdin)
+        old = getattr(self._tls, "hangup", None)
+        self._tls.hangup = hangup
+        try:
+            return self._run(line, stdin)
+        except Hangup:
+            msg = b""
+            return ShellResult(b"", msg, HANGUP_STATUS, msg)
+        finally:
+            self._tls.hangup = old
+
+    def _run(self, line: str, stdin: bytes | Callable[[], bytes]) -> ShellResult:
         o = _Out()
         try:
             lists = parse(line)
@@ -109,6 +146,8 @@ class VirtualShell(ToyboxCommands):
         rc = 0
         try:
             for conn, pipe in lists:
+                if self.hangup_event().is_set():
+                    raise Hangup()
                 if (conn == "&&" and rc != 0) or (conn == "||" and rc == 0):
                     continue
                 rc = self._pipeline(pipe, rc, stdin, o)

@@ -32,6 +32,16 @@ class ShellExit(Exception):
         self.code = code
 
 
+class Hangup(Exception):
+    """The host closed the command's stream (adbd sends the shell SIGHUP): stop the whole line.
+
+    Not a ``ShellExit``: ``$(...)`` and ``sh -c`` catch ``exit`` but must not catch this.
+    """
+
+#: Exit status of a shell killed by SIGHUP (128 + 1), as ``$?`` of a parent would see it.
+HANGUP_STATUS = 129
+
+
 # -- helpers --------------------------------------------------------------------------------
 def ok(out: str | bytes = b"") -> Result:
     return (out.encode() if isinstance(out, str) else out), b"", 0
@@ -506,7 +516,9 @@ class ToyboxCommands:
             return _err(f"sleep: invalid number '{argv[1] if len(argv) > 1 else ''}'")
         if len(argv) < 2:
             return _err("sleep: Needs 1 argument")
-        time.sleep(secs)
+        # Waits on the hang-up event, not a bare sleep: a host that closes the stream ends it.
+        if self.hangup_event().wait(secs):
+            raise Hangup()
         return ok()
 
     def _cd(self, argv: list[str], stdin: bytes) -> Result:
