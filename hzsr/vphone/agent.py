@@ -46,6 +46,10 @@ class AgentFaults:
     done_first: bool = False  # write the done marker before the images
     time_outside_rtt: bool = False  # `time` replies carry the clock read at the previous request
     ignore_3a: bool = False  # accept set_3a and report its values, but render with auto 3A
+    ids_across_sessions: bool = False  # pending captures keyed by capture_id alone (an old bug)
+    list_started_only: bool = False  # `list` omits acknowledged captures with no folder yet
+    unbounded_lead: bool = False  # accept a target however far ahead
+    no_cancel: bool = False  # `cancel` is unknown_cmd
 
 
 @dataclass
@@ -221,11 +225,13 @@ class CaptureAgent:
         if target < now + MIN_LEAD_NS:
             raise AgentRequestError("target_in_past", "target_ns is in the past or too close to schedule",
                              now_ns=now, min_lead_ns=MIN_LEAD_NS)
-        if target > now + MAX_LEAD_NS:
+        if target > now + MAX_LEAD_NS and not self.faults.unbounded_lead:
             raise AgentRequestError("target_too_far", f"target_ns is more than {MAX_LEAD_NS / 1e9:g} s ahead",
                                     now_ns=now, max_lead_ns=MAX_LEAD_NS)
         key = (req["session"], req["capture_id"])
-        if self.storage.host_path(d).exists() or key in self.state.pending:
+        clash = key in self.state.pending or (self.faults.ids_across_sessions
+                                              and any(c == key[1] for _, c in self.state.pending))
+        if self.storage.host_path(d).exists() or clash:
             raise AgentRequestError("exists", f"capture {req['capture_id']} already exists in {req['session']}")
         need = 3 * 1024 * 1024 * len(cams) * max(1, self.world.cfg.size[0] * self.world.cfg.size[1] // 12_000_000)
         if self.storage.full or self.storage.free_bytes() < need:
@@ -342,6 +348,8 @@ class CaptureAgent:
         # Acknowledged captures whose frame has not come yet have no folder: list them too.
         listed = {(c["session"], c["capture_id"]) for c in out}
         for sess, cid in sorted(self.state.pending):
+            if self.faults.list_started_only:
+                break
             if (sess, cid) not in listed and (not session or sess == session):
                 out.append({"session": sess, "capture_id": cid, "status": "pending", "files": []})
         out.sort(key=lambda c: (c["session"], c["capture_id"]))
@@ -351,7 +359,9 @@ class CaptureAgent:
         d = self._capture_dir(req.get("session"), req.get("capture_id"))
         done = self.storage.host_path(f"{d}/done")
         if not done.exists():
-            code = "pending" if (req["session"], req["capture_id"]) in self.state.pending else "not_found"
+            pending = (req["session"], req["capture_id"]) in self.state.pending or (
+                self.faults.ids_across_sessions and any(c == req["capture_id"] for _, c in self.state.pending))
+            code = "pending" if pending else "not_found"
             raise AgentRequestError(code, "no done marker for this capture")
         meta = self.storage.host_path(f"{d}/meta.json")
         return {"done": json.loads(done.read_text()),
@@ -369,6 +379,8 @@ class CaptureAgent:
 
     def _cancel(self, req: dict) -> dict:
         """Withdraw an acknowledged capture whose frame has not started; nothing is written."""
+        if self.faults.no_cancel:
+            raise AgentRequestError("unknown_cmd", "unknown cmd 'cancel'")
         d = self._capture_dir(req.get("session"), req.get("capture_id"))
         key = (req["session"], req["capture_id"])
         pend = self.state.pending.get(key)
