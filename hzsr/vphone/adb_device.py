@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import posixpath
 import socket
@@ -53,10 +54,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hzsr.core.errors import AdbProtocolError, AdbStreamClosed, SyncSendError
+from hzsr.vphone.shell import ShellResult
 
 if TYPE_CHECKING:
     from hzsr.vphone.shell import VirtualShell
     from hzsr.vphone.storage import PhoneStorage
+
+log = logging.getLogger(__name__)
 
 A_CNXN = 0x4E584E43
 A_OPEN = 0x4E45504F
@@ -450,6 +454,11 @@ class AdbDeviceConnection:
         if service.startswith("exec:"):
             cmd = service[len("exec:"):]
             return lambda s: self._exec(s, cmd, hangup_on_close=False)
+        if service in ("root:", "unroot:"):
+            # adbd of a user build (ro.debuggable=0): it answers, closes, and stays unprivileged.
+            msg = (b"adbd cannot run as root in production builds\n" if service == "root:"
+                   else b"adbd not running as root\n")
+            return lambda s: s.write(msg)
         if service.startswith("reverse:"):
             req = service[len("reverse:"):]
             return lambda s: self._reverse(s, req)
@@ -489,10 +498,13 @@ class AdbDeviceConnection:
         def work() -> None:
             try:
                 res = self.backend.shell.run(cmd, stdin.read, hangup=hangup)
-            except BaseException as exc:  # handed to the awaiting service, which reports it
-                res, fn = exc, done.set_exception
-            else:
-                fn = done.set_result
+            except Exception as exc:
+                # A bug of the model must never read as a command with empty output and no
+                # error: say so on stderr with status 255, and log it.
+                log.exception("vphone shell: %r failed", cmd[:200])
+                msg = f"/system/bin/sh: virtual phone internal error: {type(exc).__name__}: {exc}\n".encode()
+                res = ShellResult(b"", msg, 255, msg)
+            fn = done.set_result
             try:
                 loop.call_soon_threadsafe(settle, fn, res)
             except RuntimeError:

@@ -694,8 +694,16 @@ class ToyboxCommands:
     def _settings(self, argv: list[str], stdin: bytes) -> Result:
         if len(argv) == 4 and argv[1] == "get":
             key = f"{argv[2]}/{argv[3]}"
+            # What a freshly set-up phone with USB debugging on answers; anything else is null.
             defaults = {"system/screen_off_timeout": str(self.state.screen_off_timeout_ms),
-                        "global/stay_on_while_plugged_in": str(self.state.stay_on_while_plugged)}
+                        "global/stay_on_while_plugged_in": str(self.state.stay_on_while_plugged),
+                        "global/adb_enabled": "1", "global/development_settings_enabled": "1",
+                        "global/device_provisioned": "1", "secure/user_setup_complete": "1",
+                        "global/airplane_mode_on": "0", "global/auto_time": "1", "global/auto_time_zone": "1",
+                        "system/screen_brightness_mode": "1", "system/accelerometer_rotation": "1",
+                        "global/package_verifier_enable": "1", "global/verifier_verify_adb_installs": "1",
+                        "global/window_animation_scale": "1.0", "global/transition_animation_scale": "1.0",
+                        "global/animator_duration_scale": "1.0", "secure/location_mode": "3"}
             return ok(self.state.settings.get(key, defaults.get(key, "null")) + "\n")
         if len(argv) == 5 and argv[1] == "put":
             self.state.settings[f"{argv[2]}/{argv[3]}"] = argv[4]

@@ -107,3 +107,38 @@ def test_killed_phone_goes_offline(rig):
     assert _wait_state(client, serial, "device") == "device"
     extra.stop()
     assert _wait_state(client, serial, "offline") == "offline"
+
+
+def test_root_and_unroot_answer_as_a_user_build(rig):
+    server, _, serials = rig
+    r = server.run("-s", serials[0], "root")
+    assert "adbd cannot run as root in production builds" in r.stdout + r.stderr, r
+    r = server.run("-s", serials[0], "unroot")
+    assert "adbd not running as root" in r.stdout + r.stderr, r
+    d = server.client().device(serials[0])
+    assert d.shell("id -u").strip() == "2000"  # still the shell user, and the transport still works
+    assert d.shell("settings get global adb_enabled").strip() == "1"
+    assert "cmd" not in server.run("-s", serials[0], "features").stdout.split()
+
+
+def test_shell_output_is_never_silently_empty_under_load(rig):
+    """The intermittent empty output of the issue: 240 concurrent shells while the CPUs are busy."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    server, _, serials = rig
+    client = server.client()
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        def one(k: int) -> tuple[int, str]:
+            return k, client.device(serials[k % 2]).shell(f"echo out{k}; getprop ro.serialno")
+
+        with ThreadPoolExecutor(12) as ex:
+            got = list(ex.map(one, range(240)))
+    finally:
+        for b in busy:
+            b.kill()
+            b.wait()
+    bad = [(k, out) for k, out in got if out.split() != [f"out{k}", f"VPH5XAAA00{k % 2 + 1}"]]
+    assert not bad, f"{len(bad)} of 240 wrong, e.g. {bad[:3]}"
