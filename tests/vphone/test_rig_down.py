@@ -67,6 +67,7 @@ def test_a_rejected_rig_yaml_still_has_its_rig_stopped(tmp_path, victim):
     assert path.exists()  # kept: the file is wrong in a way a person should look at
 
 
+@pytest.mark.slow  # ~16 s: a rig process, doctor and the whole conformance suite
 def test_one_phone_rig_up_doctor_conformance_down(tmp_path):
     d = tmp_path / "one"
     up = _cli("rig", "up", "--virtual", "--phones", "1", "--background", "--out", str(d), "--size", "160x120",
