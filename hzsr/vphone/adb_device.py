@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING
 
 from hzsr.core.errors import AdbProtocolError, AdbStreamClosed, SyncSendError
 from hzsr.vphone.shell import ShellResult
+from hzsr.vphone.storage import canonical
 
 if TYPE_CHECKING:
     from hzsr.vphone.shell import VirtualShell
@@ -713,6 +714,25 @@ class AdbDeviceConnection:
                 sent += len(chunk)
         await s.write(bytes(batch) + b"DONE" + struct.pack("<I", 0))
 
+    def _make_link(self, path: str, data: bytes) -> None:
+        """A symlink at device ``path`` to the target in ``data``, kept inside the phone's storage.
+
+        The host link points at the host path of the target's canonical device path, relative to
+        the link's folder, so neither an absolute nor a ``..`` target can reach outside the storage.
+        """
+        storage = self.backend.storage
+        target = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        if not target:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        dev_target = canonical(posixpath.join(posixpath.dirname(canonical(path)), target))
+        p = storage.host_path(path)
+        host_target = storage.root / dev_target.lstrip("/")
+        if p.is_symlink() or p.exists():
+            if p.is_dir() and not p.is_symlink():
+                raise OSError(errno.EISDIR, "Is a directory")
+            p.unlink()
+        os.symlink(os.path.relpath(host_target, p.parent), p)
+
     async def _sync_send(self, s: StreamIO, spec: str) -> None:
         path, _, mode_s = spec.rpartition(",")
         if not path:
@@ -739,6 +759,7 @@ class AdbDeviceConnection:
             error = f"couldn't create file: {exc.strerror}"
         written = 0
         mtime = None
+        link_data = b""
         while True:
             rid = await s.read_exactly(4)
             n = struct.unpack("<I", await s.read_exactly(4))[0]
@@ -747,6 +768,8 @@ class AdbDeviceConnection:
                     error = error or "DATA chunk too large"
                     break
                 data = await s.read_exactly(n)
+                if mode_s.isdigit() and stat.S_ISLNK(int(mode_s)):
+                    link_data += data
                 if f is not None and error is None:
                     written += n
                     if storage.full or written > storage.free_bytes():
@@ -759,9 +782,17 @@ class AdbDeviceConnection:
             else:
                 error = error or f"unexpected sync id {rid!r}"
                 break
+        link = mode_s.isdigit() and stat.S_ISLNK(int(mode_s))
         if f is not None:
             f.close()
-            if error is None:
+            if error is None and link:
+                # adbd's handle_send_link: the data is the link's target (NUL-terminated).
+                tmp.unlink(missing_ok=True)
+                try:
+                    self._make_link(path, link_data)
+                except OSError as exc:
+                    error = f"symlink failed: {exc.strerror}"
+            elif error is None:
                 os.replace(tmp, p)
                 try:
                     os.chmod(p, int(mode_s) & 0o777 if mode_s.isdigit() else 0o644)
