@@ -949,7 +949,8 @@ class ToyboxCommands:
                         "global/adb_enabled": "1", "global/development_settings_enabled": "1",
                         "global/device_provisioned": "1", "secure/user_setup_complete": "1",
                         "global/airplane_mode_on": "0", "global/auto_time": "1", "global/auto_time_zone": "1",
-                        "system/screen_brightness_mode": "1", "system/accelerometer_rotation": "1",
+                        "system/screen_brightness_mode": "1", "system/screen_brightness": "102",
+                        "system/accelerometer_rotation": "1",
                         "global/package_verifier_enable": "1", "global/verifier_verify_adb_installs": "1",
                         "global/window_animation_scale": "1.0", "global/transition_animation_scale": "1.0",
                         "global/animator_duration_scale": "1.0", "secure/location_mode": "3"}
