@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hzsr.capture.rigfile import DEFAULT_DIR, rig_owner
-from hzsr.core.process import ProcessProof, valid_pid
 from hzsr.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, CaptureError, ConfigError, RigError
+from hzsr.core.process import ProcessProof, valid_pid
 
 RIG_HELP = "rig.yaml (default: %(default)s, which hzsr rig up --virtual writes)"
 

@@ -117,7 +117,8 @@ class VirtualShell(ToyboxCommands):
             "uname": self._uname, "dumpsys": self._dumpsys, "settings": self._settings, "test": self._test,
             "[": self._test, "sh": self._sh, "exit": self._exit, "which": self._which,
             "command": self._command, "uptime": self._uptime, "basename": self._basename, "dirname": self._dirname,
-            "seq": self._seq, "sort": self._sort, "tac": self._tac, "rev": self._rev, "cut": self._cut, "tee": self._tee,
+            "seq": self._seq, "sort": self._sort, "tac": self._tac, "rev": self._rev, "cut": self._cut,
+            "tee": self._tee,
             "set": self._set, "unset": self._unset, "export": self._export, "readonly": self._export,
             "shift": self._shift,
         }
@@ -201,8 +202,16 @@ class VirtualShell(ToyboxCommands):
         return rc
 
     def _simple(self, cmd: Cmd, rc: int, stdin: bytes | Callable[[], bytes]) -> Result:
-        self._tls.subst_err = bytearray()  # stderr of this command's $(...): it reaches the terminal
+        # The stderr and status of this command's $(...); a nested command keeps its own.
+        saved = (getattr(self._tls, "subst_err", None), getattr(self._tls, "subst_rc", None))
+        self._tls.subst_err = bytearray()
         self._tls.subst_rc = None
+        try:
+            return self._simple_in_scope(cmd, rc, stdin)
+        finally:
+            self._tls.subst_err, self._tls.subst_rc = saved
+
+    def _simple_in_scope(self, cmd: Cmd, rc: int, stdin: bytes | Callable[[], bytes]) -> Result:
         try:
             words = list(cmd.words)
             assigns = []

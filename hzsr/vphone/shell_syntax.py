@@ -182,7 +182,7 @@ def brace_expand(word: str) -> list[str]:
                 head, tail = word[:j], word[k + 1:]
                 cuts = [j, *commas, k]
                 out: list[str] = []
-                for a, b in zip(cuts, cuts[1:]):
+                for a, b in zip(cuts, cuts[1:], strict=False):
                     out.extend(brace_expand(head + word[a + 1:b] + tail))
                 return out
         j += 1

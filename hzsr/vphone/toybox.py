@@ -235,7 +235,8 @@ class ToyboxCommands:
                 if conv == "c":
                     out.append(_pad(a[:1] if a else "\0", flags, width))
                     continue
-                py = f"%{flags}{width}{'.' + prec if prec is not None else ''}{conv.replace('u', 'd').replace('i', 'd')}"
+                py_conv = conv.replace("u", "d").replace("i", "d")
+                py = f"%{flags}{width}{'.' + prec if prec is not None else ''}{py_conv}"
                 try:
                     if conv in "fFeEgG":
                         val: float | int = float(a) if a else 0.0

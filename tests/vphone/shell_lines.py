@@ -72,7 +72,8 @@ LINES = [
     # ls, stat, du, df
     "ls @T@", "ls @T@/sub", "ls -a @T@/sub", "ls -1 @T@", "ls -d @T@/sub", "ls @T@/nope; echo $?",
     "ls -R @T@/sub", "ls @T@/*.txt", "ls -S @T@", "ls -t @T@ | wc -l", "ls -la @T@ | wc -l",
-    "du -s @T@ | cut -f 2", "du @T@/sub | wc -l", "du -sh @T@ | cut -f 2", "df -h / | head -n 1", "stat -c %s @T@/a.txt", "stat -c '%n %s' @T@/b.txt",
+    "du -s @T@ | cut -f 2", "du @T@/sub | wc -l", "du -sh @T@ | cut -f 2", "df -h / | head -n 1",
+    "stat -c %s @T@/a.txt", "stat -c '%n %s' @T@/b.txt",
     # writing files
     "echo new > @T@/w1; cat @T@/w1", "echo 1 > @T@/w2; echo 2 >> @T@/w2; cat @T@/w2",
     "mkdir @T@/m1 && ls -d @T@/m1", "mkdir -p @T@/m2/x/y && ls @T@/m2/x", "touch @T@/t1 && ls @T@/t1",

@@ -57,7 +57,7 @@ def run_both(tmp: Path, lines: list[str]) -> list[dict]:
     storage = PhoneStorage(tmp / "phone")
     shell = VirtualShell({"ro.serialno": "X"}, storage)
     out = []
-    for k, line in enumerate(lines):
+    for line in lines:
         # A fresh copy of the fixture per line: lines that write cannot change the next.
         shutil.rmtree(real_dir)
         _fixture(real_dir)
