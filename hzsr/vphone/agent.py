@@ -25,11 +25,11 @@ from hzsr.core.fileio import sha256_bytes
 from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile
 from hzsr.sim.sensor import SensorConfig, SensorStream
+from hzsr.sim.three_a import ThreeA, frame_3a_meta
 from hzsr.sim.timing import LinkProfile, PhoneClock, PhoneTiming
 from hzsr.sim.world import VirtualWorld
 from hzsr.vphone.adb_device import StreamIO
 from hzsr.vphone.storage import PhoneStorage
-from hzsr.vphone.three_a import ThreeA, frame_3a_meta
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hzsr.core.errors import ShellSyntaxError, StorageError
-from hzsr.vphone.shell_arith import ArithError, NotModelled, evaluate
+from hzsr.core.errors import ShellArithError, ShellNotModelled, ShellSyntaxError, StorageError
+from hzsr.vphone.shell_arith import evaluate
 from hzsr.vphone.shell_syntax import (
     Cmd,
     brace_expand,
@@ -269,7 +269,7 @@ class VirtualShell(ToyboxCommands):
             else:
                 try:
                     out, err, code = fn(argv, stdin)
-                except NotModelled as exc:
+                except ShellNotModelled as exc:
                     out, err, code = b"", f"{SH}: {exc}\n".encode(), 2
                 except (OSError, StorageError) as exc:
                     out, err, code = b"", f"{name}: {exc.filename or ''}: {exc.strerror}\n".encode(), 1
@@ -294,12 +294,12 @@ class VirtualShell(ToyboxCommands):
         if argv[1:2] == ["--"]:
             self._tls.params = list(argv[2:])
             return ok()
-        raise NotModelled("set: only `set -- ARGS` is modelled by the virtual phone")
+        raise ShellNotModelled("set: only `set -- ARGS` is modelled by the virtual phone")
 
     def _unset(self, argv: list[str], stdin: bytes) -> Result:
         for name in argv[1:]:
             if name.startswith("-"):
-                raise NotModelled(f"unset: option {name} is not modelled by the virtual phone")
+                raise ShellNotModelled(f"unset: option {name} is not modelled by the virtual phone")
             self._tls.vars.pop(name, None)
         return ok()
 
@@ -307,7 +307,7 @@ class VirtualShell(ToyboxCommands):
         """``export``/``readonly NAME[=VALUE]``: sets the value (no child process reads the rest)."""
         for a in argv[1:]:
             if a.startswith("-"):
-                raise NotModelled(f"{argv[0]}: option {a} is not modelled by the virtual phone")
+                raise ShellNotModelled(f"{argv[0]}: option {a} is not modelled by the virtual phone")
             name, eq, value = a.partition("=")
             if eq:
                 self._tls.vars[name] = value
@@ -344,7 +344,7 @@ class VirtualShell(ToyboxCommands):
             k = int(name)
             return params[k - 1] if k <= len(params) else None
         if name in ("!", "-"):
-            raise NotModelled(f"${name}: not modelled by the virtual phone")
+            raise ShellNotModelled(f"${name}: not modelled by the virtual phone")
         return self._tls.vars.get(name)
 
     def _expand_value(self, raw: str, rc: int) -> str:
@@ -394,7 +394,7 @@ class VirtualShell(ToyboxCommands):
             started = True
             i = 1
         elif raw[:1] == "~" and re.match(r"~[A-Za-z0-9_.-]+(/|$)", raw):
-            raise NotModelled(f"{raw.split('/')[0]}: ~user is not modelled by the virtual phone")
+            raise ShellNotModelled(f"{raw.split('/')[0]}: ~user is not modelled by the virtual phone")
         while i < n:
             c = raw[i]
             if c == "'":
@@ -447,7 +447,7 @@ class VirtualShell(ToyboxCommands):
                 body = self._expand_dq(s[i + 3:k - 2], rc)
                 try:
                     return str(evaluate(body, lambda name: self._var(name, rc))), k
-                except ArithError as exc:
+                except ShellArithError as exc:
                     raise FatalExpansion(str(exc), 1) from None
         if s.startswith("$(", i):
             k = end_paren(s, i + 2)
@@ -462,7 +462,7 @@ class VirtualShell(ToyboxCommands):
         params = self._tls.params
         if name in ("@", "*") and len(params) > 1 and ((dq and name == "@")
                                                         or (not dq and any(re.search(r"\s", p) for p in params))):
-            raise NotModelled(f"this use of ${name} is not modelled by the virtual phone")
+            raise ShellNotModelled(f"this use of ${name} is not modelled by the virtual phone")
         return self._var(name, rc) or "", i + 1 + len(name)
 
     def _param(self, body: str, rc: int) -> str:
@@ -472,7 +472,7 @@ class VirtualShell(ToyboxCommands):
             return str(len(self._var(body[1:], rc) or ""))
         m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[?$#@*])(?:(:?[-=?+]|##?|%%?)(.*))?", body, re.S)
         if not m:
-            raise NotModelled(f"${{{body}}}: this parameter expansion is not modelled by the virtual phone")
+            raise ShellNotModelled(f"${{{body}}}: this parameter expansion is not modelled by the virtual phone")
         name, op, word = m.group(1), m.group(2), m.group(3) or ""
         value = self._var(name, rc)
         if op is None:

@@ -5,7 +5,7 @@ is hexadecimal; division truncates toward zero and a zero divisor is an error. A
 value of that variable (unset or empty: 0; a name again: followed, as mksh does). Operators, by
 precedence: unary ``+ - ! ~``; ``* / %``; ``+ -``; ``<< >>``; ``< <= > >=``; ``== !=``; ``&``;
 ``^``; ``|``; ``&&``; ``||``; parentheses. Assignments (``=``, ``+=``, ``++``), the conditional
-``?:``, the comma and ``base#digits`` are not modelled: they raise ``NotModelled``, never a
+``?:``, the comma and ``base#digits`` are not modelled: they raise ``ShellNotModelled``, never a
 different number.
 """
 
@@ -14,17 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from hzsr.core.errors import ShellSyntaxError
+from hzsr.core.errors import ShellArithError, ShellNotModelled
 
-__all__ = ["ArithError", "NotModelled", "evaluate"]
-
-
-class NotModelled(ShellSyntaxError):
-    """A construct the virtual shell does not model (the shell exits 2, saying so)."""
-
-
-class ArithError(Exception):
-    """An error mksh reports for the expression (``1/0: zero divisor``); the command fails."""
+__all__ = ["evaluate"]
 
 
 _TOKEN = re.compile(r"\s*(0[xX][0-9a-fA-F]+|\d+|[A-Za-z_][A-Za-z0-9_]*|<<|>>|<=|>=|==|!=|&&|\|\||[-+*/%<>&^|!~()])")
@@ -41,14 +33,14 @@ def evaluate(expr: str, lookup: Callable[[str], str | None], depth: int = 0) -> 
     """The value of ``expr``; ``lookup(name)`` is a variable's value (None: unset)."""
     text = expr.replace("!=", "\0").replace("==", "\1").replace("<=", "\2").replace(">=", "\3")
     if _UNMODELLED.search(text):
-        raise NotModelled(f"{expr.strip()}: this arithmetic is not modelled by the virtual phone")
+        raise ShellNotModelled(f"{expr.strip()}: this arithmetic is not modelled by the virtual phone")
     toks: list[str] = []
     pos = 0
     stripped = expr.rstrip()
     while pos < len(stripped):
         m = _TOKEN.match(stripped, pos)
         if not m:
-            raise ArithError(f"{expr.strip()}: unexpected '{stripped[pos:].strip()[:1]}'")
+            raise ShellArithError(f"{expr.strip()}: unexpected '{stripped[pos:].strip()[:1]}'")
         toks.append(m.group(1))
         pos = m.end()
     if not toks:
@@ -66,7 +58,7 @@ def evaluate(expr: str, lookup: Callable[[str], str | None], depth: int = 0) -> 
     def unary() -> int:
         t = peek()
         if t is None:
-            raise ArithError(f"{expr.strip()}: unexpected end of expression")
+            raise ShellArithError(f"{expr.strip()}: unexpected end of expression")
         if t in ("+", "-", "!", "~"):
             take()
             v = unary()
@@ -75,7 +67,7 @@ def evaluate(expr: str, lookup: Callable[[str], str | None], depth: int = 0) -> 
             take()
             v = binary(0)
             if take_if(")") is None:
-                raise ArithError(f"{expr.strip()}: missing )")
+                raise ShellArithError(f"{expr.strip()}: missing )")
             return v
         take()
         if t[0].isdigit():
@@ -85,9 +77,9 @@ def evaluate(expr: str, lookup: Callable[[str], str | None], depth: int = 0) -> 
             if val is None or val.strip() == "":
                 return 0
             if depth > 8:
-                raise NotModelled(f"{t}: deeply recursive arithmetic is not modelled by the virtual phone")
+                raise ShellNotModelled(f"{t}: deeply recursive arithmetic is not modelled by the virtual phone")
             return evaluate(val, lookup, depth + 1)
-        raise ArithError(f"{expr.strip()}: unexpected '{t}'")
+        raise ShellArithError(f"{expr.strip()}: unexpected '{t}'")
 
     def take_if(t: str) -> str | None:
         return take() if peek() == t else None
@@ -104,14 +96,14 @@ def evaluate(expr: str, lookup: Callable[[str], str | None], depth: int = 0) -> 
 
     value = binary(0)
     if k != len(toks):
-        raise ArithError(f"{expr.strip()}: unexpected '{toks[k]}'")
+        raise ShellArithError(f"{expr.strip()}: unexpected '{toks[k]}'")
     return value
 
 
 def _apply(op: str, a: int, b: int, expr: str) -> int:
     if op in ("/", "%"):
         if b == 0:
-            raise ArithError(f"{expr.strip()}: zero divisor")
+            raise ShellArithError(f"{expr.strip()}: zero divisor")
         q = abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)  # C: truncate toward zero
         return _wrap(q if op == "/" else a - q * b)
     if op in ("<<", ">>"):

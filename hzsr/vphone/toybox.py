@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hzsr.core.errors import StorageError
-from hzsr.vphone.shell_arith import NotModelled
+from hzsr.core.errors import ShellNotModelled, StorageError
 from hzsr.vphone.storage import PhoneStorage, canonical
 
 Result = tuple[bytes, bytes, int]
@@ -94,7 +93,7 @@ def _split_opts(argv: list[str], known: str = "") -> tuple[set[str], list[str]]:
         if a.startswith("-") and len(a) > 1 and not rest:
             bad = sorted(set(a[1:]) - set(known)) if known else []
             if bad:
-                raise NotModelled(f"{argv[0]}: option -{''.join(bad)} is not modelled by the virtual phone")
+                raise ShellNotModelled(f"{argv[0]}: option -{''.join(bad)} is not modelled by the virtual phone")
             opts.update(a[1:])
         else:
             rest.append(a)
@@ -219,7 +218,7 @@ class ToyboxCommands:
                     out.append("%")
                     continue
                 if conv not in "sdiouxXcbfeEgG":
-                    raise NotModelled(f"printf: %{conv} is not modelled by the virtual phone")
+                    raise ShellNotModelled(f"printf: %{conv} is not modelled by the virtual phone")
                 a = args.pop(0) if args else None
                 consumed = consumed or a is not None
                 a = a or ""
@@ -709,7 +708,7 @@ class ToyboxCommands:
     def _seq(self, argv: list[str], stdin: bytes) -> Result:
         nums = argv[1:]
         if not 1 <= len(nums) <= 3 or not all(re.fullmatch(r"-?\d+", n) for n in nums):
-            raise NotModelled("seq: only whole FIRST [INCREMENT] LAST is modelled by the virtual phone")
+            raise ShellNotModelled("seq: only whole FIRST [INCREMENT] LAST is modelled by the virtual phone")
         v = [int(n) for n in nums]
         first, step, last = (1, 1, v[0]) if len(v) == 1 else (v[0], 1, v[1]) if len(v) == 2 else v
         if step == 0:
@@ -757,7 +756,7 @@ class ToyboxCommands:
             elif re.fullmatch(r"-[cfd].+", a):
                 a, v = a[:2], a[2:]
             elif a.startswith("-") and a != "-":
-                raise NotModelled(f"cut: option {a} is not modelled by the virtual phone")
+                raise ShellNotModelled(f"cut: option {a} is not modelled by the virtual phone")
             else:
                 files.append(a)
                 continue
