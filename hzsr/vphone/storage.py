@@ -98,8 +98,21 @@ class PhoneStorage:
         return p
 
     # -- the shell user's access rules -------------------------------------------------
+    def real_device_path(self, device_path: str) -> str:
+        """``device_path`` with the folder symlinks above it resolved (a pushed link may point anywhere)."""
+        host = self.host_path(device_path)
+        real = Path(os.path.realpath(host.parent)) / host.name
+        return "/" + str(real.relative_to(self.root)) if real != self.root else "/"
+
     def check_write(self, device_path: str) -> None:
-        """Raise as the phone would if the shell user may not create, change or remove ``device_path``."""
+        """Raise as the phone would if the shell user may not create, change or remove ``device_path``.
+
+        The rules apply to where the path really leads: a write through a link into ``/system``
+        is refused as a write to ``/system`` is.
+        """
+        real = self.real_device_path(device_path)
+        if real != canonical(device_path):
+            self.check_write(real)
         p = canonical(device_path)
         parent = posixpath.dirname(p)
         if p == "/" or parent == "/" or any(_under(p, m) for m in READ_ONLY):

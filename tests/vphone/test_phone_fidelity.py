@@ -251,3 +251,16 @@ def test_push_of_a_symlink_makes_a_symlink(rig, tmp_path):
     up = phone.storage.host_path("/sdcard/Download/tree/up-link")
     assert up.is_symlink() and phone.storage.root in up.resolve().parents
     assert "root:" not in d.shell("cat /sdcard/Download/tree/up-link")
+
+
+def test_a_write_through_a_link_into_system_is_refused(rig, tmp_path):
+    _, phone, d = rig
+    tree = tmp_path / "tree2"
+    tree.mkdir()
+    os.symlink("/system", tree / "sys")
+    assert adb(rig, "push", str(tree), "/sdcard/Download/").returncode == 0
+    (tmp_path / "f.txt").write_text("x\n")
+    r = adb(rig, "push", str(tmp_path / "f.txt"), "/sdcard/Download/tree2/sys/f.txt")
+    assert r.returncode == 1 and "Read-only file system" in r.stdout + r.stderr, r
+    assert not phone.storage.host_path("/system/f.txt").exists()
+    assert "Read-only file system" in d.shell("echo y > /sdcard/Download/tree2/sys/g.txt")
