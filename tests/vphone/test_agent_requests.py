@@ -139,3 +139,22 @@ def test_cancel_of_a_finished_capture_is_not_found(agent):
     done = agent.storage.host_path("/sdcard/Android/data/org.hzsr.agent/files/s/c5/done")
     assert done.exists()  # _serve waited for it: a finished capture is no longer pending
     assert _serve(agent, [_req("cancel", 2, session="s", capture_id="c5")])[0]["error"]["code"] == "not_found"
+
+
+def test_cancel_once_the_frame_is_exposing_is_busy(agent):
+    key = {"session": "s", "capture_id": "c6"}
+
+    async def go() -> list[dict]:
+        first = LineStream([_req("capture", 1, target_ns=agent.boottime_ns() + 3_000_000_000, **key)])
+        await agent.handle(first)
+        pend = agent.state.pending[("s", "c6")]
+        pend.exposing = True  # the state the frame's own start puts it in, reached here on purpose
+        second = LineStream([_req("cancel", 2, **key), _req("delete", 3, **key)])
+        await agent.handle(second)
+        pend.task.cancel()  # end the test's capture without waiting 3 s for its frame
+        agent.state.pending.clear()
+        return first.replies() + second.replies()
+
+    replies = asyncio.run(go())
+    assert replies[0]["ok"]
+    assert replies[1]["error"]["code"] == "busy" and replies[2]["error"]["code"] == "busy"
