@@ -142,3 +142,30 @@ def test_shell_output_is_never_silently_empty_under_load(rig):
             b.wait()
     bad = [(k, out) for k, out in got if out.split() != [f"out{k}", f"VPH5XAAA00{k % 2 + 1}"]]
     assert not bad, f"{len(bad)} of 240 wrong, e.g. {bad[:3]}"
+
+
+def test_killing_an_adb_shell_client_stops_its_command(rig):
+    """The issue's orphan: `adb shell sleep` killed on the host; the phone's command must end."""
+    import subprocess
+    import threading
+
+    server, phones, serials = rig
+    marker = "/data/local/tmp/orphan-started"
+    before = {t for t in threading.enumerate() if t.name.startswith("vphone-shell-")}
+    client = subprocess.Popen([server.adb, "-P", str(server.port), "-s", serials[0], "shell",
+                               f"touch {marker}; sleep 600"])
+    try:
+        t_end = time.time() + 20  # caps on events, not timings
+        while not phones[0].storage.host_path(marker).exists():
+            assert time.time() < t_end, "the command never started"
+            time.sleep(0.05)
+        mine = {t for t in threading.enumerate() if t.name.startswith("vphone-shell-")} - before
+        assert mine, "no shell thread for the command"
+        client.kill()
+        client.wait()
+        for t in mine:  # the server closes the stream; the phone hangs the 600 s sleep up
+            t.join(20)
+            assert not t.is_alive(), "the orphaned command still runs"
+    finally:
+        if client.poll() is None:
+            client.kill()
