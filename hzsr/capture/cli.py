@@ -72,8 +72,9 @@ def _stop_proven(proof: ProcessProof, what: str, path: Path) -> bool:
     if why == "not running":
         return False
     if why is not None:
-        raise RigError(f"pid {proof.pid} is not this rig's {what} ({why}); not signalling it. The rig is "
-                       "gone: delete the file", file=path, field=f"virtual.processes.{what}")
+        raise RigError(f"pid {proof.pid} is not this rig's {'process' if what == 'rig' else what} ({why}); not "
+                       "signalling it. The rig is gone: delete the file", file=path,
+                       field=f"virtual.processes.{what}")
     os.kill(proof.pid, signal.SIGTERM)
     for _ in range(100):
         if proof.mismatch() is not None:
