@@ -26,11 +26,10 @@ Stream life as adbd has it: a CLSE from the host is answered with a CLSE (adbd's
 closes its peer, which sends one; clients such as adb-shell wait for it); it also hangs up the
 command running on that stream (SIGHUP: the line stops at its next command, ``sleep`` at once).
 Each shell command runs on a thread of its own, never on the pool the capture agent uses, so no
-number of orphaned or slow shells delays an agent reply. Before the host's CNXN, and after a
-second CNXN until it is answered, the transport is offline: any other packet is dropped unanswered
-(adbd's ``handle_packet`` ignores OPEN on an offline transport), and a second CNXN drops every
-open stream first (adbd's ``handle_offline``), so phone and server never disagree on which
-streams exist.
+number of orphaned or slow shells delays an agent reply. Before the host's CNXN the transport is
+offline: any other packet is dropped unanswered (adbd's ``handle_packet`` ignores OPEN on an
+offline transport); a second CNXN drops every open stream first (adbd's ``handle_offline``), so
+phone and server never disagree on which streams exist.
 
 The banner advertises exactly these: ``shell_v2,stat_v2,ls_v2,fixed_push_mkdir``. Not
 ``sendrecv_v2``: adb 36 switches ``push`` to SND2 when a device advertises it; not ``cmd``: the
@@ -477,7 +476,7 @@ class AdbDeviceConnection:
         await self._exec(s, cmd)
 
     async def _run_shell(self, s: StreamIO, cmd: str, collect: Callable[[_StdinPipe], Awaitable[None]],
-                         hangup_on_close: bool = True):
+                         hangup_on_close: bool = True) -> ShellResult:
         """Run ``cmd`` in the phone's shell on a thread of its own, its stdin pumped by ``collect``.
 
         A thread per command, not a pool: a pool shared with the agent let six orphaned
