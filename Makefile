@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test test-slow bench results lint clean
+.PHONY: demo test test-slow bench results lint clean shell-tools
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,14 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) -m hzsr.demo --out $(DEMO_DIR)
 
-test: $(STAMP)
+# Real mksh and toybox (Debian packages) for the virtual shell's differential test
+# (tests/vphone/test_shell_differential.py); without them that test is skipped, saying why.
+shell-tools:
+	@command -v mksh >/dev/null && command -v toybox >/dev/null || \
+	  apt-get install -y -q mksh toybox >/dev/null 2>&1 || sudo -n apt-get install -y -q mksh toybox >/dev/null 2>&1 || \
+	  echo "note: could not install mksh and toybox (apt-get); the shell differential test will be skipped"
+
+test: $(STAMP) shell-tools
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

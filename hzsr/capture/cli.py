@@ -21,6 +21,7 @@ from pathlib import Path
 
 from hzsr.capture.rigfile import DEFAULT_DIR, rig_owner
 from hzsr.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, CaptureError, ConfigError, RigError
+from hzsr.core.process import ProcessProof, valid_pid
 
 RIG_HELP = "rig.yaml (default: %(default)s, which hzsr rig up --virtual writes)"
 
@@ -43,55 +44,103 @@ def _finite(name: str, value: float, low: float, low_ok: bool = True) -> float:
     return value
 
 
+def _recorded_processes(path: Path) -> dict[str, ProcessProof]:
+    """``virtual.processes`` of a rig.yaml that fails its checks: each well-formed entry, else none.
+
+    What ``rig up`` recorded is read on its own, so a rig.yaml that is otherwise rejected (an old
+    hzsr's, an edited one) still lets ``rig down`` stop the processes proven to be the rig's.
+    """
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        procs = doc["virtual"]["processes"]
+        out = {}
+        for name in ("rig", "adb_server"):
+            e = procs.get(name)
+            if isinstance(e, dict) and valid_pid(e.get("pid")) and isinstance(e.get("start_ticks"), int) \
+                    and isinstance(e.get("cmdline"), list) and all(isinstance(a, str) for a in e["cmdline"]):
+                out[name] = ProcessProof(e["pid"], e["start_ticks"], list(e["cmdline"]))
+        return out
+    except Exception:  # any shape at all: there is simply no proof to act on
+        return {}
+
+
+def _stop_proven(proof: ProcessProof, what: str, path: Path) -> bool:
+    """SIGTERM (then SIGKILL) the process ``proof`` names while it still matches; False if gone."""
+    why = proof.mismatch()
+    if why == "not running":
+        return False
+    if why is not None:
+        raise RigError(f"pid {proof.pid} is not this rig's {'process' if what == 'rig' else what} ({why}); not "
+                       "signalling it. The rig is gone: delete the file", file=path,
+                       field=f"virtual.processes.{what}")
+    os.kill(proof.pid, signal.SIGTERM)
+    for _ in range(100):
+        if proof.mismatch() is not None:
+            return True
+        time.sleep(0.1)
+    if proof.matches():
+        os.kill(proof.pid, signal.SIGKILL)
+    return True
+
+
 def cmd_rig_down(args: argparse.Namespace) -> int:
     """Stop what ``rig up`` started, and only that: each PID is checked against its recorded proof.
 
     The rig process is signalled only while its PID still has the recorded start time and command
     line; anything else (a reused PID, a hand-edited file, a rig.yaml of an older hzsr without
-    proof) is refused with one line. The adb server is stopped by its port (``adb kill-server``,
-    then its process, found by its command line ``fork-server ... tcp:PORT``), which also covers a
-    server that recovery restarted after ``rig up``.
+    proof) is refused with one line. The adb server is stopped only if ``rig up`` recorded it
+    (``virtual.processes.adb_server``: the rig rewrites it when recovery restarts the server) and
+    the process still matches; a server on the port that the rig did not start is left running.
+    A rig.yaml that fails its other checks still has its recorded processes stopped, then the
+    check's error is reported.
     """
     from hzsr.capture.adb_server import AdbServer, bundled_adb, find_adb_server_pid, use_private_port
 
     path = Path(args.rig)
-    rig, proof = rig_owner(path)
-    if rig.virtual is None:
-        raise RigError("not written by hzsr rig up --virtual (no virtual section); nothing of ours to stop",
-                       file=path, field="virtual")
-    if proof is None:
-        raise RigError(f"no proof that pid {rig.virtual.pid} is the rig (virtual.processes.rig missing); "
-                       "not signalling it: stop it by hand if it is", file=path, field="virtual.processes")
-    if proof.pid != rig.virtual.pid:
-        raise RigError(f"virtual.pid {rig.virtual.pid} differs from the proven pid {proof.pid}; not signalling",
-                       file=path, field="virtual.pid")
-    why = proof.mismatch()
-    stopped = []
-    if why is None:
-        os.kill(proof.pid, signal.SIGTERM)
-        for _ in range(100):
-            if proof.mismatch() is not None:
-                break
-            time.sleep(0.1)
-        else:
-            if proof.matches():
-                os.kill(proof.pid, signal.SIGKILL)
-        stopped.append(proof.pid)
-    elif why != "not running":
-        raise RigError(f"pid {proof.pid} is not this rig's process ({why}); not signalling it. The rig is "
-                       "gone: delete the file", file=path, field="virtual.processes.rig")
-    port = rig.adb.port
-    use_private_port(port)
-    adb_pid = find_adb_server_pid(port)
-    if adb_pid is not None:
-        AdbServer(port, bundled_adb()).stop()
-        stopped.append(adb_pid)
-    path.unlink(missing_ok=True)
-    if args.json:
-        print(json.dumps({"stopped_pids": stopped, "rig_yaml": str(path)}))
+    rejected: ConfigError | None = None
+    try:
+        rig, proof = rig_owner(path)
+    except ConfigError as exc:
+        owned = _recorded_processes(path)
+        if "rig" not in owned:
+            raise
+        rig, proof, rejected = None, owned["rig"], exc
     else:
-        print(f"rig down: stopped {', '.join(f'pid {p}' for p in stopped) or 'nothing (already gone)'}; "
-              f"removed {path}")
+        if rig.virtual is None:
+            raise RigError("not written by hzsr rig up --virtual (no virtual section); nothing of ours to stop",
+                           file=path, field="virtual")
+        if proof is None:
+            raise RigError(f"no proof that pid {rig.virtual.pid} is the rig (virtual.processes.rig missing); "
+                           "not signalling it: stop it by hand if it is", file=path, field="virtual.processes")
+        if proof.pid != rig.virtual.pid:
+            raise RigError(f"virtual.pid {rig.virtual.pid} differs from the proven pid {proof.pid}; not "
+                           "signalling", file=path, field="virtual.pid")
+        owned = {k: v.proof() for k, v in rig.virtual.processes.items()}
+    stopped = [proof.pid] if _stop_proven(proof, "rig", path) else []
+    left = ""
+    adb_proof = owned.get("adb_server")
+    port = rig.adb.port if rig is not None else None
+    if adb_proof is not None and adb_proof.matches():
+        # Normally the rig stopped its own server on SIGTERM; this is the rig killed with -9.
+        if port is not None and find_adb_server_pid(port) == adb_proof.pid:
+            use_private_port(port)
+            AdbServer(port, bundled_adb()).stop()
+        if adb_proof.matches():
+            os.kill(adb_proof.pid, signal.SIGKILL)
+        stopped.append(adb_proof.pid)
+    elif port is not None and port != 5037 and (other := find_adb_server_pid(port)) is not None:
+        left = f"; left the adb server on port {port} (pid {other}) running: rig up did not record it"
+    if rejected is None:
+        path.unlink(missing_ok=True)
+    if args.json:
+        print(json.dumps({"stopped_pids": stopped, "rig_yaml": str(path), "left": left[2:] or None}))
+    else:
+        print(f"rig down: stopped {', '.join(f'pid {p}' for p in stopped) or 'nothing (already gone)'}"
+              f"{left}; " + (f"removed {path}" if rejected is None else f"kept {path}"))
+    if rejected is not None:
+        raise rejected
     return EXIT_OK
 
 
@@ -252,7 +301,13 @@ def _run(session: str, rig_path: str, args: argparse.Namespace | None = None):
 
         parse_af(args.af)  # a bad --af fails before any phone is touched
         cfg.three_a = ThreeAConfig(af=args.af, lock_3a=args.lock_3a, match_exposure=args.match_exposure)
-    return CaptureRun(session, _link(rig_path), cfg, rig_path=str(Path(rig_path).resolve()),
+    link = _link(rig_path)
+    try:
+        link.rig.require(("main", "reference"), "capture")  # before either phone is touched
+    except ConfigError as exc:
+        link.close()
+        raise ConfigError(exc.message, file=rig_path, field="phones") from None
+    return CaptureRun(session, link, cfg, rig_path=str(Path(rig_path).resolve()),
                       say=lambda m: print(m, file=sys.stderr, flush=True))
 
 

@@ -28,11 +28,13 @@ from hzsr.core.agent_protocol import (
     AGENT_FILES,
     AGENT_SOCKET,
     CAMERA_FIELDS,
+    CAMERAS_PER_ROLE,
     CAPTURE_ACK_FIELDS,
     ERROR_CODES,
     FRAME_3A_FIELDS,
     FRAME_FIELDS,
     HELLO_FIELDS,
+    MAX_LEAD_NS,
     STATUS_FIELDS,
     SUPPORTED_VERSIONS,
     SYNC_TYPES,
@@ -61,6 +63,7 @@ class ConformanceConfig:
     """Options of ``hzsr rig conformance``; every default lives here."""
 
     lead_ms: float = 300.0  # capture targets are this far ahead of the phone's clock
+    far_lead_ms: float = 5000.0  # targets of captures the suite cancels before their frame comes
     time_exchanges: int = 30  # `time` exchanges for the clock rules
     drift_tolerance_us: float = 50.0  # clock drift allowed across the time exchanges
     done_timeout_s: float = 30.0
@@ -113,7 +116,8 @@ class Suite:
     link: RigLink
     role: str
     cfg: ConformanceConfig = field(default_factory=ConformanceConfig)
-    session: str = field(default_factory=lambda: f"conformance-{int(time.time())}")
+    # Milliseconds: two runs in one second must not share (and so see) each other's captures.
+    session: str = field(default_factory=lambda: f"conformance-{time.time_ns() // 1_000_000}")
     hello: dict = field(default_factory=dict)
     captures: dict[str, dict] = field(default_factory=dict)  # capture_id -> {ack, done, meta}
     n: int = 0
@@ -134,6 +138,12 @@ class Suite:
             return exc.reply
         raise RuleFailed(f"{cmd} {f} was accepted ({json.dumps(r)[:120]}); an error reply was expected")
 
+    @property
+    def cams(self) -> list[str]:
+        """The cameras the agent's hello lists, in W, T order (a reference phone may have only T)."""
+        roles = {c.get("role") for c in self.hello.get("cameras", [])}
+        return [r for r in ("W", "T") if r in roles] or ["W", "T"]
+
     def v2(self) -> None:
         if self.hello.get("protocol_version", 1) < 2:
             raise RuleSkipped(f"protocol {self.hello.get('protocol_version')}: no 3A control")
@@ -145,7 +155,7 @@ class Suite:
         now = self.req("status")["boottime_ns"]
         target = now + int(self.cfg.lead_ms * 1e6)
         ack = self.req("capture", session=self.session, capture_id=cid, target_ns=target,
-                       cameras=cameras or ["W", "T"], phase_align=True)
+                       cameras=cameras or self.cams, phase_align=True)
         got = self.wait_done(cid)
         expect(got.get("done", {}).get("status") == "ok", f"{cid}: the capture failed: {got.get('done')}")
         if not isinstance(got.get("meta"), dict):
@@ -276,7 +286,8 @@ class Suite:
                f"not one of {SUPPORTED_VERSIONS}")
         expect(h["sync_type"] in SYNC_TYPES, f"sync_type {h['sync_type']!r}")
         roles = sorted(c.get("role") for c in h["cameras"])
-        expect({"W", "T"} <= set(roles), f"cameras roles {roles}")
+        need = set(CAMERAS_PER_ROLE.get(self.role, ["W", "T"]))
+        expect(need <= set(roles), f"cameras roles {roles}; a {self.role} phone needs {sorted(need)}")
         for c in h["cameras"]:
             for k in CAMERA_FIELDS:
                 expect(k in c, f"camera {c.get('role')} lacks {k!r}")
@@ -383,6 +394,70 @@ class Suite:
         expect(e["error"].get("code") == "exists", f"capture of an existing id: {e['error']}")
         return "a second capture with the same id is refused with exists"
 
+    def rule_error_target_too_far(self) -> str:
+        now = self.req("status")["boottime_ns"]
+        e = self.error_of("capture", session=self.session, capture_id="far", target_ns=now + 3600 * 10**9)
+        err = e["error"]
+        expect(err.get("code") == "target_too_far" and isinstance(err.get("now_ns"), int)
+               and isinstance(err.get("max_lead_ns"), int) and err["max_lead_ns"] <= MAX_LEAD_NS, f"got {err}")
+        listed = [c["capture_id"] for c in self.req("list", session=self.session)["captures"]]
+        expect("far" not in listed, "the refused capture is listed")
+        return f"a target an hour ahead: target_too_far, max_lead_ns={err['max_lead_ns']}"
+
+    def _far_capture(self, cid: str, session: str | None = None) -> dict:
+        now = self.req("status")["boottime_ns"]
+        return self.req("capture", session=session or self.session, capture_id=cid,
+                        target_ns=now + int(self.cfg.far_lead_ms * 1e6), cameras=["T"])
+
+    def _withdraw(self, session: str, cid: str) -> None:
+        """Cancel a capture the suite made only to look at; a missing cancel fails rule ``cancel``."""
+        try:
+            self.req("cancel", session=session, capture_id=cid)
+        except AgentError:
+            pass
+
+    def rule_capture_session_keyed(self) -> str:
+        cid, other = "same-id", f"{self.session}-other"
+        self._far_capture(cid)
+        try:
+            try:
+                self._far_capture(cid, other)
+            except AgentError as exc:
+                raise RuleFailed(f"{other}/{cid} refused ({exc.code}) while {self.session}/{cid} is pending: "
+                                 "captures must be keyed by session and capture_id") from None
+            self.req("cancel", session=other, capture_id=cid)
+            e = self.error_of("meta", session=self.session, capture_id=cid)
+            expect(e["error"].get("code") == "pending",
+                   f"cancelling {other}/{cid} touched {self.session}/{cid}: meta says {e['error']}")
+        finally:
+            self._withdraw(other, cid)
+            self._withdraw(self.session, cid)
+        return "one capture_id pending in two sessions at once, each cancelled apart"
+
+    def rule_list_pending(self) -> str:
+        self._far_capture("pending-list")
+        try:
+            got = {c["capture_id"]: c for c in self.req("list", session=self.session)["captures"]}
+            expect("pending-list" in got, "list omits an acknowledged capture whose frame has not come")
+            expect(got["pending-list"]["status"] == "pending", f"listed as {got['pending-list']['status']}")
+        finally:
+            self._withdraw(self.session, "pending-list")
+        return "an acknowledged capture is listed as pending before its frame"
+
+    def rule_cancel(self) -> str:
+        ack = self._far_capture("cancelled")
+        r = self.req("cancel", session=self.session, capture_id="cancelled")
+        expect(r.get("cancelled", "").rstrip("/") == ack["dir"].rstrip("/"), f"cancel reply {r}")
+        e = self.error_of("meta", session=self.session, capture_id="cancelled")
+        expect(e["error"].get("code") == "not_found", f"meta after cancel: {e['error']}")
+        e = self.error_of("cancel", session=self.session, capture_id="cancelled")
+        expect(e["error"].get("code") == "not_found", f"second cancel: {e['error']}")
+        listed = [c["capture_id"] for c in self.req("list", session=self.session)["captures"]]
+        expect("cancelled" not in listed, "a cancelled capture is still listed")
+        self._far_capture("cancelled")  # the id is free again
+        self.req("cancel", session=self.session, capture_id="cancelled")
+        return "cancelled before its frame: not_found after, nothing listed, the id reusable"
+
     def rule_list(self) -> str:
         got = self.req("list", session=self.session)["captures"]
         ids = {c["capture_id"]: c for c in got}
@@ -415,7 +490,7 @@ class Suite:
 
     def rule_3a_lock_honoured(self) -> str:
         self.v2()
-        st = self.req("set_3a", cameras=["W", "T"], ae_lock=True, awb_lock=True)["cameras"]["T"]
+        st = self.req("set_3a", cameras=self.cams, ae_lock=True, awb_lock=True)["cameras"]["T"]
         frames = []
         for _ in range(2):
             _, c = self.capture(["T"])
@@ -455,7 +530,7 @@ class Suite:
 
     def rule_3a_af_fixed(self) -> str:
         self.v2()
-        self.req("set_3a", cameras=["W", "T"], af_mode="fixed", focus_diopters=0.5)
+        self.req("set_3a", cameras=self.cams, af_mode="fixed", focus_diopters=0.5)
         _, c = self.capture()
         for fr in c["meta"]["frames"]:
             expect(abs(fr["focus_distance_diopters"] - 0.5) <= 0.01 and fr["af_mode"] == "OFF",
@@ -467,10 +542,13 @@ class Suite:
     def cleanup(self) -> None:
         try:
             if self.hello.get("protocol_version", 1) >= 2:
-                self.req("set_3a", cameras=["W", "T"], af_mode="auto", af_region=None, af_lock=False,
+                self.req("set_3a", cameras=self.cams, af_mode="auto", af_region=None, af_lock=False,
                          ae_lock=False, awb_lock=False)
             for c in self.req("list", session=self.session)["captures"]:
-                self.req("delete", session=self.session, capture_id=c["capture_id"])
+                if c["status"] == "pending":
+                    self._withdraw(self.session, c["capture_id"])
+                else:
+                    self.req("delete", session=self.session, capture_id=c["capture_id"])
         except (AgentError, RigError, *LINK_ERRORS):
             pass
 
@@ -494,7 +572,11 @@ RULES: list[tuple[str, Callable[[Suite], str]]] = [
     ("capture.meta", Suite.rule_capture_meta),
     ("capture.timestamps_monotonic", Suite.rule_capture_timestamps_monotonic),
     ("capture.exists", Suite.rule_capture_exists),
+    ("capture.session_keyed", Suite.rule_capture_session_keyed),
+    ("error.target_too_far", Suite.rule_error_target_too_far),
     ("list", Suite.rule_list),
+    ("list.pending", Suite.rule_list_pending),
+    ("cancel", Suite.rule_cancel),
     ("delete", Suite.rule_delete),
     ("3a.metadata", Suite.rule_3a_metadata),
     ("3a.lock_honoured", Suite.rule_3a_lock_honoured),
@@ -504,12 +586,18 @@ RULES: list[tuple[str, Callable[[Suite], str]]] = [
 
 
 def run_conformance(link: RigLink, role: str, cfg: ConformanceConfig | None = None,
-                    on_result: Callable[[RuleResult], None] | None = None) -> list[RuleResult]:
-    """Run every rule against ``role``'s agent; a rule that raises is a fail naming the rule."""
+                    on_result: Callable[[RuleResult], None] | None = None,
+                    only: set[str] | None = None) -> list[RuleResult]:
+    """Run every rule (or those named in ``only``) against ``role``'s agent.
+
+    A rule that raises is a fail naming the rule.
+    """
     suite = Suite(link, role, cfg or ConformanceConfig())
     out = []
     try:
         for name, fn in RULES:
+            if only is not None and name not in only:
+                continue
             try:
                 res = RuleResult(name, "pass", fn(suite))
             except RuleSkipped as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from hzsr.capture.clocksync import sync_round
 from hzsr.capture.link import LINK_ERRORS, RigLink
+from hzsr.core.agent_protocol import CAMERAS_PER_ROLE
 from hzsr.core.errors import AgentError, RigError
 
 
@@ -96,7 +97,11 @@ def run_doctor(link: RigLink, cfg: DoctorConfig | None = None) -> Report:
         roles = sorted(c["role"] for c in h["cameras"])
         desc = [f"{c['role']}={c['camera_id']}/{c['physical_id']} {c['focal_length_mm']} mm f/{c['f_number']}"
                 for c in h["cameras"]]
-        rep.add("cameras", p.serial, "pass" if {"W", "T"} <= set(roles) else "fail", ", ".join(desc))
+        # The reference phone's W is no part of a triplet: a reference with only T is complete.
+        need = CAMERAS_PER_ROLE.get(p.role, ["W", "T"])
+        missing = [c for c in need if c not in roles]
+        rep.add("cameras", p.serial, "fail" if missing else "pass",
+                ", ".join(desc) + (f"; a {p.role} phone needs {' and '.join(missing)}" if missing else ""))
         sources = {c["timestamp_source"] for c in h["cameras"]}
         if sources == {"REALTIME"}:
             rep.add("timestamp source", p.serial, "pass", "REALTIME: frame timestamps are boot time")

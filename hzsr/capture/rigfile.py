@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from hzsr.core.config import load_config
+from hzsr.core.errors import ConfigError
 from hzsr.core.process import ProcessProof, valid_pid
 from hzsr.core.records import ClockCalibration
 from hzsr.core.schema import Problem
@@ -96,7 +97,9 @@ class RigFile:
         roles = [p.role for p in self.phones]
         for role in ("main", "reference"):
             n = roles.count(role)
-            if n == 0:
+            # A one-phone rig (main only) serves rig doctor, conformance and adb clients; verbs
+            # that need both phones say so through ``require`` before touching either.
+            if n == 0 and role == "main":
                 out.append(Problem("phones", f"no phone with role {role!r}"))
             elif n > 1:
                 idx = [i for i, r in enumerate(roles) if r == role][1]
@@ -108,6 +111,14 @@ class RigFile:
         if self.adb.port == 5037:
             out.append(Problem("adb.port", "5037 is the shared default; use a private port"))
         return out
+
+    def require(self, roles: tuple[str, ...], verb: str) -> None:
+        """A ``ConfigError`` naming ``phones`` unless the rig has a phone in each of ``roles``."""
+        have = [p.role for p in self.phones]
+        missing = [r for r in roles if r not in have]
+        if missing:
+            raise ConfigError(f"{verb} needs a phone with role {' and '.join(map(repr, missing))}; this rig has "
+                              f"{', '.join(have) or 'no phones'}", field="phones")
 
     def serial(self, role: str) -> str:
         return next(p.serial for p in self.phones if p.role == role)

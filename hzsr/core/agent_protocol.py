@@ -28,8 +28,11 @@ AGENT_TCP_PORT = 38765
 AGENT_FILES = "/sdcard/Android/data/org.hzsr.agent/files"
 
 #: Every ``error.code`` an agent may answer with (the table under "Transport").
-ERROR_CODES = frozenset({"bad_json", "bad_request", "unknown_cmd", "target_in_past", "exists", "storage_full",
-                         "busy", "not_found", "io_error", "pending", "internal"})
+ERROR_CODES = frozenset({"bad_json", "bad_request", "unknown_cmd", "target_in_past", "target_too_far", "exists",
+                         "storage_full", "busy", "not_found", "io_error", "pending", "internal"})
+#: The farthest ahead a ``capture`` target may be (``target_too_far`` beyond): a mistaken target an
+#: hour ahead would otherwise hold the camera and the id until then. The host aims 0.3-1 s ahead.
+MAX_LEAD_NS = 10_000_000_000
 
 # -- messages --------------------------------------------------------------------------------
 #: Fields of the ``hello`` reply.

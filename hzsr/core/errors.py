@@ -203,3 +203,12 @@ class SyncSendError(VirtualPhoneError):
 
 class ShellSyntaxError(VirtualPhoneError):
     """The line cannot be parsed; mksh prints ``/system/bin/sh: <msg>`` and exits 2."""
+
+
+class ShellNotModelled(ShellSyntaxError):
+    """A construct or command the virtual shell does not model: exit 2 and "not modelled", never a
+    different answer."""
+
+
+class ShellArithError(VirtualPhoneError):
+    """An error mksh reports for a ``$((...))`` expression (``1/0: zero divisor``): the shell exits 1."""

@@ -22,14 +22,25 @@ Sync answers as adbd does when a path is missing, a file, not listable or read-o
 of anything opendir() refuses is a bare DONE, STAT of a missing path is all zeros, RECV and SEND
 fail with adbd's messages (``open failed: ...``, ``couldn't create file: Read-only file system``).
 
-The banner advertises exactly these: ``shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir``. Not
-``sendrecv_v2``: adb 36 switches ``push`` to SND2 when a device advertises it.
+Stream life as adbd has it: a CLSE from the host is answered with a CLSE (adbd's local socket
+closes its peer, which sends one; clients such as adb-shell wait for it); it also hangs up the
+command running on that stream (SIGHUP: the line stops at its next command, ``sleep`` at once).
+Each shell command runs on a thread of its own, never on the pool the capture agent uses, so no
+number of orphaned or slow shells delays an agent reply. Before the host's CNXN the transport is
+offline: any other packet is dropped unanswered (adbd's ``handle_packet`` ignores OPEN on an
+offline transport); a second CNXN drops every open stream first (adbd's ``handle_offline``), so
+phone and server never disagree on which streams exist.
+
+The banner advertises exactly these: ``shell_v2,stat_v2,ls_v2,fixed_push_mkdir``. Not
+``sendrecv_v2``: adb 36 switches ``push`` to SND2 when a device advertises it; not ``cmd``: the
+phone has no ``cmd`` binary, and adb's ``install`` would call it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import posixpath
 import socket
@@ -42,10 +53,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hzsr.core.errors import AdbProtocolError, AdbStreamClosed, SyncSendError
+from hzsr.vphone.shell import ShellResult
+from hzsr.vphone.storage import canonical
 
 if TYPE_CHECKING:
     from hzsr.vphone.shell import VirtualShell
     from hzsr.vphone.storage import PhoneStorage
+
+log = logging.getLogger(__name__)
 
 A_CNXN = 0x4E584E43
 A_OPEN = 0x4E45504F
@@ -58,7 +73,7 @@ A_VERSION = 0x01000001
 MAX_PAYLOAD = 1024 * 1024
 SYNC_DATA_MAX = 64 * 1024
 HEADER = struct.Struct("<6I")
-FEATURES = ("shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir")
+FEATURES = ("shell_v2", "stat_v2", "ls_v2", "fixed_push_mkdir")
 
 
 def pack(command: int, arg0: int, arg1: int, data: bytes = b"") -> bytes:
@@ -209,6 +224,8 @@ class StreamIO:
         self._acked = asyncio.Event()
         self.opened = asyncio.Event()  # for streams the phone opens (reverse): the host's OKAY
         self.closed = False
+        # Set when the host closes the stream or the transport drops: the command on it hangs up.
+        self.hangup = threading.Event()
 
     def feed(self, data: bytes) -> None:
         self._buf += data
@@ -216,6 +233,7 @@ class StreamIO:
 
     def remote_closed(self) -> None:
         self.closed = True
+        self.hangup.set()
         self._data.set()
         self._acked.set()
         self.opened.set()
@@ -312,6 +330,7 @@ class AdbDeviceConnection:
         self.next_id = 1
         self.peer_max = 4096
         self.tasks: set[asyncio.Task] = set()
+        self.online = False  # until the host's CNXN is answered: every other packet is dropped
         AdbDeviceConnection._count += 1
         self.conn_id = AdbDeviceConnection._count
 
@@ -325,12 +344,17 @@ class AdbDeviceConnection:
         finally:
             self.abort()
 
-    def abort(self) -> None:
-        """Drop the connection at once, as an unplugged cable does."""
+    def _drop_streams(self) -> None:
+        """End every stream without a CLSE (the host has dropped them too) and its command."""
         for s in list(self.streams.values()):
             s.remote_closed()
-        for t in self.tasks:
+        self.streams.clear()
+        for t in list(self.tasks):
             t.cancel()
+
+    def abort(self) -> None:
+        """Drop the connection at once, as an unplugged cable does."""
+        self._drop_streams()
         self.backend.reverse.drop_connection(self)
         self.writer.transport.abort()
 
@@ -357,8 +381,16 @@ class AdbDeviceConnection:
         if self.backend.faults.on_event is not None:
             self.backend.faults.on_event("packet")
         if cmd == A_CNXN:
+            if self.online:
+                # adbd's handle_offline: a new handshake ends every stream of the old one.
+                self._drop_streams()
             self.peer_max = min(a1, MAX_PAYLOAD) or 4096
             self.send(A_CNXN, A_VERSION, MAX_PAYLOAD, self.backend.identity.banner())
+            self.online = True
+        elif cmd in (A_AUTH, A_STLS):
+            raise AdbProtocolError("AUTH/TLS are not supported: the virtual phone skips authentication")
+        elif not self.online:
+            pass  # adbd drops OPEN, WRTE, OKAY and CLSE of a transport that is not online
         elif cmd == A_OPEN:
             stream = StreamIO(self, self.next_id, a0)
             self.next_id += 1
@@ -378,14 +410,15 @@ class AdbDeviceConnection:
         elif cmd == A_CLSE:
             s = self.streams.pop(a1, None)
             if s is not None:
+                if not s.closed:
+                    # The echo adbd sends: its socket closes, and so tells the host it is gone.
+                    self.send(A_CLSE, s.local_id, s.remote_id)
                 s.remote_closed()
         elif cmd == A_WRTE:
             s = self.streams.get(a1)
             if s is not None:
                 s.feed(data)
                 self.send(A_OKAY, s.local_id, s.remote_id)
-        elif cmd in (A_AUTH, A_STLS):
-            raise AdbProtocolError("AUTH/TLS are not supported: the virtual phone skips authentication")
         else:
             raise AdbProtocolError(f"unknown command 0x{cmd:08x}")
         await self.drain()
@@ -420,7 +453,12 @@ class AdbDeviceConnection:
             return self._sync
         if service.startswith("exec:"):
             cmd = service[len("exec:"):]
-            return lambda s: self._exec(s, cmd)
+            return lambda s: self._exec(s, cmd, hangup_on_close=False)
+        if service in ("root:", "unroot:"):
+            # adbd of a user build (ro.debuggable=0): it answers, closes, and stays unprivileged.
+            msg = (b"adbd cannot run as root in production builds\n" if service == "root:"
+                   else b"adbd not running as root\n")
+            return lambda s: s.write(msg)
         if service.startswith("reverse:"):
             req = service[len("reverse:"):]
             return lambda s: self._reverse(s, req)
@@ -437,18 +475,52 @@ class AdbDeviceConnection:
             return
         await self._exec(s, cmd)
 
-    async def _run_shell(self, cmd: str, collect: Callable[[_StdinPipe], Awaitable[None]]):
-        """Run ``cmd`` in the phone's shell off the event loop, its stdin pumped by ``collect``."""
+    async def _run_shell(self, s: StreamIO, cmd: str, collect: Callable[[_StdinPipe], Awaitable[None]],
+                         hangup_on_close: bool = True) -> ShellResult:
+        """Run ``cmd`` in the phone's shell on a thread of its own, its stdin pumped by ``collect``.
+
+        A thread per command, not a pool: a pool shared with the agent let six orphaned
+        ``sleep 12`` delay a ``time`` reply by 11.5 s. The stream's hang-up event stops the
+        command when the host closes the stream (``shell``: adbd sends SIGHUP) or this task is
+        cancelled (transport gone). ``exec`` (``hangup_on_close`` False) is a bare pipe in adbd:
+        the host's close is the end of stdin (``adb exec-in``), and the command runs on.
+        """
+        hangup = s.hangup if hangup_on_close else threading.Event()
         stdin = _StdinPipe()
-        task = asyncio.get_running_loop().create_task(collect(stdin))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(collect(stdin))
+        done: asyncio.Future = loop.create_future()
+
+        def settle(fn: Callable, value: object) -> None:
+            if not done.done():
+                fn(value)
+
+        def work() -> None:
+            try:
+                res = self.backend.shell.run(cmd, stdin.read, hangup=hangup)
+            except Exception as exc:
+                # A bug of the model must never read as a command with empty output and no
+                # error: say so on stderr with status 255, and log it.
+                log.exception("vphone shell: %r failed", cmd[:200])
+                msg = f"/system/bin/sh: virtual phone internal error: {type(exc).__name__}: {exc}\n".encode()
+                res = ShellResult(b"", msg, 255, msg)
+            fn = done.set_result
+            try:
+                loop.call_soon_threadsafe(settle, fn, res)
+            except RuntimeError:
+                pass  # the phone stopped (its loop is closed): nobody waits for the result
+
+        threading.Thread(target=work, name=f"vphone-shell-{self.conn_id}-{s.local_id}", daemon=True).start()
         try:
-            return await asyncio.to_thread(self.backend.shell.run, cmd, stdin.read)
+            return await done
         finally:
+            hangup.set()  # a no-op once the command ended; on cancellation, it stops it
+            stdin.done.set()
             task.cancel()
 
-    async def _exec(self, s: StreamIO, cmd: str) -> None:
+    async def _exec(self, s: StreamIO, cmd: str, hangup_on_close: bool = True) -> None:
         # Raw services: stdin is whatever the host writes until it closes the stream (exec-in).
-        res = await self._run_shell(cmd, lambda pipe: pipe.collect_raw(s))
+        res = await self._run_shell(s, cmd, lambda pipe: pipe.collect_raw(s), hangup_on_close)
         if res.combined and not s.closed:
             await s.write(res.combined)
 
@@ -508,7 +580,7 @@ class AdbDeviceConnection:
             msg = b"interactive shells are not supported by the virtual phone\n"
             await s.write(b"\x02" + struct.pack("<I", len(msg)) + msg + b"\x03" + struct.pack("<I", 1) + b"\x01")
             return
-        res = await self._run_shell(cmd, lambda pipe: pipe.collect_v2(s))
+        res = await self._run_shell(s, cmd, lambda pipe: pipe.collect_v2(s))
         out, err, rc = res.stdout, res.stderr, res.rc
         packet = b""
         if out:
@@ -641,6 +713,25 @@ class AdbDeviceConnection:
                 sent += len(chunk)
         await s.write(bytes(batch) + b"DONE" + struct.pack("<I", 0))
 
+    def _make_link(self, path: str, data: bytes) -> None:
+        """A symlink at device ``path`` to the target in ``data``, kept inside the phone's storage.
+
+        The host link points at the host path of the target's canonical device path, relative to
+        the link's folder, so neither an absolute nor a ``..`` target can reach outside the storage.
+        """
+        storage = self.backend.storage
+        target = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        if not target:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        dev_target = canonical(posixpath.join(posixpath.dirname(canonical(path)), target))
+        p = storage.host_path(path)
+        host_target = storage.root / dev_target.lstrip("/")
+        if p.is_symlink() or p.exists():
+            if p.is_dir() and not p.is_symlink():
+                raise OSError(errno.EISDIR, "Is a directory")
+            p.unlink()
+        os.symlink(os.path.relpath(host_target, p.parent), p)
+
     async def _sync_send(self, s: StreamIO, spec: str) -> None:
         path, _, mode_s = spec.rpartition(",")
         if not path:
@@ -667,6 +758,7 @@ class AdbDeviceConnection:
             error = f"couldn't create file: {exc.strerror}"
         written = 0
         mtime = None
+        link_data = b""
         while True:
             rid = await s.read_exactly(4)
             n = struct.unpack("<I", await s.read_exactly(4))[0]
@@ -675,6 +767,8 @@ class AdbDeviceConnection:
                     error = error or "DATA chunk too large"
                     break
                 data = await s.read_exactly(n)
+                if mode_s.isdigit() and stat.S_ISLNK(int(mode_s)):
+                    link_data += data
                 if f is not None and error is None:
                     written += n
                     if storage.full or written > storage.free_bytes():
@@ -687,9 +781,17 @@ class AdbDeviceConnection:
             else:
                 error = error or f"unexpected sync id {rid!r}"
                 break
+        link = mode_s.isdigit() and stat.S_ISLNK(int(mode_s))
         if f is not None:
             f.close()
-            if error is None:
+            if error is None and link:
+                # adbd's handle_send_link: the data is the link's target (NUL-terminated).
+                tmp.unlink(missing_ok=True)
+                try:
+                    self._make_link(path, link_data)
+                except OSError as exc:
+                    error = f"symlink failed: {exc.strerror}"
+            elif error is None:
                 os.replace(tmp, p)
                 try:
                     os.chmod(p, int(mode_s) & 0o777 if mode_s.isdigit() else 0o644)

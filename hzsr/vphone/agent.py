@@ -14,26 +14,27 @@ import asyncio
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from hzsr.core.agent_protocol import AGENT_FILES, PROTOCOL_VERSION
+from hzsr.core.agent_protocol import AGENT_FILES, MAX_LEAD_NS, PROTOCOL_VERSION
 from hzsr.core.errors import AgentRequestError, StorageError, ThreeAError
 from hzsr.core.fileio import sha256_bytes
 from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile
 from hzsr.sim.sensor import SensorConfig, SensorStream
+from hzsr.sim.three_a import ThreeA, frame_3a_meta
 from hzsr.sim.timing import LinkProfile, PhoneClock, PhoneTiming
 from hzsr.sim.world import VirtualWorld
 from hzsr.vphone.adb_device import StreamIO
 from hzsr.vphone.storage import PhoneStorage
-from hzsr.vphone.three_a import ThreeA, frame_3a_meta
 
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "1.0.0"
-MIN_LEAD_NS = 20_000_000  # a target closer than this cannot be scheduled
+MIN_LEAD_NS = 20_000_000  # a target closer than this cannot be scheduled (the agent's own figure)
 WT_OFFSET_NS = 1_500_000  # APPROXIMATE sync: W and T exposures differ by up to this
 
 
@@ -45,13 +46,28 @@ class AgentFaults:
     done_first: bool = False  # write the done marker before the images
     time_outside_rtt: bool = False  # `time` replies carry the clock read at the previous request
     ignore_3a: bool = False  # accept set_3a and report its values, but render with auto 3A
+    ids_across_sessions: bool = False  # pending captures keyed by capture_id alone (an old bug)
+    list_started_only: bool = False  # `list` omits acknowledged captures with no folder yet
+    unbounded_lead: bool = False  # accept a target however far ahead
+    no_cancel: bool = False  # `cancel` is unknown_cmd
+
+
+@dataclass
+class PendingCapture:
+    """A capture acknowledged and not yet done: cancellable until its frame starts exposing."""
+
+    dir: str
+    frame_ts: int
+    task: asyncio.Task | None = None
+    exposing: bool = False  # the frame has started: too late to cancel; `done` will follow
 
 
 @dataclass
 class AgentState:
     phase_ns: float  # sensor stream phase in the phone clock
     frame_counter_base: int = 0
-    pending: dict[str, dict] = field(default_factory=dict)
+    # Keyed by (session, capture_id): one session's ids say nothing about another's.
+    pending: dict[tuple[str, str], PendingCapture] = field(default_factory=dict)
 
 
 class CaptureAgent:
@@ -73,6 +89,13 @@ class CaptureAgent:
         self.protocol_version = PROTOCOL_VERSION  # 1: behave as a v1 agent (no 3A control)
         self.three_a = ThreeA(role, world, world.cfg.size)
         self._last_time_ns: int | None = None
+        # `time` replies run on a pool of their own: rendering, 3A metering and the phone's
+        # shell commands never queue ahead of a clock read.
+        self._clock_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"agent-time-{serial}")
+
+    def close(self) -> None:
+        """Release the agent's threads (the phone is stopping)."""
+        self._clock_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- clock -------------------------------------------------------------------------
     def boottime_ns(self) -> int:
@@ -112,13 +135,14 @@ class CaptureAgent:
                 raise AgentRequestError("bad_request", "a request is a JSON object with a string 'cmd'")
             req_id = req.get("id")
             if req["cmd"] == "time":
-                out = await asyncio.to_thread(self._time)
+                out = await asyncio.get_running_loop().run_in_executor(self._clock_pool, self._time)
             elif req["cmd"] in ("set_3a", "get_3a") and self.protocol_version >= 2:
                 # Metering renders; a camera does it off the thread that answers requests.
                 out = await asyncio.to_thread(self._set_3a if req["cmd"] == "set_3a" else self._get_3a, req)
             else:
                 fn = {"hello": self._hello, "capture": self._capture, "status": self._status,
-                      "list": self._list, "meta": self._meta, "delete": self._delete}.get(req["cmd"])
+                      "list": self._list, "meta": self._meta, "delete": self._delete,
+                      "cancel": self._cancel}.get(req["cmd"])
                 if fn is None and self.protocol_version >= 2:
                     fn = {"set_3a": self._set_3a, "get_3a": self._get_3a}.get(req["cmd"])
                 if fn is None:
@@ -180,7 +204,8 @@ class CaptureAgent:
                 # Before the stream's first frame, the phase it will start with.
                 "phase_ns": int(self.stream.reported(max(0, self.stream.frame_at(self.boottime_ns())))
                                 % self.profile.frame_period_ns),
-                "pending": sorted(self.state.pending), "storage_free_bytes": self.storage.free_bytes()}
+                "pending": [{"session": s, "capture_id": c} for s, c in sorted(self.state.pending)],
+                "storage_free_bytes": self.storage.free_bytes()}
 
     def _capture_dir(self, session: str, capture_id: str) -> str:
         for name, v in (("session", session), ("capture_id", capture_id)):
@@ -200,7 +225,13 @@ class CaptureAgent:
         if target < now + MIN_LEAD_NS:
             raise AgentRequestError("target_in_past", "target_ns is in the past or too close to schedule",
                              now_ns=now, min_lead_ns=MIN_LEAD_NS)
-        if self.storage.host_path(d).exists() or req["capture_id"] in self.state.pending:
+        if target > now + MAX_LEAD_NS and not self.faults.unbounded_lead:
+            raise AgentRequestError("target_too_far", f"target_ns is more than {MAX_LEAD_NS / 1e9:g} s ahead",
+                                    now_ns=now, max_lead_ns=MAX_LEAD_NS)
+        key = (req["session"], req["capture_id"])
+        clash = key in self.state.pending or (self.faults.ids_across_sessions
+                                              and any(c == key[1] for _, c in self.state.pending))
+        if self.storage.host_path(d).exists() or clash:
             raise AgentRequestError("exists", f"capture {req['capture_id']} already exists in {req['session']}")
         need = 3 * 1024 * 1024 * len(cams) * max(1, self.world.cfg.size[0] * self.world.cfg.size[1] // 12_000_000)
         if self.storage.full or self.storage.free_bytes() < need:
@@ -211,22 +242,27 @@ class CaptureAgent:
             self.aligner.align(now, target, target)
         k = self.aligner.capture_frame(target)  # the first frame stamped at or after the target
         frame_ts, frame_number = int(round(self.stream.reported(k))), k
-        self.state.pending[req["capture_id"]] = {"dir": d, "frame_ts": frame_ts}
-        asyncio.get_running_loop().create_task(
+        pend = self.state.pending[key] = PendingCapture(d, frame_ts)
+        pend.task = asyncio.get_running_loop().create_task(
             self._run_capture(req, d, cams, frame_ts, frame_number, self.stream.start(k)))
         return {"capture_id": req["capture_id"], "frame_timestamp_ns": frame_ts, "frame_number": frame_number,
                 "dir": d}
 
     async def _run_capture(self, req: dict, d: str, cams: list[str], frame_ts: int, frame_number: int,
                            true_start: float) -> None:
+        key = (req["session"], req["capture_id"])
         true_host = self.clock.host_ns(true_start)
         delay = (true_host - time.monotonic_ns()) / 1e9
         if delay > 0:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)  # a `cancel` before the frame starts ends the capture here
+        pend = self.state.pending.get(key)
+        if pend is None:
+            return
+        pend.exposing = True
         try:
             await asyncio.to_thread(self._make_frames, req, d, cams, frame_ts, frame_number, true_host)
         finally:
-            self.state.pending.pop(req["capture_id"], None)
+            self.state.pending.pop(key, None)
 
     def _make_frames(self, req: dict, d: str, cams: list[str], frame_ts: int, frame_number: int,
                      true_host: float) -> None:
@@ -309,13 +345,23 @@ class CaptureAgent:
                 status = json.loads(done.read_text()).get("status") if done.exists() else "pending"
                 out.append({"session": sess, "capture_id": p.name, "status": status,
                             "files": sorted(f.name for f in p.iterdir() if not f.name.startswith("."))})
+        # Acknowledged captures whose frame has not come yet have no folder: list them too.
+        listed = {(c["session"], c["capture_id"]) for c in out}
+        for sess, cid in sorted(self.state.pending):
+            if self.faults.list_started_only:
+                break
+            if (sess, cid) not in listed and (not session or sess == session):
+                out.append({"session": sess, "capture_id": cid, "status": "pending", "files": []})
+        out.sort(key=lambda c: (c["session"], c["capture_id"]))
         return {"captures": out}
 
     def _meta(self, req: dict) -> dict:
         d = self._capture_dir(req.get("session"), req.get("capture_id"))
         done = self.storage.host_path(f"{d}/done")
         if not done.exists():
-            code = "pending" if req["capture_id"] in self.state.pending else "not_found"
+            pending = (req["session"], req["capture_id"]) in self.state.pending or (
+                self.faults.ids_across_sessions and any(c == req["capture_id"] for _, c in self.state.pending))
+            code = "pending" if pending else "not_found"
             raise AgentRequestError(code, "no done marker for this capture")
         meta = self.storage.host_path(f"{d}/meta.json")
         return {"done": json.loads(done.read_text()),
@@ -323,10 +369,27 @@ class CaptureAgent:
 
     def _delete(self, req: dict) -> dict:
         d = self._capture_dir(req.get("session"), req.get("capture_id"))
-        if req["capture_id"] in self.state.pending:
-            raise AgentRequestError("busy", "capture still in progress")
+        if (req["session"], req["capture_id"]) in self.state.pending:
+            raise AgentRequestError("busy", "capture still in progress (cancel it, or wait for its done marker)")
         try:
             self.storage.remove(d, recursive=True)
         except StorageError as exc:
             raise AgentRequestError("not_found" if exc.errno == 2 else "io_error", exc.strerror) from None
         return {"deleted": d}
+
+    def _cancel(self, req: dict) -> dict:
+        """Withdraw an acknowledged capture whose frame has not started; nothing is written."""
+        if self.faults.no_cancel:
+            raise AgentRequestError("unknown_cmd", "unknown cmd 'cancel'")
+        d = self._capture_dir(req.get("session"), req.get("capture_id"))
+        key = (req["session"], req["capture_id"])
+        pend = self.state.pending.get(key)
+        if pend is None:
+            raise AgentRequestError("not_found", "no pending capture with this session and capture_id "
+                                    "(a finished one is removed with delete)")
+        if pend.exposing:
+            raise AgentRequestError("busy", "the frame is already being captured; wait for its done marker")
+        if pend.task is not None:
+            pend.task.cancel()
+        del self.state.pending[key]
+        return {"cancelled": d}

@@ -193,5 +193,7 @@ class VirtualPhone:
             self.thread.join(5)
         if not self.thread.is_alive() and not self.loop.is_closed():
             self.loop.close()
+        if self.agent is not None:
+            self.agent.close()
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -9,6 +9,7 @@ saying they are not modelled.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from hzsr.core.errors import ShellSyntaxError
@@ -23,6 +24,7 @@ _UNSUPPORTED = {"if", "then", "else", "elif", "fi", "while", "until", "for", "do
 class Cmd:
     words: list[str] = field(default_factory=list)  # raw (still quoted) words
     redirs: list[tuple[str, str]] = field(default_factory=list)  # (op, raw target or "")
+    negate: bool = False  # the first command of a pipeline that `!` negates
 
 
 # -- parsing --------------------------------------------------------------------------------
@@ -45,6 +47,12 @@ def end_double(s: str, i: int) -> int:
         if s.startswith("$(", j):
             j = end_paren(s, j + 2)
             continue
+        if s.startswith("${", j):
+            j = end_brace(s, j + 2)
+            continue
+        if c == "`":
+            j = end_backquote(s, j)
+            continue
         j += 1
     raise ShellSyntaxError('unterminated quote (")')
 
@@ -63,6 +71,9 @@ def end_paren(s: str, i: int) -> int:
         if c == "\\":
             j += 2
             continue
+        if c == "`":
+            j = end_backquote(s, j)
+            continue
         if c == "(":
             depth += 1
         elif c == ")":
@@ -71,6 +82,111 @@ def end_paren(s: str, i: int) -> int:
                 return j + 1
         j += 1
     raise ShellSyntaxError("unterminated $(")
+
+
+def end_backquote(s: str, i: int) -> int:
+    """Index just past the backquote closing the one at ``i``."""
+    j = i + 1
+    while j < len(s):
+        if s[j] == "\\":
+            j += 2
+            continue
+        if s[j] == "`":
+            return j + 1
+        j += 1
+    raise ShellSyntaxError("unterminated `")
+
+
+def unescape_backquote(body: str) -> str:
+    """Inside backquotes, ``\\`` before ``$``, a backquote or ``\\`` quotes only that character."""
+    return re.sub(r"\\([$`\\])", r"\1", body)
+
+
+def end_brace(s: str, i: int) -> int:
+    """Index just past the ``}`` closing a ``${`` whose body starts at ``i``."""
+    j = i
+    while j < len(s):
+        c = s[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "'":
+            j = end_single(s, j)
+            continue
+        if c == '"':
+            j = end_double(s, j)
+            continue
+        if s.startswith("${", j):
+            j = end_brace(s, j + 2)
+            continue
+        if s.startswith("$(", j):
+            j = end_paren(s, j + 2)
+            continue
+        if c == "`":
+            j = end_backquote(s, j)
+            continue
+        if c == "}":
+            return j + 1
+        j += 1
+    raise ShellSyntaxError("${: missing }")
+
+
+def _skip(s: str, j: int) -> int | None:
+    """If a quote, escape or ``$``/backquote construct starts at ``j``, the index after it."""
+    c = s[j]
+    if c == "\\":
+        return j + 2
+    if c == "'":
+        return end_single(s, j)
+    if c == '"':
+        return end_double(s, j)
+    if c == "`":
+        return end_backquote(s, j)
+    if s.startswith("$(", j):
+        return end_paren(s, j + 2)
+    if s.startswith("${", j):
+        return end_brace(s, j + 2)
+    return None
+
+
+def brace_expand(word: str) -> list[str]:
+    """mksh's brace expansion of one raw word: ``a{b,c}d`` -> ``abd acd``, nested and repeated.
+
+    Only an unquoted ``{...}`` holding an unquoted comma at its own level expands; ``{a}``,
+    ``{1..3}`` (mksh has no sequences) and quoted braces stay as written.
+    """
+    j = 0
+    while j < len(word):
+        nxt = _skip(word, j)
+        if nxt is not None:
+            j = nxt
+            continue
+        if word[j] == "{":
+            commas, depth, k = [], 1, j + 1
+            while k < len(word) and depth:
+                nk = _skip(word, k)
+                if nk is not None:
+                    k = nk
+                    continue
+                ch = word[k]
+                if ch == "{":
+                    depth += 1
+                elif ch == "}":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                elif ch == "," and depth == 1:
+                    commas.append(k)
+                k += 1
+            if depth == 0 and commas:
+                head, tail = word[:j], word[k + 1:]
+                cuts = [j, *commas, k]
+                out: list[str] = []
+                for a, b in zip(cuts, cuts[1:], strict=False):
+                    out.extend(brace_expand(head + word[a + 1:b] + tail))
+                return out
+        j += 1
+    return [word]
 
 
 def lex(line: str) -> list[tuple[str, str]]:
@@ -105,6 +221,10 @@ def lex(line: str) -> list[tuple[str, str]]:
                 j += 2
             elif line.startswith("$(", j):
                 j = end_paren(line, j + 2)
+            elif line.startswith("${", j):
+                j = end_brace(line, j + 2)
+            elif line[j] == "`":
+                j = end_backquote(line, j)
             else:
                 j += 1
         toks.append(("w", line[i:min(j, n)]))
@@ -121,7 +241,10 @@ def parse(line: str) -> list[tuple[str, list[Cmd]]]:
     k = 0
     while k < len(toks):
         kind, tok = toks[k]
-        if kind == "w":
+        if kind == "w" and tok == "!" and not cmd.words and not cmd.redirs and not pipe:
+            cmd.negate = not cmd.negate
+            need_cmd = True
+        elif kind == "w":
             if not cmd.words and tok in _UNSUPPORTED:
                 raise ShellSyntaxError(f"{tok}: compound commands are not modelled by the virtual phone")
             cmd.words.append(tok)

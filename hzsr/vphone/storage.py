@@ -52,6 +52,15 @@ def canonical(device_path: str) -> str:
     return p
 
 
+#: /proc/cpuinfo of an 8-core arm64 phone (the fields `getprop`-less scripts read).
+CPUINFO = "".join(
+    f"processor\t: {k}\nBogoMIPS\t: 38.40\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp "
+    f"asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: "
+    f"0x{1 if k < 4 else 3}\nCPU part\t: 0x{'d05' if k < 4 else 'd41'}\nCPU revision\t: 0\n\n" for k in range(8)
+) + "Hardware\t: Virtual HZSR phone\n"
+PROC_VERSION = "Linux version 6.1.75-android14-11 (build-user@build-host) (Android clang 17.0.2) #1 SMP PREEMPT\n"
+
+
 @dataclass
 class PhoneStorage:
     root: Path
@@ -70,6 +79,14 @@ class PhoneStorage:
             if not f.exists():
                 f.write_bytes(b"\x7fELF")
         (self.root / "system/build.prop").write_text(self.build_prop)
+        # What scripts probe on any phone: /dev/null (writes to it vanish in the shell), the
+        # kernel's CPU and version text, and /storage, under which emulated/0 is /sdcard.
+        for d in ("storage/emulated", "storage/self"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        for name, text in (("dev/null", ""), ("proc/cpuinfo", CPUINFO), ("proc/version", PROC_VERSION)):
+            f = self.root / name
+            if not f.exists() or f.read_text() != text:
+                f.write_text(text)
 
     def host_path(self, device_path: str) -> Path:
         """The host path behind ``device_path``; raises EACCES if it would leave the root."""
@@ -81,8 +98,21 @@ class PhoneStorage:
         return p
 
     # -- the shell user's access rules -------------------------------------------------
+    def real_device_path(self, device_path: str) -> str:
+        """``device_path`` with the folder symlinks above it resolved (a pushed link may point anywhere)."""
+        host = self.host_path(device_path)
+        real = Path(os.path.realpath(host.parent)) / host.name
+        return "/" + str(real.relative_to(self.root)) if real != self.root else "/"
+
     def check_write(self, device_path: str) -> None:
-        """Raise as the phone would if the shell user may not create, change or remove ``device_path``."""
+        """Raise as the phone would if the shell user may not create, change or remove ``device_path``.
+
+        The rules apply to where the path really leads: a write through a link into ``/system``
+        is refused as a write to ``/system`` is.
+        """
+        real = self.real_device_path(device_path)
+        if real != canonical(device_path):
+            self.check_write(real)
         p = canonical(device_path)
         parent = posixpath.dirname(p)
         if p == "/" or parent == "/" or any(_under(p, m) for m in READ_ONLY):

@@ -17,12 +17,34 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hzsr.core.errors import StorageError
+from hzsr.core.errors import ShellNotModelled, StorageError
 from hzsr.vphone.storage import PhoneStorage, canonical
 
 Result = tuple[bytes, bytes, int]
 Command = Callable[[list[str], bytes], Result]
 SH = "/system/bin/sh"
+
+#: mksh's builtins among the commands the model has (``command -v`` names them as themselves).
+MKSH_BUILTINS = frozenset({"echo", "test", "[", "true", "false", ":", "pwd", "cd", "exit", "set", "unset", "export",
+                           "readonly", "command", "shift"})
+
+#: Commands an Android 13-15 phone has (mksh builtins, toybox applets, framework tools) that the
+#: virtual phone does not model: they fail with status 2 and "not modelled", never with "not
+#: found" (which would claim the phone lacks them) and never with a made-up answer.
+NOT_MODELLED_COMMANDS = frozenset("""
+alias bg bind builtin eval exec fc fg getopts hash jobs kill let local print read realpath rename
+return times trap type typeset ulimit umask unalias wait whence source .
+awk base64 bzcat chcon chgrp chmod chown chroot cksum clear cmp comm cpio crc32 diff dmesg dos2unix
+env expand expr fallocate file find flock fmt free fsync getconf getenforce groups gunzip gzip hostname
+hwclock iconv ifconfig inotifyd install ionice iorenice killall ln load_policy log logname losetup lsattr
+lsmod lsof lspci lsusb microcom mkfifo mknod mkswap mktemp modinfo modprobe more mount mountpoint nc
+netcat netstat nice nl nohup nproc nsenter od paste patch pgrep pidof pkill pmap printenv ps pwdx readelf
+readlink renice restorecon rtcwake runcon sed sendevent setenforce setsid sha224sum sha384sum sha512sum
+split strings stty swapoff swapon sync sysctl tar taskset time timeout top tr traceroute truncate tty
+ulimit umount uniq unix2dos unlink unshare uudecode uuencode uuidgen vmstat watch xargs xxd yes zcat
+am pm cmd input logcat screencap screenrecord wm svc content monkey bugreport bugreportz ip ping ping6
+iptables app_process dalvikvm run-as appops bmgr telecom ime uiautomator service lshal getevent
+""".split())
 
 
 class ShellExit(Exception):
@@ -30,6 +52,16 @@ class ShellExit(Exception):
 
     def __init__(self, code: int):
         self.code = code
+
+
+class Hangup(Exception):
+    """The host closed the command's stream (adbd sends the shell SIGHUP): stop the whole line.
+
+    Not a ``ShellExit``: ``$(...)`` and ``sh -c`` catch ``exit`` but must not catch this.
+    """
+
+#: Exit status of a shell killed by SIGHUP (128 + 1), as ``$?`` of a parent would see it.
+HANGUP_STATUS = 129
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -46,7 +78,11 @@ def _lines(xs: list[str]) -> bytes:
 
 
 def _split_opts(argv: list[str], known: str = "") -> tuple[set[str], list[str]]:
-    """toybox-style flags: ``-rf`` is ``r`` and ``f``; ``--`` ends them; ``-`` is an operand."""
+    """toybox-style flags: ``-rf`` is ``r`` and ``f``; ``--`` ends them; ``-`` is an operand.
+
+    A flag outside ``known`` (the flags the model implements) is not modelled: ignoring it, or
+    reading it as a file name, would be a silently different answer.
+    """
     opts: set[str] = set()
     rest: list[str] = []
     it = iter(argv[1:])
@@ -54,7 +90,10 @@ def _split_opts(argv: list[str], known: str = "") -> tuple[set[str], list[str]]:
         if a == "--":
             rest.extend(it)
             break
-        if a.startswith("-") and len(a) > 1 and not rest and (not known or set(a[1:]) <= set(known)):
+        if a.startswith("-") and len(a) > 1 and not rest:
+            bad = sorted(set(a[1:]) - set(known)) if known else []
+            if bad:
+                raise ShellNotModelled(f"{argv[0]}: option -{''.join(bad)} is not modelled by the virtual phone")
             opts.update(a[1:])
         else:
             rest.append(a)
@@ -138,7 +177,8 @@ class ToyboxCommands:
         return ok()
 
     def _echo(self, argv: list[str], stdin: bytes) -> Result:
-        args, newline, escapes = argv[1:], True, False
+        # mksh's builtin echo: backslash escapes on unless -E (\0nnn octal, \xHH, \c stops).
+        args, newline, escapes = argv[1:], True, True
         while args and re.fullmatch(r"-[neE]+", args[0]):
             for ch in args[0][1:]:
                 if ch == "n":
@@ -150,25 +190,70 @@ class ToyboxCommands:
             args = args[1:]
         text = " ".join(args)
         if escapes:
-            text, stop = _unescape(text)
-            if stop:
+            # mksh drops "\c" and the final newline but prints the rest (toybox's %b stops).
+            parts = text.split("\\c")
+            text = "".join(_unescape(p, echo=True)[0] for p in parts)
+            if len(parts) > 1:
                 newline = False
         return ok(text.encode("utf-8", "surrogateescape") + (b"\n" if newline else b""))
 
     def _printf(self, argv: list[str], stdin: bytes) -> Result:
+        """toybox printf: the format is reused until the arguments run out (at least once)."""
         if len(argv) < 2:
             return _err("printf: Needs 1 argument")
-        fmt, _ = _unescape(argv[1])
-        args = argv[2:]
-        try:
-            conv = re.findall(r"%[-+ 0#]*\d*(?:\.\d+)?([sdifxXoc%])", fmt)
-            vals = []
-            for ch in (c for c in conv if c != "%"):
-                a = args.pop(0) if args else ""
-                vals.append(int(a or 0) if ch in "dixXoc" else float(a or 0) if ch == "f" else a)
-            return ok(fmt % tuple(vals))
-        except (ValueError, TypeError) as exc:
-            return _err(f"printf: {exc}")
+        fmt, args = argv[1], argv[2:]
+        spec = re.compile(r"%([-+ 0#]*)(\d*)(?:\.(\d*))?([a-zA-Z%])")
+        out, err, rc = [], [], 0
+        while True:
+            consumed = False
+            pos = 0
+            for m in spec.finditer(fmt):
+                text, stop = _unescape(fmt[pos:m.start()])
+                out.append(text)
+                if stop:
+                    return "".join(out).encode("utf-8", "surrogateescape"), _lines(err), rc
+                pos = m.end()
+                flags, width, prec, conv = m.groups()
+                if conv == "%":
+                    out.append("%")
+                    continue
+                if conv not in "sdiouxXcbfeEgG":
+                    raise ShellNotModelled(f"printf: %{conv} is not modelled by the virtual phone")
+                a = args.pop(0) if args else None
+                consumed = consumed or a is not None
+                a = a or ""
+                if conv == "b":
+                    body, stop = _unescape(a, echo=True)
+                    out.append(_pad(body[:int(prec)] if prec else body, flags, width))
+                    if stop:
+                        return "".join(out).encode("utf-8", "surrogateescape"), _lines(err), rc
+                    continue
+                if conv == "s":
+                    out.append(_pad(a[:int(prec)] if prec else a, flags, width))
+                    continue
+                if conv == "c":
+                    out.append(_pad(a[:1] if a else "\0", flags, width))
+                    continue
+                py_conv = conv.replace("u", "d").replace("i", "d")
+                py = f"%{flags}{width}{'.' + prec if prec is not None else ''}{py_conv}"
+                try:
+                    if conv in "fFeEgG":
+                        val: float | int = float(a) if a else 0.0
+                    else:
+                        val = int(a, 0) if re.fullmatch(r"[-+]?(0[xX][0-9a-fA-F]+|\d+)", a.strip() or "0") else None
+                        if val is None:
+                            raise ValueError(a)
+                except ValueError:
+                    err.append(f"printf: invalid number '{a}'")
+                    rc, val = 1, 0
+                out.append(py % val)
+            tail, stop = _unescape(fmt[pos:])
+            out.append(tail)
+            if stop or not args or not consumed:
+                break
+        if args:
+            err.append("printf: warning: ignoring excess arguments, starting with '" + args[0] + "'")
+        return "".join(out).encode("utf-8", "surrogateescape"), _lines(err), rc
 
     def _date(self, argv: list[str], stdin: bytes) -> Result:
         fmt = next((a[1:] for a in argv[1:] if a.startswith("+")), "%a %b %e %H:%M:%S %Z %Y")
@@ -193,41 +278,67 @@ class ToyboxCommands:
         return bytes(out), _lines(err), rc
 
     def _ls(self, argv: list[str], stdin: bytes) -> Result:
-        opts, paths = _split_opts(argv, "lad1AhRtrsSnF")
+        opts, paths = _split_opts(argv, "lad1ARtrS")
         long, show_all, one_dir = "l" in opts, "a" in opts or "A" in opts, "d" in opts
         out: list[str] = []
         err: list[str] = []
         rc = 0
-        dirs_first = sorted(paths or ["."])
-        multi = len(dirs_first) > 1
-        for a in dirs_first:
-            dev = posixpath.normpath(posixpath.join("/", a))
+
+        def order(p, names: list[str]) -> list[str]:
+            names = sorted(names)
+            if "S" in opts:  # largest first, ties by name
+                names.sort(key=lambda x: -(p / x).lstat().st_size)
+            elif "t" in opts:  # newest first
+                names.sort(key=lambda x: -(p / x).lstat().st_mtime_ns)
+            return names[::-1] if "r" in opts else names
+
+        def listing(p, dev: str, label: str, header: bool) -> None:
+            self._st().check_list(dev)
+            names = order(p, [x for x in os.listdir(p) if show_all or not x.startswith(".")])
+            if "A" not in opts and show_all:
+                names = [".", "..", *names]
+            if header:
+                out.append(f"{label}:")
+            if long:  # toybox: 1 KiB blocks of the entries listed
+                blocks = sum(-(-(p / x).stat().st_size // 4096) * 4 for x in names if x not in (".", ".."))
+                out.append(f"total {blocks}")
+            for x in names:
+                out.append(self._ls_line(p / x if x not in (".", "..") else p, x, long))
+            if "R" in opts:
+                for x in names:
+                    if x not in (".", "..") and (p / x).is_dir() and not (p / x).is_symlink():
+                        out.append("")
+                        listing(p / x, posixpath.join(dev, x), posixpath.join(label, x), True)
+
+        args = sorted(paths or ["."])
+        files = [a for a in args if not self._is_dir_arg(a) or one_dir]
+        dirs = [a for a in args if a not in files]
+        multi = len(args) > 1 or "R" in opts
+        for a in files:
             try:
-                p = self._path(dev)
+                p = self._path(posixpath.normpath(posixpath.join("/", a)))
                 if not p.exists():
                     raise StorageError(errno.ENOENT, "No such file or directory", a)
-                if p.is_dir() and not one_dir:
-                    self._st().check_list(dev)
-                    names = sorted(x for x in os.listdir(p) if show_all or not x.startswith("."))
-                    if "A" not in opts and show_all:
-                        names = [".", "..", *names]
-                    if multi:
-                        out.append(f"{a}:")
-                    if long:  # toybox: 1 KiB blocks of the entries listed
-                        blocks = sum(-(-(p / x).stat().st_size // 4096) * 4 for x in names if x not in (".", ".."))
-                        out.append(f"total {blocks}")
-                    for x in names:
-                        out.append(self._ls_line(p / x if x not in (".", "..") else p, x, long))
-                    if multi:
-                        out.append("")
-                else:
-                    out.append(self._ls_line(p, a, long))
+                out.append(self._ls_line(p, a, long))
             except (OSError, StorageError) as exc:
                 err.append(f"ls: {a}: {exc.strerror}")
                 rc = 1
-        if multi and out and out[-1] == "":
-            out.pop()
+        for k, a in enumerate(dirs):
+            dev = posixpath.normpath(posixpath.join("/", a))
+            try:
+                if out and (k > 0 or files):
+                    out.append("")
+                listing(self._path(dev), dev, a, multi)
+            except (OSError, StorageError) as exc:
+                err.append(f"ls: {a}: {exc.strerror}")
+                rc = 1
         return _lines(out), _lines(err), rc
+
+    def _is_dir_arg(self, a: str) -> bool:
+        try:
+            return self._path(posixpath.normpath(posixpath.join("/", a))).is_dir()
+        except (OSError, StorageError):
+            return False
 
     def _ls_line(self, p, name: str, long: bool) -> str:
         if not long:
@@ -465,23 +576,36 @@ class ToyboxCommands:
             lines[max(n - 1, 0):] if from_start else (lines[-n:] if n else [])))
 
     def _grep(self, argv: list[str], stdin: bytes) -> Result:
-        opts, rest = _split_opts(argv, "ivcqnFEwlho")
-        if not rest:
-            return _err("grep: Needs 1 argument", 2)
-        pat, files = rest[0], rest[1:]
+        pats: list[str] = []
+        rest_argv = [argv[0]]
+        it = iter(argv[1:])
+        for a in it:  # -e PATTERN, any number of times
+            if a == "-e":
+                pats.append(next(it, ""))
+            elif a.startswith("-e") and len(a) > 2:
+                pats.append(a[2:])
+            else:
+                rest_argv.append(a)
+        opts, rest = _split_opts(rest_argv, "ivcqnFEwlho")
+        if not pats:
+            if not rest:
+                return _err("grep: Needs 1 argument", 2)
+            pats, rest = [rest[0]], rest[1:]
+        files = rest
+        pat = "|".join(f"(?:{re.escape(p) if 'F' in opts else _bre_to_py(p, 'E' in opts)})" for p in pats)
         flags = re.IGNORECASE if "i" in opts else 0
         try:
-            rx = re.compile(re.escape(pat) if "F" in opts else _bre_to_py(pat, "E" in opts), flags)
+            rx = re.compile(pat, flags)
         except re.error as exc:
-            return _err(f"grep: bad regex '{pat}': {exc}", 2)
+            return _err(f"grep: bad regex '{pats[0]}': {exc}", 2)
+        if "w" in opts:
+            rx = re.compile(rf"(?<![\w])(?:{pat})(?![\w])", flags)
         got, err = self._inputs("grep", files, stdin)
         out, hits = [], 0
         for name, data in got:
             n_file = 0
             for k, raw in enumerate(data.decode("utf-8", "surrogateescape").splitlines(), 1):
                 found = bool(rx.search(raw))
-                if "w" in opts:
-                    found = bool(re.search(rf"\b(?:{rx.pattern})\b", raw, flags))
                 if found != ("v" in opts):
                     hits += 1
                     n_file += 1
@@ -489,7 +613,10 @@ class ToyboxCommands:
                         continue
                     prefix = ((f"{name}:" if len(files) > 1 and "h" not in opts else "")
                               + (f"{k}:" if "n" in opts else ""))
-                    out.append(prefix + raw)
+                    if "o" in opts and "v" not in opts:
+                        out.extend(prefix + m.group(0) for m in rx.finditer(raw) if m.group(0))
+                    elif "o" not in opts:
+                        out.append(prefix + raw)
             if "c" in opts:
                 out.append((f"{name}:" if len(files) > 1 else "") + str(n_file))
             if "l" in opts and n_file:
@@ -506,40 +633,171 @@ class ToyboxCommands:
             return _err(f"sleep: invalid number '{argv[1] if len(argv) > 1 else ''}'")
         if len(argv) < 2:
             return _err("sleep: Needs 1 argument")
-        time.sleep(secs)
+        # Waits on the hang-up event, not a bare sleep: a host that closes the stream ends it.
+        if self.hangup_event().wait(secs):
+            raise Hangup()
         return ok()
 
     def _cd(self, argv: list[str], stdin: bytes) -> Result:
         return _err(f"{SH}: cd: the virtual phone's shell stays in / (use absolute paths)", 2)
 
     def _df(self, argv: list[str], stdin: bytes) -> Result:
+        opts, paths = _split_opts(argv, "hk")
         st = self._st()
         total_k = st.capacity_bytes // 1024
         free_k = st.free_bytes() // 1024
         used_k = total_k - free_k
         pct = 100 * used_k // max(total_k, 1)
-        head = "Filesystem      1K-blocks    Used Available Use% Mounted on\n"
-        rows = [f"/dev/fuse {total_k} {used_k} {free_k} {pct}% /storage/emulated"]
-        _, paths = _split_opts(argv, "hkPa")
+        human = "h" in opts
+        head = ("Filesystem      Size Used Avail Use% Mounted on\n" if human
+                else "Filesystem      1K-blocks    Used Available Use% Mounted on\n")
+
+        def row(dev: str, t: int, u: int, f: int, p: int, mnt: str) -> str:
+            if human:
+                return f"{dev} {_human(t * 1024)} {_human(u * 1024)} {_human(f * 1024)} {p}% {mnt}"
+            return f"{dev} {t} {u} {f} {p}% {mnt}"
+
+        rows = [row("/dev/fuse", total_k, used_k, free_k, pct, "/storage/emulated")]
         if not paths or any(canonical(posixpath.join("/", p)).startswith("/system") for p in paths):
-            rows.insert(0, "/dev/block/dm-0 2097152 2097152 0 100% /")
+            rows.insert(0, row("/dev/block/dm-0", 2097152, 2097152, 0, 100, "/"))
         return ok(head + "\n".join(rows) + "\n")
 
     def _du(self, argv: list[str], stdin: bytes) -> Result:
-        opts, paths = _split_opts(argv, "skhacx")
+        """toybox du: 1 KiB units of 4 KiB blocks; every folder (post-order) unless -s; -h human."""
+        opts, paths = _split_opts(argv, "skh")
         out, err, rc = [], [], 0
-        for a in paths or ["."]:
+
+        def size(p) -> int:
+            return -(-p.stat().st_size // 4096) * 4
+
+        def walk(p, label: str) -> int:
+            if not p.is_dir():
+                return size(p)
+            total = 4
+            for name in sorted(os.listdir(p)):
+                total += walk(p / name, posixpath.join(label, name)) if (p / name).is_dir() else size(p / name)
+            if "s" not in opts or label == top:
+                out.append(f"{_human(total * 1024) if 'h' in opts else total}\t{label}")
+            return total
+
+        for top in paths or ["."]:
             try:
-                p = self._path(a)
+                p = self._path(top)
                 if not p.exists():
-                    raise StorageError(errno.ENOENT, "No such file or directory", a)
-                files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
-                kb = sum(-(-f.stat().st_size // 4096) * 4 for f in files) + (0 if p.is_file() else 4)
-                out.append(f"{kb}\t{a}")
+                    raise StorageError(errno.ENOENT, "No such file or directory", top)
+                walk(p, top)
             except (OSError, StorageError) as exc:
-                err.append(f"du: {a}: {exc.strerror}")
+                err.append(f"du: {top}: {exc.strerror}")
                 rc = 1
         return _lines(out), _lines(err), rc
+
+    # -- text tools (toybox) -------------------------------------------------------------
+    def _basename(self, argv: list[str], stdin: bytes) -> Result:
+        if len(argv) < 2:
+            return _err("basename: Needs 1 argument")
+        name = argv[1].rstrip("/").rsplit("/", 1)[-1] or "/"
+        if len(argv) > 2 and name.endswith(argv[2]) and name != argv[2]:
+            name = name[: -len(argv[2])]
+        return ok(name + "\n")
+
+    def _dirname(self, argv: list[str], stdin: bytes) -> Result:
+        if len(argv) < 2:
+            return _err("dirname: Needs 1 argument")
+        return ok("".join((posixpath.dirname(a.rstrip("/")) or ".") + "\n" for a in argv[1:]))
+
+    def _seq(self, argv: list[str], stdin: bytes) -> Result:
+        nums = argv[1:]
+        if not 1 <= len(nums) <= 3 or not all(re.fullmatch(r"-?\d+", n) for n in nums):
+            raise ShellNotModelled("seq: only whole FIRST [INCREMENT] LAST is modelled by the virtual phone")
+        v = [int(n) for n in nums]
+        first, step, last = (1, 1, v[0]) if len(v) == 1 else (v[0], 1, v[1]) if len(v) == 2 else v
+        if step == 0:
+            return _err("seq: increment must not be 0")
+        return ok("".join(f"{k}\n" for k in range(first, last + (1 if step > 0 else -1), step)))
+
+    def _lines_of(self, name: str, argv: list[str], stdin: bytes, known: str = ""):
+        opts, files = _split_opts(argv, known)
+        got, err = self._inputs(name, files, stdin)
+        lines = [ln for _, data in got for ln in data.decode("utf-8", "surrogateescape").splitlines()]
+        return opts, lines, err
+
+    def _text(self, lines: list[str], err: list[str]) -> Result:
+        return "".join(x + "\n" for x in lines).encode("utf-8", "surrogateescape"), _lines(err), 1 if err else 0
+
+    def _sort(self, argv: list[str], stdin: bytes) -> Result:
+        opts, lines, err = self._lines_of("sort", argv, stdin, "rnu")
+        if "n" in opts:
+            def key(x: str) -> tuple[float, str]:
+                m = re.match(r"\s*-?\d+(\.\d*)?", x)
+                return (float(m.group(0)) if m else 0.0, x)
+            lines.sort(key=key)
+        else:
+            lines.sort(key=lambda x: x.encode("utf-8", "surrogateescape"))  # the C locale: bytes
+        if "u" in opts:
+            lines = [x for k, x in enumerate(lines) if k == 0 or x != lines[k - 1]]
+        return self._text(lines[::-1] if "r" in opts else lines, err)
+
+    def _tac(self, argv: list[str], stdin: bytes) -> Result:
+        _, lines, err = self._lines_of("tac", argv, stdin)
+        return self._text(lines[::-1], err)
+
+    def _rev(self, argv: list[str], stdin: bytes) -> Result:
+        _, lines, err = self._lines_of("rev", argv, stdin)
+        return self._text([x[::-1] for x in lines], err)
+
+    def _cut(self, argv: list[str], stdin: bytes) -> Result:
+        """cut -c LIST or -d D -f LIST (LIST: N, N-M, N-, -M, comma-separated)."""
+        args, mode, lst, delim = list(argv[1:]), None, None, "\t"
+        files = []
+        while args:
+            a = args.pop(0)
+            if a in ("-c", "-f", "-d") and args:
+                v = args.pop(0)
+            elif re.fullmatch(r"-[cfd].+", a):
+                a, v = a[:2], a[2:]
+            elif a.startswith("-") and a != "-":
+                raise ShellNotModelled(f"cut: option {a} is not modelled by the virtual phone")
+            else:
+                files.append(a)
+                continue
+            if a == "-d":
+                delim = v
+            else:
+                mode, lst = a[1], v
+        if mode is None or lst is None or len(delim) != 1:
+            return _err("cut: Needs -c or -f LIST (and a one-character -d)")
+        ranges = []
+        for part in lst.split(","):
+            m = re.fullmatch(r"(\d*)-?(\d*)", part)
+            if not m or part in ("", "-"):
+                return _err(f"cut: bad list '{lst}'")
+            lo = int(m.group(1) or 1)
+            hi = int(m.group(2)) if m.group(2) else (lo if "-" not in part else 10**9)
+            ranges.append((lo, hi))
+        _, lines, err = self._lines_of("cut", ["cut", *files], stdin)
+
+        def pick(items: list[str]) -> list[str]:
+            return [x for k, x in enumerate(items, 1) if any(lo <= k <= hi for lo, hi in ranges)]
+
+        out = []
+        for ln in lines:
+            if mode == "c":
+                out.append("".join(pick(list(ln))))
+            else:
+                out.append(delim.join(pick(ln.split(delim))) if delim in ln else ln)
+        return self._text(out, err)
+
+    def _tee(self, argv: list[str], stdin: bytes) -> Result:
+        opts, files = _split_opts(argv, "a")
+        err, rc = [], 0
+        for f in files:
+            try:
+                self._open_for_write(f, append="a" in opts)
+                self._write_file(f, stdin, append=True)
+            except (OSError, StorageError) as exc:
+                err.append(f"tee: {f}: {exc.strerror}")
+                rc = 1
+        return stdin, _lines(err), rc
 
     def _hashsum(self, algo, name: str) -> Command:
         def run(argv: list[str], stdin: bytes) -> Result:
@@ -606,7 +864,10 @@ class ToyboxCommands:
 
     def _command(self, argv: list[str], stdin: bytes) -> Result:
         if argv[1:2] == ["-v"]:
-            return self._which(["which", *argv[2:]], stdin)
+            # mksh: a builtin is named as itself, a program by its path.
+            names = argv[2:]
+            found = [a if a in MKSH_BUILTINS else f"/system/bin/{a}" for a in names if a in self.commands]
+            return _lines(found), b"", 0 if len(found) == len(names) else 1
         if len(argv) > 1:
             fn = self.commands.get(argv[1])
             if fn is None:
@@ -682,15 +943,25 @@ class ToyboxCommands:
     def _settings(self, argv: list[str], stdin: bytes) -> Result:
         if len(argv) == 4 and argv[1] == "get":
             key = f"{argv[2]}/{argv[3]}"
+            # What a freshly set-up phone with USB debugging on answers; anything else is null.
             defaults = {"system/screen_off_timeout": str(self.state.screen_off_timeout_ms),
-                        "global/stay_on_while_plugged_in": str(self.state.stay_on_while_plugged)}
+                        "global/stay_on_while_plugged_in": str(self.state.stay_on_while_plugged),
+                        "global/adb_enabled": "1", "global/development_settings_enabled": "1",
+                        "global/device_provisioned": "1", "secure/user_setup_complete": "1",
+                        "global/airplane_mode_on": "0", "global/auto_time": "1", "global/auto_time_zone": "1",
+                        "system/screen_brightness_mode": "1", "system/screen_brightness": "102",
+                        "system/accelerometer_rotation": "1",
+                        "global/package_verifier_enable": "1", "global/verifier_verify_adb_installs": "1",
+                        "global/window_animation_scale": "1.0", "global/transition_animation_scale": "1.0",
+                        "global/animator_duration_scale": "1.0", "secure/location_mode": "3"}
             return ok(self.state.settings.get(key, defaults.get(key, "null")) + "\n")
         if len(argv) == 5 and argv[1] == "put":
             self.state.settings[f"{argv[2]}/{argv[3]}"] = argv[4]
             return ok()
         return _err("usage: settings get|put NAMESPACE KEY [VALUE]", 255)
 
-_STDIN_READERS = {"cat", "wc", "head", "tail", "sha256sum", "md5sum", "sha1sum", "grep", "sh"}
+_STDIN_READERS = {"cat", "wc", "head", "tail", "sha256sum", "md5sum", "sha1sum", "grep", "sh", "sort", "tac", "rev",
+                  "cut", "tee"}
 
 
 def reads_stdin(argv: list[str]) -> bool:
@@ -701,15 +972,40 @@ def reads_stdin(argv: list[str]) -> bool:
     operands = [a for a in argv[1:] if a == "-" or not a.startswith("-")]
     if name == "sh":
         return "-c" not in argv
+    if name == "tee":
+        return True
+    if name == "cut":
+        return _cut_reads_stdin(argv)
     if name == "grep":
-        operands = operands[1:]
+        operands = operands[1:] if "-e" not in argv else operands
     if name in ("head", "tail"):
         operands = [a for a in operands if not a.lstrip("+").isdigit()]
     return not operands or "-" in operands
 
 
-def _unescape(text: str) -> tuple[str, bool]:
-    """``echo -e`` / ``printf`` escapes; returns (text, stop) where ``\\c`` stops all output."""
+def _human(n: int) -> str:
+    """toybox's human_readable: 1023 -> "1023", 1536 -> "1.5K", 32768 -> "32K" (units of 1024)."""
+    units = "BKMGTPE"
+    k = 0
+    v = float(n)
+    while v >= 1024 and k < len(units) - 1:
+        v /= 1024
+        k += 1
+    if k == 0:
+        return str(n)
+    return f"{v:.1f}{units[k]}" if v < 10 and v != int(v) else f"{int(round(v))}{units[k]}"
+
+
+def _pad(text: str, flags: str, width: str) -> str:
+    w = int(width) if width else 0
+    return text.ljust(w) if "-" in flags else text.rjust(w)
+
+
+def _unescape(text: str, echo: bool = False) -> tuple[str, bool]:
+    """``echo`` / ``printf`` escapes; returns (text, stop) where ``\\c`` stops all output.
+
+    Octal is ``\\0nnn`` for echo (and printf's ``%b``), ``\\nnn`` in a printf format.
+    """
     out, i = [], 0
     simple = {"n": "\n", "t": "\t", "\\": "\\", "a": "\a", "b": "\b", "f": "\f", "r": "\r", "v": "\v",
               "e": "\x1b"}
@@ -725,8 +1021,8 @@ def _unescape(text: str) -> tuple[str, bool]:
         if nxt in simple:
             out.append(simple[nxt])
             i += 2
-        elif nxt == "0" or nxt in "1234567":
-            m = re.match(r"0?[0-7]{1,3}", text[i + 1:])
+        elif nxt == "0" or (nxt in "1234567" and not echo):
+            m = re.match(r"0[0-7]{0,3}" if echo else r"[0-7]{1,3}", text[i + 1:])
             digits = m.group(0) if m else "0"
             out.append(chr(int(digits, 8) & 0xFF))
             i += 1 + len(digits)
@@ -761,3 +1057,15 @@ def _bre_to_py(pat: str, extended: bool) -> str:
             out.append(c)
             i += 1
     return "".join(out)
+
+
+def _cut_reads_stdin(argv: list[str]) -> bool:
+    """cut reads stdin unless a file operand follows its -c/-d/-f values."""
+    args, files = list(argv[1:]), []
+    while args:
+        a = args.pop(0)
+        if a in ("-c", "-f", "-d"):
+            args[:1] = []
+        elif not a.startswith("-") or a == "-":
+            files.append(a)
+    return not files or "-" in files

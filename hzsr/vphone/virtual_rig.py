@@ -39,6 +39,10 @@ kill_adb_server=N   SIGKILL the adb server as the rig's phones start the pull of
 done_first          the agent writes the done marker before the images
 time_outside_rtt    `time` replies carry a stale clock reading (from the previous request)
 ignore_3a           the agent accepts set_3a and reports its values, but renders with auto 3A
+ids_across_sessions the agent keys pending captures by capture_id alone, across sessions
+list_started_only   the agent's list omits acknowledged captures whose frame has not come
+unbounded_lead      the agent accepts a capture target however far ahead
+no_cancel           the agent does not know the cancel command
 protocol_v1         the agent speaks protocol 1 (no 3A control)
 link_bias_us=X      2 X us more delay towards the phone: its SNTP offset reads X us ahead
 """
@@ -200,7 +204,8 @@ class VirtualRig:
                     p.bias_link(f.value)
                 elif f.name == "capture_failure":
                     p.fail_next_capture()
-                elif f.name in ("done_first", "time_outside_rtt", "ignore_3a"):
+                elif f.name in ("done_first", "time_outside_rtt", "ignore_3a", "ids_across_sessions",
+                                "list_started_only", "unbounded_lead", "no_cancel"):
                     p.call(lambda p=p, n=f.name: setattr(p._need_agent().faults, n, True))
                 elif f.name == "protocol_v1":
                     p.call(lambda p=p: setattr(p._need_agent(), "protocol_version", 1))

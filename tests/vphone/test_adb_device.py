@@ -107,3 +107,65 @@ def test_killed_phone_goes_offline(rig):
     assert _wait_state(client, serial, "device") == "device"
     extra.stop()
     assert _wait_state(client, serial, "offline") == "offline"
+
+
+def test_root_and_unroot_answer_as_a_user_build(rig):
+    server, _, serials = rig
+    r = server.run("-s", serials[0], "root")
+    assert "adbd cannot run as root in production builds" in r.stdout + r.stderr, r
+    r = server.run("-s", serials[0], "unroot")
+    assert "adbd not running as root" in r.stdout + r.stderr, r
+    d = server.client().device(serials[0])
+    assert d.shell("id -u").strip() == "2000"  # still the shell user, and the transport still works
+    assert d.shell("settings get global adb_enabled").strip() == "1"
+    assert "cmd" not in server.run("-s", serials[0], "features").stdout.split()
+
+
+def test_shell_output_is_never_silently_empty_under_load(rig):
+    """The intermittent empty output of the issue: 240 concurrent shells while the CPUs are busy."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    server, _, serials = rig
+    client = server.client()
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        def one(k: int) -> tuple[int, str]:
+            return k, client.device(serials[k % 2]).shell(f"echo out{k}; getprop ro.serialno")
+
+        with ThreadPoolExecutor(12) as ex:
+            got = list(ex.map(one, range(240)))
+    finally:
+        for b in busy:
+            b.kill()
+            b.wait()
+    bad = [(k, out) for k, out in got if out.split() != [f"out{k}", f"VPH5XAAA00{k % 2 + 1}"]]
+    assert not bad, f"{len(bad)} of 240 wrong, e.g. {bad[:3]}"
+
+
+def test_killing_an_adb_shell_client_stops_its_command(rig):
+    """The issue's orphan: `adb shell sleep` killed on the host; the phone's command must end."""
+    import subprocess
+    import threading
+
+    server, phones, serials = rig
+    marker = "/data/local/tmp/orphan-started"
+    before = {t for t in threading.enumerate() if t.name.startswith("vphone-shell-")}
+    client = subprocess.Popen([server.adb, "-P", str(server.port), "-s", serials[0], "shell",
+                               f"touch {marker}; sleep 600"])
+    try:
+        t_end = time.time() + 20  # caps on events, not timings
+        while not phones[0].storage.host_path(marker).exists():
+            assert time.time() < t_end, "the command never started"
+            time.sleep(0.05)
+        mine = {t for t in threading.enumerate() if t.name.startswith("vphone-shell-")} - before
+        assert mine, "no shell thread for the command"
+        client.kill()
+        client.wait()
+        for t in mine:  # the server closes the stream; the phone hangs the 600 s sleep up
+            t.join(20)
+            assert not t.is_alive(), "the orphaned command still runs"
+    finally:
+        if client.poll() is None:
+            client.kill()

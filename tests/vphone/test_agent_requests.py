@@ -95,3 +95,66 @@ def test_an_unforeseen_error_is_a_reply_and_the_agent_keeps_serving(agent, monke
     assert replies[1]["ok"] and replies[1]["id"] == 2 and replies[1]["model"] == VPHONE_5X.model
     assert replies[2]["error"]["code"] == "bad_json"
     assert replies[3]["ok"] and replies[3]["id"] == 3
+
+
+def _req(cmd: str, req_id: int, **f) -> dict:
+    return {"cmd": cmd, "id": req_id, **f}
+
+
+def test_captures_are_keyed_by_session_and_id(agent):
+    far = agent.boottime_ns() + 3_000_000_000
+    a = {"session": "a", "capture_id": "c0"}
+    b = {"session": "b", "capture_id": "c0"}
+    replies = _serve(agent, [
+        _req("capture", 1, target_ns=far, **a), _req("capture", 2, target_ns=far, **b),
+        _req("list", 3), _req("status", 4),
+        _req("cancel", 5, **b), _req("meta", 6, **a), _req("meta", 7, **b), _req("delete", 8, **a),
+        _req("cancel", 9, **a), _req("cancel", 10, **a)])
+    assert [r["ok"] for r in replies[:5]] == [True] * 5, replies
+    # Both acknowledged captures are listed before their frame, as pending with no files.
+    assert [(c["session"], c["status"], c["files"]) for c in replies[2]["captures"]] == [
+        ("a", "pending", []), ("b", "pending", [])]
+    assert replies[3]["pending"] == [a, b]
+    assert replies[4]["cancelled"].endswith("/b/c0")
+    assert replies[5]["error"]["code"] == "pending"  # b's cancel left a alone
+    assert replies[6]["error"]["code"] == "not_found"
+    assert replies[7]["error"]["code"] == "busy"
+    assert replies[8]["ok"] and replies[9]["error"]["code"] == "not_found"
+    assert not agent.storage.host_path("/sdcard/Android/data/org.hzsr.agent/files/a/c0").exists()
+
+
+def test_a_target_beyond_the_lead_bound_is_refused(agent):
+    from hzsr.core.agent_protocol import MAX_LEAD_NS
+
+    hour = agent.boottime_ns() + 3600 * 10**9
+    replies = _serve(agent, [_req("capture", 1, session="s", capture_id="far", target_ns=hour), _req("list", 2)])
+    err = replies[0]["error"]
+    assert err["code"] == "target_too_far" and err["max_lead_ns"] == MAX_LEAD_NS and err["now_ns"] < hour
+    assert replies[1]["captures"] == []
+
+
+def test_cancel_of_a_finished_capture_is_not_found(agent):
+    replies = _serve(agent, [_capture(agent, "c5", 40, 1)])
+    assert replies[0]["ok"]
+    done = agent.storage.host_path("/sdcard/Android/data/org.hzsr.agent/files/s/c5/done")
+    assert done.exists()  # _serve waited for it: a finished capture is no longer pending
+    assert _serve(agent, [_req("cancel", 2, session="s", capture_id="c5")])[0]["error"]["code"] == "not_found"
+
+
+def test_cancel_once_the_frame_is_exposing_is_busy(agent):
+    key = {"session": "s", "capture_id": "c6"}
+
+    async def go() -> list[dict]:
+        first = LineStream([_req("capture", 1, target_ns=agent.boottime_ns() + 3_000_000_000, **key)])
+        await agent.handle(first)
+        pend = agent.state.pending[("s", "c6")]
+        pend.exposing = True  # the state the frame's own start puts it in, reached here on purpose
+        second = LineStream([_req("cancel", 2, **key), _req("delete", 3, **key)])
+        await agent.handle(second)
+        pend.task.cancel()  # end the test's capture without waiting 3 s for its frame
+        agent.state.pending.clear()
+        return first.replies() + second.replies()
+
+    replies = asyncio.run(go())
+    assert replies[0]["ok"]
+    assert replies[1]["error"]["code"] == "busy" and replies[2]["error"]["code"] == "busy"

@@ -1,5 +1,6 @@
 """The virtual phone answers as a real Android 13-15 phone does, through the adb binary and adbutils."""
 
+import os
 import shlex
 import socket
 import threading
@@ -231,3 +232,35 @@ def test_stdin_reaches_commands(rig):
     assert d.sync.read_bytes("/sdcard/in.bin") == blob
     r = run(["shell"], b"")
     assert r.returncode == 1 and b"interactive shells are not supported" in r.stderr
+
+
+def test_push_of_a_symlink_makes_a_symlink(rig, tmp_path):
+    """adb pushes the links of a folder as links (SEND with S_IFLNK, data = target + NUL)."""
+    _, phone, d = rig
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "real.txt").write_text("t\n")
+    os.symlink("/sdcard/Download/tree/real.txt", tree / "abs-link")
+    os.symlink("../../../../../../etc/passwd", tree / "up-link")
+    r = adb(rig, "push", str(tree), "/sdcard/Download/")
+    assert r.returncode == 0, r
+    host = phone.storage.host_path("/sdcard/Download/tree/abs-link")
+    assert host.is_symlink()  # not a regular file holding the target and a NUL
+    assert d.shell("cat /sdcard/Download/tree/abs-link").strip() == "t"
+    # A target above the root stays inside the phone: the device's /etc/passwd, not the host's.
+    up = phone.storage.host_path("/sdcard/Download/tree/up-link")
+    assert up.is_symlink() and phone.storage.root in up.resolve().parents
+    assert "root:" not in d.shell("cat /sdcard/Download/tree/up-link")
+
+
+def test_a_write_through_a_link_into_system_is_refused(rig, tmp_path):
+    _, phone, d = rig
+    tree = tmp_path / "tree2"
+    tree.mkdir()
+    os.symlink("/system", tree / "sys")
+    assert adb(rig, "push", str(tree), "/sdcard/Download/").returncode == 0
+    (tmp_path / "f.txt").write_text("x\n")
+    r = adb(rig, "push", str(tmp_path / "f.txt"), "/sdcard/Download/tree2/sys/f.txt")
+    assert r.returncode == 1 and "Read-only file system" in r.stdout + r.stderr, r
+    assert not phone.storage.host_path("/system/f.txt").exists()
+    assert "Read-only file system" in d.shell("echo y > /sdcard/Download/tree2/sys/g.txt")

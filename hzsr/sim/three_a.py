@@ -1,4 +1,6 @@
-"""The virtual agent's 3A (auto-focus, auto-exposure, auto-white-balance): protocol v2's ``set_3a``.
+"""The simulated camera's 3A (auto-focus, auto-exposure, auto-white-balance), as protocol v2's
+``set_3a`` drives it on a virtual phone's agent (``hzsr.vphone.agent``). It lives with the camera
+HAL's other models (``sensor``, ``phase_align``): it needs only the world and the rig's metering.
 
 Per camera (W, T) the agent keeps what the host asked for, in Camera2 terms:
 
