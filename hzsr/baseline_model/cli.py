@@ -29,6 +29,10 @@ def _need_torch() -> None:
 
 def _guard(func):
     def run(args: argparse.Namespace) -> int:
+        # Before torch loads: OpenMP reads its wait policy once (threads.py).
+        from hzsr.baseline_model.threads import apply
+
+        args.thread_policy = apply(getattr(args, "threads", None))
         _need_torch()
         from hzsr.core.errors import HzsrError
 
@@ -111,6 +115,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    _add_threads(p)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", default=None, metavar="N|auto",
+                   help="torch threads per process; auto = the cores found free at start, shared by local DDP "
+                   "ranks (default: $HZSR_TORCH_THREADS, else auto; see hzsr/baseline_model/threads.py)")
 
 
 def add_model_parser(stages: Any) -> None:
@@ -167,6 +178,7 @@ def add_model_parser(stages: Any) -> None:
     x.add_argument("--out", required=True, help=".onnx file to create")
     x.add_argument("--opset", type=int, default=17, help="ONNX opset")
     x.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    _add_threads(x)
     add_json(x)
 
 
