@@ -86,7 +86,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     from hzsr.baseline_model.infer import infer
 
     res = infer(args.source, args.ref, args.out, ckpt=args.ckpt, meta=args.meta, zoom=args.zoom,
-                save_maps=args.save_maps, device=args.device, tile=args.tile, halo=args.halo)
+                save_maps=args.save_maps, device=args.device, tile=args.tile, halo=args.halo,
+                runtime=args.runtime)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -169,6 +170,9 @@ def add_model_parser(stages: Any) -> None:
     i.add_argument("--tile", type=int, default=None, help="UNet tile size (default from the checkpoint)")
     i.add_argument("--halo", type=int, default=None,
                    help="context pixels around each tile (default: from the checkpoint)")
+    i.add_argument("--runtime", default=None, choices=("onnxruntime", "torch"),
+                   help="what runs the UNet (default: onnxruntime on CPU when installed, else torch; "
+                   "see hzsr/baseline_model/runtime.py)")
     _add_device(i)
     add_json(i)
 
