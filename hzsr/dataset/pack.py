@@ -44,7 +44,7 @@ class PackConfig:
     shard_size: str = "1GiB"  # captures per shard ("64") or decoded bytes per shard ("1GiB", "500MB")
     filter: str | None = None  # a query (hzsr/dataset/query.py) over the manifest's columns: "verdict != 'fail'"
     compression: str = DEFAULT_CODEC  # one of CODECS; default chosen by bench/dataset.py
-    workers: int | None = None  # cores to use (None: every usable core): shards in parallel processes, else threads
+    workers: int | None = None  # cores to use: shards in parallel processes, else threads (None: all, one process)
     threads: int | None = None  # decode/hash threads per process; default: workers / processes
     scheduler: str | None = None  # dask.distributed scheduler address; one shard per task
     scheduler_timeout_s: float = 10.0  # give up connecting to the scheduler after this long
@@ -234,7 +234,8 @@ def pack_dataset(sessions: Sequence[str | Path], out: str | Path, cfg: PackConfi
     # --workers N is N cores' worth of work: N processes when there are that many shards to write,
     # else fewer processes with the decode/hash threads making up the rest (a 12 MP data set of a
     # few dozen captures is one or two 1 GiB shards, so threads are what a small pack can use).
-    procs = min(workers, len(todo)) if workers > 1 and len(todo) > 1 else 1
+    # The default (no --workers) stays one process: every usable core as threads.
+    procs = min(workers, len(todo)) if cfg.workers and workers > 1 and len(todo) > 1 else 1
     threads = cfg.threads or max(1, workers // procs)
     tasks = [(str(shard_dir / e["shard"]), [by_id[i] for i in e["captures"]],
               {s: sess[s] for s in {by_id[i].session_id for i in e["captures"]}}, cfg.compression, threads)
