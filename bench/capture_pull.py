@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from hzsr.capture.adb_server import ADB_ENV
-from hzsr.capture.transfer import FileToPull, phone_sha256, pull_verified_many
+from hzsr.capture.transfer import FileToPull, pull_verified_many
 from hzsr.sim.profiles import FULL_RES, VPHONE_5X
 from hzsr.sim.rig import RigGeometry, render_frame
 from hzsr.sim.scene import make_scene
@@ -141,7 +141,7 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
 
         def one(role: str) -> None:
             paths = [f"/sdcard/bench/{s}.jpg" for s in FILES[role]]
-            phone_sha256(devs[role], paths)
+            devs[role].shell2("sha256sum " + " ".join(paths), timeout=30)  # as hzsr did before issue 19
             for s, p in zip(FILES[role], paths, strict=True):
                 devs[role].sync.pull(p, d / f"{s}.jpg")
 
