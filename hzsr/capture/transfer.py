@@ -161,8 +161,8 @@ def _recv_all(device: adbutils.AdbDevice, parts: list[_Part], timeout_s: float) 
     writer = threading.Thread(target=_writer, args=(parts, chunks, box), name="pull-writer", daemon=True)
     writer.start()
     refused = None
+    rf = sock.makefile("rb", buffering=1 << 20)  # the socket's fd closes when both are closed
     try:
-        rf = sock.makefile("rb", buffering=1 << 20)
 
         def read(n: int) -> bytes:
             b = rf.read(n)
@@ -209,6 +209,7 @@ def _recv_all(device: adbutils.AdbDevice, parts: list[_Part], timeout_s: float) 
     finally:
         chunks.put(None)  # ends a file the writer is in (a refusal or a link error mid-file)
         chunks.put(_STOP)
+        rf.close()
         _close_quietly(sock)
     writer.join()
     if "error" in box:
