@@ -16,8 +16,9 @@ is first loaded):
 
   where ``free_cores = usable_cores * idle_jiffies / all_jiffies`` over the sample. A thread
   beyond the free cores only time-slices with the other processes, and each OpenMP barrier then
-  waits for the slowest, descheduled thread: on a loaded 2-core machine one thread beat two by
-  1.6-6x (``docs/benchmarks.md``), and on an idle one two threads are used.
+  waits for the slowest, descheduled thread. On the loaded 2-core machine the policy (passive,
+  one thread) trained 3.4-4.5x and inferred 1.5-2.0x faster than torch's defaults; at load 3 it
+  kept two threads and matched them (``docs/benchmarks.md``, issue 19).
 
 Overrides, first that is set wins: the verb's ``--threads N`` (``auto`` = measure), the environment
 ``HZSR_TORCH_THREADS`` (same values), then ``OMP_NUM_THREADS`` when not under ``torchrun`` (which
