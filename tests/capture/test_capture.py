@@ -373,7 +373,8 @@ def test_pull_batch_one_sync_connection_and_per_file_verdicts(tmp_path, rig, mon
         phone.storage.write_atomic(f"/sdcard/t/{name}.jpg", b)
     opened = []
     real = transfer._open_service
-    monkeypatch.setattr(transfer, "_open_service", lambda d, svc, t: opened.append(svc.split(":")[0]) or real(d, svc, t))
+    monkeypatch.setattr(transfer, "_open_service",
+                        lambda d, svc, t: opened.append(svc.split(":")[0]) or real(d, svc, t))
     dev = rig.adb.client().device(phone.address)
     sha = {n: hashlib.sha256(b).hexdigest() for n, b in blobs.items()}
     items = [transfer.FileToPull(f"/sdcard/t/{n}.jpg", tmp_path / f"{n}.jpg", sha[n] if n != "b" else "0" * 64,
