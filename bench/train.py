@@ -12,7 +12,15 @@ config (``hzsr/baseline_model/configs/shipped.yaml``) and reports:
 - with ``--run RUN`` (a finished run, e.g. the shipped model's), its total time to the quality
   its ``eval-test/summary.json`` reports.
 
-Usage: ``python bench/train.py [--steps 40] [--data DATASET] [--run RUN]``. Prints one JSON object.
+Thread policy (issue 19): each round trains in two fresh processes, interleaved (the order
+alternates): ``default`` (torch's defaults: OpenMP spin-waiting, one thread per core) and
+``chosen`` (``baseline_model/threads.py``: passive waiting, the measured free cores); both with
+``threads=0`` so the config's fixed count does not override. ``--load N`` runs N busy processes
+through every round (the issue's loaded case is ``--load 2``). Speedups are medians of per-round
+ratios; the 1-minute load average is recorded before and after.
+
+Usage: ``python bench/train.py [--steps 40] [--rounds 3] [--load 0] [--data DATASET] [--run RUN]``.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -52,20 +60,53 @@ def bare_compute(widths: list[int], batch: int, patch: int, steps: int) -> float
     return steps * batch / (time.perf_counter() - t0)
 
 
+def _child(args: argparse.Namespace) -> None:
+    """One fresh process: train ``--steps`` steps under one thread policy, print the summary."""
+    if args.child == "chosen":
+        from hzsr.baseline_model.threads import apply
+
+        apply()
+    import torch
+
+    from hzsr.baseline_model.config import load_train_config
+    from hzsr.baseline_model.train import train
+
+    # threads=0: the config's fixed count (2, for bit-identical reproduction) would hide the policy.
+    cfg = load_train_config(SHIPPED, [f"optim.steps={args.steps}", f"log_every={max(1, args.steps // 4)}",
+                                      f"ckpt_every={args.steps}", "threads=0"])
+    c0 = os.times()
+    t0 = time.perf_counter()
+    s = train(cfg, args.data, args.out, progress=False)
+    wall = time.perf_counter() - t0
+    c1 = os.times()
+    n_cache = len(list((Path(args.out) / "cache").rglob("*.npy")))
+    print(json.dumps({"policy": args.child, "threads": torch.get_num_threads(), "wall_s": wall,
+                      "cpu_s": c1.user + c1.system - c0.user - c0.system, "patches_per_s": s["patches_per_s"],
+                      "train_s": s["train_s"], "cache_s": s["cache_s"], "n_cache": n_cache,
+                      "final_loss": s["final_loss"], "bare": bare_compute(cfg.unet.widths, cfg.data.batch_size,
+                                                                          cfg.data.patch, 10)}))
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "hzsr" / "baseline_model" / "configs" / "shipped.yaml"
+POLICY_ENV = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "HZSR_TORCH_THREADS", "MKL_NUM_THREADS")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=40, help="training steps to time")
     p.add_argument("--data", default=None, help="a packed, split data set (default: render 8 captures)")
     p.add_argument("--run", default=None, help="a finished run folder to report time-to-quality from")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of default vs chosen policy")
+    p.add_argument("--load", type=int, default=0, help="busy processes running through every round")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.child:
+        _child(args)
+        return
 
-    import torch
-
-    from hzsr.baseline_model.config import load_train_config
-    from hzsr.baseline_model.train import train
     from hzsr.cli import main as hzsr_main
 
-    shipped = Path(__file__).resolve().parents[1] / "hzsr" / "baseline_model" / "configs" / "shipped.yaml"
     root = Path(tempfile.mkdtemp(prefix="hzsr-bench-train-"))
     data = Path(args.data) if args.data else None
     render_s = None
@@ -83,18 +124,48 @@ def main() -> None:
 
         with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the JSON
             hzsr_main(["dataset", "split", str(data), "--by", "scene", "--ratios", "0.75,0,0.25", "--stratify", "none"])
-    cfg = load_train_config(shipped, [f"optim.steps={args.steps}", f"log_every={max(1, args.steps // 4)}",
-                                      f"ckpt_every={args.steps}"])
-    s = train(cfg, data, root / "run", progress=False)
-    n_cache = len(list((root / "run" / "cache").rglob("*.npy")))
-    torch.set_num_threads(cfg.threads or torch.get_num_threads())
-    bare = statistics.median(bare_compute(cfg.unet.widths, cfg.data.batch_size, cfg.data.patch, 10) for _ in range(2))
+    import subprocess
+    import sys
+
+    policies = ["default", "chosen"]
+    env = {k: v for k, v in os.environ.items() if k not in POLICY_ENV}
+    load0 = os.getloadavg()[0]
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
+    runs: dict[str, list[dict]] = {k: [] for k in policies}
+    try:
+        for r in range(args.rounds):
+            for pol in policies[r % 2:] + policies[: r % 2]:
+                out = root / f"run-{pol}-{r}"
+                cp = subprocess.run([sys.executable, __file__, "--child", pol, "--data", str(data), "--out", str(out),
+                                     "--steps", str(args.steps)], capture_output=True, text=True, env=env)
+                if cp.returncode:
+                    raise SystemExit(f"{pol} failed: {cp.stderr.strip().splitlines()[-1:]}")
+                runs[pol].append(json.loads(cp.stdout.strip().splitlines()[-1]))
+    finally:
+        for b in busy:
+            b.kill()
+            b.wait()
+
+    def med(pol: str, key: str) -> float:
+        return statistics.median(x[key] for x in runs[pol])
+
+    def ratio(key: str) -> float:  # chosen over default, per round
+        return statistics.median(c[key] / d[key] for c, d in zip(runs["chosen"], runs["default"], strict=True))
+
+    first = runs["chosen"][0]
     out = {
-        "benchmark": "train_throughput", "cpus": os.cpu_count(), "threads": cfg.threads,
-        "load_avg_1m": os.getloadavg()[0], "render_s": render_s,
-        "patch": cfg.data.patch, "batch_size": cfg.data.batch_size, "widths": cfg.unet.widths, "steps": args.steps,
-        "patches_per_s": s["patches_per_s"], "cache_s_per_capture": s["cache_s"] / max(1, n_cache),
-        "baseline_bare_compute_patches_per_s": bare, "ratio_trainer_over_bare": s["patches_per_s"] / bare,
+        "benchmark": "train_throughput", "cpus": os.cpu_count(), "rounds": args.rounds, "busy_processes": args.load,
+        "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0], "render_s": render_s,
+        "steps": args.steps,
+        "policies": {pol: {"threads": runs[pol][0]["threads"], "patches_per_s_median": med(pol, "patches_per_s"),
+                           "wall_s_median": med(pol, "wall_s"), "cpu_s_median": med(pol, "cpu_s"),
+                           "train_s_median": med(pol, "train_s"), "final_loss": [x["final_loss"] for x in runs[pol]],
+                           "bare_compute_patches_per_s_median": med(pol, "bare"),
+                           "wall_s_rounds": [round(x["wall_s"], 2) for x in runs[pol]]} for pol in policies},
+        "speedup_chosen_over_default_patches_per_s": ratio("patches_per_s"),
+        "speedup_chosen_over_default_wall": 1 / ratio("wall_s"),
+        "cache_s_per_capture": first["cache_s"] / max(1, first["n_cache"]),
+        "ratio_trainer_over_bare_chosen": med("chosen", "patches_per_s") / med("chosen", "bare"),
     }
     if args.run:
         run = Path(args.run)

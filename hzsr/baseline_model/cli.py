@@ -29,6 +29,10 @@ def _need_torch() -> None:
 
 def _guard(func):
     def run(args: argparse.Namespace) -> int:
+        # Before torch loads: OpenMP reads its wait policy once (threads.py).
+        from hzsr.baseline_model.threads import apply
+
+        args.thread_policy = apply(getattr(args, "threads", None))
         _need_torch()
         from hzsr.core.errors import HzsrError
 
@@ -83,7 +87,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
 
     res = infer(args.source, args.ref, args.out, ckpt=args.ckpt, meta=args.meta, zoom=args.zoom,
                 save_maps=args.save_maps, device=args.device, tile=args.tile, halo=args.halo,
-                focal_ratio=args.focal_ratio)
+                focal_ratio=args.focal_ratio, runtime=args.runtime)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -112,6 +116,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    _add_threads(p)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", default=None, metavar="N|auto",
+                   help="torch threads per process; auto = the cores found free at start, shared by local DDP "
+                   "ranks (default: $HZSR_TORCH_THREADS, else auto; see hzsr/baseline_model/threads.py)")
 
 
 def add_model_parser(stages: Any) -> None:
@@ -163,6 +174,9 @@ def add_model_parser(stages: Any) -> None:
     i.add_argument("--tile", type=int, default=None, help="UNet tile size (default from the checkpoint)")
     i.add_argument("--halo", type=int, default=None,
                    help="context pixels around each tile (default: from the checkpoint)")
+    i.add_argument("--runtime", default=None, choices=("onnxruntime", "torch"),
+                   help="what runs the UNet (default: onnxruntime on CPU when installed, else torch; "
+                   "see hzsr/baseline_model/runtime.py)")
     _add_device(i)
     add_json(i)
 
@@ -172,6 +186,7 @@ def add_model_parser(stages: Any) -> None:
     x.add_argument("--out", required=True, help=".onnx file to create")
     x.add_argument("--opset", type=int, default=17, help="ONNX opset")
     x.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    _add_threads(x)
     add_json(x)
 
 

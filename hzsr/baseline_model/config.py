@@ -191,7 +191,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     log_every: int = 10  # steps between CSV log rows
     ckpt_every: int = 250  # steps between checkpoints (and one at the end)
-    threads: int = 0  # torch intra-op threads per rank; 0 = leave torch's default
+    threads: int = 0  # torch intra-op threads per rank; 0 = the thread policy (threads.py: measured free cores)
     init: str = ""  # fine-tune from this checkpoint ("shipped": the packaged one); "" = random init
 
     def check(self) -> list[Problem]:

@@ -1,10 +1,12 @@
 """``hzsr model infer``: one capture (W + reference T) to a full-resolution image.
 
 Stages, each timed: ``decode`` (both JPEGs), ``coarse_align``, ``dense_flow``, ``maps``,
-``fusion`` (warp + UNet + blend, tile by tile), ``uncrop`` (paste into the zoomed W frame),
-``encode``. ``OUT.json`` beside the image holds the timings, the warnings (missing AF ROI or
-intrinsics, a reference that does not overlap) and the geometry. Bad input is one line naming
-the file: an unreadable image or checkpoint, broken metadata.
+``fusion`` (tile by tile; split into ``fusion_colour``: warp, colour match and YUV of the inputs,
+``fusion_unet``: the network, ``fusion_blend``: blending and back to RGB), ``uncrop`` (paste into
+the zoomed W frame), ``encode``. ``runtime`` and ``threads`` say what ran the UNet. ``OUT.json``
+beside the image holds the timings, the warnings (missing AF ROI or intrinsics, a reference that
+does not overlap) and the geometry. Bad input is one line naming the file: an unreadable image or
+checkpoint, broken metadata.
 """
 
 from __future__ import annotations
@@ -81,9 +83,11 @@ def save_maps(folder: Path, res: Any) -> list[str]:
 def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | Path | None = None,
           meta: str | Path | None = None, zoom: float | None = None, save_maps: str | Path | None = None,
           device: str = "cpu", tile: int | None = None, halo: int | None = None,
-          focal_ratio: float | None = None) -> dict[str, Any]:
+          focal_ratio: float | None = None, runtime: str | None = None) -> dict[str, Any]:
     """Run the pipeline on one capture and write ``out`` and ``out``.json; returns what it wrote."""
     import dataclasses
+
+    import torch
 
     from hzsr.baseline_model.evaluate import pipeline_config_of
     from hzsr.baseline_model.pipeline import HZSRPipeline, uncrop
@@ -106,7 +110,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
         cfg = dataclasses.replace(cfg, tile=tile)
     if halo is not None:
         cfg = dataclasses.replace(cfg, halo=max(0, halo))
-    pipe = HZSRPipeline(lc.model, cfg, device)
+    pipe = HZSRPipeline(lc.model, cfg, device, runtime)
     t_load = time.perf_counter() - t0
     if capture is None:
         capture = {}
@@ -141,7 +145,8 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
                      "exif_focal_35mm": {"source": exif[0], "ref": exif[1]}},
         "shift_px": [al.shift.dx, al.shift.dy], "shift_inliers": al.shift.inliers,
         "crop_rect_w_px": [al.rect.x0, al.rect.y0, al.rect.width, al.rect.height],
-        "tiles": res.tiles, "tile": cfg.tile, "halo": cfg.halo,
+        "tiles": res.tiles, "tile": cfg.tile, "halo": cfg.halo, "runtime": pipe.runtime,
+        "threads": torch.get_num_threads(),
         "blend_mean": float(al.maps["blend"].mean()), "timings_s": timings,
     }
     side = out.with_suffix(out.suffix + ".json")

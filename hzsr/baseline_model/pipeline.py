@@ -27,6 +27,7 @@ from hzsr.baseline_model.blend import blend
 from hzsr.baseline_model.color import RGB_TO_YUV, YUV_TO_RGB
 from hzsr.baseline_model.config import PipelineConfig
 from hzsr.baseline_model.geometry_source import resolve_geometry
+from hzsr.baseline_model.runtime import default_runtime, make_runner
 from hzsr.baseline_model.tiling import n_tiles, run_tiled
 from hzsr.core.geometry import CropRect
 
@@ -94,12 +95,16 @@ class HZSRPipeline:
         model: a ``FusionUNet`` (or anything with its call signature and ``size_multiple``).
         cfg: pipeline options; ``None`` for the defaults.
         device: where the UNet runs (``"cpu"``, ``"cuda"``).
+        runtime: what runs the UNet (``runtime.RUNTIMES``); ``None`` for the benchmark's choice.
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: PipelineConfig | None = None, device: str = "cpu"):
+    def __init__(self, model: torch.nn.Module, cfg: PipelineConfig | None = None, device: str = "cpu",
+                 runtime: str | None = None):
         self.cfg = cfg or PipelineConfig()
         self.device = torch.device(device)
-        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.model = model.eval().to(self.device)
+        self.runtime = runtime or default_runtime(self.device)
+        self.runner = make_runner(self.model, self.runtime, self.device)
 
     def align(self, w_img: np.ndarray, ref: np.ndarray, meta: dict[str, Any] | None, *,
               focal_ratio: float | None = None, exif_35mm: tuple[float | None, float | None] = (None, None),
@@ -129,8 +134,9 @@ class HZSRPipeline:
             final = src.copy()
             for e in extras:
                 out[e] = src
-            return PipelineResult(final, al, out, {**al.timings, "fusion": time.perf_counter() - t0},
-                                  list(al.warnings), 0)
+            timings = {**al.timings, "fusion": time.perf_counter() - t0, "fusion_colour": 0.0, "fusion_unet": 0.0,
+                       "fusion_blend": 0.0}
+            return PipelineResult(final, al, out, timings, list(al.warnings), 0)
         final = np.empty_like(src)
         if "fusion" in extras:
             out["fusion"] = np.empty_like(src)
@@ -138,12 +144,17 @@ class HZSRPipeline:
             out["warped_ref"] = np.empty_like(src)
         cache: dict[tuple[int, int, int, int], np.ndarray] = {}
 
+        spent = {"fusion_colour": 0.0, "fusion_unet": 0.0, "fusion_blend": 0.0}
+
         def make_input(wy0: int, wy1: int, wx0: int, wx1: int) -> np.ndarray:
+            t = time.perf_counter()
             x, ref_f = unet_inputs(al, wy0, wy1, wx0, wx1)
             cache[(wy0, wy1, wx0, wx1)] = ref_f
+            spent["fusion_colour"] += time.perf_counter() - t
             return x
 
         def consume(y0: int, y1: int, x0: int, x1: int, y_fus: np.ndarray, win: tuple[int, int, int, int]) -> None:
+            t = time.perf_counter()
             yuv = _yuv(src[y0:y1, x0:x1])
             wb = sample_grid(al.maps["blend"], (h, w), y0, y1, x0, x1)
             y_src = yuv[..., 0].copy()
@@ -159,22 +170,23 @@ class HZSRPipeline:
                 valid = sample_grid(al.maps["valid"], (h, w), y0, y1, x0, x1)[..., None] > 0.5
                 out["warped_ref"][y0:y1, x0:x1] = np.where(valid, np.clip(core * 255 + 0.5, 0, 255).astype(np.uint8),
                                                            src[y0:y1, x0:x1])
+            spent["fusion_blend"] += time.perf_counter() - t
 
-        mult = getattr(self.model, "size_multiple", 16)
+        runner = self.runner
 
-        class _CL(torch.nn.Module):
-            def __init__(self, m: torch.nn.Module):
-                super().__init__()
-                self.m = m
-
+        class _Timed(torch.nn.Module):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.m(x.contiguous(memory_format=torch.channels_last))
+                t = time.perf_counter()
+                y = runner(x)
+                spent["fusion_unet"] += time.perf_counter() - t
+                return y
 
-        tiles = run_tiled(_CL(self.model), h, w, make_input, consume, tile=self.cfg.tile, halo=self.cfg.halo,
-                          multiple=mult, device=self.device)
+        tiles = run_tiled(_Timed(), h, w, make_input, consume, tile=self.cfg.tile, halo=self.cfg.halo,
+                          multiple=getattr(self.model, "size_multiple", 16), device=self.device)
         if "bicubic" in extras:
             out["bicubic"] = src
-        timings = {**al.timings, "fusion": time.perf_counter() - t0}
+        # fusion = colour (warp, colour match, YUV) + unet + blend (and blend's YUV->RGB) + tiling
+        timings = {**al.timings, "fusion": time.perf_counter() - t0, **spent}
         return PipelineResult(final, al, out, timings, list(al.warnings), tiles)
 
     def run(self, w_img: np.ndarray, ref: np.ndarray, meta: dict[str, Any] | None = None,

@@ -36,11 +36,11 @@ from hzsr.capture.clocksync import (
 )
 from hzsr.capture.link import LINK_ERRORS, RigLink
 from hzsr.capture.three_a import ThreeAConfig, apply_3a
-from hzsr.capture.transfer import phone_sha256, pull_verified
+from hzsr.capture.transfer import FileToPull, pull_verified_many
 from hzsr.core import records as R
 from hzsr.core.agent_protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS
 from hzsr.core.clock import fit_drift
-from hzsr.core.errors import AgentError, CaptureError, CaptureLost, RigError, SessionFormatError, TransferError
+from hzsr.core.errors import AgentError, CaptureError, CaptureLost, RigError, SessionFormatError
 from hzsr.core.fileio import atomic_write_json, fsync_dir
 from hzsr.core.journal import Journal
 from hzsr.core.lock import SessionLock
@@ -392,26 +392,33 @@ class CaptureRun:
         for fr in meta["frames"]:
             self.journal.append("file_ready", capture_id=cid, device=serial, file=fr["file"],
                                 size=fr["size_bytes"], sha256=fr["sha256"])
-        sums = self.link.retry(f"{serial} sha256sum", lambda: phone_sha256(self.link.device(role), paths))
-        for fr, path in zip(meta["frames"], paths, strict=True):
-            slot = next(s for s, (r, c) in SLOT_SOURCES.items() if r == role and c == fr["role"])
-            dest = stage / f"{slot}.jpg"
-            for attempt in range(1, self.cfg.pull_tries + 1):
-                try:
-                    pulled = self.link.retry(
-                        f"{serial} pull {fr['file']}",
-                        lambda fr=fr, dest=dest, path=path: pull_verified(
-                            self.link.device(role), path, dest, fr["sha256"], fr["size_bytes"],
-                            self.cfg.pull_timeout_s, on_phone=sums[path]))
-                    break
-                except TransferError as exc:
-                    self.journal.append("verify_failed", capture_id=cid, device=serial, file=fr["file"],
-                                        attempt=attempt, reason=exc.message)
-                    if attempt == self.cfg.pull_tries:
-                        raise
+        slots = {fr["file"]: next(s for s, (r, c) in SLOT_SOURCES.items() if r == role and c == fr["role"])
+                 for fr in meta["frames"]}
+        items = {path: FileToPull(path, stage / f"{slots[fr['file']]}.jpg", fr["sha256"], fr["size_bytes"])
+                 for fr, path in zip(meta["frames"], paths, strict=True)}
+        by_path = dict(zip(paths, meta["frames"], strict=True))
+        # One sync connection per phone for all its files, the phone's sha256sum running meanwhile
+        # (transfer.py); a file that fails verification is pulled again, up to pull_tries times.
+        pending, done = list(paths), {}
+        for attempt in range(1, self.cfg.pull_tries + 1):
+            batch = self.link.retry(
+                f"{serial} pull {' '.join(by_path[p]['file'] for p in pending)}",
+                lambda pending=pending: pull_verified_many(self.link.device(role), [items[p] for p in pending],
+                                                           self.cfg.pull_timeout_s))
+            done.update(batch.pulled)
+            for path, exc in batch.failed.items():
+                self.journal.append("verify_failed", capture_id=cid, device=serial, file=by_path[path]["file"],
+                                    attempt=attempt, reason=exc.message)
+            pending = [p for p in pending if p in batch.failed]
+            if not pending:
+                break
+            if attempt == self.cfg.pull_tries:
+                raise batch.failed[pending[0]]
+        for path in paths:
+            fr, pulled = by_path[path], done[path]
             self.journal.append("pulled", capture_id=cid, device=serial, file=fr["file"], size=pulled.size)
             self.journal.append("verified", capture_id=cid, device=serial, file=fr["file"], sha256=pulled.sha256)
-            frames.append({**fr, "slot": slot, "device": serial, "device_role": role})
+            frames.append({**fr, "slot": slots[fr["file"]], "device": serial, "device_role": role})
         return frames
 
     def collect(self, cid: str) -> CaptureResult:

@@ -42,7 +42,8 @@ def add_dataset_parser(stages: Any) -> Any:
                    "e.g. \"verdict != 'fail' and scene_kind == 'night'\" (default: every capture)")
     p.add_argument("--compression", default=DEFAULT_CODEC, choices=CODECS,
                    help="codec of the image arrays; the default is what bench/dataset.py measured best")
-    p.add_argument("--workers", type=int, default=1, help="local processes writing shards in parallel")
+    p.add_argument("--workers", type=int, default=None, help="cores to use: shards in parallel processes, "
+                   "decode/hash threads within a shard (default: every usable core)")
     p.add_argument("--scheduler", default=None,
                    help="dask.distributed scheduler address (tcp://host:8786): one shard per task "
                    "(default: none, local --workers)")

@@ -5,7 +5,9 @@
 filters with HDF5 on import (readers import it too, so a shard written with a plugin codec opens
 anywhere hdf5plugin is installed). The default is what
 ``bench/dataset.py`` measured best for patch reads per second per byte on disk
-(``docs/benchmarks.md``).
+(``docs/benchmarks.md``): ``none`` since issue 19 (today's simulator frames compress only 1.2x with
+blosc-lz4, which no longer pays for its CPU); shards written with any codec stay readable, as the
+codec is recorded in each array's HDF5 filter pipeline.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from hzsr.core.errors import ConfigError
 
 CODECS = ("none", "lzf", "gzip", "lz4", "blosc-lz4", "blosc2-lz4", "blosc2-zstd")
-DEFAULT_CODEC = "blosc-lz4"
+DEFAULT_CODEC = "none"
 #: Target tile of an image array: about 128x128 px, so a random 256x256 patch touches 9 tiles
 #: (442 KiB decoded) rather than whole rows of a row-chunked layout.
 CHUNK_HW = (128, 128)

@@ -44,8 +44,8 @@ class PackConfig:
     shard_size: str = "1GiB"  # captures per shard ("64") or decoded bytes per shard ("1GiB", "500MB")
     filter: str | None = None  # a query (hzsr/dataset/query.py) over the manifest's columns: "verdict != 'fail'"
     compression: str = DEFAULT_CODEC  # one of CODECS; default chosen by bench/dataset.py
-    workers: int = 1  # local processes writing shards in parallel
-    threads: int | None = None  # decode/hash threads per process; default up to 4, cores shared by workers
+    workers: int | None = None  # cores to use: shards in parallel processes, else threads (None: all, one process)
+    threads: int | None = None  # decode/hash threads per process; default: workers / processes
     scheduler: str | None = None  # dask.distributed scheduler address; one shard per task
     scheduler_timeout_s: float = 10.0  # give up connecting to the scheduler after this long
     wait_s: float = 0.0  # wait this long for another writer of the data set to finish; 0 = refuse at once
@@ -172,6 +172,13 @@ def _load_plan(out: Path) -> list[dict[str, Any]]:
     return data["shards"]
 
 
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def _task(args: tuple[str, list[CaptureSource], dict[str, SessionSource], str, int | None]) -> str:
     path, caps, sess, codec, threads = args
     write_shard(path, caps, sess, codec, threads)
@@ -265,8 +272,9 @@ def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackCon
     cfg = cfg or PackConfig()
     if cfg.compression not in CODECS:
         raise ConfigError(f"unknown codec {cfg.compression!r}; known: {', '.join(CODECS)}", field="--compression")
-    if cfg.workers < 1:
+    if cfg.workers is not None and cfg.workers < 1:
         raise ConfigError("must be >= 1", field="--workers")
+    workers = cfg.workers or _usable_cores()
     size = parse_shard_size(cfg.shard_size)
     query = parse_query(cfg.filter, option="--filter") if cfg.filter else None  # before reading anything
     out = Path(out)
@@ -309,20 +317,23 @@ def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackCon
     todo = [e for e in kept_plan if e["shard"] not in existing]
     res = PackResult(out=out, kept=sorted(existing), skipped=skipped, filtered_out=n_filtered,
                      new_captures=sum(len(e["captures"]) for e in todo))
-    threads = cfg.threads
-    if threads is None and cfg.workers > 1:
-        threads = max(1, (os.cpu_count() or 1) // cfg.workers)
+    # --workers N is N cores' worth of work: N processes when there are that many shards to write,
+    # else fewer processes with the decode/hash threads making up the rest (a 12 MP data set of a
+    # few dozen captures is one or two 1 GiB shards, so threads are what a small pack can use).
+    # The default (no --workers) stays one process: every usable core as threads.
+    procs = min(workers, len(todo)) if cfg.workers and workers > 1 and len(todo) > 1 else 1
+    threads = cfg.threads or max(1, workers // procs)
     tasks = [(str(shard_dir / e["shard"]), [by_id[i] for i in e["captures"]],
               {s: sess[s] for s in {by_id[i].session_id for i in e["captures"]}}, cfg.compression, threads)
              for e in todo]
     bar = tqdm(total=len(tasks), desc="pack shards", unit="shard", disable=not cfg.progress)
     if cfg.scheduler:
         res.written = _run_dask(cfg.scheduler, tasks, bar, cfg.scheduler_timeout_s)
-    elif cfg.workers > 1 and len(tasks) > 1:
+    elif procs > 1:
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        with cf.ProcessPoolExecutor(max_workers=min(cfg.workers, len(tasks)),
+        with cf.ProcessPoolExecutor(max_workers=procs,
                                     mp_context=mp.get_context("spawn")) as ex:
             for name in ex.map(_task, tasks):
                 res.written.append(name)

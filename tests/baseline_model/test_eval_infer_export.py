@@ -53,7 +53,8 @@ def test_infer_full_resolution_with_maps_and_timings(tiny_run, tiny_session, tmp
     assert img.shape == (240, 320, 3)  # W's full resolution
     info = json.loads((tmp_path / "out.png.json").read_text())
     assert info["zoom"] == 3 and info["used_reference"] and info["tiles"] == 4 * 5
-    for stage in ("decode", "coarse_align", "dense_flow", "maps", "fusion", "uncrop", "encode", "total"):
+    for stage in ("decode", "coarse_align", "dense_flow", "maps", "fusion", "fusion_colour", "fusion_unet",
+                  "fusion_blend", "uncrop", "encode", "total"):
         assert info["timings_s"][stage] >= 0
     assert not info["warnings"]
     for name in ("occlusion", "defocus", "uncertainty", "reject", "blend", "warped_ref", "fusion", "final"):
@@ -115,3 +116,69 @@ def test_model_cli_without_torch_is_one_line(tmp_path):
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "hzsr[train]" in r.stderr
+
+
+def test_thread_policy_precedence_and_bad_values(monkeypatch):
+    from hzsr.baseline_model import threads
+    from hzsr.core.errors import ConfigError
+
+    for k in ("HZSR_TORCH_THREADS", "OMP_NUM_THREADS", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(k, raising=False)
+    cores = threads.usable_cores()
+    pol = threads.choose(None, sample_s=0.02)
+    assert pol.source == "measured" and 1 <= pol.threads <= cores and 0 <= pol.free_cores <= cores + 1e-6
+    monkeypatch.setenv("HZSR_TORCH_THREADS", "3")
+    assert (threads.choose(None).threads, threads.choose(None).source) == (3, "HZSR_TORCH_THREADS")
+    assert (threads.choose("5").threads, threads.choose("5").source) == (5, "--threads")  # the flag wins
+    monkeypatch.setenv("HZSR_TORCH_THREADS", "auto")
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert threads.choose(None).source == "OMP_NUM_THREADS"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")  # torchrun's OMP_NUM_THREADS=1 is not the user's choice
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))
+    pol = threads.choose(None, sample_s=0.02)
+    assert pol.source == "measured" and pol.threads == 1 and pol.local_ranks == 2 * cores
+    with pytest.raises(ConfigError, match="--threads"):
+        threads.choose("zero")
+    with pytest.raises(ConfigError, match="--threads"):
+        threads.choose("0")
+
+
+def test_thread_policy_is_set_before_torch_loads():
+    """A fresh process: passive waiting and the chosen count reach torch's OpenMP."""
+    code = ("from hzsr.baseline_model.threads import apply\n"
+            "import os, sys\n"
+            "assert 'torch' not in sys.modules\n"
+            "p = apply('1')\n"
+            "import torch\n"
+            "print(os.environ['OMP_WAIT_POLICY'], p.threads, torch.get_num_threads(), p.torch_was_loaded)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["PASSIVE", "1", "1", "False"]
+
+
+def test_onnxruntime_and_torch_runtimes_agree(tiny_session, monkeypatch, tmp_path):
+    """The shipped UNet through both runtimes, on a real capture: same output to float rounding."""
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from hzsr.baseline_model.export import TOLERANCE
+    from hzsr.baseline_model.infer import read_meta, read_rgb
+    from hzsr.baseline_model.pipeline import HZSRPipeline
+    from hzsr.baseline_model.runtime import make_runner
+
+    monkeypatch.setenv("HZSR_CACHE", str(tmp_path / "cache"))
+    model = load_model(None).model
+    x = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        a = make_runner(model, "torch", "cpu")(x)
+        b = make_runner(model, "onnxruntime", "cpu")(x)
+    assert float((a - b).abs().max()) <= TOLERANCE
+    assert list((tmp_path / "cache" / "onnx").glob("*.onnx"))  # exported once, then read from the cache
+    src, ref, meta = _capture_files(tiny_session)
+    w, r, m = read_rgb(src, "SOURCE"), read_rgb(ref, "--ref"), read_meta(meta)
+    outs = {rt: HZSRPipeline(model, runtime=rt).run(w, r, m) for rt in ("torch", "onnxruntime")}
+    diff = np.abs(outs["torch"].final.astype(int) - outs["onnxruntime"].final.astype(int))
+    assert outs["torch"].tiles > 0 and diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    t = outs["onnxruntime"].timings
+    assert t["fusion_unet"] > 0 and t["fusion_colour"] > 0 and t["fusion_blend"] > 0
+    assert t["fusion_unet"] + t["fusion_colour"] + t["fusion_blend"] <= t["fusion"]

@@ -360,3 +360,33 @@ def test_clock_step_between_sync_and_frame_shows_in_the_report(tmp_path, rig):
     assert abs(res.skew_us - true) <= res.bound_us and abs(res.skew_us - true) < 300
     assert res.verdict == "fail"
     run.link.close()
+
+
+def test_pull_batch_one_sync_connection_and_per_file_verdicts(tmp_path, rig, monkeypatch):
+    """All of a phone's files over one sync connection (plus one for the phone's hash); a file
+    whose metadata disagrees, and a file the phone refuses, fail alone and leave nothing behind."""
+    from hzsr.capture import transfer
+
+    phone = rig.phone("main")
+    blobs = {name: bytes([i]) * (70_000 + i) for i, name in enumerate(("a", "b", "c"))}
+    for name, b in blobs.items():
+        phone.storage.write_atomic(f"/sdcard/t/{name}.jpg", b)
+    opened = []
+    real = transfer._open_service
+    monkeypatch.setattr(transfer, "_open_service",
+                        lambda d, svc, t: opened.append(svc.split(":")[0]) or real(d, svc, t))
+    dev = rig.adb.client().device(phone.address)
+    sha = {n: hashlib.sha256(b).hexdigest() for n, b in blobs.items()}
+    items = [transfer.FileToPull(f"/sdcard/t/{n}.jpg", tmp_path / f"{n}.jpg", sha[n] if n != "b" else "0" * 64,
+                                 len(blobs[n])) for n in blobs]
+    res = transfer.pull_verified_many(dev, items, timeout_s=10)
+    assert sorted(opened) == ["exec", "sync"]
+    assert sorted(res.pulled) == ["/sdcard/t/a.jpg", "/sdcard/t/c.jpg"]
+    assert "metadata says" in res.failed["/sdcard/t/b.jpg"].message
+    assert (tmp_path / "a.jpg").read_bytes() == blobs["a"] and (tmp_path / "c.jpg").read_bytes() == blobs["c"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith((".jpg", ".part"))) == ["a.jpg", "c.jpg"]
+    # A refused file (gone from the phone) fails; the files before it still land.
+    missing = [items[0], transfer.FileToPull("/sdcard/t/gone.jpg", tmp_path / "gone.jpg", "0" * 64, 1)]
+    res = transfer.pull_verified_many(dev, missing, timeout_s=10, on_phone={"/sdcard/t/a.jpg": sha["a"]})
+    assert list(res.pulled) == ["/sdcard/t/a.jpg"] and "refused" in res.failed["/sdcard/t/gone.jpg"].message
+    assert not list(tmp_path.glob("*.part")) and not (tmp_path / "gone.jpg").exists()

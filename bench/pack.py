@@ -1,0 +1,119 @@
+"""Benchmark: ``hzsr dataset pack`` against its decode-plus-hash floor, and ``--workers`` scaling (issue 19).
+
+The floor: what a pack cannot avoid per capture, decoding every JPEG of the capture (``cv2.imdecode``
++ RGB) and hashing it twice (the file's bytes against capture.json, the decoded array for the
+shard), one frame after another on one core. A pack also pHashes main_W, compresses and writes.
+
+Each round runs, interleaved (the order rotates), each in a fresh process:
+
+- ``floor``: the floor over every capture, pinned to one core (``sched_setaffinity``);
+- ``pack1core``: ``pack --workers 1`` pinned to the same one core;
+- ``pack_w1`` and ``pack_w2``: ``pack --workers 1`` and ``--workers 2`` free to use every core.
+
+Reports per-capture seconds (medians), ``ratio_floor_over_pack_1core`` (goal >= 0.8) and
+``speedup_w2_over_w1`` (goal >= 1.5 when two cores are free), each the median of per-round
+ratios, with the 1-minute load average before and after. The session (``--captures`` 12 MP
+triplets, seed 41) is rendered once in a separate process, or taken from ``--session``.
+
+Usage: ``python bench/pack.py [--rounds 3] [--captures 4] [--codec CODEC] [--session DIR] [--keep DIR]``.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _child(mode: str, session: Path, out: Path, codec: str) -> dict:
+    if mode in ("floor", "pack1core"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    from hzsr.core.records import CaptureRecord
+    from hzsr.dataset.pack import PackConfig, pack_dataset
+    from hzsr.dataset.shard import array_sha256, decode_jpeg
+
+    caps = sorted((session / "captures").iterdir())
+    t0 = time.perf_counter()
+    if mode == "floor":
+        for cdir in caps:
+            rec = CaptureRecord.load(cdir)
+            for f in rec.frames:
+                array_sha256(decode_jpeg(cdir / f.file, f.sha256))
+    else:
+        workers = 2 if mode == "pack_w2" else 1
+        shutil.rmtree(out, ignore_errors=True)
+        pack_dataset([session], out, PackConfig(compression=codec, workers=workers, progress=False))
+    return {"mode": mode, "seconds": time.perf_counter() - t0, "captures": len(caps)}
+
+
+def _render(session: Path, captures: int) -> None:
+    from hzsr.sim.profiles import FULL_RES
+    from hzsr.sim.simsession import SimConfig, simulate_session
+
+    simulate_session(session, SimConfig(captures=captures, seed=41, size=FULL_RES), progress=False)
+
+
+def main() -> None:
+    from hzsr.dataset.codecs import DEFAULT_CODEC
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    ap.add_argument("--captures", type=int, default=4, help="12 MP captures to render")
+    ap.add_argument("--codec", default=DEFAULT_CODEC, help="compression codec of the packs")
+    ap.add_argument("--session", default=None, help="an existing session to pack instead of rendering one")
+    ap.add_argument("--keep", default=None, help="keep the rendered session and packs in this folder")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--render", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.render:
+        _render(Path(args.session), args.captures)
+        return
+    if args.child:
+        print(json.dumps(_child(args.child, Path(args.session), Path(args.out), args.codec)))
+        return
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hzsr-bench-pack-"))
+    session = Path(args.session) if args.session else root / "session"
+    if not (session / "session.json").exists():
+        subprocess.run([sys.executable, __file__, "--render", "--session", str(session),
+                        "--captures", str(args.captures)], check=True)
+    modes = ["floor", "pack1core", "pack_w1", "pack_w2"]
+    load0 = os.getloadavg()[0]
+    runs: dict[str, list[float]] = {m: [] for m in modes}
+    n = 0
+    for r in range(args.rounds):
+        for m in modes[r % len(modes):] + modes[: r % len(modes)]:
+            p = subprocess.run([sys.executable, __file__, "--child", m, "--session", str(session), "--out",
+                                str(root / f"ds-{m}"), "--codec", args.codec], capture_output=True, text=True)
+            if p.returncode:
+                raise SystemExit(f"{m} failed: {p.stderr.strip().splitlines()[-1:]}")
+            res = json.loads(p.stdout.strip().splitlines()[-1])
+            n = res["captures"]
+            runs[m].append(res["seconds"] / n)
+
+    def ratio(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(runs[a], runs[b], strict=True))
+
+    out = {
+        "benchmark": "pack_floor", "codec": args.codec, "captures": n, "rounds": args.rounds,
+        "cpus": os.cpu_count(), "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0],
+        "s_per_capture_median": {m: round(statistics.median(v), 3) for m, v in runs.items()},
+        "s_per_capture_rounds": {m: [round(x, 3) for x in v] for m, v in runs.items()},
+        "ratio_floor_over_pack_1core": round(ratio("floor", "pack1core"), 3),
+        "speedup_w2_over_w1": round(ratio("pack_w1", "pack_w2"), 3),
+    }
+    out["goals"] = {"pack_1core_ge_0.8_floor": out["ratio_floor_over_pack_1core"] >= 0.8,
+                    "w2_ge_1.5x_w1": out["speedup_w2_over_w1"] >= 1.5}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Where the fusion UNet runs during tiled inference: torch (channels-last) or ONNX Runtime.
+
+Both take and return the same tensors (``N x 3 x H x W`` float32 in, ``N x 1 x H x W`` out) and
+agree to float rounding (``export.TOLERANCE``; ``tests/baseline_model/test_eval_infer_export.py``
+checks it on a tile). The default is chosen by ``bench/infer.py --runtimes``, paired on the same
+capture (``docs/benchmarks.md``):
+
+- ``onnxruntime``: the UNet exported in memory (``torch.onnx.export``, as ``hzsr model export``
+  does), run by ONNX Runtime's CPU provider with its own thread pool sized by the thread policy
+  (``threads.py``) and spinning off (the ONNX Runtime equivalent of passive waiting). Its graph
+  optimiser fuses each convolution with its LeakyReLU and plans the concatenations' buffers.
+- ``torch``: eager PyTorch with channels-last weights and inputs (oneDNN's preferred layout,
+  2.5x less CPU than NCHW here). The only choice on CUDA.
+
+``torch.compile`` was not offered: its first call compiles for tens of seconds, more than a 12 MP
+image takes, and ``hzsr model infer`` runs one image per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from hzsr.core.fileio import atomic_write_bytes
+
+#: Runtimes known to ``hzsr model infer --runtime``; the first is the default on CPU.
+RUNTIMES = ("onnxruntime", "torch")
+
+
+class _ChannelsLast(torch.nn.Module):
+    """The torch runtime: channels-last inputs to a channels-last model."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.m = model.to(memory_format=torch.channels_last)
+        self.size_multiple = getattr(model, "size_multiple", 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.m(x.contiguous(memory_format=torch.channels_last))
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("HZSR_CACHE"):
+        return Path(os.environ["HZSR_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hzsr"
+
+
+def onnx_bytes(model: torch.nn.Module, multiple: int = 16) -> bytes:
+    """The model as ONNX, from a cache keyed by its weights and the torch version (else exported).
+
+    Exporting costs 1-3 s (mostly importing ``torch.onnx``), more than the runtime saves on one
+    12 MP image, so each distinct network is exported once into ``$HZSR_CACHE`` (default
+    ``~/.cache/hzsr``) /onnx/<sha256>.onnx, written atomically. An unwritable cache only costs the
+    export again.
+    """
+    h = hashlib.sha256(f"{torch.__version__} opset17 {type(model).__name__}".encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    path = _cache_dir() / "onnx" / f"{h.hexdigest()}.onnx"
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    buf = io.BytesIO()
+    x = torch.rand(1, 3, 2 * multiple, 2 * multiple)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(model.eval(), (x,), buf, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n", 2: "h", 3: "w"}},
+                          opset_version=17, dynamo=False)
+    data = buf.getvalue()
+    try:
+        atomic_write_bytes(path, data)
+    except OSError:
+        pass
+    return data
+
+
+class _OnnxRuntime(torch.nn.Module):
+    """The ONNX Runtime runtime: the same call signature, CPU only."""
+
+    def __init__(self, model: torch.nn.Module, threads: int):
+        super().__init__()
+        import onnxruntime as ort
+
+        self.size_multiple = getattr(model, "size_multiple", 16)
+        data = onnx_bytes(model, self.size_multiple)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, threads)
+        so.inter_op_num_threads = 1
+        # The arena saves the page faults of fresh buffers per tile (without it: +40 % CPU); the
+        # per-shape memory patterns would keep a plan for every tile size (+170 MB at 12 MP).
+        so.enable_mem_pattern = False
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # passive, as threads.py
+        self.session = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.session.run(None, {"x": x.detach().cpu().contiguous().numpy()})[0]
+        return torch.from_numpy(y)
+
+
+def available(runtime: str) -> bool:
+    """Whether ``runtime`` can run here (ONNX Runtime is an optional package of the [train] extra)."""
+    if runtime == "onnxruntime":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return False
+    return runtime in RUNTIMES
+
+
+def default_runtime(device: str | torch.device) -> str:
+    """The benchmark's winner on CPU when installed (``onnxruntime``), else ``torch``."""
+    return "onnxruntime" if torch.device(device).type == "cpu" and available("onnxruntime") else "torch"
+
+
+def make_runner(model: torch.nn.Module, runtime: str | None, device: str | torch.device) -> torch.nn.Module:
+    """Wrap ``model`` (already on ``device``, in eval mode) for ``runtime`` (None: the default)."""
+    runtime = runtime or default_runtime(device)
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    if runtime == "onnxruntime":
+        if torch.device(device).type != "cpu":
+            raise ValueError("runtime onnxruntime runs on the CPU only; use --runtime torch with --device cuda")
+        if not available(runtime):
+            raise ValueError("runtime onnxruntime needs the onnxruntime package: pip install 'hzsr[train]'")
+        return _OnnxRuntime(model, torch.get_num_threads())
+    return _ChannelsLast(model)
