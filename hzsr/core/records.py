@@ -139,7 +139,9 @@ class ClockCalibration:
     offset_correction_ns: int  # subtracted from every SNTP offset estimate of this phone
     base_half_rtt_ns: int  # least error bound seen while calibrating: the link's symmetric part
     uncertainty_ns: int  # what the correction may leave (3 sigma of the calibration's residuals)
-    source: str = ""  # the sync-board session it came from
+    source: str = ""  # the sync-board session(s) it came from, comma-separated
+    calibrated_utc: str = ""  # when `hzsr sync calibrate` wrote it (ISO 8601, UTC)
+    captures: int = 0  # decoded board captures it rests on
 
 
 @dataclass
@@ -282,6 +284,18 @@ class FrameRecord:
 
 
 @dataclass
+class TriggerSample:
+    """The clock sample that set one phone's trigger target (``hzsr capture run``; docs/sync.md)."""
+
+    role: DeviceRole
+    sample_indices: list[int]  # the samples the target was mapped with (DeviceClock.samples in session.json)
+    bound_ns: int  # the offset's bound at the target instant, from those samples
+    floor_ns: int  # the link's floor then (least sample bound); tight: bound <= factor floor + slack
+    loose: bool  # still loose after the extra rounds: the capture fails (trigger_from_loose_sample)
+    rounds: int = 1  # quick rounds taken before the trigger
+
+
+@dataclass
 class CaptureRecord(FolderRecord):
     """``capture.json``: one synchronized triplet."""
 
@@ -295,6 +309,7 @@ class CaptureRecord(FolderRecord):
     notes: str = ""  # crew notes
     status: CaptureStatus = "complete"
     trigger_host_ns: int | None = None  # host CLOCK_MONOTONIC instant the capture was aimed at
+    trigger_samples: list[TriggerSample] = field(default_factory=list)  # per phone, what set its target
 
     def check(self) -> list[Problem]:
         out = self.schema_problems()
