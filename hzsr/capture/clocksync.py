@@ -40,7 +40,7 @@ class SyncConfig:
     # tight_factor x the link's floor (the least bound seen, or the calibrated one) + tight_slack_us;
     # otherwise more quick rounds are taken first, up to extra_rounds. A capture whose trigger
     # still came from a loose sample fails its verdict (trigger_from_loose_sample).
-    tight_factor: float = 1.5
+    tight_factor: float = 2.0
     tight_slack_us: float = 50.0
     extra_rounds: int = 4
     wander_ppm: float = 0.5  # oscillator wander between syncs, for the mapping bound (as sync check)
@@ -76,12 +76,13 @@ def _segment(clock: DeviceClock, upto: int | None = None, raw: bool = False):
     ``raw``: bounds that hold whatever the calibration: ``rtt / 2`` plus the correction applied.
     """
     samples = clock.samples[:upto] if upto is not None else clock.samples
-    part = samples[_segment_start(clock, len(samples)):]
+    start = _segment_start(clock, len(samples))
+    part = samples[start:]
     cal = clock.calibration
     if raw:
         e = clockmap.sample_bounds(part) + (abs(cal.offset_correction_ns) if cal is not None else 0.0)
     else:
-        e = clockmap.sample_bounds(part, cal)
+        e = clockmap.sample_bounds(samples, cal)[start:]
     h = np.array([x.host_ns for x in part], np.float64)
     o = np.array([x.offset_ns for x in part], np.float64)
     order = np.argsort(h, kind="stable")
@@ -137,8 +138,14 @@ def samples_used(clock: DeviceClock, host_ns: float, wander_ppm: float = 0.5) ->
 
 
 def floor_ns(clock: DeviceClock) -> float:
-    """The link's floor: the least sample bound seen (``sample_bounds``: calibrated when calibrated)."""
-    return float(clockmap.sample_bounds(clock.samples, clock.calibration).min()) if clock.samples else 0.0
+    """The link's floor: the least raw sample bound (``rtt / 2``) seen, or calibrated with."""
+    if not clock.samples:
+        return 0.0
+    cal = clock.calibration
+    fl = float(clockmap.sample_bounds(clock.samples).min())
+    if cal is not None:
+        fl = min(fl, float(cal.base_half_rtt_ns)) + abs(cal.offset_correction_ns)
+    return fl
 
 
 def add_sample(clock: DeviceClock, sample: ClockSample, wander_ppm: float = 0.5) -> float | None:

@@ -329,7 +329,8 @@ class CaptureRun:
             out = []
             for r in roles:
                 clock = self.device_info(r).clock
-                _, bound = offset_estimate(clock, target, sc.wander_ppm)
+                # Raw bounds (rtt / 2), calibrated or not: looseness is about this round's jitter.
+                _, bound = offset_estimate(clock, target, sc.wander_ppm, raw=True)
                 fl = floor_ns(clock)
                 loose = bound > sc.tight_factor * fl + sc.tight_slack_us * 1e3
                 out.append(R.TriggerSample(r, samples_used(clock, target, sc.wander_ppm), int(bound), int(fl),

@@ -44,11 +44,14 @@ def sample_bounds(samples: Sequence, calibration=None) -> np.ndarray:
     Without calibration ``rtt / 2`` (it covers any link asymmetry). With one (``hzsr sync
     calibrate``) the offsets were corrected for the measured asymmetry, and what is left is the
     jitter above the link's symmetric floor plus what the calibration may have missed:
-    ``max(rtt / 2 - base_half_rtt, 0) + uncertainty``.
+    ``max(rtt / 2 - floor, 0) + uncertainty``. The floor is the least ``rtt / 2`` seen, in the
+    calibration or among ``samples``: a floor measured too high (a loaded host while calibrating)
+    would shrink every bound below what it must cover.
     """
     e = np.array([s.rtt_ns / 2 for s in samples], np.float64)
     if calibration is not None:
-        e = np.maximum(e - calibration.base_half_rtt_ns, 0.0) + calibration.uncertainty_ns
+        floor = min(float(calibration.base_half_rtt_ns), float(e.min()) if len(e) else np.inf)
+        e = np.maximum(e - floor, 0.0) + calibration.uncertainty_ns
     return e
 
 

@@ -33,7 +33,8 @@ def add_sync_parser(stages: Any) -> None:
 
     k = add_verb(verbs, "calibrate", "fit the rig's link asymmetry from a sync-board session; store it in rig.yaml",
                  _cmd_calibrate)
-    add_folder(k, "session", "session folder shot of the sync board", metavar="SESSION")
+    k.add_argument("session", nargs="+", metavar="SESSION",
+                   help="session folder(s) shot of the sync board; several are combined (their captures pooled)")
     k.add_argument("--rig", required=True, help="rig.yaml to update (clock_calibration per phone)")
     k.add_argument("--board", default=None, help="board YAML, if the session is not decoded yet (default: "
                    "the reference build)")
@@ -127,7 +128,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
     else:
-        print(f"{r['session_id']}: {r['captures_used']} captures; clock minus optical skew median "
+        print(f"{r['session_id']}: {r['captures_used']} captures from {r['sessions']} session(s); "
+              "clock minus optical skew median "
               f"{r['clock_minus_optical_us_median']} us (sigma {r['clock_minus_optical_us_sigma']} us)")
         for serial, c in r["calibration"].items():
             print(f"  {serial}: offset correction {c['offset_correction_ns'] / 1e3:+.1f} us, link floor "

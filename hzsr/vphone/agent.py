@@ -73,6 +73,7 @@ class CaptureAgent:
         self.protocol_version = PROTOCOL_VERSION  # 1: behave as a v1 agent (no 3A control)
         self.three_a = ThreeA(role, world, world.cfg.size)
         self._last_time_ns: int | None = None
+        self._armed_jump: tuple | None = None  # (captures left, jump_ns, callback): clock_jump_ms fault
 
     # -- clock -------------------------------------------------------------------------
     def boottime_ns(self) -> int:
@@ -80,6 +81,24 @@ class CaptureAgent:
 
     def jump_clock(self, jump_ns: int) -> None:
         self.clock.jumps.append((time.monotonic_ns(), int(jump_ns)))
+
+    def arm_clock_jump(self, jump_ns: int, after_captures: int, then=None) -> None:
+        """Step the clock by ``jump_ns`` when ``after_captures`` more captures have finished (an
+        event, not a timer: the step lands between the same two captures however loaded the host)."""
+        self._armed_jump = (max(int(after_captures), 1), int(jump_ns), then)
+
+    def _capture_finished(self) -> None:
+        armed = self._armed_jump
+        if armed is None:
+            return
+        left, jump_ns, then = armed
+        if left > 1:
+            self._armed_jump = (left - 1, jump_ns, then)
+            return
+        self._armed_jump = None
+        self.jump_clock(jump_ns)
+        if then is not None:
+            then()
 
     def set_stall(self, stalled: bool) -> None:
         self.faults.stall = stalled
@@ -286,6 +305,9 @@ class CaptureAgent:
                                                         "message": exc.strerror}})
 
     def _done(self, d: str, body: dict) -> None:
+        # The capture is over (its frames exposed): an armed clock jump lands now, before the host
+        # can see the marker, so it falls between this capture's frames and the host's next sync.
+        self._capture_finished()
         data = json.dumps(body).encode()
         try:
             self.storage.write_atomic(f"{d}/done", data)
