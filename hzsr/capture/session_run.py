@@ -38,7 +38,7 @@ from hzsr.capture.link import LINK_ERRORS, RigLink
 from hzsr.capture.three_a import ThreeAConfig, apply_3a
 from hzsr.capture.transfer import phone_sha256, pull_verified
 from hzsr.core import records as R
-from hzsr.core.agent_protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS
+from hzsr.core.agent_protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS, FRAME_TIMING_FIELDS
 from hzsr.core.clock import fit_drift
 from hzsr.core.errors import AgentError, CaptureError, CaptureLost, RigError, SessionFormatError, TransferError
 from hzsr.core.fileio import atomic_write_json, fsync_dir
@@ -441,7 +441,8 @@ class CaptureRun:
                 focus_distance_diopters=fr["focus_distance_diopters"], focus_calibration=fr["focus_calibration"],
                 af_state=fr["af_state"], af_roi=list(fr["af_roi"]), intrinsics=R.Intrinsics(**fr["intrinsics"]),
                 width=fr["width"], height=fr["height"], sha256=fr["sha256"], size_bytes=fr["size_bytes"],
-                frame_number=fr.get("frame_number"), **{k: fr.get(k) for k in FRAME_3A_FIELDS}))
+                frame_number=fr.get("frame_number"),
+                **{k: fr.get(k) for k in FRAME_3A_FIELDS + FRAME_TIMING_FIELDS}))
         frames.sort(key=lambda f: list(SLOT_SOURCES).index(f.slot))
         rec = R.CaptureRecord(schema_version=R.SCHEMA_VERSION, capture_id=cid, scene_id=trig["scene_id"],
                               scene_tags=list(trig["scene_tags"]), notes=trig.get("notes", ""), frames=frames,

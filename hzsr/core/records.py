@@ -235,6 +235,7 @@ class FrameRecord:
     sha256: str  # of the file, as computed on the phone
     size_bytes: int
     frame_number: int | None = None  # the agent's stream frame counter, if it has one
+    rolling_shutter_skew_ns: int | None = None  # SENSOR_ROLLING_SHUTTER_SKEW: first to last row's exposure start
     # 3A metadata (agent protocol 2; absent from sessions of protocol-1 agents). Camera2 names.
     ae_mode: str | None = None  # CONTROL_AE_MODE: ON (auto, maybe locked) | OFF (manual)
     ae_state: str | None = None  # CONTROL_AE_STATE: CONVERGED | LOCKED | INACTIVE (manual) | ...
@@ -274,6 +275,8 @@ class FrameRecord:
                 out.append(Problem(name, f"{getattr(self, name):.4g} is beyond {what}"))
         if self.sensor_timestamp_ns < 0:
             out.append(Problem("sensor_timestamp_ns", "must be >= 0 (boot-time ns)"))
+        if self.rolling_shutter_skew_ns is not None and not 0 <= self.rolling_shutter_skew_ns <= 10**9:
+            out.append(Problem("rolling_shutter_skew_ns", "must be in 0 .. 1e9 ns (1 s)"))
         if self.frame_number is not None and not 0 <= self.frame_number < 2**63:
             out.append(Problem("frame_number", "must be in 0 .. 2^63"))
         if self.focus_distance_diopters < 0:

@@ -66,7 +66,7 @@ class CaptureAgent:
         self.state = AgentState(phase_ns=0.0)
         self.phone_timing = PhoneTiming()
         # The camera opens now: the free-running phase depends on when, so it differs run to run.
-        self.stream = SensorStream(SensorConfig(period_ns=profile.frame_period_ns),
+        self.stream = SensorStream(SensorConfig(period_ns=profile.frame_period_ns, readout_ns=profile.readout_ns),
                                    self.boottime_ns() + float(self.rng.uniform(0, 3e8)), int(self.rng.integers(2**31)))
         self.aligner = PhaseAligner(self.stream)
         self._unstall = asyncio.Event()
@@ -286,6 +286,7 @@ class CaptureAgent:
                     "intrinsics": {"fx": k[0, 0], "fy": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]},
                     "width": self.world.cfg.size[0], "height": self.world.cfg.size[1],
                     "sha256": sha256_bytes(jpg), "size_bytes": len(jpg),
+                    "rolling_shutter_skew_ns": self.profile.readout_ns,  # SENSOR_ROLLING_SHUTTER_SKEW
                 })
                 if self.protocol_version >= 2:
                     frames[-1].update(frame_3a_meta(self.three_a, cam_role, cam, exp, self.profile.frame_period_ns,
