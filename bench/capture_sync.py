@@ -128,12 +128,48 @@ def session(rig: Rig, tmp: Path, name: str, phase_align: bool, n: int) -> pd.Dat
     true = rig.true_skews_us(name)
     run_sync_check(tmp / name, plots=False)
     check = pd.read_csv(tmp / name / "sync" / "sync.csv").set_index("capture_id")
-    return pd.DataFrame({"capture_id": [r.capture_id for r in res], "reported_us": [r.skew_us for r in res],
+    plain = plain_interpolation(tmp / name).set_index("capture_id")
+    return pd.DataFrame({
+        "plain_skew_us": [plain.at[r.capture_id, "plain_skew_us"] for r in res],
+        "plain_bound_us": [plain.at[r.capture_id, "plain_bound_us"] for r in res],"capture_id": [r.capture_id for r in res], "reported_us": [r.skew_us for r in res],
                          "bound_us": [r.bound_us for r in res], "true_us": [true[r.capture_id] for r in res],
                          "verdict": [str(r.verdict) for r in res],
                          "check_verdict": [check.at[r.capture_id, "verdict"] for r in res],
                          "check_bound_us": [check.at[r.capture_id, "skew_bound_us"] for r in res],
                          "check_skew_us": [check.at[r.capture_id, "skew_ref_main_us"] for r in res]})
+
+
+def plain_interpolation(session_dir: Path) -> pd.DataFrame:
+    """The simplest alternative, on the same captures: each frame mapped by plain linear
+    interpolation of the offsets between neighbouring samples (no weighting by their bounds),
+    bound = interpolated rtt/2 (+ calibration) + 0.5 ppm wander + 2 x 10 us jitter (hzsr before issue 17)."""
+    from hzsr.core.clockmap import sample_bounds
+    from hzsr.core.records import CaptureRecord, SessionRecord
+
+    s = SessionRecord.load(session_dir)
+    maps = {}
+    for d in s.devices:
+        h = np.array([x.host_ns for x in d.clock.samples], np.float64)
+        o = np.array([x.offset_ns for x in d.clock.samples], np.float64)
+        e = sample_bounds(d.clock.samples, d.clock.calibration)
+        order = np.argsort(h)
+        maps[d.serial] = (h[order], o[order], e[order])
+    rows = []
+    for cdir in sorted((session_dir / "captures").iterdir()):
+        rec = CaptureRecord.load(cdir)
+        fr = {f.slot: f for f in rec.frames}
+        out = {}
+        for slot in ("main_W", "ref_T"):
+            h, o, e = maps[fr[slot].device]
+            p = float(fr[slot].sensor_timestamp_ns)
+            t = p - o[-1]
+            for _ in range(3):
+                t = p - float(np.interp(t, h, o))
+            i = int(np.clip(np.searchsorted(h, t), 1, len(h) - 1))
+            out[slot] = (t, float(np.interp(t, h, e)) + 0.5e-6 * min(abs(t - h[i - 1]), abs(h[i] - t)))
+        rows.append({"capture_id": rec.capture_id, "plain_skew_us": (out["ref_T"][0] - out["main_W"][0]) / 1e3,
+                     "plain_bound_us": (out["ref_T"][1] + out["main_W"][1]) / 1e3 + 20.0})
+    return pd.DataFrame(rows)
 
 
 def _coverage(df: pd.DataFrame) -> float:
@@ -150,6 +186,11 @@ def _judged(df: pd.DataFrame) -> dict:
             "check_bound_coverage": round(float(((df["check_skew_us"] - df["true_us"]).abs()
                                                  <= df["check_bound_us"]).mean()), 4),
             "false_passes": int(((df["verdict"] == "pass") & (df["true_us"].abs() > LIMIT_US)).sum()),
+            "check_error_us": _p50_p95(df["check_skew_us"] - df["true_us"]),
+            "plain_interpolation": {"error_us": _p50_p95(df["plain_skew_us"] - df["true_us"]),
+                                    "bound_us_p50": round(float(df["plain_bound_us"].median()), 1),
+                                    "bound_coverage": round(float(((df["plain_skew_us"] - df["true_us"]).abs()
+                                                                   <= df["plain_bound_us"]).mean()), 4)},
             "true_skew_us": _p50_p95(df["true_us"])}
 
 
@@ -226,6 +267,8 @@ HEADLINE = [("after_calibration", "pass_fraction"), ("after_calibration", "bound
             ("after_calibration", "bound_us_p50"), ("after_calibration", "false_passes"),
             ("before_calibration", "pass_fraction"), ("before_calibration", "bound_coverage"),
             ("before_calibration", "bound_us_p50"), ("live_equals_check",),
+            ("after_calibration", "check_error_us", "p95"),
+            ("after_calibration", "plain_interpolation", "error_us", "p95"),
             ("optical_skew_error_us", "p95"), ("true_skew_us_phase_aligned", "p95"),
             ("after_calibration", "true_skew_us", "p95"), ("loadavg_start",)]
 

@@ -33,7 +33,7 @@ class SyncConfig:
     """Clock-sync options; every default lives here."""
 
     max_exchanges: int = 200  # per full round (libsoftwaresync: up to 300)
-    quick_exchanges: int = 24  # per capture, to catch jumps and track drift cheaply
+    quick_exchanges: int = 48  # per capture, to catch jumps and track drift cheaply (48: tighter under load)
     good_rtt_us: float = 0.0  # stop a round early below this rtt; 0 = always run them all
     resync_every: int = 10  # captures between full rounds
     # A trigger is scheduled only from a fresh sample whose bound at the target instant is within
