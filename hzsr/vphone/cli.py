@@ -30,7 +30,8 @@ def add_rig_up_parser(verbs: argparse._SubParsersAction, size_type: Callable[[st
     up.add_argument("--phones", type=int, default=2, help="number of virtual phones: main, reference, then spares")
     from hzsr.sim.profiles import PROFILES
 
-    up.add_argument("--profile", default="vphone-5x", choices=list(PROFILES),
+    # The choices are listed, not argparse-checked: an unknown one is get_profile's one-line error.
+    up.add_argument("--profile", default="vphone-5x", metavar="{" + ",".join(PROFILES) + "}",
                     help="phone profile (hzsr.sim.profiles): " + "; ".join(
                         f"{p.name}: {p.readout_ns / 1e6:g} ms readout, {p.timestamp_source} timestamps"
                         for p in PROFILES.values()) + " (default: %(default)s)")
