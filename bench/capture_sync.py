@@ -131,7 +131,8 @@ def session(rig: Rig, tmp: Path, name: str, phase_align: bool, n: int) -> pd.Dat
     plain = plain_interpolation(tmp / name).set_index("capture_id")
     return pd.DataFrame({
         "plain_skew_us": [plain.at[r.capture_id, "plain_skew_us"] for r in res],
-        "plain_bound_us": [plain.at[r.capture_id, "plain_bound_us"] for r in res],"capture_id": [r.capture_id for r in res], "reported_us": [r.skew_us for r in res],
+        "plain_bound_us": [plain.at[r.capture_id, "plain_bound_us"] for r in res],
+        "capture_id": [r.capture_id for r in res], "reported_us": [r.skew_us for r in res],
                          "bound_us": [r.bound_us for r in res], "true_us": [true[r.capture_id] for r in res],
                          "verdict": [str(r.verdict) for r in res],
                          "check_verdict": [check.at[r.capture_id, "verdict"] for r in res],
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     outs.append(r)
                     print(json.dumps(r), flush=True)
             if args.runs > 1:
-                for name, runs in by_profile.items():
+                for runs in by_profile.values():
                     outs.append({**summarise(runs), "load_processes": args.load})
                     print(json.dumps(outs[-1]), flush=True)
     finally:

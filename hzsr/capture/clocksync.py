@@ -25,8 +25,8 @@ import numpy as np
 from hzsr.capture.link import AgentClient
 from hzsr.core import clockmap
 from hzsr.core.clock import fit_drift, sntp_estimate
-from hzsr.core.clockmap import TIMESTAMP_JITTER_NS  # noqa: F401  (re-exported: capture's callers use it)
 from hzsr.core.records import ClockSample, DeviceClock
+
 
 @dataclass
 class SyncConfig:
@@ -104,11 +104,6 @@ def offset_estimate(clock: DeviceClock, host_ns: float, wander_ppm: float = 0.5,
     d, se = _drift(clock, wander_ppm)
     off, bound = clockmap.offset_at(np.array([host_ns], np.float64), h, o, e, d, se, wander_ppm)
     return float(off[0]), float(bound[0])
-
-
-def phone_time(clock: DeviceClock, host_ns: int, wander_ppm: float = 0.5) -> int:
-    """Convert a host instant to the phone's clock (the best nearby samples, carried by the drift)."""
-    return int(round(host_ns + offset_estimate(clock, host_ns, wander_ppm)[0]))
 
 
 def host_time(clock: DeviceClock, phone_ns: int, wander_ppm: float = 0.5) -> tuple[int, float]:

@@ -104,7 +104,8 @@ class SkewThresholds:
     in ``session.json`` with the rig, so the live line and ``sync check`` judge a session alike.
     """
 
-    pass_limit_us: float = 250.0  # pass only if |skew| + bound <= this; fail if |skew| - bound > this (libsoftwaresync's 250 us)
+    # pass only if |skew| + bound <= this; fail if |skew| - bound > this (libsoftwaresync's 250 us)
+    pass_limit_us: float = 250.0
     max_skew_us: float = 1000.0  # beyond this the skew is gross (pairing tolerance; a bound wider than it is useless)
 
     @property

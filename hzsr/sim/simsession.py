@@ -114,7 +114,8 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                             wander_seed=int(rng.integers(2**31))) for r in DEVICE_ROLES}
     links = {r: (SIM_LOOPBACK if p.name == "loopback" else p) for r, p in parse_link_spec(cfg.link).items()}
     links["reference"] = links["reference"].with_bias(cfg.link_bias_us)
-    streams = {r: SensorStream(SensorConfig(period_ns=period, readout_ns=profile.readout_ns), clocks[r].phone_ns(host_epoch) + rng.uniform(0, period),
+    streams = {r: SensorStream(SensorConfig(period_ns=period, readout_ns=profile.readout_ns),
+                               clocks[r].phone_ns(host_epoch) + rng.uniform(0, period),
                                int(rng.integers(2**31))) for r in DEVICE_ROLES}
     aligners = {r: PhaseAligner(streams[r]) for r in DEVICE_ROLES}
     serials = {r: f"VPH5X{rng.integers(0, 16**6):06X}" for r in DEVICE_ROLES}

@@ -119,7 +119,8 @@ def run_calibrate(session_dirs: str | Path | list[str | Path], rig_path: str | P
                           field="phones")
     atomic_write_bytes(rig_path, yaml.safe_dump(doc, sort_keys=False).encode())
     d = d_all[np.isfinite(d_all)]
-    return {"session_id": ",".join(s.session_id for s in sessions), "sessions": len(sessions), "rig": str(rig_path), "captures_used": int(len(d)),
+    return {"session_id": ",".join(s.session_id for s in sessions), "sessions": len(sessions), "rig": str(rig_path),
+            "captures_used": int(len(d)),
             "clock_minus_optical_us_median": round(float(np.median(d)), 2),
             "clock_minus_optical_us_sigma": round(float(1.4826 * np.median(np.abs(d - np.median(d)))), 2),
             "calibration": written}

@@ -32,7 +32,8 @@ VERDICT_COLORS = {"pass": "tab:green", "warn": "tab:orange", "fail": "tab:red"}
 #: Flags that fail a capture; every other flag warns. The skew rule's own levels are in core/verdict.py.
 FAIL_FLAGS = {
     "bad_record", "timestamp_source_unknown", "no_clock_sync", "non_monotonic", "clock_jump",
-    "skew_exceeds_max", "skew_exceeds_limit", "trigger_from_loose_sample", "pairing_unmatched", "pairing_ambiguous", "pairing_contested",
+    "skew_exceeds_max", "skew_exceeds_limit", "trigger_from_loose_sample", "pairing_unmatched",
+    "pairing_ambiguous", "pairing_contested",
     "pairing_crossed", "missing_frame",
 }
 

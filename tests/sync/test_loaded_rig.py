@@ -17,7 +17,8 @@ from hzsr.capture.session_run import CaptureConfig, CaptureRun
 from hzsr.core.records import CaptureRecord, SessionRecord
 from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
-pytestmark = pytest.mark.adb
+# Slow (~25 s, and it loads both cores on purpose): `make test-slow` runs it.
+pytestmark = [pytest.mark.adb, pytest.mark.slow]
 
 BUSY = "import time\nwhile True:\n    sum(range(10000))\n"
 
