@@ -104,6 +104,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert main(["sync", "optical", str(d), "--board", str(board)]) == 1
     err = capsys.readouterr().err
     assert str(board) in err and "leds" in err and "Traceback" not in err
+    # No board in these captures: exit 1, saying so and why (not "None" and 0).
+    assert main(["sync", "optical", str(d), "--no-plots"]) == 1
+    err = capsys.readouterr().err
+    assert "board decoded in only 0 of 2 captures (fewer than half)" in err and "marker" in err
     rig = tmp_path / "rig.yaml"
     rig.write_text("phones: []\n")
     assert main(["sync", "calibrate", str(d), "--rig", str(rig)]) == 1  # no board in these captures
