@@ -40,6 +40,7 @@ from hzsr.capture.transfer import phone_sha256, pull_verified
 from hzsr.core import records as R
 from hzsr.core.agent_protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS, FRAME_TIMING_FIELDS
 from hzsr.core.clock import fit_drift
+from hzsr.core.clockmap import loose_trigger_text
 from hzsr.core.errors import AgentError, CaptureError, CaptureLost, RigError, SessionFormatError, TransferError
 from hzsr.core.fileio import atomic_write_json, fsync_dir
 from hzsr.core.journal import Journal
@@ -299,7 +300,7 @@ class CaptureRun:
                              host_overhead=(t_end - t_start) - phone_span)
         # The rule `hzsr sync check` applies, so the crew hears at once what curators see later.
         reasons = skew_reasons(res.skew_us, res.bound_us, th, calibrated=self.calibrated(),
-                               loose_trigger=loose_text(trig))
+                               loose_trigger=loose_trigger_text(trig))
         if any(len(self.device_info(r).clock.segment_starts) > n for r, n in segments_at_trigger.items()):
             reasons.append(Reason(Verdict.FAIL, "clock_jump", "a phone's clock stepped around this capture: retake"))
         res.verdict = verdict_of(reasons)
@@ -549,15 +550,6 @@ class CaptureRun:
         rec.notes = (rec.notes + f" [discarded: {reason}]").strip()
         rec.save(path)
         self.journal.append("capture_discarded", capture_id=cid, reason=reason)
-
-
-def loose_text(trig: list[R.TriggerSample]) -> str | None:
-    """Why a trigger came from a loose sample, in words (None: every phone's was tight)."""
-    loose = [t for t in trig if t.loose]
-    if not loose:
-        return None
-    return "; ".join(f"{t.role}: bound {t.bound_ns / 1e3:.0f} us vs floor {t.floor_ns / 1e3:.0f} us after "
-                     f"{t.rounds} rounds" for t in loose)
 
 
 def journal_state(journal: Journal) -> dict[str, JournalState]:

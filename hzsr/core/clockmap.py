@@ -109,6 +109,16 @@ def to_host(phone_ns: np.ndarray, hs: np.ndarray, off: np.ndarray, e: np.ndarray
     return h, bound
 
 
+def loose_trigger_text(trigger_samples: Sequence) -> str | None:
+    """Why a capture's trigger came from a loose sample (``TriggerSample``s), in words; None if
+    every phone's was tight. The live line and ``sync check`` both say it this way."""
+    loose = [t for t in trigger_samples if t.loose]
+    if not loose:
+        return None
+    return "; ".join(f"{t.role}: bound {t.bound_ns / 1e3:.0f} us vs floor {t.floor_ns / 1e3:.0f} us after "
+                     f"{t.rounds} rounds" for t in loose)
+
+
 def skew_bound_ns(bound_main_ns: float, bound_ref_ns: float) -> float:
     """A capture's skew bound: both frames' mapping bounds plus each timestamp's jitter."""
     return bound_main_ns + bound_ref_ns + 2 * TIMESTAMP_JITTER_NS

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hzsr.core.clockmap import skew_bound_ns
+from hzsr.core.clockmap import loose_trigger_text, skew_bound_ns
 from hzsr.core.errors import SessionFormatError
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 from hzsr.core.records import CaptureRecord, SessionRecord, read_json
@@ -160,10 +160,8 @@ def analyse(session: SessionRecord, recs: list[CaptureRecord], bad: list[dict[st
             bound = skew_bound_ns(mapped["main_W"][1], mapped["ref_T"][1]) / 1e3
             row["main_W_host_ns"] = int(mapped["main_W"][0])
             row["ref_T_host_ns"] = int(mapped["ref_T"][0])
-            loose = [t for t in r.trigger_samples if t.loose]
-            loose_text = "; ".join(f"{t.role}: bound {t.bound_ns / 1e3:.0f} us vs floor {t.floor_ns / 1e3:.0f} us "
-                                   f"after {t.rounds} rounds" for t in loose) or None
-            for reason in skew_reasons(skew, bound, skew_th, calibrated=calibrated, loose_trigger=loose_text):
+            loose = loose_trigger_text(r.trigger_samples)
+            for reason in skew_reasons(skew, bound, skew_th, calibrated=calibrated, loose_trigger=loose):
                 flags.append(reason.code)
                 reasons.append(reason.message)
             ref_serial = frames["ref_T"].device
