@@ -113,12 +113,16 @@ def offset_errors(rig: Rig, rounds: int) -> list[float]:
 LIMIT_US = 250.0  # rig.yaml's default sync.pass_limit_us (hzsr.core.verdict.SkewThresholds)
 
 
+LEAD_MS = {"lead_ms": 150.0}  # --lead-ms: a loaded host needs more than the default to reach the phones in time
+
+
 def session(rig: Rig, tmp: Path, name: str, phase_align: bool, n: int) -> pd.DataFrame:
     """``n`` captures; per capture the reported skew, bound and live verdict, the true skew, and
     the verdict ``hzsr sync check`` gives the same capture afterwards."""
     from hzsr.sync.check import run_sync_check
 
-    run = CaptureRun(tmp / name, RigLink(load_rig(rig.yaml)), CaptureConfig(phase_align=phase_align),
+    run = CaptureRun(tmp / name, RigLink(load_rig(rig.yaml)),
+                     CaptureConfig(phase_align=phase_align, lead_ms=LEAD_MS["lead_ms"]),
                      rig_path=str(rig.yaml), say=lambda m: None)
     try:
         run.open()
@@ -343,9 +347,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--runs", type=int, default=1, help="runs per profile, seeds seed.. (default: %(default)s)")
     ap.add_argument("--profile", default="vphone-5x", help="phone profile of the virtual rig (default: %(default)s)")
     ap.add_argument("--load", type=int, default=0, help="busy processes beside the rig (default: %(default)s)")
+    ap.add_argument("--lead-ms", type=float, default=150.0,
+                    help="trigger lead (default: %(default)s, CaptureConfig's; 400 on a loaded host)")
     ap.add_argument("--sim", action="store_true", help="also a 300-capture hzsr sim session per profile")
     ap.add_argument("--host-overhead", action="store_true", help="measure full-res host overhead instead")
     args = ap.parse_args(argv)
+    LEAD_MS["lead_ms"] = args.lead_ms
     outs = []
     busy = [subprocess.Popen([sys.executable, "-c", "while True:\n    sum(range(10000))"])
             for _ in range(args.load)]
@@ -360,7 +367,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 for name in args.link or list(PROFILES):
                     r = bench_profile(name, PROFILES[name], Path(t), args.captures, args.rounds, args.seed + k,
                                       args.profile, args.sim)
-                    r["load_processes"] = args.load
+                    r["load_processes"], r["lead_ms"] = args.load, args.lead_ms
                     by_profile.setdefault(name, []).append(r)
                     outs.append(r)
                     print(json.dumps(r), flush=True)
