@@ -220,6 +220,7 @@ class CaptureRun:
             self._sync(role, self.cfg.sync.quick_exchanges)
         self.captures_since_full_sync += 1
         assert self.session is not None
+        self.session.save(self.dir)
         cid = self.next_capture_id()
         set3a = apply_3a(self.link, self.cfg.three_a, self.agent_versions)
         if set3a:
@@ -227,8 +228,8 @@ class CaptureRun:
         lead_ns = max(int(self.cfg.lead_ms * 1e6), int(self.cfg.lead_factor * self.command_rtt_ns))
         if self.cfg.phase_align:
             lead_ns = max(lead_ns, int(self.cfg.align_lead_ms * 1e6))
+        # Nothing slow between the target and the send: the lead must cover the command alone.
         target_host, trig = self._fresh_target(lead_ns)
-        self.session.save(self.dir)
         targets = {r: int(round(target_host + offset_estimate(self.device_info(r).clock, target_host,
                                                               self.cfg.sync.wander_ppm)[0]))
                    for r in ("main", "reference")}
@@ -357,6 +358,8 @@ class CaptureRun:
             for r in redo:
                 self._sync(r, sc.quick_exchanges)
                 rounds[r] += 1
+            assert self.session is not None
+            self.session.save(self.dir)  # the samples the next target may rest on are on disk first
 
     def _frame_period_ns(self) -> int:
         if not getattr(self, "_period_ns", None):
