@@ -40,7 +40,7 @@ from hzsr.capture.transfer import phone_sha256, pull_verified
 from hzsr.core import records as R
 from hzsr.core.agent_protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS, FRAME_TIMING_FIELDS
 from hzsr.core.clock import fit_drift
-from hzsr.core.clockmap import loose_trigger_text
+from hzsr.core.clockmap import loose_trigger_text, sample_bounds, skew_bound_ns
 from hzsr.core.errors import AgentError, CaptureError, CaptureLost, RigError, SessionFormatError, TransferError
 from hzsr.core.fileio import atomic_write_json, fsync_dir
 from hzsr.core.journal import Journal
@@ -281,11 +281,15 @@ class CaptureRun:
             res.skew_us, res.bound_us = live_skew(self.device_info("main").clock,
                                                   self.device_info("reference").clock, ts["main"], ts["reference"],
                                                   self.cfg.sync.wander_ppm)
-            # Only the bound keeps it from passing (|skew| - bound <= limit < |skew| + bound): a
-            # tighter sample after the frames may settle it, so take one, up to extra_rounds.
+            # Only the bound keeps it from passing (|skew| - bound <= limit < |skew| + bound), and
+            # the links' floors could let it pass: a tighter sample after the frames may settle it,
+            # so take one, up to extra_rounds. (Uncalibrated, the floors alone are ~0.5-1 ms: none.)
             limit = min(th.pass_limit_us, th.max_skew_us)
+            best = skew_bound_ns(*(float(sample_bounds(self.device_info(r).clock.samples,
+                                                       self.device_info(r).clock.calibration).min())
+                                   for r in ("main", "reference"))) / 1e3
             if extra == self.cfg.sync.extra_rounds or not abs(res.skew_us) - res.bound_us <= limit \
-                    < abs(res.skew_us) + res.bound_us:
+                    < abs(res.skew_us) + res.bound_us or abs(res.skew_us) + best > limit:
                 break
             try:
                 for role in ("main", "reference"):

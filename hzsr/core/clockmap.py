@@ -13,7 +13,10 @@ with ``w`` the oscillator's wander (ppm) and ``delta`` the drift's error, taken 
 ``3 stderr``. The mapping uses the best nearby samples: those whose cost
 ``c_i = e_i + (w + 3 stderr) |h - h_i|`` is within ``best_factor`` of the least (plus
 ``best_slack_ns``), weighted by ``1 / c_i^2``. A loose sample (a 3 ms round under CPU load) is
-then never mixed in while a tight one is near. With normalised weights ``v_i`` the estimate is
+then never mixed in while a tight one is near. When chosen samples lie on both sides of ``h``,
+each side is averaged with those weights and the two averages are interpolated linearly (with
+one sample a side, this is plain interpolation), so the weights' centroid is ``h`` and the
+estimate owes nothing to the drift fit. With the final normalised weights ``v_i`` the estimate is
 ``sum v_i p_i`` and, since every error term is bounded, its error is bounded by
 
     bound(h) = sum v_i (e_i + w |h - h_i|) + 3 stderr |sum v_i (h - h_i)|
@@ -78,7 +81,17 @@ def offset_at(host_ns: np.ndarray, hs: np.ndarray, off: np.ndarray, e: np.ndarra
     first = np.ones_like(use)
     first[:, 1:] = idx[:, 1:] != idx[:, :-1]
     w = np.where(use & first, 1.0 / np.maximum(cost, 1.0) ** 2, 0.0)
-    v = w / w.sum(1, keepdims=True)
+    # With chosen samples on both sides, each side is averaged on its own and the two averages are
+    # interpolated (their weighted centroid is then h: a drift error cancels, as in interpolation).
+    before = dt >= 0
+    wl, wr = np.where(before, w, 0.0), np.where(before, 0.0, w)
+    sl, sr = wl.sum(1, keepdims=True), wr.sum(1, keepdims=True)
+    both = (sl > 0) & (sr > 0)
+    hl = (wl * hs[idx]).sum(1, keepdims=True) / np.where(sl > 0, sl, 1.0)
+    hr = (wr * hs[idx]).sum(1, keepdims=True) / np.where(sr > 0, sr, 1.0)
+    lam = np.where(both, (h[:, None] - hl) / np.where(both, hr - hl, 1.0), 0.0)
+    v = np.where(both, (1 - lam) * wl / np.where(sl > 0, sl, 1.0) + lam * wr / np.where(sr > 0, sr, 1.0),
+                 w / w.sum(1, keepdims=True))
     pred = off[idx] + drift_ppm * 1e-6 * dt
     out = (v * pred).sum(1)
     bound = (v * (e[idx] + wander_ppm * 1e-6 * np.abs(dt))).sum(1) \
