@@ -334,10 +334,11 @@ class CaptureRun:
     def _fresh_target(self, lead_ns: int) -> tuple[int, list[R.TriggerSample]]:
         """The trigger instant, set only from fresh, tight clock samples (``SyncConfig.tight_factor``).
 
-        Each phone's offset at the target is mapped from its best nearby samples; its bound must be
-        within ``tight_factor`` x the link's floor + ``tight_slack_us``. A loose one (a round
-        under CPU load, a USB stall) gets another quick round, up to ``extra_rounds``; the samples
-        that set the target are recorded either way, and a still-loose one fails the capture.
+        Each phone's latest (fresh) sample must have ``rtt / 2`` within ``tight_factor`` x the
+        link's floor + ``tight_slack_us``. A loose one (a round under CPU load, a USB stall) gets
+        another quick round, up to ``extra_rounds``. The offset at the target is mapped from the
+        best nearby samples; which ones, and that mapping's bound, are recorded either way, and a
+        still-loose fresh sample fails the capture.
         """
         sc = self.cfg.sync
         roles = ("main", "reference")
@@ -350,10 +351,13 @@ class CaptureRun:
             out = []
             for r in roles:
                 clock = self.device_info(r).clock
-                # Raw bounds (rtt / 2), calibrated or not: looseness is about this round's jitter.
-                _, bound = offset_estimate(clock, target, sc.wander_ppm, raw=True)
+                _, bound = offset_estimate(clock, target, sc.wander_ppm)  # what the target rests on
+                # Looseness is the fresh sample's own: its raw rtt / 2 against the link's floor
+                # (calibrated or not; a drift still unknown early in a session is in the bound).
                 fl = floor_ns(clock)
-                loose = bound > sc.tight_factor * fl + sc.tight_slack_us * 1e3
+                latest = clock.samples[-1].rtt_ns / 2 + (abs(clock.calibration.offset_correction_ns)
+                                                         if clock.calibration is not None else 0.0)
+                loose = latest > sc.tight_factor * fl + sc.tight_slack_us * 1e3
                 out.append(R.TriggerSample(r, samples_used(clock, target, sc.wander_ppm), int(bound), int(fl),
                                            bool(loose), rounds[r]))
             redo = [t.role for t in out if t.loose and rounds[t.role] <= sc.extra_rounds]

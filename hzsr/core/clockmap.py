@@ -128,8 +128,8 @@ def loose_trigger_text(trigger_samples: Sequence) -> str | None:
     loose = [t for t in trigger_samples if t.loose]
     if not loose:
         return None
-    return "; ".join(f"{t.role}: bound {t.bound_ns / 1e3:.0f} us vs floor {t.floor_ns / 1e3:.0f} us after "
-                     f"{t.rounds} rounds" for t in loose)
+    return "; ".join(f"{t.role}: fresh sample still above the tight limit (floor {t.floor_ns / 1e3:.0f} us) after "
+                     f"{t.rounds} rounds (target bound {t.bound_ns / 1e3:.0f} us)" for t in loose)
 
 
 def skew_bound_ns(bound_main_ns: float, bound_ref_ns: float) -> float:

@@ -293,7 +293,7 @@ class TriggerSample:
     role: DeviceRole
     sample_indices: list[int]  # the samples the target was mapped with (DeviceClock.samples in session.json)
     bound_ns: int  # the offset's bound at the target instant, from those samples
-    floor_ns: int  # the link's floor then (least sample bound); tight: bound <= factor floor + slack
+    floor_ns: int  # the link's floor then (least rtt/2); tight: the fresh sample's rtt/2 <= factor floor + slack
     loose: bool  # still loose after the extra rounds: the capture fails (trigger_from_loose_sample)
     rounds: int = 1  # quick rounds taken before the trigger
 
