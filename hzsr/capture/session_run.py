@@ -30,8 +30,11 @@ from hzsr.capture.clocksync import (
     apply_calibration,
     floor_ns,
     live_skew,
+    loose_trigger_text,
     offset_estimate,
+    sample_bounds,
     samples_used,
+    skew_bound_ns,
     sync_round,
 )
 from hzsr.capture.link import LINK_ERRORS, RigLink
@@ -40,7 +43,6 @@ from hzsr.capture.transfer import phone_sha256, pull_verified
 from hzsr.core import records as R
 from hzsr.core.agent_protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS, FRAME_TIMING_FIELDS
 from hzsr.core.clock import fit_drift
-from hzsr.core.clockmap import loose_trigger_text, sample_bounds, skew_bound_ns
 from hzsr.core.errors import AgentError, CaptureError, CaptureLost, RigError, SessionFormatError, TransferError
 from hzsr.core.fileio import atomic_write_json, fsync_dir
 from hzsr.core.journal import Journal

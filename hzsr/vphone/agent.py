@@ -62,6 +62,7 @@ class CaptureAgent:
         self.world, self.storage, self.clock, self.link = world, storage, clock, link
         self.rng = np.random.default_rng(seed)
         self.faults = AgentFaults()
+        self._armed_jump: tuple | None = None  # (captures left, jump_ns, callback): clock_jump_ms fault
         self.timestamp_source = timestamp_source or profile.timestamp_source
         self.state = AgentState(phase_ns=0.0)
         self.phone_timing = PhoneTiming()
@@ -73,7 +74,6 @@ class CaptureAgent:
         self.protocol_version = PROTOCOL_VERSION  # 1: behave as a v1 agent (no 3A control)
         self.three_a = ThreeA(role, world, world.cfg.size)
         self._last_time_ns: int | None = None
-        self._armed_jump: tuple | None = None  # (captures left, jump_ns, callback): clock_jump_ms fault
 
     # -- clock -------------------------------------------------------------------------
     def boottime_ns(self) -> int:
