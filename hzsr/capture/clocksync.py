@@ -24,8 +24,8 @@ import numpy as np
 
 from hzsr.capture.link import AgentClient
 from hzsr.core import clockmap
-from hzsr.core.clockmap import loose_trigger_text, sample_bounds, skew_bound_ns  # noqa: F401  (for session_run)
 from hzsr.core.clock import fit_drift, sntp_estimate
+from hzsr.core.clockmap import loose_trigger_text, sample_bounds, skew_bound_ns  # noqa: F401  (for session_run)
 from hzsr.core.records import ClockSample, DeviceClock
 
 
