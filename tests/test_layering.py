@@ -223,3 +223,13 @@ def test_the_cli_starts_without_torch():
     code = "import sys, hzsr.cli; hzsr.cli.build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_optical_decoder_owes_nothing_to_the_simulator():
+    """``sync/optical.py`` has its own measurement model of the board: no import of ``hzsr.sim``
+    at any level, nor anything that pulls it in (issue 17: no round trip through one model)."""
+    path = ROOT / "sync" / "optical.py"
+    assert [i.where() for i in _imports(path) if i.target.startswith("hzsr.sim")] == []
+    code = "import sys, hzsr.sync.optical\nprint(sorted(m for m in sys.modules if m.startswith('hzsr.sim')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -11,8 +11,9 @@ their intervals with outlier rejection (``hzsr.core.clock.sntp_estimate``). The 
 ``ClockSample`` stores ``rtt_ns = 2 x`` that intersection's half-width, so ``rtt / 2`` stays the
 offset's error bound everywhere downstream. A calibrated link asymmetry (``rig.yaml``,
 ``hzsr sync calibrate``) is applied to the offset by :func:`apply_calibration`. The session's
-samples are fitted for drift (``hzsr.core.clock.fit_drift``); instants between samples are mapped
-by interpolation, as ``hzsr.sync.timebase`` does afterwards.
+samples are fitted for drift (``hzsr.core.clock.fit_drift``); an instant is mapped with the best
+nearby samples weighted by their bounds (``hzsr.core.clockmap``), as ``hzsr sync check`` does
+afterwards. A trigger is set only from a fresh, tight sample (``SyncConfig.tight_factor``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hzsr.capture.link import AgentClient
+from hzsr.core import clockmap
 from hzsr.core.clock import fit_drift, sntp_estimate
+from hzsr.core.clockmap import loose_trigger_text, sample_bounds, skew_bound_ns  # noqa: F401  (for session_run)
 from hzsr.core.records import ClockSample, DeviceClock
-
-#: Per frame: how far a SENSOR_TIMESTAMP may sit from the true exposure start (~3 sigma of the
-#: start-of-frame interrupt's jitter); ``hzsr sync check`` uses the same figure.
-TIMESTAMP_JITTER_NS = 10_000
 
 
 @dataclass
@@ -35,9 +34,17 @@ class SyncConfig:
     """Clock-sync options; every default lives here."""
 
     max_exchanges: int = 200  # per full round (libsoftwaresync: up to 300)
-    quick_exchanges: int = 24  # per capture, to catch jumps and track drift cheaply
+    quick_exchanges: int = 48  # per capture, to catch jumps and track drift cheaply (48: tighter under load)
     good_rtt_us: float = 0.0  # stop a round early below this rtt; 0 = always run them all
     resync_every: int = 10  # captures between full rounds
+    # A trigger is scheduled only from a fresh sample whose bound at the target instant is within
+    # tight_factor x the link's floor (the least bound seen, or the calibrated one) + tight_slack_us;
+    # otherwise more quick rounds are taken first, up to extra_rounds. A capture whose trigger
+    # still came from a loose sample fails its verdict (trigger_from_loose_sample).
+    tight_factor: float = 2.0
+    tight_slack_us: float = 50.0
+    extra_rounds: int = 4
+    wander_ppm: float = 0.5  # oscillator wander between syncs, for the mapping bound (as sync check)
 
 
 def sync_round(agent: AgentClient, n: int, good_rtt_us: float = 0.0,
@@ -60,42 +67,100 @@ def apply_calibration(sample: ClockSample, offset_correction_ns: float) -> Clock
     return ClockSample(sample.host_ns, int(round(sample.offset_ns - offset_correction_ns)), sample.rtt_ns)
 
 
-def phone_time(clock: DeviceClock, host_ns: int) -> int:
-    """Convert a host instant to the phone's clock from the latest sample and the fitted drift."""
-    s = clock.samples[-1]
-    drift = (clock.drift_ppm or 0.0) * 1e-6
-    return int(host_ns + s.offset_ns + drift * (host_ns - s.host_ns))
+def _segment_start(clock: DeviceClock, n: int) -> int:
+    return max([k for k in clock.segment_starts if k < n], default=0)
 
 
-def host_time(clock: DeviceClock, phone_ns: int) -> int:
-    """Inverse of ``phone_time`` (two fixed-point steps; drift is ppm)."""
-    h = phone_ns - clock.samples[-1].offset_ns
-    for _ in range(2):
-        h = phone_ns - (phone_time(clock, h) - h)
-    return int(h)
+def _segment(clock: DeviceClock, upto: int | None = None, raw: bool = False):
+    """The last clock segment's samples (of the first ``upto``) as arrays: h, offset, bound.
+
+    ``raw``: bounds that hold whatever the calibration: ``rtt / 2`` plus the correction applied.
+    """
+    samples = clock.samples[:upto] if upto is not None else clock.samples
+    start = _segment_start(clock, len(samples))
+    part = samples[start:]
+    cal = clock.calibration
+    if raw:
+        e = clockmap.sample_bounds(part) + (abs(cal.offset_correction_ns) if cal is not None else 0.0)
+    else:
+        e = clockmap.sample_bounds(samples, cal)[start:]
+    h = np.array([x.host_ns for x in part], np.float64)
+    o = np.array([x.offset_ns for x in part], np.float64)
+    order = np.argsort(h, kind="stable")
+    return h[order], o[order], e[order]
 
 
-def add_sample(clock: DeviceClock, sample: ClockSample) -> float | None:
-    """Append ``sample``, refit drift; returns the step (ns) beyond drift since the last sample."""
+def _drift(clock: DeviceClock, wander_ppm: float) -> tuple[float, float]:
+    """Drift and its stderr (ppm); unknown drift is 0 with a stderr no crystal exceeds (100 ppm)."""
+    if clock.drift_ppm is None:
+        return 0.0, 100.0
+    return clock.drift_ppm, clock.drift_ppm_stderr if clock.drift_ppm_stderr is not None else 5.0
+
+
+def offset_estimate(clock: DeviceClock, host_ns: float, wander_ppm: float = 0.5,
+                    upto: int | None = None, raw: bool = False) -> tuple[float, float]:
+    """Offset (phone minus host) and its bound at ``host_ns`` from the last clock segment's samples,
+    each used by its quality (``hzsr.core.clockmap``, the mapping ``sync check`` uses)."""
+    h, o, e = _segment(clock, upto, raw)
+    d, se = _drift(clock, wander_ppm)
+    off, bound = clockmap.offset_at(np.array([host_ns], np.float64), h, o, e, d, se, wander_ppm)
+    return float(off[0]), float(bound[0])
+
+
+def host_time(clock: DeviceClock, phone_ns: int, wander_ppm: float = 0.5) -> tuple[int, float]:
+    """A phone instant on the host clock, and its mapping bound (ns), with the last segment."""
+    h, o, e = _segment(clock)
+    d, se = _drift(clock, wander_ppm)
+    host, bound = clockmap.to_host(np.array([phone_ns], np.float64), h, o, e, d, se, wander_ppm)
+    return int(round(host[0])), float(bound[0])
+
+
+def live_skew(main: DeviceClock, ref: DeviceClock, main_ts_ns: int, ref_ts_ns: int,
+              wander_ppm: float = 0.5) -> tuple[float, float]:
+    """Reference-minus-main skew of two frames (us) and its bound (us): both frames' mapping
+    bounds plus each timestamp's jitter (``clockmap.skew_bound_ns``, the sum sync check uses)."""
+    hm, bm = host_time(main, main_ts_ns, wander_ppm)
+    hr, br = host_time(ref, ref_ts_ns, wander_ppm)
+    return (hr - hm) / 1e3, clockmap.skew_bound_ns(bm, br) / 1e3
+
+
+def samples_used(clock: DeviceClock, host_ns: float, wander_ppm: float = 0.5) -> list[int]:
+    """Indices into ``clock.samples`` of the samples that map ``host_ns`` (``offset_estimate``)."""
+    h, _, e = _segment(clock)
+    start = _segment_start(clock, len(clock.samples))
+    order = np.argsort([s.host_ns for s in clock.samples[start:]], kind="stable")
+    _, se = _drift(clock, wander_ppm)
+    return sorted(start + int(order[i]) for i in clockmap.used_samples(host_ns, h, e, se, wander_ppm))
+
+
+def floor_ns(clock: DeviceClock) -> float:
+    """The link's floor: the least raw sample bound (``rtt / 2``) seen, or calibrated with."""
+    if not clock.samples:
+        return 0.0
+    cal = clock.calibration
+    fl = float(clockmap.sample_bounds(clock.samples).min())
+    if cal is not None:
+        fl = min(fl, float(cal.base_half_rtt_ns)) + abs(cal.offset_correction_ns)
+    return fl
+
+
+def add_sample(clock: DeviceClock, sample: ClockSample, wander_ppm: float = 0.5) -> float | None:
+    """Append ``sample`` and refit drift; returns the clock step (ns) it shows, or None.
+
+    The step is the new offset minus the prediction of the earlier samples (``offset_estimate``).
+    It counts only when the two error intervals cannot both hold: ``|step| > prediction bound +
+    the new sample's bound`` (and > 1 ms). A loose sample, or a drift fitted from two close
+    samples (its stderr is then large), widens the prediction's bound instead of faking a jump.
+    """
     step = None
     if clock.samples:
-        predicted = phone_time(clock, sample.host_ns) - sample.host_ns
-        step = sample.offset_ns - predicted
+        # Calibrated bounds subtract the link's floor; a jump test needs intervals that surely hold.
+        pred, pred_bound = offset_estimate(clock, sample.host_ns, wander_ppm, raw=True)
+        cal = clock.calibration
+        e_new = sample.rtt_ns / 2 + (abs(cal.offset_correction_ns) if cal is not None else 0.0)
+        diff = sample.offset_ns - pred
+        if abs(diff) > max(1e6, pred_bound + e_new):
+            step = diff
     clock.samples.append(sample)
     clock.drift_ppm, clock.drift_ppm_stderr = fit_drift(clock.samples, clock.segment_starts)
     return step
-
-
-def mapping_bound_ns(clock: DeviceClock, host_ns: int, wander_ppm: float = 0.5) -> float:
-    """Error bound of ``host_time`` near ``host_ns``: the last sample's bound (``rtt / 2``, or the
-    calibrated one), the drift's extrapolation since it, and the frame timestamp's jitter.
-
-    The same model as ``hzsr.sync.timebase`` (docs/sync.md), for the verdict at capture time.
-    """
-    s = clock.samples[-1]
-    e = s.rtt_ns / 2
-    cal = clock.calibration
-    if cal is not None:
-        e = max(e - cal.base_half_rtt_ns, 0.0) + cal.uncertainty_ns
-    stderr = clock.drift_ppm_stderr if clock.drift_ppm_stderr is not None else 5.0
-    return e + (3 * stderr + wander_ppm) * 1e-6 * abs(host_ns - s.host_ns) + TIMESTAMP_JITTER_NS

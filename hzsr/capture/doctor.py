@@ -25,6 +25,7 @@ class DoctorConfig:
     max_sync_bound_us: float = 250.0  # warn above; fail above 4x
     sync_exchanges: int = 200
     min_screen_timeout_ms: int = 300_000
+    max_calibration_age_days: float = 30.0  # warn to re-calibrate the sync after this long
 
 
 @dataclass
@@ -58,6 +59,34 @@ class Report:
 def _int_after(pattern: str, text: str) -> int | None:
     m = re.search(pattern, text)
     return int(m.group(1)) if m else None
+
+
+def calibration_row(phone, cfg: DoctorConfig, now=None) -> tuple[str, str, str, str]:
+    """The "calibrated" row: which board session(s) calibrated this phone and how long ago
+    (``hzsr sync calibrate``), or the commands that calibrate it."""
+    import datetime as dt
+
+    from hzsr.core.verdict import CALIBRATE_COMMAND
+
+    cal = phone.clock_calibration
+    if cal is None:
+        return ("calibrated", phone.serial, "warn", "no: skew bounds carry the links' whole asymmetry, so few "
+                f"captures can pass; calibrate with the sync board: {CALIBRATE_COMMAND}")
+    age = ""
+    stale = False
+    try:
+        when = dt.datetime.fromisoformat(cal.calibrated_utc)
+        days = ((now or dt.datetime.now(dt.timezone.utc)) - when).total_seconds() / 86400
+        age = f"{days * 24:.1f} h ago" if days < 2 else f"{days:.0f} days ago"
+        stale = days > cfg.max_calibration_age_days
+    except (TypeError, ValueError):
+        age = "at an unknown time"
+    detail = (f"yes: board session {cal.source or '?'} ({cal.captures or '?'} captures), {age}; uncertainty "
+              f"{cal.uncertainty_ns / 1e3:.1f} us, link floor {cal.base_half_rtt_ns / 1e3:.0f} us")
+    if stale:
+        return ("calibrated", phone.serial, "warn", f"{detail}: older than {cfg.max_calibration_age_days} days, "
+                "re-calibrate (and after any cable, hub or port change)")
+    return ("calibrated", phone.serial, "pass", detail)
 
 
 def run_doctor(link: RigLink, cfg: DoctorConfig | None = None) -> Report:
@@ -151,6 +180,7 @@ def run_doctor(link: RigLink, cfg: DoctorConfig | None = None) -> Report:
                     f"of {cfg.sync_exchanges})")
         except (AgentError, RigError, *LINK_ERRORS) as exc:
             rep.add("clock sync", p.serial, "fail", str(exc))
+        rep.add(*calibration_row(p, cfg))
     from hzsr.capture.three_a import check_t_settings
 
     for row in check_t_settings(link, {p.role: hellos.get(p.serial) for p in link.rig.phones}):

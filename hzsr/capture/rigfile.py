@@ -84,9 +84,24 @@ class PhoneEntry:
 
 
 @dataclass
+class RigSync:
+    """``sync:`` in rig.yaml: how this rig's skews are judged (``hzsr.core.verdict.skew_reasons``)."""
+
+    pass_limit_us: float = 250.0  # a capture passes only if |skew| + bound <= this, fails if |skew| - bound > this
+
+    def check(self) -> list[Problem]:
+        import math
+
+        if not (math.isfinite(self.pass_limit_us) and self.pass_limit_us > 0):
+            return [Problem("pass_limit_us", f"must be a finite number > 0, got {self.pass_limit_us}")]
+        return []
+
+
+@dataclass
 class RigFile:
     phones: list[PhoneEntry]
     adb: AdbEndpoint = field(default_factory=AdbEndpoint)
+    sync: RigSync = field(default_factory=RigSync)  # the skew pass limit (docs/sync.md)
     virtual: VirtualSection | None = None  # written by `hzsr rig up --virtual`: pids, folders
 
     def check(self) -> list[Problem]:

@@ -29,16 +29,20 @@ from hzsr.capture.clocksync import (
     SyncConfig,
     add_sample,
     apply_calibration,
-    host_time,
-    mapping_bound_ns,
-    phone_time,
+    floor_ns,
+    live_skew,
+    loose_trigger_text,
+    offset_estimate,
+    sample_bounds,
+    samples_used,
+    skew_bound_ns,
     sync_round,
 )
 from hzsr.capture.link import LINK_ERRORS, RigLink
 from hzsr.capture.three_a import ThreeAConfig, apply_3a
 from hzsr.capture.transfer import FileToPull, pull_verified_many
 from hzsr.core import records as R
-from hzsr.core.agent_protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS
+from hzsr.core.agent_protocol import AGENT_FILES, CAMERAS_PER_ROLE, FRAME_3A_FIELDS, FRAME_TIMING_FIELDS
 from hzsr.core.clock import fit_drift
 from hzsr.core.errors import AgentError, CaptureError, CaptureLost, RigError, SessionFormatError
 from hzsr.core.fileio import atomic_write_json, fsync_dir
@@ -47,7 +51,7 @@ from hzsr.core.lock import SessionLock
 from hzsr.core.records import SLOT_SOURCES
 from hzsr.core.schema import to_plain
 from hzsr.core.session import JournalState, journal_states
-from hzsr.core.verdict import SkewThresholds, Verdict, skew_reasons, verdict_of
+from hzsr.core.verdict import Reason, SkewThresholds, Verdict, skew_reasons, verdict_of
 
 
 @dataclass
@@ -230,11 +234,12 @@ class CaptureRun:
         if cal is not None:  # the link asymmetry `hzsr sync calibrate` measured (docs/sync.md)
             dev.clock.calibration = cal
             s = apply_calibration(s, cal.offset_correction_ns)
-        step = add_sample(dev.clock, s)
+        step = add_sample(dev.clock, s, self.cfg.sync.wander_ppm)
         self.journal.append("clock_sync", device=dev.serial, host_ns=s.host_ns, offset_ns=s.offset_ns,
                             rtt_ns=s.rtt_ns, exchanges=n)
-        # Two samples whose error intervals (rtt/2 each) cannot both hold: the clock stepped.
-        if step is not None and abs(step) > max(1e6, 2 * s.rtt_ns):
+        # The new sample's interval and the earlier samples' prediction cannot both hold: the
+        # clock stepped (add_sample; a loose sample widens the prediction instead).
+        if step is not None:
             # Samples are never dropped: the step starts a new clock segment. Earlier captures
             # keep mapping through the segment they were taken in (hzsr.sync.timebase); the drift
             # is refitted with one intercept per segment, so the step does not bend it.
@@ -271,14 +276,14 @@ class CaptureRun:
         lead_ns = max(int(self.cfg.lead_ms * 1e6), int(self.cfg.lead_factor * self.command_rtt_ns))
         if self.cfg.phase_align:
             lead_ns = max(lead_ns, int(self.cfg.align_lead_ms * 1e6))
-        target_host = time.monotonic_ns() + lead_ns
-        if self.cfg.phase_align:  # on the host's frame grid: every capture asks for the same phase
-            period = self._frame_period_ns()
-            target_host = -(-target_host // period) * period
-        targets = {r: phone_time(self.device_info(r).clock, target_host) for r in ("main", "reference")}
+        # Nothing slow between the target and the send: the lead must cover the command alone.
+        target_host, trig = self._fresh_target(lead_ns)
+        targets = {r: int(round(target_host + offset_estimate(self.device_info(r).clock, target_host,
+                                                              self.cfg.sync.wander_ppm)[0]))
+                   for r in ("main", "reference")}
         self.journal.append("trigger", capture_id=cid, target_host_ns=target_host,
                             targets_ns=targets, scene_id=scene_id, scene_tags=tags, notes=notes,
-                            phase_align=self.cfg.phase_align)
+                            phase_align=self.cfg.phase_align, trigger_samples=[to_plain(t) for t in trig])
 
         def send(role: str) -> dict:
             t0 = time.monotonic_ns()
@@ -309,6 +314,7 @@ class CaptureRun:
             raise CaptureError(reason, field=cid)
         self._done_at.clear()
         res = self.collect(cid)
+        segments_at_trigger = {r: len(self.device_info(r).clock.segment_starts) for r in ("main", "reference")}
         # Map the frames with a clock sample taken after them, not the estimate that set the
         # target: an error in that one moved the frames with it and would cancel (docs/sync.md).
         try:
@@ -318,9 +324,27 @@ class CaptureRun:
         except (RigError, *LINK_ERRORS) as exc:
             self.say(f"warning: clock sync after {cid} failed ({exc}); its skew uses the sync before it")
         ts = {r: acks[r]["frame_timestamp_ns"] for r in ("main", "reference")}
-        host = {r: host_time(self.device_info(r).clock, ts[r]) for r in ts}
-        res.skew_us = (host["reference"] - host["main"]) / 1e3
-        res.bound_us = sum(mapping_bound_ns(self.device_info(r).clock, host[r]) for r in ts) / 1e3
+        th = self.skew_thresholds()
+        for extra in range(self.cfg.sync.extra_rounds + 1):
+            res.skew_us, res.bound_us = live_skew(self.device_info("main").clock,
+                                                  self.device_info("reference").clock, ts["main"], ts["reference"],
+                                                  self.cfg.sync.wander_ppm)
+            # Only the bound keeps it from passing (|skew| - bound <= limit < |skew| + bound), and
+            # the links' floors could let it pass: a tighter sample after the frames may settle it,
+            # so take one, up to extra_rounds. (Uncalibrated, the floors alone are ~0.5-1 ms: none.)
+            limit = min(th.pass_limit_us, th.max_skew_us)
+            best = skew_bound_ns(*(float(sample_bounds(self.device_info(r).clock.samples,
+                                                       self.device_info(r).clock.calibration).min())
+                                   for r in ("main", "reference"))) / 1e3
+            if extra == self.cfg.sync.extra_rounds or not abs(res.skew_us) - res.bound_us <= limit \
+                    < abs(res.skew_us) + res.bound_us or abs(res.skew_us) + best > limit:
+                break
+            try:
+                for role in ("main", "reference"):
+                    self._sync(role, self.cfg.sync.quick_exchanges)
+            except (RigError, *LINK_ERRORS):
+                break
+        self.session.save(self.dir)
         t_end = time.perf_counter()
         # Host overhead: the whole capture less the span in which a phone was still exposing and
         # writing (trigger sent .. last done marker seen); the phone's own work is not the host's.
@@ -328,7 +352,10 @@ class CaptureRun:
         res.timings_s.update(total=t_end - t_start, phone=phone_span,
                              host_overhead=(t_end - t_start) - phone_span)
         # The rule `hzsr sync check` applies, so the crew hears at once what curators see later.
-        reasons = skew_reasons(res.skew_us, res.bound_us, self.cfg.skew)
+        reasons = skew_reasons(res.skew_us, res.bound_us, th, calibrated=self.calibrated(),
+                               loose_trigger=loose_trigger_text(trig))
+        if any(len(self.device_info(r).clock.segment_starts) > n for r, n in segments_at_trigger.items()):
+            reasons.append(Reason(Verdict.FAIL, "clock_jump", "a phone's clock stepped around this capture: retake"))
         res.verdict = verdict_of(reasons)
         res.reason = "; ".join(r.message for r in reasons)
         res.timings_s["sync_and_trigger"] = t_triggered - t_start
@@ -343,6 +370,52 @@ class CaptureRun:
             for name, (v, reasons) in res.checks.items():
                 self.journal.append("capture_check", capture_id=cid, check=name, verdict=v, reasons=reasons)
         return res
+
+    def skew_thresholds(self) -> SkewThresholds:
+        """The skew rule's levels: the config's, with the pass limit from rig.yaml's ``sync`` section."""
+        return SkewThresholds(pass_limit_us=self.link.rig.sync.pass_limit_us, max_skew_us=self.cfg.skew.max_skew_us)
+
+    def calibrated(self) -> bool:
+        """Whether every phone's clock carries a board calibration (``hzsr sync calibrate``)."""
+        return all(self.device_info(r).clock.calibration is not None for r in ("main", "reference"))
+
+    def _fresh_target(self, lead_ns: int) -> tuple[int, list[R.TriggerSample]]:
+        """The trigger instant, set only from fresh, tight clock samples (``SyncConfig.tight_factor``).
+
+        Each phone's latest (fresh) sample must have ``rtt / 2`` within ``tight_factor`` x the
+        link's floor + ``tight_slack_us``. A loose one (a round under CPU load, a USB stall) gets
+        another quick round, up to ``extra_rounds``. The offset at the target is mapped from the
+        best nearby samples; which ones, and that mapping's bound, are recorded either way, and a
+        still-loose fresh sample fails the capture.
+        """
+        sc = self.cfg.sync
+        roles = ("main", "reference")
+        rounds = {r: 1 for r in roles}
+        while True:
+            target = time.monotonic_ns() + lead_ns
+            if self.cfg.phase_align:  # on the host's frame grid: every capture asks for the same phase
+                period = self._frame_period_ns()
+                target = -(-target // period) * period
+            out = []
+            for r in roles:
+                clock = self.device_info(r).clock
+                _, bound = offset_estimate(clock, target, sc.wander_ppm)  # what the target rests on
+                # Looseness is the fresh sample's own: its raw rtt / 2 against the link's floor
+                # (calibrated or not; a drift still unknown early in a session is in the bound).
+                fl = floor_ns(clock)
+                latest = clock.samples[-1].rtt_ns / 2 + (abs(clock.calibration.offset_correction_ns)
+                                                         if clock.calibration is not None else 0.0)
+                loose = latest > sc.tight_factor * fl + sc.tight_slack_us * 1e3
+                out.append(R.TriggerSample(r, samples_used(clock, target, sc.wander_ppm), int(bound), int(fl),
+                                           bool(loose), rounds[r]))
+            redo = [t.role for t in out if t.loose and rounds[t.role] <= sc.extra_rounds]
+            if not redo:
+                return target, out
+            for r in redo:
+                self._sync(r, sc.quick_exchanges)
+                rounds[r] += 1
+            assert self.session is not None
+            self.session.save(self.dir)  # the samples the next target may rest on are on disk first
 
     def _frame_period_ns(self) -> int:
         if not getattr(self, "_period_ns", None):
@@ -450,11 +523,13 @@ class CaptureRun:
                 focus_distance_diopters=fr["focus_distance_diopters"], focus_calibration=fr["focus_calibration"],
                 af_state=fr["af_state"], af_roi=list(fr["af_roi"]), intrinsics=R.Intrinsics(**fr["intrinsics"]),
                 width=fr["width"], height=fr["height"], sha256=fr["sha256"], size_bytes=fr["size_bytes"],
-                frame_number=fr.get("frame_number"), **{k: fr.get(k) for k in FRAME_3A_FIELDS}))
+                frame_number=fr.get("frame_number"),
+                **{k: fr.get(k) for k in FRAME_3A_FIELDS + FRAME_TIMING_FIELDS}))
         frames.sort(key=lambda f: list(SLOT_SOURCES).index(f.slot))
         rec = R.CaptureRecord(schema_version=R.SCHEMA_VERSION, capture_id=cid, scene_id=trig["scene_id"],
                               scene_tags=list(trig["scene_tags"]), notes=trig.get("notes", ""), frames=frames,
-                              trigger_host_ns=trig["target_host_ns"])
+                              trigger_host_ns=trig["target_host_ns"],
+                              trigger_samples=[R.TriggerSample(**t) for t in trig.get("trigger_samples", [])])
         rec.save(stage)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(stage, final)
@@ -474,6 +549,12 @@ class CaptureRun:
             v = trig.get(name, "" if name == "notes" else None)
             if not isinstance(v, tp) or isinstance(v, bool) or (tp is list and not all(isinstance(t, str) for t in v)):
                 raise SessionFormatError(f"trigger of {cid}: bad or missing {name}", file=self.journal.path)
+        from hzsr.core.schema import parse_dataclass
+
+        _, problems = parse_dataclass(list[R.TriggerSample], trig.get("trigger_samples", []))
+        if problems:
+            raise SessionFormatError(f"trigger of {cid}: trigger_samples{problems[0].field}: {problems[0].message}",
+                                     file=self.journal.path)
         return trig
 
     def _incomplete(self, cid: str, reason: str, permanent: bool = False) -> None:

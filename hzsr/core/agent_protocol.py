@@ -53,6 +53,9 @@ CAPTURE_ACK_FIELDS = ("capture_id", "frame_timestamp_ns", "frame_number", "dir")
 FRAME_FIELDS = ("file", "camera_id", "physical_id", "role", "sensor_timestamp_ns", "timestamp_source",
                 "frame_number", "exposure_time_ns", "iso", "focus_distance_diopters", "focus_calibration",
                 "af_state", "af_roi", "intrinsics", "width", "height", "sha256", "size_bytes")
+#: Per-frame capture-result fields any agent may add to ``meta.json`` (optional in ``capture.json``):
+#: SENSOR_ROLLING_SHUTTER_SKEW, first to last row, which the sync board's decoder needs.
+FRAME_TIMING_FIELDS = ("rolling_shutter_skew_ns",)
 #: Per-frame fields a v2 agent adds to ``meta.json`` (all optional in ``capture.json``).
 FRAME_3A_FIELDS = ("ae_mode", "ae_state", "awb_mode", "awb_state", "wb_gains", "ccm", "f_number",
                    "focal_length_mm", "af_mode", "frame_duration_ns", "distortion")

@@ -129,6 +129,10 @@ class BoardNotFound(HzsrError):
     """The sync board cannot be read in a frame; ``sync optical`` reports it as that frame's reason."""
 
 
+class CalibrationError(HzsrError):
+    """A sync calibration cannot be made from what was given: too few decoded board captures (exit 1)."""
+
+
 class DatasetError(HzsrError):
     """A dataset folder, shard or manifest is unreadable or breaks the format."""
 

@@ -139,7 +139,9 @@ class ClockCalibration:
     offset_correction_ns: int  # subtracted from every SNTP offset estimate of this phone
     base_half_rtt_ns: int  # least error bound seen while calibrating: the link's symmetric part
     uncertainty_ns: int  # what the correction may leave (3 sigma of the calibration's residuals)
-    source: str = ""  # the sync-board session it came from
+    source: str = ""  # the sync-board session(s) it came from, comma-separated
+    calibrated_utc: str = ""  # when `hzsr sync calibrate` wrote it (ISO 8601, UTC)
+    captures: int = 0  # decoded board captures it rests on
 
 
 @dataclass
@@ -233,6 +235,7 @@ class FrameRecord:
     sha256: str  # of the file, as computed on the phone
     size_bytes: int
     frame_number: int | None = None  # the agent's stream frame counter, if it has one
+    rolling_shutter_skew_ns: int | None = None  # SENSOR_ROLLING_SHUTTER_SKEW: first to last row's exposure start
     # 3A metadata (agent protocol 2; absent from sessions of protocol-1 agents). Camera2 names.
     ae_mode: str | None = None  # CONTROL_AE_MODE: ON (auto, maybe locked) | OFF (manual)
     ae_state: str | None = None  # CONTROL_AE_STATE: CONVERGED | LOCKED | INACTIVE (manual) | ...
@@ -272,6 +275,8 @@ class FrameRecord:
                 out.append(Problem(name, f"{getattr(self, name):.4g} is beyond {what}"))
         if self.sensor_timestamp_ns < 0:
             out.append(Problem("sensor_timestamp_ns", "must be >= 0 (boot-time ns)"))
+        if self.rolling_shutter_skew_ns is not None and not 0 <= self.rolling_shutter_skew_ns <= 10**9:
+            out.append(Problem("rolling_shutter_skew_ns", "must be in 0 .. 1e9 ns (1 s)"))
         if self.frame_number is not None and not 0 <= self.frame_number < 2**63:
             out.append(Problem("frame_number", "must be in 0 .. 2^63"))
         if self.focus_distance_diopters < 0:
@@ -279,6 +284,18 @@ class FrameRecord:
         if "/" in self.file or "\\" in self.file or self.file.startswith("."):
             out.append(Problem("file", "must be a plain file name inside the capture folder"))
         return out
+
+
+@dataclass
+class TriggerSample:
+    """The clock sample that set one phone's trigger target (``hzsr capture run``; docs/sync.md)."""
+
+    role: DeviceRole
+    sample_indices: list[int]  # the samples the target was mapped with (DeviceClock.samples in session.json)
+    bound_ns: int  # the offset's bound at the target instant, from those samples
+    floor_ns: int  # the link's floor then (least rtt/2); tight: the fresh sample's rtt/2 <= factor floor + slack
+    loose: bool  # still loose after the extra rounds: the capture fails (trigger_from_loose_sample)
+    rounds: int = 1  # quick rounds taken before the trigger
 
 
 @dataclass
@@ -295,6 +312,7 @@ class CaptureRecord(FolderRecord):
     notes: str = ""  # crew notes
     status: CaptureStatus = "complete"
     trigger_host_ns: int | None = None  # host CLOCK_MONOTONIC instant the capture was aimed at
+    trigger_samples: list[TriggerSample] = field(default_factory=list)  # per phone, what set its target
 
     def check(self) -> list[Problem]:
         out = self.schema_problems()

@@ -98,43 +98,79 @@ def verdict_of(reasons: Iterable[Reason]) -> Verdict:
 
 @dataclass(frozen=True)
 class SkewThresholds:
-    """The skew rule's two levels; every default lives here (docs/sync.md explains them)."""
+    """The skew rule's levels; every default lives here (docs/sync.md explains them).
 
-    warn_skew_us: float = 250.0  # warn when |skew| may be above this (libsoftwaresync's figure); capped at max
-    max_skew_us: float = 1000.0  # fail when |skew| is surely above this (|skew| - bound > max)
+    ``pass_limit_us`` is a rig setting: ``rig.yaml``'s ``sync: {pass_limit_us: 250}``, recorded
+    in ``session.json`` with the rig, so the live line and ``sync check`` judge a session alike.
+    """
+
+    # pass only if |skew| + bound <= this; fail if |skew| - bound > this (libsoftwaresync's 250 us)
+    pass_limit_us: float = 250.0
+    max_skew_us: float = 1000.0  # beyond this the skew is gross (pairing tolerance; a bound wider than it is useless)
+
+    @property
+    def warn_skew_us(self) -> float:
+        """The level above which a skew is not ``pass`` (the pass limit), for plots and reports."""
+        return self.pass_limit_us
 
 
 #: Reason codes of the skew rule, each with the level it gives.
-SKEW_CODES = {"skew_exceeds_max": Verdict.FAIL, "skew_may_exceed_max": Verdict.WARN, "skew_high": Verdict.WARN,
-              "bound_exceeds_threshold": Verdict.WARN}
+SKEW_CODES = {"skew_exceeds_max": Verdict.FAIL, "skew_exceeds_limit": Verdict.FAIL,
+              "trigger_from_loose_sample": Verdict.FAIL, "skew_may_exceed_max": Verdict.WARN,
+              "skew_high": Verdict.WARN, "bound_exceeds_threshold": Verdict.WARN, "rig_uncalibrated": Verdict.WARN}
+
+#: What a crew runs to calibrate a rig (docs/sync-board.md).
+CALIBRATE_COMMAND = ("hzsr sync board --out board-kit/, shoot it (hzsr capture run BOARD --scene sync-board, "
+                     ">= 10 captures), then hzsr sync calibrate BOARD --rig rig.yaml")
 
 
-def skew_reasons(skew_us: float, bound_us: float, th: SkewThresholds = SkewThresholds()) -> list[Reason]:
+def skew_reasons(skew_us: float, bound_us: float, th: SkewThresholds = SkewThresholds(), *,
+                 calibrated: bool | None = None, loose_trigger: str | None = None) -> list[Reason]:
     """Judge the reference-minus-main skew ``s`` with its error bound ``b`` (both in us).
 
-    With ``M = max_skew_us`` and ``W = min(warn_skew_us, M)``:
+    The one skew rule: the live capture line, ``hzsr sync check`` and every later stage use it.
+    With ``M = max_skew_us`` and the pass limit ``L = min(pass_limit_us, M)``:
 
-    - ``|s| - b > M``: ``fail`` (the skew is surely above the maximum: retake);
-    - ``|s| + b > M``: ``warn`` (it may be above the maximum);
-    - ``|s| + b > W``: ``warn`` (it may be above the warn level): a capture passes only when
-      its whole interval ``[|s| - b, |s| + b]`` is within ``W``;
-    - and, whatever the skew, ``b > M`` warns that the bound itself is too wide to judge.
+    - ``|s| - b > M``: ``fail`` (``skew_exceeds_max``: surely a gross skew);
+    - ``|s| - b > L``: ``fail`` (``skew_exceeds_limit``: surely above the pass limit: retake);
+    - ``|s| + b > M``: ``warn`` (``skew_may_exceed_max``); ``|s| + b > L``: ``warn``
+      (``skew_high``): a capture passes only when its whole interval ``[|s| - b, |s| + b]``
+      is within ``L``;
+    - ``b > M``: ``warn`` (``bound_exceeds_threshold``): the bound is too wide to judge;
+    - ``loose_trigger`` (why the trigger came from a loose clock sample): ``fail``
+      (``trigger_from_loose_sample``): the phones were aimed with a bad estimate;
+    - ``calibrated is False`` and not ``pass``: ``warn`` (``rig_uncalibrated``), with the
+      commands that calibrate: an uncalibrated bound carries each link's whole asymmetry
+      (``rtt / 2``), and only the sync board can lower it. ``None``: not known (no advice).
 
     Returns:
         The reasons (empty: ``pass``); ``verdict_of`` gives the verdict.
     """
     a, b, m = abs(skew_us), bound_us, th.max_skew_us
-    w = min(th.warn_skew_us, m)
+    lim = min(th.pass_limit_us, m)
     out: list[Reason] = []
     if a - b > m:
         out.append(Reason(Verdict.FAIL, "skew_exceeds_max",
                           f"|skew| {a:.0f} us exceeds {m:.0f} us even after its bound"))
+    elif a - b > lim:
+        out.append(Reason(Verdict.FAIL, "skew_exceeds_limit",
+                          f"|skew| {a:.0f} us exceeds the {lim:.0f} us pass limit even after its bound {b:.0f} us"))
     elif a + b > m:
         out.append(Reason(Verdict.WARN, "skew_may_exceed_max", f"|skew| {a:.0f} +- {b:.0f} us may exceed {m:.0f} us"))
-    elif a + b > w:
-        out.append(Reason(Verdict.WARN, "skew_high", f"|skew| {a:.0f} +- {b:.0f} us may exceed {w:.0f} us"))
+    elif a + b > lim:
+        out.append(Reason(Verdict.WARN, "skew_high",
+                          f"|skew| {a:.0f} +- {b:.0f} us may exceed the {lim:.0f} us pass limit"))
     if b > m:
         out.append(Reason(Verdict.WARN, "bound_exceeds_threshold",
-                          f"sync error bound {b:.0f} us is larger than the {m:.0f} us skew threshold: "
-                          "re-sync the clocks"))
+                          f"sync error bound {b:.0f} us is larger than the {m:.0f} us skew threshold"))
+    if loose_trigger:
+        out.append(Reason(Verdict.FAIL, "trigger_from_loose_sample",
+                          f"the trigger was set from a loose clock sample ({loose_trigger}): retake"))
+    if calibrated is False and any(r.level is Verdict.WARN for r in out):
+        out.append(Reason(Verdict.WARN, "rig_uncalibrated",
+                          "the rig is not calibrated, so the bound carries each link's whole asymmetry; "
+                          f"calibrate with the sync board: {CALIBRATE_COMMAND}"))
+    elif calibrated and out and out[0].level is Verdict.WARN:
+        r = out[0]  # a calibrated rig: the bound is the jitter near this capture, so a retake can pass
+        out[0] = Reason(r.level, r.code, f"{r.message}: retake")
     return out

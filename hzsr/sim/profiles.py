@@ -55,6 +55,7 @@ class PhoneProfile:
     timestamp_source: str
     frame_period_ns: int
     cameras: tuple[CameraModel, ...] = field(default_factory=tuple)
+    readout_ns: int = 10_000_000  # rolling shutter, first to last row (SENSOR_ROLLING_SHUTTER_SKEW)
 
     def camera(self, role: str) -> CameraModel:
         return next(c for c in self.cameras if c.role == role)
@@ -86,7 +87,15 @@ VPHONE_5X_UNKNOWN_TS = PhoneProfile(
     **{**VPHONE_5X.__dict__, "name": "vphone-5x-unknown-ts", "timestamp_source": "UNKNOWN"}
 )
 
-PROFILES: dict[str, PhoneProfile] = {p.name: p for p in (VPHONE_5X, VPHONE_5X_UNKNOWN_TS)}
+#: Same optics on a slower sensor readout (25 ms first to last row, a 12 MP mode read at ~3.3 us per
+#: line): the sync board's decoder must take the readout from each frame, not assume 10 ms.
+VPHONE_5X_R25 = PhoneProfile(
+    **{**VPHONE_5X.__dict__, "name": "vphone-5x-r25", "model": "HZSR Virtual 5x R25", "product": "hzsr_v5x_r25",
+       "device": "v5x_r25", "build_fingerprint": "hzsr/hzsr_v5x_r25/v5x_r25:15/AP4A.250105.002/1:user/release-keys",
+       "readout_ns": 25_000_000}
+)
+
+PROFILES: dict[str, PhoneProfile] = {p.name: p for p in (VPHONE_5X, VPHONE_5X_R25, VPHONE_5X_UNKNOWN_TS)}
 
 
 def get_profile(name: str) -> PhoneProfile:

@@ -120,7 +120,8 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                             wander_seed=int(rng.integers(2**31))) for r in DEVICE_ROLES}
     links = {r: (SIM_LOOPBACK if p.name == "loopback" else p) for r, p in parse_link_spec(cfg.link).items()}
     links["reference"] = links["reference"].with_bias(cfg.link_bias_us)
-    streams = {r: SensorStream(SensorConfig(period_ns=period), clocks[r].phone_ns(host_epoch) + rng.uniform(0, period),
+    streams = {r: SensorStream(SensorConfig(period_ns=period, readout_ns=profile.readout_ns),
+                               clocks[r].phone_ns(host_epoch) + rng.uniform(0, period),
                                int(rng.integers(2**31))) for r in DEVICE_ROLES}
     aligners = {r: PhaseAligner(streams[r]) for r in DEVICE_ROLES}
     serials = {r: f"VPH5X{rng.integers(0, 16**6):06X}" for r in DEVICE_ROLES}
@@ -226,7 +227,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
             if cfg.images and scene.kind == "sync-board":
                 from hzsr.sim.syncboard import render_board_slot
 
-                jpg, exp = render_board_slot(rig, scene, slot, instants[slot], rng, SensorConfig().readout_ns,
+                jpg, exp = render_board_slot(rig, scene, slot, instants[slot], rng, profile.readout_ns,
                                              cfg.quality)
                 atomic_write_bytes(cdir / f"{slot}.jpg", jpg)
             elif cfg.images:
@@ -250,7 +251,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                 focus_calibration="APPROXIMATE", af_state="FOCUSED_LOCKED",
                 af_roi=af_roi(cap_rig, slot, cap_scene, t_s), intrinsics=cam.intrinsics,
                 width=cfg.size[0], height=cfg.size[1], sha256=sha256_bytes(jpg), size_bytes=len(jpg),
-                frame_number=frame_k[role],
+                frame_number=frame_k[role], rolling_shutter_skew_ns=profile.readout_ns,
             ))
             journal.append("verified", capture_id=cid, file=f"{slot}.jpg", sha256=frames[-1].sha256)
         rec = R.CaptureRecord(schema_version=R.SCHEMA_VERSION, capture_id=cid, scene_id=cap_scene.scene_id,

@@ -12,10 +12,82 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from hzsr.sync.board import BoardSpec, face_texture, gray_lit_us, lit_overlap_us
+from hzsr.sync.board import BoardSpec, face_texture, gray
 
-LED_ON = 220.0  # 8-bit level of an LED lit for the whole exposure (signal = LED_ON overlap / exposure)
+LED_ON = 220.0  # 8-bit level of an LED lit for the whole exposure (signal = LED_ON light / exposure)
 WALL = 70.0  # 8-bit level of the wall behind the board
+
+
+@dataclass(frozen=True)
+class LedResponse:
+    """How the simulated LEDs switch: first-order (RC) responses, not the decoder's linear ramps.
+
+    A real LED behind a resistor follows its drive with a time constant; 10-90 % takes 2.2 tau.
+    The decoder (``hzsr.sync.optical``) models the edges as linear ramps from the board spec, so
+    this is a realistic mismatch it must live with.
+    """
+
+    tau_rise_us: float = 1.0
+    tau_fall_us: float = 2.0
+
+
+LED = LedResponse()
+
+
+def _pulse_cum(u: np.ndarray, on: np.ndarray, length: np.ndarray, cycle: np.ndarray, led: LedResponse) -> np.ndarray:
+    """Light integrated from the start of a cycle to ``u`` (0 <= u <= cycle), for a drive on during
+    ``[on, on + length)`` of each cycle; the previous cycle's fall tail counts too."""
+    tr, tf = led.tau_rise_us, led.tau_fall_us
+    peak = 1 - np.exp(-length / tr)
+    off = on + length
+
+    def tail(y):  # fall tail integrated over [0, y] after an off edge
+        return peak * tf * (1 - np.exp(-np.maximum(y, 0) / tf))
+
+    y0 = cycle - off  # previous pulse's off edge, before this cycle's start
+    pre = peak * tf * np.exp(-y0 / tf) * (1 - np.exp(-np.minimum(u, on) / tf))
+    x = np.clip(u - on, 0, length)
+    rise = x - tr * (1 - np.exp(-x / tr))
+    return pre + rise + tail(u - off)
+
+
+def led_light_us(window_start_us: np.ndarray, exposure_us: float, on: np.ndarray, length: np.ndarray,
+                 cycle: np.ndarray, led: LedResponse = LED) -> np.ndarray:
+    """Light (in us at full brightness) a periodic LED gives a row exposed over ``[a, a + exposure]``."""
+    a = np.asarray(window_start_us, np.float64)
+    u1 = np.mod(a, cycle)
+    whole, rest = np.floor(exposure_us / cycle), np.mod(exposure_us, cycle)
+    u2 = u1 + rest
+    full = _pulse_cum(cycle, on, length, cycle, led)
+    wrap = u2 > cycle
+    part = np.where(wrap, full - _pulse_cum(u1, on, length, cycle, led)
+                    + _pulse_cum(np.where(wrap, u2 - cycle, 0), on, length, cycle, led),
+                    _pulse_cum(np.minimum(u2, cycle), on, length, cycle, led) - _pulse_cum(u1, on, length, cycle, led))
+    return whole * full + part
+
+
+def gray_light_us(window_start_us: np.ndarray, exposure_us: float, bit: int, spec: BoardSpec,
+                  led: LedResponse = LED) -> np.ndarray:
+    """Light the counter's LED of ``bit`` (0 = most significant) gives each row's window: the
+    bit's state in each count, with a first-order edge wherever it changes (exposure < one count)."""
+    a = np.asarray(window_start_us, np.float64)
+    c = spec.cycle_us
+    shift = spec.gray_bits - 1 - bit
+
+    def state(n):
+        return ((gray((n % 2**spec.gray_bits).astype(np.int64)) >> shift) & 1).astype(np.float64)
+
+    def cum(n, x):  # light over [n c, n c + x] of count n, with its edge from count n - 1
+        s, prev = state(n), state(n - 1)
+        x = np.clip(x, 0, c)
+        steady = s * x
+        up = x - led.tau_rise_us * (1 - np.exp(-x / led.tau_rise_us))
+        down = led.tau_fall_us * (1 - np.exp(-x / led.tau_fall_us))
+        return np.where(s == prev, steady, np.where(s > prev, up, down))
+
+    n0 = np.floor(a / c)
+    u1, u2 = a - n0 * c, a - n0 * c + exposure_us
+    return np.where(u2 <= c, cum(n0, u2) - cum(n0, u1), cum(n0, c) - cum(n0, u1) + cum(n0 + 1, u2 - c))
 
 
 @dataclass
@@ -74,9 +146,9 @@ def render_board(spec: BoardSpec, place: BoardPlacement, K: np.ndarray, R: np.nd
 
     on, length, cycle = spec.led_timing()
     paint(spec.led_centres(), spec.led_size_m,
-          lambda i, a: LED_ON * lit_overlap_us(a, exp_us, on[i], length[i], cycle[i]) / exp_us)
+          lambda i, a: LED_ON * led_light_us(a, exp_us, on[i], length[i], cycle[i]) / exp_us)
     paint(spec.gray_centres(), spec.led_size_m * 0.8,
-          lambda i, a: LED_ON * gray_lit_us(a, exp_us, i, spec) / exp_us)
+          lambda i, a: LED_ON * gray_light_us(a, exp_us, i, spec) / exp_us)
     img = cv2.GaussianBlur(img, (0, 0), 0.6)
     img += rng.normal(0, 2.0, img.shape).astype(np.float32)
     grey = np.clip(img, 0, 255).astype(np.uint8)

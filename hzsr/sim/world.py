@@ -122,10 +122,9 @@ class VirtualWorld:
         scene, t = self.scene_at(host_ns)
         slot = slot_of(role, cam_role)
         if scene.kind == "sync-board":  # rows exposed one by one: the board shows each row's time
-            from hzsr.sim.sensor import SensorConfig
             from hzsr.sim.syncboard import render_board_slot
 
-            jpg, exp = render_board_slot(self.rig, scene, slot, host_ns, rng, SensorConfig().readout_ns, quality)
+            jpg, exp = render_board_slot(self.rig, scene, slot, host_ns, rng, self.profile.readout_ns, quality)
             return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
         focus = focus_diopters if focus_diopters is not None else 1 / scene.layer(scene.subject).depth_m
         defect = self.crew_defect()

@@ -15,10 +15,13 @@ shows time like a clock's digits, each read on many sensor rows:
 - **slow running light:** the last row steps one LED per fast cycle (10 ms cycle ``C``);
 - **Gray-code counter:** the strip shows the Gray code of ``floor(t / C)``, so board time is known
   modulo ``2^gray_bits C`` (41 s for 12 bits), with one bit changing at a time;
-- **rolling shutter:** a camera row ``y`` integrates light over ``[t0 + y readout / H, + exposure]``
-  (``t0`` the first row's exposure start, the frame's ``SENSOR_TIMESTAMP``), so each LED's
-  brightness is the overlap of its lit interval with *its own row's* window
-  (``lit_overlap_us``, ``gray_lit_us``).
+- **LED edges:** each LED switches within ``led_rise_us`` / ``led_fall_us`` (what the build guide
+  asks of the drive; a builder measures them with a photodiode).
+
+How a camera sees it (rolling shutter, exposure, LED edges) is modelled twice, on purpose: the
+decoder's measurement model is ``hzsr.sync.optical``'s, and the simulator renders the board with
+its own (``hzsr.sim.syncboard``: first-order LED responses), so the virtual rig tests the decoder
+against a model it does not share.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class BoardSpec:
     gray_bits: int = 12  # counter LEDs, most significant first, left to right
     gray_pitch_m: float = 0.02
     gray_y_m: float = 0.045  # centre of the counter strip, from the face's top
+    led_rise_us: float = 2.0  # each LED's switch-on, as a linear ramp of this length (2 tau of a first-order LED)
+    led_fall_us: float = 4.0  # ... and its switch-off
 
     @property
     def rows(self) -> int:
@@ -106,6 +111,9 @@ class BoardSpec:
                 out.append(Problem(name, "must be >= 1"))
         if self.step_us <= 0:
             out.append(Problem("step_us", "must be > 0"))
+        for name in ("led_rise_us", "led_fall_us"):
+            if not 0 <= getattr(self, name) < self.step_us / 2:
+                out.append(Problem(name, f"must be in 0 .. step_us / 2 ({self.step_us / 2:g} us)"))
         if self.led_size_m >= self.pitch_m:
             out.append(Problem("led_size_m", "must be smaller than pitch_m"))
         return out
@@ -122,35 +130,6 @@ def gray_to_int(bits: list[int]) -> int:
     for g in bits:
         b ^= int(g)
         out = (out << 1) | b
-    return out
-
-
-def lit_overlap_us(window_start_us: np.ndarray, exposure_us: float, on_us: np.ndarray, length_us: float,
-                   cycle_us: float) -> np.ndarray:
-    """Overlap of ``[a, a + exposure]`` with the periodic intervals ``[on + m cycle, on + length + m cycle)``."""
-    a = np.asarray(window_start_us, np.float64)
-    base = np.floor(a / cycle_us) * cycle_us
-    out = np.zeros(np.broadcast(a, on_us, cycle_us).shape)
-    for m in (-1, 0, 1):
-        lo = np.maximum(a, base + on_us + m * cycle_us)
-        hi = np.minimum(a + exposure_us, base + on_us + length_us + m * cycle_us)
-        out += np.clip(hi - lo, 0, None)
-    return out
-
-
-def gray_lit_us(window_start_us: np.ndarray, exposure_us: float, bit: int, spec: BoardSpec) -> np.ndarray:
-    """Time the counter's bit ``bit`` (0 = most significant) is lit within each window."""
-    a = np.asarray(window_start_us, np.float64)
-    c = spec.cycle_us
-    n0 = np.floor(a / c)
-    shift = spec.gray_bits - 1 - bit
-    out = np.zeros_like(a)
-    for m in (0, 1):
-        n = n0 + m
-        lo = np.maximum(a, n * c)
-        hi = np.minimum(a + exposure_us, (n + 1) * c)
-        on = (gray((n % 2**spec.gray_bits).astype(np.int64)) >> shift) & 1
-        out += np.clip(hi - lo, 0, None) * on
     return out
 
 

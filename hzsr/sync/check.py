@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hzsr.core.clockmap import loose_trigger_text, skew_bound_ns
 from hzsr.core.errors import SessionFormatError
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 from hzsr.core.records import CaptureRecord, SessionRecord, read_json
@@ -31,7 +32,8 @@ VERDICT_COLORS = {"pass": "tab:green", "warn": "tab:orange", "fail": "tab:red"}
 #: Flags that fail a capture; every other flag warns. The skew rule's own levels are in core/verdict.py.
 FAIL_FLAGS = {
     "bad_record", "timestamp_source_unknown", "no_clock_sync", "non_monotonic", "clock_jump",
-    "skew_exceeds_max", "pairing_unmatched", "pairing_ambiguous", "pairing_contested",
+    "skew_exceeds_max", "skew_exceeds_limit", "trigger_from_loose_sample", "pairing_unmatched",
+    "pairing_ambiguous", "pairing_contested",
     "pairing_crossed", "missing_frame",
 }
 
@@ -44,7 +46,17 @@ class SyncThresholds:
     max_drift_ppm: float = 100.0  # phone vs host; crystals are specified to tens of ppm
     min_jump_us: float = 1000.0  # smallest offset step reported as a clock jump
     wander_ppm: float = 0.5  # oscillator wander between syncs, for the mapping bound
-    timestamp_jitter_us: float = 10.0  # per frame: SENSOR_TIMESTAMP vs the true exposure start (~3 sigma)
+
+
+def session_skew_thresholds(session: SessionRecord, th: SyncThresholds) -> SkewThresholds:
+    """``th.skew`` with the pass limit of the rig the session was shot on (``rig.yaml``'s
+    ``sync.pass_limit_us``, recorded in ``session.json``), unless ``th`` sets another."""
+    rig = session.config.get("rig") if isinstance(session.config, dict) else None
+    limit = (rig or {}).get("sync", {}).get("pass_limit_us") if isinstance(rig, dict) else None
+    if th.skew.pass_limit_us != SkewThresholds().pass_limit_us or not isinstance(limit, int | float) \
+            or isinstance(limit, bool) or not limit > 0:
+        return th.skew
+    return SkewThresholds(pass_limit_us=float(limit), max_skew_us=th.skew.max_skew_us)
 
 
 def load_captures(root: Path) -> tuple[list[CaptureRecord], list[dict[str, Any]]]:
@@ -102,6 +114,8 @@ def analyse(session: SessionRecord, recs: list[CaptureRecord], bad: list[dict[st
         return (r.trigger_host_ns if r.trigger_host_ns is not None else 0, r.capture_id)
 
     recs = sorted(recs, key=order_key)
+    skew_th = session_skew_thresholds(session, th)
+    calibrated = all(d.clock.calibration is not None for d in session.devices)
     last_ts: dict[str, int] = {}
     rows = []
     for r in recs:
@@ -143,10 +157,11 @@ def analyse(session: SessionRecord, recs: list[CaptureRecord], bad: list[dict[st
         usable = "timestamp_source_unknown" not in flags
         if usable and "main_W" in mapped and "ref_T" in mapped:
             skew = (mapped["ref_T"][0] - mapped["main_W"][0]) / 1e3
-            bound = (mapped["ref_T"][1] + mapped["main_W"][1]) / 1e3 + 2 * th.timestamp_jitter_us
+            bound = skew_bound_ns(mapped["main_W"][1], mapped["ref_T"][1]) / 1e3
             row["main_W_host_ns"] = int(mapped["main_W"][0])
             row["ref_T_host_ns"] = int(mapped["ref_T"][0])
-            for reason in skew_reasons(skew, bound, th.skew):
+            loose = loose_trigger_text(r.trigger_samples)
+            for reason in skew_reasons(skew, bound, skew_th, calibrated=calibrated, loose_trigger=loose):
                 flags.append(reason.code)
                 reasons.append(reason.message)
             ref_serial = frames["ref_T"].device
@@ -236,7 +251,8 @@ def _summary(session: SessionRecord, df: pd.DataFrame, th: SyncThresholds, jumps
                                "timestamp_sources": sorted({c.timestamp_source for c in d.cameras})}
                     for d in session.devices},
         "flags": flag_counts,
-        "thresholds": asdict(th),
+        "thresholds": {**asdict(th), "skew": asdict(session_skew_thresholds(session, th))},
+        "calibrated": all(d.clock.calibration is not None for d in session.devices),
     }
 
 

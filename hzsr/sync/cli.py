@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hzsr.core.cliargs import add_folder, add_json, add_verb
-from hzsr.core.errors import EXIT_OK
+from hzsr.core.errors import EXIT_OK, EXIT_PROBLEMS
 
 
 def add_sync_parser(stages: Any) -> None:
@@ -26,14 +26,17 @@ def add_sync_parser(stages: Any) -> None:
     add_folder(o, "session", "session folder with photos of the sync board", metavar="SESSION")
     o.add_argument("--board", default=None, help="board YAML (hzsr sync board writes one; default: the "
                    "reference build in docs/sync-board.md)")
-    o.add_argument("--readout-ms", type=float, default=10.0,
-                   help="rolling-shutter readout, first to last row (default: %(default)s)")
+    o.add_argument("--readout-ms", type=float, default=None,
+                   help="rolling-shutter readout, first to last row, assumed to 25%% for frames whose capture.json "
+                   "lacks rolling_shutter_skew_ns (default: each frame's own; without it the whole 5-35 ms range, "
+                   "with the uncertainty that implies)")
     o.add_argument("--no-plots", action="store_true", help="skip optical.png")
     add_json(o, "print the summary as JSON")
 
     k = add_verb(verbs, "calibrate", "fit the rig's link asymmetry from a sync-board session; store it in rig.yaml",
                  _cmd_calibrate)
-    add_folder(k, "session", "session folder shot of the sync board", metavar="SESSION")
+    k.add_argument("session", nargs="+", metavar="SESSION",
+                   help="session folder(s) shot of the sync board; several are combined (their captures pooled)")
     k.add_argument("--rig", required=True, help="rig.yaml to update (clock_calibration per phone)")
     k.add_argument("--board", default=None, help="board YAML, if the session is not decoded yet (default: "
                    "the reference build)")
@@ -101,7 +104,7 @@ def _cmd_optical(args: argparse.Namespace) -> int:
 
     from hzsr.sync.optical import OpticalConfig, run_optical
 
-    if args.readout_ms <= 0:
+    if args.readout_ms is not None and not args.readout_ms > 0:
         from hzsr.core.errors import ConfigError
 
         raise ConfigError("must be > 0", field="--readout-ms")
@@ -117,6 +120,12 @@ def _cmd_optical(args: argparse.Namespace) -> int:
               f"median {d['median']} us, p95 |.| {d['p95_abs']} us; clock bound covers {s['clock_bound_covers']}")
         plot = "" if args.no_plots else f", {out / 'optical.png'}"
         print(f"wrote {out / 'optical.csv'}, {out / 'optical.json'}{plot}")
+    if not s["enough_decoded"]:
+        import sys
+
+        print(f"sync optical: {s['session_id']}: board decoded in only {s['decoded']} of {s['captures']} captures "
+              f"(fewer than half): {'; '.join(s['why_not_decoded']) or 'no captures'}", file=sys.stderr)
+        return EXIT_PROBLEMS
     return EXIT_OK
 
 
@@ -127,7 +136,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
     else:
-        print(f"{r['session_id']}: {r['captures_used']} captures; clock minus optical skew median "
+        print(f"{r['session_id']}: {r['captures_used']} captures from {r['sessions']} session(s); "
+              "clock minus optical skew median "
               f"{r['clock_minus_optical_us_median']} us (sigma {r['clock_minus_optical_us_sigma']} us)")
         for serial, c in r["calibration"].items():
             print(f"  {serial}: offset correction {c['offset_correction_ns'] / 1e3:+.1f} us, link floor "

@@ -1,25 +1,43 @@
 """``hzsr sync optical``: the rig's true skew, measured by photographing the sync board.
 
-For each frame (``docs/sync-board.md`` describes the board, :class:`hzsr.sync.board.BoardSpec`
-its YAML):
+The decoder owes nothing to the simulator: the board's spec is ``hzsr.sync.board`` (the board as
+built), and this module has its own measurement model of how a rolling-shutter camera sees it
+(``docs/sync-board.md``). For each frame:
 
 1. **find** the board: the four ArUco markers (``cv2.aruco``) give the board-to-image homography
-   ``H`` (``cv2.findHomography`` over their 16 corners);
+   ``H`` (``cv2.findHomography`` over their 16 corners); LEDs smaller than ``min_led_px`` are
+   "no board" (too far, too low a resolution), never a guess;
 2. **read** each LED: the mean grey level across the middle half of its image on the row ``y_j``
    through its centre, less the panel's black level (median at the points between LEDs);
 3. **fit** the board time ``t0`` at the first row's exposure start. LED ``j`` on row ``y_j`` sees
    the window ``[t0 + y_j rho, t0 + y_j rho + e]`` (``rho = readout / height``, ``e`` the frame's
-   exposure time), so its reading is ``a overlap_j(t0) / e`` (fast and slow lights alike; LEDs
-   outside the image are left out). ``t0 mod C`` minimises
-   ``sum_j (obs_j - a pred_j)^2`` with ``a`` in closed form: a grid over the cycle (2 us), then a
-   parabola through the best three. Its standard error is ``sigma_res / sqrt(sum_j (a dpred_j/dt0)^2)``;
-4. **count** cycles: the Gray-code strip on row ``y_g`` reads the count at mid-window
-   ``t0 + y_g rho + e / 2``; that fixes ``t0`` modulo ``2^bits C``.
+   exposure time). The model of its light: the drive is on during ``[on_j, on_j + length_j)`` of
+   each cycle, each edge a linear ramp (``led_rise_us``, ``led_fall_us`` of the spec), so
+
+       light_j(a) = sum_m [R_r(a + e - s_m) - R_r(a - s_m)] - [R_f(a + e - f_m) - R_f(a - f_m)]
+
+   with ``s_m = on_j + m C_j``, ``f_m = s_m + length_j`` and ``R_r(x)`` the integral of a ramp
+   of length ``r`` (``x^2 / 2r`` on it, ``x - r/2`` after). The reading is ``a light_j / e``;
+   ``t0 mod C`` minimises ``sum_j (obs_j - a pred_j)^2`` with ``a`` in closed form: a grid over
+   the cycle (2 us), then a parabola through the best three. Its standard error is
+   ``sigma_res / sqrt(sum_j (a dpred_j/dt0)^2)``. A fit whose residual is above
+   ``max_rel_residual`` of the amplitude is "no board": the rows disagree (a wrong readout, a
+   smeared frame), and a number from it would be a silent error;
+4. **count** cycles, bit by bit: Gray LED ``b`` is read on its own row ``y_b``, in its own window
+   ``[t0 + y_b rho, + e]``, which may fall in the count before or after another bit's (a rolled
+   camera). Each candidate count ``N`` predicts every bit's lit fraction in its own window; the
+   one that fits all bits is kept, and a frame where none fits (or two fit alike) is "no board".
+
+**The readout** ``rho H`` comes from the frame (``rolling_shutter_skew_ns``, the phone's
+SENSOR_ROLLING_SHUTTER_SKEW in ``capture.json``). When a frame lacks it, ``--readout-ms`` is
+taken as an assumption good to ``assumed_readout_rel_uncertainty`` (25 %), and without that the
+whole plausible range of phone sensors (``readout_range_ms``, 5-35 ms) is allowed: the
+uncertainty widens to cover it (``readout_term``: ``y_mean |rho - rho'|`` at the range's ends).
 
 The optical skew of a capture is ``t0(ref_T) - t0(main_W)`` wrapped into half the board's period;
-its uncertainty is ``3 sqrt(s_W^2 + s_T^2) + readout_rel_uncertainty (|y_W| + |y_T|) rho``. It is
-written beside the clock estimate of ``hzsr sync check`` in ``<session>/sync/optical.csv``, with
-a plot of one against the other (``sync/optical.png``).
+its uncertainty is ``3 sqrt(s_W^2 + s_T^2) + readout_W + readout_T``. It is written beside the
+clock estimate of ``hzsr sync check`` in ``<session>/sync/optical.csv``, with a plot of one
+against the other (``sync/optical.png``).
 """
 
 from __future__ import annotations
@@ -37,17 +55,22 @@ from hzsr.core.config import load_config
 from hzsr.core.errors import BoardNotFound
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 from hzsr.core.records import SessionRecord
-from hzsr.sync.board import BoardSpec, gray_to_int, lit_overlap_us
+from hzsr.sync.board import BoardSpec, gray, gray_to_int
 
 
 @dataclass
 class OpticalConfig:
     """Options of ``hzsr sync optical``; every default lives here."""
 
-    readout_ms: float = 10.0  # rolling-shutter skew, first to last row (SENSOR_ROLLING_SHUTTER_SKEW)
-    readout_rel_uncertainty: float = 0.0  # relative error of readout_ms (0: it came from the HAL)
+    readout_ms: float | None = None  # assumed readout, only for frames without rolling_shutter_skew_ns
+    assumed_readout_rel_uncertainty: float = 0.25  # how far an assumed readout_ms may be off
+    reported_readout_rel_uncertainty: float = 0.002  # ... and the phone's reported one (line-time rounding)
+    readout_range_ms: tuple[float, float] = (5.0, 35.0)  # plausible phone readouts, when nothing is known
     grid_us: float = 2.0  # search step of the fit
     min_contrast: float = 20.0  # grey levels: a fit whose LED amplitude is below this is "no signal"
+    min_led_px: float = 3.0  # an LED window smaller than this (either side) cannot be read
+    max_rel_residual: float = 0.25  # fit residual / amplitude above this: the rows disagree, no board
+    max_gray_error: float = 0.3  # worst |observed - predicted| lit fraction of a Gray bit that still fits
 
 
 @dataclass
@@ -57,6 +80,33 @@ class FrameReading:
     mean_row: float  # mean image row of the LEDs (for the readout term)
     amplitude: float
     markers: int
+    readout_term_us: float = 0.0  # how far t0 may move within the readout's uncertainty
+    readout_ms: float = 0.0  # the readout the fit used
+    readout_source: str = ""  # frame (the phone's), assumed (--readout-ms), range (nothing known)
+    rel_residual: float = 0.0  # fit residual / amplitude
+
+
+def _ramp_cum(x: np.ndarray, r: float) -> np.ndarray:
+    """Integral of a linear ramp of length ``r`` (0 -> 1) from -inf to ``x``: the edge model."""
+    x = np.asarray(x, np.float64)
+    if r <= 0:
+        return np.maximum(x, 0.0)
+    return np.where(x <= 0, 0.0, np.where(x < r, x * x / (2 * r), x - r / 2))
+
+
+def pulse_light_us(window_start_us: np.ndarray, exposure_us: float, on_us: np.ndarray, length_us: np.ndarray,
+                   cycle_us: np.ndarray, rise_us: float, fall_us: float) -> np.ndarray:
+    """The decoder's model of the light (us at full brightness) a periodic LED gives a window
+    ``[a, a + exposure]``: on during ``[on + m cycle, on + length + m cycle)``, linear edges."""
+    a = np.asarray(window_start_us, np.float64)
+    base = np.floor(a / cycle_us) * cycle_us
+    out = np.zeros(np.broadcast(a, on_us, cycle_us).shape)
+    for m in range(-1 - int(np.ceil(exposure_us / np.min(cycle_us))), 2):
+        s0 = base + on_us + m * cycle_us
+        f0 = s0 + length_us
+        out += (_ramp_cum(a + exposure_us - s0, rise_us) - _ramp_cum(a - s0, rise_us)) \
+            - (_ramp_cum(a + exposure_us - f0, fall_us) - _ramp_cum(a - f0, fall_us))
+    return out
 
 
 def _detector(spec: BoardSpec):
@@ -108,13 +158,38 @@ def _read(grey: np.ndarray, h: np.ndarray, centres: np.ndarray, size_m: float
     return out, rows.astype(np.float64), inside
 
 
-def decode_frame(grey: np.ndarray, spec: BoardSpec, exposure_ns: int, cfg: OpticalConfig) -> FrameReading:
-    """Board time at the first row's exposure start of one frame (see the module docstring)."""
+def frame_readout(readout_ns: float | None, cfg: OpticalConfig) -> tuple[float, float, float, str]:
+    """(readout, lowest, highest, source), ms: the frame's own, an assumed one, or the plausible range."""
+    if readout_ns:
+        r = readout_ns / 1e6
+        u = cfg.reported_readout_rel_uncertainty
+        return r, r * (1 - u), r * (1 + u), "frame"
+    if cfg.readout_ms:
+        r, u = cfg.readout_ms, cfg.assumed_readout_rel_uncertainty
+        return r, r * (1 - u), r * (1 + u), "assumed"
+    lo, hi = cfg.readout_range_ms
+    return (lo + hi) / 2, lo, hi, "range"
+
+
+def decode_frame(grey: np.ndarray, spec: BoardSpec, exposure_ns: int, cfg: OpticalConfig,
+                 readout_ns: float | None = None) -> FrameReading:
+    """Board time at the first row's exposure start of one frame (see the module docstring).
+
+    ``readout_ns``: the frame's SENSOR_ROLLING_SHUTTER_SKEW, if the phone reported it.
+
+    Raises:
+        BoardNotFound: the board cannot be read honestly in this frame (the message says why).
+    """
     h, n_markers = find_board(grey, spec)
     height = grey.shape[0]
-    rho = cfg.readout_ms * 1e3 / height
+    readout_ms, r_lo, r_hi, source = frame_readout(readout_ns, cfg)
+    rho = readout_ms * 1e3 / height
     e = exposure_ns / 1e3
     leds = spec.led_centres()
+    size_px = _led_size_px(h, leds, spec.led_size_m)
+    if size_px < cfg.min_led_px:
+        raise BoardNotFound(f"LED windows are {size_px:.1f} px, below {cfg.min_led_px:g}: too small to read "
+                            "(shoot closer or at a higher resolution)")
     obs, rows, inside = _read(grey, h, leds, spec.led_size_m)
     on, length, cyc = spec.led_timing()
     slow = np.arange(len(leds)) >= spec.fast_rows * spec.cols
@@ -127,51 +202,99 @@ def decode_frame(grey: np.ndarray, spec: BoardSpec, exposure_ns: int, cfg: Optic
     obs, rows, on, length, cyc = (x[inside] for x in (obs - black_level, rows, on, length, cyc))
     cycle = spec.cycle_us
 
-    def pred(t0: np.ndarray) -> np.ndarray:  # (len(t0), leds)
-        a = np.asarray(t0)[:, None] + rows[None, :] * rho
-        return lit_overlap_us(a, e, on[None, :], length[None, :], cyc[None, :]) / e
+    def pred(t0: np.ndarray, rho_: float = rho) -> np.ndarray:  # (len(t0), leds)
+        a = np.asarray(t0)[:, None] + rows[None, :] * rho_
+        return pulse_light_us(a, e, on[None, :], length[None, :], cyc[None, :], spec.led_rise_us,
+                              spec.led_fall_us) / e
 
-    def cost(t0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p = pred(t0)
+    def cost(t0: np.ndarray, rho_: float = rho) -> tuple[np.ndarray, np.ndarray]:
+        p = pred(t0, rho_)
         a = (p @ obs) / np.maximum((p * p).sum(1), 1e-9)
         return ((obs[None, :] - a[:, None] * p) ** 2).sum(1), a
 
-    grid = np.arange(0, cycle, cfg.grid_us)
-    c, a = cost(grid)
-    i = int(np.argmin(c))
-    if a[i] < cfg.min_contrast:
-        raise BoardNotFound(f"LED amplitude {a[i]:.1f} below {cfg.min_contrast:g}: no running light seen")
-    cm, c0, cp = c[i - 1], c[i], c[(i + 1) % len(c)]
-    den = cm - 2 * c0 + cp
-    frac = 0.5 * (cm - cp) / den if den > 0 else 0.0
-    t0 = float((grid[i] + np.clip(frac, -1, 1) * cfg.grid_us) % cycle)
-    c_best, a_best = cost(np.array([t0]))
-    d = 0.5
-    deriv = (pred(np.array([t0 + d])) - pred(np.array([t0 - d])))[0] / (2 * d) * a_best[0]
+    def fit(rho_: float) -> tuple[float, float, float]:
+        grid = np.arange(0, cycle, cfg.grid_us)
+        c, a = cost(grid, rho_)
+        i = int(np.argmin(c))
+        cm, c0, cp = c[i - 1], c[i], c[(i + 1) % len(c)]
+        den = cm - 2 * c0 + cp
+        frac = 0.5 * (cm - cp) / den if den > 0 else 0.0
+        t0 = float((grid[i] + np.clip(frac, -1, 1) * cfg.grid_us) % cycle)
+        cb, ab = cost(np.array([t0]), rho_)
+        return t0, float(cb[0]), float(ab[0])
+
+    t0, c_best, amp = fit(rho)
+    if amp < cfg.min_contrast:
+        raise BoardNotFound(f"LED amplitude {amp:.1f} below {cfg.min_contrast:g}: no running light seen")
     dof = max(len(obs) - 2, 1)
-    sigma = float(np.sqrt(c_best[0] / dof) / np.sqrt(max((deriv**2).sum(), 1e-12)))
-    # Cycle count from the Gray strip, read at its own rows' mid-window.
+    rel_res = float(np.sqrt(c_best / dof) / amp)
+    if rel_res > cfg.max_rel_residual:
+        raise BoardNotFound(f"the LED rows disagree (fit residual {rel_res:.2f} of the amplitude, above "
+                            f"{cfg.max_rel_residual:g}): a wrong readout ({readout_ms:g} ms, {source}) or a smeared "
+                            "frame; no time is read from it"
+                            + ("; the frame reports no readout: pass --readout-ms" if source == "range" else ""))
+    d = 0.5
+    deriv = (pred(np.array([t0 + d])) - pred(np.array([t0 - d])))[0] / (2 * d) * amp
+    sigma = float(np.sqrt(c_best / dof) / np.sqrt(max((deriv**2).sum(), 1e-12)))
+    # How far t0 moves if the true readout is anywhere in [r_lo, r_hi]: the fit puts the LED rows'
+    # times right on average, so t0 moves by the mean row times the change of rho.
+    term = float(np.mean(rows)) * max(readout_ms - r_lo, r_hi - readout_ms) * 1e3 / height
+    # Cycle count from the Gray strip, bit by bit on each bit's own rows.
+    count = _gray_count(grey, h, spec, black_level, amp, t0, rho, e, cfg)
+    return FrameReading(count * cycle + t0, sigma, float(np.mean(rows)), amp, n_markers, term, readout_ms, source,
+                        rel_res)
+
+
+def _led_size_px(h: np.ndarray, centres: np.ndarray, size_m: float) -> float:
+    """The smallest side, in pixels, of the LED windows' images."""
+    lo, hi = _project(h, centres - size_m / 2), _project(h, centres + size_m / 2)
+    return float(np.abs(hi - lo).min())
+
+
+def _gray_count(grey: np.ndarray, h: np.ndarray, spec: BoardSpec, black: float, amp: float, t0: float,
+                rho: float, e: float, cfg: OpticalConfig) -> int:
+    """The count of cycles at the first row's exposure start (``t0`` in ``[0, C)``), from the Gray
+    strip read bit by bit: LED ``b`` on its own row ``y_b`` sees ``[t0 + y_b rho, + e]``."""
     gcent = spec.gray_centres()
     gobs, grows, gin = _read(grey, h, gcent, spec.led_size_m * 0.8)
     if not gin.all():
         raise BoardNotFound("the Gray-code strip is not wholly in the frame")
-    gobs = gobs - black_level
-    bits = [int(v > 0.5 * a_best[0]) for v in gobs]
-    count = gray_to_int(bits)
-    mid = t0 + float(np.mean(grows)) * rho + e / 2
-    n = (count - int(np.floor(mid / cycle))) % 2**spec.gray_bits
-    return FrameReading(n * cycle + t0, sigma, float(np.mean(rows)), float(a_best[0]), n_markers)
+    level = (gobs - black) / amp  # observed lit fraction of each bit
+    c = spec.cycle_us
+    start = t0 + grows * rho  # each bit's window, relative to the count at t0's start
+    k0 = np.floor(start / c).astype(np.int64)  # the count (relative) each window starts in
+    into = start - k0 * c
+    first = np.clip(c - into, 0, e) / e  # fraction of the window in that count; the rest is in the next
+    shift = spec.gray_bits - 1 - np.arange(spec.gray_bits)
+    nmod = 2**spec.gray_bits
+
+    def predicted(n0: int) -> np.ndarray:
+        b1 = (gray((n0 + k0) % nmod) >> shift) & 1
+        b2 = (gray((n0 + k0 + 1) % nmod) >> shift) & 1
+        return first * b1 + (1 - first) * b2
+
+    bits = [int(v > 0.5) for v in level]
+    guess = gray_to_int(bits)
+    cands = {(guess - k + j) % nmod for k in set(k0.tolist()) | {0} for j in (-1, 0, 1)}
+    scored = sorted((float(np.abs(level - predicted(n)).max()), n) for n in cands)
+    (err, best), runner = scored[0], (scored[1][0] if len(scored) > 1 else np.inf)
+    if err > cfg.max_gray_error:
+        raise BoardNotFound(f"the Gray counter fits no count (worst bit off by {err:.2f} of full); its LEDs "
+                            "may be occluded or saturated")
+    if runner <= err + 0.1:
+        raise BoardNotFound("the Gray counter fits two counts alike; the cycle count is ambiguous")
+    return int(best)
 
 
 def wrap_us(x: float, period: float) -> float:
     return float(x - period * np.round(x / period))
 
 
-def optical_skew(ra: FrameReading, rb: FrameReading, spec: BoardSpec, cfg: OpticalConfig,
-                 rho_us: float) -> tuple[float, float]:
-    """``t0(b) - t0(a)`` wrapped into half the board's period, and its uncertainty (us)."""
+def optical_skew(ra: FrameReading, rb: FrameReading, spec: BoardSpec) -> tuple[float, float]:
+    """``t0(b) - t0(a)`` wrapped into half the board's period, and its uncertainty (us):
+    ``3 sqrt(s_a^2 + s_b^2)`` plus both frames' readout terms."""
     s = wrap_us(rb.t0_us - ra.t0_us, spec.period_us)
-    u = 3 * np.hypot(ra.sigma_us, rb.sigma_us) + cfg.readout_rel_uncertainty * (ra.mean_row + rb.mean_row) * rho_us
+    u = 3 * np.hypot(ra.sigma_us, rb.sigma_us) + ra.readout_term_us + rb.readout_term_us
     return s, float(u)
 
 
@@ -202,17 +325,17 @@ def run_optical(session_dir: str | Path, board: str | Path | None = None, cfg: O
         for f in r.frames:
             try:
                 readings[f.slot] = decode_frame(_grey(root / "captures" / r.capture_id / f.file), spec,
-                                                f.exposure_time_ns, cfg)
+                                                f.exposure_time_ns, cfg, f.rolling_shutter_skew_ns)
             except BoardNotFound as exc:
-                problems.append(f"{f.slot}: {exc}")
-        rho = cfg.readout_ms * 1e3 / (r.frames[0].height if r.frames else 1)
-
+                problems.append(f"{f.slot}: {exc.message}")
+        sources = sorted({x.readout_source for x in readings.values()})
         if "main_W" in readings and "ref_T" in readings:
-            row["optical_skew_us"], row["optical_uncertainty_us"] = optical_skew(
-                readings["main_W"], readings["ref_T"], spec, cfg, rho)
+            row["optical_skew_us"], row["optical_uncertainty_us"] = optical_skew(readings["main_W"], readings["ref_T"],
+                                                                                 spec)
         if "main_W" in readings and "main_T" in readings:
-            row["optical_wt_us"], row["optical_wt_uncertainty_us"] = optical_skew(
-                readings["main_W"], readings["main_T"], spec, cfg, rho)
+            row["optical_wt_us"], row["optical_wt_uncertainty_us"] = optical_skew(readings["main_W"],
+                                                                                  readings["main_T"], spec)
+        row["readout_source"] = ",".join(sources)
         if r.capture_id in clock.index:
             row["clock_skew_us"] = clock.at[r.capture_id, "skew_ref_main_us"]
             row["clock_bound_us"] = clock.at[r.capture_id, "skew_bound_us"]
@@ -221,7 +344,7 @@ def run_optical(session_dir: str | Path, board: str | Path | None = None, cfg: O
         rows.append(row)
     df = pd.DataFrame(rows, columns=["capture_id", "scene_id", "optical_skew_us", "optical_uncertainty_us",
                                      "clock_skew_us", "clock_bound_us", "optical_wt_us",
-                                     "optical_wt_uncertainty_us", "status", "reason"])
+                                     "optical_wt_uncertainty_us", "readout_source", "status", "reason"])
     df["clock_minus_optical_us"] = df["clock_skew_us"] - df["optical_skew_us"]
     df["within_bound"] = (df["clock_minus_optical_us"].abs()
                           <= df["clock_bound_us"] + df["optical_uncertainty_us"])
@@ -236,11 +359,24 @@ def run_optical(session_dir: str | Path, board: str | Path | None = None, cfg: O
         "optical_uncertainty_us_p50": _p(ok["optical_uncertainty_us"], 50),
         "clock_minus_optical_us": {"median": _p(diff, 50, signed=True), "p95_abs": _p(np.abs(diff), 95)},
         "clock_bound_covers": float(ok["within_bound"].mean()) if len(ok) else None,
+        "readout_sources": sorted({x for v in ok["readout_source"].dropna() for x in str(v).split(",") if x}),
+        "enough_decoded": bool(len(df)) and len(ok) * 2 >= len(df),
+        "why_not_decoded": _why(df[df["status"] != "ok"]["reason"]),
     }
     atomic_write_json(out / "optical.json", json.loads(json.dumps(summary, default=float)))
     if plots and len(ok):
         _plot(out / "optical.png", ok, session.session_id)
     return summary
+
+
+def _why(reasons: pd.Series, top: int = 3) -> list[str]:
+    """The commonest reasons frames were not decoded, with their counts (each frame's own words)."""
+    counts: dict[str, int] = {}
+    for text in reasons.dropna():
+        for part in str(text).split(" | "):
+            msg = part.split(": ", 1)[-1]
+            counts[msg] = counts.get(msg, 0) + 1
+    return [f"{n} x {m}" for m, n in sorted(counts.items(), key=lambda x: -x[1])[:top]]
 
 
 def _p(x, q, signed: bool = False):

@@ -1,28 +1,24 @@
 """Map phone sensor timestamps onto the host clock, with an error bound for each instant.
 
 A phone's clock-sync samples give ``offset(h) = phone - host`` at host instants ``h_i``, each with
-error at most ``e_i = rtt_i / 2``. Between two samples the offset is interpolated linearly, which
-absorbs a constant drift exactly; what is left is the oscillator's wander, bounded by
-``wander_ppm`` times the distance to the nearer sample. Outside the samples the fitted drift
-extrapolates, adding its standard error times the distance:
+error at most ``e_i`` (``rtt_i / 2``, or the calibrated bound). An instant is mapped with the best
+nearby samples weighted by their bounds, carried to it by the fitted drift
+(``hzsr.core.clockmap``, the one mapping the live capture line uses too):
 
-    bound(h) = lerp(e_i, e_i+1) + wander_ppm 1e-6 min(h - h_i, h_i+1 - h)     inside
-    bound(h) = e_edge + (3 stderr_ppm + wander_ppm) 1e-6 |h - h_edge|          outside
+    p_i(h) = o_i + drift (h - h_i),   weights 1 / c_i^2,   c_i = e_i + (wander + 3 stderr) |h - h_i|
+    bound(h) = sum v_i (e_i + wander |h - h_i|) + 3 stderr |sum v_i (h - h_i)|
 
-A phone timestamp ``p`` maps to the host instant ``h`` with ``h + offset(h) = p`` (two fixed-point
+A loose sample (a round under CPU load) is never mixed in while a tight one is near.
+
+A phone timestamp ``p`` maps to the host instant ``h`` with ``h + offset(h) = p`` (fixed-point
 steps suffice: the offset changes by ppm over the step).
 
 A clock jump splits the samples into segments (``DeviceClock.segment_starts``, recorded by
-capture, plus any step ``jumps`` finds): each segment is interpolated on its own and extrapolated
-with the drift, never across the step. An instant is mapped with the segment it falls in, given
-a host-time hint (the capture's trigger): the last segment that began at or before it. Between a
-segment's last sample and the next one's first, nobody knows on which side of the step an
-instant lies: ``hzsr sync check`` flags a capture there as ``clock_jump``.
-
-``e_i = rtt_i / 2`` covers any asymmetry of the link. With a calibration (``hzsr sync calibrate``)
-the offsets were corrected for the measured asymmetry, and the error left is the jitter above the
-link's symmetric floor plus what the calibration may have missed:
-``e_i = max(rtt_i / 2 - base_half_rtt, 0) + uncertainty`` (docs/sync.md).
+capture, plus any step ``jumps`` finds): each segment is mapped on its own, never across the
+step. An instant is mapped with the segment it falls in, given a host-time hint (the capture's
+trigger): the last segment that began at or before it. Between a segment's last sample and the
+next one's first, nobody knows on which side of the step an instant lies: ``hzsr sync check``
+flags a capture there as ``clock_jump``.
 """
 
 from __future__ import annotations
@@ -31,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hzsr.core import clockmap
 from hzsr.core.records import DeviceClock
 
 
@@ -62,10 +59,7 @@ class Timebase:
             seg[int(k):] += 1
         order = sorted(range(len(clock.samples)), key=lambda i: (seg[i], clock.samples[i].host_ns))
         s = [clock.samples[i] for i in order]
-        e = np.array([x.rtt_ns / 2 for x in s], np.float64)
-        cal = clock.calibration
-        if cal is not None:
-            e = np.maximum(e - cal.base_half_rtt_ns, 0.0) + cal.uncertainty_ns
+        e = clockmap.sample_bounds(s, clock.calibration)
         return cls(
             np.array([x.host_ns for x in s], np.float64),
             np.array([x.offset_ns for x in s], np.float64),
@@ -111,22 +105,8 @@ class Timebase:
         """Offset and its error bound at host instants ``h`` (within ``segment``, default the last)."""
         if self.segment is not None:
             return self._part(int(self.segment[-1]) if segment is None else segment).offset_at(h)
-        h = np.asarray(h, np.float64)
-        hs, off, e = self.host_ns, self.offset_ns, self.bound_ns
-        drift = self.drift_ppm * 1e-6
-        out = np.interp(h, hs, off)
-        bound = np.interp(h, hs, e)
-        if len(hs) > 1:
-            i = np.clip(np.searchsorted(hs, h), 1, len(hs) - 1)
-            dist = np.minimum(np.abs(h - hs[i - 1]), np.abs(hs[i] - h))
-            bound = bound + self.wander_ppm * 1e-6 * dist
-        lo, hi = h < hs[0], h > hs[-1]
-        out = np.where(lo, off[0] + drift * (h - hs[0]), out)
-        out = np.where(hi, off[-1] + drift * (h - hs[-1]), out)
-        k = (3 * self.drift_stderr_ppm + self.wander_ppm) * 1e-6
-        bound = np.where(lo, e[0] + k * (hs[0] - h), bound)
-        bound = np.where(hi, e[-1] + k * (h - hs[-1]), bound)
-        return out, bound
+        return clockmap.offset_at(h, self.host_ns, self.offset_ns, self.bound_ns, self.drift_ppm,
+                                  self.drift_stderr_ppm, self.wander_ppm)
 
     def to_host(self, phone_ns: np.ndarray, near_host_ns: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Host instants and error bounds of phone boot-time instants.
@@ -136,13 +116,8 @@ class Timebase:
         """
         g = None if near_host_ns is None or self.segment is None else self.segment_at(near_host_ns)
         part = self._part(g if g is not None else (int(self.segment[-1]) if self.segment is not None else None))
-        p = np.asarray(phone_ns, np.float64)
-        h = p - part.offset_ns[-1]
-        for _ in range(2):
-            off, _ = part.offset_at(h)
-            h = p - off
-        _, bound = part.offset_at(h)
-        return h, bound
+        return clockmap.to_host(phone_ns, part.host_ns, part.offset_ns, part.bound_ns, part.drift_ppm,
+                                part.drift_stderr_ppm, part.wander_ppm)
 
     def _robust_drift(self) -> float:
         """Median slope of the intervals inside segments (see ``jumps``); the fit if too few."""

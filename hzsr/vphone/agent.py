@@ -78,11 +78,12 @@ class CaptureAgent:
         self.world, self.storage, self.clock, self.link = world, storage, clock, link
         self.rng = np.random.default_rng(seed)
         self.faults = AgentFaults()
+        self._armed_jump: tuple | None = None  # (captures left, jump_ns, callback): clock_jump_ms fault
         self.timestamp_source = timestamp_source or profile.timestamp_source
         self.state = AgentState(phase_ns=0.0)
         self.phone_timing = PhoneTiming()
         # The camera opens now: the free-running phase depends on when, so it differs run to run.
-        self.stream = SensorStream(SensorConfig(period_ns=profile.frame_period_ns),
+        self.stream = SensorStream(SensorConfig(period_ns=profile.frame_period_ns, readout_ns=profile.readout_ns),
                                    self.boottime_ns() + float(self.rng.uniform(0, 3e8)), int(self.rng.integers(2**31)))
         self.aligner = PhaseAligner(self.stream)
         self._unstall = asyncio.Event()
@@ -103,6 +104,24 @@ class CaptureAgent:
 
     def jump_clock(self, jump_ns: int) -> None:
         self.clock.jumps.append((time.monotonic_ns(), int(jump_ns)))
+
+    def arm_clock_jump(self, jump_ns: int, after_captures: int, then=None) -> None:
+        """Step the clock by ``jump_ns`` when ``after_captures`` more captures have finished (an
+        event, not a timer: the step lands between the same two captures however loaded the host)."""
+        self._armed_jump = (max(int(after_captures), 1), int(jump_ns), then)
+
+    def _capture_finished(self) -> None:
+        armed = self._armed_jump
+        if armed is None:
+            return
+        left, jump_ns, then = armed
+        if left > 1:
+            self._armed_jump = (left - 1, jump_ns, then)
+            return
+        self._armed_jump = None
+        self.jump_clock(jump_ns)
+        if then is not None:
+            then()
 
     def set_stall(self, stalled: bool) -> None:
         self.faults.stall = stalled
@@ -303,6 +322,7 @@ class CaptureAgent:
                     "intrinsics": {"fx": k[0, 0], "fy": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]},
                     "width": self.world.cfg.size[0], "height": self.world.cfg.size[1],
                     "sha256": sha256_bytes(jpg), "size_bytes": len(jpg),
+                    "rolling_shutter_skew_ns": self.profile.readout_ns,  # SENSOR_ROLLING_SHUTTER_SKEW
                 })
                 if self.protocol_version >= 2:
                     frames[-1].update(frame_3a_meta(self.three_a, cam_role, cam, exp, self.profile.frame_period_ns,
@@ -322,6 +342,9 @@ class CaptureAgent:
                                                         "message": exc.strerror}})
 
     def _done(self, d: str, body: dict) -> None:
+        # The capture is over (its frames exposed): an armed clock jump lands now, before the host
+        # can see the marker, so it falls between this capture's frames and the host's next sync.
+        self._capture_finished()
         data = json.dumps(body).encode()
         try:
             self.storage.write_atomic(f"{d}/done", data)

@@ -28,7 +28,13 @@ def add_rig_up_parser(verbs: argparse._SubParsersAction, size_type: Callable[[st
     up = verbs.add_parser("up", help="start an adb server and virtual phones; write rig.yaml")
     up.add_argument("--virtual", action="store_true", help="virtual phones (the only kind rig up starts)")
     up.add_argument("--phones", type=int, default=2, help="number of virtual phones: main, reference, then spares")
-    up.add_argument("--profile", default="vphone-5x", help="phone optics profile (hzsr.sim.profiles)")
+    from hzsr.sim.profiles import PROFILES
+
+    # The choices are listed, not argparse-checked: an unknown one is get_profile's one-line error.
+    up.add_argument("--profile", default="vphone-5x", metavar="{" + ",".join(PROFILES) + "}",
+                    help="phone profile (hzsr.sim.profiles): " + "; ".join(
+                        f"{p.name}: {p.readout_ns / 1e6:g} ms readout, {p.timestamp_source} timestamps"
+                        for p in PROFILES.values()) + " (default: %(default)s)")
     up.add_argument("--faults", default="", help="injected faults, name[=value][@main|@reference], comma-separated, "
                     "e.g. drop_after_bytes=200000@reference,stall@main (default: none)")
     up.add_argument("--out", default=DEFAULT_DIR, help="rig folder to create: rig.yaml, phone storage, truth, log")

@@ -161,6 +161,11 @@ class VirtualPhone:
         self.call(lambda: self._need_agent().jump_clock(int(jump_ms * 1e6)))
         self._write_clock_truth()
 
+    def jump_clock_after(self, jump_ms: float, captures: int) -> None:
+        """Fault: step the clock by ``jump_ms`` once the phone has finished ``captures`` more captures."""
+        agent = self._need_agent()
+        self.call(lambda: agent.arm_clock_jump(int(jump_ms * 1e6), captures, self._write_clock_truth))
+
     def _write_clock_truth(self) -> None:
         """The phone clock's true parameters (host CLOCK_MONOTONIC based), for benchmarks only."""
         if self.agent is None:

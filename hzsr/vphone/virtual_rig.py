@@ -33,7 +33,8 @@ drop_after_bytes=N  cut the USB connection once the next pull has sent N bytes
 flip_byte           corrupt one byte of the next pulled file in flight
 storage_full        every write on the phone fails with ENOSPC
 stall               the capture agent stops answering
-clock_jump_ms=X     step the phone's boot-time clock by X ms
+clock_jump_ms=X     step the phone's boot-time clock by X ms once it has finished capture K (mid-session)
+clock_jump_after=N  K for clock_jump_ms: the phone's Nth finished capture of this rig (default 1)
 capture_failure     the next capture ends with a camera error
 kill_adb_server=N   SIGKILL the adb server as the rig's phones start the pull of their Nth file
 done_first          the agent writes the done marker before the images
@@ -199,7 +200,10 @@ class VirtualRig:
                 elif f.name == "stall":
                     p.stall_agent(True)
                 elif f.name == "clock_jump_ms":
-                    p.jump_clock(f.value)
+                    # On an event (after capture K), never at start: a jump mid-session is the test.
+                    after = next((int(g.value) for g in self.faults if g.name == "clock_jump_after"
+                                  and g.role in (None, p.role)), 1)
+                    p.jump_clock_after(f.value, after)
                 elif f.name == "link_bias_us":
                     p.bias_link(f.value)
                 elif f.name == "capture_failure":

@@ -312,7 +312,7 @@ def test_sync_board_finds_the_bias_and_calibration_removes_it(tmp_path):
     try:
         run = _run(r, tmp_path / "board")
         run.open()
-        before = [run.capture("sync-board", []) for _ in range(6)]
+        before = [run.capture("sync-board", []) for _ in range(8)]
         run.link.close()
         assert main(["sync", "optical", str(tmp_path / "board"), "--no-plots"]) == 0
         import pandas as pd

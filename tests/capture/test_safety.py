@@ -284,12 +284,15 @@ def test_clock_jump_keeps_earlier_captures_skew(tmp_path, rig):
     after = run_sync_check(sess, plots=False)
     rows = pd.read_csv(sess / "sync" / "sync.csv").set_index("capture_id")
     clock = SessionRecord.load(sess).device("reference").clock
-    # A sync before and after each capture (the one after maps its frames: issue 10).
-    assert len(clock.samples) == n0 + 4 and clock.segment_starts == [n0]  # nothing dropped
-    # Taken before the jump: same skew as before it. Both lie between two samples of the old
-    # segment (the sync after c00001 came before the step): interpolated, identical, unflagged.
+    # A sync before and after each capture (the one after maps its frames: issue 10), and more
+    # when a sample was loose (issue 17); none is ever dropped.
+    assert len(clock.samples) >= n0 + 4 and clock.segment_starts == [n0]
+    # Taken before the jump: the same skew as before it, unflagged. Both lie between samples of the
+    # old segment (the sync after c00001 came before the step). The mapping weighs the best nearby
+    # samples by their bounds (issue 17), so the main phone's later samples (no step there) and a
+    # refined drift error may shift it by a few us: far less than its bound, never the 40 ms step.
     for cid in ("c00000", "c00001"):
-        assert abs(rows.loc[cid, "skew_ref_main_us"] - rows0.loc[cid, "skew_ref_main_us"]) < 1
+        assert abs(rows.loc[cid, "skew_ref_main_us"] - rows0.loc[cid, "skew_ref_main_us"]) < 10
         assert "clock_jump" not in str(rows.loc[cid, "flags"])
     true = _true_skews_us(rig)
     for cid in ("c00000", "c00001", "c00002", "c00003"):  # after the jump: mapped with the new segment

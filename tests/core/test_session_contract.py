@@ -100,24 +100,38 @@ def test_worst_and_parse():
 
 
 @pytest.mark.parametrize("skew, bound, codes, verdict", [
-    (100, 50, [], "pass"), (200, 60, ["skew_high"], "warn"), (900, 50, ["skew_high"], "warn"),
-    (990, 40, ["skew_may_exceed_max"], "warn"), (1100, 50, ["skew_exceeds_max"], "fail"),
-    (-1100, 50, ["skew_exceeds_max"], "fail"), (0, 1200, ["skew_may_exceed_max", "bound_exceeds_threshold"], "warn"),
+    (100, 50, [], "pass"), (-240, 10, [], "pass"), (200, 60, ["skew_high"], "warn"),
+    (300, 60, ["skew_high"], "warn"), (320, 60, ["skew_exceeds_limit"], "fail"),
+    (900, 50, ["skew_exceeds_limit"], "fail"), (990, 40, ["skew_exceeds_limit"], "fail"),
+    (1100, 50, ["skew_exceeds_max"], "fail"), (-1100, 50, ["skew_exceeds_max"], "fail"),
+    (0, 1200, ["skew_may_exceed_max", "bound_exceeds_threshold"], "warn"),
 ])
 def test_the_one_skew_rule(skew, bound, codes, verdict):
     rs = skew_reasons(skew, bound)
     assert [r.code for r in rs] == codes and verdict_of(rs) == verdict
 
 
-def test_skew_rule_warn_level_is_capped_at_max():
-    rs = skew_reasons(600, 10, SkewThresholds(warn_skew_us=2000, max_skew_us=500))
+def test_skew_rule_pass_limit_is_capped_at_max():
+    rs = skew_reasons(600, 10, SkewThresholds(pass_limit_us=2000, max_skew_us=500))
     assert [r.code for r in rs] == ["skew_exceeds_max"]
+    assert [r.code for r in skew_reasons(300, 60, SkewThresholds(pass_limit_us=400))] == []
+
+
+def test_skew_rule_says_uncalibrated_with_the_command_and_fails_a_loose_trigger():
+    rs = skew_reasons(40, 400, calibrated=False)
+    assert [r.code for r in rs] == ["skew_high", "rig_uncalibrated"] and verdict_of(rs) == "warn"
+    assert "hzsr sync calibrate" in rs[1].message and "hzsr sync board" in rs[1].message
+    assert skew_reasons(40, 100, calibrated=False) == []  # a bound that passes needs no advice
+    rs = skew_reasons(40, 400, calibrated=True)
+    assert [r.code for r in rs] == ["skew_high"] and rs[0].message.endswith("retake")
+    rs = skew_reasons(40, 100, calibrated=True, loose_trigger="reference: bound 3300 us")
+    assert [r.code for r in rs] == ["trigger_from_loose_sample"] and verdict_of(rs) == "fail"
 
 
 # -- typed tables ---------------------------------------------------------------------------------
 def test_sync_table_round_trip_and_skew_verdict(tmp_path):
-    rs = skew_reasons(990, 40)
-    rows = [SyncRow("c0", "s0", 10**15 + 1, 10**15 + 991, 990.0, 40.0, None, "n", [r.code for r in rs],
+    rs = skew_reasons(240, 40)
+    rows = [SyncRow("c0", "s0", 10**15 + 1, 10**15 + 241, 240.0, 40.0, None, "n", [r.code for r in rs],
                     [r.message for r in rs], verdict_of(rs)), SyncRow("c1", verdict=Verdict.FAIL, flags=["clock_jump"])]
     p = SYNC_TABLE.write(tmp_path / "sync.csv", rows)
     back = SYNC_TABLE.read(p)

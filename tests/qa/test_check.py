@@ -87,8 +87,8 @@ def test_sync_skew_is_joined_from_sync_csv(sim_session):
     from hzsr.core.verdict import skew_reasons, verdict_of
 
     caps = sorted(p.name for p in (sim_session / "captures").iterdir())
-    # (skew, bound): pass; may exceed the warn level; surely above max; above max only with its bound.
-    figures = [(30.0, 20.0), (-400.0, 50.0), (66700.0, 50.0), (990.0, 40.0)]
+    # (skew, bound): pass; may exceed the pass limit; surely above max; above the limit only with its bound.
+    figures = [(30.0, 20.0), (-230.0, 50.0), (66700.0, 50.0), (220.0, 40.0)]
     rows = []
     for cid, (skew, bound) in zip(caps, figures, strict=True):
         rs = skew_reasons(skew, bound)
@@ -101,8 +101,8 @@ def test_sync_skew_is_joined_from_sync_csv(sim_session):
     assert "fail: sync_skew" in df.loc[caps[2], "reasons"] and df.loc[caps[2], "verdict"] == "fail"
     assert "warn: sync_skew" in df.loc[caps[1], "reasons"]
     assert "sync_skew" not in str(df.loc[caps[0], "reasons"])
-    # 990 +- 40 us may exceed 1000 us: sync warns, and so does qa (the old qa rule passed it: it
-    # ignored the bound, a second rule with other numbers).
+    # 220 +- 40 us may exceed the 250 us pass limit: sync warns, and so does qa (the old qa rule
+    # passed it: it ignored the bound, a second rule with other numbers).
     assert "warn: sync_skew" in df.loc[caps[3], "reasons"]
     assert (df["sync_verdict"] == ["pass", "warn", "fail", "warn"]).all()
 
