@@ -290,9 +290,11 @@ def test_clock_jump_keeps_earlier_captures_skew(tmp_path, rig):
     # Taken before the jump: the same skew as before it, unflagged. Both lie between samples of the
     # old segment (the sync after c00001 came before the step). The mapping weighs the best nearby
     # samples by their bounds (issue 17), so the main phone's later samples (no step there) and a
-    # refined drift error may shift it by a few us: far less than its bound, never the 40 ms step.
+    # refined drift error may shift it by a few us (tens under CPU load, where samples are
+    # looser): less than its own error bound, never the 40 ms step.
     for cid in ("c00000", "c00001"):
-        assert abs(rows.loc[cid, "skew_ref_main_us"] - rows0.loc[cid, "skew_ref_main_us"]) < 10
+        moved = abs(rows.loc[cid, "skew_ref_main_us"] - rows0.loc[cid, "skew_ref_main_us"])
+        assert moved < rows0.loc[cid, "skew_bound_us"], (cid, moved, rows0.loc[cid, "skew_bound_us"])
         assert "clock_jump" not in str(rows.loc[cid, "flags"])
     true = _true_skews_us(rig)
     for cid in ("c00000", "c00001", "c00002", "c00003"):  # after the jump: mapped with the new segment
