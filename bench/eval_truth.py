@@ -42,8 +42,8 @@ import pandas as pd
 
 from hzsr.baseline_model.checkpoint import load_model
 from hzsr.baseline_model.color import luma, match_colour
-from hzsr.baseline_model.evaluate import pipeline_config_of, psnr
-from hzsr.baseline_model.pipeline import HZSRPipeline, sample_grid
+from hzsr.baseline_model.evaluate import no_network_blend_y, pipeline_config_of, psnr
+from hzsr.baseline_model.pipeline import HZSRPipeline
 from hzsr.core.geometry import CropRect
 from hzsr.dataset.schema import scene_kind
 from hzsr.sim.truth import truth_dir
@@ -78,8 +78,7 @@ def score_capture(pipes: dict[str, HZSRPipeline], cap: Path, truth: dict, meta: 
                               cv2.INTER_NEAREST) > 0
     ys = {m: luma(img) for m, img in (("bicubic", res.extras["bicubic"]), ("warped_ref", res.extras["warped_ref"]),
                                       ("fusion", res.extras["fusion"]), ("full", res.final))}
-    wb = sample_grid(al.maps["blend"], (h, wd), 0, h, 0, wd) if al.use_reference else np.zeros((h, wd), np.float32)
-    ys["blend"] = ys["bicubic"] + wb * (ys["warped_ref"] - ys["bicubic"])
+    ys["blend"] = no_network_blend_y(al, ys["bicubic"], ys["warped_ref"])
     for name, pipe in pipes.items():
         if name != "full":
             ys[name] = luma(pipe.run(w, ref, meta).final)

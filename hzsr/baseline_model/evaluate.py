@@ -61,6 +61,21 @@ def pipeline_config_of(raw_pipeline: dict[str, Any] | None, file: str):
     return cfg
 
 
+def no_network_blend_y(al: Any, y_bicubic: np.ndarray, y_warped_ref: np.ndarray) -> np.ndarray:
+    """The no-network baseline on Y: ``Y_bicubic + M_blend (Y_warped_ref - Y_bicubic)``.
+
+    ``M_blend`` is the pipeline's own blend map (flow grid, sampled onto I_src's pixels); a capture
+    whose reference the pipeline dropped (``al.use_reference`` false) is its bicubic crop.
+    """
+    if not al.use_reference:
+        return y_bicubic
+    from hzsr.baseline_model.pipeline import sample_grid
+
+    h, w = y_bicubic.shape[:2]
+    wb = sample_grid(al.maps["blend"], (h, w), 0, h, 0, w)
+    return y_bicubic + wb * (y_warped_ref - y_bicubic)
+
+
 def evaluate_capture(pipe: Any, sample: Any) -> dict[str, Any]:
     """Metrics of the four methods on one ``CaptureSample``."""
     from hzsr.baseline_model.data import make_target
@@ -88,14 +103,7 @@ def evaluate_capture(pipe: Any, sample: Any) -> dict[str, Any]:
     outs = {"bicubic": res.extras["bicubic"], "warped_ref": res.extras["warped_ref"],
             "fusion": res.extras["fusion"], "full": res.final}
     ys = {m: luma(outs[m]) for m in outs}
-    if al.use_reference:
-        from hzsr.baseline_model.pipeline import sample_grid
-
-        h, w = ys["bicubic"].shape[:2]
-        wb = sample_grid(maps["blend"], (h, w), 0, h, 0, w)
-        ys["blend"] = ys["bicubic"] + wb * (ys["warped_ref"] - ys["bicubic"])
-    else:
-        ys["blend"] = ys["bicubic"]
+    ys["blend"] = no_network_blend_y(al, ys["bicubic"], ys["warped_ref"])
     for m in METHODS:
         y = ys[m]
         row[f"psnr_{m}"] = psnr(y, tgt.y, mask) if mask.any() else float("nan")
