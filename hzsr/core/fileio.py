@@ -45,6 +45,18 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+def commit_file(tmp: str | Path, path: str | Path) -> None:
+    """fsync a finished temp file, rename it over ``path`` and fsync the folder.
+
+    For files written by a library that needs a path (h5py): a crash leaves the old file or the
+    new one, never half of one. The caller removes ``tmp`` if writing it failed.
+    """
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(Path(path).parent)
+
+
 def current_umask() -> int:
     """The process umask: from /proc (Linux 4.7+), else by setting it and back (racy in threads)."""
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hzsr.core.errors import DatasetError
-from hzsr.core.fileio import fsync_dir
+from hzsr.core.fileio import commit_file
 from hzsr.dataset.schema import CAPTURE_STR_FIELDS, put_attrs
 from hzsr.dataset.sources import CaptureSource, SessionSource
 
@@ -113,13 +113,10 @@ def refresh_shard(path: Path, caps: list[CaptureSource], sessions: dict[str, Ses
                     if k in sg.attrs:
                         del sg.attrs[k]
                 put_attrs(sg, {k: sessions[sid].attrs.get(k) for k in ("sync_summary_json", "qa_summary_json")})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        commit_file(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
 
 
 def stale_report(root: str | Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from hzsr.core.errors import DatasetError
-from hzsr.core.fileio import fsync_dir
+from hzsr.core.fileio import commit_file
 from hzsr.core.imageio import check_image_size
 from hzsr.dataset.codecs import CHUNK_HW, chunk_shape, filter_kwargs, register_plugins
 from hzsr.dataset.phash import phash
@@ -167,13 +167,10 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
                 if nxt is not None:
                     ahead.append(submit(nxt))
                 write_capture(h5, c, codec, {s: f.result() for s, f in futs.items()})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        commit_file(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
     return path
 
 
