@@ -33,6 +33,9 @@ from hzsr.core.errors import TransferError
 from hzsr.core.fileio import apply_umask, fsync_dir
 
 
+_END_MARK = "hzsr-sha256-end:"
+
+
 @dataclass
 class Pulled:
     path: Path
@@ -47,9 +50,12 @@ def phone_sha256(device: adbutils.AdbDevice, paths: list[str], timeout_s: float 
     and may hold spaces, quotes, ``;`` or ``$(...)``. The output is ``HASH  PATH`` per file; the
     path is everything after the two spaces, so spaces in it survive. ``exec:`` (no pty, no
     exit status) rather than adbutils' ``shell2``, which opens two connections and sleeps 10 ms
-    closing each; a failed hash shows as a path missing from the output.
+    closing each; a failed hash shows as a path missing from the output. The command ends with an
+    ``echo`` of an end marker: output without it was cut by the link (``ConnectionError``, a
+    ``LINK_ERRORS`` the caller recovers from), never mistaken for a failed hash.
     """
-    sock = _open_service(device, "exec:sha256sum " + " ".join(shlex.quote(p) for p in paths), timeout_s)
+    cmd = "sha256sum " + " ".join(shlex.quote(p) for p in paths) + f"; echo {_END_MARK}$?"
+    sock = _open_service(device, "exec:" + cmd, timeout_s)
     try:
         buf = bytearray()
         while chunk := sock.recv(65536):
@@ -57,6 +63,12 @@ def phone_sha256(device: adbutils.AdbDevice, paths: list[str], timeout_s: float 
     finally:
         _close_quietly(sock)
     text = buf.decode("utf-8", "replace")
+    body, mark, _status = text.rpartition(_END_MARK)
+    if not mark:
+        # exec: has no exit status: only the marker tells a finished sha256sum from a stream the
+        # adb server cut (killed, unplugged). A cut is a link error the caller recovers from.
+        raise ConnectionError(f"the phone's sha256sum output ended before its end marker ({len(buf)} bytes)")
+    text = body
     sums = {}
     for line in text.splitlines():
         digest, sep, name = line.partition("  ")

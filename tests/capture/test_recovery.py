@@ -132,3 +132,42 @@ def test_cli_capture_recovers_from_rig_up_fault_without_env(tmp_path):
     finally:
         down = cli("rig", "down", "--rig", str(d / "rig.yaml"), timeout=60)
         assert down.returncode == 0, down.stderr
+
+
+class _CutSocket:
+    """A socket whose peer sends ``data`` and closes: the adb server killed mid-answer."""
+
+    def __init__(self, data: bytes):
+        self._data = [data]
+
+    def recv(self, n: int) -> bytes:
+        return self._data.pop() if self._data else b""
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("cut", [b"", b"ab12", b"0" * 64 + b"  /sdcard/x/W.jpg\n"])
+def test_phone_sha256_cut_by_the_link_is_a_link_error(monkeypatch, cut):
+    """The CI flake: the server died while the phone's sha256sum answered, the empty output read
+    as 'sha256sum failed' and the capture stopped instead of recovering. Output without the end
+    marker must be a link error (recovered and retried); output with it is parsed as before."""
+    from hzsr.capture import transfer
+    from hzsr.capture.link import LINK_ERRORS
+    from hzsr.core.errors import TransferError
+
+    paths = ["/sdcard/x/W.jpg", "/sdcard/x/T.jpg"]
+    monkeypatch.setattr(transfer, "_open_service", lambda *a: _CutSocket(cut))
+    with pytest.raises(LINK_ERRORS) as e:
+        transfer.phone_sha256(None, paths)
+    assert not isinstance(e.value, TransferError)
+
+    whole = b"".join(b"%s  %s\n" % (b"%064x" % i, p.encode()) for i, p in enumerate(paths))
+    monkeypatch.setattr(transfer, "_open_service", lambda *a: _CutSocket(whole + transfer._END_MARK.encode() + b"0\n"))
+    assert transfer.phone_sha256(None, paths) == {p: "%064x" % i for i, p in enumerate(paths)}
+    # A real failure (the marker came, a hash did not) stays a per-file TransferError.
+    partial = whole.splitlines(keepends=True)[0] + transfer._END_MARK.encode() + b"1\n"
+    monkeypatch.setattr(transfer, "_open_service", lambda *a: _CutSocket(partial))
+    with pytest.raises(TransferError) as e:
+        transfer.phone_sha256(None, paths)
+    assert e.value.field == "/sdcard/x/T.jpg"
