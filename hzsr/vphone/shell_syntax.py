@@ -35,25 +35,40 @@ def end_single(s: str, i: int) -> int:
     return k + 1
 
 
+def _skip_expansion(s: str, j: int) -> int | None:
+    """If an escape, backquote, ``$(`` or ``${`` starts at ``j``, the index after it (else None).
+
+    These nest the same way inside double quotes and outside them; only quotes differ.
+    """
+    c = s[j]
+    if c == "\\":
+        return j + 2
+    if c == "`":
+        return end_backquote(s, j)
+    if s.startswith("$(", j):
+        return end_paren(s, j + 2)
+    if s.startswith("${", j):
+        return end_brace(s, j + 2)
+    return None
+
+
+def _skip(s: str, j: int) -> int | None:
+    """If a quote or anything ``_skip_expansion`` knows starts at ``j``, the index after it."""
+    if s[j] == "'":
+        return end_single(s, j)
+    if s[j] == '"':
+        return end_double(s, j)
+    return _skip_expansion(s, j)
+
+
 def end_double(s: str, i: int) -> int:
+    """Index just past the ``"`` closing the one at ``i`` (single quotes are plain inside)."""
     j = i + 1
     while j < len(s):
-        c = s[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == '"':
+        if s[j] == '"':
             return j + 1
-        if s.startswith("$(", j):
-            j = end_paren(s, j + 2)
-            continue
-        if s.startswith("${", j):
-            j = end_brace(s, j + 2)
-            continue
-        if c == "`":
-            j = end_backquote(s, j)
-            continue
-        j += 1
+        nxt = _skip_expansion(s, j)
+        j = j + 1 if nxt is None else nxt
     raise ShellSyntaxError('unterminated quote (")')
 
 
@@ -61,22 +76,13 @@ def end_paren(s: str, i: int) -> int:
     """Index just past the ``)`` closing a ``$(`` whose body starts at ``i``."""
     depth, j = 1, i
     while j < len(s):
-        c = s[j]
-        if c == "'":
-            j = end_single(s, j)
+        nxt = _skip(s, j)
+        if nxt is not None:
+            j = nxt
             continue
-        if c == '"':
-            j = end_double(s, j)
-            continue
-        if c == "\\":
-            j += 2
-            continue
-        if c == "`":
-            j = end_backquote(s, j)
-            continue
-        if c == "(":
+        if s[j] == "(":
             depth += 1
-        elif c == ")":
+        elif s[j] == ")":
             depth -= 1
             if depth == 0:
                 return j + 1
@@ -106,47 +112,14 @@ def end_brace(s: str, i: int) -> int:
     """Index just past the ``}`` closing a ``${`` whose body starts at ``i``."""
     j = i
     while j < len(s):
-        c = s[j]
-        if c == "\\":
-            j += 2
+        nxt = _skip(s, j)
+        if nxt is not None:
+            j = nxt
             continue
-        if c == "'":
-            j = end_single(s, j)
-            continue
-        if c == '"':
-            j = end_double(s, j)
-            continue
-        if s.startswith("${", j):
-            j = end_brace(s, j + 2)
-            continue
-        if s.startswith("$(", j):
-            j = end_paren(s, j + 2)
-            continue
-        if c == "`":
-            j = end_backquote(s, j)
-            continue
-        if c == "}":
+        if s[j] == "}":
             return j + 1
         j += 1
     raise ShellSyntaxError("${: missing }")
-
-
-def _skip(s: str, j: int) -> int | None:
-    """If a quote, escape or ``$``/backquote construct starts at ``j``, the index after it."""
-    c = s[j]
-    if c == "\\":
-        return j + 2
-    if c == "'":
-        return end_single(s, j)
-    if c == '"':
-        return end_double(s, j)
-    if c == "`":
-        return end_backquote(s, j)
-    if s.startswith("$(", j):
-        return end_paren(s, j + 2)
-    if s.startswith("${", j):
-        return end_brace(s, j + 2)
-    return None
 
 
 def brace_expand(word: str) -> list[str]:
@@ -213,20 +186,8 @@ def lex(line: str) -> list[tuple[str, str]]:
             continue
         j = i
         while j < n and line[j] not in _WORD_END:
-            if line[j] == "'":
-                j = end_single(line, j)
-            elif line[j] == '"':
-                j = end_double(line, j)
-            elif line[j] == "\\":
-                j += 2
-            elif line.startswith("$(", j):
-                j = end_paren(line, j + 2)
-            elif line.startswith("${", j):
-                j = end_brace(line, j + 2)
-            elif line[j] == "`":
-                j = end_backquote(line, j)
-            else:
-                j += 1
+            nxt = _skip(line, j)
+            j = j + 1 if nxt is None else nxt
         toks.append(("w", line[i:min(j, n)]))
         i = j
     return toks
