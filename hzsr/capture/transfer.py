@@ -32,7 +32,6 @@ import adbutils
 from hzsr.core.errors import TransferError
 from hzsr.core.fileio import apply_umask, fsync_dir
 
-
 _END_MARK = "hzsr-sha256-end:"
 
 

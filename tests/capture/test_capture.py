@@ -21,17 +21,11 @@ from hzsr.core.journal import Journal
 from hzsr.core.records import CaptureRecord
 from hzsr.core.validate import validate_session
 from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
+from tests.rig_truth import true_skews_us
 from tests.signals import ctrl_c_reaches_child
 
 pytestmark = pytest.mark.adb
 AGENT_FILES = PROTOCOL_AGENT_FILES.lstrip("/")  # relative to a phone's storage root
-
-
-@pytest.fixture
-def rig(tmp_path):
-    r = VirtualRig(tmp_path / "rig", VirtualRigConfig(size=(160, 120))).start()
-    yield r
-    r.stop()
 
 
 def _run(rig, session, **cfg):
@@ -87,22 +81,13 @@ def test_ten_capture_session_completes_and_validates(tmp_path, rig):
     assert set(states.values()) == {"complete"} and len(states) == 10
     # Against the virtual phones' ground truth: the frames really were taken together (phase
     # alignment reached its goal after the first capture), and each reported skew is within its bound.
-    true = _true_skews_us(rig)
+    true = true_skews_us(rig)
     assert np.median([abs(true[r.capture_id]) for r in results[1:]]) < 250
     for r in results:
         assert abs(r.skew_us - true[r.capture_id]) <= r.bound_us < 3000
         # The verdict is honest about the bound: pass only if even its edge is within the warn level.
         assert (r.verdict == "pass") == (abs(r.skew_us) + r.bound_us <= 250)
     run.link.close()
-
-
-def _true_skews_us(rig) -> dict[str, float]:
-    truth: dict = {}
-    for f in (rig.workdir / "truth").glob("*.jsonl"):
-        for line in f.read_text().splitlines():
-            d = json.loads(line)
-            truth.setdefault(d["capture_id"], {})[(d["role"], d["camera"])] = d["true_host_ns"]
-    return {c: (v[("reference", "T")] - v[("main", "W")]) / 1e3 for c, v in truth.items()}
 
 
 def test_link_bias_is_missed_by_the_clocks_but_covered_by_the_bound(tmp_path):
@@ -114,7 +99,7 @@ def test_link_bias_is_missed_by_the_clocks_but_covered_by_the_bound(tmp_path):
         run.open()
         results = [run.capture("s", []) for _ in range(5)]
         run.link.close()
-        true = _true_skews_us(r)
+        true = true_skews_us(r)
         later = results[1:]  # the first capture keeps the HAL's unlearned overhead
         assert 60 < np.median([true[x.capture_id] for x in later]) < 160  # the bias moved the real frames
         assert np.median([true[x.capture_id] - x.skew_us for x in later]) > 50  # ... and the host did not see it
@@ -199,7 +184,7 @@ def test_clock_jump_detected_and_resynced(tmp_path, rig):
     rig.phone("reference").jump_clock(40.0)
     res = run.capture("s", [])
     assert res.status == "complete"
-    true = _true_skews_us(rig)[res.capture_id]
+    true = true_skews_us(rig)[res.capture_id]
     # Re-synced before the trigger: the 40 ms step is gone from the true skew (what is left is the
     # quick sync's error, which load can make a few hundred us: judged by its bound, not here),
     # and the skew reported is within its bound of the truth.
@@ -318,7 +303,7 @@ def test_sync_board_finds_the_bias_and_calibration_removes_it(tmp_path):
         import pandas as pd
 
         df = pd.read_csv(tmp_path / "board" / "sync" / "optical.csv").set_index("capture_id")
-        true = _true_skews_us(r)
+        true = true_skews_us(r)
         for res in before:
             assert abs(df.at[res.capture_id, "optical_skew_us"] - true[res.capture_id]) <= 50
         bias_seen = float(np.median([df.at[x.capture_id, "optical_skew_us"] - x.skew_us for x in before]))
@@ -329,7 +314,7 @@ def test_sync_board_finds_the_bias_and_calibration_removes_it(tmp_path):
         run.open()
         after = [run.capture("s", []) for _ in range(5)]
         run.link.close()
-        true = _true_skews_us(r)
+        true = true_skews_us(r)
         assert np.median([abs(true[x.capture_id]) for x in after[1:]]) < 50  # the bias is gone
         for x in after:
             assert abs(x.skew_us - true[x.capture_id]) <= x.bound_us
@@ -355,7 +340,7 @@ def test_clock_step_between_sync_and_frame_shows_in_the_report(tmp_path, rig):
 
     agent._capture = stepped
     res = run.capture("s", [])
-    true = _true_skews_us(rig)[res.capture_id]
+    true = true_skews_us(rig)[res.capture_id]
     assert abs(abs(true) - 5000) < 300
     assert abs(res.skew_us - true) <= res.bound_us and abs(res.skew_us - true) < 300
     assert res.verdict == "fail"

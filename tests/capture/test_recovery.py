@@ -20,18 +20,10 @@ from hzsr.capture.link import Backoff, RigLink
 from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun
 from hzsr.core.journal import Journal
-from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
 
 from .test_capture import _assert_nothing_lost
 
 pytestmark = pytest.mark.adb
-
-
-@pytest.fixture
-def rig(tmp_path):
-    r = VirtualRig(tmp_path / "rig", VirtualRigConfig(size=(160, 120))).start()
-    yield r
-    r.stop()
 
 
 def _run(rig, session):
@@ -164,7 +156,7 @@ def test_phone_sha256_cut_by_the_link_is_a_link_error(monkeypatch, cut):
 
     whole = b"".join(b"%s  %s\n" % (b"%064x" % i, p.encode()) for i, p in enumerate(paths))
     monkeypatch.setattr(transfer, "_open_service", lambda *a: _CutSocket(whole + transfer._END_MARK.encode() + b"0\n"))
-    assert transfer.phone_sha256(None, paths) == {p: "%064x" % i for i, p in enumerate(paths)}
+    assert transfer.phone_sha256(None, paths) == {p: f"{i:064x}" for i, p in enumerate(paths)}
     # A real failure (the marker came, a hash did not) stays a per-file TransferError.
     partial = whole.splitlines(keepends=True)[0] + transfer._END_MARK.encode() + b"1\n"
     monkeypatch.setattr(transfer, "_open_service", lambda *a: _CutSocket(partial))

@@ -25,22 +25,15 @@ from hzsr.core.process import ProcessProof
 from hzsr.core.records import SessionRecord
 from hzsr.core.validate import validate_session
 from hzsr.sync.check import run_sync_check
-from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
+from tests.rig_truth import true_skews_us
 
-from .test_capture import _assert_nothing_lost, _true_skews_us
+from .test_capture import _assert_nothing_lost
 
 AGENT_FILES = PROTOCOL_AGENT_FILES.lstrip("/")
 
 
 def _cli(*args, **kw):
     return subprocess.run([sys.executable, "-m", "hzsr.cli", *args], capture_output=True, text=True, **kw)
-
-
-@pytest.fixture
-def rig(tmp_path):
-    r = VirtualRig(tmp_path / "rig", VirtualRigConfig(size=(160, 120))).start()
-    yield r
-    r.stop()
 
 
 def _run(rig, session, **cfg):
@@ -296,7 +289,7 @@ def test_clock_jump_keeps_earlier_captures_skew(tmp_path, rig):
         moved = abs(rows.loc[cid, "skew_ref_main_us"] - rows0.loc[cid, "skew_ref_main_us"])
         assert moved < rows0.loc[cid, "skew_bound_us"], (cid, moved, rows0.loc[cid, "skew_bound_us"])
         assert "clock_jump" not in str(rows.loc[cid, "flags"])
-    true = _true_skews_us(rig)
+    true = true_skews_us(rig)
     for cid in ("c00000", "c00001", "c00002", "c00003"):  # after the jump: mapped with the new segment
         err = abs(rows.loc[cid, "skew_ref_main_us"] - true[cid])
         assert err <= rows.loc[cid, "skew_bound_us"], (cid, err, rows.loc[cid, "skew_bound_us"])

@@ -10,7 +10,7 @@ from hzsr.capture.session_run import CaptureConfig, CaptureRun
 from hzsr.core.records import SessionRecord
 from hzsr.sync.check import run_sync_check
 from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
-from tests.sync.test_loaded_rig import _true_skews_us
+from tests.rig_truth import true_skews_us
 
 pytestmark = pytest.mark.adb
 
@@ -42,6 +42,6 @@ def test_clock_jump_fault_fires_after_capture_k(tmp_path):
         __import__("pandas").read_csv(tmp_path / "s" / "sync" / "sync.csv").to_dict("records")))}
     assert "clock_jump" in rows["c00001"]["flags"]
     assert all("clock_jump" not in str(rows[c]["flags"]) for c in ("c00000", "c00002", "c00003"))
-    true = _true_skews_us(rig)
+    true = true_skews_us(rig)
     for r in (res[0], res[2], res[3]):
         assert abs(r.skew_us - true[r.capture_id]) <= r.bound_us

@@ -16,20 +16,12 @@ from hzsr.capture.rigfile import load_rig
 from hzsr.capture.session_run import CaptureConfig, CaptureRun
 from hzsr.core.records import CaptureRecord, SessionRecord
 from hzsr.vphone.virtual_rig import VirtualRig, VirtualRigConfig
+from tests.rig_truth import true_skews_us
 
 # Slow (~25 s, and it loads both cores on purpose): `make test-slow` runs it.
 pytestmark = [pytest.mark.adb, pytest.mark.slow]
 
 BUSY = "import time\nwhile True:\n    sum(range(10000))\n"
-
-
-def _true_skews_us(rig) -> dict[str, float]:
-    truth: dict = {}
-    for f in (rig.workdir / "truth").glob("*.jsonl"):
-        for line in f.read_text().splitlines():
-            d = json.loads(line)
-            truth.setdefault(d["capture_id"], {})[(d["role"], d["camera"])] = d["true_host_ns"]
-    return {c: (v[("reference", "T")] - v[("main", "W")]) / 1e3 for c, v in truth.items()}
 
 
 def test_load_fakes_no_clock_jump_and_bounds_hold(tmp_path):
@@ -51,7 +43,7 @@ def test_load_fakes_no_clock_jump_and_bounds_hold(tmp_path):
     assert not [e for e in events if e["event"] == "clock_jump"]
     session = SessionRecord.load(tmp_path / "s")
     assert all(d.clock.segment_starts == [] for d in session.devices)
-    true = _true_skews_us(rig)
+    true = true_skews_us(rig)
     for r in results:
         assert abs(r.skew_us - true[r.capture_id]) <= r.bound_us, (r.line(), true[r.capture_id])
         rec = CaptureRecord.load(tmp_path / "s" / "captures" / r.capture_id)
