@@ -3,9 +3,11 @@
 One recipe, so every table in docs/model.md comes from the same captures:
 
 - ``TRAIN_SEEDS`` (11-14): the data set the shipped model is trained and evaluated on
-  (``hzsr sim session --captures 24 --seed S``, 640x480, all five scene kinds), rendered with
-  ``--truth`` so the coarse-alignment bench can score against the true flow;
-- ``EVAL_SEEDS`` (21-23): held-out sessions for the ideal-target evaluation, never trained on.
+  (``hzsr sim session --captures 24 --seed S --textures train``, 640x480, all five scene kinds),
+  rendered with ``--truth`` so the coarse-alignment bench can score against the true flow;
+- ``EVAL_SEEDS`` (21-23): held-out sessions for the ideal-target evaluation, never trained on,
+  rendered with ``--textures eval``: photographs and fine detail no training scene shows
+  (``hzsr.sim.textures``).
 
 Sessions are rendered once into ``HZSR_BENCH_DATA`` (default ``bench/.data``) and reused; the
 renderer is deterministic per seed, so a cached session is the same as a fresh one.
@@ -25,20 +27,26 @@ CAPTURES = 24
 SIZE = (640, 480)
 
 
+def pool(seed: int) -> str:
+    """The texture pool of pinned session ``seed``: ``eval`` for held-out seeds, else ``train``."""
+    return "eval" if seed in EVAL_SEEDS else "train"
+
+
 def data_root() -> Path:
     return Path(os.environ.get("HZSR_BENCH_DATA", Path(__file__).resolve().parent / ".data"))
 
 
 def session(seed: int, captures: int = CAPTURES) -> Path:
-    """The pinned session of ``seed`` (with truth), rendered on first use."""
-    out = data_root() / f"s{seed}"
+    """The pinned session of ``seed`` (with truth, in its texture pool), rendered on first use."""
+    out = data_root() / f"s{seed}-{pool(seed)}"  # the pool in the name: no stale pre-pool cache
     if not (out / "session.json").is_file() or not (truth_dir(out) / "truth.json").is_file():
         import shutil
 
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(truth_dir(out), ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        simulate_session(out, SimConfig(captures=captures, seed=seed, size=SIZE, truth=True), progress=False)
+        simulate_session(out, SimConfig(captures=captures, seed=seed, size=SIZE, truth=True,
+                                        textures=pool(seed)), progress=False)
     return out
 
 

@@ -20,7 +20,7 @@ The intrinsics-only framing (``d = 0``) is the simplest alternative and is score
 
 Usage: ``python bench/coarse_align.py [SESSION ...] [--tol-px 8] [--json OUT]``. Without
 sessions it uses the pinned ones of docs/model.md (``bench/_data.py``: seeds 11-14, 24 captures,
-640x480, rendered with ``--truth`` on first use).
+640x480, rendered with ``--truth --textures train`` on first use).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ Steps, each on the pinned data of ``bench/_data.py`` (rendered on first use, the
 2. ``model eval`` of the checkpoint on the test split (bicubic, warped reference, the no-network
    blend, fusion, full pipeline) against the main-T target;
 3. ``bench/coarse_align.py`` on sessions 11-14 against the true flow;
-4. ``bench/eval_truth.py --ablation`` on the held-out sessions 21-23 against the ideal target.
+4. ``bench/eval_truth.py --ablation`` on the held-out sessions 21-23 against the ideal target;
+5. ``bench/eval_real.py`` on real photographs with a known target (the Middlebury stereo pair).
 
 Each table replaces the block between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``
 in docs/model.md, with the command that made it; ``--check`` compares instead of writing and
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import _data
 import coarse_align
+import eval_real
 import eval_truth
 
 from hzsr.baseline_model.evaluate import evaluate
@@ -39,7 +41,7 @@ TOLERANCE_DB = 0.1
 
 
 def dataset() -> Path:
-    ds = _data.data_root() / "ds"
+    ds = _data.data_root() / "ds-train"  # pack of the train-pool sessions (a pre-pool "ds" is stale)
     if not (ds / "splits.csv").is_file():
         import shutil
 
@@ -100,9 +102,10 @@ def write_shipped_record() -> None:
     recipe = {
         "config": "hzsr/baseline_model/configs/shipped.yaml", "config_text": cfg.read_text(),
         "data": f"hzsr sim session --captures {_data.CAPTURES} --size {_data.SIZE[0]}x{_data.SIZE[1]} "
-                f"--seed S for S in {seeds}; dataset pack; dataset split --by scene --ratios 0.7,0.1,0.2",
+                f"--seed S --textures train for S in {seeds}; dataset pack; "
+                "dataset split --by scene --ratios 0.7,0.1,0.2",
         "commands": [f"for s in {seeds}; do hzsr sim session --out data/s$s --captures {_data.CAPTURES} --seed $s "
-                     "--quiet; done",
+                     "--textures train --quiet; done",
                      f"hzsr dataset pack {' '.join(f'data/s{s}' for s in _data.TRAIN_SEEDS)} --out data/ds --quiet",
                      "hzsr dataset split data/ds --by scene --ratios 0.7,0.1,0.2",
                      "hzsr model train data/ds --config hzsr/baseline_model/configs/shipped.yaml --out runs/shipped"],
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.record:
         write_shipped_record()
     cmd = "python bench/eval.py" + (f" --ckpt {a.ckpt}" if a.ckpt else "")
-    tables = {"eval-test": table_eval(a.ckpt), "coarse-align": table_coarse(), "truth": table_truth(a.ckpt)}
+    tables = {"eval-test": table_eval(a.ckpt), "coarse-align": table_coarse(), "truth": table_truth(a.ckpt),
+              "real": eval_real.table_md(eval_real.run(a.ckpt))}
     doc = a.doc.read_text()
     moved = []
     for name, body in tables.items():

@@ -23,7 +23,8 @@ Usage::
     python bench/eval_truth.py [SESSION ...] [--ckpt CKPT] [--ablation] [--json OUT]
 
 Without sessions it uses the pinned held-out ones (``bench/_data.py``: seeds 21-23, 24 captures,
-640x480, rendered with ``--truth`` on first use; no training scene comes from them).
+640x480, rendered with ``--truth --textures eval`` on first use; no training scene comes from them,
+and no training texture: ``hzsr.sim.textures``).
 
 Prints per-scene-kind mean PSNR (dB) and the checks of issue 20 as JSON.
 """

@@ -58,6 +58,7 @@ def cmd_sim_session(args: argparse.Namespace) -> int:
     from hzsr.sim.profiles import FULL_RES
     from hzsr.sim.scene import SCENE_KINDS
     from hzsr.sim.simsession import SimConfig, simulate_session
+    from hzsr.sim.textures import POOLS
     from hzsr.sim.timing import parse_link_spec
 
     kinds = tuple(args.kinds.split(",")) if args.kinds else SCENE_KINDS
@@ -66,12 +67,15 @@ def cmd_sim_session(args: argparse.Namespace) -> int:
             raise ConfigError(f"unknown scene kind {k!r}; known: {', '.join(SCENE_KINDS)}, sync-board",
                               field="--kinds")
     parse_link_spec(args.link)
+    if args.textures not in POOLS:
+        raise ConfigError(f"unknown texture pool {args.textures!r}; known: {', '.join(POOLS)}", field="--textures")
     if args.captures < 1:
         raise ConfigError("must be >= 1", field="--captures")
     if not 0 <= args.seed < 2**63:
         raise ConfigError(f"must be in 0 .. 2^63-1, got {args.seed}", field="--seed")
     cfg = SimConfig(captures=args.captures, seed=args.seed, size=FULL_RES if args.full_res else args.size,
-                    kinds=kinds, truth=args.truth, phase_align=not args.no_phase_align, link=args.link)
+                    kinds=kinds, truth=args.truth, phase_align=not args.no_phase_align, link=args.link,
+                    textures=args.textures)
     try:
         out = simulate_session(args.out, cfg, progress=not args.quiet)
     except FileExistsError as exc:
@@ -81,10 +85,10 @@ def cmd_sim_session(args: argparse.Namespace) -> int:
     truth = out.parent / (out.name + ".truth") if cfg.truth else None
     if args.json:
         print(json.dumps({"session": str(out), "captures": cfg.captures, "size": list(cfg.size),
-                          "truth": str(truth) if truth else None}))
+                          "truth": str(truth) if truth else None, "textures": cfg.textures}))
     else:
         print(f"simulated {cfg.captures} captures at {cfg.size[0]}x{cfg.size[1]} (seed {cfg.seed}, "
-              f"kinds {','.join(kinds)})")
+              f"kinds {','.join(kinds)}, textures {cfg.textures})")
         print(f"wrote {out}" + (f"\nwrote {truth}" if truth else ""))
     return EXIT_OK
 
@@ -217,6 +221,9 @@ def _add_sim_parser(stages) -> None:
     g.add_argument("--full-res", action="store_true", help="4000x3000, as the phones capture")
     s.add_argument("--kinds", help="comma-separated scene kinds to cycle through (default: every kind)")
     s.add_argument("--truth", action="store_true", help="write ground truth to <out>.truth/")
+    s.add_argument("--textures", default="all", metavar="POOL",
+                   help="texture pool: all (the historical tiled scenes), or train / eval (photographic scenes "
+                        "from two disjoint sets of photographs and fine detail; docs/model.md) (default: %(default)s)")
     s.add_argument("--no-phase-align", action="store_true",
                    help="trigger without aligning the phones' frame phases (libsoftwaresync's phase alignment)")
     s.add_argument("--link", default="loopback", help="link profile(s) of the simulated SNTP: loopback, usb2, "

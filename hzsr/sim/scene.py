@@ -50,14 +50,24 @@ def photo(name: str) -> np.ndarray:
         lin = srgb_to_linear(grey)
         tint = np.array(_SURFACE_TINT[name], np.float32) / 0.35
         return np.ascontiguousarray(lin[..., None] * tint[None, None, :]).clip(0, 1)
+    if name not in loaders:  # the photographs of the texture pools (hzsr.sim.textures)
+        from hzsr.sim.textures import load_photo_u8
+
+        return np.ascontiguousarray(srgb_to_linear(load_photo_u8(name)))
     img = loaders[name]()
     return np.ascontiguousarray(srgb_to_linear(img[..., :3].astype(np.uint8)))
 
 
 @cache
 def detail(name: str) -> np.ndarray:
-    """Zero-mean, unit-std high-pass of a grey surface photograph (float32)."""
+    """Zero-mean, unit-std high-pass of a grey surface photograph, or of procedural detail
+    ``GENERATOR-SEED`` (``hzsr.sim.textures``) (float32)."""
     import skimage.data as data
+
+    from hzsr.sim.textures import highpass_periodic, is_procedural, procedural_detail
+
+    if is_procedural(name):
+        return highpass_periodic(procedural_detail(name))
 
     g = getattr(data, name)().astype(np.float32)
     hp = g - cv2.GaussianBlur(g, (0, 0), 3.0)
@@ -139,14 +149,24 @@ def _t_texel(depth: float, fx_t_native: float) -> float:
     return depth / fx_t_native
 
 
-def make_scene(kind: str, index: int, rng: np.random.Generator, fx_t_native: float) -> Scene:
-    """Build a random scene of ``kind`` (one of ``SCENE_KINDS``, or ``sync-board``)."""
+def make_scene(kind: str, index: int, rng: np.random.Generator, fx_t_native: float,
+               textures: str = "all") -> Scene:
+    """Build a random scene of ``kind`` (one of ``SCENE_KINDS``, or ``sync-board``).
+
+    ``textures`` is the texture pool (``hzsr.sim.textures.POOLS``): ``all`` builds the historical
+    scenes below; ``train`` and ``eval`` build photographic scenes from disjoint texture sets
+    (``hzsr.sim.photo_scene``).
+    """
     if kind == "sync-board":
         from hzsr.sim.syncboard import board_scene
 
         return board_scene(index, rng)
     if kind not in SCENE_KINDS:
         raise ValueError(f"unknown scene kind {kind!r}; known: {', '.join(SCENE_KINDS)}")
+    if textures != "all":
+        from hzsr.sim.photo_scene import photographic_scene
+
+        return photographic_scene(kind, index, rng, fx_t_native, textures)
     u = rng.uniform
     base_kind = kind if kind != "night" else str(rng.choice(["portrait", "architecture", "landscape"]))
     layers: list[Layer] = []

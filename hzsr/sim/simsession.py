@@ -32,6 +32,7 @@ from hzsr.sim.render import defocus_sigma_px, true_flow, visible_layer_map
 from hzsr.sim.rig import SLOTS, FrameExposure, RigGeometry, af_roi
 from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
 from hzsr.sim.sensor import SensorConfig, SensorStream
+from hzsr.sim.textures import POOLS
 from hzsr.sim.timing import SIM_LOOPBACK, PhoneClock, parse_link_spec, sntp_exchanges
 from hzsr.sim.truth import write_capture_truth, write_session_truth
 
@@ -57,6 +58,10 @@ class SimConfig:
     size: tuple[int, int] = (640, 480)  # every camera's output (width, height); full res 4000x3000
     profile: str = "vphone-5x"
     kinds: tuple[str, ...] = SCENE_KINDS  # cycled, one scene per ``captures_per_scene`` captures
+    # Texture pool of the scenes (hzsr.sim.textures): "all" = the historical mirror-tiled scenes
+    # (every published figure before the pools); "train" / "eval" = photographic scenes from two
+    # disjoint sets of photographs and fine-detail sources. Recorded in session.json and the truth.
+    textures: str = "all"
     captures_per_scene: int = 2
     interval_s: float = 2.0  # host time between triggers
     lead_ms: float = 500.0  # trigger this far in the future (libsoftwaresync's choice)
@@ -103,6 +108,8 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
     out = Path(out)
     if (out / "session.json").exists():
         raise FileExistsError(f"{out}: a session already exists here; choose another --out")
+    if cfg.textures not in POOLS:
+        raise ValueError(f"textures: unknown pool {cfg.textures!r}; known: {', '.join(POOLS)}")
     rng = np.random.default_rng(cfg.seed)
     # Sensor noise is drawn by OpenCV's RNG (cv2.randn, render.expose), which is process-global:
     # reset it to its start-up state (seed 0 = OpenCV's default) so a session is the same whether
@@ -173,7 +180,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
             clocks["reference"].jumps.append((host_now, int(cfg.faults.clock_jump_ms * 1e6)))
         if k % cfg.captures_per_scene == 0:
             kind = cfg.kinds[(k // cfg.captures_per_scene) % len(cfg.kinds)]
-            scene = make_scene(kind, k // cfg.captures_per_scene, rng, fx_t)
+            scene = make_scene(kind, k // cfg.captures_per_scene, rng, fx_t, cfg.textures)
             # Another seed draws another scene: its id says so, or sessions packed together would
             # share scene ids (and split groups) between different scenes. The kind stays the prefix.
             scene.scene_id = f"{kind}-s{cfg.seed}-{k // cfg.captures_per_scene:04d}"
@@ -185,7 +192,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
         drng = np.random.default_rng([cfg.seed, k, 1])
         cap_scene, spoil = scene, None
         if defect == "moving_skew":
-            cap_scene = make_scene("moving", 10000 + k, drng, fx_t)
+            cap_scene = make_scene("moving", 10000 + k, drng, fx_t, cfg.textures)
             cap_scene.scene_id = f"moving-s{cfg.seed}-{10000 + k:05d}"
         if defect is not None:
             spoil = draw(defect, drng, cfg.size[0])
@@ -321,7 +328,7 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
     if cfg.truth:
         write_session_truth(out, {
             "clocks": {serials[r]: {"role": r, **c.truth(), "link": links[r].name} for r, c in clocks.items()},
-            "phase_align": cfg.phase_align, "period_ns": period,
+            "phase_align": cfg.phase_align, "period_ns": period, "textures": cfg.textures,
             "captures": truth_captures,
         })
     return out

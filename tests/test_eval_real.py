@@ -1,0 +1,61 @@
+"""``bench/eval_real.py``: the real-image evaluation's W is a degraded wide view, not the target."""
+
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data as data
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def eval_real():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("eval_real")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_the_wide_view_is_the_left_view_degraded_not_the_identity(eval_real):
+    left = data.stereo_motorcycle()[0]
+    w, rect = eval_real.degrade_to_wide(left)
+    assert w.shape == left.shape and rect.scale == pytest.approx(eval_real.FOCAL_RATIO)
+    # W's crop, upsampled back onto the target's grid: aligned with the left view, but degraded
+    up = cv2.warpAffine(w, rect.crop_to_w()[:2], left.shape[1::-1], flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+    ya, yb = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float64)[20:-20, 20:-20] for x in (up, left))
+    ncc = np.corrcoef(ya.ravel(), yb.ravel())[0, 1]
+    psnr = 10 * math.log10(255**2 / np.mean((ya - yb) ** 2))
+    assert ncc > 0.95  # the same framing ...
+    assert psnr < 32  # ... with detail lost: no identity
+    # ... and the lost detail is the fine one: a 2x downscale halves the resolvable band
+    hp = lambda y: float(np.std(y - cv2.GaussianBlur(y, (0, 0), 1.0)))  # noqa: E731
+    assert hp(ya) < 0.6 * hp(yb)
+    # noise and JPEG: two seeds differ
+    w2, _ = eval_real.degrade_to_wide(left, seed=eval_real.SEED + 1)
+    assert np.abs(w.astype(int) - w2.astype(int)).mean() > 1.0
+
+
+def test_true_occlusion_marks_pixels_the_right_view_cannot_see(eval_real):
+    disp = np.full((4, 20), 2.0, np.float32)
+    disp[:, 10:14] = 6.0  # a near strip: hides what lies just left of it in the right view
+    occ, known = eval_real.true_occlusion(disp)
+    assert known.all()
+    assert occ[:, :2].all()  # out of the right frame
+    assert occ[:, 6:10].any() and not occ[:, 10:14].any() and not occ[:, 15:].any()
+
+
+@pytest.mark.slow
+def test_eval_real_runs_with_the_shipped_checkpoint(eval_real):
+    res = eval_real.run(None)
+    m = res["middlebury"]
+    assert m["used_reference"] and m["pixels"]["occluded"] > 1000
+    for region in ("all", "occluded"):
+        assert all(math.isfinite(v) for v in m[f"psnr_y_db_{region}"].values())
+    assert m["verdict"] in ("pass", "fail")
+    assert "| Middlebury motorcycle, all pixels |" in eval_real.table_md(res)
