@@ -170,7 +170,8 @@ def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: 
     like a sharp T at T's scale, so FAST and ORB would match noise there.
 
     A shift with fewer than ``min_inliers`` (default ``cfg.align.min_inliers``) inliers is not
-    used as it is: of it and the whole image's phase correlation, the one with the higher
+    used as it is: of it, the whole image's phase correlation and the best match of the crop's
+    centre (``_template_candidate``), the one with the higher
     band-passed structure correlation of the shifted crop and the reference (``structure_ncc``) is
     kept if that correlation reaches ``verify_ncc`` and beats the unshifted crop's by
     ``verify_margin``; otherwise the framing falls back to the intrinsics' crop (``d = 0``), which
@@ -194,16 +195,18 @@ def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: 
     if shift.inliers < gate:
         # Few inliers is common where W's blur leaves few corners (night, flat walls), and the
         # estimate is then often right, or right for one layer only (a near foreground). Keep the
-        # candidate - the keypoints' shift or the whole image's phase correlation - under which
+        # candidate - the keypoints' shift, the whole image's phase correlation or the crop centre's
+        # best match - under which
         # the images' structures agree best, if they agree clearly better than under the
         # intrinsics' framing: a photometric check that chance matches cannot fake.
         ref_small = _grid(ref, small)
         ncc_0 = _shifted_ncc(crop_small, ref_small, 0.0, 0.0, o)
-        cands = [(est.dx, est.dy), _phase_candidate(crop_small, ref_small, o)]
+        cands = [(est.dx, est.dy), _phase_candidate(crop_small, ref_small, o),
+                 _template_candidate(crop_small, ref_small, o)]
         ncc_d, (dx, dy) = max(((_shifted_ncc(crop_small, ref_small, cx, cy, o), (cx, cy)) for cx, cy in cands),
                               key=lambda t: t[0])
         if ncc_d >= verify_ncc and ncc_d >= ncc_0 + verify_margin:
-            shift = GlobalShift(dx / small, dy / small, est.inliers, est.matches)
+            shift = GlobalShift(float(dx) / small, float(dy) / small, est.inliers, est.matches)
         else:
             warnings.append(f"coarse alignment found {shift.inliers} keypoint inliers (< min_inliers {gate}) and "
                             f"no shift makes the images agree (structure correlation {ncc_d:.2f} vs "
@@ -227,6 +230,30 @@ def _phase_candidate(crop: np.ndarray, ref: np.ndarray, optical_scale: float) ->
     win = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
     (dx, dy), _ = cv2.phaseCorrelate(a - a.mean(), b - b.mean(), win)
     return dx / g, dy / g
+
+
+def _template_candidate(crop: np.ndarray, ref: np.ndarray, optical_scale: float,
+                        margin: float = 0.3) -> tuple[float, float]:
+    """``REF(x + d) ~ CROP(x)`` where the crop's centre (``margin`` cut off each side) correlates best.
+
+    Normalised cross-correlation (``cv2.matchTemplate``, ``TM_CCOEFF_NORMED``) of the band-passed
+    luminances at two pixels per W pixel, over shifts up to ``margin`` of the frame. Unlike the
+    keypoints it weighs every pixel, and unlike the phase correlation it does not need the whole
+    frame to move as one: with a near subject and a far background the keypoints may follow the
+    subject and the phase correlation neither, while the bulk of the frame still has one shift.
+    """
+    g = min(1.0, 2.0 * optical_scale)
+    a = to_luma(_grid(crop, g).astype(np.float32) / 255.0)
+    b = to_luma(_grid(ref, g).astype(np.float32) / 255.0)
+    a = a - cv2.GaussianBlur(a, (0, 0), 6.0)
+    b = b - cv2.GaussianBlur(b, (0, 0), 6.0)
+    h, w = a.shape
+    my, mx = round(h * margin), round(w * margin)
+    if h - 2 * my < 8 or w - 2 * mx < 8:
+        return 0.0, 0.0
+    score = cv2.matchTemplate(b, a[my:h - my, mx:w - mx], cv2.TM_CCOEFF_NORMED)
+    _, _, _, (x0, y0) = cv2.minMaxLoc(score)
+    return (x0 - mx) / g, (y0 - my) / g
 
 
 def _shifted_ncc(crop: np.ndarray, ref: np.ndarray, dx: float, dy: float, optical_scale: float = 1.0) -> float:
