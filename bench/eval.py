@@ -2,8 +2,9 @@
 
 Steps, each on the pinned data of ``bench/_data.py`` (rendered on first use, then cached):
 
-1. pack sessions 11-14 and split them by scene (``--by scene --ratios 0.7,0.1,0.2``), as the
-   shipped model's recipe does;
+1. pack sessions 11-14 with their truth (``--truth``: the shipped model trains on the ideal
+   target) and split them by scene (``--by scene --ratios 0.7,0.1,0.2``), as the shipped model's
+   recipe does;
 2. ``model eval`` of the checkpoint on the test split (bicubic, warped reference, the no-network
    blend, fusion, full pipeline) against the main-T target;
 3. ``bench/coarse_align.py`` on sessions 11-14 against the true flow;
@@ -45,7 +46,7 @@ def dataset() -> Path:
 
         shutil.rmtree(ds, ignore_errors=True)
         sess = [str(p) for p in _data.sessions(_data.TRAIN_SEEDS)]
-        if hzsr(["dataset", "pack", *sess, "--out", str(ds), "--quiet"]) != 0:
+        if hzsr(["dataset", "pack", *sess, "--out", str(ds), "--truth", "--quiet"]) != 0:
             raise SystemExit("dataset pack failed")
         if hzsr(["dataset", "split", str(ds), "--by", "scene", "--ratios", "0.7,0.1,0.2"]) != 0:
             raise SystemExit("dataset split failed")
