@@ -39,9 +39,17 @@ ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE_DB = 0.1
 
 
+def _has_truth(ds: Path) -> bool:
+    """Whether the packed data set carries the simulator's truth (``pack --truth``; shipped.yaml trains on it)."""
+    from hzsr.dataset.reader import ShardReader
+
+    with ShardReader(ds) as r:
+        return all(r.meta(cid).get("truth") for cid in r.ids())
+
+
 def dataset() -> Path:
     ds = _data.data_root() / "ds"
-    if not (ds / "splits.csv").is_file():
+    if not (ds / "splits.csv").is_file() or not _has_truth(ds):  # a cache packed before --truth is repacked
         import shutil
 
         shutil.rmtree(ds, ignore_errors=True)
