@@ -109,7 +109,8 @@ def write_shipped_record() -> None:
     recipe = {
         "config": "hzsr/baseline_model/configs/shipped.yaml", "config_text": cfg.read_text(),
         "data": f"hzsr sim session --captures {_data.CAPTURES} --size {_data.SIZE[0]}x{_data.SIZE[1]} "
-                f"--seed S --truth for S in {seeds}; dataset pack --truth; dataset split --by scene --ratios 0.7,0.1,0.2",
+                f"--seed S --truth for S in {seeds}; dataset pack --truth; "
+                "dataset split --by scene --ratios 0.7,0.1,0.2",
         "commands": [f"for s in {seeds}; do hzsr sim session --out data/s$s --captures {_data.CAPTURES} --seed $s "
                      "--truth --quiet; done",
                      f"hzsr dataset pack {' '.join(f'data/s{s}' for s in _data.TRAIN_SEEDS)} --out data/ds --truth "

@@ -119,7 +119,8 @@ def main() -> None:
                                 progress=False)
         render_s = time.perf_counter() - t0
         data = root / "ds"
-        pack_dataset([sess], data, PackConfig(progress=False, truth=True))  # the shipped config trains on the ideal target
+        # The shipped config trains on the ideal target, which the shards carry with --truth.
+        pack_dataset([sess], data, PackConfig(progress=False, truth=True))
         import contextlib
         import sys
 

@@ -183,7 +183,7 @@ def check_truth(g: Any, where: str) -> list[str]:
     problems: list[str] = []
     tg = g[GROUP]
     hw = tuple(g["main_T"].shape[:2]) if "main_T" in g else None
-    for name, (dtype, ch) in ARRAYS.items():
+    for name, (dtype, _) in ARRAYS.items():
         if name not in tg:
             problems.append(f"{where}: {GROUP}/{name}: array missing")
             continue
