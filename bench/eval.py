@@ -2,8 +2,9 @@
 
 Steps, each on the pinned data of ``bench/_data.py`` (rendered on first use, then cached):
 
-1. pack sessions 11-14 and split them by scene (``--by scene --ratios 0.7,0.1,0.2``), as the
-   shipped model's recipe does;
+1. pack sessions 11-14 with their truth (``--truth``: the shipped model trains on the ideal
+   target) and split them by scene (``--by scene --ratios 0.7,0.1,0.2``), as the shipped model's
+   recipe does;
 2. ``model eval`` of the checkpoint on the test split (bicubic, warped reference, the no-network
    blend, fusion, full pipeline) against the main-T target;
 3. ``bench/coarse_align.py`` on sessions 11-14 against the true flow;
@@ -40,14 +41,22 @@ ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE_DB = 0.1
 
 
+def _has_truth(ds: Path) -> bool:
+    """Whether the packed data set carries the simulator's truth (``pack --truth``; shipped.yaml trains on it)."""
+    from hzsr.dataset.reader import ShardReader
+
+    with ShardReader(ds) as r:
+        return all(r.meta(cid).get("truth") for cid in r.ids())
+
+
 def dataset() -> Path:
     ds = _data.data_root() / "ds-train"  # pack of the train-pool sessions (a pre-pool "ds" is stale)
-    if not (ds / "splits.csv").is_file():
+    if not (ds / "splits.csv").is_file() or not _has_truth(ds):  # a cache packed before --truth is repacked
         import shutil
 
         shutil.rmtree(ds, ignore_errors=True)
         sess = [str(p) for p in _data.sessions(_data.TRAIN_SEEDS)]
-        if hzsr(["dataset", "pack", *sess, "--out", str(ds), "--quiet"]) != 0:
+        if hzsr(["dataset", "pack", *sess, "--out", str(ds), "--truth", "--quiet"]) != 0:
             raise SystemExit("dataset pack failed")
         if hzsr(["dataset", "split", str(ds), "--by", "scene", "--ratios", "0.7,0.1,0.2"]) != 0:
             raise SystemExit("dataset split failed")
@@ -102,11 +111,12 @@ def write_shipped_record() -> None:
     recipe = {
         "config": "hzsr/baseline_model/configs/shipped.yaml", "config_text": cfg.read_text(),
         "data": f"hzsr sim session --captures {_data.CAPTURES} --size {_data.SIZE[0]}x{_data.SIZE[1]} "
-                f"--seed S --textures train for S in {seeds}; dataset pack; "
+                f"--seed S --textures train --truth for S in {seeds}; dataset pack --truth; "
                 "dataset split --by scene --ratios 0.7,0.1,0.2",
         "commands": [f"for s in {seeds}; do hzsr sim session --out data/s$s --captures {_data.CAPTURES} --seed $s "
-                     "--textures train --quiet; done",
-                     f"hzsr dataset pack {' '.join(f'data/s{s}' for s in _data.TRAIN_SEEDS)} --out data/ds --quiet",
+                     "--textures train --truth --quiet; done",
+                     f"hzsr dataset pack {' '.join(f'data/s{s}' for s in _data.TRAIN_SEEDS)} --out data/ds --truth "
+                     "--quiet",
                      "hzsr dataset split data/ds --by scene --ratios 0.7,0.1,0.2",
                      "hzsr model train data/ds --config hzsr/baseline_model/configs/shipped.yaml --out runs/shipped"],
         "trained_steps": raw.get("step"), "torch": torch.__version__,

@@ -14,7 +14,8 @@ scores, on Y inside T's field of view:
 
 The ideal is resampled onto the pipeline's I_src grid (its crop rectangle moved by the coarse
 shift) and colour-matched to I_src (per-channel mean and deviation, ``color.match_colour``), so
-every method is scored in the source's photometry. Regions come from the truth, not our maps:
+every method is scored in the source's photometry (``hzsr.baseline_model.ideal_target``, the
+same function that builds the training target of ``data.target: ideal``). Regions come from the truth, not our maps:
 ``occluded`` where the reference does not see the crop's surface (``valid_ref_T`` false),
 ``defocused`` where the reference's blur sigma exceeds 1 T px (``defocus_sigma_ref_T``).
 
@@ -42,10 +43,10 @@ import numpy as np
 import pandas as pd
 
 from hzsr.baseline_model.checkpoint import load_model
-from hzsr.baseline_model.color import luma, match_colour
+from hzsr.baseline_model.color import luma
 from hzsr.baseline_model.evaluate import no_network_blend_y, pipeline_config_of, psnr
+from hzsr.baseline_model.ideal_target import ideal_on_source
 from hzsr.baseline_model.pipeline import HZSRPipeline
-from hzsr.core.geometry import CropRect
 from hzsr.dataset.schema import scene_kind
 from hzsr.sim.truth import truth_dir
 
@@ -56,27 +57,14 @@ def _rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def onto_src_grid(arr: np.ndarray, truth_rect: CropRect, src_rect: CropRect, interp: int) -> np.ndarray:
-    """Resample an array on the truth's crop grid onto the pipeline's I_src grid (both T-sized)."""
-    m = np.linalg.inv(truth_rect.crop_to_w()) @ src_rect.crop_to_w()  # I_src px -> truth crop px
-    return cv2.warpAffine(arr, m[:2], (src_rect.out_width, src_rect.out_height), flags=interp | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-
 def score_capture(pipes: dict[str, HZSRPipeline], cap: Path, truth: dict, meta: dict) -> dict:
     w, ref = _rgb(cap / "main_W.jpg"), _rgb(cap / "ref_T.jpg")
     res = pipes["full"].run(w, ref, meta, extras=("bicubic", "warped_ref", "fusion"))
     al = res.alignment
-    h, wd = al.src.shape[:2]
-    t_rect = CropRect(**truth["crop_rect"])
-    inside = onto_src_grid(np.ones((h, wd), np.uint8), t_rect, al.rect, cv2.INTER_NEAREST) > 0
-    inside = cv2.erode(inside.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
-    ideal = onto_src_grid(truth["ideal_T"], t_rect, al.rect, cv2.INTER_LINEAR)
-    gain, offset = match_colour(ideal, al.src, inside)
-    y_ideal = luma(np.clip(ideal.astype(np.float32) / 255.0 * gain + offset, 0, 1))
-    occluded = onto_src_grid((~truth["valid_ref_T"]).astype(np.uint8), t_rect, al.rect, cv2.INTER_NEAREST) > 0
-    defocused = onto_src_grid((truth["defocus_sigma_ref_T"] > 1.0).astype(np.uint8), t_rect, al.rect,
-                              cv2.INTER_NEAREST) > 0
+    truth_on_src = ideal_on_source(al, truth["ideal_T"], truth["valid_ref_T"], truth["defocus_sigma_ref_T"],
+                                   truth["crop_rect"])
+    inside, y_ideal = truth_on_src.inside, truth_on_src.y
+    occluded, defocused = truth_on_src.occluded, truth_on_src.defocused
     ys = {m: luma(img) for m, img in (("bicubic", res.extras["bicubic"]), ("warped_ref", res.extras["warped_ref"]),
                                       ("fusion", res.extras["fusion"]), ("full", res.final))}
     ys["blend"] = no_network_blend_y(al, ys["bicubic"], ys["warped_ref"])

@@ -115,10 +115,12 @@ def main() -> None:
         from hzsr.sim.simsession import SimConfig, simulate_session
 
         t0 = time.perf_counter()
-        sess = simulate_session(root / "sess", SimConfig(captures=8, seed=31, size=(640, 480)), progress=False)
+        sess = simulate_session(root / "sess", SimConfig(captures=8, seed=31, size=(640, 480), truth=True),
+                                progress=False)
         render_s = time.perf_counter() - t0
         data = root / "ds"
-        pack_dataset([sess], data, PackConfig(progress=False))
+        # The shipped config trains on the ideal target, which the shards carry with --truth.
+        pack_dataset([sess], data, PackConfig(progress=False, truth=True))
         import contextlib
         import sys
 

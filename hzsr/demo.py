@@ -156,6 +156,7 @@ class Demo:
         _hzsr(["model", "train", str(self.dataset), "--out", str(self.run_dir),
                "--config", str(Path(__file__).parent / "baseline_model" / "configs" / "shipped.yaml"),
                "--set", "init=shipped", "--set", f"optim.steps={self.cfg.train_steps}",
+               "--set", "data.target=auto",  # a captured session has no simulator truth: main T then
                "--set", "threads=0",  # the thread policy (baseline_model/threads.py), not the config's 2
                "--set", "optim.lr=0.0005", "--set", f"data.patch={self.cfg.train_patch}",
                "--set", "log_every=5", "--set", f"ckpt_every={self.cfg.train_steps}",

@@ -129,6 +129,10 @@ def pipeline_payload(plain: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Training targets (``DataConfig.target``).
+TARGETS = ("main_T", "ideal", "auto")
+
+
 @dataclass
 class DataConfig:
     """Which patches the network sees."""
@@ -140,16 +144,25 @@ class DataConfig:
     workers: int = 0  # DataLoader worker processes per rank (0 = in the main process)
     min_valid: float = 0.6  # a patch needs this fraction of pixels where the loss mask is 1
     cache_dir: str = ""  # where per-capture alignment is cached; "" = <run>/cache
+    # What the network learns to output (data.py): "main_T" = the main phone's T registered onto
+    # the source (every data set has it, but it is as defocused, occluded and noisy as the
+    # reference); "ideal" = the simulator's ideal target (shards packed with `dataset pack --truth`;
+    # all in focus, noise-free, seen from W), loss over every pixel it covers; "auto" = ideal when
+    # every capture of the split carries it, else main_T.
+    target: str = "main_T"
 
     def check(self) -> list[Problem]:
-        return (_problems(self, ("patch", _tile_side, "must be a multiple of 16, >= 16"))
+        bad_target = [] if self.target in TARGETS else [
+            Problem("target", f"must be one of {', '.join(TARGETS)}; got {self.target!r}")]
+        return (bad_target + _problems(self, ("patch", _tile_side, "must be a multiple of 16, >= 16"))
                 + _ranged(self, _in("patch", 16, 4096), _in("patches_per_epoch", 1, 10**9),
                           _in("batch_size", 1, 4096), _in("workers", 0, MAX_WORKERS), _in("min_valid", 0.0, 1.0)))
 
 
 @dataclass
 class LossConfig:
-    """``L = w_l1 * mean(M |Y_fusion - Y_target|) + w_lowpass * mean(M |LP(Y_fusion) - LP(Y_src)|)``.
+    """``L = w_l1 * mean(M |Y_fusion - Y_target|) + w_lowpass * mean(M |LP(Y_fusion) - LP(Y_src)|)
+    + w_grad * mean(M' |grad Y_fusion - grad Y_target|)``.
 
     ``M`` is the alignment-validity mask (1 where the target's and the reference's alignment to
     the source can be trusted), ``LP`` a Gaussian low-pass. The low-pass term ties the output's
@@ -160,9 +173,12 @@ class LossConfig:
     w_l1: float = 1.0
     w_lowpass: float = 0.5
     lowpass_sigma: float = 4.0  # T pixels; about the W-to-T scale, so only what W resolves is tied
+    # Detail transfer (train.gradient_l1): L1 of the forward differences of output and target where
+    # both pixels are in M; the substitute for the paper's VGG term (whose weights are a download).
+    w_grad: float = 0.0
 
     def check(self) -> list[Problem]:
-        return _ranged(self, _in("w_l1", 0.0, 1000.0), _in("w_lowpass", 0.0, 1000.0),
+        return _ranged(self, _in("w_l1", 0.0, 1000.0), _in("w_lowpass", 0.0, 1000.0), _in("w_grad", 0.0, 1000.0),
                        _in("lowpass_sigma", 0.0, 100.0, lo_open=True))
 
 

@@ -11,6 +11,12 @@ Pairing (``docs/method.md``, step 6):
 - **loss mask**: where that registration can be trusted (``x + F`` inside main T,
   ``M_occ < 0.5`` and ``M_reject < 0.5`` of the target against the source).
 
+With ``data.target: ideal`` the target is instead the simulator's ideal target stored in the
+shard (``dataset pack --truth``), put on ``I_src``'s grid and colour-matched exactly as
+``bench/eval_truth.py`` scores (``ideal_target.ideal_on_source``), and the loss mask is every pixel
+it covers: occluded and defocused pixels included, where the main T would teach the network to
+copy the reference's defects.
+
 Alignment runs once per capture and is cached as one float16 ``.npy`` (channels y_src, y_ref,
 m_occ, y_tgt, mask) that DataLoader workers memory-map, so a training step only slices arrays.
 The cache key includes a hash of the pipeline config: change the alignment and it is rebuilt.
@@ -58,6 +64,36 @@ def make_target(al: Alignment, main_t: np.ndarray, cfg: PipelineConfig, focal_ra
     return Target(rgb, luma(rgb), mask)
 
 
+def make_ideal_target(al: Alignment, truth: Any) -> Target:
+    """The ideal target of a capture's truth (``truth_arrays.CaptureTruth``) on ``al.src``'s grid."""
+    from hzsr.baseline_model.ideal_target import ideal_on_source
+
+    a = truth.arrays
+    t = ideal_on_source(al, a["ideal_T"], a["valid_ref_T"], a["defocus_sigma_ref_T"], truth.crop_rect)
+    return Target(t.rgb, t.y, t.inside)
+
+
+def resolve_target(reader: Any, ids: list[str], target: str) -> str:
+    """``main_T`` or ``ideal`` for ``data.target`` over the captures ``ids``.
+
+    Raises:
+        ConfigError: ``ideal`` asked for and a capture carries no truth (one line naming its shard).
+    """
+    from hzsr.core.errors import ConfigError
+
+    if target == "main_T":
+        return target
+    missing = [cid for cid in ids if not reader.meta(cid).get("truth")]
+    if target == "auto":
+        return "main_T" if missing or not ids else "ideal"
+    if missing:
+        shard = reader.shard_root / "shards" / reader.shard_of(missing[0])
+        raise ConfigError(f"{len(missing)} of {len(ids)} captures carry no ideal target (first: {missing[0]}); "
+                          "pack the sessions with `hzsr dataset pack --truth`, or set data.target: main_T",
+                          file=shard, field="data.target")
+    return target
+
+
 def config_key(cfg: PipelineConfig) -> str:
     """Short hash of everything in the pipeline config that changes the cached arrays."""
     plain = pipeline_payload(to_plain(cfg))
@@ -70,8 +106,11 @@ def cache_name(capture_id: str) -> str:
     return capture_id.replace("/", "__") + ".npy"
 
 
-def prepare_capture(sample: Any, cfg: PipelineConfig) -> tuple[np.ndarray, dict[str, Any]]:
-    """Align one ``CaptureSample``; returns the 5xHxW float16 stack and facts for the cache index."""
+def prepare_capture(sample: Any, cfg: PipelineConfig, truth: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Align one ``CaptureSample``; returns the 5xHxW float16 stack and facts for the cache index.
+
+    With ``truth`` (the capture's ``truth_arrays.CaptureTruth``) the target is the ideal one.
+    """
     from hzsr.baseline_model.align import align, camera_geometry
     from hzsr.baseline_model.pipeline import unet_inputs
 
@@ -85,19 +124,21 @@ def prepare_capture(sample: Any, cfg: PipelineConfig) -> tuple[np.ndarray, dict[
                          "reject": cfg.use_reject}, min_overlap=cfg.min_overlap, min_ncc=cfg.min_ncc)
     h, w = al.src.shape[:2]
     x, _ = unet_inputs(al, 0, h, 0, w)
-    tgt = make_target(al, main_t, cfg, geom.focal_ratio)
+    tgt = make_target(al, main_t, cfg, geom.focal_ratio) if truth is None else make_ideal_target(al, truth)
     stack = np.concatenate([x, tgt.y[None], tgt.mask[None].astype(np.float32)]).astype(np.float16)
     info = {"capture_id": sample.capture_id, "height": h, "width": w, "valid_frac": float(tgt.mask.mean()),
-            "use_reference": al.use_reference, "warnings": al.warnings}
+            "use_reference": al.use_reference, "warnings": al.warnings,
+            "target": "main_T" if truth is None else "ideal"}
     return stack, info
 
 
 def build_cache(reader: Any, ids: list[str], cfg: PipelineConfig, cache_dir: str | Path, *,
-                progress: bool = True) -> list[Path]:
+                target: str = "main_T", progress: bool = True) -> list[Path]:
     """Make (or reuse) the cached arrays of ``ids``; returns their paths in order.
 
     Idempotent and crash-safe: each file is written to a temp name and renamed, under a folder
-    named by ``config_key(cfg)``, so a half-built cache resumes and a changed config never reads
+    named by ``config_key(cfg)`` (and ``-ideal`` for the ideal target, ``target`` as
+    ``resolve_target`` gives it), so a half-built cache resumes and a changed config never reads
     stale arrays.
     """
     import os
@@ -105,13 +146,14 @@ def build_cache(reader: Any, ids: list[str], cfg: PipelineConfig, cache_dir: str
 
     from tqdm import tqdm
 
-    root = Path(cache_dir) / config_key(cfg)
+    root = Path(cache_dir) / (config_key(cfg) + ("-ideal" if target == "ideal" else ""))
     root.mkdir(parents=True, exist_ok=True)
     paths = []
     for cid in tqdm(ids, desc="align (cache)", disable=not progress, leave=False):
         p = root / cache_name(cid)
         if not p.exists():
-            stack, info = prepare_capture(reader.read(cid), cfg)
+            truth = reader.truth(cid) if target == "ideal" else None
+            stack, info = prepare_capture(reader.read(cid), cfg, truth)
             fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=root)
             apply_umask(fd)  # mkstemp makes 0600; a shared cache must be readable as every hzsr file is
             with os.fdopen(fd, "wb") as fh:

@@ -12,6 +12,7 @@ Run folder::
 Loss (``LossConfig``), with ``M`` the target's loss mask and ``G`` a Gaussian low-pass:
 
     L = w_l1 * sum(M |Y - Y_tgt|) / sum(M) + w_lowpass * mean(|G * Y - G * Y_src|)
+        + w_grad * sum(M' |grad Y - grad Y_tgt|) / sum(M')      (gradient_l1; 0 unless configured)
 
 Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each rank takes captures ``ids[rank::world]``
 of the split, builds their cache, and draws its own patches; DistributedDataParallel averages the
@@ -37,7 +38,7 @@ from torch.utils.data import DataLoader
 
 from hzsr.baseline_model.checkpoint import read_checkpoint, save_checkpoint, unet_payload
 from hzsr.baseline_model.config import LossConfig, TrainConfig, dump_config, pipeline_payload
-from hzsr.baseline_model.data import build_cache
+from hzsr.baseline_model.data import build_cache, resolve_target
 from hzsr.baseline_model.patches import IndexRangeSampler, PatchDataset
 from hzsr.baseline_model.unet import FusionUNet
 from hzsr.core.errors import ConfigError, ModelError
@@ -91,7 +92,25 @@ def hzsr_loss(y: torch.Tensor, y_tgt: torch.Tensor, mask: torch.Tensor, y_src: t
     """``(total, l1, lowpass)`` of the module docstring's loss."""
     l1 = (mask * (y - y_tgt).abs()).sum() / mask.sum().clamp(min=1.0)
     lp = (lowpass(y, k1) - lowpass(y_src, k1)).abs().mean() if cfg.w_lowpass > 0 else y.new_zeros(())
-    return cfg.w_l1 * l1 + cfg.w_lowpass * lp, l1, lp
+    total = cfg.w_l1 * l1 + cfg.w_lowpass * lp
+    if cfg.w_grad > 0:  # guarded: a config without it computes exactly the loss it always did
+        total = total + cfg.w_grad * gradient_l1(y, y_tgt, mask)
+    return total, l1, lp
+
+
+def gradient_l1(y: torch.Tensor, y_tgt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``sum(M' (|dx Y - dx Y_tgt| + |dy Y - dy Y_tgt|)) / sum(M')``, forward differences.
+
+    ``M'`` is 1 where both pixels of a difference are in the loss mask. Edges and fine texture are
+    where the target's detail lives; a plain L1 lets a slightly blurred output pay little for
+    them. This is the detail-transfer term standing in for the paper's VGG loss, whose weights
+    would have to be downloaded.
+    """
+    mx = mask[..., :, 1:] * mask[..., :, :-1]
+    my = mask[..., 1:, :] * mask[..., :-1, :]
+    gx = (torch.diff(y, dim=-1) - torch.diff(y_tgt, dim=-1)).abs()
+    gy = (torch.diff(y, dim=-2) - torch.diff(y_tgt, dim=-2)).abs()
+    return ((mx * gx).sum() + (my * gy).sum()) / (mx.sum() + my.sum()).clamp(min=1.0)
 
 
 def param_checksum(model: torch.nn.Module) -> str:
@@ -203,12 +222,13 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
         raise ConfigError(f"split {cfg.data.split!r} has {len(ids)} captures, fewer than {d.world} ranks",
                           file=data_dir, field="data.split")
     mine = ids[d.rank :: d.world]
+    target = resolve_target(reader, ids, cfg.data.target)  # before anything is written
     if d.main and not resume:  # after the data is found; a resumed run's config.yaml is the one checked
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "config.yaml", dump_config(cfg).encode())
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
     t0 = time.perf_counter()
-    paths = build_cache(reader, mine, cfg.pipeline, cache_dir, progress=progress and d.main)
+    paths = build_cache(reader, mine, cfg.pipeline, cache_dir, target=target, progress=progress and d.main)
     reader.close()
     cache_s = time.perf_counter() - t0
     if d.world > 1:
@@ -303,7 +323,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
         "run": str(out), "steps": step, "steps_this_call": done, "world_size": d.world,
         "patch": cfg.data.patch, "batch_size_per_rank": bs,
         "patches_per_s": done * bs * d.world / max(train_s, 1e-9),
-        "train_s": train_s, "cache_s": cache_s,
+        "train_s": train_s, "cache_s": cache_s, "target": target,
         "final_loss": float(rows[-1]["loss"]) if rows else None,
         "rank_param_checksums": checks, "rank_captures": rank_ids,
         "model": str(out / "model.pt"),

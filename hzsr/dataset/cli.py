@@ -49,6 +49,8 @@ def add_dataset_parser(stages: Any) -> Any:
                    "(default: none, local --workers)")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="if another process is writing --out, wait up to this long for it (0: refuse at once)")
+    p.add_argument("--truth", action="store_true", help="also store simulated captures' ground truth from "
+                   "<session>.truth/ where present (ideal_T and the true occlusion/defocus masks; docs/dataset.md)")
     add_quiet(p)
     add_json(p, "print the machine-readable summary")
 
@@ -112,7 +114,8 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     from hzsr.dataset.pack import PackConfig, pack_dataset
 
     cfg = PackConfig(shard_size=args.shard_size, filter=args.filter, compression=args.compression,
-                     workers=args.workers, scheduler=args.scheduler, wait_s=args.wait, progress=not args.quiet)
+                     workers=args.workers, scheduler=args.scheduler, wait_s=args.wait, progress=not args.quiet,
+                     truth=args.truth)
     res = pack_dataset(args.sessions, args.out, cfg)
     for s in res.skipped:
         print(f"warning: {s}", file=sys.stderr)

@@ -49,6 +49,7 @@ class PackConfig:
     scheduler: str | None = None  # dask.distributed scheduler address; one shard per task
     scheduler_timeout_s: float = 10.0  # give up connecting to the scheduler after this long
     wait_s: float = 0.0  # wait this long for another writer of the data set to finish; 0 = refuse at once
+    truth: bool = False  # also store simulated captures' ground truth (<session>.truth/); hzsr/dataset/truth_arrays.py
     progress: bool = True
 
 
@@ -281,6 +282,10 @@ def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackCon
     sess, caps, skipped = gather(sessions)
     found = {c.dataset_id: c for c in caps}  # before --filter: a packed capture's results refresh regardless
     caps, n_filtered = apply_filter(caps, query)
+    if cfg.truth:  # read and checked before any shard is written: a bad truth file leaves nothing behind
+        from hzsr.dataset.truth_arrays import attach_truth
+
+        attach_truth(caps, sess)
     shard_dir = out / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     for tmp in shard_dir.glob(f"{TMP_PREFIX}*"):

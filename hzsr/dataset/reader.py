@@ -32,6 +32,7 @@ from hzsr.core.records import read_json
 from hzsr.dataset.codecs import register_plugins
 from hzsr.dataset.manifest import MANIFEST, load_manifest
 from hzsr.dataset.schema import SLOTS
+from hzsr.dataset.truth_arrays import CaptureTruth
 
 SPLITS = "splits.csv"
 SUBSET = "subset.json"
@@ -254,6 +255,12 @@ class ShardReader:
             d = g[s]
             arrs[s] = self._check_whole(capture_id, s, d, self._read_checked(capture_id, s, d))
         return CaptureSample(capture_id, arrs["main_W"], arrs["main_T"], arrs["ref_T"], self.meta(capture_id))
+
+    def truth(self, capture_id: str) -> CaptureTruth | None:
+        """The capture's optional ground truth (``pack --truth``; ``truth_arrays``), or None."""
+        from hzsr.dataset.truth_arrays import read_truth
+
+        return read_truth(self._group(capture_id), self.shard_root / "shards" / self.shard_of(capture_id), capture_id)
 
     def read_patch(self, capture_id: str, slot: str, y: int, x: int, h: int, w: int) -> np.ndarray:
         """Pixels ``[y:y+h, x:x+w]`` of one frame, reading only the chunks that cover them."""

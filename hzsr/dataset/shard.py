@@ -37,6 +37,8 @@ from hzsr.dataset.schema import (
     put_attrs,
 )
 from hzsr.dataset.sources import CaptureSource, SessionSource
+from hzsr.dataset.truth_arrays import GROUP as TRUTH_GROUP
+from hzsr.dataset.truth_arrays import write_truth
 
 #: Test hook: SIGKILL this process right after it has written this many captures (counted per
 #: process). Fires on an event, never a timer, so the crash test is deterministic.
@@ -131,6 +133,7 @@ def write_capture(h5, src: CaptureSource, codec: str,
     for name in ("sync", "qa"):
         if m.get(name):
             put_attrs(g.create_group(name), m[name])
+    write_truth(g, src, codec)  # optional ground truth (pack --truth)
     _maybe_die()
 
 
@@ -200,6 +203,8 @@ def read_meta(h5, capture_id: str, shard: str) -> dict[str, Any]:
         meta[name] = get_attrs(g[name]) if name in g else None
     meta["shard"] = shard
     meta["phash_main_W"] = a.get("phash_main_W")
+    if TRUTH_GROUP in g:  # provenance of the optional truth arrays (hzsr/dataset/truth_arrays.py)
+        meta["truth"] = get_attrs(g[TRUTH_GROUP])
     return meta
 
 

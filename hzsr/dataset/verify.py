@@ -21,6 +21,7 @@ from hzsr.core.fileio import fsync_dir
 from hzsr.dataset.manifest import MANIFEST, manifest_row, read_csv_text, rows_to_frame, write_manifest
 from hzsr.dataset.schema import SLOTS
 from hzsr.dataset.shard import TMP_PREFIX, array_sha256, read_meta, shard_header
+from hzsr.dataset.truth_arrays import check_truth
 
 QUARANTINE = "quarantine"
 
@@ -101,6 +102,9 @@ def _check_shard(path: Path, rel: str, rep: VerifyReport, rows: list[dict], seen
                     cap_ok = False
                 raw += arr.size
                 stored += d.id.get_storage_size()
+            truth_problems = check_truth(g, where)  # optional arrays (pack --truth); not in the manifest's bytes
+            rep.problems.extend(truth_problems)
+            cap_ok = cap_ok and not truth_problems
             if cid in seen:
                 rep.problems.append(f"{where}: also in {seen[cid]} (duplicate capture)")
                 cap_ok = False

@@ -19,7 +19,9 @@ def test_shipped_checkpoint_loads_and_infers_out_of_the_box(tiny_session, tmp_pa
     assert lc.path == path
     # It is what configs/shipped.yaml describes (the documented reproduce command).
     cfg = load_train_config(path.parent.parent / "configs" / "shipped.yaml")
-    assert lc.raw["unet"]["widths"] == cfg.unet.widths and lc.raw["step"] == cfg.optim.steps
+    assert lc.raw["unet"]["widths"] == cfg.unet.widths and lc.raw["step"] == cfg.optim.steps, (
+        f"shipped.pt ({lc.raw['step']} steps, widths {lc.raw['unet']['widths']}) is not what configs/shipped.yaml "
+        f"describes ({cfg.optim.steps} steps, widths {cfg.unet.widths}): retrain it (docs/model.md, Reproduce)")
     d = tiny_session / "captures" / "c00002"
     out = tmp_path / "s.png"
     assert main(["model", "infer", "--source", str(d / "main_W.jpg"), "--ref", str(d / "ref_T.jpg"),
