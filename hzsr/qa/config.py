@@ -80,6 +80,10 @@ class RigConfig:
     min_captures_for_offset: int = 5  # fewer complete captures with the figure: no session offset
 
 
+#: check.quick_margins' defaults (see there).
+QUICK_MARGINS: dict[str, float] = {}
+
+
 @dataclass
 class CheckConfig:
     """How ``hzsr qa check`` reads and analyses a capture."""
@@ -87,6 +91,11 @@ class CheckConfig:
     analysis_long_side: int = 1024  # T frames are decoded (JPEG DCT scaling) and analysed at about this long side
     quick_long_side: int = 384  # --quick analyses at about this long side, with the fast DIS preset
     quick_margin: float = 0.15  # quick_check: a figure within this share of itself from a threshold -> undecided
+    # quick_check, per figure: its quick value may lie this far (the figure's own units) from qa
+    # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the
+    # labelled set's calibration seeds (`bench/qa.py --part labelled`, 480x360); figures not
+    # listed use the relative quick_margin above. Refit on your own rig's resolution.
+    quick_margins: dict[str, float] = field(default_factory=lambda: dict(QUICK_MARGINS))
     map_long_side: int = 512  # maps are written as PNG at this long side
     write_maps: bool = True  # write qa/maps/<capture>/*.png
 
@@ -120,6 +129,13 @@ class Thresholds:
     fail_focus_mismatch_d: float = 0.15  # ... above: fail (second phone focused on another plane)
     warn_sharpness_ratio: float = 0.45  # AF-ROI sharpness of the blurrier T over the sharper T below: warn
     fail_sharpness_ratio: float = 0.3  # ... below: fail, unless the AF metadata says both focused alike
+    # motion_blur: min/max over 8 directions of main T's gradient energy over the warped reference
+    # T's, at T's resolution (same optics: a still, focused pair is isotropic, ~0.94-1; defocus
+    # lowers every direction alike; shake one). Fitted on the labelled set's calibration seeds.
+    warn_tt_blur_anisotropy: float = 0.85  # below: warn
+    fail_tt_blur_anisotropy: float = 0.75  # below: fail (one T shaken)
+    # Where the two Ts cannot be compared (tt not registered): each T against the W crop, at W's
+    # optical resolution (coarser: a 1-2 % smear is only 1-3 W px there).
     warn_blur_anisotropy: float = 0.5  # min/max of a T's directional sharpness (vs the W crop) below: warn
     fail_blur_anisotropy: float = 0.62  # ... below this, on the blurrier T (AF-ROI ratio < warn): fail (shake)
     warn_clipped_frac: float = 0.1  # fraction of pixels at >= 250 in any channel, in the brighter phone, above: warn
