@@ -33,6 +33,7 @@ from hzsr.qa.quality import (
     brightness_log_ratio,
     clip_roi,
     colour_delta,
+    directional_share_ratios,
     directional_sharpness_ratios,
     frame_quality,
     sharpness,
@@ -513,6 +514,12 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         out.row["subject_depth_flow_d"] = float(d_flow)
         out.row["main_T_focus_d"] = float(diopters)
         out.row["subject_depth_departure_d"] = float(d_flow - diopters)
+        whole = r.flow_fwd[y0:y1, x0:x1].reshape(-1, 2)
+        okm = ((r.valid & (r.occlusion < 0.5))[y0:y1, x0:x1]).ravel()
+        if okm.sum() >= 20:
+            dd = -(whole[okm] @ u) / (fx_t * np.hypot(*b)) - diopters
+            for i, qv in enumerate(np.percentile(dd, np.linspace(0, 100, 21))):
+                out.row[f"_roi_dep_q{i:02d}"] = float(qv)
         roi = afs.get("wt") or afs.get("tt")
         out.row["af_roi_wt"] = ";".join(str(round(v)) for v in roi) if roi else ""
         grade_depth(out, 0.0, cfg, session=False)
@@ -590,13 +597,13 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         clipped = (srcs["main_T"].max(axis=2) >= 250) | (r.warped_ref.max(axis=2) >= 250)
         clipped = cv2.dilate(clipped.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         m = r.valid & (r.occlusion < 0.5) & ~clipped
-        dirs = directional_sharpness_ratios(to_luma(srcs["main_T"]), to_luma(r.warped_ref), m, 1.0, n_dirs=8)
+        t_y, ref_y = to_luma(srcs["main_T"]), to_luma(r.warped_ref)
+        dirs = directional_share_ratios(t_y, ref_y, m, n_dirs=8)
         if np.isfinite(dirs).all() and dirs.max() > 0:
             anis = float(dirs.min() / dirs.max())
-            shaken = "main_T" if np.mean(dirs) < 1 else "ref_T"  # the blurrier of the two
+            shaken = "main_T" if sharpness(t_y, m) < sharpness(ref_y, m) else "ref_T"  # the blurrier one
             angle = 180.0 * int(np.argmin(dirs) if shaken == "main_T" else np.argmax(dirs)) / len(dirs)
             row["tt_blur_anisotropy"] = anis
-            row["tt_blur_log_ratio"] = float(np.log(max(np.mean(dirs), 1e-9)))  # < 0: main T the blurrier
             row["tt_blur_angle_deg"] = angle
             _grade(out, "motion_blur", anis, th.warn_tt_blur_anisotropy, th.fail_tt_blur_anisotropy,
                    f"{shaken} is smeared along {angle:.0f} deg against the other T (directional sharpness "
