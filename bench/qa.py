@@ -487,9 +487,18 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         return ts
 
     timed(full)  # warm-up: imports, caches
-    base = timed(decode_all, "decode")
-    t_full = timed(full, "full")
-    t_quick = timed(lambda d: analyse_capture(d, cfg, quick=True, thumbs=False), "quick")
+    # Interleaved rounds (one per capture): the baseline, full QA and the quick check in turn, so a
+    # change of the machine's load hits all three alike.
+    runs = {"decode": decode_all, "full": full,
+            "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False)}
+    wall: dict[str, list[float]] = {k: [] for k in runs}
+    for d in dirs:
+        for name, fn in runs.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn(d)
+            wall[name].append(time.perf_counter() - t0)
+            cpu.setdefault(name, []).append(time.process_time() - c0)
+    base, t_full, t_quick = wall["decode"], wall["full"], wall["quick"]
     cv2.setNumThreads(0)
     w1 = w2 = None
     reps = []
@@ -511,6 +520,9 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         "cpu_seconds_median": {k: round(statistics.median(v), 3) for k, v in cpu.items() if k != "x"},
         "load_average_1min_at_start": load0,
         "ratio_full_to_decode": round(statistics.median(t_full) / statistics.median(base), 2),
+        "cpu_ratio_full_to_decode": round(statistics.median(cpu["full"]) / statistics.median(cpu["decode"]), 2),
+        "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),
+        "rounds": len(dirs),
         "check_workers1_s": round(w1, 2), "check_workers2_s": round(w2, 2),
         "workers2_speedup_runs": [round(r, 2) for r in reps], "workers2_speedup_best": round(max(reps), 2),
         "goals": {"full_qa_s": 1.5, "quick_s": 0.3, "workers2_speedup": 1.7},

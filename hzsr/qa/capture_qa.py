@@ -193,7 +193,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     frames = {f.slot: f for f in rec.frames}
     if quick:
         target = cfg.check.quick_long_side
-        cfg = replace(cfg, align=replace(cfg.align, dis_preset="ultrafast",
+        cfg = replace(cfg, align=replace(cfg.align, dis_preset=cfg.check.quick_dis_preset,
                                          flow_size=(min(cfg.align.flow_size[0], target),
                                                     min(cfg.align.flow_size[1], target * 3 // 4))))
     else:
@@ -334,6 +334,10 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         if b == "ref_T":  # the reference's longer baseline: more parallax for the same blur
             pcfg = replace(cfg, maps=replace(cfg.maps, defocus_gamma=cfg.maps.defocus_gamma_ref,
                                              defocus_sigma_f=cfg.maps.defocus_sigma_f_ref))
+        if quick and name == "tt":
+            # T vs T carries moving_object and the depth figure: ultrafast DIS lost a subject that
+            # moved 40-70 px between the two instants (moving_frac 0.04 where qa check saw 0.81).
+            pcfg = replace(pcfg, align=replace(pcfg.align, dis_preset=cfg.check.quick_tt_dis_preset))
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g)
         afs[name] = af
         for k, v in regs[name].stats.items():
@@ -514,12 +518,6 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         out.row["subject_depth_flow_d"] = float(d_flow)
         out.row["main_T_focus_d"] = float(diopters)
         out.row["subject_depth_departure_d"] = float(d_flow - diopters)
-        whole = r.flow_fwd[y0:y1, x0:x1].reshape(-1, 2)
-        okm = ((r.valid & (r.occlusion < 0.5))[y0:y1, x0:x1]).ravel()
-        if okm.sum() >= 20:
-            dd = -(whole[okm] @ u) / (fx_t * np.hypot(*b)) - diopters
-            for i, qv in enumerate(np.percentile(dd, np.linspace(0, 100, 21))):
-                out.row[f"_roi_dep_q{i:02d}"] = float(qv)
         roi = afs.get("wt") or afs.get("tt")
         out.row["af_roi_wt"] = ";".join(str(round(v)) for v in roi) if roi else ""
         grade_depth(out, 0.0, cfg, session=False)

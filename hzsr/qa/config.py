@@ -90,6 +90,8 @@ class CheckConfig:
 
     analysis_long_side: int = 1024  # T frames are decoded (JPEG DCT scaling) and analysed at about this long side
     quick_long_side: int = 384  # --quick analyses at about this long side, with the fast DIS preset
+    quick_dis_preset: str = "ultrafast"  # --quick's DIS preset (ultrafast | fast | medium)
+    quick_tt_dis_preset: str = "medium"  # ... for main T vs reference T (moving subjects, depth): ~30 ms more
     quick_margin: float = 0.15  # quick_check: a figure within this share of itself from a threshold -> undecided
     # quick_check, per figure: its quick value may lie this far (the figure's own units) from qa
     # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the
