@@ -234,14 +234,12 @@ def _labelled_rows(sess: Path, cfg: QAConfig, workers: int, quick: bool) -> list
                 row[col] = float(r[col])
         rows.append(row)
     if quick:
-        from hzsr.qa.capture_qa import analyse_capture as analyse
         from hzsr.qa.capture_qa import quick_check
 
         for row in rows:
-            row["quick_verdict"] = quick_check(sess / "captures" / row["capture_id"], cfg)[0]
-            if row["quick_verdict"] == "undecided":
-                row["undecided_by"] = analyse(sess / "captures" / row["capture_id"], cfg, quick=True,
-                                              thumbs=False).undecided_by()
+            row["quick_verdict"], why = quick_check(sess / "captures" / row["capture_id"], cfg)
+            if row["quick_verdict"] == "undecided":  # its last reason names the figures, as the line shows it
+                row["undecided_by"] = why[-1].split(": ", 1)[1].split(" within ")[0].split(", ")
     return rows
 
 

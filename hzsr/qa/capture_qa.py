@@ -717,7 +717,7 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
     decided = q.decided()
     if decided is None:
-        return UNDECIDED, reasons + [f"undecided: {', '.join(q.undecided_by())} within {cfg.check.quick_margin:.0%} "
+        return UNDECIDED, reasons + [f"undecided: {', '.join(q.undecided_by())} within the quick check's margin "
                                      "of a threshold: `hzsr qa check` decides"]
     return decided.value, reasons
 
