@@ -101,7 +101,8 @@ class CheckConfig:
     # quick_check, per figure: its quick value may lie this far (the figure's own units) from qa
     # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the
     # labelled set's calibration seeds (`bench/qa.py --part labelled`, 480x360); figures not
-    # listed use the relative quick_margin above. Refit on your own rig's resolution.
+    # listed use the relative quick_margin above. Refit on your own rig's resolution; a config
+    # file's quick_margins replaces the whole table.
     quick_margins: dict[str, float] = field(default_factory=lambda: dict(QUICK_MARGINS))
     map_long_side: int = 512  # maps are written as PNG at this long side
     write_maps: bool = True  # write qa/maps/<capture>/*.png
