@@ -384,6 +384,14 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
                       "near_portraits": len(portraits),
                       "near_portraits_failed": sum(r["verdict"] == "fail" for r in portraits)},
             "confusion": _confusion(held),
+            # defocused against the truth itself rather than the injected defect: is the plane at
+            # the AF point blurred more than 2 px in main T (any capture, clean ones included)?
+            "defocused_vs_true_af_blur": (lambda fired, blurred: {
+                "precision": round(sum(r in blurred for r in fired) / len(fired), 3) if fired else None,
+                "recall": round(sum(r in fired for r in blurred) / len(blurred), 3) if blurred else None,
+                "fired": len(fired), "blurred": len(blurred)})(
+                [r for r in held if r["levels"].get("defocused") == "fail"],
+                [r for r in held if r["subject_blur_px"].get("main_T", 0) > OUT_OF_FOCUS_BLUR_PX]),
             "large_shift_vs_fixed_rule": {
                 "parallax_aware": _reason_figures(held, {"large_shift": {"rig_bump"}})["large_shift"],
                 "fixed_subject_shift_over_0.25_width": {
