@@ -132,7 +132,7 @@ class Thresholds:
     warn_psnr_db: float = 18.0  # PSNR of warped ref T vs W crop (valid px, at W's resolution) below: warn
     fail_psnr_db: float = 14.0  # ... below: fail
     # moving_object: fitted on the labelled set's calibration seeds (clean scenes with movers, no
-    # skew: 0.085 at most; a skewed mover 0.006-0.9: one moving along the baseline reads as depth).
+    # skew: 0.085 at most; a skewed mover 0.006-0.9: motion along the baseline reads as depth).
     warn_moving_frac: float = 0.08  # main T pixels whose flow to ref T is not parallax, above: warn
     fail_moving_frac: float = 0.11  # ... above: fail (a moving subject and a sync skew)
     moving_px: float = 2.0  # departure across the baseline (flow-grid px) that counts a pixel as moving
