@@ -229,20 +229,42 @@ def _labelled_rows(sess: Path, cfg: QAConfig, workers: int, quick: bool) -> list
                     "subject_depth_departure_calibrated_d",
                     "main_T_roi_blur_ratio",
                     "ref_T_roi_blur_ratio", "main_T_blur_ratio", "ref_T_blur_ratio", "focus_sharpness_ratio",
-                    "focus_mismatch_diopters", "main_T_defocus_frac"):
+                    "focus_mismatch_diopters", "main_T_defocus_frac", "tt_blur_anisotropy", "moving_frac"):
             if col in r and np.isfinite(r[col]):
                 row[col] = float(r[col])
         rows.append(row)
     if quick:
-        from hzsr.qa.capture_qa import analyse_capture as analyse
         from hzsr.qa.capture_qa import quick_check
 
         for row in rows:
-            row["quick_verdict"] = quick_check(sess / "captures" / row["capture_id"], cfg)[0]
-            if row["quick_verdict"] == "undecided":
-                row["undecided_by"] = analyse(sess / "captures" / row["capture_id"], cfg, quick=True,
-                                              thumbs=False).undecided_by()
+            row["quick_verdict"], why = quick_check(sess / "captures" / row["capture_id"], cfg)
+            if row["quick_verdict"] == "undecided":  # its last reason names the figures, as the line shows it
+                row["undecided_by"] = why[-1].split(": ", 1)[1].split(" within ")[0].split(", ")
     return rows
+
+
+def _quick_margins(sessions: list[Path], cfg: QAConfig, q: float = 95.0) -> dict[str, float]:
+    """Per graded figure, the ``q``-th percentile of ``|quick - qa check|`` over the captures of
+    ``sessions``: how far the quick check's figure may lie from the batch's (``check.quick_margins``).
+
+    The depth figure is compared before the session offset (both sides count that apart)."""
+    diffs: dict[str, list[float]] = {}
+    for sess in sessions:
+        for cd in sorted((sess / "captures").iterdir()):
+            full = analyse_capture(cd, cfg, thumbs=False).graded
+            quick = analyse_capture(cd, cfg, quick=True, thumbs=False).graded
+            seen: dict[str, int] = {}
+            fk = {}
+            for key, v in full:  # the k-th figure of a tag (per slot or pairing) against the k-th
+                fk[(key, seen.setdefault(key, 0))] = v
+                seen[key] += 1
+            seen = {}
+            for key, v in quick:
+                k = (key, seen.setdefault(key, 0))
+                seen[key] += 1
+                if k in fk:
+                    diffs.setdefault(key, []).append(abs(v - fk[k]))
+    return {k: round(float(np.percentile(v, q)), 4) for k, v in sorted(diffs.items()) if len(v) >= 10}
 
 
 def _best_threshold(pos: list[float], neg: list[float]) -> float | None:
@@ -315,7 +337,8 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
             ("wrong_depth", lambda r: abs(r["subject_depth_departure_calibrated_d"])
              if "subject_depth_departure_calibrated_d" in r else None,
              "fail_depth_departure_d", "warn_depth_departure_d"),
-            ("refocus", lambda r: r.get("focus_mismatch_diopters"), "fail_focus_mismatch_d", "warn_focus_mismatch_d")):
+            ("refocus", lambda r: r.get("focus_mismatch_diopters"), "fail_focus_mismatch_d", "warn_focus_mismatch_d"),
+            ("moving_skew", lambda r: r.get("moving_frac"), "fail_moving_frac", "warn_moving_frac")):
         pos, neg = split(defect, fig)
         cut = _best_threshold(pos, neg)
         spans[defect] = {"defective_min": round(min(pos), 3) if pos else None, "defective_n": len(pos),
@@ -323,7 +346,17 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
         if cut is not None:
             fitted[fail_name] = round(cut, 3)
             fitted[warn_name] = round(0.75 * cut, 3)
+    # motion_blur (T vs T): low anisotropy is bad; the same best cut on the negated figure.
+    pos, neg = split("motion_blur", lambda r: -r["tt_blur_anisotropy"] if "tt_blur_anisotropy" in r else None)
+    cut = _best_threshold(pos, neg)
+    spans["motion_blur"] = {"defective_max": round(-min(pos), 3) if pos else None, "defective_n": len(pos),
+                            "others_min": round(-max(neg), 3) if neg else None}
+    if cut is not None:
+        fitted["fail_tt_blur_anisotropy"] = round(-cut, 3)
+        fitted["warn_tt_blur_anisotropy"] = round(-cut + 0.4 * (1 + cut), 3)  # 40 % of the way to 1
     cfg = replace(cfg, thresholds=replace(cfg.thresholds, **fitted))
+    margins = _quick_margins([root / f"lab-{s}" for s in calibration_seeds], cfg)
+    cfg = replace(cfg, check=replace(cfg.check, quick_margins=margins))
     held = [r for s in held_out_seeds
             for r in _labelled_rows(labelled_session(root, s, captures, size), cfg, workers, True)]
     for r in held:  # the live quick check judges image content: compare with qa check's without sync_skew
@@ -342,6 +375,7 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
         "held_out_seeds": held_out_seeds, "captures": {"calibration": len(cal_rows), "held_out": len(held)},
         "defects": {d: CREW_WORDS.get(d, d) for d in DEFECTS},
         "fitted_on_calibration": fitted,
+        "quick_margins_on_calibration": margins,
         "calibration_figures": spans,
         "held_out": {
             "reasons": _reason_figures(held),
@@ -350,6 +384,14 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
                       "near_portraits": len(portraits),
                       "near_portraits_failed": sum(r["verdict"] == "fail" for r in portraits)},
             "confusion": _confusion(held),
+            # defocused against the truth itself rather than the injected defect: is the plane at
+            # the AF point blurred more than 2 px in main T (any capture, clean ones included)?
+            "defocused_vs_true_af_blur": (lambda fired, blurred: {
+                "precision": round(sum(r in blurred for r in fired) / len(fired), 3) if fired else None,
+                "recall": round(sum(r in fired for r in blurred) / len(blurred), 3) if blurred else None,
+                "fired": len(fired), "blurred": len(blurred)})(
+                [r for r in held if r["levels"].get("defocused") == "fail"],
+                [r for r in held if r["subject_blur_px"].get("main_T", 0) > OUT_OF_FOCUS_BLUR_PX]),
             "large_shift_vs_fixed_rule": {
                 "parallax_aware": _reason_figures(held, {"large_shift": {"rig_bump"}})["large_shift"],
                 "fixed_subject_shift_over_0.25_width": {
@@ -361,6 +403,8 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
                 "equal": round(sum(r["quick_verdict"] == r["qa_content_verdict"] for r in quick)
                                / max(len(quick), 1), 3),
                 "undecided": round(sum(r["quick_verdict"] == "undecided" for r in quick) / max(len(quick), 1), 3),
+                "equal_of_decided": round(sum(r["quick_verdict"] == r["qa_content_verdict"] for r in quick)
+                                          / max(sum(r["quick_verdict"] != "undecided" for r in quick), 1), 3),
                 "contradicts": [(r["capture_id"], r["session"], r["quick_verdict"], r["qa_content_verdict"])
                                 for r in quick if r["quick_verdict"] not in ("undecided", r["qa_content_verdict"])],
                 "undecided_by": {c: sum(c in r.get("undecided_by", []) for r in quick)
@@ -449,9 +493,18 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         return ts
 
     timed(full)  # warm-up: imports, caches
-    base = timed(decode_all, "decode")
-    t_full = timed(full, "full")
-    t_quick = timed(lambda d: analyse_capture(d, cfg, quick=True, thumbs=False), "quick")
+    # Interleaved rounds (one per capture): the baseline, full QA and the quick check in turn, so a
+    # change of the machine's load hits all three alike.
+    runs = {"decode": decode_all, "full": full,
+            "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False)}
+    wall: dict[str, list[float]] = {k: [] for k in runs}
+    for d in dirs:
+        for name, fn in runs.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn(d)
+            wall[name].append(time.perf_counter() - t0)
+            cpu.setdefault(name, []).append(time.process_time() - c0)
+    base, t_full, t_quick = wall["decode"], wall["full"], wall["quick"]
     cv2.setNumThreads(0)
     w1 = w2 = None
     reps = []
@@ -473,6 +526,9 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         "cpu_seconds_median": {k: round(statistics.median(v), 3) for k, v in cpu.items() if k != "x"},
         "load_average_1min_at_start": load0,
         "ratio_full_to_decode": round(statistics.median(t_full) / statistics.median(base), 2),
+        "cpu_ratio_full_to_decode": round(statistics.median(cpu["full"]) / statistics.median(cpu["decode"]), 2),
+        "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),
+        "rounds": len(dirs),
         "check_workers1_s": round(w1, 2), "check_workers2_s": round(w2, 2),
         "workers2_speedup_runs": [round(r, 2) for r in reps], "workers2_speedup_best": round(max(reps), 2),
         "goals": {"full_qa_s": 1.5, "quick_s": 0.3, "workers2_speedup": 1.7},

@@ -33,6 +33,7 @@ from hzsr.qa.quality import (
     brightness_log_ratio,
     clip_roi,
     colour_delta,
+    directional_share_ratios,
     directional_sharpness_ratios,
     frame_quality,
     sharpness,
@@ -56,6 +57,10 @@ class CaptureQA:
     # +-check.quick_margin of itself: what a coarser measurement could have said (``quick_check``).
     spread: list[tuple[str, int, int]] = field(default_factory=list)  # (code, lowest rank, highest rank)
     margin: float = 0.0  # the relative margin of ``spread`` (0: exact)
+    # Per figure tag, the quick check's measured uncertainty in the figure's own units
+    # (``check.quick_margins``); a tag without one falls back to the relative ``margin``.
+    abs_margins: dict[str, float] = field(default_factory=dict)
+    graded: list[tuple[str, float]] = field(default_factory=list)  # (figure tag, value) of every graded figure
 
     @property
     def verdict(self) -> Verdict:
@@ -128,7 +133,8 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4) -> tu
 
     The two T cameras have (nearly) the same orientation and a fixed baseline, so a static scene's
     flow between them is a smooth rotation term plus parallax along one direction ``e`` (the
-    baseline's; taken as the principal direction of the flow's variation). Across ``e`` only the
+    mount's baseline, ``rig.ref_baseline_m``; without one, the principal direction of the flow's
+    variation). Across ``e`` only the
     smooth term remains: an affine fit (trimmed least squares) of the flow component along ``e⊥``
     explains every static pixel. What moved between the two instants (a skew and a moving
     subject) departs from it. Only forward-backward consistent pixels count. Departure in
@@ -142,9 +148,18 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4) -> tu
     moving = np.zeros(len(f), bool)
     if ok.sum() < 50:
         return 0.0, moving.reshape(xx.shape)
-    d = f[ok] - np.median(f[ok], axis=0)
-    _, _, vt = np.linalg.svd(d - d.mean(0), full_matrices=False)
-    e_perp = np.array([-vt[0, 1], vt[0, 0]])
+    b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
+    if np.hypot(*b) > 0:
+        # The mount's baseline (rig config) is the parallax direction. The flow's own principal
+        # direction is not: a mover's motion can dominate it (and is then explained away), and
+        # where depth spreads the flow little, the rotation term's and DIS's errors tilt it, so
+        # a clean scene's depth step leaks across and reads as motion (clean captures failed so).
+        e = b / np.hypot(*b)
+        e_perp = np.array([-e[1], e[0]])
+    else:  # no baseline configured: the principal direction of the flow's variation
+        d = f[ok] - np.median(f[ok], axis=0)
+        _, _, vt = np.linalg.svd(d - d.mean(0), full_matrices=False)
+        e_perp = np.array([-vt[0, 1], vt[0, 0]])
     p = f @ e_perp
     x = np.column_stack([xx.ravel() / w - 0.5, yy.ravel() / h - 0.5, np.ones(len(f))])
     sel = ok.copy()
@@ -164,7 +179,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     t0 = time.perf_counter()
     capture_dir = Path(capture_dir)
     out = CaptureQA(capture_dir.name, {"capture_id": capture_dir.name},
-                    margin=(cfg.check.quick_margin if quick else 0.0))
+                    margin=(cfg.check.quick_margin if quick else 0.0),
+                    abs_margins=(dict(cfg.check.quick_margins) if quick else {}))
     th = cfg.thresholds
     try:
         rec = CaptureRecord.load(capture_dir)
@@ -177,7 +193,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     frames = {f.slot: f for f in rec.frames}
     if quick:
         target = cfg.check.quick_long_side
-        cfg = replace(cfg, align=replace(cfg.align, dis_preset="ultrafast",
+        cfg = replace(cfg, align=replace(cfg.align, dis_preset=cfg.check.quick_dis_preset,
                                          flow_size=(min(cfg.align.flow_size[0], target),
                                                     min(cfg.align.flow_size[1], target * 3 // 4))))
     else:
@@ -318,6 +334,10 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         if b == "ref_T":  # the reference's longer baseline: more parallax for the same blur
             pcfg = replace(cfg, maps=replace(cfg.maps, defocus_gamma=cfg.maps.defocus_gamma_ref,
                                              defocus_sigma_f=cfg.maps.defocus_sigma_f_ref))
+        if quick and name == "tt":
+            # T vs T carries moving_object and the depth figure: ultrafast DIS lost a subject that
+            # moved 40-70 px between the two instants (moving_frac 0.04 where qa check saw 0.81).
+            pcfg = replace(pcfg, align=replace(pcfg.align, dis_preset=cfg.check.quick_tt_dis_preset))
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g)
         afs[name] = af
         for k, v in regs[name].stats.items():
@@ -373,10 +393,16 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
                 return r
         return 0
 
+    key = tag or code
+    out.graded.append((key, float(value)))
     if out.margin:
-        lo, hi = value * (1 - out.margin) - abs_margin, value * (1 + out.margin) + abs_margin
+        m = out.abs_margins.get(key)
+        if m is not None:  # the quick check's measured departure from qa check's figure
+            lo, hi = value - m - abs_margin, value + m + abs_margin
+        else:
+            lo, hi = value * (1 - out.margin) - abs_margin, value * (1 + out.margin) + abs_margin
         ranks = [rank(lo), rank(hi)]
-        out.spread.append((tag or code, min(ranks), max(ranks)))
+        out.spread.append((key, min(ranks), max(ranks)))
     for level, limit in (("fail", fail), ("warn", warn)):
         if limit is not None and (value < limit if below else value > limit):
             out.add(level, code, f"{what} {'<' if below else '>'} {limit:g}")
@@ -497,14 +523,17 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         grade_depth(out, 0.0, cfg, session=False)
 
 
-def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = True) -> None:
+def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = True,
+                offset_margin_d: float = 0.0) -> None:
     """``defocused`` from ``subject_depth_departure_d`` less the rig's own offset ``offset_d``.
 
     The reference phone's small rotation on the mount adds a constant to every capture's parallax
     (a few tenths of a degree: ~0.1-0.2 D); ``hzsr qa check`` removes it with the session's median
     departure (most shots are focused on their subject) and grades again, and so does the quick
     check with the captures of the session it has seen. Without such a median (``session=False``)
-    the figure is graded as it is, and the quick check counts ``rig.depth_offset_d`` of uncertainty.
+    the figure is graded as it is, and the quick check counts ``rig.depth_offset_d`` of uncertainty;
+    with a median of the captures seen so far, ``offset_margin_d``: how far that median may lie
+    from the whole session's.
     """
     th = cfg.thresholds
     row = out.row
@@ -512,6 +541,7 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
         return
     out.reasons = [r for r in out.reasons if not (r.code == "defocused" and "parallax" in r.message)]
     out.spread = [sp for sp in out.spread if sp[0] != "defocused (depth)"]  # graded again below
+    out.graded = [g for g in out.graded if g[0] != "defocused (depth)"]
     dep = row["subject_depth_departure_d"] - offset_d
     row["subject_depth_departure_calibrated_d"] = dep
     roi = row.get("af_roi_wt") or ""
@@ -519,7 +549,7 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
     _grade(out, "defocused", abs(dep), th.warn_depth_departure_d, th.fail_depth_departure_d,
            f"the AF subject's parallax puts it at {row['subject_depth_flow_d'] - offset_d:.2f} D, main T focused "
            f"at {row['main_T_focus_d']:.2f} D: the subject{where} is out of focus in T; |difference| (D)",
-           abs_margin=0.0 if session else cfg.rig.depth_offset_d, tag="defocused (depth)")
+           abs_margin=offset_margin_d if session else cfg.rig.depth_offset_d, tag="defocused (depth)")
 
 
 def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg: QAConfig) -> None:
@@ -530,7 +560,8 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         fm, fr = frames["main_T"].focus_distance_diopters, frames["ref_T"].focus_distance_diopters
         row["focus_mismatch_diopters"] = abs(fm - fr)
         _grade(out, "focus_mismatch", abs(fm - fr), th.warn_focus_mismatch_d, th.fail_focus_mismatch_d,
-               f"AF metadata: main T focused at {fm:.2f} D, reference T at {fr:.2f} D; |difference|")
+               f"AF metadata: main T focused at {fm:.2f} D, reference T at {fr:.2f} D; |difference|",
+               tag="focus_mismatch (metadata)")
     blurrier = None
     tt_ok = _reg_ok(regs.get("tt"), th)
     if "main_T" in quality and "ref_T" in quality and tt_ok:
@@ -552,12 +583,35 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
             # gap is more often noise, shake or parallax in the ROI: a warning.
             meta_ok = "focus_mismatch_diopters" in row and row["focus_mismatch_diopters"] <= th.warn_focus_mismatch_d
             _grade(out, "focus_mismatch", ratio, th.warn_sharpness_ratio, None if meta_ok else th.fail_sharpness_ratio,
-                   f"AF ROI sharpness: {blurrier or 'one'} T has {ratio:.2f} of the other's", below=True)
+                   f"AF ROI sharpness: {blurrier or 'one'} T has {ratio:.2f} of the other's", below=True,
+                   tag="focus_mismatch (sharpness)")
+    if tt_ok:
+        # Camera shake, T against T: both Ts have the same optics, so at T's own resolution a
+        # shaken T loses gradient energy along its smear only (a line blur of 1-2 % of the width is
+        # 5-10 T px but 1-3 px at the W crop's optical resolution, where the W comparison looks).
+        # Clipped pixels (either T) carry no gradient whatever the blur: left out, or an
+        # overexposed T reads as smeared along the edges of its clipped areas.
+        r = regs["tt"]
+        clipped = (srcs["main_T"].max(axis=2) >= 250) | (r.warped_ref.max(axis=2) >= 250)
+        clipped = cv2.dilate(clipped.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        m = r.valid & (r.occlusion < 0.5) & ~clipped
+        t_y, ref_y = to_luma(srcs["main_T"]), to_luma(r.warped_ref)
+        dirs = directional_share_ratios(t_y, ref_y, m, n_dirs=8)
+        if np.isfinite(dirs).all() and dirs.max() > 0:
+            anis = float(dirs.min() / dirs.max())
+            shaken = "main_T" if sharpness(t_y, m) < sharpness(ref_y, m) else "ref_T"  # the blurrier one
+            angle = 180.0 * int(np.argmin(dirs) if shaken == "main_T" else np.argmax(dirs)) / len(dirs)
+            row["tt_blur_anisotropy"] = anis
+            row["tt_blur_angle_deg"] = angle
+            _grade(out, "motion_blur", anis, th.warn_tt_blur_anisotropy, th.fail_tt_blur_anisotropy,
+                   f"{shaken} is smeared along {angle:.0f} deg against the other T (directional sharpness "
+                   f"min/max {anis:.2f}: shake or motion)", below=True, tag="motion_blur (T vs T)")
     # Camera shake: a T's sharpness against the W crop, by direction, at W's optical resolution.
     for name, slot in (("wt", "main_T"), ("wr", "ref_T")):
         r = regs.get(name)
         if not _reg_ok(r, th):
             continue
+        judge = "tt_blur_anisotropy" not in row  # reported; judged only where T vs T could not be
         m = r.valid & (r.occlusion < 0.5)
         if r.defocus is not None:
             m &= r.defocus < 0.5  # out-of-focus planes are blurred on purpose (depth of field)
@@ -568,6 +622,8 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
             continue
         anis = float(dirs.min() / max(dirs.max(), 1e-9))
         row[f"{slot}_blur_anisotropy"] = anis
+        if not judge:
+            continue
         fail = th.fail_blur_anisotropy if blurrier == slot else None
         _grade(out, "motion_blur", anis, th.warn_blur_anisotropy, fail,
                f"{slot} is smeared along {180 * int(np.argmin(dirs)) / len(dirs):.0f} deg (directional sharpness "
@@ -602,7 +658,8 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         if r is not None and "defocus_frac" in r.stats:
             row[f"{slot}_defocus_frac"] = r.stats["defocus_frac"]
             _grade(out, "defocused", r.stats["defocus_frac"], th.warn_defocus_frac, None,
-                   f"{slot}: fraction of the view off the focal plane {r.stats['defocus_frac']:.2f}")
+                   f"{slot}: fraction of the view off the focal plane {r.stats['defocus_frac']:.2f}",
+                   tag="defocused (fraction)")
 
 
 def _collect_images(out: CaptureQA, srcs, regs: dict[str, Registration], cfg: QAConfig) -> None:
@@ -617,6 +674,19 @@ def _collect_images(out: CaptureQA, srcs, regs: dict[str, Registration], cfg: QA
     if "map_moving" in out.images:
         h, w = out.images.get("img_main_T", out.images["map_moving"]).shape[:2]
         out.images["map_moving"] = cv2.resize(out.images["map_moving"], (w, h), interpolation=cv2.INTER_NEAREST)
+
+def median_margin(values: list[float], z: float = 2.0) -> float:
+    """How far the median of ``values`` (a sample of the session) may lie from the whole session's.
+
+    ``z`` standard errors of the median: ``1.2533 sigma / sqrt(n)``, sigma from the median absolute
+    deviation (``1.4826 MAD``), robust to the few defective captures among them.
+    """
+    v = np.asarray(values, np.float64)
+    if len(v) < 2:
+        return float("inf")
+    sigma = 1.4826 * float(np.median(np.abs(v - np.median(v))))
+    return z * 1.2533 * sigma / math.sqrt(len(v))
+
 
 UNDECIDED = "undecided"  # the quick check's word where its coarser figures sit too near a threshold
 #: Per session folder, the depth departures the quick check has seen in this process (the capture
@@ -642,11 +712,12 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
         seen = _SESSION_DEPTHS.setdefault(str(Path(capture_dir).resolve().parent), {})
         seen[Path(capture_dir).name] = float(dep)
         if len(seen) >= cfg.rig.min_captures_for_offset:  # the session's offset so far, as qa check's
-            grade_depth(q, float(np.median(list(seen.values()))), cfg)
+            grade_depth(q, float(np.median(list(seen.values()))), cfg,
+                        offset_margin_d=median_margin(list(seen.values())))
     reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
     decided = q.decided()
     if decided is None:
-        return UNDECIDED, reasons + [f"undecided: {', '.join(q.undecided_by())} within {cfg.check.quick_margin:.0%} "
+        return UNDECIDED, reasons + [f"undecided: {', '.join(q.undecided_by())} within the quick check's margin "
                                      "of a threshold: `hzsr qa check` decides"]
     return decided.value, reasons
 

@@ -80,13 +80,30 @@ class RigConfig:
     min_captures_for_offset: int = 5  # fewer complete captures with the figure: no session offset
 
 
+#: check.quick_margins' defaults (see there).
+QUICK_MARGINS: dict[str, float] = {
+    "large_shift": 0.003, "occluded": 0.17, "rejected": 0.11, "low_psnr": 2.0, "defocused (depth)": 0.01,
+    "defocused (fraction)": 0.35, "focus_mismatch (metadata)": 0.0, "focus_mismatch (sharpness)": 0.04,
+    "motion_blur (T vs T)": 0.016, "moving_object": 0.036, "overexposed": 0.0, "underexposed": 0.0,
+    "brightness_mismatch": 0.0, "colour_mismatch": 0.0,
+}
+
+
 @dataclass
 class CheckConfig:
     """How ``hzsr qa check`` reads and analyses a capture."""
 
     analysis_long_side: int = 1024  # T frames are decoded (JPEG DCT scaling) and analysed at about this long side
     quick_long_side: int = 384  # --quick analyses at about this long side, with the fast DIS preset
+    quick_dis_preset: str = "ultrafast"  # --quick's DIS preset (ultrafast | fast | medium)
+    quick_tt_dis_preset: str = "medium"  # ... for main T vs reference T (moving subjects, depth): ~30 ms more
     quick_margin: float = 0.15  # quick_check: a figure within this share of itself from a threshold -> undecided
+    # quick_check, per figure: its quick value may lie this far (the figure's own units) from qa
+    # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the
+    # labelled set's calibration seeds (`bench/qa.py --part labelled`, 480x360); figures not
+    # listed use the relative quick_margin above. Refit on your own rig's resolution; a config
+    # file's quick_margins replaces the whole table.
+    quick_margins: dict[str, float] = field(default_factory=lambda: dict(QUICK_MARGINS))
     map_long_side: int = 512  # maps are written as PNG at this long side
     write_maps: bool = True  # write qa/maps/<capture>/*.png
 
@@ -96,8 +113,9 @@ class Thresholds:
     """Verdict thresholds: crossing a ``warn_*`` gives warn, a ``fail_*`` gives fail.
 
     Defaults were set on simulated sessions (seed 101, 40 captures, half with defects) and checked
-    on others (``docs/qa.md``); ``warn/fail_shift_frac``, ``warn/fail_depth_departure_d`` and
-    ``warn/fail_focus_mismatch_d`` are the values ``bench/qa.py --part labelled`` fits on its
+    on others (``docs/qa.md``); ``warn/fail_shift_frac``, ``warn/fail_depth_departure_d``,
+    ``warn/fail_focus_mismatch_d``, ``warn/fail_moving_frac`` and ``warn/fail_tt_blur_anisotropy``
+    are the values ``bench/qa.py --part labelled`` fits on its
     calibration seeds (1801, 1802; judged on 1803, 1804). Tune them on your own rig's captures.
     """
 
@@ -113,13 +131,22 @@ class Thresholds:
     fail_rejected_frac: float = 0.7  # ... above: fail
     warn_psnr_db: float = 18.0  # PSNR of warped ref T vs W crop (valid px, at W's resolution) below: warn
     fail_psnr_db: float = 14.0  # ... below: fail
-    warn_moving_frac: float = 0.05  # main T pixels whose flow to ref T is not parallax, above: warn
-    fail_moving_frac: float = 0.12  # ... above: fail (a moving subject and a sync skew)
+    # moving_object: fitted on the labelled set's calibration seeds (clean scenes with movers, no
+    # skew: 0.085 at most; a skewed mover 0.006-0.9: motion along the baseline reads as depth).
+    warn_moving_frac: float = 0.08  # main T pixels whose flow to ref T is not parallax, above: warn
+    fail_moving_frac: float = 0.11  # ... above: fail (a moving subject and a sync skew)
     moving_px: float = 2.0  # departure across the baseline (flow-grid px) that counts a pixel as moving
     warn_focus_mismatch_d: float = 0.11  # |focus main T - focus ref T| from AF metadata (diopters) above: warn
     fail_focus_mismatch_d: float = 0.15  # ... above: fail (second phone focused on another plane)
     warn_sharpness_ratio: float = 0.45  # AF-ROI sharpness of the blurrier T over the sharper T below: warn
     fail_sharpness_ratio: float = 0.3  # ... below: fail, unless the AF metadata says both focused alike
+    # motion_blur: min/max over 8 directions of main T's gradient energy over the warped reference
+    # T's, at T's resolution (same optics: a still, focused pair is isotropic, ~0.94-1; defocus
+    # lowers every direction alike; shake one). Fitted on the labelled set's calibration seeds.
+    warn_tt_blur_anisotropy: float = 0.93  # below: warn
+    fail_tt_blur_anisotropy: float = 0.88  # below: fail (one T shaken)
+    # Where the two Ts cannot be compared (tt not registered): each T against the W crop, at W's
+    # optical resolution (coarser: a 1-2 % smear is only 1-3 W px there).
     warn_blur_anisotropy: float = 0.5  # min/max of a T's directional sharpness (vs the W crop) below: warn
     fail_blur_anisotropy: float = 0.62  # ... below this, on the blurrier T (AF-ROI ratio < warn): fail (shake)
     warn_clipped_frac: float = 0.1  # fraction of pixels at >= 250 in any channel, in the brighter phone, above: warn

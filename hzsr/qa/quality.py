@@ -134,3 +134,34 @@ def directional_sharpness_ratios(t_y: np.ndarray, w_y: np.ndarray, mask: np.ndar
         ew = np.mean((c * grads[1][0] + si * grads[1][1]) ** 2)
         out.append(et / max(ew, 1e-9))
     return np.array(out)
+
+
+def directional_share_ratios(a_y: np.ndarray, b_y: np.ndarray, mask: np.ndarray, n_dirs: int = 8,
+                             sigma: float = 2.0) -> np.ndarray:
+    """``a`` over ``b``: how each image's local gradient energy is shared among ``n_dirs`` directions.
+
+    Per pixel, ``s_theta = E_theta / sum_phi E_phi`` with ``E_theta`` the directional gradient energy
+    ``(cos theta Gx + sin theta Gy)^2`` averaged in a Gaussian window (``sigma`` px); the result is
+    ``mean(s_theta(a)) / mean(s_theta(b))`` over ``mask``. A local contrast change (tone curve,
+    exposure, vignetting) scales every direction of a pixel alike and cancels; a smear along one
+    direction takes that direction's share (``a`` and ``b`` registered on one grid, same optics).
+    """
+    m = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if m.sum() < 32:
+        return np.full(n_dirs, np.nan)
+    per_pixel, totals = [], []
+    for img in (a_y, b_y):
+        img = img.astype(np.float32)
+        gx, gy = cv2.Sobel(img, cv2.CV_32F, 1, 0), cv2.Sobel(img, cv2.CV_32F, 0, 1)
+        e = np.stack([cv2.GaussianBlur((np.cos(t) * gx + np.sin(t) * gy) ** 2, (0, 0), sigma)[m]
+                      for t in np.pi * np.arange(n_dirs) / n_dirs])
+        total = e.sum(0) + 1e-6
+        per_pixel.append(e / total)
+        totals.append(total)
+    # Flat pixels (noise only) carry no direction: each pixel weighs by its energy, the same weight
+    # in both images (the geometric mean of the two), so a region dimmed in one image alone does
+    # not move the balance between regions.
+    w = np.sqrt(totals[0] * totals[1])
+    w /= w.sum()
+    shares = [(s * w).sum(axis=1) for s in per_pixel]
+    return shares[0] / np.maximum(shares[1], 1e-9)

@@ -31,7 +31,8 @@ METRICS = [
     ("ref_T_defocus_frac", "defocus ref T", "{:.2f}", "warn_defocus_frac", None),
     ("focus_sharpness_ratio", "AF-ROI sharpness ratio", "{:.2f}", "warn_sharpness_ratio", "fail_sharpness_ratio"),
     ("focus_mismatch_diopters", "AF focus diff (D)", "{:.2f}", "warn_focus_mismatch_d", "fail_focus_mismatch_d"),
-    ("min_blur_anisotropy", "blur anisotropy", "{:.2f}", "warn_blur_anisotropy", "fail_blur_anisotropy"),
+    ("tt_blur_anisotropy", "blur anisotropy (T vs T)", "{:.2f}", "warn_tt_blur_anisotropy", "fail_tt_blur_anisotropy"),
+    ("min_blur_anisotropy", "blur anisotropy (T vs W)", "{:.2f}", "warn_blur_anisotropy", "fail_blur_anisotropy"),
     ("max_clipped_frac", "clipped", "{:.3f}", "warn_clipped_frac", "fail_clipped_frac"),
     ("moving_frac", "moving", "{:.3f}", "warn_moving_frac", "fail_moving_frac"),
     ("sync_skew_us", "sync skew (µs)", "{:.0f}", "warn_skew_us", "max_skew_us"),  # the skew rule's levels

@@ -1,0 +1,85 @@
+"""Issue 18 (second pass): what a moving subject, a shaken T and the quick check's margins rest on."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from hzsr.qa.capture_qa import CaptureQA, _grade, median_margin, motion_inconsistency
+from hzsr.qa.config import QAConfig
+from hzsr.qa.quality import directional_share_ratios
+
+
+def _tt(flow: np.ndarray) -> SimpleNamespace:
+    h, w = flow.shape[:2]
+    return SimpleNamespace(grid_scale=1.0, flow_fwd=flow.astype(np.float32), valid=np.ones((h, w), bool),
+                           occlusion=np.zeros((h, w), np.float32))
+
+
+def _static_flow(h: int = 120, w: int = 160, rng=None) -> np.ndarray:
+    """T to T flow of a static scene over the virtual mount (baseline along y): a rotation term
+    (18 px across, an affine drift along x) plus a near disk's parallax step of 15 px along y."""
+    rng = rng or np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    f = np.zeros((h, w, 2))
+    f[..., 0] = 18 + 2.5 * (xx / w - 0.5) + rng.normal(0, 0.3, (h, w))
+    f[..., 1] = rng.normal(0, 0.3, (h, w))
+    disk = (xx - 0.6 * w) ** 2 + (yy - 0.6 * h) ** 2 < (0.45 * h) ** 2
+    f[..., 1][disk] -= 15.0  # nearer: more parallax, along the baseline only
+    return f
+
+
+def test_a_depth_step_along_the_baseline_is_not_motion_and_a_mover_across_it_is():
+    cfg = QAConfig()
+    frac, _ = motion_inconsistency(_tt(_static_flow()), cfg, step=2)
+    assert frac < 0.01  # the clean night/architecture scenes that failed moving_object had such steps
+    f = _static_flow()
+    f[20:70, 10:70, 0] += 40.0  # a subject that moved 40 px across the baseline between the two instants
+    frac, moving = motion_inconsistency(_tt(f), cfg, step=2)
+    assert 0.12 < frac < 0.25 and moving[10:35, 5:35].mean() > 0.9
+
+
+def _texture(seed: int = 1) -> np.ndarray:
+    """Noise texture, its left half streaked along y (edges across x), its right half along x."""
+    rng = np.random.default_rng(seed)
+    n = rng.random((200, 260)).astype(np.float32)
+    img = np.hstack([cv2.GaussianBlur(n[:, :130], (0, 0), sigmaX=1.0, sigmaY=4.0),
+                     cv2.GaussianBlur(n[:, 130:], (0, 0), sigmaX=4.0, sigmaY=1.0)])
+    return (img - img.min()) / (img.max() - img.min())
+
+
+def test_a_smear_along_one_direction_shows_in_the_direction_shares_and_a_tone_curve_does_not():
+    a = _texture()
+    m = np.ones(a.shape, bool)
+    m[:12], m[-12:], m[:, :12], m[:, -12:] = False, False, False, False
+    k = np.zeros((15, 15), np.float32)
+    k[7, :] = 1 / 15  # a 15 px horizontal smear (shake)
+    smeared = cv2.filter2D(a, -1, k)
+    defocused = cv2.GaussianBlur(a, (0, 0), 2.0)
+    # Overexposed where the left half is: its contrast compressed to a fifth (a bright area near
+    # clipping), never clipped; the right half as it was.
+    bright = a.copy()
+    bright[:, :130] = 0.75 + 0.2 * a[:, :130]
+    anis = {name: (lambda d: d.min() / d.max())(directional_share_ratios(img, a, m))
+            for name, img in (("smear", smeared), ("defocus", defocused), ("tone", bright), ("same", a))}
+    assert anis["smear"] < 0.6, anis
+    assert min(anis["defocus"], anis["tone"], anis["same"]) > 0.8, anis
+
+
+def test_quick_margins_are_in_the_figures_own_units_and_the_session_offset_counts():
+    q = CaptureQA("c", margin=0.15, abs_margins={"low_psnr": 0.5})
+    _grade(q, "low_psnr", 19.0, 18.0, 14.0, "psnr", below=True)  # 1 dB above warn, margin 0.5 dB: decided
+    assert q.decided().value == "pass"
+    r = CaptureQA("c", margin=0.15)  # no measured margin: 15 % of 19 dB reaches below 18
+    _grade(r, "low_psnr", 19.0, 18.0, 14.0, "psnr", below=True)
+    assert r.decided() is None
+    assert q.graded == [("low_psnr", 19.0)]
+    # The standard error of a median of n departures shrinks as 1/sqrt(n), robust to outliers.
+    rng = np.random.default_rng(3)
+    few, many = rng.normal(0.1, 0.05, 5), rng.normal(0.1, 0.05, 40)
+    assert median_margin(list(many)) < median_margin(list(few))
+    assert median_margin(list(many) + [5.0, -4.0]) == pytest.approx(median_margin(list(many)), rel=0.3)
+    assert median_margin([0.1]) == float("inf")
