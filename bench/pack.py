@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -33,16 +34,24 @@ import time
 from pathlib import Path
 
 
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return r.ru_utime + r.ru_stime
+
+
 def _child(mode: str, session: Path, out: Path, codec: str) -> dict:
-    if mode in ("floor", "pack1core"):
+    if mode in ("floor", "floor_heap", "pack1core"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     from hzsr.core.records import CaptureRecord
     from hzsr.dataset.pack import PackConfig, pack_dataset
+    from hzsr.dataset.pack_io import reuse_freed_buffers
     from hzsr.dataset.shard import array_sha256, decode_jpeg
 
     caps = sorted((session / "captures").iterdir())
-    t0 = time.perf_counter()
-    if mode == "floor":
+    if mode == "floor_heap":
+        reuse_freed_buffers()
+    t0, c0 = time.perf_counter(), _cpu_s()
+    if mode in ("floor", "floor_heap"):
         for cdir in caps:
             rec = CaptureRecord.load(cdir)
             for f in rec.frames:
@@ -51,7 +60,7 @@ def _child(mode: str, session: Path, out: Path, codec: str) -> dict:
         workers = 2 if mode == "pack_w2" else 1
         shutil.rmtree(out, ignore_errors=True)
         pack_dataset([session], out, PackConfig(compression=codec, workers=workers, progress=False))
-    return {"mode": mode, "seconds": time.perf_counter() - t0, "captures": len(caps)}
+    return {"mode": mode, "seconds": time.perf_counter() - t0, "cpu_s": _cpu_s() - c0, "captures": len(caps)}
 
 
 def _render(session: Path, captures: int) -> None:
@@ -85,9 +94,10 @@ def main() -> None:
     if not (session / "session.json").exists():
         subprocess.run([sys.executable, __file__, "--render", "--session", str(session),
                         "--captures", str(args.captures)], check=True)
-    modes = ["floor", "pack1core", "pack_w1", "pack_w2"]
+    modes = ["floor", "floor_heap", "pack1core", "pack_w1", "pack_w2"]
     load0 = os.getloadavg()[0]
     runs: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
     n = 0
     for r in range(args.rounds):
         for m in modes[r % len(modes):] + modes[: r % len(modes)]:
@@ -98,6 +108,7 @@ def main() -> None:
             res = json.loads(p.stdout.strip().splitlines()[-1])
             n = res["captures"]
             runs[m].append(res["seconds"] / n)
+            cpu[m].append(res["cpu_s"] / n)
 
     def ratio(a: str, b: str) -> float:
         return statistics.median(x / y for x, y in zip(runs[a], runs[b], strict=True))
@@ -107,7 +118,13 @@ def main() -> None:
         "cpus": os.cpu_count(), "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0],
         "s_per_capture_median": {m: round(statistics.median(v), 3) for m, v in runs.items()},
         "s_per_capture_rounds": {m: [round(x, 3) for x in v] for m, v in runs.items()},
+        "cpu_s_per_capture_median": {m: round(statistics.median(v), 3) for m, v in cpu.items()},
         "ratio_floor_over_pack_1core": round(ratio("floor", "pack1core"), 3),
+        "ratio_floor_heap_over_pack_1core": round(ratio("floor_heap", "pack1core"), 3),
+        "cpu_ratio_floor_over_pack_1core": round(statistics.median(
+            x / y for x, y in zip(cpu["floor"], cpu["pack1core"], strict=True)), 3),
+        "cpu_ratio_floor_heap_over_pack_1core": round(statistics.median(
+            x / y for x, y in zip(cpu["floor_heap"], cpu["pack1core"], strict=True)), 3),
         "speedup_w2_over_w1": round(ratio("pack_w1", "pack_w2"), 3),
     }
     out["goals"] = {"pack_1core_ge_0.8_floor": out["ratio_floor_over_pack_1core"] >= 0.8,
