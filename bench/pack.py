@@ -44,7 +44,7 @@ def _child(mode: str, session: Path, out: Path, codec: str) -> dict:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     from hzsr.core.records import CaptureRecord
     from hzsr.dataset.pack import PackConfig, pack_dataset
-    from hzsr.dataset.pack_io import reuse_freed_buffers
+    from hzsr.core.bulkio import reuse_freed_buffers
     from hzsr.dataset.shard import array_sha256, decode_jpeg
 
     caps = sorted((session / "captures").iterdir())

@@ -155,11 +155,11 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
     and pHash the next captures' JPEGs (cv2 and hashlib release the GIL) while this thread writes
     one; HDF5 chunks, checksums and writes each array in C. Freed frames are reused rather than
     mapped afresh, and the disk is asked to write each capture as soon as it is in the file
-    (``pack_io``); the shard is still fsync'd before it is renamed into place.
+    (``hzsr.core.bulkio``); the shard is still fsync'd before it is renamed into place.
     """
     import h5py
 
-    from hzsr.dataset.pack_io import Writeback, release_freed_buffers, reuse_freed_buffers
+    from hzsr.core.bulkio import Writeback, release_freed_buffers, reuse_freed_buffers
 
     register_plugins()
     reuse_freed_buffers()

@@ -13,7 +13,7 @@ import pytest
 from hzsr.core.errors import HzsrError
 from hzsr.dataset import shard as shard_mod
 from hzsr.dataset.pack import gather
-from hzsr.dataset.pack_io import Writeback, release_freed_buffers, reuse_freed_buffers
+from hzsr.core.bulkio import Writeback, release_freed_buffers, reuse_freed_buffers
 from hzsr.dataset.shard import TMP_PREFIX, decode_jpeg, shard_header, write_shard
 
 

@@ -1,4 +1,6 @@
-"""Two operating-system costs of packing that are not the pack's own work, and how they are avoided.
+"""Two operating-system costs of writing big files that are not the writer's own work, and how they are avoided.
+
+Used by ``hzsr dataset pack`` (both) and by a capture's verified pull (``Writeback``).
 
 1. **Fresh pages for every decoded frame.** A 12 MP RGB frame is a 36 MB array. glibc serves
    allocations above its mmap threshold (at most 32 MiB when left dynamic) with a fresh ``mmap``
@@ -9,11 +11,12 @@
    heap and the next decode reuses its pages; ``release_freed_buffers`` (``malloc_trim``) hands
    the heap back to the system when a shard is done, so a long-lived process keeps no more than
    before. Only glibc on Linux is tuned; elsewhere both are no-ops.
-2. **One long fsync at the end of a shard.** A 1 GiB shard's pages used to sit dirty until the
+2. **One long fsync at the end of a file.** A 1 GiB shard's pages used to sit dirty until the
    commit's fsync, which then waited for all of them. ``Writeback.kick`` asks the kernel to start
    writing what is already written (``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which does not
-   wait for the disk) after each capture, so the disk works while the next capture decodes and
-   the commit's fsync (still done: it is what makes the shard durable) finds little left.
+   wait for the disk) after each capture (each MiB of a pulled file), so the disk works while the
+   next capture decodes (the next bytes arrive) and the final fsync (still done: it is what makes
+   the file durable) finds little left.
 """
 
 from __future__ import annotations
