@@ -29,7 +29,6 @@ from pathlib import Path
 
 import adbutils
 
-from hzsr.core.bulkio import Writeback
 from hzsr.core.errors import TransferError
 from hzsr.core.fileio import apply_umask, fsync_dir
 
@@ -141,15 +140,14 @@ def _writer(parts: list[_Part], chunks: queue.Queue, box: dict[str, BaseExceptio
     try:
         for part in parts:
             h = hashlib.sha256()
-            with open(part.tmp, "wb", buffering=0) as f:  # a batch is one writev: nothing to buffer
-                writeback = Writeback(f.fileno())
+            with open(part.tmp, "wb") as f:
                 while (chunk := chunks.get()) is not None:
                     if chunk is _STOP:
                         return
                     for piece in chunk:
                         h.update(piece)
-                    _write_all(f.fileno(), chunk)
-                    writeback.kick()  # the disk writes this MiB while the next arrives: a short fsync at the end
+                    f.writelines(chunk)
+                f.flush()
                 os.fsync(f.fileno())
             part.sha256 = h.hexdigest()
     except BaseException as exc:  # re-raised by the reader
@@ -159,16 +157,6 @@ def _writer(parts: list[_Part], chunks: queue.Queue, box: dict[str, BaseExceptio
 
 
 _STOP = object()
-
-
-def _write_all(fd: int, pieces: list[bytes]) -> None:
-    """``writev`` the pieces, finishing a short write (a full disk then fails with OSError)."""
-    done = os.writev(fd, pieces)
-    if done == sum(len(p) for p in pieces):
-        return
-    rest = memoryview(b"".join(pieces))[done:]
-    while rest:
-        rest = rest[os.write(fd, rest):]
 
 
 def _recv_all(device: adbutils.AdbDevice, parts: list[_Part], timeout_s: float) -> TransferError | None:

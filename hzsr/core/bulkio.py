@@ -1,6 +1,6 @@
 """Two operating-system costs of writing big files that are not the writer's own work, and how they are avoided.
 
-Used by ``hzsr dataset pack`` (both) and by a capture's verified pull (``Writeback``).
+Used by ``hzsr dataset pack``; in ``core`` because any writer of big files may use it.
 
 1. **Fresh pages for every decoded frame.** A 12 MP RGB frame is a 36 MB array. glibc serves
    allocations above its mmap threshold (at most 32 MiB when left dynamic) with a fresh ``mmap``
@@ -14,8 +14,8 @@ Used by ``hzsr dataset pack`` (both) and by a capture's verified pull (``Writeba
 2. **One long fsync at the end of a file.** A 1 GiB shard's pages used to sit dirty until the
    commit's fsync, which then waited for all of them. ``Writeback.kick`` asks the kernel to start
    writing what is already written (``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which does not
-   wait for the disk) after each capture (each MiB of a pulled file), so the disk works while the
-   next capture decodes (the next bytes arrive) and the final fsync (still done: it is what makes
+   wait for the disk) after each capture, so the disk works while the next capture decodes and
+   the final fsync (still done: it is what makes
    the file durable) finds little left.
 """
 
