@@ -175,8 +175,8 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
                            "captures": [c.dataset_id for c in captures]})
             for sid in sorted({c.session_id for c in captures}):
                 put_attrs(h5.require_group("sessions").create_group(sid), sessions[sid].attrs)
-            writeback = Writeback(_vfd_handle(h5))
-            with closing(_loaded_captures(captures, threads)) as loads:  # an error stops the decoding at once
+            with Writeback(_vfd_handle(h5)) as writeback, \
+                    closing(_loaded_captures(captures, threads)) as loads:  # an error stops the decoding at once
                 for c, loaded in loads:
                     write_capture(h5, c, codec, loaded)
                     del loaded  # its frames go back to the heap before the next capture's decode

@@ -97,9 +97,13 @@ def test_heap_reuse_and_writeback(tmp_path):
     release_freed_buffers()
     f = tmp_path / "x.bin"
     with open(f, "wb") as fh:
-        fh.write(b"\0" * 100_000)
-        wb = Writeback(fh.fileno())
+        with Writeback(fh.fileno()) as wb:
+            for _ in range(3):
+                fh.write(b"\0" * 100_000)
+                fh.flush()
+                wb.kick()
+        assert wb._sfr is not None and not wb._thread.is_alive()  # sync_file_range worked; joined
+    with Writeback(None) as wb:  # no descriptor: nothing to do, no thread
         wb.kick()
-        assert wb._sfr is not None  # sync_file_range works on this filesystem
-    Writeback(None).kick()  # no descriptor: nothing to do
+    assert wb._thread is None
     assert shard_mod._vfd_handle(object()) is None
