@@ -154,12 +154,11 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
     one core nothing gains from a second thread but switching. With more, ``threads`` decode, hash
     and pHash the next captures' JPEGs (cv2 and hashlib release the GIL) while this thread writes
     one; HDF5 chunks, checksums and writes each array in C. Freed frames are reused rather than
-    mapped afresh, and the disk is asked to write each capture as soon as it is in the file
-    (``hzsr.core.bulkio``); the shard is still fsync'd before it is renamed into place.
+    mapped afresh (``hzsr.core.bulkio``).
     """
     import h5py
 
-    from hzsr.core.bulkio import Writeback, release_freed_buffers, reuse_freed_buffers
+    from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers
 
     register_plugins()
     reuse_freed_buffers()
@@ -175,12 +174,10 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
                            "captures": [c.dataset_id for c in captures]})
             for sid in sorted({c.session_id for c in captures}):
                 put_attrs(h5.require_group("sessions").create_group(sid), sessions[sid].attrs)
-            with Writeback(_vfd_handle(h5)) as writeback, \
-                    closing(_loaded_captures(captures, threads)) as loads:  # an error stops the decoding at once
+            with closing(_loaded_captures(captures, threads)) as loads:  # an error stops the decoding at once
                 for c, loaded in loads:
                     write_capture(h5, c, codec, loaded)
                     del loaded  # its frames go back to the heap before the next capture's decode
-                    writeback.kick()
         commit_file(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -188,14 +185,6 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
     finally:
         release_freed_buffers()
     return path
-
-
-def _vfd_handle(h5) -> int | None:
-    """The shard's file descriptor (HDF5's default sec2 driver), or None for another driver."""
-    try:
-        return int(h5.id.get_vfd_handle())
-    except (AttributeError, ValueError, TypeError, RuntimeError):
-        return None
 
 
 def _loaded_captures(captures: list[CaptureSource], threads: int
