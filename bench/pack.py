@@ -104,7 +104,8 @@ def main() -> None:
     if not (session / "session.json").exists():
         subprocess.run([sys.executable, __file__, "--render", "--session", str(session),
                         "--captures", str(args.captures)], check=True)
-    modes = ["floor", "floor_heap", "pack1core", "pack_w1", "pack_w2"] + (["pack1core_base"] if args.baseline_tree else [])
+    modes = ["floor", "floor_heap", "pack1core", "pack_w1", "pack_w2"]
+    modes += ["pack1core_base"] if args.baseline_tree else []
     load0 = os.getloadavg()[0]
     runs: dict[str, list[float]] = {m: [] for m in modes}
     cpu: dict[str, list[float]] = {m: [] for m in modes}

@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
+from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers
 from hzsr.core.errors import HzsrError
 from hzsr.dataset.pack import gather
-from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers
 from hzsr.dataset.shard import TMP_PREFIX, decode_jpeg, shard_header, write_shard
 
 
