@@ -2,7 +2,9 @@
 
 A virtual rig (real adb server, virtual phones) holds one full-resolution capture: main_W and
 main_T on the main phone, ref_T on the reference. Each round pulls it three ways, interleaved
-(the order rotates every round), into fresh folders:
+(the order rotates every round), into fresh folders (the previous round's deleted before the
+clock starts: deleting fsync'd files costs more than deleting files never written back, which
+charged hzsr for the adb binary's laziness):
 
 - ``adb``: the baseline: two ``adb -s SERIAL pull FILES... DIR`` processes at once, one per phone
   (the platform-tools binary from the adbutils wheel; no verification at all);
@@ -112,8 +114,7 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
         d.mkdir(parents=True)
         return d
 
-    def way_adb() -> None:
-        d = fresh("adb")
+    def way_adb(d: Path) -> None:
         procs = [subprocess.Popen([info["adb"], "-P", str(info["port"]), "-s", serials[role], "pull",
                                    *[f"/sdcard/bench/{s}.jpg" for s in slots], str(d)],
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -123,8 +124,7 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
             if pr.returncode:
                 raise SystemExit(f"adb pull failed: {err.decode().strip()}")
 
-    def way_hzsr() -> None:
-        d = fresh("hzsr")
+    def way_hzsr(d: Path) -> None:
 
         def one(role: str) -> None:
             items = [FileToPull(f"/sdcard/bench/{s}.jpg", d / f"{s}.jpg", sums[s], len(jpgs[s]))
@@ -136,8 +136,7 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
         with ThreadPoolExecutor(2) as ex:
             list(ex.map(one, FILES))
 
-    def way_adbutils() -> None:
-        d = fresh("adbutils")
+    def way_adbutils(d: Path) -> None:
 
         def one(role: str) -> None:
             paths = [f"/sdcard/bench/{s}.jpg" for s in FILES[role]]
@@ -149,8 +148,8 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
             list(ex.map(one, FILES))
 
     ways = {"adb": way_adb, "hzsr": way_hzsr, "adbutils": way_adbutils}
-    for fn in ways.values():  # warm-up: page cache, adb server connections
-        fn()
+    for k, fn in ways.items():  # warm-up: page cache, adb server connections
+        fn(fresh(k))
     times: dict[str, list[float]] = {k: [] for k in ways}
     cpu: dict[str, list[float]] = {k: [] for k in ways}
     names = list(ways)
@@ -161,8 +160,9 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
 
     for r in range(args.rounds):
         for k in names[r % len(names):] + names[: r % len(names)]:
+            d = fresh(k)  # the previous round's files are deleted before the clock starts: not part of a pull
             c0, t0 = cpu_now(), time.perf_counter()
-            ways[k]()
+            ways[k](d)
             times[k].append(time.perf_counter() - t0)
             cpu[k].append(cpu_now() - c0)
     for s in ("main_W", "main_T", "ref_T"):  # every way got the same bytes

@@ -7,15 +7,22 @@ shard), one frame after another on one core. A pack also pHashes main_W, compres
 Each round runs, interleaved (the order rotates), each in a fresh process:
 
 - ``floor``: the floor over every capture, pinned to one core (``sched_setaffinity``);
+- ``floor_heap``: the same with glibc told to keep freed frames for reuse, as pack does
+  (``hzsr.core.bulkio.reuse_freed_buffers``): the floor by the pack's own means, the stricter one;
 - ``pack1core``: ``pack --workers 1`` pinned to the same one core;
-- ``pack_w1`` and ``pack_w2``: ``pack --workers 1`` and ``--workers 2`` free to use every core.
+- ``pack_w1`` and ``pack_w2``: ``pack --workers 1`` and ``--workers 2`` free to use every core;
+- with ``--baseline-tree DIR``, ``pack1core_base``: ``pack1core`` with the hzsr of another source
+  tree (an older commit's ``git worktree``), for a paired before/after.
 
-Reports per-capture seconds (medians), ``ratio_floor_over_pack_1core`` (goal >= 0.8) and
-``speedup_w2_over_w1`` (goal >= 1.5 when two cores are free), each the median of per-round
-ratios, with the 1-minute load average before and after. The session (``--captures`` 12 MP
-triplets, seed 41) is rendered once in a separate process, or taken from ``--session``.
+Reports per-capture seconds and CPU seconds (user + system, every thread) as medians,
+``ratio_floor_over_pack_1core`` (goal >= 0.8), the same against ``floor_heap`` and in CPU time,
+and ``speedup_w2_over_w1`` (goal >= 1.5 when two cores are free), each the median of per-round
+ratios, with the 1-minute load average before and after. The previous round's output is deleted
+before the clock starts. The session (``--captures`` 12 MP triplets, seed 41) is rendered once in
+a separate process, or taken from ``--session``.
 
-Usage: ``python bench/pack.py [--rounds 3] [--captures 4] [--codec CODEC] [--session DIR] [--keep DIR]``.
+Usage: ``python bench/pack.py [--rounds 3] [--captures 4] [--codec CODEC] [--session DIR] [--keep DIR]
+[--baseline-tree DIR]``.
 Prints one JSON object.
 """
 
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -33,25 +41,34 @@ import time
 from pathlib import Path
 
 
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return r.ru_utime + r.ru_stime
+
+
 def _child(mode: str, session: Path, out: Path, codec: str) -> dict:
-    if mode in ("floor", "pack1core"):
+    if mode in ("floor", "floor_heap", "pack1core", "pack1core_base"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     from hzsr.core.records import CaptureRecord
     from hzsr.dataset.pack import PackConfig, pack_dataset
     from hzsr.dataset.shard import array_sha256, decode_jpeg
 
     caps = sorted((session / "captures").iterdir())
-    t0 = time.perf_counter()
-    if mode == "floor":
+    if mode == "floor_heap":
+        from hzsr.core.bulkio import reuse_freed_buffers
+
+        reuse_freed_buffers()
+    shutil.rmtree(out, ignore_errors=True)  # the previous round's data set: deleting 0.4 GB is not packing
+    t0, c0 = time.perf_counter(), _cpu_s()
+    if mode in ("floor", "floor_heap"):
         for cdir in caps:
             rec = CaptureRecord.load(cdir)
             for f in rec.frames:
                 array_sha256(decode_jpeg(cdir / f.file, f.sha256))
     else:
         workers = 2 if mode == "pack_w2" else 1
-        shutil.rmtree(out, ignore_errors=True)
         pack_dataset([session], out, PackConfig(compression=codec, workers=workers, progress=False))
-    return {"mode": mode, "seconds": time.perf_counter() - t0, "captures": len(caps)}
+    return {"mode": mode, "seconds": time.perf_counter() - t0, "cpu_s": _cpu_s() - c0, "captures": len(caps)}
 
 
 def _render(session: Path, captures: int) -> None:
@@ -70,6 +87,8 @@ def main() -> None:
     ap.add_argument("--codec", default=DEFAULT_CODEC, help="compression codec of the packs")
     ap.add_argument("--session", default=None, help="an existing session to pack instead of rendering one")
     ap.add_argument("--keep", default=None, help="keep the rendered session and packs in this folder")
+    ap.add_argument("--baseline-tree", default=None, help="also pack on one core with the hzsr of this source "
+                    "tree (e.g. a `git worktree` of an older commit), interleaved: pack1core_base")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--render", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -85,19 +104,23 @@ def main() -> None:
     if not (session / "session.json").exists():
         subprocess.run([sys.executable, __file__, "--render", "--session", str(session),
                         "--captures", str(args.captures)], check=True)
-    modes = ["floor", "pack1core", "pack_w1", "pack_w2"]
+    modes = ["floor", "floor_heap", "pack1core", "pack_w1", "pack_w2"]
+    modes += ["pack1core_base"] if args.baseline_tree else []
     load0 = os.getloadavg()[0]
     runs: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
     n = 0
     for r in range(args.rounds):
         for m in modes[r % len(modes):] + modes[: r % len(modes)]:
+            env = {**os.environ, "PYTHONPATH": str(Path(args.baseline_tree).resolve())} if m.endswith("_base") else None
             p = subprocess.run([sys.executable, __file__, "--child", m, "--session", str(session), "--out",
-                                str(root / f"ds-{m}"), "--codec", args.codec], capture_output=True, text=True)
+                                str(root / f"ds-{m}"), "--codec", args.codec], capture_output=True, text=True, env=env)
             if p.returncode:
                 raise SystemExit(f"{m} failed: {p.stderr.strip().splitlines()[-1:]}")
             res = json.loads(p.stdout.strip().splitlines()[-1])
             n = res["captures"]
             runs[m].append(res["seconds"] / n)
+            cpu[m].append(res["cpu_s"] / n)
 
     def ratio(a: str, b: str) -> float:
         return statistics.median(x / y for x, y in zip(runs[a], runs[b], strict=True))
@@ -107,9 +130,20 @@ def main() -> None:
         "cpus": os.cpu_count(), "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0],
         "s_per_capture_median": {m: round(statistics.median(v), 3) for m, v in runs.items()},
         "s_per_capture_rounds": {m: [round(x, 3) for x in v] for m, v in runs.items()},
+        "cpu_s_per_capture_median": {m: round(statistics.median(v), 3) for m, v in cpu.items()},
         "ratio_floor_over_pack_1core": round(ratio("floor", "pack1core"), 3),
+        "ratio_floor_heap_over_pack_1core": round(ratio("floor_heap", "pack1core"), 3),
+        "cpu_ratio_floor_over_pack_1core": round(statistics.median(
+            x / y for x, y in zip(cpu["floor"], cpu["pack1core"], strict=True)), 3),
+        "cpu_ratio_floor_heap_over_pack_1core": round(statistics.median(
+            x / y for x, y in zip(cpu["floor_heap"], cpu["pack1core"], strict=True)), 3),
         "speedup_w2_over_w1": round(ratio("pack_w1", "pack_w2"), 3),
     }
+    if args.baseline_tree:
+        out["baseline_tree"] = args.baseline_tree
+        out["speedup_pack1core_over_baseline_tree"] = round(ratio("pack1core_base", "pack1core"), 3)
+        out["cpu_ratio_pack1core_over_baseline_tree"] = round(statistics.median(
+            x / y for x, y in zip(cpu["pack1core"], cpu["pack1core_base"], strict=True)), 3)
     out["goals"] = {"pack_1core_ge_0.8_floor": out["ratio_floor_over_pack_1core"] >= 0.8,
                     "w2_ge_1.5x_w1": out["speedup_w2_over_w1"] >= 1.5}
     print(json.dumps(out, indent=2))

@@ -1,0 +1,108 @@
+"""The pack's speed-ups keep its output (issue 19): RGB decoding, serial vs threaded writing, heap reuse."""
+
+import ctypes
+import io
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers
+from hzsr.core.errors import HzsrError
+from hzsr.dataset.pack import gather
+from hzsr.dataset.shard import TMP_PREFIX, decode_jpeg, shard_header, write_shard
+
+
+def _reference_decode(path: Path) -> np.ndarray:
+    """What hzsr stored before issue 19: OpenCV's BGR decode, then BGR -> RGB."""
+    return cv2.cvtColor(cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _jpegs(tmp_path: Path) -> list[Path]:
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (61, 83, 3), dtype=np.uint8), (5, 5), 0)
+    out = []
+    for name, params in (("s420.jpg", [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]),
+                         ("s444.jpg", [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])):
+        cv2.imwrite(str(tmp_path / name), img, params)
+        out.append(tmp_path / name)
+    cv2.imwrite(str(tmp_path / "grey.jpg"), img[..., 0])
+    out.append(tmp_path / "grey.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees on display; OpenCV applies it in both decodes
+    buf = io.BytesIO()
+    Image.fromarray(img[..., ::-1]).save(buf, "JPEG", exif=exif.tobytes())
+    (tmp_path / "exif6.jpg").write_bytes(buf.getvalue())
+    out.append(tmp_path / "exif6.jpg")
+    return out
+
+
+def test_rgb_decode_equals_bgr_decode_then_convert(tmp_path):
+    for p in _jpegs(tmp_path):
+        got, want = decode_jpeg(p), _reference_decode(p)
+        assert got.shape == want.shape and got.dtype == np.uint8, p.name
+        assert np.array_equal(got, want), p.name
+    assert decode_jpeg(tmp_path / "exif6.jpg").shape == (83, 61, 3)  # the orientation was applied
+
+
+def _arrays(path: Path) -> dict[str, tuple[bytes, str]]:
+    out = {}
+    with h5py.File(path, "r") as h5:
+        for cid in shard_header(h5, path):
+            g = h5["captures"][cid]
+            for slot, d in g.items():
+                if isinstance(d, h5py.Dataset):
+                    out[f"{cid}/{slot}"] = (d[()].tobytes(), str(d.attrs["array_sha256"]))
+            out[f"{cid}/phash"] = (b"", str(g.attrs["phash_main_W"]))
+    return out
+
+
+def test_serial_and_threaded_shards_hold_the_same(ds_sessions, tmp_path):
+    sess, caps, _ = gather(ds_sessions)
+    one = write_shard(tmp_path / "a" / "shard-00000.h5", caps, sess, "none", threads=1)
+    three = write_shard(tmp_path / "b" / "shard-00000.h5", caps, sess, "none", threads=3)
+    a, b = _arrays(one), _arrays(three)
+    assert len(a) == 4 * len(caps) - sum(c.paths["ref_T"] is None for c in caps)
+    assert a == b
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_bad_frame_mid_shard_leaves_no_file(ds_sessions, tmp_path, threads):
+    sess, caps, _ = gather(ds_sessions)
+    bad = tmp_path / "in"
+    shutil.copytree(Path(caps[0].paths["main_W"]).parents[2], bad)
+    caps = [c for c in caps if c.session_id == caps[0].session_id]
+    path = str(bad / "captures" / caps[2].meta["source_capture_id"] / "main_T.jpg")
+    Path(path).write_bytes(b"\xff\xd8 not a jpeg")
+    caps[2].paths["main_T"] = path
+    caps[2].meta["frames"]["main_T"]["sha256"] = None
+    out = tmp_path / "out" / "shard-00000.h5"
+    with pytest.raises(HzsrError, match="main_T.jpg"):
+        write_shard(out, caps, sess, "none", threads=threads)
+    assert not out.exists() and not list(out.parent.glob(f"{TMP_PREFIX}*"))
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator is tuned on Linux only")
+def test_a_frame_comes_from_the_heap_not_a_fresh_mapping():
+    libc = ctypes.CDLL("libc.so.6")
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("glibc before 2.33 has no mallinfo2")
+    libc.mallinfo2.restype = _Mallinfo2
+    assert reuse_freed_buffers() is True
+    assert reuse_freed_buffers() is True  # idempotent
+    mapped = libc.mallinfo2().hblkhd  # bytes in mmapped blocks
+    frame = np.ones((3000, 4000, 3), np.uint8)  # 36 MB: above glibc's default (dynamic) mmap threshold
+    assert libc.mallinfo2().hblkhd == mapped  # from the heap: its pages are reused, not faulted in afresh
+    del frame
+    release_freed_buffers()
