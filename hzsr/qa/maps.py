@@ -50,6 +50,57 @@ def occlusion_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, scale: float = 1.0
     return np.minimum(scale * fb_error(flow_fwd, flow_bwd), 1.0).astype(np.float32)
 
 
+def reference_coverage(flow_bwd: np.ndarray) -> np.ndarray:
+    """How many REF pixels land on each SRC pixel when REF is carried onto SRC by ``F_bwd``.
+
+    Each REF pixel ``y`` is splatted bilinearly at ``y + F_bwd(y)`` on SRC's grid (same size as
+    REF's). A SRC pixel whose surface REF sees receives about one pixel's weight; one hidden in REF
+    receives none: no REF pixel comes back to it (the "range map" test of occlusion).
+
+    Returns:
+        float32 HxW, the splatted weight per SRC pixel.
+    """
+    _check_flow(flow_bwd, "flow_bwd")
+    h, w = flow_bwd.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    tx = (xx + flow_bwd[..., 0]).ravel()
+    ty = (yy + flow_bwd[..., 1]).ravel()
+    ok = np.isfinite(tx) & np.isfinite(ty)
+    tx, ty = tx[ok], ty[ok]
+    x0, y0 = np.floor(tx), np.floor(ty)
+    fx, fy = tx - x0, ty - y0
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    cov = np.zeros(h * w, np.float64)
+    for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = x0 + dx, y0 + dy
+        inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        cov += np.bincount(yi[inside] * w + xi[inside], weights=wgt[inside], minlength=h * w)
+    return cov.reshape(h, w).astype(np.float32)
+
+
+def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsConfig | None = None,
+               grid_scale: float = 1.0) -> np.ndarray:
+    """``M_hid(x) = [e_fb(x) > t_fb] * [cov(x) < c_max]``: SRC pixels whose surface REF does not see.
+
+    The occlusion map scored against true occlusion (``docs/qa.md``). Forward-backward
+    inconsistency alone (``occlusion_map``) also fires wherever the flow is noisy (low texture,
+    repetitive texture, a blurry W crop), which is most of what it flags. A pixel REF hides must
+    in addition receive no REF pixel back (``reference_coverage`` below ``c_max``): the
+    surface that hides it in REF lands elsewhere on SRC's grid, so the strip behind an occluder
+    is left uncovered, whereas flow noise still covers its pixels.
+
+    Args:
+        flow_fwd, flow_bwd: as for ``occlusion_map``, on the flow grid.
+        grid_scale: flow-grid pixels per pixel of the flows (``t_fb`` is in flow-grid px).
+    """
+    if flow_fwd.shape != flow_bwd.shape:
+        raise ValueError(f"flow_fwd {flow_fwd.shape} and flow_bwd {flow_bwd.shape} differ in shape")
+    c = _maps_cfg(cfg)
+    e = fb_error(flow_fwd, flow_bwd) * grid_scale
+    hid = (e > c.hidden_fb_px) & (reference_coverage(flow_bwd) < c.hidden_max_coverage)
+    return hid.astype(np.float32)
+
+
 def in_focus_flow(flow_fwd: np.ndarray, af_roi, k: int = 3, seed: int = 0) -> np.ndarray:
     """Centre of the largest k-means cluster of the flow vectors inside ``af_roi`` ``[x, y, w, h]``.
 
