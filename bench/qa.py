@@ -4,8 +4,12 @@ Parts (``--part``, default all):
 
 - ``accuracy``: on simulated static scenes with ground truth (``<session>.truth/``), for the W crop
   vs each T: dense end-point error on non-occluded pixels (median, p95, in pixels of the
-  384x512 flow grid), ``M_occ`` precision and recall against the true occlusions, ``M_defocus``
-  IoU against the true out-of-focus planes (blur-circle diameter > 2 px in T).
+  384x512 flow grid), ``M_occ`` (consistency) and ``M_hid`` (``hidden_map``) precision and recall
+  against the true occlusions, ``M_defocus`` IoU against the true out-of-focus planes (blur-circle
+  diameter > 2 px in T).
+- ``maps``: ``hidden_map``'s two constants fitted on calibration seeds (``--maps-seeds``, default
+  2024 2025; the same scenes as ``accuracy``, which judges on ``--seed``).
+- ``middlebury``: ``M_hid``, ``M_occ`` and the plain forward-backward error on a real stereo pair.
 - ``verdicts``: a session where every other capture carries one injected defect (second phone
   focused elsewhere, skew with a moving object, motion blur, rig bump, overexposure): the share of
   defective captures failed with the right reason, and of clean captures failed (and warned).
@@ -155,8 +159,8 @@ def maps_fit(root: Path, seeds: list[int], captures: int, size: tuple[int, int])
     counts = {(t, c): [0, 0, 0] for t in HIDDEN_FB_PX for c in HIDDEN_MAX_COVERAGE}
     for seed in seeds:
         sess = simulate_session(root / f"mapfit-{seed}", SimConfig(
-            captures=captures, seed=seed, size=size, truth=True, kinds=("architecture", "landscape", "portrait", "night"),
-            captures_per_scene=1), progress=False)
+            captures=captures, seed=seed, size=size, truth=True,
+            kinds=("architecture", "landscape", "portrait", "night"), captures_per_scene=1), progress=False)
         for cd in sorted((sess / "captures").iterdir()):
             rec = CaptureRecord.load(cd)
             fr = {f.slot: f for f in rec.frames}
@@ -600,7 +604,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("accuracy", "maps", "middlebury", "verdicts", "labelled", "speed", "all"), default="all")
+    p.add_argument("--part", choices=("accuracy", "maps", "middlebury", "verdicts", "labelled", "speed", "all"),
+                   default="all")
     p.add_argument("--labelled-captures", type=int, default=50, help="captures per seed of the labelled set")
     p.add_argument("--keep", default=None, help="write the simulated sessions here and keep them (default: a temp dir)")
     p.add_argument("--calibration-seeds", type=int, nargs=2, default=[1801, 1802])

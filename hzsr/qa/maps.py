@@ -62,20 +62,20 @@ def reference_coverage(flow_bwd: np.ndarray) -> np.ndarray:
     """
     _check_flow(flow_bwd, "flow_bwd")
     h, w = flow_bwd.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    tx = (xx + flow_bwd[..., 0]).ravel()
-    ty = (yy + flow_bwd[..., 1]).ravel()
-    ok = np.isfinite(tx) & np.isfinite(ty)
-    tx, ty = tx[ok], ty[ok]
+    tx = flow_bwd[..., 0] + np.arange(w, dtype=np.float32)[None, :]
+    ty = flow_bwd[..., 1] + np.arange(h, dtype=np.float32)[:, None]
+    ok = np.isfinite(tx) & np.isfinite(ty) & (tx > -1) & (tx < w) & (ty > -1) & (ty < h)
+    tx, ty = np.where(ok, tx, -2.0), np.where(ok, ty, -2.0)  # out of reach: zero weight below
     x0, y0 = np.floor(tx), np.floor(ty)
-    fx, fy = tx - x0, ty - y0
-    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
-    cov = np.zeros(h * w, np.float64)
-    for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xi, yi = x0 + dx, y0 + dy
-        inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        cov += np.bincount(yi[inside] * w + xi[inside], weights=wgt[inside], minlength=h * w)
-    return cov.reshape(h, w).astype(np.float32)
+    fx, fy = (tx - x0) * ok, (ty - y0) * ok
+    gx, gy = (1 - fx) * ok, (1 - fy) * ok
+    # Splat into a grid padded by one pixel on each side, so the four neighbours need no bounds test.
+    pw = w + 2
+    i00 = ((np.clip(y0, -1, h) + 1) * pw + np.clip(x0, -1, w) + 1).astype(np.int64).ravel()
+    idx = np.concatenate([i00, i00 + 1, i00 + pw, i00 + pw + 1])
+    wgt = np.concatenate([(gx * gy).ravel(), (fx * gy).ravel(), (gx * fy).ravel(), (fx * fy).ravel()])
+    cov = np.bincount(idx, weights=wgt, minlength=(h + 2) * pw + pw + 2)[: (h + 2) * pw].reshape(h + 2, pw)
+    return cov[1:h + 1, 1:w + 1].astype(np.float32)
 
 
 def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsConfig | None = None,

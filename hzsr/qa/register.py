@@ -133,7 +133,7 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     m = cfg.maps
     occ_g = occlusion_map(fwd, bwd, m.occlusion_scale)
     unc_g = flow_uncertainty_map(fwd, bwd, m, grid_scale=1.0)
-    hid_g = hidden_map(fwd, bwd, m)
+    hid_g = hidden_map(fwd, bwd, m) if m.hidden else None
     size = (w, h)
     flow_fwd = upsample_flow(fwd, size)
     flow_bwd = upsample_flow(bwd, size)
@@ -146,7 +146,8 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     def up(mp):
         return mp if mp.shape == (h, w) else cv2.resize(mp, size, interpolation=cv2.INTER_LINEAR)
 
-    occ, unc, hid = up(occ_g), up(unc_g), up(hid_g)
+    occ, unc = up(occ_g), up(unc_g)
+    hid = up(hid_g) if hid_g is not None else None
     defocus = None
     subject = None
     if af_roi is not None:
@@ -167,8 +168,9 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         "occluded_frac": float((occ[valid] >= 0.5).mean()) if valid.any() else 1.0,
         "rejected_frac": float((rej[valid] >= 0.5).mean()) if valid.any() else 1.0,
         "uncertain_frac": float((unc[valid] >= 0.5).mean()) if valid.any() else 1.0,
-        "hidden_frac": float((hid[valid] >= 0.5).mean()) if valid.any() else 0.0,
     }
+    if hid is not None:
+        stats["hidden_frac"] = float((hid[valid] >= 0.5).mean()) if valid.any() else 0.0
     res = np.hypot(fwd_r[..., 0], fwd_r[..., 1]) / g  # dense flow beyond the global shift, input px
     stats["flow_residual_median_px"] = float(np.median(res))
     stats["flow_residual_p95_px"] = float(np.percentile(res, 95))
