@@ -114,6 +114,8 @@ def _cmd_align(args: argparse.Namespace) -> int:
     atomic_write_bytes(out / "flow_bwd.npy", npy(r.flow_bwd))
     atomic_write_bytes(out / "warped_ref.png", png(r.warped_ref))
     atomic_write_bytes(out / "occlusion.png", png((r.occlusion * 255).round().astype(np.uint8)))
+    if r.hidden is not None:
+        atomic_write_bytes(out / "hidden.png", png((r.hidden * 255).round().astype(np.uint8)))
     s = r.stats
     report = {
         "src": str(Path(args.src)), "ref": str(Path(args.ref)), "src_size": [w, h], "ref_size": [rw, rh],
@@ -124,12 +126,13 @@ def _cmd_align(args: argparse.Namespace) -> int:
         "global_translation": {"dx": s["shift_dx"], "dy": s["shift_dy"], "inliers": int(s["inliers"]),
                                "matches": int(s["matches"])},
         "occluded_fraction": s["occluded_frac"], "valid_fraction": s["valid_frac"],
+        "hidden_fraction": s.get("hidden_frac"),
         "residual": {"psnr_db": s["psnr_db"], "ssim": s["ssim"], "mae": s["mae"],
                      "flow_beyond_shift_median_px": s["flow_residual_median_px"],
                      "flow_beyond_shift_p95_px": s["flow_residual_p95_px"]},
         "rejected_fraction": s["rejected_frac"], "uncertain_fraction": s["uncertain_frac"],
         "outputs": [str(out / n) for n in ("flow_fwd.npy", "flow_bwd.npy", "warped_ref.png", "occlusion.png",
-                                           "report.json")],
+                                           "hidden.png", "report.json") if (out / n).exists() or n == "report.json"],
     }
     report = json.loads(json.dumps(report, default=float).replace("NaN", "null"))
     atomic_write_json(out / "report.json", report)

@@ -43,6 +43,14 @@ class MapsConfig:
     """The four maps of adaptive blending (``docs/qa.md`` has the formulas)."""
 
     occlusion_scale: float = 0.5  # s in M_occ = min(s * |FB error|, 1); FB error per flow-grid px
+    # M_occ against truth (``maps.hidden_map``, QA only; the model reads occlusion_map): a pixel is
+    # hidden in the reference where its forward-backward error exceeds hidden_fb_px (flow-grid px)
+    # AND fewer than hidden_max_coverage reference pixels land on it (F_bwd splatted onto SRC).
+    # Fitted (best F1 of 16 pairs) on simulated calibration seeds 2024, 2025 (bench/qa.py --part
+    # maps); judged on seed 2026 and Middlebury (docs/qa.md).
+    hidden: bool = True  # compute M_hid at all (the quick check does not: it grades nothing from it)
+    hidden_fb_px: float = 4.0
+    hidden_max_coverage: float = 0.5
     defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
     # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2, for W crop vs main T.
     # Parallax |dF| off the focal plane and T's blur circle c relate as c = |dF| D / B (D: T's

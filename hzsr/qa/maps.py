@@ -50,6 +50,57 @@ def occlusion_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, scale: float = 1.0
     return np.minimum(scale * fb_error(flow_fwd, flow_bwd), 1.0).astype(np.float32)
 
 
+def reference_coverage(flow_bwd: np.ndarray) -> np.ndarray:
+    """How many REF pixels land on each SRC pixel when REF is carried onto SRC by ``F_bwd``.
+
+    Each REF pixel ``y`` is splatted bilinearly at ``y + F_bwd(y)`` on SRC's grid (same size as
+    REF's). A SRC pixel whose surface REF sees receives about one pixel's weight; one hidden in REF
+    receives none: no REF pixel comes back to it (the "range map" test of occlusion).
+
+    Returns:
+        float32 HxW, the splatted weight per SRC pixel.
+    """
+    _check_flow(flow_bwd, "flow_bwd")
+    h, w = flow_bwd.shape[:2]
+    tx = flow_bwd[..., 0] + np.arange(w, dtype=np.float32)[None, :]
+    ty = flow_bwd[..., 1] + np.arange(h, dtype=np.float32)[:, None]
+    ok = np.isfinite(tx) & np.isfinite(ty) & (tx > -1) & (tx < w) & (ty > -1) & (ty < h)
+    tx, ty = np.where(ok, tx, -2.0), np.where(ok, ty, -2.0)  # out of reach: zero weight below
+    x0, y0 = np.floor(tx), np.floor(ty)
+    fx, fy = (tx - x0) * ok, (ty - y0) * ok
+    gx, gy = (1 - fx) * ok, (1 - fy) * ok
+    # Splat into a grid padded by one pixel on each side, so the four neighbours need no bounds test.
+    pw = w + 2
+    i00 = ((np.clip(y0, -1, h) + 1) * pw + np.clip(x0, -1, w) + 1).astype(np.int64).ravel()
+    idx = np.concatenate([i00, i00 + 1, i00 + pw, i00 + pw + 1])
+    wgt = np.concatenate([(gx * gy).ravel(), (fx * gy).ravel(), (gx * fy).ravel(), (fx * fy).ravel()])
+    cov = np.bincount(idx, weights=wgt, minlength=(h + 2) * pw + pw + 2)[: (h + 2) * pw].reshape(h + 2, pw)
+    return cov[1:h + 1, 1:w + 1].astype(np.float32)
+
+
+def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsConfig | None = None,
+               grid_scale: float = 1.0) -> np.ndarray:
+    """``M_hid(x) = [e_fb(x) > t_fb] * [cov(x) < c_max]``: SRC pixels whose surface REF does not see.
+
+    The occlusion map scored against true occlusion (``docs/qa.md``). Forward-backward
+    inconsistency alone (``occlusion_map``) also fires wherever the flow is noisy (low texture,
+    repetitive texture, a blurry W crop), which is most of what it flags. A pixel REF hides must
+    in addition receive no REF pixel back (``reference_coverage`` below ``c_max``): the
+    surface that hides it in REF lands elsewhere on SRC's grid, so the strip behind an occluder
+    is left uncovered, whereas flow noise still covers its pixels.
+
+    Args:
+        flow_fwd, flow_bwd: as for ``occlusion_map``, on the flow grid.
+        grid_scale: flow-grid pixels per pixel of the flows (``t_fb`` is in flow-grid px).
+    """
+    if flow_fwd.shape != flow_bwd.shape:
+        raise ValueError(f"flow_fwd {flow_fwd.shape} and flow_bwd {flow_bwd.shape} differ in shape")
+    c = _maps_cfg(cfg)
+    e = fb_error(flow_fwd, flow_bwd) * grid_scale
+    hid = (e > c.hidden_fb_px) & (reference_coverage(flow_bwd) < c.hidden_max_coverage)
+    return hid.astype(np.float32)
+
+
 def in_focus_flow(flow_fwd: np.ndarray, af_roi, k: int = 3, seed: int = 0) -> np.ndarray:
     """Centre of the largest k-means cluster of the flow vectors inside ``af_roi`` ``[x, y, w, h]``.
 

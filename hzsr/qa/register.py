@@ -24,7 +24,14 @@ from hzsr.qa.align import (
     warp,
 )
 from hzsr.qa.config import QAConfig
-from hzsr.qa.maps import defocus_map, flow_uncertainty_map, in_focus_flow, occlusion_map, reject_map
+from hzsr.qa.maps import (
+    defocus_map,
+    flow_uncertainty_map,
+    hidden_map,
+    in_focus_flow,
+    occlusion_map,
+    reject_map,
+)
 
 
 @dataclass
@@ -42,11 +49,17 @@ class Registration:
     defocus: np.ndarray | None  # M_defocus, float32 [0, 1]; None without an AF ROI
     grid_scale: float  # flow-grid pixels per input pixel
     stats: dict[str, float] = field(default_factory=dict)  # see ``residual_stats``
+    # M_occ scored against true occlusion (``maps.hidden_map``): 1 where REF does not see SRC's
+    # surface. ``occlusion`` (forward-backward consistency) also flags flow noise; it stays the
+    # mask of "do not trust the flow here" that the figures and hzsr.baseline_model use.
+    hidden: np.ndarray | None = None
 
     def maps(self) -> dict[str, np.ndarray]:
         out = {"occlusion": self.occlusion, "uncertainty": self.uncertainty, "reject": self.reject}
         if self.defocus is not None:
             out["defocus"] = self.defocus
+        if self.hidden is not None:
+            out["hidden"] = self.hidden
         return out
 
 
@@ -120,6 +133,7 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     m = cfg.maps
     occ_g = occlusion_map(fwd, bwd, m.occlusion_scale)
     unc_g = flow_uncertainty_map(fwd, bwd, m, grid_scale=1.0)
+    hid_g = hidden_map(fwd, bwd, m) if m.hidden else None
     size = (w, h)
     flow_fwd = upsample_flow(fwd, size)
     flow_bwd = upsample_flow(bwd, size)
@@ -133,6 +147,7 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         return mp if mp.shape == (h, w) else cv2.resize(mp, size, interpolation=cv2.INTER_LINEAR)
 
     occ, unc = up(occ_g), up(unc_g)
+    hid = up(hid_g) if hid_g is not None else None
     defocus = None
     subject = None
     if af_roi is not None:
@@ -154,6 +169,8 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         "rejected_frac": float((rej[valid] >= 0.5).mean()) if valid.any() else 1.0,
         "uncertain_frac": float((unc[valid] >= 0.5).mean()) if valid.any() else 1.0,
     }
+    if hid is not None:
+        stats["hidden_frac"] = float((hid[valid] >= 0.5).mean()) if valid.any() else 0.0
     res = np.hypot(fwd_r[..., 0], fwd_r[..., 1]) / g  # dense flow beyond the global shift, input px
     stats["flow_residual_median_px"] = float(np.median(res))
     stats["flow_residual_p95_px"] = float(np.percentile(res, 95))
@@ -171,4 +188,4 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         stats["subject_shift_px"] = float(np.hypot(*subject))
     if defocus is not None:
         stats["defocus_frac"] = float((defocus[valid] >= 0.5).mean()) if valid.any() else 0.0
-    return Registration(g_shift, flow_fwd, flow_bwd, warped, valid, occ, unc, rej, defocus, g, stats)
+    return Registration(g_shift, flow_fwd, flow_bwd, warped, valid, occ, unc, rej, defocus, g, stats, hid)

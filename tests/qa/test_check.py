@@ -151,6 +151,8 @@ def test_cli_align_on_two_photographs_of_different_sizes(tmp_path, capsys):
     assert np.median(fwd[100:300, 100:300, 0]) == pytest.approx(8, abs=0.7)
     assert rep["residual"]["psnr_db"] > 25
     assert cv2.imread(str(out / "occlusion.png"), cv2.IMREAD_UNCHANGED).shape == (400, 440)
+    assert cv2.imread(str(out / "hidden.png"), cv2.IMREAD_UNCHANGED).shape == (400, 440)  # M_hid
+    assert 0 <= rep["hidden_fraction"] < 0.05  # one plane, shifted: nothing hidden but the borders
     assert "wrote" in capsys.readouterr().out
     assert main(["qa", "align", str(tmp_path / "missing.png"), str(tmp_path / "ref.jpg"), "--out", str(out)]) == 2
     assert "missing.png: SRC: file not found" in capsys.readouterr().err
