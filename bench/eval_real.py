@@ -50,6 +50,7 @@ import numpy as np
 from hzsr.baseline_model.checkpoint import load_model
 from hzsr.baseline_model.color import luma, match_colour
 from hzsr.baseline_model.evaluate import no_network_blend_y, pipeline_config_of, psnr
+from hzsr.baseline_model.ideal_target import onto_src_grid
 from hzsr.baseline_model.pipeline import HZSRPipeline
 from hzsr.core.geometry import CropRect, tele_crop_rect
 from hzsr.qa.pair_geometry import pinhole_pair
@@ -99,12 +100,6 @@ def true_occlusion(disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (known & ~inframe) | hidden, known
 
 
-def _onto_src(arr: np.ndarray, truth_rect: CropRect, src_rect: CropRect, interp: int) -> np.ndarray:
-    import eval_truth
-
-    return eval_truth.onto_src_grid(arr, truth_rect, src_rect, interp)
-
-
 def score_pair(pipe: HZSRPipeline, w: np.ndarray, ref: np.ndarray, target: np.ndarray, rect: CropRect,
                focal_ratio: float, regions: dict[str, np.ndarray] | None = None,
                more: dict[str, np.ndarray] | None = None) -> dict:
@@ -112,21 +107,21 @@ def score_pair(pipe: HZSRPipeline, w: np.ndarray, ref: np.ndarray, target: np.nd
     res = pipe.run(w, ref, None, extras=("bicubic", "warped_ref", "fusion"), focal_ratio=focal_ratio)
     al = res.alignment
     h, wd = al.src.shape[:2]
-    inside = _onto_src(np.ones(target.shape[:2], np.uint8), rect, al.rect, cv2.INTER_NEAREST) > 0
+    inside = onto_src_grid(np.ones(target.shape[:2], np.uint8), rect, al.rect, cv2.INTER_NEAREST) > 0
     inside = cv2.erode(inside.astype(np.uint8), np.ones((17, 17), np.uint8)) > 0
-    tgt = _onto_src(target, rect, al.rect, cv2.INTER_LINEAR)
+    tgt = onto_src_grid(target, rect, al.rect, cv2.INTER_LINEAR)
     gain, offset = match_colour(tgt, al.src, inside)
     y_t = luma(np.clip(tgt.astype(np.float32) / 255.0 * gain + offset, 0, 1))
     ys = {"bicubic": luma(res.extras["bicubic"]), "warped_ref": luma(res.extras["warped_ref"]),
           "fusion": luma(res.extras["fusion"]), "full": luma(res.final)}
     ys["blend"] = no_network_blend_y(al, ys["bicubic"], ys["warped_ref"])
     for name, img in (more or {}).items():  # on the truth grid; colour-matched like the reference
-        on = _onto_src(img, rect, al.rect, cv2.INTER_LINEAR)
+        on = onto_src_grid(img, rect, al.rect, cv2.INTER_LINEAR)
         g, o = match_colour(on, al.src, inside)
         ys[name] = luma(np.clip(on.astype(np.float32) / 255.0 * g + o, 0, 1))
     masks = {"all": inside}
     for name, m in (regions or {}).items():
-        masks[name] = inside & (_onto_src(m.astype(np.uint8), rect, al.rect, cv2.INTER_NEAREST) > 0)
+        masks[name] = inside & (onto_src_grid(m.astype(np.uint8), rect, al.rect, cv2.INTER_NEAREST) > 0)
     out = {"used_reference": bool(al.use_reference), "geometry_source": al.geometry_source,
            "coarse_shift_t_px": [round(float(al.rect.x0 - rect.x0) * rect.scale, 2),
                                  round(float(al.rect.y0 - rect.y0) * rect.scale, 2)],
