@@ -33,9 +33,10 @@ def _errors(d):
     "seed,phase_align,link,bias",
     [
         (1, True, "loopback", 0.0),
-        (2, False, "usb2-hub", 0.0),
+        # Two links in the default run, the other two in `make test-slow` (7 s each on 2 cores).
+        pytest.param(2, False, "usb2-hub", 0.0, marks=pytest.mark.slow),
         (3, True, "main=usb2-hub,reference=usb3", 0.0),
-        (4, True, "usb3", 100.0),
+        pytest.param(4, True, "usb3", 100.0, marks=pytest.mark.slow),
     ],
 )
 def test_bound_covers_true_skew_on_every_link(tmp_path, seed, phase_align, link, bias):
