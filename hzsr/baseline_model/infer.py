@@ -100,7 +100,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
     import torch
 
     from hzsr.baseline_model.evaluate import pipeline_config_of
-    from hzsr.baseline_model.pipeline import HZSRPipeline, uncrop
+    from hzsr.baseline_model.pipeline import HZSRPipeline, uncrop, uncrop_is_identity
 
     out = Path(out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
@@ -109,8 +109,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
     t0 = time.perf_counter()
     # Both JPEGs at once (OpenCV's decoder releases the GIL); errors still name SOURCE first.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hzsr-decode") as pool:
-        jobs = [pool.submit(read_rgb, source, "SOURCE"), pool.submit(read_rgb, ref, "--ref")]
-        w_img, r_img = (j.result() for j in jobs)
+        w_img, r_img = pool.map(read_rgb, (source, ref), ("SOURCE", "--ref"))  # holds no image after
     capture = read_meta(meta)
     t_decode = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -130,15 +129,19 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
 
     # EXIF is read only where the metadata has no intrinsics (geometry_source's order of trust).
     exif = (exif_focal_35mm(source), exif_focal_35mm(ref))
-    res = pipe.run(w_img, r_img, capture, extras=("warped_ref", "fusion") if save_maps else (),
-                   focal_ratio=focal_ratio, exif_35mm=exif)
-    al = res.alignment
+    al = pipe.align(w_img, r_img, capture, focal_ratio=focal_ratio, exif_35mm=exif)
     k = al.rect.scale
     z = k if zoom is None else float(zoom)
     if not 1.0 <= z <= k * 1.0001:
         raise ConfigError(f"zoom {z:g} must be between 1 and the focal ratio {k:.2f}", field="--zoom")
+    w_shape = w_img.shape
+    if uncrop_is_identity(w_shape, al.src.shape, al.rect, z):
+        # W is not shown (the output is T's field of view itself): not held through the tiles,
+        # where the memory peak is (144 MB at 48 MP).
+        w_img = None
+    res = pipe.fuse(al, extras=("warped_ref", "fusion") if save_maps else ())
     t0 = time.perf_counter()
-    final = uncrop(w_img, res.final, al.rect, z)
+    final = res.final if w_img is None else uncrop(w_img, res.final, al.rect, z)
     t_uncrop = time.perf_counter() - t0
     t0 = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)

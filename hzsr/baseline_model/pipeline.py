@@ -14,6 +14,7 @@ Blending in Y alone is the same as blending RGB, since the chroma of fusion and 
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from dataclasses import dataclass, field
@@ -89,6 +90,26 @@ def unet_inputs(al: Alignment, wy0: int, wy1: int, wx0: int, wx1: int) -> tuple[
     return np.stack([y_src, y_ref, occ]), ref_f
 
 
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim``; elsewhere nothing).
+
+    Alignment's full-frame temporaries leave freed pages in the main thread's heap, which the
+    tile workers' own heaps cannot reuse: trimming before the tiles keeps them out of the peak.
+    """
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
+
+
 class HZSRPipeline:
     """Run the HZSR pipeline with a fusion UNet.
 
@@ -155,7 +176,8 @@ class HZSRPipeline:
         def make_input(wy0: int, wy1: int, wx0: int, wx1: int) -> np.ndarray:
             t = time.perf_counter()
             x, ref_f = unet_inputs(al, wy0, wy1, wx0, wx1)
-            cache[(wy0, wy1, wx0, wx1)] = ref_f
+            if "warped_ref" in out:  # else not kept: 8 MB a tile in flight
+                cache[(wy0, wy1, wx0, wx1)] = ref_f
             add("fusion_colour", t)
             return x
 
@@ -169,8 +191,8 @@ class HZSRPipeline:
                 out["fusion"][y0:y1, x0:x1] = _rgb_u8(yuv)
             yuv[..., 0] = blend(y_fus, y_src, wb)
             final[y0:y1, x0:x1] = _rgb_u8(yuv)
-            ref_f = cache.pop(win)
             if "warped_ref" in out:
+                ref_f = cache.pop(win)
                 ry, rx = y0 - win[0], x0 - win[2]
                 core = ref_f[ry : ry + (y1 - y0), rx : rx + (x1 - x0)]
                 valid = sample_grid(al.maps["valid"], (h, w), y0, y1, x0, x1)[..., None] > 0.5
@@ -179,6 +201,7 @@ class HZSRPipeline:
             add("fusion_blend", t)
 
         runner = self.runner
+        _trim_heap()
 
         class _Timed(torch.nn.Module):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -219,6 +242,12 @@ def _warp_window(img: np.ndarray, m: np.ndarray, x0: int, y0: int, x1: int, y1: 
                           borderMode=cv2.BORDER_REPLICATE)
 
 
+def uncrop_is_identity(w_shape: tuple[int, ...], fused_shape: tuple[int, ...], rect: CropRect, zoom: float) -> bool:
+    """Whether ``uncrop`` returns the fused image as it is: ``zoom`` is the focal ratio, same size as W."""
+    k = rect.scale
+    return abs(zoom - k) <= 1e-4 * k and tuple(fused_shape[:2]) == tuple(w_shape[:2])
+
+
 def uncrop(w_img: np.ndarray, fused: np.ndarray, rect: CropRect, zoom: float) -> np.ndarray:
     """Paste the fused T-field-of-view image into W digitally zoomed by ``zoom`` (W's size).
 
@@ -233,7 +262,7 @@ def uncrop(w_img: np.ndarray, fused: np.ndarray, rect: CropRect, zoom: float) ->
     k = rect.scale
     if not 1.0 <= zoom <= k * 1.0001:
         raise ValueError(f"zoom {zoom:g} must be between 1 and the focal ratio {k:.2f}")
-    if abs(zoom - k) <= 1e-4 * k and fused.shape[:2] == w_img.shape[:2]:
+    if uncrop_is_identity(w_img.shape, fused.shape, rect, zoom):
         return fused  # not a copy: a full frame more at the memory peak (144 MB at 48 MP)
     a = zoom_affine((ww, hw), zoom)
     pre = k / zoom  # fused pixels per output pixel
