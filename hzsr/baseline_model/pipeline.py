@@ -14,7 +14,6 @@ Blending in Y alone is the same as blending RGB, since the chroma of fusion and 
 
 from __future__ import annotations
 
-import ctypes
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from hzsr.baseline_model.config import PipelineConfig
 from hzsr.baseline_model.geometry_source import resolve_geometry
 from hzsr.baseline_model.runtime import default_runtime, make_runner
 from hzsr.baseline_model.tiling import n_tiles, run_tiled
+from hzsr.core.bulkio import release_freed_buffers
 from hzsr.core.geometry import CropRect
 
 #: Optional outputs (besides ``final``), all on I_src's grid: what evaluation compares.
@@ -88,26 +88,6 @@ def unet_inputs(al: Alignment, wy0: int, wy1: int, wx0: int, wx1: int) -> tuple[
     m_in = np.maximum(al.maps["occlusion"], 1.0 - al.maps["valid"])  # no reference pixel = occluded
     occ = sample_grid(m_in, (h, w), wy0, wy1, wx0, wx1)
     return np.stack([y_src, y_ref, occ]), ref_f
-
-
-def _trim_heap() -> None:
-    """Give the C heap's free pages back to the system (glibc ``malloc_trim``; elsewhere nothing).
-
-    Alignment's full-frame temporaries leave freed pages in the main thread's heap, which the
-    tile workers' own heaps cannot reuse: trimming before the tiles keeps them out of the peak.
-    """
-    global _LIBC
-    if _LIBC is None:
-        try:
-            _LIBC = ctypes.CDLL("libc.so.6")
-            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):
-            _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)
-
-
-_LIBC: Any = None
 
 
 class HZSRPipeline:
@@ -201,7 +181,9 @@ class HZSRPipeline:
             add("fusion_blend", t)
 
         runner = self.runner
-        _trim_heap()
+        # Alignment's full-frame temporaries leave freed pages in the main thread's heap, which the
+        # tile workers' own heaps cannot reuse: handing them back keeps them out of the peak.
+        release_freed_buffers()
 
         class _Timed(torch.nn.Module):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
