@@ -6,9 +6,10 @@ checks it on a tile). The default is chosen by ``bench/infer.py --runtimes``, pa
 capture (``docs/benchmarks.md``):
 
 - ``onnxruntime``: the UNet exported in memory (``torch.onnx.export``, as ``hzsr model export``
-  does), run by ONNX Runtime's CPU provider with its own thread pool sized by the thread policy
-  (``threads.py``) and spinning off (the ONNX Runtime equivalent of passive waiting). Its graph
-  optimiser fuses each convolution with its LeakyReLU and plans the concatenations' buffers.
+  does), run by ONNX Runtime's CPU provider, spinning off (the ONNX Runtime equivalent of passive
+  waiting). The thread policy's N threads (``threads.py``) become N tiles in flight, one intra-op
+  thread each (``tiles_in_flight``). Its graph optimiser fuses each convolution with its
+  LeakyReLU and plans the concatenations' buffers; its NCHWc layout is off (see ``_OnnxRuntime``).
 - ``torch``: eager PyTorch with channels-last weights and inputs (oneDNN's preferred layout,
   2.5x less CPU than NCHW here). The only choice on CUDA.
 
