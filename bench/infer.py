@@ -238,7 +238,8 @@ def main() -> None:
 
     out = {
         "benchmark": "infer_12mp", "device": args.device, "cpus": os.cpu_count(), "rounds": args.rounds,
-        "busy_processes": args.load, "forced_threads": args.threads or None, "base_tree": args.base_tree, "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0],
+        "busy_processes": args.load, "forced_threads": args.threads or None, "base_tree": args.base_tree,
+        "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0],
         "image": f"{w}x{h}", "render_s": render_s,
         "baseline_bicubic": {"wall_s": statistics.median(b["wall_s"] for b in base),
                              "cpu_s": statistics.median(b["cpu_s"] for b in base)},
@@ -258,11 +259,13 @@ def main() -> None:
         "warnings": runs[first][0]["warnings"], "used_reference": runs[first][0]["used_reference"],
     }
     # Each variant against its base: (another checkout's) counterpart, ratios base / this per round.
-    out["paired_vs_base"] = {v: {
-        "speedup_wall": statistics.median(b["wall_s"] / a["wall_s"] for a, b in zip(runs[v], runs[f"base:{v}"], strict=True)),
-        "cpu_ratio": statistics.median(b["cpu_s"] / a["cpu_s"] for a, b in zip(runs[v], runs[f"base:{v}"], strict=True)),
-        "peak_mb": [out["variants"][v]["peak_mb_max"], out["variants"][f"base:{v}"]["peak_mb_max"]],
-    } for v in runs if f"base:{v}" in runs}
+    def paired(v: str) -> dict:
+        b = runs[f"base:{v}"]
+        return {"speedup_wall": statistics.median(y["wall_s"] / x["wall_s"] for x, y in zip(runs[v], b, strict=True)),
+                "cpu_ratio": statistics.median(y["cpu_s"] / x["cpu_s"] for x, y in zip(runs[v], b, strict=True)),
+                "peak_mb": [out["variants"][v]["peak_mb_max"], out["variants"][f"base:{v}"]["peak_mb_max"]]}
+
+    out["paired_vs_base"] = {v: paired(v) for v in runs if f"base:{v}" in runs}
     if mp48 is not None:
         out["mp48"] = {"variant": chosen, "output_size": mp48["output_size"], "peak_mb": mp48["peak_mb"],
                        "wall_s": mp48["wall_s"], "tiles": mp48["tiles"]}
