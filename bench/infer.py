@@ -24,8 +24,15 @@ With ``--load N`` that many busy processes (``while True: pass``) run through ev
 With ``--mp48``, the first ``chosen`` variant also runs once on a 2x-per-side (48 MP) copy of the
 capture, for the 48 MP peak-memory goal (<= 1.5 GB).
 
+A variant ``base:POLICY/RUNTIME`` runs that variant from another checkout (``--base-tree``, e.g.
+a worktree of main) with its own ``bench/infer.py``, in the same rounds: ``paired_vs_base`` gives
+base wall / this wall and base CPU / this CPU per round (median). ``--threads N`` forces the
+chosen variants' thread count (``HZSR_TORCH_THREADS``), for a 2-core figure when the policy would
+find the shared machine busy and take one.
+
 Usage: ``python bench/infer.py [--rounds 3] [--variants default/torch,chosen/onnxruntime,chosen/torch]
-[--load 0] [--mp48] [--device cpu] [--ckpt CKPT] [--keep DIR]``. Prints one JSON object.
+[--load 0] [--mp48] [--device cpu] [--ckpt CKPT] [--keep DIR] [--base-tree DIR] [--threads N]``.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -97,13 +104,23 @@ def _baseline(source: Path, ref: Path, meta: Path) -> float:
 
 def _run(files: dict[str, Path], out: Path, args: argparse.Namespace, variant: str,
          tile: int | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--variant", variant, "--source", str(files["source"]),
+    # ``base:POLICY/RUNTIME``: the same variant from another checkout (``--base-tree``), its own
+    # bench/infer.py child with that tree first on the path: a change paired against main.
+    script, env = __file__, {k: v for k, v in os.environ.items() if k not in POLICY_ENV}
+    if variant.startswith("base:"):
+        if not args.base_tree:
+            raise SystemExit(f"{variant}: give --base-tree")
+        variant = variant[len("base:"):]
+        script = str(Path(args.base_tree) / "bench" / "infer.py")
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(args.base_tree).resolve()), env.get("PYTHONPATH", "")])
+    if args.threads and variant.startswith("chosen/"):
+        env["HZSR_TORCH_THREADS"] = str(args.threads)
+    cmd = [sys.executable, script, "--child", "--variant", variant, "--source", str(files["source"]),
            "--ref", str(files["ref"]), "--meta", str(files["meta"]), "--out", str(out), "--device", args.device]
     if args.ckpt:
         cmd += ["--ckpt", args.ckpt]
     if tile:
         cmd += ["--tile", str(tile)]
-    env = {k: v for k, v in os.environ.items() if k not in POLICY_ENV}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise SystemExit(f"{variant} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
@@ -154,6 +171,10 @@ def main() -> None:
     p.add_argument("--keep", default=None, help="keep the rendered capture and outputs in this folder")
     p.add_argument("--mp48", action="store_true", help="also run the first chosen variant once on a 48 MP "
                    "(2x per side) copy of the capture, for its peak memory")
+    p.add_argument("--base-tree", default=None, help="another checkout (e.g. main's) for the base:POLICY/RUNTIME "
+                   "variants, run by that tree's own bench/infer.py")
+    p.add_argument("--threads", type=int, default=0, help="force the chosen variants' thread count "
+                   "(HZSR_TORCH_THREADS), e.g. 2 for the 2-core figure on a machine the policy finds busy")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--render", default=None, help=argparse.SUPPRESS)
     p.add_argument("--variant", help=argparse.SUPPRESS)
@@ -217,7 +238,8 @@ def main() -> None:
 
     out = {
         "benchmark": "infer_12mp", "device": args.device, "cpus": os.cpu_count(), "rounds": args.rounds,
-        "busy_processes": args.load, "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0],
+        "busy_processes": args.load, "forced_threads": args.threads or None, "base_tree": args.base_tree,
+        "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0],
         "image": f"{w}x{h}", "render_s": render_s,
         "baseline_bicubic": {"wall_s": statistics.median(b["wall_s"] for b in base),
                              "cpu_s": statistics.median(b["cpu_s"] for b in base)},
@@ -236,6 +258,14 @@ def main() -> None:
                          "peak_mb": double["peak_mb"]},
         "warnings": runs[first][0]["warnings"], "used_reference": runs[first][0]["used_reference"],
     }
+    # Each variant against its base: (another checkout's) counterpart, ratios base / this per round.
+    def paired(v: str) -> dict:
+        b = runs[f"base:{v}"]
+        return {"speedup_wall": statistics.median(y["wall_s"] / x["wall_s"] for x, y in zip(runs[v], b, strict=True)),
+                "cpu_ratio": statistics.median(y["cpu_s"] / x["cpu_s"] for x, y in zip(runs[v], b, strict=True)),
+                "peak_mb": [out["variants"][v]["peak_mb_max"], out["variants"][f"base:{v}"]["peak_mb_max"]]}
+
+    out["paired_vs_base"] = {v: paired(v) for v in runs if f"base:{v}" in runs}
     if mp48 is not None:
         out["mp48"] = {"variant": chosen, "output_size": mp48["output_size"], "peak_mb": mp48["peak_mb"],
                        "wall_s": mp48["wall_s"], "tiles": mp48["tiles"]}

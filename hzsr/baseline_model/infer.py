@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,16 @@ def encode(path: Path, rgb: np.ndarray) -> None:
     if ext not in (".png", ".jpg", ".jpeg"):
         raise ConfigError("output must end in .png, .jpg or .jpeg", file=path, field="--out")
     params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if ext == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if rgb.flags.writeable and rgb.flags.c_contiguous:
+        # RGB -> BGR in place and back after, rather than a converted copy: the copy would be one
+        # more full frame at the run's memory peak (144 MB at 48 MP).
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb)
+        try:
+            ok, buf = cv2.imencode(ext, rgb, params)
+        finally:
+            cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB, dst=rgb)
+    else:
+        ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise ModelError("image encoding failed", file=path)
     atomic_write_bytes(path, buf.tobytes())
@@ -90,15 +100,16 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
     import torch
 
     from hzsr.baseline_model.evaluate import pipeline_config_of
-    from hzsr.baseline_model.pipeline import HZSRPipeline, uncrop
+    from hzsr.baseline_model.pipeline import HZSRPipeline, uncrop, uncrop_is_identity
 
     out = Path(out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ConfigError("output must end in .png, .jpg or .jpeg", file=out, field="--out")
     t_all = time.perf_counter()
     t0 = time.perf_counter()
-    w_img = read_rgb(source, "SOURCE")
-    r_img = read_rgb(ref, "--ref")
+    # Both JPEGs at once (OpenCV's decoder releases the GIL); errors still name SOURCE first.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hzsr-decode") as pool:
+        w_img, r_img = pool.map(read_rgb, (source, ref), ("SOURCE", "--ref"))  # holds no image after
     capture = read_meta(meta)
     t_decode = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -118,15 +129,19 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
 
     # EXIF is read only where the metadata has no intrinsics (geometry_source's order of trust).
     exif = (exif_focal_35mm(source), exif_focal_35mm(ref))
-    res = pipe.run(w_img, r_img, capture, extras=("warped_ref", "fusion") if save_maps else (),
-                   focal_ratio=focal_ratio, exif_35mm=exif)
-    al = res.alignment
+    al = pipe.align(w_img, r_img, capture, focal_ratio=focal_ratio, exif_35mm=exif)
     k = al.rect.scale
     z = k if zoom is None else float(zoom)
     if not 1.0 <= z <= k * 1.0001:
         raise ConfigError(f"zoom {z:g} must be between 1 and the focal ratio {k:.2f}", field="--zoom")
+    w_shape = w_img.shape
+    if uncrop_is_identity(w_shape, al.src.shape, al.rect, z):
+        # W is not shown (the output is T's field of view itself): not held through the tiles,
+        # where the memory peak is (144 MB at 48 MP).
+        w_img = None
+    res = pipe.fuse(al, extras=("warped_ref", "fusion") if save_maps else ())
     t0 = time.perf_counter()
-    final = uncrop(w_img, res.final, al.rect, z)
+    final = res.final if w_img is None else uncrop(w_img, res.final, al.rect, z)
     t_uncrop = time.perf_counter() - t0
     t0 = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ Blending in Y alone is the same as blending RGB, since the chroma of fusion and 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from hzsr.baseline_model.config import PipelineConfig
 from hzsr.baseline_model.geometry_source import resolve_geometry
 from hzsr.baseline_model.runtime import default_runtime, make_runner
 from hzsr.baseline_model.tiling import n_tiles, run_tiled
+from hzsr.core.bulkio import release_freed_buffers
 from hzsr.core.geometry import CropRect
 
 #: Optional outputs (besides ``final``), all on I_src's grid: what evaluation compares.
@@ -58,7 +60,9 @@ def sample_grid(arr: np.ndarray, full_shape: tuple[int, int], y0: int, y1: int, 
 
 
 def _yuv(rgb_u8: np.ndarray) -> np.ndarray:
-    return cv2.transform(rgb_u8.astype(np.float32) * (1 / 255.0), RGB_TO_YUV)
+    x = rgb_u8.astype(np.float32)
+    x *= 1 / 255.0  # in place: the same float32 products as ``x * (1 / 255)``, one frame fewer
+    return cv2.transform(x, RGB_TO_YUV)
 
 
 def _rgb_u8(yuv: np.ndarray) -> np.ndarray:
@@ -145,16 +149,24 @@ class HZSRPipeline:
         cache: dict[tuple[int, int, int, int], np.ndarray] = {}
 
         spent = {"fusion_colour": 0.0, "fusion_unet": 0.0, "fusion_blend": 0.0}
+        lock = threading.Lock()  # tiles may run in parallel threads (the runner's tiles_in_flight)
+
+        def add(key: str, t: float) -> None:
+            with lock:
+                spent[key] += time.perf_counter() - t
 
         def make_input(wy0: int, wy1: int, wx0: int, wx1: int) -> np.ndarray:
             t = time.perf_counter()
             x, ref_f = unet_inputs(al, wy0, wy1, wx0, wx1)
-            cache[(wy0, wy1, wx0, wx1)] = ref_f
-            spent["fusion_colour"] += time.perf_counter() - t
+            if "warped_ref" in out:  # else not kept: 8 MB a tile in flight
+                cache[(wy0, wy1, wx0, wx1)] = ref_f
+            add("fusion_colour", t)
             return x
 
         def consume(y0: int, y1: int, x0: int, x1: int, y_fus: np.ndarray, win: tuple[int, int, int, int]) -> None:
             t = time.perf_counter()
+            # Not the window's YUV from make_input cut to the core: OpenCV's vector loops round a
+            # pixel differently by its place in the row (up to 6e-8), and the output is kept bit-exact.
             yuv = _yuv(src[y0:y1, x0:x1])
             wb = sample_grid(al.maps["blend"], (h, w), y0, y1, x0, x1)
             y_src = yuv[..., 0].copy()
@@ -163,26 +175,30 @@ class HZSRPipeline:
                 out["fusion"][y0:y1, x0:x1] = _rgb_u8(yuv)
             yuv[..., 0] = blend(y_fus, y_src, wb)
             final[y0:y1, x0:x1] = _rgb_u8(yuv)
-            ref_f = cache.pop(win)
             if "warped_ref" in out:
+                ref_f = cache.pop(win)
                 ry, rx = y0 - win[0], x0 - win[2]
                 core = ref_f[ry : ry + (y1 - y0), rx : rx + (x1 - x0)]
                 valid = sample_grid(al.maps["valid"], (h, w), y0, y1, x0, x1)[..., None] > 0.5
                 out["warped_ref"][y0:y1, x0:x1] = np.where(valid, np.clip(core * 255 + 0.5, 0, 255).astype(np.uint8),
                                                            src[y0:y1, x0:x1])
-            spent["fusion_blend"] += time.perf_counter() - t
+            add("fusion_blend", t)
 
         runner = self.runner
+        # Alignment's full-frame temporaries leave freed pages in the main thread's heap, which the
+        # tile workers' own heaps cannot reuse: handing them back keeps them out of the peak.
+        release_freed_buffers()
 
         class _Timed(torch.nn.Module):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 t = time.perf_counter()
                 y = runner(x)
-                spent["fusion_unet"] += time.perf_counter() - t
+                add("fusion_unet", t)
                 return y
 
         tiles = run_tiled(_Timed(), h, w, make_input, consume, tile=self.cfg.tile, halo=self.cfg.halo,
-                          multiple=getattr(self.model, "size_multiple", 16), device=self.device)
+                          multiple=getattr(self.model, "size_multiple", 16), device=self.device,
+                          workers=getattr(runner, "tiles_in_flight", 1))
         if "bicubic" in extras:
             out["bicubic"] = src
         # fusion = colour (warp, colour match, YUV) + unet + blend (and blend's YUV->RGB) + tiling
@@ -212,13 +228,19 @@ def _warp_window(img: np.ndarray, m: np.ndarray, x0: int, y0: int, x1: int, y1: 
                           borderMode=cv2.BORDER_REPLICATE)
 
 
+def uncrop_is_identity(w_shape: tuple[int, ...], fused_shape: tuple[int, ...], rect: CropRect, zoom: float) -> bool:
+    """Whether ``uncrop`` returns the fused image as it is: ``zoom`` is the focal ratio, same size as W."""
+    k = rect.scale
+    return abs(zoom - k) <= 1e-4 * k and tuple(fused_shape[:2]) == tuple(w_shape[:2])
+
+
 def uncrop(w_img: np.ndarray, fused: np.ndarray, rect: CropRect, zoom: float) -> np.ndarray:
     """Paste the fused T-field-of-view image into W digitally zoomed by ``zoom`` (W's size).
 
     Output pixel ``u`` shows W at ``zoom_affine @ u`` (bicubic); inside the rectangle the fused
     image covers, it shows the fused image instead, through ``inv(crop_to_w) @ zoom_affine``
     (area-averaged first when it is shown smaller). At ``zoom`` equal to the focal ratio the
-    output is T's field of view itself, so the fused image is returned as it is: resampling it by
+    output is T's field of view itself, so the fused image itself is returned: resampling it by
     the coarse shift's sub-pixel remainder would only blur the detail just transferred.
     Only the pixels shown are rendered: the fused rectangle, and W in the strips around it.
     """
@@ -226,8 +248,8 @@ def uncrop(w_img: np.ndarray, fused: np.ndarray, rect: CropRect, zoom: float) ->
     k = rect.scale
     if not 1.0 <= zoom <= k * 1.0001:
         raise ValueError(f"zoom {zoom:g} must be between 1 and the focal ratio {k:.2f}")
-    if abs(zoom - k) <= 1e-4 * k and fused.shape[:2] == w_img.shape[:2]:
-        return fused.copy()
+    if uncrop_is_identity(w_img.shape, fused.shape, rect, zoom):
+        return fused  # not a copy: a full frame more at the memory peak (144 MB at 48 MP)
     a = zoom_affine((ww, hw), zoom)
     pre = k / zoom  # fused pixels per output pixel
     f = fused

@@ -6,9 +6,10 @@ checks it on a tile). The default is chosen by ``bench/infer.py --runtimes``, pa
 capture (``docs/benchmarks.md``):
 
 - ``onnxruntime``: the UNet exported in memory (``torch.onnx.export``, as ``hzsr model export``
-  does), run by ONNX Runtime's CPU provider with its own thread pool sized by the thread policy
-  (``threads.py``) and spinning off (the ONNX Runtime equivalent of passive waiting). Its graph
-  optimiser fuses each convolution with its LeakyReLU and plans the concatenations' buffers.
+  does), run by ONNX Runtime's CPU provider, spinning off (the ONNX Runtime equivalent of passive
+  waiting). The thread policy's N threads (``threads.py``) become N tiles in flight, one intra-op
+  thread each (``tiles_in_flight``). Its graph optimiser fuses each convolution with its
+  LeakyReLU and plans the concatenations' buffers; its NCHWc layout is off (see ``_OnnxRuntime``).
 - ``torch``: eager PyTorch with channels-last weights and inputs (oneDNN's preferred layout,
   2.5x less CPU than NCHW here). The only choice on CUDA.
 
@@ -91,15 +92,26 @@ class _OnnxRuntime(torch.nn.Module):
         import onnxruntime as ort
 
         self.size_multiple = getattr(model, "size_multiple", 16)
+        # The threads go to whole tiles run at once (``tiling.run_tiled(workers=)``), each on one
+        # intra-op thread: a tile's warp and blend then overlap another tile's network, and no
+        # convolution waits at a barrier for a thread another process has preempted. Outputs
+        # are the same bits as one intra-op thread per tile (``bench/infer.py``, paired).
+        self.tiles_in_flight = max(1, threads)
         data = onnx_bytes(model, self.size_multiple)
         so = ort.SessionOptions()
-        so.intra_op_num_threads = max(1, threads)
+        so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
         # The arena saves the page faults of fresh buffers per tile (without it: +40 % CPU); the
         # per-shape memory patterns would keep a plan for every tile size (+170 MB at 12 MP).
         so.enable_mem_pattern = False
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # passive, as threads.py
-        self.session = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        # No NCHWc layout: with widths of 8, 12 and 24 channels (not multiples of the AVX-512
+        # block of 16) half the graph's time went to reordering between layouts, which ate the
+        # blocked convolutions' gain (same CPU per tile without it), and the padded blocks made
+        # each tile's activations 1.4x larger (260 -> 185 MB for an 832x832 window), which
+        # decides whether two tiles fit in flight (``docs/benchmarks.md``).
+        self.session = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=["NchwcTransformer"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.session.run(None, {"x": x.detach().cpu().contiguous().numpy()})[0]

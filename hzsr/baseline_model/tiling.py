@@ -14,6 +14,7 @@ inputs either (the pipeline warps the reference and samples its low-resolution m
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ def run_tiled(
     halo: int = 32,
     multiple: int = 16,
     device: str | torch.device = "cpu",
+    workers: int = 1,
 ) -> int:
     """Run ``model`` tile by tile.
 
@@ -57,14 +59,16 @@ def run_tiled(
         halo: context pixels on each side of a core.
         multiple: the model's size multiple; windows are reflect-padded up to it.
         device: where the model runs.
+        workers: tiles in flight at once, each in its own thread (``model``, ``make_input`` and
+            ``consume`` must then be thread-safe); 1 runs them in order in the caller's thread.
 
     Returns:
         the number of tiles run.
     """
-    count = 0
     model.eval()
-    with torch.inference_mode():
-        for y0, y1, x0, x1 in tile_cores(height, width, tile):
+
+    def one(y0: int, y1: int, x0: int, x1: int) -> None:
+        with torch.inference_mode():  # thread-local: entered in each worker
             wy0, wy1 = max(0, y0 - halo), min(height, y1 + halo)
             wx0, wx1 = max(0, x0 - halo), min(width, x1 + halo)
             x = make_input(wy0, wy1, wx0, wx1)
@@ -82,5 +86,16 @@ def run_tiled(
             cy, cx = halo, halo
             core = out[cy : cy + (y1 - y0), cx : cx + (x1 - x0)].float().cpu().numpy()
             consume(y0, y1, x0, x1, core, (wy0, wy1, wx0, wx1))
-            count += 1
-    return count
+
+    cores = list(tile_cores(height, width, tile))
+    if workers <= 1:
+        for c in cores:
+            one(*c)
+        return len(cores)
+    # Whole tiles in parallel: each worker warps, runs the model and blends its own tile, so the
+    # numpy/OpenCV work (which releases the GIL) overlaps the network instead of waiting for it.
+    # Tiles are independent and write disjoint cores, so the result is the sequential one.
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hzsr-tile") as pool:
+        for f in [pool.submit(one, *c) for c in cores]:
+            f.result()
+    return len(cores)

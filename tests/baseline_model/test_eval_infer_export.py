@@ -182,3 +182,16 @@ def test_onnxruntime_and_torch_runtimes_agree(tiny_session, monkeypatch, tmp_pat
     t = outs["onnxruntime"].timings
     assert t["fusion_unet"] > 0 and t["fusion_colour"] > 0 and t["fusion_blend"] > 0
     assert t["fusion_unet"] + t["fusion_colour"] + t["fusion_blend"] <= t["fusion"]
+
+
+def test_encode_writes_rgb_and_leaves_the_image_as_it_was(tmp_path):
+    """``encode`` swaps to BGR in place for OpenCV (no converted copy at the memory peak) and back."""
+    from hzsr.baseline_model.infer import encode
+
+    rgb = np.zeros((8, 12, 3), np.uint8)
+    rgb[..., 0] = 200  # pure red
+    rgb[:, :6, 2] = 90
+    before = rgb.copy()
+    encode(tmp_path / "x.png", rgb)
+    assert np.array_equal(rgb, before)
+    assert np.array_equal(cv2.cvtColor(cv2.imread(str(tmp_path / "x.png")), cv2.COLOR_BGR2RGB), before)
