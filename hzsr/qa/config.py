@@ -86,6 +86,10 @@ class RigConfig:
     # removes the session's median; a lone capture (the quick check) counts up to this as uncertain.
     depth_offset_d: float = 0.2
     min_captures_for_offset: int = 5  # fewer complete captures with the figure: no session offset
+    # Scatter (sigma, D) of clean captures' departures about their session's median: the least
+    # the quick check assumes when it estimates the offset from a few captures (MAD-based sigma,
+    # largest of the labelled set's calibration sessions 1801 1802: 0.015, 0.025).
+    depth_scatter_d: float = 0.025
 
 
 #: check.quick_margins' defaults (see there).
@@ -104,7 +108,13 @@ class CheckConfig:
     analysis_long_side: int = 1024  # T frames are decoded (JPEG DCT scaling) and analysed at about this long side
     quick_long_side: int = 384  # --quick analyses at about this long side, with the fast DIS preset
     quick_dis_preset: str = "ultrafast"  # --quick's DIS preset (ultrafast | fast | medium)
+    quick_max_keypoints: int = 1500  # --quick keeps at most this many FAST corners an image (matching costs n^2)
     quick_tt_dis_preset: str = "medium"  # ... for main T vs reference T (moving subjects, depth): ~30 ms more
+    quick_wr_dis_preset: str = "medium"  # ... for the W crop vs reference T (occluded, rejected, PSNR)
+    # The quick check takes the session's offset from this many captures on (the current one
+    # included): the median of two already beats rig.depth_offset_d, and two that disagree (one
+    # of them defective) widen median_margin to their difference: undecided, not wrong.
+    quick_min_captures_for_offset: int = 2
     quick_margin: float = 0.15  # quick_check: a figure within this share of itself from a threshold -> undecided
     # quick_check, per figure: its quick value may lie this far (the figure's own units) from qa
     # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the
