@@ -256,6 +256,8 @@ def labelled_session(root: Path, seed: int, captures: int, size: tuple[int, int]
     from hzsr.sim.scene import SCENE_KINDS
 
     defects = {k: DEFECTS[(k // 2) % len(DEFECTS)] for k in range(1, captures, 2)}
+    if (root / f"lab-{seed}" / "session.json").exists():  # --keep DIR of an earlier run: reused
+        return root / f"lab-{seed}"
     return simulate_session(root / f"lab-{seed}", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                             kinds=SCENE_KINDS, captures_per_scene=1,
                                                             defects=defects), progress=False)
@@ -607,7 +609,8 @@ def main(argv=None) -> dict:
     p.add_argument("--part", choices=("accuracy", "maps", "middlebury", "verdicts", "labelled", "speed", "all"),
                    default="all")
     p.add_argument("--labelled-captures", type=int, default=50, help="captures per seed of the labelled set")
-    p.add_argument("--keep", default=None, help="write the simulated sessions here and keep them (default: a temp dir)")
+    p.add_argument("--keep", default=None, help="write the simulated sessions here and keep them (default: a temp "
+                   "dir); the labelled part reuses the sessions an earlier run kept there")
     p.add_argument("--calibration-seeds", type=int, nargs=2, default=[1801, 1802])
     p.add_argument("--held-out-seeds", type=int, nargs=2, default=[1803, 1804])
     p.add_argument("--labelled-size", type=int, nargs=2, default=[480, 360], help="frame width height")
