@@ -106,11 +106,11 @@ class CheckConfig:
     """How ``hzsr qa check`` reads and analyses a capture."""
 
     analysis_long_side: int = 1024  # T frames are decoded (JPEG DCT scaling) and analysed at about this long side
-    quick_long_side: int = 384  # --quick analyses at about this long side, with the fast DIS preset
+    quick_long_side: int = 384  # --quick analyses at about this long side
     # --quick's DIS preset (ultrafast | fast | medium). qa check's own (medium): on the labelled set's
     # calibration seeds ultrafast put the occluded fraction 0.17 and PSNR 2 dB (p95) from qa check's.
     quick_dis_preset: str = "medium"
-    quick_max_keypoints: int = 1500  # --quick keeps at most this many FAST corners an image (matching costs n^2)
+    quick_max_keypoints: int = 600  # --quick keeps at most this many FAST corners an image (matching costs n^2)
     quick_tt_dis_preset: str = "medium"  # ... for main T vs reference T (moving subjects, depth)
     quick_wr_dis_preset: str = "medium"  # ... for the W crop vs reference T (occluded, rejected, PSNR)
     # The quick check takes the session's offset from this many captures on (the current one
