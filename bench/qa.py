@@ -564,8 +564,15 @@ def speed(root: Path, captures: int, seed: int) -> dict:
     timed(full)  # warm-up: imports, caches
     # Interleaved rounds (one per capture): the baseline, full QA and the quick check in turn, so a
     # change of the machine's load hits all three alike.
+    # The quick check's settings before issue 18's third pass (DIS ultrafast for the W pairings,
+    # 1500 keypoints), beside today's: what qa check's preset and fewer keypoints cost.
+    from dataclasses import replace
+
+    before = replace(cfg, check=replace(cfg.check, quick_dis_preset="ultrafast", quick_wr_dis_preset="ultrafast",
+                                        quick_max_keypoints=1500))
     runs = {"decode": decode_all, "full": full,
-            "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False)}
+            "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
+            "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}
     wall: dict[str, list[float]] = {k: [] for k in runs}
     for d in dirs:
         for name, fn in runs.items():
@@ -597,6 +604,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         "ratio_full_to_decode": round(statistics.median(t_full) / statistics.median(base), 2),
         "cpu_ratio_full_to_decode": round(statistics.median(cpu["full"]) / statistics.median(cpu["decode"]), 2),
         "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),
+        "cpu_ratio_quick_to_previous_settings": round(statistics.median(cpu["quick"])
+                                                      / statistics.median(cpu["quick_previous_settings"]), 2),
         "rounds": len(dirs),
         "check_workers1_s": round(w1, 2), "check_workers2_s": round(w2, 2),
         "workers2_speedup_runs": [round(r, 2) for r in reps], "workers2_speedup_best": round(max(reps), 2),
