@@ -256,6 +256,8 @@ def labelled_session(root: Path, seed: int, captures: int, size: tuple[int, int]
     from hzsr.sim.scene import SCENE_KINDS
 
     defects = {k: DEFECTS[(k // 2) % len(DEFECTS)] for k in range(1, captures, 2)}
+    if (root / f"lab-{seed}" / "session.json").exists():  # --keep DIR of an earlier run: reused
+        return root / f"lab-{seed}"
     return simulate_session(root / f"lab-{seed}", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                             kinds=SCENE_KINDS, captures_per_scene=1,
                                                             defects=defects), progress=False)
@@ -562,8 +564,15 @@ def speed(root: Path, captures: int, seed: int) -> dict:
     timed(full)  # warm-up: imports, caches
     # Interleaved rounds (one per capture): the baseline, full QA and the quick check in turn, so a
     # change of the machine's load hits all three alike.
+    # The quick check's settings before issue 18's third pass (DIS ultrafast for the W pairings,
+    # 1500 keypoints), beside today's: what qa check's preset and fewer keypoints cost.
+    from dataclasses import replace
+
+    before = replace(cfg, check=replace(cfg.check, quick_dis_preset="ultrafast", quick_wr_dis_preset="ultrafast",
+                                        quick_max_keypoints=1500))
     runs = {"decode": decode_all, "full": full,
-            "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False)}
+            "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
+            "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}
     wall: dict[str, list[float]] = {k: [] for k in runs}
     for d in dirs:
         for name, fn in runs.items():
@@ -595,6 +604,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         "ratio_full_to_decode": round(statistics.median(t_full) / statistics.median(base), 2),
         "cpu_ratio_full_to_decode": round(statistics.median(cpu["full"]) / statistics.median(cpu["decode"]), 2),
         "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),
+        "cpu_ratio_quick_to_previous_settings": round(statistics.median(cpu["quick"])
+                                                      / statistics.median(cpu["quick_previous_settings"]), 2),
         "rounds": len(dirs),
         "check_workers1_s": round(w1, 2), "check_workers2_s": round(w2, 2),
         "workers2_speedup_runs": [round(r, 2) for r in reps], "workers2_speedup_best": round(max(reps), 2),
@@ -607,7 +618,8 @@ def main(argv=None) -> dict:
     p.add_argument("--part", choices=("accuracy", "maps", "middlebury", "verdicts", "labelled", "speed", "all"),
                    default="all")
     p.add_argument("--labelled-captures", type=int, default=50, help="captures per seed of the labelled set")
-    p.add_argument("--keep", default=None, help="write the simulated sessions here and keep them (default: a temp dir)")
+    p.add_argument("--keep", default=None, help="write the simulated sessions here and keep them (default: a temp "
+                   "dir); the labelled part reuses the sessions an earlier run kept there")
     p.add_argument("--calibration-seeds", type=int, nargs=2, default=[1801, 1802])
     p.add_argument("--held-out-seeds", type=int, nargs=2, default=[1803, 1804])
     p.add_argument("--labelled-size", type=int, nargs=2, default=[480, 360], help="frame width height")

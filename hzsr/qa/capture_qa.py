@@ -61,15 +61,21 @@ class CaptureQA:
     # (``check.quick_margins``); a tag without one falls back to the relative ``margin``.
     abs_margins: dict[str, float] = field(default_factory=dict)
     graded: list[tuple[str, float]] = field(default_factory=list)  # (figure tag, value) of every graded figure
+    # The reasons a graded figure gave (``_grade``): ``spread`` speaks for them in ``decided``.
+    graded_reasons: list[Reason] = field(default_factory=list)
 
     @property
     def verdict(self) -> Verdict:
         return verdict_of(self.reasons)
 
+    def _fixed_rank(self) -> int:
+        """The worst level of the reasons no graded figure gave (a missing frame, no overlap)."""
+        return max((r.level.rank for r in self.reasons if not any(r is g for g in self.graded_reasons)),
+                   default=0)
+
     def undecided_by(self) -> list[str]:
         """The codes whose figure could raise the verdict above its lowest possible value."""
-        fixed = max((r.level.rank for r in self.reasons), default=0)
-        lo = max([fixed] + [a for _, a, _ in self.spread])
+        lo = max([self._fixed_rank()] + [a for _, a, _ in self.spread])
         return sorted({c for c, _, b in self.spread if b > lo})
 
     def decided(self) -> Verdict | None:
@@ -77,9 +83,10 @@ class CaptureQA:
 
         The verdict is the worst level: its lowest possible value is the worst of each reason's
         lowest, its highest the worst of the highest. Reasons not from a graded figure (a missing
-        frame, no overlap) count at their level.
+        frame, no overlap) count at their level; a graded figure's own reason does not set a floor
+        (its quick value may lie on the wrong side of the threshold: its spread says so).
         """
-        fixed = max((r.level.rank for r in self.reasons), default=0)
+        fixed = self._fixed_rank()
         lo = max([fixed] + [a for _, a, _ in self.spread])
         hi = max([fixed] + [b for _, _, b in self.spread])
         return [Verdict.PASS, Verdict.WARN, Verdict.FAIL][lo] if lo == hi else None
@@ -194,8 +201,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     if quick:
         target = cfg.check.quick_long_side
         cfg = replace(cfg, align=replace(cfg.align, dis_preset=cfg.check.quick_dis_preset,
-                                         flow_size=(min(cfg.align.flow_size[0], target),
-                                                    min(cfg.align.flow_size[1], target * 3 // 4))),
+                                         max_keypoints=min(cfg.align.max_keypoints, cfg.check.quick_max_keypoints)),
                       maps=replace(cfg.maps, hidden=False))  # M_hid is not graded: ~10 ms a pairing saved
     else:
         target = cfg.check.analysis_long_side
@@ -335,10 +341,13 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         if b == "ref_T":  # the reference's longer baseline: more parallax for the same blur
             pcfg = replace(cfg, maps=replace(cfg.maps, defocus_gamma=cfg.maps.defocus_gamma_ref,
                                              defocus_sigma_f=cfg.maps.defocus_sigma_f_ref))
-        if quick and name == "tt":
+        if quick and name in ("tt", "wr"):
             # T vs T carries moving_object and the depth figure: ultrafast DIS lost a subject that
             # moved 40-70 px between the two instants (moving_frac 0.04 where qa check saw 0.81).
-            pcfg = replace(pcfg, align=replace(pcfg.align, dis_preset=cfg.check.quick_tt_dis_preset))
+            # W crop vs ref T carries occluded, rejected and PSNR: with qa check's preset they are
+            # qa check's figures, not ultrafast's (p95 |quick - full| of the occluded fraction 0.17).
+            preset = cfg.check.quick_tt_dis_preset if name == "tt" else cfg.check.quick_wr_dis_preset
+            pcfg = replace(pcfg, align=replace(pcfg.align, dis_preset=preset))
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g)
         afs[name] = af
         for k, v in regs[name].stats.items():
@@ -407,6 +416,7 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
     for level, limit in (("fail", fail), ("warn", warn)):
         if limit is not None and (value < limit if below else value > limit):
             out.add(level, code, f"{what} {'<' if below else '>'} {limit:g}")
+            out.graded_reasons.append(out.reasons[-1])
             return
 
 
@@ -676,16 +686,18 @@ def _collect_images(out: CaptureQA, srcs, regs: dict[str, Registration], cfg: QA
         h, w = out.images.get("img_main_T", out.images["map_moving"]).shape[:2]
         out.images["map_moving"] = cv2.resize(out.images["map_moving"], (w, h), interpolation=cv2.INTER_NEAREST)
 
-def median_margin(values: list[float], z: float = 2.0) -> float:
+def median_margin(values: list[float], z: float = 2.0, sigma_floor: float = 0.0) -> float:
     """How far the median of ``values`` (a sample of the session) may lie from the whole session's.
 
     ``z`` standard errors of the median: ``1.2533 sigma / sqrt(n)``, sigma from the median absolute
-    deviation (``1.4826 MAD``), robust to the few defective captures among them.
+    deviation (``1.4826 MAD``), robust to the few defective captures among them, and at least
+    ``sigma_floor`` (a handful of values can agree by chance). Two values that disagree (one of
+    them defective) give a sigma, and a margin, of their own difference's size.
     """
     v = np.asarray(values, np.float64)
     if len(v) < 2:
         return float("inf")
-    sigma = 1.4826 * float(np.median(np.abs(v - np.median(v))))
+    sigma = max(1.4826 * float(np.median(np.abs(v - np.median(v)))), sigma_floor)
     return z * 1.2533 * sigma / math.sqrt(len(v))
 
 
@@ -700,11 +712,13 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
 
     Decodes the JPEGs with DCT scaling to about ``check.quick_long_side`` and runs the same
     measurements, thresholds and verdict function (``hzsr.core.verdict.verdict_of``) as
-    ``hzsr qa check``, with DIS's ultrafast preset; no files written. Where a figure lies within
-    ``check.quick_margin`` of a threshold and the verdict would change across it, the answer is
-    ``undecided`` (``qa check`` decides), never a verdict that ``qa check`` may contradict.
-    ``defocused``'s depth check needs the mount's offset: from the session's fifth capture on
-    (``rig.min_captures_for_offset``), the median of what this process has seen of the session.
+    ``hzsr qa check`` (``check.quick_*``: qa check's DIS preset, fewer keypoints); no files
+    written. Where a figure lies within its margin (``check.quick_margins``) of a threshold and
+    the verdict would change across it, the answer is ``undecided`` (``qa check`` decides), never
+    a verdict that ``qa check`` may contradict.
+    ``defocused``'s depth check needs the mount's offset: from the session's second capture on
+    (``check.quick_min_captures_for_offset``), the median of what this process has seen of the
+    session, uncertain by ``median_margin`` (at least ``rig.depth_scatter_d`` of scatter).
     """
     cfg = cfg or QAConfig()
     q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False)
@@ -712,9 +726,9 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     if dep is not None and np.isfinite(dep):
         seen = _SESSION_DEPTHS.setdefault(str(Path(capture_dir).resolve().parent), {})
         seen[Path(capture_dir).name] = float(dep)
-        if len(seen) >= cfg.rig.min_captures_for_offset:  # the session's offset so far, as qa check's
+        if len(seen) >= cfg.check.quick_min_captures_for_offset:  # the session's offset so far
             grade_depth(q, float(np.median(list(seen.values()))), cfg,
-                        offset_margin_d=median_margin(list(seen.values())))
+                        offset_margin_d=median_margin(list(seen.values()), sigma_floor=cfg.rig.depth_scatter_d))
     reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
     decided = q.decided()
     if decided is None:

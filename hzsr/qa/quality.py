@@ -153,8 +153,12 @@ def directional_share_ratios(a_y: np.ndarray, b_y: np.ndarray, mask: np.ndarray,
     for img in (a_y, b_y):
         img = img.astype(np.float32)
         gx, gy = cv2.Sobel(img, cv2.CV_32F, 1, 0), cv2.Sobel(img, cv2.CV_32F, 0, 1)
-        e = np.stack([cv2.GaussianBlur((np.cos(t) * gx + np.sin(t) * gy) ** 2, (0, 0), sigma)[m]
-                      for t in np.pi * np.arange(n_dirs) / n_dirs])
+        # (c Gx + s Gy)^2 = c^2 Gx^2 + s^2 Gy^2 + 2 c s Gx Gy, and the window is linear: three
+        # blurred products give every direction (not one blur per direction).
+        xx, yy, xy = (cv2.GaussianBlur(p, (0, 0), sigma)[m] for p in (gx * gx, gy * gy, gx * gy))
+        t = np.pi * np.arange(n_dirs) / n_dirs
+        c, si = np.cos(t)[:, None], np.sin(t)[:, None]
+        e = c * c * xx + si * si * yy + 2 * c * si * xy
         total = e.sum(0) + 1e-6
         per_pixel.append(e / total)
         totals.append(total)

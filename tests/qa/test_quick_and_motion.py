@@ -83,3 +83,17 @@ def test_quick_margins_are_in_the_figures_own_units_and_the_session_offset_count
     assert median_margin(list(many)) < median_margin(list(few))
     assert median_margin(list(many) + [5.0, -4.0]) == pytest.approx(median_margin(list(many)), rel=0.3)
     assert median_margin([0.1]) == float("inf")
+
+
+def test_a_graded_figures_own_reason_sets_no_floor_and_two_captures_give_an_offset_margin():
+    # Quick figure 0.12 is over fail (0.11) but qa check's may lie 0.036 lower: not decided fail.
+    q = CaptureQA("c", margin=0.15, abs_margins={"moving_object": 0.036})
+    _grade(q, "moving_object", 0.12, 0.08, 0.11, "moving")
+    assert q.verdict.value == "fail" and q.decided() is None
+    assert q.undecided_by() == ["moving_object"]
+    q.add("fail", "missing_frame", "no ref_T")  # a reason no figure gave still decides
+    assert q.decided().value == "fail"
+    # Two captures that agree: the scatter floor, not a zero MAD, sets the margin.
+    assert median_margin([0.1, 0.1], sigma_floor=0.025) == pytest.approx(2 * 1.2533 * 0.025 / np.sqrt(2))
+    # Two that disagree (one focused on the wrong plane): a margin of their difference's size.
+    assert median_margin([0.1, 0.5], sigma_floor=0.025) > 0.4
