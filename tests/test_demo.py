@@ -61,6 +61,8 @@ def _interrupt_after_first_capture(out: Path) -> list[int]:
     return pids
 
 
+# 50 s on 2 cores: in `make test-slow`; the default run keeps the Ctrl-C-at-every-stage tests below.
+@pytest.mark.slow
 def test_demo_interrupted_then_rerun_every_stage_agrees(tmp_path):
     out = tmp_path / "demo"
     # Ctrl-C mid-capture stops the rig: no adb server or virtual phone is left running.

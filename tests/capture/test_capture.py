@@ -286,6 +286,9 @@ def test_doctor_passes_then_fails_on_storage_and_offline(tmp_path, rig):
     assert off.returncode == 1 and re.search(r"\bfail\b", off.stdout) and "offline" in off.stdout
 
 
+# 25 s at 1280x960: in `make test-slow`; tests/sync/test_optical.py and test_check.py keep the
+# board-measures-bias and calibration-removes-it checks in the default run.
+@pytest.mark.slow
 def test_sync_board_finds_the_bias_and_calibration_removes_it(tmp_path):
     """The whole loop on the virtual rig: 100 us bias on the reference link; the board measures it
     within 50 us; `hzsr sync calibrate` writes rig.yaml; later captures apply it."""
