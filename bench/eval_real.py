@@ -44,6 +44,7 @@ import json
 import sys
 from pathlib import Path
 
+import _stereo
 import cv2
 import numpy as np
 
@@ -87,16 +88,7 @@ def degrade_to_wide(view: np.ndarray, ratio: float = FOCAL_RATIO, seed: int = SE
 def true_occlusion(disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(occluded, known)`` of the left view: no right pixel sees it (out of frame, or hidden
     behind a pixel nearer by more than 1 px of disparity); ``known`` where the disparity is."""
-    h, w = disp.shape
-    known = np.isfinite(disp)
-    d = np.where(known, disp, 0.0)
-    rows, xs = np.mgrid[0:h, 0:w]
-    xr = xs - d
-    inframe = known & (xr >= 0) & (xr <= w - 1)
-    xi = np.clip(np.round(xr).astype(int), 0, w - 1)
-    zb = np.full((h, w), -np.inf)
-    np.maximum.at(zb, (rows[inframe], xi[inframe]), d[inframe])
-    hidden = inframe & (d < zb[rows, xi] - 1.0)
+    hidden, inframe, known = _stereo.visibility(disp)
     return (known & ~inframe) | hidden, known
 
 

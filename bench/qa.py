@@ -498,21 +498,14 @@ def middlebury() -> dict:
     true disparity (inf) are left out. Beside qa's ``M_occ >= 0.5``, the plain forward-backward
     error of DIS at several thresholds (flow-grid px): the simplest alternative and its trade-off.
     """
+    import _stereo
     import skimage.data as data
 
     from hzsr.qa.align import warp
 
     left, right, disp = data.stereo_motorcycle()
     h, w = disp.shape
-    known = np.isfinite(disp)
-    d = np.where(known, disp, 0.0)
-    rows, xs = np.mgrid[0:h, 0:w]
-    xr = xs - d
-    inframe = known & (xr >= 0) & (xr <= w - 1)
-    xi = np.clip(np.round(xr).astype(int), 0, w - 1)
-    zb = np.full((h, w), -np.inf)
-    np.maximum.at(zb, (rows[inframe], xi[inframe]), d[inframe])
-    true_occ = inframe & (d < zb[rows, xi] - 1.0)
+    true_occ, inframe, _ = _stereo.visibility(disp)
     r = register_pair(left, right, QAConfig())
     back = warp(r.flow_bwd.astype(np.float32), r.flow_fwd)
     res = (r.flow_fwd + back) * r.grid_scale
