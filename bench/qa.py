@@ -60,6 +60,18 @@ def _k(f):
     return np.array([[i.fx, 0, i.cx], [0, i.fy, i.cy], [0, 0, 1]])
 
 
+def _captures_with_truth(sess: Path, size: tuple[int, int]):
+    """Per capture of a simulated session: its record, RGB frames by slot, the W crop onto T's
+    field of view at ``size`` with its rectangle, and the capture's truth arrays."""
+    for cd in sorted((sess / "captures").iterdir()):
+        rec = CaptureRecord.load(cd)
+        fr = {f.slot: f for f in rec.frames}
+        img = {s: cv2.cvtColor(cv2.imread(str(cd / fr[s].file)), cv2.COLOR_BGR2RGB) for s in fr}
+        crop, rect = crop_w_to_t(img["main_W"], _k(fr["main_W"]), _k(fr["main_T"]), size)
+        _, truth = load_capture_truth(sess, rec.capture_id)
+        yield rec, img, crop, rect, truth
+
+
 def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
@@ -69,12 +81,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
     per = {"main_T": {"epe": [], "occ": [0, 0, 0], "hid": [0, 0, 0], "occ_or_bad": [0, 0], "iou": []},
            "ref_T": {"epe": [], "occ": [0, 0, 0], "hid": [0, 0, 0], "occ_or_bad": [0, 0], "iou": []}}
     per_kind: dict[str, list[float]] = {}
-    for cd in sorted((sess / "captures").iterdir()):
-        rec = CaptureRecord.load(cd)
-        fr = {f.slot: f for f in rec.frames}
-        img = {s: cv2.cvtColor(cv2.imread(str(cd / fr[s].file)), cv2.COLOR_BGR2RGB) for s in fr}
-        crop, rect = crop_w_to_t(img["main_W"], _k(fr["main_W"]), _k(fr["main_T"]), size)
-        _, truth = load_capture_truth(sess, rec.capture_id)
+    for rec, img, crop, rect, truth in _captures_with_truth(sess, size):
         for slot in ("main_T", "ref_T"):
             pcfg = cfg
             if slot == "ref_T":
@@ -82,7 +89,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
 
                 pcfg = replace(cfg, maps=replace(cfg.maps, defocus_gamma=cfg.maps.defocus_gamma_ref,
                                                  defocus_sigma_f=cfg.maps.defocus_sigma_f_ref))
-            roi = fr[slot].af_roi
+            roi = {f.slot: f for f in rec.frames}[slot].af_roi
             from hzsr.qa.align import global_translation
 
             g = global_translation(crop, img[slot], pcfg, optical_scale=1 / rect.scale)
@@ -161,12 +168,7 @@ def maps_fit(root: Path, seeds: list[int], captures: int, size: tuple[int, int])
         sess = simulate_session(root / f"mapfit-{seed}", SimConfig(
             captures=captures, seed=seed, size=size, truth=True,
             kinds=("architecture", "landscape", "portrait", "night"), captures_per_scene=1), progress=False)
-        for cd in sorted((sess / "captures").iterdir()):
-            rec = CaptureRecord.load(cd)
-            fr = {f.slot: f for f in rec.frames}
-            img = {s: cv2.cvtColor(cv2.imread(str(cd / fr[s].file)), cv2.COLOR_BGR2RGB) for s in fr}
-            crop, rect = crop_w_to_t(img["main_W"], _k(fr["main_W"]), _k(fr["main_T"]), size)
-            _, truth = load_capture_truth(sess, rec.capture_id)
+        for _rec, img, crop, rect, truth in _captures_with_truth(sess, size):
             for slot in ("main_T", "ref_T"):
                 cfg = QAConfig()
                 g = global_translation(crop, img[slot], cfg, optical_scale=1 / rect.scale)
