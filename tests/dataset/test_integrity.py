@@ -14,6 +14,8 @@ from hzsr.dataset.pack import PackConfig, pack_dataset
 from hzsr.dataset.shard import KILL_ENV
 from hzsr.dataset.verify import verify_dataset
 
+from .test_checked_reads import _flip_byte_in
+
 
 def hzsr(*args, env=None):
     e = dict(os.environ)
@@ -75,17 +77,6 @@ def test_adding_a_session_appends_shards(sessions, tmp_path):
     res = pack_dataset(sessions, ds, PackConfig(shard_size="3", progress=False))
     assert res.new_captures == 0 and res.written == [] and len(_all_shard_ids(ds)) == 8
     assert [e["shard"] for e in json.loads((ds / "pack-plan.json").read_text())["shards"]] == res.kept
-
-
-def _flip_byte_in(path, capture_id, slot):
-    with h5py.File(path, "r") as h5:
-        info = h5["captures"][capture_id][slot].id.get_chunk_info(1)
-    off = info.byte_offset + info.size // 2
-    with open(path, "r+b") as f:
-        f.seek(off)
-        b = f.read(1)
-        f.seek(off)
-        f.write(bytes([b[0] ^ 0x5A]))
 
 
 @pytest.mark.parametrize("codec", ["none", "blosc-lz4", "lz4", "gzip"])
