@@ -4,8 +4,9 @@ Parts (``--part``, default all):
 
 - ``accuracy``: on simulated static scenes with ground truth (``<session>.truth/``), for the W crop
   vs each T: dense end-point error on non-occluded pixels (median, p95, in pixels of the
-  384x512 flow grid), ``M_occ`` (consistency) and ``M_hid`` (``hidden_map``) precision and recall
-  against the true occlusions, ``M_defocus`` IoU against the true out-of-focus planes (blur-circle
+  384x512 flow grid), ``M_occ`` (consistency) and ``M_hid`` (``hidden_map``, and the same given
+  the rig's baseline) precision and recall against the true occlusions, pooled over every capture
+  and over the captures with resolvable occlusion (at least 0.5 % of the valid pixels), ``M_defocus`` IoU against the true out-of-focus planes (blur-circle
   diameter > 2 px in T).
 - ``maps``: ``hidden_map``'s two constants fitted on calibration seeds (``--maps-seeds``, default
   2024 2025; the same scenes as ``accuracy``, which judges on ``--seed``).
@@ -72,14 +73,26 @@ def _captures_with_truth(sess: Path, size: tuple[int, int]):
         yield rec, img, crop, rect, truth
 
 
+def _pr(counts: list[int]) -> dict:
+    """Precision and recall of ``[true positives, flagged, true]`` pixel counts pooled over captures."""
+    tp, n_pred, n_true = counts
+    return {"precision": round(tp / max(n_pred, 1), 3), "recall": round(tp / max(n_true, 1), 3),
+            "true_px": n_true}
+
+
 def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                     kinds=("architecture", "landscape", "portrait", "night"),
                                                     captures_per_scene=1), progress=False)
     cfg = QAConfig()
-    per = {"main_T": {"epe": [], "occ": [0, 0, 0], "hid": [0, 0, 0], "occ_or_bad": [0, 0], "iou": []},
-           "ref_T": {"epe": [], "occ": [0, 0, 0], "hid": [0, 0, 0], "occ_or_bad": [0, 0], "iou": []}}
+    per = {s_: {"epe": [], "occ": [0, 0, 0], "hid": [0, 0, 0], "fold": [0, 0, 0], "hid_resolvable": [0, 0, 0],
+                "fold_resolvable": [0, 0, 0], "hid_flagged_without": [0, 0], "occ_or_bad": [0, 0], "iou": []}
+           for s_ in ("main_T", "ref_T")}
+    # The pair's baseline (REF's position minus the W crop's camera): main T sits wt_baseline_m
+    # from main W on one phone; the reference T ref_baseline_m further, on the mount.
+    baselines = {"main_T": cfg.rig.wt_baseline_m,
+                 "ref_T": tuple(a + b for a, b in zip(cfg.rig.wt_baseline_m, cfg.rig.ref_baseline_m, strict=True))}
     per_kind: dict[str, list[float]] = {}
     for rec, img, crop, rect, truth in _captures_with_truth(sess, size):
         for slot in ("main_T", "ref_T"):
@@ -110,10 +123,22 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             o[1] += int(pred.sum())
             o[2] += int(true_occ.sum())
             hid = (r.hidden >= 0.5) & r.valid & inframe  # M_occ against truth (maps.hidden_map)
-            o = per[slot]["hid"]
-            o[0] += int((hid & true_occ).sum())
-            o[1] += int(hid.sum())
-            o[2] += int(true_occ.sum())
+            # The same map given the rig's baseline (maps.fold_map on the flow refined along it).
+            rb = register_pair(crop, img[slot], pcfg, optical_scale=1 / rect.scale, shift=g, baseline=baselines[slot])
+            fold = (rb.hidden >= 0.5) & r.valid & inframe
+            # Pooled over captures, a capture without resolvable occlusion (under 0.5 % of its
+            # valid pixels, thin strips beside edges) adds only false alarms: scored apart as well.
+            resolvable = true_occ.sum() >= 0.005 * max(int((r.valid & inframe).sum()), 1)
+            for key, mp, take in (("hid", hid, True), ("fold", fold, True), ("hid_resolvable", hid, resolvable),
+                                  ("fold_resolvable", fold, resolvable)):
+                if take:
+                    o = per[slot][key]
+                    o[0] += int((mp & true_occ).sum())
+                    o[1] += int(mp.sum())
+                    o[2] += int(true_occ.sum())
+            if not resolvable:
+                per[slot]["hid_flagged_without"][0] += int(hid.sum())
+                per[slot]["hid_flagged_without"][1] += int((r.valid & inframe).sum())
             bad = true_occ | (err > 3.0)  # what M_occ is for: where the warped reference is wrong
             per[slot]["occ_or_bad"][0] += int((pred & bad).sum())
             per[slot]["occ_or_bad"][1] += int(pred.sum())
@@ -135,6 +160,11 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
         out[slot] = {
             "epe_median_px": round(float(np.median(e)), 3), "epe_p95_px": round(float(np.percentile(e, 95)), 2),
             "hidden_precision": round(hd[0] / max(hd[1], 1), 3), "hidden_recall": round(hd[0] / max(hd[2], 1), 3),
+            "hidden_with_baseline": _pr(d["fold"]),
+            "hidden_on_captures_with_resolvable_occlusion": _pr(d["hid_resolvable"]),
+            "hidden_with_baseline_on_captures_with_resolvable_occlusion": _pr(d["fold_resolvable"]),
+            "hidden_flagged_frac_on_captures_without": round(d["hid_flagged_without"][0]
+                                                             / max(d["hid_flagged_without"][1], 1), 4),
             "occ_precision": round(o[0] / max(o[1], 1), 3), "occ_recall": round(o[0] / max(o[2], 1), 3),
             "occ_precision_vs_occluded_or_misaligned": round(d["occ_or_bad"][0] / max(d["occ_or_bad"][1], 1), 3),
             "true_occluded_frac": round(o[2] / max(sum(len(x) for x in d["epe"]), 1), 4),
@@ -523,6 +553,9 @@ def middlebury() -> dict:
     return {"pair": "skimage.data.stereo_motorcycle (Middlebury 2014 motorcycle)", "size": [w, h],
             "true_occluded_frac": round(float(true_occ[m].mean()), 4),
             "qa_M_occ_hidden": score(r.hidden >= 0.5),
+            # The right camera sits at +x of the left (the pair's geometry, not a fitted figure).
+            "qa_M_occ_hidden_with_baseline": score(register_pair(left, right, QAConfig(),
+                                                                 baseline=(1.0, 0.0)).hidden >= 0.5),
             "qa_M_occ_consistency": score(r.occlusion >= 0.5),
             "plain_fb_error_over_px": {str(t): score(e > t) for t in (1, 2, 4, 6, 8)},
             "goal": {"precision": 0.6, "recall": 0.5}}

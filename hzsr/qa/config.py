@@ -51,6 +51,13 @@ class MapsConfig:
     hidden: bool = True  # compute M_hid at all (the quick check does not: it grades nothing from it)
     hidden_fb_px: float = 4.0
     hidden_max_coverage: float = 0.5
+    # With the pair's baseline known (the rig's geometry): M_occ = the z-buffer along the
+    # baseline of the flow refined along it (maps.fold_map, maps.refine_flow_along). Fitted on
+    # calibration seeds 2024, 2025 (bench/qa.py --part maps), main T (docs/qa.md).
+    hidden_refine_radius: int = 24  # half-length of the filter along the baseline, flow-grid px
+    hidden_refine_sigma_luma: float = 6.0  # luma difference (0-255) at which a neighbour counts e^-0.5
+    hidden_refine_sigma_fb: float = 2.0  # trust exp(-(e_fb / this)^2), forward-backward error in flow-grid px
+    hidden_fold_margin_px: float = 0.5  # a pixel is hidden when a nearer one lands this far past it (flow-grid px)
     defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
     # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2, for W crop vs main T.
     # Parallax |dF| off the focal plane and T's blur circle c relate as c = |dF| D / B (D: T's
