@@ -9,7 +9,9 @@ Parts (``--part``, default all):
   and over the captures with resolvable occlusion (at least 0.5 % of the valid pixels), ``M_defocus`` IoU against the true out-of-focus planes (blur-circle
   diameter > 2 px in T).
 - ``maps``: ``hidden_map``'s two constants fitted on calibration seeds (``--maps-seeds``, default
-  2024 2025; the same scenes as ``accuracy``, which judges on ``--seed``).
+  2024 2025; the same scenes as ``accuracy``, which judges on ``--seed``), and the two of its
+  union with the fold map when the rig's baseline is known (main T, captures with resolvable
+  occlusion; the goal's test first, then F1).
 - ``middlebury``: ``M_hid``, ``M_occ`` and the plain forward-backward error on a real stereo pair.
 - ``verdicts``: a session where every other capture carries one injected defect (second phone
   focused elsewhere, skew with a moving object, motion blur, rig bump, overexposure): the share of
@@ -194,6 +196,11 @@ def maps_fit(root: Path, seeds: list[int], captures: int, size: tuple[int, int])
     from hzsr.qa.align import global_translation
 
     counts = {(t, c): [0, 0, 0] for t in HIDDEN_FB_PX for c in HIDDEN_MAX_COVERAGE}
+    # With the rig's baseline: fold OR (e_fb > t AND cov < c), main T, captures with resolvable
+    # occlusion (at least 0.5 % of the valid pixels; elsewhere a map can only raise false alarms).
+    union = {(t, c): [0, 0, 0] for t in HIDDEN_FB_PX for c in HIDDEN_MAX_COVERAGE}
+    base_cfg = QAConfig()
+    fold_only = replace(base_cfg, maps=replace(base_cfg.maps, hidden_union_fb_px=float("inf")))
     for seed in seeds:
         sess = simulate_session(root / f"mapfit-{seed}", SimConfig(
             captures=captures, seed=seed, size=size, truth=True,
@@ -207,6 +214,13 @@ def maps_fit(root: Path, seeds: list[int], captures: int, size: tuple[int, int])
                 gx, gy = np.meshgrid(np.arange(w), np.arange(h))
                 tx, ty = gx + flow[..., 0], gy + flow[..., 1]
                 inframe = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+                fold = None
+                if slot == "main_T":
+                    rb = register_pair(crop, img[slot], fold_only, optical_scale=1 / rect.scale, shift=g,
+                                       baseline=cfg.rig.wt_baseline_m)
+                    true_occ = ~vis & inframe & rb.valid
+                    if true_occ.sum() >= 0.005 * max(int((rb.valid & inframe).sum()), 1):
+                        fold = rb.hidden >= 0.5
                 for (t, c), n in counts.items():
                     pcfg = replace(cfg, maps=replace(cfg.maps, hidden_fb_px=t, hidden_max_coverage=c))
                     r = register_pair(crop, img[slot], pcfg, optical_scale=1 / rect.scale, shift=g)
@@ -215,15 +229,31 @@ def maps_fit(root: Path, seeds: list[int], captures: int, size: tuple[int, int])
                     n[0] += int((pred & true_occ).sum())
                     n[1] += int(pred.sum())
                     n[2] += int(true_occ.sum())
+                    if fold is not None:
+                        u, both = union[(t, c)], (pred | fold) & r.valid & inframe
+                        u[0] += int((both & true_occ).sum())
+                        u[1] += int(both.sum())
+                        u[2] += int(true_occ.sum())
     table = []
     for (t, c), (tp, n_pred, n_true) in counts.items():
         prec, rec_ = tp / max(n_pred, 1), tp / max(n_true, 1)
         table.append({"hidden_fb_px": t, "hidden_max_coverage": c, "precision": round(prec, 3),
                       "recall": round(rec_, 3), "f1": round(2 * prec * rec_ / max(prec + rec_, 1e-9), 3)})
     best = max(table, key=lambda row: row["f1"])
+    utable = []
+    for (t, c), (tp, n_pred, n_true) in union.items():
+        prec, rec_ = tp / max(n_pred, 1), tp / max(n_true, 1)
+        utable.append({"hidden_union_fb_px": t, "hidden_union_max_coverage": c, "precision": round(prec, 3),
+                       "recall": round(rec_, 3), "f1": round(2 * prec * rec_ / max(prec + rec_, 1e-9), 3)})
+    # The goal's own test first (precision >= 0.5 at recall >= 0.6), then the best F1 among those.
+    meets = [row for row in utable if row["precision"] >= 0.5 and row["recall"] >= 0.6] or utable
+    ubest = max(meets, key=lambda row: row["f1"])
     return {"calibration_seeds": seeds, "captures_per_seed": captures, "size": list(size),
             "fitted": {"hidden_fb_px": best["hidden_fb_px"], "hidden_max_coverage": best["hidden_max_coverage"]},
-            "at_fit": best, "candidates": table, "goal": {"precision": 0.5, "recall": 0.6}}
+            "at_fit": best, "candidates": table, "goal": {"precision": 0.5, "recall": 0.6},
+            "with_baseline_main_T_resolvable": {
+                "fitted": {k: ubest[k] for k in ("hidden_union_fb_px", "hidden_union_max_coverage")},
+                "at_fit": ubest, "candidates": utable}}
 
 
 def verdicts(root: Path, captures: int, seed: int, size: tuple[int, int], workers: int) -> dict:

@@ -58,6 +58,8 @@ class MapsConfig:
     hidden_refine_sigma_luma: float = 6.0  # luma difference (0-255) at which a neighbour counts e^-0.5
     hidden_refine_sigma_fb: float = 2.0  # trust exp(-(e_fb / this)^2), forward-backward error in flow-grid px
     hidden_fold_margin_px: float = 0.5  # a pixel is hidden when a nearer one lands this far past it (flow-grid px)
+    hidden_union_fb_px: float = 8.0  # with a baseline: OR (e_fb > this AND coverage < the next)
+    hidden_union_max_coverage: float = 0.9
     defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
     # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2, for W crop vs main T.
     # Parallax |dF| off the focal plane and T's blur circle c relate as c = |dF| D / B (D: T's

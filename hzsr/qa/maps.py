@@ -183,10 +183,12 @@ def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsC
     is left uncovered, whereas flow noise still covers its pixels.
 
     With the pair's ``baseline`` and SRC's luma ``guide`` (the rig's geometry is known), the map is
-    instead the z-buffer along the baseline (``fold_map``, margin ``hidden_fold_margin_px``) of
-    the flow refined along it (``refine_flow_along``: radius ``hidden_refine_radius``, luma
-    ``hidden_refine_sigma_luma``, trust ``exp(-(e_fb / hidden_refine_sigma_fb)^2)``): which side
-    of a depth edge is hidden, and how wide, follow from the geometry, not from flow noise.
+    instead ``fold(x) OR [e_fb(x) > t_u] [cov(x) < c_u]``: the z-buffer along the baseline
+    (``fold_map``, margin ``hidden_fold_margin_px``) of the flow refined along it
+    (``refine_flow_along``: radius ``hidden_refine_radius``, luma ``hidden_refine_sigma_luma``,
+    trust ``exp(-(e_fb / hidden_refine_sigma_fb)^2)``), where which side of a depth edge is hidden,
+    and how wide, follow from the geometry; or the test above with ``hidden_union_fb_px`` and
+    ``hidden_union_max_coverage``.
 
     Args:
         flow_fwd, flow_bwd: as for ``occlusion_map``, on the flow grid.
@@ -205,7 +207,11 @@ def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsC
         trust = np.exp(-(e / c.hidden_refine_sigma_fb) ** 2)
         radius = max(1, int(round(c.hidden_refine_radius / grid_scale)))
         refined = refine_flow_along(flow_fwd, guide, trust, baseline, radius, c.hidden_refine_sigma_luma)
-        return fold_map(refined, baseline, c.hidden_fold_margin_px / grid_scale).astype(np.float32)
+        fold = fold_map(refined, baseline, c.hidden_fold_margin_px / grid_scale)
+        # Either cue: the fold finds the strip where the refined flow is right; the consistency
+        # and coverage test (stricter constants here) where DIS gave the strip a flow of its own.
+        strict = (e > c.hidden_union_fb_px) & (reference_coverage(flow_bwd) < c.hidden_union_max_coverage)
+        return (fold | strict).astype(np.float32)
     hid = (e > c.hidden_fb_px) & (reference_coverage(flow_bwd) < c.hidden_max_coverage)
     return hid.astype(np.float32)
 
