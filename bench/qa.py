@@ -141,6 +141,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             if not resolvable:
                 per[slot]["hid_flagged_without"][0] += int(hid.sum())
                 per[slot]["hid_flagged_without"][1] += int((r.valid & inframe).sum())
+                per[slot]["fold_flagged_without"] = per[slot].get("fold_flagged_without", 0) + int(fold.sum())
             bad = true_occ | (err > 3.0)  # what M_occ is for: where the warped reference is wrong
             per[slot]["occ_or_bad"][0] += int((pred & bad).sum())
             per[slot]["occ_or_bad"][1] += int(pred.sum())
@@ -167,6 +168,8 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             "hidden_with_baseline_on_captures_with_resolvable_occlusion": _pr(d["fold_resolvable"]),
             "hidden_flagged_frac_on_captures_without": round(d["hid_flagged_without"][0]
                                                              / max(d["hid_flagged_without"][1], 1), 4),
+            "hidden_with_baseline_flagged_frac_on_captures_without": round(d.get("fold_flagged_without", 0)
+                                                                           / max(d["hid_flagged_without"][1], 1), 4),
             "occ_precision": round(o[0] / max(o[1], 1), 3), "occ_recall": round(o[0] / max(o[2], 1), 3),
             "occ_precision_vs_occluded_or_misaligned": round(d["occ_or_bad"][0] / max(d["occ_or_bad"][1], 1), 3),
             "true_occluded_frac": round(o[2] / max(sum(len(x) for x in d["epe"]), 1), 4),
@@ -628,7 +631,12 @@ def speed(root: Path, captures: int, seed: int) -> dict:
 
     before = replace(cfg, check=replace(cfg.check, quick_dis_preset="ultrafast", quick_wr_dis_preset="ultrafast",
                                         quick_max_keypoints=1500))
-    runs = {"decode": decode_all, "full": full,
+    no_base = replace(cfg, maps=replace(cfg.maps, hidden_use_baseline=False))  # M_hid as before issue18m
+
+    def full_without_baseline(d):
+        _write_images(analyse_capture(d, no_base), root / "speed_maps_nb")
+
+    runs = {"decode": decode_all, "full": full, "full_M_hid_without_baseline": full_without_baseline,
             "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
             "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}
     wall: dict[str, list[float]] = {k: [] for k in runs}
@@ -661,6 +669,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         "load_average_1min_at_start": load0,
         "ratio_full_to_decode": round(statistics.median(t_full) / statistics.median(base), 2),
         "cpu_ratio_full_to_decode": round(statistics.median(cpu["full"]) / statistics.median(cpu["decode"]), 2),
+        "cpu_ratio_full_to_full_M_hid_without_baseline": round(statistics.median(cpu["full"]) / statistics.median(
+            cpu["full_M_hid_without_baseline"]), 2),
         "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),
         "cpu_ratio_quick_to_previous_settings": round(statistics.median(cpu["quick"])
                                                       / statistics.median(cpu["quick_previous_settings"]), 2),

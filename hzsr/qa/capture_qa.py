@@ -351,7 +351,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         # The pair's baseline from the rig config: M_hid follows the geometry (maps.hidden_map).
         wt, tt = np.asarray(cfg.rig.wt_baseline_m, float), np.asarray(cfg.rig.ref_baseline_m, float)
         base = {"wt": wt, "wr": wt + tt, "tt": tt}.get(name)
-        if base is not None and not np.any(base):
+        if base is not None and (not np.any(base) or not cfg.maps.hidden_use_baseline):
             base = None
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
                                    baseline=None if base is None else tuple(base))

@@ -54,6 +54,7 @@ class MapsConfig:
     # With the pair's baseline known (the rig's geometry): M_occ = the z-buffer along the
     # baseline of the flow refined along it (maps.fold_map, maps.refine_flow_along). Fitted on
     # calibration seeds 2024, 2025 (bench/qa.py --part maps), main T (docs/qa.md).
+    hidden_use_baseline: bool = True  # qa check passes the rig's baselines (rig.*_baseline_m) to M_hid
     hidden_refine_radius: int = 24  # half-length of the filter along the baseline, flow-grid px
     hidden_refine_sigma_luma: float = 6.0  # luma difference (0-255) at which a neighbour counts e^-0.5
     hidden_refine_sigma_fb: float = 2.0  # trust exp(-(e_fb / this)^2), forward-backward error in flow-grid px
