@@ -188,7 +188,9 @@ def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsC
     (``refine_flow_along``: radius ``hidden_refine_radius``, luma ``hidden_refine_sigma_luma``,
     trust ``exp(-(e_fb / hidden_refine_sigma_fb)^2)``), where which side of a depth edge is hidden,
     and how wide, follow from the geometry; or the test above with ``hidden_union_fb_px`` and
-    ``hidden_union_max_coverage``.
+    ``hidden_union_max_coverage``; and only where the parallax along the baseline spans at least
+    ``hidden_min_step_px`` within a ``hidden_step_window`` square (there is a depth step to hide
+    behind).
 
     Args:
         flow_fwd, flow_bwd: as for ``occlusion_map``, on the flow grid.
@@ -211,7 +213,15 @@ def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsC
         # Either cue: the fold finds the strip where the refined flow is right; the consistency
         # and coverage test (stricter constants here) where DIS gave the strip a flow of its own.
         strict = (e > c.hidden_union_fb_px) & (reference_coverage(flow_bwd) < c.hidden_union_max_coverage)
-        return (fold | strict).astype(np.float32)
+        # A strip as wide as the parallax step lies beside a step: where the parallax along the
+        # baseline spans less than hidden_min_step_px within the window, nothing can be hidden
+        # (flow noise on a flat scene, a landscape's far plane).
+        b = _unit(baseline)
+        p = (flow_fwd[..., 0] * b[0] + flow_fwd[..., 1] * b[1]).astype(np.float32)
+        win = max(1, int(round(c.hidden_step_window / grid_scale)))
+        kernel = np.ones((win, win), np.uint8)
+        step = (cv2.dilate(p, kernel) - cv2.erode(p, kernel)) * grid_scale
+        return ((fold | strict) & (step >= c.hidden_min_step_px)).astype(np.float32)
     hid = (e > c.hidden_fb_px) & (reference_coverage(flow_bwd) < c.hidden_max_coverage)
     return hid.astype(np.float32)
 
