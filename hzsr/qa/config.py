@@ -52,8 +52,11 @@ class MapsConfig:
     hidden_fb_px: float = 4.0
     hidden_max_coverage: float = 0.5
     # With the pair's baseline known (the rig's geometry): M_occ = the z-buffer along the
-    # baseline of the flow refined along it (maps.fold_map, maps.refine_flow_along). Fitted on
-    # calibration seeds 2024, 2025 (bench/qa.py --part maps), main T (docs/qa.md).
+    # baseline of the flow refined along it (maps.fold_map, maps.refine_flow_along), OR the test
+    # above with the hidden_union_* constants, where the parallax steps (hidden_step_window,
+    # hidden_min_step_px). All chosen on calibration seeds 2024, 2025, main T: the refinement and
+    # margin by an offline sweep (radius 8-32, luma sigma 4-24, trust 1-4 px, margin 0.5-2; the
+    # script not kept), the union and the gate by bench/qa.py --part maps (docs/qa.md).
     hidden_use_baseline: bool = True  # qa check passes the rig's baselines (rig.*_baseline_m) to M_hid
     hidden_refine_radius: int = 24  # half-length of the filter along the baseline, flow-grid px
     hidden_refine_sigma_luma: float = 6.0  # luma difference (0-255) at which a neighbour counts e^-0.5
