@@ -6,12 +6,12 @@ Parts (``--part``, default all):
   vs each T: dense end-point error on non-occluded pixels (median, p95, in pixels of the
   384x512 flow grid), ``M_occ`` (consistency) and ``M_hid`` (``hidden_map``, and the same given
   the rig's baseline) precision and recall against the true occlusions, pooled over every capture
-  and over the captures with resolvable occlusion (at least 0.5 % of the valid pixels), ``M_defocus`` IoU against the true out-of-focus planes (blur-circle
-  diameter > 2 px in T).
+  and over the captures with resolvable occlusion (at least 0.5 % of the valid pixels),
+  ``M_defocus`` IoU against the true out-of-focus planes (blur-circle diameter > 2 px in T).
 - ``maps``: ``hidden_map``'s two constants fitted on calibration seeds (``--maps-seeds``, default
   2024 2025; the same scenes as ``accuracy``, which judges on ``--seed``), and the two of its
   union with the fold map when the rig's baseline is known (main T, captures with resolvable
-  occlusion; the goal's test first, then F1).
+  occlusion; the goal's test first, then F1), then its step gate (main T, every capture).
 - ``middlebury``: ``M_hid``, ``M_occ`` and the plain forward-backward error on a real stereo pair.
 - ``verdicts``: a session where every other capture carries one injected defect (second phone
   focused elsewhere, skew with a moving object, motion blur, rig bump, overexposure): the share of
