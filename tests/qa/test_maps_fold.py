@@ -66,3 +66,20 @@ def test_fold_map_refuses_a_zero_baseline():
     flow, _ = _card_flow()
     with pytest.raises(ValueError, match="baseline"):
         fold_map(flow, (0.0, 0.0), margin=0.5)
+
+
+def test_hidden_map_with_a_baseline_flags_nothing_without_a_parallax_step():
+    from dataclasses import replace
+
+    from hzsr.qa.config import MapsConfig
+    from hzsr.qa.maps import hidden_map
+
+    h, w = 40, 60
+    fwd = np.zeros((h, w, 2), np.float32)  # one plane: nothing can be hidden
+    bwd = np.zeros_like(fwd)
+    bwd[:, 20:30, 0] = 10.0  # a patch of backward-flow noise: e_fb 10 px, SRC 20..29 left uncovered
+    guide = np.full((h, w), 100.0, np.float32)
+    cfg = MapsConfig()
+    assert not hidden_map(fwd, bwd, cfg, baseline=(1.0, 0.0), guide=guide).any()
+    ungated = hidden_map(fwd, bwd, replace(cfg, hidden_min_step_px=0.0), baseline=(1.0, 0.0), guide=guide)
+    assert ungated[:, 20:30].all()  # the consistency-and-coverage cue alone would flag it
