@@ -66,8 +66,8 @@ class MapsConfig:
     hidden_union_max_coverage: float = 0.9
     # ... AND the parallax along the baseline spans at least hidden_min_step_px (flow-grid px) in a
     # hidden_step_window square (flow-grid px) around the pixel: a depth step to hide behind.
-    hidden_step_window: int = 49
-    hidden_min_step_px: float = 12.0
+    hidden_step_window: int = 65
+    hidden_min_step_px: float = 16.0
     defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
     # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2, for W crop vs main T.
     # Parallax |dF| off the focal plane and T's blur circle c relate as c = |dF| D / B (D: T's
