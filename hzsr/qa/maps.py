@@ -206,13 +206,6 @@ def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsC
         if guide is None or guide.shape != flow_fwd.shape[:2]:
             raise ValueError(f"hidden_map: a baseline needs SRC's luma on the flow grid {flow_fwd.shape[:2]}, got "
                              f"{None if guide is None else guide.shape}")
-        trust = np.exp(-(e / c.hidden_refine_sigma_fb) ** 2)
-        radius = max(1, int(round(c.hidden_refine_radius / grid_scale)))
-        refined = refine_flow_along(flow_fwd, guide, trust, baseline, radius, c.hidden_refine_sigma_luma)
-        fold = fold_map(refined, baseline, c.hidden_fold_margin_px / grid_scale)
-        # Either cue: the fold finds the strip where the refined flow is right; the consistency
-        # and coverage test (stricter constants here) where DIS gave the strip a flow of its own.
-        strict = (e > c.hidden_union_fb_px) & (reference_coverage(flow_bwd) < c.hidden_union_max_coverage)
         # A strip as wide as the parallax step lies beside a step: where the parallax along the
         # baseline spans less than hidden_min_step_px within the window, nothing can be hidden
         # (flow noise on a flat scene, a landscape's far plane).
@@ -220,8 +213,26 @@ def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsC
         p = (flow_fwd[..., 0] * b[0] + flow_fwd[..., 1] * b[1]).astype(np.float32)
         win = max(1, int(round(c.hidden_step_window / grid_scale)))
         kernel = np.ones((win, win), np.uint8)
-        step = (cv2.dilate(p, kernel) - cv2.erode(p, kernel)) * grid_scale
-        return ((fold | strict) & (step >= c.hidden_min_step_px)).astype(np.float32)
+        gate = (cv2.dilate(p, kernel) - cv2.erode(p, kernel)) * grid_scale >= c.hidden_min_step_px
+        out = np.zeros(flow_fwd.shape[:2], bool)
+        if not gate.any():
+            return out.astype(np.float32)
+        # The filter and the fold only where the gate lets something through (plus two filter
+        # radii, so every gated pixel's line is whole): most of a flat or far scene is skipped.
+        radius = max(1, int(round(c.hidden_refine_radius / grid_scale)))
+        ys, xs = np.nonzero(gate)
+        h, w = gate.shape
+        y0, y1 = max(0, ys.min() - 2 * radius), min(h, ys.max() + 2 * radius + 1)
+        x0, x1 = max(0, xs.min() - 2 * radius), min(w, xs.max() + 2 * radius + 1)
+        box = (slice(y0, y1), slice(x0, x1))
+        trust = np.exp(-(e[box] / c.hidden_refine_sigma_fb) ** 2)
+        refined = refine_flow_along(flow_fwd[box], guide[box], trust, baseline, radius, c.hidden_refine_sigma_luma)
+        fold = fold_map(refined, baseline, c.hidden_fold_margin_px / grid_scale)
+        # Either cue: the fold finds the strip where the refined flow is right; the consistency
+        # and coverage test (stricter constants here) where DIS gave the strip a flow of its own.
+        strict = (e[box] > c.hidden_union_fb_px) & (reference_coverage(flow_bwd)[box] < c.hidden_union_max_coverage)
+        out[box] = (fold | strict) & gate[box]
+        return out.astype(np.float32)
     hid = (e > c.hidden_fb_px) & (reference_coverage(flow_bwd) < c.hidden_max_coverage)
     return hid.astype(np.float32)
 
