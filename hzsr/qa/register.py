@@ -139,8 +139,11 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     if m.hidden:
         guide = None
         if baseline is not None:
-            guide = cv2.resize(_unit_luma(src) * 255.0, (fwd.shape[1], fwd.shape[0]),
-                               interpolation=cv2.INTER_AREA)
+            # A guide for the flow grid, resized before the luma and first decimated to within 2x of
+            # the grid (area-averaged after): at 12 MP the whole image's luma costs more than the map.
+            k = max(1, int(min(h / fwd.shape[0], w / fwd.shape[1]) // 2))
+            guide = _unit_luma(cv2.resize(src[::k, ::k], (fwd.shape[1], fwd.shape[0]),
+                                          interpolation=cv2.INTER_AREA)) * 255.0
         hid_g = hidden_map(fwd, bwd, m, baseline=baseline, guide=guide)
     size = (w, h)
     flow_fwd = upsample_flow(fwd, size)
