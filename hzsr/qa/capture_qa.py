@@ -348,7 +348,13 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             # qa check's figures, not ultrafast's (p95 |quick - full| of the occluded fraction 0.17).
             preset = cfg.check.quick_tt_dis_preset if name == "tt" else cfg.check.quick_wr_dis_preset
             pcfg = replace(pcfg, align=replace(pcfg.align, dis_preset=preset))
-        regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g)
+        # The pair's baseline from the rig config: M_hid follows the geometry (maps.hidden_map).
+        wt, tt = np.asarray(cfg.rig.wt_baseline_m, float), np.asarray(cfg.rig.ref_baseline_m, float)
+        base = {"wt": wt, "wr": wt + tt, "tt": tt}.get(name)
+        if base is not None and (not np.any(base) or not cfg.maps.hidden_use_baseline):
+            base = None
+        regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
+                                   baseline=None if base is None else tuple(base))
         afs[name] = af
         for k, v in regs[name].stats.items():
             out.row[f"{name}_{k}"] = v

@@ -51,6 +51,23 @@ class MapsConfig:
     hidden: bool = True  # compute M_hid at all (the quick check does not: it grades nothing from it)
     hidden_fb_px: float = 4.0
     hidden_max_coverage: float = 0.5
+    # With the pair's baseline known (the rig's geometry): M_occ = the z-buffer along the
+    # baseline of the flow refined along it (maps.fold_map, maps.refine_flow_along), OR the test
+    # above with the hidden_union_* constants, where the parallax steps (hidden_step_window,
+    # hidden_min_step_px). All chosen on calibration seeds 2024, 2025, main T: the refinement and
+    # margin by an offline sweep (radius 8-32, luma sigma 4-24, trust 1-4 px, margin 0.5-2; the
+    # script not kept), the union and the gate by bench/qa.py --part maps (docs/qa.md).
+    hidden_use_baseline: bool = True  # qa check passes the rig's baselines (rig.*_baseline_m) to M_hid
+    hidden_refine_radius: int = 24  # half-length of the filter along the baseline, flow-grid px
+    hidden_refine_sigma_luma: float = 6.0  # luma difference (0-255) at which a neighbour counts e^-0.5
+    hidden_refine_sigma_fb: float = 2.0  # trust exp(-(e_fb / this)^2), forward-backward error in flow-grid px
+    hidden_fold_margin_px: float = 0.5  # a pixel is hidden when a nearer one lands this far past it (flow-grid px)
+    hidden_union_fb_px: float = 8.0  # with a baseline: OR (e_fb > this AND coverage < the next)
+    hidden_union_max_coverage: float = 0.9
+    # ... AND the parallax along the baseline spans at least hidden_min_step_px (flow-grid px) in a
+    # hidden_step_window square (flow-grid px) around the pixel: a depth step to hide behind.
+    hidden_step_window: int = 65
+    hidden_min_step_px: float = 16.0
     defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
     # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2, for W crop vs main T.
     # Parallax |dF| off the focal plane and T's blur circle c relate as c = |dF| D / B (D: T's

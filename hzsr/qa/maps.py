@@ -78,8 +78,101 @@ def reference_coverage(flow_bwd: np.ndarray) -> np.ndarray:
     return cov[1:h + 1, 1:w + 1].astype(np.float32)
 
 
+def _unit(direction) -> np.ndarray:
+    b = np.asarray(direction, np.float64).reshape(2)
+    n = float(np.hypot(b[0], b[1]))
+    if not np.isfinite(n) or n == 0:
+        raise ValueError(f"baseline: expected a non-zero 2-vector, got {list(b)}")
+    return b / n
+
+
+def _shifted(a: np.ndarray, dx: int, dy: int, fill: float) -> np.ndarray:
+    """``out(x) = a(x + (dx, dy))`` for integer offsets; ``fill`` where that falls outside."""
+    h, w = a.shape[:2]
+    out = np.full_like(a, fill)
+    y0, y1, x0, x1 = max(0, -dy), min(h, h - dy), max(0, -dx), min(w, w - dx)
+    if y1 > y0 and x1 > x0:
+        out[y0:y1, x0:x1] = a[y0 + dy:y1 + dy, x0 + dx:x1 + dx]
+    return out
+
+
+def refine_flow_along(flow: np.ndarray, guide: np.ndarray, confidence: np.ndarray, direction,
+                      radius: int, sigma_luma: float, step: int = 2) -> np.ndarray:
+    """Joint bilateral filter of ``flow`` along ``direction``, guided by an image, weighted by trust.
+
+    ``F'(x) = sum_k w_k(x) F(x + k b) / sum_k w_k(x)`` for ``k`` in ``[-radius, radius]`` (every
+    ``step``), ``w_k(x) = exp(-(I(x + k b) - I(x))^2 / 2 sigma_luma^2 - k^2 / 2 (radius/2)^2)
+    c(x + k b)``. DIS smooths the flow across a depth edge over about a patch; along the
+    baseline (the only direction parallax changes), the filter takes each pixel's flow from
+    trusted pixels (``c``: e.g. low forward-backward error) of its own surface (similar luma), so the
+    step comes back to the image's edge and the strip the reference does not see takes its own
+    surface's flow instead of the occluder's.
+
+    Args:
+        flow: HxWx2 flow (float32).
+        guide: HxW luma on the same grid (any scale; ``sigma_luma`` is in its units).
+        confidence: HxW weights in [0, 1].
+        direction: 2-vector along which to filter (unit or not).
+    """
+    _check_flow(flow, "flow")
+    b = _unit(direction)
+    g = guide.astype(np.float32)
+    c = confidence.astype(np.float32)
+    f = flow.astype(np.float32)
+    num = np.zeros_like(f)
+    den = np.zeros(f.shape[:2], np.float32)
+    inv_l, inv_s = -0.5 / max(sigma_luma, 1e-6) ** 2, -0.5 / max(radius / 2.0, 1e-6) ** 2
+    for k in range(-radius, radius + 1, max(1, step)):
+        dx, dy = int(round(k * b[0])), int(round(k * b[1]))
+        dg = _shifted(g, dx, dy, np.inf) - g
+        wk = np.exp(np.minimum(dg * dg, 1e6) * inv_l + k * k * inv_s).astype(np.float32) * _shifted(c, dx, dy, 0.0)
+        num += _shifted(f, dx, dy, 0.0) * wk[..., None]
+        den += wk
+    out = num / np.maximum(den, 1e-6)[..., None]
+    return np.where(den[..., None] > 1e-3, out, f).astype(np.float32)
+
+
+def fold_map(flow_fwd: np.ndarray, baseline, margin: float) -> np.ndarray:
+    """SRC pixels another SRC pixel hides in REF: a z-buffer along the baseline (bool HxW).
+
+    A point at distance ``Z`` moves by ``-f b / Z`` (``b``: REF's position minus SRC's), so along
+    ``b`` the nearer surface moves less: with ``s`` the position along ``b`` and ``p = F.b/|b|``,
+    SRC pixel ``s`` lands at ``tau(s) = s + p(s)``. It is hidden when a pixel further along ``b``
+    lands before it, ``min_{s' > s} tau(s') < tau(s) - margin``: that pixel is nearer and covers
+    it (the strip beside an occluder's edge, on the side ``-b``, as wide as the parallax step).
+    Computed on lines parallel to ``b`` (the flow is rotated so ``b`` is the row direction).
+    """
+    _check_flow(flow_fwd, "flow_fwd")
+    b = _unit(baseline)
+    h, w = flow_fwd.shape[:2]
+    p = (flow_fwd[..., 0] * b[0] + flow_fwd[..., 1] * b[1]).astype(np.float32)
+    ang = float(np.degrees(np.arctan2(b[1], b[0])))
+    if abs(ang) < 1e-6:
+        pr, rot = p, None
+        n_rows, n_cols = h, w
+    else:  # rows along b: rotate by the baseline's angle into a canvas that holds the whole grid
+        side = int(np.ceil(np.hypot(h, w))) + 2
+        rot = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), ang, 1.0)
+        rot[0, 2] += (side - w) / 2.0
+        rot[1, 2] += (side - h) / 2.0
+        pr = cv2.warpAffine(p, rot, (side, side), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=np.nan)
+        n_rows = n_cols = side
+    s = np.arange(n_cols, dtype=np.float32)[None, :]
+    ok = np.isfinite(pr)
+    tau = np.where(ok, s + np.where(ok, pr, 0), np.inf).astype(np.float32)
+    ahead = np.minimum.accumulate(tau[:, ::-1], axis=1)[:, ::-1]  # min over s' >= s
+    ahead = np.concatenate([ahead[:, 1:], np.full((n_rows, 1), np.inf, np.float32)], axis=1)  # s' > s
+    with np.errstate(invalid="ignore"):
+        hid = ok & (tau - ahead > margin)
+    if rot is None:
+        return hid
+    back = cv2.warpAffine(hid.astype(np.uint8), cv2.invertAffineTransform(rot), (w, h), flags=cv2.INTER_NEAREST)
+    return back > 0
+
+
 def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsConfig | None = None,
-               grid_scale: float = 1.0) -> np.ndarray:
+               grid_scale: float = 1.0, *, baseline=None, guide: np.ndarray | None = None) -> np.ndarray:
     """``M_hid(x) = [e_fb(x) > t_fb] * [cov(x) < c_max]``: SRC pixels whose surface REF does not see.
 
     The occlusion map scored against true occlusion (``docs/qa.md``). Forward-backward
@@ -89,14 +182,57 @@ def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsC
     surface that hides it in REF lands elsewhere on SRC's grid, so the strip behind an occluder
     is left uncovered, whereas flow noise still covers its pixels.
 
+    With the pair's ``baseline`` and SRC's luma ``guide`` (the rig's geometry is known), the map is
+    instead ``fold(x) OR [e_fb(x) > t_u] [cov(x) < c_u]``: the z-buffer along the baseline
+    (``fold_map``, margin ``hidden_fold_margin_px``) of the flow refined along it
+    (``refine_flow_along``: radius ``hidden_refine_radius``, luma ``hidden_refine_sigma_luma``,
+    trust ``exp(-(e_fb / hidden_refine_sigma_fb)^2)``), where which side of a depth edge is hidden,
+    and how wide, follow from the geometry; or the test above with ``hidden_union_fb_px`` and
+    ``hidden_union_max_coverage``; and only where the parallax along the baseline spans at least
+    ``hidden_min_step_px`` within a ``hidden_step_window`` square (there is a depth step to hide
+    behind).
+
     Args:
         flow_fwd, flow_bwd: as for ``occlusion_map``, on the flow grid.
         grid_scale: flow-grid pixels per pixel of the flows (``t_fb`` is in flow-grid px).
+        baseline: REF's position minus SRC's in the image plane (x right, y down; any length).
+        guide: SRC's luma on the flows' grid (0-255), needed with ``baseline``.
     """
     if flow_fwd.shape != flow_bwd.shape:
         raise ValueError(f"flow_fwd {flow_fwd.shape} and flow_bwd {flow_bwd.shape} differ in shape")
     c = _maps_cfg(cfg)
     e = fb_error(flow_fwd, flow_bwd) * grid_scale
+    if baseline is not None:
+        if guide is None or guide.shape != flow_fwd.shape[:2]:
+            raise ValueError(f"hidden_map: a baseline needs SRC's luma on the flow grid {flow_fwd.shape[:2]}, got "
+                             f"{None if guide is None else guide.shape}")
+        # A strip as wide as the parallax step lies beside a step: where the parallax along the
+        # baseline spans less than hidden_min_step_px within the window, nothing can be hidden
+        # (flow noise on a flat scene, a landscape's far plane).
+        b = _unit(baseline)
+        p = (flow_fwd[..., 0] * b[0] + flow_fwd[..., 1] * b[1]).astype(np.float32)
+        win = max(1, int(round(c.hidden_step_window / grid_scale)))
+        kernel = np.ones((win, win), np.uint8)
+        gate = (cv2.dilate(p, kernel) - cv2.erode(p, kernel)) * grid_scale >= c.hidden_min_step_px
+        out = np.zeros(flow_fwd.shape[:2], bool)
+        if not gate.any():
+            return out.astype(np.float32)
+        # The filter and the fold only where the gate lets something through (plus two filter
+        # radii, so every gated pixel's line is whole): most of a flat or far scene is skipped.
+        radius = max(1, int(round(c.hidden_refine_radius / grid_scale)))
+        ys, xs = np.nonzero(gate)
+        h, w = gate.shape
+        y0, y1 = max(0, ys.min() - 2 * radius), min(h, ys.max() + 2 * radius + 1)
+        x0, x1 = max(0, xs.min() - 2 * radius), min(w, xs.max() + 2 * radius + 1)
+        box = (slice(y0, y1), slice(x0, x1))
+        trust = np.exp(-(e[box] / c.hidden_refine_sigma_fb) ** 2)
+        refined = refine_flow_along(flow_fwd[box], guide[box], trust, baseline, radius, c.hidden_refine_sigma_luma)
+        fold = fold_map(refined, baseline, c.hidden_fold_margin_px / grid_scale)
+        # Either cue: the fold finds the strip where the refined flow is right; the consistency
+        # and coverage test (stricter constants here) where DIS gave the strip a flow of its own.
+        strict = (e[box] > c.hidden_union_fb_px) & (reference_coverage(flow_bwd)[box] < c.hidden_union_max_coverage)
+        out[box] = (fold | strict) & gate[box]
+        return out.astype(np.float32)
     hid = (e > c.hidden_fb_px) & (reference_coverage(flow_bwd) < c.hidden_max_coverage)
     return hid.astype(np.float32)
 

@@ -104,7 +104,7 @@ def residual_stats(src_y: np.ndarray, warped_y: np.ndarray, mask: np.ndarray) ->
 
 def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None, *,
                   af_roi=None, optical_scale: float = 1.0,
-                  shift: GlobalShift | None = None) -> Registration:
+                  shift: GlobalShift | None = None, baseline=None) -> Registration:
     """Register REF onto SRC (same size): coarse shift, dense flow both ways, warp, maps, figures.
 
     Args:
@@ -116,6 +116,8 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         shift: a known global translation, to skip the keypoint search. Either way, a shift
             with fewer than ``align.min_inliers`` inliers is not used (``gate_shift``): the flow
             starts from zero shift, and ``stats["shift_used"]`` is 0.
+        baseline: REF's camera position minus SRC's (x right, y down; e.g. the rig's
+            ``wt_baseline_m``): ``M_hid`` then follows the geometry (``maps.hidden_map``).
     """
     cfg = cfg or QAConfig()
     if src.shape[:2] != ref.shape[:2]:
@@ -133,7 +135,16 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     m = cfg.maps
     occ_g = occlusion_map(fwd, bwd, m.occlusion_scale)
     unc_g = flow_uncertainty_map(fwd, bwd, m, grid_scale=1.0)
-    hid_g = hidden_map(fwd, bwd, m) if m.hidden else None
+    hid_g = None
+    if m.hidden:
+        guide = None
+        if baseline is not None:
+            # A guide for the flow grid, resized before the luma and first decimated to within 2x of
+            # the grid (area-averaged after): at 12 MP the whole image's luma costs more than the map.
+            k = max(1, int(min(h / fwd.shape[0], w / fwd.shape[1]) // 2))
+            guide = _unit_luma(cv2.resize(src[::k, ::k], (fwd.shape[1], fwd.shape[0]),
+                                          interpolation=cv2.INTER_AREA)) * 255.0
+        hid_g = hidden_map(fwd, bwd, m, baseline=baseline, guide=guide)
     size = (w, h)
     flow_fwd = upsample_flow(fwd, size)
     flow_bwd = upsample_flow(bwd, size)
