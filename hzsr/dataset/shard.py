@@ -162,6 +162,7 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
     import h5py
 
     from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers
+    from hzsr.core.directfile import DirectAppendFile
 
     register_plugins()
     reuse_freed_buffers()
@@ -170,8 +171,9 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}"
     try:
-        # No chunk cache: every array is written whole, chunk by chunk, and caching them only copies (5 %).
-        with h5py.File(tmp, "w", rdcc_nbytes=0) as h5:
+        # Large direct writes rather than one page-cache write per tile (hzsr.core.directfile). No
+        # chunk cache: every array is written whole, chunk by chunk, and caching them only copies (5 %).
+        with DirectAppendFile(tmp) as raw, h5py.File(raw, "w", rdcc_nbytes=0) as h5:
             put_attrs(h5, {"format": FORMAT, "schema_version": SCHEMA_VERSION, "shard": path.name,
                            "compression": codec, "chunk": list(CHUNK_HW),
                            "captures": [c.dataset_id for c in captures]})
