@@ -81,6 +81,37 @@ def test_the_file_holds_what_was_written(tmp_path, direct, seed):
         assert f.bytes_buffered > 0
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["o_direct", "page_cache"])
+def test_holes_reserved_at_the_end_are_filled_later_piece_by_piece(tmp_path, direct):
+    """HDF5's pattern: tiles, a 3 KB hole for a B-tree node, more tiles; the node is written at close."""
+    rng = np.random.default_rng(11)
+    path = tmp_path / "f.bin"
+    f = DirectAppendFile(path, direct=direct, run_bytes=4 * ALIGN)
+    m = _Model()
+    holes = []
+    pos = 0
+    for _ in range(12):
+        for _ in range(3):  # three odd-sized tiles
+            b = rng.integers(0, 256, 4689, dtype=np.uint8).tobytes()
+            f.seek(pos)
+            f.write(b)
+            m.write(pos, b)
+            pos += len(b)
+        holes.append(pos)
+        pos += 3136  # reserved, not written yet
+    for h in holes:  # the nodes, each in two writes: the second lands in a block already patched once
+        for lo, hi in ((h, h + 1000), (h + 1000, h + 3136)):
+            b = rng.integers(0, 256, hi - lo, dtype=np.uint8).tobytes()
+            f.seek(lo)
+            f.write(b)
+            m.write(lo, b)
+    f.seek(0)
+    f.write(b"superblock")
+    m.write(0, b"superblock")
+    f.close()
+    assert path.read_bytes() == bytes(m.data)
+
+
 def test_o_direct_refused_at_the_first_write_falls_back(tmp_path, monkeypatch):
     """Some file systems open with O_DIRECT and refuse the write (EINVAL): same bytes, page cache."""
     real = directfile._pwrite_all
