@@ -137,11 +137,22 @@ class DirectAppendFile(io.RawIOBase):
         return self._pos
 
     def write(self, data) -> int:  # noqa: ANN001 - any buffer
-        mv = memoryview(data).cast("B")
+        mv = memoryview(data)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
         total = len(mv)
+        pos = self._pos
+        o = self._n
+        if self._start is not None and pos == self._start + o and o + total <= self._cap:
+            # the common case, a tile appended to the run: one copy, nothing else (runs ~2,300 times per capture)
+            self._views[self._cur][o:o + total] = mv
+            self._n = o + total
+            self._pos = pos = pos + total
+            if pos > self._size:
+                self._size = pos
+            return total
         if not total:
             return 0
-        pos = self._pos
         if self._start is not None and pos < self._start:  # behind the run
             k = min(total, self._start - pos)
             self._write_behind(mv[:k], pos)
