@@ -56,6 +56,25 @@ _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
 _O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
 
 
+def _aligned_buffer(n: int) -> mmap.mmap:
+    """``n`` bytes of page-aligned memory: private, in huge pages where the platform allows.
+
+    ``mmap.mmap(-1, n)`` alone is a shared mapping: on Linux its pages come from shmem, one fault
+    of a zeroed 4 KiB page at a time. Filling 32 MiB of it took 33 ms of CPU, 23 ms private, 6 ms
+    private in 2 MiB pages (``MADV_HUGEPAGE``; this VM's transparent huge pages are "madvise").
+    """
+    flags = getattr(mmap, "MAP_PRIVATE", None)
+    if flags is None:  # Windows: no flags argument
+        return mmap.mmap(-1, n)
+    buf = mmap.mmap(-1, n, flags=flags | getattr(mmap, "MAP_ANONYMOUS", 0x20))
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            buf.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:  # a kernel without transparent huge pages: 4 KiB pages, still right
+            pass
+    return buf
+
+
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while data:
         n = os.pwrite(fd, data, offset)
@@ -87,7 +106,7 @@ class DirectAppendFile(io.RawIOBase):
                 self._dfd = os.open(self.path, os.O_WRONLY | _O_DIRECT | _O_CLOEXEC)
             except OSError:  # tmpfs and others: no direct I/O here
                 self._dfd = None
-        self._bufs = [mmap.mmap(-1, run_bytes) for _ in range(buffers)]  # page-aligned memory
+        self._bufs = [_aligned_buffer(run_bytes) for _ in range(buffers)]
         self._views = [memoryview(b) for b in self._bufs]
         self._inflight: list[tuple[Future, int, int] | None] = [None] * buffers  # (write, offset, end)
         self._cur = 0
