@@ -156,8 +156,9 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
     each capture is decoded, hashed and written in turn on this thread: one core's worth, and on
     one core nothing gains from a second thread but switching. With more, ``threads`` decode, hash
     and pHash the next captures' JPEGs (cv2 and hashlib release the GIL) while this thread writes
-    one; HDF5 chunks, checksums and writes each array in C. Freed frames are reused rather than
-    mapped afresh (``hzsr.core.bulkio``).
+    one; HDF5 chunks and checksums each array in C, and its tile-by-tile appends reach the disk in
+    large ``O_DIRECT`` writes (``hzsr.core.directfile``: no page-cache copy, no writeback; the same
+    file byte for byte). Freed frames are reused rather than mapped afresh (``hzsr.core.bulkio``).
     """
     import h5py
 
