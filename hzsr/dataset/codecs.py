@@ -5,9 +5,10 @@
 filters with HDF5 on import (readers import it too, so a shard written with a plugin codec opens
 anywhere hdf5plugin is installed). The default is what
 ``bench/dataset.py`` measured best for patch reads per second per byte on disk
-(``docs/benchmarks.md``): ``none`` since issue 19 (today's simulator frames compress only 1.2x with
-blosc-lz4, which no longer pays for its CPU); shards written with any codec stay readable, as the
-codec is recorded in each array's HDF5 filter pipeline.
+(``docs/benchmarks.md``): ``blosc-lz4`` (issue 12; ``none`` for a few hours of issue 19 on one run,
+back to ``blosc-lz4`` when three runs on the same output all put it ahead of ``none`` per byte:
+1.2x fewer bytes, patch reads as fast); shards written with any codec stay readable, as the codec
+is recorded in each array's HDF5 filter pipeline.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from hzsr.core.errors import ConfigError
 
 CODECS = ("none", "lzf", "gzip", "lz4", "blosc-lz4", "blosc2-lz4", "blosc2-zstd")
-DEFAULT_CODEC = "none"
+DEFAULT_CODEC = "blosc-lz4"
 #: Target tile of an image array: about 128x128 px, so a random 256x256 patch touches 9 tiles
 #: (442 KiB decoded) rather than whole rows of a row-chunked layout.
 CHUNK_HW = (128, 128)

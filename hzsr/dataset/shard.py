@@ -156,12 +156,14 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
     each capture is decoded, hashed and written in turn on this thread: one core's worth, and on
     one core nothing gains from a second thread but switching. With more, ``threads`` decode, hash
     and pHash the next captures' JPEGs (cv2 and hashlib release the GIL) while this thread writes
-    one; HDF5 chunks, checksums and writes each array in C. Freed frames are reused rather than
-    mapped afresh (``hzsr.core.bulkio``).
+    one; HDF5 chunks and checksums each array in C, and its tile-by-tile appends reach the disk in
+    large ``O_DIRECT`` writes (``hzsr.core.directfile``: no page-cache copy, no writeback; the same
+    file byte for byte). Freed frames are reused rather than mapped afresh (``hzsr.core.bulkio``).
     """
     import h5py
 
     from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers
+    from hzsr.core.directfile import DirectAppendFile
 
     register_plugins()
     reuse_freed_buffers()
@@ -170,8 +172,9 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}"
     try:
-        # No chunk cache: every array is written whole, chunk by chunk, and caching them only copies (5 %).
-        with h5py.File(tmp, "w", rdcc_nbytes=0) as h5:
+        # Large direct writes rather than one page-cache write per tile (hzsr.core.directfile). No
+        # chunk cache: every array is written whole, chunk by chunk, and caching them only copies (5 %).
+        with DirectAppendFile(tmp) as raw, h5py.File(raw, "w", rdcc_nbytes=0) as h5:
             put_attrs(h5, {"format": FORMAT, "schema_version": SCHEMA_VERSION, "shard": path.name,
                            "compression": codec, "chunk": list(CHUNK_HW),
                            "captures": [c.dataset_id for c in captures]})

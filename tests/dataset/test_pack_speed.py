@@ -1,4 +1,4 @@
-"""The pack's speed-ups keep its output (issue 19): RGB decoding, serial vs threaded writing, heap reuse."""
+"""The pack's speed-ups keep its output (issue 19): RGB decoding, serial vs threaded, heap reuse, direct writes."""
 
 import ctypes
 import io
@@ -106,3 +106,33 @@ def test_a_frame_comes_from_the_heap_not_a_fresh_mapping():
     assert libc.mallinfo2().hblkhd == mapped  # from the heap: its pages are reused, not faulted in afresh
     del frame
     release_freed_buffers()
+
+
+def test_a_failed_disk_write_leaves_no_file(ds_sessions, tmp_path, monkeypatch):
+    """The shard's large writes fail (EIO, on the direct-write path's helper thread or not): the
+    pack raises, and neither a shard nor its temp file is left."""
+    import errno
+    import functools
+    import threading
+
+    from hzsr.core import directfile
+
+    real = directfile._pwrite_all
+    calls = []
+
+    def failing(fd, data, offset):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 3:  # an event, not a timer: the third large write
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd, data, offset)
+
+    monkeypatch.setattr(directfile, "_pwrite_all", failing)
+    # 16 KiB runs: these small frames then fill many buffers, written on the helper thread
+    monkeypatch.setattr(directfile, "DirectAppendFile",
+                        functools.partial(directfile.DirectAppendFile, run_bytes=4 * directfile.ALIGN))
+    sess, caps, _ = gather(ds_sessions)
+    out = tmp_path / "out" / "shard-00000.h5"
+    with pytest.raises((OSError, RuntimeError)):
+        write_shard(out, caps, sess, "none", threads=1)
+    assert calls[2].startswith("direct-write")  # the failure was on the helper thread, and still surfaced
+    assert not out.exists() and not list(out.parent.glob(f"{TMP_PREFIX}*"))
