@@ -20,8 +20,10 @@ image takes, and ``hzsr model infer`` runs one image per process.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -29,8 +31,10 @@ import torch
 
 from hzsr.core.fileio import atomic_write_bytes
 
-#: Runtimes known to ``hzsr model infer --runtime``; the first is the default on CPU.
-RUNTIMES = ("onnxruntime", "torch")
+#: Runtimes known to ``hzsr model infer --runtime``.
+RUNTIMES = ("openvino", "openvino-bf16", "onnxruntime", "torch")
+#: OpenVINO's inference precision per runtime name (``INFERENCE_PRECISION_HINT``).
+_OV_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
 
 
 class _ChannelsLast(torch.nn.Module):
@@ -118,14 +122,61 @@ class _OnnxRuntime(torch.nn.Module):
         return torch.from_numpy(y)
 
 
+class _OpenVino(torch.nn.Module):
+    """The OpenVINO runtime: the same ONNX graph compiled by OpenVINO's CPU plugin (oneDNN).
+
+    One compiled model with dynamic H and W (a static model per tile shape would compile and warm
+    up each of the 3-4 shapes of an image: about 0.3 s apiece), each tile thread with its own
+    infer request (a request is not thread-safe; the compiled model is). ``precision`` is
+    OpenVINO's ``INFERENCE_PRECISION_HINT``: ``f32`` computes in float32 (the same output as the
+    other runtimes to float rounding; it must be asked for, as the plugin's default on a CPU with
+    AVX-512 BF16 is bf16), ``bf16`` in bfloat16 (8-bit mantissa: outputs differ by up to ~1e-3,
+    scored on the held-out pool in ``docs/benchmarks.md``).
+    """
+
+    def __init__(self, model: torch.nn.Module, threads: int, precision: str = "f32"):
+        super().__init__()
+        import openvino as ov
+
+        self.size_multiple = getattr(model, "size_multiple", 16)
+        self.tiles_in_flight = max(1, threads)  # as _OnnxRuntime: whole tiles in parallel, 1 thread each
+        core = ov.Core()
+        graph = core.read_model(onnx_bytes(model, self.size_multiple))
+        # One thread per request and no pinning: the tiles in flight are the parallelism, and a
+        # thread pinned to a core another process holds would wait for it (shared machine).
+        self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1,
+                                                          "INFERENCE_PRECISION_HINT": precision,
+                                                          "ENABLE_CPU_PINNING": False})
+        self._local = threading.local()
+        # One small inference here, in one thread: the bindings' first numpy conversion runs a
+        # once-only initialisation that deadlocks when two tile threads reach it at once (one
+        # holds the GIL and waits for the once-flag, the other holds the flag and waits for the GIL).
+        self.forward(torch.zeros(1, 3, self.size_multiple, self.size_multiple))
+        self._local = threading.local()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        req = getattr(self._local, "request", None)
+        if req is None:
+            req = self._local.request = self.compiled.create_infer_request()
+        # share_outputs=False: a copy, as the request's output buffer is reused by its next tile.
+        y = req.infer({0: x.detach().cpu().contiguous().numpy()})
+        return torch.from_numpy(next(iter(y.values())).copy())
+
+
+def _package(runtime: str) -> str:
+    return "openvino" if runtime.startswith("openvino") else runtime
+
+
 def available(runtime: str) -> bool:
-    """Whether ``runtime`` can run here (ONNX Runtime is an optional package of the [train] extra)."""
-    if runtime == "onnxruntime":
+    """Whether ``runtime`` can run here (ONNX Runtime and OpenVINO are optional packages of [train])."""
+    if runtime not in RUNTIMES:
+        return False
+    if runtime != "torch":
         try:
-            import onnxruntime  # noqa: F401
+            importlib.import_module(_package(runtime))
         except ImportError:
             return False
-    return runtime in RUNTIMES
+    return True
 
 
 def default_runtime(device: str | torch.device) -> str:
@@ -138,10 +189,12 @@ def make_runner(model: torch.nn.Module, runtime: str | None, device: str | torch
     runtime = runtime or default_runtime(device)
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        return _ChannelsLast(model)
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"runtime {runtime} runs on the CPU only; use --runtime torch with --device cuda")
+    if not available(runtime):
+        raise ValueError(f"runtime {runtime} needs the {_package(runtime)} package: pip install 'hzsr[train]'")
     if runtime == "onnxruntime":
-        if torch.device(device).type != "cpu":
-            raise ValueError("runtime onnxruntime runs on the CPU only; use --runtime torch with --device cuda")
-        if not available(runtime):
-            raise ValueError("runtime onnxruntime needs the onnxruntime package: pip install 'hzsr[train]'")
         return _OnnxRuntime(model, torch.get_num_threads())
-    return _ChannelsLast(model)
+    return _OpenVino(model, torch.get_num_threads(), _OV_PRECISION[runtime])
