@@ -1,20 +1,32 @@
-"""Where the fusion UNet runs during tiled inference: torch (channels-last) or ONNX Runtime.
+"""Where the fusion UNet runs during tiled inference: OpenVINO, ONNX Runtime or torch.
 
-Both take and return the same tensors (``N x 3 x H x W`` float32 in, ``N x 1 x H x W`` out) and
-agree to float rounding (``export.TOLERANCE``; ``tests/baseline_model/test_eval_infer_export.py``
-checks it on a tile). The default is chosen by ``bench/infer.py --runtimes``, paired on the same
-capture (``docs/benchmarks.md``):
+All take and return the same tensors (``N x 3 x H x W`` float32 in, ``N x 1 x H x W`` out). The
+default on CPU is the first of ``CPU_PREFERENCE`` that is installed, the order chosen by
+``bench/infer.py`` (paired, same capture) and ``bench/infer_quality.py`` (what each does to the
+output, on the held-out pool against the ideal target); figures in ``docs/benchmarks.md``:
 
+- ``openvino-bf16`` (default): the UNet's ONNX graph compiled by OpenVINO's CPU plugin (oneDNN
+  kernels with the activations fused into the convolutions) computing in bfloat16 on CPUs with
+  AVX-512 BF16 (on others OpenVINO runs it in float32). About 2.3x less CPU per tile than
+  ``onnxruntime``, and the output moves by at most one 8-bit level (about 1.5 % of the values of a
+  12 MP image): mean Y PSNR against the ideal target within 0.002 dB of float32 on every scene kind.
+- ``openvino``: the same in float32: agrees with the others to float rounding (``export.TOLERANCE``).
 - ``onnxruntime``: the UNet exported in memory (``torch.onnx.export``, as ``hzsr model export``
   does), run by ONNX Runtime's CPU provider, spinning off (the ONNX Runtime equivalent of passive
-  waiting). The thread policy's N threads (``threads.py``) become N tiles in flight, one intra-op
-  thread each (``tiles_in_flight``). Its graph optimiser fuses each convolution with its
-  LeakyReLU and plans the concatenations' buffers; its NCHWc layout is off (see ``_OnnxRuntime``).
+  waiting); its graph optimiser fuses each convolution with its LeakyReLU; its NCHWc layout is
+  off (see ``_OnnxRuntime``).
 - ``torch``: eager PyTorch with channels-last weights and inputs (oneDNN's preferred layout,
   2.5x less CPU than NCHW here). The only choice on CUDA.
 
-``torch.compile`` was not offered: its first call compiles for tens of seconds, more than a 12 MP
-image takes, and ``hzsr model infer`` runs one image per process.
+The CPU runtimes turn the thread policy's N threads (``threads.py``) into N tiles in flight, one
+thread each (``tiles_in_flight``; ``tiling.run_tiled(workers=)``).
+
+Not offered: ``torch.compile`` (its first call compiles for tens of seconds, more than a 12 MP
+image takes, and ``hzsr model infer`` runs one image per process); int8 (``bench/unet_runtimes.py``: ONNX Runtime's static
+QDQ quantization of this UNet saves only 17 % of a tile's CPU against its float32, as 3-32
+channel convolutions keep its int8 kernels from their width; OpenVINO runs the same int8 graph
+in 18 % less CPU than bfloat16 only with one static shape per compiled model, and compiling one
+more shape costs about five tiles' worth, with 3-4 tile shapes per image).
 """
 
 from __future__ import annotations
@@ -179,9 +191,16 @@ def available(runtime: str) -> bool:
     return True
 
 
+#: CPU runtimes in the benchmark's order (``bench/infer.py``, paired; ``docs/benchmarks.md``): the
+#: default is the first one installed.
+CPU_PREFERENCE = ("openvino-bf16", "onnxruntime", "torch")
+
+
 def default_runtime(device: str | torch.device) -> str:
-    """The benchmark's winner on CPU when installed (``onnxruntime``), else ``torch``."""
-    return "onnxruntime" if torch.device(device).type == "cpu" and available("onnxruntime") else "torch"
+    """On CPU the first of ``CPU_PREFERENCE`` installed, else (CUDA) ``torch``."""
+    if torch.device(device).type != "cpu":
+        return "torch"
+    return next(rt for rt in CPU_PREFERENCE if available(rt))
 
 
 def make_runner(model: torch.nn.Module, runtime: str | None, device: str | torch.device) -> torch.nn.Module:
