@@ -22,11 +22,12 @@ The CPU runtimes turn the thread policy's N threads (``threads.py``) into N tile
 thread each (``tiles_in_flight``; ``tiling.run_tiled(workers=)``).
 
 Not offered: ``torch.compile`` (its first call compiles for tens of seconds, more than a 12 MP
-image takes, and ``hzsr model infer`` runs one image per process); int8 (``bench/unet_runtimes.py``: ONNX Runtime's static
-QDQ quantization of this UNet saves only 17 % of a tile's CPU against its float32, as 3-32
-channel convolutions keep its int8 kernels from their width; OpenVINO runs the same int8 graph
-in 18 % less CPU than bfloat16 only with one static shape per compiled model, and compiling one
-more shape costs about five tiles' worth, with 3-4 tile shapes per image).
+image takes, and ``hzsr model infer`` runs one image per process); int8
+(``bench/unet_runtimes.py``): ONNX Runtime's static QDQ quantization of this UNet saves only 17 %
+of a tile's CPU against its float32, as 3-32 channel convolutions keep its int8 kernels from
+their width; OpenVINO runs the same int8 graph in 18 % less CPU than bfloat16 only with one
+static shape per compiled model, and compiling one more shape costs about five tiles' worth,
+with 3-4 tile shapes per image.
 """
 
 from __future__ import annotations
