@@ -5,16 +5,17 @@ default on CPU is the first of ``CPU_PREFERENCE`` that is installed, the order c
 ``bench/infer.py`` (paired, same capture) and ``bench/infer_quality.py`` (what each does to the
 output, on the held-out pool against the ideal target); figures in ``docs/benchmarks.md``:
 
-- ``openvino-bf16`` (default): the UNet's ONNX graph compiled by OpenVINO's CPU plugin (oneDNN
-  kernels with the activations fused into the convolutions) computing in bfloat16 on CPUs with
-  AVX-512 BF16 (on others OpenVINO runs it in float32). About 2.3x less CPU per tile than
-  ``onnxruntime``, and the output moves by at most one 8-bit level (about 1.5 % of the values of a
-  12 MP image): mean Y PSNR against the ideal target within 0.002 dB of float32 on every scene kind.
+- ``openvino-bf16`` (the fastest; opt-in, see ``CPU_PREFERENCE``): the UNet's ONNX graph
+  compiled by OpenVINO's CPU plugin (oneDNN kernels, activations fused into the convolutions),
+  computing in bfloat16 on CPUs with AVX-512 BF16 (elsewhere OpenVINO runs it in float32). About
+  2.3x less CPU per tile than ``onnxruntime``; the output moves by at most one 8-bit level (about
+  1.5 % of the values of a 12 MP image): mean Y PSNR against the ideal target within 0.002 dB of
+  float32 on every scene kind.
 - ``openvino``: the same in float32: agrees with the others to float rounding (``export.TOLERANCE``).
-- ``onnxruntime``: the UNet exported in memory (``torch.onnx.export``, as ``hzsr model export``
-  does), run by ONNX Runtime's CPU provider, spinning off (the ONNX Runtime equivalent of passive
-  waiting); its graph optimiser fuses each convolution with its LeakyReLU; its NCHWc layout is
-  off (see ``_OnnxRuntime``).
+- ``onnxruntime`` (default): the UNet exported in memory (``torch.onnx.export``, as
+  ``hzsr model export`` does), run by ONNX Runtime's CPU provider, spinning off (the ONNX
+  Runtime equivalent of passive waiting); its graph optimiser fuses each convolution with its
+  LeakyReLU; its NCHWc layout is off (see ``_OnnxRuntime``).
 - ``torch``: eager PyTorch with channels-last weights and inputs (oneDNN's preferred layout,
   2.5x less CPU than NCHW here). The only choice on CUDA.
 
@@ -36,7 +37,7 @@ import hashlib
 import importlib
 import io
 import os
-import threading
+import queue
 import warnings
 from pathlib import Path
 
@@ -139,8 +140,8 @@ class _OpenVino(torch.nn.Module):
     """The OpenVINO runtime: the same ONNX graph compiled by OpenVINO's CPU plugin (oneDNN).
 
     One compiled model with dynamic H and W (a static model per tile shape would compile and warm
-    up each of the 3-4 shapes of an image: about 0.3 s apiece), each tile thread with its own
-    infer request (a request is not thread-safe; the compiled model is). ``precision`` is
+    up each of the 3-4 shapes of an image: about 0.3 s apiece), an idle infer request for each
+    tile in flight (a request is not thread-safe; the compiled model is). ``precision`` is
     OpenVINO's ``INFERENCE_PRECISION_HINT``: ``f32`` computes in float32 (the same output as the
     other runtimes to float rounding; it must be asked for, as the plugin's default on a CPU with
     AVX-512 BF16 is bf16), ``bf16`` in bfloat16 (8-bit mantissa: outputs differ by up to ~1e-3,
@@ -160,20 +161,26 @@ class _OpenVino(torch.nn.Module):
         self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1,
                                                           "INFERENCE_PRECISION_HINT": precision,
                                                           "ENABLE_CPU_PINNING": False})
-        self._local = threading.local()
+        # Idle infer requests: a tile takes one (or makes one) and gives it back, so each request
+        # serves one tile at a time and all of them live, and die, with the runner (not in the
+        # tile threads' locals, torn down as each worker thread exits).
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
         # One small inference here, in one thread: the bindings' first numpy conversion runs a
         # once-only initialisation that deadlocks when two tile threads reach it at once (one
         # holds the GIL and waits for the once-flag, the other holds the flag and waits for the GIL).
         self.forward(torch.zeros(1, 3, self.size_multiple, self.size_multiple))
-        self._local = threading.local()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        req = getattr(self._local, "request", None)
-        if req is None:
-            req = self._local.request = self.compiled.create_infer_request()
-        # share_outputs=False: a copy, as the request's output buffer is reused by its next tile.
-        y = req.infer({0: x.detach().cpu().contiguous().numpy()})
-        return torch.from_numpy(next(iter(y.values())).copy())
+        try:
+            req = self._idle.get_nowait()
+        except queue.Empty:
+            req = self.compiled.create_infer_request()
+        try:
+            y = req.infer({0: x.detach().cpu().contiguous().numpy()})
+            # A copy: the request's output buffer is reused by its next tile.
+            return torch.from_numpy(next(iter(y.values())).copy())
+        finally:
+            self._idle.put(req)
 
 
 def _package(runtime: str) -> str:
@@ -192,9 +199,11 @@ def available(runtime: str) -> bool:
     return True
 
 
-#: CPU runtimes in the benchmark's order (``bench/infer.py``, paired; ``docs/benchmarks.md``): the
-#: default is the first one installed.
-CPU_PREFERENCE = ("openvino-bf16", "onnxruntime", "torch")
+#: The default on CPU is the first of these installed. ``openvino-bf16`` is faster (1.5-1.7x less
+#: CPU, paired, same output quality) but not among them: a process that had run OpenVINO later
+#: crashed (SIGSEGV in the interpreter's main loop when it spawned a subprocess: the test suite
+#: running torchrun after the pipeline tests); cause not found, so it is opt-in (``--runtime``).
+CPU_PREFERENCE = ("onnxruntime", "torch")
 
 
 def default_runtime(device: str | torch.device) -> str:
