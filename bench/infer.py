@@ -12,7 +12,10 @@ is not used, as after fork + exec it still holds the parent's size at the fork):
 
 - ``variants`` (``--variants``, comma-separated), each one ``POLICY/RUNTIME``: ``default/torch``
   is torch's defaults (OpenMP's spin-waiting, one thread per core; no ``threads.apply``),
-  ``chosen/onnxruntime`` and ``chosen/torch`` the thread policy (``threads.py``) with that runtime;
+  ``chosen/RUNTIME`` the thread policy (``threads.py``) with that runtime (``openvino-bf16``,
+  ``openvino``, ``onnxruntime``, ``torch``: ``hzsr/baseline_model/runtime.py``); every variant
+  gets ``speedup_wall_vs_FIRST`` and ``speedup_cpu_vs_FIRST`` (the first variant's time over its
+  own, median of the per-round ratios);
 - ``bicubic``: decoding the two JPEGs plus the bicubic W crop alone, which any zoom pipeline
   pays: the baseline of the CPU ratio;
 - once, after the rounds, the first variant with half the tile side's worth of tiles (twice the
@@ -30,7 +33,10 @@ base wall / this wall and base CPU / this CPU per round (median). ``--threads N`
 chosen variants' thread count (``HZSR_TORCH_THREADS``), for a 2-core figure when the policy would
 find the shared machine busy and take one.
 
-Usage: ``python bench/infer.py [--rounds 3] [--variants default/torch,chosen/onnxruntime,chosen/torch]
+What a runtime does to the output is measured apart, on the held-out pool against the ideal
+target: ``bench/infer_quality.py``.
+
+Usage: ``python bench/infer.py [--rounds 3] [--variants chosen/openvino-bf16,chosen/onnxruntime,default/torch]
 [--load 0] [--mp48] [--device cpu] [--ckpt CKPT] [--keep DIR] [--base-tree DIR] [--threads N]``.
 Prints one JSON object.
 """
@@ -165,8 +171,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
-    p.add_argument("--variants", default="default/torch,chosen/onnxruntime,chosen/torch",
-                   help="POLICY/RUNTIME list: POLICY default|chosen, RUNTIME torch|onnxruntime")
+    p.add_argument("--variants", default="chosen/openvino-bf16,chosen/onnxruntime,default/torch",
+                   help="POLICY/RUNTIME list: POLICY default|chosen, RUNTIME a name of runtime.RUNTIMES "
+                   "(openvino-bf16, openvino, onnxruntime, torch); the first is the others' pair")
     p.add_argument("--load", type=int, default=0, help="busy processes running through every round")
     p.add_argument("--keep", default=None, help="keep the rendered capture and outputs in this folder")
     p.add_argument("--mp48", action="store_true", help="also run the first chosen variant once on a 48 MP "
@@ -250,8 +257,10 @@ def main() -> None:
             "stages_s_median": {k: statistics.median(x["timings_s"][k] for x in runs[v])
                                 for k in runs[v][0]["timings_s"]},
             "wall_s_rounds": [round(x["wall_s"], 3) for x in runs[v]],
+            "cpu_s_rounds": [round(x["cpu_s"], 3) for x in runs[v]],
             "ratio_wall_over_bicubic": ratio(v, base, "wall_s"), "ratio_cpu_over_bicubic": ratio(v, base, "cpu_s"),
             f"speedup_wall_vs_{first}": ratio(first, runs[v], "wall_s"),
+            f"speedup_cpu_vs_{first}": ratio(first, runs[v], "cpu_s"),
         } for v in runs},
         "tiles": runs[first][0]["tiles"], "tile": runs[first][0]["tile"],
         "double_tiles": {"variant": first, "tiles": double["tiles"], "tile": double["tile"],

@@ -56,7 +56,7 @@ ALLOWED: dict[str, set[str]] = {
 LEAVES = {"sync.board", "capture.adb_server", "capture.rigfile"}
 TOP_LEVEL = {"cli", "demo", "report"}
 #: The ``[train]`` extra: baseline_model's alone.
-TRAIN_ONLY = {"torch", "torchvision", "onnx", "onnxruntime"}
+TRAIN_ONLY = {"torch", "torchvision", "onnx", "onnxruntime", "openvino"}
 MAX_SHARE = 0.20
 
 

@@ -174,9 +174,10 @@ def add_model_parser(stages: Any) -> None:
     i.add_argument("--tile", type=int, default=None, help="UNet tile size (default from the checkpoint)")
     i.add_argument("--halo", type=int, default=None,
                    help="context pixels around each tile (default: from the checkpoint)")
-    i.add_argument("--runtime", default=None, choices=("onnxruntime", "torch"),
-                   help="what runs the UNet (default: onnxruntime on CPU when installed, else torch; "
-                   "see hzsr/baseline_model/runtime.py)")
+    # The names of runtime.RUNTIMES (not imported here: it imports torch, and the CLI starts without it).
+    i.add_argument("--runtime", default=None, choices=("openvino", "openvino-bf16", "onnxruntime", "torch"),
+                   help="what runs the UNet (default: onnxruntime on CPU when installed, else torch; openvino-bf16 is "
+                   "the fastest on CPU, opt-in; see hzsr/baseline_model/runtime.py)")
     _add_device(i)
     add_json(i)
 

@@ -1,27 +1,43 @@
-"""Where the fusion UNet runs during tiled inference: torch (channels-last) or ONNX Runtime.
+"""Where the fusion UNet runs during tiled inference: OpenVINO, ONNX Runtime or torch.
 
-Both take and return the same tensors (``N x 3 x H x W`` float32 in, ``N x 1 x H x W`` out) and
-agree to float rounding (``export.TOLERANCE``; ``tests/baseline_model/test_eval_infer_export.py``
-checks it on a tile). The default is chosen by ``bench/infer.py --runtimes``, paired on the same
-capture (``docs/benchmarks.md``):
+All take and return the same tensors (``N x 3 x H x W`` float32 in, ``N x 1 x H x W`` out). The
+default on CPU is the first of ``CPU_PREFERENCE`` that is installed, the order chosen by
+``bench/infer.py`` (paired, same capture) and ``bench/infer_quality.py`` (what each does to the
+output, on the held-out pool against the ideal target); figures in ``docs/benchmarks.md``:
 
-- ``onnxruntime``: the UNet exported in memory (``torch.onnx.export``, as ``hzsr model export``
-  does), run by ONNX Runtime's CPU provider, spinning off (the ONNX Runtime equivalent of passive
-  waiting). The thread policy's N threads (``threads.py``) become N tiles in flight, one intra-op
-  thread each (``tiles_in_flight``). Its graph optimiser fuses each convolution with its
-  LeakyReLU and plans the concatenations' buffers; its NCHWc layout is off (see ``_OnnxRuntime``).
+- ``openvino-bf16`` (the fastest; opt-in, see ``CPU_PREFERENCE``): the UNet's ONNX graph
+  compiled by OpenVINO's CPU plugin (oneDNN kernels, activations fused into the convolutions),
+  computing in bfloat16 on CPUs with AVX-512 BF16 (elsewhere OpenVINO runs it in float32). About
+  2.3x less CPU per tile than ``onnxruntime``; the output moves by at most one 8-bit level (about
+  1.5 % of the values of a 12 MP image): mean Y PSNR against the ideal target within 0.002 dB of
+  float32 on every scene kind.
+- ``openvino``: the same in float32: agrees with the others to float rounding (``export.TOLERANCE``).
+- ``onnxruntime`` (default): the UNet exported in memory (``torch.onnx.export``, as
+  ``hzsr model export`` does), run by ONNX Runtime's CPU provider, spinning off (the ONNX
+  Runtime equivalent of passive waiting); its graph optimiser fuses each convolution with its
+  LeakyReLU; its NCHWc layout is off (see ``_OnnxRuntime``).
 - ``torch``: eager PyTorch with channels-last weights and inputs (oneDNN's preferred layout,
   2.5x less CPU than NCHW here). The only choice on CUDA.
 
-``torch.compile`` was not offered: its first call compiles for tens of seconds, more than a 12 MP
-image takes, and ``hzsr model infer`` runs one image per process.
+The CPU runtimes turn the thread policy's N threads (``threads.py``) into N tiles in flight, one
+thread each (``tiles_in_flight``; ``tiling.run_tiled(workers=)``).
+
+Not offered: ``torch.compile`` (its first call compiles for tens of seconds, more than a 12 MP
+image takes, and ``hzsr model infer`` runs one image per process); int8
+(``bench/unet_runtimes.py``): ONNX Runtime's static QDQ quantization of this UNet saves only 17 %
+of a tile's CPU against its float32, as 3-32 channel convolutions keep its int8 kernels from
+their width; OpenVINO runs the same int8 graph in 18 % less CPU than bfloat16 only with one
+static shape per compiled model, and compiling one more shape costs about five tiles' worth,
+with 3-4 tile shapes per image.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import os
+import queue
 import warnings
 from pathlib import Path
 
@@ -29,8 +45,10 @@ import torch
 
 from hzsr.core.fileio import atomic_write_bytes
 
-#: Runtimes known to ``hzsr model infer --runtime``; the first is the default on CPU.
-RUNTIMES = ("onnxruntime", "torch")
+#: Runtimes known to ``hzsr model infer --runtime``.
+RUNTIMES = ("openvino", "openvino-bf16", "onnxruntime", "torch")
+#: OpenVINO's inference precision per runtime name (``INFERENCE_PRECISION_HINT``).
+_OV_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
 
 
 class _ChannelsLast(torch.nn.Module):
@@ -118,19 +136,81 @@ class _OnnxRuntime(torch.nn.Module):
         return torch.from_numpy(y)
 
 
-def available(runtime: str) -> bool:
-    """Whether ``runtime`` can run here (ONNX Runtime is an optional package of the [train] extra)."""
-    if runtime == "onnxruntime":
+class _OpenVino(torch.nn.Module):
+    """The OpenVINO runtime: the same ONNX graph compiled by OpenVINO's CPU plugin (oneDNN).
+
+    One compiled model with dynamic H and W (a static model per tile shape would compile and warm
+    up each of the 3-4 shapes of an image: about 0.3 s apiece), an idle infer request for each
+    tile in flight (a request is not thread-safe; the compiled model is). ``precision`` is
+    OpenVINO's ``INFERENCE_PRECISION_HINT``: ``f32`` computes in float32 (the same output as the
+    other runtimes to float rounding; it must be asked for, as the plugin's default on a CPU with
+    AVX-512 BF16 is bf16), ``bf16`` in bfloat16 (8-bit mantissa: outputs differ by up to ~1e-3,
+    scored on the held-out pool in ``docs/benchmarks.md``).
+    """
+
+    def __init__(self, model: torch.nn.Module, threads: int, precision: str = "f32"):
+        super().__init__()
+        import openvino as ov
+
+        self.size_multiple = getattr(model, "size_multiple", 16)
+        self.tiles_in_flight = max(1, threads)  # as _OnnxRuntime: whole tiles in parallel, 1 thread each
+        core = ov.Core()
+        graph = core.read_model(onnx_bytes(model, self.size_multiple))
+        # One thread per request and no pinning: the tiles in flight are the parallelism, and a
+        # thread pinned to a core another process holds would wait for it (shared machine).
+        self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1,
+                                                          "INFERENCE_PRECISION_HINT": precision,
+                                                          "ENABLE_CPU_PINNING": False})
+        # Idle infer requests: a tile takes one (or makes one) and gives it back, so each request
+        # serves one tile at a time and all of them live, and die, with the runner (not in the
+        # tile threads' locals, torn down as each worker thread exits).
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        # One small inference here, in one thread: the bindings' first numpy conversion runs a
+        # once-only initialisation that deadlocks when two tile threads reach it at once (one
+        # holds the GIL and waits for the once-flag, the other holds the flag and waits for the GIL).
+        self.forward(torch.zeros(1, 3, self.size_multiple, self.size_multiple))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            import onnxruntime  # noqa: F401
+            req = self._idle.get_nowait()
+        except queue.Empty:
+            req = self.compiled.create_infer_request()
+        try:
+            y = req.infer({0: x.detach().cpu().contiguous().numpy()})
+            # A copy: the request's output buffer is reused by its next tile.
+            return torch.from_numpy(next(iter(y.values())).copy())
+        finally:
+            self._idle.put(req)
+
+
+def _package(runtime: str) -> str:
+    return "openvino" if runtime.startswith("openvino") else runtime
+
+
+def available(runtime: str) -> bool:
+    """Whether ``runtime`` can run here (ONNX Runtime and OpenVINO are optional packages of [train])."""
+    if runtime not in RUNTIMES:
+        return False
+    if runtime != "torch":
+        try:
+            importlib.import_module(_package(runtime))
         except ImportError:
             return False
-    return runtime in RUNTIMES
+    return True
+
+
+#: The default on CPU is the first of these installed. ``openvino-bf16`` is faster (1.5-1.7x less
+#: CPU, paired, same output quality) but not among them: a process that had run OpenVINO later
+#: crashed (SIGSEGV in the interpreter's main loop when it spawned a subprocess: the test suite
+#: running torchrun after the pipeline tests); cause not found, so it is opt-in (``--runtime``).
+CPU_PREFERENCE = ("onnxruntime", "torch")
 
 
 def default_runtime(device: str | torch.device) -> str:
-    """The benchmark's winner on CPU when installed (``onnxruntime``), else ``torch``."""
-    return "onnxruntime" if torch.device(device).type == "cpu" and available("onnxruntime") else "torch"
+    """On CPU the first of ``CPU_PREFERENCE`` installed, else (CUDA) ``torch``."""
+    if torch.device(device).type != "cpu":
+        return "torch"
+    return next(rt for rt in CPU_PREFERENCE if available(rt))
 
 
 def make_runner(model: torch.nn.Module, runtime: str | None, device: str | torch.device) -> torch.nn.Module:
@@ -138,10 +218,12 @@ def make_runner(model: torch.nn.Module, runtime: str | None, device: str | torch
     runtime = runtime or default_runtime(device)
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        return _ChannelsLast(model)
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"runtime {runtime} runs on the CPU only; use --runtime torch with --device cuda")
+    if not available(runtime):
+        raise ValueError(f"runtime {runtime} needs the {_package(runtime)} package: pip install 'hzsr[train]'")
     if runtime == "onnxruntime":
-        if torch.device(device).type != "cpu":
-            raise ValueError("runtime onnxruntime runs on the CPU only; use --runtime torch with --device cuda")
-        if not available(runtime):
-            raise ValueError("runtime onnxruntime needs the onnxruntime package: pip install 'hzsr[train]'")
         return _OnnxRuntime(model, torch.get_num_threads())
-    return _ChannelsLast(model)
+    return _OpenVino(model, torch.get_num_threads(), _OV_PRECISION[runtime])
