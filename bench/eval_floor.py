@@ -115,7 +115,7 @@ def summarise(df: pd.DataFrame) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sessions", nargs="*", type=Path, help="simulated sessions with truth (default: the pinned eval ones)")
+    ap.add_argument("sessions", nargs="*", type=Path, help="sessions with truth (default: the pinned eval ones)")
     ap.add_argument("--json", type=Path, help="write the summary and per-capture rows here")
     a = ap.parse_args(argv)
     if not a.sessions:

@@ -1,4 +1,4 @@
-"""Patch sampling weighted by scene kind (``data.kind_weights``): drawn in proportion, validated, resolved per capture."""
+"""Patch sampling weighted by scene kind (``data.kind_weights``): drawn in proportion, checked, per capture."""
 
 import numpy as np
 import pytest
