@@ -14,13 +14,21 @@ for each capture of simulated sessions rendered with ``--truth``, scores against
   (``cv2.fastNlMeansDenoising`` on Y, strength ``h`` = 3x the measured noise sigma): what is left
   when the reference's own sensor noise is removed too.
 
+With ``--pipeline`` it also runs the pipeline (``--ckpt``, default the shipped checkpoint) on the
+same captures and splits its score on I_src's grid (``ideal_target.ideal_on_source``) into the
+pixels the reference truly sees in focus (``sharp``) and the rest (``bad``), beside the true-flow
+warp put on the same grid (``oracle_warp``): how often the reference is dropped
+(``use_reference``), how much of the truly usable area the blend map hands to the reference
+(``m_blend_on_sharp``), and what the estimated flow costs against the true one
+(``warped_ref_sharp`` vs ``oracle_warp_sharp``).
+
 It also reports the reference's noise (robust sigma of its Laplacian, 8-bit levels) and the
 shares of truly occluded and defocused pixels, so a kind's low ceiling can be traced to its
 cause (noise at night, occlusion and motion for moving scenes).
 
 Usage::
 
-    python bench/eval_floor.py [SESSION ...] [--json OUT]
+    python bench/eval_floor.py [SESSION ...] [--pipeline [--ckpt CKPT]] [--json OUT]
 
 Without sessions: the pinned held-out sessions 21-23 (``bench/_data.py``, ``--textures eval``).
 """
@@ -89,7 +97,41 @@ def score_capture(cap: Path, truth: dict, crop_rect: dict) -> dict:
     return row
 
 
-def run(sessions: list[Path]) -> pd.DataFrame:
+def score_pipeline(pipe, cap: Path, truth: dict, crop_rect: dict) -> dict:
+    """The pipeline's methods and the true-flow warp on I_src's grid, split into truly usable and other pixels."""
+    from hzsr.baseline_model.evaluate import no_network_blend_y
+    from hzsr.baseline_model.ideal_target import ideal_on_source, onto_src_grid
+    from hzsr.baseline_model.pipeline import sample_grid
+
+    w, ref = _rgb(cap / "main_W.jpg"), _rgb(cap / "ref_T.jpg")
+    meta = json.loads((cap / "capture.json").read_text())
+    res = pipe.run(w, ref, meta, extras=("bicubic", "warped_ref", "fusion"))
+    al = res.alignment
+    tr = ideal_on_source(al, truth["ideal_T"], truth["valid_ref_T"], truth["defocus_sigma_ref_T"], crop_rect)
+    ys = {m: luma(res.extras[m]) for m in ("bicubic", "warped_ref", "fusion")}
+    ys["full"] = luma(res.final)
+    ys["blend"] = no_network_blend_y(al, ys["bicubic"], ys["warped_ref"])
+    h, wd = truth["ideal_T"].shape[:2]
+    yy, xx = np.mgrid[0:h, 0:wd].astype(np.float32)
+    flow = truth["flow_ref_T"]
+    ow = cv2.remap(ref, xx + flow[..., 0], yy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    ow = onto_src_grid(ow, CropRect(**crop_rect), al.rect, cv2.INTER_LINEAR)
+    ys["oracle_warp"] = luma(to_uint8(_matched(ow, al.src, tr.inside & ~tr.occluded)))
+    hs, ws = ys["full"].shape
+    mb = sample_grid(al.maps["blend"], (hs, ws), 0, hs, 0, ws) if al.use_reference else np.zeros((hs, ws), np.float32)
+    sharp = tr.inside & ~tr.occluded & ~tr.defocused
+    bad = tr.inside & ~sharp
+    row = {"use_reference": float(al.use_reference),
+           "m_blend_on_sharp": float(mb[sharp].mean()) if sharp.any() else float("nan")}
+    for m, y in ys.items():
+        row[f"psnr_{m}"] = psnr(y, tr.y, tr.inside)
+        row[f"psnr_{m}_sharp"] = psnr(y, tr.y, sharp) if sharp.sum() > 500 else float("nan")
+        row[f"psnr_{m}_bad"] = psnr(y, tr.y, bad) if bad.sum() > 500 else float("nan")
+    return row
+
+
+def run(sessions: list[Path], pipe=None) -> pd.DataFrame:
+    """Score every capture with truth; with ``pipe`` (an ``HZSRPipeline``) on I_src's grid as well."""
     rows = []
     for sess in sessions:
         for cap in sorted((sess / "captures").iterdir()):
@@ -100,29 +142,45 @@ def run(sessions: list[Path]) -> pd.DataFrame:
             crop = json.loads((truth_dir(sess) / f"{cap.name}.json").read_text())["crop_rect"]
             meta = json.loads((cap / "capture.json").read_text())
             row = score_capture(cap, t, crop)
+            if pipe is not None:
+                row.update({f"pipe_{k}": v for k, v in score_pipeline(pipe, cap, t, crop).items()})
             row["scene_kind"] = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def summarise(df: pd.DataFrame) -> dict:
-    cols = [c for c in df.columns if c.startswith("psnr_") or c.endswith("_frac") or c == "ref_noise_sigma"]
-    by_kind = {k: {c.removeprefix("psnr_"): round(float(g[c].mean()), 2) for c in cols} | {"n": len(g)}
+    cols = [c for c in df.columns if c not in ("capture", "scene_kind")]
+
+    def name(c: str) -> str:
+        return c.replace("psnr_", "")
+
+    by_kind = {k: {name(c): round(float(g[c].mean()), 2) for c in cols} | {"n": len(g)}
                for k, g in df.groupby("scene_kind")}
-    by_kind["all"] = {c.removeprefix("psnr_"): round(float(df[c].mean()), 2) for c in cols} | {"n": len(df)}
+    by_kind["all"] = {name(c): round(float(df[c].mean()), 2) for c in cols} | {"n": len(df)}
     return {"captures": len(df), "by_kind": by_kind}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sessions", nargs="*", type=Path, help="sessions with truth (default: the pinned eval ones)")
+    ap.add_argument("--pipeline", action="store_true", help="also run the pipeline and split its score")
+    ap.add_argument("--ckpt", default=None, help="checkpoint for --pipeline (default: the shipped one)")
     ap.add_argument("--json", type=Path, help="write the summary and per-capture rows here")
     a = ap.parse_args(argv)
     if not a.sessions:
         import _data
 
         a.sessions = _data.sessions(_data.EVAL_SEEDS)
-    df = run(a.sessions)
+    pipe = None
+    if a.pipeline:
+        from hzsr.baseline_model.checkpoint import load_model
+        from hzsr.baseline_model.evaluate import pipeline_config_of
+        from hzsr.baseline_model.pipeline import HZSRPipeline
+
+        lc = load_model(a.ckpt)
+        pipe = HZSRPipeline(lc.model, pipeline_config_of(lc.pipeline, str(lc.path)))
+    df = run(a.sessions, pipe)
     out = summarise(df)
     print(json.dumps(out, indent=1))
     if a.json:
