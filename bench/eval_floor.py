@@ -28,7 +28,8 @@ cause (noise at night, occlusion and motion for moving scenes).
 
 Usage::
 
-    python bench/eval_floor.py [SESSION ...] [--pipeline [--ckpt CKPT]] [--json OUT]
+    python bench/eval_floor.py [SESSION ...] [--pipeline [--ckpt CKPT] [--flow-size W H]] [--kinds K ...]
+                               [--json OUT]
 
 Without sessions: the pinned held-out sessions 21-23 (``bench/_data.py``, ``--textures eval``).
 """
@@ -130,21 +131,24 @@ def score_pipeline(pipe, cap: Path, truth: dict, crop_rect: dict) -> dict:
     return row
 
 
-def run(sessions: list[Path], pipe=None) -> pd.DataFrame:
-    """Score every capture with truth; with ``pipe`` (an ``HZSRPipeline``) on I_src's grid as well."""
+def run(sessions: list[Path], pipe=None, kinds: list[str] | None = None) -> pd.DataFrame:
+    """Score every capture with truth (of ``kinds``, default all); with ``pipe`` (an ``HZSRPipeline``) on I_src too."""
     rows = []
     for sess in sessions:
         for cap in sorted((sess / "captures").iterdir()):
             npz = truth_dir(sess) / f"{cap.name}.npz"
             if not npz.is_file():
                 continue
+            meta = json.loads((cap / "capture.json").read_text())
+            kind = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
+            if kinds and kind not in kinds:
+                continue
             t = dict(np.load(npz))
             crop = json.loads((truth_dir(sess) / f"{cap.name}.json").read_text())["crop_rect"]
-            meta = json.loads((cap / "capture.json").read_text())
             row = score_capture(cap, t, crop)
             if pipe is not None:
                 row.update({f"pipe_{k}": v for k, v in score_pipeline(pipe, cap, t, crop).items()})
-            row["scene_kind"] = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
+            row["scene_kind"] = kind
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -166,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sessions", nargs="*", type=Path, help="sessions with truth (default: the pinned eval ones)")
     ap.add_argument("--pipeline", action="store_true", help="also run the pipeline and split its score")
     ap.add_argument("--ckpt", default=None, help="checkpoint for --pipeline (default: the shipped one)")
+    ap.add_argument("--flow-size", type=int, nargs=2, metavar=("W", "H"),
+                    help="with --pipeline: the dense-flow grid (qa align.flow_size) instead of the checkpoint's")
+    ap.add_argument("--kinds", nargs="+", help="only captures of these scene kinds")
     ap.add_argument("--json", type=Path, help="write the summary and per-capture rows here")
     a = ap.parse_args(argv)
     if not a.sessions:
@@ -179,8 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         from hzsr.baseline_model.pipeline import HZSRPipeline
 
         lc = load_model(a.ckpt)
-        pipe = HZSRPipeline(lc.model, pipeline_config_of(lc.pipeline, str(lc.path)))
-    df = run(a.sessions, pipe)
+        cfg = pipeline_config_of(lc.pipeline, str(lc.path))
+        if a.flow_size:
+            import dataclasses
+
+            al = dataclasses.replace(cfg.qa.align, flow_size=tuple(a.flow_size))
+            cfg = dataclasses.replace(cfg, qa=dataclasses.replace(cfg.qa, align=al))
+        pipe = HZSRPipeline(lc.model, cfg)
+    df = run(a.sessions, pipe, a.kinds)
     out = summarise(df)
     print(json.dumps(out, indent=1))
     if a.json:
