@@ -150,10 +150,17 @@ class DataConfig:
     # all in focus, noise-free, seen from W), loss over every pixel it covers; "auto" = ideal when
     # every capture of the split carries it, else main_T.
     target: str = "main_T"
+    # Patch sampling by scene kind (the manifest's scene_kind, e.g. night: 2): a patch comes from a
+    # capture with probability proportional to its kind's weight, kinds not named weigh 1; {} =
+    # every capture alike (the stream is then exactly the unweighted one). Hard kinds (night,
+    # moving) are few in the train split: 10 of 66 captures each in the pinned data set.
+    kind_weights: dict[str, float] = field(default_factory=dict)
 
     def check(self) -> list[Problem]:
         bad_target = [] if self.target in TARGETS else [
             Problem("target", f"must be one of {', '.join(TARGETS)}; got {self.target!r}")]
+        bad_target += [Problem("kind_weights", f"{k}: must be in 0 .. 100, got {v!r}")
+                       for k, v in self.kind_weights.items() if not 0.0 <= v <= 100.0]
         return (bad_target + _problems(self, ("patch", _tile_side, "must be a multiple of 16, >= 16"))
                 + _ranged(self, _in("patch", 16, 4096), _in("patches_per_epoch", 1, 10**9),
                           _in("batch_size", 1, 4096), _in("workers", 0, MAX_WORKERS), _in("min_valid", 0.0, 1.0)))

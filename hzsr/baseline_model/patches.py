@@ -27,10 +27,12 @@ class PatchDataset(Dataset):
         min_valid: redraw (up to 8 times) a patch whose loss-mask coverage is below this.
         length: ``len()``, the patches of one epoch (``data.patches_per_epoch``), so ``shuffle=True``
             works; any index is valid, and training draws past it with ``IndexRangeSampler``.
+        weights: per-capture sampling weights (``data.kind_weights`` resolved per capture); None =
+            uniform, drawn exactly as before weights existed.
     """
 
     def __init__(self, paths: list[Path], patch: int, seed: int, rank: int = 0, min_valid: float = 0.5,
-                 length: int = 2048):
+                 length: int = 2048, weights: list[float] | None = None):
         if not paths:
             raise ValueError("no captures to draw patches from")
         self.paths = [str(p) for p in paths]
@@ -39,6 +41,12 @@ class PatchDataset(Dataset):
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
         self.length = int(length)
+        self._cum: np.ndarray | None = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (len(self.paths),) or (w < 0).any() or w.sum() <= 0:
+                raise ValueError(f"weights must be {len(self.paths)} non-negative values, not all 0")
+            self._cum = np.cumsum(w / w.sum())
         self._arrays: dict[int, np.ndarray] = {}  # memory maps, opened lazily in each worker
 
     def __len__(self) -> int:
@@ -52,6 +60,12 @@ class PatchDataset(Dataset):
             a = self._arrays[k] = load_stack(self.paths[k])
         return a
 
+    def _pick(self, rng: np.random.Generator) -> int:
+        """A capture index: uniform, or by inverse CDF of the weights (``u`` in [0, 1))."""
+        if self._cum is None:
+            return int(rng.integers(len(self.paths)))
+        return min(int(np.searchsorted(self._cum, rng.random(), side="right")), len(self.paths) - 1)
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_arrays"] = {}
@@ -62,7 +76,7 @@ class PatchDataset(Dataset):
         p = self.patch
         best = None
         for _ in range(8):
-            k = int(rng.integers(len(self.paths)))
+            k = self._pick(rng)
             a = self._array(k)
             _, h, w = a.shape
             if h < p or w < p:

@@ -196,6 +196,25 @@ def check_run_folder(out: Path, cfg: TrainConfig, resume: bool) -> dict[str, Any
     return raw
 
 
+def kind_weights(reader: Any, ids: list[str], weights: dict[str, float]) -> list[float] | None:
+    """Per-capture sampling weights from ``data.kind_weights`` (None when it is empty: uniform).
+
+    A capture's kind is the manifest's ``scene_kind`` of its scene id and tags; a kind not named weighs 1.
+    """
+    if not weights:
+        return None
+    from hzsr.dataset.schema import scene_kind
+
+    out = []
+    for cid in ids:
+        m = reader.meta(cid)
+        tags = m.get("scene_tags") or []
+        out.append(float(weights.get(scene_kind(str(m.get("scene_id", "")), list(tags)), 1.0)))
+    if sum(out) <= 0:
+        raise ConfigError("every capture of the split weighs 0", field="data.kind_weights")
+    return out
+
+
 def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume: bool = False,
           progress: bool = True, device: str = "cpu") -> dict[str, Any]:
     """Train; returns the summary (also written to ``RUN/summary.json`` by rank 0)."""
@@ -229,6 +248,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
     t0 = time.perf_counter()
     paths = build_cache(reader, mine, cfg.pipeline, cache_dir, target=target, progress=progress and d.main)
+    weights = kind_weights(reader, mine, cfg.data.kind_weights)
     reader.close()
     cache_s = time.perf_counter() - t0
     if d.world > 1:
@@ -263,7 +283,8 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     rows = _read_log(out / "log.csv", step) if d.main else []
 
     bs = cfg.data.batch_size
-    ds = PatchDataset(paths, cfg.data.patch, cfg.seed, d.rank, cfg.data.min_valid, cfg.data.patches_per_epoch)
+    ds = PatchDataset(paths, cfg.data.patch, cfg.seed, d.rank, cfg.data.min_valid, cfg.data.patches_per_epoch,
+                      weights=weights)
     loader = DataLoader(ds, batch_size=bs, sampler=IndexRangeSampler(step * bs, (total - step) * bs),
                         num_workers=cfg.data.workers, drop_last=True,
                         persistent_workers=False, pin_memory=dev.type == "cuda")
