@@ -111,6 +111,13 @@ class CheckConfig:
     # calibration seeds ultrafast put the occluded fraction 0.17 and PSNR 2 dB (p95) from qa check's.
     quick_dis_preset: str = "medium"
     quick_max_keypoints: int = 600  # --quick keeps at most this many FAST corners an image (matching costs n^2)
+    # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
+    # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs
+    # on the same image resized to quick_long_side. At 12 MP: the DCT scaling 1/4 instead of 1/8.
+    quick_fine_af_roi: bool = True
+    # --quick counts its flow in qa check's flow-grid px for M_defocus (whose constants are per
+    # flow-grid px): at 1280x960 its grid is 320 px wide, qa check's 512.
+    quick_defocus_in_check_units: bool = True
     quick_tt_dis_preset: str = "medium"  # ... for main T vs reference T (moving subjects, depth)
     quick_wr_dis_preset: str = "medium"  # ... for the W crop vs reference T (occluded, rejected, PSNR)
     # The quick check takes the session's offset from this many captures on (the current one
