@@ -559,12 +559,12 @@ def speed(root: Path, captures: int, seed: int) -> dict:
     timed(full)  # warm-up: imports, caches
     # Interleaved rounds (one per capture): the baseline, full QA and the quick check in turn, so a
     # change of the machine's load hits all three alike.
-    # The quick check's settings before issue 18's third pass (DIS ultrafast for the W pairings,
-    # 1500 keypoints), beside today's: what qa check's preset and fewer keypoints cost.
+    # The quick check's settings before issue 18's fourth pass (both Ts decoded at the quick
+    # scale, the AF ROI measured there; M_defocus in the quick grid's px), beside today's: what
+    # decoding the Ts at qa check's scale for the AF ROI costs.
     from dataclasses import replace
 
-    before = replace(cfg, check=replace(cfg.check, quick_dis_preset="ultrafast", quick_wr_dis_preset="ultrafast",
-                                        quick_max_keypoints=1500))
+    before = replace(cfg, check=replace(cfg.check, quick_fine_af_roi=False, quick_defocus_in_check_units=False))
     runs = {"decode": decode_all, "full": full,
             "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
             "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}

@@ -783,9 +783,12 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     Decodes the JPEGs with DCT scaling to about ``check.quick_long_side`` and runs the same
     measurements, thresholds and verdict function (``hzsr.core.verdict.verdict_of``) as
     ``hzsr qa check`` (``check.quick_*``: qa check's DIS preset, fewer keypoints); no files
-    written. Where a figure lies within its margin (``check.quick_margins``) of a threshold and
-    the verdict would change across it, the answer is ``undecided`` (``qa check`` decides), never
-    a verdict that ``qa check`` may contradict.
+    written. Both Ts are decoded at qa check's scale: the AF-ROI sharpness ratio is measured on
+    qa check's own ROI pixels, warped by the quick flow (``check.quick_fine_af_roi``), and
+    ``M_defocus`` counts the quick flow in qa check's flow-grid px. Where a figure lies within
+    its margin (``check.quick_margins``) of a threshold and the verdict would change across it,
+    the answer is ``undecided`` (``qa check`` decides), never a verdict that ``qa check`` may
+    contradict.
     ``defocused``'s depth check needs the mount's offset: from the session's second capture on
     (``check.quick_min_captures_for_offset``), the median of what this process has seen of the
     session, uncertain by ``median_margin`` (at least ``rig.depth_scatter_d`` of scatter).

@@ -94,9 +94,9 @@ class RigConfig:
 
 #: check.quick_margins' defaults (see there).
 QUICK_MARGINS: dict[str, float] = {
-    "large_shift": 0.002, "occluded": 0.075, "rejected": 0.39, "low_psnr": 3.7, "defocused (depth)": 0.021,
-    "defocused (fraction)": 0.58, "focus_mismatch (metadata)": 0.0, "focus_mismatch (sharpness)": 0.35,
-    "motion_blur (T vs T)": 0.073, "moving_object": 0.063, "overexposed": 0.014, "underexposed": 0.001,
+    "large_shift": 0.002, "occluded": 0.075, "rejected": 0.39, "low_psnr": 3.7, "defocused (depth)": 0.022,
+    "defocused (fraction)": 0.14, "focus_mismatch (metadata)": 0.0, "focus_mismatch (sharpness)": 0.09,
+    "motion_blur (T vs T)": 0.073, "moving_object": 0.03, "overexposed": 0.017, "underexposed": 0.001,
     "brightness_mismatch": 0.002, "colour_mismatch": 0.002,
 }
 
@@ -113,7 +113,8 @@ class CheckConfig:
     quick_max_keypoints: int = 600  # --quick keeps at most this many FAST corners an image (matching costs n^2)
     # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
     # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs
-    # on the same image resized to quick_long_side. At 12 MP: the DCT scaling 1/4 instead of 1/8.
+    # on the same image resized to quick_long_side. At 12 MP: the DCT scaling 1/4 instead of 1/8
+    # (12 MP quick check: 0.284 s of CPU against 0.277 s without it, same rounds, bench/qa.py --part speed).
     quick_fine_af_roi: bool = True
     # --quick counts its flow in qa check's flow-grid px for M_defocus (whose constants are per
     # flow-grid px): at 1280x960 its grid is 320 px wide, qa check's 512.
@@ -129,7 +130,9 @@ class CheckConfig:
     # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the
     # labelled set's calibration seeds at 1280x960 (`bench/qa.py --part labelled --labelled-size
     # 1280 960 --labelled-captures 24`: the quick check sees T at 320 px, qa check at 1280, a gap
-    # like a phone's; at 480x360 both analyse the same pixels and the fit is ~0), rounded up.
+    # like a phone's; at 480x360 both analyse the same pixels and the fit is ~0), rounded up;
+    # refitted in issue 18's fourth pass (AF ROI at qa check's scale: sharpness 0.35 -> 0.09;
+    # M_defocus in qa check's units: defocused fraction 0.58 -> 0.14).
     # Figures not listed use the relative quick_margin above. Refit on your own rig's resolution;
     # a config file's quick_margins replaces the whole table.
     quick_margins: dict[str, float] = field(default_factory=lambda: dict(QUICK_MARGINS))
