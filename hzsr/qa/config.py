@@ -111,6 +111,10 @@ class CheckConfig:
     # calibration seeds ultrafast put the occluded fraction 0.17 and PSNR 2 dB (p95) from qa check's.
     quick_dis_preset: str = "medium"
     quick_max_keypoints: int = 600  # --quick keeps at most this many FAST corners an image (matching costs n^2)
+    # ... for main T vs reference T (large_shift, the depth figure, moving_object): with 600 a
+    # periodic texture let a wrong period win on 2 of 4 clean 12 MP captures (bench/qa.py --part
+    # speed, seed 2028: fail where qa check passed); 1000 found qa check's shift on all 4.
+    quick_tt_max_keypoints: int = 1000
     # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
     # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs
     # on the same image resized to quick_long_side. At 12 MP: the DCT scaling 1/4 instead of 1/8
