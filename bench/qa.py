@@ -561,11 +561,12 @@ def speed(root: Path, captures: int, seed: int) -> dict:
     # Interleaved rounds (one per capture): the baseline, full QA and the quick check in turn, so a
     # change of the machine's load hits all three alike.
     # The quick check's settings before issue 18's fourth pass (both Ts decoded at the quick
-    # scale, the AF ROI measured there; M_defocus in the quick grid's px), beside today's: what
-    # decoding the Ts at qa check's scale for the AF ROI costs.
+    # scale, the AF ROI measured there; M_defocus and moving_object in the quick grid's px; 600
+    # keypoints T vs T), beside today's: what decoding the Ts at qa check's scale and the
+    # keypoints cost.
     from dataclasses import replace
 
-    before = replace(cfg, check=replace(cfg.check, quick_fine_af_roi=False, quick_defocus_in_check_units=False,
+    before = replace(cfg, check=replace(cfg.check, quick_fine_af_roi=False, quick_flow_in_check_units=False,
                                         quick_tt_max_keypoints=600))
     runs = {"decode": decode_all, "full": full,
             "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),

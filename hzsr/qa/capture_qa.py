@@ -141,7 +141,8 @@ def _thumb(img: np.ndarray, long_side: int) -> np.ndarray:
         return img
     return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
 
-def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4) -> tuple[float, np.ndarray]:
+def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
+                         flow_units: float = 1.0) -> tuple[float, np.ndarray]:
     """Fraction of main T whose flow to the reference T is not parallax, and the map.
 
     The two T cameras have (nearly) the same orientation and a fixed baseline, so a static scene's
@@ -151,7 +152,9 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4) -> tu
     smooth term remains: an affine fit (trimmed least squares) of the flow component along ``e⊥``
     explains every static pixel. What moved between the two instants (a skew and a moving
     subject) departs from it. Only forward-backward consistent pixels count. Departure in
-    flow-grid pixels; a pixel counts when it exceeds ``thresholds.moving_px``.
+    flow-grid pixels; a pixel counts when it exceeds ``thresholds.moving_px``. ``flow_units``:
+    flow-grid px of the grid that threshold was set for per px of this one (the quick check
+    passes qa check's grid width over its own).
     """
     g = r_tt.grid_scale
     f = r_tt.flow_fwd[::step, ::step].reshape(-1, 2).astype(np.float64) * g
@@ -181,7 +184,7 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4) -> tu
         a, *_ = np.linalg.lstsq(x[sel], p[sel], rcond=None)
         resid = np.abs(x @ a - p)
         sel = ok & (resid <= np.percentile(resid[ok], 70))
-    moving = ok & (resid > cfg.thresholds.moving_px)
+    moving = ok & (resid * flow_units > cfg.thresholds.moving_px)
     return float(moving[ok].mean()), moving.reshape(xx.shape)
 
 
@@ -338,11 +341,12 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             x, y, w, h = tw_ * 0.4, th_ * 0.4, tw_ * 0.2, th_ * 0.2
         return [x - shift[0], y - shift[1], w, h]
 
-    # M_defocus's constants are in flow-grid px of qa check's grid: the quick check, on a coarser
-    # grid, counts its flow in those units (check.quick_defocus_in_check_units), or the same
-    # parallax would mark fewer pixels off the focal plane (units^2 fewer px^2).
+    # M_defocus's constants and moving_object's moving_px are in flow-grid px of qa check's grid:
+    # the quick check, on a coarser grid, counts its flow in those units
+    # (check.quick_flow_in_check_units), or the same parallax would mark fewer pixels off the
+    # focal plane, and the same motion fewer pixels moving (a mover at 0.26 in qa check, 0.001).
     units = 1.0
-    if quick and cfg.check.quick_defocus_in_check_units:
+    if quick and cfg.check.quick_flow_in_check_units:
         r_full = _reduction(max(ft.width, ft.height), cfg.check.analysis_long_side)
         w_full, h_full = _fit_size(math.ceil(ft.width / r_full), math.ceil(ft.height / r_full),
                                    cfg.check.analysis_long_side)
@@ -405,7 +409,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         out.reasons = [Reason(Verdict.WARN, r.code, r.message + " (overexposure explains it)")
                        if r.code == "no_overlap" and r.level is Verdict.FAIL else r for r in out.reasons]
     if _reg_ok(regs.get("tt"), th):
-        frac, moving = motion_inconsistency(regs["tt"], cfg)
+        frac, moving = motion_inconsistency(regs["tt"], cfg, flow_units=units)
         out.row["moving_frac"] = frac
         _grade(out, "moving_object", frac, th.warn_moving_frac, th.fail_moving_frac,
                "fraction of main T whose flow to ref T is not parallax (moved between the two instants: "
@@ -792,9 +796,9 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     ``hzsr qa check`` (``check.quick_*``: qa check's DIS preset, fewer keypoints); no files
     written. Both Ts are decoded at qa check's scale: the AF-ROI sharpness ratio is measured on
     qa check's own ROI pixels, warped by the quick flow (``check.quick_fine_af_roi``), and
-    ``M_defocus`` counts the quick flow in qa check's flow-grid px. Where a figure lies within
-    its margin (``check.quick_margins``) of a threshold and the verdict would change across it,
-    the answer is ``undecided`` (``qa check`` decides), never a verdict that ``qa check`` may
+    ``M_defocus`` and ``moving_object`` count the quick flow in qa check's flow-grid px. Where a
+    figure lies within its margin (``check.quick_margins``) of a threshold and the verdict would
+    change across it, the answer is ``undecided`` (``qa check`` decides), never a verdict that ``qa check`` may
     contradict.
     ``defocused``'s depth check needs the mount's offset: from the session's second capture on
     (``check.quick_min_captures_for_offset``), the median of what this process has seen of the

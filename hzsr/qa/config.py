@@ -121,9 +121,9 @@ class CheckConfig:
     # (12 MP quick check with it and 1000 T-vs-T keypoints: 0.294 s of CPU, 0.270 s without both,
     # same rounds, bench/qa.py --part speed).
     quick_fine_af_roi: bool = True
-    # --quick counts its flow in qa check's flow-grid px for M_defocus (whose constants are per
-    # flow-grid px): at 1280x960 its grid is 320 px wide, qa check's 512.
-    quick_defocus_in_check_units: bool = True
+    # --quick counts its flow in qa check's flow-grid px for M_defocus and moving_object (whose
+    # constants are per flow-grid px): at 1280x960 its grid is 320 px wide, qa check's 512.
+    quick_flow_in_check_units: bool = True
     quick_tt_dis_preset: str = "medium"  # ... for main T vs reference T (moving subjects, depth)
     quick_wr_dis_preset: str = "medium"  # ... for the W crop vs reference T (occluded, rejected, PSNR)
     # The quick check takes the session's offset from this many captures on (the current one
