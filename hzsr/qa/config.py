@@ -118,7 +118,7 @@ class CheckConfig:
     # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
     # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs
     # on the same image resized to quick_long_side. At 12 MP: the DCT scaling 1/4 instead of 1/8
-    # (12 MP quick check with it and 1000 T-vs-T keypoints: 0.294 s of CPU, 0.270 s without both,
+    # (12 MP quick check with it and 1000 T-vs-T keypoints: 0.280 s of CPU, 0.257 s without both,
     # same rounds, bench/qa.py --part speed).
     quick_fine_af_roi: bool = True
     # --quick counts its flow in qa check's flow-grid px for M_defocus and moving_object (whose
