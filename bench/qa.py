@@ -635,6 +635,7 @@ def speed(root: Path, captures: int, seed: int) -> dict:
     def full(d):
         q = analyse_capture(d, cfg)
         _write_images(q, root / "speed_maps")
+        return q
 
     cpu: dict[str, list[float]] = {}
 
@@ -650,12 +651,14 @@ def speed(root: Path, captures: int, seed: int) -> dict:
     timed(full)  # warm-up: imports, caches
     # Interleaved rounds (one per capture): the baseline, full QA and the quick check in turn, so a
     # change of the machine's load hits all three alike.
-    # The quick check's settings before issue 18's third pass (DIS ultrafast for the W pairings,
-    # 1500 keypoints), beside today's: what qa check's preset and fewer keypoints cost.
+    # The quick check's settings before issue 18's fourth pass (both Ts decoded at the quick
+    # scale, the AF ROI measured there; M_defocus and moving_object in the quick grid's px; 600
+    # keypoints T vs T), beside today's: what decoding the Ts at qa check's scale and the
+    # keypoints cost.
     from dataclasses import replace
 
-    before = replace(cfg, check=replace(cfg.check, quick_dis_preset="ultrafast", quick_wr_dis_preset="ultrafast",
-                                        quick_max_keypoints=1500))
+    before = replace(cfg, check=replace(cfg.check, quick_fine_af_roi=False, quick_flow_in_check_units=False,
+                                        quick_tt_max_keypoints=600))
     no_base = replace(cfg, maps=replace(cfg.maps, hidden_use_baseline=False))  # M_hid as before issue18m
 
     def full_without_baseline(d):
@@ -665,12 +668,16 @@ def speed(root: Path, captures: int, seed: int) -> dict:
             "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
             "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}
     wall: dict[str, list[float]] = {k: [] for k in runs}
+    verdicts: dict[str, list[str]] = {}  # per capture: qa check's verdict, and what each quick run decided
     for d in dirs:
         for name, fn in runs.items():
             t0, c0 = time.perf_counter(), time.process_time()
-            fn(d)
+            q = fn(d)
             wall[name].append(time.perf_counter() - t0)
             cpu.setdefault(name, []).append(time.process_time() - c0)
+            if q is not None:  # the quick runs without a session offset: a session's first capture
+                v = q.verdict if name == "full" else q.decided()
+                verdicts.setdefault(name, []).append(v.value if v is not None else "undecided")
     base, t_full, t_quick = wall["decode"], wall["full"], wall["quick"]
     cv2.setNumThreads(0)
     w1 = w2 = None
@@ -700,6 +707,7 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         "cpu_ratio_quick_to_previous_settings": round(statistics.median(cpu["quick"])
                                                       / statistics.median(cpu["quick_previous_settings"]), 2),
         "rounds": len(dirs),
+        "verdicts_12mp": verdicts,
         "check_workers1_s": round(w1, 2), "check_workers2_s": round(w2, 2),
         "workers2_speedup_runs": [round(r, 2) for r in reps], "workers2_speedup_best": round(max(reps), 2),
         "goals": {"full_qa_s": 1.5, "quick_s": 0.3, "workers2_speedup": 1.7},

@@ -26,7 +26,7 @@ from hzsr.core.errors import HzsrError, ImageRefused, ImageTooLarge
 from hzsr.core.imageio import check_image_size
 from hzsr.core.records import CaptureRecord, FrameRecord
 from hzsr.core.verdict import Reason, Verdict, verdict_of
-from hzsr.qa.align import crop_w_to_t, gate_shift, global_translation, to_luma
+from hzsr.qa.align import crop_w_to_t, flow_grid_scale, gate_shift, global_translation, to_luma
 from hzsr.qa.config import QAConfig
 from hzsr.qa.quality import (
     band_sharpness_ratio,
@@ -121,12 +121,18 @@ def _decode(path: Path, reduce: int) -> tuple[np.ndarray | None, str | None]:
         return None, "not a decodable image"
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), None
 
+def _fit_size(w: int, h: int, target: int) -> tuple[int, int]:
+    """The (width, height) ``_fit_long`` gives an image of ``w`` x ``h``."""
+    if max(h, w) <= 1.25 * target:
+        return w, h
+    s = target / max(h, w)
+    return round(w * s), round(h * s)
+
+
 def _fit_long(img: np.ndarray, target: int) -> np.ndarray:
     h, w = img.shape[:2]
-    if max(h, w) <= 1.25 * target:
-        return img
-    s = target / max(h, w)
-    return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    size = _fit_size(w, h, target)
+    return img if size == (w, h) else cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 def _thumb(img: np.ndarray, long_side: int) -> np.ndarray:
     h, w = img.shape[:2]
@@ -135,7 +141,8 @@ def _thumb(img: np.ndarray, long_side: int) -> np.ndarray:
         return img
     return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
 
-def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4) -> tuple[float, np.ndarray]:
+def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
+                         flow_units: float = 1.0) -> tuple[float, np.ndarray]:
     """Fraction of main T whose flow to the reference T is not parallax, and the map.
 
     The two T cameras have (nearly) the same orientation and a fixed baseline, so a static scene's
@@ -145,7 +152,9 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4) -> tu
     smooth term remains: an affine fit (trimmed least squares) of the flow component along ``e⊥``
     explains every static pixel. What moved between the two instants (a skew and a moving
     subject) departs from it. Only forward-backward consistent pixels count. Departure in
-    flow-grid pixels; a pixel counts when it exceeds ``thresholds.moving_px``.
+    flow-grid pixels; a pixel counts when it exceeds ``thresholds.moving_px``. ``flow_units``:
+    flow-grid px of the grid that threshold was set for per px of this one (the quick check
+    passes qa check's grid width over its own).
     """
     g = r_tt.grid_scale
     f = r_tt.flow_fwd[::step, ::step].reshape(-1, 2).astype(np.float64) * g
@@ -175,7 +184,7 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4) -> tu
         a, *_ = np.linalg.lstsq(x[sel], p[sel], rcond=None)
         resid = np.abs(x @ a - p)
         sel = ok & (resid <= np.percentile(resid[ok], 70))
-    moving = ok & (resid > cfg.thresholds.moving_px)
+    moving = ok & (resid * flow_units > cfg.thresholds.moving_px)
     return float(moving[ok].mean()), moving.reshape(xx.shape)
 
 
@@ -198,6 +207,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     out.row["scene_id"] = rec.scene_id
     out.row["scene_tags"] = ";".join(rec.scene_tags)
     frames = {f.slot: f for f in rec.frames}
+    cfg_full_keypoints = cfg.align.max_keypoints
     if quick:
         target = cfg.check.quick_long_side
         cfg = replace(cfg, align=replace(cfg.align, dis_preset=cfg.check.quick_dis_preset,
@@ -207,6 +217,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         target = cfg.check.analysis_long_side
 
     imgs: dict[str, np.ndarray] = {}
+    fine: dict[str, np.ndarray] = {}  # quick check: the Ts as qa check analyses them (AF ROI only)
     for slot in PAIRINGS["wr"] + ("main_T",):
         if slot in imgs:
             continue
@@ -230,6 +241,13 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
                 r *= 2
         else:
             r = _reduction(long, target)
+        # The quick check decodes both Ts at qa check's scale and keeps that image for the AF ROI
+        # (check.quick_fine_af_roi): the focus sharpness ratio measured on a 320-384 px T misses a
+        # blur of a few px that qa check sees at 1000-1280. Its own analysis image is that one
+        # resized to the size DCT scaling would have given (the same grid as before).
+        r_fine = _reduction(long, cfg.check.analysis_long_side) if (
+            quick and cfg.check.quick_fine_af_roi and slot in ("main_T", "ref_T")) else r
+        r_fine = min(r_fine, r)
         # Size before decode: the header's size, checked against the cap and capture.json, costs a
         # few bytes; a 752-byte JPEG declaring 20000x20000 would otherwise decode to 1.2 GB.
         try:
@@ -242,16 +260,21 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             out.add("fail", "size_mismatch", f"{f.file}: header declares {hdr.width}x{hdr.height}, "
                     f"capture.json says {f.width}x{f.height}")
             continue
-        img, why = _decode(path, r)
+        img, why = _decode(path, r_fine)
         if img is None:
             out.add("fail", "undecodable", f"{f.file}: {why}")
             continue
-        exp_w, exp_h = math.ceil(f.width / r), math.ceil(f.height / r)
+        exp_w, exp_h = math.ceil(f.width / r_fine), math.ceil(f.height / r_fine)
         if abs(img.shape[1] - exp_w) > 1 or abs(img.shape[0] - exp_h) > 1:
-            out.add("fail", "size_mismatch", f"{f.file}: decodes to {img.shape[1] * r}x{img.shape[0] * r}, "
-                    f"capture.json says {f.width}x{f.height}")
+            out.add("fail", "size_mismatch", f"{f.file}: decodes to {img.shape[1] * r_fine}x"
+                    f"{img.shape[0] * r_fine}, capture.json says {f.width}x{f.height}")
             continue
-        imgs[slot] = img if slot == "main_W" else _fit_long(img, target)
+        if r_fine < r:
+            fine[slot] = _fit_long(img, cfg.check.analysis_long_side)  # qa check's own T image
+            size = _fit_size(math.ceil(img.shape[1] * r_fine / r), math.ceil(img.shape[0] * r_fine / r), target)
+            imgs[slot] = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        else:
+            imgs[slot] = img if slot == "main_W" else _fit_long(img, target)
 
     for slot in ("main_T", "ref_T"):
         f = frames.get(slot)
@@ -268,6 +291,9 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
                 "ref_T resampled to main_T's grid")
         h, w = imgs["main_T"].shape[:2]
         imgs["ref_T"] = cv2.resize(imgs["ref_T"], (w, h), interpolation=cv2.INTER_AREA)
+    if len(fine) == 2 and fine["main_T"].shape != fine["ref_T"].shape:  # as qa check resamples it
+        h, w = fine["main_T"].shape[:2]
+        fine["ref_T"] = cv2.resize(fine["ref_T"], (w, h), interpolation=cv2.INTER_AREA)
 
     # Quality of each frame, on what was decoded.
     quality: dict[str, dict[str, float]] = {}
@@ -315,6 +341,16 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             x, y, w, h = tw_ * 0.4, th_ * 0.4, tw_ * 0.2, th_ * 0.2
         return [x - shift[0], y - shift[1], w, h]
 
+    # M_defocus's constants and moving_object's moving_px are in flow-grid px of qa check's grid:
+    # the quick check, on a coarser grid, counts its flow in those units
+    # (check.quick_flow_in_check_units), or the same parallax would mark fewer pixels off the
+    # focal plane, and the same motion fewer pixels moving (a mover at 0.26 in qa check, 0.001).
+    units = 1.0
+    if quick and cfg.check.quick_flow_in_check_units:
+        r_full = _reduction(max(ft.width, ft.height), cfg.check.analysis_long_side)
+        w_full, h_full = _fit_size(math.ceil(ft.width / r_full), math.ceil(ft.height / r_full),
+                                   cfg.check.analysis_long_side)
+        units = (w_full * flow_grid_scale((h_full, w_full), cfg)) / (tw_ * flow_grid_scale((th_, tw_), cfg))
     regs: dict[str, Registration] = {}
     afs: dict[str, list[float] | None] = {}  # each pairing's AF ROI on its SRC grid
     srcs = {"main_W": crop, "main_T": t_img, "ref_T": imgs.get("ref_T")}
@@ -327,7 +363,13 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         hints = []
         if name == "wr" and "wt" in regs and "tt" in regs:  # W -> main T -> ref T composes
             hints.append((regs["wt"].shift.dx + regs["tt"].shift.dx, regs["wt"].shift.dy + regs["tt"].shift.dy))
-        found = global_translation(src, ref, cfg, optical_scale=o, hints=hints)
+        kcfg = cfg
+        if quick and name == "tt":
+            # T vs T carries large_shift, the depth figure and moving_object: with 600 corners a
+            # periodic texture let a wrong period win (2 of 4 clean 12 MP captures failed so).
+            kcfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
+                                                                            cfg.check.quick_tt_max_keypoints)))
+        found = global_translation(src, ref, kcfg, optical_scale=o, hints=hints)
         g, _ = gate_shift(found, cfg)  # the inlier gate: a shift from too few matches is not used
         af = roi_of(b, (g.dx, g.dy)) if a == "main_W" else roi_of("main_T")  # tt: SRC is main T
         if clip_roi(af, src.shape) is None:
@@ -354,7 +396,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         if base is not None and (not np.any(base) or not cfg.maps.hidden_use_baseline):
             base = None
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
-                                   baseline=None if base is None else tuple(base))
+                                   baseline=None if base is None else tuple(base), flow_units=units)
         afs[name] = af
         for k, v in regs[name].stats.items():
             out.row[f"{name}_{k}"] = v
@@ -366,14 +408,14 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
                 "tt": expected_parallax(fx_t, cfg.rig.ref_baseline_m, diop)}
     _judge_registration(out, regs, tw_, cfg, expected)
     _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg)
-    _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg)
+    _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg, fine if len(fine) == 2 else None)
     if any(r.code == "overexposed" and r.level is Verdict.FAIL for r in out.reasons):
         # Clipped frames have few keypoints and a poor PSNR: the exposure explains the "no
         # overlap", which stays a warning (it once failed half the overexposed captures twice).
         out.reasons = [Reason(Verdict.WARN, r.code, r.message + " (overexposure explains it)")
                        if r.code == "no_overlap" and r.level is Verdict.FAIL else r for r in out.reasons]
     if _reg_ok(regs.get("tt"), th):
-        frac, moving = motion_inconsistency(regs["tt"], cfg)
+        frac, moving = motion_inconsistency(regs["tt"], cfg, flow_units=units)
         out.row["moving_frac"] = frac
         _grade(out, "moving_object", frac, th.warn_moving_frac, th.fail_moving_frac,
                "fraction of main T whose flow to ref T is not parallax (moved between the two instants: "
@@ -569,7 +611,39 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
            abs_margin=offset_margin_d if session else cfg.rig.depth_offset_d, tag="defocused (depth)")
 
 
-def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg: QAConfig) -> None:
+def _fine_af_roi(fine: dict[str, np.ndarray], r: Registration, roi: list[float]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """main T's AF ROI and the reference T warped onto it, at qa check's scale, from a coarser ``tt``.
+
+    ``fine``: both Ts as ``qa check`` decodes them; ``r``: main T -> ref T registered on a coarser
+    grid (the quick check's); ``roi``: ``[x, y, w, h]`` in ``fine``'s pixels. The flow, its
+    occlusion map and validity are carried to the fine pixels of the ROI alone (bilinear, pixel
+    centres kept, vectors scaled), the reference is warped there: qa check's own crop, warped by
+    the quick flow. Returns (main T luma, warped ref T luma, mask) of the ROI, or None if the ROI
+    leaves the frame.
+    """
+    t_fine, ref_fine = fine["main_T"], fine["ref_T"]
+    hf, wf = t_fine.shape[:2]
+    box = clip_roi(roi, (hf, wf))
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    hc, wc = r.flow_fwd.shape[:2]
+    sx, sy = wf / wc, hf / hc
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    mx, my = (gx + 0.5) / sx - 0.5, (gy + 0.5) / sy - 0.5  # fine pixel centres on the coarse grid
+    flow = cv2.remap(r.flow_fwd, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    occ = cv2.remap(r.occlusion, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    tx, ty = gx + flow[..., 0] * sx, gy + flow[..., 1] * sy
+    cx, cy = gx + r.shift.dx * sx, gy + r.shift.dy * sy  # the global shift's target, as register_pair
+    inside = ((tx >= -0.5) & (tx <= wf - 0.5) & (ty >= -0.5) & (ty <= hf - 0.5)
+              & (cx >= -0.5) & (cx <= wf - 0.5) & (cy >= -0.5) & (cy <= hf - 0.5))
+    warped = cv2.remap(ref_fine, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return to_luma(t_fine[y0:y1, x0:x1]), to_luma(warped), inside & (occ < 0.5)
+
+
+def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg: QAConfig,
+                   fine: dict[str, np.ndarray] | None = None) -> None:
     th = cfg.thresholds
     row = out.row
     # Focus: the phones' AF metadata, then sharpness in main T's AF ROI in both Ts.
@@ -584,13 +658,20 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
     if "main_T" in quality and "ref_T" in quality and tt_ok:
         # The same scene region in both Ts: main T's AF ROI, and where tt's flow takes it in ref T.
         r = regs["tt"]
-        t_y = to_luma(srcs["main_T"])
-        ref_w = to_luma(r.warped_ref)
-        box = clip_roi(roi_of("main_T"), t_y.shape)
-        if box is not None:
-            x0, y0, x1, y1 = box
-            m = r.valid[y0:y1, x0:x1] & (r.occlusion[y0:y1, x0:x1] < 0.5)
-            sm, sr = sharpness(t_y[y0:y1, x0:x1], m), sharpness(ref_w[y0:y1, x0:x1], m)
+        pair = None
+        if fine is not None:  # the quick check: the ROI at qa check's scale, warped by its own flow
+            s = fine["main_T"].shape[0] / srcs["main_T"].shape[0]
+            pair = _fine_af_roi(fine, r, [v * s for v in roi_of("main_T")])
+        else:
+            t_y = to_luma(srcs["main_T"])
+            box = clip_roi(roi_of("main_T"), t_y.shape)
+            if box is not None:
+                x0, y0, x1, y1 = box
+                pair = (t_y[y0:y1, x0:x1], to_luma(r.warped_ref[y0:y1, x0:x1]),
+                        r.valid[y0:y1, x0:x1] & (r.occlusion[y0:y1, x0:x1] < 0.5))
+        if pair is not None:
+            t_roi, ref_roi, m = pair
+            sm, sr = sharpness(t_roi, m), sharpness(ref_roi, m)
             ratio = min(sm, sr) / max(sm, sr, 1e-12)
             row["focus_sharpness_ratio"] = ratio
             if ratio < th.warn_sharpness_ratio:
@@ -719,9 +800,12 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     Decodes the JPEGs with DCT scaling to about ``check.quick_long_side`` and runs the same
     measurements, thresholds and verdict function (``hzsr.core.verdict.verdict_of``) as
     ``hzsr qa check`` (``check.quick_*``: qa check's DIS preset, fewer keypoints); no files
-    written. Where a figure lies within its margin (``check.quick_margins``) of a threshold and
-    the verdict would change across it, the answer is ``undecided`` (``qa check`` decides), never
-    a verdict that ``qa check`` may contradict.
+    written. Both Ts are decoded at qa check's scale: the AF-ROI sharpness ratio is measured on
+    qa check's own ROI pixels, warped by the quick flow (``check.quick_fine_af_roi``), and
+    ``M_defocus`` and ``moving_object`` count the quick flow in qa check's flow-grid px. Where a
+    figure lies within its margin (``check.quick_margins``) of a threshold and the verdict would
+    change across it, the answer is ``undecided`` (``qa check`` decides), never a verdict that ``qa check`` may
+    contradict.
     ``defocused``'s depth check needs the mount's offset: from the session's second capture on
     (``check.quick_min_captures_for_offset``), the median of what this process has seen of the
     session, uncertain by ``median_margin`` (at least ``rig.depth_scatter_d`` of scatter).

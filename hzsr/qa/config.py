@@ -111,9 +111,9 @@ class RigConfig:
 
 #: check.quick_margins' defaults (see there).
 QUICK_MARGINS: dict[str, float] = {
-    "large_shift": 0.002, "occluded": 0.075, "rejected": 0.39, "low_psnr": 3.7, "defocused (depth)": 0.021,
-    "defocused (fraction)": 0.58, "focus_mismatch (metadata)": 0.0, "focus_mismatch (sharpness)": 0.35,
-    "motion_blur (T vs T)": 0.073, "moving_object": 0.063, "overexposed": 0.014, "underexposed": 0.001,
+    "large_shift": 0.002, "occluded": 0.075, "rejected": 0.39, "low_psnr": 3.7, "defocused (depth)": 0.022,
+    "defocused (fraction)": 0.14, "focus_mismatch (metadata)": 0.0, "focus_mismatch (sharpness)": 0.09,
+    "motion_blur (T vs T)": 0.073, "moving_object": 0.033, "overexposed": 0.017, "underexposed": 0.001,
     "brightness_mismatch": 0.002, "colour_mismatch": 0.002,
 }
 
@@ -128,6 +128,19 @@ class CheckConfig:
     # calibration seeds ultrafast put the occluded fraction 0.17 and PSNR 2 dB (p95) from qa check's.
     quick_dis_preset: str = "medium"
     quick_max_keypoints: int = 600  # --quick keeps at most this many FAST corners an image (matching costs n^2)
+    # ... for main T vs reference T (large_shift, the depth figure, moving_object): with 600 a
+    # periodic texture let a wrong period win on 2 of 4 clean 12 MP captures (bench/qa.py --part
+    # speed, seed 2028: fail where qa check passed); 1000 found qa check's shift on all 4.
+    quick_tt_max_keypoints: int = 1000
+    # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
+    # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs
+    # on the same image resized to quick_long_side. At 12 MP: the DCT scaling 1/4 instead of 1/8
+    # (12 MP quick check with it and 1000 T-vs-T keypoints: 0.280 s of CPU, 0.257 s without both,
+    # same rounds, bench/qa.py --part speed).
+    quick_fine_af_roi: bool = True
+    # --quick counts its flow in qa check's flow-grid px for M_defocus and moving_object (whose
+    # constants are per flow-grid px): at 1280x960 its grid is 320 px wide, qa check's 512.
+    quick_flow_in_check_units: bool = True
     quick_tt_dis_preset: str = "medium"  # ... for main T vs reference T (moving subjects, depth)
     quick_wr_dis_preset: str = "medium"  # ... for the W crop vs reference T (occluded, rejected, PSNR)
     # The quick check takes the session's offset from this many captures on (the current one
@@ -139,7 +152,9 @@ class CheckConfig:
     # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the
     # labelled set's calibration seeds at 1280x960 (`bench/qa.py --part labelled --labelled-size
     # 1280 960 --labelled-captures 24`: the quick check sees T at 320 px, qa check at 1280, a gap
-    # like a phone's; at 480x360 both analyse the same pixels and the fit is ~0), rounded up.
+    # like a phone's; at 480x360 both analyse the same pixels and the fit is ~0), rounded up;
+    # refitted in issue 18's fourth pass (AF ROI at qa check's scale: sharpness 0.35 -> 0.09;
+    # M_defocus in qa check's units: defocused fraction 0.58 -> 0.14; moving_object 0.063 -> 0.033).
     # Figures not listed use the relative quick_margin above. Refit on your own rig's resolution;
     # a config file's quick_margins replaces the whole table.
     quick_margins: dict[str, float] = field(default_factory=lambda: dict(QUICK_MARGINS))

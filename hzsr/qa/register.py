@@ -104,7 +104,8 @@ def residual_stats(src_y: np.ndarray, warped_y: np.ndarray, mask: np.ndarray) ->
 
 def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None, *,
                   af_roi=None, optical_scale: float = 1.0,
-                  shift: GlobalShift | None = None, baseline=None) -> Registration:
+                  shift: GlobalShift | None = None, baseline=None,
+                  flow_units: float = 1.0) -> Registration:
     """Register REF onto SRC (same size): coarse shift, dense flow both ways, warp, maps, figures.
 
     Args:
@@ -118,6 +119,9 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
             starts from zero shift, and ``stats["shift_used"]`` is 0.
         baseline: REF's camera position minus SRC's (x right, y down; e.g. the rig's
             ``wt_baseline_m``): ``M_hid`` then follows the geometry (``maps.hidden_map``).
+        flow_units: flow-grid px of the grid ``M_defocus``'s constants were set for per px of
+            this one (1: this grid). The quick check registers on a coarser grid than ``qa
+            check`` and passes qa check's grid width over its own, so the same parallax counts.
     """
     cfg = cfg or QAConfig()
     if src.shape[:2] != ref.shape[:2]:
@@ -163,7 +167,7 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     subject = None
     if af_roi is not None:
         roi_g = [v * g for v in af_roi]
-        defocus = up(defocus_map(fwd, roi_g, m, grid_scale=1.0))
+        defocus = up(defocus_map(fwd, roi_g, m, grid_scale=flow_units))
         subject = in_focus_flow(fwd, roi_g, m.defocus_k) / g  # the AF subject's displacement, input px
     src_y = _unit_luma(src)
     warped_y = _unit_luma(warped)

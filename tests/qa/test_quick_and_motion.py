@@ -97,3 +97,33 @@ def test_a_graded_figures_own_reason_sets_no_floor_and_two_captures_give_an_offs
     assert median_margin([0.1, 0.1], sigma_floor=0.025) == pytest.approx(2 * 1.2533 * 0.025 / np.sqrt(2))
     # Two that disagree (one focused on the wrong plane): a margin of their difference's size.
     assert median_margin([0.1, 0.5], sigma_floor=0.025) > 0.4
+
+
+def test_the_quick_af_roi_is_measured_on_qa_checks_pixels_warped_by_the_coarse_flow():
+    """A blur of 1.6 px at qa check's scale (0.4 px on a 4x coarser thumbnail) is lost on the
+    thumbnail; ``_fine_af_roi`` warps the fine reference by the coarse flow and sees it."""
+    from hzsr.qa.capture_qa import _fine_af_roi
+    from hzsr.qa.quality import sharpness
+
+    rng = np.random.default_rng(3)
+    tex = cv2.GaussianBlur(rng.random((520, 700)).astype(np.float32), (0, 0), 1.0)
+    tex = ((tex - tex.min()) / (tex.max() - tex.min()) * 255).astype(np.uint8)
+    main = np.repeat(tex[:480, :640, None], 3, axis=2)
+    ref = np.repeat(tex[16:496, 24:664, None], 3, axis=2)  # main(x) = ref(x - (24, 16))
+    roi = [200.0, 150.0, 160.0, 120.0]
+    # main T -> ref T is a shift of (-24, -16) fine px: (-6, -4) on the 160x120 quick grid.
+    flow = np.broadcast_to(np.array([-6.0, -4.0], np.float32), (120, 160, 2)).copy()
+    reg = SimpleNamespace(flow_fwd=flow, occlusion=np.zeros((120, 160), np.float32),
+                          shift=SimpleNamespace(dx=-6.0, dy=-4.0))
+    t_roi, ref_roi, m = _fine_af_roi({"main_T": main, "ref_T": ref}, reg, roi)
+    assert t_roi.shape == (120, 160) and m.mean() > 0.99
+    assert np.abs(t_roi.astype(float) - ref_roi.astype(float)).mean() < 1.0  # registered to the pixel
+    blurred = cv2.GaussianBlur(ref, (0, 0), 1.6)
+    t_roi, ref_roi, m = _fine_af_roi({"main_T": main, "ref_T": blurred}, reg, roi)
+    fine = sharpness(ref_roi, m) / sharpness(t_roi, m)
+    truth = sharpness(cv2.GaussianBlur(main, (0, 0), 1.6)[150:270, 200:360, 1]) / sharpness(main[150:270, 200:360, 1])
+    small = [cv2.resize(x, (160, 120), interpolation=cv2.INTER_AREA)[:, :, 1] for x in (main, blurred)]
+    thumb = sharpness(small[1][33:63, 44:84]) / sharpness(small[0][37:67, 50:90])  # the same region, 1/4 scale
+    print(f'fine {fine:.3f} truth {truth:.3f} thumbnail {thumb:.3f}')
+    assert abs(fine - truth) < 0.05 and truth < 0.35
+    assert thumb > truth + 0.25  # what the thumbnail said: most of the blur is invisible at 1/4
