@@ -135,3 +135,14 @@ def test_runners_released_out_of_order_leave_a_usable_signal_stack():
     r = subprocess.run([sys.executable, "-c", _SIGNAL_STACK], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-2000:]}"
     assert json.loads(r.stdout.strip().splitlines()[-1]) == {"alt_stack_mapped": True}
+
+
+def test_default_runtime_is_openvino_bf16_then_onnxruntime_then_torch(monkeypatch):
+    from hzsr.baseline_model.runtime import default_runtime
+
+    assert default_runtime("cpu") == "openvino-bf16"
+    assert default_runtime("cuda") == "torch"
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    assert default_runtime("cpu") == "onnxruntime"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert default_runtime("cpu") == "torch"
