@@ -176,8 +176,8 @@ def add_model_parser(stages: Any) -> None:
                    help="context pixels around each tile (default: from the checkpoint)")
     # The names of runtime.RUNTIMES (not imported here: it imports torch, and the CLI starts without it).
     i.add_argument("--runtime", default=None, choices=("openvino", "openvino-bf16", "onnxruntime", "torch"),
-                   help="what runs the UNet (default: onnxruntime on CPU when installed, else torch; openvino-bf16 is "
-                   "the fastest on CPU, opt-in; see hzsr/baseline_model/runtime.py)")
+                   help="what runs the UNet (default on CPU: openvino-bf16 when installed, else onnxruntime, else "
+                   "torch; on CUDA torch; see hzsr/baseline_model/runtime.py)")
     _add_device(i)
     add_json(i)
 

@@ -5,15 +5,15 @@ default on CPU is the first of ``CPU_PREFERENCE`` that is installed, the order c
 ``bench/infer.py`` (paired, same capture) and ``bench/infer_quality.py`` (what each does to the
 output, on the held-out pool against the ideal target); figures in ``docs/benchmarks.md``:
 
-- ``openvino-bf16`` (the fastest; opt-in, see ``CPU_PREFERENCE``): the UNet's ONNX graph
+- ``openvino-bf16`` (default; the fastest): the UNet's ONNX graph
   compiled by OpenVINO's CPU plugin (oneDNN kernels, activations fused into the convolutions),
   computing in bfloat16 on CPUs with AVX-512 BF16 (elsewhere OpenVINO runs it in float32). About
   2.3x less CPU per tile than ``onnxruntime``; the output moves by at most one 8-bit level (about
   1.5 % of the values of a 12 MP image): mean Y PSNR against the ideal target within 0.002 dB of
   float32 on every scene kind.
 - ``openvino``: the same in float32: agrees with the others to float rounding (``export.TOLERANCE``).
-- ``onnxruntime`` (default): the UNet exported in memory (``torch.onnx.export``, as
-  ``hzsr model export`` does), run by ONNX Runtime's CPU provider, spinning off (the ONNX
+- ``onnxruntime`` (the default where OpenVINO is not installed): the UNet exported in memory
+  (``torch.onnx.export``, as ``hzsr model export`` does), run by ONNX Runtime's CPU provider, spinning off (the ONNX
   Runtime equivalent of passive waiting); its graph optimiser fuses each convolution with its
   LeakyReLU; its NCHWc layout is off (see ``_OnnxRuntime``).
 - ``torch``: eager PyTorch with channels-last weights and inputs (oneDNN's preferred layout,
@@ -38,12 +38,17 @@ import importlib
 import io
 import os
 import queue
+import threading
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from hzsr.core.fileio import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import openvino
 
 #: Runtimes known to ``hzsr model infer --runtime``.
 RUNTIMES = ("openvino", "openvino-bf16", "onnxruntime", "torch")
@@ -136,6 +141,32 @@ class _OnnxRuntime(torch.nn.Module):
         return torch.from_numpy(y)
 
 
+_OV_CORE: openvino.Core | None = None
+_OV_CORE_LOCK = threading.Lock()
+
+
+def _ov_core() -> openvino.Core:
+    """The process's one ``openvino.Core``, made on first use and never released.
+
+    One, not one per runner, because each Core loads its own CPU plugin, and each plugin swaps the
+    constructing thread's alternate signal stack (``sigaltstack``) for a fresh mmap'd one, saving
+    the previous one; on release it puts the saved one back only if its own is still current, then
+    unmaps its own. Two plugins released in the order they were made (A, B, then A, B: as the
+    garbage collector may free two runners) leave the thread's alternate stack pointing at A's
+    unmapped memory; the next signal handled on it (Python installs every handler with
+    ``SA_ONSTACK``, e.g. the ``SIGCHLD`` handler torch's DataLoader sets when a child exits) kills
+    the process with SIGSEGV, silently, as faulthandler's handler uses the same stack. With one
+    plugin for the process's lifetime there is one swap and nothing is unmapped while it runs.
+    """
+    global _OV_CORE
+    with _OV_CORE_LOCK:
+        if _OV_CORE is None:
+            import openvino as ov
+
+            _OV_CORE = ov.Core()
+        return _OV_CORE
+
+
 class _OpenVino(torch.nn.Module):
     """The OpenVINO runtime: the same ONNX graph compiled by OpenVINO's CPU plugin (oneDNN).
 
@@ -150,11 +181,9 @@ class _OpenVino(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, threads: int, precision: str = "f32"):
         super().__init__()
-        import openvino as ov
-
         self.size_multiple = getattr(model, "size_multiple", 16)
         self.tiles_in_flight = max(1, threads)  # as _OnnxRuntime: whole tiles in parallel, 1 thread each
-        core = ov.Core()
+        core = _ov_core()
         graph = core.read_model(onnx_bytes(model, self.size_multiple))
         # One thread per request and no pinning: the tiles in flight are the parallelism, and a
         # thread pinned to a core another process holds would wait for it (shared machine).
@@ -199,11 +228,11 @@ def available(runtime: str) -> bool:
     return True
 
 
-#: The default on CPU is the first of these installed. ``openvino-bf16`` is faster (1.5-1.7x less
-#: CPU, paired, same output quality) but not among them: a process that had run OpenVINO later
-#: crashed (SIGSEGV in the interpreter's main loop when it spawned a subprocess: the test suite
-#: running torchrun after the pipeline tests); cause not found, so it is opt-in (``--runtime``).
-CPU_PREFERENCE = ("onnxruntime", "torch")
+#: The default on CPU is the first of these installed: ``openvino-bf16`` (1.5-1.7x less CPU than
+#: ``onnxruntime``, paired, same output quality), else ONNX Runtime, else torch. (It was opt-in for
+#: a while: a test process that had made several OpenVINO runners died of SIGSEGV when a child
+#: exited; the cause was the plugins' alternate signal stacks, fixed by one Core, ``_ov_core``.)
+CPU_PREFERENCE = ("openvino-bf16", "onnxruntime", "torch")
 
 
 def default_runtime(device: str | torch.device) -> str:

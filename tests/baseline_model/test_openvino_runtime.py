@@ -1,9 +1,9 @@
 """The OpenVINO runtimes: float32 agrees with torch to float rounding, bfloat16 to its precision,
-and two tile threads on one runner give the single-threaded result (and do not deadlock).
+two tile threads on one runner give the single-threaded result (and do not deadlock), and runners
+released in any order leave the thread's alternate signal stack usable.
 
-The checks run in a fresh interpreter: a pytest process that had run OpenVINO crashed (SIGSEGV
-in the interpreter's main loop) tests later, when it spawned torchrun, which is also why
-OpenVINO is not the default runtime (``hzsr/baseline_model/runtime.py``).
+The checks run in a fresh interpreter: the first ones need a process whose numpy conversion in
+the bindings has not run yet, the last one kills its process when it fails.
 """
 
 from __future__ import annotations
@@ -91,3 +91,58 @@ def test_openvino_two_tile_threads_give_the_sequential_result(checks):
     assert checks["tiles_in_flight"] == 2
     assert not checks["deadlocked"], "tile threads deadlocked"
     assert all(checks["threaded_equal"]), checks["threaded_equal"]
+
+
+#: Two runners released in the order they were made (not last-in first-out), then a signal handled
+#: on the alternate stack: the SIGCHLD of a child's exit, with a Python handler as torch's
+#: DataLoader installs in the main process. With one OpenVINO Core per runner this died of SIGSEGV
+#: (each Core's CPU plugin swaps in its own sigaltstack and unmaps it on release: ``runtime._ov_core``).
+_SIGNAL_STACK = r'''
+import ctypes, faulthandler, gc, json, signal, subprocess, sys
+import torch
+from hzsr.baseline_model.checkpoint import load_model
+from hzsr.baseline_model.runtime import make_runner
+
+class Stack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+def alt_stack_mapped():
+    s = Stack()
+    assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(s)) == 0
+    for line in open("/proc/self/maps"):
+        lo, hi = (int(v, 16) for v in line.split()[0].split("-"))
+        if lo <= (s.ss_sp or 0) < hi:
+            return True
+    return False
+
+faulthandler.enable()  # an alternate stack of the interpreter's own first, as under pytest
+torch.set_num_threads(1)
+model = load_model(None).model.eval()
+a = make_runner(model, "openvino-bf16", "cpu")
+b = make_runner(model, "openvino", "cpu")
+del a
+gc.collect()
+del b
+gc.collect()
+mapped = alt_stack_mapped()
+signal.signal(signal.SIGCHLD, lambda *_: None)
+subprocess.run(["true"], check=True)
+print(json.dumps({"alt_stack_mapped": mapped}))
+'''
+
+
+def test_runners_released_out_of_order_leave_a_usable_signal_stack():
+    r = subprocess.run([sys.executable, "-c", _SIGNAL_STACK], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-2000:]}"
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"alt_stack_mapped": True}
+
+
+def test_default_runtime_is_openvino_bf16_then_onnxruntime_then_torch(monkeypatch):
+    from hzsr.baseline_model.runtime import default_runtime
+
+    assert default_runtime("cpu") == "openvino-bf16"
+    assert default_runtime("cuda") == "torch"
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    assert default_runtime("cpu") == "onnxruntime"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert default_runtime("cpu") == "torch"
