@@ -141,8 +141,48 @@ def _thumb(img: np.ndarray, long_side: int) -> np.ndarray:
         return img
     return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
 
+def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAConfig, *,
+                  flow_units: float = 1.0) -> Registration | None:
+    """T vs T registered again from the translation of what the first registration lost.
+
+    The dense flow starts from one global translation (the keypoints' majority). When a moving
+    subject fills half the frame and moves far between the two instants (a sync skew), that
+    majority is the subject: DIS, started at its shift, never finds the static scene 50-200 px
+    away, the scene is forward-backward inconsistent and left out, and what is left (the subject)
+    is consistent with itself (``moving_frac`` 0.002-0.04 on movers of 94-205 px in the labelled
+    set). The keypoints of the pixels the first flow could not explain (``M_occ >= 0.5`` or out
+    of frame) give a second translation; two translations that differ across the mount's baseline
+    by more than ``thresholds.second_motion_px`` (flow-grid px) cannot both be static (across it a
+    static scene has only the mount's rotation term), so T vs T is registered again from the
+    second one, and ``motion_inconsistency`` takes each pixel's flow from whichever registration
+    explains it.
+
+    Returns:
+        The second registration, or None when there is no second translation that departs.
+    """
+    b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
+    if not np.hypot(*b) > 0:
+        return None
+    lost = ~(r_tt.valid & (r_tt.occlusion < 0.5))
+    if lost.mean() < 0.1:
+        return None
+    keep = cv2.erode(lost.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    masked = np.where(keep[..., None] if src.ndim == 3 else keep, src, 0).astype(src.dtype)
+    g2, used = gate_shift(global_translation(masked, ref, cfg), cfg)
+    if not used:
+        return None
+    e = b / np.hypot(*b)
+    e_perp = np.array([-e[1], e[0]])
+    across = abs((g2.dx - r_tt.shift.dx) * e_perp[0] + (g2.dy - r_tt.shift.dy) * e_perp[1])
+    if across * r_tt.grid_scale * flow_units <= cfg.thresholds.second_motion_px:
+        return None
+    return register_pair(src, ref, replace(cfg, maps=replace(cfg.maps, hidden=False)), shift=g2,
+                         flow_units=flow_units)
+
+
 def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
-                         flow_units: float = 1.0) -> tuple[float, np.ndarray]:
+                         flow_units: float = 1.0,
+                         second: Registration | None = None) -> tuple[float, np.ndarray]:
     """Fraction of main T whose flow to the reference T is not parallax, and the map.
 
     The two T cameras have (nearly) the same orientation and a fixed baseline, so a static scene's
@@ -154,13 +194,18 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
     subject) departs from it. Only forward-backward consistent pixels count. Departure in
     flow-grid pixels; a pixel counts when it exceeds ``thresholds.moving_px``. ``flow_units``:
     flow-grid px of the grid that threshold was set for per px of this one (the quick check
-    passes qa check's grid width over its own).
+    passes qa check's grid width over its own). ``second``: T vs T registered from a second
+    translation (``second_motion``); a pixel the first flow does not explain takes its flow.
     """
     g = r_tt.grid_scale
     f = r_tt.flow_fwd[::step, ::step].reshape(-1, 2).astype(np.float64) * g
     h, w = r_tt.flow_fwd.shape[:2]
     yy, xx = np.mgrid[0:h:step, 0:w:step]
     ok = (r_tt.valid & (r_tt.occlusion < 0.5))[::step, ::step].ravel()
+    if second is not None:
+        ok2 = (second.valid & (second.occlusion < 0.5))[::step, ::step].ravel() & ~ok
+        f[ok2] = second.flow_fwd[::step, ::step].reshape(-1, 2)[ok2].astype(np.float64) * second.grid_scale
+        ok = ok | ok2
     moving = np.zeros(len(f), bool)
     if ok.sum() < 50:
         return 0.0, moving.reshape(xx.shape)
@@ -415,7 +460,11 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         out.reasons = [Reason(Verdict.WARN, r.code, r.message + " (overexposure explains it)")
                        if r.code == "no_overlap" and r.level is Verdict.FAIL else r for r in out.reasons]
     if _reg_ok(regs.get("tt"), th):
-        frac, moving = motion_inconsistency(regs["tt"], cfg, flow_units=units)
+        second = second_motion(srcs["main_T"], srcs["ref_T"], regs["tt"], cfg, flow_units=units)
+        out.row["tt_second_shift_used"] = int(second is not None)
+        if second is not None:
+            out.row["tt_second_shift_dx"], out.row["tt_second_shift_dy"] = second.shift.dx, second.shift.dy
+        frac, moving = motion_inconsistency(regs["tt"], cfg, flow_units=units, second=second)
         out.row["moving_frac"] = frac
         _grade(out, "moving_object", frac, th.warn_moving_frac, th.fail_moving_frac,
                "fraction of main T whose flow to ref T is not parallax (moved between the two instants: "

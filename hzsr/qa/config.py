@@ -189,6 +189,10 @@ class Thresholds:
     # skew: 0.085 at most; a skewed mover 0.006-0.9: motion along the baseline reads as depth).
     warn_moving_frac: float = 0.08  # main T pixels whose flow to ref T is not parallax, above: warn
     fail_moving_frac: float = 0.11  # ... above: fail (a moving subject and a sync skew)
+    # Two T-vs-T translations (the keypoints' majority, and that of the pixels its flow lost) that
+    # differ across the mount's baseline by more than this (flow-grid px): register again from the
+    # second (qa.capture_qa.second_motion; a large mover had captured the first).
+    second_motion_px: float = 8.0
     moving_px: float = 2.0  # departure across the baseline (flow-grid px) that counts a pixel as moving
     warn_focus_mismatch_d: float = 0.11  # |focus main T - focus ref T| from AF metadata (diopters) above: warn
     fail_focus_mismatch_d: float = 0.15  # ... above: fail (second phone focused on another plane)
