@@ -155,6 +155,12 @@ def test_a_mover_that_captures_the_global_shift_is_found_from_the_second_transla
     src, ref = frame(60, 0), frame(150, 4)  # the mover moved 90 px across the (vertical) baseline
     r = register_pair(src, ref, cfg)
     assert abs(r.shift.dx - 90) < 3  # the majority translation is the mover's
+    # Keypoints only in a part of SRC (and of REF) give that part's translation: the static scene.
+    still_part = np.ones((h, w), bool)
+    still_part[40:320, 40:380] = False
+    from hzsr.qa.align import global_translation
+    part = global_translation(src, ref, cfg, src_mask=still_part, ref_mask=still_part)
+    assert abs(part.dx) < 3 and abs(part.dy + 4) < 3 and part.inliers >= cfg.align.min_inliers
     lone, _ = motion_inconsistency(r, cfg)
     second = second_motion(src, ref, r, cfg)
     assert second is not None and abs(second.shift.dx) < 3 and abs(second.shift.dy + 4) < 3  # ref(x + d) = src(x)
