@@ -194,9 +194,9 @@ class Thresholds:
     # differ across the mount's baseline by more than this (flow-grid px): register again from the
     # second (qa.capture_qa.second_motion; a large mover had captured the first).
     second_motion_px: float = 8.0
-    # ... and only when the second registration explains (forward-backward consistent, in frame)
-    # at least this share of the pixels the first lost.
-    second_motion_min_explained: float = 0.3
+    # ... and lie at most this far from it (as a fraction of the frame, x over the width, y over the
+    # height): further, the two registrations share too little of the frame to be two motions.
+    second_motion_max_frac: float = 0.5
     moving_px: float = 2.0  # departure across the baseline (flow-grid px) that counts a pixel as moving
     warn_focus_mismatch_d: float = 0.11  # |focus main T - focus ref T| from AF metadata (diopters) above: warn
     fail_focus_mismatch_d: float = 0.15  # ... above: fail (second phone focused on another plane)
