@@ -212,10 +212,12 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
     h, w = r_tt.flow_fwd.shape[:2]
     yy, xx = np.mgrid[0:h:step, 0:w:step]
     ok = (r_tt.valid & (r_tt.occlusion < 0.5))[::step, ::step].ravel()
+    groups = [ok]  # pixels each registration explains: the first's, then the second's
     if second is not None:
         ok2 = (second.valid & (second.occlusion < 0.5))[::step, ::step].ravel() & ~ok
         f[ok2] = second.flow_fwd[::step, ::step].reshape(-1, 2)[ok2].astype(np.float64) * second.grid_scale
-        ok = ok | ok2
+        if ok2.sum() >= 50:
+            groups.append(ok2)
     moving = np.zeros(len(f), bool)
     if ok.sum() < 50:
         return 0.0, moving.reshape(xx.shape)
@@ -233,14 +235,27 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
         e_perp = np.array([-vt[0, 1], vt[0, 0]])
     p = f @ e_perp
     x = np.column_stack([xx.ravel() / w - 0.5, yy.ravel() / h - 0.5, np.ones(len(f))])
-    sel = ok.copy()
-    resid = np.zeros(len(f))
-    for _ in range(3):  # trimmed least squares: refit on the best 70 %
-        a, *_ = np.linalg.lstsq(x[sel], p[sel], rcond=None)
-        resid = np.abs(x @ a - p)
-        sel = ok & (resid <= np.percentile(resid[ok], 70))
-    moving = ok & (resid * flow_units > cfg.thresholds.moving_px)
-    return float(moving[ok].mean()), moving.reshape(xx.shape)
+    fits = []
+    for grp in groups:  # each registration's pixels: their own static term across the baseline
+        sel = grp.copy()
+        for _ in range(3):  # trimmed least squares: refit on the best 70 %
+            a, *_ = np.linalg.lstsq(x[sel], p[sel], rcond=None)
+            resid = np.abs(x @ a - p)
+            sel = grp & (resid <= np.percentile(resid[grp], 70))
+        moving |= grp & (resid * flow_units > cfg.thresholds.moving_px)
+        fits.append(a)
+    first = float(moving[groups[0]].mean())  # the figure without a second registration
+    if len(groups) == 2:
+        # Two registrations whose static terms differ across the baseline by more than moving_px
+        # over the frame are two motions; the smaller group is the one that moved (a mover is the
+        # smaller part of the frame, or the scene is, and then the mover took the first shift).
+        gap = np.median(np.abs(x @ (fits[0] - fits[1]))) * flow_units
+        if gap > cfg.thresholds.moving_px:
+            moving |= groups[int(groups[1].sum() < groups[0].sum())]
+    union = groups[0] | (groups[1] if len(groups) == 2 else False)
+    # The larger of the two readings: within the first registration alone (the figure without a
+    # second), and over both (the second adds what the first lost).
+    return max(first, float(moving[union].mean())), moving.reshape(xx.shape)
 
 
 def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, quick: bool = False,
