@@ -155,8 +155,9 @@ def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAC
     of frame) give a second translation; two translations that differ across the mount's baseline
     by more than ``thresholds.second_motion_px`` (flow-grid px) cannot both be static (across it a
     static scene has only the mount's rotation term), so T vs T is registered again from the
-    second one, and ``motion_inconsistency`` takes each pixel's flow from whichever registration
-    explains it.
+    second one (if it lies within ``thresholds.second_motion_max_frac`` of the frame from the
+    first: a periodic background's keypoints can agree on a shift of most of the frame), and
+    ``motion_inconsistency`` takes each pixel's flow from whichever registration explains it.
 
     Returns:
         The second registration, or None when there is no second translation that departs.
@@ -205,7 +206,10 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
     flow-grid pixels; a pixel counts when it exceeds ``thresholds.moving_px``. ``flow_units``:
     flow-grid px of the grid that threshold was set for per px of this one (the quick check
     passes qa check's grid width over its own). ``second``: T vs T registered from a second
-    translation (``second_motion``); a pixel the first flow does not explain takes its flow.
+    translation (``second_motion``); a pixel the first flow does not explain takes its flow, each
+    registration's pixels get their own fit, the smaller group counts as moving when the two fits
+    differ by more than ``moving_px``, and the figure is the larger of the first registration's
+    alone and that over both.
     """
     g = r_tt.grid_scale
     f = r_tt.flow_fwd[::step, ::step].reshape(-1, 2).astype(np.float64) * g
