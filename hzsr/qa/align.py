@@ -104,15 +104,16 @@ def _resize_long(img: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
     return out, out.shape[1] / w
 
 
-def _keypoints(y: np.ndarray, c: AlignConfig):
+def _keypoints(y: np.ndarray, c: AlignConfig, mask: np.ndarray | None = None):
     """FAST corners (the strongest ``max_keypoints`` by FAST score) with ORB descriptors.
 
     OpenCV's ORB detector at one pyramid level with ``ORB_FAST_SCORE`` is exactly that, run in C++.
+    ``mask`` (uint8, nonzero = allowed): corners only there.
     """
     border = c.orb_patch // 2 + 1
     orb = cv2.ORB_create(nfeatures=c.max_keypoints, nlevels=1, edgeThreshold=border, patchSize=c.orb_patch,
                          fastThreshold=c.fast_threshold, scoreType=cv2.ORB_FAST_SCORE)
-    kps, desc = orb.detectAndCompute(y, None)
+    kps, desc = orb.detectAndCompute(y, mask)
     pts = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
     return pts, desc
 
@@ -129,7 +130,8 @@ def _phase_shift(ys: np.ndarray, yr: np.ndarray, s_src: float, s_ref: float) -> 
 
 
 def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
-                       optical_scale: float = 1.0, hints=()) -> GlobalShift:
+                       optical_scale: float = 1.0, hints=(), src_mask: np.ndarray | None = None,
+                       ref_mask: np.ndarray | None = None) -> GlobalShift:
     """One global translation ``REF(x + d) ~ SRC(x)`` from FAST keypoint matches, with RANSAC.
 
     FAST corners (strongest ``max_keypoints``) on the luminance, downscaled to
@@ -143,6 +145,9 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
             a blurry upsampled W crop and a sharp T look alike to FAST and ORB.
         hints: extra ``(dx, dy)`` hypotheses (e.g. the composition of two other pairings'
             shifts); like the phase-correlation one, a hint wins within 30 % of the best count.
+        src_mask: bool HxW on SRC's grid: SRC's keypoints only there, and no phase-correlation
+            hypothesis (it sees the whole frame): the translation of one part of SRC.
+        ref_mask: the same on REF's grid, for REF's keypoints.
 
     Returns ``GlobalShift(0, 0, 0, n)`` when fewer than two keypoints match (flat images): the
     inlier count, not an exception, says the shift is unreliable.
@@ -154,8 +159,12 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     kp_long = min(c.keypoint_long_side, max(64, int(round(2 * optical_scale * long_side))))
     ys, s_src = _resize_long(_to_u8(to_luma(src)), kp_long)
     yr, s_ref = _resize_long(_to_u8(to_luma(ref)), kp_long)
-    p_src, d_src = _keypoints(ys, c)
-    p_ref, d_ref = _keypoints(yr, c)
+    def kp_mask(m, y):
+        return None if m is None else cv2.resize(m.astype(np.uint8) * 255, (y.shape[1], y.shape[0]),
+                                                 interpolation=cv2.INTER_NEAREST)
+
+    p_src, d_src = _keypoints(ys, c, kp_mask(src_mask, ys))
+    p_ref, d_ref = _keypoints(yr, c, kp_mask(ref_mask, yr))
     if d_src is None or d_ref is None or len(p_src) < 2 or len(p_ref) < 2:
         return GlobalShift(0.0, 0.0, 0, 0)
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
@@ -172,8 +181,8 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     # One more hypothesis from phase correlation of the whole images: where few keypoints match
     # across W's blur and T's detail, wrong matches can outvote the right ones by chance; the
     # photometric consensus wins ties (within 30 % of the best count).
-    pc = _phase_shift(ys, yr, s_src, s_ref)
-    extra = np.vstack([pc[None]] + [np.asarray(h, np.float64).reshape(1, 2) for h in hints])
+    pcs = [] if src_mask is not None or ref_mask is not None else [_phase_shift(ys, yr, s_src, s_ref)[None]]
+    extra = np.vstack(pcs + [np.asarray(h, np.float64).reshape(1, 2) for h in hints] or [np.zeros((0, 2))])
     hyp = np.vstack([hyp, extra])
     # All hypotheses against all matches at once: (H, N) distances, a few MB at most.
     dist2 = ((hyp[:, None, :] - disp[None, :, :]) ** 2).sum(-1)

@@ -38,6 +38,7 @@ from hzsr.qa.quality import (
     frame_quality,
     sharpness,
 )
+from hzsr.qa.maps import occlusion_map
 from hzsr.qa.register import Registration, register_pair
 
 PAIRINGS = {"wt": ("main_W", "main_T"), "tt": ("main_T", "ref_T"), "wr": ("main_W", "ref_T")}
@@ -141,8 +142,58 @@ def _thumb(img: np.ndarray, long_side: int) -> np.ndarray:
         return img
     return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
 
+def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAConfig, *,
+                  flow_units: float = 1.0) -> Registration | None:
+    """T vs T registered again from the translation of what the first registration lost.
+
+    The dense flow starts from one global translation (the keypoints' majority). When a moving
+    subject fills half the frame and moves far between the two instants (a sync skew), that
+    majority is the subject: DIS, started at its shift, never finds the static scene 50-200 px
+    away, the scene is forward-backward inconsistent and left out, and what is left (the subject)
+    is consistent with itself (``moving_frac`` 0.002-0.04 on movers of 94-205 px in the labelled
+    set). The keypoints of the pixels the first flow could not explain (``M_occ >= 0.5`` or out
+    of frame) give a second translation; two translations that differ across the mount's baseline
+    by more than ``thresholds.second_motion_px`` (flow-grid px) cannot both be static (across it a
+    static scene has only the mount's rotation term), so T vs T is registered again from the
+    second one (if it lies within ``thresholds.second_motion_max_frac`` of the frame from the
+    first: a periodic background's keypoints can agree on a shift of most of the frame), and
+    ``motion_inconsistency`` takes each pixel's flow from whichever registration explains it.
+
+    Returns:
+        The second registration, or None when there is no second translation that departs.
+    """
+    b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
+    if not np.hypot(*b) > 0:
+        return None
+    lost = ~(r_tt.valid & (r_tt.occlusion < 0.5))
+    if lost.mean() < 0.1:
+        return None
+    # Keypoints only where the first flow lost the scene, in both Ts (a black fill instead gave the
+    # mask's outline the strongest corners, and in the reference T the mover took most of the
+    # strongest corners: 11-12 inliers on a 1280 px mover, at align.min_inliers).
+    g = r_tt.grid_scale
+    lost_ref = occlusion_map(r_tt.flow_bwd * g, r_tt.flow_fwd * g, cfg.maps.occlusion_scale) >= 0.5
+    g2, used = gate_shift(global_translation(src, ref, cfg, src_mask=lost, ref_mask=lost_ref), cfg)
+    if not used:
+        return None
+    e = b / np.hypot(*b)
+    e_perp = np.array([-e[1], e[0]])
+    across = abs((g2.dx - r_tt.shift.dx) * e_perp[0] + (g2.dy - r_tt.shift.dy) * e_perp[1])
+    if across * r_tt.grid_scale * flow_units <= cfg.thresholds.second_motion_px:
+        return None
+    # Keypoints of a periodic background can agree on a shift of most of the frame (clean 1280 px
+    # portraits: 0.60-0.75 of the width away from the first), whose registration explains a sliver
+    # and read as 0.06-0.14 moving; the movers' two translations lie 0.10-0.25 of the width apart.
+    h, w = src.shape[:2]
+    if np.hypot((g2.dx - r_tt.shift.dx) / w, (g2.dy - r_tt.shift.dy) / h) > cfg.thresholds.second_motion_max_frac:
+        return None
+    return register_pair(src, ref, replace(cfg, maps=replace(cfg.maps, hidden=False)), shift=g2,
+                         flow_units=flow_units)
+
+
 def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
-                         flow_units: float = 1.0) -> tuple[float, np.ndarray]:
+                         flow_units: float = 1.0,
+                         second: Registration | None = None) -> tuple[float, np.ndarray]:
     """Fraction of main T whose flow to the reference T is not parallax, and the map.
 
     The two T cameras have (nearly) the same orientation and a fixed baseline, so a static scene's
@@ -154,13 +205,23 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
     subject) departs from it. Only forward-backward consistent pixels count. Departure in
     flow-grid pixels; a pixel counts when it exceeds ``thresholds.moving_px``. ``flow_units``:
     flow-grid px of the grid that threshold was set for per px of this one (the quick check
-    passes qa check's grid width over its own).
+    passes qa check's grid width over its own). ``second``: T vs T registered from a second
+    translation (``second_motion``); a pixel the first flow does not explain takes its flow, each
+    registration's pixels get their own fit, the smaller group counts as moving when the two fits
+    differ by more than ``moving_px``, and the figure is the larger of the first registration's
+    alone and that over both.
     """
     g = r_tt.grid_scale
     f = r_tt.flow_fwd[::step, ::step].reshape(-1, 2).astype(np.float64) * g
     h, w = r_tt.flow_fwd.shape[:2]
     yy, xx = np.mgrid[0:h:step, 0:w:step]
     ok = (r_tt.valid & (r_tt.occlusion < 0.5))[::step, ::step].ravel()
+    groups = [ok]  # pixels each registration explains: the first's, then the second's
+    if second is not None:
+        ok2 = (second.valid & (second.occlusion < 0.5))[::step, ::step].ravel() & ~ok
+        f[ok2] = second.flow_fwd[::step, ::step].reshape(-1, 2)[ok2].astype(np.float64) * second.grid_scale
+        if ok2.sum() >= 50:
+            groups.append(ok2)
     moving = np.zeros(len(f), bool)
     if ok.sum() < 50:
         return 0.0, moving.reshape(xx.shape)
@@ -178,14 +239,27 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
         e_perp = np.array([-vt[0, 1], vt[0, 0]])
     p = f @ e_perp
     x = np.column_stack([xx.ravel() / w - 0.5, yy.ravel() / h - 0.5, np.ones(len(f))])
-    sel = ok.copy()
-    resid = np.zeros(len(f))
-    for _ in range(3):  # trimmed least squares: refit on the best 70 %
-        a, *_ = np.linalg.lstsq(x[sel], p[sel], rcond=None)
-        resid = np.abs(x @ a - p)
-        sel = ok & (resid <= np.percentile(resid[ok], 70))
-    moving = ok & (resid * flow_units > cfg.thresholds.moving_px)
-    return float(moving[ok].mean()), moving.reshape(xx.shape)
+    fits = []
+    for grp in groups:  # each registration's pixels: their own static term across the baseline
+        sel = grp.copy()
+        for _ in range(3):  # trimmed least squares: refit on the best 70 %
+            a, *_ = np.linalg.lstsq(x[sel], p[sel], rcond=None)
+            resid = np.abs(x @ a - p)
+            sel = grp & (resid <= np.percentile(resid[grp], 70))
+        moving |= grp & (resid * flow_units > cfg.thresholds.moving_px)
+        fits.append(a)
+    first = float(moving[groups[0]].mean())  # the figure without a second registration
+    if len(groups) == 2:
+        # Two registrations whose static terms differ across the baseline by more than moving_px
+        # over the frame are two motions; the smaller group is the one that moved (a mover is the
+        # smaller part of the frame, or the scene is, and then the mover took the first shift).
+        gap = np.median(np.abs(x @ (fits[0] - fits[1]))) * flow_units
+        if gap > cfg.thresholds.moving_px:
+            moving |= groups[int(groups[1].sum() < groups[0].sum())]
+    union = groups[0] | (groups[1] if len(groups) == 2 else False)
+    # The larger of the two readings: within the first registration alone (the figure without a
+    # second), and over both (the second adds what the first lost).
+    return max(first, float(moving[union].mean())), moving.reshape(xx.shape)
 
 
 def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, quick: bool = False,
@@ -415,7 +489,15 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         out.reasons = [Reason(Verdict.WARN, r.code, r.message + " (overexposure explains it)")
                        if r.code == "no_overlap" and r.level is Verdict.FAIL else r for r in out.reasons]
     if _reg_ok(regs.get("tt"), th):
-        frac, moving = motion_inconsistency(regs["tt"], cfg, flow_units=units)
+        scfg = cfg  # the quick check searches the second translation with T vs T's keypoints too
+        if quick:  # (600 found another mover, not the scene: 0.06 where qa check saw 0.44)
+            scfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
+                                                                           cfg.check.quick_tt_max_keypoints)))
+        second = second_motion(srcs["main_T"], srcs["ref_T"], regs["tt"], scfg, flow_units=units)
+        out.row["tt_second_shift_used"] = int(second is not None)
+        if second is not None:
+            out.row["tt_second_shift_dx"], out.row["tt_second_shift_dy"] = second.shift.dx, second.shift.dy
+        frac, moving = motion_inconsistency(regs["tt"], cfg, flow_units=units, second=second)
         out.row["moving_frac"] = frac
         _grade(out, "moving_object", frac, th.warn_moving_frac, th.fail_moving_frac,
                "fraction of main T whose flow to ref T is not parallax (moved between the two instants: "
