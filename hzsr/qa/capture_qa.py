@@ -28,6 +28,7 @@ from hzsr.core.records import CaptureRecord, FrameRecord
 from hzsr.core.verdict import Reason, Verdict, verdict_of
 from hzsr.qa.align import crop_w_to_t, flow_grid_scale, gate_shift, global_translation, to_luma
 from hzsr.qa.config import QAConfig
+from hzsr.qa.maps import occlusion_map
 from hzsr.qa.quality import (
     band_sharpness_ratio,
     brightness_log_ratio,
@@ -38,7 +39,6 @@ from hzsr.qa.quality import (
     frame_quality,
     sharpness,
 )
-from hzsr.qa.maps import occlusion_map
 from hzsr.qa.register import Registration, register_pair
 
 PAIRINGS = {"wt": ("main_W", "main_T"), "tt": ("main_T", "ref_T"), "wr": ("main_W", "ref_T")}
