@@ -187,6 +187,17 @@ HIDDEN_STEP_WINDOW = (33, 49, 65)
 HIDDEN_MIN_STEP_PX = (6.0, 8.0, 12.0, 16.0)
 
 
+def _pr_table(counts: dict, names: tuple[str, str]) -> list[dict]:
+    """One row per candidate ``(a, b) -> (true positives, flagged, true)``: its two settings under
+    ``names``, precision, recall and F1, rounded to 3 decimals."""
+    rows = []
+    for (a, b), (tp, n_pred, n_true) in counts.items():
+        prec, rec_ = tp / max(n_pred, 1), tp / max(n_true, 1)
+        rows.append({names[0]: a, names[1]: b, "precision": round(prec, 3), "recall": round(rec_, 3),
+                     "f1": round(2 * prec * rec_ / max(prec + rec_, 1e-9), 3)})
+    return rows
+
+
 def maps_fit(root: Path, seeds: list[int], captures: int, size: tuple[int, int]) -> dict:
     """Fit ``maps.hidden_fb_px`` and ``maps.hidden_max_coverage`` on calibration seeds.
 
@@ -251,25 +262,13 @@ def maps_fit(root: Path, seeds: list[int], captures: int, size: tuple[int, int])
                         u[0] += int((both & true_occ).sum())
                         u[1] += int(both.sum())
                         u[2] += int(true_occ.sum())
-    table = []
-    for (t, c), (tp, n_pred, n_true) in counts.items():
-        prec, rec_ = tp / max(n_pred, 1), tp / max(n_true, 1)
-        table.append({"hidden_fb_px": t, "hidden_max_coverage": c, "precision": round(prec, 3),
-                      "recall": round(rec_, 3), "f1": round(2 * prec * rec_ / max(prec + rec_, 1e-9), 3)})
+    table = _pr_table(counts, ("hidden_fb_px", "hidden_max_coverage"))
     best = max(table, key=lambda row: row["f1"])
-    utable = []
-    for (t, c), (tp, n_pred, n_true) in union.items():
-        prec, rec_ = tp / max(n_pred, 1), tp / max(n_true, 1)
-        utable.append({"hidden_union_fb_px": t, "hidden_union_max_coverage": c, "precision": round(prec, 3),
-                       "recall": round(rec_, 3), "f1": round(2 * prec * rec_ / max(prec + rec_, 1e-9), 3)})
+    utable = _pr_table(union, ("hidden_union_fb_px", "hidden_union_max_coverage"))
     # The goal's own test first (precision >= 0.5 at recall >= 0.6), then the best F1 among those.
     meets = [row for row in utable if row["precision"] >= 0.5 and row["recall"] >= 0.6] or utable
     ubest = max(meets, key=lambda row: row["f1"])
-    gtable = []
-    for (wdw, st), (tp, n_pred, n_true) in gates.items():
-        prec, rec_ = tp / max(n_pred, 1), tp / max(n_true, 1)
-        gtable.append({"hidden_step_window": wdw, "hidden_min_step_px": st, "precision": round(prec, 3),
-                       "recall": round(rec_, 3), "f1": round(2 * prec * rec_ / max(prec + rec_, 1e-9), 3)})
+    gtable = _pr_table(gates, ("hidden_step_window", "hidden_min_step_px"))
     # Over every capture no candidate reaches recall 0.6: precision 0.5 first, then recall, then precision.
     gok = [row for row in gtable if row["precision"] >= 0.5] or gtable
     gbest = max(gok, key=lambda row: (row["recall"], row["precision"]))
