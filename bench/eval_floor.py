@@ -50,7 +50,7 @@ from hzsr.baseline_model.evaluate import psnr
 from hzsr.baseline_model.ideal_target import DEFOCUSED_SIGMA_T_PX
 from hzsr.core.geometry import CropRect
 from hzsr.dataset.schema import scene_kind
-from hzsr.sim.truth import truth_dir
+from hzsr.sim.truth import captures_with_truth, load_capture_truth
 
 
 def _rgb(path: Path) -> np.ndarray:
@@ -135,16 +135,13 @@ def run(sessions: list[Path], pipe=None, kinds: list[str] | None = None) -> pd.D
     """Score every capture with truth (of ``kinds``, default all); with ``pipe`` (an ``HZSRPipeline``) on I_src too."""
     rows = []
     for sess in sessions:
-        for cap in sorted((sess / "captures").iterdir()):
-            npz = truth_dir(sess) / f"{cap.name}.npz"
-            if not npz.is_file():
-                continue
+        for cap in captures_with_truth(sess):
             meta = json.loads((cap / "capture.json").read_text())
             kind = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
             if kinds and kind not in kinds:
                 continue
-            t = dict(np.load(npz))
-            crop = json.loads((truth_dir(sess) / f"{cap.name}.json").read_text())["crop_rect"]
+            tmeta, t = load_capture_truth(sess, cap.name)
+            crop = tmeta["crop_rect"]
             row = score_capture(cap, t, crop)
             if pipe is not None:
                 row.update({f"pipe_{k}": v for k, v in score_pipeline(pipe, cap, t, crop).items()})

@@ -48,7 +48,7 @@ from hzsr.baseline_model.evaluate import no_network_blend_y, pipeline_config_of,
 from hzsr.baseline_model.ideal_target import ideal_on_source
 from hzsr.baseline_model.pipeline import HZSRPipeline
 from hzsr.dataset.schema import scene_kind
-from hzsr.sim.truth import truth_dir
+from hzsr.sim.truth import captures_with_truth, load_capture_truth, truth_dir
 
 ABLATIONS = {"no_occ": "use_occ", "no_defocus": "use_defocus", "no_flow": "use_flow", "no_reject": "use_reject"}
 
@@ -89,14 +89,12 @@ def run(sessions: list[Path], ckpt: str | None, ablation: bool) -> pd.DataFrame:
             pipes[name] = HZSRPipeline(lc.model, dataclasses.replace(cfg, **{flag: False}))
     rows = []
     for sess in sessions:
-        for cap in sorted((sess / "captures").iterdir()):
-            npz = truth_dir(sess) / f"{cap.name}.npz"
-            if not npz.is_file():
-                continue
-            t = dict(np.load(npz))
+        for cap in captures_with_truth(sess):
+            tmeta, t = load_capture_truth(sess, cap.name)
             if "ideal_T" not in t:
-                raise SystemExit(f"{npz}: no ideal_T; re-render the session with this hzsr (--truth)")
-            t["crop_rect"] = json.loads((truth_dir(sess) / f"{cap.name}.json").read_text())["crop_rect"]
+                raise SystemExit(f"{truth_dir(sess) / cap.name}.npz: no ideal_T; re-render the session with this hzsr "
+                                 "(--truth)")
+            t["crop_rect"] = tmeta["crop_rect"]
             meta = json.loads((cap / "capture.json").read_text())
             row = score_capture(pipes, cap, t, meta)
             row["scene_kind"] = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))

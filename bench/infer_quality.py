@@ -39,7 +39,7 @@ from hzsr.baseline_model.evaluate import pipeline_config_of, psnr  # noqa: E402
 from hzsr.baseline_model.ideal_target import ideal_on_source  # noqa: E402
 from hzsr.baseline_model.pipeline import HZSRPipeline  # noqa: E402
 from hzsr.dataset.schema import scene_kind  # noqa: E402
-from hzsr.sim.truth import truth_dir  # noqa: E402
+from hzsr.sim.truth import captures_with_truth, load_capture_truth  # noqa: E402
 
 
 def _rgb(path: Path) -> np.ndarray:
@@ -53,12 +53,9 @@ def score(sessions: list[Path], runtimes: list[str], reference: str, ckpt: str |
     pipes = {rt: HZSRPipeline(lc.model, cfg, runtime=rt) for rt in [reference, *runtimes] if rt}
     rows = []
     for sess in sessions:
-        for cap in sorted((sess / "captures").iterdir()):
-            npz = truth_dir(sess) / f"{cap.name}.npz"
-            if not npz.is_file():
-                continue
-            t = dict(np.load(npz))
-            crop_rect = json.loads((truth_dir(sess) / f"{cap.name}.json").read_text())["crop_rect"]
+        for cap in captures_with_truth(sess):
+            tmeta, t = load_capture_truth(sess, cap.name)
+            crop_rect = tmeta["crop_rect"]
             meta = json.loads((cap / "capture.json").read_text())
             al = pipes[reference].align(_rgb(cap / "main_W.jpg"), _rgb(cap / "ref_T.jpg"), meta)
             ideal = ideal_on_source(al, t["ideal_T"], t["valid_ref_T"], t["defocus_sigma_ref_T"], crop_rect)

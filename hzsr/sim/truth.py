@@ -7,6 +7,7 @@ toolkit may read it, and a session copied elsewhere carries none of it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,12 @@ def load_capture_truth(session_dir: str | Path, capture_id: str) -> tuple[dict, 
     npz = d / f"{capture_id}.npz"
     arrays = dict(np.load(npz)) if npz.exists() else {}
     return meta, arrays
+
+
+def captures_with_truth(session_dir: str | Path) -> Iterator[Path]:
+    """The capture folders of a rendered session that have truth arrays beside them, in order
+    (``load_capture_truth`` reads them)."""
+    d = truth_dir(session_dir)
+    for cap in sorted((Path(session_dir) / "captures").iterdir()):
+        if (d / f"{cap.name}.npz").is_file():
+            yield cap

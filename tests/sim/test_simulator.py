@@ -14,7 +14,7 @@ from hzsr.sim.profiles import VPHONE_5X
 from hzsr.sim.render import CameraPose, render_radiance, true_flow
 from hzsr.sim.rig import RigGeometry, render_frame
 from hzsr.sim.scene import SCENE_KINDS, make_scene
-from hzsr.sim.truth import load_capture_truth, load_session_truth
+from hzsr.sim.truth import captures_with_truth, load_capture_truth, load_session_truth, write_capture_truth
 
 SIZE = (480, 360)
 FX_T = VPHONE_5X.camera("T").fx_native()
@@ -182,3 +182,14 @@ def test_cli_sim_session(tmp_path):
     assert len(again.stderr.strip().splitlines()) == 1
     bad = subprocess.run(cmd[:5] + [str(tmp_path / "x"), "--size", "big"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--size: expected WxH" in bad.stderr
+
+
+def test_captures_with_truth_lists_only_captures_with_truth_arrays(sim_session, tmp_path):
+    every = sorted((sim_session / "captures").iterdir())
+    assert list(captures_with_truth(sim_session)) == every  # a --truth render: every capture
+    sess = tmp_path / "s"
+    for name in ("c00001", "c00000", "c00002"):
+        (sess / "captures" / name).mkdir(parents=True)
+    write_capture_truth(sess, "c00002", {"crop_rect": [0, 0, 1, 1]}, {"a": np.zeros(1)})
+    write_capture_truth(sess, "c00000", {"crop_rect": [0, 0, 1, 1]}, None)  # meta only: no arrays
+    assert [c.name for c in captures_with_truth(sess)] == ["c00002"]
