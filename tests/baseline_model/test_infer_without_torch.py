@@ -74,3 +74,19 @@ def test_cached_graph_keeps_the_checkpoint_checks(tiny_run, tiny_session, tmp_pa
         assert rc == 1 and "non-finite" in err and f"state_dict.{name}" in err and err.count("\n") == 0
         assert not (tmp_path / "o.png").exists()
     assert len(list((tmp_path / "cache" / "onnx").glob("ckpt-*.json"))) == 1
+
+
+def test_openvino_runs_one_stream_per_tile_in_flight(tiny_run):
+    """A synchronous OpenVINO ``infer`` locks its stream's graph: one stream per tile thread, or the
+    tiles' networks run one at a time (issue 19: 2.2 s of UNet took 2.2 s of wall on two cores)."""
+    from hzsr.baseline_model.checkpoint import load_model
+    from hzsr.baseline_model.runtime import graph_runner, onnx_bytes
+
+    model = load_model(tiny_run / "model.pt").model
+    graph = onnx_bytes(model, model.size_multiple)
+    for threads in (1, 2):
+        r = graph_runner(graph, model.size_multiple, "openvino-bf16", threads)
+        streams = min(threads, os.cpu_count() or 1)  # OpenVINO runs no more streams than cores
+        assert r.tiles_in_flight == threads
+        assert int(r.compiled.get_property("NUM_STREAMS")) == streams
+        assert int(r.compiled.get_property("INFERENCE_NUM_THREADS")) == streams  # one thread per stream
