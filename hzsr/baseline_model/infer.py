@@ -130,7 +130,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
     threads = threads or _threads_now()
     ckpt_path = Path(ckpt) if ckpt is not None else shipped_checkpoint_path()
     rt = runtime or default_runtime(device)
-    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="hzsr-infer")
+    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hzsr-infer")  # runtime, 2 decodes, EXIF
     try:
         t0 = time.perf_counter()
         if rt == "torch":
@@ -157,6 +157,11 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
         if halo is not None:
             cfg = dataclasses.replace(cfg, halo=max(0, halo))
         t_load = time.perf_counter() - t0
+        from hzsr.qa.pair_geometry import exif_focal_35mm
+
+        # EXIF's 35 mm focal lengths (used only where the metadata has no intrinsics: geometry_source's
+        # order of trust), read in a thread: it imports PIL (30-70 ms), beside the decoding.
+        exif_f = pool.submit(lambda: (exif_focal_35mm(source), exif_focal_35mm(ref)))
         t0 = time.perf_counter()
         # Both JPEGs at once (OpenCV's decoder releases the GIL); errors still name SOURCE first.
         w_img, r_img = pool.map(read_rgb, (source, ref), ("SOURCE", "--ref"))  # holds no image after
@@ -171,10 +176,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
             pipe = HZSRPipeline(None, cfg, device, rt, runner=runner)
         if capture is None:
             capture = {}
-        from hzsr.qa.pair_geometry import exif_focal_35mm
-
-        # EXIF is read only where the metadata has no intrinsics (geometry_source's order of trust).
-        exif = (exif_focal_35mm(source), exif_focal_35mm(ref))
+        exif = exif_f.result()
         al = pipe.align(w_img, r_img, capture, focal_ratio=focal_ratio, exif_35mm=exif)
         k = al.rect.scale
         z = k if zoom is None else float(zoom)
