@@ -5,8 +5,14 @@ time; peak memory <= 1 GB at 12 MP; the thread policy >= 2x faster than torch's 
 loaded machine (``--load 2``: two busy processes) and not slower when idle. The script renders its
 own 4000x3000 capture with ``hzsr.sim`` (so it runs anywhere with no other setup) in a separate
 process, then runs, in ``--rounds`` interleaved rounds (the order rotates), each in a FRESH
-process that reports its own wall time and CPU time (user + system, all threads) from the call on
-(imports excluded), and peak memory (``VmHWM`` of
+process. The goal's figure is ``process_wall_s``: the parent's clock from spawning that process
+to its exit (interpreter start, every import, the thread policy, the inference, the exit), with
+``process_cpu_s`` its CPU (user + system of the child and all its threads, from
+``RUSAGE_CHILDREN``). A ``chosen/RUNTIME`` child runs the command line itself in-process
+(``hzsr.cli.main(["model", "infer", ...])``: exactly what ``hzsr model infer`` runs, the
+thread policy included), so the process figures are those of the command. Each child also
+reports its wall and CPU time from the call on (``wall_s``, ``cpu_s``: imports excluded, as
+before), and peak memory (``VmHWM`` of
 ``/proc/self/status``: the high-water mark of this process's own address space; ``ru_maxrss``
 is not used, as after fork + exec it still holds the parent's size at the fork):
 
@@ -14,7 +20,8 @@ is not used, as after fork + exec it still holds the parent's size at the fork):
   is torch's defaults (OpenMP's spin-waiting, one thread per core; no ``threads.apply``),
   ``chosen/RUNTIME`` the thread policy (``threads.py``) with that runtime (``openvino-bf16``,
   ``openvino``, ``onnxruntime``, ``torch``: ``hzsr/baseline_model/runtime.py``); every variant
-  gets ``speedup_wall_vs_FIRST`` and ``speedup_cpu_vs_FIRST`` (the first variant's time over its
+  gets ``speedup_process_wall_vs_FIRST``, ``speedup_process_cpu_vs_FIRST``, ``speedup_wall_vs_FIRST``
+  and ``speedup_cpu_vs_FIRST`` (the first variant's time over its
   own, median of the per-round ratios);
 - ``bicubic``: decoding the two JPEGs plus the bicubic W crop alone, which any zoom pipeline
   pays: the baseline of the CPU ratio;
@@ -46,6 +53,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -72,6 +80,30 @@ def _cpu_s() -> float:
 
 def _child(args: argparse.Namespace) -> None:
     policy, runtime = args.variant.split("/")
+    if policy == "chosen" and runtime != "bicubic":
+        # The command itself (``hzsr model infer``), in this process: its thread policy, its imports.
+        import contextlib
+        import io
+
+        from hzsr.cli import main as hzsr_main
+
+        argv = ["model", "infer", args.source, "--ref", args.ref, "--meta", args.meta, "--out", args.out,
+                "--device", args.device, "--runtime", runtime, "--json"]
+        argv += ["--ckpt", args.ckpt] if args.ckpt else []
+        argv += ["--tile", str(args.tile)] if args.tile else []
+        t0, c0 = time.perf_counter(), _cpu_s()
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            rc = hzsr_main(argv)
+        if rc:
+            raise SystemExit(f"hzsr model infer exited {rc}")
+        res = json.loads(buf.getvalue())
+        wall = time.perf_counter() - t0
+        print(json.dumps({"wall_s": wall, "cpu_s": _cpu_s() - c0, "peak_mb": _peak_mb(), "tiles": res["tiles"],
+                          "tile": res["tile"], "timings_s": res["timings_s"], "warnings": res["warnings"],
+                          "runtime": res["runtime"], "threads": res["threads"], "torch_loaded": "torch" in sys.modules,
+                          "output_size": res["output_size"], "used_reference": res["used_reference"]}))
+        return
     if policy == "chosen":
         from hzsr.baseline_model.threads import apply
 
@@ -127,10 +159,16 @@ def _run(files: dict[str, Path], out: Path, args: argparse.Namespace, variant: s
         cmd += ["--ckpt", args.ckpt]
     if tile:
         cmd += ["--tile", str(tile)]
+    ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall, ru1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"{variant} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    # The whole process, spawn to exit, as a user of the command sees it (the goal's figure).
+    res["process_wall_s"] = wall
+    res["process_cpu_s"] = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    return res
 
 
 def _render(sess: Path) -> None:
@@ -252,6 +290,10 @@ def main() -> None:
                              "cpu_s": statistics.median(b["cpu_s"] for b in base)},
         "variants": {v: {
             "threads": runs[v][0]["threads"], "runtime": runs[v][0]["runtime"],
+            "process_wall_s_median": med(v, "process_wall_s"), "process_cpu_s_median": med(v, "process_cpu_s"),
+            "process_wall_s_rounds": [round(x["process_wall_s"], 3) for x in runs[v]],
+            "process_cpu_s_rounds": [round(x["process_cpu_s"], 3) for x in runs[v]],
+            "torch_loaded": runs[v][0].get("torch_loaded"),
             "wall_s_median": med(v, "wall_s"), "cpu_s_median": med(v, "cpu_s"),
             "peak_mb_max": max(x["peak_mb"] for x in runs[v]),
             "stages_s_median": {k: statistics.median(x["timings_s"][k] for x in runs[v])
@@ -259,6 +301,8 @@ def main() -> None:
             "wall_s_rounds": [round(x["wall_s"], 3) for x in runs[v]],
             "cpu_s_rounds": [round(x["cpu_s"], 3) for x in runs[v]],
             "ratio_wall_over_bicubic": ratio(v, base, "wall_s"), "ratio_cpu_over_bicubic": ratio(v, base, "cpu_s"),
+            f"speedup_process_wall_vs_{first}": ratio(first, runs[v], "process_wall_s"),
+            f"speedup_process_cpu_vs_{first}": ratio(first, runs[v], "process_cpu_s"),
             f"speedup_wall_vs_{first}": ratio(first, runs[v], "wall_s"),
             f"speedup_cpu_vs_{first}": ratio(first, runs[v], "cpu_s"),
         } for v in runs},
@@ -270,7 +314,11 @@ def main() -> None:
     # Each variant against its base: (another checkout's) counterpart, ratios base / this per round.
     def paired(v: str) -> dict:
         b = runs[f"base:{v}"]
-        return {"speedup_wall": statistics.median(y["wall_s"] / x["wall_s"] for x, y in zip(runs[v], b, strict=True)),
+        return {"speedup_process_wall": statistics.median(y["process_wall_s"] / x["process_wall_s"]
+                                                          for x, y in zip(runs[v], b, strict=True)),
+                "process_cpu_ratio": statistics.median(y["process_cpu_s"] / x["process_cpu_s"]
+                                                       for x, y in zip(runs[v], b, strict=True)),
+                "speedup_wall": statistics.median(y["wall_s"] / x["wall_s"] for x, y in zip(runs[v], b, strict=True)),
                 "cpu_ratio": statistics.median(y["cpu_s"] / x["cpu_s"] for x, y in zip(runs[v], b, strict=True)),
                 "peak_mb": [out["variants"][v]["peak_mb_max"], out["variants"][f"base:{v}"]["peak_mb_max"]]}
 
@@ -278,10 +326,11 @@ def main() -> None:
     if mp48 is not None:
         out["mp48"] = {"variant": chosen, "output_size": mp48["output_size"], "peak_mb": mp48["peak_mb"],
                        "wall_s": mp48["wall_s"], "tiles": mp48["tiles"]}
-    best = min(runs, key=lambda v: med(v, "wall_s"))
+    best = min((v for v in runs if not v.startswith("base:")), key=lambda v: med(v, "process_wall_s"))
     out["fastest"] = best
     out["goals"] = {
-        "end_to_end_le_3s": med(best, "wall_s") <= 3.0,
+        # spawn to exit of the whole process (imports included), median of the rounds
+        "end_to_end_le_3s": med(best, "process_wall_s") <= 3.0,
         "cpu_le_20x_bicubic": out["variants"][best]["ratio_cpu_over_bicubic"] <= 20,
         "peak_le_1GB_12MP": out["variants"][best]["peak_mb_max"] <= 1024,
         "flat_memory_double_tiles": double["peak_mb"] <= out["variants"][first]["peak_mb_max"] * 1.1,

@@ -18,13 +18,14 @@ import io
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from hzsr.core.errors import ModelError
 from hzsr.core.fileio import atomic_write_bytes
 from hzsr.core.schema import parse_dataclass, to_plain
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "hzsr-fusion-unet"
 VERSION = 1
@@ -50,6 +51,8 @@ def shipped_checkpoint_path() -> Path:
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Atomically write ``payload`` (with ``format``/``version`` added) to ``path``, with the
     user's umask like every other file hzsr writes (``core.fileio.atomic_write_bytes``)."""
+    import torch
+
     path = Path(path)
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "version": VERSION, **payload}, buf)
@@ -59,6 +62,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint's dict; any problem is a one-line ``ModelError``."""
+    import torch  # here, not at the top: ``hzsr model infer`` reads the shipped path without torch
+
     path = Path(path)
     if not path.is_file():
         raise ModelError("checkpoint not found", file=path, unreadable=True)
@@ -80,6 +85,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_model(path: str | Path | None = None) -> LoadedCheckpoint:
     """Build the UNet a checkpoint describes and load its weights (``None``: the shipped one)."""
+    import torch
+
     from hzsr.baseline_model.unet import FusionUNet, UNetConfig
 
     path = Path(path) if path is not None else shipped_checkpoint_path()

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from hzsr.baseline_model.color import luma
-from hzsr.baseline_model.config import pipeline_payload
+from hzsr.baseline_model.config import pipeline_config_of, pipeline_payload  # noqa: F401 (re-exported)
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 
 METHODS = ("bicubic", "warped_ref", "blend", "fusion", "full")
@@ -46,19 +46,6 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     from hzsr.qa.register import ssim_map
 
     return float(ssim_map(a.astype(np.float32), b.astype(np.float32))[mask].mean())
-
-
-def pipeline_config_of(raw_pipeline: dict[str, Any] | None, file: str):
-    from hzsr.baseline_model.config import PipelineConfig
-    from hzsr.core.errors import ModelError
-    from hzsr.core.schema import parse_dataclass
-
-    if not raw_pipeline:
-        return PipelineConfig()
-    cfg, problems = parse_dataclass(PipelineConfig, pipeline_payload(raw_pipeline))
-    if problems:
-        raise ModelError(problems[0].message, file=file, field=f"pipeline.{problems[0].field}")
-    return cfg
 
 
 def no_network_blend_y(al: Any, y_bicubic: np.ndarray, y_warped_ref: np.ndarray) -> np.ndarray:

@@ -20,7 +20,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from hzsr.baseline_model.checkpoint import load_model
 from hzsr.core.errors import ConfigError, ModelError
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 from hzsr.core.imageio import check_image_size
@@ -90,84 +89,139 @@ def save_maps(folder: Path, res: Any) -> list[str]:
     return written
 
 
+def _threads_now() -> int:
+    """Tiles in flight when the caller did not say: torch's thread count if torch is loaded (the thread
+    policy set it), else the ``OMP_NUM_THREADS`` the policy set, else 1."""
+    import os
+    import sys
+
+    if "torch" in sys.modules:
+        return int(sys.modules["torch"].get_num_threads())
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS") or 1))
+    except ValueError:
+        return 1
+
+
 def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | Path | None = None,
           meta: str | Path | None = None, zoom: float | None = None, save_maps: str | Path | None = None,
           device: str = "cpu", tile: int | None = None, halo: int | None = None,
-          focal_ratio: float | None = None, runtime: str | None = None) -> dict[str, Any]:
-    """Run the pipeline on one capture and write ``out`` and ``out``.json; returns what it wrote."""
+          focal_ratio: float | None = None, runtime: str | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Run the pipeline on one capture and write ``out`` and ``out``.json; returns what it wrote.
+
+    With an ONNX runtime (OpenVINO, ONNX Runtime: the CPU default) and the checkpoint's graph in the
+    cache (``runtime.checkpoint_graph``, keyed by the checkpoint file's bytes), torch is not imported
+    at all, and the runtime is built in a thread while both JPEGs are decoded and the capture is
+    aligned. ``threads``: tiles in flight (default: the thread policy's count, ``_threads_now``).
+    """
     import dataclasses
 
-    import torch
-
-    from hzsr.baseline_model.evaluate import pipeline_config_of
+    from hzsr.baseline_model.checkpoint import shipped_checkpoint_path
+    from hzsr.baseline_model.config import pipeline_config_of
     from hzsr.baseline_model.pipeline import HZSRPipeline, uncrop, uncrop_is_identity
+    from hzsr.baseline_model.runtime import checkpoint_graph, default_runtime, graph_runner
 
     out = Path(out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ConfigError("output must end in .png, .jpg or .jpeg", file=out, field="--out")
+    if tile is not None and (tile < 16 or tile % 16):
+        raise ConfigError("must be a multiple of 16", field="--tile")
     t_all = time.perf_counter()
-    t0 = time.perf_counter()
-    # Both JPEGs at once (OpenCV's decoder releases the GIL); errors still name SOURCE first.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hzsr-decode") as pool:
+    threads = threads or _threads_now()
+    ckpt_path = Path(ckpt) if ckpt is not None else shipped_checkpoint_path()
+    rt = runtime or default_runtime(device)
+    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hzsr-infer")  # runtime, 2 decodes, EXIF
+    try:
+        t0 = time.perf_counter()
+        if rt == "torch":
+            from hzsr.baseline_model.checkpoint import load_model
+
+            lc = load_model(ckpt_path)
+            raw_pipeline, model, runner, graph_cached = lc.pipeline, lc.model, None, None
+        else:
+            # The checkpoint's ONNX graph: from the cache without torch, else exported (and cached).
+            graph = checkpoint_graph(ckpt_path)
+            raw_pipeline, model, graph_cached = graph.pipeline, None, graph.cached
+
+            def build() -> Any:
+                t = time.perf_counter()
+                r = graph_runner(graph.onnx, graph.size_multiple, rt, threads)
+                r.build_s = time.perf_counter() - t
+                return r
+
+            # Built (OpenVINO: import, compile, one warm-up inference) beside the decoding and alignment.
+            runner = pool.submit(build)
+        cfg = pipeline_config_of(raw_pipeline, str(ckpt_path))
+        if tile is not None:
+            cfg = dataclasses.replace(cfg, tile=tile)
+        if halo is not None:
+            cfg = dataclasses.replace(cfg, halo=max(0, halo))
+        t_load = time.perf_counter() - t0
+        from hzsr.qa.pair_geometry import exif_focal_35mm
+
+        # EXIF's 35 mm focal lengths (used only where the metadata has no intrinsics: geometry_source's
+        # order of trust), read in a thread: it imports PIL (30-70 ms), beside the decoding.
+        exif_f = pool.submit(lambda: (exif_focal_35mm(source), exif_focal_35mm(ref)))
+        t0 = time.perf_counter()
+        # Both JPEGs at once (OpenCV's decoder releases the GIL); errors still name SOURCE first.
         w_img, r_img = pool.map(read_rgb, (source, ref), ("SOURCE", "--ref"))  # holds no image after
-    capture = read_meta(meta)
-    t_decode = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    lc = load_model(ckpt)
-    cfg = pipeline_config_of(lc.pipeline, str(lc.path))
-    if tile is not None:
-        if tile < 16 or tile % 16:
-            raise ConfigError("must be a multiple of 16", field="--tile")
-        cfg = dataclasses.replace(cfg, tile=tile)
-    if halo is not None:
-        cfg = dataclasses.replace(cfg, halo=max(0, halo))
-    pipe = HZSRPipeline(lc.model, cfg, device, runtime)
-    t_load = time.perf_counter() - t0
-    if capture is None:
-        capture = {}
-    from hzsr.qa.pair_geometry import exif_focal_35mm
+        capture = read_meta(meta)
+        t_decode = time.perf_counter() - t0
+        if model is not None:
+            import torch
 
-    # EXIF is read only where the metadata has no intrinsics (geometry_source's order of trust).
-    exif = (exif_focal_35mm(source), exif_focal_35mm(ref))
-    al = pipe.align(w_img, r_img, capture, focal_ratio=focal_ratio, exif_35mm=exif)
-    k = al.rect.scale
-    z = k if zoom is None else float(zoom)
-    if not 1.0 <= z <= k * 1.0001:
-        raise ConfigError(f"zoom {z:g} must be between 1 and the focal ratio {k:.2f}", field="--zoom")
-    w_shape = w_img.shape
-    if uncrop_is_identity(w_shape, al.src.shape, al.rect, z):
-        # W is not shown (the output is T's field of view itself): not held through the tiles,
-        # where the memory peak is (144 MB at 48 MP).
-        w_img = None
-    res = pipe.fuse(al, extras=("warped_ref", "fusion") if save_maps else ())
-    t0 = time.perf_counter()
-    final = res.final if w_img is None else uncrop(w_img, res.final, al.rect, z)
-    t_uncrop = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    encode(out, final)
-    t_encode = time.perf_counter() - t0
-    timings = {"load_model": t_load, "decode": t_decode, **res.timings, "uncrop": t_uncrop, "encode": t_encode}
-    timings["total"] = time.perf_counter() - t_all
-    files = [str(out)]
-    if save_maps:
-        files += save_maps_fn(Path(save_maps), res)
-    info = {
-        "source": str(source), "ref": str(ref), "meta": str(meta) if meta else None, "checkpoint": str(lc.path),
-        "output": str(out), "output_size": [int(final.shape[1]), int(final.shape[0])], "zoom": z,
-        "focal_ratio": k, "used_reference": al.use_reference, "warnings": res.warnings,
-        "geometry": {"source": al.geometry_source, "focal_ratio": k,
-                     "exif_focal_35mm": {"source": exif[0], "ref": exif[1]}},
-        "shift_px": [al.shift.dx, al.shift.dy], "shift_inliers": al.shift.inliers,
-        "crop_rect_w_px": [al.rect.x0, al.rect.y0, al.rect.width, al.rect.height],
-        "tiles": res.tiles, "tile": cfg.tile, "halo": cfg.halo, "runtime": pipe.runtime,
-        "threads": torch.get_num_threads(),
-        "blend_mean": float(al.maps["blend"].mean()), "timings_s": timings,
-    }
-    side = out.with_suffix(out.suffix + ".json")
-    atomic_write_json(side, info)
-    files.append(str(side))
-    return {**info, "files": files}
-
+            torch.set_num_threads(threads)
+            pipe = HZSRPipeline(model, cfg, device, rt)
+        else:
+            pipe = HZSRPipeline(None, cfg, device, rt, runner=runner)
+        if capture is None:
+            capture = {}
+        exif = exif_f.result()
+        al = pipe.align(w_img, r_img, capture, focal_ratio=focal_ratio, exif_35mm=exif)
+        k = al.rect.scale
+        z = k if zoom is None else float(zoom)
+        if not 1.0 <= z <= k * 1.0001:
+            raise ConfigError(f"zoom {z:g} must be between 1 and the focal ratio {k:.2f}", field="--zoom")
+        w_shape = w_img.shape
+        if uncrop_is_identity(w_shape, al.src.shape, al.rect, z):
+            # W is not shown (the output is T's field of view itself): not held through the tiles,
+            # where the memory peak is (144 MB at 48 MP).
+            w_img = None
+        t0 = time.perf_counter()
+        runner = pipe.runner  # built in its thread meanwhile: what is left of it is waited for here
+        t_wait = time.perf_counter() - t0
+        res = pipe.fuse(al, extras=("warped_ref", "fusion") if save_maps else ())
+        t0 = time.perf_counter()
+        final = res.final if w_img is None else uncrop(w_img, res.final, al.rect, z)
+        t_uncrop = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        encode(out, final)
+        t_encode = time.perf_counter() - t0
+        timings = {"load_model": t_load, "decode": t_decode, **res.timings, "uncrop": t_uncrop, "encode": t_encode,
+                   # building the runtime (in its thread, beside decode and alignment) and the wait for it
+                   "runtime_build": getattr(runner, "build_s", 0.0), "runtime_wait": t_wait}
+        timings["total"] = time.perf_counter() - t_all
+        files = [str(out)]
+        if save_maps:
+            files += save_maps_fn(Path(save_maps), res)
+        info = {
+            "source": str(source), "ref": str(ref), "meta": str(meta) if meta else None, "checkpoint": str(ckpt_path),
+            "output": str(out), "output_size": [int(final.shape[1]), int(final.shape[0])], "zoom": z,
+            "focal_ratio": k, "used_reference": al.use_reference, "warnings": res.warnings,
+            "geometry": {"source": al.geometry_source, "focal_ratio": k,
+                         "exif_focal_35mm": {"source": exif[0], "ref": exif[1]}},
+            "shift_px": [al.shift.dx, al.shift.dy], "shift_inliers": al.shift.inliers,
+            "crop_rect_w_px": [al.rect.x0, al.rect.y0, al.rect.width, al.rect.height],
+            "tiles": res.tiles, "tile": cfg.tile, "halo": cfg.halo, "runtime": pipe.runtime,
+            "threads": threads, "graph_cached": graph_cached,
+            "blend_mean": float(al.maps["blend"].mean()), "timings_s": timings,
+        }
+        side = out.with_suffix(out.suffix + ".json")
+        atomic_write_json(side, info)
+        files.append(str(side))
+        return {**info, "files": files}
+    finally:
+        pool.shutdown(wait=True)
 
 save_maps_fn = save_maps

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
 
 from hzsr.baseline_model.align import Alignment, align
 from hzsr.baseline_model.blend import blend
@@ -32,6 +32,9 @@ from hzsr.baseline_model.runtime import default_runtime, make_runner
 from hzsr.baseline_model.tiling import n_tiles, run_tiled
 from hzsr.core.bulkio import release_freed_buffers
 from hzsr.core.geometry import CropRect
+
+if TYPE_CHECKING:
+    import torch
 
 #: Optional outputs (besides ``final``), all on I_src's grid: what evaluation compares.
 EXTRA_OUTPUTS = ("bicubic", "warped_ref", "fusion")
@@ -96,19 +99,38 @@ class HZSRPipeline:
     """Run the HZSR pipeline with a fusion UNet.
 
     Args:
-        model: a ``FusionUNet`` (or anything with its call signature and ``size_multiple``).
+        model: a ``FusionUNet`` (or anything with its call signature and ``size_multiple``); None
+            when ``runner`` is given.
         cfg: pipeline options; ``None`` for the defaults.
         device: where the UNet runs (``"cpu"``, ``"cuda"``).
         runtime: what runs the UNet (``runtime.RUNTIMES``); ``None`` for the benchmark's choice.
+        runner: instead of ``model``, a ready runner (``runtime.graph_runner``: an ONNX runtime on
+            the checkpoint's cached graph, no torch in the process) or a ``Future`` of one, so it
+            can be built in a thread while the capture is decoded and aligned; ``fuse`` waits for it.
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: PipelineConfig | None = None, device: str = "cpu",
-                 runtime: str | None = None):
+    def __init__(self, model: torch.nn.Module | None, cfg: PipelineConfig | None = None, device: str = "cpu",
+                 runtime: str | None = None, *, runner: Any = None):
         self.cfg = cfg or PipelineConfig()
+        if model is None:
+            if runner is None or runtime is None:
+                raise ValueError("HZSRPipeline: give a model, or a runner and its runtime")
+            self.device, self.model, self.runtime = device, None, runtime
+            self._runner = runner
+            return
+        import torch
+
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self.runtime = runtime or default_runtime(self.device)
-        self.runner = make_runner(self.model, self.runtime, self.device)
+        self._runner = make_runner(self.model, self.runtime, self.device)
+
+    @property
+    def runner(self) -> Any:
+        """What runs the UNet (waits for it when it is still being built in a thread)."""
+        if isinstance(self._runner, Future):
+            self._runner = self._runner.result()
+        return self._runner
 
     def align(self, w_img: np.ndarray, ref: np.ndarray, meta: dict[str, Any] | None, *,
               focal_ratio: float | None = None, exif_35mm: tuple[float | None, float | None] = (None, None),
@@ -189,16 +211,21 @@ class HZSRPipeline:
         # tile workers' own heaps cannot reuse: handing them back keeps them out of the peak.
         release_freed_buffers()
 
-        class _Timed(torch.nn.Module):
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
+        class _Timed:
+            takes_numpy = getattr(runner, "takes_numpy", False)  # numpy in and out: no torch
+
+            def eval(self) -> _Timed:
+                return self
+
+            def __call__(self, x: Any) -> Any:
                 t = time.perf_counter()
                 y = runner(x)
                 add("fusion_unet", t)
                 return y
 
         tiles = run_tiled(_Timed(), h, w, make_input, consume, tile=self.cfg.tile, halo=self.cfg.halo,
-                          multiple=getattr(self.model, "size_multiple", 16), device=self.device,
-                          workers=getattr(runner, "tiles_in_flight", 1))
+                          multiple=getattr(runner, "size_multiple", None) or getattr(self.model, "size_multiple", 16),
+                          device=self.device, workers=getattr(runner, "tiles_in_flight", 1))
         if "bicubic" in extras:
             out["bicubic"] = src
         # fusion = colour (warp, colour match, YUV) + unet + blend (and blend's YUV->RGB) + tiling

@@ -35,43 +35,64 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import io
+import json
 import os
 import queue
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
 from hzsr.core.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
     import openvino
+    import torch
 
 #: Runtimes known to ``hzsr model infer --runtime``.
 RUNTIMES = ("openvino", "openvino-bf16", "onnxruntime", "torch")
 #: OpenVINO's inference precision per runtime name (``INFERENCE_PRECISION_HINT``).
 _OV_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
+#: Version of the cached graph of a checkpoint file (``checkpoint_graph``): bump it when the
+#: export (opset, dynamic axes, input/output names) or the sidecar's fields change.
+GRAPH_VERSION = 1
 
 
-class _ChannelsLast(torch.nn.Module):
-    """The torch runtime: channels-last inputs to a channels-last model."""
+def _torch_runner(model: torch.nn.Module) -> torch.nn.Module:
+    """The torch runtime: channels-last inputs to a channels-last model (a torch module)."""
+    import torch
 
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.m = model.to(memory_format=torch.channels_last)
-        self.size_multiple = getattr(model, "size_multiple", 16)
+    class _ChannelsLast(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module):
+            super().__init__()
+            self.m = model.to(memory_format=torch.channels_last)
+            self.size_multiple = getattr(model, "size_multiple", 16)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.m(x.contiguous(memory_format=torch.channels_last))
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.m(x.contiguous(memory_format=torch.channels_last))
+
+    return _ChannelsLast(model)
 
 
 def _cache_dir() -> Path:
     if os.environ.get("HZSR_CACHE"):
         return Path(os.environ["HZSR_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hzsr"
+
+
+def _torch_version() -> str:
+    """The installed torch's version, read from its metadata (importing torch costs 0.5-3 s)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return "none"
 
 
 def onnx_bytes(model: torch.nn.Module, multiple: int = 16) -> bytes:
@@ -82,6 +103,8 @@ def onnx_bytes(model: torch.nn.Module, multiple: int = 16) -> bytes:
     ``~/.cache/hzsr``) /onnx/<sha256>.onnx, written atomically. An unwritable cache only costs the
     export again.
     """
+    import torch
+
     h = hashlib.sha256(f"{torch.__version__} opset17 {type(model).__name__}".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
@@ -107,20 +130,114 @@ def onnx_bytes(model: torch.nn.Module, multiple: int = 16) -> bytes:
     return data
 
 
-class _OnnxRuntime(torch.nn.Module):
-    """The ONNX Runtime runtime: the same call signature, CPU only."""
+@dataclass(frozen=True)
+class CheckpointGraph:
+    """What inference needs of a checkpoint when an ONNX runtime runs its UNet: no torch involved."""
 
-    def __init__(self, model: torch.nn.Module, threads: int):
-        super().__init__()
+    onnx: bytes  # the UNet as ONNX (``onnx_bytes``)
+    size_multiple: int  # the UNet's input size multiple
+    pipeline: dict[str, Any]  # the checkpoint's ``pipeline`` section (``config.pipeline_config_of``)
+    sha256: str  # the cache key (see ``checkpoint_graph``)
+    cached: bool  # True: read from the cache, torch not imported; False: exported now
+    model: Any = None  # the loaded UNet when it was exported now (a torch module), else None
+
+
+def checkpoint_graph(path: str | Path) -> CheckpointGraph:
+    """The UNet of the checkpoint FILE ``path`` as ONNX, plus its pipeline section, without torch when cached.
+
+    Importing torch takes 0.5 s of a 12 MP image's 3 s on idle cores (and 3 s under load), and
+    an ONNX runtime (OpenVINO, ONNX Runtime) does not need it once the graph exists. So the cache
+    (``$HZSR_CACHE/onnx/ckpt-<key>.onnx`` + ``.json``) is keyed by the sha256 of the checkpoint
+    file's bytes, ``GRAPH_VERSION`` and the installed torch's version (as ``onnx_bytes``' key;
+    read from its metadata); the JSON sidecar holds the few non-weight things inference reads (the
+    pipeline section, the size multiple) and is written last, so a complete pair is the entry.
+
+    The checks of ``checkpoint.load_model`` still hold for every file: an entry is written only
+    after ``load_model`` accepted those exact bytes (format, version, the UNet's shape, weights that
+    fit, and no non-finite weight: issue 20 item 9, a diverged run's checkpoint is refused, not
+    inferred to a black image), and only if the file still hashes the same afterwards. A changed,
+    corrupted or refused file has another hash, so it misses the cache and goes through
+    ``load_model`` again (and is refused there). An unwritable cache only costs the export again.
+
+    Raises:
+        ModelError: the checkpoint is unreadable or refused (``checkpoint.load_model``).
+    """
+    from hzsr.core.errors import ModelError
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = None
+    if data is not None:
+        h = hashlib.sha256(f"hzsr-graph {GRAPH_VERSION} torch {_torch_version()} opset17\n".encode())
+        h.update(data)
+        key = h.hexdigest()
+        base = _cache_dir() / "onnx" / f"ckpt-{key}"
+        try:
+            side = json.loads(base.with_suffix(".json").read_text(encoding="utf-8"))
+            onnx = base.with_suffix(".onnx").read_bytes()
+            if side.get("sha256") == key and len(onnx) == side.get("onnx_bytes"):
+                return CheckpointGraph(onnx, int(side["size_multiple"]), side.get("pipeline") or {}, key, True)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no entry (or a broken one): export again
+    from hzsr.baseline_model.checkpoint import load_model
+
+    lc = load_model(path)  # every check; raises ModelError naming the file
+    multiple = int(getattr(lc.model, "size_multiple", 16))
+    onnx = onnx_bytes(lc.model, multiple)
+    if data is None:
+        raise ModelError("checkpoint not readable", file=path, unreadable=True)
+    try:
+        if hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest():  # not rewritten meanwhile
+            atomic_write_bytes(base.with_suffix(".onnx"), onnx)
+            side = {"sha256": key, "graph_version": GRAPH_VERSION, "checkpoint": str(path),
+                    "size_multiple": multiple, "pipeline": lc.pipeline, "onnx_bytes": len(onnx),
+                    "checked": "checkpoint.load_model: format, version, unet shape, weights fit, all finite"}
+            atomic_write_bytes(base.with_suffix(".json"), json.dumps(side, indent=1).encode())
+    except OSError:
+        pass
+    return CheckpointGraph(onnx, multiple, lc.pipeline, key, False, lc.model)
+
+
+class _NumpyRunner:
+    """An ONNX runtime's runner: numpy in and out, no torch needed.
+
+    Called with a numpy array (``N x 3 x H x W`` float32) it returns one (``N x 1 x H x W``); called
+    with a torch tensor (tests, benchmarks with a torch model at hand) it returns a tensor, so it
+    also stands in for the torch runner. ``takes_numpy`` tells ``tiling.run_tiled`` to pad in numpy.
+    """
+
+    takes_numpy = True
+    size_multiple: int = 16
+    tiles_in_flight: int = 1
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def eval(self) -> _NumpyRunner:
+        return self
+
+    def __call__(self, x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            return self.run(np.ascontiguousarray(x, dtype=np.float32))
+        import torch
+
+        return torch.from_numpy(self.run(x.detach().cpu().contiguous().numpy()))
+
+
+class _OnnxRuntime(_NumpyRunner):
+    """The ONNX Runtime runtime, CPU only."""
+
+    def __init__(self, graph: bytes, size_multiple: int, threads: int):
         import onnxruntime as ort
 
-        self.size_multiple = getattr(model, "size_multiple", 16)
+        self.size_multiple = size_multiple
         # The threads go to whole tiles run at once (``tiling.run_tiled(workers=)``), each on one
         # intra-op thread: a tile's warp and blend then overlap another tile's network, and no
         # convolution waits at a barrier for a thread another process has preempted. Outputs
         # are the same bits as one intra-op thread per tile (``bench/infer.py``, paired).
         self.tiles_in_flight = max(1, threads)
-        data = onnx_bytes(model, self.size_multiple)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
@@ -133,12 +250,11 @@ class _OnnxRuntime(torch.nn.Module):
         # blocked convolutions' gain (same CPU per tile without it), and the padded blocks made
         # each tile's activations 1.4x larger (260 -> 185 MB for an 832x832 window), which
         # decides whether two tiles fit in flight (``docs/benchmarks.md``).
-        self.session = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"],
+        self.session = ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"],
                                             disabled_optimizers=["NchwcTransformer"])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.session.run(None, {"x": x.detach().cpu().contiguous().numpy()})[0]
-        return torch.from_numpy(y)
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"x": x})[0]
 
 
 _OV_CORE: openvino.Core | None = None
@@ -167,7 +283,7 @@ def _ov_core() -> openvino.Core:
         return _OV_CORE
 
 
-class _OpenVino(torch.nn.Module):
+class _OpenVino(_NumpyRunner):
     """The OpenVINO runtime: the same ONNX graph compiled by OpenVINO's CPU plugin (oneDNN).
 
     One compiled model with dynamic H and W (a static model per tile shape would compile and warm
@@ -179,15 +295,20 @@ class _OpenVino(torch.nn.Module):
     scored on the held-out pool in ``docs/benchmarks.md``).
     """
 
-    def __init__(self, model: torch.nn.Module, threads: int, precision: str = "f32"):
-        super().__init__()
-        self.size_multiple = getattr(model, "size_multiple", 16)
+    def __init__(self, graph: bytes, size_multiple: int, threads: int, precision: str = "f32"):
+        self.size_multiple = size_multiple
         self.tiles_in_flight = max(1, threads)  # as _OnnxRuntime: whole tiles in parallel, 1 thread each
         core = _ov_core()
-        graph = core.read_model(onnx_bytes(model, self.size_multiple))
-        # One thread per request and no pinning: the tiles in flight are the parallelism, and a
-        # thread pinned to a core another process holds would wait for it (shared machine).
-        self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1,
+        model = core.read_model(graph)
+        # One stream per tile in flight, one thread each, no pinning: the tiles in flight are the
+        # parallelism, and a thread pinned to a core another process holds would wait for it
+        # (shared machine). A stream is one instance of the graph, and a synchronous ``infer``
+        # locks its stream's instance: with one stream for two tile threads (as before) the two
+        # networks ran one at a time (sampled per thread: both threads busy in 4 of 65 50 ms
+        # windows, against 46 of 66 with two streams), so a 12 MP image's 2.2 CPU-s of UNet took
+        # 2.2 s of wall on two idle cores. Each stream runs the same kernels: the same bits.
+        streams = self.tiles_in_flight
+        self.compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": streams, "NUM_STREAMS": streams,
                                                           "INFERENCE_PRECISION_HINT": precision,
                                                           "ENABLE_CPU_PINNING": False})
         # Idle infer requests: a tile takes one (or makes one) and gives it back, so each request
@@ -197,17 +318,17 @@ class _OpenVino(torch.nn.Module):
         # One small inference here, in one thread: the bindings' first numpy conversion runs a
         # once-only initialisation that deadlocks when two tile threads reach it at once (one
         # holds the GIL and waits for the once-flag, the other holds the flag and waits for the GIL).
-        self.forward(torch.zeros(1, 3, self.size_multiple, self.size_multiple))
+        self.run(np.zeros((1, 3, size_multiple, size_multiple), np.float32))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def run(self, x: np.ndarray) -> np.ndarray:
         try:
             req = self._idle.get_nowait()
         except queue.Empty:
             req = self.compiled.create_infer_request()
         try:
-            y = req.infer({0: x.detach().cpu().contiguous().numpy()})
+            y = req.infer({0: x})
             # A copy: the request's output buffer is reused by its next tile.
-            return torch.from_numpy(next(iter(y.values())).copy())
+            return next(iter(y.values())).copy()
         finally:
             self._idle.put(req)
 
@@ -217,15 +338,20 @@ def _package(runtime: str) -> str:
 
 
 def available(runtime: str) -> bool:
-    """Whether ``runtime`` can run here (ONNX Runtime and OpenVINO are optional packages of [train])."""
+    """Whether ``runtime`` can run here (ONNX Runtime and OpenVINO are optional packages of [train]).
+
+    The package is looked up (``importlib.util.find_spec``), not imported: importing OpenVINO costs
+    0.1 s, which ``hzsr model infer`` spends in a thread beside the decoding and alignment instead.
+    A package set to ``None`` in ``sys.modules`` (a blocked import) counts as missing.
+    """
     if runtime not in RUNTIMES:
         return False
     if runtime != "torch":
         try:
-            importlib.import_module(_package(runtime))
-        except ImportError:
+            return importlib.util.find_spec(_package(runtime)) is not None
+        except (ImportError, ValueError):
             return False
-    return True
+    return importlib.util.find_spec("torch") is not None
 
 
 #: The default on CPU is the first of these installed: ``openvino-bf16`` (1.5-1.7x less CPU than
@@ -235,24 +361,46 @@ def available(runtime: str) -> bool:
 CPU_PREFERENCE = ("openvino-bf16", "onnxruntime", "torch")
 
 
-def default_runtime(device: str | torch.device) -> str:
+def _device_type(device: Any) -> str:
+    """``"cpu"``, ``"cuda"``...: of a string (``"cuda:1"``) or a ``torch.device``, without torch."""
+    return str(getattr(device, "type", device)).split(":")[0]
+
+
+def default_runtime(device: Any) -> str:
     """On CPU the first of ``CPU_PREFERENCE`` installed, else (CUDA) ``torch``."""
-    if torch.device(device).type != "cpu":
+    if _device_type(device) != "cpu":
         return "torch"
     return next(rt for rt in CPU_PREFERENCE if available(rt))
 
 
-def make_runner(model: torch.nn.Module, runtime: str | None, device: str | torch.device) -> torch.nn.Module:
-    """Wrap ``model`` (already on ``device``, in eval mode) for ``runtime`` (None: the default)."""
-    runtime = runtime or default_runtime(device)
+def _check(runtime: str, device: Any) -> None:
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     if runtime == "torch":
-        return _ChannelsLast(model)
-    if torch.device(device).type != "cpu":
+        return
+    if _device_type(device) != "cpu":
         raise ValueError(f"runtime {runtime} runs on the CPU only; use --runtime torch with --device cuda")
     if not available(runtime):
         raise ValueError(f"runtime {runtime} needs the {_package(runtime)} package: pip install 'hzsr[train]'")
+
+
+def graph_runner(graph: bytes, size_multiple: int, runtime: str, threads: int) -> _NumpyRunner:
+    """An ONNX runtime's runner for the ONNX ``graph`` (``checkpoint_graph``), ``threads`` tiles in flight."""
+    _check(runtime, "cpu")
+    if runtime == "torch":
+        raise ValueError("runtime torch runs the torch model, not an ONNX graph: use make_runner")
     if runtime == "onnxruntime":
-        return _OnnxRuntime(model, torch.get_num_threads())
-    return _OpenVino(model, torch.get_num_threads(), _OV_PRECISION[runtime])
+        return _OnnxRuntime(graph, size_multiple, threads)
+    return _OpenVino(graph, size_multiple, threads, _OV_PRECISION[runtime])
+
+
+def make_runner(model: torch.nn.Module, runtime: str | None, device: Any) -> Any:
+    """Wrap ``model`` (already on ``device``, in eval mode) for ``runtime`` (None: the default)."""
+    import torch
+
+    runtime = runtime or default_runtime(device)
+    _check(runtime, device)
+    if runtime == "torch":
+        return _torch_runner(model)
+    multiple = getattr(model, "size_multiple", 16)
+    return graph_runner(onnx_bytes(model, multiple), multiple, runtime, torch.get_num_threads())

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 
 def tile_cores(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
@@ -35,7 +37,7 @@ def n_tiles(height: int, width: int, tile: int) -> int:
 
 
 def run_tiled(
-    model: torch.nn.Module,
+    model: Any,
     height: int,
     width: int,
     make_input: Callable[[int, int, int, int], np.ndarray],
@@ -50,7 +52,11 @@ def run_tiled(
     """Run ``model`` tile by tile.
 
     Args:
-        model: maps Nx3xHxW to Nx1xHxW; H and W must be multiples of ``multiple``.
+        model: maps Nx3xHxW to Nx1xHxW; H and W must be multiples of ``multiple``. A torch module
+            (tensors in and out), or a runner with ``takes_numpy`` true (``runtime._NumpyRunner``:
+            numpy arrays in and out), for which the tiles are padded in numpy and torch is never
+            imported (numpy's ``reflect`` and ``edge`` padding copy the same pixels as torch's
+            ``reflect`` and ``replicate``).
         height, width: the image size.
         make_input: ``(y0, y1, x0, x1) -> CxhxW float32`` for any window inside the image.
         consume: called per core with ``(y0, y1, x0, x1, y_out, window)``: ``y_out`` is the model's
@@ -65,27 +71,42 @@ def run_tiled(
     Returns:
         the number of tiles run.
     """
-    model.eval()
+    numpy_model = bool(getattr(model, "takes_numpy", False))
+    if hasattr(model, "eval"):
+        model.eval()
 
-    def one(y0: int, y1: int, x0: int, x1: int) -> None:
+    def run_model(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+        """The model on the window ``x`` (CxhxW) padded by ``pads`` (top, bottom, left, right): 1xHxW."""
+        pt, pb, pl, pr = pads
+        reflect = max(pt, pb) < x.shape[1] and max(pl, pr) < x.shape[2]
+        if numpy_model:
+            x = np.ascontiguousarray(x)[None]
+            if pt or pb or pl or pr:
+                x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), mode="reflect" if reflect else "edge")
+            return model(x)[0]
+        import torch
+        import torch.nn.functional as F
+
         with torch.inference_mode():  # thread-local: entered in each worker
-            wy0, wy1 = max(0, y0 - halo), min(height, y1 + halo)
-            wx0, wx1 = max(0, x0 - halo), min(width, x1 + halo)
-            x = make_input(wy0, wy1, wx0, wx1)
-            # Reflect where the image ends (as the image border would), then pad to the multiple.
-            pt, pb = halo - (y0 - wy0), halo - (wy1 - y1)
-            pl, pr = halo - (x0 - wx0), halo - (wx1 - x1)
-            h, w = x.shape[1] + pt + pb, x.shape[2] + pl + pr
-            pb += -h % multiple
-            pr += -w % multiple
             t = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(0).to(device)
             if pt or pb or pl or pr:
-                mode = "reflect" if max(pt, pb) < t.shape[2] and max(pl, pr) < t.shape[3] else "replicate"
-                t = F.pad(t, (pl, pr, pt, pb), mode=mode)
-            out = model(t)[0, 0]
-            cy, cx = halo, halo
-            core = out[cy : cy + (y1 - y0), cx : cx + (x1 - x0)].float().cpu().numpy()
-            consume(y0, y1, x0, x1, core, (wy0, wy1, wx0, wx1))
+                t = F.pad(t, (pl, pr, pt, pb), mode="reflect" if reflect else "replicate")
+            return model(t)[0].float().cpu().numpy()
+
+    def one(y0: int, y1: int, x0: int, x1: int) -> None:
+        wy0, wy1 = max(0, y0 - halo), min(height, y1 + halo)
+        wx0, wx1 = max(0, x0 - halo), min(width, x1 + halo)
+        x = make_input(wy0, wy1, wx0, wx1)
+        # Reflect where the image ends (as the image border would), then pad to the multiple.
+        pt, pb = halo - (y0 - wy0), halo - (wy1 - y1)
+        pl, pr = halo - (x0 - wx0), halo - (wx1 - x1)
+        h, w = x.shape[1] + pt + pb, x.shape[2] + pl + pr
+        pb += -h % multiple
+        pr += -w % multiple
+        out = run_model(x, (pt, pb, pl, pr))[0]
+        cy, cx = halo, halo
+        core = out[cy : cy + (y1 - y0), cx : cx + (x1 - x0)]
+        consume(y0, y1, x0, x1, core, (wy0, wy1, wx0, wx1))
 
     cores = list(tile_cores(height, width, tile))
     if workers <= 1:
