@@ -27,8 +27,11 @@ gives their once-per-process cost). The previous round's output is deleted
 before the clock starts. The session (``--captures`` 12 MP triplets, seed 41) is rendered once in
 a separate process, or taken from ``--session``.
 
+``--codec-speed`` instead measures, on one core, what each candidate compressor costs per 12 MP
+capture and how much it shrinks it (the shard's tiles and Fletcher-32, in memory).
+
 Usage: ``python bench/pack.py [--rounds 3] [--captures 4] [--codec CODEC] [--session DIR] [--keep DIR]
-[--baseline-tree DIR]``.
+[--baseline-tree DIR] [--codec-speed]``.
 Prints one JSON object.
 """
 
@@ -91,6 +94,68 @@ def _child(mode: str, session: Path, out: Path, codec: str, core: int | None = N
             "import_s": import_s, "import_cpu_s": import_cpu_s}
 
 
+def _codec_candidates() -> dict[str, dict]:
+    """HDF5 filter keywords of the compressors weighed for the default codec (``--codec-speed``)."""
+    import hdf5plugin
+
+    B, B2 = hdf5plugin.Blosc, hdf5plugin.Blosc2
+    out: dict[str, dict] = {"none": {}}
+    for lv in (1, 3, 5, 9):  # blosc-lz4 is clevel 5 (hzsr.dataset.codecs)
+        out[f"blosc-lz4 clevel {lv}"] = dict(B(cname="lz4", clevel=lv, shuffle=B.NOSHUFFLE))
+    for lv in (1, 3):
+        out[f"blosc-blosclz clevel {lv}"] = dict(B(cname="blosclz", clevel=lv, shuffle=B.NOSHUFFLE))
+    out["blosc-zstd clevel 1"] = dict(B(cname="zstd", clevel=1, shuffle=B.NOSHUFFLE))
+    out["blosc2-lz4 clevel 1"] = dict(B2(cname="lz4", clevel=1, filters=B2.NOFILTER))
+    out["blosc2-lz4 clevel 1 shuffle"] = dict(B2(cname="lz4", clevel=1, filters=B2.SHUFFLE))
+    out["lz4 (HDF5 LZ4 filter)"] = dict(hdf5plugin.LZ4())
+    out["bitshuffle-lz4"] = dict(hdf5plugin.Bitshuffle(cname="lz4"))
+    out["zstd level 1"] = dict(hdf5plugin.Zstd(clevel=1))
+    return out
+
+
+def _codec_speed(session: Path, rounds: int) -> dict:
+    """Single-thread cost and ratio of each candidate on the session's first capture, pinned to one core.
+
+    Each round writes the capture's three decoded frames into an in-memory HDF5 file as a shard
+    does (its tiles, Fletcher-32, no chunk cache), once per candidate, interleaved. CPU seconds of
+    the write are medians over rounds; a candidate's compression cost is its write minus ``none``'s
+    (Fletcher-32 then runs on fewer bytes, so this slightly flatters compression).
+    """
+    import io
+
+    import h5py
+
+    from hzsr.dataset.codecs import chunk_shape
+    from hzsr.dataset.shard import decode_jpeg
+
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    cdir = sorted((session / "captures").iterdir())[0]
+    frames = [decode_jpeg(p) for p in sorted(cdir.glob("*.jpg"))]
+    raw = sum(f.nbytes for f in frames)
+    cands = _codec_candidates()
+    cpu: dict[str, list[float]] = {c: [] for c in cands}
+    size: dict[str, int] = {}
+    for _ in range(rounds):
+        for name, kw in cands.items():
+            bio = io.BytesIO()
+            with h5py.File(bio, "w", rdcc_nbytes=0) as h5:
+                c0 = time.process_time()
+                for i, f in enumerate(frames):
+                    h5.create_dataset(str(i), data=f, chunks=chunk_shape(*f.shape[:2]), fletcher32=True, **kw)
+                h5.flush()
+                cpu[name].append(time.process_time() - c0)
+            size[name] = bio.getbuffer().nbytes
+    base = statistics.median(cpu["none"])
+    rows = {}
+    for name in cands:
+        w = statistics.median(cpu[name])
+        rows[name] = {"write_cpu_s": round(w, 4), "compress_cpu_s": round(w - base, 4),
+                      "compress_gb_per_s": round(raw / (w - base) / 1e9, 2) if w > base else None,
+                      "ratio_raw_over_stored": round(raw / size[name], 4), "stored_mb": round(size[name] / 1e6, 2)}
+    return {"benchmark": "pack_codec_speed", "capture": cdir.name, "raw_mb": round(raw / 1e6, 1),
+            "rounds": rounds, "load_avg_1m": os.getloadavg()[0], "candidates": rows}
+
+
 def _render(session: Path, captures: int) -> None:
     from hzsr.sim.profiles import FULL_RES
     from hzsr.sim.simsession import SimConfig, simulate_session
@@ -109,6 +174,8 @@ def main() -> None:
     ap.add_argument("--keep", default=None, help="keep the rendered session and packs in this folder")
     ap.add_argument("--baseline-tree", default=None, help="also pack on one core with the hzsr of this source "
                     "tree (e.g. a `git worktree` of an older commit), interleaved: pack1core_base")
+    ap.add_argument("--codec-speed", action="store_true", help="instead: single-thread compression cost and "
+                    "ratio of candidate codecs on the session's first capture (one core)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--core", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--render", action="store_true", help=argparse.SUPPRESS)
@@ -125,6 +192,9 @@ def main() -> None:
     if not (session / "session.json").exists():
         subprocess.run([sys.executable, __file__, "--render", "--session", str(session),
                         "--captures", str(args.captures)], check=True)
+    if args.codec_speed:
+        print(json.dumps(_codec_speed(session, max(args.rounds, 3)), indent=2))
+        return
     modes = ["floor", "floor_heap", "pack1core", "pack_w1", "pack_w2"]
     modes += ["pack1core_base"] if args.baseline_tree else []
     cores = sorted(os.sched_getaffinity(0))
