@@ -31,7 +31,8 @@ a separate process, or taken from ``--session``.
 capture and how much it shrinks it (the shard's tiles and Fletcher-32, in memory).
 
 Usage: ``python bench/pack.py [--rounds 3] [--captures 4] [--codec CODEC] [--session DIR] [--keep DIR]
-[--baseline-tree DIR] [--codec-speed]``.
+[--baseline-tree DIR] [--codec-speed]``. The packs are deleted at the end (0.4 GB each), the
+rendered session too unless ``--keep``.
 Prints one JSON object.
 """
 
@@ -171,7 +172,8 @@ def main() -> None:
     ap.add_argument("--captures", type=int, default=4, help="12 MP captures to render")
     ap.add_argument("--codec", default=DEFAULT_CODEC, help="compression codec of the packs")
     ap.add_argument("--session", default=None, help="an existing session to pack instead of rendering one")
-    ap.add_argument("--keep", default=None, help="keep the rendered session and packs in this folder")
+    ap.add_argument("--keep", default=None, help="keep the rendered session in this folder (the packs "
+                    "are deleted at the end either way)")
     ap.add_argument("--baseline-tree", default=None, help="also pack on one core with the hzsr of this source "
                     "tree (e.g. a `git worktree` of an older commit), interleaved: pack1core_base")
     ap.add_argument("--codec-speed", action="store_true", help="instead: single-thread compression cost and "
@@ -194,81 +196,89 @@ def main() -> None:
                         "--captures", str(args.captures)], check=True)
     if args.codec_speed:
         print(json.dumps(_codec_speed(session, max(args.rounds, 3)), indent=2))
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
         return
-    modes = ["floor", "floor_heap", "pack1core", "pack_w1", "pack_w2"]
-    modes += ["pack1core_base"] if args.baseline_tree else []
-    cores = sorted(os.sched_getaffinity(0))
-    modes += ["floor_pair"] if len(cores) >= 2 else []
-    load0 = os.getloadavg()[0]
-    runs: dict[str, list[float]] = {m: [] for m in modes}
-    cpu: dict[str, list[float]] = {m: [] for m in modes}
-    n = 0
-    imports: list[float] = []
+    try:
+        modes = ["floor", "floor_heap", "pack1core", "pack_w1", "pack_w2"]
+        modes += ["pack1core_base"] if args.baseline_tree else []
+        cores = sorted(os.sched_getaffinity(0))
+        modes += ["floor_pair"] if len(cores) >= 2 else []
+        load0 = os.getloadavg()[0]
+        runs: dict[str, list[float]] = {m: [] for m in modes}
+        cpu: dict[str, list[float]] = {m: [] for m in modes}
+        n = 0
+        imports: list[float] = []
 
-    def child(m: str, core: int | None = None) -> subprocess.Popen:
-        env = {**os.environ, "PYTHONPATH": str(Path(args.baseline_tree).resolve())} if m.endswith("_base") else None
-        return subprocess.Popen([sys.executable, __file__, "--child", m, "--session", str(session), "--out",
-                                 str(root / f"ds-{m}-{core}"), "--codec", args.codec,
-                                 *(["--core", str(core)] if core is not None else [])],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        def child(m: str, core: int | None = None) -> subprocess.Popen:
+            env = {**os.environ, "PYTHONPATH": str(Path(args.baseline_tree).resolve())} if m.endswith("_base") else None
+            return subprocess.Popen([sys.executable, __file__, "--child", m, "--session", str(session), "--out",
+                                     str(root / f"ds-{m}-{core}"), "--codec", args.codec,
+                                     *(["--core", str(core)] if core is not None else [])],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
-    def result(m: str, p: subprocess.Popen) -> dict:
-        out_, err = p.communicate()
-        if p.returncode:
-            raise SystemExit(f"{m} failed: {err.strip().splitlines()[-1:]}")
-        return json.loads(out_.strip().splitlines()[-1])
+        def result(m: str, p: subprocess.Popen) -> dict:
+            out_, err = p.communicate()
+            if p.returncode:
+                raise SystemExit(f"{m} failed: {err.strip().splitlines()[-1:]}")
+            return json.loads(out_.strip().splitlines()[-1])
 
-    for r in range(args.rounds):
-        for m in modes[r % len(modes):] + modes[: r % len(modes)]:
-            if m == "floor_pair":  # two floors at once, one per core: what two busy cores give each
-                ps = [child(m, c) for c in cores[:2]]
-                res_ = [result(m, p) for p in ps]
-                n = res_[0]["captures"]
-                runs[m].append(statistics.mean(x["seconds"] for x in res_) / n)
-                cpu[m].append(statistics.mean(x["cpu_s"] for x in res_) / n)
-                continue
-            res = result(m, child(m))
-            n = res["captures"]
-            runs[m].append(res["seconds"] / n)
-            cpu[m].append(res["cpu_s"] / n)
-            if m.startswith("pack"):
-                imports.append(res["import_cpu_s"])
+        for r in range(args.rounds):
+            for m in modes[r % len(modes):] + modes[: r % len(modes)]:
+                if m == "floor_pair":  # two floors at once, one per core: what two busy cores give each
+                    ps = [child(m, c) for c in cores[:2]]
+                    res_ = [result(m, p) for p in ps]
+                    n = res_[0]["captures"]
+                    runs[m].append(statistics.mean(x["seconds"] for x in res_) / n)
+                    cpu[m].append(statistics.mean(x["cpu_s"] for x in res_) / n)
+                    continue
+                res = result(m, child(m))
+                n = res["captures"]
+                runs[m].append(res["seconds"] / n)
+                cpu[m].append(res["cpu_s"] / n)
+                if m.startswith("pack"):
+                    imports.append(res["import_cpu_s"])
 
-    def ratio(a: str, b: str) -> float:
-        return statistics.median(x / y for x, y in zip(runs[a], runs[b], strict=True))
+        def ratio(a: str, b: str) -> float:
+            return statistics.median(x / y for x, y in zip(runs[a], runs[b], strict=True))
 
-    out = {
-        "benchmark": "pack_floor", "codec": args.codec, "captures": n, "rounds": args.rounds,
-        "cpus": os.cpu_count(), "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0],
-        "s_per_capture_median": {m: round(statistics.median(v), 3) for m, v in runs.items()},
-        "s_per_capture_rounds": {m: [round(x, 3) for x in v] for m, v in runs.items()},
-        "cpu_s_per_capture_median": {m: round(statistics.median(v), 3) for m, v in cpu.items()},
-        "ratio_floor_over_pack_1core": round(ratio("floor", "pack1core"), 3),
-        "ratio_floor_heap_over_pack_1core": round(ratio("floor_heap", "pack1core"), 3),
-        "cpu_ratio_floor_over_pack_1core": round(statistics.median(
-            x / y for x, y in zip(cpu["floor"], cpu["pack1core"], strict=True)), 3),
-        "cpu_ratio_floor_heap_over_pack_1core": round(statistics.median(
-            x / y for x, y in zip(cpu["floor_heap"], cpu["pack1core"], strict=True)), 3),
-        "speedup_w2_over_w1": round(ratio("pack_w1", "pack_w2"), 3),
-        "cpu_ratio_w2_over_w1": round(statistics.median(
-            x / y for x, y in zip(cpu["pack_w2"], cpu["pack_w1"], strict=True)), 3),
-        "pack_import_cpu_s_median": round(statistics.median(imports), 3),
-    }
-    if "floor_pair" in runs:
-        # Per-capture CPU of the floor while the other core runs the same floor, over the floor
-        # alone: above 1, two busy cores slow each other (shared caches, memory bandwidth, a
-        # hypervisor's sibling threads), and --workers 2 can be at most 2 / this faster than one.
-        infl = statistics.median(x / y for x, y in zip(cpu["floor_pair"], cpu["floor"], strict=True))
-        out["cpu_inflation_two_busy_cores"] = round(infl, 3)
-        out["speedup_w2_ceiling"] = round(2 / infl, 3)
-    if args.baseline_tree:
-        out["baseline_tree"] = args.baseline_tree
-        out["speedup_pack1core_over_baseline_tree"] = round(ratio("pack1core_base", "pack1core"), 3)
-        out["cpu_ratio_pack1core_over_baseline_tree"] = round(statistics.median(
-            x / y for x, y in zip(cpu["pack1core"], cpu["pack1core_base"], strict=True)), 3)
-    out["goals"] = {"pack_1core_ge_0.8_floor": out["ratio_floor_over_pack_1core"] >= 0.8,
-                    "w2_ge_1.5x_w1": out["speedup_w2_over_w1"] >= 1.5}
-    print(json.dumps(out, indent=2))
+        out = {
+            "benchmark": "pack_floor", "codec": args.codec, "captures": n, "rounds": args.rounds,
+            "cpus": os.cpu_count(), "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0],
+            "s_per_capture_median": {m: round(statistics.median(v), 3) for m, v in runs.items()},
+            "s_per_capture_rounds": {m: [round(x, 3) for x in v] for m, v in runs.items()},
+            "cpu_s_per_capture_median": {m: round(statistics.median(v), 3) for m, v in cpu.items()},
+            "ratio_floor_over_pack_1core": round(ratio("floor", "pack1core"), 3),
+            "ratio_floor_heap_over_pack_1core": round(ratio("floor_heap", "pack1core"), 3),
+            "cpu_ratio_floor_over_pack_1core": round(statistics.median(
+                x / y for x, y in zip(cpu["floor"], cpu["pack1core"], strict=True)), 3),
+            "cpu_ratio_floor_heap_over_pack_1core": round(statistics.median(
+                x / y for x, y in zip(cpu["floor_heap"], cpu["pack1core"], strict=True)), 3),
+            "speedup_w2_over_w1": round(ratio("pack_w1", "pack_w2"), 3),
+            "cpu_ratio_w2_over_w1": round(statistics.median(
+                x / y for x, y in zip(cpu["pack_w2"], cpu["pack_w1"], strict=True)), 3),
+            "pack_import_cpu_s_median": round(statistics.median(imports), 3),
+        }
+        if "floor_pair" in runs:
+            # Per-capture CPU of the floor while the other core runs the same floor, over the floor
+            # alone: above 1, two busy cores slow each other (shared caches, memory bandwidth, a
+            # hypervisor's sibling threads), and --workers 2 can be at most 2 / this faster than one.
+            infl = statistics.median(x / y for x, y in zip(cpu["floor_pair"], cpu["floor"], strict=True))
+            out["cpu_inflation_two_busy_cores"] = round(infl, 3)
+            out["speedup_w2_ceiling"] = round(2 / infl, 3)
+        if args.baseline_tree:
+            out["baseline_tree"] = args.baseline_tree
+            out["speedup_pack1core_over_baseline_tree"] = round(ratio("pack1core_base", "pack1core"), 3)
+            out["cpu_ratio_pack1core_over_baseline_tree"] = round(statistics.median(
+                x / y for x, y in zip(cpu["pack1core"], cpu["pack1core_base"], strict=True)), 3)
+        out["goals"] = {"pack_1core_ge_0.8_floor": out["ratio_floor_over_pack_1core"] >= 0.8,
+                        "w2_ge_1.5x_w1": out["speedup_w2_over_w1"] >= 1.5}
+        print(json.dumps(out, indent=2))
+    finally:  # each pack is 0.4 GB: never leave them on a shared disk
+        for d in root.glob("ds-*"):
+            shutil.rmtree(d, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
