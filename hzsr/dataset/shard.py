@@ -48,6 +48,11 @@ KILL_ENV = "HZSR_DATASET_KILL_AFTER_CAPTURES"
 _written_in_process = 0
 
 TMP_PREFIX = ".tmp-"
+#: Captures decoded ahead of the one being written when there are decode threads. One is enough:
+#: writing a capture takes longer than decoding the next on the other threads, and each frame
+#: more in flight is 36 MB more memory that a process touches for the first time, dear on a VM
+#: (docs/benchmarks.md, Pack, fourth pass).
+AHEAD = 1
 
 
 #: OpenCV >= 4.10 decodes straight to RGB (identical pixels to BGR + cvtColor; tests/dataset/test_pack_speed.py).
@@ -197,8 +202,8 @@ def _loaded_captures(captures: list[CaptureSource], threads: int
                      ) -> Iterator[tuple[CaptureSource, dict[str, tuple[np.ndarray, str, str]]]]:
     """Each capture with its frames decoded, hashed and pHashed, in order.
 
-    One thread: in turn, on the caller's thread. More: a pool decodes ahead, at most two captures
-    beyond the one being written (bounded memory: three triplets).
+    One thread: in turn, on the caller's thread. More: a pool decodes ahead, at most ``AHEAD``
+    captures beyond the one being written (bounded memory: ``AHEAD + 1`` triplets).
     """
     if threads <= 1:
         for c in captures:
@@ -210,7 +215,7 @@ def _loaded_captures(captures: list[CaptureSource], threads: int
             return c, {s: pool.submit(_load_slot, p, _sha(c, s)) for s, p in c.paths.items() if p is not None}
 
         todo = iter(captures)
-        ahead = deque(submit(c) for c in itertools.islice(todo, 2))
+        ahead = deque(submit(c) for c in itertools.islice(todo, AHEAD))
         try:
             while ahead:
                 c, futs = ahead.popleft()

@@ -4,6 +4,7 @@ import ctypes
 import io
 import shutil
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import cv2
@@ -136,3 +137,29 @@ def test_a_failed_disk_write_leaves_no_file(ds_sessions, tmp_path, monkeypatch):
         write_shard(out, caps, sess, "none", threads=1)
     assert calls[2].startswith("direct-write")  # the failure was on the helper thread, and still surfaced
     assert not out.exists() and not list(out.parent.glob(f"{TMP_PREFIX}*"))
+
+
+def test_threads_decode_one_capture_ahead_of_the_writer(ds_sessions, monkeypatch):
+    """With decode threads, no frame of a capture beyond the next one is submitted while one is
+    being written: the frames in flight (each 36 MB at 12 MP, fresh memory in a pack's first
+    captures) stay at two captures' worth (issue 19, fourth pass)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hzsr.dataset import shard
+
+    submitted: list[str] = []
+
+    class Recording(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            submitted.append(str(args[0]))
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(shard, "ThreadPoolExecutor", Recording)
+    _, caps, _ = gather(ds_sessions)
+    assert len(caps) >= 4
+    owner = {str(p): i for i, c in enumerate(caps) for p in c.paths.values() if p is not None}
+    with closing(shard._loaded_captures(caps, threads=3)) as loads:
+        for k, (c, loaded) in enumerate(loads):
+            assert c is caps[k] and set(loaded) == {s for s, p in c.paths.items() if p is not None}
+            assert max(owner[p] for p in submitted) == min(k + 1, len(caps) - 1), k
+    assert sorted(submitted) == sorted(owner)  # every frame decoded once
