@@ -22,10 +22,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from hzsr.baseline_model.color import RGB_TO_YUV, YUV_TO_RGB
+from hzsr.baseline_model.color import RGB_TO_YUV
 
 #: Immerkaer's noise-estimation kernel (the difference of two Laplacians); its L2 norm is 6.
 _KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+#: Noise is measured on at most this central square (it is per pixel: a crop measures it as well).
+_MAX_SIDE = 2048
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class DenoiseSettings:
     percentile: float = 10.0  # of the block noise estimates: the flattest blocks hold the noise alone
 
 
-def noise_sigma(y: np.ndarray, block: int = 16, percentile: float = 10.0, max_side: int = 2048) -> float:
+def noise_sigma(y: np.ndarray, block: int = 16, percentile: float = 10.0, max_side: int = _MAX_SIDE) -> float:
     """Gaussian noise sigma of a luma image in 8-bit units (Immerkaer's estimator, flattest blocks).
 
     Args:
@@ -65,25 +67,23 @@ def noise_sigma(y: np.ndarray, block: int = 16, percentile: float = 10.0, max_si
     return float(np.percentile(blocks, percentile) * np.sqrt(np.pi / 2) / 6.0)
 
 
-def denoise_luma(y: np.ndarray, sigma: float, s: DenoiseSettings) -> np.ndarray:
-    """``y`` (HxW float32 in [0, 1]) through the bilateral filter for noise ``sigma``; as is below ``s.min_sigma``."""
-    if sigma < s.min_sigma:
-        return y
-    return cv2.bilateralFilter(np.ascontiguousarray(y, np.float32), s.diameter, s.strength * sigma / 255.0,
-                               s.space_sigma)
-
-
 def denoise_output(final: np.ndarray, reference: np.ndarray, s: DenoiseSettings) -> tuple[np.ndarray, float]:
     """The pipeline's uint8 RGB output with its luma denoised for the noise measured in ``reference``.
 
     Returns ``(image, sigma)``; ``image`` is ``final`` itself (not a copy) when ``sigma`` is below
-    ``s.min_sigma`` or ``s.strength`` is 0. Only Y is filtered; U and V are kept.
+    ``s.min_sigma`` or ``s.strength`` is 0. Only Y is filtered, U and V are kept: since every RGB
+    channel is ``Y + (its U, V terms)``, that is ``RGB + (Y_denoised - Y)`` on each channel.
     """
-    ref_y = cv2.cvtColor(reference, cv2.COLOR_RGB2GRAY)
+    h, w = reference.shape[:2]
+    m = _MAX_SIDE
+    y0, x0 = max(0, (h - m) // 2), max(0, (w - m) // 2)
+    ref_y = cv2.cvtColor(np.ascontiguousarray(reference[y0 : y0 + m, x0 : x0 + m]), cv2.COLOR_RGB2GRAY)
     sigma = noise_sigma(ref_y, s.block, s.percentile)
     if sigma < s.min_sigma or s.strength <= 0:
         return final, sigma
-    yuv = cv2.transform(final.astype(np.float32) * (1 / 255.0), RGB_TO_YUV)
-    yuv[..., 0] = denoise_luma(np.ascontiguousarray(yuv[..., 0]), sigma, s)
-    out = np.clip(cv2.transform(yuv, YUV_TO_RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return out, sigma
+    x = final.astype(np.float32)
+    y = cv2.transform(x, RGB_TO_YUV[:1]).reshape(final.shape[:2])  # luma, 0-255
+    d = cv2.bilateralFilter(y, s.diameter, s.strength * sigma, s.space_sigma)
+    d -= y
+    x += d[..., None]
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8), sigma
