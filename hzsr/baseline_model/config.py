@@ -108,13 +108,16 @@ class PipelineConfig:
     min_ncc: float = 0.4  # below this structure correlation the reference "does not overlap" (align.structure_ncc)
     tile: int = 768  # UNet tile core, T pixels
     halo: int = 32  # context around each tile core
+    denoise_min_sigma: float = 2.0  # output denoiser (denoise.py): on above this reference noise sigma (8-bit luma)
+    denoise_strength: float = 1.0  # its bilateral range sigma / measured sigma; 0 switches it off
     focal_ratio: float = 5.0  # assumed fx_T / fx_W when a capture has no intrinsics (the simulator's phone)
     qa: QAConfig = field(default_factory=lambda: pipeline_qa_defaults())  # alignment and map parameters
 
     def check(self) -> list[Problem]:
         return (_problems(self, ("tile", _tile_side, "must be a multiple of 16"))
                 + _ranged(self, _in("tile", 16, 8192), _in("halo", 0, 1024), _in("min_overlap", 0.0, 1.0),
-                          _in("min_ncc", -1.0, 1.0), _in("focal_ratio", 1.0, 50.0)))
+                          _in("min_ncc", -1.0, 1.0), _in("focal_ratio", 1.0, 50.0),
+                          _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
 
 
 def pipeline_payload(plain: dict[str, Any]) -> dict[str, Any]:
