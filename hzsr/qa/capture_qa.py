@@ -60,7 +60,8 @@ class CaptureQA:
     margin: float = 0.0  # the relative margin of ``spread`` (0: exact)
     # Per figure tag, the quick check's measured uncertainty in the figure's own units
     # (``check.quick_margins``); a tag without one falls back to the relative ``margin``.
-    abs_margins: dict[str, float] = field(default_factory=dict)
+    # A pair: (below, above) the quick value, each side apart (``check.quick_margins_directed``).
+    abs_margins: dict[str, float | tuple[float, float]] = field(default_factory=dict)
     graded: list[tuple[str, float]] = field(default_factory=list)  # (figure tag, value) of every graded figure
     # The reasons a graded figure gave (``_grade``): ``spread`` speaks for them in ``decided``.
     graded_reasons: list[Reason] = field(default_factory=list)
@@ -270,7 +271,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     capture_dir = Path(capture_dir)
     out = CaptureQA(capture_dir.name, {"capture_id": capture_dir.name},
                     margin=(cfg.check.quick_margin if quick else 0.0),
-                    abs_margins=(dict(cfg.check.quick_margins) if quick else {}))
+                    abs_margins=({**cfg.check.quick_margins, **cfg.check.quick_margins_directed} if quick else {}))
     th = cfg.thresholds
     try:
         rec = CaptureRecord.load(capture_dir)
@@ -538,7 +539,8 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
     if out.margin:
         m = out.abs_margins.get(key)
         if m is not None:  # the quick check's measured departure from qa check's figure
-            lo, hi = value - m - abs_margin, value + m + abs_margin
+            m_lo, m_hi = (m, m) if isinstance(m, (int, float)) else m
+            lo, hi = value - m_lo - abs_margin, value + m_hi + abs_margin
         else:
             lo, hi = value * (1 - out.margin) - abs_margin, value * (1 + out.margin) + abs_margin
         ranks = [rank(lo), rank(hi)]

@@ -116,6 +116,8 @@ QUICK_MARGINS: dict[str, float] = {
     "motion_blur (T vs T)": 0.073, "moving_object": 0.034, "overexposed": 0.017, "underexposed": 0.001,
     "brightness_mismatch": 0.002, "colour_mismatch": 0.002,
 }
+#: check.quick_margins_directed's defaults (see there).
+QUICK_MARGINS_DIRECTED: dict[str, tuple[float, float]] = {}
 
 
 @dataclass
@@ -159,6 +161,14 @@ class CheckConfig:
     # Figures not listed use the relative quick_margin above. Refit on your own rig's resolution;
     # a config file's quick_margins replaces the whole table.
     quick_margins: dict[str, float] = field(default_factory=lambda: dict(QUICK_MARGINS))
+    # quick_check, per figure: how far qa check's figure may lie (below, above) the quick one, each
+    # side apart: the 95th percentiles of quick - full and of full - quick on the same calibration
+    # captures, at least 0. A threshold lies on one side of the quick figure, so only that side's
+    # margin decides; where the quick check errs one way (a coarse grid misses fine rejects, never
+    # invents them) the other side's margin is small. A figure listed here uses this instead of
+    # quick_margins; a config file's table replaces the whole table.
+    quick_margins_directed: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: dict(QUICK_MARGINS_DIRECTED))
     map_long_side: int = 512  # maps are written as PNG at this long side
     write_maps: bool = True  # write qa/maps/<capture>/*.png
 

@@ -85,6 +85,25 @@ def test_quick_margins_are_in_the_figures_own_units_and_the_session_offset_count
     assert median_margin([0.1]) == float("inf")
 
 
+def test_a_directed_margin_decides_on_the_side_the_quick_figure_errs_little():
+    """check.quick_margins_directed: qa check's figure may lie (below, above) the quick one. The
+    quick `rejected` misses fine rejects (qa check reads up to 0.38 higher) but never invents
+    them: a quick 0.52 over warn 0.45 can only fall 0.05, so it stays over warn: decided `warn`.
+    With the symmetric 0.38 it could be `pass`: undecided."""
+    cfg = QAConfig()
+    cfg.check.quick_margins_directed = {"rejected": (0.05, 0.38)}
+    q = CaptureQA("c", margin=0.15, abs_margins={**cfg.check.quick_margins, **cfg.check.quick_margins_directed})
+    _grade(q, "rejected", 0.52, 0.45, None, "rejected")
+    assert q.decided() is not None and q.decided().value == "warn"
+    # Under warn, the side above decides: 0.38 reaches over 0.45, undecided.
+    q = CaptureQA("c", margin=0.15, abs_margins={"rejected": (0.05, 0.38)})
+    _grade(q, "rejected", 0.40, 0.45, None, "rejected")
+    assert q.decided() is None and q.undecided_by() == ["rejected"]
+    s = CaptureQA("c", margin=0.15, abs_margins={"rejected": 0.38})  # symmetric: either side
+    _grade(s, "rejected", 0.52, 0.45, None, "rejected")
+    assert s.decided() is None
+
+
 def test_a_graded_figures_own_reason_sets_no_floor_and_two_captures_give_an_offset_margin():
     # Quick figure 0.12 is over fail (0.11) but qa check's may lie 0.036 lower: not decided fail.
     q = CaptureQA("c", margin=0.15, abs_margins={"moving_object": 0.036})
