@@ -43,7 +43,7 @@ import numpy as np
 
 from hzsr.core.records import CaptureRecord
 from hzsr.qa.align import crop_w_to_t
-from hzsr.qa.capture_qa import analyse_capture
+from hzsr.qa.capture_qa import REFINED, analyse_capture
 from hzsr.qa.check import _write_images, run_check
 from hzsr.qa.config import QAConfig
 from hzsr.qa.register import register_pair
@@ -429,8 +429,9 @@ def _quick_margins(sessions: list[Path], cfg: QAConfig, q: float = 95.0
                 seen[key] += 1
             seen = {}
             for key, v in quick:
-                k = (key, seen.setdefault(key, 0))
+                n = seen.setdefault(key, 0)
                 seen[key] += 1
+                k = (key.removesuffix(REFINED), n)  # a figure measured finer: against qa check's own
                 if k in fk:
                     diffs.setdefault(key, []).append(fk[k] - v)  # qa check's figure above the quick one
     kept = {k: np.asarray(v) for k, v in sorted(diffs.items()) if len(v) >= 10}

@@ -143,6 +143,10 @@ class CheckConfig:
     # --quick counts its flow in qa check's flow-grid px for M_defocus and moving_object (whose
     # constants are per flow-grid px): at 1280x960 its grid is 320 px wide, qa check's 512.
     quick_flow_in_check_units: bool = True
+    # --quick: where T vs T's motion_blur figure is undecided, grade it again on the AF ROI of both
+    # Ts at qa check's scale (the focus ratio's pixels; its margin is quick_margins'
+    # "motion_blur (T vs T) refined"): a smear of a few px there is under one px on the quick grid.
+    quick_refine_tt_blur: bool = True
     quick_tt_dis_preset: str = "medium"  # ... for main T vs reference T (moving subjects, depth)
     quick_wr_dis_preset: str = "medium"  # ... for the W crop vs reference T (occluded, rejected, PSNR)
     # The quick check takes the session's offset from this many captures on (the current one
