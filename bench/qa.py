@@ -43,7 +43,7 @@ import numpy as np
 
 from hzsr.core.records import CaptureRecord
 from hzsr.qa.align import crop_w_to_t
-from hzsr.qa.capture_qa import analyse_capture
+from hzsr.qa.capture_qa import REFINED, analyse_capture
 from hzsr.qa.check import _write_images, run_check
 from hzsr.qa.config import QAConfig
 from hzsr.qa.register import register_pair
@@ -391,18 +391,30 @@ def _labelled_rows(sess: Path, cfg: QAConfig, workers: int, quick: bool) -> list
                 row[col] = float(r[col])
         rows.append(row)
     if quick:
-        from hzsr.qa.capture_qa import quick_check
-
-        for row in rows:
-            row["quick_verdict"], why = quick_check(sess / "captures" / row["capture_id"], cfg)
-            if row["quick_verdict"] == "undecided":  # its last reason names the figures, as the line shows it
-                row["undecided_by"] = why[-1].split(": ", 1)[1].split(" within ")[0].split(", ")
+        _quick_rows(sess, cfg, rows)
     return rows
 
 
-def _quick_margins(sessions: list[Path], cfg: QAConfig, q: float = 95.0) -> dict[str, float]:
+def _quick_rows(sess: Path, cfg: QAConfig, rows: list[dict], prefix: str = "") -> None:
+    """The live quick check over one session's captures in capture order, as the capture line runs
+    it (the session offset from the captures seen so far): ``<prefix>quick_verdict`` and
+    ``<prefix>undecided_by`` in each row."""
+    from hzsr.qa.capture_qa import _SESSION_DEPTHS, quick_check
+
+    _SESSION_DEPTHS.pop(str((sess / "captures").resolve()), None)  # a fresh line: nothing seen yet
+    for row in rows:
+        row[prefix + "quick_verdict"], why = quick_check(sess / "captures" / row["capture_id"], cfg)
+        if row[prefix + "quick_verdict"] == "undecided":  # its last reason names the figures, as the line shows it
+            row[prefix + "undecided_by"] = why[-1].split(": ", 1)[1].split(" within ")[0].split(", ")
+
+
+def _quick_margins(sessions: list[Path], cfg: QAConfig, q: float = 95.0
+                   ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
     """Per graded figure, the ``q``-th percentile of ``|quick - qa check|`` over the captures of
-    ``sessions``: how far the quick check's figure may lie from the batch's (``check.quick_margins``).
+    ``sessions``: how far the quick check's figure may lie from the batch's (``check.quick_margins``);
+    and each side apart, the ``q``-th percentiles of ``quick - qa check`` and ``qa check - quick``
+    (at least 0): how far qa check's figure may lie below and above the quick one
+    (``check.quick_margins_directed``).
 
     The depth figure is compared before the session offset (both sides count that apart)."""
     diffs: dict[str, list[float]] = {}
@@ -417,11 +429,15 @@ def _quick_margins(sessions: list[Path], cfg: QAConfig, q: float = 95.0) -> dict
                 seen[key] += 1
             seen = {}
             for key, v in quick:
-                k = (key, seen.setdefault(key, 0))
+                n = seen.setdefault(key, 0)
                 seen[key] += 1
+                k = (key.removesuffix(REFINED), n)  # a figure measured finer: against qa check's own
                 if k in fk:
-                    diffs.setdefault(key, []).append(abs(v - fk[k]))
-    return {k: round(float(np.percentile(v, q)), 4) for k, v in sorted(diffs.items()) if len(v) >= 10}
+                    diffs.setdefault(key, []).append(fk[k] - v)  # qa check's figure above the quick one
+    kept = {k: np.asarray(v) for k, v in sorted(diffs.items()) if len(v) >= 10}
+    return ({k: round(float(np.percentile(np.abs(d), q)), 4) for k, d in kept.items()},
+            {k: (round(max(0.0, float(np.percentile(-d, q))), 4), round(max(0.0, float(np.percentile(d, q))), 4))
+             for k, d in kept.items()})
 
 
 def _best_threshold(pos: list[float], neg: list[float]) -> float | None:
@@ -464,6 +480,22 @@ def _confusion(rows: list[dict]) -> dict:
             if lv == "fail":
                 t["fail_codes"][code] = t["fail_codes"].get(code, 0) + 1
     return table
+
+
+def _quick_vs_full(quick: list[dict], prefix: str = "") -> dict:
+    """The live quick verdicts (``<prefix>quick_verdict``) against qa check's without sync_skew."""
+    v, u = prefix + "quick_verdict", prefix + "undecided_by"
+    return {
+        "n": len(quick),
+        "equal": round(sum(r[v] == r["qa_content_verdict"] for r in quick) / max(len(quick), 1), 3),
+        "undecided": round(sum(r[v] == "undecided" for r in quick) / max(len(quick), 1), 3),
+        "equal_of_decided": round(sum(r[v] == r["qa_content_verdict"] for r in quick)
+                                  / max(sum(r[v] != "undecided" for r in quick), 1), 3),
+        "contradicts": [(r["capture_id"], r["session"], r[v], r["qa_content_verdict"])
+                        for r in quick if r[v] not in ("undecided", r["qa_content_verdict"])],
+        "undecided_captures": [(r["capture_id"], r["session"], r[u]) for r in quick if r[v] == "undecided"],
+        "undecided_by": {c: sum(c in r.get(u, []) for r in quick)
+                         for c in sorted({c for r in quick for c in r.get(u, [])})}}
 
 
 def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int], captures: int,
@@ -512,10 +544,16 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
         fitted["fail_tt_blur_anisotropy"] = round(-cut, 3)
         fitted["warn_tt_blur_anisotropy"] = round(-cut + 0.4 * (1 + cut), 3)  # 40 % of the way to 1
     cfg = replace(cfg, thresholds=replace(cfg.thresholds, **fitted))
-    margins = _quick_margins([root / f"lab-{s}" for s in calibration_seeds], cfg)
-    cfg = replace(cfg, check=replace(cfg.check, quick_margins=margins))
-    held = [r for s in held_out_seeds
-            for r in _labelled_rows(labelled_session(root, s, captures, size), cfg, workers, True)]
+    margins, directed = _quick_margins([root / f"lab-{s}" for s in calibration_seeds], cfg)
+    cfg = replace(cfg, check=replace(cfg.check, quick_margins=margins, quick_margins_directed={}))
+    held = []
+    for s in held_out_seeds:
+        sess = labelled_session(root, s, captures, size)
+        rows = _labelled_rows(sess, cfg, workers, True)
+        # Tried in the same run and not taken (a contradiction on the held-out seeds, issue 18's
+        # sixth pass): each side's margin apart (check.quick_margins_directed).
+        _quick_rows(sess, replace(cfg, check=replace(cfg.check, quick_margins_directed=directed)), rows, "directed_")
+        held += rows
     for r in held:  # the live quick check judges image content: compare with qa check's without sync_skew
         r["qa_content_verdict"] = max([lv for c, lv in r["levels"].items() if c != "sync_skew"] + ["pass"],
                                       key=("pass", "warn", "fail").index)
@@ -533,6 +571,7 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
         "defects": {d: CREW_WORDS.get(d, d) for d in DEFECTS},
         "fitted_on_calibration": fitted,
         "quick_margins_on_calibration": margins,
+        "quick_margins_directed_on_calibration": {k: list(v) for k, v in directed.items()},
         "calibration_figures": spans,
         "held_out": {
             "reasons": _reason_figures(held),
@@ -555,17 +594,8 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
                     "precision": round(sum(r["defect"] == "rig_bump" for r in old_fired) / max(len(old_fired), 1), 3),
                     "recall": round(sum(r in old_fired for r in bumps) / max(len(bumps), 1), 3),
                     "fired": len(old_fired), "clean_portraits_fired": sum(r in old_fired for r in portraits)}},
-            "quick_vs_full": {
-                "n": len(quick),
-                "equal": round(sum(r["quick_verdict"] == r["qa_content_verdict"] for r in quick)
-                               / max(len(quick), 1), 3),
-                "undecided": round(sum(r["quick_verdict"] == "undecided" for r in quick) / max(len(quick), 1), 3),
-                "equal_of_decided": round(sum(r["quick_verdict"] == r["qa_content_verdict"] for r in quick)
-                                          / max(sum(r["quick_verdict"] != "undecided" for r in quick), 1), 3),
-                "contradicts": [(r["capture_id"], r["session"], r["quick_verdict"], r["qa_content_verdict"])
-                                for r in quick if r["quick_verdict"] not in ("undecided", r["qa_content_verdict"])],
-                "undecided_by": {c: sum(c in r.get("undecided_by", []) for r in quick)
-                                 for c in sorted({c for r in quick for c in r.get("undecided_by", [])})}},
+            "quick_vs_full": _quick_vs_full(quick),
+            "quick_vs_full_directed_margins": _quick_vs_full(quick, "directed_"),
         },
         "misjudged_held_out": [{k: r[k] for k in ("session", "capture_id", "kind", "defect", "verdict", "levels")}
                                for r in held if not r["defect"].endswith("_invisible") and (

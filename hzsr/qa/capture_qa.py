@@ -60,7 +60,8 @@ class CaptureQA:
     margin: float = 0.0  # the relative margin of ``spread`` (0: exact)
     # Per figure tag, the quick check's measured uncertainty in the figure's own units
     # (``check.quick_margins``); a tag without one falls back to the relative ``margin``.
-    abs_margins: dict[str, float] = field(default_factory=dict)
+    # A pair: (below, above) the quick value, each side apart (``check.quick_margins_directed``).
+    abs_margins: dict[str, float | tuple[float, float]] = field(default_factory=dict)
     graded: list[tuple[str, float]] = field(default_factory=list)  # (figure tag, value) of every graded figure
     # The reasons a graded figure gave (``_grade``): ``spread`` speaks for them in ``decided``.
     graded_reasons: list[Reason] = field(default_factory=list)
@@ -270,7 +271,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     capture_dir = Path(capture_dir)
     out = CaptureQA(capture_dir.name, {"capture_id": capture_dir.name},
                     margin=(cfg.check.quick_margin if quick else 0.0),
-                    abs_margins=(dict(cfg.check.quick_margins) if quick else {}))
+                    abs_margins=({**cfg.check.quick_margins, **cfg.check.quick_margins_directed} if quick else {}))
     th = cfg.thresholds
     try:
         rec = CaptureRecord.load(capture_dir)
@@ -538,7 +539,8 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
     if out.margin:
         m = out.abs_margins.get(key)
         if m is not None:  # the quick check's measured departure from qa check's figure
-            lo, hi = value - m - abs_margin, value + m + abs_margin
+            m_lo, m_hi = (m, m) if isinstance(m, (int, float)) else m
+            lo, hi = value - m_lo - abs_margin, value + m_hi + abs_margin
         else:
             lo, hi = value * (1 - out.margin) - abs_margin, value * (1 + out.margin) + abs_margin
         ranks = [rank(lo), rank(hi)]
@@ -548,6 +550,30 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
             out.add(level, code, f"{what} {'<' if below else '>'} {limit:g}")
             out.graded_reasons.append(out.reasons[-1])
             return
+
+
+REFINED = " refined"  # a figure tag's suffix: the same figure measured finer (compared with qa check's own)
+
+
+def refine_grade(out: CaptureQA, tag: str, value: float, grade) -> None:
+    """The quick check's second look at a figure: ``value``, measured finer than the figure graded
+    last under ``tag``, replaces it where that one is undecided (its spread spans two verdict
+    ranks) and the finer one has a margin of its own (``check.quick_margins[tag + REFINED]``).
+
+    ``grade(value)`` grades the finer figure (``_grade`` with ``tag + REFINED``). The finer figure
+    is recorded in ``out.graded`` either way, so that its margin can be fitted against qa check's.
+    """
+    i = max((k for k, sp in enumerate(out.spread) if sp[0] == tag), default=None)
+    if i is None or out.spread[i][1] == out.spread[i][2] or tag + REFINED not in out.abs_margins:
+        out.graded.append((tag + REFINED, float(value)))
+        return
+    out.spread.pop(i)
+    code = tag.split(" (")[0]
+    coarse = [r for r in out.graded_reasons if r.code == code]
+    if coarse:  # the coarse figure's own reason gives way to the finer one's
+        out.reasons = [r for r in out.reasons if r is not coarse[-1]]
+        out.graded_reasons = [r for r in out.graded_reasons if r is not coarse[-1]]
+    grade(value)
 
 
 def expected_parallax(fx_px: float, baseline_m: tuple[float, float], diopters: float) -> np.ndarray:
@@ -736,6 +762,7 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
                f"AF metadata: main T focused at {fm:.2f} D, reference T at {fr:.2f} D; |difference|",
                tag="focus_mismatch (metadata)")
     blurrier = None
+    fine_pair = None  # the quick check's AF ROI of both Ts at qa check's scale (refines motion_blur)
     tt_ok = _reg_ok(regs.get("tt"), th)
     if "main_T" in quality and "ref_T" in quality and tt_ok:
         # The same scene region in both Ts: main T's AF ROI, and where tt's flow takes it in ref T.
@@ -752,6 +779,8 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
                 pair = (t_y[y0:y1, x0:x1], to_luma(r.warped_ref[y0:y1, x0:x1]),
                         r.valid[y0:y1, x0:x1] & (r.occlusion[y0:y1, x0:x1] < 0.5))
         if pair is not None:
+            if fine is not None:
+                fine_pair = pair
             t_roi, ref_roi, m = pair
             sm, sr = sharpness(t_roi, m), sharpness(ref_roi, m)
             ratio = min(sm, sr) / max(sm, sr, 1e-12)
@@ -786,6 +815,24 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
             _grade(out, "motion_blur", anis, th.warn_tt_blur_anisotropy, th.fail_tt_blur_anisotropy,
                    f"{shaken} is smeared along {angle:.0f} deg against the other T (directional sharpness "
                    f"min/max {anis:.2f}: shake or motion)", below=True, tag="motion_blur (T vs T)")
+            if fine_pair is not None and cfg.check.quick_refine_tt_blur:
+                # The quick check: a smear of a few px at qa check's scale is under one px on its
+                # grid (a shaken portrait: 0.76 here, 0.55 in qa check). Shake smears the whole
+                # frame alike, so the same figure on the AF ROI at qa check's scale (already
+                # warped for the focus ratio: no extra flow) speaks for it where the coarse one
+                # is undecided.
+                ft_y, fr_y, fm = fine_pair
+                fm = fm & ~(cv2.dilate(((ft_y >= 250) | (fr_y >= 250)).astype(np.uint8),
+                                       np.ones((5, 5), np.uint8)) > 0)
+                fdirs = directional_share_ratios(ft_y, fr_y, fm, n_dirs=8)
+                if np.isfinite(fdirs).all() and fdirs.max() > 0:
+                    fanis = float(fdirs.min() / fdirs.max())
+                    row["tt_blur_anisotropy_fine_roi"] = fanis
+                    refine_grade(out, "motion_blur (T vs T)", fanis, lambda v: _grade(
+                        out, "motion_blur", v, th.warn_tt_blur_anisotropy, th.fail_tt_blur_anisotropy,
+                        f"{shaken} is smeared against the other T in the AF ROI at qa check's scale "
+                        f"(directional sharpness min/max {v:.2f}: shake or motion)", below=True,
+                        tag="motion_blur (T vs T) refined"))
     # Camera shake: a T's sharpness against the W crop, by direction, at W's optical resolution.
     for name, slot in (("wt", "main_T"), ("wr", "ref_T")):
         r = regs.get(name)
@@ -884,7 +931,9 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     ``hzsr qa check`` (``check.quick_*``: qa check's DIS preset, fewer keypoints); no files
     written. Both Ts are decoded at qa check's scale: the AF-ROI sharpness ratio is measured on
     qa check's own ROI pixels, warped by the quick flow (``check.quick_fine_af_roi``), and
-    ``M_defocus`` and ``moving_object`` count the quick flow in qa check's flow-grid px. Where a
+    ``M_defocus`` and ``moving_object`` count the quick flow in qa check's flow-grid px; where
+    T vs T's ``motion_blur`` figure is undecided, it is measured again on that AF ROI at qa
+    check's scale (``check.quick_refine_tt_blur``, ``refine_grade``). Where a
     figure lies within its margin (``check.quick_margins``) of a threshold and the verdict would
     change across it, the answer is ``undecided`` (``qa check`` decides), never a verdict that ``qa check`` may
     contradict.

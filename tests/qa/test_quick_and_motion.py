@@ -85,6 +85,61 @@ def test_quick_margins_are_in_the_figures_own_units_and_the_session_offset_count
     assert median_margin([0.1]) == float("inf")
 
 
+def test_a_directed_margin_decides_on_the_side_the_quick_figure_errs_little():
+    """check.quick_margins_directed: qa check's figure may lie (below, above) the quick one. The
+    quick `rejected` misses fine rejects (qa check reads up to 0.38 higher) but never invents
+    them: a quick 0.52 over warn 0.45 can only fall 0.05, so it stays over warn: decided `warn`.
+    With the symmetric 0.38 it could be `pass`: undecided."""
+    cfg = QAConfig()
+    cfg.check.quick_margins_directed = {"rejected": (0.05, 0.38)}
+    q = CaptureQA("c", margin=0.15, abs_margins={**cfg.check.quick_margins, **cfg.check.quick_margins_directed})
+    _grade(q, "rejected", 0.52, 0.45, None, "rejected")
+    assert q.decided() is not None and q.decided().value == "warn"
+    # Under warn, the side above decides: 0.38 reaches over 0.45, undecided.
+    q = CaptureQA("c", margin=0.15, abs_margins={"rejected": (0.05, 0.38)})
+    _grade(q, "rejected", 0.40, 0.45, None, "rejected")
+    assert q.decided() is None and q.undecided_by() == ["rejected"]
+    s = CaptureQA("c", margin=0.15, abs_margins={"rejected": 0.38})  # symmetric: either side
+    _grade(s, "rejected", 0.52, 0.45, None, "rejected")
+    assert s.decided() is None
+
+
+def test_an_undecided_smear_is_decided_by_the_same_figure_at_qa_checks_scale():
+    """A 6 px smear at qa check's scale is 1.5 px on a 4x coarser grid: the coarse T-vs-T
+    anisotropy sits within its margin of the thresholds (undecided); ``refine_grade`` grades the
+    same figure on the fine pixels with the refined margin and decides `fail`."""
+    from hzsr.qa.capture_qa import REFINED, refine_grade
+
+    rng = np.random.default_rng(5)
+    tex = cv2.GaussianBlur(rng.random((400, 400)).astype(np.float32), (0, 0), 1.2)
+    k = np.zeros((7, 7), np.float32)
+    k[3, :6] = 1 / 6  # a 6 px line blur along x
+    fine_ref, fine_t = tex, cv2.filter2D(tex, -1, k)
+    coarse_ref, coarse_t = (cv2.resize(x, (100, 100), interpolation=cv2.INTER_AREA) for x in (fine_ref, fine_t))
+
+    def anis(a, b):
+        d = directional_share_ratios(a, b, np.ones(a.shape, bool))
+        return float(d.min() / d.max())
+
+    coarse, fine = anis(coarse_t, coarse_ref), anis(fine_t, fine_ref)
+    assert fine < coarse - 0.15, (coarse, fine)
+    warn, fail, tag = coarse + 0.05, coarse - 0.05, "motion_blur (T vs T)"  # the coarse figure between them
+    assert fine < fail - 0.1
+    q = CaptureQA("c", margin=0.15, abs_margins={tag: 0.07, tag + REFINED: 0.05})
+    _grade(q, "motion_blur", coarse, warn, fail, "smear", below=True, tag=tag)
+    assert q.decided() is None
+    refine_grade(q, tag, fine, lambda v: _grade(q, "motion_blur", v, warn, fail, "smear", below=True,
+                                                tag=tag + REFINED))
+    assert q.decided() is not None and q.decided().value == "fail"
+    assert [r.level.value for r in q.reasons if r.code == "motion_blur"] == ["fail"]  # the coarse reason gave way
+    # Without a margin of its own the finer figure is only recorded: the coarse one stays undecided.
+    u = CaptureQA("c", margin=0.15, abs_margins={tag: 0.07})
+    _grade(u, "motion_blur", coarse, warn, fail, "smear", below=True, tag=tag)
+    refine_grade(u, tag, fine, lambda v: _grade(u, "motion_blur", v, warn, fail, "smear", below=True,
+                                                tag=tag + REFINED))
+    assert u.decided() is None and (tag + REFINED, fine) in u.graded
+
+
 def test_a_graded_figures_own_reason_sets_no_floor_and_two_captures_give_an_offset_margin():
     # Quick figure 0.12 is over fail (0.11) but qa check's may lie 0.036 lower: not decided fail.
     q = CaptureQA("c", margin=0.15, abs_margins={"moving_object": 0.036})
