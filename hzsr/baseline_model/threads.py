@@ -65,8 +65,8 @@ BLOCKTIME_MS = 1
 #: Free cores that may be missing and still count as covering the threads: /proc/stat over 0.1 s
 #: counts in jiffies (1/100 s per core), and an idle machine's background shows as a few percent.
 SLACK_CORES = 0.25
-#: The OMP_NUM_THREADS this module set, so a later verb in the same process (the demo runs its
-#: verbs in-process) measures again instead of taking it for the user's choice.
+#: The OMP_NUM_THREADS and WAIT_ENV values this module set, so a later verb in the same process (the
+#: demo runs its verbs in-process) decides again instead of taking them for the user's choice.
 _OURS: dict[str, str] = {}
 
 
