@@ -103,7 +103,8 @@ def _child(args: argparse.Namespace) -> None:
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "hzsr" / "baseline_model" / "configs" / "shipped.yaml"
-POLICY_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS", "HZSR_TORCH_THREADS", "MKL_NUM_THREADS")
+POLICY_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS", "HZSR_TORCH_THREADS",
+              "MKL_NUM_THREADS")
 
 
 def main() -> None:
