@@ -18,12 +18,13 @@ is first loaded):
 
   - ``spin`` (bounded) when the free cores cover every thread of every local rank,
     ``free_cores >= threads * local_ranks - SLACK_CORES``: ``GOMP_SPINCOUNT=SPIN_COUNT`` for
-    libgomp (what torch's Linux CPU wheels bundle, ``torch/lib/libgomp.so.1``; about 0.6 ms of
+    libgomp (what torch's Linux CPU wheels bundle, ``torch/lib/libgomp.so.1``; about 0.65 ms of
     spinning here, against about 11 ms at libgomp's default) and ``KMP_BLOCKTIME=BLOCKTIME_MS``
     for Intel's or LLVM's runtime (not measured: no torch here bundles one). On free cores the
     spin catches the next parallel region without a futex sleep and wake-up per barrier: passive
-    waiting there made training 0.83x torch's default (idle cores, issue 19). The bound keeps
-    the cost small if the load comes after the sample.
+    waiting there made training 0.83x torch's default (idle cores, issue 19), the bounded spin
+    1.17x (near idle, median of 3 rounds; ``docs/benchmarks.md``). The bound keeps the cost small
+    if the load comes after the sample (3.2x the default, 0.75x passive, on 2 short cores).
   - ``passive`` (``OMP_WAIT_POLICY=PASSIVE``) when the cores are short (or unmeasured), and for a
     single thread (no worker waits). Spinning workers there take the cores the other processes
     need: on the loaded 2-core machine the policy (passive, one thread) trained 3.4-4.5x and
@@ -55,10 +56,10 @@ SAMPLE_S = 0.1
 #: (iterations of a pause loop), Intel's and LLVM's ``OMP_WAIT_POLICY`` and ``KMP_BLOCKTIME`` (ms).
 WAIT_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 #: libgomp spin iterations before a worker sleeps, when the cores are free. libgomp's default is
-#: 300000 ("3 ms" by its estimate), 0 when passive. Measured on the 2-core VM (AMD EPYC, issue 19):
-#: a 2-thread region followed by a 20 ms sleep costs 0.35 ms of CPU at 0, 0.95 ms at 10000,
-#: 1.95 ms at 30000 and 11 ms at libgomp's default: 10000 bounds the waste per region to about
-#: 0.6 ms, far above the microseconds between two ops of a training step.
+#: 300000 ("3 ms" by its estimate), 0 when passive. Measured on the 2-core VM (AMD EPYC, issue 19,
+#: ``bench/omp_spin.py``): a 2-thread region followed by a 20 ms sleep costs 0.5 ms of CPU at 0,
+#: 1.15 ms at 10000, 2.1 ms at 30000 and 11.4 ms at libgomp's default: 10000 bounds the waste per
+#: region to about 0.65 ms, far above the microseconds between two ops of a training step.
 SPIN_COUNT = 10000
 #: KMP_BLOCKTIME (ms) for Intel's / LLVM's runtime in the same case (their default is 200 ms).
 BLOCKTIME_MS = 1
