@@ -62,7 +62,8 @@ import time
 from pathlib import Path
 
 #: Environment a variant's process must not inherit (they set the policy under test).
-POLICY_ENV = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "HZSR_TORCH_THREADS", "MKL_NUM_THREADS")
+POLICY_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS", "HZSR_TORCH_THREADS",
+              "MKL_NUM_THREADS")
 
 
 def _peak_mb() -> float:

@@ -3,11 +3,6 @@
 Two settings, both made before torch loads (OpenMP reads its environment once, when the library
 is first loaded):
 
-- **Passive waiting** (``OMP_WAIT_POLICY=PASSIVE``). With OpenMP's default policy an idle worker
-  spins for a while before it sleeps; on a shared machine those spins take the cores the other
-  processes (and our own other threads) need. Measured on 2 shared cores (issue 19): two threads
-  spent 11 CPU-s per 12 MP image on the UNet against 5.1 CPU-s for one; passive waiting removed
-  most of it. A user's own ``OMP_WAIT_POLICY`` is kept.
 - **A measured thread count.** The intra-op thread count is the number of cores that were free
   over a short sample of ``/proc/stat`` (``sample_s``, 0.1 s) when the verb started, shared among the
   local DDP ranks (``LOCAL_WORLD_SIZE``), at least 1 and at most the cores this process may run on:
@@ -16,9 +11,26 @@ is first loaded):
 
   where ``free_cores = usable_cores * idle_jiffies / all_jiffies`` over the sample. A thread
   beyond the free cores only time-slices with the other processes, and each OpenMP barrier then
-  waits for the slowest, descheduled thread. On the loaded 2-core machine the policy (passive,
-  one thread) trained 3.4-4.5x and inferred 1.5-2.0x faster than torch's defaults; at load 3 it
-  kept two threads and matched them (``docs/benchmarks.md``, issue 19).
+  waits for the slowest, descheduled thread.
+- **How idle OpenMP threads wait** (``choose_wait``, a pure function of the threads, the free
+  cores and the environment). Between two parallel regions an OpenMP worker either spins or
+  sleeps on a futex:
+
+  - ``spin`` (bounded) when the free cores cover every thread of every local rank,
+    ``free_cores >= threads * local_ranks - SLACK_CORES``: ``GOMP_SPINCOUNT=SPIN_COUNT`` for
+    libgomp (what torch's Linux CPU wheels bundle, ``torch/lib/libgomp.so.1``; about 0.65 ms of
+    spinning here, against about 11 ms at libgomp's default) and ``KMP_BLOCKTIME=BLOCKTIME_MS``
+    for Intel's or LLVM's runtime (not measured: no torch here bundles one). On free cores the
+    spin catches the next parallel region without a futex sleep and wake-up per barrier: passive
+    waiting there made training 0.83x torch's default (idle cores, issue 19), the bounded spin
+    1.17x (near idle, median of 3 rounds; ``docs/benchmarks.md``). The bound keeps the cost small
+    if the load comes after the sample (3.2x the default, 0.75x passive, on 2 short cores).
+  - ``passive`` (``OMP_WAIT_POLICY=PASSIVE``) when the cores are short (or unmeasured), and for a
+    single thread (no worker waits). Spinning workers there take the cores the other processes
+    need: on the loaded 2-core machine the policy (passive, one thread) trained 3.4-4.5x and
+    inferred 1.5-2.0x faster than torch's defaults (``docs/benchmarks.md``, issue 19).
+  - ``user``: the user's own ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT`` or ``KMP_BLOCKTIME`` is kept,
+    and none of the others is set.
 
 Overrides, first that is set wins: the verb's ``--threads N`` (``auto`` = measure), the environment
 ``HZSR_TORCH_THREADS`` (same values), then ``OMP_NUM_THREADS`` when not under ``torchrun`` (which
@@ -32,27 +44,43 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Environment variable overriding the thread count: an integer >= 1, or ``auto``.
 ENV_THREADS = "HZSR_TORCH_THREADS"
 #: Seconds of ``/proc/stat`` sampled to count the free cores.
 SAMPLE_S = 0.1
-#: The OMP_NUM_THREADS this module set, so a later verb in the same process (the demo runs its
-#: verbs in-process) measures again instead of taking it for the user's choice.
+#: OpenMP's waiting, as the runtimes read it: libgomp ``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT``
+#: (iterations of a pause loop), Intel's and LLVM's ``OMP_WAIT_POLICY`` and ``KMP_BLOCKTIME`` (ms).
+WAIT_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+#: libgomp spin iterations before a worker sleeps, when the cores are free. libgomp's default is
+#: 300000 ("3 ms" by its estimate), 0 when passive. Measured on the 2-core VM (AMD EPYC, issue 19,
+#: ``bench/omp_spin.py``): a 2-thread region followed by a 20 ms sleep costs 0.5 ms of CPU at 0,
+#: 1.15 ms at 10000, 2.1 ms at 30000 and 11.4 ms at libgomp's default: 10000 bounds the waste per
+#: region to about 0.65 ms, far above the microseconds between two ops of a training step.
+SPIN_COUNT = 10000
+#: KMP_BLOCKTIME (ms) for Intel's / LLVM's runtime in the same case (their default is 200 ms).
+BLOCKTIME_MS = 1
+#: Free cores that may be missing and still count as covering the threads: /proc/stat over 0.1 s
+#: counts in jiffies (1/100 s per core), and an idle machine's background shows as a few percent.
+SLACK_CORES = 0.25
+#: The OMP_NUM_THREADS and WAIT_ENV values this module set, so a later verb in the same process (the
+#: demo runs its verbs in-process) decides again instead of taking them for the user's choice.
 _OURS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
 class ThreadPolicy:
     threads: int  # torch intra-op threads chosen
-    wait_policy: str  # OMP_WAIT_POLICY in force ("PASSIVE" unless the user set another)
+    wait: str  # how idle OpenMP workers wait: "spin" (bounded), "passive" or "user" (see choose_wait)
     source: str  # where ``threads`` came from: "--threads", ENV_THREADS, "OMP_NUM_THREADS" or "measured"
     usable_cores: int  # cores this process may run on (sched_getaffinity)
     free_cores: float | None  # measured free cores (None when not measured)
     local_ranks: int  # DDP ranks on this machine sharing the cores
-    torch_was_loaded: bool  # torch was imported before the policy: the wait policy could not take effect
+    torch_was_loaded: bool  # torch was imported before the policy: the wait settings could not take effect
+    wait_env: dict[str, str] = field(default_factory=dict)  # WAIT_ENV variables in force (ours or the user's)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,36 +154,80 @@ def _parse(value: str, where: str) -> int | None:
     return n
 
 
+def choose_wait(threads: int, free: float | None, local_ranks: int,
+                env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """How idle OpenMP workers wait: ``(wait, variables to set)``; pure (no measurement, no side effect).
+
+    Args:
+        threads: intra-op threads per rank.
+        free: cores found free (``free_cores``), None when unmeasured.
+        local_ranks: ranks on this machine, each with ``threads`` threads.
+        env: the user's own settings among ``WAIT_ENV`` (ours from an earlier verb left out).
+
+    Returns:
+        ``("user", {the user's})`` when any is set: kept, nothing added; else
+        ``("spin", {GOMP_SPINCOUNT, KMP_BLOCKTIME})`` when ``threads > 1`` and
+        ``free >= threads * local_ranks - SLACK_CORES``; else ``("passive", {OMP_WAIT_POLICY: PASSIVE})``.
+    """
+    user = {k: env[k] for k in WAIT_ENV if env.get(k)}
+    if user:
+        return "user", user
+    if threads > 1 and free is not None and free >= threads * local_ranks - SLACK_CORES:
+        return "spin", {"GOMP_SPINCOUNT": str(SPIN_COUNT), "KMP_BLOCKTIME": str(BLOCKTIME_MS)}
+    return "passive", {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def _user_wait_env() -> dict[str, str]:
+    """The ``WAIT_ENV`` variables set by the user (not by an earlier ``apply`` in this process)."""
+    return {k: v for k in WAIT_ENV if (v := os.environ.get(k)) and v != _OURS.get(k)}
+
+
 def choose(requested: str | None = None, *, sample_s: float = SAMPLE_S) -> ThreadPolicy:
-    """Decide the policy (does not apply it): see the module docstring for the precedence."""
+    """Decide the policy (does not apply it): see the module docstring for the precedence.
+
+    The free cores are measured for the measured count, and for an explicit count above one when the
+    user set no wait variable (``choose_wait`` needs them).
+    """
     cores = usable_cores()
     ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     per_rank = max(1, cores // ranks)
-    wait = os.environ.get("OMP_WAIT_POLICY", "PASSIVE").upper() or "PASSIVE"
     loaded = "torch" in sys.modules
-    free = None
+    user_wait = _user_wait_env()
+    n: int | None = None
+    source = "measured"
     for value, where in ((requested, "--threads"), (os.environ.get(ENV_THREADS), ENV_THREADS)):
         if value is not None and (n := _parse(value, where)) is not None:
-            return ThreadPolicy(n, wait, where, cores, free, ranks, loaded)
+            source = where
+            break
     omp = os.environ.get("OMP_NUM_THREADS")
-    if omp and omp != _OURS.get("OMP_NUM_THREADS") and "TORCHELASTIC_RUN_ID" not in os.environ:
-        n = _parse(omp, "OMP_NUM_THREADS")
-        if n is not None:
-            return ThreadPolicy(n, wait, "OMP_NUM_THREADS", cores, free, ranks, loaded)
-    free = free_cores(sample_s)
-    n = per_rank if free is None else max(1, min(per_rank, round(free / ranks)))
-    return ThreadPolicy(n, wait, "measured", cores, None if free is None else round(free, 2), ranks, loaded)
+    if (n is None and omp and omp != _OURS.get("OMP_NUM_THREADS")
+            and "TORCHELASTIC_RUN_ID" not in os.environ):
+        if (n := _parse(omp, "OMP_NUM_THREADS")) is not None:
+            source = "OMP_NUM_THREADS"
+    free = None
+    if n is None or (n > 1 and not user_wait):
+        free = free_cores(sample_s)
+    if n is None:
+        n = per_rank if free is None else max(1, min(per_rank, round(free / ranks)))
+    wait, wait_env = choose_wait(n, free, ranks, user_wait)
+    return ThreadPolicy(n, wait, source, cores, None if free is None else round(free, 2), ranks, loaded, wait_env)
 
 
 def apply(requested: str | None = None, *, sample_s: float = SAMPLE_S) -> ThreadPolicy:
     """Choose the policy, set the environment, then load torch and set its thread count.
 
-    Call it before anything imports torch: ``OMP_WAIT_POLICY`` only takes effect at OpenMP's load.
+    Call it before anything imports torch: the wait settings only take effect at OpenMP's load.
     Without torch installed the environment is still set and the policy returned (the caller then
     reports the missing extra).
     """
     pol = choose(requested, sample_s=sample_s)
-    os.environ.setdefault("OMP_WAIT_POLICY", pol.wait_policy)
+    if pol.wait != "user":
+        # Ours from an earlier verb in this process go (a child process reads the new decision).
+        for k in WAIT_ENV:
+            if k in _OURS and os.environ.get(k) == _OURS.pop(k):
+                del os.environ[k]
+        for k, v in pol.wait_env.items():
+            os.environ[k] = _OURS[k] = v
     if not pol.torch_was_loaded:
         # Read by OpenMP at load; child processes (DataLoader workers, torchrun ranks) inherit it.
         os.environ["OMP_NUM_THREADS"] = _OURS["OMP_NUM_THREADS"] = str(pol.threads)

@@ -1,0 +1,86 @@
+"""The wait half of the thread policy (``threads.choose_wait``) and how ``apply`` sets it (issue 19)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hzsr.baseline_model import threads
+
+SPIN = {"GOMP_SPINCOUNT": str(threads.SPIN_COUNT), "KMP_BLOCKTIME": str(threads.BLOCKTIME_MS)}
+PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+@pytest.mark.parametrize(("n", "free", "ranks", "expected"), [
+    (2, 2.0, 1, "spin"),  # idle 2 cores, 2 threads: a bounded spin, not a sleep per barrier
+    (2, 2.0 - threads.SLACK_CORES, 1, "spin"),  # the background of an idle machine still counts as free
+    (2, 1.6, 1, "passive"),  # round(1.6) = 2 threads but 0.4 core taken: spinning would take it
+    (2, 0.0, 1, "passive"),
+    (1, 2.0, 1, "passive"),  # one thread: no worker waits, nothing to spin for
+    (2, 3.7, 2, "passive"),  # two local ranks of 2 threads need 4 free cores (less the slack)
+    (2, 4.0, 2, "spin"),
+    (4, None, 1, "passive"),  # unmeasured (no /proc/stat): the safe side on a shared machine
+])
+def test_wait_follows_the_free_cores(n, free, ranks, expected):
+    wait, env = threads.choose_wait(n, free, ranks, {})
+    assert (wait, env) == (expected, SPIN if expected == "spin" else PASSIVE)
+
+
+@pytest.mark.parametrize("var", threads.WAIT_ENV)
+def test_wait_keeps_the_users_setting(var):
+    for free in (0.0, 2.0):
+        assert threads.choose_wait(2, free, 1, {var: "7"}) == ("user", {var: "7"})
+    assert threads.choose_wait(2, 2.0, 1, {var: ""})[0] == "spin"  # an empty variable is not a setting
+
+
+def _clear(monkeypatch):
+    for k in (*threads.WAIT_ENV, "HZSR_TORCH_THREADS", "OMP_NUM_THREADS", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(threads, "_OURS", {})
+
+
+def test_choose_measures_for_an_explicit_count(monkeypatch):
+    """``--threads 2`` still samples the free cores, the wait decision needs them; the record says so."""
+    _clear(monkeypatch)
+    monkeypatch.setattr(threads, "free_cores", lambda sample_s=0: 2.0)
+    pol = threads.choose("2")
+    assert (pol.threads, pol.source, pol.free_cores, pol.wait, pol.wait_env) == (2, "--threads", 2.0, "spin", SPIN)
+    monkeypatch.setattr(threads, "free_cores", lambda sample_s=0: 0.3)
+    assert threads.choose("2").wait == "passive"
+    assert threads.choose(None).threads == 1 and threads.choose(None).wait == "passive"  # measured: the loaded case
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    pol = threads.choose("2")
+    assert (pol.wait, pol.wait_env, pol.free_cores) == ("user", {"OMP_WAIT_POLICY": "ACTIVE"}, None)
+    assert pol.as_dict()["wait_env"] == {"OMP_WAIT_POLICY": "ACTIVE"}  # what bench/ and run records write
+
+
+def test_apply_replaces_its_own_earlier_decision(monkeypatch):
+    """The demo runs verbs in one process: a later verb's decision replaces ours, never the user's."""
+    _clear(monkeypatch)
+    monkeypatch.setitem(sys.modules, "torch", None)  # apply without loading torch (ImportError path)
+    monkeypatch.setattr(threads, "free_cores", lambda sample_s=0: 2.0)
+    assert threads.apply("2").wait == "spin"
+    assert {k: os.environ.get(k) for k in threads.WAIT_ENV} == {"OMP_WAIT_POLICY": None, **SPIN}
+    monkeypatch.setattr(threads, "free_cores", lambda sample_s=0: 0.0)
+    assert threads.apply("2").wait == "passive"  # our GOMP_SPINCOUNT is not taken for the user's
+    assert {k: os.environ.get(k) for k in threads.WAIT_ENV} == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None,
+                                                               "KMP_BLOCKTIME": None}
+    monkeypatch.setenv("GOMP_SPINCOUNT", "5")  # the user's, set between two verbs
+    pol = threads.apply("2")
+    assert (pol.wait, pol.wait_env, os.environ["GOMP_SPINCOUNT"]) == ("user", {"GOMP_SPINCOUNT": "5"}, "5")
+
+
+def test_spin_reaches_torchs_openmp():
+    """A fresh process: with free cores the bounded spin is in the environment when torch's libgomp loads."""
+    code = ("from hzsr.baseline_model import threads\n"
+            "import os, sys\n"
+            "threads.free_cores = lambda sample_s=0: 2.0\n"
+            "p = threads.apply('2')\n"
+            "import torch\n"
+            "print(p.wait, os.environ.get('OMP_WAIT_POLICY'), os.environ['GOMP_SPINCOUNT'], torch.get_num_threads())\n")
+    env = {k: v for k, v in os.environ.items() if k not in (*threads.WAIT_ENV, "OMP_NUM_THREADS", "HZSR_TORCH_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["spin", "None", str(threads.SPIN_COUNT), "2"]
