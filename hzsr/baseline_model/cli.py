@@ -28,32 +28,14 @@ def _need_torch() -> None:
                           field="hzsr model", unreadable=True) from None
 
 
-def _policy_without_torch(requested: str | None) -> Any:
-    """``threads.apply`` without importing torch: the same choice and environment, torch's count set
-    only if torch is already loaded. For ``infer``, whose ONNX runtimes need no torch (importing it
-    is 0.5 s of a 12 MP image's 3 s on idle cores); if it loads later (no cached graph, or
-    ``--runtime torch``) it reads ``OMP_NUM_THREADS`` and ``OMP_WAIT_POLICY`` from the environment
-    set here, and ``infer`` sets its thread count."""
-    import os
-
-    from hzsr.baseline_model import threads
-
-    pol = threads.choose(requested)
-    os.environ.setdefault("OMP_WAIT_POLICY", pol.wait_policy)
-    if not pol.torch_was_loaded:
-        os.environ["OMP_NUM_THREADS"] = threads._OURS["OMP_NUM_THREADS"] = str(pol.threads)
-    elif "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(pol.threads)
-    return pol
-
-
 def _guard(func, *, torch_now: bool = True):
     def run(args: argparse.Namespace) -> int:
         # Before torch loads: OpenMP reads its wait policy once (threads.py).
         from hzsr.baseline_model.threads import apply
 
         requested = getattr(args, "threads", None)
-        args.thread_policy = apply(requested) if torch_now else _policy_without_torch(requested)
+        # ``infer`` keeps torch unloaded: its ONNX runtimes need none (0.5 s of a 12 MP image on idle cores).
+        args.thread_policy = apply(requested, load_torch=torch_now)
         _need_torch()
         from hzsr.core.errors import HzsrError
 

@@ -213,12 +213,14 @@ def choose(requested: str | None = None, *, sample_s: float = SAMPLE_S) -> Threa
     return ThreadPolicy(n, wait, source, cores, None if free is None else round(free, 2), ranks, loaded, wait_env)
 
 
-def apply(requested: str | None = None, *, sample_s: float = SAMPLE_S) -> ThreadPolicy:
+def apply(requested: str | None = None, *, sample_s: float = SAMPLE_S, load_torch: bool = True) -> ThreadPolicy:
     """Choose the policy, set the environment, then load torch and set its thread count.
 
     Call it before anything imports torch: the wait settings only take effect at OpenMP's load.
     Without torch installed the environment is still set and the policy returned (the caller then
-    reports the missing extra).
+    reports the missing extra). With ``load_torch=False`` (``model infer``, whose ONNX runtimes need
+    no torch) torch's count is set only if torch is already loaded; if it loads later it reads the
+    environment set here.
     """
     pol = choose(requested, sample_s=sample_s)
     if pol.wait != "user":
@@ -231,6 +233,8 @@ def apply(requested: str | None = None, *, sample_s: float = SAMPLE_S) -> Thread
     if not pol.torch_was_loaded:
         # Read by OpenMP at load; child processes (DataLoader workers, torchrun ranks) inherit it.
         os.environ["OMP_NUM_THREADS"] = _OURS["OMP_NUM_THREADS"] = str(pol.threads)
+    if not load_torch and "torch" not in sys.modules:
+        return pol
     try:
         import torch
     except ImportError:
