@@ -43,7 +43,7 @@ import numpy as np
 
 from hzsr.core.records import CaptureRecord
 from hzsr.qa.align import crop_w_to_t
-from hzsr.qa.capture_qa import analyse_capture
+from hzsr.qa.capture_qa import analyse_capture, expected_parallax, focus_plane_differs
 from hzsr.qa.check import _write_images, run_check
 from hzsr.qa.config import QAConfig
 from hzsr.qa.register import register_pair
@@ -96,6 +96,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
     baselines = {"main_T": cfg.rig.wt_baseline_m,
                  "ref_T": tuple(a + b for a, b in zip(cfg.rig.wt_baseline_m, cfg.rig.ref_baseline_m, strict=True))}
     per_kind: dict[str, list[float]] = {}
+    dfc = []  # per capture and T: what M_defocus is scored from
     for rec, img, crop, rect, truth in _captures_with_truth(sess, size):
         for slot in ("main_T", "ref_T"):
             pcfg = cfg
@@ -147,13 +148,38 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             per[slot]["occ_or_bad"][1] += int(pred.sum())
             sigma = truth[f"defocus_sigma_{slot}"]
             true_oof = sigma * 2 * np.sqrt(2) > OUT_OF_FOCUS_BLUR_PX
-            pd_ = r.defocus >= 0.5
-            m = r.valid
+            # The depth-flow relation (as qa check): where the plane at the lens's focus distance
+            # (capture.json) must be in this flow; the session's offset is known after the loop.
+            frs = {f.slot: f for f in rec.frames}
+            fx = _k(frs["main_T"])[0, 0] * size[0] / frs["main_T"].width  # T's focal length, analysis px
+            e = expected_parallax(fx, baselines[slot], frs[slot].focus_distance_diopters)
+            dfc.append((slot, r, true_oof, e, (crop, img[slot], pcfg, 1 / rect.scale, g,
+                                               [roi[0] - g.dx, roi[1] - g.dy, roi[2], roi[3]])))
+    # M_defocus against the true out-of-focus planes: today's map (the AF ROI's largest cluster)
+    # beside the focus distance's plane (maps.focus_plane_flow), measured again, as qa check does,
+    # where the largest cluster is another plane (capture_qa.focus_plane_differs).
+    offs = {slot: np.median([np.array([r.stats["subject_dx"], r.stats["subject_dy"]]) - e
+                             for s_, r, _, e, _ in dfc if s_ == slot and "subject_dx" in r.stats], axis=0)
+            for slot in ("main_T", "ref_T")}
+    for slot, r, true_oof, e, args in dfc:
+        m = r.valid
+        if not (true_oof & m).sum() > 0.05 * m.sum():  # IoU means something only where T has blur to find
+            continue
+        pair = "wr" if slot == "ref_T" else "wt"
+        row = {f"{pair}_subject_dx": r.stats.get("subject_dx", np.nan), f"{pair}_subject_dy": r.stats.get("subject_dy", np.nan),
+               f"{pair}_focus_expected_dx": e[0], f"{pair}_focus_expected_dy": e[1],
+               f"{pair}_grid_scale": r.stats.get("grid_scale", r.grid_scale)}
+        new = r
+        if focus_plane_differs(row, {pair: tuple(offs[slot])}, cfg):
+            crop_, ref_, pcfg_, opt_, g_, af_ = args
+            new = register_pair(crop_, ref_, pcfg_, optical_scale=opt_, shift=g_, af_roi=af_, focus_flow=e + offs[slot])
+            per[slot]["refocused"] = per[slot].get("refocused", 0) + 1
+        for key, reg in (("iou", r), ("iou_focus", new)):
+            pd_ = reg.defocus >= 0.5
             inter, union = (pd_ & true_oof & m).sum(), ((pd_ | true_oof) & m).sum()
-            if (true_oof & m).sum() > 0.05 * m.sum():  # IoU means something only where T has blur to find
-                per[slot]["iou"].append(float(inter / union))
-                per[slot]["iou_pool"] = [a + b for a, b in zip(per[slot].get("iou_pool", [0, 0]), (inter, union),
-                                                                strict=True)]
+            per[slot].setdefault(key, []).append(float(inter / union))
+            per[slot][key + "_pool"] = [a + b for a, b in zip(per[slot].get(key + "_pool", [0, 0]), (inter, union),
+                                                              strict=True)]
     out = {"captures": captures, "size": list(size), "flow_grid": list(cfg.align.flow_size),
            "scene_kinds": ["architecture", "landscape", "portrait", "night"],
            "epe_median_by_kind_px": {k: round(float(np.median(v)), 3) for k, v in per_kind.items()}}
@@ -176,6 +202,13 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             "defocus_iou_median": round(float(np.median(d["iou"])), 3) if d["iou"] else None,
             "defocus_iou_pooled": round(d["iou_pool"][0] / max(d["iou_pool"][1], 1), 3) if d["iou"] else None,
             "defocus_iou_captures": len(d["iou"]),
+            # the plane in focus from the focus distance's parallax and the session's offset
+            # (maps.focus_plane_flow; qa check's default), beside the largest cluster above
+            "defocus_focus_distance_iou_median": round(float(np.median(d["iou_focus"])), 3) if d["iou"] else None,
+            "defocus_focus_distance_iou_pooled": (round(d["iou_focus_pool"][0] / max(d["iou_focus_pool"][1], 1), 3)
+                                                  if d["iou"] else None),
+            "defocus_focus_distance_remeasured": d.get("refocused", 0),
+            "session_focus_offset_px": [round(float(v), 2) for v in offs[slot]],
         }
     return out
 

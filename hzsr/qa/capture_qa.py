@@ -263,8 +263,15 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
 
 
 def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, quick: bool = False,
-                    thumbs: bool = True) -> CaptureQA:
-    """Everything ``hzsr qa check`` knows about one capture folder. Never raises for bad data."""
+                    thumbs: bool = True, focus_offsets: dict[str, tuple[float, float]] | None = None) -> CaptureQA:
+    """Everything ``hzsr qa check`` knows about one capture folder. Never raises for bad data.
+
+    ``focus_offsets``: per pairing with a W crop (``wt``, ``wr``), the session's constant flow
+    offset (analysis px) between where the depth-flow relation puts the focus distance's plane
+    (``<p>_focus_expected_dx/dy``) and the AF ROI's largest cluster (``<p>_subject_dx/dy``): the
+    rig's small rotations (``focus_offsets_of``). Given, ``M_defocus`` is measured from the focus
+    distance's plane where the cluster is another one (``maps.focus_plane_flow``).
+    """
     cfg = cfg or QAConfig()
     t0 = time.perf_counter()
     capture_dir = Path(capture_dir)
@@ -469,8 +476,17 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         base = {"wt": wt, "wr": wt + tt, "tt": tt}.get(name)
         if base is not None and (not np.any(base) or not cfg.maps.hidden_use_baseline):
             base = None
+        focus_flow = None
+        fb = wt if name == "wt" else wt + tt  # SRC is the W crop: from main W to b
+        if a == "main_W" and frames[b].focus_distance_diopters is not None and np.any(fb):
+            # The depth-flow relation: where the plane at b's focus distance must be in this flow.
+            e = expected_parallax(float(_k(ft, sx_t, sy_t)[0, 0]), tuple(fb), frames[b].focus_distance_diopters)
+            out.row[f"{name}_focus_expected_dx"], out.row[f"{name}_focus_expected_dy"] = float(e[0]), float(e[1])
+            if focus_offsets and name in focus_offsets:
+                focus_flow = e + np.asarray(focus_offsets[name], np.float64)
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
-                                   baseline=None if base is None else tuple(base), flow_units=units)
+                                   baseline=None if base is None else tuple(base), flow_units=units,
+                                   focus_flow=focus_flow)
         afs[name] = af
         for k, v in regs[name].stats.items():
             out.row[f"{name}_{k}"] = v
@@ -509,6 +525,40 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     out.seconds = time.perf_counter() - t0
     out.row["seconds"] = out.seconds
     return out
+
+def focus_offsets_of(rows: list[dict], min_captures: int) -> dict[str, tuple[float, float]]:
+    """Per W-crop pairing, the session's offset of the depth-flow relation: the median over its
+    captures of ``<p>_subject - <p>_focus_expected`` (analysis px). Each camera module sits on
+    its phone with a small rotation (a few tenths of a degree: tens of px at T's focal length),
+    a constant of the session; most captures' AF ROI is mostly the plane in focus, so the median
+    is that constant. Pairings with fewer than ``min_captures`` such captures are left out."""
+    out: dict[str, tuple[float, float]] = {}
+    for name in ("wt", "wr"):
+        d = [(r[f"{name}_subject_dx"] - r[f"{name}_focus_expected_dx"],
+              r[f"{name}_subject_dy"] - r[f"{name}_focus_expected_dy"]) for r in rows
+             if all(np.isfinite(r.get(f"{name}_{k}", np.nan)) for k in
+                    ("subject_dx", "subject_dy", "focus_expected_dx", "focus_expected_dy"))]
+        if len(d) >= max(1, min_captures):
+            m = np.median(np.asarray(d, np.float64), axis=0)
+            out[name] = (float(m[0]), float(m[1]))
+    return out
+
+
+def focus_plane_differs(row: dict, offsets: dict[str, tuple[float, float]], cfg: QAConfig) -> bool:
+    """Would ``maps.focus_plane_flow`` take the focus distance's plane rather than the ROI's
+    largest cluster for this capture (``qa check`` then measures its maps again)?"""
+    for name, off in offsets.items():
+        try:
+            dx = row[f"{name}_subject_dx"] - row[f"{name}_focus_expected_dx"] - off[0]
+            dy = row[f"{name}_subject_dy"] - row[f"{name}_focus_expected_dy"] - off[1]
+            g = row[f"{name}_grid_scale"]
+        except KeyError:
+            continue
+        gamma = cfg.maps.defocus_gamma_ref if name == "wr" else cfg.maps.defocus_gamma
+        if np.hypot(dx, dy) * g > np.sqrt(max(gamma, 0.0)):  # qa check's own grid: flow_units 1
+            return True
+    return False
+
 
 def _reg_ok(r: Registration | None, th) -> bool:
     """The pairing is registered: enough shift inliers, or a dense warp that lines up anyway."""
