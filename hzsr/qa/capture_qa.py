@@ -675,9 +675,11 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
 
     - ``<T>_roi_blur_ratio``: the T's sharpness over the W crop's in the AF ROI, at W's optical
       resolution (W's depth of field is deep: its subject is sharp; ``band_sharpness_ratio``).
-    - ``subject_depth_departure_d``: the depth-flow relation. The AF subject's parallax in ``tt``
-      along the mount's baseline ``b`` gives its distance, ``D = -F.u / (f |b|)``; minus main T's
-      focus distance from ``capture.json``: a focus on the wrong plane departs by its diopters.
+    - ``subject_depth_departure_d``: the depth-flow relation. The AF subject's parallax in ``wt``
+      (W crop -> main T) along the phone's W-T baseline ``b`` gives its distance,
+      ``D = -F.u / (f |b|)``; minus main T's focus distance from ``capture.json``: a focus on the
+      wrong plane departs by its diopters. ``af_region_departures_d``: the same per pixel around
+      the AF ROI (21 quantiles), for ``grade_depth``'s plane behind a near occluder.
     """
     th = cfg.thresholds
     for name, slot in (("wt", "main_T"), ("wr", "ref_T")):
@@ -692,10 +694,14 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         m[y0:y1, x0:x1] = r.valid[y0:y1, x0:x1] & (r.occlusion[y0:y1, x0:x1] < 0.5)
         out.row[f"{slot}_roi_blur_ratio"] = band_sharpness_ratio(to_luma(r.warped_ref), to_luma(srcs["main_W"]), m,
                                                                  opt)
-    b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
-    r = regs.get("tt")
-    box = clip_roi(afs["tt"], r.flow_fwd.shape) if r is not None and afs.get("tt") is not None else None
-    if box is not None and np.hypot(*b) > 0 and fx_t > 0:
+    # The depth-flow relation on W crop -> main T (one phone, wt_baseline_m): W's deep depth of
+    # field keeps every plane sharp in the crop, so DIS follows a blurred near foreground there;
+    # across the 7 cm mount (tt) it did not (a foreground 1.3 D away read 0.3 D, issue 18's
+    # defocus pass).
+    b = np.asarray(cfg.rig.wt_baseline_m, np.float64)
+    r = regs.get("wt")
+    box = clip_roi(afs["wt"], r.flow_fwd.shape) if r is not None and afs.get("wt") is not None else None
+    if box is not None and _reg_ok(r, th) and np.hypot(*b) > 0 and fx_t > 0:
         # The AF point is the ROI's centre: the median flow of its central third, not the ROI's
         # largest flow cluster (a near foreground reaching into the ROI can outnumber the subject).
         x0, y0, x1, y1 = box
@@ -705,10 +711,22 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         f_c = np.median(centre, axis=0)
         out.row["subject_centre_dx"], out.row["subject_centre_dy"] = float(f_c[0]), float(f_c[1])
         u = b / np.hypot(*b)
-        d_flow = -(f_c[0] * u[0] + f_c[1] * u[1]) / (fx_t * np.hypot(*b))
+        fb = fx_t * np.hypot(*b)
+        d_flow = -(f_c[0] * u[0] + f_c[1] * u[1]) / fb
         out.row["subject_depth_flow_d"] = float(d_flow)
         out.row["main_T_focus_d"] = float(diopters)
         out.row["subject_depth_departure_d"] = float(d_flow - diopters)
+        # Around the AF ROI (twice its size), each pixel's depth from its parallax less the focus
+        # distance, as 21 quantiles: grade_depth looks there for a plane behind the AF point at
+        # the focus distance (the subject behind a near occluder the ROI's centre shows).
+        w_, h_ = x1 - x0, y1 - y0
+        H, W = r.flow_fwd.shape[:2]
+        ys, xs = slice(max(0, y0 - h_ // 2), min(H, y1 + h_ // 2)), slice(max(0, x0 - w_ // 2), min(W, x1 + w_ // 2))
+        keep = r.valid[ys, xs] & (r.occlusion[ys, xs] < 0.5)
+        fr = r.flow_fwd[ys, xs][keep]
+        if len(fr) >= 16:
+            dep_px = -(fr[:, 0] * u[0] + fr[:, 1] * u[1]) / fb - diopters
+            out.row["af_region_departures_d"] = ";".join(f"{v:.3f}" for v in np.percentile(dep_px, np.arange(0, 101, 5)))
         roi = afs.get("wt") or afs.get("tt")
         out.row["af_roi_wt"] = ";".join(str(round(v)) for v in roi) if roi else ""
         grade_depth(out, 0.0, cfg, session=False)
@@ -734,12 +752,26 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
     out.spread = [sp for sp in out.spread if sp[0] != "defocused (depth)"]  # graded again below
     out.graded = [g for g in out.graded if g[0] != "defocused (depth)"]
     dep = row["subject_depth_departure_d"] - offset_d
-    row["subject_depth_departure_calibrated_d"] = dep
     roi = row.get("af_roi_wt") or ""
     where = f" (AF ROI [{roi.replace(';', ', ')}])" if roi else ""
+    what = (f"the AF subject's parallax puts it at {row['subject_depth_flow_d'] - offset_d:.2f} D, main T focused "
+            f"at {row['main_T_focus_d']:.2f} D: the subject{where} is out of focus in T")
+    q = row.get("af_region_departures_d")
+    if isinstance(q, str) and q and abs(dep) > th.focus_behind_tol_d:
+        # The AF point's plane is nearer than the focus distance, and a plane behind it around
+        # the ROI is at the focus distance: the ROI's centre shows a near occluder, the lens
+        # focused on the subject behind it. Graded by that plane's departure.
+        qs = np.array([float(v) for v in q.split(";")]) - offset_d
+        behind = (np.abs(qs) <= th.focus_behind_tol_d) & (qs < dep - th.focus_behind_tol_d)
+        row["af_focus_behind_share"] = float(behind.mean())
+        if behind.mean() >= th.focus_behind_min_share:
+            dep = float(qs[behind][np.argmin(np.abs(qs[behind]))])
+            what = (f"the AF ROI's centre{where} shows a plane in front of the focus distance "
+                    f"({row['main_T_focus_d']:.2f} D); {behind.mean():.0%} of the region around it lies at "
+                    "the focus distance behind it: a near occluder, the subject behind it in focus")
+    row["subject_depth_departure_calibrated_d"] = dep
     _grade(out, "defocused", abs(dep), th.warn_depth_departure_d, th.fail_depth_departure_d,
-           f"the AF subject's parallax puts it at {row['subject_depth_flow_d'] - offset_d:.2f} D, main T focused "
-           f"at {row['main_T_focus_d']:.2f} D: the subject{where} is out of focus in T; |difference| (D)",
+           f"{what}; |difference| (D)",
            abs_margin=offset_margin_d if session else cfg.rig.depth_offset_d, tag="defocused (depth)")
 
 
