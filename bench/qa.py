@@ -7,7 +7,10 @@ Parts (``--part``, default all):
   384x512 flow grid), ``M_occ`` (consistency) and ``M_hid`` (``hidden_map``, and the same given
   the rig's baseline) precision and recall against the true occlusions, pooled over every capture
   and over the captures with resolvable occlusion (at least 0.5 % of the valid pixels),
-  ``M_defocus`` IoU against the true out-of-focus planes (blur-circle diameter > 2 px in T).
+  ``M_defocus`` IoU against the true out-of-focus planes (blur-circle diameter > 2 px in T): the
+  map from the AF ROI's largest flow cluster (before) beside the map from the focus distance's
+  plane (``defocus_focus_distance_*``: ``maps.focus_plane_flow`` with the session's offset, the
+  captures qa check measures again measured again here, ``capture_qa.focus_plane_differs``).
 - ``maps``: ``hidden_map``'s two constants fitted on calibration seeds (``--maps-seeds``, default
   2024 2025; the same scenes as ``accuracy``, which judges on ``--seed``), and the two of its
   union with the fold map when the rig's baseline is known (main T, captures with resolvable

@@ -74,3 +74,33 @@ def test_quick_check_agrees_with_qa_check_or_says_undecided(portrait_session):
         assert v in (df.loc[cid, "verdict"], UNDECIDED), (cid, v, df.loc[cid, "verdict"], reasons)
         assert isinstance(reasons, list) and all(isinstance(r, str) for r in reasons)
     assert np.isfinite(df["tt_expected_dy"]).all()
+
+
+def _depth_row(centre_dep: float, region: list[float]) -> CaptureQA:
+    q = CaptureQA("c", {"subject_depth_departure_d": centre_dep, "subject_depth_flow_d": 0.4 + centre_dep,
+                        "main_T_focus_d": 0.4, "af_roi_wt": "10;10;40;30",
+                        "af_region_departures_d": ";".join(f"{v:.3f}" for v in region)})
+    return q
+
+
+def test_a_near_occluder_at_the_af_point_with_the_subject_behind_in_focus_is_not_defocused():
+    from hzsr.qa.capture_qa import grade_depth
+
+    cfg = QAConfig()
+    # 21 quantiles of the region around the AF ROI: 6 of them (29 %) at the focus distance.
+    region = [0.0] * 6 + [0.8] * 15
+    # The AF point shows a near foreground 0.8 D in front of the focus distance; the subject
+    # behind it, around the ROI, is at the focus distance: the lens focused on the subject.
+    occluder = _depth_row(0.8, region)
+    grade_depth(occluder, 0.0, cfg)
+    assert occluder.verdict.value == "pass", [r.text() for r in occluder.reasons]
+    assert occluder.row["af_focus_behind_share"] == pytest.approx(6 / 21)
+    # The same region, the AF point's plane 0.8 D *behind* the focus distance: the lens focused
+    # on a plane in front of the subject (wrong_depth's portraits): defocused.
+    wrong = _depth_row(-0.8, [0.0] * 6 + [-0.8] * 15)
+    grade_depth(wrong, 0.0, cfg)
+    assert wrong.verdict.value == "fail" and "defocused" in {r.code for r in wrong.reasons}
+    # No plane at the focus distance around the AF point: defocused too.
+    alone = _depth_row(0.8, [0.8] * 21)
+    grade_depth(alone, 0.0, cfg)
+    assert alone.verdict.value == "fail"
