@@ -173,7 +173,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                f"{pair}_focus_expected_dx": e[0], f"{pair}_focus_expected_dy": e[1],
                f"{pair}_grid_scale": r.stats.get("grid_scale", r.grid_scale)}
         new = r
-        if focus_plane_differs(row, {pair: tuple(offs[slot])}, cfg):
+        if focus_plane_differs(row, {pair: tuple(offs[slot])}, cfg):  # along the baseline, as qa check
             crop_, ref_, pcfg_, opt_, g_, af_ = args
             new = register_pair(crop_, ref_, pcfg_, optical_scale=opt_, shift=g_, af_roi=af_, focus_flow=e + offs[slot])
             per[slot]["refocused"] = per[slot].get("refocused", 0) + 1

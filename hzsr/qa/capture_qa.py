@@ -544,20 +544,37 @@ def focus_offsets_of(rows: list[dict], min_captures: int) -> dict[str, tuple[flo
     return out
 
 
-def focus_plane_differs(row: dict, offsets: dict[str, tuple[float, float]], cfg: QAConfig) -> bool:
-    """Would ``maps.focus_plane_flow`` take the focus distance's plane rather than the ROI's
-    largest cluster for this capture (``qa check`` then measures its maps again)?"""
+def focus_plane_differs(row: dict, offsets: dict[str, tuple[float, float]], cfg: QAConfig
+                        ) -> dict[str, tuple[float, float]]:
+    """The pairings of this capture whose ``M_defocus`` ``qa check`` measures again from the focus
+    distance's plane (``maps.focus_plane_flow``), with their offsets; empty: none.
+
+    A pairing qualifies where the AF ROI's largest cluster departs from the focus distance's
+    plane by more than the map's in-focus radius ``sqrt(gamma)`` *along* the pair's baseline and
+    by no more than that across it: parallax changes only along the baseline, so a plane at
+    another depth departs along it, while a rig bump (ref T turned by a third of the frame) or a
+    late frame departs across it and leaves the rig's geometry, and the focus distance's plane,
+    meaningless there (the largest cluster is kept).
+    """
+    wt, tt = np.asarray(cfg.rig.wt_baseline_m, np.float64), np.asarray(cfg.rig.ref_baseline_m, np.float64)
+    out: dict[str, tuple[float, float]] = {}
     for name, off in offsets.items():
         try:
-            dx = row[f"{name}_subject_dx"] - row[f"{name}_focus_expected_dx"] - off[0]
-            dy = row[f"{name}_subject_dy"] - row[f"{name}_focus_expected_dy"] - off[1]
-            g = row[f"{name}_grid_scale"]
+            d = np.array([row[f"{name}_subject_dx"] - row[f"{name}_focus_expected_dx"] - off[0],
+                          row[f"{name}_subject_dy"] - row[f"{name}_focus_expected_dy"] - off[1]])
+            g = float(row[f"{name}_grid_scale"])
         except KeyError:
             continue
+        b = wt if name == "wt" else wt + tt
+        if not np.all(np.isfinite(d)) or not np.any(b):
+            continue
+        u = b / np.hypot(*b)
         gamma = cfg.maps.defocus_gamma_ref if name == "wr" else cfg.maps.defocus_gamma
-        if np.hypot(dx, dy) * g > np.sqrt(max(gamma, 0.0)):  # qa check's own grid: flow_units 1
-            return True
-    return False
+        tol = np.sqrt(max(gamma, 0.0)) / g  # qa check's own grid: flow_units 1
+        along, across = float(d @ u), float(d[0] * u[1] - d[1] * u[0])
+        if abs(along) > tol and abs(across) <= tol:
+            out[name] = off
+    return out
 
 
 def _reg_ok(r: Registration | None, th) -> bool:

@@ -172,9 +172,10 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
     # cluster is another plane than the focus distance's (a near foreground at its centre) are
     # measured again from that plane.
     foffs = focus_offsets_of([r for r, _, _ in results], cfg.rig.min_captures_for_offset)
-    again = [i for i, (r, _, _) in enumerate(results) if foffs and focus_plane_differs(r, foffs, cfg)]
+    switch = {i: focus_plane_differs(r, foffs, cfg) for i, (r, _, _) in enumerate(results)} if foffs else {}
+    again = [i for i, sw in switch.items() if sw]
     if again:
-        redo = [(*jobs[i], foffs) for i in again]
+        redo = [(*jobs[i], switch[i]) for i in again]
         if workers > 1 and len(redo) > 1:
             with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker) as ex:
                 done = list(ex.map(_work, redo))
