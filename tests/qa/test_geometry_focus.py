@@ -104,3 +104,17 @@ def test_a_near_occluder_at_the_af_point_with_the_subject_behind_in_focus_is_not
     alone = _depth_row(0.8, [0.8] * 21)
     grade_depth(alone, 0.0, cfg)
     assert alone.verdict.value == "fail"
+
+
+def test_maps_are_measured_again_from_the_focus_plane_only_for_a_departure_along_the_baseline():
+    from hzsr.qa.capture_qa import focus_plane_differs
+
+    cfg = QAConfig()  # wt baseline along +x; M_defocus's in-focus radius sqrt(28) = 5.3 flow-grid px
+    base = {"wt_focus_expected_dx": -14.0, "wt_focus_expected_dy": 0.0, "wt_grid_scale": 1.0}
+    off = {"wt": (0.5, 24.6)}
+    # A near foreground: 27 px more parallax along the baseline than the focus distance's plane.
+    assert focus_plane_differs({**base, "wt_subject_dx": -41.0, "wt_subject_dy": 24.6}, off, cfg) == off
+    # The focus distance's plane itself, as DIS measured it: the cluster is kept.
+    assert focus_plane_differs({**base, "wt_subject_dx": -12.0, "wt_subject_dy": 23.0}, off, cfg) == {}
+    # 27 px across the baseline: not a depth (a bump, a late frame): the cluster is kept.
+    assert focus_plane_differs({**base, "wt_subject_dx": -13.5, "wt_subject_dy": 51.6}, off, cfg) == {}
