@@ -973,6 +973,8 @@ UNDECIDED = "undecided"  # the quick check's word where its coarser figures sit 
 #: Per session folder, the depth departures the quick check has seen in this process (the capture
 #: line runs it once per shot): their median is the mount's offset, as qa check takes it (no file).
 _SESSION_DEPTHS: dict[str, dict[str, float]] = {}
+#: Likewise the W-crop pairings' figures of the captures seen, for M_defocus's focus offsets.
+_SESSION_FOCUS: dict[str, dict[str, dict]] = {}
 
 
 def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[str, list[str]]:
@@ -993,6 +995,14 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     """
     cfg = cfg or QAConfig()
     q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False)
+    # M_defocus from the focus distance's plane, as qa check measures it (check.run_check): with
+    # the offsets of the session's captures seen so far, this capture again where they say so.
+    rows = _SESSION_FOCUS.setdefault(str(Path(capture_dir).resolve().parent), {})
+    rows[Path(capture_dir).name] = {k: v for k, v in q.row.items() if k.startswith(("wt_", "wr_"))}
+    switch = focus_plane_differs(q.row, focus_offsets_of(list(rows.values()), cfg.check.quick_min_captures_for_offset),
+                                 cfg)
+    if switch:
+        q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=switch)
     dep = q.row.get("subject_depth_departure_d")
     if dep is not None and np.isfinite(dep):
         seen = _SESSION_DEPTHS.setdefault(str(Path(capture_dir).resolve().parent), {})
