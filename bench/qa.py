@@ -46,7 +46,7 @@ import numpy as np
 
 from hzsr.core.records import CaptureRecord
 from hzsr.qa.align import crop_w_to_t
-from hzsr.qa.capture_qa import analyse_capture, expected_parallax, focus_plane_differs
+from hzsr.qa.capture_qa import analyse_capture
 from hzsr.qa.check import _write_images, run_check
 from hzsr.qa.config import QAConfig
 from hzsr.qa.register import register_pair
@@ -87,6 +87,7 @@ def _pr(counts: list[int]) -> dict:
 
 def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
+    from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                     kinds=("architecture", "landscape", "portrait", "night"),
                                                     captures_per_scene=1), progress=False)
