@@ -170,7 +170,8 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
         if not (true_oof & m).sum() > 0.05 * m.sum():  # IoU means something only where T has blur to find
             continue
         pair = "wr" if slot == "ref_T" else "wt"
-        row = {f"{pair}_subject_dx": r.stats.get("subject_dx", np.nan), f"{pair}_subject_dy": r.stats.get("subject_dy", np.nan),
+        row = {f"{pair}_subject_dx": r.stats.get("subject_dx", np.nan),
+               f"{pair}_subject_dy": r.stats.get("subject_dy", np.nan),
                f"{pair}_focus_expected_dx": e[0], f"{pair}_focus_expected_dy": e[1],
                f"{pair}_grid_scale": r.stats.get("grid_scale", r.grid_scale)}
         new = r

@@ -743,7 +743,8 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         fr = r.flow_fwd[ys, xs][keep]
         if len(fr) >= 16:
             dep_px = -(fr[:, 0] * u[0] + fr[:, 1] * u[1]) / fb - diopters
-            out.row["af_region_departures_d"] = ";".join(f"{v:.3f}" for v in np.percentile(dep_px, np.arange(0, 101, 5)))
+            qs = np.percentile(dep_px, np.arange(0, 101, 5))
+            out.row["af_region_departures_d"] = ";".join(f"{v:.3f}" for v in qs)
         roi = afs.get("wt") or afs.get("tt")
         out.row["af_roi_wt"] = ";".join(str(round(v)) for v in roi) if roi else ""
         grade_depth(out, 0.0, cfg, session=False)
