@@ -497,7 +497,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     expected = {"wt": expected_parallax(fx_t, cfg.rig.wt_baseline_m, diop),
                 "tt": expected_parallax(fx_t, cfg.rig.ref_baseline_m, diop)}
     _judge_registration(out, regs, tw_, cfg, expected)
-    _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg)
+    _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg, quick=quick)
     _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg, fine if len(fine) == 2 else None)
     if any(r.code == "overexposed" and r.level is Verdict.FAIL for r in out.reasons):
         # Clipped frames have few keypoints and a poor PSNR: the exposure explains the "no
@@ -687,7 +687,7 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
 
 
 def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, srcs, opt: float, fx_t: float,
-                           diopters: float, cfg: QAConfig) -> None:
+                           diopters: float, cfg: QAConfig, quick: bool = False) -> None:
     """Is the AF subject in focus in each T? Two figures, from the AF ROI.
 
     - ``<T>_roi_blur_ratio``: the T's sharpness over the W crop's in the AF ROI, at W's optical
@@ -747,11 +747,13 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
             out.row["af_region_departures_d"] = ";".join(f"{v:.3f}" for v in qs)
         roi = afs.get("wt") or afs.get("tt")
         out.row["af_roi_wt"] = ";".join(str(round(v)) for v in roi) if roi else ""
-        grade_depth(out, 0.0, cfg, session=False)
+        # A lone capture (no session offset yet): qa check counts only a departure beyond the
+        # offset's uncertainty; the quick check grades the raw figure with that as its margin.
+        grade_depth(out, 0.0, cfg, session=False, lone_uncertain_d=0.0 if quick else cfg.rig.depth_offset_d)
 
 
 def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = True,
-                offset_margin_d: float = 0.0) -> None:
+                offset_margin_d: float = 0.0, lone_uncertain_d: float = 0.0) -> None:
     """``defocused`` from ``subject_depth_departure_d`` less the rig's own offset ``offset_d``.
 
     The reference phone's small rotation on the mount adds a constant to every capture's parallax
@@ -760,7 +762,9 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
     check with the captures of the session it has seen. Without such a median (``session=False``)
     the figure is graded as it is, and the quick check counts ``rig.depth_offset_d`` of uncertainty;
     with a median of the captures seen so far, ``offset_margin_d``: how far that median may lie
-    from the whole session's.
+    from the whole session's. ``lone_uncertain_d``: without a session offset, how far the
+    offset may be (``rig.depth_offset_d``); only a departure beyond it is graded (``qa check`` of
+    a lone capture: the W-T modules' rotation alone reads 0.24-0.40 D on the labelled sessions).
     """
     th = cfg.thresholds
     row = out.row
@@ -786,8 +790,11 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
             dep = float(qs[behind][np.argmin(np.abs(qs[behind]))])
             what = (f"the AF ROI's centre{where} shows a plane in front of the focus distance "
                     f"({row['main_T_focus_d']:.2f} D); {behind.mean():.0%} of the region around it lies at "
-                    "the focus distance behind it: a near occluder, the subject behind it in focus")
+                    "the focus distance behind it by their parallax: a near occluder, the subject behind it in focus")
     row["subject_depth_departure_calibrated_d"] = dep
+    if lone_uncertain_d > 0:
+        dep = float(np.sign(dep) * max(0.0, abs(dep) - lone_uncertain_d))
+        what += f" (no session offset: {lone_uncertain_d:.2f} D of it discounted)"
     _grade(out, "defocused", abs(dep), th.warn_depth_departure_d, th.fail_depth_departure_d,
            f"{what}; |difference| (D)",
            abs_margin=offset_margin_d if session else cfg.rig.depth_offset_d, tag="defocused (depth)")
