@@ -763,8 +763,8 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
     the figure is graded as it is, and the quick check counts ``rig.depth_offset_d`` of uncertainty;
     with a median of the captures seen so far, ``offset_margin_d``: how far that median may lie
     from the whole session's. ``lone_uncertain_d``: without a session offset, how far the
-    offset may be (``rig.depth_offset_d``); only a departure beyond it is graded (``qa check`` of
-    a lone capture: the W-T modules' rotation alone reads 0.24-0.40 D on the labelled sessions).
+    offset may be (``rig.depth_offset_d``); the warn and fail levels are raised by it (``qa check``
+    of a lone capture: the W-T modules' rotation alone reads 0.24-0.40 D on the labelled sessions).
     """
     th = cfg.thresholds
     row = out.row
@@ -792,10 +792,10 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
                     f"({row['main_T_focus_d']:.2f} D); {behind.mean():.0%} of the region around it lies at "
                     "the focus distance behind it by their parallax: a near occluder, the subject behind it in focus")
     row["subject_depth_departure_calibrated_d"] = dep
-    if lone_uncertain_d > 0:
-        dep = float(np.sign(dep) * max(0.0, abs(dep) - lone_uncertain_d))
-        what += f" (no session offset: {lone_uncertain_d:.2f} D of it discounted)"
-    _grade(out, "defocused", abs(dep), th.warn_depth_departure_d, th.fail_depth_departure_d,
+    if lone_uncertain_d > 0:  # the levels moved out by it: the figure stays the quick check's
+        what += f" (no session offset: levels raised by {lone_uncertain_d:.2f} D)"
+    _grade(out, "defocused", abs(dep), th.warn_depth_departure_d + lone_uncertain_d,
+           th.fail_depth_departure_d + lone_uncertain_d,
            f"{what}; |difference| (D)",
            abs_margin=offset_margin_d if session else cfg.rig.depth_offset_d, tag="defocused (depth)")
 
