@@ -7,7 +7,10 @@ Parts (``--part``, default all):
   384x512 flow grid), ``M_occ`` (consistency) and ``M_hid`` (``hidden_map``, and the same given
   the rig's baseline) precision and recall against the true occlusions, pooled over every capture
   and over the captures with resolvable occlusion (at least 0.5 % of the valid pixels),
-  ``M_defocus`` IoU against the true out-of-focus planes (blur-circle diameter > 2 px in T).
+  ``M_defocus`` IoU against the true out-of-focus planes (blur-circle diameter > 2 px in T): the
+  map from the AF ROI's largest flow cluster (before) beside the map from the focus distance's
+  plane (``defocus_focus_distance_*``: ``maps.focus_plane_flow`` with the session's offset, the
+  captures qa check measures again measured again here, ``capture_qa.focus_plane_differs``).
 - ``maps``: ``hidden_map``'s two constants fitted on calibration seeds (``--maps-seeds``, default
   2024 2025; the same scenes as ``accuracy``, which judges on ``--seed``), and the two of its
   union with the fold map when the rig's baseline is known (main T, captures with resolvable
@@ -84,6 +87,7 @@ def _pr(counts: list[int]) -> dict:
 
 def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
+    from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                     kinds=("architecture", "landscape", "portrait", "night"),
                                                     captures_per_scene=1), progress=False)
@@ -96,6 +100,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
     baselines = {"main_T": cfg.rig.wt_baseline_m,
                  "ref_T": tuple(a + b for a, b in zip(cfg.rig.wt_baseline_m, cfg.rig.ref_baseline_m, strict=True))}
     per_kind: dict[str, list[float]] = {}
+    dfc = []  # per capture and T: what M_defocus is scored from
     for rec, img, crop, rect, truth in _captures_with_truth(sess, size):
         for slot in ("main_T", "ref_T"):
             pcfg = cfg
@@ -147,13 +152,39 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             per[slot]["occ_or_bad"][1] += int(pred.sum())
             sigma = truth[f"defocus_sigma_{slot}"]
             true_oof = sigma * 2 * np.sqrt(2) > OUT_OF_FOCUS_BLUR_PX
-            pd_ = r.defocus >= 0.5
-            m = r.valid
+            # The depth-flow relation (as qa check): where the plane at the lens's focus distance
+            # (capture.json) must be in this flow; the session's offset is known after the loop.
+            frs = {f.slot: f for f in rec.frames}
+            fx = _k(frs["main_T"])[0, 0] * size[0] / frs["main_T"].width  # T's focal length, analysis px
+            e = expected_parallax(fx, baselines[slot], frs[slot].focus_distance_diopters)
+            dfc.append((slot, r, true_oof, e, (crop, img[slot], pcfg, 1 / rect.scale, g,
+                                               [roi[0] - g.dx, roi[1] - g.dy, roi[2], roi[3]])))
+    # M_defocus against the true out-of-focus planes: today's map (the AF ROI's largest cluster)
+    # beside the focus distance's plane (maps.focus_plane_flow), measured again, as qa check does,
+    # where the largest cluster is another plane (capture_qa.focus_plane_differs).
+    offs = {slot: np.median([np.array([r.stats["subject_dx"], r.stats["subject_dy"]]) - e
+                             for s_, r, _, e, _ in dfc if s_ == slot and "subject_dx" in r.stats], axis=0)
+            for slot in ("main_T", "ref_T")}
+    for slot, r, true_oof, e, args in dfc:
+        m = r.valid
+        if not (true_oof & m).sum() > 0.05 * m.sum():  # IoU means something only where T has blur to find
+            continue
+        pair = "wr" if slot == "ref_T" else "wt"
+        row = {f"{pair}_subject_dx": r.stats.get("subject_dx", np.nan),
+               f"{pair}_subject_dy": r.stats.get("subject_dy", np.nan),
+               f"{pair}_focus_expected_dx": e[0], f"{pair}_focus_expected_dy": e[1],
+               f"{pair}_grid_scale": r.stats.get("grid_scale", r.grid_scale)}
+        new = r
+        if focus_plane_differs(row, {pair: tuple(offs[slot])}, cfg):  # along the baseline, as qa check
+            crop_, ref_, pcfg_, opt_, g_, af_ = args
+            new = register_pair(crop_, ref_, pcfg_, optical_scale=opt_, shift=g_, af_roi=af_, focus_flow=e + offs[slot])
+            per[slot]["refocused"] = per[slot].get("refocused", 0) + 1
+        for key, reg in (("iou", r), ("iou_focus", new)):
+            pd_ = reg.defocus >= 0.5
             inter, union = (pd_ & true_oof & m).sum(), ((pd_ | true_oof) & m).sum()
-            if (true_oof & m).sum() > 0.05 * m.sum():  # IoU means something only where T has blur to find
-                per[slot]["iou"].append(float(inter / union))
-                per[slot]["iou_pool"] = [a + b for a, b in zip(per[slot].get("iou_pool", [0, 0]), (inter, union),
-                                                                strict=True)]
+            per[slot].setdefault(key, []).append(float(inter / union))
+            per[slot][key + "_pool"] = [a + b for a, b in zip(per[slot].get(key + "_pool", [0, 0]), (inter, union),
+                                                              strict=True)]
     out = {"captures": captures, "size": list(size), "flow_grid": list(cfg.align.flow_size),
            "scene_kinds": ["architecture", "landscape", "portrait", "night"],
            "epe_median_by_kind_px": {k: round(float(np.median(v)), 3) for k, v in per_kind.items()}}
@@ -176,6 +207,13 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             "defocus_iou_median": round(float(np.median(d["iou"])), 3) if d["iou"] else None,
             "defocus_iou_pooled": round(d["iou_pool"][0] / max(d["iou_pool"][1], 1), 3) if d["iou"] else None,
             "defocus_iou_captures": len(d["iou"]),
+            # the plane in focus from the focus distance's parallax and the session's offset
+            # (maps.focus_plane_flow; qa check's default), beside the largest cluster above
+            "defocus_focus_distance_iou_median": round(float(np.median(d["iou_focus"])), 3) if d["iou"] else None,
+            "defocus_focus_distance_iou_pooled": (round(d["iou_focus_pool"][0] / max(d["iou_focus_pool"][1], 1), 3)
+                                                  if d["iou"] else None),
+            "defocus_focus_distance_remeasured": d.get("refocused", 0),
+            "session_focus_offset_px": [round(float(v), 2) for v in offs[slot]],
         }
     return out
 
@@ -386,7 +424,8 @@ def _labelled_rows(sess: Path, cfg: QAConfig, workers: int, quick: bool) -> list
                     "subject_depth_departure_calibrated_d",
                     "main_T_roi_blur_ratio",
                     "ref_T_roi_blur_ratio", "main_T_blur_ratio", "ref_T_blur_ratio", "focus_sharpness_ratio",
-                    "focus_mismatch_diopters", "main_T_defocus_frac", "tt_blur_anisotropy", "moving_frac"):
+                    "focus_mismatch_diopters", "main_T_defocus_frac", "tt_blur_anisotropy", "moving_frac",
+                    "af_focus_behind_share", "ref_T_defocus_frac"):
             if col in r and np.isfinite(r[col]):
                 row[col] = float(r[col])
         rows.append(row)

@@ -264,8 +264,15 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
 
 
 def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, quick: bool = False,
-                    thumbs: bool = True) -> CaptureQA:
-    """Everything ``hzsr qa check`` knows about one capture folder. Never raises for bad data."""
+                    thumbs: bool = True, focus_offsets: dict[str, tuple[float, float]] | None = None) -> CaptureQA:
+    """Everything ``hzsr qa check`` knows about one capture folder. Never raises for bad data.
+
+    ``focus_offsets``: per pairing with a W crop (``wt``, ``wr``), the session's constant flow
+    offset (analysis px) between where the depth-flow relation puts the focus distance's plane
+    (``<p>_focus_expected_dx/dy``) and the AF ROI's largest cluster (``<p>_subject_dx/dy``): the
+    rig's small rotations (``focus_offsets_of``). Given, ``M_defocus`` is measured from the focus
+    distance's plane where the cluster is another one (``maps.focus_plane_flow``).
+    """
     cfg = cfg or QAConfig()
     t0 = time.perf_counter()
     capture_dir = Path(capture_dir)
@@ -470,8 +477,17 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         base = {"wt": wt, "wr": wt + tt, "tt": tt}.get(name)
         if base is not None and (not np.any(base) or not cfg.maps.hidden_use_baseline):
             base = None
+        focus_flow = None
+        fb = wt if name == "wt" else wt + tt  # SRC is the W crop: from main W to b
+        if a == "main_W" and frames[b].focus_distance_diopters is not None and np.any(fb):
+            # The depth-flow relation: where the plane at b's focus distance must be in this flow.
+            e = expected_parallax(float(_k(ft, sx_t, sy_t)[0, 0]), tuple(fb), frames[b].focus_distance_diopters)
+            out.row[f"{name}_focus_expected_dx"], out.row[f"{name}_focus_expected_dy"] = float(e[0]), float(e[1])
+            if focus_offsets and name in focus_offsets:
+                focus_flow = e + np.asarray(focus_offsets[name], np.float64)
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
-                                   baseline=None if base is None else tuple(base), flow_units=units)
+                                   baseline=None if base is None else tuple(base), flow_units=units,
+                                   focus_flow=focus_flow)
         afs[name] = af
         for k, v in regs[name].stats.items():
             out.row[f"{name}_{k}"] = v
@@ -482,7 +498,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     expected = {"wt": expected_parallax(fx_t, cfg.rig.wt_baseline_m, diop),
                 "tt": expected_parallax(fx_t, cfg.rig.ref_baseline_m, diop)}
     _judge_registration(out, regs, tw_, cfg, expected)
-    _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg)
+    _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg, quick=quick)
     _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg, fine if len(fine) == 2 else None)
     if any(r.code == "overexposed" and r.level is Verdict.FAIL for r in out.reasons):
         # Clipped frames have few keypoints and a poor PSNR: the exposure explains the "no
@@ -510,6 +526,57 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     out.seconds = time.perf_counter() - t0
     out.row["seconds"] = out.seconds
     return out
+
+def focus_offsets_of(rows: list[dict], min_captures: int) -> dict[str, tuple[float, float]]:
+    """Per W-crop pairing, the session's offset of the depth-flow relation: the median over its
+    captures of ``<p>_subject - <p>_focus_expected`` (analysis px). Each camera module sits on
+    its phone with a small rotation (a few tenths of a degree: tens of px at T's focal length),
+    a constant of the session; most captures' AF ROI is mostly the plane in focus, so the median
+    is that constant. Pairings with fewer than ``min_captures`` such captures are left out."""
+    out: dict[str, tuple[float, float]] = {}
+    for name in ("wt", "wr"):
+        d = [(r[f"{name}_subject_dx"] - r[f"{name}_focus_expected_dx"],
+              r[f"{name}_subject_dy"] - r[f"{name}_focus_expected_dy"]) for r in rows
+             if all(np.isfinite(r.get(f"{name}_{k}", np.nan)) for k in
+                    ("subject_dx", "subject_dy", "focus_expected_dx", "focus_expected_dy"))]
+        if len(d) >= max(1, min_captures):
+            m = np.median(np.asarray(d, np.float64), axis=0)
+            out[name] = (float(m[0]), float(m[1]))
+    return out
+
+
+def focus_plane_differs(row: dict, offsets: dict[str, tuple[float, float]], cfg: QAConfig
+                        ) -> dict[str, tuple[float, float]]:
+    """The pairings of this capture whose ``M_defocus`` ``qa check`` measures again from the focus
+    distance's plane (``maps.focus_plane_flow``), with their offsets; empty: none.
+
+    A pairing qualifies where the AF ROI's largest cluster departs from the focus distance's
+    plane by more than the map's in-focus radius ``sqrt(gamma)`` *along* the pair's baseline and
+    by no more than that across it: parallax changes only along the baseline, so a plane at
+    another depth departs along it, while a rig bump (ref T turned by a third of the frame) or a
+    late frame departs across it and leaves the rig's geometry, and the focus distance's plane,
+    meaningless there (the largest cluster is kept).
+    """
+    wt, tt = np.asarray(cfg.rig.wt_baseline_m, np.float64), np.asarray(cfg.rig.ref_baseline_m, np.float64)
+    out: dict[str, tuple[float, float]] = {}
+    for name, off in offsets.items():
+        try:
+            d = np.array([row[f"{name}_subject_dx"] - row[f"{name}_focus_expected_dx"] - off[0],
+                          row[f"{name}_subject_dy"] - row[f"{name}_focus_expected_dy"] - off[1]])
+            g = float(row[f"{name}_grid_scale"])
+        except KeyError:
+            continue
+        b = wt if name == "wt" else wt + tt
+        if not np.all(np.isfinite(d)) or not np.any(b):
+            continue
+        u = b / np.hypot(*b)
+        gamma = cfg.maps.defocus_gamma_ref if name == "wr" else cfg.maps.defocus_gamma
+        tol = np.sqrt(max(gamma, 0.0)) / g  # qa check's own grid: flow_units 1
+        along, across = float(d @ u), float(d[0] * u[1] - d[1] * u[0])
+        if abs(along) > tol and abs(across) <= tol:
+            out[name] = off
+    return out
+
 
 def _reg_ok(r: Registration | None, th) -> bool:
     """The pairing is registered: enough shift inliers, or a dense warp that lines up anyway."""
@@ -646,14 +713,16 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
 
 
 def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, srcs, opt: float, fx_t: float,
-                           diopters: float, cfg: QAConfig) -> None:
+                           diopters: float, cfg: QAConfig, quick: bool = False) -> None:
     """Is the AF subject in focus in each T? Two figures, from the AF ROI.
 
     - ``<T>_roi_blur_ratio``: the T's sharpness over the W crop's in the AF ROI, at W's optical
       resolution (W's depth of field is deep: its subject is sharp; ``band_sharpness_ratio``).
-    - ``subject_depth_departure_d``: the depth-flow relation. The AF subject's parallax in ``tt``
-      along the mount's baseline ``b`` gives its distance, ``D = -F.u / (f |b|)``; minus main T's
-      focus distance from ``capture.json``: a focus on the wrong plane departs by its diopters.
+    - ``subject_depth_departure_d``: the depth-flow relation. The AF subject's parallax in ``wt``
+      (W crop -> main T) along the phone's W-T baseline ``b`` gives its distance,
+      ``D = -F.u / (f |b|)``; minus main T's focus distance from ``capture.json``: a focus on the
+      wrong plane departs by its diopters. ``af_region_departures_d``: the same per pixel around
+      the AF ROI (21 quantiles), for ``grade_depth``'s plane behind a near occluder.
     """
     th = cfg.thresholds
     for name, slot in (("wt", "main_T"), ("wr", "ref_T")):
@@ -668,10 +737,14 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         m[y0:y1, x0:x1] = r.valid[y0:y1, x0:x1] & (r.occlusion[y0:y1, x0:x1] < 0.5)
         out.row[f"{slot}_roi_blur_ratio"] = band_sharpness_ratio(to_luma(r.warped_ref), to_luma(srcs["main_W"]), m,
                                                                  opt)
-    b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
-    r = regs.get("tt")
-    box = clip_roi(afs["tt"], r.flow_fwd.shape) if r is not None and afs.get("tt") is not None else None
-    if box is not None and np.hypot(*b) > 0 and fx_t > 0:
+    # The depth-flow relation on W crop -> main T (one phone, wt_baseline_m): W's deep depth of
+    # field keeps every plane sharp in the crop, so DIS follows a blurred near foreground there;
+    # across the 7 cm mount (tt) it did not (a foreground 1.3 D away read 0.3 D, issue 18's
+    # defocus pass).
+    b = np.asarray(cfg.rig.wt_baseline_m, np.float64)
+    r = regs.get("wt")
+    box = clip_roi(afs["wt"], r.flow_fwd.shape) if r is not None and afs.get("wt") is not None else None
+    if box is not None and _reg_ok(r, th) and np.hypot(*b) > 0 and fx_t > 0:
         # The AF point is the ROI's centre: the median flow of its central third, not the ROI's
         # largest flow cluster (a near foreground reaching into the ROI can outnumber the subject).
         x0, y0, x1, y1 = box
@@ -681,17 +754,32 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         f_c = np.median(centre, axis=0)
         out.row["subject_centre_dx"], out.row["subject_centre_dy"] = float(f_c[0]), float(f_c[1])
         u = b / np.hypot(*b)
-        d_flow = -(f_c[0] * u[0] + f_c[1] * u[1]) / (fx_t * np.hypot(*b))
+        fb = fx_t * np.hypot(*b)
+        d_flow = -(f_c[0] * u[0] + f_c[1] * u[1]) / fb
         out.row["subject_depth_flow_d"] = float(d_flow)
         out.row["main_T_focus_d"] = float(diopters)
         out.row["subject_depth_departure_d"] = float(d_flow - diopters)
+        # Around the AF ROI (twice its size), each pixel's depth from its parallax less the focus
+        # distance, as 21 quantiles: grade_depth looks there for a plane behind the AF point at
+        # the focus distance (the subject behind a near occluder the ROI's centre shows).
+        w_, h_ = x1 - x0, y1 - y0
+        H, W = r.flow_fwd.shape[:2]
+        ys, xs = slice(max(0, y0 - h_ // 2), min(H, y1 + h_ // 2)), slice(max(0, x0 - w_ // 2), min(W, x1 + w_ // 2))
+        keep = r.valid[ys, xs] & (r.occlusion[ys, xs] < 0.5)
+        fr = r.flow_fwd[ys, xs][keep]
+        if len(fr) >= 16:
+            dep_px = -(fr[:, 0] * u[0] + fr[:, 1] * u[1]) / fb - diopters
+            qs = np.percentile(dep_px, np.arange(0, 101, 5))
+            out.row["af_region_departures_d"] = ";".join(f"{v:.3f}" for v in qs)
         roi = afs.get("wt") or afs.get("tt")
         out.row["af_roi_wt"] = ";".join(str(round(v)) for v in roi) if roi else ""
-        grade_depth(out, 0.0, cfg, session=False)
+        # A lone capture (no session offset yet): qa check counts only a departure beyond the
+        # offset's uncertainty; the quick check grades the raw figure with that as its margin.
+        grade_depth(out, 0.0, cfg, session=False, lone_uncertain_d=0.0 if quick else cfg.rig.depth_offset_d)
 
 
 def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = True,
-                offset_margin_d: float = 0.0) -> None:
+                offset_margin_d: float = 0.0, lone_uncertain_d: float = 0.0) -> None:
     """``defocused`` from ``subject_depth_departure_d`` less the rig's own offset ``offset_d``.
 
     The reference phone's small rotation on the mount adds a constant to every capture's parallax
@@ -700,7 +788,9 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
     check with the captures of the session it has seen. Without such a median (``session=False``)
     the figure is graded as it is, and the quick check counts ``rig.depth_offset_d`` of uncertainty;
     with a median of the captures seen so far, ``offset_margin_d``: how far that median may lie
-    from the whole session's.
+    from the whole session's. ``lone_uncertain_d``: without a session offset, how far the
+    offset may be (``rig.depth_offset_d``); the warn and fail levels are raised by it (``qa check``
+    of a lone capture: the W-T modules' rotation alone reads 0.24-0.40 D on the labelled sessions).
     """
     th = cfg.thresholds
     row = out.row
@@ -710,12 +800,29 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
     out.spread = [sp for sp in out.spread if sp[0] != "defocused (depth)"]  # graded again below
     out.graded = [g for g in out.graded if g[0] != "defocused (depth)"]
     dep = row["subject_depth_departure_d"] - offset_d
-    row["subject_depth_departure_calibrated_d"] = dep
     roi = row.get("af_roi_wt") or ""
     where = f" (AF ROI [{roi.replace(';', ', ')}])" if roi else ""
-    _grade(out, "defocused", abs(dep), th.warn_depth_departure_d, th.fail_depth_departure_d,
-           f"the AF subject's parallax puts it at {row['subject_depth_flow_d'] - offset_d:.2f} D, main T focused "
-           f"at {row['main_T_focus_d']:.2f} D: the subject{where} is out of focus in T; |difference| (D)",
+    what = (f"the AF subject's parallax puts it at {row['subject_depth_flow_d'] - offset_d:.2f} D, main T focused "
+            f"at {row['main_T_focus_d']:.2f} D: the subject{where} is out of focus in T")
+    q = row.get("af_region_departures_d")
+    if isinstance(q, str) and q and abs(dep) > th.focus_behind_tol_d:
+        # The AF point's plane is nearer than the focus distance, and a plane behind it around
+        # the ROI is at the focus distance: the ROI's centre shows a near occluder, the lens
+        # focused on the subject behind it. Graded by that plane's departure.
+        qs = np.array([float(v) for v in q.split(";")]) - offset_d
+        behind = (np.abs(qs) <= th.focus_behind_tol_d) & (qs < dep - th.focus_behind_tol_d)
+        row["af_focus_behind_share"] = float(behind.mean())
+        if behind.mean() >= th.focus_behind_min_share:
+            dep = float(qs[behind][np.argmin(np.abs(qs[behind]))])
+            what = (f"the AF ROI's centre{where} shows a plane in front of the focus distance "
+                    f"({row['main_T_focus_d']:.2f} D); {behind.mean():.0%} of the region around it lies at "
+                    "the focus distance behind it by their parallax: a near occluder, the subject behind it in focus")
+    row["subject_depth_departure_calibrated_d"] = dep
+    if lone_uncertain_d > 0:  # the levels moved out by it: the figure stays the quick check's
+        what += f" (no session offset: levels raised by {lone_uncertain_d:.2f} D)"
+    _grade(out, "defocused", abs(dep), th.warn_depth_departure_d + lone_uncertain_d,
+           th.fail_depth_departure_d + lone_uncertain_d,
+           f"{what}; |difference| (D)",
            abs_margin=offset_margin_d if session else cfg.rig.depth_offset_d, tag="defocused (depth)")
 
 
@@ -921,6 +1028,8 @@ UNDECIDED = "undecided"  # the quick check's word where its coarser figures sit 
 #: Per session folder, the depth departures the quick check has seen in this process (the capture
 #: line runs it once per shot): their median is the mount's offset, as qa check takes it (no file).
 _SESSION_DEPTHS: dict[str, dict[str, float]] = {}
+#: Likewise the W-crop pairings' figures of the captures seen, for M_defocus's focus offsets.
+_SESSION_FOCUS: dict[str, dict[str, dict]] = {}
 
 
 def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[str, list[str]]:
@@ -943,6 +1052,14 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     """
     cfg = cfg or QAConfig()
     q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False)
+    # M_defocus from the focus distance's plane, as qa check measures it (check.run_check): with
+    # the offsets of the session's captures seen so far, this capture again where they say so.
+    rows = _SESSION_FOCUS.setdefault(str(Path(capture_dir).resolve().parent), {})
+    rows[Path(capture_dir).name] = {k: v for k, v in q.row.items() if k.startswith(("wt_", "wr_"))}
+    switch = focus_plane_differs(q.row, focus_offsets_of(list(rows.values()), cfg.check.quick_min_captures_for_offset),
+                                 cfg)
+    if switch:
+        q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=switch)
     dep = q.row.get("subject_depth_departure_d")
     if dep is not None and np.isfinite(dep):
         seen = _SESSION_DEPTHS.setdefault(str(Path(capture_dir).resolve().parent), {})

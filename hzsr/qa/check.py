@@ -33,7 +33,7 @@ from hzsr.core.schema import to_plain
 from hzsr.core.session import CaptureState, SessionPaths, captures, count_states
 from hzsr.core.tables import QA_TABLE, SYNC_TABLE, QARow, SyncRow
 from hzsr.core.verdict import Reason, Verdict, verdict_of
-from hzsr.qa.capture_qa import CaptureQA, analyse_capture, grade_depth
+from hzsr.qa.capture_qa import CaptureQA, analyse_capture, focus_offsets_of, focus_plane_differs, grade_depth
 from hzsr.qa.config import QAConfig
 
 
@@ -100,10 +100,14 @@ def _thumb(img: np.ndarray, n: int) -> np.ndarray:
     return img if s >= 1 else cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
 
 
-def _work(args: tuple[str, QAConfig, bool, str | None]) -> tuple[dict[str, Any], list[tuple[str, str, str]], dict]:
-    """One capture, in a worker process: analyse, write its maps, return the row and thumbnails."""
-    capture_dir, cfg, quick, maps_dir = args
-    q = analyse_capture(capture_dir, cfg, quick=quick, thumbs=maps_dir is not None)
+def _work(args: tuple) -> tuple[dict[str, Any], list[tuple[str, str, str]], dict]:
+    """One capture, in a worker process: analyse, write its maps, return the row and thumbnails.
+
+    ``args``: capture folder, config, quick, maps folder, and optionally the session's focus
+    offsets (``capture_qa.focus_offsets_of``)."""
+    capture_dir, cfg, quick, maps_dir = args[:4]
+    q = analyse_capture(capture_dir, cfg, quick=quick, thumbs=maps_dir is not None,
+                        focus_offsets=args[4] if len(args) > 4 else None)
     thumbs = _write_images(q, Path(maps_dir)) if maps_dir is not None else {}
     q.row["verdict"] = q.verdict
     return q.row, [(r.level, r.code, r.message) for r in q.reasons], thumbs
@@ -163,6 +167,26 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
             results = list(tqdm(ex.map(_work, jobs), total=len(jobs), desc="qa", disable=not progress))
     else:
         results = [_work(j) for j in tqdm(jobs, desc="qa", disable=not progress)]
+    # M_defocus's plane in focus from the depth-flow relation (issue 18, defocus pass): the
+    # session's offset of each W-crop pairing, then the few captures whose AF ROI's largest flow
+    # cluster is another plane than the focus distance's (a near foreground at its centre) are
+    # measured again from that plane.
+    foffs = focus_offsets_of([r for r, _, _ in results], cfg.rig.min_captures_for_offset)
+    switch = {i: focus_plane_differs(r, foffs, cfg) for i, (r, _, _) in enumerate(results)} if foffs else {}
+    again = [i for i, sw in switch.items() if sw]
+    if again:
+        redo = [(*jobs[i], switch[i]) for i in again]
+        if workers > 1 and len(redo) > 1:
+            with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker) as ex:
+                done = list(ex.map(_work, redo))
+        else:
+            done = [_work(j) for j in redo]
+        for i, res in zip(again, done, strict=True):
+            res[0]["defocus_from_focus_distance"] = 1
+            results[i] = res
+    for r, _, _ in results:
+        for name, off in foffs.items():
+            r[f"{name}_session_focus_offset_dx"], r[f"{name}_session_focus_offset_dy"] = off
     wall = time.perf_counter() - t0
 
     # The mount's rotation reads as a depth offset shared by the whole session: its median over

@@ -99,10 +99,12 @@ class RigConfig:
 
     wt_baseline_m: tuple[float, float] = (0.015, 0.0)  # main T's position minus main W's, on one phone
     ref_baseline_m: tuple[float, float] = (0.0, 0.07)  # reference T's position minus main T's (the mount)
-    # The mount's small rotations add a constant to the parallax, read as a depth offset: qa check
-    # removes the session's median; a lone capture (the quick check) counts up to this as uncertain.
-    depth_offset_d: float = 0.2
-    min_captures_for_offset: int = 5  # fewer complete captures with the figure: no session offset
+    # The camera modules' small rotations add a constant to the parallax, read as a depth offset:
+    # qa check removes the session's median; a lone capture (the quick check) counts up to this as
+    # uncertain. The depth figure reads W crop -> main T (1.5 cm) since issue 18's defocus pass,
+    # where 0.25 deg of rotation is 0.29 D (it was 0.2 across the 7 cm mount).
+    depth_offset_d: float = 0.6
+    min_captures_for_offset: int = 3  # fewer complete captures with the figure: no session offset (was 5)
     # Scatter (sigma, D) of clean captures' departures about their session's median: the least
     # the quick check assumes when it estimates the offset from a few captures (MAD-based sigma,
     # largest of the labelled set's calibration sessions 1801 1802: 0.015, 0.025).
@@ -239,12 +241,22 @@ class Thresholds:
     fail_brightness_ratio: float = 0.7  # ... above: fail
     warn_color_delta: float = 0.1  # max |log ratio| of grey-normalised channel means (ref vs main T): warn
     warn_defocus_frac: float = 0.85  # defocused fraction of a T above: warn (little usable detail)
-    # defocused (a focus on the wrong plane): |the AF subject's distance from its parallax in tt
+    # defocused (a focus on the wrong plane): |the AF subject's distance from its parallax in wt
     # minus main T's focus distance in capture.json|, diopters. T's blur circle is fx A |dD| px
     # (A: T's aperture), 2 px at a 480-wide virtual T for ~0.2 D; the rig's own small rotations
     # put clean captures within ~0.2 D.
-    warn_depth_departure_d: float = 0.21  # above: warn
-    fail_depth_departure_d: float = 0.29  # above: fail (the subject is out of focus in both Ts)
+    # On W crop -> main T with the near-occluder rule since issue 18's defocus pass (fitted 0.302
+    # on calibration seeds 1801 1802, warn at 3/4; 0.31 on tt before).
+    warn_depth_departure_d: float = 0.23  # above: warn
+    fail_depth_departure_d: float = 0.30  # above: fail (the subject is out of focus in both Ts)
+    # A plane behind the AF point at the focus distance (issue 18, defocus pass): the AF ROI's
+    # centre shows a near occluder and the lens focused on the subject behind it, not a focus on
+    # the wrong plane. Its pixels (around the AF ROI, twice its size) within this many diopters
+    # of the focus distance ...
+    focus_behind_tol_d: float = 0.15
+    # ... make at least this share of that region (set by hand from calibration seeds 1801 1802:
+    # a subject around a near foreground showed 0.29-0.33 of it).
+    focus_behind_min_share: float = 0.1
     # Skew has no threshold here: qa takes sync check's verdict of it (hzsr.core.verdict.skew_reasons).
 
 

@@ -242,6 +242,8 @@ def in_focus_flow(flow_fwd: np.ndarray, af_roi, k: int = 3, seed: int = 0) -> np
 
     The AF ROI mostly covers the subject autofocus locked on; its largest flow cluster is the
     subject's parallax, and flow magnitude stands in for depth (W and T are nearly fronto-parallel).
+    Not always the plane in focus: a near foreground the ROI's centre shows can outnumber the
+    subject behind it (``focus_plane_flow`` then takes the focus distance's parallax).
     """
     _check_flow(flow_fwd, "flow_fwd")
     h, w = flow_fwd.shape[:2]
@@ -264,8 +266,31 @@ def in_focus_flow(flow_fwd: np.ndarray, af_roi, k: int = 3, seed: int = 0) -> np
     return centres[int(np.argmax(counts))]
 
 
+def focus_plane_flow(cluster: np.ndarray, expected: np.ndarray | None, tol: float) -> np.ndarray:
+    """The flow of the plane in focus: the AF ROI's largest cluster, unless the focus distance says otherwise.
+
+    The depth-flow relation: a static point at ``D`` diopters moves by ``-f b D`` (plus the
+    rig's constant offset) between two cameras ``b`` apart, so the lens's focus distance
+    (``capture.json``) gives the flow of the plane in focus, ``expected``. When the largest
+    cluster lies within ``tol`` of it (the map's own in-focus radius, ``sqrt(gamma)``), the
+    cluster is that plane as DIS measured it and is kept; further away it is another plane (a
+    near foreground at the ROI's centre, blurred) and ``expected`` is the plane in focus.
+
+    Args:
+        cluster: ``in_focus_flow``'s largest cluster, same units as ``expected``.
+        expected: the focus distance's parallax with the session's offset, or None (no
+            metadata, no offset yet): the cluster.
+        tol: how far the cluster may lie from ``expected`` and still be taken.
+    """
+    c = np.asarray(cluster, np.float32)
+    if expected is None:
+        return c
+    e = np.asarray(expected, np.float32)
+    return c if float(np.hypot(*(c - e))) <= tol else e
+
+
 def defocus_map(flow_fwd: np.ndarray, af_roi, cfg: QAConfig | MapsConfig | None = None,
-                grid_scale: float | None = None) -> np.ndarray:
+                grid_scale: float | None = None, focus_flow=None) -> np.ndarray:
     """``M_defocus(x) = sigmoid((|F(x) - F(x_f)|^2 - gamma) / sigma_f)``.
 
     ``F(x_f)`` is the in-focus flow (``in_focus_flow``). T's depth of field is far shallower than
@@ -276,12 +301,17 @@ def defocus_map(flow_fwd: np.ndarray, af_roi, cfg: QAConfig | MapsConfig | None 
         af_roi: ``[x, y, w, h]`` of the AF ROI in ``flow_fwd``'s pixels.
         grid_scale: flow-grid pixels per pixel of ``flow_fwd`` (gamma and sigma_f are per
             flow-grid px^2); default ``flow_grid_scale(flow_fwd.shape)``, right for full-size flows.
+        focus_flow: the flow ``(dx, dy)`` of the focus distance's plane in ``flow_fwd``'s px
+            (the depth-flow relation and the session's offset: ``focus_plane_flow``); None: the
+            ROI's largest cluster.
     """
     c = _maps_cfg(cfg)
     if c.defocus_sigma_f <= 0:
         raise ValueError("maps.defocus_sigma_f must be > 0")
     g = flow_grid_scale(flow_fwd.shape) if grid_scale is None else grid_scale
     f0 = in_focus_flow(flow_fwd, af_roi, c.defocus_k)
+    if focus_flow is not None:
+        f0 = focus_plane_flow(f0, focus_flow, np.sqrt(max(c.defocus_gamma, 0.0)) / g)
     d = (flow_fwd - f0[None, None, :]) * g
     z = ((d[..., 0] ** 2 + d[..., 1] ** 2) - c.defocus_gamma) / c.defocus_sigma_f
     return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)

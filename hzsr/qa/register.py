@@ -105,7 +105,7 @@ def residual_stats(src_y: np.ndarray, warped_y: np.ndarray, mask: np.ndarray) ->
 def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None, *,
                   af_roi=None, optical_scale: float = 1.0,
                   shift: GlobalShift | None = None, baseline=None,
-                  flow_units: float = 1.0) -> Registration:
+                  flow_units: float = 1.0, focus_flow=None) -> Registration:
     """Register REF onto SRC (same size): coarse shift, dense flow both ways, warp, maps, figures.
 
     Args:
@@ -122,6 +122,9 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         flow_units: flow-grid px of the grid ``M_defocus``'s constants were set for per px of
             this one (1: this grid). The quick check registers on a coarser grid than ``qa
             check`` and passes qa check's grid width over its own, so the same parallax counts.
+        focus_flow: the flow ``(dx, dy)``, SRC px, of the plane at the lens's focus distance
+            (the depth-flow relation with the session's offset): ``M_defocus`` is measured from
+            it where the AF ROI's largest cluster is another plane (``maps.focus_plane_flow``).
     """
     cfg = cfg or QAConfig()
     if src.shape[:2] != ref.shape[:2]:
@@ -167,7 +170,8 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     subject = None
     if af_roi is not None:
         roi_g = [v * g for v in af_roi]
-        defocus = up(defocus_map(fwd, roi_g, m, grid_scale=flow_units))
+        ff = None if focus_flow is None else np.asarray(focus_flow, np.float32) * g
+        defocus = up(defocus_map(fwd, roi_g, m, grid_scale=flow_units, focus_flow=ff))
         subject = in_focus_flow(fwd, roi_g, m.defocus_k) / g  # the AF subject's displacement, input px
     src_y = _unit_luma(src)
     warped_y = _unit_luma(warped)
@@ -200,6 +204,7 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         stats.update(residual_stats(src_y, warped_y, good))
     if subject is not None:
         stats["subject_dx"], stats["subject_dy"] = float(subject[0]), float(subject[1])
+        stats["grid_scale"] = float(g)  # flow-grid px per input px: M_defocus's in-focus radius in px
         stats["subject_shift_px"] = float(np.hypot(*subject))
     if defocus is not None:
         stats["defocus_frac"] = float((defocus[valid] >= 0.5).mean()) if valid.any() else 0.0

@@ -103,6 +103,29 @@ def test_defocus_map_marks_flow_away_from_the_af_roi_cluster():
     assert m[:, 64:].min() > 0.95
 
 
+def test_defocus_map_takes_the_focus_distances_plane_not_the_rois_largest_cluster():
+    """A near foreground fills most of the AF ROI (its centre), the subject behind it is the plane
+    in focus: the depth-flow relation (the focus distance's parallax plus the session's offset)
+    names the subject's plane, and the map marks the foreground, not the subject."""
+    h, w = 96, 128
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[:, :, 0] = -14.0  # the subject at the focus distance: parallax -f b D = -14 px ...
+    flow[:, :, 1] = 25.0  # ... plus the rig's constant offset (0, 25)
+    flow[20:76, 30:90, 0] = -41.0  # a near foreground over the ROI's centre, 27 px more parallax
+    roi = [24, 16, 72, 64]  # 78 % foreground: the largest cluster
+    cfg = QAConfig()
+    largest = defocus_map(flow, roi, cfg, grid_scale=1.0)
+    assert largest[40, 60] < 0.05 and largest[5, 5] > 0.95  # today's choice inverts the map
+    focus = np.array([-14.0, 0.0]) + np.array([0.0, 25.0])  # expected_parallax + session offset
+    m = defocus_map(flow, roi, cfg, grid_scale=1.0, focus_flow=focus)
+    assert m[20:76, 30:90].min() > 0.95  # the foreground is out of focus
+    assert m[:20].max() < 0.05 and m[:, :30].max() < 0.05  # the subject's plane is in focus
+    # Where the largest cluster is the focus distance's plane as DIS measured it (within the
+    # map's in-focus radius, sqrt(gamma)), the cluster is kept: an offset 2 px off changes nothing.
+    near = defocus_map(flow, roi, cfg, grid_scale=1.0, focus_flow=np.array([-39.0, 25.0]))
+    assert np.array_equal(near, largest)
+
+
 def test_uncertainty_is_low_on_smooth_flow_and_high_at_a_flow_edge():
     h, w = 96, 128
     fwd = np.zeros((h, w, 2), np.float32)

@@ -51,7 +51,9 @@ def test_a_focus_on_the_wrong_plane_is_defocused_with_its_region(portrait_sessio
     row = df.loc["c00002"]
     assert "fail: defocused" in row["reasons"] and "AF ROI [" in row["reasons"], row["reasons"]
     assert "large_shift" not in row["codes"]  # its parallax is a depth, along the baseline: not the rig
-    assert abs(df.loc["c00000", "subject_depth_departure_d"]) < QAConfig().thresholds.warn_depth_departure_d
+    # The clean capture is at its focus distance once the session's offset (the W-T module's small
+    # rotation, a constant of the session) is removed.
+    assert abs(df.loc["c00000", "subject_depth_departure_calibrated_d"]) < QAConfig().thresholds.warn_depth_departure_d
 
 
 def test_quick_check_says_undecided_only_where_a_figure_sits_near_a_threshold():
@@ -72,3 +74,47 @@ def test_quick_check_agrees_with_qa_check_or_says_undecided(portrait_session):
         assert v in (df.loc[cid, "verdict"], UNDECIDED), (cid, v, df.loc[cid, "verdict"], reasons)
         assert isinstance(reasons, list) and all(isinstance(r, str) for r in reasons)
     assert np.isfinite(df["tt_expected_dy"]).all()
+
+
+def _depth_row(centre_dep: float, region: list[float]) -> CaptureQA:
+    q = CaptureQA("c", {"subject_depth_departure_d": centre_dep, "subject_depth_flow_d": 0.4 + centre_dep,
+                        "main_T_focus_d": 0.4, "af_roi_wt": "10;10;40;30",
+                        "af_region_departures_d": ";".join(f"{v:.3f}" for v in region)})
+    return q
+
+
+def test_a_near_occluder_at_the_af_point_with_the_subject_behind_in_focus_is_not_defocused():
+    from hzsr.qa.capture_qa import grade_depth
+
+    cfg = QAConfig()
+    # 21 quantiles of the region around the AF ROI: 6 of them (29 %) at the focus distance.
+    region = [0.0] * 6 + [0.8] * 15
+    # The AF point shows a near foreground 0.8 D in front of the focus distance; the subject
+    # behind it, around the ROI, is at the focus distance: the lens focused on the subject.
+    occluder = _depth_row(0.8, region)
+    grade_depth(occluder, 0.0, cfg)
+    assert occluder.verdict.value == "pass", [r.text() for r in occluder.reasons]
+    assert occluder.row["af_focus_behind_share"] == pytest.approx(6 / 21)
+    # The same region, the AF point's plane 0.8 D *behind* the focus distance: the lens focused
+    # on a plane in front of the subject (wrong_depth's portraits): defocused.
+    wrong = _depth_row(-0.8, [0.0] * 6 + [-0.8] * 15)
+    grade_depth(wrong, 0.0, cfg)
+    assert wrong.verdict.value == "fail" and "defocused" in {r.code for r in wrong.reasons}
+    # No plane at the focus distance around the AF point: defocused too.
+    alone = _depth_row(0.8, [0.8] * 21)
+    grade_depth(alone, 0.0, cfg)
+    assert alone.verdict.value == "fail"
+
+
+def test_maps_are_measured_again_from_the_focus_plane_only_for_a_departure_along_the_baseline():
+    from hzsr.qa.capture_qa import focus_plane_differs
+
+    cfg = QAConfig()  # wt baseline along +x; M_defocus's in-focus radius sqrt(28) = 5.3 flow-grid px
+    base = {"wt_focus_expected_dx": -14.0, "wt_focus_expected_dy": 0.0, "wt_grid_scale": 1.0}
+    off = {"wt": (0.5, 24.6)}
+    # A near foreground: 27 px more parallax along the baseline than the focus distance's plane.
+    assert focus_plane_differs({**base, "wt_subject_dx": -41.0, "wt_subject_dy": 24.6}, off, cfg) == off
+    # The focus distance's plane itself, as DIS measured it: the cluster is kept.
+    assert focus_plane_differs({**base, "wt_subject_dx": -12.0, "wt_subject_dy": 23.0}, off, cfg) == {}
+    # 27 px across the baseline: not a depth (a bump, a late frame): the cluster is kept.
+    assert focus_plane_differs({**base, "wt_subject_dx": -13.5, "wt_subject_dy": 51.6}, off, cfg) == {}
