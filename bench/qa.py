@@ -438,9 +438,10 @@ def _quick_rows(sess: Path, cfg: QAConfig, rows: list[dict], prefix: str = "") -
     """The live quick check over one session's captures in capture order, as the capture line runs
     it (the session offset from the captures seen so far): ``<prefix>quick_verdict`` and
     ``<prefix>undecided_by`` in each row."""
-    from hzsr.qa.capture_qa import _SESSION_DEPTHS, quick_check
+    from hzsr.qa.capture_qa import _SESSION_DEPTHS, _SESSION_FOCUS, quick_check
 
     _SESSION_DEPTHS.pop(str((sess / "captures").resolve()), None)  # a fresh line: nothing seen yet
+    _SESSION_FOCUS.pop(str((sess / "captures").resolve()), None)
     for row in rows:
         row[prefix + "quick_verdict"], why = quick_check(sess / "captures" / row["capture_id"], cfg)
         if row[prefix + "quick_verdict"] == "undecided":  # its last reason names the figures, as the line shows it
