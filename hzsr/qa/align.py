@@ -207,6 +207,67 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     return GlobalShift(float(d[0]), float(d[1]), int(inl.sum()), n)
 
 
+def _band_ncc(ys: np.ndarray, yr: np.ndarray, d: np.ndarray, sigma: float = 4.0) -> tuple[float, float]:
+    """(band-passed luma NCC of ``ys`` and ``yr`` moved by ``d``, overlap fraction); same-size uint8 lumas."""
+    h, w = ys.shape
+    m = np.array([[1, 0, d[0]], [0, 1, d[1]]], np.float64)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    moved = cv2.warpAffine(yr.astype(np.float32), m, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+    inside = cv2.warpAffine(np.ones((h, w), np.float32), m, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT) > 0.99
+    if inside.sum() < 0.2 * h * w:
+        return -1.0, float(inside.mean())
+    a = ys.astype(np.float32)
+    ha, hb = a - cv2.GaussianBlur(a, (0, 0), sigma), moved - cv2.GaussianBlur(moved, (0, 0), sigma)
+    x, y = ha[inside].astype(np.float64), hb[inside].astype(np.float64)
+    x -= x.mean()
+    y -= y.mean()
+    return float((x * y).sum() / max(np.sqrt((x * x).sum() * (y * y).sum()), 1e-12)), float(inside.mean())
+
+
+def prefer_expected(src: np.ndarray, ref: np.ndarray, found: GlobalShift, expected: tuple[float, float], *,
+                    radius_frac: float = 0.05, ncc_margin: float = 0.1) -> tuple[GlobalShift, bool]:
+    """The rig's expected shift where the images register about as well there as at ``found``.
+
+    A repeating texture (tiles, windows, a mirror-tiled backdrop) registers almost equally well
+    at several shifts a period apart, and the keypoints' vote can pick a wrong period: two
+    untouched portrait shots of the demo found T vs T shifts of (144, 56) and (-160, -96) px
+    where the rig's parallax at the focus distance puts (-8, -97), and both read as a bumped rig.
+    The geometry breaks the tie: when ``found`` departs from ``expected`` by more than
+    ``radius_frac`` of the width, the shift near ``expected`` (refined by phase correlation of
+    the overlap) replaces it if its band-passed structure correlation is within ``ncc_margin`` of
+    ``found``'s. A bumped rig does not register near ``expected`` at all (correlation ~0), so it
+    keeps ``found``.
+
+    Returns:
+        The shift (``inliers`` counts the matches' support as ``found``'s did, so the inlier gate
+        still reads the keypoints' confidence) and whether ``expected`` was preferred.
+    """
+    h, w = src.shape[:2]
+    e = np.asarray(expected, np.float64)
+    if np.hypot(found.dx - e[0], found.dy - e[1]) <= radius_frac * w:
+        return found, False
+    ys, s = _resize_long(_to_u8(to_luma(src)), min(512, max(h, w)))
+    yr, _ = _resize_long(_to_u8(to_luma(ref)), min(512, max(h, w)))
+    if ys.shape != yr.shape:
+        return found, False
+    ncc_found, _ = _band_ncc(ys, yr, np.array([found.dx, found.dy]) * s)
+    # Refine the expected shift: phase correlation of SRC and REF moved by it (what is left is
+    # the rig's small rotations and the subject's departure from the focus plane).
+    m = np.array([[1, 0, e[0] * s], [0, 1, e[1] * s]], np.float64)
+    moved = cv2.warpAffine(yr.astype(np.float32), m, (ys.shape[1], ys.shape[0]),
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+    a = ys.astype(np.float32)
+    win = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
+    (rx, ry), _ = cv2.phaseCorrelate(a - a.mean(), moved - moved.mean(), win)
+    cand = e + np.array([rx, ry]) / s
+    if np.hypot(*(cand - e)) > radius_frac * w:
+        cand = e
+    ncc_cand, overlap = _band_ncc(ys, yr, cand * s)
+    if ncc_cand < max(0.3, ncc_found - ncc_margin):
+        return found, False
+    return GlobalShift(float(cand[0]), float(cand[1]), found.inliers, found.matches), True
+
+
 def gate_shift(shift: GlobalShift, cfg: QAConfig | AlignConfig | None = None) -> tuple[GlobalShift, bool]:
     """The inlier gate: ``shift`` if at least ``align.min_inliers`` matches support it, else none.
 

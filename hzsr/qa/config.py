@@ -140,6 +140,11 @@ class CheckConfig:
     # periodic texture let a wrong period win on 2 of 4 clean 12 MP captures (bench/qa.py --part
     # speed, seed 2028: fail where qa check passed); 1000 found qa check's shift on all 4.
     quick_tt_max_keypoints: int = 1000
+    # Main T vs reference T: when the keypoints' shift departs from the rig's parallax at the
+    # focus distance by more than 5 % of the width but the images register about as well near
+    # that parallax (band-passed correlation within 0.1), take the parallax (align.prefer_expected):
+    # a repeating texture registers a period away too (the demo's portrait shots, read as a bump).
+    tt_prefer_rig_parallax: bool = True
     # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
     # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs
     # on the same image resized to quick_long_side. At 12 MP: the DCT scaling 1/4 instead of 1/8
