@@ -826,16 +826,33 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
         # The quick check: the offset is known to +-offset_u only, and the near-occluder rule
         # switches with it (a plane at the focus distance for one offset, not for another: lab-1804
         # c00000, raw 1.42 D, excused in qa check by the session's 0.38 D, fail in the quick check
-        # at offset 0). The figure over every offset within it, each widened by the quick margin
-        # (and half the step between offsets: the figure moves at most that far between them).
+        # at offset 0). The figure's extremes over every offset within it, each widened by the
+        # quick margin: |departure| is piecewise linear in the offset, so they lie at the ends, its
+        # kinks and where the rule switches (both sides), all of which are evaluated.
         m = out.abs_margins.get("defocused (depth)", 0.0)
         m = max(m) if isinstance(m, (tuple, list)) else float(m)
-        offs, step = np.linspace(offset_d - offset_u, offset_d + offset_u, 201, retstep=True)
+        offs = _offset_candidates(row, offset_d - offset_u, offset_d + offset_u, th.focus_behind_tol_d)
         figs = np.abs([_calibrated_departure(row, float(o), th)[0] for o in offs])
-        lo, hi = float(figs.min()) - m - step / 2, float(figs.max()) + m + step / 2
+        lo, hi = float(figs.min()) - m, float(figs.max()) + m
         ranks = [sum(v > lv for lv in (warn, fail)) for v in (lo, hi)]
         key, r0, r1 = out.spread[-1]
         out.spread[-1] = (key, min(r0, *ranks), max(r1, *ranks))
+
+
+def _offset_candidates(row: dict, lo: float, hi: float, tol: float) -> np.ndarray:
+    """The offsets in [lo, hi] where ``_calibrated_departure``'s |figure| may take its extremes: the
+    ends; where a plane's departure is zero (the raw figure, each region quantile) or two
+    quantiles are equally near (midpoints); where the rule's conditions switch (a departure at
+    +-``tol``), a hair either side."""
+    dep = float(row["subject_depth_departure_d"])
+    q = row.get("af_region_departures_d")
+    qs = np.array([float(v) for v in q.split(";")]) if isinstance(q, str) and q else np.zeros(0)
+    planes = np.concatenate([[dep], qs])
+    mids = ((qs[:, None] + qs[None, :]) / 2).ravel()
+    switch = np.concatenate([planes - tol, planes + tol])
+    eps = 1e-9
+    c = np.concatenate([[lo, hi], planes, mids, switch - eps, switch + eps])
+    return c[(c >= lo) & (c <= hi)]
 
 
 def _calibrated_departure(row: dict, offset_d: float, th) -> tuple[float, float | None]:
