@@ -822,7 +822,8 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
     offset_u = offset_margin_d if session else cfg.rig.depth_offset_d
     _grade(out, "defocused", abs(dep), warn, fail, f"{what}; |difference| (D)", abs_margin=offset_u,
            tag="defocused (depth)")
-    if out.margin and np.isfinite(offset_u) and offset_u > 0 and out.spread and out.spread[-1][0] == "defocused (depth)":
+    last = out.spread[-1][0] if out.spread else None
+    if out.margin and np.isfinite(offset_u) and offset_u > 0 and last == "defocused (depth)":
         # The quick check: the offset is known to +-offset_u only, and the near-occluder rule
         # switches with it (a plane at the focus distance for one offset, not for another: lab-1804
         # c00000, raw 1.42 D, excused in qa check by the session's 0.38 D, fail in the quick check
