@@ -796,6 +796,9 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
     from the whole session's. ``lone_uncertain_d``: without a session offset, how far the
     offset may be (``rig.depth_offset_d``); the warn and fail levels are raised by it (``qa check``
     of a lone capture: the W-T modules' rotation alone reads 0.24-0.40 D on the labelled sessions).
+    In the quick check the figure's spread is taken over every offset within that uncertainty,
+    the near-occluder rule evaluated at each (``_offset_candidates``): the rule switches with the
+    offset, so a margin added to one offset's figure would miss it.
     """
     th = cfg.thresholds
     row = out.row
