@@ -835,8 +835,9 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
         # kinks and where the rule switches (both sides), all of which are evaluated.
         m = out.abs_margins.get("defocused (depth)", 0.0)
         m = max(m) if isinstance(m, (tuple, list)) else float(m)
+        qs = _region_departures(row)
         offs = _offset_candidates(row, offset_d - offset_u, offset_d + offset_u, th.focus_behind_tol_d)
-        figs = np.abs([_calibrated_departure(row, float(o), th)[0] for o in offs])
+        figs = np.abs([_calibrated_departure(row, float(o), th, qs)[0] for o in offs])
         lo, hi = float(figs.min()) - m, float(figs.max()) + m
         ranks = [sum(v > lv for lv in (warn, fail)) for v in (lo, hi)]
         key, r0, r1 = out.spread[-1]
@@ -846,32 +847,41 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
 def _offset_candidates(row: dict, lo: float, hi: float, tol: float) -> np.ndarray:
     """The offsets in [lo, hi] where ``_calibrated_departure``'s |figure| may take its extremes: the
     ends; where a plane's departure is zero (the raw figure, each region quantile) or two
-    quantiles are equally near (midpoints); where the rule's conditions switch (a departure at
-    +-``tol``), a hair either side."""
+    neighbouring quantiles are equally near (midpoints: the planes the rule may pick at one offset
+    are a run of neighbours, those within ``tol`` of it); where the rule's conditions switch (a
+    departure at +-``tol``), a hair either side."""
     dep = float(row["subject_depth_departure_d"])
-    q = row.get("af_region_departures_d")
-    qs = np.array([float(v) for v in q.split(";")]) if isinstance(q, str) and q else np.zeros(0)
+    qs = _region_departures(row)
+    qs = np.sort(qs) if qs is not None else np.zeros(0)
     planes = np.concatenate([[dep], qs])
-    mids = ((qs[:, None] + qs[None, :]) / 2).ravel()
+    mids = (qs[1:] + qs[:-1]) / 2
     switch = np.concatenate([planes - tol, planes + tol])
     eps = 1e-9
     c = np.concatenate([[lo, hi], planes, mids, switch - eps, switch + eps])
     return c[(c >= lo) & (c <= hi)]
 
 
-def _calibrated_departure(row: dict, offset_d: float, th) -> tuple[float, float | None]:
+def _region_departures(row: dict) -> np.ndarray | None:
+    """``af_region_departures_d``'s 21 quantiles (D, before the offset); None: not measured."""
+    q = row.get("af_region_departures_d")
+    return np.array([float(v) for v in q.split(";")]) if isinstance(q, str) and q else None
+
+
+def _calibrated_departure(row: dict, offset_d: float, th, qs: np.ndarray | None = None
+                          ) -> tuple[float, float | None]:
     """The AF point's departure from the focus distance less the rig's offset ``offset_d``, and the
     share of the region around the AF ROI at the focus distance behind it (None: not looked at).
 
     Where the AF point's plane is nearer than the focus distance and a plane behind it around the
     ROI is at the focus distance (at least ``focus_behind_min_share`` of the region), the ROI's
     centre shows a near occluder, the lens focused on the subject behind it: the departure is that
-    plane's (the one nearest the focus distance)."""
+    plane's (the one nearest the focus distance). ``qs``: ``_region_departures(row)``, parsed once
+    by a caller that asks for many offsets."""
     dep = row["subject_depth_departure_d"] - offset_d
-    q = row.get("af_region_departures_d")
-    if not (isinstance(q, str) and q and abs(dep) > th.focus_behind_tol_d):
+    qs = _region_departures(row) if qs is None else qs
+    if qs is None or not abs(dep) > th.focus_behind_tol_d:
         return dep, None
-    qs = np.array([float(v) for v in q.split(";")]) - offset_d
+    qs = qs - offset_d
     behind = (np.abs(qs) <= th.focus_behind_tol_d) & (qs < dep - th.focus_behind_tol_d)
     share = float(behind.mean())
     if share >= th.focus_behind_min_share:
