@@ -64,3 +64,24 @@ def test_the_focus_planes_switch_counts_its_radius_in_qa_checks_flow_grid_px():
     quick = focus_plane_differs(row(73.0 / 4, 1.0, 0.25, flow_units=1.6), {"wr": (off[0] / 4, off[1] / 4)}, cfg)
     assert set(full) == {"wr"}
     assert set(quick) == set(full)
+
+
+def test_the_offset_candidates_find_the_figures_extremes_a_dense_sweep_finds():
+    """|departure| over the offsets is piecewise linear with jumps where the near-occluder rule
+    switches: its extremes at the candidates equal a dense sweep's (to the sweep's step)."""
+    from hzsr.qa.capture_qa import _calibrated_departure, _offset_candidates
+
+    th = QAConfig().thresholds
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        row = _occluder_row()
+        region = np.sort(np.concatenate([rng.normal(rng.uniform(-0.5, 0.8), 0.05, rng.integers(1, 12)),
+                                         rng.normal(1.4, 0.03, 21)]))[:21]
+        row["af_region_departures_d"] = ";".join(f"{v:.3f}" for v in region)
+        lo, hi = rng.uniform(-0.8, 0.2), rng.uniform(0.25, 0.9)
+        cand = np.abs([_calibrated_departure(row, float(o), th)[0]
+                       for o in _offset_candidates(row, lo, hi, th.focus_behind_tol_d)])
+        dense = np.abs([_calibrated_departure(row, float(o), th)[0] for o in np.linspace(lo, hi, 2001)])
+        step = (hi - lo) / 2000
+        assert cand.min() <= dense.min() + 1e-9 and cand.min() >= dense.min() - step
+        assert cand.max() >= dense.max() - 1e-9 and cand.max() <= dense.max() + step
