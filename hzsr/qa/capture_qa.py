@@ -433,6 +433,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         w_full, h_full = _fit_size(math.ceil(ft.width / r_full), math.ceil(ft.height / r_full),
                                    cfg.check.analysis_long_side)
         units = (w_full * flow_grid_scale((h_full, w_full), cfg)) / (tw_ * flow_grid_scale((th_, tw_), cfg))
+        # focus_plane_differs's in-focus radius is in qa check's flow-grid px too (qa check: 1).
+        out.row["flow_units"] = float(units)
     regs: dict[str, Registration] = {}
     afs: dict[str, list[float] | None] = {}  # each pairing's AF ROI on its SRC grid
     srcs = {"main_W": crop, "main_T": t_img, "ref_T": imgs.get("ref_T")}
@@ -577,7 +579,10 @@ def focus_plane_differs(row: dict, offsets: dict[str, tuple[float, float]], cfg:
             continue
         u = b / np.hypot(*b)
         gamma = cfg.maps.defocus_gamma_ref if name == "wr" else cfg.maps.defocus_gamma
-        tol = np.sqrt(max(gamma, 0.0)) / g  # qa check's own grid: flow_units 1
+        # The radius is in qa check's flow-grid px: the quick check's coarser grid counts its px
+        # in those units (flow_units; 1.6 at 1280x960, where sqrt(gamma) / g alone read a radius
+        # 1.6x qa check's and kept the cluster qa check measures again: lab-1803 c00023).
+        tol = np.sqrt(max(gamma, 0.0)) / (g * float(row.get("flow_units", 1.0)))
         along, across = float(d @ u), float(d[0] * u[1] - d[1] * u[0])
         if abs(along) > tol and abs(across) <= tol:
             out[name] = off
@@ -797,6 +802,9 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
     from the whole session's. ``lone_uncertain_d``: without a session offset, how far the
     offset may be (``rig.depth_offset_d``); the warn and fail levels are raised by it (``qa check``
     of a lone capture: the W-T modules' rotation alone reads 0.24-0.40 D on the labelled sessions).
+    In the quick check the figure's spread is taken over every offset within that uncertainty,
+    the near-occluder rule evaluated at each (``_offset_candidates``): the rule switches with the
+    offset, so a margin added to one offset's figure would miss it.
     """
     th = cfg.thresholds
     row = out.row
@@ -805,31 +813,86 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
     out.reasons = [r for r in out.reasons if not (r.code == "defocused" and "parallax" in r.message)]
     out.spread = [sp for sp in out.spread if sp[0] != "defocused (depth)"]  # graded again below
     out.graded = [g for g in out.graded if g[0] != "defocused (depth)"]
-    dep = row["subject_depth_departure_d"] - offset_d
+    dep, share = _calibrated_departure(row, offset_d, th)
     roi = row.get("af_roi_wt") or ""
     where = f" (AF ROI [{roi.replace(';', ', ')}])" if roi else ""
     what = (f"the AF subject's parallax puts it at {row['subject_depth_flow_d'] - offset_d:.2f} D, main T focused "
             f"at {row['main_T_focus_d']:.2f} D: the subject{where} is out of focus in T")
-    q = row.get("af_region_departures_d")
-    if isinstance(q, str) and q and abs(dep) > th.focus_behind_tol_d:
-        # The AF point's plane is nearer than the focus distance, and a plane behind it around
-        # the ROI is at the focus distance: the ROI's centre shows a near occluder, the lens
-        # focused on the subject behind it. Graded by that plane's departure.
-        qs = np.array([float(v) for v in q.split(";")]) - offset_d
-        behind = (np.abs(qs) <= th.focus_behind_tol_d) & (qs < dep - th.focus_behind_tol_d)
-        row["af_focus_behind_share"] = float(behind.mean())
-        if behind.mean() >= th.focus_behind_min_share:
-            dep = float(qs[behind][np.argmin(np.abs(qs[behind]))])
+    if share is not None:
+        row["af_focus_behind_share"] = share
+        if share >= th.focus_behind_min_share:
             what = (f"the AF ROI's centre{where} shows a plane in front of the focus distance "
-                    f"({row['main_T_focus_d']:.2f} D); {behind.mean():.0%} of the region around it lies at "
+                    f"({row['main_T_focus_d']:.2f} D); {share:.0%} of the region around it lies at "
                     "the focus distance behind it by their parallax: a near occluder, the subject behind it in focus")
     row["subject_depth_departure_calibrated_d"] = dep
     if lone_uncertain_d > 0:  # the levels moved out by it: the figure stays the quick check's
         what += f" (no session offset: levels raised by {lone_uncertain_d:.2f} D)"
-    _grade(out, "defocused", abs(dep), th.warn_depth_departure_d + lone_uncertain_d,
-           th.fail_depth_departure_d + lone_uncertain_d,
-           f"{what}; |difference| (D)",
-           abs_margin=offset_margin_d if session else cfg.rig.depth_offset_d, tag="defocused (depth)")
+    warn, fail = th.warn_depth_departure_d + lone_uncertain_d, th.fail_depth_departure_d + lone_uncertain_d
+    offset_u = offset_margin_d if session else cfg.rig.depth_offset_d
+    _grade(out, "defocused", abs(dep), warn, fail, f"{what}; |difference| (D)", abs_margin=offset_u,
+           tag="defocused (depth)")
+    last = out.spread[-1][0] if out.spread else None
+    if out.margin and np.isfinite(offset_u) and offset_u > 0 and last == "defocused (depth)":
+        # The quick check: the offset is known to +-offset_u only, and the near-occluder rule
+        # switches with it (a plane at the focus distance for one offset, not for another: lab-1804
+        # c00000, raw 1.42 D, excused in qa check by the session's 0.38 D, fail in the quick check
+        # at offset 0). The figure's extremes over every offset within it, each widened by the
+        # quick margin: |departure| is piecewise linear in the offset, so they lie at the ends, its
+        # kinks and where the rule switches (both sides), all of which are evaluated.
+        m = out.abs_margins.get("defocused (depth)", 0.0)
+        m = max(m) if isinstance(m, (tuple, list)) else float(m)
+        qs = _region_departures(row)
+        offs = _offset_candidates(row, offset_d - offset_u, offset_d + offset_u, th.focus_behind_tol_d)
+        figs = np.abs([_calibrated_departure(row, float(o), th, qs)[0] for o in offs])
+        lo, hi = float(figs.min()) - m, float(figs.max()) + m
+        ranks = [sum(v > lv for lv in (warn, fail)) for v in (lo, hi)]
+        key, r0, r1 = out.spread[-1]
+        out.spread[-1] = (key, min(r0, *ranks), max(r1, *ranks))
+
+
+def _offset_candidates(row: dict, lo: float, hi: float, tol: float) -> np.ndarray:
+    """The offsets in [lo, hi] where ``_calibrated_departure``'s |figure| may take its extremes: the
+    ends; where a plane's departure is zero (the raw figure, each region quantile) or two
+    neighbouring quantiles are equally near (midpoints: the planes the rule may pick at one offset
+    are a run of neighbours, those within ``tol`` of it); where the rule's conditions switch (a
+    departure at +-``tol``), a hair either side."""
+    dep = float(row["subject_depth_departure_d"])
+    qs = _region_departures(row)
+    qs = np.sort(qs) if qs is not None else np.zeros(0)
+    planes = np.concatenate([[dep], qs])
+    mids = (qs[1:] + qs[:-1]) / 2
+    switch = np.concatenate([planes - tol, planes + tol])
+    eps = 1e-9
+    c = np.concatenate([[lo, hi], planes, mids, switch - eps, switch + eps])
+    return c[(c >= lo) & (c <= hi)]
+
+
+def _region_departures(row: dict) -> np.ndarray | None:
+    """``af_region_departures_d``'s 21 quantiles (D, before the offset); None: not measured."""
+    q = row.get("af_region_departures_d")
+    return np.array([float(v) for v in q.split(";")]) if isinstance(q, str) and q else None
+
+
+def _calibrated_departure(row: dict, offset_d: float, th, qs: np.ndarray | None = None
+                          ) -> tuple[float, float | None]:
+    """The AF point's departure from the focus distance less the rig's offset ``offset_d``, and the
+    share of the region around the AF ROI at the focus distance behind it (None: not looked at).
+
+    Where the AF point's plane is nearer than the focus distance and a plane behind it around the
+    ROI is at the focus distance (at least ``focus_behind_min_share`` of the region), the ROI's
+    centre shows a near occluder, the lens focused on the subject behind it: the departure is that
+    plane's (the one nearest the focus distance). ``qs``: ``_region_departures(row)``, parsed once
+    by a caller that asks for many offsets."""
+    dep = row["subject_depth_departure_d"] - offset_d
+    qs = _region_departures(row) if qs is None else qs
+    if qs is None or not abs(dep) > th.focus_behind_tol_d:
+        return dep, None
+    qs = qs - offset_d
+    behind = (np.abs(qs) <= th.focus_behind_tol_d) & (qs < dep - th.focus_behind_tol_d)
+    share = float(behind.mean())
+    if share >= th.focus_behind_min_share:
+        dep = float(qs[behind][np.argmin(np.abs(qs[behind]))])
+    return dep, share
 
 
 def _fine_af_roi(fine: dict[str, np.ndarray], r: Registration, roi: list[float]
