@@ -11,7 +11,8 @@ PERIOD = 96  # px: the texture repeats exactly every PERIOD in x and y
 
 
 def _periodic(h: int, w: int, seed: int = 0) -> np.ndarray:
-    tile = cv2.GaussianBlur(np.random.default_rng(seed).uniform(0, 255, (PERIOD, PERIOD)).astype(np.float32), (0, 0), 1.5)
+    noise = np.random.default_rng(seed).uniform(0, 255, (PERIOD, PERIOD)).astype(np.float32)
+    tile = cv2.GaussianBlur(noise, (0, 0), 1.5)
     reps = (h // PERIOD + 2, w // PERIOD + 2)
     return np.tile(tile, reps)[:h, :w]
 
