@@ -40,6 +40,7 @@ from hzsr.qa.align import (
     flow_grid_scale,
     global_translation,
     inframe_mask,
+    structure_ncc,
     to_luma,
     warp,
 )
@@ -339,24 +340,6 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     timings["maps"] = time.perf_counter() - t0
     return Alignment(rect, src, ref, shift, g, fwd, bwd, gain, offset, maps, ncc, use_ref, warnings, timings,
                      geom.source)
-
-
-def structure_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, sigma: float = 6.0) -> float:
-    """Normalised cross-correlation of the band-passed luminances over ``mask``.
-
-    Subtracting a ``sigma``-blurred copy removes shading and exposure, so the score measures
-    whether the two images show the same structures where they are aligned: about 0.8-1 for a
-    real reference, about 0 for one of another scene. It decides that a reference "does not
-    overlap" more robustly than the keypoint count, which is low on small or flat images.
-    """
-    if mask.sum() < 64:
-        return 0.0
-    ha = a - cv2.GaussianBlur(a, (0, 0), sigma)
-    hb = b - cv2.GaussianBlur(b, (0, 0), sigma)
-    x, y = ha[mask].astype(np.float64), hb[mask].astype(np.float64)
-    x -= x.mean()
-    y -= y.mean()
-    return float((x * y).sum() / max(np.sqrt((x * x).sum() * (y * y).sum()), 1e-12))
 
 
 def with_maps(al: Alignment, **maps: np.ndarray) -> Alignment:

@@ -207,8 +207,26 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     return GlobalShift(float(d[0]), float(d[1]), int(inl.sum()), n)
 
 
+def structure_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, sigma: float = 6.0) -> float:
+    """Normalised cross-correlation of the band-passed luminances over ``mask``.
+
+    Subtracting a ``sigma``-blurred copy removes shading and exposure, so the score measures
+    whether the two images show the same structures where they are aligned: about 0.8-1 for a
+    real reference, about 0 for one of another scene. It decides that a reference "does not
+    overlap" more robustly than the keypoint count, which is low on small or flat images.
+    """
+    if mask.sum() < 64:
+        return 0.0
+    ha = a - cv2.GaussianBlur(a, (0, 0), sigma)
+    hb = b - cv2.GaussianBlur(b, (0, 0), sigma)
+    x, y = ha[mask].astype(np.float64), hb[mask].astype(np.float64)
+    x -= x.mean()
+    y -= y.mean()
+    return float((x * y).sum() / max(np.sqrt((x * x).sum() * (y * y).sum()), 1e-12))
+
+
 def _band_ncc(ys: np.ndarray, yr: np.ndarray, d: np.ndarray, sigma: float = 4.0) -> tuple[float, float]:
-    """(band-passed luma NCC of ``ys`` and ``yr`` moved by ``d``, overlap fraction); same-size uint8 lumas."""
+    """(``structure_ncc`` of ``ys`` and ``yr`` moved by ``d`` where both have pixels, overlap fraction)."""
     h, w = ys.shape
     m = np.array([[1, 0, d[0]], [0, 1, d[1]]], np.float64)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
@@ -216,12 +234,7 @@ def _band_ncc(ys: np.ndarray, yr: np.ndarray, d: np.ndarray, sigma: float = 4.0)
     inside = cv2.warpAffine(np.ones((h, w), np.float32), m, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT) > 0.99
     if inside.sum() < 0.2 * h * w:
         return -1.0, float(inside.mean())
-    a = ys.astype(np.float32)
-    ha, hb = a - cv2.GaussianBlur(a, (0, 0), sigma), moved - cv2.GaussianBlur(moved, (0, 0), sigma)
-    x, y = ha[inside].astype(np.float64), hb[inside].astype(np.float64)
-    x -= x.mean()
-    y -= y.mean()
-    return float((x * y).sum() / max(np.sqrt((x * x).sum() * (y * y).sum()), 1e-12)), float(inside.mean())
+    return structure_ncc(ys.astype(np.float32), moved, inside, sigma), float(inside.mean())
 
 
 def prefer_expected(src: np.ndarray, ref: np.ndarray, found: GlobalShift, expected: tuple[float, float], *,
