@@ -225,7 +225,13 @@ class DirectAppendFile(io.RawIOBase):
             for v in self._views:
                 v.release()
             for b in self._bufs:
-                b.close()
+                try:
+                    b.close()
+                except BufferError:
+                    # A slice of the ring still referenced elsewhere (seen once in a dask pack under
+                    # load: a frame not yet collected) keeps the mapping exported; every byte is
+                    # written and both descriptors are closed, so the memory is left to the GC.
+                    pass
             super().close()
 
     # internals

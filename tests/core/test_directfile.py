@@ -164,3 +164,15 @@ def test_an_hdf5_file_written_through_it_matches_one_written_by_hdf5(tmp_path):
 def test_run_bytes_must_be_aligned(tmp_path):
     with pytest.raises(ValueError, match="multiple"):
         DirectAppendFile(tmp_path / "f", run_bytes=ALIGN + 1)
+
+
+def test_close_with_a_slice_of_the_ring_still_referenced_keeps_the_file(tmp_path):
+    """A lingering slice of a ring buffer must not turn a finished file's close into an error."""
+    p = tmp_path / "f.bin"
+    f = DirectAppendFile(p)
+    f.write(b"x" * 10000)
+    keep = f._views[0][:16]  # what an uncollected frame of the writer can still hold
+    f.close()
+    assert f.closed
+    assert p.read_bytes() == b"x" * 10000
+    del keep
