@@ -15,3 +15,16 @@ def median_time(fn: Callable[[], object], repeats: int = 5) -> float:
         fn()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
+
+
+def interleaved(cases: dict[str, Callable[[], object]], rounds: int,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Each case once per round, the order rotated every round; ``clock`` seconds per call."""
+    out: dict[str, list[float]] = {k: [] for k in cases}
+    names = list(cases)
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            t = clock()
+            cases[k]()
+            out[k].append(clock() - t)
+    return out

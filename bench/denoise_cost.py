@@ -18,10 +18,10 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import cv2
 import numpy as np
+from _timing import interleaved
 
 from hzsr.baseline_model.denoise import DenoiseSettings, denoise_output
 
@@ -42,13 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     assert denoise_output(base, base, s)[0] is base and denoise_output(noisy, noisy, s)[0] is not noisy
     load0 = os.getloadavg()[0]
-    times: dict[str, list[float]] = {k: [] for k in cases}
-    names = list(cases)
-    for r in range(a.rounds):
-        for k in names[r % len(names):] + names[: r % len(names)]:
-            t = time.perf_counter()
-            cases[k]()
-            times[k].append(time.perf_counter() - t)
+    times = interleaved(cases, a.rounds)
     out = {
         "rounds": a.rounds, "size": [4000, 3000], "threads": cv2.getNumThreads(),
         "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},

@@ -39,6 +39,7 @@ apply()
 import cv2  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import openvino as ov  # noqa: E402
+from _timing import interleaved  # noqa: E402
 
 from hzsr.baseline_model.checkpoint import load_model  # noqa: E402
 from hzsr.baseline_model.runtime import onnx_bytes  # noqa: E402
@@ -108,14 +109,8 @@ def main() -> None:
             "ov_int8_dynamic": ov_run(int8, "f32", False), "ov_int8_static": ov_run(int8, "f32", True)}
     for f in runs.values():
         f()  # first call per shape: plans and caches, not the steady state
-    cpu: dict[str, list[float]] = {k: [] for k in runs}
     load0 = os.getloadavg()[0]
-    keys = list(runs)
-    for r in range(a.rounds):
-        for k in keys[r % len(keys):] + keys[: r % len(keys)]:
-            c = time.process_time()
-            runs[k]()
-            cpu[k].append(time.process_time() - c)
+    cpu = interleaved(runs, a.rounds, clock=time.process_time)
     c = time.process_time()
     ov_run(int8, "f32", True)()
     static_compile = time.process_time() - c
