@@ -24,7 +24,7 @@ import numpy as np
 
 from hzsr.capture.link import AgentClient
 from hzsr.core import clockmap
-from hzsr.core.clock import fit_drift, sntp_estimate
+from hzsr.core.clock import MAX_CRYSTAL_PPM, fit_drift, sntp_estimate
 from hzsr.core.clockmap import loose_trigger_text, sample_bounds, skew_bound_ns  # noqa: F401  (for session_run)
 from hzsr.core.records import ClockSample, DeviceClock
 
@@ -90,19 +90,27 @@ def _segment(clock: DeviceClock, upto: int | None = None, raw: bool = False):
     return h[order], o[order], e[order]
 
 
-def _drift(clock: DeviceClock, wander_ppm: float) -> tuple[float, float]:
-    """Drift and its stderr (ppm); unknown drift is 0 with a stderr no crystal exceeds (100 ppm)."""
+def _drift(clock: DeviceClock, wander_ppm: float, physical: bool = False) -> tuple[float, float]:
+    """Drift and its stderr (ppm); unknown drift is 0 with a stderr no crystal exceeds (100 ppm).
+
+    ``physical``: the fit held to what a crystal can do (``|drift| <= MAX_CRYSTAL_PPM``, stderr at
+    most that), for a prediction that must hold whatever the fit's noise (the step test).
+    """
     if clock.drift_ppm is None:
-        return 0.0, 100.0
-    return clock.drift_ppm, clock.drift_ppm_stderr if clock.drift_ppm_stderr is not None else 5.0
+        return 0.0, MAX_CRYSTAL_PPM
+    d, se = clock.drift_ppm, clock.drift_ppm_stderr if clock.drift_ppm_stderr is not None else 5.0
+    if physical:
+        d, se = float(np.clip(d, -MAX_CRYSTAL_PPM, MAX_CRYSTAL_PPM)), min(se, MAX_CRYSTAL_PPM)
+    return d, se
 
 
 def offset_estimate(clock: DeviceClock, host_ns: float, wander_ppm: float = 0.5,
-                    upto: int | None = None, raw: bool = False) -> tuple[float, float]:
+                    upto: int | None = None, raw: bool = False, physical: bool = False) -> tuple[float, float]:
     """Offset (phone minus host) and its bound at ``host_ns`` from the last clock segment's samples,
-    each used by its quality (``hzsr.core.clockmap``, the mapping ``sync check`` uses)."""
+    each used by its quality (``hzsr.core.clockmap``, the mapping ``sync check`` uses);
+    ``physical``: see ``_drift``."""
     h, o, e = _segment(clock, upto, raw)
-    d, se = _drift(clock, wander_ppm)
+    d, se = _drift(clock, wander_ppm, physical)
     off, bound = clockmap.offset_at(np.array([host_ns], np.float64), h, o, e, d, se, wander_ppm)
     return float(off[0]), float(bound[0])
 
@@ -150,12 +158,15 @@ def add_sample(clock: DeviceClock, sample: ClockSample, wander_ppm: float = 0.5)
     The step is the new offset minus the prediction of the earlier samples (``offset_estimate``).
     It counts only when the two error intervals cannot both hold: ``|step| > prediction bound +
     the new sample's bound`` (and > 1 ms). A loose sample, or a drift fitted from two close
-    samples (its stderr is then large), widens the prediction's bound instead of faking a jump.
+    samples (its stderr is then large), widens the prediction's bound instead of faking a jump --
+    but only as far as a crystal can drift (``MAX_CRYSTAL_PPM``): a fit from two samples 0.1 s
+    apart reads ~1000 ppm of stderr, and carried over the 1-2 s a loaded host takes to pull a
+    capture it hid a 5 ms step, which the frames were then interpolated across.
     """
     step = None
     if clock.samples:
         # Calibrated bounds subtract the link's floor; a jump test needs intervals that surely hold.
-        pred, pred_bound = offset_estimate(clock, sample.host_ns, wander_ppm, raw=True)
+        pred, pred_bound = offset_estimate(clock, sample.host_ns, wander_ppm, raw=True, physical=True)
         cal = clock.calibration
         e_new = sample.rtt_ns / 2 + (abs(cal.offset_correction_ns) if cal is not None else 0.0)
         diff = sample.offset_ns - pred

@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# A phone crystal's rate against the host's: specified to tens of ppm, so a fitted drift beyond
+# this is the fit's noise (two samples close in time) or a clock step, never the crystal.
+MAX_CRYSTAL_PPM = 100.0
+
 
 def fit_drift(samples: Sequence, segment_starts: Sequence[int] = ()) -> tuple[float | None, float | None]:
     """Drift in ppm and its standard error from ``ClockSample``s; ``(None, None)`` if unknowable.

@@ -51,6 +51,19 @@ def test_a_loose_sample_early_in_a_session_fakes_no_clock_jump():
     assert abs(add_sample(clock, _sample(h0 + 9e9, 5e6, 150e3)) - 5e6) < 0.5e6
 
 
+def test_a_step_after_a_long_pull_is_found_though_the_early_drift_fit_is_loose():
+    """Two tight samples 100 ms apart (a session's open and pre-trigger syncs) fit a drift with
+    ~1400 ppm of stderr. Carried 2 s to the next sample (a loaded host's pull), that stderr hid a
+    5 ms step, and the frames between were interpolated across it (a full run reported -3934 us
+    of skew against -4940 true). A crystal drifts at most MAX_CRYSTAL_PPM: the step is found."""
+    clock = DeviceClock()
+    h0 = 10**12
+    assert add_sample(clock, _sample(h0, 30e3, 200e3)) is None
+    assert add_sample(clock, _sample(h0 + 0.1e9, -30e3, 200e3)) is None
+    assert clock.drift_ppm_stderr > 1000  # the fit's own uncertainty: far beyond any crystal
+    assert abs(add_sample(clock, _sample(h0 + 2.1e9, 5e6, 200e3)) - 5e6) < 0.7e6
+
+
 def test_live_skew_bound_has_the_jitter_term_of_sync_check():
     main, ref = DeviceClock(), DeviceClock()
     for k in range(5):
