@@ -30,7 +30,8 @@ is first loaded):
     need: on the loaded 2-core machine the policy (passive, one thread) trained 3.4-4.5x and
     inferred 1.5-2.0x faster than torch's defaults (``docs/benchmarks.md``, issue 19).
   - ``user``: the user's own ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT`` or ``KMP_BLOCKTIME`` is kept,
-    and none of the others is set.
+    and none of the others is set. Values an ``apply`` set are not the user's: they are listed in
+    ``HZSR_THREADS_SET``, so a child process that inherits them decides again.
 
 Overrides, first that is set wins: the verb's ``--threads N`` (``auto`` = measure), the environment
 ``HZSR_TORCH_THREADS`` (same values), then ``OMP_NUM_THREADS`` when not under ``torchrun`` (which
@@ -66,9 +67,28 @@ BLOCKTIME_MS = 1
 #: Free cores that may be missing and still count as covering the threads: /proc/stat over 0.1 s
 #: counts in jiffies (1/100 s per core), and an idle machine's background shows as a few percent.
 SLACK_CORES = 0.25
-#: The OMP_NUM_THREADS and WAIT_ENV values this module set, so a later verb in the same process (the
-#: demo runs its verbs in-process) decides again instead of taking them for the user's choice.
-_OURS: dict[str, str] = {}
+#: Names, in the environment, the values ``apply`` set (``NAME=value;...``): a child process (a
+#: test's, a script's ``hzsr`` run) inherits them and, reading this, decides again instead of
+#: taking a spin its parent chose on free cores for the user's own setting.
+ENV_OURS = "HZSR_THREADS_SET"
+
+
+def inherited_ours(environ: Mapping[str, str]) -> dict[str, str]:
+    """The values a parent's ``apply`` set, still in force in ``environ`` (read from ``ENV_OURS``;
+    a malformed entry, a name outside OMP_NUM_THREADS and ``WAIT_ENV``, or a value since changed
+    by the user counts as the user's)."""
+    out: dict[str, str] = {}
+    for item in environ.get(ENV_OURS, "").split(";"):
+        k, sep, v = item.partition("=")
+        if sep and (k in WAIT_ENV or k == "OMP_NUM_THREADS") and environ.get(k) == v:
+            out[k] = v
+    return out
+
+
+#: The OMP_NUM_THREADS and WAIT_ENV values this module (or a parent's) set, so a later verb in the
+#: same process (the demo runs its verbs in-process) decides again instead of taking them for the
+#: user's choice.
+_OURS: dict[str, str] = inherited_ours(os.environ)
 
 
 @dataclass(frozen=True)
@@ -233,6 +253,7 @@ def apply(requested: str | None = None, *, sample_s: float = SAMPLE_S, load_torc
     if not pol.torch_was_loaded:
         # Read by OpenMP at load; child processes (DataLoader workers, torchrun ranks) inherit it.
         os.environ["OMP_NUM_THREADS"] = _OURS["OMP_NUM_THREADS"] = str(pol.threads)
+    os.environ[ENV_OURS] = ";".join(f"{k}={v}" for k, v in sorted(_OURS.items()))
     if not load_torch and "torch" not in sys.modules:
         return pol
     try:

@@ -37,7 +37,8 @@ def test_wait_keeps_the_users_setting(var):
 
 
 def _clear(monkeypatch):
-    for k in (*threads.WAIT_ENV, "HZSR_TORCH_THREADS", "OMP_NUM_THREADS", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
+    for k in (*threads.WAIT_ENV, "HZSR_TORCH_THREADS", "OMP_NUM_THREADS", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID",
+              threads.ENV_OURS):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setattr(threads, "_OURS", {})
 
@@ -71,6 +72,30 @@ def test_apply_replaces_its_own_earlier_decision(monkeypatch):
     monkeypatch.setenv("GOMP_SPINCOUNT", "5")  # the user's, set between two verbs
     pol = threads.apply("2")
     assert (pol.wait, pol.wait_env, os.environ["GOMP_SPINCOUNT"]) == ("user", {"GOMP_SPINCOUNT": "5"}, "5")
+
+
+def test_a_child_decides_again_over_its_parents_spin():
+    """A parent's apply chose the spin on free cores; its child (a script's or a test's ``hzsr``)
+    inherits GOMP_SPINCOUNT. Marked as ours, the child decides again (passive on a busy machine);
+    the same variable without the mark, or changed since, is the user's and is kept."""
+    code = ("from hzsr.baseline_model import threads\n"
+            "threads.free_cores = lambda sample_s=0: 0.0\n"
+            "p = threads.choose('2')\n"
+            "print(p.wait, sorted(p.wait_env.items()))\n")
+    base = {k: v for k, v in os.environ.items()
+            if k not in (*threads.WAIT_ENV, "OMP_NUM_THREADS", "HZSR_TORCH_THREADS", threads.ENV_OURS)}
+    spin = {"GOMP_SPINCOUNT": str(threads.SPIN_COUNT), "KMP_BLOCKTIME": str(threads.BLOCKTIME_MS)}
+    mark = ";".join(f"{k}={v}" for k, v in sorted({**spin, "OMP_NUM_THREADS": "2"}.items()))
+
+    def child(**env):
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**base, **env}).stdout.split()[0]
+
+    assert child(**spin, OMP_NUM_THREADS="2", **{threads.ENV_OURS: mark}) == "passive"
+    assert child(**spin) == "user"
+    assert child(**{**spin, "GOMP_SPINCOUNT": "5"}, **{threads.ENV_OURS: mark}) == "user"
+    assert child(**spin, **{threads.ENV_OURS: "GOMP_SPINCOUNT=10000;KMP_BLOCKTIME"}) == "user"  # malformed: user's
+    assert threads.inherited_ours({"X": "1", threads.ENV_OURS: "X=1;;=;OMP_NUM_THREADS=3"}) == {}
 
 
 def test_spin_reaches_torchs_openmp():
