@@ -247,8 +247,8 @@ def table_md(res: dict) -> str:
     ratios = res.get("middlebury_ratio_sweep", {})
     if ratios:
         lines.append("")
-        lines.append(f"| Middlebury, focal ratio (W blur {BLUR_W_PX:g} W px) | bicubic | warped_ref | blend | fusion | full "
-                     "| true-disparity warp | full - bicubic | goal | without --focal-ratio |")
+        lines.append(f"| Middlebury, focal ratio (W blur {BLUR_W_PX:g} W px) | bicubic | warped_ref | blend | fusion "
+                     "| full | true-disparity warp | full - bicubic | goal | without --focal-ratio |")
         lines.append("|" + "---|" * 10)
         for ratio in sorted(ratios, key=float):
             v = ratios[ratio]

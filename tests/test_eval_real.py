@@ -83,4 +83,5 @@ def test_eval_real_runs_with_the_shipped_checkpoint(eval_real):
     sweep = res["middlebury_ratio_sweep"]
     assert set(sweep) == {f"{r:g}" for r in eval_real.RATIO_SWEEP}
     assert res["middlebury_method_ratio"]["degradation"]["focal_ratio"] == eval_real.METHOD_RATIO
-    assert all(v["verdict"] in ("pass", "fail") and "used_reference" in v["without_focal_ratio"] for v in sweep.values())
+    assert all(v["verdict"] in ("pass", "fail") and "used_reference" in v["without_focal_ratio"]
+               for v in sweep.values())
