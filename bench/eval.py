@@ -18,7 +18,8 @@ exits 1 when a PSNR moved by more than 0.1 dB.
 ``--record`` also re-measures the shipped checkpoint's pinned figures and rewrites
 ``hzsr/baseline_model/weights/shipped.json`` (``hzsr.baseline_model.record``) with its recipe.
 
-Usage: ``python bench/eval.py [--ckpt CKPT] [--check] [--record] [--doc docs/model.md]``.
+Usage: ``python bench/eval.py [--ckpt CKPT] [--check] [--record] [--only NAME] [--doc docs/model.md]``
+(``--only real``: that block alone; the command written beside it is the full one).
 """
 
 from __future__ import annotations
@@ -145,12 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "model.md")
     ap.add_argument("--check", action="store_true", help="compare with the doc instead of writing it")
     ap.add_argument("--record", action="store_true", help="rewrite weights/shipped.json (recipe, pinned figures)")
+    ap.add_argument("--only", action="append", choices=("eval-test", "coarse-align", "truth", "real"),
+                    help="regenerate only this block (repeatable; default: all)")
     a = ap.parse_args(argv)
     if a.record:
         write_shipped_record()
     cmd = "python bench/eval.py" + (f" --ckpt {a.ckpt}" if a.ckpt else "")
-    tables = {"eval-test": table_eval(a.ckpt), "coarse-align": table_coarse(), "truth": table_truth(a.ckpt),
-              "real": eval_real.table_md(eval_real.run(a.ckpt))}
+    makers = {"eval-test": lambda: table_eval(a.ckpt), "coarse-align": table_coarse,
+              "truth": lambda: table_truth(a.ckpt), "real": lambda: eval_real.table_md(eval_real.run(a.ckpt))}
+    tables = {name: make() for name, make in makers.items() if not a.only or name in a.only}
     doc = a.doc.read_text()
     moved = []
     for name, body in tables.items():

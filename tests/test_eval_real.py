@@ -50,6 +50,27 @@ def test_true_occlusion_marks_pixels_the_right_view_cannot_see(eval_real):
     assert occ[:, 6:10].any() and not occ[:, 10:14].any() and not occ[:, 15:].any()
 
 
+def test_middlebury_at_a_focal_ratio_degrades_and_runs_the_pipeline_at_that_ratio(eval_real, monkeypatch):
+    """W and the pipeline's geometry agree at every ratio of the sweep (a W made at ratio 2 and run
+    as ratio 5 frames a fifth of the view: the reference is lost for a reason of the harness's)."""
+    seen = {}
+
+    def fake_score(pipe, w, ref, target, rect, focal_ratio, regions=None, more=None):
+        seen.update(w=w, rect=rect, focal_ratio=focal_ratio, target=target)
+        return {"full_minus_bicubic_db": 0.0}
+
+    monkeypatch.setattr(eval_real, "score_pair", fake_score)
+    r = eval_real.middlebury(None, eval_real.BLUR_W_PX * 5.0, 5.0)
+    assert seen["focal_ratio"] == 5.0 and seen["rect"].scale == pytest.approx(5.0)
+    assert r["degradation"]["focal_ratio"] == 5.0
+    # W's crop is the left view downscaled 5 times: upsampled back, it lines up with the target
+    left = seen["target"]
+    up = cv2.warpAffine(seen["w"], seen["rect"].crop_to_w()[:2], left.shape[1::-1],
+                        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+    ya, yb = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float64)[20:-20, 20:-20] for x in (up, left))
+    assert np.corrcoef(ya.ravel(), yb.ravel())[0, 1] > 0.8
+
+
 @pytest.mark.slow
 def test_eval_real_runs_with_the_shipped_checkpoint(eval_real):
     res = eval_real.run(None)
@@ -59,3 +80,8 @@ def test_eval_real_runs_with_the_shipped_checkpoint(eval_real):
         assert all(math.isfinite(v) for v in m[f"psnr_y_db_{region}"].values())
     assert m["verdict"] in ("pass", "fail")
     assert "| Middlebury motorcycle, all pixels |" in eval_real.table_md(res)
+    sweep = res["middlebury_ratio_sweep"]
+    assert set(sweep) == {f"{r:g}" for r in eval_real.RATIO_SWEEP}
+    assert res["middlebury_method_ratio"]["degradation"]["focal_ratio"] == eval_real.METHOD_RATIO
+    assert all(v["verdict"] in ("pass", "fail") and "used_reference" in v["without_focal_ratio"]
+               for v in sweep.values())
