@@ -118,6 +118,7 @@ QUICK_MARGINS: dict[str, float] = {
     "motion_blur (T vs T)": 0.073, "motion_blur (T vs T) refined": 0.079, "moving_object": 0.034,
     "overexposed": 0.017, "underexposed": 0.001,
     "brightness_mismatch": 0.002, "colour_mismatch": 0.002,
+    "rejected (little fine detail)": 0.1,
 }
 #: check.quick_margins_directed's defaults (see there): none. Fitted at 1280x960 on the calibration
 #: seeds they decided 3 more held-out captures but contradicted one: moving_object's side above was
@@ -164,6 +165,12 @@ class CheckConfig:
     # included): the median of two already beats rig.depth_offset_d, and two that disagree (one
     # of them defective) widen median_margin to their difference: undecided, not wrong.
     quick_min_captures_for_offset: int = 2
+    # quick_check: a capture whose main T has at most this share of its texture energy between the
+    # quick check's W-crop resolution and qa check's (capture_qa.fine_detail_share) grades its
+    # rejected fraction with quick_margins["rejected (little fine detail)"]: the coarse grid misses
+    # the rejects of fine texture (a landscape's foliage) only where there is some. Labelled set at
+    # 1280x960, calibration seeds 1801 1802: landscapes 0.16-0.47, every other scene at most 0.089.
+    quick_fine_detail_max: float = 0.12
     quick_margin: float = 0.15  # quick_check: a figure within this share of itself from a threshold -> undecided
     # quick_check, per figure: its quick value may lie this far (the figure's own units) from qa
     # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the
