@@ -520,8 +520,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         # main T has little of it, the quick figure errs by far less: a margin of its own.
         share = fine_detail_share(fine["main_T"], *w_crop_px)
         out.row["main_T_fine_detail_share"] = share
-        if share <= cfg.check.quick_fine_detail_max and "rejected" + LITTLE_DETAIL in out.abs_margins:
-            rejected_tag = "rejected" + LITTLE_DETAIL
+        rejected_tag = rejected_tag_for(out, share, cfg)
     _judge_registration(out, regs, tw_, cfg, expected, rejected_tag=rejected_tag)
     _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg, quick=quick)
     _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg, fine if len(fine) == 2 else None)
@@ -690,6 +689,14 @@ def fine_detail_share(t_fine: np.ndarray, n_full: float, n_quick: float) -> floa
     c = cv2.resize(cv2.resize(a, (wq, hq), interpolation=cv2.INTER_AREA), (wa, ha), interpolation=cv2.INTER_LINEAR)
     v = float(a.var())
     return float(np.mean((a - c) ** 2) / v) if v > 1e-9 else 0.0
+
+
+def rejected_tag_for(out: CaptureQA, share: float, cfg: QAConfig) -> str | None:
+    """The tag the quick check grades the rejected fraction under: ``rejected (little fine detail)``
+    where main T's ``fine_detail_share`` is at most ``check.quick_fine_detail_max`` and that tag
+    has a margin (``check.quick_margins``); else None (``rejected``, the margin of all captures)."""
+    tag = "rejected" + LITTLE_DETAIL
+    return tag if share <= cfg.check.quick_fine_detail_max and tag in out.abs_margins else None
 
 
 def expected_parallax(fx_px: float, baseline_m: tuple[float, float], diopters: float) -> np.ndarray:
