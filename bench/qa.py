@@ -587,7 +587,8 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
         fitted["fail_tt_blur_anisotropy"] = round(-cut, 3)
         fitted["warn_tt_blur_anisotropy"] = round(-cut + 0.4 * (1 + cut), 3)  # 40 % of the way to 1
     cfg = replace(cfg, thresholds=replace(cfg.thresholds, **fitted))
-    margins, directed = _quick_margins([root / f"lab-{s}" for s in calibration_seeds], cfg)
+    margins, directed = _quick_margins([root / f"lab-{s}" for s in calibration_seeds],
+                                       replace(cfg, check=replace(cfg.check, quick_fine_detail_always=True)))
     cfg = replace(cfg, check=replace(cfg.check, quick_margins=margins, quick_margins_directed={}))
     held = []
     for s in held_out_seeds:

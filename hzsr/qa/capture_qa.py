@@ -513,7 +513,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     expected = {"wt": expected_parallax(fx_t, cfg.rig.wt_baseline_m, diop),
                 "tt": expected_parallax(fx_t, cfg.rig.ref_baseline_m, diop)}
     rejected_tag = None
-    if len(fine) == 2 and w_crop_px is not None and "wr" in regs:
+    if len(fine) == 2 and w_crop_px is not None and _fine_detail_may_decide(out, regs.get("wr"), cfg):
         # qa check's M_reject compares the W crop and the warped reference T at W's optical
         # resolution, 4x finer than the quick check's W crop: texture in between (foliage) is
         # rejected there and invisible here (a landscape: 0.22-0.60 in qa check, 0.00 here). Where
@@ -631,12 +631,7 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
     key = tag or code
     out.graded.append((key, float(value)))
     if out.margin:
-        m = out.abs_margins.get(key)
-        if m is not None:  # the quick check's measured departure from qa check's figure
-            m_lo, m_hi = (m, m) if isinstance(m, (int, float)) else m
-            lo, hi = value - m_lo - abs_margin, value + m_hi + abs_margin
-        else:
-            lo, hi = value * (1 - out.margin) - abs_margin, value * (1 + out.margin) + abs_margin
+        lo, hi = _margin_span(out, key, value, abs_margin)
         ranks = [rank(lo), rank(hi)]
         out.spread.append((key, min(ranks), max(ranks)))
     for level, limit in (("fail", fail), ("warn", warn)):
@@ -644,6 +639,16 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
             out.add(level, code, f"{what} {'<' if below else '>'} {limit:g}")
             out.graded_reasons.append(out.reasons[-1])
             return
+
+
+def _margin_span(out: CaptureQA, key: str, value: float, abs_margin: float = 0.0) -> tuple[float, float]:
+    """Where qa check's figure may lie given the quick one, ``value``: its margin under ``key``
+    (``out.abs_margins``, one or (below, above)), else ``out.margin`` of itself; plus ``abs_margin``."""
+    m = out.abs_margins.get(key)
+    if m is not None:  # the quick check's measured departure from qa check's figure
+        m_lo, m_hi = (m, m) if isinstance(m, (int, float)) else m
+        return value - m_lo - abs_margin, value + m_hi + abs_margin
+    return value * (1 - out.margin) - abs_margin, value * (1 + out.margin) + abs_margin
 
 
 REFINED = " refined"  # a figure tag's suffix: the same figure measured finer (compared with qa check's own)
@@ -689,6 +694,23 @@ def fine_detail_share(t_fine: np.ndarray, n_full: float, n_quick: float) -> floa
     c = cv2.resize(cv2.resize(a, (wq, hq), interpolation=cv2.INTER_AREA), (wa, ha), interpolation=cv2.INTER_LINEAR)
     v = float(a.var())
     return float(np.mean((a - c) ** 2) / v) if v > 1e-9 else 0.0
+
+
+def _fine_detail_may_decide(out: CaptureQA, r: Registration | None, cfg: QAConfig) -> bool:
+    """Whether ``fine_detail_share`` is worth measuring (the quick check's CPU): the rejected
+    fraction has a margin for little fine detail, and it is undecided with the margin of all
+    captures (a margin no larger cannot change a decided verdict; a larger one always may), or
+    ``check.quick_fine_detail_always`` (bench/qa.py measures it on every capture to fit the margin)."""
+    th = cfg.thresholds
+    little = out.abs_margins.get("rejected" + LITTLE_DETAIL)
+    if little is None or r is None or not _reg_ok(r, th):
+        return False
+    every = out.abs_margins.get("rejected")
+    if cfg.check.quick_fine_detail_always or every is None or np.max(little) > np.max(every):
+        return True
+    lo, hi = _margin_span(out, "rejected", r.stats["rejected_frac"])
+    return sum(lo > t for t in (th.warn_rejected_frac, th.fail_rejected_frac)) != sum(
+        hi > t for t in (th.warn_rejected_frac, th.fail_rejected_frac))
 
 
 def rejected_tag_for(out: CaptureQA, share: float, cfg: QAConfig) -> str | None:

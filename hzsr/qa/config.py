@@ -171,6 +171,9 @@ class CheckConfig:
     # the rejects of fine texture (a landscape's foliage) only where there is some. Labelled set at
     # 1280x960, calibration seeds 1801 1802: landscapes 0.16-0.47, every other scene at most 0.089.
     quick_fine_detail_max: float = 0.12
+    # ... measured on every capture (bench/qa.py, to fit that margin); otherwise only where the
+    # rejected fraction is undecided with the margin of all captures (~2.5 ms at 12 MP saved).
+    quick_fine_detail_always: bool = False
     quick_margin: float = 0.15  # quick_check: a figure within this share of itself from a threshold -> undecided
     # quick_check, per figure: its quick value may lie this far (the figure's own units) from qa
     # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the

@@ -65,3 +65,19 @@ def test_a_rejected_fraction_with_little_fine_detail_is_decided_with_its_own_mar
     # Without a margin of its own in the table, the figure keeps the margin of all captures.
     out = CaptureQA("c", margin=0.15, abs_margins={"rejected": 0.3837})
     assert rejected_tag_for(out, 0.01, cfg) is None
+
+
+def test_the_share_is_measured_only_where_the_margin_of_all_captures_leaves_the_figure_undecided():
+    from dataclasses import replace
+
+    from hzsr.qa.capture_qa import _fine_detail_may_decide
+
+    cfg = QAConfig()
+    out = CaptureQA("c", margin=0.15, abs_margins={"rejected": 0.3837, "rejected" + LITTLE_DETAIL: 0.1})
+    wr = _wr(0.083)["wr"]
+    assert _fine_detail_may_decide(out, wr, cfg)  # 0.083 + 0.38 spans warn 0.45: worth measuring
+    assert not _fine_detail_may_decide(out, _wr(0.002)["wr"], cfg)  # a landscape's 0.00: decided pass already
+    assert _fine_detail_may_decide(out, _wr(0.002)["wr"], replace(cfg, check=replace(cfg.check,
+                                                                                   quick_fine_detail_always=True)))
+    wider = CaptureQA("c", margin=0.15, abs_margins={"rejected": 0.05, "rejected" + LITTLE_DETAIL: 0.1})
+    assert _fine_detail_may_decide(wider, _wr(0.002)["wr"], cfg)  # a larger margin of its own may undecide
