@@ -1182,7 +1182,9 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     qa check's own ROI pixels, warped by the quick flow (``check.quick_fine_af_roi``), and
     ``M_defocus`` and ``moving_object`` count the quick flow in qa check's flow-grid px; where
     T vs T's ``motion_blur`` figure is undecided, it is measured again on that AF ROI at qa
-    check's scale (``check.quick_refine_tt_blur``, ``refine_grade``). Where a
+    check's scale (``check.quick_refine_tt_blur``, ``refine_grade``). The rejected fraction of a
+    capture whose main T has little texture the quick W crop cannot resolve
+    (``fine_detail_share``) has a margin of its own (``rejected (little fine detail)``). Where a
     figure lies within its margin (``check.quick_margins``) of a threshold and the verdict would
     change across it, the answer is ``undecided`` (``qa check`` decides), never a verdict that ``qa check`` may
     contradict.
