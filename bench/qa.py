@@ -46,7 +46,7 @@ import numpy as np
 
 from hzsr.core.records import CaptureRecord
 from hzsr.qa.align import crop_w_to_t
-from hzsr.qa.capture_qa import REFINED, analyse_capture
+from hzsr.qa.capture_qa import LITTLE_DETAIL, REFINED, analyse_capture
 from hzsr.qa.check import _write_images, run_check
 from hzsr.qa.config import QAConfig
 from hzsr.qa.register import register_pair
@@ -471,9 +471,12 @@ def _quick_margins(sessions: list[Path], cfg: QAConfig, q: float = 95.0
             for key, v in quick:
                 n = seen.setdefault(key, 0)
                 seen[key] += 1
-                k = (key.removesuffix(REFINED), n)  # a figure measured finer: against qa check's own
+                # a figure measured finer, or graded with another margin: against qa check's own
+                k = (key.removesuffix(REFINED).removesuffix(LITTLE_DETAIL), n)
                 if k in fk:
                     diffs.setdefault(key, []).append(fk[k] - v)  # qa check's figure above the quick one
+                    if key.endswith(LITTLE_DETAIL):  # the figure's own margin stays the one of all captures
+                        diffs.setdefault(key.removesuffix(LITTLE_DETAIL), []).append(fk[k] - v)
     kept = {k: np.asarray(v) for k, v in sorted(diffs.items()) if len(v) >= 10}
     return ({k: round(float(np.percentile(np.abs(d), q)), 4) for k, d in kept.items()},
             {k: (round(max(0.0, float(np.percentile(-d, q))), 4), round(max(0.0, float(np.percentile(d, q))), 4))
@@ -584,7 +587,8 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
         fitted["fail_tt_blur_anisotropy"] = round(-cut, 3)
         fitted["warn_tt_blur_anisotropy"] = round(-cut + 0.4 * (1 + cut), 3)  # 40 % of the way to 1
     cfg = replace(cfg, thresholds=replace(cfg.thresholds, **fitted))
-    margins, directed = _quick_margins([root / f"lab-{s}" for s in calibration_seeds], cfg)
+    margins, directed = _quick_margins([root / f"lab-{s}" for s in calibration_seeds],
+                                       replace(cfg, check=replace(cfg.check, quick_fine_detail_always=True)))
     cfg = replace(cfg, check=replace(cfg.check, quick_margins=margins, quick_margins_directed={}))
     held = []
     for s in held_out_seeds:

@@ -300,6 +300,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
 
     imgs: dict[str, np.ndarray] = {}
     fine: dict[str, np.ndarray] = {}  # quick check: the Ts as qa check analyses them (AF ROI only)
+    w_crop_px: tuple[float, float] | None = None  # quick: the W crop's width in W px, qa check's and its own
     for slot in PAIRINGS["wr"] + ("main_T",):
         if slot in imgs:
             continue
@@ -321,6 +322,12 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             r = 1
             while r < 8 and cw / (2 * r) >= (0.2 if quick else 0.7) * t_w:
                 r *= 2
+            if quick:  # the DCT scaling qa check decodes W with: its M_reject compares at that resolution
+                t_full = ft.width / _reduction(max(ft.width, ft.height), cfg.check.analysis_long_side)
+                r_full = 1
+                while r_full < 8 and cw / (2 * r_full) >= 0.7 * t_full:
+                    r_full *= 2
+                w_crop_px = (cw / r_full, cw / r)
         else:
             r = _reduction(long, target)
         # The quick check decodes both Ts at qa check's scale and keeps that image for the AF ROI
@@ -505,7 +512,16 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     diop = ft.focus_distance_diopters if ft.focus_distance_diopters is not None else 0.0
     expected = {"wt": expected_parallax(fx_t, cfg.rig.wt_baseline_m, diop),
                 "tt": expected_parallax(fx_t, cfg.rig.ref_baseline_m, diop)}
-    _judge_registration(out, regs, tw_, cfg, expected)
+    rejected_tag = None
+    if len(fine) == 2 and w_crop_px is not None and _fine_detail_may_decide(out, regs.get("wr"), cfg):
+        # qa check's M_reject compares the W crop and the warped reference T at W's optical
+        # resolution, 4x finer than the quick check's W crop: texture in between (foliage) is
+        # rejected there and invisible here (a landscape: 0.22-0.60 in qa check, 0.00 here). Where
+        # main T has little of it, the quick figure errs by far less: a margin of its own.
+        share = fine_detail_share(fine["main_T"], *w_crop_px)
+        out.row["main_T_fine_detail_share"] = share
+        rejected_tag = rejected_tag_for(out, share, cfg)
+    _judge_registration(out, regs, tw_, cfg, expected, rejected_tag=rejected_tag)
     _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg, quick=quick)
     _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg, fine if len(fine) == 2 else None)
     if any(r.code == "overexposed" and r.level is Verdict.FAIL for r in out.reasons):
@@ -615,12 +631,7 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
     key = tag or code
     out.graded.append((key, float(value)))
     if out.margin:
-        m = out.abs_margins.get(key)
-        if m is not None:  # the quick check's measured departure from qa check's figure
-            m_lo, m_hi = (m, m) if isinstance(m, (int, float)) else m
-            lo, hi = value - m_lo - abs_margin, value + m_hi + abs_margin
-        else:
-            lo, hi = value * (1 - out.margin) - abs_margin, value * (1 + out.margin) + abs_margin
+        lo, hi = _margin_span(out, key, value, abs_margin)
         ranks = [rank(lo), rank(hi)]
         out.spread.append((key, min(ranks), max(ranks)))
     for level, limit in (("fail", fail), ("warn", warn)):
@@ -628,6 +639,16 @@ def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: fl
             out.add(level, code, f"{what} {'<' if below else '>'} {limit:g}")
             out.graded_reasons.append(out.reasons[-1])
             return
+
+
+def _margin_span(out: CaptureQA, key: str, value: float, abs_margin: float = 0.0) -> tuple[float, float]:
+    """Where qa check's figure may lie given the quick one, ``value``: its margin under ``key``
+    (``out.abs_margins``, one or (below, above)), else ``out.margin`` of itself; plus ``abs_margin``."""
+    m = out.abs_margins.get(key)
+    if m is not None:  # the quick check's measured departure from qa check's figure
+        m_lo, m_hi = (m, m) if isinstance(m, (int, float)) else m
+        return value - m_lo - abs_margin, value + m_hi + abs_margin
+    return value * (1 - out.margin) - abs_margin, value * (1 + out.margin) + abs_margin
 
 
 REFINED = " refined"  # a figure tag's suffix: the same figure measured finer (compared with qa check's own)
@@ -654,6 +675,52 @@ def refine_grade(out: CaptureQA, tag: str, value: float, grade) -> None:
     grade(value)
 
 
+LITTLE_DETAIL = " (little fine detail)"  # a figure tag's suffix: the capture has little texture the quick grid misses
+
+
+def fine_detail_share(t_fine: np.ndarray, n_full: float, n_quick: float) -> float:
+    """The share of main T's texture energy, at W's optical resolution in ``qa check``, that the
+    quick check's coarser W crop cannot see: ``E = mean((a - up(down(a)))^2) / var(a)``.
+
+    ``a``: ``t_fine`` (main T as qa check analyses it) resampled to ``n_full`` px wide (the W
+    crop's width in the W px qa check decodes); ``down``: to ``n_quick`` px (the quick check's W
+    crop), ``up``: bilinear back. Cost: two area resizes of one image (~2 ms at 1280 px).
+    """
+    hf, wf = t_fine.shape[:2]
+    wa = max(8, min(wf, round(n_full)))
+    wq = max(4, min(wa, round(n_quick)))
+    ha, hq = max(8, round(hf * wa / wf)), max(4, round(hf * wq / wf))
+    a = cv2.resize(to_luma(t_fine), (wa, ha), interpolation=cv2.INTER_AREA).astype(np.float32)
+    c = cv2.resize(cv2.resize(a, (wq, hq), interpolation=cv2.INTER_AREA), (wa, ha), interpolation=cv2.INTER_LINEAR)
+    v = float(a.var())
+    return float(np.mean((a - c) ** 2) / v) if v > 1e-9 else 0.0
+
+
+def _fine_detail_may_decide(out: CaptureQA, r: Registration | None, cfg: QAConfig) -> bool:
+    """Whether ``fine_detail_share`` is worth measuring (the quick check's CPU): the rejected
+    fraction has a margin for little fine detail, and it is undecided with the margin of all
+    captures (a margin no larger cannot change a decided verdict; a larger one always may), or
+    ``check.quick_fine_detail_always`` (bench/qa.py measures it on every capture to fit the margin)."""
+    th = cfg.thresholds
+    little = out.abs_margins.get("rejected" + LITTLE_DETAIL)
+    if little is None or r is None or not _reg_ok(r, th):
+        return False
+    every = out.abs_margins.get("rejected")
+    if cfg.check.quick_fine_detail_always or every is None or np.max(little) > np.max(every):
+        return True
+    lo, hi = _margin_span(out, "rejected", r.stats["rejected_frac"])
+    return sum(lo > t for t in (th.warn_rejected_frac, th.fail_rejected_frac)) != sum(
+        hi > t for t in (th.warn_rejected_frac, th.fail_rejected_frac))
+
+
+def rejected_tag_for(out: CaptureQA, share: float, cfg: QAConfig) -> str | None:
+    """The tag the quick check grades the rejected fraction under: ``rejected (little fine detail)``
+    where main T's ``fine_detail_share`` is at most ``check.quick_fine_detail_max`` and that tag
+    has a margin (``check.quick_margins``); else None (``rejected``, the margin of all captures)."""
+    tag = "rejected" + LITTLE_DETAIL
+    return tag if share <= cfg.check.quick_fine_detail_max and tag in out.abs_margins else None
+
+
 def expected_parallax(fx_px: float, baseline_m: tuple[float, float], diopters: float) -> np.ndarray:
     """Flow ``(dx, dy)`` of a static point at ``1 / diopters`` metres between two cameras.
 
@@ -664,7 +731,11 @@ def expected_parallax(fx_px: float, baseline_m: tuple[float, float], diopters: f
 
 
 def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: int, cfg: QAConfig,
-                        expected: dict[str, np.ndarray] | None = None) -> None:
+                        expected: dict[str, np.ndarray] | None = None, rejected_tag: str | None = None) -> None:
+    """large_shift, no_overlap, occluded, rejected and low_psnr from the pairings' registrations.
+
+    ``rejected_tag``: the tag the rejected fraction is graded under (the quick check's margin for a
+    capture with little fine detail, ``fine_detail_share``); None: ``rejected``."""
     th = cfg.thresholds
     for name, r in regs.items():
         a, b = PAIRINGS[name]
@@ -718,7 +789,7 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
         _grade(out, "occluded", s["occluded_frac"], th.warn_occluded_frac, None,
                f"ref_T vs main W crop: occluded fraction {s['occluded_frac']:.2f}")
         _grade(out, "rejected", s["rejected_frac"], th.warn_rejected_frac, th.fail_rejected_frac,
-               f"ref_T vs main W crop: rejected fraction {s['rejected_frac']:.2f}")
+               f"ref_T vs main W crop: rejected fraction {s['rejected_frac']:.2f}", tag=rejected_tag)
         _grade(out, "low_psnr", s["psnr_db"], th.warn_psnr_db, th.fail_psnr_db,
                f"ref_T warped onto the main W crop: PSNR {s['psnr_db']:.1f} dB", below=True)
 
@@ -1111,7 +1182,9 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     qa check's own ROI pixels, warped by the quick flow (``check.quick_fine_af_roi``), and
     ``M_defocus`` and ``moving_object`` count the quick flow in qa check's flow-grid px; where
     T vs T's ``motion_blur`` figure is undecided, it is measured again on that AF ROI at qa
-    check's scale (``check.quick_refine_tt_blur``, ``refine_grade``). Where a
+    check's scale (``check.quick_refine_tt_blur``, ``refine_grade``). The rejected fraction of a
+    capture whose main T has little texture the quick W crop cannot resolve
+    (``fine_detail_share``) has a margin of its own (``rejected (little fine detail)``). Where a
     figure lies within its margin (``check.quick_margins``) of a threshold and the verdict would
     change across it, the answer is ``undecided`` (``qa check`` decides), never a verdict that ``qa check`` may
     contradict.
