@@ -37,6 +37,7 @@ from hzsr.qa.quality import (
     directional_share_ratios,
     directional_sharpness_ratios,
     frame_quality,
+    matched_interpolation,
     sharpness,
 )
 from hzsr.qa.register import Registration, register_pair
@@ -915,8 +916,8 @@ def _fine_af_roi(fine: dict[str, np.ndarray], r: Registration, roi: list[float]
     grid (the quick check's); ``roi``: ``[x, y, w, h]`` in ``fine``'s pixels. The flow, its
     occlusion map and validity are carried to the fine pixels of the ROI alone (bilinear, pixel
     centres kept, vectors scaled), the reference is warped there: qa check's own crop, warped by
-    the quick flow. Returns (main T luma, warped ref T luma, mask) of the ROI, or None if the ROI
-    leaves the frame.
+    the quick flow. Returns (main T luma, warped ref T luma, mask, main T luma through the warp's
+    bilinear weights: ``matched_interpolation``) of the ROI, or None if the ROI leaves the frame.
     """
     t_fine, ref_fine = fine["main_T"], fine["ref_T"]
     hf, wf = t_fine.shape[:2]
@@ -935,7 +936,8 @@ def _fine_af_roi(fine: dict[str, np.ndarray], r: Registration, roi: list[float]
     inside = ((tx >= -0.5) & (tx <= wf - 0.5) & (ty >= -0.5) & (ty <= hf - 0.5)
               & (cx >= -0.5) & (cx <= wf - 0.5) & (cy >= -0.5) & (cy <= hf - 0.5))
     warped = cv2.remap(ref_fine, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return to_luma(t_fine[y0:y1, x0:x1]), to_luma(warped), inside & (occ < 0.5)
+    t_y = to_luma(t_fine)
+    return t_y[y0:y1, x0:x1], to_luma(warped), inside & (occ < 0.5), matched_interpolation(t_y, tx, ty, (x0, y0))
 
 
 def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg: QAConfig,
@@ -969,7 +971,7 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         if pair is not None:
             if fine is not None:
                 fine_pair = pair
-            t_roi, ref_roi, m = pair
+            t_roi, ref_roi, m = pair[:3]
             sm, sr = sharpness(t_roi, m), sharpness(ref_roi, m)
             ratio = min(sm, sr) / max(sm, sr, 1e-12)
             row["focus_sharpness_ratio"] = ratio
@@ -992,7 +994,14 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         clipped = (srcs["main_T"].max(axis=2) >= 250) | (r.warped_ref.max(axis=2) >= 250)
         clipped = cv2.dilate(clipped.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         m = r.valid & (r.occlusion < 0.5) & ~clipped
-        t_y, ref_y = to_luma(srcs["main_T"]), to_luma(r.warped_ref)
+        # The reference was warped (bilinear): at a fractional offset that smooths it along the
+        # flow, and where the flow is smooth (landscapes) the smoothing is one direction over the
+        # whole frame: main T goes through the same weights (`landscape-demo07`, untouched, read
+        # 0.877 against the fail level 0.881 before; issue 18's eighth pass).
+        h, w = r.flow_fwd.shape[:2]
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        t_y = matched_interpolation(to_luma(srcs["main_T"]), gx + r.flow_fwd[..., 0], gy + r.flow_fwd[..., 1])
+        ref_y = to_luma(r.warped_ref)
         dirs = directional_share_ratios(t_y, ref_y, m, n_dirs=8)
         if np.isfinite(dirs).all() and dirs.max() > 0:
             anis = float(dirs.min() / dirs.max())
@@ -1009,10 +1018,10 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
                 # frame alike, so the same figure on the AF ROI at qa check's scale (already
                 # warped for the focus ratio: no extra flow) speaks for it where the coarse one
                 # is undecided.
-                ft_y, fr_y, fm = fine_pair
+                ft_y, fr_y, fm, ft_eq = fine_pair
                 fm = fm & ~(cv2.dilate(((ft_y >= 250) | (fr_y >= 250)).astype(np.uint8),
                                        np.ones((5, 5), np.uint8)) > 0)
-                fdirs = directional_share_ratios(ft_y, fr_y, fm, n_dirs=8)
+                fdirs = directional_share_ratios(ft_eq, fr_y, fm, n_dirs=8)
                 if np.isfinite(fdirs).all() and fdirs.max() > 0:
                     fanis = float(fdirs.min() / fdirs.max())
                     row["tt_blur_anisotropy_fine_roi"] = fanis
