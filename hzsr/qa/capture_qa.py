@@ -774,11 +774,15 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         # The plane a near occluder at the AF point hides (grade_depth): each pixel's departure
         # from its parallax; the occluder is the AF point's plane connected to the ROI's centre,
         # the hidden plane what lies behind it within one AF ROI of its edge.
-        dep_px = -(r.flow_fwd[..., 0] * u[0] + r.flow_fwd[..., 1] * u[1]) / fb - diopters
-        ok = r.valid & (r.occlusion < 0.5)
-        hidden = hidden_plane_departure(dep_px.astype(np.float32), ok, (cx0, cy0, max(cx1, cx0 + 1),
-                                        max(cy1, cy0 + 1)), float(d_flow - diopters), th.focus_behind_tol_d,
-                                        max(2, round(th.focus_hidden_ring_roi * (y1 - y0))))
+        # On DIS's own grid at most (the flow is upsampled from it: finer adds nothing; 14 ms -> 3
+        # ms of CPU at a 12 MP capture's 1024 px analysis).
+        k = max(1, int(r.flow_fwd.shape[1] // 512))
+        fl = r.flow_fwd[::k, ::k]
+        dep_px = (-(fl[..., 0] * u[0] + fl[..., 1] * u[1]) / fb - diopters).astype(np.float32)
+        ok = r.valid[::k, ::k] & (r.occlusion[::k, ::k] < 0.5)
+        hidden = hidden_plane_departure(dep_px, ok, (cx0 // k, cy0 // k, max(cx1 // k, cx0 // k + 1),
+                                        max(cy1 // k, cy0 // k + 1)), float(d_flow - diopters), th.focus_behind_tol_d,
+                                        max(2, round(th.focus_hidden_ring_roi * (y1 - y0) / k)))
         if hidden is not None:
             out.row["af_hidden_plane_departure_d"] = hidden
         roi = afs.get("wt") or afs.get("tt")
