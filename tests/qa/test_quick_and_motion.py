@@ -170,11 +170,11 @@ def test_the_quick_af_roi_is_measured_on_qa_checks_pixels_warped_by_the_coarse_f
     flow = np.broadcast_to(np.array([-6.0, -4.0], np.float32), (120, 160, 2)).copy()
     reg = SimpleNamespace(flow_fwd=flow, occlusion=np.zeros((120, 160), np.float32),
                           shift=SimpleNamespace(dx=-6.0, dy=-4.0))
-    t_roi, ref_roi, m = _fine_af_roi({"main_T": main, "ref_T": ref}, reg, roi)
+    t_roi, ref_roi, m, _ = _fine_af_roi({"main_T": main, "ref_T": ref}, reg, roi)
     assert t_roi.shape == (120, 160) and m.mean() > 0.99
     assert np.abs(t_roi.astype(float) - ref_roi.astype(float)).mean() < 1.0  # registered to the pixel
     blurred = cv2.GaussianBlur(ref, (0, 0), 1.6)
-    t_roi, ref_roi, m = _fine_af_roi({"main_T": main, "ref_T": blurred}, reg, roi)
+    t_roi, ref_roi, m, _ = _fine_af_roi({"main_T": main, "ref_T": blurred}, reg, roi)
     fine = sharpness(ref_roi, m) / sharpness(t_roi, m)
     truth = sharpness(cv2.GaussianBlur(main, (0, 0), 1.6)[150:270, 200:360, 1]) / sharpness(main[150:270, 200:360, 1])
     small = [cv2.resize(x, (160, 120), interpolation=cv2.INTER_AREA)[:, :, 1] for x in (main, blurred)]
