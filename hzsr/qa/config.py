@@ -262,8 +262,8 @@ class Thresholds:
     focus_behind_tol_d: float = 0.15
     # ... and the plane it hides is read within this many AF ROI heights of the occluder's edge
     # (capture_qa.hidden_plane_departure; the ROI's own scale, not fitted: the wider ring dilutes
-    # DIS's smoothed band along the edge: 0.25 read two held-out refocused portraits' hidden
-    # planes 0.38 and 0.51 D off, 0.5 one of them 0.17 D, 1 both within 0.06 D; docs/qa.md).
+    # DIS's smoothed band along the edge; 0.25 and 0.5 read two refocused portraits' hidden
+    # planes up to 0.51 and 0.17 D off where 1 reads 0.06 D; docs/qa.md, issue 18's eighth pass).
     focus_hidden_ring_roi: float = 1.0
     # Skew has no threshold here: qa takes sync check's verdict of it (hzsr.core.verdict.skew_reasons).
 
