@@ -425,7 +425,7 @@ def _labelled_rows(sess: Path, cfg: QAConfig, workers: int, quick: bool) -> list
                     "main_T_roi_blur_ratio",
                     "ref_T_roi_blur_ratio", "main_T_blur_ratio", "ref_T_blur_ratio", "focus_sharpness_ratio",
                     "focus_mismatch_diopters", "main_T_defocus_frac", "tt_blur_anisotropy", "moving_frac",
-                    "af_focus_behind_share", "ref_T_defocus_frac"):
+                    "af_hidden_plane_departure_d", "af_occluder_excused", "ref_T_defocus_frac"):
             if col in r and np.isfinite(r[col]):
                 row[col] = float(r[col])
         rows.append(row)

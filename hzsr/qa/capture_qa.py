@@ -37,6 +37,7 @@ from hzsr.qa.quality import (
     directional_share_ratios,
     directional_sharpness_ratios,
     frame_quality,
+    matched_interpolation,
     sharpness,
 )
 from hzsr.qa.register import Registration, register_pair
@@ -803,8 +804,8 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
     - ``subject_depth_departure_d``: the depth-flow relation. The AF subject's parallax in ``wt``
       (W crop -> main T) along the phone's W-T baseline ``b`` gives its distance,
       ``D = -F.u / (f |b|)``; minus main T's focus distance from ``capture.json``: a focus on the
-      wrong plane departs by its diopters. ``af_region_departures_d``: the same per pixel around
-      the AF ROI (21 quantiles), for ``grade_depth``'s plane behind a near occluder.
+      wrong plane departs by its diopters. ``af_hidden_plane_departure_d``: the same for the plane
+      a near occluder at the AF point hides (``hidden_plane_departure``), for ``grade_depth``.
     """
     th = cfg.thresholds
     for name, slot in (("wt", "main_T"), ("wr", "ref_T")):
@@ -841,23 +842,53 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         out.row["subject_depth_flow_d"] = float(d_flow)
         out.row["main_T_focus_d"] = float(diopters)
         out.row["subject_depth_departure_d"] = float(d_flow - diopters)
-        # Around the AF ROI (twice its size), each pixel's depth from its parallax less the focus
-        # distance, as 21 quantiles: grade_depth looks there for a plane behind the AF point at
-        # the focus distance (the subject behind a near occluder the ROI's centre shows).
-        w_, h_ = x1 - x0, y1 - y0
-        H, W = r.flow_fwd.shape[:2]
-        ys, xs = slice(max(0, y0 - h_ // 2), min(H, y1 + h_ // 2)), slice(max(0, x0 - w_ // 2), min(W, x1 + w_ // 2))
-        keep = r.valid[ys, xs] & (r.occlusion[ys, xs] < 0.5)
-        fr = r.flow_fwd[ys, xs][keep]
-        if len(fr) >= 16:
-            dep_px = -(fr[:, 0] * u[0] + fr[:, 1] * u[1]) / fb - diopters
-            qs = np.percentile(dep_px, np.arange(0, 101, 5))
-            out.row["af_region_departures_d"] = ";".join(f"{v:.3f}" for v in qs)
+        # The plane a near occluder at the AF point hides (grade_depth): each pixel's departure
+        # from its parallax; the occluder is the AF point's plane connected to the ROI's centre,
+        # the hidden plane what lies behind it within one AF ROI of its edge.
+        # On DIS's own grid at most (the flow is upsampled from it: finer adds nothing; 14 ms -> 3
+        # ms of CPU at a 12 MP capture's 1024 px analysis).
+        k = max(1, int(r.flow_fwd.shape[1] // 512))
+        fl = r.flow_fwd[::k, ::k]
+        dep_px = (-(fl[..., 0] * u[0] + fl[..., 1] * u[1]) / fb - diopters).astype(np.float32)
+        ok = r.valid[::k, ::k] & (r.occlusion[::k, ::k] < 0.5)
+        hidden = hidden_plane_departure(dep_px, ok, (cx0 // k, cy0 // k, max(cx1 // k, cx0 // k + 1),
+                                        max(cy1 // k, cy0 // k + 1)), float(d_flow - diopters), th.focus_behind_tol_d,
+                                        max(2, round(th.focus_hidden_ring_roi * (y1 - y0) / k)))
+        if hidden is not None:
+            out.row["af_hidden_plane_departure_d"] = hidden
         roi = afs.get("wt") or afs.get("tt")
         out.row["af_roi_wt"] = ";".join(str(round(v)) for v in roi) if roi else ""
         # A lone capture (no session offset yet): qa check counts only a departure beyond the
         # offset's uncertainty; the quick check grades the raw figure with that as its margin.
         grade_depth(out, 0.0, cfg, session=False, lone_uncertain_d=0.0 if quick else cfg.rig.depth_offset_d)
+
+
+def hidden_plane_departure(dep: np.ndarray, ok: np.ndarray, centre: tuple[int, int, int, int], dep_c: float,
+                           tol: float, ring_px: int, min_px: int = 16) -> float | None:
+    """The departure (D) of the plane a near occluder at the AF point hides; None: none found.
+
+    The AF point's plane is every pixel within ``tol`` of its departure ``dep_c`` connected to
+    the AF ROI's central third ``centre`` (x0, y0, x1, y1): a near foreground there, whatever its
+    size. What it hides shows at its edge: the trusted pixels (``ok``) within ``ring_px`` of it
+    and more than ``tol`` behind it (lower departure); their median is the hidden plane. A
+    foreground's edge borders the subject it covers; a subject in front of another plane (the
+    walker before the mover it hides) borders that plane, not the background further back.
+    ``dep``: each pixel's departure from the focus distance (its parallax's depth less the focus
+    distance, D, on the pairing's grid).
+    """
+    same = (np.abs(dep - dep_c) <= tol).astype(np.uint8)
+    _, lab = cv2.connectedComponents(same, connectivity=4)
+    x0, y0, x1, y1 = centre
+    ids = np.unique(lab[y0:y1, x0:x1])
+    ids = ids[ids > 0]
+    if not len(ids):
+        return None
+    plane = np.isin(lab, ids)
+    dist = cv2.distanceTransform((~plane).astype(np.uint8), cv2.DIST_L2, 3)
+    behind = (dist > 0) & (dist <= ring_px) & ok & (dep < dep_c - tol)
+    if int(behind.sum()) < min_px:
+        return None
+    return float(np.median(dep[behind]))
 
 
 def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = True,
@@ -884,17 +915,16 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
     out.reasons = [r for r in out.reasons if not (r.code == "defocused" and "parallax" in r.message)]
     out.spread = [sp for sp in out.spread if sp[0] != "defocused (depth)"]  # graded again below
     out.graded = [g for g in out.graded if g[0] != "defocused (depth)"]
-    dep, share = _calibrated_departure(row, offset_d, th)
+    dep, excused = _calibrated_departure(row, offset_d, th)
     roi = row.get("af_roi_wt") or ""
     where = f" (AF ROI [{roi.replace(';', ', ')}])" if roi else ""
     what = (f"the AF subject's parallax puts it at {row['subject_depth_flow_d'] - offset_d:.2f} D, main T focused "
             f"at {row['main_T_focus_d']:.2f} D: the subject{where} is out of focus in T")
-    if share is not None:
-        row["af_focus_behind_share"] = share
-        if share >= th.focus_behind_min_share:
-            what = (f"the AF ROI's centre{where} shows a plane in front of the focus distance "
-                    f"({row['main_T_focus_d']:.2f} D); {share:.0%} of the region around it lies at "
-                    "the focus distance behind it by their parallax: a near occluder, the subject behind it in focus")
+    row["af_occluder_excused"] = int(excused)
+    if excused:
+        what = (f"the AF ROI's centre{where} shows a plane in front of the focus distance "
+                f"({row['main_T_focus_d']:.2f} D); by their parallax the plane it hides lies "
+                f"{dep:+.2f} D from the focus distance: a near occluder, the subject behind it in focus")
     row["subject_depth_departure_calibrated_d"] = dep
     if lone_uncertain_d > 0:  # the levels moved out by it: the figure stays the quick check's
         what += f" (no session offset: levels raised by {lone_uncertain_d:.2f} D)"
@@ -912,9 +942,8 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
         # kinks and where the rule switches (both sides), all of which are evaluated.
         m = out.abs_margins.get("defocused (depth)", 0.0)
         m = max(m) if isinstance(m, (tuple, list)) else float(m)
-        qs = _region_departures(row)
         offs = _offset_candidates(row, offset_d - offset_u, offset_d + offset_u, th.focus_behind_tol_d)
-        figs = np.abs([_calibrated_departure(row, float(o), th, qs)[0] for o in offs])
+        figs = np.abs([_calibrated_departure(row, float(o), th)[0] for o in offs])
         lo, hi = float(figs.min()) - m, float(figs.max()) + m
         ranks = [sum(v > lv for lv in (warn, fail)) for v in (lo, hi)]
         key, r0, r1 = out.spread[-1]
@@ -923,47 +952,35 @@ def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = 
 
 def _offset_candidates(row: dict, lo: float, hi: float, tol: float) -> np.ndarray:
     """The offsets in [lo, hi] where ``_calibrated_departure``'s |figure| may take its extremes: the
-    ends; where a plane's departure is zero (the raw figure, each region quantile) or two
-    neighbouring quantiles are equally near (midpoints: the planes the rule may pick at one offset
-    are a run of neighbours, those within ``tol`` of it); where the rule's conditions switch (a
-    departure at +-``tol``), a hair either side."""
-    dep = float(row["subject_depth_departure_d"])
-    qs = _region_departures(row)
-    qs = np.sort(qs) if qs is not None else np.zeros(0)
-    planes = np.concatenate([[dep], qs])
-    mids = (qs[1:] + qs[:-1]) / 2
-    switch = np.concatenate([planes - tol, planes + tol])
+    ends; where a plane's departure is zero (the AF point's, the hidden plane's); where the rule's
+    conditions switch (a departure at +-``tol``), a hair either side."""
+    planes = [float(row["subject_depth_departure_d"])]
+    if np.isfinite(row.get("af_hidden_plane_departure_d", np.nan)):
+        planes.append(float(row["af_hidden_plane_departure_d"]))
+    planes_ = np.asarray(planes)
+    switch = np.concatenate([planes_ - tol, planes_ + tol])
     eps = 1e-9
-    c = np.concatenate([[lo, hi], planes, mids, switch - eps, switch + eps])
+    c = np.concatenate([[lo, hi], planes_, switch - eps, switch + eps])
     return c[(c >= lo) & (c <= hi)]
 
 
-def _region_departures(row: dict) -> np.ndarray | None:
-    """``af_region_departures_d``'s 21 quantiles (D, before the offset); None: not measured."""
-    q = row.get("af_region_departures_d")
-    return np.array([float(v) for v in q.split(";")]) if isinstance(q, str) and q else None
+def _calibrated_departure(row: dict, offset_d: float, th) -> tuple[float, bool]:
+    """The AF point's departure from the focus distance less the rig's offset ``offset_d``, and
+    whether the near-occluder rule excused it.
 
-
-def _calibrated_departure(row: dict, offset_d: float, th, qs: np.ndarray | None = None
-                          ) -> tuple[float, float | None]:
-    """The AF point's departure from the focus distance less the rig's offset ``offset_d``, and the
-    share of the region around the AF ROI at the focus distance behind it (None: not looked at).
-
-    Where the AF point's plane is nearer than the focus distance and a plane behind it around the
-    ROI is at the focus distance (at least ``focus_behind_min_share`` of the region), the ROI's
-    centre shows a near occluder, the lens focused on the subject behind it: the departure is that
-    plane's (the one nearest the focus distance). ``qs``: ``_region_departures(row)``, parsed once
-    by a caller that asks for many offsets."""
+    Where the AF point's plane is more than ``focus_behind_tol_d`` nearer than the focus distance
+    and the plane it hides (``af_hidden_plane_departure_d``, ``hidden_plane_departure``) lies within
+    ``focus_behind_tol_d`` of it, the ROI's centre shows a near occluder and the lens focused on
+    the subject behind it: the departure is the hidden plane's. A focus in front of the AF point
+    (the foreground, wrong_depth's portraits), or behind the plane the occluder hides (a far
+    background), is not excused."""
     dep = row["subject_depth_departure_d"] - offset_d
-    qs = _region_departures(row) if qs is None else qs
-    if qs is None or not abs(dep) > th.focus_behind_tol_d:
-        return dep, None
-    qs = qs - offset_d
-    behind = (np.abs(qs) <= th.focus_behind_tol_d) & (qs < dep - th.focus_behind_tol_d)
-    share = float(behind.mean())
-    if share >= th.focus_behind_min_share:
-        dep = float(qs[behind][np.argmin(np.abs(qs[behind]))])
-    return dep, share
+    hidden = row.get("af_hidden_plane_departure_d", np.nan)
+    if not (np.isfinite(hidden) and dep > th.focus_behind_tol_d):
+        return dep, False
+    if abs(hidden - offset_d) <= th.focus_behind_tol_d:
+        return float(hidden - offset_d), True
+    return dep, False
 
 
 def _fine_af_roi(fine: dict[str, np.ndarray], r: Registration, roi: list[float]
@@ -974,8 +991,8 @@ def _fine_af_roi(fine: dict[str, np.ndarray], r: Registration, roi: list[float]
     grid (the quick check's); ``roi``: ``[x, y, w, h]`` in ``fine``'s pixels. The flow, its
     occlusion map and validity are carried to the fine pixels of the ROI alone (bilinear, pixel
     centres kept, vectors scaled), the reference is warped there: qa check's own crop, warped by
-    the quick flow. Returns (main T luma, warped ref T luma, mask) of the ROI, or None if the ROI
-    leaves the frame.
+    the quick flow. Returns (main T luma, warped ref T luma, mask, main T luma through the warp's
+    bilinear weights: ``matched_interpolation``) of the ROI, or None if the ROI leaves the frame.
     """
     t_fine, ref_fine = fine["main_T"], fine["ref_T"]
     hf, wf = t_fine.shape[:2]
@@ -994,7 +1011,8 @@ def _fine_af_roi(fine: dict[str, np.ndarray], r: Registration, roi: list[float]
     inside = ((tx >= -0.5) & (tx <= wf - 0.5) & (ty >= -0.5) & (ty <= hf - 0.5)
               & (cx >= -0.5) & (cx <= wf - 0.5) & (cy >= -0.5) & (cy <= hf - 0.5))
     warped = cv2.remap(ref_fine, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return to_luma(t_fine[y0:y1, x0:x1]), to_luma(warped), inside & (occ < 0.5)
+    t_y = to_luma(t_fine)
+    return t_y[y0:y1, x0:x1], to_luma(warped), inside & (occ < 0.5), matched_interpolation(t_y, tx, ty, (x0, y0))
 
 
 def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg: QAConfig,
@@ -1028,7 +1046,7 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         if pair is not None:
             if fine is not None:
                 fine_pair = pair
-            t_roi, ref_roi, m = pair
+            t_roi, ref_roi, m = pair[:3]
             sm, sr = sharpness(t_roi, m), sharpness(ref_roi, m)
             ratio = min(sm, sr) / max(sm, sr, 1e-12)
             row["focus_sharpness_ratio"] = ratio
@@ -1051,7 +1069,14 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         clipped = (srcs["main_T"].max(axis=2) >= 250) | (r.warped_ref.max(axis=2) >= 250)
         clipped = cv2.dilate(clipped.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         m = r.valid & (r.occlusion < 0.5) & ~clipped
-        t_y, ref_y = to_luma(srcs["main_T"]), to_luma(r.warped_ref)
+        # The reference was warped (bilinear): at a fractional offset that smooths it along the
+        # flow, and where the flow is smooth (landscapes) the smoothing is one direction over the
+        # whole frame: main T goes through the same weights (`landscape-demo07`, untouched, read
+        # 0.877 against the fail level 0.881 before; issue 18's eighth pass).
+        h, w = r.flow_fwd.shape[:2]
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        t_y = matched_interpolation(to_luma(srcs["main_T"]), gx + r.flow_fwd[..., 0], gy + r.flow_fwd[..., 1])
+        ref_y = to_luma(r.warped_ref)
         dirs = directional_share_ratios(t_y, ref_y, m, n_dirs=8)
         if np.isfinite(dirs).all() and dirs.max() > 0:
             anis = float(dirs.min() / dirs.max())
@@ -1068,10 +1093,10 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
                 # frame alike, so the same figure on the AF ROI at qa check's scale (already
                 # warped for the focus ratio: no extra flow) speaks for it where the coarse one
                 # is undecided.
-                ft_y, fr_y, fm = fine_pair
+                ft_y, fr_y, fm, ft_eq = fine_pair
                 fm = fm & ~(cv2.dilate(((ft_y >= 250) | (fr_y >= 250)).astype(np.uint8),
                                        np.ones((5, 5), np.uint8)) > 0)
-                fdirs = directional_share_ratios(ft_y, fr_y, fm, n_dirs=8)
+                fdirs = directional_share_ratios(ft_eq, fr_y, fm, n_dirs=8)
                 if np.isfinite(fdirs).all() and fdirs.max() > 0:
                     fanis = float(fdirs.min() / fdirs.max())
                     row["tt_blur_anisotropy_fine_roi"] = fanis

@@ -265,14 +265,17 @@ class Thresholds:
     # on calibration seeds 1801 1802, warn at 3/4; 0.31 on tt before).
     warn_depth_departure_d: float = 0.23  # above: warn
     fail_depth_departure_d: float = 0.30  # above: fail (the subject is out of focus in both Ts)
-    # A plane behind the AF point at the focus distance (issue 18, defocus pass): the AF ROI's
-    # centre shows a near occluder and the lens focused on the subject behind it, not a focus on
-    # the wrong plane. Its pixels (around the AF ROI, twice its size) within this many diopters
-    # of the focus distance ...
+    # A near occluder at the AF point (issue 18, defocus pass; the plane it hides since the
+    # eighth pass): the AF ROI's centre shows a plane in front of the focus distance and the lens
+    # focused on the subject it hides, not on the wrong plane. Planes are told apart by this many
+    # diopters (the AF point's plane: pixels within it of the centre's departure; the hidden
+    # plane is at the focus distance within it) ...
     focus_behind_tol_d: float = 0.15
-    # ... make at least this share of that region (set by hand from calibration seeds 1801 1802:
-    # a subject around a near foreground showed 0.29-0.33 of it).
-    focus_behind_min_share: float = 0.1
+    # ... and the plane it hides is read within this many AF ROI heights of the occluder's edge
+    # (capture_qa.hidden_plane_departure; the ROI's own scale, not fitted: the wider ring dilutes
+    # DIS's smoothed band along the edge; 0.25 and 0.5 read two refocused portraits' hidden
+    # planes up to 0.51 and 0.17 D off where 1 reads 0.06 D; docs/qa.md, issue 18's eighth pass).
+    focus_hidden_ring_roi: float = 1.0
     # Skew has no threshold here: qa takes sync check's verdict of it (hzsr.core.verdict.skew_reasons).
 
 

@@ -169,3 +169,23 @@ def directional_share_ratios(a_y: np.ndarray, b_y: np.ndarray, mask: np.ndarray,
     w /= w.sum()
     shares = [(s * w).sum(axis=1) for s in per_pixel]
     return shares[0] / np.maximum(shares[1], 1e-9)
+
+
+def matched_interpolation(img: np.ndarray, map_x: np.ndarray, map_y: np.ndarray,
+                          origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """``img`` through the same bilinear weights a warp by ``(map_x, map_y)`` gave another image.
+
+    A bilinear warp (``cv2.remap``) samples its source at ``map``: at a fractional offset
+    ``(fx, fy)`` that is the 2-tap filter ``[1 - fx, fx] x [1 - fy, fy]``, a low-pass along the
+    offset (at half a pixel it removes the Nyquist frequency). Where the flow is smooth (a
+    landscape's far planes), its fractional part is nearly constant over large areas, so the warped
+    image is smoothed along the flow's direction, which a direction-share comparison reads as a smear.
+    Sampling ``img`` on its own grid at ``grid + frac(map)`` (``origin``: the grid's top-left pixel,
+    for a crop) applies the same filter to it, less than a pixel off its place.
+    """
+    h, w = map_x.shape
+    gx, gy = np.meshgrid(np.arange(origin[0], origin[0] + w, dtype=np.float32),
+                         np.arange(origin[1], origin[1] + h, dtype=np.float32))
+    fx = (map_x - np.floor(map_x)).astype(np.float32)
+    fy = (map_y - np.floor(map_y)).astype(np.float32)
+    return cv2.remap(img, gx + fx, gy + fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

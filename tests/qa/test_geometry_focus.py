@@ -76,34 +76,67 @@ def test_quick_check_agrees_with_qa_check_or_says_undecided(portrait_session):
     assert np.isfinite(df["tt_expected_dy"]).all()
 
 
-def _depth_row(centre_dep: float, region: list[float]) -> CaptureQA:
-    q = CaptureQA("c", {"subject_depth_departure_d": centre_dep, "subject_depth_flow_d": 0.4 + centre_dep,
-                        "main_T_focus_d": 0.4, "af_roi_wt": "10;10;40;30",
-                        "af_region_departures_d": ";".join(f"{v:.3f}" for v in region)})
-    return q
+def _depth_row(centre_dep: float, hidden: float | None) -> CaptureQA:
+    row = {"subject_depth_departure_d": centre_dep, "subject_depth_flow_d": 0.4 + centre_dep,
+           "main_T_focus_d": 0.4, "af_roi_wt": "10;10;40;30"}
+    if hidden is not None:
+        row["af_hidden_plane_departure_d"] = hidden
+    return CaptureQA("c", row)
 
 
 def test_a_near_occluder_at_the_af_point_with_the_subject_behind_in_focus_is_not_defocused():
     from hzsr.qa.capture_qa import grade_depth
 
     cfg = QAConfig()
-    # 21 quantiles of the region around the AF ROI: 6 of them (29 %) at the focus distance.
-    region = [0.0] * 6 + [0.8] * 15
-    # The AF point shows a near foreground 0.8 D in front of the focus distance; the subject
-    # behind it, around the ROI, is at the focus distance: the lens focused on the subject.
-    occluder = _depth_row(0.8, region)
+    # The AF point shows a near foreground 0.8 D in front of the focus distance; the plane it
+    # hides is at the focus distance: the lens focused on the subject behind it.
+    occluder = _depth_row(0.8, 0.02)
     grade_depth(occluder, 0.0, cfg)
     assert occluder.verdict.value == "pass", [r.text() for r in occluder.reasons]
-    assert occluder.row["af_focus_behind_share"] == pytest.approx(6 / 21)
-    # The same region, the AF point's plane 0.8 D *behind* the focus distance: the lens focused
-    # on a plane in front of the subject (wrong_depth's portraits): defocused.
-    wrong = _depth_row(-0.8, [0.0] * 6 + [-0.8] * 15)
+    assert occluder.row["af_occluder_excused"] == 1
+    # The AF point's plane 0.8 D *behind* the focus distance, a plane in front of it in focus:
+    # the lens focused on a foreground instead of the subject (wrong_depth's portraits).
+    wrong = _depth_row(-0.8, -1.0)
     grade_depth(wrong, 0.0, cfg)
     assert wrong.verdict.value == "fail" and "defocused" in {r.code for r in wrong.reasons}
-    # No plane at the focus distance around the AF point: defocused too.
-    alone = _depth_row(0.8, [0.8] * 21)
+    # The occluder hides a plane 0.22 D off the focus distance (a walker before the mover it
+    # hides, the lens on the background further back): defocused.
+    behind = _depth_row(0.43, 0.22)
+    grade_depth(behind, 0.0, cfg)
+    assert behind.verdict.value == "fail" and behind.row["af_occluder_excused"] == 0
+    # No hidden plane found: defocused too.
+    alone = _depth_row(0.8, None)
     grade_depth(alone, 0.0, cfg)
     assert alone.verdict.value == "fail"
+
+
+def _planes(shape=(120, 160)) -> np.ndarray:
+    """A departure map (D from the focus distance): a far background at -0.3 D everywhere."""
+    return np.full(shape, -0.3, np.float32)
+
+
+def test_the_plane_a_near_occluder_hides_is_read_at_its_edge_not_over_the_region():
+    """lab-1804 c00040 and c00023 in miniature. The subject behind a foreground that fills the
+    AF ROI and most of the view shows only in a strip beside it; a walker in front of a mover,
+    with the lens on the background, hides the mover, whatever the background's share."""
+    from hzsr.qa.capture_qa import hidden_plane_departure
+
+    ok = np.ones((120, 160), bool)
+    roi_centre = (70, 50, 90, 70)  # x0, y0, x1, y1 of the AF ROI's central third
+    # Foreground (+0.8 D) over x >= 30; the subject at the focus distance in the strip x 14-30
+    # (a tenth of the view); the background beyond it.
+    dep = _planes()
+    dep[:, 14:30] = 0.0
+    dep[:, 30:] = 0.8
+    assert hidden_plane_departure(dep, ok, roi_centre, 0.8, 0.15, 30) == pytest.approx(0.0, abs=0.05)
+    # A walker (+0.45 D) at the AF point, inside a mover (+0.22 D), the background (0 D, in
+    # focus) covering most of the view: the walker hides the mover.
+    dep = np.zeros((120, 160), np.float32)
+    dep[30:100, 40:130] = 0.22
+    dep[45:85, 60:110] = 0.45
+    assert hidden_plane_departure(dep, ok, roi_centre, 0.45, 0.15, 30) == pytest.approx(0.22, abs=0.05)
+    # Nothing behind the AF point's plane near it: no hidden plane.
+    assert hidden_plane_departure(np.full((120, 160), 0.8, np.float32), ok, roi_centre, 0.8, 0.15, 30) is None
 
 
 def test_maps_are_measured_again_from_the_focus_plane_only_for_a_departure_along_the_baseline():
