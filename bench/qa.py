@@ -321,6 +321,55 @@ def maps_fit(root: Path, seeds: list[int], captures: int, size: tuple[int, int])
                                                    "at_fit": gbest, "candidates": gtable}}
 
 
+def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
+    """``M_occ`` (``Registration.hidden`` given the rig's baseline) beside the alternatives of
+    ``bench/_occ_alternatives.py`` on the same captures as ``accuracy`` (same seed, same truth):
+    plain DIS forward-backward error (the simplest alternative), the flow-scaled check, finer DIS,
+    multi-hypothesis DIS and semi-global matching along the baseline. Precision / recall pooled
+    over every capture, per T."""
+    from _occ_alternatives import alternatives, dis_flows, grid_lumas
+
+    from hzsr.qa.align import gate_shift, global_translation
+
+    sess = simulate_session(root / f"occalt-{seed}", SimConfig(captures=captures, seed=seed, size=size, truth=True,
+                                                               kinds=("architecture", "landscape", "portrait",
+                                                                      "night"), captures_per_scene=1), progress=False)
+    cfg = QAConfig()
+    baselines = {"main_T": cfg.rig.wt_baseline_m,
+                 "ref_T": tuple(a + b for a, b in zip(cfg.rig.wt_baseline_m, cfg.rig.ref_baseline_m, strict=True))}
+    counts: dict[str, dict[str, list[int]]] = {"main_T": {}, "ref_T": {}}
+    cpu: dict[str, list[float]] = {}
+    for _rec, img, crop, rect, truth in _captures_with_truth(sess, size):
+        for slot in ("main_T", "ref_T"):
+            o = 1 / rect.scale
+            g = global_translation(crop, img[slot], cfg, optical_scale=o)
+            r = register_pair(crop, img[slot], cfg, optical_scale=o, shift=g, baseline=baselines[slot])
+            ys, yr, d = grid_lumas(crop, img[slot], gate_shift(g, cfg)[0], cfg, o)
+            fwd, bwd = dis_flows(ys, yr, d)  # the shipped DIS flows on the grid
+            t0 = time.process_time()
+            masks = alternatives(ys, yr, d, fwd, bwd, baselines[slot], cfg)
+            cpu.setdefault(slot, []).append(time.process_time() - t0)
+            flow, vis = truth[f"flow_{slot}"], truth[f"valid_{slot}"]
+            h, w = flow.shape[:2]
+            gx, gy = np.meshgrid(np.arange(w), np.arange(h))
+            tx, ty = gx + flow[..., 0], gy + flow[..., 1]
+            m = r.valid & (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+            true_occ = ~vis & m
+            masks_full = {"M_occ (hidden_map given the baseline, shipped)": r.hidden >= 0.5}
+            for k, v in masks.items():
+                masks_full[k] = cv2.resize(v.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+            for k, v in masks_full.items():
+                n = counts[slot].setdefault(k, [0, 0, 0])
+                p = v & m
+                n[0] += int((p & true_occ).sum())
+                n[1] += int(p.sum())
+                n[2] += int(true_occ.sum())
+    return {"seed": seed, "captures": captures, "size": list(size),
+            **{slot: {k: _pr(v) for k, v in c.items()} for slot, c in counts.items()},
+            "alternatives_cpu_s_per_pairing": {k: round(float(np.mean(v)), 3) for k, v in cpu.items()},
+            "goal": {"precision": 0.5, "recall": 0.6}}
+
+
 def verdicts(root: Path, captures: int, seed: int, size: tuple[int, int], workers: int) -> dict:
     """Share of defective captures failed with the right reason, and of clean ones failed."""
     from hzsr.sync.check import run_sync_check
@@ -647,6 +696,19 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
     }
 
 
+def _middlebury_alternatives(left: np.ndarray, right: np.ndarray, score) -> dict:
+    """The occlusion alternatives on Middlebury's pair (right camera at +x), scored by ``score``."""
+    from _occ_alternatives import alternatives, dis_flows, grid_lumas
+
+    cfg = QAConfig()
+    rb = register_pair(left, right, cfg, baseline=(1.0, 0.0))
+    ys, yr, d = grid_lumas(left, right, rb.shift, cfg)
+    fwd, bwd = dis_flows(ys, yr, d)
+    h, w = left.shape[:2]
+    return {k: score(cv2.resize(v.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5)
+            for k, v in alternatives(ys, yr, d, fwd, bwd, (1.0, 0.0), cfg).items()}
+
+
 def middlebury() -> dict:
     """``M_occ`` on a real stereo pair with true disparity (Middlebury's motorcycle, shipped by
     scikit-image): precision and recall against the true occlusion derived from the disparity.
@@ -684,6 +746,8 @@ def middlebury() -> dict:
             "qa_M_occ_hidden_with_baseline": score(register_pair(left, right, QAConfig(),
                                                                  baseline=(1.0, 0.0)).hidden >= 0.5),
             "qa_M_occ_consistency": score(r.occlusion >= 0.5),
+            # bench/_occ_alternatives.py with the settings chosen on the simulator (evaluation only)
+            "alternatives": _middlebury_alternatives(left, right, score),
             "plain_fb_error_over_px": {str(t): score(e > t) for t in (1, 2, 4, 6, 8)},
             "goal": {"precision": 0.6, "recall": 0.5}}
 
@@ -785,7 +849,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("accuracy", "maps", "middlebury", "verdicts", "labelled", "speed", "all"),
+    p.add_argument("--part", choices=("accuracy", "maps", "occ-alternatives", "middlebury", "verdicts", "labelled",
+                                      "speed", "all"),
                    default="all")
     p.add_argument("--labelled-captures", type=int, default=50, help="captures per seed of the labelled set")
     p.add_argument("--keep", default=None, help="write the simulated sessions here and keep them (default: a temp "
@@ -808,6 +873,8 @@ def main(argv=None) -> dict:
             out["accuracy"] = accuracy(root, a.accuracy_captures, a.seed, (640, 480))
         if a.part in ("maps", "all"):
             out["maps_fit"] = maps_fit(root, a.maps_seeds, a.accuracy_captures, (640, 480))
+        if a.part in ("occ-alternatives", "all"):
+            out["occ_alternatives"] = occ_alternatives(root, a.accuracy_captures, a.seed, (640, 480))
         if a.part in ("verdicts", "all"):
             out["verdicts"] = verdicts(root, a.verdict_captures, a.seed + 1, (640, 480), a.workers)
         if a.part in ("middlebury", "all"):

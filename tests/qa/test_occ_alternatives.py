@@ -1,0 +1,85 @@
+"""``bench/_occ_alternatives.py``: the occlusion maps measured beside ``hidden_map`` (issue 18 item
+4) find the strip behind a near card on a scene whose occlusion is known by construction, so their
+poor figures on the simulator (``docs/qa.md``) come from the data, not from a sign or axis slip."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from hzsr.qa.config import QAConfig
+from hzsr.qa.register import register_pair
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def alt():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("_occ_alternatives")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _card_scene(vertical: bool):
+    """A real-photo wall and a nearer real-photo card: in REF the wall moves 3 px and the card 24 px
+    against the baseline (REF's camera sits at +x, or +y with ``vertical``). The strip of wall
+    beside the card on the side -b, 21 px wide, is hidden in REF (``true``)."""
+    import skimage.data as data
+
+    h, w = 240, 320
+    wall = cv2.resize(data.camera(), (w + 40, h), interpolation=cv2.INTER_AREA)
+    card = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)[:300, 100:350], (100, 120),
+                      interpolation=cv2.INTER_AREA)
+    bg_d, fg_d, x0, y0 = 3, 24, 150, 60
+    src = wall[:, 10:10 + w].copy()
+    src[y0:y0 + 120, x0:x0 + 100] = card
+    ref = wall[:, 10 + bg_d:10 + bg_d + w].copy()
+    ref[y0:y0 + 120, x0 - fg_d:x0 - fg_d + 100] = card
+    xs, ys = np.meshgrid(np.arange(w), np.arange(h))
+    in_card = (xs >= x0) & (xs < x0 + 100) & (ys >= y0) & (ys < y0 + 120)
+    true = ~in_card & (xs - bg_d >= x0 - fg_d) & (xs - bg_d < x0 - fg_d + 100) & (ys >= y0) & (ys < y0 + 120)
+    if vertical:  # the same scene turned so the baseline runs down the image
+        src, ref, true = src.T.copy(), ref.T.copy(), true.T.copy()
+    return src, ref, true, ((0.0, 1.0) if vertical else (1.0, 0.0))
+
+
+def _pr(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    return (pred & true).sum() / max(pred.sum(), 1), (pred & true).sum() / max(true.sum(), 1)
+
+
+@pytest.mark.parametrize("vertical", [False, True])
+def test_sgbm_fold_finds_the_strip_on_the_baselines_side(alt, vertical):
+    src, ref, true, baseline = _card_scene(vertical)
+    cfg = QAConfig()
+    r = register_pair(src, ref, cfg, baseline=baseline)
+    ys, yr, _ = alt.grid_lumas(src, ref, r.shift, cfg)
+    hid = alt.sgbm_fold(ys, yr, baseline)
+    prec, rec = _pr(hid & r.valid, true & r.valid)
+    # The truth is one strip, on the side -b of the card: a strip on the other side, or along the
+    # card's other edges, would cost precision. Measured: 0.94 / 0.94 at recall 0.88 / 0.89 (x / y
+    # baseline); hidden_map on the same scene 0.64 / 0.65 at 0.85 / 0.85.
+    assert prec >= 0.8 and rec >= 0.8, (prec, rec)
+
+
+def test_the_alternatives_are_scored_masks(alt):
+    src, ref, true, baseline = _card_scene(False)
+    cfg = QAConfig()
+    r = register_pair(src, ref, cfg, baseline=baseline)
+    ys, yr, d = alt.grid_lumas(src, ref, r.shift, cfg)
+    fwd, bwd = alt.dis_flows(ys, yr, d)
+    # The grid lumas and flows are the shipped registration's: the same forward flow as register_pair.
+    assert np.allclose(cv2.resize(r.flow_fwd, (fwd.shape[1], fwd.shape[0])) * r.grid_scale, fwd, atol=0.05)
+    masks = alt.alternatives(ys, yr, d, fwd, bwd, baseline, cfg)
+    assert {"plain_dis_fb_over_8px", "magnitude_scaled_fb", "sgbm_fold", "hidden_map_multi_hypothesis_dis"} <= set(masks)
+    for k, m in masks.items():
+        assert m.dtype == bool and m.shape == ys.shape, k
+    # Plain forward-backward error flags the card's edge as well as the strip: less precise than the fold.
+    t = cv2.resize(true.astype(np.uint8), (ys.shape[1], ys.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    assert _pr(masks["sgbm_fold"], t)[0] > _pr(masks["plain_dis_fb_over_1px"], t)[0]
