@@ -165,3 +165,33 @@ def alternatives(ys: np.ndarray, yr: np.ndarray, d: np.ndarray, fwd: np.ndarray,
         out["hidden_map_multi_hypothesis_dis"] = hidden_map(f3, b3, cfg, baseline=baseline, guide=guide) >= 0.5
         out["sgbm_fold"] = sgbm_fold(ys, yr, baseline)
     return out
+
+
+def chain_through_main_t(main_t: np.ndarray, ref_t: np.ndarray, flow_w_to_main: np.ndarray, tt_baseline,
+                         cfg: QAConfig, max_step_px: float = 16.0, window: int = 65) -> tuple[np.ndarray, np.ndarray]:
+    """Where the reference T hides the W crop's surface, found between the two Ts and carried back.
+
+    Main T and the reference T are alike (same lens, same focus, same blur), unlike the W crop and
+    the reference T: ``sgbm_fold`` along the mount's baseline on the T-vs-T pair (its own global
+    shift), sampled at each W-crop pixel's target in main T (``flow_w_to_main``, W crop -> main T
+    on the full grid; the 1.5 cm between W and main T hides next to nothing). Returns the map and
+    the same map kept only where the T-vs-T DIS parallax along the baseline spans less than
+    ``max_step_px`` in a ``window`` square (flow-grid px): ``hidden_map``'s step gate inverted,
+    the small steps ``hidden_map`` leaves out.
+    """
+    from hzsr.qa.align import gate_shift, global_translation
+
+    g = gate_shift(global_translation(main_t, ref_t, cfg), cfg)[0]
+    ys, yr, d = grid_lumas(main_t, ref_t, g, cfg)
+    fold = sgbm_fold(ys, yr, tt_baseline).astype(np.float32)
+    fwd, _ = dis_flows(ys, yr, d)
+    b = _unit(tt_baseline)
+    p = (fwd[..., 0] * b[0] + fwd[..., 1] * b[1]).astype(np.float32)
+    k = np.ones((window, window), np.uint8)
+    small = ((cv2.dilate(p, k) - cv2.erode(p, k)) < max_step_px).astype(np.float32)
+    h, w = flow_w_to_main.shape[:2]
+    out = []
+    for m in (fold, fold * small):
+        full = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+        out.append(warp(full, flow_w_to_main, border=cv2.BORDER_CONSTANT) >= 0.5)
+    return out[0], out[1]

@@ -325,9 +325,10 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
     """``M_occ`` (``Registration.hidden`` given the rig's baseline) beside the alternatives of
     ``bench/_occ_alternatives.py`` on the same captures as ``accuracy`` (same seed, same truth):
     plain DIS forward-backward error (the simplest alternative), the flow-scaled check, finer DIS,
-    multi-hypothesis DIS and semi-global matching along the baseline. Precision / recall pooled
-    over every capture, per T."""
-    from _occ_alternatives import alternatives, dis_flows, grid_lumas
+    multi-hypothesis DIS and semi-global matching along the baseline; for the reference T also
+    SGBM's fold between the two Ts carried to the W crop through main T (``chain_through_main_t``).
+    Precision / recall pooled over every capture, per T."""
+    from _occ_alternatives import alternatives, chain_through_main_t, dis_flows, grid_lumas
 
     from hzsr.qa.align import gate_shift, global_translation
 
@@ -356,6 +357,13 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
             m = r.valid & (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
             true_occ = ~vis & m
             masks_full = {"M_occ (hidden_map given the baseline, shipped)": r.hidden >= 0.5}
+            if slot == "main_T":
+                flow_w_to_main = r.flow_fwd
+            else:  # the two Ts' SGBM fold carried to the W crop through main T, alone and with M_occ
+                chain, chain_small = chain_through_main_t(img["main_T"], img["ref_T"], flow_w_to_main,
+                                                          cfg.rig.ref_baseline_m, cfg)
+                masks_full["sgbm_fold_main_T_vs_ref_T_via_main_T"] = chain
+                masks_full["M_occ OR that where the T-vs-T parallax steps < 16 px"] = (r.hidden >= 0.5) | chain_small
             for k, v in masks.items():
                 masks_full[k] = cv2.resize(v.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
             for k, v in masks_full.items():
@@ -696,6 +704,15 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
     }
 
 
+def _fold_of_disparity(disp: np.ndarray) -> np.ndarray:
+    """``maps.fold_map`` of a left view's disparity (flow ``(-d, 0)``, right camera at +x), margin 1 px."""
+    from hzsr.qa.maps import fold_map
+
+    flow = np.zeros(disp.shape + (2,), np.float32)
+    flow[..., 0] = np.where(np.isfinite(disp), -disp, np.nan)
+    return fold_map(flow, (1.0, 0.0), 1.0)
+
+
 def _middlebury_alternatives(left: np.ndarray, right: np.ndarray, score) -> dict:
     """The occlusion alternatives on Middlebury's pair (right camera at +x), scored by ``score``."""
     from _occ_alternatives import alternatives, dis_flows, grid_lumas
@@ -746,6 +763,9 @@ def middlebury() -> dict:
             "qa_M_occ_hidden_with_baseline": score(register_pair(left, right, QAConfig(),
                                                                  baseline=(1.0, 0.0)).hidden >= 0.5),
             "qa_M_occ_consistency": score(r.occlusion >= 0.5),
+            # The fold (maps.fold_map, margin 1 px as the truth's) of the TRUE disparity: what the
+            # geometric test reaches with a perfect flow, against the rounded z-buffer truth.
+            "fold_of_true_disparity": score(_fold_of_disparity(disp)),
             # bench/_occ_alternatives.py with the settings chosen on the simulator (evaluation only)
             "alternatives": _middlebury_alternatives(left, right, score),
             "plain_fb_error_over_px": {str(t): score(e > t) for t in (1, 2, 4, 6, 8)},

@@ -77,7 +77,8 @@ def test_the_alternatives_are_scored_masks(alt):
     # The grid lumas and flows are the shipped registration's: the same forward flow as register_pair.
     assert np.allclose(cv2.resize(r.flow_fwd, (fwd.shape[1], fwd.shape[0])) * r.grid_scale, fwd, atol=0.05)
     masks = alt.alternatives(ys, yr, d, fwd, bwd, baseline, cfg)
-    assert {"plain_dis_fb_over_8px", "magnitude_scaled_fb", "sgbm_fold", "hidden_map_multi_hypothesis_dis"} <= set(masks)
+    names = {"plain_dis_fb_over_8px", "magnitude_scaled_fb", "sgbm_fold", "hidden_map_multi_hypothesis_dis"}
+    assert names <= set(masks)
     for k, m in masks.items():
         assert m.dtype == bool and m.shape == ys.shape, k
     # Plain forward-backward error flags the card's edge as well as the strip: less precise than the fold.
