@@ -331,6 +331,7 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
     from _occ_alternatives import alternatives, chain_through_main_t, dis_flows, grid_lumas
 
     from hzsr.qa.align import gate_shift, global_translation
+    from hzsr.qa.maps import fold_map
 
     sess = simulate_session(root / f"occalt-{seed}", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                                kinds=("architecture", "landscape", "portrait",
@@ -340,6 +341,7 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
                  "ref_T": tuple(a + b for a, b in zip(cfg.rig.wt_baseline_m, cfg.rig.ref_baseline_m, strict=True))}
     counts: dict[str, dict[str, list[int]]] = {"main_T": {}, "ref_T": {}}
     cpu: dict[str, list[float]] = {}
+    fa_off: dict[str, list[int]] = {}
     for _rec, img, crop, rect, truth in _captures_with_truth(sess, size):
         for slot in ("main_T", "ref_T"):
             o = 1 / rect.scale
@@ -357,6 +359,17 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
             m = r.valid & (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
             true_occ = ~vis & m
             masks_full = {"M_occ (hidden_map given the baseline, shipped)": r.hidden >= 0.5}
+            # The same fold on the simulator's TRUE flow (maps.fold_map, margin 0.5 flow-grid px):
+            # the geometric test's ceiling; and where M_occ's false alarms sit.
+            tf = cv2.resize(flow.astype(np.float32), (ys.shape[1], ys.shape[0])) * r.grid_scale
+            masks_full["fold of the true flow (ceiling)"] = cv2.resize(
+                fold_map(tf, baselines[slot], 0.5).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+            bu = np.asarray(baselines[slot], np.float64) / np.hypot(*baselines[slot])
+            off = np.abs((r.flow_fwd - flow) @ bu.astype(np.float32)) * r.grid_scale > 3.0
+            fa = (r.hidden >= 0.5) & m & ~true_occ
+            n = fa_off.setdefault(slot, [0, 0])
+            n[0] += int((fa & off).sum())
+            n[1] += int(fa.sum())
             if slot == "main_T":
                 flow_w_to_main = r.flow_fwd
             else:  # the two Ts' SGBM fold carried to the W crop through main T, alone and with M_occ
@@ -375,6 +388,8 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
     return {"seed": seed, "captures": captures, "size": list(size),
             **{slot: {k: _pr(v) for k, v in c.items()} for slot, c in counts.items()},
             "alternatives_cpu_s_per_pairing": {k: round(float(np.mean(v)), 3) for k, v in cpu.items()},
+            "M_occ_false_alarms_where_dis_is_over_3px_off_along_the_baseline": {
+                k: round(v[0] / max(v[1], 1), 3) for k, v in fa_off.items()},
             "goal": {"precision": 0.5, "recall": 0.6}}
 
 
