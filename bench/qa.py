@@ -88,6 +88,7 @@ def _pr(counts: list[int]) -> dict:
 def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
+    from hzsr.qa.stereo_occlusion import add_hidden, hidden_through_main_t
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                     kinds=("architecture", "landscape", "portrait", "night"),
                                                     captures_per_scene=1), progress=False)
@@ -132,6 +133,20 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             hid = (r.hidden >= 0.5) & r.valid & inframe  # M_occ against truth (maps.hidden_map)
             # The same map given the rig's baseline (maps.fold_map on the flow refined along it).
             rb = register_pair(crop, img[slot], pcfg, optical_scale=1 / rect.scale, shift=g, baseline=baselines[slot])
+            if slot == "main_T":
+                w_to_main = rb.flow_fwd
+            else:
+                # qa check's W crop vs reference T: plus the small steps found between the two Ts
+                # (stereo_occlusion.hidden_through_main_t; maps.hidden_through_main_t). Without: apart.
+                nochain = (rb.hidden >= 0.5) & r.valid & inframe
+                o = per[slot].setdefault("fold_without_main_t", [0, 0, 0])
+                o[0] += int((nochain & true_occ).sum())
+                o[1] += int(nochain.sum())
+                o[2] += int(true_occ.sum())
+                if cfg.maps.hidden_through_main_t:
+                    rt = register_pair(img["main_T"], img["ref_T"], cfg, baseline=cfg.rig.ref_baseline_m)
+                    rb = add_hidden(rb, hidden_through_main_t(img["main_T"], img["ref_T"], rt.shift, rt.flow_fwd,
+                                                              w_to_main, cfg))
             fold = (rb.hidden >= 0.5) & r.valid & inframe
             # Pooled over captures, a capture without resolvable occlusion (under 0.5 % of its
             # valid pixels, thin strips beside edges) adds only false alarms: scored apart as well.
@@ -195,6 +210,8 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             "epe_median_px": round(float(np.median(e)), 3), "epe_p95_px": round(float(np.percentile(e, 95)), 2),
             "hidden_precision": round(hd[0] / max(hd[1], 1), 3), "hidden_recall": round(hd[0] / max(hd[2], 1), 3),
             "hidden_with_baseline": _pr(d["fold"]),
+            **({"hidden_with_baseline_without_main_t": _pr(d["fold_without_main_t"])}
+               if "fold_without_main_t" in d else {}),
             "hidden_on_captures_with_resolvable_occlusion": _pr(d["hid_resolvable"]),
             "hidden_with_baseline_on_captures_with_resolvable_occlusion": _pr(d["fold_resolvable"]),
             "hidden_flagged_frac_on_captures_without": round(d["hid_flagged_without"][0]
@@ -332,6 +349,7 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
 
     from hzsr.qa.align import gate_shift, global_translation
     from hzsr.qa.maps import fold_map
+    from hzsr.qa.stereo_occlusion import add_hidden, hidden_through_main_t
 
     sess = simulate_session(root / f"occalt-{seed}", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                                kinds=("architecture", "landscape", "portrait",
@@ -372,11 +390,13 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
             n[1] += int(fa.sum())
             if slot == "main_T":
                 flow_w_to_main = r.flow_fwd
-            else:  # the two Ts' SGBM fold carried to the W crop through main T, alone and with M_occ
-                chain, chain_small = chain_through_main_t(img["main_T"], img["ref_T"], flow_w_to_main,
-                                                          cfg.rig.ref_baseline_m, cfg)
-                masks_full["sgbm_fold_main_T_vs_ref_T_via_main_T"] = chain
-                masks_full["M_occ OR that where the T-vs-T parallax steps < 16 px"] = (r.hidden >= 0.5) | chain_small
+            else:  # the two Ts' SGBM fold carried to the W crop through main T (shipped: small steps only)
+                masks_full["M_occ without the two Ts' small steps (before)"] = r.hidden >= 0.5
+                rt = register_pair(img["main_T"], img["ref_T"], cfg, baseline=cfg.rig.ref_baseline_m)
+                masks_full["M_occ (hidden_map given the baseline, shipped)"] = add_hidden(r, hidden_through_main_t(
+                    img["main_T"], img["ref_T"], rt.shift, rt.flow_fwd, flow_w_to_main, cfg)).hidden >= 0.5
+                masks_full["sgbm_fold_main_T_vs_ref_T_via_main_T_everywhere"] = chain_through_main_t(
+                    img["main_T"], img["ref_T"], flow_w_to_main, cfg)
             for k, v in masks.items():
                 masks_full[k] = cv2.resize(v.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
             for k, v in masks_full.items():
@@ -827,12 +847,18 @@ def speed(root: Path, captures: int, seed: int) -> dict:
 
     before = replace(cfg, check=replace(cfg.check, quick_fine_af_roi=False, quick_flow_in_check_units=False,
                                         quick_tt_max_keypoints=600))
-    no_base = replace(cfg, maps=replace(cfg.maps, hidden_use_baseline=False))  # M_hid as before issue18m
+    no_base = replace(cfg, maps=replace(cfg.maps, hidden_use_baseline=False))  # M_hid before maps pass 2
 
     def full_without_baseline(d):
         _write_images(analyse_capture(d, no_base), root / "speed_maps_nb")
 
+    no_chain = replace(cfg, maps=replace(cfg.maps, hidden_through_main_t=False))  # M_occ before issue18m's pass
+
+    def full_without_main_t(d):
+        _write_images(analyse_capture(d, no_chain), root / "speed_maps_nc")
+
     runs = {"decode": decode_all, "full": full, "full_M_hid_without_baseline": full_without_baseline,
+            "full_M_occ_without_main_t": full_without_main_t,
             "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
             "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}
     wall: dict[str, list[float]] = {k: [] for k in runs}
@@ -871,6 +897,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         "cpu_ratio_full_to_decode": round(statistics.median(cpu["full"]) / statistics.median(cpu["decode"]), 2),
         "cpu_ratio_full_to_full_M_hid_without_baseline": round(statistics.median(cpu["full"]) / statistics.median(
             cpu["full_M_hid_without_baseline"]), 2),
+        "cpu_ratio_full_to_full_M_occ_without_main_t": round(statistics.median(cpu["full"]) / statistics.median(
+            cpu["full_M_occ_without_main_t"]), 2),
         "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),
         "cpu_ratio_quick_to_previous_settings": round(statistics.median(cpu["quick"])
                                                       / statistics.median(cpu["quick_previous_settings"]), 2),

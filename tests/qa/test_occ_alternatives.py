@@ -1,6 +1,8 @@
-"""``bench/_occ_alternatives.py``: the occlusion maps measured beside ``hidden_map`` (issue 18 item
-4) find the strip behind a near card on a scene whose occlusion is known by construction, so their
-poor figures on the simulator (``docs/qa.md``) come from the data, not from a sign or axis slip."""
+"""``hzsr.qa.stereo_occlusion`` and ``bench/_occ_alternatives.py`` (issue 18 item 4): semi-global
+matching's fold along the baseline finds the strip behind a near card on a scene whose occlusion is
+known by construction, so its poor figures between the W crop and a T on the simulator
+(``docs/qa.md``) come from the data, not from a sign or axis slip; the alternatives are masks of the
+registration's own grid."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 
 from hzsr.qa.config import QAConfig
 from hzsr.qa.register import register_pair
+from hzsr.qa.stereo_occlusion import add_hidden, grid_lumas, sgbm_fold
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -55,12 +58,12 @@ def _pr(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("vertical", [False, True])
-def test_sgbm_fold_finds_the_strip_on_the_baselines_side(alt, vertical):
+def test_sgbm_fold_finds_the_strip_on_the_baselines_side(vertical):
     src, ref, true, baseline = _card_scene(vertical)
     cfg = QAConfig()
     r = register_pair(src, ref, cfg, baseline=baseline)
-    ys, yr, _ = alt.grid_lumas(src, ref, r.shift, cfg)
-    hid = alt.sgbm_fold(ys, yr, baseline)
+    ys, yr, _ = grid_lumas(src, ref, r.shift, cfg)
+    hid = sgbm_fold(ys, yr, baseline)
     prec, rec = _pr(hid & r.valid, true & r.valid)
     # The truth is one strip, on the side -b of the card: a strip on the other side, or along the
     # card's other edges, would cost precision. Measured: 0.94 / 0.94 at recall 0.88 / 0.89 (x / y
@@ -84,3 +87,16 @@ def test_the_alternatives_are_scored_masks(alt):
     # Plain forward-backward error flags the card's edge as well as the strip: less precise than the fold.
     t = cv2.resize(true.astype(np.uint8), (ys.shape[1], ys.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
     assert _pr(masks["sgbm_fold"], t)[0] > _pr(masks["plain_dis_fb_over_1px"], t)[0]
+
+
+def test_add_hidden_ors_the_map_and_counts_again():
+    src, ref, true, baseline = _card_scene(False)
+    r = register_pair(src, ref, QAConfig(), baseline=baseline)
+    extra = np.zeros(true.shape, bool)
+    extra[:40, :50] = True
+    r2 = add_hidden(r, extra)
+    assert ((r2.hidden >= 0.5) == ((r.hidden >= 0.5) | extra)).all()
+    assert r2.stats["hidden_frac"] == pytest.approx(float((r2.hidden[r.valid] >= 0.5).mean()))
+    assert r2.stats["hidden_frac"] > r.stats["hidden_frac"] and r.hidden is not r2.hidden
+    with pytest.raises(ValueError, match="differ in shape"):
+        add_hidden(r, extra[:10])
