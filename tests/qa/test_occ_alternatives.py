@@ -30,17 +30,17 @@ def alt():
         sys.path.remove(str(BENCH))
 
 
-def _card_scene(vertical: bool):
-    """A real-photo wall and a nearer real-photo card: in REF the wall moves 3 px and the card 24 px
-    against the baseline (REF's camera sits at +x, or +y with ``vertical``). The strip of wall
-    beside the card on the side -b, 21 px wide, is hidden in REF (``true``)."""
+def _card_scene(vertical: bool, fg_d: int = 24):
+    """A real-photo wall and a nearer real-photo card: in REF the wall moves 3 px and the card
+    ``fg_d`` px against the baseline (REF's camera sits at +x, or +y with ``vertical``). The strip
+    of wall beside the card on the side -b, ``fg_d - 3`` px wide, is hidden in REF (``true``)."""
     import skimage.data as data
 
     h, w = 240, 320
     wall = cv2.resize(data.camera(), (w + 40, h), interpolation=cv2.INTER_AREA)
     card = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)[:300, 100:350], (100, 120),
                       interpolation=cv2.INTER_AREA)
-    bg_d, fg_d, x0, y0 = 3, 24, 150, 60
+    bg_d, x0, y0 = 3, 150, 60
     src = wall[:, 10:10 + w].copy()
     src[y0:y0 + 120, x0:x0 + 100] = card
     ref = wall[:, 10 + bg_d:10 + bg_d + w].copy()
@@ -100,3 +100,22 @@ def test_add_hidden_ors_the_map_and_counts_again():
     assert r2.stats["hidden_frac"] > r.stats["hidden_frac"] and r.hidden is not r2.hidden
     with pytest.raises(ValueError, match="differ in shape"):
         add_hidden(r, extra[:10])
+
+
+@pytest.mark.parametrize("fg_d, found", [(12, True), (40, False)])
+def test_hidden_through_main_t_keeps_the_small_steps(fg_d, found):
+    """Main T and the reference T one above the other (the mount's baseline, +y): a 9 px step is
+    found and carried to the W crop (here on main T's grid: zero W -> main T flow); a 37 px step
+    is left to hidden_map (over maps.hidden_min_step_px, 16). Measured: 0.83 at recall 0.68; 0 flagged."""
+    from hzsr.qa.stereo_occlusion import hidden_through_main_t
+
+    main_t, ref_t, true, _ = _card_scene(True, fg_d)
+    cfg = QAConfig()
+    assert cfg.rig.ref_baseline_m[0] == 0 and cfg.rig.ref_baseline_m[1] > 0
+    rt = register_pair(main_t, ref_t, cfg, baseline=cfg.rig.ref_baseline_m)
+    hid = hidden_through_main_t(main_t, ref_t, rt.shift, rt.flow_fwd, np.zeros(main_t.shape + (2,), np.float32), cfg)
+    prec, rec = _pr(hid & rt.valid, true & rt.valid)
+    if found:
+        assert prec >= 0.8 and rec >= 0.6, (prec, rec)
+    else:
+        assert rec < 0.1, (prec, rec)
