@@ -81,13 +81,31 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5) -> 
         raise ValueError(f"sgbm_fold: expected two lumas of one size, got {ys.shape} and {yr.shape}")
     h, w = ys.shape
     b = _unit(baseline)
-    side = int(np.ceil(np.hypot(h, w))) + 2
-    rot = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), float(np.degrees(np.arctan2(b[1], b[0]))), 1.0)
-    rot[0, 2] += (side - w) / 2.0
-    rot[1, 2] += (side - h) / 2.0
-    left = cv2.warpAffine(ys, rot, (side, side), flags=cv2.INTER_LINEAR, borderValue=0)
-    right = cv2.warpAffine(yr, rot, (side, side), flags=cv2.INTER_LINEAR, borderValue=0)
-    inside = cv2.warpAffine(np.ones((h, w), np.uint8), rot, (side, side), flags=cv2.INTER_NEAREST) > 0
+    ang = float(np.degrees(np.arctan2(b[1], b[0])))
+    quarter = round(ang / 90.0)
+    if abs(ang - 90.0 * quarter) < 1e-6:
+        # A baseline along an image axis (the rig's: x for W -> main T, y for the mount): a
+        # lossless quarter turn, and SGBM on the image alone rather than on a canvas twice its size.
+        turn = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, -1: cv2.ROTATE_90_CLOCKWISE, 2: cv2.ROTATE_180,
+                -2: cv2.ROTATE_180}.get(quarter)
+        back = {1: cv2.ROTATE_90_CLOCKWISE, -1: cv2.ROTATE_90_COUNTERCLOCKWISE}.get(quarter, turn)
+        left, right = (ys, yr) if turn is None else (cv2.rotate(ys, turn), cv2.rotate(yr, turn))
+        inside = np.ones(left.shape, bool)
+
+        def unrotate(m: np.ndarray) -> np.ndarray:
+            return m if back is None else cv2.rotate(m.astype(np.uint8), back) > 0
+    else:
+        side = int(np.ceil(np.hypot(h, w))) + 2
+        rot = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), ang, 1.0)
+        rot[0, 2] += (side - w) / 2.0
+        rot[1, 2] += (side - h) / 2.0
+        left = cv2.warpAffine(ys, rot, (side, side), flags=cv2.INTER_LINEAR, borderValue=0)
+        right = cv2.warpAffine(yr, rot, (side, side), flags=cv2.INTER_LINEAR, borderValue=0)
+        inside = cv2.warpAffine(np.ones((h, w), np.uint8), rot, (side, side), flags=cv2.INTER_NEAREST) > 0
+
+        def unrotate(m: np.ndarray) -> np.ndarray:
+            return cv2.warpAffine(m.astype(np.uint8), cv2.invertAffineTransform(rot), (w, h),
+                                  flags=cv2.INTER_NEAREST) > 0
     n = SGBM_BLOCK
     matcher = cv2.StereoSGBM_create(minDisparity=SGBM_MIN_DISPARITY, numDisparities=SGBM_NUM_DISPARITIES,
                                     blockSize=n, P1=8 * n * n, P2=32 * n * n, uniquenessRatio=SGBM_UNIQUENESS,
@@ -98,13 +116,13 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5) -> 
     if SGBM_OPENING > 1:
         k = np.ones((SGBM_OPENING, SGBM_OPENING), np.uint8)
         disp = cv2.dilate(cv2.erode(disp, k), k)
-    s = np.arange(side, dtype=np.float32)[None, :]
+    s = np.arange(left.shape[1], dtype=np.float32)[None, :]
     tau = np.where(inside, s - disp, np.inf).astype(np.float32)
     ahead = np.minimum.accumulate(tau[:, ::-1], axis=1)[:, ::-1]  # min over s' >= s
-    ahead = np.concatenate([ahead[:, 1:], np.full((side, 1), np.inf, np.float32)], axis=1)  # s' > s
+    ahead = np.concatenate([ahead[:, 1:], np.full((left.shape[0], 1), np.inf, np.float32)], axis=1)  # s' > s
     with np.errstate(invalid="ignore"):
         hid = inside & (tau - ahead > margin)
-    return cv2.warpAffine(hid.astype(np.uint8), cv2.invertAffineTransform(rot), (w, h), flags=cv2.INTER_NEAREST) > 0
+    return unrotate(hid)
 
 
 def small_steps(flow: np.ndarray, baseline, cfg: MapsConfig, grid_scale: float = 1.0) -> np.ndarray:
