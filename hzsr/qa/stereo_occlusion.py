@@ -90,9 +90,15 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5) -> 
                 -2: cv2.ROTATE_180}.get(quarter)
         back = {1: cv2.ROTATE_90_CLOCKWISE, -1: cv2.ROTATE_90_COUNTERCLOCKWISE}.get(quarter, turn)
         left, right = (ys, yr) if turn is None else (cv2.rotate(ys, turn), cv2.rotate(yr, turn))
-        inside = np.ones(left.shape, bool)
+        # Margins as wide as the disparity search (as the canvas below has): SGBM leaves the first
+        # min + num disparity columns unmatched, which would drop the strips along the frame.
+        pad_l, pad_r = max(0, SGBM_MIN_DISPARITY + SGBM_NUM_DISPARITIES), max(0, -SGBM_MIN_DISPARITY)
+        inside = np.zeros((left.shape[0], left.shape[1] + pad_l + pad_r), bool)
+        inside[:, pad_l:pad_l + left.shape[1]] = True
+        left, right = (cv2.copyMakeBorder(im, 0, 0, pad_l, pad_r, cv2.BORDER_CONSTANT, value=0) for im in (left, right))
 
         def unrotate(m: np.ndarray) -> np.ndarray:
+            m = m[:, pad_l:m.shape[1] - pad_r]
             return m if back is None else cv2.rotate(m.astype(np.uint8), back) > 0
     else:
         side = int(np.ceil(np.hypot(h, w))) + 2
