@@ -88,6 +88,7 @@ def _pr(counts: list[int]) -> dict:
 def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
+    from hzsr.qa.stereo_occlusion import add_hidden, hidden_through_main_t
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                     kinds=("architecture", "landscape", "portrait", "night"),
                                                     captures_per_scene=1), progress=False)
@@ -132,6 +133,20 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             hid = (r.hidden >= 0.5) & r.valid & inframe  # M_occ against truth (maps.hidden_map)
             # The same map given the rig's baseline (maps.fold_map on the flow refined along it).
             rb = register_pair(crop, img[slot], pcfg, optical_scale=1 / rect.scale, shift=g, baseline=baselines[slot])
+            if slot == "main_T":
+                w_to_main = rb.flow_fwd
+            else:
+                # qa check's W crop vs reference T: plus the small steps found between the two Ts
+                # (stereo_occlusion.hidden_through_main_t; maps.hidden_through_main_t). Without: apart.
+                nochain = (rb.hidden >= 0.5) & r.valid & inframe
+                o = per[slot].setdefault("fold_without_main_t", [0, 0, 0])
+                o[0] += int((nochain & true_occ).sum())
+                o[1] += int(nochain.sum())
+                o[2] += int(true_occ.sum())
+                if cfg.maps.hidden_through_main_t:
+                    rt = register_pair(img["main_T"], img["ref_T"], cfg, baseline=cfg.rig.ref_baseline_m)
+                    rb = add_hidden(rb, hidden_through_main_t(img["main_T"], img["ref_T"], rt.shift, rt.flow_fwd,
+                                                              w_to_main, cfg))
             fold = (rb.hidden >= 0.5) & r.valid & inframe
             # Pooled over captures, a capture without resolvable occlusion (under 0.5 % of its
             # valid pixels, thin strips beside edges) adds only false alarms: scored apart as well.
@@ -195,6 +210,8 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             "epe_median_px": round(float(np.median(e)), 3), "epe_p95_px": round(float(np.percentile(e, 95)), 2),
             "hidden_precision": round(hd[0] / max(hd[1], 1), 3), "hidden_recall": round(hd[0] / max(hd[2], 1), 3),
             "hidden_with_baseline": _pr(d["fold"]),
+            **({"hidden_with_baseline_without_main_t": _pr(d["fold_without_main_t"])}
+               if "fold_without_main_t" in d else {}),
             "hidden_on_captures_with_resolvable_occlusion": _pr(d["hid_resolvable"]),
             "hidden_with_baseline_on_captures_with_resolvable_occlusion": _pr(d["fold_resolvable"]),
             "hidden_flagged_frac_on_captures_without": round(d["hid_flagged_without"][0]
@@ -319,6 +336,81 @@ def maps_fit(root: Path, seeds: list[int], captures: int, size: tuple[int, int])
             "with_baseline_step_gate_main_T_all": {"fitted": {k: gbest[k] for k in ("hidden_step_window",
                                                                                    "hidden_min_step_px")},
                                                    "at_fit": gbest, "candidates": gtable}}
+
+
+def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
+    """``M_occ`` (``Registration.hidden`` given the rig's baseline) beside the alternatives of
+    ``bench/_occ_alternatives.py`` on the same captures as ``accuracy`` (same seed, same truth):
+    plain DIS forward-backward error (the simplest alternative), the flow-scaled check, finer DIS,
+    multi-hypothesis DIS and semi-global matching along the baseline; for the reference T also
+    SGBM's fold between the two Ts carried to the W crop through main T (``chain_through_main_t``).
+    Precision / recall pooled over every capture, per T."""
+    from _occ_alternatives import alternatives, chain_through_main_t, dis_flows, grid_lumas
+
+    from hzsr.qa.align import gate_shift, global_translation
+    from hzsr.qa.maps import fold_map
+    from hzsr.qa.stereo_occlusion import add_hidden, hidden_through_main_t
+
+    sess = simulate_session(root / f"occalt-{seed}", SimConfig(captures=captures, seed=seed, size=size, truth=True,
+                                                               kinds=("architecture", "landscape", "portrait",
+                                                                      "night"), captures_per_scene=1), progress=False)
+    cfg = QAConfig()
+    baselines = {"main_T": cfg.rig.wt_baseline_m,
+                 "ref_T": tuple(a + b for a, b in zip(cfg.rig.wt_baseline_m, cfg.rig.ref_baseline_m, strict=True))}
+    counts: dict[str, dict[str, list[int]]] = {"main_T": {}, "ref_T": {}}
+    cpu: dict[str, list[float]] = {}
+    fa_off: dict[str, list[int]] = {}
+    for _rec, img, crop, rect, truth in _captures_with_truth(sess, size):
+        for slot in ("main_T", "ref_T"):
+            o = 1 / rect.scale
+            g = global_translation(crop, img[slot], cfg, optical_scale=o)
+            r = register_pair(crop, img[slot], cfg, optical_scale=o, shift=g, baseline=baselines[slot])
+            ys, yr, d = grid_lumas(crop, img[slot], gate_shift(g, cfg)[0], cfg, o)
+            fwd, bwd = dis_flows(ys, yr, d)  # the shipped DIS flows on the grid
+            t0 = time.process_time()
+            masks = alternatives(ys, yr, d, fwd, bwd, baselines[slot], cfg)
+            cpu.setdefault(slot, []).append(time.process_time() - t0)
+            flow, vis = truth[f"flow_{slot}"], truth[f"valid_{slot}"]
+            h, w = flow.shape[:2]
+            gx, gy = np.meshgrid(np.arange(w), np.arange(h))
+            tx, ty = gx + flow[..., 0], gy + flow[..., 1]
+            m = r.valid & (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+            true_occ = ~vis & m
+            masks_full = {"M_occ (hidden_map given the baseline, shipped)": r.hidden >= 0.5}
+            # The same fold on the simulator's TRUE flow (maps.fold_map, margin 0.5 flow-grid px):
+            # the geometric test's ceiling; and where M_occ's false alarms sit.
+            tf = cv2.resize(flow.astype(np.float32), (ys.shape[1], ys.shape[0])) * r.grid_scale
+            masks_full["fold of the true flow (ceiling)"] = cv2.resize(
+                fold_map(tf, baselines[slot], 0.5).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+            bu = np.asarray(baselines[slot], np.float64) / np.hypot(*baselines[slot])
+            off = np.abs((r.flow_fwd - flow) @ bu.astype(np.float32)) * r.grid_scale > 3.0
+            fa = (r.hidden >= 0.5) & m & ~true_occ
+            n = fa_off.setdefault(slot, [0, 0])
+            n[0] += int((fa & off).sum())
+            n[1] += int(fa.sum())
+            if slot == "main_T":
+                flow_w_to_main = r.flow_fwd
+            else:  # the two Ts' SGBM fold carried to the W crop through main T (shipped: small steps only)
+                masks_full["M_occ without the two Ts' small steps (before)"] = r.hidden >= 0.5
+                rt = register_pair(img["main_T"], img["ref_T"], cfg, baseline=cfg.rig.ref_baseline_m)
+                masks_full["M_occ (hidden_map given the baseline, shipped)"] = add_hidden(r, hidden_through_main_t(
+                    img["main_T"], img["ref_T"], rt.shift, rt.flow_fwd, flow_w_to_main, cfg)).hidden >= 0.5
+                masks_full["sgbm_fold_main_T_vs_ref_T_via_main_T_everywhere"] = chain_through_main_t(
+                    img["main_T"], img["ref_T"], flow_w_to_main, cfg)
+            for k, v in masks.items():
+                masks_full[k] = cv2.resize(v.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+            for k, v in masks_full.items():
+                n = counts[slot].setdefault(k, [0, 0, 0])
+                p = v & m
+                n[0] += int((p & true_occ).sum())
+                n[1] += int(p.sum())
+                n[2] += int(true_occ.sum())
+    return {"seed": seed, "captures": captures, "size": list(size),
+            **{slot: {k: _pr(v) for k, v in c.items()} for slot, c in counts.items()},
+            "alternatives_cpu_s_per_pairing": {k: round(float(np.mean(v)), 3) for k, v in cpu.items()},
+            "M_occ_false_alarms_where_dis_is_over_3px_off_along_the_baseline": {
+                k: round(v[0] / max(v[1], 1), 3) for k, v in fa_off.items()},
+            "goal": {"precision": 0.5, "recall": 0.6}}
 
 
 def verdicts(root: Path, captures: int, seed: int, size: tuple[int, int], workers: int) -> dict:
@@ -651,6 +743,28 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
     }
 
 
+def _fold_of_disparity(disp: np.ndarray) -> np.ndarray:
+    """``maps.fold_map`` of a left view's disparity (flow ``(-d, 0)``, right camera at +x), margin 1 px."""
+    from hzsr.qa.maps import fold_map
+
+    flow = np.zeros(disp.shape + (2,), np.float32)
+    flow[..., 0] = np.where(np.isfinite(disp), -disp, np.nan)
+    return fold_map(flow, (1.0, 0.0), 1.0)
+
+
+def _middlebury_alternatives(left: np.ndarray, right: np.ndarray, score) -> dict:
+    """The occlusion alternatives on Middlebury's pair (right camera at +x), scored by ``score``."""
+    from _occ_alternatives import alternatives, dis_flows, grid_lumas
+
+    cfg = QAConfig()
+    rb = register_pair(left, right, cfg, baseline=(1.0, 0.0))
+    ys, yr, d = grid_lumas(left, right, rb.shift, cfg)
+    fwd, bwd = dis_flows(ys, yr, d)
+    h, w = left.shape[:2]
+    return {k: score(cv2.resize(v.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5)
+            for k, v in alternatives(ys, yr, d, fwd, bwd, (1.0, 0.0), cfg).items()}
+
+
 def middlebury() -> dict:
     """``M_occ`` on a real stereo pair with true disparity (Middlebury's motorcycle, shipped by
     scikit-image): precision and recall against the true occlusion derived from the disparity.
@@ -688,6 +802,11 @@ def middlebury() -> dict:
             "qa_M_occ_hidden_with_baseline": score(register_pair(left, right, QAConfig(),
                                                                  baseline=(1.0, 0.0)).hidden >= 0.5),
             "qa_M_occ_consistency": score(r.occlusion >= 0.5),
+            # The fold (maps.fold_map, margin 1 px as the truth's) of the TRUE disparity: what the
+            # geometric test reaches with a perfect flow, against the rounded z-buffer truth.
+            "fold_of_true_disparity": score(_fold_of_disparity(disp)),
+            # bench/_occ_alternatives.py with the settings chosen on the simulator (evaluation only)
+            "alternatives": _middlebury_alternatives(left, right, score),
             "plain_fb_error_over_px": {str(t): score(e > t) for t in (1, 2, 4, 6, 8)},
             "goal": {"precision": 0.6, "recall": 0.5}}
 
@@ -732,12 +851,18 @@ def speed(root: Path, captures: int, seed: int) -> dict:
 
     before = replace(cfg, check=replace(cfg.check, quick_fine_af_roi=False, quick_flow_in_check_units=False,
                                         quick_tt_max_keypoints=600))
-    no_base = replace(cfg, maps=replace(cfg.maps, hidden_use_baseline=False))  # M_hid as before issue18m
+    no_base = replace(cfg, maps=replace(cfg.maps, hidden_use_baseline=False))  # M_hid before maps pass 2
 
     def full_without_baseline(d):
         _write_images(analyse_capture(d, no_base), root / "speed_maps_nb")
 
+    no_chain = replace(cfg, maps=replace(cfg.maps, hidden_through_main_t=False))  # M_occ before issue18m's pass
+
+    def full_without_main_t(d):
+        _write_images(analyse_capture(d, no_chain), root / "speed_maps_nc")
+
     runs = {"decode": decode_all, "full": full, "full_M_hid_without_baseline": full_without_baseline,
+            "full_M_occ_without_main_t": full_without_main_t,
             "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
             "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}
     wall: dict[str, list[float]] = {k: [] for k in runs}
@@ -776,6 +901,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         "cpu_ratio_full_to_decode": round(statistics.median(cpu["full"]) / statistics.median(cpu["decode"]), 2),
         "cpu_ratio_full_to_full_M_hid_without_baseline": round(statistics.median(cpu["full"]) / statistics.median(
             cpu["full_M_hid_without_baseline"]), 2),
+        "cpu_ratio_full_to_full_M_occ_without_main_t": round(statistics.median(cpu["full"]) / statistics.median(
+            cpu["full_M_occ_without_main_t"]), 2),
         "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),
         "cpu_ratio_quick_to_previous_settings": round(statistics.median(cpu["quick"])
                                                       / statistics.median(cpu["quick_previous_settings"]), 2),
@@ -789,7 +916,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("accuracy", "maps", "middlebury", "verdicts", "labelled", "speed", "all"),
+    p.add_argument("--part", choices=("accuracy", "maps", "occ-alternatives", "middlebury", "verdicts", "labelled",
+                                      "speed", "all"),
                    default="all")
     p.add_argument("--labelled-captures", type=int, default=50, help="captures per seed of the labelled set")
     p.add_argument("--keep", default=None, help="write the simulated sessions here and keep them (default: a temp "
@@ -812,6 +940,8 @@ def main(argv=None) -> dict:
             out["accuracy"] = accuracy(root, a.accuracy_captures, a.seed, (640, 480))
         if a.part in ("maps", "all"):
             out["maps_fit"] = maps_fit(root, a.maps_seeds, a.accuracy_captures, (640, 480))
+        if a.part in ("occ-alternatives", "all"):
+            out["occ_alternatives"] = occ_alternatives(root, a.accuracy_captures, a.seed, (640, 480))
         if a.part in ("verdicts", "all"):
             out["verdicts"] = verdicts(root, a.verdict_captures, a.seed + 1, (640, 480), a.workers)
         if a.part in ("middlebury", "all"):

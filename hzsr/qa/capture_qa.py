@@ -41,6 +41,7 @@ from hzsr.qa.quality import (
     sharpness,
 )
 from hzsr.qa.register import Registration, register_pair
+from hzsr.qa.stereo_occlusion import add_hidden, hidden_through_main_t
 
 PAIRINGS = {"wt": ("main_W", "main_T"), "tt": ("main_T", "ref_T"), "wr": ("main_W", "ref_T")}
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
@@ -504,6 +505,10 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
                                    baseline=None if base is None else tuple(base), flow_units=units,
                                    focus_flow=focus_flow)
+        if (name == "wr" and base is not None and regs[name].hidden is not None and cfg.maps.hidden_through_main_t
+                and "wt" in regs and "tt" in regs):  # M_occ's small steps, from the two Ts (stereo_occlusion)
+            regs[name] = add_hidden(regs[name], hidden_through_main_t(
+                srcs["main_T"], srcs["ref_T"], regs["tt"].shift, regs["tt"].flow_fwd, regs["wt"].flow_fwd, cfg))
         afs[name] = af
         for k, v in regs[name].stats.items():
             out.row[f"{name}_{k}"] = v

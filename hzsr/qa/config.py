@@ -68,6 +68,10 @@ class MapsConfig:
     # hidden_step_window square (flow-grid px) around the pixel: a depth step to hide behind.
     hidden_step_window: int = 65
     hidden_min_step_px: float = 16.0
+    # W crop vs reference T only: OR the strips that semi-global matching between main T and the
+    # reference T finds where their parallax steps are under hidden_min_step_px (the gate above
+    # leaves those out), carried to the W crop through main T (qa.stereo_occlusion; issue 18).
+    hidden_through_main_t: bool = True
     defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
     # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2, for W crop vs main T.
     # Parallax |dF| off the focal plane and T's blur circle c relate as c = |dF| D / B (D: T's
