@@ -48,6 +48,8 @@ KILL_ENV = "HZSR_DATASET_KILL_AFTER_CAPTURES"
 _written_in_process = 0
 
 TMP_PREFIX = ".tmp-"
+#: The one frame whose pHash a capture stores (``phash_main_W``); the others' are not computed.
+PHASH_SLOT = "main_W"
 #: Captures decoded ahead of the one being written when there are decode threads. One is enough:
 #: writing a capture takes longer than decoding the next on the other threads, and each frame
 #: more in flight is 36 MB more memory that a process touches for the first time, dear on a VM
@@ -109,10 +111,11 @@ def _frame_attrs(fm: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _load_slot(path: str, expect_sha256: str | None = None) -> tuple[np.ndarray, str, str]:
-    """Decode, hash and pHash one frame (runs in a worker thread: OpenCV and hashlib drop the GIL)."""
+def _load_slot(path: str, expect_sha256: str | None = None, with_phash: bool = True
+               ) -> tuple[np.ndarray, str, str | None]:
+    """Decode, hash and (``with_phash``) pHash one frame (runs in a worker thread: OpenCV and hashlib drop the GIL)."""
     arr = decode_jpeg(path, expect_sha256)
-    return arr, array_sha256(arr), phash(arr)
+    return arr, array_sha256(arr), phash(arr) if with_phash else None
 
 
 def _sha(src: CaptureSource, slot: str) -> str | None:
@@ -120,11 +123,11 @@ def _sha(src: CaptureSource, slot: str) -> str | None:
 
 
 def write_capture(h5, src: CaptureSource, codec: str,
-                  loaded: dict[str, tuple[np.ndarray, str, str]] | None = None) -> None:
+                  loaded: dict[str, tuple[np.ndarray, str, str | None]] | None = None) -> None:
     """Write one capture's group: arrays (chunked, compressed, hashed) and typed attributes."""
     m = src.meta
     if loaded is None:
-        loaded = {s: _load_slot(p, _sha(src, s)) for s, p in src.paths.items() if p is not None}
+        loaded = {s: _load_slot(p, _sha(src, s), s == PHASH_SLOT) for s, p in src.paths.items() if p is not None}
     g = h5.require_group("captures").create_group(src.dataset_id)
     put_attrs(g, {k: m.get(k) for k in CAPTURE_STR_FIELDS})
     put_attrs(g, {"scene_tags": list(m["scene_tags"]), "trigger_host_ns": m.get("trigger_host_ns"),
@@ -144,7 +147,7 @@ def write_capture(h5, src: CaptureSource, codec: str,
         d = g.create_dataset(slot, data=arr, chunks=chunk_shape(*arr.shape[:2]), **kw)
         put_attrs(d, _frame_attrs(fm))
         d.attrs["array_sha256"] = digest
-        if slot == "main_W":
+        if slot == PHASH_SLOT:
             g.attrs["phash_main_W"] = ph
     for name in ("sync", "qa"):
         if m.get(name):
@@ -199,7 +202,7 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
 
 
 def _loaded_captures(captures: list[CaptureSource], threads: int
-                     ) -> Iterator[tuple[CaptureSource, dict[str, tuple[np.ndarray, str, str]]]]:
+                     ) -> Iterator[tuple[CaptureSource, dict[str, tuple[np.ndarray, str, str | None]]]]:
     """Each capture with its frames decoded, hashed and pHashed, in order.
 
     One thread: in turn, on the caller's thread. More: a pool decodes ahead, at most ``AHEAD``
@@ -207,12 +210,13 @@ def _loaded_captures(captures: list[CaptureSource], threads: int
     """
     if threads <= 1:
         for c in captures:
-            yield c, {s: _load_slot(p, _sha(c, s)) for s, p in c.paths.items() if p is not None}
+            yield c, {s: _load_slot(p, _sha(c, s), s == PHASH_SLOT) for s, p in c.paths.items() if p is not None}
         return
     with ThreadPoolExecutor(threads) as pool:
 
         def submit(c: CaptureSource):
-            return c, {s: pool.submit(_load_slot, p, _sha(c, s)) for s, p in c.paths.items() if p is not None}
+            return c, {s: pool.submit(_load_slot, p, _sha(c, s), s == PHASH_SLOT)
+                   for s, p in c.paths.items() if p is not None}
 
         todo = iter(captures)
         ahead = deque(submit(c) for c in itertools.islice(todo, AHEAD))
