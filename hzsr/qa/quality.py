@@ -149,25 +149,32 @@ def directional_share_ratios(a_y: np.ndarray, b_y: np.ndarray, mask: np.ndarray,
     m = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     if m.sum() < 32:
         return np.full(n_dirs, np.nan)
-    per_pixel, totals = [], []
+    t = np.pi * np.arange(n_dirs) / n_dirs
+    c, si = np.cos(t), np.sin(t)
+    products, totals = [], []
     for img in (a_y, b_y):
         img = img.astype(np.float32)
         gx, gy = cv2.Sobel(img, cv2.CV_32F, 1, 0), cv2.Sobel(img, cv2.CV_32F, 0, 1)
         # (c Gx + s Gy)^2 = c^2 Gx^2 + s^2 Gy^2 + 2 c s Gx Gy, and the window is linear: three
         # blurred products give every direction (not one blur per direction).
-        xx, yy, xy = (cv2.GaussianBlur(p, (0, 0), sigma)[m] for p in (gx * gx, gy * gy, gx * gy))
-        t = np.pi * np.arange(n_dirs) / n_dirs
-        c, si = np.cos(t)[:, None], np.sin(t)[:, None]
-        e = c * c * xx + si * si * yy + 2 * c * si * xy
-        total = e.sum(0) + 1e-6
-        per_pixel.append(e / total)
-        totals.append(total)
+        xx, yy, xy = (cv2.GaussianBlur(p, (0, 0), sigma)[m].astype(np.float64) for p in (gx * gx, gy * gy, gx * gy))
+        # Over n equally spaced directions in [0, pi), sum c^2 = sum s^2 = n / 2 and sum c s = 0:
+        # a pixel's total energy is n / 2 (xx + yy), whatever the directions.
+        totals.append(n_dirs / 2 * (xx + yy) + 1e-6)
+        products.append((xx, yy, xy))
     # Flat pixels (noise only) carry no direction: each pixel weighs by its energy, the same weight
     # in both images (the geometric mean of the two), so a region dimmed in one image alone does
     # not move the balance between regions.
     w = np.sqrt(totals[0] * totals[1])
     w /= w.sum()
-    shares = [(s * w).sum(axis=1) for s in per_pixel]
+    # The weighted mean share is linear in the three products: three weighted sums per image give
+    # every direction's (sum_p w s_theta = c^2 <xx> + s^2 <yy> + 2 c s <xy>, <.> = sum_p w . / total).
+    shares = []
+    for (xx, yy, xy), total in zip(products, totals, strict=True):
+        wt = w / total
+        # Plain reductions, not a BLAS dot: OpenBLAS's worker threads spin after each call.
+        a, b, d = float((wt * xx).sum()), float((wt * yy).sum()), float((wt * xy).sum())
+        shares.append(c * c * a + si * si * b + 2 * c * si * d)
     return shares[0] / np.maximum(shares[1], 1e-9)
 
 

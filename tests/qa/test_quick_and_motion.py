@@ -259,3 +259,31 @@ def test_a_warp_by_half_a_pixel_is_not_a_smear_once_main_t_goes_through_the_same
     k[7, :] = 1 / 15  # a 15 px horizontal shake of main T
     smeared = cv2.filter2D(a, -1, k)
     assert anis(matched_interpolation(smeared, gx + flow[..., 0], gy + flow[..., 1]), warped) < 0.6
+
+
+def test_direction_shares_equal_the_per_direction_formula():
+    """``directional_share_ratios`` sums three weighted products instead of an n-direction stack
+    (the identity sum c^2 = sum s^2 = n/2, sum c s = 0): it must equal the formula in its
+    docstring, computed direction by direction, on smeared, sharp and flat images."""
+
+    def by_direction(a_y, b_y, mask, n_dirs, sigma=2.0):
+        m = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        shares, totals = [], []
+        for img in (a_y, b_y):
+            gx, gy = cv2.Sobel(img, cv2.CV_32F, 1, 0), cv2.Sobel(img, cv2.CV_32F, 0, 1)
+            e = np.stack([cv2.GaussianBlur((np.cos(t) * gx + np.sin(t) * gy) ** 2, (0, 0), sigma)[m]
+                          for t in np.pi * np.arange(n_dirs) / n_dirs]).astype(np.float64)
+            totals.append(e.sum(0) + 1e-6)
+            shares.append(e / totals[-1])
+        w = np.sqrt(totals[0] * totals[1])
+        w /= w.sum()
+        return (shares[0] * w).sum(1) / np.maximum((shares[1] * w).sum(1), 1e-9)
+
+    rng = np.random.default_rng(3)
+    a = cv2.GaussianBlur(rng.uniform(0, 255, (120, 160)).astype(np.float32), (0, 0), 1.2)
+    mask = rng.uniform(size=a.shape) > 0.2
+    for b in (cv2.blur(a, (7, 1)), cv2.GaussianBlur(a, (0, 0), 2.0), np.full_like(a, 9.0)):
+        for n in (4, 8):
+            np.testing.assert_allclose(directional_share_ratios(a, b, mask, n), by_direction(a, b, mask, n),
+                                       rtol=1e-4)
+    assert directional_share_ratios(a, cv2.blur(a, (7, 1)), mask)[0] > 1.5  # b smeared along x: a's x share is larger
