@@ -1,25 +1,19 @@
 """``bench/eval_real.py``: the real-image evaluation's W is a degraded wide view, not the target."""
 
-import importlib
 import math
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data as data
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from tests.bench_modules import bench_module
 
 
 @pytest.fixture(scope="module")
 def eval_real():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("eval_real")
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_module("eval_real") as mod:
+        yield mod
 
 
 def test_the_wide_view_is_the_left_view_degraded_not_the_identity(eval_real):

@@ -6,10 +6,6 @@ registration's own grid."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -17,17 +13,13 @@ import pytest
 from hzsr.qa.config import QAConfig
 from hzsr.qa.register import register_pair
 from hzsr.qa.stereo_occlusion import add_hidden, grid_lumas, sgbm_fold
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench_modules import bench_module
 
 
 @pytest.fixture(scope="module")
 def alt():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("_occ_alternatives")
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_module("_occ_alternatives") as mod:
+        yield mod
 
 
 def _card_scene(vertical: bool, fg_d: int = 24):
