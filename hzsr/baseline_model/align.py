@@ -272,9 +272,23 @@ def _shifted_ncc(crop: np.ndarray, ref: np.ndarray, dx: float, dy: float, optica
     return structure_ncc(to_luma(a.astype(np.float32) / 255.0), to_luma(b.astype(np.float32) / 255.0), inside)
 
 
+def overlap_ncc(src_y: np.ndarray, ref_y: np.ndarray, valid: np.ndarray, blur_grid_px: float) -> float:
+    """The overlap gate's statistic: ``structure_ncc`` of I_src and the warped reference, both low-passed.
+
+    ``blur_grid_px`` is the Gaussian's sigma on the flow grid (``overlap_blur_w_px * k * g``: W pixels
+    times grid pixels per W pixel). I_src is W upsampled ``k`` times, so structure_ncc's band above
+    W's optics holds only the reference's own detail and noise: they lower a true pair's score (the
+    more, the noisier the reference: night) and say nothing about whether the images overlap.
+    """
+    if blur_grid_px > 0:
+        src_y = cv2.GaussianBlur(src_y, (0, 0), blur_grid_px)
+        ref_y = cv2.GaussianBlur(ref_y, (0, 0), blur_grid_px)
+    return structure_ncc(src_y, ref_y, valid)
+
+
 def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QAConfig, *,
           flow_backend: str = "dis", colour: bool = True, use_maps: dict[str, bool] | None = None,
-          min_overlap: float = 0.2, min_ncc: float = 0.4) -> Alignment:
+          min_overlap: float = 0.2, min_ncc: float = 0.4, overlap_blur_w_px: float = 0.0) -> Alignment:
     """Steps 1-3 and the maps of step 5 for one capture (see the module docstring)."""
     import time
 
@@ -327,7 +341,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     maps = {"occlusion": occ, "defocus": dfc, "uncertainty": unc, "reject": rej,
             "valid": valid.astype(np.float32), "blend": blend}
     trusted = float((blend > 0.5).mean())
-    ncc = structure_ncc(src_y, ref_y, valid)
+    ncc = overlap_ncc(src_y, ref_y, valid, overlap_blur_w_px * k * g)
     use_ref = True
     if ncc < min_ncc:
         use_ref = False

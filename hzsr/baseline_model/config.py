@@ -106,6 +106,10 @@ class PipelineConfig:
     use_reject: bool = True
     min_overlap: float = 0.2  # below this fraction of trusted pixels the reference is not used
     min_ncc: float = 0.4  # below this structure correlation the reference "does not overlap" (align.structure_ncc)
+    # ... measured after both images are low-passed with a Gaussian of this many W pixels (0 = off):
+    # detail finer than W's optics is in the reference only (and its noise, 3-5x more at night),
+    # so it can only lower the correlation of a true pair (bench/overlap_gate.py; docs/model.md).
+    overlap_blur_w_px: float = 0.5
     tile: int = 768  # UNet tile core, T pixels
     halo: int = 32  # context around each tile core
     denoise_min_sigma: float = 2.0  # output denoiser (denoise.py): on above this reference noise sigma (8-bit luma)
@@ -116,7 +120,7 @@ class PipelineConfig:
     def check(self) -> list[Problem]:
         return (_problems(self, ("tile", _tile_side, "must be a multiple of 16"))
                 + _ranged(self, _in("tile", 16, 8192), _in("halo", 0, 1024), _in("min_overlap", 0.0, 1.0),
-                          _in("min_ncc", -1.0, 1.0), _in("focal_ratio", 1.0, 50.0),
+                          _in("min_ncc", -1.0, 1.0), _in("overlap_blur_w_px", 0.0, 4.0), _in("focal_ratio", 1.0, 50.0),
                           _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
 
 
