@@ -99,6 +99,13 @@ class PipelineConfig:
     """How the pipeline around the UNet runs (alignment, maps, blending, tiling)."""
 
     flow_backend: str = "dis"  # dense-flow backend, a name in ``align.FLOW_BACKENDS``
+    # dis only: refine down to the coarsest pyramid level whose pixel spans at most one W pixel
+    # (align.dis_finest_level: 0 where a W pixel spans under 2 grid px, a 2x pair or 12 MP; 2 for
+    # the simulator's 5x at 640x480), at most flow_level_max, instead of the preset's level 1.
+    # The cap keeps level 1 on the simulator: level 2 gains there, but then blending costs up to
+    # 0.43 dB against fusion on truly occluded pixels (docs/model.md, "The flow's finest level").
+    flow_level_by_w_px: bool = True
+    flow_level_max: int = 1
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
     use_defocus: bool = True
@@ -120,7 +127,8 @@ class PipelineConfig:
     def check(self) -> list[Problem]:
         return (_problems(self, ("tile", _tile_side, "must be a multiple of 16"))
                 + _ranged(self, _in("tile", 16, 8192), _in("halo", 0, 1024), _in("min_overlap", 0.0, 1.0),
-                          _in("min_ncc", -1.0, 1.0), _in("overlap_blur_w_px", 0.0, 4.0), _in("focal_ratio", 1.0, 50.0),
+                          _in("min_ncc", -1.0, 1.0), _in("overlap_blur_w_px", 0.0, 4.0),
+                          _in("flow_level_max", 0, 6), _in("focal_ratio", 1.0, 50.0),
                           _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
 
 
