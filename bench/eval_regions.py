@@ -19,9 +19,14 @@ share of the pixels, the method's PSNR there, and its share of the full pipeline
 were given the better of ``full`` and ``bicubic`` per pixel-region (i.e. the bicubic wherever that
 region's bicubic error is smaller): the most a perfect hand-back to W could win there.
 
+With ``--true-flow`` it also fuses each capture with the TRUE flow in place of the estimated one
+(``fusion_trueflow``: the same network, maps and blend), and with the true flow and the true
+occlusion as the network's ``M_occ`` and blend (``fusion_trueflow_trueocc``): how much of the gap
+to the true-flow warp is the flow's, and how much the network's.
+
 Usage::
 
-    python bench/eval_regions.py [SESSION ...] [--kinds K ...] [--ckpt CKPT] [--json OUT]
+    python bench/eval_regions.py [SESSION ...] [--kinds K ...] [--ckpt CKPT] [--true-flow] [--json OUT]
 
 Without sessions: the pinned TRAIN sessions 11-14 (``bench/_data.py``): a diagnosis is made on
 training data, and only the held-out sessions 21-23 judge a change.
@@ -78,7 +83,22 @@ def regions_of(tr, flow_src: np.ndarray) -> dict[str, np.ndarray]:
             "textured": rest & (energy > thr), "flat": rest & (energy <= thr)}
 
 
-def score_capture(pipe: HZSRPipeline, cap: Path, truth: dict, crop_rect: dict) -> dict:
+def true_flow_fusions(pipe: HZSRPipeline, al, tr, flow_src: np.ndarray) -> dict[str, np.ndarray]:
+    """The network's output (Y) with the true flow, then also with the true occlusion (see the docstring)."""
+    import dataclasses
+
+    h, w = al.src.shape[:2]
+    gh, gw = al.grid_shape
+    grid = cv2.resize(flow_src, (gw, gh), interpolation=cv2.INTER_AREA) / np.array([w / gw, h / gh], np.float32)
+    al_t = dataclasses.replace(al, flow_fwd=grid.astype(np.float32), use_reference=True)
+    occ = cv2.resize((tr.occluded | ~tr.inside).astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
+    al_o = dataclasses.replace(al_t, maps={**al.maps, "occlusion": occ,
+                                           "blend": np.clip(1 - occ, 0, 1) * al.maps["valid"]})
+    return {"fusion_trueflow": luma(pipe.fuse(al_t, extras=("fusion",)).extras["fusion"]),
+            "fusion_trueflow_trueocc": luma(pipe.fuse(al_o, extras=("fusion",)).extras["fusion"])}
+
+
+def score_capture(pipe: HZSRPipeline, cap: Path, truth: dict, crop_rect: dict, true_flow: bool = False) -> dict:
     w, ref = _rgb(cap / "main_W.jpg"), _rgb(cap / "ref_T.jpg")
     meta = json.loads((cap / "capture.json").read_text())
     res = pipe.run(w, ref, meta, extras=("bicubic", "warped_ref", "fusion"))
@@ -95,14 +115,20 @@ def score_capture(pipe: HZSRPipeline, cap: Path, truth: dict, crop_rect: dict) -
     ow = onto_src_grid(ow, rect_t, al.rect, cv2.INTER_LINEAR)
     gain, off = match_colour(ow, al.src, tr.inside & ~tr.occluded)
     ys["oracle_warp"] = luma(to_uint8(np.clip(ow.astype(np.float32) / 255 * gain + off, 0, 1)))
-    flow_src = onto_src_grid(np.ascontiguousarray(flow), rect_t, al.rect, cv2.INTER_NEAREST)
+    # The true flow on I_src's grid: the reference position of each truth pixel, carried onto I_src.
+    absolute = np.dstack([xx + flow[..., 0], yy + flow[..., 1]])
+    hs, ws = al.src.shape[:2]
+    ys_, xs_ = np.mgrid[0:hs, 0:ws].astype(np.float32)
+    flow_src = onto_src_grid(np.ascontiguousarray(absolute), rect_t, al.rect, cv2.INTER_NEAREST) - np.dstack([xs_, ys_])
+    if true_flow:
+        ys.update(true_flow_fusions(pipe, al, tr, flow_src))
     regs = regions_of(tr, flow_src)
     n_in = int(tr.inside.sum())
     err = {m: (y - tr.y) ** 2 for m, y in ys.items()}
     sse_full = float(err["full"][tr.inside].sum())
     row = {"capture": f"{cap.parent.parent.name}/{cap.name}", "used_reference": bool(al.use_reference),
            "psnr_full": float(10 * np.log10(n_in / max(sse_full, 1e-12)))}
-    for m in METHODS:
+    for m in ys:
         row[f"psnr_{m}"] = float(10 * np.log10(n_in / max(float(err[m][tr.inside].sum()), 1e-12)))
     for r, mask in regs.items():
         n = int(mask.sum())
@@ -118,7 +144,7 @@ def score_capture(pipe: HZSRPipeline, cap: Path, truth: dict, crop_rect: dict) -
     return row
 
 
-def run(sessions: list[Path], ckpt: str | None, kinds: list[str] | None) -> pd.DataFrame:
+def run(sessions: list[Path], ckpt: str | None, kinds: list[str] | None, true_flow: bool = False) -> pd.DataFrame:
     lc = load_model(ckpt)
     pipe = HZSRPipeline(lc.model, pipeline_config_of(lc.pipeline, str(lc.path)))
     rows = []
@@ -129,7 +155,7 @@ def run(sessions: list[Path], ckpt: str | None, kinds: list[str] | None) -> pd.D
             if kinds and kind not in kinds:
                 continue
             tmeta, t = load_capture_truth(sess, cap.name)
-            row = score_capture(pipe, cap, t, tmeta["crop_rect"])
+            row = score_capture(pipe, cap, t, tmeta["crop_rect"], true_flow)
             row["scene_kind"] = kind
             rows.append(row)
     return pd.DataFrame(rows)
@@ -138,7 +164,8 @@ def run(sessions: list[Path], ckpt: str | None, kinds: list[str] | None) -> pd.D
 def summarise(df: pd.DataFrame) -> dict:
     out = {}
     for kind, g in df.groupby("scene_kind"):
-        k = {"n": len(g), "whole": {m: round(float(g[f"psnr_{m}"].mean()), 2) for m in METHODS}}
+        whole = [m for m in (*METHODS, "fusion_trueflow", "fusion_trueflow_trueocc") if f"psnr_{m}" in g]
+        k = {"n": len(g), "whole": {m: round(float(g[f"psnr_{m}"].mean()), 2) for m in whole}}
         for r in REGIONS:
             sub = g[g.get(f"{r}_sse_share", pd.Series(dtype=float)).notna()] if f"{r}_sse_share" in g else g.iloc[:0]
             k[r] = {"frac": round(float(g[f"{r}_frac"].mean()), 3), "captures": len(sub)}
@@ -155,13 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sessions", nargs="*", type=Path, help="sessions with truth (default: the pinned TRAIN ones)")
     ap.add_argument("--kinds", nargs="+", help="only captures of these scene kinds")
     ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
+    ap.add_argument("--true-flow", action="store_true", help="also fuse with the true flow (and occlusion)")
     ap.add_argument("--json", type=Path, help="write the summary and per-capture rows here")
     a = ap.parse_args(argv)
     if not a.sessions:
         import _data
 
         a.sessions = _data.sessions(_data.TRAIN_SEEDS)
-    df = run(a.sessions, a.ckpt, a.kinds)
+    df = run(a.sessions, a.ckpt, a.kinds, a.true_flow)
     out = summarise(df)
     print(json.dumps(out, indent=1))
     if a.json:
