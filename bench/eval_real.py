@@ -40,7 +40,7 @@ by a z-buffer on the true disparity, as ``bench/qa.py --part middlebury``).
 
 Usage::
 
-    python bench/eval_real.py [--ckpt CKPT] [--json OUT]
+    python bench/eval_real.py [--ckpt CKPT] [--set KEY=VALUE ...] [--json OUT]
 
 Goal (issue 20): on the real stereo pair, full >= bicubic + 2 dB; judged at ratio 2 (the pair
 above) and at the method's ratio 5, and stated for every ratio of the sweep.
@@ -59,7 +59,7 @@ import numpy as np
 
 from hzsr.baseline_model.checkpoint import load_model
 from hzsr.baseline_model.color import luma, match_colour
-from hzsr.baseline_model.evaluate import no_network_blend_y, pipeline_config_of, psnr
+from hzsr.baseline_model.evaluate import no_network_blend_y, psnr
 from hzsr.baseline_model.ideal_target import onto_src_grid
 from hzsr.baseline_model.pipeline import HZSRPipeline
 from hzsr.core.geometry import CropRect, tele_crop_rect
@@ -196,9 +196,12 @@ def grace_hopper(pipe: HZSRPipeline) -> dict:
             "size": [w0 // 2, h0 // 2], **r}
 
 
-def run(ckpt: str | None) -> dict:
+def run(ckpt: str | None, overrides: list[str] | None = None) -> dict:
+    """Every pair and sweep; ``overrides``: ``key=value`` changes to the pipeline config (``--set``)."""
+    from eval_truth import pipeline_config_with
+
     lc = load_model(ckpt)
-    pipe = HZSRPipeline(lc.model, pipeline_config_of(lc.pipeline, str(lc.path)))
+    pipe = HZSRPipeline(lc.model, pipeline_config_with(lc, overrides))
     out = {"checkpoint": str(lc.path), "middlebury": middlebury(pipe), "grace_hopper": grace_hopper(pipe)}
     # How the gain depends on how soft W is (the goal is judged at BLUR_T_PX only).
     out["middlebury_blur_sweep"] = {}
@@ -274,9 +277,11 @@ def table_md(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a pipeline config field (as bench/eval_truth.py --set)")
     ap.add_argument("--json", type=Path, help="write the result here too")
     a = ap.parse_args(argv)
-    res = run(a.ckpt)
+    res = run(a.ckpt, a.set)
     text = json.dumps(res, indent=1)
     print(text)
     if a.json:

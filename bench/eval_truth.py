@@ -21,7 +21,11 @@ same function that builds the training target of ``data.target: ideal``). Region
 
 Usage::
 
-    python bench/eval_truth.py [SESSION ...] [--ckpt CKPT] [--ablation] [--json OUT]
+    python bench/eval_truth.py [SESSION ...] [--ckpt CKPT] [--ablation] [--set KEY=VALUE ...] [--json OUT]
+
+``--set`` changes one field of the checkpoint's pipeline config (``PipelineConfig``; dotted for qa's,
+values as YAML), as the variants of docs/model.md ("Where the dB are lost") were run:
+``--set flow_level_max=2``, ``--set qa.maps.occlusion_scale=0.1``, ``--set use_occ=false``.
 
 Without sessions it uses the pinned held-out ones (``bench/_data.py``: seeds 21-23, 24 captures,
 640x480, rendered with ``--truth --textures eval`` on first use; no training scene comes from them,
@@ -80,9 +84,19 @@ def score_capture(pipes: dict[str, HZSRPipeline], cap: Path, truth: dict, meta: 
     return row
 
 
-def run(sessions: list[Path], ckpt: str | None, ablation: bool) -> pd.DataFrame:
+def pipeline_config_with(lc, overrides: list[str] | None):
+    """The checkpoint's ``PipelineConfig`` with ``key.sub=value`` overrides (``--set``)."""
+    import copy
+
+    from hzsr.baseline_model.config import apply_overrides
+
+    raw = apply_overrides(copy.deepcopy(lc.pipeline or {}), overrides)
+    return pipeline_config_of(raw, f"{lc.path} (--set)" if overrides else str(lc.path))
+
+
+def run(sessions: list[Path], ckpt: str | None, ablation: bool, overrides: list[str] | None = None) -> pd.DataFrame:
     lc = load_model(ckpt)
-    cfg = pipeline_config_of(lc.pipeline, str(lc.path))
+    cfg = pipeline_config_with(lc, overrides)
     pipes = {"full": HZSRPipeline(lc.model, cfg)}
     if ablation:
         for name, flag in ABLATIONS.items():
@@ -128,13 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sessions", nargs="*", type=Path, help="simulated sessions with truth (default: the pinned ones)")
     ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     ap.add_argument("--ablation", action="store_true", help="also run with each map switched off")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a pipeline config field")
     ap.add_argument("--json", type=Path, help="write the summary and per-capture rows here")
     a = ap.parse_args(argv)
     if not a.sessions:
         import _data
 
         a.sessions = _data.sessions(_data.EVAL_SEEDS)
-    df = run(a.sessions, a.ckpt, a.ablation)
+    df = run(a.sessions, a.ckpt, a.ablation, a.set)
     out = summarise(df)
     print(json.dumps(out, indent=1))
     if a.json:

@@ -38,7 +38,8 @@ def run() -> list[dict]:
         for pair, rcap in (("true", cap), ("other", caps[(i + len(caps) // 2) % len(caps)])):
             ref = _rgb(rcap / "ref_T.jpg")
             geom = camera_geometry(meta, (w.shape[1], w.shape[0]), (ref.shape[1], ref.shape[0]), cfg.focal_ratio)
-            al = align(w, ref, geom, cfg.qa, min_overlap=cfg.min_overlap, min_ncc=-1.0)
+            al = align(w, ref, geom, cfg.qa, min_overlap=cfg.min_overlap, min_ncc=-1.0,
+                       overlap_blur_w_px=cfg.overlap_blur_w_px)
             rows.append({"pair": pair, "capture": f"{cap.parent.parent.name}/{cap.name}",
                          "reference_of": f"{rcap.parent.parent.name}/{rcap.name}",
                          "ncc": round(float(al.overlap_ncc), 3), "inliers": int(al.shift.inliers)})

@@ -79,3 +79,18 @@ def test_eval_real_runs_with_the_shipped_checkpoint(eval_real):
     assert res["middlebury_method_ratio"]["degradation"]["focal_ratio"] == eval_real.METHOD_RATIO
     assert all(v["verdict"] in ("pass", "fail") and "used_reference" in v["without_focal_ratio"]
                for v in sweep.values())
+
+
+def test_set_overrides_change_the_pipeline_config_and_a_bad_one_is_one_line():
+    """``--set`` of bench/eval_truth.py and eval_real.py: how docs/model.md's variants are run."""
+    from hzsr.baseline_model.checkpoint import load_model
+    from hzsr.core.errors import ModelError
+
+    with bench_module("eval_truth") as eval_truth:
+        lc = load_model(None)
+        cfg = eval_truth.pipeline_config_with(lc, ["flow_level_max=2", "qa.maps.occlusion_scale=0.1", "use_occ=false"])
+        assert (cfg.flow_level_max, cfg.qa.maps.occlusion_scale, cfg.use_occ) == (2, 0.1, False)
+        same = eval_truth.pipeline_config_with(lc, None)
+        assert (same.flow_level_max, same.qa.maps.occlusion_scale, same.use_occ) == (1, 0.05, True)
+        with pytest.raises(ModelError, match=r"pipeline\.flow_level_max: must be in 0 \.\. 6, got 9"):
+            eval_truth.pipeline_config_with(lc, ["flow_level_max=9"])

@@ -57,6 +57,34 @@ def _dis_backend(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig) -> tuple[n
 
 FLOW_BACKENDS: dict[str, FlowBackend] = {"dis": _dis_backend}
 
+_DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
+
+def dis_finest_level(w_px_on_grid: float) -> int:
+    """The DIS pyramid level to stop refining at: the coarsest whose pixel spans at most one W pixel.
+
+    ``floor(log2(k g))`` (``k g``: flow-grid pixels per W pixel), 0 at least, with 1% of slack so
+    that a W pixel of exactly 4 grid pixels (the simulator's 5x phone at 640x480) gets level 2.
+    I_src is W upsampled: below a W pixel it has no structure for DIS's patches to match, only
+    the reference's detail and noise against W's blur; above it the flow is coarser than W resolves.
+    OpenCV's presets stop at level 1 whatever the images.
+    """
+    return max(0, int(np.floor(np.log2(max(w_px_on_grid, 1e-6) * 1.01))))
+
+
+def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward DIS flow (qa's preset, ``cfg.align.dis_preset``) refined down to level ``finest``.
+
+    The same flow as the ``dis`` backend (``qa.align.dense_flow_lowres`` on grid-sized uint8
+    lumas) at the preset's own level 1; only the finest level differs.
+    """
+    if cfg.align.dis_preset not in _DIS_PRESETS:
+        raise ValueError(f"align.dis_preset: expected one of {', '.join(_DIS_PRESETS)}, got {cfg.align.dis_preset!r}")
+    dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.align.dis_preset])
+    dis.setFinestScale(int(finest))
+    return dis.calc(src_y, ref_y, None), dis.calc(ref_y, src_y, None)
+
 
 def register_flow_backend(name: str, fn: FlowBackend) -> None:
     """Make ``fn`` available as ``pipeline.flow_backend: <name>`` (e.g. a learned flow net)."""
@@ -272,9 +300,24 @@ def _shifted_ncc(crop: np.ndarray, ref: np.ndarray, dx: float, dy: float, optica
     return structure_ncc(to_luma(a.astype(np.float32) / 255.0), to_luma(b.astype(np.float32) / 255.0), inside)
 
 
+def overlap_ncc(src_y: np.ndarray, ref_y: np.ndarray, valid: np.ndarray, blur_grid_px: float) -> float:
+    """The overlap gate's statistic: ``structure_ncc`` of I_src and the warped reference, both low-passed.
+
+    ``blur_grid_px`` is the Gaussian's sigma on the flow grid (``overlap_blur_w_px * k * g``: W pixels
+    times grid pixels per W pixel). I_src is W upsampled ``k`` times, so structure_ncc's band above
+    W's optics holds only the reference's own detail and noise: they lower a true pair's score (the
+    more, the noisier the reference: night) and say nothing about whether the images overlap.
+    """
+    if blur_grid_px > 0:
+        src_y = cv2.GaussianBlur(src_y, (0, 0), blur_grid_px)
+        ref_y = cv2.GaussianBlur(ref_y, (0, 0), blur_grid_px)
+    return structure_ncc(src_y, ref_y, valid)
+
+
 def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QAConfig, *,
           flow_backend: str = "dis", colour: bool = True, use_maps: dict[str, bool] | None = None,
-          min_overlap: float = 0.2, min_ncc: float = 0.4) -> Alignment:
+          min_overlap: float = 0.2, min_ncc: float = 0.4, overlap_blur_w_px: float = 0.0,
+          flow_level_by_w_px: bool = False, flow_level_max: int = 1) -> Alignment:
     """Steps 1-3 and the maps of step 5 for one capture (see the module docstring)."""
     import time
 
@@ -290,7 +333,11 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     t0 = time.perf_counter()
     g = flow_grid_scale(src.shape, qa_cfg)
     src_g, ref_g = _grid(src, g), _grid(ref, g)
-    fwd, bwd = FLOW_BACKENDS[flow_backend](to_luma(src_g), to_luma(ref_g), qa_cfg)
+    k = geom.focal_ratio  # T pixels per W pixel: each fx is in its own image's pixels
+    if flow_level_by_w_px and flow_backend == "dis":
+        fwd, bwd = dis_flows(to_luma(src_g), to_luma(ref_g), qa_cfg, min(dis_finest_level(k * g), flow_level_max))
+    else:
+        fwd, bwd = FLOW_BACKENDS[flow_backend](to_luma(src_g), to_luma(ref_g), qa_cfg)
     timings["dense_flow"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -303,7 +350,6 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     warped_g = np.clip(warped_g.astype(np.float32) / 255.0 * gain + offset, 0, 1)
     src_y = to_luma(src_g.astype(np.float32) / 255.0)
     ref_y = to_luma(warped_g)
-    k = geom.focal_ratio  # T pixels per W pixel: each fx is in its own image's pixels
     rej = reject_map(src_y, ref_y, qa_cfg, downscale=min(1.0, 1.0 / (k * g)))
     unc = flow_uncertainty_map(fwd, bwd, qa_cfg, grid_scale=1.0)
     roi = geom.af_roi
@@ -327,7 +373,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     maps = {"occlusion": occ, "defocus": dfc, "uncertainty": unc, "reject": rej,
             "valid": valid.astype(np.float32), "blend": blend}
     trusted = float((blend > 0.5).mean())
-    ncc = structure_ncc(src_y, ref_y, valid)
+    ncc = overlap_ncc(src_y, ref_y, valid, overlap_blur_w_px * k * g)
     use_ref = True
     if ncc < min_ncc:
         use_ref = False

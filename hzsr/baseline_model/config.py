@@ -99,6 +99,13 @@ class PipelineConfig:
     """How the pipeline around the UNet runs (alignment, maps, blending, tiling)."""
 
     flow_backend: str = "dis"  # dense-flow backend, a name in ``align.FLOW_BACKENDS``
+    # dis only: refine down to the coarsest pyramid level whose pixel spans at most one W pixel
+    # (align.dis_finest_level: 0 where a W pixel spans under 2 grid px, a 2x pair or 12 MP; 2 for
+    # the simulator's 5x at 640x480), at most flow_level_max, instead of the preset's level 1.
+    # The cap keeps level 1 on the simulator: level 2 gains there, but then blending costs up to
+    # 0.43 dB against fusion on truly occluded pixels (docs/model.md, "The flow's finest level").
+    flow_level_by_w_px: bool = True
+    flow_level_max: int = 1
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
     use_defocus: bool = True
@@ -106,6 +113,10 @@ class PipelineConfig:
     use_reject: bool = True
     min_overlap: float = 0.2  # below this fraction of trusted pixels the reference is not used
     min_ncc: float = 0.4  # below this structure correlation the reference "does not overlap" (align.structure_ncc)
+    # ... measured after both images are low-passed with a Gaussian of this many W pixels (0 = off):
+    # detail finer than W's optics is in the reference only (and its noise, 3-5x more at night),
+    # so it can only lower the correlation of a true pair (bench/overlap_gate.py; docs/model.md).
+    overlap_blur_w_px: float = 0.5
     tile: int = 768  # UNet tile core, T pixels
     halo: int = 32  # context around each tile core
     denoise_min_sigma: float = 2.0  # output denoiser (denoise.py): on above this reference noise sigma (8-bit luma)
@@ -116,7 +127,8 @@ class PipelineConfig:
     def check(self) -> list[Problem]:
         return (_problems(self, ("tile", _tile_side, "must be a multiple of 16"))
                 + _ranged(self, _in("tile", 16, 8192), _in("halo", 0, 1024), _in("min_overlap", 0.0, 1.0),
-                          _in("min_ncc", -1.0, 1.0), _in("focal_ratio", 1.0, 50.0),
+                          _in("min_ncc", -1.0, 1.0), _in("overlap_blur_w_px", 0.0, 4.0),
+                          _in("flow_level_max", 0, 6), _in("focal_ratio", 1.0, 50.0),
                           _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
 
 

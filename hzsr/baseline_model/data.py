@@ -121,7 +121,9 @@ def prepare_capture(sample: Any, cfg: PipelineConfig, truth: Any = None) -> tupl
                            cfg.focal_ratio)
     al = align(w_img, ref, geom, cfg.qa, flow_backend=cfg.flow_backend, colour=cfg.colour_match,
                use_maps={"occ": cfg.use_occ, "defocus": cfg.use_defocus, "flow": cfg.use_flow,
-                         "reject": cfg.use_reject}, min_overlap=cfg.min_overlap, min_ncc=cfg.min_ncc)
+                         "reject": cfg.use_reject}, min_overlap=cfg.min_overlap, min_ncc=cfg.min_ncc,
+               overlap_blur_w_px=cfg.overlap_blur_w_px,
+               flow_level_by_w_px=cfg.flow_level_by_w_px, flow_level_max=cfg.flow_level_max)
     h, w = al.src.shape[:2]
     x, _ = unet_inputs(al, 0, h, 0, w)
     tgt = make_target(al, main_t, cfg, geom.focal_ratio) if truth is None else make_ideal_target(al, truth)

@@ -146,7 +146,9 @@ class HZSRPipeline:
                                 assumed_ratio=c.focal_ratio)
         return align(w_img, ref, geom, c.qa, flow_backend=c.flow_backend, colour=c.colour_match,
                      use_maps={"occ": c.use_occ, "defocus": c.use_defocus, "flow": c.use_flow,
-                               "reject": c.use_reject}, min_overlap=c.min_overlap, min_ncc=c.min_ncc)
+                               "reject": c.use_reject}, min_overlap=c.min_overlap, min_ncc=c.min_ncc,
+                     overlap_blur_w_px=c.overlap_blur_w_px,
+                     flow_level_by_w_px=c.flow_level_by_w_px, flow_level_max=c.flow_level_max)
 
     def fuse(self, al: Alignment, extras: tuple[str, ...] = ()) -> PipelineResult:
         """Fuse an aligned capture in tiles; ``extras`` names optional outputs from EXTRA_OUTPUTS."""
