@@ -28,6 +28,7 @@ from functools import cache
 #: glibc ``mallopt`` parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 #: Largest single allocation kept in the heap rather than mmapped: a 48 MP RGB frame (144 MB) with room.
 MMAP_THRESHOLD = 512 << 20
 #: Free memory at the heap's top kept for reuse rather than trimmed at once (``release_freed_buffers`` trims).
@@ -65,6 +66,27 @@ def reuse_freed_buffers() -> bool:
             _tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
                 libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
         return _tuned
+
+
+def share_one_heap() -> bool:
+    """Let every thread allocate from one heap (glibc ``mallopt(M_ARENA_MAX, 1)``); True when set.
+
+    With decode threads a frame is allocated on a pool thread and freed by the writer thread.
+    glibc gives each thread its own arena, and a thread arena's heaps (at most 64 MiB each, so
+    one per 36 MB frame) are unmapped when their frame is freed: the next frame decoded on that
+    thread is faulted in and zeroed afresh. One heap keeps the freed frames for whichever thread
+    decodes next, as ``reuse_freed_buffers`` does for one thread. ``pack --workers 2``, 8 captures,
+    4 paired runs: 2-10 % less CPU (median 7 %), half the kernel time, 7-20 % smaller peak RSS
+    (docs/benchmarks.md, Pack, sixth pass). The cost, one lock for threads that malloc, is small
+    for threads that allocate a few large frames.
+
+    Process-wide, and only for threads that have not allocated yet (glibc fixes its arena limit
+    the first time a thread needs an arena); not undone. A no-op returning False outside glibc.
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(_M_ARENA_MAX, 1))
 
 
 def release_freed_buffers() -> None:

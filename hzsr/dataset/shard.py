@@ -179,12 +179,14 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
     """
     import h5py
 
-    from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers
+    from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers, share_one_heap
     from hzsr.core.directfile import DirectAppendFile
 
     register_plugins()
     reuse_freed_buffers()
     threads = threads or max(1, min(4, os.cpu_count() or 1))
+    if threads > 1:
+        share_one_heap()  # frames decoded on pool threads, freed on this one, reused by the next decode
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}"

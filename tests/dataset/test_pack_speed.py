@@ -196,3 +196,37 @@ def test_the_writer_starts_a_capture_before_its_other_frames_are_decoded(ds_sess
     assert waited == [True]  # main_T's decode was released by main_W's write
     with h5py.File(out, "r") as h5:
         assert set(h5["captures"][caps[0].dataset_id]) >= {"main_W", "main_T"}
+
+
+_HEAPS_SCRIPT = """
+import ctypes, sys, tempfile, threading
+import numpy as np
+from hzsr.core.bulkio import reuse_freed_buffers, share_one_heap
+reuse_freed_buffers()
+if sys.argv[1] == "shared":
+    assert share_one_heap()
+frames = []
+t = threading.Thread(target=lambda: frames.append(np.ones((3000, 4000, 3), np.uint8)))  # decoded on a pool thread
+t.start(); t.join()
+frames.clear()  # freed on the writer's thread
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+with tempfile.NamedTemporaryFile(suffix=".xml") as f:
+    fp = libc.fopen(f.name.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(fp))
+    libc.fclose(ctypes.c_void_p(fp))
+    print(open(f.name).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator is tuned on Linux only")
+@pytest.mark.parametrize("mode, heaps", [("shared", 1), ("default", 2)])
+def test_a_frame_decoded_on_a_pool_thread_lands_in_the_one_heap(mode, heaps):
+    """With ``share_one_heap`` (set by write_shard when it has decode threads) a frame allocated on
+    another thread comes from the main heap, where the next decode reuses it; without, glibc
+    gives that thread an arena of its own (fresh pages for every frame it decodes). Run in a
+    fresh process: glibc fixes its arena limit when a thread first needs an arena."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _HEAPS_SCRIPT, mode], capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip()) == heaps
