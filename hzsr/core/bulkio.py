@@ -81,9 +81,11 @@ def share_one_heap() -> bool:
     for threads that allocate a few large frames.
 
     Process-wide, for threads that have not allocated yet; not undone. glibc then hands such a
-    thread one of the arenas that exist (the main heap, or one an earlier thread made, e.g. at
-    import) rather than a new one: after a ``--workers 2`` pack of 4 captures a process holds 3
-    arenas, against 7 without. A no-op returning False outside glibc.
+    thread one of the arenas that exist, in turn, rather than a new one: the main heap, or one an
+    earlier thread made (importing ``hzsr.dataset.pack`` starts a library's ``jemalloc_bg_thd``
+    thread, which takes one). After a ``--workers 2`` pack of 4 captures the process holds 2
+    arenas, against 7 without. Call it before starting threads (``pack_dataset`` does, before its
+    progress bar's monitor thread). A no-op returning False outside glibc.
     """
     libc = _libc()
     if libc is None:
