@@ -82,8 +82,8 @@ def share_one_heap() -> bool:
 
     Process-wide, for threads that have not allocated yet; not undone. glibc then hands such a
     thread one of the arenas that exist, in turn, rather than a new one: the main heap, or one an
-    earlier thread made (importing ``hzsr.dataset.pack`` starts a library's ``jemalloc_bg_thd``
-    thread, which takes one). After a ``--workers 2`` pack of 4 captures the process holds 2
+    earlier thread made (importing pandas imports pyarrow, whose ``jemalloc_bg_thd``
+    thread takes one). After a ``--workers 2`` pack of 4 captures the process holds 2
     arenas, against 7 without. Call it before starting threads (``pack_dataset`` does, before its
     progress bar's monitor thread). A no-op returning False outside glibc.
     """
