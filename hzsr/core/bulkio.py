@@ -76,8 +76,9 @@ def share_one_heap() -> bool:
     one per 36 MB frame) are unmapped when their frame is freed: the next frame decoded on that
     thread is faulted in and zeroed afresh. One heap keeps the freed frames for whichever thread
     decodes next, as ``reuse_freed_buffers`` does for one thread. ``pack --workers 2``, 8 captures,
-    4 paired runs: 2-10 % less CPU (median 7 %), half the kernel time, 7-20 % smaller peak RSS
-    (docs/benchmarks.md, Pack, sixth pass). The cost, one lock for threads that malloc, is small
+    4 paired runs: 2-10 % less CPU (median 7 %), half the kernel time, 7-20 % smaller peak RSS;
+    6 later pairs of the whole sixth pass against main: median 3.5 % less CPU (docs/benchmarks.md,
+    Pack, sixth pass). The cost, one lock for threads that malloc, is small
     for threads that allocate a few large frames.
 
     Process-wide, for threads that have not allocated yet; not undone. glibc then hands such a
