@@ -72,9 +72,9 @@ def share_one_heap() -> bool:
     """Let every thread allocate from one heap (glibc ``mallopt(M_ARENA_MAX, 1)``); True when set.
 
     With decode threads a frame is allocated on a pool thread and freed by the writer thread.
-    glibc gives each thread its own arena, and a thread arena's heaps (at most 64 MiB each, so
-    one per 36 MB frame) are unmapped when their frame is freed: the next frame decoded on that
-    thread is faulted in and zeroed afresh. One heap keeps the freed frames for whichever thread
+    glibc gives each thread its own arena, whose heaps hold at most 64 MiB (one 36 MB frame
+    each), so every arena faults in and zeroes its own frames' worth of fresh memory before
+    frames are reused. One heap warms up once and hands a freed frame to whichever thread
     decodes next, as ``reuse_freed_buffers`` does for one thread. ``pack --workers 2``, 8 captures,
     4 paired runs: 2-10 % less CPU (median 7 %), half the kernel time, 7-20 % smaller peak RSS;
     6 later pairs of the whole sixth pass against main: median 3.5 % less CPU (docs/benchmarks.md,
