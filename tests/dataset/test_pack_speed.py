@@ -224,8 +224,9 @@ with tempfile.NamedTemporaryFile(suffix=".xml") as f:
 def test_a_frame_decoded_on_a_pool_thread_lands_in_the_one_heap(mode, heaps):
     """With ``share_one_heap`` (set by write_shard when it has decode threads) a frame allocated on
     another thread comes from the main heap, where the next decode reuses it; without, glibc
-    gives that thread an arena of its own (fresh pages for every frame it decodes). Run in a
-    fresh process: glibc fixes its arena limit when a thread first needs an arena."""
+    gives that thread an arena of its own, which warms up its own fresh frames. Run in a
+    fresh process: in this one earlier threads' arenas exist, and glibc would hand the thread
+    one of them in turn."""
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", _HEAPS_SCRIPT, mode], capture_output=True, text=True, check=True)
