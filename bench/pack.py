@@ -15,8 +15,9 @@ Each round runs, interleaved (the order rotates), each in a fresh process:
   capture over ``floor``'s is ``cpu_inflation_two_busy_cores``: how much two busy cores slow each
   other on this machine (shared caches and memory bandwidth, or a hypervisor's sibling threads),
   so ``speedup_w2_ceiling`` = 2 / inflation bounds what ``--workers 2`` can gain over one;
-- with ``--baseline-tree DIR``, ``pack1core_base``: ``pack1core`` with the hzsr of another source
-  tree (an older commit's ``git worktree``), for a paired before/after.
+- with ``--baseline-tree DIR``, ``pack1core_base`` and ``pack_w2_base``: ``pack1core`` and ``pack_w2``
+  with the hzsr of another source tree (an older commit's ``git worktree``), for a paired
+  before/after.
 
 Reports per-capture seconds and CPU seconds (user + system, every thread) as medians,
 ``ratio_floor_over_pack_1core`` (goal >= 0.8), the same against ``floor_heap`` and in CPU time,
@@ -29,9 +30,11 @@ a separate process, or taken from ``--session``.
 
 ``--codec-speed`` instead measures, on one core, what each candidate compressor costs per 12 MP
 capture and how much it shrinks it (the shard's tiles and Fletcher-32, in memory).
+``--chunk-speed`` weighs tile shapes (and full-width row bands, whose gather is a memcpy) and
+Fletcher-32: the writer's CPU per capture against random 256x256 patch reads and whole-frame reads.
 
 Usage: ``python bench/pack.py [--rounds 3] [--captures 4] [--codec CODEC] [--session DIR] [--keep DIR]
-[--baseline-tree DIR] [--codec-speed]``. The packs are deleted at the end (0.4 GB each), the
+[--baseline-tree DIR] [--codec-speed] [--chunk-speed]``. The packs are deleted at the end (0.4 GB each), the
 rendered session too unless ``--keep``.
 Prints one JSON object.
 """
@@ -89,7 +92,7 @@ def _child(mode: str, session: Path, out: Path, codec: str, core: int | None = N
             for f in rec.frames:
                 array_sha256(decode_jpeg(cdir / f.file, f.sha256))
     else:
-        workers = 2 if mode == "pack_w2" else 1
+        workers = 2 if mode.startswith("pack_w2") else 1
         pack_dataset([session], out, PackConfig(compression=codec, workers=workers, progress=False))
     return {"mode": mode, "seconds": time.perf_counter() - t0, "cpu_s": _cpu_s() - c0, "captures": len(caps),
             "import_s": import_s, "import_cpu_s": import_cpu_s}
@@ -157,6 +160,84 @@ def _codec_speed(session: Path, rounds: int) -> dict:
             "rounds": rounds, "load_avg_1m": os.getloadavg()[0], "candidates": rows}
 
 
+#: Tile targets weighed by ``--chunk-speed`` (rows, columns; 0 columns: the frame's full width, a row band
+#: whose gather is one memcpy), each with and without Fletcher-32. The shard's is (128, 128).
+CHUNK_CANDIDATES = ((128, 128), (128, 256), (160, 160), (192, 192), (256, 256), (64, 0), (16, 0))
+
+
+def _chunk_speed(session: Path, rounds: int, codec: str) -> dict:
+    """Writer cost against read speed for tile shapes, and what Fletcher-32 costs each, on one core.
+
+    Each round writes the session's first capture (three decoded 12 MP frames) as a shard does
+    (``DirectAppendFile``, no chunk cache, ``codec``), once per shape and checksum setting,
+    interleaved, into a real file; then reads 200 random 256x256 patches of main_W (plain h5py,
+    warm cache, the same positions for every shape) and all three frames whole. CPU seconds,
+    medians over rounds; ``*_vs_shard`` are ratios against the shard's shape with Fletcher-32 in
+    the same rounds (write: CPU ratio; reads: speed ratio, above 1 faster).
+    """
+    import h5py
+    import numpy as np
+
+    from hzsr.core.directfile import DirectAppendFile
+    from hzsr.dataset.codecs import _codec_kwargs, register_plugins, tile
+    from hzsr.dataset.shard import decode_jpeg
+
+    register_plugins()
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    cdir = sorted((session / "captures").iterdir())[0]
+    frames = [decode_jpeg(p) for p in sorted(cdir.glob("*.jpg"))]
+    H, W = frames[0].shape[:2]
+    rng = np.random.default_rng(7)
+    ys, xs = rng.integers(0, H - 256, 200), rng.integers(0, W - 256, 200)
+    kw = _codec_kwargs(codec)
+    cands = [(th, tw, f32) for th, tw in CHUNK_CANDIDATES for f32 in (True, False)]
+    res: dict[tuple, dict[str, list[float]]] = {c: {"write": [], "patch": [], "whole": []} for c in cands}
+    size: dict[tuple, int] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="hzsr-bench-chunks-", dir=session.parent))
+    try:
+        for _ in range(rounds):
+            for c in cands:
+                th, tw, f32 = c
+                fn = tmp / "t.h5"
+                c0 = time.process_time()
+                with DirectAppendFile(fn) as raw, h5py.File(raw, "w", rdcc_nbytes=0) as h5:
+                    for i, f in enumerate(frames):
+                        h, w = f.shape[:2]
+                        h5.create_dataset(str(i), data=f, chunks=(tile(h, th), tile(w, tw) if tw else w, 3),
+                                          fletcher32=f32, **kw)
+                res[c]["write"].append(time.process_time() - c0)
+                size[c] = fn.stat().st_size
+                with h5py.File(fn, "r") as h5:
+                    d = h5["0"]
+                    c0 = time.process_time()
+                    for y, x in zip(ys, xs, strict=True):
+                        d[y:y + 256, x:x + 256]
+                    res[c]["patch"].append((time.process_time() - c0) / len(ys))
+                    c0 = time.process_time()
+                    for i in range(len(frames)):
+                        h5[str(i)][()]
+                    res[c]["whole"].append(time.process_time() - c0)
+                fn.unlink()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {c: {k: statistics.median(v) for k, v in r.items()} for c, r in res.items()}
+    ref = med[(128, 128, True)]
+    rows = {}
+    for c in cands:
+        th, tw, f32 = c
+        m = med[c]
+        name = f"{tile(H, th)}x{tile(W, tw) if tw else W}{'' if f32 else ' no-fletcher32'}"
+        rows[name] = {"write_cpu_s_per_capture": round(m["write"], 4),
+                      "write_cpu_vs_shard": round(m["write"] / ref["write"], 3),
+                      "patch_reads_per_s": round(1 / m["patch"]),
+                      "patch_speed_vs_shard": round(ref["patch"] / m["patch"], 3),
+                      "whole_frame_read_cpu_s": round(m["whole"] / len(frames), 4),
+                      "whole_read_speed_vs_shard": round(ref["whole"] / m["whole"], 3),
+                      "stored_mb": round(size[c] / 1e6, 2)}
+    return {"benchmark": "pack_chunk_speed", "codec": codec, "capture": cdir.name, "frame": [H, W],
+            "rounds": rounds, "load_avg_1m_before_after": None, "candidates": rows}
+
+
 def _render(session: Path, captures: int) -> None:
     from hzsr.sim.profiles import FULL_RES
     from hzsr.sim.simsession import SimConfig, simulate_session
@@ -175,9 +256,11 @@ def main() -> None:
     ap.add_argument("--keep", default=None, help="keep the rendered session in this folder (the packs "
                     "are deleted at the end either way)")
     ap.add_argument("--baseline-tree", default=None, help="also pack on one core with the hzsr of this source "
-                    "tree (e.g. a `git worktree` of an older commit), interleaved: pack1core_base")
+                    "tree (e.g. a `git worktree` of an older commit), interleaved: pack1core_base, pack_w2_base")
     ap.add_argument("--codec-speed", action="store_true", help="instead: single-thread compression cost and "
                     "ratio of candidate codecs on the session's first capture (one core)")
+    ap.add_argument("--chunk-speed", action="store_true", help="instead: writer CPU against patch and whole "
+                    "reads for tile shapes and row bands, with and without Fletcher-32, on one core")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--core", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--render", action="store_true", help=argparse.SUPPRESS)
@@ -194,6 +277,14 @@ def main() -> None:
     if not (session / "session.json").exists():
         subprocess.run([sys.executable, __file__, "--render", "--session", str(session),
                         "--captures", str(args.captures)], check=True)
+    if args.chunk_speed:
+        load0 = os.getloadavg()[0]
+        out = _chunk_speed(session, max(args.rounds, 3), args.codec)
+        out["load_avg_1m_before_after"] = [load0, os.getloadavg()[0]]
+        print(json.dumps(out, indent=2))
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+        return
     if args.codec_speed:
         print(json.dumps(_codec_speed(session, max(args.rounds, 3)), indent=2))
         if not args.keep:
@@ -201,7 +292,7 @@ def main() -> None:
         return
     try:
         modes = ["floor", "floor_heap", "pack1core", "pack_w1", "pack_w2"]
-        modes += ["pack1core_base"] if args.baseline_tree else []
+        modes += ["pack1core_base", "pack_w2_base"] if args.baseline_tree else []
         cores = sorted(os.sched_getaffinity(0))
         modes += ["floor_pair"] if len(cores) >= 2 else []
         load0 = os.getloadavg()[0]
@@ -271,6 +362,12 @@ def main() -> None:
             out["speedup_pack1core_over_baseline_tree"] = round(ratio("pack1core_base", "pack1core"), 3)
             out["cpu_ratio_pack1core_over_baseline_tree"] = round(statistics.median(
                 x / y for x, y in zip(cpu["pack1core"], cpu["pack1core_base"], strict=True)), 3)
+            # --workers 2 of both trees in the same rounds; the baseline's speed-up is taken over this
+            # tree's --workers 1 (the same code wherever one thread's path is unchanged: say so).
+            out["speedup_w2_over_baseline_tree"] = round(ratio("pack_w2_base", "pack_w2"), 3)
+            out["cpu_ratio_w2_over_baseline_tree"] = round(statistics.median(
+                x / y for x, y in zip(cpu["pack_w2"], cpu["pack_w2_base"], strict=True)), 3)
+            out["speedup_w2_baseline_tree_over_w1"] = round(ratio("pack_w1", "pack_w2_base"), 3)
         out["goals"] = {"pack_1core_ge_0.8_floor": out["ratio_floor_over_pack_1core"] >= 0.8,
                         "w2_ge_1.5x_w1": out["speedup_w2_over_w1"] >= 1.5}
         print(json.dumps(out, indent=2))

@@ -28,6 +28,7 @@ from functools import cache
 #: glibc ``mallopt`` parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 #: Largest single allocation kept in the heap rather than mmapped: a 48 MP RGB frame (144 MB) with room.
 MMAP_THRESHOLD = 512 << 20
 #: Free memory at the heap's top kept for reuse rather than trimmed at once (``release_freed_buffers`` trims).
@@ -65,6 +66,32 @@ def reuse_freed_buffers() -> bool:
             _tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
                 libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
         return _tuned
+
+
+def share_one_heap() -> bool:
+    """Let every thread allocate from one heap (glibc ``mallopt(M_ARENA_MAX, 1)``); True when set.
+
+    With decode threads a frame is allocated on a pool thread and freed by the writer thread.
+    glibc gives each thread its own arena, whose heaps hold at most 64 MiB (one 36 MB frame
+    each), so every arena faults in and zeroes its own frames' worth of fresh memory before
+    frames are reused. One heap warms up once and hands a freed frame to whichever thread
+    decodes next, as ``reuse_freed_buffers`` does for one thread. ``pack --workers 2``, 8 captures,
+    4 paired runs: 2-10 % less CPU (median 7 %), half the kernel time, 7-20 % smaller peak RSS;
+    6 later pairs of the whole sixth pass against main: median 3.5 % less CPU (docs/benchmarks.md,
+    Pack, sixth pass). The cost, one lock for threads that malloc, is small
+    for threads that allocate a few large frames.
+
+    Process-wide, for threads that have not allocated yet; not undone. glibc then hands such a
+    thread one of the arenas that exist, in turn, rather than a new one: the main heap, or one an
+    earlier thread made (importing pandas imports pyarrow, whose ``jemalloc_bg_thd``
+    thread takes one). After a ``--workers 2`` pack of 4 captures the process holds 2
+    arenas, against 7 without. Call it before starting threads (``pack_dataset`` does, before its
+    progress bar's monitor thread). A no-op returning False outside glibc.
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(_M_ARENA_MAX, 1))
 
 
 def release_freed_buffers() -> None:

@@ -331,6 +331,12 @@ def _pack_unlocked(sessions: Sequence[str | Path], out: str | Path, cfg: PackCon
     tasks = [(str(shard_dir / e["shard"]), [by_id[i] for i in e["captures"]],
               {s: sess[s] for s in {by_id[i].session_id for i in e["captures"]}}, cfg.compression, threads)
              for e in todo]
+    if threads > 1 and procs == 1 and not cfg.scheduler:
+        from hzsr.core.bulkio import share_one_heap
+
+        # Before the progress bar's monitor thread takes an arena of its own: write_shard's call
+        # would come too late, and the decode threads would be handed that arena in turn.
+        share_one_heap()
     bar = tqdm(total=len(tasks), desc="pack shards", unit="shard", disable=not cfg.progress)
     if cfg.scheduler:
         res.written = _run_dask(cfg.scheduler, tasks, bar, cfg.scheduler_timeout_s)

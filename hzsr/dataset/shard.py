@@ -14,7 +14,7 @@ import os
 import signal
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -122,9 +122,17 @@ def _sha(src: CaptureSource, slot: str) -> str | None:
     return (src.meta["frames"].get(slot) or {}).get("sha256")
 
 
+#: One decoded frame: (RGB array, its array_sha256, its pHash or None).
+Loaded = tuple[np.ndarray, str, str | None]
+
+
 def write_capture(h5, src: CaptureSource, codec: str,
-                  loaded: dict[str, tuple[np.ndarray, str, str | None]] | None = None) -> None:
-    """Write one capture's group: arrays (chunked, compressed, hashed) and typed attributes."""
+                  loaded: dict[str, Loaded | Future[Loaded]] | None = None) -> None:
+    """Write one capture's group: arrays (chunked, compressed, hashed) and typed attributes.
+
+    A frame of ``loaded`` may still be decoding (a ``Future``): it is waited for only when its
+    array is written, so the writer starts on main_W while the other frames decode.
+    """
     m = src.meta
     if loaded is None:
         loaded = {s: _load_slot(p, _sha(src, s), s == PHASH_SLOT) for s, p in src.paths.items() if p is not None}
@@ -136,7 +144,8 @@ def write_capture(h5, src: CaptureSource, codec: str,
     for slot in SLOTS:
         if slot not in loaded:
             continue
-        arr, digest, ph = loaded[slot]
+        frame = loaded[slot]
+        arr, digest, ph = frame.result() if isinstance(frame, Future) else frame
         path = src.paths[slot]
         fm = m["frames"][slot]
         if fm.get("width") is None:  # ingested frames learn their size from the decoder
@@ -170,12 +179,14 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
     """
     import h5py
 
-    from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers
+    from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers, share_one_heap
     from hzsr.core.directfile import DirectAppendFile
 
     register_plugins()
     reuse_freed_buffers()
     threads = threads or max(1, min(4, os.cpu_count() or 1))
+    if threads > 1:
+        share_one_heap()  # frames decoded on pool threads, freed on this one, reused by the next decode
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}"
@@ -202,11 +213,15 @@ def write_shard(path: str | Path, captures: list[CaptureSource], sessions: dict[
 
 
 def _loaded_captures(captures: list[CaptureSource], threads: int
-                     ) -> Iterator[tuple[CaptureSource, dict[str, tuple[np.ndarray, str, str | None]]]]:
+                     ) -> Iterator[tuple[CaptureSource, dict[str, Loaded | Future[Loaded]]]]:
     """Each capture with its frames decoded, hashed and pHashed, in order.
 
     One thread: in turn, on the caller's thread. More: a pool decodes ahead, at most ``AHEAD``
-    captures beyond the one being written (bounded memory: ``AHEAD + 1`` triplets).
+    captures beyond the one being written (bounded memory: ``AHEAD + 1`` triplets), and a capture
+    is handed over with its frames still decoding (futures, in ``SLOTS`` order): the writer
+    waits for each frame only when it writes it, not for the whole triplet. That shortens the
+    pipeline's fill (the first capture's write starts after one frame's decode, not three) and
+    lets a frame's write overlap its neighbours' decode.
     """
     if threads <= 1:
         for c in captures:
@@ -214,23 +229,30 @@ def _loaded_captures(captures: list[CaptureSource], threads: int
         return
     with ThreadPoolExecutor(threads) as pool:
 
-        def submit(c: CaptureSource):
-            return c, {s: pool.submit(_load_slot, p, _sha(c, s), s == PHASH_SLOT)
-                   for s, p in c.paths.items() if p is not None}
+        def submit(c: CaptureSource) -> tuple[CaptureSource, dict[str, Future[Loaded]]]:
+            return c, {s: pool.submit(_load_slot, c.paths[s], _sha(c, s), s == PHASH_SLOT)
+                       for s in _slot_order(c)}
 
         todo = iter(captures)
         ahead = deque(submit(c) for c in itertools.islice(todo, AHEAD))
+        current: dict[str, Future[Loaded]] = {}
         try:
             while ahead:
-                c, futs = ahead.popleft()
+                c, current = ahead.popleft()
                 nxt = next(todo, None)
                 if nxt is not None:
                     ahead.append(submit(nxt))
-                yield c, {s: f.result() for s, f in futs.items()}
+                yield c, dict(current)
         finally:
-            for _, futs in ahead:  # an error or a kill: nothing more is decoded
+            for futs in [current, *(f for _, f in ahead)]:  # an error or a kill: nothing more is decoded
                 for f in futs.values():
                     f.cancel()
+
+
+def _slot_order(c: CaptureSource) -> list[str]:
+    """The capture's frames in the order ``write_capture`` writes them (``SLOTS``), then any other."""
+    have = [s for s, p in c.paths.items() if p is not None]
+    return [s for s in SLOTS if s in have] + [s for s in have if s not in SLOTS]
 
 
 def read_meta(h5, capture_id: str, shard: str) -> dict[str, Any]:

@@ -163,3 +163,71 @@ def test_threads_decode_one_capture_ahead_of_the_writer(ds_sessions, monkeypatch
             assert c is caps[k] and set(loaded) == {s for s, p in c.paths.items() if p is not None}
             assert max(owner[p] for p in submitted) == min(k + 1, len(caps) - 1), k
     assert sorted(submitted) == sorted(owner)  # every frame decoded once
+
+
+def test_the_writer_starts_a_capture_before_its_other_frames_are_decoded(ds_sessions, tmp_path, monkeypatch):
+    """With decode threads, the first capture's main_T decode waits until its main_W has been
+    written: the shard still completes, so the writer took main_W without waiting for the
+    triplet (issue 19, sixth pass). The wait ends on that event; its 20 s bound only keeps a
+    regression from hanging the run (it then fails the assert)."""
+    import threading
+
+    from hzsr.dataset import shard
+
+    sess, caps, _ = gather(ds_sessions)
+    first_T = str(caps[0].paths["main_T"])
+    w_written = threading.Event()
+    waited: list[bool] = []
+    load, put = shard._load_slot, shard.put_attrs
+
+    def gated_load(path, *args, **kwargs):
+        if str(path) == first_T:
+            waited.append(w_written.wait(20))
+        return load(path, *args, **kwargs)
+
+    def noting_put(obj, attrs):
+        put(obj, attrs)
+        if getattr(obj, "name", "").endswith(f"/{caps[0].dataset_id}/main_W"):
+            w_written.set()
+
+    monkeypatch.setattr(shard, "_load_slot", gated_load)
+    monkeypatch.setattr(shard, "put_attrs", noting_put)
+    out = write_shard(tmp_path / "shard-00000.h5", caps[:2], sess, "none", threads=2)
+    assert waited == [True]  # main_T's decode was released by main_W's write
+    with h5py.File(out, "r") as h5:
+        assert set(h5["captures"][caps[0].dataset_id]) >= {"main_W", "main_T"}
+
+
+_HEAPS_SCRIPT = """
+import ctypes, sys, tempfile, threading
+import numpy as np
+from hzsr.core.bulkio import reuse_freed_buffers, share_one_heap
+reuse_freed_buffers()
+if sys.argv[1] == "shared":
+    assert share_one_heap()
+frames = []
+t = threading.Thread(target=lambda: frames.append(np.ones((3000, 4000, 3), np.uint8)))  # decoded on a pool thread
+t.start(); t.join()
+frames.clear()  # freed on the writer's thread
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+with tempfile.NamedTemporaryFile(suffix=".xml") as f:
+    fp = libc.fopen(f.name.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(fp))
+    libc.fclose(ctypes.c_void_p(fp))
+    print(open(f.name).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator is tuned on Linux only")
+@pytest.mark.parametrize("mode, heaps", [("shared", 1), ("default", 2)])
+def test_a_frame_decoded_on_a_pool_thread_lands_in_the_one_heap(mode, heaps):
+    """With ``share_one_heap`` (set by write_shard when it has decode threads) a frame allocated on
+    another thread comes from the main heap, where the next decode reuses it; without, glibc
+    gives that thread an arena of its own, which warms up its own fresh frames. Run in a
+    fresh process: in this one earlier threads' arenas exist, and glibc would hand the thread
+    one of them in turn."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _HEAPS_SCRIPT, mode], capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip()) == heaps
