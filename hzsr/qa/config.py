@@ -179,6 +179,14 @@ class CheckConfig:
     # included): the median of two already beats rig.depth_offset_d, and two that disagree (one
     # of them defective) widen median_margin to their difference: undecided, not wrong.
     quick_min_captures_for_offset: int = 2
+    # M_defocus's plane (capture_qa.other_focus_switch): until this many captures, the quick
+    # check counts every seen capture's own focus offset and the nominal rig's (0, 0) as the
+    # session's possible offset, and where the plane it would measure from differs among them,
+    # analyses the capture both ways: the verdicts differ -> undecided (make demo's two first
+    # shots, both portraits, agreed on an offset 75 px from the session's). Then the median
+    # within median_margin, at least this scatter (px of the pairing's grid).
+    quick_focus_settled_captures: int = 5
+    quick_focus_offset_scatter_px: float = 1.0
     # quick_check: a capture whose main T has at most this share of its texture energy between the
     # quick check's W-crop resolution and qa check's (capture_qa.fine_detail_share) grades its
     # rejected fraction with quick_margins["rejected (little fine detail)"]: the coarse grid misses

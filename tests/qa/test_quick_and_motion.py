@@ -345,3 +345,55 @@ def test_the_refined_smear_is_not_graded_where_the_two_af_rois_differ():
     d = directional_share_ratios(t, moved, mask)
     assert d.min() / d.max() < 0.95
     assert refined_tt_anisotropy(t, t, mask, t, cfg)[0] == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_bumped_reference_leaves_the_quick_moving_figure_undecided():
+    """make demo's bumped shot (issue 18's ninth pass): the quick check's keypoints settled on 185
+    px, qa check's on 160; moving_object read 0.29 (fail) and 0.04 (pass), large_shift warned in
+    both: quick `fail`, qa check `warn`. Off the rig's geometry the quick moving figure decides nothing."""
+    from hzsr.qa.capture_qa import moving_undecided_off_the_rig
+
+    def quick(shift_frac: float) -> CaptureQA:
+        q = CaptureQA("c", margin=0.15, abs_margins={"large_shift": 0.002, "moving_object": 0.034})
+        _grade(q, "large_shift", shift_frac, 0.212, 0.283, "shift")
+        _grade(q, "moving_object", 0.29, 0.144, 0.191, "moving")
+        return q
+
+    q = quick(0.22)
+    assert q.decided().value == "fail"  # moving_object 0.29 - 0.034 over fail
+    moving_undecided_off_the_rig(q)
+    assert q.decided() is None and q.undecided_by() == ["moving_object"]
+    still = quick(0.05)  # on the rig's geometry: the figure decides
+    moving_undecided_off_the_rig(still)
+    assert still.decided().value == "fail"
+    bumped = quick(0.40)  # large_shift fails: the verdict does not depend on moving_object
+    moving_undecided_off_the_rig(bumped)
+    assert bumped.decided().value == "fail"
+
+
+def test_the_quick_check_doubts_the_focus_plane_while_few_captures_fix_the_offset():
+    """make demo (issue 18's ninth pass): the session's first two shots, one portrait scene, agreed
+    on a W-crop focus offset 75 px along the baseline where the whole session's was 0; the quick
+    check kept M_defocus's plane, qa check switched it and warned. Until the offset settles the
+    quick check counts every seen capture's offset, the nominal rig's and the box they span."""
+    from hzsr.qa.capture_qa import focus_offsets_of, focus_plane_differs, other_focus_switch
+
+    cfg = QAConfig()
+    b = np.asarray(cfg.rig.wt_baseline_m) + np.asarray(cfg.rig.ref_baseline_m)
+    u = b / np.hypot(*b)
+    tol = np.sqrt(cfg.maps.defocus_gamma_ref)
+
+    def row(along: float) -> dict:
+        return {"wr_subject_dx": along * u[0], "wr_subject_dy": along * u[1], "wr_focus_expected_dx": 0.0,
+                "wr_focus_expected_dy": 0.0, "wr_grid_scale": 1.0, "flow_units": 1.0}
+
+    seen = [row(3 * tol), row(3 * tol)]  # two shots of one scene, 3 radii along the baseline
+    offsets = focus_offsets_of(seen, cfg.check.quick_min_captures_for_offset)
+    switch = focus_plane_differs(seen[-1], offsets, cfg)
+    assert switch == {}  # from their own median, no departure: the plane is kept
+    other = other_focus_switch(seen[-1], seen, offsets, switch, cfg)
+    assert other is not None and "wr" in other  # from the nominal rig's offset it would switch
+    # Settled: many captures at the nominal offset, this one on its plane: no doubt.
+    settled = [row(0.1 * k) for k in range(-3, 4)]
+    offsets = focus_offsets_of(settled, cfg.check.quick_min_captures_for_offset)
+    assert other_focus_switch(settled[3], settled, offsets, focus_plane_differs(settled[3], offsets, cfg), cfg) is None
