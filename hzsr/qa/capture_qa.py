@@ -1361,8 +1361,8 @@ def other_focus_switch(row: dict, seen: list[dict], offsets: dict[str, tuple[flo
     from the session's (make demo's two portraits: 75 px where the session's 16 captures say 0;
     the quick check did not switch, qa check did and warned on a fraction of 1.00, issue 18's
     ninth pass). The plausible offsets: until ``check.quick_focus_settled_captures`` captures,
-    every seen capture's own departure, the nominal rig's (0, 0), and the box they span (corners,
-    edges' middles, centre); then the median within ``median_margin`` of it each way (at least
+    the seen captures' median, the nominal rig's (0, 0), and the box they span (corners, edges'
+    middles, centre); then the median within ``median_margin`` of it each way (at least
     ``check.quick_focus_offset_scatter_px``).
     """
     other: dict[str, tuple[float, float]] = {}
@@ -1376,9 +1376,11 @@ def other_focus_switch(row: dict, seen: list[dict], offsets: dict[str, tuple[flo
             continue
         v = np.asarray(d, np.float64)
         if len(v) < cfg.check.quick_focus_settled_captures or name not in offsets:
-            # Each seen capture's own offset, the nominal rig's, and the box they span (the session's
-            # may share one coordinate with one capture and the other with another).
-            pts = np.vstack([v, [[0.0, 0.0]]])
+            # The seen captures' median, the nominal rig's offset, and the box they span (the
+            # session's may share one coordinate with the captures seen and the other with the
+            # nominal). Each seen capture's own offset instead: one odd first shot (an occluder
+            # portrait) put the third capture in doubt on the labelled set at both sizes.
+            pts = np.vstack([np.median(v, axis=0, keepdims=True), [[0.0, 0.0]]])
             lo, hi = pts.min(axis=0), pts.max(axis=0)
             cands = [tuple(p) for p in pts] + [(x, y) for x in (lo[0], (lo[0] + hi[0]) / 2, hi[0])
                                                for y in (lo[1], (lo[1] + hi[1]) / 2, hi[1])]

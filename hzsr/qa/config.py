@@ -180,8 +180,8 @@ class CheckConfig:
     # of them defective) widen median_margin to their difference: undecided, not wrong.
     quick_min_captures_for_offset: int = 2
     # M_defocus's plane (capture_qa.other_focus_switch): until this many captures, the quick
-    # check counts every seen capture's own focus offset and the nominal rig's (0, 0) as the
-    # session's possible offset, and where the plane it would measure from differs among them,
+    # check counts the seen captures' median focus offset, the nominal rig's (0, 0) and the box
+    # they span as the session's possible offset, and where the plane it would measure from differs among them,
     # analyses the capture both ways: the verdicts differ -> undecided (make demo's two first
     # shots, both portraits, agreed on an offset 75 px from the session's). Then the median
     # within median_margin, at least this scatter (px of the pairing's grid).

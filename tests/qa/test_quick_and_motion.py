@@ -375,7 +375,7 @@ def test_the_quick_check_doubts_the_focus_plane_while_few_captures_fix_the_offse
     """make demo (issue 18's ninth pass): the session's first two shots, one portrait scene, agreed
     on a W-crop focus offset 75 px along the baseline where the whole session's was 0; the quick
     check kept M_defocus's plane, qa check switched it and warned. Until the offset settles the
-    quick check counts every seen capture's offset, the nominal rig's and the box they span."""
+    quick check counts the seen captures' median offset, the nominal rig's and the box they span."""
     from hzsr.qa.capture_qa import focus_offsets_of, focus_plane_differs, other_focus_switch
 
     cfg = QAConfig()
