@@ -1345,8 +1345,8 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
         return UNDECIDED, reasons + [f"undecided: {', '.join(q.undecided_by())} within the quick check's margin "
                                      "of a threshold: `hzsr qa check` decides"]
     if alt is not None and alt.decided() != decided:
-        return UNDECIDED, reasons + ["undecided: defocused (focus plane): the session's focus offset is not known well "
-                                     "enough to say from which plane qa check measures M_defocus: `hzsr qa check` decides"]
+        return UNDECIDED, reasons + ["undecided: defocused (focus plane) within the doubt about the session's focus "
+                                     "offset (from which plane qa check measures M_defocus): `hzsr qa check` decides"]
     return decided.value, reasons
 
 
