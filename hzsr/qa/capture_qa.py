@@ -918,7 +918,8 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         hidden = hidden_plane_departure(dep_px, ok, (cx0 // k, cy0 // k, max(cx1 // k, cx0 // k + 1),
                                         max(cy1 // k, cy0 // k + 1)), float(d_flow - diopters), th.focus_behind_tol_d,
                                         max(2, round(th.focus_hidden_ring_roi * (y1 - y0) / k)),
-                                        min_area_roi=th.focus_hidden_min_area_roi, step_band_roi=th.focus_hidden_step_band_roi)
+                                        min_area_roi=th.focus_hidden_min_area_roi,
+                                        step_band_roi=th.focus_hidden_step_band_roi)
         if hidden is not None:
             out.row["af_hidden_plane_departure_d"] = hidden
         roi = afs.get("wt") or afs.get("tt")
@@ -971,7 +972,7 @@ def hidden_plane_departure(dep: np.ndarray, ok: np.ndarray, centre: tuple[int, i
         behind = ring & behind_all
     else:
         roi_area = 9.0 * max(1, x1 - x0) * max(1, y1 - y0)
-        n, comp_lab, stats, _ = cv2.connectedComponentsWithStats(behind_all.astype(np.uint8), connectivity=8)
+        _, comp_lab, stats, _ = cv2.connectedComponentsWithStats(behind_all.astype(np.uint8), connectivity=8)
         touching = np.unique(comp_lab[ring & behind_all])
         touching = touching[touching > 0]
         big = touching[stats[touching, cv2.CC_STAT_AREA] >= min_area_roi * roi_area]

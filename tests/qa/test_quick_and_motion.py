@@ -301,8 +301,8 @@ def test_the_t_vs_t_smear_margin_is_a_share_of_the_figures_shortfall_from_one():
     warn, fail = 0.93, 0.88
 
     def quick(value: float, shortfall: bool) -> CaptureQA:
-        q = CaptureQA("c", margin=0.15, abs_margins={tag: 0.073},
-                      shortfall_margins={tag: share} if shortfall else {}, shortfall_floor=cfg.check.quick_shortfall_floor)
+        q = CaptureQA("c", margin=0.15, abs_margins={tag: 0.073}, shortfall_margins={tag: share} if shortfall else {},
+                      shortfall_floor=cfg.check.quick_shortfall_floor)
         _grade(q, "motion_blur", value, warn, fail, "smear", below=True, tag=tag)
         return q
 
