@@ -540,16 +540,23 @@ def _quick_rows(sess: Path, cfg: QAConfig, rows: list[dict], prefix: str = "") -
             row[prefix + "undecided_by"] = why[-1].split(": ", 1)[1].split(" within ")[0].split(", ")
 
 
+SHORTFALL_TAGS = ("motion_blur (T vs T)",)  # figures whose ideal is 1: check.quick_margins_shortfall
+
+
 def _quick_margins(sessions: list[Path], cfg: QAConfig, q: float = 95.0
-                   ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+                   ) -> tuple[dict[str, float], dict[str, tuple[float, float]], dict[str, float]]:
     """Per graded figure, the ``q``-th percentile of ``|quick - qa check|`` over the captures of
     ``sessions``: how far the quick check's figure may lie from the batch's (``check.quick_margins``);
     and each side apart, the ``q``-th percentiles of ``quick - qa check`` and ``qa check - quick``
     (at least 0): how far qa check's figure may lie below and above the quick one
     (``check.quick_margins_directed``).
 
-    The depth figure is compared before the session offset (both sides count that apart)."""
+    The depth figure is compared before the session offset (both sides count that apart). And for
+    the figures of ``SHORTFALL_TAGS``, the ``q``-th percentile of ``|quick - qa check| / max(1 -
+    quick, check.quick_shortfall_floor)``: the margin as a share of the figure's shortfall from 1
+    (``check.quick_margins_shortfall``)."""
     diffs: dict[str, list[float]] = {}
+    shortfall: dict[str, list[float]] = {}
     for sess in sessions:
         for cd in sorted((sess / "captures").iterdir()):
             full = analyse_capture(cd, cfg, thumbs=False).graded
@@ -567,12 +574,16 @@ def _quick_margins(sessions: list[Path], cfg: QAConfig, q: float = 95.0
                 k = (key.removesuffix(REFINED).removesuffix(LITTLE_DETAIL), n)
                 if k in fk:
                     diffs.setdefault(key, []).append(fk[k] - v)  # qa check's figure above the quick one
+                    if key in SHORTFALL_TAGS:
+                        shortfall.setdefault(key, []).append(abs(fk[k] - v) / max(1.0 - v,
+                                                                                  cfg.check.quick_shortfall_floor))
                     if key.endswith(LITTLE_DETAIL):  # the figure's own margin stays the one of all captures
                         diffs.setdefault(key.removesuffix(LITTLE_DETAIL), []).append(fk[k] - v)
     kept = {k: np.asarray(v) for k, v in sorted(diffs.items()) if len(v) >= 10}
     return ({k: round(float(np.percentile(np.abs(d), q)), 4) for k, d in kept.items()},
             {k: (round(max(0.0, float(np.percentile(-d, q))), 4), round(max(0.0, float(np.percentile(d, q))), 4))
-             for k, d in kept.items()})
+             for k, d in kept.items()},
+            {k: round(float(np.percentile(v, q)), 4) for k, v in sorted(shortfall.items()) if len(v) >= 10})
 
 
 def _best_threshold(pos: list[float], neg: list[float]) -> float | None:
@@ -679,9 +690,11 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
         fitted["fail_tt_blur_anisotropy"] = round(-cut, 3)
         fitted["warn_tt_blur_anisotropy"] = round(-cut + 0.4 * (1 + cut), 3)  # 40 % of the way to 1
     cfg = replace(cfg, thresholds=replace(cfg.thresholds, **fitted))
-    margins, directed = _quick_margins([root / f"lab-{s}" for s in calibration_seeds],
-                                       replace(cfg, check=replace(cfg.check, quick_fine_detail_always=True)))
-    cfg = replace(cfg, check=replace(cfg.check, quick_margins=margins, quick_margins_directed={}))
+    margins, directed, shortfall = _quick_margins([root / f"lab-{s}" for s in calibration_seeds],
+                                                  replace(cfg, check=replace(cfg.check, quick_fine_detail_always=True)))
+    shipped = cfg  # the fitted thresholds with the shipped check.quick_margins* (what a phone runs)
+    cfg = replace(cfg, check=replace(cfg.check, quick_margins=margins, quick_margins_directed={},
+                                     quick_margins_shortfall=shortfall))
     held = []
     for s in held_out_seeds:
         sess = labelled_session(root, s, captures, size)
@@ -689,6 +702,7 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
         # Tried in the same run and not taken (a contradiction on the held-out seeds, issue 18's
         # sixth pass): each side's margin apart (check.quick_margins_directed).
         _quick_rows(sess, replace(cfg, check=replace(cfg.check, quick_margins_directed=directed)), rows, "directed_")
+        _quick_rows(sess, shipped, rows, "shipped_")
         held += rows
     for r in held:  # the live quick check judges image content: compare with qa check's without sync_skew
         r["qa_content_verdict"] = max([lv for c, lv in r["levels"].items() if c != "sync_skew"] + ["pass"],
@@ -708,6 +722,7 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
         "fitted_on_calibration": fitted,
         "quick_margins_on_calibration": margins,
         "quick_margins_directed_on_calibration": {k: list(v) for k, v in directed.items()},
+        "quick_margins_shortfall_on_calibration": shortfall,
         "calibration_figures": spans,
         "held_out": {
             "reasons": _reason_figures(held),
@@ -732,6 +747,9 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
                     "fired": len(old_fired), "clean_portraits_fired": sum(r in old_fired for r in portraits)}},
             "quick_vs_full": _quick_vs_full(quick),
             "quick_vs_full_directed_margins": _quick_vs_full(quick, "directed_"),
+            # The same quick check with the shipped check.quick_margins* (QAConfig's defaults) in place
+            # of this run's fit: what the capture line says with the defaults, at this size.
+            "quick_vs_full_shipped_margins": _quick_vs_full(quick, "shipped_"),
         },
         "misjudged_held_out": [{k: r[k] for k in ("session", "capture_id", "kind", "defect", "verdict", "levels")}
                                for r in held if not r["defect"].endswith("_invisible") and (
