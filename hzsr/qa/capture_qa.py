@@ -747,7 +747,10 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
         a, b = PAIRINGS[name]
         label = f"{b} vs {a.replace('main_W', 'main W crop')}"
         s = r.stats
-        lined_up = bool(np.isfinite(s["psnr_db"]) and s["psnr_db"] >= th.warn_psnr_db)
+        # A warp between unrelated views can read 20-23 dB on smooth content; its flow's consistency
+        # cannot (Thresholds.fail_no_overlap_occluded_frac).
+        lined_up = bool(np.isfinite(s["psnr_db"]) and s["psnr_db"] >= th.warn_psnr_db
+                        and not s.get("occluded_frac", 0.0) >= th.fail_no_overlap_occluded_frac)
         if not s.get("shift_used", 1.0):
             # The inlier gate (align.min_inliers): the global shift was not used, the dense flow
             # started from the rig's own alignment. Said always; only a warp that does not line
@@ -762,7 +765,8 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
             # sky and grass: no verdict; it once warned landscapes at 30-33 dB.)
             out.add("fail", "no_overlap",
                     f"{label}: {int(s['inliers'])} keypoint inliers (< {th.fail_min_inliers}), PSNR after "
-                    f"warping {s['psnr_db']:.1f} dB: no reliable overlap")
+                    f"warping {s['psnr_db']:.1f} dB, flow inconsistent on {s.get('occluded_frac', np.nan):.2f} "
+                    f"of the view: no reliable overlap")
             continue
         if name == "wr":
             continue  # wr composes wt and tt; a bump shows in tt (T vs T), which registers far better
