@@ -473,7 +473,8 @@ REASON_FOR = {"large_shift": {"rig_bump"}, "no_overlap": {"rig_knocked_off"}, "f
 #: scene has shifted by more than the rig's parallax.
 REASON_ALSO_RIGHT = {"no_overlap": {"rig_bump"}, "large_shift": {"rig_knocked_off"}}
 #: The crew's words for the simulator's defects (the issue's list).
-CREW_WORDS = {"rig_bump": "rig bump", "rig_knocked_off": "phone knocked off the scene", "motion_blur": "motion blur", "overexposure": "overexposure",
+CREW_WORDS = {"rig_bump": "rig bump", "rig_knocked_off": "phone knocked off the scene",
+              "motion_blur": "motion blur", "overexposure": "overexposure",
               "wrong_depth": "refocus onto the wrong depth", "moving_skew": "a moving subject (and a late frame)",
               "refocus": "second phone focused elsewhere"}
 
