@@ -619,12 +619,20 @@ def focus_plane_differs(row: dict, offsets: dict[str, tuple[float, float]], cfg:
     return out
 
 
+def _lines_up(stats: dict, th) -> bool:
+    """The pairing's dense warp lines up: PSNR at least ``warn_psnr_db`` and a flow consistent on
+    more than ``1 - fail_no_overlap_occluded_frac`` of the view. (A warp between unrelated views can
+    read 20-23 dB on smooth content; its forward and backward flows cannot agree.)"""
+    p = stats.get("psnr_db", float("nan"))
+    return bool(np.isfinite(p) and p >= th.warn_psnr_db
+                and not stats.get("occluded_frac", 0.0) >= th.fail_no_overlap_occluded_frac)
+
+
 def _reg_ok(r: Registration | None, th) -> bool:
     """The pairing is registered: enough shift inliers, or a dense warp that lines up anyway."""
     if r is None:
         return False
-    p = r.stats.get("psnr_db", float("nan"))
-    return r.stats["inliers"] >= th.fail_min_inliers or (np.isfinite(p) and p >= th.warn_psnr_db)
+    return r.stats["inliers"] >= th.fail_min_inliers or _lines_up(r.stats, th)
 
 
 def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: float | None, what: str,
@@ -806,7 +814,7 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
         a, b = PAIRINGS[name]
         label = f"{b} vs {a.replace('main_W', 'main W crop')}"
         s = r.stats
-        lined_up = bool(np.isfinite(s["psnr_db"]) and s["psnr_db"] >= th.warn_psnr_db)
+        lined_up = _lines_up(s, th)
         if not s.get("shift_used", 1.0):
             # The inlier gate (align.min_inliers): the global shift was not used, the dense flow
             # started from the rig's own alignment. Said always; only a warp that does not line
@@ -821,7 +829,8 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
             # sky and grass: no verdict; it once warned landscapes at 30-33 dB.)
             out.add("fail", "no_overlap",
                     f"{label}: {int(s['inliers'])} keypoint inliers (< {th.fail_min_inliers}), PSNR after "
-                    f"warping {s['psnr_db']:.1f} dB: no reliable overlap")
+                    f"warping {s['psnr_db']:.1f} dB, flow inconsistent on {s.get('occluded_frac', np.nan):.2f} "
+                    f"of the view: no reliable overlap")
             continue
         if name == "wr":
             continue  # wr composes wt and tt; a bump shows in tt (T vs T), which registers far better

@@ -249,6 +249,12 @@ class Thresholds:
     """
 
     fail_min_inliers: int = 12  # fewer shift inliers in a pairing: fail (no overlap), or warn if the warp lines up
+    # ... and a warp "lines up" only if its flow is consistent on more than this share's complement:
+    # DIS between two unrelated views still reaches 20-23 dB on smooth content, but its forward and
+    # backward flows disagree almost everywhere (0.92-0.999 of the view for a phone knocked off the
+    # scene, at most 0.875 for every other capture of calibration seeds 1801 1802).
+    # bench/qa.py --part labelled fits it.
+    fail_no_overlap_occluded_frac: float = 0.9
     # large_shift: the AF subject's displacement minus the parallax the rig gives its focus
     # distance (RigConfig), as a fraction of the width; in tt, only its part across the mount's
     # baseline (along it, a departure is a depth: ``defocused``). Not the displacement itself: a

@@ -27,16 +27,22 @@ CREW_DEFECTS: dict[str, str] = {
     "motion_blur": "the main phone shakes during its T exposure (a line blur of 1.2-2 % of the width)",
     "overexposure": "the main phone's auto-exposure is fooled, 2-3 stops too much on W and T",
     "wrong_depth": "both phones focus on another plane than the subject the AF ROI marks (a tap on the wrong spot)",
+    "rig_knocked_off": "the reference phone is knocked off the scene, turned by 1.3-1.7 of T's field of view: its T "
+                       "shares no view with the main phone's T",
 }
 #: Every defect ``hzsr sim session`` injects: the crew's, and ``moving_skew`` (a scene with movers,
-#: and the reference frame 3-5 frame periods late), which needs the session's timing model.
-DEFECTS: tuple[str, ...] = ("refocus", "moving_skew", "motion_blur", "rig_bump", "overexposure", "wrong_depth")
+#: and the reference frame 3-5 frame periods late), which needs the session's timing model. New
+#: defects go at the end: ``bench/qa.py``'s labelled set cycles through ``LABELLED_CYCLE`` (the first
+#: six) so that its sessions stay the ones earlier runs rendered, and renders the rest apart.
+DEFECTS: tuple[str, ...] = ("refocus", "moving_skew", "motion_blur", "rig_bump", "overexposure", "wrong_depth",
+                            "rig_knocked_off")
 #: The frames (slots) each defect spoils; the others render as usual.
 SPOILS: dict[str, tuple[str, ...]] = {
     "refocus": ("ref_T",),
     "moving_skew": ("ref_T",),
     "motion_blur": ("main_T",),
     "rig_bump": ("ref_T",),
+    "rig_knocked_off": ("ref_T",),
     "overexposure": ("main_W", "main_T"),
     "wrong_depth": ("main_T", "ref_T"),
 }
@@ -47,6 +53,9 @@ class DefectRanges:
     """The numbers of every defect: each occurrence draws its own within these."""
 
     bump_frac_of_width: tuple[float, float] = (0.3, 0.5)  # ref_T's yaw, in T's widths, either way
+    # rig_knocked_off: the yaw past T's own field of view and a near portrait's parallax (up to 0.3
+    # of the width) together: no pixel of the two Ts shared
+    knock_frac_of_width: tuple[float, float] = (1.3, 1.7)
     bump_pitch_sigma_rad: float = 0.002  # and a little pitch
     blur_frac_of_width: tuple[float, float] = (0.012, 0.02)  # length of main T's line blur
     overexposure_stops: tuple[float, float] = (2.0, 3.0)
@@ -72,8 +81,9 @@ class Defect:
         return slot in SPOILS[self.name]
 
     def rig(self, rig: RigGeometry) -> RigGeometry:
-        """The rig as this defect leaves it: ``rig_bump`` turns ref_T; the others leave it be."""
-        if self.name != "rig_bump":
+        """The rig as this defect leaves it: ``rig_bump`` and ``rig_knocked_off`` turn ref_T; the
+        others leave it be."""
+        if self.name not in ("rig_bump", "rig_knocked_off"):
             return rig
         yaw = np.arctan(self.bump_frac_of_width * rig.size[0] / rig.pose("ref_T").K[0, 0])
         rot = rig.rotations["ref_T"] @ rotation_xyz(self.bump_pitch_rad, yaw, 0.0)
@@ -90,7 +100,7 @@ class Defect:
         """What the ground truth records of this occurrence."""
         if self.name in ("refocus", "wrong_depth"):
             return {"focused_layer": refocus_layer(scene).name}
-        if self.name == "rig_bump":
+        if self.name in ("rig_bump", "rig_knocked_off"):
             return {"bump_frac_of_width": self.bump_frac_of_width}
         if self.name == "motion_blur":
             return {"blur_px": self.blur_px, "angle_rad": self.blur_angle_rad}
@@ -103,8 +113,9 @@ def draw(name: str, rng: np.random.Generator, width: int, ranges: DefectRanges =
     """One occurrence of defect ``name`` for images ``width`` pixels wide, its numbers from ``rng``."""
     if name not in SPOILS:
         raise ValueError(f"unknown defect {name!r}; known: {', '.join(DEFECTS)}")
-    if name == "rig_bump":
-        frac = float(rng.uniform(*ranges.bump_frac_of_width) * rng.choice([-1, 1]))
+    if name in ("rig_bump", "rig_knocked_off"):
+        span = ranges.bump_frac_of_width if name == "rig_bump" else ranges.knock_frac_of_width
+        frac = float(rng.uniform(*span) * rng.choice([-1, 1]))
         return Defect(name, bump_frac_of_width=frac, bump_pitch_rad=float(rng.normal(0, ranges.bump_pitch_sigma_rad)))
     if name == "motion_blur":
         return Defect(name, blur_px=float(rng.uniform(*ranges.blur_frac_of_width) * width),

@@ -59,4 +59,5 @@ def test_one_scene_per_scene_id_and_defects_in_truth_only(tmp_path):
     with pytest.raises(ValueError, match="unknown defect"):
         simulate_session(tmp_path / "t", SimConfig(captures=2, size=(160, 120), defects={0: "lens_crack"}),
                          progress=False)
-    assert set(DEFECTS) == {"refocus", "moving_skew", "motion_blur", "rig_bump", "overexposure", "wrong_depth"}
+    assert set(DEFECTS) == {"refocus", "moving_skew", "motion_blur", "rig_bump", "overexposure", "wrong_depth",
+                            "rig_knocked_off"}

@@ -24,6 +24,8 @@ def test_draws_stay_within_their_ranges(name):
         assert d.name == name
         if name == "rig_bump":
             assert RANGES.bump_frac_of_width[0] <= abs(d.bump_frac_of_width) <= RANGES.bump_frac_of_width[1]
+        elif name == "rig_knocked_off":  # past T's own field of view: no view shared
+            assert 1.0 < RANGES.knock_frac_of_width[0] <= abs(d.bump_frac_of_width) <= RANGES.knock_frac_of_width[1]
         elif name == "motion_blur":
             lo, hi = RANGES.blur_frac_of_width
             assert lo * 640 <= d.blur_px <= hi * 640 and 0 <= d.blur_angle_rad <= np.pi
