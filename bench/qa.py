@@ -751,6 +751,7 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
             rows = _labelled_rows(sess, cfg, workers, True)
             _quick_rows(sess, replace(cfg, check=replace(cfg.check, quick_margins_directed=directed)), rows,
                         "directed_")
+            _quick_rows(sess, shipped, rows, "shipped_")
             held += rows
     for r in held:  # the live quick check judges image content: compare with qa check's without sync_skew
         r["qa_content_verdict"] = max([lv for c, lv in r["levels"].items() if c != "sync_skew"] + ["pass"],
