@@ -709,12 +709,12 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
             fitted[fail_name] = round(cut, 3)
             fitted[warn_name] = round(0.75 * cut, 3)
     # no_overlap: a phone knocked off the scene against every capture but a bump (whose reference
-    # may legitimately fail to register too), on the flow's inconsistent share of either pairing.
+    # may legitimately fail to register too), on T vs T's inconsistent share (capture_qa._lines_up).
     knock_rows = [r for s in calibration_seeds if knocked
                   for r in _labelled_rows(knocked_session(root, s, knocked, size), cfg, workers, False)]
 
     def inconsistent(r):
-        return max(r.get("tt_occluded_frac", 0.0), r.get("wr_occluded_frac", 0.0))
+        return r.get("tt_occluded_frac", 0.0)
 
     pos = [inconsistent(r) for r in knock_rows]
     neg = [inconsistent(r) for r in cal_rows if r["defect"] != "rig_bump"]

@@ -541,7 +541,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         # overlap", which stays a warning (it once failed half the overexposed captures twice).
         out.reasons = [Reason(Verdict.WARN, r.code, r.message + " (overexposure explains it)")
                        if r.code == "no_overlap" and r.level is Verdict.FAIL else r for r in out.reasons]
-    if _reg_ok(regs.get("tt"), th):
+    if _reg_ok(regs.get("tt"), th, consistent=True):
         scfg = cfg  # the quick check searches the second translation with T vs T's keypoints too
         if quick:  # (600 found another mover, not the scene: 0.06 where qa check saw 0.44)
             scfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
@@ -619,20 +619,27 @@ def focus_plane_differs(row: dict, offsets: dict[str, tuple[float, float]], cfg:
     return out
 
 
-def _lines_up(stats: dict, th) -> bool:
-    """The pairing's dense warp lines up: PSNR at least ``warn_psnr_db`` and a flow consistent on
-    more than ``1 - fail_no_overlap_occluded_frac`` of the view. (A warp between unrelated views can
-    read 20-23 dB on smooth content; its forward and backward flows cannot agree.)"""
+def _lines_up(stats: dict, th, consistent: bool = False) -> bool:
+    """The pairing's dense warp lines up: PSNR at least ``warn_psnr_db``, and with ``consistent``
+    (T vs T) a flow consistent on more than ``1 - fail_no_overlap_occluded_frac`` of the view.
+
+    A warp between unrelated views can read 20-23 dB on smooth content; its forward and backward
+    flows cannot agree. Only the two Ts are held to that: same optics, same pixels. A W crop
+    against a T is W upsampled k times against a sharp image, and its flow can disagree almost
+    everywhere on a view the phones share (``make demo``'s clean near portrait, W crop vs
+    reference T: 0.99 at 24 dB, with T vs T at 189 inliers); a phone knocked off the scene shows
+    in T vs T (``wr`` composes ``wt`` and ``tt``)."""
     p = stats.get("psnr_db", float("nan"))
     return bool(np.isfinite(p) and p >= th.warn_psnr_db
-                and not stats.get("occluded_frac", 0.0) >= th.fail_no_overlap_occluded_frac)
+                and not (consistent and stats.get("occluded_frac", 0.0) >= th.fail_no_overlap_occluded_frac))
 
 
-def _reg_ok(r: Registration | None, th) -> bool:
-    """The pairing is registered: enough shift inliers, or a dense warp that lines up anyway."""
+def _reg_ok(r: Registration | None, th, consistent: bool = False) -> bool:
+    """The pairing is registered: enough shift inliers, or a dense warp that lines up anyway
+    (``_lines_up``; ``consistent`` for T vs T)."""
     if r is None:
         return False
-    return r.stats["inliers"] >= th.fail_min_inliers or _lines_up(r.stats, th)
+    return r.stats["inliers"] >= th.fail_min_inliers or _lines_up(r.stats, th, consistent)
 
 
 def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: float | None, what: str,
@@ -814,7 +821,7 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
         a, b = PAIRINGS[name]
         label = f"{b} vs {a.replace('main_W', 'main W crop')}"
         s = r.stats
-        lined_up = _lines_up(s, th)
+        lined_up = _lines_up(s, th, consistent=name == "tt")
         if not s.get("shift_used", 1.0):
             # The inlier gate (align.min_inliers): the global shift was not used, the dense flow
             # started from the rig's own alignment. Said always; only a warp that does not line
@@ -1141,7 +1148,7 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
                tag="focus_mismatch (metadata)")
     blurrier = None
     fine_pair = None  # the quick check's AF ROI of both Ts at qa check's scale (refines motion_blur)
-    tt_ok = _reg_ok(regs.get("tt"), th)
+    tt_ok = _reg_ok(regs.get("tt"), th, consistent=True)
     if "main_T" in quality and "ref_T" in quality and tt_ok:
         # The same scene region in both Ts: main T's AF ROI, and where tt's flow takes it in ref T.
         r = regs["tt"]
