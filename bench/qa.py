@@ -738,21 +738,18 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
     cfg = replace(cfg, check=replace(cfg.check, quick_margins=margins, quick_margins_directed={},
                                      quick_margins_shortfall=shortfall))
     held = []
-    for s in held_out_seeds:
-        sess = labelled_session(root, s, captures, size)
+    held_sessions = []
+    for s in held_out_seeds:  # each seed's labelled session, then its knocked-off one
+        held_sessions.append(labelled_session(root, s, captures, size))
+        if knocked:
+            held_sessions.append(knocked_session(root, s, knocked, size))
+    for sess in held_sessions:
         rows = _labelled_rows(sess, cfg, workers, True)
         # Tried in the same run and not taken (a contradiction on the held-out seeds, issue 18's
         # sixth pass): each side's margin apart (check.quick_margins_directed).
         _quick_rows(sess, replace(cfg, check=replace(cfg.check, quick_margins_directed=directed)), rows, "directed_")
         _quick_rows(sess, shipped, rows, "shipped_")
         held += rows
-        if knocked:
-            sess = knocked_session(root, s, knocked, size)
-            rows = _labelled_rows(sess, cfg, workers, True)
-            _quick_rows(sess, replace(cfg, check=replace(cfg.check, quick_margins_directed=directed)), rows,
-                        "directed_")
-            _quick_rows(sess, shipped, rows, "shipped_")
-            held += rows
     for r in held:  # the live quick check judges image content: compare with qa check's without sync_skew
         r["qa_content_verdict"] = max([lv for c, lv in r["levels"].items() if c != "sync_skew"] + ["pass"],
                                       key=("pass", "warn", "fail").index)
