@@ -117,24 +117,6 @@ def run_tiled(
     # numpy/OpenCV work (which releases the GIL) overlaps the network instead of waiting for it.
     # Tiles are independent and write disjoint cores, so the result is the sequential one.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hzsr-tile") as pool:
-        for f in [pool.submit(one, *c) for c in largest_first(cores, height, width, halo)]:
+        for f in [pool.submit(one, *c) for c in cores]:
             f.result()
     return len(cores)
-
-
-def largest_first(cores: list[tuple[int, int, int, int]], height: int, width: int,
-                  halo: int) -> list[tuple[int, int, int, int]]:
-    """``cores`` ordered by their window's area, largest first (ties in row order).
-
-    A tile's cost is about its window's area (``tile + 2 halo`` a side, less at the image's right
-    and bottom edges: a 12 MP image in 768-pixel tiles has a 160-pixel last column, windows a
-    quarter of the others). Run in row order, such a small tile ends each row and a full one
-    ends the image, so one worker may still run a whole tile while the other has nothing left;
-    handed out largest first (the longest-processing-time rule), the small tiles come last and
-    fill the gap, and the workers finish within a small tile of each other.
-    """
-    def area(c: tuple[int, int, int, int]) -> int:
-        y0, y1, x0, x1 = c
-        return (min(height, y1 + halo) - max(0, y0 - halo)) * (min(width, x1 + halo) - max(0, x0 - halo))
-
-    return sorted(cores, key=area, reverse=True)  # stable: equal areas keep their row order

@@ -101,23 +101,3 @@ def test_tiled_matches_whole_image_and_windows_stay_bounded():
     # Without a halo the seams are visible: the halo is what makes tiling exact enough.
     no_halo = _tiled(m, x, tile=48, halo=0)
     assert np.abs(no_halo - whole)[16:-16, 16:-16].max() > 3 / 255
-
-
-def test_parallel_tiles_are_handed_out_largest_window_first():
-    """With tiles in flight, the small edge tiles run last (``largest_first``), every core once."""
-    from hzsr.baseline_model.tiling import largest_first, tile_cores
-
-    cores = list(tile_cores(3000, 4000, 768))
-    order = largest_first(cores, 3000, 4000, 32)
-    assert sorted(order) == sorted(cores)
-    areas = [(min(3000, y1 + 32) - max(0, y0 - 32)) * (min(4000, x1 + 32) - max(0, x0 - 32))
-             for y0, y1, x0, x1 in order]
-    assert areas == sorted(areas, reverse=True)
-    # The 160-pixel last column's tiles (and the corner) are the last four handed out.
-    assert {c[2] for c in order[-4:]} == {3840}
-    seen = []
-    m = _random_unet()
-    x = np.random.default_rng(2).random((3, 100, 120), dtype=np.float32)
-    run_tiled(m, 100, 120, lambda y0, y1, x0, x1: x[:, y0:y1, x0:x1],
-              lambda y0, y1, x0, x1, core, win: seen.append((y0, x0)), tile=48, halo=16, workers=2)
-    assert sorted(seen) == sorted((c[0], c[2]) for c in tile_cores(100, 120, 48))
