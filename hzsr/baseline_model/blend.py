@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def blend_weight(m_occ: Any = None, m_defocus: Any = None, m_flow: Any = None, m_reject: Any = None) -> Any:
     """``M_blend`` from the maps given (same shape; numpy or torch). At least one must be given."""
@@ -28,3 +30,16 @@ def blend_weight(m_occ: Any = None, m_defocus: Any = None, m_flow: Any = None, m
 def blend(fusion: Any, source: Any, weight: Any) -> Any:
     """``weight * fusion + (1 - weight) * source``; ``weight`` broadcasts over channels."""
     return source + weight * (fusion - source)
+
+
+def blend_planes(fusion: np.ndarray, source: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``blend`` for same-shape numpy float32 planes, with one temporary instead of three.
+
+    The same float32 operations in the same order (``fusion - source``, times ``weight``, plus
+    ``source``), so the same bits; the inputs are not modified. Tile-by-tile inference blends
+    14.6 MP of planes per 12 MP image, where each fresh temporary costs page faults.
+    """
+    d = fusion - source
+    d *= weight
+    d += source
+    return d

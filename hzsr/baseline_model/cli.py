@@ -28,14 +28,26 @@ def _need_torch() -> None:
                           field="hzsr model", unreadable=True) from None
 
 
+def _import_infer() -> None:
+    """Import what ``model infer`` runs (torch-free), during the thread policy's sample (``threads.free_cores``)."""
+    try:
+        import hzsr.baseline_model.infer  # noqa: F401
+        import hzsr.baseline_model.pipeline  # noqa: F401
+        import hzsr.baseline_model.runtime  # noqa: F401
+    except ImportError:
+        pass  # reported by the verb itself, as before
+
+
 def _guard(func, *, torch_now: bool = True):
     def run(args: argparse.Namespace) -> int:
         # Before torch loads: OpenMP reads its wait policy once (threads.py).
         from hzsr.baseline_model.threads import apply
 
         requested = getattr(args, "threads", None)
-        # ``infer`` keeps torch unloaded: its ONNX runtimes need none (0.5 s of a 12 MP image on idle cores).
-        args.thread_policy = apply(requested, load_torch=torch_now)
+        # ``infer`` keeps torch unloaded: its ONNX runtimes need none (0.5 s of a 12 MP image on idle cores),
+        # and imports its own modules while the policy samples the free cores, instead of sleeping.
+        args.thread_policy = apply(requested, load_torch=torch_now,
+                                   meanwhile=None if torch_now else _import_infer)
         _need_torch()
         from hzsr.core.errors import HzsrError
 

@@ -24,16 +24,23 @@ from hzsr.core.errors import ConfigError, ModelError
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 from hzsr.core.imageio import check_image_size
 
+#: OpenCV's flag to decode to RGB order (OpenCV >= 4.10); None on older versions (BGR, then converted).
+_IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
 
 def read_rgb(path: str | Path, what: str) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise ConfigError("file not found", file=p, field=what, unreadable=True)
     check_image_size(p, field=what)  # size before decode (hzsr.core.imageio): a 400 MP header is refused, not decoded
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if _IMREAD_RGB is not None:  # decoded straight to RGB: no BGR frame to convert (same pixels)
+        img = cv2.imread(str(p), _IMREAD_RGB)
+    else:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        img = None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     if img is None:
         raise ConfigError("not a readable image", file=p, field=what, unreadable=True)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 def read_meta(path: str | Path | None) -> dict[str, Any] | None:

@@ -24,14 +24,14 @@ import cv2
 import numpy as np
 
 from hzsr.baseline_model.align import Alignment, align
-from hzsr.baseline_model.blend import blend
+from hzsr.baseline_model.blend import blend_planes
 from hzsr.baseline_model.color import RGB_TO_YUV, YUV_TO_RGB
 from hzsr.baseline_model.config import PipelineConfig
 from hzsr.baseline_model.denoise import DenoiseSettings, denoise_output
 from hzsr.baseline_model.geometry_source import resolve_geometry
 from hzsr.baseline_model.runtime import default_runtime, make_runner
 from hzsr.baseline_model.tiling import n_tiles, run_tiled
-from hzsr.core.bulkio import release_freed_buffers
+from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers
 from hzsr.core.geometry import CropRect
 
 if TYPE_CHECKING:
@@ -69,8 +69,32 @@ def _yuv(rgb_u8: np.ndarray) -> np.ndarray:
     return cv2.transform(x, RGB_TO_YUV)
 
 
-def _rgb_u8(yuv: np.ndarray) -> np.ndarray:
-    return np.clip(cv2.transform(yuv, YUV_TO_RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+def _rgb_u8(yuv: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``clip(RGB(yuv) * 255 + 0.5, 0, 255)`` truncated to uint8, written into ``out`` when given.
+
+    In place on one float frame (the same float32 operations, in the same order, as
+    ``np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)``): each fresh temporary of a tile is
+    8 MB of pages the kernel faults in and zeroes, which cost more than the arithmetic.
+    """
+    rgb = cv2.transform(yuv, YUV_TO_RGB)
+    rgb *= 255.0
+    rgb += 0.5
+    np.clip(rgb, 0, 255, out=rgb)
+    if out is None:
+        return rgb.astype(np.uint8)
+    out[...] = rgb  # numpy's unsafe cast: the same truncation as ``astype``
+    return out
+
+
+def _per_channel(v: np.ndarray) -> tuple[float, ...]:
+    """A float32 vector (one value per channel) as the scalar OpenCV's per-element operations take.
+
+    ``cv2.multiply`` and ``cv2.add`` with it give numpy's float32 products and sums bit for bit
+    (the values are float32 already, so OpenCV's conversion of the scalar to the image's depth is
+    exact), in one vectorised pass; numpy broadcasting a 2- or 3-vector over the last axis runs its
+    inner loop 2 or 3 elements at a time, about 8x slower on a tile.
+    """
+    return tuple(float(x) for x in np.asarray(v, np.float32).ravel()) + (0.0,) * (4 - v.size)
 
 
 def unet_inputs(al: Alignment, wy0: int, wy1: int, wx0: int, wx1: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,21 +103,40 @@ def unet_inputs(al: Alignment, wy0: int, wy1: int, wx0: int, wx1: int) -> tuple[
     Returns ``(x, ref)``: ``x`` is 3xhxw float32 (Y_src, colour-matched warped Y_ref, M_occ with 1
     where the reference has no pixel); ``ref`` the colour-matched warped reference, hxwx3 in [0, 1].
     Training (``data.py``) builds its inputs with this same function.
+
+    Written for speed (a 12 MP image runs it on 14.6 MP of windows): the reference is warped with
+    one two-channel map (``cv2.remap`` reads the same coordinates as from two maps: the same
+    pixels), built in place from the sampled flow; the per-channel scales and offsets are
+    OpenCV's (``_per_channel``), the colour match runs in place on one frame, and the three planes
+    are written straight into ``x`` (no ``np.stack`` copy). The values are those of
+    ``ref(x + F * scale) * gain / 255 + offset`` clipped, bit for bit
+    (``tests/baseline_model/test_pipeline.py``). The flow is sampled as one two-channel grid, not
+    two planes: OpenCV interpolates a one-channel float grid differently (up to 0.05 grid pixels).
     """
     src = al.src
     h, w = src.shape[:2]
     gh, gw = al.grid_shape
     flow_scale = np.array([w / gw, h / gh], np.float32)  # grid px -> T px
-    flow = sample_grid(al.flow_fwd, (h, w), wy0, wy1, wx0, wx1) * flow_scale
-    gx = np.arange(wx0, wx1, dtype=np.float32)[None, :]
-    gy = np.arange(wy0, wy1, dtype=np.float32)[:, None]
-    ref = cv2.remap(al.ref, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    ref_f = np.clip(ref.astype(np.float32) * (al.colour_gain / 255.0) + al.colour_offset, 0, 1)
-    y_src = _yuv(src[wy0:wy1, wx0:wx1])[..., 0]
-    y_ref = cv2.transform(ref_f, RGB_TO_YUV[:1]).reshape(y_src.shape)
+    # map(x, y) = (x + F_x * sx, y + F_y * sy): the product first, then the sum, as float32.
+    xy = sample_grid(al.flow_fwd, (h, w), wy0, wy1, wx0, wx1)
+    xy = cv2.multiply(xy, _per_channel(flow_scale), dst=xy)
+    xy[..., 0] += np.arange(wx0, wx1, dtype=np.float32)[None, :]
+    xy[..., 1] += np.arange(wy0, wy1, dtype=np.float32)[:, None]
+    ref_f = cv2.remap(al.ref, xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    del xy
+    ref_f = cv2.multiply(ref_f, _per_channel(al.colour_gain / 255.0), dst=ref_f)
+    ref_f = cv2.add(ref_f, _per_channel(al.colour_offset), dst=ref_f)
+    np.clip(ref_f, 0, 1, out=ref_f)
+    x = np.empty((3, wy1 - wy0, wx1 - wx0), np.float32)
+    # Y_src: channel 0 of the full 3x3 transform, not a 1x3 one: OpenCV's loops round the two
+    # differently (up to 1.2e-7), and the inputs are kept bit-exact.
+    x[0] = _yuv(src[wy0:wy1, wx0:wx1])[..., 0]
+    y_ref = cv2.transform(ref_f, RGB_TO_YUV[:1], dst=x[1])
+    if not np.may_share_memory(y_ref, x):  # OpenCV chose its own buffer after all
+        x[1] = y_ref.reshape(x.shape[1:])
     m_in = np.maximum(al.maps["occlusion"], 1.0 - al.maps["valid"])  # no reference pixel = occluded
-    occ = sample_grid(m_in, (h, w), wy0, wy1, wx0, wx1)
-    return np.stack([y_src, y_ref, occ]), ref_f
+    x[2] = sample_grid(m_in, (h, w), wy0, wy1, wx0, wx1)
+    return x, ref_f
 
 
 class HZSRPipeline:
@@ -198,9 +241,9 @@ class HZSRPipeline:
             y_src = yuv[..., 0].copy()
             if "fusion" in out:
                 yuv[..., 0] = y_fus
-                out["fusion"][y0:y1, x0:x1] = _rgb_u8(yuv)
-            yuv[..., 0] = blend(y_fus, y_src, wb)
-            final[y0:y1, x0:x1] = _rgb_u8(yuv)
+                _rgb_u8(yuv, out["fusion"][y0:y1, x0:x1])
+            yuv[..., 0] = blend_planes(y_fus, y_src, wb)
+            _rgb_u8(yuv, final[y0:y1, x0:x1])
             if "warped_ref" in out:
                 ref_f = cache.pop(win)
                 ry, rx = y0 - win[0], x0 - win[2]
@@ -214,6 +257,12 @@ class HZSRPipeline:
         # Alignment's full-frame temporaries leave freed pages in the main thread's heap, which the
         # tile workers' own heaps cannot reuse: handing them back keeps them out of the peak.
         release_freed_buffers()
+        # Then keep each tile's freed temporaries (8 MB planes) for the next tile instead of
+        # returning them: glibc's dynamic thresholds trimmed and re-faulted them on almost every
+        # tile, and faulting in and zeroing fresh pages cost a 12 MP image about 0.3 CPU-s of
+        # colour and blending, more than their arithmetic (docs/benchmarks.md, issue19x).
+        # Trimmed again below, once the tiles are done.
+        reuse_freed_buffers()
 
         class _Timed:
             takes_numpy = getattr(runner, "takes_numpy", False)  # numpy in and out: no torch
@@ -230,6 +279,7 @@ class HZSRPipeline:
         tiles = run_tiled(_Timed(), h, w, make_input, consume, tile=self.cfg.tile, halo=self.cfg.halo,
                           multiple=getattr(runner, "size_multiple", None) or getattr(self.model, "size_multiple", 16),
                           device=self.device, workers=getattr(runner, "tiles_in_flight", 1))
+        release_freed_buffers()  # the tiles' temporaries, kept for reuse while they ran
         if "bicubic" in extras:
             out["bicubic"] = src
         final, spent["denoise"] = self._denoise(final, al)

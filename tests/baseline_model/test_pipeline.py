@@ -74,6 +74,43 @@ def test_training_inputs_are_inference_inputs(tiny_session, pipe):
     assert np.allclose(x_full[:, 40:104, 64:160], x_win, atol=1e-5)
 
 
+def test_fast_unet_inputs_and_blending_keep_the_formulas_bits(tiny_session, pipe):
+    """issue19x's in-place rewrite of the per-tile work gives the plain formulas' float32 bits."""
+    from hzsr.baseline_model.blend import blend, blend_planes
+    from hzsr.baseline_model.color import RGB_TO_YUV, YUV_TO_RGB
+    from hzsr.baseline_model.pipeline import _rgb_u8, _yuv, sample_grid
+
+    w, _, ref, meta = _capture(tiny_session)
+    al = pipe.align(w, ref, meta)
+    h, w_ = al.src.shape[:2]
+    gh, gw = al.grid_shape
+    wy0, wy1, wx0, wx1 = 24, 200, 40, 290
+    # The formulas as written before the rewrite (two maps, fresh temporaries, np.stack).
+    flow = sample_grid(al.flow_fwd, (h, w_), wy0, wy1, wx0, wx1) * np.array([w_ / gw, h / gh], np.float32)
+    gx = np.arange(wx0, wx1, dtype=np.float32)[None, :]
+    gy = np.arange(wy0, wy1, dtype=np.float32)[:, None]
+    warped = cv2.remap(al.ref, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    ref_f = np.clip(warped.astype(np.float32) * (al.colour_gain / 255.0) + al.colour_offset, 0, 1)
+    y_src = cv2.transform(al.src[wy0:wy1, wx0:wx1].astype(np.float32) * (1 / 255.0), RGB_TO_YUV)[..., 0]
+    y_ref = cv2.transform(ref_f, RGB_TO_YUV[:1]).reshape(y_src.shape)
+    occ = sample_grid(np.maximum(al.maps["occlusion"], 1.0 - al.maps["valid"]), (h, w_), wy0, wy1, wx0, wx1)
+    x, ref_fast = unet_inputs(al, wy0, wy1, wx0, wx1)
+    assert x.dtype == np.float32 and x.flags.c_contiguous
+    assert np.array_equal(x, np.stack([y_src, y_ref, occ]))
+    assert np.array_equal(ref_fast, ref_f)
+    # Blending and back to RGB: in place, the same bits as the out-of-place formulas.
+    rng = np.random.default_rng(3)
+    fus, src, wb = (rng.random((50, 70), dtype=np.float32) for _ in range(3))
+    fus_before = fus.copy()
+    assert np.array_equal(blend_planes(fus, src, wb), blend(fus, src, wb))
+    assert np.array_equal(fus, fus_before)  # inputs untouched (the fusion may be kept as an extra)
+    yuv = _yuv(al.src[:64, :96])
+    want = np.clip(cv2.transform(yuv, YUV_TO_RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    into = np.zeros((80, 120, 3), np.uint8)
+    _rgb_u8(yuv, into[8:72, 16:112])
+    assert np.array_equal(_rgb_u8(yuv), want) and np.array_equal(into[8:72, 16:112], want)
+
+
 def test_missing_af_roi_falls_back_to_the_centre_with_a_warning(tiny_session, pipe):
     w, _, ref, meta = _capture(tiny_session)
     for f in meta["frames"]:

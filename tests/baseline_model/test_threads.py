@@ -109,3 +109,28 @@ def test_spin_reaches_torchs_openmp():
     env = {k: v for k, v in os.environ.items() if k not in (*threads.WAIT_ENV, "OMP_NUM_THREADS", "HZSR_TORCH_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == ["spin", "None", str(threads.SPIN_COUNT), "2"]
+
+
+def test_work_during_the_sample_counts_as_this_process_not_as_load(monkeypatch):
+    """``free_cores(meanwhile=)`` (``model infer`` imports its modules there, issue19x): the work runs
+    in place of the sleep, and this process's own CPU over the sample counts as idle."""
+    jiffies = iter([(100, 200), (110, 220)])  # others left 10 of 20 jiffies idle; we used 6 of the 10 busy
+    own = iter([50.0, 56.0])
+    slept, ran = [], []
+    monkeypatch.setattr(threads, "_cpu_jiffies", lambda cpus: next(jiffies))
+    monkeypatch.setattr(threads, "_own_jiffies", lambda: next(own))
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads.time, "sleep", slept.append)
+    free = threads.free_cores(0.1, lambda: ran.append(1))
+    assert ran == [1]
+    assert free == pytest.approx(2 * (10 + 6) / 20)  # not 2 * 10 / 20: our own 6 jiffies were no other's load
+    assert len(slept) == 1 and 0 <= slept[0] <= 0.1  # only what the work left of the sample
+    # Without work the sample is the plain one: sleep, idle jiffies only.
+    jiffies = iter([(100, 200), (110, 220)])
+    slept.clear()
+    assert threads.free_cores(0.1) == pytest.approx(1.0) and slept == [0.1]
+    # An explicit count with the user's wait setting measures nothing: the work still runs, once.
+    _clear(monkeypatch)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    ran.clear()
+    assert threads.choose("2", meanwhile=lambda: ran.append(2)).free_cores is None and ran == [2]
