@@ -26,7 +26,15 @@ from hzsr.core.errors import HzsrError, ImageRefused, ImageTooLarge
 from hzsr.core.imageio import check_image_size
 from hzsr.core.records import CaptureRecord, FrameRecord
 from hzsr.core.verdict import Reason, Verdict, verdict_of
-from hzsr.qa.align import crop_w_to_t, flow_grid_scale, gate_shift, global_translation, prefer_expected, to_luma
+from hzsr.qa.align import (
+    crop_w_to_t,
+    flow_grid_scale,
+    gate_shift,
+    global_translation,
+    prefer_expected,
+    prefer_structure,
+    to_luma,
+)
 from hzsr.qa.config import QAConfig
 from hzsr.qa.maps import occlusion_map
 from hzsr.qa.quality import (
@@ -469,12 +477,22 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             kcfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
                                                                             cfg.check.quick_tt_max_keypoints)))
         found = global_translation(src, ref, kcfg, optical_scale=o, hints=hints)
-        if name == "tt" and ft.focus_distance_diopters is not None and cfg.check.tt_prefer_rig_parallax:
-            # A repeating texture registers a period away as well: the rig's parallax breaks the tie.
+        if name == "tt" and ft.focus_distance_diopters is not None:
             e_tt = expected_parallax(float(_k(ft, sx_t, sy_t)[0, 0]), cfg.rig.ref_baseline_m,
                                      ft.focus_distance_diopters)
-            found, preferred = prefer_expected(src, ref, found, (float(e_tt[0]), float(e_tt[1])))
-            out.row["tt_shift_from_rig_parallax"] = int(preferred)
+            e_tt = (float(e_tt[0]), float(e_tt[1]))
+            preferred = False
+            if cfg.check.tt_prefer_rig_parallax:
+                # A repeating texture registers a period away as well: the rig's parallax breaks the tie.
+                found, preferred = prefer_expected(src, ref, found, e_tt)
+                out.row["tt_shift_from_rig_parallax"] = int(preferred)
+            if cfg.check.tt_prefer_structure and not preferred:
+                # Off the rig's parallax at a shift the two Ts do not line up at (a repeating
+                # texture outvoting a bumped rig's small shared view): the rival that does.
+                found, rival = prefer_structure(src, ref, found, e_tt, below_ncc=cfg.check.tt_structure_below_ncc,
+                                                min_ncc=cfg.check.tt_structure_min_ncc,
+                                                ncc_margin=cfg.check.tt_structure_margin)
+                out.row["tt_shift_from_structure"] = int(rival)
         g, _ = gate_shift(found, cfg)  # the inlier gate: a shift from too few matches is not used
         af = roi_of(b, (g.dx, g.dy)) if a == "main_W" else roi_of("main_T")  # tt: SRC is main T
         if clip_roi(af, src.shape) is None:
