@@ -328,7 +328,7 @@ def masked_ncc_surface(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nda
 def prefer_structure(src: np.ndarray, ref: np.ndarray, found: GlobalShift, expected: tuple[float, float], *,
                      radius_frac: float = 0.05, below_ncc: float = 0.6, min_ncc: float = 0.3, ncc_margin: float = 0.15,
                      min_overlap: float = 0.3, search_long_side: int = 160, peaks: int = 4,
-                     ) -> tuple[GlobalShift, bool]:
+                     ) -> tuple[GlobalShift, bool, float]:
     """The keypoints' vote checked against the images: a shift the two images do not line up at
     gives way to the shift they line up at best.
 
@@ -346,23 +346,26 @@ def prefer_structure(src: np.ndarray, ref: np.ndarray, found: GlobalShift, expec
     ``below_ncc``, every shift is scored at once on the images reduced to ``search_long_side``
     (``masked_ncc_surface`` of the band-passed luminances, over at least ``min_overlap`` of the
     view: a sliver of overlap correlates by chance); its ``peaks`` best separate peaks are refined
-    by phase correlation on the 512 px images, and the best of them replaces ``found`` if it
-    correlates at least ``min_ncc`` and ``ncc_margin`` better.
+    by phase correlation on the 512 px images and scored there, and the best of them replaces
+    ``found`` if it correlates at least ``min_ncc`` and ``ncc_margin`` better.
 
     Returns:
         The shift (``inliers`` as ``found``'s: the inlier gate still reads the keypoints'
-        confidence, as in ``prefer_expected``) and whether the images' best shift replaced it.
+        confidence, as in ``prefer_expected``), whether the images' best shift replaced it, and
+        the best band-passed correlation seen (``found``'s or a peak's; NaN where ``found`` lies
+        near ``expected`` and nothing was measured): under ~0.2 the two views share no structure
+        anywhere, a phone knocked off the scene (``thresholds.fail_no_overlap_structure_ncc``).
     """
     h, w = src.shape[:2]
     if np.hypot(found.dx - expected[0], found.dy - expected[1]) <= radius_frac * w:
-        return found, False
+        return found, False, float("nan")
     ys, s = _resize_long(_to_u8(to_luma(src)), min(512, max(h, w)))
     yr, _ = _resize_long(_to_u8(to_luma(ref)), min(512, max(h, w)))
     if ys.shape != yr.shape:
-        return found, False
+        return found, False, float("nan")
     ncc_found, _ = _band_ncc(ys, yr, np.array([found.dx, found.dy]) * s)
     if ncc_found >= below_ncc:
-        return found, False
+        return found, False, float(ncc_found)
     # Every shift at once, on small band-passed images (the band as _band_ncc's, in its pixels).
     ss, s_small = _resize_long(ys, search_long_side)
     rs, _ = _resize_long(yr, search_long_side)
@@ -379,7 +382,7 @@ def prefer_structure(src: np.ndarray, ref: np.ndarray, found: GlobalShift, expec
     sep = 0.05 * ss.shape[1]  # separate peaks: 5 % of the width apart
     for k in np.argsort(-ncc, axis=None)[: 50 * peaks]:
         ky, kx = divmod(int(k), ww)
-        if ncc[ky, kx] < min_ncc:
+        if ncc[ky, kx] < -0.5:  # under min_overlap
             break
         d = np.array([kx if kx < ww // 2 else kx - ww, ky if ky < hh // 2 else ky - hh], np.float64)
         if all(np.hypot(*(d - e)) > sep for e in cands):
@@ -402,9 +405,10 @@ def prefer_structure(src: np.ndarray, ref: np.ndarray, found: GlobalShift, expec
                 d, c_d, ov = d + np.array([rx, ry]), c_r, ov_r
         if ov >= min_overlap and c_d > best_ncc:
             best, best_ncc = d / s, c_d
+    seen = float(max(best_ncc, ncc_found))
     if best is None or best_ncc < max(min_ncc, ncc_found + ncc_margin):
-        return found, False
-    return GlobalShift(float(best[0]), float(best[1]), found.inliers, found.matches), True
+        return found, False, seen
+    return GlobalShift(float(best[0]), float(best[1]), found.inliers, found.matches), True, seen
 
 
 def gate_shift(shift: GlobalShift, cfg: QAConfig | AlignConfig | None = None) -> tuple[GlobalShift, bool]:

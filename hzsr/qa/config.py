@@ -265,6 +265,12 @@ class Thresholds:
     # backward flows disagree almost everywhere (a phone knocked off the scene). W crop pairings are
     # not held to it (capture_qa._lines_up). bench/qa.py --part labelled fits it on T vs T.
     fail_no_overlap_occluded_frac: float = 0.81  # fitted: 0.814 (480x360), 0.803 (1280x960); others <= 0.752
+    # T vs T, where align.prefer_structure searched every shift (the keypoints' one off the rig's
+    # parallax and correlating under check.tt_structure_below_ncc): the best band-passed
+    # correlation under this -> no_overlap (fail). Calibration seeds 1801/1802 (bench/qa.py
+    # --part labelled, tt_structure_ncc): knocked-off phones at most 0.12 (480x360) / 0.18 (1280x960,
+    # quick), every other capture searched at least 0.26 / 0.31.
+    fail_no_overlap_structure_ncc: float = 0.2
     # large_shift: the AF subject's displacement minus the parallax the rig gives its focus
     # distance (RigConfig), as a fraction of the width; in tt, only its part across the mount's
     # baseline (along it, a departure is a depth: ``defocused``). Not the displacement itself: a

@@ -74,8 +74,8 @@ def test_the_demos_bump_reads_its_half_width_across_the_baseline(demo_bump, long
     # The case this is for: the keypoints vote a texture period off (0.23 of the width, under the
     # fail level), though the crew turned the reference T by 0.50 of it.
     assert abs(found.dx - e[0]) / long_side < th.fail_shift_frac
-    got, replaced = prefer_structure(main_t, ref_t, found, e)
-    assert replaced
+    got, replaced, seen = prefer_structure(main_t, ref_t, found, e)
+    assert replaced and seen > 0.5  # the views line up well at the bump
     across = abs(got.dx - e[0]) / long_side  # the mount's baseline is vertical: x is across it
     assert across > th.fail_shift_frac and abs(across - bump) < 0.03, (got, across)
     assert got.inliers == found.inliers  # the inlier gate still reads the keypoints' confidence
@@ -85,8 +85,8 @@ def test_the_same_scene_shot_clean_keeps_its_shift(demo_bump) -> None:
     shots, e, _ = demo_bump
     main_t, ref_t = shots[None]
     found = global_translation(main_t, ref_t, QAConfig())
-    got, replaced = prefer_structure(main_t, ref_t, found, e)
-    assert not replaced and got is found
+    got, replaced, seen = prefer_structure(main_t, ref_t, found, e)
+    assert not replaced and got is found and np.isnan(seen)  # near the parallax: nothing searched
     assert np.hypot(found.dx - e[0], found.dy - e[1]) < 0.05 * 640
 
 
@@ -97,5 +97,35 @@ def test_views_that_share_nothing_keep_the_keypoints_shift() -> None:
     a, b = (np.clip(cv2.GaussianBlur(rng.uniform(0, 255, (360, 480)).astype(np.float32), (0, 0), 1.5) * 3 - 255,
                     0, 255).astype(np.uint8) for _ in range(2))
     found = GlobalShift(150.0, 20.0, 3, 400)
-    got, replaced = prefer_structure(a, b, found, (0.0, -40.0))
+    got, replaced, seen = prefer_structure(a, b, found, (0.0, -40.0))
     assert not replaced and got is found
+    assert seen < QAConfig().thresholds.fail_no_overlap_structure_ncc  # no shift lines them up
+
+
+def test_keypoints_that_agree_on_a_texture_period_are_no_overlap_where_no_shift_lines_the_views_up() -> None:
+    """``bench/qa.py``'s knocked-off night shot lab-1803-knocked c00004 at 1280x960: 23 T-vs-T
+    inliers on a texture period 0.69 of the width away, 23.3 dB, flow consistent on 0.74 of the
+    view, band-passed correlation 0.09 at best: it failed ``large_shift`` and not ``no_overlap``."""
+    from types import SimpleNamespace
+
+    from hzsr.qa.capture_qa import CaptureQA, _judge_registration
+
+    def tt(structure):
+        st = {"inliers": 23, "psnr_db": 23.3, "occluded_frac": 0.26, "rejected_frac": 0.2, "shift_used": 1.0,
+              "shift_dx": -880.0, "shift_dy": 28.75}
+        if structure is not None:
+            st["structure_ncc"] = structure
+        return SimpleNamespace(stats=st)
+
+    cfg = QAConfig()
+    out = CaptureQA("c")
+    _judge_registration(out, {"tt": tt(0.09)}, 1280, cfg, expected={"tt": np.array([0.0, -40.0])})
+    codes = {r.code: r.level.value for r in out.reasons}
+    assert codes.get("no_overlap") == "fail" and "large_shift" not in codes, out.reasons
+    # The same registration where the views line up (a bump: 0.27-0.8 at 480x360 and 1280x960),
+    # or where nothing was searched (the shift near the rig's parallax): a shift, not a lost overlap.
+    for structure in (0.3, None):
+        out = CaptureQA("c")
+        _judge_registration(out, {"tt": tt(structure)}, 1280, cfg, expected={"tt": np.array([0.0, -40.0])})
+        codes = {r.code: r.level.value for r in out.reasons}
+        assert "no_overlap" not in codes and codes.get("large_shift") == "fail", (structure, out.reasons)
