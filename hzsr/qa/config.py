@@ -294,7 +294,11 @@ class Thresholds:
     # ... and lie at most this far from it (as a fraction of the frame, x over the width, y over the
     # height): further, the two registrations share too little of the frame to be two motions.
     second_motion_max_frac: float = 0.5
-    moving_px: float = 2.0  # departure across the baseline (flow-grid px) that counts a pixel as moving
+    # moving_px: departure across the baseline (flow-grid px, 512 across) that counts a pixel as moving.
+    # 3, not 2: a clean capture's mover moves 2-3 flow-grid px in the rig's normal sync error (calibration
+    # lab-1802 c00008 at 1280x960: 2.4 m/s at 2.5 m over 1.26 ms = 2.05 px; 0.146 of the frame counted at 2,
+    # 0.003 at 3; a late frame's movers (moving_skew) keep 0.236+ at both; docs/qa.md, issue 18x).
+    moving_px: float = 3.0
     warn_focus_mismatch_d: float = 0.11  # |focus main T - focus ref T| from AF metadata (diopters) above: warn
     fail_focus_mismatch_d: float = 0.15  # ... above: fail (second phone focused on another plane)
     warn_sharpness_ratio: float = 0.45  # AF-ROI sharpness of the blurrier T over the sharper T below: warn
