@@ -296,7 +296,7 @@ class Thresholds:
     second_motion_max_frac: float = 0.5
     # moving_px: departure across the baseline (flow-grid px, 512 across) that counts a pixel as moving.
     # 3, not 2: a clean capture's mover moves 2-3 flow-grid px in the rig's normal sync error (calibration
-    # lab-1802 c00008 at 1280x960: 2.4 m/s at 2.5 m over 1.26 ms = 2.05 px; 0.146 of the frame counted at 2,
+    # lab-1802 c00008 at 1280x960: 2.45 m/s at 3.05 m over 1.26 ms = 2.05 px; 0.146 of the frame counted at 2,
     # 0.003 at 3; a late frame's movers (moving_skew) keep 0.236+ at both; docs/qa.md, issue 18x).
     moving_px: float = 3.0
     warn_focus_mismatch_d: float = 0.11  # |focus main T - focus ref T| from AF metadata (diopters) above: warn

@@ -129,3 +129,30 @@ def test_keypoints_that_agree_on_a_texture_period_are_no_overlap_where_no_shift_
         _judge_registration(out, {"tt": tt(structure)}, 1280, cfg, expected={"tt": np.array([0.0, -40.0])})
         codes = {r.code: r.level.value for r in out.reasons}
         assert "no_overlap" not in codes and codes.get("large_shift") == "fail", (structure, out.reasons)
+
+
+def test_a_mover_within_the_rigs_sync_error_is_not_a_moving_object_a_late_frames_is() -> None:
+    """``moving_px`` 3 flow-grid px: a clean capture's mover moves 2-3 px in the rig's sync error
+    (lab-1803 c00008 at 1280x960: 2.8 px in 1.45 ms, 0.26 of the frame read as moving at 2 px, a
+    clean capture failed ``moving_object``); a late frame's (``moving_skew``) moves tens of px."""
+    from types import SimpleNamespace
+
+    from hzsr.qa.capture_qa import motion_inconsistency
+
+    h, w = 120, 160
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    f = np.zeros((h, w, 2))
+    f[..., 0] = 18 + 2.5 * (xx / w - 0.5) + rng.normal(0, 0.3, (h, w))  # static: rotation term across
+    f[..., 1] = rng.normal(0, 0.3, (h, w))
+
+    def frac(dx: float) -> float:
+        g = f.copy()
+        g[20:70, 10:80, 0] += dx  # the mover, 0.18 of the frame, moved dx across the baseline
+        tt = SimpleNamespace(grid_scale=1.0, flow_fwd=g.astype(np.float32), valid=np.ones((h, w), bool),
+                             occlusion=np.zeros((h, w), np.float32))
+        return motion_inconsistency(tt, QAConfig(), step=2)[0]
+
+    th = QAConfig().thresholds
+    assert frac(2.6) < th.warn_moving_frac / 4  # within the sync error: not a moving object
+    assert frac(12.0) > th.fail_moving_frac  # a late frame's mover
