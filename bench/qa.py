@@ -542,7 +542,7 @@ def _labelled_rows(sess: Path, cfg: QAConfig, workers: int, quick: bool) -> list
                     "ref_T_roi_blur_ratio", "main_T_blur_ratio", "ref_T_blur_ratio", "focus_sharpness_ratio",
                     "focus_mismatch_diopters", "main_T_defocus_frac", "tt_blur_anisotropy", "moving_frac",
                     "af_hidden_plane_departure_d", "af_occluder_excused", "ref_T_defocus_frac",
-                    "tt_occluded_frac", "wr_occluded_frac"):
+                    "tt_occluded_frac", "wr_occluded_frac", "tt_structure_ncc"):
             if col in r and np.isfinite(r[col]):
                 row[col] = float(r[col])
         rows.append(row)
@@ -723,6 +723,18 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
                                 "others_max": round(max(neg), 3) if neg else None}
     if cut is not None:
         fitted["fail_no_overlap_occluded_frac"] = round(cut, 3)
+    # ... and its structure half: where T vs T's shift departed from the rig's parallax and the
+    # images' best shift was searched (align.prefer_structure), the best band-passed correlation
+    # seen; low is bad. Knocked-off phones against every other capture searched (bumps included:
+    # large_shift is theirs).
+    pos = [-r["tt_structure_ncc"] for r in knock_rows if "tt_structure_ncc" in r]
+    neg = [-r["tt_structure_ncc"] for r in cal_rows if "tt_structure_ncc" in r]
+    cut = _best_threshold(pos, neg)
+    spans["rig_knocked_off (structure)"] = {"defective_max": round(-min(pos), 3) if pos else None,
+                                            "defective_n": len(pos),
+                                            "others_min": round(-max(neg), 3) if neg else None, "others_n": len(neg)}
+    if cut is not None:
+        fitted["fail_no_overlap_structure_ncc"] = round(-cut, 3)
     # motion_blur (T vs T): low anisotropy is bad; the same best cut on the negated figure.
     pos, neg = split("motion_blur", lambda r: -r["tt_blur_anisotropy"] if "tt_blur_anisotropy" in r else None)
     cut = _best_threshold(pos, neg)

@@ -129,6 +129,35 @@ def _phase_shift(ys: np.ndarray, yr: np.ndarray, s_src: float, s_ref: float) -> 
     return np.array([dx, dy], np.float64) / s_src
 
 
+def _matched_displacements(src: np.ndarray, ref: np.ndarray, c: AlignConfig, optical_scale: float = 1.0,
+                           src_mask: np.ndarray | None = None, ref_mask: np.ndarray | None = None):
+    """The keypoint matches of ``global_translation``: each match's displacement ``REF - SRC`` in
+    full-resolution pixels (None with fewer than two matches), the number of matches, and the two
+    luminances as matched with their scales ``(disp, n, ys, yr, s_src, s_ref)``."""
+    _check_image(src, "src")
+    _check_image(ref, "ref")
+    long_side = max(src.shape[:2])
+    kp_long = min(c.keypoint_long_side, max(64, int(round(2 * optical_scale * long_side))))
+    ys, s_src = _resize_long(_to_u8(to_luma(src)), kp_long)
+    yr, s_ref = _resize_long(_to_u8(to_luma(ref)), kp_long)
+    def kp_mask(m, y):
+        return None if m is None else cv2.resize(m.astype(np.uint8) * 255, (y.shape[1], y.shape[0]),
+                                                 interpolation=cv2.INTER_NEAREST)
+
+    p_src, d_src = _keypoints(ys, c, kp_mask(src_mask, ys))
+    p_ref, d_ref = _keypoints(yr, c, kp_mask(ref_mask, yr))
+    if d_src is None or d_ref is None or len(p_src) < 2 or len(p_ref) < 2:
+        return None, 0, ys, yr, s_src, s_ref
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    knn = matcher.knnMatch(d_src, d_ref, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < c.match_ratio * m[1].distance]
+    if len(good) < 2:
+        return None, len(good), ys, yr, s_src, s_ref
+    a = p_src[[m.queryIdx for m in good]] / s_src
+    b = p_ref[[m.trainIdx for m in good]] / s_ref
+    return (b - a).astype(np.float64), len(good), ys, yr, s_src, s_ref
+
+
 def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
                        optical_scale: float = 1.0, hints=(), src_mask: np.ndarray | None = None,
                        ref_mask: np.ndarray | None = None) -> GlobalShift:
@@ -153,30 +182,11 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     inlier count, not an exception, says the shift is unreliable.
     """
     c = _align_cfg(cfg)
-    _check_image(src, "src")
-    _check_image(ref, "ref")
-    long_side = max(src.shape[:2])
-    kp_long = min(c.keypoint_long_side, max(64, int(round(2 * optical_scale * long_side))))
-    ys, s_src = _resize_long(_to_u8(to_luma(src)), kp_long)
-    yr, s_ref = _resize_long(_to_u8(to_luma(ref)), kp_long)
-    def kp_mask(m, y):
-        return None if m is None else cv2.resize(m.astype(np.uint8) * 255, (y.shape[1], y.shape[0]),
-                                                 interpolation=cv2.INTER_NEAREST)
-
-    p_src, d_src = _keypoints(ys, c, kp_mask(src_mask, ys))
-    p_ref, d_ref = _keypoints(yr, c, kp_mask(ref_mask, yr))
-    if d_src is None or d_ref is None or len(p_src) < 2 or len(p_ref) < 2:
-        return GlobalShift(0.0, 0.0, 0, 0)
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    knn = matcher.knnMatch(d_src, d_ref, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < c.match_ratio * m[1].distance]
-    if len(good) < 2:
-        return GlobalShift(0.0, 0.0, 0, len(good))
-    a = p_src[[m.queryIdx for m in good]] / s_src
-    b = p_ref[[m.trainIdx for m in good]] / s_ref
-    disp = (b - a).astype(np.float64)  # in full-resolution pixels
+    disp, n_matched, ys, yr, s_src, s_ref = _matched_displacements(src, ref, c, optical_scale, src_mask, ref_mask)
+    if disp is None:
+        return GlobalShift(0.0, 0.0, 0, n_matched)
     rng = np.random.default_rng(c.seed)
-    n = len(disp)
+    n = n_matched
     hyp = disp if n <= c.ransac_iters else disp[rng.choice(n, c.ransac_iters, replace=False)]
     # One more hypothesis from phase correlation of the whole images: where few keypoints match
     # across W's blur and T's detail, wrong matches can outvote the right ones by chance; the
@@ -279,6 +289,126 @@ def prefer_expected(src: np.ndarray, ref: np.ndarray, found: GlobalShift, expect
     if ncc_cand < max(0.3, ncc_found - ncc_margin):
         return found, False
     return GlobalShift(float(cand[0]), float(cand[1]), found.inliers, found.matches), True
+
+
+def masked_ncc_surface(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised cross-correlation of ``a(x)`` and ``b(x + d)`` over their overlap, for every
+    integer shift ``d`` at once (masked NCC by FFT, Padfield 2012).
+
+    With ``1`` the indicator of an image's grid and ``C(f, g)(d) = sum_x f(x) g(x + d)``:
+    ``n = C(1, 1)``, ``cov = C(a, b) - C(a, 1) C(1, b) / n``, ``var_a = C(a^2, 1) - C(a, 1)^2 / n``
+    (``var_b`` alike), ``NCC = cov / sqrt(var_a var_b)``: each shift's correlation over the pixels
+    both images have, six FFT correlations of the zero-padded images.
+
+    Returns:
+        ``(ncc, overlap)``, both ``2h x 2w``, indexed ``[dy mod 2h, dx mod 2w]``; ``overlap`` is the
+        shared fraction of the view.
+    """
+    h, w = a.shape
+    shape = (2 * h, 2 * w)
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    one = np.ones_like(a)
+
+    def f(x: np.ndarray) -> np.ndarray:
+        return np.fft.rfft2(x, shape)
+
+    def corr(fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
+        return np.fft.irfft2(np.conj(fx) * fy, shape)
+
+    fa, fb, f1 = f(a), f(b), f(one)
+    n = np.maximum(np.round(corr(f1, f1)), 1.0)
+    sa, sb = corr(fa, f1), corr(f1, fb)
+    cov = corr(fa, fb) - sa * sb / n
+    va = corr(f(a * a), f1) - sa * sa / n
+    vb = corr(f1, f(b * b)) - sb * sb / n
+    return cov / np.sqrt(np.maximum(va * vb, 1e-12)), n / (h * w)
+
+
+def prefer_structure(src: np.ndarray, ref: np.ndarray, found: GlobalShift, expected: tuple[float, float], *,
+                     radius_frac: float = 0.05, below_ncc: float = 0.6, min_ncc: float = 0.3, ncc_margin: float = 0.15,
+                     min_overlap: float = 0.3, search_long_side: int = 160, peaks: int = 4,
+                     ) -> tuple[GlobalShift, bool, float]:
+    """The keypoints' vote checked against the images: a shift the two images do not line up at
+    gives way to the shift they line up at best.
+
+    A repeating texture over part of the view can outvote the true shift where little of the view
+    is shared: ``make demo``'s bumped moving shot (the reference T turned by 0.50 of the width,
+    half the view shared, a mirror-tiled backdrop) voted (-151, -52) px with 21 matches, where the
+    images line up at (-327, -8) (band-passed correlation 0.72 over the shared half; at the voted
+    shift -0.04); the quick check's keypoints voted another period, (-146, 114), at 0.46. The bump
+    then read 0.21-0.24 of the width, under ``large_shift``'s fail level.
+
+    Only where ``large_shift`` is at stake: ``found`` departs from the rig's ``expected`` shift by
+    more than ``radius_frac`` of the width (a clean moving shot registered at its parallax with 230
+    matches correlates 0.27 only, its subject having moved). There, when ``found``'s band-passed
+    structure correlation (``structure_ncc`` where both images have pixels) is under
+    ``below_ncc``, every shift is scored at once on the images reduced to ``search_long_side``
+    (``masked_ncc_surface`` of the band-passed luminances, over at least ``min_overlap`` of the
+    view: a sliver of overlap correlates by chance); its ``peaks`` best separate peaks are refined
+    by phase correlation on the 512 px images and scored there, and the best of them replaces
+    ``found`` if it correlates at least ``min_ncc`` and ``ncc_margin`` better.
+
+    Returns:
+        The shift (``inliers`` as ``found``'s: the inlier gate still reads the keypoints'
+        confidence, as in ``prefer_expected``), whether the images' best shift replaced it, and
+        the best band-passed correlation seen (``found``'s or a peak's; NaN where ``found`` lies
+        near ``expected`` and nothing was measured): under ~0.2 the two views share no structure
+        anywhere, a phone knocked off the scene (``thresholds.fail_no_overlap_structure_ncc``).
+    """
+    h, w = src.shape[:2]
+    if np.hypot(found.dx - expected[0], found.dy - expected[1]) <= radius_frac * w:
+        return found, False, float("nan")
+    ys, s = _resize_long(_to_u8(to_luma(src)), min(512, max(h, w)))
+    yr, _ = _resize_long(_to_u8(to_luma(ref)), min(512, max(h, w)))
+    if ys.shape != yr.shape:
+        return found, False, float("nan")
+    ncc_found, _ = _band_ncc(ys, yr, np.array([found.dx, found.dy]) * s)
+    if ncc_found >= below_ncc:
+        return found, False, float(ncc_found)
+    # Every shift at once, on small band-passed images (the band as _band_ncc's, in its pixels).
+    ss, s_small = _resize_long(ys, search_long_side)
+    rs, _ = _resize_long(yr, search_long_side)
+    sigma = max(1.0, 4.0 * ss.shape[1] / ys.shape[1])
+
+    def band(y: np.ndarray) -> np.ndarray:
+        y = y.astype(np.float32)
+        return y - cv2.GaussianBlur(y, (0, 0), sigma)
+
+    ncc, overlap = masked_ncc_surface(band(ss), band(rs))
+    ncc[overlap < min_overlap] = -1.0
+    hh, ww = ncc.shape
+    cands: list[np.ndarray] = []
+    sep = 0.05 * ss.shape[1]  # separate peaks: 5 % of the width apart
+    for k in np.argsort(-ncc, axis=None)[: 50 * peaks]:
+        ky, kx = divmod(int(k), ww)
+        if ncc[ky, kx] < -0.5:  # under min_overlap
+            break
+        d = np.array([kx if kx < ww // 2 else kx - ww, ky if ky < hh // 2 else ky - hh], np.float64)
+        if all(np.hypot(*(d - e)) > sep for e in cands):
+            cands.append(d)
+            if len(cands) == peaks:
+                break
+    a = ys.astype(np.float32)
+    win = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
+    best, best_ncc = None, ncc_found
+    for d in cands:
+        d = d / s_small  # in the 512 px images' pixels
+        m = np.array([[1, 0, d[0]], [0, 1, d[1]]], np.float64)
+        moved = cv2.warpAffine(yr.astype(np.float32), m, (ys.shape[1], ys.shape[0]),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+        (rx, ry), _ = cv2.phaseCorrelate(a - a.mean(), moved - moved.mean(), win)
+        c_d, ov = _band_ncc(ys, yr, d)
+        if np.hypot(rx, ry) <= 2 / s_small:  # two of the search grid's steps: refine within them
+            c_r, ov_r = _band_ncc(ys, yr, d + np.array([rx, ry]))
+            if c_r > c_d and ov_r >= min_overlap:
+                d, c_d, ov = d + np.array([rx, ry]), c_r, ov_r
+        if ov >= min_overlap and c_d > best_ncc:
+            best, best_ncc = d / s, c_d
+    seen = float(max(best_ncc, ncc_found))
+    if best is None or best_ncc < max(min_ncc, ncc_found + ncc_margin):
+        return found, False, seen
+    return GlobalShift(float(best[0]), float(best[1]), found.inliers, found.matches), True, seen
 
 
 def gate_shift(shift: GlobalShift, cfg: QAConfig | AlignConfig | None = None) -> tuple[GlobalShift, bool]:

@@ -26,7 +26,15 @@ from hzsr.core.errors import HzsrError, ImageRefused, ImageTooLarge
 from hzsr.core.imageio import check_image_size
 from hzsr.core.records import CaptureRecord, FrameRecord
 from hzsr.core.verdict import Reason, Verdict, verdict_of
-from hzsr.qa.align import crop_w_to_t, flow_grid_scale, gate_shift, global_translation, prefer_expected, to_luma
+from hzsr.qa.align import (
+    crop_w_to_t,
+    flow_grid_scale,
+    gate_shift,
+    global_translation,
+    prefer_expected,
+    prefer_structure,
+    to_luma,
+)
 from hzsr.qa.config import QAConfig
 from hzsr.qa.maps import occlusion_map
 from hzsr.qa.quality import (
@@ -451,6 +459,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         # focus_plane_differs's in-focus radius is in qa check's flow-grid px too (qa check: 1).
         out.row["flow_units"] = float(units)
     regs: dict[str, Registration] = {}
+    structure_ncc = float("nan")  # T vs T: the best band-passed correlation prefer_structure saw
     afs: dict[str, list[float] | None] = {}  # each pairing's AF ROI on its SRC grid
     srcs = {"main_W": crop, "main_T": t_img, "ref_T": imgs.get("ref_T")}
     for name, (a, b) in PAIRINGS.items():
@@ -469,12 +478,22 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             kcfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
                                                                             cfg.check.quick_tt_max_keypoints)))
         found = global_translation(src, ref, kcfg, optical_scale=o, hints=hints)
-        if name == "tt" and ft.focus_distance_diopters is not None and cfg.check.tt_prefer_rig_parallax:
-            # A repeating texture registers a period away as well: the rig's parallax breaks the tie.
+        if name == "tt" and ft.focus_distance_diopters is not None:
             e_tt = expected_parallax(float(_k(ft, sx_t, sy_t)[0, 0]), cfg.rig.ref_baseline_m,
                                      ft.focus_distance_diopters)
-            found, preferred = prefer_expected(src, ref, found, (float(e_tt[0]), float(e_tt[1])))
-            out.row["tt_shift_from_rig_parallax"] = int(preferred)
+            e_tt = (float(e_tt[0]), float(e_tt[1]))
+            preferred = False
+            if cfg.check.tt_prefer_rig_parallax:
+                # A repeating texture registers a period away as well: the rig's parallax breaks the tie.
+                found, preferred = prefer_expected(src, ref, found, e_tt)
+                out.row["tt_shift_from_rig_parallax"] = int(preferred)
+            if cfg.check.tt_prefer_structure and not preferred:
+                # Off the rig's parallax at a shift the two Ts do not line up at (a repeating
+                # texture outvoting a bumped rig's small shared view): the rival that does.
+                found, rival, structure_ncc = prefer_structure(
+                    src, ref, found, e_tt, below_ncc=cfg.check.tt_structure_below_ncc,
+                    min_ncc=cfg.check.tt_structure_min_ncc, ncc_margin=cfg.check.tt_structure_margin)
+                out.row["tt_shift_from_structure"] = int(rival)
         g, _ = gate_shift(found, cfg)  # the inlier gate: a shift from too few matches is not used
         af = roi_of(b, (g.dx, g.dy)) if a == "main_W" else roi_of("main_T")  # tt: SRC is main T
         if clip_roi(af, src.shape) is None:
@@ -515,6 +534,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
                 and "wt" in regs and "tt" in regs):  # M_occ's small steps, from the two Ts (stereo_occlusion)
             regs[name] = add_hidden(regs[name], hidden_through_main_t(
                 srcs["main_T"], srcs["ref_T"], regs["tt"].shift, regs["tt"].flow_fwd, regs["wt"].flow_fwd, cfg))
+        if name == "tt" and np.isfinite(structure_ncc):  # the views' best structure correlation (_shares_structure)
+            regs[name].stats["structure_ncc"] = structure_ncc
         afs[name] = af
         for k, v in regs[name].stats.items():
             out.row[f"{name}_{k}"] = v
@@ -634,12 +655,23 @@ def _lines_up(stats: dict, th, consistent: bool = False) -> bool:
                 and not (consistent and stats.get("occluded_frac", 0.0) >= th.fail_no_overlap_occluded_frac))
 
 
+def _shares_structure(stats: dict, th) -> bool:
+    """False where T vs T's search for the shift the two views line up at best
+    (``align.prefer_structure``) found no shift correlating ``fail_no_overlap_structure_ncc``:
+    the views share no structure anywhere. Keypoints can still agree on a repeating texture, and a
+    dark or flat view's flow can still line up (a knocked-off night shot: 23 inliers on a texture
+    period, 23 dB, flow consistent on 0.74 of the view, band-passed correlation 0.09 at best)."""
+    v = stats.get("structure_ncc", float("nan"))
+    return not (np.isfinite(v) and v < th.fail_no_overlap_structure_ncc)
+
+
 def _reg_ok(r: Registration | None, th, consistent: bool = False) -> bool:
     """The pairing is registered: enough shift inliers, or a dense warp that lines up anyway
-    (``_lines_up``; ``consistent`` for T vs T)."""
+    (``_lines_up``; ``consistent`` for T vs T), and views that share structure (``_shares_structure``)."""
     if r is None:
         return False
-    return r.stats["inliers"] >= th.fail_min_inliers or _lines_up(r.stats, th, consistent)
+    return _shares_structure(r.stats, th) and (r.stats["inliers"] >= th.fail_min_inliers
+                                               or _lines_up(r.stats, th, consistent))
 
 
 def _grade(out: CaptureQA, code: str, value: float, warn: float | None, fail: float | None, what: str,
@@ -838,6 +870,12 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
                     f"{label}: {int(s['inliers'])} keypoint inliers (< {th.fail_min_inliers}), PSNR after "
                     f"warping {s['psnr_db']:.1f} dB, flow inconsistent on {s.get('occluded_frac', np.nan):.2f} "
                     f"of the view: no reliable overlap")
+            continue
+        if not _shares_structure(s, th):
+            out.add("fail", "no_overlap",
+                    f"{label}: no shift lines the two views up (best band-passed correlation "
+                    f"{s['structure_ncc']:.2f} < {th.fail_no_overlap_structure_ncc}; {int(s['inliers'])} keypoint "
+                    f"inliers agree on a repeating texture at most): no reliable overlap")
             continue
         if name == "wr":
             continue  # wr composes wt and tt; a bump shows in tt (T vs T), which registers far better
