@@ -27,6 +27,7 @@ from hzsr.core.imageio import check_image_size
 from hzsr.core.records import CaptureRecord, FrameRecord
 from hzsr.core.verdict import Reason, Verdict, verdict_of
 from hzsr.qa.align import (
+    GlobalShift,
     crop_w_to_t,
     flow_grid_scale,
     gate_shift,
@@ -482,17 +483,10 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             e_tt = expected_parallax(float(_k(ft, sx_t, sy_t)[0, 0]), cfg.rig.ref_baseline_m,
                                      ft.focus_distance_diopters)
             e_tt = (float(e_tt[0]), float(e_tt[1]))
-            preferred = False
+            found, preferred, rival, structure_ncc = tt_vote(src, ref, found, e_tt, cfg)
             if cfg.check.tt_prefer_rig_parallax:
-                # A repeating texture registers a period away as well: the rig's parallax breaks the tie.
-                found, preferred = prefer_expected(src, ref, found, e_tt)
                 out.row["tt_shift_from_rig_parallax"] = int(preferred)
             if cfg.check.tt_prefer_structure and not preferred:
-                # Off the rig's parallax at a shift the two Ts do not line up at (a repeating
-                # texture outvoting a bumped rig's small shared view): the rival that does.
-                found, rival, structure_ncc = prefer_structure(
-                    src, ref, found, e_tt, below_ncc=cfg.check.tt_structure_below_ncc,
-                    min_ncc=cfg.check.tt_structure_min_ncc, ncc_margin=cfg.check.tt_structure_margin)
                 out.row["tt_shift_from_structure"] = int(rival)
         g, _ = gate_shift(found, cfg)  # the inlier gate: a shift from too few matches is not used
         af = roi_of(b, (g.dx, g.dy)) if a == "main_W" else roi_of("main_T")  # tt: SRC is main T
@@ -638,6 +632,33 @@ def focus_plane_differs(row: dict, offsets: dict[str, tuple[float, float]], cfg:
         if abs(along) > tol and abs(across) <= tol:
             out[name] = off
     return out
+
+
+def tt_vote(src: np.ndarray, ref: np.ndarray, found: GlobalShift, e_tt: tuple[float, float],
+            cfg: QAConfig) -> tuple[GlobalShift, bool, bool, float]:
+    """T vs T's keypoint vote checked against the rig's parallax ``e_tt`` and the images.
+
+    Returns:
+        ``(shift, preferred, rival, structure_ncc)``: the shift to use; whether the rig's parallax
+        replaced the vote (``align.prefer_expected``); whether the best-correlated shift did
+        (``align.prefer_structure``); and the best band-passed correlation that search saw (NaN
+        where it did not search), which ``_shares_structure`` reads.
+    """
+    preferred = rival = False
+    structure_ncc = float("nan")
+    if cfg.check.tt_prefer_rig_parallax:
+        # A repeating texture registers a period away as well: the rig's parallax breaks the tie.
+        found, preferred = prefer_expected(src, ref, found, e_tt)
+    if cfg.check.tt_prefer_structure and not preferred and found.inliers >= cfg.align.min_inliers:
+        # Off the rig's parallax at a shift the two Ts do not line up at (a repeating texture
+        # outvoting a bumped rig's small shared view): the rival that does. Only a shift the inlier
+        # gate would use: too few matches is no vote (global_translation's (0, 0) placeholder),
+        # and a dark, low-contrast pair of the same view correlates 0.07-0.17 through its noise,
+        # which would read as no shared structure.
+        found, rival, structure_ncc = prefer_structure(
+            src, ref, found, e_tt, below_ncc=cfg.check.tt_structure_below_ncc,
+            min_ncc=cfg.check.tt_structure_min_ncc, ncc_margin=cfg.check.tt_structure_margin)
+    return found, preferred, rival, structure_ncc
 
 
 def _lines_up(stats: dict, th, consistent: bool = False) -> bool:

@@ -153,17 +153,16 @@ class CheckConfig:
     # that parallax (band-passed correlation within 0.1), take the parallax (align.prefer_expected):
     # a repeating texture registers a period away too (the demo's portrait shots, read as a bump).
     tt_prefer_rig_parallax: bool = True
-    # T vs T: where the keypoints' shift departs from the rig's parallax by more than 5 % of the
-    # width and shows no common structure (band-passed correlation under tt_structure_min_ncc
-    # where the two Ts overlap), the best correlated of the matches' other clusters and phase
-    # correlation's shift (over >= 0.3 of the view) replaces it if it correlates
-    # tt_structure_margin better (align.prefer_structure): make demo's bump of 0.50 of the width
-    # on a mirror-tiled backdrop voted a texture period off (correlation -0.02 there, 0.72 at
-    # the true shift) and read 0.21-0.24, under large_shift's fail level.
+    # T vs T (capture_qa.tt_vote, align.prefer_structure): where the keypoints' shift departs from
+    # the rig's parallax by more than 5 % of the width and the inlier gate would use it, make demo's
+    # bump of 0.50 of the width on a mirror-tiled backdrop voted a texture period off (correlation
+    # -0.02 there, 0.72 at the true shift) and read 0.21-0.24, under large_shift's fail level. The
+    # search scores every shift at once (band-passed masked correlation by FFT on 160 px images,
+    # >= 0.3 of the view shared) and refines its 4 best peaks.
     tt_prefer_structure: bool = True
-    tt_structure_below_ncc: float = 0.6
-    tt_structure_min_ncc: float = 0.3
-    tt_structure_margin: float = 0.15
+    tt_structure_below_ncc: float = 0.6  # search only where the vote's own correlation is under this
+    tt_structure_min_ncc: float = 0.3  # a peak must correlate at least this to replace the vote ...
+    tt_structure_margin: float = 0.15  # ... and this much better than it (0.2 left 3 of 12 demo re-renders at 0.23)
     # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
     # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs
     # on the same image resized to quick_long_side. At 12 MP: the DCT scaling 1/4 instead of 1/8

@@ -156,3 +156,29 @@ def test_a_mover_within_the_rigs_sync_error_is_not_a_moving_object_a_late_frames
     th = QAConfig().thresholds
     assert frac(2.6) < th.warn_moving_frac / 4  # within the sync error: not a moving object
     assert frac(12.0) > th.fail_moving_frac  # a late frame's mover
+
+
+def test_a_dark_low_contrast_pair_of_the_same_view_is_not_searched_for_structure() -> None:
+    """Too few keypoints is no vote: a dark, low-contrast pair of the SAME view at the rig's
+    parallax (0, 72) px finds 0-1 inliers; ``global_translation``'s (0, 0) placeholder departs
+    from the parallax, and its noise-level best correlation (0.07-0.17) would read as "no shared
+    structure" (``no_overlap``) though the two views coincide. ``tt_vote`` leaves it to the inlier
+    gate and the dense warp (the reviewer's /tmp/rev/night.py case)."""
+    from hzsr.qa.capture_qa import _shares_structure, tt_vote
+
+    cfg = QAConfig()
+    h, w, e = 480, 640, (0.0, 72.0)
+    rng = np.random.default_rng(1)
+    big = cv2.GaussianBlur(rng.normal(0, 1, (h + 200, w + 200)), (0, 0), 3)
+    scene = 40 + 1.0 * big / big.std()
+    src = scene[100:100 + h, 100:100 + w]
+    ref = scene[100 - 72:100 - 72 + h, 100:100 + w]  # ref(x + e) = src(x)
+    a, b = (np.clip(x + rng.normal(0, 2.0, x.shape), 0, 255).astype(np.uint8) for x in (src, ref))
+    found = global_translation(a, b, cfg)
+    assert found.inliers < cfg.align.min_inliers  # the case: no keypoint vote to check
+    got, preferred, rival, seen = tt_vote(a, b, found, e, cfg)
+    assert not rival and np.isnan(seen)
+    assert _shares_structure({"structure_ncc": seen}, cfg.thresholds)
+    # What the search alone would have concluded on it (why the gate is needed):
+    _, _, seen_ungated = prefer_structure(a, b, GlobalShift(0.0, 0.0, found.inliers, found.matches), e)
+    assert seen_ungated < cfg.thresholds.fail_no_overlap_structure_ncc
