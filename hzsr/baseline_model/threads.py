@@ -257,6 +257,16 @@ def choose(requested: str | None = None, *, sample_s: float = SAMPLE_S,
     return ThreadPolicy(n, wait, source, cores, None if free is None else round(free, 2), ranks, loaded, wait_env)
 
 
+def _limit_blas(threads: int) -> None:
+    """Hold the BLAS libraries already loaded in this process to ``threads`` (threadpoolctl,
+    installed with the ``train`` extra; without it they keep the count they read at load)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 def apply(requested: str | None = None, *, sample_s: float = SAMPLE_S, load_torch: bool = True,
           meanwhile: Callable[[], object] | None = None) -> ThreadPolicy:
     """Choose the policy, set the environment, then load torch and set its thread count.
@@ -281,6 +291,10 @@ def apply(requested: str | None = None, *, sample_s: float = SAMPLE_S, load_torc
         # Read by OpenMP at load; child processes (DataLoader workers, torchrun ranks) inherit it.
         os.environ["OMP_NUM_THREADS"] = _OURS["OMP_NUM_THREADS"] = str(pol.threads)
     os.environ[ENV_OURS] = ";".join(f"{k}={v}" for k, v in sorted(_OURS.items()))
+    if "numpy" in sys.modules:
+        # numpy's BLAS read OMP_NUM_THREADS when it loaded, which ``meanwhile`` (or an earlier
+        # import) may have done before it was set: hold it to the policy's count as well.
+        _limit_blas(pol.threads)
     if not load_torch and "torch" not in sys.modules:
         return pol
     try:

@@ -134,3 +134,18 @@ def test_work_during_the_sample_counts_as_this_process_not_as_load(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     ran.clear()
     assert threads.choose("2", meanwhile=lambda: ran.append(2)).free_cores is None and ran == [2]
+
+
+def test_numpys_blas_loaded_during_the_sample_keeps_the_policys_count():
+    """``model infer`` imports its modules (numpy, so OpenBLAS) during the sample, before
+    OMP_NUM_THREADS is set: OpenBLAS read the machine's count at load (2 here). ``apply`` holds it
+    to the policy's count afterwards (review finding: 2 BLAS threads under a 1-thread policy)."""
+    code = ("from hzsr.baseline_model import threads, cli\n"
+            "p = threads.apply('1', load_torch=False, meanwhile=cli._import_infer)\n"
+            "from threadpoolctl import threadpool_info\n"
+            "print(p.threads, sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}))\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in (*threads.WAIT_ENV, "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                        "HZSR_TORCH_THREADS", threads.ENV_OURS)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip().split(maxsplit=1) == ["1", "[1]"], out.stdout
