@@ -73,16 +73,20 @@ def dis_finest_level(w_px_on_grid: float) -> int:
     return max(0, int(np.floor(np.log2(max(w_px_on_grid, 1e-6) * 1.01))))
 
 
-def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int) -> tuple[np.ndarray, np.ndarray]:
+def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int,
+              alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Forward and backward DIS flow (qa's preset, ``cfg.align.dis_preset``) refined down to level ``finest``.
 
     The same flow as the ``dis`` backend (``qa.align.dense_flow_lowres`` on grid-sized uint8
-    lumas) at the preset's own level 1; only the finest level differs.
+    lumas) at the preset's own level 1; only the finest level differs, and with ``alpha`` > 0 the
+    smoothness weight of DIS's variational refinement (the presets' 20).
     """
     if cfg.align.dis_preset not in _DIS_PRESETS:
         raise ValueError(f"align.dis_preset: expected one of {', '.join(_DIS_PRESETS)}, got {cfg.align.dis_preset!r}")
     dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.align.dis_preset])
     dis.setFinestScale(int(finest))
+    if alpha > 0:
+        dis.setVariationalRefinementAlpha(float(alpha))
     return dis.calc(src_y, ref_y, None), dis.calc(ref_y, src_y, None)
 
 
@@ -319,7 +323,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
           flow_backend: str = "dis", colour: bool = True, use_maps: dict[str, bool] | None = None,
           min_overlap: float = 0.2, min_ncc: float = 0.4, overlap_blur_w_px: float = 0.0,
           flow_level_by_w_px: bool = False, flow_level_max: int = 1, blend_maps_level: int = 2,
-          blend_occlusion_scale: float = 0.0, blend_uncertainty_s_max: float = 0.0) -> Alignment:
+          blend_occlusion_scale: float = 0.0, blend_uncertainty_s_max: float = 0.0,
+          flow_alpha: float = 0.0) -> Alignment:
     """Steps 1-3 and the maps of step 5 for one capture (see the module docstring).
 
     Where DIS stops at level ``blend_maps_level`` or coarser (``flow_level_by_w_px`` only),
@@ -327,6 +332,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     ``uncertainty_s_max``) set the ``M_occ`` and ``M_flow`` that enter ``M_blend``
     (``maps["occlusion_blend"]``, ``maps["uncertainty"]``); elsewhere qa's values do.
     ``maps["occlusion"]``, the UNet's input, always uses qa's scale, the one it was trained with.
+    ``flow_alpha`` > 0 (``flow_level_by_w_px`` only) is DIS's variational smoothness weight there too.
     """
     import time
 
@@ -346,7 +352,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     level = -1  # the backend's own finest level
     if flow_level_by_w_px and flow_backend == "dis":
         level = min(dis_finest_level(k * g), flow_level_max)
-        fwd, bwd = dis_flows(to_luma(src_g), to_luma(ref_g), qa_cfg, level)
+        fwd, bwd = dis_flows(to_luma(src_g), to_luma(ref_g), qa_cfg, level,
+                             flow_alpha if level >= blend_maps_level else 0.0)
     else:
         fwd, bwd = FLOW_BACKENDS[flow_backend](to_luma(src_g), to_luma(ref_g), qa_cfg)
     timings["dense_flow"] = time.perf_counter() - t0

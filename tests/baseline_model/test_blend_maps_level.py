@@ -1,4 +1,5 @@
-"""The blend's M_occ and M_flow are re-chosen for the level-2 flow, and only there (``blend_maps_level``)."""
+"""The blend's M_occ and M_flow and DIS's smoothness are re-chosen for the level-2 flow, and only there
+(``blend_maps_level``)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def _align(ratio: float, size: tuple[int, int], cfg: PipelineConfig):
     return align_mod.align(w, ref, geom, cfg.qa, flow_level_by_w_px=cfg.flow_level_by_w_px,
                            flow_level_max=cfg.flow_level_max, blend_maps_level=cfg.blend_maps_level,
                            blend_occlusion_scale=cfg.blend_occlusion_scale,
-                           blend_uncertainty_s_max=cfg.blend_uncertainty_s_max)
+                           blend_uncertainty_s_max=cfg.blend_uncertainty_s_max, flow_alpha=cfg.flow_alpha)
 
 
 def _blend(m: dict[str, np.ndarray], occ: np.ndarray, unc: np.ndarray) -> np.ndarray:
@@ -85,3 +86,30 @@ def test_the_pipeline_passes_the_level_settings_through():
     assert np.array_equal(off.maps["occlusion_blend"], off.maps["occlusion"])
     assert not np.array_equal(on.maps["occlusion_blend"], on.maps["occlusion"])
     assert np.array_equal(on.maps["occlusion"], off.maps["occlusion"])  # the UNet's input is the same
+
+
+@pytest.mark.parametrize(("ratio", "size", "alpha"), [(5.0, (640, 480), 40.0), (2.0, (640, 480), 0.0)])
+def test_the_flow_smoothness_is_set_at_level_two_only(monkeypatch, ratio, size, alpha):
+    """``flow_alpha`` reaches DIS where the flow stops at level 2; a level-0 pair (2x, 12 MP) keeps
+    the preset's smoothness, so its flow (and its cost) is unchanged."""
+    seen, dis_flows = [], align_mod.dis_flows
+
+    def spy(src_y, ref_y, cfg, finest, alpha=0.0):
+        seen.append(alpha)
+        return dis_flows(src_y, ref_y, cfg, finest, alpha)
+
+    monkeypatch.setattr(align_mod, "dis_flows", spy)
+    _align(ratio, size, PipelineConfig(flow_alpha=40.0))
+    assert seen == [alpha]
+
+
+def test_a_larger_smoothness_weight_changes_the_level_two_flow():
+    rng = np.random.default_rng(0)
+    a = cv2.GaussianBlur(rng.integers(0, 255, (240, 320), dtype=np.uint8), (0, 0), 2.0)
+    b = np.roll(a, (3, 5), (0, 1))
+    b[100:140, 100:160] = np.roll(a, (-4, 0), (0, 1))[100:140, 100:160]
+    cfg = PipelineConfig().qa
+    f20, _ = align_mod.dis_flows(a, b, cfg, 2)
+    f40, _ = align_mod.dis_flows(a, b, cfg, 2, alpha=40.0)
+    f20b, _ = align_mod.dis_flows(a, b, cfg, 2, alpha=20.0)  # the preset's own value: the same flow
+    assert np.array_equal(f20, f20b) and not np.array_equal(f20, f40)
