@@ -85,7 +85,10 @@ def test_the_pipeline_passes_the_level_settings_through():
     assert on.flow_level == off.flow_level == 2
     assert np.array_equal(off.maps["occlusion_blend"], off.maps["occlusion"])
     assert not np.array_equal(on.maps["occlusion_blend"], on.maps["occlusion"])
-    assert np.array_equal(on.maps["occlusion"], off.maps["occlusion"])  # the UNet's input is the same
+    assert not np.array_equal(on.flow_fwd, off.flow_fwd)  # flow_alpha is a level-2 setting too
+    qa_occ = HZSRPipeline(FusionUNet(), PipelineConfig(blend_occlusion_scale=0.0)).align(w, ref, meta)
+    assert np.array_equal(qa_occ.maps["occlusion_blend"], qa_occ.maps["occlusion"])
+    assert np.array_equal(on.maps["occlusion"], qa_occ.maps["occlusion"])  # the UNet's input is qa's
 
 
 @pytest.mark.parametrize(("ratio", "size", "alpha"), [(5.0, (640, 480), 40.0), (2.0, (640, 480), 0.0)])
