@@ -26,7 +26,8 @@ to the true-flow warp is the flow's, and how much the network's.
 
 Usage::
 
-    python bench/eval_regions.py [SESSION ...] [--kinds K ...] [--ckpt CKPT] [--true-flow] [--json OUT]
+    python bench/eval_regions.py [SESSION ...] [--kinds K ...] [--ckpt CKPT] [--true-flow] [--set KEY=VALUE ...]
+        [--json OUT]
 
 Without sessions: the pinned TRAIN sessions 11-14 (``bench/_data.py``): a diagnosis is made on
 training data, and only the held-out sessions 21-23 judge a change.
@@ -144,9 +145,16 @@ def score_capture(pipe: HZSRPipeline, cap: Path, truth: dict, crop_rect: dict, t
     return row
 
 
-def run(sessions: list[Path], ckpt: str | None, kinds: list[str] | None, true_flow: bool = False) -> pd.DataFrame:
+def run(sessions: list[Path], ckpt: str | None, kinds: list[str] | None, true_flow: bool = False,
+        overrides: list[str] | None = None) -> pd.DataFrame:
     lc = load_model(ckpt)
-    pipe = HZSRPipeline(lc.model, pipeline_config_of(lc.pipeline, str(lc.path)))
+    if overrides:
+        from eval_truth import pipeline_config_with
+
+        cfg = pipeline_config_with(lc, overrides)
+    else:
+        cfg = pipeline_config_of(lc.pipeline, str(lc.path))
+    pipe = HZSRPipeline(lc.model, cfg)
     rows = []
     for sess in sessions:
         for cap in captures_with_truth(sess):
@@ -183,13 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", nargs="+", help="only captures of these scene kinds")
     ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     ap.add_argument("--true-flow", action="store_true", help="also fuse with the true flow (and occlusion)")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a pipeline config field (as bench/eval_truth.py: --set flow_level_max=1)")
     ap.add_argument("--json", type=Path, help="write the summary and per-capture rows here")
     a = ap.parse_args(argv)
     if not a.sessions:
         import _data
 
         a.sessions = _data.sessions(_data.TRAIN_SEEDS)
-    df = run(a.sessions, a.ckpt, a.kinds, a.true_flow)
+    df = run(a.sessions, a.ckpt, a.kinds, a.true_flow, a.set)
     out = summarise(df)
     print(json.dumps(out, indent=1))
     if a.json:

@@ -88,9 +88,20 @@ def test_set_overrides_change_the_pipeline_config_and_a_bad_one_is_one_line():
 
     with bench_module("eval_truth") as eval_truth:
         lc = load_model(None)
-        cfg = eval_truth.pipeline_config_with(lc, ["flow_level_max=2", "qa.maps.occlusion_scale=0.1", "use_occ=false"])
-        assert (cfg.flow_level_max, cfg.qa.maps.occlusion_scale, cfg.use_occ) == (2, 0.1, False)
+        cfg = eval_truth.pipeline_config_with(lc, ["flow_level_max=1", "qa.maps.occlusion_scale=0.1", "use_occ=false"])
+        assert (cfg.flow_level_max, cfg.qa.maps.occlusion_scale, cfg.use_occ) == (1, 0.1, False)
         same = eval_truth.pipeline_config_with(lc, None)
-        assert (same.flow_level_max, same.qa.maps.occlusion_scale, same.use_occ) == (1, 0.05, True)
+        assert (same.flow_level_max, same.qa.maps.occlusion_scale, same.use_occ) == (2, 0.05, True)
         with pytest.raises(ModelError, match=r"pipeline\.flow_level_max: must be in 0 \.\. 6, got 9"):
             eval_truth.pipeline_config_with(lc, ["flow_level_max=9"])
+
+
+def test_eval_regions_takes_the_same_set_overrides(monkeypatch):
+    """``bench/eval_regions.py --set``: the region split of a variant (docs/model.md, issue20x)."""
+    with bench_module("eval_regions") as eval_regions:
+        seen = []
+        monkeypatch.setattr(eval_regions, "HZSRPipeline", lambda model, cfg: seen.append(cfg))
+        eval_regions.run([], None, None, False, ["flow_level_max=1", "blend_occlusion_scale=0.02"])
+        eval_regions.run([], None, None)
+        assert (seen[0].flow_level_max, seen[0].blend_occlusion_scale) == (1, 0.02)
+        assert (seen[1].flow_level_max, seen[1].blend_occlusion_scale) == (2, 0.005)

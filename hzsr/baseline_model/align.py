@@ -73,16 +73,20 @@ def dis_finest_level(w_px_on_grid: float) -> int:
     return max(0, int(np.floor(np.log2(max(w_px_on_grid, 1e-6) * 1.01))))
 
 
-def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int) -> tuple[np.ndarray, np.ndarray]:
+def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int,
+              alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Forward and backward DIS flow (qa's preset, ``cfg.align.dis_preset``) refined down to level ``finest``.
 
     The same flow as the ``dis`` backend (``qa.align.dense_flow_lowres`` on grid-sized uint8
-    lumas) at the preset's own level 1; only the finest level differs.
+    lumas) at the preset's own level 1; only the finest level differs, and with ``alpha`` > 0 the
+    smoothness weight of DIS's variational refinement (the presets' 20).
     """
     if cfg.align.dis_preset not in _DIS_PRESETS:
         raise ValueError(f"align.dis_preset: expected one of {', '.join(_DIS_PRESETS)}, got {cfg.align.dis_preset!r}")
     dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.align.dis_preset])
     dis.setFinestScale(int(finest))
+    if alpha > 0:
+        dis.setVariationalRefinementAlpha(float(alpha))
     return dis.calc(src_y, ref_y, None), dis.calc(ref_y, src_y, None)
 
 
@@ -174,6 +178,7 @@ class Alignment:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     geometry_source: str = "metadata"  # CameraGeometry.source
+    flow_level: int = -1  # the DIS level the flow was refined down to (-1: the backend's own)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -317,8 +322,18 @@ def overlap_ncc(src_y: np.ndarray, ref_y: np.ndarray, valid: np.ndarray, blur_gr
 def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QAConfig, *,
           flow_backend: str = "dis", colour: bool = True, use_maps: dict[str, bool] | None = None,
           min_overlap: float = 0.2, min_ncc: float = 0.4, overlap_blur_w_px: float = 0.0,
-          flow_level_by_w_px: bool = False, flow_level_max: int = 1) -> Alignment:
-    """Steps 1-3 and the maps of step 5 for one capture (see the module docstring)."""
+          flow_level_by_w_px: bool = False, flow_level_max: int = 1, blend_maps_level: int = 2,
+          blend_occlusion_scale: float = 0.0, blend_uncertainty_s_max: float = 0.0,
+          flow_alpha: float = 0.0) -> Alignment:
+    """Steps 1-3 and the maps of step 5 for one capture (see the module docstring).
+
+    Where DIS stops at level ``blend_maps_level`` or coarser (``flow_level_by_w_px`` only),
+    ``blend_occlusion_scale`` and ``blend_uncertainty_s_max`` (0 = qa's ``occlusion_scale`` and
+    ``uncertainty_s_max``) set the ``M_occ`` and ``M_flow`` that enter ``M_blend``
+    (``maps["occlusion_blend"]``, ``maps["uncertainty"]``); elsewhere qa's values do.
+    ``maps["occlusion"]``, the UNet's input, always uses qa's scale, the one it was trained with.
+    ``flow_alpha`` > 0 (``flow_level_by_w_px`` only) is DIS's variational smoothness weight there too.
+    """
     import time
 
     if flow_backend not in FLOW_BACKENDS:
@@ -334,8 +349,11 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     g = flow_grid_scale(src.shape, qa_cfg)
     src_g, ref_g = _grid(src, g), _grid(ref, g)
     k = geom.focal_ratio  # T pixels per W pixel: each fx is in its own image's pixels
+    level = -1  # the backend's own finest level
     if flow_level_by_w_px and flow_backend == "dis":
-        fwd, bwd = dis_flows(to_luma(src_g), to_luma(ref_g), qa_cfg, min(dis_finest_level(k * g), flow_level_max))
+        level = min(dis_finest_level(k * g), flow_level_max)
+        fwd, bwd = dis_flows(to_luma(src_g), to_luma(ref_g), qa_cfg, level,
+                             flow_alpha if level >= blend_maps_level else 0.0)
     else:
         fwd, bwd = FLOW_BACKENDS[flow_backend](to_luma(src_g), to_luma(ref_g), qa_cfg)
     timings["dense_flow"] = time.perf_counter() - t0
@@ -351,7 +369,11 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     src_y = to_luma(src_g.astype(np.float32) / 255.0)
     ref_y = to_luma(warped_g)
     rej = reject_map(src_y, ref_y, qa_cfg, downscale=min(1.0, 1.0 / (k * g)))
-    unc = flow_uncertainty_map(fwd, bwd, qa_cfg, grid_scale=1.0)
+    coarse = level >= blend_maps_level
+    occ_blend = occlusion_map(fwd, bwd, blend_occlusion_scale) if coarse and blend_occlusion_scale > 0 else occ
+    maps_cfg = replace(qa_cfg.maps, uncertainty_s_max=blend_uncertainty_s_max) \
+        if coarse and blend_uncertainty_s_max > 0 else qa_cfg.maps
+    unc = flow_uncertainty_map(fwd, bwd, maps_cfg, grid_scale=1.0)
     roi = geom.af_roi
     if roi is None:
         roi_g = centre_roi(gw, gh)
@@ -366,11 +388,11 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
         dfc = defocus_map(fwd, centre_roi(gw, gh), qa_cfg, grid_scale=1.0 / g)
         warnings.append(f"AF ROI {roi} lies outside the reference: the defocus map uses the image centre")
     use = {"occ": True, "defocus": True, "flow": True, "reject": True, **(use_maps or {})}
-    blend = blend_weight(occ if use["occ"] else None, dfc if use["defocus"] else None,
+    blend = blend_weight(occ_blend if use["occ"] else None, dfc if use["defocus"] else None,
                          unc if use["flow"] else None, rej if use["reject"] else None) \
         if any(use.values()) else np.ones_like(occ)
     blend = np.where(valid, blend, 0.0).astype(np.float32)
-    maps = {"occlusion": occ, "defocus": dfc, "uncertainty": unc, "reject": rej,
+    maps = {"occlusion": occ, "occlusion_blend": occ_blend, "defocus": dfc, "uncertainty": unc, "reject": rej,
             "valid": valid.astype(np.float32), "blend": blend}
     trusted = float((blend > 0.5).mean())
     ncc = overlap_ncc(src_y, ref_y, valid, overlap_blur_w_px * k * g)
@@ -385,7 +407,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
                         "output is the bicubic W crop")
     timings["maps"] = time.perf_counter() - t0
     return Alignment(rect, src, ref, shift, g, fwd, bwd, gain, offset, maps, ncc, use_ref, warnings, timings,
-                     geom.source)
+                     geom.source, level)
 
 
 def with_maps(al: Alignment, **maps: np.ndarray) -> Alignment:

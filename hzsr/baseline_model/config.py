@@ -102,10 +102,22 @@ class PipelineConfig:
     # dis only: refine down to the coarsest pyramid level whose pixel spans at most one W pixel
     # (align.dis_finest_level: 0 where a W pixel spans under 2 grid px, a 2x pair or 12 MP; 2 for
     # the simulator's 5x at 640x480), at most flow_level_max, instead of the preset's level 1.
-    # The cap keeps level 1 on the simulator: level 2 gains there, but then blending costs up to
-    # 0.43 dB against fusion on truly occluded pixels (docs/model.md, "The flow's finest level").
+    # Level 2 keeps the 0.2 dB truth-mask rule only with the blend maps below re-chosen for it
+    # (docs/model.md, "Blend maps for the level-2 flow").
     flow_level_by_w_px: bool = True
-    flow_level_max: int = 1
+    flow_level_max: int = 2
+    # Where DIS stops at blend_maps_level or coarser (a W pixel spans >= 4 grid px: the simulator's
+    # 5x at 640x480; never 12 MP nor Middlebury at ratios 2-5), M_occ and M_flow *in the blend*
+    # use the two settings below instead of qa's occlusion_scale and uncertainty_s_max; the M_occ
+    # the UNet is fed keeps qa's scale, as trained. The UNet already handles what its M_occ input
+    # marks (on the simulator it beats bicubic by ~1 dB on truly occluded pixels), so handing those
+    # pixels back to W again cost up to 0.6 dB there; these hand back only gross forward-backward
+    # errors. Chosen on calibration sessions 31-36 (never the held-out 21-23). 0 = qa's value.
+    blend_maps_level: int = 2
+    blend_occlusion_scale: float = 0.005  # flow-grid px^-1 (qa: 0.05): M_occ = 1 at 200 grid px
+    blend_uncertainty_s_max: float = 400.0  # flow-grid px (qa: 40)
+    # ... and DIS's variational smoothness weight there (0 = the preset's 20)
+    flow_alpha: float = 30.0
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
     use_defocus: bool = True
@@ -129,6 +141,8 @@ class PipelineConfig:
                 + _ranged(self, _in("tile", 16, 8192), _in("halo", 0, 1024), _in("min_overlap", 0.0, 1.0),
                           _in("min_ncc", -1.0, 1.0), _in("overlap_blur_w_px", 0.0, 4.0),
                           _in("flow_level_max", 0, 6), _in("focal_ratio", 1.0, 50.0),
+                          _in("blend_maps_level", 0, 7), _in("blend_occlusion_scale", 0.0, 100.0),
+                          _in("blend_uncertainty_s_max", 0.0, 1e4), _in("flow_alpha", 0.0, 1e4),
                           _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
 
 

@@ -43,15 +43,15 @@ def _pair(ratio: float, size=(320, 240)):
     return img, img.copy(), geom
 
 
-@pytest.mark.parametrize(("ratio", "size", "level"), [(5.0, (640, 480), 1), (2.0, (640, 480), 0)])
+@pytest.mark.parametrize(("ratio", "size", "level"), [(5.0, (640, 480), 2), (2.0, (640, 480), 0)])
 def test_the_pipeline_refines_the_flow_to_w_pixel_scale_by_default(monkeypatch, ratio, size, level):
     """A 2x pair (a W pixel is 1.6 grid px) is refined down to the grid itself; the simulator's 5x
-    (4 grid px, level 2) is capped at the preset's level 1 (``flow_level_max``)."""
+    (4 grid px) stops at level 2 (``flow_level_max`` 2, with the blend maps chosen for that flow)."""
     seen = []
 
-    def spy(src_y, ref_y, cfg, finest):
+    def spy(src_y, ref_y, cfg, finest, alpha=0.0):
         seen.append(finest)
-        return dis_flows(src_y, ref_y, cfg, finest)
+        return dis_flows(src_y, ref_y, cfg, finest, alpha)
 
     monkeypatch.setattr(align_mod, "dis_flows", spy)
     w, ref, geom = _pair(ratio, size)
