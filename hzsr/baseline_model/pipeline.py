@@ -278,10 +278,16 @@ class HZSRPipeline:
                 add("fusion_unet", t)
                 return y
 
-        tiles = run_tiled(_Timed(), h, w, make_input, consume, tile=self.cfg.tile, halo=self.cfg.halo,
-                          multiple=getattr(runner, "size_multiple", None) or getattr(self.model, "size_multiple", 16),
-                          device=self.device, workers=getattr(runner, "tiles_in_flight", 1))
-        release_freed_buffers()  # the tiles' temporaries, kept for reuse while they ran
+        try:
+            multiple = getattr(runner, "size_multiple", None) or getattr(self.model, "size_multiple", 16)
+            tiles = run_tiled(_Timed(), h, w, make_input, consume, tile=self.cfg.tile, halo=self.cfg.halo,
+                              multiple=multiple, device=self.device, workers=getattr(runner, "tiles_in_flight", 1))
+        finally:
+            # The tiles' temporaries, kept for reuse while they ran. The thresholds stay set for the
+            # process (glibc's own default is a threshold that rises with use, which mallopt cannot
+            # restore): a later large temporary stays in the heap until the next trim, at the
+            # latest this call's next run.
+            release_freed_buffers()
         if "bicubic" in extras:
             out["bicubic"] = src
         final, spent["denoise"] = self._denoise(final, al)
