@@ -324,7 +324,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
           min_overlap: float = 0.2, min_ncc: float = 0.4, overlap_blur_w_px: float = 0.0,
           flow_level_by_w_px: bool = False, flow_level_max: int = 1, blend_maps_level: int = 2,
           blend_occlusion_scale: float = 0.0, blend_uncertainty_s_max: float = 0.0,
-          flow_alpha: float = 0.0) -> Alignment:
+          flow_alpha: float = 0.0, blend_defocus_weight: float = 1.0) -> Alignment:
     """Steps 1-3 and the maps of step 5 for one capture (see the module docstring).
 
     Where DIS stops at level ``blend_maps_level`` or coarser (``flow_level_by_w_px`` only),
@@ -332,7 +332,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     ``uncertainty_s_max``) set the ``M_occ`` and ``M_flow`` that enter ``M_blend``
     (``maps["occlusion_blend"]``, ``maps["uncertainty"]``); elsewhere qa's values do.
     ``maps["occlusion"]``, the UNet's input, always uses qa's scale, the one it was trained with.
-    ``flow_alpha`` > 0 (``flow_level_by_w_px`` only) is DIS's variational smoothness weight there too.
+    ``flow_alpha`` > 0 (``flow_level_by_w_px`` only) is DIS's variational smoothness weight there too,
+    and ``M_blend`` takes ``blend_defocus_weight * M_defocus`` there (``maps["defocus"]`` unscaled).
     """
     import time
 
@@ -388,7 +389,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
         dfc = defocus_map(fwd, centre_roi(gw, gh), qa_cfg, grid_scale=1.0 / g)
         warnings.append(f"AF ROI {roi} lies outside the reference: the defocus map uses the image centre")
     use = {"occ": True, "defocus": True, "flow": True, "reject": True, **(use_maps or {})}
-    blend = blend_weight(occ_blend if use["occ"] else None, dfc if use["defocus"] else None,
+    dfc_blend = dfc * np.float32(blend_defocus_weight) if coarse and blend_defocus_weight != 1.0 else dfc
+    blend = blend_weight(occ_blend if use["occ"] else None, dfc_blend if use["defocus"] else None,
                          unc if use["flow"] else None, rej if use["reject"] else None) \
         if any(use.values()) else np.ones_like(occ)
     blend = np.where(valid, blend, 0.0).astype(np.float32)

@@ -116,6 +116,10 @@ class PipelineConfig:
     blend_maps_level: int = 2
     blend_occlusion_scale: float = 0.005  # flow-grid px^-1 (qa: 0.05): M_occ = 1 at 200 grid px
     blend_uncertainty_s_max: float = 400.0  # flow-grid px (qa: 40)
+    # ... and M_defocus in the blend is multiplied by this there (1 = qa's map as it is). The map
+    # reads depth from the flow's disparity, so a moving object's motion reads as depth and hands
+    # pixels the network had fixed back to W (docs/model.md, "Retrained on the level-2 flow").
+    blend_defocus_weight: float = 1.0
     # ... and DIS's variational smoothness weight there (0 = the preset's 20)
     flow_alpha: float = 30.0
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
@@ -142,7 +146,8 @@ class PipelineConfig:
                           _in("min_ncc", -1.0, 1.0), _in("overlap_blur_w_px", 0.0, 4.0),
                           _in("flow_level_max", 0, 6), _in("focal_ratio", 1.0, 50.0),
                           _in("blend_maps_level", 0, 7), _in("blend_occlusion_scale", 0.0, 100.0),
-                          _in("blend_uncertainty_s_max", 0.0, 1e4), _in("flow_alpha", 0.0, 1e4),
+                          _in("blend_uncertainty_s_max", 0.0, 1e4),
+                          _in("blend_defocus_weight", 0.0, 1.0), _in("flow_alpha", 0.0, 1e4),
                           _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
 
 

@@ -36,11 +36,12 @@ def _align(ratio: float, size: tuple[int, int], cfg: PipelineConfig):
     return align_mod.align(w, ref, geom, cfg.qa, flow_level_by_w_px=cfg.flow_level_by_w_px,
                            flow_level_max=cfg.flow_level_max, blend_maps_level=cfg.blend_maps_level,
                            blend_occlusion_scale=cfg.blend_occlusion_scale,
-                           blend_uncertainty_s_max=cfg.blend_uncertainty_s_max, flow_alpha=cfg.flow_alpha)
+                           blend_uncertainty_s_max=cfg.blend_uncertainty_s_max, flow_alpha=cfg.flow_alpha,
+                           blend_defocus_weight=cfg.blend_defocus_weight)
 
 
-def _blend(m: dict[str, np.ndarray], occ: np.ndarray, unc: np.ndarray) -> np.ndarray:
-    return np.clip(1 - occ - m["defocus"] - unc - m["reject"], 0, None) * m["valid"]
+def _blend(m: dict[str, np.ndarray], occ: np.ndarray, unc: np.ndarray, dfc_weight: float = 1.0) -> np.ndarray:
+    return np.clip(1 - occ - dfc_weight * m["defocus"] - unc - m["reject"], 0, None) * m["valid"]
 
 
 def test_level_two_blends_with_its_own_occlusion_and_uncertainty_and_feeds_the_unet_qas_occlusion():
@@ -53,7 +54,7 @@ def test_level_two_blends_with_its_own_occlusion_and_uncertainty_and_feeds_the_u
     unc_b = flow_uncertainty_map(al.flow_fwd, al.flow_bwd, q.__class__(**{**vars(q), "uncertainty_s_max":
                                                                           cfg.blend_uncertainty_s_max}), 1.0)
     assert np.array_equal(m["occlusion_blend"], occ_b) and np.array_equal(m["uncertainty"], unc_b)
-    assert np.allclose(m["blend"], _blend(m, occ_b, unc_b), atol=1e-6)
+    assert np.allclose(m["blend"], _blend(m, occ_b, unc_b, cfg.blend_defocus_weight), atol=1e-6)
     # Not vacuous: the moved block gives forward-backward errors, and the two maps differ there.
     assert m["occlusion"].max() > 0.5 and (m["occlusion"] - m["occlusion_blend"]).max() > 0.3
 
@@ -70,6 +71,22 @@ def test_finer_levels_keep_qas_blend_maps(ratio, size, level):
     unc = flow_uncertainty_map(al.flow_fwd, al.flow_bwd, q, 1.0)
     assert np.array_equal(m["occlusion_blend"], occ) and np.array_equal(m["uncertainty"], unc)
     assert np.allclose(m["blend"], _blend(m, occ, unc), atol=1e-6)
+
+
+@pytest.mark.parametrize(("ratio", "size", "weighted"), [(5.0, (640, 480), True), (2.0, (640, 480), False)])
+def test_the_blends_defocus_weight_applies_at_level_two_only(ratio, size, weighted):
+    """``blend_defocus_weight`` scales M_defocus in M_blend where the flow stops at level 2; a
+    level-0 pair (2x, 12 MP) blends with qa's whole map. ``maps["defocus"]`` itself is qa's."""
+    cfg = PipelineConfig(blend_defocus_weight=0.25)
+    al = _align(ratio, size, cfg)
+    full = _align(ratio, size, PipelineConfig(blend_defocus_weight=1.0))
+    m = al.maps
+    assert np.array_equal(m["defocus"], full.maps["defocus"])
+    # Not vacuous: the map fires where the blend is not already clipped at 0 by the other maps.
+    assert (m["defocus"] * (_blend(m, m["occlusion_blend"], m["uncertainty"], 0.0) > 0.3)).max() > 0.01
+    assert np.allclose(m["blend"], _blend(m, m["occlusion_blend"], m["uncertainty"], 0.25 if weighted else 1.0),
+                       atol=1e-6)
+    assert np.array_equal(m["blend"], full.maps["blend"]) != weighted
 
 
 def test_the_pipeline_passes_the_level_settings_through():
@@ -89,6 +106,9 @@ def test_the_pipeline_passes_the_level_settings_through():
     qa_occ = HZSRPipeline(FusionUNet(), PipelineConfig(blend_occlusion_scale=0.0)).align(w, ref, meta)
     assert np.array_equal(qa_occ.maps["occlusion_blend"], qa_occ.maps["occlusion"])
     assert np.array_equal(on.maps["occlusion"], qa_occ.maps["occlusion"])  # the UNet's input is qa's
+    dfc_half = HZSRPipeline(FusionUNet(), PipelineConfig(blend_defocus_weight=0.5)).align(w, ref, meta)
+    dfc_full = HZSRPipeline(FusionUNet(), PipelineConfig(blend_defocus_weight=1.0)).align(w, ref, meta)
+    assert not np.array_equal(dfc_half.maps["blend"], dfc_full.maps["blend"])
 
 
 @pytest.mark.parametrize(("ratio", "size", "alpha"), [(5.0, (640, 480), 40.0), (2.0, (640, 480), 0.0)])
