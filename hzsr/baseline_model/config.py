@@ -112,14 +112,17 @@ class PipelineConfig:
     # the UNet is fed keeps qa's scale, as trained. The UNet already handles what its M_occ input
     # marks (on the simulator it beats bicubic by ~1 dB on truly occluded pixels), so handing those
     # pixels back to W again cost up to 0.6 dB there; these hand back only gross forward-backward
-    # errors. Chosen on calibration sessions 31-36 (never the held-out 21-23). 0 = qa's value.
+    # errors. Chosen on calibration sessions 31-36 (never the held-out 21-23), for the shipped
+    # weights trained on the level-2 flow: in effect only M_reject and the reference's frame hand
+    # pixels back to W there (0.005 / 400 / 1 for the weights trained on the level-1 flow).
+    # 0 = qa's value.
     blend_maps_level: int = 2
-    blend_occlusion_scale: float = 0.005  # flow-grid px^-1 (qa: 0.05): M_occ = 1 at 200 grid px
-    blend_uncertainty_s_max: float = 400.0  # flow-grid px (qa: 40)
+    blend_occlusion_scale: float = 0.0001  # flow-grid px^-1 (qa: 0.05)
+    blend_uncertainty_s_max: float = 10000.0  # flow-grid px (qa: 40)
     # ... and M_defocus in the blend is multiplied by this there (1 = qa's map as it is). The map
     # reads depth from the flow's disparity, so a moving object's motion reads as depth and hands
     # pixels the network had fixed back to W (docs/model.md, "Retrained on the level-2 flow").
-    blend_defocus_weight: float = 1.0
+    blend_defocus_weight: float = 0.0
     # ... and DIS's variational smoothness weight there (0 = the preset's 20)
     flow_alpha: float = 30.0
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
