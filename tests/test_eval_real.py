@@ -104,4 +104,8 @@ def test_eval_regions_takes_the_same_set_overrides(monkeypatch):
         eval_regions.run([], None, None, False, ["flow_level_max=1", "blend_occlusion_scale=0.02"])
         eval_regions.run([], None, None)
         assert (seen[0].flow_level_max, seen[0].blend_occlusion_scale) == (1, 0.02)
-        assert (seen[1].flow_level_max, seen[1].blend_occlusion_scale) == (2, 0.005)
+        from hzsr.baseline_model.config import PipelineConfig
+
+        d = PipelineConfig()
+        assert (seen[1].flow_level_max, seen[1].blend_occlusion_scale) == (d.flow_level_max, d.blend_occlusion_scale)
+        assert (d.flow_level_max, d.blend_occlusion_scale) != (1, 0.02)  # the overrides above are not the defaults

@@ -45,7 +45,10 @@ def test_alignment_matches_the_simulators_true_flow(tiny_session, pipe):
     for k in ("occlusion", "occlusion_blend", "defocus", "uncertainty", "reject", "blend"):
         assert 0 <= m[k].min() and m[k].max() <= 1, k
     # (the blend's own M_occ: at the simulator's level-2 flow it is not the UNet's; test_blend_maps_level.py)
-    want = np.clip(1 - m["occlusion_blend"] - m["defocus"] - m["uncertainty"] - m["reject"], 0, None) * m["valid"]
+    # (and M_defocus weighted there by blend_defocus_weight, maps["defocus"] unscaled)
+    w_dfc = pipe.cfg.blend_defocus_weight if al.flow_level >= pipe.cfg.blend_maps_level else 1.0
+    want = np.clip(1 - m["occlusion_blend"] - w_dfc * m["defocus"] - m["uncertainty"] - m["reject"], 0,
+                   None) * m["valid"]
     assert np.allclose(m["blend"], want, atol=1e-6)
 
 
