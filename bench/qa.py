@@ -555,10 +555,11 @@ def _quick_rows(sess: Path, cfg: QAConfig, rows: list[dict], prefix: str = "") -
     """The live quick check over one session's captures in capture order, as the capture line runs
     it (the session offset from the captures seen so far): ``<prefix>quick_verdict`` and
     ``<prefix>undecided_by`` in each row."""
-    from hzsr.qa.capture_qa import _SESSION_DEPTHS, _SESSION_FOCUS, quick_check
+    from hzsr.qa.capture_qa import _SESSION_CARRIED, _SESSION_DEPTHS, _SESSION_FOCUS, quick_check
 
     _SESSION_DEPTHS.pop(str((sess / "captures").resolve()), None)  # a fresh line: nothing seen yet
     _SESSION_FOCUS.pop(str((sess / "captures").resolve()), None)
+    _SESSION_CARRIED.pop(str(sess.resolve()), None)  # the earlier sessions' records, read again
     for row in rows:
         row[prefix + "quick_verdict"], why = quick_check(sess / "captures" / row["capture_id"], cfg)
         if row[prefix + "quick_verdict"] == "undecided":  # its last reason names the figures, as the line shows it
@@ -751,10 +752,14 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
                                      quick_margins_shortfall=shortfall))
     held = []
     held_sessions = []
-    for s in held_out_seeds:  # each seed's labelled session, then its knocked-off one
-        held_sessions.append(labelled_session(root, s, captures, size))
+    for s in held_out_seeds:  # each seed's knocked-off session, then its labelled one
+        # The knocked-off session first: the same rig (same seed, same phones), so its qa check
+        # records the main phone's depth offset, which the labelled session's live quick check
+        # carries (check.quick_carry_rig_offset, hzsr/qa/rig_offset.py). Its first captures show
+        # the same scenes as the labelled session's first ones (knocked_session).
         if knocked:
             held_sessions.append(knocked_session(root, s, knocked, size))
+        held_sessions.append(labelled_session(root, s, captures, size))
     for sess in held_sessions:
         rows = _labelled_rows(sess, cfg, workers, True)
         # Tried in the same run and not taken (a contradiction on the held-out seeds, issue 18's

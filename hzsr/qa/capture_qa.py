@@ -26,6 +26,7 @@ from hzsr.core.errors import HzsrError, ImageRefused, ImageTooLarge
 from hzsr.core.imageio import check_image_size
 from hzsr.core.records import CaptureRecord, FrameRecord
 from hzsr.core.verdict import Reason, Verdict, verdict_of
+from hzsr.qa import rig_offset
 from hzsr.qa.align import (
     GlobalShift,
     crop_w_to_t,
@@ -1373,6 +1374,51 @@ _SESSION_DEPTHS: dict[str, dict[str, float]] = {}
 _SESSION_FOCUS: dict[str, dict[str, dict]] = {}
 
 
+#: Per session folder, the record ``qa check`` left for the latest other session of the same main
+#: phone (``rig_offset.carried_record``), read once per session; None: none.
+_SESSION_CARRIED: dict[str, dict | None] = {}
+
+
+def _carried(capture_dir: str | Path, cfg: QAConfig) -> dict | None:
+    """This capture's session's carried record (``rig_offset``); None: none, or
+    ``check.quick_carry_rig_offset`` off."""
+    if not cfg.check.quick_carry_rig_offset:
+        return None
+    session = Path(capture_dir).resolve().parent.parent
+    key = str(session)
+    if key not in _SESSION_CARRIED:
+        _SESSION_CARRIED[key] = rig_offset.carried_record(session, rig_offset.main_device(capture_dir))
+    return _SESSION_CARRIED[key]
+
+
+def carried_depth_offset(rec: dict | None, cfg: QAConfig) -> tuple[float, float] | None:
+    """The carried depth offset and its half-width: the earlier session's margin (at least
+    ``rig.depth_scatter_d``) plus ``rig.depth_offset_drift_d``; None without a record."""
+    if rec is None:
+        return None
+    return float(rec["offset_d"]), max(float(rec["margin_d"]), cfg.rig.depth_scatter_d) + cfg.rig.depth_offset_drift_d
+
+
+def carried_focus_offsets(rec: dict | None, width: float, cfg: QAConfig
+                          ) -> dict[str, tuple[tuple[float, float], float]]:
+    """Per W-crop pairing, the carried focus offset in this analysis's px (the record keeps shares
+    of the width) and its half-width (the earlier session's margin, at least
+    ``check.quick_focus_offset_scatter_px``); a pairing whose margin exceeds
+    ``check.quick_carry_focus_max_margin_px`` is left out (the earlier session's figures of it
+    scattered: a reference phone knocked off the scene leaves W crop vs reference T meaningless)."""
+    out: dict[str, tuple[tuple[float, float], float]] = {}
+    if rec is None or not (np.isfinite(width) and width > 0):
+        return out
+    for name, v in (rec.get("focus_offsets_w") or {}).items():
+        try:
+            dx, dy, m = (float(x) * width for x in v)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(m) and m <= cfg.check.quick_carry_focus_max_margin_px:
+            out[name] = ((dx, dy), max(m, cfg.check.quick_focus_offset_scatter_px))
+    return out
+
+
 def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[str, list[str]]:
     """Low-resolution QA of one capture, for the crew's per-capture line: (verdict, reasons).
 
@@ -1391,7 +1437,11 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     contradict.
     ``defocused``'s depth check needs the mount's offset: from the session's second capture on
     (``check.quick_min_captures_for_offset``), the median of what this process has seen of the
-    session, uncertain by ``median_margin`` (at least ``rig.depth_scatter_d`` of scatter).
+    session, uncertain by ``median_margin`` (at least ``rig.depth_scatter_d`` of scatter); and from
+    the first capture on, the offset ``qa check`` took for the latest other session in the same
+    sessions folder shot with the same main phone (``rig_offset``: the W-T modules' rotation is the
+    phone's), uncertain by that session's margin plus ``rig.depth_offset_drift_d``; with both, the
+    offset lies where the two intervals meet (``rig_offset.combine``).
     """
     cfg = cfg or QAConfig()
     q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False)
@@ -1400,8 +1450,12 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     rows = _SESSION_FOCUS.setdefault(str(Path(capture_dir).resolve().parent), {})
     rows[Path(capture_dir).name] = {k: v for k, v in q.row.items() if k.startswith(("wt_", "wr_"))}
     offsets = focus_offsets_of(list(rows.values()), cfg.check.quick_min_captures_for_offset)
+    rec = _carried(capture_dir, cfg)
+    carried = carried_focus_offsets(rec, float(q.row.get("analysis_width", np.nan)), cfg)
+    if len(rows) < cfg.check.quick_focus_settled_captures:  # a few captures: the phone's own offset first
+        offsets.update({k: c for k, (c, _) in carried.items()})
     switch = focus_plane_differs(q.row, offsets, cfg)
-    other = other_focus_switch(q.row, list(rows.values()), offsets, switch, cfg)
+    other = other_focus_switch(q.row, list(rows.values()), offsets, switch, cfg, carried)
     alt = q if other is not None and not other else None  # the analysis without a switch, kept
     if switch:
         q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=switch)
@@ -1411,10 +1465,13 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     if dep is not None and np.isfinite(dep):
         seen = _SESSION_DEPTHS.setdefault(str(Path(capture_dir).resolve().parent), {})
         seen[Path(capture_dir).name] = float(dep)
-        if len(seen) >= cfg.check.quick_min_captures_for_offset:  # the session's offset so far
+        own = ((float(np.median(list(seen.values()))),
+                median_margin(list(seen.values()), sigma_floor=cfg.rig.depth_scatter_d))
+               if len(seen) >= cfg.check.quick_min_captures_for_offset else None)  # the session's offset so far
+        off = rig_offset.combine(own, carried_depth_offset(rec, cfg))
+        if off is not None:
             for a in (q, alt) if alt is not None else (q,):
-                grade_depth(a, float(np.median(list(seen.values()))), cfg,
-                            offset_margin_d=median_margin(list(seen.values()), sigma_floor=cfg.rig.depth_scatter_d))
+                grade_depth(a, off[0], cfg, offset_margin_d=off[1])
     reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
     decided = q.decided()
     if decided is None:
@@ -1427,7 +1484,9 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
 
 
 def other_focus_switch(row: dict, seen: list[dict], offsets: dict[str, tuple[float, float]],
-                       switch: dict[str, tuple[float, float]], cfg: QAConfig) -> dict[str, tuple[float, float]] | None:
+                       switch: dict[str, tuple[float, float]], cfg: QAConfig,
+                       carried: dict[str, tuple[tuple[float, float], float]] | None = None
+                       ) -> dict[str, tuple[float, float]] | None:
     """Where the quick check's choice of ``M_defocus``'s plane (``focus_plane_differs`` with the
     median offsets of the captures ``seen`` so far) might be another with the session's offset,
     the other choice: the switch to analyse the capture with as well ({}: none); None: no doubt.
@@ -1439,7 +1498,9 @@ def other_focus_switch(row: dict, seen: list[dict], offsets: dict[str, tuple[flo
     ninth pass). The plausible offsets: until ``check.quick_focus_settled_captures`` captures,
     the seen captures' median, the nominal rig's (0, 0), and the box they span (corners, edges'
     middles, centre); then the median within ``median_margin`` of it each way (at least
-    ``check.quick_focus_offset_scatter_px``).
+    ``check.quick_focus_offset_scatter_px``). Until then, a pairing's offset ``carried`` from an
+    earlier session of the same phone (``carried_focus_offsets``: centre, half-width) replaces
+    them: that offset within its half-width each way.
     """
     other: dict[str, tuple[float, float]] = {}
     doubt = False
@@ -1451,7 +1512,10 @@ def other_focus_switch(row: dict, seen: list[dict], offsets: dict[str, tuple[flo
         if not d:
             continue
         v = np.asarray(d, np.float64)
-        if len(v) < cfg.check.quick_focus_settled_captures or name not in offsets:
+        if len(v) < cfg.check.quick_focus_settled_captures and carried and name in carried:
+            (cx, cy), u = carried[name]
+            cands = [(cx + sx * u, cy + sy * u) for sx in (-1, 0, 1) for sy in (-1, 0, 1)]
+        elif len(v) < cfg.check.quick_focus_settled_captures or name not in offsets:
             # The seen captures' median, the nominal rig's offset, and the box they span (the
             # session's may share one coordinate with the captures seen and the other with the
             # nominal). Each seen capture's own offset instead: one odd first shot (an occluder

@@ -33,8 +33,17 @@ from hzsr.core.schema import to_plain
 from hzsr.core.session import CaptureState, SessionPaths, captures, count_states
 from hzsr.core.tables import QA_TABLE, SYNC_TABLE, QARow, SyncRow
 from hzsr.core.verdict import Reason, Verdict, verdict_of
-from hzsr.qa.capture_qa import CaptureQA, analyse_capture, focus_offsets_of, focus_plane_differs, grade_depth
+from hzsr.qa.capture_qa import (
+    CaptureQA,
+    analyse_capture,
+    focus_offsets_of,
+    focus_plane_differs,
+    grade_depth,
+    median_margin,
+)
 from hzsr.qa.config import QAConfig
+from hzsr.qa.rig_offset import KEY as DEPTH_OFFSET_KEY
+from hzsr.qa.rig_offset import depth_offset_record, main_device
 
 
 def _encode(img: np.ndarray, ext: str, quality: int = 85) -> bytes:
@@ -218,6 +227,20 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
     summary["not_checked"] = {s.value: [c.capture_id for c in all_caps if c.state is s]
                               for s in (CaptureState.DISCARDED, CaptureState.UNFINISHED, CaptureState.ABANDONED)}
     summary["states"] = count_states(all_caps)
+    if offset is not None and dirs:  # for the quick check of this phone's later sessions (rig_offset)
+        width = float(np.nanmedian([r.get("analysis_width", np.nan) for r, _, _ in results]))
+        foc = {}
+        for name, (dx, dy) in foffs.items() if np.isfinite(width) and width > 0 else ():
+            d = np.asarray([(r[f"{name}_subject_dx"] - r[f"{name}_focus_expected_dx"],
+                             r[f"{name}_subject_dy"] - r[f"{name}_focus_expected_dy"]) for r, _, _ in results
+                            if all(np.isfinite(r.get(f"{name}_{k}", np.nan)) for k in
+                                   ("subject_dx", "subject_dy", "focus_expected_dx", "focus_expected_dy"))])
+            m = max(median_margin(list(d[:, 0])), median_margin(list(d[:, 1])))
+            foc[name] = (dx / width, dy / width, m / width)
+        rec = depth_offset_record(main_device(dirs[0]), offset,
+                                  median_margin(deps, sigma_floor=cfg.rig.depth_scatter_d), len(deps), foc)
+        if rec is not None:
+            summary[DEPTH_OFFSET_KEY] = rec
     atomic_write_json(out / "summary.json", summary)
     if report:
         from hzsr.qa.report import write_report

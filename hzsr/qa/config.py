@@ -113,6 +113,13 @@ class RigConfig:
     # the quick check assumes when it estimates the offset from a few captures (MAD-based sigma,
     # largest of the labelled set's calibration sessions 1801 1802: 0.015, 0.025).
     depth_scatter_d: float = 0.025
+    # The quick check's carried offset (capture_qa.carried_depth_offset, hzsr/qa/rig_offset.py): how far
+    # the phone's W-T offset may have moved since the earlier session qa check measured it, on
+    # top of that session's own margin. Not measured: the simulator's module rotations are fixed
+    # per rig, so its sessions agree to 0.002-0.005 D (the calibration seeds' knocked-off sessions
+    # against their labelled ones, same scenes in part). 0.02 D is ~0.02 deg of module rotation;
+    # set it wider for a phone that has been dropped or serviced since.
+    depth_offset_drift_d: float = 0.02
 
 
 #: check.quick_margins' defaults (see there).
@@ -189,6 +196,15 @@ class CheckConfig:
     # included): the median of two already beats rig.depth_offset_d, and two that disagree (one
     # of them defective) widen median_margin to their difference: undecided, not wrong.
     quick_min_captures_for_offset: int = 2
+    # The quick check starts from the depth offset qa check recorded for the latest other session
+    # of the same main phone in the same sessions folder (summary.json's depth_offset;
+    # hzsr/qa/rig_offset.py): a session's first two shots had no offset, or two that disagreed
+    # (issue 18: 4 of the 5 captures it left undecided at 1280x960).
+    quick_carry_rig_offset: bool = True
+    # ... and, until quick_focus_settled_captures, each W-crop pairing's focus offset for M_defocus's
+    # plane, where the earlier session's margin of it is at most this (px of the quick check's
+    # analysis; a knocked-off session's W crop vs reference T scattered by 40+ px at 1280x960).
+    quick_carry_focus_max_margin_px: float = 3.0
     # M_defocus's plane (capture_qa.other_focus_switch): until this many captures, the quick
     # check counts the seen captures' median focus offset, the nominal rig's (0, 0) and the box
     # they span as the session's possible offset, and where the plane it would measure from differs among them,
