@@ -1407,9 +1407,10 @@ def carried_focus_offsets(rec: dict | None, width: float, cfg: QAConfig
     ``check.quick_carry_focus_max_margin_px`` is left out (the earlier session's figures of it
     scattered: a reference phone knocked off the scene leaves W crop vs reference T meaningless)."""
     out: dict[str, tuple[tuple[float, float], float]] = {}
-    if rec is None or not (np.isfinite(width) and width > 0):
-        return out
-    for name, v in (rec.get("focus_offsets_w") or {}).items():
+    foc = rec.get("focus_offsets_w") if rec is not None else None
+    if not isinstance(foc, dict) or not (np.isfinite(width) and width > 0):
+        return out  # none, or a foreign summary's (another folder's files are input too)
+    for name, v in foc.items():
         try:
             dx, dy, m = (float(x) * width for x in v)
         except (TypeError, ValueError):

@@ -110,3 +110,13 @@ def test_a_carried_focus_offset_settles_m_defocus_plane_on_the_first_capture():
     assert (cx, cy) == pytest.approx((-40.0, 0.0)) and u == cfg.check.quick_focus_offset_scatter_px
     assert other_focus_switch(row, [row], {"wt": (cx, cy)}, {}, cfg, carried) is None
     assert np.isfinite(u)
+
+
+@pytest.mark.parametrize("foc", [["x"], "abc", 3, {"wt": [1, 2]}, {"wt": "abc"}, {"wt": [None, 0, 0]}, None])
+def test_a_malformed_carried_focus_record_carries_nothing(foc):
+    """Another session's summary.json is input like any file: a malformed ``focus_offsets_w``
+    carries nothing instead of failing the capture line."""
+    from hzsr.qa.capture_qa import carried_focus_offsets
+
+    rec = {"main_device": "x", "offset_d": 0.1, "margin_d": 0.05, "captures": 9, "focus_offsets_w": foc}
+    assert carried_focus_offsets(rec, 640.0, QAConfig()) == {}
