@@ -243,8 +243,9 @@ def coarse_align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, cfg: 
             shift = GlobalShift(float(dx) / small, float(dy) / small, est.inliers, est.matches)
         else:
             warnings.append(f"coarse alignment found {shift.inliers} keypoint inliers (< min_inliers {gate}) and "
-                            f"no shift makes the images agree (structure correlation {ncc_d:.2f} vs "
-                            f"{ncc_0:.2f} unshifted): framed by the intrinsics alone")
+                            f"no shift makes the images agree clearly (best structure correlation {ncc_d:.2f}, "
+                            f"needs >= {verify_ncc:g} and {verify_margin:g} over the unshifted {ncc_0:.2f}): "
+                            f"framed by the intrinsics alone")
             shift = GlobalShift(0.0, 0.0, est.inliers, est.matches)
     k = t_size[0] / rect0.width  # T pixels per W pixel at full T size (the crop's width is in W pixels)
     # REF(x + d) ~ CROP(x), so I_src(x) = CROP(x - d): the rectangle moves by -d / k W pixels.
