@@ -129,35 +129,6 @@ def _phase_shift(ys: np.ndarray, yr: np.ndarray, s_src: float, s_ref: float) -> 
     return np.array([dx, dy], np.float64) / s_src
 
 
-def _matched_displacements(src: np.ndarray, ref: np.ndarray, c: AlignConfig, optical_scale: float = 1.0,
-                           src_mask: np.ndarray | None = None, ref_mask: np.ndarray | None = None):
-    """The keypoint matches of ``global_translation``: each match's displacement ``REF - SRC`` in
-    full-resolution pixels (None with fewer than two matches), the number of matches, and the two
-    luminances as matched with their scales ``(disp, n, ys, yr, s_src, s_ref)``."""
-    _check_image(src, "src")
-    _check_image(ref, "ref")
-    long_side = max(src.shape[:2])
-    kp_long = min(c.keypoint_long_side, max(64, int(round(2 * optical_scale * long_side))))
-    ys, s_src = _resize_long(_to_u8(to_luma(src)), kp_long)
-    yr, s_ref = _resize_long(_to_u8(to_luma(ref)), kp_long)
-    def kp_mask(m, y):
-        return None if m is None else cv2.resize(m.astype(np.uint8) * 255, (y.shape[1], y.shape[0]),
-                                                 interpolation=cv2.INTER_NEAREST)
-
-    p_src, d_src = _keypoints(ys, c, kp_mask(src_mask, ys))
-    p_ref, d_ref = _keypoints(yr, c, kp_mask(ref_mask, yr))
-    if d_src is None or d_ref is None or len(p_src) < 2 or len(p_ref) < 2:
-        return None, 0, ys, yr, s_src, s_ref
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    knn = matcher.knnMatch(d_src, d_ref, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < c.match_ratio * m[1].distance]
-    if len(good) < 2:
-        return None, len(good), ys, yr, s_src, s_ref
-    a = p_src[[m.queryIdx for m in good]] / s_src
-    b = p_ref[[m.trainIdx for m in good]] / s_ref
-    return (b - a).astype(np.float64), len(good), ys, yr, s_src, s_ref
-
-
 def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignConfig | None = None, *,
                        optical_scale: float = 1.0, hints=(), src_mask: np.ndarray | None = None,
                        ref_mask: np.ndarray | None = None) -> GlobalShift:
@@ -182,11 +153,30 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     inlier count, not an exception, says the shift is unreliable.
     """
     c = _align_cfg(cfg)
-    disp, n_matched, ys, yr, s_src, s_ref = _matched_displacements(src, ref, c, optical_scale, src_mask, ref_mask)
-    if disp is None:
-        return GlobalShift(0.0, 0.0, 0, n_matched)
+    _check_image(src, "src")
+    _check_image(ref, "ref")
+    long_side = max(src.shape[:2])
+    kp_long = min(c.keypoint_long_side, max(64, int(round(2 * optical_scale * long_side))))
+    ys, s_src = _resize_long(_to_u8(to_luma(src)), kp_long)
+    yr, s_ref = _resize_long(_to_u8(to_luma(ref)), kp_long)
+    def kp_mask(m, y):
+        return None if m is None else cv2.resize(m.astype(np.uint8) * 255, (y.shape[1], y.shape[0]),
+                                                 interpolation=cv2.INTER_NEAREST)
+
+    p_src, d_src = _keypoints(ys, c, kp_mask(src_mask, ys))
+    p_ref, d_ref = _keypoints(yr, c, kp_mask(ref_mask, yr))
+    if d_src is None or d_ref is None or len(p_src) < 2 or len(p_ref) < 2:
+        return GlobalShift(0.0, 0.0, 0, 0)
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    knn = matcher.knnMatch(d_src, d_ref, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < c.match_ratio * m[1].distance]
+    if len(good) < 2:
+        return GlobalShift(0.0, 0.0, 0, len(good))
+    a = p_src[[m.queryIdx for m in good]] / s_src
+    b = p_ref[[m.trainIdx for m in good]] / s_ref
+    disp = (b - a).astype(np.float64)  # in full-resolution pixels
     rng = np.random.default_rng(c.seed)
-    n = n_matched
+    n = len(disp)
     hyp = disp if n <= c.ransac_iters else disp[rng.choice(n, c.ransac_iters, replace=False)]
     # One more hypothesis from phase correlation of the whole images: where few keypoints match
     # across W's blur and T's detail, wrong matches can outvote the right ones by chance; the
