@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hzsr.capture.adb_server import ADB_ENV
+from hzsr.capture.adb_server import adb_env
 from hzsr.capture.transfer import FileToPull, pull_verified_many
 from hzsr.sim.profiles import FULL_RES, VPHONE_5X
 from hzsr.sim.rig import RigGeometry, render_frame
@@ -105,7 +105,7 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
     client = adbutils.AdbClient(host="127.0.0.1", port=info["port"])
     devs = {role: client.device(serial) for role, serial in info["serials"].items()}
     serials = info["serials"]
-    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(info["port"]), **ADB_ENV}
+    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(info["port"]), **adb_env()}
     work = tmp / "out"
 
     def fresh(name: str) -> Path:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -313,6 +314,36 @@ def test_private_adb_server_opens_no_mdns_socket(rig):
     tcp = [ln for ln in subprocess.run(["ss", "-tlpnH"], capture_output=True, text=True).stdout.splitlines()
            if f"pid={pid}," in ln]
     assert tcp and all("127.0.0.1:" in ln for ln in tcp), tcp
+
+
+@pytest.mark.parametrize("platform, bus, user, expect", [
+    ("linux", False, None, "0"),  # no USB bus: the native backend, not libusb's 3 s scan timeout
+    ("linux", True, None, None),  # a USB bus: adb's own default backend
+    ("linux", False, "1", None),  # the user's choice is kept
+    ("darwin", False, None, None),
+])
+def test_adb_env_picks_the_native_usb_backend_only_where_there_is_no_usb_bus(tmp_path, monkeypatch, platform, bus,
+                                                                             user, expect):
+    from hzsr.capture import adb_server
+
+    monkeypatch.setattr(adb_server.sys, "platform", platform)
+    usb = tmp_path / "usb"
+    if bus:
+        usb.mkdir()
+    env = adb_server.adb_env({} if user is None else {"ADB_LIBUSB": user}, usb_bus=usb)
+    assert env.get("ADB_LIBUSB") == expect
+    assert env["ADB_MDNS"] == "0"
+
+
+def test_private_adb_server_runs_with_the_chosen_environment(rig):
+    from hzsr.capture.adb_server import adb_env
+
+    pid = rig.adb.pid()
+    assert pid
+    environ = dict(kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in kv)
+    for k, v in adb_env().items():  # on this machine without /dev/bus/usb that includes ADB_LIBUSB=0
+        assert environ.get(k) == v, (k, environ.get(k))
+    assert environ["ANDROID_ADB_SERVER_PORT"] == str(rig.adb.port)
 
 
 # -- 11. umask ------------------------------------------------------------------------------------
