@@ -990,8 +990,13 @@ def speed(root: Path, captures: int, seed: int) -> dict:
     def full_without_main_t(d):
         _write_images(analyse_capture(d, no_chain), root / "speed_maps_nc")
 
+    no_alike = replace(cfg, maps=replace(cfg.maps, hidden_alike_stereo=False))  # T vs T M_occ on DIS (maps pass 3)
+
+    def full_without_alike_stereo(d):
+        _write_images(analyse_capture(d, no_alike), root / "speed_maps_na")
+
     runs = {"decode": decode_all, "full": full, "full_M_hid_without_baseline": full_without_baseline,
-            "full_M_occ_without_main_t": full_without_main_t,
+            "full_M_occ_without_main_t": full_without_main_t, "full_M_occ_tt_on_dis": full_without_alike_stereo,
             "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
             "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}
     wall: dict[str, list[float]] = {k: [] for k in runs}
@@ -1032,6 +1037,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
             cpu["full_M_hid_without_baseline"]), 2),
         "cpu_ratio_full_to_full_M_occ_without_main_t": round(statistics.median(cpu["full"]) / statistics.median(
             cpu["full_M_occ_without_main_t"]), 2),
+        "cpu_ratio_full_to_full_M_occ_tt_on_dis": round(statistics.median(cpu["full"]) / statistics.median(
+            cpu["full_M_occ_tt_on_dis"]), 2),
         "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),
         "cpu_ratio_quick_to_previous_settings": round(statistics.median(cpu["quick"])
                                                       / statistics.median(cpu["quick_previous_settings"]), 2),

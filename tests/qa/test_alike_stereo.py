@@ -120,3 +120,38 @@ def test_tt_truth_follows_the_w_crop_into_both_ts():
     expect_known[:5, 2:] = True
     expect_known[0, 2] = False  # its only source is not seen by main T
     assert (known == expect_known).all()
+
+
+@pytest.mark.parametrize("alike", [True, False])
+def test_qa_check_takes_the_two_ts_map_from_stereo_and_shares_it(sim_session, monkeypatch, alike):
+    """``analyse_capture``'s main T vs reference T pairing: with ``maps.hidden_alike_stereo`` its
+    ``M_occ`` is ``alike_fold``'s, computed once and handed to ``hidden_through_main_t`` for the W
+    crop vs reference T; without, DIS's ``hidden_map`` and no stereo call from ``tt``."""
+    from dataclasses import replace
+
+    import hzsr.qa.capture_qa as cq
+
+    calls, handed = [], []
+    real_fold, real_through = cq.alike_fold, cq.hidden_through_main_t
+
+    def spy_fold(*a, **k):
+        f = np.ones_like(real_fold(*a, **k))  # all hidden: unmistakable in tt_hidden_frac
+        calls.append(f)
+        return f
+
+    def spy_through(*a, tt_fold=None, **k):
+        handed.append(tt_fold)
+        return real_through(*a, tt_fold=tt_fold, **k)
+
+    monkeypatch.setattr(cq, "alike_fold", spy_fold)
+    monkeypatch.setattr(cq, "hidden_through_main_t", spy_through)
+    cfg = QAConfig()
+    cfg = replace(cfg, maps=replace(cfg.maps, hidden_alike_stereo=alike))
+    cap = sorted((sim_session / "captures").iterdir())[0]
+    row = cq.analyse_capture(cap, cfg, thumbs=False).row
+    if alike:
+        assert len(calls) == 1 and row["tt_hidden_frac"] == 1.0
+        assert len(handed) == 1 and handed[0] is calls[0]
+    else:
+        assert not calls and row["tt_hidden_frac"] < 0.5
+        assert len(handed) == 1 and handed[0] is None
