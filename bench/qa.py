@@ -115,7 +115,8 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
     from hzsr.qa.maps import fb_error
-    from hzsr.qa.stereo_occlusion import add_hidden, alike_fold, hidden_through_main_t
+    from hzsr.qa.stereo_occlusion import (add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts,
+                                          with_fold)
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                     kinds=("architecture", "landscape", "portrait", "night"),
                                                     captures_per_scene=1), progress=False)
@@ -166,10 +167,12 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             # The same map given the rig's baseline (maps.fold_map on the flow refined along it).
             rb = register_pair(crop, img[slot], pcfg, optical_scale=1 / rect.scale, shift=g, baseline=baselines[slot])
             if slot == "main_T":
-                w_to_main = rb.flow_fwd
+                w_to_main, wt_hidden = rb.flow_fwd, rb.hidden
             else:
-                # qa check's W crop vs reference T: plus the small steps found between the two Ts
-                # (stereo_occlusion.hidden_through_main_t; maps.hidden_through_main_t). Without: apart.
+                # qa check's W crop vs reference T: since maps pass 4 the two Ts' fold carried through
+                # main T OR the W crop vs main T M_occ (stereo_occlusion.hidden_through_the_ts,
+                # maps.hidden_wr_from_the_ts); before, plus the small steps found between the two Ts
+                # (hidden_through_main_t). DIS's hidden_map alone: apart.
                 nochain = (rb.hidden >= 0.5) & r.valid & inframe
                 o = per[slot].setdefault("fold_without_main_t", [0, 0, 0])
                 o[0] += int((nochain & true_occ).sum())
@@ -178,7 +181,9 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                 rt = register_pair(img["main_T"], img["ref_T"], cfg, baseline=cfg.rig.ref_baseline_m)
                 tt_fold = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
                                      rt.flow_fwd)
-                if cfg.maps.hidden_through_main_t:
+                if cfg.maps.hidden_alike_stereo and cfg.maps.hidden_wr_from_the_ts:  # qa check's default
+                    rb = with_fold(rb, hidden_through_the_ts(tt_fold, w_to_main, wt_hidden))
+                elif cfg.maps.hidden_through_main_t:
                     rb = add_hidden(rb, hidden_through_main_t(img["main_T"], img["ref_T"], rt.shift, rt.flow_fwd,
                                                               w_to_main, cfg, tt_fold=tt_fold))
                 t_hid, t_known = _tt_truth(truth)

@@ -77,6 +77,11 @@ class MapsConfig:
     # instead of hidden_map on DIS, whose smoothing across depth edges misses the strips (issue 18,
     # maps pass 4; the same fold feeds hidden_through_main_t, computed once).
     hidden_alike_stereo: bool = True
+    # W crop vs reference T, with the above: M_occ = that fold carried to the W crop through main T
+    # everywhere (stereo_occlusion.hidden_through_the_ts) OR the W crop vs main T M_occ, instead of
+    # hidden_map on DIS between the blurry W crop and the reference T 8.5 cm away OR'ed with the
+    # small steps (hidden_through_main_t). Chosen on calibration seeds 2024 2025 (docs/qa.md).
+    hidden_wr_from_the_ts: bool = True
     defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
     # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2, for W crop vs main T.
     # Parallax |dF| off the focal plane and T's blur circle c relate as c = |dF| D / B (D: T's

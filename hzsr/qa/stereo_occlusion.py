@@ -265,6 +265,23 @@ def hidden_through_main_t(main_t: np.ndarray, ref_t: np.ndarray, tt_shift: Globa
     return warp(full, w_to_main_flow, border=cv2.BORDER_CONSTANT) >= 0.5
 
 
+def hidden_through_the_ts(tt_fold: np.ndarray, w_to_main_flow: np.ndarray, wt_hidden: np.ndarray) -> np.ndarray:
+    """W-crop pixels the reference T does not see, from the two short baselines (bool, W crop's grid).
+
+    The reference T sits ``rig.wt_baseline_m + rig.ref_baseline_m`` from main W. Its occlusion is
+    taken from the two legs: the main T vs reference T fold (``alike_fold``, two alike cameras on
+    the mount, main T's flow grid), carried to each W-crop pixel's target in main T
+    (``w_to_main_flow``, W crop -> main T, W crop and main T on one grid), OR the W crop vs main T
+    ``M_occ`` (``wt_hidden``, 1.5 cm on one phone). Neither leg matches the blurry W crop against
+    the reference T, whose DIS flow misses a near subject's parallax (``docs/qa.md``).
+    """
+    h, w = w_to_main_flow.shape[:2]
+    if wt_hidden.shape != (h, w):
+        raise ValueError(f"hidden_through_the_ts: wt_hidden {wt_hidden.shape} and the flow {(h, w)} differ in shape")
+    full = cv2.resize(tt_fold.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return (warp(full, w_to_main_flow, border=cv2.BORDER_CONSTANT) >= 0.5) | (wt_hidden >= 0.5)
+
+
 def add_hidden(reg: Registration, extra: np.ndarray) -> Registration:
     """``reg`` with ``extra`` (bool, SRC's grid) added to its ``M_occ`` (``hidden``) and
     ``stats["hidden_frac"]`` counted again."""

@@ -122,11 +122,36 @@ def test_tt_truth_follows_the_w_crop_into_both_ts():
     assert (known == expect_known).all()
 
 
-@pytest.mark.parametrize("alike", [True, False])
-def test_qa_check_takes_the_two_ts_map_from_stereo_and_shares_it(sim_session, monkeypatch, alike):
-    """``analyse_capture``'s main T vs reference T pairing: with ``maps.hidden_alike_stereo`` its
-    ``M_occ`` is ``alike_fold``'s, computed once and handed to ``hidden_through_main_t`` for the W
-    crop vs reference T; without, DIS's ``hidden_map`` and no stereo call from ``tt``."""
+def test_hidden_through_the_ts_carries_the_fold_and_adds_the_w_t_map():
+    """The T-vs-T fold lands where the W crop -> main T flow sends each W-crop pixel; the W crop vs
+    main T map is OR-ed in; nothing comes from beyond main T's frame."""
+    from hzsr.qa.stereo_occlusion import hidden_through_the_ts
+
+    h, w = 40, 60
+    tt = np.zeros((h, w), bool)
+    tt[10:20, 30:40] = True  # on main T's grid
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[..., 0] = 5.0  # a W-crop pixel x shows what main T shows at x + 5
+    wt = np.zeros((h, w), np.float32)
+    wt[0:3, 0:3] = 1.0
+    hid = hidden_through_the_ts(tt, flow, wt)
+    expect = np.zeros((h, w), bool)
+    expect[10:20, 25:35] = True
+    expect[0:3, 0:3] = True
+    assert (hid == expect).all()
+    flow[..., 0] = 100.0  # every target off main T: only the W-T map
+    assert (hidden_through_the_ts(tt, flow, wt) == (wt >= 0.5)).all()
+    with pytest.raises(ValueError, match="differ in shape"):
+        hidden_through_the_ts(tt, flow, wt[:10])
+
+
+@pytest.mark.parametrize("alike, from_ts", [(True, True), (True, False), (False, True)])
+def test_qa_check_takes_the_two_ts_map_from_stereo_and_shares_it(sim_session, monkeypatch, alike, from_ts):
+    """``analyse_capture``: with ``maps.hidden_alike_stereo`` the main T vs reference T ``M_occ`` is
+    ``alike_fold``'s, computed once; with ``maps.hidden_wr_from_the_ts`` as well, the W crop vs
+    reference T ``M_occ`` is that fold carried through main T OR the W crop vs main T map, else
+    the fold goes to ``hidden_through_main_t``; without the first, DIS's ``hidden_map`` and no
+    stereo call from ``tt``."""
     from dataclasses import replace
 
     import hzsr.qa.capture_qa as cq
@@ -135,7 +160,7 @@ def test_qa_check_takes_the_two_ts_map_from_stereo_and_shares_it(sim_session, mo
     real_fold, real_through = cq.alike_fold, cq.hidden_through_main_t
 
     def spy_fold(*a, **k):
-        f = np.ones_like(real_fold(*a, **k))  # all hidden: unmistakable in tt_hidden_frac
+        f = np.ones_like(real_fold(*a, **k))  # all hidden: unmistakable in the hidden fractions
         calls.append(f)
         return f
 
@@ -146,12 +171,16 @@ def test_qa_check_takes_the_two_ts_map_from_stereo_and_shares_it(sim_session, mo
     monkeypatch.setattr(cq, "alike_fold", spy_fold)
     monkeypatch.setattr(cq, "hidden_through_main_t", spy_through)
     cfg = QAConfig()
-    cfg = replace(cfg, maps=replace(cfg.maps, hidden_alike_stereo=alike))
+    cfg = replace(cfg, maps=replace(cfg.maps, hidden_alike_stereo=alike, hidden_wr_from_the_ts=from_ts))
     cap = sorted((sim_session / "captures").iterdir())[0]
     row = cq.analyse_capture(cap, cfg, thumbs=False).row
     if alike:
         assert len(calls) == 1 and row["tt_hidden_frac"] == 1.0
-        assert len(handed) == 1 and handed[0] is calls[0]
     else:
         assert not calls and row["tt_hidden_frac"] < 0.5
-        assert len(handed) == 1 and handed[0] is None
+    if alike and from_ts:
+        assert not handed and row["wr_hidden_frac"] > 0.9  # the carried all-hidden fold
+    elif alike:
+        assert len(handed) == 1 and handed[0] is calls[0]
+    else:
+        assert len(handed) == 1 and handed[0] is None and row["wr_hidden_frac"] < 0.5
