@@ -71,6 +71,7 @@ class MapsConfig:
     # W crop vs reference T only: OR the strips that semi-global matching between main T and the
     # reference T finds where their parallax steps are under hidden_min_step_px (the gate above
     # leaves those out), carried to the W crop through main T (qa.stereo_occlusion; issue 18).
+    # Only with hidden_wr_from_the_ts off (below): that replaces this map.
     hidden_through_main_t: bool = True
     # Main T vs reference T (two cameras of one kind, along the mount): M_occ is semi-global
     # matching's fold along the baseline with a left-right check (qa.stereo_occlusion.alike_fold)
