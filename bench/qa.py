@@ -399,7 +399,7 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
 
     from hzsr.qa.align import gate_shift, global_translation
     from hzsr.qa.maps import fold_map
-    from hzsr.qa.stereo_occlusion import add_hidden, hidden_through_main_t
+    from hzsr.qa.stereo_occlusion import add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts
 
     sess = simulate_session(root / f"occalt-{seed}", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                                kinds=("architecture", "landscape", "portrait",
@@ -439,12 +439,17 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
             n[0] += int((fa & off).sum())
             n[1] += int(fa.sum())
             if slot == "main_T":
-                flow_w_to_main = r.flow_fwd
-            else:  # the two Ts' SGBM fold carried to the W crop through main T (shipped: small steps only)
+                flow_w_to_main, wt_hidden = r.flow_fwd, r.hidden
+            else:  # the two Ts' SGBM fold carried to the W crop through main T
                 masks_full["M_occ without the two Ts' small steps (before)"] = r.hidden >= 0.5
                 rt = register_pair(img["main_T"], img["ref_T"], cfg, baseline=cfg.rig.ref_baseline_m)
-                masks_full["M_occ (hidden_map given the baseline, shipped)"] = add_hidden(r, hidden_through_main_t(
-                    img["main_T"], img["ref_T"], rt.shift, rt.flow_fwd, flow_w_to_main, cfg)).hidden >= 0.5
+                tt_fold = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg, rt.flow_fwd)
+                masks_full["M_occ pass 3 (hidden_map OR the two Ts' small steps)"] = add_hidden(
+                    r, hidden_through_main_t(img["main_T"], img["ref_T"], rt.shift, rt.flow_fwd, flow_w_to_main,
+                                             cfg, tt_fold=tt_fold)).hidden >= 0.5
+                # qa check's since maps pass 4: the Ts' fold everywhere OR the W crop vs main T map
+                masks_full["M_occ (hidden_map given the baseline, shipped)"] = hidden_through_the_ts(
+                    tt_fold, flow_w_to_main, wt_hidden)
                 masks_full["sgbm_fold_main_T_vs_ref_T_via_main_T_everywhere"] = chain_through_main_t(
                     img["main_T"], img["ref_T"], flow_w_to_main, cfg)
             for k, v in masks.items():
