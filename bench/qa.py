@@ -89,10 +89,34 @@ def _pr(counts: list[int]) -> dict:
             "true_px": n_true}
 
 
+def _tt_truth(truth: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(hidden, known)`` on main T's grid for main T vs the reference T, from the W crop's truth.
+
+    The simulator's truth follows each W-crop pixel ``x`` into both Ts (``flow_*``, and ``valid_*``:
+    the same surface at the target, in frame). A main-T pixel ``y = round(x + F_main(x))`` the W crop
+    sees (``valid_main_T``) shows that surface; the reference T sees it iff ``valid_ref_T(x)``, and
+    hides it when its target there is in frame but shows another surface. Main-T pixels no W-crop
+    pixel lands on (hidden from main W, 1.5 cm away: thin strips) are unknown.
+    """
+    f1, v1, f2, v2 = truth["flow_main_T"], truth["valid_main_T"], truth["flow_ref_T"], truth["valid_ref_T"] > 0
+    h, w = f1.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w), np.arange(h))
+    tx2, ty2 = gx + f2[..., 0], gy + f2[..., 1]
+    in2 = (tx2 >= 0) & (tx2 <= w - 1) & (ty2 >= 0) & (ty2 <= h - 1)
+    yx, yy = np.round(gx + f1[..., 0]).astype(int), np.round(gy + f1[..., 1]).astype(int)
+    ok = (v1 > 0) & in2 & (yx >= 0) & (yx < w) & (yy >= 0) & (yy < h)
+    hid_n, vis_n = np.zeros((h, w), np.int32), np.zeros((h, w), np.int32)
+    np.add.at(hid_n, (yy[ok & ~v2], yx[ok & ~v2]), 1)
+    np.add.at(vis_n, (yy[ok & v2], yx[ok & v2]), 1)
+    return hid_n > vis_n, (hid_n + vis_n) > 0
+
+
 def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
-    from hzsr.qa.stereo_occlusion import add_hidden, hidden_through_main_t
+    from hzsr.qa.maps import fb_error
+    from hzsr.qa.stereo_occlusion import (add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts,
+                                          with_fold)
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                     kinds=("architecture", "landscape", "portrait", "night"),
                                                     captures_per_scene=1), progress=False)
@@ -100,6 +124,11 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
     per = {s_: {"epe": [], "occ": [0, 0, 0], "hid": [0, 0, 0], "fold": [0, 0, 0], "hid_resolvable": [0, 0, 0],
                 "fold_resolvable": [0, 0, 0], "hid_flagged_without": [0, 0], "occ_or_bad": [0, 0], "iou": []}
            for s_ in ("main_T", "ref_T")}
+    # Main T vs the reference T (two alike cameras along the mount), against _tt_truth: qa check's
+    # M_occ there (stereo_occlusion.alike_fold, maps.hidden_alike_stereo), hidden_map on DIS
+    # given the baseline (before), and the simplest alternative, DIS's forward-backward error.
+    tt = {"alike_fold": [0, 0, 0], "hidden_map_dis": [0, 0, 0], "plain_dis_fb_over_8px": [0, 0, 0],
+          "plain_dis_fb_over_4px": [0, 0, 0]}
     # The pair's baseline (REF's position minus the W crop's camera): main T sits wt_baseline_m
     # from main W on one phone; the reference T ref_baseline_m further, on the mount.
     baselines = {"main_T": cfg.rig.wt_baseline_m,
@@ -138,19 +167,35 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             # The same map given the rig's baseline (maps.fold_map on the flow refined along it).
             rb = register_pair(crop, img[slot], pcfg, optical_scale=1 / rect.scale, shift=g, baseline=baselines[slot])
             if slot == "main_T":
-                w_to_main = rb.flow_fwd
+                w_to_main, wt_hidden = rb.flow_fwd, rb.hidden
             else:
-                # qa check's W crop vs reference T: plus the small steps found between the two Ts
-                # (stereo_occlusion.hidden_through_main_t; maps.hidden_through_main_t). Without: apart.
+                # qa check's W crop vs reference T: since maps pass 4 the two Ts' fold carried through
+                # main T OR the W crop vs main T M_occ (stereo_occlusion.hidden_through_the_ts,
+                # maps.hidden_wr_from_the_ts); before, plus the small steps found between the two Ts
+                # (hidden_through_main_t). DIS's hidden_map alone: apart.
                 nochain = (rb.hidden >= 0.5) & r.valid & inframe
                 o = per[slot].setdefault("fold_without_main_t", [0, 0, 0])
                 o[0] += int((nochain & true_occ).sum())
                 o[1] += int(nochain.sum())
                 o[2] += int(true_occ.sum())
-                if cfg.maps.hidden_through_main_t:
-                    rt = register_pair(img["main_T"], img["ref_T"], cfg, baseline=cfg.rig.ref_baseline_m)
+                rt = register_pair(img["main_T"], img["ref_T"], cfg, baseline=cfg.rig.ref_baseline_m)
+                tt_fold = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
+                                     rt.flow_fwd)
+                if cfg.maps.hidden_alike_stereo and cfg.maps.hidden_wr_from_the_ts:  # qa check's default
+                    rb = with_fold(rb, hidden_through_the_ts(tt_fold, w_to_main, wt_hidden))
+                elif cfg.maps.hidden_through_main_t:
                     rb = add_hidden(rb, hidden_through_main_t(img["main_T"], img["ref_T"], rt.shift, rt.flow_fwd,
-                                                              w_to_main, cfg))
+                                                              w_to_main, cfg, tt_fold=tt_fold))
+                t_hid, t_known = _tt_truth(truth)
+                assert t_hid.shape == rt.valid.shape, (t_hid.shape, rt.valid.shape)  # main T on the truth's grid
+                tm = t_known & rt.valid
+                up = cv2.resize(tt_fold.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+                e_tt = fb_error(rt.flow_fwd, rt.flow_bwd) * rt.grid_scale  # flow-grid px
+                for key, mp in (("alike_fold", up), ("hidden_map_dis", rt.hidden >= 0.5),
+                                ("plain_dis_fb_over_8px", e_tt > 8), ("plain_dis_fb_over_4px", e_tt > 4)):
+                    tt[key][0] += int((mp & tm & t_hid).sum())
+                    tt[key][1] += int((mp & tm).sum())
+                    tt[key][2] += int((tm & t_hid).sum())
             fold = (rb.hidden >= 0.5) & r.valid & inframe
             # Pooled over captures, a capture without resolvable occlusion (under 0.5 % of its
             # valid pixels, thin strips beside edges) adds only false alarms: scored apart as well.
@@ -207,6 +252,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
     out = {"captures": captures, "size": list(size), "flow_grid": list(cfg.align.flow_size),
            "scene_kinds": ["architecture", "landscape", "portrait", "night"],
            "epe_median_by_kind_px": {k: round(float(np.median(v)), 3) for k, v in per_kind.items()}}
+    out["main_T_vs_ref_T"] = {k: _pr(v) for k, v in tt.items()}
     for slot, d in per.items():
         e = np.concatenate(d["epe"])
         o, hd = d["occ"], d["hid"]
@@ -353,7 +399,7 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
 
     from hzsr.qa.align import gate_shift, global_translation
     from hzsr.qa.maps import fold_map
-    from hzsr.qa.stereo_occlusion import add_hidden, hidden_through_main_t
+    from hzsr.qa.stereo_occlusion import add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts
 
     sess = simulate_session(root / f"occalt-{seed}", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                                kinds=("architecture", "landscape", "portrait",
@@ -393,12 +439,17 @@ def occ_alternatives(root: Path, captures: int, seed: int, size: tuple[int, int]
             n[0] += int((fa & off).sum())
             n[1] += int(fa.sum())
             if slot == "main_T":
-                flow_w_to_main = r.flow_fwd
-            else:  # the two Ts' SGBM fold carried to the W crop through main T (shipped: small steps only)
+                flow_w_to_main, wt_hidden = r.flow_fwd, r.hidden
+            else:  # the two Ts' SGBM fold carried to the W crop through main T
                 masks_full["M_occ without the two Ts' small steps (before)"] = r.hidden >= 0.5
                 rt = register_pair(img["main_T"], img["ref_T"], cfg, baseline=cfg.rig.ref_baseline_m)
-                masks_full["M_occ (hidden_map given the baseline, shipped)"] = add_hidden(r, hidden_through_main_t(
-                    img["main_T"], img["ref_T"], rt.shift, rt.flow_fwd, flow_w_to_main, cfg)).hidden >= 0.5
+                tt_fold = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg, rt.flow_fwd)
+                masks_full["M_occ pass 3 (hidden_map OR the two Ts' small steps)"] = add_hidden(
+                    r, hidden_through_main_t(img["main_T"], img["ref_T"], rt.shift, rt.flow_fwd, flow_w_to_main,
+                                             cfg, tt_fold=tt_fold)).hidden >= 0.5
+                # qa check's since maps pass 4: the Ts' fold everywhere OR the W crop vs main T map
+                masks_full["M_occ (hidden_map given the baseline, shipped)"] = hidden_through_the_ts(
+                    tt_fold, flow_w_to_main, wt_hidden)
                 masks_full["sgbm_fold_main_T_vs_ref_T_via_main_T_everywhere"] = chain_through_main_t(
                     img["main_T"], img["ref_T"], flow_w_to_main, cfg)
             for k, v in masks.items():
@@ -861,11 +912,14 @@ def middlebury() -> dict:
     import skimage.data as data
 
     from hzsr.qa.align import warp
+    from hzsr.qa.stereo_occlusion import alike_fold, with_fold
 
     left, right, disp = data.stereo_motorcycle()
     h, w = disp.shape
     true_occ, inframe, _ = _stereo.visibility(disp)
-    r = register_pair(left, right, QAConfig())
+    cfg = QAConfig()
+    r = register_pair(left, right, cfg)
+    rb = register_pair(left, right, cfg, baseline=(1.0, 0.0))  # the right camera sits at +x of the left
     back = warp(r.flow_bwd.astype(np.float32), r.flow_fwd)
     res = (r.flow_fwd + back) * r.grid_scale
     e = np.hypot(res[..., 0], res[..., 1])
@@ -880,9 +934,12 @@ def middlebury() -> dict:
     return {"pair": "skimage.data.stereo_motorcycle (Middlebury 2014 motorcycle)", "size": [w, h],
             "true_occluded_frac": round(float(true_occ[m].mean()), 4),
             "qa_M_occ_hidden": score(r.hidden >= 0.5),
-            # The right camera sits at +x of the left (the pair's geometry, not a fitted figure).
-            "qa_M_occ_hidden_with_baseline": score(register_pair(left, right, QAConfig(),
-                                                                 baseline=(1.0, 0.0)).hidden >= 0.5),
+            "qa_M_occ_hidden_with_baseline": score(rb.hidden >= 0.5),
+            # Two alike cameras along a known baseline, as qa check's main T vs reference T pairing:
+            # M_occ there is semi-global matching's left-right checked fold (stereo_occlusion.alike_fold,
+            # maps.hidden_alike_stereo; settings chosen on the simulator, docs/qa.md "maps pass 4").
+            "qa_M_occ_alike_pair": score(with_fold(rb, alike_fold(left, right, rb.shift, (1.0, 0.0), cfg,
+                                                                  rb.flow_fwd)).hidden >= 0.5),
             "qa_M_occ_consistency": score(r.occlusion >= 0.5),
             # The fold (maps.fold_map, margin 1 px as the truth's) of the TRUE disparity: what the
             # geometric test reaches with a perfect flow, against the rounded z-buffer truth.
@@ -943,8 +1000,13 @@ def speed(root: Path, captures: int, seed: int) -> dict:
     def full_without_main_t(d):
         _write_images(analyse_capture(d, no_chain), root / "speed_maps_nc")
 
+    no_alike = replace(cfg, maps=replace(cfg.maps, hidden_alike_stereo=False))  # T vs T M_occ on DIS (maps pass 3)
+
+    def full_without_alike_stereo(d):
+        _write_images(analyse_capture(d, no_alike), root / "speed_maps_na")
+
     runs = {"decode": decode_all, "full": full, "full_M_hid_without_baseline": full_without_baseline,
-            "full_M_occ_without_main_t": full_without_main_t,
+            "full_M_occ_without_main_t": full_without_main_t, "full_M_occ_tt_on_dis": full_without_alike_stereo,
             "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
             "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}
     wall: dict[str, list[float]] = {k: [] for k in runs}
@@ -985,6 +1047,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
             cpu["full_M_hid_without_baseline"]), 2),
         "cpu_ratio_full_to_full_M_occ_without_main_t": round(statistics.median(cpu["full"]) / statistics.median(
             cpu["full_M_occ_without_main_t"]), 2),
+        "cpu_ratio_full_to_full_M_occ_tt_on_dis": round(statistics.median(cpu["full"]) / statistics.median(
+            cpu["full_M_occ_tt_on_dis"]), 2),
         "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),
         "cpu_ratio_quick_to_previous_settings": round(statistics.median(cpu["quick"])
                                                       / statistics.median(cpu["quick_previous_settings"]), 2),

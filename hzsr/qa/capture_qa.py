@@ -51,7 +51,7 @@ from hzsr.qa.quality import (
     sharpness,
 )
 from hzsr.qa.register import Registration, register_pair
-from hzsr.qa.stereo_occlusion import add_hidden, hidden_through_main_t
+from hzsr.qa.stereo_occlusion import add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts, with_fold
 
 PAIRINGS = {"wt": ("main_W", "main_T"), "tt": ("main_T", "ref_T"), "wr": ("main_W", "ref_T")}
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
@@ -464,6 +464,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     structure_ncc = float("nan")  # T vs T: the best band-passed correlation prefer_structure saw
     afs: dict[str, list[float] | None] = {}  # each pairing's AF ROI on its SRC grid
     srcs = {"main_W": crop, "main_T": t_img, "ref_T": imgs.get("ref_T")}
+    tt_fold = None  # stereo_occlusion.alike_fold of main T vs ref T, shared by "tt" and "wr"
     for name, (a, b) in PAIRINGS.items():
         src, ref = srcs[a], srcs[b]
         if src is None or ref is None:
@@ -522,13 +523,24 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             out.row[f"{name}_focus_expected_dx"], out.row[f"{name}_focus_expected_dy"] = float(e[0]), float(e[1])
             if focus_offsets and name in focus_offsets:
                 focus_flow = e + np.asarray(focus_offsets[name], np.float64)
+        alike = name == "tt" and base is not None and cfg.maps.hidden and cfg.maps.hidden_alike_stereo
+        from_ts = (name == "wr" and base is not None and cfg.maps.hidden_wr_from_the_ts and tt_fold is not None
+                   and "wt" in regs and regs["wt"].hidden is not None)
+        if alike or from_ts:  # M_occ from semi-global matching between the Ts below, not from DIS
+            pcfg = replace(pcfg, maps=replace(pcfg.maps, hidden=False))
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
                                    baseline=None if base is None else tuple(base), flow_units=units,
                                    focus_flow=focus_flow)
-        if (name == "wr" and base is not None and regs[name].hidden is not None and cfg.maps.hidden_through_main_t
+        if alike:
+            tt_fold = alike_fold(src, ref, regs[name].shift, tuple(base), cfg, regs[name].flow_fwd)
+            regs[name] = with_fold(regs[name], tt_fold)
+        if from_ts:
+            regs[name] = with_fold(regs[name], hidden_through_the_ts(tt_fold, regs["wt"].flow_fwd, regs["wt"].hidden))
+        elif (name == "wr" and base is not None and regs[name].hidden is not None and cfg.maps.hidden_through_main_t
                 and "wt" in regs and "tt" in regs):  # M_occ's small steps, from the two Ts (stereo_occlusion)
             regs[name] = add_hidden(regs[name], hidden_through_main_t(
-                srcs["main_T"], srcs["ref_T"], regs["tt"].shift, regs["tt"].flow_fwd, regs["wt"].flow_fwd, cfg))
+                srcs["main_T"], srcs["ref_T"], regs["tt"].shift, regs["tt"].flow_fwd, regs["wt"].flow_fwd, cfg,
+                tt_fold=tt_fold))
         if name == "tt" and np.isfinite(structure_ncc):  # the views' best structure correlation (_shares_structure)
             regs[name].stats["structure_ncc"] = structure_ncc
         afs[name] = af

@@ -22,6 +22,10 @@ def add_qa_parser(stages) -> None:
     a.add_argument("--optical-scale", type=float, default=1.0,
                    help="SRC's optical resolution over its grid's, e.g. 0.2 for a 5x-upsampled W crop "
                         "(default: %(default)s)")
+    a.add_argument("--alike-baseline", type=float, nargs=2, default=None, metavar=("BX", "BY"),
+                   help="SRC and REF are two cameras of one kind (a stereo pair, the two Ts), REF's position minus "
+                        "SRC's (x right, y down, any length): hidden.png is semi-global matching's fold along it, "
+                        "as qa check's main T vs reference T (default: none, hidden.png from DIS's flows)")
     a.add_argument("--json", action="store_true", help="print report.json instead of the summary")
     a.set_defaults(func=_cmd_align)
 
@@ -87,6 +91,9 @@ def _cmd_align(args: argparse.Namespace) -> int:
 
     if not 0 < args.optical_scale <= 1:
         raise ConfigError("must be in (0, 1]", field="--optical-scale")
+    if args.alike_baseline is not None and not (np.all(np.isfinite(args.alike_baseline))
+                                                and np.hypot(*args.alike_baseline) > 0):
+        raise ConfigError(f"must be a finite non-zero 2-vector, got {args.alike_baseline}", field="--alike-baseline")
     cfg = _load_cfg(args.config)
     src = _read_image(args.src, "SRC")
     ref = _read_image(args.ref, "REF")
@@ -97,6 +104,11 @@ def _cmd_align(args: argparse.Namespace) -> int:
         ref = cv2.resize(ref, (w, h), interpolation=cv2.INTER_AREA if rw * rh > w * h else cv2.INTER_CUBIC)
     out = Path(args.out)
     r = register_pair(src, ref, cfg, optical_scale=args.optical_scale)
+    if args.alike_baseline is not None and r.hidden is not None:
+        from hzsr.qa.stereo_occlusion import alike_fold, with_fold
+
+        b = tuple(args.alike_baseline)
+        r = with_fold(r, alike_fold(src, ref, r.shift, b, cfg, r.flow_fwd))
 
     def npy(a) -> bytes:
         import io

@@ -71,7 +71,18 @@ class MapsConfig:
     # W crop vs reference T only: OR the strips that semi-global matching between main T and the
     # reference T finds where their parallax steps are under hidden_min_step_px (the gate above
     # leaves those out), carried to the W crop through main T (qa.stereo_occlusion; issue 18).
+    # Only with hidden_wr_from_the_ts off (below): that replaces this map.
     hidden_through_main_t: bool = True
+    # Main T vs reference T (two cameras of one kind, along the mount): M_occ is semi-global
+    # matching's fold along the baseline with a left-right check (qa.stereo_occlusion.alike_fold)
+    # instead of hidden_map on DIS, whose smoothing across depth edges misses the strips (issue 18,
+    # maps pass 4; the same fold feeds hidden_through_main_t, computed once).
+    hidden_alike_stereo: bool = True
+    # W crop vs reference T, with the above: M_occ = that fold carried to the W crop through main T
+    # everywhere (stereo_occlusion.hidden_through_the_ts) OR the W crop vs main T M_occ, instead of
+    # hidden_map on DIS between the blurry W crop and the reference T 8.5 cm away OR'ed with the
+    # small steps (hidden_through_main_t). Chosen on calibration seeds 2024 2025 (docs/qa.md).
+    hidden_wr_from_the_ts: bool = True
     defocus_k: int = 3  # k of k-means on the flow vectors in the AF ROI
     # gamma in sigmoid((|F - F_f|^2 - gamma) / sigma_f), flow-grid px^2, for W crop vs main T.
     # Parallax |dF| off the focal plane and T's blur circle c relate as c = |dF| D / B (D: T's

@@ -29,9 +29,26 @@ from hzsr.qa.register import Registration
 SGBM_MIN_DISPARITY = -32
 SGBM_NUM_DISPARITIES = 96
 SGBM_BLOCK = 5
+SGBM_P1 = 8  # smoothness penalties per px^2 of the block (OpenCV's recommended 8 and 32)
+SGBM_P2 = 32
 SGBM_UNIQUENESS = 10
 SGBM_SPECKLE_WINDOW = 100
 SGBM_OPENING = 5
+# Left-right check (issue 18, maps pass 4): REF's own disparity is matched too (both images
+# mirrored), and a SRC pixel whose target in REF carries a disparity more than SGBM_LR_TOL px
+# away is not trusted: its disparity is the background's like SGBM's invalid pixels. Without it,
+# SGBM's smoothness carries a near surface's disparity into the strip beside it that REF does not
+# see (the strip then lands with the occluder and the fold misses it). Chosen on calibration
+# seeds 2024 2025 (bench/qa.py --part accuracy, reference T, docs/qa.md "maps pass 4").
+SGBM_LR_CHECK = True
+SGBM_LR_TOL = 1.0
+# alike_fold's disparity search spans the parallax the pair's dense flow shows (else the fixed
+# SGBM_MIN_DISPARITY.. range): chosen on the same calibration seeds.
+SGBM_SEARCH_FROM_FLOW = True
+# alike_fold's search before that: two Ts along the mount see a near portrait's subject up to
+# ~120 flow-grid px beyond the background (and DIS does not follow it, docs/qa.md), so their
+# search reaches further than the default's 63 px; chosen on the same calibration seeds.
+ALIKE_SEARCH = (-32, 160)
 
 
 def grid_lumas(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, cfg: QAConfig,
@@ -67,7 +84,64 @@ def _fill_background(disp: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return np.where(ok, disp, np.where(np.isfinite(f), f, 0.0)).astype(np.float32)
 
 
-def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5) -> np.ndarray:
+def disparity_search(lo: float | None = None, hi: float | None = None,
+                     base: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES)) -> tuple[int, int]:
+    """SGBM's ``(minDisparity, numDisparities)``: the range ``base`` (``minDisparity``,
+    ``numDisparities``), widened to cover disparities ``lo..hi`` px with an 8 px margin
+    (``numDisparities`` a multiple of 16, at most 256). Never narrower than ``base``: a flow that
+    smooths over a near surface's step would otherwise take it out of the search."""
+    d0, num = base
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return d0, num
+    top = max(d0 + num - 1, int(np.ceil(max(lo, hi))) + 8)
+    d0 = min(d0, int(np.floor(min(lo, hi))) - 8)
+    num = int(np.ceil((top - d0 + 1) / 16.0)) * 16
+    return d0, min(num, 256)
+
+
+def _sgbm(left: np.ndarray, right: np.ndarray, search: tuple[int, int]) -> np.ndarray:
+    """``cv2.StereoSGBM`` (3-way) disparity of ``left`` in px; below ``search[0]``: invalid."""
+    n = SGBM_BLOCK
+    matcher = cv2.StereoSGBM_create(minDisparity=search[0], numDisparities=search[1],
+                                    blockSize=n, P1=SGBM_P1 * n * n, P2=SGBM_P2 * n * n, uniquenessRatio=SGBM_UNIQUENESS,
+                                    disp12MaxDiff=-1, speckleWindowSize=SGBM_SPECKLE_WINDOW, speckleRange=2,
+                                    mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
+    return matcher.compute(left, right).astype(np.float32) / 16.0  # fixed point, 4 fractional bits
+
+
+def lr_consistent(disp_left: np.ndarray, disp_right: np.ndarray, tol: float,
+                  min_disparity: int = SGBM_MIN_DISPARITY) -> np.ndarray:
+    """Left pixels whose disparity the right view's agrees with: ``|d_R(x - d_L(x)) - d_L(x)| <= tol``
+    (both valid, the target in frame; ``d_R`` sampled at the nearest pixel). A pixel the right view
+    does not see fails: its target shows the occluder, whose disparity is larger."""
+    h, w = disp_left.shape
+    ok = disp_left >= min_disparity
+    xr = np.round(np.arange(w, dtype=np.float32)[None, :] - np.where(ok, disp_left, 0)).astype(np.int64)
+    inb = (xr >= 0) & (xr < w)
+    dr = disp_right[np.arange(h)[:, None], np.clip(xr, 0, w - 1)]
+    return ok & inb & (dr >= min_disparity) & (np.abs(dr - disp_left) <= tol)
+
+
+def sgbm_disparity(left: np.ndarray, right: np.ndarray, inside: np.ndarray | None = None,
+                   search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES)) -> np.ndarray:
+    """SRC's disparity along +x (OpenCV's left/right convention: ``right(x - d) ~ left(x)``), every
+    pixel filled: ``cv2.StereoSGBM`` (3-way) on the pair, and with ``SGBM_LR_CHECK`` on the mirrored
+    pair for REF's own disparity (``lr_consistent``); invalid or inconsistent pixels take the
+    background's (``_fill_background``). ``inside``: pixels of the image (the rest is margin, never
+    trusted); ``search``: ``disparity_search``'s."""
+    disp = _sgbm(left, right, search)
+    if SGBM_LR_CHECK:
+        disp_r = cv2.flip(_sgbm(cv2.flip(right, 1), cv2.flip(left, 1), search), 1)  # REF's disparity, same sign
+        ok = lr_consistent(disp, disp_r, SGBM_LR_TOL, search[0])
+    else:
+        ok = disp >= search[0]
+    if inside is not None:
+        ok &= inside
+    return _fill_background(disp, ok)
+
+
+def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
+              search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES)) -> np.ndarray:
     """SRC pixels REF does not see: semi-global matching along the baseline, then its z-buffer.
 
     Both lumas are rotated so the baseline ``b`` (REF's position minus SRC's) runs along +x: a
@@ -92,7 +166,8 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5) -> 
         left, right = (ys, yr) if turn is None else (cv2.rotate(ys, turn), cv2.rotate(yr, turn))
         # Margins as wide as the disparity search (as the canvas below has): SGBM leaves the first
         # min + num disparity columns unmatched, which would drop the strips along the frame.
-        pad_l, pad_r = max(0, SGBM_MIN_DISPARITY + SGBM_NUM_DISPARITIES), max(0, -SGBM_MIN_DISPARITY)
+        # Both sides as wide as the larger: the left-right check matches the mirrored pair too.
+        pad_l = pad_r = max(0, search[0] + search[1], -search[0])
         inside = np.zeros((left.shape[0], left.shape[1] + pad_l + pad_r), bool)
         inside[:, pad_l:pad_l + left.shape[1]] = True
         left, right = (cv2.copyMakeBorder(im, 0, 0, pad_l, pad_r, cv2.BORDER_CONSTANT, value=0) for im in (left, right))
@@ -112,13 +187,7 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5) -> 
         def unrotate(m: np.ndarray) -> np.ndarray:
             return cv2.warpAffine(m.astype(np.uint8), cv2.invertAffineTransform(rot), (w, h),
                                   flags=cv2.INTER_NEAREST) > 0
-    n = SGBM_BLOCK
-    matcher = cv2.StereoSGBM_create(minDisparity=SGBM_MIN_DISPARITY, numDisparities=SGBM_NUM_DISPARITIES,
-                                    blockSize=n, P1=8 * n * n, P2=32 * n * n, uniquenessRatio=SGBM_UNIQUENESS,
-                                    disp12MaxDiff=-1, speckleWindowSize=SGBM_SPECKLE_WINDOW, speckleRange=2,
-                                    mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
-    disp = matcher.compute(left, right).astype(np.float32) / 16.0  # fixed point, 4 fractional bits
-    disp = _fill_background(disp, (disp >= SGBM_MIN_DISPARITY) & inside)
+    disp = sgbm_disparity(left, right, inside, search)
     if SGBM_OPENING > 1:
         k = np.ones((SGBM_OPENING, SGBM_OPENING), np.uint8)
         disp = cv2.dilate(cv2.erode(disp, k), k)
@@ -141,23 +210,76 @@ def small_steps(flow: np.ndarray, baseline, cfg: MapsConfig, grid_scale: float =
     return (cv2.dilate(p, k) - cv2.erode(p, k)) * grid_scale < cfg.hidden_min_step_px
 
 
+def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, cfg: QAConfig,
+               flow: np.ndarray | None = None) -> np.ndarray:
+    """SRC pixels REF does not see, for two cameras of one kind (the two Ts; a stereo pair).
+
+    ``sgbm_fold`` (left-right checked) on the lumas DIS sees in ``register_pair`` (``grid_lumas``:
+    REF moved by ``shift``, the flow grid), margin ``maps.hidden_fold_margin_px``. The disparity
+    search spans the parallax along the baseline that the pair's dense ``flow`` (SRC -> REF, input
+    px, with the shift: ``Registration.flow_fwd``) shows, its 0.5th to 99.5th percentile, where
+    that is wider than ``ALIKE_SEARCH`` (``disparity_search``). Matching costs compare
+    the two images' pixels directly, so it needs alike images: between the blurry W crop and a T
+    it loses to ``maps.hidden_map`` (``docs/qa.md``). Bool mask on the flow grid.
+    """
+    ys, yr, d = grid_lumas(src, ref, shift, cfg)
+    search = ALIKE_SEARCH
+    if flow is not None and SGBM_SEARCH_FROM_FLOW:
+        b = _unit(baseline)
+        g = ys.shape[1] / src.shape[1]
+        sub = flow[::4, ::4].reshape(-1, 2).astype(np.float64) * g - d  # flow-grid px beyond the shift
+        disp = -(sub @ b)
+        disp = disp[np.isfinite(disp)]
+        if disp.size:
+            search = disparity_search(*np.percentile(disp, [0.5, 99.5]), base=ALIKE_SEARCH)
+    return sgbm_fold(ys, yr, baseline, cfg.maps.hidden_fold_margin_px, search)
+
+
+def with_fold(reg: Registration, fold: np.ndarray) -> Registration:
+    """``reg`` with its ``M_occ`` (``hidden``) set to ``fold`` (bool, any grid; resized to SRC's
+    bilinearly, flagged at 0.5; a registration made with ``maps.hidden`` off gets one) and
+    ``stats["hidden_frac"]`` counted again."""
+    h, w = reg.valid.shape
+    hid = (cv2.resize(fold.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5).astype(np.float32)
+    stats = dict(reg.stats)
+    stats["hidden_frac"] = float((hid[reg.valid] >= 0.5).mean()) if reg.valid.any() else 0.0
+    return replace(reg, hidden=hid, stats=stats)
+
+
 def hidden_through_main_t(main_t: np.ndarray, ref_t: np.ndarray, tt_shift: GlobalShift, tt_flow: np.ndarray,
-                          w_to_main_flow: np.ndarray, cfg: QAConfig) -> np.ndarray:
+                          w_to_main_flow: np.ndarray, cfg: QAConfig, tt_fold: np.ndarray | None = None) -> np.ndarray:
     """W-crop pixels the reference T does not see, found between the two Ts (bool, W crop's grid).
 
     ``sgbm_fold`` along the mount's baseline (``rig.ref_baseline_m``) on main T vs the reference
     T (their global shift ``tt_shift``), kept where ``small_steps`` of the T-vs-T flow ``tt_flow``
     (main T's grid, input px, as ``Registration.flow_fwd``), then sampled at each W-crop pixel's
     target in main T (``w_to_main_flow``, W crop -> main T; W crop and main T on one grid).
+    ``tt_fold``: that fold already computed (``alike_fold`` of the same pair), else computed here.
     """
-    ys, yr, _ = grid_lumas(main_t, ref_t, tt_shift, cfg)
     h, w = main_t.shape[:2]
-    g = ys.shape[1] / w
-    fold = sgbm_fold(ys, yr, cfg.rig.ref_baseline_m, cfg.maps.hidden_fold_margin_px)
-    flow_g = cv2.resize(tt_flow, (ys.shape[1], ys.shape[0]), interpolation=cv2.INTER_LINEAR) * g
+    fold = tt_fold if tt_fold is not None else alike_fold(main_t, ref_t, tt_shift, cfg.rig.ref_baseline_m, cfg)
+    g = fold.shape[1] / w
+    flow_g = cv2.resize(tt_flow, (fold.shape[1], fold.shape[0]), interpolation=cv2.INTER_LINEAR) * g
     keep = (fold & small_steps(flow_g, cfg.rig.ref_baseline_m, cfg.maps)).astype(np.float32)
     full = cv2.resize(keep, (w, h), interpolation=cv2.INTER_LINEAR)
     return warp(full, w_to_main_flow, border=cv2.BORDER_CONSTANT) >= 0.5
+
+
+def hidden_through_the_ts(tt_fold: np.ndarray, w_to_main_flow: np.ndarray, wt_hidden: np.ndarray) -> np.ndarray:
+    """W-crop pixels the reference T does not see, from the two short baselines (bool, W crop's grid).
+
+    The reference T sits ``rig.wt_baseline_m + rig.ref_baseline_m`` from main W. Its occlusion is
+    taken from the two legs: the main T vs reference T fold (``alike_fold``, two alike cameras on
+    the mount, main T's flow grid), carried to each W-crop pixel's target in main T
+    (``w_to_main_flow``, W crop -> main T, W crop and main T on one grid), OR the W crop vs main T
+    ``M_occ`` (``wt_hidden``, 1.5 cm on one phone). Neither leg matches the blurry W crop against
+    the reference T, whose DIS flow misses a near subject's parallax (``docs/qa.md``).
+    """
+    h, w = w_to_main_flow.shape[:2]
+    if wt_hidden.shape != (h, w):
+        raise ValueError(f"hidden_through_the_ts: wt_hidden {wt_hidden.shape} and the flow {(h, w)} differ in shape")
+    full = cv2.resize(tt_fold.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return (warp(full, w_to_main_flow, border=cv2.BORDER_CONSTANT) >= 0.5) | (wt_hidden >= 0.5)
 
 
 def add_hidden(reg: Registration, extra: np.ndarray) -> Registration:
