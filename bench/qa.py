@@ -115,8 +115,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
     from hzsr.qa.maps import fb_error
-    from hzsr.qa.stereo_occlusion import (add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts,
-                                          with_fold)
+    from hzsr.qa.stereo_occlusion import add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts, with_fold
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                     kinds=("architecture", "landscape", "portrait", "night"),
                                                     captures_per_scene=1), progress=False)

@@ -103,7 +103,8 @@ def _sgbm(left: np.ndarray, right: np.ndarray, search: tuple[int, int]) -> np.nd
     """``cv2.StereoSGBM`` (3-way) disparity of ``left`` in px; below ``search[0]``: invalid."""
     n = SGBM_BLOCK
     matcher = cv2.StereoSGBM_create(minDisparity=search[0], numDisparities=search[1],
-                                    blockSize=n, P1=SGBM_P1 * n * n, P2=SGBM_P2 * n * n, uniquenessRatio=SGBM_UNIQUENESS,
+                                    blockSize=n, P1=SGBM_P1 * n * n, P2=SGBM_P2 * n * n,
+                                    uniquenessRatio=SGBM_UNIQUENESS,
                                     disp12MaxDiff=-1, speckleWindowSize=SGBM_SPECKLE_WINDOW, speckleRange=2,
                                     mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
     return matcher.compute(left, right).astype(np.float32) / 16.0  # fixed point, 4 fractional bits
