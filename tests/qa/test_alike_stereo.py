@@ -235,3 +235,30 @@ def test_alike_fold_off_axis_baseline_on_a_small_image():
     assert fold.shape == true.shape
     prec, rec = _pr(fold, true)
     assert prec >= 0.7 and rec >= 0.8, (prec, rec)
+
+
+def test_a_baseline_of_any_finite_length_is_a_direction(tmp_path):
+    """``--alike-baseline`` takes "any length": a vector whose length overflows a float (1.5e308
+    each) or whose components are subnormal is still a direction (``maps._unit`` scales before
+    ``hypot``; it raised ValueError, a traceback from ``qa align``, and 5e-324 came out of length
+    1.41, review1). ``qa align`` with the huge one writes the map the unit one writes."""
+    import cv2
+
+    from hzsr.cli import main
+    from hzsr.qa.maps import _unit
+
+    for b in ((1.5e308, 1.5e308), (5e-324, 5e-324), (-1e-320, 0.0)):
+        u = _unit(b)
+        assert np.hypot(*u) == pytest.approx(1.0) and np.sign(u).tolist() == np.sign(b).tolist(), (b, u)
+    with pytest.raises(ValueError):
+        _unit((0.0, 0.0))
+    src, ref, _, _ = _card_scene(False, 24)
+    d = tmp_path
+    cv2.imwrite(str(d / "src.png"), src)
+    cv2.imwrite(str(d / "ref.png"), ref)
+    maps = []
+    for b in (("1", "1"), ("1.5e308", "1.5e308")):
+        assert main(["qa", "align", str(d / "src.png"), str(d / "ref.png"), "--out", str(d / b[0]),
+                     "--alike-baseline", *b]) == 0
+        maps.append(cv2.imread(str(d / b[0] / "hidden.png"), cv2.IMREAD_GRAYSCALE))
+    assert (maps[0] == maps[1]).all()
