@@ -92,7 +92,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
     if not 0 < args.optical_scale <= 1:
         raise ConfigError("must be in (0, 1]", field="--optical-scale")
     if args.alike_baseline is not None and not (np.all(np.isfinite(args.alike_baseline))
-                                                and np.hypot(*args.alike_baseline) > 0):
+                                                and np.any(args.alike_baseline)):
         raise ConfigError(f"must be a finite non-zero 2-vector, got {args.alike_baseline}", field="--alike-baseline")
     cfg = _load_cfg(args.config)
     src = _read_image(args.src, "SRC")

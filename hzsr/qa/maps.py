@@ -80,6 +80,9 @@ def reference_coverage(flow_bwd: np.ndarray) -> np.ndarray:
 
 def _unit(direction) -> np.ndarray:
     b = np.asarray(direction, np.float64).reshape(2)
+    m = float(np.max(np.abs(b)))
+    if np.isfinite(m) and m > 0:  # a direction of any finite length: hypot overflows past ~1.3e308
+        b = b / m  # and loses its digits on subnormals
     n = float(np.hypot(b[0], b[1]))
     if not np.isfinite(n) or n == 0:
         raise ValueError(f"baseline: expected a non-zero 2-vector, got {list(b)}")

@@ -89,14 +89,19 @@ def disparity_search(lo: float | None = None, hi: float | None = None,
     """SGBM's ``(minDisparity, numDisparities)``: the range ``base`` (``minDisparity``,
     ``numDisparities``), widened to cover disparities ``lo..hi`` px with an 8 px margin
     (``numDisparities`` a multiple of 16, at most 256). Never narrower than ``base``: a flow that
-    smooths over a near surface's step would otherwise take it out of the search."""
+    smooths over a near surface's step would otherwise take it out of the search. Where the cap
+    bites, ``minDisparity`` stays within 256 of ``base``'s top (an outlier far below would
+    otherwise move the whole search off ``base``, and ``sgbm_fold``'s margins grow with it)."""
     d0, num = base
     if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
         return d0, num
-    top = max(d0 + num - 1, int(np.ceil(max(lo, hi))) + 8)
+    base_top = d0 + num - 1
+    top = max(base_top, int(np.ceil(max(lo, hi))) + 8)
     d0 = min(d0, int(np.floor(min(lo, hi))) - 8)
     num = int(np.ceil((top - d0 + 1) / 16.0)) * 16
-    return d0, min(num, 256)
+    if num > 256:
+        return max(d0, base_top - 255), 256
+    return d0, num
 
 
 def _sgbm(left: np.ndarray, right: np.ndarray, search: tuple[int, int]) -> np.ndarray:
@@ -178,12 +183,17 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
             return m if back is None else cv2.rotate(m.astype(np.uint8), back) > 0
     else:
         side = int(np.ceil(np.hypot(h, w))) + 2
+        # The canvas is widened along x by the search's margins as above: on a canvas narrower
+        # than the search OpenCV's SGBM fails (it asks for ~2^64 bytes), and the strips along the
+        # frame would be left unmatched.
+        pad = max(0, search[0] + search[1], -search[0])
+        size = (side + 2 * pad, side)
         rot = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), ang, 1.0)
-        rot[0, 2] += (side - w) / 2.0
+        rot[0, 2] += (side - w) / 2.0 + pad
         rot[1, 2] += (side - h) / 2.0
-        left = cv2.warpAffine(ys, rot, (side, side), flags=cv2.INTER_LINEAR, borderValue=0)
-        right = cv2.warpAffine(yr, rot, (side, side), flags=cv2.INTER_LINEAR, borderValue=0)
-        inside = cv2.warpAffine(np.ones((h, w), np.uint8), rot, (side, side), flags=cv2.INTER_NEAREST) > 0
+        left = cv2.warpAffine(ys, rot, size, flags=cv2.INTER_LINEAR, borderValue=0)
+        right = cv2.warpAffine(yr, rot, size, flags=cv2.INTER_LINEAR, borderValue=0)
+        inside = cv2.warpAffine(np.ones((h, w), np.uint8), rot, size, flags=cv2.INTER_NEAREST) > 0
 
         def unrotate(m: np.ndarray) -> np.ndarray:
             return cv2.warpAffine(m.astype(np.uint8), cv2.invertAffineTransform(rot), (w, h),

@@ -335,13 +335,22 @@ def test_adb_env_picks_the_native_usb_backend_only_where_there_is_no_usb_bus(tmp
     assert env["ADB_MDNS"] == "0"
 
 
+# The user's ADB_LIBUSB as this module is imported, before any rig here runs use_private_port, which
+# writes adb_env()'s ADB_LIBUSB=0 into os.environ (after which adb_env() takes it for the user's own).
+_USER_ADB_LIBUSB = os.environ.get("ADB_LIBUSB")
+
+
 def test_private_adb_server_runs_with_the_chosen_environment(rig):
     from hzsr.capture.adb_server import adb_env
 
     pid = rig.adb.pid()
     assert pid
     environ = dict(kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in kv)
-    for k, v in adb_env().items():  # on this machine without /dev/bus/usb that includes ADB_LIBUSB=0
+    user = {} if _USER_ADB_LIBUSB is None else {"ADB_LIBUSB": _USER_ADB_LIBUSB}
+    want = {**user, **adb_env(user)}  # on this machine without /dev/bus/usb that includes ADB_LIBUSB=0
+    if sys.platform.startswith("linux") and not Path("/dev/bus/usb").exists() and not user:
+        assert want.get("ADB_LIBUSB") == "0", want
+    for k, v in want.items():
         assert environ.get(k) == v, (k, environ.get(k))
     assert environ["ANDROID_ADB_SERVER_PORT"] == str(rig.adb.port)
 
