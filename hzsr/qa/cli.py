@@ -95,6 +95,9 @@ def _cmd_align(args: argparse.Namespace) -> int:
                                                 and np.any(args.alike_baseline)):
         raise ConfigError(f"must be a finite non-zero 2-vector, got {args.alike_baseline}", field="--alike-baseline")
     cfg = _load_cfg(args.config)
+    if args.alike_baseline is not None and not cfg.maps.hidden:  # else hidden.png would silently not be written
+        raise ConfigError("--alike-baseline writes M_occ, which this config turns off (maps.hidden: false)",
+                          field="--alike-baseline")
     src = _read_image(args.src, "SRC")
     ref = _read_image(args.ref, "REF")
     h, w = src.shape[:2]

@@ -262,3 +262,22 @@ def test_a_baseline_of_any_finite_length_is_a_direction(tmp_path):
                      "--alike-baseline", *b]) == 0
         maps.append(cv2.imread(str(d / b[0] / "hidden.png"), cv2.IMREAD_GRAYSCALE))
     assert (maps[0] == maps[1]).all()
+
+
+def test_qa_align_alike_baseline_with_the_map_turned_off_is_a_one_line_error(tmp_path, capsys):
+    """``--alike-baseline`` with a config that turns ``maps.hidden`` off would write no hidden.png
+    and say nothing (review1): a one-line error naming the option instead, exit 2."""
+    import cv2
+
+    from hzsr.cli import main
+
+    src, ref, _, _ = _card_scene(False, 24)
+    cv2.imwrite(str(tmp_path / "src.png"), src)
+    cv2.imwrite(str(tmp_path / "ref.png"), ref)
+    (tmp_path / "qa.yaml").write_text("maps:\n  hidden: false\n")
+    capsys.readouterr()
+    rc = main(["qa", "align", str(tmp_path / "src.png"), str(tmp_path / "ref.png"), "--out", str(tmp_path / "o"),
+               "--alike-baseline", "1", "0", "--config", str(tmp_path / "qa.yaml")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "--alike-baseline" in err and "maps.hidden" in err and "\n" not in err, (rc, err)
+    assert not (tmp_path / "o").exists()
