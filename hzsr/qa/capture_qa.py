@@ -965,7 +965,8 @@ def tt_shift_departure(row: dict, cfg: QAConfig, offset_px: tuple[float, float] 
     ``[-m, 1 / rig.t_min_focus_m + m]`` no real subject explains it (beyond infinity, or nearer
     than T focuses) and the whole departure ``|v|`` counts; else only the part across.
     ``m``: ``rig.tt_depth_margin_d``, plus ``tan(rig.tt_rotation_max_deg) / |b|`` without the
-    session's offset (``session=False``: the rotation is unknown, up to that bound).
+    session's offset (``session=False``: the rotation is unknown, up to that bound). The part along
+    counts only where T vs T's global shift was used (``tt_shift_used``: enough keypoints agree).
     """
     b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
     nb = float(np.hypot(*b))
@@ -977,7 +978,11 @@ def tt_shift_departure(row: dict, cfg: QAConfig, offset_px: tuple[float, float] 
     m = cfg.rig.tt_depth_margin_d
     if not session:
         m += math.tan(math.radians(cfg.rig.tt_rotation_max_deg)) / nb
-    outside = implied < -m or implied > 1.0 / cfg.rig.t_min_focus_m + m
+    # Only where T vs T's keypoints anchored the registration (its global shift used): from zero
+    # shift the dense flow need not follow the subject along the baseline (make demo's motion-blurred
+    # portrait, 11 inliers: +71 px where the rig's parallax says -76, "beyond infinity").
+    anchored = bool(row.get("tt_shift_used", 1.0))
+    outside = anchored and (implied < -m or implied > 1.0 / cfg.rig.t_min_focus_m + m)
     return (float(np.hypot(across, along)) if outside else across), implied, outside
 
 

@@ -315,9 +315,11 @@ class Thresholds:
     # 0.102 (1280x960), every other capture searched at least 0.255 / 0.311; cuts 0.181 / 0.207.
     fail_no_overlap_structure_ncc: float = 0.2
     # large_shift: the AF subject's displacement minus the parallax the rig gives its focus
-    # distance (RigConfig), as a fraction of the width; in tt, only its part across the mount's
-    # baseline (along it, a departure is a depth: ``defocused``). Not the displacement itself: a
-    # near portrait's subject legitimately moves 0.15-0.3 of the width across the 7 cm mount.
+    # distance (RigConfig), as a fraction of the width; in tt, less the session's offset of the two
+    # Ts, and only its part across the mount's baseline unless the part along it implies a depth no
+    # real subject has (rig.t_min_focus_m, rig.tt_depth_margin_d; along it, a departure is
+    # otherwise a depth: ``defocused``). Not the displacement itself: a near portrait's subject
+    # legitimately moves 0.15-0.3 of the width across the 7 cm mount.
     warn_shift_frac: float = 0.21  # |departure from the expected parallax| above this fraction of the width: warn
     fail_shift_frac: float = 0.28  # ... above this: fail (rig bumped)
     warn_occluded_frac: float = 0.8  # occluded fraction (ref T vs W crop) above: warn

@@ -110,3 +110,22 @@ def test_the_quick_checks_spread_covers_the_unknown_offset():
     grade_tt_shift(out, cfg, (0.0, 0.0), 2.0)
     assert out.decided() is not None and out.decided().value == "warn"
     assert tt_shift_departure(out.row, cfg)[2] is False
+
+
+def test_the_along_part_needs_the_keypoints_anchor():
+    """make demo's motion-blurred portrait (c00011): 11 T-vs-T inliers, the global shift not used,
+    the dense flow from zero read the subject +71 px along the baseline where the rig's parallax
+    says -76 ("beyond infinity"). Unanchored, only the part across counts."""
+    cfg = QAConfig()
+    out = CaptureQA("c00011", row={"analysis_width": W})
+    e = -FX * np.asarray(cfg.rig.ref_baseline_m) * 0.43
+    reg = _tt_stats(e[0], e[1] + 0.23 * W)
+    reg.stats.update(shift_used=0.0, inliers=11)
+    out.row["tt_shift_used"] = 0.0  # as analyse_capture copies the pairing's stats into the row
+    _judge_registration(out, {"tt": reg}, W, cfg, {"tt": e}, fx_t=FX, focus_d=0.43)
+    grade_tt_shift(out, cfg, (0.0, 0.0))  # with the session's offset, as qa check grades it
+    assert out.row["tt_implied_depth_d"] < -0.3 and out.row["tt_along_counted"] == 0
+    assert _level(out) is None
+    out.row["tt_shift_used"] = 1.0  # the same reading anchored by keypoints is the rig
+    grade_tt_shift(out, cfg, (0.0, 0.0))
+    assert out.row["tt_along_counted"] == 1 and _level(out) == "warn"
