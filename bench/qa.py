@@ -592,7 +592,8 @@ def _labelled_rows(sess: Path, cfg: QAConfig, workers: int, quick: bool) -> list
                     "ref_T_roi_blur_ratio", "main_T_blur_ratio", "ref_T_blur_ratio", "focus_sharpness_ratio",
                     "focus_mismatch_diopters", "main_T_defocus_frac", "tt_blur_anisotropy", "moving_frac",
                     "af_hidden_plane_departure_d", "af_occluder_excused", "ref_T_defocus_frac",
-                    "tt_occluded_frac", "wr_occluded_frac", "tt_structure_ncc"):
+                    "tt_occluded_frac", "wr_occluded_frac", "tt_structure_ncc", "tt_implied_depth_d",
+                    "tt_along_counted"):
             if col in r and np.isfinite(r[col]):
                 row[col] = float(r[col])
         rows.append(row)
@@ -759,6 +760,13 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
         if cut is not None:
             fitted[fail_name] = round(cut, 3)
             fitted[warn_name] = round(0.75 * cut, 3)
+    # large_shift's along-baseline rule (capture_qa.tt_shift_departure): the AF subject's depth T vs T
+    # implies, less the session's offset, on every capture but a bump: how far the real ones reach
+    # beyond [0, 1 / rig.t_min_focus_m] (rig.tt_depth_margin_d is set from this).
+    implied = [r["tt_implied_depth_d"] for r in cal_rows if r["defect"] != "rig_bump" and "tt_implied_depth_d" in r]
+    spans["tt_implied_depth"] = {"others_min_d": round(min(implied), 3) if implied else None,
+                                 "others_max_d": round(max(implied), 3) if implied else None, "others_n": len(implied),
+                                 "along_counted": sum(int(r.get("tt_along_counted", 0)) for r in cal_rows)}
     # no_overlap: a phone knocked off the scene against every capture but a bump (whose reference
     # may legitimately fail to register too), on T vs T's inconsistent share (capture_qa._lines_up).
     knock_rows = [r for s in calibration_seeds if knocked

@@ -81,6 +81,9 @@ class CaptureQA:
     graded: list[tuple[str, float]] = field(default_factory=list)  # (figure tag, value) of every graded figure
     # The reasons a graded figure gave (``_grade``): ``spread`` speaks for them in ``decided``.
     graded_reasons: list[Reason] = field(default_factory=list)
+    # moving_object's spread before ``moving_undecided_off_the_rig`` (the quick check; restored
+    # where large_shift, graded again with the session's offset, can no longer warn).
+    moving_spread: tuple[str, int, int] | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -561,7 +564,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         share = fine_detail_share(fine["main_T"], *w_crop_px)
         out.row["main_T_fine_detail_share"] = share
         rejected_tag = rejected_tag_for(out, share, cfg)
-    _judge_registration(out, regs, tw_, cfg, expected, rejected_tag=rejected_tag)
+    _judge_registration(out, regs, tw_, cfg, expected, rejected_tag=rejected_tag, fx_t=fx_t, focus_d=diop)
     _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg, quick=quick)
     _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg, fine if len(fine) == 2 else None)
     if any(r.code == "overexposed" and r.level is Verdict.FAIL for r in out.reasons):
@@ -804,7 +807,12 @@ def moving_undecided_off_the_rig(out: CaptureQA) -> None:
     check), and the figure reads what the flow leaves unexplained (0.29 against 0.04: quick `fail`,
     qa check `warn`; issue 18's ninth pass). Where ``large_shift`` fails, the verdict is decided."""
     i = max((k for k, sp in enumerate(out.spread) if sp[0] == "moving_object"), default=None)
-    if i is not None and any(sp[0] == "large_shift" and sp[2] >= 1 for sp in out.spread):
+    if i is None:
+        return
+    if out.moving_spread is None:
+        out.moving_spread = out.spread[i]  # as graded: grade_tt_shift's second look may restore it
+    out.spread[i] = out.moving_spread
+    if any(sp[0].startswith("large_shift") and sp[2] >= 1 for sp in out.spread):
         out.spread[i] = ("moving_object", 0, 2)
 
 
@@ -877,11 +885,14 @@ def expected_parallax(fx_px: float, baseline_m: tuple[float, float], diopters: f
 
 
 def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: int, cfg: QAConfig,
-                        expected: dict[str, np.ndarray] | None = None, rejected_tag: str | None = None) -> None:
+                        expected: dict[str, np.ndarray] | None = None, rejected_tag: str | None = None,
+                        fx_t: float = 0.0, focus_d: float = 0.0) -> None:
     """large_shift, no_overlap, occluded, rejected and low_psnr from the pairings' registrations.
 
     ``rejected_tag``: the tag the rejected fraction is graded under (the quick check's margin for a
-    capture with little fine detail, ``fine_detail_share``); None: ``rejected``."""
+    capture with little fine detail, ``fine_detail_share``); None: ``rejected``. ``fx_t``: T's
+    focal length in analysis px, ``focus_d``: main T's focus distance (D): T vs T's large_shift
+    reads the AF subject's depth from them (``grade_tt_shift``)."""
     th = cfg.thresholds
     for name, r in regs.items():
         a, b = PAIRINGS[name]
@@ -924,12 +935,16 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
         e = expected.get(name, np.zeros(2)) if expected else np.zeros(2)
         dep = float(np.hypot(*(d - e)))
         b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
-        if name == "tt" and np.hypot(*b) > 0:
-            # Along the mount's baseline a departure is a depth: the subject nearer or further
-            # than the focus distance (``defocused`` judges that). Only the part across it is the rig.
-            n = np.array([-b[1], b[0]]) / np.hypot(*b)
-            dep = float(abs((d - e) @ n))
         out.row[f"{name}_expected_dx"], out.row[f"{name}_expected_dy"] = float(e[0]), float(e[1])
+        if name == "tt" and np.hypot(*b) > 0 and fx_t > 0:
+            # Across the mount's baseline a departure is the rig; along it, a depth unless no real
+            # subject could lie there (grade_tt_shift). Graded here as a lone capture; qa check and
+            # the quick check grade it again with the session's offset.
+            out.row["tt_departure_dx"], out.row["tt_departure_dy"] = float(d[0] - e[0]), float(d[1] - e[1])
+            out.row["tt_fx_px"], out.row["tt_focus_d"] = float(fx_t), float(focus_d)
+            out.row["tt_moved_px"], out.row["tt_expected_px"] = float(np.hypot(*d)), float(np.hypot(*e))
+            grade_tt_shift(out, cfg)
+            continue
         out.row[f"{name}_shift_departure_px"] = dep
         frac = dep / width
         _grade(out, "large_shift", frac, th.warn_shift_frac, th.fail_shift_frac,
@@ -945,6 +960,108 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
                f"ref_T vs main W crop: rejected fraction {s['rejected_frac']:.2f}", tag=rejected_tag)
         _grade(out, "low_psnr", s["psnr_db"], th.warn_psnr_db, th.fail_psnr_db,
                f"ref_T warped onto the main W crop: PSNR {s['psnr_db']:.1f} dB", below=True)
+
+
+TT_SHIFT_TAG = "large_shift (T vs T)"  # T vs T's large_shift figure (graded again with the session's offset)
+_TT_LABEL = "ref_T vs main_T: "  # its reason's start
+
+
+def tt_shift_departure(row: dict, cfg: QAConfig, offset_px: tuple[float, float] = (0.0, 0.0),
+                       session: bool = True) -> tuple[float, float, bool]:
+    """T vs T's departure from the rig: ``(px, implied depth D, along counted)``.
+
+    ``v`` = the AF subject's shift less the rig's parallax at the focus distance less the
+    session's offset ``offset_px`` (the two Ts' relative rotation). Across the baseline ``b``,
+    ``|v . n|`` is the rig. Along it, ``v . u`` is a depth: the subject at
+    ``D = focus - v.u / (f |b|)`` (``expected_parallax``: ``F = -f b D``). Where ``D`` lies outside
+    ``[-m, 1 / rig.t_min_focus_m + m]`` no real subject explains it (beyond infinity, or nearer
+    than T focuses) and the whole departure ``|v|`` counts; else only the part across.
+    ``m``: ``rig.tt_depth_margin_d``, plus ``tan(rig.tt_rotation_max_deg) / |b|`` without the
+    session's offset (``session=False``: the rotation is unknown, up to that bound). The part along
+    counts only where T vs T's global shift was used (``tt_shift_used``: enough keypoints agree).
+    """
+    b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
+    nb = float(np.hypot(*b))
+    u = b / nb
+    n = np.array([-u[1], u[0]])
+    v = np.array([row["tt_departure_dx"] - offset_px[0], row["tt_departure_dy"] - offset_px[1]])
+    across, along = float(abs(v @ n)), float(v @ u)
+    implied = float(row["tt_focus_d"] - along / (row["tt_fx_px"] * nb))
+    m = cfg.rig.tt_depth_margin_d
+    if not session:
+        m += math.tan(math.radians(cfg.rig.tt_rotation_max_deg)) / nb
+    # Only where T vs T's keypoints anchored the registration (its global shift used): from zero
+    # shift the dense flow need not follow the subject along the baseline (make demo's motion-blurred
+    # portrait, 11 inliers: +71 px where the rig's parallax says -76, "beyond infinity").
+    anchored = bool(row.get("tt_shift_used", 1.0))
+    outside = anchored and (implied < -m or implied > 1.0 / cfg.rig.t_min_focus_m + m)
+    return (float(np.hypot(across, along)) if outside else across), implied, outside
+
+
+def tt_offset_bound_px(row: dict, cfg: QAConfig) -> float:
+    """The most the two Ts' relative rotation (``rig.tt_rotation_max_deg``) shifts T vs T, px."""
+    return float(row["tt_fx_px"] * math.tan(math.radians(cfg.rig.tt_rotation_max_deg)))
+
+
+def grade_tt_shift(out: CaptureQA, cfg: QAConfig, offset_px: tuple[float, float] | None = None,
+                   offset_margin_px: float = 0.0) -> None:
+    """``large_shift`` on T vs T (``tt_shift_departure``), graded again with the session's offset.
+
+    ``offset_px``: the session's median departure (qa check: all its captures; the quick check:
+    those seen so far, known to +-``offset_margin_px``), clipped to ``tt_offset_bound_px``; None:
+    a lone capture (offset 0, unknown up to that bound: the quick check's spread covers it).
+    In the quick check the figure's spread is taken over the offsets within the uncertainty (a
+    3x3 box), each widened by the quick margin: the along-baseline rule switches with the offset.
+    """
+    th = cfg.thresholds
+    row = out.row
+    if "tt_departure_dx" not in row:
+        return
+    out.reasons = [r for r in out.reasons if not (r.code == "large_shift" and r.message.startswith(_TT_LABEL))]
+    out.graded_reasons = [r for r in out.graded_reasons
+                          if not (r.code == "large_shift" and r.message.startswith(_TT_LABEL))]
+    out.spread = [sp for sp in out.spread if sp[0] != TT_SHIFT_TAG]
+    out.graded = [g for g in out.graded if g[0] != TT_SHIFT_TAG]
+    bound = tt_offset_bound_px(row, cfg)
+    session = offset_px is not None
+    off = np.clip(np.asarray(offset_px if session else (0.0, 0.0), np.float64), -bound, bound)
+    u_off = offset_margin_px if session else bound
+    width = float(row["analysis_width"])
+    dep, implied, outside = tt_shift_departure(row, cfg, (float(off[0]), float(off[1])), session)
+    row["tt_shift_departure_px"] = dep
+    row["tt_implied_depth_d"] = implied
+    row["tt_along_counted"] = int(outside)
+    if session:
+        row["session_tt_offset_dx"], row["session_tt_offset_dy"] = float(off[0]), float(off[1])
+    frac = dep / width
+    where = ("" if not outside else f"; along the baseline it would put the subject at {implied:.2f} D, "
+             f"{'beyond infinity' if implied < 0 else f'nearer than T focuses ({cfg.rig.t_min_focus_m:g} m)'}: "
+             "no depth, the rig")
+    _grade(out, "large_shift", frac, th.warn_shift_frac, th.fail_shift_frac,
+           f"{_TT_LABEL}the AF subject is {dep:.0f} px = {frac:.2f} of the width "
+           f"{'from' if outside else 'across the baseline from'} where the rig's parallax at the focus distance "
+           f"puts it (moved {row.get('tt_moved_px', np.nan):.0f} px, expected {row.get('tt_expected_px', np.nan):.0f}, "
+           f"less the session's offset ({off[0]:.0f}, {off[1]:.0f}) px{where}; rig bumped?)", tag=TT_SHIFT_TAG)
+    if out.margin and u_off > 0 and out.spread and out.spread[-1][0] == TT_SHIFT_TAG:
+        m = out.abs_margins.get(TT_SHIFT_TAG, out.abs_margins.get("large_shift", 0.0))
+        m = max(m) if isinstance(m, (tuple, list)) else float(m)
+        figs = [tt_shift_departure(row, cfg, (float(off[0] + sx * u_off), float(off[1] + sy * u_off)), session)[0]
+                / width for sx in (-1, 0, 1) for sy in (-1, 0, 1)]
+        ranks = [sum(v > lv for lv in (th.warn_shift_frac, th.fail_shift_frac)) for v in (min(figs) - m, max(figs) + m)]
+        key, r0, r1 = out.spread[-1]
+        out.spread[-1] = (key, min(r0, *ranks), max(r1, *ranks))
+
+
+def session_tt_offset(rows: list[dict], min_captures: int) -> tuple[float, float] | None:
+    """The session's T-vs-T offset: the median of its captures' ``tt_departure`` (px; the two Ts'
+    relative rotation: most captures are neither bumped nor of a mover); None with fewer than
+    ``min_captures``."""
+    d = [(r["tt_departure_dx"], r["tt_departure_dy"]) for r in rows
+         if np.isfinite(r.get("tt_departure_dx", np.nan)) and np.isfinite(r.get("tt_departure_dy", np.nan))]
+    if len(d) < max(1, min_captures):
+        return None
+    m = np.median(np.asarray(d, np.float64), axis=0)
+    return float(m[0]), float(m[1])
 
 
 def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, srcs, opt: float, fx_t: float,
@@ -1461,7 +1578,7 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     # M_defocus from the focus distance's plane, as qa check measures it (check.run_check): with
     # the offsets of the session's captures seen so far, this capture again where they say so.
     rows = _SESSION_FOCUS.setdefault(str(Path(capture_dir).resolve().parent), {})
-    rows[Path(capture_dir).name] = {k: v for k, v in q.row.items() if k.startswith(("wt_", "wr_"))}
+    rows[Path(capture_dir).name] = {k: v for k, v in q.row.items() if k.startswith(("wt_", "wr_", "tt_departure"))}
     offsets = focus_offsets_of(list(rows.values()), cfg.check.quick_min_captures_for_offset)
     rec = _carried(capture_dir, cfg)
     carried = carried_focus_offsets(rec, float(q.row.get("analysis_width", np.nan)), cfg)
@@ -1485,6 +1602,17 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
         if off is not None:
             for a in (q, alt) if alt is not None else (q,):
                 grade_depth(a, off[0], cfg, offset_margin_d=off[1])
+    # large_shift in T vs T less the two Ts' offset: the median of the captures seen so far (as
+    # qa check takes the session's), uncertain by median_margin (at least rig.tt_offset_scatter_frac).
+    toff = session_tt_offset(list(rows.values()), cfg.check.quick_min_captures_for_offset)
+    if toff is not None and np.isfinite(q.row.get("analysis_width", np.nan)):
+        v = np.asarray([(r["tt_departure_dx"], r["tt_departure_dy"]) for r in rows.values()
+                        if np.isfinite(r.get("tt_departure_dx", np.nan))], np.float64)
+        floor = cfg.rig.tt_offset_scatter_frac * float(q.row["analysis_width"])
+        u = max(median_margin(list(v[:, k]), sigma_floor=floor) for k in (0, 1))
+        for a in (q, alt) if alt is not None else (q,):
+            grade_tt_shift(a, cfg, toff, u)
+            moving_undecided_off_the_rig(a)
     reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
     decided = q.decided()
     if decided is None:

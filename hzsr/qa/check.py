@@ -39,7 +39,9 @@ from hzsr.qa.capture_qa import (
     focus_offsets_of,
     focus_plane_differs,
     grade_depth,
+    grade_tt_shift,
     median_margin,
+    session_tt_offset,
 )
 from hzsr.qa.config import QAConfig
 from hzsr.qa.rig_offset import KEY as DEPTH_OFFSET_KEY
@@ -205,14 +207,19 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
             if np.isfinite(r.get("subject_depth_departure_d", np.nan))]
     # Too few captures for a median: each keeps its own farthest-plane estimate (capture_qa).
     offset = float(np.median(deps)) if len(deps) >= cfg.rig.min_captures_for_offset else None
+    # Likewise the two Ts' relative rotation reads as a shift of every capture's T vs T: its median
+    # is removed before large_shift is graded again (capture_qa.grade_tt_shift).
+    tt_offset = session_tt_offset([r for r, _, _ in results], cfg.rig.min_captures_for_offset)
     rows, all_thumbs = [], {}
     for row, reasons, thumbs in results:
         reasons = [Reason(Verdict(lv), code, msg) for lv, code, msg in reasons]
+        q = CaptureQA(row["capture_id"], row, reasons)
         if offset is not None:
-            q = CaptureQA(row["capture_id"], row, reasons)
             grade_depth(q, offset, cfg)
-            reasons = q.reasons
             row["session_depth_offset_d"] = offset
+        if tt_offset is not None:
+            grade_tt_shift(q, cfg, tt_offset)
+        reasons = q.reasons
         _join_sync(row, reasons, sync.get(row["capture_id"]))
         row.pop("verdict", None)
         rows.append(QARow(
