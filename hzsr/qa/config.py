@@ -11,11 +11,12 @@ Pixel units: parameters "per flow-grid px" are measured on the dense-flow grid (
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hzsr.core.config import load_config
-from hzsr.core.schema import to_plain
+from hzsr.core.schema import Problem, to_plain
 
 
 @dataclass
@@ -159,6 +160,26 @@ class RigConfig:
     # implied depth lies in 0.012-1.15 D; 0.1 D is the allowance beyond the range. Without the
     # session's offset (a lone capture) the rotation bound's tan(tt_rotation_max_deg) / |b| is added.
     tt_depth_margin_d: float = 0.1
+
+    def check(self) -> list[Problem]:
+        """Ranges whose violation would crash or mislead qa check rather than judge (a baseline of
+        1e308 m overflowed to an infinite parallax; review1): a camera baseline is a phone's or a
+        mount's, at most ``MAX_BASELINE_M``."""
+        out = [Problem(name, f"a baseline's length must be at most {MAX_BASELINE_M} m, got {list(b)}")
+               for name, b in (("wt_baseline_m", self.wt_baseline_m), ("ref_baseline_m", self.ref_baseline_m))
+               if not math.hypot(b[0] / MAX_BASELINE_M, b[1] / MAX_BASELINE_M) <= 1.0]
+        if not 0.01 <= self.t_min_focus_m <= 100.0:
+            out.append(Problem("t_min_focus_m", f"must be in 0.01 .. 100 m, got {self.t_min_focus_m}"))
+        if not 0.0 <= self.tt_rotation_max_deg <= 45.0:
+            out.append(Problem("tt_rotation_max_deg", f"must be in 0 .. 45 deg, got {self.tt_rotation_max_deg}"))
+        for name in ("tt_depth_margin_d", "depth_offset_d", "depth_scatter_d", "depth_offset_drift_d"):
+            if not 0.0 <= getattr(self, name) <= 100.0:
+                out.append(Problem(name, f"must be in 0 .. 100 D, got {getattr(self, name)}"))
+        return out
+
+
+#: The longest camera baseline a RigConfig accepts (metres): far beyond any phone or mount.
+MAX_BASELINE_M = 10.0
 
 
 #: check.quick_margins' defaults (see there).
