@@ -114,7 +114,8 @@ def _tt_truth(truth: dict) -> tuple[np.ndarray, np.ndarray]:
 def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
-    from hzsr.qa.maps import fb_error
+    from hzsr.qa.maps import fb_error, plane_at_other_focus
+    from hzsr.qa.register import defocus_at_plane
     from hzsr.qa.stereo_occlusion import add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts, with_fold
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                     kinds=("architecture", "landscape", "portrait", "night"),
@@ -134,6 +135,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                  "ref_T": tuple(a + b for a, b in zip(cfg.rig.wt_baseline_m, cfg.rig.ref_baseline_m, strict=True))}
     per_kind: dict[str, list[float]] = {}
     dfc = []  # per capture and T: what M_defocus is scored from
+    dfc_focus = []  # beside each: capture id, main T's and the reference T's focus distances, T's fx
     for rec, img, crop, rect, truth in _captures_with_truth(sess, size):
         for slot in ("main_T", "ref_T"):
             pcfg = cfg
@@ -222,13 +224,29 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             e = expected_parallax(fx, baselines[slot], frs[slot].focus_distance_diopters)
             dfc.append((slot, r, true_oof, e, (crop, img[slot], pcfg, 1 / rect.scale, g,
                                                [roi[0] - g.dx, roi[1] - g.dy, roi[2], roi[3]])))
+            dfc_focus.append((rec.capture_id, frs["main_T"].focus_distance_diopters, frs["ref_T"].focus_distance_diopters,
+                              fx))
     # M_defocus against the true out-of-focus planes: today's map (the AF ROI's largest cluster)
     # beside the focus distance's plane (maps.focus_plane_flow), measured again, as qa check does,
     # where the largest cluster is another plane (capture_qa.focus_plane_differs).
     offs = {slot: np.median([np.array([r.stats["subject_dx"], r.stats["subject_dy"]]) - e
                              for s_, r, _, e, _ in dfc if s_ == slot and "subject_dx" in r.stats], axis=0)
             for slot in ("main_T", "ref_T")}
-    for slot, r, true_oof, e, args in dfc:
+    # Main T's final registration per capture (measured again as below where qa check does): the
+    # reference T's map from the W crop vs main T flow (maps.defocus_ref_from_main_t) starts from it.
+    main_final = {}
+    for (slot, r, _, e, args), (cid, _, _, _) in zip(dfc, dfc_focus, strict=True):
+        if slot != "main_T":
+            continue
+        row = {"wt_subject_dx": r.stats.get("subject_dx", np.nan), "wt_subject_dy": r.stats.get("subject_dy", np.nan),
+               "wt_focus_expected_dx": e[0], "wt_focus_expected_dy": e[1],
+               "wt_grid_scale": r.stats.get("grid_scale", r.grid_scale)}
+        main_final[cid] = r
+        if focus_plane_differs(row, {"wt": tuple(offs[slot])}, cfg):
+            crop_, ref_, pcfg_, opt_, g_, af_ = args
+            main_final[cid] = register_pair(crop_, ref_, pcfg_, optical_scale=opt_, shift=g_, af_roi=af_,
+                                            focus_flow=e + offs[slot])
+    for (slot, r, true_oof, e, args), (cid, d_main, d_ref, fx_) in zip(dfc, dfc_focus, strict=True):
         m = r.valid
         if not (true_oof & m).sum() > 0.05 * m.sum():  # IoU means something only where T has blur to find
             continue
@@ -242,8 +260,13 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             crop_, ref_, pcfg_, opt_, g_, af_ = args
             new = register_pair(crop_, ref_, pcfg_, optical_scale=opt_, shift=g_, af_roi=af_, focus_flow=e + offs[slot])
             per[slot]["refocused"] = per[slot].get("refocused", 0) + 1
-        for key, reg in (("iou", r), ("iou_focus", new)):
-            pd_ = reg.defocus >= 0.5
+        cands = [("iou", r.defocus), ("iou_focus", new.defocus)]
+        if slot == "ref_T":  # qa check's map since the defocus-map pass, and the formula's gamma on DIS's own flow
+            wt_r = main_final[cid]
+            plane = plane_at_other_focus(wt_r.defocus_plane, fx_, cfg.rig.wt_baseline_m, d_main, d_ref)
+            cands.append(("iou_from_main_t", defocus_at_plane(wt_r, plane, cfg)))
+        for key, dmap in cands:
+            pd_ = dmap >= 0.5
             inter, union = (pd_ & true_oof & m).sum(), ((pd_ | true_oof) & m).sum()
             per[slot].setdefault(key, []).append(float(inter / union))
             per[slot][key + "_pool"] = [a + b for a, b in zip(per[slot].get(key + "_pool", [0, 0]), (inter, union),
@@ -279,6 +302,12 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             "defocus_focus_distance_iou_pooled": (round(d["iou_focus_pool"][0] / max(d["iou_focus_pool"][1], 1), 3)
                                                   if d["iou"] else None),
             "defocus_focus_distance_remeasured": d.get("refocused", 0),
+            # reference T: qa check's map since the defocus-map pass (maps.defocus_ref_from_main_t:
+            # the W crop vs main T flow from main T's plane moved to the reference T's focus distance)
+            **({"defocus_from_main_t_iou_median": round(float(np.median(d["iou_from_main_t"])), 3),
+                "defocus_from_main_t_iou_pooled": round(d["iou_from_main_t_pool"][0]
+                                                        / max(d["iou_from_main_t_pool"][1], 1), 3)}
+               if d.get("iou_from_main_t") else {}),
             "session_focus_offset_px": [round(float(v), 2) for v in offs[slot]],
         }
     return out

@@ -25,7 +25,8 @@ from hzsr.qa.align import (
 )
 from hzsr.qa.config import QAConfig
 from hzsr.qa.maps import (
-    defocus_map,
+    defocus_from_plane,
+    defocus_plane,
     flow_uncertainty_map,
     hidden_map,
     in_focus_flow,
@@ -53,6 +54,10 @@ class Registration:
     # surface. ``occlusion`` (forward-backward consistency) also flags flow noise; it stays the
     # mask of "do not trust the flow here" that the figures and hzsr.baseline_model use.
     hidden: np.ndarray | None = None
+    # The flow (dx, dy), input px, of the plane M_defocus was measured from (maps.defocus_plane);
+    # None without an AF ROI. defocus_at_plane measures another camera's focus plane from it.
+    defocus_plane: np.ndarray | None = None
+    flow_units: float = 1.0  # register_pair's flow_units: M_defocus's constants' grid per this one's
 
     def maps(self) -> dict[str, np.ndarray]:
         out = {"occlusion": self.occlusion, "uncertainty": self.uncertainty, "reject": self.reject}
@@ -168,10 +173,13 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     hid = up(hid_g) if hid_g is not None else None
     defocus = None
     subject = None
+    plane = None
     if af_roi is not None:
         roi_g = [v * g for v in af_roi]
         ff = None if focus_flow is None else np.asarray(focus_flow, np.float32) * g
-        defocus = up(defocus_map(fwd, roi_g, m, grid_scale=flow_units, focus_flow=ff))
+        plane = defocus_plane(fwd, roi_g, m, grid_scale=flow_units, focus_flow=ff)  # maps.defocus_map, split
+        defocus = up(defocus_from_plane(fwd, plane, m, grid_scale=flow_units))
+        plane = plane / g
         subject = in_focus_flow(fwd, roi_g, m.defocus_k) / g  # the AF subject's displacement, input px
     src_y = _unit_luma(src)
     warped_y = _unit_luma(warped)
@@ -208,4 +216,17 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         stats["subject_shift_px"] = float(np.hypot(*subject))
     if defocus is not None:
         stats["defocus_frac"] = float((defocus[valid] >= 0.5).mean()) if valid.any() else 0.0
-    return Registration(g_shift, flow_fwd, flow_bwd, warped, valid, occ, unc, rej, defocus, g, stats, hid)
+    return Registration(g_shift, flow_fwd, flow_bwd, warped, valid, occ, unc, rej, defocus, g, stats, hid,
+                        plane, float(flow_units))
+
+
+def defocus_at_plane(reg: Registration, plane, cfg: QAConfig | None = None) -> np.ndarray:
+    """``M_defocus`` of ``reg``'s flow measured from another plane (input px; e.g.
+    ``maps.plane_at_other_focus`` of ``reg.defocus_plane``), on the input grid, with ``reg``'s units.
+
+    The reference T's defocus from the W crop vs main T flow (``maps.defocus_ref_from_main_t``):
+    depth is a property of the W-crop pixel, and the 1.5 cm pair's flow follows near foregrounds
+    that DIS loses across the 8.5 cm to the reference T.
+    """
+    cfg = cfg or QAConfig()
+    return defocus_from_plane(reg.flow_fwd, plane, cfg.maps, grid_scale=reg.grid_scale * reg.flow_units)
