@@ -135,7 +135,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
     from hzsr.qa.maps import fb_error, plane_at_other_focus
-    from hzsr.qa.register import defocus_at_plane
+    from hzsr.qa.register import defocus_at_plane, plane_for_other_focus
     from hzsr.qa.stereo_occlusion import add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts, with_fold
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                     kinds=("architecture", "landscape", "portrait", "night"),
@@ -283,7 +283,8 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
         cands = [("iou", r.defocus), ("iou_focus", new.defocus)]
         if slot == "ref_T":  # qa check's map since the defocus-map pass, and the formula's gamma on DIS's own flow
             wt_r = main_final[cid]
-            plane = plane_at_other_focus(wt_r.defocus_plane, fx_, cfg.rig.wt_baseline_m, d_main, d_ref)
+            plane = plane_for_other_focus(wt_r, plane_at_other_focus(wt_r.defocus_plane, fx_, cfg.rig.wt_baseline_m,
+                                                                     d_main, d_ref), cfg)
             cands.append(("iou_from_main_t", defocus_at_plane(wt_r, plane, cfg)))
             cands.append(("iou_sharpness_ratio", _sharpness_ratio_defocus(r.warped_ref, args[0]).astype(np.float32)))
         for key, dmap in cands:

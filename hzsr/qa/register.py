@@ -28,6 +28,7 @@ from hzsr.qa.maps import (
     defocus_from_plane,
     defocus_plane,
     flow_uncertainty_map,
+    focus_plane_flow,
     hidden_map,
     in_focus_flow,
     occlusion_map,
@@ -218,6 +219,25 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         stats["defocus_frac"] = float((defocus[valid] >= 0.5).mean()) if valid.any() else 0.0
     return Registration(g_shift, flow_fwd, flow_bwd, warped, valid, occ, unc, rej, defocus, g, stats, hid,
                         plane, float(flow_units))
+
+
+def plane_for_other_focus(reg: Registration, expected, cfg: QAConfig | None = None) -> np.ndarray:
+    """The plane another camera's focus leaves in ``reg``'s flow (input px): the AF ROI's largest
+    cluster (``stats["subject_dx/dy"]``) where it lies within the map's in-focus radius
+    ``sqrt(gamma)`` of ``expected`` (that plane as DIS measured it), else ``expected``
+    (``maps.focus_plane_flow``, as for ``reg``'s own plane).
+
+    ``expected``: e.g. ``maps.plane_at_other_focus`` of ``reg.defocus_plane``. Where the reference
+    phone focused on a near layer the main T's AF ROI mostly shows, main T's plane (the cluster)
+    may be that layer already, within the radius of main T's focus distance: moving it by the
+    focus difference would then move it off every plane.
+    """
+    cfg = cfg or QAConfig()
+    if "subject_dx" not in reg.stats:
+        return np.asarray(expected, np.float32)
+    cluster = np.array([reg.stats["subject_dx"], reg.stats["subject_dy"]], np.float32)
+    tol = np.sqrt(max(cfg.maps.defocus_gamma, 0.0)) / (reg.grid_scale * reg.flow_units)
+    return focus_plane_flow(cluster, np.asarray(expected, np.float32), tol)
 
 
 def defocus_at_plane(reg: Registration, plane, cfg: QAConfig | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ from hzsr.qa.align import GlobalShift
 from hzsr.qa.capture_qa import analyse_capture, expected_parallax
 from hzsr.qa.config import QAConfig
 from hzsr.qa.maps import plane_at_other_focus
-from hzsr.qa.register import Registration, defocus_at_plane
+from hzsr.qa.register import Registration, defocus_at_plane, plane_for_other_focus
 from hzsr.sim.simsession import SimConfig, simulate_session
 from hzsr.sim.truth import load_capture_truth
 
@@ -47,6 +47,19 @@ def test_defocus_at_plane_marks_what_the_other_cameras_focus_leaves():
     assert m[:, :40].min() > 0.95 and m[:, 40:].max() < 0.05
     same = defocus_at_plane(reg, reg.defocus_plane, cfg)  # the same focus: main T's own map
     assert same[:, :40].max() < 0.05 and same[:, 40:].min() > 0.95
+
+
+def test_plane_for_other_focus_keeps_the_cluster_the_other_focus_names():
+    """Main T's AF ROI mostly shows a near layer at -8 px that main T's focus distance also
+    explains (within sqrt(gamma) = 5.3 px); the reference phone focused on that layer, whose
+    plane the focus difference puts 5 px further (-13): the cluster is that plane as DIS measured
+    it and is kept. A plane 20 px away is another plane: the focus distances' plane is taken."""
+    flow = np.zeros((40, 40, 2), np.float32)
+    reg = replace(_registration(flow, (-8.0, 0.0)), stats={"subject_dx": -8.0, "subject_dy": 0.0})
+    assert plane_for_other_focus(reg, (-13.0, 0.0)) == pytest.approx([-8.0, 0.0])
+    assert plane_for_other_focus(reg, (-28.0, 0.0)) == pytest.approx([-28.0, 0.0])
+    reg.flow_units = 4.0  # the quick check's flow in qa check's units: the radius is 4x smaller
+    assert plane_for_other_focus(reg, (-13.0, 0.0)) == pytest.approx([-13.0, 0.0])
 
 
 @pytest.fixture(scope="module")
