@@ -244,8 +244,8 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             e = expected_parallax(fx, baselines[slot], frs[slot].focus_distance_diopters)
             dfc.append((slot, r, true_oof, e, (crop, img[slot], pcfg, 1 / rect.scale, g,
                                                [roi[0] - g.dx, roi[1] - g.dy, roi[2], roi[3]])))
-            dfc_focus.append((rec.capture_id, frs["main_T"].focus_distance_diopters, frs["ref_T"].focus_distance_diopters,
-                              fx))
+            dfc_focus.append((rec.capture_id, frs["main_T"].focus_distance_diopters,
+                              frs["ref_T"].focus_distance_diopters, fx))
     # M_defocus against the true out-of-focus planes: today's map (the AF ROI's largest cluster)
     # beside the focus distance's plane (maps.focus_plane_flow), measured again, as qa check does,
     # where the largest cluster is another plane (capture_qa.focus_plane_differs).
@@ -337,6 +337,55 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             "session_focus_offset_px": [round(float(v), 2) for v in offs[slot]],
         }
     return out
+
+
+def defocus_refocus(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
+    """The reference T's ``M_defocus`` where the reference phone focused elsewhere (defect
+    ``refocus`` on every capture), as ``qa check`` runs it (the session's focus offsets, then the
+    captures measured again): IoU against the true out-of-focus planes (blur circle > 2 px),
+    pooled over the captures with more than 5 % of them, and the fraction flagged on the others.
+    Now (``maps.defocus_ref_from_main_t``), before (the W crop vs reference T flow) and main T's
+    own map (what the reference T's would be without its own focus distance)."""
+    from dataclasses import replace
+
+    from hzsr.qa.capture_qa import focus_offsets_of, focus_plane_differs
+
+    sess = simulate_session(root / "refocus", SimConfig(captures=captures, seed=seed, size=size, truth=True,
+                                                        kinds=("architecture", "landscape", "portrait", "night"),
+                                                        captures_per_scene=1,
+                                                        defects={i: "refocus" for i in range(captures)}),
+                            progress=False)
+    cfg = QAConfig()
+    variants = {"now": cfg, "before": replace(cfg, maps=replace(cfg.maps, defocus_ref_from_main_t=False))}
+    dirs = sorted((sess / "captures").iterdir())
+    truths = {d.name: load_capture_truth(sess, d.name)[1]["defocus_sigma_ref_T"] * 2 * np.sqrt(2)
+              > OUT_OF_FOCUS_BLUR_PX for d in dirs}
+    acc = {k: {"iou": [0, 0], "flagged_without": [0, 0], "scored": 0}
+           for k in ("now", "before", "main_T_map_unshifted")}
+    for name, c in variants.items():
+        rows = [analyse_capture(d, c, thumbs=False).row for d in dirs]
+        foffs = focus_offsets_of(rows, c.rig.min_captures_for_offset)
+        for d, row in zip(dirs, rows, strict=True):
+            q = analyse_capture(d, c, focus_offsets=focus_plane_differs(row, foffs, c) or None)
+            t = truths[d.name]
+            maps = {name: q.images["map_wr_defocus"]}
+            if name == "now":
+                maps["main_T_map_unshifted"] = q.images["map_wt_defocus"]
+            for key, mp in maps.items():
+                p = cv2.resize(mp, (t.shape[1], t.shape[0]), interpolation=cv2.INTER_NEAREST) >= 128
+                a = acc[key]
+                if t.mean() > 0.05:
+                    a["iou"][0] += int((p & t).sum())
+                    a["iou"][1] += int((p | t).sum())
+                    a["scored"] += 1
+                else:
+                    a["flagged_without"][0] += int(p.sum())
+                    a["flagged_without"][1] += p.size
+    return {"captures": captures, "seed": seed, "size": list(size), "defect": "refocus",
+            **{k: {"iou_pooled": round(a["iou"][0] / max(a["iou"][1], 1), 3), "captures_scored": a["scored"],
+                   "flagged_frac_on_captures_without": round(a["flagged_without"][0] / max(a["flagged_without"][1], 1),
+                                                             3)}
+               for k, a in acc.items()}}
 
 
 #: Candidates of the hidden map's two constants tried on the calibration seeds (``--part maps``).
@@ -1124,8 +1173,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("accuracy", "maps", "occ-alternatives", "middlebury", "verdicts", "labelled",
-                                      "speed", "all"),
+    p.add_argument("--part", choices=("accuracy", "defocus-refocus", "maps", "occ-alternatives", "middlebury",
+                                      "verdicts", "labelled", "speed", "all"),
                    default="all")
     p.add_argument("--labelled-captures", type=int, default=50, help="captures per seed of the labelled set")
     p.add_argument("--knocked-captures", type=int, default=6,
@@ -1148,6 +1197,8 @@ def main(argv=None) -> dict:
         root = Path(a.keep) if a.keep else Path(tmp)
         if a.part in ("accuracy", "all"):
             out["accuracy"] = accuracy(root, a.accuracy_captures, a.seed, (640, 480))
+        if a.part == "defocus-refocus":  # not in "all": evaluation of the reference T's map only
+            out["defocus_refocus"] = defocus_refocus(root, 8, a.seed, (640, 480))
         if a.part in ("maps", "all"):
             out["maps_fit"] = maps_fit(root, a.maps_seeds, a.accuracy_captures, (640, 480))
         if a.part in ("occ-alternatives", "all"):
