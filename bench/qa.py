@@ -11,6 +11,11 @@ Parts (``--part``, default all):
   map from the AF ROI's largest flow cluster (before) beside the map from the focus distance's
   plane (``defocus_focus_distance_*``: ``maps.focus_plane_flow`` with the session's offset, the
   captures qa check measures again measured again here, ``capture_qa.focus_plane_differs``).
+  For the reference T also qa check's map since the defocus-map pass (``defocus_from_main_t_*``:
+  the W crop vs main T flow, ``maps.defocus_ref_from_main_t``) and the simplest alternative, a
+  sharpness ratio against the W crop (``defocus_sharpness_ratio_*``).
+- ``defocus-refocus`` (not in ``all``): the reference T's ``M_defocus`` on a session whose every
+  capture has the reference phone focused elsewhere (defect ``refocus``), as qa check runs it.
 - ``maps``: ``hidden_map``'s two constants fitted on calibration seeds (``--maps-seeds``, default
   2024 2025; the same scenes as ``accuracy``, which judges on ``--seed``), and the two of its
   union with the fold map when the rig's baseline is known (main T, captures with resolvable
