@@ -99,7 +99,7 @@ class MapsConfig:
     # same optics, so the same gamma / sigma_f as main T); the reference T's focus plane in that
     # flow is main T's plane moved by -f b_wt (D_ref - D_main) (maps.plane_at_other_focus), both
     # focus distances from capture.json. DIS loses near foregrounds across the 8.5 cm from the W
-    # crop to the reference T (pooled IoU 0.69 / 0.12 -> 0.82 / 0.86 on calibration seeds 2024
+    # crop to the reference T (pooled IoU 0.69 / 0.58 -> 0.82 / 0.86 on calibration seeds 2024
     # 2025, docs/qa.md). Without either focus distance or main T's map: the map above.
     defocus_ref_from_main_t: bool = True
     uncertainty_window: int = 7  # box window (flow-grid px) of the local flow standard deviation
