@@ -11,6 +11,11 @@ Parts (``--part``, default all):
   map from the AF ROI's largest flow cluster (before) beside the map from the focus distance's
   plane (``defocus_focus_distance_*``: ``maps.focus_plane_flow`` with the session's offset, the
   captures qa check measures again measured again here, ``capture_qa.focus_plane_differs``).
+  For the reference T also qa check's map since the defocus-map pass (``defocus_from_main_t_*``:
+  the W crop vs main T flow, ``maps.defocus_ref_from_main_t``) and the simplest alternative, a
+  sharpness ratio against the W crop (``defocus_sharpness_ratio_*``).
+- ``defocus-refocus`` (not in ``all``): the reference T's ``M_defocus`` on a session whose every
+  capture has the reference phone focused elsewhere (defect ``refocus``), as qa check runs it.
 - ``maps``: ``hidden_map``'s two constants fitted on calibration seeds (``--maps-seeds``, default
   2024 2025; the same scenes as ``accuracy``, which judges on ``--seed``), and the two of its
   union with the fold map when the rig's baseline is known (main T, captures with resolvable
@@ -65,6 +70,26 @@ LABELLED_CYCLE = DEFECTS[:6]
 OUT_OF_FOCUS_BLUR_PX = 2.0  # true out-of-focus: blur-circle diameter above this many T pixels
 
 
+#: The simplest alternative to the reference T's M_defocus (a sharpness ratio, no geometry): the
+#: warped T's band energy ``blur(|Laplacian(G_sigma * T)|^2, window)`` over the W crop's, below
+#: ``tau`` = defocused (an in-focus T is far sharper than the upsampled W crop). Chosen on
+#: calibration seeds 2024 2025 (pooled IoU of the reference T; sigma 1, 2; window 15, 31; tau
+#: 0.5-16): 0.48 / 0.68 there.
+SHARPNESS_RATIO_SIGMA, SHARPNESS_RATIO_WINDOW, SHARPNESS_RATIO_TAU = 1.0, 31, 8.0
+
+
+def _sharpness_ratio_defocus(warped_t: np.ndarray, w_crop: np.ndarray) -> np.ndarray:
+    """Bool map: where the warped T is not sharper than the W crop by ``SHARPNESS_RATIO_TAU``."""
+    from hzsr.qa.align import to_luma
+
+    def energy(img):
+        y = to_luma(img).astype(np.float32) / 255.0
+        lap = cv2.Laplacian(cv2.GaussianBlur(y, (0, 0), SHARPNESS_RATIO_SIGMA), cv2.CV_32F)
+        return cv2.blur(lap * lap, (SHARPNESS_RATIO_WINDOW, SHARPNESS_RATIO_WINDOW))
+
+    return energy(warped_t) / (energy(w_crop) + 1e-7) < SHARPNESS_RATIO_TAU
+
+
 def _k(f):
     i = f.intrinsics
     return np.array([[i.fx, 0, i.cx], [0, i.fy, i.cy], [0, 0, 1]])
@@ -114,7 +139,8 @@ def _tt_truth(truth: dict) -> tuple[np.ndarray, np.ndarray]:
 def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
-    from hzsr.qa.maps import fb_error
+    from hzsr.qa.maps import fb_error, plane_at_other_focus
+    from hzsr.qa.register import defocus_at_plane, plane_for_other_focus
     from hzsr.qa.stereo_occlusion import add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts, with_fold
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
                                                     kinds=("architecture", "landscape", "portrait", "night"),
@@ -134,6 +160,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                  "ref_T": tuple(a + b for a, b in zip(cfg.rig.wt_baseline_m, cfg.rig.ref_baseline_m, strict=True))}
     per_kind: dict[str, list[float]] = {}
     dfc = []  # per capture and T: what M_defocus is scored from
+    dfc_focus = []  # beside each: capture id, main T's and the reference T's focus distances, T's fx
     for rec, img, crop, rect, truth in _captures_with_truth(sess, size):
         for slot in ("main_T", "ref_T"):
             pcfg = cfg
@@ -222,13 +249,29 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             e = expected_parallax(fx, baselines[slot], frs[slot].focus_distance_diopters)
             dfc.append((slot, r, true_oof, e, (crop, img[slot], pcfg, 1 / rect.scale, g,
                                                [roi[0] - g.dx, roi[1] - g.dy, roi[2], roi[3]])))
+            dfc_focus.append((rec.capture_id, frs["main_T"].focus_distance_diopters,
+                              frs["ref_T"].focus_distance_diopters, fx))
     # M_defocus against the true out-of-focus planes: today's map (the AF ROI's largest cluster)
     # beside the focus distance's plane (maps.focus_plane_flow), measured again, as qa check does,
     # where the largest cluster is another plane (capture_qa.focus_plane_differs).
     offs = {slot: np.median([np.array([r.stats["subject_dx"], r.stats["subject_dy"]]) - e
                              for s_, r, _, e, _ in dfc if s_ == slot and "subject_dx" in r.stats], axis=0)
             for slot in ("main_T", "ref_T")}
-    for slot, r, true_oof, e, args in dfc:
+    # Main T's final registration per capture (measured again as below where qa check does): the
+    # reference T's map from the W crop vs main T flow (maps.defocus_ref_from_main_t) starts from it.
+    main_final = {}
+    for (slot, r, _, e, args), (cid, _, _, _) in zip(dfc, dfc_focus, strict=True):
+        if slot != "main_T":
+            continue
+        row = {"wt_subject_dx": r.stats.get("subject_dx", np.nan), "wt_subject_dy": r.stats.get("subject_dy", np.nan),
+               "wt_focus_expected_dx": e[0], "wt_focus_expected_dy": e[1],
+               "wt_grid_scale": r.stats.get("grid_scale", r.grid_scale)}
+        main_final[cid] = r
+        if focus_plane_differs(row, {"wt": tuple(offs[slot])}, cfg):
+            crop_, ref_, pcfg_, opt_, g_, af_ = args
+            main_final[cid] = register_pair(crop_, ref_, pcfg_, optical_scale=opt_, shift=g_, af_roi=af_,
+                                            focus_flow=e + offs[slot])
+    for (slot, r, true_oof, e, args), (cid, d_main, d_ref, fx_) in zip(dfc, dfc_focus, strict=True):
         m = r.valid
         if not (true_oof & m).sum() > 0.05 * m.sum():  # IoU means something only where T has blur to find
             continue
@@ -242,8 +285,15 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             crop_, ref_, pcfg_, opt_, g_, af_ = args
             new = register_pair(crop_, ref_, pcfg_, optical_scale=opt_, shift=g_, af_roi=af_, focus_flow=e + offs[slot])
             per[slot]["refocused"] = per[slot].get("refocused", 0) + 1
-        for key, reg in (("iou", r), ("iou_focus", new)):
-            pd_ = reg.defocus >= 0.5
+        cands = [("iou", r.defocus), ("iou_focus", new.defocus)]
+        if slot == "ref_T":  # qa check's map since the defocus-map pass, and the formula's gamma on DIS's own flow
+            wt_r = main_final[cid]
+            plane = plane_for_other_focus(wt_r, plane_at_other_focus(wt_r.defocus_plane, fx_, cfg.rig.wt_baseline_m,
+                                                                     d_main, d_ref), cfg)
+            cands.append(("iou_from_main_t", defocus_at_plane(wt_r, plane, cfg)))
+            cands.append(("iou_sharpness_ratio", _sharpness_ratio_defocus(r.warped_ref, args[0]).astype(np.float32)))
+        for key, dmap in cands:
+            pd_ = dmap >= 0.5
             inter, union = (pd_ & true_oof & m).sum(), ((pd_ | true_oof) & m).sum()
             per[slot].setdefault(key, []).append(float(inter / union))
             per[slot][key + "_pool"] = [a + b for a, b in zip(per[slot].get(key + "_pool", [0, 0]), (inter, union),
@@ -279,9 +329,68 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             "defocus_focus_distance_iou_pooled": (round(d["iou_focus_pool"][0] / max(d["iou_focus_pool"][1], 1), 3)
                                                   if d["iou"] else None),
             "defocus_focus_distance_remeasured": d.get("refocused", 0),
+            # reference T: qa check's map since the defocus-map pass (maps.defocus_ref_from_main_t:
+            # the W crop vs main T flow from main T's plane moved to the reference T's focus distance)
+            **({"defocus_from_main_t_iou_median": round(float(np.median(d["iou_from_main_t"])), 3),
+                "defocus_from_main_t_iou_pooled": round(d["iou_from_main_t_pool"][0]
+                                                        / max(d["iou_from_main_t_pool"][1], 1), 3)}
+               if d.get("iou_from_main_t") else {}),
+            # the simplest alternative: a sharpness ratio against the W crop (_sharpness_ratio_defocus)
+            **({"defocus_sharpness_ratio_iou_pooled": round(d["iou_sharpness_ratio_pool"][0]
+                                                            / max(d["iou_sharpness_ratio_pool"][1], 1), 3)}
+               if d.get("iou_sharpness_ratio") else {}),
             "session_focus_offset_px": [round(float(v), 2) for v in offs[slot]],
         }
     return out
+
+
+def defocus_refocus(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
+    """The reference T's ``M_defocus`` where the reference phone focused elsewhere (defect
+    ``refocus`` on every capture), as ``qa check`` runs it (the session's focus offsets, then the
+    captures measured again): IoU against the true out-of-focus planes (blur circle > 2 px),
+    pooled over the captures with more than 5 % of them, and the fraction flagged on the others.
+    Now (``maps.defocus_ref_from_main_t``), before (the W crop vs reference T flow) and main T's
+    own map (what the reference T's would be without its own focus distance)."""
+    from dataclasses import replace
+
+    from hzsr.qa.capture_qa import focus_offsets_of, focus_plane_differs
+
+    sess = simulate_session(root / "refocus", SimConfig(captures=captures, seed=seed, size=size, truth=True,
+                                                        kinds=("architecture", "landscape", "portrait", "night"),
+                                                        captures_per_scene=1,
+                                                        defects={i: "refocus" for i in range(captures)}),
+                            progress=False)
+    cfg = QAConfig()
+    variants = {"now": cfg, "before": replace(cfg, maps=replace(cfg.maps, defocus_ref_from_main_t=False))}
+    dirs = sorted((sess / "captures").iterdir())
+    truths = {d.name: load_capture_truth(sess, d.name)[1]["defocus_sigma_ref_T"] * 2 * np.sqrt(2)
+              > OUT_OF_FOCUS_BLUR_PX for d in dirs}
+    acc = {k: {"iou": [0, 0], "flagged_without": [0, 0], "scored": 0}
+           for k in ("now", "before", "main_T_map_unshifted")}
+    for name, c in variants.items():
+        rows = [analyse_capture(d, c, thumbs=False).row for d in dirs]
+        foffs = focus_offsets_of(rows, c.rig.min_captures_for_offset)
+        for d, row in zip(dirs, rows, strict=True):
+            q = analyse_capture(d, c, focus_offsets=focus_plane_differs(row, foffs, c) or None)
+            t = truths[d.name]
+            maps = {name: q.images["map_wr_defocus"]}
+            if name == "now":
+                maps["main_T_map_unshifted"] = q.images["map_wt_defocus"]
+            for key, mp in maps.items():
+                p = cv2.resize(mp, (t.shape[1], t.shape[0]), interpolation=cv2.INTER_NEAREST) >= 128
+                a = acc[key]
+                if t.mean() > 0.05:
+                    a["iou"][0] += int((p & t).sum())
+                    a["iou"][1] += int((p | t).sum())
+                    a["scored"] += 1
+                else:
+                    a["flagged_without"][0] += int(p.sum())
+                    a["flagged_without"][1] += p.size
+    return {"captures": captures, "seed": seed, "size": list(size), "defect": "refocus",
+            **{k: {"iou_pooled": round(a["iou"][0] / max(a["iou"][1], 1), 3), "captures_scored": a["scored"],
+                   "flagged_frac_on_captures_without": round(a["flagged_without"][0] / max(a["flagged_without"][1], 1),
+                                                             3)}
+               for k, a in acc.items()}}
 
 
 #: Candidates of the hidden map's two constants tried on the calibration seeds (``--part maps``).
@@ -1012,7 +1121,13 @@ def speed(root: Path, captures: int, seed: int) -> dict:
     def full_without_alike_stereo(d):
         _write_images(analyse_capture(d, no_alike), root / "speed_maps_na")
 
-    runs = {"decode": decode_all, "full": full, "full_M_hid_without_baseline": full_without_baseline,
+    wr_defocus = replace(cfg, maps=replace(cfg.maps, defocus_ref_from_main_t=False))  # before issue18d's pass
+
+    def full_ref_defocus_on_wr(d):
+        _write_images(analyse_capture(d, wr_defocus), root / "speed_maps_wrd")
+
+    runs = {"decode": decode_all, "full": full, "full_ref_T_defocus_on_wr": full_ref_defocus_on_wr,
+            "full_M_hid_without_baseline": full_without_baseline,
             "full_M_occ_without_main_t": full_without_main_t, "full_M_occ_tt_on_dis": full_without_alike_stereo,
             "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
             "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}
@@ -1056,6 +1171,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
             cpu["full_M_occ_without_main_t"]), 2),
         "cpu_ratio_full_to_full_M_occ_tt_on_dis": round(statistics.median(cpu["full"]) / statistics.median(
             cpu["full_M_occ_tt_on_dis"]), 2),
+        "cpu_ratio_full_to_full_ref_T_defocus_on_wr": round(statistics.median(cpu["full"]) / statistics.median(
+            cpu["full_ref_T_defocus_on_wr"]), 2),
         "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),
         "cpu_ratio_quick_to_previous_settings": round(statistics.median(cpu["quick"])
                                                       / statistics.median(cpu["quick_previous_settings"]), 2),
@@ -1069,8 +1186,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("accuracy", "maps", "occ-alternatives", "middlebury", "verdicts", "labelled",
-                                      "speed", "all"),
+    p.add_argument("--part", choices=("accuracy", "defocus-refocus", "maps", "occ-alternatives", "middlebury",
+                                      "verdicts", "labelled", "speed", "all"),
                    default="all")
     p.add_argument("--labelled-captures", type=int, default=50, help="captures per seed of the labelled set")
     p.add_argument("--knocked-captures", type=int, default=6,
@@ -1093,6 +1210,8 @@ def main(argv=None) -> dict:
         root = Path(a.keep) if a.keep else Path(tmp)
         if a.part in ("accuracy", "all"):
             out["accuracy"] = accuracy(root, a.accuracy_captures, a.seed, (640, 480))
+        if a.part == "defocus-refocus":  # not in "all": evaluation of the reference T's map only
+            out["defocus_refocus"] = defocus_refocus(root, 8, a.seed, (640, 480))
         if a.part in ("maps", "all"):
             out["maps_fit"] = maps_fit(root, a.maps_seeds, a.accuracy_captures, (640, 480))
         if a.part in ("occ-alternatives", "all"):

@@ -38,7 +38,7 @@ from hzsr.qa.align import (
     to_luma,
 )
 from hzsr.qa.config import QAConfig
-from hzsr.qa.maps import occlusion_map
+from hzsr.qa.maps import occlusion_map, plane_at_other_focus
 from hzsr.qa.quality import (
     band_sharpness_ratio,
     brightness_log_ratio,
@@ -50,7 +50,7 @@ from hzsr.qa.quality import (
     matched_interpolation,
     sharpness,
 )
-from hzsr.qa.register import Registration, register_pair
+from hzsr.qa.register import Registration, defocus_at_plane, plane_for_other_focus, register_pair
 from hzsr.qa.stereo_occlusion import add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts, with_fold
 
 PAIRINGS = {"wt": ("main_W", "main_T"), "tt": ("main_T", "ref_T"), "wr": ("main_W", "ref_T")}
@@ -550,6 +550,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         for k, v in regs[name].stats.items():
             out.row[f"{name}_{k}"] = v
 
+    _ref_defocus_from_main_t(out, regs, frames, float(_k(ft, sx_t, sy_t)[0, 0]), cfg)
     # The parallax the rig gives main T's focus plane: where the AF subject must be (large_shift).
     fx_t = float(_k(ft, sx_t, sy_t)[0, 0])
     diop = ft.focus_distance_diopters if ft.focus_distance_diopters is not None else 0.0
@@ -595,6 +596,25 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     out.seconds = time.perf_counter() - t0
     out.row["seconds"] = out.seconds
     return out
+
+def _ref_defocus_from_main_t(out: CaptureQA, regs: dict[str, Registration], frames: dict, fx_t: float,
+                             cfg: QAConfig) -> None:
+    """The reference T's ``M_defocus`` from the W crop vs main T flow (``maps.defocus_ref_from_main_t``):
+    main T's plane moved to the reference T's focus distance (``maps.plane_at_other_focus``), or the
+    AF ROI's largest cluster within the in-focus radius of it (``register.plane_for_other_focus``)."""
+    wt_r, wr_r = regs.get("wt"), regs.get("wr")
+    d_main, d_ref = frames["main_T"].focus_distance_diopters, frames["ref_T"].focus_distance_diopters
+    if (not cfg.maps.defocus_ref_from_main_t or wt_r is None or wr_r is None or wt_r.defocus_plane is None
+            or d_main is None or d_ref is None):
+        return
+    plane = plane_for_other_focus(wt_r, plane_at_other_focus(wt_r.defocus_plane, fx_t, cfg.rig.wt_baseline_m,
+                                                             d_main, d_ref), cfg)
+    m = defocus_at_plane(wt_r, plane, cfg)
+    regs["wr"] = replace(wr_r, defocus=m, stats={**wr_r.stats, "defocus_frac": float((m[wr_r.valid] >= 0.5).mean())
+                                                  if wr_r.valid.any() else 0.0})
+    out.row["wr_defocus_frac"] = regs["wr"].stats["defocus_frac"]
+    out.row["wr_defocus_from_main_t"] = 1
+
 
 def focus_offsets_of(rows: list[dict], min_captures: int) -> dict[str, tuple[float, float]]:
     """Per W-crop pairing, the session's offset of the depth-flow relation: the median over its

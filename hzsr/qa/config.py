@@ -95,6 +95,14 @@ class MapsConfig:
     # the virtual rig): the same blur is ~5x more parallax.
     defocus_gamma_ref: float = 650.0
     defocus_sigma_f_ref: float = 140.0
+    # The reference T's M_defocus from the W crop vs main T flow instead (issue 18, defocus-map
+    # pass): depth belongs to the W-crop pixel, and blur c = |dF| D / B holds with main T's B (the
+    # same optics, so the same gamma / sigma_f as main T); the reference T's focus plane in that
+    # flow is main T's plane moved by -f b_wt (D_ref - D_main) (maps.plane_at_other_focus), both
+    # focus distances from capture.json. DIS loses near foregrounds across the 8.5 cm from the W
+    # crop to the reference T (pooled IoU 0.69 / 0.58 -> 0.82 / 0.86 on calibration seeds 2024
+    # 2025, docs/qa.md). Without either focus distance or main T's map: the map above.
+    defocus_ref_from_main_t: bool = True
     uncertainty_window: int = 7  # box window (flow-grid px) of the local flow standard deviation
     uncertainty_s_max: float = 2.0  # s_max in M_flow = min(S, s_max) / s_max; S in flow-grid px
     reject_patch: int = 5  # patch side of M_reject, in px at W's optical resolution

@@ -292,11 +292,50 @@ def focus_plane_flow(cluster: np.ndarray, expected: np.ndarray | None, tol: floa
     return c if float(np.hypot(*(c - e))) <= tol else e
 
 
+def defocus_plane(flow_fwd: np.ndarray, af_roi, cfg: QAConfig | MapsConfig | None = None,
+                  grid_scale: float | None = None, focus_flow=None) -> np.ndarray:
+    """The flow ``F(x_f)`` ``defocus_map`` measures from (``flow_fwd``'s px): the AF ROI's largest
+    cluster (``in_focus_flow``), or ``focus_flow`` where that cluster is another plane
+    (``focus_plane_flow``, radius ``sqrt(gamma)`` flow-grid px)."""
+    c = _maps_cfg(cfg)
+    g = flow_grid_scale(flow_fwd.shape) if grid_scale is None else grid_scale
+    f0 = in_focus_flow(flow_fwd, af_roi, c.defocus_k)
+    if focus_flow is not None:
+        f0 = focus_plane_flow(f0, focus_flow, np.sqrt(max(c.defocus_gamma, 0.0)) / g)
+    return np.asarray(f0, np.float32)
+
+
+def defocus_from_plane(flow_fwd: np.ndarray, plane, cfg: QAConfig | MapsConfig | None = None,
+                       grid_scale: float = 1.0) -> np.ndarray:
+    """``sigmoid((|F(x) - plane|^2 - gamma) / sigma_f)``, ``F - plane`` in flow-grid px
+    (``grid_scale`` of them per px of ``flow_fwd``). ``defocus_map``'s formula from a given plane."""
+    _check_flow(flow_fwd, "flow_fwd")
+    c = _maps_cfg(cfg)
+    if c.defocus_sigma_f <= 0:
+        raise ValueError("maps.defocus_sigma_f must be > 0")
+    d = (flow_fwd - np.asarray(plane, np.float32).reshape(1, 1, 2)) * grid_scale
+    z = ((d[..., 0] ** 2 + d[..., 1] ** 2) - c.defocus_gamma) / c.defocus_sigma_f
+    return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
+
+
+def plane_at_other_focus(plane, fx_px: float, baseline_m, diopters_from: float, diopters_to: float) -> np.ndarray:
+    """Where, in the same flow, the plane at ``diopters_to`` lies, given the plane at ``diopters_from``.
+
+    The depth-flow relation ``F(D) = -f b D + o`` (``b``: the pair's baseline, metres; ``o``: the
+    rig's constant offset, which cancels): ``F(D_to) = F(D_from) - f b (D_to - D_from)``. A third
+    camera's focus plane (the reference T's) found in the W crop vs main T flow, so its defocus map
+    needs no flow to that camera.
+    """
+    b = np.asarray(baseline_m, np.float64).reshape(2)
+    return (np.asarray(plane, np.float64).reshape(2) - fx_px * b * (float(diopters_to) - float(diopters_from))
+            ).astype(np.float32)
+
+
 def defocus_map(flow_fwd: np.ndarray, af_roi, cfg: QAConfig | MapsConfig | None = None,
                 grid_scale: float | None = None, focus_flow=None) -> np.ndarray:
     """``M_defocus(x) = sigmoid((|F(x) - F(x_f)|^2 - gamma) / sigma_f)``.
 
-    ``F(x_f)`` is the in-focus flow (``in_focus_flow``). T's depth of field is far shallower than
+    ``F(x_f)`` is the in-focus flow (``defocus_plane``). T's depth of field is far shallower than
     W's, so pixels whose parallax departs from the subject's are blurred in T.
 
     Args:
@@ -312,12 +351,7 @@ def defocus_map(flow_fwd: np.ndarray, af_roi, cfg: QAConfig | MapsConfig | None 
     if c.defocus_sigma_f <= 0:
         raise ValueError("maps.defocus_sigma_f must be > 0")
     g = flow_grid_scale(flow_fwd.shape) if grid_scale is None else grid_scale
-    f0 = in_focus_flow(flow_fwd, af_roi, c.defocus_k)
-    if focus_flow is not None:
-        f0 = focus_plane_flow(f0, focus_flow, np.sqrt(max(c.defocus_gamma, 0.0)) / g)
-    d = (flow_fwd - f0[None, None, :]) * g
-    z = ((d[..., 0] ** 2 + d[..., 1] ** 2) - c.defocus_gamma) / c.defocus_sigma_f
-    return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
+    return defocus_from_plane(flow_fwd, defocus_plane(flow_fwd, af_roi, c, g, focus_flow), c, g)
 
 
 def flow_uncertainty_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsConfig | None = None,

@@ -25,8 +25,10 @@ from hzsr.qa.align import (
 )
 from hzsr.qa.config import QAConfig
 from hzsr.qa.maps import (
-    defocus_map,
+    defocus_from_plane,
+    defocus_plane,
     flow_uncertainty_map,
+    focus_plane_flow,
     hidden_map,
     in_focus_flow,
     occlusion_map,
@@ -53,6 +55,10 @@ class Registration:
     # surface. ``occlusion`` (forward-backward consistency) also flags flow noise; it stays the
     # mask of "do not trust the flow here" that the figures and hzsr.baseline_model use.
     hidden: np.ndarray | None = None
+    # The flow (dx, dy), input px, of the plane M_defocus was measured from (maps.defocus_plane);
+    # None without an AF ROI. defocus_at_plane measures another camera's focus plane from it.
+    defocus_plane: np.ndarray | None = None
+    flow_units: float = 1.0  # register_pair's flow_units: M_defocus's constants' grid per this one's
 
     def maps(self) -> dict[str, np.ndarray]:
         out = {"occlusion": self.occlusion, "uncertainty": self.uncertainty, "reject": self.reject}
@@ -168,10 +174,13 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     hid = up(hid_g) if hid_g is not None else None
     defocus = None
     subject = None
+    plane = None
     if af_roi is not None:
         roi_g = [v * g for v in af_roi]
         ff = None if focus_flow is None else np.asarray(focus_flow, np.float32) * g
-        defocus = up(defocus_map(fwd, roi_g, m, grid_scale=flow_units, focus_flow=ff))
+        plane = defocus_plane(fwd, roi_g, m, grid_scale=flow_units, focus_flow=ff)  # maps.defocus_map, split
+        defocus = up(defocus_from_plane(fwd, plane, m, grid_scale=flow_units))
+        plane = plane / g
         subject = in_focus_flow(fwd, roi_g, m.defocus_k) / g  # the AF subject's displacement, input px
     src_y = _unit_luma(src)
     warped_y = _unit_luma(warped)
@@ -208,4 +217,36 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         stats["subject_shift_px"] = float(np.hypot(*subject))
     if defocus is not None:
         stats["defocus_frac"] = float((defocus[valid] >= 0.5).mean()) if valid.any() else 0.0
-    return Registration(g_shift, flow_fwd, flow_bwd, warped, valid, occ, unc, rej, defocus, g, stats, hid)
+    return Registration(g_shift, flow_fwd, flow_bwd, warped, valid, occ, unc, rej, defocus, g, stats, hid,
+                        plane, float(flow_units))
+
+
+def plane_for_other_focus(reg: Registration, expected, cfg: QAConfig | None = None) -> np.ndarray:
+    """The plane another camera's focus leaves in ``reg``'s flow (input px): the AF ROI's largest
+    cluster (``stats["subject_dx/dy"]``) where it lies within the map's in-focus radius
+    ``sqrt(gamma)`` of ``expected`` (that plane as DIS measured it), else ``expected``
+    (``maps.focus_plane_flow``, as for ``reg``'s own plane).
+
+    ``expected``: e.g. ``maps.plane_at_other_focus`` of ``reg.defocus_plane``. Where the reference
+    phone focused on a near layer the main T's AF ROI mostly shows, main T's plane (the cluster)
+    may be that layer already, within the radius of main T's focus distance: moving it by the
+    focus difference would then move it off every plane.
+    """
+    cfg = cfg or QAConfig()
+    if "subject_dx" not in reg.stats:
+        return np.asarray(expected, np.float32)
+    cluster = np.array([reg.stats["subject_dx"], reg.stats["subject_dy"]], np.float32)
+    tol = np.sqrt(max(cfg.maps.defocus_gamma, 0.0)) / (reg.grid_scale * reg.flow_units)
+    return focus_plane_flow(cluster, np.asarray(expected, np.float32), tol)
+
+
+def defocus_at_plane(reg: Registration, plane, cfg: QAConfig | None = None) -> np.ndarray:
+    """``M_defocus`` of ``reg``'s flow measured from another plane (input px; e.g.
+    ``maps.plane_at_other_focus`` of ``reg.defocus_plane``), on the input grid, with ``reg``'s units.
+
+    The reference T's defocus from the W crop vs main T flow (``maps.defocus_ref_from_main_t``):
+    depth is a property of the W-crop pixel, and the 1.5 cm pair's flow follows near foregrounds
+    that DIS loses across the 8.5 cm to the reference T.
+    """
+    cfg = cfg or QAConfig()
+    return defocus_from_plane(reg.flow_fwd, plane, cfg.maps, grid_scale=reg.grid_scale * reg.flow_units)
