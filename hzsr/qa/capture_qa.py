@@ -550,9 +550,9 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         for k, v in regs[name].stats.items():
             out.row[f"{name}_{k}"] = v
 
-    _ref_defocus_from_main_t(out, regs, frames, float(_k(ft, sx_t, sy_t)[0, 0]), cfg)
-    # The parallax the rig gives main T's focus plane: where the AF subject must be (large_shift).
     fx_t = float(_k(ft, sx_t, sy_t)[0, 0])
+    _ref_defocus_from_main_t(out, regs, frames, fx_t, cfg)
+    # The parallax the rig gives main T's focus plane: where the AF subject must be (large_shift).
     diop = ft.focus_distance_diopters if ft.focus_distance_diopters is not None else 0.0
     expected = {"wt": expected_parallax(fx_t, cfg.rig.wt_baseline_m, diop),
                 "tt": expected_parallax(fx_t, cfg.rig.ref_baseline_m, diop)}
@@ -596,6 +596,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     out.seconds = time.perf_counter() - t0
     out.row["seconds"] = out.seconds
     return out
+
 
 def _ref_defocus_from_main_t(out: CaptureQA, regs: dict[str, Registration], frames: dict, fx_t: float,
                              cfg: QAConfig) -> None:
