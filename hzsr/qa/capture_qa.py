@@ -645,11 +645,14 @@ def focus_plane_differs(row: dict, offsets: dict[str, tuple[float, float]], cfg:
     by no more than that across it: parallax changes only along the baseline, so a plane at
     another depth departs along it, while a rig bump (ref T turned by a third of the frame) or a
     late frame departs across it and leaves the rig's geometry, and the focus distance's plane,
-    meaningless there (the largest cluster is kept).
+    meaningless there (the largest cluster is kept). Not "wr" where its map came from the W crop
+    vs main T flow (``wr_defocus_from_main_t``): measuring again would repeat the analysis for the same map.
     """
     wt, tt = np.asarray(cfg.rig.wt_baseline_m, np.float64), np.asarray(cfg.rig.ref_baseline_m, np.float64)
     out: dict[str, tuple[float, float]] = {}
     for name, off in offsets.items():
+        if name == "wr" and row.get("wr_defocus_from_main_t"):
+            continue  # its map is main T's plane moved (_ref_defocus_from_main_t): wr's own plane changes nothing
         try:
             d = np.array([row[f"{name}_subject_dx"] - row[f"{name}_focus_expected_dx"] - off[0],
                           row[f"{name}_subject_dy"] - row[f"{name}_focus_expected_dy"] - off[1]])
