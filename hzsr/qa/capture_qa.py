@@ -1076,6 +1076,34 @@ def grade_tt_shift(out: CaptureQA, cfg: QAConfig, offset_px: tuple[float, float]
         out.spread[-1] = (key, min(r0, *ranks), max(r1, *ranks))
 
 
+def quick_tt_regrade(out: CaptureQA, seen: list[dict], cfg: QAConfig) -> None:
+    """The quick check's second look at T vs T's ``large_shift``: less the median ``tt_departure``
+    of the session's captures ``seen`` so far (``session_tt_offset``, from
+    ``check.quick_min_captures_for_offset`` of them), uncertain by ``median_margin`` (at least
+    ``rig.tt_offset_scatter_frac`` of the width); then ``moving_undecided_off_the_rig``.
+
+    While fewer than ``rig.min_captures_for_offset`` are seen, qa check may grade the session's
+    captures alone (no offset: a session of that few captures), so the spread covers that grade too.
+    """
+    toff = session_tt_offset(seen, cfg.check.quick_min_captures_for_offset)
+    if toff is None or not np.isfinite(out.row.get("analysis_width", np.nan)):
+        return
+    v = np.asarray([(r["tt_departure_dx"], r["tt_departure_dy"]) for r in seen
+                    if np.isfinite(r.get("tt_departure_dx", np.nan)) and np.isfinite(r.get("tt_departure_dy", np.nan))],
+                   np.float64)
+    floor = cfg.rig.tt_offset_scatter_frac * float(out.row["analysis_width"])
+    u = max(median_margin(list(v[:, k]), sigma_floor=floor) for k in (0, 1))
+    lone = None
+    if len(v) < cfg.rig.min_captures_for_offset:  # check.run_check: no session offset for so few
+        grade_tt_shift(out, cfg)
+        lone = next((sp for sp in out.spread if sp[0] == TT_SHIFT_TAG), None)
+    grade_tt_shift(out, cfg, toff, u)
+    if lone is not None:
+        out.spread = [(k, min(r0, lone[1]), max(r1, lone[2])) if k == TT_SHIFT_TAG else (k, r0, r1)
+                      for k, r0, r1 in out.spread]
+    moving_undecided_off_the_rig(out)
+
+
 def session_tt_offset(rows: list[dict], min_captures: int) -> tuple[float, float] | None:
     """The session's T-vs-T offset: the median of its captures' ``tt_departure`` (px; the two Ts'
     relative rotation: most captures are neither bumped nor of a mover); None with fewer than
@@ -1628,15 +1656,8 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
                 grade_depth(a, off[0], cfg, offset_margin_d=off[1])
     # large_shift in T vs T less the two Ts' offset: the median of the captures seen so far (as
     # qa check takes the session's), uncertain by median_margin (at least rig.tt_offset_scatter_frac).
-    toff = session_tt_offset(list(rows.values()), cfg.check.quick_min_captures_for_offset)
-    if toff is not None and np.isfinite(q.row.get("analysis_width", np.nan)):
-        v = np.asarray([(r["tt_departure_dx"], r["tt_departure_dy"]) for r in rows.values()
-                        if np.isfinite(r.get("tt_departure_dx", np.nan))], np.float64)
-        floor = cfg.rig.tt_offset_scatter_frac * float(q.row["analysis_width"])
-        u = max(median_margin(list(v[:, k]), sigma_floor=floor) for k in (0, 1))
-        for a in (q, alt) if alt is not None else (q,):
-            grade_tt_shift(a, cfg, toff, u)
-            moving_undecided_off_the_rig(a)
+    for a in (q, alt) if alt is not None else (q,):
+        quick_tt_regrade(a, list(rows.values()), cfg)
     reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
     decided = q.decided()
     if decided is None:
