@@ -1069,8 +1069,10 @@ def grade_tt_shift(out: CaptureQA, cfg: QAConfig, offset_px: tuple[float, float]
     if out.margin and u_off > 0 and out.spread and out.spread[-1][0] == TT_SHIFT_TAG:
         m = out.abs_margins.get(TT_SHIFT_TAG, out.abs_margins.get("large_shift", 0.0))
         m = max(m) if isinstance(m, (tuple, list)) else float(m)
-        figs = [tt_shift_departure(row, cfg, (float(off[0] + sx * u_off), float(off[1] + sy * u_off)), session)[0]
-                / width for sx in (-1, 0, 1) for sy in (-1, 0, 1)]
+        # Clipped as qa check clips its offset: an unknown one (median_margin's inf) is the bound, not NaN.
+        box = [np.clip(off + np.array([sx, sy]) * min(u_off, 2.0 * bound), -bound, bound)
+               for sx in (-1, 0, 1) for sy in (-1, 0, 1)]
+        figs = [tt_shift_departure(row, cfg, (float(o[0]), float(o[1])), session)[0] / width for o in box]
         ranks = [sum(v > lv for lv in (th.warn_shift_frac, th.fail_shift_frac)) for v in (min(figs) - m, max(figs) + m)]
         key, r0, r1 = out.spread[-1]
         out.spread[-1] = (key, min(r0, *ranks), max(r1, *ranks))
