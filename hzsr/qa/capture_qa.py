@@ -645,11 +645,14 @@ def focus_plane_differs(row: dict, offsets: dict[str, tuple[float, float]], cfg:
     by no more than that across it: parallax changes only along the baseline, so a plane at
     another depth departs along it, while a rig bump (ref T turned by a third of the frame) or a
     late frame departs across it and leaves the rig's geometry, and the focus distance's plane,
-    meaningless there (the largest cluster is kept).
+    meaningless there (the largest cluster is kept). Not "wr" where its map came from the W crop
+    vs main T flow (``wr_defocus_from_main_t``): measuring again would repeat the analysis for the same map.
     """
     wt, tt = np.asarray(cfg.rig.wt_baseline_m, np.float64), np.asarray(cfg.rig.ref_baseline_m, np.float64)
     out: dict[str, tuple[float, float]] = {}
     for name, off in offsets.items():
+        if name == "wr" and row.get("wr_defocus_from_main_t"):
+            continue  # its map is main T's plane moved (_ref_defocus_from_main_t): wr's own plane changes nothing
         try:
             d = np.array([row[f"{name}_subject_dx"] - row[f"{name}_focus_expected_dx"] - off[0],
                           row[f"{name}_subject_dy"] - row[f"{name}_focus_expected_dy"] - off[1]])
@@ -1066,11 +1069,41 @@ def grade_tt_shift(out: CaptureQA, cfg: QAConfig, offset_px: tuple[float, float]
     if out.margin and u_off > 0 and out.spread and out.spread[-1][0] == TT_SHIFT_TAG:
         m = out.abs_margins.get(TT_SHIFT_TAG, out.abs_margins.get("large_shift", 0.0))
         m = max(m) if isinstance(m, (tuple, list)) else float(m)
-        figs = [tt_shift_departure(row, cfg, (float(off[0] + sx * u_off), float(off[1] + sy * u_off)), session)[0]
-                / width for sx in (-1, 0, 1) for sy in (-1, 0, 1)]
+        # Clipped as qa check clips its offset: an unknown one (median_margin's inf) is the bound, not NaN.
+        box = [np.clip(off + np.array([sx, sy]) * min(u_off, 2.0 * bound), -bound, bound)
+               for sx in (-1, 0, 1) for sy in (-1, 0, 1)]
+        figs = [tt_shift_departure(row, cfg, (float(o[0]), float(o[1])), session)[0] / width for o in box]
         ranks = [sum(v > lv for lv in (th.warn_shift_frac, th.fail_shift_frac)) for v in (min(figs) - m, max(figs) + m)]
         key, r0, r1 = out.spread[-1]
         out.spread[-1] = (key, min(r0, *ranks), max(r1, *ranks))
+
+
+def quick_tt_regrade(out: CaptureQA, seen: list[dict], cfg: QAConfig) -> None:
+    """The quick check's second look at T vs T's ``large_shift``: less the median ``tt_departure``
+    of the session's captures ``seen`` so far (``session_tt_offset``, from
+    ``check.quick_min_captures_for_offset`` of them), uncertain by ``median_margin`` (at least
+    ``rig.tt_offset_scatter_frac`` of the width); then ``moving_undecided_off_the_rig``.
+
+    While fewer than ``rig.min_captures_for_offset`` are seen, qa check may grade the session's
+    captures alone (no offset: a session of that few captures), so the spread covers that grade too.
+    """
+    toff = session_tt_offset(seen, cfg.check.quick_min_captures_for_offset)
+    if toff is None or not np.isfinite(out.row.get("analysis_width", np.nan)):
+        return
+    v = np.asarray([(r["tt_departure_dx"], r["tt_departure_dy"]) for r in seen
+                    if np.isfinite(r.get("tt_departure_dx", np.nan)) and np.isfinite(r.get("tt_departure_dy", np.nan))],
+                   np.float64)
+    floor = cfg.rig.tt_offset_scatter_frac * float(out.row["analysis_width"])
+    u = max(median_margin(list(v[:, k]), sigma_floor=floor) for k in (0, 1))
+    lone = None
+    if len(v) < cfg.rig.min_captures_for_offset:  # check.run_check: no session offset for so few
+        grade_tt_shift(out, cfg)
+        lone = next((sp for sp in out.spread if sp[0] == TT_SHIFT_TAG), None)
+    grade_tt_shift(out, cfg, toff, u)
+    if lone is not None:
+        out.spread = [(k, min(r0, lone[1]), max(r1, lone[2])) if k == TT_SHIFT_TAG else (k, r0, r1)
+                      for k, r0, r1 in out.spread]
+    moving_undecided_off_the_rig(out)
 
 
 def session_tt_offset(rows: list[dict], min_captures: int) -> tuple[float, float] | None:
@@ -1625,15 +1658,8 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
                 grade_depth(a, off[0], cfg, offset_margin_d=off[1])
     # large_shift in T vs T less the two Ts' offset: the median of the captures seen so far (as
     # qa check takes the session's), uncertain by median_margin (at least rig.tt_offset_scatter_frac).
-    toff = session_tt_offset(list(rows.values()), cfg.check.quick_min_captures_for_offset)
-    if toff is not None and np.isfinite(q.row.get("analysis_width", np.nan)):
-        v = np.asarray([(r["tt_departure_dx"], r["tt_departure_dy"]) for r in rows.values()
-                        if np.isfinite(r.get("tt_departure_dx", np.nan))], np.float64)
-        floor = cfg.rig.tt_offset_scatter_frac * float(q.row["analysis_width"])
-        u = max(median_margin(list(v[:, k]), sigma_floor=floor) for k in (0, 1))
-        for a in (q, alt) if alt is not None else (q,):
-            grade_tt_shift(a, cfg, toff, u)
-            moving_undecided_off_the_rig(a)
+    for a in (q, alt) if alt is not None else (q,):
+        quick_tt_regrade(a, list(rows.values()), cfg)
     reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
     decided = q.decided()
     if decided is None:

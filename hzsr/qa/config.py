@@ -180,6 +180,9 @@ class RigConfig:
             out.append(Problem("t_min_focus_m", f"must be in 0.01 .. 100 m, got {self.t_min_focus_m}"))
         if not 0.0 <= self.tt_rotation_max_deg <= 45.0:
             out.append(Problem("tt_rotation_max_deg", f"must be in 0 .. 45 deg, got {self.tt_rotation_max_deg}"))
+        if not 0.0 <= self.tt_offset_scatter_frac <= 1.0:
+            out.append(Problem("tt_offset_scatter_frac",
+                               f"must be in 0 .. 1 (of the width), got {self.tt_offset_scatter_frac}"))
         for name in ("tt_depth_margin_d", "depth_offset_d", "depth_scatter_d", "depth_offset_drift_d"):
             if not 0.0 <= getattr(self, name) <= 100.0:
                 out.append(Problem(name, f"must be in 0 .. 100 D, got {getattr(self, name)}"))

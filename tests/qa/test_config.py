@@ -35,6 +35,8 @@ def test_unknown_key_names_the_key(tmp_path):
     ("rig:\n  t_min_focus_m: 0\n", "rig.t_min_focus_m"),  # 1 / 0 in the along-baseline depth range
     ("rig:\n  tt_rotation_max_deg: 90\n", "rig.tt_rotation_max_deg"),  # tan(90 deg)
     ("rig:\n  tt_depth_margin_d: -1\n", "rig.tt_depth_margin_d"),
+    # review2: a negative floor let two agreeing captures set the quick check's offset to the px
+    ("rig:\n  tt_offset_scatter_frac: -0.5\n", "rig.tt_offset_scatter_frac"),
 ])
 def test_rig_geometry_out_of_range_is_a_one_line_error(tmp_path, yaml_text, field):
     p = tmp_path / "qa.yaml"

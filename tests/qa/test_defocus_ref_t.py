@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hzsr.qa.align import GlobalShift
-from hzsr.qa.capture_qa import analyse_capture, expected_parallax
+from hzsr.qa.capture_qa import analyse_capture, expected_parallax, focus_plane_differs
 from hzsr.qa.config import QAConfig
 from hzsr.qa.maps import plane_at_other_focus
 from hzsr.qa.register import Registration, defocus_at_plane, plane_for_other_focus
@@ -86,3 +86,23 @@ def test_qa_checks_reference_t_defocus_matches_the_simulators_truth(portraits):
     for cid in ("c00000", "c00001"):
         new_iou, old_iou = _iou_against_truth(portraits, cid, cfg), _iou_against_truth(portraits, cid, old)
         assert new_iou >= 0.6 and new_iou > old_iou, (cid, new_iou, old_iou)
+
+
+def test_a_switch_of_the_reference_ts_plane_alone_is_not_measured_again_when_main_t_gives_its_map(portraits):
+    """review2: with ``maps.defocus_ref_from_main_t`` the reference T's map is measured from the W
+    crop vs main T flow, so the W crop vs reference T flow's own plane (``focus_flow`` for "wr")
+    changes nothing; ``focus_plane_differs`` asking for "wr" alone cost a whole second analysis
+    (qa check's redo; the quick check's second look, at capture size) for the same map."""
+    cfg = QAConfig()
+    cap = portraits / "captures" / "c00000"
+    out = analyse_capture(cap, cfg)
+    assert out.row.get("wr_defocus_from_main_t") == 1
+    # The switch would change nothing: the reference T's map with wr's plane moved 40 px is the same.
+    again = analyse_capture(cap, cfg, focus_offsets={"wr": (40.0, 0.0)})
+    assert again.row["wr_defocus_frac"] == out.row["wr_defocus_frac"]
+    b = np.add(cfg.rig.wt_baseline_m, cfg.rig.ref_baseline_m)
+    u = b / np.hypot(*b)
+    row = {"wr_subject_dx": 200.0 * u[0], "wr_subject_dy": 200.0 * u[1], "wr_focus_expected_dx": 0.0,
+           "wr_focus_expected_dy": 0.0, "wr_grid_scale": 1.0}
+    assert focus_plane_differs(row, {"wr": (0.0, 0.0)}, cfg) == {"wr": (0.0, 0.0)}  # its own map: measured again
+    assert focus_plane_differs({**row, "wr_defocus_from_main_t": 1}, {"wr": (0.0, 0.0)}, cfg) == {}

@@ -6,6 +6,7 @@ along the image's y axis, so ``f |b|`` is 0.277 of the width per diopter."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,6 +16,7 @@ from hzsr.qa.capture_qa import (
     CaptureQA,
     _judge_registration,
     grade_tt_shift,
+    quick_tt_regrade,
     session_tt_offset,
     tt_shift_departure,
 )
@@ -129,3 +131,47 @@ def test_the_along_part_needs_the_keypoints_anchor():
     out.row["tt_shift_used"] = 1.0  # the same reading anchored by keypoints is the rig
     grade_tt_shift(out, cfg, (0.0, 0.0))
     assert out.row["tt_along_counted"] == 1 and _level(out) == "warn"
+
+
+def test_the_quick_check_does_not_decide_what_qa_check_grades_alone():
+    """review2: the quick check takes the Ts' offset from its second capture on
+    (check.quick_min_captures_for_offset 2), qa check from rig.min_captures_for_offset (3). In a
+    session of two captures both 0.23 of the width across the baseline, qa check grades each alone
+    (offset 0): warn. The quick check's offset (0.23 clipped to the rotation bound, 0.10) said
+    `pass`, decided: a verdict qa check contradicts. Until qa check would take the offset, the
+    quick check's spread covers the lone grade too."""
+    cfg = QAConfig()
+    e = -FX * np.asarray(cfg.rig.ref_baseline_m) * 0.05
+
+    def capture() -> CaptureQA:
+        out = CaptureQA("c", row={"analysis_width": W}, margin=0.1, abs_margins={TT_SHIFT_TAG: 0.002})
+        _judge_registration(out, {"tt": _tt_stats(e[0] + 0.23 * W, e[1])}, W, cfg, {"tt": e}, fx_t=FX, focus_d=0.05)
+        return out
+
+    seen = [{"tt_departure_dx": 0.23 * W + k, "tt_departure_dy": 0.0} for k in (0.0, 1.0)]
+    lone = capture()
+    assert _level(lone) == "warn"  # what qa check says of a two-capture session
+    two = capture()
+    quick_tt_regrade(two, seen, cfg)
+    assert two.decided() is None or two.decided().value == "warn", two.spread
+    # A third capture: qa check takes the session's offset as well, and the quick check decides.
+    three = capture()
+    quick_tt_regrade(three, seen + [{"tt_departure_dx": 0.23 * W - 1.0, "tt_departure_dy": 0.0}], cfg)
+    assert three.decided() is not None and three.decided().value == "pass", three.spread
+
+
+def test_an_offset_known_from_one_capture_leaves_the_quick_check_undecided_not_nan():
+    """review2: one capture seen (check.quick_min_captures_for_offset and rig.min_captures_for_offset
+    1) gives ``median_margin`` inf; the 3x3 box's offsets at +-inf read NaN figures, which no
+    threshold ranks, and 0.18 of the width across was decided `pass` where qa check's offset may
+    lie anywhere within the rotation bound (0.10 of the width: up to 0.28, fail). The box is
+    clipped to that bound, as qa check clips its offset."""
+    cfg = QAConfig()
+    cfg = replace(cfg, check=replace(cfg.check, quick_min_captures_for_offset=1),
+                  rig=replace(cfg.rig, min_captures_for_offset=1))
+    e = -FX * np.asarray(cfg.rig.ref_baseline_m) * 0.05
+    out = CaptureQA("c", row={"analysis_width": W}, margin=0.1, abs_margins={TT_SHIFT_TAG: 0.002})
+    _judge_registration(out, {"tt": _tt_stats(e[0] + 0.18 * W, e[1])}, W, cfg, {"tt": e}, fx_t=FX, focus_d=0.05)
+    quick_tt_regrade(out, [{"tt_departure_dx": 0.0, "tt_departure_dy": 0.0}], cfg)
+    assert out.decided() is None, out.spread
+    assert all(np.isfinite(v) for _, v in out.graded)
