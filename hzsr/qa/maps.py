@@ -293,13 +293,13 @@ def focus_plane_flow(cluster: np.ndarray, expected: np.ndarray | None, tol: floa
 
 
 def defocus_plane(flow_fwd: np.ndarray, af_roi, cfg: QAConfig | MapsConfig | None = None,
-                  grid_scale: float | None = None, focus_flow=None) -> np.ndarray:
+                  grid_scale: float | None = None, focus_flow=None, cluster=None) -> np.ndarray:
     """The flow ``F(x_f)`` ``defocus_map`` measures from (``flow_fwd``'s px): the AF ROI's largest
-    cluster (``in_focus_flow``), or ``focus_flow`` where that cluster is another plane
-    (``focus_plane_flow``, radius ``sqrt(gamma)`` flow-grid px)."""
+    cluster (``in_focus_flow``; ``cluster`` if the caller has it already), or ``focus_flow`` where
+    that cluster is another plane (``focus_plane_flow``, radius ``sqrt(gamma)`` flow-grid px)."""
     c = _maps_cfg(cfg)
     g = flow_grid_scale(flow_fwd.shape) if grid_scale is None else grid_scale
-    f0 = in_focus_flow(flow_fwd, af_roi, c.defocus_k)
+    f0 = in_focus_flow(flow_fwd, af_roi, c.defocus_k) if cluster is None else np.asarray(cluster, np.float32)
     if focus_flow is not None:
         f0 = focus_plane_flow(f0, focus_flow, np.sqrt(max(c.defocus_gamma, 0.0)) / g)
     return np.asarray(f0, np.float32)

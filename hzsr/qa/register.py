@@ -178,10 +178,11 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     if af_roi is not None:
         roi_g = [v * g for v in af_roi]
         ff = None if focus_flow is None else np.asarray(focus_flow, np.float32) * g
-        plane = defocus_plane(fwd, roi_g, m, grid_scale=flow_units, focus_flow=ff)  # maps.defocus_map, split
-        defocus = up(defocus_from_plane(fwd, plane, m, grid_scale=flow_units))
+        cluster = in_focus_flow(fwd, roi_g, m.defocus_k)  # k-means once: the map's plane and the subject
+        plane = defocus_plane(fwd, roi_g, m, grid_scale=flow_units, focus_flow=ff, cluster=cluster)
+        defocus = up(defocus_from_plane(fwd, plane, m, grid_scale=flow_units))  # maps.defocus_map, split
         plane = plane / g
-        subject = in_focus_flow(fwd, roi_g, m.defocus_k) / g  # the AF subject's displacement, input px
+        subject = cluster / g  # the AF subject's displacement, input px
     src_y = _unit_luma(src)
     warped_y = _unit_luma(warped)
     rej = reject_map(src_y, warped_y, m, downscale=min(1.0, optical_scale))
