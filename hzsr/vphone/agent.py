@@ -22,7 +22,7 @@ import numpy as np
 from hzsr.core.agent_protocol import AGENT_FILES, MAX_LEAD_NS, PROTOCOL_VERSION
 from hzsr.core.errors import AgentRequestError, StorageError, ThreeAError
 from hzsr.core.fileio import sha256_bytes
-from hzsr.sim.phase_align import PhaseAligner
+from hzsr.sim.phase_align import AlignResult, PhaseAligner
 from hzsr.sim.profiles import PhoneProfile
 from hzsr.sim.sensor import SensorConfig, SensorStream
 from hzsr.sim.three_a import ThreeA, frame_3a_meta
@@ -86,6 +86,9 @@ class CaptureAgent:
         self.stream = SensorStream(SensorConfig(period_ns=profile.frame_period_ns, readout_ns=profile.readout_ns),
                                    self.boottime_ns() + float(self.rng.uniform(0, 3e8)), int(self.rng.integers(2**31)))
         self.aligner = PhaseAligner(self.stream)
+        # The last phase alignment and the lead it had (target minus the phone's clock on arrival):
+        # a test or a log can then tell a cut-short alignment from a wrong one.
+        self.last_alignment: tuple[AlignResult, int] | None = None
         self._unstall = asyncio.Event()
         self.protocol_version = PROTOCOL_VERSION  # 1: behave as a v1 agent (no 3A control)
         self.three_a = ThreeA(role, world, world.cfg.size)
@@ -258,7 +261,7 @@ class CaptureAgent:
                              free_bytes=self.storage.free_bytes())
         if req.get("phase_align"):
             # The target is the goal phase: steer the stream onto it by frame-duration changes.
-            self.aligner.align(now, target, target)
+            self.last_alignment = (self.aligner.align(now, target, target), target - now)
         k = self.aligner.capture_frame(target)  # the first frame stamped at or after the target
         frame_ts, frame_number = int(round(self.stream.reported(k))), k
         pend = self.state.pending[key] = PendingCapture(d, frame_ts)
