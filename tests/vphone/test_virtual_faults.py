@@ -67,7 +67,7 @@ def test_storage_full(rig, tmp_path):
     a = Agent(d)
     try:
         now = a(cmd="status")["boottime_ns"]
-        r = a(cmd="capture", session="s", capture_id="c1", target_ns=now + 10**8)
+        r = a(cmd="capture", session="s", capture_id="c1", target_ns=now + 10**9)
         assert r["error"]["code"] == "storage_full"
     finally:
         a.close()
@@ -112,7 +112,7 @@ def test_capture_failure_reported_in_done_marker(rig):
     a = Agent(d)
     try:
         now = a(cmd="status")["boottime_ns"]
-        assert a(cmd="capture", session="s", capture_id="c1", target_ns=now + 10**8)["ok"]
+        assert a(cmd="capture", session="s", capture_id="c1", target_ns=now + 10**9)["ok"]
         done = _wait_done(d, "s", "c1")
         assert done["status"] == "failed" and done["error"]["code"] == "camera_error"
         assert d.sync.stat(f"{AGENT_FILES}/s/c1/W.jpg").size == 0  # no images from a failed capture

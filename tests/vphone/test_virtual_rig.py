@@ -167,7 +167,7 @@ def test_agent_capture_writes_files_then_done(rig):
         # Errors are replies, and the connection keeps serving.
         assert a(cmd="capture", session="t1", capture_id="c00001", target_ns=now)["error"]["code"] == "target_in_past"
         assert a(cmd="capture", session="t1", capture_id="c00000",
-                 target_ns=a(cmd="status")["boottime_ns"] + 10**8)["error"]["code"] == "exists"
+                 target_ns=a(cmd="status")["boottime_ns"] + 10**9)["error"]["code"] == "exists"
         assert a(cmd="nope")["error"]["code"] == "unknown_cmd"
         assert a(cmd="capture", session="../x", capture_id="c", target_ns=1)["error"]["code"] == "bad_request"
         assert a(cmd="delete", session="t1", capture_id="c00000")["ok"]
@@ -215,7 +215,7 @@ def test_truth_outside_phone_storage(rig):
     d = _dev(rig)
     a = Agent(d)
     try:
-        target = a(cmd="status")["boottime_ns"] + 200_000_000
+        target = a(cmd="status")["boottime_ns"] + 10**9  # a stalled host still meets it
         assert a(cmd="capture", session="t_truth", capture_id="c00000", target_ns=target)["ok"]
         assert _wait_done(d, "t_truth", "c00000")["status"] == "ok"
     finally:
