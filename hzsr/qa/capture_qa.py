@@ -615,6 +615,10 @@ def _ref_defocus_from_main_t(out: CaptureQA, regs: dict[str, Registration], fram
                                                   if wr_r.valid.any() else 0.0})
     out.row["wr_defocus_frac"] = regs["wr"].stats["defocus_frac"]
     out.row["wr_defocus_from_main_t"] = 1
+    # A reference T turned off the W crop left wr no AF ROI of its own, yet the map exists: say where from.
+    out.reasons = [replace(r, message=r.message.removesuffix(": no defocus map")
+                           + ": its defocus map comes from the W crop vs main T flow")
+                   if r.code == "af_roi_outside" and r.message.startswith("wr:") else r for r in out.reasons]
 
 
 def focus_offsets_of(rows: list[dict], min_captures: int) -> dict[str, tuple[float, float]]:
@@ -1552,9 +1556,36 @@ def median_margin(values: list[float], z: float = 2.0, sigma_floor: float = 0.0)
 UNDECIDED = "undecided"  # the quick check's word where its coarser figures sit too near a threshold
 #: Per session folder, the depth departures the quick check has seen in this process (the capture
 #: line runs it once per shot): their median is the mount's offset, as qa check takes it (no file).
-_SESSION_DEPTHS: dict[str, dict[str, float]] = {}
+#: Each entry is kept with its capture's identity (``_capture_identity``) and read only while that
+#: still holds, so a capture discarded, retaken or a session folder made again under the same path
+#: in the same process (a notebook, a test run) never lends its figures to the new one.
+_SESSION_DEPTHS: dict[str, dict[str, tuple[tuple[int, int], float]]] = {}
 #: Likewise the W-crop pairings' figures of the captures seen, for M_defocus's focus offsets.
-_SESSION_FOCUS: dict[str, dict[str, dict]] = {}
+_SESSION_FOCUS: dict[str, dict[str, tuple[tuple[int, int], dict]]] = {}
+
+
+def _capture_identity(capture_dir: Path) -> tuple[int, int] | None:
+    """``capture.json``'s inode and modification time: a capture written again differs in the
+    second (the first too, on most file systems); None where it is gone."""
+    try:
+        st = (capture_dir / "capture.json").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _session_memory(store: dict[str, dict[str, tuple[tuple[int, int], Any]]], capture_dir: Path, value: Any
+                    ) -> dict[str, Any]:
+    """Remember ``value`` for ``capture_dir`` and return what this process remembers of its session's
+    captures that still are what they were (stale entries dropped), by capture folder name."""
+    seen = store.setdefault(str(capture_dir.parent), {})
+    ident = _capture_identity(capture_dir)
+    if ident is not None:
+        seen[capture_dir.name] = (ident, value)
+    for name, (was, _) in list(seen.items()):
+        if name != capture_dir.name and _capture_identity(capture_dir.parent / name) != was:
+            del seen[name]
+    return {name: v for name, (_, v) in seen.items()}
 
 
 #: Per session folder, the record ``qa check`` left for the latest other session of the same main
@@ -1631,8 +1662,9 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False)
     # M_defocus from the focus distance's plane, as qa check measures it (check.run_check): with
     # the offsets of the session's captures seen so far, this capture again where they say so.
-    rows = _SESSION_FOCUS.setdefault(str(Path(capture_dir).resolve().parent), {})
-    rows[Path(capture_dir).name] = {k: v for k, v in q.row.items() if k.startswith(("wt_", "wr_", "tt_departure"))}
+    cap = Path(capture_dir).resolve()
+    rows = _session_memory(_SESSION_FOCUS, cap, {k: v for k, v in q.row.items()
+                                                 if k.startswith(("wt_", "wr_", "tt_departure"))})
     offsets = focus_offsets_of(list(rows.values()), cfg.check.quick_min_captures_for_offset)
     rec = _carried(capture_dir, cfg)
     carried = carried_focus_offsets(rec, float(q.row.get("analysis_width", np.nan)), cfg)
@@ -1647,8 +1679,7 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
         alt = analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=other)
     dep = q.row.get("subject_depth_departure_d")
     if dep is not None and np.isfinite(dep):
-        seen = _SESSION_DEPTHS.setdefault(str(Path(capture_dir).resolve().parent), {})
-        seen[Path(capture_dir).name] = float(dep)
+        seen = _session_memory(_SESSION_DEPTHS, cap, float(dep))
         own = ((float(np.median(list(seen.values()))),
                 median_margin(list(seen.values()), sigma_floor=cfg.rig.depth_scatter_d))
                if len(seen) >= cfg.check.quick_min_captures_for_offset else None)  # the session's offset so far

@@ -214,3 +214,29 @@ def test_an_af_roi_outside_the_frame_is_a_reason_not_a_crash(sim_session, monkey
     df = pd.read_csv(sim_session / "qa" / "qa.csv")
     assert len(df) == 4
     assert all("af_roi_outside" in str(c) for c in df["codes"]), df["reasons"].tolist()
+
+
+def test_a_reference_turned_off_the_w_crop_says_where_its_defocus_map_comes_from(sim_session, monkeypatch):
+    """Only the W crop vs reference T pairing shifted off the frame (the reference phone knocked):
+    wr has no AF ROI of its own, and its M_defocus comes from the W crop vs main T flow
+    (maps.defocus_ref_from_main_t); the reason says so instead of "no defocus map"."""
+    import dataclasses
+
+    import hzsr.qa.capture_qa as cq
+
+    real = cq.global_translation
+
+    def knocked(src, ref, *a, **kw):
+        g = real(src, ref, *a, **kw)
+        if not kw.get("hints"):  # only wr's search is given hints (W -> main T -> ref T composed)
+            return g
+        return dataclasses.replace(g, dx=g.dx + 2.0 * src.shape[1], dy=g.dy + 2.0 * src.shape[0],
+                                   inliers=max(g.inliers, 50))
+
+    monkeypatch.setattr(cq, "global_translation", knocked)
+    cap = sim_session / "captures" / "c00000"
+    q = cq.analyse_capture(cap, QAConfig(), thumbs=False)
+    msgs = [r.message for r in q.reasons if r.code == "af_roi_outside"]
+    assert msgs and all(m.startswith("wr:") for m in msgs), msgs
+    assert q.row.get("wr_defocus_from_main_t") == 1
+    assert msgs[0].endswith("its defocus map comes from the W crop vs main T flow"), msgs

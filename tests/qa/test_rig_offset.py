@@ -120,3 +120,32 @@ def test_a_malformed_carried_focus_record_carries_nothing(foc):
 
     rec = {"main_device": "x", "offset_d": 0.1, "margin_d": 0.05, "captures": 9, "focus_offsets_w": foc}
     assert carried_focus_offsets(rec, 640.0, QAConfig()) == {}
+
+
+def test_the_quick_checks_memory_forgets_captures_that_are_no_longer_what_it_saw(tmp_path):
+    """A retaken capture, a discarded one, and a session made again under the same path in the
+    same process: only the captures as they now are lend their figures to the session's offset."""
+    import os
+
+    from hzsr.qa.capture_qa import _session_memory
+
+    caps = tmp_path / "sess" / "captures"
+    for i in range(3):
+        (caps / f"c{i:05d}").mkdir(parents=True)
+        (caps / f"c{i:05d}" / "capture.json").write_text("{}")
+    store: dict = {}
+    for i in range(3):
+        seen = _session_memory(store, caps / f"c{i:05d}", float(i))
+    assert seen == {"c00000": 0.0, "c00001": 1.0, "c00002": 2.0}
+    shutil.rmtree(caps / "c00000")  # discarded
+    st = (caps / "c00001" / "capture.json").stat()
+    (caps / "c00001" / "capture.json").write_text("{}")  # retaken: written again
+    os.utime(caps / "c00001" / "capture.json", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert _session_memory(store, caps / "c00002", 2.5) == {"c00002": 2.5}
+    # The whole session made again at the same path: the old figures are gone.
+    shutil.rmtree(tmp_path / "sess")
+    (caps / "c00000").mkdir(parents=True)
+    (caps / "c00000" / "capture.json").write_text('{"again": 1}')
+    (caps / "c00001").mkdir()
+    (caps / "c00001" / "capture.json").write_text('{"again": 1}')
+    assert _session_memory(store, caps / "c00001", 9.0) == {"c00001": 9.0}
