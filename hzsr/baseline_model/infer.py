@@ -221,6 +221,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
             "shift_px": [al.shift.dx, al.shift.dy], "shift_inliers": al.shift.inliers,
             "crop_rect_w_px": [al.rect.x0, al.rect.y0, al.rect.width, al.rect.height],
             "tiles": res.tiles, "tile": cfg.tile, "halo": cfg.halo, "runtime": pipe.runtime,
+            "runtime_precision": getattr(pipe.runner, "precision", None),  # OpenVINO: what the CPU ran
             "threads": threads, "graph_cached": graph_cached,
             "blend_mean": float(al.maps["blend"].mean()), "timings_s": timings,
         }

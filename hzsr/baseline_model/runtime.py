@@ -311,6 +311,10 @@ class _OpenVino(_NumpyRunner):
         self.compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": streams, "NUM_STREAMS": streams,
                                                           "INFERENCE_PRECISION_HINT": precision,
                                                           "ENABLE_CPU_PINNING": False})
+        # What the plugin computes in, which is not always what was asked: a CPU without AVX-512
+        # BF16 (or AMX) runs a bf16 hint in float32. "bf16" or "f32".
+        used = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+        self.precision = "bf16" if "bf16" in used else "f32"
         # Idle infer requests: a tile takes one (or makes one) and gives it back, so each request
         # serves one tile at a time and all of them live, and die, with the runner (not in the
         # tile threads' locals, torn down as each worker thread exits).

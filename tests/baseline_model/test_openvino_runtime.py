@@ -38,7 +38,11 @@ x = inputs((96, 128), 0)
 with torch.inference_mode():
     ref = make_runner(model, "torch", "cpu")(x)
     f32 = make_runner(model, "openvino", "cpu")(x)
-    bf16 = make_runner(model, "openvino-bf16", "cpu")(x)
+    bf16_runner = make_runner(model, "openvino-bf16", "cpu")
+    bf16 = bf16_runner(x)
+out["bf16_precision"] = bf16_runner.precision
+import openvino
+out["cpu_has_bf16"] = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 out["shapes"] = [list(t.shape) for t in (ref, f32, bf16)]
 out["f32_diff"] = float((f32 - ref).abs().max())
 out["bf16_diff"] = float((bf16 - ref).abs().max())
@@ -81,9 +85,15 @@ def test_openvino_float32_and_bfloat16_against_torch(checks):
 
     assert checks["shapes"] == [[1, 1, 96, 128]] * 3
     assert checks["f32_diff"] <= TOLERANCE
-    # bfloat16 keeps 8 mantissa bits: a relative error of 2^-9 per operation, a few 1e-3 at the end;
-    # it must really run in bf16 (else the option would be a float32 run under another name).
-    assert 1e-5 < checks["bf16_diff"] <= 2e-2
+    # The runner says what OpenVINO computes in: bf16 where the CPU has it (AVX-512 BF16, AMX),
+    # else the plugin's float32 (this suite's 2-core AMD EPYC VM has no BF16).
+    assert checks["bf16_precision"] == ("bf16" if checks["cpu_has_bf16"] else "f32")
+    if checks["cpu_has_bf16"]:
+        # bfloat16 keeps 8 mantissa bits: a relative error of 2^-9 per operation, a few 1e-3 at the
+        # end; it must really run in bf16 (else the option would be a float32 run under another name).
+        assert 1e-5 < checks["bf16_diff"] <= 2e-2
+    else:
+        assert checks["bf16_diff"] <= TOLERANCE
 
 
 def test_openvino_two_tile_threads_give_the_sequential_result(checks):
