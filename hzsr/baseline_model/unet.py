@@ -21,7 +21,6 @@ from torch import nn
 
 from hzsr.baseline_model.config import UNetConfig
 
-
 # The gate's initial logit: sigmoid(3) = 0.95, so an untrained gated network copies 95% of the
 # unoccluded reference (near the no-network blend) and the gate's gradient is not saturated.
 GATE_BIAS0 = 3.0
