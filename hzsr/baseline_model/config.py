@@ -58,13 +58,14 @@ class UNetConfig:
     in_channels: int = 3  # Y_src, warped Y_ref, M_occ
     # What the network outputs before it has learnt anything (its residual is added to it):
     # "source" = Y_src; "reference" = Y_src + (1 - M_occ) (~Y_ref - Y_src), the reference wherever
-    # it is not occluded, so an untrained network already matches the no-network blend.
+    # it is not occluded, so an untrained network already matches the no-network blend; "gate" =
+    # the same with a learnt per-pixel gate in (0, 1) on the reference's share (unet.FusionUNet).
     residual_on: str = "source"
 
     def check(self) -> list[Problem]:
         out = []
-        if self.residual_on not in ("source", "reference"):
-            out.append(Problem("residual_on", f"must be source or reference; got {self.residual_on!r}"))
+        if self.residual_on not in ("source", "reference", "gate"):
+            out.append(Problem("residual_on", f"must be source, reference or gate; got {self.residual_on!r}"))
         if len(self.widths) != 5:
             out.append(Problem("widths", f"the HZSR UNet has 5 levels; got {len(self.widths)} widths"))
         if any(not 1 <= w <= 1024 for w in self.widths):

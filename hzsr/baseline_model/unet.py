@@ -4,7 +4,10 @@
 network predicts a residual, ``Y_fusion = B + f(Y_src, ~Y_ref, M_occ)``, on a base ``B`` that an
 untrained or unsure network falls back to rather than to noise: ``B = Y_src`` (``residual_on:
 source``, the original checkpoints) or ``B = Y_src + (1 - M_occ)(~Y_ref - Y_src)`` (``residual_on:
-reference``: the reference wherever it is not occluded, i.e. the no-network blend).
+reference``: the reference wherever it is not occluded, i.e. the no-network blend), or
+``B = Y_src + g (1 - M_occ)(~Y_ref - Y_src)`` with a learnt per-pixel gate ``g = sigmoid(.)`` in
+(0, 1) (``residual_on: gate``; ``g`` starts near 1, so an untrained network is again nearly the
+no-network blend).
 
 Level ``l`` runs at ``1 / 2^l`` resolution with ``widths[l]`` channels; the encoder goes down with
 stride-2 convolutions and the decoder up with bilinear upsampling and skip concatenation. Inputs
@@ -17,6 +20,10 @@ import torch
 from torch import nn
 
 from hzsr.baseline_model.config import UNetConfig
+
+# The gate's initial logit: sigmoid(3) = 0.95, so an untrained gated network copies 95% of the
+# unoccluded reference (near the no-network blend) and the gate's gradient is not saturated.
+GATE_BIAS0 = 3.0
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -46,6 +53,18 @@ class FusionUNet(nn.Module):
         # Start near the identity on Y_src: a small residual head.
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
+        # residual_on: gate. A conv stack with a linear head cannot easily form "this pixel's
+        # reference detail times a decision made from its context": the detail is high-frequency
+        # and the decision lives in the features, and their product needs a multiplication the
+        # LeakyReLU layers only approximate. The gate makes the copy-or-not decision a separate
+        # sigmoid map that multiplies the reference's detail, leaving the residual head for
+        # corrections. Created after the head so the other modules' initial weights (same seed)
+        # are those of the other parameterisations.
+        self.gate = None
+        if self.cfg.residual_on == "gate":
+            self.gate = nn.Conv2d(w[0] + self.cfg.in_channels, 1, 3, padding=1)
+            nn.init.normal_(self.gate.weight, std=1e-3)
+            nn.init.constant_(self.gate.bias, GATE_BIAS0)
 
     @property
     def size_multiple(self) -> int:
@@ -64,8 +83,14 @@ class FusionUNet(nn.Module):
             skips.append(h)
         for lvl in range(self.levels - 2, -1, -1):
             h = self.dec[lvl](torch.cat([skips[lvl], self.up(h)], dim=1))
-        base = x[:, :1] if self.cfg.residual_on == "source" else x[:, :1] + (1 - x[:, 2:3]) * z[:, 1:2]
-        return base + self.head(torch.cat([h, z], dim=1))
+        hz = torch.cat([h, z], dim=1)
+        if self.cfg.residual_on == "source":
+            base = x[:, :1]
+        elif self.gate is not None:
+            base = x[:, :1] + torch.sigmoid(self.gate(hz)) * (1 - x[:, 2:3]) * z[:, 1:2]
+        else:
+            base = x[:, :1] + (1 - x[:, 2:3]) * z[:, 1:2]
+        return base + self.head(hz)
 
 
 def count_parameters(model: nn.Module) -> int:
