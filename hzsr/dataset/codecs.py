@@ -7,8 +7,8 @@ anywhere hdf5plugin is installed). The default is what
 ``bench/dataset.py`` measured best for patch reads per second per byte on disk
 (``docs/benchmarks.md``): ``none`` since issue 19's seventh pack pass. History: ``blosc-lz4`` from
 issue 12; ``none`` for a few hours of issue 19 on one run; back to ``blosc-lz4`` when six runs on
-the same output put it ahead of ``none`` per byte (1.17x fewer bytes, patch reads 1.07-1.16x
-slower); ``none`` again when seven runs on today's output put ``none`` ahead of ``blosc-lz4`` per
+the same output put it ahead of ``none`` per byte (1.17x fewer bytes; ``none``'s patch reads
+0.87-1.16x its own); ``none`` again when seven runs on today's output put ``none`` ahead of ``blosc-lz4`` per
 byte in six (patch reads 1.06-1.32x faster, median 1.20x, which outweighs the 1.17x bytes), so
 ``blosc-lz4`` no longer wins the criterion, and the issue's rule keeps a default only while it wins.
 Over the thirteen runs the two are even per byte (7 to 6): ``none`` also packs with no compression
