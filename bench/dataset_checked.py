@@ -1,8 +1,9 @@
 """Benchmark: what checking every pixel read costs, Fletcher-32 per chunk against sha256 on first read.
 
 A damaged shard must never be read as pixels. Two ways to check, both measured on the same
-full-resolution frames (a simulated 4000x3000 triplet, the default codec ``blosc-lz4``, the
-shard's own 125x125 tiles), interleaved round by round, medians over the rounds:
+full-resolution frames (a simulated 4000x3000 triplet, the default codec ``DEFAULT_CODEC``
+(``blosc-lz4`` when docs/dataset.md's figures were taken), the shard's own 125x125 tiles),
+interleaved round by round, medians over the rounds:
 
 - **fletcher32**: HDF5's per-chunk Fletcher-32 filter; every chunk a read touches is checked as
   it is decoded, patch reads included;

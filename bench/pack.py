@@ -163,6 +163,10 @@ def _codec_speed(session: Path, rounds: int) -> dict:
 #: Tile targets weighed by ``--chunk-speed`` (rows, columns; 0 columns: the frame's full width, a row band
 #: whose gather is one memcpy), each with and without Fletcher-32. The shard's is (128, 128).
 CHUNK_CANDIDATES = ((128, 128), (128, 256), (160, 160), (192, 192), (256, 256), (64, 0), (16, 0))
+#: HDF5 1.10's file-format bounds: a Fixed Array chunk index instead of 1.8's version-1 B-tree, and
+#: dense attribute storage. Weighed for shards in issue 19's seventh pack pass, not adopted: no
+#: difference in a fresh pack process (docs/benchmarks.md).
+V110_BOUNDS = ("v110", "v110")
 
 
 def _chunk_speed(session: Path, rounds: int, codec: str) -> dict:
@@ -172,15 +176,19 @@ def _chunk_speed(session: Path, rounds: int, codec: str) -> dict:
     (``DirectAppendFile``, no chunk cache, ``codec``), once per shape and checksum setting,
     interleaved, into a real file; then reads 200 random 256x256 patches of main_W (plain h5py,
     warm cache, the same positions for every shape) and all three frames whole. CPU seconds,
-    medians over rounds; ``*_vs_shard`` are ratios against the shard's shape with Fletcher-32 in
-    the same rounds (write: CPU ratio; reads: speed ratio, above 1 faster).
+    medians over rounds; ``*_vs_shard`` are ratios against the shard's shape with Fletcher-32 (HDF5's
+    default format bounds, as shards are written) in the same rounds (write: CPU ratio; reads: speed
+    ratio, above 1 faster). The shard's tile is also written under HDF5 1.10's bounds
+    (``hdf5-1.10-bounds``, fill time "never"). Rows without
+    Fletcher-32 add ``first_read_checked_cpu_s``: a whole read and sha256 of a frame, what a reader
+    pays instead the first time it touches a frame (schema 1's check), also in patch reads.
     """
     import h5py
     import numpy as np
 
     from hzsr.core.directfile import DirectAppendFile
     from hzsr.dataset.codecs import _codec_kwargs, register_plugins, tile
-    from hzsr.dataset.shard import decode_jpeg
+    from hzsr.dataset.shard import array_sha256, decode_jpeg
 
     register_plugins()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -190,21 +198,26 @@ def _chunk_speed(session: Path, rounds: int, codec: str) -> dict:
     rng = np.random.default_rng(7)
     ys, xs = rng.integers(0, H - 256, 200), rng.integers(0, W - 256, 200)
     kw = _codec_kwargs(codec)
-    cands = [(th, tw, f32) for th, tw in CHUNK_CANDIDATES for f32 in (True, False)]
+    # (tile h, tile w or 0 for full-width bands, Fletcher-32, HDF5 format bounds): every shape under
+    # HDF5's default bounds (1.8's, as shards are written); the shard's tile also under 1.10's
+    # (V110_BOUNDS, with fill_time "never"), with and without Fletcher-32.
+    cands = [(th, tw, f32, None) for th, tw in CHUNK_CANDIDATES for f32 in (True, False)]
+    cands += [(*CHUNK_CANDIDATES[0], f32, V110_BOUNDS) for f32 in (True, False)]
     res: dict[tuple, dict[str, list[float]]] = {c: {"write": [], "patch": [], "whole": []} for c in cands}
     size: dict[tuple, int] = {}
     tmp = Path(tempfile.mkdtemp(prefix="hzsr-bench-chunks-", dir=session.parent))
     try:
         for _ in range(rounds):
             for c in cands:
-                th, tw, f32 = c
+                th, tw, f32, libver = c
                 fn = tmp / "t.h5"
+                fill = {"fill_time": "never"} if libver else {}
                 c0 = time.process_time()
-                with DirectAppendFile(fn) as raw, h5py.File(raw, "w", rdcc_nbytes=0) as h5:
+                with DirectAppendFile(fn) as raw, h5py.File(raw, "w", rdcc_nbytes=0, libver=libver) as h5:
                     for i, f in enumerate(frames):
                         h, w = f.shape[:2]
                         h5.create_dataset(str(i), data=f, chunks=(tile(h, th), tile(w, tw) if tw else w, 3),
-                                          fletcher32=f32, **kw)
+                                          fletcher32=f32, **fill, **kw)
                 res[c]["write"].append(time.process_time() - c0)
                 size[c] = fn.stat().st_size
                 with h5py.File(fn, "r") as h5:
@@ -217,16 +230,22 @@ def _chunk_speed(session: Path, rounds: int, codec: str) -> dict:
                     for i in range(len(frames)):
                         h5[str(i)][()]
                     res[c]["whole"].append(time.process_time() - c0)
+                    if not f32:  # what a reader pays instead, the first time it touches a frame: read + sha256
+                        c0 = time.process_time()
+                        for i in range(len(frames)):
+                            array_sha256(h5[str(i)][()])
+                        res[c].setdefault("first", []).append(time.process_time() - c0)
                 fn.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     med = {c: {k: statistics.median(v) for k, v in r.items()} for c, r in res.items()}
-    ref = med[(128, 128, True)]
+    ref = med[(128, 128, True, None)]
     rows = {}
     for c in cands:
-        th, tw, f32 = c
+        th, tw, f32, libver = c
         m = med[c]
-        name = f"{tile(H, th)}x{tile(W, tw) if tw else W}{'' if f32 else ' no-fletcher32'}"
+        name = (f"{tile(H, th)}x{tile(W, tw) if tw else W}{'' if f32 else ' no-fletcher32'}"
+                f"{' hdf5-1.10-bounds' if libver else ''}")
         rows[name] = {"write_cpu_s_per_capture": round(m["write"], 4),
                       "write_cpu_vs_shard": round(m["write"] / ref["write"], 3),
                       "patch_reads_per_s": round(1 / m["patch"]),
@@ -234,6 +253,9 @@ def _chunk_speed(session: Path, rounds: int, codec: str) -> dict:
                       "whole_frame_read_cpu_s": round(m["whole"] / len(frames), 4),
                       "whole_read_speed_vs_shard": round(ref["whole"] / m["whole"], 3),
                       "stored_mb": round(size[c] / 1e6, 2)}
+        if "first" in m:  # no per-tile check: the sha256 check of a frame's first read (schema 1's reader)
+            rows[name]["first_read_checked_cpu_s"] = round(m["first"] / len(frames), 4)
+            rows[name]["first_read_in_patch_reads"] = round(m["first"] / len(frames) / m["patch"], 1)
     return {"benchmark": "pack_chunk_speed", "codec": codec, "capture": cdir.name, "frame": [H, W],
             "rounds": rounds, "load_avg_1m_before_after": None, "candidates": rows}
 

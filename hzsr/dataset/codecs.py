@@ -5,11 +5,16 @@
 filters with HDF5 on import (readers import it too, so a shard written with a plugin codec opens
 anywhere hdf5plugin is installed). The default is what
 ``bench/dataset.py`` measured best for patch reads per second per byte on disk
-(``docs/benchmarks.md``): ``blosc-lz4`` (issue 12; ``none`` for a few hours of issue 19 on one run,
-back to ``blosc-lz4`` when three runs on the same output all put it ahead of ``none`` per byte:
-1.2x fewer bytes, patch reads as fast; at blosc level 3 since issue 19's fourth pass, again ahead
-of ``none`` per byte in three runs of three); shards written with any codec stay readable, as the
-codec is recorded in each array's HDF5 filter pipeline.
+(``docs/benchmarks.md``): ``none`` since issue 19's seventh pack pass. History: ``blosc-lz4`` from
+issue 12; ``none`` for a few hours of issue 19 on one run; back to ``blosc-lz4`` when six runs on
+the same output put it ahead of ``none`` per byte (1.17x fewer bytes; ``none``'s patch reads
+0.87-1.16x its own); ``none`` again when seven runs on today's output put ``none`` ahead of ``blosc-lz4`` per
+byte in six (patch reads 1.06-1.32x faster, median 1.20x, which outweighs the 1.17x bytes), so
+``blosc-lz4`` no longer wins the criterion, and the issue's rule keeps a default only while it wins.
+Over the thirteen runs the two are even per byte (7 to 6): ``none`` also packs with no compression
+on the writer's thread. ``--compression blosc-lz4`` stores 15 % fewer bytes where disk matters
+more. Shards written with any codec stay readable, as the codec is recorded in each array's HDF5
+filter pipeline, and a data set may mix them.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 from hzsr.core.errors import ConfigError
 
 CODECS = ("none", "lzf", "gzip", "lz4", "blosc-lz4", "blosc2-lz4", "blosc2-zstd")
-DEFAULT_CODEC = "blosc-lz4"
+DEFAULT_CODEC = "none"
 #: Target tile of an image array: about 128x128 px, so a random 256x256 patch touches 9 tiles
 #: (442 KiB decoded) rather than whole rows of a row-chunked layout.
 CHUNK_HW = (128, 128)
