@@ -484,6 +484,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             kcfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
                                                                             cfg.check.quick_tt_max_keypoints)))
         found = global_translation(src, ref, kcfg, optical_scale=o, hints=hints)
+        fallback = (0.0, 0.0)  # where the dense flow starts if the inlier gate refuses the shift
         if name == "tt" and ft.focus_distance_diopters is not None:
             e_tt = expected_parallax(float(_k(ft, sx_t, sy_t)[0, 0]), cfg.rig.ref_baseline_m,
                                      ft.focus_distance_diopters)
@@ -493,6 +494,11 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
                 out.row["tt_shift_from_rig_parallax"] = int(preferred)
             if cfg.check.tt_prefer_structure and not preferred:
                 out.row["tt_shift_from_structure"] = int(rival)
+            if cfg.check.tt_unanchored_from_rig_parallax:
+                # A shaken T keeps few corners that match the sharp one (a 22 px smear at 1280x960: 8
+                # inliers); from zero shift DIS never reached the portrait's 181 px parallax, and
+                # motion_blur was measured on a misregistered pair (0.80; 0.47 on the true pixels).
+                fallback = e_tt
         g, _ = gate_shift(found, cfg)  # the inlier gate: a shift from too few matches is not used
         af = roi_of(b, (g.dx, g.dy)) if a == "main_W" else roi_of("main_T")  # tt: SRC is main T
         if clip_roi(af, src.shape) is None:
@@ -533,7 +539,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             pcfg = replace(pcfg, maps=replace(pcfg.maps, hidden=False))
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
                                    baseline=None if base is None else tuple(base), flow_units=units,
-                                   focus_flow=focus_flow)
+                                   focus_flow=focus_flow, fallback_shift=fallback)
         if alike:
             tt_fold = alike_fold(src, ref, regs[name].shift, tuple(base), cfg, regs[name].flow_fwd)
             regs[name] = with_fold(regs[name], tt_fold)
@@ -929,8 +935,10 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
             # up makes it a verdict (no_overlap below).
             out.add("pass" if lined_up else "warn", "shift_not_used",
                     f"{label}: global shift of {s.get('found_shift_px', 0):.0f} px from {int(s['inliers'])} keypoint "
-                    f"inliers (< align.min_inliers {cfg.align.min_inliers}) not used; dense flow from zero shift, "
-                    f"PSNR after warping {s['psnr_db']:.1f} dB")
+                    f"inliers (< align.min_inliers {cfg.align.min_inliers}) not used; dense flow from "
+                    + (f"the rig's parallax at the focus distance ({s['shift_dx'] + 0.0:+.0f}, "
+                       f"{s['shift_dy'] + 0.0:+.0f} px)" if s.get("shift_px", 0.0) > 0 else "zero shift")
+                    + f", PSNR after warping {s['psnr_db']:.1f} dB")
         if s["inliers"] < th.fail_min_inliers and not lined_up:
             # Few keypoints agree and the dense warp does not line up either: no overlap. (Few
             # keypoints with a warp that lines up is W's blur or flat texture, e.g. a landscape's

@@ -242,6 +242,12 @@ class CheckConfig:
     # search scores every shift at once (band-passed masked correlation by FFT on 160 px images,
     # >= 0.3 of the view shared) and refines its 4 best peaks.
     tt_prefer_structure: bool = True
+    # Main T vs reference T, where the inlier gate refuses the keypoints' shift (align.min_inliers):
+    # the dense flow starts from the rig's parallax at main T's focus distance (expected_parallax),
+    # not zero. A shaken T keeps few corners that match the sharp one (22 px of smear at 1280x960:
+    # 8 inliers), and from zero DIS did not reach a portrait's 181 px parallax (72 flow-grid px):
+    # motion_blur was read on a misregistered pair (lab-1805 c00005: 0.80, 0.47 on the true pixels).
+    tt_unanchored_from_rig_parallax: bool = True
     tt_structure_below_ncc: float = 0.6  # search only where the vote's own correlation is under this
     tt_structure_min_ncc: float = 0.3  # a peak must correlate at least this to replace the vote ...
     tt_structure_margin: float = 0.15  # ... and this much better than it (0.2 left 3 of 12 demo re-renders at 0.23)
