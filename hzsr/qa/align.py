@@ -331,8 +331,9 @@ def prefer_structure(src: np.ndarray, ref: np.ndarray, found: GlobalShift, expec
 
     Only where ``large_shift`` is at stake: ``found`` departs from the rig's ``expected`` shift by
     more than ``radius_frac`` of the width (a clean moving shot registered at its parallax with 230
-    matches correlates 0.27 only, its subject having moved). There, when ``found``'s band-passed
-    structure correlation (``structure_ncc`` where both images have pixels) is under
+    matches correlates 0.27 only, its subject having moved); a negative ``radius_frac`` searches
+    wherever ``found`` lies (``capture_qa.tt_vote``: a vote the inlier gate refuses). There, when
+    ``found``'s band-passed structure correlation (``structure_ncc`` where both images have pixels) is under
     ``below_ncc``, every shift is scored at once on the images reduced to ``search_long_side``
     (``masked_ncc_surface`` of the band-passed luminances, over at least ``min_overlap`` of the
     view: a sliver of overlap correlates by chance); its ``peaks`` best separate peaks are refined

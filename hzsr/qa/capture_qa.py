@@ -704,6 +704,19 @@ def tt_vote(src: np.ndarray, ref: np.ndarray, found: GlobalShift, e_tt: tuple[fl
         found, rival, structure_ncc = prefer_structure(
             src, ref, found, e_tt, below_ncc=cfg.check.tt_structure_below_ncc,
             min_ncc=cfg.check.tt_structure_min_ncc, ncc_margin=cfg.check.tt_structure_margin)
+    elif (cfg.check.tt_prefer_structure and not preferred
+          and found.matches >= cfg.check.tt_structure_unanchored_min_matches):
+        # The inlier gate refuses the vote, yet both Ts have corners enough to match (a dark,
+        # low-contrast pair has none: 0 matches): their matches agree on no shift. Do the views
+        # share structure anywhere? Measured only (the shift is the gate's): a phone knocked off a
+        # dark or smooth scene (a night shot, a landscape) lined up from the rig's parallax at
+        # 20-23 dB with a consistent flow on 0.6 of the view, and no_overlap missed it
+        # (_shares_structure reads the figure). Always searched: the placeholder lies near the
+        # parallax of a far focus.
+        _, _, structure_ncc = prefer_structure(
+            src, ref, GlobalShift(float(e_tt[0]), float(e_tt[1]), found.inliers, found.matches), e_tt,
+            below_ncc=cfg.check.tt_structure_below_ncc, min_ncc=cfg.check.tt_structure_min_ncc,
+            ncc_margin=cfg.check.tt_structure_margin, radius_frac=-1.0)
     return found, preferred, rival, structure_ncc
 
 

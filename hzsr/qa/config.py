@@ -251,6 +251,13 @@ class CheckConfig:
     tt_structure_below_ncc: float = 0.6  # search only where the vote's own correlation is under this
     tt_structure_min_ncc: float = 0.3  # a peak must correlate at least this to replace the vote ...
     tt_structure_margin: float = 0.15  # ... and this much better than it (0.2 left 3 of 12 demo re-renders at 0.23)
+    # ... and where the inlier gate refuses T vs T's vote but the keypoints made at least this many
+    # ratio-test matches (corners enough in both Ts, which agree on no shift), the same search
+    # measures the best correlation only (no_overlap's structure half; the shift stays the gate's).
+    # At 1280x960 on seeds 1801/1802/1805/1806: knocked-off phones 57-200 matches, best correlation
+    # 0.02-0.20; shaken Ts 145-194 matches, 0.25-0.60; a dark low-contrast pair of one view 0 matches;
+    # two unrelated synthetic textures 44-77 (tests/qa/test_unanchored_tt.py). Twice align.min_inliers.
+    tt_structure_unanchored_min_matches: int = 24
     # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
     # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs
     # on the same image resized to quick_long_side. At 12 MP: the DCT scaling 1/4 instead of 1/8

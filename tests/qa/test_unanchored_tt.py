@@ -1,17 +1,20 @@
-"""Main T vs reference T where the inlier gate refuses the keypoints' shift: the dense flow starts
-from the rig's parallax at the focus distance (``check.tt_unanchored_from_rig_parallax``), not from
-zero (issue 18, helper issue18v: a shaken T at 1280x960 kept 8 inliers, DIS from zero never reached
-the portrait's 181 px parallax and ``motion_blur`` was read on a misregistered pair)."""
+"""Main T vs reference T where the inlier gate refuses the keypoints' shift (issue 18, helper
+issue18v, 1280x960): the dense flow starts from the rig's parallax at the focus distance
+(``check.tt_unanchored_from_rig_parallax``), not from zero (a shaken T kept 8 inliers, DIS from zero
+never reached the portrait's 181 px parallax and ``motion_blur`` was read on a misregistered pair);
+and where both Ts had corners enough to match, the views are searched for shared structure
+(``check.tt_structure_unanchored_min_matches``; a knocked-off phone's warp lined up on a night scene)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 
 from hzsr.qa import capture_qa
-from hzsr.qa.align import GlobalShift
+from hzsr.qa.align import GlobalShift, global_translation
 from hzsr.qa.config import QAConfig
 from hzsr.sim.simsession import SimConfig, simulate_session
 
@@ -59,3 +62,46 @@ def test_from_zero_shift_the_same_pair_does_not_register(portrait, monkeypatch):
     assert (row["tt_shift_dx"], row["tt_shift_dy"]) == (0.0, 0.0)
     assert abs(row["tt_subject_dy"] - anchored["tt_subject_dy"]) > 0.03 * row["analysis_width"]
     assert np.isfinite(row["tt_psnr_db"])
+
+
+def _texture(rng, h: int, w: int) -> np.ndarray:
+    noise = cv2.GaussianBlur(rng.normal(0, 1, (h, w)), (0, 0), 1.5)
+    return np.clip(128 + 40 * noise / noise.std(), 0, 255).astype(np.float32)
+
+
+def test_an_unanchored_vote_of_unrelated_views_is_searched_for_structure_and_shares_none():
+    """A phone knocked off a scene: both Ts full of corners (44-74 ratio-test matches) that agree on
+    no shift (1 inlier). The inlier gate refuses the vote; the structure search now measures the
+    views' best correlation (0.04): no shared structure, ``no_overlap``. Before, an unanchored vote
+    was never searched (NaN), and a knocked-off night or landscape shot whose warp lined up from
+    the rig's parallax only warned (1280x960: lab-1802-knocked c00004, 0.03)."""
+    from hzsr.qa.capture_qa import _shares_structure, tt_vote
+
+    cfg = QAConfig()
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(seed)
+        a, b = (_texture(rng, 480, 640).astype(np.uint8) for _ in range(2))
+        found = global_translation(a, b, cfg)
+        assert found.inliers < cfg.align.min_inliers
+        assert found.matches >= cfg.check.tt_structure_unanchored_min_matches
+        got, preferred, rival, seen = tt_vote(a, b, found, (0.0, 20.0), cfg)
+        assert (got, rival) == (found, False)  # measured only: the shift stays the gate's
+        assert seen < cfg.thresholds.fail_no_overlap_structure_ncc
+        assert not _shares_structure({"structure_ncc": seen}, cfg.thresholds)
+
+
+def test_a_shaken_t_of_the_same_view_that_the_gate_refuses_still_shares_structure():
+    """The same search on a shaken main T (an 18 px line blur) against a sharp reference of the same
+    view at the rig's parallax: 7 inliers (refused), and the views correlate 0.46: no no_overlap."""
+    from hzsr.qa.capture_qa import _shares_structure, tt_vote
+    from hzsr.sim.render import motion_blur
+
+    cfg = QAConfig()
+    h, w = 480, 640
+    big = _texture(np.random.default_rng(3), h + 200, w + 200)
+    src, ref = big[100:100 + h, 100:100 + w], big[100 - 72:100 - 72 + h, 100:100 + w]
+    a = np.clip(motion_blur(src, 18.0, 0.6), 0, 255).astype(np.uint8)
+    found = global_translation(a, ref.astype(np.uint8), cfg)
+    assert found.inliers < cfg.align.min_inliers <= found.matches
+    _, _, _, seen = tt_vote(a, ref.astype(np.uint8), found, (0.0, 72.0), cfg)
+    assert np.isfinite(seen) and _shares_structure({"structure_ncc": seen}, cfg.thresholds)
