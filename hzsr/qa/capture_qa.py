@@ -588,6 +588,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         out.row["tt_second_shift_used"] = int(second is not None)
         if second is not None:
             out.row["tt_second_shift_dx"], out.row["tt_second_shift_dy"] = second.shift.dx, second.shift.dy
+            tt_departure_from_static_scene(out, second, cfg)
         frac, moving = motion_inconsistency(regs["tt"], cfg, flow_units=units, second=second)
         out.row["moving_frac"] = frac
         _grade(out, "moving_object", frac, th.warn_moving_frac, th.fail_moving_frac,
@@ -1039,8 +1040,40 @@ def tt_shift_departure(row: dict, cfg: QAConfig, offset_px: tuple[float, float] 
     # shift the dense flow need not follow the subject along the baseline (make demo's motion-blurred
     # portrait, 11 inliers: +71 px where the rig's parallax says -76, "beyond infinity").
     anchored = bool(row.get("tt_shift_used", 1.0))
+    # The static scene's translation (tt_departure_from_static_scene) is the background's, at its
+    # own depth, not the AF subject's: its part across the baseline alone is the rig.
+    anchored = anchored and not row.get("tt_departure_from_static_scene")
     outside = anchored and (implied < -m or implied > 1.0 / cfg.rig.t_min_focus_m + m)
     return (float(np.hypot(across, along)) if outside else across), implied, outside
+
+
+def tt_departure_from_static_scene(out: CaptureQA, second: Registration, cfg: QAConfig) -> None:
+    """T vs T's ``large_shift`` from the static scene where ``second_motion`` found two motions.
+
+    ``large_shift`` reads the AF subject's shift. Where a mover is the AF subject and moved between
+    the two instants (a late frame), that shift is the mover's: a late frame on a moving scene
+    read 0.24-0.29 of the width across the baseline (lab-1808 c00015 failed at 0.29 at both
+    sizes, lab-1805 c00003 and c00015 warned at 1280x960). With two registrations, at most one of
+    them follows a mover; across the mount's baseline a static scene has only the rig's rotation
+    term, which a bump moves for the whole scene, mover included. So the rig's departure is the
+    smaller of the two across the baseline: the AF subject's, or the second translation's less the
+    rig's parallax (``row["tt_departure_from_static_scene"]`` = 1 where that one). Graded again as
+    a lone capture; qa check and the quick check grade it with the session's offset after.
+    """
+    row = out.row
+    if not cfg.check.tt_shift_from_static_scene or "tt_departure_dx" not in row:
+        return
+    b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
+    n = np.array([-b[1], b[0]]) / float(np.hypot(*b))
+    d1 = np.array([row["tt_departure_dx"], row["tt_departure_dy"]])
+    d2 = np.array([second.shift.dx - row["tt_expected_dx"], second.shift.dy - row["tt_expected_dy"]])
+    if abs(d2 @ n) >= abs(d1 @ n):
+        return
+    row["tt_subject_departure_dx"], row["tt_subject_departure_dy"] = float(d1[0]), float(d1[1])
+    row["tt_departure_dx"], row["tt_departure_dy"] = float(d2[0]), float(d2[1])
+    row["tt_moved_px"] = float(np.hypot(second.shift.dx, second.shift.dy))
+    row["tt_departure_from_static_scene"] = 1
+    grade_tt_shift(out, cfg)
 
 
 def tt_offset_bound_px(row: dict, cfg: QAConfig) -> float:
@@ -1082,8 +1115,10 @@ def grade_tt_shift(out: CaptureQA, cfg: QAConfig, offset_px: tuple[float, float]
     where = ("" if not outside else f"; along the baseline it would put the subject at {implied:.2f} D, "
              f"{'beyond infinity' if implied < 0 else f'nearer than T focuses ({cfg.rig.t_min_focus_m:g} m)'}: "
              "no depth, the rig")
+    what = ("the static scene (the AF subject moved between the two instants)"
+            if row.get("tt_departure_from_static_scene") else "the AF subject")
     _grade(out, "large_shift", frac, th.warn_shift_frac, th.fail_shift_frac,
-           f"{_TT_LABEL}the AF subject is {dep:.0f} px = {frac:.2f} of the width "
+           f"{_TT_LABEL}{what} is {dep:.0f} px = {frac:.2f} of the width "
            f"{'from' if outside else 'across the baseline from'} where the rig's parallax at the focus distance "
            f"puts it (moved {row.get('tt_moved_px', np.nan):.0f} px, expected {row.get('tt_expected_px', np.nan):.0f}, "
            f"less the session's offset ({off[0]:.0f}, {off[1]:.0f}) px{where}; rig bumped?)", tag=TT_SHIFT_TAG)

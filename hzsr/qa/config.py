@@ -248,6 +248,11 @@ class CheckConfig:
     # 8 inliers), and from zero DIS did not reach a portrait's 181 px parallax (72 flow-grid px):
     # motion_blur was read on a misregistered pair (lab-1805 c00005: 0.80, 0.47 on the true pixels).
     tt_unanchored_from_rig_parallax: bool = True
+    # Main T vs reference T where second_motion found two motions (a mover and the static scene):
+    # large_shift reads the one that departs less across the mount's baseline (the static scene's
+    # second translation, or the AF subject's shift), not the AF subject's alone: a mover at the AF
+    # point that moved 0.3 of the width in a late frame read as a bump (capture_qa.tt_departure_from_static_scene).
+    tt_shift_from_static_scene: bool = True
     tt_structure_below_ncc: float = 0.6  # search only where the vote's own correlation is under this
     tt_structure_min_ncc: float = 0.3  # a peak must correlate at least this to replace the vote ...
     tt_structure_margin: float = 0.15  # ... and this much better than it (0.2 left 3 of 12 demo re-renders at 0.23)

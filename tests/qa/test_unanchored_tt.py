@@ -3,11 +3,14 @@ issue18v, 1280x960): the dense flow starts from the rig's parallax at the focus 
 (``check.tt_unanchored_from_rig_parallax``), not from zero (a shaken T kept 8 inliers, DIS from zero
 never reached the portrait's 181 px parallax and ``motion_blur`` was read on a misregistered pair);
 and where both Ts had corners enough to match, the views are searched for shared structure
-(``check.tt_structure_unanchored_min_matches``; a knocked-off phone's warp lined up on a night scene)."""
+(``check.tt_structure_unanchored_min_matches``; a knocked-off phone's warp lined up on a night scene).
+And ``large_shift`` where second_motion found two motions reads the static scene, not a mover at the
+AF point (``check.tt_shift_from_static_scene``)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -105,3 +108,45 @@ def test_a_shaken_t_of_the_same_view_that_the_gate_refuses_still_shares_structur
     assert found.inliers < cfg.align.min_inliers <= found.matches
     _, _, _, seen = tt_vote(a, ref.astype(np.uint8), found, (0.0, 72.0), cfg)
     assert np.isfinite(seen) and _shares_structure({"structure_ncc": seen}, cfg.thresholds)
+
+
+def _tt_row(departure: tuple[float, float]) -> capture_qa.CaptureQA:
+    """A lone capture's T vs T at 1280 px: the 7 cm mount along y, focus 0.5 D (parallax -177 px),
+    the AF subject ``departure`` px from it; graded as ``_judge_registration`` grades it."""
+    out = capture_qa.CaptureQA("c00015")
+    out.row.update({"analysis_width": 1280.0, "tt_expected_dx": 0.0, "tt_expected_dy": -177.0,
+                    "tt_departure_dx": departure[0], "tt_departure_dy": departure[1], "tt_fx_px": 5056.0,
+                    "tt_focus_d": 0.5, "tt_shift_used": 1.0, "tt_moved_px": 400.0, "tt_expected_px": 177.0})
+    capture_qa.grade_tt_shift(out, QAConfig())
+    return out
+
+
+def _levels(out) -> set[str]:
+    return {r.level.value for r in out.reasons if r.code == "large_shift"}
+
+
+def test_a_mover_at_the_af_point_is_no_bump_where_the_static_scene_keeps_to_the_rig():
+    """A late frame on a moving scene: the AF subject (the mover) moved 0.3 of the width across the
+    baseline, the static scene's second translation (second_motion) lies where the rig puts it
+    (+10 px across). large_shift reads the static scene: no reason (it failed before)."""
+    out = _tt_row((384.0, -20.0))
+    assert "fail" in _levels(out)  # the AF subject alone: a bump
+    second = SimpleNamespace(shift=GlobalShift(10.0, -150.0, 200, 400))
+    capture_qa.tt_departure_from_static_scene(out, second, QAConfig())
+    assert _levels(out) == set()
+    assert out.row["tt_departure_from_static_scene"] == 1 and out.row["tt_departure_dx"] == 10.0
+    assert out.row["tt_subject_departure_dx"] == 384.0
+
+
+def test_a_bump_moves_the_static_scene_too_and_still_fails():
+    """A bumped rig with a mover: both registrations depart (0.30 and 0.36 of the width): still a fail,
+    now on the static scene. And without the switch the AF subject's reading stands."""
+    second = SimpleNamespace(shift=GlobalShift(-380.0, -160.0, 200, 400))
+    out = _tt_row((-460.0, 10.0))
+    capture_qa.tt_departure_from_static_scene(out, second, QAConfig())
+    assert _levels(out) == {"fail"} and out.row["tt_departure_dx"] == -380.0
+    cfg = QAConfig()
+    off = replace(cfg, check=replace(cfg.check, tt_shift_from_static_scene=False))
+    out = _tt_row((384.0, -20.0))
+    capture_qa.tt_departure_from_static_scene(out, SimpleNamespace(shift=GlobalShift(10.0, -150.0, 200, 400)), off)
+    assert _levels(out) == {"fail"}
