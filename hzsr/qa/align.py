@@ -331,8 +331,9 @@ def prefer_structure(src: np.ndarray, ref: np.ndarray, found: GlobalShift, expec
 
     Only where ``large_shift`` is at stake: ``found`` departs from the rig's ``expected`` shift by
     more than ``radius_frac`` of the width (a clean moving shot registered at its parallax with 230
-    matches correlates 0.27 only, its subject having moved). There, when ``found``'s band-passed
-    structure correlation (``structure_ncc`` where both images have pixels) is under
+    matches correlates 0.27 only, its subject having moved); a negative ``radius_frac`` searches
+    wherever ``found`` lies (``capture_qa.tt_vote``: a vote the inlier gate refuses). There, when
+    ``found``'s band-passed structure correlation (``structure_ncc`` where both images have pixels) is under
     ``below_ncc``, every shift is scored at once on the images reduced to ``search_long_side``
     (``masked_ncc_surface`` of the band-passed luminances, over at least ``min_overlap`` of the
     view: a sliver of overlap correlates by chance); its ``peaks`` best separate peaks are refined
@@ -401,21 +402,24 @@ def prefer_structure(src: np.ndarray, ref: np.ndarray, found: GlobalShift, expec
     return GlobalShift(float(best[0]), float(best[1]), found.inliers, found.matches), True, seen
 
 
-def gate_shift(shift: GlobalShift, cfg: QAConfig | AlignConfig | None = None) -> tuple[GlobalShift, bool]:
+def gate_shift(shift: GlobalShift, cfg: QAConfig | AlignConfig | None = None,
+               fallback: tuple[float, float] = (0.0, 0.0)) -> tuple[GlobalShift, bool]:
     """The inlier gate: ``shift`` if at least ``align.min_inliers`` matches support it, else none.
 
     A translation from a handful of matches is as likely chance agreement as the truth (a bumped
     rig, W's blur, flat or repetitive texture); a wrong one would start the dense flow from the
-    wrong place, which is worse than starting it from the rig's own alignment (zero shift).
+    wrong place, which is worse than starting it from the rig's own alignment: ``fallback``, zero
+    shift unless the caller knows where the rig puts the scene (main T vs reference T: the
+    parallax of the focus distance, ``check.tt_unanchored_from_rig_parallax``).
 
     Returns:
-        The shift to use (``dx = dy = 0`` with the same support when refused) and whether it is
+        The shift to use (``fallback`` with the same support when refused) and whether it is
         ``shift`` itself.
     """
     c = _align_cfg(cfg)
     if shift.inliers >= c.min_inliers:
         return shift, True
-    return GlobalShift(0.0, 0.0, shift.inliers, shift.matches), False
+    return GlobalShift(float(fallback[0]), float(fallback[1]), shift.inliers, shift.matches), False
 
 
 def shift_image(img: np.ndarray, dx: float, dy: float,

@@ -484,6 +484,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             kcfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
                                                                             cfg.check.quick_tt_max_keypoints)))
         found = global_translation(src, ref, kcfg, optical_scale=o, hints=hints)
+        fallback = (0.0, 0.0)  # where the dense flow starts if the inlier gate refuses the shift
         if name == "tt" and ft.focus_distance_diopters is not None:
             e_tt = expected_parallax(float(_k(ft, sx_t, sy_t)[0, 0]), cfg.rig.ref_baseline_m,
                                      ft.focus_distance_diopters)
@@ -493,6 +494,11 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
                 out.row["tt_shift_from_rig_parallax"] = int(preferred)
             if cfg.check.tt_prefer_structure and not preferred:
                 out.row["tt_shift_from_structure"] = int(rival)
+            if cfg.check.tt_unanchored_from_rig_parallax:
+                # A shaken T keeps few corners that match the sharp one (a 22 px smear at 1280x960: 8
+                # inliers); from zero shift DIS never reached the portrait's 181 px parallax, and
+                # motion_blur was measured on a misregistered pair (0.80; 0.47 on the true pixels).
+                fallback = e_tt
         g, _ = gate_shift(found, cfg)  # the inlier gate: a shift from too few matches is not used
         af = roi_of(b, (g.dx, g.dy)) if a == "main_W" else roi_of("main_T")  # tt: SRC is main T
         if clip_roi(af, src.shape) is None:
@@ -533,7 +539,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             pcfg = replace(pcfg, maps=replace(pcfg.maps, hidden=False))
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
                                    baseline=None if base is None else tuple(base), flow_units=units,
-                                   focus_flow=focus_flow)
+                                   focus_flow=focus_flow, fallback_shift=fallback)
         if alike:
             tt_fold = alike_fold(src, ref, regs[name].shift, tuple(base), cfg, regs[name].flow_fwd)
             regs[name] = with_fold(regs[name], tt_fold)
@@ -582,6 +588,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         out.row["tt_second_shift_used"] = int(second is not None)
         if second is not None:
             out.row["tt_second_shift_dx"], out.row["tt_second_shift_dy"] = second.shift.dx, second.shift.dy
+            tt_departure_from_static_scene(out, second, cfg)
         frac, moving = motion_inconsistency(regs["tt"], cfg, flow_units=units, second=second)
         out.row["moving_frac"] = frac
         _grade(out, "moving_object", frac, th.warn_moving_frac, th.fail_moving_frac,
@@ -702,6 +709,19 @@ def tt_vote(src: np.ndarray, ref: np.ndarray, found: GlobalShift, e_tt: tuple[fl
         found, rival, structure_ncc = prefer_structure(
             src, ref, found, e_tt, below_ncc=cfg.check.tt_structure_below_ncc,
             min_ncc=cfg.check.tt_structure_min_ncc, ncc_margin=cfg.check.tt_structure_margin)
+    elif (cfg.check.tt_prefer_structure and not preferred
+          and found.matches >= cfg.check.tt_structure_unanchored_min_matches):
+        # The inlier gate refuses the vote, yet both Ts have corners enough to match (a dark,
+        # low-contrast pair has none: 0 matches): their matches agree on no shift. Do the views
+        # share structure anywhere? Measured only (the shift is the gate's): a phone knocked off a
+        # dark or smooth scene (a night shot, a landscape) lined up from the rig's parallax at
+        # 20-23 dB with a consistent flow on 0.6 of the view, and no_overlap missed it
+        # (_shares_structure reads the figure). Always searched: the placeholder lies near the
+        # parallax of a far focus.
+        _, _, structure_ncc = prefer_structure(
+            src, ref, GlobalShift(float(e_tt[0]), float(e_tt[1]), found.inliers, found.matches), e_tt,
+            below_ncc=cfg.check.tt_structure_below_ncc, min_ncc=cfg.check.tt_structure_min_ncc,
+            ncc_margin=cfg.check.tt_structure_margin, radius_frac=-1.0)
     return found, preferred, rival, structure_ncc
 
 
@@ -933,8 +953,10 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
             # up makes it a verdict (no_overlap below).
             out.add("pass" if lined_up else "warn", "shift_not_used",
                     f"{label}: global shift of {s.get('found_shift_px', 0):.0f} px from {int(s['inliers'])} keypoint "
-                    f"inliers (< align.min_inliers {cfg.align.min_inliers}) not used; dense flow from zero shift, "
-                    f"PSNR after warping {s['psnr_db']:.1f} dB")
+                    f"inliers (< align.min_inliers {cfg.align.min_inliers}) not used; dense flow from "
+                    + (f"the rig's parallax at the focus distance ({s['shift_dx'] + 0.0:+.0f}, "
+                       f"{s['shift_dy'] + 0.0:+.0f} px)" if s.get("shift_px", 0.0) > 0 else "zero shift")
+                    + f", PSNR after warping {s['psnr_db']:.1f} dB")
         if s["inliers"] < th.fail_min_inliers and not lined_up:
             # Few keypoints agree and the dense warp does not line up either: no overlap. (Few
             # keypoints with a warp that lines up is W's blur or flat texture, e.g. a landscape's
@@ -1022,8 +1044,40 @@ def tt_shift_departure(row: dict, cfg: QAConfig, offset_px: tuple[float, float] 
     # shift the dense flow need not follow the subject along the baseline (make demo's motion-blurred
     # portrait, 11 inliers: +71 px where the rig's parallax says -76, "beyond infinity").
     anchored = bool(row.get("tt_shift_used", 1.0))
+    # The static scene's translation (tt_departure_from_static_scene) is the background's, at its
+    # own depth, not the AF subject's: its part across the baseline alone is the rig.
+    anchored = anchored and not row.get("tt_departure_from_static_scene")
     outside = anchored and (implied < -m or implied > 1.0 / cfg.rig.t_min_focus_m + m)
     return (float(np.hypot(across, along)) if outside else across), implied, outside
+
+
+def tt_departure_from_static_scene(out: CaptureQA, second: Registration, cfg: QAConfig) -> None:
+    """T vs T's ``large_shift`` from the static scene where ``second_motion`` found two motions.
+
+    ``large_shift`` reads the AF subject's shift. Where a mover is the AF subject and moved between
+    the two instants (a late frame), that shift is the mover's: a late frame on a moving scene
+    read 0.24-0.29 of the width across the baseline (lab-1808 c00015 failed at 0.29 at both
+    sizes, lab-1805 c00003 and c00015 warned at 1280x960). With two registrations, at most one of
+    them follows a mover; across the mount's baseline a static scene has only the rig's rotation
+    term, which a bump moves for the whole scene, mover included. So the rig's departure is the
+    smaller of the two across the baseline: the AF subject's, or the second translation's less the
+    rig's parallax (``row["tt_departure_from_static_scene"]`` = 1 where that one). Graded again as
+    a lone capture; qa check and the quick check grade it with the session's offset after.
+    """
+    row = out.row
+    if not cfg.check.tt_shift_from_static_scene or "tt_departure_dx" not in row:
+        return
+    b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
+    n = np.array([-b[1], b[0]]) / float(np.hypot(*b))
+    d1 = np.array([row["tt_departure_dx"], row["tt_departure_dy"]])
+    d2 = np.array([second.shift.dx - row["tt_expected_dx"], second.shift.dy - row["tt_expected_dy"]])
+    if abs(d2 @ n) >= abs(d1 @ n):
+        return
+    row["tt_subject_departure_dx"], row["tt_subject_departure_dy"] = float(d1[0]), float(d1[1])
+    row["tt_departure_dx"], row["tt_departure_dy"] = float(d2[0]), float(d2[1])
+    row["tt_moved_px"] = float(np.hypot(second.shift.dx, second.shift.dy))
+    row["tt_departure_from_static_scene"] = 1
+    grade_tt_shift(out, cfg)
 
 
 def tt_offset_bound_px(row: dict, cfg: QAConfig) -> float:
@@ -1065,8 +1119,10 @@ def grade_tt_shift(out: CaptureQA, cfg: QAConfig, offset_px: tuple[float, float]
     where = ("" if not outside else f"; along the baseline it would put the subject at {implied:.2f} D, "
              f"{'beyond infinity' if implied < 0 else f'nearer than T focuses ({cfg.rig.t_min_focus_m:g} m)'}: "
              "no depth, the rig")
+    what = ("the static scene (the AF subject moved between the two instants)"
+            if row.get("tt_departure_from_static_scene") else "the AF subject")
     _grade(out, "large_shift", frac, th.warn_shift_frac, th.fail_shift_frac,
-           f"{_TT_LABEL}the AF subject is {dep:.0f} px = {frac:.2f} of the width "
+           f"{_TT_LABEL}{what} is {dep:.0f} px = {frac:.2f} of the width "
            f"{'from' if outside else 'across the baseline from'} where the rig's parallax at the focus distance "
            f"puts it (moved {row.get('tt_moved_px', np.nan):.0f} px, expected {row.get('tt_expected_px', np.nan):.0f}, "
            f"less the session's offset ({off[0]:.0f}, {off[1]:.0f}) px{where}; rig bumped?)", tag=TT_SHIFT_TAG)

@@ -242,9 +242,27 @@ class CheckConfig:
     # search scores every shift at once (band-passed masked correlation by FFT on 160 px images,
     # >= 0.3 of the view shared) and refines its 4 best peaks.
     tt_prefer_structure: bool = True
+    # Main T vs reference T, where the inlier gate refuses the keypoints' shift (align.min_inliers):
+    # the dense flow starts from the rig's parallax at main T's focus distance (expected_parallax),
+    # not zero. A shaken T keeps few corners that match the sharp one (22 px of smear at 1280x960:
+    # 8 inliers), and from zero DIS did not reach a portrait's 181 px parallax (72 flow-grid px):
+    # motion_blur was read on a misregistered pair (lab-1805 c00005: 0.80, 0.47 on the true pixels).
+    tt_unanchored_from_rig_parallax: bool = True
+    # Main T vs reference T where second_motion found two motions (a mover and the static scene):
+    # large_shift reads the one that departs less across the mount's baseline (the static scene's
+    # second translation, or the AF subject's shift), not the AF subject's alone: a mover at the AF
+    # point that moved 0.3 of the width in a late frame read as a bump (capture_qa.tt_departure_from_static_scene).
+    tt_shift_from_static_scene: bool = True
     tt_structure_below_ncc: float = 0.6  # search only where the vote's own correlation is under this
     tt_structure_min_ncc: float = 0.3  # a peak must correlate at least this to replace the vote ...
     tt_structure_margin: float = 0.15  # ... and this much better than it (0.2 left 3 of 12 demo re-renders at 0.23)
+    # ... and where the inlier gate refuses T vs T's vote but the keypoints made at least this many
+    # ratio-test matches (corners enough in both Ts, which agree on no shift), the same search
+    # measures the best correlation only (no_overlap's structure half; the shift stays the gate's).
+    # At 1280x960 on seeds 1801/1802/1805/1806: knocked-off phones 57-200 matches, best correlation
+    # 0.02-0.20; shaken Ts 145-194 matches, 0.25-0.60; a dark low-contrast pair of one view 0 matches;
+    # two unrelated synthetic textures 44-77 (tests/qa/test_unanchored_tt.py). Twice align.min_inliers.
+    tt_structure_unanchored_min_matches: int = 24
     # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
     # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs
     # on the same image resized to quick_long_side. At 12 MP: the DCT scaling 1/4 instead of 1/8

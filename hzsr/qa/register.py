@@ -111,7 +111,8 @@ def residual_stats(src_y: np.ndarray, warped_y: np.ndarray, mask: np.ndarray) ->
 def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None, *,
                   af_roi=None, optical_scale: float = 1.0,
                   shift: GlobalShift | None = None, baseline=None,
-                  flow_units: float = 1.0, focus_flow=None) -> Registration:
+                  flow_units: float = 1.0, focus_flow=None,
+                  fallback_shift: tuple[float, float] = (0.0, 0.0)) -> Registration:
     """Register REF onto SRC (same size): coarse shift, dense flow both ways, warp, maps, figures.
 
     Args:
@@ -122,7 +123,7 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
             ``k`` times); ``M_reject`` compares at that resolution.
         shift: a known global translation, to skip the keypoint search. Either way, a shift
             with fewer than ``align.min_inliers`` inliers is not used (``gate_shift``): the flow
-            starts from zero shift, and ``stats["shift_used"]`` is 0.
+            starts from ``fallback_shift``, and ``stats["shift_used"]`` is 0.
         baseline: REF's camera position minus SRC's (x right, y down; e.g. the rig's
             ``wt_baseline_m``): ``M_hid`` then follows the geometry (``maps.hidden_map``).
         flow_units: flow-grid px of the grid ``M_defocus``'s constants were set for per px of
@@ -131,13 +132,16 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         focus_flow: the flow ``(dx, dy)``, SRC px, of the plane at the lens's focus distance
             (the depth-flow relation with the session's offset): ``M_defocus`` is measured from
             it where the AF ROI's largest cluster is another plane (``maps.focus_plane_flow``).
+        fallback_shift: where the flow starts when the inlier gate refuses the shift (SRC px;
+            default zero: the rig's own alignment); main T vs reference T passes the rig's
+            parallax at the focus distance.
     """
     cfg = cfg or QAConfig()
     if src.shape[:2] != ref.shape[:2]:
         raise ValueError(f"src {src.shape[1]}x{src.shape[0]} and ref {ref.shape[1]}x{ref.shape[0]} differ in size")
     h, w = src.shape[:2]
     found = shift if shift is not None else global_translation(src, ref, cfg, optical_scale=optical_scale)
-    g_shift, used = gate_shift(found, cfg)  # fewer than align.min_inliers: not used
+    g_shift, used = gate_shift(found, cfg, fallback_shift)  # fewer than align.min_inliers: not used
     ref_shifted = shift_image(ref, g_shift.dx, g_shift.dy)
     fwd_r, bwd_r, g = dense_flow_lowres(src, ref_shifted, cfg, optical_scale=optical_scale)
     d = np.array([g_shift.dx, g_shift.dy], np.float32) * g
