@@ -468,6 +468,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     afs: dict[str, list[float] | None] = {}  # each pairing's AF ROI on its SRC grid
     srcs = {"main_W": crop, "main_T": t_img, "ref_T": imgs.get("ref_T")}
     tt_fold = None  # stereo_occlusion.alike_fold of main T vs ref T, shared by "tt" and "wr"
+    af_outside: dict[str, tuple[float, float, str]] = {}  # pairings whose shifted AF ROI left SRC
     for name, (a, b) in PAIRINGS.items():
         src, ref = srcs[a], srcs[b]
         if src is None or ref is None:
@@ -505,8 +506,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             # A shift of most of a frame (a bumped rig) carries the AF ROI off the source: there is
             # no in-focus flow to measure, so no defocus map for this pairing (the shift itself is
             # judged by large_shift / no_overlap).
-            out.add("warn", "af_roi_outside", f"{name}: the AF ROI, moved by the {g.dx:+.0f}, {g.dy:+.0f} px "
-                    f"shift, lies outside the {a} frame: no defocus map")
+            af_outside[name] = (g.dx, g.dy, a)  # a reason once it is known whether wr's map comes from main T
             af = None
         pcfg = cfg
         if b == "ref_T":  # the reference's longer baseline: more parallax for the same blur
@@ -558,6 +558,13 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
 
     fx_t = float(_k(ft, sx_t, sy_t)[0, 0])
     _ref_defocus_from_main_t(out, regs, frames, fx_t, cfg)
+    for name, (dx, dy, a) in af_outside.items():
+        # A reference T turned off the W crop leaves wr no AF ROI of its own, yet its map may come
+        # from the W crop vs main T flow (_ref_defocus_from_main_t): say where from.
+        whence = ("its defocus map comes from the W crop vs main T flow"
+                  if name == "wr" and out.row.get("wr_defocus_from_main_t") else "no defocus map")
+        out.add("warn", "af_roi_outside", f"{name}: the AF ROI, moved by the {dx:+.0f}, {dy:+.0f} px "
+                f"shift, lies outside the {a} frame: {whence}")
     # The parallax the rig gives main T's focus plane: where the AF subject must be (large_shift).
     diop = ft.focus_distance_diopters if ft.focus_distance_diopters is not None else 0.0
     expected = {"wt": expected_parallax(fx_t, cfg.rig.wt_baseline_m, diop),
@@ -622,10 +629,6 @@ def _ref_defocus_from_main_t(out: CaptureQA, regs: dict[str, Registration], fram
                                                   if wr_r.valid.any() else 0.0})
     out.row["wr_defocus_frac"] = regs["wr"].stats["defocus_frac"]
     out.row["wr_defocus_from_main_t"] = 1
-    # A reference T turned off the W crop left wr no AF ROI of its own, yet the map exists: say where from.
-    out.reasons = [replace(r, message=r.message.removesuffix(": no defocus map")
-                           + ": its defocus map comes from the W crop vs main T flow")
-                   if r.code == "af_roi_outside" and r.message.startswith("wr:") else r for r in out.reasons]
 
 
 def focus_offsets_of(rows: list[dict], min_captures: int) -> dict[str, tuple[float, float]]:
