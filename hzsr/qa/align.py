@@ -185,9 +185,12 @@ def global_translation(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | AlignCo
     extra = np.vstack(pcs + [np.asarray(h, np.float64).reshape(1, 2) for h in hints] or [np.zeros((0, 2))])
     hyp = np.vstack([hyp, extra])
     # All hypotheses against all matches at once: (H, N) distances, a few MB at most.
-    dist2 = ((hyp[:, None, :] - disp[None, :, :]) ** 2).sum(-1)
+    # Per coordinate, not numpy's sum over a length-2 last axis (several times slower; same values).
+    ex = hyp[:, None, 0] - disp[None, :, 0]
+    ey = hyp[:, None, 1] - disp[None, :, 1]
+    dist2 = ex * ex + ey * ey
     thr2 = c.ransac_threshold_px**2
-    counts = (dist2 <= thr2).sum(1)
+    counts = np.count_nonzero(dist2 <= thr2, axis=1)
     best = int(np.argmax(counts))
     n_extra = len(extra)
     strong = [i for i in range(len(counts) - n_extra, len(counts)) if counts[i] >= max(2, 0.7 * counts[best])]

@@ -371,7 +371,8 @@ def flow_uncertainty_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConf
     win = max(1, int(round(c.uncertainty_window / g)))
     f = flow_fwd.astype(np.float32) * g
     mean = cv2.blur(f, (win, win))
-    var = np.maximum(cv2.blur(f * f, (win, win)) - mean * mean, 0).sum(-1)
+    var = np.maximum(cv2.blur(f * f, (win, win)) - mean * mean, 0)
+    var = var[..., 0] + var[..., 1]  # not .sum(-1): numpy's reduction over a length-2 axis is slow
     s = np.sqrt(e * e + var)
     return (np.minimum(s, c.uncertainty_s_max) / c.uncertainty_s_max).astype(np.float32)
 
