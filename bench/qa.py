@@ -1133,6 +1133,7 @@ def speed(root: Path, captures: int, seed: int) -> dict:
             "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}
     wall: dict[str, list[float]] = {k: [] for k in runs}
     verdicts: dict[str, list[str]] = {}  # per capture: qa check's verdict, and what each quick run decided
+    undecided_by: dict[str, list[list[str]]] = {}  # per quick run, each undecided capture's figures
     for d in dirs:
         for name, fn in runs.items():
             t0, c0 = time.perf_counter(), time.process_time()
@@ -1142,6 +1143,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
             if q is not None:  # the quick runs without a session offset: a session's first capture
                 v = q.verdict if name == "full" else q.decided()
                 verdicts.setdefault(name, []).append(v.value if v is not None else "undecided")
+                if v is None:  # which figures (bench/qa_quick_lone.py says why they are undecided alone)
+                    undecided_by.setdefault(name, []).append(q.undecided_by())
     base, t_full, t_quick = wall["decode"], wall["full"], wall["quick"]
     cv2.setNumThreads(0)
     w1 = w2 = None
@@ -1177,7 +1180,7 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         "cpu_ratio_quick_to_previous_settings": round(statistics.median(cpu["quick"])
                                                       / statistics.median(cpu["quick_previous_settings"]), 2),
         "rounds": len(dirs),
-        "verdicts_12mp": verdicts,
+        "verdicts_12mp": verdicts, "undecided_by_12mp": undecided_by,
         "check_workers1_s": round(w1, 2), "check_workers2_s": round(w2, 2),
         "workers2_speedup_runs": [round(r, 2) for r in reps], "workers2_speedup_best": round(max(reps), 2),
         "goals": {"full_qa_s": 1.5, "quick_s": 0.3, "workers2_speedup": 1.7},

@@ -121,9 +121,22 @@ def _convert(tp: Any, value: Any, where: str, problems: list[Problem]) -> Any:
     return value
 
 
+def _class_fields(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """``cls``'s resolved type hints and init fields, computed once per class: resolving the
+    string annotations (``from __future__ import annotations``) with ``get_type_hints`` cost
+    ~20 ms of CPU per ``capture.json`` (seven classes), a twentieth of the 12 MP quick check."""
+    cached = _FIELDS.get(cls)
+    if cached is None:
+        cached = (get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init})
+        _FIELDS[cls] = cached
+    return cached
+
+
+_FIELDS: dict[type, tuple[dict[str, Any], dict[str, dataclasses.Field]]] = {}
+
+
 def _parse_fields(cls: type[T], data: dict, prefix: str, problems: list[Problem]) -> T | None:
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints, fields = _class_fields(cls)
     for key in data:
         if key not in fields:
             problems.append(Problem(_join(prefix, key), "unknown key"))

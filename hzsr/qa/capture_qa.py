@@ -42,6 +42,7 @@ from hzsr.qa.maps import occlusion_map, plane_at_other_focus
 from hzsr.qa.quality import (
     band_sharpness_ratio,
     brightness_log_ratio,
+    channel_max,
     clip_roi,
     colour_delta,
     directional_share_ratios,
@@ -1492,7 +1493,7 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         # Clipped pixels (either T) carry no gradient whatever the blur: left out, or an
         # overexposed T reads as smeared along the edges of its clipped areas.
         r = regs["tt"]
-        clipped = (srcs["main_T"].max(axis=2) >= 250) | (r.warped_ref.max(axis=2) >= 250)
+        clipped = (channel_max(srcs["main_T"]) >= 250) | (channel_max(r.warped_ref) >= 250)
         clipped = cv2.dilate(clipped.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         m = r.valid & (r.occlusion < 0.5) & ~clipped
         # The reference was warped (bilinear): at a fractional offset that smooths it along the

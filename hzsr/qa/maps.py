@@ -33,7 +33,8 @@ def fb_error(flow_fwd: np.ndarray, flow_bwd: np.ndarray) -> np.ndarray:
     return np.sqrt(d[..., 0] ** 2 + d[..., 1] ** 2)
 
 
-def occlusion_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, scale: float = 1.0) -> np.ndarray:
+def occlusion_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, scale: float = 1.0, *,
+                  fb: np.ndarray | None = None) -> np.ndarray:
     """``M_occ(x) = min(s |W(W(x; F_fwd); F_bwd) - x|, 1)``, forward-backward consistency.
 
     ``W(x; F) = x + F(x)``, with ``F_bwd`` sampled bilinearly at ``x + F_fwd(x)``. A pixel seen in
@@ -44,10 +45,12 @@ def occlusion_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, scale: float = 1.0
         flow_bwd: REF -> SRC flow (HxWx2, REF's grid; same size as ``flow_fwd``).
         scale: ``s``, per pixel of the flows' grid. ``QAConfig.maps.occlusion_scale`` is per
             flow-grid pixel; for flows upsampled by ``1 / g`` pass ``s * g``.
+        fb: ``fb_error(flow_fwd, flow_bwd)`` where the caller has it (one pairing's maps share it).
     """
     if flow_fwd.shape != flow_bwd.shape:
         raise ValueError(f"flow_fwd {flow_fwd.shape} and flow_bwd {flow_bwd.shape} differ in shape")
-    return np.minimum(scale * fb_error(flow_fwd, flow_bwd), 1.0).astype(np.float32)
+    e = fb_error(flow_fwd, flow_bwd) if fb is None else fb
+    return np.minimum(scale * e, 1.0).astype(np.float32)
 
 
 def reference_coverage(flow_bwd: np.ndarray) -> np.ndarray:
@@ -175,7 +178,8 @@ def fold_map(flow_fwd: np.ndarray, baseline, margin: float) -> np.ndarray:
 
 
 def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsConfig | None = None,
-               grid_scale: float = 1.0, *, baseline=None, guide: np.ndarray | None = None) -> np.ndarray:
+               grid_scale: float = 1.0, *, baseline=None, guide: np.ndarray | None = None,
+               fb: np.ndarray | None = None) -> np.ndarray:
     """``M_hid(x) = [e_fb(x) > t_fb] * [cov(x) < c_max]``: SRC pixels whose surface REF does not see.
 
     The occlusion map scored against true occlusion (``docs/qa.md``). Forward-backward
@@ -200,11 +204,12 @@ def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsC
         grid_scale: flow-grid pixels per pixel of the flows (``t_fb`` is in flow-grid px).
         baseline: REF's position minus SRC's in the image plane (x right, y down; any length).
         guide: SRC's luma on the flows' grid (0-255), needed with ``baseline``.
+        fb: ``fb_error(flow_fwd, flow_bwd)`` where the caller has it.
     """
     if flow_fwd.shape != flow_bwd.shape:
         raise ValueError(f"flow_fwd {flow_fwd.shape} and flow_bwd {flow_bwd.shape} differ in shape")
     c = _maps_cfg(cfg)
-    e = fb_error(flow_fwd, flow_bwd) * grid_scale
+    e = (fb_error(flow_fwd, flow_bwd) if fb is None else fb) * grid_scale
     if baseline is not None:
         if guide is None or guide.shape != flow_fwd.shape[:2]:
             raise ValueError(f"hidden_map: a baseline needs SRC's luma on the flow grid {flow_fwd.shape[:2]}, got "
@@ -355,7 +360,7 @@ def defocus_map(flow_fwd: np.ndarray, af_roi, cfg: QAConfig | MapsConfig | None 
 
 
 def flow_uncertainty_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsConfig | None = None,
-                         grid_scale: float | None = None) -> np.ndarray:
+                         grid_scale: float | None = None, *, fb: np.ndarray | None = None) -> np.ndarray:
     """``M_flow = min(S, s_max) / s_max`` with ``S = sqrt(e_fb^2 + var_x + var_y)``.
 
     DIS gives no uncertainty, unlike the paper's flow network (which predicts Laplacian
@@ -363,15 +368,17 @@ def flow_uncertainty_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConf
     disagree, at least one is wrong) plus the local variance of the flow in a
     ``uncertainty_window`` box (where the flow changes fast, a small error in where the change is
     makes a large one in the flow: motion boundaries, thin structures, aperture problems). Both are
-    in flow-grid pixels, like ``S`` in the paper.
+    in flow-grid pixels, like ``S`` in the paper. ``fb``: ``fb_error(flow_fwd, flow_bwd)`` where
+    the caller has it.
     """
     c = _maps_cfg(cfg)
     g = flow_grid_scale(flow_fwd.shape) if grid_scale is None else grid_scale
-    e = fb_error(flow_fwd, flow_bwd) * g
+    e = (fb_error(flow_fwd, flow_bwd) if fb is None else fb) * g
     win = max(1, int(round(c.uncertainty_window / g)))
     f = flow_fwd.astype(np.float32) * g
     mean = cv2.blur(f, (win, win))
-    var = np.maximum(cv2.blur(f * f, (win, win)) - mean * mean, 0).sum(-1)
+    var = np.maximum(cv2.blur(f * f, (win, win)) - mean * mean, 0)
+    var = var[..., 0] + var[..., 1]  # not .sum(-1): numpy's reduction over a length-2 axis is slow
     s = np.sqrt(e * e + var)
     return (np.minimum(s, c.uncertainty_s_max) / c.uncertainty_s_max).astype(np.float32)
 

@@ -48,18 +48,31 @@ def noise_sigma(y: np.ndarray) -> float:
     return float(np.sqrt(np.pi / 2) / 6 * r[flat].mean()) if flat.any() else float("nan")
 
 
+def channel_max(rgb: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest of an HxWx3 image's channels (``rgb.max(axis=2)``, the same values).
+
+    Two elementwise maxima: numpy's reduction over a length-3 last axis costs ~20x more (24 ms on
+    a 1000x750 frame, twice per pairing at 12 MP).
+    """
+    return np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+
+
 def frame_quality(rgb: np.ndarray, roi=None) -> dict[str, float]:
     """Sharpness (whole frame and AF ROI), clipped fraction, noise, brightness and colour means."""
     y = to_luma(rgb)
+    n = y.size
+    # Counts and integer sums, divided once: the same values as numpy's means of these uint8 and
+    # bool arrays (their float64 sums are exact), without its slow reductions over the channel axis.
     out = {
         "sharpness": sharpness(y),
-        "clipped_frac": float((rgb >= 250).any(axis=-1).mean()) if rgb.ndim == 3 else float((y >= 250).mean()),
-        "dark_frac": float((y <= 5).mean()),
+        "clipped_frac": (np.count_nonzero(channel_max(rgb) >= 250) if rgb.ndim == 3
+                         else np.count_nonzero(y >= 250)) / n,
+        "dark_frac": np.count_nonzero(y <= 5) / n,
         "noise_sigma": noise_sigma(y),
-        "brightness": float(y.mean()) / 255.0,
+        "brightness": cv2.sumElems(y)[0] / n / 255.0,
     }
     if rgb.ndim == 3:
-        means = rgb.reshape(-1, 3).mean(0) / 255.0
+        means = np.array(cv2.sumElems(rgb)[:3], np.float64) / n / 255.0
         for c, m in zip("rgb", means, strict=True):
             out[f"mean_{c}"] = float(m)
     box = clip_roi(roi, y.shape) if roi is not None else None

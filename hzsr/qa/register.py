@@ -19,6 +19,7 @@ from hzsr.qa.align import (
     global_translation,
     inframe_mask,
     shift_image,
+    shift_inframe_mask,
     to_luma,
     upsample_flow,
     warp,
@@ -27,6 +28,7 @@ from hzsr.qa.config import QAConfig
 from hzsr.qa.maps import (
     defocus_from_plane,
     defocus_plane,
+    fb_error,
     flow_uncertainty_map,
     focus_plane_flow,
     hidden_map,
@@ -150,8 +152,9 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     fwd = fwd_r + d
     bwd = shift_image(bwd_r, -float(d[0]), -float(d[1])) - d
     m = cfg.maps
-    occ_g = occlusion_map(fwd, bwd, m.occlusion_scale)
-    unc_g = flow_uncertainty_map(fwd, bwd, m, grid_scale=1.0)
+    fb = fb_error(fwd, bwd)  # one round trip for the three maps that read it
+    occ_g = occlusion_map(fwd, bwd, m.occlusion_scale, fb=fb)
+    unc_g = flow_uncertainty_map(fwd, bwd, m, grid_scale=1.0, fb=fb)
     hid_g = None
     if m.hidden:
         guide = None
@@ -161,15 +164,14 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
             k = max(1, int(min(h / fwd.shape[0], w / fwd.shape[1]) // 2))
             guide = _unit_luma(cv2.resize(src[::k, ::k], (fwd.shape[1], fwd.shape[0]),
                                           interpolation=cv2.INTER_AREA)) * 255.0
-        hid_g = hidden_map(fwd, bwd, m, baseline=baseline, guide=guide)
+        hid_g = hidden_map(fwd, bwd, m, baseline=baseline, guide=guide, fb=fb)
     size = (w, h)
     flow_fwd = upsample_flow(fwd, size)
     flow_bwd = upsample_flow(bwd, size)
     warped = warp(ref, flow_fwd)
     # Where the shifted REF was padded (replicated border), DIS's residual flow is made up: a
     # pixel is valid only if both the dense target and the global-shift target are in frame.
-    const = np.broadcast_to(np.array([g_shift.dx, g_shift.dy], np.float32), flow_fwd.shape)
-    valid = inframe_mask(flow_fwd) & inframe_mask(const)
+    valid = inframe_mask(flow_fwd) & shift_inframe_mask(flow_fwd.shape, g_shift.dx, g_shift.dy)
 
     def up(mp):
         return mp if mp.shape == (h, w) else cv2.resize(mp, size, interpolation=cv2.INTER_LINEAR)
