@@ -268,9 +268,12 @@ class CheckConfig:
     # departure from the rig's parallax across the baseline) instead of the AF subject's, which
     # the dense flow from the rig's parallax never left: make demo's bump of the reference phone
     # (-0.50 of the width, a moving scene) kept 10 T-vs-T inliers (< align.min_inliers), the
-    # search found it at -0.51 of the width correlating 0.73, and it was judged warn. Above what
-    # the refused pairs that are no bump reach (shaken Ts 0.25-0.60 at 1280x960); set on the
-    # calibration seeds (docs/qa.md, helper issue18w). Over 1: off.
+    # search found it at -0.51 of the width correlating 0.73, and it was judged warn. Set above what
+    # refused pairs that are no bump reach on the calibration seeds (bench/qa.py's labelled sessions,
+    # 1801/1802 at 480x360, 1805/1806 at 1280x960; qa check / quick check): knocked-off phones
+    # 0.02-0.20 / 0.02-0.29, a shaken T 0.60 (its peak 0.035 of the width off the parallax); no bump
+    # was refused there (issue18v: shaken Ts 0.25-0.60 on four 1280 seeds). A peak correlating
+    # this well is where the views line up. Over 1: off (the shift stays the AF subject's).
     tt_shift_from_structure_min_ncc: float = 0.65
     # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
     # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs
