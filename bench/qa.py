@@ -1198,7 +1198,8 @@ def main(argv=None) -> dict:
     p.add_argument("--keep", default=None, help="write the simulated sessions here and keep them (default: a temp "
                    "dir); the labelled part reuses the sessions an earlier run kept there")
     p.add_argument("--calibration-seeds", type=int, nargs=2, default=[1801, 1802])
-    p.add_argument("--held-out-seeds", type=int, nargs=2, default=[1803, 1804])
+    p.add_argument("--held-out-seeds", type=int, nargs="+", default=[1803, 1804],
+                   help="seeds the labelled part judges on (one or more)")
     p.add_argument("--labelled-size", type=int, nargs=2, default=[480, 360], help="frame width height")
     p.add_argument("--accuracy-captures", type=int, default=12)
     p.add_argument("--maps-seeds", type=int, nargs="+", default=[2024, 2025],

@@ -491,7 +491,9 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             e_tt = expected_parallax(float(_k(ft, sx_t, sy_t)[0, 0]), cfg.rig.ref_baseline_m,
                                      ft.focus_distance_diopters)
             e_tt = (float(e_tt[0]), float(e_tt[1]))
-            found, preferred, rival, structure_ncc = tt_vote(src, ref, found, e_tt, cfg)
+            found, preferred, rival, structure_ncc, structure_peak = tt_vote(src, ref, found, e_tt, cfg)
+            if structure_peak is not None:  # where the refused vote's views line up (large_shift may read it)
+                out.row["tt_structure_peak_dx"], out.row["tt_structure_peak_dy"] = structure_peak
             if cfg.check.tt_prefer_rig_parallax:
                 out.row["tt_shift_from_rig_parallax"] = int(preferred)
             if cfg.check.tt_prefer_structure and not preferred:
@@ -690,17 +692,21 @@ def focus_plane_differs(row: dict, offsets: dict[str, tuple[float, float]], cfg:
 
 
 def tt_vote(src: np.ndarray, ref: np.ndarray, found: GlobalShift, e_tt: tuple[float, float],
-            cfg: QAConfig) -> tuple[GlobalShift, bool, bool, float]:
+            cfg: QAConfig) -> tuple[GlobalShift, bool, bool, float, tuple[float, float] | None]:
     """T vs T's keypoint vote checked against the rig's parallax ``e_tt`` and the images.
 
     Returns:
-        ``(shift, preferred, rival, structure_ncc)``: the shift to use; whether the rig's parallax
-        replaced the vote (``align.prefer_expected``); whether the best-correlated shift did
-        (``align.prefer_structure``); and the best band-passed correlation that search saw (NaN
-        where it did not search), which ``_shares_structure`` reads.
+        ``(shift, preferred, rival, structure_ncc, structure_peak)``: the shift to use; whether the
+        rig's parallax replaced the vote (``align.prefer_expected``); whether the best-correlated
+        shift did (``align.prefer_structure``); the best band-passed correlation that search saw
+        (NaN where it did not search), which ``_shares_structure`` reads; and where the inlier gate
+        refuses the vote, the shift the search's best peak lines the views up at, when it beat the
+        rig's parallax (``prefer_structure``'s margin; None elsewhere): ``large_shift`` reads it
+        where it correlates ``check.tt_shift_from_structure_min_ncc`` (``_judge_registration``).
     """
     preferred = rival = False
     structure_ncc = float("nan")
+    structure_peak = None
     if cfg.check.tt_prefer_rig_parallax:
         # A repeating texture registers a period away as well: the rig's parallax breaks the tie.
         found, preferred = prefer_expected(src, ref, found, e_tt)
@@ -722,11 +728,13 @@ def tt_vote(src: np.ndarray, ref: np.ndarray, found: GlobalShift, e_tt: tuple[fl
         # 20-23 dB with a consistent flow on 0.6 of the view, and no_overlap missed it
         # (_shares_structure reads the figure). Always searched: the placeholder lies near the
         # parallax of a far focus.
-        _, _, structure_ncc = prefer_structure(
+        peak, moved, structure_ncc = prefer_structure(
             src, ref, GlobalShift(float(e_tt[0]), float(e_tt[1]), found.inliers, found.matches), e_tt,
             below_ncc=cfg.check.tt_structure_below_ncc, min_ncc=cfg.check.tt_structure_min_ncc,
             ncc_margin=cfg.check.tt_structure_margin, radius_frac=-1.0)
-    return found, preferred, rival, structure_ncc
+        if moved:  # the views line up better off the rig's parallax (the dense flow still starts on it)
+            structure_peak = (peak.dx, peak.dy)
+    return found, preferred, rival, structure_ncc, structure_peak
 
 
 def _lines_up(stats: dict, th, consistent: bool = False) -> bool:
@@ -991,6 +999,12 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
         b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
         out.row[f"{name}_expected_dx"], out.row[f"{name}_expected_dy"] = float(e[0]), float(e[1])
         if name == "tt" and np.hypot(*b) > 0 and fx_t > 0:
+            peak = tt_structure_shift(out.row, s, cfg)
+            if peak is not None:  # the refused vote's views line up there, not where the flow stayed
+                out.row["tt_subject_departure_dx"] = float(d[0] - e[0])
+                out.row["tt_subject_departure_dy"] = float(d[1] - e[1])
+                d = peak
+                out.row["tt_departure_from_structure"] = 1
             # Across the mount's baseline a departure is the rig; along it, a depth unless no real
             # subject could lie there (grade_tt_shift). Graded here as a lone capture; qa check and
             # the quick check grade it again with the session's offset.
@@ -1014,6 +1028,25 @@ def _judge_registration(out: CaptureQA, regs: dict[str, Registration], width: in
                f"ref_T vs main W crop: rejected fraction {s['rejected_frac']:.2f}", tag=rejected_tag)
         _grade(out, "low_psnr", s["psnr_db"], th.warn_psnr_db, th.fail_psnr_db,
                f"ref_T warped onto the main W crop: PSNR {s['psnr_db']:.1f} dB", below=True)
+
+
+def tt_structure_shift(row: dict, stats: dict, cfg: QAConfig) -> np.ndarray | None:
+    """The shift T vs T's ``large_shift`` reads instead of the AF subject's, or None.
+
+    Where the inlier gate refuses T vs T's keypoint vote (``tt_shift_used`` 0), the dense flow
+    starts from the rig's parallax at the focus distance and stays near it: a bumped reference
+    phone then reads no departure. The structure search on the refused vote (``tt_vote``) found
+    where the two views line up best; where that peak beat the rig's parallax (``tt_structure_peak``)
+    and correlates at least ``check.tt_shift_from_structure_min_ncc`` (well above what a shaken or
+    clean refused pair reaches), the views did move there: make demo's bump of the reference phone
+    (-0.50 of the width, 10 inliers < 12) was found at -0.51 of the width correlating 0.73, and
+    only warned. It is the whole view's shift, mostly the scene at its own depth, and the vote was
+    refused: only its part across the mount's baseline counts (``tt_shift_departure``, unanchored).
+    """
+    if (stats.get("shift_used", 1.0) or "tt_structure_peak_dx" not in row
+            or not stats.get("structure_ncc", -1.0) >= cfg.check.tt_shift_from_structure_min_ncc):
+        return None
+    return np.array([row["tt_structure_peak_dx"], row["tt_structure_peak_dy"]], np.float64)
 
 
 TT_SHIFT_TAG = "large_shift (T vs T)"  # T vs T's large_shift figure (graded again with the session's offset)
@@ -1124,7 +1157,11 @@ def grade_tt_shift(out: CaptureQA, cfg: QAConfig, offset_px: tuple[float, float]
              f"{'beyond infinity' if implied < 0 else f'nearer than T focuses ({cfg.rig.t_min_focus_m:g} m)'}: "
              "no depth, the rig")
     what = ("the static scene (the AF subject moved between the two instants)"
-            if row.get("tt_departure_from_static_scene") else "the AF subject")
+            if row.get("tt_departure_from_static_scene") else
+            f"the shift the structure search lines the two views up at (correlation "
+            f"{row.get('tt_structure_ncc', np.nan):.2f}; the keypoints' vote, {int(row.get('tt_inliers', 0))} "
+            "inliers, refused by the inlier gate)"
+            if row.get("tt_departure_from_structure") else "the AF subject")
     _grade(out, "large_shift", frac, th.warn_shift_frac, th.fail_shift_frac,
            f"{_TT_LABEL}{what} is {dep:.0f} px = {frac:.2f} of the width "
            f"{'from' if outside else 'across the baseline from'} where the rig's parallax at the focus distance "

@@ -263,6 +263,18 @@ class CheckConfig:
     # 0.02-0.20; shaken Ts 145-194 matches, 0.25-0.60; a dark low-contrast pair of one view 0 matches;
     # two unrelated synthetic textures 44-77 (tests/qa/test_unanchored_tt.py). Twice align.min_inliers.
     tt_structure_unanchored_min_matches: int = 24
+    # ... and where that search's best peak lines the views up off the rig's parallax (by
+    # tt_structure_margin) and correlates at least this, large_shift reads the peak's shift (its
+    # departure from the rig's parallax across the baseline) instead of the AF subject's, which
+    # the dense flow from the rig's parallax never left: make demo's bump of the reference phone
+    # (-0.50 of the width, a moving scene) kept 10 T-vs-T inliers (< align.min_inliers), the
+    # search found it at -0.51 of the width correlating 0.73, and it was judged warn. Set above what
+    # refused pairs that are no bump reach on the calibration seeds (bench/qa.py's labelled sessions,
+    # 1801/1802 at 480x360, 1805/1806 at 1280x960; qa check / quick check): knocked-off phones
+    # 0.02-0.20 / 0.02-0.29, a shaken T 0.60 (its peak 0.035 of the width off the parallax); no bump
+    # was refused there (issue18v: shaken Ts 0.25-0.60 on four 1280 seeds). A peak correlating
+    # this well is where the views line up. Over 1: off (the shift stays the AF subject's).
+    tt_shift_from_structure_min_ncc: float = 0.65
     # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
     # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs
     # on the same image resized to quick_long_side. At 12 MP: the DCT scaling 1/4 instead of 1/8

@@ -176,7 +176,7 @@ def test_a_dark_low_contrast_pair_of_the_same_view_is_not_searched_for_structure
     a, b = (np.clip(x + rng.normal(0, 2.0, x.shape), 0, 255).astype(np.uint8) for x in (src, ref))
     found = global_translation(a, b, cfg)
     assert found.inliers < cfg.align.min_inliers  # the case: no keypoint vote to check
-    got, preferred, rival, seen = tt_vote(a, b, found, e, cfg)
+    got, preferred, rival, seen, _ = tt_vote(a, b, found, e, cfg)
     assert not rival and np.isnan(seen)
     assert _shares_structure({"structure_ncc": seen}, cfg.thresholds)
     # What the search alone would have concluded on it (why the gate is needed):

@@ -87,8 +87,8 @@ def test_an_unanchored_vote_of_unrelated_views_is_searched_for_structure_and_sha
         found = global_translation(a, b, cfg)
         assert found.inliers < cfg.align.min_inliers
         assert found.matches >= cfg.check.tt_structure_unanchored_min_matches
-        got, preferred, rival, seen = tt_vote(a, b, found, (0.0, 20.0), cfg)
-        assert (got, rival) == (found, False)  # measured only: the shift stays the gate's
+        got, preferred, rival, seen, peak = tt_vote(a, b, found, (0.0, 20.0), cfg)
+        assert (got, rival, peak) == (found, False, None)  # measured only: the shift stays the gate's
         assert seen < cfg.thresholds.fail_no_overlap_structure_ncc
         assert not _shares_structure({"structure_ncc": seen}, cfg.thresholds)
 
@@ -106,7 +106,7 @@ def test_a_shaken_t_of_the_same_view_that_the_gate_refuses_still_shares_structur
     a = np.clip(motion_blur(src, 18.0, 0.6), 0, 255).astype(np.uint8)
     found = global_translation(a, ref.astype(np.uint8), cfg)
     assert found.inliers < cfg.align.min_inliers <= found.matches
-    _, _, _, seen = tt_vote(a, ref.astype(np.uint8), found, (0.0, 72.0), cfg)
+    _, _, _, seen, _ = tt_vote(a, ref.astype(np.uint8), found, (0.0, 72.0), cfg)
     assert np.isfinite(seen) and _shares_structure({"structure_ncc": seen}, cfg.thresholds)
 
 
