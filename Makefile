@@ -23,8 +23,10 @@ shell-tools:
 	  apt-get install -y -q mksh toybox >/dev/null 2>&1 || sudo -n apt-get install -y -q mksh toybox >/dev/null 2>&1 || \
 	  echo "note: could not install mksh and toybox (apt-get); the shell differential test will be skipped"
 
+# One pytest-xdist worker per core; a test file stays on one worker (its module-scoped rigs and
+# order as in a serial run). `$(PY) -m pytest -q` alone still runs serially.
 test: $(STAMP) shell-tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
