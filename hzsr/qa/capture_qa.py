@@ -1037,8 +1037,10 @@ def tt_structure_shift(row: dict, stats: dict, cfg: QAConfig) -> np.ndarray | No
     starts from the rig's parallax at the focus distance and stays near it: a bumped reference
     phone then reads no departure. The structure search on the refused vote (``tt_vote``) found
     where the two views line up best; where that peak beat the rig's parallax (``tt_structure_peak``)
-    and correlates at least ``check.tt_shift_from_structure_min_ncc`` (well above what a shaken or
-    clean refused pair reaches), the views did move there: make demo's bump of the reference phone
+    and correlates at least ``check.tt_shift_from_structure_min_ncc``, the views did move there.
+    The correlation alone does not tell a bump from a shaken shot (the demo's motion-blurred portrait
+    read 0.76); what keeps a shaken shot from failing is that its peak sits near the parallax, so
+    its departure across the baseline stays small: make demo's bump of the reference phone
     (-0.50 of the width, 10 inliers < 12) was found at -0.51 of the width correlating 0.73, and
     only warned. It is the whole view's shift, mostly the scene at its own depth, and the vote was
     refused: only its part across the mount's baseline counts (``tt_shift_departure``, unanchored).
@@ -1102,7 +1104,11 @@ def tt_departure_from_static_scene(out: CaptureQA, second: Registration, cfg: QA
     a lone capture; qa check and the quick check grade it with the session's offset after.
     """
     row = out.row
-    if not cfg.check.tt_shift_from_static_scene or "tt_departure_dx" not in row:
+    # A departure read off the structure search's peak is the whole view's shift already, not a
+    # subject's that a mover could have carried: a second translation (a mover, a texture period)
+    # must not replace it.
+    if (not cfg.check.tt_shift_from_static_scene or "tt_departure_dx" not in row
+            or row.get("tt_departure_from_structure")):
         return
     b = np.asarray(cfg.rig.ref_baseline_m, np.float64)
     n = np.array([-b[1], b[0]]) / float(np.hypot(*b))

@@ -273,7 +273,9 @@ class CheckConfig:
     # 1801/1802 at 480x360, 1805/1806 at 1280x960; qa check / quick check): knocked-off phones
     # 0.02-0.20 / 0.02-0.29, a shaken T 0.60 (its peak 0.035 of the width off the parallax); no bump
     # was refused there (issue18v: shaken Ts 0.25-0.60 on four 1280 seeds). A peak correlating
-    # this well is where the views line up. Over 1: off (the shift stays the AF subject's).
+    # this well is where the views line up; it does not tell a bump from a shaken shot (make
+    # demo's motion-blurred portrait read 0.76; bumps forced to a refused vote 0.48-0.90): the
+    # shaken shot's peak sits near the parallax, so its departure is small. Over 1: off.
     tt_shift_from_structure_min_ncc: float = 0.65
     # --quick decodes both Ts at analysis_long_side (as qa check does) and measures the AF-ROI
     # sharpness ratio there, on the ROI alone warped by its own coarser flow; everything else runs

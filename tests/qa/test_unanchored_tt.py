@@ -150,3 +150,15 @@ def test_a_bump_moves_the_static_scene_too_and_still_fails():
     out = _tt_row((384.0, -20.0))
     capture_qa.tt_departure_from_static_scene(out, SimpleNamespace(shift=GlobalShift(10.0, -150.0, 200, 400)), off)
     assert _levels(out) == {"fail"}
+
+
+def test_a_departure_read_off_the_structure_peak_is_not_replaced_by_a_second_translation():
+    """The inlier gate refused the vote and large_shift read the structure search's peak (the whole
+    view's shift): a second translation near the rig's parallax (a mover, or a texture period as in
+    make demo's c00007) must not turn the bump back into no reason."""
+    out = _tt_row((384.0, -20.0))
+    out.row["tt_departure_from_structure"] = 1
+    second = SimpleNamespace(shift=GlobalShift(10.0, -150.0, 200, 400))
+    capture_qa.tt_departure_from_static_scene(out, second, QAConfig())
+    assert _levels(out) == {"fail"}
+    assert out.row["tt_departure_dx"] == 384.0 and "tt_departure_from_static_scene" not in out.row
