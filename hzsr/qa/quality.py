@@ -58,7 +58,17 @@ def channel_max(rgb: np.ndarray) -> np.ndarray:
 
 
 def frame_quality(rgb: np.ndarray, roi=None) -> dict[str, float]:
-    """Sharpness (whole frame and AF ROI), clipped fraction, noise, brightness and colour means."""
+    """Sharpness (whole frame and AF ROI), clipped fraction, noise, brightness and colour means.
+
+    Args:
+        rgb: a decoded frame, uint8, HxW or HxWx3 (RGB), not empty: the counts below are exact for it.
+        roi: the AF ROI ``[x, y, w, h]`` in ``rgb``'s pixels, or None.
+
+    Raises:
+        ValueError: for another dtype, channel count or an empty frame.
+    """
+    if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3) or (rgb.ndim == 3 and rgb.shape[2] != 3) or rgb.size == 0:
+        raise ValueError(f"frame_quality needs a non-empty uint8 HxW or HxWx3 frame, got {rgb.dtype} {rgb.shape}")
     y = to_luma(rgb)
     n = y.size
     # Counts and integer sums, divided once: the same values as numpy's means of these uint8 and

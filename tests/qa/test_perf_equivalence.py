@@ -6,6 +6,7 @@ import dataclasses
 
 import cv2
 import numpy as np
+import pytest
 
 from hzsr.core.records import CaptureRecord
 from hzsr.core.schema import parse_dataclass
@@ -64,3 +65,12 @@ def test_cached_type_hints_still_parse_and_report_each_record():
     second = parse_dataclass(CaptureRecord, {"capture_id": 3})
     assert first[0] is None and [dataclasses.astuple(p) for p in first[1]] == [
         dataclasses.astuple(p) for p in second[1]] and first[1]
+
+
+@pytest.mark.parametrize("bad", [np.zeros((8, 8, 1), np.uint8), np.zeros((8, 8, 4), np.uint8),
+                                 np.zeros((0, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32)])
+def test_frame_quality_refuses_what_its_exact_counts_do_not_hold_for(bad):
+    """Its channel maximum and integer sums assume uint8 RGB (review of issue18p): a 1- or 4-channel,
+    empty or float frame gets a clear error, not an IndexError or a silently wrong figure."""
+    with pytest.raises(ValueError, match="uint8 HxW or HxWx3"):
+        frame_quality(bad)
