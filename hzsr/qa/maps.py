@@ -24,6 +24,17 @@ def _check_flow(flow: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: expected an HxWx2 flow, got shape {getattr(flow, 'shape', None)}")
 
 
+def _given_fb(fb: np.ndarray | None, flow_fwd: np.ndarray, flow_bwd: np.ndarray) -> np.ndarray:
+    """``fb`` (a caller's ``fb_error`` of these flows, computed once for several maps), checked
+    against the forward flow's grid, or the error computed here."""
+    if fb is None:
+        return fb_error(flow_fwd, flow_bwd)
+    if fb.shape != flow_fwd.shape[:2]:
+        raise ValueError(f"fb is {fb.shape[1]}x{fb.shape[0]}, the forward flow's grid "
+                         f"{flow_fwd.shape[1]}x{flow_fwd.shape[0]}: pass fb_error of these flows")
+    return fb
+
+
 def fb_error(flow_fwd: np.ndarray, flow_bwd: np.ndarray) -> np.ndarray:
     """Forward-backward round-trip error ``|F_fwd(x) + F_bwd(x + F_fwd(x))|`` in pixels (float32)."""
     _check_flow(flow_fwd, "flow_fwd")
@@ -49,7 +60,7 @@ def occlusion_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, scale: float = 1.0
     """
     if flow_fwd.shape != flow_bwd.shape:
         raise ValueError(f"flow_fwd {flow_fwd.shape} and flow_bwd {flow_bwd.shape} differ in shape")
-    e = fb_error(flow_fwd, flow_bwd) if fb is None else fb
+    e = _given_fb(fb, flow_fwd, flow_bwd)
     return np.minimum(scale * e, 1.0).astype(np.float32)
 
 
@@ -209,7 +220,7 @@ def hidden_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConfig | MapsC
     if flow_fwd.shape != flow_bwd.shape:
         raise ValueError(f"flow_fwd {flow_fwd.shape} and flow_bwd {flow_bwd.shape} differ in shape")
     c = _maps_cfg(cfg)
-    e = (fb_error(flow_fwd, flow_bwd) if fb is None else fb) * grid_scale
+    e = _given_fb(fb, flow_fwd, flow_bwd) * grid_scale
     if baseline is not None:
         if guide is None or guide.shape != flow_fwd.shape[:2]:
             raise ValueError(f"hidden_map: a baseline needs SRC's luma on the flow grid {flow_fwd.shape[:2]}, got "
@@ -373,7 +384,7 @@ def flow_uncertainty_map(flow_fwd: np.ndarray, flow_bwd: np.ndarray, cfg: QAConf
     """
     c = _maps_cfg(cfg)
     g = flow_grid_scale(flow_fwd.shape) if grid_scale is None else grid_scale
-    e = (fb_error(flow_fwd, flow_bwd) if fb is None else fb) * g
+    e = _given_fb(fb, flow_fwd, flow_bwd) * g
     win = max(1, int(round(c.uncertainty_window / g)))
     f = flow_fwd.astype(np.float32) * g
     mean = cv2.blur(f, (win, win))

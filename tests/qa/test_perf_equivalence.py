@@ -57,6 +57,13 @@ def test_maps_given_the_round_trip_error_equal_maps_that_compute_it():
     guide = rng.uniform(0, 255, (48, 64)).astype(np.float32)
     assert np.array_equal(hidden_map(fwd, bwd, baseline=(1.0, 0.0), guide=guide, fb=fb),
                           hidden_map(fwd, bwd, baseline=(1.0, 0.0), guide=guide))
+    # A round-trip error of another grid is refused, not broadcast or misread.
+    wrong = fb_error(fwd[:24], bwd[:24])
+    for make in (lambda: occlusion_map(fwd, bwd, 0.7, fb=wrong),
+                 lambda: flow_uncertainty_map(fwd, bwd, grid_scale=1.0, fb=wrong),
+                 lambda: hidden_map(fwd, bwd, baseline=(1.0, 0.0), guide=guide, fb=wrong)):
+        with pytest.raises(ValueError, match="forward flow's grid"):
+            make()
 
 
 def test_cached_type_hints_still_parse_and_report_each_record():
