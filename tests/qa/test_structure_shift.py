@@ -17,6 +17,7 @@ import pytest
 from hzsr.qa import capture_qa
 from hzsr.qa.config import QAConfig
 from hzsr.sim.simsession import SimConfig, simulate_session
+from hzsr.sim.truth import load_capture_truth
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def bumped(tmp_path_factory):
     """One capture of an architecture scene with the reference phone bumped (0.45 of the width)."""
     sess = simulate_session(tmp_path_factory.mktemp("structure_shift") / "s",
                             SimConfig(captures=1, seed=1, size=(640, 480), kinds=("architecture",),
-                                      defects={0: "rig_bump"}), progress=False)
+                                      defects={0: "rig_bump"}, truth=True), progress=False)
     return sess / "captures" / "c00000"
 
 
@@ -48,6 +49,14 @@ def test_a_bump_whose_vote_the_gate_refuses_fails_large_shift_from_the_structure
     assert abs(row["tt_subject_departure_dx"]) < 0.1 * w
     assert row["tt_departure_from_structure"] == 1
     assert abs(row["tt_departure_dx"]) > cfg.thresholds.fail_shift_frac * w
+    # The departure is the bump, sign and size: against the simulator's truth (the reference T's
+    # yaw in T widths; +0.44 for this seed) and against the keypoints' own reading where their
+    # vote stands (650 inliers here), within 0.03 of the width.
+    truth = load_capture_truth(bumped.parent.parent, "c00000")[0]["defect_params"]["bump_frac_of_width"]
+    assert row["tt_departure_dx"] / w == pytest.approx(truth, abs=0.03)
+    voted = capture_qa.analyse_capture(bumped, QAConfig(), thumbs=False).row
+    assert voted["tt_shift_used"] == 1.0 and "tt_departure_from_structure" not in voted
+    assert row["tt_departure_dx"] / w == pytest.approx(voted["tt_departure_dx"] / w, abs=0.03)
     ls = _large_shift(out.reasons)
     assert [lv for lv, _ in ls] == ["fail"]
     assert "the shift the structure search lines the two views up at" in ls[0][1]
