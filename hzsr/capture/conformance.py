@@ -68,6 +68,25 @@ class ConformanceConfig:
     drift_tolerance_us: float = 50.0  # clock drift allowed across the time exchanges
     done_timeout_s: float = 30.0
     brightness_ratio: tuple[float, float] = (1.4, 2.8)  # 2x exposure must brighten by this (linear)
+    # 3a.manual_honoured's dark frames (same settings) before and after the bright one: a |log| of
+    # their linear brightness ratio above this means the scene changed, and the three are retaken
+    steady_scene_log_ratio: float = 0.1
+    steady_scene_min_corr: float = 0.8  # ... or a dark frame's linear correlation with the bright one below this
+    steady_scene_tries: int = 3
+
+
+def _linear_mean(img: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean linear brightness of an 8-bit sRGB-ish frame, ``mean((v / 255) ** 2.2)``, over ``mask``
+    (floored at 1e-9 so a black frame still has a ratio)."""
+    v = img if mask is None else img[mask]
+    return max(float(((v / 255) ** 2.2).mean()), 1e-9)
+
+
+def _linear_corr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Pearson correlation of two frames' linear brightness over ``mask`` (0 where one is flat)."""
+    x, y = ((v[mask] / 255) ** 2.2 for v in (a, b))
+    sx, sy = float(x.std()), float(y.std())
+    return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy)) if sx > 0 and sy > 0 else 0.0
 
 
 def expect(cond: bool, msg: str) -> None:
@@ -509,24 +528,46 @@ class Suite:
         self.v2()
         base = self.req("get_3a")["cameras"]["T"]
         t0, iso = max(base["exposure_time_ns"] // 2, 200_000), base["iso"]
-        imgs, frames = [], []
-        for t in (t0, 2 * t0):
-            self.req("set_3a", cameras=["T"], exposure_time_ns=t, iso=iso, wb_gains=base["wb_gains"])
-            cid, c = self.capture(["T"])
-            fr = c["meta"]["frames"][0]
-            expect((fr["exposure_time_ns"], fr["iso"]) == (t, iso),
-                   f"asked {t} ns ISO {iso}, frame reports {fr['exposure_time_ns']} ns ISO {fr['iso']}")
-            expect(fr["ae_mode"] == "OFF", f"manual exposure reported ae_mode {fr['ae_mode']}")
-            frames.append(fr)
-            imgs.append(self.image(cid, fr["file"]).astype(np.float64))
-        dark, bright = imgs
-        mask = (bright > 20) & (bright < 225)
-        expect(mask.mean() > 0.2, "too few unclipped pixels to measure")
-        ratio = float(((bright[mask] / 255) ** 2.2).mean() / ((dark[mask] / 255) ** 2.2).mean())
         lo, hi = self.cfg.brightness_ratio
-        expect(lo <= ratio <= hi, f"doubling the exposure changed linear brightness by x{ratio:.2f} "
-               f"(expected {lo}..{hi}): the images do not follow the settings")
-        return f"2x exposure -> x{ratio:.2f} linear brightness, values reported as set"
+        changed = []
+        for _ in range(self.cfg.steady_scene_tries):
+            # Dark, bright, dark again: the two dark frames tell whether the scene stayed the same
+            # across the three (a real rig can be moved or a cloud pass; the virtual world cuts to a
+            # new scene every few seconds), so two scenes' brightness is never compared.
+            dark, bright, dark_again = (self._manual_frame(t, iso, base["wb_gains"]) for t in (t0, 2 * t0, t0))
+            mask = (bright > 20) & (bright < 225)
+            if mask.mean() <= 0.2:  # clipped: a still scene's fault, or a cut to a brighter or darker one
+                mask = np.ones_like(mask)
+                unclipped = False
+            else:
+                unclipped = True
+            lin = [_linear_mean(img, mask) for img in (dark, bright, dark_again)]
+            # Still scene: the dark frames agree in brightness, and each matches the bright one's
+            # structure (a scaled copy in linear light), which also catches a cut and a cut back.
+            corr = min(_linear_corr(dark, bright, mask), _linear_corr(dark_again, bright, mask))
+            steady = abs(math.log(lin[2] / lin[0])) <= self.cfg.steady_scene_log_ratio
+            expect(unclipped or not steady, "too few unclipped pixels to measure")
+            if not steady or corr < self.cfg.steady_scene_min_corr:
+                changed.append(f"dark x{lin[2] / lin[0]:.2f}, correlation {corr:.2f}")
+                continue
+            ratio = lin[1] / math.sqrt(lin[0] * lin[2])
+            expect(lo <= ratio <= hi, f"doubling the exposure changed linear brightness by x{ratio:.2f} "
+                   f"(expected {lo}..{hi}): the images do not follow the settings")
+            retried = f" (retried after the scene changed: {'; '.join(changed)})" if changed else ""
+            retried += f", dark/bright correlation {corr:.2f}"
+            return f"2x exposure -> x{ratio:.2f} linear brightness, values reported as set{retried}"
+        raise RuleFailed(f"the scene changed within each of {len(changed)} tries ({'; '.join(changed)}): "
+                         "point the rig at a still scene")
+
+    def _manual_frame(self, exposure_ns: int, iso: int, wb_gains: list[float]) -> np.ndarray:
+        """One T frame at manual ``exposure_ns`` and ``iso``, checked to be reported as set."""
+        self.req("set_3a", cameras=["T"], exposure_time_ns=exposure_ns, iso=iso, wb_gains=wb_gains)
+        cid, c = self.capture(["T"])
+        fr = c["meta"]["frames"][0]
+        expect((fr["exposure_time_ns"], fr["iso"]) == (exposure_ns, iso),
+               f"asked {exposure_ns} ns ISO {iso}, frame reports {fr['exposure_time_ns']} ns ISO {fr['iso']}")
+        expect(fr["ae_mode"] == "OFF", f"manual exposure reported ae_mode {fr['ae_mode']}")
+        return self.image(cid, fr["file"]).astype(np.float64)
 
     def rule_3a_af_fixed(self) -> str:
         self.v2()

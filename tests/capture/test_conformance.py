@@ -106,3 +106,45 @@ def test_every_rule_is_documented():
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "agent-protocol.md").read_text()
     assert {name for name, _ in RULES} <= set(re.findall(r"\[rule: ([a-z0-9_.]+)\]", doc))
+
+
+def _scene_cut_on_capture(rig, monkeypatch, scenes: list[int]):
+    """Hold the virtual world on ``scenes[k]`` once the suite's capture k has finished (the last
+    one for the rest): a scene cut fired by the protocol's capture events, not by a timer."""
+    from hzsr.capture.conformance import Suite
+    from hzsr.sim.world import write_crew_action
+
+    rig_dir = rig.world.crew_path.parent
+    orig, done = Suite.capture, []
+
+    def capture(self, cameras=None):
+        got = orig(self, cameras)
+        write_crew_action(rig_dir, scene=scenes[min(len(done), len(scenes) - 1)])
+        done.append(got[0])
+        return got
+
+    monkeypatch.setattr(Suite, "capture", capture)
+    return rig_dir, done
+
+
+@pytest.mark.parametrize("scenes, status", [
+    ([2], "pass"),  # cut between the first dark and the bright frame, then still: retaken, passes
+    ([2, 0, 2, 0, 2, 0, 2, 0, 2, 0], "fail"),  # a cut between every frame: never compared, says why
+])
+def test_manual_honoured_never_compares_two_scenes(rig, monkeypatch, scenes, status):
+    from hzsr.sim.world import write_crew_action
+
+    rig_dir, done = _scene_cut_on_capture(rig, monkeypatch, scenes)
+    write_crew_action(rig_dir, scene=0)  # a portrait first, then a landscape (index 2), ...
+    try:
+        link = RigLink(load_rig(rig.rig_yaml))
+        # framing.one_json_line reads the hello (protocol version) the 3A rules need
+        hello, res = run_conformance(link, "main", only={"framing.one_json_line", "3a.manual_honoured"})
+        link.close()
+    finally:
+        write_crew_action(rig_dir, scene=None)
+    assert hello.status == "pass" and res.status == status, res
+    if status == "pass":
+        assert len(done) == 6 and "retried after the scene changed" in res.detail, (done, res.detail)
+    else:
+        assert len(done) == 9 and "the scene changed within each of 3 tries" in res.detail, res.detail
