@@ -152,26 +152,37 @@ def floor_ns(clock: DeviceClock) -> float:
     return fl
 
 
+def step_against_prediction(clock: DeviceClock, sample: ClockSample, wander_ppm: float = 0.5
+                            ) -> tuple[float, float] | None:
+    """The new sample's offset minus the earlier samples' prediction, and the bound it must exceed.
+
+    ``diff = offset_new - offset_estimate(t_new)``; ``bound = prediction bound + rtt_new / 2 (+ the
+    calibration's offset correction)``: the two error intervals. None before the first sample.
+    """
+    if not clock.samples:
+        return None
+    # Calibrated bounds subtract the link's floor; a jump test needs intervals that surely hold.
+    pred, pred_bound = offset_estimate(clock, sample.host_ns, wander_ppm, raw=True, physical=True)
+    cal = clock.calibration
+    e_new = sample.rtt_ns / 2 + (abs(cal.offset_correction_ns) if cal is not None else 0.0)
+    return sample.offset_ns - pred, pred_bound + e_new
+
+
 def add_sample(clock: DeviceClock, sample: ClockSample, wander_ppm: float = 0.5) -> float | None:
     """Append ``sample`` and refit drift; returns the clock step (ns) it shows, or None.
 
     The step is the new offset minus the prediction of the earlier samples (``offset_estimate``).
     It counts only when the two error intervals cannot both hold: ``|step| > prediction bound +
-    the new sample's bound`` (and > 1 ms). A loose sample, or a drift fitted from two close
-    samples (its stderr is then large), widens the prediction's bound instead of faking a jump --
-    but only as far as a crystal can drift (``MAX_CRYSTAL_PPM``): a fit from two samples 0.1 s
-    apart reads ~1000 ppm of stderr, and carried over the 1-2 s a loaded host takes to pull a
-    capture it hid a 5 ms step, which the frames were then interpolated across.
+    the new sample's bound`` (and > 1 ms; ``step_against_prediction``). A loose sample, or a drift
+    fitted from two close samples (its stderr is then large), widens the prediction's bound instead
+    of faking a jump -- but only as far as a crystal can drift (``MAX_CRYSTAL_PPM``): a fit from two
+    samples 0.1 s apart reads ~1000 ppm of stderr, and carried over the 1-2 s a loaded host takes to
+    pull a capture it hid a 5 ms step, which the frames were then interpolated across.
     """
     step = None
-    if clock.samples:
-        # Calibrated bounds subtract the link's floor; a jump test needs intervals that surely hold.
-        pred, pred_bound = offset_estimate(clock, sample.host_ns, wander_ppm, raw=True, physical=True)
-        cal = clock.calibration
-        e_new = sample.rtt_ns / 2 + (abs(cal.offset_correction_ns) if cal is not None else 0.0)
-        diff = sample.offset_ns - pred
-        if abs(diff) > max(1e6, pred_bound + e_new):
-            step = diff
+    got = step_against_prediction(clock, sample, wander_ppm)
+    if got is not None and abs(got[0]) > max(1e6, got[1]):
+        step = got[0]
     clock.samples.append(sample)
     clock.drift_ppm, clock.drift_ppm_stderr = fit_drift(clock.samples, clock.segment_starts)
     return step

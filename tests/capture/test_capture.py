@@ -178,16 +178,20 @@ def test_stalled_agent_then_resume(tmp_path, rig):
 def test_clock_jump_detected_and_resynced(tmp_path, rig, monkeypatch):
     from hzsr.capture import clocksync, session_run
 
-    steps = []  # (step ns, its uncertainty ns): the prediction's bound plus the new sample's, as add_sample has them
+    judged, steps = [], []  # (difference, bound) of each sample; (step, its bound) add_sample reported
 
-    def add_sample(clock, sample, wander_ppm=0.5):
-        bound = (clocksync.offset_estimate(clock, sample.host_ns, wander_ppm, raw=True, physical=True)[1]
-                 + sample.rtt_ns / 2 if clock.samples else None)
-        step = clocksync.add_sample(clock, sample, wander_ppm)
+    def step_against_prediction(*args, **kw):
+        judged.append(orig_step(*args, **kw))
+        return judged[-1]
+
+    def add_sample(*args, **kw):
+        step = orig_add(*args, **kw)
         if step is not None:
-            steps.append((step, bound))
+            steps.append((step, judged[-1][1]))
         return step
 
+    orig_step, orig_add = clocksync.step_against_prediction, clocksync.add_sample
+    monkeypatch.setattr(clocksync, "step_against_prediction", step_against_prediction)
     monkeypatch.setattr(session_run, "add_sample", add_sample)
     run = _run(rig, tmp_path / "s")
     msgs = []
