@@ -139,7 +139,7 @@ def _tt_truth(truth: dict) -> tuple[np.ndarray, np.ndarray]:
 def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
-    from hzsr.qa.maps import fb_error, plane_at_other_focus
+    from hzsr.qa.maps import fb_error, plane_at_other_focus, reference_coverage
     from hzsr.qa.register import defocus_at_plane, plane_for_other_focus
     from hzsr.qa.stereo_occlusion import add_hidden, alike_fold, hidden_through_main_t, hidden_through_the_ts, with_fold
     sess = simulate_session(root / "acc", SimConfig(captures=captures, seed=seed, size=size, truth=True,
@@ -152,8 +152,11 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
     # Main T vs the reference T (two alike cameras along the mount), against _tt_truth: qa check's
     # M_occ there (stereo_occlusion.alike_fold, maps.hidden_alike_stereo), hidden_map on DIS
     # given the baseline (before), and the simplest alternative, DIS's forward-backward error.
-    tt = {"alike_fold": [0, 0, 0], "hidden_map_dis": [0, 0, 0], "plain_dis_fb_over_8px": [0, 0, 0],
-          "plain_dis_fb_over_4px": [0, 0, 0]}
+    # Since maps pass 5 alike_fold is the holes of the reference T's disparity splatted into main T
+    # near the fold; "alike_fold_before" is maps pass 4's (the fold itself), and
+    # "dis_coverage_holes" the same splat test on DIS's backward flow (Wang et al. 2018).
+    tt = {"alike_fold": [0, 0, 0], "alike_fold_before": [0, 0, 0], "hidden_map_dis": [0, 0, 0],
+          "dis_coverage_holes": [0, 0, 0], "plain_dis_fb_over_8px": [0, 0, 0], "plain_dis_fb_over_4px": [0, 0, 0]}
     # The pair's baseline (REF's position minus the W crop's camera): main T sits wt_baseline_m
     # from main W on one phone; the reference T ref_baseline_m further, on the mount.
     baselines = {"main_T": cfg.rig.wt_baseline_m,
@@ -207,6 +210,13 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                 rt = register_pair(img["main_T"], img["ref_T"], cfg, baseline=cfg.rig.ref_baseline_m)
                 tt_fold = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
                                      rt.flow_fwd)
+                tt_before = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
+                                       rt.flow_fwd, holes_window=0)
+                before = hidden_through_the_ts(tt_before, w_to_main, wt_hidden) & r.valid & inframe
+                o = per[slot].setdefault("fold_before_maps_pass_5", [0, 0, 0])
+                o[0] += int((before & true_occ).sum())
+                o[1] += int(before.sum())
+                o[2] += int(true_occ.sum())
                 if cfg.maps.hidden_alike_stereo and cfg.maps.hidden_wr_from_the_ts:  # qa check's default
                     rb = with_fold(rb, hidden_through_the_ts(tt_fold, w_to_main, wt_hidden))
                 elif cfg.maps.hidden_through_main_t:
@@ -216,8 +226,11 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                 assert t_hid.shape == rt.valid.shape, (t_hid.shape, rt.valid.shape)  # main T on the truth's grid
                 tm = t_known & rt.valid
                 up = cv2.resize(tt_fold.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+                up_before = cv2.resize(tt_before.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
                 e_tt = fb_error(rt.flow_fwd, rt.flow_bwd) * rt.grid_scale  # flow-grid px
-                for key, mp in (("alike_fold", up), ("hidden_map_dis", rt.hidden >= 0.5),
+                for key, mp in (("alike_fold", up), ("alike_fold_before", up_before),
+                                ("hidden_map_dis", rt.hidden >= 0.5),
+                                ("dis_coverage_holes", reference_coverage(rt.flow_bwd) < 0.5),
                                 ("plain_dis_fb_over_8px", e_tt > 8), ("plain_dis_fb_over_4px", e_tt > 4)):
                     tt[key][0] += int((mp & tm & t_hid).sum())
                     tt[key][1] += int((mp & tm).sum())
@@ -311,6 +324,8 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             "hidden_with_baseline": _pr(d["fold"]),
             **({"hidden_with_baseline_without_main_t": _pr(d["fold_without_main_t"])}
                if "fold_without_main_t" in d else {}),
+            **({"hidden_with_baseline_before_maps_pass_5": _pr(d["fold_before_maps_pass_5"])}
+               if "fold_before_maps_pass_5" in d else {}),
             "hidden_on_captures_with_resolvable_occlusion": _pr(d["hid_resolvable"]),
             "hidden_with_baseline_on_captures_with_resolvable_occlusion": _pr(d["fold_resolvable"]),
             "hidden_flagged_frac_on_captures_without": round(d["hid_flagged_without"][0]
@@ -1028,6 +1043,7 @@ def middlebury() -> dict:
     import skimage.data as data
 
     from hzsr.qa.align import warp
+    from hzsr.qa.maps import reference_coverage
     from hzsr.qa.stereo_occlusion import alike_fold, with_fold
 
     left, right, disp = data.stereo_motorcycle()
@@ -1056,6 +1072,14 @@ def middlebury() -> dict:
             # maps.hidden_alike_stereo; settings chosen on the simulator, docs/qa.md "maps pass 4").
             "qa_M_occ_alike_pair": score(with_fold(rb, alike_fold(left, right, rb.shift, (1.0, 0.0), cfg,
                                                                   rb.flow_fwd)).hidden >= 0.5),
+            # Maps pass 4's map (the fold itself), and maps pass 5's rejected candidate (P2 96 n^2,
+            # cover < 0.75: best on the calibration seeds, worse on held-out 2027; docs/qa.md);
+            # Wang et al.'s splat test on DIS's backward flow alone.
+            "alike_pair_before_maps_pass_5": score(with_fold(rb, alike_fold(
+                left, right, rb.shift, (1.0, 0.0), cfg, rb.flow_fwd, holes_window=0)).hidden >= 0.5),
+            "alike_pair_holes_near_fold_p2_96": score(with_fold(rb, alike_fold(
+                left, right, rb.shift, (1.0, 0.0), cfg, rb.flow_fwd, p2=96, min_cover=0.75)).hidden >= 0.5),
+            "dis_coverage_holes": score(reference_coverage(rb.flow_bwd) < 0.5),
             "qa_M_occ_consistency": score(r.occlusion >= 0.5),
             # The fold (maps.fold_map, margin 1 px as the truth's) of the TRUE disparity: what the
             # geometric test reaches with a perfect flow, against the rounded z-buffer truth.

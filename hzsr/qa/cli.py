@@ -24,8 +24,9 @@ def add_qa_parser(stages) -> None:
                         "(default: %(default)s)")
     a.add_argument("--alike-baseline", type=float, nargs=2, default=None, metavar=("BX", "BY"),
                    help="SRC and REF are two cameras of one kind (a stereo pair, the two Ts), REF's position minus "
-                        "SRC's (x right, y down, any length): hidden.png is semi-global matching's fold along it, "
-                        "as qa check's main T vs reference T (default: none, hidden.png from DIS's flows)")
+                        "SRC's (x right, y down, any length): hidden.png is from semi-global matching along it (the "
+                        "pixels REF's disparity leaves uncovered near SRC's fold), as qa check's main T vs reference "
+                        "T (default: none, hidden.png from DIS's flows)")
     a.add_argument("--json", action="store_true", help="print report.json instead of the summary")
     a.set_defaults(func=_cmd_align)
 

@@ -49,6 +49,15 @@ SGBM_SEARCH_FROM_FLOW = True
 # ~120 flow-grid px beyond the background (and DIS does not follow it, docs/qa.md), so their
 # search reaches further than the default's 63 px; chosen on the same calibration seeds.
 ALIKE_SEARCH = (-32, 160)
+# alike_fold's map (issue 18, maps pass 5): the holes REF's own disparity leaves when it is splatted
+# into SRC (Wang et al. 2018; coverage_holes, covered under ALIKE_MIN_COVER), kept within an
+# ALIKE_HOLES_WINDOW px square of SRC's z-buffer fold. Chosen on calibration seeds 2024 2025 (main
+# T vs reference T and W crop vs reference T, mean F1 of the four; docs/qa.md "maps pass 5"). SGBM's
+# penalties stay OpenCV's: a larger P2 (64-128) won there but lost on held-out seed 2027.
+# Middlebury was only scored.
+ALIKE_P2 = SGBM_P2
+ALIKE_HOLES_WINDOW = 9
+ALIKE_MIN_COVER = 0.5
 
 
 def grid_lumas(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, cfg: QAConfig,
@@ -104,11 +113,11 @@ def disparity_search(lo: float | None = None, hi: float | None = None,
     return d0, num
 
 
-def _sgbm(left: np.ndarray, right: np.ndarray, search: tuple[int, int]) -> np.ndarray:
+def _sgbm(left: np.ndarray, right: np.ndarray, search: tuple[int, int], p2: float = SGBM_P2) -> np.ndarray:
     """``cv2.StereoSGBM`` (3-way) disparity of ``left`` in px; below ``search[0]``: invalid."""
     n = SGBM_BLOCK
     matcher = cv2.StereoSGBM_create(minDisparity=search[0], numDisparities=search[1],
-                                    blockSize=n, P1=SGBM_P1 * n * n, P2=SGBM_P2 * n * n,
+                                    blockSize=n, P1=SGBM_P1 * n * n, P2=int(p2 * n * n),
                                     uniquenessRatio=SGBM_UNIQUENESS,
                                     disp12MaxDiff=-1, speckleWindowSize=SGBM_SPECKLE_WINDOW, speckleRange=2,
                                     mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
@@ -129,25 +138,60 @@ def lr_consistent(disp_left: np.ndarray, disp_right: np.ndarray, tol: float,
 
 
 def sgbm_disparity(left: np.ndarray, right: np.ndarray, inside: np.ndarray | None = None,
-                   search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES)) -> np.ndarray:
+                   search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES),
+                   p2: float = SGBM_P2) -> np.ndarray:
     """SRC's disparity along +x (OpenCV's left/right convention: ``right(x - d) ~ left(x)``), every
     pixel filled: ``cv2.StereoSGBM`` (3-way) on the pair, and with ``SGBM_LR_CHECK`` on the mirrored
     pair for REF's own disparity (``lr_consistent``); invalid or inconsistent pixels take the
     background's (``_fill_background``). ``inside``: pixels of the image (the rest is margin, never
-    trusted); ``search``: ``disparity_search``'s."""
-    disp = _sgbm(left, right, search)
-    if SGBM_LR_CHECK:
-        disp_r = cv2.flip(_sgbm(cv2.flip(right, 1), cv2.flip(left, 1), search), 1)  # REF's disparity, same sign
-        ok = lr_consistent(disp, disp_r, SGBM_LR_TOL, search[0])
-    else:
+    trusted); ``search``: ``disparity_search``'s; ``p2``: the large smoothness penalty per px^2."""
+    return sgbm_disparities(left, right, inside, search, p2)[0]
+
+
+def sgbm_disparities(left: np.ndarray, right: np.ndarray, inside: np.ndarray | None = None,
+                     search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES),
+                     p2: float = SGBM_P2) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(SRC's, REF's)`` disparities along +x, each filled as ``sgbm_disparity`` fills SRC's: REF's
+    pixel ``x`` shows the surface of SRC's ``x + d_R(x)``, and is checked against SRC's disparity
+    there the same way. REF's is None without ``SGBM_LR_CHECK`` (it is not matched then)."""
+    disp = _sgbm(left, right, search, p2)
+    if not SGBM_LR_CHECK:
         ok = disp >= search[0]
+        if inside is not None:
+            ok &= inside
+        return _fill_background(disp, ok), None
+    disp_r = cv2.flip(_sgbm(cv2.flip(right, 1), cv2.flip(left, 1), search, p2), 1)  # REF's disparity, same sign
+    ok = lr_consistent(disp, disp_r, SGBM_LR_TOL, search[0])
+    # REF's check in the mirrored frame: there REF's pixel lands in SRC at x' - d_R, the left test.
+    ok_r = cv2.flip(lr_consistent(cv2.flip(disp_r, 1), cv2.flip(disp, 1), SGBM_LR_TOL, search[0]).astype(np.uint8),
+                    1) > 0
     if inside is not None:
         ok &= inside
-    return _fill_background(disp, ok)
+        ok_r &= inside
+    return _fill_background(disp, ok), _fill_background(disp_r, ok_r)
+
+
+def coverage_holes(disp_r: np.ndarray, inside: np.ndarray, min_cover: float = 0.5) -> np.ndarray:
+    """SRC pixels that no REF pixel lands on (Wang et al. 2018's occlusion from the backward flow's
+    forward splat): REF's pixel ``x`` lands at ``x + d_R(x)`` in SRC and covers its two nearest
+    pixels with linear weights; a SRC pixel ``inside`` covered less than ``min_cover`` is hidden
+    from REF. Only REF pixels ``inside`` splat."""
+    h, w = disp_r.shape
+    pos = np.arange(w, dtype=np.float32)[None, :] + disp_r
+    x0 = np.floor(pos)
+    frac = pos - x0
+    x0 = x0.astype(np.int64)
+    rows = np.repeat(np.arange(h, dtype=np.int64)[:, None], w, axis=1)
+    cover = np.zeros(h * w, np.float64)
+    for x, wt in ((x0, 1.0 - frac), (x0 + 1, frac)):
+        m = inside & (x >= 0) & (x < w) & np.isfinite(pos)
+        cover += np.bincount((rows[m] * w + x[m]), weights=wt[m], minlength=h * w)
+    return inside & (cover.reshape(h, w) < min_cover)
 
 
 def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
-              search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES)) -> np.ndarray:
+              search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES),
+              p2: float = SGBM_P2, holes_window: int = 0, min_cover: float = 0.5) -> np.ndarray:
     """SRC pixels REF does not see: semi-global matching along the baseline, then its z-buffer.
 
     Both lumas are rotated so the baseline ``b`` (REF's position minus SRC's) runs along +x: a
@@ -155,7 +199,10 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
     ``d = -F.b/|b|``. ``cv2.StereoSGBM`` (3-way) gives SRC's disparity; invalid pixels take the
     background's (``_fill_background``); an opening removes isolated spikes. SRC pixel ``s`` lands
     at ``tau(s) = s - d(s)`` and is hidden when a pixel further along b lands more than ``margin``
-    px before it (``maps.fold_map``'s test). Bool mask on the lumas' grid.
+    px before it (``maps.fold_map``'s test). ``p2``: SGBM's large smoothness penalty per px^2 of the
+    block. ``holes_window`` > 0 (with ``SGBM_LR_CHECK``): the map is instead ``coverage_holes`` of
+    REF's own disparity (checked, filled and opened alike; covered less than ``min_cover``) kept
+    within a ``holes_window`` px square of that fold. Bool mask on the lumas' grid.
     """
     if ys.shape != yr.shape or ys.ndim != 2:
         raise ValueError(f"sgbm_fold: expected two lumas of one size, got {ys.shape} and {yr.shape}")
@@ -198,16 +245,25 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
         def unrotate(m: np.ndarray) -> np.ndarray:
             return cv2.warpAffine(m.astype(np.uint8), cv2.invertAffineTransform(rot), (w, h),
                                   flags=cv2.INTER_NEAREST) > 0
-    disp = sgbm_disparity(left, right, inside, search)
+    disp, disp_r = sgbm_disparities(left, right, inside, search, p2)
     if SGBM_OPENING > 1:
         k = np.ones((SGBM_OPENING, SGBM_OPENING), np.uint8)
         disp = cv2.dilate(cv2.erode(disp, k), k)
+        if disp_r is not None:
+            disp_r = cv2.dilate(cv2.erode(disp_r, k), k)
     s = np.arange(left.shape[1], dtype=np.float32)[None, :]
     tau = np.where(inside, s - disp, np.inf).astype(np.float32)
     ahead = np.minimum.accumulate(tau[:, ::-1], axis=1)[:, ::-1]  # min over s' >= s
     ahead = np.concatenate([ahead[:, 1:], np.full((left.shape[0], 1), np.inf, np.float32)], axis=1)  # s' > s
     with np.errstate(invalid="ignore"):
         hid = inside & (tau - ahead > margin)
+    if holes_window > 0 and disp_r is not None:
+        # Two views agree: the pixels REF's own disparity leaves uncovered (its splat's holes), where
+        # SRC's z-buffer also finds a strip nearby. The holes draw the strip's edge from REF's side,
+        # which SGBM's smoothing over SRC's strip moves less; the fold drops the holes REF's
+        # errors open away from any depth step (docs/qa.md, "maps pass 5").
+        near = cv2.dilate(hid.astype(np.uint8), np.ones((holes_window, holes_window), np.uint8)) > 0
+        hid = coverage_holes(disp_r, inside, min_cover) & near
     return unrotate(hid)
 
 
@@ -222,11 +278,15 @@ def small_steps(flow: np.ndarray, baseline, cfg: MapsConfig, grid_scale: float =
 
 
 def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, cfg: QAConfig,
-               flow: np.ndarray | None = None) -> np.ndarray:
+               flow: np.ndarray | None = None, p2: float = ALIKE_P2,
+               holes_window: int = ALIKE_HOLES_WINDOW, min_cover: float = ALIKE_MIN_COVER) -> np.ndarray:
     """SRC pixels REF does not see, for two cameras of one kind (the two Ts; a stereo pair).
 
     ``sgbm_fold`` (left-right checked) on the lumas DIS sees in ``register_pair`` (``grid_lumas``:
-    REF moved by ``shift``, the flow grid), margin ``maps.hidden_fold_margin_px``. The disparity
+    REF moved by ``shift``, the flow grid), margin ``maps.hidden_fold_margin_px``, smoothness
+    ``p2``: the holes of REF's disparity splatted into SRC (covered less than ``min_cover``) near
+    that fold (``holes_window``; 0: the fold itself, the map before maps pass 5 with ``p2`` =
+    ``SGBM_P2``). The disparity
     search spans the parallax along the baseline that the pair's dense ``flow`` (SRC -> REF, input
     px, with the shift: ``Registration.flow_fwd``) shows, its 0.5th to 99.5th percentile, where
     that is wider than ``ALIKE_SEARCH`` (``disparity_search``). Matching costs compare
@@ -243,7 +303,8 @@ def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, c
         disp = disp[np.isfinite(disp)]
         if disp.size:
             search = disparity_search(*np.percentile(disp, [0.5, 99.5]), base=ALIKE_SEARCH)
-    return sgbm_fold(ys, yr, baseline, cfg.maps.hidden_fold_margin_px, search)
+    return sgbm_fold(ys, yr, baseline, cfg.maps.hidden_fold_margin_px, search, p2=p2, holes_window=holes_window,
+                     min_cover=min_cover)
 
 
 def with_fold(reg: Registration, fold: np.ndarray) -> Registration:
