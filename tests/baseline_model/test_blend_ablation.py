@@ -67,3 +67,20 @@ def test_blend_of_maps_switches_maps_off_and_keeps_the_frame():
     assert np.allclose(half, np.clip(raw + 0.5 * maps["defocus"], 0, None) * maps["valid"], atol=1e-6)
     with pytest.raises(ValueError, match="unknown map"):
         blend_of_maps(maps, {"occlusion": False})
+
+
+def test_the_ablation_table_decomposes_full_minus_fusion():
+    """``bench/eval.py``'s table: denoiser + frame + maps add up to full - fusion, gains to 3 decimals."""
+    with bench_module("eval") as ev:
+        v = {"fusion": 20.0, "fusion_denoised": 20.05, "no_maps": 20.07, "full": 20.1,
+             **{f"only_{m}": 20.07 + 0.001 * i for i, m in enumerate(MAP_NAMES)},
+             **{f"no_{m}": 20.1 - 0.002 * i for i, m in enumerate(MAP_NAMES)}}
+        w = {m: 0.01 for m in (*MAP_NAMES, "frame")}
+        s = {"mean_psnr_y_db": {"all": v}, "truth_regions": {"occluded": {**v, "captures": 3, "mean_map_weight": w}},
+             "whole_view": {"mean_map_weight_elsewhere": w}}
+        md = ev.table_ablation(s, {"all": 5})
+    row = next(line for line in md.splitlines() if line.startswith("| **truly occluded**"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:8] == ["**truly occluded**", "3", "20.10", "+0.100", "+0.050", "+0.020", "+0.030", "+0.000"]
+    assert cells[8:11] == ["+0.001", "+0.002", "+0.003"] and cells[11:] == ["+0.000", "+0.002", "+0.004", "+0.006"]
+    assert "| truly occluded pixels | 0.0100 |" in md
