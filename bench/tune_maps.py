@@ -15,9 +15,10 @@ and the mean ``M_blend`` on the truly occluded pixels and on the rest.
 
 Usage::
 
-    python bench/tune_maps.py [--ckpt CKPT] [--only NAME ...] [--every N] [--json OUT]
+    python bench/tune_maps.py [SESSION ...] [--ckpt CKPT] [--only NAME ...] [--every N] [--json OUT]
 
-``--every N`` takes every N-th capture (a quick look). The chosen setting goes into
+``--every N`` takes every N-th capture (a quick look). ``SESSION``s (rendered with ``--truth``):
+score every capture of those instead, e.g. the calibration sessions 31-36 of docs/model.md. The chosen setting goes into
 ``PipelineConfig`` (``hzsr/baseline_model/config.py``).
 """
 
@@ -154,6 +155,7 @@ def summarise(df: pd.DataFrame, names: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sessions", nargs="*", type=Path, help="sessions with truth (default: train + val of 11-14)")
     ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--only", nargs="*", default=None, help="settings to run (default: all)")
@@ -162,9 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in SETTINGS if not a.only or n in a.only or n == "shipped"]
     lc = load_model(a.ckpt)
     pipe = HZSRPipeline(lc.model, pipeline_config_of(lc.pipeline, str(lc.path)))
-    splits = pd.read_csv(ev.dataset() / "splits.csv")
-    keep = sorted(set(splits.loc[splits["split"].isin(["train", "val"]), "capture_id"]))[:: max(1, a.every)]
-    sessions = {p.name: p for p in _data.sessions(_data.TRAIN_SEEDS)}
+    if a.sessions:
+        from hzsr.sim.truth import captures_with_truth
+
+        sessions = {p.name: p for p in a.sessions}
+        keep = [f"{p.name}/{c.name}" for p in a.sessions for c in captures_with_truth(p)][:: max(1, a.every)]
+    else:
+        splits = pd.read_csv(ev.dataset() / "splits.csv")
+        keep = sorted(set(splits.loc[splits["split"].isin(["train", "val"]), "capture_id"]))[:: max(1, a.every)]
+        sessions = {p.name: p for p in _data.sessions(_data.TRAIN_SEEDS)}
     rows, t0 = [], time.time()
     for cid in keep:
         sess_name, cap_id = cid.split("/")
