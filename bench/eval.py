@@ -8,7 +8,9 @@ Steps, each on the pinned data of ``bench/_data.py`` (rendered on first use, the
 2. ``model eval`` of the checkpoint on the test split (bicubic, warped reference, the no-network
    blend, fusion, full pipeline) against the main-T target;
 3. ``bench/coarse_align.py`` on sessions 11-14 against the true flow;
-4. ``bench/eval_truth.py --ablation`` on the held-out sessions 21-23 against the ideal target;
+4. ``bench/eval_truth.py --ablation`` on the held-out sessions 21-23 against the ideal target, and
+   where its full - fusion comes from (the denoiser, the reference's frame, each map alone and
+   left out; ``table_ablation``);
 5. ``bench/eval_real.py`` on real photographs with a known target (the Middlebury stereo pair).
 
 Each table replaces the block between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``
@@ -87,7 +89,7 @@ def table_coarse() -> str:
 def table_truth(ckpt: str | None) -> str:
     df = eval_truth.run(_data.sessions(_data.EVAL_SEEDS), ckpt, ablation=True)
     s = eval_truth.summarise(df)
-    methods = ["bicubic", "warped_ref", "blend", "fusion", "full", *eval_truth.ABLATIONS]
+    methods = ["bicubic", "warped_ref", "blend", "fusion", "full"]
     lines = ["| scene kind | n | " + " | ".join(methods) + " | full - bicubic | full - blend |",
              "|" + "---|" * (len(methods) + 4)]
     counts = df.groupby("scene_kind").size().to_dict() | {"all": len(df)}
@@ -97,7 +99,41 @@ def table_truth(ckpt: str | None) -> str:
     for region, v in s["truth_regions"].items():
         lines.append(f"| truly {region} pixels | {v['captures']} | " + " | ".join(f"{v[m]:.2f}" for m in methods)
                      + f" | {v['full'] - v['bicubic']:+.2f} | {v['full'] - v['blend']:+.2f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + table_ablation(s, counts)
+
+
+def table_ablation(s: dict, counts: dict[str, int]) -> str:
+    """Where full - fusion comes from: the output denoiser, the reference's frame, and each map.
+
+    Gains in dB to three decimals (the maps' are hundredths), each from the same alignment and
+    network output re-blended (``eval_truth.VARIANTS``): ``denoiser`` = fusion then the denoiser
+    - fusion; ``frame`` = the blend of the reference's frame alone - that; ``maps`` = full - the
+    frame alone; ``<map> alone`` = the frame and that map - the frame alone; ``without <map>`` =
+    full - full with that map off (the paper's leave-one-out). The second table is each map's mean
+    term in ``M_blend`` (how much of the reference it takes away) on those pixels.
+    """
+    maps = list(eval_truth.FLAGS)
+    head = (["full", "full - fusion", "denoiser", "frame", "maps"] + [f"{m} alone" for m in maps]
+            + [f"without {m}" for m in maps])
+    lines = ["| pixels | n | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 2)]
+
+    def row(label: str, n: int, v: dict) -> str:
+        gains = [v["full"] - v["fusion"], v["fusion_denoised"] - v["fusion"], v["no_maps"] - v["fusion_denoised"],
+                 v["full"] - v["no_maps"], *(v[f"only_{m}"] - v["no_maps"] for m in maps),
+                 *(v["full"] - v[f"no_{m}"] for m in maps)]
+        return f"| {label} | {n} | {v['full']:.2f} | " + " | ".join(f"{g:+.3f}" for g in gains) + " |"
+
+    for kind, v in s["mean_psnr_y_db"].items():
+        lines.append(row(f"{kind}, whole view" if kind != "all" else "**all, whole view**", counts[kind], v))
+    for region, v in s["truth_regions"].items():
+        lines.append(row(f"**truly {region}**", v["captures"], v))
+    weights = ["| mean term in M_blend | " + " | ".join([*maps, "frame"]) + " |", "|---|---|---|---|---|---|"]
+    for label, w in (("truly occluded pixels", s["truth_regions"].get("occluded", {}).get("mean_map_weight")),
+                     ("truly defocused pixels", s["truth_regions"].get("defocused", {}).get("mean_map_weight")),
+                     ("every other pixel", s["whole_view"]["mean_map_weight_elsewhere"])):
+        if w:
+            weights.append(f"| {label} | " + " | ".join(f"{w[m]:.4f}" for m in [*maps, "frame"]) + " |")
+    return "\n".join(lines) + "\n\n" + "\n".join(weights) + "\n"
 
 
 def write_shipped_record() -> None:

@@ -40,7 +40,7 @@ by a z-buffer on the true disparity, as ``bench/qa.py --part middlebury``).
 
 Usage::
 
-    python bench/eval_real.py [--ckpt CKPT] [--set KEY=VALUE ...] [--json OUT]
+    python bench/eval_real.py [--ckpt CKPT] [--set KEY=VALUE ...] [--ablation] [--json OUT]
 
 Goal (issue 20): on the real stereo pair, full >= bicubic + 2 dB; judged at ratio 2 (the pair
 above) and at the method's ratio 5, and stated for every ratio of the sweep.
@@ -104,10 +104,18 @@ def true_occlusion(disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (known & ~inframe) | hidden, known
 
 
+#: ``--ablation``: the pipelines of ``eval_truth.VARIANTS`` (``full`` and ``no_denoise``), else None.
+ABLATION_PIPES: dict[str, HZSRPipeline] | None = None
+
+
 def score_pair(pipe: HZSRPipeline, w: np.ndarray, ref: np.ndarray, target: np.ndarray, rect: CropRect,
                focal_ratio: float, regions: dict[str, np.ndarray] | None = None,
                more: dict[str, np.ndarray] | None = None) -> dict:
-    """PSNRs of every method against ``target`` (on the truth rect ``rect``'s T grid)."""
+    """PSNRs of every method against ``target`` (on the truth rect ``rect``'s T grid).
+
+    With ``ABLATION_PIPES`` set (``--ablation``), also every variant of ``eval_truth.VARIANTS``
+    re-blended from the same alignment and network output, and each map's mean term in ``M_blend``.
+    """
     res = pipe.run(w, ref, None, extras=("bicubic", "warped_ref", "fusion"), focal_ratio=focal_ratio)
     al = res.alignment
     h, wd = al.src.shape[:2]
@@ -119,6 +127,12 @@ def score_pair(pipe: HZSRPipeline, w: np.ndarray, ref: np.ndarray, target: np.nd
     ys = {"bicubic": luma(res.extras["bicubic"]), "warped_ref": luma(res.extras["warped_ref"]),
           "fusion": luma(res.extras["fusion"]), "full": luma(res.final)}
     ys["blend"] = no_network_blend_y(al, ys["bicubic"], ys["warped_ref"])
+    if ABLATION_PIPES is not None:
+        import eval_truth
+
+        for name, (use, denoise) in eval_truth.VARIANTS.items():
+            p = ABLATION_PIPES["full" if denoise else "no_denoise"]
+            ys[name] = luma(p.fuse(eval_truth.variant_alignment(al, pipe.cfg, use)).final)
     for name, img in (more or {}).items():  # on the truth grid; colour-matched like the reference
         on = onto_src_grid(img, rect, al.rect, cv2.INTER_LINEAR)
         g, o = match_colour(on, al.src, inside)
@@ -131,7 +145,14 @@ def score_pair(pipe: HZSRPipeline, w: np.ndarray, ref: np.ndarray, target: np.nd
                                  round(float(al.rect.y0 - rect.y0) * rect.scale, 2)],
            "warnings": list(al.warnings), "pixels": {k: int(m.sum()) for k, m in masks.items()}}
     for region, m in masks.items():
-        out[f"psnr_y_db_{region}"] = {k: round(psnr(y, y_t, m), 2) for k, y in ys.items()}
+        out[f"psnr_y_db_{region}"] = {k: round(psnr(y, y_t, m), 3 if ABLATION_PIPES else 2) for k, y in ys.items()}
+    if ABLATION_PIPES is not None:
+        import eval_truth
+
+        terms = eval_truth.map_weights(al, pipe.cfg, (h, wd))
+        out["flow_level"] = al.flow_level
+        out["mean_map_term"] = {region: {k: round(float(t[m].mean()), 4) for k, t in terms.items()}
+                                for region, m in masks.items()}
     a = out["psnr_y_db_all"]
     out["full_minus_bicubic_db"] = round(a["full"] - a["bicubic"], 2)
     out["full_minus_blend_db"] = round(a["full"] - a["blend"], 2)
@@ -196,12 +217,18 @@ def grace_hopper(pipe: HZSRPipeline) -> dict:
             "size": [w0 // 2, h0 // 2], **r}
 
 
-def run(ckpt: str | None, overrides: list[str] | None = None) -> dict:
-    """Every pair and sweep; ``overrides``: ``key=value`` changes to the pipeline config (``--set``)."""
+def run(ckpt: str | None, overrides: list[str] | None = None, ablation: bool = False) -> dict:
+    """Every pair and sweep; ``overrides``: ``key=value`` changes to the pipeline config (``--set``);
+    ``ablation``: also the blending ablation of ``eval_truth.VARIANTS`` on every pair (3 decimals)."""
+    import dataclasses
+
     from eval_truth import pipeline_config_with
 
+    global ABLATION_PIPES
     lc = load_model(ckpt)
     pipe = HZSRPipeline(lc.model, pipeline_config_with(lc, overrides))
+    ABLATION_PIPES = {"full": pipe, "no_denoise": HZSRPipeline(lc.model, dataclasses.replace(
+        pipe.cfg, denoise_strength=0.0))} if ablation else None
     out = {"checkpoint": str(lc.path), "middlebury": middlebury(pipe), "grace_hopper": grace_hopper(pipe)}
     # How the gain depends on how soft W is (the goal is judged at BLUR_T_PX only).
     out["middlebury_blur_sweep"] = {}
@@ -214,6 +241,9 @@ def run(ckpt: str | None, overrides: list[str] | None = None) -> dict:
         r = middlebury(pipe, BLUR_W_PX * ratio, ratio, no_metadata=True)
         if ratio == METHOD_RATIO:
             out["middlebury_method_ratio"] = r
+        if ablation:
+            out.setdefault("middlebury_ratio_ablation", {})[f"{ratio:g}"] = {
+                k: r[k] for k in ("psnr_y_db_all", "psnr_y_db_occluded", "mean_map_term", "flow_level", "pixels")}
         out["middlebury_ratio_sweep"][f"{ratio:g}"] = {
             **{k: r["psnr_y_db_all"][k] for k in ("bicubic", "warped_ref", "blend", "fusion", "full", "true_warp")},
             "blur_sigma_t_px": round(BLUR_W_PX * ratio, 3), "used_reference": r["used_reference"],
@@ -280,8 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a pipeline config field (as bench/eval_truth.py --set)")
     ap.add_argument("--json", type=Path, help="write the result here too")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also the blending ablation (bench/eval_truth.py --ablation's variants) on every pair")
     a = ap.parse_args(argv)
-    res = run(a.ckpt, a.set)
+    res = run(a.ckpt, a.set, a.ablation)
     text = json.dumps(res, indent=1)
     print(text)
     if a.json:

@@ -389,15 +389,10 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     except ValueError:
         dfc = defocus_map(fwd, centre_roi(gw, gh), qa_cfg, grid_scale=1.0 / g)
         warnings.append(f"AF ROI {roi} lies outside the reference: the defocus map uses the image centre")
-    use = {"occ": True, "defocus": True, "flow": True, "reject": True, **(use_maps or {})}
-    dfc_blend = dfc * np.float32(blend_defocus_weight) if coarse and blend_defocus_weight != 1.0 else dfc
-    blend = blend_weight(occ_blend if use["occ"] else None, dfc_blend if use["defocus"] else None,
-                         unc if use["flow"] else None, rej if use["reject"] else None) \
-        if any(use.values()) else np.ones_like(occ)
-    blend = np.where(valid, blend, 0.0).astype(np.float32)
     maps = {"occlusion": occ, "occlusion_blend": occ_blend, "defocus": dfc, "uncertainty": unc, "reject": rej,
-            "valid": valid.astype(np.float32), "blend": blend}
-    trusted = float((blend > 0.5).mean())
+            "valid": valid.astype(np.float32)}
+    maps["blend"] = blend_of_maps(maps, use_maps, blend_defocus_weight if coarse else 1.0)
+    trusted = float((maps["blend"] > 0.5).mean())
     ncc = overlap_ncc(src_y, ref_y, valid, overlap_blur_w_px * k * g)
     use_ref = True
     if ncc < min_ncc:
@@ -411,6 +406,32 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     timings["maps"] = time.perf_counter() - t0
     return Alignment(rect, src, ref, shift, g, fwd, bwd, gain, offset, maps, ncc, use_ref, warnings, timings,
                      geom.source, level)
+
+
+MAP_NAMES = ("occ", "defocus", "flow", "reject")  # the four maps of M_blend, as ``use_maps`` names them
+
+
+def blend_of_maps(maps: dict[str, np.ndarray], use_maps: dict[str, bool] | None = None,
+                  defocus_weight: float = 1.0) -> np.ndarray:
+    """``M_blend`` on the flow grid from ``align``'s maps, with the maps of ``use_maps`` switched off.
+
+    ``M_occ`` is ``maps["occlusion_blend"]``, ``M_defocus`` is ``maps["defocus"]`` times
+    ``defocus_weight`` (``blend_defocus_weight`` where the flow stops at ``blend_maps_level``, else
+    1), ``M_flow`` ``maps["uncertainty"]`` and ``M_reject`` ``maps["reject"]``; zero wherever the
+    reference has no pixel (``maps["valid"]``); with every map off, 1 wherever it has one. ``align``
+    builds ``maps["blend"]`` with it, and the ablation (``bench/eval_truth.py``) rebuilds it from the
+    same maps with some switched off, which is exactly the pipeline run with those ``use_*`` flags.
+    """
+    use = {name: True for name in MAP_NAMES} | (use_maps or {})
+    unknown = set(use) - set(MAP_NAMES)
+    if unknown:
+        raise ValueError(f"use_maps: unknown map(s) {', '.join(sorted(unknown))}; known: {', '.join(MAP_NAMES)}")
+    occ = maps["occlusion_blend"]
+    dfc = maps["defocus"] * np.float32(defocus_weight) if defocus_weight != 1.0 else maps["defocus"]
+    chosen = {"occ": occ, "defocus": dfc, "flow": maps["uncertainty"], "reject": maps["reject"]}
+    on = {name: (m if use[name] else None) for name, m in chosen.items()}
+    blend = blend_weight(*on.values()) if any(use.values()) else np.ones_like(occ)
+    return np.where(maps["valid"] > 0.5, blend, 0.0).astype(np.float32)
 
 
 def with_maps(al: Alignment, **maps: np.ndarray) -> Alignment:
