@@ -10,8 +10,10 @@ output, on the held-out pool against the ideal target); figures in ``docs/benchm
   and activations of the convolutions, calibrated on training captures; the first convolution,
   the head and the elementwise arithmetic in float32), as an OpenVINO IR beside the checkpoint,
   run by OpenVINO's CPU plugin. On an AVX2 CPU without VNNI or bf16 (this project's 2-core VM)
-  1.6x less CPU per tile than float32; within about one 8-bit level of it, 0.02 dB below float32
-  on average on the held-out pool.
+  1.5x less CPU per tile than float32; 0.017 dB below float32 on average on the held-out pool
+  against the ideal target (0.055 dB on moving scenes, the worst kind), the image within one or
+  two 8-bit levels of float32's except where the network repaints occluded areas of moving
+  scenes (up to tens of levels there, on about 0.25 % of their pixels).
 - ``openvino-bf16``: the UNet's ONNX graph
   compiled by OpenVINO's CPU plugin (oneDNN kernels, activations fused into the convolutions),
   computing in bfloat16 on CPUs with AVX-512 BF16 (elsewhere OpenVINO runs it in float32). About
@@ -419,7 +421,7 @@ def available(runtime: str) -> bool:
 
 
 #: The default on CPU is the first of these that runs here: ``openvino-int8`` where the checkpoint
-#: has its int8 graph (1.6x less CPU per tile than float32 on AVX2, 0.02 dB on average:
+#: has its int8 graph (1.5x less CPU per tile than float32 on AVX2, 0.017 dB on average:
 #: ``docs/benchmarks.md``), else ``openvino-bf16`` (1.5-1.7x less CPU than ``onnxruntime``, paired,
 #: same output quality), else ONNX Runtime, else torch. (``openvino-bf16`` was opt-in for a while: a
 #: test process that had made several OpenVINO runners died of SIGSEGV when a child exited; the

@@ -84,8 +84,10 @@ def test_infer_int8_is_close_to_float32_and_says_so(tiny_session, tmp_path):
     b = cv2.imread(str(tmp_path / "f32.png")).astype(int)
     d = np.abs(a - b)
     assert d.max() > 0  # it did run in int8
-    # Within a few 8-bit levels anywhere, well under one on average (held-out pool: <= 1 level).
-    assert d.max() <= 4 and d.mean() < 0.5, (d.max(), d.mean())
+    # Well under one 8-bit level on average, and few values off by more than 4 (int8 moves the
+    # network's output most where it repaints occluded areas of moving scenes: up to tens of
+    # levels on 0.25 % of their pixels on the held-out pool; docs/benchmarks.md).
+    assert d.mean() < 0.5 and (d > 4).mean() < 0.01, (d.max(), d.mean(), (d > 4).mean())
 
 
 def test_infer_int8_without_a_graph_is_one_line_naming_the_checkpoint(tiny_session, tiny_run, tmp_path):
