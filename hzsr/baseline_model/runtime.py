@@ -11,9 +11,9 @@ output, on the held-out pool against the ideal target); figures in ``docs/benchm
   the head and the elementwise arithmetic in float32), as an OpenVINO IR beside the checkpoint,
   run by OpenVINO's CPU plugin. On an AVX2 CPU without VNNI or bf16 (this project's 2-core VM)
   1.5x less CPU per tile than float32; 0.017 dB below float32 on average on the held-out pool
-  against the ideal target (0.055 dB on moving scenes, the worst kind), the image within one or
-  two 8-bit levels of float32's except where the network repaints occluded areas of moving
-  scenes (up to tens of levels there, on about 0.25 % of their pixels).
+  against the ideal target (0.055 dB on moving scenes, the worst kind); the image moves most where
+  the network repaints occluded areas of moving scenes (up to tens of 8-bit levels there, on
+  about 0.25 % of their pixels), elsewhere by one or two levels in the captures checked.
 - ``openvino-bf16``: the UNet's ONNX graph
   compiled by OpenVINO's CPU plugin (oneDNN kernels, activations fused into the convolutions),
   computing in bfloat16 on CPUs with AVX-512 BF16 (elsewhere OpenVINO runs it in float32). About
