@@ -10,7 +10,7 @@ DEMO_DIR ?= demo-out
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,train,hf]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,train,hf,quantize]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -18,8 +18,8 @@ is not used, as after fork + exec it still holds the parent's size at the fork):
 
 - ``variants`` (``--variants``, comma-separated), each one ``POLICY/RUNTIME``: ``default/torch``
   is torch's defaults (OpenMP's spin-waiting, one thread per core; no ``threads.apply``),
-  ``chosen/RUNTIME`` the thread policy (``threads.py``) with that runtime (``openvino-bf16``,
-  ``openvino``, ``onnxruntime``, ``torch``: ``hzsr/baseline_model/runtime.py``); every variant
+  ``chosen/RUNTIME`` the thread policy (``threads.py``) with that runtime (``openvino-int8``,
+  ``openvino-bf16``, ``openvino``, ``onnxruntime``, ``torch``: ``hzsr/baseline_model/runtime.py``); every variant
   gets ``speedup_process_wall_vs_FIRST``, ``speedup_process_cpu_vs_FIRST``, ``speedup_wall_vs_FIRST``
   and ``speedup_cpu_vs_FIRST`` (the first variant's time over its
   own, median of the per-round ratios);
@@ -43,7 +43,7 @@ find the shared machine busy and take one.
 What a runtime does to the output is measured apart, on the held-out pool against the ideal
 target: ``bench/infer_quality.py``.
 
-Usage: ``python bench/infer.py [--rounds 3] [--variants chosen/openvino-bf16,chosen/onnxruntime,default/torch]
+Usage: ``python bench/infer.py [--rounds 3] [--variants chosen/openvino-int8,chosen/openvino-bf16,default/torch]
 [--load 0] [--mp48] [--device cpu] [--ckpt CKPT] [--keep DIR] [--base-tree DIR] [--threads N]``.
 Prints one JSON object.
 """
@@ -210,9 +210,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
-    p.add_argument("--variants", default="chosen/openvino-bf16,chosen/onnxruntime,default/torch",
+    p.add_argument("--variants", default="chosen/openvino-int8,chosen/openvino-bf16,default/torch",
                    help="POLICY/RUNTIME list: POLICY default|chosen, RUNTIME a name of runtime.RUNTIMES "
-                   "(openvino-bf16, openvino, onnxruntime, torch); the first is the others' pair")
+                   "(openvino-int8, openvino-bf16, openvino, onnxruntime, torch); the first is the others' pair")
     p.add_argument("--load", type=int, default=0, help="busy processes running through every round")
     p.add_argument("--keep", default=None, help="keep the rendered capture and outputs in this folder")
     p.add_argument("--mp48", action="store_true", help="also run the first chosen variant once on a 48 MP "

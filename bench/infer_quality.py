@@ -1,6 +1,6 @@
 """What each UNet runtime does to the output: Y PSNR against the ideal target, per scene kind.
 
-A runtime that computes in less than float32 (``openvino-bf16``) changes the output; it may be the
+A runtime that computes in less than float32 (``openvino-bf16``, ``openvino-int8``) changes the output; it may be the
 default only if it loses at most ``--max-loss`` dB (0.05) on every scene kind against the float32
 reference runtime (``--reference``, ``onnxruntime``). The float32 runtimes should agree to float
 rounding (losses of 0.00 dB).
@@ -13,7 +13,7 @@ inside T's field of view against the ideal target resampled onto I_src and colou
 (``hzsr.baseline_model.ideal_target.ideal_on_source``), for the full pipeline (``full``) and the
 UNet's output before blending (``fusion``).
 
-Usage: ``python bench/infer_quality.py [SESSION ...] [--runtimes openvino,openvino-bf16,onnxruntime]
+Usage: ``python bench/infer_quality.py [SESSION ...] [--runtimes openvino,openvino-bf16,openvino-int8]
 [--reference onnxruntime] [--ckpt CKPT] [--max-loss 0.05] [--json OUT]``. Prints one JSON object;
 exit 1 when a non-reference runtime loses more than ``--max-loss`` dB on some kind.
 """
@@ -50,7 +50,7 @@ def score(sessions: list[Path], runtimes: list[str], reference: str, ckpt: str |
     """One row per capture: ``psnr_{full,fusion}_{runtime}`` and ``maxdiff_{runtime}`` (|Y - Y_ref| max)."""
     lc = load_model(ckpt)
     cfg = pipeline_config_of(lc.pipeline, str(lc.path))
-    pipes = {rt: HZSRPipeline(lc.model, cfg, runtime=rt) for rt in [reference, *runtimes] if rt}
+    pipes = {rt: HZSRPipeline(lc.model, cfg, runtime=rt, ckpt=lc.path) for rt in [reference, *runtimes] if rt}
     rows = []
     for sess in sessions:
         for cap in captures_with_truth(sess):
@@ -91,7 +91,8 @@ def summarise(df: pd.DataFrame, runtimes: list[str], reference: str, max_loss: f
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sessions", nargs="*", type=Path, help="simulated sessions with truth (default: the pinned ones)")
-    ap.add_argument("--runtimes", default="openvino,openvino-bf16", help="runtimes compared with --reference")
+    ap.add_argument("--runtimes", default="openvino,openvino-bf16,openvino-int8",
+                    help="runtimes compared with --reference")
     ap.add_argument("--reference", default="onnxruntime", help="the float32 runtime the others are scored against")
     ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     ap.add_argument("--max-loss", type=float, default=0.05, help="dB a runtime may lose on any scene kind")

@@ -10,11 +10,14 @@ Speed only: how much each way of running the shipped UNet costs per tile, in int
   ``openvino-bf16`` runtimes);
 - ``ov_int8_dynamic``, ``ov_int8_static``: OpenVINO on the same QDQ graph, dynamic shapes or
   reshaped to the tile's shape; ``ov_static_compile_s`` is what compiling and warming up one more
-  static shape costs (an image has 3-4 tile shapes).
+  static shape costs (an image has 3-4 tile shapes);
+- ``ov_int8_nncf``: the shipped checkpoint's own int8 graph (``weights/shipped.int8.xml``, NNCF,
+  calibrated on training captures: ``hzsr/baseline_model/quantize.py``), as the ``openvino-int8``
+  runtime runs it (dynamic shapes).
 
-The calibration inputs are synthetic (smooth luminance, a noisy copy as the reference, a sparse
-occlusion mask; seed 0): they fix the quantization ranges, which do not change the speed. What
-int8 would do to the output is not measured here (it is not offered).
+The calibration inputs of the QDQ graph are synthetic (smooth luminance, a noisy copy as the reference,
+a sparse occlusion mask; seed 0): they fix the quantization ranges, which do not change the speed.
+What int8 does to the output is measured by ``bench/infer_quality.py``.
 
 Usage: ``python bench/unet_runtimes.py [--rounds 5]``. Prints one JSON object.
 """
@@ -41,8 +44,8 @@ import onnxruntime as ort  # noqa: E402
 import openvino as ov  # noqa: E402
 from _timing import interleaved  # noqa: E402
 
-from hzsr.baseline_model.checkpoint import load_model  # noqa: E402
-from hzsr.baseline_model.runtime import onnx_bytes  # noqa: E402
+from hzsr.baseline_model.checkpoint import load_model, shipped_checkpoint_path  # noqa: E402
+from hzsr.baseline_model.runtime import int8_graph, onnx_bytes  # noqa: E402
 
 SIDE = 832
 
@@ -98,6 +101,9 @@ def main() -> None:
 
     def ov_run(path: Path, precision: str, static: bool):
         m = core.read_model(str(path))
+        return ov_compiled(m, precision, static)
+
+    def ov_compiled(m, precision: str, static: bool):
         if static:
             m.reshape({"x": list(x.shape)})
         req = core.compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False,
@@ -107,6 +113,10 @@ def main() -> None:
     runs = {"ort_f32": ort_run(fp32, ["NchwcTransformer"]), "ort_int8": ort_run(int8, []),
             "ov_f32": ov_run(fp32, "f32", False), "ov_bf16": ov_run(fp32, "bf16", False),
             "ov_int8_dynamic": ov_run(int8, "f32", False), "ov_int8_static": ov_run(int8, "f32", True)}
+    shipped = int8_graph(shipped_checkpoint_path())
+    if shipped is not None:
+        runs["ov_int8_nncf"] = ov_compiled(core.read_model(shipped.xml.decode(), ov.Tensor(np.frombuffer(
+            shipped.weights, np.uint8))), "f32", False)
     for f in runs.values():
         f()  # first call per shape: plans and caches, not the steady state
     load0 = os.getloadavg()[0]

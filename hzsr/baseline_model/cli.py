@@ -1,4 +1,4 @@
-"""``hzsr model train|eval|infer|export``: the command line of the reference model.
+"""``hzsr model train|eval|infer|export|quantize``: the command line of the reference model.
 
 This module imports nothing heavy at the top: torch (extra ``[train]``) is imported inside each
 verb, and a missing torch is one line (``pip install 'hzsr[train]'``), exit 2.
@@ -129,6 +129,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from hzsr.baseline_model.checkpoint import shipped_checkpoint_path
+    from hzsr.baseline_model.quantize import quantize_checkpoint
+
+    ckpt = Path(args.ckpt) if args.ckpt else shipped_checkpoint_path()
+    res = quantize_checkpoint(ckpt, [Path(s) for s in args.sessions], limit=args.limit)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        c = res["calibration"]
+        print(f"int8 graph of {res['checkpoint']} calibrated on {c['tiles']} tiles of {c['captures']} captures")
+        for p in res["files"]:
+            print(f"wrote {p}")
+    return EXIT_OK
+
+
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     _add_threads(p)
@@ -142,7 +158,8 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
 
 def add_model_parser(stages: Any) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    m = stages.add_parser("model", help="the HZSR reference model: train, eval, infer, export (extra [train])")
+    m = stages.add_parser("model",
+                          help="the HZSR reference model: train, eval, infer, export, quantize (extra [train])")
     verbs = m.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     t = add_verb(verbs, "train", "train the fusion UNet on a packed data set (torchrun-ready)", _guard(_cmd_train),
@@ -190,9 +207,11 @@ def add_model_parser(stages: Any) -> None:
     i.add_argument("--halo", type=int, default=None,
                    help="context pixels around each tile (default: from the checkpoint)")
     # The names of runtime.RUNTIMES (not imported here: it imports torch, and the CLI starts without it).
-    i.add_argument("--runtime", default=None, choices=("openvino", "openvino-bf16", "onnxruntime", "torch"),
-                   help="what runs the UNet (default on CPU: openvino-bf16 when installed, else onnxruntime, else "
-                   "torch; on CUDA torch; see hzsr/baseline_model/runtime.py)")
+    i.add_argument("--runtime", default=None,
+                   choices=("openvino", "openvino-bf16", "openvino-int8", "onnxruntime", "torch"),
+                   help="what runs the UNet (default on CPU: openvino-int8 when the checkpoint has its int8 graph "
+                   "(hzsr model quantize), else openvino-bf16 when installed, else onnxruntime, else torch; on CUDA "
+                   "torch; see hzsr/baseline_model/runtime.py)")
     _add_device(i)
     add_json(i)
 
@@ -204,6 +223,16 @@ def add_model_parser(stages: Any) -> None:
     x.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     _add_threads(x)
     add_json(x)
+
+    q = add_verb(verbs, "quantize", "int8 OpenVINO graph of the UNet beside the checkpoint (CKPT.int8.xml), "
+                 "calibrated on training captures (needs nncf)", _guard(_cmd_quantize, torch_now=False),
+                 formatter_class=fmt)
+    q.add_argument("sessions", nargs="+", metavar="SESSION",
+                   help="simulated or real sessions of the TRAINING pool (held-out textures-eval captures are refused)")
+    q.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
+    q.add_argument("--limit", type=int, default=None, help="use only the first N captures (default: all)")
+    _add_threads(q)
+    add_json(q)
 
 
 if __name__ == "__main__":  # pragma: no cover - not a program: the verbs run as `hzsr model ...`

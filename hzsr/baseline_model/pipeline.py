@@ -35,6 +35,8 @@ from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers
 from hzsr.core.geometry import CropRect
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
 #: Optional outputs (besides ``final``), all on I_src's grid: what evaluation compares.
@@ -151,10 +153,12 @@ class HZSRPipeline:
         runner: instead of ``model``, a ready runner (``runtime.graph_runner``: an ONNX runtime on
             the checkpoint's cached graph, no torch in the process) or a ``Future`` of one, so it
             can be built in a thread while the capture is decoded and aligned; ``fuse`` waits for it.
+        ckpt: the checkpoint file ``model`` came from, where ``openvino-int8`` finds its int8 graph
+            (``runtime.int8_graph``); without it the default runtime is never ``openvino-int8``.
     """
 
     def __init__(self, model: torch.nn.Module | None, cfg: PipelineConfig | None = None, device: str = "cpu",
-                 runtime: str | None = None, *, runner: Any = None):
+                 runtime: str | None = None, *, runner: Any = None, ckpt: str | Path | None = None):
         self.cfg = cfg or PipelineConfig()
         if model is None:
             if runner is None or runtime is None:
@@ -166,8 +170,8 @@ class HZSRPipeline:
 
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
-        self.runtime = runtime or default_runtime(self.device)
-        self._runner = make_runner(self.model, self.runtime, self.device)
+        self.runtime = runtime or default_runtime(self.device, ckpt)
+        self._runner = make_runner(self.model, self.runtime, self.device, ckpt)
 
     @property
     def runner(self) -> Any:

@@ -1,11 +1,20 @@
 """Where the fusion UNet runs during tiled inference: OpenVINO, ONNX Runtime or torch.
 
 All take and return the same tensors (``N x 3 x H x W`` float32 in, ``N x 1 x H x W`` out). The
-default on CPU is the first of ``CPU_PREFERENCE`` that is installed, the order chosen by
+default on CPU is the first of ``CPU_PREFERENCE`` that runs here, the order chosen by
 ``bench/infer.py`` (paired, same capture) and ``bench/infer_quality.py`` (what each does to the
 output, on the held-out pool against the ideal target); figures in ``docs/benchmarks.md``:
 
-- ``openvino-bf16`` (default; the fastest): the UNet's ONNX graph
+- ``openvino-int8`` (default where the checkpoint has its int8 graph, ``int8_graph``; the shipped
+  one has): the checkpoint's UNet quantized post-training by NNCF (``quantize.py``: int8 weights
+  and activations of the convolutions, calibrated on training captures; the first convolution,
+  the head and the elementwise arithmetic in float32), as an OpenVINO IR beside the checkpoint,
+  run by OpenVINO's CPU plugin. On an AVX2 CPU without VNNI or bf16 (this project's 2-core VM)
+  1.5x less CPU per tile than float32; 0.017 dB below float32 on average on the held-out pool
+  against the ideal target (0.055 dB on moving scenes, the worst kind); the image moves most where
+  the network repaints occluded areas of moving scenes (up to tens of 8-bit levels there, on
+  about 0.25 % of their pixels), elsewhere by one or two levels in the captures checked.
+- ``openvino-bf16``: the UNet's ONNX graph
   compiled by OpenVINO's CPU plugin (oneDNN kernels, activations fused into the convolutions),
   computing in bfloat16 on CPUs with AVX-512 BF16 (elsewhere OpenVINO runs it in float32). About
   2.3x less CPU per tile than ``onnxruntime``; the output moves by at most one 8-bit level (about
@@ -23,12 +32,11 @@ The CPU runtimes turn the thread policy's N threads (``threads.py``) into N tile
 thread each (``tiles_in_flight``; ``tiling.run_tiled(workers=)``).
 
 Not offered: ``torch.compile`` (its first call compiles for tens of seconds, more than a 12 MP
-image takes, and ``hzsr model infer`` runs one image per process); int8
-(``bench/unet_runtimes.py``): ONNX Runtime's static QDQ quantization of this UNet saves only 17 %
-of a tile's CPU against its float32, as 3-32 channel convolutions keep its int8 kernels from
-their width; OpenVINO runs the same int8 graph in 18 % less CPU than bfloat16 only with one
-static shape per compiled model, and compiling one more shape costs about five tiles' worth,
-with 3-4 tile shapes per image.
+image takes, and ``hzsr model infer`` runs one image per process); ONNX Runtime's int8
+(``bench/unet_runtimes.py``): its static QDQ quantization of this UNet saves only 17 % of a
+tile's CPU against its float32, as 3-32 channel convolutions keep its int8 kernels from their
+width. OpenVINO's int8 graph keeps one dynamic-shape model: static shapes saved 3 % more per
+tile, less than compiling the 3-4 tile shapes of an image costs.
 """
 
 from __future__ import annotations
@@ -55,9 +63,14 @@ if TYPE_CHECKING:
     import torch
 
 #: Runtimes known to ``hzsr model infer --runtime``.
-RUNTIMES = ("openvino", "openvino-bf16", "onnxruntime", "torch")
-#: OpenVINO's inference precision per runtime name (``INFERENCE_PRECISION_HINT``).
-_OV_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
+RUNTIMES = ("openvino", "openvino-bf16", "openvino-int8", "onnxruntime", "torch")
+#: OpenVINO's inference precision per runtime name (``INFERENCE_PRECISION_HINT``); the int8 graph's
+#: quantized convolutions run in int8 whatever the hint, the rest (resampling, concatenation, the
+#: convolutions left in float) in float32.
+_OV_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "f32"}
+#: Suffix of the quantized graph beside a checkpoint (``int8_graph``): ``shipped.pt`` ->
+#: ``shipped.int8.xml`` + ``.bin`` (OpenVINO IR) + ``.json`` (what it was made from).
+INT8_SUFFIX = ".int8"
 #: Version of the cached graph of a checkpoint file (``checkpoint_graph``): bump it when the
 #: export (opset, dynamic axes, input/output names) or the sidecar's fields change.
 GRAPH_VERSION = 1
@@ -200,6 +213,46 @@ def checkpoint_graph(path: str | Path) -> CheckpointGraph:
     return CheckpointGraph(onnx, multiple, lc.pipeline, key, False, lc.model)
 
 
+@dataclass(frozen=True)
+class Int8Graph:
+    """The UNet of one checkpoint quantized to int8 (``quantize.py``): an OpenVINO IR, no torch needed."""
+
+    xml: bytes  # the IR's graph
+    weights: bytes  # the IR's .bin
+    path: Path  # the .xml file
+    info: dict[str, Any]  # its sidecar: the checkpoint's sha256, calibration, NNCF version
+
+
+def int8_paths(ckpt: str | Path) -> tuple[Path, Path, Path]:
+    """The quantized graph's files beside checkpoint ``ckpt``: ``.int8.xml``, ``.int8.bin``, ``.int8.json``."""
+    base = Path(ckpt).with_suffix(INT8_SUFFIX)
+    return base.with_suffix(INT8_SUFFIX + ".xml"), base.with_suffix(INT8_SUFFIX + ".bin"), \
+        base.with_suffix(INT8_SUFFIX + ".json")
+
+
+def int8_graph(ckpt: str | Path, ckpt_bytes: bytes | None = None) -> Int8Graph | None:
+    """The int8 graph beside checkpoint ``ckpt`` if it was quantized from exactly these bytes, else None.
+
+    The sidecar records the sha256 of the checkpoint file the graph was made from and of its two
+    IR files: a checkpoint retrained or replaced since (issue 20 may retrain the shipped one) no
+    longer matches, and its stale graph is ignored rather than run (``hzsr model quantize`` makes
+    a new one). ``ckpt_bytes``: the checkpoint's bytes when the caller has read them already.
+    """
+    xml_p, bin_p, side_p = int8_paths(ckpt)
+    try:
+        info = json.loads(side_p.read_text(encoding="utf-8"))
+        data = ckpt_bytes if ckpt_bytes is not None else Path(ckpt).read_bytes()
+        if not isinstance(info, dict) or info.get("checkpoint_sha256") != hashlib.sha256(data).hexdigest():
+            return None
+        xml, weights = xml_p.read_bytes(), bin_p.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if (hashlib.sha256(xml).hexdigest() != info.get("xml_sha256")
+            or hashlib.sha256(weights).hexdigest() != info.get("bin_sha256")):
+        return None  # a torn or edited pair: not what was calibrated
+    return Int8Graph(xml, weights, xml_p, info)
+
+
 class _NumpyRunner:
     """An ONNX runtime's runner: numpy in and out, no torch needed.
 
@@ -295,11 +348,17 @@ class _OpenVino(_NumpyRunner):
     scored on the held-out pool in ``docs/benchmarks.md``).
     """
 
-    def __init__(self, graph: bytes, size_multiple: int, threads: int, precision: str = "f32"):
+    def __init__(self, graph: bytes, size_multiple: int, threads: int, precision: str = "f32",
+                 weights: bytes | None = None):
         self.size_multiple = size_multiple
         self.tiles_in_flight = max(1, threads)  # as _OnnxRuntime: whole tiles in parallel, 1 thread each
         core = _ov_core()
-        model = core.read_model(graph)
+        if weights is None:  # ONNX
+            model = core.read_model(graph)
+        else:  # an OpenVINO IR (the int8 graph): its .xml text and .bin weights
+            import openvino as ov
+
+            model = core.read_model(graph.decode("utf-8"), ov.Tensor(np.frombuffer(weights, np.uint8)))
         # One stream per tile in flight, one thread each, no pinning: the tiles in flight are the
         # parallelism, and a thread pinned to a core another process holds would wait for it
         # (shared machine). A stream is one instance of the graph, and a synchronous ``infer``
@@ -312,9 +371,9 @@ class _OpenVino(_NumpyRunner):
                                                           "INFERENCE_PRECISION_HINT": precision,
                                                           "ENABLE_CPU_PINNING": False})
         # What the plugin computes in, which is not always what was asked: a CPU without AVX-512
-        # BF16 (or AMX) runs a bf16 hint in float32. "bf16" or "f32".
+        # BF16 (or AMX) runs a bf16 hint in float32. "bf16" or "f32", or "int8" for the quantized graph.
         used = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
-        self.precision = "bf16" if "bf16" in used else "f32"
+        self.precision = "int8" if weights is not None else "bf16" if "bf16" in used else "f32"
         # Idle infer requests: a tile takes one (or makes one) and gives it back, so each request
         # serves one tile at a time and all of them live, and die, with the runner (not in the
         # tile threads' locals, torn down as each worker thread exits).
@@ -361,11 +420,13 @@ def available(runtime: str) -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-#: The default on CPU is the first of these installed: ``openvino-bf16`` (1.5-1.7x less CPU than
-#: ``onnxruntime``, paired, same output quality), else ONNX Runtime, else torch. (It was opt-in for
-#: a while: a test process that had made several OpenVINO runners died of SIGSEGV when a child
-#: exited; the cause was the plugins' alternate signal stacks, fixed by one Core, ``_ov_core``.)
-CPU_PREFERENCE = ("openvino-bf16", "onnxruntime", "torch")
+#: The default on CPU is the first of these that runs here: ``openvino-int8`` where the checkpoint
+#: has its int8 graph (1.5x less CPU per tile than float32 on AVX2, 0.017 dB on average:
+#: ``docs/benchmarks.md``), else ``openvino-bf16`` (1.5-1.7x less CPU than ``onnxruntime``, paired,
+#: same output quality), else ONNX Runtime, else torch. (``openvino-bf16`` was opt-in for a while: a
+#: test process that had made several OpenVINO runners died of SIGSEGV when a child exited; the
+#: cause was the plugins' alternate signal stacks, fixed by one Core, ``_ov_core``.)
+CPU_PREFERENCE = ("openvino-int8", "openvino-bf16", "onnxruntime", "torch")
 
 
 def _device_type(device: Any) -> str:
@@ -373,11 +434,21 @@ def _device_type(device: Any) -> str:
     return str(getattr(device, "type", device)).split(":")[0]
 
 
-def default_runtime(device: Any) -> str:
-    """On CPU the first of ``CPU_PREFERENCE`` installed, else (CUDA) ``torch``."""
+def default_runtime(device: Any, ckpt: str | Path | None = None) -> str:
+    """On CPU the first of ``CPU_PREFERENCE`` that runs here, else (CUDA) ``torch``.
+
+    ``openvino-int8`` runs here when OpenVINO is installed and checkpoint ``ckpt`` has its int8
+    graph (``int8_graph``: made from these exact bytes); without ``ckpt`` it is skipped.
+    """
     if _device_type(device) != "cpu":
         return "torch"
-    return next(rt for rt in CPU_PREFERENCE if available(rt))
+    for rt in CPU_PREFERENCE:
+        if rt == "openvino-int8":
+            if ckpt is not None and available(rt) and int8_graph(ckpt) is not None:
+                return rt
+        elif available(rt):
+            return rt
+    raise ValueError("no UNet runtime installed: pip install 'hzsr[train]'")
 
 
 def _check(runtime: str, device: Any) -> None:
@@ -391,23 +462,39 @@ def _check(runtime: str, device: Any) -> None:
         raise ValueError(f"runtime {runtime} needs the {_package(runtime)} package: pip install 'hzsr[train]'")
 
 
-def graph_runner(graph: bytes, size_multiple: int, runtime: str, threads: int) -> _NumpyRunner:
-    """An ONNX runtime's runner for the ONNX ``graph`` (``checkpoint_graph``), ``threads`` tiles in flight."""
+def graph_runner(graph: bytes, size_multiple: int, runtime: str, threads: int,
+                 int8: Int8Graph | None = None) -> _NumpyRunner:
+    """An ONNX runtime's runner for the ONNX ``graph`` (``checkpoint_graph``), ``threads`` tiles in flight.
+
+    ``openvino-int8`` runs ``int8`` (the checkpoint's quantized graph, ``int8_graph``) instead of ``graph``.
+    """
     _check(runtime, "cpu")
     if runtime == "torch":
         raise ValueError("runtime torch runs the torch model, not an ONNX graph: use make_runner")
     if runtime == "onnxruntime":
         return _OnnxRuntime(graph, size_multiple, threads)
+    if runtime == "openvino-int8":
+        if int8 is None:
+            raise ValueError("runtime openvino-int8 needs the checkpoint's int8 graph (CKPT.int8.xml from the same "
+                             "checkpoint bytes): make it with hzsr model quantize")
+        return _OpenVino(int8.xml, size_multiple, threads, _OV_PRECISION[runtime], weights=int8.weights)
     return _OpenVino(graph, size_multiple, threads, _OV_PRECISION[runtime])
 
 
-def make_runner(model: torch.nn.Module, runtime: str | None, device: Any) -> Any:
-    """Wrap ``model`` (already on ``device``, in eval mode) for ``runtime`` (None: the default)."""
+def make_runner(model: torch.nn.Module, runtime: str | None, device: Any, ckpt: str | Path | None = None) -> Any:
+    """Wrap ``model`` (already on ``device``, in eval mode) for ``runtime`` (None: the default).
+
+    ``ckpt``: the checkpoint file ``model`` was loaded from; ``openvino-int8`` needs it (its
+    quantized graph lies beside it), and the default is ``openvino-int8`` only with it.
+    """
     import torch
 
-    runtime = runtime or default_runtime(device)
+    runtime = runtime or default_runtime(device, ckpt)
     _check(runtime, device)
     if runtime == "torch":
         return _torch_runner(model)
     multiple = getattr(model, "size_multiple", 16)
+    if runtime == "openvino-int8":
+        return graph_runner(b"", multiple, runtime, torch.get_num_threads(),
+                            int8_graph(ckpt) if ckpt is not None else None)
     return graph_runner(onnx_bytes(model, multiple), multiple, runtime, torch.get_num_threads())

@@ -1,0 +1,156 @@
+"""``hzsr model quantize``: the fusion UNet of a checkpoint as an int8 OpenVINO graph, calibrated on training captures.
+
+Post-training quantization with NNCF (``nncf.quantize``, OpenVINO backend): the checkpoint's ONNX
+graph (``runtime.checkpoint_graph``) gets int8 weights (per output channel) and int8 activations
+whose ranges are the minima and maxima the UNet sees on the calibration inputs: the exact input
+windows ``tiling.run_tiled`` feeds it (Y_src, warped and colour-matched Y_ref, M_occ) when the
+pipeline fuses each capture of the given sessions. The weights are not retrained or changed
+beyond their int8 rounding; the checkpoint is not touched.
+
+What stays in float32 (``float_ops``), as measured on the held-out pool (``docs/benchmarks.md``):
+
+- the elementwise arithmetic outside the convolutions: the input re-expression
+  (``Y_src - 1/2``, ``~Y_ref - Y_src``), the no-network base ``Y_src + (1 - M_occ)(~Y_ref - Y_src)``
+  and the final sum ``base + head``. NNCF quantizes their inputs by default, which rounds the
+  output itself to steps of about one 8-bit level, for no speed (they are not convolutions):
+  0.05-0.07 dB on average with them quantized;
+- the first convolution, whose input holds the reference's extra detail (``~Y_ref - Y_src``, a
+  few levels) beside ``Y_src - 1/2`` (a range of 1): one int8 scale for both rounds the detail;
+- the head, which sees those inputs again and writes the residual.
+
+Weights are symmetric, activations asymmetric (NNCF's ``MIXED`` preset: the LeakyReLU outputs are
+mostly positive, so a zero point spends the 256 levels on the range that occurs).
+
+Calibration data must come from the training pool: a simulated capture of the held-out texture
+pool (scene tag ``textures-eval``, ``bench/_data.py``'s EVAL_SEEDS) is refused, so the int8 graph
+is never fitted to the data it is judged on.
+
+The graph is written beside the checkpoint (``runtime.int8_paths``: ``CKPT.int8.xml``, ``.bin``,
+``.json``); the sidecar records the checkpoint's sha256, so a retrained checkpoint's stale graph is
+ignored (``runtime.int8_graph``). Running it needs OpenVINO only; making it needs ``nncf``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hzsr.core.errors import ConfigError
+from hzsr.core.fileio import atomic_write_bytes
+
+#: Convolutions left in float32 (friendly names in the graph ``torch.onnx.export`` writes).
+FLOAT_CONVS = ("/enc.0/enc.0.0/enc.0.0.0/Conv/WithoutBiases", "/head/Conv/WithoutBiases")
+#: Bump when the recipe (what stays float, the preset, how inputs are gathered) changes.
+RECIPE_VERSION = 1
+
+
+def float_ops(model: Any) -> list[str]:
+    """Names of the ops of the OpenVINO ``model`` that stay in float32: ``FLOAT_CONVS`` and the elementwise
+    arithmetic that is not a convolution's bias (see the module's docstring).
+
+    Raises:
+        ValueError: a name of ``FLOAT_CONVS`` is not in the graph (the export's naming changed).
+    """
+    names = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+    missing = [n for n in FLOAT_CONVS if n not in names]
+    if missing:
+        raise ValueError(f"the UNet's graph has no {missing[0]}: update quantize.FLOAT_CONVS")
+    out = list(FLOAT_CONVS)
+    for name, op in names.items():
+        if op.get_type_name() in ("Add", "Subtract", "Multiply") and not any(
+                v.get_node().get_type_name() == "Convolution" for v in op.input_values()):
+            out.append(name)
+    return out
+
+
+def _captures(sessions: list[Path]) -> list[Path]:
+    out = []
+    for s in sessions:
+        root = Path(s) / "captures"
+        if not root.is_dir():
+            raise ConfigError("not a session folder (no captures/)", file=s, field="SESSION")
+        out += sorted(p for p in root.iterdir() if (p / "capture.json").is_file())
+    if not out:
+        raise ConfigError("no captures with capture.json in the given sessions", field="SESSION")
+    return out
+
+
+def calibration_inputs(sessions: list[Path], graph: Any, limit: int | None = None) -> list[np.ndarray]:
+    """The UNet's input windows (``1 x 3 x H x W`` float32) when the pipeline fuses the sessions' captures.
+
+    ``graph``: the checkpoint's ``runtime.CheckpointGraph`` (its pipeline config and float graph, run by
+    OpenVINO in float32 to fuse each capture). At most ``limit`` captures (default: all).
+
+    Raises:
+        ConfigError: a capture of the held-out texture pool (``textures-eval``), or unreadable input.
+    """
+    from hzsr.baseline_model.config import pipeline_config_of
+    from hzsr.baseline_model.infer import read_meta, read_rgb
+    from hzsr.baseline_model.pipeline import HZSRPipeline
+    from hzsr.baseline_model.runtime import _NumpyRunner, graph_runner
+
+    f32 = graph_runner(graph.onnx, graph.size_multiple, "openvino", 1)
+    tiles: list[np.ndarray] = []
+
+    class _Recorder(_NumpyRunner):
+        size_multiple = graph.size_multiple
+
+        def run(self, x: np.ndarray) -> np.ndarray:
+            tiles.append(np.array(x, np.float32, copy=True))
+            return f32.run(x)
+
+    pipe = HZSRPipeline(None, pipeline_config_of(graph.pipeline, "checkpoint"), "cpu", "openvino", runner=_Recorder())
+    for cap in _captures(sessions)[:limit]:
+        meta = read_meta(cap / "capture.json")
+        if "textures-eval" in (meta.get("scene_tags") or []):
+            raise ConfigError("a held-out (textures-eval) capture: calibrate on training captures only",
+                              file=cap / "capture.json", field="scene_tags")
+        al = pipe.align(read_rgb(cap / "main_W.jpg", "main_W.jpg"), read_rgb(cap / "ref_T.jpg", "ref_T.jpg"), meta)
+        pipe.fuse(al)
+    return tiles
+
+
+def quantize_checkpoint(ckpt: str | Path, sessions: list[Path], *, limit: int | None = None) -> dict[str, Any]:
+    """Quantize checkpoint ``ckpt``'s UNet on the captures of ``sessions``; write ``CKPT.int8.*``; return the sidecar.
+
+    Raises:
+        ConfigError: NNCF is not installed, or bad calibration input (``calibration_inputs``).
+        ModelError: the checkpoint is unreadable or refused (``checkpoint.load_model``).
+    """
+    try:
+        import nncf
+    except ImportError:
+        raise ConfigError("NNCF is not installed: pip install nncf (see constraints.txt)",
+                          field="hzsr model quantize", unreadable=True) from None
+    import openvino as ov
+
+    from hzsr.baseline_model.runtime import _ov_core, checkpoint_graph, int8_paths
+
+    ckpt = Path(ckpt)
+    data = ckpt.read_bytes()
+    graph = checkpoint_graph(ckpt)
+    tiles = calibration_inputs(sessions, graph, limit)
+    model = _ov_core().read_model(graph.onnx)
+    keep = float_ops(model)
+    q = nncf.quantize(model, nncf.Dataset(tiles), subset_size=len(tiles),
+                      preset=nncf.QuantizationPreset.MIXED, ignored_scope=nncf.IgnoredScope(names=keep))
+    xml_p, bin_p, side_p = int8_paths(ckpt)
+    with tempfile.TemporaryDirectory() as tmp:
+        ov.save_model(q, str(Path(tmp) / "m.xml"), compress_to_fp16=False)
+        xml, weights = (Path(tmp) / "m.xml").read_bytes(), (Path(tmp) / "m.bin").read_bytes()
+    side = {"checkpoint": ckpt.name, "checkpoint_sha256": hashlib.sha256(data).hexdigest(),
+            "xml_sha256": hashlib.sha256(xml).hexdigest(), "bin_sha256": hashlib.sha256(weights).hexdigest(),
+            "recipe_version": RECIPE_VERSION, "float_ops": keep, "preset": "mixed",
+            "nncf": nncf.__version__, "openvino": ov.__version__,
+            "calibration": {"sessions": [Path(s).name for s in sessions], "captures": len(_captures(sessions)[:limit]),
+                            "tiles": len(tiles)}}
+    # The sidecar last: it names the other two's hashes, so a torn write is never taken for a graph.
+    atomic_write_bytes(xml_p, xml)
+    atomic_write_bytes(bin_p, weights)
+    atomic_write_bytes(side_p, (json.dumps(side, indent=1) + "\n").encode())
+    return {**side, "files": [str(xml_p), str(bin_p), str(side_p)]}
