@@ -43,7 +43,7 @@ find the shared machine busy and take one.
 What a runtime does to the output is measured apart, on the held-out pool against the ideal
 target: ``bench/infer_quality.py``.
 
-Usage: ``python bench/infer.py [--rounds 3] [--variants chosen/openvino-int8,chosen/openvino-bf16,default/torch]
+Usage: ``python bench/infer.py [--rounds 3] [--variants chosen/openvino-bf16,chosen/openvino-int8,default/torch]
 [--load 0] [--mp48] [--device cpu] [--ckpt CKPT] [--keep DIR] [--base-tree DIR] [--threads N]``.
 Prints one JSON object.
 """
@@ -210,7 +210,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
-    p.add_argument("--variants", default="chosen/openvino-int8,chosen/openvino-bf16,default/torch",
+    p.add_argument("--variants", default="chosen/openvino-bf16,chosen/openvino-int8,default/torch",
                    help="POLICY/RUNTIME list: POLICY default|chosen, RUNTIME a name of runtime.RUNTIMES "
                    "(openvino-int8, openvino-bf16, openvino, onnxruntime, torch); the first is the others' pair")
     p.add_argument("--load", type=int, default=0, help="busy processes running through every round")

@@ -209,9 +209,9 @@ def add_model_parser(stages: Any) -> None:
     # The names of runtime.RUNTIMES (not imported here: it imports torch, and the CLI starts without it).
     i.add_argument("--runtime", default=None,
                    choices=("openvino", "openvino-bf16", "openvino-int8", "onnxruntime", "torch"),
-                   help="what runs the UNet (default on CPU: openvino-int8 when the checkpoint has its int8 graph "
-                   "(hzsr model quantize), else openvino-bf16 when installed, else onnxruntime, else torch; on CUDA "
-                   "torch; see hzsr/baseline_model/runtime.py)")
+                   help="what runs the UNet (default on CPU: openvino-bf16 when installed, else onnxruntime, else "
+                   "torch; on CUDA torch; openvino-int8 needs the checkpoint's int8 graph, made by hzsr model "
+                   "quantize; see hzsr/baseline_model/runtime.py)")
     _add_device(i)
     add_json(i)
 

@@ -154,7 +154,7 @@ class HZSRPipeline:
             the checkpoint's cached graph, no torch in the process) or a ``Future`` of one, so it
             can be built in a thread while the capture is decoded and aligned; ``fuse`` waits for it.
         ckpt: the checkpoint file ``model`` came from, where ``openvino-int8`` finds its int8 graph
-            (``runtime.int8_graph``); without it the default runtime is never ``openvino-int8``.
+            (``runtime.int8_graph``).
     """
 
     def __init__(self, model: torch.nn.Module | None, cfg: PipelineConfig | None = None, device: str = "cpu",

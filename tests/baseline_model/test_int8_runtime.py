@@ -1,5 +1,6 @@
 """The int8 runtime (``openvino-int8``): the shipped checkpoint carries an int8 graph made from its
-exact bytes, which is the CPU default; a stale, torn or missing graph is never run; ``hzsr model
+exact bytes, offered as ``--runtime openvino-int8`` (not the default: it loses 0.055 dB on moving
+scenes, over the per-kind 0.05 dB a default may lose); a stale, torn or missing graph is never run; ``hzsr model
 quantize`` makes one from training captures and refuses held-out ones.
 
 What int8 does to quality is measured on the held-out pool by ``bench/infer_quality.py``
@@ -34,7 +35,7 @@ def _copy_shipped(dst: Path) -> Path:
     return out
 
 
-def test_shipped_checkpoint_has_its_int8_graph_and_it_is_the_cpu_default():
+def test_shipped_checkpoint_has_its_int8_graph_which_is_no_default():
     # Fails when the shipped checkpoint is retrained or replaced without re-running
     # `hzsr model quantize` (docs/model.md, "Reproduce the shipped model"), and on the code before it.
     ckpt = shipped_checkpoint_path()
@@ -42,8 +43,8 @@ def test_shipped_checkpoint_has_its_int8_graph_and_it_is_the_cpu_default():
     assert g is not None, "weights/shipped.int8.* missing or made from other checkpoint bytes: re-run quantize"
     assert g.info["calibration"]["tiles"] > 0
     assert all("eval" not in s for s in g.info["calibration"]["sessions"])
-    assert default_runtime("cpu", ckpt) == "openvino-int8"
-    assert default_runtime("cpu") == "openvino-bf16"  # no checkpoint named: no int8 graph to look for
+    # An option, not the default: it breaks bench/infer_quality.py's per-kind rule (moving 0.055 dB)
+    assert default_runtime("cpu", ckpt) == default_runtime("cpu") == "openvino-bf16"
     assert default_runtime("cuda", ckpt) == "torch"
 
 
@@ -54,7 +55,6 @@ def test_a_stale_or_torn_int8_graph_is_not_run(tmp_path, monkeypatch):
     data = bytearray(ckpt.read_bytes())
     ckpt.write_bytes(bytes(data) + b"\0")
     assert int8_graph(ckpt) is None
-    assert default_runtime("cpu", ckpt) == "openvino-bf16"
     ckpt.write_bytes(bytes(data))
     assert int8_graph(ckpt) is not None
     # A .bin that is not the one the sidecar names (a torn write, an edit).
@@ -76,7 +76,7 @@ def test_infer_int8_is_close_to_float32_and_says_so(tiny_session, tmp_path):
 
     cap = _capture(tiny_session)
     args = dict(ref=cap / "ref_T.jpg", meta=cap / "capture.json", threads=2)
-    r8 = infer(cap / "main_W.jpg", out=tmp_path / "i8.png", **args)  # the default
+    r8 = infer(cap / "main_W.jpg", out=tmp_path / "i8.png", runtime="openvino-int8", **args)
     r32 = infer(cap / "main_W.jpg", out=tmp_path / "f32.png", runtime="openvino", **args)
     assert (r8["runtime"], r8["runtime_precision"]) == ("openvino-int8", "int8")
     assert r32["runtime_precision"] == "f32"
@@ -101,20 +101,19 @@ def test_infer_int8_without_a_graph_is_one_line_naming_the_checkpoint(tiny_sessi
     assert "model.pt" in msg and "--runtime" in msg and "quantize" in msg and "\n" not in msg
 
 
-def test_quantize_writes_a_graph_the_default_then_runs_and_refuses_held_out_captures(tiny_session, tiny_run,
+def test_quantize_writes_a_graph_and_refuses_held_out_captures(tiny_session, tiny_run,
                                                                                       tmp_path):
     pytest.importorskip("nncf")
     from hzsr.baseline_model.quantize import quantize_checkpoint
 
     ckpt = tmp_path / "model.pt"
     shutil.copy(tiny_run / "model.pt", ckpt)
-    assert default_runtime("cpu", ckpt) == "openvino-bf16"
+    assert int8_graph(ckpt) is None
     res = quantize_checkpoint(ckpt, [tiny_session], limit=2)
     assert res["calibration"]["captures"] == 2 and res["calibration"]["tiles"] >= 2
     assert all(Path(f).is_file() for f in res["files"])
     g = int8_graph(ckpt)
     assert g is not None and g.info["checkpoint_sha256"] == res["checkpoint_sha256"]
-    assert default_runtime("cpu", ckpt) == "openvino-int8"
     # A capture of the held-out texture pool in the calibration set is refused, naming its file.
     sess = tmp_path / "sess"
     shutil.copytree(tiny_session, sess)
@@ -139,6 +138,7 @@ def test_warm_int8_infer_does_not_import_torch(tiny_session, tmp_path):
     for name in ("cold", "warm"):
         r = subprocess.run([sys.executable, "-c", run, "model", "infer", str(cap / "main_W.jpg"), "--ref",
                             str(cap / "ref_T.jpg"), "--meta", str(cap / "capture.json"), "--threads", "2",
+                            "--runtime", "openvino-int8",
                             "--out", str(tmp_path / f"{name}.png")], capture_output=True, text=True, env=env,
                            timeout=300)
         assert r.returncode == 0, r.stderr
