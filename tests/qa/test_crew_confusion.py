@@ -49,14 +49,14 @@ def test_the_demos_refocus_on_the_architecture_scene_is_labelled_invisible_by_it
     why: the facade is blurred 0.70 px in the reference T, under the labelled set's 2 px. The crew
     truth records that figure and the report's table names the shot ``refocus_invisible``; a refocus
     on a near portrait (scene 0) blurs its subject far more and stays ``refocus``."""
-    from hzsr.demo import crew_labels
-    from hzsr.sim.defects import VISIBLE_FOCUS_BLUR_PX
-
     arch = _crew_shot(tmp_path / "a", 1, "refocus")
     assert [r["slot"] for r in arch] == ["ref_T"]  # refocus spoils the reference T only
     assert arch[0]["scene"] == "architecture-0001"
     assert 0.6 < arch[0]["params"]["af_layer_blur_px"] < 0.8  # 0.70 px: the sign's focus keeps the facade sharp
     portrait = _crew_shot(tmp_path / "p", 0, "refocus")
+    from hzsr.demo import crew_labels
+    from hzsr.sim.defects import VISIBLE_FOCUS_BLUR_PX
+
     assert portrait[0]["params"]["af_layer_blur_px"] > 2 * VISIBLE_FOCUS_BLUR_PX
     truth = tmp_path / "crew_defects.jsonl"
     truth.write_text((tmp_path / "a" / "truth" / "crew_defects.jsonl").read_text()
