@@ -69,11 +69,12 @@ def test_a_texture_period_found_outside_the_shared_view_is_no_second_motion(demo
     # The candidate the keypoints of the unshared half agreed on: the demo's texture period.
     assert abs(info["second_dx"] + 150) < 5 and abs(info["second_dy"] + 52) < 5, info
     th = cfg.thresholds
-    assert info["second_unseen"] > th.second_motion_max_unseen and info["first_seen_lost"] < th.second_motion_min_seen_lost
+    assert info["second_unseen"] > th.second_motion_max_unseen
+    assert info["first_seen_lost"] < th.second_motion_min_seen_lost
     # What it would have done (the old code: no such condition): a second registration whose shift,
     # read as the static scene, puts the bump at 0.22 of the width across the baseline (vertical:
     # x is across it), under large_shift's fail level, where the crew turned the phone by 0.50.
-    old = replace(cfg, thresholds=replace(cfg.thresholds, second_motion_max_unseen=1.0, second_motion_min_seen_lost=0.0))
+    old = replace(cfg, thresholds=replace(th, second_motion_max_unseen=1.0, second_motion_min_seen_lost=0.0))
     second = second_motion(src, ref, r, old)
     assert second is not None
     assert abs(second.shift.dx - e[0]) / w < cfg.thresholds.fail_shift_frac
@@ -82,7 +83,8 @@ def test_a_texture_period_found_outside_the_shared_view_is_no_second_motion(demo
 
 def test_a_late_frames_mover_keeps_its_second_translation(tmp_path) -> None:
     """The case second_motion is for (a moving subject filling the view, the reference frame late):
-    the first registration, at the mover, lost the static scene it saw, and the capture still fails ``moving_object`` (``hzsr sim session`` seed 1, one moving scene, ``moving_skew``)."""
+    the first registration, at the mover, lost the static scene it saw, and the capture still
+    fails ``moving_object`` (``hzsr sim session`` seed 1, one moving scene, ``moving_skew``)."""
     from hzsr.sim.simsession import SimConfig, simulate_session
 
     sess = simulate_session(tmp_path / "s", SimConfig(captures=1, seed=1, size=(480, 360), kinds=("moving",),
