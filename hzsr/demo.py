@@ -57,6 +57,32 @@ class DemoConfig:
     bad_shots: dict = field(default_factory=lambda: dict(BAD_SHOTS))
 
 
+def crew_labels(crew: Sequence[str | None], scenes: Sequence[str], truth_jsonl: Path) -> list[str | None]:
+    """The crew's defect per shot, as the report's confusion table names it: a focus defect
+    (``refocus``, ``wrong_depth``) whose truth (``crew_defects.jsonl``, one line per spoiled frame,
+    by scene) blurs the plane at the AF point by ``VISIBLE_FOCUS_BLUR_PX`` or less in every frame
+    it spoiled is ``<defect>_invisible``, as the labelled set names it: no QA can see it, so it
+    is no miss. make demo's refocus on the architecture scene (the reference phone on the sign at
+    10.7 m, the facade at 30.4 m) blurs the facade 0.70 px in the reference T."""
+    from hzsr.sim.defects import VISIBLE_FOCUS_BLUR_PX
+
+    blur: dict[tuple[str, str], float] = {}
+    if truth_jsonl.is_file():
+        for line in truth_jsonl.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                b = float(rec["params"]["af_layer_blur_px"])
+            except (ValueError, KeyError, TypeError):
+                continue  # not a focus defect, or a truth file from before the figure was recorded
+            key = (str(rec.get("scene")), str(rec.get("defect")))
+            blur[key] = max(blur.get(key, 0.0), b)
+    out: list[str | None] = []
+    for defect, scene in zip(crew, scenes, strict=False):
+        b = blur.get((scene, str(defect)))
+        out.append(f"{defect}_invisible" if b is not None and b <= VISIBLE_FOCUS_BLUR_PX else defect)
+    return out
+
+
 def _hzsr(argv: Sequence[str], capture_stdout: bool = False) -> str:
     """Run one ``hzsr`` verb in this process, as a user would type it; raise if it fails."""
     from hzsr.cli import main as hzsr
@@ -85,6 +111,7 @@ class Demo:
         self.infer_dir = self.out / "infer"
         self.timings: dict[str, float] = {}
         self.crew: list[str | None] = []  # the crew's defect on each shot, in capture order (report's confusion)
+        self.crew_scenes: list[str] = []  # the scene id of each shot (the truth names scenes, not captures)
 
     # -- steps ---------------------------------------------------------------------------
     def _step(self, name: str, fn) -> None:
@@ -137,6 +164,7 @@ class Demo:
                        "--scene", f"{kind}-demo{scene:02d}", "--tags", f"{kind},demo",
                        "--lock-3a", "--match-exposure"])
                 self.crew.append(defect)
+                self.crew_scenes.append(f"{kind}-{scene:04d}")  # the virtual world's scene_id
                 done += 1
         write_crew_action(self.rig_dir, scene=None, defect=None)
 
@@ -196,10 +224,12 @@ class Demo:
         ), self.out / "report.html")
 
     def _crew_by_capture(self) -> dict[str, str | None]:
-        """capture id -> the crew's defect on it: the demo shoots one capture per run, in order."""
+        """capture id -> the crew's defect on it: the demo shoots one capture per run, in order. A
+        focus defect that left no visible blur (``crew_labels``) is named ``<defect>_invisible``."""
         d = self.session / "captures"
         caps = sorted(p.name for p in d.iterdir()) if d.is_dir() else []
-        return dict(zip(caps, self.crew, strict=False))
+        labels = crew_labels(self.crew, self.crew_scenes, self.rig_dir / "truth" / "crew_defects.jsonl")
+        return dict(zip(caps, labels, strict=False))
 
     def _ckpt(self) -> Path:
         for name in ("model.pt", "ckpt-last.pt"):

@@ -36,6 +36,11 @@ CREW_DEFECTS: dict[str, str] = {
 #: six) so that its sessions stay the ones earlier runs rendered, and renders the rest apart.
 DEFECTS: tuple[str, ...] = ("refocus", "moving_skew", "motion_blur", "rig_bump", "overexposure", "wrong_depth",
                             "rig_knocked_off")
+#: A focus defect (``refocus``, ``wrong_depth``) is visible where the plane the AF point shows is
+#: blurred by more than this blur-circle diameter (T pixels) in a frame it spoils: the labelled
+#: set's cut (``bench/qa.py``'s ``OUT_OF_FOCUS_BLUR_PX``); under it the other plane lies within T's
+#: depth of field (architecture and landscape scenes, whose planes are all far).
+VISIBLE_FOCUS_BLUR_PX = 2.0
 #: The frames (slots) each defect spoils; the others render as usual.
 SPOILS: dict[str, tuple[str, ...]] = {
     "refocus": ("ref_T",),

@@ -54,6 +54,20 @@ class WorldConfig:
     kinds: tuple[str, ...] = SCENE_KINDS
 
 
+def af_layer_blur_px(rig: RigGeometry, scene: Scene, slot: str, t_s: float, focus_diopters: float) -> float:
+    """Blur-circle diameter (``slot``'s pixels) of the plane at main T's AF point, focused at
+    ``focus_diopters``: what a focus defect makes visible there (``hzsr sim session``'s truth
+    records the same figure per capture, ``af_layer_blur_px``)."""
+    from hzsr.sim.render import defocus_sigma_px, visible_layer_map
+
+    x, y, bw, bh = af_roi(rig, "main_T", scene, t_s)
+    label = visible_layer_map(scene, rig.pose("main_T"), t_s)
+    li = int(label[min(max(y + bh // 2, 0), label.shape[0] - 1), min(max(x + bw // 2, 0), label.shape[1] - 1)])
+    lay = scene.layers[li] if li >= 0 else scene.layer(scene.subject)
+    return float(2 * np.sqrt(2) * defocus_sigma_px(rig.camera(slot), float(rig.pose(slot).K[0, 0]), lay.depth_m,
+                                                   focus_diopters))
+
+
 class VirtualWorld:
     def __init__(self, profile: PhoneProfile, cfg: WorldConfig, truth_dir: str | Path):
         self.profile = profile
@@ -135,8 +149,14 @@ class VirtualWorld:
         jpg, exp = render_spoiled(defect, rig, scene, slot, t, defect.focus_diopters(scene, slot, focus), rng,
                                   quality, controls)
         if defect.spoils(slot):
+            params = defect.truth(scene)
+            if defect.name in ("refocus", "wrong_depth"):
+                # What the defect does to the picture: the blur circle of the plane the AF point
+                # shows, in this frame at its spoiled focus (visible above VISIBLE_FOCUS_BLUR_PX).
+                params["af_layer_blur_px"] = af_layer_blur_px(rig, scene, slot, t,
+                                                              defect.focus_diopters(scene, slot, focus))
             self.record_truth("crew_defects", {"slot": slot, "defect": defect.name, "scene": scene.scene_id,
-                                               "params": defect.truth(scene)})
+                                               "params": params})
         return jpg, exp, scene, af_roi(rig, slot, scene, t), t
 
     def meter(self, role: str, cam_role: str, host_ns: float, rng: np.random.Generator | None = None
