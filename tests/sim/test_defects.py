@@ -67,4 +67,10 @@ def test_world_spoils_the_defects_frames_with_one_draw(tmp_path, defect):
     assert changed == set(SPOILS[defect])
     lines = [json.loads(x) for x in (tmp_path / "truth" / "crew_defects.jsonl").read_text().splitlines()]
     assert {x["slot"] for x in lines} == set(SPOILS[defect])
+    # Focus defects also record what they do to the picture: the AF plane's blur circle (T px).
+    blur = [x["params"].pop("af_layer_blur_px", None) for x in lines]
     assert all(x["defect"] == defect and x["params"] == first.truth(world.scene_at(now)[0]) for x in lines)
+    if defect in ("refocus", "wrong_depth"):
+        assert all(isinstance(b, float) and b > 0 for b in blur), blur
+    else:
+        assert blur == [None] * len(lines)
