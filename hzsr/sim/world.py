@@ -130,6 +130,14 @@ class VirtualWorld:
         t = (host_ns - self.epoch_ns - (idx + 0.5) * dur) / 1e9
         return self._scenes[idx], t
 
+    def lens_focus(self, role: str, cam_role: str, scene: Scene, focus_diopters: float) -> float:
+        """Where ``role``'s ``cam_role`` lens actually focused (diopters), as the frame's metadata
+        reports it: ``focus_diopters`` (what 3A asked), unless the crew's focus defect moved it
+        (a phone reports its lens, not the request: ``render`` draws the same focus)."""
+        defect = self.crew_defect()
+        return focus_diopters if defect is None else defect.focus_diopters(scene, slot_of(role, cam_role),
+                                                                            focus_diopters)
+
     def render(self, role: str, cam_role: str, host_ns: float, focus_diopters: float | None,
                rng: np.random.Generator, quality: int = 92, controls: ExposureControls | None = None):
         """Render what ``role``'s ``cam_role`` camera sees at true host instant ``host_ns``."""

@@ -311,6 +311,7 @@ class CaptureAgent:
                 cam = self.profile.camera(cam_role)
                 focus = (1 / scene.layer(scene.subject).depth_m * float(1 + self.rng.normal(0, 0.03))
                          if af_focus is None else af_focus)
+                focus = self.world.lens_focus(self.role, cam_role, scene, focus)  # a crew's refocus shows
                 name = f"{cam_role}.jpg"
                 self.storage.write_atomic(f"{d}/{name}", jpg)
                 k = cam.intrinsics(self.world.cfg.size)

@@ -175,3 +175,32 @@ def test_default_adb_port_never_used():
 
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", 5037)) != 0
+
+
+@pytest.mark.parametrize("defect, moved", [("refocus", {"reference"}), ("wrong_depth", {"main", "reference"}),
+                                           (None, set())])
+def test_a_crew_refocus_shows_in_the_frames_focus_metadata(rig, defect, moved):
+    # A phone reports where its lens is, not what 3A asked: the reference phone the crew refocused
+    # says so in its T frame's focus distance (QA's metadata check reads it), as a real one would.
+    from hzsr.sim.defects import refocus_layer
+    from hzsr.sim.world import write_crew_action
+
+    write_crew_action(rig.world.crew_path.parent, scene=0, defect=defect)  # a portrait: near subject, far backdrop
+    scene, _ = rig.world.scene_at(time.monotonic_ns())
+    subject, other = 1 / scene.layer(scene.subject).depth_m, 1 / refocus_layer(scene).depth_m
+    assert abs(subject - other) > 0.3
+    focus = {}
+    for role in ("main", "reference"):
+        d = _dev(rig, role)
+        a = Agent(d)
+        try:
+            now = a(cmd="status")["boottime_ns"]
+            assert a(cmd="capture", session="s", capture_id=f"c{role}", target_ns=now + 5 * 10**8, cameras=["T"])["ok"]
+            assert _wait_done(d, "s", f"c{role}")["status"] == "ok"
+            meta = json.loads(d.sync.read_bytes(f"{AGENT_FILES}/s/c{role}/meta.json"))
+            focus[role] = meta["frames"][0]["focus_distance_diopters"]
+        finally:
+            a.close()
+    for role, f in focus.items():
+        want = other if role in moved else subject
+        assert abs(f - want) < 0.15 * subject, (role, f, want, subject)
