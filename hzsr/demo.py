@@ -38,7 +38,7 @@ from pathlib import Path
 from hzsr.core.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, DemoStepFailed
 
 #: (scene index, capture number within the scene) -> the crew's mistake on that shot.
-BAD_SHOTS = {(1, 1): "refocus", (3, 1): "rig_bump", (5, 1): "motion_blur", (6, 0): "overexposure"}
+BAD_SHOTS = {(0, 1): "refocus", (3, 1): "rig_bump", (5, 1): "motion_blur", (6, 0): "overexposure"}
 
 
 @dataclass
