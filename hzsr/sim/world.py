@@ -130,17 +130,15 @@ class VirtualWorld:
         t = (host_ns - self.epoch_ns - (idx + 0.5) * dur) / 1e9
         return self._scenes[idx], t
 
-    def lens_focus(self, role: str, cam_role: str, scene: Scene, focus_diopters: float) -> float:
-        """Where ``role``'s ``cam_role`` lens actually focused (diopters), as the frame's metadata
-        reports it: ``focus_diopters`` (what 3A asked), unless the crew's focus defect moved it
-        (a phone reports its lens, not the request: ``render`` draws the same focus)."""
-        defect = self.crew_defect()
-        return focus_diopters if defect is None else defect.focus_diopters(scene, slot_of(role, cam_role),
-                                                                            focus_diopters)
-
     def render(self, role: str, cam_role: str, host_ns: float, focus_diopters: float | None,
-               rng: np.random.Generator, quality: int = 92, controls: ExposureControls | None = None):
-        """Render what ``role``'s ``cam_role`` camera sees at true host instant ``host_ns``."""
+               rng: np.random.Generator, quality: int = 92, controls: ExposureControls | None = None,
+               lens: dict[str, float] | None = None):
+        """Render what ``role``'s ``cam_role`` camera sees at true host instant ``host_ns``.
+
+        ``lens`` (when given) receives ``focus_diopters``, the focus the lens was drawn at, where
+        the crew's focus defect moved it away from ``focus_diopters``: a phone's metadata reports
+        its lens, not the request, and this is the one draw the image was rendered with.
+        """
         scene, t = self.scene_at(host_ns)
         slot = slot_of(role, cam_role)
         if scene.kind == "sync-board":  # rows exposed one by one: the board shows each row's time
@@ -154,8 +152,10 @@ class VirtualWorld:
             jpg, exp, _ = render_frame(self.rig, scene, slot, t, focus, rng, quality=quality, controls=controls)
             return jpg, exp, scene, af_roi(self.rig, slot, scene, t), t
         rig = defect.rig(self.rig)
-        jpg, exp = render_spoiled(defect, rig, scene, slot, t, defect.focus_diopters(scene, slot, focus), rng,
-                                  quality, controls)
+        spoiled_focus = defect.focus_diopters(scene, slot, focus)
+        if lens is not None and spoiled_focus != focus:
+            lens["focus_diopters"] = spoiled_focus
+        jpg, exp = render_spoiled(defect, rig, scene, slot, t, spoiled_focus, rng, quality, controls)
         if defect.spoils(slot):
             params = defect.truth(scene)
             if defect.name in ("refocus", "wrong_depth"):

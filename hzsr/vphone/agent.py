@@ -306,12 +306,13 @@ class CaptureAgent:
                 ctl, af_focus, af_region = self.three_a.frame_controls(cam_role, host_ns)
                 if self.faults.ignore_3a or self.protocol_version < 2:
                     ctl, af_focus, af_region = None, None, None
+                lens: dict[str, float] = {}
                 jpg, exp, scene, roi, t_scene = self.world.render(self.role, cam_role, host_ns, af_focus,
-                                                                  self.rng, controls=ctl)
+                                                                  self.rng, controls=ctl, lens=lens)
                 cam = self.profile.camera(cam_role)
                 focus = (1 / scene.layer(scene.subject).depth_m * float(1 + self.rng.normal(0, 0.03))
                          if af_focus is None else af_focus)
-                focus = self.world.lens_focus(self.role, cam_role, scene, focus)  # a crew's refocus shows
+                focus = lens.get("focus_diopters", focus)  # where a crew's refocus put the lens, as a phone reports
                 name = f"{cam_role}.jpg"
                 self.storage.write_atomic(f"{d}/{name}", jpg)
                 k = cam.intrinsics(self.world.cfg.size)
