@@ -143,6 +143,46 @@ def test_manual_honoured_never_compares_two_scenes(rig, monkeypatch, scenes, sta
         write_crew_action(rig_dir, scene=None)
     assert hello.status == "pass" and res.status == status, res
     if status == "pass":
-        assert len(done) == 6 and "retried after the scene changed" in res.detail, (done, res.detail)
+        assert len(done) == 6 and "retried after the frames disagreed" in res.detail, (done, res.detail)
     else:
-        assert len(done) == 9 and "the scene changed within each of 3 tries" in res.detail, res.detail
+        assert len(done) == 9 and "the frames disagree within each of 3 tries" in res.detail, res.detail
+
+
+def _synthetic_suite(monkeypatch, frames):
+    """A Suite whose agent answers get_3a and whose T frames are ``frames`` in turn (no phone)."""
+    import numpy as np
+
+    from hzsr.capture.conformance import Suite
+
+    suite = Suite(link=None, role="main", hello={"protocol_version": 2})
+    monkeypatch.setattr(suite, "req", lambda cmd, **kw: {"cameras": {"T": {
+        "exposure_time_ns": 10_000_000, "iso": 100, "wb_gains": [2.0, 1.0, 1.0, 1.5]}}})
+    it = iter(frames)
+    monkeypatch.setattr(suite, "_manual_frame", lambda *a: next(it).astype(np.float64))
+    return suite
+
+
+def test_manual_honoured_on_a_grey_card_and_on_images_that_lag_the_settings(monkeypatch):
+    import numpy as np
+
+    from hzsr.capture.conformance import RuleFailed, Suite
+
+    rng = np.random.default_rng(0)
+    dark = np.full((240, 320), 90.0)
+    bright = 255 * (2 * (dark / 255) ** 2.2) ** (1 / 2.2)
+    vignette = 1 - 0.1 * np.hypot(*np.meshgrid(np.linspace(-1, 1, 320), np.linspace(-1, 1, 240)))
+
+    def shot(v):
+        return np.clip(v * vignette + rng.normal(0, 2, v.shape), 0, 255).round()
+
+    # A flat grey card (noise and 10 % vignetting): no texture to correlate, still every block agrees.
+    got = Suite.rule_3a_manual_honoured(_synthetic_suite(monkeypatch, [shot(dark), shot(bright), shot(dark)]))
+    assert got.startswith("2x exposure -> x2.0") and "1.00 of them alike" in got, got
+    # Images that ignore the settings: every block alike at x1, and the rule says so.
+    with pytest.raises(RuleFailed, match="do not follow the settings"):
+        Suite.rule_3a_manual_honoured(_synthetic_suite(monkeypatch, [shot(dark)] * 3))
+    # Images one frame behind the settings (each frame shows the exposure asked one capture
+    # earlier): the dark frames never agree, and the failure names the lag beside a scene change.
+    asked = [dark, bright, dark] * 3
+    with pytest.raises(RuleFailed, match="within each of 3 tries.*or the images lag the settings"):
+        Suite.rule_3a_manual_honoured(_synthetic_suite(monkeypatch, [shot(v) for v in [dark, *asked[:-1]]]))
