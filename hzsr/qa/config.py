@@ -329,6 +329,18 @@ class CheckConfig:
     # ... measured on every capture (bench/qa.py, to fit that margin); otherwise only where the
     # rejected fraction is undecided with the margin of all captures (~2.5 ms at 12 MP saved).
     quick_fine_detail_always: bool = False
+    # quick_check: qa check's T-vs-T keypoint inlier count lies within [n * lo - slack, n * hi + slack]
+    # of the quick check's n (1000 keypoints on a 384 px grid against 1500 on qa check's). Where
+    # that range crosses the inlier gate (align.min_inliers, thresholds.fail_min_inliers), the
+    # capture is analysed again with the count on the other side (capture_qa.quick_tt_gate_counts);
+    # a verdict that differs -> undecided. Fitted on the calibration seeds 1801/1802 (bench/qa.py
+    # --part labelled, 12 captures a seed, 480x360 and 1280x960; docs/qa.md, issue18q): qa check /
+    # quick 0.78-2.31 (1.00-1.67 at 480x360; the 12 MP speed captures 1.30-1.96), and where T vs T
+    # reads smeared (tt_blur_anisotropy under warn_tt_blur_anisotropy) down to 0.064 (two shaken
+    # Ts at 1280x960: 207 -> 14, 172 -> 11 inliers), hence its own lo.
+    quick_tt_inlier_ratio: tuple[float, float] = (0.75, 2.4)
+    quick_tt_inlier_ratio_smeared: float = 0.06
+    quick_tt_inlier_slack: int = 1
     quick_margin: float = 0.15  # quick_check: a figure within this share of itself from a threshold -> undecided
     # quick_check, per figure: its quick value may lie this far (the figure's own units) from qa
     # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the
