@@ -1860,7 +1860,7 @@ def quick_tt_gate_counts(row: dict, cfg: QAConfig) -> list[int]:
     T vs T reads smeared (``tt_blur_anisotropy`` under ``thresholds.warn_tt_blur_anisotropy``),
     ``lo`` is ``check.quick_tt_inlier_ratio_smeared``: a smear of a few quick-grid px is tens of
     px on qa check's, whose corners then stop matching (1280x960 shaken Ts: 172 quick inliers, 11
-    in qa check).
+    in qa check; 140 and 6).
     """
     n = row.get("tt_inliers")
     if n is None or not np.isfinite(n):

@@ -94,8 +94,8 @@ def test_far_from_the_gate_or_where_both_sides_agree_the_verdict_stands(portrait
     # Near the gate, but the vote lies where the rig's parallax puts it: the same verdict either side.
     assert _live(monkeypatch, portrait, cfg, inliers=cfg.align.min_inliers - 1, dy_frac=0.0)[0] == "pass"
     assert _live(monkeypatch, portrait, cfg, inliers=cfg.align.min_inliers, dy_frac=0.0)[0] == "pass"
-    # The shifted vote far above the gate: no look across it (qa check uses the vote as well).
-    verdict, reasons = _live(monkeypatch, portrait, cfg, inliers=40, dy_frac=0.3)
+    # The shifted vote far above the gate (100 * lo - 1 > 12): no look across it (qa check uses the vote too).
+    verdict, reasons = _live(monkeypatch, portrait, cfg, inliers=100, dy_frac=0.3)
     assert not any("inlier gate" in r for r in reasons)
 
 
