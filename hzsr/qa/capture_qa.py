@@ -1814,16 +1814,9 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
         if off is not None:
             for a in (q, alt) if alt is not None else (q,):
                 grade_depth(a, off[0], cfg, offset_margin_d=off[1])
-    # T vs T's inlier gate: where qa check's count (more keypoints, a finer grid) may lie on the
-    # other side of it, the capture analysed as if it did (quick_tt_gate_counts).
-    across = [analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=switch or None,
-                              row_figures=False, tt_inliers=n) for n in quick_tt_gate_counts(q.row, cfg)]
-    if off is not None:
-        for a in across:
-            grade_depth(a, off[0], cfg, offset_margin_d=off[1])
     # large_shift in T vs T less the two Ts' offset: the median of the captures seen so far (as
     # qa check takes the session's), uncertain by median_margin (at least rig.tt_offset_scatter_frac).
-    for a in [q] + ([alt] if alt is not None else []) + across:
+    for a in (q, alt) if alt is not None else (q,):
         quick_tt_regrade(a, list(rows.values()), cfg)
     reasons = [f"{r.code}: {r.message}" for r in q.reasons if r.level is not Verdict.PASS]
     decided = q.decided()
@@ -1833,6 +1826,15 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     if alt is not None and alt.decided() != decided:
         return UNDECIDED, reasons + ["undecided: defocused (focus plane) within the doubt about the session's focus "
                                      "offset (from which plane qa check measures M_defocus): `hzsr qa check` decides"]
+    # T vs T's inlier gate: where qa check's count (more keypoints, a finer grid) may lie on the
+    # other side of it, the capture analysed as if it did (quick_tt_gate_counts), graded as above.
+    # Only for a verdict decided so far: an undecided one stays so whatever the gate does.
+    across = [analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=switch or None,
+                              row_figures=False, tt_inliers=n) for n in quick_tt_gate_counts(q.row, cfg)]
+    for a in across:
+        if off is not None:
+            grade_depth(a, off[0], cfg, offset_margin_d=off[1])
+        quick_tt_regrade(a, list(rows.values()), cfg)
     flips = [a for a in across if a.decided() != decided]
     if flips:
         n = int(q.row.get("tt_inliers", 0))
