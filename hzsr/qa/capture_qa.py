@@ -210,7 +210,7 @@ def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAC
     if np.hypot((g2.dx - r_tt.shift.dx) / w, (g2.dy - r_tt.shift.dy) / h) > cfg.thresholds.second_motion_max_frac:
         return None
     return register_pair(src, ref, replace(cfg, maps=replace(cfg.maps, hidden=False)), shift=g2,
-                         flow_units=flow_units, row_figures=row_figures)
+                         flow_units=flow_units, row_figures=row_figures, rejected=row_figures)
 
 
 def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
@@ -558,7 +558,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             pcfg = replace(pcfg, maps=replace(pcfg.maps, hidden=False))
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
                                    baseline=None if base is None else tuple(base), flow_units=units,
-                                   focus_flow=focus_flow, fallback_shift=fallback, row_figures=row_figures)
+                                   focus_flow=focus_flow, fallback_shift=fallback, row_figures=row_figures,
+                                   rejected=row_figures or name == "wr")  # graded on wr alone
         if alike:
             tt_fold = alike_fold(src, ref, regs[name].shift, tuple(base), cfg, regs[name].flow_fwd)
             regs[name] = with_fold(regs[name], tt_fold)

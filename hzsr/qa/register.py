@@ -49,7 +49,7 @@ class Registration:
     valid: np.ndarray  # bool HxW: x + F_fwd(x) lands inside REF
     occlusion: np.ndarray  # M_occ, float32 [0, 1]
     uncertainty: np.ndarray | None  # M_flow, float32 [0, 1]; None where not asked for (``row_figures``)
-    reject: np.ndarray  # M_reject, float32 [0, 1]
+    reject: np.ndarray | None  # M_reject, float32 [0, 1]; None where not asked for (``rejected``)
     defocus: np.ndarray | None  # M_defocus, float32 [0, 1]; None without an AF ROI
     grid_scale: float  # flow-grid pixels per input pixel
     stats: dict[str, float] = field(default_factory=dict)  # see ``residual_stats``
@@ -63,7 +63,9 @@ class Registration:
     flow_units: float = 1.0  # register_pair's flow_units: M_defocus's constants' grid per this one's
 
     def maps(self) -> dict[str, np.ndarray]:
-        out = {"occlusion": self.occlusion, "reject": self.reject}
+        out = {"occlusion": self.occlusion}
+        if self.reject is not None:
+            out["reject"] = self.reject
         if self.uncertainty is not None:
             out["uncertainty"] = self.uncertainty
         if self.defocus is not None:
@@ -121,7 +123,8 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
                   af_roi=None, optical_scale: float = 1.0,
                   shift: GlobalShift | None = None, baseline=None,
                   flow_units: float = 1.0, focus_flow=None,
-                  fallback_shift: tuple[float, float] = (0.0, 0.0), row_figures: bool = True) -> Registration:
+                  fallback_shift: tuple[float, float] = (0.0, 0.0), row_figures: bool = True,
+                  rejected: bool = True) -> Registration:
     """Register REF onto SRC (same size): coarse shift, dense flow both ways, warp, maps, figures.
 
     Args:
@@ -147,6 +150,8 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         row_figures: also the figures and map no verdict reads (``M_flow`` and its fraction,
             SSIM, MAE, the flow's residual beyond the shift); False: the capture line's quick
             check, which shows a verdict only (``uncertainty`` None, those stats absent).
+        rejected: also ``M_reject`` and its fraction (False: ``reject`` None; the quick check
+            grades the rejected fraction of the W crop vs reference T pairing only).
     """
     cfg = cfg or QAConfig()
     if src.shape[:2] != ref.shape[:2]:
@@ -201,8 +206,9 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         subject = cluster / g  # the AF subject's displacement, input px
     src_y = _unit_luma(src)
     warped_y = _unit_luma(warped)
-    rej = reject_map(src_y, warped_y, m, downscale=min(1.0, optical_scale))
-    rej[~valid] = 1.0
+    rej = reject_map(src_y, warped_y, m, downscale=min(1.0, optical_scale)) if rejected else None
+    if rej is not None:
+        rej[~valid] = 1.0
     occ = occ.copy()
     good = valid & (occ < 0.5)
     stats = {
@@ -211,8 +217,9 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         "found_shift_px": found.magnitude,
         "valid_frac": float(valid.mean()),
         "occluded_frac": float((occ[valid] >= 0.5).mean()) if valid.any() else 1.0,
-        "rejected_frac": float((rej[valid] >= 0.5).mean()) if valid.any() else 1.0,
     }
+    if rej is not None:
+        stats["rejected_frac"] = float((rej[valid] >= 0.5).mean()) if valid.any() else 1.0
     if unc is not None:
         stats["uncertain_frac"] = float((unc[valid] >= 0.5).mean()) if valid.any() else 1.0
     if hid is not None:
