@@ -1153,7 +1153,10 @@ def speed(root: Path, captures: int, seed: int) -> dict:
     runs = {"decode": decode_all, "full": full, "full_ref_T_defocus_on_wr": full_ref_defocus_on_wr,
             "full_M_hid_without_baseline": full_without_baseline,
             "full_M_occ_without_main_t": full_without_main_t, "full_M_occ_tt_on_dis": full_without_alike_stereo,
-            "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
+            # The capture line's quick analysis (quick_check: the figures its verdict reads), and with
+            # every row figure as `qa check --quick` writes its CSV (issue 18, issue18q).
+            "quick": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False, row_figures=False),
+            "quick_all_row_figures": lambda d: analyse_capture(d, cfg, quick=True, thumbs=False),
             "quick_previous_settings": lambda d: analyse_capture(d, before, quick=True, thumbs=False)}
     wall: dict[str, list[float]] = {k: [] for k in runs}
     verdicts: dict[str, list[str]] = {}  # per capture: qa check's verdict, and what each quick run decided
@@ -1203,6 +1206,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
         "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),
         "cpu_ratio_quick_to_previous_settings": round(statistics.median(cpu["quick"])
                                                       / statistics.median(cpu["quick_previous_settings"]), 2),
+        "cpu_ratio_quick_to_quick_all_row_figures": round(statistics.median(cpu["quick"])
+                                                          / statistics.median(cpu["quick_all_row_figures"]), 2),
         "rounds": len(dirs),
         "verdicts_12mp": verdicts, "undecided_by_12mp": undecided_by,
         "check_workers1_s": round(w1, 2), "check_workers2_s": round(w2, 2),

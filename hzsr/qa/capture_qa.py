@@ -164,7 +164,8 @@ def _thumb(img: np.ndarray, long_side: int) -> np.ndarray:
     return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
 
 def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAConfig, *,
-                  flow_units: float = 1.0, info: dict[str, float] | None = None) -> Registration | None:
+                  flow_units: float = 1.0, info: dict[str, float] | None = None,
+                  row_figures: bool = True) -> Registration | None:
     """T vs T registered again from the translation of what the first registration lost.
 
     The dense flow starts from one global translation (the keypoints' majority). When a moving
@@ -179,6 +180,7 @@ def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAC
     second one (if it lies within ``thresholds.second_motion_max_frac`` of the frame from the
     first: a periodic background's keypoints can agree on a shift of most of the frame), and
     ``motion_inconsistency`` takes each pixel's flow from whichever registration explains it.
+    ``row_figures``: ``register_pair``'s (False: only what a verdict reads).
 
     Evidence of a second motion is a part of the scene the first registration saw and could not
     explain. A second translation is refused where the first registration explained nearly all it
@@ -230,7 +232,7 @@ def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAC
     if np.hypot((g2.dx - r_tt.shift.dx) / w, (g2.dy - r_tt.shift.dy) / h) > cfg.thresholds.second_motion_max_frac:
         return None
     second = register_pair(src, ref, replace(cfg, maps=replace(cfg.maps, hidden=False)), shift=g2,
-                           flow_units=flow_units)
+                           flow_units=flow_units, row_figures=row_figures, rejected=row_figures)
     # Only what the first registration saw (its flow lands in the reference's frame) and could not
     # explain is evidence of a second motion; what it never saw, a texture period can explain.
     explained = lost & second.valid & (second.occlusion < 0.5)
@@ -317,8 +319,20 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
 
 
 def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, quick: bool = False,
-                    thumbs: bool = True, focus_offsets: dict[str, tuple[float, float]] | None = None) -> CaptureQA:
+                    thumbs: bool = True, focus_offsets: dict[str, tuple[float, float]] | None = None,
+                    row_figures: bool = True, tt_inliers: int | None = None) -> CaptureQA:
     """Everything ``hzsr qa check`` knows about one capture folder. Never raises for bad data.
+
+    ``row_figures``: False leaves out the row's figures that no verdict reads (SSIM, MAE,
+    ``M_flow``'s fraction, the flow's residual, the W-crop blur ratios, and the W-crop blur
+    anisotropy where T vs T's is graded instead): the capture line's quick check (``quick_check``)
+    shows a verdict only (about 0.02 s of a 12 MP quick analysis's CPU). Verdicts, reasons and
+    every graded figure are the same either way; ``qa check --quick`` keeps them for its CSV.
+
+    ``tt_inliers``: T vs T's keypoint vote counted as having this many inliers (its shift
+    unchanged): the quick check's look at the other side of the inlier gate (``align.min_inliers``,
+    ``thresholds.fail_min_inliers``), where ``qa check``'s count may lie (``quick_check``,
+    ``check.quick_tt_inlier_ratio``). None: as counted.
 
     ``focus_offsets``: per pairing with a W crop (``wt``, ``wr``), the session's constant flow
     offset (analysis px) between where the depth-flow relation puts the focus distance's plane
@@ -449,7 +463,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             h, w = img.shape[:2]
             roi = [w * 0.4, h * 0.4, w * 0.2, h * 0.2]
         small = _fit_long(img, target)  # W is decoded larger than the analysis grid: measure it there
-        quality[slot] = frame_quality(small, [v * small.shape[1] / img.shape[1] for v in roi])
+        quality[slot] = frame_quality(small, [v * small.shape[1] / img.shape[1] for v in roi], row_figures=row_figures)
         for k, v in quality[slot].items():
             out.row[f"{slot}_{k}"] = v
 
@@ -519,6 +533,9 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             kcfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
                                                                             cfg.check.quick_tt_max_keypoints)))
         found = global_translation(src, ref, kcfg, optical_scale=o, hints=hints)
+        if name == "tt" and tt_inliers is not None:  # as qa check might count them (quick_check)
+            out.row["tt_inliers_counted"] = found.inliers
+            found = GlobalShift(found.dx, found.dy, int(tt_inliers), found.matches)
         fallback = (0.0, 0.0)  # where the dense flow starts if the inlier gate refuses the shift
         if name == "tt" and ft.focus_distance_diopters is not None:
             e_tt = expected_parallax(float(_k(ft, sx_t, sy_t)[0, 0]), cfg.rig.ref_baseline_m,
@@ -575,7 +592,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             pcfg = replace(pcfg, maps=replace(pcfg.maps, hidden=False))
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
                                    baseline=None if base is None else tuple(base), flow_units=units,
-                                   focus_flow=focus_flow, fallback_shift=fallback)
+                                   focus_flow=focus_flow, fallback_shift=fallback, row_figures=row_figures,
+                                   rejected=row_figures or name == "wr")  # graded on wr alone
         if alike:
             tt_fold = alike_fold(src, ref, regs[name].shift, tuple(base), cfg, regs[name].flow_fwd)
             regs[name] = with_fold(regs[name], tt_fold)
@@ -615,8 +633,9 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         out.row["main_T_fine_detail_share"] = share
         rejected_tag = rejected_tag_for(out, share, cfg)
     _judge_registration(out, regs, tw_, cfg, expected, rejected_tag=rejected_tag, fx_t=fx_t, focus_d=diop)
-    _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg, quick=quick)
-    _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg, fine if len(fine) == 2 else None)
+    _measure_subject_focus(out, regs, afs, srcs, opt, fx_t, diop, cfg, quick=quick, row_figures=row_figures)
+    _judge_quality(out, frames, quality, regs, srcs, opt, roi_of, cfg, fine if len(fine) == 2 else None,
+                   row_figures=row_figures)
     if any(r.code == "overexposed" and r.level is Verdict.FAIL for r in out.reasons):
         # Clipped frames have few keypoints and a poor PSNR: the exposure explains the "no
         # overlap", which stays a warning (it once failed half the overexposed captures twice).
@@ -628,7 +647,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             scfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
                                                                            cfg.check.quick_tt_max_keypoints)))
         info: dict[str, float] = {}
-        second = second_motion(srcs["main_T"], srcs["ref_T"], regs["tt"], scfg, flow_units=units, info=info)
+        second = second_motion(srcs["main_T"], srcs["ref_T"], regs["tt"], scfg, flow_units=units, info=info,
+                               row_figures=row_figures)
         out.row["tt_second_shift_used"] = int(second is not None)
         if info:  # a second translation was registered: how much of what it explains the first never saw
             out.row["tt_second_unseen_share"] = info["second_unseen"]
@@ -1264,7 +1284,7 @@ def session_tt_offset(rows: list[dict], min_captures: int) -> tuple[float, float
 
 
 def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, srcs, opt: float, fx_t: float,
-                           diopters: float, cfg: QAConfig, quick: bool = False) -> None:
+                           diopters: float, cfg: QAConfig, quick: bool = False, row_figures: bool = True) -> None:
     """Is the AF subject in focus in each T? Two figures, from the AF ROI.
 
     - ``<T>_roi_blur_ratio``: the T's sharpness over the W crop's in the AF ROI, at W's optical
@@ -1274,9 +1294,11 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
       ``D = -F.u / (f |b|)``; minus main T's focus distance from ``capture.json``: a focus on the
       wrong plane departs by its diopters. ``af_hidden_plane_departure_d``: the same for the plane
       a near occluder at the AF point hides (``hidden_plane_departure``), for ``grade_depth``.
+
+    ``row_figures`` False: the first (graded nowhere) is left out.
     """
     th = cfg.thresholds
-    for name, slot in (("wt", "main_T"), ("wr", "ref_T")):
+    for name, slot in (("wt", "main_T"), ("wr", "ref_T")) if row_figures else ():
         r, af = regs.get(name), afs.get(name)
         if r is None or af is None or srcs.get("main_W") is None or not _reg_ok(r, th):
             continue
@@ -1524,7 +1546,7 @@ def _fine_af_roi(fine: dict[str, np.ndarray], r: Registration, roi: list[float]
 
 
 def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg: QAConfig,
-                   fine: dict[str, np.ndarray] | None = None) -> None:
+                   fine: dict[str, np.ndarray] | None = None, row_figures: bool = True) -> None:
     th = cfg.thresholds
     row = out.row
     # Focus: the phones' AF metadata, then sharpness in main T's AF ROI in both Ts.
@@ -1616,11 +1638,14 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
         if not _reg_ok(r, th):
             continue
         judge = "tt_blur_anisotropy" not in row  # reported; judged only where T vs T could not be
+        if not (judge or row_figures):
+            continue  # the quick check's verdict reads none of it
         m = r.valid & (r.occlusion < 0.5)
         if r.defocus is not None:
             m &= r.defocus < 0.5  # out-of-focus planes are blurred on purpose (depth of field)
         t_y, w_y = to_luma(r.warped_ref), to_luma(srcs["main_W"])
-        row[f"{slot}_blur_ratio"] = band_sharpness_ratio(t_y, w_y, m, opt)
+        if row_figures:  # the T's band sharpness over the W crop's: graded nowhere
+            row[f"{slot}_blur_ratio"] = band_sharpness_ratio(t_y, w_y, m, opt)
         dirs = directional_sharpness_ratios(t_y, w_y, m, opt)
         if not np.isfinite(dirs).all():
             continue
@@ -1800,7 +1825,7 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     offset lies where the two intervals meet (``rig_offset.combine``).
     """
     cfg = cfg or QAConfig()
-    q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False)
+    q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False, row_figures=False)
     # M_defocus from the focus distance's plane, as qa check measures it (check.run_check): with
     # the offsets of the session's captures seen so far, this capture again where they say so.
     cap = Path(capture_dir).resolve()
@@ -1815,10 +1840,11 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     other = other_focus_switch(q.row, list(rows.values()), offsets, switch, cfg, carried)
     alt = q if other is not None and not other else None  # the analysis without a switch, kept
     if switch:
-        q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=switch)
+        q = analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=switch, row_figures=False)
     if other:
-        alt = analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=other)
+        alt = analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=other, row_figures=False)
     dep = q.row.get("subject_depth_departure_d")
+    off = None
     if dep is not None and np.isfinite(dep):
         seen = _session_memory(_SESSION_DEPTHS, cap, float(dep))
         own = ((float(np.median(list(seen.values()))),
@@ -1840,7 +1866,59 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     if alt is not None and alt.decided() != decided:
         return UNDECIDED, reasons + ["undecided: defocused (focus plane) within the doubt about the session's focus "
                                      "offset (from which plane qa check measures M_defocus): `hzsr qa check` decides"]
+    # T vs T's inlier gate: where qa check's count (more keypoints, a finer grid) may lie on the
+    # other side of it, the capture analysed as if it did (quick_tt_gate_counts), graded as above.
+    # Only for a verdict decided so far: an undecided one stays so whatever the gate does.
+    across = [analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=switch or None,
+                              row_figures=False, tt_inliers=n) for n in quick_tt_gate_counts(q.row, cfg)]
+    for a in across:
+        if off is not None:
+            grade_depth(a, off[0], cfg, offset_margin_d=off[1])
+        quick_tt_regrade(a, list(rows.values()), cfg)
+    flips = [a for a in across if a.decided() != decided]
+    if flips:
+        n = int(q.row.get("tt_inliers", 0))
+        return UNDECIDED, reasons + [
+            f"undecided: T vs T's {n} keypoint inliers lie within the quick check's margin of the inlier gate "
+            f"(align.min_inliers {cfg.align.min_inliers}): counted as {int(flips[0].row['tt_inliers'])}, as qa check "
+            f"may count them, the quick verdict would be {_word(flips[0].decided())}, not {decided.value}: "
+            "`hzsr qa check` decides"]
     return decided.value, reasons
+
+
+def _word(v: Verdict | None) -> str:
+    return v.value if v is not None else UNDECIDED
+
+
+def quick_tt_gate_counts(row: dict, cfg: QAConfig) -> list[int]:
+    """The T-vs-T inlier counts, across the inlier gate from the quick check's, that ``qa check``
+    may count (``[]``: none): the quick check keeps fewer keypoints on a coarser grid, so a count
+    near ``align.min_inliers`` (or ``thresholds.fail_min_inliers``) may fall on the other side of
+    it in ``qa check``, which then registers T vs T from another start, or calls it no overlap.
+
+    ``qa check``'s count lies within ``[n * lo - s, n * hi + s]`` of the quick one ``n``
+    (``check.quick_tt_inlier_ratio`` (lo, hi), ``check.quick_tt_inlier_slack`` s, fitted on the
+    calibration seeds); each end of that range on the other side of a gate is returned. Where
+    T vs T reads smeared (``tt_blur_anisotropy`` under ``thresholds.warn_tt_blur_anisotropy``),
+    ``lo`` is ``check.quick_tt_inlier_ratio_smeared``: a smear of a few quick-grid px is tens of
+    px on qa check's, whose corners then stop matching (1280x960 shaken Ts: 172 quick inliers, 11
+    in qa check; 140 and 6).
+    """
+    n = row.get("tt_inliers")
+    if n is None or not np.isfinite(n):
+        return []
+    lo_r, hi_r = cfg.check.quick_tt_inlier_ratio
+    if row.get("tt_blur_anisotropy", 1.0) < cfg.thresholds.warn_tt_blur_anisotropy:
+        lo_r = min(lo_r, cfg.check.quick_tt_inlier_ratio_smeared)
+    slack = cfg.check.quick_tt_inlier_slack
+    lo, hi = max(0, math.floor(n * lo_r - slack)), math.ceil(n * hi_r + slack)
+    gates = {cfg.align.min_inliers, cfg.thresholds.fail_min_inliers}
+    out = []
+    if any(lo < g <= n for g in gates):
+        out.append(lo)
+    if any(n < g <= hi for g in gates):
+        out.append(hi)
+    return out
 
 
 def other_focus_switch(row: dict, seen: list[dict], offsets: dict[str, tuple[float, float]],

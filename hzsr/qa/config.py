@@ -329,6 +329,19 @@ class CheckConfig:
     # ... measured on every capture (bench/qa.py, to fit that margin); otherwise only where the
     # rejected fraction is undecided with the margin of all captures (~2.5 ms at 12 MP saved).
     quick_fine_detail_always: bool = False
+    # quick_check: qa check's T-vs-T keypoint inlier count lies within [n * lo - slack, n * hi + slack]
+    # of the quick check's n (1000 keypoints on a 384 px grid against 1500 on qa check's). Where
+    # that range crosses the inlier gate (align.min_inliers, thresholds.fail_min_inliers), the
+    # capture is analysed again with the count on the other side (capture_qa.quick_tt_gate_counts);
+    # a verdict that differs -> undecided. qa check / quick on the labelled set (bench/qa.py --part
+    # labelled, 12 captures a seed; docs/qa.md, issue18q): 480x360 seeds 1801-1804 1.00-1.67;
+    # 1280x960 calibration 1801/1802 0.78-2.31, but held-out 1803/1804 0.35-2.43 (their phones keep
+    # half the corners at 1280 px), so the range covers all four seeds; the 12 MP speed captures
+    # 1.30-1.96. Where T vs T reads smeared (tt_blur_anisotropy under warn_tt_blur_anisotropy)
+    # down to 0.043 (shaken Ts at 1280x960: 207 -> 14, 172 -> 11, 140 -> 6 inliers): its own lo.
+    quick_tt_inlier_ratio: tuple[float, float] = (0.3, 2.5)
+    quick_tt_inlier_ratio_smeared: float = 0.04
+    quick_tt_inlier_slack: int = 1
     quick_margin: float = 0.15  # quick_check: a figure within this share of itself from a threshold -> undecided
     # quick_check, per figure: its quick value may lie this far (the figure's own units) from qa
     # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the

@@ -57,12 +57,14 @@ def channel_max(rgb: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
 
 
-def frame_quality(rgb: np.ndarray, roi=None) -> dict[str, float]:
+def frame_quality(rgb: np.ndarray, roi=None, row_figures: bool = True) -> dict[str, float]:
     """Sharpness (whole frame and AF ROI), clipped fraction, noise, brightness and colour means.
 
     Args:
         rgb: a decoded frame, uint8, HxW or HxWx3 (RGB), not empty: the counts below are exact for it.
         roi: the AF ROI ``[x, y, w, h]`` in ``rgb``'s pixels, or None.
+        row_figures: False: only what a verdict reads (clipped fraction, brightness, colour
+            means; the capture line's quick check), not sharpness, noise or the dark fraction.
 
     Raises:
         ValueError: for another dtype, channel count or an empty frame.
@@ -73,18 +75,19 @@ def frame_quality(rgb: np.ndarray, roi=None) -> dict[str, float]:
     n = y.size
     # Counts and integer sums, divided once: the same values as numpy's means of these uint8 and
     # bool arrays (their float64 sums are exact), without its slow reductions over the channel axis.
-    out = {
-        "sharpness": sharpness(y),
-        "clipped_frac": (np.count_nonzero(channel_max(rgb) >= 250) if rgb.ndim == 3
-                         else np.count_nonzero(y >= 250)) / n,
-        "dark_frac": np.count_nonzero(y <= 5) / n,
-        "noise_sigma": noise_sigma(y),
-        "brightness": cv2.sumElems(y)[0] / n / 255.0,
-    }
+    clipped = (np.count_nonzero(channel_max(rgb) >= 250) if rgb.ndim == 3 else np.count_nonzero(y >= 250)) / n
+    if row_figures:
+        out = {"sharpness": sharpness(y), "clipped_frac": clipped, "dark_frac": np.count_nonzero(y <= 5) / n,
+               "noise_sigma": noise_sigma(y)}
+    else:
+        out = {"clipped_frac": clipped}
+    out["brightness"] = cv2.sumElems(y)[0] / n / 255.0
     if rgb.ndim == 3:
         means = np.array(cv2.sumElems(rgb)[:3], np.float64) / n / 255.0
         for c, m in zip("rgb", means, strict=True):
             out[f"mean_{c}"] = float(m)
+    if not row_figures:
+        return out
     box = clip_roi(roi, y.shape) if roi is not None else None
     if box is not None:
         x0, y0, x1, y1 = box

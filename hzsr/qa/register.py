@@ -48,8 +48,8 @@ class Registration:
     warped_ref: np.ndarray  # REF warped onto SRC's grid: warp(ref, flow_fwd)
     valid: np.ndarray  # bool HxW: x + F_fwd(x) lands inside REF
     occlusion: np.ndarray  # M_occ, float32 [0, 1]
-    uncertainty: np.ndarray  # M_flow, float32 [0, 1]
-    reject: np.ndarray  # M_reject, float32 [0, 1]
+    uncertainty: np.ndarray | None  # M_flow, float32 [0, 1]; None where not asked for (``row_figures``)
+    reject: np.ndarray | None  # M_reject, float32 [0, 1]; None where not asked for (``rejected``)
     defocus: np.ndarray | None  # M_defocus, float32 [0, 1]; None without an AF ROI
     grid_scale: float  # flow-grid pixels per input pixel
     stats: dict[str, float] = field(default_factory=dict)  # see ``residual_stats``
@@ -63,7 +63,11 @@ class Registration:
     flow_units: float = 1.0  # register_pair's flow_units: M_defocus's constants' grid per this one's
 
     def maps(self) -> dict[str, np.ndarray]:
-        out = {"occlusion": self.occlusion, "uncertainty": self.uncertainty, "reject": self.reject}
+        out = {"occlusion": self.occlusion}
+        if self.reject is not None:
+            out["reject"] = self.reject
+        if self.uncertainty is not None:
+            out["uncertainty"] = self.uncertainty
         if self.defocus is not None:
             out["defocus"] = self.defocus
         if self.hidden is not None:
@@ -90,22 +94,27 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
 
 
-def residual_stats(src_y: np.ndarray, warped_y: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+def residual_stats(src_y: np.ndarray, warped_y: np.ndarray, mask: np.ndarray,
+                   psnr_only: bool = False) -> dict[str, float]:
     """PSNR, SSIM and mean absolute error of the warped reference in ``mask``.
 
     The reference is first matched to the source in mean and variance over ``mask`` (HZSR's
     colour match), so the figures measure alignment and detail, not exposure; brightness has its
-    own figures in ``hzsr.qa.quality``.
+    own figures in ``hzsr.qa.quality``. ``psnr_only``: PSNR alone (the quick check grades nothing
+    else of these; SSIM's five Gaussian blurs are most of their cost).
     """
     n = int(mask.sum())
     if n < 16:
-        return {"psnr_db": float("nan"), "ssim": float("nan"), "mae": float("nan")}
+        return {"psnr_db": float("nan")} if psnr_only else {"psnr_db": float("nan"), "ssim": float("nan"),
+                                                            "mae": float("nan")}
     a, b = src_y[mask], warped_y[mask]
     gain = a.std() / max(b.std(), 1e-6)
     matched = (warped_y - b.mean()) * gain + a.mean()
     d = (src_y - matched)[mask]
     mse = float(np.mean(d * d))
     psnr = 10 * np.log10(1.0 / max(mse, 1e-10))
+    if psnr_only:
+        return {"psnr_db": float(psnr)}
     ssim = float(ssim_map(src_y, matched.astype(np.float32))[mask].mean())
     return {"psnr_db": float(psnr), "ssim": ssim, "mae": float(np.mean(np.abs(d)))}
 
@@ -114,7 +123,8 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
                   af_roi=None, optical_scale: float = 1.0,
                   shift: GlobalShift | None = None, baseline=None,
                   flow_units: float = 1.0, focus_flow=None,
-                  fallback_shift: tuple[float, float] = (0.0, 0.0)) -> Registration:
+                  fallback_shift: tuple[float, float] = (0.0, 0.0), row_figures: bool = True,
+                  rejected: bool = True) -> Registration:
     """Register REF onto SRC (same size): coarse shift, dense flow both ways, warp, maps, figures.
 
     Args:
@@ -137,6 +147,11 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         fallback_shift: where the flow starts when the inlier gate refuses the shift (SRC px;
             default zero: the rig's own alignment); main T vs reference T passes the rig's
             parallax at the focus distance.
+        row_figures: also the figures and map no verdict reads (``M_flow`` and its fraction,
+            SSIM, MAE, the flow's residual beyond the shift); False: the capture line's quick
+            check, which shows a verdict only (``uncertainty`` None, those stats absent).
+        rejected: also ``M_reject`` and its fraction (False: ``reject`` None; the quick check
+            grades the rejected fraction of the W crop vs reference T pairing only).
     """
     cfg = cfg or QAConfig()
     if src.shape[:2] != ref.shape[:2]:
@@ -154,7 +169,7 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     m = cfg.maps
     fb = fb_error(fwd, bwd)  # one round trip for the three maps that read it
     occ_g = occlusion_map(fwd, bwd, m.occlusion_scale, fb=fb)
-    unc_g = flow_uncertainty_map(fwd, bwd, m, grid_scale=1.0, fb=fb)
+    unc_g = flow_uncertainty_map(fwd, bwd, m, grid_scale=1.0, fb=fb) if row_figures else None
     hid_g = None
     if m.hidden:
         guide = None
@@ -176,7 +191,7 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
     def up(mp):
         return mp if mp.shape == (h, w) else cv2.resize(mp, size, interpolation=cv2.INTER_LINEAR)
 
-    occ, unc = up(occ_g), up(unc_g)
+    occ, unc = up(occ_g), (up(unc_g) if unc_g is not None else None)
     hid = up(hid_g) if hid_g is not None else None
     defocus = None
     subject = None
@@ -191,8 +206,9 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         subject = cluster / g  # the AF subject's displacement, input px
     src_y = _unit_luma(src)
     warped_y = _unit_luma(warped)
-    rej = reject_map(src_y, warped_y, m, downscale=min(1.0, optical_scale))
-    rej[~valid] = 1.0
+    rej = reject_map(src_y, warped_y, m, downscale=min(1.0, optical_scale)) if rejected else None
+    if rej is not None:
+        rej[~valid] = 1.0
     occ = occ.copy()
     good = valid & (occ < 0.5)
     stats = {
@@ -201,23 +217,27 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         "found_shift_px": found.magnitude,
         "valid_frac": float(valid.mean()),
         "occluded_frac": float((occ[valid] >= 0.5).mean()) if valid.any() else 1.0,
-        "rejected_frac": float((rej[valid] >= 0.5).mean()) if valid.any() else 1.0,
-        "uncertain_frac": float((unc[valid] >= 0.5).mean()) if valid.any() else 1.0,
     }
+    if rej is not None:
+        stats["rejected_frac"] = float((rej[valid] >= 0.5).mean()) if valid.any() else 1.0
+    if unc is not None:
+        stats["uncertain_frac"] = float((unc[valid] >= 0.5).mean()) if valid.any() else 1.0
     if hid is not None:
         stats["hidden_frac"] = float((hid[valid] >= 0.5).mean()) if valid.any() else 0.0
-    res = np.hypot(fwd_r[..., 0], fwd_r[..., 1]) / g  # dense flow beyond the global shift, input px
-    stats["flow_residual_median_px"] = float(np.median(res))
-    stats["flow_residual_p95_px"] = float(np.percentile(res, 95))
+    if row_figures:
+        res = np.hypot(fwd_r[..., 0], fwd_r[..., 1]) / g  # dense flow beyond the global shift, input px
+        stats["flow_residual_median_px"] = float(np.median(res))
+        stats["flow_residual_p95_px"] = float(np.percentile(res, 95))
     # PSNR/SSIM where the two should agree: at SRC's optical resolution (two px per W px).
     rs = min(1.0, 2.0 * optical_scale)
     if rs < 1.0:
         small = (max(16, round(w * rs)), max(16, round(h * rs)))
         stats.update(residual_stats(cv2.resize(src_y, small, interpolation=cv2.INTER_AREA),
                                     cv2.resize(warped_y, small, interpolation=cv2.INTER_AREA),
-                                    cv2.resize(good.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0))
+                                    cv2.resize(good.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0,
+                                    psnr_only=not row_figures))
     else:
-        stats.update(residual_stats(src_y, warped_y, good))
+        stats.update(residual_stats(src_y, warped_y, good, psnr_only=not row_figures))
     if subject is not None:
         stats["subject_dx"], stats["subject_dy"] = float(subject[0]), float(subject[1])
         stats["grid_scale"] = float(g)  # flow-grid px per input px: M_defocus's in-focus radius in px

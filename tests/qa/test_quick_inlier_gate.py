@@ -1,0 +1,121 @@
+"""The capture line's quick check across T vs T's inlier gate, and without the figures no verdict
+reads (issue 18, helper issue18q).
+
+The quick check votes T vs T with fewer keypoints on a coarser grid than ``qa check``: where its
+inlier count lies near ``align.min_inliers``, ``qa check``'s may fall on the other side, and the
+two would register T vs T from different starts (the vote's shift, or the rig's parallax) and
+could disagree. The quick check analyses the capture again with the count on the other side
+(``quick_tt_gate_counts``) and says ``undecided`` where the verdict changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from hzsr.qa import capture_qa
+from hzsr.qa.align import GlobalShift
+from hzsr.qa.config import QAConfig
+from hzsr.qa.quality import frame_quality
+from hzsr.sim.simsession import SimConfig, simulate_session
+
+
+@pytest.fixture(scope="module")
+def portrait(tmp_path_factory):
+    """One clean near portrait at 480x360 (T vs T: ~510 inliers, far from the gate)."""
+    return simulate_session(tmp_path_factory.mktemp("gate") / "s",
+                            SimConfig(captures=1, seed=10, size=(480, 360), kinds=("portrait",)), progress=False)
+
+
+def _cfg() -> QAConfig:
+    """The shipped config with the quick check's other doubts removed, so that the gate alone
+    decides: figures trusted to 1e-9 of themselves, no depth check, no unknown T-vs-T offset, and
+    the keypoints' vote kept as voted (no rig-parallax or structure tie-break)."""
+    cfg = QAConfig()
+    return replace(cfg, check=replace(cfg.check, tt_prefer_rig_parallax=False, tt_prefer_structure=False,
+                                      quick_margin=1e-9, quick_margins={}, quick_margins_shortfall={}),
+                   rig=replace(cfg.rig, depth_offset_d=0.0, tt_rotation_max_deg=0.0),
+                   thresholds=replace(cfg.thresholds, warn_depth_departure_d=10.0, fail_depth_departure_d=20.0))
+
+
+def _live(monkeypatch, sess, cfg, inliers: int, dy_frac: float) -> tuple[str, list[str]]:
+    """``quick_check`` of the capture with T vs T's vote moved by ``dy_frac`` of the width along the
+    mount's baseline and counted ``inliers`` (every other vote as found)."""
+    real = capture_qa.global_translation
+
+    def vote(src, ref, c, **k):
+        g = real(src, ref, c, **k)
+        if c.align.max_keypoints == cfg.check.quick_tt_max_keypoints and k.get("src_mask") is None:  # T vs T's
+            return GlobalShift(g.dx, g.dy + dy_frac * src.shape[1], inliers, g.matches)
+        return g
+
+    monkeypatch.setattr(capture_qa, "global_translation", vote)
+    monkeypatch.setattr(capture_qa, "other_focus_switch", lambda *a, **k: None)  # the focus-plane doubt's rule
+    for store in (capture_qa._SESSION_DEPTHS, capture_qa._SESSION_FOCUS, capture_qa._SESSION_CARRIED):
+        store.clear()
+    return capture_qa.quick_check(sess / "captures" / "c00000", cfg)
+
+
+def test_gate_counts_cover_the_other_side_of_the_gate_only_near_it():
+    cfg = QAConfig()
+    lo, hi = cfg.check.quick_tt_inlier_ratio
+    s = cfg.check.quick_tt_inlier_slack
+    g = cfg.align.min_inliers
+    assert capture_qa.quick_tt_gate_counts({"tt_inliers": g - 1}, cfg) == [int(np.ceil((g - 1) * hi + s))]
+    assert capture_qa.quick_tt_gate_counts({"tt_inliers": g}, cfg) == [int(np.floor(g * lo - s))]
+    assert capture_qa.quick_tt_gate_counts({"tt_inliers": 10 * g}, cfg) == []
+    assert capture_qa.quick_tt_gate_counts({"tt_inliers": 0}, cfg) == []
+    assert capture_qa.quick_tt_gate_counts({}, cfg) == []
+    # A smeared T vs T (1280x960's shaken Ts: 172 quick inliers, 11 in qa check): looked at far lower.
+    smeared = {"tt_inliers": 172, "tt_blur_anisotropy": cfg.thresholds.warn_tt_blur_anisotropy - 0.2}
+    assert capture_qa.quick_tt_gate_counts(smeared, cfg) == [int(np.floor(172 * cfg.check.quick_tt_inlier_ratio_smeared
+                                                                            - s))]
+    assert capture_qa.quick_tt_gate_counts({**smeared, "tt_blur_anisotropy": 0.99}, cfg) == []
+
+
+def test_a_vote_refused_near_the_gate_is_undecided_where_the_used_vote_changes_the_verdict(portrait, monkeypatch):
+    """11 inliers (refused: T vs T registered from the rig's parallax, which passes), on a shift 0.3
+    of the width off along the baseline: ``qa check`` counting more keypoints would use that vote,
+    and T vs T registered from it reads a mover and a shift (the quick analysis counted so: not
+    pass). Before, the quick check said pass."""
+    cfg = _cfg()
+    verdict, reasons = _live(monkeypatch, portrait, cfg, inliers=cfg.align.min_inliers - 1, dy_frac=0.3)
+    assert verdict == capture_qa.UNDECIDED
+    assert "inlier gate" in reasons[-1] and "not pass" in reasons[-1]
+    # The quick analysis alone (the gate as counted) passes: the old answer.
+    q = capture_qa.analyse_capture(portrait / "captures" / "c00000", cfg, quick=True, thumbs=False, row_figures=False)
+    assert q.decided() is not None and q.decided().value == "pass" and q.row["tt_shift_used"] == 0.0
+
+
+def test_far_from_the_gate_or_where_both_sides_agree_the_verdict_stands(portrait, monkeypatch):
+    cfg = _cfg()
+    # Near the gate, but the vote lies where the rig's parallax puts it: the same verdict either side.
+    assert _live(monkeypatch, portrait, cfg, inliers=cfg.align.min_inliers - 1, dy_frac=0.0)[0] == "pass"
+    assert _live(monkeypatch, portrait, cfg, inliers=cfg.align.min_inliers, dy_frac=0.0)[0] == "pass"
+    # The shifted vote far above the gate (100 * lo - 1 > 12): no look across it (qa check uses the vote too).
+    verdict, reasons = _live(monkeypatch, portrait, cfg, inliers=100, dy_frac=0.3)
+    assert not any("inlier gate" in r for r in reasons)
+
+
+def test_without_row_figures_every_graded_figure_and_reason_is_the_same(portrait):
+    """``row_figures=False`` (the capture line's quick analysis) leaves out only figures no verdict
+    reads: the same graded figures, spreads, reasons and decided verdict, and every row value it
+    keeps equal; ``qa check --quick`` (``row_figures`` True) keeps SSIM, M_flow's fraction and the
+    blur ratios for its CSV."""
+    cap = portrait / "captures" / "c00000"
+    for cfg in (QAConfig(), _cfg()):
+        a = capture_qa.analyse_capture(cap, cfg, quick=True, thumbs=False)
+        b = capture_qa.analyse_capture(cap, cfg, quick=True, thumbs=False, row_figures=False)
+        assert a.graded == b.graded and a.spread == b.spread and a.decided() == b.decided()
+        assert [(r.level, r.code, r.message) for r in a.reasons] == [(r.level, r.code, r.message) for r in b.reasons]
+        assert set(b.row) < set(a.row)
+        assert all(a.row[k] == b.row[k] for k in b.row if k != "seconds")
+        dropped = set(a.row) - set(b.row)
+        assert {"tt_ssim", "wr_uncertain_frac", "main_T_blur_ratio", "main_T_noise_sigma"} <= dropped
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    full, lean = frame_quality(img, [5, 5, 20, 10]), frame_quality(img, [5, 5, 20, 10], row_figures=False)
+    assert lean == {k: full[k] for k in lean} and set(lean) == {"clipped_frac", "brightness", "mean_r", "mean_g",
+                                                              "mean_b"}
