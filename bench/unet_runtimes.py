@@ -1,7 +1,8 @@
 """CPU time of ONE UNet tile (832x832: the 768 core plus 32-pixel halos) per runtime, one thread.
 
 Speed only: how much each way of running the shipped UNet costs per tile, in interleaved rounds
-(median), including the int8 ways that ``hzsr/baseline_model/runtime.py`` does not offer:
+(median), including int8 ways that ``hzsr/baseline_model/runtime.py`` does not offer (it offers
+``openvino-int8``, the ``ov_int8_nncf`` row, as an option, not the default):
 
 - ``ort_f32``: ONNX Runtime, float32, NCHWc off (the ``onnxruntime`` runtime);
 - ``ort_int8``: ONNX Runtime on the graph quantized by ``onnxruntime.quantization.quantize_static``

@@ -136,7 +136,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
     t_all = time.perf_counter()
     threads = threads or _threads_now()
     ckpt_path = Path(ckpt) if ckpt is not None else shipped_checkpoint_path()
-    rt = runtime or default_runtime(device, ckpt_path)
+    rt = runtime or default_runtime(device)
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hzsr-infer")  # runtime, 2 decodes, EXIF
     try:
         t0 = time.perf_counter()

@@ -170,7 +170,7 @@ class HZSRPipeline:
 
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
-        self.runtime = runtime or default_runtime(self.device, ckpt)
+        self.runtime = runtime or default_runtime(self.device)
         self._runner = make_runner(self.model, self.runtime, self.device, ckpt)
 
     @property

@@ -104,12 +104,16 @@ def calibration_inputs(sessions: list[Path], graph: Any, limit: int | None = Non
             tiles.append(np.array(x, np.float32, copy=True))
             return f32.run(x)
 
+    if limit is not None and limit < 1:
+        raise ConfigError(f"must be at least 1, got {limit}", field="--limit")
     pipe = HZSRPipeline(None, pipeline_config_of(graph.pipeline, "checkpoint"), "cpu", "openvino", runner=_Recorder())
-    for cap in _captures(sessions)[:limit]:
-        meta = read_meta(cap / "capture.json")
+    caps = _captures(sessions)[:limit]
+    metas = [read_meta(cap / "capture.json") for cap in caps]
+    for cap, meta in zip(caps, metas, strict=True):  # every capture checked before the first is fused
         if "textures-eval" in (meta.get("scene_tags") or []):
             raise ConfigError("a held-out (textures-eval) capture: calibrate on training captures only",
                               file=cap / "capture.json", field="scene_tags")
+    for cap, meta in zip(caps, metas, strict=True):
         al = pipe.align(read_rgb(cap / "main_W.jpg", "main_W.jpg"), read_rgb(cap / "ref_T.jpg", "ref_T.jpg"), meta)
         pipe.fuse(al)
     return tiles

@@ -11,11 +11,11 @@ output, on the held-out pool against the ideal target); figures in ``docs/benchm
   captures; the first convolution, the head and the elementwise arithmetic in float32), as an
   OpenVINO IR beside the checkpoint, run by OpenVINO's CPU plugin. On an AVX2 CPU without VNNI or
   bf16 (this project's 2-core VM) 1.5x less CPU per tile than float32; 0.017 dB below float32 on
-  average on the held-out pool against the ideal target (0.055 dB on moving scenes, the worst kind);
-  the image moves most where the network repaints occluded areas of moving scenes (up to tens of
-  8-bit levels there, on about 0.25 % of their pixels), elsewhere by one or two levels in the
-  captures checked. Not the default: the default may lose at most 0.05 dB on every scene kind
-  (``bench/infer_quality.py``'s rule), and moving scenes lose 0.055.
+  average on the held-out pool (which its recipe was chosen on) against the ideal target (0.055 dB
+  on moving scenes, the worst kind); the image moves most where the network repaints occluded areas
+  of moving scenes (up to tens of 8-bit levels there, on about 0.25 % of their pixels), elsewhere by
+  one or two levels in the captures checked. Not the default: the default may lose at most 0.05 dB
+  on every scene kind (``bench/infer_quality.py``'s rule), and moving scenes lose 0.055.
 - ``openvino-bf16``: the UNet's ONNX graph
   compiled by OpenVINO's CPU plugin (oneDNN kernels, activations fused into the convolutions),
   computing in bfloat16 on CPUs with AVX-512 BF16 (elsewhere OpenVINO runs it in float32). About
@@ -437,19 +437,15 @@ def _device_type(device: Any) -> str:
     return str(getattr(device, "type", device)).split(":")[0]
 
 
-def default_runtime(device: Any, ckpt: str | Path | None = None) -> str:
+def default_runtime(device: Any) -> str:
     """On CPU the first of ``CPU_PREFERENCE`` that runs here, else (CUDA) ``torch``.
 
-    ``openvino-int8`` runs here when OpenVINO is installed and checkpoint ``ckpt`` has its int8
-    graph (``int8_graph``: made from these exact bytes); without ``ckpt`` it is skipped.
+    ``openvino-int8`` is never the default (see ``CPU_PREFERENCE``); ``--runtime`` asks for it.
     """
     if _device_type(device) != "cpu":
         return "torch"
     for rt in CPU_PREFERENCE:
-        if rt == "openvino-int8":
-            if ckpt is not None and available(rt) and int8_graph(ckpt) is not None:
-                return rt
-        elif available(rt):
+        if available(rt):
             return rt
     raise ValueError("no UNet runtime installed: pip install 'hzsr[train]'")
 
@@ -492,7 +488,7 @@ def make_runner(model: torch.nn.Module, runtime: str | None, device: Any, ckpt: 
     """
     import torch
 
-    runtime = runtime or default_runtime(device, ckpt)
+    runtime = runtime or default_runtime(device)
     _check(runtime, device)
     if runtime == "torch":
         return _torch_runner(model)

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("openvino")
 
 from hzsr.baseline_model.checkpoint import shipped_checkpoint_path  # noqa: E402
-from hzsr.baseline_model.runtime import default_runtime, int8_graph, int8_paths  # noqa: E402
+from hzsr.baseline_model.runtime import CPU_PREFERENCE, default_runtime, int8_graph, int8_paths  # noqa: E402
 from hzsr.core.errors import ConfigError  # noqa: E402
 
 
@@ -44,8 +44,8 @@ def test_shipped_checkpoint_has_its_int8_graph_which_is_no_default():
     assert g.info["calibration"]["tiles"] > 0
     assert all("eval" not in s for s in g.info["calibration"]["sessions"])
     # An option, not the default: it breaks bench/infer_quality.py's per-kind rule (moving 0.055 dB)
-    assert default_runtime("cpu", ckpt) == default_runtime("cpu") == "openvino-bf16"
-    assert default_runtime("cuda", ckpt) == "torch"
+    assert "openvino-int8" not in CPU_PREFERENCE
+    assert default_runtime("cpu") == "openvino-bf16" and default_runtime("cuda") == "torch"
 
 
 def test_a_stale_or_torn_int8_graph_is_not_run(tmp_path, monkeypatch):
@@ -64,7 +64,7 @@ def test_a_stale_or_torn_int8_graph_is_not_run(tmp_path, monkeypatch):
     bin_p.write_bytes(bytes(w))
     assert int8_graph(ckpt) is None
     monkeypatch.setitem(sys.modules, "openvino", None)  # no OpenVINO: not offered either
-    assert default_runtime("cpu", shipped_checkpoint_path()) == "onnxruntime"
+    assert default_runtime("cpu") == "onnxruntime"
 
 
 def _capture(tiny_session: Path) -> Path:
@@ -124,6 +124,9 @@ def test_quantize_writes_a_graph_and_refuses_held_out_captures(tiny_session, tin
     with pytest.raises(ConfigError) as e:
         quantize_checkpoint(ckpt, [sess], limit=2)
     assert "capture.json" in str(e.value) and "scene_tags" in str(e.value)
+    for bad in (0, -1):  # nncf's own traceback, or a silently shortened set, before
+        with pytest.raises(ConfigError, match="--limit"):
+            quantize_checkpoint(ckpt, [tiny_session], limit=bad)
 
 
 def test_warm_int8_infer_does_not_import_torch(tiny_session, tmp_path):
