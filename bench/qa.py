@@ -55,7 +55,7 @@ from hzsr.qa.capture_qa import LITTLE_DETAIL, REFINED, analyse_capture
 from hzsr.qa.check import _write_images, run_check
 from hzsr.qa.config import QAConfig
 from hzsr.qa.register import register_pair
-from hzsr.sim.defects import DEFECTS
+from hzsr.sim.defects import DEFECTS, VISIBLE_FOCUS_BLUR_PX, invisible_focus_defect
 from hzsr.sim.simsession import SimConfig, simulate_session
 from hzsr.sim.truth import load_capture_truth
 
@@ -67,7 +67,7 @@ RIGHT_REASON = {"refocus": {"focus_mismatch"}, "moving_skew": {"sync_skew", "mov
 #: ``sim.defects.DEFECTS`` later get sessions of their own (``knocked_session``), so that the
 #: labelled sessions, and every figure fitted or judged on them, stay those of earlier runs.
 LABELLED_CYCLE = DEFECTS[:6]
-OUT_OF_FOCUS_BLUR_PX = 2.0  # true out-of-focus: blur-circle diameter above this many T pixels
+OUT_OF_FOCUS_BLUR_PX = VISIBLE_FOCUS_BLUR_PX  # true out-of-focus: blur-circle diameter above this (T px)
 
 
 #: The simplest alternative to the reference T's M_defocus (a sharpness ratio, no geometry): the
@@ -703,10 +703,8 @@ def _labelled_rows(sess: Path, cfg: QAConfig, workers: int, quick: bool) -> list
         blur = c.get("af_layer_blur_px") or c.get("subject_blur_px", {})  # the plane the AF point shows
         # A focus defect the optics hide (the other plane within T's depth of field: a blur circle
         # of 2 px or less on the subject) is no defect to find: labelled apart, scored as neither.
-        if defect == "wrong_depth" and blur.get("main_T", 99) <= OUT_OF_FOCUS_BLUR_PX:
-            defect = "wrong_depth_invisible"
-        if defect == "refocus" and blur.get("ref_T", 99) <= OUT_OF_FOCUS_BLUR_PX:
-            defect = "refocus_invisible"
+        if invisible_focus_defect(defect, blur):
+            defect = f"{defect}_invisible"
         row = {"capture_id": c["capture_id"], "session": sess.name, "kind": c["scene_id"].split("-")[0],
                "defect": defect, "verdict": r["verdict"], "levels": levels, "subject_blur_px": blur}
         for col in ("wt_shift_departure_px", "tt_shift_departure_px", "tt_subject_shift_px", "wt_subject_shift_px",

@@ -60,13 +60,14 @@ class DemoConfig:
 def crew_labels(crew: Sequence[str | None], scenes: Sequence[str], truth_jsonl: Path) -> list[str | None]:
     """The crew's defect per shot, as the report's confusion table names it: a focus defect
     (``refocus``, ``wrong_depth``) whose truth (``crew_defects.jsonl``, one line per spoiled frame,
-    by scene) blurs the plane at the AF point by ``VISIBLE_FOCUS_BLUR_PX`` or less in every frame
-    it spoiled is ``<defect>_invisible``, as the labelled set names it: no QA can see it, so it
-    is no miss. make demo's refocus on the architecture scene (the reference phone on the sign at
-    10.7 m, the facade at 30.4 m) blurs the facade 0.70 px in the reference T."""
-    from hzsr.sim.defects import VISIBLE_FOCUS_BLUR_PX
+    by scene) leaves the plane at the AF point sharp in the frame it is judged by
+    (``sim.defects.invisible_focus_defect``) is ``<defect>_invisible``, as the labelled set names
+    it: no QA can see it, so it is no miss. A refocus on an architecture scene (the reference phone
+    on a sign at 10.7 m, the facade at 30.4 m) blurs the facade 0.70 px in the reference T; the
+    demo's refocus, on the portrait, 6.2 px."""
+    from hzsr.sim.defects import invisible_focus_defect
 
-    blur: dict[tuple[str, str], float] = {}
+    blur: dict[tuple[str, str], dict[str, float]] = {}
     if truth_jsonl.is_file():
         for line in truth_jsonl.read_text().splitlines():
             try:
@@ -74,12 +75,13 @@ def crew_labels(crew: Sequence[str | None], scenes: Sequence[str], truth_jsonl: 
                 b = float(rec["params"]["af_layer_blur_px"])
             except (ValueError, KeyError, TypeError):
                 continue  # not a focus defect, or a truth file from before the figure was recorded
-            key = (str(rec.get("scene")), str(rec.get("defect")))
-            blur[key] = max(blur.get(key, 0.0), b)
+            slots = blur.setdefault((str(rec.get("scene")), str(rec.get("defect"))), {})
+            slot = str(rec.get("slot"))
+            slots[slot] = max(slots.get(slot, 0.0), b)  # the frame's worst draw, whichever phone re-rendered it
     out: list[str | None] = []
     for defect, scene in zip(crew, scenes, strict=False):
-        b = blur.get((scene, str(defect)))
-        out.append(f"{defect}_invisible" if b is not None and b <= VISIBLE_FOCUS_BLUR_PX else defect)
+        invisible = invisible_focus_defect(defect, blur.get((scene, str(defect)), {}))
+        out.append(f"{defect}_invisible" if invisible else defect)
     return out
 
 

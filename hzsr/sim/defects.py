@@ -37,10 +37,23 @@ CREW_DEFECTS: dict[str, str] = {
 DEFECTS: tuple[str, ...] = ("refocus", "moving_skew", "motion_blur", "rig_bump", "overexposure", "wrong_depth",
                             "rig_knocked_off")
 #: A focus defect (``refocus``, ``wrong_depth``) is visible where the plane the AF point shows is
-#: blurred by more than this blur-circle diameter (T pixels) in a frame it spoils: the labelled
-#: set's cut (``bench/qa.py``'s ``OUT_OF_FOCUS_BLUR_PX``); under it the other plane lies within T's
-#: depth of field (architecture and landscape scenes, whose planes are all far).
+#: blurred by more than this blur-circle diameter (T pixels) in the frame it is judged by
+#: (``FOCUS_JUDGED_IN``); under it the other plane lies within T's depth of field (architecture and
+#: landscape scenes, whose planes are all far). The labelled set (``bench/qa.py``) and the demo's
+#: confusion table both label by ``invisible_focus_defect``.
 VISIBLE_FOCUS_BLUR_PX = 2.0
+#: The frame a focus defect is judged by: the one it moves away from the main phone's focus.
+FOCUS_JUDGED_IN = {"refocus": "ref_T", "wrong_depth": "main_T"}
+
+
+def invisible_focus_defect(defect: str | None, af_blur_px: dict[str, float]) -> bool:
+    """Whether focus defect ``defect`` left nothing to see: the AF plane's blur circle (T px) in
+    its judged frame, ``af_blur_px[FOCUS_JUDGED_IN[defect]]``, is at most ``VISIBLE_FOCUS_BLUR_PX``.
+    False for other defects and where the figure is missing (no truth to excuse a miss)."""
+    slot = FOCUS_JUDGED_IN.get(str(defect))
+    blur = af_blur_px.get(slot) if slot is not None else None
+    return blur is not None and blur <= VISIBLE_FOCUS_BLUR_PX
+
 #: The frames (slots) each defect spoils; the others render as usual.
 SPOILS: dict[str, tuple[str, ...]] = {
     "refocus": ("ref_T",),

@@ -43,8 +43,8 @@ def _crew_shot(tmp, scene: int, defect: str) -> list[dict]:
     return [json.loads(x) for x in (tmp / "truth" / "crew_defects.jsonl").read_text().splitlines()]
 
 
-def test_the_demos_refocus_on_the_architecture_scene_is_labelled_invisible_by_its_true_blur(tmp_path):
-    """Issue 18: make demo's refocus (scene 1, architecture: the reference phone focused on the sign
+def test_a_refocus_on_the_architecture_scene_is_labelled_invisible_by_its_true_blur(tmp_path):
+    """Issue 18: make demo's refocus (then on scene 1, architecture: the reference phone focused on the sign
     at 10.7 m, the AF subject a facade at 30.4 m) passed both checks. The simulator's own figure says
     why: the facade is blurred 0.70 px in the reference T, under the labelled set's 2 px. The crew
     truth records that figure and the report's table names the shot ``refocus_invisible``; a refocus
@@ -66,3 +66,14 @@ def test_the_demos_refocus_on_the_architecture_scene_is_labelled_invisible_by_it
     assert crew_labels(crew, scenes, truth) == [None, "refocus_invisible", "refocus", "rig_bump"]
     # No truth file (or one from before the figure was recorded): the crew's names as they were.
     assert crew_labels(crew, scenes, tmp_path / "none.jsonl") == crew
+
+
+def test_one_rule_labels_a_focus_defect_invisible_by_the_frame_it_moved():
+    from hzsr.sim.defects import VISIBLE_FOCUS_BLUR_PX as V
+    from hzsr.sim.defects import invisible_focus_defect
+
+    assert invisible_focus_defect("refocus", {"ref_T": V, "main_T": 9.0})  # judged by the reference T
+    assert not invisible_focus_defect("refocus", {"ref_T": V + 0.1, "main_T": 0.0})
+    assert invisible_focus_defect("wrong_depth", {"main_T": 0.5, "ref_T": 9.0})  # judged by main T
+    assert not invisible_focus_defect("wrong_depth", {"ref_T": 0.5})  # no figure for its frame: no excuse
+    assert not invisible_focus_defect("rig_bump", {"ref_T": 0.0}) and not invisible_focus_defect(None, {})
