@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from hzsr.baseline_model.align import MAP_NAMES, Alignment, blend_of_maps, with_maps
+from hzsr.baseline_model.align import MAP_NAMES, Alignment, blend_of_maps, reference_dropped, with_maps
 from hzsr.baseline_model.checkpoint import load_model
 from hzsr.baseline_model.color import luma
 from hzsr.baseline_model.config import PipelineConfig
@@ -97,7 +97,7 @@ def variant_alignment(al: Alignment, cfg: PipelineConfig, use_maps: dict[str, bo
     if use_maps is None:
         return with_maps(al, blend=np.ones_like(al.maps["blend"]))
     blend = blend_of_maps(al.maps, use_maps, _defocus_weight(al, cfg))
-    use_ref = al.overlap_ncc >= cfg.min_ncc and float((blend > 0.5).mean()) >= cfg.min_overlap
+    use_ref = reference_dropped(al.overlap_ncc, blend, cfg.min_ncc, cfg.min_overlap) is None
     return dataclasses.replace(with_maps(al, blend=blend), use_reference=use_ref)
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from eval_truth import _defocus_weight, _rgb
 
-from hzsr.baseline_model.align import MAP_NAMES, Alignment, blend_of_maps, with_maps
+from hzsr.baseline_model.align import MAP_NAMES, Alignment, blend_of_maps, reference_dropped, with_maps
 from hzsr.baseline_model.checkpoint import load_model
 from hzsr.baseline_model.color import luma
 from hzsr.baseline_model.config import PipelineConfig
@@ -122,7 +122,7 @@ def score(pipe: HZSRPipeline, cap: Path, truth: dict, crop_rect: dict, meta: dic
     h, w_ = tos.y.shape[:2]
     for name in names:
         b = SETTINGS[name](al, cfg)
-        use_ref = al.overlap_ncc >= cfg.min_ncc and float((b > 0.5).mean()) >= cfg.min_overlap
+        use_ref = reference_dropped(al.overlap_ncc, b, cfg.min_ncc, cfg.min_overlap) is None
         y = luma(pipe.fuse(dataclasses.replace(with_maps(al, blend=b), use_reference=use_ref)).final)
         row |= {f"{name}_{r}": v for r, v in _scores(y, tos.y, regions).items()}
         wb = sample_grid(b, (h, w_), 0, h, 0, w_)

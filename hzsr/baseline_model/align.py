@@ -394,13 +394,12 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     maps["blend"] = blend_of_maps(maps, use_maps, blend_defocus_weight if coarse else 1.0)
     trusted = float((maps["blend"] > 0.5).mean())
     ncc = overlap_ncc(src_y, ref_y, valid, overlap_blur_w_px * k * g)
-    use_ref = True
-    if ncc < min_ncc:
-        use_ref = False
+    dropped = reference_dropped(ncc, maps["blend"], min_ncc, min_overlap)
+    use_ref = dropped is None
+    if dropped == "no_overlap":
         warnings.append(f"the reference does not overlap the source (structure correlation {ncc:.2f} < {min_ncc:g}, "
                         f"{shift.inliers} keypoint inliers): output is the bicubic W crop")
-    elif trusted < min_overlap:
-        use_ref = False
+    elif dropped == "untrusted":
         warnings.append(f"the reference can be trusted on only {trusted:.0%} of the frame (< {min_overlap:.0%}): "
                         "output is the bicubic W crop")
     timings["maps"] = time.perf_counter() - t0
@@ -409,6 +408,17 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
 
 
 MAP_NAMES = ("occ", "defocus", "flow", "reject")  # the four maps of M_blend, as ``use_maps`` names them
+
+
+def reference_dropped(ncc: float, blend: np.ndarray, min_ncc: float, min_overlap: float) -> str | None:
+    """Why the reference is not used, or None where it is: ``"no_overlap"`` where the structure
+    correlation of the overlap is under ``min_ncc``, ``"untrusted"`` where ``M_blend > 0.5`` on
+    less than ``min_overlap`` of the frame. The one rule for the pipeline and its ablations."""
+    if ncc < min_ncc:
+        return "no_overlap"
+    if float((blend > 0.5).mean()) < min_overlap:
+        return "untrusted"
+    return None
 
 
 def blend_of_maps(maps: dict[str, np.ndarray], use_maps: dict[str, bool] | None = None,
