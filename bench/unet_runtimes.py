@@ -14,13 +14,17 @@ Speed only: how much each way of running the shipped UNet costs per tile, in int
   static shape costs (an image has 3-4 tile shapes);
 - ``ov_int8_nncf``: the shipped checkpoint's own int8 graph (``weights/shipped.int8.xml``, NNCF,
   calibrated on training captures: ``hzsr/baseline_model/quantize.py``), as the ``openvino-int8``
-  runtime runs it (dynamic shapes).
+  runtime runs it (dynamic shapes);
+- ``ov_int8_LABEL``: another checkpoint's int8 graph (``--int8-ckpt LABEL=CKPT``, e.g. a scratch copy
+  quantized with another recipe), the same way.
+
+``cpu_vs_ort_f32`` and ``cpu_vs_ov_f32`` are medians of the per-round ratios (paired).
 
 The calibration inputs of the QDQ graph are synthetic (smooth luminance, a noisy copy as the reference,
 a sparse occlusion mask; seed 0): they fix the quantization ranges, which do not change the speed.
 What int8 does to the output is measured by ``bench/infer_quality.py``.
 
-Usage: ``python bench/unet_runtimes.py [--rounds 5]``. Prints one JSON object.
+Usage: ``python bench/unet_runtimes.py [--rounds 5] [--int8-ckpt LABEL=CKPT ...]``. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,6 +88,8 @@ def _quantize(fp32: Path, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--int8-ckpt", action="append", default=[], metavar="LABEL=CKPT",
+                    help="also time CKPT's int8 graph (hzsr model quantize --ckpt CKPT) as row ov_int8_LABEL")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hzsr-unet-rt-"))
     fp32, int8 = tmp / "fp32.onnx", tmp / "int8.onnx"
@@ -118,6 +125,13 @@ def main() -> None:
     if shipped is not None:
         runs["ov_int8_nncf"] = ov_compiled(core.read_model(shipped.xml.decode(), ov.Tensor(np.frombuffer(
             shipped.weights, np.uint8))), "f32", False)
+    for spec in a.int8_ckpt:
+        label, _, path = spec.partition("=")
+        g = int8_graph(path) if path else None
+        if g is None:
+            sys.exit(f"--int8-ckpt {spec}: no int8 graph made from {path or '(no CKPT)'} (LABEL=CKPT)")
+        runs[f"ov_int8_{label}"] = ov_compiled(core.read_model(g.xml.decode(), ov.Tensor(np.frombuffer(
+            g.weights, np.uint8))), "f32", False)
     for f in runs.values():
         f()  # first call per shape: plans and caches, not the steady state
     load0 = os.getloadavg()[0]
@@ -132,6 +146,10 @@ def main() -> None:
                       "cpu_vs_ort_f32": {k: round(statistics.median(b / o for b, o in zip(cpu[k], cpu["ort_f32"],
                                                                                           strict=True)), 3)
                                          for k in cpu},
+                      # Paired against OpenVINO float32 (what openvino-bf16 runs on a CPU without bf16).
+                      "cpu_vs_ov_f32": {k: round(statistics.median(b / o for b, o in zip(cpu[k], cpu["ov_f32"],
+                                                                                         strict=True)), 3)
+                                        for k in cpu},
                       "ov_static_compile_s": round(static_compile, 3)}, indent=1))
 
 

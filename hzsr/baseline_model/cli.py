@@ -134,7 +134,8 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     from hzsr.baseline_model.quantize import quantize_checkpoint
 
     ckpt = Path(args.ckpt) if args.ckpt else shipped_checkpoint_path()
-    res = quantize_checkpoint(ckpt, [Path(s) for s in args.sessions], limit=args.limit)
+    res = quantize_checkpoint(ckpt, [Path(s) for s in args.sessions], limit=args.limit,
+                              float_convs=tuple(args.float_conv))
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -231,6 +232,9 @@ def add_model_parser(stages: Any) -> None:
                    help="simulated or real sessions of the TRAINING pool (held-out textures-eval captures are refused)")
     q.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     q.add_argument("--limit", type=int, default=None, help="use only the first N captures (default: all)")
+    q.add_argument("--float-conv", action="append", default=[], metavar="NAME",
+                   help="also keep this convolution (friendly name in the ONNX graph, e.g. "
+                   "/dec.0/dec.0.0/dec.0.0.0/Conv/WithoutBiases) in float32; repeatable")
     _add_threads(q)
     add_json(q)
 

@@ -45,22 +45,26 @@ from hzsr.core.fileio import atomic_write_bytes
 
 #: Convolutions left in float32 (friendly names in the graph ``torch.onnx.export`` writes).
 FLOAT_CONVS = ("/enc.0/enc.0.0/enc.0.0.0/Conv/WithoutBiases", "/head/Conv/WithoutBiases")
+#: The level-0 decoder's first convolution: the candidate that also stays float (``--float-conv``, issue 19).
+DEC0_CONV = "/dec.0/dec.0.0/dec.0.0.0/Conv/WithoutBiases"
 #: Bump when the recipe (what stays float, the preset, how inputs are gathered) changes.
 RECIPE_VERSION = 1
 
 
-def float_ops(model: Any) -> list[str]:
-    """Names of the ops of the OpenVINO ``model`` that stay in float32: ``FLOAT_CONVS`` and the elementwise
-    arithmetic that is not a convolution's bias (see the module's docstring).
+def float_ops(model: Any, extra_convs: tuple[str, ...] = ()) -> list[str]:
+    """Names of the ops of the OpenVINO ``model`` that stay in float32: ``FLOAT_CONVS``, ``extra_convs`` and the
+    elementwise arithmetic that is not a convolution's bias (see the module's docstring).
 
     Raises:
-        ValueError: a name of ``FLOAT_CONVS`` is not in the graph (the export's naming changed).
+        ValueError: a name of ``FLOAT_CONVS`` or ``extra_convs`` is not in the graph (the export's naming changed,
+            or a mistyped ``--float-conv``).
     """
     names = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
-    missing = [n for n in FLOAT_CONVS if n not in names]
+    convs = list(dict.fromkeys((*FLOAT_CONVS, *extra_convs)))
+    missing = [n for n in convs if n not in names]
     if missing:
-        raise ValueError(f"the UNet's graph has no {missing[0]}: update quantize.FLOAT_CONVS")
-    out = list(FLOAT_CONVS)
+        raise ValueError(f"the UNet's graph has no {missing[0]}: update quantize.FLOAT_CONVS or --float-conv")
+    out = convs
     for name, op in names.items():
         if op.get_type_name() in ("Add", "Subtract", "Multiply") and not any(
                 v.get_node().get_type_name() == "Convolution" for v in op.input_values()):
@@ -119,11 +123,16 @@ def calibration_inputs(sessions: list[Path], graph: Any, limit: int | None = Non
     return tiles
 
 
-def quantize_checkpoint(ckpt: str | Path, sessions: list[Path], *, limit: int | None = None) -> dict[str, Any]:
+def quantize_checkpoint(ckpt: str | Path, sessions: list[Path], *, limit: int | None = None,
+                        float_convs: tuple[str, ...] = ()) -> dict[str, Any]:
     """Quantize checkpoint ``ckpt``'s UNet on the captures of ``sessions``; write ``CKPT.int8.*``; return the sidecar.
 
+    ``float_convs``: convolutions kept in float32 besides ``FLOAT_CONVS`` (e.g. ``DEC0_CONV``); the sidecar's
+    ``float_ops`` lists every op that stayed float.
+
     Raises:
-        ConfigError: NNCF is not installed, or bad calibration input (``calibration_inputs``).
+        ConfigError: NNCF is not installed, a name of ``float_convs`` is not in the graph, or bad calibration
+            input (``calibration_inputs``).
         ModelError: the checkpoint is unreadable or refused (``checkpoint.load_model``).
     """
     try:
@@ -140,7 +149,10 @@ def quantize_checkpoint(ckpt: str | Path, sessions: list[Path], *, limit: int | 
     graph = checkpoint_graph(ckpt)
     tiles = calibration_inputs(sessions, graph, limit)
     model = _ov_core().read_model(graph.onnx)
-    keep = float_ops(model)
+    try:
+        keep = float_ops(model, tuple(float_convs))
+    except ValueError as e:
+        raise ConfigError(str(e), field="--float-conv") from None
     q = nncf.quantize(model, nncf.Dataset(tiles), subset_size=len(tiles),
                       preset=nncf.QuantizationPreset.MIXED, ignored_scope=nncf.IgnoredScope(names=keep))
     xml_p, bin_p, side_p = int8_paths(ckpt)

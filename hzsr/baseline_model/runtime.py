@@ -10,12 +10,14 @@ output, on the held-out pool against the ideal target); figures in ``docs/benchm
   (``quantize.py``: int8 weights and activations of the convolutions, calibrated on training
   captures; the first convolution, the head and the elementwise arithmetic in float32), as an
   OpenVINO IR beside the checkpoint, run by OpenVINO's CPU plugin. On an AVX2 CPU without VNNI or
-  bf16 (this project's 2-core VM) 1.5x less CPU per tile than float32; 0.017 dB below float32 on
-  average on the held-out pool (which its recipe was chosen on) against the ideal target (0.055 dB
-  on moving scenes, the worst kind); the image moves most where the network repaints occluded areas
-  of moving scenes (up to tens of 8-bit levels there, on about 0.25 % of their pixels), elsewhere by
-  one or two levels in the captures checked. Not the default: the default may lose at most 0.05 dB
-  on every scene kind (``bench/infer_quality.py``'s rule), and moving scenes lose 0.055.
+  bf16 (this project's 2-core VM) 1.5x less CPU per tile than float32; against the ideal target
+  0.020 dB below float32 on average on the calibration pool (seeds 31-36, where the recipe was
+  chosen; worst kind moving 0.035) and 0.017 on the held-out pool (0.055 dB on moving scenes);
+  the image moves most where the network repaints occluded areas of moving scenes (up to tens of
+  8-bit levels there, on about 0.25 % of their pixels), elsewhere by one or two levels in the
+  captures checked. Not the default: the default may lose at most 0.05 dB
+  on every scene kind (``bench/infer_quality.py``'s rule) on both pools, and held-out moving
+  scenes lose 0.055.
 - ``openvino-bf16``: the UNet's ONNX graph
   compiled by OpenVINO's CPU plugin (oneDNN kernels, activations fused into the convolutions),
   computing in bfloat16 on CPUs with AVX-512 BF16 (elsewhere OpenVINO runs it in float32). About
@@ -425,10 +427,11 @@ def available(runtime: str) -> bool:
 #: The default on CPU is the first of these that runs here: ``openvino-bf16`` (1.5-1.7x less CPU
 #: than ``onnxruntime``, paired, same output quality), else ONNX Runtime, else torch.
 #: ``openvino-int8`` (1.5x less CPU per tile than float32 on AVX2) is an option only: 0.017 dB on
-#: average, but 0.055 on moving scenes, over the per-kind 0.05 dB of ``bench/infer_quality.py``
-#: (``docs/benchmarks.md``). (``openvino-bf16`` was opt-in for a while: a
-#: test process that had made several OpenVINO runners died of SIGSEGV when a child exited; the
-#: cause was the plugins' alternate signal stacks, fixed by one Core, ``_ov_core``.)
+#: average, but 0.055 on held-out moving scenes (0.035 on the calibration pool it was chosen on),
+#: over the per-kind 0.05 dB of ``bench/infer_quality.py`` (``docs/benchmarks.md``, seventh pass).
+#: (``openvino-bf16`` was opt-in for a while: a test process that had made several OpenVINO
+#: runners died of SIGSEGV when a child exited; the cause was the plugins' alternate signal
+#: stacks, fixed by one Core, ``_ov_core``.)
 CPU_PREFERENCE = ("openvino-bf16", "onnxruntime", "torch")
 
 

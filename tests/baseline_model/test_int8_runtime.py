@@ -129,6 +129,22 @@ def test_quantize_writes_a_graph_and_refuses_held_out_captures(tiny_session, tin
             quantize_checkpoint(ckpt, [tiny_session], limit=bad)
 
 
+def test_quantize_keeps_the_asked_convolutions_float_and_refuses_unknown_names(tiny_session, tiny_run, tmp_path):
+    pytest.importorskip("nncf")
+    from hzsr.baseline_model.quantize import DEC0_CONV, FLOAT_CONVS, quantize_checkpoint
+
+    ckpt = tmp_path / "model.pt"
+    shutil.copy(tiny_run / "model.pt", ckpt)
+    res = quantize_checkpoint(ckpt, [tiny_session], limit=1, float_convs=(DEC0_CONV,))
+    g = int8_graph(ckpt)
+    assert g is not None
+    assert {DEC0_CONV, *FLOAT_CONVS} <= set(res["float_ops"]) and g.info["float_ops"] == res["float_ops"]
+    # A mistyped name is one line naming the option, not nncf's traceback or a silently int8 conv.
+    with pytest.raises(ConfigError, match="--float-conv") as e:
+        quantize_checkpoint(ckpt, [tiny_session], limit=1, float_convs=("/dec.0/Conv/NoSuch",))
+    assert "/dec.0/Conv/NoSuch" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_warm_int8_infer_does_not_import_torch(tiny_session, tmp_path):
     import os
     import subprocess
