@@ -197,3 +197,38 @@ def test_curator_filters_opens_rejects_and_split_honours_it(chromium, served, tm
     out = DOCS_IMG if os.environ.get("HZSR_DOCS_SCREENSHOT") == "1" else tmp_path / "browse.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(png)
+
+
+HOLD_UNFILTERED = """(function(){ window.__held = []; var f = window.fetch;
+  window.fetch = function(url, o) {
+    if (String(url).indexOf('/api/captures') === 0 && String(url).indexOf('verdict=pass') < 0) {
+      return new Promise(function(res){ window.__held.push(function(){ res(f(url, o)); }); });
+    }
+    return f(url, o);
+  }; return true; })()"""
+
+
+def test_a_late_answer_to_an_older_grid_request_does_not_undo_the_filter(chromium, served):
+    # The refresh's (or the first load's) request answered after the curator's filtered one, as a
+    # loaded machine can order them: fired by holding that answer until the filtered grid is shown.
+    ds, srv = served
+    man = pd.read_csv(ds / "manifest.csv")
+    passed = man.loc[man["verdict"] == "pass", "capture_id"].tolist()
+    assert 0 < len(passed) < len(man)
+
+    async def session():
+        a = await open_tab(chromium, srv.url)
+        await a.wait(CARDS + ".length > 0")
+        await a.eval(HOLD_UNFILTERED)
+        await a.eval("hzsrBrowse.loadGrid(), true")  # an unfiltered grid request, held
+        assert await a.eval("window.__held.length") == 1
+        before = await a.eval("document.body.dataset.loaded")
+        await a.eval(SET_FILTER.format("f-verdict", "pass"))
+        await a.wait(f"document.body.dataset.loaded != {before!r}")
+        assert await a.eval(CARDS) == passed
+        # now the older answer arrives: it is dropped, the filtered grid stays
+        await a.eval("window.__held.forEach(function(go){ go(); }), true")
+        await a.eval("new Promise(function(r){ setTimeout(function(){ r(true); }, 500); })")
+        assert await a.eval(CARDS) == passed
+
+    asyncio.run(session())
