@@ -204,3 +204,24 @@ def af_roi(rig: RigGeometry, slot: str, scene: Scene, t: float) -> list[int]:
     x = int(np.clip(cx - bw / 2, 0, rig.size[0] - bw))
     y = int(np.clip(cy - bh / 2, 0, rig.size[1] - bh))
     return [x, y, bw, bh]
+
+
+def blur_circle_px(rig: RigGeometry, slot: str, depth_m: float, focus_diopters: float) -> float:
+    """Blur-circle diameter (``slot``'s pixels) of a plane at ``depth_m`` with ``slot`` focused at
+    ``focus_diopters``: ``2 sqrt(2) sigma``, ``sigma`` the render's ``defocus_sigma_px``. A focus
+    defect is visible where it exceeds ``defects.VISIBLE_FOCUS_BLUR_PX``."""
+    from hzsr.sim.render import defocus_sigma_px
+
+    return float(2 * np.sqrt(2) * defocus_sigma_px(rig.camera(slot), float(rig.pose(slot).K[0, 0]), depth_m,
+                                                   focus_diopters))
+
+
+def af_point_layer(rig: RigGeometry, scene: Scene, t: float):
+    """The layer main T's AF point (its AF ROI's centre) shows at scene time ``t``: a near
+    foreground may hide the subject there. None where no layer is there (the backdrop)."""
+    from hzsr.sim.render import visible_layer_map
+
+    x, y, bw, bh = af_roi(rig, "main_T", scene, t)
+    label = visible_layer_map(scene, rig.pose("main_T"), t)
+    li = int(label[min(y + bh // 2, label.shape[0] - 1), min(x + bw // 2, label.shape[1] - 1)])
+    return scene.layers[li] if li >= 0 else None

@@ -29,7 +29,7 @@ from hzsr.sim.ideal import ideal_target
 from hzsr.sim.phase_align import PhaseAligner
 from hzsr.sim.profiles import PhoneProfile, get_profile
 from hzsr.sim.render import defocus_sigma_px, true_flow, visible_layer_map
-from hzsr.sim.rig import SLOTS, FrameExposure, RigGeometry, af_roi
+from hzsr.sim.rig import SLOTS, FrameExposure, RigGeometry, af_point_layer, af_roi, blur_circle_px
 from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
 from hzsr.sim.sensor import SensorConfig, SensorStream
 from hzsr.sim.textures import POOLS
@@ -280,9 +280,8 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
                        for lay in cap_scene.layers],
             "subject": cap_scene.subject,
             # Blur-circle diameter (px) of the AF subject in each T: a focus defect is visible where it is > 2 px.
-            "subject_blur_px": {s: float(2 * np.sqrt(2) * defocus_sigma_px(
-                cap_rig.camera(s), float(cap_rig.pose(s).K[0, 0]), cap_scene.layer(cap_scene.subject).depth_m,
-                focus_true[SLOTS[s][0]])) for s in ("main_T", "ref_T")},
+            "subject_blur_px": {s: blur_circle_px(cap_rig, s, cap_scene.layer(cap_scene.subject).depth_m,
+                                                  focus_true[SLOTS[s][0]]) for s in ("main_T", "ref_T")},
         }
         arrays = None
         if cfg.truth and scene.kind == "sync-board":  # no texture to follow: timing truth only
@@ -308,16 +307,11 @@ def simulate_session(out: str | Path, cfg: SimConfig, progress: bool = True) -> 
             cap_truth["crop_rect"] = to_plain(cr)
             # The plane the AF point shows (the AF ROI's centre in main T): a near foreground may hide the
             # subject there. Its blur-circle diameter (px) in each T is what a focus defect makes visible.
-            t_t = (instants["main_T"] - trigger_host) / 1e9
-            x, y, bw, bh = af_roi(cap_rig, "main_T", cap_scene, t_t)
-            lab_t = visible_layer_map(cap_scene, cap_rig.pose("main_T"), t_t)
-            li = int(lab_t[min(y + bh // 2, lab_t.shape[0] - 1), min(x + bw // 2, lab_t.shape[1] - 1)])
-            if li >= 0:
-                af_lay = cap_scene.layers[li]
+            af_lay = af_point_layer(cap_rig, cap_scene, (instants["main_T"] - trigger_host) / 1e9)
+            if af_lay is not None:
                 cap_truth["af_layer"] = af_lay.name
-                cap_truth["af_layer_blur_px"] = {s: float(2 * np.sqrt(2) * defocus_sigma_px(
-                    cap_rig.camera(s), float(cap_rig.pose(s).K[0, 0]), af_lay.depth_m, focus_true[SLOTS[s][0]]))
-                    for s in ("main_T", "ref_T")}
+                cap_truth["af_layer_blur_px"] = {s: blur_circle_px(cap_rig, s, af_lay.depth_m, focus_true[SLOTS[s][0]])
+                                                 for s in ("main_T", "ref_T")}
             write_capture_truth(out, cid, cap_truth, arrays)
         truth_captures.append(cap_truth)
         host_now = trigger_host + int(cfg.interval_s * 1e9) - int(cfg.lead_ms * 1e6)

@@ -28,7 +28,17 @@ import numpy as np
 
 from hzsr.sim.defects import CREW_DEFECTS, Defect, draw, render_spoiled
 from hzsr.sim.profiles import PhoneProfile
-from hzsr.sim.rig import ExposureControls, FrameExposure, RigGeometry, af_roi, meter, render_frame, slot_of
+from hzsr.sim.rig import (
+    ExposureControls,
+    FrameExposure,
+    RigGeometry,
+    af_point_layer,
+    af_roi,
+    blur_circle_px,
+    meter,
+    render_frame,
+    slot_of,
+)
 from hzsr.sim.scene import SCENE_KINDS, Scene, make_scene
 
 
@@ -55,17 +65,11 @@ class WorldConfig:
 
 
 def af_layer_blur_px(rig: RigGeometry, scene: Scene, slot: str, t_s: float, focus_diopters: float) -> float:
-    """Blur-circle diameter (``slot``'s pixels) of the plane at main T's AF point, focused at
-    ``focus_diopters``: what a focus defect makes visible there (``hzsr sim session``'s truth
-    records the same figure per capture, ``af_layer_blur_px``)."""
-    from hzsr.sim.render import defocus_sigma_px, visible_layer_map
-
-    x, y, bw, bh = af_roi(rig, "main_T", scene, t_s)
-    label = visible_layer_map(scene, rig.pose("main_T"), t_s)
-    li = int(label[min(max(y + bh // 2, 0), label.shape[0] - 1), min(max(x + bw // 2, 0), label.shape[1] - 1)])
-    lay = scene.layers[li] if li >= 0 else scene.layer(scene.subject)
-    return float(2 * np.sqrt(2) * defocus_sigma_px(rig.camera(slot), float(rig.pose(slot).K[0, 0]), lay.depth_m,
-                                                   focus_diopters))
+    """Blur-circle diameter (``slot``'s pixels) of the plane at main T's AF point (the subject where
+    no layer is there), focused at ``focus_diopters``: what a focus defect makes visible there
+    (``hzsr sim session``'s truth records the same figure per capture, ``af_layer_blur_px``)."""
+    lay = af_point_layer(rig, scene, t_s) or scene.layer(scene.subject)
+    return blur_circle_px(rig, slot, lay.depth_m, focus_diopters)
 
 
 class VirtualWorld:
@@ -161,8 +165,7 @@ class VirtualWorld:
             if defect.name in ("refocus", "wrong_depth"):
                 # What the defect does to the picture: the blur circle of the plane the AF point
                 # shows, in this frame at its spoiled focus (visible above VISIBLE_FOCUS_BLUR_PX).
-                params["af_layer_blur_px"] = af_layer_blur_px(rig, scene, slot, t,
-                                                              defect.focus_diopters(scene, slot, focus))
+                params["af_layer_blur_px"] = af_layer_blur_px(rig, scene, slot, t, spoiled_focus)
             self.record_truth("crew_defects", {"slot": slot, "defect": defect.name, "scene": scene.scene_id,
                                                "params": params})
         return jpg, exp, scene, af_roi(rig, slot, scene, t), t
