@@ -7,7 +7,6 @@ that the fork server preloads only what a worker needs (``_mp_context``).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 
 from hzsr.core.bulkio import reuse_freed_buffers
 from hzsr.qa.capture_qa import CaptureQA, analyse_capture
+from hzsr.qa.forkserver import qa_context
 
 
 def _encode(img: np.ndarray, ext: str, quality: int = 85) -> bytes:
@@ -96,17 +96,16 @@ def _work(args: tuple) -> tuple[dict[str, Any], list[tuple[str, str, str]], dict
 
 
 def _mp_context():
-    """A fork server with this module preloaded: workers start fast, and never fork a process whose
-    OpenCV thread pool is running (a forked child would deadlock on its first parallel call).
+    """A fork server with this module preloaded (``hzsr.qa.forkserver``): workers start fast, and
+    never fork a process whose OpenCV thread pool is running (a forked child would deadlock on its
+    first parallel call).
 
     This module, not ``hzsr.qa.check``: a worker forked from the server has everything its
     captures need already imported. Before (issue 18), the server preloaded only
     ``capture_qa`` and every worker imported ``hzsr.qa.check`` itself (pandas, pyarrow, tqdm:
     1.8-2.4 s to a worker's first capture at load 9, 0.05 s with it preloaded), in series before
     its share of the captures."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
-    return ctx
+    return qa_context()
 
 
 def _init_worker() -> None:
