@@ -52,6 +52,7 @@ import io
 import json
 import os
 import queue
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -337,10 +338,37 @@ def _ov_core() -> openvino.Core:
     global _OV_CORE
     with _OV_CORE_LOCK:
         if _OV_CORE is None:
-            import openvino as ov
-
-            _OV_CORE = ov.Core()
+            _OV_CORE = _import_openvino().Core()
         return _OV_CORE
+
+
+#: The module ``import openvino`` imports last, inside ``try: ... except ImportError: pass``.
+_OV_CONVERTER = "openvino.tools.ovc"
+
+
+def _import_openvino() -> Any:
+    """``import openvino``, without its model converter unless something imported that already.
+
+    ``openvino/__init__.py`` ends with ``from openvino.tools.ovc import convert_model`` in a
+    ``try`` that passes on ``ImportError`` (the converter is optional). Importing the converter
+    costs more than the runtime itself (0.37-0.46 CPU-s for ``import openvino`` against 0.20-0.24
+    without it, ``docs/benchmarks.md``) and, through it, OpenVINO's usage telemetry: with no consent
+    file (``~/intel/openvino_telemetry``) it counts the import in ``~/intel/stats`` and submits a
+    Google Analytics event from a non-daemon thread, which the interpreter's exit then waits for.
+    Running a compiled graph needs none of it, so the converter's name is blocked
+    (``sys.modules[name] = None``: the import raises ``ImportError``) for the duration of this
+    import only. A later ``import openvino.tools.ovc`` (``hzsr model quantize``'s NNCF) imports it
+    as usual; only the ``openvino.convert_model`` shortcut is then absent in this process.
+    """
+    placed = "openvino" not in sys.modules and _OV_CONVERTER not in sys.modules
+    if placed:
+        sys.modules[_OV_CONVERTER] = None  # type: ignore[assignment]
+    try:
+        import openvino
+    finally:
+        if placed and sys.modules.get(_OV_CONVERTER, 0) is None:
+            del sys.modules[_OV_CONVERTER]
+    return openvino
 
 
 def _cpu_identity() -> str | None:
@@ -420,8 +448,7 @@ def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, co
         ``"miss"`` (no entry), ``"rebuilt"`` (an entry failed a check) or ``"off"`` (no key: CPU
         unidentified).
     """
-    import openvino as ov
-
+    ov = _import_openvino()
     probe = _probe_input(multiple)
     key = _blob_key(graph, weights, config, ov.get_version())
     status = "off"
