@@ -33,7 +33,9 @@ output, on the held-out pool against the ideal target); figures in ``docs/benchm
   2.5x less CPU than NCHW here). The only choice on CUDA.
 
 The CPU runtimes turn the thread policy's N threads (``threads.py``) into N tiles in flight, one
-thread each (``tiles_in_flight``; ``tiling.run_tiled(workers=)``).
+thread each (``tiles_in_flight``; ``tiling.run_tiled(workers=)``). OpenVINO's compiled model is
+cached on disk and checked before use (``_compiled_model``), and OpenVINO is imported without its
+model converter and usage telemetry (``_import_openvino``).
 
 Not offered: ``torch.compile`` (its first call compiles for tens of seconds, more than a 12 MP
 image takes, and ``hzsr model infer`` runs one image per process); ONNX Runtime's int8
