@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from hzsr.core import fastexit
 from hzsr.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, HzsrError
 
 
@@ -343,51 +344,17 @@ def rewrite_deprecated(argv: list[str]) -> tuple[list[str], list[str]]:
     return head + first + out, warnings
 
 
-#: Non-empty once a verb has said its process may end without the interpreter's teardown (``finish``).
-_FAST_EXIT: list[bool] = []
-
-
-def allow_fast_exit() -> None:
-    """Called by a verb that has finished: its files written and closed, its thread pools shut
-    down, nothing left for a destructor to do. ``finish`` then skips the interpreter's teardown."""
-    _FAST_EXIT.append(True)
-
-
-def finish(rc: int) -> NoReturn:
-    """End the ``hzsr`` process with exit status ``rc``.
-
-    After a verb that called ``allow_fast_exit`` (``hzsr model infer``), the exit handlers run
-    (``atexit``), stdout and stderr are flushed, and the process ends there (``os._exit``): the
-    interpreter's teardown (collecting every object, clearing every module, the native libraries'
-    destructors: OpenVINO's compiled model trims the heap) took 0.16 s after a 12 MP inference on
-    two near-idle cores against 0.05 s without it (``docs/benchmarks.md``), and only returns
-    memory that the system takes back whole anyway. Otherwise, or while a non-daemon thread still
-    runs (the teardown would wait for it), ``sys.exit`` as usual.
-    """
-    import threading
-
-    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if not _FAST_EXIT or others:
-        sys.exit(rc)
-    import atexit
-
-    atexit._run_exitfuncs()  # what the teardown would run first: handlers, weakref.finalize's
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):  # a reader gone, a closed stream: as the teardown would
-            pass
-    os._exit(rc)
-
-
 def run() -> NoReturn:
-    """The ``hzsr`` command (the console script): ``main`` on ``sys.argv``, then ``finish``."""
-    finish(main())
+    """The ``hzsr`` command (the console script): ``main`` on ``sys.argv``, then ``fastexit.finish``."""
+    fastexit.finish(main())
+
+
+finish = fastexit.finish  # for callers that run ``main`` themselves and end as the command does
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     _ENTERED.clear()
-    _FAST_EXIT.clear()
+    fastexit.reset()
     try:  # Ctrl-C while the parser is built (it imports every stage) is an interrupt too, not a traceback
         parser = build_parser()
         argv, warnings = rewrite_deprecated(sys.argv[1:] if argv is None else list(argv))
