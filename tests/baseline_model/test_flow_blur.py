@@ -61,7 +61,7 @@ def test_blurred_lumas():
 @pytest.mark.parametrize("noise", [0.0, 20.0])
 def test_a_sharp_or_noisy_reference_against_a_blurred_source_gets_a_closer_flow(noise):
     """The point of it: DIS matches the structure the two images share, not the reference's finer
-    detail or its noise. Mean end-point error in grid px, measured: noise 0 0.408 -> 0.399, noise 20
+    detail or its noise. Mean end-point error in grid px, measured: noise 0 0.413 -> 0.405, noise 20
     0.464 -> 0.453 (noise 8 0.428 -> 0.425; another seed at 20: 0.508 -> 0.496)."""
     src, ref, truth = _grid_pair(noise)
     assert _epe(src, ref, truth, 1.0) < 0.99 * _epe(src, ref, truth, 0.0)
