@@ -26,10 +26,11 @@ shell-tools:
 # One pytest-xdist worker per core; a test file stays on one worker (its module-scoped rigs and
 # order as in a serial run). `$(PY) -m pytest -q` alone still runs serially.
 # TEST_WORKERS=0 for a serial run (no xdist worker); at most 4 workers either way: each builds its own sessions and
-# rigs (adb server, phones), and a many-core runner would otherwise start dozens.
+# rigs (adb server, phones), and a many-core runner would otherwise start dozens. The 15 slowest tests are
+# listed at the end: where the run's 10 minutes go.
 TEST_WORKERS ?= auto
 test: $(STAMP) shell-tools
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --durations=15
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -15,7 +15,7 @@ Steps, each on the pinned data of ``bench/_data.py`` (rendered on first use, the
 
 Each table replaces the block between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``
 in docs/model.md, with the command that made it; ``--check`` compares instead of writing and
-exits 1 when a PSNR moved by more than 0.1 dB.
+exits 1 when a figure moved beyond its tolerance (0.1 dB; 0.01 for a fraction such as SSIM).
 
 ``--record`` also re-measures the shipped checkpoint's pinned figures and rewrites
 ``hzsr/baseline_model/weights/shipped.json`` (``hzsr.baseline_model.record``) with its recipe.
@@ -172,8 +172,26 @@ def write_shipped_record() -> None:
     print(json.dumps({"record": str(record.write_record(recipe, figs, pinned)), "figures": figs}))
 
 
-def _psnrs(block: str) -> list[float]:
-    return [float(x) for x in re.findall(r"(?<![\d.])(\d{2}\.\d{2})(?![\d.])", block)]
+def _figures(block: str) -> list[tuple[float, float]]:
+    """Every decimal figure of a results block with the tolerance ``--check`` allows it.
+
+    Unsigned figures with three or more decimals are fractions (SSIM, shares of a map): they may
+    move by 0.01. Everything else (PSNR, signed dB gains and ablation deltas, pixel errors) may
+    move by ``TOLERANCE_DB``. An earlier version compared only ``dd.dd`` figures, so a moved SSIM,
+    a moved gain over bicubic or an ablation delta passed the check unseen.
+    """
+    out = []
+    block = "\n".join(ln for ln in block.splitlines() if not ln.startswith("Made by `"))  # the command, not a figure
+    for m in re.finditer(r"(?<![\w.])([+-]?)(\d+)\.(\d+)(?![\d.])", block):
+        fraction = not m.group(1) and len(m.group(3)) >= 3
+        out.append((float(m.group(0)), 0.01 if fraction else TOLERANCE_DB))
+    return out
+
+
+def moved_figures(old_block: str, new_block: str) -> bool:
+    """Whether a regenerated block differs from the documented one beyond each figure's tolerance."""
+    old, new = _figures(old_block), _figures(new_block)
+    return len(old) != len(new) or any(abs(x - y) > tol for (x, tol), (y, _) in zip(old, new, strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         m = pat.search(doc)
         if not m:
             raise SystemExit(f"{a.doc}: no <!-- results:{name} --> block")
-        old, new = _psnrs(m.group(2)), _psnrs(body)
-        if len(old) != len(new) or any(abs(x - y) > TOLERANCE_DB for x, y in zip(old, new, strict=True)):
+        if moved_figures(m.group(2), body):
             moved.append(name)
         doc = doc[:m.start(2)] + f"Made by `{cmd}`.\n\n{body}" + doc[m.start(3):]
     print(json.dumps({"tables": list(tables), "moved_beyond_0.1_db": moved}))

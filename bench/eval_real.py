@@ -104,17 +104,15 @@ def true_occlusion(disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (known & ~inframe) | hidden, known
 
 
-#: ``--ablation``: the pipelines of ``eval_truth.VARIANTS`` (``full`` and ``no_denoise``), else None.
-ABLATION_PIPES: dict[str, HZSRPipeline] | None = None
-
-
 def score_pair(pipe: HZSRPipeline, w: np.ndarray, ref: np.ndarray, target: np.ndarray, rect: CropRect,
                focal_ratio: float, regions: dict[str, np.ndarray] | None = None,
-               more: dict[str, np.ndarray] | None = None) -> dict:
+               more: dict[str, np.ndarray] | None = None,
+               ablation: dict[str, HZSRPipeline] | None = None) -> dict:
     """PSNRs of every method against ``target`` (on the truth rect ``rect``'s T grid).
 
-    With ``ABLATION_PIPES`` set (``--ablation``), also every variant of ``eval_truth.VARIANTS``
-    re-blended from the same alignment and network output, and each map's mean term in ``M_blend``.
+    With ``ablation`` (``--ablation``: the pipelines ``full`` and ``no_denoise`` of
+    ``eval_truth.VARIANTS``), also every variant re-blended from the same alignment and network
+    output, and each map's mean term in ``M_blend``.
     """
     res = pipe.run(w, ref, None, extras=("bicubic", "warped_ref", "fusion"), focal_ratio=focal_ratio)
     al = res.alignment
@@ -127,11 +125,11 @@ def score_pair(pipe: HZSRPipeline, w: np.ndarray, ref: np.ndarray, target: np.nd
     ys = {"bicubic": luma(res.extras["bicubic"]), "warped_ref": luma(res.extras["warped_ref"]),
           "fusion": luma(res.extras["fusion"]), "full": luma(res.final)}
     ys["blend"] = no_network_blend_y(al, ys["bicubic"], ys["warped_ref"])
-    if ABLATION_PIPES is not None:
+    if ablation is not None:
         import eval_truth
 
         for name, (use, denoise) in eval_truth.VARIANTS.items():
-            p = ABLATION_PIPES["full" if denoise else "no_denoise"]
+            p = ablation["full" if denoise else "no_denoise"]
             ys[name] = luma(p.fuse(eval_truth.variant_alignment(al, pipe.cfg, use)).final)
     for name, img in (more or {}).items():  # on the truth grid; colour-matched like the reference
         on = onto_src_grid(img, rect, al.rect, cv2.INTER_LINEAR)
@@ -145,8 +143,8 @@ def score_pair(pipe: HZSRPipeline, w: np.ndarray, ref: np.ndarray, target: np.nd
                                  round(float(al.rect.y0 - rect.y0) * rect.scale, 2)],
            "warnings": list(al.warnings), "pixels": {k: int(m.sum()) for k, m in masks.items()}}
     for region, m in masks.items():
-        out[f"psnr_y_db_{region}"] = {k: round(psnr(y, y_t, m), 3 if ABLATION_PIPES else 2) for k, y in ys.items()}
-    if ABLATION_PIPES is not None:
+        out[f"psnr_y_db_{region}"] = {k: round(psnr(y, y_t, m), 3 if ablation else 2) for k, y in ys.items()}
+    if ablation is not None:
         import eval_truth
 
         terms = eval_truth.map_weights(al, pipe.cfg, (h, wd))
@@ -161,13 +159,14 @@ def score_pair(pipe: HZSRPipeline, w: np.ndarray, ref: np.ndarray, target: np.nd
 
 
 def middlebury(pipe: HZSRPipeline, blur_t_px: float = BLUR_T_PX, ratio: float = FOCAL_RATIO, *,
-               no_metadata: bool = False) -> dict:
+               no_metadata: bool = False, ablation: dict[str, HZSRPipeline] | None = None) -> dict:
     """The Middlebury pair degraded to a W of focal ``ratio`` (blur ``blur_t_px`` T px), scored.
 
     ``ratio`` is passed on, never read from the module global at call time: W and the pipeline's
     geometry must agree (a W made at ratio 2 run as ratio 5 frames a fifth of the view and loses
     the reference for a reason that has nothing to do with the pair). ``no_metadata``: also align
-    once without the focal ratio (``without_focal_ratio`` in the result).
+    once without the focal ratio (``without_focal_ratio`` in the result); ``ablation``: as
+    ``score_pair``'s.
     """
     import skimage.data as data
 
@@ -182,7 +181,8 @@ def middlebury(pipe: HZSRPipeline, blur_t_px: float = BLUR_T_PX, ratio: float = 
     bic = cv2.warpAffine(w, rect.crop_to_w()[:2], (wd, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_REPLICATE)
     true_warp = np.where((occluded | ~known)[..., None], bic, warped)
-    r = score_pair(pipe, w, right, left, rect, ratio, {"occluded": occluded}, {"true_warp": true_warp})
+    r = score_pair(pipe, w, right, left, rect, ratio, {"occluded": occluded}, {"true_warp": true_warp},
+                   ablation=ablation)
     if no_metadata:  # what a user without --focal-ratio gets: geometry from the images alone
         al = pipe.align(w, right, None)
         r["without_focal_ratio"] = {"geometry_source": al.geometry_source,
@@ -197,7 +197,7 @@ def middlebury(pipe: HZSRPipeline, blur_t_px: float = BLUR_T_PX, ratio: float = 
             "verdict": "pass" if r["full_minus_bicubic_db"] >= GOAL_DB else "fail"}
 
 
-def grace_hopper(pipe: HZSRPipeline) -> dict:
+def grace_hopper(pipe: HZSRPipeline, ablation: dict[str, HZSRPipeline] | None = None) -> dict:
     """The 2x cut pair of the geometry tests: W whole at half size, T an off-centre half."""
     from matplotlib import cbook
     from PIL import Image
@@ -212,7 +212,7 @@ def grace_hopper(pipe: HZSRPipeline) -> dict:
     t = np.clip(truth + rng.normal(0, 2.0, truth.shape), 0, 255).astype(np.uint8)
     w = np.clip(w + rng.normal(0, 2.0, w.shape), 0, 255).astype(np.uint8)
     rect = CropRect(x0 / 2, y0 / 2, w0 / 4, h0 / 4, w0 // 2, h0 // 2)
-    r = score_pair(pipe, w, t, truth, rect, FOCAL_RATIO)
+    r = score_pair(pipe, w, t, truth, rect, FOCAL_RATIO, ablation=ablation)
     return {"pair": "matplotlib grace_hopper.jpg cut into a 2x W/T pair (T 70, 50 W px off centre), no parallax",
             "size": [w0 // 2, h0 // 2], **r}
 
@@ -224,21 +224,21 @@ def run(ckpt: str | None, overrides: list[str] | None = None, ablation: bool = F
 
     from eval_truth import pipeline_config_with
 
-    global ABLATION_PIPES
     lc = load_model(ckpt)
     pipe = HZSRPipeline(lc.model, pipeline_config_with(lc, overrides))
-    ABLATION_PIPES = {"full": pipe, "no_denoise": HZSRPipeline(lc.model, dataclasses.replace(
+    pipes = {"full": pipe, "no_denoise": HZSRPipeline(lc.model, dataclasses.replace(
         pipe.cfg, denoise_strength=0.0))} if ablation else None
-    out = {"checkpoint": str(lc.path), "middlebury": middlebury(pipe), "grace_hopper": grace_hopper(pipe)}
+    out = {"checkpoint": str(lc.path), "middlebury": middlebury(pipe, ablation=pipes),
+           "grace_hopper": grace_hopper(pipe, ablation=pipes)}
     # How the gain depends on how soft W is (the goal is judged at BLUR_T_PX only).
     out["middlebury_blur_sweep"] = {}
     for sigma in SWEEP_BLUR_T_PX:
-        r = middlebury(pipe, sigma)["psnr_y_db_all"]
+        r = middlebury(pipe, sigma)["psnr_y_db_all"]  # the sweep reads four methods, no variant
         out["middlebury_blur_sweep"][str(sigma)] = {k: r[k] for k in ("bicubic", "blend", "full", "true_warp")}
     # The method's zoom, and the sweep of focal ratios (same blur per W pixel); the goal is judged at each.
     out["middlebury_ratio_sweep"] = {}
     for ratio in RATIO_SWEEP:
-        r = middlebury(pipe, BLUR_W_PX * ratio, ratio, no_metadata=True)
+        r = middlebury(pipe, BLUR_W_PX * ratio, ratio, no_metadata=True, ablation=pipes)
         if ratio == METHOD_RATIO:
             out["middlebury_method_ratio"] = r
         if ablation:

@@ -104,7 +104,11 @@ def _child(args: argparse.Namespace) -> None:
                           "tile": res["tile"], "timings_s": res["timings_s"], "warnings": res["warnings"],
                           "runtime": res["runtime"], "threads": res["threads"], "torch_loaded": "torch" in sys.modules,
                           "output_size": res["output_size"], "used_reference": res["used_reference"]}))
-        return
+        # And the process ends as the command's does (``hzsr.cli.run``: ``finish``, which skips the
+        # interpreter's teardown after ``model infer``), so process_wall_s is the command's.
+        from hzsr.cli import finish
+
+        finish(0)
     if policy == "chosen":
         from hzsr.baseline_model.threads import apply
 

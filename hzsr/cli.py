@@ -18,7 +18,9 @@ import select
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
+from hzsr.core import fastexit
 from hzsr.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, HzsrError
 
 
@@ -342,8 +344,17 @@ def rewrite_deprecated(argv: list[str]) -> tuple[list[str], list[str]]:
     return head + first + out, warnings
 
 
+def run() -> NoReturn:
+    """The ``hzsr`` command (the console script): ``main`` on ``sys.argv``, then ``fastexit.finish``."""
+    fastexit.finish(main())
+
+
+finish = fastexit.finish  # for callers that run ``main`` themselves and end as the command does
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _ENTERED.clear()
+    fastexit.reset()
     try:  # Ctrl-C while the parser is built (it imports every stage) is an interrupt too, not a traceback
         parser = build_parser()
         argv, warnings = rewrite_deprecated(sys.argv[1:] if argv is None else list(argv))
@@ -372,4 +383,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -49,7 +49,7 @@ def test_middlebury_at_a_focal_ratio_degrades_and_runs_the_pipeline_at_that_rati
     as ratio 5 frames a fifth of the view: the reference is lost for a reason of the harness's)."""
     seen = {}
 
-    def fake_score(pipe, w, ref, target, rect, focal_ratio, regions=None, more=None):
+    def fake_score(pipe, w, ref, target, rect, focal_ratio, regions=None, more=None, ablation=None):
         seen.update(w=w, rect=rect, focal_ratio=focal_ratio, target=target)
         return {"full_minus_bicubic_db": 0.0}
 

@@ -90,6 +90,22 @@ def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int,
     return dis.calc(src_y, ref_y, None), dis.calc(ref_y, src_y, None)
 
 
+def blurred_lumas(src_g: np.ndarray, ref_g: np.ndarray, blur_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Both grid images' lumas, blurred with a Gaussian of ``blur_px`` grid pixels (0: as they are).
+
+    What DIS matches where its flow stops at a W pixel of 4 grid pixels or more (``align``'s
+    ``flow_blur_px``): there I_src is W upsampled, smooth below a W pixel, while the reference
+    carries detail finer than W resolves, and at night 3-5x daylight's noise; DIS's 8-pixel
+    patches match that against blur. A quarter of a W pixel of blur on both takes most of it out
+    of the match and keeps the structure the two share (docs/model.md, "Blurred lumas for the
+    level-2 flow", issue20n).
+    """
+    src_l, ref_l = to_luma(src_g), to_luma(ref_g)
+    if blur_px <= 0:
+        return src_l, ref_l
+    return cv2.GaussianBlur(src_l, (0, 0), blur_px), cv2.GaussianBlur(ref_l, (0, 0), blur_px)
+
+
 def register_flow_backend(name: str, fn: FlowBackend) -> None:
     """Make ``fn`` available as ``pipeline.flow_backend: <name>`` (e.g. a learned flow net)."""
     FLOW_BACKENDS[name] = fn
@@ -179,6 +195,7 @@ class Alignment:
     timings: dict[str, float] = field(default_factory=dict)
     geometry_source: str = "metadata"  # CameraGeometry.source
     flow_level: int = -1  # the DIS level the flow was refined down to (-1: the backend's own)
+    flow_blur_px: float = 0.0  # the Gaussian DIS's lumas were blurred with (grid px; 0: none; ``blurred_lumas``)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -325,7 +342,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
           min_overlap: float = 0.2, min_ncc: float = 0.4, overlap_blur_w_px: float = 0.0,
           flow_level_by_w_px: bool = False, flow_level_max: int = 1, blend_maps_level: int = 2,
           blend_occlusion_scale: float = 0.0, blend_uncertainty_s_max: float = 0.0,
-          flow_alpha: float = 0.0, blend_defocus_weight: float = 1.0) -> Alignment:
+          flow_alpha: float = 0.0, blend_defocus_weight: float = 1.0, flow_blur_px: float = 0.0) -> Alignment:
     """Steps 1-3 and the maps of step 5 for one capture (see the module docstring).
 
     Where DIS stops at level ``blend_maps_level`` or coarser (``flow_level_by_w_px`` only),
@@ -335,6 +352,9 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     ``maps["occlusion"]``, the UNet's input, always uses qa's scale, the one it was trained with.
     ``flow_alpha`` > 0 (``flow_level_by_w_px`` only) is DIS's variational smoothness weight there too,
     and ``M_blend`` takes ``blend_defocus_weight * M_defocus`` there (``maps["defocus"]`` unscaled).
+    ``flow_blur_px`` > 0 (``flow_level_by_w_px`` only): DIS runs on lumas blurred by that many grid
+    pixels there (``blurred_lumas``); the maps follow the flow, everything else (colour match,
+    rejection, the overlap gate, the UNet's input) uses the images as they are.
     """
     import time
 
@@ -352,10 +372,13 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     src_g, ref_g = _grid(src, g), _grid(ref, g)
     k = geom.focal_ratio  # T pixels per W pixel: each fx is in its own image's pixels
     level = -1  # the backend's own finest level
+    flow_blur = 0.0
     if flow_level_by_w_px and flow_backend == "dis":
         level = min(dis_finest_level(k * g), flow_level_max)
-        fwd, bwd = dis_flows(to_luma(src_g), to_luma(ref_g), qa_cfg, level,
-                             flow_alpha if level >= blend_maps_level else 0.0)
+        coarse_flow = level >= blend_maps_level
+        flow_blur = flow_blur_px if coarse_flow else 0.0
+        fwd, bwd = dis_flows(*blurred_lumas(src_g, ref_g, flow_blur), qa_cfg, level,
+                             flow_alpha if coarse_flow else 0.0)
     else:
         fwd, bwd = FLOW_BACKENDS[flow_backend](to_luma(src_g), to_luma(ref_g), qa_cfg)
     timings["dense_flow"] = time.perf_counter() - t0
@@ -404,7 +427,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
                         "output is the bicubic W crop")
     timings["maps"] = time.perf_counter() - t0
     return Alignment(rect, src, ref, shift, g, fwd, bwd, gain, offset, maps, ncc, use_ref, warnings, timings,
-                     geom.source, level)
+                     geom.source, level, float(flow_blur))
 
 
 MAP_NAMES = ("occ", "defocus", "flow", "reject")  # the four maps of M_blend, as ``use_maps`` names them

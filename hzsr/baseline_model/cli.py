@@ -113,6 +113,9 @@ def _cmd_infer(args: argparse.Namespace) -> int:
               f"({res['tiles']} tiles): " + ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total"))
         for p in res["files"]:
             print(f"wrote {p}")
+    from hzsr.core.fastexit import allow_fast_exit
+
+    allow_fast_exit()  # files written, pools shut down: the process may skip the teardown (fastexit.finish)
     return EXIT_OK
 
 

@@ -126,6 +126,13 @@ class PipelineConfig:
     blend_defocus_weight: float = 0.0
     # ... and DIS's variational smoothness weight there (0 = the preset's 20)
     flow_alpha: float = 30.0
+    # ... and DIS matches lumas blurred with a Gaussian of this many flow-grid px there (a quarter of
+    # the simulator's W pixel): I_src is smooth below a W pixel, the reference is not (its detail,
+    # and at night its noise, are matched against blur). The UNet and the maps still see the images
+    # as they are. Chosen on calibration sessions 31-36 (docs/model.md, "Blurred lumas for the
+    # level-2 flow", issue20n); 0 = off. Inference only: the training cache (data.py) takes
+    # none of these level-2 settings, as before.
+    flow_blur_px: float = 1.0
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
     use_defocus: bool = True
@@ -152,6 +159,7 @@ class PipelineConfig:
                           _in("blend_maps_level", 0, 7), _in("blend_occlusion_scale", 0.0, 100.0),
                           _in("blend_uncertainty_s_max", 0.0, 1e4),
                           _in("blend_defocus_weight", 0.0, 1.0), _in("flow_alpha", 0.0, 1e4),
+                          _in("flow_blur_px", 0.0, 16.0),
                           _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
 
 

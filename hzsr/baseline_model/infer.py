@@ -226,6 +226,9 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
             "crop_rect_w_px": [al.rect.x0, al.rect.y0, al.rect.width, al.rect.height],
             "tiles": res.tiles, "tile": cfg.tile, "halo": cfg.halo, "runtime": pipe.runtime,
             "runtime_precision": getattr(pipe.runner, "precision", None),  # OpenVINO: what the CPU ran
+            # OpenVINO: the compiled model came from the cache (hit), was compiled (miss), replaced an
+            # entry that failed a check (rebuilt), or the CPU could not be identified (off)
+            "runtime_cache": getattr(pipe.runner, "cache", None),
             "threads": threads, "graph_cached": graph_cached,
             "blend_mean": float(al.maps["blend"].mean()), "timings_s": timings,
         }

@@ -33,7 +33,9 @@ output, on the held-out pool against the ideal target); figures in ``docs/benchm
   2.5x less CPU than NCHW here). The only choice on CUDA.
 
 The CPU runtimes turn the thread policy's N threads (``threads.py``) into N tiles in flight, one
-thread each (``tiles_in_flight``; ``tiling.run_tiled(workers=)``).
+thread each (``tiles_in_flight``; ``tiling.run_tiled(workers=)``). OpenVINO's compiled model is
+cached on disk and checked before use (``_compiled_model``), and OpenVINO is imported without its
+model converter and usage telemetry (``_import_openvino``).
 
 Not offered: ``torch.compile`` (its first call compiles for tens of seconds, more than a 12 MP
 image takes, and ``hzsr model infer`` runs one image per process); ONNX Runtime's int8
@@ -52,6 +54,7 @@ import io
 import json
 import os
 import queue
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -78,6 +81,9 @@ INT8_SUFFIX = ".int8"
 #: Version of the cached graph of a checkpoint file (``checkpoint_graph``): bump it when the
 #: export (opset, dynamic axes, input/output names) or the sidecar's fields change.
 GRAPH_VERSION = 1
+#: Version of the compiled-model cache's entries (``_compiled_model``): bump it when the key's
+#: fields, the probe or the sidecar's fields change.
+BLOB_VERSION = 1
 
 
 def _torch_runner(model: torch.nn.Module) -> torch.nn.Module:
@@ -334,10 +340,158 @@ def _ov_core() -> openvino.Core:
     global _OV_CORE
     with _OV_CORE_LOCK:
         if _OV_CORE is None:
-            import openvino as ov
-
-            _OV_CORE = ov.Core()
+            _OV_CORE = _import_openvino().Core()
         return _OV_CORE
+
+
+#: The module ``import openvino`` imports last, inside ``try: ... except ImportError: pass``.
+_OV_CONVERTER = "openvino.tools.ovc"
+
+
+def _import_openvino() -> Any:
+    """``import openvino``, without its model converter unless something imported that already.
+
+    ``openvino/__init__.py`` ends with ``from openvino.tools.ovc import convert_model`` in a
+    ``try`` that passes on ``ImportError`` (the converter is optional). Importing the converter
+    costs more than the runtime itself (0.37-0.46 CPU-s for ``import openvino`` against 0.20-0.24
+    without it, ``docs/benchmarks.md``) and, through it, OpenVINO's usage telemetry: with no consent
+    file (``~/intel/openvino_telemetry``) it counts the import in ``~/intel/stats`` and submits a
+    Google Analytics event from a non-daemon thread, which the interpreter's exit then waits for.
+    Running a compiled graph needs none of it, so the converter's name is blocked
+    (``sys.modules[name] = None``: the import raises ``ImportError``) for the duration of this
+    import only. A later ``import openvino.tools.ovc`` (``hzsr model quantize``'s NNCF) imports it
+    as usual; only the ``openvino.convert_model`` shortcut is then absent in this process.
+    """
+    placed = "openvino" not in sys.modules and _OV_CONVERTER not in sys.modules
+    if placed:
+        sys.modules[_OV_CONVERTER] = None  # type: ignore[assignment]
+    try:
+        import openvino
+    finally:
+        if placed and sys.modules.get(_OV_CONVERTER, 0) is None:
+            del sys.modules[_OV_CONVERTER]
+    return openvino
+
+
+def _cpu_identity() -> str | None:
+    """What OpenVINO's compiled kernels depend on besides the graph and the config, or None.
+
+    The machine, the CPU model and its instruction-set flags (``/proc/cpuinfo``: a VM moved to a
+    host without AVX-512 shows other flags), and the cores this process may use (OpenVINO sizes
+    its streams by them). None where the flags cannot be read: no entry can then be keyed safely,
+    and nothing is cached.
+    """
+    import platform
+
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() in ("model name", "flags") and name.strip() not in fields:
+            fields[name.strip()] = value.strip()
+    if not fields.get("flags"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return "\n".join([platform.machine(), fields.get("model name", ""), fields["flags"],
+                      f"cores {os.cpu_count()} {cores}"])
+
+
+def _blob_key(graph: bytes, weights: bytes | None, config: dict[str, Any], version: str) -> str | None:
+    """The compiled-model cache's key: the graph's and weights' bytes, the compile config, the
+    OpenVINO build and the CPU (``_cpu_identity``); None where the CPU cannot be identified."""
+    cpu = _cpu_identity()
+    if cpu is None:
+        return None
+    h = hashlib.sha256(f"hzsr-openvino-blob {BLOB_VERSION}\nopenvino {version}\n".encode())
+    h.update(json.dumps(config, sort_keys=True, default=str).encode() + b"\n" + cpu.encode() + b"\n")
+    h.update(hashlib.sha256(graph).digest())
+    h.update(hashlib.sha256(weights).digest() if weights is not None else b"onnx")
+    return h.hexdigest()
+
+
+def _probe_input(multiple: int) -> np.ndarray:
+    """A fixed 1 x 3 x 2m x 2m input in [0, 1), the same bits in every process (integer arithmetic,
+    not a random generator a numpy upgrade may change)."""
+    n = 2 * multiple
+    i = np.arange(3 * n * n, dtype=np.int64)
+    return ((i * 7919 % 1000) / 1000.0).astype(np.float32).reshape(1, 3, n, n)
+
+
+def _probe_sha256(request: Any, probe: np.ndarray) -> str:
+    y = request.infer({0: probe})
+    return hashlib.sha256(np.ascontiguousarray(next(iter(y.values()))).tobytes()).hexdigest()
+
+
+def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, config: dict[str, Any],
+                    multiple: int) -> tuple[Any, Any, str]:
+    """``graph`` compiled for the CPU with ``config``, from the compiled-model cache when it holds it.
+
+    Compiling the UNet (reading the ONNX graph, then the CPU plugin's graph passes and kernel
+    choice) took 0.3 s of a 12 MP image's first 0.7 s on two cores, every run, for the same bytes:
+    so the compiled model (``CompiledModel.export_model``, 0.35 MB) is kept in ``$HZSR_CACHE``
+    (default ``~/.cache/hzsr``) /openvino/<key>.blob, and imported (``Core.import_model``: 30 ms)
+    next time. The key (``_blob_key``) covers everything the compiled kernels depend on: the graph's
+    and weights' bytes, the config (precision, streams, threads), the OpenVINO build and the CPU.
+
+    An entry is trusted only if all of these hold, else it is rebuilt (compiled again and
+    rewritten): its sidecar (``<key>.json``, written last) names this key and the blob's size and
+    sha256, which the blob read has; OpenVINO imports it; and the imported model's output on a fixed
+    probe input (``_probe_input``) has the same sha256 as the freshly compiled model's had when the
+    entry was written, bit for bit. So a torn, truncated or edited blob, a blob put under the wrong
+    key, or one this OpenVINO or CPU computes differently is never run on an image. An unwritable
+    cache only costs the compile again.
+
+    Returns:
+        ``(compiled, request, status)``: ``request`` an infer request that has run (the probe: the
+        bindings' first numpy conversion, done here in one thread), ``status`` ``"hit"``,
+        ``"miss"`` (no entry), ``"rebuilt"`` (an entry failed a check) or ``"off"`` (no key: CPU
+        unidentified).
+    """
+    ov = _import_openvino()
+    probe = _probe_input(multiple)
+    key = _blob_key(graph, weights, config, ov.get_version())
+    status = "off"
+    if key is not None:
+        base = _cache_dir() / "openvino" / key
+        status = "miss"
+        try:
+            side = json.loads(base.with_suffix(".json").read_text(encoding="utf-8"))
+            blob = base.with_suffix(".blob").read_bytes()
+        except (OSError, ValueError):
+            side, blob = None, b""
+        if side is not None:
+            status = "rebuilt"  # there is an entry: unless every check passes, it is replaced
+            try:
+                if (isinstance(side, dict) and side.get("key") == key and side.get("blob_bytes") == len(blob)
+                        and side.get("blob_sha256") == hashlib.sha256(blob).hexdigest()):
+                    compiled = core.import_model(io.BytesIO(blob), "CPU", config)
+                    request = compiled.create_infer_request()
+                    if _probe_sha256(request, probe) == side.get("probe_sha256"):
+                        return compiled, request, "hit"
+            except Exception:  # noqa: BLE001 - whatever OpenVINO raises on a blob it cannot import: rebuild
+                pass
+    if weights is None:  # ONNX
+        model = core.read_model(graph)
+    else:  # an OpenVINO IR (the int8 graph): its .xml text and .bin weights
+        model = core.read_model(graph.decode("utf-8"), ov.Tensor(np.frombuffer(weights, np.uint8)))
+    compiled = core.compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    probe_sha = _probe_sha256(request, probe)
+    if key is not None:
+        try:
+            exported = compiled.export_model()
+            blob = exported.getvalue() if hasattr(exported, "getvalue") else bytes(exported)
+            atomic_write_bytes(base.with_suffix(".blob"), blob)
+            side = {"key": key, "blob_version": BLOB_VERSION, "openvino": ov.get_version(), "config": config,
+                    "blob_bytes": len(blob), "blob_sha256": hashlib.sha256(blob).hexdigest(),
+                    "probe_sha256": probe_sha, "graph_sha256": hashlib.sha256(graph).hexdigest()}
+            atomic_write_bytes(base.with_suffix(".json"), json.dumps(side, indent=1, default=str).encode())
+        except (OSError, RuntimeError):
+            pass
+    return compiled, request, status
 
 
 class _OpenVino(_NumpyRunner):
@@ -357,12 +511,6 @@ class _OpenVino(_NumpyRunner):
         self.size_multiple = size_multiple
         self.tiles_in_flight = max(1, threads)  # as _OnnxRuntime: whole tiles in parallel, 1 thread each
         core = _ov_core()
-        if weights is None:  # ONNX
-            model = core.read_model(graph)
-        else:  # an OpenVINO IR (the int8 graph): its .xml text and .bin weights
-            import openvino as ov
-
-            model = core.read_model(graph.decode("utf-8"), ov.Tensor(np.frombuffer(weights, np.uint8)))
         # One stream per tile in flight, one thread each, no pinning: the tiles in flight are the
         # parallelism, and a thread pinned to a core another process holds would wait for it
         # (shared machine). A stream is one instance of the graph, and a synchronous ``infer``
@@ -371,9 +519,14 @@ class _OpenVino(_NumpyRunner):
         # windows, against 46 of 66 with two streams), so a 12 MP image's 2.2 CPU-s of UNet took
         # 2.2 s of wall on two idle cores. Each stream runs the same kernels: the same bits.
         streams = self.tiles_in_flight
-        self.compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": streams, "NUM_STREAMS": streams,
-                                                          "INFERENCE_PRECISION_HINT": precision,
-                                                          "ENABLE_CPU_PINNING": False})
+        config = {"INFERENCE_NUM_THREADS": streams, "NUM_STREAMS": streams, "INFERENCE_PRECISION_HINT": precision,
+                  "ENABLE_CPU_PINNING": False}
+        # From the compiled-model cache when it holds this graph for this config, OpenVINO and CPU
+        # (``_compiled_model``; ``cache``: hit, miss, rebuilt or off). ``request`` has run the probe:
+        # the one small inference, in one thread, that the bindings' first numpy conversion needs
+        # (a once-only initialisation that deadlocks when two tile threads reach it at once: one
+        # holds the GIL and waits for the once-flag, the other holds the flag and waits for the GIL).
+        self.compiled, request, self.cache = _compiled_model(core, graph, weights, config, size_multiple)
         # What the plugin computes in, which is not always what was asked: a CPU without AVX-512
         # BF16 (or AMX) runs a bf16 hint in float32. "bf16" or "f32", or "int8" for the quantized graph.
         used = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
@@ -382,10 +535,7 @@ class _OpenVino(_NumpyRunner):
         # serves one tile at a time and all of them live, and die, with the runner (not in the
         # tile threads' locals, torn down as each worker thread exits).
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
-        # One small inference here, in one thread: the bindings' first numpy conversion runs a
-        # once-only initialisation that deadlocks when two tile threads reach it at once (one
-        # holds the GIL and waits for the once-flag, the other holds the flag and waits for the GIL).
-        self.run(np.zeros((1, 3, size_multiple, size_multiple), np.float32))
+        self._idle.put(request)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         try:

@@ -59,6 +59,15 @@ ALIKE_SEARCH = (-32, 160)
 ALIKE_P2 = SGBM_P2
 ALIKE_HOLES_WINDOW = 9
 ALIKE_MIN_COVER = 0.5
+# alike_fold's disparities (issue 18, maps pass 6): each step of more than SNAP_MIN_STEP px along a
+# row is moved to the strongest luma edge within ALIKE_SNAP_REACH px on its nearer side, which
+# shrinks (edge_snap): SGBM's blocks carry a near surface's disparity a few px over the background
+# beside it ("foreground fattening"), in both views alike, so the left-right check passes and the
+# strip lands with the occluder. Reach chosen on calibration seeds 2024 2025 among 2, 3, 4, 6, 8,
+# 12 px (mean F1 of main T vs reference T and W crop vs reference T; bench/occ_pass6.py, docs/qa.md
+# "maps pass 6"); the step threshold (2 px) was not fitted.
+ALIKE_SNAP_REACH = 3
+SNAP_MIN_STEP = 2.0
 
 
 def grid_lumas(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, cfg: QAConfig,
@@ -172,6 +181,46 @@ def sgbm_disparities(left: np.ndarray, right: np.ndarray, inside: np.ndarray | N
     return _fill_background(disp, ok), _fill_background(disp_r, ok_r)
 
 
+def edge_snap(disp: np.ndarray, luma: np.ndarray, reach: int, min_step: float = SNAP_MIN_STEP) -> np.ndarray:
+    """``disp`` with each step along a row moved onto the image's own edge, the nearer side shrunk.
+
+    A step between columns ``p - 1`` and ``p`` (a change of more than ``min_step`` px; the larger
+    disparity is the nearer surface) whose nearer side is at ``p`` moves right to the strongest
+    luma edge (``|luma[q] - luma[q - 1]|``) within ``reach`` px, if that edge is stronger than the
+    one at the step: columns ``p..q-1`` take the far side's disparity. A nearer side at ``p - 1``
+    moves left alike. The nearer side never grows: a matcher's blocks fatten the near surface, they
+    do not thin it. Both arrays of one shape (the disparities of ``sgbm_disparities``, the lumas
+    they were matched on); returns a new array.
+    """
+    if disp.shape != luma.shape:
+        raise ValueError(f"edge_snap: disparity {disp.shape} and luma {luma.shape} differ in shape")
+    if reach < 1:
+        return disp.copy()
+    f = luma.astype(np.float32)
+    g = np.zeros_like(f)
+    g[:, 1:] = np.abs(f[:, 1:] - f[:, :-1])  # g[q]: the edge between columns q-1 and q
+    gp = np.pad(g, ((0, 0), (reach, reach)), constant_values=-1.0)  # off the row: never an edge
+    jump = disp[:, 1:] - disp[:, :-1]  # jump[:, p - 1]: the step between p-1 and p
+    out = disp.copy()
+    for rise in (True, False):
+        ry, px = np.nonzero(jump > min_step if rise else jump < -min_step)
+        px = px + 1
+        # The edges the step may move to, nearest first: p..p+reach (a rise), p..p-reach (a fall).
+        offs = np.arange(reach + 1) if rise else -np.arange(reach + 1)
+        cand = gp[ry[:, None], px[:, None] + reach + offs[None, :]]
+        if rise:
+            k = np.argmax(cand, axis=1)  # the first strongest, nearest the step
+        else:
+            k = reach - np.argmax(cand[:, ::-1], axis=1)  # the leftmost strongest
+        keep = (k > 0) & (cand.max(axis=1) > g[ry, px])
+        ry, px, k = ry[keep], px[keep], k[keep]
+        far = disp[ry, px - 1] if rise else disp[ry, px]
+        for j in range(reach):
+            m = k > j
+            out[ry[m], (px[m] + j) if rise else (px[m] - 1 - j)] = far[m]
+    return out
+
+
 def coverage_holes(disp_r: np.ndarray, inside: np.ndarray, min_cover: float = 0.5) -> np.ndarray:
     """SRC pixels that no REF pixel lands on (Wang et al. 2018's occlusion from the backward flow's
     forward splat): REF's pixel ``x`` lands at ``x + d_R(x)`` in SRC and covers its two nearest
@@ -192,7 +241,7 @@ def coverage_holes(disp_r: np.ndarray, inside: np.ndarray, min_cover: float = 0.
 
 def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
               search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES),
-              p2: float = SGBM_P2, holes_window: int = 0, min_cover: float = 0.5) -> np.ndarray:
+              p2: float = SGBM_P2, holes_window: int = 0, min_cover: float = 0.5, snap: int = 0) -> np.ndarray:
     """SRC pixels REF does not see: semi-global matching along the baseline, then its z-buffer.
 
     Both lumas are rotated so the baseline ``b`` (REF's position minus SRC's) runs along +x: a
@@ -203,7 +252,9 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
     px before it (``maps.fold_map``'s test). ``p2``: SGBM's large smoothness penalty per px^2 of the
     block. ``holes_window`` > 0 (with ``SGBM_LR_CHECK``): the map is instead ``coverage_holes`` of
     REF's own disparity (checked, filled and opened alike; covered less than ``min_cover``) kept
-    within a ``holes_window`` px square of that fold. Bool mask on the lumas' grid.
+    within a ``holes_window`` px square of that fold. ``snap`` > 0: both disparities' steps are
+    first moved onto their own lumas' edges within ``snap`` px (``edge_snap``). Bool mask on the
+    lumas' grid.
     """
     if ys.shape != yr.shape or ys.ndim != 2:
         raise ValueError(f"sgbm_fold: expected two lumas of one size, got {ys.shape} and {yr.shape}")
@@ -247,6 +298,11 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
             return cv2.warpAffine(m.astype(np.uint8), cv2.invertAffineTransform(rot), (w, h),
                                   flags=cv2.INTER_NEAREST) > 0
     disp, disp_r = sgbm_disparities(left, right, inside, search, p2)
+    if snap > 0:
+        # Along the rotated rows, i.e. along the baseline, where SGBM's fattening lies.
+        disp = edge_snap(disp, left, snap)
+        if disp_r is not None:
+            disp_r = edge_snap(disp_r, right, snap)
     if SGBM_OPENING > 1:
         k = np.ones((SGBM_OPENING, SGBM_OPENING), np.uint8)
         disp = cv2.dilate(cv2.erode(disp, k), k)
@@ -280,14 +336,16 @@ def small_steps(flow: np.ndarray, baseline, cfg: MapsConfig, grid_scale: float =
 
 def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, cfg: QAConfig,
                flow: np.ndarray | None = None, p2: float = ALIKE_P2,
-               holes_window: int = ALIKE_HOLES_WINDOW, min_cover: float = ALIKE_MIN_COVER) -> np.ndarray:
+               holes_window: int = ALIKE_HOLES_WINDOW, min_cover: float = ALIKE_MIN_COVER,
+               snap: int = ALIKE_SNAP_REACH) -> np.ndarray:
     """SRC pixels REF does not see, for two cameras of one kind (the two Ts; a stereo pair).
 
     ``sgbm_fold`` (left-right checked) on the lumas DIS sees in ``register_pair`` (``grid_lumas``:
     REF moved by ``shift``, the flow grid), margin ``maps.hidden_fold_margin_px``, smoothness
     ``p2``: the holes of REF's disparity splatted into SRC (covered less than ``min_cover``) near
     that fold (``holes_window``; 0: the fold itself, the map before maps pass 5 with ``p2`` =
-    ``SGBM_P2``). The disparity
+    ``SGBM_P2``), each disparity's steps first moved onto the luma's edges within ``snap`` px
+    (``edge_snap``; 0: maps pass 5's map). The disparity
     search spans the parallax along the baseline that the pair's dense ``flow`` (SRC -> REF, input
     px, with the shift: ``Registration.flow_fwd``) shows, its 0.5th to 99.5th percentile, where
     that is wider than ``ALIKE_SEARCH`` (``disparity_search``). Matching costs compare
@@ -305,7 +363,7 @@ def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, c
         if disp.size:
             search = disparity_search(*np.percentile(disp, [0.5, 99.5]), base=ALIKE_SEARCH)
     return sgbm_fold(ys, yr, baseline, cfg.maps.hidden_fold_margin_px, search, p2=p2, holes_window=holes_window,
-                     min_cover=min_cover)
+                     min_cover=min_cover, snap=snap)
 
 
 def with_fold(reg: Registration, fold: np.ndarray) -> Registration:
