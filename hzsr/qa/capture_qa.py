@@ -320,7 +320,7 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
 
 def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, quick: bool = False,
                     thumbs: bool = True, focus_offsets: dict[str, tuple[float, float]] | None = None,
-                    row_figures: bool = True, tt_inliers: int | None = None) -> CaptureQA:
+                    row_figures: bool = True, gate_inliers: dict[str, int] | None = None) -> CaptureQA:
     """Everything ``hzsr qa check`` knows about one capture folder. Never raises for bad data.
 
     ``row_figures``: False leaves out the row's figures that no verdict reads (SSIM, MAE,
@@ -329,10 +329,10 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     shows a verdict only (about 0.02 s of a 12 MP quick analysis's CPU). Verdicts, reasons and
     every graded figure are the same either way; ``qa check --quick`` keeps them for its CSV.
 
-    ``tt_inliers``: T vs T's keypoint vote counted as having this many inliers (its shift
-    unchanged): the quick check's look at the other side of the inlier gate (``align.min_inliers``,
-    ``thresholds.fail_min_inliers``), where ``qa check``'s count may lie (``quick_check``,
-    ``check.quick_tt_inlier_ratio``). None: as counted.
+    ``gate_inliers``: per pairing (``wt``, ``wr``, ``tt``), its keypoint vote counted as having
+    this many inliers (its shift unchanged): the quick check's look at the other side of the
+    inlier gate (``align.min_inliers``, ``thresholds.fail_min_inliers``), where ``qa check``'s
+    count may lie (``quick_check``, ``quick_gate_counts``). None, or a pairing not named: as counted.
 
     ``focus_offsets``: per pairing with a W crop (``wt``, ``wr``), the session's constant flow
     offset (analysis px) between where the depth-flow relation puts the focus distance's plane
@@ -533,9 +533,9 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             kcfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
                                                                             cfg.check.quick_tt_max_keypoints)))
         found = global_translation(src, ref, kcfg, optical_scale=o, hints=hints)
-        if name == "tt" and tt_inliers is not None:  # as qa check might count them (quick_check)
-            out.row["tt_inliers_counted"] = found.inliers
-            found = GlobalShift(found.dx, found.dy, int(tt_inliers), found.matches)
+        if gate_inliers and name in gate_inliers:  # as qa check might count them (quick_check)
+            out.row[f"{name}_inliers_counted"] = found.inliers
+            found = GlobalShift(found.dx, found.dy, int(gate_inliers[name]), found.matches)
         fallback = (0.0, 0.0)  # where the dense flow starts if the inlier gate refuses the shift
         if name == "tt" and ft.focus_distance_diopters is not None:
             e_tt = expected_parallax(float(_k(ft, sx_t, sy_t)[0, 0]), cfg.rig.ref_baseline_m,
@@ -1866,24 +1866,33 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
     if alt is not None and alt.decided() != decided:
         return UNDECIDED, reasons + ["undecided: defocused (focus plane) within the doubt about the session's focus "
                                      "offset (from which plane qa check measures M_defocus): `hzsr qa check` decides"]
-    # T vs T's inlier gate: where qa check's count (more keypoints, a finer grid) may lie on the
-    # other side of it, the capture analysed as if it did (quick_tt_gate_counts), graded as above.
-    # Only for a verdict decided so far: an undecided one stays so whatever the gate does.
-    across = [analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=switch or None,
-                              row_figures=False, tt_inliers=n) for n in quick_tt_gate_counts(q.row, cfg)]
-    for a in across:
+    # Each pairing's inlier gate: where qa check's count (more keypoints, a finer grid) may lie on
+    # the other side of it, the capture analysed as if it did (quick_gate_counts), graded as above.
+    # Only for a verdict decided so far: an undecided one stays so whatever the gate does. The
+    # pairings near their gate are moved across together, those counted above it down and those
+    # below it up (qa check's counts all differ from the quick ones at once): at most two more
+    # analyses a capture, one in most (at 12 MP the W crop's counts lie near the gate on most
+    # captures: 12-37 in qa check, 16-59 quick).
+    sides: dict[bool, dict[str, int]] = {False: {}, True: {}}  # True: moved up
+    for name in ("tt", "wt", "wr"):
+        for n in quick_gate_counts(q.row, cfg, name):
+            sides[n > q.row[f"{name}_inliers"]][name] = n
+    for moved in (m for m in sides.values() if m):
+        a = analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=switch or None,
+                            row_figures=False, gate_inliers=moved)
         if off is not None:
             grade_depth(a, off[0], cfg, offset_margin_d=off[1])
         quick_tt_regrade(a, list(rows.values()), cfg)
-    flips = [a for a in across if a.decided() != decided]
-    if flips:
-        n = int(q.row.get("tt_inliers", 0))
-        return UNDECIDED, reasons + [
-            f"undecided: T vs T's {n} keypoint inliers lie within the quick check's margin of the inlier gate "
-            f"(align.min_inliers {cfg.align.min_inliers}): counted as {int(flips[0].row['tt_inliers'])}, as qa check "
-            f"may count them, the quick verdict would be {_word(flips[0].decided())}, not {decided.value}: "
-            "`hzsr qa check` decides"]
+        if a.decided() != decided:
+            counted = ", ".join(f"{_PAIRING_WORDS[k]}'s {int(q.row[f'{k}_inliers'])} as {v}" for k, v in moved.items())
+            return UNDECIDED, reasons + [
+                f"undecided: keypoint inliers within the quick check's margin of the inlier gate (align.min_inliers "
+                f"{cfg.align.min_inliers}): counted as qa check may count them ({counted}), the quick verdict would "
+                f"be {_word(a.decided())}, not {decided.value}: `hzsr qa check` decides"]
     return decided.value, reasons
+
+
+_PAIRING_WORDS = {"tt": "T vs T", "wt": "W crop vs main T", "wr": "W crop vs reference T"}
 
 
 def _word(v: Verdict | None) -> str:
@@ -1891,24 +1900,32 @@ def _word(v: Verdict | None) -> str:
 
 
 def quick_tt_gate_counts(row: dict, cfg: QAConfig) -> list[int]:
-    """The T-vs-T inlier counts, across the inlier gate from the quick check's, that ``qa check``
-    may count (``[]``: none): the quick check keeps fewer keypoints on a coarser grid, so a count
-    near ``align.min_inliers`` (or ``thresholds.fail_min_inliers``) may fall on the other side of
-    it in ``qa check``, which then registers T vs T from another start, or calls it no overlap.
+    """``quick_gate_counts`` of T vs T."""
+    return quick_gate_counts(row, cfg, "tt")
+
+
+def quick_gate_counts(row: dict, cfg: QAConfig, pairing: str = "tt") -> list[int]:
+    """The inlier counts of ``pairing`` (``tt``, ``wt``, ``wr``), across the inlier gate from the
+    quick check's, that ``qa check`` may count (``[]``: none): the quick check keeps fewer keypoints
+    on a coarser grid, so a count near ``align.min_inliers`` (or ``thresholds.fail_min_inliers``)
+    may fall on the other side of it in ``qa check``, which then registers the pairing from
+    another start, or calls it no overlap.
 
     ``qa check``'s count lies within ``[n * lo - s, n * hi + s]`` of the quick one ``n``
-    (``check.quick_tt_inlier_ratio`` (lo, hi), ``check.quick_tt_inlier_slack`` s, fitted on the
-    calibration seeds); each end of that range on the other side of a gate is returned. Where
-    T vs T reads smeared (``tt_blur_anisotropy`` under ``thresholds.warn_tt_blur_anisotropy``),
-    ``lo`` is ``check.quick_tt_inlier_ratio_smeared``: a smear of a few quick-grid px is tens of
-    px on qa check's, whose corners then stop matching (1280x960 shaken Ts: 172 quick inliers, 11
-    in qa check; 140 and 6).
+    (``check.quick_tt_inlier_ratio``, ``quick_wt_inlier_ratio``, ``quick_wr_inlier_ratio``: (lo,
+    hi); ``check.quick_tt_inlier_slack`` s; fitted on the calibration seeds); each end of that
+    range on the other side of a gate is returned. Where T vs T reads smeared
+    (``tt_blur_anisotropy`` under ``thresholds.warn_tt_blur_anisotropy``), its ``lo`` is
+    ``check.quick_tt_inlier_ratio_smeared``: a smear of a few quick-grid px is tens of px on qa
+    check's, whose corners then stop matching (1280x960 shaken Ts: 172 quick inliers, 11 in qa
+    check; 140 and 6).
     """
-    n = row.get("tt_inliers")
+    n = row.get(f"{pairing}_inliers")
     if n is None or not np.isfinite(n):
         return []
-    lo_r, hi_r = cfg.check.quick_tt_inlier_ratio
-    if row.get("tt_blur_anisotropy", 1.0) < cfg.thresholds.warn_tt_blur_anisotropy:
+    lo_r, hi_r = {"tt": cfg.check.quick_tt_inlier_ratio, "wt": cfg.check.quick_wt_inlier_ratio,
+                  "wr": cfg.check.quick_wr_inlier_ratio}[pairing]
+    if pairing == "tt" and row.get("tt_blur_anisotropy", 1.0) < cfg.thresholds.warn_tt_blur_anisotropy:
         lo_r = min(lo_r, cfg.check.quick_tt_inlier_ratio_smeared)
     slack = cfg.check.quick_tt_inlier_slack
     lo, hi = max(0, math.floor(n * lo_r - slack)), math.ceil(n * hi_r + slack)

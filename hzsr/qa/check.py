@@ -15,18 +15,16 @@ judges skew again with numbers of its own.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
+import importlib
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
+from hzsr.core.bulkio import release_freed_buffers, reuse_freed_buffers
 from hzsr.core.errors import SessionFormatError
 from hzsr.core.fileio import atomic_write_json
 from hzsr.core.schema import to_plain
@@ -35,7 +33,6 @@ from hzsr.core.tables import QA_TABLE, SYNC_TABLE, QARow, SyncRow
 from hzsr.core.verdict import Reason, Verdict, verdict_of
 from hzsr.qa.capture_qa import (
     CaptureQA,
-    analyse_capture,
     focus_offsets_of,
     focus_plane_differs,
     grade_depth,
@@ -46,94 +43,10 @@ from hzsr.qa.capture_qa import (
 from hzsr.qa.config import QAConfig
 from hzsr.qa.rig_offset import KEY as DEPTH_OFFSET_KEY
 from hzsr.qa.rig_offset import depth_offset_record, main_device
+from hzsr.qa.work import _init_worker, _mp_context, _work, _write_images, overlay  # noqa: F401 (their old home)
 
-
-def _encode(img: np.ndarray, ext: str, quality: int = 85) -> bytes:
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    ok, buf = cv2.imencode(ext, img, params)
-    if not ok:
-        raise RuntimeError(f"cannot encode {ext}")
-    return buf.tobytes()
-
-
-def overlay(base_rgb: np.ndarray, maps: dict[str, np.ndarray]) -> np.ndarray:
-    """A grey version of ``base_rgb`` with occlusion in red, rejection in green, defocus in blue."""
-    g = cv2.cvtColor(base_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) * 0.55
-    out = np.stack([g, g, g], -1)
-    h, w = g.shape
-    for ch, key in ((0, "occlusion"), (1, "reject"), (2, "defocus")):
-        m = maps.get(key)
-        if m is not None:
-            m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-            out[..., ch] += m * (200.0 / 255.0)
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def _write_derived(path: Path, data: bytes) -> None:
-    """Atomic (temp file + rename) but not fsync'd: maps are derived and a rerun remakes them, and
-    twenty fsyncs per capture would cost more than the QA itself on slow disks."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _write_images(q: CaptureQA, maps_dir: Path) -> dict[str, bytes]:
-    """Write ``q``'s maps and thumbnails; return the report's thumbnails as JPEG bytes."""
-    d = maps_dir / q.capture_id
-    thumbs: dict[str, bytes] = {}
-    for name, img in q.images.items():
-        if name.startswith("map_"):
-            _write_derived(d / f"{name[4:]}.png", _encode(img, ".png"))
-        else:
-            data = _encode(img, ".jpg")
-            _write_derived(d / f"{name[4:]}.jpg", data)
-    small = {k: v for k, v in q.images.items() if k in ("img_main_W_crop", "img_main_T", "img_ref_T")}
-    for k, v in small.items():
-        thumbs[k[4:]] = _encode(_thumb(v, 240), ".jpg", 80)
-    for pair in ("wt", "wr"):
-        base = q.images.get("img_main_W_crop")
-        if base is None:
-            continue
-        maps = {k.split("_", 2)[2]: v for k, v in q.images.items() if k.startswith(f"map_{pair}_")}
-        if maps:
-            ov = overlay(base, maps)
-            _write_derived(d / f"{pair}_overlay.jpg", _encode(ov, ".jpg"))
-            thumbs[f"{pair}_overlay"] = _encode(_thumb(ov, 240), ".jpg", 80)
-    return thumbs
-
-
-def _thumb(img: np.ndarray, n: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    s = min(1.0, n / max(h, w))
-    return img if s >= 1 else cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-
-
-def _work(args: tuple) -> tuple[dict[str, Any], list[tuple[str, str, str]], dict]:
-    """One capture, in a worker process: analyse, write its maps, return the row and thumbnails.
-
-    ``args``: capture folder, config, quick, maps folder, and optionally the session's focus
-    offsets (``capture_qa.focus_offsets_of``)."""
-    capture_dir, cfg, quick, maps_dir = args[:4]
-    q = analyse_capture(capture_dir, cfg, quick=quick, thumbs=maps_dir is not None,
-                        focus_offsets=args[4] if len(args) > 4 else None)
-    thumbs = _write_images(q, Path(maps_dir)) if maps_dir is not None else {}
-    q.row["verdict"] = q.verdict
-    return q.row, [(r.level, r.code, r.message) for r in q.reasons], thumbs
-
-
-def _mp_context():
-    """A fork server with QA preloaded: workers start fast, and never fork a process whose
-    OpenCV thread pool is running (a forked child would deadlock on its first parallel call)."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["hzsr.qa.capture_qa"])
-    return ctx
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one process per core: OpenCV's own threads would only contend
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _sync_rows(session: Path) -> dict[str, SyncRow]:
@@ -173,28 +86,40 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
     sync = _sync_rows(session)
     t0 = time.perf_counter()
     jobs = [(str(d), cfg, quick, str(maps_dir) if maps_dir else None) for d in dirs]
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker) as ex:
-            results = list(tqdm(ex.map(_work, jobs), total=len(jobs), desc="qa", disable=not progress))
-    else:
-        results = [_work(j) for j in tqdm(jobs, desc="qa", disable=not progress)]
-    # M_defocus's plane in focus from the depth-flow relation (issue 18, defocus pass): the
-    # session's offset of each W-crop pairing, then the few captures whose AF ROI's largest flow
-    # cluster is another plane than the focus distance's (a near foreground at its centre) are
-    # measured again from that plane.
-    foffs = focus_offsets_of([r for r, _, _ in results], cfg.rig.min_captures_for_offset)
-    switch = {i: focus_plane_differs(r, foffs, cfg) for i, (r, _, _) in enumerate(results)} if foffs else {}
-    again = [i for i, sw in switch.items() if sw]
-    if again:
-        redo = [(*jobs[i], switch[i]) for i in again]
-        if workers > 1 and len(redo) > 1:
-            with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker) as ex:
-                done = list(ex.map(_work, redo))
+    # One pool for both passes (the focus-plane pass below reuses its warm workers). Workers=1
+    # analyses in this process, its freed 12 MP buffers kept for reuse as a worker keeps them
+    # (work._init_worker), so that one and two workers do the same work per capture; the heap is
+    # trimmed when the run is done.
+    pool = (ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker)
+            if workers > 1 and len(jobs) > 1 else None)
+    tuned = pool is None and bool(jobs) and reuse_freed_buffers()
+    try:
+        if pool is not None:
+            done_iter = pool.map(_work, jobs)  # every capture submitted: the workers start
+            # pandas (the CSV and the summary; ~0.5 s of CPU) imported while they analyse, not
+            # before them (a fresh `hzsr qa check`'s longest import) nor after them.
+            importlib.import_module("pandas")
+            results = list(tqdm(done_iter, total=len(jobs), desc="qa", disable=not progress))
         else:
-            done = [_work(j) for j in redo]
-        for i, res in zip(again, done, strict=True):
-            res[0]["defocus_from_focus_distance"] = 1
-            results[i] = res
+            results = [_work(j) for j in tqdm(jobs, desc="qa", disable=not progress)]
+        # M_defocus's plane in focus from the depth-flow relation (issue 18, defocus pass): the
+        # session's offset of each W-crop pairing, then the few captures whose AF ROI's largest flow
+        # cluster is another plane than the focus distance's (a near foreground at its centre) are
+        # measured again from that plane.
+        foffs = focus_offsets_of([r for r, _, _ in results], cfg.rig.min_captures_for_offset)
+        switch = {i: focus_plane_differs(r, foffs, cfg) for i, (r, _, _) in enumerate(results)} if foffs else {}
+        again = [i for i, sw in switch.items() if sw]
+        if again:
+            redo = [(*jobs[i], switch[i]) for i in again]
+            done = list(pool.map(_work, redo)) if pool is not None else [_work(j) for j in redo]
+            for i, res in zip(again, done, strict=True):
+                res[0]["defocus_from_focus_distance"] = 1
+                results[i] = res
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        if tuned:
+            release_freed_buffers()
     for r, _, _ in results:
         for name, off in foffs.items():
             r[f"{name}_session_focus_offset_dx"], r[f"{name}_session_focus_offset_dy"] = off
@@ -259,6 +184,8 @@ def run_check(session_dir: str | Path, cfg: QAConfig | None = None, *, workers: 
 def summarise(df: pd.DataFrame, cfg: QAConfig, session: Path, wall: float, workers: int, quick: bool,
               synced: bool) -> dict[str, Any]:
     """The machine-readable summary of a run (``summary.json``)."""
+    import pandas as pd
+
     counts = df["verdict"].value_counts().to_dict() if len(df) else {}
     codes: dict[str, int] = {}
     for cs in df.get("codes", pd.Series(dtype=str)).fillna(""):

@@ -165,10 +165,15 @@ def _cmd_align(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from hzsr.core.errors import ConfigError
-    from hzsr.qa.check import run_check, summary_line
 
     if args.workers < 1:
         raise ConfigError("must be >= 1", field="--workers")
+    if args.workers > 1:  # the workers' fork server imports beside this process, not after it
+        from hzsr.qa.forkserver import start_early
+
+        start_early()
+    from hzsr.qa.check import run_check, summary_line
+
     cfg = _load_cfg(args.config)
     summary = run_check(args.session, cfg, workers=args.workers, quick=args.quick, report=not args.no_report,
                         maps=not args.no_maps, progress=not (args.quiet or args.json))

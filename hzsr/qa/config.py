@@ -342,6 +342,16 @@ class CheckConfig:
     quick_tt_inlier_ratio: tuple[float, float] = (0.3, 2.5)
     quick_tt_inlier_ratio_smeared: float = 0.04
     quick_tt_inlier_slack: int = 1
+    # The same for the W crop against main T and against the reference T (quick_gate_counts; issue
+    # 18, helper issue18k): qa check's count over the quick one's (W decoded at 1/8 against qa
+    # check's finer crop), labelled set at 1280x960 (counts of 10 or more): calibration seeds
+    # 1801/1802 W crop vs main T 0.34-1.53 (lab-1802 c00009: 29 quick, 10 in qa check, across the
+    # gate), vs reference T 0.18-1.44; but held-out 1803 0.14-0.86 and 0.36-1.68 (its phones keep
+    # fewer corners at 1280 px, as for T vs T above), so the ranges cover all three seeds and 1803
+    # is no longer blind for them; the 12 MP speed session (seed 2028) 0.57-0.75 and 0.60-1.00.
+    # A quick count of 109 or more (wt) / 93 or more (wr) is never looked at again.
+    quick_wt_inlier_ratio: tuple[float, float] = (0.12, 1.6)
+    quick_wr_inlier_ratio: tuple[float, float] = (0.14, 1.7)
     quick_margin: float = 0.15  # quick_check: a figure within this share of itself from a threshold -> undecided
     # quick_check, per figure: its quick value may lie this far (the figure's own units) from qa
     # check's; within it of a threshold -> undecided. 95th percentile of |quick - full| on the

@@ -1,11 +1,12 @@
 """The capture line's quick check across T vs T's inlier gate, and without the figures no verdict
 reads (issue 18, helper issue18q).
 
-The quick check votes T vs T with fewer keypoints on a coarser grid than ``qa check``: where its
-inlier count lies near ``align.min_inliers``, ``qa check``'s may fall on the other side, and the
-two would register T vs T from different starts (the vote's shift, or the rig's parallax) and
-could disagree. The quick check analyses the capture again with the count on the other side
-(``quick_tt_gate_counts``) and says ``undecided`` where the verdict changes.
+The quick check votes each pairing with fewer keypoints on a coarser grid than ``qa check``: where
+its inlier count lies near ``align.min_inliers``, ``qa check``'s may fall on the other side, and the
+two would register the pairing from different starts (the vote's shift, or the rig's alignment)
+and could disagree. The quick check analyses the capture again with the count on the other side
+(``quick_gate_counts``; T vs T since issue18q, the W crop's two pairings since issue18k) and says
+``undecided`` where the verdict changes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from hzsr.qa.align import GlobalShift
 from hzsr.qa.config import QAConfig
 from hzsr.qa.quality import frame_quality
 from hzsr.sim.simsession import SimConfig, simulate_session
+
+_GLOBAL_TRANSLATION = capture_qa.global_translation
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +43,25 @@ def _cfg() -> QAConfig:
                    thresholds=replace(cfg.thresholds, warn_depth_departure_d=10.0, fail_depth_departure_d=20.0))
 
 
-def _live(monkeypatch, sess, cfg, inliers: int, dy_frac: float) -> tuple[str, list[str]]:
-    """``quick_check`` of the capture with T vs T's vote moved by ``dy_frac`` of the width along the
-    mount's baseline and counted ``inliers`` (every other vote as found)."""
-    real = capture_qa.global_translation
+def _is_pairing(pairing: str, cfg: QAConfig, c, k: dict) -> bool:
+    """Whether a ``global_translation`` call of the quick analysis is ``pairing``'s keypoint vote:
+    T vs T's keeps ``check.quick_tt_max_keypoints`` corners; W crop vs reference T's starts from
+    the composed hint; W crop vs main T's is the other one (the second-motion search masks SRC)."""
+    if k.get("src_mask") is not None:
+        return False
+    if c.align.max_keypoints == cfg.check.quick_tt_max_keypoints:
+        return pairing == "tt"
+    return pairing == ("wr" if k.get("hints") else "wt")
+
+
+def _live(monkeypatch, sess, cfg, inliers: int, dy_frac: float, pairing: str = "tt") -> tuple[str, list[str]]:
+    """``quick_check`` of the capture with ``pairing``'s vote moved by ``dy_frac`` of the width
+    along y and counted ``inliers`` (every other vote as found)."""
+    real = _GLOBAL_TRANSLATION  # not an earlier call's patch
 
     def vote(src, ref, c, **k):
         g = real(src, ref, c, **k)
-        if c.align.max_keypoints == cfg.check.quick_tt_max_keypoints and k.get("src_mask") is None:  # T vs T's
+        if _is_pairing(pairing, cfg, c, k):
             return GlobalShift(g.dx, g.dy + dy_frac * src.shape[1], inliers, g.matches)
         return g
 
@@ -97,6 +111,36 @@ def test_far_from_the_gate_or_where_both_sides_agree_the_verdict_stands(portrait
     # The shifted vote far above the gate (100 * lo - 1 > 12): no look across it (qa check uses the vote too).
     verdict, reasons = _live(monkeypatch, portrait, cfg, inliers=100, dy_frac=0.3)
     assert not any("inlier gate" in r for r in reasons)
+
+
+@pytest.mark.parametrize("pairing", ["wt", "wr"])
+def test_a_w_crop_vote_refused_near_the_gate_is_undecided_where_the_used_vote_changes_the_verdict(
+        portrait, monkeypatch, pairing):
+    """The W crop's pairings have the same gate (issue 18: at 1280x960 lab-1802 c00009's W crop vs
+    main T kept 29 quick inliers and 10 in ``qa check``). A vote of 11 inliers 0.3 of the width
+    off: the quick check refuses it and registers from the rig's alignment (pass); ``qa check``,
+    counting 12 or more, would use it. Before, the quick check said pass."""
+    cfg = _cfg()
+    verdict, reasons = _live(monkeypatch, portrait, cfg, inliers=cfg.align.min_inliers - 1, dy_frac=0.3,
+                             pairing=pairing)
+    assert verdict == capture_qa.UNDECIDED
+    assert "inlier gate" in reasons[-1] and capture_qa._PAIRING_WORDS[pairing] in reasons[-1]
+    # Counted as found (far above the gate) with the vote where it was: no look across, pass.
+    assert _live(monkeypatch, portrait, cfg, inliers=100, dy_frac=0.0, pairing=pairing)[0] == "pass"
+
+
+def test_w_gate_counts_use_their_own_range():
+    cfg = QAConfig()
+    s, g = cfg.check.quick_tt_inlier_slack, cfg.align.min_inliers
+    for p, (lo, hi) in (("wt", cfg.check.quick_wt_inlier_ratio), ("wr", cfg.check.quick_wr_inlier_ratio)):
+        assert capture_qa.quick_gate_counts({f"{p}_inliers": g - 1}, cfg, p) == [int(np.ceil((g - 1) * hi + s))]
+        assert capture_qa.quick_gate_counts({f"{p}_inliers": 29}, cfg, p) == (
+            [int(np.floor(29 * lo - s))] if 29 * lo - s < g else [])
+        assert capture_qa.quick_gate_counts({f"{p}_inliers": 1000}, cfg, p) == []
+        # T vs T's smear rule is T vs T's alone.
+        assert capture_qa.quick_gate_counts({f"{p}_inliers": 172, "tt_blur_anisotropy": 0.1}, cfg, p) == []
+    # lab-1802 c00009 at 1280x960 (W crop vs main T: 29 quick inliers, 10 in qa check) is looked at below the gate.
+    assert capture_qa.quick_gate_counts({"wt_inliers": 29}, cfg, "wt")[0] < g
 
 
 def test_without_row_figures_every_graded_figure_and_reason_is_the_same(portrait):
