@@ -21,6 +21,10 @@ def allow_fast_exit() -> None:
     _ALLOWED.append(True)
 
 
+#: Exit status when stdout or stderr could not be flushed (as the interpreter's own teardown gives).
+FLUSH_FAILED = 120
+
+
 def finish(rc: int) -> NoReturn:
     """End the ``hzsr`` process with exit status ``rc``.
 
@@ -41,11 +45,17 @@ def finish(rc: int) -> NoReturn:
     import atexit
 
     atexit._run_exitfuncs()  # what the teardown would run first: handlers, weakref.finalize's
-    for stream in (sys.stdout, sys.stderr):
+    for name in ("stdout", "stderr"):
         try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):  # a reader gone, a closed stream: as the teardown would
+            getattr(sys, name).flush()
+        except (BrokenPipeError, ValueError, AttributeError):  # a reader gone, a closed stream: nothing to tell
             pass
+        except OSError as e:  # a full disk under `--json > file`: the output is cut short, so say so and fail
+            rc = rc or FLUSH_FAILED
+            try:
+                os.write(2, f"hzsr: could not write {name}: {e.strerror or e}\n".encode())
+            except OSError:
+                pass
     os._exit(rc)
 
 

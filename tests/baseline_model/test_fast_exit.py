@@ -6,6 +6,7 @@ exit status; other verbs, and any process with a non-daemon thread still running
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -68,3 +69,30 @@ def test_a_running_thread_is_waited_for(tiny_run, tiny_session, tmp_path):
     r = _run(_infer_args(tiny_run, tiny_session, tmp_path / "o.png"), thread=mark)
     assert r.returncode == 0, r.stderr
     assert mark.read_text() == "done" and "teardown" in r.stderr
+
+
+def test_output_that_cannot_be_written_fails_the_exit(tmp_path):
+    """``--json > file`` on a full disk: the fast exit says so and fails (status 120, as the
+    interpreter's teardown), instead of ending 0 with the output cut short; a closed pipe stays quiet.
+    The full disk is a file size limit (``RLIMIT_FSIZE``, ``SIGXFSZ`` ignored: the write fails with EFBIG)."""
+    import resource
+    import signal
+
+    code = ("import sys; from hzsr.core import fastexit; fastexit.allow_fast_exit(); "
+            "print('x' * 100); fastexit.finish(0)")
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as a user's is
+    with open(tmp_path / "out.json", "w") as out:
+        p = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=subprocess.PIPE, text=True,
+                           timeout=60, preexec_fn=small_disk, env=env)
+    assert p.returncode == 120
+    assert p.stderr.strip().splitlines() == ["hzsr: could not write stdout: File too large"]
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the process writes
+    p = subprocess.run([sys.executable, "-c", code], stdout=w, stderr=subprocess.PIPE, text=True, timeout=60, env=env)
+    os.close(w)
+    assert p.returncode == 0 and "could not write" not in p.stderr
