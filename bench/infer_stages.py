@@ -27,8 +27,9 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -149,8 +150,8 @@ def main() -> None:
         "capture": str(c), "size": [wd, h], "tiles": len(wins), "flow_grid": list(al.flow_fwd.shape),
         "reps": n, "load_1min_before_after": load, "cpu_s_min": {k: round(v, 4) for k, v in cpu.items()},
         "flow_sample": {"identical_bits": same, "rounds_cpu_s": rounds,
-                        "float_over_fixed_median": statistics.median(a / b for a, b in zip(rounds["float_maps"],
-                                                                                            rounds["fixed_maps"]))},
+                        "float_over_fixed_median": statistics.median(
+                            a / b for a, b in zip(rounds["float_maps"], rounds["fixed_maps"], strict=True))},
     }
     text = json.dumps(res, indent=1)
     if args.out:
