@@ -99,8 +99,12 @@ def _per_channel(v: np.ndarray) -> tuple[float, ...]:
     return tuple(float(x) for x in np.asarray(v, np.float32).ravel()) + (0.0,) * (4 - v.size)
 
 
-def unet_inputs(al: Alignment, wy0: int, wy1: int, wx0: int, wx1: int) -> tuple[np.ndarray, np.ndarray]:
+def unet_inputs(al: Alignment, wy0: int, wy1: int, wx0: int, wx1: int,
+                src_yuv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The UNet's input on window ``[wy0:wy1, wx0:wx1]`` of I_src's grid, and the warped reference.
+
+    ``src_yuv``, when given, is ``_yuv`` of I_src on the window, already computed (the tiled
+    fusion keeps it for its blending); else it is computed here.
 
     Returns ``(x, ref)``: ``x`` is 3xhxw float32 (Y_src, colour-matched warped Y_ref, M_occ with 1
     where the reference has no pixel); ``ref`` the colour-matched warped reference, hxwx3 in [0, 1].
@@ -132,7 +136,7 @@ def unet_inputs(al: Alignment, wy0: int, wy1: int, wx0: int, wx1: int) -> tuple[
     x = np.empty((3, wy1 - wy0, wx1 - wx0), np.float32)
     # Y_src: channel 0 of the full 3x3 transform, not a 1x3 one: OpenCV's loops round the two
     # differently (up to 1.2e-7), and the inputs are kept bit-exact.
-    x[0] = _yuv(src[wy0:wy1, wx0:wx1])[..., 0]
+    x[0] = (_yuv(src[wy0:wy1, wx0:wx1]) if src_yuv is None else src_yuv)[..., 0]
     y_ref = cv2.transform(ref_f, RGB_TO_YUV[:1], dst=x[1])
     if not np.may_share_memory(y_ref, x):  # OpenCV chose its own buffer after all
         x[1] = y_ref.reshape(x.shape[1:])
@@ -223,6 +227,7 @@ class HZSRPipeline:
         if "warped_ref" in extras:
             out["warped_ref"] = np.empty_like(src)
         cache: dict[tuple[int, int, int, int], np.ndarray] = {}
+        yuv_of: dict[tuple[int, int, int, int], np.ndarray] = {}  # each window's I_src YUV, until blended
 
         spent = {"fusion_colour": 0.0, "fusion_unet": 0.0, "fusion_blend": 0.0}
         lock = threading.Lock()  # tiles may run in parallel threads (the runner's tiles_in_flight)
@@ -233,7 +238,10 @@ class HZSRPipeline:
 
         def make_input(wy0: int, wy1: int, wx0: int, wx1: int) -> np.ndarray:
             t = time.perf_counter()
-            x, ref_f = unet_inputs(al, wy0, wy1, wx0, wx1)
+            yuv_w = _yuv(src[wy0:wy1, wx0:wx1])
+            x, ref_f = unet_inputs(al, wy0, wy1, wx0, wx1, src_yuv=yuv_w)
+            with lock:
+                yuv_of[(wy0, wy1, wx0, wx1)] = yuv_w
             if "warped_ref" in out:  # else not kept: 8 MB a tile in flight
                 cache[(wy0, wy1, wx0, wx1)] = ref_f
             add("fusion_colour", t)
@@ -241,9 +249,13 @@ class HZSRPipeline:
 
         def consume(y0: int, y1: int, x0: int, x1: int, y_fus: np.ndarray, win: tuple[int, int, int, int]) -> None:
             t = time.perf_counter()
-            # Not the window's YUV from make_input cut to the core: OpenCV's vector loops round a
-            # pixel differently by its place in the row (up to 6e-8), and the output is kept bit-exact.
-            yuv = _yuv(src[y0:y1, x0:x1])
+            # The window's YUV from make_input, cut to the core, rather than the core's own: one
+            # uint8->float conversion and 3x3 transform of each core fewer (~0.13 CPU-s at 12 MP).
+            # OpenCV's vector loops round a pixel differently by its place in the row (up to 6e-8),
+            # which moves a rare output byte by one (docs/benchmarks.md, issue19x second pass).
+            with lock:
+                yuv_w = yuv_of.pop(win)
+            yuv = yuv_w[y0 - win[0] : y1 - win[0], x0 - win[2] : x1 - win[2]]
             wb = sample_grid(al.maps["blend"], (h, w), y0, y1, x0, x1)
             y_src = yuv[..., 0].copy()
             if "fusion" in out:

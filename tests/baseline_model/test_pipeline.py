@@ -163,3 +163,38 @@ def test_uncrop_pastes_the_crop_where_it_came_from(tiny_session, pipe):
     # At zoom 1 the crop is a small patch of the full W frame.
     z1 = uncrop(w, np.zeros_like(al.src), al.rect, 1.0)
     assert 0.02 < (z1.max(-1) == 0).mean() < 0.06
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_tiled_blend_reuses_each_windows_yuv_at_the_right_place(tiny_session, pipe, in_flight):
+    """issue19x (second pass): the blending takes I_src's YUV from its tile's window (computed for
+    the UNet's input), cut to the core; small tiles, borders and tiles in flight must still give
+    the whole frame's formula: RGB(Y = blend(Y_fus, Y_src, M_blend), U, V of I_src)."""
+    import dataclasses
+
+    from hzsr.baseline_model.blend import blend
+    from hzsr.baseline_model.pipeline import _rgb_u8, _yuv, sample_grid
+
+    class Half:  # a numpy "network": half the window's Y_src, so every pixel's Y_fus is known
+        takes_numpy = True
+        tiles_in_flight = in_flight
+        size_multiple = 16
+
+        def __call__(self, x: np.ndarray) -> np.ndarray:
+            return x[:, :1] * np.float32(0.5)
+
+    w, _, ref, meta = _capture(tiny_session)
+    cfg = dataclasses.replace(pipe.cfg, tile=48, halo=8)
+    half = HZSRPipeline(None, cfg, runtime="openvino", runner=Half())
+    al = half.align(w, ref, meta)
+    assert al.use_reference
+    res = half.fuse(al)
+    assert res.tiles > 9  # many tiles, some at the image's borders
+    h, w_ = al.src.shape[:2]
+    yuv = _yuv(al.src)
+    y_src = yuv[..., 0].copy()
+    yuv[..., 0] = blend(0.5 * y_src, y_src, sample_grid(al.maps["blend"], (h, w_), 0, h, 0, w_))
+    want = _rgb_u8(yuv)
+    diff = np.abs(res.final.astype(int) - want.astype(int))
+    # Up to one level where OpenCV's vector loops round a pixel by its place in the row.
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
