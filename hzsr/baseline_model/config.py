@@ -163,6 +163,14 @@ class PipelineConfig:
                           _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
 
 
+#: Fields of ``PipelineConfig`` that only inference reads: the blend's level-2 settings, the output
+#: denoiser and the tiling. The training cache (``data.config_key``) leaves them out, so a change
+#: to one does not rebuild cached arrays that it cannot change (training aligns without them).
+INFERENCE_ONLY_FIELDS = ("blend_maps_level", "blend_occlusion_scale", "blend_uncertainty_s_max",
+                         "blend_defocus_weight", "flow_alpha", "flow_blur_px", "denoise_min_sigma",
+                         "denoise_strength", "tile", "halo")
+
+
 def pipeline_payload(plain: dict[str, Any]) -> dict[str, Any]:
     """A pipeline config as stored in checkpoints: qa's ``align`` and ``maps`` only.
 

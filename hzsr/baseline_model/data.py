@@ -34,7 +34,7 @@ import numpy as np
 
 from hzsr.baseline_model.align import Alignment
 from hzsr.baseline_model.color import match_colour
-from hzsr.baseline_model.config import PipelineConfig, pipeline_payload
+from hzsr.baseline_model.config import INFERENCE_ONLY_FIELDS, PipelineConfig, pipeline_payload
 from hzsr.core.fileio import apply_umask
 from hzsr.core.schema import to_plain
 
@@ -97,7 +97,7 @@ def resolve_target(reader: Any, ids: list[str], target: str) -> str:
 def config_key(cfg: PipelineConfig) -> str:
     """Short hash of everything in the pipeline config that changes the cached arrays."""
     plain = pipeline_payload(to_plain(cfg))
-    for k in ("tile", "halo"):  # tiling does not change the alignment
+    for k in INFERENCE_ONLY_FIELDS:
         plain.pop(k, None)
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:12]
 

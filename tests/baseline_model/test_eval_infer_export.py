@@ -57,6 +57,10 @@ def test_infer_full_resolution_with_maps_and_timings(tiny_run, tiny_session, tmp
                   "fusion_blend", "uncrop", "encode", "total"):
         assert info["timings_s"][stage] >= 0
     assert not info["warnings"]
+    from hzsr.baseline_model.config import PipelineConfig
+
+    cfg, level = PipelineConfig(), info["flow"]["level"]  # the tiny run keeps the level-2 defaults
+    assert level >= 0 and info["flow"]["blur_grid_px"] == (cfg.flow_blur_px if level >= cfg.blend_maps_level else 0.0)
     for name in ("occlusion", "defocus", "uncertainty", "reject", "blend", "warped_ref", "fusion", "final"):
         assert (tmp_path / "maps" / f"{name}.png").is_file()
     assert "coarse_align" in capsys.readouterr().out

@@ -93,3 +93,20 @@ def test_eval_and_loader_stop_on_a_damaged_shard(tiny_run, tiny_dataset, tmp_pat
     loader = DataLoader(ShardDataset(ds, split="test", transform=CenterCrop(64)), batch_size=1, num_workers=1)
     with pytest.raises(DatasetError, match=f"{cid}: ref_T: cannot read pixels"):
         list(loader)
+
+
+def test_the_training_cache_key_ignores_inference_only_settings():
+    """A change to a setting training never reads (the blend's level-2 settings, the denoiser,
+    tiling) keeps the cached arrays; one that changes the alignment does not."""
+    import dataclasses
+
+    from hzsr.baseline_model.config import INFERENCE_ONLY_FIELDS, PipelineConfig
+    from hzsr.baseline_model.data import config_key
+
+    base = PipelineConfig()
+    for name, value in (("flow_blur_px", 2.0), ("flow_alpha", 5.0), ("denoise_strength", 0.5), ("tile", 512),
+                        ("blend_occlusion_scale", 0.05)):
+        assert name in INFERENCE_ONLY_FIELDS
+        assert config_key(dataclasses.replace(base, **{name: value})) == config_key(base), name
+    assert config_key(dataclasses.replace(base, min_ncc=0.3)) != config_key(base)
+    assert config_key(dataclasses.replace(base, use_occ=False)) != config_key(base)
