@@ -475,6 +475,10 @@ class Thresholds:
     # on calibration seeds 1801 1802, warn at 3/4; 0.31 on tt before).
     warn_depth_departure_d: float = 0.23  # above: warn
     fail_depth_departure_d: float = 0.30  # above: fail (the subject is out of focus in both Ts)
+    # ... read off the AF ROI's central third's unclipped pixels (W crop and main T): where more
+    # than this share of it is clipped, the AF point's parallax is not measured and no depth is
+    # graded (a majority: the median of the rest is then DIS's fill from the clipped area's rim).
+    depth_max_clipped_share: float = 0.5
     # A near occluder at the AF point (issue 18, defocus pass; the plane it hides since the
     # eighth pass): the AF ROI's centre shows a plane in front of the focus distance and the lens
     # focused on the subject it hides, not on the wrong plane. Planes are told apart by this many
