@@ -269,7 +269,7 @@ def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAC
     # second_motion_px let the rig's shift in).
     first_off = abs((r_tt.shift.dx - static_shift[0]) * e_perp[0]
                     + (r_tt.shift.dy - static_shift[1]) * e_perp[1]) if static_shift is not None else 0.0
-    if (static_shift is not None and first_off > static_bound_px
+    if (cfg.check.second_motion_from_rig and static_shift is not None and first_off > static_bound_px
             and seen_lost >= cfg.thresholds.second_motion_min_seen_lost and departs(*static_shift)):
         rig = register_pair(src, ref, rcfg, shift=GlobalShift(0.0, 0.0, 0, 0), fallback_shift=static_shift,
                             flow_units=flow_units, row_figures=row_figures, rejected=row_figures)

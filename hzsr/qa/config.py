@@ -253,6 +253,14 @@ class CheckConfig:
     # second translation, or the AF subject's shift), not the AF subject's alone: a mover at the AF
     # point that moved 0.3 of the width in a late frame read as a bump (capture_qa.tt_departure_from_static_scene).
     tt_shift_from_static_scene: bool = True
+    # second_motion's second candidate registered from the rig's parallax (capture_qa.second_motion,
+    # static_shift): found a late frame whose movers took both translations on the calibration side
+    # (dev seed 1807 c00013: moving_frac 0.08 -> 0.48), but judged on the blind seeds 1815+1816 it
+    # took a bumped portrait's rig shift as the static scene (lab-1815 c00055: large_shift 0.49 ->
+    # 0, recall 0.90 where main has 1.00) with moving_object's recall unchanged (1.00 in both).
+    # Off since that judgement (a decision made after seeing the blind result: docs/qa.md, helper
+    # issue18b); a guard that tells a bump's rig shift from a mover's static scene is missing.
+    second_motion_from_rig: bool = False
     tt_structure_below_ncc: float = 0.6  # search only where the vote's own correlation is under this
     tt_structure_min_ncc: float = 0.3  # a peak must correlate at least this to replace the vote ...
     tt_structure_margin: float = 0.15  # ... and this much better than it (0.2 left 3 of 12 demo re-renders at 0.23)
