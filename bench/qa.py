@@ -862,7 +862,8 @@ def _quick_vs_full(quick: list[dict], prefix: str = "") -> dict:
 
 
 def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int], captures: int,
-             size: tuple[int, int], workers: int, knocked: int = 6) -> dict:
+             size: tuple[int, int], workers: int, knocked: int = 6, held_out_captures: int | None = None,
+             held_out_knocked: int | None = None) -> dict:
     """The labelled QA set (issue 18): thresholds fitted on two seeds, judged on two others.
 
     Fitted here: ``large_shift``'s fail level (the AF subject's departure from the rig's parallax
@@ -870,6 +871,10 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
     their defaults (set on seed 101) and are judged on the held-out seeds all the same.
     Beside it, the simplest alternative: the old fixed rule, ``|subject shift| / width > 0.25``.
     Each held-out seed adds ``knocked`` captures of ``knocked_session`` (the defects rendered apart).
+    ``held_out_captures`` / ``held_out_knocked`` (default: ``captures`` / ``knocked``): the held-out
+    seeds' sessions may be longer than the calibration ones, so that each reason is judged on more
+    defective captures (one defect every 12 captures of ``labelled_session``) while the calibration
+    sessions, and the thresholds fitted on them, stay those of earlier runs.
     """
     from dataclasses import replace
 
@@ -949,14 +954,16 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
                                      quick_margins_shortfall=shortfall))
     held = []
     held_sessions = []
+    h_captures = captures if held_out_captures is None else held_out_captures
+    h_knocked = knocked if held_out_knocked is None else held_out_knocked
     for s in held_out_seeds:  # each seed's knocked-off session, then its labelled one
         # The knocked-off session first: the same rig (same seed, same phones), so its qa check
         # records the main phone's depth offset, which the labelled session's live quick check
         # carries (check.quick_carry_rig_offset, hzsr/qa/rig_offset.py). Its first captures show
         # the same scenes as the labelled session's first ones (knocked_session).
-        if knocked:
-            held_sessions.append(knocked_session(root, s, knocked, size))
-        held_sessions.append(labelled_session(root, s, captures, size))
+        if h_knocked:
+            held_sessions.append(knocked_session(root, s, h_knocked, size))
+        held_sessions.append(labelled_session(root, s, h_captures, size))
     for sess in held_sessions:
         rows = _labelled_rows(sess, cfg, workers, True)
         # Tried in the same run and not taken (a contradiction on the held-out seeds, issue 18's
@@ -976,9 +983,10 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
     bumps = [r for r in old if r["defect"] == "rig_bump"]
     quick = [r for r in held if "quick_verdict" in r]
     return {
-        "size": list(size), "captures_per_seed": captures, "calibration_seeds": calibration_seeds,
+        "size": list(size), "captures_per_seed": captures, "held_out_captures_per_seed": h_captures,
+        "calibration_seeds": calibration_seeds,
         "held_out_seeds": held_out_seeds, "captures": {"calibration": len(cal_rows), "held_out": len(held),
-                                                       "held_out_knocked_off": knocked * len(held_out_seeds)},
+                                                       "held_out_knocked_off": h_knocked * len(held_out_seeds)},
         "defects": {d: CREW_WORDS.get(d, d) for d in DEFECTS},
         "fitted_on_calibration": fitted,
         "quick_margins_on_calibration": margins,
@@ -1261,6 +1269,11 @@ def main(argv=None) -> dict:
                    help="captures per held-out seed with the reference phone knocked off the scene")
     p.add_argument("--keep", default=None, help="write the simulated sessions here and keep them (default: a temp "
                    "dir); the labelled part reuses the sessions an earlier run kept there")
+    p.add_argument("--held-out-captures", type=int, default=None,
+                   help="captures per held-out seed (default: --labelled-captures); the calibration seeds keep "
+                        "--labelled-captures")
+    p.add_argument("--held-out-knocked", type=int, default=None,
+                   help="knocked-off captures per held-out seed (default: --knocked-captures)")
     p.add_argument("--calibration-seeds", type=int, nargs=2, default=[1801, 1802])
     p.add_argument("--held-out-seeds", type=int, nargs="+", default=[1803, 1804],
                    help="seeds the labelled part judges on (one or more)")
@@ -1290,7 +1303,8 @@ def main(argv=None) -> dict:
             out["middlebury"] = middlebury()
         if a.part in ("labelled", "all"):
             out["labelled"] = labelled(root, a.calibration_seeds, a.held_out_seeds, a.labelled_captures,
-                                       tuple(a.labelled_size), a.workers, a.knocked_captures)
+                                       tuple(a.labelled_size), a.workers, a.knocked_captures,
+                                       a.held_out_captures, a.held_out_knocked)
         if a.part in ("speed", "all"):
             out["speed"] = speed(root, a.speed_captures, a.seed + 2)
     return out

@@ -165,7 +165,8 @@ def _thumb(img: np.ndarray, long_side: int) -> np.ndarray:
 
 def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAConfig, *,
                   flow_units: float = 1.0, info: dict[str, float] | None = None,
-                  row_figures: bool = True) -> Registration | None:
+                  row_figures: bool = True, static_shift: tuple[float, float] | None = None,
+                  static_bound_px: float = 0.0) -> Registration | None:
     """T vs T registered again from the translation of what the first registration lost.
 
     The dense flow starts from one global translation (the keypoints' majority). When a moving
@@ -200,7 +201,12 @@ def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAC
     the calibration movers, whose static scenes span depths; -0.08 for the demo's period) and the
     reference's correlation with itself at the lag (-0.1: no period of the whole image).
     ``info`` (when given) receives ``second_unseen``, ``first_seen_lost`` and the candidate
-    ``second_dx/dy``.
+    ``second_dx/dy``. ``static_shift``: where the rig puts the static scene (its parallax at the
+    focus distance, analysis px; the static scene lies there up to the two Ts' rotation,
+    ``static_bound_px`` = ``tt_offset_bound_px``); where the first registration departs from it
+    across the baseline by more than that bound (it cannot be the static scene) and lost at least
+    ``thresholds.second_motion_min_seen_lost`` of what it saw, T vs T is also registered from
+    there, and the candidate that explains more of the lost pixels with a motion of its own wins.
 
     Returns:
         The second registration, or None when there is no second translation that departs and
@@ -218,28 +224,69 @@ def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAC
     g = r_tt.grid_scale
     lost_ref = occlusion_map(r_tt.flow_bwd * g, r_tt.flow_fwd * g, cfg.maps.occlusion_scale) >= 0.5
     g2, used = gate_shift(global_translation(src, ref, cfg, src_mask=lost, ref_mask=lost_ref), cfg)
-    if not used:
-        return None
     e = b / np.hypot(*b)
     e_perp = np.array([-e[1], e[0]])
-    across = abs((g2.dx - r_tt.shift.dx) * e_perp[0] + (g2.dy - r_tt.shift.dy) * e_perp[1])
-    if across * r_tt.grid_scale * flow_units <= cfg.thresholds.second_motion_px:
-        return None
-    # Keypoints of a periodic background can agree on a shift of most of the frame (clean 1280 px
-    # portraits: 0.60-0.75 of the width away from the first), whose registration explains a sliver
-    # and read as 0.06-0.14 moving; the movers' two translations lie 0.10-0.25 of the width apart.
     h, w = src.shape[:2]
-    if np.hypot((g2.dx - r_tt.shift.dx) / w, (g2.dy - r_tt.shift.dy) / h) > cfg.thresholds.second_motion_max_frac:
+    seen = r_tt.valid
+    seen_lost = float((lost & seen).sum() / max(int(seen.sum()), 1))
+    rcfg = replace(cfg, maps=replace(cfg.maps, hidden=False))
+
+    def departs(dx: float, dy: float) -> bool:
+        # Two translations that differ across the baseline cannot both be static; keypoints of a
+        # periodic background can agree on a shift of most of the frame (clean 1280 px portraits:
+        # 0.60-0.75 of the width away from the first), whose registration explains a sliver and
+        # read as 0.06-0.14 moving; the movers' two translations lie 0.10-0.25 of the width apart.
+        across = abs((dx - r_tt.shift.dx) * e_perp[0] + (dy - r_tt.shift.dy) * e_perp[1])
+        return (across * r_tt.grid_scale * flow_units > cfg.thresholds.second_motion_px
+                and np.hypot((dx - r_tt.shift.dx) / w, (dy - r_tt.shift.dy) / h)
+                <= cfg.thresholds.second_motion_max_frac)
+
+    def explains(r: Registration) -> np.ndarray:
+        # What the first saw and lost that r explains with a motion of its own (not the first's).
+        m = lost & seen & r.valid & (r.occlusion < 0.5)
+        across = np.abs((r.flow_fwd[..., 0] - r_tt.shift.dx) * e_perp[0]
+                        + (r.flow_fwd[..., 1] - r_tt.shift.dy) * e_perp[1])  # input px
+        return m & (across * r_tt.grid_scale * flow_units > cfg.thresholds.moving_px)
+
+    second = None
+    if used and departs(g2.dx, g2.dy):
+        second = register_pair(src, ref, rcfg, shift=g2, flow_units=flow_units, row_figures=row_figures,
+                               rejected=row_figures)
+    # Where the first registration followed a mover and lost much of what it saw, the static scene
+    # lies where the rig puts it (``static_shift``: the rig's parallax at the focus distance, up to
+    # the two Ts' small rotation), which the lost pixels' keypoints need not find (another mover
+    # can take them, its flow then joining the first's: calibration lab-1807 c00013 at 480x360,
+    # the walker and the mover took both translations and 0.72 of T's view stayed unexplained).
+    # T vs T is registered from there too, and the one that explains more of what the first saw
+    # and lost with a motion of its own is the second. No keypoints vouch for the rig's shift, so
+    # what it explains must lie mostly where the first saw (at most second_motion_max_unseen
+    # outside the reference's frame at the first flow): a bumped phone's first registration loses
+    # 0.36 of what it saw (lab-1802 c00019, c00043 at 480x360), and from the rig's parallax the
+    # flow lined up only what the bump had carried out of the reference's frame (0.90-1.0 of it).
+    # The rig's shift lacks the two Ts' rotation (unknown to a lone capture, up to static_bound_px
+    # across): only a first translation beyond that bound cannot be the static scene (a clean
+    # 640x480 capture, test_verdicts' seed 4242 c00000, failed moving_object when any departure of
+    # second_motion_px let the rig's shift in).
+    first_off = abs((r_tt.shift.dx - static_shift[0]) * e_perp[0]
+                    + (r_tt.shift.dy - static_shift[1]) * e_perp[1]) if static_shift is not None else 0.0
+    if (cfg.check.second_motion_from_rig and static_shift is not None and first_off > static_bound_px
+            and seen_lost >= cfg.thresholds.second_motion_min_seen_lost and departs(*static_shift)):
+        rig = register_pair(src, ref, rcfg, shift=GlobalShift(0.0, 0.0, 0, 0), fallback_shift=static_shift,
+                            flow_units=flow_units, row_figures=row_figures, rejected=row_figures)
+        rig_explained = lost & rig.valid & (rig.occlusion < 0.5)
+        n_rig = int(rig_explained.sum())
+        rig_unseen = float((rig_explained & ~seen).sum() / n_rig) if n_rig else 1.0
+        n_new = int(explains(rig).sum())
+        if n_new and rig_unseen <= cfg.thresholds.second_motion_max_unseen and (
+                second is None or n_new > int(explains(second).sum())):
+            second, g2 = rig, rig.shift
+    if second is None:
         return None
-    second = register_pair(src, ref, replace(cfg, maps=replace(cfg.maps, hidden=False)), shift=g2,
-                           flow_units=flow_units, row_figures=row_figures, rejected=row_figures)
     # Only what the first registration saw (its flow lands in the reference's frame) and could not
     # explain is evidence of a second motion; what it never saw, a texture period can explain.
     explained = lost & second.valid & (second.occlusion < 0.5)
     n = int(explained.sum())
     unseen = float((explained & ~r_tt.valid).sum() / n) if n else 1.0
-    seen = r_tt.valid
-    seen_lost = float((lost & seen).sum() / max(int(seen.sum()), 1))
     if info is not None:
         info.update(second_unseen=unseen, second_dx=float(g2.dx), second_dy=float(g2.dy), first_seen_lost=seen_lost)
     if unseen > cfg.thresholds.second_motion_max_unseen and seen_lost < cfg.thresholds.second_motion_min_seen_lost:
@@ -249,7 +296,9 @@ def second_motion(src: np.ndarray, ref: np.ndarray, r_tt: Registration, cfg: QAC
 
 def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
                          flow_units: float = 1.0,
-                         second: Registration | None = None) -> tuple[float, np.ndarray]:
+                         second: Registration | None = None,
+                         static_shift: tuple[float, float] | None = None,
+                         static_bound_px: float = 0.0) -> tuple[float, np.ndarray]:
     """Fraction of main T whose flow to the reference T is not parallax, and the map.
 
     The two T cameras have (nearly) the same orientation and a fixed baseline, so a static scene's
@@ -265,7 +314,11 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
     translation (``second_motion``); a pixel the first flow does not explain takes its flow, each
     registration's pixels get their own fit, the smaller group counts as moving when the two fits
     differ by more than ``moving_px``, and the figure is the larger of the first registration's
-    alone and that over both.
+    alone and that over both. Which of the two moved: with ``static_shift`` (the rig's parallax at
+    the focus distance, analysis px: where the static scene lies up to the two Ts' rotation, at
+    most ``static_bound_px`` across), where exactly one of the two translations departs from it
+    across the baseline by more than that bound, that one (across it a static scene has only the
+    rotation term); else the smaller group.
     """
     g = r_tt.grid_scale
     f = r_tt.flow_fwd[::step, ::step].reshape(-1, 2).astype(np.float64) * g
@@ -307,11 +360,21 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
     first = float(moving[groups[0]].mean())  # the figure without a second registration
     if len(groups) == 2:
         # Two registrations whose static terms differ across the baseline by more than moving_px
-        # over the frame are two motions; the smaller group is the one that moved (a mover is the
-        # smaller part of the frame, or the scene is, and then the mover took the first shift).
+        # over the frame are two motions. The one that moved departs further across the baseline
+        # from the rig's parallax: "the smaller group moved" fails where a mover fills more of the
+        # view than the static scene both registrations saw, or where both followed movers and the
+        # static scene was lost (calibration lab-1807 c00013, 480x360: the walker and the mover
+        # took the two translations, 0.24 and 0.04 of the view, and the figure read 0.08).
         gap = np.median(np.abs(x @ (fits[0] - fits[1]))) * flow_units
         if gap > cfg.thresholds.moving_px:
-            moving |= groups[int(groups[1].sum() < groups[0].sum())]
+            off = [abs((r.shift.dx - static_shift[0]) * e_perp[0] + (r.shift.dy - static_shift[1]) * e_perp[1])
+                   for r in (r_tt, second)] if static_shift is not None and np.hypot(*b) > 0 else [0.0, 0.0]
+            beyond = [o > static_bound_px for o in off]
+            if beyond[0] != beyond[1]:  # one of them cannot be the static scene: it moved
+                moved = int(beyond[1])
+            else:
+                moved = int(groups[1].sum() < groups[0].sum())
+            moving |= groups[moved]
     union = groups[0] | (groups[1] if len(groups) == 2 else False)
     # The larger of the two readings: within the first registration alone (the figure without a
     # second), and over both (the second adds what the first lost).
@@ -647,8 +710,12 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
             scfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
                                                                            cfg.check.quick_tt_max_keypoints)))
         info: dict[str, float] = {}
+        static = ((out.row["tt_expected_dx"], out.row["tt_expected_dy"]) if "tt_expected_dx" in out.row else None)
+        bound = tt_offset_bound_px(out.row, cfg) if "tt_fx_px" in out.row else 0.0
+        if static is not None and not bound > 0:
+            static = None  # no focal length: the rotation's bound is unknown
         second = second_motion(srcs["main_T"], srcs["ref_T"], regs["tt"], scfg, flow_units=units, info=info,
-                               row_figures=row_figures)
+                               row_figures=row_figures, static_shift=static, static_bound_px=bound)
         out.row["tt_second_shift_used"] = int(second is not None)
         if info:  # a second translation was registered: how much of what it explains the first never saw
             out.row["tt_second_unseen_share"] = info["second_unseen"]
@@ -657,7 +724,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         if second is not None:
             out.row["tt_second_shift_dx"], out.row["tt_second_shift_dy"] = second.shift.dx, second.shift.dy
             tt_departure_from_static_scene(out, second, cfg)
-        frac, moving = motion_inconsistency(regs["tt"], cfg, flow_units=units, second=second)
+        frac, moving = motion_inconsistency(regs["tt"], cfg, flow_units=units, second=second, static_shift=static,
+                                            static_bound_px=bound)
         out.row["moving_frac"] = frac
         _grade(out, "moving_object", frac, th.warn_moving_frac, th.fail_moving_frac,
                "fraction of main T whose flow to ref T is not parallax (moved between the two instants: "
@@ -1324,7 +1392,19 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
         cx0, cx1 = x0 + (x1 - x0) // 3, x1 - (x1 - x0) // 3
         cy0, cy1 = y0 + (y1 - y0) // 3, y1 - (y1 - y0) // 3
         centre = r.flow_fwd[cy0:max(cy1, cy0 + 1), cx0:max(cx1, cx0 + 1)].reshape(-1, 2)
-        f_c = np.median(centre, axis=0)
+        # The parallax is read off texture: a clipped pixel (>= 250 in a channel, in the W crop or
+        # in main T warped onto it) has none, and DIS fills it from its surroundings (an overexposed
+        # W crop, 0.66 clipped, put the AF subject at 2.87 D, main T focused at 0.36 D: lab-1802
+        # c00033 at 480x360). As motion_blur leaves clipped pixels out, so does the depth-flow
+        # relation; where they cover the AF point, its depth is not measured.
+        ys, xs = slice(cy0, max(cy1, cy0 + 1)), slice(cx0, max(cx1, cx0 + 1))
+        clip_c = (channel_max(srcs["main_W"][ys, xs]) >= 250) | (channel_max(r.warped_ref[ys, xs]) >= 250)
+        clip_c = cv2.dilate(clip_c.astype(np.uint8), np.ones((5, 5), np.uint8)).ravel() > 0
+        out.row["af_centre_clipped_share"] = float(clip_c.mean())
+        if clip_c.mean() > th.depth_max_clipped_share:
+            out.row["subject_depth_not_measured"] = 1
+            return
+        f_c = np.median(centre[~clip_c], axis=0)
         out.row["subject_centre_dx"], out.row["subject_centre_dy"] = float(f_c[0]), float(f_c[1])
         u = b / np.hypot(*b)
         fb = fx_t * np.hypot(*b)

@@ -253,6 +253,14 @@ class CheckConfig:
     # second translation, or the AF subject's shift), not the AF subject's alone: a mover at the AF
     # point that moved 0.3 of the width in a late frame read as a bump (capture_qa.tt_departure_from_static_scene).
     tt_shift_from_static_scene: bool = True
+    # second_motion's second candidate registered from the rig's parallax (capture_qa.second_motion,
+    # static_shift): found a late frame whose movers took both translations on the calibration side
+    # (dev seed 1807 c00013: moving_frac 0.08 -> 0.48), but judged on the blind seeds 1815+1816 it
+    # took a bumped portrait's rig shift as the static scene (lab-1815 c00055: large_shift 0.49 ->
+    # 0, recall 0.90 where main has 1.00) with moving_object's recall unchanged (1.00 in both).
+    # Off since that judgement (a decision made after seeing the blind result: docs/qa.md, helper
+    # issue18b); a guard that tells a bump's rig shift from a mover's static scene is missing.
+    second_motion_from_rig: bool = False
     tt_structure_below_ncc: float = 0.6  # search only where the vote's own correlation is under this
     tt_structure_min_ncc: float = 0.3  # a peak must correlate at least this to replace the vote ...
     tt_structure_margin: float = 0.15  # ... and this much better than it (0.2 left 3 of 12 demo re-renders at 0.23)
@@ -485,6 +493,10 @@ class Thresholds:
     # on calibration seeds 1801 1802, warn at 3/4; 0.31 on tt before).
     warn_depth_departure_d: float = 0.23  # above: warn
     fail_depth_departure_d: float = 0.30  # above: fail (the subject is out of focus in both Ts)
+    # ... read off the AF ROI's central third's unclipped pixels (W crop and main T): where more
+    # than this share of it is clipped, the AF point's parallax is not measured and no depth is
+    # graded (a majority: the median of the rest is then DIS's fill from the clipped area's rim).
+    depth_max_clipped_share: float = 0.5
     # A near occluder at the AF point (issue 18, defocus pass; the plane it hides since the
     # eighth pass): the AF ROI's centre shows a plane in front of the focus distance and the lens
     # focused on the subject it hides, not on the wrong plane. Planes are told apart by this many
