@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         if moved_figures(m.group(2), body):
             moved.append(name)
         doc = doc[:m.start(2)] + f"Made by `{cmd}`.\n\n{body}" + doc[m.start(3):]
-    print(json.dumps({"tables": list(tables), "moved_beyond_0.1_db": moved}))
+    print(json.dumps({"tables": list(tables), "moved_beyond_tolerance": moved}))
     if a.check:
         return 1 if moved else 0
     a.doc.write_text(doc)

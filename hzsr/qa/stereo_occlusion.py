@@ -187,8 +187,9 @@ def edge_snap(disp: np.ndarray, luma: np.ndarray, reach: int, min_step: float = 
     A step between columns ``p - 1`` and ``p`` (a change of more than ``min_step`` px; the larger
     disparity is the nearer surface) whose nearer side is at ``p`` moves right to the strongest
     luma edge (``|luma[q] - luma[q - 1]|``) within ``reach`` px, if that edge is stronger than the
-    one at the step: columns ``p..q-1`` take the far side's disparity. A nearer side at ``p - 1``
-    moves left alike. The nearer side never grows: a matcher's blocks fatten the near surface, they
+    one at the step (of equally strong edges, the nearest): columns ``p..q-1`` take the far side's
+    disparity. A nearer side at ``p - 1`` moves left alike, so a mirrored scene gives the mirrored
+    result. The nearer side never grows: a matcher's blocks fatten the near surface, they
     do not thin it. Both arrays of one shape (the disparities of ``sgbm_disparities``, the lumas
     they were matched on); returns a new array.
     """
@@ -208,10 +209,7 @@ def edge_snap(disp: np.ndarray, luma: np.ndarray, reach: int, min_step: float = 
         # The edges the step may move to, nearest first: p..p+reach (a rise), p..p-reach (a fall).
         offs = np.arange(reach + 1) if rise else -np.arange(reach + 1)
         cand = gp[ry[:, None], px[:, None] + reach + offs[None, :]]
-        if rise:
-            k = np.argmax(cand, axis=1)  # the first strongest, nearest the step
-        else:
-            k = reach - np.argmax(cand[:, ::-1], axis=1)  # the leftmost strongest
+        k = np.argmax(cand, axis=1)  # the first strongest: on a tie, the edge nearest the step either way
         keep = (k > 0) & (cand.max(axis=1) > g[ry, px])
         ry, px, k = ry[keep], px[keep], k[keep]
         far = disp[ry, px - 1] if rise else disp[ry, px]

@@ -72,3 +72,19 @@ def test_candidates_are_masks_and_the_veto_only_removes(p6, card):
     for t in (0.25, 0.5, 1.0):  # a veto on maps pass 5's map: it only removes
         assert not (c[f"holes_without_dis_consistent_{t}"] & ~before).any()
     assert shipped.any()
+
+
+def test_edge_snap_of_a_mirrored_row_is_the_mirrored_snap():
+    """Equally strong edges (a two-step ramp): a rise and a fall both move to the edge nearest the
+    step, so a scene and its mirror image get mirrored strips (the fall took the farthest, 1 px more)."""
+    from hzsr.qa.stereo_occlusion import edge_snap
+
+    luma = np.zeros((1, 24), np.float32)
+    luma[0, 12] = 10.0
+    luma[0, 13:] = 20.0  # edges of 10 between columns 11|12 and 12|13
+    disp = np.full((1, 24), 2.0, np.float32)
+    disp[0, 10:] = 8.0  # the near surface starts at column 10: fattened by two or three columns
+    snapped = edge_snap(disp, luma, reach=4)
+    assert snapped[0, :12].tolist() == [2.0] * 12 and snapped[0, 12:].tolist() == [8.0] * 12
+    mirrored = edge_snap(disp[:, ::-1].copy(), luma[:, ::-1].copy(), reach=4)
+    assert np.array_equal(mirrored[:, ::-1], snapped)
