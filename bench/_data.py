@@ -16,7 +16,9 @@ renderer is deterministic per seed, so a cached session is the same as a fresh o
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from hzsr.sim.simsession import SimConfig, simulate_session
 from hzsr.sim.truth import truth_dir
@@ -52,3 +54,32 @@ def session(seed: int, captures: int = CAPTURES) -> Path:
 
 def sessions(seeds: tuple[int, ...]) -> list[Path]:
     return [session(s) for s in seeds]
+
+
+class TruthCapture(NamedTuple):
+    """One rendered capture with its truth (``truth_captures``)."""
+
+    session: Path
+    capture: Path  # the capture folder (main_W.jpg, ref_T.jpg, capture.json, ...)
+    meta: dict  # capture.json
+    kind: str  # the scene kind (hzsr.dataset.schema.scene_kind)
+    truth_meta: dict  # load_capture_truth's metadata (crop_rect, ...)
+    truth: dict  # load_capture_truth's arrays (ideal_T, masks, ...)
+
+
+def truth_captures(sessions: list[Path], kinds: list[str] | None = None) -> Iterator[TruthCapture]:
+    """Every capture of ``sessions`` with truth beside it, of ``kinds`` (default all), in order: the
+    loop the evaluation benches share."""
+    import json
+
+    from hzsr.dataset.schema import scene_kind
+    from hzsr.sim.truth import captures_with_truth, load_capture_truth
+
+    for sess in sessions:
+        for cap in captures_with_truth(sess):
+            meta = json.loads((cap / "capture.json").read_text())
+            kind = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
+            if kinds and kind not in kinds:
+                continue
+            tmeta, t = load_capture_truth(sess, cap.name)
+            yield TruthCapture(Path(sess), cap, meta, kind, tmeta, t)

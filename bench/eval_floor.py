@@ -49,8 +49,9 @@ from hzsr.baseline_model.color import luma, match_colour, to_uint8
 from hzsr.baseline_model.evaluate import psnr
 from hzsr.baseline_model.ideal_target import DEFOCUSED_SIGMA_T_PX
 from hzsr.core.geometry import CropRect
-from hzsr.dataset.schema import scene_kind
-from hzsr.sim.truth import captures_with_truth, load_capture_truth
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import truth_captures  # noqa: E402
 
 
 def _rgb(path: Path) -> np.ndarray:
@@ -134,19 +135,13 @@ def score_pipeline(pipe, cap: Path, truth: dict, crop_rect: dict) -> dict:
 def run(sessions: list[Path], pipe=None, kinds: list[str] | None = None) -> pd.DataFrame:
     """Score every capture with truth (of ``kinds``, default all); with ``pipe`` (an ``HZSRPipeline``) on I_src too."""
     rows = []
-    for sess in sessions:
-        for cap in captures_with_truth(sess):
-            meta = json.loads((cap / "capture.json").read_text())
-            kind = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
-            if kinds and kind not in kinds:
-                continue
-            tmeta, t = load_capture_truth(sess, cap.name)
-            crop = tmeta["crop_rect"]
-            row = score_capture(cap, t, crop)
-            if pipe is not None:
-                row.update({f"pipe_{k}": v for k, v in score_pipeline(pipe, cap, t, crop).items()})
-            row["scene_kind"] = kind
-            rows.append(row)
+    for _sess, cap, _meta, kind, tmeta, t in truth_captures(sessions, kinds):
+        crop = tmeta["crop_rect"]
+        row = score_capture(cap, t, crop)
+        if pipe is not None:
+            row.update({f"pipe_{k}": v for k, v in score_pipeline(pipe, cap, t, crop).items()})
+        row["scene_kind"] = kind
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -50,8 +50,9 @@ from hzsr.baseline_model.evaluate import no_network_blend_y, pipeline_config_of
 from hzsr.baseline_model.ideal_target import ideal_on_source, onto_src_grid
 from hzsr.baseline_model.pipeline import HZSRPipeline
 from hzsr.core.geometry import CropRect
-from hzsr.dataset.schema import scene_kind
-from hzsr.sim.truth import captures_with_truth, load_capture_truth
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import truth_captures  # noqa: E402
 
 BORDER_PX = 24  # T px from the frame's edge: where the flow and the warp run out of context
 PARALLAX_PX = 3.0  # T px of true flow off the frame's median: a near layer or a moving subject
@@ -156,16 +157,10 @@ def run(sessions: list[Path], ckpt: str | None, kinds: list[str] | None, true_fl
         cfg = pipeline_config_of(lc.pipeline, str(lc.path))
     pipe = HZSRPipeline(lc.model, cfg)
     rows = []
-    for sess in sessions:
-        for cap in captures_with_truth(sess):
-            meta = json.loads((cap / "capture.json").read_text())
-            kind = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
-            if kinds and kind not in kinds:
-                continue
-            tmeta, t = load_capture_truth(sess, cap.name)
-            row = score_capture(pipe, cap, t, tmeta["crop_rect"], true_flow)
-            row["scene_kind"] = kind
-            rows.append(row)
+    for _sess, cap, _meta, kind, tmeta, t in truth_captures(sessions, kinds):
+        row = score_capture(pipe, cap, t, tmeta["crop_rect"], true_flow)
+        row["scene_kind"] = kind
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -50,10 +50,9 @@ from hzsr.baseline_model.denoise import noise_sigma
 from hzsr.baseline_model.evaluate import psnr
 from hzsr.baseline_model.ideal_target import ideal_on_source
 from hzsr.baseline_model.pipeline import HZSRPipeline
-from hzsr.dataset.schema import scene_kind
-from hzsr.sim.truth import captures_with_truth, load_capture_truth
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import truth_captures  # noqa: E402
 from eval_truth import pipeline_config_with  # noqa: E402
 
 NOISY_SIGMA = 2.0  # grid-luma noise (8-bit) from which the noisy.* prefilters apply
@@ -144,33 +143,27 @@ def run(sessions: list[Path], kinds: list[str] | None, base_sets: list[str], var
             p._runner = FlipEnsemble(p.runner, v.tta)
         pipes[v.name] = p
     rows = []
-    for sess in sessions:
-        for cap in captures_with_truth(sess):
-            meta = json.loads((cap / "capture.json").read_text())
-            kind = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
-            if kinds and kind not in kinds:
-                continue
-            tm, t = load_capture_truth(sess, cap.name)
-            w = cv2.cvtColor(cv2.imread(str(cap / "main_W.jpg")), cv2.COLOR_BGR2RGB)
-            ref = cv2.cvtColor(cv2.imread(str(cap / "ref_T.jpg")), cv2.COLOR_BGR2RGB)
-            row = {"capture": f"{sess.name}/{cap.name}", "scene_kind": kind}
-            for v in all_v:
-                p = pipes[v.name]
-                align_mod.dis_flows = _patched_dis(v) if (v.dis or v.noisy) else _DIS_FLOWS
-                try:
-                    al = p.align(w, ref, meta)
-                finally:
-                    align_mod.dis_flows = _DIS_FLOWS
-                tr = ideal_on_source(al, t["ideal_T"], t["valid_ref_T"], t["defocus_sigma_ref_T"], tm["crop_rect"])
-                if v.trueocc:
-                    gh, gw = al.grid_shape
-                    occ = cv2.resize((tr.occluded | ~tr.inside).astype(np.float32), (gw, gh),
-                                     interpolation=cv2.INTER_AREA)
-                    al = dataclasses.replace(al, maps={**al.maps, "occlusion": occ})
-                res = p.fuse(al)
-                row[f"psnr_{v.name}"] = psnr(luma(res.final), tr.y, tr.inside)
-                row[f"psnr_bicubic_{v.name}"] = psnr(luma(al.src), tr.y, tr.inside)
-            rows.append(row)
+    for sess, cap, meta, kind, tm, t in truth_captures(sessions, kinds):
+        w = cv2.cvtColor(cv2.imread(str(cap / "main_W.jpg")), cv2.COLOR_BGR2RGB)
+        ref = cv2.cvtColor(cv2.imread(str(cap / "ref_T.jpg")), cv2.COLOR_BGR2RGB)
+        row = {"capture": f"{sess.name}/{cap.name}", "scene_kind": kind}
+        for v in all_v:
+            p = pipes[v.name]
+            align_mod.dis_flows = _patched_dis(v) if (v.dis or v.noisy) else _DIS_FLOWS
+            try:
+                al = p.align(w, ref, meta)
+            finally:
+                align_mod.dis_flows = _DIS_FLOWS
+            tr = ideal_on_source(al, t["ideal_T"], t["valid_ref_T"], t["defocus_sigma_ref_T"], tm["crop_rect"])
+            if v.trueocc:
+                gh, gw = al.grid_shape
+                occ = cv2.resize((tr.occluded | ~tr.inside).astype(np.float32), (gw, gh),
+                                 interpolation=cv2.INTER_AREA)
+                al = dataclasses.replace(al, maps={**al.maps, "occlusion": occ})
+            res = p.fuse(al)
+            row[f"psnr_{v.name}"] = psnr(luma(res.final), tr.y, tr.inside)
+            row[f"psnr_bicubic_{v.name}"] = psnr(luma(al.src), tr.y, tr.inside)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -42,8 +42,9 @@ from hzsr.baseline_model.denoise import DenoiseSettings, denoise_output, noise_s
 from hzsr.baseline_model.evaluate import pipeline_config_of, psnr
 from hzsr.baseline_model.ideal_target import ideal_on_source
 from hzsr.baseline_model.pipeline import HZSRPipeline
-from hzsr.dataset.schema import scene_kind
-from hzsr.sim.truth import captures_with_truth, load_capture_truth
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import truth_captures  # noqa: E402
 
 
 def _rgb(path: Path) -> np.ndarray:
@@ -67,23 +68,17 @@ def run(sessions: list[Path], ckpt: str | None, kinds: list[str] | None,
     cfg = pipeline_config_of(lc.pipeline, str(lc.path))
     pipe = HZSRPipeline(lc.model, dataclasses.replace(cfg, denoise_strength=0.0))
     rows = []
-    for sess in sessions:
-        for cap in captures_with_truth(sess):
-            meta = json.loads((cap / "capture.json").read_text())
-            kind = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
-            if kinds and kind not in kinds:
-                continue
-            tmeta, t = load_capture_truth(sess, cap.name)
-            res = pipe.run(_rgb(cap / "main_W.jpg"), _rgb(cap / "ref_T.jpg"), meta)
-            al = res.alignment
-            tr = ideal_on_source(al, t["ideal_T"], t["valid_ref_T"], t["defocus_sigma_ref_T"], tmeta["crop_rect"])
-            ref_y = cv2.cvtColor(al.ref, cv2.COLOR_RGB2GRAY)
-            row = {"capture": f"{sess.name}/{cap.name}", "scene_kind": kind, "used_reference": bool(al.use_reference),
-                   "sigma": noise_sigma(ref_y), "psnr_off": psnr(luma(res.final), tr.y, tr.inside)}
-            for name, s in grid.items():
-                out, _ = denoise_output(res.final, al.ref, s)
-                row[f"psnr_{name}"] = psnr(luma(out), tr.y, tr.inside)
-            rows.append(row)
+    for sess, cap, meta, kind, tmeta, t in truth_captures(sessions, kinds):
+        res = pipe.run(_rgb(cap / "main_W.jpg"), _rgb(cap / "ref_T.jpg"), meta)
+        al = res.alignment
+        tr = ideal_on_source(al, t["ideal_T"], t["valid_ref_T"], t["defocus_sigma_ref_T"], tmeta["crop_rect"])
+        ref_y = cv2.cvtColor(al.ref, cv2.COLOR_RGB2GRAY)
+        row = {"capture": f"{sess.name}/{cap.name}", "scene_kind": kind, "used_reference": bool(al.use_reference),
+               "sigma": noise_sigma(ref_y), "psnr_off": psnr(luma(res.final), tr.y, tr.inside)}
+        for name, s in grid.items():
+            out, _ = denoise_output(res.final, al.ref, s)
+            row[f"psnr_{name}"] = psnr(luma(out), tr.y, tr.inside)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
