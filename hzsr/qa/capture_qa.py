@@ -1738,22 +1738,7 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
                f"{slot} is smeared along {180 * int(np.argmin(dirs)) / len(dirs):.0f} deg (directional sharpness "
                f"min/max {anis:.2f} against the W crop: shake or motion)", below=True)
     # Exposure and colour.
-    other = {"main_W": "ref_T", "main_T": "ref_T", "ref_T": "main_T"}
-    for slot, q in quality.items():
-        # A bright scene clips in both phones alike; an exposure fault makes one phone brighter.
-        # Fail above fail_clipped_frac when this frame is also the brighter one by more than
-        # warn_brightness_ratio, or above twice fail_clipped_frac regardless.
-        o = quality.get(other[slot])
-        brighter = o is not None and brightness_log_ratio(o, q) > th.warn_brightness_ratio
-        # A scene that clips in both phones alike still gives a consistent pair: it warns only
-        # above fail_clipped_frac (clean bright scenes warned 1 in 6 at the old level).
-        fail = th.fail_clipped_frac if brighter else 2 * th.fail_clipped_frac
-        warn = th.warn_clipped_frac if brighter else th.fail_clipped_frac
-        _grade(out, "overexposed", q["clipped_frac"], warn, fail,
-               f"{slot}: clipped fraction {q['clipped_frac']:.2f}" + (" (and brighter than the other phone)"
-                                                                       if brighter else ""))
-        _grade(out, "underexposed", q["brightness"], th.warn_dark_mean, None,
-               f"{slot}: mean luma {q['brightness']:.3f}", below=True)
+    grade_exposure(out, quality, th)
     if "main_T" in quality and "ref_T" in quality:
         b = brightness_log_ratio(quality["main_T"], quality["ref_T"])
         c = colour_delta(quality["main_T"], quality["ref_T"])
@@ -1769,6 +1754,41 @@ def _judge_quality(out: CaptureQA, frames, quality, regs, srcs, opt, roi_of, cfg
             _grade(out, "defocused", r.stats["defocus_frac"], th.warn_defocus_frac, None,
                    f"{slot}: fraction of the view off the focal plane {r.stats['defocus_frac']:.2f}",
                    tag="defocused (fraction)")
+
+
+def grade_exposure(out: CaptureQA, quality: dict[str, dict], th) -> None:
+    """``overexposed`` and ``underexposed`` from each frame's clipped fraction and mean luma.
+
+    A bright scene clips in both phones alike; an exposure fault makes one phone brighter. A frame
+    fails above ``fail_clipped_frac`` when it is also the brighter one by more than
+    ``warn_brightness_ratio``, or above twice ``fail_clipped_frac`` regardless. The reference T is
+    called brighter only where it frames the main phone's scene: once the registrations have
+    failed ``no_overlap`` or ``large_shift`` (``_judge_registration``, graded before this) a knocked
+    or bumped reference phone looks at another part of the scene (a sky), and its being brighter
+    says nothing about an exposure (blind 1815/1816: a knocked and a bumped phone's reference, 0.29
+    and 0.32 clipped, failed ``overexposed``, a defect of the main phone's auto-exposure).
+
+    Args:
+        out: the capture's result; reasons are added to it.
+        quality: per slot, ``frame_quality``'s figures (``clipped_frac``, ``brightness``).
+        th: ``cfg.thresholds``.
+    """
+    framed_apart = any(r.level is Verdict.FAIL and r.code in ("no_overlap", "large_shift") for r in out.reasons)
+    other = {"main_W": "ref_T", "main_T": "ref_T", "ref_T": "main_T"}
+    for slot, q in quality.items():
+        o = quality.get(other[slot])
+        brighter = o is not None and brightness_log_ratio(o, q) > th.warn_brightness_ratio
+        if slot == "ref_T" and framed_apart:
+            brighter = False  # another part of the scene, not a brighter exposure of the same one
+        # A scene that clips in both phones alike still gives a consistent pair: it warns only
+        # above fail_clipped_frac (clean bright scenes warned 1 in 6 at the old level).
+        fail = th.fail_clipped_frac if brighter else 2 * th.fail_clipped_frac
+        warn = th.warn_clipped_frac if brighter else th.fail_clipped_frac
+        _grade(out, "overexposed", q["clipped_frac"], warn, fail,
+               f"{slot}: clipped fraction {q['clipped_frac']:.2f}" + (" (and brighter than the other phone)"
+                                                                       if brighter else ""))
+        _grade(out, "underexposed", q["brightness"], th.warn_dark_mean, None,
+               f"{slot}: mean luma {q['brightness']:.3f}", below=True)
 
 
 def _collect_images(out: CaptureQA, srcs, regs: dict[str, Registration], cfg: QAConfig) -> None:
