@@ -34,6 +34,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from hzsr.baseline_model.pipeline import sample_grid, sample_maps
+
 
 def _cpu_min(f: Callable[[], Any], reps: int) -> float:
     """Minimum thread CPU seconds of ``f`` over ``reps`` calls."""
@@ -45,25 +47,9 @@ def _cpu_min(f: Callable[[], Any], reps: int) -> float:
     return best
 
 
-def _float_maps_sample(arr: np.ndarray, full: tuple[int, int], y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """``sample_grid`` as shipped: bilinear remap through float maps (cv2.resize geometry)."""
-    gh, gw = arr.shape[:2]
-    h, w = full
-    xs = (np.arange(x0, x1, dtype=np.float32) + 0.5) * (gw / w) - 0.5
-    ys = (np.arange(y0, y1, dtype=np.float32) + 0.5) * (gh / h) - 0.5
-    mx = np.ascontiguousarray(np.broadcast_to(xs[None, :], (y1 - y0, x1 - x0)))
-    my = np.ascontiguousarray(np.broadcast_to(ys[:, None], (y1 - y0, x1 - x0)))
-    return cv2.remap(arr, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
 def _fixed_maps_sample(arr: np.ndarray, full: tuple[int, int], y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """The same through OpenCV's fixed-point maps (the same bits for a two-channel float grid)."""
-    gh, gw = arr.shape[:2]
-    h, w = full
-    xs = (np.arange(x0, x1, dtype=np.float32) + 0.5) * (gw / w) - 0.5
-    ys = (np.arange(y0, y1, dtype=np.float32) + 0.5) * (gh / h) - 0.5
-    mx = np.ascontiguousarray(np.broadcast_to(xs[None, :], (y1 - y0, x1 - x0)))
-    my = np.ascontiguousarray(np.broadcast_to(ys[:, None], (y1 - y0, x1 - x0)))
+    """``sample_grid`` through OpenCV's fixed-point maps (the same bits for a two-channel float grid)."""
+    mx, my = sample_maps(arr.shape, full, y0, y1, x0, x1)
     fx, fy = cv2.convertMaps(mx, my, cv2.CV_16SC2)
     return cv2.remap(arr, fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
@@ -135,11 +121,11 @@ def main() -> None:
     wins = [(max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(wd, x1 + halo))
             for y0, y1, x0, x1 in tile_cores(h, wd, pipe.cfg.tile)]
     cpu["unet_inputs_all_windows"] = _cpu_min(lambda: [unet_inputs(al, *v) for v in wins], n)
-    same = all(np.array_equal(_float_maps_sample(al.flow_fwd, (h, wd), *v),
+    same = all(np.array_equal(sample_grid(al.flow_fwd, (h, wd), *v),
                               _fixed_maps_sample(al.flow_fwd, (h, wd), *v)) for v in wins)
     rounds: dict[str, list[float]] = {"float_maps": [], "fixed_maps": []}
     for i in range(max(3, n)):
-        order = [("float_maps", _float_maps_sample), ("fixed_maps", _fixed_maps_sample)]
+        order = [("float_maps", sample_grid), ("fixed_maps", _fixed_maps_sample)]
         for name, f in order if i % 2 == 0 else order[::-1]:
             t = time.thread_time()
             for v in wins:

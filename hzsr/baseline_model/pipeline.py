@@ -53,16 +53,23 @@ class PipelineResult:
     tiles: int = 0
 
 
-def sample_grid(arr: np.ndarray, full_shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """Bilinearly sample a grid array (``cv2.resize`` geometry) at full-resolution pixels y0:y1, x0:x1."""
-    gh, gw = arr.shape[:2]
+def sample_maps(grid_shape: tuple[int, ...], full_shape: tuple[int, int], y0: int, y1: int, x0: int,
+                x1: int) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap``'s float maps that sample a grid of ``grid_shape`` (``cv2.resize`` geometry) at
+    full-resolution pixels y0:y1, x0:x1: ``x_grid = (x + 0.5) * gw / w - 0.5``, alike for y."""
+    gh, gw = grid_shape[:2]
     h, w = full_shape
     xs = ((np.arange(x0, x1, dtype=np.float32) + 0.5) * (gw / w) - 0.5)
     ys = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * (gh / h) - 0.5)
     mx = np.broadcast_to(xs[None, :], (y1 - y0, x1 - x0))
     my = np.broadcast_to(ys[:, None], (y1 - y0, x1 - x0))
-    return cv2.remap(arr, np.ascontiguousarray(mx), np.ascontiguousarray(my), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(mx), np.ascontiguousarray(my)
+
+
+def sample_grid(arr: np.ndarray, full_shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Bilinearly sample a grid array (``cv2.resize`` geometry) at full-resolution pixels y0:y1, x0:x1."""
+    mx, my = sample_maps(arr.shape, full_shape, y0, y1, x0, x1)
+    return cv2.remap(arr, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _yuv(rgb_u8: np.ndarray) -> np.ndarray:
