@@ -97,8 +97,13 @@ def resolve_target(reader: Any, ids: list[str], target: str) -> str:
 def config_key(cfg: PipelineConfig) -> str:
     """Short hash of everything in the pipeline config that changes the cached arrays."""
     plain = pipeline_payload(to_plain(cfg))
+    # The level-2 flow settings change the cache only when training aligns with them.
+    kept = ("flow_alpha", "flow_blur_px") if cfg.train_level2_flow else ()
     for k in INFERENCE_ONLY_FIELDS:
-        plain.pop(k, None)
+        if k not in kept:
+            plain.pop(k, None)
+    if not cfg.train_level2_flow:
+        plain.pop("train_level2_flow", None)  # keys of caches built before the field stay valid
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -123,7 +128,8 @@ def prepare_capture(sample: Any, cfg: PipelineConfig, truth: Any = None) -> tupl
                use_maps={"occ": cfg.use_occ, "defocus": cfg.use_defocus, "flow": cfg.use_flow,
                          "reject": cfg.use_reject}, min_overlap=cfg.min_overlap, min_ncc=cfg.min_ncc,
                overlap_blur_w_px=cfg.overlap_blur_w_px,
-               flow_level_by_w_px=cfg.flow_level_by_w_px, flow_level_max=cfg.flow_level_max)
+               flow_level_by_w_px=cfg.flow_level_by_w_px, flow_level_max=cfg.flow_level_max,
+               **({"flow_alpha": cfg.flow_alpha, "flow_blur_px": cfg.flow_blur_px} if cfg.train_level2_flow else {}))
     h, w = al.src.shape[:2]
     x, _ = unet_inputs(al, 0, h, 0, w)
     tgt = make_target(al, main_t, cfg, geom.focal_ratio) if truth is None else make_ideal_target(al, truth)
