@@ -23,12 +23,15 @@ shell-tools:
 	  apt-get install -y -q mksh toybox >/dev/null 2>&1 || sudo -n apt-get install -y -q mksh toybox >/dev/null 2>&1 || \
 	  echo "note: could not install mksh and toybox (apt-get); the shell differential test will be skipped"
 
-# One pytest-xdist worker per core; a test file stays on one worker (its module-scoped rigs and
-# order as in a serial run). `$(PY) -m pytest -q` alone still runs serially.
+# Two pytest-xdist workers per core, at most 4: a test file stays on one worker (its module-scoped rigs and
+# order as in a serial run). The suite waits on its virtual rigs (adb round trips, phones' capture
+# pipelines) for a large part of its time, so a second worker per core fills those waits, and on a shared
+# machine four workers keep the suite's share of the cores against other busy processes (docs/benchmarks.md,
+# "The test suite's workers"). `$(PY) -m pytest -q` alone still runs serially.
 # TEST_WORKERS=0 for a serial run (no xdist worker); at most 4 workers either way: each builds its own sessions and
 # rigs (adb server, phones), and a many-core runner would otherwise start dozens. The 15 slowest tests are
 # listed at the end: where the run's 10 minutes go.
-TEST_WORKERS ?= auto
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, 2 * len(os.sched_getaffinity(0))))")
 test: $(STAMP) shell-tools
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --durations=15
 
