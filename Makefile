@@ -31,7 +31,7 @@ shell-tools:
 # TEST_WORKERS=0 for a serial run (no xdist worker); at most 4 workers either way: each builds its own sessions and
 # rigs (adb server, phones), and a many-core runner would otherwise start dozens. The 15 slowest tests are
 # listed at the end: where the run's 10 minutes go.
-TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, 2 * len(os.sched_getaffinity(0))))")
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1; print(min(4, 2 * n))")
 test: $(STAMP) shell-tools
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --durations=15
 
