@@ -26,8 +26,11 @@ pool (scene tag ``textures-eval``, ``bench/_data.py``'s EVAL_SEEDS) is refused, 
 is never fitted to the data it is judged on.
 
 The graph is written beside the checkpoint (``runtime.int8_paths``: ``CKPT.int8.xml``, ``.bin``,
-``.json``); the sidecar records the checkpoint's sha256, so a retrained checkpoint's stale graph is
-ignored (``runtime.int8_graph``). Running it needs OpenVINO only; making it needs ``nncf``.
+``.json``); the sidecar records the checkpoint's sha256, the pipeline settings the inputs were
+gathered under (``runtime.pipeline_digest``) and ``RECIPE_VERSION``, so the graph of a retrained
+checkpoint, of changed pipeline settings or of an older recipe is stale and never run
+(``runtime.int8_check``); ``make int8`` re-makes the shipped one. Running it needs OpenVINO only;
+making it needs ``nncf``.
 """
 
 from __future__ import annotations
