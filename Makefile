@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test test-slow bench results lint clean shell-tools
+.PHONY: demo test test-slow bench results int8 lint clean shell-tools
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ bench: $(STAMP)
 # Every results table in docs/model.md, regenerated from the pinned recipe (bench/_data.py).
 results: $(STAMP)
 	cd bench && ../$(PY) eval.py
+
+# The shipped checkpoint's int8 graph (weights/shipped.int8.xml/.bin/.json: --runtime openvino-int8), re-made
+# whenever shipped.pt or the pipeline's settings change (a stale graph is never run: runtime.int8_check). Renders
+# the four training sessions of "Reproduce the shipped model" (docs/model.md: seeds 11-14, 24 captures each,
+# 640x480, --textures train) into $(INT8_DATA)/sNN unless there, then calibrates on them; deterministic (same
+# sessions, same files). Needs nncf (the [quantize] extra).
+INT8_DATA ?= data
+int8: $(STAMP)
+	@for s in 11 12 13 14; do [ -f $(INT8_DATA)/s$$s/session.json ] || \
+	  $(PY) -m hzsr.cli sim session --out $(INT8_DATA)/s$$s --captures 24 --seed $$s --textures train --truth --quiet || exit 1; done
+	$(PY) -m hzsr.cli model quantize $(INT8_DATA)/s11 $(INT8_DATA)/s12 $(INT8_DATA)/s13 $(INT8_DATA)/s14
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hzsr tests bench
