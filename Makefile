@@ -50,7 +50,7 @@ results: $(STAMP)
 # the four training sessions of "Reproduce the shipped model" (docs/model.md: seeds 11-14, 24 captures each,
 # 640x480, --textures train) into $(INT8_DATA)/sNN unless there, then calibrates on them; deterministic (same
 # sessions, same files). Needs nncf (the [quantize] extra).
-INT8_DATA ?= data
+INT8_DATA ?= bench/.data/int8
 int8: $(STAMP)
 	@for s in 11 12 13 14; do [ -f $(INT8_DATA)/s$$s/session.json ] || \
 	  $(PY) -m hzsr.cli sim session --out $(INT8_DATA)/s$$s --captures 24 --seed $$s --textures train --truth --quiet || exit 1; done
