@@ -1,6 +1,7 @@
 """Maps pass 7 (issue 18 item 4): `M_occ` for two alike cameras, the wide fill and the match check.
 
 `PYTHONPATH=. python bench/occ_pass7.py --seeds 2024 2025 2026 2027 2028 --middlebury > out.json`
+(blind seeds: `--seeds 2029 2030 --only shipped maps_pass_6`)
 
 Each candidate is `stereo_occlusion.alike_fold` with other settings (the map `qa check` uses for
 main T vs the reference T, and, carried through main T, for the W crop vs the reference T,
@@ -49,8 +50,12 @@ CALIBRATION = (2024, 2025)
 P6 = {"fill_reach": 0, "min_residual": 0.0, "holes_window": 9}
 
 
+ONLY: tuple[str, ...] = ()  # --only: these candidates alone (the blind seeds: shipped and maps_pass_6)
+
+
 def candidates() -> dict[str, dict]:
-    """``alike_fold`` keyword arguments of every candidate (``shipped``: the module's defaults)."""
+    """``alike_fold`` keyword arguments of every candidate (``shipped``: the module's defaults), or of
+    those named in ``ONLY``."""
     out: dict[str, dict] = {"shipped": {}, "maps_pass_6": dict(P6)}
     for r in (16, 32, 64):
         out[f"fill_{r}"] = {"fill_reach": r, "min_residual": 0.0, "holes_window": 9}
@@ -60,7 +65,7 @@ def candidates() -> dict[str, dict]:
         out[f"fill_{r}_residual_{t}"] = {"fill_reach": r, "min_residual": float(t), "holes_window": 9}
     for r, t, w in ((32, 12, 17), (32, 8, 33), (32, 16, 33), (64, 12, 33), (0, 12, 33), (0, 0, 33), (32, 0, 33)):
         out[f"fill_{r}_residual_{t}_window_{w}"] = {"fill_reach": r, "min_residual": float(t), "holes_window": w}
-    return out
+    return {k: v for k, v in out.items() if k in ONLY} if ONLY else out
 
 
 def _add(c, pred, true):
@@ -213,7 +218,10 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="*", default=list(CALIBRATION))
     ap.add_argument("--middlebury", action="store_true")
+    ap.add_argument("--only", nargs="*", default=[], help="score these candidates alone")
     a = ap.parse_args(argv)
+    global ONLY
+    ONLY = tuple(a.only)
     out: dict = {"benchmark": "occ_pass7", "candidates": candidates(), "seeds": {}}
     if a.middlebury:
         out["middlebury"] = middlebury_figures()
