@@ -148,7 +148,6 @@ def middlebury_misses(left, right, disp, true_occ, m, rb, maps: dict[str, np.nda
     """
     h, w = disp.shape
     ys, yr, d = so.grid_lumas(left, right, rb.shift, CFG)
-    search = so.ALIKE_SEARCH
     g = ys.shape[1] / w
     sub = rb.flow_fwd[::4, ::4].reshape(-1, 2).astype(np.float64) * g - d
     dd = sub[:, 0]
@@ -220,6 +219,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--middlebury", action="store_true")
     ap.add_argument("--only", nargs="*", default=[], help="score these candidates alone")
     a = ap.parse_args(argv)
+    unknown = sorted(set(a.only) - set(candidates()))
+    if unknown:
+        ap.error(f"--only: unknown candidate(s) {', '.join(unknown)}; known: {', '.join(candidates())}")
     global ONLY
     ONLY = tuple(a.only)
     out: dict = {"benchmark": "occ_pass7", "candidates": candidates(), "seeds": {}}

@@ -89,7 +89,8 @@ def _captures(sessions: list[Path]) -> list[Path]:
     return out
 
 
-def calibration_inputs(sessions: list[Path], graph: Any, limit: int | None = None) -> list[np.ndarray]:
+def calibration_inputs(sessions: list[Path], graph: Any, limit: int | None = None,
+                       cfg: Any = None) -> list[np.ndarray]:
     """The UNet's input windows (``1 x 3 x H x W`` float32) when the pipeline fuses the sessions' captures.
 
     ``graph``: the checkpoint's ``runtime.CheckpointGraph`` (its pipeline config and float graph, run by
@@ -115,7 +116,9 @@ def calibration_inputs(sessions: list[Path], graph: Any, limit: int | None = Non
 
     if limit is not None and limit < 1:
         raise ConfigError(f"must be at least 1, got {limit}", field="--limit")
-    pipe = HZSRPipeline(None, pipeline_config_of(graph.pipeline, "checkpoint"), "cpu", "openvino", runner=_Recorder())
+    if cfg is None:
+        cfg = pipeline_config_of(graph.pipeline, "checkpoint")
+    pipe = HZSRPipeline(None, cfg, "cpu", "openvino", runner=_Recorder())
     caps = _captures(sessions)[:limit]
     metas = [read_meta(cap / "capture.json") for cap in caps]
     for cap, meta in zip(caps, metas, strict=True):  # every capture checked before the first is fused
@@ -145,18 +148,17 @@ def quantize_checkpoint(ckpt: str | Path, sessions: list[Path], *, limit: int | 
     except ImportError:
         raise ConfigError("NNCF is not installed: pip install nncf (see constraints.txt)",
                           field="hzsr model quantize", unreadable=True) from None
-    import dataclasses
 
     import openvino as ov
 
     from hzsr.baseline_model.config import pipeline_config_of
-    from hzsr.baseline_model.runtime import _ov_core, checkpoint_graph, int8_paths, pipeline_digest
+    from hzsr.baseline_model.runtime import _ov_core, checkpoint_graph, int8_paths, pipeline_digest, pipeline_settings
 
     ckpt = Path(ckpt)
     data = ckpt.read_bytes()
     graph = checkpoint_graph(ckpt)
-    cfg = pipeline_config_of(graph.pipeline, "checkpoint")  # what calibration_inputs fuses with
-    tiles = calibration_inputs(sessions, graph, limit)
+    cfg = pipeline_config_of(graph.pipeline, str(ckpt))  # what the tiles are fused with, and what the sidecar hashes
+    tiles = calibration_inputs(sessions, graph, limit, cfg)
     model = _ov_core().read_model(graph.onnx)
     try:
         keep = float_ops(model, tuple(float_convs))
@@ -173,7 +175,7 @@ def quantize_checkpoint(ckpt: str | Path, sessions: list[Path], *, limit: int | 
             "recipe_version": RECIPE_VERSION, "float_ops": keep, "preset": "mixed",
             # The UNet's inputs, and so the activation ranges, depend on these: inference under
             # other settings finds the graph stale (runtime.int8_check).
-            "pipeline_sha256": pipeline_digest(cfg), "pipeline": dataclasses.asdict(cfg),
+            "pipeline_sha256": pipeline_digest(cfg), "pipeline": pipeline_settings(cfg),
             "nncf": nncf.__version__, "openvino": ov.__version__,
             "calibration": {"sessions": [Path(s).name for s in sessions], "captures": len(_captures(sessions)[:limit]),
                             "tiles": len(tiles)}}

@@ -248,17 +248,28 @@ def int8_paths(ckpt: str | Path) -> tuple[Path, Path, Path]:
 _DIGEST_SKIP = ("tile", "halo")
 
 
+def pipeline_settings(cfg: Any) -> dict[str, Any]:
+    """The pipeline settings an int8 graph's calibration depends on, as plain data.
+
+    The ``PipelineConfig`` as checkpoints store it (``config.pipeline_payload``: of qa's settings only
+    ``align`` and ``maps``, the ones the pipeline reads; qa's verdict thresholds and checks change
+    nothing the UNet sees) without the tiling (``_DIGEST_SKIP``).
+    """
+    import dataclasses
+
+    from hzsr.baseline_model.config import pipeline_payload
+
+    return {k: v for k, v in pipeline_payload(dataclasses.asdict(cfg)).items() if k not in _DIGEST_SKIP}
+
+
 def pipeline_digest(cfg: Any) -> str:
     """sha256 of the pipeline settings (a ``PipelineConfig``) an int8 graph was calibrated under.
 
     The graph's activation ranges are the UNet's inputs under these settings (the flow, M_occ, the
     colour match: issue20n's ``flow_blur_px`` changed them with the checkpoint unchanged), so a graph
-    calibrated under other settings is stale (``int8_check``). The tiling (``_DIGEST_SKIP``) is left out.
+    calibrated under other settings is stale (``int8_check``). Hashed: ``pipeline_settings``.
     """
-    import dataclasses
-
-    plain = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _DIGEST_SKIP}
-    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(pipeline_settings(cfg), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def int8_check(ckpt: str | Path, pipeline: Any, ckpt_bytes: bytes | None = None) -> tuple[Int8Graph | None, str]:
@@ -687,7 +698,7 @@ def default_runtime(device: Any, ckpt: str | Path | None = None, pipeline: Any =
             continue
         if available(rt):
             if stale and say is not None:
-                say(f"{stale}; running {rt} instead (re-make it: hzsr model quantize, docs/model.md)")
+                say(f"{stale}; running {rt} instead (re-make it: hzsr model quantize; the shipped one: make int8)")
             return rt
     raise ValueError("no UNet runtime installed: pip install 'hzsr[train]'")
 
@@ -738,6 +749,11 @@ def make_runner(model: torch.nn.Module, runtime: str | None, device: Any, ckpt: 
         return _torch_runner(model)
     multiple = getattr(model, "size_multiple", 16)
     if runtime == "openvino-int8":
-        return graph_runner(b"", multiple, runtime, torch.get_num_threads(),
-                            int8_graph(ckpt, pipeline) if ckpt is not None and pipeline is not None else None)
+        if ckpt is None or pipeline is None:
+            raise ValueError("runtime openvino-int8 needs the checkpoint file and its pipeline settings")
+        graph, why = int8_check(ckpt, pipeline)
+        if graph is None:  # the same one line as hzsr model infer's refusal: the file and why
+            raise ValueError(f"{int8_paths(ckpt)[0]}: {why}; re-make it "
+                             "(hzsr model quantize; the shipped one: make int8)")
+        return graph_runner(b"", multiple, runtime, torch.get_num_threads(), graph)
     return graph_runner(onnx_bytes(model, multiple), multiple, runtime, torch.get_num_threads())
