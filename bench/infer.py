@@ -19,7 +19,9 @@ is not used, as after fork + exec it still holds the parent's size at the fork):
 - ``variants`` (``--variants``, comma-separated), each one ``POLICY/RUNTIME``: ``default/torch``
   is torch's defaults (OpenMP's spin-waiting, one thread per core; no ``threads.apply``),
   ``chosen/RUNTIME`` the thread policy (``threads.py``) with that runtime (``openvino-int8``,
-  ``openvino-bf16``, ``openvino``, ``onnxruntime``, ``torch``: ``hzsr/baseline_model/runtime.py``); every variant
+  ``openvino-bf16``, ``openvino``, ``onnxruntime``, ``torch``: ``hzsr/baseline_model/runtime.py``; or
+  ``default``: no ``--runtime``, what ``hzsr model infer`` picks itself, named in the result's
+  ``runtime``); every variant
   gets ``speedup_process_wall_vs_FIRST``, ``speedup_process_cpu_vs_FIRST``, ``speedup_wall_vs_FIRST``
   and ``speedup_cpu_vs_FIRST`` (the first variant's time over its
   own, median of the per-round ratios);
@@ -89,7 +91,8 @@ def _child(args: argparse.Namespace) -> None:
         from hzsr.cli import main as hzsr_main
 
         argv = ["model", "infer", args.source, "--ref", args.ref, "--meta", args.meta, "--out", args.out,
-                "--device", args.device, "--runtime", runtime, "--json"]
+                "--device", args.device, "--json"]
+        argv += [] if runtime == "default" else ["--runtime", runtime]  # default: what infer picks itself
         argv += ["--ckpt", args.ckpt] if args.ckpt else []
         argv += ["--tile", str(args.tile)] if args.tile else []
         t0, c0 = time.perf_counter(), _cpu_s()
@@ -122,7 +125,7 @@ def _child(args: argparse.Namespace) -> None:
         from hzsr.baseline_model.infer import infer
 
         res = infer(args.source, args.ref, args.out, ckpt=args.ckpt, meta=args.meta, device=args.device,
-                    tile=args.tile, runtime=runtime)
+                    tile=args.tile, runtime=None if runtime == "default" else runtime)
     wall = time.perf_counter() - t0
     print(json.dumps({"wall_s": wall, "cpu_s": _cpu_s() - c0, "peak_mb": _peak_mb(), "tiles": res["tiles"],
                       "tile": res["tile"], "timings_s": res["timings_s"], "warnings": res["warnings"],
@@ -216,7 +219,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     p.add_argument("--variants", default="chosen/openvino-bf16,chosen/openvino-int8,default/torch",
                    help="POLICY/RUNTIME list: POLICY default|chosen, RUNTIME a name of runtime.RUNTIMES "
-                   "(openvino-int8, openvino-bf16, openvino, onnxruntime, torch); the first is the others' pair")
+                   "(openvino-int8, openvino-bf16, openvino, onnxruntime, torch) or default (infer's own "
+                   "choice); the first is the others' pair")
     p.add_argument("--load", type=int, default=0, help="busy processes running through every round")
     p.add_argument("--keep", default=None, help="keep the rendered capture and outputs in this folder")
     p.add_argument("--mp48", action="store_true", help="also run the first chosen variant once on a 48 MP "

@@ -14,8 +14,8 @@ inside T's field of view against the ideal target resampled onto I_src and colou
 UNet's output before blending (``fusion``).
 
 Usage: ``python bench/infer_quality.py [SESSION ...] [--runtimes openvino,openvino-bf16,openvino-int8]
-[--reference onnxruntime] [--ckpt CKPT] [--max-loss 0.05] [--json OUT]``. Prints one JSON object;
-exit 1 when a non-reference runtime loses more than ``--max-loss`` dB on some kind.
+[--reference onnxruntime] [--ckpt CKPT] [--int8-ckpt LABEL=CKPT ...] [--max-loss 0.05] [--json OUT]``.
+Prints one JSON object; exit 1 when a non-reference runtime loses more than ``--max-loss`` dB on some kind.
 """
 
 from __future__ import annotations
@@ -46,11 +46,21 @@ def _rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def score(sessions: list[Path], runtimes: list[str], reference: str, ckpt: str | None) -> pd.DataFrame:
-    """One row per capture: ``psnr_{full,fusion}_{runtime}`` and ``maxdiff_{runtime}`` (|Y - Y_ref| max)."""
+def score(sessions: list[Path], runtimes: list[str], reference: str, ckpt: str | None,
+          int8_ckpts: dict[str, Path] | None = None) -> pd.DataFrame:
+    """One row per capture: ``psnr_{full,fusion}_{runtime}`` and ``maxdiff_{runtime}`` (|Y - Y_ref| max).
+
+    ``int8_ckpts``: label -> a copy of the checkpoint with another int8 graph beside it (a candidate
+    recipe, ``hzsr model quantize --ckpt COPY``), scored as runtime ``openvino-int8@label`` on the same
+    alignment, so candidates are compared capture by capture.
+    """
     lc = load_model(ckpt)
     cfg = pipeline_config_of(lc.pipeline, str(lc.path))
     pipes = {rt: HZSRPipeline(lc.model, cfg, runtime=rt, ckpt=lc.path) for rt in [reference, *runtimes] if rt}
+    for label, path in (int8_ckpts or {}).items():
+        if Path(path).read_bytes() != Path(lc.path).read_bytes():
+            raise SystemExit(f"--int8-ckpt {label}={path}: not a copy of {lc.path} (other weights)")
+        pipes[f"openvino-int8@{label}"] = HZSRPipeline(lc.model, cfg, runtime="openvino-int8", ckpt=path)
     rows = []
     for sess in sessions:
         for cap in captures_with_truth(sess):
@@ -88,6 +98,22 @@ def summarise(df: pd.DataFrame, runtimes: list[str], reference: str, max_loss: f
             "max_loss_db": max_loss, "within_max_loss": {rt: worst[rt] <= max_loss for rt in runtimes}}
 
 
+def intervals(df: pd.DataFrame, runtimes: list[str], reference: str, draws: int, seed: int = 0) -> dict:
+    """95 % bootstrap intervals of each runtime's full-pipeline loss per kind: ``draws`` resamples of
+    the kind's captures with replacement (numpy ``default_rng(seed)``), the 2.5th and 97.5th
+    percentiles of the resampled mean loss (dB). A pool of 24 captures of a kind gives a loss with
+    a few hundredths of a dB of sampling noise; the interval says how much."""
+    out: dict = {}
+    for rt in runtimes:
+        out[rt] = {}
+        for k, g in ({k: g for k, g in df.groupby("scene_kind")} | {"all": df}).items():
+            loss = (g[f"psnr_full_{reference}"] - g[f"psnr_full_{rt}"]).to_numpy()
+            rng = np.random.default_rng(seed)
+            means = loss[rng.integers(0, len(loss), size=(draws, len(loss)))].mean(axis=1)
+            out[rt][k] = [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sessions", nargs="*", type=Path, help="simulated sessions with truth (default: the pinned ones)")
@@ -97,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     ap.add_argument("--max-loss", type=float, default=0.05, help="dB a runtime may lose on any scene kind")
     ap.add_argument("--json", type=Path, help="write the summary and per-capture rows here")
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                    help="also give 95 %% bootstrap intervals of the per-kind losses (N resamples, seed 0)")
+    ap.add_argument("--int8-ckpt", action="append", default=[], metavar="LABEL=CKPT",
+                    help="also score the int8 graph beside CKPT (a copy of --ckpt's bytes) as openvino-int8@LABEL")
     a = ap.parse_args(argv)
     if not a.sessions:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -104,8 +134,17 @@ def main(argv: list[str] | None = None) -> int:
 
         a.sessions = _data.sessions(_data.EVAL_SEEDS)
     runtimes = [r.strip() for r in a.runtimes.split(",") if r.strip() and r.strip() != a.reference]
-    df = score(a.sessions, runtimes, a.reference, a.ckpt)
+    int8_ckpts = {}
+    for spec in a.int8_ckpt:
+        label, sep, path = spec.partition("=")
+        if not sep or not label or not path:
+            ap.error(f"--int8-ckpt {spec}: expected LABEL=CKPT")
+        int8_ckpts[label] = Path(path)
+    df = score(a.sessions, runtimes, a.reference, a.ckpt, int8_ckpts)
+    runtimes += [f"openvino-int8@{label}" for label in int8_ckpts]
     out = summarise(df, runtimes, a.reference, a.max_loss)
+    if a.bootstrap:
+        out["loss_db_interval_95"] = intervals(df, runtimes, a.reference, a.bootstrap)
     print(json.dumps(out, indent=1))
     if a.json:
         a.json.write_text(json.dumps({**out, "rows": df.to_dict(orient="records")}, indent=1, default=float))

@@ -145,14 +145,18 @@ def fold_candidates(src, ref, shift, baseline, flow, flow_bwd) -> dict[str, np.n
     """Every candidate's map (bool, flow grid) for one pair: qa's map now (``shipped``: maps pass 6,
     the edge snap), maps pass 5's (``maps_pass_5``, no snap), and each candidate changed from maps
     pass 5's map, as they were measured."""
+    # Maps pass 7 added a wide fill and a photometric check to alike_fold; both off here, so every
+    # row is the map this pass measured ("shipped": maps pass 6's map; bench/occ_pass7.py has pass 7's).
     args = (src, ref, shift, baseline, CFG, flow)
-    out = {"shipped": so.alike_fold(*args), "maps_pass_5": so.alike_fold(*args, snap=0)}
+    p6 = {"fill_reach": 0, "min_residual": 0.0, "holes_window": 9}
+    out = {"shipped": so.alike_fold(*args, **p6), "maps_pass_5": so.alike_fold(*args, snap=0, **p6)}
     for k in SNAP_REACHES:
-        out[f"edge_snap_{k}"] = so.alike_fold(*args, snap=k)
-    args5 = (*args, so.ALIKE_P2, so.ALIKE_HOLES_WINDOW, so.ALIKE_MIN_COVER, 0)  # snap 0
+        out[f"edge_snap_{k}"] = so.alike_fold(*args, snap=k, **p6)
+    args5 = (*args, so.ALIKE_P2, 9, so.ALIKE_MIN_COVER, 0, 0, 0.0)  # maps pass 5's window; snap, fill, residual 0
 
     def gated(min_texture=0.0, pre=None):
-        def fn(left, right, inside=None, search=(so.SGBM_MIN_DISPARITY, so.SGBM_NUM_DISPARITIES), p2=so.SGBM_P2):
+        def fn(left, right, inside=None, search=(so.SGBM_MIN_DISPARITY, so.SGBM_NUM_DISPARITIES), p2=so.SGBM_P2,
+               fill_reach=0):
             disp, disp_r, ok, ok_r = _checked(left, right, inside, search, p2, min_texture, pre)
             return so._fill_background(disp, ok), so._fill_background(disp_r, ok_r)
         return fn
@@ -166,7 +170,8 @@ def fold_candidates(src, ref, shift, baseline, flow, flow_bwd) -> dict[str, np.n
     b = np.asarray(baseline, float)
     quarter = round(float(np.degrees(np.arctan2(b[1], b[0]))) / 90.0)
 
-    def dis_fill(left, right, inside=None, search=(so.SGBM_MIN_DISPARITY, so.SGBM_NUM_DISPARITIES), p2=so.SGBM_P2):
+    def dis_fill(left, right, inside=None, search=(so.SGBM_MIN_DISPARITY, so.SGBM_NUM_DISPARITIES), p2=so.SGBM_P2,
+                 fill_reach=0):
         disp, disp_r, ok, ok_r = _checked(left, right, inside, search, p2)
         d_, dr_ = so._fill_background(disp, ok), so._fill_background(disp_r, ok_r)
         low, low_r = (texture(left) < 1.0) & inside, (texture(right) < 1.0) & inside
@@ -176,7 +181,7 @@ def fold_candidates(src, ref, shift, baseline, flow, flow_bwd) -> dict[str, np.n
     with _variant(dis_fill):
         out["dis_fill_textureless_1"] = so.alike_fold(*args5)
     p2 = float(np.clip(so.SGBM_P2 * noise_sigma(ys) / 1.0, 12, 128))
-    out["p2_by_noise_1"] = so.alike_fold(*args, p2=p2, snap=0)
+    out["p2_by_noise_1"] = so.alike_fold(*args, p2=p2, snap=0, **p6)
     gh, gw = out["shipped"].shape
     e = cv2.resize(fb_error(flow, flow_bwd), (gw, gh), interpolation=cv2.INTER_LINEAR) * (gw / src.shape[1])
     for t in (0.25, 0.5, 1.0):
@@ -196,7 +201,8 @@ def tt_disparity(src, ref, shift, baseline, flow) -> np.ndarray:
         return box["d"], dr
 
     with _variant(keep):
-        fold = so.alike_fold(src, ref, shift, baseline, CFG, flow, snap=0)
+        fold = so.alike_fold(src, ref, shift, baseline, CFG, flow, snap=0, fill_reach=0, min_residual=0.0,
+                             holes_window=9)
     cols = np.nonzero(box["inside"].any(0))[0]
     d = box["d"][:, cols[0]:cols[-1] + 1]
     b = np.asarray(baseline, float)

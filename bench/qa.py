@@ -160,7 +160,11 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
     # "dis_coverage_holes" the same splat test on DIS's backward flow (Wang et al. 2018).
     # Since maps pass 6 alike_fold first moves its disparities' steps onto the lumas' edges
     # (stereo_occlusion.edge_snap); "alike_fold_before_maps_pass_6" is maps pass 5's map (no snap).
-    tt = {"alike_fold": [0, 0, 0], "alike_fold_before_maps_pass_6": [0, 0, 0], "alike_fold_before": [0, 0, 0],
+    # Since maps pass 7 its left-right rejects take the farthest disparity within 32 px, its flags need
+    # the lumas to differ (match_residual) and the holes' window is 33 px; "alike_fold_before_maps_pass_7"
+    # is maps pass 6's map (main's before it).
+    tt = {"alike_fold": [0, 0, 0], "alike_fold_before_maps_pass_7": [0, 0, 0],
+          "alike_fold_before_maps_pass_6": [0, 0, 0], "alike_fold_before": [0, 0, 0],
           "hidden_map_dis": [0, 0, 0],
           "dis_coverage_holes": [0, 0, 0], "plain_dis_fb_over_8px": [0, 0, 0], "plain_dis_fb_over_4px": [0, 0, 0]}
     # The pair's baseline (REF's position minus the W crop's camera): main T sits wt_baseline_m
@@ -217,9 +221,17 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                 tt_fold = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
                                      rt.flow_fwd)
                 tt_before = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
-                                       rt.flow_fwd, holes_window=0, snap=0)
+                                       rt.flow_fwd, holes_window=0, snap=0, fill_reach=0, min_residual=0.0)
                 tt_pass5 = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
-                                      rt.flow_fwd, snap=0)
+                                      rt.flow_fwd, snap=0, holes_window=9, fill_reach=0, min_residual=0.0)
+                # Maps pass 6's map (main's before maps pass 7: no wide fill, no match check, 9 px window).
+                tt_pass6 = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
+                                      rt.flow_fwd, holes_window=9, fill_reach=0, min_residual=0.0)
+                pass6 = hidden_through_the_ts(tt_pass6, w_to_main, wt_hidden) & r.valid & inframe
+                o = per[slot].setdefault("fold_before_maps_pass_7", [0, 0, 0])
+                o[0] += int((pass6 & true_occ).sum())
+                o[1] += int(pass6.sum())
+                o[2] += int(true_occ.sum())
                 pass5 = hidden_through_the_ts(tt_pass5, w_to_main, wt_hidden) & r.valid & inframe
                 o = per[slot].setdefault("fold_before_maps_pass_6", [0, 0, 0])
                 o[0] += int((pass5 & true_occ).sum())
@@ -241,8 +253,10 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                 up = cv2.resize(tt_fold.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
                 up_before = cv2.resize(tt_before.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
                 up_pass5 = cv2.resize(tt_pass5.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+                up_pass6 = cv2.resize(tt_pass6.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
                 e_tt = fb_error(rt.flow_fwd, rt.flow_bwd) * rt.grid_scale  # flow-grid px
-                for key, mp in (("alike_fold", up), ("alike_fold_before_maps_pass_6", up_pass5),
+                for key, mp in (("alike_fold", up), ("alike_fold_before_maps_pass_7", up_pass6),
+                                ("alike_fold_before_maps_pass_6", up_pass5),
                                 ("alike_fold_before", up_before),
                                 ("hidden_map_dis", rt.hidden >= 0.5),
                                 ("dis_coverage_holes", reference_coverage(rt.flow_bwd) < 0.5),
@@ -343,6 +357,8 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                if "fold_before_maps_pass_5" in d else {}),
             **({"hidden_with_baseline_before_maps_pass_6": _pr(d["fold_before_maps_pass_6"])}
                if "fold_before_maps_pass_6" in d else {}),
+            **({"hidden_with_baseline_before_maps_pass_7": _pr(d["fold_before_maps_pass_7"])}
+               if "fold_before_maps_pass_7" in d else {}),
             "hidden_on_captures_with_resolvable_occlusion": _pr(d["hid_resolvable"]),
             "hidden_with_baseline_on_captures_with_resolvable_occlusion": _pr(d["fold_resolvable"]),
             "hidden_flagged_frac_on_captures_without": round(d["hid_flagged_without"][0]
@@ -1099,12 +1115,19 @@ def middlebury() -> dict:
             # cover < 0.75: best on the calibration seeds, worse on held-out 2027; docs/qa.md);
             # Wang et al.'s splat test on DIS's backward flow alone.
             "alike_pair_before_maps_pass_5": score(with_fold(rb, alike_fold(
-                left, right, rb.shift, (1.0, 0.0), cfg, rb.flow_fwd, holes_window=0, snap=0)).hidden >= 0.5),
+                left, right, rb.shift, (1.0, 0.0), cfg, rb.flow_fwd, holes_window=0, snap=0, fill_reach=0,
+                min_residual=0.0)).hidden >= 0.5),
             "alike_pair_holes_near_fold_p2_96": score(with_fold(rb, alike_fold(
-                left, right, rb.shift, (1.0, 0.0), cfg, rb.flow_fwd, p2=96, min_cover=0.75, snap=0)).hidden >= 0.5),
+                left, right, rb.shift, (1.0, 0.0), cfg, rb.flow_fwd, p2=96, min_cover=0.75, snap=0, holes_window=9,
+                fill_reach=0, min_residual=0.0)).hidden >= 0.5),
             # Maps pass 5's map (before the edge snap of maps pass 6).
             "alike_pair_before_maps_pass_6": score(with_fold(rb, alike_fold(
-                left, right, rb.shift, (1.0, 0.0), cfg, rb.flow_fwd, snap=0)).hidden >= 0.5),
+                left, right, rb.shift, (1.0, 0.0), cfg, rb.flow_fwd, snap=0, holes_window=9, fill_reach=0,
+                min_residual=0.0)).hidden >= 0.5),
+            # Maps pass 6's map (main's before maps pass 7: no wide fill, no match check, 9 px window).
+            "alike_pair_before_maps_pass_7": score(with_fold(rb, alike_fold(
+                left, right, rb.shift, (1.0, 0.0), cfg, rb.flow_fwd, holes_window=9, fill_reach=0,
+                min_residual=0.0)).hidden >= 0.5),
             "dis_coverage_holes": score(reference_coverage(rb.flow_bwd) < 0.5),
             "qa_M_occ_consistency": score(r.occlusion >= 0.5),
             # The fold (maps.fold_map, margin 1 px as the truth's) of the TRUE disparity: what the

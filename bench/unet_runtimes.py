@@ -51,6 +51,7 @@ import openvino as ov  # noqa: E402
 from _timing import interleaved  # noqa: E402
 
 from hzsr.baseline_model.checkpoint import load_model, shipped_checkpoint_path  # noqa: E402
+from hzsr.baseline_model.config import pipeline_config_of  # noqa: E402
 from hzsr.baseline_model.runtime import int8_graph, onnx_bytes  # noqa: E402
 
 SIDE = 832
@@ -121,15 +122,19 @@ def main() -> None:
     runs = {"ort_f32": ort_run(fp32, ["NchwcTransformer"]), "ort_int8": ort_run(int8, []),
             "ov_f32": ov_run(fp32, "f32", False), "ov_bf16": ov_run(fp32, "bf16", False),
             "ov_int8_dynamic": ov_run(int8, "f32", False), "ov_int8_static": ov_run(int8, "f32", True)}
-    shipped = int8_graph(shipped_checkpoint_path())
+    def cfg_of(path) -> object:  # the pipeline settings the checkpoint's int8 graph must be calibrated under
+        lc = load_model(path)
+        return pipeline_config_of(lc.pipeline, str(lc.path))
+
+    shipped = int8_graph(shipped_checkpoint_path(), cfg_of(None))
     if shipped is not None:
         runs["ov_int8_nncf"] = ov_compiled(core.read_model(shipped.xml.decode(), ov.Tensor(np.frombuffer(
             shipped.weights, np.uint8))), "f32", False)
     for spec in a.int8_ckpt:
         label, _, path = spec.partition("=")
-        g = int8_graph(path) if path else None
+        g = int8_graph(path, cfg_of(path)) if path else None
         if g is None:
-            sys.exit(f"--int8-ckpt {spec}: no int8 graph made from {path or '(no CKPT)'} (LABEL=CKPT)")
+            sys.exit(f"--int8-ckpt {spec}: no current int8 graph made from {path or '(no CKPT)'} (LABEL=CKPT)")
         runs[f"ov_int8_{label}"] = ov_compiled(core.read_model(g.xml.decode(), ov.Tensor(np.frombuffer(
             g.weights, np.uint8))), "f32", False)
     for f in runs.values():

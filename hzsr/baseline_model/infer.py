@@ -125,8 +125,8 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
 
     from hzsr.baseline_model.checkpoint import shipped_checkpoint_path
     from hzsr.baseline_model.config import pipeline_config_of
-    from hzsr.baseline_model.pipeline import HZSRPipeline, uncrop, uncrop_is_identity
-    from hzsr.baseline_model.runtime import checkpoint_graph, default_runtime, graph_runner, int8_graph
+    from hzsr.baseline_model.pipeline import HZSRPipeline, _say, uncrop, uncrop_is_identity
+    from hzsr.baseline_model.runtime import checkpoint_graph, default_runtime, graph_runner, int8_check
 
     out = Path(out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
@@ -136,7 +136,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
     t_all = time.perf_counter()
     threads = threads or _threads_now()
     ckpt_path = Path(ckpt) if ckpt is not None else shipped_checkpoint_path()
-    rt = runtime or default_runtime(device)
+    rt = runtime or default_runtime(device)  # int8 is weighed below, with the checkpoint's pipeline
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hzsr-infer")  # runtime, 2 decodes, EXIF
     try:
         t0 = time.perf_counter()
@@ -149,10 +149,13 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
             # The checkpoint's ONNX graph: from the cache without torch, else exported (and cached).
             graph = checkpoint_graph(ckpt_path)
             raw_pipeline, model, graph_cached = graph.pipeline, None, graph.cached
-            int8 = int8_graph(ckpt_path) if rt == "openvino-int8" else None
+            base_cfg = pipeline_config_of(raw_pipeline, str(ckpt_path))
+            if runtime is None:  # the int8 graph where it is current and suits the CPU; a stale one is said
+                rt = default_runtime(device, ckpt_path, base_cfg, _say)
+            int8, why = int8_check(ckpt_path, base_cfg) if rt == "openvino-int8" else (None, "")
             if rt == "openvino-int8" and int8 is None:
-                raise ConfigError("no int8 graph made from this checkpoint beside it (CKPT.int8.xml): "
-                                  "make one with hzsr model quantize", file=ckpt_path, field="--runtime")
+                raise ConfigError(f"its int8 graph (CKPT.int8.xml) is {why}: make one with hzsr model quantize",
+                                  file=ckpt_path, field="--runtime")
 
             def build() -> Any:
                 t = time.perf_counter()

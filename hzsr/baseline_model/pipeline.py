@@ -53,6 +53,13 @@ class PipelineResult:
     tiles: int = 0
 
 
+def _say(line: str) -> None:
+    """One line on stderr (``runtime.default_runtime``'s note that a stale int8 graph was passed over)."""
+    import sys
+
+    print(f"hzsr: {line}", file=sys.stderr)
+
+
 def sample_maps(grid_shape: tuple[int, ...], full_shape: tuple[int, int], y0: int, y1: int, x0: int,
                 x1: int) -> tuple[np.ndarray, np.ndarray]:
     """``cv2.remap``'s float maps that sample a grid of ``grid_shape`` (``cv2.resize`` geometry) at
@@ -181,8 +188,8 @@ class HZSRPipeline:
 
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
-        self.runtime = runtime or default_runtime(self.device)
-        self._runner = make_runner(self.model, self.runtime, self.device, ckpt)
+        self.runtime = runtime or default_runtime(self.device, ckpt, self.cfg, _say)
+        self._runner = make_runner(self.model, self.runtime, self.device, ckpt, self.cfg)
 
     @property
     def runner(self) -> Any:

@@ -26,8 +26,11 @@ pool (scene tag ``textures-eval``, ``bench/_data.py``'s EVAL_SEEDS) is refused, 
 is never fitted to the data it is judged on.
 
 The graph is written beside the checkpoint (``runtime.int8_paths``: ``CKPT.int8.xml``, ``.bin``,
-``.json``); the sidecar records the checkpoint's sha256, so a retrained checkpoint's stale graph is
-ignored (``runtime.int8_graph``). Running it needs OpenVINO only; making it needs ``nncf``.
+``.json``); the sidecar records the checkpoint's sha256, the pipeline settings the inputs were
+gathered under (``runtime.pipeline_digest``) and ``RECIPE_VERSION``, so the graph of a retrained
+checkpoint, of changed pipeline settings or of an older recipe is stale and never run
+(``runtime.int8_check``); ``make int8`` re-makes the shipped one. Running it needs OpenVINO only;
+making it needs ``nncf``.
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ from hzsr.core.fileio import atomic_write_bytes
 FLOAT_CONVS = ("/enc.0/enc.0.0/enc.0.0.0/Conv/WithoutBiases", "/head/Conv/WithoutBiases")
 #: The level-0 decoder's first convolution: the candidate that also stays float (``--float-conv``, issue 19).
 DEC0_CONV = "/dec.0/dec.0.0/dec.0.0.0/Conv/WithoutBiases"
-#: Bump when the recipe (what stays float, the preset, how inputs are gathered) changes.
-RECIPE_VERSION = 1
+#: Bump when the recipe (what stays float, the preset, how inputs are gathered) or the sidecar's
+#: meaning changes: a graph of another recipe version is stale (``runtime.int8_check``).
+#: 2: the sidecar records the pipeline settings the graph was calibrated under (``pipeline_sha256``).
+RECIPE_VERSION = 2
 
 
 def float_ops(model: Any, extra_convs: tuple[str, ...] = ()) -> list[str]:
@@ -84,7 +89,8 @@ def _captures(sessions: list[Path]) -> list[Path]:
     return out
 
 
-def calibration_inputs(sessions: list[Path], graph: Any, limit: int | None = None) -> list[np.ndarray]:
+def calibration_inputs(sessions: list[Path], graph: Any, limit: int | None = None,
+                       cfg: Any = None) -> list[np.ndarray]:
     """The UNet's input windows (``1 x 3 x H x W`` float32) when the pipeline fuses the sessions' captures.
 
     ``graph``: the checkpoint's ``runtime.CheckpointGraph`` (its pipeline config and float graph, run by
@@ -110,7 +116,9 @@ def calibration_inputs(sessions: list[Path], graph: Any, limit: int | None = Non
 
     if limit is not None and limit < 1:
         raise ConfigError(f"must be at least 1, got {limit}", field="--limit")
-    pipe = HZSRPipeline(None, pipeline_config_of(graph.pipeline, "checkpoint"), "cpu", "openvino", runner=_Recorder())
+    if cfg is None:
+        cfg = pipeline_config_of(graph.pipeline, "checkpoint")
+    pipe = HZSRPipeline(None, cfg, "cpu", "openvino", runner=_Recorder())
     caps = _captures(sessions)[:limit]
     metas = [read_meta(cap / "capture.json") for cap in caps]
     for cap, meta in zip(caps, metas, strict=True):  # every capture checked before the first is fused
@@ -140,14 +148,17 @@ def quantize_checkpoint(ckpt: str | Path, sessions: list[Path], *, limit: int | 
     except ImportError:
         raise ConfigError("NNCF is not installed: pip install nncf (see constraints.txt)",
                           field="hzsr model quantize", unreadable=True) from None
+
     import openvino as ov
 
-    from hzsr.baseline_model.runtime import _ov_core, checkpoint_graph, int8_paths
+    from hzsr.baseline_model.config import pipeline_config_of
+    from hzsr.baseline_model.runtime import _ov_core, checkpoint_graph, int8_paths, pipeline_digest, pipeline_settings
 
     ckpt = Path(ckpt)
     data = ckpt.read_bytes()
     graph = checkpoint_graph(ckpt)
-    tiles = calibration_inputs(sessions, graph, limit)
+    cfg = pipeline_config_of(graph.pipeline, str(ckpt))  # what the tiles are fused with, and what the sidecar hashes
+    tiles = calibration_inputs(sessions, graph, limit, cfg)
     model = _ov_core().read_model(graph.onnx)
     try:
         keep = float_ops(model, tuple(float_convs))
@@ -162,6 +173,9 @@ def quantize_checkpoint(ckpt: str | Path, sessions: list[Path], *, limit: int | 
     side = {"checkpoint": ckpt.name, "checkpoint_sha256": hashlib.sha256(data).hexdigest(),
             "xml_sha256": hashlib.sha256(xml).hexdigest(), "bin_sha256": hashlib.sha256(weights).hexdigest(),
             "recipe_version": RECIPE_VERSION, "float_ops": keep, "preset": "mixed",
+            # The UNet's inputs, and so the activation ranges, depend on these: inference under
+            # other settings finds the graph stale (runtime.int8_check).
+            "pipeline_sha256": pipeline_digest(cfg), "pipeline": pipeline_settings(cfg),
             "nncf": nncf.__version__, "openvino": ov.__version__,
             "calibration": {"sessions": [Path(s).name for s in sessions], "captures": len(_captures(sessions)[:limit]),
                             "tiles": len(tiles)}}

@@ -12,12 +12,14 @@ output, on the held-out pool against the ideal target); figures in ``docs/benchm
   OpenVINO IR beside the checkpoint, run by OpenVINO's CPU plugin. On an AVX2 CPU without VNNI or
   bf16 (this project's 2-core VM) 1.5x less CPU per tile than float32; against the ideal target
   0.020 dB below float32 on average on the calibration pool (seeds 31-36, where the recipe was
-  chosen; worst kind moving 0.035) and 0.017 on the held-out pool (0.055 dB on moving scenes);
+  chosen; worst kind moving 0.030) and 0.018 on the held-out pool (0.059 dB on moving scenes);
   the image moves most where the network repaints occluded areas of moving scenes (up to tens of
   8-bit levels there, on about 0.25 % of their pixels), elsewhere by one or two levels in the
   captures checked. Not the default: the default may lose at most 0.05 dB
   on every scene kind (``bench/infer_quality.py``'s rule) on both pools, and held-out moving
-  scenes lose 0.055.
+  scenes lose 0.059 (``docs/benchmarks.md``, tenth pass). The graph is current only for this
+  checkpoint's bytes, the pipeline settings it was calibrated under and this quantize recipe
+  (``int8_check``); a stale one is never run.
 - ``openvino-bf16``: the UNet's ONNX graph
   compiled by OpenVINO's CPU plugin (oneDNN kernels, activations fused into the convolutions),
   computing in bfloat16 on CPUs with AVX-512 BF16 (elsewhere OpenVINO runs it in float32). About
@@ -240,27 +242,79 @@ def int8_paths(ckpt: str | Path) -> tuple[Path, Path, Path]:
         base.with_suffix(INT8_SUFFIX + ".json")
 
 
-def int8_graph(ckpt: str | Path, ckpt_bytes: bytes | None = None) -> Int8Graph | None:
-    """The int8 graph beside checkpoint ``ckpt`` if it was quantized from exactly these bytes, else None.
+#: Fields of ``PipelineConfig`` left out of an int8 graph's pipeline digest (``pipeline_digest``): the
+#: tiling, which ``hzsr model infer --tile/--halo`` may change per run without changing what the
+#: UNet sees inside a window.
+_DIGEST_SKIP = ("tile", "halo")
 
-    The sidecar records the sha256 of the checkpoint file the graph was made from and of its two
-    IR files: a checkpoint retrained or replaced since (issue 20 may retrain the shipped one) no
-    longer matches, and its stale graph is ignored rather than run (``hzsr model quantize`` makes
-    a new one). ``ckpt_bytes``: the checkpoint's bytes when the caller has read them already.
+
+def pipeline_settings(cfg: Any) -> dict[str, Any]:
+    """The pipeline settings an int8 graph's calibration depends on, as plain data.
+
+    The ``PipelineConfig`` as checkpoints store it (``config.pipeline_payload``: of qa's settings only
+    ``align`` and ``maps``, the ones the pipeline reads; qa's verdict thresholds and checks change
+    nothing the UNet sees) without the tiling (``_DIGEST_SKIP``).
     """
+    import dataclasses
+
+    from hzsr.baseline_model.config import pipeline_payload
+
+    return {k: v for k, v in pipeline_payload(dataclasses.asdict(cfg)).items() if k not in _DIGEST_SKIP}
+
+
+def pipeline_digest(cfg: Any) -> str:
+    """sha256 of the pipeline settings (a ``PipelineConfig``) an int8 graph was calibrated under.
+
+    The graph's activation ranges are the UNet's inputs under these settings (the flow, M_occ, the
+    colour match: issue20n's ``flow_blur_px`` changed them with the checkpoint unchanged), so a graph
+    calibrated under other settings is stale (``int8_check``). Hashed: ``pipeline_settings``.
+    """
+    return hashlib.sha256(json.dumps(pipeline_settings(cfg), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def int8_check(ckpt: str | Path, pipeline: Any, ckpt_bytes: bytes | None = None) -> tuple[Int8Graph | None, str]:
+    """The int8 graph beside checkpoint ``ckpt`` and ``""`` if it is current, else None and why not.
+
+    Current means made by this recipe (``quantize.RECIPE_VERSION``: what stays float, how the
+    inputs are gathered) from exactly these checkpoint bytes, calibrated under the pipeline settings
+    ``pipeline`` (the ``PipelineConfig`` inference runs with: ``pipeline_digest``), and its two IR
+    files the ones the sidecar names. A checkpoint retrained or replaced since (issue 20 may retrain
+    the shipped one), a pipeline change that moves the UNet's inputs, or a recipe change makes it
+    stale: it is then never run (``hzsr model quantize`` makes a new one). The reason is one line:
+    ``"missing"`` (no sidecar), or what does not match. ``ckpt_bytes``: the checkpoint's bytes when
+    the caller has read them already.
+    """
+    from hzsr.baseline_model.quantize import RECIPE_VERSION
+
     xml_p, bin_p, side_p = int8_paths(ckpt)
+    if not side_p.is_file():
+        return None, "missing"
     try:
         info = json.loads(side_p.read_text(encoding="utf-8"))
         data = ckpt_bytes if ckpt_bytes is not None else Path(ckpt).read_bytes()
-        if not isinstance(info, dict) or info.get("checkpoint_sha256") != hashlib.sha256(data).hexdigest():
-            return None
+    except (OSError, ValueError) as e:
+        return None, f"unreadable ({type(e).__name__})"
+    if not isinstance(info, dict):
+        return None, "unreadable sidecar"
+    if info.get("checkpoint_sha256") != hashlib.sha256(data).hexdigest():
+        return None, "stale: made from other checkpoint bytes"
+    if info.get("recipe_version") != RECIPE_VERSION:
+        return None, f"stale: quantize recipe {info.get('recipe_version')}, this code's is {RECIPE_VERSION}"
+    if info.get("pipeline_sha256") != pipeline_digest(pipeline):
+        return None, "stale: calibrated under other pipeline settings"
+    try:
         xml, weights = xml_p.read_bytes(), bin_p.read_bytes()
-    except (OSError, ValueError):
-        return None
+    except OSError as e:
+        return None, f"unreadable ({type(e).__name__})"
     if (hashlib.sha256(xml).hexdigest() != info.get("xml_sha256")
             or hashlib.sha256(weights).hexdigest() != info.get("bin_sha256")):
-        return None  # a torn or edited pair: not what was calibrated
-    return Int8Graph(xml, weights, xml_p, info)
+        return None, "torn: its .xml/.bin are not the ones its sidecar names"
+    return Int8Graph(xml, weights, xml_p, info), ""
+
+
+def int8_graph(ckpt: str | Path, pipeline: Any, ckpt_bytes: bytes | None = None) -> Int8Graph | None:
+    """The int8 graph beside checkpoint ``ckpt`` if it is current (``int8_check``), else None."""
+    return int8_check(ckpt, pipeline, ckpt_bytes)[0]
 
 
 class _NumpyRunner:
@@ -576,9 +630,12 @@ def available(runtime: str) -> bool:
 
 #: The default on CPU is the first of these that runs here: ``openvino-bf16`` (1.5-1.7x less CPU
 #: than ``onnxruntime``, paired, same output quality), else ONNX Runtime, else torch.
-#: ``openvino-int8`` (1.5x less CPU per tile than float32 on AVX2) is an option only: 0.017 dB on
-#: average, but 0.055 on held-out moving scenes (0.035 on the calibration pool it was chosen on),
-#: over the per-kind 0.05 dB of ``bench/infer_quality.py`` (``docs/benchmarks.md``, seventh pass).
+#: ``openvino-int8`` (1.5x less CPU per tile than float32 on AVX2) is an option only: re-quantized
+#: under today's pipeline (issue19y) it loses 0.018 dB on average on the held-out pool but 0.059 on
+#: its moving scenes (0.030 on the calibration pool it was chosen on), over the per-kind 0.05 dB of
+#: ``bench/infer_quality.py`` (``docs/benchmarks.md``, tenth pass). Listed here (first), it would be
+#: the default only where ``default_runtime`` finds the checkpoint's graph current and the CPU
+#: suited (``int8_suits_cpu``), else the next one, saying so when the graph is stale.
 #: (``openvino-bf16`` was opt-in for a while: a test process that had made several OpenVINO
 #: runners died of SIGSEGV when a child exited; the cause was the plugins' alternate signal
 #: stacks, fixed by one Core, ``_ov_core``.)
@@ -590,15 +647,58 @@ def _device_type(device: Any) -> str:
     return str(getattr(device, "type", device)).split(":")[0]
 
 
-def default_runtime(device: Any) -> str:
+def _cpu_flags() -> set[str] | None:
+    """The CPU's instruction-set flags (``/proc/cpuinfo``), or None where they cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() == "flags":
+            return set(value.split())
+    return None
+
+
+def int8_suits_cpu(flags: set[str] | None = None) -> bool:
+    """Whether ``openvino-int8`` is the default on this CPU (``flags``: ``/proc/cpuinfo``'s, read when None).
+
+    Where it was measured: AVX2 without bfloat16 arithmetic (this project's VM). Without AVX2,
+    OpenVINO's int8 kernels are not known to beat float32; with AVX-512 BF16 or AMX,
+    ``openvino-bf16`` runs in bfloat16 (0.002 dB from float32 on every kind, 2.59 s at 12 MP on
+    such a VM), and int8's quality on those CPUs' int8 kernels (VNNI, AMX) was never scored. So
+    there, and where the flags cannot be read, the float default stays.
+    """
+    flags = _cpu_flags() if flags is None else flags
+    return bool(flags) and "avx2" in flags and not flags & {"avx512_bf16", "amx_bf16"}
+
+
+def default_runtime(device: Any, ckpt: str | Path | None = None, pipeline: Any = None,
+                    say: Any = None) -> str:
     """On CPU the first of ``CPU_PREFERENCE`` that runs here, else (CUDA) ``torch``.
 
-    ``openvino-int8`` is never the default (see ``CPU_PREFERENCE``); ``--runtime`` asks for it.
+    ``openvino-int8`` counts only with ``ckpt`` and the ``pipeline`` settings (a ``PipelineConfig``)
+    given, on a CPU it suits (``int8_suits_cpu``), and where the checkpoint's int8 graph is current
+    (``int8_check``). A graph that is there but stale is not run: ``say`` (a callable taking one
+    line; e.g. a print to stderr) is told why and what runs instead; a missing one is not news (a
+    checkpoint of the user's own has none).
     """
     if _device_type(device) != "cpu":
         return "torch"
+    stale = ""
     for rt in CPU_PREFERENCE:
+        if rt == "openvino-int8":
+            if ckpt is None or pipeline is None or not available(rt) or not int8_suits_cpu():
+                continue
+            graph, why = int8_check(ckpt, pipeline)
+            if graph is not None:
+                return rt
+            if why != "missing":
+                stale = f"{int8_paths(ckpt)[0]}: {why}"
+            continue
         if available(rt):
+            if stale and say is not None:
+                say(f"{stale}; running {rt} instead (re-make it: hzsr model quantize; the shipped one: make int8)")
             return rt
     raise ValueError("no UNet runtime installed: pip install 'hzsr[train]'")
 
@@ -627,26 +727,33 @@ def graph_runner(graph: bytes, size_multiple: int, runtime: str, threads: int,
         return _OnnxRuntime(graph, size_multiple, threads)
     if runtime == "openvino-int8":
         if int8 is None:
-            raise ValueError("runtime openvino-int8 needs the checkpoint's int8 graph (CKPT.int8.xml from the same "
-                             "checkpoint bytes): make it with hzsr model quantize")
+            raise ValueError("runtime openvino-int8 needs the checkpoint's current int8 graph (CKPT.int8.xml from the "
+                             "same checkpoint bytes and pipeline settings): make it with hzsr model quantize")
         return _OpenVino(int8.xml, size_multiple, threads, _OV_PRECISION[runtime], weights=int8.weights)
     return _OpenVino(graph, size_multiple, threads, _OV_PRECISION[runtime])
 
 
-def make_runner(model: torch.nn.Module, runtime: str | None, device: Any, ckpt: str | Path | None = None) -> Any:
+def make_runner(model: torch.nn.Module, runtime: str | None, device: Any, ckpt: str | Path | None = None,
+                pipeline: Any = None) -> Any:
     """Wrap ``model`` (already on ``device``, in eval mode) for ``runtime`` (None: the default).
 
-    ``ckpt``: the checkpoint file ``model`` was loaded from; ``openvino-int8`` needs it (its
-    quantized graph lies beside it).
+    ``ckpt``: the checkpoint file ``model`` was loaded from, and ``pipeline`` the settings it runs
+    under (a ``PipelineConfig``); ``openvino-int8`` needs both (its quantized graph lies beside the
+    checkpoint and must have been calibrated under these settings: ``int8_check``).
     """
     import torch
 
-    runtime = runtime or default_runtime(device)
+    runtime = runtime or default_runtime(device, ckpt, pipeline)
     _check(runtime, device)
     if runtime == "torch":
         return _torch_runner(model)
     multiple = getattr(model, "size_multiple", 16)
     if runtime == "openvino-int8":
-        return graph_runner(b"", multiple, runtime, torch.get_num_threads(),
-                            int8_graph(ckpt) if ckpt is not None else None)
+        if ckpt is None or pipeline is None:
+            raise ValueError("runtime openvino-int8 needs the checkpoint file and its pipeline settings")
+        graph, why = int8_check(ckpt, pipeline)
+        if graph is None:  # the same one line as hzsr model infer's refusal: the file and why
+            raise ValueError(f"{int8_paths(ckpt)[0]}: {why}; re-make it "
+                             "(hzsr model quantize; the shipped one: make int8)")
+        return graph_runner(b"", multiple, runtime, torch.get_num_threads(), graph)
     return graph_runner(onnx_bytes(model, multiple), multiple, runtime, torch.get_num_threads())

@@ -57,7 +57,10 @@ ALIKE_SEARCH = (-32, 160)
 # was therefore looked at before this choice (no longer blind for it; judge on a fresh seed, 2028).
 # Middlebury was only scored.
 ALIKE_P2 = SGBM_P2
-ALIKE_HOLES_WINDOW = 9
+# Maps pass 7 widened the window from 9 to 33 px together with ALIKE_FILL_REACH and ALIKE_MIN_RESIDUAL
+# below (the match check drops the holes a wider window lets in away from the occluders; 9, 17, 33 px
+# measured, pass 5's set); 9: maps passes 5 and 6.
+ALIKE_HOLES_WINDOW = 33
 ALIKE_MIN_COVER = 0.5
 # alike_fold's disparities (issue 18, maps pass 6): each step of more than SNAP_MIN_STEP px along a
 # row is moved to the strongest luma edge within ALIKE_SNAP_REACH px on its nearer side, which
@@ -68,6 +71,14 @@ ALIKE_MIN_COVER = 0.5
 # "maps pass 6"); the step threshold (2 px) was not fitted.
 ALIKE_SNAP_REACH = 3
 SNAP_MIN_STEP = 2.0
+# alike_fold (issue 18, maps pass 7): pixels the left-right check rejects take the farthest checked
+# disparity within ALIKE_FILL_REACH px along the baseline (_fill_background), and a flagged pixel
+# stays flagged only where its luma and REF's at its final disparity differ by more than
+# ALIKE_MIN_RESIDUAL grey levels (3x3 mean; match_residual). Chosen on calibration seeds 2024 2025
+# (mean F1 of main T vs reference T and W crop vs reference T, the rule of maps passes 5 and 6;
+# docs/qa.md "maps pass 7").
+ALIKE_FILL_REACH = 32
+ALIKE_MIN_RESIDUAL = 12.0
 
 
 def grid_lumas(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, cfg: QAConfig,
@@ -89,9 +100,13 @@ def grid_lumas(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, cfg: QAConf
     return ys, yr, np.array([shift.dx, shift.dy], np.float32) * (ys.shape[1] / w)
 
 
-def _fill_background(disp: np.ndarray, ok: np.ndarray) -> np.ndarray:
+def _fill_background(disp: np.ndarray, ok: np.ndarray, reach: int = 0) -> np.ndarray:
     """Invalid runs of each row take the smaller disparity of their two valid neighbours (the
-    background: what an occluded strip beside a depth edge shows)."""
+    background: what an occluded strip beside a depth edge shows). ``reach`` > 0: an invalid pixel
+    takes instead the smallest valid disparity within ``reach`` px along its row where that is
+    smaller still (maps pass 7): inside a gap of a near object (a wheel's spokes, the space
+    between an engine and a fork) both neighbours are often the near surface carried over the gap,
+    and the far surface seen through it is further away along the row."""
     h, w = disp.shape
     cols = np.arange(w)[None, :]
     left = np.maximum.accumulate(np.where(ok, cols, -1), axis=1)
@@ -100,6 +115,11 @@ def _fill_background(disp: np.ndarray, ok: np.ndarray) -> np.ndarray:
     a = np.where(left >= 0, disp[rows, np.clip(left, 0, w - 1)], np.inf)
     b = np.where(right < w, disp[rows, np.clip(right, 0, w - 1)], np.inf)
     f = np.minimum(a, b)
+    if reach > 0:
+        # A grey erosion along the row is its running minimum (outside the row: never the minimum).
+        far = cv2.erode(np.where(ok, disp, np.float32(1e6)).astype(np.float32), np.ones((1, 2 * reach + 1), np.uint8),
+                        borderType=cv2.BORDER_CONSTANT, borderValue=1e6)
+        f = np.where(far < 1e6, np.minimum(f, far), f)
     return np.where(ok, disp, np.where(np.isfinite(f), f, 0.0)).astype(np.float32)
 
 
@@ -160,16 +180,17 @@ def sgbm_disparity(left: np.ndarray, right: np.ndarray, inside: np.ndarray | Non
 
 def sgbm_disparities(left: np.ndarray, right: np.ndarray, inside: np.ndarray | None = None,
                      search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES),
-                     p2: float = SGBM_P2) -> tuple[np.ndarray, np.ndarray | None]:
+                     p2: float = SGBM_P2, fill_reach: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
     """``(SRC's, REF's)`` disparities along +x, each filled as ``sgbm_disparity`` fills SRC's: REF's
     pixel ``x`` shows the surface of SRC's ``x + d_R(x)``, and is checked against SRC's disparity
-    there the same way. REF's is None without ``SGBM_LR_CHECK`` (it is not matched then)."""
+    there the same way. REF's is None without ``SGBM_LR_CHECK`` (it is not matched then).
+    ``fill_reach``: ``_fill_background``'s reach (0: the two neighbours only)."""
     disp = _sgbm(left, right, search, p2)
     if not SGBM_LR_CHECK:
         ok = disp >= search[0]
         if inside is not None:
             ok &= inside
-        return _fill_background(disp, ok), None
+        return _fill_background(disp, ok, fill_reach), None
     disp_r = cv2.flip(_sgbm(cv2.flip(right, 1), cv2.flip(left, 1), search, p2), 1)  # REF's disparity, same sign
     ok = lr_consistent(disp, disp_r, SGBM_LR_TOL, search[0])
     # REF's check in the mirrored frame: there REF's pixel lands in SRC at x' - d_R, the left test.
@@ -178,7 +199,7 @@ def sgbm_disparities(left: np.ndarray, right: np.ndarray, inside: np.ndarray | N
     if inside is not None:
         ok &= inside
         ok_r &= inside
-    return _fill_background(disp, ok), _fill_background(disp_r, ok_r)
+    return _fill_background(disp, ok, fill_reach), _fill_background(disp_r, ok_r, fill_reach)
 
 
 def edge_snap(disp: np.ndarray, luma: np.ndarray, reach: int, min_step: float = SNAP_MIN_STEP) -> np.ndarray:
@@ -219,6 +240,20 @@ def edge_snap(disp: np.ndarray, luma: np.ndarray, reach: int, min_step: float = 
     return out
 
 
+def match_residual(disp: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Mean ``|left(x) - right(x - d(x))|`` over a 3x3 square (grey levels): how far ``left``'s pixel
+    is from what ``right`` shows where ``disp`` (``left``'s disparity, OpenCV's convention) sends
+    it; ``right`` sampled bilinearly, 0 off its frame. All three arrays of one shape."""
+    if not (disp.shape == left.shape == right.shape):
+        raise ValueError(f"match_residual: disparity {disp.shape}, lumas {left.shape} and {right.shape} "
+                         "differ in shape")
+    h, w = disp.shape
+    xs = np.arange(w, dtype=np.float32)[None, :] - disp.astype(np.float32)
+    ys = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)
+    rw = cv2.remap(right, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.boxFilter(np.abs(left.astype(np.float32) - rw.astype(np.float32)), -1, (3, 3))
+
+
 def coverage_holes(disp_r: np.ndarray, inside: np.ndarray, min_cover: float = 0.5) -> np.ndarray:
     """SRC pixels that no REF pixel lands on (Wang et al. 2018's occlusion from the backward flow's
     forward splat): REF's pixel ``x`` lands at ``x + d_R(x)`` in SRC and covers its two nearest
@@ -239,7 +274,8 @@ def coverage_holes(disp_r: np.ndarray, inside: np.ndarray, min_cover: float = 0.
 
 def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
               search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES),
-              p2: float = SGBM_P2, holes_window: int = 0, min_cover: float = 0.5, snap: int = 0) -> np.ndarray:
+              p2: float = SGBM_P2, holes_window: int = 0, min_cover: float = 0.5, snap: int = 0,
+              fill_reach: int = 0, min_residual: float = 0.0) -> np.ndarray:
     """SRC pixels REF does not see: semi-global matching along the baseline, then its z-buffer.
 
     Both lumas are rotated so the baseline ``b`` (REF's position minus SRC's) runs along +x: a
@@ -251,8 +287,11 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
     block. ``holes_window`` > 0 (with ``SGBM_LR_CHECK``): the map is instead ``coverage_holes`` of
     REF's own disparity (checked, filled and opened alike; covered less than ``min_cover``) kept
     within a ``holes_window`` px square of that fold. ``snap`` > 0: both disparities' steps are
-    first moved onto their own lumas' edges within ``snap`` px (``edge_snap``). Bool mask on the
-    lumas' grid.
+    first moved onto their own lumas' edges within ``snap`` px (``edge_snap``). ``fill_reach`` > 0:
+    pixels the left-right check rejects take the farthest checked disparity within that many px
+    along the baseline (``_fill_background``). ``min_residual`` > 0: a flagged pixel stays flagged
+    only where its luma differs from REF's, at SRC's final disparity, by more than that many grey
+    levels (``match_residual``; REF shows another surface there). Bool mask on the lumas' grid.
     """
     if ys.shape != yr.shape or ys.ndim != 2:
         raise ValueError(f"sgbm_fold: expected two lumas of one size, got {ys.shape} and {yr.shape}")
@@ -295,7 +334,7 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
         def unrotate(m: np.ndarray) -> np.ndarray:
             return cv2.warpAffine(m.astype(np.uint8), cv2.invertAffineTransform(rot), (w, h),
                                   flags=cv2.INTER_NEAREST) > 0
-    disp, disp_r = sgbm_disparities(left, right, inside, search, p2)
+    disp, disp_r = sgbm_disparities(left, right, inside, search, p2, fill_reach)
     if snap > 0:
         # Along the rotated rows, i.e. along the baseline, where SGBM's fattening lies.
         disp = edge_snap(disp, left, snap)
@@ -319,6 +358,11 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
         # errors open away from any depth step (docs/qa.md, "maps pass 5").
         near = cv2.dilate(hid.astype(np.uint8), np.ones((holes_window, holes_window), np.uint8)) > 0
         hid = coverage_holes(disp_r, inside, min_cover) & near
+    if min_residual > 0:
+        # A pixel REF does not see shows, at its own surface's place in REF, the occluder: where the
+        # two lumas agree there, REF's view of the spot is the same (a flat, alike background
+        # carried by a wrong disparity step), and a warp of REF would not be wrong (maps pass 7).
+        hid &= match_residual(disp, left, right) > min_residual
     return unrotate(hid)
 
 
@@ -335,7 +379,8 @@ def small_steps(flow: np.ndarray, baseline, cfg: MapsConfig, grid_scale: float =
 def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, cfg: QAConfig,
                flow: np.ndarray | None = None, p2: float = ALIKE_P2,
                holes_window: int = ALIKE_HOLES_WINDOW, min_cover: float = ALIKE_MIN_COVER,
-               snap: int = ALIKE_SNAP_REACH) -> np.ndarray:
+               snap: int = ALIKE_SNAP_REACH, fill_reach: int = ALIKE_FILL_REACH,
+               min_residual: float = ALIKE_MIN_RESIDUAL) -> np.ndarray:
     """SRC pixels REF does not see, for two cameras of one kind (the two Ts; a stereo pair).
 
     ``sgbm_fold`` (left-right checked) on the lumas DIS sees in ``register_pair`` (``grid_lumas``:
@@ -343,7 +388,9 @@ def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, c
     ``p2``: the holes of REF's disparity splatted into SRC (covered less than ``min_cover``) near
     that fold (``holes_window``; 0: the fold itself, the map before maps pass 5 with ``p2`` =
     ``SGBM_P2``), each disparity's steps first moved onto the luma's edges within ``snap`` px
-    (``edge_snap``; 0: maps pass 5's map). The disparity
+    (``edge_snap``; 0: maps pass 5's map), the left-right check's rejects filled with the farthest
+    disparity within ``fill_reach`` px and the flags kept where the lumas differ by more than
+    ``min_residual`` grey levels (maps pass 7; both 0: maps pass 6's map). The disparity
     search spans the parallax along the baseline that the pair's dense ``flow`` (SRC -> REF, input
     px, with the shift: ``Registration.flow_fwd``) shows, its 0.5th to 99.5th percentile, where
     that is wider than ``ALIKE_SEARCH`` (``disparity_search``). Matching costs compare
@@ -361,7 +408,7 @@ def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, c
         if disp.size:
             search = disparity_search(*np.percentile(disp, [0.5, 99.5]), base=ALIKE_SEARCH)
     return sgbm_fold(ys, yr, baseline, cfg.maps.hidden_fold_margin_px, search, p2=p2, holes_window=holes_window,
-                     min_cover=min_cover, snap=snap)
+                     min_cover=min_cover, snap=snap, fill_reach=fill_reach, min_residual=min_residual)
 
 
 def with_fold(reg: Registration, fold: np.ndarray) -> Registration:

@@ -263,12 +263,78 @@ def test_alike_fold_finds_a_narrow_strip_from_the_references_view(vertical):
     pass 4) finds 0.64 (x) and 0.61 (y) of it at precision 0.87 / 0.82. The holes of REF's own
     disparity splatted into SRC near that fold (maps pass 5) find 0.77 / 0.74 at 0.76 / 0.72; with
     both disparities' steps moved onto the lumas' edges first (``edge_snap``, maps pass 6) 0.89 /
-    0.87 at 0.875 / 0.85 (measured; maps pass 5's map fails this test)."""
+    0.87 at 0.875 / 0.85. Maps pass 7's match check (``match_residual`` over 12 grey levels) drops
+    the strip's pixels where the card and the wall look alike at the strip's place in REF: 0.76 /
+    0.75 at 0.93 / 0.92 (measured; maps pass 6's map fails the precision bound, pass 5's both)."""
     src, ref, true, baseline = _card_scene(vertical, 8)
     cfg = QAConfig()
     r = register_pair(src, ref, cfg, baseline=baseline)
     prec, rec = _pr(alike_fold(src, ref, r.shift, baseline, cfg, r.flow_fwd), true)
-    assert rec >= 0.83 and prec >= 0.8, (prec, rec)
+    assert rec >= 0.72 and prec >= 0.9, (prec, rec)
+    pass6 = _pr(alike_fold(src, ref, r.shift, baseline, cfg, r.flow_fwd, holes_window=9, fill_reach=0,
+                           min_residual=0.0), true)
+    assert pass6[0] < 0.9 and pass6[1] >= 0.83, pass6  # maps pass 6's map, measured on the same pair
+
+
+def test_fill_background_reach_takes_the_surface_seen_through_a_gap():
+    """One row: the wall (disparity 2) at columns 0-19, a near rim (12) at 20-29 and 40-49, the gap
+    between rejected by the left-right check (30-39). Both neighbours of the gap are the rim, so the
+    two-neighbour fill (maps passes 4-6) gives it the rim's disparity; with a reach (maps pass 7) it
+    takes the farthest checked disparity within reach: the wall's, which a wheel's inside shows."""
+    from hzsr.qa.stereo_occlusion import _fill_background
+
+    xs = np.arange(60)
+    d = np.where(xs < 20, 2.0, 12.0).astype(np.float32)
+    d[50:] = 2.0
+    ok = ~((xs >= 30) & (xs < 40))
+    d[~ok] = -99.0  # SGBM's invalid value: never read
+    assert _fill_background(d[None], ok[None])[0, 30:40].tolist() == [12.0] * 10
+    wide = _fill_background(d[None], ok[None], reach=32)[0]
+    assert wide[30:40].tolist() == [2.0] * 10
+    assert np.array_equal(wide[ok], d[ok])  # checked pixels keep theirs
+    near = _fill_background(d[None], ok[None], reach=5)[0]  # the wall out of reach: the neighbours'
+    assert near[30:40].tolist() == [12.0] * 10
+
+
+def test_match_residual_is_small_where_the_disparity_is_right():
+    from hzsr.qa.stereo_occlusion import match_residual
+
+    rng = np.random.default_rng(0)
+    left = (rng.random((40, 80)) * 255).astype(np.uint8)
+    right = np.zeros_like(left)
+    right[:, :75] = left[:, 5:]  # right(x - 5) = left(x)
+    right_ok = match_residual(np.full(left.shape, 5.0, np.float32), left, right)
+    wrong = match_residual(np.zeros(left.shape, np.float32), left, right)
+    assert right_ok[2:-2, 8:-2].max() < 1e-3
+    assert np.median(wrong[2:-2, 8:-2]) > 40
+    with pytest.raises(ValueError, match="differ in shape"):
+        match_residual(np.zeros((4, 4), np.float32), left, right)
+
+
+def test_alike_fold_on_middlebury_beats_maps_pass_6():
+    """The real stereo pair (``skimage.data.stereo_motorcycle``, right camera at +x; the bench's
+    truth, ``bench/_stereo.py``): maps pass 7's map 0.609 / 0.376 against maps pass 6's 0.607 /
+    0.359 (measured; the goal, 0.6 / 0.5, is not met: docs/qa.md "maps pass 7")."""
+    import cv2
+    import skimage.data as data
+
+    left, right, disp = data.stereo_motorcycle()
+    with bench_module("_stereo") as st:
+        true_occ, inframe, _ = st.visibility(disp)
+    cfg = QAConfig()
+    r = register_pair(left, right, cfg, baseline=(1.0, 0.0))
+    m = inframe & r.valid
+    h, w = disp.shape
+
+    def score(**kw):
+        f = alike_fold(left, right, r.shift, (1.0, 0.0), cfg, r.flow_fwd, **kw)
+        return _pr((cv2.resize(f.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5) & m,
+                   true_occ & m)
+
+    prec, rec = score()
+    assert prec >= 0.6 and rec >= 0.37, (prec, rec)
+    prec6, rec6 = score(holes_window=9, fill_reach=0, min_residual=0.0)
+    assert rec6 < 0.37 and rec > rec6, (prec6, rec6)
 
 
 def test_a_baseline_of_any_finite_length_is_a_direction(tmp_path):
