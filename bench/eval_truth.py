@@ -29,7 +29,8 @@ same function that builds the training target of ``data.target: ideal``). Region
 
 Usage::
 
-    python bench/eval_truth.py [SESSION ...] [--ckpt CKPT] [--ablation] [--set KEY=VALUE ...] [--json OUT]
+    python bench/eval_truth.py [SESSION ...] [--ckpt CKPT] [--ablation] [--set KEY=VALUE ...]
+        [--kinds KIND ...] [--json OUT]
 
 ``--set`` changes one field of the checkpoint's pipeline config (``PipelineConfig``; dotted for qa's,
 values as YAML), as the variants of docs/model.md ("Where the dB are lost") were run:
@@ -153,7 +154,8 @@ def pipeline_config_with(lc, overrides: list[str] | None):
     return pipeline_config_of(raw, f"{lc.path} (--set)" if overrides else str(lc.path))
 
 
-def run(sessions: list[Path], ckpt: str | None, ablation: bool, overrides: list[str] | None = None) -> pd.DataFrame:
+def run(sessions: list[Path], ckpt: str | None, ablation: bool, overrides: list[str] | None = None,
+        kinds: list[str] | None = None) -> pd.DataFrame:
     lc = load_model(ckpt)
     cfg = pipeline_config_with(lc, overrides)
     pipes = {"full": HZSRPipeline(lc.model, cfg)}
@@ -163,14 +165,17 @@ def run(sessions: list[Path], ckpt: str | None, ablation: bool, overrides: list[
     rows = []
     for sess in sessions:
         for cap in captures_with_truth(sess):
+            meta = json.loads((cap / "capture.json").read_text())
+            kind = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
+            if kinds and kind not in kinds:
+                continue
             tmeta, t = load_capture_truth(sess, cap.name)
             if "ideal_T" not in t:
                 raise SystemExit(f"{truth_dir(sess) / cap.name}.npz: no ideal_T; re-render the session with this hzsr "
                                  "(--truth)")
             t["crop_rect"] = tmeta["crop_rect"]
-            meta = json.loads((cap / "capture.json").read_text())
             row = score_capture(pipes, cap, t, meta, variants)
-            row["scene_kind"] = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
+            row["scene_kind"] = kind
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -213,12 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablation", action="store_true", help="also run with each map switched off")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a pipeline config field")
     ap.add_argument("--json", type=Path, help="write the summary and per-capture rows here")
+    ap.add_argument("--kinds", nargs="+", help="only captures of these scene kinds (a screen; the checks need all)")
     a = ap.parse_args(argv)
     if not a.sessions:
         import _data
 
         a.sessions = _data.sessions(_data.EVAL_SEEDS)
-    df = run(a.sessions, a.ckpt, a.ablation, a.set)
+    df = run(a.sessions, a.ckpt, a.ablation, a.set, a.kinds)
     out = summarise(df)
     print(json.dumps(out, indent=1))
     if a.json:

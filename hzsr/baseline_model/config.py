@@ -130,8 +130,8 @@ class PipelineConfig:
     # the simulator's W pixel): I_src is smooth below a W pixel, the reference is not (its detail,
     # and at night its noise, are matched against blur). The UNet and the maps still see the images
     # as they are. Chosen on calibration sessions 31-36 (docs/model.md, "Blurred lumas for the
-    # level-2 flow", issue20n); 0 = off. Inference only: the training cache (data.py) takes
-    # none of these level-2 settings, as before.
+    # level-2 flow", issue20n); 0 = off. Inference only unless ``data.level2_flow``: the training
+    # cache (data.py) takes none of these level-2 settings, as the shipped weights were trained.
     flow_blur_px: float = 1.0
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
@@ -165,7 +165,8 @@ class PipelineConfig:
 
 #: Fields of ``PipelineConfig`` that only inference reads: the blend's level-2 settings, the output
 #: denoiser and the tiling. The training cache (``data.config_key``) leaves them out, so a change
-#: to one does not rebuild cached arrays that it cannot change (training aligns without them).
+#: to one does not rebuild cached arrays that it cannot change (training aligns without them;
+#: with ``DataConfig.level2_flow`` it aligns with ``flow_alpha`` and ``flow_blur_px``, and keys on them).
 INFERENCE_ONLY_FIELDS = ("blend_maps_level", "blend_occlusion_scale", "blend_uncertainty_s_max",
                          "blend_defocus_weight", "flow_alpha", "flow_blur_px", "denoise_min_sigma",
                          "denoise_strength", "tile", "halo")
@@ -226,6 +227,13 @@ class DataConfig:
     # every capture alike (the stream is then exactly the unweighted one). Hard kinds (night,
     # moving) are few in the train split: 10 of 66 captures each in the pinned data set.
     kind_weights: dict[str, float] = field(default_factory=dict)
+    # The cache (data.py) aligns with the pipeline's level-2 flow settings too (flow_alpha,
+    # flow_blur_px), so the network trains on the flow it runs on at inference; False: DIS's preset
+    # on raw lumas, as the shipped weights were trained. Here, not in PipelineConfig: it changes
+    # nothing at inference (nor an int8 graph's pipeline digest). Measured on calibration 31-36: both
+    # seeds lose 0.19-0.31 dB on every kind, so it stays off (docs/model.md, "Training on the
+    # inference flow", issue20o).
+    level2_flow: bool = False
 
     def check(self) -> list[Problem]:
         bad_target = [] if self.target in TARGETS else [

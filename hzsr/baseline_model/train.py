@@ -247,7 +247,8 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
         atomic_write_bytes(out / "config.yaml", dump_config(cfg).encode())
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
     t0 = time.perf_counter()
-    paths = build_cache(reader, mine, cfg.pipeline, cache_dir, target=target, progress=progress and d.main)
+    paths = build_cache(reader, mine, cfg.pipeline, cache_dir, target=target, progress=progress and d.main,
+                        level2_flow=cfg.data.level2_flow)
     weights = kind_weights(reader, mine, cfg.data.kind_weights)
     reader.close()
     cache_s = time.perf_counter() - t0

@@ -110,3 +110,38 @@ def test_the_training_cache_key_ignores_inference_only_settings():
         assert config_key(dataclasses.replace(base, **{name: value})) == config_key(base), name
     assert config_key(dataclasses.replace(base, min_ncc=0.3)) != config_key(base)
     assert config_key(dataclasses.replace(base, use_occ=False)) != config_key(base)
+
+
+def test_training_can_align_on_the_inference_flow(tiny_dataset):
+    """``data.level2_flow``: the cache aligns with the level-2 flow settings (DIS's smoothness and
+    blurred lumas), so the network's inputs are the pipeline's own at inference; off (the shipped
+    recipe) they are left out of the alignment and of the cache key, as before. A training-only
+    setting: the pipeline config (and an int8 graph's digest of it) does not carry it."""
+    import dataclasses
+
+    import numpy as np
+
+    from hzsr.baseline_model.checkpoint import load_model
+    from hzsr.baseline_model.config import DataConfig, PipelineConfig
+    from hzsr.baseline_model.data import config_key, prepare_capture
+    from hzsr.baseline_model.pipeline import HZSRPipeline, unet_inputs
+    from hzsr.dataset.reader import ShardReader
+
+    assert DataConfig().level2_flow is False and "level2_flow" not in dataclasses.asdict(PipelineConfig())
+    base = PipelineConfig()
+    assert config_key(base, True) != config_key(base)
+    assert config_key(dataclasses.replace(base, flow_blur_px=2.0), True) != config_key(base, True)
+    assert config_key(dataclasses.replace(base, flow_alpha=5.0), True) != config_key(base, True)
+    assert config_key(dataclasses.replace(base, denoise_strength=0.5), True) == config_key(base, True)
+
+    r = ShardReader(tiny_dataset)
+    cid = next(c for c in r.ids() if r.meta(c)["has_reference"])
+    sample = r.read(cid)
+    stack_on, _ = prepare_capture(sample, base, level2_flow=True)
+    stack_off, _ = prepare_capture(sample, base)
+    al = HZSRPipeline(load_model(None).model, base).align(sample.main_W, sample.ref_T, sample.meta)
+    assert al.flow_level == 2 and al.flow_blur_px == base.flow_blur_px  # the 5x pair stops at level 2
+    h, w = al.src.shape[:2]
+    x, _ = unet_inputs(al, 0, h, 0, w)
+    np.testing.assert_array_equal(stack_on[:3], x.astype(np.float16))  # inference's inputs, exactly
+    assert np.abs(stack_on[1].astype(np.float32) - stack_off[1].astype(np.float32)).max() > 0.01  # another flow
