@@ -1485,13 +1485,14 @@ def hidden_plane_departure(dep: np.ndarray, ok: np.ndarray, centre: tuple[int, i
     flow smooths a step over a few of its cells. ``min_area_roi`` 0 and ``step_band_roi`` None:
     every trusted pixel behind the plane counts (the eighth pass's rule).
 
-    ``roi`` (x0, y0, x1, y1), the whole AF ROI: a plane that fills it (fewer than ``min_px`` trusted
-    pixels in it lie behind the plane) and whose centroid lies inside it is the subject the ROI
-    frames, not an occluder: None. The ROI is put on the subject; a foreground at the AF point
-    reaches into the ROI from outside (its bulk off to one side) or leaves the subject it hides
-    showing within the ROI. A moving subject focused behind (lab-1816 c00023: the mover fills the
-    ROI, the background at the focus distance lies beyond its edges) was read as a near occluder
-    and its wrong focus excused (``focus_framed_plane_is_subject``).
+    ``roi`` (x0, y0, x1, y1), the whole AF ROI: a plane that lies wholly inside the view (it touches
+    no edge of the grid), fills the ROI (fewer than ``min_px`` trusted pixels in it lie behind the
+    plane) and has its centroid inside it is the subject the ROI frames, not an occluder: None. The
+    ROI is put on the subject; a near foreground at the AF point reaches in from the view's edge
+    (a portrait's foreground, even where it fills the ROI: lab-1816 c00005), or leaves the subject
+    it hides showing within the ROI. A moving subject focused behind (lab-1816 c00023: the mover
+    fills the ROI, inside the view, the background at the focus distance beyond its edges) was read
+    as a near occluder and its wrong focus excused (``focus_framed_plane_is_subject``).
     """
     same = (np.abs(dep - dep_c) <= tol).astype(np.uint8)
     _, lab = cv2.connectedComponents(same, connectivity=4)
@@ -1504,7 +1505,8 @@ def hidden_plane_departure(dep: np.ndarray, ok: np.ndarray, centre: tuple[int, i
     behind_all = ok & (dep < dep_c - tol)
     if roi is not None:
         rx0, ry0, rx1, ry1 = roi
-        if int(behind_all[ry0:ry1, rx0:rx1].sum()) < min_px:
+        inside = not (plane[0].any() or plane[-1].any() or plane[:, 0].any() or plane[:, -1].any())
+        if inside and int(behind_all[ry0:ry1, rx0:rx1].sum()) < min_px:
             m = cv2.moments(plane.view(np.uint8), binaryImage=True)  # the plane's centroid (0.4 ms at 512x384)
             if rx0 <= m["m10"] / m["m00"] < rx1 and ry0 <= m["m01"] / m["m00"] < ry1:
                 return None

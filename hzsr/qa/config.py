@@ -525,14 +525,15 @@ class Thresholds:
     # foregrounds' 0.47-17 with steps of 0.25-1.0 D (docs/qa.md, ninth pass).
     focus_hidden_min_area_roi: float = 0.5
     focus_hidden_step_band_roi: tuple[float, float] = (0.1, 0.35)
-    # ... and not the subject the AF ROI frames (issue 18, helper issue18t): a plane that fills the
-    # AF ROI (fewer than 16 of its trusted pixels lie behind it) with its centroid inside the ROI is
-    # what the ROI was put on (a moving subject the lens focused behind: lab-1816 c00023), not a
-    # foreground reaching into it from outside. On the labelled set's calibration seeds 1801/1802
-    # the movers at the AF point have none behind them within the ROI and centroids within 0.44 of
-    # an ROI from its centre; the excused foregrounds show the plane behind within the ROI (0.05
-    # and 0.26 of it) or lie a whole ROI off to one side (a portrait's foreground, 1.0). Not fitted:
-    # the ROI's own box. False: the ninth pass's rule.
+    # ... and not the subject the AF ROI frames (issue 18, helper issue18t): a plane wholly inside
+    # the view (touching no edge) that fills the AF ROI (fewer than 16 trusted pixels in it lie
+    # behind it) with its centroid inside the ROI is what the ROI was put on (a moving subject the
+    # lens focused behind: lab-1816 c00023), not a foreground reaching in from the view's edge. On
+    # the labelled set's calibration seeds 1801/1802 the movers at the AF point have none behind
+    # them within the ROI and centroids within 0.44 of an ROI from its centre; every excused
+    # foreground touches the view's edge (seen lab-1816 c00005 fills the ROI, centroid 0.33/0.44
+    # off: the edge condition was added after it). Not fitted: the ROI's own box. False: the
+    # ninth pass's rule.
     focus_framed_plane_is_subject: bool = True
     # Skew has no threshold here: qa takes sync check's verdict of it (hzsr.core.verdict.skew_reasons).
 

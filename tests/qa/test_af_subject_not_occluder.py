@@ -6,7 +6,7 @@ it; the lens focused on the background behind it. The rule read the mover as a n
 the AF point and the background beyond its edges as the subject it hides, at the focus distance,
 and excused the wrong focus (``defocused`` missed). A plane that fills the AF ROI with its centroid
 inside it is the subject the ROI was put on; a foreground reaching in from one side, or one that
-leaves the subject showing within the ROI, is still an occluder.
+leaves the subject showing within the ROI, or reaches the view's edge, is still an occluder.
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ def test_a_foreground_reaching_in_from_one_side_is_still_an_occluder():
     assert got is not None and abs(got) < TOL
     dep = np.full((H, W), 0.0, np.float32)
     dep[40:80, 70:90] = 0.8  # the walker in front of the subject, narrower than the ROI
+    got = _hidden(dep)
+    assert got is not None and abs(got) < TOL
+    # Filling the ROI, centred on it, but reaching the view's edge (lab-1816 c00005, a portrait's
+    # foreground): an occluder still.
+    dep = np.full((H, W), 0.0, np.float32)
+    dep[20:, 60:100] = 0.8
     got = _hidden(dep)
     assert got is not None and abs(got) < TOL
 
