@@ -383,7 +383,8 @@ def motion_inconsistency(r_tt: Registration, cfg: QAConfig, step: int = 4,
 
 def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, quick: bool = False,
                     thumbs: bool = True, focus_offsets: dict[str, tuple[float, float]] | None = None,
-                    row_figures: bool = True, gate_inliers: dict[str, int] | None = None) -> CaptureQA:
+                    row_figures: bool = True, gate_inliers: dict[str, int] | None = None,
+                    check_keypoints: bool = False) -> CaptureQA:
     """Everything ``hzsr qa check`` knows about one capture folder. Never raises for bad data.
 
     ``row_figures``: False leaves out the row's figures that no verdict reads (SSIM, MAE,
@@ -396,6 +397,12 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     this many inliers (its shift unchanged): the quick check's look at the other side of the
     inlier gate (``align.min_inliers``, ``thresholds.fail_min_inliers``), where ``qa check``'s
     count may lie (``quick_check``, ``quick_gate_counts``). None, or a pairing not named: as counted.
+
+    ``check_keypoints`` (with ``quick``): every keypoint search keeps ``qa check``'s number of
+    corners (``align.max_keypoints``) instead of the quick check's. Where the quick analysis
+    registers ``qa check``'s own pixels (row ``quick_pixels_as_check`` 1: frames small enough that
+    neither check reduces them), its keypoint votes and inlier counts are then ``qa check``'s
+    (``quick_check`` decides the inlier gate with them).
 
     ``focus_offsets``: per pairing with a W crop (``wt``, ``wr``), the session's constant flow
     offset (analysis px) between where the depth-flow relation puts the focus distance's plane
@@ -424,8 +431,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     cfg_full_keypoints = cfg.align.max_keypoints
     if quick:
         target = cfg.check.quick_long_side
-        cfg = replace(cfg, align=replace(cfg.align, dis_preset=cfg.check.quick_dis_preset,
-                                         max_keypoints=min(cfg.align.max_keypoints, cfg.check.quick_max_keypoints)),
+        quick_kp = cfg_full_keypoints if check_keypoints else min(cfg_full_keypoints, cfg.check.quick_max_keypoints)
+        cfg = replace(cfg, align=replace(cfg.align, dis_preset=cfg.check.quick_dis_preset, max_keypoints=quick_kp),
                       maps=replace(cfg.maps, hidden=False))  # M_hid is not graded: ~10 ms a pairing saved
     else:
         target = cfg.check.analysis_long_side
@@ -433,6 +440,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     imgs: dict[str, np.ndarray] = {}
     fine: dict[str, np.ndarray] = {}  # quick check: the Ts as qa check analyses them (AF ROI only)
     w_crop_px: tuple[float, float] | None = None  # quick: the W crop's width in W px, qa check's and its own
+    t_reduce: dict[str, int] = {}  # each T's JPEG DCT scaling as decoded here
     for slot in PAIRINGS["wr"] + ("main_T",):
         if slot in imgs:
             continue
@@ -482,6 +490,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
                     f"capture.json says {f.width}x{f.height}")
             continue
         img, why = _decode(path, r_fine)
+        if slot in ("main_T", "ref_T"):
+            t_reduce[slot] = r_fine
         if img is None:
             out.add("fail", "undecodable", f"{f.file}: {why}")
             continue
@@ -574,6 +584,15 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         units = (w_full * flow_grid_scale((h_full, w_full), cfg)) / (tw_ * flow_grid_scale((th_, tw_), cfg))
         # focus_plane_differs's in-focus radius is in qa check's flow-grid px too (qa check: 1).
         out.row["flow_units"] = float(units)
+    if quick:
+        # Frames small enough that neither check reduces them (the labelled set's 480x360): the
+        # quick check registers qa check's own pixels, both Ts and the W crop, and with qa check's
+        # keypoints (check_keypoints) counts qa check's inliers (quick_check's inlier gate).
+        r_full = _reduction(max(ft.width, ft.height), cfg.check.analysis_long_side)
+        full_size = _fit_size(math.ceil(ft.width / r_full), math.ceil(ft.height / r_full), cfg.check.analysis_long_side)
+        out.row["quick_pixels_as_check"] = int(
+            (tw_, th_) == full_size and all(v == r_full for v in t_reduce.values())
+            and (w_crop_px is None or w_crop_px[0] == w_crop_px[1]))
     regs: dict[str, Registration] = {}
     structure_ncc = float("nan")  # T vs T: the best band-passed correlation prefer_structure saw
     afs: dict[str, list[float] | None] = {}  # each pairing's AF ROI on its SRC grid
@@ -593,8 +612,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         if quick and name == "tt":
             # T vs T carries large_shift, the depth figure and moving_object: with 600 corners a
             # periodic texture let a wrong period win (2 of 4 clean 12 MP captures failed so).
-            kcfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
-                                                                            cfg.check.quick_tt_max_keypoints)))
+            kcfg = replace(cfg, align=replace(cfg.align, max_keypoints=cfg_full_keypoints if check_keypoints else min(
+                cfg_full_keypoints, cfg.check.quick_tt_max_keypoints)))
         found = global_translation(src, ref, kcfg, optical_scale=o, hints=hints)
         if gate_inliers and name in gate_inliers:  # as qa check might count them (quick_check)
             out.row[f"{name}_inliers_counted"] = found.inliers
@@ -707,8 +726,8 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     if _reg_ok(regs.get("tt"), th, consistent=True):
         scfg = cfg  # the quick check searches the second translation with T vs T's keypoints too
         if quick:  # (600 found another mover, not the scene: 0.06 where qa check saw 0.44)
-            scfg = replace(cfg, align=replace(cfg.align, max_keypoints=min(cfg_full_keypoints,
-                                                                           cfg.check.quick_tt_max_keypoints)))
+            scfg = replace(cfg, align=replace(cfg.align, max_keypoints=cfg_full_keypoints if check_keypoints else min(
+                cfg_full_keypoints, cfg.check.quick_tt_max_keypoints)))
         info: dict[str, float] = {}
         static = ((out.row["tt_expected_dx"], out.row["tt_expected_dy"]) if "tt_expected_dx" in out.row else None)
         bound = tt_offset_bound_px(out.row, cfg) if "tt_fx_px" in out.row else 0.0
@@ -1425,7 +1444,9 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
                                         max(cy1 // k, cy0 // k + 1)), float(d_flow - diopters), th.focus_behind_tol_d,
                                         max(2, round(th.focus_hidden_ring_roi * (y1 - y0) / k)),
                                         min_area_roi=th.focus_hidden_min_area_roi,
-                                        step_band_roi=th.focus_hidden_step_band_roi)
+                                        step_band_roi=th.focus_hidden_step_band_roi,
+                                        roi=(x0 // k, y0 // k, max(x1 // k, x0 // k + 1), max(y1 // k, y0 // k + 1))
+                                        if th.focus_framed_plane_is_subject else None)
         if hidden is not None:
             out.row["af_hidden_plane_departure_d"] = hidden
         roi = afs.get("wt") or afs.get("tt")
@@ -1437,7 +1458,8 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
 
 def hidden_plane_departure(dep: np.ndarray, ok: np.ndarray, centre: tuple[int, int, int, int], dep_c: float,
                            tol: float, ring_px: int, min_px: int = 16, min_area_roi: float = 0.0,
-                           step_band_roi: tuple[float, float] | None = None) -> float | None:
+                           step_band_roi: tuple[float, float] | None = None,
+                           roi: tuple[int, int, int, int] | None = None) -> float | None:
     """The departure (D) of the plane a near occluder at the AF point hides; None: none found.
 
     The AF point's plane is every pixel within ``tol`` of its departure ``dep_c`` connected to
@@ -1462,6 +1484,15 @@ def hidden_plane_departure(dep: np.ndarray, ok: np.ndarray, centre: tuple[int, i
     quick check's grid, none on qa check's). The band starts away from the boundary because the
     flow smooths a step over a few of its cells. ``min_area_roi`` 0 and ``step_band_roi`` None:
     every trusted pixel behind the plane counts (the eighth pass's rule).
+
+    ``roi`` (x0, y0, x1, y1), the whole AF ROI: a plane that lies wholly inside the view (it touches
+    no edge of the grid), fills the ROI (fewer than ``min_px`` trusted pixels in it lie behind the
+    plane) and has its centroid inside it is the subject the ROI frames, not an occluder: None. The
+    ROI is put on the subject; a near foreground at the AF point reaches in from the view's edge
+    (a portrait's foreground, even where it fills the ROI: lab-1816 c00005), or leaves the subject
+    it hides showing within the ROI. A moving subject focused behind (lab-1816 c00023: the mover
+    fills the ROI, inside the view, the background at the focus distance beyond its edges) was read
+    as a near occluder and its wrong focus excused (``focus_framed_plane_is_subject``).
     """
     same = (np.abs(dep - dep_c) <= tol).astype(np.uint8)
     _, lab = cv2.connectedComponents(same, connectivity=4)
@@ -1471,8 +1502,15 @@ def hidden_plane_departure(dep: np.ndarray, ok: np.ndarray, centre: tuple[int, i
     if not len(ids):
         return None
     plane = np.isin(lab, ids)
-    dist = cv2.distanceTransform((~plane).astype(np.uint8), cv2.DIST_L2, 3)
     behind_all = ok & (dep < dep_c - tol)
+    if roi is not None:
+        rx0, ry0, rx1, ry1 = roi
+        inside = not (plane[0].any() or plane[-1].any() or plane[:, 0].any() or plane[:, -1].any())
+        if inside and int(behind_all[ry0:ry1, rx0:rx1].sum()) < min_px:
+            m = cv2.moments(plane.view(np.uint8), binaryImage=True)  # the plane's centroid (0.4 ms at 512x384)
+            if rx0 <= m["m10"] / m["m00"] < rx1 and ry0 <= m["m01"] / m["m00"] < ry1:
+                return None
+    dist = cv2.distanceTransform((~plane).astype(np.uint8), cv2.DIST_L2, 3)
     ring = (dist > 0) & (dist <= ring_px)
     if min_area_roi <= 0 and step_band_roi is None:
         behind = ring & behind_all
@@ -1985,6 +2023,10 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
         quick_tt_regrade(a, list(rows.values()), cfg)
         if a.decided() != decided:
             counted = ", ".join(f"{_PAIRING_WORDS[k]}'s {int(q.row[f'{k}_inliers'])} as {v}" for k, v in moved.items())
+            exact = _with_check_counts(capture_dir, q, alt, switch, off, list(rows.values()), cfg)
+            if exact is not None:
+                return exact.decided().value, [f"{r.code}: {r.message}" for r in exact.reasons
+                                               if r.level is not Verdict.PASS]
             return UNDECIDED, reasons + [
                 f"undecided: keypoint inliers within the quick check's margin of the inlier gate (align.min_inliers "
                 f"{cfg.align.min_inliers}): counted as qa check may count them ({counted}), the quick verdict would "
@@ -1993,6 +2035,32 @@ def quick_check(capture_dir: str | Path, cfg: QAConfig | None = None) -> tuple[s
 
 
 _PAIRING_WORDS = {"tt": "T vs T", "wt": "W crop vs main T", "wr": "W crop vs reference T"}
+
+
+def _with_check_counts(capture_dir: str | Path, q: CaptureQA, alt: CaptureQA | None,
+                       switch: dict[str, tuple[float, float]], off: tuple[float, float] | None,
+                       seen: list[dict], cfg: QAConfig) -> CaptureQA | None:
+    """The quick analysis again with ``qa check``'s inlier counts, where it can have them; None
+    where it cannot, or where that analysis leaves the verdict undecided.
+
+    ``quick_check`` calls it where ``qa check``'s count may lie across an inlier gate and the
+    verdict would change there. Where the quick analysis registers ``qa check``'s own pixels
+    (``quick_pixels_as_check``: frames that neither check reduces, the labelled set's 480x360),
+    its keypoint votes with ``qa check``'s number of corners (``analyse_capture(check_keypoints=True)``)
+    are ``qa check``'s: the same images, corners and seeded RANSAC, so the same shifts and counts in
+    all three pairings (W crop vs reference T's hint composes the other two). The gate is then no
+    longer in doubt, and the verdict is that analysis's, graded as the first (the session's offsets)
+    with the quick margins. Not where the focus plane is in doubt too (``alt``, a second analysis):
+    that doubt would need the same again.
+    """
+    if not (cfg.check.quick_check_counts and q.row.get("quick_pixels_as_check")) or (alt is not None and alt is not q):
+        return None
+    c = analyse_capture(capture_dir, cfg, quick=True, thumbs=False, focus_offsets=switch or None,
+                        row_figures=False, check_keypoints=True)
+    if off is not None:
+        grade_depth(c, off[0], cfg, offset_margin_d=off[1])
+    quick_tt_regrade(c, seen, cfg)
+    return c if c.decided() is not None else None
 
 
 def _word(v: Verdict | None) -> str:

@@ -359,6 +359,13 @@ class CheckConfig:
     # is no longer blind for them; the 12 MP speed session (seed 2028) 0.57-0.75 and 0.60-1.00.
     # A quick count of 109 or more (wt) / 93 or more (wr) is never looked at again.
     quick_wt_inlier_ratio: tuple[float, float] = (0.12, 1.6)
+    # ... but where the quick analysis registers qa check's own pixels (frames neither check
+    # reduces: up to 480 px on the long side with the defaults), and the count across the gate
+    # would change the verdict, the capture is analysed once more with qa check's keypoints, whose
+    # counts are qa check's, and that analysis decides (capture_qa._with_check_counts; issue 18,
+    # helper issue18t: on the labelled set's 480x360 calibration seeds 1801/1802 it decided 2 of
+    # the 3 undecided captures, both as qa check). False: undecided there as elsewhere.
+    quick_check_counts: bool = True
     quick_wr_inlier_ratio: tuple[float, float] = (0.14, 1.7)
     quick_margin: float = 0.15  # quick_check: a figure within this share of itself from a threshold -> undecided
     # quick_check, per figure: its quick value may lie this far (the figure's own units) from qa
@@ -518,6 +525,16 @@ class Thresholds:
     # foregrounds' 0.47-17 with steps of 0.25-1.0 D (docs/qa.md, ninth pass).
     focus_hidden_min_area_roi: float = 0.5
     focus_hidden_step_band_roi: tuple[float, float] = (0.1, 0.35)
+    # ... and not the subject the AF ROI frames (issue 18, helper issue18t): a plane wholly inside
+    # the view (touching no edge) that fills the AF ROI (fewer than 16 trusted pixels in it lie
+    # behind it) with its centroid inside the ROI is what the ROI was put on (a moving subject the
+    # lens focused behind: lab-1816 c00023), not a foreground reaching in from the view's edge. On
+    # the labelled set's calibration seeds 1801/1802 the movers at the AF point have none behind
+    # them within the ROI and centroids within 0.44 of an ROI from its centre; every excused
+    # foreground touches the view's edge (seen lab-1816 c00005 fills the ROI, centroid 0.33/0.44
+    # off: the edge condition was added after it). Not fitted: the ROI's own box. False: the
+    # ninth pass's rule.
+    focus_framed_plane_is_subject: bool = True
     # Skew has no threshold here: qa takes sync check's verdict of it (hzsr.core.verdict.skew_reasons).
 
 

@@ -35,10 +35,13 @@ def portrait(tmp_path_factory):
 def _cfg() -> QAConfig:
     """The shipped config with the quick check's other doubts removed, so that the gate alone
     decides: figures trusted to 1e-9 of themselves, no depth check, no unknown T-vs-T offset, and
-    the keypoints' vote kept as voted (no rig-parallax or structure tie-break)."""
+    the keypoints' vote kept as voted (no rig-parallax or structure tie-break). And as on a phone's
+    frames, which the quick check reduces: no count of qa check's own (``check.quick_check_counts``;
+    at 480x360 it registers qa check's pixels and could count them)."""
     cfg = QAConfig()
     return replace(cfg, check=replace(cfg.check, tt_prefer_rig_parallax=False, tt_prefer_structure=False,
-                                      quick_margin=1e-9, quick_margins={}, quick_margins_shortfall={}),
+                                      quick_margin=1e-9, quick_margins={}, quick_margins_shortfall={},
+                                      quick_check_counts=False),
                    rig=replace(cfg.rig, depth_offset_d=0.0, tt_rotation_max_deg=0.0),
                    thresholds=replace(cfg.thresholds, warn_depth_departure_d=10.0, fail_depth_departure_d=20.0))
 
@@ -127,6 +130,51 @@ def test_a_w_crop_vote_refused_near_the_gate_is_undecided_where_the_used_vote_ch
     assert "inlier gate" in reasons[-1] and capture_qa._PAIRING_WORDS[pairing] in reasons[-1]
     # Counted as found (far above the gate) with the vote where it was: no look across, pass.
     assert _live(monkeypatch, portrait, cfg, inliers=100, dy_frac=0.0, pairing=pairing)[0] == "pass"
+
+
+def test_on_qa_checks_own_pixels_the_quick_check_counts_qa_checks_inliers(portrait):
+    """At 480x360 neither check reduces the frames: the quick analysis with qa check's keypoints
+    (``check_keypoints``) votes every pairing as qa check does, shifts and inlier counts alike;
+    with its own fewer keypoints it counts fewer."""
+    cfg = QAConfig()
+    cd = portrait / "captures" / "c00000"
+    full = capture_qa.analyse_capture(cd, cfg, thumbs=False)
+    c = capture_qa.analyse_capture(cd, cfg, quick=True, thumbs=False, row_figures=False, check_keypoints=True)
+    q = capture_qa.analyse_capture(cd, cfg, quick=True, thumbs=False, row_figures=False)
+    assert c.row["quick_pixels_as_check"] == 1 and q.row["quick_pixels_as_check"] == 1
+    for p in ("tt", "wt", "wr"):
+        assert c.row[f"{p}_inliers"] == full.row[f"{p}_inliers"] > 0
+        assert (c.row[f"{p}_shift_dx"], c.row[f"{p}_shift_dy"]) == (full.row[f"{p}_shift_dx"],
+                                                                    full.row[f"{p}_shift_dy"])
+    assert q.row["tt_inliers"] < full.row["tt_inliers"]  # 1000 corners against qa check's 1500
+
+
+def test_near_the_gate_on_qa_checks_pixels_the_quick_check_decides_with_qa_checks_counts(portrait, monkeypatch):
+    """The quick check's own T-vs-T vote (1000 corners) refused at 11 inliers on a shift 0.3 of the
+    width off; ``qa check``'s vote (1500 corners, not patched) is the true one, far above the gate.
+    Counted as ``qa check`` may count the quick vote (12 or more), T vs T would read a mover: before
+    (and with ``check.quick_check_counts`` off) undecided; now the quick check counts ``qa check``'s
+    own inliers on the same pixels and says what ``qa check`` says, pass."""
+    base = _cfg()
+    real = _GLOBAL_TRANSLATION
+
+    def vote(src, ref, c, **k):
+        g = real(src, ref, c, **k)
+        if k.get("src_mask") is None and c.align.max_keypoints == base.check.quick_tt_max_keypoints:
+            return GlobalShift(g.dx, g.dy + 0.3 * src.shape[1], base.align.min_inliers - 1, g.matches)
+        return g
+
+    monkeypatch.setattr(capture_qa, "global_translation", vote)
+    monkeypatch.setattr(capture_qa, "other_focus_switch", lambda *a, **k: None)
+    cd = portrait / "captures" / "c00000"
+    full = capture_qa.analyse_capture(cd, base, thumbs=False)
+    assert full.decided() is not None and full.decided().value == "pass"
+    for counts, expected in ((False, capture_qa.UNDECIDED), (True, "pass")):
+        cfg = replace(base, check=replace(base.check, quick_check_counts=counts))
+        for store in (capture_qa._SESSION_DEPTHS, capture_qa._SESSION_FOCUS, capture_qa._SESSION_CARRIED):
+            store.clear()
+        verdict, reasons = capture_qa.quick_check(cd, cfg)
+        assert verdict == expected, reasons
 
 
 def test_w_gate_counts_use_their_own_range():
