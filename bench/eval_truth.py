@@ -63,6 +63,7 @@ from hzsr.baseline_model.evaluate import no_network_blend_y, pipeline_config_of,
 from hzsr.baseline_model.ideal_target import ideal_on_source
 from hzsr.baseline_model.pipeline import HZSRPipeline, sample_grid
 from hzsr.dataset.schema import scene_kind
+from hzsr.sim.scene import SCENE_KINDS
 from hzsr.sim.truth import captures_with_truth, load_capture_truth, truth_dir
 
 #: The pipeline's ``use_*`` flag of each map (``PipelineConfig``), by ``align.MAP_NAMES`` name.
@@ -218,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablation", action="store_true", help="also run with each map switched off")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a pipeline config field")
     ap.add_argument("--json", type=Path, help="write the summary and per-capture rows here")
-    ap.add_argument("--kinds", nargs="+", help="only captures of these scene kinds (a screen; the checks need all)")
+    ap.add_argument("--kinds", nargs="+", choices=SCENE_KINDS,
+                    help="only captures of these scene kinds (a screen; the checks need all)")
     a = ap.parse_args(argv)
     if not a.sessions:
         import _data

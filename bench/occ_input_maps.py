@@ -47,6 +47,7 @@ from hzsr.baseline_model.ideal_target import ideal_on_source
 from hzsr.baseline_model.pipeline import HZSRPipeline, sample_grid
 from hzsr.qa.align import to_luma, warp
 from hzsr.qa.maps import fb_error, reference_coverage
+from hzsr.sim.scene import SCENE_KINDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import truth_captures  # noqa: E402
@@ -88,24 +89,31 @@ def candidates(al, k_w_grid: float) -> dict[str, np.ndarray]:
 
 
 def _auc_ap(score: np.ndarray, label: np.ndarray) -> tuple[float, float]:
-    """ROC area and average precision; tied scores in random order (the pixels are a random sample)."""
-    order = np.argsort(-score, kind="stable")
-    lab = label[order]
-    pos = lab.sum()
-    neg = lab.size - pos
+    """ROC area and average precision, tied scores counted as one threshold (a map with large flat
+    regions, e.g. a coverage of exactly 0 or 1, is not ranked by the order its pixels came in).
+
+    ROC area = (sum of the positives' average ranks - P (P + 1) / 2) / (P N) (Mann-Whitney);
+    AP = sum over thresholds of (R_k - R_{k-1}) P_k, as scikit-learn's ``average_precision_score``.
+    """
+    from scipy.stats import rankdata
+
+    pos = int(label.sum())
+    neg = label.size - pos
     if pos == 0 or neg == 0:
         return float("nan"), float("nan")
-    tp = np.cumsum(lab)
-    fp = np.cumsum(~lab)
-    auc = float(np.trapezoid(tp / pos, fp / neg))
-    ap = float((tp[lab] / (np.arange(lab.size)[lab] + 1)).sum() / pos)
+    auc = float((rankdata(score)[label].sum() - pos * (pos + 1) / 2) / (pos * neg))
+    order = np.argsort(-score, kind="stable")
+    s, lab = score[order], label[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), lab.size - 1]  # the last pixel of each tied run
+    tp, fp = np.cumsum(lab)[last], np.cumsum(~lab)[last]
+    ap = float(np.sum(np.diff(np.r_[0.0, tp / pos]) * tp / (tp + fp)))
     return auc, ap
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sessions", nargs="+", type=Path)
-    ap.add_argument("--kinds", nargs="+")
+    ap.add_argument("--kinds", nargs="+", choices=SCENE_KINDS)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     lc = load_model(None)

@@ -94,14 +94,19 @@ def resolve_target(reader: Any, ids: list[str], target: str) -> str:
     return target
 
 
+#: The inference-only fields ``DataConfig.level2_flow`` aligns training captures with: the flow's
+#: smoothness and blur, and the level from which they apply (``align.align``'s ``blend_maps_level``).
+LEVEL2_FLOW_FIELDS = ("flow_alpha", "flow_blur_px", "blend_maps_level")
+
+
 def config_key(cfg: PipelineConfig, level2_flow: bool = False) -> str:
     """Short hash of everything in the pipeline config that changes the cached arrays.
 
-    ``level2_flow`` (``DataConfig.level2_flow``): the cache aligns with ``flow_alpha`` and
-    ``flow_blur_px`` as well, so they enter the key; off, the key is the one caches always had.
+    ``level2_flow`` (``DataConfig.level2_flow``): the cache aligns with ``LEVEL2_FLOW_FIELDS`` as
+    well, so they enter the key; off, the key is the one caches always had.
     """
     plain = pipeline_payload(to_plain(cfg))
-    kept = ("flow_alpha", "flow_blur_px") if level2_flow else ()
+    kept = LEVEL2_FLOW_FIELDS if level2_flow else ()
     for k in INFERENCE_ONLY_FIELDS:
         if k not in kept:
             plain.pop(k, None)
@@ -119,8 +124,8 @@ def prepare_capture(sample: Any, cfg: PipelineConfig, truth: Any = None, *,
     """Align one ``CaptureSample``; returns the 5xHxW float16 stack and facts for the cache index.
 
     With ``truth`` (the capture's ``truth_arrays.CaptureTruth``) the target is the ideal one. With
-    ``level2_flow`` the alignment also takes ``cfg.flow_alpha`` and ``cfg.flow_blur_px``, as inference
-    does (the UNet's inputs are then the pipeline's own, bit for bit).
+    ``level2_flow`` the alignment also takes ``LEVEL2_FLOW_FIELDS`` (the flow's smoothness and blur and
+    the level they apply from), as inference does (the UNet's inputs are then the pipeline's own, bit for bit).
     """
     from hzsr.baseline_model.align import align, camera_geometry
     from hzsr.baseline_model.pipeline import unet_inputs
@@ -135,7 +140,7 @@ def prepare_capture(sample: Any, cfg: PipelineConfig, truth: Any = None, *,
                          "reject": cfg.use_reject}, min_overlap=cfg.min_overlap, min_ncc=cfg.min_ncc,
                overlap_blur_w_px=cfg.overlap_blur_w_px,
                flow_level_by_w_px=cfg.flow_level_by_w_px, flow_level_max=cfg.flow_level_max,
-               **({"flow_alpha": cfg.flow_alpha, "flow_blur_px": cfg.flow_blur_px} if level2_flow else {}))
+               **({k: getattr(cfg, k) for k in LEVEL2_FLOW_FIELDS} if level2_flow else {}))
     h, w = al.src.shape[:2]
     x, _ = unet_inputs(al, 0, h, 0, w)
     tgt = make_target(al, main_t, cfg, geom.focal_ratio) if truth is None else make_ideal_target(al, truth)

@@ -253,13 +253,25 @@ def pipeline_settings(cfg: Any) -> dict[str, Any]:
 
     The ``PipelineConfig`` as checkpoints store it (``config.pipeline_payload``: of qa's settings only
     ``align`` and ``maps``, the ones the pipeline reads; qa's verdict thresholds and checks change
-    nothing the UNet sees) without the tiling (``_DIGEST_SKIP``).
+    nothing the UNet sees) without the tiling (``_DIGEST_SKIP``) and without the settings of the maps
+    only ``qa check`` makes (``_qa_check_only_map``).
     """
     import dataclasses
 
     from hzsr.baseline_model.config import pipeline_payload
 
-    return {k: v for k, v in pipeline_payload(dataclasses.asdict(cfg)).items() if k not in _DIGEST_SKIP}
+    plain = {k: v for k, v in pipeline_payload(dataclasses.asdict(cfg)).items() if k not in _DIGEST_SKIP}
+    maps = plain.get("qa", {}).get("maps")
+    if isinstance(maps, dict):  # qa check's own maps (M_hid, the reference's M_defocus from main T)
+        plain["qa"]["maps"] = {k: v for k, v in maps.items() if not _qa_check_only_map(k)}
+    return plain
+
+
+def _qa_check_only_map(field: str) -> bool:
+    """Whether ``qa.maps.FIELD`` sets a map only ``qa check`` makes: ``M_hid`` (``hidden*``) and the
+    reference's ``M_defocus`` through main T (inference has no main T); the pipeline's maps
+    (``align.align``: occlusion, defocus, flow uncertainty, reject) never read them."""
+    return field.startswith("hidden") or field == "defocus_ref_from_main_t"
 
 
 def pipeline_digest(cfg: Any) -> str:

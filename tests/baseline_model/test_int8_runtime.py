@@ -84,15 +84,19 @@ def test_a_stale_or_torn_int8_graph_is_not_run(tmp_path, monkeypatch):
                     dataclasses.replace(cfg, colour_match=not cfg.colour_match)):
         g, why = int8_check(ckpt, changed)
         assert g is None and "pipeline settings" in why
-    # qa's verdict settings (thresholds, checks, the rig) change nothing the UNet sees: still current;
-    # qa's maps (M_occ is a UNet input) do change it.
+    # qa's verdict settings (thresholds, checks, the rig) and the maps only qa check makes (M_hid)
+    # change nothing the UNet sees: still current; the M_occ scale (M_occ is a UNet input) does.
     qa = cfg.qa
     verdict_only = dataclasses.replace(cfg, qa=dataclasses.replace(
         qa, thresholds=dataclasses.replace(qa.thresholds, fail_min_inliers=qa.thresholds.fail_min_inliers + 1),
         check=dataclasses.replace(qa.check, second_motion_from_rig=not qa.check.second_motion_from_rig)))
     assert int8_check(ckpt, verdict_only) == (int8_graph(ckpt, cfg), "")
+    hidden_only = dataclasses.replace(cfg, qa=dataclasses.replace(qa, maps=dataclasses.replace(
+        qa.maps, hidden_alike_stereo=not qa.maps.hidden_alike_stereo, hidden_fb_px=qa.maps.hidden_fb_px + 1,
+        defocus_ref_from_main_t=not qa.maps.defocus_ref_from_main_t)))
+    assert int8_check(ckpt, hidden_only) == (int8_graph(ckpt, cfg), "")
     maps_changed = dataclasses.replace(cfg, qa=dataclasses.replace(qa, maps=dataclasses.replace(
-        qa.maps, hidden_alike_stereo=not qa.maps.hidden_alike_stereo)))
+        qa.maps, occlusion_scale=qa.maps.occlusion_scale * 2)))
     assert int8_graph(ckpt, maps_changed) is None and "pipeline settings" in int8_check(ckpt, maps_changed)[1]
     # A graph of another quantize recipe (what stays float, or a sidecar without the pipeline's
     # digest, as every graph made before it was recorded): stale.
