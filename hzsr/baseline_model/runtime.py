@@ -764,7 +764,7 @@ def make_runner(model: torch.nn.Module, runtime: str | None, device: Any, ckpt: 
         if ckpt is None or pipeline is None:
             raise ValueError("runtime openvino-int8 needs the checkpoint file and its pipeline settings")
         graph, why = int8_check(ckpt, pipeline)
-        if graph is None:  # the same one line as hzsr model infer's refusal: the file and why
+        if graph is None:  # one line: the graph's file and why (hzsr model infer says it as a ConfigError)
             raise ValueError(f"{int8_paths(ckpt)[0]}: {why}; re-make it "
                              "(hzsr model quantize; the shipped one: make int8)")
         return graph_runner(b"", multiple, runtime, torch.get_num_threads(), graph)

@@ -98,6 +98,17 @@ def test_a_stale_or_torn_int8_graph_is_not_run(tmp_path, monkeypatch):
     maps_changed = dataclasses.replace(cfg, qa=dataclasses.replace(qa, maps=dataclasses.replace(
         qa.maps, occlusion_scale=qa.maps.occlusion_scale * 2)))
     assert int8_graph(ckpt, maps_changed) is None and "pipeline settings" in int8_check(ckpt, maps_changed)[1]
+    # Asked for through the pipeline's runner (bench/infer_quality.py's path): refused in one line
+    # naming the graph's file and why, never run.
+    from hzsr.baseline_model.checkpoint import load_model
+    from hzsr.baseline_model.runtime import make_runner
+
+    model = load_model(ckpt).model
+    with pytest.raises(ValueError) as ei:
+        make_runner(model, "openvino-int8", "cpu", ckpt, maps_changed)
+    msg = str(ei.value)
+    assert "\n" not in msg and str(int8_paths(ckpt)[0]) in msg and "pipeline settings" in msg, msg
+    assert make_runner(model, "openvino-int8", "cpu", ckpt, cfg) is not None
     # A graph of another quantize recipe (what stays float, or a sidecar without the pipeline's
     # digest, as every graph made before it was recorded): stale.
     side = int8_paths(ckpt)[2]
