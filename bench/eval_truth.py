@@ -62,9 +62,11 @@ from hzsr.baseline_model.config import PipelineConfig
 from hzsr.baseline_model.evaluate import no_network_blend_y, pipeline_config_of, psnr
 from hzsr.baseline_model.ideal_target import ideal_on_source
 from hzsr.baseline_model.pipeline import HZSRPipeline, sample_grid
-from hzsr.dataset.schema import scene_kind
 from hzsr.sim.scene import SCENE_KINDS
-from hzsr.sim.truth import captures_with_truth, load_capture_truth, truth_dir
+from hzsr.sim.truth import truth_dir
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import truth_captures  # noqa: E402  (bench/'s shared loop over rendered captures)
 
 #: The pipeline's ``use_*`` flag of each map (``PipelineConfig``), by ``align.MAP_NAMES`` name.
 FLAGS = {"occ": "use_occ", "defocus": "use_defocus", "flow": "use_flow", "reject": "use_reject"}
@@ -164,20 +166,15 @@ def run(sessions: list[Path], ckpt: str | None, ablation: bool, overrides: list[
     if ablation:
         pipes["no_denoise"] = HZSRPipeline(lc.model, dataclasses.replace(cfg, denoise_strength=0.0))
     rows = []
-    for sess in sessions:
-        for cap in captures_with_truth(sess):
-            meta = json.loads((cap / "capture.json").read_text())
-            kind = scene_kind(str(meta.get("scene_id", "")), list(meta.get("scene_tags", [])))
-            if kinds and kind not in kinds:
-                continue
-            tmeta, t = load_capture_truth(sess, cap.name)
-            if "ideal_T" not in t:
-                raise SystemExit(f"{truth_dir(sess) / cap.name}.npz: no ideal_T; re-render the session with this hzsr "
-                                 "(--truth)")
-            t["crop_rect"] = tmeta["crop_rect"]
-            row = score_capture(pipes, cap, t, meta, variants)
-            row["scene_kind"] = kind
-            rows.append(row)
+    for tc in truth_captures(sessions, kinds):
+        t = tc.truth
+        if "ideal_T" not in t:
+            raise SystemExit(f"{truth_dir(tc.session) / tc.capture.name}.npz: no ideal_T; re-render the session "
+                             "with this hzsr (--truth)")
+        t["crop_rect"] = tc.truth_meta["crop_rect"]
+        row = score_capture(pipes, tc.capture, t, tc.meta, variants)
+        row["scene_kind"] = tc.kind
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
