@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -235,21 +236,33 @@ def _pr(c) -> dict:
     return {"precision": round(c[0] / max(c[1], 1), 3), "recall": round(c[0] / max(c[2], 1), 3)}
 
 
-def seed_figures(seed: int, root: Path) -> dict:
-    """Every candidate's precision / recall for main T vs the reference T and the W crop vs the
-    reference T, pooled over the seed's 12 captures (``bench/qa.py --part accuracy``'s truth)."""
+class Registered(NamedTuple):
+    """One capture of a seed's accuracy session, registered as ``qa check`` registers it, with its truth."""
+
+    rec: Any  # the capture's record (capture_id, scene_id)
+    img: dict  # main_T, ref_T, ... (uint8)
+    rb: Any  # the W crop vs main T registration (RegisteredPair)
+    rt: Any  # main T vs the reference T registration, along the rig's baseline
+    wr_mask: np.ndarray  # where the W crop vs reference T is scored: registered, and the truth lands in REF's frame
+    wr_true: np.ndarray  # truly hidden from the reference T there
+    t_hid: np.ndarray  # main T's pixels truly hidden from the reference T
+    tm: np.ndarray  # where main T vs reference T is scored (truth known, registered)
+    hw: tuple[int, int]  # the truth's (height, width)
+
+
+def registered_captures(seed: int, root: Path) -> Iterator[Registered]:
+    """The 12 captures of seed ``seed`` (``bench/qa.py --part accuracy``'s session, rendered under
+    ``root``), each registered and with the truth masks the maps passes score against."""
     size = (640, 480)
     sess = simulate_session(root / f"acc{seed}", SimConfig(
         captures=12, seed=seed, size=size, truth=True, kinds=("architecture", "landscape", "portrait", "night"),
         captures_per_scene=1), progress=False)
-    tt: dict[str, list[int]] = {}
-    wr: dict[str, list[int]] = {}
-    for _rec, img, crop, rect, truth in _captures_with_truth(sess, size):
+    pcfg = replace(CFG, maps=replace(CFG.maps, defocus_gamma=CFG.maps.defocus_gamma_ref,
+                                     defocus_sigma_f=CFG.maps.defocus_sigma_f_ref))
+    for rec, img, crop, rect, truth in _captures_with_truth(sess, size):
         g = global_translation(crop, img["main_T"], CFG, optical_scale=1 / rect.scale)
         rb = register_pair(crop, img["main_T"], CFG, optical_scale=1 / rect.scale, shift=g,
                            baseline=CFG.rig.wt_baseline_m)
-        pcfg = replace(CFG, maps=replace(CFG.maps, defocus_gamma=CFG.maps.defocus_gamma_ref,
-                                         defocus_sigma_f=CFG.maps.defocus_sigma_f_ref))
         g2 = global_translation(crop, img["ref_T"], pcfg, optical_scale=1 / rect.scale)
         r2 = register_pair(crop, img["ref_T"], pcfg, optical_scale=1 / rect.scale, shift=g2)
         flow, vis = truth["flow_ref_T"], truth["valid_ref_T"]
@@ -257,10 +270,19 @@ def seed_figures(seed: int, root: Path) -> dict:
         gx, gy = np.meshgrid(np.arange(w), np.arange(h))
         tx, ty = gx + flow[..., 0], gy + flow[..., 1]
         wr_mask = r2.valid & (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
-        wr_true = ~vis & wr_mask
         rt = register_pair(img["main_T"], img["ref_T"], CFG, baseline=CFG.rig.ref_baseline_m)
         t_hid, t_known = _tt_truth(truth)
-        tm = t_known & rt.valid
+        yield Registered(rec, img, rb, rt, wr_mask, ~vis & wr_mask, t_hid, t_known & rt.valid, (h, w))
+
+
+def seed_figures(seed: int, root: Path) -> dict:
+    """Every candidate's precision / recall for main T vs the reference T and the W crop vs the
+    reference T, pooled over the seed's 12 captures (``bench/qa.py --part accuracy``'s truth)."""
+    tt: dict[str, list[int]] = {}
+    wr: dict[str, list[int]] = {}
+    for c in registered_captures(seed, root):
+        img, rb, rt, wr_mask, wr_true, t_hid, tm = c.img, c.rb, c.rt, c.wr_mask, c.wr_true, c.t_hid, c.tm
+        h, w = c.hw
         cands = fold_candidates(img["main_T"], img["ref_T"], rt.shift, CFG.rig.ref_baseline_m, rt.flow_fwd,
                                 rt.flow_bwd)
         for name, fold in cands.items():

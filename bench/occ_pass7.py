@@ -30,20 +30,18 @@ import argparse
 import json
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 import hzsr.qa.stereo_occlusion as so
-from hzsr.qa.align import global_translation
 from hzsr.qa.config import QAConfig
 from hzsr.qa.maps import fb_error
 from hzsr.qa.register import register_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qa import SimConfig, _captures_with_truth, _tt_truth, simulate_session  # noqa: E402
+from occ_pass6 import registered_captures  # noqa: E402  (the maps passes' shared per-capture truth)
 
 CFG = QAConfig()
 CALIBRATION = (2024, 2025)
@@ -81,30 +79,12 @@ def _pr(c) -> dict:
 def seed_figures(seed: int, root: Path) -> dict:
     """Every candidate's precision / recall for main T vs the reference T and the W crop vs the
     reference T, pooled over the seed's 12 captures (``bench/qa.py --part accuracy``'s truth)."""
-    size = (640, 480)
-    sess = simulate_session(root / f"acc{seed}", SimConfig(
-        captures=12, seed=seed, size=size, truth=True, kinds=("architecture", "landscape", "portrait", "night"),
-        captures_per_scene=1), progress=False)
     tt: dict[str, list[int]] = {}
     wr: dict[str, list[int]] = {}
     per_capture = []
-    for rec, img, crop, rect, truth in _captures_with_truth(sess, size):
-        g = global_translation(crop, img["main_T"], CFG, optical_scale=1 / rect.scale)
-        rb = register_pair(crop, img["main_T"], CFG, optical_scale=1 / rect.scale, shift=g,
-                           baseline=CFG.rig.wt_baseline_m)
-        pcfg = replace(CFG, maps=replace(CFG.maps, defocus_gamma=CFG.maps.defocus_gamma_ref,
-                                         defocus_sigma_f=CFG.maps.defocus_sigma_f_ref))
-        g2 = global_translation(crop, img["ref_T"], pcfg, optical_scale=1 / rect.scale)
-        r2 = register_pair(crop, img["ref_T"], pcfg, optical_scale=1 / rect.scale, shift=g2)
-        flow, vis = truth["flow_ref_T"], truth["valid_ref_T"]
-        h, w = flow.shape[:2]
-        gx, gy = np.meshgrid(np.arange(w), np.arange(h))
-        tx, ty = gx + flow[..., 0], gy + flow[..., 1]
-        wr_mask = r2.valid & (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
-        wr_true = ~vis & wr_mask
-        rt = register_pair(img["main_T"], img["ref_T"], CFG, baseline=CFG.rig.ref_baseline_m)
-        t_hid, t_known = _tt_truth(truth)
-        tm = t_known & rt.valid
+    for c in registered_captures(seed, root):
+        rec, img, rb, rt, wr_mask, wr_true, t_hid, tm = c.rec, c.img, c.rb, c.rt, c.wr_mask, c.wr_true, c.t_hid, c.tm
+        h, w = c.hw
         row = {"capture": rec.capture_id, "scene": rec.scene_id, "tt_true_px": int((t_hid & tm).sum()),
                "wr_true_px": int(wr_true.sum())}
         for name, kw in candidates().items():
