@@ -100,7 +100,8 @@ def chromium(tmp_path):
     p = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                           "--no-first-run", "--disable-extensions", "--remote-debugging-port=0",
                           "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}", "about:blank"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env={**os.environ, "TMPDIR": str(tmp_path)})  # its singleton socket dir: not in /tmp
     port_file = profile / "DevToolsActivePort"
     end = time.monotonic() + 60
     while not (port_file.is_file() and port_file.read_text().strip()) and time.monotonic() < end:

@@ -3,6 +3,7 @@ shows the plots and the table. Skips, saying why, where Debian's chromium is not
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -23,7 +24,9 @@ def _chromium(tmp_path, *args: str, timeout: float = 90) -> subprocess.Completed
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
            "--no-first-run", "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}",
            "--enable-logging=stderr", "--v=0", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    # TMPDIR: Chromium's singleton socket dir lands in the test's own folder, not left in /tmp.
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
 
 
 def console_errors(stderr: str) -> list[str]:
