@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -97,19 +98,25 @@ async def open_tab(port: int, url: str) -> Tab:
 def chromium(tmp_path):
     """A headless Chromium with the DevTools protocol on a free loopback port."""
     profile = tmp_path / "profile"
+    # Its singleton socket dir: in a short folder of our own, removed below (in /tmp it was left behind;
+    # tmp_path under xdist is too long for a Unix socket's path).
+    own_tmp = tempfile.mkdtemp(prefix="hzsr-chromium-")
     p = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                           "--no-first-run", "--disable-extensions", "--remote-debugging-port=0",
                           "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}", "about:blank"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         env={**os.environ, "TMPDIR": str(tmp_path)})  # its singleton socket dir: not in /tmp
+                         env={**os.environ, "TMPDIR": own_tmp})
     port_file = profile / "DevToolsActivePort"
     end = time.monotonic() + 60
     while not (port_file.is_file() and port_file.read_text().strip()) and time.monotonic() < end:
         assert p.poll() is None, "chromium exited"
         time.sleep(0.1)
-    yield int(port_file.read_text().split()[0])
-    p.terminate()
-    p.wait(timeout=30)
+    try:
+        yield int(port_file.read_text().split()[0])
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+        shutil.rmtree(own_tmp, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 
 import cv2
 import numpy as np
@@ -24,9 +25,12 @@ def _chromium(tmp_path, *args: str, timeout: float = 90) -> subprocess.Completed
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
            "--no-first-run", "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}",
            "--enable-logging=stderr", "--v=0", *args]
-    # TMPDIR: Chromium's singleton socket dir lands in the test's own folder, not left in /tmp.
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    # Chromium's singleton socket dir goes into a folder of our own, removed after the run (in /tmp it
+    # was left behind); short, because a Unix socket's path has at most 107 bytes (tmp_path under xdist
+    # is longer: "Socket path too long").
+    with tempfile.TemporaryDirectory(prefix="hzsr-chromium-") as own_tmp:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "TMPDIR": own_tmp})
 
 
 def console_errors(stderr: str) -> list[str]:
