@@ -41,7 +41,7 @@ from hzsr.qa.maps import fb_error
 from hzsr.qa.register import register_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from occ_pass6 import registered_captures  # noqa: E402  (the maps passes' shared per-capture truth)
+from occ_pass6 import _add, _f1, registered_captures  # noqa: E402  (the maps passes' shared per-capture truth)
 
 CFG = QAConfig()
 CALIBRATION = (2024, 2025)
@@ -64,12 +64,6 @@ def candidates() -> dict[str, dict]:
     for r, t, w in ((32, 12, 17), (32, 8, 33), (32, 16, 33), (64, 12, 33), (0, 12, 33), (0, 0, 33), (32, 0, 33)):
         out[f"fill_{r}_residual_{t}_window_{w}"] = {"fill_reach": r, "min_residual": float(t), "holes_window": w}
     return {k: v for k, v in out.items() if k in ONLY} if ONLY else out
-
-
-def _add(c, pred, true):
-    c[0] += int((pred & true).sum())
-    c[1] += int(pred.sum())
-    c[2] += int(true.sum())
 
 
 def _pr(c) -> dict:
@@ -186,11 +180,6 @@ def middlebury_figures() -> dict:
             maps[name] = p
     out["where_the_truly_hidden_pixels_lie"] = middlebury_misses(left, right, disp, true_occ, m, rb, maps)
     return out
-
-
-def _f1(pr: dict) -> float:
-    p, r = pr["precision"], pr["recall"]
-    return 2 * p * r / max(p + r, 1e-9)
 
 
 def main(argv=None) -> dict:
