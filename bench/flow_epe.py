@@ -6,19 +6,22 @@ Two parts, each printing one JSON object:
   a W of each focal ratio, aligned by the pipeline (``--set`` overrides as ``eval_truth.py``); then
   the pipeline's flow and a fixed list of DIS variants on the same flow-grid images (level, blur,
   smoothness, patch size, the vertical flow zeroed), the true disparity through the flow grid
-  (area down, bilinear up: how the pipeline samples every flow) and at full resolution, and
+  (area down, bilinear up: how the pipeline samples every flow; the pixels of unknown disparity left
+  out of both averages, see ``through_grid``) and at full resolution, and
   ``--full-grid``: DIS on the full-resolution T grid. For each: end-point error in T px (mean,
   median, share over 2 px, mean |x| and |y| error) and the Y PSNR of the reference warped by it
   against the target, on the pixels the reference sees (known disparity, not truly occluded),
   inside T's field of view eroded 8 px; colour-matched as ``eval_real.py`` does.
 - ``sim SESSION ...`` (``--every N``: every Nth capture): simulated captures with truth; the
-  pipeline's flow and the true flow through the grid against the true flow (``flow_ref_T``) on the
+  pipeline's flow and the true flow through the grid (the pixels outside the truth's crop left out of the
+  averages) against the true flow (``flow_ref_T``) on the
   truth's pixels the reference sees, and the warps' Y PSNR against the ideal target; per capture also
   the pipeline flow's error on the pixels whose true flow is over 3 px off the frame's median (near
   layers and movers: ``eval_regions.py``'s parallax, occlusion aside).
 
-Diagnosis only: selection belongs on the calibration sessions with ``eval_truth.py`` /
-``pipeline_variants.py``; this says where the flow is wrong.
+A diagnosis, not a selection rule: choices belong on the calibration sessions with
+``eval_truth.py`` / ``pipeline_variants.py``. (Its variant table is where issue20p found its lever,
+the level-1 blur; anything picked from it is in-sample on the Middlebury pair.)
 
 Usage::
 
@@ -71,16 +74,39 @@ def dis(src: np.ndarray, ref: np.ndarray, level: int, blur: float, alpha: float,
 
 
 def up(flow_g: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A grid flow bilinearly upsampled to ``shape`` (h, w) and scaled to its pixels."""
+    """A grid flow bilinearly upsampled to ``shape`` (h, w), each component scaled by its own axis's factor.
+
+    As ``qa.align.upsample_flow`` does: x by ``w / grid w``, y by ``h / grid h`` (the two differ by
+    about 0.1% on the 512x345 grid).
+    """
     h, w = shape
-    return (cv2.resize(flow_g, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / flow_g.shape[1]))
+    gh, gw = flow_g.shape[:2]
+    return cv2.resize(flow_g, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32([w / gw, h / gh])
 
 
-def through_grid(flow: np.ndarray, grid_hw: tuple[int, int]) -> np.ndarray:
-    """A full-resolution flow carried through the flow grid (area down, bilinear up)."""
+def through_grid(flow: np.ndarray, grid_hw: tuple[int, int], known: np.ndarray | None = None) -> np.ndarray:
+    """A full-resolution flow carried through the flow grid (area down, bilinear up).
+
+    ``known`` (HxW, bool): where ``flow`` is defined (Middlebury's known disparity, the simulator's
+    field of view). Unknown pixels are left out of both averages (normalised: ``resize(flow * known)
+    / resize(known)`` down, the same with the grid cells that hold any known pixel up), so a hole's
+    placeholder value does not leak into its neighbours: the flow comes through unchanged away from
+    holes and depth edges, and what is lost is the grid's own mixing. Without ``known`` every pixel
+    counts. Pixels with no known pixel within reach get 0.
+    """
     gh, gw = grid_hw
     h, w = flow.shape[:2]
-    return up(cv2.resize(flow, (gw, gh), interpolation=cv2.INTER_AREA) * np.float32(gw / w), (h, w))
+    to_grid = np.float32([gw / w, gh / h])
+    if known is None:
+        return up(cv2.resize(flow, (gw, gh), interpolation=cv2.INTER_AREA) * to_grid, (h, w))
+    k = known.astype(np.float32)
+    num = cv2.resize(np.ascontiguousarray(flow * k[..., None]), (gw, gh), interpolation=cv2.INTER_AREA)
+    den = cv2.resize(k, (gw, gh), interpolation=cv2.INTER_AREA)
+    has = (den > 1e-6).astype(np.float32)
+    flow_g = np.where(has[..., None] > 0, num / np.maximum(den, 1e-6)[..., None], 0) * to_grid
+    num_up = up(np.ascontiguousarray((flow_g * has[..., None]).astype(np.float32)), (h, w))
+    den_up = cv2.resize(has, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.where(den_up[..., None] > 1e-6, num_up / np.maximum(den_up, 1e-6)[..., None], 0).astype(np.float32)
 
 
 def scores(flow: np.ndarray, truth: np.ndarray, good: np.ndarray, ref: np.ndarray, src: np.ndarray,
@@ -128,10 +154,13 @@ def middlebury(pipe: HZSRPipeline, ratios: list[float], full_grid: bool) -> dict
         src_g, ref_g = align_mod._grid(al.src, g), align_mod._grid(al.ref, g)
 
         score = functools.partial(_score_against, truth=truth, good=good, ref=al.ref, src=al.src, y_target=y_t)
+        # Where the disparity is unknown the truth above holds a placeholder (flow 0): it is left out of
+        # the grid's averages, else its 20-60 px jump to the neighbours is charged to the grid.
+        has_truth = onto_src_grid(known.astype(np.uint8), rect, al.rect, cv2.INTER_NEAREST) > 0
         r = {"w_px_on_grid": round(ratio * g, 3), "pipeline_level": al.flow_level,
              "pipeline_blur_grid_px": al.flow_blur_px, "pipeline": score(up(al.flow_fwd, (hs, ws))),
              "true_full_res": score(np.where(good[..., None], truth, 0)),
-             "true_through_grid": score(through_grid(truth, al.grid_shape))}
+             "true_through_grid": score(through_grid(truth, al.grid_shape, has_truth))}
         for name, level, blur, alpha, patch in GRID_VARIANTS:
             f = dis(src_g, ref_g, level, blur, alpha, patch)
             if name.endswith("yzero"):
@@ -165,9 +194,12 @@ def sim(pipe: HZSRPipeline, sessions: list[Path], every: int) -> dict:
         ys, xs = np.mgrid[0:hs, 0:ws].astype(np.float32)
         truth = onto_src_grid(absolute, CropRect(**cr), al.rect, cv2.INTER_NEAREST) - np.dstack([xs, ys])
         good = tr.inside & ~tr.occluded
+        # Outside the truth's crop onto_src_grid's constant 0 gives a placeholder flow (-x): left out of
+        # the grid's averages.
+        has_truth = onto_src_grid(np.ones((h, wd), np.uint8), CropRect(**cr), al.rect, cv2.INTER_NEAREST) > 0
         row = {"capture": f"{tc.session.name}/{tc.capture.name}", "kind": tc.kind, "level": al.flow_level}
         for name, f in (("pipeline", up(al.flow_fwd, (hs, ws))),
-                        ("true_through_grid", through_grid(truth, al.grid_shape)),
+                        ("true_through_grid", through_grid(truth, al.grid_shape, has_truth)),
                         ("true_full_res", np.where(good[..., None], truth, 0))):
             row[name] = scores(f, truth, good, al.ref, al.src, tr.y)
         # The near layers and movers: the true flow more than 3 px off the frame's median (eval_regions' parallax).

@@ -35,3 +35,42 @@ def test_scores_of_the_true_flow_are_perfect():
         assert s["epe_mean"] == 0 and s["over_2px"] == 0 and s["warped_psnr_y_db"] > 60
         off = fe.scores(truth + np.float32([3.0, 4.0]), truth, good, ref, ref, y)
         assert off["epe_mean"] == 5.0 and off["x_err"] == 3.0 and off["y_err"] == 4.0 and off["over_2px"] == 1.0
+
+
+def test_an_unknown_hole_does_not_leak_through_the_grid():
+    """Middlebury's unknown disparity holds a placeholder (flow 0): it must not be charged to the grid.
+
+    A flow of 40 px with a hole of 0 (unknown) in it: away from the hole it comes through the grid
+    unchanged once the hole is left out of the averages; carried with the placeholder counted (the old
+    ``flow_epe`` did so), the pixels next to the hole pick up several pixels of error.
+    """
+    with bench_module("flow_epe") as fe:
+        h, w = 100, 148
+        flow = np.zeros((h, w, 2), np.float32)
+        flow[..., 0] = 40.0
+        flow[..., 1] = 2.0
+        known = np.ones((h, w), bool)
+        known[40:60, 60:80] = False
+        flow[~known] = 0.0  # the placeholder
+        carried = fe.through_grid(flow, (69, 102), known)
+        away = known.copy()
+        away[36:64, 56:84] = False  # 4 px (2.8 grid px) from the hole
+        np.testing.assert_allclose(carried[away], flow[away], atol=1e-3)
+        # Next to the hole too (the grid only mixes known pixels there): still the flow, not a mix with 0.
+        ring = np.zeros((h, w), bool)
+        ring[38:62, 58:82] = True
+        ring &= known
+        np.testing.assert_allclose(carried[ring], flow[ring], atol=1e-3)
+        counted = fe.through_grid(flow, (69, 102))  # the placeholder counted, as before
+        assert np.abs(counted - flow)[ring].max() > 5.0
+
+
+def test_the_grid_scales_each_axis_by_its_own_factor():
+    """A uniform flow comes through a grid whose x and y factors differ (512x345 from 741x500) unchanged."""
+    with bench_module("flow_epe") as fe:
+        flow = np.zeros((500, 741, 2), np.float32)
+        flow[..., 0] = 40.0
+        flow[..., 1] = 40.0
+        np.testing.assert_allclose(fe.through_grid(flow, (345, 512)), flow, atol=1e-3)
+        np.testing.assert_allclose(fe.up(np.full((345, 512, 2), 10.0, np.float32), (500, 741))[0, 0],
+                                   [10.0 * 741 / 512, 10.0 * 500 / 345], rtol=1e-6)

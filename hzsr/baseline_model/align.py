@@ -112,9 +112,16 @@ def flow_blur_w_fraction(w_px_on_grid: float, blend_maps_level: int) -> float:
     ``flow_blur_px`` is in grid pixels at a W pixel of ``2 ** blend_maps_level`` grid pixels (the
     simulator's 5x at 640x480: 1 grid px, a quarter of a W pixel); a finer level, where a W pixel
     spans ``w_px_on_grid`` grid pixels, gets the same fraction of its W pixel:
-    ``w_px_on_grid / 2 ** blend_maps_level``.
+    ``w_px_on_grid / 2 ** blend_maps_level``. (At ``blend_maps_level`` itself the blur is not
+    scaled: ``flow_blur_px`` wherever a W pixel spans 4-8 grid px, so "the same fraction" holds
+    relative to a W pixel of exactly ``2 ** blend_maps_level`` grid px.)
+
+    Capped at 1: a level that ``flow_level_max`` clamped below ``blend_maps_level`` (a W pixel of
+    more than ``2 ** blend_maps_level`` grid px run at level 1) never gets more blur than
+    ``blend_maps_level`` itself would. Unclamped, DIS stops below ``blend_maps_level`` only where a
+    W pixel spans fewer grid px, so the cap changes nothing there.
     """
-    return float(w_px_on_grid) / float(2 ** blend_maps_level)
+    return min(1.0, float(w_px_on_grid) / float(2 ** blend_maps_level))
 
 
 def register_flow_backend(name: str, fn: FlowBackend) -> None:
@@ -370,7 +377,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     ``flow_blur_min_level`` (None: ``blend_maps_level``, i.e. only there): where DIS stops at a level
     from this one up to below ``blend_maps_level``, its lumas are blurred too, by the same fraction of
     a W pixel (``flow_blur_w_fraction``: ``flow_blur_px`` grid px is a quarter of the simulator's
-    W pixel of 4 grid px).
+    W pixel of 4 grid px; at most ``flow_blur_px``). A value above ``blend_maps_level`` is the same
+    as ``blend_maps_level``: the coarse levels get ``flow_blur_px`` whatever it says.
     """
     import time
 

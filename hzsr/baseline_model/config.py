@@ -134,11 +134,15 @@ class PipelineConfig:
     # cache (data.py) takes none of these level-2 settings, as the shipped weights were trained.
     flow_blur_px: float = 1.0
     # ... and from this DIS level up to blend_maps_level (exclusive) DIS's lumas are blurred by the
-    # same quarter of a W pixel (flow_blur_px * k g / 4 grid px; align.flow_blur_w_fraction): level 1,
-    # where a W pixel spans 2-4 grid px (Middlebury at ratios 3-5: the same mismatch, W upsampled
-    # against a sharp reference). Level 0 (a 2x pair, 12 MP) and level 2 (the simulator at 640x480)
-    # keep their flow bit for bit. Chosen on calibration sessions 31-36 run at level 1 (issue20p,
-    # docs/model.md "The dense flow at level 1"); blend_maps_level (2) = only at level 2, as before.
+    # same quarter of a W pixel (flow_blur_px * k g / 4 grid px, at most flow_blur_px;
+    # align.flow_blur_w_fraction): level 1, where a W pixel spans 2-4 grid px (Middlebury at ratios
+    # 3-5, and a 2x pair whose T fits the grid, g = 1: 0.5 grid px; the same mismatch, W upsampled
+    # against a sharp reference). Level 0 (a W pixel of < 2 grid px: Middlebury at 2x, 12 MP) and
+    # level 2 (the simulator at 640x480) keep their flow bit for bit. The lever was picked from a
+    # Middlebury warp diagnosis (bench/flow_epe.py, ~11 DIS variants), the amount carried from
+    # issue20n's level 2, not tuned; calibration sessions 31-36 run at level 1 only accepted it (no
+    # kind losing > 0.05 dB) (issue20p, docs/model.md "The dense flow at level 1"); blend_maps_level
+    # (2) = only at level 2, as before.
     flow_blur_min_level: int = 1
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
@@ -173,7 +177,7 @@ class PipelineConfig:
 #: Fields of ``PipelineConfig`` that only inference reads: the blend's level-2 settings, the output
 #: denoiser and the tiling. The training cache (``data.config_key``) leaves them out, so a change
 #: to one does not rebuild cached arrays that it cannot change (training aligns without them;
-#: with ``DataConfig.level2_flow`` it aligns with ``flow_alpha`` and ``flow_blur_px``, and keys on them).
+#: with ``DataConfig.level2_flow`` it aligns with ``data.LEVEL2_FLOW_FIELDS`` as well, and keys on them).
 INFERENCE_ONLY_FIELDS = ("blend_maps_level", "blend_occlusion_scale", "blend_uncertainty_s_max",
                          "blend_defocus_weight", "flow_alpha", "flow_blur_px", "flow_blur_min_level",
                          "denoise_min_sigma",

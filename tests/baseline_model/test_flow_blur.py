@@ -168,12 +168,29 @@ def test_level_zero_and_two_flows_are_unchanged_by_the_level_one_blur(monkeypatc
     assert np.array_equal(al.flow_fwd, before.flow_fwd) and np.array_equal(al.flow_bwd, before.flow_bwd)
 
 
+def test_a_clamped_level_gets_no_more_blur_than_level_two():
+    """``flow_level_max`` 1 clamps a W pixel of 5.6 grid px (level 2 by its size) to level 1: its lumas
+    get ``flow_blur_px``, what level 2 would give, not ``flow_blur_px * 5.6 / 4`` (1.4 grid px, before the
+    cap); unclamped level 1 keeps its fraction of a W pixel."""
+    assert align_mod.flow_blur_w_fraction(3.0, 2) == 0.75
+    assert align_mod.flow_blur_w_fraction(5.6, 2) == 1.0
+    cfg = dataclasses.replace(PipelineConfig(), flow_level_max=1)
+    w_img, ref, geom = _pair(7.0)
+    al = align_mod.align(w_img, ref, geom, cfg.qa, flow_level_by_w_px=True, flow_level_max=1,
+                         blend_maps_level=cfg.blend_maps_level, flow_alpha=cfg.flow_alpha,
+                         flow_blur_px=cfg.flow_blur_px, flow_blur_min_level=cfg.flow_blur_min_level)
+    assert align_mod.dis_finest_level(7.0 * al.grid_scale) == 2 and al.flow_level == 1
+    assert al.flow_blur_px == cfg.flow_blur_px
+
+
 @pytest.mark.parametrize("noise", [8.0, 20.0])
 def test_level_one_blur_gets_a_closer_flow(noise):
-    """The blur's point at level 1 too (a W pixel of 3.5 grid px: 0.875 grid px of blur): mean end-point
-    error in grid px on the blurred-source / sharp-reference pair, measured: noise 8 0.347 -> 0.341
-    (seed 1: 0.385 -> 0.368), noise 20 0.432 -> 0.419 (seed 1: 0.481 -> 0.442); without noise 0.325 ->
-    0.317 (seed 1: 0.340 -> 0.339, so only noisy pairs are asserted)."""
+    """The premise of the level-1 blur, not the change itself: it calls ``blurred_lumas`` / ``dis_flows``
+    directly, so it passed before ``flow_blur_min_level`` existed (the level-one tests above check that
+    ``align`` applies it). The blur's point at level 1 too (a W pixel of 3.5 grid px: 0.875 grid px of
+    blur): mean end-point error in grid px on the blurred-source / sharp-reference pair, measured:
+    noise 8 0.347 -> 0.341 (seed 1: 0.385 -> 0.368), noise 20 0.432 -> 0.419 (seed 1: 0.481 -> 0.442);
+    without noise 0.325 -> 0.317 (seed 1: 0.340 -> 0.339, so only noisy pairs are asserted)."""
     src, ref, truth = _grid_pair(noise)
 
     def epe(blur_px: float) -> float:
