@@ -1446,7 +1446,8 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
                                         min_area_roi=th.focus_hidden_min_area_roi,
                                         step_band_roi=th.focus_hidden_step_band_roi,
                                         roi=(x0 // k, y0 // k, max(x1 // k, x0 // k + 1), max(y1 // k, y0 // k + 1))
-                                        if th.focus_framed_plane_is_subject else None)
+                                        if th.focus_framed_plane_is_subject else None,
+                                        nearest_plane=th.focus_hidden_nearest_plane)
         if hidden is not None:
             out.row["af_hidden_plane_departure_d"] = hidden
         roi = afs.get("wt") or afs.get("tt")
@@ -1459,7 +1460,8 @@ def _measure_subject_focus(out: CaptureQA, regs: dict[str, Registration], afs, s
 def hidden_plane_departure(dep: np.ndarray, ok: np.ndarray, centre: tuple[int, int, int, int], dep_c: float,
                            tol: float, ring_px: int, min_px: int = 16, min_area_roi: float = 0.0,
                            step_band_roi: tuple[float, float] | None = None,
-                           roi: tuple[int, int, int, int] | None = None) -> float | None:
+                           roi: tuple[int, int, int, int] | None = None, nearest_plane: bool = True
+                           ) -> float | None:
     """The departure (D) of the plane a near occluder at the AF point hides; None: none found.
 
     The AF point's plane is every pixel within ``tol`` of its departure ``dep_c`` connected to
@@ -1536,7 +1538,49 @@ def hidden_plane_departure(dep: np.ndarray, ok: np.ndarray, centre: tuple[int, i
                 return None
     if int(behind.sum()) < min_px:
         return None
-    return float(np.median(dep[behind]))
+    if not nearest_plane:
+        return float(np.median(dep[behind]))
+    # The plane the occluder hides is the first one behind it: where its edge borders two planes
+    # (a walker before the mover it hides, the background beyond the mover), the median of the
+    # ring mixes them (lab-1819 c00008: 11133 mover pixels at -0.03 D, 32429 background pixels at
+    # -0.18 D -> -0.16 D, just beyond focus_behind_tol_d, so the lens's focus on the mover was not
+    # excused). The nearest plane with at least a plane's share of the ring is taken instead.
+    return nearest_plane_departure(dep[behind], tol,
+                                   max(min_px, round(min_area_roi * 9.0 * max(1, x1 - x0) * max(1, y1 - y0))))
+
+
+#: ``nearest_plane_departure``'s histogram: bins ``tol / NEAREST_PLANE_BINS`` wide, a plane's window
+#: ``2 * NEAREST_PLANE_HALF + 1`` bins (``tol / 2``). Coarser (``tol / 3`` bins, windows of 3) merged
+#: lab-1819 c00008's mover (-0.04 D) into the background 0.13 D behind it: no peak of its own.
+NEAREST_PLANE_BINS, NEAREST_PLANE_HALF = 10, 2
+
+
+def nearest_plane_departure(values: np.ndarray, tol: float, min_px: int) -> float:
+    """The departure (D) of the nearest plane among ``values`` (departures, larger = nearer).
+
+    The values are counted in bins ``tol / NEAREST_PLANE_BINS`` wide; a plane is a window of
+    ``2 * NEAREST_PLANE_HALF + 1`` bins (``tol / 2``) holding at least ``min_px`` of them whose count
+    is a local maximum over the windows one bin either side; the nearest such window's median is
+    returned. DIS smooths a step between planes into a thin spread of values between them, which
+    no window holds enough of; where no window qualifies (or fewer than ``min_px`` values), the
+    median of all.
+    """
+    v = np.asarray(values, np.float64)
+    if v.size < max(1, min_px):
+        return float(np.median(v))
+    step = tol / NEAREST_PLANE_BINS
+    lo = float(v.min())
+    idx = np.floor((v - lo) / step).astype(np.int64)
+    h = NEAREST_PLANE_HALF
+    counts = np.bincount(idx, minlength=2 * h + 1)  # "same" below keeps this length
+    window = np.convolve(counts, np.ones(2 * h + 1, np.int64), mode="same")
+    padded = np.concatenate([[-1], window, [-1]])
+    peak = (window >= padded[:-2]) & (window >= padded[2:]) & (window >= min_px)
+    if not peak.any():
+        return float(np.median(v))
+    k = int(np.nonzero(peak)[0][-1])  # the nearest (largest departure) plane
+    sel = (idx >= k - h) & (idx <= k + h)
+    return float(np.median(v[sel]))
 
 
 def grade_depth(out: CaptureQA, offset_d: float, cfg: QAConfig, session: bool = True,

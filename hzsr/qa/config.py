@@ -535,6 +535,14 @@ class Thresholds:
     # off: the edge condition was added after it). Not fitted: the ROI's own box. False: the
     # ninth pass's rule.
     focus_framed_plane_is_subject: bool = True
+    # ... and the plane it hides is the nearest plane behind it at its edge, not the median of
+    # every pixel behind it in the ring (helper issue18y): a walker before the mover the lens
+    # focused on borders the mover and, within one AF ROI of its edge, the background beyond it;
+    # the median mixed them (seen lab-1819 c00008, clean: mover -0.04 D, background -0.17 D, median
+    # -0.16 D, just beyond focus_behind_tol_d: a false `defocused` fail). A plane: a local maximum
+    # of the ring's departures counted in windows focus_behind_tol_d / 2 wide holding at least
+    # focus_hidden_min_area_roi of an AF ROI (capture_qa.nearest_plane_departure). False: the median.
+    focus_hidden_nearest_plane: bool = True
     # Skew has no threshold here: qa takes sync check's verdict of it (hzsr.core.verdict.skew_reasons).
 
 
