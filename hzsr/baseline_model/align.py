@@ -106,6 +106,17 @@ def blurred_lumas(src_g: np.ndarray, ref_g: np.ndarray, blur_px: float) -> tuple
     return cv2.GaussianBlur(src_l, (0, 0), blur_px), cv2.GaussianBlur(ref_l, (0, 0), blur_px)
 
 
+def flow_blur_w_fraction(w_px_on_grid: float, blend_maps_level: int) -> float:
+    """How much of ``flow_blur_px`` applies where DIS stops below ``blend_maps_level``.
+
+    ``flow_blur_px`` is in grid pixels at a W pixel of ``2 ** blend_maps_level`` grid pixels (the
+    simulator's 5x at 640x480: 1 grid px, a quarter of a W pixel); a finer level, where a W pixel
+    spans ``w_px_on_grid`` grid pixels, gets the same fraction of its W pixel:
+    ``w_px_on_grid / 2 ** blend_maps_level``.
+    """
+    return float(w_px_on_grid) / float(2 ** blend_maps_level)
+
+
 def register_flow_backend(name: str, fn: FlowBackend) -> None:
     """Make ``fn`` available as ``pipeline.flow_backend: <name>`` (e.g. a learned flow net)."""
     FLOW_BACKENDS[name] = fn
@@ -342,7 +353,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
           min_overlap: float = 0.2, min_ncc: float = 0.4, overlap_blur_w_px: float = 0.0,
           flow_level_by_w_px: bool = False, flow_level_max: int = 1, blend_maps_level: int = 2,
           blend_occlusion_scale: float = 0.0, blend_uncertainty_s_max: float = 0.0,
-          flow_alpha: float = 0.0, blend_defocus_weight: float = 1.0, flow_blur_px: float = 0.0) -> Alignment:
+          flow_alpha: float = 0.0, blend_defocus_weight: float = 1.0, flow_blur_px: float = 0.0,
+          flow_blur_min_level: int | None = None) -> Alignment:
     """Steps 1-3 and the maps of step 5 for one capture (see the module docstring).
 
     Where DIS stops at level ``blend_maps_level`` or coarser (``flow_level_by_w_px`` only),
@@ -355,6 +367,10 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     ``flow_blur_px`` > 0 (``flow_level_by_w_px`` only): DIS runs on lumas blurred by that many grid
     pixels there (``blurred_lumas``); the maps follow the flow, everything else (colour match,
     rejection, the overlap gate, the UNet's input) uses the images as they are.
+    ``flow_blur_min_level`` (None: ``blend_maps_level``, i.e. only there): where DIS stops at a level
+    from this one up to below ``blend_maps_level``, its lumas are blurred too, by the same fraction of
+    a W pixel (``flow_blur_w_fraction``: ``flow_blur_px`` grid px is a quarter of the simulator's
+    W pixel of 4 grid px).
     """
     import time
 
@@ -376,7 +392,11 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     if flow_level_by_w_px and flow_backend == "dis":
         level = min(dis_finest_level(k * g), flow_level_max)
         coarse_flow = level >= blend_maps_level
-        flow_blur = flow_blur_px if coarse_flow else 0.0
+        min_blur_level = blend_maps_level if flow_blur_min_level is None else flow_blur_min_level
+        if coarse_flow:
+            flow_blur = flow_blur_px
+        elif level >= min_blur_level:
+            flow_blur = flow_blur_px * flow_blur_w_fraction(k * g, blend_maps_level)
         fwd, bwd = dis_flows(*blurred_lumas(src_g, ref_g, flow_blur), qa_cfg, level,
                              flow_alpha if coarse_flow else 0.0)
     else:

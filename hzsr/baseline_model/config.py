@@ -133,6 +133,13 @@ class PipelineConfig:
     # level-2 flow", issue20n); 0 = off. Inference only unless ``data.level2_flow``: the training
     # cache (data.py) takes none of these level-2 settings, as the shipped weights were trained.
     flow_blur_px: float = 1.0
+    # ... and from this DIS level up to blend_maps_level (exclusive) DIS's lumas are blurred by the
+    # same quarter of a W pixel (flow_blur_px * k g / 4 grid px; align.flow_blur_w_fraction): level 1,
+    # where a W pixel spans 2-4 grid px (Middlebury at ratios 3-5: the same mismatch, W upsampled
+    # against a sharp reference). Level 0 (a 2x pair, 12 MP) and level 2 (the simulator at 640x480)
+    # keep their flow bit for bit. Chosen on calibration sessions 31-36 run at level 1 (issue20p,
+    # docs/model.md "The dense flow at level 1"); blend_maps_level (2) = only at level 2, as before.
+    flow_blur_min_level: int = 1
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
     use_defocus: bool = True
@@ -159,7 +166,7 @@ class PipelineConfig:
                           _in("blend_maps_level", 0, 7), _in("blend_occlusion_scale", 0.0, 100.0),
                           _in("blend_uncertainty_s_max", 0.0, 1e4),
                           _in("blend_defocus_weight", 0.0, 1.0), _in("flow_alpha", 0.0, 1e4),
-                          _in("flow_blur_px", 0.0, 16.0),
+                          _in("flow_blur_px", 0.0, 16.0), _in("flow_blur_min_level", 0, 7),
                           _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
 
 
@@ -168,7 +175,8 @@ class PipelineConfig:
 #: to one does not rebuild cached arrays that it cannot change (training aligns without them;
 #: with ``DataConfig.level2_flow`` it aligns with ``flow_alpha`` and ``flow_blur_px``, and keys on them).
 INFERENCE_ONLY_FIELDS = ("blend_maps_level", "blend_occlusion_scale", "blend_uncertainty_s_max",
-                         "blend_defocus_weight", "flow_alpha", "flow_blur_px", "denoise_min_sigma",
+                         "blend_defocus_weight", "flow_alpha", "flow_blur_px", "flow_blur_min_level",
+                         "denoise_min_sigma",
                          "denoise_strength", "tile", "halo")
 
 

@@ -225,8 +225,9 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
             "focal_ratio": k, "used_reference": al.use_reference, "warnings": res.warnings,
             "geometry": {"source": al.geometry_source, "focal_ratio": k,
                          "exif_focal_35mm": {"source": exif[0], "ref": exif[1]}},
-            # the DIS level the flow stopped at and the blur its lumas got there (config flow_blur_px,
-            # applied at blend_maps_level or coarser only): what a reader needs to compare two outputs
+            # the DIS level the flow stopped at and the blur its lumas got there (config flow_blur_px at
+            # blend_maps_level or coarser, the same fraction of a W pixel from flow_blur_min_level up):
+            # what a reader needs to compare two outputs
             "flow": {"level": al.flow_level, "blur_grid_px": al.flow_blur_px},
             "shift_px": [al.shift.dx, al.shift.dy], "shift_inliers": al.shift.inliers,
             "crop_rect_w_px": [al.rect.x0, al.rect.y0, al.rect.width, al.rect.height],

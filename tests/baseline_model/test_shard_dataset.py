@@ -134,6 +134,8 @@ def test_training_can_align_on_the_inference_flow(tiny_dataset):
     assert config_key(dataclasses.replace(base, flow_alpha=5.0), True) != config_key(base, True)
     # The level from which the smoothness and blur apply changes the flow too (review: it was left out).
     assert config_key(dataclasses.replace(base, blend_maps_level=3), True) != config_key(base, True)
+    assert config_key(dataclasses.replace(base, flow_blur_min_level=2), True) != config_key(base, True)
+    assert config_key(dataclasses.replace(base, flow_blur_min_level=2)) == config_key(base)  # level2_flow off
     assert config_key(dataclasses.replace(base, denoise_strength=0.5), True) == config_key(base, True)
 
     r = ShardReader(tiny_dataset)
@@ -147,7 +149,8 @@ def test_training_can_align_on_the_inference_flow(tiny_dataset):
     x, _ = unet_inputs(al, 0, h, 0, w)
     np.testing.assert_array_equal(stack_on[:3], x.astype(np.float16))  # inference's inputs, exactly
     assert np.abs(stack_on[1].astype(np.float32) - stack_off[1].astype(np.float32)).max() > 0.01  # another flow
-    # Above the pair's level (2), the blur and smoothness do not apply, in training as at inference.
+    # Above the pair's level (2), the smoothness does not apply and the blur applies from
+    # flow_blur_min_level at its W-pixel fraction, in training as at inference.
     above = dataclasses.replace(base, blend_maps_level=3)
     stack_above, _ = prepare_capture(sample, above, level2_flow=True)
     al3 = HZSRPipeline(load_model(None).model, above).align(sample.main_W, sample.ref_T, sample.meta)
