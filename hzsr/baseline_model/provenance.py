@@ -99,6 +99,11 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         lines.append(f"{what}: {'same' if da.get(key) == db.get(key) else 'DIFFERENT'}")
     if a.get("train") != b.get("train"):
         lines.append("train config: DIFFERENT")
+    if a.get("pipeline") != b.get("pipeline"):
+        # Inference settings the checkpoint carries; a new field with a default moves it, not the weights.
+        keys = sorted(k for k in set(a.get("pipeline") or {}) | set(b.get("pipeline") or {})
+                      if (a.get("pipeline") or {}).get(k) != (b.get("pipeline") or {}).get(k))
+        lines.append(f"pipeline config: DIFFERENT in {', '.join(keys)}")
     ca, cb = pa.get("code", {}), pb.get("code", {})
     for key in sorted(set(ca) | set(cb)):
         if ca.get(key) != cb.get(key):

@@ -84,7 +84,9 @@ def test_compare_names_what_differs(tiny_run, capsys):
     b["state_dict"][first] = b["state_dict"][first] + 1
     b["provenance"]["data"]["inputs_sha256"] = "0" * 64
     b["provenance"]["code"]["torch"] = "0.0"
+    b["pipeline"] = {**a["pipeline"], "flow_alpha": -1.0}
     lines = compare(a, b)
+    assert "pipeline config: DIFFERENT in flow_alpha" in lines
     assert f"tensors equal: {n - 1} of {n}" in lines
     assert "rendered/packed data: same" in lines and "aligned inputs: DIFFERENT" in lines
     assert any(line.startswith("code.torch:") for line in lines)
