@@ -137,6 +137,8 @@ def table_ablation(s: dict, counts: dict[str, int]) -> str:
 
 
 def write_shipped_record() -> None:
+    import hashlib
+
     import torch
 
     from hzsr.baseline_model import record
@@ -157,6 +159,11 @@ def write_shipped_record() -> None:
                      "hzsr dataset split data/ds --by scene --ratios 0.7,0.1,0.2",
                      "hzsr model train data/ds --config hzsr/baseline_model/configs/shipped.yaml --out runs/shipped"],
         "trained_steps": raw.get("step"), "torch": torch.__version__,
+        # Which weights this record is of, and what they were trained from (provenance.py): a
+        # retrain that does not give this sha256 back is located with
+        # ``python -m hzsr.baseline_model.provenance RUN/model.pt hzsr/baseline_model/weights/shipped.pt``.
+        "checkpoint_sha256": hashlib.sha256(shipped_checkpoint_path().read_bytes()).hexdigest(),
+        "provenance": raw.get("provenance"),
     }
     import tempfile
 

@@ -6,6 +6,7 @@ Layout (a plain dict, loadable with ``torch.load(weights_only=True)``)::
     unet: UNetConfig as a dict   state_dict: the UNet's weights
     pipeline: PipelineConfig as a dict (how inference should run it)
     train: TrainConfig as a dict (absent in a weights-only export)
+    provenance: the training data's digests and the code's commit (provenance.py; absent before it existed)
     step, optimizer, rng: only in training checkpoints, for ``--resume``
 
 Writes are atomic (temp file in the same folder, fsync, rename), so a crash never leaves a torn

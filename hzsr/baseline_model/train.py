@@ -40,6 +40,7 @@ from hzsr.baseline_model.checkpoint import read_checkpoint, save_checkpoint, une
 from hzsr.baseline_model.config import LossConfig, TrainConfig, dump_config, pipeline_payload
 from hzsr.baseline_model.data import build_cache, resolve_target
 from hzsr.baseline_model.patches import IndexRangeSampler, PatchDataset
+from hzsr.baseline_model.provenance import code_version, data_digest
 from hzsr.baseline_model.unet import FusionUNet
 from hzsr.core.errors import ConfigError, ModelError
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
@@ -250,10 +251,17 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     paths = build_cache(reader, mine, cfg.pipeline, cache_dir, target=target, progress=progress and d.main,
                         level2_flow=cfg.data.level2_flow)
     weights = kind_weights(reader, mine, cfg.data.kind_weights)
+    # What the weights are trained from, so a rerun that does not reproduce them can be told
+    # apart as data or code (provenance.py); each rank hashes its own captures.
+    digest: Any = data_digest(reader, mine, paths)
     reader.close()
     cache_s = time.perf_counter() - t0
     if d.world > 1:
+        gathered_digests: list[Any] = [None] * d.world
+        torch.distributed.all_gather_object(gathered_digests, digest)
+        digest = {"ranks": gathered_digests}
         torch.distributed.barrier()
+    provenance = {"data": digest, "code": code_version()}
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -299,7 +307,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
         if not d.main:
             return
         payload = {**unet_payload(model), "pipeline": pipeline_payload(to_plain(cfg.pipeline)),
-                   "train": to_plain(cfg)}
+                   "train": to_plain(cfg), "provenance": provenance}
         # Log first: a resume drops rows past the checkpoint's step, so a crash between the two is harmless.
         _write_log(out / "log.csv", rows)
         save_checkpoint(last, {**payload, "step": step, "optimizer": opt.state_dict(),

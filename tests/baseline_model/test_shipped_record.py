@@ -6,8 +6,11 @@ When a change moves them on purpose, `python bench/eval.py --record` (run from b
 the record, and the diff shows by how much.
 """
 
+import hashlib
+
 import pytest
 
+from hzsr.baseline_model.checkpoint import read_checkpoint, shipped_checkpoint_path
 from hzsr.baseline_model.evaluate import METHODS
 from hzsr.baseline_model.record import TOLERANCE_DB, PinnedSet, pinned_figures, read_record
 from hzsr.dataset.pack import PackConfig, pack_dataset
@@ -34,3 +37,13 @@ def test_recorded_figures_reproduce_within_tolerance(tmp_path):
         assert got[m] == pytest.approx(recorded[m], abs=TOLERANCE_DB), (m, got, recorded)
     # Not a tautology: the figures separate the methods by more than the tolerance.
     assert got["full"] - got["bicubic"] > 10 * TOLERANCE_DB
+
+
+def test_record_is_of_the_weights_beside_it():
+    """The record names shipped.pt's sha256 and its training provenance (what a retrain must give back)."""
+    rec = read_record()["recipe"]
+    ckpt = shipped_checkpoint_path()
+    assert rec["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    prov = read_checkpoint(ckpt)["provenance"]
+    assert rec["provenance"] == prov
+    assert prov["data"]["captures"] and len(prov["data"]["inputs_sha256"]) == 64 and prov["code"]["commit"]
