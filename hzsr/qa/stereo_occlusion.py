@@ -199,7 +199,7 @@ def sgbm_disparities(left: np.ndarray, right: np.ndarray, inside: np.ndarray | N
     there the same way. REF's is None without ``SGBM_LR_CHECK`` (it is not matched then).
     ``fill_reach``: ``_fill_background``'s reach (0: the two neighbours only); ``ref_mode``: OpenCV's
     SGBM mode for REF's disparity (``ALIKE_REF_MODE`` in ``alike_fold``)."""
-    disp = _sgbm(left, right, search, p2)
+    disp = _sgbm(left, right, search, p2, SGBM_MODE)  # read at call time: a bench may set it
     if not SGBM_LR_CHECK:
         ok = disp >= search[0]
         if inside is not None:
