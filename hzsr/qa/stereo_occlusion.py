@@ -81,9 +81,9 @@ ALIKE_FILL_REACH = 32
 ALIKE_MIN_RESIDUAL = 12.0
 # alike_fold's REF disparity (issue 18, maps pass 8): OpenCV's full semi-global matching (8 paths,
 # two passes: Hirschmueller's algorithm, STEREO_SGBM_MODE_HH) instead of the 3-way single pass. REF's
-# disparity draws the holes (coverage_holes) and checks SRC's (lr_consistent); the 3-way pass's few
-# paths leave streaks along its scan directions on weakly textured near surfaces, which the holes
-# turn into false strips and the check into false rejects (docs/qa.md "maps pass 8"). Chosen on
+# disparity draws the holes (coverage_holes) and checks SRC's (lr_consistent); the 3-way pass leaves
+# more of it unmatched, and a near surface whose target REF left unmatched fails the check, takes
+# the background's disparity and folds into a false strip (docs/qa.md "maps pass 8"). Chosen on
 # calibration seeds 2024 2025 (mean F1 of main T vs reference T and W crop vs reference T, the rule
 # of maps passes 5-7) among 3-way / HH for REF alone / HH for both views (HH for both: a tie, at
 # twice the cost, over the 12 MP budget); SRC keeps the 3-way pass (SGBM_MODE).
