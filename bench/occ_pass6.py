@@ -149,15 +149,17 @@ def fold_candidates(src, ref, shift, baseline, flow, flow_bwd) -> dict[str, np.n
     # Maps pass 7 added a wide fill and a photometric check to alike_fold; both off here, so every
     # row is the map this pass measured ("shipped": maps pass 6's map; bench/occ_pass7.py has pass 7's).
     args = (src, ref, shift, baseline, CFG, flow)
-    p6 = {"fill_reach": 0, "min_residual": 0.0, "holes_window": 9}
+    # Maps pass 8 matched the reference's disparity by full 8-path SGM; the 3-way pass here, as measured.
+    p6 = {"fill_reach": 0, "min_residual": 0.0, "holes_window": 9, "ref_mode": cv2.STEREO_SGBM_MODE_SGBM_3WAY}
     out = {"shipped": so.alike_fold(*args, **p6), "maps_pass_5": so.alike_fold(*args, snap=0, **p6)}
     for k in SNAP_REACHES:
         out[f"edge_snap_{k}"] = so.alike_fold(*args, snap=k, **p6)
-    args5 = (*args, so.ALIKE_P2, 9, so.ALIKE_MIN_COVER, 0, 0, 0.0)  # maps pass 5's window; snap, fill, residual 0
+    args5 = (*args, so.ALIKE_P2, 9, so.ALIKE_MIN_COVER, 0, 0, 0.0,  # maps pass 5's window; snap, fill, residual 0
+             cv2.STEREO_SGBM_MODE_SGBM_3WAY)
 
     def gated(min_texture=0.0, pre=None):
         def fn(left, right, inside=None, search=(so.SGBM_MIN_DISPARITY, so.SGBM_NUM_DISPARITIES), p2=so.SGBM_P2,
-               fill_reach=0):
+               fill_reach=0, ref_mode=None):
             disp, disp_r, ok, ok_r = _checked(left, right, inside, search, p2, min_texture, pre)
             return so._fill_background(disp, ok), so._fill_background(disp_r, ok_r)
         return fn
@@ -172,7 +174,7 @@ def fold_candidates(src, ref, shift, baseline, flow, flow_bwd) -> dict[str, np.n
     quarter = round(float(np.degrees(np.arctan2(b[1], b[0]))) / 90.0)
 
     def dis_fill(left, right, inside=None, search=(so.SGBM_MIN_DISPARITY, so.SGBM_NUM_DISPARITIES), p2=so.SGBM_P2,
-                 fill_reach=0):
+                 fill_reach=0, ref_mode=None):
         disp, disp_r, ok, ok_r = _checked(left, right, inside, search, p2)
         d_, dr_ = so._fill_background(disp, ok), so._fill_background(disp_r, ok_r)
         low, low_r = (texture(left) < 1.0) & inside, (texture(right) < 1.0) & inside
@@ -203,7 +205,7 @@ def tt_disparity(src, ref, shift, baseline, flow) -> np.ndarray:
 
     with _variant(keep):
         fold = so.alike_fold(src, ref, shift, baseline, CFG, flow, snap=0, fill_reach=0, min_residual=0.0,
-                             holes_window=9)
+                             holes_window=9, ref_mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
     cols = np.nonzero(box["inside"].any(0))[0]
     d = box["d"][:, cols[0]:cols[-1] + 1]
     b = np.asarray(baseline, float)

@@ -45,6 +45,7 @@ from occ_pass6 import _add, _f1, registered_captures  # noqa: E402  (the maps pa
 
 CFG = QAConfig()
 CALIBRATION = (2024, 2025)
+R3 = cv2.STEREO_SGBM_MODE_SGBM_3WAY  # maps pass 8 matched the reference's disparity by full SGM; this pass by 3-way
 P6 = {"fill_reach": 0, "min_residual": 0.0, "holes_window": 9}
 
 
@@ -63,6 +64,10 @@ def candidates() -> dict[str, dict]:
         out[f"fill_{r}_residual_{t}"] = {"fill_reach": r, "min_residual": float(t), "holes_window": 9}
     for r, t, w in ((32, 12, 17), (32, 8, 33), (32, 16, 33), (64, 12, 33), (0, 12, 33), (0, 0, 33), (32, 0, 33)):
         out[f"fill_{r}_residual_{t}_window_{w}"] = {"fill_reach": r, "min_residual": float(t), "holes_window": w}
+    # Every candidate as this pass measured it (REF's disparity by the 3-way pass); "shipped" is the
+    # module's defaults (maps pass 8's map since then), "maps_pass_7" this pass's shipped settings.
+    out = {k: v if k == "shipped" else {**v, "ref_mode": R3} for k, v in out.items()}
+    out["maps_pass_7"] = {"ref_mode": R3}
     return {k: v for k, v in out.items() if k in ONLY} if ONLY else out
 
 

@@ -79,6 +79,16 @@ SNAP_MIN_STEP = 2.0
 # docs/qa.md "maps pass 7").
 ALIKE_FILL_REACH = 32
 ALIKE_MIN_RESIDUAL = 12.0
+# alike_fold's REF disparity (issue 18, maps pass 8): OpenCV's full semi-global matching (8 paths,
+# two passes: Hirschmueller's algorithm, STEREO_SGBM_MODE_HH) instead of the 3-way single pass. REF's
+# disparity draws the holes (coverage_holes) and checks SRC's (lr_consistent); the 3-way pass leaves
+# more of it unmatched, and a near surface whose target REF left unmatched fails the check, takes
+# the background's disparity and folds into a false strip (docs/qa.md "maps pass 8"). Chosen on
+# calibration seeds 2024 2025 (mean F1 of main T vs reference T and W crop vs reference T, the rule
+# of maps passes 5-7) among 3-way / HH for REF alone / HH for both views (HH for both: a tie, at
+# twice the cost, over the 12 MP budget); SRC keeps the 3-way pass (SGBM_MODE).
+SGBM_MODE = cv2.STEREO_SGBM_MODE_SGBM_3WAY
+ALIKE_REF_MODE = cv2.STEREO_SGBM_MODE_HH
 
 
 def grid_lumas(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, cfg: QAConfig,
@@ -143,14 +153,16 @@ def disparity_search(lo: float | None = None, hi: float | None = None,
     return d0, num
 
 
-def _sgbm(left: np.ndarray, right: np.ndarray, search: tuple[int, int], p2: float = SGBM_P2) -> np.ndarray:
-    """``cv2.StereoSGBM`` (3-way) disparity of ``left`` in px; below ``search[0]``: invalid."""
+def _sgbm(left: np.ndarray, right: np.ndarray, search: tuple[int, int], p2: float = SGBM_P2,
+          mode: int = SGBM_MODE) -> np.ndarray:
+    """``cv2.StereoSGBM`` disparity of ``left`` in px (``mode``: OpenCV's, 3-way by default); below
+    ``search[0]``: invalid."""
     n = SGBM_BLOCK
     matcher = cv2.StereoSGBM_create(minDisparity=search[0], numDisparities=search[1],
                                     blockSize=n, P1=SGBM_P1 * n * n, P2=int(p2 * n * n),
                                     uniquenessRatio=SGBM_UNIQUENESS,
                                     disp12MaxDiff=-1, speckleWindowSize=SGBM_SPECKLE_WINDOW, speckleRange=2,
-                                    mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
+                                    mode=mode)
     return matcher.compute(left, right).astype(np.float32) / 16.0  # fixed point, 4 fractional bits
 
 
@@ -180,18 +192,20 @@ def sgbm_disparity(left: np.ndarray, right: np.ndarray, inside: np.ndarray | Non
 
 def sgbm_disparities(left: np.ndarray, right: np.ndarray, inside: np.ndarray | None = None,
                      search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES),
-                     p2: float = SGBM_P2, fill_reach: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+                     p2: float = SGBM_P2, fill_reach: int = 0,
+                     ref_mode: int = SGBM_MODE) -> tuple[np.ndarray, np.ndarray | None]:
     """``(SRC's, REF's)`` disparities along +x, each filled as ``sgbm_disparity`` fills SRC's: REF's
     pixel ``x`` shows the surface of SRC's ``x + d_R(x)``, and is checked against SRC's disparity
     there the same way. REF's is None without ``SGBM_LR_CHECK`` (it is not matched then).
-    ``fill_reach``: ``_fill_background``'s reach (0: the two neighbours only)."""
-    disp = _sgbm(left, right, search, p2)
+    ``fill_reach``: ``_fill_background``'s reach (0: the two neighbours only); ``ref_mode``: OpenCV's
+    SGBM mode for REF's disparity (``ALIKE_REF_MODE`` in ``alike_fold``)."""
+    disp = _sgbm(left, right, search, p2, SGBM_MODE)  # read at call time: a bench may set it
     if not SGBM_LR_CHECK:
         ok = disp >= search[0]
         if inside is not None:
             ok &= inside
         return _fill_background(disp, ok, fill_reach), None
-    disp_r = cv2.flip(_sgbm(cv2.flip(right, 1), cv2.flip(left, 1), search, p2), 1)  # REF's disparity, same sign
+    disp_r = cv2.flip(_sgbm(cv2.flip(right, 1), cv2.flip(left, 1), search, p2, ref_mode), 1)  # REF's, same sign
     ok = lr_consistent(disp, disp_r, SGBM_LR_TOL, search[0])
     # REF's check in the mirrored frame: there REF's pixel lands in SRC at x' - d_R, the left test.
     ok_r = cv2.flip(lr_consistent(cv2.flip(disp_r, 1), cv2.flip(disp, 1), SGBM_LR_TOL, search[0]).astype(np.uint8),
@@ -275,7 +289,7 @@ def coverage_holes(disp_r: np.ndarray, inside: np.ndarray, min_cover: float = 0.
 def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
               search: tuple[int, int] = (SGBM_MIN_DISPARITY, SGBM_NUM_DISPARITIES),
               p2: float = SGBM_P2, holes_window: int = 0, min_cover: float = 0.5, snap: int = 0,
-              fill_reach: int = 0, min_residual: float = 0.0) -> np.ndarray:
+              fill_reach: int = 0, min_residual: float = 0.0, ref_mode: int = SGBM_MODE) -> np.ndarray:
     """SRC pixels REF does not see: semi-global matching along the baseline, then its z-buffer.
 
     Both lumas are rotated so the baseline ``b`` (REF's position minus SRC's) runs along +x: a
@@ -291,7 +305,8 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
     pixels the left-right check rejects take the farthest checked disparity within that many px
     along the baseline (``_fill_background``). ``min_residual`` > 0: a flagged pixel stays flagged
     only where its luma differs from REF's, at SRC's final disparity, by more than that many grey
-    levels (``match_residual``; REF shows another surface there). Bool mask on the lumas' grid.
+    levels (``match_residual``; REF shows another surface there). ``ref_mode``: OpenCV's SGBM mode
+    for REF's disparity (``sgbm_disparities``). Bool mask on the lumas' grid.
     """
     if ys.shape != yr.shape or ys.ndim != 2:
         raise ValueError(f"sgbm_fold: expected two lumas of one size, got {ys.shape} and {yr.shape}")
@@ -334,7 +349,7 @@ def sgbm_fold(ys: np.ndarray, yr: np.ndarray, baseline, margin: float = 0.5,
         def unrotate(m: np.ndarray) -> np.ndarray:
             return cv2.warpAffine(m.astype(np.uint8), cv2.invertAffineTransform(rot), (w, h),
                                   flags=cv2.INTER_NEAREST) > 0
-    disp, disp_r = sgbm_disparities(left, right, inside, search, p2, fill_reach)
+    disp, disp_r = sgbm_disparities(left, right, inside, search, p2, fill_reach, ref_mode)
     if snap > 0:
         # Along the rotated rows, i.e. along the baseline, where SGBM's fattening lies.
         disp = edge_snap(disp, left, snap)
@@ -380,7 +395,7 @@ def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, c
                flow: np.ndarray | None = None, p2: float = ALIKE_P2,
                holes_window: int = ALIKE_HOLES_WINDOW, min_cover: float = ALIKE_MIN_COVER,
                snap: int = ALIKE_SNAP_REACH, fill_reach: int = ALIKE_FILL_REACH,
-               min_residual: float = ALIKE_MIN_RESIDUAL) -> np.ndarray:
+               min_residual: float = ALIKE_MIN_RESIDUAL, ref_mode: int = ALIKE_REF_MODE) -> np.ndarray:
     """SRC pixels REF does not see, for two cameras of one kind (the two Ts; a stereo pair).
 
     ``sgbm_fold`` (left-right checked) on the lumas DIS sees in ``register_pair`` (``grid_lumas``:
@@ -390,7 +405,9 @@ def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, c
     ``SGBM_P2``), each disparity's steps first moved onto the luma's edges within ``snap`` px
     (``edge_snap``; 0: maps pass 5's map), the left-right check's rejects filled with the farthest
     disparity within ``fill_reach`` px and the flags kept where the lumas differ by more than
-    ``min_residual`` grey levels (maps pass 7; both 0: maps pass 6's map). The disparity
+    ``min_residual`` grey levels (maps pass 7; both 0: maps pass 6's map), REF's disparity by
+    OpenCV's ``ref_mode`` (full 8-path SGM since maps pass 8; ``cv2.STEREO_SGBM_MODE_SGBM_3WAY``:
+    maps pass 7's map). The disparity
     search spans the parallax along the baseline that the pair's dense ``flow`` (SRC -> REF, input
     px, with the shift: ``Registration.flow_fwd``) shows, its 0.5th to 99.5th percentile, where
     that is wider than ``ALIKE_SEARCH`` (``disparity_search``). Matching costs compare
@@ -408,7 +425,8 @@ def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, c
         if disp.size:
             search = disparity_search(*np.percentile(disp, [0.5, 99.5]), base=ALIKE_SEARCH)
     return sgbm_fold(ys, yr, baseline, cfg.maps.hidden_fold_margin_px, search, p2=p2, holes_window=holes_window,
-                     min_cover=min_cover, snap=snap, fill_reach=fill_reach, min_residual=min_residual)
+                     min_cover=min_cover, snap=snap, fill_reach=fill_reach, min_residual=min_residual,
+                     ref_mode=ref_mode)
 
 
 def with_fold(reg: Registration, fold: np.ndarray) -> Registration:

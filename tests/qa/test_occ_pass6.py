@@ -63,7 +63,10 @@ def test_dis_disparities_agree_with_sgbm_on_the_wall_and_card(p6, card):
 def test_candidates_are_masks_and_the_veto_only_removes(p6, card):
     src, ref, _, baseline, r = card
     c = p6.fold_candidates(src, ref, r.shift, baseline, r.flow_fwd, r.flow_bwd)
-    pass6 = {"fill_reach": 0, "min_residual": 0.0, "holes_window": 9}  # maps pass 6's map (pass 7 changed qa's)
+    import cv2
+
+    # maps pass 6's map (pass 7 changed qa's settings, pass 8 the reference's matcher)
+    pass6 = {"fill_reach": 0, "min_residual": 0.0, "holes_window": 9, "ref_mode": cv2.STEREO_SGBM_MODE_SGBM_3WAY}
     shipped = alike_fold(src, ref, r.shift, baseline, QAConfig(), r.flow_fwd, **pass6)
     before = alike_fold(src, ref, r.shift, baseline, QAConfig(), r.flow_fwd, snap=0, **pass6)
     assert (c["shipped"] == shipped).all() and (c["maps_pass_5"] == before).all()
