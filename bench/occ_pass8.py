@@ -7,11 +7,13 @@ reference T, and, carried through main T, for the W crop vs the reference T,
 `hidden_through_the_ts`) with OpenCV's SGBM mode set for SRC's disparity (`SGBM_MODE`) and REF's
 (`ref_mode`); figures are pooled over a seed's 12 captures at 640x480 as `bench/qa.py --part
 accuracy` pools them (`bench/occ_pass7.py`'s scoring; `maps_pass_7` reproduces that part's
-`alike_fold_before_maps_pass_8` and `ref_T.hidden_with_baseline_before_maps_pass_8`). Candidates
+`alike_fold` and `ref_T.hidden_with_baseline`, the shipped map; `shipped` below, the pass's
+choice, is that part's `alike_fold_maps_pass_8_option`: not shipped, over the 12 MP budget). Candidates
 (docs/qa.md, "maps pass 8"):
 
-- `maps_pass_7`: the 3-way single pass for both views (main's map before this pass).
-- `shipped`: REF's disparity by full 8-path SGM (`MODE_HH`), SRC's by the 3-way pass.
+- `maps_pass_7`: the 3-way single pass for both views (main's map before this pass, and after it).
+- `shipped`: REF's disparity by full 8-path SGM (`MODE_HH`), SRC's by the 3-way pass (the pass's
+  choice, named as on its branch; measured, not shipped).
 - `hh_both`: full SGM for both views (twice the cost of `shipped`'s extra).
 - `src_hh`: full SGM for SRC alone.
 - `hh4_both`, `sgbm5_both`: OpenCV's 4-path full SGM and 5-direction single pass for both views.

@@ -39,7 +39,7 @@ def main(argv=None) -> dict:
     cv2.setNumThreads(1)
     cfg = QAConfig()
     load0 = os.getloadavg()[0]
-    fns = {"branch": so.alike_fold,
+    fns = {"branch": functools.partial(so.alike_fold, ref_mode=cv2.STEREO_SGBM_MODE_HH),  # maps pass 8's option
            "main_map": functools.partial(so.alike_fold, ref_mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)}
     cpu: dict[str, list[float]] = {"branch": [], "main_map": [], "decode": []}
     verdicts: dict[str, list[str]] = {"branch": [], "main_map": []}

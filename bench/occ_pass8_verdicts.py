@@ -31,7 +31,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--captures", type=int, default=24)
     a = ap.parse_args(argv)
     cfg = QAConfig()
-    fns = {"branch": so.alike_fold,
+    fns = {"branch": functools.partial(so.alike_fold, ref_mode=cv2.STEREO_SGBM_MODE_HH),  # maps pass 8's option
            "main_map": functools.partial(so.alike_fold, ref_mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)}
     out: dict = {"benchmark": "occ_pass8_verdicts", "seed": a.seed, "captures": a.captures, "same": 0, "differ": []}
     with tempfile.TemporaryDirectory() as tmp:

@@ -163,11 +163,12 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
     # Since maps pass 7 its left-right rejects take the farthest disparity within 32 px, its flags need
     # the lumas to differ (match_residual) and the holes' window is 33 px; "alike_fold_before_maps_pass_7"
     # is maps pass 6's map (main's before it).
-    # Since maps pass 8 the reference T's disparity is full 8-path SGM (stereo_occlusion.ALIKE_REF_MODE);
-    # "alike_fold_before_maps_pass_8" is maps pass 7's map (the 3-way pass for both views), and the
+    # The shipped map is maps pass 7's (the 3-way pass for both views, stereo_occlusion.ALIKE_REF_MODE);
+    # "alike_fold_maps_pass_8_option" is maps pass 8's (the reference T's disparity by full 8-path SGM,
+    # not shipped: over the 12 MP budget), and the
     # earlier passes' rows are computed with the 3-way pass as they were.
     R3 = cv2.STEREO_SGBM_MODE_SGBM_3WAY
-    tt = {"alike_fold": [0, 0, 0], "alike_fold_before_maps_pass_8": [0, 0, 0],
+    tt = {"alike_fold": [0, 0, 0], "alike_fold_maps_pass_8_option": [0, 0, 0],
           "alike_fold_before_maps_pass_7": [0, 0, 0],
           "alike_fold_before_maps_pass_6": [0, 0, 0], "alike_fold_before": [0, 0, 0],
           "hidden_map_dis": [0, 0, 0],
@@ -236,9 +237,9 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                                       rt.flow_fwd, holes_window=9, fill_reach=0, min_residual=0.0, ref_mode=R3)
                 # Maps pass 7's map (main's before maps pass 8: the 3-way pass for the reference T too).
                 tt_pass7 = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
-                                      rt.flow_fwd, ref_mode=R3)
+                                      rt.flow_fwd, ref_mode=cv2.STEREO_SGBM_MODE_HH)
                 pass7 = hidden_through_the_ts(tt_pass7, w_to_main, wt_hidden) & r.valid & inframe
-                o = per[slot].setdefault("fold_before_maps_pass_8", [0, 0, 0])
+                o = per[slot].setdefault("fold_maps_pass_8_option", [0, 0, 0])
                 o[0] += int((pass7 & true_occ).sum())
                 o[1] += int(pass7.sum())
                 o[2] += int(true_occ.sum())
@@ -271,7 +272,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                 up_pass6 = cv2.resize(tt_pass6.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
                 up_pass7 = cv2.resize(tt_pass7.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
                 e_tt = fb_error(rt.flow_fwd, rt.flow_bwd) * rt.grid_scale  # flow-grid px
-                for key, mp in (("alike_fold", up), ("alike_fold_before_maps_pass_8", up_pass7),
+                for key, mp in (("alike_fold", up), ("alike_fold_maps_pass_8_option", up_pass7),
                                 ("alike_fold_before_maps_pass_7", up_pass6),
                                 ("alike_fold_before_maps_pass_6", up_pass5),
                                 ("alike_fold_before", up_before),
@@ -376,8 +377,8 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                if "fold_before_maps_pass_6" in d else {}),
             **({"hidden_with_baseline_before_maps_pass_7": _pr(d["fold_before_maps_pass_7"])}
                if "fold_before_maps_pass_7" in d else {}),
-            **({"hidden_with_baseline_before_maps_pass_8": _pr(d["fold_before_maps_pass_8"])}
-               if "fold_before_maps_pass_8" in d else {}),
+            **({"hidden_with_baseline_maps_pass_8_option": _pr(d["fold_maps_pass_8_option"])}
+               if "fold_maps_pass_8_option" in d else {}),
             "hidden_on_captures_with_resolvable_occlusion": _pr(d["hid_resolvable"]),
             "hidden_with_baseline_on_captures_with_resolvable_occlusion": _pr(d["fold_resolvable"]),
             "hidden_flagged_frac_on_captures_without": round(d["hid_flagged_without"][0]
@@ -1147,10 +1148,10 @@ def middlebury() -> dict:
             "alike_pair_before_maps_pass_7": score(with_fold(rb, alike_fold(
                 left, right, rb.shift, (1.0, 0.0), cfg, rb.flow_fwd, holes_window=9, fill_reach=0,
                 min_residual=0.0, ref_mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)).hidden >= 0.5),
-            # Maps pass 7's map (main's before maps pass 8: the 3-way pass for the right view's disparity too).
-            "alike_pair_before_maps_pass_8": score(with_fold(rb, alike_fold(
+            # Maps pass 8's option (the right view's disparity by full 8-path SGM; not shipped).
+            "alike_pair_maps_pass_8_option": score(with_fold(rb, alike_fold(
                 left, right, rb.shift, (1.0, 0.0), cfg, rb.flow_fwd,
-                ref_mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)).hidden >= 0.5),
+                ref_mode=cv2.STEREO_SGBM_MODE_HH)).hidden >= 0.5),
             "dis_coverage_holes": score(reference_coverage(rb.flow_bwd) < 0.5),
             "qa_M_occ_consistency": score(r.occlusion >= 0.5),
             # The fold (maps.fold_map, margin 1 px as the truth's) of the TRUE disparity: what the
@@ -1222,21 +1223,21 @@ def speed(root: Path, captures: int, seed: int) -> dict:
     def full_ref_defocus_on_wr(d):
         _write_images(analyse_capture(d, wr_defocus), root / "speed_maps_wrd")
 
-    def full_ref_disparity_3way(d):
-        # Maps pass 8's change undone in the same rounds: alike_fold's REF disparity by the 3-way
-        # pass, as maps pass 7 computed it (capture_qa calls the name it imported).
+    def full_ref_disparity_hh(d):
+        # Maps pass 8's option in the same rounds: alike_fold's REF disparity by full 8-path SGM
+        # (capture_qa calls the name it imported).
         import functools
 
         import hzsr.qa.capture_qa as cq
         from hzsr.qa import stereo_occlusion as so
-        cq.alike_fold = functools.partial(so.alike_fold, ref_mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
+        cq.alike_fold = functools.partial(so.alike_fold, ref_mode=cv2.STEREO_SGBM_MODE_HH)
         try:
-            _write_images(analyse_capture(d, cfg), root / "speed_maps_r3")
+            _write_images(analyse_capture(d, cfg), root / "speed_maps_hh")
         finally:
             cq.alike_fold = so.alike_fold
 
     runs = {"decode": decode_all, "full": full, "full_ref_T_defocus_on_wr": full_ref_defocus_on_wr,
-            "full_M_occ_ref_disparity_3way": full_ref_disparity_3way,
+            "full_M_occ_ref_disparity_hh": full_ref_disparity_hh,
             "full_M_hid_without_baseline": full_without_baseline,
             "full_M_occ_without_main_t": full_without_main_t, "full_M_occ_tt_on_dis": full_without_alike_stereo,
             # The capture line's quick analysis (quick_check: the figures its verdict reads), and with
@@ -1300,8 +1301,8 @@ def speed(root: Path, captures: int, seed: int) -> dict:
             cpu["full_M_occ_without_main_t"]), 2),
         "cpu_ratio_full_to_full_M_occ_tt_on_dis": round(statistics.median(cpu["full"]) / statistics.median(
             cpu["full_M_occ_tt_on_dis"]), 2),
-        "cpu_ratio_full_to_full_M_occ_ref_disparity_3way_per_round_median": round(statistics.median(
-            [a / b for a, b in zip(cpu["full"], cpu["full_M_occ_ref_disparity_3way"], strict=True)]), 3),
+        "cpu_ratio_full_to_full_M_occ_ref_disparity_hh_per_round_median": round(statistics.median(
+            [a / b for a, b in zip(cpu["full"], cpu["full_M_occ_ref_disparity_hh"], strict=True)]), 3),
         "cpu_ratio_full_to_full_ref_T_defocus_on_wr": round(statistics.median(cpu["full"]) / statistics.median(
             cpu["full_ref_T_defocus_on_wr"]), 2),
         "cpu_ratio_quick_to_decode": round(statistics.median(cpu["quick"]) / statistics.median(cpu["decode"]), 2),

@@ -79,16 +79,15 @@ SNAP_MIN_STEP = 2.0
 # docs/qa.md "maps pass 7").
 ALIKE_FILL_REACH = 32
 ALIKE_MIN_RESIDUAL = 12.0
-# alike_fold's REF disparity (issue 18, maps pass 8): OpenCV's full semi-global matching (8 paths,
-# two passes: Hirschmueller's algorithm, STEREO_SGBM_MODE_HH) instead of the 3-way single pass. REF's
-# disparity draws the holes (coverage_holes) and checks SRC's (lr_consistent); the 3-way pass leaves
-# more of it unmatched, and a near surface whose target REF left unmatched fails the check, takes
-# the background's disparity and folds into a false strip (docs/qa.md "maps pass 8"). Chosen on
-# calibration seeds 2024 2025 (mean F1 of main T vs reference T and W crop vs reference T, the rule
-# of maps passes 5-7) among 3-way / HH for REF alone / HH for both views (HH for both: a tie, at
-# twice the cost, over the 12 MP budget); SRC keeps the 3-way pass (SGBM_MODE).
+# alike_fold's REF disparity (issue 18, maps pass 8): OpenCV's 3-way single pass, as SRC's. Full
+# semi-global matching (8 paths, two passes: Hirschmueller's algorithm, STEREO_SGBM_MODE_HH) for REF
+# alone leaves fewer of REF's pixels unmatched (a near surface whose target REF left unmatched fails
+# the left-right check, takes the background's disparity and folds into a false strip) and wins on
+# calibration seeds 2024 2025, blind 2031 and Middlebury (docs/qa.md "maps pass 8"), but costs
+# +0.18 CPU-s per 12 MP capture: 1.61 s of full QA against 1.42 s, over issue 18's 1.5 s budget
+# (bench/results/2026-12-07_occ_pass8_speed_lead_quiet.json). Kept as alike_fold's ``ref_mode``.
 SGBM_MODE = cv2.STEREO_SGBM_MODE_SGBM_3WAY
-ALIKE_REF_MODE = cv2.STEREO_SGBM_MODE_HH
+ALIKE_REF_MODE = cv2.STEREO_SGBM_MODE_SGBM_3WAY
 
 
 def grid_lumas(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, cfg: QAConfig,
@@ -406,8 +405,8 @@ def alike_fold(src: np.ndarray, ref: np.ndarray, shift: GlobalShift, baseline, c
     (``edge_snap``; 0: maps pass 5's map), the left-right check's rejects filled with the farthest
     disparity within ``fill_reach`` px and the flags kept where the lumas differ by more than
     ``min_residual`` grey levels (maps pass 7; both 0: maps pass 6's map), REF's disparity by
-    OpenCV's ``ref_mode`` (full 8-path SGM since maps pass 8; ``cv2.STEREO_SGBM_MODE_SGBM_3WAY``:
-    maps pass 7's map). The disparity
+    OpenCV's ``ref_mode`` (``ALIKE_REF_MODE``, the 3-way pass: maps pass 7's map;
+    ``cv2.STEREO_SGBM_MODE_HH``: maps pass 8's, measured, over the 12 MP budget). The disparity
     search spans the parallax along the baseline that the pair's dense ``flow`` (SRC -> REF, input
     px, with the shift: ``Registration.flow_fwd``) shows, its 0.5th to 99.5th percentile, where
     that is wider than ``ALIKE_SEARCH`` (``disparity_search``). Matching costs compare
