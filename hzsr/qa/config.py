@@ -501,8 +501,9 @@ class Thresholds:
     # is bench/qa.py's fit (depth_fail_fit: the cut with the most right answers, ties to the gap's
     # midpoint) on every labelled seed seen at 480x360 (bench/qa_depth_seen.json: 1801-1811, 1813,
     # 1815-1824; 36 of 39 visible wrong_depth 0.230 D and up, 971 others 0.200 D at most; the other
-    # 3 read ~0 D, excused by the near-occluder rule, which no level changes), warn at 3/4. The two calibration seeds alone hold 2 visible wrong_depth and put it at 0.26 (0.30 before
-    # the nearest-plane rule), above the set's 2 px visibility cut (~0.23 D at this rig): issue18r.
+    # 3 read ~0 D, excused by the near-occluder rule, which no level changes), warn at 3/4. The two
+    # calibration seeds alone hold 2 visible wrong_depth and put it at 0.26 (0.30 before the
+    # nearest-plane rule), above the set's 2 px visibility cut (~0.23 D at this rig): issue18r.
     # The gap (0.031 D) is about a quarter of the reading's p5-p95 error width (0.12 D, docs/qa.md).
     warn_depth_departure_d: float = 0.161  # above: warn
     fail_depth_departure_d: float = 0.215  # above: fail (the subject is out of focus in both Ts)
