@@ -851,6 +851,53 @@ def _best_threshold(pos: list[float], neg: list[float]) -> float | None:
     return float(np.median(good))
 
 
+#: Every seen labelled seed's AF-point depth reading (480x360; its provenance is in the file): what
+#: ``fail_depth_departure_d`` is fitted on beside the calibration seeds' own rows (``depth_fail_fit``).
+DEPTH_SEEN_ROWS = Path(__file__).with_name("qa_depth_seen.json")
+
+
+def depth_rows(rows: list[dict]) -> list[dict]:
+    """``_labelled_rows``' rows as ``DEPTH_SEEN_ROWS``' entries (the captures with a depth reading)."""
+    return [{"session": r["session"], "capture_id": r["capture_id"], "kind": r["kind"], "defect": r["defect"],
+             "af_blur_main_T_px": round(float(r["subject_blur_px"].get("main_T", np.nan)), 3),
+             "depth_departure_calibrated_d": round(r["subject_depth_departure_calibrated_d"], 4),
+             "af_occluder_excused": bool(r.get("af_occluder_excused", 0)), "measured_by": "qa check"}
+            for r in rows if "subject_depth_departure_calibrated_d" in r]
+
+
+def load_depth_seen(path: Path) -> list[dict]:
+    """``DEPTH_SEEN_ROWS``-style file's rows; a bad file: one line naming it and the field."""
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        for r in rows:
+            float(r["depth_departure_calibrated_d"]), str(r["defect"]), str(r["session"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"{path}: rows[].session/defect/depth_departure_calibrated_d unreadable ({e!r})") from None
+    return rows
+
+
+def depth_fail_fit(rows: list[dict]) -> tuple[float | None, dict]:
+    """``fail_depth_departure_d`` by the labelled set's rule (``_best_threshold``: the cut with the
+    most right answers, ties to the midpoint of the gap) on ``depth_rows``-style ``rows``: visible
+    ``wrong_depth`` (defective) against every other capture, focus defects the optics hide left out.
+
+    Two calibration seeds hold 2 visible ``wrong_depth`` (issue 18): a cut between 2 points sits
+    wherever their gap's middle falls, above the set's 2 px visibility cut, so the fit pools every
+    seen seed. Returns the cut (None without both kinds) and its spans: the smallest defective and
+    largest other reading, the gap and the count of each, per session too."""
+    scored = [r for r in rows if not r["defect"].endswith("_invisible")]
+    pos = [abs(r["depth_departure_calibrated_d"]) for r in scored if r["defect"] == "wrong_depth"]
+    neg = [abs(r["depth_departure_calibrated_d"]) for r in scored if r["defect"] != "wrong_depth"]
+    cut = _best_threshold(pos, neg)
+    spans = {"defective_min": round(min(pos), 3) if pos else None, "defective_n": len(pos),
+             "others_max": round(max(neg), 3) if neg else None, "others_n": len(neg),
+             "gap_d": round(min(pos) - max(neg), 3) if pos and neg else None,
+             "sessions": sorted({r["session"] for r in rows}),
+             "wrong": ([f"{r['session']} {r['capture_id']}" for r in scored if cut is not None
+                        and (r["defect"] == "wrong_depth") != (abs(r["depth_departure_calibrated_d"]) > cut)])}
+    return cut, spans
+
+
 def _reason_figures(rows: list[dict], reasons=REASON_FOR) -> dict:
     """Per reason: precision and recall of its ``fail`` against the defects it is meant for.
 
@@ -899,7 +946,7 @@ def _quick_vs_full(quick: list[dict], prefix: str = "") -> dict:
 
 def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int], captures: int,
              size: tuple[int, int], workers: int, knocked: int = 6, held_out_captures: int | None = None,
-             held_out_knocked: int | None = None) -> dict:
+             held_out_knocked: int | None = None, depth_seen: list[dict] | None = None) -> dict:
     """The labelled QA set (issue 18): thresholds fitted on two seeds, judged on two others.
 
     Fitted here: ``large_shift``'s fail level (the AF subject's departure from the rig's parallax
@@ -911,6 +958,11 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
     seeds' sessions may be longer than the calibration ones, so that each reason is judged on more
     defective captures (one defect every 12 captures of ``labelled_session``) while the calibration
     sessions, and the thresholds fitted on them, stay those of earlier runs.
+    ``depth_seen``: the depth rows of the other seen seeds (``DEPTH_SEEN_ROWS``' ``rows``; None: the
+    calibration seeds alone): ``fail_depth_departure_d`` is fitted on them and the calibration
+    rows together (``depth_fail_fit``), leaving out any of the held-out seeds' sessions. The
+    held-out seeds' own depth rows come back (``held_out_depth_rows``) to add to the file once
+    judged.
     """
     from dataclasses import replace
 
@@ -937,6 +989,14 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
         cut = _best_threshold(pos, neg)
         spans[defect] = {"defective_min": round(min(pos), 3) if pos else None, "defective_n": len(pos),
                          "others_max": round(max(neg), 3) if neg else None}
+        if defect == "wrong_depth" and depth_seen:
+            # the depth fail level on every seen seed: this run's calibration rows, and the file's
+            # rows of the other seen sessions (the held-out ones excepted: they judge this fit)
+            judged = {f"lab-{s}" for s in held_out_seeds} | {f"lab-{s}" for s in calibration_seeds}
+            pooled = depth_rows(cal_rows) + [r for r in depth_seen if r["session"] not in judged]
+            spans["wrong_depth_calibration_only"] = dict(spans[defect], fit=round(cut, 3) if cut is not None
+                                                         else None)
+            cut, spans[defect] = depth_fail_fit(pooled)
         if cut is not None:
             fitted[fail_name] = round(cut, 3)
             fitted[warn_name] = round(0.75 * cut, 3)
@@ -1056,6 +1116,7 @@ def labelled(root: Path, calibration_seeds: list[int], held_out_seeds: list[int]
             # of this run's fit: what the capture line says with the defaults, at this size.
             "quick_vs_full_shipped_margins": _quick_vs_full(quick, "shipped_"),
         },
+        "held_out_depth_rows": depth_rows([r for r in held if not r["session"].endswith("-knocked")]),
         "misjudged_held_out": [{k: r[k] for k in ("session", "capture_id", "kind", "defect", "verdict", "levels")}
                                for r in held if not r["defect"].endswith("_invisible") and (
                                    (r["defect"] == "clean" and r["verdict"] == "fail")
@@ -1341,6 +1402,9 @@ def main(argv=None) -> dict:
     p.add_argument("--held-out-seeds", type=int, nargs="+", default=[1803, 1804],
                    help="seeds the labelled part judges on (one or more)")
     p.add_argument("--labelled-size", type=int, nargs=2, default=[480, 360], help="frame width height")
+    p.add_argument("--depth-seen", default=str(DEPTH_SEEN_ROWS),
+                   help="the other seen seeds' depth rows the depth fail level is fitted on beside the calibration "
+                        "seeds (JSON, 'rows'); 'none': the calibration seeds alone")
     p.add_argument("--accuracy-captures", type=int, default=12)
     p.add_argument("--maps-seeds", type=int, nargs="+", default=[2024, 2025],
                    help="calibration seeds of --part maps (the accuracy part's --seed judges)")
@@ -1367,7 +1431,8 @@ def main(argv=None) -> dict:
         if a.part in ("labelled", "all"):
             out["labelled"] = labelled(root, a.calibration_seeds, a.held_out_seeds, a.labelled_captures,
                                        tuple(a.labelled_size), a.workers, a.knocked_captures,
-                                       a.held_out_captures, a.held_out_knocked)
+                                       a.held_out_captures, a.held_out_knocked,
+                                       None if a.depth_seen == "none" else load_depth_seen(Path(a.depth_seen)))
         if a.part in ("speed", "all"):
             out["speed"] = speed(root, a.speed_captures, a.seed + 2)
     return out
