@@ -53,9 +53,11 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -250,6 +252,8 @@ def main() -> None:
     from hzsr.sim.profiles import FULL_RES
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hzsr-bench-infer-"))
+    if not args.keep:  # the rendered 12 MP capture and every output (~26 MB) go with the run
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
     sess = root / "session"
     render_s = None
     if not (sess / "session.json").exists():
