@@ -139,6 +139,13 @@ def _tt_truth(truth: dict) -> tuple[np.ndarray, np.ndarray]:
     return hid_n > vis_n, (hid_n + vis_n) > 0
 
 
+def _tally(acc: list[int], flagged: np.ndarray, truth: np.ndarray) -> None:
+    """Add a map's pooled counts to ``acc``: [flagged and true, flagged, true] (``_pr``'s input)."""
+    acc[0] += int((flagged & truth).sum())
+    acc[1] += int(flagged.sum())
+    acc[2] += int(truth.sum())
+
+
 def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dict:
     """EPE, M_occ precision/recall and M_defocus IoU against the simulator's truth."""
     from hzsr.qa.capture_qa import expected_parallax, focus_plane_differs
@@ -204,10 +211,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             inframe = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
             true_occ = ~vis & inframe & r.valid  # a different surface at the target, in frame
             pred = (r.occlusion >= 0.5) & r.valid & inframe
-            o = per[slot]["occ"]
-            o[0] += int((pred & true_occ).sum())
-            o[1] += int(pred.sum())
-            o[2] += int(true_occ.sum())
+            _tally(per[slot]["occ"], pred, true_occ)
             hid = (r.hidden >= 0.5) & r.valid & inframe  # M_occ against truth (maps.hidden_map)
             # The same map given the rig's baseline (maps.fold_map on the flow refined along it).
             rb = register_pair(crop, img[slot], pcfg, optical_scale=1 / rect.scale, shift=g, baseline=baselines[slot])
@@ -219,10 +223,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                 # maps.hidden_wr_from_the_ts); before, plus the small steps found between the two Ts
                 # (hidden_through_main_t). DIS's hidden_map alone: apart.
                 nochain = (rb.hidden >= 0.5) & r.valid & inframe
-                o = per[slot].setdefault("fold_without_main_t", [0, 0, 0])
-                o[0] += int((nochain & true_occ).sum())
-                o[1] += int(nochain.sum())
-                o[2] += int(true_occ.sum())
+                _tally(per[slot].setdefault("fold_without_main_t", [0, 0, 0]), nochain, true_occ)
                 rt = register_pair(img["main_T"], img["ref_T"], cfg, baseline=cfg.rig.ref_baseline_m)
                 tt_fold = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
                                      rt.flow_fwd)
@@ -235,29 +236,14 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                 # Maps pass 6's map (main's before maps pass 7: no wide fill, no match check, 9 px window).
                 tt_pass6 = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
                                       rt.flow_fwd, holes_window=9, fill_reach=0, min_residual=0.0, ref_mode=R3)
-                # Maps pass 7's map (main's before maps pass 8: the 3-way pass for the reference T too).
-                tt_pass7 = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
+                # Maps pass 8's option (the reference T's disparity by full 8-path SGM; not shipped).
+                tt_pass8_option = alike_fold(img["main_T"], img["ref_T"], rt.shift, cfg.rig.ref_baseline_m, cfg,
                                       rt.flow_fwd, ref_mode=cv2.STEREO_SGBM_MODE_HH)
-                pass7 = hidden_through_the_ts(tt_pass7, w_to_main, wt_hidden) & r.valid & inframe
-                o = per[slot].setdefault("fold_maps_pass_8_option", [0, 0, 0])
-                o[0] += int((pass7 & true_occ).sum())
-                o[1] += int(pass7.sum())
-                o[2] += int(true_occ.sum())
-                pass6 = hidden_through_the_ts(tt_pass6, w_to_main, wt_hidden) & r.valid & inframe
-                o = per[slot].setdefault("fold_before_maps_pass_7", [0, 0, 0])
-                o[0] += int((pass6 & true_occ).sum())
-                o[1] += int(pass6.sum())
-                o[2] += int(true_occ.sum())
-                pass5 = hidden_through_the_ts(tt_pass5, w_to_main, wt_hidden) & r.valid & inframe
-                o = per[slot].setdefault("fold_before_maps_pass_6", [0, 0, 0])
-                o[0] += int((pass5 & true_occ).sum())
-                o[1] += int(pass5.sum())
-                o[2] += int(true_occ.sum())
-                before = hidden_through_the_ts(tt_before, w_to_main, wt_hidden) & r.valid & inframe
-                o = per[slot].setdefault("fold_before_maps_pass_5", [0, 0, 0])
-                o[0] += int((before & true_occ).sum())
-                o[1] += int(before.sum())
-                o[2] += int(true_occ.sum())
+                for key, tt_map in (("fold_maps_pass_8_option", tt_pass8_option),
+                                    ("fold_before_maps_pass_7", tt_pass6), ("fold_before_maps_pass_6", tt_pass5),
+                                    ("fold_before_maps_pass_5", tt_before)):
+                    carried = hidden_through_the_ts(tt_map, w_to_main, wt_hidden) & r.valid & inframe
+                    _tally(per[slot].setdefault(key, [0, 0, 0]), carried, true_occ)
                 if cfg.maps.hidden_alike_stereo and cfg.maps.hidden_wr_from_the_ts:  # qa check's default
                     rb = with_fold(rb, hidden_through_the_ts(tt_fold, w_to_main, wt_hidden))
                 elif cfg.maps.hidden_through_main_t:
@@ -270,9 +256,10 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
                 up_before = cv2.resize(tt_before.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
                 up_pass5 = cv2.resize(tt_pass5.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
                 up_pass6 = cv2.resize(tt_pass6.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
-                up_pass7 = cv2.resize(tt_pass7.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+                up_pass8_option = cv2.resize(tt_pass8_option.astype(np.float32), (w, h),
+                                             interpolation=cv2.INTER_LINEAR) >= 0.5
                 e_tt = fb_error(rt.flow_fwd, rt.flow_bwd) * rt.grid_scale  # flow-grid px
-                for key, mp in (("alike_fold", up), ("alike_fold_maps_pass_8_option", up_pass7),
+                for key, mp in (("alike_fold", up), ("alike_fold_maps_pass_8_option", up_pass8_option),
                                 ("alike_fold_before_maps_pass_7", up_pass6),
                                 ("alike_fold_before_maps_pass_6", up_pass5),
                                 ("alike_fold_before", up_before),
@@ -289,10 +276,7 @@ def accuracy(root: Path, captures: int, seed: int, size: tuple[int, int]) -> dic
             for key, mp, take in (("hid", hid, True), ("fold", fold, True), ("hid_resolvable", hid, resolvable),
                                   ("fold_resolvable", fold, resolvable)):
                 if take:
-                    o = per[slot][key]
-                    o[0] += int((mp & true_occ).sum())
-                    o[1] += int(mp.sum())
-                    o[2] += int(true_occ.sum())
+                    _tally(per[slot][key], mp, true_occ)
             if not resolvable:
                 per[slot]["hid_flagged_without"][0] += int(hid.sum())
                 per[slot]["hid_flagged_without"][1] += int((r.valid & inframe).sum())
