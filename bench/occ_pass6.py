@@ -303,21 +303,32 @@ def seed_figures(seed: int, root: Path) -> dict:
             "w_crop_vs_ref_T": {k: _pr(v) for k, v in wr.items()}}
 
 
-def middlebury_figures() -> dict:
-    """The candidates on Middlebury's motorcycle (right camera at +x), scored as ``--part middlebury``."""
+def middlebury_pair() -> tuple:
+    """Middlebury's motorcycle (right camera at +x) as ``--part middlebury`` scores it: ``(left, right,
+    disp, true_occ, m, rb)``, ``m`` the pixels scored (in both frames and registered), ``rb`` the pair's
+    registration."""
     import _stereo
     import skimage.data as data
 
     left, right, disp = data.stereo_motorcycle()
     true_occ, inframe, _ = _stereo.visibility(disp)
     rb = register_pair(left, right, CFG, baseline=(1.0, 0.0))
-    m = inframe & rb.valid
-    h, w = disp.shape
-    out = {}
-    for name, fold in fold_candidates(left, right, rb.shift, (1.0, 0.0), rb.flow_fwd, rb.flow_bwd).items():
-        p = (cv2.resize(fold.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5) & m
-        out[name] = _pr([int((p & true_occ).sum()), int(p.sum()), int((true_occ & m).sum())])
-    return out
+    return left, right, disp, true_occ, inframe & rb.valid, rb
+
+
+def middlebury_scored(fold: np.ndarray, true_occ: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """A fold map on the lumas' grid, brought to the pair's size and kept where scored, and its
+    counts for a ``_pr``: [flagged and truly occluded, flagged, truly occluded]."""
+    h, w = true_occ.shape
+    p = (cv2.resize(fold.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5) & m
+    return p, [int((p & true_occ).sum()), int(p.sum()), int((true_occ & m).sum())]
+
+
+def middlebury_figures() -> dict:
+    """The candidates on Middlebury's motorcycle (right camera at +x), scored as ``--part middlebury``."""
+    left, right, _, true_occ, m, rb = middlebury_pair()
+    return {name: _pr(middlebury_scored(fold, true_occ, m)[1])
+            for name, fold in fold_candidates(left, right, rb.shift, (1.0, 0.0), rb.flow_fwd, rb.flow_bwd).items()}
 
 
 def _f1(pr: dict) -> float:

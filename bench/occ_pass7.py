@@ -38,10 +38,9 @@ import numpy as np
 import hzsr.qa.stereo_occlusion as so
 from hzsr.qa.config import QAConfig
 from hzsr.qa.maps import fb_error
-from hzsr.qa.register import register_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from occ_pass6 import _add, _f1, registered_captures  # noqa: E402  (the maps passes' shared per-capture truth)
+from occ_pass6 import _add, _f1, middlebury_pair, middlebury_scored, registered_captures  # noqa: E402  (the maps passes' shared per-capture truth)
 
 CFG = QAConfig()
 CALIBRATION = (2024, 2025)
@@ -168,19 +167,12 @@ def middlebury_misses(left, right, disp, true_occ, m, rb, maps: dict[str, np.nda
 
 def middlebury_figures() -> dict:
     """The candidates on Middlebury's motorcycle (right camera at +x), scored as ``--part middlebury``."""
-    import _stereo
-    import skimage.data as data
-
-    left, right, disp = data.stereo_motorcycle()
-    true_occ, inframe, _ = _stereo.visibility(disp)
-    rb = register_pair(left, right, CFG, baseline=(1.0, 0.0))
-    m = inframe & rb.valid
-    h, w = disp.shape
+    left, right, disp, true_occ, m, rb = middlebury_pair()
     out, maps = {}, {}
     for name, kw in candidates().items():
         fold = so.alike_fold(left, right, rb.shift, (1.0, 0.0), CFG, rb.flow_fwd, **kw)
-        p = (cv2.resize(fold.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5) & m
-        out[name] = _pr([int((p & true_occ).sum()), int(p.sum()), int((true_occ & m).sum())])
+        p, counts = middlebury_scored(fold, true_occ, m)
+        out[name] = _pr(counts)
         if name in ("shipped", "maps_pass_6"):
             maps[name] = p
     out["where_the_truly_hidden_pixels_lie"] = middlebury_misses(left, right, disp, true_occ, m, rb, maps)
