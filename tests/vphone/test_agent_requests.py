@@ -23,12 +23,18 @@ from hzsr.vphone.storage import PhoneStorage
 class LineStream:
     """What ``handle`` reads from and writes to: request lines in, reply lines out."""
 
-    def __init__(self, lines: list[dict | bytes]):
-        self._in = [ln if isinstance(ln, bytes) else json.dumps(ln).encode() + b"\n" for ln in lines]
+    def __init__(self, lines: list):
+        # A callable line is built when the agent reads it, so a capture's lead is measured from
+        # the agent's read, not from the test's setup (a loaded machine once ate a 40 ms lead).
+        self._in = list(lines)
         self.out = bytearray()
 
     async def read_some(self) -> bytes:
-        return self._in.pop(0) if self._in else b""
+        if not self._in:
+            return b""
+        ln = self._in.pop(0)
+        ln = ln() if callable(ln) else ln
+        return ln if isinstance(ln, bytes) else json.dumps(ln).encode() + b"\n"
 
     async def write(self, data: bytes) -> None:
         self.out += data
@@ -57,16 +63,17 @@ def _serve(agent: CaptureAgent, lines: list) -> list[dict]:
     return asyncio.run(go())
 
 
-def _capture(agent: CaptureAgent, cid: str, lead_ms: float, req_id: int) -> dict:
-    return {"cmd": "capture", "id": req_id, "session": "s", "capture_id": cid, "phase_align": True,
-            "target_ns": agent.boottime_ns() + int(lead_ms * 1e6)}
+def _capture(agent: CaptureAgent, cid: str, lead_ms: float, req_id: int):
+    """A capture request whose target is ``lead_ms`` after the agent reads it."""
+    return lambda: {"cmd": "capture", "id": req_id, "session": "s", "capture_id": cid, "phase_align": True,
+                    "target_ns": agent.boottime_ns() + int(lead_ms * 1e6)}
 
 
 def test_capture_in_the_streams_first_frames(agent):
-    # The camera opened "now": put its first frame 200 ms ahead, and ask for a capture 50 ms ahead,
+    # The camera opened "now": put its first frame 1 s ahead, and ask for a capture 300 ms ahead,
     # before any frame was reported (the request that once killed the agent).
-    agent.stream.t0 = agent.boottime_ns() + 2e8
-    replies = _serve(agent, [_capture(agent, "c0", 50, 1), {"cmd": "status", "id": 2}])
+    agent.stream.t0 = agent.boottime_ns() + 1e9
+    replies = _serve(agent, [_capture(agent, "c0", 300, 1), {"cmd": "status", "id": 2}])
     assert [r["ok"] for r in replies] == [True, True], replies
     assert replies[0]["frame_number"] == 0  # the first frame the stream has
     assert replies[0]["frame_timestamp_ns"] >= agent.stream.t0 - 4 * agent.stream.cfg.timestamp_jitter_ns
@@ -76,7 +83,7 @@ def test_capture_after_a_backward_clock_step(agent):
     agent.stream.t0 = agent.boottime_ns() - 1e9  # the stream has run for a second
     agent.jump_clock(-3_000_000_000)  # then the phone's clock steps back past its start
     assert agent.boottime_ns() < agent.stream.t0
-    replies = _serve(agent, [_capture(agent, "c1", 100, 1), {"cmd": "status", "id": 2},
+    replies = _serve(agent, [_capture(agent, "c1", 300, 1), {"cmd": "status", "id": 2},
                              _capture(agent, "c2", 4000, 3)])
     assert [r["ok"] for r in replies] == [True, True, True], replies
     assert replies[0]["frame_number"] == 0  # its target is before the stream: the first frame
@@ -134,8 +141,8 @@ def test_a_target_beyond_the_lead_bound_is_refused(agent):
 
 
 def test_cancel_of_a_finished_capture_is_not_found(agent):
-    replies = _serve(agent, [_capture(agent, "c5", 40, 1)])
-    assert replies[0]["ok"]
+    replies = _serve(agent, [_capture(agent, "c5", 300, 1)])
+    assert replies[0]["ok"], replies
     done = agent.storage.host_path("/sdcard/Android/data/org.hzsr.agent/files/s/c5/done")
     assert done.exists()  # _serve waited for it: a finished capture is no longer pending
     assert _serve(agent, [_req("cancel", 2, session="s", capture_id="c5")])[0]["error"]["code"] == "not_found"
