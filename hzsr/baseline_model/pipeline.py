@@ -27,7 +27,7 @@ from hzsr.baseline_model.align import Alignment, align
 from hzsr.baseline_model.blend import blend_planes
 from hzsr.baseline_model.color import RGB_TO_YUV, YUV_TO_RGB
 from hzsr.baseline_model.config import PipelineConfig
-from hzsr.baseline_model.denoise import DenoiseSettings, denoise_output
+from hzsr.baseline_model.denoise import DenoiseSettings, denoise_output, reference_sigma
 from hzsr.baseline_model.geometry_source import resolve_geometry
 from hzsr.baseline_model.runtime import default_runtime, make_runner
 from hzsr.baseline_model.tiling import n_tiles, run_tiled
@@ -219,8 +219,13 @@ class HZSRPipeline:
                      blend_defocus_weight=c.blend_defocus_weight, flow_blur_px=c.flow_blur_px,
                      flow_blur_min_level=c.flow_blur_min_level)
 
-    def fuse(self, al: Alignment, extras: tuple[str, ...] = ()) -> PipelineResult:
-        """Fuse an aligned capture in tiles; ``extras`` names optional outputs from EXTRA_OUTPUTS."""
+    def fuse(self, al: Alignment, extras: tuple[str, ...] = (), *,
+             ref_sigma: float | Future | None = None) -> PipelineResult:
+        """Fuse an aligned capture in tiles; ``extras`` names optional outputs from EXTRA_OUTPUTS.
+
+        ``ref_sigma``: the reference's noise sigma (``reference_sigma``), or a ``Future`` of it
+        measured in a thread meanwhile; None measures it here, after the tiles.
+        """
         for e in extras:
             if e not in EXTRA_OUTPUTS:
                 raise ValueError(f"unknown extra output {e!r}; known: {', '.join(EXTRA_OUTPUTS)}")
@@ -232,7 +237,7 @@ class HZSRPipeline:
             final = src.copy()
             for e in extras:
                 out[e] = src
-            final, td = self._denoise(final, al)
+            final, td = self._denoise(final, al, ref_sigma)
             timings = {**al.timings, "fusion": time.perf_counter() - t0, "fusion_colour": 0.0, "fusion_unet": 0.0,
                        "fusion_blend": 0.0, "denoise": td}
             return PipelineResult(final, al, out, timings, list(al.warnings), 0)
@@ -322,16 +327,27 @@ class HZSRPipeline:
             release_freed_buffers()
         if "bicubic" in extras:
             out["bicubic"] = src
-        final, spent["denoise"] = self._denoise(final, al)
+        final, spent["denoise"] = self._denoise(final, al, ref_sigma)
         # fusion = colour (warp, colour match, YUV) + unet + blend (and blend's YUV->RGB) + tiling
         timings = {**al.timings, "fusion": time.perf_counter() - t0, **spent}
         return PipelineResult(final, al, out, timings, list(al.warnings), tiles)
 
-    def _denoise(self, final: np.ndarray, al: Alignment) -> tuple[np.ndarray, float]:
-        """The output denoiser (``denoise.py``), on when the reference's measured noise says so; its seconds."""
+    def _denoise_settings(self) -> DenoiseSettings:
+        return DenoiseSettings(min_sigma=self.cfg.denoise_min_sigma, strength=self.cfg.denoise_strength)
+
+    def reference_sigma(self, ref: np.ndarray) -> float:
+        """The reference's noise sigma that the output denoiser acts on (``denoise.reference_sigma``):
+        the reference's alone, so it can be measured in a thread while the capture is aligned
+        (``fuse(ref_sigma=)``)."""
+        return reference_sigma(ref, self._denoise_settings())
+
+    def _denoise(self, final: np.ndarray, al: Alignment,
+                 ref_sigma: float | Future | None = None) -> tuple[np.ndarray, float]:
+        """The output denoiser (``denoise.py``), on when the reference's measured noise says so; its seconds
+        (with the wait for ``ref_sigma`` where it is measured in a thread)."""
         t = time.perf_counter()
-        s = DenoiseSettings(min_sigma=self.cfg.denoise_min_sigma, strength=self.cfg.denoise_strength)
-        final, _ = denoise_output(final, al.ref, s)
+        sigma = ref_sigma.result() if isinstance(ref_sigma, Future) else ref_sigma
+        final, _ = denoise_output(final, al.ref, self._denoise_settings(), sigma)
         return final, time.perf_counter() - t
 
     def run(self, w_img: np.ndarray, ref: np.ndarray, meta: dict[str, Any] | None = None,
