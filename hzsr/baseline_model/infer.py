@@ -1,12 +1,14 @@
 """``hzsr model infer``: one capture (W + reference T) to a full-resolution image.
 
-Stages, each timed: ``decode`` (both JPEGs), ``coarse_align``, ``dense_flow``, ``maps``,
+Stages, each timed: ``decode`` (both JPEGs; from the command line, what is left of the decoding it
+started during the thread policy's sample: ``ImagePrefetch``), ``coarse_align``, ``dense_flow``, ``maps``,
 ``fusion`` (tile by tile; split into ``fusion_colour``: warp, colour match and YUV of the inputs,
 ``fusion_unet``: the network, ``fusion_blend``: blending and back to RGB), ``uncrop`` (paste into
-the zoomed W frame), ``encode``. ``runtime`` and ``threads`` say what ran the UNet. ``OUT.json``
-beside the image holds the timings, the warnings (missing AF ROI or intrinsics, a reference that
-does not overlap) and the geometry. Bad input is one line naming the file: an unreadable image or
-checkpoint, broken metadata.
+the zoomed W frame), ``encode``; ``denoise`` is the output denoiser with the wait for the
+reference's noise sigma, measured in a thread beside the alignment. ``runtime`` and ``threads``
+say what ran the UNet. ``OUT.json`` beside the image holds the timings, the warnings (missing AF
+ROI or intrinsics, a reference that does not overlap) and the geometry. Bad input is one line
+naming the file: an unreadable image or checkpoint, broken metadata.
 """
 
 from __future__ import annotations
