@@ -28,22 +28,17 @@ def _need_torch() -> None:
                           field="hzsr model", unreadable=True) from None
 
 
-def _import_infer(args: argparse.Namespace | None = None) -> None:
-    """Import what ``model infer`` runs (torch-free), during the thread policy's sample (``threads.free_cores``),
-    and start decoding its two JPEGs there (``args.prefetch``: ``infer.ImagePrefetch``), which the
-    sample's 0.1 s otherwise spent asleep."""
+def _import_infer() -> None:
+    """Import what ``model infer`` runs (torch-free), during the thread policy's sample (``threads.free_cores``)."""
     try:
-        import hzsr.baseline_model.infer as infer_mod
-
-        if args is not None:  # model infer's: decoding while the rest is imported
-            args.prefetch = infer_mod.ImagePrefetch(args.source, args.ref)
+        import hzsr.baseline_model.infer  # noqa: F401
         import hzsr.baseline_model.pipeline  # noqa: F401
         import hzsr.baseline_model.runtime  # noqa: F401
     except ImportError:
         pass  # reported by the verb itself, as before
 
 
-def _guard(func, *, torch_now: bool = True, prefetch: bool = False):
+def _guard(func, *, torch_now: bool = True):
     def run(args: argparse.Namespace) -> int:
         # Before torch loads: OpenMP reads its wait policy once (threads.py).
         from hzsr.baseline_model.threads import apply
@@ -52,7 +47,7 @@ def _guard(func, *, torch_now: bool = True, prefetch: bool = False):
         # ``infer`` keeps torch unloaded: its ONNX runtimes need none (0.5 s of a 12 MP image on idle cores),
         # and imports its own modules while the policy samples the free cores, instead of sleeping.
         args.thread_policy = apply(requested, load_torch=torch_now,
-                                   meanwhile=None if torch_now else lambda: _import_infer(args if prefetch else None))
+                                   meanwhile=None if torch_now else _import_infer)
         _need_torch()
         from hzsr.core.errors import HzsrError
 
@@ -107,8 +102,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
 
     res = infer(args.source, args.ref, args.out, ckpt=args.ckpt, meta=args.meta, zoom=args.zoom,
                 save_maps=args.save_maps, device=args.device, tile=args.tile, halo=args.halo,
-                focal_ratio=args.focal_ratio, runtime=args.runtime, threads=args.thread_policy.threads,
-                prefetch=getattr(args, "prefetch", None))
+                focal_ratio=args.focal_ratio, runtime=args.runtime, threads=args.thread_policy.threads)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -198,7 +192,7 @@ def add_model_parser(stages: Any) -> None:
     add_json(e, "print the results as JSON")
 
     i = add_verb(verbs, "infer", "fuse one capture: W + reference T -> full-resolution image",
-                 _guard(_cmd_infer, torch_now=False, prefetch=True), formatter_class=fmt)
+                 _guard(_cmd_infer, torch_now=False), formatter_class=fmt)
     i.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped one)")
     add_folder(i, "source", "the W image (JPEG/PNG)", metavar="SOURCE")
     i.add_argument("--ref", required=True, help="the reference T image")

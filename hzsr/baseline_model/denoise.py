@@ -68,9 +68,9 @@ def noise_sigma(y: np.ndarray, block: int = 16, percentile: float = 10.0, max_si
 def reference_sigma(reference: np.ndarray, s: DenoiseSettings) -> float:
     """The noise sigma (8-bit luma) ``denoise_output`` measures in the uint8 RGB ``reference``.
 
-    A function of the reference alone, so ``hzsr model infer`` measures it in a thread while the
-    capture is aligned, instead of after the tiles (where it cost 0.06-0.3 s of wall, its fresh
-    pages faulted in just after the tiles' heap was trimmed: ``docs/benchmarks.md``, issue19wall).
+    A function of the reference alone, so the pipeline measures it before the tiles
+    (``HZSRPipeline.fuse``), not after them, where its temporaries were freshly trimmed pages
+    (0.2-0.5 CPU-s of faults against 0.04: ``docs/benchmarks.md``, issue19wall).
     """
     h, w = reference.shape[:2]
     m = _MAX_SIDE

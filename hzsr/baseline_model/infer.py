@@ -1,22 +1,19 @@
 """``hzsr model infer``: one capture (W + reference T) to a full-resolution image.
 
-Stages, each timed: ``decode`` (both JPEGs; from the command line, what is left of the decoding it
-started during the thread policy's sample: ``ImagePrefetch``), ``coarse_align``, ``dense_flow``, ``maps``,
+Stages, each timed: ``decode`` (both JPEGs), ``coarse_align``, ``dense_flow``, ``maps``,
 ``fusion`` (tile by tile; split into ``fusion_colour``: warp, colour match and YUV of the inputs,
 ``fusion_unet``: the network, ``fusion_blend``: blending and back to RGB), ``uncrop`` (paste into
-the zoomed W frame), ``encode``; ``denoise`` is the output denoiser with the wait for the
-reference's noise sigma, measured in a thread beside the alignment. ``runtime`` and ``threads``
-say what ran the UNet. ``OUT.json`` beside the image holds the timings, the warnings (missing AF
-ROI or intrinsics, a reference that does not overlap) and the geometry. Bad input is one line
-naming the file: an unreadable image or checkpoint, broken metadata.
+the zoomed W frame), ``encode``. ``runtime`` and ``threads`` say what ran the UNet. ``OUT.json``
+beside the image holds the timings, the warnings (missing AF ROI or intrinsics, a reference that
+does not overlap) and the geometry. Bad input is one line naming the file: an unreadable image or
+checkpoint, broken metadata.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,41 +41,6 @@ def read_rgb(path: str | Path, what: str) -> np.ndarray:
     if img is None:
         raise ConfigError("not a readable image", file=p, field=what, unreadable=True)
     return img
-
-
-class ImagePrefetch:
-    """SOURCE and --ref being decoded (``read_rgb``) in two daemon threads, started before ``infer`` runs.
-
-    ``hzsr model infer`` starts it while the thread policy samples the free cores (``threads.free_cores``,
-    0.1 s, otherwise spent importing and sleeping), so both JPEGs are decoded by the time ``infer``
-    wants them. Daemon threads: an error before ``infer`` reads them (a bad ``--out``) does not wait
-    for a decode to end. Errors are raised by ``images``, SOURCE's first, as ``infer`` would raise them.
-    """
-
-    def __init__(self, source: str | Path, ref: str | Path):
-        self.paths = (str(source), str(ref))
-        self._futures = [_in_daemon_thread(read_rgb, source, "SOURCE"), _in_daemon_thread(read_rgb, ref, "--ref")]
-
-    def images(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(W, T)`` as ``read_rgb`` returns them, once both are decoded (the first error, SOURCE's first)."""
-        w_img, r_img = (f.result() for f in self._futures)
-        self._futures = []  # held by the caller from here on, not by this object as well
-        return w_img, r_img
-
-
-def _in_daemon_thread(fn: Any, *args: Any) -> Future:
-    """``fn(*args)`` in a new daemon thread; its result or exception in the returned ``Future``."""
-    fut: Future = Future()
-
-    def run() -> None:
-        fut.set_running_or_notify_cancel()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to the reader of the future, as an executor does
-            fut.set_exception(exc)
-
-    threading.Thread(target=run, name="hzsr-decode", daemon=True).start()
-    return fut
 
 
 def read_meta(path: str | Path | None) -> dict[str, Any] | None:
@@ -151,17 +113,13 @@ def _threads_now() -> int:
 def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | Path | None = None,
           meta: str | Path | None = None, zoom: float | None = None, save_maps: str | Path | None = None,
           device: str = "cpu", tile: int | None = None, halo: int | None = None,
-          focal_ratio: float | None = None, runtime: str | None = None, threads: int | None = None,
-          prefetch: ImagePrefetch | None = None) -> dict[str, Any]:
+          focal_ratio: float | None = None, runtime: str | None = None, threads: int | None = None) -> dict[str, Any]:
     """Run the pipeline on one capture and write ``out`` and ``out``.json; returns what it wrote.
 
     With an ONNX runtime (OpenVINO, ONNX Runtime: the CPU default) and the checkpoint's graph in the
     cache (``runtime.checkpoint_graph``, keyed by the checkpoint file's bytes), torch is not imported
     at all, and the runtime is built in a thread while both JPEGs are decoded and the capture is
     aligned. ``threads``: tiles in flight (default: the thread policy's count, ``_threads_now``).
-    ``prefetch``: ``source`` and ``ref`` already being decoded (``ImagePrefetch``; ignored unless it
-    reads these two paths). The reference's noise sigma (the output denoiser's) is measured in a
-    thread while the capture is aligned.
     """
     import dataclasses
 
@@ -219,12 +177,8 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
         # order of trust), read in a thread: it imports PIL (30-70 ms), beside the decoding.
         exif_f = pool.submit(lambda: (exif_focal_35mm(source), exif_focal_35mm(ref)))
         t0 = time.perf_counter()
-        if prefetch is not None and prefetch.paths == (str(source), str(ref)):
-            w_img, r_img = prefetch.images()  # decoded while the thread policy sampled the cores
-        else:
-            # Both JPEGs at once (OpenCV's decoder releases the GIL); errors still name SOURCE first.
-            w_img, r_img = pool.map(read_rgb, (source, ref), ("SOURCE", "--ref"))  # holds no image after
-        prefetch = None
+        # Both JPEGs at once (OpenCV's decoder releases the GIL); errors still name SOURCE first.
+        w_img, r_img = pool.map(read_rgb, (source, ref), ("SOURCE", "--ref"))  # holds no image after
         capture = read_meta(meta)
         t_decode = time.perf_counter() - t0
         if model is not None:
@@ -236,9 +190,6 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
             pipe = HZSRPipeline(None, cfg, device, rt, runner=runner)
         if capture is None:
             capture = {}
-        # The reference's noise (the output denoiser's input), measured beside the alignment, which
-        # leaves the second core mostly idle, rather than after the tiles.
-        ref_sigma = pool.submit(pipe.reference_sigma, r_img)
         exif = exif_f.result()
         al = pipe.align(w_img, r_img, capture, focal_ratio=focal_ratio, exif_35mm=exif)
         k = al.rect.scale
@@ -253,7 +204,7 @@ def infer(source: str | Path, ref: str | Path, out: str | Path, *, ckpt: str | P
         t0 = time.perf_counter()
         runner = pipe.runner  # built in its thread meanwhile: what is left of it is waited for here
         t_wait = time.perf_counter() - t0
-        res = pipe.fuse(al, extras=("warped_ref", "fusion") if save_maps else (), ref_sigma=ref_sigma)
+        res = pipe.fuse(al, extras=("warped_ref", "fusion") if save_maps else ())
         t0 = time.perf_counter()
         final = res.final if w_img is None else uncrop(w_img, res.final, al.rect, z)
         t_uncrop = time.perf_counter() - t0

@@ -219,13 +219,8 @@ class HZSRPipeline:
                      blend_defocus_weight=c.blend_defocus_weight, flow_blur_px=c.flow_blur_px,
                      flow_blur_min_level=c.flow_blur_min_level)
 
-    def fuse(self, al: Alignment, extras: tuple[str, ...] = (), *,
-             ref_sigma: float | Future | None = None) -> PipelineResult:
-        """Fuse an aligned capture in tiles; ``extras`` names optional outputs from EXTRA_OUTPUTS.
-
-        ``ref_sigma``: the reference's noise sigma (``reference_sigma``), or a ``Future`` of it
-        measured in a thread meanwhile; None measures it here, after the tiles.
-        """
+    def fuse(self, al: Alignment, extras: tuple[str, ...] = ()) -> PipelineResult:
+        """Fuse an aligned capture in tiles; ``extras`` names optional outputs from EXTRA_OUTPUTS."""
         for e in extras:
             if e not in EXTRA_OUTPUTS:
                 raise ValueError(f"unknown extra output {e!r}; known: {', '.join(EXTRA_OUTPUTS)}")
@@ -237,7 +232,7 @@ class HZSRPipeline:
             final = src.copy()
             for e in extras:
                 out[e] = src
-            final, td = self._denoise(final, al, ref_sigma)
+            final, td = self._denoise(final, al)
             timings = {**al.timings, "fusion": time.perf_counter() - t0, "fusion_colour": 0.0, "fusion_unet": 0.0,
                        "fusion_blend": 0.0, "denoise": td}
             return PipelineResult(final, al, out, timings, list(al.warnings), 0)
@@ -292,6 +287,12 @@ class HZSRPipeline:
                                                            src[y0:y1, x0:x1])
             add("fusion_blend", t)
 
+        # The output denoiser's noise estimate of the reference, here, before the heap is trimmed
+        # below: measured after the tiles, its 70 MB of temporaries came from freshly trimmed pages
+        # and cost 0.2-0.5 CPU-s of faults on the serial tail, against 0.04 here (issue19wall).
+        t = time.perf_counter()
+        ref_sigma = self.reference_sigma(al.ref)
+        spent["denoise"] = time.perf_counter() - t
         runner = self.runner
         # Alignment's full-frame temporaries leave freed pages in the main thread's heap, which the
         # tile workers' own heaps cannot reuse: handing them back keeps them out of the peak.
@@ -327,7 +328,8 @@ class HZSRPipeline:
             release_freed_buffers()
         if "bicubic" in extras:
             out["bicubic"] = src
-        final, spent["denoise"] = self._denoise(final, al, ref_sigma)
+        final, td = self._denoise(final, al, ref_sigma)
+        spent["denoise"] += td
         # fusion = colour (warp, colour match, YUV) + unet + blend (and blend's YUV->RGB) + tiling
         timings = {**al.timings, "fusion": time.perf_counter() - t0, **spent}
         return PipelineResult(final, al, out, timings, list(al.warnings), tiles)
@@ -336,18 +338,14 @@ class HZSRPipeline:
         return DenoiseSettings(min_sigma=self.cfg.denoise_min_sigma, strength=self.cfg.denoise_strength)
 
     def reference_sigma(self, ref: np.ndarray) -> float:
-        """The reference's noise sigma that the output denoiser acts on (``denoise.reference_sigma``):
-        the reference's alone, so it can be measured in a thread while the capture is aligned
-        (``fuse(ref_sigma=)``)."""
+        """The reference's noise sigma that the output denoiser acts on (``denoise.reference_sigma``)."""
         return reference_sigma(ref, self._denoise_settings())
 
-    def _denoise(self, final: np.ndarray, al: Alignment,
-                 ref_sigma: float | Future | None = None) -> tuple[np.ndarray, float]:
-        """The output denoiser (``denoise.py``), on when the reference's measured noise says so; its seconds
-        (with the wait for ``ref_sigma`` where it is measured in a thread)."""
+    def _denoise(self, final: np.ndarray, al: Alignment, ref_sigma: float | None = None) -> tuple[np.ndarray, float]:
+        """The output denoiser (``denoise.py``), on when the reference's measured noise (``ref_sigma``:
+        ``reference_sigma``, measured here when None) says so; its seconds."""
         t = time.perf_counter()
-        sigma = ref_sigma.result() if isinstance(ref_sigma, Future) else ref_sigma
-        final, _ = denoise_output(final, al.ref, self._denoise_settings(), sigma)
+        final, _ = denoise_output(final, al.ref, self._denoise_settings(), ref_sigma)
         return final, time.perf_counter() - t
 
     def run(self, w_img: np.ndarray, ref: np.ndarray, meta: dict[str, Any] | None = None,

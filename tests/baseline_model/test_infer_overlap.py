@@ -1,27 +1,23 @@
-"""``hzsr model infer`` overlaps its serial work (issue19wall): the same image, less wall.
+"""``hzsr model infer``'s serial work around the tiles (issue19wall): the same image, less wall.
 
-- the reference's noise sigma (the output denoiser's) is measured in a thread beside the alignment
-  instead of after the tiles;
-- both JPEGs are decoded while the thread policy samples the free cores (``infer.ImagePrefetch``);
+- the reference's noise sigma (the output denoiser's) is measured before the tiles, not after them
+  (where its temporaries were freshly trimmed heap pages: 0.2-0.5 CPU-s on the serial tail);
 - the command line builds the parser of the stage it runs, not every stage's.
 """
 
 import json
 import subprocess
 import sys
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import cv2
 import numpy as np
 import pytest
 
 from hzsr.baseline_model import infer as infer_mod
+from hzsr.baseline_model import pipeline as pipeline_mod
 from hzsr.baseline_model.checkpoint import load_model
 from hzsr.baseline_model.denoise import DenoiseSettings, denoise_output, reference_sigma
 from hzsr.baseline_model.pipeline import HZSRPipeline
-from hzsr.cli import main
-from hzsr.core.errors import ConfigError
 
 
 def _noisy(img: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
@@ -49,8 +45,10 @@ def _capture(tiny_session, name="c00002"):
     return cap / "main_W.jpg", cap / "ref_T.jpg", cap / "capture.json"
 
 
-def test_fuse_with_the_sigma_from_a_thread_is_the_same_image(tiny_run, tiny_session):
-    """A night-like reference (denoiser on): ``fuse(ref_sigma=Future)`` gives ``fuse``'s own bits."""
+def test_the_reference_noise_is_measured_before_the_tiles_and_gives_the_same_image(tiny_run, tiny_session,
+                                                                                   monkeypatch):
+    """A night-like reference (denoiser on): its sigma is measured before ``run_tiled`` and the heap
+    trim, and the image is the one of measuring it after the tiles (``denoise_output`` on its own)."""
     w_path, r_path, meta = _capture(tiny_session)
     w_img = infer_mod.read_rgb(w_path, "SOURCE")
     ref = _noisy(infer_mod.read_rgb(r_path, "--ref").astype(np.float32), 6.0)
@@ -58,76 +56,18 @@ def test_fuse_with_the_sigma_from_a_thread_is_the_same_image(tiny_run, tiny_sess
     pipe = HZSRPipeline(lc.model, None, "cpu", "torch")
     al = pipe.align(w_img, ref, json.loads(meta.read_text()))
     assert pipe.reference_sigma(ref) >= pipe.cfg.denoise_min_sigma  # the denoiser runs
+    order = []
+    sigma_fn, tiled_fn = HZSRPipeline.reference_sigma, pipeline_mod.run_tiled
+    trim_fn = pipeline_mod.release_freed_buffers
+    monkeypatch.setattr(HZSRPipeline, "reference_sigma", lambda self, r: order.append("sigma") or sigma_fn(self, r))
+    monkeypatch.setattr(pipeline_mod, "run_tiled", lambda *a, **k: order.append("tiles") or tiled_fn(*a, **k))
+    monkeypatch.setattr(pipeline_mod, "release_freed_buffers", lambda: order.append("trim") or trim_fn())
+    got = pipe.fuse(al).final
+    assert order[0] == "sigma" and order.count("sigma") == 1 and "tiles" in order
+    # the same bits as the denoiser measuring the reference itself, after the tiles
+    monkeypatch.setattr(pipeline_mod, "denoise_output", lambda final, r, s, sigma=None: denoise_output(final, r, s))
     want = pipe.fuse(al).final
-    with ThreadPoolExecutor(1) as pool:
-        got = pipe.fuse(al, ref_sigma=pool.submit(pipe.reference_sigma, ref)).final
     assert np.array_equal(got, want)
-
-
-def test_infer_measures_the_reference_noise_in_a_thread_beside_the_alignment(tiny_run, tiny_session, tmp_path,
-                                                                            monkeypatch):
-    w_path, r_path, meta = _capture(tiny_session)
-    seen: dict = {}
-    sigma_fn, fuse_fn = HZSRPipeline.reference_sigma, HZSRPipeline.fuse
-
-    def sigma(self, ref):
-        seen["sigma_thread"] = threading.current_thread()
-        return sigma_fn(self, ref)
-
-    def fuse(self, al, extras=(), **k):
-        seen["ref_sigma"] = k.get("ref_sigma")
-        return fuse_fn(self, al, extras, **k)
-
-    monkeypatch.setattr(HZSRPipeline, "reference_sigma", sigma)
-    monkeypatch.setattr(HZSRPipeline, "fuse", fuse)
-    infer_mod.infer(w_path, r_path, tmp_path / "o.png", ckpt=tiny_run / "model.pt", meta=meta, tile=64,
-                    runtime="onnxruntime", threads=1)
-    assert isinstance(seen["ref_sigma"], Future)  # handed to fuse, measured elsewhere
-    assert seen["sigma_thread"] is not threading.main_thread()
-    # the denoiser's settings of the estimate (block, percentile) are DenoiseSettings' own
-    assert seen["ref_sigma"].result() == reference_sigma(infer_mod.read_rgb(r_path, "--ref"), DenoiseSettings())
-
-
-def test_prefetch_gives_read_rgbs_images_and_its_errors_source_first(tiny_session, tmp_path):
-    w_path, r_path, _ = _capture(tiny_session)
-    w_img, r_img = infer_mod.ImagePrefetch(w_path, r_path).images()
-    assert np.array_equal(w_img, infer_mod.read_rgb(w_path, "SOURCE"))
-    assert np.array_equal(r_img, infer_mod.read_rgb(r_path, "--ref"))
-    with pytest.raises(ConfigError) as e:  # both missing: SOURCE is named, as infer's own read names it
-        infer_mod.ImagePrefetch(tmp_path / "no_w.jpg", tmp_path / "no_t.jpg").images()
-    assert "SOURCE" in e.value.one_line() and "no_w.jpg" in e.value.one_line()
-    with pytest.raises(ConfigError) as e:
-        infer_mod.ImagePrefetch(w_path, tmp_path / "no_t.jpg").images()
-    assert "--ref" in e.value.one_line()
-
-
-def test_infer_uses_a_prefetch_only_of_its_own_files(tiny_run, tiny_session, tmp_path):
-    """A prefetch of another capture's files is not used: the image is the one of the files named."""
-    w_path, r_path, meta = _capture(tiny_session)
-    other_w, other_r, _ = _capture(tiny_session, "c00000")
-    outs = {}
-    for name, pre in (("none", None), ("own", infer_mod.ImagePrefetch(w_path, r_path)),
-                      ("other", infer_mod.ImagePrefetch(other_w, other_r))):
-        infer_mod.infer(w_path, r_path, tmp_path / f"{name}.png", ckpt=tiny_run / "model.pt", meta=meta, tile=64,
-                        runtime="onnxruntime", threads=1, prefetch=pre)
-        outs[name] = cv2.imread(str(tmp_path / f"{name}.png"), cv2.IMREAD_UNCHANGED)
-    assert np.array_equal(outs["own"], outs["none"]) and np.array_equal(outs["other"], outs["none"])
-
-
-def test_the_command_hands_infer_its_files_decoding(tiny_session, tmp_path, monkeypatch):
-    w_path, r_path, meta = _capture(tiny_session)
-    got = {}
-
-    def fake_infer(source, ref, out, **k):
-        got["prefetch"] = k.get("prefetch")
-        raise ConfigError("stop here", field="test")
-
-    monkeypatch.setattr(infer_mod, "infer", fake_infer)
-    rc = main(["model", "infer", str(w_path), "--ref", str(r_path), "--meta", str(meta), "--out",
-               str(tmp_path / "o.png"), "--threads", "1"])
-    assert rc != 0 and isinstance(got["prefetch"], infer_mod.ImagePrefetch)
-    assert got["prefetch"].paths == (str(w_path), str(r_path))
-    assert np.array_equal(got["prefetch"].images()[0], infer_mod.read_rgb(w_path, "SOURCE"))
 
 
 def test_a_stage_command_builds_only_its_own_stages_parser():
