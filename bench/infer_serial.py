@@ -9,7 +9,8 @@ alternating), with ``HZSRPipeline.fuse`` and ``_denoise`` wrapped to read the cl
 per process:
 
 - ``main_cpu_before_tiles_s``: the main thread's CPU from interpreter start to the tiles (imports,
-  parser, thread policy, the main thread's share of decoding and alignment);
+  parser, thread policy, the main thread's share of decoding and alignment, and the reference's
+  noise sigma where the tree measures it before the tiles);
 - ``main_cpu_after_tiles_s``: its CPU after the tiles (the output denoiser, encoding, OUT.json);
 - ``wall_to_tiles_s`` / ``wall_after_tiles_s``: the wall from spawn to the tiles and from the tiles
   to the process's end.
@@ -54,6 +55,15 @@ def _child(args: argparse.Namespace) -> None:
         finally:
             mark["cpu_fuse1"], mark["t_fuse1"] = time.thread_time(), time.time() - spawn
 
+    sigma_fn = getattr(HZSRPipeline, "reference_sigma", None)  # this tree: before the tiles, inside fuse
+
+    def timed_sigma(self, *a, **k):
+        t, c = time.time(), time.thread_time()
+        try:
+            return sigma_fn(self, *a, **k)
+        finally:
+            mark["sigma_cpu"], mark["sigma_wall"] = time.thread_time() - c, time.time() - t
+
     def timed_denoise(self, *a, **k):  # after the tiles, inside fuse
         t, c = time.time(), time.thread_time()
         try:
@@ -62,6 +72,8 @@ def _child(args: argparse.Namespace) -> None:
             mark["denoise_cpu"], mark["denoise_wall"] = time.thread_time() - c, time.time() - t
 
     HZSRPipeline.fuse, HZSRPipeline._denoise = timed_fuse, timed_denoise
+    if sigma_fn is not None:
+        HZSRPipeline.reference_sigma = timed_sigma
     argv = ["model", "infer", str(args.capture / "main_W.jpg"), "--ref", str(args.capture / "ref_T.jpg"),
             "--meta", str(args.capture / "capture.json"), "--out", args.out, "--threads", str(args.threads), "--json"]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -69,11 +81,14 @@ def _child(args: argparse.Namespace) -> None:
     if rc:
         raise SystemExit(f"hzsr model infer exited {rc}")
     end_cpu, end = time.thread_time(), time.time() - spawn
+    # The reference's noise sigma: measured at fuse's start where the tree does so (before the tiles),
+    # else inside _denoise (after them).
     print(json.dumps({
-        "main_cpu_before_tiles_s": mark["cpu_fuse0"],
+        "main_cpu_before_tiles_s": mark["cpu_fuse0"] + mark.get("sigma_cpu", 0.0),
         "main_cpu_after_tiles_s": end_cpu - mark["cpu_fuse1"] + mark["denoise_cpu"],
-        "wall_to_tiles_s": mark["t_fuse0"], "wall_after_tiles_s": end - mark["t_fuse1"] + mark["denoise_wall"],
-        "denoise_wall_s": mark["denoise_wall"], "wall_s": end}))
+        "wall_to_tiles_s": mark["t_fuse0"] + mark.get("sigma_wall", 0.0),
+        "wall_after_tiles_s": end - mark["t_fuse1"] + mark["denoise_wall"],
+        "sigma_before_tiles_cpu_s": mark.get("sigma_cpu"), "denoise_wall_s": mark["denoise_wall"], "wall_s": end}))
 
 
 def _run(tree: Path, args: argparse.Namespace, out: Path) -> dict:
@@ -114,10 +129,11 @@ def main() -> None:
         "benchmark": "infer_serial", "capture": str(args.capture), "rounds": args.rounds, "threads": args.threads,
         "trees": {k: str(v) for k, v in trees.items()},
         "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0],
-        "medians": {k: {m: statistics.median(x[m] for x in runs[k]) for m in keys} for k in runs},
+        "medians": {k: {m: statistics.median(x[m] for x in runs[k]) for m in keys if runs[k][0][m] is not None}
+                    for k in runs},
         "base_over_this_median_of_rounds": {
-            m: statistics.median(b[m] / t[m] for b, t in zip(runs["base"], runs["this"], strict=True) if t[m] > 0)
-            for m in keys},
+            m: statistics.median(b[m] / t[m] for b, t in zip(runs["base"], runs["this"], strict=True))
+            for m in keys if all(isinstance(x[m], float) and x[m] > 0 for x in runs["base"] + runs["this"])},
         "rounds_data": runs,
     }
     print(json.dumps(out, indent=2))
