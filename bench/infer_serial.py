@@ -88,7 +88,8 @@ def _child(args: argparse.Namespace) -> None:
         "main_cpu_after_tiles_s": end_cpu - mark["cpu_fuse1"] + mark["denoise_cpu"],
         "wall_to_tiles_s": mark["t_fuse0"] + mark.get("sigma_wall", 0.0),
         "wall_after_tiles_s": end - mark["t_fuse1"] + mark["denoise_wall"],
-        "sigma_before_tiles_cpu_s": mark.get("sigma_cpu"), "denoise_wall_s": mark["denoise_wall"], "wall_s": end}))
+        "sigma_before_tiles_cpu_s": mark.get("sigma_cpu"), "sigma_before_tiles_wall_s": mark.get("sigma_wall"),
+        "fuse_start_s": mark["t_fuse0"], "denoise_wall_s": mark["denoise_wall"], "wall_s": end}))
 
 
 def _run(tree: Path, args: argparse.Namespace, out: Path) -> dict:
