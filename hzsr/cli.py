@@ -235,32 +235,64 @@ def _add_sim_parser(stages) -> None:
     s.set_defaults(func=cmd_sim_session)
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The stages in workflow order (``hzsr --help`` lists them as a crew meets them).
+STAGES = ("rig", "capture", "session", "sync", "qa", "dataset", "model", "sim", "demo", "status")
+
+
+def _add_stage(stages, name: str) -> None:
+    """Add stage ``name``'s parser (its module imported here, not before)."""
+    if name == "rig":
+        from hzsr.capture.cli import add_rig_parser
+        from hzsr.vphone.cli import add_rig_up_parser
+
+        add_rig_parser(stages, lambda verbs: add_rig_up_parser(verbs, _size))
+    elif name == "capture":
+        from hzsr.capture.cli import add_capture_parser
+
+        add_capture_parser(stages)
+    elif name == "session":
+        _add_session_parser(stages)
+    elif name == "sync":
+        from hzsr.sync.cli import add_sync_parser
+
+        add_sync_parser(stages)
+    elif name == "qa":
+        from hzsr.qa.cli import add_qa_parser
+
+        add_qa_parser(stages)
+    elif name == "dataset":
+        from hzsr.browse.cli import add_browse_verb
+        from hzsr.dataset.cli import add_dataset_parser
+
+        add_browse_verb(add_dataset_parser(stages))
+    elif name == "model":
+        from hzsr.baseline_model.cli import add_model_parser
+
+        add_model_parser(stages)
+    elif name == "sim":
+        _add_sim_parser(stages)
+    elif name == "demo":
+        from hzsr.demo import add_demo_parser
+
+        add_demo_parser(stages)
+    elif name == "status":
+        _add_status_parser(stages)
+    else:
+        raise ValueError(f"unknown stage {name!r}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command's parser: every stage, or with ``only`` (one of ``STAGES``) that stage alone.
+
+    ``main`` builds the named stage alone when the command line starts with one: each stage's
+    parser imports its module, and building all of them cost every command 0.1 CPU-s (``hzsr
+    model infer`` on a 12 MP capture: ``docs/benchmarks.md``, issue19wall) for verbs it never
+    parses. Anything else (``hzsr --help``, a misspelt stage) gets every stage.
+    """
     p = Parser(prog="hzsr", description=DESCRIPTION, epilog=EPILOG)
     stages = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
-
-    from hzsr.baseline_model.cli import add_model_parser
-    from hzsr.capture.cli import add_capture_parser, add_rig_parser
-    from hzsr.dataset.cli import add_dataset_parser
-    from hzsr.qa.cli import add_qa_parser
-    from hzsr.sync.cli import add_sync_parser
-    from hzsr.vphone.cli import add_rig_up_parser
-
-    # Workflow order: `hzsr --help` lists the stages as a crew meets them.
-    add_rig_parser(stages, lambda verbs: add_rig_up_parser(verbs, _size))
-    add_capture_parser(stages)
-    _add_session_parser(stages)
-    add_sync_parser(stages)
-    add_qa_parser(stages)
-    from hzsr.browse.cli import add_browse_verb
-
-    add_browse_verb(add_dataset_parser(stages))
-    add_model_parser(stages)
-    _add_sim_parser(stages)
-    from hzsr.demo import add_demo_parser
-
-    add_demo_parser(stages)
-    _add_status_parser(stages)
+    for name in STAGES if only is None else (only,):
+        _add_stage(stages, name)
     return p
 
 
@@ -356,8 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _ENTERED.clear()
     fastexit.reset()
     try:  # Ctrl-C while the parser is built (it imports every stage) is an interrupt too, not a traceback
-        parser = build_parser()
         argv, warnings = rewrite_deprecated(sys.argv[1:] if argv is None else list(argv))
+        parser = build_parser(argv[0] if argv and argv[0] in STAGES else None)
         for w in warnings:
             print(f"hzsr: warning: {w}; the old spelling goes in the next release", file=sys.stderr)
         args = parser.parse_args(argv)

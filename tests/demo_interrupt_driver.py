@@ -28,8 +28,8 @@ def interrupt(name: str) -> None:
 if event == "start-up":
     build = hzsr.cli.build_parser
 
-    def build_then_interrupt():
-        parser = build()
+    def build_then_interrupt(*args, **kwargs):
+        parser = build(*args, **kwargs)
         interrupt("start-up")
         return parser
 

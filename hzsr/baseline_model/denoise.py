@@ -65,18 +65,34 @@ def noise_sigma(y: np.ndarray, block: int = 16, percentile: float = 10.0, max_si
     return float(np.percentile(blocks, percentile) * np.sqrt(np.pi / 2) / 6.0)
 
 
-def denoise_output(final: np.ndarray, reference: np.ndarray, s: DenoiseSettings) -> tuple[np.ndarray, float]:
-    """The pipeline's uint8 RGB output with its luma denoised for the noise measured in ``reference``.
+def reference_sigma(reference: np.ndarray, s: DenoiseSettings) -> float:
+    """The noise sigma (8-bit luma) ``denoise_output`` measures in the uint8 RGB ``reference``.
 
-    Returns ``(image, sigma)``; ``image`` is ``final`` itself (not a copy) when ``sigma`` is below
-    ``s.min_sigma`` or ``s.strength`` is 0. Only Y is filtered, U and V are kept: since every RGB
-    channel is ``Y + (its U, V terms)``, that is ``RGB + (Y_denoised - Y)`` on each channel.
+    A function of the reference alone, so the pipeline measures it before the tiles
+    (``HZSRPipeline.fuse``), not after them, where its temporaries were freshly trimmed pages
+    (0.2-0.5 CPU-s of faults against 0.04: ``docs/benchmarks.md``, issue19wall).
     """
     h, w = reference.shape[:2]
     m = _MAX_SIDE
     y0, x0 = max(0, (h - m) // 2), max(0, (w - m) // 2)
     ref_y = cv2.cvtColor(np.ascontiguousarray(reference[y0 : y0 + m, x0 : x0 + m]), cv2.COLOR_RGB2GRAY)
-    sigma = noise_sigma(ref_y, s.block, s.percentile)
+    return noise_sigma(ref_y, s.block, s.percentile)
+
+
+def denoise_output(final: np.ndarray, reference: np.ndarray | None, s: DenoiseSettings,
+                   sigma: float | None = None) -> tuple[np.ndarray, float]:
+    """The pipeline's uint8 RGB output with its luma denoised for the noise measured in ``reference``.
+
+    Returns ``(image, sigma)``; ``image`` is ``final`` itself (not a copy) when ``sigma`` is below
+    ``s.min_sigma`` or ``s.strength`` is 0. Only Y is filtered, U and V are kept: since every RGB
+    channel is ``Y + (its U, V terms)``, that is ``RGB + (Y_denoised - Y)`` on each channel.
+    ``sigma``: ``reference_sigma(reference, s)`` when the caller measured it already (``reference``
+    may then be None).
+    """
+    if sigma is None:
+        if reference is None:
+            raise ValueError("denoise_output: give the reference or its measured sigma")
+        sigma = reference_sigma(reference, s)
     if sigma < s.min_sigma or s.strength <= 0:
         return final, sigma
     y = cv2.cvtColor(final, cv2.COLOR_RGB2GRAY).astype(np.float32)  # BT.601 luma, the pipeline's Y

@@ -27,7 +27,7 @@ from hzsr.baseline_model.align import Alignment, align
 from hzsr.baseline_model.blend import blend_planes
 from hzsr.baseline_model.color import RGB_TO_YUV, YUV_TO_RGB
 from hzsr.baseline_model.config import PipelineConfig
-from hzsr.baseline_model.denoise import DenoiseSettings, denoise_output
+from hzsr.baseline_model.denoise import DenoiseSettings, denoise_output, reference_sigma
 from hzsr.baseline_model.geometry_source import resolve_geometry
 from hzsr.baseline_model.runtime import default_runtime, make_runner
 from hzsr.baseline_model.tiling import n_tiles, run_tiled
@@ -287,6 +287,12 @@ class HZSRPipeline:
                                                            src[y0:y1, x0:x1])
             add("fusion_blend", t)
 
+        # The output denoiser's noise estimate of the reference, here, before the heap is trimmed
+        # below: measured after the tiles, its 70 MB of temporaries came from freshly trimmed pages
+        # and cost 0.2-0.5 CPU-s of faults on the serial tail, against 0.04 here (issue19wall).
+        t = time.perf_counter()
+        ref_sigma = self.reference_sigma(al.ref)
+        spent["denoise"] = time.perf_counter() - t
         runner = self.runner
         # Alignment's full-frame temporaries leave freed pages in the main thread's heap, which the
         # tile workers' own heaps cannot reuse: handing them back keeps them out of the peak.
@@ -322,16 +328,24 @@ class HZSRPipeline:
             release_freed_buffers()
         if "bicubic" in extras:
             out["bicubic"] = src
-        final, spent["denoise"] = self._denoise(final, al)
+        final, td = self._denoise(final, al, ref_sigma)
+        spent["denoise"] += td
         # fusion = colour (warp, colour match, YUV) + unet + blend (and blend's YUV->RGB) + tiling
         timings = {**al.timings, "fusion": time.perf_counter() - t0, **spent}
         return PipelineResult(final, al, out, timings, list(al.warnings), tiles)
 
-    def _denoise(self, final: np.ndarray, al: Alignment) -> tuple[np.ndarray, float]:
-        """The output denoiser (``denoise.py``), on when the reference's measured noise says so; its seconds."""
+    def _denoise_settings(self) -> DenoiseSettings:
+        return DenoiseSettings(min_sigma=self.cfg.denoise_min_sigma, strength=self.cfg.denoise_strength)
+
+    def reference_sigma(self, ref: np.ndarray) -> float:
+        """The reference's noise sigma that the output denoiser acts on (``denoise.reference_sigma``)."""
+        return reference_sigma(ref, self._denoise_settings())
+
+    def _denoise(self, final: np.ndarray, al: Alignment, ref_sigma: float | None = None) -> tuple[np.ndarray, float]:
+        """The output denoiser (``denoise.py``), on when the reference's measured noise (``ref_sigma``:
+        ``reference_sigma``, measured here when None) says so; its seconds."""
         t = time.perf_counter()
-        s = DenoiseSettings(min_sigma=self.cfg.denoise_min_sigma, strength=self.cfg.denoise_strength)
-        final, _ = denoise_output(final, al.ref, s)
+        final, _ = denoise_output(final, al.ref, self._denoise_settings(), ref_sigma)
         return final, time.perf_counter() - t
 
     def run(self, w_img: np.ndarray, ref: np.ndarray, meta: dict[str, Any] | None = None,
