@@ -89,7 +89,7 @@ def parse_variant(text: str) -> Variant:
 
 def _patched_dis(v: Variant):
     """``align.dis_flows`` with the variant's DIS settings and noisy-pair prefilters."""
-    def dis_flows(src_y, ref_y, cfg, finest, alpha=0.0, **fine):
+    def dis_flows(src_y, ref_y, cfg, finest, alpha=0.0):
         n = v.noisy
         if n and noise_sigma(ref_y) >= NOISY_SIGMA:
             sig = noise_sigma(ref_y)
@@ -103,15 +103,11 @@ def _patched_dis(v: Variant):
                 src_y, ref_y = (cv2.GaussianBlur(y, (0, 0), n["gauss"]) for y in (src_y, ref_y))
             alpha = n.get("alpha", alpha)
         if not v.dis:
-            return _DIS_FLOWS(src_y, ref_y, cfg, finest, alpha, **fine)
+            return _DIS_FLOWS(src_y, ref_y, cfg, finest, alpha)
         dis = cv2.DISOpticalFlow_create(align_mod._DIS_PRESETS[cfg.align.dis_preset])
         dis.setFinestScale(int(finest))
         if alpha > 0:
             dis.setVariationalRefinementAlpha(float(alpha))
-        for k, setter in (("delta", "VariationalRefinementDelta"), ("refine_iters", "VariationalRefinementIterations"),
-                          ("gd_iters", "GradientDescentIterations")):  # the pipeline's flow_fine_*, then the variant's
-            if fine.get(k, 0) > 0:
-                getattr(dis, "set" + setter)(type(getattr(dis, "get" + setter)())(fine[k]))
         for k, val in v.dis.items():
             getattr(dis, "set" + k)(type(getattr(dis, "get" + k)())(val))
         return dis.calc(src_y, ref_y, None), dis.calc(ref_y, src_y, None)

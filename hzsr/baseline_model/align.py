@@ -74,16 +74,12 @@ def dis_finest_level(w_px_on_grid: float) -> int:
 
 
 def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int,
-              alpha: float = 0.0, delta: float = 0.0, refine_iters: int = 0,
-              gd_iters: int = 0) -> tuple[np.ndarray, np.ndarray]:
+              alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Forward and backward DIS flow (qa's preset, ``cfg.align.dis_preset``) refined down to level ``finest``.
 
     The same flow as the ``dis`` backend (``qa.align.dense_flow_lowres`` on grid-sized uint8
-    lumas) at the preset's own level 1; only the finest level differs, and, each where > 0: ``alpha``
-    the smoothness weight of DIS's variational refinement (the presets' 20), ``delta`` its
-    brightness-constancy weight (the presets' 5; against a gradient-constancy weight of 10),
-    ``refine_iters`` its iterations per level (medium: 5) and ``gd_iters`` the patch search's
-    gradient-descent iterations (medium: 25).
+    lumas) at the preset's own level 1; only the finest level differs, and with ``alpha`` > 0 the
+    smoothness weight of DIS's variational refinement (the presets' 20).
     """
     if cfg.align.dis_preset not in _DIS_PRESETS:
         raise ValueError(f"align.dis_preset: expected one of {', '.join(_DIS_PRESETS)}, got {cfg.align.dis_preset!r}")
@@ -91,30 +87,7 @@ def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int,
     dis.setFinestScale(int(finest))
     if alpha > 0:
         dis.setVariationalRefinementAlpha(float(alpha))
-    if delta > 0:
-        dis.setVariationalRefinementDelta(float(delta))
-    if refine_iters > 0:
-        dis.setVariationalRefinementIterations(int(refine_iters))
-    if gd_iters > 0:
-        dis.setGradientDescentIterations(int(gd_iters))
     return dis.calc(src_y, ref_y, None), dis.calc(ref_y, src_y, None)
-
-
-def fine_dis_settings(level: int, blend_maps_level: int, delta: float, refine_iters: int, gd_iters: int,
-                      iters_min_level: int) -> dict[str, float]:
-    """``dis_flows``'s extra settings where DIS stops at ``level`` (``align``'s ``flow_fine_*``).
-
-    Below ``blend_maps_level`` only (a W pixel of < 4 grid px: Middlebury at ratios 2-5, 12 MP; the
-    simulator's level 2 keeps its flow bit for bit): the brightness-constancy weight ``delta``
-    there, and the refinement and gradient-descent iterations from ``iters_min_level`` up (they
-    double DIS's cost, so 12 MP's level 0 does without them). 0 = the preset's.
-    """
-    if level >= blend_maps_level:
-        return {}
-    out: dict[str, float] = {"delta": delta}
-    if level >= iters_min_level:
-        out.update(refine_iters=refine_iters, gd_iters=gd_iters)
-    return out
 
 
 def blurred_lumas(src_g: np.ndarray, ref_g: np.ndarray, blur_px: float) -> tuple[np.ndarray, np.ndarray]:
@@ -388,8 +361,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
           flow_level_by_w_px: bool = False, flow_level_max: int = 1, blend_maps_level: int = 2,
           blend_occlusion_scale: float = 0.0, blend_uncertainty_s_max: float = 0.0,
           flow_alpha: float = 0.0, blend_defocus_weight: float = 1.0, flow_blur_px: float = 0.0,
-          flow_blur_min_level: int | None = None, flow_fine_delta: float = 0.0, flow_fine_refine_iters: int = 0,
-          flow_fine_gd_iters: int = 0, flow_fine_iters_min_level: int = 1) -> Alignment:
+          flow_blur_min_level: int | None = None) -> Alignment:
     """Steps 1-3 and the maps of step 5 for one capture (see the module docstring).
 
     Where DIS stops at level ``blend_maps_level`` or coarser (``flow_level_by_w_px`` only),
@@ -407,9 +379,6 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     a W pixel (``flow_blur_w_fraction``: ``flow_blur_px`` grid px is a quarter of the simulator's
     W pixel of 4 grid px; at most ``flow_blur_px``). A value above ``blend_maps_level`` is the same
     as ``blend_maps_level``: the coarse levels get ``flow_blur_px`` whatever it says.
-    ``flow_fine_*`` (``flow_level_by_w_px`` only; 0 = the preset's): where DIS stops below
-    ``blend_maps_level``, its brightness-constancy weight, and from ``flow_fine_iters_min_level`` up
-    its refinement and gradient-descent iterations (``fine_dis_settings``).
     """
     import time
 
@@ -436,10 +405,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
             flow_blur = flow_blur_px
         elif level >= min_blur_level:
             flow_blur = flow_blur_px * flow_blur_w_fraction(k * g, blend_maps_level)
-        fine = fine_dis_settings(level, blend_maps_level, flow_fine_delta, flow_fine_refine_iters,
-                                 flow_fine_gd_iters, flow_fine_iters_min_level)
         fwd, bwd = dis_flows(*blurred_lumas(src_g, ref_g, flow_blur), qa_cfg, level,
-                             flow_alpha if coarse_flow else 0.0, **fine)
+                             flow_alpha if coarse_flow else 0.0)
     else:
         fwd, bwd = FLOW_BACKENDS[flow_backend](to_luma(src_g), to_luma(ref_g), qa_cfg)
     timings["dense_flow"] = time.perf_counter() - t0

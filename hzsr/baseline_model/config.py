@@ -144,20 +144,6 @@ class PipelineConfig:
     # kind losing > 0.05 dB) (issue20p, docs/model.md "The dense flow at level 1"); blend_maps_level
     # (2) = only at level 2, as before.
     flow_blur_min_level: int = 1
-    # Below blend_maps_level (a W pixel of < 4 grid px: Middlebury at ratios 2-5, 12 MP), DIS's
-    # variational refinement weighs brightness constancy by this (the presets' 5, against gradient
-    # constancy's 10; 0 = the preset's): W upsampled and the sharp reference differ in contrast and
-    # blur, their gradients' directions less. From flow_fine_iters_min_level up (level 1: Middlebury
-    # at ratios 3-5; not 12 MP's level 0, where they would double the flow's 0.24 s) the refinement
-    # runs this many iterations per level (medium: 5) and the patch search this many gradient-descent
-    # steps (medium: 25). Level 2 (the simulator at 640x480) keeps its flow bit for bit. Chosen on
-    # calibration sessions 31-36 by the warped reference's PSNR (bench/flow_epe.py sim --dis) with the
-    # flow grid shrunk to put them at level 1 / 0, never on Middlebury (issue20flow, docs/model.md
-    # "A better dense flow at levels 0-1").
-    flow_fine_delta: float = 1.0
-    flow_fine_refine_iters: int = 20
-    flow_fine_gd_iters: int = 50
-    flow_fine_iters_min_level: int = 1
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
     use_defocus: bool = True
@@ -185,8 +171,6 @@ class PipelineConfig:
                           _in("blend_uncertainty_s_max", 0.0, 1e4),
                           _in("blend_defocus_weight", 0.0, 1.0), _in("flow_alpha", 0.0, 1e4),
                           _in("flow_blur_px", 0.0, 16.0), _in("flow_blur_min_level", 0, 7),
-                          _in("flow_fine_delta", 0.0, 1e3), _in("flow_fine_refine_iters", 0, 1000),
-                          _in("flow_fine_gd_iters", 0, 1000), _in("flow_fine_iters_min_level", 0, 7),
                           _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
 
 
@@ -196,8 +180,7 @@ class PipelineConfig:
 #: with ``DataConfig.level2_flow`` it aligns with ``data.LEVEL2_FLOW_FIELDS`` as well, and keys on them).
 INFERENCE_ONLY_FIELDS = ("blend_maps_level", "blend_occlusion_scale", "blend_uncertainty_s_max",
                          "blend_defocus_weight", "flow_alpha", "flow_blur_px", "flow_blur_min_level",
-                         "flow_fine_delta", "flow_fine_refine_iters", "flow_fine_gd_iters",
-                         "flow_fine_iters_min_level", "denoise_min_sigma",
+                         "denoise_min_sigma",
                          "denoise_strength", "tile", "halo")
 
 
