@@ -79,6 +79,8 @@ def test_the_grid_scales_each_axis_by_its_own_factor():
 def test_a_dis_variant_is_parsed_and_an_empty_one_is_the_pipelines_flow():
     """``sim --dis``: ``NAME:PARAM=V;...`` sets OpenCV DIS setters on the pipeline's preset; no
     settings gives ``align.dis_flows``'s forward flow bit for bit (the variants are compared to it)."""
+    import cv2
+
     from hzsr.baseline_model.align import dis_flows
     from hzsr.baseline_model.config import PipelineConfig
 
@@ -91,5 +93,7 @@ def test_a_dis_variant_is_parsed_and_an_empty_one_is_the_pipelines_flow():
         b = np.roll(a, 3, axis=1)
         cfg = PipelineConfig().qa
         assert np.array_equal(fe.dis_with(a, b, 1, {}), dis_flows(a, b, cfg, 1)[0])
-        assert np.array_equal(fe.dis_with(a, b, 1, {"VariationalRefinementDelta": 1.0}),
-                              dis_flows(a, b, cfg, 1, delta=1.0)[0])
+        d = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        d.setFinestScale(1)
+        d.setVariationalRefinementDelta(1.0)
+        assert np.array_equal(fe.dis_with(a, b, 1, {"VariationalRefinementDelta": 1.0}), d.calc(a, b, None))
