@@ -89,7 +89,7 @@ def parse_variant(text: str) -> Variant:
 
 def _patched_dis(v: Variant):
     """``align.dis_flows`` with the variant's DIS settings and noisy-pair prefilters."""
-    def dis_flows(src_y, ref_y, cfg, finest, alpha=0.0, **extra):
+    def dis_flows(src_y, ref_y, cfg, finest, alpha=0.0):
         n = v.noisy
         if n and noise_sigma(ref_y) >= NOISY_SIGMA:
             sig = noise_sigma(ref_y)
@@ -103,15 +103,11 @@ def _patched_dis(v: Variant):
                 src_y, ref_y = (cv2.GaussianBlur(y, (0, 0), n["gauss"]) for y in (src_y, ref_y))
             alpha = n.get("alpha", alpha)
         if not v.dis:
-            return _DIS_FLOWS(src_y, ref_y, cfg, finest, alpha, **extra)
+            return _DIS_FLOWS(src_y, ref_y, cfg, finest, alpha)
         dis = cv2.DISOpticalFlow_create(align_mod._DIS_PRESETS[cfg.align.dis_preset])
         dis.setFinestScale(int(finest))
         if alpha > 0:
             dis.setVariationalRefinementAlpha(float(alpha))
-        if extra.get("refine_iters"):  # the pipeline's flow_l1_* first, the variant's settings on top
-            dis.setVariationalRefinementIterations(int(extra["refine_iters"]))
-        if extra.get("gd_iters"):
-            dis.setGradientDescentIterations(int(extra["gd_iters"]))
         for k, val in v.dis.items():
             getattr(dis, "set" + k)(type(getattr(dis, "get" + k)())(val))
         return dis.calc(src_y, ref_y, None), dis.calc(ref_y, src_y, None)

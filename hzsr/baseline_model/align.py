@@ -74,14 +74,12 @@ def dis_finest_level(w_px_on_grid: float) -> int:
 
 
 def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int,
-              alpha: float = 0.0, refine_iters: int = 0, gd_iters: int = 0) -> tuple[np.ndarray, np.ndarray]:
+              alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Forward and backward DIS flow (qa's preset, ``cfg.align.dis_preset``) refined down to level ``finest``.
 
     The same flow as the ``dis`` backend (``qa.align.dense_flow_lowres`` on grid-sized uint8
-    lumas) at the preset's own level 1; only the finest level differs, and, each where > 0,
-    ``alpha`` the smoothness weight of DIS's variational refinement (the presets' 20),
-    ``refine_iters`` its iterations per level (medium: 5) and ``gd_iters`` the patch search's
-    gradient-descent iterations (medium: 25).
+    lumas) at the preset's own level 1; only the finest level differs, and with ``alpha`` > 0 the
+    smoothness weight of DIS's variational refinement (the presets' 20).
     """
     if cfg.align.dis_preset not in _DIS_PRESETS:
         raise ValueError(f"align.dis_preset: expected one of {', '.join(_DIS_PRESETS)}, got {cfg.align.dis_preset!r}")
@@ -89,10 +87,6 @@ def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int,
     dis.setFinestScale(int(finest))
     if alpha > 0:
         dis.setVariationalRefinementAlpha(float(alpha))
-    if refine_iters > 0:
-        dis.setVariationalRefinementIterations(int(refine_iters))
-    if gd_iters > 0:
-        dis.setGradientDescentIterations(int(gd_iters))
     return dis.calc(src_y, ref_y, None), dis.calc(ref_y, src_y, None)
 
 
@@ -110,19 +104,6 @@ def blurred_lumas(src_g: np.ndarray, ref_g: np.ndarray, blur_px: float) -> tuple
     if blur_px <= 0:
         return src_l, ref_l
     return cv2.GaussianBlur(src_l, (0, 0), blur_px), cv2.GaussianBlur(ref_l, (0, 0), blur_px)
-
-
-def matched_luma(ref_y: np.ndarray, src_y: np.ndarray) -> np.ndarray:
-    """``ref_y`` (uint8 luma) given ``src_y``'s mean and standard deviation over the frame.
-
-    DIS's variational refinement assumes brightness constancy; W and T of two cameras differ in
-    exposure and tone (the simulator's pairs by ~20 DN of mean luma, docs/model.md "A brightness
-    match before the level-0/1 flow"), which that term reads as motion. The patch search normalises
-    each patch's mean; this does the same for the refinement, globally.
-    """
-    s, r = src_y.astype(np.float32), ref_y.astype(np.float32)
-    r = (r - r.mean()) * (s.std() / max(float(r.std()), 1e-6)) + s.mean()
-    return np.clip(r + 0.5, 0, 255).astype(np.uint8)
 
 
 def flow_blur_w_fraction(w_px_on_grid: float, blend_maps_level: int) -> float:
@@ -380,8 +361,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
           flow_level_by_w_px: bool = False, flow_level_max: int = 1, blend_maps_level: int = 2,
           blend_occlusion_scale: float = 0.0, blend_uncertainty_s_max: float = 0.0,
           flow_alpha: float = 0.0, blend_defocus_weight: float = 1.0, flow_blur_px: float = 0.0,
-          flow_blur_min_level: int | None = None, flow_match_luma_fine: bool = False,
-          flow_l1_refine_iters: int = 0, flow_l1_gd_iters: int = 0) -> Alignment:
+          flow_blur_min_level: int | None = None) -> Alignment:
     """Steps 1-3 and the maps of step 5 for one capture (see the module docstring).
 
     Where DIS stops at level ``blend_maps_level`` or coarser (``flow_level_by_w_px`` only),
@@ -399,11 +379,6 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     a W pixel (``flow_blur_w_fraction``: ``flow_blur_px`` grid px is a quarter of the simulator's
     W pixel of 4 grid px; at most ``flow_blur_px``). A value above ``blend_maps_level`` is the same
     as ``blend_maps_level``: the coarse levels get ``flow_blur_px`` whatever it says.
-    ``flow_match_luma_fine`` (``flow_level_by_w_px`` only): where DIS stops below ``blend_maps_level``,
-    it matches the reference's luma brightened / contrasted to the source's (``matched_luma``).
-    ``flow_l1_refine_iters`` / ``flow_l1_gd_iters`` (> 0, ``flow_level_by_w_px`` only): where DIS stops
-    at level 1 below ``blend_maps_level``, its refinement / gradient-descent iterations (``dis_flows``);
-    not at level 0 (12 MP), where they would double the flow's cost.
     """
     import time
 
@@ -430,12 +405,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
             flow_blur = flow_blur_px
         elif level >= min_blur_level:
             flow_blur = flow_blur_px * flow_blur_w_fraction(k * g, blend_maps_level)
-        src_l, ref_l = blurred_lumas(src_g, ref_g, flow_blur)
-        if flow_match_luma_fine and not coarse_flow:
-            ref_l = matched_luma(ref_l, src_l)
-        iters = ({"refine_iters": flow_l1_refine_iters, "gd_iters": flow_l1_gd_iters}
-                 if 1 <= level < blend_maps_level and (flow_l1_refine_iters or flow_l1_gd_iters) else {})
-        fwd, bwd = dis_flows(src_l, ref_l, qa_cfg, level, flow_alpha if coarse_flow else 0.0, **iters)
+        fwd, bwd = dis_flows(*blurred_lumas(src_g, ref_g, flow_blur), qa_cfg, level,
+                             flow_alpha if coarse_flow else 0.0)
     else:
         fwd, bwd = FLOW_BACKENDS[flow_backend](to_luma(src_g), to_luma(ref_g), qa_cfg)
     timings["dense_flow"] = time.perf_counter() - t0

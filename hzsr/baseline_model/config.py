@@ -144,19 +144,6 @@ class PipelineConfig:
     # kind losing > 0.05 dB) (issue20p, docs/model.md "The dense flow at level 1"); blend_maps_level
     # (2) = only at level 2, as before.
     flow_blur_min_level: int = 1
-    # Below blend_maps_level (a W pixel of < 4 grid px: Middlebury at ratios 2-5, 12 MP) DIS matches
-    # the reference's luma given the source's mean and standard deviation (align.matched_luma): its
-    # variational refinement assumes brightness constancy, and two cameras' W and T differ in
-    # exposure. Level 2 (the simulator at 640x480) keeps its flow bit for bit. Chosen on calibration
-    # sessions 31-36 by the warped reference (bench/flow_epe.py sim --dis match:match=1), the flow
-    # grid shrunk to put them at level 1 / 0 (issue20flow, docs/model.md).
-    flow_match_luma_fine: bool = False
-    # ... and at level 1 (a W pixel of 2-4 grid px: Middlebury at ratios 3-5), DIS's variational
-    # refinement runs this many iterations per level (medium: 5) and its patch search this many
-    # gradient-descent steps (medium: 25); 0 = the preset's. Not at level 0 (12 MP), where they would
-    # double the flow's 0.24 s. Chosen with the luma match, as above.
-    flow_l1_refine_iters: int = 0
-    flow_l1_gd_iters: int = 0
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
     use_defocus: bool = True
@@ -184,7 +171,6 @@ class PipelineConfig:
                           _in("blend_uncertainty_s_max", 0.0, 1e4),
                           _in("blend_defocus_weight", 0.0, 1.0), _in("flow_alpha", 0.0, 1e4),
                           _in("flow_blur_px", 0.0, 16.0), _in("flow_blur_min_level", 0, 7),
-                          _in("flow_l1_refine_iters", 0, 1000), _in("flow_l1_gd_iters", 0, 1000),
                           _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
 
 
@@ -194,7 +180,7 @@ class PipelineConfig:
 #: with ``DataConfig.level2_flow`` it aligns with ``data.LEVEL2_FLOW_FIELDS`` as well, and keys on them).
 INFERENCE_ONLY_FIELDS = ("blend_maps_level", "blend_occlusion_scale", "blend_uncertainty_s_max",
                          "blend_defocus_weight", "flow_alpha", "flow_blur_px", "flow_blur_min_level",
-                         "flow_match_luma_fine", "flow_l1_refine_iters", "flow_l1_gd_iters", "denoise_min_sigma",
+                         "denoise_min_sigma",
                          "denoise_strength", "tile", "halo")
 
 

@@ -97,8 +97,7 @@ def resolve_target(reader: Any, ids: list[str], target: str) -> str:
 #: The inference-only fields ``DataConfig.level2_flow`` aligns training captures with: the flow's
 #: smoothness and blur, and the levels from which they apply (``align.align``'s ``blend_maps_level``, and
 #: ``flow_blur_min_level`` for the blur at the finer levels).
-LEVEL2_FLOW_FIELDS = ("flow_alpha", "flow_blur_px", "blend_maps_level", "flow_blur_min_level",
-                      "flow_match_luma_fine", "flow_l1_refine_iters", "flow_l1_gd_iters")
+LEVEL2_FLOW_FIELDS = ("flow_alpha", "flow_blur_px", "blend_maps_level", "flow_blur_min_level")
 
 
 def config_key(cfg: PipelineConfig, level2_flow: bool = False) -> str:

@@ -117,9 +117,9 @@ def test_the_flow_smoothness_is_set_at_level_two_only(monkeypatch, ratio, size, 
     the preset's smoothness, so its flow (and its cost) is unchanged."""
     seen, dis_flows = [], align_mod.dis_flows
 
-    def spy(src_y, ref_y, cfg, finest, alpha=0.0, **extra):
+    def spy(src_y, ref_y, cfg, finest, alpha=0.0):
         seen.append(alpha)
-        return dis_flows(src_y, ref_y, cfg, finest, alpha, **extra)
+        return dis_flows(src_y, ref_y, cfg, finest, alpha)
 
     monkeypatch.setattr(align_mod, "dis_flows", spy)
     _align(ratio, size, PipelineConfig(flow_alpha=40.0))

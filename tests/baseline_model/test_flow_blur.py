@@ -88,9 +88,9 @@ def test_align_blurs_dis_lumas_at_level_two_only(monkeypatch, ratio, level, blur
     its lumas and its flow."""
     seen = []
 
-    def spy(src_y, ref_y, cfg, finest, alpha=0.0, **extra):
+    def spy(src_y, ref_y, cfg, finest, alpha=0.0):
         seen.append((src_y, ref_y))
-        return dis_flows(src_y, ref_y, cfg, finest, alpha, **extra)
+        return dis_flows(src_y, ref_y, cfg, finest, alpha)
 
     monkeypatch.setattr(align_mod, "dis_flows", spy)
     w_img, ref, geom = _pair(ratio)
@@ -126,9 +126,9 @@ def _spy_align(monkeypatch, ratio: float, cfg: PipelineConfig):
 
     seen = []
 
-    def spy(src_y, ref_y, qa_cfg, finest, alpha=0.0, **extra):
+    def spy(src_y, ref_y, qa_cfg, finest, alpha=0.0):
         seen.append((src_y, ref_y))
-        return dis_flows(src_y, ref_y, qa_cfg, finest, alpha, **extra)
+        return dis_flows(src_y, ref_y, qa_cfg, finest, alpha)
 
     monkeypatch.setattr(align_mod, "dis_flows", spy)
     w_img, ref, _ = _pair(ratio)

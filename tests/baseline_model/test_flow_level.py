@@ -49,9 +49,9 @@ def test_the_pipeline_refines_the_flow_to_w_pixel_scale_by_default(monkeypatch, 
     (4 grid px) stops at level 2 (``flow_level_max`` 2, with the blend maps chosen for that flow)."""
     seen = []
 
-    def spy(src_y, ref_y, cfg, finest, alpha=0.0, **extra):
+    def spy(src_y, ref_y, cfg, finest, alpha=0.0):
         seen.append(finest)
-        return dis_flows(src_y, ref_y, cfg, finest, alpha, **extra)
+        return dis_flows(src_y, ref_y, cfg, finest, alpha)
 
     monkeypatch.setattr(align_mod, "dis_flows", spy)
     w, ref, geom = _pair(ratio, size)
