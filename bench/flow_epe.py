@@ -64,7 +64,9 @@ GRID_VARIANTS = (("L1", 1, 0.0, 0.0, 0), ("L0", 0, 0.0, 0.0, 0), ("L2", 2, 0.0, 
 def parse_dis_variant(text: str) -> tuple[str, dict[str, float]]:
     """``NAME:PARAM=VALUE;PARAM=VALUE`` (OpenCV DIS setters without ``set``: ``PatchStride=2``) -> (name, params).
 
-    ``preset=ultrafast|fast|medium`` picks the preset the others go on top of (default: the pipeline's).
+    ``preset=ultrafast|fast|medium`` picks the preset the others go on top of (default: the pipeline's);
+    ``match=1`` first gives the reference's luma the source's mean and standard deviation (a global
+    brightness match: the simulator's W and T differ by ~20 DN, Middlebury's by ~1; issue20flow).
     """
     name, _, specs = text.partition(":")
     params: dict[str, float] = {}
@@ -76,10 +78,14 @@ def parse_dis_variant(text: str) -> tuple[str, dict[str, float]]:
 
 def dis_with(src_y: np.ndarray, ref_y: np.ndarray, level: int, params: dict, preset: str = "medium") -> np.ndarray:
     """DIS ``src_y -> ref_y`` (uint8 lumas) stopped at ``level``, with OpenCV setters ``params`` on the preset."""
+    if params.get("match"):
+        s, r = src_y.astype(np.float32), ref_y.astype(np.float32)
+        r = (r - r.mean()) * (s.std() / max(float(r.std()), 1e-6)) + s.mean()
+        ref_y = np.clip(r + 0.5, 0, 255).astype(np.uint8)
     d = cv2.DISOpticalFlow_create(align_mod._DIS_PRESETS[str(params.get("preset", preset))])
     d.setFinestScale(int(level))
     for k, val in params.items():
-        if k != "preset":
+        if k not in ("preset", "match"):
             getattr(d, "set" + k)(type(getattr(d, "get" + k)())(val))
     return d.calc(src_y, ref_y, None)
 
