@@ -97,3 +97,8 @@ def test_a_dis_variant_is_parsed_and_an_empty_one_is_the_pipelines_flow():
         d.setFinestScale(1)
         d.setVariationalRefinementDelta(1.0)
         assert np.array_equal(fe.dis_with(a, b, 1, {"VariationalRefinementDelta": 1.0}), d.calc(a, b, None))
+        # match=1: the reference's luma takes the source's mean and spread first (another exposure undone)
+        dark = (b.astype(np.float32) * 0.5 + 20).astype(np.uint8)
+        matched = fe.dis_with(a, dark, 1, {"match": 1.0})
+        assert not np.array_equal(matched, fe.dis_with(a, dark, 1, {}))
+        assert np.abs(matched - fe.dis_with(a, b, 1, {})).mean() < 0.5
