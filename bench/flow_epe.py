@@ -61,6 +61,35 @@ GRID_VARIANTS = (("L1", 1, 0.0, 0.0, 0), ("L0", 0, 0.0, 0.0, 0), ("L2", 2, 0.0, 
                  ("L1 yzero", 1, 0.0, 0.0, 0))
 
 
+def parse_dis_variant(text: str) -> tuple[str, dict[str, float]]:
+    """``NAME:PARAM=VALUE;PARAM=VALUE`` (OpenCV DIS setters without ``set``: ``PatchStride=2``) -> (name, params).
+
+    ``preset=ultrafast|fast|medium`` picks the preset the others go on top of (default: the pipeline's);
+    ``match=1`` first gives the reference's luma the source's mean and standard deviation (a global
+    brightness match: the simulator's W and T differ by ~20 DN, Middlebury's by ~1; issue20flow).
+    """
+    name, _, specs = text.partition(":")
+    params: dict[str, float] = {}
+    for spec in (s.strip() for s in specs.split(";") if s.strip()):
+        key, _, value = spec.partition("=")
+        params[key] = value if key == "preset" else float(value)
+    return name, params
+
+
+def dis_with(src_y: np.ndarray, ref_y: np.ndarray, level: int, params: dict, preset: str = "medium") -> np.ndarray:
+    """DIS ``src_y -> ref_y`` (uint8 lumas) stopped at ``level``, with OpenCV setters ``params`` on the preset."""
+    if params.get("match"):
+        s, r = src_y.astype(np.float32), ref_y.astype(np.float32)
+        r = (r - r.mean()) * (s.std() / max(float(r.std()), 1e-6)) + s.mean()
+        ref_y = np.clip(r + 0.5, 0, 255).astype(np.uint8)
+    d = cv2.DISOpticalFlow_create(align_mod._DIS_PRESETS[str(params.get("preset", preset))])
+    d.setFinestScale(int(level))
+    for k, val in params.items():
+        if k not in ("preset", "match"):
+            getattr(d, "set" + k)(type(getattr(d, "get" + k)())(val))
+    return d.calc(src_y, ref_y, None)
+
+
 def dis(src: np.ndarray, ref: np.ndarray, level: int, blur: float, alpha: float, patch: int) -> np.ndarray:
     """DIS (the pipeline's preset, medium) ``src -> ref`` on RGB images of one size, their lumas blurred."""
     s, r = align_mod.blurred_lumas(src, ref, blur)
@@ -174,7 +203,8 @@ def middlebury(pipe: HZSRPipeline, ratios: list[float], full_grid: bool) -> dict
     return out
 
 
-def sim(pipe: HZSRPipeline, sessions: list[Path], every: int) -> dict:
+def sim(pipe: HZSRPipeline, sessions: list[Path], every: int,
+        variants: list[tuple[str, dict]] | None = None) -> dict:
     from _data import truth_captures
 
     rows = []
@@ -198,9 +228,15 @@ def sim(pipe: HZSRPipeline, sessions: list[Path], every: int) -> dict:
         # the grid's averages.
         has_truth = onto_src_grid(np.ones((h, wd), np.uint8), CropRect(**cr), al.rect, cv2.INTER_NEAREST) > 0
         row = {"capture": f"{tc.session.name}/{tc.capture.name}", "kind": tc.kind, "level": al.flow_level}
-        for name, f in (("pipeline", up(al.flow_fwd, (hs, ws))),
-                        ("true_through_grid", through_grid(truth, al.grid_shape, has_truth)),
-                        ("true_full_res", np.where(good[..., None], truth, 0))):
+        flows = [("pipeline", up(al.flow_fwd, (hs, ws))),
+                 ("true_through_grid", through_grid(truth, al.grid_shape, has_truth)),
+                 ("true_full_res", np.where(good[..., None], truth, 0))]
+        if variants:  # DIS with other settings on the pipeline's grid lumas, at its level and blur
+            g = al.grid_scale
+            s_y, r_y = align_mod.blurred_lumas(align_mod._grid(al.src, g), align_mod._grid(al.ref, g), al.flow_blur_px)
+            flows += [(name, up(dis_with(s_y, r_y, al.flow_level, params, pipe.cfg.qa.align.dis_preset), (hs, ws)))
+                      for name, params in variants]
+        for name, f in flows:
             row[name] = scores(f, truth, good, al.ref, al.src, tr.y)
         # The near layers and movers: the true flow more than 3 px off the frame's median (eval_regions' parallax).
         med = np.median(truth[good], axis=0)
@@ -209,9 +245,17 @@ def sim(pipe: HZSRPipeline, sessions: list[Path], every: int) -> dict:
         row["parallax_pipeline_epe_mean"] = (round(float(np.linalg.norm(up(al.flow_fwd, (hs, ws)) - truth, axis=2)[par]
                                                           .mean()), 3) if par.any() else None)
         rows.append(row)
-    names = ("pipeline", "true_through_grid", "true_full_res")
+    names = ("pipeline", "true_through_grid", "true_full_res", *(n for n, _ in variants or ()))
     mean = {n: {k: round(float(np.mean([r[n][k] for r in rows])), 3) for k in rows[0][n]} for n in names}
-    return {"captures": len(rows), "mean": mean, "rows": rows}
+    by_kind = {}  # per kind: each flow's warped Y PSNR minus the pipeline's, mean and worst capture
+    for kind in sorted({r["kind"] for r in rows}):
+        rk = [r for r in rows if r["kind"] == kind]
+        by_kind[kind] = {"n": len(rk), **{n: {
+            "warp_vs_pipeline_db": round(float(np.mean([r[n]["warped_psnr_y_db"] - r["pipeline"]["warped_psnr_y_db"]
+                                                         for r in rk])), 3),
+            "worst_db": round(float(min(r[n]["warped_psnr_y_db"] - r["pipeline"]["warped_psnr_y_db"] for r in rk)), 3),
+            "epe_mean": round(float(np.mean([r[n]["epe_mean"] for r in rk])), 3)} for n in names}}
+    return {"captures": len(rows), "mean": mean, "by_kind": by_kind, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-grid", action="store_true", help="middlebury: also DIS on the full-resolution grid")
     ap.add_argument("--every", type=int, default=1, help="sim: every Nth capture")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a pipeline config field")
+    ap.add_argument("--dis", action="append", default=[], metavar="NAME:PARAM=V;PARAM=V",
+                    help="sim: also DIS with these OpenCV settings at the pipeline's level and blur")
     ap.add_argument("--json", type=Path, help="write the result here too")
     a = ap.parse_args(argv)
     lc = load_model(None)
@@ -231,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if not a.sessions:
             ap.error("sim: give one or more sessions")
-        res = sim(pipe, a.sessions, max(1, a.every))
+        res = sim(pipe, a.sessions, max(1, a.every), [parse_dis_variant(v) for v in a.dis])
     text = json.dumps(res, indent=1)
     print(text)
     if a.json:

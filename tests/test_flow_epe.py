@@ -74,3 +74,31 @@ def test_the_grid_scales_each_axis_by_its_own_factor():
         np.testing.assert_allclose(fe.through_grid(flow, (345, 512)), flow, atol=1e-3)
         np.testing.assert_allclose(fe.up(np.full((345, 512, 2), 10.0, np.float32), (500, 741))[0, 0],
                                    [10.0 * 741 / 512, 10.0 * 500 / 345], rtol=1e-6)
+
+
+def test_a_dis_variant_is_parsed_and_an_empty_one_is_the_pipelines_flow():
+    """``sim --dis``: ``NAME:PARAM=V;...`` sets OpenCV DIS setters on the pipeline's preset; no
+    settings gives ``align.dis_flows``'s forward flow bit for bit (the variants are compared to it)."""
+    import cv2
+
+    from hzsr.baseline_model.align import dis_flows
+    from hzsr.baseline_model.config import PipelineConfig
+
+    rng = np.random.default_rng(1)
+    with bench_module("flow_epe") as fe:
+        assert fe.parse_dis_variant("v:VariationalRefinementDelta=1;PatchStride=2") == (
+            "v", {"VariationalRefinementDelta": 1.0, "PatchStride": 2.0})
+        assert fe.parse_dis_variant("u:preset=ultrafast") == ("u", {"preset": "ultrafast"})
+        a = rng.integers(0, 255, (96, 128), dtype=np.uint8)
+        b = np.roll(a, 3, axis=1)
+        cfg = PipelineConfig().qa
+        assert np.array_equal(fe.dis_with(a, b, 1, {}), dis_flows(a, b, cfg, 1)[0])
+        d = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        d.setFinestScale(1)
+        d.setVariationalRefinementDelta(1.0)
+        assert np.array_equal(fe.dis_with(a, b, 1, {"VariationalRefinementDelta": 1.0}), d.calc(a, b, None))
+        # match=1: the reference's luma takes the source's mean and spread first (another exposure undone)
+        dark = (b.astype(np.float32) * 0.5 + 20).astype(np.uint8)
+        matched = fe.dis_with(a, dark, 1, {"match": 1.0})
+        assert not np.array_equal(matched, fe.dis_with(a, dark, 1, {}))
+        assert np.abs(matched - fe.dis_with(a, b, 1, {})).mean() < 0.5
