@@ -57,6 +57,10 @@ from hzsr.qa.stereo_occlusion import add_hidden, alike_fold, hidden_through_main
 PAIRINGS = {"wt": ("main_W", "main_T"), "tt": ("main_T", "ref_T"), "wr": ("main_W", "ref_T")}
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}
+# OpenCV >= 4.11 decodes straight to RGB (libjpeg-turbo writes the channels in that order: the same
+# pixels as BGR then cv2.cvtColor, without the copy); older ones decode BGR and convert.
+_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+_REDUCED_RGB = {r: (f & ~cv2.IMREAD_COLOR) | _RGB for r, f in _REDUCED.items()} if _RGB is not None else None
 
 @dataclass
 class CaptureQA:
@@ -138,6 +142,9 @@ def _decode(path: Path, reduce: int) -> tuple[np.ndarray | None, str | None]:
         return None, "empty file"
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
         return None, "truncated JPEG (no end-of-image marker)"
+    if _REDUCED_RGB is not None:
+        img = cv2.imdecode(data, _REDUCED_RGB[reduce])
+        return (None, "not a decodable image") if img is None else (img, None)
     img = cv2.imdecode(data, _REDUCED[reduce])
     if img is None:
         return None, "not a decodable image"
@@ -672,10 +679,15 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
                    and "wt" in regs and regs["wt"].hidden is not None)
         if alike or from_ts:  # M_occ from semi-global matching between the Ts below, not from DIS
             pcfg = replace(pcfg, maps=replace(pcfg.maps, hidden=False))
+        # M_defocus where something reads it: main T's (wt); the reference T's (wr) unless the
+        # W crop vs main T flow gives it (_ref_defocus_from_main_t, which replaces wr's own);
+        # T vs T's only as a row figure (no verdict reads it).
+        defocus_map = row_figures or name == "wt" or (name == "wr" and not _ref_defocus_replaces_wr(regs, frames, cfg))
         regs[name] = register_pair(src, ref, pcfg, af_roi=af, optical_scale=o, shift=g,
                                    baseline=None if base is None else tuple(base), flow_units=units,
                                    focus_flow=focus_flow, fallback_shift=fallback, row_figures=row_figures,
-                                   rejected=row_figures or name == "wr")  # graded on wr alone
+                                   rejected=row_figures or name == "wr",  # graded on wr alone
+                                   defocus_map=defocus_map)
         if alike:
             tt_fold = alike_fold(src, ref, regs[name].shift, tuple(base), cfg, regs[name].flow_fwd)
             regs[name] = with_fold(regs[name], tt_fold)
@@ -760,16 +772,25 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     return out
 
 
+def _ref_defocus_replaces_wr(regs: dict[str, Registration], frames: dict, cfg: QAConfig) -> bool:
+    """Whether ``_ref_defocus_from_main_t`` will replace the W crop vs reference T pairing's own
+    ``M_defocus`` (given that pairing is registered): known once the W crop vs main T is."""
+    wt_r = regs.get("wt")
+    return bool(cfg.maps.defocus_ref_from_main_t and wt_r is not None and wt_r.defocus_plane is not None
+                and "main_T" in frames and "ref_T" in frames
+                and frames["main_T"].focus_distance_diopters is not None
+                and frames["ref_T"].focus_distance_diopters is not None)
+
+
 def _ref_defocus_from_main_t(out: CaptureQA, regs: dict[str, Registration], frames: dict, fx_t: float,
                              cfg: QAConfig) -> None:
     """The reference T's ``M_defocus`` from the W crop vs main T flow (``maps.defocus_ref_from_main_t``):
     main T's plane moved to the reference T's focus distance (``maps.plane_at_other_focus``), or the
     AF ROI's largest cluster within the in-focus radius of it (``register.plane_for_other_focus``)."""
-    wt_r, wr_r = regs.get("wt"), regs.get("wr")
-    d_main, d_ref = frames["main_T"].focus_distance_diopters, frames["ref_T"].focus_distance_diopters
-    if (not cfg.maps.defocus_ref_from_main_t or wt_r is None or wr_r is None or wt_r.defocus_plane is None
-            or d_main is None or d_ref is None):
+    if "wr" not in regs or not _ref_defocus_replaces_wr(regs, frames, cfg):
         return
+    wt_r, wr_r = regs["wt"], regs["wr"]
+    d_main, d_ref = frames["main_T"].focus_distance_diopters, frames["ref_T"].focus_distance_diopters
     plane = plane_for_other_focus(wt_r, plane_at_other_focus(wt_r.defocus_plane, fx_t, cfg.rig.wt_baseline_m,
                                                              d_main, d_ref), cfg)
     m = defocus_at_plane(wt_r, plane, cfg)

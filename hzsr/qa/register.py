@@ -124,7 +124,7 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
                   shift: GlobalShift | None = None, baseline=None,
                   flow_units: float = 1.0, focus_flow=None,
                   fallback_shift: tuple[float, float] = (0.0, 0.0), row_figures: bool = True,
-                  rejected: bool = True) -> Registration:
+                  rejected: bool = True, defocus_map: bool = True) -> Registration:
     """Register REF onto SRC (same size): coarse shift, dense flow both ways, warp, maps, figures.
 
     Args:
@@ -152,6 +152,10 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
             check, which shows a verdict only (``uncertainty`` None, those stats absent).
         rejected: also ``M_reject`` and its fraction (False: ``reject`` None; the quick check
             grades the rejected fraction of the W crop vs reference T pairing only).
+        defocus_map: also ``M_defocus`` and its fraction from the AF ROI (False: ``defocus``
+            None, the plane and the AF subject's displacement still measured; the quick check
+            grades neither for T vs T, and the reference T's map comes from the W crop vs main T
+            flow, ``capture_qa._ref_defocus_from_main_t``).
     """
     cfg = cfg or QAConfig()
     if src.shape[:2] != ref.shape[:2]:
@@ -201,7 +205,8 @@ def register_pair(src: np.ndarray, ref: np.ndarray, cfg: QAConfig | None = None,
         ff = None if focus_flow is None else np.asarray(focus_flow, np.float32) * g
         cluster = in_focus_flow(fwd, roi_g, m.defocus_k)  # k-means once: the map's plane and the subject
         plane = defocus_plane(fwd, roi_g, m, grid_scale=flow_units, focus_flow=ff, cluster=cluster)
-        defocus = up(defocus_from_plane(fwd, plane, m, grid_scale=flow_units))  # maps.defocus_map, split
+        if defocus_map:
+            defocus = up(defocus_from_plane(fwd, plane, m, grid_scale=flow_units))  # maps.defocus_map, split
         plane = plane / g
         subject = cluster / g  # the AF subject's displacement, input px
     src_y = _unit_luma(src)
