@@ -67,6 +67,11 @@ class UNetConfig:
     # every level runs at a quarter of the pixels; the base B stays at full resolution
     # (unet.FusionUNet; issue 19's 12 MP time, docs/model.md).
     stem: str = "full"
+    # With stem: unshuffle, a full-resolution tail of this many channels (0 = none): the head then
+    # emits that many features per sub-pixel, unfolded to full resolution, and one 3x3 conv over
+    # them and the full-resolution inputs (with LeakyReLU) and a last 3x3 conv over its output and
+    # the inputs give the residual; nonlinear capacity at full resolution for a few channels' cost.
+    tail: int = 0
 
     def check(self) -> list[Problem]:
         out = []
@@ -74,6 +79,10 @@ class UNetConfig:
             out.append(Problem("residual_on", f"must be source, reference or gate; got {self.residual_on!r}"))
         if self.stem not in ("full", "unshuffle"):
             out.append(Problem("stem", f"must be full or unshuffle; got {self.stem!r}"))
+        if not 0 <= self.tail <= 64:
+            out.append(Problem("tail", f"must be in 0 .. 64, got {self.tail}"))
+        elif self.tail and self.stem != "unshuffle":
+            out.append(Problem("tail", "a full-resolution tail needs stem: unshuffle"))
         if len(self.widths) != 5:
             out.append(Problem("widths", f"the HZSR UNet has 5 levels; got {len(self.widths)} widths"))
         if any(not 1 <= w <= 1024 for w in self.widths):

@@ -20,6 +20,10 @@ back to the full-resolution residual (``pixel_shuffle``). The head still sees th
 themselves, so "copy the reference's detail at this sub-pixel" stays one linear step; the base
 ``B`` is computed at full resolution as before. A quarter of the pixels per level (about a
 quarter of the multiply-adds for the same widths); sides must then be divisible by ``2^levels``.
+``tail: C`` adds a small full-resolution stage after it: the half-resolution head emits ``C``
+features per sub-pixel, unfolded to full resolution, then one 3x3 conv over them and the inputs
+(``C`` channels, LeakyReLU) and the last 3x3 conv over its output and the inputs, which gives the
+residual.
 """
 
 from __future__ import annotations
@@ -63,7 +67,17 @@ class FusionUNet(nn.Module):
         # The head sees the inputs as well as the decoder's features: "take the reference's
         # detail here" is then one linear step (weights -1, +1 on Y_src, ~Y_ref), which the
         # stack of convolutions alone learns very slowly.
-        self.head = nn.Conv2d(w[0] + cz, cout, 3, padding=1)
+        self.tail = None
+        if self.cfg.tail:
+            # stem: unshuffle with a full-resolution tail: the head's features, unfolded, and the
+            # full-resolution inputs through one nonlinear conv; the last conv (``self.head``'s
+            # role: near-zero start) sees the inputs again for the linear copy.
+            c = self.cfg.tail
+            self.unfolded = nn.Conv2d(w[0] + cz, c * cout, 3, padding=1)
+            self.tail = _conv(c + self.cfg.in_channels, c)
+            self.head = nn.Conv2d(c + self.cfg.in_channels, 1, 3, padding=1)
+        else:
+            self.head = nn.Conv2d(w[0] + cz, cout, 3, padding=1)
         # Start near the identity on Y_src: a small residual head.
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
@@ -105,6 +119,9 @@ class FusionUNet(nn.Module):
             base = x[:, :1] + torch.sigmoid(self._unfold(self.gate(hz))) * (1 - x[:, 2:3]) * z[:, 1:2]
         else:
             base = x[:, :1] + (1 - x[:, 2:3]) * z[:, 1:2]
+        if self.tail is not None:
+            t = self.tail(torch.cat([self._unfold(self.unfolded(hz)), z], dim=1))
+            return base + self.head(torch.cat([t, z], dim=1))
         return base + self._unfold(self.head(hz))
 
     def _unfold(self, y: torch.Tensor) -> torch.Tensor:

@@ -158,3 +158,28 @@ def test_unshuffle_tiles_like_the_whole_image():
     # And a padded odd-size input goes through (sides a multiple of 32 after padding).
     with torch.no_grad():
         assert m(F.pad(x, (0, 32, 0, 32), mode="replicate")).shape == (1, 1, 128, 192)
+
+
+def test_tail_needs_the_unshuffle_stem():
+    with pytest.raises(ConfigError, match="tail"):
+        parse_or_raise(UNetConfig, {"tail": 4}, file="t.yaml", error=ConfigError)
+    parse_or_raise(UNetConfig, {"tail": 4, "stem": "unshuffle"}, file="t.yaml", error=ConfigError)
+
+
+def test_tail_runs_at_full_resolution_and_sees_the_inputs():
+    torch.manual_seed(0)
+    m = FusionUNet(UNetConfig(residual_on="source", stem="unshuffle", tail=4)).eval()
+    assert m.unfolded.out_channels == 4 * 4 and m.tail[0].in_channels == 4 + 3
+    assert m.head.in_channels == 4 + 3 and m.head.out_channels == 1
+    seen = []
+    hook = m.tail.register_forward_hook(lambda mod, i, o: seen.append(o.shape))
+    torch.nn.init.zeros_(m.head.weight)
+    torch.nn.init.zeros_(m.head.bias)
+    with torch.no_grad():
+        m.head.weight[0, 4 + 1, 1, 1] = 1.0  # the last conv copies ~Y_ref - Y_src: a linear step
+    x = _inputs(8)
+    with torch.no_grad():
+        y = m(x)
+    hook.remove()
+    assert seen == [torch.Size([2, 4, 64, 96])]
+    assert torch.allclose(y, x[:, 1:2], atol=1e-5)
