@@ -61,11 +61,28 @@ class UNetConfig:
     # it is not occluded, so an untrained network already matches the no-network blend; "gate" =
     # the same with a learnt per-pixel gate in (0, 1) on the reference's share (unet.FusionUNet).
     residual_on: str = "source"
+    # Where level 0 runs: "full" = at the image's resolution on the 3 inputs (the original network);
+    # "unshuffle" = at half resolution on the inputs' 2x2 space-to-depth (12 channels), the head
+    # emitting the 4 sub-pixels of each 2x2 block (depth-to-space back to full resolution), so
+    # every level runs at a quarter of the pixels; the base B stays at full resolution
+    # (unet.FusionUNet; issue 19's 12 MP time, docs/model.md).
+    stem: str = "full"
+    # With stem: unshuffle, a full-resolution tail of this many channels (0 = none): the head then
+    # emits that many features per sub-pixel, unfolded to full resolution, and one 3x3 conv over
+    # them and the full-resolution inputs (with LeakyReLU) and a last 3x3 conv over its output and
+    # the inputs give the residual; nonlinear capacity at full resolution for a few channels' cost.
+    tail: int = 0
 
     def check(self) -> list[Problem]:
         out = []
         if self.residual_on not in ("source", "reference", "gate"):
             out.append(Problem("residual_on", f"must be source, reference or gate; got {self.residual_on!r}"))
+        if self.stem not in ("full", "unshuffle"):
+            out.append(Problem("stem", f"must be full or unshuffle; got {self.stem!r}"))
+        if not 0 <= self.tail <= 64:
+            out.append(Problem("tail", f"must be in 0 .. 64, got {self.tail}"))
+        elif self.tail and self.stem != "unshuffle":
+            out.append(Problem("tail", "a full-resolution tail needs stem: unshuffle"))
         if len(self.widths) != 5:
             out.append(Problem("widths", f"the HZSR UNet has 5 levels; got {len(self.widths)} widths"))
         if any(not 1 <= w <= 1024 for w in self.widths):
@@ -309,8 +326,11 @@ class TrainConfig:
     init: str = ""  # fine-tune from this checkpoint ("shipped": the packaged one); "" = random init
 
     def check(self) -> list[Problem]:
-        return _ranged(self, _in("seed", 0, 2**63 - 1), _in("log_every", 1, MAX_STEPS),
-                       _in("ckpt_every", 1, MAX_STEPS), _in("threads", 0, MAX_THREADS))
+        # stem: unshuffle halves the side once more than the 5 levels do: patches a multiple of 32.
+        bad_patch = [Problem("data.patch", f"must be a multiple of 32 with unet.stem unshuffle, got {self.data.patch}")
+                     ] if self.unet.stem == "unshuffle" and self.data.patch % 32 else []
+        return bad_patch + _ranged(self, _in("seed", 0, 2**63 - 1), _in("log_every", 1, MAX_STEPS),
+                                   _in("ckpt_every", 1, MAX_STEPS), _in("threads", 0, MAX_THREADS))
 
 
 def _set_path(data: dict, dotted: str, value: Any) -> None:
