@@ -70,20 +70,31 @@ def parse_dis_variant(text: str) -> tuple[str, dict[str, float]]:
     """
     name, _, specs = text.partition(":")
     params: dict[str, float] = {}
+    probe = cv2.DISOpticalFlow_create()
     for spec in (s.strip() for s in specs.split(";") if s.strip()):
         key, _, value = spec.partition("=")
+        if key not in ("preset", "match") and not hasattr(probe, "set" + key):
+            raise ValueError(f"--dis {text!r}: {key!r} is not a DIS setter "
+                             "(e.g. PatchStride, VariationalRefinementDelta)")
         params[key] = value if key == "preset" else float(value)
     return name, params
 
 
-def dis_with(src_y: np.ndarray, ref_y: np.ndarray, level: int, params: dict, preset: str = "medium") -> np.ndarray:
-    """DIS ``src_y -> ref_y`` (uint8 lumas) stopped at ``level``, with OpenCV setters ``params`` on the preset."""
+def dis_with(src_y: np.ndarray, ref_y: np.ndarray, level: int, params: dict, preset: str = "medium",
+             alpha: float = 0.0) -> np.ndarray:
+    """DIS ``src_y -> ref_y`` (uint8 lumas) stopped at ``level``, with OpenCV setters ``params`` on the preset.
+
+    ``alpha`` > 0: the variational smoothness the pipeline sets where its flow stops at the blend
+    maps' level or coarser (``align.dis_flows``); ``params`` go on top of it.
+    """
     if params.get("match"):
         s, r = src_y.astype(np.float32), ref_y.astype(np.float32)
         r = (r - r.mean()) * (s.std() / max(float(r.std()), 1e-6)) + s.mean()
         ref_y = np.clip(r + 0.5, 0, 255).astype(np.uint8)
     d = cv2.DISOpticalFlow_create(align_mod._DIS_PRESETS[str(params.get("preset", preset))])
     d.setFinestScale(int(level))
+    if alpha > 0:
+        d.setVariationalRefinementAlpha(float(alpha))
     for k, val in params.items():
         if k not in ("preset", "match"):
             getattr(d, "set" + k)(type(getattr(d, "get" + k)())(val))
@@ -234,7 +245,12 @@ def sim(pipe: HZSRPipeline, sessions: list[Path], every: int,
         if variants:  # DIS with other settings on the pipeline's grid lumas, at its level and blur
             g = al.grid_scale
             s_y, r_y = align_mod.blurred_lumas(align_mod._grid(al.src, g), align_mod._grid(al.ref, g), al.flow_blur_px)
-            flows += [(name, up(dis_with(s_y, r_y, al.flow_level, params, pipe.cfg.qa.align.dis_preset), (hs, ws)))
+            alpha = pipe.cfg.flow_alpha if al.flow_level >= pipe.cfg.blend_maps_level else 0.0
+            preset = pipe.cfg.qa.align.dis_preset
+            # The variants are differences from the pipeline's flow: with no settings, DIS here is it.
+            if not np.array_equal(dis_with(s_y, r_y, al.flow_level, {}, preset, alpha), al.flow_fwd):
+                raise RuntimeError(f"{tc.capture}: DIS without settings is not the pipeline's flow")
+            flows += [(name, up(dis_with(s_y, r_y, al.flow_level, params, preset, alpha), (hs, ws)))
                       for name, params in variants]
         for name, f in flows:
             row[name] = scores(f, truth, good, al.ref, al.src, tr.y)

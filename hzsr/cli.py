@@ -387,7 +387,7 @@ finish = fastexit.finish  # for callers that run ``main`` themselves and end as 
 def main(argv: Sequence[str] | None = None) -> int:
     _ENTERED.clear()
     fastexit.reset()
-    try:  # Ctrl-C while the parser is built (it imports every stage) is an interrupt too, not a traceback
+    try:  # Ctrl-C while the parser is built (it imports its stages' modules) is an interrupt too, not a traceback
         argv, warnings = rewrite_deprecated(sys.argv[1:] if argv is None else list(argv))
         parser = build_parser(argv[0] if argv and argv[0] in STAGES else None)
         for w in warnings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.bench_modules import bench_module
 
@@ -93,6 +94,12 @@ def test_a_dis_variant_is_parsed_and_an_empty_one_is_the_pipelines_flow():
         b = np.roll(a, 3, axis=1)
         cfg = PipelineConfig().qa
         assert np.array_equal(fe.dis_with(a, b, 1, {}), dis_flows(a, b, cfg, 1)[0])
+        # At level 2 the pipeline also sets its smoothness (flow_alpha): the variants must too.
+        alpha = PipelineConfig().flow_alpha
+        assert np.array_equal(fe.dis_with(a, b, 2, {}, alpha=alpha), dis_flows(a, b, cfg, 2, alpha)[0])
+        assert not np.array_equal(fe.dis_with(a, b, 2, {}), dis_flows(a, b, cfg, 2, alpha)[0])
+        with pytest.raises(ValueError, match="VariationalRefinmentDelta"):
+            fe.parse_dis_variant("v:VariationalRefinmentDelta=1")
         d = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         d.setFinestScale(1)
         d.setVariationalRefinementDelta(1.0)

@@ -70,7 +70,7 @@ def reference_sigma(reference: np.ndarray, s: DenoiseSettings) -> float:
 
     A function of the reference alone, so the pipeline measures it before the tiles
     (``HZSRPipeline.fuse``), not after them, where its temporaries were freshly trimmed pages
-    (0.2-0.5 CPU-s of faults against 0.04: ``docs/benchmarks.md``, issue19wall).
+    (0.2-0.5 CPU-s of faults against 0.02-0.13: ``docs/benchmarks.md``, issue19wall).
     """
     h, w = reference.shape[:2]
     m = _MAX_SIDE

@@ -289,7 +289,7 @@ class HZSRPipeline:
 
         # The output denoiser's noise estimate of the reference, here, before the heap is trimmed
         # below: measured after the tiles, its 70 MB of temporaries came from freshly trimmed pages
-        # and cost 0.2-0.5 CPU-s of faults on the serial tail, against 0.04 here (issue19wall).
+        # and cost 0.2-0.5 CPU-s of faults on the serial tail, against 0.02-0.13 here (issue19wall).
         t = time.perf_counter()
         ref_sigma = self.reference_sigma(al.ref)
         spent["denoise"] = time.perf_counter() - t

@@ -34,6 +34,13 @@ def test_a_measured_sigma_gives_the_same_output_as_measuring_it_there(noise):
     want, sigma = denoise_output(final.copy(), ref, s)
     assert (sigma >= s.min_sigma) == (noise > 0)  # both branches are exercised
     assert reference_sigma(ref, s) == sigma
+    # ... and it is the pre-issue19wall expression, written out: the centre crop's BT.601 luma.
+    from hzsr.baseline_model.denoise import _MAX_SIDE, noise_sigma
+
+    h, w = ref.shape[:2]
+    y0, x0 = max(0, (h - _MAX_SIDE) // 2), max(0, (w - _MAX_SIDE) // 2)
+    crop = np.ascontiguousarray(ref[y0 : y0 + _MAX_SIDE, x0 : x0 + _MAX_SIDE])
+    assert sigma == noise_sigma(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), s.block, s.percentile)
     got, got_sigma = denoise_output(final.copy(), None, s, sigma=reference_sigma(ref, s))
     assert got_sigma == sigma and np.array_equal(got, want)
     with pytest.raises(ValueError):
@@ -81,3 +88,25 @@ def test_a_stage_command_builds_only_its_own_stages_parser():
     assert r.returncode == 0, r.stderr
     rc, loaded = r.stdout.strip().split(" ", 1)
     assert rc == "2" and loaded == "[]", r.stdout  # the usage error of a bad --out, and no other stage loaded
+
+
+def test_every_stage_in_stages_builds_alone_and_all_of_them_in_order():
+    """``hzsr.cli.STAGES`` and ``_add_stage`` in step: a stage named in one and not the other would
+    make every command line fail; each stage's own parser gives the same help as the full one's."""
+    import contextlib
+    import io
+
+    from hzsr import cli
+
+    full = cli.build_parser()
+    choices = next(a for a in full._actions if a.dest == "stage").choices
+    assert list(choices) == list(cli.STAGES)
+    for name in cli.STAGES:
+        alone = cli.build_parser(name)
+        helps = []
+        for parser in (full, alone):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+                parser.parse_args([name, "-h"])
+            helps.append(out.getvalue())
+        assert helps[0] == helps[1], name

@@ -34,15 +34,23 @@ def test_hypothesis_support_counts_what_the_dense_distances_counted():
         r = 1.5
         ang = rng.uniform(0, 2 * np.pi, n // 3 + 1)
         base = disp[: len(ang)].copy()
-        hair = rng.choice([1 - 1e-16, 1.0, 1 + 1e-16], len(ang))[:, None]
+        # (1 +- 1e-16 would round to 1.0 in float64: the neighbouring doubles are the hair.)
+        hair = rng.choice([np.nextafter(1.0, 0.0), 1.0, np.nextafter(1.0, 2.0)], len(ang))[:, None]
         ring = base + r * np.stack([np.cos(ang), np.sin(ang)], 1) * hair
         disp = np.vstack([disp, ring, base + [r, 0.0]])
         hyp = np.vstack([disp[rng.choice(len(disp), min(500, len(disp)), replace=False)], base, [[0.0, 0.0]]])
         assert np.array_equal(hypothesis_support(hyp, disp, r**2), _support_before(hyp, disp, r**2))
 
 
+@pytest.mark.parametrize("rgb_flags", ["installed", "fallback"])
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
-def test_rgb_decode_equals_bgr_decode_then_conversion(tmp_path, ext):
+def test_rgb_decode_equals_bgr_decode_then_conversion(tmp_path, ext, rgb_flags, monkeypatch):
+    # Both branches of _decode: OpenCV's own RGB decode where it has one, and the BGR-then-convert
+    # fallback an older OpenCV takes (forced here).
+    if rgb_flags == "fallback":
+        monkeypatch.setattr(capture_qa, "_REDUCED_RGB", None)
+    elif capture_qa._REDUCED_RGB is None:
+        pytest.skip("this OpenCV has no RGB decode flags: the fallback case covers it")
     rng = np.random.default_rng(3)
     img = cv2.GaussianBlur(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), (0, 0), 1.5)
     path = tmp_path / f"f{ext}"
