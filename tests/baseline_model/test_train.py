@@ -132,9 +132,14 @@ def test_ddp_two_processes_stay_in_step(tiny_dataset, tmp_path):
            "-m", "hzsr.cli", "model", "train", str(tiny_dataset), "--out", str(out), "--quiet"]
     for s in TINY:
         cmd += ["--set", s]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HZSR_DDP_BACKEND": "gloo"}
+    # torchrun writes its workers' logs to a fresh tempfile folder (torchelastic_*) that it never
+    # removes: give it the test's own TMPDIR, or every `make test` leaves one in /tmp.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HZSR_DDP_BACKEND": "gloo", "TMPDIR": str(tmp)}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert any(p.name.startswith("torchelastic_") for p in tmp.iterdir())  # it went there, not to /tmp
     s = json.loads((out / "summary.json").read_text())
     assert s["world_size"] == 2
     a, b = s["rank_param_checksums"]
