@@ -91,8 +91,18 @@ def test_eval_and_loader_stop_on_a_damaged_shard(tiny_run, tiny_dataset, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"hzsr: error: {shard}: {cid}: ref_T: cannot read pixels"), err
     loader = DataLoader(ShardDataset(ds, split="test", transform=CenterCrop(64)), batch_size=1, num_workers=1)
-    with pytest.raises(DatasetError, match=f"{cid}: ref_T: cannot read pixels"):
-        list(loader)
+    batches = iter(loader)
+    try:
+        with pytest.raises(DatasetError, match=f"{cid}: ref_T: cannot read pixels"):
+            list(batches)
+    finally:
+        # Shut the worker down now: left to the garbage collector (the exception's traceback keeps
+        # the iterator alive), it was still running when this xdist worker exited, was terminated
+        # (SIGTERM) there and left its multiprocessing folder (/tmp/pymp-*, from sending a tensor's
+        # shared-memory descriptor) behind: one per `make test`.
+        batches._shutdown_workers()
+        # A clean exit (0, not -SIGTERM) is the one that runs the worker's exit handlers.
+        assert [w.exitcode for w in batches._workers] == [0]
 
 
 def test_the_training_cache_key_ignores_inference_only_settings():
