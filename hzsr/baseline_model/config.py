@@ -169,7 +169,14 @@ class PipelineConfig:
     # dis backend only): "modes" (DIS started from keypoint-displacement clusters: near layers beyond
     # DIS's reach), "ric" (RicFlow's edge-aware interpolation of DIS's consistent matches, then DIS
     # from it; needs OpenCV-contrib's cv2.ximgproc), "ric_modes" (both), "none" (DIS as it is).
-    # Inference only (the training cache aligns without it). docs/model.md, "Fused flow hypotheses".
+    # "modes" chosen on calibration sessions 31-36 under a rule written before the runs (warp +0.49 dB,
+    # full +0.041 +- 0.014 dB, no kind below -0.01), then judged once: Middlebury full - bicubic
+    # +1.76 / +1.82 / +2.05 / +2.03 dB at ratios 2-5 (DIS alone +1.55 / +1.60 / +1.93 / +1.99), held-out
+    # 21-23 a tie (+0.004 +- 0.005). Off by default for its cost at 12 MP (the flow stage 0.5 -> 2.4 s on
+    # bench/infer.py's capture: three modes, six more DIS runs); "modes" needs the int8 graph re-made
+    # (bench/results/2026-12-07_issue20epic/shipped.int8.modes.*). Inference only (the training cache
+    # aligns without it; the shipped weights were trained on DIS's flow). docs/model.md, "Fused flow
+    # hypotheses (issue20epic)".
     flow_fusion: str = "none"
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
