@@ -282,6 +282,9 @@ class DataConfig:
     # seeds lose 0.19-0.31 dB on every kind, so it stays off (docs/model.md, "Training on the
     # inference flow", issue20o).
     level2_flow: bool = False
+    # The cache aligns with the pipeline's flow_fusion too (keyed on it), so the network trains on the
+    # fused flow it would run on (issue20epic); False: the cache as it always was.
+    fused_flow: bool = False
 
     def check(self) -> list[Problem]:
         bad_target = [] if self.target in TARGETS else [
