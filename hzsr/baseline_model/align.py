@@ -32,6 +32,7 @@ import numpy as np
 
 from hzsr.baseline_model.blend import blend_weight
 from hzsr.baseline_model.color import match_colour
+from hzsr.baseline_model.flow_fusion import fuse_flows
 from hzsr.core.geometry import CropRect, intrinsics_matrix
 from hzsr.qa.align import (
     GlobalShift,
@@ -88,6 +89,20 @@ def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int,
     if alpha > 0:
         dis.setVariationalRefinementAlpha(float(alpha))
     return dis.calc(src_y, ref_y, None), dis.calc(ref_y, src_y, None)
+
+
+def dis_flow_from(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int, alpha: float = 0.0,
+                  init: np.ndarray | None = None) -> np.ndarray:
+    """``dis_flows``' forward flow alone, started from ``init`` (grid px, HxWx2 float32) where given.
+
+    OpenCV's DIS takes a flow passed in of the images' size as its initial flow (``init`` is copied,
+    not overwritten); ``init=None`` is ``dis_flows``' forward flow, bit for bit.
+    """
+    dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.align.dis_preset])
+    dis.setFinestScale(int(finest))
+    if alpha > 0:
+        dis.setVariationalRefinementAlpha(float(alpha))
+    return dis.calc(src_y, ref_y, None if init is None else np.ascontiguousarray(init, np.float32).copy())
 
 
 def blurred_lumas(src_g: np.ndarray, ref_g: np.ndarray, blur_px: float) -> tuple[np.ndarray, np.ndarray]:
@@ -361,7 +376,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
           flow_level_by_w_px: bool = False, flow_level_max: int = 1, blend_maps_level: int = 2,
           blend_occlusion_scale: float = 0.0, blend_uncertainty_s_max: float = 0.0,
           flow_alpha: float = 0.0, blend_defocus_weight: float = 1.0, flow_blur_px: float = 0.0,
-          flow_blur_min_level: int | None = None) -> Alignment:
+          flow_blur_min_level: int | None = None, flow_fusion: str = "none") -> Alignment:
     """Steps 1-3 and the maps of step 5 for one capture (see the module docstring).
 
     Where DIS stops at level ``blend_maps_level`` or coarser (``flow_level_by_w_px`` only),
@@ -379,6 +394,9 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     a W pixel (``flow_blur_w_fraction``: ``flow_blur_px`` grid px is a quarter of the simulator's
     W pixel of 4 grid px; at most ``flow_blur_px``). A value above ``blend_maps_level`` is the same
     as ``blend_maps_level``: the coarse levels get ``flow_blur_px`` whatever it says.
+    ``flow_fusion`` (``flow_level_by_w_px`` only; ``flow_fusion.FUSION_MODES``): other flow hypotheses
+    (DIS from keypoint modes, RicFlow's interpolation) fused per pixel into DIS's forward and backward
+    flows (``flow_fusion.fuse_flows``); ``"none"`` leaves DIS's flows as they are.
     """
     import time
 
@@ -405,8 +423,16 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
             flow_blur = flow_blur_px
         elif level >= min_blur_level:
             flow_blur = flow_blur_px * flow_blur_w_fraction(k * g, blend_maps_level)
-        fwd, bwd = dis_flows(*blurred_lumas(src_g, ref_g, flow_blur), qa_cfg, level,
-                             flow_alpha if coarse_flow else 0.0)
+        lumas = blurred_lumas(src_g, ref_g, flow_blur)
+        alpha = flow_alpha if coarse_flow else 0.0
+        fwd, bwd = dis_flows(*lumas, qa_cfg, level, alpha)
+        if flow_fusion != "none":
+            def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray:
+                return dis_flow_from(a, b, qa_cfg, level, alpha, init)
+
+            fwd, bwd = fuse_flows(src_g, ref_g, *lumas, fwd, bwd, dis_from, flow_fusion, k * g)
+    elif flow_fusion != "none":
+        raise ValueError(f"pipeline.flow_fusion {flow_fusion!r} needs flow_backend 'dis' with flow_level_by_w_px")
     else:
         fwd, bwd = FLOW_BACKENDS[flow_backend](to_luma(src_g), to_luma(ref_g), qa_cfg)
     timings["dense_flow"] = time.perf_counter() - t0

@@ -112,6 +112,10 @@ def pipeline_qa_defaults() -> QAConfig:
     return cfg
 
 
+#: ``PipelineConfig.flow_fusion`` values (``flow_fusion.py``): which hypotheses join DIS's flow.
+FLOW_FUSION_MODES = ("none", "modes", "ric", "ric_modes")
+
+
 @dataclass
 class PipelineConfig:
     """How the pipeline around the UNet runs (alignment, maps, blending, tiling)."""
@@ -161,6 +165,19 @@ class PipelineConfig:
     # kind losing > 0.05 dB) (issue20p, docs/model.md "The dense flow at level 1"); blend_maps_level
     # (2) = only at level 2, as before.
     flow_blur_min_level: int = 1
+    # Other flow hypotheses fused per pixel into DIS's (flow_fusion.py; flow_level_by_w_px and the
+    # dis backend only): "modes" (DIS started from keypoint-displacement clusters: near layers beyond
+    # DIS's reach), "ric" (RicFlow's edge-aware interpolation of DIS's consistent matches, then DIS
+    # from it; needs OpenCV-contrib's cv2.ximgproc), "ric_modes" (both), "none" (DIS as it is).
+    # "modes" chosen on calibration sessions 31-36 under a rule written before the runs (warp +0.49 dB,
+    # full +0.041 +- 0.014 dB, no kind below -0.01), then judged once: Middlebury full - bicubic
+    # +1.76 / +1.82 / +2.05 / +2.03 dB at ratios 2-5 (DIS alone +1.55 / +1.60 / +1.93 / +1.99), held-out
+    # 21-23 a tie (+0.004 +- 0.005). Off by default for its cost at 12 MP (the flow stage 0.5 -> 2.4 s on
+    # bench/infer.py's capture: three modes, six more DIS runs); "modes" needs the int8 graph re-made
+    # (bench/results/2026-12-07_issue20epic/shipped.int8.modes.*). Inference only (the training cache
+    # aligns without it; the shipped weights were trained on DIS's flow). docs/model.md, "Fused flow
+    # hypotheses (issue20epic)".
+    flow_fusion: str = "none"
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
     use_defocus: bool = True
@@ -188,7 +205,9 @@ class PipelineConfig:
                           _in("blend_uncertainty_s_max", 0.0, 1e4),
                           _in("blend_defocus_weight", 0.0, 1.0), _in("flow_alpha", 0.0, 1e4),
                           _in("flow_blur_px", 0.0, 16.0), _in("flow_blur_min_level", 0, 7),
-                          _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0)))
+                          _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0))
+                + _problems(self, ("flow_fusion", lambda v: v in FLOW_FUSION_MODES,
+                                   f"must be one of {', '.join(FLOW_FUSION_MODES)}")))
 
 
 #: Fields of ``PipelineConfig`` that only inference reads: the blend's level-2 settings, the output
@@ -197,7 +216,7 @@ class PipelineConfig:
 #: with ``DataConfig.level2_flow`` it aligns with ``data.LEVEL2_FLOW_FIELDS`` as well, and keys on them).
 INFERENCE_ONLY_FIELDS = ("blend_maps_level", "blend_occlusion_scale", "blend_uncertainty_s_max",
                          "blend_defocus_weight", "flow_alpha", "flow_blur_px", "flow_blur_min_level",
-                         "denoise_min_sigma",
+                         "flow_fusion", "denoise_min_sigma",
                          "denoise_strength", "tile", "halo")
 
 
@@ -263,6 +282,9 @@ class DataConfig:
     # seeds lose 0.19-0.31 dB on every kind, so it stays off (docs/model.md, "Training on the
     # inference flow", issue20o).
     level2_flow: bool = False
+    # The cache aligns with the pipeline's flow_fusion too (keyed on it), so the network trains on the
+    # fused flow it would run on (issue20epic); False: the cache as it always was.
+    fused_flow: bool = False
 
     def check(self) -> list[Problem]:
         bad_target = [] if self.target in TARGETS else [

@@ -100,11 +100,12 @@ def resolve_target(reader: Any, ids: list[str], target: str) -> str:
 LEVEL2_FLOW_FIELDS = ("flow_alpha", "flow_blur_px", "blend_maps_level", "flow_blur_min_level")
 
 
-def config_key(cfg: PipelineConfig, level2_flow: bool = False) -> str:
+def config_key(cfg: PipelineConfig, level2_flow: bool = False, fused_flow: bool = False) -> str:
     """Short hash of everything in the pipeline config that changes the cached arrays.
 
     ``level2_flow`` (``DataConfig.level2_flow``): the cache aligns with ``LEVEL2_FLOW_FIELDS`` as
-    well, so they enter the key; off, the key is the one caches always had.
+    well, so they enter the key; off, the key is the one caches always had. ``fused_flow``
+    (``DataConfig.fused_flow``): the same for ``flow_fusion``.
     """
     plain = pipeline_payload(to_plain(cfg))
     kept = LEVEL2_FLOW_FIELDS if level2_flow else ()
@@ -113,6 +114,9 @@ def config_key(cfg: PipelineConfig, level2_flow: bool = False) -> str:
             plain.pop(k, None)
     if level2_flow:
         plain["level2_flow"] = True
+    if fused_flow:
+        plain["flow_fusion"] = cfg.flow_fusion
+        plain["fused_flow"] = True
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -121,12 +125,13 @@ def cache_name(capture_id: str) -> str:
 
 
 def prepare_capture(sample: Any, cfg: PipelineConfig, truth: Any = None, *,
-                    level2_flow: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+                    level2_flow: bool = False, fused_flow: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Align one ``CaptureSample``; returns the 5xHxW float16 stack and facts for the cache index.
 
     With ``truth`` (the capture's ``truth_arrays.CaptureTruth``) the target is the ideal one. With
     ``level2_flow`` the alignment also takes ``LEVEL2_FLOW_FIELDS`` (the flow's smoothness and blur and
     the level they apply from), as inference does (the UNet's inputs are then the pipeline's own, bit for bit).
+    With ``fused_flow`` it also takes ``flow_fusion`` (other flow hypotheses fused into DIS's, issue20epic).
     """
     from hzsr.baseline_model.align import align, camera_geometry
     from hzsr.baseline_model.pipeline import unet_inputs
@@ -141,7 +146,8 @@ def prepare_capture(sample: Any, cfg: PipelineConfig, truth: Any = None, *,
                          "reject": cfg.use_reject}, min_overlap=cfg.min_overlap, min_ncc=cfg.min_ncc,
                overlap_blur_w_px=cfg.overlap_blur_w_px,
                flow_level_by_w_px=cfg.flow_level_by_w_px, flow_level_max=cfg.flow_level_max,
-               **({k: getattr(cfg, k) for k in LEVEL2_FLOW_FIELDS} if level2_flow else {}))
+               **({k: getattr(cfg, k) for k in LEVEL2_FLOW_FIELDS} if level2_flow else {}),
+               **({"flow_fusion": cfg.flow_fusion} if fused_flow else {}))
     h, w = al.src.shape[:2]
     x, _ = unet_inputs(al, 0, h, 0, w)
     tgt = make_target(al, main_t, cfg, geom.focal_ratio) if truth is None else make_ideal_target(al, truth)
@@ -153,7 +159,8 @@ def prepare_capture(sample: Any, cfg: PipelineConfig, truth: Any = None, *,
 
 
 def build_cache(reader: Any, ids: list[str], cfg: PipelineConfig, cache_dir: str | Path, *,
-                target: str = "main_T", progress: bool = True, level2_flow: bool = False) -> list[Path]:
+                target: str = "main_T", progress: bool = True, level2_flow: bool = False,
+                fused_flow: bool = False) -> list[Path]:
     """Make (or reuse) the cached arrays of ``ids``; returns their paths in order.
 
     Idempotent and crash-safe: each file is written to a temp name and renamed, under a folder
@@ -166,14 +173,15 @@ def build_cache(reader: Any, ids: list[str], cfg: PipelineConfig, cache_dir: str
 
     from tqdm import tqdm
 
-    root = Path(cache_dir) / (config_key(cfg, level2_flow) + ("-ideal" if target == "ideal" else ""))
+    root = Path(cache_dir) / (config_key(cfg, level2_flow, fused_flow) + ("-ideal" if target == "ideal" else ""))
     root.mkdir(parents=True, exist_ok=True)
     paths = []
     for cid in tqdm(ids, desc="align (cache)", disable=not progress, leave=False):
         p = root / cache_name(cid)
         if not p.exists():
             truth = reader.truth(cid) if target == "ideal" else None
-            stack, info = prepare_capture(reader.read(cid), cfg, truth, level2_flow=level2_flow)
+            stack, info = prepare_capture(reader.read(cid), cfg, truth, level2_flow=level2_flow,
+                                          fused_flow=fused_flow)
             fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=root)
             apply_umask(fd)  # mkstemp makes 0600; a shared cache must be readable as every hzsr file is
             with os.fdopen(fd, "wb") as fh:

@@ -246,6 +246,9 @@ def int8_paths(ckpt: str | Path) -> tuple[Path, Path, Path]:
 #: tiling, which ``hzsr model infer --tile/--halo`` may change per run without changing what the
 #: UNet sees inside a window.
 _DIGEST_SKIP = ("tile", "halo")
+#: ... and fields left out while at the value that changes nothing (an option added after a graph was
+#: made must not make it stale where it is off): ``flow_fusion`` "none" is DIS's flow as it always was.
+_DIGEST_SKIP_AT = {"flow_fusion": "none"}
 
 
 def pipeline_settings(cfg: Any) -> dict[str, Any]:
@@ -260,7 +263,8 @@ def pipeline_settings(cfg: Any) -> dict[str, Any]:
 
     from hzsr.baseline_model.config import pipeline_payload
 
-    plain = {k: v for k, v in pipeline_payload(dataclasses.asdict(cfg)).items() if k not in _DIGEST_SKIP}
+    plain = {k: v for k, v in pipeline_payload(dataclasses.asdict(cfg)).items()
+             if k not in _DIGEST_SKIP and not (k in _DIGEST_SKIP_AT and v == _DIGEST_SKIP_AT[k])}
     maps = plain.get("qa", {}).get("maps")
     if isinstance(maps, dict):  # qa check's own maps (M_hid, the reference's M_defocus from main T)
         plain["qa"]["maps"] = {k: v for k, v in maps.items() if not _qa_check_only_map(k)}

@@ -249,7 +249,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
     t0 = time.perf_counter()
     paths = build_cache(reader, mine, cfg.pipeline, cache_dir, target=target, progress=progress and d.main,
-                        level2_flow=cfg.data.level2_flow)
+                        level2_flow=cfg.data.level2_flow, fused_flow=cfg.data.fused_flow)
     weights = kind_weights(reader, mine, cfg.data.kind_weights)
     # What the weights are trained from, so a rerun that does not reproduce them can be told
     # apart as data or code (provenance.py); each rank hashes its own captures.

@@ -166,3 +166,34 @@ def test_training_can_align_on_the_inference_flow(tiny_dataset):
     al3 = HZSRPipeline(load_model(None).model, above).align(sample.main_W, sample.ref_T, sample.meta)
     x3, _ = unet_inputs(al3, 0, h, 0, w)
     np.testing.assert_array_equal(stack_above[:3], x3.astype(np.float16))
+
+
+def test_training_can_align_on_the_fused_flow(tiny_dataset, monkeypatch):
+    """``data.fused_flow`` (issue20epic): the cache aligns with the pipeline's ``flow_fusion`` and keys on
+    it; off (the shipped recipe) neither the alignment nor the key sees it."""
+    import dataclasses
+
+    import hzsr.baseline_model.align as align_mod
+    from hzsr.baseline_model.config import DataConfig, PipelineConfig
+    from hzsr.baseline_model.data import config_key, prepare_capture
+    from hzsr.dataset.reader import ShardReader
+
+    assert DataConfig().fused_flow is False
+    base = PipelineConfig(flow_fusion="modes")
+    assert config_key(base) == config_key(PipelineConfig())  # off: the key caches always had
+    assert config_key(base, fused_flow=True) != config_key(base)
+    assert config_key(base, fused_flow=True) != config_key(dataclasses.replace(base, flow_fusion="none"),
+                                                           fused_flow=True)
+    seen = []
+    real = align_mod.align
+
+    def spy(*a, **k):
+        seen.append(k.get("flow_fusion", "none"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(align_mod, "align", spy)
+    r = ShardReader(tiny_dataset)
+    sample = r.read(next(c for c in r.ids() if r.meta(c)["has_reference"]))
+    prepare_capture(sample, base, fused_flow=True)
+    prepare_capture(sample, base)
+    assert seen == ["modes", "none"]

@@ -1,0 +1,176 @@
+"""``flow_fusion``: flow hypotheses beyond DIS's reach, fused per pixel (issue20epic)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from hzsr.baseline_model import flow_fusion
+from hzsr.baseline_model.align import blurred_lumas, dis_flow_from, dis_flows
+from hzsr.baseline_model.config import PipelineConfig
+from hzsr.baseline_model.runtime import pipeline_digest
+from hzsr.core.errors import ConfigError
+
+H, W = 384, 512
+BACKGROUND = (-3.0, 2.0)  # the flow I_src -> reference of the background, grid px
+FAR_BLOCK = (72.0, 0.0)  # ... and of a near block in front of it: beyond what DIS reaches from zero
+Y0, Y1, X0, X1 = 110, 290, 130, 300  # the block on the source's grid
+
+needs_contrib = pytest.mark.skipif(not hasattr(cv2, "ximgproc"), reason="OpenCV-contrib (cv2.ximgproc) not installed")
+
+
+def _texture(rng: np.random.Generator, sigma: float) -> np.ndarray:
+    t = cv2.GaussianBlur(rng.integers(0, 255, (H, W), dtype=np.uint8).astype(np.float32), (0, 0), sigma)
+    return (t - t.mean()) * 4 + 128
+
+
+def _pair(block: tuple[float, float] = FAR_BLOCK, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source and reference (uint8 RGB grid images) and the true forward flow: a textured background
+    moving by ``BACKGROUND`` and a differently textured block in front moving by ``block``."""
+    rng = np.random.default_rng(seed)
+    back, front = _texture(rng, 2.0), _texture(rng, 1.5)
+    bx, by = int(block[0]), int(block[1])
+    src = np.roll(back, (-int(BACKGROUND[1]), -int(BACKGROUND[0])), (0, 1)).copy()
+    ref = back.copy()
+    src[Y0:Y1, X0:X1] = front[Y0:Y1, X0:X1]
+    ref[Y0 + by:Y1 + by, X0 + bx:X1 + bx] = front[Y0:Y1, X0:X1]
+    flow = np.empty((H, W, 2), np.float32)
+    flow[...] = BACKGROUND
+    flow[Y0:Y1, X0:X1] = block
+
+    def rgb(y: np.ndarray) -> np.ndarray:
+        return np.repeat(np.clip(y + 0.5, 0, 255).astype(np.uint8)[..., None], 3, 2)
+
+    return rgb(src), rgb(ref), flow
+
+
+def _fused(mode: str, src: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cfg = PipelineConfig().qa
+    sy, ry = blurred_lumas(src, ref, 1.0)
+    fwd, bwd = dis_flows(sy, ry, cfg, 2, 30.0)
+
+    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray:
+        return dis_flow_from(a, b, cfg, 2, 30.0, init)
+
+    f, b = flow_fusion.fuse_flows(src, ref, sy, ry, fwd, bwd, dis_from, mode, 4.0)
+    return fwd, f, b
+
+
+def _block_epe(flow: np.ndarray, truth: np.ndarray) -> float:
+    """Mean end-point error inside the block, its border (where the pick's box straddles) left out."""
+    m = 12
+    return float(np.linalg.norm(flow - truth, axis=2)[Y0 + m:Y1 - m, X0 + m:X1 - m].mean())
+
+
+def test_dis_flow_from_without_init_is_dis_flows():
+    src, ref, _ = _pair()
+    sy, ry = blurred_lumas(src, ref, 1.0)
+    cfg = PipelineConfig().qa
+    assert np.array_equal(dis_flow_from(sy, ry, cfg, 2, 30.0), dis_flows(sy, ry, cfg, 2, 30.0)[0])
+
+
+def test_none_is_dis_bit_for_bit():
+    src, ref, _ = _pair()
+    fwd, f, _ = _fused("none", src, ref)
+    assert f is fwd
+
+
+def test_modes_recover_a_near_layer_dis_misses():
+    src, ref, truth = _pair()
+    fwd, f, b = _fused("modes", src, ref)
+    # The test means something only if DIS alone misses the block by far ...
+    assert _block_epe(fwd, truth) > 20.0
+    # ... and the keypoint mode brings it within a pixel; the background stays DIS's.
+    assert _block_epe(f, truth) < 1.0
+    back = np.ones((H, W), bool)
+    back[Y0 - 20:Y1 + 20, X0 - 20:X1 + 100] = False
+    back[:20] = back[-20:] = False
+    back[:, :20] = back[:, -20:] = False
+    assert np.linalg.norm(f - fwd, axis=2)[back].mean() < 0.05
+    # The backward flow gets the block too: at the block's place in the reference, -FAR_BLOCK.
+    bb = b[Y0 + 12:Y1 - 12, X0 + 84:X1 + 60]
+    assert float(np.linalg.norm(bb + np.float32(FAR_BLOCK), axis=2).mean()) < 1.0
+
+
+def test_pick_per_pixel_takes_the_flow_that_matches():
+    src, ref, truth = _pair()
+    sy, ry = blurred_lumas(src, ref, 1.0)
+    wrong = np.zeros_like(truth)
+    out = flow_fusion.pick_per_pixel(sy, ry, [wrong, truth])
+    inner = np.linalg.norm(out - truth, axis=2)[20:-20, 20:-100]
+    assert (inner < 1e-6).mean() > 0.95
+    # A global brightness offset of the reference does not change the choice.
+    out2 = flow_fusion.pick_per_pixel(sy, np.clip(ry.astype(np.int16) + 25, 0, 255).astype(np.uint8), [wrong, truth])
+    assert (np.linalg.norm(out2 - truth, axis=2)[20:-20, 20:-100] < 1e-6).mean() > 0.95
+
+
+def test_displacement_modes():
+    rng = np.random.default_rng(1)
+    pa = rng.uniform(0, 400, (60, 2)).astype(np.float32)
+    d = np.zeros((60, 2), np.float32)
+    d[:40] = (1.0, 0.5)
+    d[40:52] = (70.0, -4.0)  # a near layer's 12 matches
+    d[52:] = rng.uniform(-100, 100, (8, 2))  # chance matches, scattered
+    modes = flow_fusion.displacement_modes(pa, pa + d, np.array([1.0, 0.5]))
+    assert len(modes) == 1 and np.allclose(modes[0], (70.0, -4.0))
+
+
+def test_config_and_digest():
+    c = PipelineConfig()
+    assert c.flow_fusion == "none" and c.check() == []
+    c.flow_fusion = "epic"
+    assert [p.field for p in c.check()] == ["flow_fusion"]
+    # Off, the option leaves the int8 graph's pipeline digest as it was before it existed (the shipped
+    # graph stays current); every other value changes it.
+    import json
+    from pathlib import Path
+
+    import hzsr.baseline_model as bm
+    side = json.loads((Path(bm.__file__).parent / "weights" / "shipped.int8.json").read_text())
+    digests = {m: pipeline_digest(PipelineConfig(flow_fusion=m)) for m in ("none", "modes", "ric", "ric_modes")}
+    assert digests["none"] == side["pipeline_sha256"]
+    assert len(set(digests.values())) == 4
+
+
+def test_ric_without_contrib_is_one_line_error(monkeypatch):
+    monkeypatch.delattr(cv2, "ximgproc", raising=False)
+    src, ref, _ = _pair()
+    with pytest.raises(ConfigError, match="opencv-contrib-python-headless") as e:
+        _fused("ric", src, ref)
+    assert e.value.field == "pipeline.flow_fusion" and "\n" not in str(e.value)
+
+
+@needs_contrib
+def test_ric_modes_recover_the_near_layer_and_keep_edges():
+    src, ref, truth = _pair()
+    fwd, f, _ = _fused("ric_modes", src, ref)
+    assert _block_epe(fwd, truth) > 20.0
+    assert _block_epe(f, truth) < 1.0
+
+
+@needs_contrib
+def test_ric_interpolate_follows_the_guide_edge():
+    # Sparse matches: 0 on the left half, 10 on the right; the guide has its edge at x = 200, not at
+    # the matches' midpoint (x = 256): the edge-aware interpolation puts the jump at the guide's edge.
+    guide = np.zeros((H, W, 3), np.uint8)
+    guide[:, 200:] = 255
+    ys, xs = np.mgrid[8:H:16, 8:W:16]
+    keep = (xs < 150) | (xs > 360)
+    p0 = np.stack([xs[keep], ys[keep]], 1).astype(np.float32)
+    p1 = p0 + np.where(p0[:, :1] > 200, 10.0, 0.0).astype(np.float32) * np.float32([1, 0])
+    dense = flow_fusion.ric_interpolate(guide, p0, p1)
+    assert np.abs(dense[40:-40, 160:192, 0]).max() < 1.0  # left of the guide's edge: the left matches'
+    assert np.abs(dense[40:-40, 208:250, 0] - 10).max() < 1.0  # right of it: the right matches'
+
+
+@needs_contrib
+def test_ric_interpolate_is_deterministic():
+    src, ref, _ = _pair()
+    sy, ry = blurred_lumas(src, ref, 1.0)
+    fwd, bwd = dis_flows(sy, ry, PipelineConfig().qa, 2, 30.0)
+    p0, p1 = flow_fusion.consistent_matches(fwd, bwd)
+    threads = cv2.getNumThreads()
+    a = flow_fusion.ric_interpolate(src, p0, p1)
+    assert cv2.getNumThreads() == threads  # restored
+    assert np.array_equal(a, flow_fusion.ric_interpolate(src, p0, p1))
