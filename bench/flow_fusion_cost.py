@@ -11,7 +11,7 @@ per round and capture the ratio to the first mode, then the median. CPU time of 
 Usage::
 
     python bench/flow_fusion_cost.py SESSION [SESSION ...] [--captures 4] [--rounds 3]
-        [--modes none,modes,ric,ric_modes] [--json OUT]
+        [--modes none,modes] [--json OUT]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sessions", nargs="+", type=Path)
     ap.add_argument("--captures", type=int, default=4, help="the first N captures of the first session")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--modes", default="none,modes,ric,ric_modes")
+    ap.add_argument("--modes", default="none,modes")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     modes = a.modes.split(",")

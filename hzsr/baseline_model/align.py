@@ -430,7 +430,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
             def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray:
                 return dis_flow_from(a, b, qa_cfg, level, alpha, init)
 
-            fwd, bwd = fuse_flows(src_g, ref_g, *lumas, fwd, bwd, dis_from, flow_fusion, k * g)
+            fwd, bwd = fuse_flows(*lumas, fwd, bwd, dis_from, flow_fusion, k * g)
     elif flow_fusion != "none":
         raise ValueError(f"pipeline.flow_fusion {flow_fusion!r} needs flow_backend 'dis' with flow_level_by_w_px")
     else:

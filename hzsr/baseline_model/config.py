@@ -113,7 +113,7 @@ def pipeline_qa_defaults() -> QAConfig:
 
 
 #: ``PipelineConfig.flow_fusion`` values (``flow_fusion.py``): which hypotheses join DIS's flow.
-FLOW_FUSION_MODES = ("none", "modes", "ric", "ric_modes")
+FLOW_FUSION_MODES = ("none", "modes")
 
 
 @dataclass
@@ -167,8 +167,8 @@ class PipelineConfig:
     flow_blur_min_level: int = 1
     # Other flow hypotheses fused per pixel into DIS's (flow_fusion.py; flow_level_by_w_px and the
     # dis backend only): "modes" (DIS started from keypoint-displacement clusters: near layers beyond
-    # DIS's reach), "ric" (RicFlow's edge-aware interpolation of DIS's consistent matches, then DIS
-    # from it; needs OpenCV-contrib's cv2.ximgproc), "ric_modes" (both), "none" (DIS as it is).
+    # DIS's reach), "none" (DIS as it is). (RicFlow hypotheses, OpenCV-contrib, were measured and
+    # removed: they failed the rule; docs/model.md "Fused flow hypotheses".)
     # "modes" chosen on calibration sessions 31-36 under a rule written before the runs (warp +0.49 dB,
     # full +0.041 +- 0.014 dB, no kind below -0.01), then judged once: Middlebury full - bicubic
     # +1.76 / +1.82 / +2.05 / +2.03 dB at ratios 2-5 (DIS alone +1.55 / +1.60 / +1.93 / +1.99), held-out
