@@ -221,6 +221,14 @@ class CheckConfig:
     """How ``hzsr qa check`` reads and analyses a capture."""
 
     analysis_long_side: int = 1024  # T frames are decoded (JPEG DCT scaling) and analysed at about this long side
+    # qa check decodes main W with the largest JPEG DCT scaling (1, 2, 4, 8) whose crop of T's view
+    # stays at least this share of T's analysis width (capture_qa.decode_scales): the crop is
+    # upsampled onto T's grid and its keypoints, M_reject and sharpness ratios compare at W's
+    # optical resolution there. At 12 MP with the virtual rig's 5x T the crop is 800 W px at 1/1,
+    # 400 at 1/2 (T's grid 1000 px, its dense-flow grid 512): W is decoded whole.
+    w_crop_min_share: float = 0.7
+    # ... and the quick check's: at least this share of T's quick analysis width.
+    quick_w_crop_min_share: float = 0.2
     quick_long_side: int = 384  # --quick analyses at about this long side
     # --quick's DIS preset (ultrafast | fast | medium). qa check's own (medium): on the labelled set's
     # calibration seeds ultrafast put the occluded fraction 0.17 and PSNR 2 dB (p95) from qa check's.
