@@ -47,38 +47,41 @@ def test_scales_at_12mp_and_the_labelled_sizes(capture):
     rec = CaptureRecord.load(capture)
     cfg = QAConfig()
     # The virtual rig's 5x T at 12 MP (bench/qa.py --part speed): W's crop is 800 W px, 400 at 1/2,
-    # under 0.7 of T's 1000 px analysis width: W whole in qa check; the quick check's crop at 1/4
-    # (200 px) keeps 0.2 of its 500 px T, at 1/8 (99.9 px) it would not.
+    # 0.40 of T's 1000 px analysis width (>= check.w_crop_min_share 0.35): W at 1/2 in qa check,
+    # where the rule before (0.7) decoded it whole; the quick check's crop at 1/4 (200 px) keeps
+    # 0.2 of its 500 px T, at 1/8 (99.9 px) it would not.
     fr = _frames_at(rec, 4000, 3000)
     cw = 4000 * fr["main_W"].intrinsics.fx / fr["main_T"].intrinsics.fx
     full, quick = decode_scales(fr, cfg, quick=False), decode_scales(fr, cfg, quick=True)
-    assert full.decode == full.analysis == full.check == {"main_T": 4, "ref_T": 4, "main_W": 1}
+    assert full.decode == full.analysis == full.check == {"main_T": 4, "ref_T": 4, "main_W": 2}
     assert quick.decode == {"main_T": 4, "ref_T": 4, "main_W": 4}
     assert quick.analysis == {"main_T": 8, "ref_T": 8, "main_W": 4}
     assert quick.check == full.check
-    assert quick.w_crop_px == pytest.approx((cw, cw / 4))
-    # A 3x tele: W's crop is 1333 px, still 666 at 1/2 (< 700): whole; the quick check's at 1/8.
+    assert quick.w_crop_px == pytest.approx((cw / 2, cw / 4))  # the quick check knows qa check's crop
+    # A 3x tele: W's crop is 1333 px, 666 at 1/2 (0.67 of T's width), 333 at 1/4 (0.33): 1/2.
     fr3 = _frames_at(rec, 4000, 3000, w_fx_over_t_fx=1 / 3)
-    assert decode_scales(fr3, cfg, quick=False).decode["main_W"] == 1
+    assert decode_scales(fr3, cfg, quick=False).decode["main_W"] == 2
     assert decode_scales(fr3, cfg, quick=True).decode["main_W"] == 8
-    # The labelled set's sizes: qa check reduces nothing; at 480x360 neither does the quick check
-    # (it registers qa check's pixels), at 1280x960 it decodes the Ts whole and analyses them at 1/4.
-    for w, h in ((480, 360), (1280, 960)):
+    # The labelled set's sizes and the map parts' (640x480): qa check reduces nothing, so their
+    # figures cannot move; at 480x360 neither does the quick check (it registers qa check's pixels),
+    # at 1280x960 it decodes the Ts whole and analyses them at 1/4.
+    for w, h in ((480, 360), (640, 480), (1280, 960), (2048, 1536)):
         fr = _frames_at(rec, w, h)
         s = decode_scales(fr, cfg, quick=False)
-        assert s.decode == s.check == {"main_T": 1, "ref_T": 1, "main_W": 1}
+        assert s.decode["main_W"] == 1 and s.check["main_T"] == (2 if w == 2048 else 1)
         s = decode_scales(fr, cfg, quick=True)
-        assert s.check == {"main_T": 1, "ref_T": 1, "main_W": 1}
-        assert s.decode["main_T"] == s.decode["ref_T"] == 1
-        assert set(s.decode.values()) == {1} if w == 480 else s.analysis["main_T"] == 4
-    # The share is the config's: a lower one lets qa check decode W coarser, the quick check likewise.
+        assert s.check["main_W"] == 1
+        if w < 2048:
+            assert s.decode["main_T"] == s.decode["ref_T"] == 1
+        assert set(s.decode.values()) == {1} if w == 480 else s.analysis["main_T"] >= 2
+    # The share is the config's: the one before (0.7) decodes W whole at 12 MP; a lower quick one
+    # takes the quick W to 1/8.
     fr = _frames_at(rec, 4000, 3000)
-    low = dataclasses.replace(cfg, check=dataclasses.replace(cfg.check, w_crop_min_share=0.35,
-                                                             quick_w_crop_min_share=0.19))
-    assert decode_scales(fr, low, quick=False).decode["main_W"] == 2
-    assert decode_scales(fr, low, quick=True).decode["main_W"] == 8
-    assert decode_scales(fr, low, quick=True).w_crop_px == pytest.approx((cw / 2, cw / 8))
-
+    before = dataclasses.replace(cfg, check=dataclasses.replace(cfg.check, w_crop_min_share=0.7,
+                                                                quick_w_crop_min_share=0.19))
+    assert decode_scales(fr, before, quick=False).decode["main_W"] == 1
+    assert decode_scales(fr, before, quick=True).decode["main_W"] == 8
+    assert decode_scales(fr, before, quick=True).w_crop_px == pytest.approx((cw, cw / 8))
 
 def test_analysis_decodes_at_the_rule_and_the_quick_ts_are_qa_checks_pixels(capture, monkeypatch):
     cfg = QAConfig()
