@@ -223,8 +223,10 @@ class CheckConfig:
     analysis_long_side: int = 1024  # T frames are decoded (JPEG DCT scaling) and analysed at about this long side
     # qa check decodes main W with the largest JPEG DCT scaling (1, 2, 4, 8) whose crop of T's view
     # keeps at least this share of T's analysis width (capture_qa.decode_scales); the crop is
-    # upsampled onto T's grid and compared there at W's optical resolution. Below 3072 px (T not
-    # reduced by 4) no rig this project simulates reaches it: W is decoded whole, as before. At 12 MP
+    # upsampled onto T's grid and compared there at W's optical resolution. W at 1/2 needs
+    # r_T / (2 k) >= this (r_T: T's own scaling, k: T's focal length over W's): with the virtual
+    # rig's 5x T only where T is decoded at 1/4 or coarser (>= 3072 px; W whole, as before, at every
+    # size the labelled set and the map benches use), with a 3x T from the same sizes. At 12 MP
     # with the virtual rig's 5x T the crop is 800 W px at 1/1, 400 at 1/2 (0.40 of T's 1000 px):
     # 0.35 decodes W at 1/2 there, where 0.7 (until helper issue18decode) decoded it whole. A
     # coarser W-crop measurement, not an exact cut: on two 12-capture labelled sessions at 4000x3000
