@@ -132,6 +132,84 @@ def _reduction(long_side: int, target: int) -> int:
         r *= 2
     return r
 
+def _w_reduction(crop_w: float, need_w: float) -> int:
+    """Largest JPEG DCT scaling (1, 2, 4, 8) that keeps a W crop ``crop_w`` W px wide at least
+    ``need_w`` px wide."""
+    r = 1
+    while r < 8 and crop_w / (2 * r) >= need_w:
+        r *= 2
+    return r
+
+
+@dataclass(frozen=True)
+class DecodeScales:
+    """The JPEG DCT scaling of each frame of a capture, for ``qa check`` or the quick check.
+
+    ``decode``: per slot, the scaling its JPEG is decoded with; ``analysis``: per slot, the
+    scaling whose size the analysis image has (the quick check's Ts are decoded at ``qa
+    check``'s scaling for the AF ROI and resized to the coarser one; elsewhere the two agree).
+    ``check``: per slot, ``qa check``'s own scaling (what the quick check compares itself with).
+    ``w_crop_px``: main W's crop of T's view in the W px ``qa check`` and this check decode
+    (None without main W and main T).
+    """
+
+    decode: dict[str, int]
+    analysis: dict[str, int]
+    check: dict[str, int]
+    w_crop_px: tuple[float, float] | None
+
+
+def decode_scales(frames: dict[str, FrameRecord], cfg: QAConfig, *, quick: bool) -> DecodeScales:
+    """Every decode scaling of one capture, from ``capture.json``'s sizes: the one rule, for
+    ``qa check`` and the quick check alike (the quick check's figures are compared with ``qa
+    check``'s at the scalings this gives both).
+
+    - A T: the largest scaling that keeps its long side >= 3/4 of ``check.analysis_long_side``
+      (``qa check``) or ``check.quick_long_side`` (quick). The quick check decodes both Ts at ``qa
+      check``'s scaling where ``check.quick_fine_af_roi`` and keeps that image for the AF ROI (the
+      focus sharpness ratio measured on a 320-384 px T misses a blur of a few px that ``qa
+      check`` sees at 1000-1280); its own analysis image is that one resized to the size its
+      coarser scaling would have given.
+    - Main W: the largest scaling whose crop of T's view keeps at least
+      ``check.w_crop_min_share`` (``qa check``) or ``check.quick_w_crop_min_share`` (quick) of
+      T's analysis width at that check's T scaling; without main T, a T's rule.
+
+    Every scaling is taken before any pixel is decoded (the size-before-decode guard reads each
+    header first, ``check_image_size``); a coarser scaling than these would leave an analysis
+    fewer pixels than it measures on (docs/qa.md, helper issue18decode).
+    """
+    ch = cfg.check
+    dec: dict[str, int] = {}
+    ana: dict[str, int] = {}
+    chk: dict[str, int] = {}
+    for slot, f in frames.items():
+        if slot in ("main_T", "ref_T"):
+            long = max(f.width, f.height)
+            chk[slot] = _reduction(long, ch.analysis_long_side)
+            ana[slot] = _reduction(long, ch.quick_long_side) if quick else chk[slot]
+            dec[slot] = min(chk[slot], ana[slot]) if quick and ch.quick_fine_af_roi else ana[slot]
+    w_crop_px = None
+    fw, ft = frames.get("main_W"), frames.get("main_T")
+    if fw is not None:
+        if ft is None:  # no T to crop W to: W at T's rule (no crop is registered without main T)
+            chk["main_W"] = _reduction(max(fw.width, fw.height), ch.analysis_long_side)
+            ana["main_W"] = _reduction(max(fw.width, fw.height), ch.quick_long_side) if quick else chk["main_W"]
+        else:
+            cw = ft.width * fw.intrinsics.fx / ft.intrinsics.fx  # W pixels across T's field of view
+            # W's crop is upsampled onto T's grid and compared there at W's optical resolution:
+            # it keeps most of T's analysis width (the T width its DCT scaling gives).
+            t_w = ft.width / _reduction(max(ft.width, ft.height), ch.analysis_long_side)
+            chk["main_W"] = _w_reduction(cw, ch.w_crop_min_share * t_w)
+            if quick:
+                t_wq = ft.width / _reduction(max(ft.width, ft.height), ch.quick_long_side)
+                ana["main_W"] = _w_reduction(cw, ch.quick_w_crop_min_share * t_wq)
+            else:
+                ana["main_W"] = chk["main_W"]
+            w_crop_px = (cw / chk["main_W"], cw / ana["main_W"])
+        dec["main_W"] = ana["main_W"]
+    return DecodeScales(dec, ana, chk, w_crop_px)
+
+
 def _decode(path: Path, reduce: int) -> tuple[np.ndarray | None, str | None]:
     """RGB uint8, or None and why. A JPEG without its end marker counts as undecodable."""
     try:
@@ -446,6 +524,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
 
     imgs: dict[str, np.ndarray] = {}
     fine: dict[str, np.ndarray] = {}  # quick check: the Ts as qa check analyses them (AF ROI only)
+    scales = decode_scales(frames, cfg, quick=quick)
     w_crop_px: tuple[float, float] | None = None  # quick: the W crop's width in W px, qa check's and its own
     t_reduce: dict[str, int] = {}  # each T's JPEG DCT scaling as decoded here
     for slot in PAIRINGS["wr"] + ("main_T",):
@@ -459,31 +538,9 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         if not path.is_file():
             out.add("fail", "missing_frame", f"{f.file}: file not found")
             continue
-        long = max(f.width, f.height)
-        if slot == "main_W" and "main_T" in frames:
-            ft = frames["main_T"]
-            cw = ft.width * f.intrinsics.fx / ft.intrinsics.fx  # W pixels across T's field of view
-            t_w = ft.width / _reduction(max(ft.width, ft.height), target)
-            # W's crop needs most of T's analysis width (it is upsampled ~k times and
-            # compared at W's optical resolution): decode W with the DCT scaling that keeps that.
-            r = 1
-            while r < 8 and cw / (2 * r) >= (0.2 if quick else 0.7) * t_w:
-                r *= 2
-            if quick:  # the DCT scaling qa check decodes W with: its M_reject compares at that resolution
-                t_full = ft.width / _reduction(max(ft.width, ft.height), cfg.check.analysis_long_side)
-                r_full = 1
-                while r_full < 8 and cw / (2 * r_full) >= 0.7 * t_full:
-                    r_full *= 2
-                w_crop_px = (cw / r_full, cw / r)
-        else:
-            r = _reduction(long, target)
-        # The quick check decodes both Ts at qa check's scale and keeps that image for the AF ROI
-        # (check.quick_fine_af_roi): the focus sharpness ratio measured on a 320-384 px T misses a
-        # blur of a few px that qa check sees at 1000-1280. Its own analysis image is that one
-        # resized to the size DCT scaling would have given (the same grid as before).
-        r_fine = _reduction(long, cfg.check.analysis_long_side) if (
-            quick and cfg.check.quick_fine_af_roi and slot in ("main_T", "ref_T")) else r
-        r_fine = min(r_fine, r)
+        r_fine, r = scales.decode[slot], scales.analysis[slot]
+        if quick and slot == "main_W":
+            w_crop_px = scales.w_crop_px
         # Size before decode: the header's size, checked against the cap and capture.json, costs a
         # few bytes; a 752-byte JPEG declaring 20000x20000 would otherwise decode to 1.2 GB.
         try:
@@ -585,7 +642,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
     # focal plane, and the same motion fewer pixels moving (a mover at 0.26 in qa check, 0.001).
     units = 1.0
     if quick and cfg.check.quick_flow_in_check_units:
-        r_full = _reduction(max(ft.width, ft.height), cfg.check.analysis_long_side)
+        r_full = scales.check["main_T"]  # qa check's T scaling (decode_scales)
         w_full, h_full = _fit_size(math.ceil(ft.width / r_full), math.ceil(ft.height / r_full),
                                    cfg.check.analysis_long_side)
         units = (w_full * flow_grid_scale((h_full, w_full), cfg)) / (tw_ * flow_grid_scale((th_, tw_), cfg))
@@ -595,7 +652,7 @@ def analyse_capture(capture_dir: str | Path, cfg: QAConfig | None = None, *, qui
         # Frames small enough that neither check reduces them (the labelled set's 480x360): the
         # quick check registers qa check's own pixels, both Ts and the W crop, and with qa check's
         # keypoints (check_keypoints) counts qa check's inliers (quick_check's inlier gate).
-        r_full = _reduction(max(ft.width, ft.height), cfg.check.analysis_long_side)
+        r_full = scales.check["main_T"]
         full_size = _fit_size(math.ceil(ft.width / r_full), math.ceil(ft.height / r_full), cfg.check.analysis_long_side)
         out.row["quick_pixels_as_check"] = int(
             (tw_, th_) == full_size and all(v == r_full for v in t_reduce.values())

@@ -221,6 +221,24 @@ class CheckConfig:
     """How ``hzsr qa check`` reads and analyses a capture."""
 
     analysis_long_side: int = 1024  # T frames are decoded (JPEG DCT scaling) and analysed at about this long side
+    # qa check decodes main W with the largest JPEG DCT scaling (1, 2, 4, 8) whose crop of T's view
+    # keeps at least this share of T's analysis width (capture_qa.decode_scales); the crop is
+    # upsampled onto T's grid and compared there at W's optical resolution. W at 1/2 needs
+    # r_T / (2 k) >= this (r_T: T's own scaling, k: T's focal length over W's): with the virtual
+    # rig's 5x T only where T is decoded at 1/4 or coarser (>= 3072 px; W whole, as before, at every
+    # size the labelled set and the map benches use), with a 3x T from the same sizes. At 12 MP
+    # with the virtual rig's 5x T the crop is 800 W px at 1/1, 400 at 1/2 (0.40 of T's 1000 px):
+    # 0.35 decodes W at 1/2 there, where 0.7 (until helper issue18decode) decoded it whole. A
+    # coarser W-crop measurement, not an exact cut: on two 12-capture labelled sessions at 4000x3000
+    # (seed 1801 seen, 1831 blind) and bench/qa.py's four speed captures, every qa check verdict
+    # equal (reason codes equal but one clean capture's `occluded` 0.97 -> 0.11), quick = qa check
+    # 8 -> 9 of 12 on the blind seed, none contradicted; full QA 0.87x the CPU (median of 5 paired
+    # rounds; bench/qa_decode_levers.py, docs/qa.md "QA's JPEG decode at 12 MP").
+    w_crop_min_share: float = 0.35
+    # ... and the quick check's: at least this share of T's quick analysis width (its W at 1/4 at
+    # 12 MP, crop 200 W px; at 0.19, 1/8 and 100 px: 0.92x the quick CPU but 2 of the 4 speed
+    # captures warned where qa check passed, and 7 of 12 equal where 0.2 had 8 on blind seed 1831).
+    quick_w_crop_min_share: float = 0.2
     quick_long_side: int = 384  # --quick analyses at about this long side
     # --quick's DIS preset (ultrafast | fast | medium). qa check's own (medium): on the labelled set's
     # calibration seeds ultrafast put the occluded fraction 0.17 and PSNR 2 dB (p95) from qa check's.
