@@ -38,7 +38,10 @@ capture, for the 48 MP peak-memory goal (<= 1.5 GB).
 
 A variant ``base:POLICY/RUNTIME`` runs that variant from another checkout (``--base-tree``, e.g.
 a worktree of main) with its own ``bench/infer.py``, in the same rounds: ``paired_vs_base`` gives
-base wall / this wall and base CPU / this CPU per round (median). ``--threads N`` forces the
+base wall / this wall and base CPU / this CPU per round (median). ``--base-ckpt CKPT`` gives the ``base:``
+variants another checkpoint (in this tree unless ``--base-tree`` is given too): two networks paired
+in the same rounds, e.g. ``--ckpt CANDIDATE --base-ckpt hzsr/baseline_model/weights/shipped.pt
+--variants chosen/openvino-bf16,base:chosen/openvino-bf16``. ``--threads N`` forces the
 chosen variants' thread count (``HZSR_TORCH_THREADS``), for a 2-core figure when the policy would
 find the shared machine busy and take one.
 
@@ -46,7 +49,7 @@ What a runtime does to the output is measured apart, on the held-out pool agains
 target: ``bench/infer_quality.py``.
 
 Usage: ``python bench/infer.py [--rounds 3] [--variants chosen/openvino-bf16,chosen/openvino-int8,default/torch]
-[--load 0] [--mp48] [--device cpu] [--ckpt CKPT] [--keep DIR] [--base-tree DIR] [--threads N]``.
+[--load 0] [--mp48] [--device cpu] [--ckpt CKPT] [--keep DIR] [--base-tree DIR] [--base-ckpt CKPT] [--threads N]``.
 Prints one JSON object.
 """
 
@@ -155,18 +158,21 @@ def _run(files: dict[str, Path], out: Path, args: argparse.Namespace, variant: s
     # ``base:POLICY/RUNTIME``: the same variant from another checkout (``--base-tree``), its own
     # bench/infer.py child with that tree first on the path: a change paired against main.
     script, env = __file__, {k: v for k, v in os.environ.items() if k not in POLICY_ENV}
+    ckpt = args.ckpt
     if variant.startswith("base:"):
-        if not args.base_tree:
-            raise SystemExit(f"{variant}: give --base-tree")
+        if not (args.base_tree or args.base_ckpt):
+            raise SystemExit(f"{variant}: give --base-tree or --base-ckpt")
         variant = variant[len("base:"):]
-        script = str(Path(args.base_tree) / "bench" / "infer.py")
-        env["PYTHONPATH"] = os.pathsep.join([str(Path(args.base_tree).resolve()), env.get("PYTHONPATH", "")])
+        ckpt = args.base_ckpt or args.ckpt
+        if args.base_tree:
+            script = str(Path(args.base_tree) / "bench" / "infer.py")
+            env["PYTHONPATH"] = os.pathsep.join([str(Path(args.base_tree).resolve()), env.get("PYTHONPATH", "")])
     if args.threads and variant.startswith("chosen/"):
         env["HZSR_TORCH_THREADS"] = str(args.threads)
     cmd = [sys.executable, script, "--child", "--variant", variant, "--source", str(files["source"]),
            "--ref", str(files["ref"]), "--meta", str(files["meta"]), "--out", str(out), "--device", args.device]
-    if args.ckpt:
-        cmd += ["--ckpt", args.ckpt]
+    if ckpt:
+        cmd += ["--ckpt", ckpt]
     if tile:
         cmd += ["--tile", str(tile)]
     ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
@@ -229,6 +235,9 @@ def main() -> None:
                    "(2x per side) copy of the capture, for its peak memory")
     p.add_argument("--base-tree", default=None, help="another checkout (e.g. main's) for the base:POLICY/RUNTIME "
                    "variants, run by that tree's own bench/infer.py")
+    p.add_argument("--base-ckpt", default=None, help="the checkpoint of the base:POLICY/RUNTIME variants (default: "
+                   "--ckpt's): another network in the same rounds, in this tree "
+                   "unless --base-tree is given")
     p.add_argument("--threads", type=int, default=0, help="force the chosen variants' thread count "
                    "(HZSR_TORCH_THREADS), e.g. 2 for the 2-core figure on a machine the policy finds busy")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -297,6 +306,7 @@ def main() -> None:
     out = {
         "benchmark": "infer_12mp", "device": args.device, "cpus": os.cpu_count(), "rounds": args.rounds,
         "busy_processes": args.load, "forced_threads": args.threads or None, "base_tree": args.base_tree,
+        "ckpt": args.ckpt, "base_ckpt": args.base_ckpt,
         "load_avg_1m_before": load0, "load_avg_1m_after": os.getloadavg()[0],
         "image": f"{w}x{h}", "render_s": render_s,
         "baseline_bicubic": {"wall_s": statistics.median(b["wall_s"] for b in base),

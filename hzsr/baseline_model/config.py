@@ -333,6 +333,59 @@ class OptimConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Distillation into a cheaper network (issue 19): a trained network's output as a second target.
+
+    With ``Y`` the student's output, ``Y_T`` the teacher's on the same input patch (its UNet in eval
+    mode, no gradient: exactly what ``hzsr model infer`` would feed the blend from those inputs) and
+    ``L_recipe`` the loss of ``LossConfig`` against the data set's target::
+
+        L = L_recipe(Y; Y_tgt, M) + weight * (mean(|Y - Y_T|) + w_grad * gradient_l1(Y, Y_T, 1))
+
+    over every pixel of the patch (the teacher's output exists everywhere; ``w_grad`` is
+    ``loss.w_grad``). ``ratio_min``/``ratio_max`` > 0 rebuild the source channel of a share of
+    each batch as a W camera of a focal ratio ``r`` drawn uniformly in that range would see the
+    target (``train.source_at_ratio``: W's optics blur, downscale by ``r``, read noise, bicubic back
+    up); the reference and ``M_occ`` stay. The data sets are all at the simulator's ratio 5, the real
+    pairs at 2: on those patches the teacher shows the student what it does at other ratios (and the
+    target, which does not depend on the ratio, still applies). Works without a teacher too.
+    """
+
+    # The teacher checkpoint: "" = no distillation; "shipped" = the packaged weights; else a path
+    # (relative to the working directory). Checked when the config is read (the file must exist)
+    # and when training starts (it must load, and fit the patch); a bad one is one ConfigError line.
+    teacher: str = ""
+    # The teacher file's sha256 (64 hex digits), so a recipe names exactly the weights it distils;
+    # "" = not checked.
+    teacher_sha256: str = ""
+    weight: float = 0.0  # the distillation term's weight in L above (> 0 with a teacher)
+    # Focal ratios of the rebuilt sources (0, 0 = off); the simulator's data are at 5, real pairs 2..5.
+    ratio_min: float = 0.0
+    ratio_max: float = 0.0
+    ratio_share: float = 0.5  # the fraction of each batch (rounded down) whose source is rebuilt
+    blur_w_px: float = 0.6  # W's optics blur, Gaussian sigma in W pixels (sim/profiles.py's W lens_blur_px)
+    noise_dn: float = 1.0  # W's noise after its ISP, sigma in 8-bit luma units per W pixel
+
+    def check(self) -> list[Problem]:
+        out = []
+        if self.teacher and self.teacher != "shipped" and not Path(self.teacher).is_file():
+            out.append(Problem("teacher", f"no such checkpoint file: {self.teacher}"))
+        if self.teacher and self.weight <= 0:
+            out.append(Problem("weight", f"must be > 0 with a teacher, got {self.weight!r}"))
+        if self.weight > 0 and not self.teacher:
+            out.append(Problem("teacher", "a distillation weight needs a teacher checkpoint"))
+        sha = self.teacher_sha256
+        if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+            out.append(Problem("teacher_sha256", f"must be 64 lowercase hex digits, got {sha!r}"))
+        if self.ratio_min or self.ratio_max:
+            if not 1.0 <= self.ratio_min <= self.ratio_max <= 16.0:
+                out.append(Problem("ratio_min", f"need 1 <= ratio_min <= ratio_max <= 16, got "
+                                                f"{self.ratio_min!r} .. {self.ratio_max!r}"))
+        return out + _ranged(self, _in("weight", 0.0, 1000.0), _in("ratio_share", 0.0, 1.0),
+                             _in("blur_w_px", 0.0, 8.0), _in("noise_dn", 0.0, 64.0))
+
+
+@dataclass
 class TrainConfig:
     """``hzsr model train --config train.yaml``."""
 
@@ -346,6 +399,7 @@ class TrainConfig:
     ckpt_every: int = 250  # steps between checkpoints (and one at the end)
     threads: int = 0  # torch intra-op threads per rank; 0 = the thread policy (threads.py: measured free cores)
     init: str = ""  # fine-tune from this checkpoint ("shipped": the packaged one); "" = random init
+    distill: DistillConfig = field(default_factory=DistillConfig)  # a teacher's output as a target too (off)
 
     def check(self) -> list[Problem]:
         # stem: unshuffle halves the side once more than the 5 levels do: patches a multiple of 32.

@@ -13,6 +13,13 @@ Loss (``LossConfig``), with ``M`` the target's loss mask and ``G`` a Gaussian lo
 
     L = w_l1 * sum(M |Y - Y_tgt|) / sum(M) + w_lowpass * mean(|G * Y - G * Y_src|)
         + w_grad * sum(M' |grad Y - grad Y_tgt|) / sum(M')      (gradient_l1; 0 unless configured)
+        + a * (mean(|Y - Y_T|) + w_grad * gradient_l1(Y, Y_T, 1))  (distillation; a = distill.weight)
+
+``Y_T`` is a teacher network's output on the same input patch (``distill.teacher``: its UNet in
+eval mode, without gradient), what inference would blend from those inputs; the term is over every
+pixel. With ``distill.ratio_min``/``ratio_max`` a share of each batch first has its source rebuilt
+at another focal ratio (``source_at_ratio``), so the teacher (and the target) show the student
+sources sharper than the simulator's ratio 5 (config.DistillConfig).
 
 Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each rank takes captures ``ids[rank::world]``
 of the split, builds their cache, and draws its own patches; DistributedDataParallel averages the
@@ -37,7 +44,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from hzsr.baseline_model.checkpoint import read_checkpoint, save_checkpoint, unet_payload
-from hzsr.baseline_model.config import LossConfig, TrainConfig, dump_config, pipeline_payload
+from hzsr.baseline_model.config import DistillConfig, LossConfig, TrainConfig, dump_config, pipeline_payload
 from hzsr.baseline_model.data import build_cache, resolve_target
 from hzsr.baseline_model.patches import IndexRangeSampler, PatchDataset
 from hzsr.baseline_model.provenance import code_version, data_digest
@@ -46,7 +53,7 @@ from hzsr.core.errors import ConfigError, ModelError
 from hzsr.core.fileio import atomic_write_bytes, atomic_write_json
 from hzsr.core.schema import to_plain
 
-LOG_FIELDS = ("step", "samples", "loss", "l1", "lowpass", "lr", "patches_per_s", "elapsed_s")
+LOG_FIELDS = ("step", "samples", "loss", "l1", "lowpass", "lr", "patches_per_s", "elapsed_s", "distill")
 
 
 @dataclass
@@ -112,6 +119,89 @@ def gradient_l1(y: torch.Tensor, y_tgt: torch.Tensor, mask: torch.Tensor) -> tor
     gx = (torch.diff(y, dim=-1) - torch.diff(y_tgt, dim=-1)).abs()
     gy = (torch.diff(y, dim=-2) - torch.diff(y_tgt, dim=-2)).abs()
     return ((mx * gx).sum() + (my * gy).sum()) / (mx.sum() + my.sum()).clamp(min=1.0)
+
+
+def distill_term(y: torch.Tensor, y_teacher: torch.Tensor, w_grad: float) -> torch.Tensor:
+    """``mean(|Y - Y_T|) + w_grad * gradient_l1(Y, Y_T, 1)``: the distillation term, over every pixel."""
+    d = (y - y_teacher).abs().mean()
+    if w_grad > 0:
+        d = d + w_grad * gradient_l1(y, y_teacher, torch.ones_like(y))
+    return d
+
+
+def source_at_ratio(y_tgt: torch.Tensor, ratio: float, blur_w_px: float, noise_dn: float,
+                    gen: torch.Generator) -> torch.Tensor:
+    """What a W camera of focal ratio ``ratio`` makes of ``y_tgt`` (1x1xHxW), as ``I_src`` on T's grid.
+
+    W's optics (a Gaussian of ``blur_w_px`` W pixels, ``blur_w_px * ratio`` T pixels), its pixels
+    (area average over ``ratio`` x ``ratio`` T pixels), its noise after the ISP (``noise_dn`` / 255
+    per W pixel, from ``gen``), then the pipeline's bicubic upsampling back to T's grid, clipped to
+    [0, 1]. The simulator renders W at ratio 5 only; this makes sources at any ratio from the same
+    renders (the target is the all-in-focus, noise-free scene, so it stands for the scene itself).
+    """
+    h, w = y_tgt.shape[-2:]
+    y = y_tgt
+    sigma = blur_w_px * ratio
+    if sigma > 0:
+        y = lowpass(y, gaussian_kernel(sigma).to(y))
+    hs, ws = max(1, round(h / ratio)), max(1, round(w / ratio))
+    small = F.adaptive_avg_pool2d(y, (hs, ws))
+    if noise_dn > 0:
+        small = small + noise_dn / 255.0 * torch.randn(small.shape, generator=gen).to(small)
+    up = F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
+    return up.clamp(0.0, 1.0)
+
+
+def rebuild_sources(x: torch.Tensor, y_tgt: torch.Tensor, mask: torch.Tensor, cfg: Any, seed: int,
+                    step: int) -> torch.Tensor:
+    """``x`` with the source channel of its first ``floor(ratio_share * N)`` patches at random ratios.
+
+    The ratio of each is uniform in ``ratio_min .. ratio_max``, drawn (with the noise) from a
+    generator seeded by ``(seed, step)``, so a resumed run rebuilds the same batches. Only pixels
+    inside the target's mask take the rebuilt source (outside it the target is not the scene).
+    """
+    n = int(cfg.ratio_share * x.shape[0])
+    if n == 0 or cfg.ratio_max <= 0:
+        return x
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
+    ratios = cfg.ratio_min + (cfg.ratio_max - cfg.ratio_min) * torch.rand(n, generator=gen)
+    x = x.clone()
+    for i in range(n):
+        src = source_at_ratio(y_tgt[i : i + 1].cpu(), float(ratios[i]), cfg.blur_w_px, cfg.noise_dn, gen)
+        src = src.to(x)
+        inside = mask[i : i + 1] > 0.5
+        x[i : i + 1, :1] = torch.where(inside, src, x[i : i + 1, :1])
+    return x
+
+
+def load_teacher(cfg: Any, patch: int, device: torch.device) -> torch.nn.Module | None:
+    """The teacher UNet of ``distill`` (eval mode, no gradient), or None without one.
+
+    Raises:
+        ConfigError: one line naming the file and ``distill.teacher``: it cannot be read as a
+            checkpoint, its sha256 is not ``teacher_sha256``, or its UNet cannot run on the patch.
+    """
+    if not cfg.teacher:
+        return None
+    from hzsr.baseline_model.checkpoint import load_model, shipped_checkpoint_path
+
+    path = shipped_checkpoint_path() if cfg.teacher == "shipped" else Path(cfg.teacher)
+    if cfg.teacher_sha256:
+        got = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "no file"
+        if got != cfg.teacher_sha256:
+            raise ConfigError(f"sha256 is {got}, the config names {cfg.teacher_sha256}", file=path,
+                              field="distill.teacher_sha256")
+    try:
+        teacher = load_model(path).model
+    except ModelError as exc:
+        raise ConfigError(f"not a usable teacher: {exc}", file=path, field="distill.teacher") from None
+    if patch % teacher.size_multiple:
+        raise ConfigError(f"the teacher's UNet needs sides a multiple of {teacher.size_multiple}, the patch is "
+                          f"{patch}", file=path, field="distill.teacher")
+    teacher.eval().to(device)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def param_checksum(model: torch.nn.Module) -> str:
@@ -189,7 +279,11 @@ def check_run_folder(out: Path, cfg: TrainConfig, resume: bool) -> dict[str, Any
     if not isinstance(raw.get("train"), dict):
         raise ConfigError("the checkpoint holds no training config to compare with; start a new run",
                           file=last, field="--resume")
-    diff = config_diff(raw["train"], to_plain(cfg))
+    now = to_plain(cfg)
+    run_cfg = dict(raw["train"])
+    if "distill" not in run_cfg and now["distill"] == to_plain(DistillConfig()):
+        run_cfg["distill"] = now["distill"]  # a run from before distillation existed trained without it
+    diff = config_diff(run_cfg, now)
     if diff:
         shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
         raise ConfigError(f"the config differs from the run's in {len(diff)} key(s): {shown}; resume with the "
@@ -234,6 +328,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dev = torch.device(device if device != "cuda" else f"cuda:{d.local_rank}")
+    teacher = load_teacher(cfg.distill, cfg.data.patch, dev)  # before anything is written
 
     # Data: each rank aligns and reads only its own part of the split.
     reader = ShardReader(data_dir)
@@ -317,8 +412,16 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
 
     for x, y_tgt, mask in loader:
         x, y_tgt, mask = x.to(dev), y_tgt.to(dev), mask.to(dev)
+        if cfg.distill.ratio_max > 0:
+            x = rebuild_sources(x, y_tgt, mask, cfg.distill, cfg.seed, step)
         y = net(x)
         loss, l1, lp = hzsr_loss(y, y_tgt, mask, x[:, :1], cfg.loss, k1)
+        dist = y.new_zeros(())
+        if teacher is not None:
+            with torch.no_grad():
+                y_teacher = teacher(x)
+            dist = distill_term(y, y_teacher, cfg.loss.w_grad)
+            loss = loss + cfg.distill.weight * dist
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:
@@ -333,7 +436,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
                          "l1": f"{l1.item():.6f}", "lowpass": f"{lp.item():.6f}",
                          "lr": f"{sched.get_last_lr()[0]:.3e}",
                          "patches_per_s": f"{(step - first_step) * bs * d.world / max(el, 1e-9):.2f}",
-                         "elapsed_s": f"{el:.2f}"})
+                         "elapsed_s": f"{el:.2f}", "distill": f"{dist.item():.6f}"})
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % cfg.ckpt_every == 0 and step < total:
             checkpoint(False)
