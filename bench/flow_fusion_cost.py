@@ -36,7 +36,7 @@ from hzsr.baseline_model.pipeline import HZSRPipeline  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sessions", nargs="+", type=Path)
-    ap.add_argument("--captures", type=int, default=4, help="the first N captures of the first session")
+    ap.add_argument("--captures", type=int, default=4, help="the first N captures of the sessions, in the order given")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--modes", default="none,modes")
     ap.add_argument("--json", type=Path)

@@ -395,7 +395,7 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
     W pixel of 4 grid px; at most ``flow_blur_px``). A value above ``blend_maps_level`` is the same
     as ``blend_maps_level``: the coarse levels get ``flow_blur_px`` whatever it says.
     ``flow_fusion`` (``flow_level_by_w_px`` only; ``flow_fusion.FUSION_MODES``): other flow hypotheses
-    (DIS from keypoint modes, RicFlow's interpolation) fused per pixel into DIS's forward and backward
+    (DIS started from keypoint-displacement modes) fused per pixel into DIS's forward and backward
     flows (``flow_fusion.fuse_flows``); ``"none"`` leaves DIS's flows as they are.
     """
     import time

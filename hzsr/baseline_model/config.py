@@ -7,6 +7,7 @@ the file or in an override, is a one-line ``ConfigError`` naming it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,7 +208,11 @@ class PipelineConfig:
                           _in("flow_blur_px", 0.0, 16.0), _in("flow_blur_min_level", 0, 7),
                           _in("denoise_min_sigma", 0.0, 255.0), _in("denoise_strength", 0.0, 10.0))
                 + _problems(self, ("flow_fusion", lambda v: v in FLOW_FUSION_MODES,
-                                   f"must be one of {', '.join(FLOW_FUSION_MODES)}")))
+                                   f"must be one of {', '.join(FLOW_FUSION_MODES)}"))
+                + ([Problem("flow_fusion", f"{self.flow_fusion!r} needs flow_backend 'dis' and flow_level_by_w_px "
+                                           f"true (got {self.flow_backend!r}, {self.flow_level_by_w_px})")]
+                   if self.flow_fusion != "none" and (self.flow_backend != "dis" or not self.flow_level_by_w_px)
+                   else []))
 
 
 #: Fields of ``PipelineConfig`` that only inference reads: the blend's level-2 settings, the output
@@ -405,6 +410,12 @@ class TrainConfig:
         # stem: unshuffle halves the side once more than the 5 levels do: patches a multiple of 32.
         bad_patch = [Problem("data.patch", f"must be a multiple of 32 with unet.stem unshuffle, got {self.data.patch}")
                      ] if self.unet.stem == "unshuffle" and self.data.patch % 32 else []
+        # The rebuilt sources' W blur (train.source_at_ratio) pads by reflection: its radius,
+        # 3 blur_w_px ratio_max T px, must stay inside the patch.
+        dc = self.distill
+        if dc.ratio_max > 0 and dc.ratio_share > 0 and math.ceil(3 * dc.blur_w_px * dc.ratio_max) >= self.data.patch:
+            bad_patch.append(Problem("distill.ratio_max", f"a W blur of {dc.blur_w_px} W px at ratio {dc.ratio_max} "
+                                                          f"reaches past the {self.data.patch}-px patch"))
         return bad_patch + _ranged(self, _in("seed", 0, 2**63 - 1), _in("log_every", 1, MAX_STEPS),
                                    _in("ckpt_every", 1, MAX_STEPS), _in("threads", 0, MAX_THREADS))
 

@@ -105,15 +105,15 @@ def pick_per_pixel(src_y: np.ndarray, ref_y: np.ndarray, flows: list[np.ndarray]
     return out
 
 
-def _one_direction(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, bwd: np.ndarray,
-                   pa: np.ndarray, pb: np.ndarray, dis_from: DisFn, mode: str) -> np.ndarray:
+def _one_direction(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.ndarray, pb: np.ndarray,
+                   dis_from: DisFn) -> np.ndarray:
+    """``fwd`` (DIS's flow from ``a_y`` to ``b_y``) fused with DIS re-run from each keypoint mode."""
     flows = [fwd]
-    if mode == "modes":
-        main = np.median(fwd.reshape(-1, 2), axis=0)
-        for m in displacement_modes(pa, pb, main):
-            init = np.empty_like(fwd)
-            init[...] = np.float32(m)
-            flows.append(dis_from(a_y, b_y, init))
+    main = np.median(fwd.reshape(-1, 2), axis=0)
+    for m in displacement_modes(pa, pb, main):
+        init = np.empty_like(fwd)
+        init[...] = np.float32(m)
+        flows.append(dis_from(a_y, b_y, init))
     return pick_per_pixel(a_y, b_y, flows)
 
 
@@ -132,6 +132,6 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
     if mode == "none":
         return fwd, bwd
     pa, pb = keypoint_matches(src_y, ref_y, w_px_on_grid)
-    f = _one_direction(src_y, ref_y, fwd, bwd, pa, pb, dis_from, mode)
-    b = _one_direction(ref_y, src_y, bwd, fwd, pb, pa, dis_from, mode)
+    f = _one_direction(src_y, ref_y, fwd, pa, pb, dis_from)
+    b = _one_direction(ref_y, src_y, bwd, pb, pa, dis_from)
     return f, b

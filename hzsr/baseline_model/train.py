@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from hzsr.baseline_model.checkpoint import read_checkpoint, save_checkpoint, unet_payload
-from hzsr.baseline_model.config import DistillConfig, LossConfig, TrainConfig, dump_config, pipeline_payload
+from hzsr.baseline_model.config import LossConfig, TrainConfig, dump_config, pipeline_payload
 from hzsr.baseline_model.data import build_cache, resolve_target
 from hzsr.baseline_model.patches import IndexRangeSampler, PatchDataset
 from hzsr.baseline_model.provenance import code_version, data_digest
@@ -153,17 +153,18 @@ def source_at_ratio(y_tgt: torch.Tensor, ratio: float, blur_w_px: float, noise_d
 
 
 def rebuild_sources(x: torch.Tensor, y_tgt: torch.Tensor, mask: torch.Tensor, cfg: Any, seed: int,
-                    step: int) -> torch.Tensor:
+                    step: int, rank: int = 0) -> torch.Tensor:
     """``x`` with the source channel of its first ``floor(ratio_share * N)`` patches at random ratios.
 
     The ratio of each is uniform in ``ratio_min .. ratio_max``, drawn (with the noise) from a
-    generator seeded by ``(seed, step)``, so a resumed run rebuilds the same batches. Only pixels
+    generator seeded by ``(seed, step, rank)``, so a resumed run rebuilds the same batches and each
+    rank of a distributed run draws its own (rank 0's draws are a single process's). Only pixels
     inside the target's mask take the rebuilt source (outside it the target is not the scene).
     """
     n = int(cfg.ratio_share * x.shape[0])
     if n == 0 or cfg.ratio_max <= 0:
         return x
-    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step) + int(rank) * 1_000_000_007)
     ratios = cfg.ratio_min + (cfg.ratio_max - cfg.ratio_min) * torch.rand(n, generator=gen)
     x = x.clone()
     for i in range(n):
@@ -249,6 +250,21 @@ def config_diff(run: Any, now: Any, prefix: str = "") -> list[str]:
     return [] if run == now else [f"{prefix}: run {run!r}, now {now!r}"]
 
 
+def _with_new_defaults(run: dict[str, Any], now: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
+    """``run`` (a checkpoint's train config) with every key it lacks filled from ``now`` where ``now``
+    holds that key's default: a field added after the run started (``distill``, ``pipeline.flow_fusion``,
+    ``data.fused_flow``) trained as its default, so a resume with the default is the same run."""
+    out = dict(run)
+    for key, value in now.items():
+        dflt = default.get(key, object())
+        if key not in out:
+            if value == dflt:
+                out[key] = value
+        elif isinstance(out[key], dict) and isinstance(value, dict) and isinstance(dflt, dict):
+            out[key] = _with_new_defaults(out[key], value, dflt)
+    return out
+
+
 def check_run_folder(out: Path, cfg: TrainConfig, resume: bool) -> dict[str, Any] | None:
     """Decide, before anything is written, whether a run may start or resume in ``out``.
 
@@ -280,9 +296,7 @@ def check_run_folder(out: Path, cfg: TrainConfig, resume: bool) -> dict[str, Any
         raise ConfigError("the checkpoint holds no training config to compare with; start a new run",
                           file=last, field="--resume")
     now = to_plain(cfg)
-    run_cfg = dict(raw["train"])
-    if "distill" not in run_cfg and now["distill"] == to_plain(DistillConfig()):
-        run_cfg["distill"] = now["distill"]  # a run from before distillation existed trained without it
+    run_cfg = _with_new_defaults(raw["train"], now, to_plain(TrainConfig()))
     diff = config_diff(run_cfg, now)
     if diff:
         shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
@@ -413,7 +427,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     for x, y_tgt, mask in loader:
         x, y_tgt, mask = x.to(dev), y_tgt.to(dev), mask.to(dev)
         if cfg.distill.ratio_max > 0:
-            x = rebuild_sources(x, y_tgt, mask, cfg.distill, cfg.seed, step)
+            x = rebuild_sources(x, y_tgt, mask, cfg.distill, cfg.seed, step, d.rank)
         y = net(x)
         loss, l1, lp = hzsr_loss(y, y_tgt, mask, x[:, :1], cfg.loss, k1)
         dist = y.new_zeros(())

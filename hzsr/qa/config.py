@@ -425,6 +425,12 @@ class CheckConfig:
     map_long_side: int = 512  # maps are written as PNG at this long side
     write_maps: bool = True  # write qa/maps/<capture>/*.png
 
+    def check(self) -> list[Problem]:
+        """The W-crop shares pick W's JPEG DCT scaling (``capture_qa.decode_scales``): outside (0, 1] a
+        share would silently decode W at 1/8 or whole whatever its crop needs."""
+        return [Problem(name, f"must be in (0, 1] (a share of T's analysis width), got {getattr(self, name)!r}")
+                for name in ("w_crop_min_share", "quick_w_crop_min_share") if not 0.0 < getattr(self, name) <= 1.0]
+
 
 @dataclass
 class Thresholds:

@@ -90,3 +90,35 @@ def test_sources_are_rebuilt_at_the_ratio_and_only_inside_the_mask():
     assert not torch.equal(out[0, :1], x[0, :1])
     assert torch.equal(out[1, 0, :, :32], x[1, 0, :, :32]) and not torch.equal(out[1, 0, :, 32:], x[1, 0, :, 32:])
     assert torch.equal(out, rebuild_sources(x, y_tgt, mask, cfg, seed=0, step=3))  # resumable
+
+
+def test_configs_that_would_crash_later_are_refused_at_load():
+    """review-today7: a W blur reaching past the patch (reflect padding fails after the cache is
+    built) and flow_fusion without the DIS level rule are one-line errors when the config is read."""
+    blur_past = r"distill\.ratio_max: a W blur of 1\.0 W px at ratio 16\.0 reaches past"
+    with pytest.raises(ConfigError, match=blur_past) as e:
+        load_train_config(None, ["data.patch=32", "distill.ratio_min=2", "distill.ratio_max=16",
+                                 "distill.ratio_share=0.5", "distill.blur_w_px=1"])
+    assert "\n" not in str(e.value)
+    load_train_config(None, ["data.patch=96", "distill.ratio_min=2", "distill.ratio_max=5",
+                             "distill.ratio_share=0.25"])  # the measured recipe's ranges load
+    with pytest.raises(ConfigError, match=r"pipeline\.flow_fusion: 'modes' needs flow_backend 'dis' and flow_level"):
+        load_train_config(None, ["pipeline.flow_fusion=modes", "pipeline.flow_level_by_w_px=false"])
+
+
+def test_resume_accepts_a_run_from_before_new_fields_only_at_their_defaults():
+    """A run checkpointed before ``distill``, ``pipeline.flow_fusion`` and ``data.fused_flow`` existed
+    trained as their defaults: resuming it with the defaults is the same run; with another value it is not."""
+    from hzsr.baseline_model.config import TrainConfig
+    from hzsr.baseline_model.train import _with_new_defaults, config_diff
+    from hzsr.core.schema import to_plain
+
+    now = to_plain(TrainConfig())
+    old = {k: v for k, v in now.items() if k != "distill"}
+    old["pipeline"] = {k: v for k, v in now["pipeline"].items() if k != "flow_fusion"}
+    old["data"] = {k: v for k, v in now["data"].items() if k != "fused_flow"}
+    assert config_diff(old, now)  # what the plain comparison said (every resume of such a run refused)
+    assert config_diff(_with_new_defaults(old, now, to_plain(TrainConfig())), now) == []
+    changed = to_plain(load_train_config(None, ["pipeline.flow_fusion=modes"]))
+    filled = _with_new_defaults(old, changed, to_plain(TrainConfig()))
+    assert any("flow_fusion" in d for d in config_diff(filled, changed))

@@ -133,3 +133,16 @@ def test_the_size_guard_still_reads_the_header_before_any_decode(capture, tmp_pa
         q = analyse_capture(d, QAConfig(), quick=quick, thumbs=False)
         assert any(r.code == "image_too_large" and "main_W.jpg" in r.message for r in q.reasons), q.reasons
     assert "main_W" not in asked and asked.count("main_T") == 2
+
+
+def test_w_crop_shares_out_of_range_are_refused():
+    """review-today7: a share outside (0, 1] would decode W at 1/8 or whole whatever its crop needs."""
+    from hzsr.core.schema import parse_dataclass
+    from hzsr.qa.config import CheckConfig
+
+    for bad in (0.0, -0.5, 1.5):
+        _, problems = parse_dataclass(CheckConfig, {"w_crop_min_share": bad})
+        assert [p.field for p in problems] == ["w_crop_min_share"], problems
+        _, problems = parse_dataclass(CheckConfig, {"quick_w_crop_min_share": bad})
+        assert [p.field for p in problems] == ["quick_w_crop_min_share"], problems
+    assert parse_dataclass(CheckConfig, {})[1] == []
