@@ -82,12 +82,7 @@ def dis_flows(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: int,
     lumas) at the preset's own level 1; only the finest level differs, and with ``alpha`` > 0 the
     smoothness weight of DIS's variational refinement (the presets' 20).
     """
-    if cfg.align.dis_preset not in _DIS_PRESETS:
-        raise ValueError(f"align.dis_preset: expected one of {', '.join(_DIS_PRESETS)}, got {cfg.align.dis_preset!r}")
-    dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.align.dis_preset])
-    dis.setFinestScale(int(finest))
-    if alpha > 0:
-        dis.setVariationalRefinementAlpha(float(alpha))
+    dis = _dis(cfg, finest, alpha)
     return dis.calc(src_y, ref_y, None), dis.calc(ref_y, src_y, None)
 
 
@@ -98,11 +93,20 @@ def dis_flow_from(src_y: np.ndarray, ref_y: np.ndarray, cfg: QAConfig, finest: i
     OpenCV's DIS takes a flow passed in of the images' size as its initial flow (``init`` is copied,
     not overwritten); ``init=None`` is ``dis_flows``' forward flow, bit for bit.
     """
+    return _dis(cfg, finest, alpha).calc(src_y, ref_y,
+                                         None if init is None else np.ascontiguousarray(init, np.float32).copy())
+
+
+def _dis(cfg: QAConfig, finest: int, alpha: float) -> cv2.DISOpticalFlow:
+    """qa's DIS preset (``cfg.align.dis_preset``) stopping at level ``finest``, with ``alpha`` > 0 as
+    its variational refinement's smoothness weight (the presets' 20 otherwise)."""
+    if cfg.align.dis_preset not in _DIS_PRESETS:
+        raise ValueError(f"align.dis_preset: expected one of {', '.join(_DIS_PRESETS)}, got {cfg.align.dis_preset!r}")
     dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.align.dis_preset])
     dis.setFinestScale(int(finest))
     if alpha > 0:
         dis.setVariationalRefinementAlpha(float(alpha))
-    return dis.calc(src_y, ref_y, None if init is None else np.ascontiguousarray(init, np.float32).copy())
+    return dis
 
 
 def blurred_lumas(src_g: np.ndarray, ref_g: np.ndarray, blur_px: float) -> tuple[np.ndarray, np.ndarray]:
