@@ -101,8 +101,11 @@ def test_link_bias_is_missed_by_the_clocks_but_covered_by_the_bound(tmp_path):
         run.link.close()
         true = true_skews_us(r)
         later = results[1:]  # the first capture keeps the HAL's unlearned overhead
-        assert 60 < np.median([true[x.capture_id] for x in later]) < 160  # the bias moved the real frames
-        assert np.median([true[x.capture_id] - x.skew_us for x in later]) > 50  # ... and the host did not see it
+        # The true skew alone also carries each capture's residual phase error (up to ~100 us on a
+        # loaded machine, CI saw 5.6 us), which the frame timestamps show the host; what the host
+        # cannot see is the bias, so it is the true skew's departure from the reported one.
+        missed = [true[x.capture_id] - x.skew_us for x in later]
+        assert 60 < np.median(missed) < 160, missed
         for res in results:
             assert abs(res.skew_us - true[res.capture_id]) <= res.bound_us
     finally:
