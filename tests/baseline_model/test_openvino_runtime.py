@@ -48,7 +48,9 @@ out["f32_diff"] = float((f32 - ref).abs().max())
 out["bf16_diff"] = float((bf16 - ref).abs().max())
 
 # Two threads on a FRESH runner, two tile shapes each, as tiling.run_tiled(workers=2) does.
-shapes = [(64, 96), (48, 160), (64, 96), (80, 64)]
+# Sides in units of the UNet's size multiple, as tiling.run_tiled pads them (16 -> these sides).
+k = model.size_multiple // 16
+shapes = [(64 * k, 96 * k), (48 * k, 160 * k), (64 * k, 96 * k), (80 * k, 64 * k)]
 xs = [inputs(s, i) for i, s in enumerate(shapes)]
 with torch.inference_mode():
     seq = [make_runner(model, "openvino", "cpu")(x).numpy() for x in xs]
