@@ -158,3 +158,21 @@ def test_default_runtime_is_openvino_bf16_then_onnxruntime_then_torch(monkeypatc
     assert default_runtime("cpu") == "onnxruntime"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert default_runtime("cpu") == "torch"
+
+
+def test_a_tile_off_the_size_multiple_is_one_line():
+    """A compiled graph is not trusted to fail on a tile its skip connections cannot align:
+    the runner refuses it in one line (``tiling.run_tiled`` always pads, so only a caller's bug gets here)."""
+    import numpy as np
+
+    from hzsr.baseline_model.checkpoint import load_model
+    from hzsr.baseline_model.runtime import make_runner
+    from hzsr.core.errors import ModelError
+
+    model = load_model(None).model.eval()
+    runner = make_runner(model, "openvino", "cpu")
+    m = runner.size_multiple
+    assert runner(np.zeros((1, 3, 2 * m, 3 * m), np.float32)).shape == (1, 1, 2 * m, 3 * m)
+    with pytest.raises(ModelError, match=rf"a tile of {2 * m}x{3 * m + 8} px: .*multiples of {m}") as e:
+        runner(np.zeros((1, 3, 2 * m, 3 * m + 8), np.float32))
+    assert "\n" not in str(e.value)
