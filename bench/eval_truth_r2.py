@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _data import truth_captures  # noqa: E402
+from _data import truth_captures, truth_dir  # noqa: E402
 from eval_real import degrade_to_wide, score_pair  # noqa: E402
 from eval_truth import _rgb, pipeline_config_with, summarise  # noqa: E402
 
@@ -72,6 +72,11 @@ def run(sessions: list[Path], ckpt: str | None) -> pd.DataFrame:
     rows = []
     for i, tc in enumerate(truth_captures(sessions)):
         t = tc.truth
+        if "ideal_T" not in t:
+            raise SystemExit(f"{truth_dir(tc.session) / tc.capture.name}.npz: no ideal_T; re-render the session "
+                             "with this hzsr (--truth)")
+        # The noise seed is the capture's position in the command line's session order (as the
+        # published runs were made): pair only runs given the same sessions in the same order.
         ideal = np.asarray(t["ideal_T"], np.uint8)  # 8-bit RGB, as degrade_to_wide and score_pair expect
         ref = _rgb(tc.capture / "ref_T.jpg")
         row = score_capture_r2(pipe, ideal, ref, t["valid_ref_T"], t["defocus_sigma_ref_T"], seed=i)

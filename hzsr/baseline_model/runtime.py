@@ -355,11 +355,10 @@ class _NumpyRunner:
         h, w = x.shape[-2:]
         if h % self.size_multiple or w % self.size_multiple:
             # The graph's skip connections would not line up: torch's model fails at its first
-            # concatenation, a compiled graph may not (OpenVINO's fresh static shape ran such a tile).
-            from hzsr.core.errors import ModelError
-
-            raise ModelError(f"a tile of {h}x{w} px: the UNet needs sides that are multiples of "
-                             f"{self.size_multiple} (tiling.run_tiled pads them)", field="tile")
+            # concatenation, a compiled graph with a multi-line shape error or, on a fresh static
+            # shape, not at all. A caller's bug (run_tiled pads), so not a user-facing ModelError.
+            raise ValueError(f"a tile of {h}x{w} px: the UNet needs sides that are multiples of "
+                             f"{self.size_multiple} (tiling.run_tiled pads them)")
         if isinstance(x, np.ndarray):
             return self.run(np.ascontiguousarray(x, dtype=np.float32))
         import torch

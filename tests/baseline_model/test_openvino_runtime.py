@@ -48,9 +48,9 @@ out["f32_diff"] = float((f32 - ref).abs().max())
 out["bf16_diff"] = float((bf16 - ref).abs().max())
 
 # Two threads on a FRESH runner, two tile shapes each, as tiling.run_tiled(workers=2) does.
-# Sides in units of the UNet's size multiple, as tiling.run_tiled pads them (16 -> these sides).
-k = model.size_multiple // 16
-shapes = [(64 * k, 96 * k), (48 * k, 160 * k), (64 * k, 96 * k), (80 * k, 64 * k)]
+# Sides in units of the UNet's size multiple m, as tiling.run_tiled pads them (m = 16: 64x96 ...).
+m = model.size_multiple
+shapes = [(4 * m, 6 * m), (3 * m, 10 * m), (4 * m, 6 * m), (5 * m, 4 * m)]
 xs = [inputs(s, i) for i, s in enumerate(shapes)]
 with torch.inference_mode():
     seq = [make_runner(model, "openvino", "cpu")(x).numpy() for x in xs]
@@ -160,19 +160,19 @@ def test_default_runtime_is_openvino_bf16_then_onnxruntime_then_torch(monkeypatc
     assert default_runtime("cpu") == "torch"
 
 
-def test_a_tile_off_the_size_multiple_is_one_line():
+def test_a_tile_off_the_size_multiple_is_one_line(tmp_path, monkeypatch):
     """A compiled graph is not trusted to fail on a tile its skip connections cannot align:
     the runner refuses it in one line (``tiling.run_tiled`` always pads, so only a caller's bug gets here)."""
     import numpy as np
 
     from hzsr.baseline_model.checkpoint import load_model
     from hzsr.baseline_model.runtime import make_runner
-    from hzsr.core.errors import ModelError
-
+    monkeypatch.setenv("HZSR_CACHE", str(tmp_path / "cache"))  # the compiled graph's cache, not the user's
     model = load_model(None).model.eval()
     runner = make_runner(model, "openvino", "cpu")
     m = runner.size_multiple
     assert runner(np.zeros((1, 3, 2 * m, 3 * m), np.float32)).shape == (1, 1, 2 * m, 3 * m)
-    with pytest.raises(ModelError, match=rf"a tile of {2 * m}x{3 * m + 8} px: .*multiples of {m}") as e:
-        runner(np.zeros((1, 3, 2 * m, 3 * m + 8), np.float32))
+    off = 3 * m + m // 2
+    with pytest.raises(ValueError, match=rf"a tile of {2 * m}x{off} px: .*multiples of {m}") as e:
+        runner(np.zeros((1, 3, 2 * m, off), np.float32))
     assert "\n" not in str(e.value)
