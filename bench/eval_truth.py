@@ -167,15 +167,27 @@ def run(sessions: list[Path], ckpt: str | None, ablation: bool, overrides: list[
         pipes["no_denoise"] = HZSRPipeline(lc.model, dataclasses.replace(cfg, denoise_strength=0.0))
     rows = []
     for tc in truth_captures(sessions, kinds):
-        t = tc.truth
-        if "ideal_T" not in t:
-            raise SystemExit(f"{truth_dir(tc.session) / tc.capture.name}.npz: no ideal_T; re-render the session "
-                             "with this hzsr (--truth)")
+        t = require_ideal(tc)
         t["crop_rect"] = tc.truth_meta["crop_rect"]
         row = score_capture(pipes, tc.capture, t, tc.meta, variants)
         row["scene_kind"] = tc.kind
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def require_ideal(tc) -> dict:
+    """``tc.truth``, or one line naming the capture's truth file when it has no ideal target."""
+    if "ideal_T" not in tc.truth:
+        raise SystemExit(f"{truth_dir(tc.session) / tc.capture.name}.npz: no ideal_T; re-render the session "
+                         "with this hzsr (--truth)")
+    return tc.truth
+
+
+def emit(out: dict, df: pd.DataFrame, path: Path | None) -> None:
+    """Print the summary ``out``; with ``path`` (``--json``) also write it with every per-capture row."""
+    print(json.dumps(out, indent=1))
+    if path:
+        path.write_text(json.dumps({**out, "rows": df.to_dict(orient="records")}, indent=1, default=float))
 
 
 def summarise(df: pd.DataFrame) -> dict:
@@ -224,10 +236,7 @@ def main(argv: list[str] | None = None) -> int:
 
         a.sessions = _data.sessions(_data.EVAL_SEEDS)
     df = run(a.sessions, a.ckpt, a.ablation, a.set, a.kinds)
-    out = summarise(df)
-    print(json.dumps(out, indent=1))
-    if a.json:
-        a.json.write_text(json.dumps({**out, "rows": df.to_dict(orient="records")}, indent=1, default=float))
+    emit(summarise(df), df, a.json)
     return 0
 
 

@@ -31,7 +31,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -39,9 +38,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _data import truth_captures, truth_dir  # noqa: E402
+from _data import truth_captures  # noqa: E402
 from eval_real import degrade_to_wide, score_pair  # noqa: E402
-from eval_truth import _rgb, pipeline_config_with, summarise  # noqa: E402
+from eval_truth import _rgb, emit, pipeline_config_with, require_ideal, summarise  # noqa: E402
 
 from hzsr.baseline_model.checkpoint import load_model  # noqa: E402
 
@@ -71,10 +70,7 @@ def run(sessions: list[Path], ckpt: str | None) -> pd.DataFrame:
     pipe = HZSRPipeline(lc.model, pipeline_config_with(lc, None))
     rows = []
     for i, tc in enumerate(truth_captures(sessions)):
-        t = tc.truth
-        if "ideal_T" not in t:
-            raise SystemExit(f"{truth_dir(tc.session) / tc.capture.name}.npz: no ideal_T; re-render the session "
-                             "with this hzsr (--truth)")
+        t = require_ideal(tc)
         # The noise seed is the capture's position in the command line's session order (as the
         # published runs were made): pair only runs given the same sessions in the same order.
         ideal = np.asarray(t["ideal_T"], np.uint8)  # 8-bit RGB, as degrade_to_wide and score_pair expect
@@ -93,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     df = run(a.sessions, a.ckpt)
     out = {"proxy": f"ideal target degraded to a focal-ratio-{RATIO:g} W (eval_real.degrade_to_wide), "
                     "the capture's ref_T as reference", **summarise(df)}
-    print(json.dumps(out, indent=1))
-    if a.json:
-        a.json.write_text(json.dumps({**out, "rows": df.to_dict(orient="records")}, indent=1, default=float))
+    emit(out, df, a.json)
     return 0
 
 
