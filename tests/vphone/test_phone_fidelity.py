@@ -229,7 +229,13 @@ def test_stdin_reaches_commands(rig):
     assert run(["shell", "sh"], b"echo from-script; getprop sys.boot_completed\n").stdout == b"from-script\n1\n"
     blob = bytes(range(256)) * 4
     assert run(["exec-in", "cat > /sdcard/in.bin"], blob).returncode == 0  # raw stdin
-    assert d.sync.read_bytes("/sdcard/in.bin") == blob
+    # adb exec-in returns once it has closed the stream, which is the command's end of stdin, not
+    # its end (adbd's bare pipe: the command runs on, as on a real phone), so under load `cat` may
+    # still be writing: wait for the bytes, not a fixed time (a busy CI run read b"" here).
+    deadline = time.monotonic() + 20
+    while (got := d.sync.read_bytes("/sdcard/in.bin")) != blob and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert got == blob
     r = run(["shell"], b"")
     assert r.returncode == 1 and b"interactive shells are not supported" in r.stderr
 
