@@ -20,7 +20,13 @@ host side. Reports medians over ``--rounds`` (default 7) of each way's wall time
 all), the ratios hzsr/adb and adbutils/adb per round (median), and the 1-minute load average.
 Goal (issue 19): ``ratio_hzsr_over_adb`` <= 1.2.
 
-Usage: ``python bench/capture_pull.py [--rounds 7] [--link loopback]``. Prints one JSON object.
+``--diagnose`` adds two ways that locate hzsr's extra time (not goals): ``hzsr_hashes_known``, hzsr's
+pull with the phone's hashes handed in (``on_phone``: no ``sha256sum`` on the phone, whose CPU on
+the virtual rig is the host's two cores, while a real phone hashes on its own CPU), and
+``hzsr_no_fsync``, hzsr's pull with ``os.fsync`` and the directory fsync made no-ops (crash safety
+off: never how hzsr runs).
+
+Usage: ``python bench/capture_pull.py [--rounds 7] [--link loopback] [--diagnose]``. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -80,6 +86,8 @@ def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median)")
     ap.add_argument("--link", default="loopback", help="virtual link profile (hzsr.sim.timing)")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="also time hzsr with the phone's hashes known, and without fsync (see the docstring)")
     ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -136,6 +144,28 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
         with ThreadPoolExecutor(2) as ex:
             list(ex.map(one, FILES))
 
+    def way_hzsr_hashes_known(d: Path) -> None:
+
+        def one(role: str) -> None:
+            items = [FileToPull(f"/sdcard/bench/{s}.jpg", d / f"{s}.jpg", sums[s], len(jpgs[s]))
+                     for s in FILES[role]]
+            res = pull_verified_many(devs[role], items, on_phone={it.phone_path: it.sha256 for it in items})
+            if res.failed:
+                raise SystemExit(f"hzsr pull failed: {res.failed}")
+
+        with ThreadPoolExecutor(2) as ex:
+            list(ex.map(one, FILES))
+
+    def way_hzsr_no_fsync(d: Path) -> None:
+        import hzsr.capture.transfer as transfer
+
+        saved = os.fsync, transfer.fsync_dir
+        os.fsync, transfer.fsync_dir = (lambda fd: None), (lambda path: None)
+        try:
+            way_hzsr(d)
+        finally:
+            os.fsync, transfer.fsync_dir = saved
+
     def way_adbutils(d: Path) -> None:
 
         def one(role: str) -> None:
@@ -148,6 +178,8 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
             list(ex.map(one, FILES))
 
     ways = {"adb": way_adb, "hzsr": way_hzsr, "adbutils": way_adbutils}
+    if args.diagnose:
+        ways |= {"hzsr_hashes_known": way_hzsr_hashes_known, "hzsr_no_fsync": way_hzsr_no_fsync}
     for k, fn in ways.items():  # warm-up: page cache, adb server connections
         fn(fresh(k))
     times: dict[str, list[float]] = {k: [] for k in ways}
@@ -170,7 +202,7 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
             assert (work / k / f"{s}.jpg").read_bytes() == jpgs[s], (k, s)
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = {k: statistics.median(t / a for t, a in zip(times[k], times["adb"], strict=True))
-             for k in ("hzsr", "adbutils")}
+             for k in ways if k != "adb"}
     return {
         "benchmark": "capture_pull", "link": args.link, "phones": "virtual rig in a separate process",
         "rounds": args.rounds, "cpus": os.cpu_count(),
@@ -181,6 +213,7 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
         "host_cpu_s_median": {k: round(statistics.median(v), 4) for k, v in cpu.items()},
         "ratio_hzsr_over_adb": round(ratio["hzsr"], 3),
         "ratio_adbutils_over_adb": round(ratio["adbutils"], 3),
+        **{f"ratio_{k}_over_adb": round(v, 3) for k, v in ratio.items() if k.startswith("hzsr_")},
         "goal_hzsr_le_1.2x_adb": ratio["hzsr"] <= 1.2,
     }
 
