@@ -502,8 +502,19 @@ def _probe_sha256(request: Any, probe: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(next(iter(y.values()))).tobytes()).hexdigest()
 
 
+def _precision_name(hint: Any) -> str:
+    """``"bf16"``, ``"f16"`` or ``"f32"`` for OpenVINO's ``INFERENCE_PRECISION_HINT`` value, which
+    prints as ``<Type: 'bfloat16'>`` in OpenVINO 2026 (and as ``bf16`` in some builds)."""
+    text = str(hint).lower()
+    if "bf16" in text or "bfloat16" in text:
+        return "bf16"
+    if "f16" in text or "float16" in text:
+        return "f16"
+    return "f32"
+
+
 def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, config: dict[str, Any],
-                    multiple: int) -> tuple[Any, Any, str]:
+                    multiple: int) -> tuple[Any, Any, str, str]:
     """``graph`` compiled for the CPU with ``config``, from the compiled-model cache when it holds it.
 
     Compiling the UNet (reading the ONNX graph, then the CPU plugin's graph passes and kernel
@@ -522,10 +533,13 @@ def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, co
     cache only costs the compile again.
 
     Returns:
-        ``(compiled, request, status)``: ``request`` an infer request that has run (the probe: the
-        bindings' first numpy conversion, done here in one thread), ``status`` ``"hit"``,
+        ``(compiled, request, status, precision)``: ``request`` an infer request that has run (the
+        probe: the bindings' first numpy conversion, done here in one thread), ``status`` ``"hit"``,
         ``"miss"`` (no entry), ``"rebuilt"`` (an entry failed a check) or ``"off"`` (no key: CPU
-        unidentified).
+        unidentified), ``precision`` the ``INFERENCE_PRECISION_HINT`` the plugin compiled with
+        (``_precision_name``). An imported model reports the plugin's default there, not what its kernels
+        compute in (on an AVX-512 BF16 CPU, "f32" for a blob compiled in bf16), so the entry's
+        sidecar carries the compiled model's own, and an entry without it is rebuilt.
     """
     ov = _import_openvino()
     probe = _probe_input(multiple)
@@ -543,11 +557,12 @@ def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, co
             status = "rebuilt"  # there is an entry: unless every check passes, it is replaced
             try:
                 if (isinstance(side, dict) and side.get("key") == key and side.get("blob_bytes") == len(blob)
-                        and side.get("blob_sha256") == hashlib.sha256(blob).hexdigest()):
+                        and side.get("blob_sha256") == hashlib.sha256(blob).hexdigest()
+                        and isinstance(side.get("inference_precision"), str)):
                     compiled = core.import_model(io.BytesIO(blob), "CPU", config)
                     request = compiled.create_infer_request()
                     if _probe_sha256(request, probe) == side.get("probe_sha256"):
-                        return compiled, request, "hit"
+                        return compiled, request, "hit", side["inference_precision"]
             except Exception:  # noqa: BLE001 - whatever OpenVINO raises on a blob it cannot import: rebuild
                 pass
     if weights is None:  # ONNX
@@ -555,6 +570,7 @@ def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, co
     else:  # an OpenVINO IR (the int8 graph): its .xml text and .bin weights
         model = core.read_model(graph.decode("utf-8"), ov.Tensor(np.frombuffer(weights, np.uint8)))
     compiled = core.compile_model(model, "CPU", config)
+    precision = _precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
     request = compiled.create_infer_request()
     probe_sha = _probe_sha256(request, probe)
     if key is not None:
@@ -564,11 +580,12 @@ def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, co
             atomic_write_bytes(base.with_suffix(".blob"), blob)
             side = {"key": key, "blob_version": BLOB_VERSION, "openvino": ov.get_version(), "config": config,
                     "blob_bytes": len(blob), "blob_sha256": hashlib.sha256(blob).hexdigest(),
-                    "probe_sha256": probe_sha, "graph_sha256": hashlib.sha256(graph).hexdigest()}
+                    "probe_sha256": probe_sha, "graph_sha256": hashlib.sha256(graph).hexdigest(),
+                    "inference_precision": precision}
             atomic_write_bytes(base.with_suffix(".json"), json.dumps(side, indent=1, default=str).encode())
         except (OSError, RuntimeError):
             pass
-    return compiled, request, status
+    return compiled, request, status, precision
 
 
 class _OpenVino(_NumpyRunner):
@@ -603,11 +620,10 @@ class _OpenVino(_NumpyRunner):
         # the one small inference, in one thread, that the bindings' first numpy conversion needs
         # (a once-only initialisation that deadlocks when two tile threads reach it at once: one
         # holds the GIL and waits for the once-flag, the other holds the flag and waits for the GIL).
-        self.compiled, request, self.cache = _compiled_model(core, graph, weights, config, size_multiple)
+        self.compiled, request, self.cache, used = _compiled_model(core, graph, weights, config, size_multiple)
         # What the plugin computes in, which is not always what was asked: a CPU without AVX-512
         # BF16 (or AMX) runs a bf16 hint in float32. "bf16" or "f32", or "int8" for the quantized graph.
-        used = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
-        self.precision = "int8" if weights is not None else "bf16" if "bf16" in used else "f32"
+        self.precision = "int8" if weights is not None else used
         # Idle infer requests: a tile takes one (or makes one) and gives it back, so each request
         # serves one tile at a time and all of them live, and die, with the runner (not in the
         # tile threads' locals, torn down as each worker thread exits).

@@ -44,8 +44,8 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "openvino"
 
 
-def _runner(graph: bytes, g: dict, threads: int = 1):
-    return runtime.graph_runner(graph, g["multiple"], "openvino", threads)
+def _runner(graph: bytes, g: dict, threads: int = 1, name: str = "openvino"):
+    return runtime.graph_runner(graph, g["multiple"], name, threads)
 
 
 def _entry(cache_dir):
@@ -53,17 +53,32 @@ def _entry(cache_dir):
     return side.with_suffix(".blob"), side
 
 
-def test_hit_runs_the_same_network_as_a_compile(graphs, cache):
-    first = _runner(graphs["graph"], graphs)
+@pytest.mark.parametrize("name", ["openvino", "openvino-bf16"])
+def test_hit_runs_the_same_network_as_a_compile(graphs, cache, name):
+    first = _runner(graphs["graph"], graphs, name=name)
     assert first.cache == "miss"
     blob, side = _entry(cache)
     info = json.loads(side.read_text())
     assert info["blob_sha256"] == hashlib.sha256(blob.read_bytes()).hexdigest()
-    second = _runner(graphs["graph"], graphs)
+    second = _runner(graphs["graph"], graphs, name=name)
     assert second.cache == "hit"
     x = graphs["x"]
     assert np.array_equal(first(x), second(x))  # bit for bit: the same compiled kernels
-    assert second.precision == first.precision
+    # What it computes in survives the cache: an imported blob reports the plugin's default hint
+    # ("f32" on an AVX-512 BF16 CPU for a model compiled in bf16), so it comes from the sidecar.
+    assert second.precision == first.precision == info["inference_precision"]
+
+
+def test_entry_without_its_precision_is_rebuilt(graphs, cache):
+    """An entry written before the sidecar named its precision cannot say what it computes in."""
+    _runner(graphs["graph"], graphs)
+    _, side = _entry(cache)
+    info = json.loads(side.read_text())
+    del info["inference_precision"]
+    side.write_text(json.dumps(info))
+    again = _runner(graphs["graph"], graphs)
+    assert again.cache == "rebuilt"
+    assert json.loads(side.read_text())["inference_precision"] == again.precision
 
 
 def test_key_covers_graph_config_openvino_and_cpu(graphs, monkeypatch):
@@ -164,3 +179,12 @@ def test_unwritable_cache_only_costs_the_compile(graphs, tmp_path, monkeypatch):
     r = _runner(graphs["graph"], graphs)
     assert r.cache == "miss"
     assert np.array_equal(r(graphs["x"]), _expected(graphs, graphs["graph"]))
+
+
+def test_precision_names_of_openvino_hints():
+    """OpenVINO 2026 prints the hint as ``<Type: 'bfloat16'>``: a substring test for "bf16" alone
+    called every bf16 model "f32" (what OUT.json's ``runtime_precision`` said on AVX-512 BF16 CPUs)."""
+    assert runtime._precision_name("<Type: 'bfloat16'>") == "bf16"
+    assert runtime._precision_name("bf16") == "bf16"
+    assert runtime._precision_name("<Type: 'float16'>") == "f16"
+    assert runtime._precision_name("<Type: 'float32'>") == "f32"
