@@ -11,9 +11,9 @@ forward and backward:
   gets a start within its reach.
 - ``modes_fast`` (issue20modes): the same modes at a fraction of the cost at 12 MP, where every
   whole-grid DIS counts (issue 19's 3 s). A mode is first tested where its own keypoints are
-  (``mode_beats_dis``: its 7x7 patch error against DIS's there); one that does not beat DIS on
-  most of them (a repeating texture's next period, a layer DIS already follows) is dropped before
-  any dense work. A kept mode's DIS runs on a window around its keypoints only (``mode_window``),
+  (``mode_is_kept``): one that neither beats DIS there (its 7x7 patch error against DIS's) nor is
+  followed by DIS's flow there (a repeating texture's next period) is dropped before any dense
+  work. A kept mode's DIS runs on a window around its keypoints only (``mode_window``),
   the reference's window moved by the mode, and the pick runs in that window; elsewhere the flow
   is DIS's own.
 
@@ -184,6 +184,35 @@ def mode_beats_dis(s: np.ndarray, r: np.ndarray, pts: np.ndarray, mode: np.ndarr
     return float(np.mean(e_mode < ratio * e_dis)) >= min_share
 
 
+def dis_follows_mode(pts: np.ndarray, mode: np.ndarray, flow: np.ndarray, *, thr: float = 3.0,
+                     min_share: float = 0.5) -> bool:
+    """Whether DIS's ``flow`` is within ``thr`` grid px of ``mode`` on at least ``min_share`` of the points ``pts``.
+
+    A real layer that DIS reaches at its textured keypoints but loses between them (a slanted near
+    layer: Middlebury's motorcycle) does not beat DIS at those keypoints (``mode_beats_dis``: a
+    constant displacement fits a slanted layer worse than DIS's flow there), yet DIS re-run from it
+    fills in what DIS from zero missed. A repeating texture's next period is followed by DIS
+    nowhere: DIS keeps the neighbours' flow there.
+    """
+    if len(pts) == 0:
+        return False
+    xs = np.ascontiguousarray(pts[:, :1].astype(np.float32))
+    ys = np.ascontiguousarray(pts[:, 1:2].astype(np.float32))
+    f = cv2.remap(flow, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 2)
+    return float(np.mean(np.linalg.norm(f - np.asarray(mode, np.float32), axis=1) < thr)) >= min_share
+
+
+def mode_is_kept(s: np.ndarray, r: np.ndarray, pts: np.ndarray, mode: np.ndarray, flow: np.ndarray) -> bool:
+    """``modes_fast``'s test of a mode before any dense work: kept unless it is spurious by both tests.
+
+    Kept where it beats DIS at its keypoints (``mode_beats_dis``: a layer beyond DIS's reach) or
+    DIS follows it there (``dis_follows_mode``: a layer DIS reaches at keypoints only). Dropped: a
+    mode DIS neither follows nor loses to, which is what a repeating texture's next period gives
+    (both match; DIS's is the one its neighbours agree with).
+    """
+    return mode_beats_dis(s, r, pts, mode, flow) or dis_follows_mode(pts, mode, flow)
+
+
 def mode_window(pts: np.ndarray, shift: tuple[int, int], shape: tuple[int, int], margin: int,
                 min_side: int) -> tuple[int, int, int, int] | None:
     """``(x0, y0, x1, y1)``: where ``modes_fast`` runs a mode's DIS, or None where there is no room.
@@ -230,7 +259,7 @@ def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: n
                         box: int = 7) -> np.ndarray:
     """``_one_direction`` at a fraction of its cost: the same modes, tested first, each DIS'd on a window.
 
-    A mode whose keypoints DIS's flow already explains as well (``mode_beats_dis``) is dropped
+    A mode that DIS neither follows nor loses to at its keypoints (``mode_is_kept``) is dropped
     before any dense work. A kept one's DIS runs on the window of its keypoints (``mode_window``,
     ``margin_frac`` and ``min_side_frac`` of the grid's long side), on the source's window and
     the reference's window moved by the mode's integer part (DIS starts from the fraction left),
@@ -242,7 +271,7 @@ def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: n
     if not clusters:
         return fwd
     s, r = _matched_to(a_y, b_y)
-    kept = [(m, pa[members]) for m, members in clusters if mode_beats_dis(s, r, pa[members], m, fwd)]
+    kept = [(m, pa[members]) for m, members in clusters if mode_is_kept(s, r, pa[members], m, fwd)]
     if not kept:
         return fwd
     out = fwd.copy()

@@ -161,7 +161,8 @@ def _periodic_pair(period: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def test_a_repeating_texture_s_mode_is_pruned_before_any_dis():
     """Keypoints matched one period off (as a facade's windows match mutually) make a mode that ``modes``
-    runs DIS from; ``modes_fast`` finds it matches no better than DIS's flow and runs nothing."""
+    runs DIS from; ``modes_fast`` finds it matches no better than DIS's flow, which does not follow it,
+    and runs nothing."""
     period = 48
     sy, ry, fwd = _periodic_pair(period)
     rng = np.random.default_rng(4)
@@ -201,3 +202,14 @@ def test_mode_window():
     assert flow_fusion.mode_window(pts, (500, 0), (384, 512), 10, 100) is None
     # at the image's edge the window grows inwards
     assert flow_fusion.mode_window(np.array([[2.0, 2.0]]), (0, 0), (384, 512), 0, 100) == (0, 0, 100, 100)
+
+
+def test_dis_follows_mode():
+    """A layer DIS reaches at its keypoints is kept even where the constant mode does not beat DIS there."""
+    flow = np.zeros((H, W, 2), np.float32)
+    flow[100:200, 100:200] = (20.0, 0.0)
+    pts = np.array([[150.0, 150.0], [120.0, 180.0], [300.0, 300.0]])
+    assert flow_fusion.dis_follows_mode(pts, np.array([21.0, 1.0]), flow)
+    assert not flow_fusion.dis_follows_mode(pts, np.array([40.0, 0.0]), flow)
+    assert not flow_fusion.dis_follows_mode(pts[2:], np.array([21.0, 1.0]), flow)
+    assert not flow_fusion.dis_follows_mode(pts[:0], np.array([21.0, 1.0]), flow)
