@@ -114,7 +114,7 @@ def pipeline_qa_defaults() -> QAConfig:
 
 
 #: ``PipelineConfig.flow_fusion`` values (``flow_fusion.py``): which hypotheses join DIS's flow.
-FLOW_FUSION_MODES = ("none", "modes", "modes_fast")
+FLOW_FUSION_MODES = ("none", "modes", "modes_fast", "modes_pruned", "modes_windowed")
 
 
 @dataclass

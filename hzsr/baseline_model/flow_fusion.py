@@ -255,8 +255,8 @@ def _box_error(s: np.ndarray, r: np.ndarray, flow: np.ndarray, x0: int, y0: int,
 
 
 def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.ndarray, pb: np.ndarray,
-                        dis_from: DisFn, *, margin_frac: float = 0.1, min_side_frac: float = 0.3,
-                        box: int = 7) -> np.ndarray:
+                        dis_from: DisFn, *, prune: bool = True, window: bool = True, margin_frac: float = 0.1,
+                        min_side_frac: float = 0.3, box: int = 7) -> np.ndarray:
     """``_one_direction`` at a fraction of its cost: the same modes, tested first, each DIS'd on a window.
 
     A mode that DIS neither follows nor loses to at its keypoints (``mode_is_kept``) is dropped
@@ -264,6 +264,10 @@ def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: n
     ``margin_frac`` and ``min_side_frac`` of the grid's long side), on the source's window and
     the reference's window moved by the mode's integer part (DIS starts from the fraction left),
     and the per-pixel pick runs there only; outside every window the flow is DIS's own.
+
+    ``prune`` False keeps every mode (``modes_windowed``); ``window`` False runs each kept mode as
+    ``modes`` does, on the whole grid (``modes_pruned``: ``modes`` bit for bit where nothing is
+    dropped). The two halves measured apart (issue20modes).
     """
     h, w = fwd.shape[:2]
     main = np.median(fwd.reshape(-1, 2), axis=0)
@@ -271,9 +275,16 @@ def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: n
     if not clusters:
         return fwd
     s, r = _matched_to(a_y, b_y)
-    kept = [(m, pa[members]) for m, members in clusters if mode_is_kept(s, r, pa[members], m, fwd)]
+    kept = [(m, pa[members]) for m, members in clusters if not prune or mode_is_kept(s, r, pa[members], m, fwd)]
     if not kept:
         return fwd
+    if not window:
+        flows = [fwd]
+        for m, _ in kept:
+            init = np.empty_like(fwd)
+            init[...] = np.float32(m)
+            flows.append(dis_from(a_y, b_y, init))
+        return pick_per_pixel(a_y, b_y, flows)
     out = fwd.copy()
     err = _box_error(s, r, fwd, 0, 0, box)
     margin, min_side = round(margin_frac * max(h, w)), round(min_side_frac * max(h, w))
@@ -300,7 +311,8 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
     """DIS's forward and backward grid flows with ``mode``'s hypotheses fused in (``"none"``: as they are).
 
     ``"modes"`` and ``"modes_fast"`` share the keypoints and their clusters; ``"modes_fast"`` prunes
-    and windows them (``_one_direction_fast``), ``"modes"`` runs each on the whole grid.
+    and windows them (``_one_direction_fast``), ``"modes"`` runs each on the whole grid;
+    ``"modes_pruned"`` and ``"modes_windowed"`` are ``"modes_fast"``'s halves alone (measured, off).
 
     Args:
         src_y, ref_y: the uint8 lumas DIS matched (blurred as the pipeline blurs them).
@@ -313,5 +325,8 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
     if mode == "none":
         return fwd, bwd
     pa, pb = keypoint_matches(src_y, ref_y, w_px_on_grid)
-    one = _one_direction_fast if mode == "modes_fast" else _one_direction
-    return one(src_y, ref_y, fwd, pa, pb, dis_from), one(ref_y, src_y, bwd, pb, pa, dis_from)
+    if mode == "modes":
+        return _one_direction(src_y, ref_y, fwd, pa, pb, dis_from), _one_direction(ref_y, src_y, bwd, pb, pa, dis_from)
+    opts = {"modes_fast": {}, "modes_pruned": {"window": False}, "modes_windowed": {"prune": False}}[mode]
+    return (_one_direction_fast(src_y, ref_y, fwd, pa, pb, dis_from, **opts),
+            _one_direction_fast(ref_y, src_y, bwd, pb, pa, dis_from, **opts))

@@ -77,7 +77,7 @@ def test_none_is_dis_bit_for_bit():
     assert f is fwd
 
 
-@pytest.mark.parametrize("mode", ["modes", "modes_fast"])
+@pytest.mark.parametrize("mode", ["modes", "modes_fast", "modes_pruned", "modes_windowed"])
 def test_modes_recover_a_near_layer_dis_misses(mode: str):
     src, ref, truth = _pair()
     fwd, f, b = _fused(mode, src, ref)
@@ -130,9 +130,9 @@ def test_config_and_digest():
 
     import hzsr.baseline_model as bm
     side = json.loads((Path(bm.__file__).parent / "weights" / "shipped.int8.json").read_text())
-    digests = {m: pipeline_digest(PipelineConfig(flow_fusion=m)) for m in ("none", "modes", "modes_fast")}
+    digests = {m: pipeline_digest(PipelineConfig(flow_fusion=m)) for m in flow_fusion.FUSION_MODES}
     assert digests["none"] == side["pipeline_sha256"]
-    assert len(set(digests.values())) == 3
+    assert len(set(digests.values())) == len(flow_fusion.FUSION_MODES)
 
 
 def test_modes_fast_runs_dis_on_windows_only():
@@ -213,3 +213,10 @@ def test_dis_follows_mode():
     assert not flow_fusion.dis_follows_mode(pts, np.array([40.0, 0.0]), flow)
     assert not flow_fusion.dis_follows_mode(pts[2:], np.array([21.0, 1.0]), flow)
     assert not flow_fusion.dis_follows_mode(pts[:0], np.array([21.0, 1.0]), flow)
+
+
+def test_modes_pruned_is_modes_where_nothing_is_pruned():
+    src, ref, _ = _pair()
+    _, f, b = _fused("modes", src, ref)
+    _, f2, b2 = _fused("modes_pruned", src, ref)
+    assert np.array_equal(f, f2) and np.array_equal(b, b2)
