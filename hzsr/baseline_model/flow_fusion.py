@@ -30,7 +30,7 @@ source's global mean and spread: W and T differ in exposure). None of it runs un
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -38,7 +38,11 @@ import numpy as np
 from hzsr.baseline_model.config import FLOW_FUSION_MODES as FUSION_MODES
 from hzsr.qa.align import warp
 
-DisFn = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
+
+class DisFn(Protocol):
+    """The pipeline's DIS from ``a`` to ``b`` started from ``init``; ``coarser`` levels above the pipeline's finest."""
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, init: np.ndarray | None, coarser: int = 0) -> np.ndarray: ...
 
 
 def keypoint_matches(src_y: np.ndarray, ref_y: np.ndarray, w_px_on_grid: float,
@@ -255,8 +259,8 @@ def _box_error(s: np.ndarray, r: np.ndarray, flow: np.ndarray, x0: int, y0: int,
 
 
 def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.ndarray, pb: np.ndarray,
-                        dis_from: DisFn, *, prune: bool = True, window: bool = True, margin_frac: float = 0.1,
-                        min_side_frac: float = 0.3, box: int = 7) -> np.ndarray:
+                        dis_from: DisFn, *, prune: bool = True, window: bool = True, coarser: int = 0,
+                        margin_frac: float = 0.1, min_side_frac: float = 0.3, box: int = 7) -> np.ndarray:
     """``_one_direction`` at a fraction of its cost: the same modes, tested first, each DIS'd on a window.
 
     A mode that DIS neither follows nor loses to at its keypoints (``mode_is_kept``) is dropped
@@ -267,7 +271,9 @@ def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: n
 
     ``prune`` False keeps every mode (``modes_windowed``); ``window`` False runs each kept mode as
     ``modes`` does, on the whole grid (``modes_pruned``: ``modes`` bit for bit where nothing is
-    dropped). The two halves measured apart (issue20modes).
+    dropped). The two halves measured apart (issue20modes). ``coarser`` > 0 (``modes_pruned_coarse``,
+    whole grid only): each kept mode's DIS stops that many levels above the pipeline's finest, a
+    quarter of the finest level's work per level.
     """
     h, w = fwd.shape[:2]
     main = np.median(fwd.reshape(-1, 2), axis=0)
@@ -283,7 +289,7 @@ def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: n
         for m, _ in kept:
             init = np.empty_like(fwd)
             init[...] = np.float32(m)
-            flows.append(dis_from(a_y, b_y, init))
+            flows.append(dis_from(a_y, b_y, init, coarser) if coarser else dis_from(a_y, b_y, init))
         return pick_per_pixel(a_y, b_y, flows)
     out = fwd.copy()
     err = _box_error(s, r, fwd, 0, 0, box)
@@ -306,13 +312,20 @@ def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: n
     return out
 
 
+#: ``_one_direction_fast``'s options for each ``flow_fusion`` value it runs.
+_FAST_OPTIONS: dict[str, dict[str, Any]] = {"modes_fast": {}, "modes_pruned": {"window": False},
+                                            "modes_windowed": {"prune": False},
+                                            "modes_pruned_coarse": {"window": False, "coarser": 1}}
+
+
 def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
                bwd: np.ndarray, dis_from: DisFn, mode: str, w_px_on_grid: float) -> tuple[np.ndarray, np.ndarray]:
     """DIS's forward and backward grid flows with ``mode``'s hypotheses fused in (``"none"``: as they are).
 
     ``"modes"`` and ``"modes_fast"`` share the keypoints and their clusters; ``"modes_fast"`` prunes
     and windows them (``_one_direction_fast``), ``"modes"`` runs each on the whole grid;
-    ``"modes_pruned"`` and ``"modes_windowed"`` are ``"modes_fast"``'s halves alone (measured, off).
+    ``"modes_pruned"`` and ``"modes_windowed"`` are ``"modes_fast"``'s halves alone, ``"modes_pruned_coarse"``
+    ``"modes_pruned"`` with each mode's DIS a level coarser (all measured, off; issue20modes).
 
     Args:
         src_y, ref_y: the uint8 lumas DIS matched (blurred as the pipeline blurs them).
@@ -327,6 +340,6 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
     pa, pb = keypoint_matches(src_y, ref_y, w_px_on_grid)
     if mode == "modes":
         return _one_direction(src_y, ref_y, fwd, pa, pb, dis_from), _one_direction(ref_y, src_y, bwd, pb, pa, dis_from)
-    opts = {"modes_fast": {}, "modes_pruned": {"window": False}, "modes_windowed": {"prune": False}}[mode]
+    opts = _FAST_OPTIONS[mode]
     return (_one_direction_fast(src_y, ref_y, fwd, pa, pb, dis_from, **opts),
             _one_direction_fast(ref_y, src_y, bwd, pb, pa, dis_from, **opts))

@@ -49,10 +49,10 @@ def _fused(mode: str, src: np.ndarray, ref: np.ndarray,
     sy, ry = blurred_lumas(src, ref, 1.0)
     fwd, bwd = dis_flows(sy, ry, cfg, 2, 30.0)
 
-    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray:
+    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None, coarser: int = 0) -> np.ndarray:
         if calls is not None:
             calls.append(a.shape[:2])
-        return dis_flow_from(a, b, cfg, 2, 30.0, init)
+        return dis_flow_from(a, b, cfg, 2 + coarser, 30.0, init)
 
     f, b = flow_fusion.fuse_flows(sy, ry, fwd, bwd, dis_from, mode, 4.0)
     return fwd, f, b
@@ -220,3 +220,12 @@ def test_modes_pruned_is_modes_where_nothing_is_pruned():
     _, f, b = _fused("modes", src, ref)
     _, f2, b2 = _fused("modes_pruned", src, ref)
     assert np.array_equal(f, f2) and np.array_equal(b, b2)
+
+
+def test_modes_pruned_coarse_runs_the_modes_a_level_coarser():
+    """The near layer's mode DIS'd one level above the pipeline's: coarser, still on the block."""
+    src, ref, truth = _pair()
+    calls: list[tuple[int, int]] = []
+    fwd, f, _ = _fused("modes_pruned_coarse", src, ref, calls)
+    assert len(calls) == 2
+    assert _block_epe(fwd, truth) > 20.0 and _block_epe(f, truth) < 6.0  # level 3 here: 4.5 px, DIS alone 75
