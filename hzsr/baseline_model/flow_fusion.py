@@ -260,7 +260,8 @@ def _box_error(s: np.ndarray, r: np.ndarray, flow: np.ndarray, x0: int, y0: int,
 
 def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.ndarray, pb: np.ndarray,
                         dis_from: DisFn, *, prune: bool = True, window: bool = True, coarser: int = 0,
-                        margin_frac: float = 0.1, min_side_frac: float = 0.3, box: int = 7) -> np.ndarray:
+                        shifted: bool = True, margin_frac: float = 0.1, min_side_frac: float = 0.3,
+                        box: int = 7) -> np.ndarray:
     """``_one_direction`` at a fraction of its cost: the same modes, tested first, each DIS'd on a window.
 
     A mode that DIS neither follows nor loses to at its keypoints (``mode_is_kept``) is dropped
@@ -273,7 +274,8 @@ def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: n
     ``modes`` does, on the whole grid (``modes_pruned``: ``modes`` bit for bit where nothing is
     dropped). The two halves measured apart (issue20modes). ``coarser`` > 0 (``modes_pruned_coarse``,
     whole grid only): each kept mode's DIS stops that many levels above the pipeline's finest, a
-    quarter of the finest level's work per level.
+    quarter of the finest level's work per level. ``shifted`` False (measured in scratch only): the
+    reference's window is the source's own, DIS starting from the whole mode, as the whole grid's.
     """
     h, w = fwd.shape[:2]
     main = np.median(fwd.reshape(-1, 2), axis=0)
@@ -295,7 +297,7 @@ def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: n
     err = _box_error(s, r, fwd, 0, 0, box)
     margin, min_side = round(margin_frac * max(h, w)), round(min_side_frac * max(h, w))
     for m, pts in kept:
-        sx, sy = int(round(float(m[0]))), int(round(float(m[1])))
+        sx, sy = (int(round(float(m[0]))), int(round(float(m[1])))) if shifted else (0, 0)
         win = mode_window(pts, (sx, sy), (h, w), margin, min_side)
         if win is None:
             continue
