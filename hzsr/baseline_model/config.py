@@ -115,7 +115,7 @@ def pipeline_qa_defaults() -> QAConfig:
 
 #: ``PipelineConfig.flow_fusion`` values (``flow_fusion.py``): which hypotheses join DIS's flow.
 FLOW_FUSION_MODES = ("none", "modes", "modes_fast", "modes_pruned", "modes_windowed",
-                     "modes_pruned_coarse")
+                     "modes_pruned_coarse", "modes_pruned2")
 
 
 @dataclass

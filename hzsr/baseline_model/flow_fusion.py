@@ -260,8 +260,8 @@ def _box_error(s: np.ndarray, r: np.ndarray, flow: np.ndarray, x0: int, y0: int,
 
 def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.ndarray, pb: np.ndarray,
                         dis_from: DisFn, *, prune: bool = True, window: bool = True, coarser: int = 0,
-                        shifted: bool = True, margin_frac: float = 0.1, min_side_frac: float = 0.3,
-                        box: int = 7) -> np.ndarray:
+                        shifted: bool = True, max_modes: int = 3, margin_frac: float = 0.1,
+                        min_side_frac: float = 0.3, box: int = 7) -> np.ndarray:
     """``_one_direction`` at a fraction of its cost: the same modes, tested first, each DIS'd on a window.
 
     A mode that DIS neither follows nor loses to at its keypoints (``mode_is_kept``) is dropped
@@ -276,10 +276,12 @@ def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: n
     whole grid only): each kept mode's DIS stops that many levels above the pipeline's finest, a
     quarter of the finest level's work per level. ``shifted`` False (measured in scratch only): the
     reference's window is the source's own, DIS starting from the whole mode, as the whole grid's.
+    ``max_modes``: the clusters looked for (``displacement_clusters``, largest first; ``modes``' 3);
+    ``modes_pruned2`` takes 2, which bounds the worst capture's cost at two more DIS per direction.
     """
     h, w = fwd.shape[:2]
     main = np.median(fwd.reshape(-1, 2), axis=0)
-    clusters = displacement_clusters(pa, pb, main)
+    clusters = displacement_clusters(pa, pb, main, max_modes=max_modes)
     if not clusters:
         return fwd
     s, r = _matched_to(a_y, b_y)
@@ -317,7 +319,8 @@ def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: n
 #: ``_one_direction_fast``'s options for each ``flow_fusion`` value it runs.
 _FAST_OPTIONS: dict[str, dict[str, Any]] = {"modes_fast": {}, "modes_pruned": {"window": False},
                                             "modes_windowed": {"prune": False},
-                                            "modes_pruned_coarse": {"window": False, "coarser": 1}}
+                                            "modes_pruned_coarse": {"window": False, "coarser": 1},
+                                            "modes_pruned2": {"window": False, "max_modes": 2}}
 
 
 def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
@@ -327,7 +330,8 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
     ``"modes"`` and ``"modes_fast"`` share the keypoints and their clusters; ``"modes_fast"`` prunes
     and windows them (``_one_direction_fast``), ``"modes"`` runs each on the whole grid;
     ``"modes_pruned"`` and ``"modes_windowed"`` are ``"modes_fast"``'s halves alone, ``"modes_pruned_coarse"``
-    ``"modes_pruned"`` with each mode's DIS a level coarser (all measured, off; issue20modes).
+    ``"modes_pruned"`` with each mode's DIS a level coarser, ``"modes_pruned2"`` ``"modes_pruned"`` with at
+    most two clusters per direction (all measured, off; issue20modes).
 
     Args:
         src_y, ref_y: the uint8 lumas DIS matched (blurred as the pipeline blurs them).

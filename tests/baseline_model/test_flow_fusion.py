@@ -77,7 +77,7 @@ def test_none_is_dis_bit_for_bit():
     assert f is fwd
 
 
-@pytest.mark.parametrize("mode", ["modes", "modes_fast", "modes_pruned", "modes_windowed"])
+@pytest.mark.parametrize("mode", ["modes", "modes_fast", "modes_pruned", "modes_windowed", "modes_pruned2"])
 def test_modes_recover_a_near_layer_dis_misses(mode: str):
     src, ref, truth = _pair()
     fwd, f, b = _fused(mode, src, ref)
@@ -229,3 +229,22 @@ def test_modes_pruned_coarse_runs_the_modes_a_level_coarser():
     fwd, f, _ = _fused("modes_pruned_coarse", src, ref, calls)
     assert len(calls) == 2
     assert _block_epe(fwd, truth) > 20.0 and _block_epe(f, truth) < 6.0  # level 3 here: 4.5 px, DIS alone 75
+
+
+def test_modes_pruned2_looks_for_two_clusters_at_most():
+    rng = np.random.default_rng(1)
+    pa = rng.uniform(40, 340, (60, 2)).astype(np.float32)
+    d = np.zeros((60, 2), np.float32)
+    d[:20], d[20:35], d[35:47] = (40.0, 0.0), (0.0, 40.0), (-40.0, 0.0)  # three layers, largest first
+    sizes: list[tuple[int, int]] = []
+
+    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None, coarser: int = 0) -> np.ndarray:
+        sizes.append(a.shape[:2])
+        return np.zeros(a.shape[:2] + (2,), np.float32)
+
+    # a flat flow the modes all beat or are followed by: nothing pruned, so the cap is what limits
+    flow = np.zeros((H, W, 2), np.float32)
+    y = np.repeat(np.arange(256, dtype=np.uint8)[None], H, 0)[:, :W // 2]
+    img = np.ascontiguousarray(np.tile(y, (1, 2)))
+    flow_fusion._one_direction_fast(img, img, flow, pa, pa + d, dis_from, prune=False, window=False, max_modes=2)
+    assert len(sizes) == 2
