@@ -183,7 +183,7 @@ class PipelineConfig:
     # repeating texture's next period; same quality as "modes" on calibration, Middlebury and held-out,
     # the bench capture's flow +0.17 s instead of +0.45 s, but +0.52 s on the worst calibration capture);
     # "modes_pruned2" (at most two clusters per direction) keeps that quality with the worst calibration
-    # capture at +0.29 s and the bench capture at +0.15 s (not yet judged under a pre-declared rule);
+    # capture at +0.29-0.35 s and the bench capture at +0.15 s (not yet judged under a pre-declared rule);
     # "modes_fast" (pruned and windowed: windows lose moving -0.17 dB), "modes_windowed",
     # "modes_pruned_coarse" (-0.18 dB) failed.
     flow_fusion: str = "none"
