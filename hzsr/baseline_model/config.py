@@ -114,7 +114,8 @@ def pipeline_qa_defaults() -> QAConfig:
 
 
 #: ``PipelineConfig.flow_fusion`` values (``flow_fusion.py``): which hypotheses join DIS's flow.
-FLOW_FUSION_MODES = ("none", "modes")
+FLOW_FUSION_MODES = ("none", "modes", "modes_fast", "modes_pruned", "modes_windowed",
+                     "modes_pruned_coarse", "modes_pruned2")
 
 
 @dataclass
@@ -177,7 +178,14 @@ class PipelineConfig:
     # bench/infer.py's capture: three modes, six more DIS runs); "modes" needs the int8 graph re-made
     # (bench/results/2026-12-07_issue20epic/shipped.int8.modes.*). Inference only (the training cache
     # aligns without it; the shipped weights were trained on DIS's flow). docs/model.md, "Fused flow
-    # hypotheses (issue20epic)".
+    # hypotheses (issue20epic)". issue20modes (measured, all off; docs/model.md "Cheaper mode search"):
+    # "modes_pruned" = "modes" less the modes DIS neither follows nor loses to at their keypoints (a
+    # repeating texture's next period; same quality as "modes" on calibration, Middlebury and held-out,
+    # the bench capture's flow +0.17 s instead of +0.45 s, but +0.52 s on the worst calibration capture);
+    # "modes_pruned2" (at most two clusters per direction) keeps that quality with the worst calibration
+    # capture at +0.29-0.35 s and the bench capture at +0.15 s (not yet judged under a pre-declared rule);
+    # "modes_fast" (pruned and windowed: windows lose moving -0.17 dB), "modes_windowed",
+    # "modes_pruned_coarse" (-0.18 dB) failed.
     flow_fusion: str = "none"
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from hzsr.baseline_model import flow_fusion
 from hzsr.baseline_model.align import blurred_lumas, dis_flow_from, dis_flows
@@ -40,13 +41,18 @@ def _pair(block: tuple[float, float] = FAR_BLOCK, seed: int = 0) -> tuple[np.nda
     return rgb(src), rgb(ref), flow
 
 
-def _fused(mode: str, src: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fused(mode: str, src: np.ndarray, ref: np.ndarray,
+           calls: list[tuple[int, int]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """DIS's forward flow and the fused forward and backward flows; ``calls`` collects the size of
+    every image pair the fusion ran DIS on."""
     cfg = PipelineConfig().qa
     sy, ry = blurred_lumas(src, ref, 1.0)
     fwd, bwd = dis_flows(sy, ry, cfg, 2, 30.0)
 
-    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray:
-        return dis_flow_from(a, b, cfg, 2, 30.0, init)
+    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None, coarser: int = 0) -> np.ndarray:
+        if calls is not None:
+            calls.append(a.shape[:2])
+        return dis_flow_from(a, b, cfg, 2 + coarser, 30.0, init)
 
     f, b = flow_fusion.fuse_flows(sy, ry, fwd, bwd, dis_from, mode, 4.0)
     return fwd, f, b
@@ -71,9 +77,10 @@ def test_none_is_dis_bit_for_bit():
     assert f is fwd
 
 
-def test_modes_recover_a_near_layer_dis_misses():
+@pytest.mark.parametrize("mode", ["modes", "modes_fast", "modes_pruned", "modes_windowed", "modes_pruned2"])
+def test_modes_recover_a_near_layer_dis_misses(mode: str):
     src, ref, truth = _pair()
-    fwd, f, b = _fused("modes", src, ref)
+    fwd, f, b = _fused(mode, src, ref)
     # The test means something only if DIS alone misses the block by far ...
     assert _block_epe(fwd, truth) > 20.0
     # ... and the keypoint mode brings it within a pixel; the background stays DIS's.
@@ -123,6 +130,121 @@ def test_config_and_digest():
 
     import hzsr.baseline_model as bm
     side = json.loads((Path(bm.__file__).parent / "weights" / "shipped.int8.json").read_text())
-    digests = {m: pipeline_digest(PipelineConfig(flow_fusion=m)) for m in ("none", "modes")}
+    digests = {m: pipeline_digest(PipelineConfig(flow_fusion=m)) for m in flow_fusion.FUSION_MODES}
     assert digests["none"] == side["pipeline_sha256"]
-    assert len(set(digests.values())) == 2
+    assert len(set(digests.values())) == len(flow_fusion.FUSION_MODES)
+
+
+def test_modes_fast_runs_dis_on_windows_only():
+    """The near layer's mode is DIS'd on a window around its keypoints, not the whole grid, once per
+    direction; the pick changes nothing outside it."""
+    src, ref, truth = _pair()
+    calls: list[tuple[int, int]] = []
+    fwd, f, _ = _fused("modes_fast", src, ref, calls)
+    assert len(calls) == 2 and all(h * w < 0.75 * H * W for h, w in calls)
+    assert _block_epe(f, truth) < 1.0
+
+
+def _periodic_pair(period: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Noisy grid lumas of a texture repeating every ``period`` px across, shifted by ``BACKGROUND``; DIS's flow."""
+    rng = np.random.default_rng(3)
+    tile = _texture(rng, 1.5)[:, :period]
+    back = np.tile(tile, (1, W // period + 1))[:, :W]
+    src = np.roll(back, (-int(BACKGROUND[1]), -int(BACKGROUND[0])), (0, 1))
+    # Each image its own noise (W upsampled against a sharp T never match to the grey level): the next
+    # period then matches as well as DIS's flow, not better by DIS's sub-pixel error.
+    sy = np.clip(src + rng.normal(0, 6, src.shape) + 0.5, 0, 255).astype(np.uint8)
+    ry = np.clip(back + rng.normal(0, 6, back.shape) + 0.5, 0, 255).astype(np.uint8)
+    cfg = PipelineConfig().qa
+    return sy, ry, dis_flows(sy, ry, cfg, 2, 30.0)[0]
+
+
+def test_a_repeating_texture_s_mode_is_pruned_before_any_dis():
+    """Keypoints matched one period off (as a facade's windows match mutually) make a mode that ``modes``
+    runs DIS from; ``modes_fast`` finds it matches no better than DIS's flow, which does not follow it,
+    and runs nothing."""
+    period = 48
+    sy, ry, fwd = _periodic_pair(period)
+    rng = np.random.default_rng(4)
+    pa = rng.uniform(40, 340, (30, 2)).astype(np.float32)
+    pb = pa + np.float32(BACKGROUND) + np.float32((period, 0))  # the next period's match
+    calls: list[int] = []
+
+    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray:
+        calls.append(1)
+        return dis_flow_from(a, b, PipelineConfig().qa, 2, 30.0, init)
+
+    assert len(flow_fusion.displacement_modes(pa, pb, np.median(fwd.reshape(-1, 2), axis=0))) == 1
+    assert flow_fusion._one_direction_fast(sy, ry, fwd, pa, pb, dis_from) is fwd
+    assert calls == []
+    assert len(flow_fusion._one_direction(sy, ry, fwd, pa, pb, dis_from)) and calls == [1]
+
+
+def test_mode_beats_dis_on_a_near_layer_only():
+    src, ref, _ = _pair()
+    sy, ry = blurred_lumas(src, ref, 1.0)
+    fwd = dis_flows(sy, ry, PipelineConfig().qa, 2, 30.0)[0]
+    s, r = flow_fusion._matched_to(sy, ry)
+    rng = np.random.default_rng(5)
+    on_block = np.stack([rng.uniform(X0 + 15, X1 - 15, 20), rng.uniform(Y0 + 15, Y1 - 15, 20)], 1)
+    assert flow_fusion.mode_beats_dis(s, r, on_block, np.array(FAR_BLOCK), fwd)
+    # Off by one period of nothing: a wrong mode on the block does not beat DIS either way it is off.
+    assert not flow_fusion.mode_beats_dis(s, r, on_block, np.array(FAR_BLOCK) + (0, 40), fwd)
+    assert not flow_fusion.mode_beats_dis(s, r, on_block[:0], np.array(FAR_BLOCK), fwd)
+
+
+def test_mode_window():
+    pts = np.array([[100.0, 100.0], [140.0, 120.0]])
+    # dilated by the margin, grown to min_side, cut where the shifted target leaves the reference
+    assert flow_fusion.mode_window(pts, (0, 0), (384, 512), 10, 0) == (90, 90, 151, 131)
+    assert flow_fusion.mode_window(pts, (0, 0), (384, 512), 10, 100) == (71, 61, 171, 161)
+    assert flow_fusion.mode_window(pts, (400, 0), (384, 512), 10, 100) == (71, 61, 112, 161)
+    assert flow_fusion.mode_window(pts, (500, 0), (384, 512), 10, 100) is None
+    # at the image's edge the window grows inwards
+    assert flow_fusion.mode_window(np.array([[2.0, 2.0]]), (0, 0), (384, 512), 0, 100) == (0, 0, 100, 100)
+
+
+def test_dis_follows_mode():
+    """A layer DIS reaches at its keypoints is kept even where the constant mode does not beat DIS there."""
+    flow = np.zeros((H, W, 2), np.float32)
+    flow[100:200, 100:200] = (20.0, 0.0)
+    pts = np.array([[150.0, 150.0], [120.0, 180.0], [300.0, 300.0]])
+    assert flow_fusion.dis_follows_mode(pts, np.array([21.0, 1.0]), flow)
+    assert not flow_fusion.dis_follows_mode(pts, np.array([40.0, 0.0]), flow)
+    assert not flow_fusion.dis_follows_mode(pts[2:], np.array([21.0, 1.0]), flow)
+    assert not flow_fusion.dis_follows_mode(pts[:0], np.array([21.0, 1.0]), flow)
+
+
+def test_modes_pruned_is_modes_where_nothing_is_pruned():
+    src, ref, _ = _pair()
+    _, f, b = _fused("modes", src, ref)
+    _, f2, b2 = _fused("modes_pruned", src, ref)
+    assert np.array_equal(f, f2) and np.array_equal(b, b2)
+
+
+def test_modes_pruned_coarse_runs_the_modes_a_level_coarser():
+    """The near layer's mode DIS'd one level above the pipeline's: coarser, still on the block."""
+    src, ref, truth = _pair()
+    calls: list[tuple[int, int]] = []
+    fwd, f, _ = _fused("modes_pruned_coarse", src, ref, calls)
+    assert len(calls) == 2
+    assert _block_epe(fwd, truth) > 20.0 and _block_epe(f, truth) < 6.0  # level 3 here: 4.5 px, DIS alone 75
+
+
+def test_modes_pruned2_looks_for_two_clusters_at_most():
+    rng = np.random.default_rng(1)
+    pa = rng.uniform(40, 340, (60, 2)).astype(np.float32)
+    d = np.zeros((60, 2), np.float32)
+    d[:20], d[20:35], d[35:47] = (40.0, 0.0), (0.0, 40.0), (-40.0, 0.0)  # three layers, largest first
+    sizes: list[tuple[int, int]] = []
+
+    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None, coarser: int = 0) -> np.ndarray:
+        sizes.append(a.shape[:2])
+        return np.zeros(a.shape[:2] + (2,), np.float32)
+
+    # a flat flow the modes all beat or are followed by: nothing pruned, so the cap is what limits
+    flow = np.zeros((H, W, 2), np.float32)
+    y = np.repeat(np.arange(256, dtype=np.uint8)[None], H, 0)[:, :W // 2]
+    img = np.ascontiguousarray(np.tile(y, (1, 2)))
+    flow_fusion._one_direction_fast(img, img, flow, pa, pa + d, dis_from, prune=False, window=False, max_modes=2)
+    assert len(sizes) == 2
