@@ -431,8 +431,8 @@ def align(w_img: np.ndarray, ref: np.ndarray, geom: CameraGeometry, qa_cfg: QACo
         alpha = flow_alpha if coarse_flow else 0.0
         fwd, bwd = dis_flows(*lumas, qa_cfg, level, alpha)
         if flow_fusion != "none":
-            def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None, coarser: int = 0) -> np.ndarray:
-                return dis_flow_from(a, b, qa_cfg, level + coarser, alpha, init)
+            def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray:
+                return dis_flow_from(a, b, qa_cfg, level, alpha, init)
 
             fwd, bwd = fuse_flows(*lumas, fwd, bwd, dis_from, flow_fusion, k * g)
     elif flow_fusion != "none":

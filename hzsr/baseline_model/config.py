@@ -114,8 +114,7 @@ def pipeline_qa_defaults() -> QAConfig:
 
 
 #: ``PipelineConfig.flow_fusion`` values (``flow_fusion.py``): which hypotheses join DIS's flow.
-FLOW_FUSION_MODES = ("none", "modes", "modes_fast", "modes_pruned", "modes_windowed",
-                     "modes_pruned_coarse", "modes_pruned2")
+FLOW_FUSION_MODES = ("none", "modes", "modes_pruned2")
 
 
 @dataclass
@@ -168,25 +167,21 @@ class PipelineConfig:
     # (2) = only at level 2, as before.
     flow_blur_min_level: int = 1
     # Other flow hypotheses fused per pixel into DIS's (flow_fusion.py; flow_level_by_w_px and the
-    # dis backend only): "modes" (DIS started from keypoint-displacement clusters: near layers beyond
-    # DIS's reach), "none" (DIS as it is). (RicFlow hypotheses, OpenCV-contrib, were measured and
-    # removed: they failed the rule; docs/model.md "Fused flow hypotheses".)
-    # "modes" chosen on calibration sessions 31-36 under a rule written before the runs (warp +0.49 dB,
-    # full +0.041 +- 0.014 dB, no kind below -0.01), then judged once: Middlebury full - bicubic
-    # +1.76 / +1.82 / +2.05 / +2.03 dB at ratios 2-5 (DIS alone +1.55 / +1.60 / +1.93 / +1.99), held-out
-    # 21-23 a tie (+0.004 +- 0.005). Off by default for its cost at 12 MP (the flow stage 0.5 -> 2.4 s on
-    # bench/infer.py's capture: three modes, six more DIS runs); "modes" needs the int8 graph re-made
-    # (bench/results/2026-12-07_issue20epic/shipped.int8.modes.*). Inference only (the training cache
-    # aligns without it; the shipped weights were trained on DIS's flow). docs/model.md, "Fused flow
-    # hypotheses (issue20epic)". issue20modes (measured, all off; docs/model.md "Cheaper mode search"):
-    # "modes_pruned" = "modes" less the modes DIS neither follows nor loses to at their keypoints (a
-    # repeating texture's next period; same quality as "modes" on calibration, Middlebury and held-out,
-    # the bench capture's flow +0.17 s instead of +0.45 s, but +0.52 s on the worst calibration capture);
-    # "modes_pruned2" (at most two clusters per direction) keeps that quality with the worst calibration
-    # capture at +0.29-0.35 s and the bench capture at +0.15 s (not yet judged under a pre-declared rule);
-    # "modes_fast" (pruned and windowed: windows lose moving -0.17 dB), "modes_windowed",
-    # "modes_pruned_coarse" (-0.18 dB) failed.
-    flow_fusion: str = "none"
+    # dis backend only): "modes" (DIS started from each of up to three keypoint-displacement clusters:
+    # near layers beyond DIS's reach), "modes_pruned2" (at most two clusters, each tested at its own
+    # keypoints first: a repeating texture's next period is dropped before any DIS), "none" (DIS as it
+    # is). "modes" was chosen on calibration sessions 31-36 under a rule written before the runs and
+    # judged once (issue20epic): Middlebury full - bicubic +1.76 / +1.82 / +2.05 / +2.03 dB at ratios
+    # 2-5 (DIS alone +1.55 / +1.60 / +1.93 / +1.99), held-out 21-23 a tie; it stayed off for its 12 MP
+    # cost. "modes_pruned2" (issue20modes) gives the same output on calibration, held-out and Middlebury
+    # (+1.74 / +1.83 / +2.03 / +2.01) for +0.15 s on bench/infer.py's 12 MP capture (modes +0.45 s);
+    # the default since 2026-12-08 under a rule declared before its runs
+    # (bench/results/2026-12-08_modes_default/rule.md): blind seeds 24-26 -0.001 +- 0.010 dB paired
+    # against "none" (no kind below -0.03), 12 MP 2.63 against 2.47 s. Inference only (the training
+    # cache aligns without it unless data.fused_flow; the shipped weights were trained on DIS's flow).
+    # Checkpoints that store flow_fusion keep theirs (shipped.pt stores none: it takes this default).
+    # docs/model.md, "Fused flow hypotheses" and "Cheaper mode search".
+    flow_fusion: str = "modes_pruned2"
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
     use_defocus: bool = True

@@ -9,13 +9,18 @@ forward and backward:
   displacement is far from the DIS flow's median are clustered; DIS is re-run from each cluster's
   displacement as its initial flow (OpenCV's DIS starts from a flow passed in), so a near layer
   gets a start within its reach.
-- ``modes_fast`` (issue20modes): the same modes at a fraction of the cost at 12 MP, where every
-  whole-grid DIS counts (issue 19's 3 s). A mode is first tested where its own keypoints are
-  (``mode_is_kept``): one that neither beats DIS there (its 7x7 patch error against DIS's) nor is
-  followed by DIS's flow there (a repeating texture's next period) is dropped before any dense
-  work. A kept mode's DIS runs on a window around its keypoints only (``mode_window``),
-  the reference's window moved by the mode, and the pick runs in that window; elsewhere the flow
-  is DIS's own.
+- ``modes_pruned2`` (issue20modes; the default since 2026-12-08): the same at a fraction of the cost
+  at 12 MP, where every whole-grid DIS counts (issue 19's 3 s). At most two clusters per
+  direction, and each is first tested where its own keypoints are (``mode_is_kept``): one that
+  neither beats DIS there (its 7x7 patch error against DIS's) nor is followed by DIS's flow there
+  (a repeating texture's next period) is dropped before any dense work. Its output equals
+  ``modes``' on calibration, held-out and Middlebury; on a facade's repeating windows it skips the
+  DIS runs ``modes`` spends on the next period.
+
+Measured and removed (issue20modes; the code is at commit 146105f): a mode's DIS on a window around
+its keypoints (moving scenes -0.17 to -0.19 dB: a window changes what DIS finds), a mode's DIS a
+level coarser (-0.18 dB), and the test of beating DIS alone (it drops every real mode of
+Middlebury's motorcycle, which DIS follows at its textured keypoints).
 
 RicFlow's edge-aware interpolation of DIS's consistent matches (OpenCV-contrib's ``cv2.ximgproc``)
 was measured as a second source of hypotheses and failed the selection rule (it loses landscapes);
@@ -30,7 +35,7 @@ source's global mean and spread: W and T differ in exposure). None of it runs un
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -40,9 +45,9 @@ from hzsr.qa.align import warp
 
 
 class DisFn(Protocol):
-    """The pipeline's DIS from ``a`` to ``b`` started from ``init``; ``coarser`` levels above the pipeline's finest."""
+    """The pipeline's DIS (its level and smoothness) from ``a`` to ``b``, started from ``init``."""
 
-    def __call__(self, a: np.ndarray, b: np.ndarray, init: np.ndarray | None, coarser: int = 0) -> np.ndarray: ...
+    def __call__(self, a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray: ...
 
 
 def keypoint_matches(src_y: np.ndarray, ref_y: np.ndarray, w_px_on_grid: float,
@@ -77,7 +82,7 @@ def displacement_clusters(p_src: np.ndarray, p_ref: np.ndarray, main: np.ndarray
     """``displacement_modes``' clusters with their members: ``(mode, member mask over the matches)``.
 
     The members are the matches the mode's median was taken over (within ``thr`` of the cluster's
-    seed and not explained by ``main``): ``modes_fast`` tests a mode and bounds its DIS on them.
+    seed and not explained by ``main``): ``modes_pruned2`` tests a mode on them (``mode_is_kept``).
     """
     d = (p_ref - p_src).astype(np.float64)
     out: list[tuple[np.ndarray, np.ndarray]] = []
@@ -128,11 +133,19 @@ def pick_per_pixel(src_y: np.ndarray, ref_y: np.ndarray, flows: list[np.ndarray]
 
 
 def _one_direction(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.ndarray, pb: np.ndarray,
-                   dis_from: DisFn) -> np.ndarray:
-    """``fwd`` (DIS's flow from ``a_y`` to ``b_y``) fused with DIS re-run from each keypoint mode."""
-    flows = [fwd]
+                   dis_from: DisFn, *, prune: bool = False, max_modes: int = 3) -> np.ndarray:
+    """``fwd`` (DIS's flow from ``a_y`` to ``b_y``) fused with DIS re-run from each keypoint mode.
+
+    ``prune`` drops, before its DIS, a mode that ``mode_is_kept`` finds spurious; ``max_modes``
+    bounds the clusters looked for (``displacement_clusters``, largest first).
+    """
     main = np.median(fwd.reshape(-1, 2), axis=0)
-    for m in displacement_modes(pa, pb, main):
+    clusters = displacement_clusters(pa, pb, main, max_modes=max_modes)
+    if prune and clusters:
+        s, r = _matched_to(a_y, b_y)
+        clusters = [(m, members) for m, members in clusters if mode_is_kept(s, r, pa[members], m, fwd)]
+    flows = [fwd]
+    for m, _ in clusters:
         init = np.empty_like(fwd)
         init[...] = np.float32(m)
         flows.append(dis_from(a_y, b_y, init))
@@ -152,7 +165,7 @@ def keypoint_patch_errors(s: np.ndarray, r: np.ndarray, pts: np.ndarray, flow: n
 
     ``F`` is ``flow`` (HxWx2, sampled bilinearly at each patch pixel, as ``pick_per_pixel``'s box
     error warps each pixel by its own flow) or, with ``flow`` None, the constant ``disp`` (2,).
-    ``s`` and ``r`` as ``_matched_to`` gives them. What ``modes_fast`` asks of a mode before any
+    ``s`` and ``r`` as ``_matched_to`` gives them. What ``modes_pruned2`` asks of a mode before any
     dense work: whether, where its keypoints are, it explains the source better than DIS does.
     """
     o = np.arange(box, dtype=np.float32) - np.float32(box // 2)
@@ -207,7 +220,7 @@ def dis_follows_mode(pts: np.ndarray, mode: np.ndarray, flow: np.ndarray, *, thr
 
 
 def mode_is_kept(s: np.ndarray, r: np.ndarray, pts: np.ndarray, mode: np.ndarray, flow: np.ndarray) -> bool:
-    """``modes_fast``'s test of a mode before any dense work: kept unless it is spurious by both tests.
+    """``modes_pruned2``'s test of a mode before any dense work: kept unless it is spurious by both tests.
 
     Kept where it beats DIS at its keypoints (``mode_beats_dis``: a layer beyond DIS's reach) or
     DIS follows it there (``dis_follows_mode``: a layer DIS reaches at keypoints only). Dropped: a
@@ -217,121 +230,16 @@ def mode_is_kept(s: np.ndarray, r: np.ndarray, pts: np.ndarray, mode: np.ndarray
     return mode_beats_dis(s, r, pts, mode, flow) or dis_follows_mode(pts, mode, flow)
 
 
-def mode_window(pts: np.ndarray, shift: tuple[int, int], shape: tuple[int, int], margin: int,
-                min_side: int) -> tuple[int, int, int, int] | None:
-    """``(x0, y0, x1, y1)``: where ``modes_fast`` runs a mode's DIS, or None where there is no room.
-
-    The bounding box of the mode's supporting keypoints ``pts``, dilated by ``margin`` grid px (the
-    layer reaches beyond its keypoints, and DIS's patches need context), grown to ``min_side`` per
-    side around its centre (a crop too small for DIS's pyramid at the pipeline's level makes OpenCV
-    pick other patch sizes and scales), then cut to the pixels whose target under the integer
-    ``shift`` lies inside the reference (nothing can be matched elsewhere). None where less than
-    a quarter of ``min_side`` is left on a side.
-    """
-    h, w = shape
-    sx, sy = shift
-    x0, y0 = np.floor(pts.min(axis=0)).astype(int) - margin
-    x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + 1 + margin
-    for lo, hi, n in ((0, 2, w), (1, 3, h)):  # grow each side to min_side (at most the image)
-        box = [x0, y0, x1, y1]
-        need = min(min_side, n) - (box[hi] - box[lo])
-        if need > 0:
-            box[lo] -= need // 2
-            box[hi] += need - need // 2
-            if box[lo] < 0:
-                box[lo], box[hi] = 0, box[hi] - box[lo]
-            if box[hi] > n:
-                box[lo], box[hi] = box[lo] - (box[hi] - n), n
-        x0, y0, x1, y1 = box
-    x0, x1 = max(x0, 0, -sx), min(x1, w, w - sx)
-    y0, y1 = max(y0, 0, -sy), min(y1, h, h - sy)
-    if x1 - x0 < max(8, min_side // 4) or y1 - y0 < max(8, min_side // 4):
-        return None
-    return int(x0), int(y0), int(x1), int(y1)
-
-
-def _box_error(s: np.ndarray, r: np.ndarray, flow: np.ndarray, x0: int, y0: int, box: int) -> np.ndarray:
-    """``pick_per_pixel``'s box-filtered |s - r warped by flow| on the window of ``flow`` at ``(x0, y0)``."""
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(x0, x0 + w, dtype=np.float32), np.arange(y0, y0 + h, dtype=np.float32))
-    warped = cv2.remap(r, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.blur(np.abs(warped - s[y0:y0 + h, x0:x0 + w]), (box, box))
-
-
-def _one_direction_fast(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.ndarray, pb: np.ndarray,
-                        dis_from: DisFn, *, prune: bool = True, window: bool = True, coarser: int = 0,
-                        shifted: bool = True, max_modes: int = 3, margin_frac: float = 0.1,
-                        min_side_frac: float = 0.3, box: int = 7) -> np.ndarray:
-    """``_one_direction`` at a fraction of its cost: the same modes, tested first, each DIS'd on a window.
-
-    A mode that DIS neither follows nor loses to at its keypoints (``mode_is_kept``) is dropped
-    before any dense work. A kept one's DIS runs on the window of its keypoints (``mode_window``,
-    ``margin_frac`` and ``min_side_frac`` of the grid's long side), on the source's window and
-    the reference's window moved by the mode's integer part (DIS starts from the fraction left),
-    and the per-pixel pick runs there only; outside every window the flow is DIS's own.
-
-    ``prune`` False keeps every mode (``modes_windowed``); ``window`` False runs each kept mode as
-    ``modes`` does, on the whole grid (``modes_pruned``: ``modes`` bit for bit where nothing is
-    dropped). The two halves measured apart (issue20modes). ``coarser`` > 0 (``modes_pruned_coarse``,
-    whole grid only): each kept mode's DIS stops that many levels above the pipeline's finest, a
-    quarter of the finest level's work per level. ``shifted`` False (measured in scratch only): the
-    reference's window is the source's own, DIS starting from the whole mode, as the whole grid's.
-    ``max_modes``: the clusters looked for (``displacement_clusters``, largest first; ``modes``' 3);
-    ``modes_pruned2`` takes 2, which bounds the worst capture's cost at two more DIS per direction.
-    """
-    h, w = fwd.shape[:2]
-    main = np.median(fwd.reshape(-1, 2), axis=0)
-    clusters = displacement_clusters(pa, pb, main, max_modes=max_modes)
-    if not clusters:
-        return fwd
-    s, r = _matched_to(a_y, b_y)
-    kept = [(m, pa[members]) for m, members in clusters if not prune or mode_is_kept(s, r, pa[members], m, fwd)]
-    if not kept:
-        return fwd
-    if not window:
-        flows = [fwd]
-        for m, _ in kept:
-            init = np.empty_like(fwd)
-            init[...] = np.float32(m)
-            flows.append(dis_from(a_y, b_y, init, coarser) if coarser else dis_from(a_y, b_y, init))
-        return pick_per_pixel(a_y, b_y, flows)
-    out = fwd.copy()
-    err = _box_error(s, r, fwd, 0, 0, box)
-    margin, min_side = round(margin_frac * max(h, w)), round(min_side_frac * max(h, w))
-    for m, pts in kept:
-        sx, sy = (int(round(float(m[0]))), int(round(float(m[1])))) if shifted else (0, 0)
-        win = mode_window(pts, (sx, sy), (h, w), margin, min_side)
-        if win is None:
-            continue
-        x0, y0, x1, y1 = win
-        init = np.empty((y1 - y0, x1 - x0, 2), np.float32)
-        init[...] = (np.float32(m[0] - sx), np.float32(m[1] - sy))
-        f = dis_from(np.ascontiguousarray(a_y[y0:y1, x0:x1]),
-                     np.ascontiguousarray(b_y[y0 + sy:y1 + sy, x0 + sx:x1 + sx]), init)
-        f = f + np.float32((sx, sy))
-        e = _box_error(s, r, f, x0, y0, box)
-        better = e < err[y0:y1, x0:x1]
-        out[y0:y1, x0:x1][better] = f[better]
-        err[y0:y1, x0:x1][better] = e[better]
-    return out
-
-
-#: ``_one_direction_fast``'s options for each ``flow_fusion`` value it runs.
-_FAST_OPTIONS: dict[str, dict[str, Any]] = {"modes_fast": {}, "modes_pruned": {"window": False},
-                                            "modes_windowed": {"prune": False},
-                                            "modes_pruned_coarse": {"window": False, "coarser": 1},
-                                            "modes_pruned2": {"window": False, "max_modes": 2}}
+#: ``_one_direction``'s options for each ``flow_fusion`` value but "none".
+_OPTIONS: dict[str, dict[str, bool | int]] = {"modes": {}, "modes_pruned2": {"prune": True, "max_modes": 2}}
 
 
 def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
                bwd: np.ndarray, dis_from: DisFn, mode: str, w_px_on_grid: float) -> tuple[np.ndarray, np.ndarray]:
     """DIS's forward and backward grid flows with ``mode``'s hypotheses fused in (``"none"``: as they are).
 
-    ``"modes"`` and ``"modes_fast"`` share the keypoints and their clusters; ``"modes_fast"`` prunes
-    and windows them (``_one_direction_fast``), ``"modes"`` runs each on the whole grid;
-    ``"modes_pruned"`` and ``"modes_windowed"`` are ``"modes_fast"``'s halves alone, ``"modes_pruned_coarse"``
-    ``"modes_pruned"`` with each mode's DIS a level coarser, ``"modes_pruned2"`` ``"modes_pruned"`` with at
-    most two clusters per direction (all measured, off; issue20modes).
+    ``"modes"`` runs DIS from each of at most three keypoint clusters per direction;
+    ``"modes_pruned2"`` from at most two, each tested first (``mode_is_kept``).
 
     Args:
         src_y, ref_y: the uint8 lumas DIS matched (blurred as the pipeline blurs them).
@@ -344,8 +252,6 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
     if mode == "none":
         return fwd, bwd
     pa, pb = keypoint_matches(src_y, ref_y, w_px_on_grid)
-    if mode == "modes":
-        return _one_direction(src_y, ref_y, fwd, pa, pb, dis_from), _one_direction(ref_y, src_y, bwd, pb, pa, dis_from)
-    opts = _FAST_OPTIONS[mode]
-    return (_one_direction_fast(src_y, ref_y, fwd, pa, pb, dis_from, **opts),
-            _one_direction_fast(ref_y, src_y, bwd, pb, pa, dis_from, **opts))
+    opts = _OPTIONS[mode]
+    return (_one_direction(src_y, ref_y, fwd, pa, pb, dis_from, **opts),
+            _one_direction(ref_y, src_y, bwd, pb, pa, dis_from, **opts))

@@ -49,10 +49,10 @@ def _fused(mode: str, src: np.ndarray, ref: np.ndarray,
     sy, ry = blurred_lumas(src, ref, 1.0)
     fwd, bwd = dis_flows(sy, ry, cfg, 2, 30.0)
 
-    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None, coarser: int = 0) -> np.ndarray:
+    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray:
         if calls is not None:
             calls.append(a.shape[:2])
-        return dis_flow_from(a, b, cfg, 2 + coarser, 30.0, init)
+        return dis_flow_from(a, b, cfg, 2, 30.0, init)
 
     f, b = flow_fusion.fuse_flows(sy, ry, fwd, bwd, dis_from, mode, 4.0)
     return fwd, f, b
@@ -77,7 +77,7 @@ def test_none_is_dis_bit_for_bit():
     assert f is fwd
 
 
-@pytest.mark.parametrize("mode", ["modes", "modes_fast", "modes_pruned", "modes_windowed", "modes_pruned2"])
+@pytest.mark.parametrize("mode", ["modes", "modes_pruned2"])
 def test_modes_recover_a_near_layer_dis_misses(mode: str):
     src, ref, truth = _pair()
     fwd, f, b = _fused(mode, src, ref)
@@ -120,29 +120,21 @@ def test_displacement_modes():
 
 def test_config_and_digest():
     c = PipelineConfig()
-    assert c.flow_fusion == "none" and c.check() == []
+    assert c.flow_fusion == "modes_pruned2" and c.check() == []  # the default since 2026-12-08
     c.flow_fusion = "epic"
     assert [p.field for p in c.check()] == ["flow_fusion"]
-    # Off, the option leaves the int8 graph's pipeline digest as it was before it existed (the shipped
-    # graph stays current); every other value changes it.
+    # The int8 graph's pipeline digest: "none" leaves it as it was before the option existed (graphs
+    # made then stay current where it is off); every value gives its own, and the shipped graph is the
+    # default's.
     import json
     from pathlib import Path
 
     import hzsr.baseline_model as bm
     side = json.loads((Path(bm.__file__).parent / "weights" / "shipped.int8.json").read_text())
     digests = {m: pipeline_digest(PipelineConfig(flow_fusion=m)) for m in flow_fusion.FUSION_MODES}
-    assert digests["none"] == side["pipeline_sha256"]
+    assert digests[PipelineConfig().flow_fusion] == side["pipeline_sha256"]
     assert len(set(digests.values())) == len(flow_fusion.FUSION_MODES)
-
-
-def test_modes_fast_runs_dis_on_windows_only():
-    """The near layer's mode is DIS'd on a window around its keypoints, not the whole grid, once per
-    direction; the pick changes nothing outside it."""
-    src, ref, truth = _pair()
-    calls: list[tuple[int, int]] = []
-    fwd, f, _ = _fused("modes_fast", src, ref, calls)
-    assert len(calls) == 2 and all(h * w < 0.75 * H * W for h, w in calls)
-    assert _block_epe(f, truth) < 1.0
+    assert set(flow_fusion.FUSION_MODES) == {"none", "modes", "modes_pruned2"}
 
 
 def _periodic_pair(period: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,8 +153,8 @@ def _periodic_pair(period: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def test_a_repeating_texture_s_mode_is_pruned_before_any_dis():
     """Keypoints matched one period off (as a facade's windows match mutually) make a mode that ``modes``
-    runs DIS from; ``modes_fast`` finds it matches no better than DIS's flow, which does not follow it,
-    and runs nothing."""
+    runs DIS from; ``modes_pruned2`` finds it matches no better than DIS's flow, which does not follow
+    it, and runs nothing."""
     period = 48
     sy, ry, fwd = _periodic_pair(period)
     rng = np.random.default_rng(4)
@@ -175,7 +167,7 @@ def test_a_repeating_texture_s_mode_is_pruned_before_any_dis():
         return dis_flow_from(a, b, PipelineConfig().qa, 2, 30.0, init)
 
     assert len(flow_fusion.displacement_modes(pa, pb, np.median(fwd.reshape(-1, 2), axis=0))) == 1
-    assert flow_fusion._one_direction_fast(sy, ry, fwd, pa, pb, dis_from) is fwd
+    assert np.array_equal(flow_fusion._one_direction(sy, ry, fwd, pa, pb, dis_from, prune=True, max_modes=2), fwd)
     assert calls == []
     assert len(flow_fusion._one_direction(sy, ry, fwd, pa, pb, dis_from)) and calls == [1]
 
@@ -193,17 +185,6 @@ def test_mode_beats_dis_on_a_near_layer_only():
     assert not flow_fusion.mode_beats_dis(s, r, on_block[:0], np.array(FAR_BLOCK), fwd)
 
 
-def test_mode_window():
-    pts = np.array([[100.0, 100.0], [140.0, 120.0]])
-    # dilated by the margin, grown to min_side, cut where the shifted target leaves the reference
-    assert flow_fusion.mode_window(pts, (0, 0), (384, 512), 10, 0) == (90, 90, 151, 131)
-    assert flow_fusion.mode_window(pts, (0, 0), (384, 512), 10, 100) == (71, 61, 171, 161)
-    assert flow_fusion.mode_window(pts, (400, 0), (384, 512), 10, 100) == (71, 61, 112, 161)
-    assert flow_fusion.mode_window(pts, (500, 0), (384, 512), 10, 100) is None
-    # at the image's edge the window grows inwards
-    assert flow_fusion.mode_window(np.array([[2.0, 2.0]]), (0, 0), (384, 512), 0, 100) == (0, 0, 100, 100)
-
-
 def test_dis_follows_mode():
     """A layer DIS reaches at its keypoints is kept even where the constant mode does not beat DIS there."""
     flow = np.zeros((H, W, 2), np.float32)
@@ -215,20 +196,12 @@ def test_dis_follows_mode():
     assert not flow_fusion.dis_follows_mode(pts[:0], np.array([21.0, 1.0]), flow)
 
 
-def test_modes_pruned_is_modes_where_nothing_is_pruned():
+def test_modes_pruned2_is_modes_where_nothing_is_pruned():
+    """One near layer: one cluster, kept (it beats DIS on the block), so the output is ``modes``' bit for bit."""
     src, ref, _ = _pair()
     _, f, b = _fused("modes", src, ref)
-    _, f2, b2 = _fused("modes_pruned", src, ref)
+    _, f2, b2 = _fused("modes_pruned2", src, ref)
     assert np.array_equal(f, f2) and np.array_equal(b, b2)
-
-
-def test_modes_pruned_coarse_runs_the_modes_a_level_coarser():
-    """The near layer's mode DIS'd one level above the pipeline's: coarser, still on the block."""
-    src, ref, truth = _pair()
-    calls: list[tuple[int, int]] = []
-    fwd, f, _ = _fused("modes_pruned_coarse", src, ref, calls)
-    assert len(calls) == 2
-    assert _block_epe(fwd, truth) > 20.0 and _block_epe(f, truth) < 6.0  # level 3 here: 4.5 px, DIS alone 75
 
 
 def test_modes_pruned2_looks_for_two_clusters_at_most():
@@ -238,7 +211,7 @@ def test_modes_pruned2_looks_for_two_clusters_at_most():
     d[:20], d[20:35], d[35:47] = (40.0, 0.0), (0.0, 40.0), (-40.0, 0.0)  # three layers, largest first
     sizes: list[tuple[int, int]] = []
 
-    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None, coarser: int = 0) -> np.ndarray:
+    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray:
         sizes.append(a.shape[:2])
         return np.zeros(a.shape[:2] + (2,), np.float32)
 
@@ -246,5 +219,8 @@ def test_modes_pruned2_looks_for_two_clusters_at_most():
     flow = np.zeros((H, W, 2), np.float32)
     y = np.repeat(np.arange(256, dtype=np.uint8)[None], H, 0)[:, :W // 2]
     img = np.ascontiguousarray(np.tile(y, (1, 2)))
-    flow_fusion._one_direction_fast(img, img, flow, pa, pa + d, dis_from, prune=False, window=False, max_modes=2)
+    flow_fusion._one_direction(img, img, flow, pa, pa + d, dis_from, max_modes=2)
     assert len(sizes) == 2
+    sizes.clear()
+    flow_fusion._one_direction(img, img, flow, pa, pa + d, dis_from)  # modes: three
+    assert len(sizes) == 3
