@@ -114,7 +114,7 @@ def pipeline_qa_defaults() -> QAConfig:
 
 
 #: ``PipelineConfig.flow_fusion`` values (``flow_fusion.py``): which hypotheses join DIS's flow.
-FLOW_FUSION_MODES = ("none", "modes", "modes_pruned2")
+FLOW_FUSION_MODES = ("auto", "none", "modes", "modes_pruned2")
 
 
 @dataclass
@@ -180,8 +180,11 @@ class PipelineConfig:
     # against "none" (no kind below -0.03), 12 MP 2.63 against 2.47 s. Inference only (the training
     # cache aligns without it unless data.fused_flow; the shipped weights were trained on DIS's flow).
     # Checkpoints that store flow_fusion keep theirs (shipped.pt stores none: it takes this default).
-    # docs/model.md, "Fused flow hypotheses" and "Cheaper mode search".
-    flow_fusion: str = "modes_pruned2"
+    # "auto" (the default) is "modes_pruned2" where the flow can take it (flow_backend dis with
+    # flow_level_by_w_px) and "none" elsewhere (another backend, registered or not, keeps working
+    # unchanged); what runs is flow_fusion_used(). docs/model.md, "Fused flow hypotheses" and "Cheaper
+    # mode search".
+    flow_fusion: str = "auto"
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
     use_defocus: bool = True
@@ -200,6 +203,13 @@ class PipelineConfig:
     focal_ratio: float = 5.0  # assumed fx_T / fx_W when a capture has no intrinsics (the simulator's phone)
     qa: QAConfig = field(default_factory=lambda: pipeline_qa_defaults())  # alignment and map parameters
 
+    def flow_fusion_used(self) -> str:
+        """The ``flow_fusion`` value that runs: ``"auto"`` resolved (``"modes_pruned2"`` with the DIS
+        level rule, else ``"none"``), any other value as it is."""
+        if self.flow_fusion != "auto":
+            return self.flow_fusion
+        return "modes_pruned2" if self.flow_backend == "dis" and self.flow_level_by_w_px else "none"
+
     def check(self) -> list[Problem]:
         return (_problems(self, ("tile", _tile_side, "must be a multiple of 16"))
                 + _ranged(self, _in("tile", 16, 8192), _in("halo", 0, 1024), _in("min_overlap", 0.0, 1.0),
@@ -214,7 +224,8 @@ class PipelineConfig:
                                    f"must be one of {', '.join(FLOW_FUSION_MODES)}"))
                 + ([Problem("flow_fusion", f"{self.flow_fusion!r} needs flow_backend 'dis' and flow_level_by_w_px "
                                            f"true (got {self.flow_backend!r}, {self.flow_level_by_w_px})")]
-                   if self.flow_fusion != "none" and (self.flow_backend != "dis" or not self.flow_level_by_w_px)
+                   if self.flow_fusion not in ("none", "auto")
+                   and (self.flow_backend != "dis" or not self.flow_level_by_w_px)
                    else []))
 
 

@@ -115,7 +115,7 @@ def config_key(cfg: PipelineConfig, level2_flow: bool = False, fused_flow: bool 
     if level2_flow:
         plain["level2_flow"] = True
     if fused_flow:
-        plain["flow_fusion"] = cfg.flow_fusion
+        plain["flow_fusion"] = cfg.flow_fusion_used()
         plain["fused_flow"] = True
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -147,7 +147,7 @@ def prepare_capture(sample: Any, cfg: PipelineConfig, truth: Any = None, *,
                overlap_blur_w_px=cfg.overlap_blur_w_px,
                flow_level_by_w_px=cfg.flow_level_by_w_px, flow_level_max=cfg.flow_level_max,
                **({k: getattr(cfg, k) for k in LEVEL2_FLOW_FIELDS} if level2_flow else {}),
-               **({"flow_fusion": cfg.flow_fusion} if fused_flow else {}))
+               **({"flow_fusion": cfg.flow_fusion_used()} if fused_flow else {}))
     h, w = al.src.shape[:2]
     x, _ = unet_inputs(al, 0, h, 0, w)
     tgt = make_target(al, main_t, cfg, geom.focal_ratio) if truth is None else make_ideal_target(al, truth)

@@ -40,7 +40,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from hzsr.baseline_model.config import FLOW_FUSION_MODES as FUSION_MODES
+from hzsr.baseline_model.config import FLOW_FUSION_MODES as FUSION_MODES  # noqa: F401 - the values, re-exported
 from hzsr.qa.align import warp
 
 
@@ -247,10 +247,10 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
             started from ``init``.
         w_px_on_grid: grid pixels per W pixel (where keypoints are matched).
     """
-    if mode not in FUSION_MODES:
-        raise ValueError(f"pipeline.flow_fusion: expected one of {', '.join(FUSION_MODES)}, got {mode!r}")
     if mode == "none":
         return fwd, bwd
+    if mode not in _OPTIONS:  # "auto" is resolved before (PipelineConfig.flow_fusion_used)
+        raise ValueError(f"pipeline.flow_fusion: expected none, {', '.join(_OPTIONS)} here, got {mode!r}")
     pa, pb = keypoint_matches(src_y, ref_y, w_px_on_grid)
     opts = _OPTIONS[mode]
     return (_one_direction(src_y, ref_y, fwd, pa, pb, dis_from, **opts),

@@ -217,7 +217,7 @@ class HZSRPipeline:
                      blend_maps_level=c.blend_maps_level, blend_occlusion_scale=c.blend_occlusion_scale,
                      blend_uncertainty_s_max=c.blend_uncertainty_s_max, flow_alpha=c.flow_alpha,
                      blend_defocus_weight=c.blend_defocus_weight, flow_blur_px=c.flow_blur_px,
-                     flow_blur_min_level=c.flow_blur_min_level, flow_fusion=c.flow_fusion)
+                     flow_blur_min_level=c.flow_blur_min_level, flow_fusion=c.flow_fusion_used())
 
     def fuse(self, al: Alignment, extras: tuple[str, ...] = ()) -> PipelineResult:
         """Fuse an aligned capture in tiles; ``extras`` names optional outputs from EXTRA_OUTPUTS."""

@@ -263,7 +263,9 @@ def pipeline_settings(cfg: Any) -> dict[str, Any]:
 
     from hzsr.baseline_model.config import pipeline_payload
 
-    plain = {k: v for k, v in pipeline_payload(dataclasses.asdict(cfg)).items()
+    raw = pipeline_payload(dataclasses.asdict(cfg))
+    raw["flow_fusion"] = cfg.flow_fusion_used()  # what runs: "auto" hashes as what it resolves to
+    plain = {k: v for k, v in raw.items()
              if k not in _DIGEST_SKIP and not (k in _DIGEST_SKIP_AT and v == _DIGEST_SKIP_AT[k])}
     maps = plain.get("qa", {}).get("maps")
     if isinstance(maps, dict):  # qa check's own maps (M_hid, the reference's M_defocus from main T)
@@ -514,7 +516,7 @@ def _precision_name(hint: Any) -> str:
 
 
 def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, config: dict[str, Any],
-                    multiple: int) -> tuple[Any, Any, str, str]:
+                    multiple: int) -> tuple[Any, Any, str]:
     """``graph`` compiled for the CPU with ``config``, from the compiled-model cache when it holds it.
 
     Compiling the UNet (reading the ONNX graph, then the CPU plugin's graph passes and kernel
@@ -533,13 +535,10 @@ def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, co
     cache only costs the compile again.
 
     Returns:
-        ``(compiled, request, status, precision)``: ``request`` an infer request that has run (the
-        probe: the bindings' first numpy conversion, done here in one thread), ``status`` ``"hit"``,
+        ``(compiled, request, status)``: ``request`` an infer request that has run (the probe: the
+        bindings' first numpy conversion, done here in one thread), ``status`` ``"hit"``,
         ``"miss"`` (no entry), ``"rebuilt"`` (an entry failed a check) or ``"off"`` (no key: CPU
-        unidentified), ``precision`` the ``INFERENCE_PRECISION_HINT`` the plugin compiled with
-        (``_precision_name``). An imported model reports the plugin's default there, not what its kernels
-        compute in (on an AVX-512 BF16 CPU, "f32" for a blob compiled in bf16), so the entry's
-        sidecar carries the compiled model's own, and an entry without it is rebuilt.
+        unidentified).
     """
     ov = _import_openvino()
     probe = _probe_input(multiple)
@@ -557,12 +556,11 @@ def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, co
             status = "rebuilt"  # there is an entry: unless every check passes, it is replaced
             try:
                 if (isinstance(side, dict) and side.get("key") == key and side.get("blob_bytes") == len(blob)
-                        and side.get("blob_sha256") == hashlib.sha256(blob).hexdigest()
-                        and isinstance(side.get("inference_precision"), str)):
+                        and side.get("blob_sha256") == hashlib.sha256(blob).hexdigest()):
                     compiled = core.import_model(io.BytesIO(blob), "CPU", config)
                     request = compiled.create_infer_request()
                     if _probe_sha256(request, probe) == side.get("probe_sha256"):
-                        return compiled, request, "hit", side["inference_precision"]
+                        return compiled, request, "hit"
             except Exception:  # noqa: BLE001 - whatever OpenVINO raises on a blob it cannot import: rebuild
                 pass
     if weights is None:  # ONNX
@@ -570,7 +568,6 @@ def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, co
     else:  # an OpenVINO IR (the int8 graph): its .xml text and .bin weights
         model = core.read_model(graph.decode("utf-8"), ov.Tensor(np.frombuffer(weights, np.uint8)))
     compiled = core.compile_model(model, "CPU", config)
-    precision = _precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
     request = compiled.create_infer_request()
     probe_sha = _probe_sha256(request, probe)
     if key is not None:
@@ -580,12 +577,11 @@ def _compiled_model(core: openvino.Core, graph: bytes, weights: bytes | None, co
             atomic_write_bytes(base.with_suffix(".blob"), blob)
             side = {"key": key, "blob_version": BLOB_VERSION, "openvino": ov.get_version(), "config": config,
                     "blob_bytes": len(blob), "blob_sha256": hashlib.sha256(blob).hexdigest(),
-                    "probe_sha256": probe_sha, "graph_sha256": hashlib.sha256(graph).hexdigest(),
-                    "inference_precision": precision}
+                    "probe_sha256": probe_sha, "graph_sha256": hashlib.sha256(graph).hexdigest()}
             atomic_write_bytes(base.with_suffix(".json"), json.dumps(side, indent=1, default=str).encode())
         except (OSError, RuntimeError):
             pass
-    return compiled, request, status, precision
+    return compiled, request, status
 
 
 class _OpenVino(_NumpyRunner):
@@ -620,9 +616,11 @@ class _OpenVino(_NumpyRunner):
         # the one small inference, in one thread, that the bindings' first numpy conversion needs
         # (a once-only initialisation that deadlocks when two tile threads reach it at once: one
         # holds the GIL and waits for the once-flag, the other holds the flag and waits for the GIL).
-        self.compiled, request, self.cache, used = _compiled_model(core, graph, weights, config, size_multiple)
+        self.compiled, request, self.cache = _compiled_model(core, graph, weights, config, size_multiple)
         # What the plugin computes in, which is not always what was asked: a CPU without AVX-512
-        # BF16 (or AMX) runs a bf16 hint in float32. "bf16" or "f32", or "int8" for the quantized graph.
+        # BF16 (or AMX) runs a bf16 hint in float32. "bf16" or "f32", or "int8" for the quantized graph
+        # (a compiled or an imported model reports it alike).
+        used = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.precision = "int8" if weights is not None else used
         # Idle infer requests: a tile takes one (or makes one) and gives it back, so each request
         # serves one tile at a time and all of them live, and die, with the runner (not in the

@@ -297,6 +297,13 @@ def check_run_folder(out: Path, cfg: TrainConfig, resume: bool) -> dict[str, Any
                           file=last, field="--resume")
     now = to_plain(cfg)
     run_cfg = _with_new_defaults(raw["train"], now, to_plain(TrainConfig()))
+    if not (now.get("data") or {}).get("fused_flow"):
+        # Without data.fused_flow, pipeline.flow_fusion is inference only (training aligns on DIS's
+        # flow): a run started under another value, such as the "none" of before 2026-12-08, is the
+        # same training run; the checkpoints it writes from here record today's value.
+        for c in (run_cfg, now):
+            if isinstance(c.get("pipeline"), dict):
+                c["pipeline"] = {k: v for k, v in c["pipeline"].items() if k != "flow_fusion"}
     diff = config_diff(run_cfg, now)
     if diff:
         shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")

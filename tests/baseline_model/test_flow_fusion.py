@@ -120,21 +120,36 @@ def test_displacement_modes():
 
 def test_config_and_digest():
     c = PipelineConfig()
-    assert c.flow_fusion == "modes_pruned2" and c.check() == []  # the default since 2026-12-08
+    # The default since 2026-12-08: "auto", which runs modes_pruned2 where the DIS level rule applies.
+    assert c.flow_fusion == "auto" and c.flow_fusion_used() == "modes_pruned2" and c.check() == []
     c.flow_fusion = "epic"
     assert [p.field for p in c.check()] == ["flow_fusion"]
-    # The int8 graph's pipeline digest: "none" leaves it as it was before the option existed (graphs
-    # made then stay current where it is off); every value gives its own, and the shipped graph is the
-    # default's.
+    # The int8 graph's pipeline digest hashes what runs: "auto" as modes_pruned2 (the shipped graph's),
+    # "none" as before the option existed (graphs made then stay current where it is off).
     import json
     from pathlib import Path
 
     import hzsr.baseline_model as bm
     side = json.loads((Path(bm.__file__).parent / "weights" / "shipped.int8.json").read_text())
     digests = {m: pipeline_digest(PipelineConfig(flow_fusion=m)) for m in flow_fusion.FUSION_MODES}
-    assert digests[PipelineConfig().flow_fusion] == side["pipeline_sha256"]
-    assert len(set(digests.values())) == len(flow_fusion.FUSION_MODES)
-    assert set(flow_fusion.FUSION_MODES) == {"none", "modes", "modes_pruned2"}
+    assert digests["auto"] == digests["modes_pruned2"] == side["pipeline_sha256"]
+    assert len({digests[m] for m in ("none", "modes", "modes_pruned2")}) == 3
+    assert set(flow_fusion.FUSION_MODES) == {"auto", "none", "modes", "modes_pruned2"}
+
+
+def test_auto_leaves_other_flows_alone():
+    """A pipeline whose flow cannot take the fusion (another backend, or DIS without the level rule)
+    stays valid under the default and runs its flow as it is; naming a fusion there is an error."""
+    from hzsr.baseline_model.align import FLOW_BACKENDS, register_flow_backend
+
+    register_flow_backend("test_zero", lambda a, b, cfg: (np.zeros(a.shape + (2,), np.float32),) * 2)
+    try:
+        for c in (PipelineConfig(flow_backend="test_zero"), PipelineConfig(flow_level_by_w_px=False)):
+            assert c.check() == [] and c.flow_fusion_used() == "none"
+            c.flow_fusion = "modes_pruned2"
+            assert [p.field for p in c.check()] == ["flow_fusion"]
+    finally:
+        FLOW_BACKENDS.pop("test_zero", None)
 
 
 def _periodic_pair(period: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,3 +239,38 @@ def test_modes_pruned2_looks_for_two_clusters_at_most():
     sizes.clear()
     flow_fusion._one_direction(img, img, flow, pa, pa + d, dis_from)  # modes: three
     assert len(sizes) == 3
+
+
+def _calls_through(mode: str, monkeypatch, pa: np.ndarray, pb: np.ndarray, sy: np.ndarray, ry: np.ndarray,
+                   fwd: np.ndarray, bwd: np.ndarray) -> int:
+    """How many DIS runs ``fuse_flows(mode)`` makes with ``keypoint_matches`` giving ``pa -> pb``."""
+    monkeypatch.setattr(flow_fusion, "keypoint_matches", lambda *a, **k: (pa, pb))
+    calls: list[int] = []
+
+    def dis_from(a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray:
+        calls.append(1)
+        return np.zeros(a.shape[:2] + (2,), np.float32)
+
+    flow_fusion.fuse_flows(sy, ry, fwd, bwd, dis_from, mode, 4.0)
+    return len(calls)
+
+
+def test_modes_pruned2_prunes_and_caps_through_fuse_flows(monkeypatch):
+    """The value's own options, not a helper called with them: a repeating texture's next period costs
+    modes two DIS runs (one per direction) and modes_pruned2 none; three real layers cost modes three
+    a direction and modes_pruned2 two."""
+    period = 48
+    sy, ry, _ = _periodic_pair(period)
+    fwd, bwd = dis_flows(sy, ry, PipelineConfig().qa, 2, 30.0)
+    rng = np.random.default_rng(4)
+    pa = rng.uniform(40, 340, (30, 2)).astype(np.float32)
+    pb = pa + np.float32(BACKGROUND) + np.float32((period, 0))
+    assert _calls_through("modes", monkeypatch, pa, pb, sy, ry, fwd, bwd) == 2
+    assert _calls_through("modes_pruned2", monkeypatch, pa, pb, sy, ry, fwd, bwd) == 0
+    pa = rng.uniform(40, 340, (60, 2)).astype(np.float32)
+    d = np.zeros((60, 2), np.float32)
+    d[:20], d[20:35], d[35:47] = (40.0, 0.0), (0.0, 40.0), (-40.0, 0.0)
+    monkeypatch.setattr(flow_fusion, "mode_is_kept", lambda *a, **k: True)  # the cap alone
+    flat = np.zeros((H, W, 2), np.float32)
+    assert _calls_through("modes", monkeypatch, pa, pa + d, sy, ry, flat, flat) == 6
+    assert _calls_through("modes_pruned2", monkeypatch, pa, pa + d, sy, ry, flat, flat) == 4

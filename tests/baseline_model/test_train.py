@@ -169,6 +169,27 @@ def test_resume_with_another_config_is_refused_before_writing(tiny_dataset, tiny
     assert s["steps"] == 6 and s["steps_this_call"] == 0
 
 
+def test_resume_of_a_run_from_before_the_flow_fusion_default(tiny_dataset, tiny_run, tmp_path):
+    """A run checkpointed under flow_fusion "none" (the default before 2026-12-08) resumes under
+    today's default: without data.fused_flow the field is inference only. With it, it is refused."""
+    import shutil
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    raw = torch.load(run / "ckpt-last.pt", weights_only=True)
+    raw["train"]["pipeline"]["flow_fusion"] = "none"
+    torch.save(raw, run / "ckpt-last.pt")
+    s = train(load_train_config(None, TINY), tiny_dataset, run, resume=True, progress=False)
+    assert s["steps"] == 6 and s["steps_this_call"] == 0
+    raw["train"]["data"]["fused_flow"] = True  # a run that trained on the fused flow: the value counts
+    torch.save(raw, run / "ckpt-last.pt")
+    with pytest.raises(ConfigError, match=r"1 key\(s\): pipeline\.flow_fusion: run 'none', now 'auto'"):
+        train(load_train_config(None, [*TINY, "data.fused_flow=true"]), tiny_dataset, run, resume=True,
+              progress=False)
+
+
 def test_failed_first_run_blocks_nothing(tiny_dataset, tmp_path, monkeypatch):
     import hzsr.baseline_model.train as T
 
