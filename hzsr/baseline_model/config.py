@@ -173,8 +173,9 @@ class PipelineConfig:
     # is). "modes" was chosen on calibration sessions 31-36 under a rule written before the runs and
     # judged once (issue20epic): Middlebury full - bicubic +1.76 / +1.82 / +2.05 / +2.03 dB at ratios
     # 2-5 (DIS alone +1.55 / +1.60 / +1.93 / +1.99), held-out 21-23 a tie; it stayed off for its 12 MP
-    # cost. "modes_pruned2" (issue20modes) gives the same output on calibration, held-out and Middlebury
-    # (+1.74 / +1.83 / +2.03 / +2.01) for +0.15 s on bench/infer.py's 12 MP capture (modes +0.45 s);
+    # cost. "modes_pruned2" (issue20modes) is within 0.03 dB of it on calibration, held-out and Middlebury
+    # (+1.74 / +1.83 / +2.03 / +2.01) for +0.15 s on bench/infer.py's 12 MP capture (modes +0.45 s; on
+    # captures whose modes are real layers it costs what modes costs, +0.13 s median, +0.35 s worst);
     # the default since 2026-12-08 under a rule declared before its runs
     # (bench/results/2026-12-08_modes_default/rule.md): blind seeds 24-26 -0.001 +- 0.010 dB paired
     # against "none" (no kind below -0.03), 12 MP 2.63 against 2.47 s. Inference only (the training

@@ -9,13 +9,14 @@ forward and backward:
   displacement is far from the DIS flow's median are clustered; DIS is re-run from each cluster's
   displacement as its initial flow (OpenCV's DIS starts from a flow passed in), so a near layer
   gets a start within its reach.
-- ``modes_pruned2`` (issue20modes; the default since 2026-12-08): the same at a fraction of the cost
-  at 12 MP, where every whole-grid DIS counts (issue 19's 3 s). At most two clusters per
-  direction, and each is first tested where its own keypoints are (``mode_is_kept``): one that
-  neither beats DIS there (its 7x7 patch error against DIS's) nor is followed by DIS's flow there
-  (a repeating texture's next period) is dropped before any dense work. Its output equals
-  ``modes``' on calibration, held-out and Middlebury; on a facade's repeating windows it skips the
-  DIS runs ``modes`` spends on the next period.
+- ``modes_pruned2`` (issue20modes; the default, through ``"auto"``, since 2026-12-08): at most two
+  clusters per direction, and each is first tested where its own keypoints are (``mode_is_kept``):
+  one that neither beats DIS there (its 7x7 patch error against DIS's) nor is followed by DIS's
+  flow there (a repeating texture's next period) is dropped before any dense work. Its output is
+  within 0.03 dB of ``modes``' on calibration, held-out and Middlebury. Where the modes are real
+  layers it costs what ``modes`` costs (+0.13 s median at 12 MP's grid); on a facade's repeating
+  windows it skips the DIS runs ``modes`` spends on the next period (the bench capture: +0.15 s
+  against +0.45 s), and the cap bounds the worst capture (+0.35 s against +0.69 s).
 
 Measured and removed (issue20modes; the code is at commit 146105f): a mode's DIS on a window around
 its keypoints (moving scenes -0.17 to -0.19 dB: a window changes what DIS finds), a mode's DIS a
