@@ -121,9 +121,7 @@ def pick_per_pixel(src_y: np.ndarray, ref_y: np.ndarray, flows: list[np.ndarray]
     """
     if len(flows) == 1:
         return flows[0]
-    s = src_y.astype(np.float32)
-    r = ref_y.astype(np.float32)
-    r = (r - r.mean()) * (s.std() / max(float(r.std()), 1e-6)) + s.mean()
+    s, r = _matched_to(src_y, ref_y)
     errs = np.stack([cv2.blur(np.abs(warp(r, f) - s), (box, box)) for f in flows])
     idx = np.argmin(errs, axis=0)
     out = flows[0].copy()
