@@ -191,7 +191,8 @@ def mode_beats_dis(s: np.ndarray, r: np.ndarray, pts: np.ndarray, mode: np.ndarr
     its keypoints count. A near layer beyond DIS's reach has DIS's background flow on it: the mode
     wins there by far. A mode from a repeating texture (the next period: the ORB descriptors of
     two windows of a facade match mutually) matches as well as DIS does, and so does a mode DIS
-    already follows: dropping those costs nothing in the pick and saves a whole DIS and warp each.
+    already follows at its keypoints; the second may still win between them, so ``mode_is_kept``
+    keeps it (``dis_follows_mode``) and drops only the first.
     """
     if len(pts) == 0:
         return False
