@@ -132,24 +132,13 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
             if pr.returncode:
                 raise SystemExit(f"adb pull failed: {err.decode().strip()}")
 
-    def way_hzsr(d: Path) -> None:
+    def way_hzsr(d: Path, hashes_known: bool = False) -> None:
 
         def one(role: str) -> None:
             items = [FileToPull(f"/sdcard/bench/{s}.jpg", d / f"{s}.jpg", sums[s], len(jpgs[s]))
                      for s in FILES[role]]
-            res = pull_verified_many(devs[role], items)
-            if res.failed:
-                raise SystemExit(f"hzsr pull failed: {res.failed}")
-
-        with ThreadPoolExecutor(2) as ex:
-            list(ex.map(one, FILES))
-
-    def way_hzsr_hashes_known(d: Path) -> None:
-
-        def one(role: str) -> None:
-            items = [FileToPull(f"/sdcard/bench/{s}.jpg", d / f"{s}.jpg", sums[s], len(jpgs[s]))
-                     for s in FILES[role]]
-            res = pull_verified_many(devs[role], items, on_phone={it.phone_path: it.sha256 for it in items})
+            known = {it.phone_path: it.sha256 for it in items} if hashes_known else None
+            res = pull_verified_many(devs[role], items, on_phone=known)
             if res.failed:
                 raise SystemExit(f"hzsr pull failed: {res.failed}")
 
@@ -179,7 +168,7 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
 
     ways = {"adb": way_adb, "hzsr": way_hzsr, "adbutils": way_adbutils}
     if args.diagnose:
-        ways |= {"hzsr_hashes_known": way_hzsr_hashes_known, "hzsr_no_fsync": way_hzsr_no_fsync}
+        ways |= {"hzsr_hashes_known": lambda d: way_hzsr(d, hashes_known=True), "hzsr_no_fsync": way_hzsr_no_fsync}
     for k, fn in ways.items():  # warm-up: page cache, adb server connections
         fn(fresh(k))
     times: dict[str, list[float]] = {k: [] for k in ways}

@@ -36,7 +36,7 @@ source's global mean and spread: W and T differ in exposure). None of it runs un
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -44,11 +44,7 @@ import numpy as np
 from hzsr.baseline_model.config import FLOW_FUSION_MODES as FUSION_MODES  # noqa: F401 - the values, re-exported
 from hzsr.qa.align import warp
 
-
-class DisFn(Protocol):
-    """The pipeline's DIS (its level and smoothness) from ``a`` to ``b``, started from ``init``."""
-
-    def __call__(self, a: np.ndarray, b: np.ndarray, init: np.ndarray | None) -> np.ndarray: ...
+DisFn = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 
 
 def keypoint_matches(src_y: np.ndarray, ref_y: np.ndarray, w_px_on_grid: float,
