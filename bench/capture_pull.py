@@ -9,22 +9,22 @@ charged hzsr for the adb binary's laziness):
 - ``adb``: the baseline: two ``adb -s SERIAL pull FILES... DIR`` processes at once, one per phone
   (the platform-tools binary from the adbutils wheel; no verification at all);
 - ``hzsr``: ``capture.transfer.pull_verified_many`` on both phones at once (two threads), as
-  ``hzsr capture`` does: one sync connection per phone, the phone's ``sha256sum`` meanwhile,
-  streaming sha256 on the host, fsync, rename only after the three hashes agree;
+  ``hzsr capture`` does: one sync connection per phone, streaming sha256 on the host, fsync,
+  rename only after size and hash equal the phone agent's (the phone's ``sha256sum`` is asked
+  only for a file that disagrees: never here);
 - ``adbutils``: adbutils' ``sync.pull`` of each file plus one ``sha256sum`` call per phone, in two
   threads: hzsr's former path's shape (a connection per file, a 10 ms sleep closing each).
 
 The phones run in a separate process (as real phones do), so the bench process holds only the
 host side. Reports medians over ``--rounds`` (default 7) of each way's wall time and host CPU time
 (this process, plus the adb binaries as waited-for children; the adb server's is left out for
-all), the ratios hzsr/adb and adbutils/adb per round (median), and the 1-minute load average.
+all), the phones' process's CPU per round (mean: the kernel counts it in 10 ms ticks; on the
+virtual rig the phones' work runs on the host's cores, a real phone's on its own), the ratios
+hzsr/adb and adbutils/adb per round (median), and the 1-minute load average.
 Goal (issue 19): ``ratio_hzsr_over_adb`` <= 1.2.
 
-``--diagnose`` adds two ways that locate hzsr's extra time (not goals): ``hzsr_hashes_known``, hzsr's
-pull with the phone's hashes handed in (``on_phone``: no ``sha256sum`` on the phone, whose CPU on
-the virtual rig is the host's two cores, while a real phone hashes on its own CPU), and
-``hzsr_no_fsync``, hzsr's pull with ``os.fsync`` and the directory fsync made no-ops (crash safety
-off: never how hzsr runs).
+``--diagnose`` adds ``hzsr_no_fsync``, hzsr's pull with ``os.fsync`` made a no-op (crash safety
+off: never how hzsr runs; not a goal), to show what durability costs.
 
 Usage: ``python bench/capture_pull.py [--rounds 7] [--link loopback] [--diagnose]``. Prints one JSON object.
 """
@@ -101,13 +101,19 @@ def main() -> dict:
             info = json.loads(phones.stdout.readline())
             if phones.stdout.readline().strip() != "ready":
                 raise SystemExit("the virtual rig did not start")
-            return _bench(args, info, Path(tmp), load0, adbutils)
+            return _bench(args, info, Path(tmp), load0, adbutils, phones.pid)
         finally:
             phones.stdin.close()
             phones.wait(timeout=60)
 
 
-def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbutils) -> dict:
+def _cpu_of(pid: int) -> float:
+    """A process's CPU seconds so far (user + system, from ``/proc``; 10 ms ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbutils, phones_pid: int) -> dict:
     jpgs = {s: Path(p).read_bytes() for s, p in info["files"].items()}
     sums = {slot: hashlib.sha256(b).hexdigest() for slot, b in jpgs.items()}
     client = adbutils.AdbClient(host="127.0.0.1", port=info["port"])
@@ -132,13 +138,12 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
             if pr.returncode:
                 raise SystemExit(f"adb pull failed: {err.decode().strip()}")
 
-    def way_hzsr(d: Path, hashes_known: bool = False) -> None:
+    def way_hzsr(d: Path) -> None:
 
         def one(role: str) -> None:
             items = [FileToPull(f"/sdcard/bench/{s}.jpg", d / f"{s}.jpg", sums[s], len(jpgs[s]))
                      for s in FILES[role]]
-            known = {it.phone_path: it.sha256 for it in items} if hashes_known else None
-            res = pull_verified_many(devs[role], items, on_phone=known)
+            res = pull_verified_many(devs[role], items)
             if res.failed:
                 raise SystemExit(f"hzsr pull failed: {res.failed}")
 
@@ -148,12 +153,12 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
     def way_hzsr_no_fsync(d: Path) -> None:
         import hzsr.capture.transfer as transfer
 
-        saved = os.fsync, transfer.fsync_dir
-        os.fsync, transfer.fsync_dir = (lambda fd: None), (lambda path: None)
+        saved = transfer.os.fsync
+        transfer.os.fsync = lambda fd: None  # the files' and, through fileio, the folder's
         try:
             way_hzsr(d)
         finally:
-            os.fsync, transfer.fsync_dir = saved
+            transfer.os.fsync = saved
 
     def way_adbutils(d: Path) -> None:
 
@@ -168,11 +173,12 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
 
     ways = {"adb": way_adb, "hzsr": way_hzsr, "adbutils": way_adbutils}
     if args.diagnose:
-        ways |= {"hzsr_hashes_known": lambda d: way_hzsr(d, hashes_known=True), "hzsr_no_fsync": way_hzsr_no_fsync}
+        ways["hzsr_no_fsync"] = way_hzsr_no_fsync
     for k, fn in ways.items():  # warm-up: page cache, adb server connections
         fn(fresh(k))
     times: dict[str, list[float]] = {k: [] for k in ways}
     cpu: dict[str, list[float]] = {k: [] for k in ways}
+    phone_cpu: dict[str, list[float]] = {k: [] for k in ways}
     names = list(ways)
 
     def cpu_now() -> float:  # this process (hzsr, adbutils) plus waited-for children (the adb binaries)
@@ -182,10 +188,11 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
     for r in range(args.rounds):
         for k in names[r % len(names):] + names[: r % len(names)]:
             d = fresh(k)  # the previous round's files are deleted before the clock starts: not part of a pull
-            c0, t0 = cpu_now(), time.perf_counter()
+            p0, c0, t0 = _cpu_of(phones_pid), cpu_now(), time.perf_counter()
             ways[k](d)
             times[k].append(time.perf_counter() - t0)
             cpu[k].append(cpu_now() - c0)
+            phone_cpu[k].append(_cpu_of(phones_pid) - p0)
     for s in ("main_W", "main_T", "ref_T"):  # every way got the same bytes
         for k in ways:
             assert (work / k / f"{s}.jpg").read_bytes() == jpgs[s], (k, s)
@@ -200,6 +207,7 @@ def _bench(args: argparse.Namespace, info: dict, tmp: Path, load0: float, adbuti
         "median_s": {k: round(v, 4) for k, v in med.items()},
         "rounds_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
         "host_cpu_s_median": {k: round(statistics.median(v), 4) for k, v in cpu.items()},
+        "phones_cpu_s_mean": {k: round(statistics.mean(v), 4) for k, v in phone_cpu.items()},
         "ratio_hzsr_over_adb": round(ratio["hzsr"], 3),
         "ratio_adbutils_over_adb": round(ratio["adbutils"], 3),
         **{f"ratio_{k}_over_adb": round(v, 3) for k, v in ratio.items() if k.startswith("hzsr_")},

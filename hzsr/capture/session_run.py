@@ -470,7 +470,7 @@ class CaptureRun:
         items = {path: FileToPull(path, stage / f"{slots[fr['file']]}.jpg", fr["sha256"], fr["size_bytes"])
                  for fr, path in zip(meta["frames"], paths, strict=True)}
         by_path = dict(zip(paths, meta["frames"], strict=True))
-        # One sync connection per phone for all its files, the phone's sha256sum running meanwhile
+        # One sync connection per phone for all its files, each checked against the agent's hash
         # (transfer.py); a file that fails verification is pulled again, up to pull_tries times.
         pending, done = list(paths), {}
         for attempt in range(1, self.cfg.pull_tries + 1):

@@ -2,12 +2,15 @@
 
 adbutils' sync has no socket timeout, so this speaks the ``sync:`` RECV protocol itself on an
 adbutils transport with a deadline. All of one phone's files for a capture go through ONE sync
-connection, their RECV requests sent together (adbd answers them in order), and the phone's own
-``sha256sum`` of them runs on a second connection at the same time, so it costs no wall time.
-The bytes stream into temp files in the destination folder while being hashed; a file is renamed
-into place only when its size and sha256 match both the phone's ``sha256sum`` and the agent's
-metadata. A mismatch is reported per file (the caller pulls that file again); a dropped link is a
-``LINK_ERRORS`` exception (the caller recovers and retries what is left).
+connection, their RECV requests sent together (adbd answers them in order). The bytes stream into
+temp files in the destination folder while being hashed; a file is renamed into place only when
+its size and sha256 match the agent's metadata, the hash the phone took of the frame as it wrote
+it (DESIGN.md: "each frame's sha256 matches the phone's"). The phone's ``sha256sum`` of the stored
+file is asked only when they disagree, to tell a bad copy on the phone from a bad transfer: on a
+good pull it would cost the phone a second read and hash of every file and the host a connection,
+and prove nothing more (issue 19). A mismatch is reported per file (the caller pulls that file
+again); a dropped link is a ``LINK_ERRORS`` exception (the caller recovers and retries what is
+left).
 
 The sync connection is closed without adbutils' ``AdbConnection.close``, which sleeps 10 ms after
 ``shutdown`` on every close (32 % of a capture's host time in issue 19's profile): after ``QUIT``
@@ -19,11 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import shlex
 import struct
 import tempfile
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,111 +136,98 @@ def _open_service(device: adbutils.AdbDevice, service: str, timeout_s: float):
     return sock
 
 
-def _writer(parts: list[_Part], chunks: queue.Queue, box: dict[str, BaseException]) -> None:
-    """Write and hash the chunks the reader queues, fsync each file at its end (``None``)."""
+def _read_into(sock, view: memoryview, n: int) -> None:
+    """Fill ``view[:n]`` from ``sock``; a close before ``n`` bytes is a dropped link."""
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:n], n - got)
+        if not k:
+            raise ConnectionError("connection closed mid-transfer")
+        got += k
+
+
+def _fsync_close(f) -> None:
     try:
-        for part in parts:
-            h = hashlib.sha256()
-            with open(part.tmp, "wb") as f:
-                while (chunk := chunks.get()) is not None:
-                    if chunk is _STOP:
-                        return
-                    for piece in chunk:
-                        h.update(piece)
-                    f.writelines(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            part.sha256 = h.hexdigest()
-    except BaseException as exc:  # re-raised by the reader
-        box["error"] = exc
-        while chunks.get() is not _STOP:  # drain, so the reader never blocks on a full queue
-            pass
-
-
-_STOP = object()
+        os.fsync(f.fileno())
+    finally:
+        f.close()
 
 
 def _recv_all(device: adbutils.AdbDevice, parts: list[_Part], timeout_s: float) -> TransferError | None:
-    """RECV every part's file over one sync connection into its temp file (fsynced).
+    """RECV every part's file over one sync connection into its temp file (fsynced), hashing as it goes.
 
-    The socket is read here while a writer thread writes, hashes and fsyncs, so the host's own
-    work overlaps the transfer. Returns the phone's refusal of the first file it refused (the parts
-    after it are not pulled: adbd ends the sync service after a FAIL); raises a ``LINK_ERRORS``
-    exception on a dropped link.
+    Each DATA payload is received into one reused buffer, hashed and written from it (no copy in
+    Python; hashlib and ``write`` release the GIL), as the adb binary's own loop does. A finished
+    file is fsynced on a thread of its own while the next one streams. Returns the phone's refusal
+    of the first file it refused (the parts after it are not pulled: adbd ends the sync service
+    after a FAIL); raises a ``LINK_ERRORS`` exception on a dropped link.
     """
     sock = _open_service(device, "sync:", timeout_s)
-    chunks: queue.Queue = queue.Queue(maxsize=16)  # lists of 64 KiB DATA payloads: <= 16 MiB in flight
-    box: dict[str, BaseException] = {}
-    writer = threading.Thread(target=_writer, args=(parts, chunks, box), name="pull-writer", daemon=True)
-    writer.start()
+    head = memoryview(bytearray(8))
+    buf = memoryview(bytearray(1 << 16))  # adbd's DATA payloads are at most 64 KiB
+    fsyncs = ThreadPoolExecutor(1, thread_name_prefix="pull-fsync")
+    synced = []
     refused = None
-    rf = sock.makefile("rb", buffering=1 << 20)  # the socket's fd closes when both are closed
     try:
-
-        def read(n: int) -> bytes:
-            b = rf.read(n)
-            if len(b) < n:
-                raise ConnectionError("connection closed mid-transfer")
-            return b
-
         # Pipelined: every request goes out now, the replies come back in order, back to back.
         reqs = bytearray()
         for part in parts:
             p = part.item.phone_path.encode()
             reqs += b"RECV" + struct.pack("<I", len(p)) + p
         sock.sendall(bytes(reqs))
-        batch: list[bytes] = []
         for part in parts:
-            while True:
-                head = read(8)
-                rid, n = head[:4], struct.unpack("<I", head[4:])[0]
-                if rid == b"DATA":
-                    batch.append(read(n))
-                    part.size += n
-                    if len(batch) >= 16:  # 1 MiB a hand-over: few lock round trips with the writer
-                        chunks.put(batch)
-                        batch = []
-                elif rid == b"DONE":
-                    if batch:
-                        chunks.put(batch)
-                        batch = []
-                    chunks.put(None)
-                    part.done = True
-                    break
-                elif rid == b"FAIL":
-                    refused = TransferError(f"phone refused the pull: {read(n).decode(errors='replace')}",
-                                            field=part.item.phone_path)
-                    break
-                else:
-                    raise ConnectionError(f"bad sync reply {rid!r}")
-                if "error" in box:
-                    raise box["error"]
+            h = hashlib.sha256()
+            f = open(part.tmp, "wb", buffering=0)
+            try:
+                while True:
+                    _read_into(sock, head, 8)
+                    rid, n = head[:4].tobytes(), struct.unpack_from("<I", head, 4)[0]
+                    if rid == b"DATA":
+                        if n > len(buf):
+                            buf = memoryview(bytearray(n))
+                        _read_into(sock, buf, n)
+                        h.update(buf[:n])
+                        f.write(buf[:n])
+                        part.size += n
+                    elif rid == b"DONE":
+                        part.done = True
+                        break
+                    elif rid == b"FAIL":
+                        why = memoryview(bytearray(n))
+                        _read_into(sock, why, n)
+                        refused = TransferError(f"phone refused the pull: {why.tobytes().decode(errors='replace')}",
+                                                field=part.item.phone_path)
+                        break
+                    else:
+                        raise ConnectionError(f"bad sync reply {rid!r}")
+            except BaseException:
+                f.close()
+                raise
+            part.sha256 = h.hexdigest()
+            synced.append(fsyncs.submit(_fsync_close, f))
             if refused is not None:
                 break
         if refused is None:
             sock.sendall(b"QUIT" + struct.pack("<I", 0))
     finally:
-        chunks.put(None)  # ends a file the writer is in (a refusal or a link error mid-file)
-        chunks.put(_STOP)
-        rf.close()
         _close_quietly(sock)
-    writer.join()
-    if "error" in box:
-        raise box["error"]
+        fsyncs.shutdown(wait=True)
+    for done in synced:
+        done.result()  # an fsync that failed (disk full, I/O error) fails the pull
     return refused
 
 
-def pull_verified_many(device: adbutils.AdbDevice, items: list[FileToPull], timeout_s: float = 30.0,
-                       on_phone: dict[str, str] | None = None) -> PullBatch:
-    """Pull ``items`` from one phone and accept each file only if size and hashes all agree.
+def pull_verified_many(device: adbutils.AdbDevice, items: list[FileToPull], timeout_s: float = 30.0) -> PullBatch:
+    """Pull ``items`` from one phone and accept each file only if its bytes are the ones the phone captured.
 
-    One sync connection carries every file; the phone's ``sha256sum`` of all of them runs
-    meanwhile on its own connection (unless ``on_phone`` already holds the hashes). Every socket
-    wait is bounded by ``timeout_s``. A file is accepted when its pulled size equals the metadata's,
-    and its pulled sha256, the phone's and the metadata's are equal; it is then renamed into place
-    (one directory fsync per folder). A refused or mismatching file is removed and listed in
-    ``failed``; a file after a refusal is listed there too (not tried). A link error removes every
-    temp file and propagates.
+    One sync connection carries every file; every socket wait is bounded by ``timeout_s``. A file
+    is accepted when its pulled size and sha256 equal the agent's metadata, which the phone
+    computed from the frame as it wrote it; it is then renamed into place (one directory fsync
+    per folder). Only for a file that disagrees is the phone asked for its own ``sha256sum``, to
+    say which side is wrong: the phone's stored file (its hash is not the metadata's) or the
+    transfer (the phone's file is right, the pulled bytes are not). Either way the file is removed
+    and listed in ``failed`` (the caller pulls it again); a file after a refusal is listed there
+    too (not tried). A link error removes every temp file and propagates.
     """
     parts = []
     for it in items:
@@ -247,42 +236,27 @@ def pull_verified_many(device: adbutils.AdbDevice, items: list[FileToPull], time
         apply_umask(fd)
         os.close(fd)
         parts.append(_Part(it, tmp))
-    box: dict[str, object] = {}
-    hasher = None
-    if on_phone is None:
-        def _hash() -> None:
-            try:
-                box["sums"] = phone_sha256(device, [it.phone_path for it in items])
-            except BaseException as exc:  # re-raised in the caller's thread
-                box["error"] = exc
-
-        hasher = threading.Thread(target=_hash, name="phone-sha256", daemon=True)
-        hasher.start()
     out = PullBatch({}, {})
     try:
         refused = _recv_all(device, parts, timeout_s)
-        if hasher is not None:
-            hasher.join()
-            if "error" in box:
-                raise box["error"]  # type: ignore[misc]
-            on_phone = box["sums"]  # type: ignore[assignment]
-        assert on_phone is not None
+        landed = [part for part in parts if refused is None or (part.done and refused.field != part.item.phone_path)]
+        wrong = [part for part in landed if (part.size, part.sha256) != (part.item.size, part.item.sha256)]
+        on_phone = phone_sha256(device, [part.item.phone_path for part in wrong], timeout_s) if wrong else {}
         folders = set()
         for part in parts:
             it = part.item
-            if refused is not None and (refused.field == it.phone_path or not part.done):
+            if part not in landed:
+                assert refused is not None
                 out.failed[it.phone_path] = refused if refused.field == it.phone_path else TransferError(
                     "not pulled: an earlier file of the batch was refused", field=it.phone_path)
-                continue
-            phone = on_phone.get(it.phone_path, "")
-            if phone != it.sha256:
-                out.failed[it.phone_path] = TransferError(
-                    f"phone's file hashes to {phone[:12]}.., its metadata says {it.sha256[:12]}..",
-                    field=it.phone_path)
-            elif part.size != it.size or part.sha256 != phone:
-                out.failed[it.phone_path] = TransferError(
-                    f"pulled {part.size} bytes hashing to {part.sha256[:12]}.., phone has {it.size} bytes "
-                    f"hashing to {phone[:12]}..", field=it.phone_path)
+            elif part in wrong:
+                phone = on_phone[it.phone_path]
+                if phone != it.sha256:  # the phone's copy is bad: pulling again cannot mend it
+                    why = f"phone's file hashes to {phone[:12]}.., its metadata says {it.sha256[:12]}.."
+                else:
+                    why = (f"pulled {part.size} bytes hashing to {part.sha256[:12]}.., phone has {it.size} bytes "
+                           f"hashing to {phone[:12]}..")
+                out.failed[it.phone_path] = TransferError(why, field=it.phone_path)
             else:
                 os.replace(part.tmp, it.dest)
                 folders.add(it.dest.parent)
@@ -290,8 +264,6 @@ def pull_verified_many(device: adbutils.AdbDevice, items: list[FileToPull], time
         for folder in folders:
             fsync_dir(folder)
     finally:
-        if hasher is not None:
-            hasher.join()
         for part in parts:
             Path(part.tmp).unlink(missing_ok=True)
     return out

@@ -129,8 +129,9 @@ def test_flipped_byte_is_pulled_again(tmp_path, rig):
     run.open()
     rig.phone("main").flip_byte_next_pull()
     assert run.capture("s", []).status == "complete"
-    events = [e["event"] for e in Journal(tmp_path / "s" / "journal.jsonl")]
-    assert "verify_failed" in events
+    failed = [e for e in Journal(tmp_path / "s" / "journal.jsonl") if e["event"] == "verify_failed"]
+    # The phone's own hash, asked only now, puts the fault in the transfer, not on the phone.
+    assert len(failed) == 1 and "phone has" in failed[0]["reason"] and failed[0]["attempt"] == 1, failed
     _assert_nothing_lost(rig, tmp_path / "s")
 
 
@@ -376,8 +377,9 @@ def test_clock_step_between_sync_and_frame_shows_in_the_report(tmp_path, rig):
 
 
 def test_pull_batch_one_sync_connection_and_per_file_verdicts(tmp_path, rig, monkeypatch):
-    """All of a phone's files over one sync connection (plus one for the phone's hash); a file
-    whose metadata disagrees, and a file the phone refuses, fail alone and leave nothing behind."""
+    """All of a phone's files over one sync connection; the phone's sha256sum is asked only when a
+    file disagrees with its metadata. A file whose metadata disagrees, and a file the phone
+    refuses, fail alone and leave nothing behind."""
     from hzsr.capture import transfer
 
     phone = rig.phone("main")
@@ -390,16 +392,22 @@ def test_pull_batch_one_sync_connection_and_per_file_verdicts(tmp_path, rig, mon
                         lambda d, svc, t: opened.append(svc.split(":")[0]) or real(d, svc, t))
     dev = rig.adb.client().device(phone.address)
     sha = {n: hashlib.sha256(b).hexdigest() for n, b in blobs.items()}
+    good = [transfer.FileToPull(f"/sdcard/t/{n}.jpg", tmp_path / "ok" / f"{n}.jpg", sha[n], len(blobs[n]))
+            for n in blobs]
+    res = transfer.pull_verified_many(dev, good, timeout_s=10)
+    assert opened == ["sync"] and sorted(res.pulled) == [it.phone_path for it in good] and not res.failed
+    assert all((tmp_path / "ok" / f"{n}.jpg").read_bytes() == b for n, b in blobs.items())
+    opened.clear()
     items = [transfer.FileToPull(f"/sdcard/t/{n}.jpg", tmp_path / f"{n}.jpg", sha[n] if n != "b" else "0" * 64,
                                  len(blobs[n])) for n in blobs]
     res = transfer.pull_verified_many(dev, items, timeout_s=10)
-    assert sorted(opened) == ["exec", "sync"]
+    assert opened == ["sync", "exec"]  # the phone's hash, for b alone
     assert sorted(res.pulled) == ["/sdcard/t/a.jpg", "/sdcard/t/c.jpg"]
     assert "metadata says" in res.failed["/sdcard/t/b.jpg"].message
     assert (tmp_path / "a.jpg").read_bytes() == blobs["a"] and (tmp_path / "c.jpg").read_bytes() == blobs["c"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith((".jpg", ".part"))) == ["a.jpg", "c.jpg"]
     # A refused file (gone from the phone) fails; the files before it still land.
     missing = [items[0], transfer.FileToPull("/sdcard/t/gone.jpg", tmp_path / "gone.jpg", "0" * 64, 1)]
-    res = transfer.pull_verified_many(dev, missing, timeout_s=10, on_phone={"/sdcard/t/a.jpg": sha["a"]})
+    res = transfer.pull_verified_many(dev, missing, timeout_s=10)
     assert list(res.pulled) == ["/sdcard/t/a.jpg"] and "refused" in res.failed["/sdcard/t/gone.jpg"].message
     assert not list(tmp_path.glob("*.part")) and not (tmp_path / "gone.jpg").exists()
