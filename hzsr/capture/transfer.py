@@ -35,6 +35,9 @@ from hzsr.core.errors import TransferError
 from hzsr.core.fileio import apply_umask, fsync_dir
 
 _END_MARK = "hzsr-sha256-end:"
+#: adb's ``SYNC_DATA_MAX`` (file_sync_protocol.h): no DATA payload or FAIL message is longer. A
+#: longer length is a broken or hostile peer, refused before anything is allocated for it.
+SYNC_DATA_MAX = 64 * 1024
 
 
 @dataclass
@@ -164,7 +167,7 @@ def _recv_all(device: adbutils.AdbDevice, parts: list[_Part], timeout_s: float) 
     """
     sock = _open_service(device, "sync:", timeout_s)
     head = memoryview(bytearray(8))
-    buf = memoryview(bytearray(1 << 16))  # adbd's DATA payloads are at most 64 KiB
+    buf = memoryview(bytearray(SYNC_DATA_MAX))
     fsyncs = ThreadPoolExecutor(1, thread_name_prefix="pull-fsync")
     synced = []
     refused = None
@@ -182,9 +185,9 @@ def _recv_all(device: adbutils.AdbDevice, parts: list[_Part], timeout_s: float) 
                 while True:
                     _read_into(sock, head, 8)
                     rid, n = head[:4].tobytes(), struct.unpack_from("<I", head, 4)[0]
+                    if n > SYNC_DATA_MAX and rid in (b"DATA", b"FAIL"):
+                        raise ConnectionError(f"sync {rid.decode()} of {n} bytes (adb sends at most {SYNC_DATA_MAX})")
                     if rid == b"DATA":
-                        if n > len(buf):
-                            buf = memoryview(bytearray(n))
                         _read_into(sock, buf, n)
                         h.update(buf[:n])
                         f.write(buf[:n])

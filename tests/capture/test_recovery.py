@@ -7,6 +7,7 @@ recovery really ran (the journal's ``link_recovered`` events: the server restart
 port, every phone re-connected) and that the capture completed with nothing lost.
 """
 
+import hashlib
 import json
 import os
 import socket
@@ -163,3 +164,45 @@ def test_phone_sha256_cut_by_the_link_is_a_link_error(monkeypatch, cut):
     with pytest.raises(TransferError) as e:
         transfer.phone_sha256(None, paths)
     assert e.value.field == "/sdcard/x/T.jpg"
+
+
+class _SyncPeer:
+    """A socket whose peer answers a pull with ``reply`` (sync replies), then closes."""
+
+    def __init__(self, reply: bytes):
+        self._reply = memoryview(reply)
+        self.sent = b""
+
+    def sendall(self, b: bytes) -> None:
+        self.sent += b
+
+    def recv_into(self, view, n: int) -> int:
+        k = min(n, len(self._reply), 1000)  # short reads, as a socket gives
+        view[:k] = self._reply[:k]
+        self._reply = self._reply[k:]
+        return k
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("rid", [b"DATA", b"FAIL"])
+def test_pull_refuses_an_oversized_sync_length_before_allocating(tmp_path, monkeypatch, rid):
+    """A broken or hostile peer announcing a 4 GiB DATA payload (or FAIL message) is a link error
+    raised at once, nothing allocated for it and no temp file left; a well-formed reply from the
+    same fake peer lands the file."""
+    import struct
+
+    from hzsr.capture import transfer
+    from hzsr.capture.link import LINK_ERRORS
+
+    body = b"x" * 70_000
+    item = transfer.FileToPull("/sdcard/x/W.jpg", tmp_path / "W.jpg", hashlib.sha256(body).hexdigest(), len(body))
+    monkeypatch.setattr(transfer, "_open_service", lambda *a: _SyncPeer(rid + struct.pack("<I", 0xFFFFFFFF)))
+    with pytest.raises(LINK_ERRORS, match="4294967295 bytes"):
+        transfer.pull_verified_many(None, [item])
+    assert not list(tmp_path.iterdir())
+    good = b"".join(b"DATA" + struct.pack("<I", len(c)) + c for c in (body[:65536], body[65536:]))
+    monkeypatch.setattr(transfer, "_open_service", lambda *a: _SyncPeer(good + b"DONE" + struct.pack("<I", 0)))
+    res = transfer.pull_verified_many(None, [item])
+    assert list(res.pulled) == ["/sdcard/x/W.jpg"] and (tmp_path / "W.jpg").read_bytes() == body
