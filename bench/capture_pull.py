@@ -87,7 +87,7 @@ def main() -> dict:
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median)")
     ap.add_argument("--link", default="loopback", help="virtual link profile (hzsr.sim.timing)")
     ap.add_argument("--diagnose", action="store_true",
-                    help="also time hzsr with the phone's hashes known, and without fsync (see the docstring)")
+                    help="also time hzsr without fsync (see the docstring)")
     ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:

@@ -38,6 +38,10 @@ _END_MARK = "hzsr-sha256-end:"
 #: adb's ``SYNC_DATA_MAX`` (file_sync_protocol.h): no DATA payload or FAIL message is longer. A
 #: longer length is a broken or hostile peer, refused before anything is allocated for it.
 SYNC_DATA_MAX = 64 * 1024
+#: How far past its metadata's size a file's stream may run before the pull is given up as a broken
+#: link: the bytes past the size are hashed (the file is wrong, and the phone's ``sha256sum`` says
+#: whose fault) but never written, so a peer that streams without end fills neither disk nor time.
+OVERRUN_MAX = 1 << 20
 
 
 @dataclass
@@ -149,6 +153,13 @@ def _read_into(sock, view: memoryview, n: int) -> None:
         got += k
 
 
+def _write_all(f, view: memoryview) -> None:
+    """``view`` into the unbuffered file ``f``, every byte: a short write (a file-size limit, a full
+    disk) is retried, and raises when the next write fails, never a silently truncated file."""
+    while view:
+        view = view[f.write(view):]
+
+
 def _fsync_close(f) -> None:
     try:
         os.fsync(f.fileno())
@@ -161,9 +172,10 @@ def _recv_all(device: adbutils.AdbDevice, parts: list[_Part], timeout_s: float) 
 
     Each DATA payload is received into one reused buffer, hashed and written from it (no copy in
     Python; hashlib and ``write`` release the GIL), as the adb binary's own loop does. A finished
-    file is fsynced on a thread of its own while the next one streams. Returns the phone's refusal
-    of the first file it refused (the parts after it are not pulled: adbd ends the sync service
-    after a FAIL); raises a ``LINK_ERRORS`` exception on a dropped link.
+    file is fsynced on a thread of its own while the next one streams. Nothing past the metadata's
+    size is written (``OVERRUN_MAX``). Returns the phone's refusal of the first file it refused
+    (the parts after it are not pulled: adbd ends the sync service after a FAIL); raises a
+    ``LINK_ERRORS`` exception on a dropped link.
     """
     sock = _open_service(device, "sync:", timeout_s)
     head = memoryview(bytearray(8))
@@ -190,16 +202,20 @@ def _recv_all(device: adbutils.AdbDevice, parts: list[_Part], timeout_s: float) 
                     if rid == b"DATA":
                         _read_into(sock, buf, n)
                         h.update(buf[:n])
-                        f.write(buf[:n])
+                        room = part.item.size - part.size
+                        _write_all(f, buf[:n] if n <= room else buf[:max(room, 0)])
                         part.size += n
+                        if part.size > part.item.size + OVERRUN_MAX:
+                            raise ConnectionError(f"{part.item.phone_path}: the phone sent over {part.size} bytes, "
+                                                  f"its metadata says {part.item.size}")
                     elif rid == b"DONE":
                         part.done = True
                         break
                     elif rid == b"FAIL":
                         why = memoryview(bytearray(n))
                         _read_into(sock, why, n)
-                        refused = TransferError(f"phone refused the pull: {why.tobytes().decode(errors='replace')}",
-                                                field=part.item.phone_path)
+                        said = " ".join(why.tobytes().decode(errors="replace").split())  # one line, for the journal
+                        refused = TransferError(f"phone refused the pull: {said[:200]}", field=part.item.phone_path)
                         break
                     else:
                         raise ConnectionError(f"bad sync reply {rid!r}")
@@ -228,19 +244,21 @@ def pull_verified_many(device: adbutils.AdbDevice, items: list[FileToPull], time
     computed from the frame as it wrote it; it is then renamed into place (one directory fsync
     per folder). Only for a file that disagrees is the phone asked for its own ``sha256sum``, to
     say which side is wrong: the phone's stored file (its hash is not the metadata's) or the
-    transfer (the phone's file is right, the pulled bytes are not). Either way the file is removed
-    and listed in ``failed`` (the caller pulls it again); a file after a refusal is listed there
-    too (not tried). A link error removes every temp file and propagates.
+    transfer (the phone's file is right, the pulled bytes are not): the reason in ``failed`` says
+    which. Either way the file is removed and listed in ``failed``; a file after a refusal is listed
+    there too (not tried). A link error removes every temp file and propagates.
     """
-    parts = []
-    for it in items:
-        it.dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{it.dest.name}.", suffix=".part", dir=it.dest.parent)
-        apply_umask(fd)
-        os.close(fd)
-        parts.append(_Part(it, tmp))
+    parts: list[_Part] = []
     out = PullBatch({}, {})
     try:
+        for it in items:
+            it.dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{it.dest.name}.", suffix=".part", dir=it.dest.parent)
+            parts.append(_Part(it, tmp))  # removed in the finally below, whatever happens next
+            try:
+                apply_umask(fd)
+            finally:
+                os.close(fd)
         refused = _recv_all(device, parts, timeout_s)
         landed = [part for part in parts if refused is None or (part.done and refused.field != part.item.phone_path)]
         wrong = [part for part in landed if (part.size, part.sha256) != (part.item.size, part.item.sha256)]
@@ -254,7 +272,7 @@ def pull_verified_many(device: adbutils.AdbDevice, items: list[FileToPull], time
                     "not pulled: an earlier file of the batch was refused", field=it.phone_path)
             elif part in wrong:
                 phone = on_phone[it.phone_path]
-                if phone != it.sha256:  # the phone's copy is bad: pulling again cannot mend it
+                if phone != it.sha256:  # the phone's copy is bad: the crew's to look at, not the link's
                     why = f"phone's file hashes to {phone[:12]}.., its metadata says {it.sha256[:12]}.."
                 else:
                     why = (f"pulled {part.size} bytes hashing to {part.sha256[:12]}.., phone has {it.size} bytes "

@@ -206,3 +206,82 @@ def test_pull_refuses_an_oversized_sync_length_before_allocating(tmp_path, monke
     monkeypatch.setattr(transfer, "_open_service", lambda *a: _SyncPeer(good + b"DONE" + struct.pack("<I", 0)))
     res = transfer.pull_verified_many(None, [item])
     assert list(res.pulled) == ["/sdcard/x/W.jpg"] and (tmp_path / "W.jpg").read_bytes() == body
+
+
+def _data(body: bytes) -> bytes:
+    import struct
+
+    return b"".join(b"DATA" + struct.pack("<I", len(body[i:i + 65536])) + body[i:i + 65536]
+                    for i in range(0, len(body), 65536)) + b"DONE" + struct.pack("<I", 0)
+
+
+def test_pull_never_accepts_a_short_write(tmp_path):
+    """A write the disk cuts short (here a file-size limit, as a full disk or a quota would) must
+    fail the pull, not leave a truncated frame journalled as verified. Run in a child process: the
+    limit would hit every file of the test run."""
+    script = f"""
+import hashlib, resource, signal, struct
+from pathlib import Path
+from hzsr.capture import transfer
+
+class Peer:  # the fake sync peer of this file, inlined: the child does not import the tests
+    def __init__(self, reply): self.reply = memoryview(reply)
+    def sendall(self, b): pass
+    def recv_into(self, view, n):
+        k = min(n, len(self.reply)); view[:k] = self.reply[:k]; self.reply = self.reply[k:]; return k
+    def close(self): pass
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG from write(), not death by signal
+body = bytes(range(256)) * 400  # 102400 bytes
+stream = b"".join(b"DATA" + struct.pack("<I", len(body[i:i + 65536])) + body[i:i + 65536]
+                  for i in range(0, len(body), 65536)) + b"DONE" + struct.pack("<I", 0)
+resource.setrlimit(resource.RLIMIT_FSIZE, (90_000, resource.RLIM_INFINITY))
+item = transfer.FileToPull("/sdcard/x/W.jpg", Path({str(tmp_path)!r}) / "W.jpg",
+                           hashlib.sha256(body).hexdigest(), len(body))
+transfer._open_service = lambda *a: Peer(stream)
+try:
+    res = transfer.pull_verified_many(None, [item])
+except OSError as e:
+    print("raised", e.errno)
+else:
+    print("accepted", sorted(res.pulled))
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "raised 27", (r.stdout, r.stderr)  # EFBIG
+    assert not list(tmp_path.iterdir())
+
+
+def test_pull_writes_nothing_past_the_metadata_size_and_one_line_refusals(tmp_path, monkeypatch):
+    """A phone file longer than its metadata says: hashed whole (it is wrong, and the phone's hash
+    says whose fault), never written past the size; a stream running far past it is a broken link.
+    A refusal's message reaches the journal as one line. A 0-byte file lands."""
+    import struct
+
+    from hzsr.capture import transfer
+    from hzsr.capture.link import LINK_ERRORS
+
+    body = b"y" * 1000
+    item = transfer.FileToPull("/sdcard/x/W.jpg", tmp_path / "W.jpg", hashlib.sha256(body).hexdigest(), 1000)
+    longer = body + b"z" * 70_000
+    writes = []
+    real_write_all = transfer._write_all
+    monkeypatch.setattr(transfer, "_write_all", lambda f, v: writes.append(len(v)) or real_write_all(f, v))
+    on_phone = hashlib.sha256(longer).hexdigest()
+    monkeypatch.setattr(transfer, "phone_sha256", lambda d, paths, t: dict.fromkeys(paths, on_phone))
+    monkeypatch.setattr(transfer, "_open_service", lambda *a: _SyncPeer(_data(longer)))
+    res = transfer.pull_verified_many(None, [item])
+    assert sum(writes) == 1000 and "metadata says" in res.failed["/sdcard/x/W.jpg"].message
+    assert not list(tmp_path.iterdir())
+    endless = _data(b"z" * (transfer.OVERRUN_MAX + 200_000))
+    monkeypatch.setattr(transfer, "_open_service", lambda *a: _SyncPeer(endless))
+    with pytest.raises(LINK_ERRORS, match="metadata says 1000"):
+        transfer.pull_verified_many(None, [item])
+    assert not list(tmp_path.iterdir())
+    msg = b"No such file\nor directory\x1b[31m"
+    monkeypatch.setattr(transfer, "_open_service", lambda *a: _SyncPeer(b"FAIL" + struct.pack("<I", len(msg)) + msg))
+    res = transfer.pull_verified_many(None, [item])
+    assert res.failed["/sdcard/x/W.jpg"].message == "phone refused the pull: No such file or directory\x1b[31m"
+    empty = transfer.FileToPull("/sdcard/x/e.jpg", tmp_path / "e.jpg", hashlib.sha256(b"").hexdigest(), 0)
+    monkeypatch.setattr(transfer, "_open_service", lambda *a: _SyncPeer(b"DONE" + struct.pack("<I", 0)))
+    res = transfer.pull_verified_many(None, [empty])
+    assert list(res.pulled) == ["/sdcard/x/e.jpg"] and (tmp_path / "e.jpg").read_bytes() == b""
