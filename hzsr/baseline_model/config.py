@@ -114,7 +114,7 @@ def pipeline_qa_defaults() -> QAConfig:
 
 
 #: ``PipelineConfig.flow_fusion`` values (``flow_fusion.py``): which hypotheses join DIS's flow.
-FLOW_FUSION_MODES = ("auto", "none", "modes", "modes_pruned2")
+FLOW_FUSION_MODES = ("auto", "none", "modes", "modes_pruned2", "modes_pruned2_matched")
 
 
 @dataclass
