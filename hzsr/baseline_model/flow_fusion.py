@@ -110,18 +110,15 @@ def displacement_modes(p_src: np.ndarray, p_ref: np.ndarray, main: np.ndarray, *
 
 
 def pick_per_pixel(src_y: np.ndarray, ref_y: np.ndarray, flows: list[np.ndarray], box: int = 7, *,
-                   blur: tuple[float, float] = (0.0, 0.0), modes: list[np.ndarray | None] | None = None,
-                   gate: float | None = None) -> np.ndarray:
+                   blur: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Per pixel, the flow of ``flows`` whose warp of ``ref_y`` matches ``src_y`` best (``box``-filtered |diff|).
 
     Ties go to the earlier flow (``flows[0]``: DIS's own). ``ref_y`` is first given ``src_y``'s mean and
     standard deviation, so an exposure difference does not swamp the comparison.
 
-    ``modes_pruned2_matched`` (blur3) only: ``blur`` = Gaussian sigmas (grid px) applied to ``src_y``
-    and ``ref_y`` (after the normalisation) before they are compared, so a sharp luma is compared with
-    a soft one at the soft one's sharpness (``blur_matched_sigma``); with ``gate``, flow ``j`` > 0 may
-    be taken only where it is within ``gate`` grid px of ``modes[j]`` (the keypoint mode it was started
-    from; ``None``: ungated), elsewhere the other flows compete.
+    ``blur`` (``modes_pruned2_matched``, blur3): Gaussian sigmas (grid px) applied to ``src_y`` and
+    ``ref_y`` (after the normalisation) before they are compared, so a sharp luma is compared with a
+    soft one at the soft one's sharpness (``blur_matched_sigma``); (0, 0) compares them as they are.
     """
     if len(flows) == 1:
         return flows[0]
@@ -131,10 +128,6 @@ def pick_per_pixel(src_y: np.ndarray, ref_y: np.ndarray, flows: list[np.ndarray]
     if blur[1] > 0:
         r = cv2.GaussianBlur(r, (0, 0), blur[1])
     errs = np.stack([cv2.blur(np.abs(warp(r, f) - s), (box, box)) for f in flows])
-    if gate is not None and modes is not None:
-        for j in range(1, len(flows)):
-            if modes[j] is not None:
-                errs[j][np.linalg.norm(flows[j] - np.asarray(modes[j], np.float32), axis=2) > gate] = np.inf
     idx = np.argmin(errs, axis=0)
     out = flows[0].copy()
     for j in range(1, len(flows)):
@@ -164,12 +157,12 @@ def blur_matched_sigma(src_y: np.ndarray, ref_y: np.ndarray, flow: np.ndarray,
 
 def _one_direction(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.ndarray, pb: np.ndarray,
                    dis_from: DisFn, *, prune: bool = False, max_modes: int = 3,
-                   blur: tuple[float, float] = (0.0, 0.0), gate: float | None = None) -> np.ndarray:
+                   blur: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """``fwd`` (DIS's flow from ``a_y`` to ``b_y``) fused with DIS re-run from each keypoint mode.
 
     ``prune`` drops, before its DIS, a mode that ``mode_is_kept`` finds spurious; ``max_modes``
-    bounds the clusters looked for (``displacement_clusters``, largest first); ``blur`` and ``gate``
-    are ``pick_per_pixel``'s (a mode's flow gated around that mode).
+    bounds the clusters looked for (``displacement_clusters``, largest first); ``blur`` is
+    ``pick_per_pixel``'s.
     """
     main = np.median(fwd.reshape(-1, 2), axis=0)
     clusters = displacement_clusters(pa, pb, main, max_modes=max_modes)
@@ -181,7 +174,7 @@ def _one_direction(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.nda
         init = np.empty_like(fwd)
         init[...] = np.float32(m)
         flows.append(dis_from(a_y, b_y, init))
-    return pick_per_pixel(a_y, b_y, flows, blur=blur, modes=[None] + [m for m, _ in clusters], gate=gate)
+    return pick_per_pixel(a_y, b_y, flows, blur=blur)
 
 
 def _matched_to(src_y: np.ndarray, ref_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -264,12 +257,11 @@ def mode_is_kept(s: np.ndarray, r: np.ndarray, pts: np.ndarray, mode: np.ndarray
 
 
 #: ``_one_direction``'s options for each ``flow_fusion`` value but "none" ("matched": ``fuse_flows``
-#: measures the source's blur and gates each mode's flow within ``2 thr`` of its mode, the radius
-#: within which ``displacement_clusters`` calls a displacement explained by a flow).
+#: measures how soft the source is against the reference, ``blur_matched_sigma``, and the pick
+#: compares the two at the source's sharpness).
 _OPTIONS: dict[str, dict[str, bool | int]] = {"modes": {}, "modes_pruned2": {"prune": True, "max_modes": 2},
                                              "modes_pruned2_matched": {"prune": True, "max_modes": 2,
                                                                        "matched": True}}
-MODE_GATE_PX = 6.0  # 2 x displacement_clusters' thr
 
 
 def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
@@ -295,7 +287,7 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
     bwd_pick: dict = {}
     if opts.pop("matched", False):
         sigma = blur_matched_sigma(src_y, ref_y, fwd)  # the reference blurred to the source's sharpness
-        fwd_pick = {"blur": (0.0, sigma), "gate": MODE_GATE_PX}
-        bwd_pick = {"blur": (sigma, 0.0), "gate": MODE_GATE_PX}  # backward, the reference is a_y
+        fwd_pick = {"blur": (0.0, sigma)}
+        bwd_pick = {"blur": (sigma, 0.0)}  # backward, the reference is a_y
     return (_one_direction(src_y, ref_y, fwd, pa, pb, dis_from, **opts, **fwd_pick),
             _one_direction(ref_y, src_y, bwd, pb, pa, dis_from, **opts, **bwd_pick))
