@@ -17,6 +17,11 @@ forward and backward:
   layers it costs what ``modes`` costs (+0.13 s median at 12 MP's grid); on a facade's repeating
   windows it skips the DIS runs ``modes`` spends on the next period (the bench capture: +0.15 s
   against +0.45 s), and the cap bounds the worst capture (+0.35 s against +0.69 s).
+- ``modes_pruned2_matched`` (blur3; opt-in, ``auto`` does not run it): ``modes_pruned2`` whose
+  per-pixel pick compares the two lumas at the source's sharpness (``blur_matched_sigma``). Against a
+  soft W the reference at its own sharpness, warped wrongly onto a smooth patch, matches better than
+  the right warp: Middlebury at W blur sigma 3.0 +1.57 -> +1.88 dB (DIS alone +1.85), the rest of the
+  sweep within 0.02 dB or better, calibration 31-33 a tie (docs/model.md, "Flow fusion at a soft W").
 
 Measured and removed (issue20modes; the code is at commit 146105f): a mode's DIS on a window around
 its keypoints (moving scenes -0.17 to -0.19 dB: a window changes what DIS finds), a mode's DIS a
