@@ -114,7 +114,7 @@ def pipeline_qa_defaults() -> QAConfig:
 
 
 #: ``PipelineConfig.flow_fusion`` values (``flow_fusion.py``): which hypotheses join DIS's flow.
-FLOW_FUSION_MODES = ("auto", "none", "modes", "modes_pruned2")
+FLOW_FUSION_MODES = ("auto", "none", "modes", "modes_pruned2", "modes_pruned2_matched")
 
 
 @dataclass
@@ -184,7 +184,8 @@ class PipelineConfig:
     # "auto" (the default) is "modes_pruned2" where the flow can take it (flow_backend dis with
     # flow_level_by_w_px) and "none" elsewhere (another backend, registered or not, keeps working
     # unchanged); what runs is flow_fusion_used(). docs/model.md, "Fused flow hypotheses" and "Cheaper
-    # mode search".
+    # mode search". "modes_pruned2_matched" (blur3, opt-in): its pick compares at the source's measured
+    # sharpness; Middlebury W blur 3.0 +1.57 -> +1.88 dB, calibration a tie ("Flow fusion at a soft W").
     flow_fusion: str = "auto"
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0

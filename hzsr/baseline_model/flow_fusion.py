@@ -17,6 +17,11 @@ forward and backward:
   layers it costs what ``modes`` costs (+0.13 s median at 12 MP's grid); on a facade's repeating
   windows it skips the DIS runs ``modes`` spends on the next period (the bench capture: +0.15 s
   against +0.45 s), and the cap bounds the worst capture (+0.35 s against +0.69 s).
+- ``modes_pruned2_matched`` (blur3; opt-in, ``auto`` does not run it): ``modes_pruned2`` whose
+  per-pixel pick compares the two lumas at the source's sharpness (``blur_matched_sigma``). Against a
+  soft W the reference at its own sharpness, warped wrongly onto a smooth patch, matches better than
+  the right warp: Middlebury at W blur sigma 3.0 +1.57 -> +1.88 dB (DIS alone +1.85), the rest of the
+  sweep within 0.02 dB or better, calibration 31-33 a tie (docs/model.md, "Flow fusion at a soft W").
 
 Measured and removed (issue20modes; the code is at commit 146105f): a mode's DIS on a window around
 its keypoints (moving scenes -0.17 to -0.19 dB: a window changes what DIS finds), a mode's DIS a
@@ -109,15 +114,24 @@ def displacement_modes(p_src: np.ndarray, p_ref: np.ndarray, main: np.ndarray, *
     return [m for m, _ in displacement_clusters(p_src, p_ref, main, n_min=n_min, thr=thr, max_modes=max_modes)]
 
 
-def pick_per_pixel(src_y: np.ndarray, ref_y: np.ndarray, flows: list[np.ndarray], box: int = 7) -> np.ndarray:
+def pick_per_pixel(src_y: np.ndarray, ref_y: np.ndarray, flows: list[np.ndarray], box: int = 7, *,
+                   blur: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Per pixel, the flow of ``flows`` whose warp of ``ref_y`` matches ``src_y`` best (``box``-filtered |diff|).
 
     Ties go to the earlier flow (``flows[0]``: DIS's own). ``ref_y`` is first given ``src_y``'s mean and
     standard deviation, so an exposure difference does not swamp the comparison.
+
+    ``blur`` (``modes_pruned2_matched``, blur3): Gaussian sigmas (grid px) applied to ``src_y`` and
+    ``ref_y`` (after the normalisation) before they are compared, so a sharp luma is compared with a
+    soft one at the soft one's sharpness (``blur_matched_sigma``); (0, 0) compares them as they are.
     """
     if len(flows) == 1:
         return flows[0]
     s, r = _matched_to(src_y, ref_y)
+    if blur[0] > 0:
+        s = cv2.GaussianBlur(s, (0, 0), blur[0])
+    if blur[1] > 0:
+        r = cv2.GaussianBlur(r, (0, 0), blur[1])
     errs = np.stack([cv2.blur(np.abs(warp(r, f) - s), (box, box)) for f in flows])
     idx = np.argmin(errs, axis=0)
     out = flows[0].copy()
@@ -127,12 +141,33 @@ def pick_per_pixel(src_y: np.ndarray, ref_y: np.ndarray, flows: list[np.ndarray]
     return out
 
 
+#: The Gaussian sigmas (grid px) ``blur_matched_sigma`` chooses from: none to a W pixel's worth at ratio 5.
+MATCH_SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+
+
+def blur_matched_sigma(src_y: np.ndarray, ref_y: np.ndarray, flow: np.ndarray,
+                       sigmas: tuple[float, ...] = MATCH_SIGMAS) -> float:
+    """How soft the source is against the reference: the sigma of ``sigmas`` (grid px) whose Gaussian on
+    the reference warped by ``flow`` (DIS's forward flow) matches the source best (mean |diff|).
+
+    The reference (T) carries detail the source (W upsampled) does not resolve; compared at the
+    reference's sharpness, a wrong flow that lands on a smooth patch of the reference can match a soft
+    W better than the right one does (docs/model.md, "Flow fusion at a soft W").
+    """
+    s, r = _matched_to(src_y, ref_y)
+    wr = warp(r, flow)
+    errs = [float(np.abs((cv2.GaussianBlur(wr, (0, 0), sg) if sg > 0 else wr) - s).mean()) for sg in sigmas]
+    return float(sigmas[int(np.argmin(errs))])
+
+
 def _one_direction(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.ndarray, pb: np.ndarray,
-                   dis_from: DisFn, *, prune: bool = False, max_modes: int = 3) -> np.ndarray:
+                   dis_from: DisFn, *, prune: bool = False, max_modes: int = 3,
+                   blur: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """``fwd`` (DIS's flow from ``a_y`` to ``b_y``) fused with DIS re-run from each keypoint mode.
 
     ``prune`` drops, before its DIS, a mode that ``mode_is_kept`` finds spurious; ``max_modes``
-    bounds the clusters looked for (``displacement_clusters``, largest first).
+    bounds the clusters looked for (``displacement_clusters``, largest first); ``blur`` is
+    ``pick_per_pixel``'s.
     """
     main = np.median(fwd.reshape(-1, 2), axis=0)
     clusters = displacement_clusters(pa, pb, main, max_modes=max_modes)
@@ -144,7 +179,7 @@ def _one_direction(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.nda
         init = np.empty_like(fwd)
         init[...] = np.float32(m)
         flows.append(dis_from(a_y, b_y, init))
-    return pick_per_pixel(a_y, b_y, flows)
+    return pick_per_pixel(a_y, b_y, flows, blur=blur)
 
 
 def _matched_to(src_y: np.ndarray, ref_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -226,8 +261,12 @@ def mode_is_kept(s: np.ndarray, r: np.ndarray, pts: np.ndarray, mode: np.ndarray
     return mode_beats_dis(s, r, pts, mode, flow) or dis_follows_mode(pts, mode, flow)
 
 
-#: ``_one_direction``'s options for each ``flow_fusion`` value but "none".
-_OPTIONS: dict[str, dict[str, bool | int]] = {"modes": {}, "modes_pruned2": {"prune": True, "max_modes": 2}}
+#: ``_one_direction``'s options for each ``flow_fusion`` value but "none" ("matched": ``fuse_flows``
+#: measures how soft the source is against the reference, ``blur_matched_sigma``, and the pick
+#: compares the two at the source's sharpness).
+_OPTIONS: dict[str, dict[str, bool | int]] = {"modes": {}, "modes_pruned2": {"prune": True, "max_modes": 2},
+                                             "modes_pruned2_matched": {"prune": True, "max_modes": 2,
+                                                                       "matched": True}}
 
 
 def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
@@ -248,6 +287,12 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
     if mode not in _OPTIONS:  # "auto" is resolved before (PipelineConfig.flow_fusion_used)
         raise ValueError(f"pipeline.flow_fusion: expected none, {', '.join(_OPTIONS)} here, got {mode!r}")
     pa, pb = keypoint_matches(src_y, ref_y, w_px_on_grid)
-    opts = _OPTIONS[mode]
-    return (_one_direction(src_y, ref_y, fwd, pa, pb, dis_from, **opts),
-            _one_direction(ref_y, src_y, bwd, pb, pa, dis_from, **opts))
+    opts = dict(_OPTIONS[mode])
+    fwd_pick: dict = {}
+    bwd_pick: dict = {}
+    if opts.pop("matched", False):
+        sigma = blur_matched_sigma(src_y, ref_y, fwd)  # the reference blurred to the source's sharpness
+        fwd_pick = {"blur": (0.0, sigma)}
+        bwd_pick = {"blur": (sigma, 0.0)}  # backward, the reference is a_y
+    return (_one_direction(src_y, ref_y, fwd, pa, pb, dis_from, **opts, **fwd_pick),
+            _one_direction(ref_y, src_y, bwd, pb, pa, dis_from, **opts, **bwd_pick))

@@ -133,8 +133,8 @@ def test_config_and_digest():
     side = json.loads((Path(bm.__file__).parent / "weights" / "shipped.int8.json").read_text())
     digests = {m: pipeline_digest(PipelineConfig(flow_fusion=m)) for m in flow_fusion.FUSION_MODES}
     assert digests["auto"] == digests["modes_pruned2"] == side["pipeline_sha256"]
-    assert len({digests[m] for m in ("none", "modes", "modes_pruned2")}) == 3
-    assert set(flow_fusion.FUSION_MODES) == {"auto", "none", "modes", "modes_pruned2"}
+    assert len({digests[m] for m in ("none", "modes", "modes_pruned2", "modes_pruned2_matched")}) == 4
+    assert set(flow_fusion.FUSION_MODES) == {"auto", "none", "modes", "modes_pruned2", "modes_pruned2_matched"}
 
 
 def test_auto_leaves_other_flows_alone():
