@@ -176,16 +176,19 @@ class PipelineConfig:
     # cost. "modes_pruned2" (issue20modes) is within 0.03 dB of it on calibration, held-out and Middlebury
     # (+1.74 / +1.83 / +2.03 / +2.01) for +0.15 s on bench/infer.py's 12 MP capture (modes +0.45 s; on
     # captures whose modes are real layers it costs what modes costs, +0.13 s median, +0.35 s worst);
-    # the default since 2026-12-08 under a rule declared before its runs
+    # the default from 2026-12-08 (until blur3's value below) under a rule declared before its runs
     # (bench/results/2026-12-08_modes_default/rule.md): blind seeds 24-26 -0.001 +- 0.010 dB paired
     # against "none" (no kind below -0.03), 12 MP 2.63 against 2.47 s. Inference only (the training
     # cache aligns without it unless data.fused_flow; the shipped weights were trained on DIS's flow).
     # Checkpoints that store flow_fusion keep theirs (shipped.pt stores none: it takes this default).
-    # "auto" (the default) is "modes_pruned2" where the flow can take it (flow_backend dis with
-    # flow_level_by_w_px) and "none" elsewhere (another backend, registered or not, keeps working
-    # unchanged); what runs is flow_fusion_used(). docs/model.md, "Fused flow hypotheses" and "Cheaper
-    # mode search". "modes_pruned2_matched" (blur3, opt-in): its pick compares at the source's measured
-    # sharpness; Middlebury W blur 3.0 +1.57 -> +1.88 dB, calibration a tie ("Flow fusion at a soft W").
+    # "modes_pruned2_matched" (blur3) is "modes_pruned2" whose pick compares at the source's measured
+    # sharpness: Middlebury W blur 3.0 +1.57 -> +1.88 dB (DIS alone +1.85), calibration 31-33 and
+    # held-out 21-23 ties (-0.001 / 0.000 dB), 12 MP dense flow +0.014 s; the default since
+    # 2026-12-08 06:20 UTC under bench/results/2026-12-08_blur3/default_rule.md. "auto" (the default)
+    # is "modes_pruned2_matched" where the flow can take it (flow_backend dis with flow_level_by_w_px)
+    # and "none" elsewhere (another backend, registered or not, keeps working unchanged); what runs is
+    # flow_fusion_used(). docs/model.md, "Fused flow hypotheses", "Cheaper mode search" and "Flow
+    # fusion at a soft W".
     flow_fusion: str = "auto"
     colour_match: bool = True  # per-channel mean/variance match of the reference to the source
     use_occ: bool = True  # the four blending maps; a switched-off map counts as 0
@@ -206,11 +209,11 @@ class PipelineConfig:
     qa: QAConfig = field(default_factory=lambda: pipeline_qa_defaults())  # alignment and map parameters
 
     def flow_fusion_used(self) -> str:
-        """The ``flow_fusion`` value that runs: ``"auto"`` resolved (``"modes_pruned2"`` with the DIS
-        level rule, else ``"none"``), any other value as it is."""
+        """The ``flow_fusion`` value that runs: ``"auto"`` resolved (``"modes_pruned2_matched"`` with the
+        DIS level rule, else ``"none"``), any other value as it is."""
         if self.flow_fusion != "auto":
             return self.flow_fusion
-        return "modes_pruned2" if self.flow_backend == "dis" and self.flow_level_by_w_px else "none"
+        return "modes_pruned2_matched" if self.flow_backend == "dis" and self.flow_level_by_w_px else "none"
 
     def check(self) -> list[Problem]:
         return (_problems(self, ("tile", _tile_side, "must be a multiple of 16"))

@@ -9,7 +9,7 @@ forward and backward:
   displacement is far from the DIS flow's median are clustered; DIS is re-run from each cluster's
   displacement as its initial flow (OpenCV's DIS starts from a flow passed in), so a near layer
   gets a start within its reach.
-- ``modes_pruned2`` (issue20modes; the default, through ``"auto"``, since 2026-12-08): at most two
+- ``modes_pruned2`` (issue20modes; the default, through ``"auto"``, on 2026-12-08 until blur3's): at most two
   clusters per direction, and each is first tested where its own keypoints are (``mode_is_kept``):
   one that neither beats DIS there (its 7x7 patch error against DIS's) nor is followed by DIS's
   flow there (a repeating texture's next period) is dropped before any dense work. Its output is
@@ -17,8 +17,8 @@ forward and backward:
   layers it costs what ``modes`` costs (+0.13 s median at 12 MP's grid); on a facade's repeating
   windows it skips the DIS runs ``modes`` spends on the next period (the bench capture: +0.15 s
   against +0.45 s), and the cap bounds the worst capture (+0.35 s against +0.69 s).
-- ``modes_pruned2_matched`` (blur3; opt-in, ``auto`` does not run it): ``modes_pruned2`` whose
-  per-pixel pick compares the two lumas at the source's sharpness (``blur_matched_sigma``). Against a
+- ``modes_pruned2_matched`` (blur3; what ``auto`` runs since 2026-12-08 06:20 UTC): ``modes_pruned2``
+  whose per-pixel pick compares the two lumas at the source's sharpness (``blur_matched_sigma``). Against a
   soft W the reference at its own sharpness, warped wrongly onto a smooth patch, matches better than
   the right warp: Middlebury at W blur sigma 3.0 +1.57 -> +1.88 dB (DIS alone +1.85), the rest of the
   sweep within 0.02 dB or better, calibration 31-33 a tie (docs/model.md, "Flow fusion at a soft W").

@@ -120,11 +120,11 @@ def test_displacement_modes():
 
 def test_config_and_digest():
     c = PipelineConfig()
-    # The default since 2026-12-08: "auto", which runs modes_pruned2 where the DIS level rule applies.
-    assert c.flow_fusion == "auto" and c.flow_fusion_used() == "modes_pruned2" and c.check() == []
+    # The default: "auto", which runs modes_pruned2_matched where the DIS level rule applies (blur3).
+    assert c.flow_fusion == "auto" and c.flow_fusion_used() == "modes_pruned2_matched" and c.check() == []
     c.flow_fusion = "epic"
     assert [p.field for p in c.check()] == ["flow_fusion"]
-    # The int8 graph's pipeline digest hashes what runs: "auto" as modes_pruned2 (the shipped graph's),
+    # The int8 graph's pipeline digest hashes what runs: "auto" as modes_pruned2_matched (the shipped graph's),
     # "none" as before the option existed (graphs made then stay current where it is off).
     import json
     from pathlib import Path
@@ -132,7 +132,7 @@ def test_config_and_digest():
     import hzsr.baseline_model as bm
     side = json.loads((Path(bm.__file__).parent / "weights" / "shipped.int8.json").read_text())
     digests = {m: pipeline_digest(PipelineConfig(flow_fusion=m)) for m in flow_fusion.FUSION_MODES}
-    assert digests["auto"] == digests["modes_pruned2"] == side["pipeline_sha256"]
+    assert digests["auto"] == digests["modes_pruned2_matched"] == side["pipeline_sha256"]
     assert len({digests[m] for m in ("none", "modes", "modes_pruned2", "modes_pruned2_matched")}) == 4
     assert set(flow_fusion.FUSION_MODES) == {"auto", "none", "modes", "modes_pruned2", "modes_pruned2_matched"}
 

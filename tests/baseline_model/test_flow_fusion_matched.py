@@ -82,8 +82,10 @@ def test_modes_pruned2_matched_through_fuse_flows(monkeypatch):
     assert _right_share(f_new) > 0.6
 
 
-def test_config_keeps_auto_and_accepts_the_value():
+def test_config_auto_runs_the_value_and_the_old_one_stays_reachable():
     c = PipelineConfig()
-    assert c.flow_fusion_used() == "modes_pruned2"  # the default is unchanged
+    assert c.flow_fusion_used() == "modes_pruned2_matched"  # the default since blur3 (default_rule.md)
+    c.flow_fusion = "modes_pruned2"
+    assert c.check() == [] and c.flow_fusion_used() == "modes_pruned2"
     c.flow_fusion = "modes_pruned2_matched"
     assert c.check() == [] and c.flow_fusion_used() == "modes_pruned2_matched"
