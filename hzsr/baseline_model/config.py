@@ -180,7 +180,8 @@ class PipelineConfig:
     # (bench/results/2026-12-08_modes_default/rule.md): blind seeds 24-26 -0.001 +- 0.010 dB paired
     # against "none" (no kind below -0.03), 12 MP 2.63 against 2.47 s. Inference only (the training
     # cache aligns without it unless data.fused_flow; the shipped weights were trained on DIS's flow).
-    # Checkpoints that store flow_fusion keep theirs (shipped.pt stores none: it takes this default).
+    # Checkpoints that store an explicit value keep it; one that stores "auto" (or none, as shipped.pt)
+    # runs what "auto" runs today. A run with data.fused_flow records the resolved value (train.py).
     # "modes_pruned2_matched" (blur3) is "modes_pruned2" whose pick compares at the source's measured
     # sharpness: Middlebury W blur 3.0 +1.57 -> +1.88 dB (DIS alone +1.85), calibration 31-33 and
     # held-out 21-23 ties (-0.001 / 0.000 dB), 12 MP dense flow +0.014 s; the default since

@@ -34,8 +34,9 @@ it needs a package the project does not depend on, so it was removed after the m
 code that measured it: commit 48ca1ec, docs/model.md "Fused flow hypotheses").
 
 Each pixel then takes the hypothesis (the plain DIS flow first) whose warp of the reference's luma
-matches the source's best over a small box (|difference|, the reference's luma first given the
-source's global mean and spread: W and T differ in exposure). None of it runs unless
+matches the source's best over a small box (|difference|, the reference's luma given the source's
+global mean and spread: W and T differ in exposure; with ``modes_pruned2_matched``, what ``"auto"``
+runs, after the sharper of the two, T, is blurred to the source's measured sharpness). None of it runs unless
 ``flow_fusion`` asks for it; ``"none"`` leaves the flow as DIS gave it, bit for bit.
 """
 
@@ -118,20 +119,22 @@ def pick_per_pixel(src_y: np.ndarray, ref_y: np.ndarray, flows: list[np.ndarray]
                    blur: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Per pixel, the flow of ``flows`` whose warp of ``ref_y`` matches ``src_y`` best (``box``-filtered |diff|).
 
-    Ties go to the earlier flow (``flows[0]``: DIS's own). ``ref_y`` is first given ``src_y``'s mean and
+    Ties go to the earlier flow (``flows[0]``: DIS's own). ``ref_y`` is given ``src_y``'s mean and
     standard deviation, so an exposure difference does not swamp the comparison.
 
     ``blur`` (``modes_pruned2_matched``, blur3): Gaussian sigmas (grid px) applied to ``src_y`` and
-    ``ref_y`` (after the normalisation) before they are compared, so a sharp luma is compared with a
-    soft one at the soft one's sharpness (``blur_matched_sigma``); (0, 0) compares them as they are.
+    ``ref_y`` first, so a sharp luma is compared with a soft one at the soft one's sharpness
+    (``blur_matched_sigma``); the normalisation comes after, so the blur's loss of contrast is not
+    counted against it. (0, 0) compares them as they are.
     """
     if len(flows) == 1:
         return flows[0]
-    s, r = _matched_to(src_y, ref_y)
+    s, r = src_y.astype(np.float32), ref_y.astype(np.float32)
     if blur[0] > 0:
         s = cv2.GaussianBlur(s, (0, 0), blur[0])
     if blur[1] > 0:
         r = cv2.GaussianBlur(r, (0, 0), blur[1])
+    r = _normalised_to(s, r)
     errs = np.stack([cv2.blur(np.abs(warp(r, f) - s), (box, box)) for f in flows])
     idx = np.argmin(errs, axis=0)
     out = flows[0].copy()
@@ -148,26 +151,31 @@ MATCH_SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 def blur_matched_sigma(src_y: np.ndarray, ref_y: np.ndarray, flow: np.ndarray,
                        sigmas: tuple[float, ...] = MATCH_SIGMAS) -> float:
     """How soft the source is against the reference: the sigma of ``sigmas`` (grid px) whose Gaussian on
-    the reference warped by ``flow`` (DIS's forward flow) matches the source best (mean |diff|).
+    the reference warped by ``flow`` (DIS's forward flow), then given the source's mean and spread,
+    matches the source best (mean |diff|).
 
     The reference (T) carries detail the source (W upsampled) does not resolve; compared at the
     reference's sharpness, a wrong flow that lands on a smooth patch of the reference can match a soft
-    W better than the right one does (docs/model.md, "Flow fusion at a soft W").
+    W better than the right one does (docs/model.md, "Flow fusion at a soft W"). Normalised after
+    the blur, so a larger sigma is not charged for the contrast it removes: a source blurred by one
+    of ``sigmas`` gets that sigma back (before 2026-12-08 06:50 UTC the normalisation came first and
+    the answer was a step or two low; ``estimator_rule.md``).
     """
-    s, r = _matched_to(src_y, ref_y)
-    wr = warp(r, flow)
-    errs = [float(np.abs((cv2.GaussianBlur(wr, (0, 0), sg) if sg > 0 else wr) - s).mean()) for sg in sigmas]
+    s = src_y.astype(np.float32)
+    wr = warp(ref_y.astype(np.float32), flow)
+    errs = [float(np.abs(_normalised_to(s, cv2.GaussianBlur(wr, (0, 0), sg) if sg > 0 else wr) - s).mean())
+            for sg in sigmas]
     return float(sigmas[int(np.argmin(errs))])
 
 
 def _one_direction(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.ndarray, pb: np.ndarray,
                    dis_from: DisFn, *, prune: bool = False, max_modes: int = 3,
-                   blur: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+                   blur: Callable[[], tuple[float, float]] = lambda: (0.0, 0.0)) -> np.ndarray:
     """``fwd`` (DIS's flow from ``a_y`` to ``b_y``) fused with DIS re-run from each keypoint mode.
 
     ``prune`` drops, before its DIS, a mode that ``mode_is_kept`` finds spurious; ``max_modes``
-    bounds the clusters looked for (``displacement_clusters``, largest first); ``blur`` is
-    ``pick_per_pixel``'s.
+    bounds the clusters looked for (``displacement_clusters``, largest first); ``blur()`` gives
+    ``pick_per_pixel``'s, asked only when a mode is left to pick from.
     """
     main = np.median(fwd.reshape(-1, 2), axis=0)
     clusters = displacement_clusters(pa, pb, main, max_modes=max_modes)
@@ -179,14 +187,20 @@ def _one_direction(a_y: np.ndarray, b_y: np.ndarray, fwd: np.ndarray, pa: np.nda
         init = np.empty_like(fwd)
         init[...] = np.float32(m)
         flows.append(dis_from(a_y, b_y, init))
-    return pick_per_pixel(a_y, b_y, flows, blur=blur)
+    if len(flows) == 1:
+        return fwd
+    return pick_per_pixel(a_y, b_y, flows, blur=blur())
+
+
+def _normalised_to(s: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``r`` given ``s``'s global mean and standard deviation (both float32)."""
+    return (r - r.mean()) * (s.std() / max(float(r.std()), 1e-6)) + s.mean()
 
 
 def _matched_to(src_y: np.ndarray, ref_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both lumas as float32, the reference given the source's global mean and spread (``pick_per_pixel``'s)."""
     s = src_y.astype(np.float32)
-    r = ref_y.astype(np.float32)
-    return s, (r - r.mean()) * (s.std() / max(float(r.std()), 1e-6)) + s.mean()
+    return s, _normalised_to(s, ref_y.astype(np.float32))
 
 
 def keypoint_patch_errors(s: np.ndarray, r: np.ndarray, pts: np.ndarray, flow: np.ndarray | None,
@@ -274,7 +288,10 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
     """DIS's forward and backward grid flows with ``mode``'s hypotheses fused in (``"none"``: as they are).
 
     ``"modes"`` runs DIS from each of at most three keypoint clusters per direction;
-    ``"modes_pruned2"`` from at most two, each tested first (``mode_is_kept``).
+    ``"modes_pruned2"`` from at most two, each tested first (``mode_is_kept``);
+    ``"modes_pruned2_matched"`` (what ``"auto"`` runs) as ``"modes_pruned2"``, its pick made at the
+    source's sharpness: the sharp one of the two lumas, the reference (T), is blurred by
+    ``blur_matched_sigma`` in both directions, measured once and only if a mode is left to pick from.
 
     Args:
         src_y, ref_y: the uint8 lumas DIS matched (blurred as the pipeline blurs them).
@@ -288,11 +305,14 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
         raise ValueError(f"pipeline.flow_fusion: expected none, {', '.join(_OPTIONS)} here, got {mode!r}")
     pa, pb = keypoint_matches(src_y, ref_y, w_px_on_grid)
     opts = dict(_OPTIONS[mode])
-    fwd_pick: dict = {}
-    bwd_pick: dict = {}
-    if opts.pop("matched", False):
-        sigma = blur_matched_sigma(src_y, ref_y, fwd)  # the reference blurred to the source's sharpness
-        fwd_pick = {"blur": (0.0, sigma)}
-        bwd_pick = {"blur": (sigma, 0.0)}  # backward, the reference is a_y
-    return (_one_direction(src_y, ref_y, fwd, pa, pb, dis_from, **opts, **fwd_pick),
-            _one_direction(ref_y, src_y, bwd, pb, pa, dis_from, **opts, **bwd_pick))
+    matched = bool(opts.pop("matched", False))
+    sigma: list[float] = []
+
+    def t_blur() -> float:  # the reference (T) blurred to the source's sharpness, measured once
+        if not sigma:
+            sigma.append(blur_matched_sigma(src_y, ref_y, fwd) if matched else 0.0)
+        return sigma[0]
+
+    # pick_per_pixel(a, b, ..., blur=(for a, for b)): forward a is the source, backward a is T.
+    return (_one_direction(src_y, ref_y, fwd, pa, pb, dis_from, **opts, blur=lambda: (0.0, t_blur())),
+            _one_direction(ref_y, src_y, bwd, pb, pa, dis_from, **opts, blur=lambda: (t_blur(), 0.0)))

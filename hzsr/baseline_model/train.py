@@ -34,7 +34,7 @@ import hashlib
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -341,6 +341,10 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, *, resume
     d = init_distributed()
     out = Path(out_dir)
     last = out / "ckpt-last.pt"
+    if cfg.data.fused_flow and cfg.pipeline.flow_fusion == "auto":
+        # The run trains on these flows: its config.yaml and checkpoints record what "auto" runs
+        # today, so a resume after the default has moved is refused, not trained on other flows.
+        cfg = replace(cfg, pipeline=replace(cfg.pipeline, flow_fusion=cfg.pipeline.flow_fusion_used()))
     # Every rank checks (so every rank fails alike), before anything is written; only rank 0
     # writes, after all have looked.
     raw = check_run_folder(out, cfg, resume)

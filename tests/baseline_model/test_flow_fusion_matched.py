@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from hzsr.baseline_model import flow_fusion
 from hzsr.baseline_model.config import PipelineConfig
@@ -45,10 +46,45 @@ def _right_share(flow: np.ndarray) -> float:
 def test_blur_matched_sigma_measures_how_soft_the_source_is():
     src, ref, _ = _soft_pair()
     zero = np.zeros((H, W, 2), np.float32)
-    # within a step of the true blur (the reference is first given the source's global spread, which
-    # the blur itself lowers, and both are uint8)
-    assert flow_fusion.blur_matched_sigma(src, ref, zero) in (2.5, SOFT)
+    assert flow_fusion.blur_matched_sigma(src, ref, zero) == SOFT
     assert flow_fusion.blur_matched_sigma(ref, ref, zero) == 0.0  # as sharp as the reference: no blur
+
+
+@pytest.mark.parametrize("true", [0.5, 0.75, 1.0, 1.5, 2.0, 3.0])
+def test_blur_matched_sigma_is_not_biased_by_the_contrast_the_blur_removes(true):
+    """A texture blurred by a known sigma gets that sigma back. Normalising the reference to the
+    source's spread before blurring it (the first version) charged each larger sigma for the contrast
+    it removes and answered a step or two low: 0 / 0.5 / 0.5 / 1.0 / 1.25 / 2.0 here (review-today11)."""
+    rng = np.random.default_rng(1)
+    ref = cv2.resize(rng.integers(0, 255, (96, 128)).astype(np.uint8), (512, 384), interpolation=cv2.INTER_CUBIC)
+    src = cv2.GaussianBlur(ref, (0, 0), true)
+    assert flow_fusion.blur_matched_sigma(src, ref, np.zeros((384, 512, 2), np.float32)) == true
+
+
+def test_fuse_flows_blurs_the_reference_in_both_directions(monkeypatch):
+    """Forward the pick compares (source, reference); backward (reference, source): the blur must go
+    on the reference, T, both times, and sigma is measured once, only when a mode is left."""
+    src, ref, wrong = _soft_pair()
+    rng = np.random.default_rng(1)
+    pa = rng.uniform(20, W // 2 - 20, (30, 2)).astype(np.float32)
+    monkeypatch.setattr(flow_fusion, "keypoint_matches", lambda *a, **k: (pa, pa + np.float32((W // 2, 0))))
+    kept = [True]
+    monkeypatch.setattr(flow_fusion, "mode_is_kept", lambda *a, **k: kept[0])
+    measured, picks = [], []
+    real_sigma, real_pick = flow_fusion.blur_matched_sigma, flow_fusion.pick_per_pixel
+    monkeypatch.setattr(flow_fusion, "blur_matched_sigma", lambda *a: measured.append(1) or real_sigma(*a))
+    monkeypatch.setattr(flow_fusion, "pick_per_pixel",
+                        lambda a, b, flows, **k: picks.append((a, b, k["blur"])) or real_pick(a, b, flows, **k))
+    zero = np.zeros_like(wrong)
+    flow_fusion.fuse_flows(src, ref, zero, zero, lambda a, b, init: wrong.copy(), "modes_pruned2_matched", 2.0)
+    assert len(measured) == 1 and len(picks) == 2
+    for a, b, (blur_a, blur_b) in picks:
+        blurred = a if blur_a > 0 else b
+        assert blurred is ref and (blur_a == 0) != (blur_b == 0), (blur_a, blur_b)
+    measured.clear()
+    kept[0] = False  # every mode pruned: nothing to pick from, nothing to measure
+    flow_fusion.fuse_flows(src, ref, zero, zero, lambda a, b, init: wrong.copy(), "modes_pruned2_matched", 2.0)
+    assert measured == []
 
 
 def test_the_pick_at_the_source_s_sharpness_keeps_the_right_flow():

@@ -185,7 +185,14 @@ def test_resume_of_a_run_from_before_the_flow_fusion_default(tiny_dataset, tiny_
     assert s["steps"] == 6 and s["steps_this_call"] == 0
     raw["train"]["data"]["fused_flow"] = True  # a run that trained on the fused flow: the value counts
     torch.save(raw, run / "ckpt-last.pt")
-    with pytest.raises(ConfigError, match=r"1 key\(s\): pipeline\.flow_fusion: run 'none', now 'auto'"):
+    with pytest.raises(ConfigError, match=r"1 key\(s\): pipeline\.flow_fusion: run 'none', now 'modes_pruned2_ma"):
+        train(load_train_config(None, [*TINY, "data.fused_flow=true"]), tiny_dataset, run, resume=True,
+              progress=False)
+    # A run that trains on the fused flow records what "auto" runs, so a later default cannot change
+    # its flows silently: one stored as "auto" (before that was recorded) is refused too.
+    raw["train"]["pipeline"]["flow_fusion"] = "auto"
+    torch.save(raw, run / "ckpt-last.pt")
+    with pytest.raises(ConfigError, match=r"pipeline\.flow_fusion: run 'auto', now 'modes_pruned2_matched'"):
         train(load_train_config(None, [*TINY, "data.fused_flow=true"]), tiny_dataset, run, resume=True,
               progress=False)
 
