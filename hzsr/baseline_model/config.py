@@ -183,8 +183,8 @@ class PipelineConfig:
     # Checkpoints that store an explicit value keep it; one that stores "auto" (or none, as shipped.pt)
     # runs what "auto" runs today. A run with data.fused_flow records the resolved value (train.py).
     # "modes_pruned2_matched" (blur3) is "modes_pruned2" whose pick compares at the source's measured
-    # sharpness: Middlebury W blur 3.0 +1.57 -> +1.88 dB (DIS alone +1.85), calibration 31-33 and
-    # held-out 21-23 ties (-0.001 / 0.000 dB), 12 MP dense flow +0.014 s; the default since
+    # sharpness: Middlebury W blur 3.0 +1.57 -> +1.96 dB (DIS alone +1.85; +1.88 before its estimator
+    # was unbiased), calibration 31-33 and held-out 21-23 ties, 12 MP dense flow +0.014 s; the default since
     # 2026-12-08 06:20 UTC under bench/results/2026-12-08_blur3/default_rule.md. "auto" (the default)
     # is "modes_pruned2_matched" where the flow can take it (flow_backend dis with flow_level_by_w_px)
     # and "none" elsewhere (another backend, registered or not, keeps working unchanged); what runs is

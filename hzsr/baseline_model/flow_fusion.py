@@ -20,7 +20,7 @@ forward and backward:
 - ``modes_pruned2_matched`` (blur3; what ``auto`` runs since 2026-12-08 06:20 UTC): ``modes_pruned2``
   whose per-pixel pick compares the two lumas at the source's sharpness (``blur_matched_sigma``). Against a
   soft W the reference at its own sharpness, warped wrongly onto a smooth patch, matches better than
-  the right warp: Middlebury at W blur sigma 3.0 +1.57 -> +1.88 dB (DIS alone +1.85), the rest of the
+  the right warp: Middlebury at W blur sigma 3.0 +1.57 -> +1.96 dB (DIS alone +1.85), the rest of the
   sweep within 0.02 dB or better, calibration 31-33 a tie (docs/model.md, "Flow fusion at a soft W").
 
 Measured and removed (issue20modes; the code is at commit 146105f): a mode's DIS on a window around
