@@ -31,7 +31,7 @@ from pathlib import Path
 
 import adbutils
 
-from hzsr.core.errors import TransferError
+from hzsr.core.errors import CaptureError, TransferError
 from hzsr.core.fileio import apply_umask, fsync_dir
 
 _END_MARK = "hzsr-sha256-end:"
@@ -153,16 +153,33 @@ def _read_into(sock, view: memoryview, n: int) -> None:
         got += k
 
 
+def host_disk_error(exc: OSError, path: str | Path) -> CaptureError:
+    """A failed write, fsync or rename on the host as the crew's error, not the link's.
+
+    ``OSError`` is also what a dropped socket raises (``LINK_ERRORS``), which the capture answers by
+    restarting the adb server and retrying with backoff; a full or failing host disk is not mended
+    that way. It stops the capture at once, incomplete, its message naming the file; ``capture
+    resume`` pulls it again once there is room.
+    """
+    return CaptureError(f"cannot write the pulled file on this computer: {exc.strerror or exc}", file=path,
+                        field="host disk")
+
+
 def _write_all(f, view: memoryview) -> None:
     """``view`` into the unbuffered file ``f``, every byte: a short write (a file-size limit, a full
     disk) is retried, and raises when the next write fails, never a silently truncated file."""
-    while view:
-        view = view[f.write(view):]
+    try:
+        while view:
+            view = view[f.write(view):]
+    except OSError as exc:
+        raise host_disk_error(exc, f.name) from exc
 
 
 def _fsync_close(f) -> None:
     try:
         os.fsync(f.fileno())
+    except OSError as exc:
+        raise host_disk_error(exc, f.name) from exc
     finally:
         f.close()
 
@@ -192,7 +209,10 @@ def _recv_all(device: adbutils.AdbDevice, parts: list[_Part], timeout_s: float) 
         sock.sendall(bytes(reqs))
         for part in parts:
             h = hashlib.sha256()
-            f = open(part.tmp, "wb", buffering=0)
+            try:
+                f = open(part.tmp, "wb", buffering=0)
+            except OSError as exc:
+                raise host_disk_error(exc, part.tmp) from exc
             try:
                 while True:
                     _read_into(sock, head, 8)
@@ -246,14 +266,19 @@ def pull_verified_many(device: adbutils.AdbDevice, items: list[FileToPull], time
     say which side is wrong: the phone's stored file (its hash is not the metadata's) or the
     transfer (the phone's file is right, the pulled bytes are not): the reason in ``failed`` says
     which. Either way the file is removed and listed in ``failed``; a file after a refusal is listed
-    there too (not tried). A link error removes every temp file and propagates.
+    there too (not tried). A link error removes every temp file and propagates; so does a failed
+    write, fsync or rename on the host, as a ``CaptureError`` (``host_disk_error``), never as a link
+    error.
     """
     parts: list[_Part] = []
     out = PullBatch({}, {})
     try:
         for it in items:
-            it.dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{it.dest.name}.", suffix=".part", dir=it.dest.parent)
+            try:
+                it.dest.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{it.dest.name}.", suffix=".part", dir=it.dest.parent)
+            except OSError as exc:
+                raise host_disk_error(exc, it.dest) from exc
             parts.append(_Part(it, tmp))  # removed in the finally below, whatever happens next
             try:
                 apply_umask(fd)
@@ -279,11 +304,17 @@ def pull_verified_many(device: adbutils.AdbDevice, items: list[FileToPull], time
                            f"hashing to {phone[:12]}..")
                 out.failed[it.phone_path] = TransferError(why, field=it.phone_path)
             else:
-                os.replace(part.tmp, it.dest)
+                try:
+                    os.replace(part.tmp, it.dest)
+                except OSError as exc:
+                    raise host_disk_error(exc, it.dest) from exc
                 folders.add(it.dest.parent)
                 out.pulled[it.phone_path] = Pulled(it.dest, part.size, part.sha256)
         for folder in folders:
-            fsync_dir(folder)
+            try:
+                fsync_dir(folder)
+            except OSError as exc:
+                raise host_disk_error(exc, folder) from exc
     finally:
         for part in parts:
             Path(part.tmp).unlink(missing_ok=True)

@@ -135,6 +135,40 @@ def test_flipped_byte_is_pulled_again(tmp_path, rig):
     _assert_nothing_lost(rig, tmp_path / "s")
 
 
+def test_host_disk_full_mid_pull_stops_at_once_and_resume_finishes(tmp_path, rig, monkeypatch):
+    """The host's disk fills on the 3rd chunk a capture's pull writes: the capture stops at once with
+    the crew's error naming the host disk (no adb restart, no retries: it is not the link), stays
+    incomplete with nothing half-written in place, and `capture resume` finishes it once there is room."""
+    import errno
+    import io
+
+    from hzsr.capture import transfer
+
+    run = _run(rig, tmp_path / "s")
+    run.open()
+    writes = []
+
+    class FillingDisk(io.FileIO):
+        def write(self, b):
+            writes.append(len(b))
+            if len(writes) == 3:  # the event: the pull's third write, a raw ENOSPC from the OS
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(b)
+
+    # transfer.py's temp files are opened with the builtin open (unbuffered): serve them from here
+    monkeypatch.setattr(transfer, "open", lambda path, mode, buffering=-1: FillingDisk(path, mode), raising=False)
+    recovered = []
+    monkeypatch.setattr(run.link, "recover", lambda: recovered.append(1))
+    with pytest.raises(CaptureError, match=r"host disk: cannot write the pulled file on this computer: No space"):
+        run.capture("s", [])
+    assert recovered == [] and not any("pull" in m for m in run.link.log)  # not taken for a link error
+    assert list(journal_state(run.journal).values()) == ["incomplete"]
+    assert not (tmp_path / "s" / "captures").exists() or not any((tmp_path / "s" / "captures").iterdir())
+    monkeypatch.delattr(transfer, "open")  # room again
+    assert [r.status for r in resume(run)] == ["complete"]
+    assert _assert_nothing_lost(rig, tmp_path / "s") == 3
+
+
 def test_storage_full_stops_cleanly_and_session_stays_valid(tmp_path, rig):
     run = _run(rig, tmp_path / "s")
     run.open()
