@@ -25,7 +25,9 @@ import os
 import shlex
 import struct
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,21 +167,27 @@ def host_disk_error(exc: OSError, path: str | Path) -> CaptureError:
                         field="host disk")
 
 
+@contextmanager
+def _on_host(path: str | Path) -> Iterator[None]:
+    """File work on the host inside: an ``OSError`` comes out as ``host_disk_error``."""
+    try:
+        yield
+    except OSError as exc:
+        raise host_disk_error(exc, path) from exc
+
+
 def _write_all(f, view: memoryview) -> None:
     """``view`` into the unbuffered file ``f``, every byte: a short write (a file-size limit, a full
     disk) is retried, and raises when the next write fails, never a silently truncated file."""
-    try:
+    with _on_host(f.name):
         while view:
             view = view[f.write(view):]
-    except OSError as exc:
-        raise host_disk_error(exc, f.name) from exc
 
 
 def _fsync_close(f) -> None:
     try:
-        os.fsync(f.fileno())
-    except OSError as exc:
-        raise host_disk_error(exc, f.name) from exc
+        with _on_host(f.name):
+            os.fsync(f.fileno())
     finally:
         f.close()
 
@@ -209,10 +217,8 @@ def _recv_all(device: adbutils.AdbDevice, parts: list[_Part], timeout_s: float) 
         sock.sendall(bytes(reqs))
         for part in parts:
             h = hashlib.sha256()
-            try:
+            with _on_host(part.tmp):
                 f = open(part.tmp, "wb", buffering=0)
-            except OSError as exc:
-                raise host_disk_error(exc, part.tmp) from exc
             try:
                 while True:
                     _read_into(sock, head, 8)
@@ -274,11 +280,9 @@ def pull_verified_many(device: adbutils.AdbDevice, items: list[FileToPull], time
     out = PullBatch({}, {})
     try:
         for it in items:
-            try:
+            with _on_host(it.dest):
                 it.dest.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=f".{it.dest.name}.", suffix=".part", dir=it.dest.parent)
-            except OSError as exc:
-                raise host_disk_error(exc, it.dest) from exc
             parts.append(_Part(it, tmp))  # removed in the finally below, whatever happens next
             try:
                 apply_umask(fd)
@@ -304,17 +308,13 @@ def pull_verified_many(device: adbutils.AdbDevice, items: list[FileToPull], time
                            f"hashing to {phone[:12]}..")
                 out.failed[it.phone_path] = TransferError(why, field=it.phone_path)
             else:
-                try:
+                with _on_host(it.dest):
                     os.replace(part.tmp, it.dest)
-                except OSError as exc:
-                    raise host_disk_error(exc, it.dest) from exc
                 folders.add(it.dest.parent)
                 out.pulled[it.phone_path] = Pulled(it.dest, part.size, part.sha256)
         for folder in folders:
-            try:
+            with _on_host(folder):
                 fsync_dir(folder)
-            except OSError as exc:
-                raise host_disk_error(exc, folder) from exc
     finally:
         for part in parts:
             Path(part.tmp).unlink(missing_ok=True)
