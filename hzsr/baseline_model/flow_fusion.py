@@ -42,6 +42,7 @@ runs, after the sharper of the two, T, is blurred to the source's measured sharp
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import cv2
@@ -306,12 +307,10 @@ def fuse_flows(src_y: np.ndarray, ref_y: np.ndarray, fwd: np.ndarray,
     pa, pb = keypoint_matches(src_y, ref_y, w_px_on_grid)
     opts = dict(_OPTIONS[mode])
     matched = bool(opts.pop("matched", False))
-    sigma: list[float] = []
 
+    @functools.cache
     def t_blur() -> float:  # the reference (T) blurred to the source's sharpness, measured once
-        if not sigma:
-            sigma.append(blur_matched_sigma(src_y, ref_y, fwd) if matched else 0.0)
-        return sigma[0]
+        return blur_matched_sigma(src_y, ref_y, fwd) if matched else 0.0
 
     # pick_per_pixel(a, b, ..., blur=(for a, for b)): forward a is the source, backward a is T.
     return (_one_direction(src_y, ref_y, fwd, pa, pb, dis_from, **opts, blur=lambda: (0.0, t_blur())),
