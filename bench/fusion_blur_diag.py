@@ -109,19 +109,27 @@ def pick_costs(s: np.ndarray, r: np.ndarray, flows: list[np.ndarray], box: int =
     return np.stack([cv2.blur(np.abs(warp(r, f) - s), (box, box)) for f in flows])
 
 
+def _blur_errors(s: np.ndarray, r: np.ndarray, flow: np.ndarray, sigmas: tuple[float, ...]) -> list[float]:
+    """Global L1 of ``s`` against the reference warped by ``flow`` and blurred by each sigma (grid px).
+
+    ``s`` and ``r`` as ``flow_fusion._matched_to`` gives them: normalised *before* the blur, which is
+    the estimator this diagnosis ran with (biased a step or two low; ``flow_fusion.blur_matched_sigma``
+    now normalises after the blur: ``results/2026-12-08_blur3/estimator_rule.md``). Kept as it was so
+    that this script gives back ``diag.json``.
+    """
+    wr = warp(r, flow)
+    return [float(np.abs((cv2.GaussianBlur(wr, (0, 0), sg) if sg else wr) - s).mean()) for sg in sigmas]
+
+
 def estimate_blur(s: np.ndarray, r: np.ndarray, flow: np.ndarray) -> dict:
-    """Global L1 of ``s`` against the reference warped by ``flow`` and blurred by each sigma (grid px)."""
-    wr = warp(r, flow)
-    return {f"{sig:g}": round(float(np.abs((cv2.GaussianBlur(wr, (0, 0), sig) if sig else wr) - s).mean()), 3)
-            for sig in (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)}
+    """``_blur_errors`` for the sigmas up to 3 grid px, by sigma."""
+    sigmas = tuple(sg for sg in ff.MATCH_SIGMAS if sg <= 3.0)
+    return {f"{sg:g}": round(e, 3) for sg, e in zip(sigmas, _blur_errors(s, r, flow, sigmas), strict=True)}
 
 
-def blur_matched_sigma(s: np.ndarray, r: np.ndarray, flow: np.ndarray,
-                       sigmas: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)) -> float:
-    """The sigma (grid px) whose Gaussian on the reference warped by ``flow`` matches ``s`` best (L1)."""
-    wr = warp(r, flow)
-    errs = [float(np.abs((cv2.GaussianBlur(wr, (0, 0), sg) if sg else wr) - s).mean()) for sg in sigmas]
-    return sigmas[int(np.argmin(errs))]
+def blur_matched_sigma(s: np.ndarray, r: np.ndarray, flow: np.ndarray) -> float:
+    """The sigma of ``flow_fusion.MATCH_SIGMAS`` with the least ``_blur_errors`` (the diagnosis-time estimator)."""
+    return ff.MATCH_SIGMAS[int(np.argmin(_blur_errors(s, r, flow, ff.MATCH_SIGMAS)))]
 
 
 def epe(f: np.ndarray, t: np.ndarray) -> np.ndarray:
